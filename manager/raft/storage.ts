@@ -51,8 +51,8 @@ export class CorruptLogError extends Error {
 /** A write or fsync failed. The node must stop acknowledging anything. */
 export class StorageError extends Error {
   readonly code = 'ERAFTSTORAGE';
-  constructor(message: string, readonly cause?: unknown) {
-    super(message);
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
     this.name = 'StorageError';
   }
 }

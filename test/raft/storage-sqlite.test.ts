@@ -1,0 +1,618 @@
+import { after, afterEach, describe, test } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { MemoryRaftStorage, SqliteRaftStorage } from '../../manager/raft/storage-sqlite.ts';
+import { CorruptLogError, StorageError } from '../../manager/raft/storage.ts';
+import type { RaftStorage } from '../../manager/raft/storage.ts';
+import type { Entry, Snapshot } from '../../manager/raft/types.ts';
+
+// ---------------------------------------------------------------------------------------------------------
+// Fixtures: every temp dir, open storage and mount is released in hooks, even when a test fails.
+
+const dirs: string[] = [];
+const mounts: string[] = [];
+const opened: Array<{ close(): void }> = [];
+
+function tmpDir(): string {
+  const d = fs.mkdtempSync(os.tmpdir() + '/shoal-raft-');
+  dirs.push(d);
+  return d;
+}
+
+function open(dir: string, opts?: { snapshotsKept?: number }): SqliteRaftStorage {
+  const s = new SqliteRaftStorage(dir, opts);
+  opened.push(s);
+  return s;
+}
+
+function closeAll(): void {
+  for (const s of opened.splice(0)) {
+    try {
+      s.close();
+    } catch {
+      // best effort
+    }
+  }
+}
+
+function unmount(dir: string): void {
+  try {
+    execFileSync('umount', [dir], { stdio: 'pipe' });
+  } catch {
+    try {
+      execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+    } catch {
+      // not mounted (any more)
+    }
+  }
+  const i = mounts.indexOf(dir);
+  if (i >= 0) mounts.splice(i, 1);
+}
+
+afterEach(() => {
+  closeAll();
+  for (const m of [...mounts]) unmount(m);
+});
+
+after(() => {
+  closeAll();
+  for (const m of [...mounts]) unmount(m);
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function payload(index: number, term: number, size = 16): Uint8Array {
+  const b = new Uint8Array(size);
+  for (let i = 0; i < size; i++) b[i] = (index * 31 + term * 7 + i) & 0xff;
+  return b;
+}
+
+function ents(from: number, to: number, term: number, size = 16): Entry[] {
+  const out: Entry[] = [];
+  for (let i = from; i <= to; i++) out.push({ index: i, term, type: 'normal', data: payload(i, term, size) });
+  return out;
+}
+
+function snap(index: number, term: number, size = 64): Snapshot {
+  return {
+    meta: { index, term, conf: { voters: ['a', 'b', 'c'], learners: ['d'], removed: ['x'] } },
+    data: payload(index, term, size),
+  };
+}
+
+function indices(es: Entry[]): number[] {
+  return es.map((e) => e.index);
+}
+
+function range(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let i = lo; i <= hi; i++) out.push(i);
+  return out;
+}
+
+function snapFiles(dir: string): string[] {
+  return fs.readdirSync(path.join(dir, 'snapshots')).sort();
+}
+
+/** Opens the database behind the storage's back (the storage must be closed: it holds an exclusive lock). */
+function raw(dir: string, fn: (db: Database.Database) => void): void {
+  const db = new Database(path.join(dir, 'raft.db'));
+  try {
+    fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+function tryMountTmpfs(t: TestContext, size: string): string | null {
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root to mount tmpfs');
+    return null;
+  }
+  const d = tmpDir();
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', d], { stdio: 'pipe' });
+  } catch (err) {
+    t.skip(`cannot mount tmpfs: ${String(err)}`);
+    return null;
+  }
+  mounts.push(d);
+  return d;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Semantics shared by both implementations. `reopen` simulates a restart (identity for the memory one).
+
+type Handle = {
+  s: RaftStorage & { entriesFrom(lo: number, hi: number): Entry[]; firstIndex(): number; lastIndex(): number };
+  reopen(): Handle;
+};
+
+const impls: Array<{ name: string; make(): Handle }> = [
+  {
+    name: 'SqliteRaftStorage',
+    make() {
+      const dir = tmpDir();
+      const h = (s: SqliteRaftStorage): Handle => ({
+        s,
+        reopen() {
+          s.close();
+          return h(open(dir));
+        },
+      });
+      return h(open(dir));
+    },
+  },
+  {
+    name: 'MemoryRaftStorage',
+    make() {
+      const s = new MemoryRaftStorage();
+      const h: Handle = { s, reopen: () => h };
+      return h;
+    },
+  },
+];
+
+for (const impl of impls) {
+  describe(`${impl.name} semantics`, () => {
+    test('fresh storage loads empty state', () => {
+      const { s } = impl.make();
+      assert.deepEqual(s.load(), { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] });
+    });
+
+    test('round trip of hard state and entries across close/reopen', () => {
+      let h = impl.make();
+      const es: Entry[] = [
+        { index: 1, term: 1, type: 'normal', data: new Uint8Array(0) },
+        { index: 2, term: 1, type: 'conf', data: new TextEncoder().encode(JSON.stringify({ type: 'addVoter', node: 'b' })) },
+        ...ents(3, 5, 2, 300),
+      ];
+      h.s.save({ hardState: { term: 2, vote: 'a', commit: 0 }, entries: es }, true);
+      // A commit-only change without fsync must still be visible after a clean restart.
+      h.s.save({ hardState: { term: 2, vote: 'a', commit: 4 }, entries: [] }, false);
+      h = h.reopen();
+      const st = h.s.load();
+      assert.deepEqual(st.hardState, { term: 2, vote: 'a', commit: 4 });
+      assert.equal(st.snapshot, null);
+      assert.deepEqual(st.entries, es);
+      for (const e of st.entries) assert.equal(Object.getPrototypeOf(e.data), Uint8Array.prototype);
+      // Later appends without a hard state keep the stored one.
+      h.s.save({ entries: ents(6, 7, 2) }, true);
+      assert.deepEqual(indices(h.reopen().s.load().entries), range(1, 7));
+    });
+
+    test('input buffers are not aliased', () => {
+      const { s } = impl.make();
+      const es = ents(1, 2, 1);
+      s.save({ entries: es }, true);
+      es[0]!.data[0] = 99;
+      assert.deepEqual(s.load().entries[0]!.data, payload(1, 1));
+    });
+
+    test('truncation on conflict replaces the suffix', () => {
+      let h = impl.make();
+      h.s.save({ hardState: { term: 1, vote: 'a', commit: 3 }, entries: ents(1, 10, 1) }, true);
+      h.s.save({ hardState: { term: 2, vote: 'b', commit: 3 }, entries: ents(6, 8, 2) }, true);
+      h = h.reopen();
+      const st = h.s.load();
+      assert.deepEqual(st.entries, [...ents(1, 5, 1), ...ents(6, 8, 2)]);
+      assert.equal(h.s.lastIndex(), 8);
+    });
+
+    test('invalid batches are rejected before writing and do not poison', () => {
+      const { s } = impl.make();
+      s.save({ hardState: { term: 2, vote: null, commit: 5 }, entries: ents(1, 10, 2) }, true);
+      const before = s.load();
+      assert.throws(() => s.save({ entries: ents(12, 13, 2) }, true), /invalid batch: entry 12 would leave a gap after last index 10/);
+      assert.throws(() => s.save({ entries: ents(5, 6, 3) }, true), /entry 5 would overwrite committed entry 5 \(commit 5\)/);
+      assert.throws(() => s.save({ entries: ents(3, 4, 2) }, true), /entry 3 would overwrite committed entry 5/);
+      assert.throws(() => s.save({ entries: ents(11, 11, 1) }, true), /term 1 below term 2 of entry 10/);
+      assert.throws(() => s.save({ hardState: { term: 2, vote: null, commit: 11 }, entries: [] }, true), /commit 11 beyond last index 10/);
+      assert.throws(() => s.save({ hardState: { term: 1, vote: null, commit: 5 }, entries: [] }, true), /hard state term 1 below stored term 2/);
+      assert.throws(
+        () => s.save({ entries: [...ents(11, 11, 2), ...ents(13, 13, 2)] }, true),
+        /entries not contiguous: position 1 has index 13, expected 12/,
+      );
+      s.save({ entries: ents(11, 11, 2) }, true);
+      // Resending committed entries unchanged (same terms) is harmless and accepted.
+      s.save({ entries: ents(4, 11, 2) }, true);
+      // Not poisoned: valid writes still go through, and nothing from the rejected ones was applied.
+      assert.deepEqual(s.load().entries, [...before.entries, ...ents(11, 11, 2)]);
+      s.save({ entries: ents(12, 12, 3) }, true);
+      assert.equal(s.load().entries.length, 12);
+    });
+
+    test('received snapshot beyond the log replaces the whole log', () => {
+      let h = impl.make();
+      h.s.save({ hardState: { term: 1, vote: 'a', commit: 10 }, entries: ents(1, 10, 1) }, true);
+      const sn = snap(20, 3, 1000);
+      h.s.save({ hardState: { term: 3, vote: null, commit: 20 }, entries: [], snapshot: sn }, true);
+      let st = h.s.load();
+      assert.deepEqual(st.snapshot, sn);
+      assert.deepEqual(st.entries, []);
+      assert.throws(() => h.s.entriesFrom(10, 11), RangeError);
+      h.s.save({ entries: ents(21, 25, 3) }, true);
+      h = h.reopen();
+      st = h.s.load();
+      assert.deepEqual(st.hardState, { term: 3, vote: null, commit: 20 });
+      assert.deepEqual(st.snapshot, sn);
+      assert.deepEqual(st.entries, ents(21, 25, 3));
+      assert.equal(h.s.firstIndex(), 21);
+      // An older snapshot is refused.
+      assert.throws(() => h.s.save({ entries: [], snapshot: snap(15, 3) }, true), /older than the current snapshot 20/);
+    });
+
+    test('received snapshot matching the log keeps the entries after it', () => {
+      const { s } = impl.make();
+      s.save({ hardState: { term: 2, vote: null, commit: 3 }, entries: [...ents(1, 4, 1), ...ents(5, 10, 2)] }, true);
+      s.save({ hardState: { term: 2, vote: null, commit: 6 }, entries: [], snapshot: snap(6, 2) }, true);
+      const st = s.load();
+      assert.equal(st.snapshot?.meta.index, 6);
+      assert.deepEqual(st.entries, ents(7, 10, 2));
+      assert.equal(s.firstIndex(), 7); // no tail kept for a received snapshot
+    });
+
+    test('received snapshot conflicting with the log discards all of it', () => {
+      const { s } = impl.make();
+      s.save({ hardState: { term: 2, vote: null, commit: 3 }, entries: ents(1, 10, 1) }, true);
+      s.save({ hardState: { term: 2, vote: null, commit: 6 }, entries: ents(7, 8, 2), snapshot: snap(6, 2) }, true);
+      const st = s.load();
+      assert.equal(st.snapshot?.meta.term, 2);
+      assert.deepEqual(st.entries, ents(7, 8, 2));
+    });
+
+    test('compact keeps a tail readable via entriesFrom; load starts after the snapshot', () => {
+      let h = impl.make();
+      h.s.save({ hardState: { term: 1, vote: 'a', commit: 100 }, entries: ents(1, 100, 1) }, true);
+      h.s.compact(snap(80, 1), 30);
+      h = h.reopen();
+      const st = h.s.load();
+      assert.deepEqual(st.snapshot, snap(80, 1));
+      assert.deepEqual(indices(st.entries), range(81, 100));
+      assert.equal(h.s.firstIndex(), 51);
+      assert.deepEqual(h.s.entriesFrom(51, 81), ents(51, 80, 1));
+      assert.deepEqual(h.s.entriesFrom(95, 101), ents(95, 100, 1));
+      assert.deepEqual(h.s.entriesFrom(60, 60), []);
+      assert.throws(() => h.s.entriesFrom(50, 60), /50 is compacted/);
+      assert.throws(() => h.s.entriesFrom(90, 102), /101 is beyond the last index 100/);
+      // Appending after compaction continues the log.
+      h.s.save({ hardState: { term: 2, vote: null, commit: 100 }, entries: ents(101, 102, 2) }, true);
+      // Compaction is validated against the log.
+      assert.throws(() => h.s.compact(snap(90, 2), 0), /differs from log term 1/);
+      assert.throws(() => h.s.compact(snap(200, 2), 0), /not in the log/);
+      // An older local snapshot (a newer one is already stored) is a no-op, like RaftCore.compact.
+      h.s.compact(snap(70, 1), 0);
+      assert.equal(h.s.load().snapshot?.meta.index, 80);
+      assert.equal(h.s.firstIndex(), 51);
+      h.s.compact(snap(100, 1), 0);
+      assert.equal(h.s.firstIndex(), 101);
+      assert.deepEqual(h.reopen().s.load().entries, ents(101, 102, 2));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SQLite-specific: files, corruption, failures, throughput.
+
+describe('SqliteRaftStorage files and recovery', () => {
+  test('creates the directory and holds an exclusive lock on it', () => {
+    const dir = path.join(tmpDir(), 'nested', 'node-1');
+    const s = open(dir);
+    assert.ok(fs.statSync(path.join(dir, 'snapshots')).isDirectory());
+    assert.throws(() => open(dir), StorageError);
+    s.close();
+    open(dir).close();
+  });
+
+  test('snapshot file rotation keeps the newest 2 (configurable), removes temp and orphan files on open', () => {
+    const dir = tmpDir();
+    let s = open(dir);
+    s.save({ hardState: { term: 1, vote: null, commit: 50 }, entries: ents(1, 50, 1) }, true);
+    for (const i of [10, 20, 30, 40]) s.compact(snap(i, 1), 5);
+    assert.deepEqual(snapFiles(dir), ['30-1.snap', '40-1.snap']);
+    s.close();
+
+    // Leftovers of a crash: a temp file, and a renamed file whose commit never happened.
+    fs.writeFileSync(path.join(dir, 'snapshots', '45-1.snap.tmp'), 'partial');
+    fs.copyFileSync(path.join(dir, 'snapshots', '40-1.snap'), path.join(dir, 'snapshots', '45-1.snap'));
+    fs.writeFileSync(path.join(dir, 'snapshots', 'README'), 'unknown files are left alone');
+    s = open(dir);
+    assert.deepEqual(snapFiles(dir), ['30-1.snap', '40-1.snap', 'README']);
+    assert.equal(s.load().snapshot?.meta.index, 40);
+    s.close();
+
+    s = open(dir, { snapshotsKept: 3 });
+    s.compact(snap(45, 1), 0);
+    s.compact(snap(50, 1), 0);
+    assert.deepEqual(snapFiles(dir), ['40-1.snap', '45-1.snap', '50-1.snap', 'README']);
+    // Compacting again at the current snapshot keeps its file untouched.
+    const before = fs.statSync(path.join(dir, 'snapshots', '50-1.snap')).ino;
+    s.compact({ ...snap(50, 1), data: new Uint8Array([1, 2, 3]) }, 0);
+    assert.equal(fs.statSync(path.join(dir, 'snapshots', '50-1.snap')).ino, before);
+    assert.deepEqual(s.load().snapshot, snap(50, 1));
+  });
+
+  test('flipped byte in an entry is reported with its index', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.save({ hardState: { term: 1, vote: null, commit: 10 }, entries: ents(1, 10, 1) }, true);
+    s.close();
+    raw(dir, (db) => {
+      const data = db.prepare('SELECT data FROM entries WHERE idx = 7').pluck().get() as Buffer;
+      data[3]! ^= 0x01;
+      db.prepare('UPDATE entries SET data = ? WHERE idx = 7').run(data);
+    });
+    const r = open(dir);
+    assert.throws(() => r.load(), (e: unknown) => e instanceof CorruptLogError && /^log entry 7: checksum mismatch$/.test(e.message));
+    assert.throws(() => r.entriesFrom(5, 9), /log entry 7: checksum mismatch/);
+  });
+
+  test('a changed term is caught by the checksum too', () => {
+    const dir = tmpDir();
+    open(dir).save({ entries: ents(1, 5, 2) }, true);
+    closeAll();
+    raw(dir, (db) => db.prepare('UPDATE entries SET term = 3 WHERE idx = 2').run());
+    assert.throws(() => open(dir).load(), /log entry 2: checksum mismatch/);
+  });
+
+  test('a deleted middle row is reported as a gap', () => {
+    const dir = tmpDir();
+    open(dir).save({ hardState: { term: 1, vote: null, commit: 3 }, entries: ents(1, 10, 1) }, true);
+    closeAll();
+    raw(dir, (db) => db.prepare('DELETE FROM entries WHERE idx = 5').run());
+    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message === 'log gap: 4 followed by 6');
+  });
+
+  test('a missing first entry is reported', () => {
+    const dir = tmpDir();
+    open(dir).save({ entries: ents(1, 3, 1) }, true);
+    closeAll();
+    raw(dir, (db) => db.prepare('DELETE FROM entries WHERE idx = 1').run());
+    assert.throws(() => open(dir).load(), /log gap: log starts at 2, expected 1/);
+  });
+
+  test('commit beyond the last index is reported', () => {
+    const dir = tmpDir();
+    open(dir).save({ hardState: { term: 1, vote: null, commit: 8 }, entries: ents(1, 10, 1) }, true);
+    closeAll();
+    raw(dir, (db) => db.prepare('DELETE FROM entries WHERE idx > 5').run());
+    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message === 'hard state commit 8 beyond last index 5');
+  });
+
+  test('a tampered hard state row is reported', () => {
+    const dir = tmpDir();
+    open(dir).save({ hardState: { term: 4, vote: 'a', commit: 1 }, entries: ents(1, 2, 1) }, true);
+    closeAll();
+    raw(dir, (db) => db.prepare("UPDATE state SET vote = 'b'").run());
+    assert.throws(() => open(dir).load(), /hard state row: checksum mismatch/);
+  });
+
+  test('a truncated snapshot file is reported naming the file', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.save({ hardState: { term: 1, vote: null, commit: 10 }, entries: ents(1, 10, 1) }, true);
+    s.compact(snap(10, 1, 4096), 2);
+    s.close();
+    const file = path.join(dir, 'snapshots', '10-1.snap');
+    fs.truncateSync(file, fs.statSync(file).size - 100);
+    const r = open(dir);
+    assert.throws(
+      () => r.load(),
+      (e: unknown) => e instanceof CorruptLogError && e.message.includes(file) && /truncated/.test(e.message),
+    );
+    r.close();
+    fs.truncateSync(file, 10);
+    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message.includes(file));
+  });
+
+  test('a corrupted or missing snapshot file is reported naming the file', () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.save({ hardState: { term: 1, vote: null, commit: 10 }, entries: ents(1, 10, 1) }, true);
+    s.compact(snap(10, 1, 4096), 2);
+    s.close();
+    const file = path.join(dir, 'snapshots', '10-1.snap');
+    const buf = fs.readFileSync(file);
+    buf[buf.length - 10]! ^= 0xff;
+    fs.writeFileSync(file, buf);
+    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message === `snapshot file ${file}: checksum mismatch`);
+    closeAll();
+    fs.unlinkSync(file);
+    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message === `snapshot file ${file}: missing`);
+  });
+
+  test('a file that is not a database, or a damaged b-tree, fails on open with CorruptLogError', () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'raft.db'), Buffer.alloc(8192, 0x5a));
+    assert.throws(() => open(dir), CorruptLogError);
+
+    const dir2 = tmpDir();
+    const s = open(dir2);
+    for (let i = 0; i < 20; i++) s.save({ entries: ents(i * 50 + 1, i * 50 + 50, 1, 200) }, true);
+    s.close();
+    // Scribble over the middle of the file (interior/leaf pages of the entries b-tree).
+    const dbFile = path.join(dir2, 'raft.db');
+    const fd = fs.openSync(dbFile, 'r+');
+    const size = fs.fstatSync(fd).size;
+    for (let off = 8192; off < size - 4096; off += 16384) fs.writeSync(fd, Buffer.alloc(512, 0xa5), 0, 512, off);
+    fs.closeSync(fd);
+    assert.throws(
+      () => open(dir2),
+      (e: unknown) => e instanceof CorruptLogError && e.message.startsWith(`${path.join(dir2, 'raft.db')}: PRAGMA quick_check failed: `),
+    );
+  });
+
+  test('SIGKILL mid-stream: every acknowledged save survives, the log stays valid, the lock is released', async () => {
+    const dir = tmpDir();
+    const mod = fileURLToPath(new URL('../../manager/raft/storage-sqlite.ts', import.meta.url));
+    // The child appends batches of 8 forever (with a received snapshot now and then) and prints the last
+    // index after each save returns.
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `
+        import { SqliteRaftStorage } from ${JSON.stringify(mod)};
+        const s = new SqliteRaftStorage(process.argv[1]);
+        let next = 1;
+        for (let round = 1; ; round++) {
+          const entries = [];
+          for (let i = 0; i < 8; i++, next++) entries.push({ index: next, term: 1, type: 'normal', data: new Uint8Array(512).fill(next & 0xff) });
+          const batch = { hardState: { term: 1, vote: 'a', commit: next - 1 }, entries };
+          if (round % 50 === 0) s.compact({ meta: { index: next - 9, term: 1, conf: { voters: ['a'], learners: [], removed: [] } }, data: new Uint8Array(4096).fill(round & 0xff) }, 16);
+          s.save(batch, true);
+          process.stdout.write(String(next - 1) + '\\n');
+        }
+        `,
+        dir,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let acked = 0;
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let buf = '';
+        const timer = setTimeout(() => reject(new Error(`child made no progress: ${stderr}`)), 20_000);
+        child.stdout.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const lines = buf.split('\n');
+          buf = lines.pop()!;
+          for (const l of lines) acked = Number(l);
+          if (acked >= 2000 && child.exitCode === null && !child.killed) {
+            clearTimeout(timer);
+            child.kill('SIGKILL');
+          }
+        });
+        child.on('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    }
+    assert.ok(acked >= 2000, `child acknowledged only ${acked}: ${stderr}`);
+    const st = open(dir).load(); // the dead child's lock is gone; the log verifies
+    const last = st.entries.at(-1)?.index ?? st.snapshot?.meta.index ?? 0;
+    assert.ok(last >= acked, `acknowledged ${acked} but only ${last} survived`);
+    assert.ok(st.snapshot !== null);
+    assert.equal(st.entries[0]?.index, st.snapshot.meta.index + 1);
+  });
+
+  test('disk full during save: StorageError, then every save/compact refuses; acknowledged entries survive', (t) => {
+    const mnt = tryMountTmpfs(t, '512k');
+    if (!mnt) return;
+    try {
+      const dir = path.join(mnt, 'node');
+      const s = open(dir);
+      let acked = 0;
+      let failure: unknown = null;
+      for (let i = 0; i < 10_000; i++) {
+        try {
+          s.save({ hardState: { term: 1, vote: 'a', commit: acked }, entries: ents(acked + 1, acked + 16, 1, 1024) }, true);
+          acked += 16;
+        } catch (err) {
+          failure = err;
+          break;
+        }
+      }
+      assert.ok(failure instanceof StorageError, `expected StorageError, got ${String(failure)}`);
+      assert.match(failure.message, /^save failed: /);
+      assert.ok(acked > 0);
+      t.diagnostic(`disk full after ${acked} acknowledged entries: ${failure.message}`);
+      assert.throws(() => s.save({ entries: [] }, true), /^StorageError: storage failed earlier: save failed: /);
+      assert.throws(() => s.save({ entries: ents(acked + 1, acked + 1, 1) }, false), /storage failed earlier/);
+      assert.throws(() => s.compact(snap(1, 1), 0), /storage failed earlier/);
+      s.close();
+
+      // Give the disk room again: a restart sees exactly the acknowledged prefix.
+      execFileSync('mount', ['-o', 'remount,size=8m', mnt], { stdio: 'pipe' });
+      const r = open(dir);
+      const st = r.load();
+      assert.deepEqual(indices(st.entries), range(1, acked));
+      r.save({ entries: ents(acked + 1, acked + 1, 1) }, true);
+    } finally {
+      closeAll();
+      unmount(mnt);
+    }
+  });
+
+  test('disk full while writing a snapshot: StorageError, no temp file left, state unchanged', (t) => {
+    const mnt = tryMountTmpfs(t, '512k');
+    if (!mnt) return;
+    try {
+      const dir = path.join(mnt, 'node');
+      const s = open(dir);
+      s.save({ hardState: { term: 1, vote: null, commit: 10 }, entries: ents(1, 10, 1) }, true);
+      assert.throws(() => s.compact(snap(10, 1, 1024 * 1024), 0), (e: unknown) => e instanceof StorageError && /^compact failed: .*ENOSPC/.test(e.message));
+      assert.deepEqual(snapFiles(dir), []);
+      assert.throws(() => s.save({ entries: ents(11, 11, 1) }, true), /storage failed earlier: compact failed/);
+      s.close();
+      const st = open(dir).load();
+      assert.equal(st.snapshot, null);
+      assert.deepEqual(st.entries, ents(1, 10, 1));
+    } finally {
+      closeAll();
+      unmount(mnt);
+    }
+  });
+
+  test('throughput (logged, not asserted)', (t) => {
+    const dir = tmpDir();
+    const s = open(dir);
+    const report: string[] = [];
+    let next = 1;
+    for (const [batch, batches, sync] of [
+      [1, 500, true],
+      [64, 400, true],
+      [256, 100, true],
+      [64, 400, false],
+    ] as const) {
+      const prepared: Entry[][] = [];
+      for (let b = 0; b < batches; b++) {
+        prepared.push(ents(next, next + batch - 1, 1, 1024));
+        next += batch;
+      }
+      const t0 = process.hrtime.bigint();
+      for (const es of prepared) s.save({ entries: es }, sync);
+      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+      const n = batch * batches;
+      report.push(
+        `batch ${batch} x 1KiB sync=${sync}: ${Math.round(n / secs).toLocaleString('en-US')} entries/s ` +
+          `(${((secs / batches) * 1e3).toFixed(3)} ms/save)`,
+      );
+    }
+    const t0 = process.hrtime.bigint();
+    const st = s.load();
+    const loadSecs = Number(process.hrtime.bigint() - t0) / 1e9;
+    report.push(`load+verify ${st.entries.length} entries: ${(loadSecs * 1e3).toFixed(1)} ms`);
+    for (const line of report) {
+      t.diagnostic(line);
+      console.log(`[storage-sqlite throughput] ${line}`);
+    }
+    assert.equal(st.entries.length, next - 1);
+  });
+});
+
+describe('MemoryRaftStorage', () => {
+  test('injected failure poisons the instance', () => {
+    const s = new MemoryRaftStorage();
+    s.save({ entries: ents(1, 3, 1) }, true);
+    s.failNextWith = 'EIO';
+    assert.throws(() => s.save({ entries: ents(4, 4, 1) }, true), (e: unknown) => e instanceof StorageError && e.message === 'save failed: EIO');
+    assert.throws(() => s.save({ entries: [] }, true), /storage failed earlier: save failed: EIO/);
+    assert.deepEqual(indices(s.load().entries), [1, 2, 3]);
+  });
+});
