@@ -5,7 +5,7 @@ import { SimCluster, SimViolation, type OpHandle, type SimOptions } from './clus
 import { checkKv, formatHistory, type KvInput } from './linearizability.ts';
 import { Rng } from './rng.ts';
 
-export type Nemesis = 'none' | 'crash' | 'partition' | 'mixed' | 'membership';
+export type Nemesis = 'none' | 'crash' | 'partition' | 'mixed' | 'membership' | 'power' | 'churn';
 
 export interface RunOptions {
   seed: number;
@@ -40,7 +40,7 @@ export interface RunResult {
 export function runSeed(o: RunOptions): RunResult {
   const shapeRng = new Rng(o.seed ^ 0x5eed);
   const nodes = o.nodes ?? shapeRng.pick([3, 3, 5, 5, 7]);
-  const nemesis = o.nemesis ?? shapeRng.pick<Nemesis>(['crash', 'partition', 'mixed', 'mixed', 'membership']);
+  const nemesis = o.nemesis ?? shapeRng.pick<Nemesis>(['crash', 'partition', 'mixed', 'mixed', 'membership', 'power']);
   const duration = o.duration ?? 6000;
   const clients = o.clients ?? shapeRng.int(3, 8);
   const keys = o.keys ?? shapeRng.int(1, 4);
@@ -56,6 +56,9 @@ export function runSeed(o: RunOptions): RunResult {
     maxInflight: shapeRng.pick([1, 4, 16]),
     dropRate: shapeRng.pick([0, 0, 0.02, 0.1]),
     dupRate: shapeRng.pick([0, 0.02, 0.1]),
+    // Leader churn hunts for commit-rule bugs (Figure 8): one entry per message and widely varying
+    // delays open the window between an old-term entry and the new leader's own entry reaching a majority.
+    ...(nemesis === 'churn' ? { maxEntriesPerMsg: 1, maxDelay: 25, slowDelay: 80 } : {}),
     ...o.sim,
   });
   const rng = sim.rng.fork();
@@ -109,7 +112,7 @@ export function runSeed(o: RunOptions): RunResult {
   };
   const fault = () => {
     if (stopFaults) return;
-    const kind = nemesis === 'mixed' ? rng.pick(['crash', 'partition', 'isolateLeader', 'oneway', 'flaky']) : nemesis;
+    const kind = nemesis === 'mixed' ? rng.pick(['crash', 'partition', 'isolateLeader', 'oneway', 'flaky', 'power']) : nemesis;
     const ids = sim.ids();
     switch (kind) {
       case 'crash':
@@ -122,6 +125,34 @@ export function runSeed(o: RunOptions): RunResult {
         sim.crash(victim);
         counters.crashes++;
         sim.at(rng.int(50, 1500), () => sim.restart(victim));
+        break;
+      }
+      case 'power': {
+        // A power failure takes out a majority (or everyone) at once: whatever was not fsynced is gone
+        // on all of them together.
+        const victims = rng.shuffle(alive().slice()).slice(0, rng.chance(0.5) ? ids.length : Math.floor(ids.length / 2) + 1);
+        for (const v of victims) sim.crash(v);
+        counters.crashes += victims.length;
+        sim.at(rng.int(20, 600), () => {
+          for (const v of victims) sim.restart(v);
+        });
+        break;
+      }
+      case 'churn': {
+        // Leader churn: cut the leader off with at most one follower (its new entries stay
+        // uncommitted, as in the paper's Figure 8), or crash it, then let another leader rise.
+        const l = sim.leader();
+        if (!l) break;
+        if (rng.chance(0.5)) {
+          const buddy = rng.chance(0.5) ? rng.pick(ids.filter((x) => x !== l)) : null;
+          sim.partition([buddy ? [l, buddy] : [l], ids.filter((x) => x !== l && x !== buddy)]);
+          counters.partitions++;
+          sim.at(rng.int(30, 400), () => sim.heal());
+        } else {
+          sim.crash(l);
+          counters.crashes++;
+          sim.at(rng.int(10, 300), () => sim.restart(l));
+        }
         break;
       }
       case 'partition': {
@@ -159,7 +190,7 @@ export function runSeed(o: RunOptions): RunResult {
         break;
       }
     }
-    sim.at(rng.int(150, 700), fault);
+    sim.at(nemesis === 'churn' ? rng.int(40, 250) : rng.int(150, 700), fault);
   };
   const membershipChange = () => {
     const l = sim.leader();
@@ -227,7 +258,7 @@ export function runSeed(o: RunOptions): RunResult {
       if (!l) return false;
       if (handles.some((h) => h.status === 'pending')) return false;
       return sim.converged().ok;
-    }, 20000);
+    }, 20000, 20);
     for (const h of handles) sim.abandon(h);
     if (!settled) {
       const c = sim.converged();

@@ -769,10 +769,11 @@ export class RaftCore {
   // ---------------------------------------------------------------- replication (leader side)
 
   private handleAppendReject(to: NodeId, pr: Progress, m: Message): void {
+    // A rejection at or below what the follower already confirmed is stale (or duplicated): acting on
+    // it would resend what it has, and duplicated rejections would multiply into a message storm.
+    if (m.index <= pr.match) return;
     if (pr.state === 'replicate') {
-      // Only the rejection of an append we still consider outstanding is meaningful; the follower
-      // confirmed everything up to match, so probing resumes right after it.
-      if (m.index <= pr.match) return;
+      // The follower confirmed everything up to match, so probing resumes right after it.
       becomeProbe(pr);
     } else if (pr.state === 'probe') {
       if (pr.next - 1 !== m.index) return; // stale rejection
