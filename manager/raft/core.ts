@@ -239,6 +239,17 @@ export class RaftCore {
     }
   }
 
+  /**
+   * Campaigns at once when this node is the only voter (a freshly initialised cluster): nobody can be
+   * disrupted, and waiting a whole election timeout would only delay `cluster init`.
+   */
+  campaignIfSole(): boolean {
+    if (this.role === 'leader' || !this.promotable()) return false;
+    if (this.conf.voters.length !== 1 || this.conf.voters[0] !== this.id) return false;
+    this.campaign('real', false);
+    return true;
+  }
+
   /** Appends a normal entry. Throws NotLeaderError / ProposalRejectedError. */
   propose(data: Uint8Array): { index: number; term: number } {
     this.checkCanPropose();

@@ -439,6 +439,8 @@ export class RaftNode {
 
     this.transport.onMessage((m) => this.onMessage(m));
     this.timer = setInterval(() => this.onTick(), this.tickMs);
+    // A single-voter cluster (just initialised, or recovered with --force-new-cluster) leads at once.
+    this.core.campaignIfSole();
     this.observe();
     this.schedule();
   }
@@ -570,6 +572,12 @@ export class RaftNode {
 
   get isLeader(): boolean {
     return this.core.isLeader && !this.halted;
+  }
+
+  /** Leader only: how far a member's log is known to match ours (undefined elsewhere). */
+  progress(id: NodeId): { match: number; state: string } | undefined {
+    const pr = this.core.progressOf(id);
+    return pr ? { match: pr.match, state: pr.state } : undefined;
   }
 
   stats(): RaftNodeStats {

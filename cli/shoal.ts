@@ -1,0 +1,300 @@
+// The `shoal` command line. Cluster commands talk to the managers over mutual TLS with the admin
+// certificate from the context file that `cluster init` wrote; `cluster init|join` and `daemon` talk to
+// the local daemon over its unix socket. Errors are one clear line and a non-zero exit code.
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Daemon, httpsJson } from '../daemon/daemon.ts';
+
+class CliError extends Error {}
+
+export interface Context {
+  /** Where this context was loaded from (not stored). */
+  path?: string;
+  clusterId: string;
+  managers: string[];
+  admin: { key: string; cert: string; ca: string };
+}
+
+const DEFAULT_STATE_DIR = '/var/lib/shoal';
+
+function contextPath(flag?: string): string {
+  return flag ?? process.env.SHOAL_CONTEXT ?? join(homedir(), '.shoal', 'context.json');
+}
+
+export function loadContext(path: string): Context {
+  if (!existsSync(path)) throw new CliError(`no cluster context at ${path}: run \`shoal cluster init\` (or set SHOAL_CONTEXT / --context)`);
+  return { ...(JSON.parse(readFileSync(path, 'utf8')) as Context), path };
+}
+
+export function saveContext(path: string, ctx: Context): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const { path: _p, ...rest } = ctx;
+  writeFileSync(path, JSON.stringify(rest, null, 2), { mode: 0o600 });
+}
+
+/**
+ * Calls the control API on some manager, following leader redirects and skipping dead managers. The
+ * context's manager list is refreshed from every answer so the CLI fails over like the agents do.
+ */
+export async function control(ctx: Context, method: string, path: string, body?: unknown, explicit?: string): Promise<any> {
+  const queue = explicit ? [explicit] : [...ctx.managers];
+  const tried = new Set<string>();
+  let lastErr: string | null = null;
+  while (queue.length > 0) {
+    const m = queue.shift()!;
+    if (tried.has(m)) continue;
+    tried.add(m);
+    let out;
+    try {
+      out = await httpsJson(m, method, path, body, { ca: ctx.admin.ca, key: ctx.admin.key, cert: ctx.admin.cert });
+    } catch (e) {
+      lastErr = (e as Error).message;
+      continue;
+    }
+    if (out.status === 421 && out.body?.error?.leader) {
+      queue.unshift(out.body.error.leader);
+      continue;
+    }
+    if (out.managers && out.managers.join(',') !== ctx.managers.join(',') && ctx.path) {
+      ctx.managers = [...new Set([...out.managers, ...ctx.managers])];
+      saveContext(ctx.path, ctx);
+    }
+    if (out.status >= 400) throw new CliError(out.body?.error?.message ?? `HTTP ${out.status}`);
+    return out.body;
+  }
+  throw new CliError(`no manager reachable (${[...tried].join(', ')}): ${lastErr ?? 'no managers in context'}`);
+}
+
+export function localCall(stateDir: string, method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<any> {
+  const socketPath = join(stateDir, 'shoal.sock');
+  const data = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolvePromise, reject) => {
+    const req = httpRequest(
+      { socketPath, method, path, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: any = null;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            parsed = { error: { message: text } };
+          }
+          if ((res.statusCode ?? 500) >= 400) reject(new CliError(parsed?.error?.message ?? `HTTP ${res.statusCode}`));
+          else resolvePromise(parsed);
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new CliError(`the local daemon did not answer within ${timeoutMs} ms`)));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new CliError(`no Shoal daemon is running for ${stateDir} (start one with \`shoal daemon --state-dir ${stateDir}\`)`));
+      else reject(e instanceof CliError ? e : new CliError(e.message));
+    });
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+// -------------------------------------------------------------------- output
+
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('').trimEnd()).join('\n');
+}
+
+function nodeRows(nodes: any[]): string[][] {
+  const rows = [['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ROLE', 'ADDRESS']];
+  const sorted = [...nodes].sort((a, b) => String(a.description?.hostname).localeCompare(String(b.description?.hostname)));
+  for (const n of sorted) {
+    const ms = n.managerStatus ? (n.managerStatus.leader ? 'Leader' : n.managerStatus.voter ? cap(n.managerStatus.reachability) : 'Joining') : '';
+    rows.push([n.id.slice(0, 12), n.description?.hostname ?? '', cap(n.status?.state ?? ''), cap(n.spec?.availability ?? ''), ms, n.spec?.role ?? '', n.status?.addr ?? '']);
+  }
+  return rows;
+}
+
+const cap = (s: string) => (s ? s[0]!.toUpperCase() + s.slice(1) : s);
+
+// -------------------------------------------------------------------- commands
+
+const USAGE = `Usage: shoal <command> [options]
+
+Cluster:
+  shoal cluster init [--advertise-addr IP|IFACE] [--listen-port 2377] [--state-dir DIR]
+  shoal cluster join --token TOKEN [--advertise-addr IP|IFACE] [--state-dir DIR] MANAGER[:PORT]
+  shoal cluster join-token worker|manager [--rotate] [--quiet]
+  shoal cluster inspect
+Nodes:
+  shoal node ls [--format json]
+  shoal node inspect NODE
+  shoal node update [--label-add k=v]... [--label-rm k]... [--availability active|pause|drain] NODE
+  shoal node rm [--force] NODE
+Daemon and lab:
+  shoal daemon [--state-dir DIR] [--hostname NAME]
+  shoal lab up [--managers 3] [--workers 2] [--name shoal] | lab down [--name shoal] [--force] | lab ls
+
+Global: --context FILE (default $SHOAL_CONTEXT or ~/.shoal/context.json), --format table|json`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [group, sub, ...rest] = argv;
+  if (!group || group === '--help' || group === 'help' || group === '-h') {
+    console.log(USAGE);
+    return 0;
+  }
+  switch (group) {
+    case 'daemon':
+      return daemonCmd([sub, ...rest].filter((x): x is string => x !== undefined));
+    case 'cluster':
+      return clusterCmd(sub, rest);
+    case 'node':
+      return nodeCmd(sub, rest);
+    case 'lab': {
+      const { labCmd } = await import('./lab.ts');
+      return labCmd(sub, rest);
+    }
+    default:
+      throw new CliError(`unknown command '${group}' (see shoal --help)`);
+  }
+}
+
+type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+
+function opts(args: string[], options: OptionSpec): { values: Record<string, any>; positionals: string[] } {
+  try {
+    const r = parseArgs({ args, options: { context: { type: 'string' }, format: { type: 'string' }, ...options }, allowPositionals: true, strict: true });
+    return { values: r.values as Record<string, any>, positionals: r.positionals };
+  } catch (e) {
+    throw new CliError((e as Error).message.replace(/^.*?: /, ''));
+  }
+}
+
+async function daemonCmd(args: string[]): Promise<number> {
+  const { values } = opts(args, { 'state-dir': { type: 'string' }, hostname: { type: 'string' }, 'election-ms': { type: 'string' } });
+  const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
+  const d = new Daemon({
+    stateDir,
+    ...(values.hostname ? { hostname: String(values.hostname) } : {}),
+    ...(values['election-ms'] ? { timing: { electionMs: Number(values['election-ms']) } } : {}),
+  });
+  await d.start();
+  const stop = async (sig: string) => {
+    console.log(`${new Date().toISOString()} ${sig}: stopping`);
+    await d.stop().catch(() => {});
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  await new Promise(() => {});
+  return 0;
+}
+
+async function clusterCmd(sub: string | undefined, args: string[]): Promise<number> {
+  switch (sub) {
+    case 'init': {
+      const { values } = opts(args, { 'advertise-addr': { type: 'string' }, 'listen-port': { type: 'string' }, 'state-dir': { type: 'string' } });
+      const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
+      const r = await localCall(stateDir, 'POST', '/init', { advertiseAddr: values['advertise-addr'], ...(values['listen-port'] ? { listenPort: Number(values['listen-port']) } : {}) });
+      const path = contextPath(values.context as string | undefined);
+      saveContext(path, { clusterId: r.clusterId, managers: r.managers, admin: r.admin });
+      console.log(`Cluster initialized: this node (${r.nodeId}) is now a manager.\n`);
+      console.log(`To add a worker to this cluster, run on the worker:\n\n    shoal cluster join --token ${r.joinTokens.worker} ${r.managers[0]}\n`);
+      console.log(`To add a manager, run \`shoal cluster join-token manager\` and follow the instructions.`);
+      console.log(`Admin credentials written to ${path}`);
+      return 0;
+    }
+    case 'join': {
+      const { values, positionals } = opts(args, { token: { type: 'string' }, 'advertise-addr': { type: 'string' }, 'listen-port': { type: 'string' }, 'state-dir': { type: 'string' } });
+      if (!values.token) throw new CliError('cluster join needs --token');
+      if (positionals.length !== 1) throw new CliError('cluster join needs exactly one manager address (host[:port])');
+      const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
+      const r = await localCall(stateDir, 'POST', '/join', { token: values.token, remote: positionals[0], advertiseAddr: values['advertise-addr'], ...(values['listen-port'] ? { listenPort: Number(values['listen-port']) } : {}) });
+      console.log(`This node joined the cluster as a ${r.role} (node id ${r.nodeId}).`);
+      return 0;
+    }
+    case 'join-token': {
+      const { values, positionals } = opts(args, { rotate: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' } });
+      const role = positionals[0];
+      if (role !== 'worker' && role !== 'manager') throw new CliError('cluster join-token needs worker or manager');
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      if (values.rotate) await control(ctx, 'POST', '/v1/join-tokens/rotate', { role });
+      const t = await control(ctx, 'GET', '/v1/join-tokens');
+      if (values.quiet) console.log(t[role]);
+      else console.log(`To add a ${role} to this cluster, run:\n\n    shoal cluster join --token ${t[role]} ${t.managers[0]}\n`);
+      return 0;
+    }
+    case 'inspect': {
+      const { values } = opts(args, {});
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      console.log(JSON.stringify(await control(ctx, 'GET', '/v1/cluster'), null, 2));
+      return 0;
+    }
+    default:
+      throw new CliError(`unknown cluster command '${sub ?? ''}' (init, join, join-token, inspect)`);
+  }
+}
+
+async function nodeCmd(sub: string | undefined, args: string[]): Promise<number> {
+  switch (sub) {
+    case 'ls': {
+      const { values } = opts(args, {});
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      const nodes = await control(ctx, 'GET', '/v1/nodes');
+      console.log(values.format === 'json' ? JSON.stringify(nodes, null, 2) : table(nodeRows(nodes)));
+      return 0;
+    }
+    case 'inspect': {
+      const { values, positionals } = opts(args, {});
+      if (positionals.length !== 1) throw new CliError('node inspect needs one node (id, id prefix or hostname)');
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      console.log(JSON.stringify(await control(ctx, 'GET', `/v1/nodes/${encodeURIComponent(positionals[0]!)}`), null, 2));
+      return 0;
+    }
+    case 'update': {
+      const { values, positionals } = opts(args, { 'label-add': { type: 'string', multiple: true }, 'label-rm': { type: 'string', multiple: true }, availability: { type: 'string' } });
+      if (positionals.length !== 1) throw new CliError('node update needs one node (id, id prefix or hostname)');
+      const labelAdd: Record<string, string> = {};
+      for (const kv of (values['label-add'] as string[] | undefined) ?? []) {
+        const i = kv.indexOf('=');
+        if (i <= 0) throw new CliError(`--label-add ${kv}: expected key=value`);
+        labelAdd[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      const n = await control(ctx, 'POST', `/v1/nodes/${encodeURIComponent(positionals[0]!)}/update`, {
+        labelAdd,
+        labelRm: values['label-rm'] ?? [],
+        ...(values.availability ? { availability: values.availability } : {}),
+      });
+      console.log(n.id);
+      return 0;
+    }
+    case 'rm': {
+      const { values, positionals } = opts(args, { force: { type: 'boolean', short: 'f' } });
+      if (positionals.length !== 1) throw new CliError('node rm needs one node');
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      const r = await control(ctx, 'DELETE', `/v1/nodes/${encodeURIComponent(positionals[0]!)}${values.force ? '?force=1' : ''}`);
+      console.log(r.removed);
+      return 0;
+    }
+    default:
+      throw new CliError(`unknown node command '${sub ?? ''}' (ls, inspect, update, rm)`);
+  }
+}
+
+// Run when executed directly.
+const invoked = process.argv[1] ? resolve(process.argv[1]) : '';
+if (invoked.endsWith('cli/shoal.ts') || invoked.endsWith('/shoal')) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(`shoal: ${e instanceof CliError || (e as Error).name === 'ApiError' ? (e as Error).message : (e as Error).stack ?? String(e)}`);
+      process.exit(1);
+    },
+  );
+}
+
+export { CliError };

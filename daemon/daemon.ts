@@ -1,0 +1,430 @@
+// `shoal daemon`: runs one node. Always the agent; plus, when the node's certificate says manager, a
+// manager (Raft replica + control API) on the node's one secure port. Before the node belongs to a
+// cluster it only serves its local control socket, where `shoal cluster init|join` reach it.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
+import { hostname as osHostname, networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { ApiError, badRequest, readJson, sendError, sendJson } from '../manager/api/http.ts';
+import { createCsr, createRootCa, generateKeyPem, parseCertificate, renewalTime, signNodeCertificate } from '../manager/ca/pki.ts';
+import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
+import { Manager, newId, type ManagerTiming } from '../manager/manager.ts';
+import { Agent } from '../worker/agent.ts';
+
+export interface NodeState {
+  nodeId: string;
+  clusterId: string;
+  role: 'manager' | 'worker';
+  advertise: string; // host:port
+  listen: string; // host:port
+  managers: string[];
+}
+
+export interface DaemonOptions {
+  stateDir: string;
+  hostname?: string;
+  timing?: ManagerTiming;
+  log?: (line: string) => void;
+}
+
+export const DEFAULT_PORT = 2377;
+
+export class Daemon {
+  private local: HttpServer | null = null;
+  private secure: HttpsServer | null = null;
+  manager: Manager | null = null;
+  agent: Agent | null = null;
+  state: NodeState | null = null;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private readonly log: (l: string) => void;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.log = opts.log ?? ((l) => console.log(`${new Date().toISOString()} ${l}`));
+  }
+
+  get socketPath(): string {
+    return join(this.opts.stateDir, 'shoal.sock');
+  }
+
+  private path(...p: string[]): string {
+    return join(this.opts.stateDir, ...p);
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.path('certs'), { recursive: true, mode: 0o700 });
+    if (existsSync(this.path('node.json'))) {
+      this.state = JSON.parse(readFileSync(this.path('node.json'), 'utf8')) as NodeState;
+      await this.run(false);
+    }
+    await this.serveLocal();
+    this.log(this.state ? `node ${this.state.nodeId} (${this.state.role}) resumed` : 'not part of a cluster yet: waiting for `shoal cluster init` or `join`');
+  }
+
+  async stop(): Promise<void> {
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.agent?.stop();
+    await this.manager?.stop();
+    await new Promise<void>((r) => (this.secure ? this.secure.close(() => r()) : r()));
+    this.secure?.closeAllConnections();
+    await new Promise<void>((r) => (this.local ? this.local.close(() => r()) : r()));
+    rmSync(this.socketPath, { force: true });
+  }
+
+  // ------------------------------------------------------------------ local control socket
+
+  private async serveLocal(): Promise<void> {
+    rmSync(this.socketPath, { force: true });
+    this.local = createHttpServer((req, res) => void this.onLocal(req, res));
+    await new Promise<void>((resolve, reject) => {
+      this.local!.once('error', reject);
+      this.local!.listen(this.socketPath, () => resolve());
+    });
+  }
+
+  private async onLocal(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const path = (req.url ?? '').split('?')[0];
+      if (req.method === 'GET' && path === '/info') return sendJson(res, 200, this.info());
+      if (req.method === 'POST' && path === '/init') return sendJson(res, 200, await this.init((await readJson(req)) as InitRequest));
+      if (req.method === 'POST' && path === '/join') return sendJson(res, 200, await this.join((await readJson(req)) as JoinRequest));
+      throw new ApiError(404, 'ENOTFOUND', `no local endpoint ${req.method} ${path}`);
+    } catch (e) {
+      sendError(res, e);
+    }
+  }
+
+  info() {
+    return {
+      state: this.state ? 'active' : 'inactive',
+      node: this.state,
+      agent: this.agent ? { state: this.agent.state, connectedTo: this.agent.connectedTo, managers: this.agent.knownManagers() } : null,
+      raft: this.manager ? this.manager.raft.status() : null,
+    };
+  }
+
+  // ------------------------------------------------------------------ init
+
+  async init(r: InitRequest): Promise<InitResult> {
+    if (this.state) throw new ApiError(409, 'EEXISTS', `this node is already part of cluster ${this.state.clusterId}; leave it first`);
+    const ip = resolveAdvertise(r.advertiseAddr);
+    const port = r.listenPort ?? DEFAULT_PORT;
+    const clusterId = newId();
+    const nodeId = newId();
+    const t0 = Date.now();
+    // RSA key generation dominates init: make the three keys in parallel on the thread pool.
+    const [ca, nodeKey, adminKey] = await Promise.all([createRootCa({ clusterId }), generateKeyPem(), generateKeyPem()]);
+    const nodeCert = signNodeCertificate({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, csrPem: createCsr({ keyPem: nodeKey, nodeId }), nodeId, role: 'manager', clusterId, sans: { ips: [ip] } });
+    const adminId = `admin-${randomBytes(4).toString('hex')}`;
+    const adminCert = signNodeCertificate({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, csrPem: createCsr({ keyPem: adminKey, nodeId: adminId }), nodeId: adminId, role: 'admin', clusterId, validityMs: 365 * 24 * 3600_000 });
+    this.writeCerts(nodeKey, nodeCert.certPem, ca.certPem);
+    const advertise = `${ip}:${port}`;
+    this.state = { nodeId, clusterId, role: 'manager', advertise, listen: `0.0.0.0:${port}`, managers: [advertise] };
+    this.saveState();
+    await this.run(true);
+    const host = this.opts.hostname ?? osHostname();
+    await this.manager!.initialize({
+      caCertPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      self: {
+        id: nodeId,
+        kind: 'node',
+        spec: { labels: {}, availability: 'active', role: 'manager' },
+        description: { hostname: host, platform: { os: process.platform, arch: process.arch }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: ip },
+        status: { state: 'ready', message: '', addr: ip },
+        certificate: { serial: nodeCert.serial, notAfter: nodeCert.notAfter.toISOString(), role: 'manager' },
+      } as never,
+    });
+    const c = this.manager!.cluster()!;
+    this.log(`initialised cluster ${clusterId} as node ${nodeId} in ${Date.now() - t0} ms`);
+    return {
+      clusterId,
+      nodeId,
+      managers: [advertise],
+      joinTokens: c.joinTokens,
+      admin: { key: adminKey, cert: adminCert.certPem, ca: ca.certPem },
+    };
+  }
+
+  // ------------------------------------------------------------------ join
+
+  async join(r: JoinRequest): Promise<{ nodeId: string; role: string; clusterId: string }> {
+    if (this.state) throw new ApiError(409, 'EEXISTS', `this node is already part of cluster ${this.state.clusterId}; leave it first`);
+    if (typeof r.token !== 'string') throw badRequest('join needs --token');
+    if (typeof r.remote !== 'string' || r.remote === '') throw badRequest('join needs the address of a manager (host:port)');
+    try {
+      parseJoinToken(r.token);
+    } catch (e) {
+      throw badRequest((e as Error).message);
+    }
+    const ip = resolveAdvertise(r.advertiseAddr);
+    const port = r.listenPort ?? DEFAULT_PORT;
+    let remote = r.remote.includes(':') ? r.remote : `${r.remote}:${DEFAULT_PORT}`;
+    // 1. Fetch the CA without trusting it, and pin it against the digest in the token.
+    const caPem = await fetchCa(remote);
+    try {
+      pinCa(caPem, r.token);
+    } catch (e) {
+      throw new ApiError(401, 'ECAPIN', (e as Error).message.replace('<where>', remote));
+    }
+    // 2. Send a CSR and the token; follow redirects to the leader.
+    const key = await generateKeyPem();
+    const csr = createCsr({ keyPem: key, nodeId: 'joining' });
+    let resp: JoinResponse | null = null;
+    for (let hop = 0; hop < 4 && !resp; hop++) {
+      const out = await httpsJson(remote, 'POST', '/v1/join', { token: r.token, csr, advertise: `${ip}:${port}`, hostname: this.opts.hostname ?? osHostname() }, { ca: caPem });
+      if (out.status === 421 && typeof out.body?.error?.leader === 'string') {
+        remote = out.body.error.leader;
+        continue;
+      }
+      if (out.status !== 200) throw new ApiError(out.status, out.body?.error?.code ?? 'EJOIN', out.body?.error?.message ?? `join failed with HTTP ${out.status}`);
+      resp = out.body as JoinResponse;
+    }
+    if (!resp) throw new ApiError(502, 'EJOIN', 'join: too many redirects');
+    this.writeCerts(key, resp.certPem, resp.caCertPem);
+    const advertise = `${ip}:${port}`;
+    this.state = { nodeId: resp.nodeId, clusterId: resp.clusterId, role: resp.role, advertise, listen: `0.0.0.0:${port}`, managers: resp.managers.map((m) => m.addr) };
+    this.saveState();
+    await this.run(false);
+    this.log(`joined cluster ${resp.clusterId} as ${resp.role} ${resp.nodeId}`);
+    return { nodeId: resp.nodeId, role: resp.role, clusterId: resp.clusterId };
+  }
+
+  // ------------------------------------------------------------------ running
+
+  private creds() {
+    return {
+      key: readFileSync(this.path('certs', 'node.key'), 'utf8'),
+      cert: readFileSync(this.path('certs', 'node.crt'), 'utf8'),
+      ca: readFileSync(this.path('certs', 'ca.crt'), 'utf8'),
+    };
+  }
+
+  private async run(bootstrap: boolean): Promise<void> {
+    const st = this.state!;
+    if (st.role === 'manager') {
+      const creds = this.creds();
+      this.secure = createHttpsServer({ ...creds, requestCert: true, rejectUnauthorized: false }, (req, res) => void this.onSecure(req, res));
+      const [host, port] = splitHostPort(st.listen);
+      await new Promise<void>((resolve, reject) => {
+        this.secure!.once('error', reject);
+        this.secure!.listen(port, host, () => resolve());
+      });
+      this.manager = new Manager({
+        nodeId: st.nodeId,
+        clusterId: st.clusterId,
+        raftDir: this.path('raft'),
+        tls: creds,
+        advertise: st.advertise,
+        server: this.secure,
+        bootstrap,
+        ...(this.opts.timing ? { timing: this.opts.timing } : {}),
+        log: (l) => this.log(`manager: ${l}`),
+      });
+      await this.manager.start();
+    }
+    this.agent = new Agent({
+      nodeId: st.nodeId,
+      managers: st.role === 'manager' ? [st.advertise, ...st.managers.filter((m) => m !== st.advertise)] : st.managers,
+      creds: () => this.creds(),
+      advertiseAddr: st.advertise.split(':')[0]!,
+      ...(this.opts.hostname ? { hostname: this.opts.hostname } : {}),
+      log: (l) => this.log(l),
+      onManagers: (m) => {
+        this.state = { ...this.state!, managers: m };
+        this.saveState();
+      },
+      // Certificates only arrive in answer to our own CSR; renewNow() installs them with their key.
+    });
+    this.agent.start();
+    this.scheduleRenewal();
+  }
+
+  private async onSecure(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const m = this.manager;
+    try {
+      if (!m) throw new ApiError(503, 'ENOTMANAGER', 'this node is not a manager');
+      if (await m.handlePublic(req, res)) return;
+      const path = (req.url ?? '').split('?')[0] ?? '';
+      if (!path.startsWith('/v1/')) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
+      const tls = req.socket as TLSSocket;
+      if (!tls.authorized) throw new ApiError(401, 'EUNAUTHENTICATED', `a client certificate signed by this cluster's CA is required (${String(tls.authorizationError ?? 'none presented')})`);
+      const cert = tls.getPeerCertificate();
+      const problem = m.certProblem(cert.raw, ['admin']);
+      if (problem) throw new ApiError(403, 'EFORBIDDEN', problem);
+      // Clients keep their list of managers fresh from every answer (for failover).
+      res.setHeader('x-shoal-managers', m.managerAddrs().map((a) => a.addr).join(','));
+      if (!(await m.handleControl(req, res, String(cert.subject.CN)))) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
+    } catch (e) {
+      sendError(res, e);
+    }
+  }
+
+  /** Renews this node's certificate at a random point between 50 % and 80 % of its life. */
+  private scheduleRenewal(): void {
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    const info = parseCertificate(this.creds().cert);
+    const at = renewalTime(info.notBefore, info.notAfter, Math.random).getTime();
+    const delay = Math.max(1000, Math.min(at - Date.now(), 2 ** 31 - 1));
+    this.renewTimer = setTimeout(() => void this.renewNow().catch((e) => {
+      this.log(`certificate renewal failed: ${(e as Error).message}; retrying in 5 s`);
+      this.renewTimer = setTimeout(() => this.scheduleRenewal(), 5000);
+    }), delay);
+    this.renewTimer.unref();
+  }
+
+  async renewNow(): Promise<void> {
+    if (!this.agent) throw new Error('not running');
+    const key = await generateKeyPem();
+    const r = await this.agent.renew(createCsr({ keyPem: key, nodeId: this.state!.nodeId }));
+    this.installCertificate(r.certPem, r.caCertPem, key);
+  }
+
+  private installCertificate(certPem: string, caPem: string, key: string): void {
+    this.writeCerts(key, certPem, caPem);
+    const creds = this.creds();
+    this.secure?.setSecureContext({ ...creds });
+    this.log(`certificate renewed (valid until ${parseCertificate(certPem).notAfter.toISOString()})`);
+    this.scheduleRenewal();
+  }
+
+  private writeCerts(key: string, cert: string, ca: string): void {
+    atomicWrite(this.path('certs', 'node.key'), key, 0o600);
+    atomicWrite(this.path('certs', 'node.crt'), cert, 0o644);
+    atomicWrite(this.path('certs', 'ca.crt'), ca, 0o644);
+  }
+
+  private saveState(): void {
+    atomicWrite(this.path('node.json'), JSON.stringify(this.state, null, 2), 0o600);
+  }
+}
+
+export interface InitRequest {
+  advertiseAddr?: string;
+  listenPort?: number;
+}
+
+export interface InitResult {
+  clusterId: string;
+  nodeId: string;
+  managers: string[];
+  joinTokens: { worker: string; manager: string };
+  admin: { key: string; cert: string; ca: string };
+}
+
+export interface JoinRequest {
+  token: string;
+  remote: string;
+  advertiseAddr?: string;
+  listenPort?: number;
+}
+
+interface JoinResponse {
+  nodeId: string;
+  role: 'manager' | 'worker';
+  certPem: string;
+  caCertPem: string;
+  clusterId: string;
+  managers: { id: string; addr: string }[];
+}
+
+// -------------------------------------------------------------------- helpers
+
+/**
+ * Turns --advertise-addr (an IPv4 address or an interface name) into an address. When it is omitted
+ * and the host has more than one candidate, refuse to guess and list them (a classic Swarm pitfall).
+ */
+export function resolveAdvertise(given: string | undefined): string {
+  const ifaces = networkInterfaces();
+  const candidates: { iface: string; address: string }[] = [];
+  for (const [name, addrs] of Object.entries(ifaces)) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) candidates.push({ iface: name, address: a.address });
+  }
+  if (given) {
+    if (/^\d+\.\d+\.\d+\.\d+$/.test(given)) {
+      if (!candidates.some((c) => c.address === given) && given !== '127.0.0.1') {
+        throw badRequest(`--advertise-addr ${given} is not an address of this host (candidates: ${candidates.map((c) => `${c.address} on ${c.iface}`).join(', ') || 'none'})`);
+      }
+      return given;
+    }
+    const byName = candidates.filter((c) => c.iface === given);
+    if (byName.length === 0) throw badRequest(`--advertise-addr ${given}: no such interface with an IPv4 address (candidates: ${candidates.map((c) => `${c.address} on ${c.iface}`).join(', ') || 'none'})`);
+    return byName[0]!.address;
+  }
+  if (candidates.length === 1) return candidates[0]!.address;
+  if (candidates.length === 0) throw badRequest('no non-loopback IPv4 address found: pass --advertise-addr');
+  throw badRequest(`this host has several addresses; choose one with --advertise-addr: ${candidates.map((c) => `${c.address} (${c.iface})`).join(', ')}`);
+}
+
+function splitHostPort(hp: string): [string, number] {
+  const i = hp.lastIndexOf(':');
+  return [hp.slice(0, i), Number(hp.slice(i + 1))];
+}
+
+function atomicWrite(path: string, data: string, mode: number): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+async function fetchCa(remote: string): Promise<string> {
+  const out = await httpsRaw(remote, 'GET', '/v1/ca', undefined, { insecure: true });
+  if (out.status !== 200) throw new ApiError(502, 'ECAFETCH', `could not fetch the CA certificate from ${remote}: HTTP ${out.status}`);
+  return out.text;
+}
+
+export async function httpsJson(remote: string, method: string, path: string, body: unknown, tls: { ca?: string; key?: string; cert?: string; insecure?: boolean }): Promise<{ status: number; body: any; managers: string[] | null }> {
+  const out = await httpsRaw(remote, method, path, body, tls);
+  let parsed: unknown = null;
+  try {
+    parsed = out.text ? JSON.parse(out.text) : null;
+  } catch {
+    parsed = { error: { message: out.text } };
+  }
+  return { status: out.status, body: parsed, managers: out.managers };
+}
+
+export function httpsRaw(remote: string, method: string, path: string, body: unknown, tls: { ca?: string; key?: string; cert?: string; insecure?: boolean }, timeoutMs = 10_000): Promise<{ status: number; text: string; managers: string[] | null }> {
+  const [host, port] = splitHostPort(remote);
+  const data = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host,
+        port,
+        method,
+        path,
+        ...(tls.ca ? { ca: tls.ca } : {}),
+        ...(tls.key ? { key: tls.key, cert: tls.cert } : {}),
+        rejectUnauthorized: !tls.insecure,
+        // Any manager certified by the pinned CA may answer: check the role, not a host name.
+        checkServerIdentity: (_h, cert) => (tls.insecure || String(cert.subject?.OU) === 'manager' ? undefined : new Error('the server is not a Shoal manager')),
+        headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        const mh = res.headers['x-shoal-managers'];
+        const managers = typeof mh === 'string' && mh !== '' ? mh.split(',') : null;
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), managers }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${remote}: no answer within ${timeoutMs} ms`)));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      const why = e.code === 'ECONNREFUSED' ? `connection refused by ${remote} (is a Shoal manager running there?)` : e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH' ? `${remote} is unreachable` : e.message;
+      reject(new ApiError(503, e.code ?? 'ECONN', why));
+    });
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+export { execFileSync };

@@ -1,0 +1,30 @@
+// Messages of a worker session (one mutual-TLS WebSocket from each node's agent to the leader's
+// dispatcher, JSON text frames). The node's identity is its certificate's CN, never a field here.
+
+export interface NodeDescriptionMsg {
+  hostname: string;
+  platform: { os: string; arch: string };
+  resources: { nanoCpus: number; memoryBytes: number };
+  engineVersion: string;
+  addr: string;
+}
+
+export interface ManagerAddr {
+  id: string;
+  addr: string; // host:port of the manager's secure port
+}
+
+export type AgentToManager =
+  | { t: 'hello'; description: NodeDescriptionMsg }
+  | { t: 'hb' }
+  | { t: 'renew'; csr: string };
+
+export type ManagerToAgent =
+  | { t: 'welcome'; nodeId: string; heartbeatPeriodMs: number; managers: ManagerAddr[]; role: 'manager' | 'worker' }
+  | { t: 'hb'; heartbeatPeriodMs: number; managers: ManagerAddr[] }
+  | { t: 'redirect'; leader: ManagerAddr | null; message: string }
+  | { t: 'role'; role: 'manager' | 'worker' }
+  | { t: 'cert'; certPem: string; caCertPem: string; role: 'manager' | 'worker' }
+  | { t: 'error'; message: string };
+
+export const DISPATCHER_PATH = '/dispatcher/v1';

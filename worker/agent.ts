@@ -1,0 +1,205 @@
+// The node agent's session with the cluster: one mutual-TLS WebSocket to the leader's dispatcher,
+// heartbeats every period, failover across the manager list it learns, and certificate renewal.
+// Tasks arrive over this session in a later issue.
+import { hostname, cpus, totalmem } from 'node:os';
+import type { PeerCertificate } from 'node:tls';
+import { WebSocket, type ClientOptions } from 'ws';
+import { DISPATCHER_PATH, type AgentToManager, type ManagerAddr, type ManagerToAgent } from '../manager/dispatcher/protocol.ts';
+
+export interface AgentCredentials {
+  key: string;
+  cert: string;
+  ca: string;
+}
+
+export interface AgentOptions {
+  nodeId: string;
+  managers: string[]; // host:port
+  creds: () => AgentCredentials;
+  advertiseAddr: string;
+  hostname?: string;
+  log?: (line: string) => void;
+  /** A renewed certificate arrived (the daemon stores it and reloads its TLS contexts). */
+  onCertificate?: (certPem: string, caCertPem: string, role: 'manager' | 'worker') => void;
+  /** The managers told us our role changed. */
+  onRole?: (role: 'manager' | 'worker') => void;
+  onManagers?: (managers: string[]) => void;
+  random?: () => number;
+}
+
+export type AgentState = 'connecting' | 'ready' | 'stopped';
+
+export class Agent {
+  private ws: WebSocket | null = null;
+  private managers: string[];
+  private next = 0;
+  private hbTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private backoff = 50;
+  private periodMs = 1000;
+  private preferred: string | null = null;
+  state: AgentState = 'connecting';
+  connectedTo: string | null = null;
+  private readonly log: (l: string) => void;
+  private pendingRenew: ((r: { certPem: string; caCertPem: string; role: 'manager' | 'worker' }) => void) | null = null;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.managers = [...opts.managers];
+    this.log = opts.log ?? (() => {});
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  stop(): void {
+    this.state = 'stopped';
+    if (this.hbTimer) clearInterval(this.hbTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.ws?.terminate();
+    this.ws = null;
+  }
+
+  knownManagers(): string[] {
+    return [...this.managers];
+  }
+
+  /** Sends a CSR over the session and resolves with the signed certificate. */
+  renew(csr: string, timeoutMs = 10_000): Promise<{ certPem: string; caCertPem: string; role: 'manager' | 'worker' }> {
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.state !== 'ready') {
+        reject(new Error('no session with a manager'));
+        return;
+      }
+      const t = setTimeout(() => {
+        this.pendingRenew = null;
+        reject(new Error('certificate renewal timed out'));
+      }, timeoutMs);
+      this.pendingRenew = (r) => {
+        clearTimeout(t);
+        resolve(r);
+      };
+      this.send({ t: 'renew', csr });
+    });
+  }
+
+  private pickManager(): string {
+    if (this.preferred) {
+      const p = this.preferred;
+      this.preferred = null;
+      return p;
+    }
+    const m = this.managers[this.next % this.managers.length]!;
+    this.next++;
+    return m;
+  }
+
+  private connect(): void {
+    if (this.state === 'stopped') return;
+    if (this.managers.length === 0) {
+      this.log('agent: no managers known');
+      return;
+    }
+    const target = this.pickManager();
+    const creds = this.opts.creds();
+    this.state = 'connecting';
+    const options = {
+      key: creds.key,
+      cert: creds.cert,
+      ca: creds.ca,
+      rejectUnauthorized: true,
+      perMessageDeflate: false,
+      handshakeTimeout: 3000,
+      // Identity is the certificate's role, not a host name: any manager of our CA may serve us.
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => (String(cert.subject?.OU) === 'manager' ? undefined : new Error('peer is not a manager')),
+    };
+    const ws = new WebSocket(`wss://${target}${DISPATCHER_PATH}`, options as unknown as ClientOptions);
+    this.ws = ws;
+    ws.on('open', () => {
+      this.connectedTo = target;
+      this.backoff = 50;
+      this.send({ t: 'hello', description: this.describe() });
+    });
+    ws.on('message', (data) => {
+      let m: ManagerToAgent;
+      try {
+        m = JSON.parse(String(data)) as ManagerToAgent;
+      } catch {
+        return;
+      }
+      this.onMessage(m);
+    });
+    const retry = (why: string) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.hbTimer) clearInterval(this.hbTimer);
+      this.hbTimer = null;
+      if (this.state === 'stopped') return;
+      this.state = 'connecting';
+      this.connectedTo = null;
+      const delay = this.preferred ? 0 : this.backoff * (0.5 + (this.opts.random ?? Math.random)() / 2);
+      this.backoff = Math.min(this.backoff * 2, 1000);
+      this.log(`agent: session to ${target} ended (${why}); retrying in ${Math.round(delay)} ms`);
+      this.retryTimer = setTimeout(() => this.connect(), delay);
+    };
+    ws.on('close', (code, reason) => retry(`${code} ${String(reason)}`));
+    ws.on('error', (e) => retry(e.message));
+  }
+
+  private onMessage(m: ManagerToAgent): void {
+    switch (m.t) {
+      case 'welcome':
+        this.state = 'ready';
+        this.setManagers(m.managers);
+        this.setPeriod(m.heartbeatPeriodMs);
+        this.log(`agent: session established with ${this.connectedTo}`);
+        return;
+      case 'hb':
+        this.setManagers(m.managers);
+        if (m.heartbeatPeriodMs !== this.periodMs) this.setPeriod(m.heartbeatPeriodMs);
+        return;
+      case 'redirect':
+        if (m.leader) this.preferred = m.leader.addr;
+        return; // the manager closes the socket; we reconnect to the leader
+      case 'role':
+        this.opts.onRole?.(m.role);
+        return;
+      case 'cert':
+        this.opts.onCertificate?.(m.certPem, m.caCertPem, m.role);
+        this.pendingRenew?.({ certPem: m.certPem, caCertPem: m.caCertPem, role: m.role });
+        this.pendingRenew = null;
+        return;
+      case 'error':
+        this.log(`agent: manager says: ${m.message}`);
+        return;
+    }
+  }
+
+  private setManagers(list: ManagerAddr[]): void {
+    const addrs = list.map((m) => m.addr).filter(Boolean);
+    if (addrs.length === 0) return;
+    const changed = addrs.join(',') !== this.managers.join(',');
+    this.managers = addrs;
+    if (changed) this.opts.onManagers?.(addrs);
+  }
+
+  private setPeriod(ms: number): void {
+    this.periodMs = ms;
+    if (this.hbTimer) clearInterval(this.hbTimer);
+    this.hbTimer = setInterval(() => this.send({ t: 'hb' }), ms);
+  }
+
+  private send(m: AgentToManager): void {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m));
+  }
+
+  private describe() {
+    return {
+      hostname: this.opts.hostname ?? hostname(),
+      platform: { os: process.platform, arch: process.arch },
+      resources: { nanoCpus: cpus().length * 1e9, memoryBytes: totalmem() },
+      engineVersion: `shoal-${process.env.npm_package_version ?? '0.1.0'}`,
+      addr: this.opts.advertiseAddr,
+    };
+  }
+}
