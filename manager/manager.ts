@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, Router, badRequest, conflict, forbidden, notFound, readJson, sendError, sendJson, queryParam } from './api/http.ts';
 import { parseCertificate, signNodeCertificate, verifyNodeCertificate } from './ca/pki.ts';
-import { makeJoinToken, parseJoinToken, tokenMatches, RateLimiter } from './ca/tokens.ts';
+import { formatJoinToken, makeJoinToken, parseJoinToken, tokenMatches, RateLimiter } from './ca/tokens.ts';
 import { NodeLiveness } from './dispatcher/liveness.ts';
 import { DISPATCHER_PATH, type AgentToManager, type ManagerAddr, type ManagerToAgent } from './dispatcher/protocol.ts';
 import { NotLeaderError, RaftNode, type StateMachine } from './raft/node.ts';
@@ -241,7 +241,7 @@ export class Manager {
       const body = (await readJson(req)) as { role?: string };
       if (body.role !== 'worker' && body.role !== 'manager') throw badRequest('role must be worker or manager');
       this.requireLeader();
-      await this.store.update((tx) => {
+      await this.write((tx) => {
         const c = tx.get('cluster', CLUSTER_ID) as Cluster;
         const digest = parseJoinToken(c.joinTokens[body.role as 'worker']).caDigest;
         tx.update({ ...c, joinTokens: { ...c.joinTokens, [body.role as string]: makeJoinToken(digest) } } as Cluster);
@@ -265,7 +265,7 @@ export class Manager {
       for (const k of Object.keys(body.labelAdd ?? {})) if (!/^[A-Za-z0-9_.\-/]{1,128}$/.test(k)) throw badRequest(`invalid label key ${JSON.stringify(k)}`);
       this.requireLeader();
       const id = this.resolveNode(p.id!).id;
-      await this.store.update((tx) => {
+      await this.write((tx) => {
         const n = tx.get('node', id) as NodeObj | undefined;
         if (!n) throw notFound(`node ${p.id} not found`);
         const labels = { ...n.spec.labels, ...(body.labelAdd ?? {}) };
@@ -287,7 +287,7 @@ export class Manager {
       if (n.status.state === 'ready' && !force) {
         throw conflict(`node ${n.description?.hostname ?? n.id} is ready: stop it first, or use --force`);
       }
-      await this.store.update((tx) => {
+      await this.write((tx) => {
         const c = tx.get('cluster', CLUSTER_ID) as Cluster;
         tx.delete('node', n.id);
         tx.update({ ...c, denyList: { ...c.denyList, removedNodes: [...c.denyList.removedNodes, n.id] } } as Cluster);
@@ -314,12 +314,13 @@ export class Manager {
     const c = this.cluster();
     if (!c) throw new ApiError(503, 'ENOTREADY', 'cluster not initialised yet');
     let role: 'worker' | 'manager';
-    if (tokenMatches(b.token, c.joinTokens.manager)) role = 'manager';
-    else if (tokenMatches(b.token, c.joinTokens.worker)) role = 'worker';
+    const presented = formatJoinToken(parsed); // canonical form: stray whitespace or case do not matter
+    if (tokenMatches(presented, c.joinTokens.manager)) role = 'manager';
+    else if (tokenMatches(presented, c.joinTokens.worker)) role = 'worker';
     else throw new ApiError(401, 'EBADTOKEN', parsed.caDigest === parseJoinToken(c.joinTokens.worker).caDigest ? 'invalid join token (wrong secret, or it was rotated)' : 'invalid join token: it belongs to another cluster');
     const nodeId = newId();
     const host = b.advertise.split(':')[0]!;
-    const issued = signNodeCertificate({
+    const issued = signOrBadRequest({
       caCertPem: c.rootCa.caCertPem,
       caKeyPem: c.rootCa.caKeyPem,
       csrPem: b.csr,
@@ -330,7 +331,7 @@ export class Manager {
       validityMs: c.spec.caConfig?.nodeCertValidityMs ?? 90 * 24 * 3600_000,
     });
     const now = new Date().toISOString();
-    await this.store.update((tx) => {
+    await this.write((tx) => {
       tx.create({
         id: nodeId,
         kind: 'node',
@@ -581,6 +582,34 @@ export class Manager {
     throw new ApiError(503, 'ENOQUORUM', `no quorum: ${r.reachable} of ${r.total} managers reachable (need ${Math.floor(r.total / 2) + 1})`);
   }
 
+  /**
+   * A store write on behalf of an API call: bounded in time, and with the errors a caller can act on
+   * (no quorum, lost leadership) instead of a hang when the cluster cannot commit.
+   */
+  private async write(fn: Parameters<Store['update']>[0]): Promise<void> {
+    this.requireLeader();
+    const limit = 3 * (this.opts.timing?.electionMs ?? 1000) + 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ApiError(503, 'ETIMEOUT', 'the change was not committed in time')), limit);
+    });
+    try {
+      await Promise.race([this.store.update(fn), timeout]);
+    } catch (e) {
+      const name = (e as Error).name;
+      if (e instanceof ApiError && e.code !== 'ETIMEOUT') throw e;
+      if (e instanceof ApiError || e instanceof NotLeaderError || name === 'ProposalOutcomeUnknownError' || name === 'ProposalDroppedError' || name === 'RaftStoppedError') {
+        const r = this.reachableManagers();
+        const q = Math.floor(r.total / 2) + 1;
+        if (r.reachable < q) throw new ApiError(503, 'ENOQUORUM', `no quorum: ${r.reachable} of ${r.total} managers reachable (need ${q}); the change may not have been applied`);
+        throw new ApiError(503, 'EUNKNOWN', `leadership changed while committing (${(e as Error).message}); the change may or may not have been applied: check and retry`);
+      }
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async linearizable(): Promise<void> {
     try {
       await this.raft.read();
@@ -621,6 +650,16 @@ export class Manager {
       };
     }
     return { ...n, managerStatus, self: n.id === this.opts.nodeId };
+  }
+}
+
+/** Signs a CSR; a bad CSR (signature, weak key, malformed) is the caller's fault: 400, not 500. */
+function signOrBadRequest(o: Parameters<typeof signNodeCertificate>[0]) {
+  try {
+    return signNodeCertificate(o);
+  } catch (e) {
+    if ((e as Error).name === 'PkiError') throw badRequest(`certificate request refused: ${(e as Error).message}`);
+    throw e;
   }
 }
 

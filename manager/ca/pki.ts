@@ -1,0 +1,512 @@
+// Shoal's cluster PKI: the root CA, node keys and CSRs, node certificate issuance and the
+// authorization-layer checks a manager runs on a peer's certificate. See docs/design/ca.md.
+//
+// Division of labour: Node's crypto generates keys, signs, verifies signatures and parses certificates
+// (native, constant-time, any key type); node-forge only builds the X.509/PKCS#10 structures, which
+// Node cannot do. Forge's own RSA arithmetic is never used for private-key operations: it is pure JS
+// (35 ms per RSA-2048 signature, 75 ms for RSA-3072, blocking the leader's event loop).
+import { createHash, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, sign, verify, X509Certificate } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
+import forge from 'node-forge';
+
+export type NodeRole = 'manager' | 'worker' | 'admin';
+export const NODE_ROLES: readonly NodeRole[] = ['manager', 'worker', 'admin'];
+
+/** CN of every Shoal root CA (the cluster is named by O). */
+export const CA_COMMON_NAME = 'shoal-ca';
+export const DEFAULT_NODE_CERT_VALIDITY_MS = 90 * 24 * 3600_000;
+/** Issued certificates start this far in the past so a peer whose clock is behind accepts them. */
+export const CLOCK_SKEW_MS = 60_000;
+/** Smallest RSA modulus the CA accepts in a CSR. */
+export const MIN_RSA_BITS = 2048;
+
+export type PkiErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'MALFORMED_CERTIFICATE'
+  | 'MALFORMED_KEY'
+  | 'MALFORMED_CSR'
+  | 'CSR_SIGNATURE'
+  | 'WEAK_KEY'
+  | 'CA_KEY_MISMATCH'
+  | 'CA_NOT_VALID';
+
+export class PkiError extends Error {
+  override readonly name = 'PkiError';
+  constructor(
+    readonly code: PkiErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface CaMaterial {
+  /** Self-signed root CA certificate, PEM. */
+  certPem: string;
+  /** The CA's private key, PKCS#8 PEM. Lives in the replicated store so any leader can sign. */
+  keyPem: string;
+}
+
+export interface IssuedCertificate {
+  certPem: string;
+  /** Lowercase hex, no leading zero bytes (32 hex digits): the form `denied` sets hold. */
+  serial: string;
+  /** Exactly what the certificate says (X.509 times have whole-second precision). */
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface CertificateInfo {
+  /** Subject CN. */
+  nodeId: string;
+  /** Subject OU, verbatim ('' when absent). Only verifyNodeCertificate narrows it to a NodeRole. */
+  role: string;
+  /** Subject O ('' when absent). */
+  clusterId: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** sha256 of the certificate's DER, lowercase hex. */
+  fingerprint: string;
+  issuerCn: string;
+}
+
+export interface VerifiedCertificate extends CertificateInfo {
+  role: NodeRole;
+}
+
+export type VerifyResult = { ok: true; info: VerifiedCertificate } | { ok: false; reason: string };
+
+export interface VerifyOptions {
+  caCertPem: string;
+  clusterId: string;
+  now?: Date;
+  /** Revoked certificate serials (lowercase hex, as IssuedCertificate.serial) and removed node ids. */
+  denied?: ReadonlySet<string>;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Keys and the root CA
+
+/** A fresh RSA private key (PKCS#8 PEM), generated off the main thread by Node's libuv pool. */
+export function generateKeyPem(modulusLength: 2048 | 3072 | 4096 = 2048): Promise<string> {
+  return new Promise((resolve, reject) => {
+    generateKeyPair(
+      'rsa',
+      {
+        modulusLength,
+        publicKeyEncoding: { type: 'spki', format: 'pem' },
+        privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+      },
+      (err, _publicKey, privateKey) => (err ? reject(err) : resolve(privateKey)),
+    );
+  });
+}
+
+/**
+ * Creates the cluster's root CA: a self-signed certificate with CN `shoal-ca` and O = clusterId.
+ * RSA-3072 by default: the root lives for 20 years, well past the point where 2048-bit RSA is
+ * recommended (NIST SP 800-57: 2030); node certificates live 90 days and use 2048 bits.
+ */
+export async function createRootCa(opts: {
+  clusterId: string;
+  validityYears?: number;
+  modulusLength?: 2048 | 3072 | 4096;
+  now?: Date;
+}): Promise<CaMaterial> {
+  const { clusterId, validityYears = 20, modulusLength = 3072 } = opts;
+  checkName('clusterId', clusterId);
+  if (!Number.isFinite(validityYears) || validityYears <= 0 || validityYears > 100) {
+    throw new PkiError('INVALID_ARGUMENT', `validityYears must be in (0, 100], got ${validityYears}`);
+  }
+  const keyPem = await generateKeyPem(modulusLength);
+  const key = createPrivateKey(keyPem);
+  const now = (opts.now ?? new Date()).getTime();
+
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(createPublicKey(key).export({ type: 'spki', format: 'pem' }) as string);
+  cert.serialNumber = randomSerialHex();
+  cert.validity.notBefore = wholeSeconds(now - CLOCK_SKEW_MS);
+  const notAfter = new Date(now);
+  notAfter.setUTCFullYear(notAfter.getUTCFullYear() + Math.floor(validityYears));
+  const extraMs = (validityYears % 1) * 365.25 * 24 * 3600_000;
+  cert.validity.notAfter = wholeSeconds(notAfter.getTime() + extraMs);
+  const subject = [utf8Attr('commonName', CA_COMMON_NAME), utf8Attr('organizationName', clusterId)];
+  cert.setSubject(subject);
+  cert.setIssuer(subject);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  signCertificate(cert, key);
+  return { certPem: toPem(cert), keyPem };
+}
+
+/** sha256 of the CA certificate's DER, lowercase hex (64 characters): the digest in join tokens. */
+export function caDigest(caCertPem: string): string {
+  return createHash('sha256').update(loadX509(caCertPem).raw).digest('hex');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// CSRs and issuance
+
+/** A PKCS#10 CSR for `nodeId`, signed with `keyPem`. The CA ignores everything in it but the key. */
+export function createCsr(opts: { keyPem: string; nodeId: string }): string {
+  checkName('nodeId', opts.nodeId);
+  const key = loadPrivateKey(opts.keyPem);
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.publicKeyFromPem(createPublicKey(key).export({ type: 'spki', format: 'pem' }) as string);
+  csr.setSubject([utf8Attr('commonName', opts.nodeId)]);
+  csr.signatureOid = csr.siginfo.algorithmOid = forge.pki.oids['sha256WithRSAEncryption'] ?? null;
+  const cri = forgeInternals.getCertificationRequestInfo(csr);
+  csr.certificationRequestInfo = cri;
+  csr.signature = nativeSign(cri, key);
+  return forge.pki.certificationRequestToPem(csr).replace(/\r\n/g, '\n');
+}
+
+export interface SignNodeCertificateOptions {
+  caCertPem: string;
+  caKeyPem: string;
+  csrPem: string;
+  /** The identity the CA assigns; the CSR's CN is ignored. */
+  nodeId: string;
+  role: NodeRole;
+  clusterId: string;
+  sans?: { ips?: string[]; dns?: string[] };
+  validityMs?: number;
+  now?: Date;
+}
+
+/**
+ * Issues a node certificate: CN = nodeId, OU = role, O = clusterId, SANs `shoal-<role>`, nodeId and the
+ * given names/addresses, EKU serverAuth + clientAuth, a random 128-bit serial, valid from one minute ago
+ * (clock skew) for `validityMs` (never past the CA's own expiry). Only the CSR's public key is used, after
+ * its signature has been checked (proof of possession).
+ */
+export function signNodeCertificate(opts: SignNodeCertificateOptions): IssuedCertificate {
+  const { nodeId, role, clusterId, validityMs = DEFAULT_NODE_CERT_VALIDITY_MS } = opts;
+  checkName('nodeId', nodeId);
+  checkName('clusterId', clusterId);
+  if (!NODE_ROLES.includes(role)) throw new PkiError('INVALID_ARGUMENT', `role must be one of ${NODE_ROLES.join(', ')}`);
+  if (!Number.isFinite(validityMs) || validityMs < 1000) {
+    throw new PkiError('INVALID_ARGUMENT', `validityMs must be at least 1000, got ${validityMs}`);
+  }
+  const now = (opts.now ?? new Date()).getTime();
+
+  // The CA: its certificate (as forge and as Node see it) and its key, which must belong together.
+  const caX509 = loadX509(opts.caCertPem);
+  const caForge = forge.pki.certificateFromPem(opts.caCertPem);
+  const caKey = loadPrivateKey(opts.caKeyPem);
+  const spki = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
+  if (!spki(createPublicKey(caKey)).equals(spki(caX509.publicKey))) {
+    throw new PkiError('CA_KEY_MISMATCH', 'the CA private key does not belong to the CA certificate');
+  }
+  const caNotBefore = caForge.validity.notBefore.getTime();
+  const caNotAfter = caForge.validity.notAfter.getTime();
+  if (now < caNotBefore || now >= caNotAfter) {
+    throw new PkiError(
+      'CA_NOT_VALID',
+      `the CA certificate is not valid at ${new Date(now).toISOString()} (valid ${iso(caNotBefore)} to ${iso(caNotAfter)})`,
+    );
+  }
+
+  const publicKey = verifiedCsrPublicKey(opts.csrPem);
+
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = publicKey;
+  const serialHex = randomSerialHex();
+  cert.serialNumber = serialHex;
+  const notBefore = wholeSeconds(Math.max(now - CLOCK_SKEW_MS, caNotBefore));
+  const notAfter = wholeSeconds(Math.min(now + validityMs, caNotAfter));
+  cert.validity.notBefore = notBefore;
+  cert.validity.notAfter = notAfter;
+  cert.setSubject([
+    utf8Attr('commonName', nodeId),
+    utf8Attr('organizationalUnitName', role),
+    utf8Attr('organizationName', clusterId),
+  ]);
+  cert.setIssuer(caForge.subject.attributes);
+
+  const dns = uniq([`shoal-${role}`, nodeId, ...(opts.sans?.dns ?? []).map((d) => d.toLowerCase())]);
+  for (const d of dns) {
+    if (!DNS_NAME.test(d)) throw new PkiError('INVALID_ARGUMENT', `invalid DNS subject alternative name ${JSON.stringify(d)}`);
+  }
+  const ips = uniq(opts.sans?.ips ?? []);
+  const altNames: { type: number; value: string }[] = [
+    ...dns.map((value) => ({ type: 2, value })),
+    ...ips.map((ip) => ({ type: 7, value: ipToBytes(ip) })),
+  ];
+
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
+    { name: 'subjectAltName', altNames },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: caKeyIdentifier(caForge) },
+  ]);
+  signCertificate(cert, caKey);
+  return { certPem: toPem(cert), serial: normalizeSerial(serialHex), notBefore, notAfter };
+}
+
+const CSR_SIGNATURE_HASHES = new Map<string, string>(
+  (['sha256', 'sha384', 'sha512'] as const).flatMap((h) => {
+    const oid = forge.pki.oids[`${h}WithRSAEncryption`];
+    return oid ? [[oid, h] as [string, string]] : [];
+  }),
+);
+
+function verifiedCsrPublicKey(csrPem: string): forge.pki.rsa.PublicKey {
+  let csr: forge.pki.CertificateSigningRequest;
+  try {
+    csr = forge.pki.certificationRequestFromPem(csrPem);
+  } catch (err) {
+    throw new PkiError('MALFORMED_CSR', `certificate signing request is malformed: ${errorMessage(err)}`, { cause: err });
+  }
+  // Proof of possession, checked natively over the CSR's own CertificationRequestInfo bytes.
+  const publicKey = csr.publicKey as forge.pki.rsa.PublicKey | null;
+  if (!publicKey || !csr.certificationRequestInfo) throw new PkiError('MALFORMED_CSR', 'certificate signing request has no public key');
+  const hash = CSR_SIGNATURE_HASHES.get(csr.signatureOid ?? '');
+  if (!hash) {
+    throw new PkiError('CSR_SIGNATURE', `certificate signing request uses an unsupported signature algorithm (${csr.signatureOid}); use sha256WithRSAEncryption`);
+  }
+  const signed = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary');
+  const signature = Buffer.from(String(csr.signature), 'binary');
+  const key = createPublicKey(forge.pki.publicKeyToPem(publicKey));
+  if (!verify(hash, signed, key, signature)) {
+    throw new PkiError('CSR_SIGNATURE', 'certificate signing request signature does not match its public key');
+  }
+  const bits = publicKey.n.bitLength();
+  if (bits < MIN_RSA_BITS) {
+    throw new PkiError('WEAK_KEY', `certificate signing request key is RSA-${bits}; at least RSA-${MIN_RSA_BITS} is required`);
+  }
+  return publicKey;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Parsing and verification
+
+/** Reads the fields Shoal cares about. Throws PkiError('MALFORMED_CERTIFICATE') on anything else. */
+export function parseCertificate(pem: string | Buffer): CertificateInfo {
+  return certificateInfo(loadX509(pem));
+}
+
+function certificateInfo(x509: X509Certificate): CertificateInfo {
+  const legacy = x509.toLegacyObject();
+  const subject = legacy.subject as unknown as Record<string, unknown> | undefined;
+  const issuer = legacy.issuer as unknown as Record<string, unknown> | undefined;
+  const notBefore = new Date(x509.validFrom);
+  const notAfter = new Date(x509.validTo);
+  if (Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) {
+    throw new PkiError('MALFORMED_CERTIFICATE', 'certificate has an unreadable validity period');
+  }
+  return {
+    nodeId: singleField(subject, 'CN', 'subject'),
+    role: singleField(subject, 'OU', 'subject'),
+    clusterId: singleField(subject, 'O', 'subject'),
+    serial: normalizeSerial(x509.serialNumber),
+    notBefore,
+    notAfter,
+    fingerprint: createHash('sha256').update(x509.raw).digest('hex'),
+    issuerCn: singleField(issuer, 'CN', 'issuer'),
+  };
+}
+
+/**
+ * The authorization-layer check on a peer's certificate (TLS has already verified the chain on the
+ * wire; this names the cause in a sentence and applies what TLS cannot know: cluster, role, deny list).
+ * Accepts PEM or DER (e.g. `tlsSocket.getPeerCertificate().raw`). Checks, in order: parseable, issued
+ * by this CA, not a CA, validity period, cluster, role, deny list.
+ */
+export function verifyNodeCertificate(pem: string | Buffer, opts: VerifyOptions): VerifyResult {
+  const now = (opts.now ?? new Date()).getTime();
+  let x509: X509Certificate;
+  let info: CertificateInfo;
+  try {
+    x509 = loadX509(pem);
+    info = certificateInfo(x509);
+  } catch (err) {
+    return { ok: false, reason: errorMessage(err) };
+  }
+  const ca = loadX509(opts.caCertPem);
+  if (!x509.checkIssued(ca) || !x509.verify(ca.publicKey)) {
+    const claim = info.clusterId && info.clusterId !== opts.clusterId ? ` (it names cluster ${info.clusterId}, not ${opts.clusterId})` : '';
+    return { ok: false, reason: `certificate was issued by another CA${claim}` };
+  }
+  if (x509.ca) return { ok: false, reason: 'certificate is a CA certificate, not a node certificate' };
+  if (now < info.notBefore.getTime()) {
+    return { ok: false, reason: `certificate is not yet valid (valid from ${info.notBefore.toISOString()})` };
+  }
+  if (now > info.notAfter.getTime()) {
+    return { ok: false, reason: `certificate expired at ${info.notAfter.toISOString()}` };
+  }
+  if (info.clusterId !== opts.clusterId) {
+    return { ok: false, reason: `certificate belongs to cluster ${info.clusterId || '(none)'}, not ${opts.clusterId}` };
+  }
+  const role = info.role;
+  if (!isNodeRole(role)) return { ok: false, reason: `unknown role OU ${role || '(none)'}` };
+  const denied = opts.denied;
+  if (denied && (denied.has(info.serial) || denied.has(info.serial.toUpperCase()) || denied.has(info.nodeId))) {
+    return { ok: false, reason: `certificate of node ${info.nodeId} was revoked (node removed)` };
+  }
+  return { ok: true, info: { ...info, role } };
+}
+
+export function isNodeRole(s: string): s is NodeRole {
+  return (NODE_ROLES as readonly string[]).includes(s);
+}
+
+/**
+ * When to renew: a uniformly random point between 50 % and 80 % of the certificate's lifetime, so a
+ * cluster's nodes (issued together at bootstrap) do not all renew at once. `random` returns [0, 1).
+ */
+export function renewalTime(notBefore: Date, notAfter: Date, random: () => number): Date {
+  const start = notBefore.getTime();
+  const lifetime = notAfter.getTime() - start;
+  if (!Number.isFinite(lifetime) || lifetime <= 0) {
+    throw new PkiError('INVALID_ARGUMENT', 'renewalTime needs notBefore < notAfter');
+  }
+  const r = random();
+  const u = Number.isFinite(r) ? Math.min(Math.max(r, 0), 1) : 0;
+  return new Date(start + lifetime * (0.5 + 0.3 * u));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers
+
+// Forge builds these structures but does not export their builders in its type declarations.
+const forgeInternals = forge.pki as unknown as {
+  getTBSCertificate(cert: forge.pki.Certificate): forge.asn1.Asn1;
+  getCertificationRequestInfo(csr: forge.pki.CertificateSigningRequest): forge.asn1.Asn1;
+};
+
+/** Signs a forge certificate with Node's native RSA (sha256WithRSAEncryption). */
+function signCertificate(cert: forge.pki.Certificate, key: KeyObject): void {
+  const oid = forge.pki.oids['sha256WithRSAEncryption'];
+  if (!oid) throw new Error('node-forge lacks the sha256WithRSAEncryption OID');
+  cert.signatureOid = cert.siginfo.algorithmOid = oid;
+  const tbs = forgeInternals.getTBSCertificate(cert);
+  cert.tbsCertificate = tbs;
+  cert.signature = nativeSign(tbs, key);
+}
+
+/** RSASSA-PKCS1-v1_5 with SHA-256 over the DER of `data`, as a forge binary string. */
+function nativeSign(data: forge.asn1.Asn1, key: KeyObject): string {
+  const der = Buffer.from(forge.asn1.toDer(data).getBytes(), 'binary');
+  return sign('sha256', der, key).toString('binary');
+}
+
+/** PEM with Unix line endings (forge writes CRLF). */
+function toPem(cert: forge.pki.Certificate): string {
+  return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
+}
+
+function caKeyIdentifier(ca: forge.pki.Certificate): string {
+  const ext = ca.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
+  if (ext?.subjectKeyIdentifier) return forge.util.hexToBytes(ext.subjectKeyIdentifier);
+  return ca.generateSubjectKeyIdentifier().getBytes();
+}
+
+/** A name attribute encoded as UTF8String (forge defaults to PrintableString, which forbids '_'). */
+function utf8Attr(name: string, value: string): forge.pki.CertificateField {
+  // @types/node-forge declares valueTagClass as an asn1.Class; forge reads it as the value's asn1.Type.
+  return { name, value, valueTagClass: forge.asn1.Type.UTF8 as unknown as forge.asn1.Class };
+}
+
+/** 16 random bytes as a positive DER INTEGER: first byte non-zero, 00 prefix when its top bit is set. */
+function randomSerialHex(): string {
+  let bytes = randomBytes(16);
+  while (bytes[0] === 0) bytes = randomBytes(16);
+  const hex = bytes.toString('hex');
+  return (bytes[0] ?? 0) & 0x80 ? `00${hex}` : hex;
+}
+
+function normalizeSerial(hex: string): string {
+  const s = hex.toLowerCase().replace(/:/g, '').replace(/^(00)+(?=..)/, '');
+  return s.length % 2 ? `0${s}` : s;
+}
+
+function wholeSeconds(ms: number): Date {
+  return new Date(Math.floor(ms / 1000) * 1000);
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function uniq(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const DNS_LABEL = '[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?';
+const DNS_NAME = new RegExp(`^(?=.{1,253}$)${DNS_LABEL}(\\.${DNS_LABEL})*$`, 'i');
+
+/** Node and cluster ids go into CN/O and a DNS SAN: one conservative character set, no surprises. */
+function checkName(what: string, value: string): void {
+  if (typeof value !== 'string' || !NAME.test(value)) {
+    throw new PkiError('INVALID_ARGUMENT', `${what} must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit, got ${JSON.stringify(value)}`);
+  }
+}
+
+/** An IPv4 or IPv6 address as the 4 or 16 network-order bytes of an iPAddress SAN (binary string). */
+function ipToBytes(ip: string): string {
+  const version = isIP(ip);
+  if (version === 4) return String.fromCharCode(...ip.split('.').map(Number));
+  if (version !== 6 || ip.includes('%')) {
+    throw new PkiError('INVALID_ARGUMENT', `invalid IP subject alternative name ${JSON.stringify(ip)}`);
+  }
+  let text = ip;
+  const lastColon = text.lastIndexOf(':');
+  const tail = text.slice(lastColon + 1);
+  if (tail.includes('.')) {
+    const [a = 0, b = 0, c = 0, d = 0] = tail.split('.').map(Number);
+    text = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const halves = text.split('::');
+  const head = halves[0] ? halves[0].split(':') : [];
+  const rest = halves.length > 1 && halves[1] ? halves[1].split(':') : [];
+  const groups = [...head, ...Array<string>(8 - head.length - rest.length).fill('0'), ...rest];
+  return groups.map((g) => { const n = parseInt(g, 16); return String.fromCharCode(n >> 8, n & 0xff); }).join('');
+}
+
+function loadX509(pem: string | Buffer): X509Certificate {
+  if (typeof pem !== 'string' && !Buffer.isBuffer(pem)) {
+    throw new PkiError('MALFORMED_CERTIFICATE', 'certificate must be a PEM string or DER buffer');
+  }
+  if (typeof pem === 'string' && !pem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new PkiError('MALFORMED_CERTIFICATE', 'certificate is not PEM: no "-----BEGIN CERTIFICATE-----" line');
+  }
+  try {
+    return new X509Certificate(pem);
+  } catch (err) {
+    throw new PkiError('MALFORMED_CERTIFICATE', `certificate is malformed: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+function loadPrivateKey(pem: string): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (err) {
+    throw new PkiError('MALFORMED_KEY', `private key is malformed: ${errorMessage(err)}`, { cause: err });
+  }
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new PkiError('MALFORMED_KEY', `private key must be RSA (node-forge builds RSA structures only), got ${key.asymmetricKeyType}`);
+  }
+  return key;
+}
+
+function singleField(name: Record<string, unknown> | undefined, field: string, where: string): string {
+  const v = name?.[field];
+  if (v === undefined) return '';
+  if (typeof v === 'string') return v;
+  throw new PkiError('MALFORMED_CERTIFICATE', `certificate ${where} has more than one ${field}`);
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,426 @@
+// The object model of Shoal's replicated store: plain JSON data, nothing else (no classes, Dates, Maps,
+// undefined inside arrays, NaN). Every object has the same envelope:
+//
+//   { id, kind, version, createdAt, updatedAt, spec, status, ... }
+//
+// * `spec` is what a user (or the API) asked for; `status` is what the system observed. Reconcilers
+//   compare the two and write the difference back through the store.
+// * `version` is the Raft index of the entry that last wrote the object. The store assigns it, together
+//   with createdAt / updatedAt (taken from the proposing transaction's clock, never from the applier's,
+//   so every manager computes the same bytes); values supplied by callers for these three are ignored.
+// * Objects handed out by the store are deep-frozen (see Frozen / mutable below).
+//
+// The shapes follow Docker Swarm's (swarmkit api/objects.proto) where that is useful, simplified.
+
+/** Every kind of object the store holds. */
+export type Kind = 'cluster' | 'node' | 'service' | 'task' | 'network';
+export const KINDS: readonly Kind[] = ['cluster', 'node', 'service', 'task', 'network'];
+
+/** Kinds that can be looked up by name (services and networks by spec.name, unique per kind; nodes by hostname). */
+export type NamedKind = 'service' | 'network' | 'node';
+
+/** The singleton cluster object's id. */
+export const CLUSTER_ID = 'cluster';
+
+export interface ObjectMeta<K extends Kind> {
+  id: string;
+  kind: K;
+  /** Raft index of the entry that last wrote this object (0 while only pending in a transaction). */
+  version: number;
+  /** ISO-8601, from the proposing transaction. */
+  createdAt: string;
+  /** ISO-8601, from the proposing transaction. */
+  updatedAt: string;
+}
+
+// ------------------------------------------------------------------------------------------------ tasks
+
+/**
+ * Task lifecycle, in order. A task only ever moves forward (see taskStateRank); the states from COMPLETE
+ * on are terminal. `desiredState` uses the same vocabulary (usually RUNNING, COMPLETE, SHUTDOWN or REMOVE).
+ */
+export const TaskState = {
+  New: 'new',
+  Pending: 'pending',
+  Assigned: 'assigned',
+  Accepted: 'accepted',
+  Preparing: 'preparing',
+  Starting: 'starting',
+  Running: 'running',
+  Complete: 'complete',
+  Shutdown: 'shutdown',
+  Failed: 'failed',
+  Rejected: 'rejected',
+  Remove: 'remove',
+  Orphaned: 'orphaned',
+} as const;
+export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+/** All task states in lifecycle order. */
+export const TASK_STATES: readonly TaskState[] = [
+  'new',
+  'pending',
+  'assigned',
+  'accepted',
+  'preparing',
+  'starting',
+  'running',
+  'complete',
+  'shutdown',
+  'failed',
+  'rejected',
+  'remove',
+  'orphaned',
+];
+
+const TASK_STATE_RANK: ReadonlyMap<string, number> = new Map(TASK_STATES.map((s, i) => [s, i]));
+
+/** Position of `state` in the lifecycle (NEW = 0 … ORPHANED = 12). Throws on an unknown state. */
+export function taskStateRank(state: TaskState): number {
+  const r = TASK_STATE_RANK.get(state);
+  if (r === undefined) throw new RangeError(`unknown task state ${String(state)}`);
+  return r;
+}
+
+/** True for states from COMPLETE on: the task will never run (again). */
+export function isTerminalTaskState(state: TaskState): boolean {
+  return taskStateRank(state) >= taskStateRank('complete');
+}
+
+// ---------------------------------------------------------------------------------------------- cluster
+
+export interface ClusterSpec {
+  name: string;
+  raft: { snapshotEvery: number; keepEntries: number };
+  dispatcher: { heartbeatPeriodMs: number };
+  caConfig: { nodeCertValidityMs: number };
+  /** Terminated tasks kept per slot (or per node for global services). */
+  taskHistoryLimit: number;
+  /** Pool the allocator carves overlay subnets from, `size` = prefix length of each subnet. */
+  defaultAddressPool: { cidr: string; size: number };
+}
+
+/** Reserved: the cluster has no observed status yet. */
+export type ClusterStatus = Record<string, never>;
+
+export interface Cluster extends ObjectMeta<'cluster'> {
+  spec: ClusterSpec;
+  status: ClusterStatus;
+  /** Root CA material. The key is replicated (every manager can sign), as in Swarm. */
+  rootCa: { caCertPem: string; caKeyPem: string };
+  joinTokens: { worker: string; manager: string };
+  /** Nodes that were removed and certificates that were revoked: refused on every connection. */
+  denyList: { removedNodes: string[]; revokedSerials: string[] };
+}
+
+export function defaultClusterSpec(name = 'default'): ClusterSpec {
+  return {
+    name,
+    raft: { snapshotEvery: 10_000, keepEntries: 5_000 },
+    dispatcher: { heartbeatPeriodMs: 1_000 },
+    caConfig: { nodeCertValidityMs: 90 * 24 * 3600 * 1000 },
+    taskHistoryLimit: 5,
+    defaultAddressPool: { cidr: '10.10.0.0/16', size: 24 },
+  };
+}
+
+// ------------------------------------------------------------------------------------------------ nodes
+
+export type NodeRole = 'manager' | 'worker';
+export type NodeAvailability = 'active' | 'pause' | 'drain';
+export type NodeStateName = 'unknown' | 'ready' | 'down' | 'disconnected';
+
+export interface NodeSpec {
+  labels: Record<string, string>;
+  availability: NodeAvailability;
+  /** Desired role; the certificate's role follows once renewed. */
+  role: NodeRole;
+}
+
+export interface NodeDescription {
+  hostname: string;
+  platform: { os: string; arch: string };
+  resources: { nanoCpus: number; memoryBytes: number };
+  engineVersion: string;
+  addr: string;
+}
+
+export interface NodeStatus {
+  state: NodeStateName;
+  message: string;
+  /** ISO-8601 time of the last heartbeat the dispatcher recorded. */
+  lastHeartbeat?: string;
+  /** Address the node was last seen from. */
+  addr: string;
+}
+
+export interface ManagerStatus {
+  raftId: string;
+  addr: string;
+  leader: boolean;
+  reachability: 'reachable' | 'unreachable' | 'unknown';
+}
+
+export interface NodeCertificate {
+  serial: string;
+  /** ISO-8601. */
+  notAfter: string;
+  role: NodeRole;
+}
+
+export interface Node extends ObjectMeta<'node'> {
+  spec: NodeSpec;
+  description: NodeDescription;
+  status: NodeStatus;
+  managerStatus?: ManagerStatus;
+  certificate?: NodeCertificate;
+}
+
+// --------------------------------------------------------------------------------------------- services
+
+export type ServiceMode =
+  | { replicated: { replicas: number } }
+  | { global: Record<string, never> }
+  | { replicatedJob: { maxConcurrent: number; totalCompletions: number } }
+  | { globalJob: Record<string, never> };
+
+export interface Mount {
+  type: 'bind' | 'volume' | 'tmpfs';
+  source?: string;
+  target: string;
+  readOnly?: boolean;
+}
+
+export interface ResourceAmounts {
+  nanoCpus?: number;
+  memoryBytes?: number;
+}
+
+export interface RestartPolicy {
+  condition: 'none' | 'on-failure' | 'any';
+  delayMs?: number;
+  /** 0 or absent = unlimited. */
+  maxAttempts?: number;
+  windowMs?: number;
+}
+
+export interface Placement {
+  /** e.g. `node.role==manager`, `node.labels.zone!=a`. */
+  constraints?: string[];
+  preferences?: { spread: string }[];
+  maxReplicas?: number;
+}
+
+export interface HealthCheck {
+  test: string[];
+  intervalMs?: number;
+  timeoutMs?: number;
+  retries?: number;
+  startPeriodMs?: number;
+}
+
+/** The task template: what every task of a service runs. Copied into each task's spec. */
+export interface TaskTemplate {
+  image: string;
+  command?: string[];
+  args?: string[];
+  /** `KEY=value` strings. */
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  hostname?: string;
+  labels?: Record<string, string>;
+  mounts?: Mount[];
+  resources?: { limits?: ResourceAmounts; reservations?: ResourceAmounts };
+  restartPolicy?: RestartPolicy;
+  placement?: Placement;
+  healthcheck?: HealthCheck;
+  stopSignal?: string;
+  stopGracePeriodMs?: number;
+  /** Bumped to force a rolling restart without another change (`service update --force`). */
+  forceUpdate?: number;
+}
+
+export interface UpdateConfig {
+  parallelism: number;
+  delayMs: number;
+  failureAction: 'pause' | 'continue' | 'rollback';
+  monitorMs: number;
+  maxFailureRatio: number;
+  order: 'stop-first' | 'start-first';
+}
+
+export interface NetworkAttachmentConfig {
+  /** Network id or name. */
+  target: string;
+  aliases?: string[];
+}
+
+export interface PortConfig {
+  name?: string;
+  protocol: 'tcp' | 'udp' | 'sctp';
+  targetPort: number;
+  /** Absent = allocated from the dynamic range. */
+  publishedPort?: number;
+  publishMode: 'ingress' | 'host';
+}
+
+export interface EndpointSpec {
+  mode?: 'vip' | 'dnsrr';
+  ports: PortConfig[];
+}
+
+export interface ServiceSpec {
+  name: string;
+  labels: Record<string, string>;
+  mode: ServiceMode;
+  task: TaskTemplate;
+  update?: UpdateConfig;
+  rollback?: UpdateConfig;
+  networks: NetworkAttachmentConfig[];
+  endpoint: EndpointSpec;
+}
+
+export type UpdateState = 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
+
+export interface UpdateStatus {
+  state: UpdateState;
+  startedAt?: string;
+  completedAt?: string;
+  message: string;
+}
+
+export interface ServiceStatus {
+  /** Allocated virtual IPs and ports (filled by the allocator). */
+  endpoint?: { virtualIps: { networkId: string; addr: string }[]; ports: PortConfig[] };
+  /** Jobs: incremented on every re-run of the job. */
+  jobIteration?: number;
+}
+
+export interface Service extends ObjectMeta<'service'> {
+  spec: ServiceSpec;
+  /** The spec before the last update (what a rollback returns to). */
+  previousSpec?: ServiceSpec;
+  /** Incremented by the API on every spec change; tasks record the one they were created from. */
+  specVersion: number;
+  updateStatus?: UpdateStatus;
+  status: ServiceStatus;
+}
+
+// ------------------------------------------------------------------------------------------------ tasks
+
+export interface TaskStatus {
+  state: TaskState;
+  /** ISO-8601 time of the last state change. */
+  timestamp: string;
+  message: string;
+  err?: string;
+  exitCode?: number;
+  containerId?: string;
+}
+
+/** Placeholder until the allocator exists: one network this task is attached to. */
+export interface NetworkAttachment {
+  networkId: string;
+  addresses: string[];
+  aliases?: string[];
+}
+
+export interface Task extends ObjectMeta<'task'> {
+  serviceId: string;
+  /** Replicated services: 1..replicas. Absent for global services (identified by nodeId). */
+  slot?: number;
+  /** Absent until the scheduler assigns the task. */
+  nodeId?: string;
+  /** Copy of the service's task template at creation. */
+  spec: TaskTemplate;
+  /** The service's specVersion this task was created from. */
+  specVersion?: number;
+  desiredState: TaskState;
+  status: TaskStatus;
+  serviceAnnotations: { name: string; labels: Record<string, string> };
+  networks: NetworkAttachment[];
+}
+
+// --------------------------------------------------------------------------------------------- networks
+
+export interface IpamConfig {
+  subnet?: string;
+  gateway?: string;
+  range?: string;
+}
+
+export interface NetworkSpec {
+  name: string;
+  driver: string;
+  labels: Record<string, string>;
+  ipam: { driver?: string; configs: IpamConfig[] };
+  attachable: boolean;
+  internal: boolean;
+  /** The routing-mesh network. */
+  ingress?: boolean;
+}
+
+/** Placeholder until the allocator exists. */
+export interface NetworkAllocation {
+  vni?: number;
+  subnets?: { subnet: string; gateway: string }[];
+}
+
+/** Reserved: networks have no observed status yet. */
+export type NetworkStatus = Record<string, never>;
+
+export interface Network extends ObjectMeta<'network'> {
+  spec: NetworkSpec;
+  allocation?: NetworkAllocation;
+  status: NetworkStatus;
+}
+
+// -------------------------------------------------------------------------------------------- utilities
+
+export interface KindMap {
+  cluster: Cluster;
+  node: Node;
+  service: Service;
+  task: Task;
+  network: Network;
+}
+
+export type ObjectOf<K extends Kind> = KindMap[K];
+export type AnyObject = KindMap[Kind];
+
+/** Fields the store assigns on every write; anything a caller puts there is ignored. */
+export type StoreAssigned = 'version' | 'createdAt' | 'updatedAt';
+
+/** What `WriteTx.create` takes: an object whose version and timestamps may be left out. */
+export type Draft<T> = T extends AnyObject ? Omit<T, StoreAssigned> & Partial<Pick<T, StoreAssigned>> : never;
+
+/** Recursively read-only view of plain data: what the store hands out (the objects are also frozen at runtime). */
+export type Frozen<T> = T extends (infer U)[]
+  ? readonly Frozen<U>[]
+  : T extends object
+    ? { readonly [P in keyof T]: Frozen<T[P]> }
+    : T;
+
+/** Inverse of Frozen: the writable type of a read-only view. */
+export type Mutable<T> = T extends readonly (infer U)[]
+  ? Mutable<U>[]
+  : T extends object
+    ? { -readonly [P in keyof T]: Mutable<T[P]> }
+    : T;
+
+/** A mutable deep copy of a (frozen) store object, to edit and pass to `WriteTx.update`. */
+export function mutable<K extends Kind>(obj: Frozen<ObjectOf<K>> & { readonly kind: K }): ObjectOf<K>;
+export function mutable<T>(obj: T): Mutable<T>;
+export function mutable(obj: unknown): unknown {
+  return structuredClone(obj);
+}
+
+/** Deep-freezes plain data in place and returns it. */
+export function deepFreeze<T>(value: T): Frozen<T> {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value as Frozen<T>;
+}

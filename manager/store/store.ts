@@ -1,0 +1,1328 @@
+// Shoal's replicated object store (the model is SwarmKit's memory store): the one place cluster state
+// lives. Reconcilers read it, write it in transactions, and watch it.
+//
+// Writes. `update(fn)` runs `fn` against a WriteTx: a private overlay on top of the applied state, so the
+// transaction reads its own writes. Writes are checked eagerly (a stale version fails at once), then the
+// coalesced changes are encoded into ONE Raft proposal. When that entry is applied (on every manager, in
+// log order), `apply()` re-checks every precondition against the then-current state (other transactions
+// may have committed in between) and applies all of the entry or none of it. The proposer's promise
+// resolves with apply()'s result: the commit index, or the ConflictError / ValidationError that made the
+// entry a no-op; `update()` rejects with that error.
+//
+// Without a proposer the store commits locally (single process, in-memory): the entry is applied at once
+// with the next local index. Both paths encode and decode the same bytes.
+//
+// Determinism. apply() depends only on the current state and the entry's bytes: timestamps come from the
+// proposer's clock and travel in the entry; versions are the entry's index. Replaying the same entries on
+// the same snapshot yields byte-identical snapshots.
+//
+// Immutability. Every object the store holds is deep-frozen; reads and events hand out those frozen
+// objects themselves (no copies). Edit a copy (`mutable(obj)`, or WriteTx.modify) and write it back.
+//
+// Watches. Events are queued per subscriber during apply() and delivered afterwards from a microtask,
+// never inside apply(); see watch().
+import type { StateMachine } from '../raft/node.ts';
+import type { EntryType } from '../raft/types.ts';
+import { CLUSTER_ID, KINDS, TASK_STATES, deepFreeze } from './objects.ts';
+import type { AnyObject, Draft, Frozen, Kind, NamedKind, ObjectOf, Task } from './objects.ts';
+
+// ------------------------------------------------------------------------------------------------ errors
+
+export class StoreError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'ESTORE', options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StoreError';
+    this.code = code;
+  }
+}
+
+/**
+ * A precondition on an object's version failed. `expected` / `actual` are versions, null meaning "absent":
+ * expected null = the transaction creates the object; actual null = it does not exist (any more).
+ */
+export class ConflictError extends StoreError {
+  constructor(
+    readonly kind: Kind,
+    readonly id: string,
+    readonly expected: number | null,
+    readonly actual: number | null,
+  ) {
+    super(conflictMessage(kind, id, expected, actual), 'ECONFLICT');
+    this.name = 'ConflictError';
+  }
+}
+
+function conflictMessage(kind: Kind, id: string, expected: number | null, actual: number | null): string {
+  if (expected === null) return `conflict: ${kind} ${id} already exists (version ${String(actual)})`;
+  if (actual === null) return `conflict: ${kind} ${id} was written at version ${expected} but no longer exists`;
+  return `conflict: ${kind} ${id} was written at version ${expected} but the store has version ${actual}`;
+}
+
+/** The object (or the entry) is malformed, or violates a uniqueness rule. */
+export class ValidationError extends StoreError {
+  constructor(message: string, code = 'EINVALID') {
+    super(message, code);
+    this.name = 'ValidationError';
+  }
+}
+
+/** Services and networks have unique names per kind (case-insensitive). */
+export class NameInUseError extends ValidationError {
+  constructor(
+    readonly kind: Kind,
+    readonly objectName: string,
+  ) {
+    super(`${kind} name ${objectName} is already in use`, 'ENAMEINUSE');
+    this.name = 'NameInUseError';
+  }
+}
+
+/** Raised inside a transaction for an object that does not exist. */
+export class NotFoundError extends StoreError {
+  constructor(
+    readonly kind: Kind,
+    readonly id: string,
+  ) {
+    super(`${kind} ${id} not found`, 'ENOTFOUND');
+    this.name = 'NotFoundError';
+  }
+}
+
+/** The encoded transaction exceeds the limit; it was not proposed. Split it (see Store.batch). */
+export class TxTooLargeError extends StoreError {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
+    super(`transaction is ${size} bytes encoded, above the ${limit}-byte limit; split it (Store.batch)`, 'ETXTOOLARGE');
+    this.name = 'TxTooLargeError';
+  }
+}
+
+/** A watch subscriber fell more than `maxQueue` events behind; it was closed and must resync. */
+export class WatchOverflowError extends StoreError {
+  constructor(readonly maxQueue: number) {
+    super(`watch subscriber fell more than ${maxQueue} events behind and was closed; resync from the store`, 'EWATCHOVERFLOW');
+    this.name = 'WatchOverflowError';
+  }
+}
+
+/** The store's whole state was replaced from a snapshot (restore); every watch was closed and must resync. */
+export class StoreResetError extends StoreError {
+  constructor(readonly index: number) {
+    super(`store state was replaced by a snapshot at index ${index}; resync from the store`, 'ESTORERESET');
+    this.name = 'StoreResetError';
+  }
+}
+
+/** A batch stopped on an error. The first `itemsCommitted` items were committed (in `indexes`). */
+export class BatchError extends StoreError {
+  constructor(
+    readonly itemsCommitted: number,
+    readonly indexes: number[],
+    cause: unknown,
+  ) {
+    super(`batch stopped after ${itemsCommitted} committed items: ${errText(cause)}`, 'EBATCH', { cause });
+    this.name = 'BatchError';
+  }
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+// ---------------------------------------------------------------------------------------------- API types
+
+/** Swarm's limit on one transaction (grpc message size): 1.5 MiB encoded. */
+export const MAX_TX_BYTES = 1.5 * 1024 * 1024;
+/** Default per-subscriber queue bound. */
+export const DEFAULT_WATCH_QUEUE = 100_000;
+
+/** Leading byte of an encoded transaction: JSON body, version 1. */
+export const TX_FORMAT_JSON_V1 = 1;
+/** Leading byte of a store snapshot: JSON body, version 1. */
+export const SNAPSHOT_FORMAT_JSON_V1 = 1;
+
+export interface StoreOptions {
+  /** Replicates an encoded transaction (RaftNode.propose). Absent: commit locally, in memory. */
+  propose?: (data: Uint8Array) => Promise<unknown>;
+  /** Linearizable read barrier (RaftNode.read), used by linearizableView. */
+  read?: () => Promise<void>;
+  /** Clock for transaction timestamps. Default: new Date(). */
+  now?: () => Date;
+  /** Largest encoded transaction. Default MAX_TX_BYTES. */
+  maxTxBytes?: number;
+}
+
+/** What apply() needs of a Raft entry (RaftNode passes a whole Entry). */
+export interface StoreEntry {
+  index: number;
+  data: Uint8Array;
+  term?: number;
+  type?: EntryType;
+}
+
+export type StoreEventType = 'create' | 'update' | 'delete';
+
+export interface StoreEvent<K extends Kind = Kind> {
+  type: StoreEventType;
+  kind: K;
+  /** The new object (create, update) or the object as it was when deleted (delete). */
+  object: Frozen<ObjectOf<K>>;
+  /** update only: the previous object. */
+  old?: Frozen<ObjectOf<K>>;
+  /** Commit index of the transaction; all events of one transaction share it and arrive together. */
+  index: number;
+}
+
+export interface WatchOptions {
+  /** Only these kinds (default: all). */
+  kinds?: readonly Kind[];
+  /** Only events for which this returns true. Runs inside apply(): keep it pure and cheap; a throw closes the watch. */
+  predicate?(ev: StoreEvent): boolean;
+  /** Events queued but not yet handled before the watch is closed with WatchOverflowError. Default DEFAULT_WATCH_QUEUE. */
+  maxQueue?: number;
+  /**
+   * Called (from a microtask) when the store closes the watch: WatchOverflowError, StoreResetError, or
+   * the error the handler threw. Not called when the subscriber unsubscribes itself.
+   */
+  onClose?(err: Error): void;
+}
+
+/** A consistent read of the store. Objects are deep-frozen. */
+export interface ReadTx {
+  /** Index of the applied state this view reads (a WriteTx reads the live applied state under its own writes). */
+  readonly index: number;
+  get<K extends Kind>(kind: K, id: string): Frozen<ObjectOf<K>> | undefined;
+  /** All objects of a kind (creation order), optionally filtered. */
+  list<K extends Kind>(kind: K, filter?: (obj: Frozen<ObjectOf<K>>) => boolean): Frozen<ObjectOf<K>>[];
+  /** The first object of a kind (creation order) that matches. */
+  find<K extends Kind>(kind: K, predicate: (obj: Frozen<ObjectOf<K>>) => boolean): Frozen<ObjectOf<K>> | undefined;
+  /**
+   * Service or network by spec.name, node by description.hostname; case-insensitive. Node hostnames are
+   * not unique: the first node created with that hostname is returned.
+   */
+  byName<K extends NamedKind>(kind: K, name: string): Frozen<ObjectOf<K>> | undefined;
+  /** Tasks of a service (order unspecified). */
+  tasksByService(serviceId: string): Frozen<Task>[];
+  /** Tasks assigned to a node (order unspecified). */
+  tasksByNode(nodeId: string): Frozen<Task>[];
+  /** Tasks of a replicated service's slot, current and historic (order unspecified). */
+  tasksBySlot(serviceId: string, slot: number): Frozen<Task>[];
+}
+
+type DraftOf<K extends Kind> = Draft<ObjectOf<K>>;
+
+/** A transaction: reads see its own writes. Errors thrown by writes leave the transaction unchanged. */
+export interface WriteTx extends ReadTx {
+  /** The transaction's timestamp (ISO-8601): createdAt/updatedAt of everything it writes. */
+  readonly now: string;
+  /**
+   * Creates an object. ConflictError if the id exists, NameInUseError for a taken service/network name,
+   * ValidationError if malformed. Returns the pending object (version 0 until committed).
+   */
+  create<K extends Kind>(obj: Frozen<DraftOf<K>> & { readonly kind: K }): Frozen<ObjectOf<K>>;
+  /**
+   * Replaces an object. `obj.version` must equal the version this transaction sees (ConflictError
+   * otherwise, also if the object no longer exists). createdAt is kept; version/updatedAt are assigned.
+   */
+  update<K extends Kind>(obj: Frozen<ObjectOf<K>> & { readonly kind: K }): Frozen<ObjectOf<K>>;
+  /** Reads, copies, edits and updates in one step. NotFoundError if absent. */
+  modify<K extends Kind>(kind: K, id: string, edit: (draft: ObjectOf<K>) => void): Frozen<ObjectOf<K>>;
+  /**
+   * Deletes an object. With `version`, it must match (ConflictError); without, the version this
+   * transaction sees now is required at apply time. NotFoundError if absent (without `version`).
+   */
+  delete(kind: Kind, id: string, version?: number): void;
+}
+
+// ------------------------------------------------------------------------------------------- internals
+
+/** Internal, loosely typed view of any stored (frozen) object. */
+type Obj = Frozen<AnyObject>;
+type Body = Record<string, unknown> & { id: string; kind: Kind };
+
+const KIND_SET: ReadonlySet<string> = new Set(KINDS);
+const TASK_STATE_SET: ReadonlySet<string> = new Set(TASK_STATES);
+const utf8 = new TextEncoder();
+const utf8d = new TextDecoder('utf-8', { fatal: true });
+
+function keyOf(kind: Kind, id: string): string {
+  return `${kind}\u0000${id}`;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Multimap key -> ids (insertion-ordered). */
+class Multi {
+  private readonly m = new Map<string, Set<string>>();
+  add(k: string, id: string): void {
+    let s = this.m.get(k);
+    if (s === undefined) this.m.set(k, (s = new Set()));
+    s.add(id);
+  }
+  remove(k: string, id: string): void {
+    const s = this.m.get(k);
+    if (s === undefined) return;
+    s.delete(id);
+    if (s.size === 0) this.m.delete(k);
+  }
+  get(k: string): ReadonlySet<string> | undefined {
+    return this.m.get(k);
+  }
+}
+
+function nameKey(name: string): string {
+  return name.toLowerCase();
+}
+
+/** The name an object is indexed under, if any. */
+function nameOf(o: Obj): string | undefined {
+  switch (o.kind) {
+    case 'service':
+    case 'network':
+      return nameKey(o.spec.name);
+    case 'node':
+      return nameKey(o.description.hostname);
+    default:
+      return undefined;
+  }
+}
+
+function slotKey(serviceId: string, slot: number): string {
+  return `${serviceId}\u0000${slot}`;
+}
+
+/** Secondary indexes over a set of objects. */
+class Indexes {
+  readonly names: Record<NamedKind, Multi> = { service: new Multi(), network: new Multi(), node: new Multi() };
+  readonly taskService = new Multi();
+  readonly taskNode = new Multi();
+  readonly taskSlot = new Multi();
+
+  add(o: Obj): void {
+    this.each(o, (m, k) => m.add(k, o.id));
+  }
+
+  remove(o: Obj): void {
+    this.each(o, (m, k) => m.remove(k, o.id));
+  }
+
+  private each(o: Obj, f: (m: Multi, k: string) => void): void {
+    if (o.kind === 'service' || o.kind === 'network' || o.kind === 'node') {
+      const n = nameOf(o);
+      if (n !== undefined) f(this.names[o.kind], n);
+    } else if (o.kind === 'task') {
+      f(this.taskService, o.serviceId);
+      if (o.nodeId !== undefined) f(this.taskNode, o.nodeId);
+      if (o.slot !== undefined) f(this.taskSlot, slotKey(o.serviceId, o.slot));
+    }
+  }
+}
+
+/** The applied state. */
+class State {
+  index = 0;
+  objects = new Map<Kind, Map<string, Obj>>(KINDS.map((k) => [k, new Map()]));
+  idx = new Indexes();
+
+  /** Takes over another state's contents (restore), so views and transactions holding this one see them. */
+  replaceWith(other: State): void {
+    this.index = other.index;
+    this.objects = other.objects;
+    this.idx = other.idx;
+  }
+
+  table(kind: Kind): Map<string, Obj> {
+    return this.objects.get(kind)!;
+  }
+
+  put(kind: Kind, id: string, obj: Obj | null): void {
+    const t = this.table(kind);
+    const prev = t.get(id);
+    if (prev !== undefined) this.idx.remove(prev);
+    if (obj === null) {
+      t.delete(id);
+    } else {
+      t.set(id, obj);
+      this.idx.add(obj);
+    }
+  }
+}
+
+/** Pending change of one object inside a transaction or an entry being applied. */
+interface Rec {
+  kind: Kind;
+  id: string;
+  /** Version when the transaction first touched it (null = absent then). */
+  expect: number | null;
+  /** Current pending value (null = deleted / absent). */
+  cur: Obj | null;
+  /** Deleted and created again within the transaction (encoded as delete + create). */
+  recreated: boolean;
+  /** JSON of `cur` without the store-assigned fields (null when cur is null). */
+  body: string | null;
+  /** Encoded operations and their UTF-8 size (commas between operations excluded). */
+  ops: string[];
+  bytes: number;
+}
+
+/** Changes layered over the applied state. */
+class Overlay {
+  readonly recs = new Map<string, Rec>();
+  readonly idx = new Indexes();
+}
+
+/** Read access to state + optional overlay. */
+class View implements ReadTx {
+  constructor(
+    protected readonly state: State,
+    protected readonly ov: Overlay | null,
+  ) {}
+
+  get index(): number {
+    return this.state.index;
+  }
+
+  protected rec(kind: Kind, id: string): Rec | undefined {
+    return this.ov?.recs.get(keyOf(kind, id));
+  }
+
+  protected getObj(kind: Kind, id: string): Obj | undefined {
+    const r = this.rec(kind, id);
+    if (r !== undefined) return r.cur ?? undefined;
+    return this.state.table(kind).get(id);
+  }
+
+  protected listObj(kind: Kind, filter?: (o: Obj) => boolean): Obj[] {
+    const out: Obj[] = [];
+    const base = this.state.table(kind);
+    const ov = this.ov;
+    for (const [id, o] of base) {
+      const r = ov?.recs.get(keyOf(kind, id));
+      const cur = r !== undefined ? r.cur : o;
+      if (cur !== null && (filter === undefined || filter(cur))) out.push(cur);
+    }
+    if (ov !== null) {
+      for (const r of ov.recs.values()) {
+        if (r.kind === kind && r.cur !== null && !base.has(r.id) && (filter === undefined || filter(r.cur))) out.push(r.cur);
+      }
+    }
+    return out;
+  }
+
+  /** Objects of `kind` whose index `sel` has `key`: applied ones not overridden by the overlay, then pending ones. */
+  protected lookup(kind: Kind, sel: (ix: Indexes) => Multi, key: string): Obj[] {
+    const out: Obj[] = [];
+    const base = sel(this.state.idx).get(key);
+    const table = this.state.table(kind);
+    const ov = this.ov;
+    if (base !== undefined) {
+      for (const id of base) {
+        if (ov !== null && ov.recs.has(keyOf(kind, id))) continue;
+        const o = table.get(id);
+        if (o !== undefined) out.push(o);
+      }
+    }
+    if (ov !== null) {
+      const pending = sel(ov.idx).get(key);
+      if (pending !== undefined) {
+        for (const id of pending) {
+          const cur = ov.recs.get(keyOf(kind, id))?.cur;
+          if (cur) out.push(cur);
+        }
+      }
+    }
+    return out;
+  }
+
+  get<K extends Kind>(kind: K, id: string): Frozen<ObjectOf<K>> | undefined {
+    return this.getObj(kind, id) as Frozen<ObjectOf<K>> | undefined;
+  }
+
+  list<K extends Kind>(kind: K, filter?: (obj: Frozen<ObjectOf<K>>) => boolean): Frozen<ObjectOf<K>>[] {
+    return this.listObj(kind, filter as ((o: Obj) => boolean) | undefined) as Frozen<ObjectOf<K>>[];
+  }
+
+  find<K extends Kind>(kind: K, predicate: (obj: Frozen<ObjectOf<K>>) => boolean): Frozen<ObjectOf<K>> | undefined {
+    const pred = predicate as (o: Obj) => boolean;
+    const ov = this.ov;
+    const base = this.state.table(kind);
+    for (const [id, o] of base) {
+      const r = ov?.recs.get(keyOf(kind, id));
+      const cur = r !== undefined ? r.cur : o;
+      if (cur !== null && pred(cur)) return cur as Frozen<ObjectOf<K>>;
+    }
+    if (ov !== null) {
+      for (const r of ov.recs.values()) {
+        if (r.kind === kind && r.cur !== null && !base.has(r.id) && pred(r.cur)) return r.cur as Frozen<ObjectOf<K>>;
+      }
+    }
+    return undefined;
+  }
+
+  byName<K extends NamedKind>(kind: K, name: string): Frozen<ObjectOf<K>> | undefined {
+    return this.lookup(kind, (ix) => ix.names[kind], nameKey(name))[0] as Frozen<ObjectOf<K>> | undefined;
+  }
+
+  /** Ids of other objects of `kind` that carry `name`. */
+  protected namesakes(kind: NamedKind, name: string, exceptId: string): Obj[] {
+    return this.lookup(kind, (ix) => ix.names[kind], nameKey(name)).filter((o) => o.id !== exceptId);
+  }
+
+  tasksByService(serviceId: string): Frozen<Task>[] {
+    return this.lookup('task', (ix) => ix.taskService, serviceId) as Frozen<Task>[];
+  }
+
+  tasksByNode(nodeId: string): Frozen<Task>[] {
+    return this.lookup('task', (ix) => ix.taskNode, nodeId) as Frozen<Task>[];
+  }
+
+  tasksBySlot(serviceId: string, slot: number): Frozen<Task>[] {
+    return this.lookup('task', (ix) => ix.taskSlot, slotKey(serviceId, slot)) as Frozen<Task>[];
+  }
+}
+
+// ---------------------------------------------------------------------------------------- validation
+
+/** Throws ValidationError unless `v` is plain JSON data (undefined object properties are allowed and dropped). */
+function checkJson(v: unknown, path: string, depth: number): void {
+  if (depth > 64) throw new ValidationError(`${path}: nested too deeply`);
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new ValidationError(`${path}: ${v} is not valid JSON`);
+    return;
+  }
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      if (v[i] === undefined) throw new ValidationError(`${path}[${i}]: undefined in an array`);
+      checkJson(v[i], `${path}[${i}]`, depth + 1);
+    }
+    return;
+  }
+  if (typeof v === 'object') {
+    const proto = Object.getPrototypeOf(v) as unknown;
+    if (proto !== Object.prototype && proto !== null) throw new ValidationError(`${path}: not a plain object`);
+    for (const [k, x] of Object.entries(v)) {
+      if (x === undefined) continue;
+      checkJson(x, `${path}.${k}`, depth + 1);
+    }
+    return;
+  }
+  throw new ValidationError(`${path}: a ${typeof v} is not JSON data`);
+}
+
+function isInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v);
+}
+
+/** Shape checks shared by transactions and apply(). Returns a problem or null. */
+function shapeProblem(o: Record<string, unknown>): string | null {
+  const { id, kind } = o;
+  if (typeof kind !== 'string' || !KIND_SET.has(kind)) return `unknown kind ${JSON.stringify(kind)}`;
+  if (typeof id !== 'string' || id.length === 0) return `${kind}: id must be a non-empty string`;
+  const what = `${kind} ${id}`;
+  if (!isPlainObject(o['spec'])) return `${what}: spec must be an object`;
+  if (!isPlainObject(o['status'])) return `${what}: status must be an object`;
+  const spec = o['spec'];
+  const status = o['status'];
+  switch (kind as Kind) {
+    case 'cluster':
+      if (id !== CLUSTER_ID) return `cluster id must be '${CLUSTER_ID}', not ${JSON.stringify(id)}`;
+      break;
+    case 'service':
+      if (typeof spec['name'] !== 'string' || spec['name'].length === 0) return `${what}: spec.name must be a non-empty string`;
+      if (!isInt(o['specVersion'])) return `${what}: specVersion must be an integer`;
+      break;
+    case 'network':
+      if (typeof spec['name'] !== 'string' || spec['name'].length === 0) return `${what}: spec.name must be a non-empty string`;
+      break;
+    case 'node': {
+      const d = o['description'];
+      if (!isPlainObject(d) || typeof d['hostname'] !== 'string') return `${what}: description.hostname must be a string`;
+      break;
+    }
+    case 'task':
+      if (typeof o['serviceId'] !== 'string') return `${what}: serviceId must be a string`;
+      if (o['slot'] !== undefined && !isInt(o['slot'])) return `${what}: slot must be an integer`;
+      if (o['nodeId'] !== undefined && typeof o['nodeId'] !== 'string') return `${what}: nodeId must be a string`;
+      if (typeof o['desiredState'] !== 'string' || !TASK_STATE_SET.has(o['desiredState'])) return `${what}: bad desiredState`;
+      if (typeof status['state'] !== 'string' || !TASK_STATE_SET.has(status['state'])) return `${what}: bad status.state`;
+      break;
+  }
+  return null;
+}
+
+/** The object as stored: envelope fields first, then the body's fields; deep-frozen. */
+function materialize(body: Record<string, unknown>, version: number, createdAt: string, updatedAt: string): Obj {
+  const out: Record<string, unknown> = { id: body['id'], kind: body['kind'], version, createdAt, updatedAt };
+  for (const [k, v] of Object.entries(body)) {
+    if (k === 'id' || k === 'kind' || k === 'version' || k === 'createdAt' || k === 'updatedAt') continue;
+    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+    else out[k] = v;
+  }
+  return deepFreeze(out) as unknown as Obj;
+}
+
+/** Validates a caller's object and returns its JSON body (without store-assigned fields) and a parsed copy. */
+function prepare(obj: unknown): { body: string; parsed: Body } {
+  if (!isPlainObject(obj)) throw new ValidationError('store objects must be plain objects');
+  const kind = obj['kind'];
+  checkJson(obj, typeof kind === 'string' ? kind : 'object', 0);
+  const rest: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    if (k === 'version' || k === 'createdAt' || k === 'updatedAt') continue;
+    if (k === '__proto__') Object.defineProperty(rest, k, { value: v, enumerable: true, writable: true, configurable: true });
+    else rest[k] = v;
+  }
+  const body = JSON.stringify(rest);
+  const parsed = JSON.parse(body) as Record<string, unknown>;
+  const problem = shapeProblem(parsed);
+  if (problem !== null) throw new ValidationError(problem);
+  return { body, parsed: parsed as Body };
+}
+
+// ------------------------------------------------------------------------------------------ encoding
+
+type Op =
+  | { op: 'create'; object: Body }
+  | { op: 'update'; expect: number; object: Body }
+  | { op: 'delete'; kind: Kind; id: string; expect: number };
+
+interface DecodedTx {
+  ts: string;
+  ops: Op[];
+}
+
+function encodeOps(r: Pick<Rec, 'kind' | 'id' | 'expect' | 'cur' | 'recreated' | 'body'>): string[] {
+  const del = (expect: number) => `{"op":"delete","kind":${JSON.stringify(r.kind)},"id":${JSON.stringify(r.id)},"expect":${expect}}`;
+  const create = (body: string) => `{"op":"create","object":${body}}`;
+  if (r.expect === null) return r.body === null ? [] : [create(r.body)];
+  if (r.body === null) return [del(r.expect)];
+  if (r.recreated) return [del(r.expect), create(r.body)];
+  return [`{"op":"update","expect":${r.expect},"object":${r.body}}`];
+}
+
+function txHead(ts: string): string {
+  return `{"ts":${JSON.stringify(ts)},"ops":[`;
+}
+const TX_TAIL = ']}';
+
+function decodeTx(data: Uint8Array): DecodedTx {
+  if (data[0] !== TX_FORMAT_JSON_V1) throw new ValidationError(`unknown transaction format ${String(data[0])}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(utf8d.decode(data.subarray(1)));
+  } catch (err) {
+    throw new ValidationError(`undecodable transaction: ${errText(err)}`);
+  }
+  if (!isPlainObject(raw) || typeof raw['ts'] !== 'string' || !Array.isArray(raw['ops'])) {
+    throw new ValidationError('malformed transaction');
+  }
+  const ops: Op[] = [];
+  for (const op of raw['ops'] as unknown[]) {
+    if (!isPlainObject(op)) throw new ValidationError('malformed transaction operation');
+    if (op['op'] === 'delete') {
+      const { kind, id, expect } = op;
+      if (typeof kind !== 'string' || !KIND_SET.has(kind) || typeof id !== 'string' || !isInt(expect)) {
+        throw new ValidationError('malformed delete operation');
+      }
+      ops.push({ op: 'delete', kind: kind as Kind, id, expect });
+      continue;
+    }
+    const object = op['object'];
+    if ((op['op'] !== 'create' && op['op'] !== 'update') || !isPlainObject(object)) throw new ValidationError('malformed operation');
+    const problem = shapeProblem(object);
+    if (problem !== null) throw new ValidationError(problem);
+    if (op['op'] === 'create') ops.push({ op: 'create', object: object as Body });
+    else {
+      if (!isInt(op['expect'])) throw new ValidationError('malformed update operation');
+      ops.push({ op: 'update', expect: op['expect'], object: object as Body });
+    }
+  }
+  return { ts: raw['ts'], ops };
+}
+
+// ------------------------------------------------------------------------------------------- WriteTx
+
+interface UndoStep {
+  key: string;
+  prev: Rec | undefined;
+}
+
+class Tx extends View implements WriteTx {
+  readonly now: string;
+  /** Encoded size so far (format byte, head, operations, commas, tail). */
+  private opBytes = 0;
+  private opCount = 0;
+  private readonly headBytes: number;
+  private readonly undo: UndoStep[] = [];
+  closed = false;
+
+  constructor(state: State, now: string) {
+    super(state, new Overlay());
+    this.now = now;
+    this.headBytes = 1 + utf8.encode(txHead(now)).length + TX_TAIL.length;
+  }
+
+  private get overlay(): Overlay {
+    return this.ov!;
+  }
+
+  get size(): number {
+    return this.headBytes + this.opBytes + Math.max(0, this.opCount - 1);
+  }
+
+  get empty(): boolean {
+    return this.opCount === 0;
+  }
+
+  mark(): number {
+    return this.undo.length;
+  }
+
+  rollback(mark: number): void {
+    while (this.undo.length > mark) {
+      const step = this.undo.pop()!;
+      this.install(step.key, step.prev);
+    }
+  }
+
+  encode(): Uint8Array {
+    const parts: string[] = [];
+    for (const r of this.overlay.recs.values()) for (const op of r.ops) parts.push(op);
+    const body = utf8.encode(txHead(this.now) + parts.join(',') + TX_TAIL);
+    const out = new Uint8Array(body.length + 1);
+    out[0] = TX_FORMAT_JSON_V1;
+    out.set(body, 1);
+    return out;
+  }
+
+  /** Puts `next` in place of the key's record (keeping its first-touch position), or removes it. */
+  private install(key: string, next: Rec | undefined): void {
+    const ov = this.overlay;
+    const prev = ov.recs.get(key);
+    if (prev !== undefined) {
+      if (prev.cur !== null) ov.idx.remove(prev.cur);
+      this.opBytes -= prev.bytes;
+      this.opCount -= prev.ops.length;
+    }
+    if (next === undefined) {
+      ov.recs.delete(key);
+      return;
+    }
+    ov.recs.set(key, next);
+    if (next.cur !== null) ov.idx.add(next.cur);
+    this.opBytes += next.bytes;
+    this.opCount += next.ops.length;
+  }
+
+  private setRec(kind: Kind, id: string, fields: Pick<Rec, 'expect' | 'cur' | 'recreated' | 'body'>): void {
+    const key = keyOf(kind, id);
+    const ops = encodeOps({ kind, id, ...fields });
+    let bytes = 0;
+    for (const op of ops) bytes += Buffer.byteLength(op, 'utf8');
+    this.undo.push({ key, prev: this.overlay.recs.get(key) });
+    this.install(key, { kind, id, ...fields, ops, bytes });
+  }
+
+  private live(): void {
+    if (this.closed) throw new StoreError('the transaction has already finished; writes after update() returned are not allowed');
+  }
+
+  private checkName(o: Obj): void {
+    if (o.kind !== 'service' && o.kind !== 'network') return;
+    if (this.namesakes(o.kind, o.spec.name, o.id).length > 0) throw new NameInUseError(o.kind, o.spec.name);
+  }
+
+  create<K extends Kind>(obj: Frozen<DraftOf<K>> & { readonly kind: K }): Frozen<ObjectOf<K>> {
+    this.live();
+    const { body, parsed } = prepare(obj);
+    const { kind, id } = parsed;
+    const existing = this.getObj(kind, id);
+    if (existing !== undefined) throw new ConflictError(kind, id, null, existing.version);
+    const cur = materialize(parsed, 0, this.now, this.now);
+    this.checkName(cur);
+    const r = this.rec(kind, id);
+    const expect = r?.expect ?? null;
+    this.setRec(kind, id, { expect, cur, recreated: expect !== null, body });
+    return cur as Frozen<ObjectOf<K>>;
+  }
+
+  update<K extends Kind>(obj: Frozen<ObjectOf<K>> & { readonly kind: K }): Frozen<ObjectOf<K>> {
+    this.live();
+    const version = (obj as { version?: unknown }).version;
+    const { body, parsed } = prepare(obj);
+    const { kind, id } = parsed;
+    if (!isInt(version)) throw new ValidationError(`${kind} ${id}: update needs the version that was read`);
+    const existing = this.getObj(kind, id);
+    if (existing === undefined) throw new ConflictError(kind, id, version, null);
+    if (existing.version !== version) throw new ConflictError(kind, id, version, existing.version);
+    const cur = materialize(parsed, existing.version, existing.createdAt, this.now);
+    this.checkName(cur);
+    const r = this.rec(kind, id);
+    if (r !== undefined) this.setRec(kind, id, { expect: r.expect, cur, recreated: r.recreated, body });
+    else this.setRec(kind, id, { expect: existing.version, cur, recreated: false, body });
+    return cur as Frozen<ObjectOf<K>>;
+  }
+
+  modify<K extends Kind>(kind: K, id: string, edit: (draft: ObjectOf<K>) => void): Frozen<ObjectOf<K>> {
+    this.live();
+    const existing = this.getObj(kind, id);
+    if (existing === undefined) throw new NotFoundError(kind, id);
+    const draft = structuredClone(existing) as ObjectOf<K>;
+    edit(draft);
+    const meta = draft as { kind: string; id: string; version: number };
+    if (meta.kind !== kind || meta.id !== id) throw new ValidationError(`modify must not change the kind or id of ${kind} ${id}`);
+    meta.version = existing.version;
+    return this.update<K>(draft as Frozen<ObjectOf<K>> & { readonly kind: K });
+  }
+
+  delete(kind: Kind, id: string, version?: number): void {
+    this.live();
+    const existing = this.getObj(kind, id);
+    if (existing === undefined) {
+      if (version === undefined) throw new NotFoundError(kind, id);
+      throw new ConflictError(kind, id, version, null);
+    }
+    if (version !== undefined && existing.version !== version) throw new ConflictError(kind, id, version, existing.version);
+    const r = this.rec(kind, id);
+    if (r !== undefined) this.setRec(kind, id, { expect: r.expect, cur: null, recreated: false, body: null });
+    else this.setRec(kind, id, { expect: existing.version, cur: null, recreated: false, body: null });
+  }
+}
+
+// --------------------------------------------------------------------------------------------- watches
+
+class Subscription {
+  private q: StoreEvent[] = [];
+  private head = 0;
+  closed = false;
+  /** Set when the store closed the watch (overflow, reset, handler error). */
+  error: Error | null = null;
+  private readonly kinds: ReadonlySet<Kind> | null;
+  private readonly predicate: ((ev: StoreEvent) => boolean) | undefined;
+  private readonly maxQueue: number;
+
+  constructor(
+    private readonly owner: Set<Subscription>,
+    opts: WatchOptions,
+    /** Called after an event is queued. */
+    readonly notify: () => void,
+    /** Called once when closed (err null = closed by the subscriber). */
+    private readonly onClosed: (err: Error | null) => void,
+  ) {
+    this.kinds = opts.kinds ? new Set(opts.kinds) : null;
+    this.predicate = opts.predicate;
+    this.maxQueue = opts.maxQueue ?? DEFAULT_WATCH_QUEUE;
+    if (!(this.maxQueue >= 1)) throw new RangeError('watch: maxQueue must be >= 1');
+    owner.add(this);
+  }
+
+  get size(): number {
+    return this.q.length - this.head;
+  }
+
+  offer(ev: StoreEvent): void {
+    if (this.closed) return;
+    if (this.kinds !== null && !this.kinds.has(ev.kind)) return;
+    if (this.predicate !== undefined) {
+      let ok: boolean;
+      try {
+        ok = this.predicate(ev);
+      } catch (err) {
+        this.close(toError(err));
+        return;
+      }
+      if (!ok) return;
+    }
+    if (this.size >= this.maxQueue) {
+      this.close(new WatchOverflowError(this.maxQueue));
+      return;
+    }
+    this.q.push(ev);
+  }
+
+  shift(): StoreEvent | undefined {
+    if (this.head >= this.q.length) return undefined;
+    const ev = this.q[this.head];
+    this.q[this.head++] = undefined as unknown as StoreEvent;
+    if (this.head === this.q.length) {
+      this.q = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.q.length) {
+      this.q = this.q.slice(this.head);
+      this.head = 0;
+    }
+    return ev;
+  }
+
+  close(err: Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.error = err;
+    this.q = [];
+    this.head = 0;
+    this.owner.delete(this);
+    this.onClosed(err);
+  }
+}
+
+interface IndexWaiter {
+  index: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+// ------------------------------------------------------------------------------------------------ Store
+
+export class Store implements StateMachine {
+  private readonly state = new State();
+  private readonly proposeFn: ((data: Uint8Array) => Promise<unknown>) | undefined;
+  private readBarrier: (() => Promise<void>) | undefined;
+  private readonly now: () => Date;
+  readonly maxTxBytes: number;
+  private readonly subs = new Set<Subscription>();
+  /** Subscriptions with events queued since the last apply (notified after the apply). */
+  private readonly touched = new Set<Subscription>();
+  private waiters: IndexWaiter[] = [];
+
+  constructor(opts: StoreOptions = {}) {
+    this.proposeFn = opts.propose;
+    this.readBarrier = opts.read;
+    this.now = opts.now ?? (() => new Date());
+    this.maxTxBytes = opts.maxTxBytes ?? MAX_TX_BYTES;
+  }
+
+  /** Index of the last entry applied to the store (0 = empty). */
+  get index(): number {
+    return this.state.index;
+  }
+
+  // ------------------------------------------------------------------------------------------ reads
+
+  /** Runs `fn` on the applied state. Synchronous; objects are deep-frozen and stay valid after fn returns. */
+  view<T>(fn: (tx: ReadTx) => T): T {
+    return fn(new View(this.state, null));
+  }
+
+  /** Sets (or replaces) the linearizable read barrier, typically RaftNode.read. */
+  readLinearizable(read: () => Promise<void>): void {
+    this.readBarrier = read;
+  }
+
+  /**
+   * Awaits the read barrier (RaftNode.read: this manager's state then reflects every write acknowledged
+   * before the call), then reads. Without a barrier (local mode) this is view().
+   */
+  async linearizableView<T>(fn: (tx: ReadTx) => T): Promise<T> {
+    if (this.readBarrier !== undefined) await this.readBarrier();
+    return this.view(fn);
+  }
+
+  /** Resolves once the store has applied `index` (rejects with signal.reason on abort). */
+  waitForIndex(index: number, signal?: AbortSignal): Promise<void> {
+    if (this.state.index >= index) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const w: IndexWaiter = { index, resolve, reject };
+      this.waiters.push(w);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) {
+            this.waiters.splice(i, 1);
+            reject(signal.reason);
+          }
+        },
+        { once: true },
+      );
+    });
+  }
+
+  // ----------------------------------------------------------------------------------------- writes
+
+  /**
+   * Runs `fn` in a transaction and commits its writes as one entry. `fn` may be async (across an await
+   * its reads may see newer commits; its writes are still version-checked); its return value is ignored.
+   * Resolves with the commit index (or the current index if fn wrote nothing). Rejects with: whatever fn threw (nothing proposed);
+   * TxTooLargeError (nothing proposed); ConflictError / ValidationError from apply (the entry was a
+   * no-op everywhere); the proposer's error (NotLeaderError: not proposed; other Raft errors: outcome
+   * unknown, re-read before retrying).
+   */
+  async update(fn: (tx: WriteTx) => unknown): Promise<number> {
+    const tx = new Tx(this.state, this.now().toISOString());
+    try {
+      await fn(tx);
+    } finally {
+      tx.closed = true;
+    }
+    return this.commit(tx);
+  }
+
+  /**
+   * Applies `fn` to every item, packing the writes into as few transactions as fit under maxTxBytes.
+   * `fn` must be synchronous and may run more than once for an item (when its writes overflow the
+   * current transaction they are rolled back and re-run on a fresh transaction after committing). Each
+   * transaction sees the previous ones. Resolves with the commit indexes. If `fn` throws or a commit
+   * fails, the items before it in the open transaction are still committed (when possible) and the
+   * promise rejects with BatchError (`itemsCommitted`, `cause`). TxTooLargeError if one item alone is
+   * too large.
+   */
+  async batch<T>(items: Iterable<T>, fn: (tx: WriteTx, item: T) => unknown): Promise<number[]> {
+    const indexes: number[] = [];
+    let committed = 0;
+    let inTx = 0;
+    let tx = new Tx(this.state, this.now().toISOString());
+    const flush = async (): Promise<void> => {
+      tx.closed = true;
+      if (!tx.empty) indexes.push(await this.commit(tx));
+      committed += inTx;
+      inTx = 0;
+      tx = new Tx(this.state, this.now().toISOString());
+    };
+    const run = (item: T): void => {
+      const mark = tx.mark();
+      try {
+        fn(tx, item);
+      } catch (err) {
+        tx.rollback(mark);
+        throw err;
+      }
+      if (tx.size > this.maxTxBytes) {
+        const size = tx.size;
+        tx.rollback(mark);
+        throw new TxTooLargeError(size, this.maxTxBytes);
+      }
+    };
+    try {
+      for (const item of items) {
+        try {
+          run(item);
+        } catch (err) {
+          if (!(err instanceof TxTooLargeError) || inTx === 0) throw err;
+          await flush();
+          run(item);
+        }
+        inTx++;
+      }
+      await flush();
+    } catch (err) {
+      if (err instanceof TxTooLargeError && committed === 0 && inTx === 0) throw err;
+      if (!tx.closed && inTx > 0) {
+        try {
+          await flush();
+        } catch {
+          // The earlier items could not be committed either; report the original error.
+        }
+      }
+      throw new BatchError(committed, indexes, err);
+    }
+    return indexes;
+  }
+
+  private async commit(tx: Tx): Promise<number> {
+    tx.closed = true;
+    if (tx.empty) return this.state.index;
+    if (tx.size > this.maxTxBytes) throw new TxTooLargeError(tx.size, this.maxTxBytes);
+    const data = tx.encode();
+    const result: unknown = this.proposeFn ? await this.proposeFn(data) : this.apply({ index: this.state.index + 1, data });
+    if (result instanceof Error) throw result;
+    if (typeof result !== 'number') throw new StoreError(`unexpected apply result ${String(result)}`);
+    return result;
+  }
+
+  // ----------------------------------------------------------------------------------- state machine
+
+  /**
+   * Applies one committed entry. Returns the entry's index if the transaction was applied, the
+   * ConflictError / ValidationError that made it a no-op, or undefined for entries that carry no
+   * transaction (empty, membership, already applied). Deterministic.
+   */
+  apply(entry: StoreEntry): unknown {
+    if (entry.index <= this.state.index) return undefined;
+    if (entry.type === 'conf' || entry.data.length === 0) {
+      this.advance(entry.index);
+      return undefined;
+    }
+    let result: number | Error;
+    const events: StoreEvent[] = [];
+    try {
+      result = this.applyTx(entry.index, decodeTx(entry.data), events);
+    } catch (err) {
+      // Preconditions are checked before anything is written, so a failure leaves the state untouched.
+      // (Anything but a StoreError is a bug; it is returned the same way so every manager stays in step.)
+      events.length = 0;
+      result = toError(err);
+    }
+    this.advance(entry.index);
+    if (events.length > 0) this.publish(events);
+    return result;
+  }
+
+  private applyTx(index: number, tx: DecodedTx, events: StoreEvent[]): number {
+    const ov = new Overlay();
+    const view = new ApplyView(this.state, ov);
+    for (const op of tx.ops) {
+      if (op.op === 'delete') {
+        const cur = view.obj(op.kind, op.id);
+        if (cur === undefined) throw new ConflictError(op.kind, op.id, op.expect, null);
+        if (cur.version !== op.expect) throw new ConflictError(op.kind, op.id, op.expect, cur.version);
+        view.put(op.kind, op.id, null);
+        events.push({ type: 'delete', kind: op.kind, object: cur, index });
+      } else if (op.op === 'create') {
+        const { kind, id } = op.object;
+        const cur = view.obj(kind, id);
+        if (cur !== undefined) throw new ConflictError(kind, id, null, cur.version);
+        const o = materialize(op.object, index, tx.ts, tx.ts);
+        view.put(kind, id, o);
+        events.push({ type: 'create', kind, object: o, index });
+      } else {
+        const { kind, id } = op.object;
+        const cur = view.obj(kind, id);
+        if (cur === undefined) throw new ConflictError(kind, id, op.expect, null);
+        if (cur.version !== op.expect) throw new ConflictError(kind, id, op.expect, cur.version);
+        const o = materialize(op.object, index, cur.createdAt, tx.ts);
+        view.put(kind, id, o);
+        events.push({ type: 'update', kind, object: o, old: cur, index });
+      }
+    }
+    view.checkNames();
+    for (const r of ov.recs.values()) this.state.put(r.kind, r.id, r.cur);
+    return index;
+  }
+
+  private advance(index: number): void {
+    this.state.index = index;
+    if (this.waiters.length === 0) return;
+    const still: IndexWaiter[] = [];
+    for (const w of this.waiters) {
+      if (w.index <= index) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  /** The whole state and its index: `format byte | JSON {format, index, objects: {kind: [...]}}`. */
+  snapshot(): Uint8Array {
+    const parts: string[] = [`{"format":${SNAPSHOT_FORMAT_JSON_V1},"index":${this.state.index},"objects":{`];
+    KINDS.forEach((kind, i) => {
+      const objs: string[] = [];
+      for (const o of this.state.table(kind).values()) objs.push(JSON.stringify(o));
+      parts.push(`${i > 0 ? ',' : ''}${JSON.stringify(kind)}:[${objs.join(',')}]`);
+    });
+    parts.push('}}');
+    const body = utf8.encode(parts.join(''));
+    const out = new Uint8Array(body.length + 1);
+    out[0] = SNAPSHOT_FORMAT_JSON_V1;
+    out.set(body, 1);
+    return out;
+  }
+
+  /**
+   * Replaces the whole state with a snapshot's. Every open watch is closed with StoreResetError (the
+   * difference is not replayed as events): subscribers resync from the store.
+   */
+  restore(data: Uint8Array): void {
+    const bad = (why: string) => new StoreError(`store snapshot: ${why}`, 'EBADSNAPSHOT');
+    if (data.length === 0 || data[0] !== SNAPSHOT_FORMAT_JSON_V1) throw bad(`unknown format ${String(data[0])}`);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(utf8d.decode(data.subarray(1)));
+    } catch (err) {
+      throw bad(errText(err));
+    }
+    if (!isPlainObject(raw) || !isInt(raw['index']) || raw['index'] < 0 || !isPlainObject(raw['objects'])) throw bad('malformed');
+    const next = new State();
+    next.index = raw['index'];
+    const objects = raw['objects'];
+    for (const kind of KINDS) {
+      const list = objects[kind] ?? [];
+      if (!Array.isArray(list)) throw bad(`${kind} is not a list`);
+      for (const o of list as unknown[]) {
+        if (!isPlainObject(o)) throw bad(`${kind}: not an object`);
+        const problem = shapeProblem(o);
+        if (problem !== null) throw bad(problem);
+        if (o['kind'] !== kind) throw bad(`${String(o['kind'])} object in the ${kind} list`);
+        if (!isInt(o['version']) || typeof o['createdAt'] !== 'string' || typeof o['updatedAt'] !== 'string') {
+          throw bad(`${kind} ${String(o['id'])}: bad version or timestamps`);
+        }
+        const id = o['id'] as string;
+        if (next.table(kind).has(id)) throw bad(`duplicate ${kind} ${id}`);
+        next.put(kind, id, deepFreeze(o) as unknown as Obj);
+      }
+    }
+    this.state.replaceWith(next);
+    for (const s of [...this.subs]) s.close(new StoreResetError(next.index));
+    this.advance(next.index);
+  }
+
+  // ---------------------------------------------------------------------------------------- watches
+
+  private publish(events: StoreEvent[]): void {
+    if (this.subs.size === 0) return;
+    for (const ev of events) {
+      for (const s of this.subs) {
+        const before = s.size;
+        s.offer(ev);
+        if (s.size > before) this.touched.add(s);
+      }
+    }
+    for (const s of this.touched) s.notify();
+    this.touched.clear();
+  }
+
+  /**
+   * Subscribes `handler` to events after this point, in commit order (all events of one transaction
+   * together, in the transaction's order). apply() only queues them; they are delivered from a
+   * microtask, one at a time: when the handler returns a promise the next event waits for it. When the
+   * handler runs, the store has applied at least `ev.index` (possibly more). If more than `maxQueue`
+   * events are waiting, the watch is closed with WatchOverflowError (onClose); a handler that throws
+   * closes it with that error; restore() closes it with StoreResetError. Returns the unsubscribe function.
+   */
+  watch(filter: WatchOptions | undefined, handler: (ev: StoreEvent) => void | Promise<void>): () => void {
+    const opts = filter ?? {};
+    let scheduled = false;
+    let draining = false;
+    const drain = async (): Promise<void> => {
+      draining = true;
+      try {
+        while (!sub.closed) {
+          const ev = sub.shift();
+          if (ev === undefined) break;
+          try {
+            const r = handler(ev);
+            if (r !== undefined && typeof (r as Promise<void>).then === 'function') await r;
+          } catch (err) {
+            sub.close(toError(err));
+          }
+        }
+      } finally {
+        draining = false;
+      }
+    };
+    const sub: Subscription = new Subscription(
+      this.subs,
+      opts,
+      () => {
+        if (draining || scheduled) return;
+        scheduled = true;
+        queueMicrotask(() => {
+          scheduled = false;
+          if (!draining) void drain();
+        });
+      },
+      (err) => {
+        if (err !== null && opts.onClose) {
+          const cb = opts.onClose;
+          queueMicrotask(() => cb(err));
+        }
+      },
+    );
+    return () => sub.close(null);
+  }
+
+  /**
+   * Async-iterator form of watch(): yields events in commit order. Ends when `signal` aborts or the
+   * loop breaks; throws WatchOverflowError / StoreResetError when the store closes the watch (events
+   * still queued at that moment are dropped: resync).
+   */
+  events(filter?: WatchOptions, signal?: AbortSignal): AsyncIterableIterator<StoreEvent> {
+    const opts = filter ?? {};
+    let waiter: { resolve: (r: IteratorResult<StoreEvent>) => void; reject: (e: unknown) => void } | null = null;
+    let thrown = false;
+    const done = (): IteratorResult<StoreEvent> => ({ value: undefined, done: true });
+    const onAbort = (): void => sub.close(null);
+    const sub: Subscription = new Subscription(
+      this.subs,
+      opts,
+      () => {
+        if (waiter === null) return;
+        const ev = sub.shift();
+        if (ev === undefined) return;
+        const w = waiter;
+        waiter = null;
+        w.resolve({ value: ev, done: false });
+      },
+      (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err !== null && opts.onClose) {
+          const cb = opts.onClose;
+          queueMicrotask(() => cb(err));
+        }
+        if (waiter === null) return;
+        const w = waiter;
+        waiter = null;
+        if (err === null) w.resolve(done());
+        else {
+          thrown = true;
+          w.reject(err);
+        }
+      },
+    );
+    if (signal?.aborted) sub.close(null);
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    const it: AsyncIterableIterator<StoreEvent> = {
+      next: (): Promise<IteratorResult<StoreEvent>> => {
+        const ev = sub.shift();
+        if (ev !== undefined) return Promise.resolve({ value: ev, done: false });
+        if (sub.closed) {
+          if (sub.error !== null && !thrown) {
+            thrown = true;
+            return Promise.reject(sub.error);
+          }
+          return Promise.resolve(done());
+        }
+        if (waiter !== null) return Promise.reject(new StoreError('events(): next() called while a previous next() is pending'));
+        return new Promise((resolve, reject) => {
+          waiter = { resolve, reject };
+        });
+      },
+      return: (): Promise<IteratorResult<StoreEvent>> => {
+        sub.close(null);
+        return Promise.resolve(done());
+      },
+      [Symbol.asyncIterator]() {
+        return it;
+      },
+    };
+    return it;
+  }
+}
+
+/** The view apply() validates an entry against: the applied state plus the entry's changes so far. */
+class ApplyView extends View {
+  obj(kind: Kind, id: string): Obj | undefined {
+    return this.getObj(kind, id);
+  }
+
+  put(kind: Kind, id: string, obj: Obj | null): void {
+    const ov = this.ov!;
+    const key = keyOf(kind, id);
+    const prev = ov.recs.get(key);
+    if (prev !== undefined) {
+      if (prev.cur !== null) ov.idx.remove(prev.cur);
+      prev.cur = obj;
+    } else {
+      ov.recs.set(key, { kind, id, expect: null, cur: obj, recreated: false, body: null, ops: [], bytes: 0 });
+    }
+    if (obj !== null) ov.idx.add(obj);
+  }
+
+  /** Names must be unique in the state the entry leaves behind (not after each operation). */
+  checkNames(): void {
+    for (const r of this.ov!.recs.values()) {
+      const o = r.cur;
+      if (o === null || (o.kind !== 'service' && o.kind !== 'network')) continue;
+      if (this.namesakes(o.kind, o.spec.name, o.id).length > 0) throw new NameInUseError(o.kind, o.spec.name);
+    }
+  }
+}

@@ -1,0 +1,190 @@
+// A real Shoal cluster on lab hosts: one `shoal daemon` per host (network namespace), the first host
+// initialises the cluster, the other managers and the workers join it with real tokens. Used by
+// `shoal lab up` and by the cluster tests, so users and CI exercise the same code.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { control, localCall, saveContext, type Context } from '../../cli/shoal.ts';
+import { Lab, type LabHost } from './lab.ts';
+
+const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const CLI = join(REPO, 'cli', 'shoal.ts');
+
+export interface ClusterLabOptions {
+  name?: string;
+  managers: number;
+  workers: number;
+  log?: (line: string) => void;
+  /** Where the admin context is written (default: <lab dir>/context.json). */
+  contextPath?: string;
+  electionMs?: number;
+}
+
+export interface DaemonHandle {
+  host: LabHost;
+  pid: number | null;
+  role: 'manager' | 'worker';
+  nodeId: string | null;
+}
+
+export class ClusterLab {
+  readonly daemons = new Map<string, DaemonHandle>();
+  ctx!: Context;
+  readonly contextPath: string;
+  private readonly log: (l: string) => void;
+
+  private constructor(
+    readonly lab: Lab,
+    private readonly opts: ClusterLabOptions,
+  ) {
+    this.log = opts.log ?? (() => {});
+    this.contextPath = opts.contextPath ?? join(lab.dir, 'context.json');
+  }
+
+  /** Creates the hosts and starts a daemon in each; no cluster yet. */
+  static async create(opts: ClusterLabOptions): Promise<ClusterLab> {
+    if (opts.managers < 1) throw new Error('a lab needs at least one manager');
+    const log = opts.log ?? (() => {});
+    const t0 = Date.now();
+    log(`creating ${opts.managers + opts.workers} lab hosts`);
+    const lab = await Lab.create({ name: opts.name ?? 'shoal', hosts: opts.managers + opts.workers, log: () => {} });
+    const c = new ClusterLab(lab, opts);
+    try {
+      lab.hosts.forEach((h, i) => c.daemons.set(h.name, { host: h, pid: null, role: i < opts.managers ? 'manager' : 'worker', nodeId: null }));
+      log(`hosts ready in ${Date.now() - t0} ms: ${lab.hosts.map((h) => `${h.name}=${h.ip}`).join(' ')}`);
+      await Promise.all(lab.hosts.map((h) => c.startDaemon(h.name)));
+      log(`daemons started (${Date.now() - t0} ms)`);
+      return c;
+    } catch (e) {
+      await c.down().catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Creates the hosts, initialises the cluster on the first, joins the other managers and the workers. */
+  static async up(opts: ClusterLabOptions): Promise<ClusterLab> {
+    const log = opts.log ?? (() => {});
+    const t0 = Date.now();
+    const c = await ClusterLab.create(opts);
+    const lab = c.lab;
+    try {
+      const first = lab.hosts[0]!;
+      const init = await c.init(first.name);
+      log(`${first.name}: cluster initialised (${Date.now() - t0} ms)`);
+      const managers = lab.hosts.slice(1, opts.managers);
+      const workers = lab.hosts.slice(opts.managers);
+      // Managers join one at a time (one membership change at a time); workers in parallel.
+      for (const h of managers) {
+        await c.join(h.name, init.joinTokens.manager);
+        log(`${h.name}: joined as manager`);
+      }
+      await Promise.all(
+        workers.map(async (h) => {
+          await c.join(h.name, init.joinTokens.worker);
+          log(`${h.name}: joined as worker`);
+        }),
+      );
+      await c.waitReady(opts.managers + opts.workers, 15_000);
+      log(`all ${lab.hosts.length} nodes ready in ${Date.now() - t0} ms`);
+      return c;
+    } catch (e) {
+      await c.down().catch(() => {});
+      throw e;
+    }
+  }
+
+  host(name: string): LabHost {
+    const d = this.daemons.get(name);
+    if (!d) throw new Error(`no lab host ${name}`);
+    return d.host;
+  }
+
+  /** Starts (or restarts) the daemon of a host and waits for its local socket. */
+  async startDaemon(name: string): Promise<void> {
+    const d = this.daemons.get(name)!;
+    const h = d.host;
+    mkdirSync(join(h.dir, 'state'), { recursive: true });
+    const args = ['--import', 'tsx', CLI, 'daemon', '--state-dir', join(h.dir, 'state'), '--hostname', h.name];
+    if (this.opts.electionMs) args.push('--election-ms', String(this.opts.electionMs));
+    const child = h.spawn(process.execPath, args, { logFile: 'daemon.log', detached: true, cwd: REPO });
+    child.unref();
+    d.pid = child.pid ?? null;
+    const sock = join(h.dir, 'state', 'shoal.sock');
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (existsSync(sock)) {
+        try {
+          await localCall(join(h.dir, 'state'), 'GET', '/info', undefined, 2000);
+          return;
+        } catch {
+          /* not listening yet */
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`${name}: daemon did not start (see ${join(h.dir, 'daemon.log')})`);
+      await sleep(25);
+    }
+  }
+
+  /** kill -9 (or another signal) the daemon of a host. */
+  killDaemon(name: string, sig: NodeJS.Signals = 'SIGKILL'): void {
+    const d = this.daemons.get(name)!;
+    if (d.pid !== null) d.host.kill(d.pid, sig);
+    d.pid = null;
+  }
+
+  stateDir(name: string): string {
+    return join(this.host(name).dir, 'state');
+  }
+
+  async init(name: string) {
+    const h = this.host(name);
+    const r = await localCall(this.stateDir(name), 'POST', '/init', { advertiseAddr: h.ip });
+    this.ctx = { clusterId: r.clusterId, managers: r.managers, admin: r.admin, path: this.contextPath };
+    saveContext(this.contextPath, this.ctx);
+    this.daemons.get(name)!.nodeId = r.nodeId;
+    return r as { nodeId: string; joinTokens: { worker: string; manager: string } };
+  }
+
+  async join(name: string, token: string): Promise<void> {
+    const h = this.host(name);
+    const r = await localCall(this.stateDir(name), 'POST', '/join', { token, remote: this.ctx.managers[0], advertiseAddr: h.ip });
+    this.daemons.get(name)!.nodeId = r.nodeId;
+    if (r.role === 'manager' && !this.ctx.managers.includes(`${h.ip}:2377`)) {
+      this.ctx.managers.push(`${h.ip}:2377`);
+      saveContext(this.contextPath, this.ctx);
+    }
+  }
+
+  control(method: string, path: string, body?: unknown): Promise<any> {
+    return control(this.ctx, method, path, body);
+  }
+
+  async nodes(): Promise<any[]> {
+    return this.control('GET', '/v1/nodes');
+  }
+
+  async waitReady(n: number, timeoutMs: number): Promise<void> {
+    await waitFor(async () => {
+      const nodes = await this.nodes().catch(() => []);
+      return nodes.filter((x) => x.status?.state === 'ready').length >= n;
+    }, timeoutMs, `${n} nodes ready`);
+  }
+
+  async down(): Promise<void> {
+    await this.lab.down();
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `cond` until it holds; throws naming `what` after `timeoutMs`. */
+export async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string, everyMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
