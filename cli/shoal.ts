@@ -133,6 +133,7 @@ Nodes:
   shoal node ls [--format json]
   shoal node inspect NODE
   shoal node update [--label-add k=v]... [--label-rm k]... [--availability active|pause|drain] NODE
+  shoal node promote NODE... | node demote NODE...
   shoal node rm [--force] NODE
 Daemon and lab:
   shoal daemon [--state-dir DIR] [--hostname NAME]
@@ -272,6 +273,17 @@ async function nodeCmd(sub: string | undefined, args: string[]): Promise<number>
       console.log(n.id);
       return 0;
     }
+    case 'promote':
+    case 'demote': {
+      const { values, positionals } = opts(args, {});
+      if (positionals.length === 0) throw new CliError(`node ${sub} needs at least one node`);
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      for (const ref of positionals) {
+        await control(ctx, 'POST', `/v1/nodes/${encodeURIComponent(ref)}/${sub}`);
+        console.log(`Node ${ref} ${sub}d ${sub === 'promote' ? 'to a manager' : 'to a worker'} in the cluster.`);
+      }
+      return 0;
+    }
     case 'rm': {
       const { values, positionals } = opts(args, { force: { type: 'boolean', short: 'f' } });
       if (positionals.length !== 1) throw new CliError('node rm needs one node');
@@ -281,7 +293,7 @@ async function nodeCmd(sub: string | undefined, args: string[]): Promise<number>
       return 0;
     }
     default:
-      throw new CliError(`unknown node command '${sub ?? ''}' (ls, inspect, update, rm)`);
+      throw new CliError(`unknown node command '${sub ?? ''}' (ls, inspect, update, promote, demote, rm)`);
   }
 }
 

@@ -205,27 +205,7 @@ export class Daemon {
 
   private async run(bootstrap: boolean): Promise<void> {
     const st = this.state!;
-    if (st.role === 'manager') {
-      const creds = this.creds();
-      this.secure = createHttpsServer({ ...creds, requestCert: true, rejectUnauthorized: false }, (req, res) => void this.onSecure(req, res));
-      const [host, port] = splitHostPort(st.listen);
-      await new Promise<void>((resolve, reject) => {
-        this.secure!.once('error', reject);
-        this.secure!.listen(port, host, () => resolve());
-      });
-      this.manager = new Manager({
-        nodeId: st.nodeId,
-        clusterId: st.clusterId,
-        raftDir: this.path('raft'),
-        tls: creds,
-        advertise: st.advertise,
-        server: this.secure,
-        bootstrap,
-        ...(this.opts.timing ? { timing: this.opts.timing } : {}),
-        log: (l) => this.log(`manager: ${l}`),
-      });
-      await this.manager.start();
-    }
+    if (st.role === 'manager') await this.startManager(bootstrap);
     this.agent = new Agent({
       nodeId: st.nodeId,
       managers: st.role === 'manager' ? [st.advertise, ...st.managers.filter((m) => m !== st.advertise)] : st.managers,
@@ -238,9 +218,78 @@ export class Daemon {
         this.saveState();
       },
       // Certificates only arrive in answer to our own CSR; renewNow() installs them with their key.
+      onRole: (role) => void this.changeRole(role).catch((e) => this.log(`role change to ${role} failed: ${(e as Error).message}`)),
+      managerAdvertise: () => (this.manager ? this.state!.advertise : null),
     });
     this.agent.start();
     this.scheduleRenewal();
+  }
+
+  private async startManager(bootstrap: boolean): Promise<void> {
+    const st = this.state!;
+    const creds = this.creds();
+    this.secure = createHttpsServer({ ...creds, requestCert: true, rejectUnauthorized: false }, (req, res) => void this.onSecure(req, res));
+    const [host, port] = splitHostPort(st.listen);
+    await new Promise<void>((resolve, reject) => {
+      this.secure!.once('error', reject);
+      this.secure!.listen(port, host, () => resolve());
+    });
+    this.manager = new Manager({
+      nodeId: st.nodeId,
+      clusterId: st.clusterId,
+      raftDir: this.path('raft'),
+      tls: creds,
+      advertise: st.advertise,
+      server: this.secure,
+      bootstrap,
+      ...(this.opts.timing ? { timing: this.opts.timing } : {}),
+      log: (l) => this.log(`manager: ${l}`),
+    });
+    await this.manager.start();
+  }
+
+  private async stopManager(): Promise<void> {
+    const m = this.manager;
+    this.manager = null;
+    await m?.stop();
+    const srv = this.secure;
+    this.secure = null;
+    if (srv) {
+      await new Promise<void>((r) => srv.close(() => r()));
+      srv.closeAllConnections();
+    }
+  }
+
+  private roleChanging = false;
+
+  /**
+   * The managers changed this node's role (promote/demote): get a certificate for the new role, then
+   * start or stop the manager. A demoted manager's Raft data is discarded (it rejoins fresh if promoted
+   * again); the cluster state lives on the other managers.
+   */
+  private async changeRole(role: 'manager' | 'worker'): Promise<void> {
+    if (this.roleChanging) return;
+    this.roleChanging = true;
+    try {
+      await this.renewNow();
+      const certRole = parseCertificate(this.creds().cert).role;
+      if (certRole === 'manager' && !this.manager) {
+        this.state = { ...this.state!, role: 'manager' };
+        this.saveState();
+        rmSync(this.path('raft'), { recursive: true, force: true });
+        await this.startManager(false);
+        this.agent?.announceManager(this.state.advertise);
+        this.log('promoted: manager started');
+      } else if (certRole === 'worker' && this.manager) {
+        await this.stopManager();
+        rmSync(this.path('raft'), { recursive: true, force: true });
+        this.state = { ...this.state!, role: 'worker' };
+        this.saveState();
+        this.log('demoted: manager stopped');
+      }
+    } finally {
+      this.roleChanging = false;
+    }
   }
 
   private async onSecure(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -277,6 +277,50 @@ export class Manager {
       });
       return this.presentNode(this.resolveNode(id));
     });
+    r.add('POST', '/v1/nodes/:id/promote', async (_c, p) => {
+      this.requireLeader();
+      const n = this.resolveNode(p.id!);
+      if (n.spec.role === 'manager') throw conflict(`node ${n.description?.hostname ?? n.id} is already a manager`);
+      await this.write((tx) => {
+        const cur = tx.get('node', n.id) as NodeObj;
+        tx.update({ ...cur, spec: { ...cur.spec, role: 'manager' } });
+      });
+      return this.presentNode(this.resolveNode(n.id));
+    });
+    r.add('POST', '/v1/nodes/:id/demote', async (_c, p) => {
+      this.requireLeader();
+      const n = this.resolveNode(p.id!);
+      const name = n.description?.hostname ?? n.id;
+      if (n.spec.role !== 'manager') throw conflict(`node ${name} is not a manager`);
+      const st = this.raft.status();
+      if (st.voters.includes(n.id)) {
+        const after = st.voters.length - 1;
+        if (after === 0) throw conflict(`cannot demote ${name}: it is the last manager`);
+        const r = this.reachableManagers();
+        const targetReachable = n.id === this.opts.nodeId || this.transport.connections(n.id).some((x) => x.state === 'open');
+        const reachableAfter = r.reachable - (targetReachable ? 1 : 0);
+        const need = Math.floor(after / 2) + 1;
+        if (reachableAfter < need) {
+          throw conflict(`demoting ${name} would lose quorum: ${reachableAfter} of the remaining ${after} managers are reachable, and ${need} are needed`);
+        }
+        if (n.id === this.opts.nodeId) {
+          // The leader cannot remove itself cleanly while leading: hand over first, then the client retries there.
+          const target = st.voters.filter((v) => v !== n.id).find((v) => this.transport.connections(v).some((x) => x.state === 'open'));
+          if (!target) throw conflict(`cannot demote ${name}: no other reachable manager to hand leadership to`);
+          await this.raft.transferLeadership(target);
+          const l = this.leaderAddr();
+          throw new ApiError(421, 'ENOTLEADER', `leadership handed to ${l?.addr ?? target}; retry there`, { leader: l?.addr ?? '' });
+        }
+        await this.retryConf(() => this.raft.removeMember(n.id, { demote: true }));
+      } else if (st.learners.includes(n.id)) {
+        await this.retryConf(() => this.raft.removeMember(n.id, { demote: true }));
+      }
+      await this.write((tx) => {
+        const cur = tx.get('node', n.id) as NodeObj;
+        tx.update({ ...cur, spec: { ...cur.spec, role: 'worker' } });
+      });
+      return this.presentNode(this.resolveNode(n.id));
+    });
     r.add('DELETE', '/v1/nodes/:id', async (_c, p, req) => {
       const force = queryParam(req, 'force') === '1';
       this.requireLeader();
@@ -427,6 +471,15 @@ export class Manager {
         });
         return;
       }
+      case 'manager-up': {
+        const n = this.store.view((tx) => tx.get('node', s.nodeId)) as NodeObj | undefined;
+        const st = this.raft.status();
+        if (!n || n.spec.role !== 'manager' || st.voters.includes(s.nodeId) || st.learners.includes(s.nodeId)) return;
+        if (!/^[^\s:]+:\d+$/.test(m.advertise)) throw new Error('manager-up needs advertise host:port');
+        await this.retryConf(() => this.raft.addMember(s.nodeId, raftUrl(m.advertise), { learner: true }));
+        this.log(`node ${s.nodeId} promoted: joining Raft as a learner at ${m.advertise}`);
+        return;
+      }
       case 'hb':
         this.liveness.heartbeat(s.nodeId, Date.now());
         send({ t: 'hb', heartbeatPeriodMs: period, managers: this.managerAddrs() });
@@ -510,9 +563,24 @@ export class Manager {
       for (const n of this.store.view((tx) => tx.list('node')) as NodeObj[]) {
         if (n.status.state === 'ready' && !this.liveness.isTracked(n.id)) this.liveness.heartbeat(n.id, now);
       }
+      this.reconcileRoles(now);
       await this.promoteLearners();
     } finally {
       this.leaderBusy = false;
+    }
+  }
+
+  private roleNudged = new Map<string, number>();
+
+  /** Tells nodes whose desired role differs from their certificate's role to renew (promote/demote). */
+  private reconcileRoles(now: number): void {
+    for (const n of this.store.view((tx) => tx.list('node')) as NodeObj[]) {
+      if (!n.certificate || n.certificate.role === n.spec.role) continue;
+      const s = this.sessions.get(n.id);
+      if (!s) continue;
+      if (now - (this.roleNudged.get(n.id) ?? 0) < 2000) continue;
+      this.roleNudged.set(n.id, now);
+      s.ws.send(JSON.stringify({ t: 'role', role: n.spec.role } satisfies ManagerToAgent));
     }
   }
 

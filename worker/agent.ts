@@ -24,6 +24,8 @@ export interface AgentOptions {
   /** The managers told us our role changed. */
   onRole?: (role: 'manager' | 'worker') => void;
   onManagers?: (managers: string[]) => void;
+  /** When this node runs a manager: its secure address, announced after every session start. */
+  managerAdvertise?: () => string | null;
   random?: () => number;
 }
 
@@ -58,6 +60,11 @@ export class Agent {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.ws?.terminate();
     this.ws = null;
+  }
+
+  /** Announces that this node now runs a manager (after a promotion). */
+  announceManager(advertise: string): void {
+    this.send({ t: 'manager-up', advertise });
   }
 
   knownManagers(): string[] {
@@ -148,12 +155,15 @@ export class Agent {
 
   private onMessage(m: ManagerToAgent): void {
     switch (m.t) {
-      case 'welcome':
+      case 'welcome': {
         this.state = 'ready';
         this.setManagers(m.managers);
         this.setPeriod(m.heartbeatPeriodMs);
         this.log(`agent: session established with ${this.connectedTo}`);
+        const adv = this.opts.managerAdvertise?.();
+        if (adv) this.send({ t: 'manager-up', advertise: adv });
         return;
+      }
       case 'hb':
         this.setManagers(m.managers);
         if (m.heartbeatPeriodMs !== this.periodMs) this.setPeriod(m.heartbeatPeriodMs);

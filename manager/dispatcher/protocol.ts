@@ -17,7 +17,9 @@ export interface ManagerAddr {
 export type AgentToManager =
   | { t: 'hello'; description: NodeDescriptionMsg }
   | { t: 'hb' }
-  | { t: 'renew'; csr: string };
+  | { t: 'renew'; csr: string }
+  /** The node now runs a manager (after promotion) listening at `advertise`: add it to Raft. */
+  | { t: 'manager-up'; advertise: string };
 
 export type ManagerToAgent =
   | { t: 'welcome'; nodeId: string; heartbeatPeriodMs: number; managers: ManagerAddr[]; role: 'manager' | 'worker' }

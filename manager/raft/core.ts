@@ -1086,6 +1086,9 @@ export class RaftCore {
 
 // -------------------------------------------------------------------- pure helpers
 
+/** ConfChange context marking a removal as a demotion (the member may be added again later). */
+export const DEMOTE = 'demote';
+
 export function quorum(voters: number): number {
   return Math.floor(voters / 2) + 1;
 }
@@ -1182,7 +1185,10 @@ export function applyConfChange(conf: ConfState, cc: ConfChange): ConfState {
     case 'remove':
       next.voters = drop(next.voters);
       next.learners = drop(next.learners);
-      if (!next.removed.includes(cc.node)) next.removed.push(cc.node);
+      // A demotion (context 'demote') lets the node come back later (promotion again); any other
+      // removal is permanent and the id is refused forever. A demoted node cannot disrupt either way:
+      // vote requests from non-members are dropped.
+      if (cc.context !== DEMOTE && !next.removed.includes(cc.node)) next.removed.push(cc.node);
       break;
   }
   return next;

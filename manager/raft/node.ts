@@ -521,8 +521,9 @@ export class RaftNode {
   }
 
   /** Removes a voter or learner. Resolves once applied here. */
-  removeMember(id: NodeId): Promise<void> {
-    return this.proposeConf({ type: 'remove', node: id });
+  /** Removes a member. `demote` keeps the id eligible to be added again later (manager demotion). */
+  removeMember(id: NodeId, opts: { demote?: boolean } = {}): Promise<void> {
+    return this.proposeConf(opts.demote ? { type: 'remove', node: id, context: 'demote' } : { type: 'remove', node: id });
   }
 
   /** Turns a learner into a voter. Resolves once applied here. */

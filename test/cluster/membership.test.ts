@@ -163,6 +163,37 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     assert.ok(newLeader);
   });
 
+  it('promote and demote round trip: a worker becomes a voting manager and goes back', async () => {
+    await c.control('POST', '/v1/nodes/h5/promote');
+    await waitFor(async () => {
+      const n = (await byHost()).get('h5');
+      return n.spec.role === 'manager' && n.managerStatus?.voter === true && n.managerStatus.reachability === 'reachable';
+    }, 20_000, 'h5 a voting manager');
+    const info = await c.control('GET', '/v1/info');
+    assert.equal(info.voters.length, 4);
+    // The new manager serves the control API too.
+    const viaH5 = await control(c.ctx, 'GET', '/v1/nodes', undefined, `${c.host('h5').ip}:2377`);
+    assert.equal(viaH5.length >= 5, true);
+    await c.control('POST', '/v1/nodes/h5/demote');
+    await waitFor(async () => {
+      const n = (await byHost()).get('h5');
+      return n.spec.role === 'worker' && n.managerStatus === null && n.certificate?.role === 'worker';
+    }, 20_000, 'h5 a worker again');
+    assert.equal((await c.control('GET', '/v1/info')).voters.length, 3);
+    await assert.rejects(c.control('POST', '/v1/nodes/h5/demote'), /is not a manager/);
+  });
+
+  it('a demotion that would lose quorum is refused, naming the arithmetic', async () => {
+    const leader = await leaderHost();
+    const [down, target] = ['h1', 'h2', 'h3'].filter((h) => h !== leader) as [string, string];
+    c.killDaemon(down);
+    await waitFor(async () => (await byHost()).get(down).managerStatus?.reachability === 'unreachable', 5000, `${down} unreachable`);
+    await assert.rejects(c.control('POST', `/v1/nodes/${target}/demote`), /would lose quorum: 1 of the remaining 2 managers are reachable, and 2 are needed/);
+    assert.equal((await byHost()).get(target).spec.role, 'manager');
+    await c.startDaemon(down);
+    await waitFor(async () => (await byHost()).get(down).managerStatus?.reachability === 'reachable', 10_000, `${down} back`);
+  });
+
   it('a removed node is refused when it reconnects, and stays removed', async () => {
     const before = await byHost();
     const id = before.get('h4').id;
