@@ -100,6 +100,14 @@ export function localCall(stateDir: string, method: string, path: string, body?:
   });
 }
 
+/** '500ms', '1s', '5m', '2h', '90d' → milliseconds. */
+export function parseDuration(s: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s.trim());
+  if (!m) throw new CliError(`${what}: invalid duration ${JSON.stringify(s)} (use e.g. 500ms, 10s, 5m, 2h, 90d)`);
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms'];
+  return Math.round(Number(m[1]) * mult);
+}
+
 // -------------------------------------------------------------------- output
 
 export function table(rows: string[][]): string {
@@ -129,6 +137,8 @@ Cluster:
   shoal cluster join --token TOKEN [--advertise-addr IP|IFACE] [--state-dir DIR] MANAGER[:PORT]
   shoal cluster join-token worker|manager [--rotate] [--quiet]
   shoal cluster inspect
+  shoal cluster update [--dispatcher-heartbeat 1s] [--cert-expiry 90d]
+  shoal cluster ca --rotate-node-certs
 Nodes:
   shoal node ls [--format json]
   shoal node inspect NODE
@@ -234,8 +244,27 @@ async function clusterCmd(sub: string | undefined, args: string[]): Promise<numb
       console.log(JSON.stringify(await control(ctx, 'GET', '/v1/cluster'), null, 2));
       return 0;
     }
+    case 'update': {
+      const { values } = opts(args, { 'dispatcher-heartbeat': { type: 'string' }, 'cert-expiry': { type: 'string' } });
+      const body: Record<string, number> = {};
+      if (values['dispatcher-heartbeat']) body.heartbeatPeriodMs = parseDuration(values['dispatcher-heartbeat'], '--dispatcher-heartbeat');
+      if (values['cert-expiry']) body.nodeCertValidityMs = parseDuration(values['cert-expiry'], '--cert-expiry');
+      if (Object.keys(body).length === 0) throw new CliError('cluster update needs --dispatcher-heartbeat and/or --cert-expiry');
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      await control(ctx, 'POST', '/v1/cluster/update', body);
+      console.log('Cluster updated.');
+      return 0;
+    }
+    case 'ca': {
+      const { values } = opts(args, { 'rotate-node-certs': { type: 'boolean' } });
+      if (!values['rotate-node-certs']) throw new CliError('cluster ca needs --rotate-node-certs');
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      const r = await control(ctx, 'POST', '/v1/cluster/rotate-node-certs');
+      console.log(`Asked ${r.notified} connected nodes to renew their certificates.`);
+      return 0;
+    }
     default:
-      throw new CliError(`unknown cluster command '${sub ?? ''}' (init, join, join-token, inspect)`);
+      throw new CliError(`unknown cluster command '${sub ?? ''}' (init, join, join-token, inspect, update, ca)`);
   }
 }
 

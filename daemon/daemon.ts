@@ -10,7 +10,7 @@ import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { ApiError, badRequest, readJson, sendError, sendJson } from '../manager/api/http.ts';
-import { createCsr, createRootCa, generateKeyPem, parseCertificate, renewalTime, signNodeCertificate } from '../manager/ca/pki.ts';
+import { CLOCK_SKEW_MS, createCsr, createRootCa, generateKeyPem, parseCertificate, renewalTime, signNodeCertificate } from '../manager/ca/pki.ts';
 import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
 import { Manager, newId, type ManagerTiming } from '../manager/manager.ts';
 import { Agent } from '../worker/agent.ts';
@@ -220,6 +220,7 @@ export class Daemon {
       // Certificates only arrive in answer to our own CSR; renewNow() installs them with their key.
       onRole: (role) => void this.changeRole(role).catch((e) => this.log(`role change to ${role} failed: ${(e as Error).message}`)),
       managerAdvertise: () => (this.manager ? this.state!.advertise : null),
+      onRenewRequest: () => void this.renewNow().catch((e) => this.log(`certificate renewal failed: ${(e as Error).message}`)),
     });
     this.agent.start();
     this.scheduleRenewal();
@@ -300,7 +301,7 @@ export class Daemon {
       const path = (req.url ?? '').split('?')[0] ?? '';
       if (!path.startsWith('/v1/')) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
       const tls = req.socket as TLSSocket;
-      if (!tls.authorized) throw new ApiError(401, 'EUNAUTHENTICATED', `a client certificate signed by this cluster's CA is required (${String(tls.authorizationError ?? 'none presented')})`);
+      if (!tls.authorized) throw new ApiError(401, 'EUNAUTHENTICATED', tlsRefusal(tls.authorizationError));
       const cert = tls.getPeerCertificate();
       const problem = m.certProblem(cert.raw, ['admin']);
       if (problem) throw new ApiError(403, 'EFORBIDDEN', problem);
@@ -316,7 +317,9 @@ export class Daemon {
   private scheduleRenewal(): void {
     if (this.renewTimer) clearTimeout(this.renewTimer);
     const info = parseCertificate(this.creds().cert);
-    const at = renewalTime(info.notBefore, info.notAfter, Math.random).getTime();
+    // notBefore is back-dated for clock skew; the certificate's life is counted from its issue.
+    const issued = new Date(Math.min(info.notBefore.getTime() + CLOCK_SKEW_MS, info.notAfter.getTime()));
+    const at = renewalTime(issued, info.notAfter, Math.random).getTime();
     const delay = Math.max(1000, Math.min(at - Date.now(), 2 ** 31 - 1));
     this.renewTimer = setTimeout(() => void this.renewNow().catch((e) => {
       this.log(`certificate renewal failed: ${(e as Error).message}; retrying in 5 s`);
@@ -406,6 +409,15 @@ export function resolveAdvertise(given: string | undefined): string {
   if (candidates.length === 1) return candidates[0]!.address;
   if (candidates.length === 0) throw badRequest('no non-loopback IPv4 address found: pass --advertise-addr');
   throw badRequest(`this host has several addresses; choose one with --advertise-addr: ${candidates.map((c) => `${c.address} (${c.iface})`).join(', ')}`);
+}
+
+/** A TLS verification failure in words a user can act on. */
+function tlsRefusal(code: unknown): string {
+  const c = String(code ?? '');
+  if (c === 'CERT_HAS_EXPIRED') return 'the client certificate has expired';
+  if (c === 'CERT_NOT_YET_VALID') return 'the client certificate is not valid yet (check the clocks)';
+  if (c === '' || c === 'null') return "a client certificate signed by this cluster's CA is required (none was presented)";
+  return `a client certificate signed by this cluster's CA is required (${c})`;
 }
 
 function splitHostPort(hp: string): [string, number] {

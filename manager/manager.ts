@@ -231,6 +231,39 @@ export class Manager {
       const { rootCa: _ca, joinTokens: _t, ...rest } = c as unknown as Record<string, unknown>;
       return { ...rest, raft: this.raftInfo() };
     });
+    r.add('POST', '/v1/cluster/update', async (_c, _p, req) => {
+      const b = (await readJson(req)) as { heartbeatPeriodMs?: unknown; nodeCertValidityMs?: unknown };
+      const hb = b.heartbeatPeriodMs;
+      const validity = b.nodeCertValidityMs;
+      if (hb !== undefined && (typeof hb !== 'number' || !Number.isInteger(hb) || hb < 100 || hb > 60_000)) {
+        throw badRequest('dispatcher heartbeat period must be between 100ms and 60s');
+      }
+      if (validity !== undefined && (typeof validity !== 'number' || !Number.isInteger(validity) || validity < 5_000 || validity > 10 * 365 * 24 * 3600_000)) {
+        throw badRequest('node certificate expiry must be between 5s and 10 years');
+      }
+      this.requireLeader();
+      await this.write((tx) => {
+        const c = tx.get('cluster', CLUSTER_ID) as Cluster;
+        tx.update({
+          ...c,
+          spec: {
+            ...c.spec,
+            ...(hb !== undefined ? { dispatcher: { ...c.spec.dispatcher, heartbeatPeriodMs: hb as number } } : {}),
+            ...(validity !== undefined ? { caConfig: { ...c.spec.caConfig, nodeCertValidityMs: validity as number } } : {}),
+          },
+        } as Cluster);
+      });
+      return this.cluster()!.spec;
+    });
+    r.add('POST', '/v1/cluster/rotate-node-certs', async () => {
+      this.requireLeader();
+      let n = 0;
+      for (const s of this.sessions.values()) {
+        s.ws.send(JSON.stringify({ t: 'renew-cert' } satisfies ManagerToAgent));
+        n++;
+      }
+      return { notified: n };
+    });
     r.add('GET', '/v1/join-tokens', async () => {
       await this.linearizable();
       const c = this.cluster();
@@ -460,7 +493,7 @@ export class Manager {
           return;
         }
         send({ t: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: period, managers: this.managerAddrs(), role: n.spec.role });
-        await this.store.update((tx) => {
+        await this.update((tx) => {
           const cur = tx.get('node', s.nodeId) as NodeObj | undefined;
           if (!cur) return;
           tx.update({
@@ -498,7 +531,7 @@ export class Manager {
           sans: { ips: [n.status.addr || n.description.addr].filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x)) },
           validityMs: c.spec.caConfig?.nodeCertValidityMs ?? 90 * 24 * 3600_000,
         });
-        await this.store.update((tx) => {
+        await this.update((tx) => {
           const cur = tx.get('node', s.nodeId) as NodeObj | undefined;
           if (cur) tx.update({ ...cur, certificate: { serial: issued.serial, notAfter: issued.notAfter.toISOString(), role: n.spec.role } });
         });
@@ -550,7 +583,7 @@ export class Manager {
       const now = Date.now();
       const expired = this.liveness.expired(now);
       if (expired.length > 0) {
-        await this.store.update((tx) => {
+        await this.update((tx) => {
           for (const id of expired) {
             const n = tx.get('node', id) as NodeObj | undefined;
             if (!n || n.status.state === 'down') continue;
@@ -662,7 +695,7 @@ export class Manager {
       timer = setTimeout(() => reject(new ApiError(503, 'ETIMEOUT', 'the change was not committed in time')), limit);
     });
     try {
-      await Promise.race([this.store.update(fn), timeout]);
+      await Promise.race([this.update(fn), timeout]);
     } catch (e) {
       const name = (e as Error).name;
       if (e instanceof ApiError && e.code !== 'ETIMEOUT') throw e;
@@ -675,6 +708,21 @@ export class Manager {
       throw e;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * store.update, re-run on a version conflict: transactions read their objects inside `fn`, so a retry
+   * applies the change to whatever another writer (a heartbeat, a renewal) committed meanwhile.
+   */
+  private async update(fn: Parameters<Store['update']>[0]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store.update(fn);
+        return;
+      } catch (e) {
+        if ((e as Error).name !== 'ConflictError' || attempt >= 8) throw e;
+      }
     }
   }
 

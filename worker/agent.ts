@@ -23,6 +23,8 @@ export interface AgentOptions {
   onCertificate?: (certPem: string, caCertPem: string, role: 'manager' | 'worker') => void;
   /** The managers told us our role changed. */
   onRole?: (role: 'manager' | 'worker') => void;
+  /** The managers asked for a certificate renewal now. */
+  onRenewRequest?: () => void;
   onManagers?: (managers: string[]) => void;
   /** When this node runs a manager: its secure address, announced after every session start. */
   managerAdvertise?: () => string | null;
@@ -173,6 +175,9 @@ export class Agent {
         return; // the manager closes the socket; we reconnect to the leader
       case 'role':
         this.opts.onRole?.(m.role);
+        return;
+      case 'renew-cert':
+        this.opts.onRenewRequest?.();
         return;
       case 'cert':
         this.opts.onCertificate?.(m.certPem, m.caCertPem, m.role);

@@ -26,6 +26,8 @@ export type ManagerToAgent =
   | { t: 'hb'; heartbeatPeriodMs: number; managers: ManagerAddr[] }
   | { t: 'redirect'; leader: ManagerAddr | null; message: string }
   | { t: 'role'; role: 'manager' | 'worker' }
+  /** Renew the node certificate now (rotation on demand, or a changed certificate lifetime). */
+  | { t: 'renew-cert' }
   | { t: 'cert'; certPem: string; caCertPem: string; role: 'manager' | 'worker' }
   | { t: 'error'; message: string };
 

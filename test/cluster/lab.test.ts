@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -26,7 +27,9 @@ const SUFFIX = process.pid.toString(36); // ≤ 5 chars
 const NAME = `t${SUFFIX}`; // the shared 3-host lab
 const NAME_BIG = `b${SUFFIX}`; // 5 hosts: bring-up time and a thorough down()
 const NAME_KILLED = `k${SUFFIX}`; // created by a child process that gets SIGKILLed
-const ALL = [NAME, NAME_BIG, NAME_KILLED];
+const NAME_SIGTERM = `s${SUFFIX}`; // created by a child process that gets SIGTERM (exit hook)
+const NAME_THROW = `x${SUFFIX}`; // created by a child process that dies of an uncaught exception
+const ALL = [NAME, NAME_BIG, NAME_KILLED, NAME_SIGTERM, NAME_THROW];
 const LAB_TS = fileURLToPath(new URL('./lab.ts', import.meta.url));
 const NODE = process.execPath;
 const PORT = 7000;
@@ -281,7 +284,7 @@ test('addHost / removeHost', async () => {
   assert.equal(await probeRoot(h4.ip, PORT), 'ok');
   assert.equal((await probe(l.host('h1'), [`${h4.ip}:${PORT}`]))[`${h4.ip}:${PORT}`], 'ok');
   // A grandchild that daemonized (reparented away from us) must go with the host too.
-  const d = h4.spawn('sh', ['-c', 'sleep 300 & echo $!'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const d = h4.spawn('sh', ['-c', 'sleep 300 >/dev/null 2>&1 & echo $!'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   d.stdout?.setEncoding('utf8').on('data', (s: string) => (out += s));
   await new Promise((resolve) => d.once('close', resolve));
@@ -358,13 +361,20 @@ test('create refuses bad input and an existing lab', async () => {
   await assert.rejects(Lab.create({ name: NAME_BIG, hosts: 245 }), LabError);
   await assert.rejects(Lab.create({ name: NAME_BIG, hosts: 1, subnet: '10.0.0.0/16' }), LabError);
   await assert.rejects(Lab.create({ name: NAME, hosts: 1 }), /already exists/);
-  await assert.rejects(Lab.downByName(NAME), /in use/); // without force, while we (its creator) live...
   assert.equal(labNamespaces(NAME_BIG).length, 0);
+  // A stale state directory counts as a leftover (old data must not reach a new lab's daemons).
+  const stale = path.join(DEFAULT_STATE_ROOT, NAME_BIG, 'h1');
+  fs.mkdirSync(stale, { recursive: true });
+  await assert.rejects(Lab.create({ name: NAME_BIG, hosts: 1 }), /already exists or left leftovers/);
+  assert.deepEqual((await Lab.list()).find((x) => x.name === NAME_BIG)?.stateFile, false, 'listed as leftovers');
+  assert.deepEqual((await Lab.downByName(NAME_BIG, { force: true })).errors, []);
+  assertGone(NAME_BIG);
 });
 
 test('down(): a 5-host lab with busy, daemonized, escaping and stubborn processes leaves nothing', async () => {
+  const stateRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'shoal-lab-test-'));
   const t0 = performance.now();
-  const big = await Lab.create({ name: NAME_BIG, hosts: 5, graceMs: 300 });
+  const big = await Lab.create({ name: NAME_BIG, hosts: 5, graceMs: 300, stateRoot });
   const upMs = performance.now() - t0;
   const undo = cleanupOnExit(big);
   try {
@@ -384,24 +394,66 @@ test('down(): a 5-host lab with busy, daemonized, escaping and stubborn processe
     const listed = (await Lab.list()).find((x) => x.name === NAME_BIG);
     assert.ok(listed);
     const pids = listed.pids;
-    assert.ok(pids.length >= 10, `expected ≥ 10 lab processes, found ${pids.length}: ${pids.join(' ')}`);
+    assert.ok(pids.length >= 9, `expected ≥ 9 lab processes, found ${pids.length}: ${pids.join(' ')}`);
     const t1 = performance.now();
     const r = await big.down();
     log(`down of 5 hosts with ${pids.length} processes: ${(performance.now() - t1).toFixed(1)} ms (grace 300 ms)`);
     assert.deepEqual(r.errors, []);
-    assertGone(NAME_BIG, pids);
+    assertGone(NAME_BIG, pids, stateRoot);
+    assert.deepEqual(fs.readdirSync(stateRoot), [], 'the caller-given state root is left, empty');
     const again = await big.down(); // idempotent
     assert.deepEqual(again.errors, []);
     assert.throws(() => big.host(1).spawn('true', []), LabError);
+    assert.equal(big.host(1).dir, path.join(stateRoot, NAME_BIG, 'h1'));
   } finally {
     undo();
     await big.down();
+    fs.rmSync(stateRoot, { recursive: true, force: true });
+  }
+});
+
+/** Runs `code` (an ES module importing lab.ts as `Lab`, `cleanupOnExit`) in a child node process. */
+function labChild(code: string): ChildProcess {
+  const src = `import { Lab, cleanupOnExit } from ${JSON.stringify(LAB_TS)};\n${code}`;
+  return spawn(NODE, ['--import', 'tsx', '--input-type=module', '-e', src], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: path.dirname(LAB_TS),
+  });
+}
+
+test('cleanupOnExit: a creator that gets SIGTERM or dies of an uncaught exception tears its lab down', async () => {
+  const body = (name: string, then: string) => `
+    const lab = await Lab.create({ name: ${JSON.stringify(name)}, hosts: 2, graceMs: 200 });
+    cleanupOnExit(lab);
+    lab.hosts[0].spawn('sleep', ['300'], { stdio: 'ignore' });
+    lab.hosts[1].spawn('sh', ['-c', 'sleep 301 & exit 0'], { stdio: 'ignore' });
+    setTimeout(() => console.log('ready'), 100);
+    ${then}`;
+  const termed = labChild(body(NAME_SIGTERM, 'setInterval(() => {}, 1000);'));
+  const thrown = labChild(body(NAME_THROW, "setTimeout(() => { throw new Error('boom'); }, 1000);"));
+  let thrownErr = '';
+  thrown.stderr?.setEncoding('utf8').on('data', (d: string) => (thrownErr += d));
+  try {
+    const exitOf = (c: ChildProcess) =>
+      new Promise<[number | null, NodeJS.Signals | null]>((resolve) => c.once('exit', (code, sig) => resolve([code, sig])));
+    const exits = Promise.all([exitOf(termed), exitOf(thrown)]);
+    await Promise.all([waitForLine(termed, 'ready', 30_000), waitForLine(thrown, 'ready', 30_000)]);
+    const pids = (await Lab.list()).filter((x) => x.name === NAME_SIGTERM || x.name === NAME_THROW).flatMap((x) => x.pids);
+    assert.ok(pids.length >= 4, `lab processes: ${pids.join(' ')}`);
+    termed.kill('SIGTERM');
+    const [[tCode, tSig], [xCode]] = await exits;
+    assert.equal(tSig, 'SIGTERM', `SIGTERMed creator exit: ${tCode}/${tSig}`);
+    assert.equal(xCode, 1);
+    assert.match(thrownErr, /boom/);
+    assertGone(NAME_SIGTERM, pids);
+    assertGone(NAME_THROW, pids);
+  } finally {
+    for (const c of [termed, thrown]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   }
 });
 
 test('downByName(force) cleans up after a creator that was SIGKILLed', async () => {
   const code = `
-    import { Lab } from ${JSON.stringify(LAB_TS)};
     const lab = await Lab.create({ name: ${JSON.stringify(NAME_KILLED)}, hosts: 2 });
     const [h1, h2] = lab.hosts;
     h1.spawn('sleep', ['300'], { stdio: 'ignore', detached: true });
@@ -411,10 +463,8 @@ test('downByName(force) cleans up after a creator that was SIGKILLed', async () 
     setTimeout(() => console.log('ready'), 100);
     setInterval(() => {}, 1000);
   `;
-  const creator = spawn(NODE, ['--import', 'tsx', '--input-type=module', '-e', code], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    cwd: path.dirname(LAB_TS),
-  });
+  const creator = labChild(code);
+  creator.stderr?.pipe(process.stderr);
   try {
     await waitForLine(creator, 'ready', 30_000);
     await assert.rejects(Lab.downByName(NAME_KILLED), /in use/, 'refused without force while the creator lives');

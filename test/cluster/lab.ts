@@ -382,11 +382,11 @@ type Steps<T> = Generator<Effect, T, RunResult | undefined>;
 
 const MAX_OUTPUT = 4 * 1024 * 1024;
 
-const toolCache = new Map<string, string | null>();
+const toolCache = new Map<string, string>(); // hits only: a tool installed later is found
 /** Like `command -v`: the first executable `cmd` on PATH (plus the sbin directories), or null. */
 export function which(cmd: string): string | null {
   const cached = toolCache.get(cmd);
-  if (cached !== undefined) return cached;
+  if (cached) return cached;
   const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/bin', '/bin'];
   let found: string | null = null;
   for (const d of dirs) {
@@ -402,7 +402,7 @@ export function which(cmd: string): string | null {
       /* next */
     }
   }
-  toolCache.set(cmd, found);
+  if (found) toolCache.set(cmd, found);
   return found;
 }
 
@@ -653,8 +653,9 @@ function labTeardownSpec(
   opts: { stateRoot?: string; graceMs?: number; log?: (s: string) => void },
 ): TeardownSpec {
   const n = labNames(name);
-  const roots = new Set<string>([state?.stateRoot ?? opts.stateRoot ?? DEFAULT_STATE_ROOT, DEFAULT_STATE_ROOT]);
-  if (opts.stateRoot) roots.add(opts.stateRoot);
+  // The lab's own state root (from its state file), else the given or default one.
+  const roots = new Set<string>([state?.stateRoot ?? opts.stateRoot ?? DEFAULT_STATE_ROOT]);
+  if (opts.stateRoot) roots.add(path.resolve(opts.stateRoot));
   const namespaces = new Set(listDir(NETNS_DIR).filter((ns) => ns.startsWith(n.prefix)));
   for (const h of state?.hosts ?? []) namespaces.add(h.ns);
   namespaces.add(n.switchNs);
@@ -665,7 +666,8 @@ function labTeardownSpec(
     records: state?.procs ?? [],
     labIdMatch: (id) => id.startsWith(`${name}/`),
     dirs: [...roots].map((r) => path.join(r, name)),
-    emptyParents: [...roots],
+    // Only the default root is ours to remove when empty; a caller's stateRoot stays.
+    emptyParents: roots.has(DEFAULT_STATE_ROOT) ? [DEFAULT_STATE_ROOT] : [],
     stateFile: n.stateFile,
     graceMs: opts.graceMs ?? DEFAULT_GRACE_MS,
     log: opts.log ?? (() => {}),
@@ -891,6 +893,8 @@ export class Lab {
       ...listDir(NETNS_DIR).filter((ns) => ns.startsWith(n.prefix)),
       ...(fs.existsSync(`/sys/class/net/${n.rootLink}`) ? [`link ${n.rootLink}`] : []),
       ...(fs.existsSync(n.stateFile) ? [n.stateFile] : []),
+      // Stale host directories would hand old data (Raft logs, certificates) to the new lab's daemons.
+      ...(fs.existsSync(n.labDir) ? [n.labDir] : []),
     ];
     if (leftovers.length > 0) {
       throw new LabError(

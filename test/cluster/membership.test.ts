@@ -210,6 +210,31 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     assert.match(log, /revoked|403|unknown node/);
   });
 
+  it('certificates renew on demand and again on their own before expiry; an expired certificate is refused', async () => {
+    const serial = async (h: string) => (await byHost()).get(h).certificate.serial as string;
+    const s0 = await serial('h5');
+    await assert.rejects(c.control('POST', '/v1/cluster/update', { nodeCertValidityMs: 100 }), /between 5s and 10 years/);
+    await c.control('POST', '/v1/cluster/update', { nodeCertValidityMs: 8000 });
+    await c.control('POST', '/v1/cluster/rotate-node-certs');
+    await waitFor(async () => (await serial('h5')) !== s0, 5000, 'renewal on demand');
+    const issuedAt = Date.now();
+    const s1 = await serial('h5');
+    const short = readFileSync(join(c.stateDir('h5'), 'certs', 'node.crt'), 'utf8');
+    const shortKey = readFileSync(join(c.stateDir('h5'), 'certs', 'node.key'), 'utf8');
+    // Renewal at 50–80 % of the 8 s life, without being asked.
+    await waitFor(async () => (await serial('h5')) !== s1, 9000, 'automatic renewal');
+    assert.equal((await byHost()).get('h5').status.state, 'ready');
+    // The first short certificate has expired by now: TLS refuses it, with a message that says so.
+    await sleep(Math.max(0, issuedAt + 9000 - Date.now()));
+    const r = await httpsJson(c.ctx.managers[0]!, 'GET', '/v1/nodes', undefined, { ca: c.ctx.admin.ca, key: shortKey, cert: short });
+    assert.ok(r.status === 401 || r.status === 403, `status ${r.status}`);
+    assert.match(r.body.error.message, /expired|worker certificate/);
+    await c.control('POST', '/v1/cluster/update', { nodeCertValidityMs: 90 * 24 * 3600_000 });
+    await c.control('POST', '/v1/cluster/rotate-node-certs');
+    // Every live node holds a long certificate again before the next test stops managers.
+    await waitFor(async () => (await c.nodes()).filter((n: any) => n.status.state === 'ready').every((n: any) => new Date(n.certificate.notAfter).getTime() > Date.now() + 86_400_000), 10_000, 'long certificates everywhere');
+  });
+
   it('with too few managers every call says no quorum; restarting one restores service', async () => {
     const leader = await leaderHost();
     const others = ['h1', 'h2', 'h3'].filter((h) => h !== leader);
