@@ -40,7 +40,11 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
     }
     case 'down': {
       const r = await Lab.downByName(name, { force: v.force ?? false });
-      console.log(`lab '${name}' removed${r && typeof r === 'object' && 'killed' in r ? ` (${JSON.stringify(r)})` : ''}`);
+      console.log(`lab '${name}': stopped ${r.killed.length} processes, removed ${r.namespaces.length} namespaces, ${r.links.length} links and ${r.dirs.length} directories in ${r.ms} ms`);
+      if (r.errors.length > 0) {
+        for (const e of r.errors) console.error(`shoal: lab down: ${e}`);
+        return 1;
+      }
       return 0;
     }
     case 'ls': {

@@ -133,7 +133,7 @@ const cap = (s: string) => (s ? s[0]!.toUpperCase() + s.slice(1) : s);
 const USAGE = `Usage: shoal <command> [options]
 
 Cluster:
-  shoal cluster init [--advertise-addr IP|IFACE] [--listen-port 2377] [--state-dir DIR]
+  shoal cluster init [--advertise-addr IP|IFACE] [--listen-port 2377] [--state-dir DIR] [--force-new-cluster]
   shoal cluster join --token TOKEN [--advertise-addr IP|IFACE] [--state-dir DIR] MANAGER[:PORT]
   shoal cluster join-token worker|manager [--rotate] [--quiet]
   shoal cluster inspect
@@ -207,8 +207,19 @@ async function daemonCmd(args: string[]): Promise<number> {
 async function clusterCmd(sub: string | undefined, args: string[]): Promise<number> {
   switch (sub) {
     case 'init': {
-      const { values } = opts(args, { 'advertise-addr': { type: 'string' }, 'listen-port': { type: 'string' }, 'state-dir': { type: 'string' } });
+      const { values } = opts(args, { 'advertise-addr': { type: 'string' }, 'listen-port': { type: 'string' }, 'state-dir': { type: 'string' }, 'force-new-cluster': { type: 'boolean' } });
       const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
+      if (values['force-new-cluster']) {
+        const r = await localCall(stateDir, 'POST', '/init', { forceNewCluster: true });
+        const path = contextPath(values.context as string | undefined);
+        if (existsSync(path)) {
+          const ctx = loadContext(path);
+          if (ctx.clusterId === r.clusterId) saveContext(path, { ...ctx, managers: r.managers });
+        }
+        console.log(`Forced a new cluster from this manager's state (${r.recovered.entriesReplayed} log entries replayed, index ${r.recovered.index}).`);
+        if (r.recovered.demoted.length > 0) console.log(`Demoted ${r.recovered.demoted.length} unreachable managers to workers; promote nodes again to restore fault tolerance.`);
+        return 0;
+      }
       const r = await localCall(stateDir, 'POST', '/init', { advertiseAddr: values['advertise-addr'], ...(values['listen-port'] ? { listenPort: Number(values['listen-port']) } : {}) });
       const path = contextPath(values.context as string | undefined);
       saveContext(path, { clusterId: r.clusterId, managers: r.managers, admin: r.admin });

@@ -13,6 +13,7 @@ import { ApiError, badRequest, readJson, sendError, sendJson } from '../manager/
 import { CLOCK_SKEW_MS, createCsr, createRootCa, generateKeyPem, parseCertificate, renewalTime, signNodeCertificate } from '../manager/ca/pki.ts';
 import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
 import { Manager, newId, type ManagerTiming } from '../manager/manager.ts';
+import { forceNewCluster, type RecoveryReport } from '../manager/recovery.ts';
 import { Agent } from '../worker/agent.ts';
 
 export interface NodeState {
@@ -89,7 +90,10 @@ export class Daemon {
     try {
       const path = (req.url ?? '').split('?')[0];
       if (req.method === 'GET' && path === '/info') return sendJson(res, 200, this.info());
-      if (req.method === 'POST' && path === '/init') return sendJson(res, 200, await this.init((await readJson(req)) as InitRequest));
+      if (req.method === 'POST' && path === '/init') {
+        const body = (await readJson(req)) as InitRequest;
+        return sendJson(res, 200, body.forceNewCluster ? await this.forceNewCluster() : await this.init(body));
+      }
       if (req.method === 'POST' && path === '/join') return sendJson(res, 200, await this.join((await readJson(req)) as JoinRequest));
       throw new ApiError(404, 'ENOTFOUND', `no local endpoint ${req.method} ${path}`);
     } catch (e) {
@@ -107,6 +111,22 @@ export class Daemon {
   }
 
   // ------------------------------------------------------------------ init
+
+  /** Makes this surviving manager a one-manager cluster that keeps all its state. */
+  async forceNewCluster(): Promise<{ clusterId: string; nodeId: string; managers: string[]; recovered: RecoveryReport }> {
+    const st = this.state;
+    if (!st || st.role !== 'manager') throw new ApiError(409, 'ENOTMANAGER', '--force-new-cluster needs a manager that already belongs to a cluster');
+    this.agent?.stop();
+    this.agent = null;
+    await this.stopManager();
+    const recovered = await forceNewCluster(this.path('raft'), { id: st.nodeId, url: `wss://${st.advertise}/raft/v1` });
+    this.state = { ...st, managers: [st.advertise] };
+    this.saveState();
+    await this.run(false);
+    await this.manager!.waitLeader(10_000);
+    this.log(`forced a new cluster from this manager's state (index ${recovered.index}, ${recovered.demoted.length} managers demoted)`);
+    return { clusterId: st.clusterId, nodeId: st.nodeId, managers: [st.advertise], recovered };
+  }
 
   async init(r: InitRequest): Promise<InitResult> {
     if (this.state) throw new ApiError(409, 'EEXISTS', `this node is already part of cluster ${this.state.clusterId}; leave it first`);
@@ -355,6 +375,7 @@ export class Daemon {
 }
 
 export interface InitRequest {
+  forceNewCluster?: boolean;
   advertiseAddr?: string;
   listenPort?: number;
 }

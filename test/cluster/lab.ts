@@ -26,7 +26,7 @@ import path from 'node:path';
 
 export const DEFAULT_LAB_NAME = 'shoal';
 export const DEFAULT_STATE_ROOT = '/var/lib/shoal-lab';
-/** Holds one state file per lab; a tmpfs, so it vanishes at reboot together with the namespaces. */
+/** Holds one state file per lab (a tmpfs on standard systems: it vanishes at reboot with the namespaces). */
 export const RUN_DIR = '/run/shoal-lab';
 export const NETNS_DIR = '/run/netns';
 /** Environment variable carrying `<name>/<instance>/<host>` in every process the lab starts. */

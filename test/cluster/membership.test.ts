@@ -261,4 +261,21 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     assert.equal((await byHost()).get('h5').spec.labels.q, '2');
     await c.startDaemon(others[1]!);
   });
+
+  it('--force-new-cluster turns the last surviving manager into a working one-manager cluster with all state', async () => {
+    await waitFor(async () => (await c.nodes()).filter((n: any) => n.managerStatus?.reachability === 'reachable').length === 3, 10_000, 'three reachable managers');
+    const survivor = 'h1';
+    for (const h of ['h2', 'h3']) c.killDaemon(h);
+    await sleep(300);
+    const r = await localCall(c.stateDir(survivor), 'POST', '/init', { forceNewCluster: true });
+    assert.deepEqual(r.recovered.demoted.length, 2);
+    c.ctx.managers = r.managers;
+    await c.control('POST', '/v1/nodes/h5/update', { labelAdd: { recovered: 'yes' } });
+    const n = (await byHost()).get('h5');
+    assert.equal(n.spec.labels.recovered, 'yes');
+    assert.equal(n.spec.labels.q, '2', 'state from before the recovery is kept');
+    const info = await c.control('GET', '/v1/info');
+    assert.deepEqual(info.voters.length, 1);
+    assert.equal((await byHost()).get('h2').spec.role, 'worker');
+  });
 });
