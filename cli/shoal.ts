@@ -136,6 +136,7 @@ Cluster:
   shoal cluster init [--advertise-addr IP|IFACE] [--listen-port 2377] [--state-dir DIR] [--force-new-cluster]
   shoal cluster join --token TOKEN [--advertise-addr IP|IFACE] [--state-dir DIR] MANAGER[:PORT]
   shoal cluster join-token worker|manager [--rotate] [--quiet]
+  shoal cluster leave [--force] [--state-dir DIR]
   shoal cluster inspect
   shoal cluster update [--dispatcher-heartbeat 1s] [--cert-expiry 90d]
   shoal cluster ca --rotate-node-certs
@@ -238,6 +239,13 @@ async function clusterCmd(sub: string | undefined, args: string[]): Promise<numb
       console.log(`This node joined the cluster as a ${r.role} (node id ${r.nodeId}).`);
       return 0;
     }
+    case 'leave': {
+      const { values } = opts(args, { force: { type: 'boolean', short: 'f' }, 'state-dir': { type: 'string' } });
+      const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
+      const r = await localCall(stateDir, 'POST', '/leave', { force: values.force ?? false });
+      console.log(`Node left cluster ${r.left}.`);
+      return 0;
+    }
     case 'join-token': {
       const { values, positionals } = opts(args, { rotate: { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' } });
       const role = positionals[0];
@@ -275,7 +283,7 @@ async function clusterCmd(sub: string | undefined, args: string[]): Promise<numb
       return 0;
     }
     default:
-      throw new CliError(`unknown cluster command '${sub ?? ''}' (init, join, join-token, inspect, update, ca)`);
+      throw new CliError(`unknown cluster command '${sub ?? ''}' (init, join, join-token, leave, inspect, update, ca)`);
   }
 }
 

@@ -95,6 +95,7 @@ export class Daemon {
         return sendJson(res, 200, body.forceNewCluster ? await this.forceNewCluster() : await this.init(body));
       }
       if (req.method === 'POST' && path === '/join') return sendJson(res, 200, await this.join((await readJson(req)) as JoinRequest));
+      if (req.method === 'POST' && path === '/leave') return sendJson(res, 200, await this.leave((await readJson(req)) as { force?: boolean }));
       throw new ApiError(404, 'ENOTFOUND', `no local endpoint ${req.method} ${path}`);
     } catch (e) {
       sendError(res, e);
@@ -211,6 +212,31 @@ export class Daemon {
     await this.run(false);
     this.log(`joined cluster ${resp.clusterId} as ${resp.role} ${resp.nodeId}`);
     return { nodeId: resp.nodeId, role: resp.role, clusterId: resp.clusterId };
+  }
+
+  // ------------------------------------------------------------------ leave
+
+  /**
+   * Leaves the cluster: stops the agent (and manager), and forgets the node's identity and certificates.
+   * A manager must be demoted first (or forced: the remaining managers may lose quorum). The node then
+   * shows as Down on the managers until an admin runs `node rm`.
+   */
+  async leave(r: { force?: boolean }): Promise<{ left: string }> {
+    const st = this.state;
+    if (!st) throw new ApiError(409, 'ENOTMEMBER', 'this node is not part of a cluster');
+    if (st.role === 'manager' && !r.force) {
+      throw new ApiError(409, 'EMANAGER', 'this node is a manager: demote it first (`shoal node demote`), or use --force, which can make the remaining managers lose quorum');
+    }
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.agent?.stop();
+    this.agent = null;
+    await this.stopManager();
+    rmSync(this.path('raft'), { recursive: true, force: true });
+    for (const f of ['node.key', 'node.crt', 'ca.crt']) rmSync(this.path('certs', f), { force: true });
+    rmSync(this.path('node.json'), { force: true });
+    this.state = null;
+    this.log(`left cluster ${st.clusterId}`);
+    return { left: st.clusterId };
   }
 
   // ------------------------------------------------------------------ running

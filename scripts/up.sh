@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The main job (see README). Until the multi-host lab lands (issues 3 and 7), it brings up Shoal's
-# replicated core: three Raft managers in three processes with SQLite storage (fsync) and mutual-TLS
-# WebSockets on loopback, drives writes through them, kills the leader with SIGKILL several times and
-# shows the failover, then tears everything down.
+# The main job (see README): installs what is needed, then brings up a multi-node Shoal lab on this
+# machine — 3 managers and 2 workers, each host a network namespace running a real `shoal daemon`,
+# joined over mutual TLS — and shows the cluster. `bin/shoal lab down` removes every trace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec node --import tsx bench/raft.ts
+name="${SHOAL_LAB:-shoal}"
+if bin/shoal lab ls 2>/dev/null | awk 'NR>1{print $1}' | grep -qx "$name"; then
+  echo "lab '$name' exists already: replacing it"
+  bin/shoal lab down --name "$name" --force >/dev/null
+fi
+bin/shoal lab up --name "$name" --managers "${SHOAL_MANAGERS:-3}" --workers "${SHOAL_WORKERS:-2}"
+echo
+bin/shoal node ls

@@ -194,6 +194,21 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     await waitFor(async () => (await byHost()).get(down).managerStatus?.reachability === 'reachable', 10_000, `${down} back`);
   });
 
+  it('cluster leave: a manager must be demoted (or forced); a worker leaves, shows Down, and can be removed', async () => {
+    await assert.rejects(localCall(c.stateDir('h2'), 'POST', '/leave', {}), /is a manager: demote it first/);
+    const extra = [...c.daemons.values()].find((d) => d.nodeId === null)!.host.name; // the host added earlier
+    const tok = (await c.control('GET', '/v1/join-tokens')).worker as string;
+    await c.join(extra, tok);
+    await waitFor(async () => (await byHost()).get(extra)?.status.state === 'ready', 8000, `${extra} ready`);
+    const r = await localCall(c.stateDir(extra), 'POST', '/leave', {});
+    assert.ok(r.left);
+    await waitFor(async () => (await byHost()).get(extra)?.status.state === 'down', 6000, `${extra} down after leaving`);
+    await c.control('DELETE', `/v1/nodes/${extra}`);
+    assert.equal((await byHost()).has(extra), false);
+    const info = await localCall(c.stateDir(extra), 'GET', '/info');
+    assert.equal(info.state, 'inactive');
+  });
+
   it('a removed node is refused when it reconnects, and stays removed', async () => {
     const before = await byHost();
     const id = before.get('h4').id;
