@@ -146,6 +146,10 @@ Nodes:
   shoal node update [--label-add k=v]... [--label-rm k]... [--availability active|pause|drain] NODE
   shoal node promote NODE... | node demote NODE...
   shoal node rm [--force] NODE
+Services:
+  shoal service create [OPTIONS] IMAGE [COMMAND [ARG...]]   (docker service create flags)
+  shoal service ls | ps [--all] SERVICE | inspect SERVICE | scale SERVICE=N | rm SERVICE
+  shoal service update [OPTIONS] SERVICE | rollback SERVICE
 Daemon and lab:
   shoal daemon [--state-dir DIR] [--hostname NAME]
   shoal lab up [--managers 3] [--workers 2] [--name shoal] | lab down [--name shoal] [--force] | lab ls
@@ -165,6 +169,21 @@ export async function main(argv: string[]): Promise<number> {
       return clusterCmd(sub, rest);
     case 'node':
       return nodeCmd(sub, rest);
+    case 'service': {
+      // Service flags are many and docker-shaped: take --context/--format out, hand the rest over as is.
+      let ctxFlag: string | undefined;
+      let format: string | undefined;
+      const restArgs: string[] = [];
+      for (let i = 0; i < rest.length; i++) {
+        const a = rest[i]!;
+        if (a === '--context') ctxFlag = rest[++i];
+        else if (a.startsWith('--context=')) ctxFlag = a.slice(10);
+        else if (a === '--format' && (sub === 'ls' || sub === 'ps')) format = rest[++i];
+        else restArgs.push(a);
+      }
+      const { serviceCmd } = await import('./service.ts');
+      return serviceCmd(loadContext(contextPath(ctxFlag)), sub, restArgs, format);
+    }
     case 'lab': {
       const { labCmd } = await import('./lab.ts');
       return labCmd(sub, rest);

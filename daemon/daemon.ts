@@ -15,6 +15,8 @@ import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
 import { Manager, newId, type ManagerTiming } from '../manager/manager.ts';
 import { forceNewCluster, type RecoveryReport } from '../manager/recovery.ts';
 import { Agent } from '../worker/agent.ts';
+import type { Executor } from '../worker/executor.ts';
+import { FakeExecutor } from '../worker/fake-executor.ts';
 
 export interface NodeState {
   nodeId: string;
@@ -27,6 +29,8 @@ export interface NodeState {
 
 export interface DaemonOptions {
   stateDir: string;
+  /** What runs tasks. Default: the test executor (no processes) until the container engine lands. */
+  executor?: () => Executor;
   hostname?: string;
   timing?: ManagerTiming;
   log?: (line: string) => void;
@@ -266,6 +270,7 @@ export class Daemon {
       // Certificates only arrive in answer to our own CSR; renewNow() installs them with their key.
       onRole: (role) => void this.changeRole(role).catch((e) => this.log(`role change to ${role} failed: ${(e as Error).message}`)),
       managerAdvertise: () => (this.manager ? this.state!.advertise : null),
+      executor: this.opts.executor?.() ?? new FakeExecutor(),
       onRenewRequest: () => void this.renewNow().catch((e) => this.log(`certificate renewal failed: ${(e as Error).message}`)),
     });
     this.agent.start();

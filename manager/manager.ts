@@ -8,6 +8,8 @@ import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, Router, badRequest, conflict, forbidden, notFound, readJson, sendError, sendJson, queryParam } from './api/http.ts';
+import { registerServiceRoutes } from './api/services.ts';
+import { SchedulerRunner } from './scheduler/runner.ts';
 import { parseCertificate, signNodeCertificate, verifyNodeCertificate } from './ca/pki.ts';
 import { formatJoinToken, makeJoinToken, parseJoinToken, tokenMatches, RateLimiter } from './ca/tokens.ts';
 import { NodeLiveness } from './dispatcher/liveness.ts';
@@ -16,7 +18,8 @@ import { NotLeaderError, RaftNode, type StateMachine } from './raft/node.ts';
 import { SqliteRaftStorage } from './raft/storage-sqlite.ts';
 import { WsRaftTransport } from './raft/transport-ws.ts';
 import type { Entry } from './raft/types.ts';
-import { CLUSTER_ID, defaultClusterSpec, type Cluster, type Node as NodeObj } from './store/objects.ts';
+import { CLUSTER_ID, defaultClusterSpec, isTerminalTaskState, taskStateRank, type Cluster, type Node as NodeObj, type Task } from './store/objects.ts';
+import type { TaskAssignment, TaskStatusUpdate } from '../worker/executor.ts';
 import { Store } from './store/store.ts';
 
 export interface ManagerTiming {
@@ -72,7 +75,7 @@ export class Manager {
   private readonly liveness: NodeLiveness;
   private leaderTimer: NodeJS.Timeout | null = null;
   private isLeader = false;
-  private readonly joinLimiter = new RateLimiter({ capacity: 20, refillPerSec: 5 });
+  private readonly joinLimiter = new RateLimiter({ capacity: 100, refillPerSec: 20 });
   private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   private stopped = false;
 
@@ -105,6 +108,8 @@ export class Manager {
       log: (l) => this.log(`raft: ${l}`),
     });
     this.liveness = new NodeLiveness(1000, 3);
+    // Leader-only control loops.
+    this.leaderHooks.push(new SchedulerRunner(this.store, { log: (l) => this.log(`scheduler: ${l}`) }));
     this.routes();
     this.onUpgrade = (req, socket, head) => this.handleUpgrade(req, socket, head);
   }
@@ -223,6 +228,13 @@ export class Manager {
 
   private routes(): void {
     const r = this.router;
+    registerServiceRoutes(r, {
+      store: this.store,
+      newId,
+      requireLeader: () => this.requireLeader(),
+      linearizable: () => this.linearizable(),
+      write: (fn) => this.write(fn),
+    });
     r.add('GET', '/v1/info', async () => ({ ...this.raftInfo(), clusterId: this.opts.clusterId }));
     r.add('GET', '/v1/cluster', async () => {
       await this.linearizable();
@@ -493,6 +505,7 @@ export class Manager {
           return;
         }
         send({ t: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: period, managers: this.managerAddrs(), role: n.spec.role });
+        this.sendAssignments(s.nodeId);
         await this.update((tx) => {
           const cur = tx.get('node', s.nodeId) as NodeObj | undefined;
           if (!cur) return;
@@ -513,6 +526,11 @@ export class Manager {
         this.log(`node ${s.nodeId} promoted: joining Raft as a learner at ${m.advertise}`);
         return;
       }
+      case 'status':
+        this.liveness.heartbeat(s.nodeId, Date.now());
+        for (const u of m.updates) this.statusQueue.push({ nodeId: s.nodeId, u });
+        this.scheduleStatusFlush();
+        return;
       case 'hb':
         this.liveness.heartbeat(s.nodeId, Date.now());
         send({ t: 'hb', heartbeatPeriodMs: period, managers: this.managerAddrs() });
@@ -567,11 +585,114 @@ export class Manager {
     this.liveness.setPeriod(this.heartbeatPeriod());
     this.liveness.startTracking(nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id), Date.now());
     this.leaderTimer = setInterval(() => void this.leaderTick().catch((e) => this.log(`leader loop: ${(e as Error).message}`)), 100);
+    // Any change to a node's tasks is pushed to that node's session (debounced per node).
+    this.unwatchTasks = this.store.watch(
+      {
+        kinds: ['task'],
+        onClose: () => {
+          // Store reset (snapshot installed): resend everything.
+          for (const id of this.sessions.keys()) this.markAssignments(id);
+        },
+      },
+      (ev) => {
+        const t = ev.object as Task;
+        if (t.nodeId) this.markAssignments(t.nodeId);
+        const old = ev.old as Task | undefined;
+        if (old?.nodeId && old.nodeId !== t.nodeId) this.markAssignments(old.nodeId);
+      },
+    );
+    for (const hook of this.leaderHooks) hook.start();
   }
 
   private stopLeaderLoops(): void {
     if (this.leaderTimer) clearInterval(this.leaderTimer);
     this.leaderTimer = null;
+    this.unwatchTasks?.();
+    this.unwatchTasks = null;
+    for (const hook of this.leaderHooks) hook.stop();
+  }
+
+  // ------------------------------------------------------------------ task assignment and status
+
+  private unwatchTasks: (() => void) | null = null;
+  private dirtyNodes = new Set<string>();
+  private assignTimer: NodeJS.Timeout | null = null;
+  private statusQueue: { nodeId: string; u: TaskStatusUpdate }[] = [];
+  private statusTimer: NodeJS.Timeout | null = null;
+  /** Leader-only control loops (orchestrator, scheduler, …) started and stopped with leadership. */
+  readonly leaderHooks: { start(): void; stop(): void }[] = [];
+
+  private markAssignments(nodeId: string): void {
+    if (!this.sessions.has(nodeId)) return;
+    this.dirtyNodes.add(nodeId);
+    this.assignTimer ??= setTimeout(() => {
+      this.assignTimer = null;
+      const nodes = [...this.dirtyNodes];
+      this.dirtyNodes.clear();
+      for (const id of nodes) this.sendAssignments(id);
+    }, 10);
+  }
+
+  /** Sends a node the full set of its tasks that are assigned and not finished. */
+  private sendAssignments(nodeId: string): void {
+    const s = this.sessions.get(nodeId);
+    if (!s) return;
+    const assignedRank = taskStateRank('assigned');
+    const tasks: TaskAssignment[] = [];
+    for (const t of this.store.view((tx) => tx.tasksByNode(nodeId)) as Task[]) {
+      if (taskStateRank(t.status.state) < assignedRank || isTerminalTaskState(t.status.state)) continue;
+      tasks.push({
+        id: t.id,
+        serviceId: t.serviceId,
+        serviceName: t.serviceAnnotations?.name ?? '',
+        ...(t.slot !== undefined ? { slot: t.slot } : {}),
+        spec: t.spec,
+        desiredState: t.desiredState,
+        state: t.status.state,
+      });
+    }
+    s.ws.send(JSON.stringify({ t: 'assignments', tasks } satisfies ManagerToAgent));
+  }
+
+  private scheduleStatusFlush(): void {
+    this.statusTimer ??= setTimeout(() => {
+      this.statusTimer = null;
+      void this.flushStatus().catch((e) => this.log(`task status: ${(e as Error).message}`));
+    }, 20);
+  }
+
+  /** Writes reported task states: only by the node the task is assigned to, and only forward. */
+  private async flushStatus(): Promise<void> {
+    const batch = this.statusQueue;
+    this.statusQueue = [];
+    if (batch.length === 0 || !this.isLeader) return;
+    // Last report per task wins within a batch (states only move forward anyway).
+    const latest = new Map<string, { nodeId: string; u: TaskStatusUpdate }>();
+    for (const b of batch) {
+      const prev = latest.get(b.u.taskId);
+      if (!prev || taskStateRank(b.u.state) >= taskStateRank(prev.u.state)) latest.set(b.u.taskId, b);
+    }
+    const items = [...latest.values()];
+    for (let i = 0; i < items.length; i += 500) {
+      const chunk = items.slice(i, i + 500);
+      await this.update((tx) => {
+        for (const { nodeId, u } of chunk) {
+          const t = tx.get('task', u.taskId) as Task | undefined;
+          if (!t || t.nodeId !== nodeId) continue;
+          if (taskStateRank(u.state) <= taskStateRank(t.status.state)) continue;
+          tx.update({
+            ...t,
+            status: {
+              state: u.state,
+              timestamp: u.timestamp,
+              message: u.message,
+              ...(u.err !== undefined ? { err: u.err } : {}),
+              ...(u.exitCode !== undefined ? { exitCode: u.exitCode } : {}),
+            },
+          } as Task);
+        }
+      });
+    }
   }
 
   private leaderBusy = false;

@@ -5,6 +5,7 @@ import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
 import { DISPATCHER_PATH, type AgentToManager, type ManagerAddr, type ManagerToAgent } from '../manager/dispatcher/protocol.ts';
+import type { Executor, TaskStatusUpdate } from './executor.ts';
 
 export interface AgentCredentials {
   key: string;
@@ -28,6 +29,8 @@ export interface AgentOptions {
   onManagers?: (managers: string[]) => void;
   /** When this node runs a manager: its secure address, announced after every session start. */
   managerAdvertise?: () => string | null;
+  /** Runs the tasks the managers assign (absent: the node accepts no tasks). */
+  executor?: Executor;
   random?: () => number;
 }
 
@@ -47,9 +50,25 @@ export class Agent {
   private readonly log: (l: string) => void;
   private pendingRenew: ((r: { certPem: string; caCertPem: string; role: 'manager' | 'worker' }) => void) | null = null;
 
+  private statusBuf: TaskStatusUpdate[] = [];
+  private statusTimer: NodeJS.Timeout | null = null;
+
   constructor(private readonly opts: AgentOptions) {
     this.managers = [...opts.managers];
     this.log = opts.log ?? (() => {});
+    opts.executor?.onStatus((u) => this.queueStatus(u));
+  }
+
+  /** Task status changes go out in small batches (one message per 20 ms at most). */
+  private queueStatus(u: TaskStatusUpdate): void {
+    this.statusBuf.push(u);
+    this.statusTimer ??= setTimeout(() => {
+      this.statusTimer = null;
+      if (this.state !== 'ready') return; // re-sent from the executor's snapshot on the next session
+      const updates = this.statusBuf;
+      this.statusBuf = [];
+      if (updates.length > 0) this.send({ t: 'status', updates });
+    }, 20);
   }
 
   start(): void {
@@ -58,6 +77,8 @@ export class Agent {
 
   stop(): void {
     this.state = 'stopped';
+    if (this.statusTimer) clearTimeout(this.statusTimer);
+    void this.opts.executor?.close();
     if (this.hbTimer) clearInterval(this.hbTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.ws?.terminate();
@@ -164,8 +185,15 @@ export class Agent {
         this.log(`agent: session established with ${this.connectedTo}`);
         const adv = this.opts.managerAdvertise?.();
         if (adv) this.send({ t: 'manager-up', advertise: adv });
+        // A new session: tell the leader the true state of everything we run.
+        const snap = this.opts.executor?.snapshot() ?? [];
+        this.statusBuf = [];
+        if (snap.length > 0) this.send({ t: 'status', updates: snap });
         return;
       }
+      case 'assignments':
+        this.opts.executor?.reconcile(m.tasks);
+        return;
       case 'hb':
         this.setManagers(m.managers);
         if (m.heartbeatPeriodMs !== this.periodMs) this.setPeriod(m.heartbeatPeriodMs);

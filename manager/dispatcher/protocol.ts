@@ -9,6 +9,8 @@ export interface NodeDescriptionMsg {
   addr: string;
 }
 
+import type { TaskAssignment, TaskStatusUpdate } from '../../worker/executor.ts';
+
 export interface ManagerAddr {
   id: string;
   addr: string; // host:port of the manager's secure port
@@ -19,7 +21,9 @@ export type AgentToManager =
   | { t: 'hb' }
   | { t: 'renew'; csr: string }
   /** The node now runs a manager (after promotion) listening at `advertise`: add it to Raft. */
-  | { t: 'manager-up'; advertise: string };
+  | { t: 'manager-up'; advertise: string }
+  /** Task state changes observed on the node (batched). */
+  | { t: 'status'; updates: TaskStatusUpdate[] };
 
 export type ManagerToAgent =
   | { t: 'welcome'; nodeId: string; heartbeatPeriodMs: number; managers: ManagerAddr[]; role: 'manager' | 'worker' }
@@ -28,6 +32,8 @@ export type ManagerToAgent =
   | { t: 'role'; role: 'manager' | 'worker' }
   /** Renew the node certificate now (rotation on demand, or a changed certificate lifetime). */
   | { t: 'renew-cert' }
+  /** The complete set of tasks this node must run or stop (sent on every change). */
+  | { t: 'assignments'; tasks: TaskAssignment[] }
   | { t: 'cert'; certPem: string; caCertPem: string; role: 'manager' | 'worker' }
   | { t: 'error'; message: string };
 

@@ -189,11 +189,15 @@ export interface Mount {
   source?: string;
   target: string;
   readOnly?: boolean;
+  /** tmpfs only: size limit in bytes. */
+  tmpfsSizeBytes?: number;
 }
 
 export interface ResourceAmounts {
   nanoCpus?: number;
   memoryBytes?: number;
+  /** Limits only: maximum number of processes. */
+  pids?: number;
 }
 
 export interface RestartPolicy {

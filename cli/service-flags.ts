@@ -1,0 +1,1043 @@
+// `shoal service create|update` flags, docker-compatible: turns an argv into a service spec draft (not
+// yet validated: the manager runs validateServiceSpec on whatever it receives, so range rules such as
+// "replicas must be ≥ 0" are reported there, with the field's path). This file only refuses what it cannot
+// parse (bad sizes, durations, CPU counts, ports, mount syntax, unknown flags …), naming the flag.
+//
+//   create: [OPTIONS] IMAGE [COMMAND [ARG...]]   flags stop at IMAGE: everything after it is the command
+//                                                (as in Docker, it becomes the task's args; --entrypoint
+//                                                sets the task's command)
+//   update: [OPTIONS] [SERVICE]                  flags and the service may be interleaved
+//
+// Flags take `--flag value` or `--flag=value`; short forms `-e X`, `-eX`, `-e=X`; booleans `--detach`,
+// `--detach=false`; `--` ends the flags. List flags repeat. For scalars the last occurrence wins.
+import { readFileSync } from 'node:fs';
+import type {
+  Frozen,
+  HealthCheck,
+  NetworkAttachmentConfig,
+  Placement,
+  PortConfig,
+  ResourceAmounts,
+  RestartPolicy,
+  ServiceSpec,
+  UpdateConfig,
+} from '../manager/store/objects.ts';
+import type { MountSpec, ResourceLimits } from '../manager/service/spec.ts';
+import { ConstraintError, parseConstraint } from '../manager/scheduler/constraints.ts';
+import { CliError } from './shoal.ts';
+
+// ---------------------------------------------------------------------------------------------- types
+
+export interface TaskDraft {
+  image?: string;
+  command?: string[];
+  args?: string[];
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  hostname?: string;
+  labels?: Record<string, string>;
+  mounts?: MountSpec[];
+  resources?: { limits?: ResourceLimits; reservations?: ResourceAmounts };
+  restartPolicy?: Partial<RestartPolicy>;
+  placement?: Placement;
+  healthcheck?: Partial<HealthCheck>;
+  stopSignal?: string;
+  stopGracePeriodMs?: number;
+  forceUpdate?: number;
+}
+
+export type ModeDraft =
+  | { replicated: { replicas?: number } }
+  | { global: Record<string, never> }
+  | { replicatedJob: { maxConcurrent?: number; totalCompletions?: number } }
+  | { globalJob: Record<string, never> };
+
+/** A ServiceSpec-shaped object before validation: parts the flags did not mention are left out (create). */
+export interface ServiceSpecDraft {
+  name?: string;
+  labels?: Record<string, string>;
+  mode?: ModeDraft;
+  task: TaskDraft;
+  update?: Partial<UpdateConfig>;
+  rollback?: Partial<UpdateConfig>;
+  networks?: NetworkAttachmentConfig[];
+  endpoint?: { mode?: 'vip' | 'dnsrr'; ports?: PortConfig[] };
+}
+
+/** Where `-e KEY` (no value) and `--env-file` look; defaults to process.env and the real file system. */
+export interface FlagIo {
+  env?: Readonly<Record<string, string | undefined>>;
+  readFile?: (path: string) => string;
+}
+
+export interface ServiceCreateArgs {
+  spec: ServiceSpecDraft;
+  detach: boolean;
+  quiet: boolean;
+}
+
+export interface ServiceUpdateArgs {
+  /** The SERVICE positional when argv contained one (callers may also strip it before calling). */
+  service?: string;
+  /** The whole new spec: `current` with the flags applied. */
+  spec: ServiceSpecDraft;
+  force: boolean;
+  detach: boolean;
+  quiet: boolean;
+  rollback: boolean;
+}
+
+/** A CliError (so `shoal` prints it as one line) that also names the flag. */
+export type FlagError = CliError & { readonly flag: string; readonly code: 'EBADFLAG' };
+
+export function flagError(flag: string, reason: string): FlagError {
+  return Object.assign(new CliError(`${flag}: ${reason}`), { flag, code: 'EBADFLAG' as const });
+}
+
+export function isFlagError(e: unknown): e is FlagError {
+  return e instanceof CliError && (e as Partial<FlagError>).code === 'EBADFLAG';
+}
+
+// ------------------------------------------------------------------------------------- value parsers
+
+const q = (s: string) => JSON.stringify(s);
+
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Go-style durations → milliseconds (rounded): `500ms`, `10s`, `1m30s`, `1.5h`, `2h45m`, `0`. Units ns,
+ * us (µs), ms, s, m, h; a number needs a unit except 0. Negative durations are refused.
+ */
+export function parseDurationGo(s: string, flag = 'duration'): number {
+  const bad = () => flagError(flag, `invalid duration ${q(s)} (use e.g. 500ms, 10s, 1m30s, 1h)`);
+  let rest = s.trim();
+  if (rest.startsWith('-')) {
+    if (/^-0*(\.0*)?$/.test(rest)) return 0;
+    throw flagError(flag, `duration cannot be negative (got ${q(s)})`);
+  }
+  if (rest.startsWith('+')) rest = rest.slice(1);
+  if (rest === '0') return 0;
+  if (rest === '') throw bad();
+  let total = 0;
+  const re = /^(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)/;
+  while (rest !== '') {
+    const m = re.exec(rest);
+    if (!m || m[1] === '' || m[1] === '.') throw bad();
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  const ms = Math.round(total);
+  if (!Number.isSafeInteger(ms)) throw bad();
+  return ms;
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
+/**
+ * Sizes as Docker reads them (binary units): `1024`, `100k`, `512m`, `1g`, `1.5g`, `512MiB`, `4GB`,
+ * `100b` → bytes.
+ */
+export function parseMemory(s: string, flag = 'size'): number {
+  const m = /^(\d+(?:\.\d+)?|\.\d+) ?([kmgtp])?(i)?(b)?$/i.exec(s.trim());
+  if (!m || (m[3] && !m[2])) throw flagError(flag, `invalid size ${q(s)} (use e.g. 512m, 1g)`);
+  const bytes = Math.floor(Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toLowerCase()]!);
+  if (!Number.isSafeInteger(bytes)) throw flagError(flag, `size ${q(s)} is too large`);
+  return bytes;
+}
+
+/** Decimal CPUs → nano CPUs, exactly: `0.5` → 500000000, `2` → 2000000000, `.25`, `1.000000001`. */
+export function parseCpus(s: string, flag = 'cpus'): number {
+  const m = /^(\d*)(?:\.(\d*))?$/.exec(s.trim());
+  if (!m || (m[1] === '' && (m[2] ?? '') === '')) throw flagError(flag, `invalid CPU count ${q(s)} (use e.g. 0.5, 2)`);
+  const frac = m[2] ?? '';
+  if (frac.length > 9) throw flagError(flag, `CPU count ${q(s)} is too precise (at most 9 decimal places)`);
+  const nano = Number(m[1] || '0') * 1e9 + Number(frac.padEnd(9, '0'));
+  if (!Number.isSafeInteger(nano)) throw flagError(flag, `CPU count ${q(s)} is too large`);
+  return nano;
+}
+
+function parseIntFlag(s: string, flag: string): number {
+  if (!/^[+-]?\d+$/.test(s.trim())) throw flagError(flag, `invalid number ${q(s)} (expected a whole number)`);
+  const n = Number(s.trim());
+  if (!Number.isSafeInteger(n)) throw flagError(flag, `number ${q(s)} is too large`);
+  return n;
+}
+
+function parseFloatFlag(s: string, flag: string): number {
+  if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(s.trim())) throw flagError(flag, `invalid number ${q(s)}`);
+  return Number(s.trim());
+}
+
+/** Go's strconv.ParseBool. */
+function parseBool(s: string, flag: string): boolean {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(s)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(s)) return false;
+  throw flagError(flag, `invalid boolean ${q(s)} (use true or false)`);
+}
+
+function oneOfFlag<T extends string>(s: string, flag: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(s)) throw flagError(flag, `invalid value ${q(s)} (use ${allowed.join(', ')})`);
+  return s as T;
+}
+
+/** Splits `a=b,c="d,e"` into fields; double quotes group (a doubled quote is a literal one). Empty fields are dropped. */
+function splitCsv(s: string, flag: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (quoted) {
+      if (c === '"') {
+        if (s[i + 1] === '"') {
+          cur += '"';
+          i++;
+        } else quoted = false;
+      } else cur += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  if (quoted) throw flagError(flag, `unterminated quote in ${q(s)}`);
+  out.push(cur);
+  return out.map((f) => f.trim()).filter((f) => f !== '');
+}
+
+/** `key=value` fields of a CSV option; a bare key has value undefined. */
+function csvPairs(s: string, flag: string): { key: string; value: string | undefined }[] {
+  return splitCsv(s, flag).map((f) => {
+    const eq = f.indexOf('=');
+    return eq < 0 ? { key: f.toLowerCase(), value: undefined } : { key: f.slice(0, eq).trim().toLowerCase(), value: f.slice(eq + 1) };
+  });
+}
+
+function need(v: string | undefined, flag: string, key: string): string {
+  if (v === undefined || v === '') throw flagError(flag, `${key} needs a value (${key}=…)`);
+  return v;
+}
+
+/** Shell-like word splitting for --entrypoint and --args: quotes and backslashes as in sh, no expansion. */
+export function shellSplit(s: string, flag = 'command'): string[] {
+  const words: string[] = [];
+  let cur = '';
+  let inWord = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === ' ' || c === '\t' || c === '\n') {
+      if (inWord) words.push(cur);
+      cur = '';
+      inWord = false;
+    } else if (c === "'") {
+      const end = s.indexOf("'", i + 1);
+      if (end < 0) throw flagError(flag, `unterminated quote in ${q(s)}`);
+      cur += s.slice(i + 1, end);
+      i = end;
+      inWord = true;
+    } else if (c === '"') {
+      let j = i + 1;
+      for (; j < s.length && s[j] !== '"'; j++) {
+        if (s[j] === '\\' && j + 1 < s.length && '\\"$`\n'.includes(s[j + 1]!)) j++;
+        cur += s[j];
+      }
+      if (j >= s.length) throw flagError(flag, `unterminated quote in ${q(s)}`);
+      i = j;
+      inWord = true;
+    } else if (c === '\\') {
+      if (i + 1 < s.length) cur += s[++i];
+      inWord = true;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(cur);
+  return words;
+}
+
+const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
+
+function portNumber(s: string, flag: string, what: string): number {
+  if (!/^\d+$/.test(s) || Number(s) > 65535) throw flagError(flag, `invalid ${what} port ${q(s)} (use 1-65535)`);
+  return Number(s);
+}
+
+function portRange(s: string, flag: string, what: string): [number, number] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(s);
+  if (!m) throw flagError(flag, `invalid ${what} port ${q(s)} (use a port or a range like 8000-8010)`);
+  const lo = portNumber(m[1]!, flag, what);
+  const hi = m[2] !== undefined ? portNumber(m[2], flag, what) : lo;
+  if (hi < lo) throw flagError(flag, `invalid ${what} port range ${q(s)}`);
+  return [lo, hi];
+}
+
+/**
+ * `-p` / `--publish`: short syntax `[PUBLISHED:]TARGET[/PROTOCOL]` (ranges `8000-8001:80-81` allowed;
+ * an empty or missing published port is allocated dynamically) or long syntax
+ * `mode=ingress|host,published=8080,target=80,protocol=tcp|udp|sctp`. Returns one PortConfig per port.
+ */
+export function parsePublish(s: string, flag = '--publish'): PortConfig[] {
+  if (s.includes('=')) {
+    let target: number | undefined;
+    let published: number | undefined;
+    let protocol: PortConfig['protocol'] = 'tcp';
+    let mode: PortConfig['publishMode'] = 'ingress';
+    for (const { key, value } of csvPairs(s, flag)) {
+      switch (key) {
+        case 'target':
+          target = portNumber(need(value, flag, key), flag, 'target');
+          break;
+        case 'published':
+          published = portNumber(need(value, flag, key), flag, 'published');
+          break;
+        case 'protocol':
+          protocol = oneOfFlag(need(value, flag, key), flag, PROTOCOLS);
+          break;
+        case 'mode':
+          mode = oneOfFlag(need(value, flag, key), flag, ['ingress', 'host'] as const);
+          break;
+        default:
+          throw flagError(flag, `unknown option ${q(key)} in ${q(s)} (use mode, published, target, protocol)`);
+      }
+    }
+    if (target === undefined) throw flagError(flag, `target is required in ${q(s)} (e.g. published=8080,target=80)`);
+    return [{ protocol, targetPort: target, ...(published ? { publishedPort: published } : {}), publishMode: mode }];
+  }
+  let body = s.trim();
+  let protocol: PortConfig['protocol'] = 'tcp';
+  const slash = body.lastIndexOf('/');
+  if (slash >= 0) {
+    protocol = oneOfFlag(body.slice(slash + 1).toLowerCase(), flag, PROTOCOLS);
+    body = body.slice(0, slash);
+  }
+  const parts = body.split(':');
+  if (parts.length > 2) throw flagError(flag, `a host IP is not supported in ${q(s)} (use PUBLISHED:TARGET, or mode=host for host ports)`);
+  const [pubText, targetText] = parts.length === 2 ? [parts[0]!, parts[1]!] : ['', parts[0]!];
+  const [tlo, thi] = portRange(targetText, flag, 'target');
+  const out: PortConfig[] = [];
+  if (pubText === '') {
+    for (let p = tlo; p <= thi; p++) out.push({ protocol, targetPort: p, publishMode: 'ingress' });
+    return out;
+  }
+  const [plo, phi] = portRange(pubText, flag, 'published');
+  if (phi - plo !== thi - tlo) throw flagError(flag, `published and target port ranges differ in size in ${q(s)}`);
+  for (let i = 0; i <= thi - tlo; i++) {
+    out.push({ protocol, targetPort: tlo + i, ...(plo + i > 0 ? { publishedPort: plo + i } : {}), publishMode: 'ingress' });
+  }
+  return out;
+}
+
+const UNSUPPORTED_MOUNT_OPTIONS = new Set([
+  'bind-propagation',
+  'bind-recursive',
+  'bind-nonrecursive',
+  'consistency',
+  'volume-driver',
+  'volume-label',
+  'volume-nocopy',
+  'volume-opt',
+  'volume-subpath',
+  'tmpfs-mode',
+  'image-subpath',
+]);
+
+/**
+ * `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=64m]`. Aliases: src for
+ * source; dst and destination for target; ro for readonly (readonly=true|false|1|0 too). type defaults to
+ * volume, as in Docker.
+ */
+export function parseMount(s: string, flag = '--mount'): MountSpec {
+  let type: MountSpec['type'] = 'volume';
+  let source: string | undefined;
+  let target: string | undefined;
+  let readOnly = false;
+  let tmpfsSize: number | undefined;
+  for (const { key, value } of csvPairs(s, flag)) {
+    switch (key) {
+      case 'type': {
+        const t = need(value, flag, key);
+        if (t === 'npipe' || t === 'cluster' || t === 'image') throw flagError(flag, `mount type ${t} is not supported by Shoal (use bind, volume or tmpfs)`);
+        type = oneOfFlag(t, flag, ['bind', 'volume', 'tmpfs'] as const);
+        break;
+      }
+      case 'source':
+      case 'src':
+        source = need(value, flag, key);
+        break;
+      case 'target':
+      case 'dst':
+      case 'destination':
+        target = need(value, flag, key);
+        break;
+      case 'readonly':
+      case 'ro':
+        readOnly = value === undefined ? true : parseBool(value, `${flag} ${key}`);
+        break;
+      case 'tmpfs-size':
+        tmpfsSize = parseMemory(need(value, flag, key), `${flag} tmpfs-size`);
+        break;
+      default:
+        if (UNSUPPORTED_MOUNT_OPTIONS.has(key)) throw flagError(flag, `mount option ${key} is not supported by Shoal`);
+        throw flagError(flag, `unknown option ${q(key)} in ${q(s)} (use type, source, target, readonly, tmpfs-size)`);
+    }
+  }
+  if (target === undefined) throw flagError(flag, `target is required in ${q(s)} (e.g. type=volume,source=data,target=/data)`);
+  if (type === 'bind' && source === undefined) throw flagError(flag, `a bind mount needs source=<absolute host path> in ${q(s)}`);
+  if (type === 'tmpfs' && source !== undefined) throw flagError(flag, `a tmpfs mount takes no source in ${q(s)}`);
+  if (tmpfsSize !== undefined && type !== 'tmpfs') throw flagError(flag, `tmpfs-size only applies to type=tmpfs`);
+  const m: MountSpec = { type, ...(source !== undefined ? { source } : {}), target };
+  if (readOnly) m.readOnly = true;
+  if (tmpfsSize) m.tmpfsSizeBytes = tmpfsSize;
+  return m;
+}
+
+/** `-v SRC:DST[:ro|rw]` or `-v DST` (anonymous volume). An absolute SRC is a bind mount, anything else a named volume. */
+export function parseVolume(s: string, flag = '--volume'): MountSpec {
+  const parts = s.split(':');
+  if (parts.length > 3 || parts.some((p) => p === '')) throw flagError(flag, `invalid volume ${q(s)} (use SRC:DST[:ro], or DST for an anonymous volume)`);
+  if (parts.length === 1) return { type: 'volume', target: parts[0]! };
+  const [src, dst, opts] = parts as [string, string, string | undefined];
+  let readOnly = false;
+  for (const o of (opts ?? '').split(',').filter(Boolean)) {
+    if (o === 'ro') readOnly = true;
+    else if (o === 'rw') readOnly = false;
+    else throw flagError(flag, `volume option ${q(o)} is not supported by Shoal (use ro or rw)`);
+  }
+  const m: MountSpec = { type: src.startsWith('/') ? 'bind' : 'volume', source: src, target: dst };
+  if (readOnly) m.readOnly = true;
+  return m;
+}
+
+/** `--network NAME` or `--network name=NAME,alias=A[,alias=B]` (network= and target= work for name=). */
+export function parseNetwork(s: string, flag = '--network'): NetworkAttachmentConfig {
+  if (!s.includes('=')) {
+    if (s.trim() === '') throw flagError(flag, 'needs a network name');
+    return { target: s.trim() };
+  }
+  let target: string | undefined;
+  const aliases: string[] = [];
+  for (const { key, value } of csvPairs(s, flag)) {
+    if (key === 'name' || key === 'network' || key === 'target') target = need(value, flag, key);
+    else if (key === 'alias') aliases.push(need(value, flag, key));
+    else if (key === 'driver-opt' || key === 'ip' || key === 'ip6' || key === 'mac-address' || key === 'link-local-ip' || key === 'gw-priority') {
+      throw flagError(flag, `network option ${key} is not supported by Shoal`);
+    } else throw flagError(flag, `unknown option ${q(key)} in ${q(s)} (use name, alias)`);
+  }
+  if (target === undefined) throw flagError(flag, `name is required in ${q(s)} (e.g. name=backend,alias=db)`);
+  return { target, ...(aliases.length ? { aliases } : {}) };
+}
+
+/** `--placement-pref spread=node.labels.zone`. */
+export function parsePlacementPref(s: string, flag = '--placement-pref'): { spread: string } {
+  const eq = s.indexOf('=');
+  const strategy = eq < 0 ? s : s.slice(0, eq);
+  if (strategy !== 'spread' || eq < 0 || s.slice(eq + 1).trim() === '') {
+    throw flagError(flag, `invalid placement preference ${q(s)} (use spread=node.labels.<name>)`);
+  }
+  return { spread: s.slice(eq + 1).trim() };
+}
+
+function checkConstraint(s: string, flag: string): string {
+  try {
+    return parseConstraint(s).text;
+  } catch (e) {
+    if (e instanceof ConstraintError) throw flagError(flag, e.message);
+    throw e;
+  }
+}
+
+function constraintKey(s: string): string {
+  try {
+    const c = parseConstraint(s);
+    return `${c.key}${c.op}${c.value}`;
+  } catch {
+    return s.trim();
+  }
+}
+
+/** `KEY=value` or `KEY` (value taken from the environment, as Docker does). */
+function envEntry(s: string, flag: string, env: FlagIo['env']): string {
+  const eq = s.indexOf('=');
+  const key = eq < 0 ? s : s.slice(0, eq);
+  if (key.trim() === '') throw flagError(flag, `invalid environment variable ${q(s)} (use KEY=value)`);
+  if (/\s/.test(key)) throw flagError(flag, `environment variable name ${q(key)} contains whitespace`);
+  if (eq >= 0) return s;
+  const v = (env ?? process.env)[key];
+  if (v === undefined) throw flagError(flag, `${key} has no value and is not set in this environment (use ${key}=value)`);
+  return `${key}=${v}`;
+}
+
+const envKey = (e: string) => (e.includes('=') ? e.slice(0, e.indexOf('=')) : e);
+
+/** KEY=value lines of an env file; `#` comments and blank lines are skipped, a bare KEY is taken from the environment if set. */
+function readEnvFile(path: string, io: FlagIo): string[] {
+  let text: string;
+  try {
+    text = (io.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(path);
+  } catch (e) {
+    throw flagError('--env-file', `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const out: string[] = [];
+  text
+    .replace(/^\uFEFF/, '')
+    .split(/\r?\n/)
+    .forEach((raw, i) => {
+      const line = raw.replace(/^\s+/, '');
+      if (line === '' || line.startsWith('#')) return;
+      const where = `--env-file ${path}:${i + 1}`;
+      const eq = line.indexOf('=');
+      const key = eq < 0 ? line.trimEnd() : line.slice(0, eq);
+      if (key === '') throw flagError(where, `invalid line ${q(raw)} (use KEY=value)`);
+      if (/\s/.test(key)) throw flagError(where, `variable name ${q(key)} contains whitespace`);
+      if (eq >= 0) out.push(line);
+      else {
+        const v = (io.env ?? process.env)[key];
+        if (v !== undefined) out.push(`${key}=${v}`);
+      }
+    });
+  return out;
+}
+
+/** Sets a map entry even for a key such as __proto__. */
+function setKey(o: Record<string, string>, k: string, value: string): void {
+  Object.defineProperty(o, k, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** `key=value` or `key` (empty value), as Docker's labels. */
+function labelEntry(s: string, flag: string): [string, string] {
+  const eq = s.indexOf('=');
+  const key = eq < 0 ? s : s.slice(0, eq);
+  if (key.trim() === '') throw flagError(flag, `invalid label ${q(s)}: empty key`);
+  if (/\s/.test(key)) throw flagError(flag, `label key ${q(key)} contains whitespace`);
+  return [key, eq < 0 ? '' : s.slice(eq + 1)];
+}
+
+// --------------------------------------------------------------------------------------- flag tables
+
+type FlagKind = 'value' | 'list' | 'bool';
+interface FlagDef {
+  long: string;
+  short?: string;
+  kind: FlagKind;
+}
+
+const v = (long: string, short?: string): FlagDef => ({ long, kind: 'value', ...(short ? { short } : {}) });
+const l = (long: string, short?: string): FlagDef => ({ long, kind: 'list', ...(short ? { short } : {}) });
+const b = (long: string, short?: string): FlagDef => ({ long, kind: 'bool', ...(short ? { short } : {}) });
+
+const UPDATE_POLICY_FLAGS = ['parallelism', 'delay', 'monitor', 'failure-action', 'max-failure-ratio', 'order'];
+
+/** Flags that set one value: accepted by create and update alike. */
+const SCALAR_FLAGS: FlagDef[] = [
+  b('detach', 'd'),
+  b('quiet', 'q'),
+  v('replicas'),
+  v('max-concurrent'),
+  v('total-completions'),
+  v('hostname'),
+  v('workdir', 'w'),
+  v('user', 'u'),
+  v('entrypoint'),
+  v('limit-cpu'),
+  v('limit-memory'),
+  v('limit-pids'),
+  v('reserve-cpu'),
+  v('reserve-memory'),
+  v('restart-condition'),
+  v('restart-delay'),
+  v('restart-max-attempts'),
+  v('restart-window'),
+  v('stop-signal'),
+  v('stop-grace-period'),
+  v('health-cmd'),
+  v('health-interval'),
+  v('health-timeout'),
+  v('health-retries'),
+  v('health-start-period'),
+  b('no-healthcheck'),
+  v('replicas-max-per-node'),
+  ...UPDATE_POLICY_FLAGS.map((f) => v(`update-${f}`)),
+  ...UPDATE_POLICY_FLAGS.map((f) => v(`rollback-${f}`)),
+  v('endpoint-mode'),
+];
+
+const CREATE_FLAGS: FlagDef[] = [
+  ...SCALAR_FLAGS,
+  v('name'),
+  v('mode'),
+  l('env', 'e'),
+  l('env-file'),
+  l('label', 'l'),
+  l('container-label'),
+  l('mount'),
+  l('volume', 'v'),
+  l('constraint'),
+  l('placement-pref'),
+  l('network'),
+  l('publish', 'p'),
+];
+
+const UPDATE_FLAGS: FlagDef[] = [
+  ...SCALAR_FLAGS,
+  v('image'),
+  v('args'),
+  b('force'),
+  b('rollback'),
+  ...['env', 'label', 'container-label', 'constraint', 'placement-pref', 'mount', 'publish', 'network'].flatMap((f) => [l(`${f}-add`), l(`${f}-rm`)]),
+];
+
+const UPDATE_HINTS: Record<string, string> = {
+  name: 'a service cannot be renamed',
+  mode: 'the mode of a service cannot be changed; create a new service',
+  'env-file': 'use --env-add KEY=value',
+  env: 'use --env-add / --env-rm',
+  label: 'use --label-add / --label-rm',
+  'container-label': 'use --container-label-add / --container-label-rm',
+  constraint: 'use --constraint-add / --constraint-rm',
+  'placement-pref': 'use --placement-pref-add / --placement-pref-rm',
+  mount: 'use --mount-add / --mount-rm',
+  volume: 'use --mount-add / --mount-rm',
+  publish: 'use --publish-add / --publish-rm',
+  network: 'use --network-add / --network-rm',
+};
+
+const CREATE_HINTS: Record<string, string> = {
+  image: 'give the image as the first argument: IMAGE [COMMAND] [ARG...]',
+  args: 'give the command after the image: IMAGE [COMMAND] [ARG...]',
+  force: 'only for service update',
+  rollback: 'only for service update',
+};
+
+interface Parsed {
+  /** Every occurrence of each value/list flag, in order, by long name. */
+  values: Map<string, string[]>;
+  bools: Map<string, boolean>;
+  /** Long names of every flag given, in order (for --rollback's combination check). */
+  given: string[];
+  positionals: string[];
+}
+
+function scan(argv: readonly string[], defs: readonly FlagDef[], interspersed: boolean, hints: Record<string, string>): Parsed {
+  const byLong = new Map(defs.map((d) => [d.long, d]));
+  const byShort = new Map(defs.filter((d) => d.short).map((d) => [d.short!, d]));
+  const out: Parsed = { values: new Map(), bools: new Map(), given: [], positionals: [] };
+  const unknown = (shown: string, name: string): never => {
+    const hint = hints[name];
+    if (hint) throw flagError(shown, `unknown flag here (${hint})`);
+    let best = '';
+    let bestD = 3;
+    for (const d of defs) {
+      const dist = levenshtein(name, d.long);
+      if (dist < bestD) [best, bestD] = [d.long, dist];
+    }
+    throw flagError(shown, `unknown flag${best ? ` (did you mean --${best}?)` : ''}`);
+  };
+  const set = (d: FlagDef, value: string | boolean) => {
+    out.given.push(d.long);
+    if (d.kind === 'bool') out.bools.set(d.long, value as boolean);
+    else out.values.set(d.long, [...(out.values.get(d.long) ?? []), value as string]);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      out.positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+      const inline = eq < 0 ? undefined : a.slice(eq + 1);
+      const d = byLong.get(name) ?? unknown(`--${name}`, name);
+      if (d.kind === 'bool') set(d, inline === undefined ? true : parseBool(inline, `--${name}`));
+      else {
+        const value = inline ?? argv[++i];
+        if (value === undefined) throw flagError(`--${name}`, 'needs a value');
+        set(d, value);
+      }
+      continue;
+    }
+    if (a.startsWith('-') && a.length > 1) {
+      const cluster = a.slice(1);
+      for (let j = 0; j < cluster.length; j++) {
+        const ch = cluster[j]!;
+        const d = byShort.get(ch) ?? unknown(`-${ch}`, ch);
+        if (d.kind === 'bool') {
+          set(d, true);
+          continue;
+        }
+        let value: string | undefined = cluster.slice(j + 1);
+        if (value.startsWith('=')) value = value.slice(1);
+        else if (value === '') value = argv[++i];
+        if (value === undefined) throw flagError(`--${d.long}`, 'needs a value');
+        set(d, value);
+        break;
+      }
+      continue;
+    }
+    if (!interspersed) {
+      out.positionals.push(...argv.slice(i));
+      break;
+    }
+    out.positionals.push(a);
+  }
+  return out;
+}
+
+function levenshtein(a: string, b2: string): number {
+  const d: number[] = Array.from({ length: b2.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b2.length; j++) {
+      const tmp = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b2[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return d[b2.length]!;
+}
+
+const last = (p: Parsed, name: string): string | undefined => p.values.get(name)?.at(-1);
+const all = (p: Parsed, name: string): string[] => p.values.get(name) ?? [];
+const has = (p: Parsed, name: string): boolean => p.values.has(name) || p.bools.has(name);
+
+// ----------------------------------------------------------------------------------- shared building
+
+const HEALTH_VALUE_FLAGS = ['health-cmd', 'health-interval', 'health-timeout', 'health-retries', 'health-start-period'];
+
+/** Applies the scalar flags (create and update alike) to `spec`. Mode flags are handled by the callers. */
+function applyScalars(spec: ServiceSpecDraft, p: Parsed): void {
+  const t = spec.task;
+  const str = (flag: string, setter: (s: string) => void) => {
+    const s = last(p, flag);
+    if (s !== undefined) setter(s);
+  };
+  str('hostname', (s) => (s === '' ? delete t.hostname : (t.hostname = s)));
+  str('workdir', (s) => (s === '' ? delete t.workdir : (t.workdir = s)));
+  str('user', (s) => (s === '' ? delete t.user : (t.user = s)));
+  str('entrypoint', (s) => {
+    const words = shellSplit(s, '--entrypoint');
+    if (words.length) t.command = words;
+    else delete t.command;
+  });
+  str('stop-signal', (s) => (s === '' ? delete t.stopSignal : (t.stopSignal = s)));
+  str('stop-grace-period', (s) => (t.stopGracePeriodMs = parseDurationGo(s, '--stop-grace-period')));
+
+  const limits = () => ((t.resources ??= {}).limits ??= {});
+  const reservations = () => ((t.resources ??= {}).reservations ??= {});
+  str('limit-cpu', (s) => (limits().nanoCpus = parseCpus(s, '--limit-cpu')));
+  str('limit-memory', (s) => (limits().memoryBytes = parseMemory(s, '--limit-memory')));
+  str('limit-pids', (s) => (limits().pids = parseIntFlag(s, '--limit-pids')));
+  str('reserve-cpu', (s) => (reservations().nanoCpus = parseCpus(s, '--reserve-cpu')));
+  str('reserve-memory', (s) => (reservations().memoryBytes = parseMemory(s, '--reserve-memory')));
+
+  const restart = () => (t.restartPolicy ??= {});
+  str('restart-condition', (s) => (restart().condition = oneOfFlag(s, '--restart-condition', ['none', 'on-failure', 'any'] as const)));
+  str('restart-delay', (s) => (restart().delayMs = parseDurationGo(s, '--restart-delay')));
+  str('restart-max-attempts', (s) => (restart().maxAttempts = parseIntFlag(s, '--restart-max-attempts')));
+  str('restart-window', (s) => (restart().windowMs = parseDurationGo(s, '--restart-window')));
+
+  // Health check: --no-healthcheck disables the image's check; the --health-* flags set the fields
+  // (a check without --health-cmd keeps the image's test and only changes its timing).
+  const healthGiven = HEALTH_VALUE_FLAGS.filter((f) => has(p, f));
+  const noHealth = p.bools.get('no-healthcheck');
+  if (noHealth === true) {
+    if (healthGiven.length) throw flagError('--no-healthcheck', `conflicts with --${healthGiven[0]} (and the other --health-* options)`);
+    t.healthcheck = { test: ['NONE'] };
+  } else if (noHealth === false && t.healthcheck?.test?.[0] === 'NONE') {
+    delete t.healthcheck;
+  }
+  if (healthGiven.length) {
+    const hc = (t.healthcheck ??= {});
+    if (hc.test?.[0] === 'NONE') hc.test = [];
+    hc.test ??= [];
+    str('health-cmd', (s) => (hc.test = s.trim() === '' ? [] : ['CMD-SHELL', s]));
+    str('health-interval', (s) => (hc.intervalMs = parseDurationGo(s, '--health-interval')));
+    str('health-timeout', (s) => (hc.timeoutMs = parseDurationGo(s, '--health-timeout')));
+    str('health-retries', (s) => (hc.retries = parseIntFlag(s, '--health-retries')));
+    str('health-start-period', (s) => (hc.startPeriodMs = parseDurationGo(s, '--health-start-period')));
+  }
+
+  str('replicas-max-per-node', (s) => ((t.placement ??= {}).maxReplicas = parseIntFlag(s, '--replicas-max-per-node')));
+
+  for (const which of ['update', 'rollback'] as const) {
+    const cfg = () => (spec[which] ??= {});
+    const actions = which === 'update' ? (['pause', 'continue', 'rollback'] as const) : (['pause', 'continue'] as const);
+    str(`${which}-parallelism`, (s) => (cfg().parallelism = parseIntFlag(s, `--${which}-parallelism`)));
+    str(`${which}-delay`, (s) => (cfg().delayMs = parseDurationGo(s, `--${which}-delay`)));
+    str(`${which}-monitor`, (s) => (cfg().monitorMs = parseDurationGo(s, `--${which}-monitor`)));
+    str(`${which}-failure-action`, (s) => (cfg().failureAction = oneOfFlag(s, `--${which}-failure-action`, actions)));
+    str(`${which}-max-failure-ratio`, (s) => (cfg().maxFailureRatio = parseFloatFlag(s, `--${which}-max-failure-ratio`)));
+    str(`${which}-order`, (s) => (cfg().order = oneOfFlag(s, `--${which}-order`, ['stop-first', 'start-first'] as const)));
+  }
+
+  str('endpoint-mode', (s) => ((spec.endpoint ??= {}).mode = oneOfFlag(s, '--endpoint-mode', ['vip', 'dnsrr'] as const)));
+}
+
+function optInt(p: Parsed, name: string): number | undefined {
+  const s = last(p, name);
+  return s === undefined ? undefined : parseIntFlag(s, `--${name}`);
+}
+
+// ------------------------------------------------------------------------------------------- create
+
+/**
+ * `shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]` → a spec draft for POST /v1/services.
+ * Throws a FlagError (a CliError naming the flag) for anything it cannot parse.
+ */
+export function parseServiceCreateArgs(argv: readonly string[], io: FlagIo = {}): ServiceCreateArgs {
+  const p = scan(argv, CREATE_FLAGS, false, CREATE_HINTS);
+  const [image, ...command] = p.positionals;
+  if (image === undefined || image === '') throw flagError('IMAGE', 'required: shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]');
+  const spec: ServiceSpecDraft = { task: { image } };
+  const t = spec.task;
+  if (command.length) t.args = command;
+
+  const name = last(p, 'name');
+  if (name !== undefined) spec.name = name;
+
+  // Mode and counts. For replicated jobs --replicas is the total number of completions (Docker), and
+  // --max-concurrent defaults to it, so every task runs at once.
+  const modeText = last(p, 'mode') ?? 'replicated';
+  const modeName = oneOfFlag(modeText, '--mode', ['replicated', 'global', 'replicated-job', 'global-job'] as const);
+  const replicas = optInt(p, 'replicas');
+  const maxConcurrent = optInt(p, 'max-concurrent');
+  const total = optInt(p, 'total-completions');
+  if (modeName !== 'replicated-job') {
+    if (maxConcurrent !== undefined) throw flagError('--max-concurrent', `only valid with --mode replicated-job (this is --mode ${modeName})`);
+    if (total !== undefined) throw flagError('--total-completions', `only valid with --mode replicated-job (this is --mode ${modeName})`);
+  }
+  switch (modeName) {
+    case 'replicated':
+      spec.mode = { replicated: replicas !== undefined ? { replicas } : {} };
+      break;
+    case 'global':
+    case 'global-job':
+      if (replicas !== undefined) throw flagError('--replicas', `cannot be used with a global service (--mode ${modeName})`);
+      spec.mode = modeName === 'global' ? { global: {} } : { globalJob: {} };
+      break;
+    case 'replicated-job': {
+      if (replicas !== undefined && total !== undefined && replicas !== total) {
+        throw flagError('--total-completions', `conflicts with --replicas ${replicas} (for a replicated job --replicas is the total number of completions)`);
+      }
+      const completions = total ?? replicas;
+      const job: { maxConcurrent?: number; totalCompletions?: number } = {};
+      if (maxConcurrent !== undefined) job.maxConcurrent = maxConcurrent;
+      else if (completions !== undefined && completions >= 1) job.maxConcurrent = completions;
+      if (completions !== undefined) job.totalCompletions = completions;
+      spec.mode = { replicatedJob: job };
+      break;
+    }
+  }
+  if ((modeName === 'global' || modeName === 'global-job') && has(p, 'replicas-max-per-node')) {
+    throw flagError('--replicas-max-per-node', 'cannot be used with a global service: it runs one task per node');
+  }
+
+  // Labels.
+  const labels: Record<string, string> = {};
+  for (const s of all(p, 'label')) {
+    const [k, val] = labelEntry(s, '--label');
+    setKey(labels, k, val);
+  }
+  if (Object.keys(labels).length) spec.labels = labels;
+  const cl: Record<string, string> = {};
+  for (const s of all(p, 'container-label')) {
+    const [k, val] = labelEntry(s, '--container-label');
+    setKey(cl, k, val);
+  }
+  if (Object.keys(cl).length) t.labels = cl;
+
+  // Environment: files first, then -e, so -e wins for a key set in both (as in Docker).
+  const env = [...all(p, 'env-file').flatMap((f) => readEnvFile(f, io)), ...all(p, 'env').map((s) => envEntry(s, '--env', io.env))];
+  if (env.length) t.env = env;
+
+  const mounts = [...all(p, 'mount').map((s) => parseMount(s, '--mount')), ...all(p, 'volume').map((s) => parseVolume(s, '--volume'))];
+  if (mounts.length) t.mounts = mounts;
+
+  const constraints = all(p, 'constraint').map((s) => checkConstraint(s, '--constraint'));
+  if (constraints.length) (t.placement ??= {}).constraints = constraints;
+  const prefs = all(p, 'placement-pref').map((s) => parsePlacementPref(s, '--placement-pref'));
+  if (prefs.length) (t.placement ??= {}).preferences = prefs;
+
+  const networks = all(p, 'network').map((s) => parseNetwork(s, '--network'));
+  if (networks.length) spec.networks = networks;
+  const ports = all(p, 'publish').flatMap((s) => parsePublish(s, '--publish'));
+  if (ports.length) (spec.endpoint ??= {}).ports = ports;
+
+  applyScalars(spec, p);
+  return { spec, detach: p.bools.get('detach') ?? false, quiet: p.bools.get('quiet') ?? false };
+}
+
+// ------------------------------------------------------------------------------------------- update
+
+/** Flags that may go with --rollback (they shape how the rollback runs, or how the CLI waits). */
+const ROLLBACK_COMPATIBLE = new Set(['rollback', 'detach', 'quiet', ...UPDATE_POLICY_FLAGS.flatMap((f) => [`update-${f}`, `rollback-${f}`])]);
+
+const samePort = (a: PortConfig, c: PortConfig) =>
+  a.protocol === c.protocol && a.targetPort === c.targetPort && a.publishedPort === c.publishedPort && a.publishMode === c.publishMode;
+const normTarget = (s: string) => (s.length > 1 ? s.replace(/\/+$/, '') : s);
+
+/**
+ * `shoal service update [OPTIONS] [SERVICE]` applied to the service's current spec → the whole new spec
+ * (a fresh copy; `current` is not modified). List edits follow Docker: env, labels, constraints and mounts
+ * apply the -add flags then the -rm flags; placement preferences, ports and networks remove first, then add.
+ * --force bumps task.forceUpdate so every task is replaced even without another change. --rollback may
+ * only be combined with --update-* / --rollback-* and --detach / --quiet; the spec is then returned with
+ * only those applied.
+ */
+export function parseServiceUpdateArgs(argv: readonly string[], current: ServiceSpec | Frozen<ServiceSpec>, io: FlagIo = {}): ServiceUpdateArgs {
+  const p = scan(argv, UPDATE_FLAGS, true, UPDATE_HINTS);
+  if (p.positionals.length > 1) throw flagError('SERVICE', `service update takes one service (got ${p.positionals.map(q).join(', ')})`);
+  const rollback = p.bools.get('rollback') ?? false;
+  if (rollback) {
+    const other = p.given.find((g) => !ROLLBACK_COMPATIBLE.has(g));
+    if (other) throw flagError('--rollback', `cannot be combined with --${other} (only with --update-*, --rollback-*, --detach and --quiet)`);
+  }
+  const spec = structuredClone(current) as ServiceSpecDraft;
+  const t = spec.task;
+
+  const image = last(p, 'image');
+  if (image !== undefined) t.image = image;
+  const args = last(p, 'args');
+  if (args !== undefined) {
+    const words = shellSplit(args, '--args');
+    if (words.length) t.args = words;
+    else delete t.args;
+  }
+
+  // Counts, within the service's mode (the mode itself cannot change).
+  const replicas = optInt(p, 'replicas');
+  const maxConcurrent = optInt(p, 'max-concurrent');
+  const total = optInt(p, 'total-completions');
+  const mode = spec.mode ?? { replicated: {} };
+  if ('replicatedJob' in mode) {
+    if (replicas !== undefined && total !== undefined && replicas !== total) {
+      throw flagError('--total-completions', `conflicts with --replicas ${replicas} (for a replicated job --replicas is the total number of completions)`);
+    }
+    const completions = total ?? replicas;
+    if (completions !== undefined) mode.replicatedJob.totalCompletions = completions;
+    if (maxConcurrent !== undefined) mode.replicatedJob.maxConcurrent = maxConcurrent;
+  } else {
+    const kind = 'replicated' in mode ? 'replicated' : 'global' in mode ? 'global' : 'global-job';
+    if (maxConcurrent !== undefined) throw flagError('--max-concurrent', `only valid for a replicated job (this service is ${kind})`);
+    if (total !== undefined) throw flagError('--total-completions', `only valid for a replicated job (this service is ${kind})`);
+    if (replicas !== undefined) {
+      if (!('replicated' in mode)) throw flagError('--replicas', `cannot be used with a global service (this service is ${kind})`);
+      mode.replicated.replicas = replicas;
+    }
+  }
+  spec.mode = mode;
+
+  applyScalars(spec, p);
+
+  // Environment: add (replacing a variable with the same name, in place), then remove by name.
+  if (has(p, 'env-add') || has(p, 'env-rm')) {
+    let env = [...(t.env ?? [])];
+    for (const s of all(p, 'env-add')) {
+      const e = envEntry(s, '--env-add', io.env);
+      const i = env.findIndex((x) => envKey(x) === envKey(e));
+      if (i >= 0) env[i] = e;
+      else env.push(e);
+    }
+    const rm = new Set(all(p, 'env-rm').map(envKey));
+    env = env.filter((x) => !rm.has(envKey(x)));
+    if (env.length) t.env = env;
+    else delete t.env;
+  }
+
+  // Labels (service) and container labels (task): add, then remove by key.
+  const editLabels = (cur: Record<string, string> | undefined, add: string, rm: string): Record<string, string> | undefined => {
+    if (!has(p, add) && !has(p, rm)) return cur;
+    const out = { ...(cur ?? {}) };
+    for (const s of all(p, add)) {
+      const [k, val] = labelEntry(s, `--${add}`);
+      setKey(out, k, val);
+    }
+    for (const k of all(p, rm)) delete out[k];
+    return out;
+  };
+  spec.labels = editLabels(spec.labels, 'label-add', 'label-rm') ?? {};
+  const tl = editLabels(t.labels, 'container-label-add', 'container-label-rm');
+  if (tl && Object.keys(tl).length) t.labels = tl;
+  else delete t.labels;
+
+  // Placement: constraints add then remove; preferences remove then add (appended after the existing ones).
+  if (has(p, 'constraint-add') || has(p, 'constraint-rm')) {
+    const cs = [...(t.placement?.constraints ?? [])];
+    for (const s of all(p, 'constraint-add')) {
+      const c = checkConstraint(s, '--constraint-add');
+      if (!cs.some((x) => constraintKey(x) === constraintKey(c))) cs.push(c);
+    }
+    const rm = new Set(all(p, 'constraint-rm').map(constraintKey));
+    const kept = cs.filter((x) => !rm.has(constraintKey(x)));
+    const pl = (t.placement ??= {});
+    if (kept.length) pl.constraints = kept;
+    else delete pl.constraints;
+  }
+  if (has(p, 'placement-pref-add') || has(p, 'placement-pref-rm')) {
+    const rm = new Set(all(p, 'placement-pref-rm').map((s) => parsePlacementPref(s, '--placement-pref-rm').spread));
+    const prefs = (t.placement?.preferences ?? []).filter((x) => !rm.has(x.spread));
+    prefs.push(...all(p, 'placement-pref-add').map((s) => parsePlacementPref(s, '--placement-pref-add')));
+    const pl = (t.placement ??= {});
+    if (prefs.length) pl.preferences = prefs;
+    else delete pl.preferences;
+  }
+  if (t.placement && Object.keys(t.placement).length === 0) delete t.placement;
+
+  // Mounts: add (replacing the mount at the same target, in place), then remove by target.
+  if (has(p, 'mount-add') || has(p, 'mount-rm')) {
+    let mounts = [...(t.mounts ?? [])];
+    for (const s of all(p, 'mount-add')) {
+      const m = parseMount(s, '--mount-add');
+      const i = mounts.findIndex((x) => normTarget(x.target) === normTarget(m.target));
+      if (i >= 0) mounts[i] = m;
+      else mounts.push(m);
+    }
+    const rm = new Set(all(p, 'mount-rm').map(normTarget));
+    mounts = mounts.filter((x) => !rm.has(normTarget(x.target)));
+    if (mounts.length) t.mounts = mounts;
+    else delete t.mounts;
+  }
+
+  // Ports: remove by target port (and protocol; and mode when the long syntax names one), then add.
+  if (has(p, 'publish-add') || has(p, 'publish-rm')) {
+    const ep = (spec.endpoint ??= {});
+    let ports = [...(ep.ports ?? [])];
+    for (const s of all(p, 'publish-rm')) {
+      const explicitMode = s.includes('=') && /(^|,)\s*mode=/.test(s);
+      for (const r of parsePublish(s, '--publish-rm')) {
+        ports = ports.filter((x) => !(x.targetPort === r.targetPort && x.protocol === r.protocol && (!explicitMode || x.publishMode === r.publishMode)));
+      }
+    }
+    for (const s of all(p, 'publish-add')) {
+      for (const a of parsePublish(s, '--publish-add')) if (!ports.some((x) => samePort(x, a))) ports.push(a);
+    }
+    ep.ports = ports;
+  }
+
+  // Networks: remove by name, then add (refusing one the service is still attached to).
+  if (has(p, 'network-add') || has(p, 'network-rm')) {
+    const rm = new Set(all(p, 'network-rm'));
+    const nets = (spec.networks ?? []).filter((n) => !rm.has(n.target));
+    for (const s of all(p, 'network-add')) {
+      const n = parseNetwork(s, '--network-add');
+      if (nets.some((x) => x.target === n.target)) throw flagError('--network-add', `the service is already attached to network ${n.target}`);
+      nets.push(n);
+    }
+    spec.networks = nets;
+  }
+
+  const force = p.bools.get('force') ?? false;
+  if (force) t.forceUpdate = (t.forceUpdate ?? 0) + 1;
+
+  const out: ServiceUpdateArgs = { spec, force, detach: p.bools.get('detach') ?? false, quiet: p.bools.get('quiet') ?? false, rollback };
+  if (p.positionals[0] !== undefined) out.service = p.positionals[0];
+  return out;
+}
+
+/** The SERVICE positional of a `service update` argv (flags may come before or after it), or undefined. */
+export function serviceUpdateTarget(argv: readonly string[]): string | undefined {
+  return scan(argv, UPDATE_FLAGS, true, UPDATE_HINTS).positionals[0];
+}

@@ -1,0 +1,156 @@
+// Control API for services and tasks: create, inspect, update (rolling), rollback, scale, remove, and
+// task listings for `service ps`. Specs are validated completely before anything is stored; the
+// orchestrators, scheduler and dispatcher do the rest from the store.
+import type { Service, ServiceSpec, Task } from '../store/objects.ts';
+import type { Store } from '../store/store.ts';
+import { ApiError, badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
+import { specDiff, validateServiceSpec } from '../service/spec.ts';
+
+export interface ServiceApiDeps {
+  store: Store;
+  newId: () => string;
+  requireLeader: () => void;
+  linearizable: () => Promise<void>;
+  write: (fn: Parameters<Store['update']>[0]) => Promise<void>;
+}
+
+function validate(spec: unknown): ServiceSpec {
+  try {
+    return validateServiceSpec(spec);
+  } catch (e) {
+    const err = e as Error & { field?: string };
+    if (err.name === 'SpecError') throw badRequest(err.message, err.field ? { field: err.field } : undefined);
+    throw e;
+  }
+}
+
+export function resolveService(store: Store, ref: string): Service {
+  const all = store.view((tx) => tx.list('service')) as Service[];
+  const exact = all.find((s) => s.id === ref) ?? all.find((s) => s.spec.name === ref);
+  if (exact) return exact;
+  const prefix = all.filter((s) => s.id.startsWith(ref));
+  if (prefix.length === 1) return prefix[0]!;
+  if (prefix.length > 1) throw badRequest(`service reference ${ref} is ambiguous (${prefix.length} services match)`);
+  throw notFound(`service ${ref} not found`);
+}
+
+export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void {
+  r.add('POST', '/v1/services', async (_c, _p, req) => {
+    const body = (await readJson(req)) as { spec?: unknown };
+    const spec = validate(body.spec);
+    d.requireLeader();
+    const id = d.newId();
+    await d.write((tx) => {
+      tx.create({ id, kind: 'service', spec, specVersion: 1, status: {} } as never);
+    });
+    return { id, name: spec.name };
+  });
+
+  r.add('GET', '/v1/services', async () => {
+    await d.linearizable();
+    const services = d.store.view((tx) => tx.list('service')) as Service[];
+    return services.map((s) => ({ ...s, replicas: replicaCounts(d.store, s) }));
+  });
+
+  r.add('GET', '/v1/services/:id', async (_c, p) => {
+    await d.linearizable();
+    const s = resolveService(d.store, p.id!);
+    return { ...s, replicas: replicaCounts(d.store, s) };
+  });
+
+  r.add('POST', '/v1/services/:id/update', async (_c, p, req) => {
+    const body = (await readJson(req)) as { spec?: unknown; force?: boolean; version?: number };
+    d.requireLeader();
+    const cur = resolveService(d.store, p.id!);
+    if (body.version !== undefined && body.version !== cur.version) {
+      throw conflict(`service ${cur.spec.name} changed since you read it (version ${body.version}, now ${cur.version}); retry`);
+    }
+    const next = validate(body.spec ?? cur.spec);
+    if (body.force) next.task = { ...next.task, forceUpdate: (cur.spec.task.forceUpdate ?? 0) + 1 };
+    const diff = specDiff(cur.spec, next);
+    if (diff.renamed) throw badRequest('name: a service cannot be renamed');
+    const modeKind = (s: ServiceSpec) => Object.keys(s.mode)[0];
+    if (diff.modeKindChanged) throw badRequest(`mode: cannot change a ${modeKind(cur.spec)} service into ${modeKind(next)}`);
+    const rolling = diff.rollingUpdate;
+    const now = new Date().toISOString();
+    await d.write((tx) => {
+      const s = tx.get('service', cur.id) as Service | undefined;
+      if (!s) throw notFound(`service ${cur.spec.name} was removed`);
+      tx.update({
+        ...s,
+        previousSpec: s.spec,
+        spec: next,
+        specVersion: rolling ? s.specVersion + 1 : s.specVersion,
+        ...(rolling ? { updateStatus: { state: 'updating', startedAt: now, message: 'update in progress' } } : {}),
+      } as Service);
+    });
+    return { id: cur.id, rolling };
+  });
+
+  r.add('POST', '/v1/services/:id/rollback', async (_c, p) => {
+    d.requireLeader();
+    const cur = resolveService(d.store, p.id!);
+    if (!cur.previousSpec) throw conflict(`service ${cur.spec.name} has no previous spec to roll back to`);
+    const now = new Date().toISOString();
+    await d.write((tx) => {
+      const s = tx.get('service', cur.id) as Service;
+      tx.update({
+        ...s,
+        spec: s.previousSpec,
+        previousSpec: s.spec,
+        specVersion: s.specVersion + 1,
+        updateStatus: { state: 'rollback_started', startedAt: now, message: 'manually requested rollback' },
+      } as Service);
+    });
+    return { id: cur.id };
+  });
+
+  r.add('POST', '/v1/services/:id/scale', async (_c, p, req) => {
+    const body = (await readJson(req)) as { replicas?: unknown };
+    const n = body.replicas;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw badRequest(`replicas must be a non-negative integer (got ${JSON.stringify(n)})`);
+    d.requireLeader();
+    const cur = resolveService(d.store, p.id!);
+    if (!('replicated' in cur.spec.mode) && !('replicatedJob' in cur.spec.mode)) {
+      throw badRequest(`scale can only be used with replicated or replicated-job mode (service ${cur.spec.name} is ${Object.keys(cur.spec.mode)[0]})`);
+    }
+    await d.write((tx) => {
+      const s = tx.get('service', cur.id) as Service;
+      const mode = 'replicated' in s.spec.mode ? { replicated: { replicas: n } } : { replicatedJob: { ...(s.spec.mode as { replicatedJob: { maxConcurrent: number; totalCompletions: number } }).replicatedJob, totalCompletions: n } };
+      tx.update({ ...s, spec: { ...s.spec, mode } } as Service);
+    });
+    return { id: cur.id, replicas: n };
+  });
+
+  r.add('DELETE', '/v1/services/:id', async (_c, p) => {
+    d.requireLeader();
+    const cur = resolveService(d.store, p.id!);
+    await d.write((tx) => tx.delete('service', cur.id));
+    return { removed: cur.id, name: cur.spec.name };
+  });
+
+  r.add('GET', '/v1/tasks', async (_c, _p, req) => {
+    await d.linearizable();
+    const svc = queryParam(req, 'service');
+    const all = queryParam(req, 'all') === '1';
+    let tasks: Task[];
+    if (svc) {
+      const s = resolveService(d.store, svc);
+      tasks = d.store.view((tx) => tx.tasksByService(s.id)) as Task[];
+    } else {
+      tasks = d.store.view((tx) => tx.list('task')) as Task[];
+    }
+    if (!all) tasks = tasks.filter((t) => t.desiredState === 'running' || t.desiredState === 'complete' || !['complete', 'shutdown', 'failed', 'rejected', 'orphaned', 'remove'].includes(t.status.state));
+    return tasks;
+  });
+}
+
+function replicaCounts(store: Store, s: Service): { running: number; desired: number | null } {
+  const tasks = store.view((tx) => tx.tasksByService(s.id)) as Task[];
+  const running = tasks.filter((t) => t.status.state === 'running' && t.desiredState === 'running').length;
+  const m = s.spec.mode;
+  const desired = 'replicated' in m ? m.replicated.replicas : 'replicatedJob' in m ? m.replicatedJob.totalCompletions : null;
+  return { running, desired };
+}
+
+export { ApiError };

@@ -1,0 +1,102 @@
+// The constraint enforcer: which nodes may keep (or get) a service's tasks. Pure.
+//
+// SwarmKit runs a separate enforcer that marks non-compliant tasks REJECTED and lets the orchestrator
+// restart them. Shoal folds it into the reconcile functions: when a node is drained, goes down, is
+// removed, or its labels / role change so that a running task's placement constraints fail, the
+// reconciler sets that task's desiredState to 'shutdown' and, in the same transaction, creates its
+// replacement (replicated services and jobs: same slot, any node; global services: none on that node).
+// Paused nodes keep their tasks. Constraint text that does not parse is ignored (the API validates
+// constraints before storing a spec; a bad one must not make the enforcer kill everything).
+import { ConstraintError, firstFailing, parseConstraints } from '../scheduler/constraints.ts';
+import type { Constraint, ConstraintNode } from '../scheduler/constraints.ts';
+import { isFinished, wantsToRun } from './types.ts';
+import type { FNode, FTask } from './types.ts';
+
+/** The node facts constraints are evaluated against. */
+export function constraintNode(n: FNode): ConstraintNode {
+  return {
+    id: n.id,
+    hostname: n.description.hostname,
+    role: n.spec.role,
+    os: n.description.platform.os,
+    arch: n.description.platform.arch,
+    ip: n.status.addr || n.description.addr,
+    labels: n.spec.labels,
+  };
+}
+
+const parsed = new Map<string, Constraint[] | null>();
+
+/** Parsed constraints (cached by text); null when they do not parse. */
+export function constraintsOf(texts: readonly string[] | undefined): Constraint[] | null {
+  if (texts === undefined || texts.length === 0) return [];
+  const key = JSON.stringify(texts);
+  let cs = parsed.get(key);
+  if (cs === undefined) {
+    try {
+      cs = parseConstraints(texts);
+    } catch (e) {
+      if (!(e instanceof ConstraintError)) throw e;
+      cs = null;
+    }
+    if (parsed.size > 10_000) parsed.clear();
+    parsed.set(key, cs);
+  }
+  return cs;
+}
+
+/** The first constraint (text) the node fails, or null when it satisfies them all (or they do not parse). */
+export function failingConstraint(texts: readonly string[] | undefined, n: FNode): string | null {
+  const cs = constraintsOf(texts);
+  if (cs === null || cs.length === 0) return null;
+  const c = firstFailing(cs, constraintNode(n));
+  return c === null ? null : c.text;
+}
+
+/**
+ * Why a task that is placed on a node must move away, or null if it can stay: node removed, down,
+ * drained, or one of the task's own placement constraints no longer holds.
+ */
+export function placementProblem(t: FTask, nodes: ReadonlyMap<string, FNode>): string | null {
+  if (t.nodeId === undefined) return null;
+  const n = nodes.get(t.nodeId);
+  if (n === undefined) return `node ${t.nodeId} was removed`;
+  if (n.status.state === 'down') return `node ${t.nodeId} is down`;
+  if (n.spec.availability === 'drain') return `node ${t.nodeId} is drained`;
+  const c = failingConstraint(t.spec.placement?.constraints, n);
+  if (c !== null) return `node ${t.nodeId} no longer satisfies constraint ${c}`;
+  return null;
+}
+
+/**
+ * Global services: may node `n` run a task of a service with these constraints? Not down, not drained,
+ * constraints satisfied. (Paused nodes keep their tasks; whether they get *new* ones is `acceptsNew`.)
+ */
+export function nodeKeeps(n: FNode | undefined, constraints: readonly string[] | undefined): string | null {
+  if (n === undefined) return 'node was removed';
+  if (n.status.state === 'down') return `node ${n.id} is down`;
+  if (n.spec.availability === 'drain') return `node ${n.id} is drained`;
+  const c = failingConstraint(constraints, n);
+  if (c !== null) return `node ${n.id} does not satisfy constraint ${c}`;
+  return null;
+}
+
+/** Global services: does `n` get a task it never had? Only active nodes (paused ones get nothing new). */
+export function acceptsNew(n: FNode | undefined, constraints: readonly string[] | undefined): boolean {
+  return n !== undefined && nodeKeeps(n, constraints) === null && n.spec.availability === 'active';
+}
+
+/**
+ * Standalone form of the enforcer: the tasks on node `n` (desired to run, placed, not finished) whose
+ * node no longer fits them, with the reason. The reconcile functions use placementProblem directly; the
+ * runner uses this to log what a node change is about to move.
+ */
+export function nonCompliantTasks(tasks: readonly FTask[], nodes: ReadonlyMap<string, FNode>): { task: FTask; reason: string }[] {
+  const out: { task: FTask; reason: string }[] = [];
+  for (const t of tasks) {
+    if (!wantsToRun(t) || isFinished(t)) continue;
+    const r = placementProblem(t, nodes);
+    if (r !== null) out.push({ task: t, reason: r });
+  }
+  return out;
+}

@@ -1,0 +1,110 @@
+// Replicated services: slots 1..replicas, one live task each. Pure; see docs/design/orchestrator.md.
+//
+// One pass, in order:
+//   1. tasks without a slot are removed (they cannot belong to a replicated service);
+//   2. scale down: slots beyond `replicas` are removed — dead slots first, then slots whose task is not
+//      running, then running ones from the nodes that run the most tasks of the service (Swarm's
+//      balancing), highest slot number first on a tie. Their tasks get desiredState 'remove' (finished
+//      ones are deleted); the worker stops them and the reaper deletes them;
+//   3. repairs per slot (repair.ts): dead slots refilled, tasks on drained / down / removed /
+//      non-matching nodes replaced in the same slot, finished tasks restarted per the restart policy;
+//   4. rolling update (update.ts);
+//   5. scale up: new tasks in the lowest free slot numbers;
+//   6. history (reaper.ts).
+import { planUpdate } from './update.ts';
+import type { UpdateSlot } from './update.ts';
+import { historyKeep, reapSlot } from './reaper.ts';
+import { repairSlot } from './repair.ts';
+import { bySlotNumber, dirtyCheck } from './slots.ts';
+import type { Slot } from './slots.ts';
+import { Plan, acts, isFinished, isRunning, newTask } from './types.ts';
+import type { FService, FTask, ReconcileContext, ReconcileResult } from './types.ts';
+
+export function replicasOf(service: FService): number {
+  const m = service.spec.mode;
+  return 'replicated' in m ? Math.max(0, Math.floor(m.replicated.replicas)) : 0;
+}
+
+/**
+ * Which of `slots` to remove to leave `keep`. Dead slots first, then slots whose head is not running,
+ * then running ones taken one at a time from the node that currently runs the most of them.
+ */
+export function pickForRemoval(slots: readonly Slot[], count: number): Slot[] {
+  if (count <= 0) return [];
+  const bySlotDesc = (a: Slot, b: Slot) => (b.slot ?? 0) - (a.slot ?? 0);
+  const idle = slots.filter((s) => s.dead || s.head === undefined || !isRunning(s.head));
+  idle.sort((a, b) => Number(b.dead) - Number(a.dead) || bySlotDesc(a, b));
+  const out = idle.slice(0, count);
+  if (out.length >= count) return out;
+  const perNode = new Map<string, Slot[]>();
+  for (const s of slots) {
+    if (s.dead || s.head === undefined || !isRunning(s.head)) continue;
+    const n = s.head.nodeId ?? '';
+    let l = perNode.get(n);
+    if (l === undefined) perNode.set(n, (l = []));
+    l.push(s);
+  }
+  for (const l of perNode.values()) l.sort(bySlotDesc);
+  while (out.length < count) {
+    let best: Slot[] | undefined;
+    for (const l of perNode.values()) {
+      if (l.length === 0) continue;
+      if (best === undefined || l.length > best.length || (l.length === best.length && (l[0]!.slot ?? 0) > (best[0]!.slot ?? 0))) best = l;
+    }
+    if (best === undefined) break;
+    out.push(best.shift()!);
+  }
+  return out;
+}
+
+export function reconcileReplicated(service: FService, tasks: readonly FTask[], ctx: ReconcileContext): ReconcileResult {
+  const plan = new Plan(ctx);
+  const want = replicasOf(service);
+  const isDirty = dirtyCheck(service, ctx.nodes);
+  const { slots, strays } = bySlotNumber(tasks, isDirty);
+
+  // 1. Strays.
+  for (const t of strays) {
+    if (isFinished(t)) continue;
+    plan.add(`task ${t.id} has no slot: removed`, acts(plan.stop(t, 'remove', 'task has no slot')));
+  }
+
+  // 2. Scale down.
+  const inUse = [...slots.values()].filter((s) => !s.removed);
+  const victims = new Set(pickForRemoval(inUse, inUse.length - want));
+  for (const s of victims) {
+    const actions = acts(...s.tasks.map((t) => (isFinished(t) ? plan.delete(t) : plan.stop(t, 'remove', `scaled down to ${want}`))));
+    plan.add(`scale down to ${want}: slot ${s.slot} removed`, actions);
+  }
+  const kept = inUse.filter((s) => !victims.has(s));
+
+  // 3. Repairs.
+  const updSlots: UpdateSlot[] = [];
+  for (const s of kept) {
+    const replacement = () => newTask(service, ctx, { slot: s.slot!, desiredState: 'running' });
+    const cond = repairSlot(plan, s, { job: false, replacement, isDirty });
+    updSlots.push({ slot: s, cond, replacement });
+  }
+
+  // 4. Rolling update.
+  if (planUpdate(plan, service, updSlots, { isDirty, ...(ctx.runningSince ? { runningSince: ctx.runningSince } : {}) }) === 'rollback') {
+    return plan.result();
+  }
+
+  // 5. Scale up.
+  if (kept.length < want) {
+    const used = new Set(kept.map((s) => s.slot!));
+    let n = 1;
+    for (let i = kept.length; i < want; i++) {
+      while (used.has(n)) n++;
+      used.add(n);
+      const t = newTask(service, ctx, { slot: n, desiredState: 'running' });
+      plan.add(`scale up to ${want}: slot ${n} new task ${t.id}`, [{ type: 'create', task: t }]);
+    }
+  }
+
+  // 6. History.
+  const keep = historyKeep(ctx.taskHistoryLimit, service);
+  for (const s of slots.values()) reapSlot(plan, s.tasks, keep);
+  return plan.result();
+}

@@ -1,0 +1,402 @@
+// The orchestrator's runner: the leader-only loop that feeds the pure reconcile functions from the store
+// and writes their decisions back. See docs/design/orchestrator.md.
+//
+// * Watches services, tasks, nodes (changes that matter for placement only, not heartbeats) and the
+//   cluster object; marks the affected services dirty and, after a short debounce, reconciles them.
+// * Each dirty service is reconciled INSIDE the write transaction that applies its decisions (reads and
+//   writes see the same state), packed into as few transactions as fit under the store's size limit
+//   (store.batch). A service with more decisions than fit in one transaction gets the first part now and
+//   is reconciled again right after. Every decision re-checks the versions it was computed from.
+// * A ConflictError (another manager-side writer committed in between, under Raft) re-queues the
+//   services; they are reconciled again from the new state. Other errors back off and retry.
+// * Timers: each reconcile returns the earliest moment something time-based becomes due (restart delay,
+//   update delay, monitor window, stop timeout, orphan grace); one timer wakes the runner for the
+//   earliest of them. Timers and the clock are injectable, so tests can drive time.
+// * Nothing is kept in memory that a new leader would need: all state is in the store. The one piece of
+//   memory — when a task was seen entering 'running', used by update monitoring — has a store-based
+//   fallback.
+import { randomBytes } from 'node:crypto';
+import { CLUSTER_ID } from '../store/objects.ts';
+import { BatchError, ConflictError } from '../store/store.ts';
+import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
+import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
+import { reconcileService } from './reconcile.ts';
+import { jsonEqual, ms } from './types.ts';
+import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext } from './types.ts';
+
+export interface OrchestratorTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface OrchestratorOptions {
+  /** Clock, ms since the epoch. Default Date.now. */
+  now?: () => number;
+  /** Task id generator. Default: 25 base-36 characters, like Swarm's. */
+  newId?: () => string;
+  log?: (line: string) => void;
+  /** Default: the global setTimeout / clearTimeout. */
+  timers?: OrchestratorTimers;
+  /** Delay between the first change and the reconcile pass. Default 5 ms. */
+  debounceMs?: number;
+  tuning?: Partial<OrchestratorTuning>;
+  /** Decisions applied per service per transaction, estimated in bytes of JSON. Default a third of the store's limit. */
+  maxBytesPerService?: number;
+}
+
+export function defaultNewId(): string {
+  const b = randomBytes(17);
+  let n = 0n;
+  for (const x of b) n = (n << 8n) | BigInt(x);
+  return n.toString(36).padStart(25, '0').slice(-25);
+}
+
+const realTimers: OrchestratorTimers = {
+  setTimeout: (fn, delay) => setTimeout(fn, delay),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Applies one decision in `tx` if every object it was computed from is still at the version it read;
+ * returns false (writing nothing) otherwise.
+ */
+export function applyDecision(tx: WriteTx, d: Decision): boolean {
+  for (const a of d.actions) {
+    if (a.type === 'create') {
+      if (tx.get('task', a.task.id) !== undefined) return false;
+    } else if (a.type === 'service') {
+      const s = tx.get('service', a.serviceId);
+      if (s === undefined || s.version !== a.version || (a.rollback && s.previousSpec === undefined)) return false;
+    } else {
+      const t = tx.get('task', a.taskId);
+      if (t === undefined || t.version !== a.version) return false;
+    }
+  }
+  for (const a of d.actions) {
+    switch (a.type) {
+      case 'create':
+        tx.create(a.task);
+        break;
+      case 'set': {
+        const t = tx.get('task', a.taskId)!;
+        tx.update({ ...t, ...(a.desiredState !== undefined ? { desiredState: a.desiredState } : {}), ...(a.status !== undefined ? { status: a.status } : {}) });
+        break;
+      }
+      case 'delete':
+        tx.delete('task', a.taskId, a.version);
+        break;
+      case 'service': {
+        const s = tx.get('service', a.serviceId)!;
+        if (a.rollback) {
+          tx.update({ ...s, spec: s.previousSpec!, previousSpec: s.spec, specVersion: s.specVersion + 1, updateStatus: a.updateStatus });
+        } else {
+          tx.update({ ...s, updateStatus: a.updateStatus });
+        }
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+function nodeChanged(a: FNode, b: FNode): boolean {
+  return (
+    a.status.state !== b.status.state ||
+    a.status.addr !== b.status.addr ||
+    !jsonEqual(a.spec, b.spec) ||
+    !jsonEqual(a.description, b.description)
+  );
+}
+
+export class Orchestrator {
+  private readonly now: () => number;
+  private readonly newId: () => string;
+  private readonly log: (line: string) => void;
+  private readonly timers: OrchestratorTimers;
+  private readonly debounceMs: number;
+  private readonly tuning: Partial<OrchestratorTuning>;
+  private readonly maxBytesPerService: number;
+
+  private started = false;
+  private unwatch: (() => void) | null = null;
+  /** Services (ids, possibly deleted ones) to reconcile in the next pass. */
+  private readonly dirty = new Set<string>();
+  /** Per service: when it asked to be reconciled again. */
+  private readonly wakeAt = new Map<string, number>();
+  private wakeTimer: { handle: unknown; at: number } | null = null;
+  private debounce: unknown = null;
+  private current: Promise<void> | null = null;
+  /** Services whose pass failed for a reason other than a conflict, retried after a back-off. */
+  private readonly retry = new Set<string>();
+  private retryTimer: unknown = null;
+  private retryDelayMs = 0;
+  private conflictsInARow = 0;
+  /** When each task was seen entering 'running' (ms, managers' clock). */
+  private readonly runningSince = new Map<string, number>();
+
+  constructor(
+    private readonly store: Store,
+    opts: OrchestratorOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.newId = opts.newId ?? defaultNewId;
+    this.log = opts.log ?? (() => {});
+    this.timers = opts.timers ?? realTimers;
+    this.debounceMs = opts.debounceMs ?? 5;
+    this.tuning = opts.tuning ?? {};
+    this.maxBytesPerService = opts.maxBytesPerService ?? Math.floor(store.maxTxBytes / 3);
+  }
+
+  get running(): boolean {
+    return this.started;
+  }
+
+  /** Starts reconciling (call on the leader only): every service is reconciled once, then on changes. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.subscribe();
+    this.markAll();
+    this.kick();
+  }
+
+  /** Stops: no new passes; a pass already writing finishes its transaction. */
+  stop(): void {
+    if (!this.started) return;
+    this.started = false;
+    this.unwatch?.();
+    this.unwatch = null;
+    if (this.debounce !== null) this.timers.clearTimeout(this.debounce);
+    this.debounce = null;
+    if (this.wakeTimer !== null) this.timers.clearTimeout(this.wakeTimer.handle);
+    this.wakeTimer = null;
+    if (this.retryTimer !== null) this.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.dirty.clear();
+    this.wakeAt.clear();
+    this.retry.clear();
+    this.runningSince.clear();
+  }
+
+  /**
+   * Resolves when no reconcile is pending: changes already committed have been reconciled, including
+   * the cascade of the orchestrator's own writes. A pending debounce is cut short. Timers set for later
+   * (restart delays, monitor windows…) and back-offs after errors do not count as pending.
+   */
+  async idle(): Promise<void> {
+    for (let i = 0; i < 10_000; i++) {
+      // Let queued watch events reach the handler (they are delivered from microtasks).
+      await new Promise<void>((r) => setImmediate(r));
+      if (this.current !== null) {
+        await this.current;
+        continue;
+      }
+      if (!this.started || this.dirty.size === 0) return;
+      if (this.debounce !== null) this.timers.clearTimeout(this.debounce);
+      this.debounce = null;
+      await this.run();
+    }
+    throw new Error('orchestrator: still reconciling after 10000 passes (the decisions do not converge)');
+  }
+
+  // ------------------------------------------------------------------------------------------ events
+
+  private subscribe(): void {
+    this.unwatch = this.store.watch(
+      {
+        kinds: ['service', 'task', 'node', 'cluster'],
+        onClose: (err) => {
+          if (!this.started) return;
+          this.log(`orchestrator: watch closed (${err.message}); resyncing`);
+          this.subscribe();
+          this.markAll();
+          this.kick();
+        },
+      },
+      (ev) => this.onEvent(ev),
+    );
+  }
+
+  private onEvent(ev: StoreEvent): void {
+    if (!this.started) return;
+    switch (ev.kind) {
+      case 'task': {
+        const t = ev.object as FTask;
+        this.dirty.add(t.serviceId);
+        if (ev.type === 'delete') this.runningSince.delete(t.id);
+        else if (t.status.state === 'running' && (ev.old as FTask | undefined)?.status.state !== 'running') {
+          this.runningSince.set(t.id, ms(t.updatedAt, this.now()));
+        }
+        break;
+      }
+      case 'service':
+        this.dirty.add(ev.object.id);
+        break;
+      case 'node':
+        if (ev.type !== 'update' || nodeChanged(ev.old as FNode, ev.object as FNode)) this.markNode(ev.object.id);
+        break;
+      case 'cluster': {
+        const old = ev.old as { spec: { taskHistoryLimit: number } } | undefined;
+        const cur = ev.object as { spec: { taskHistoryLimit: number } };
+        if (old === undefined || old.spec.taskHistoryLimit !== cur.spec.taskHistoryLimit) this.markAll();
+        break;
+      }
+      default:
+        break;
+    }
+    this.kick();
+  }
+
+  /** A node changed: global services and every service with a task on it. */
+  private markNode(nodeId: string): void {
+    this.store.view((tx) => {
+      for (const s of tx.list('service')) if ('global' in s.spec.mode || 'globalJob' in s.spec.mode) this.dirty.add(s.id);
+      for (const t of tx.tasksByNode(nodeId)) this.dirty.add(t.serviceId);
+    });
+  }
+
+  private markAll(): void {
+    this.store.view((tx) => {
+      for (const s of tx.list('service')) this.dirty.add(s.id);
+      for (const t of tx.list('task')) this.dirty.add(t.serviceId);
+    });
+  }
+
+  // ----------------------------------------------------------------------------------------- passes
+
+  private kick(): void {
+    if (!this.started || this.current !== null || this.debounce !== null || this.dirty.size === 0) return;
+    this.debounce = this.timers.setTimeout(() => {
+      this.debounce = null;
+      void this.run();
+    }, this.debounceMs);
+  }
+
+  private run(): Promise<void> {
+    if (this.current !== null) return this.current;
+    if (!this.started || this.dirty.size === 0) return Promise.resolve();
+    const p = this.pass()
+      .catch((e: unknown) => this.log(`orchestrator: pass failed: ${(e as Error).message}`))
+      .finally(() => {
+        this.current = null;
+        this.kick();
+      });
+    this.current = p;
+    return p;
+  }
+
+  private async pass(): Promise<void> {
+    const ids = [...this.dirty];
+    this.dirty.clear();
+    const now = this.now();
+    const { nodes, limit } = this.store.view((tx) => ({
+      nodes: new Map(tx.list('node').map((n) => [n.id, n] as const)),
+      limit: tx.get('cluster', CLUSTER_ID)?.spec.taskHistoryLimit ?? DEFAULT_TASK_HISTORY_LIMIT,
+    }));
+    const ctx: ReconcileContext = {
+      now,
+      newId: this.newId,
+      nodes,
+      taskHistoryLimit: limit,
+      runningSince: this.runningSince,
+      tuning: this.tuning,
+    };
+    const wakes = new Map<string, number | null>();
+    const logs = new Map<string, string[]>();
+    const again = new Set<string>();
+    const broken = new Set<string>();
+    try {
+      await this.store.batch(ids, (tx, id) => {
+        const service = tx.get('service', id);
+        let r;
+        try {
+          r = reconcileService(id, service, tx.tasksByService(id), ctx);
+        } catch (e) {
+          this.log(`orchestrator: reconciling service ${id} failed: ${(e as Error).stack ?? String(e)}`);
+          broken.add(id);
+          return;
+        }
+        wakes.set(id, r.wakeAt);
+        const name = service?.spec.name ?? id;
+        const lines: string[] = [];
+        let bytes = 0;
+        for (const d of r.decisions) {
+          const size = JSON.stringify(d.actions).length;
+          if (lines.length > 0 && bytes + size > this.maxBytesPerService) {
+            again.add(id);
+            break;
+          }
+          if (applyDecision(tx, d)) {
+            bytes += size;
+            lines.push(`service ${name}: ${d.reason}`);
+          } else {
+            again.add(id);
+          }
+        }
+        logs.set(id, lines);
+      });
+      this.conflictsInARow = 0;
+      this.retryDelayMs = 0;
+    } catch (e) {
+      const cause = e instanceof BatchError ? e.cause : e;
+      for (const id of ids) again.add(id);
+      if (cause instanceof ConflictError && ++this.conflictsInARow <= 3) {
+        // Someone else wrote in between (Raft): reconcile again from the new state.
+      } else {
+        for (const id of ids) broken.add(id);
+        this.log(`orchestrator: writing decisions failed: ${(cause as Error)?.message ?? String(cause)}`);
+      }
+    }
+    for (const lines of logs.values()) for (const l of lines) this.log(l);
+    for (const [id, at] of wakes) {
+      if (at === null) this.wakeAt.delete(id);
+      else this.wakeAt.set(id, at);
+    }
+    for (const id of again) if (!broken.has(id)) this.dirty.add(id);
+    if (broken.size > 0) this.backOff(broken);
+    this.armWakeTimer();
+  }
+
+  private backOff(ids: Set<string>): void {
+    for (const id of ids) this.retry.add(id);
+    if (this.retryTimer !== null || !this.started) return;
+    this.retryDelayMs = Math.min(5_000, Math.max(50, this.retryDelayMs * 2));
+    this.retryTimer = this.timers.setTimeout(() => {
+      this.retryTimer = null;
+      for (const id of this.retry) this.dirty.add(id);
+      this.retry.clear();
+      this.kick();
+    }, this.retryDelayMs);
+  }
+
+  private armWakeTimer(): void {
+    let min = Number.POSITIVE_INFINITY;
+    for (const at of this.wakeAt.values()) if (at < min) min = at;
+    if (this.wakeTimer !== null && this.wakeTimer.at === min) return;
+    if (this.wakeTimer !== null) this.timers.clearTimeout(this.wakeTimer.handle);
+    this.wakeTimer = null;
+    if (!this.started || !Number.isFinite(min)) return;
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, min - this.now()));
+    const handle = this.timers.setTimeout(() => {
+      this.wakeTimer = null;
+      this.onWake();
+    }, delay);
+    (handle as { unref?: () => void } | null)?.unref?.();
+    this.wakeTimer = { handle, at: min };
+  }
+
+  private onWake(): void {
+    if (!this.started) return;
+    const now = this.now();
+    for (const [id, at] of this.wakeAt) {
+      if (at <= now) {
+        this.dirty.add(id);
+        this.wakeAt.delete(id);
+      }
+    }
+    this.armWakeTimer();
+    this.kick();
+  }
+}

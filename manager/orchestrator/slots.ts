@@ -1,0 +1,124 @@
+// The slot model shared by every mode. A service's tasks are grouped into slots: by `slot` number for
+// replicated services and replicated jobs, by node for global services and global jobs. A slot holds the
+// task that currently stands for it (the head) and its history. Pure.
+//
+//   live     tasks desired to run (desiredState 'running' / 'complete'), finished or not
+//   head     the live task that stands for the slot: the one on the current spec if any (during a
+//            start-first update the new task is the head while the old one still runs), then a running
+//            one, then the newest
+//   extras   other live tasks (the old task of a start-first update; duplicates)
+//   dead     the slot has tasks but none live and they are not all 'remove': someone told its task to
+//            stop without replacing it (a stop-first update, or another component) — it gets a new task
+//            once the old one has stopped
+//   removed  every task of the slot is desired 'remove' (scaled down, service deleted): the slot is gone
+//            and its number is free
+import { failingConstraint } from './enforcer.ts';
+import { isFinished, isRunning, jsonEqual, ms, rank, wantsToRun } from './types.ts';
+import type { FNode, FService, FTask } from './types.ts';
+
+export interface Slot {
+  /** `slot:N` or `node:ID`. */
+  key: string;
+  slot?: number;
+  nodeId?: string;
+  /** Every task of the slot, history included. */
+  tasks: FTask[];
+  live: FTask[];
+  head: FTask | undefined;
+  extras: FTask[];
+  dead: boolean;
+  removed: boolean;
+}
+
+/**
+ * Is `t` out of date with the service's spec (does a rolling update have to replace it)?
+ * - Tasks created from the current specVersion never are.
+ * - Otherwise the task's template copy is compared with the service's. A change of placement alone does
+ *   not make a task dirty while its node still satisfies the new constraints (as in Swarm).
+ * - The task carries no copy of the service's networks / endpoint: when the last change touched those
+ *   (spec vs previousSpec), tasks of older spec versions are dirty.
+ */
+export function dirtyCheck(service: FService, nodes: ReadonlyMap<string, FNode>): (t: FTask) => boolean {
+  const tmpl = service.spec.task;
+  const prev = service.previousSpec;
+  const netChanged = prev !== undefined && (!jsonEqual(prev.networks, service.spec.networks) || !jsonEqual(prev.endpoint, service.spec.endpoint));
+  const cache = new Map<string, boolean>();
+  return (t: FTask): boolean => {
+    if (t.specVersion === service.specVersion) return false;
+    const hit = cache.get(t.id);
+    if (hit !== undefined) return hit;
+    let dirty: boolean;
+    if (netChanged) dirty = true;
+    else if (jsonEqual(t.spec, tmpl)) dirty = false;
+    else if (!jsonEqual({ ...t.spec, placement: undefined }, { ...tmpl, placement: undefined })) dirty = true;
+    else if (t.nodeId === undefined) dirty = true;
+    else {
+      const n = nodes.get(t.nodeId);
+      dirty = n === undefined || failingConstraint(tmpl.placement?.constraints, n) !== null;
+    }
+    cache.set(t.id, dirty);
+    return dirty;
+  };
+}
+
+/** Order of preference for the head: current spec, not finished, furthest state, newest, id. */
+function headOrder(isDirty: (t: FTask) => boolean): (a: FTask, b: FTask) => number {
+  return (a, b) =>
+    Number(isDirty(a)) - Number(isDirty(b)) ||
+    Number(isFinished(a)) - Number(isFinished(b)) ||
+    Number(isRunning(b)) - Number(isRunning(a)) ||
+    rank(b.status.state) - rank(a.status.state) ||
+    ms(b.createdAt) - ms(a.createdAt) ||
+    (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}
+
+export function buildSlot(key: string, tasks: FTask[], isDirty: (t: FTask) => boolean, where: { slot?: number; nodeId?: string }): Slot {
+  const live = tasks.filter(wantsToRun).sort(headOrder(isDirty));
+  const head = live[0];
+  const removed = live.length === 0 && tasks.length > 0 && tasks.every((t) => t.desiredState === 'remove');
+  const s: Slot = { key, tasks, live, head, extras: live.slice(1), dead: live.length === 0 && tasks.length > 0 && !removed, removed };
+  if (where.slot !== undefined) s.slot = where.slot;
+  if (where.nodeId !== undefined) s.nodeId = where.nodeId;
+  return s;
+}
+
+/** Groups tasks by slot number. Tasks without a slot are returned separately. */
+export function bySlotNumber(tasks: readonly FTask[], isDirty: (t: FTask) => boolean): { slots: Map<number, Slot>; strays: FTask[] } {
+  const groups = new Map<number, FTask[]>();
+  const strays: FTask[] = [];
+  for (const t of tasks) {
+    if (t.slot === undefined) {
+      strays.push(t);
+      continue;
+    }
+    let g = groups.get(t.slot);
+    if (g === undefined) groups.set(t.slot, (g = []));
+    g.push(t);
+  }
+  const slots = new Map<number, Slot>();
+  for (const n of [...groups.keys()].sort((a, b) => a - b)) slots.set(n, buildSlot(`slot:${n}`, groups.get(n)!, isDirty, { slot: n }));
+  return { slots, strays };
+}
+
+/** Groups tasks by node. Tasks without a node are returned separately. */
+export function byNode(tasks: readonly FTask[], isDirty: (t: FTask) => boolean): { slots: Map<string, Slot>; strays: FTask[] } {
+  const groups = new Map<string, FTask[]>();
+  const strays: FTask[] = [];
+  for (const t of tasks) {
+    if (t.nodeId === undefined) {
+      strays.push(t);
+      continue;
+    }
+    let g = groups.get(t.nodeId);
+    if (g === undefined) groups.set(t.nodeId, (g = []));
+    g.push(t);
+  }
+  const slots = new Map<string, Slot>();
+  for (const id of [...groups.keys()].sort()) slots.set(id, buildSlot(`node:${id}`, groups.get(id)!, isDirty, { nodeId: id }));
+  return { slots, strays };
+}
+
+/** Where a slot is, for messages. */
+export function slotName(s: Slot): string {
+  return s.slot !== undefined ? `slot ${s.slot}` : `node ${s.nodeId ?? '?'}`;
+}

@@ -1,0 +1,311 @@
+// Shared vocabulary of the orchestrators: what a reconcile function is given (ReconcileContext), what it
+// returns (decisions made of actions), and the task predicates every mode uses. Everything here is pure:
+// no store, no clock, no I/O. See docs/design/orchestrator.md.
+import { isTerminalTaskState, taskStateRank } from '../store/objects.ts';
+import type { Draft, Frozen, Node, Service, Task, TaskState, TaskStatus, UpdateStatus } from '../store/objects.ts';
+
+export type FTask = Frozen<Task>;
+export type FService = Frozen<Service>;
+export type FNode = Frozen<Node>;
+
+// ---------------------------------------------------------------------------------------------- actions
+
+/** Create a task (always in state 'pending'). */
+export interface CreateAction {
+  type: 'create';
+  task: Draft<Task>;
+}
+
+/** Change a task the orchestrator read at `version`: its desiredState and/or (rarely) its status. */
+export interface SetAction {
+  type: 'set';
+  taskId: string;
+  version: number;
+  desiredState?: TaskState;
+  /**
+   * Only for tasks no worker has (never scheduled: shut down directly) or whose node is gone (orphaned).
+   * Everything else about a task's status is written by the dispatcher.
+   */
+  status?: TaskStatus;
+}
+
+/** Delete a task (history beyond the limit, removed tasks that have stopped). */
+export interface DeleteAction {
+  type: 'delete';
+  taskId: string;
+  version: number;
+}
+
+/** Write a service's updateStatus; with `rollback`, also swap spec and previousSpec and bump specVersion. */
+export interface ServiceAction {
+  type: 'service';
+  serviceId: string;
+  version: number;
+  updateStatus: UpdateStatus;
+  rollback?: boolean;
+}
+
+export type Action = CreateAction | SetAction | DeleteAction | ServiceAction;
+
+/** Actions that must be committed together (e.g. shut the failed task down AND create its replacement). */
+export interface Decision {
+  /** Human-readable, for logs: `slot 3: restart (task x failed: exit 1)`. */
+  reason: string;
+  actions: Action[];
+}
+
+export interface ReconcileResult {
+  decisions: Decision[];
+  /** Earliest time (ms) at which reconciling again could decide something new (restart delay, monitor…). */
+  wakeAt: number | null;
+}
+
+// ---------------------------------------------------------------------------------------------- context
+
+export interface OrchestratorTuning {
+  /**
+   * A task shut down on a node that is down is marked 'orphaned' (so history can reap it) after this
+   * long. Swarm: 24 h. Tasks on a node that was removed are orphaned at once.
+   */
+  orphanAfterMs: number;
+  /**
+   * A task that was told to stop but whose worker never reported it stopped is treated as stopped this
+   * long (plus its stopGracePeriodMs) after it was last written, so its slot can be refilled.
+   */
+  stopTimeoutMs: number;
+}
+
+export const DEFAULT_TUNING: OrchestratorTuning = {
+  orphanAfterMs: 24 * 3600 * 1000,
+  stopTimeoutMs: 60_000,
+};
+
+export interface ReconcileContext {
+  /** Current time, ms since the epoch. */
+  now: number;
+  /** Id generator for new tasks. */
+  newId: () => string;
+  /** Every node in the store, by id. */
+  nodes: ReadonlyMap<string, FNode>;
+  /** Cluster spec.taskHistoryLimit (negative = keep everything). */
+  taskHistoryLimit: number;
+  /**
+   * When the runner saw a task enter 'running' (ms). Optional memory used by update monitoring; a new
+   * leader starts without it and falls back to what the store says (see update.ts).
+   */
+  runningSince?: ReadonlyMap<string, number>;
+  tuning?: Partial<OrchestratorTuning>;
+}
+
+export function tuningOf(ctx: ReconcileContext): OrchestratorTuning {
+  return { ...DEFAULT_TUNING, ...ctx.tuning };
+}
+
+// --------------------------------------------------------------------------------------------- predicates
+
+const R_ASSIGNED = taskStateRank('assigned');
+const R_RUNNING = taskStateRank('running');
+const R_COMPLETE = taskStateRank('complete');
+const R_SHUTDOWN = taskStateRank('shutdown');
+
+export function rank(s: TaskState): number {
+  return taskStateRank(s);
+}
+
+/** Desired to run: desiredState is 'running' (services) or 'complete' (jobs), or earlier. */
+export function wantsToRun(t: FTask): boolean {
+  return taskStateRank(t.desiredState) <= R_COMPLETE;
+}
+
+/** Told to stop: desiredState 'shutdown' or 'remove'. */
+export function toldToStop(t: FTask): boolean {
+  return taskStateRank(t.desiredState) >= R_SHUTDOWN;
+}
+
+export function isFinished(t: FTask): boolean {
+  return isTerminalTaskState(t.status.state);
+}
+
+/** No worker has it: the scheduler has not assigned it yet (new / pending). */
+export function isUnassigned(t: FTask): boolean {
+  return taskStateRank(t.status.state) < R_ASSIGNED;
+}
+
+export function isRunning(t: FTask): boolean {
+  return taskStateRank(t.status.state) === R_RUNNING;
+}
+
+/** The task's node no longer exists or is down: nobody will report on it. */
+export function nodeGone(t: FTask, nodes: ReadonlyMap<string, FNode>): boolean {
+  if (t.nodeId === undefined) return false;
+  const n = nodes.get(t.nodeId);
+  return n === undefined || n.status.state === 'down';
+}
+
+/** ms of an ISO timestamp, or `fallback` when absent / unparseable. */
+export function ms(iso: string | undefined, fallback = 0): number {
+  if (!iso) return fallback;
+  const v = Date.parse(iso);
+  return Number.isFinite(v) ? v : fallback;
+}
+
+/**
+ * When the task entered its current state, on the managers' clock: the store's updatedAt (the time of
+ * the transaction that wrote the state), falling back to the worker-reported status timestamp.
+ */
+export function stateSince(t: FTask): number {
+  return ms(t.updatedAt, ms(t.status.timestamp));
+}
+
+/** Has a task that was told to stop actually stopped (or can it be considered stopped)? */
+export function isStopped(t: FTask, ctx: ReconcileContext): boolean {
+  if (isFinished(t) || isUnassigned(t) || nodeGone(t, ctx.nodes)) return true;
+  return ctx.now >= stopDeadline(t, ctx);
+}
+
+export function stopDeadline(t: FTask, ctx: ReconcileContext): number {
+  return stateSince(t) + (t.spec.stopGracePeriodMs ?? 10_000) + tuningOf(ctx).stopTimeoutMs;
+}
+
+/** Newest first: last written, then created, then id (deterministic). */
+export function newestFirst(a: FTask, b: FTask): number {
+  return ms(b.updatedAt) - ms(a.updatedAt) || ms(b.createdAt) - ms(a.createdAt) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}
+
+// -------------------------------------------------------------------------------------------- JSON utils
+
+/** Structural equality of plain JSON data; object key order and undefined-valued keys are ignored. */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    if (a.length !== bb.length) return false;
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], bb[i])) return false;
+    return true;
+  }
+  const ao = a as Record<string, unknown>;
+  const bo = b as Record<string, unknown>;
+  const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
+  const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
+  if (ak.length !== bk.length) return false;
+  for (const k of ak) if (!jsonEqual(ao[k], bo[k])) return false;
+  return true;
+}
+
+export function iso(msValue: number): string {
+  return new Date(msValue).toISOString();
+}
+
+// ------------------------------------------------------------------------------------------------ plans
+
+/**
+ * Collects decisions while a reconcile function runs. It guarantees that no task is written by two
+ * decisions of one plan (the second would be built on a stale read).
+ */
+export class Plan {
+  readonly decisions: Decision[] = [];
+  private readonly touched = new Set<string>();
+  wakeAt: number | null = null;
+
+  constructor(readonly ctx: ReconcileContext) {}
+
+  touchedTask(t: FTask): boolean {
+    return this.touched.has(t.id);
+  }
+
+  /** Asks to be reconciled again at `at` (ignored if not in the future). */
+  wake(at: number): void {
+    if (!Number.isFinite(at) || at <= this.ctx.now) return;
+    if (this.wakeAt === null || at < this.wakeAt) this.wakeAt = at;
+  }
+
+  add(reason: string, actions: Action[]): void {
+    if (actions.length === 0) return;
+    for (const a of actions) if (a.type === 'set' || a.type === 'delete') this.touched.add(a.taskId);
+    this.decisions.push({ reason, actions });
+  }
+
+  /**
+   * Tells a task to stop (or be removed). A task no worker has yet is shut down right here (its status
+   * becomes 'shutdown'), since no worker will ever report on it.
+   */
+  stop(t: FTask, desiredState: 'shutdown' | 'remove', why: string): SetAction | null {
+    if (this.touched.has(t.id)) return null;
+    const needDesired = taskStateRank(t.desiredState) < taskStateRank(desiredState);
+    const needStatus = isUnassigned(t) && !isFinished(t);
+    if (!needDesired && !needStatus) return null;
+    const a: SetAction = { type: 'set', taskId: t.id, version: t.version };
+    if (needDesired) a.desiredState = desiredState;
+    if (needStatus) a.status = { state: 'shutdown', timestamp: iso(this.ctx.now), message: `shut down before it was scheduled: ${why}` };
+    return a;
+  }
+
+  orphan(t: FTask, why: string): SetAction {
+    return {
+      type: 'set',
+      taskId: t.id,
+      version: t.version,
+      status: { ...t.status, state: 'orphaned', timestamp: iso(this.ctx.now), message: `task orphaned: ${why}` },
+    };
+  }
+
+  delete(t: FTask): DeleteAction {
+    return { type: 'delete', taskId: t.id, version: t.version };
+  }
+
+  result(): ReconcileResult {
+    return { decisions: this.decisions, wakeAt: this.wakeAt };
+  }
+}
+
+/** Drops nulls (Plan.stop returns null when there is nothing to change). */
+export function acts(...xs: (Action | null | undefined)[]): Action[] {
+  return xs.filter((x): x is Action => x !== null && x !== undefined);
+}
+
+// --------------------------------------------------------------------------------------------- new tasks
+
+export interface NewTaskOptions {
+  slot?: number;
+  nodeId?: string;
+  /** 'running' for services, 'complete' for jobs. */
+  desiredState: 'running' | 'complete';
+}
+
+/**
+ * A new task of `service`: a copy of the task template and the current specVersion, state 'pending'.
+ * Replicated tasks carry a slot and no node (the scheduler assigns one); global tasks are created
+ * already bound to their node (still 'pending': the scheduler validates and moves them to 'assigned').
+ */
+export function newTask(service: FService, ctx: ReconcileContext, o: NewTaskOptions): Draft<Task> {
+  const t: Draft<Task> = {
+    id: ctx.newId(),
+    kind: 'task',
+    serviceId: service.id,
+    spec: structuredClone(service.spec.task) as Task['spec'],
+    specVersion: service.specVersion,
+    desiredState: o.desiredState,
+    status: { state: 'pending', timestamp: iso(ctx.now), message: 'pending task scheduling' },
+    serviceAnnotations: { name: service.spec.name, labels: { ...service.spec.labels } },
+    networks: [],
+  };
+  if (o.slot !== undefined) t.slot = o.slot;
+  if (o.nodeId !== undefined) t.nodeId = o.nodeId;
+  return t;
+}
+
+/** 'replicated' | 'global' | 'replicatedJob' | 'globalJob' */
+export type ModeName = 'replicated' | 'global' | 'replicatedJob' | 'globalJob';
+
+export function modeOf(service: FService): ModeName {
+  const m = service.spec.mode;
+  if ('replicated' in m) return 'replicated';
+  if ('global' in m) return 'global';
+  if ('replicatedJob' in m) return 'replicatedJob';
+  return 'globalJob';
+}
+
+/** Re-exported for convenience of the mode modules. */
+export type { UpdateStatus };

@@ -1,0 +1,232 @@
+// Rolling updates and rollbacks (`service update`, `service rollback`, automatic rollback). Pure: the
+// whole state of an update is read back from the store on every pass — which tasks are out of date
+// (dirty), which slots are in flight, how many tasks of this spec version failed, updateStatus — so a new
+// leader's orchestrator resumes an update where the old one left it. See docs/design/update.md.
+//
+// Per pass, for a replicated or global service:
+//   1. Status. Not updating, not paused, and some slot is dirty → updateStatus 'updating' (the API
+//      normally writes that itself when it stores a spec change).
+//   2. Failures. Tasks of the current specVersion that failed (failed, rejected, exited, or shut down
+//      while meant to run) within `monitor` of starting to run — or before running at all — count. If
+//      failures / slots updated so far > maxFailureRatio: failureAction 'pause' → 'paused'
+//      ('rollback_paused' during a rollback), 'rollback' → spec := previousSpec (specVersion+1,
+//      'rollback_started'), 'continue' → carry on.
+//   3. In flight. A slot is in flight while its stop-first replacement waits for the old task to stop,
+//      or while its head (current specVersion) is not running yet, or ran for less than `delay`.
+//   4. Start. Up to `parallelism` (0 = all) minus in-flight dirty slots are updated now: stop-first
+//      tells the old task to stop (the slot's replacement is created when it has stopped — at once if
+//      it already has); start-first creates the new task at once and retires the old one when the new
+//      one is running (repair.ts).
+//   5. Done. No dirty slot, none in flight, every head of this version has run for `monitor` →
+//      'completed' / 'rollback_completed'.
+import type { UpdateConfig, UpdateState } from '../store/objects.ts';
+import type { SlotCondition } from './repair.ts';
+import { slotName } from './slots.ts';
+import type { Slot } from './slots.ts';
+import { acts, isFinished, isRunning, isStopped, iso, ms, stateSince, toldToStop, wantsToRun } from './types.ts';
+import type { Draft, Task } from '../store/objects.ts';
+import type { FService, FTask, Plan } from './types.ts';
+
+/** Swarm's defaults, for update and rollback alike. */
+export const DEFAULT_UPDATE_CONFIG: Readonly<UpdateConfig> = Object.freeze({
+  parallelism: 1,
+  delayMs: 0,
+  failureAction: 'pause',
+  monitorMs: 5_000,
+  maxFailureRatio: 0,
+  order: 'stop-first',
+});
+
+export function isRollingBack(state: UpdateState | undefined): boolean {
+  return state === 'rollback_started' || state === 'rollback_paused';
+}
+
+/** The config that drives the current pass: spec.rollback during a rollback, else spec.update; defaults filled. */
+export function updateConfigOf(service: FService): UpdateConfig {
+  const c = isRollingBack(service.updateStatus?.state) ? service.spec.rollback : service.spec.update;
+  return { ...DEFAULT_UPDATE_CONFIG, ...(c ?? {}) };
+}
+
+export interface UpdateSlot {
+  slot: Slot;
+  cond: SlotCondition;
+  /** A new task for this slot on the current spec (null when the slot may not get one). */
+  replacement: () => Draft<Task> | null;
+}
+
+export interface UpdateOptions {
+  isDirty: (t: FTask) => boolean;
+  runningSince?: ReadonlyMap<string, number>;
+}
+
+/** Did this task fail in a way that counts against the update? */
+function failedEarly(t: FTask, monitorMs: number, runningSince: ReadonlyMap<string, number> | undefined): boolean {
+  if (!isFinished(t)) return false;
+  const s = t.status.state;
+  const failed = s === 'failed' || s === 'rejected' || s === 'complete' || (wantsToRun(t) && (s === 'shutdown' || s === 'orphaned'));
+  if (!failed) return false;
+  // When did it start running? Known when this runner saw it; otherwise a task without an exit code never
+  // ran (rejected, failed to start) and counts; one with an exit code is measured from its creation.
+  const started = runningSince?.get(t.id) ?? (t.status.exitCode === undefined ? undefined : ms(t.createdAt));
+  return started === undefined || stateSince(t) - started <= monitorMs;
+}
+
+/**
+ * Plans this pass of a rolling update. Returns 'rollback' when the plan is only the rollback decision
+ * (the caller must discard everything else it planned: the spec it planned against is being replaced).
+ */
+export function planUpdate(plan: Plan, service: FService, slots: readonly UpdateSlot[], o: UpdateOptions): 'rollback' | undefined {
+  const ctx = plan.ctx;
+  const now = ctx.now;
+  const st = service.updateStatus;
+  const rollingBack = isRollingBack(st?.state);
+  if (st?.state === 'paused' || st?.state === 'rollback_paused') return undefined;
+  const cfg = updateConfigOf(service);
+  const V = service.specVersion;
+
+  const dirty = slots.filter((u) => u.slot.head !== undefined && u.cond !== 'busy' && u.cond !== 'empty' && o.isDirty(u.slot.head));
+  let active = st?.state === 'updating' || st?.state === 'rollback_started';
+  const statusActions = [];
+  if (!active) {
+    if (dirty.length === 0) return undefined;
+    active = true;
+    statusActions.push({
+      type: 'service' as const,
+      serviceId: service.id,
+      version: service.version,
+      updateStatus: { state: 'updating' as const, startedAt: iso(now), message: 'update in progress' },
+    });
+  }
+
+  // Failures of this spec version.
+  let failures = 0;
+  let firstFailed: FTask | undefined;
+  let updated = 0;
+  for (const u of slots) {
+    let touched = false;
+    for (const t of u.slot.tasks) {
+      if (t.specVersion !== V) continue;
+      touched = true;
+      if (failedEarly(t, cfg.monitorMs, o.runningSince)) {
+        failures++;
+        if (firstFailed === undefined || ms(t.updatedAt) < ms(firstFailed.updatedAt)) firstFailed = t;
+      }
+    }
+    if (touched) updated++;
+  }
+  if (cfg.failureAction !== 'continue' && failures > 0 && failures / Math.max(1, updated) > cfg.maxFailureRatio) {
+    const what = `failure or early termination of task ${firstFailed!.id}`;
+    if (cfg.failureAction === 'rollback' && !rollingBack && service.previousSpec !== undefined) {
+      plan.decisions.length = 0;
+      plan.add(`update failed (${failures}/${updated}): rolling back`, [
+        {
+          type: 'service',
+          serviceId: service.id,
+          version: service.version,
+          rollback: true,
+          updateStatus: { state: 'rollback_started', startedAt: iso(now), message: `update rolled back due to ${what}` },
+        },
+      ]);
+      return 'rollback';
+    }
+    const paused: UpdateState = rollingBack ? 'rollback_paused' : 'paused';
+    const why =
+      cfg.failureAction === 'rollback' && !rollingBack ? ' (no previous spec to roll back to)' : '';
+    plan.add(`${rollingBack ? 'rollback' : 'update'} paused (${failures}/${updated} failed)`, [
+      {
+        type: 'service',
+        serviceId: service.id,
+        version: service.version,
+        updateStatus: {
+          state: paused,
+          ...(st?.startedAt ? { startedAt: st.startedAt } : {}),
+          message: `${rollingBack ? 'rollback' : 'update'} paused due to ${what}${why}`,
+        },
+      },
+    ]);
+    return undefined;
+  }
+
+  // Slots in flight.
+  let inFlight = 0;
+  const settleWaits: number[] = [];
+  for (const u of slots) {
+    const s = u.slot;
+    if (s.dead) {
+      // A stop-first update in progress: the old task is stopping, or has stopped and its replacement
+      // is being created in this very pass (by repairSlot).
+      if (s.tasks.some((t) => toldToStop(t) && o.isDirty(t))) inFlight++;
+      continue;
+    }
+    const h = s.head;
+    if (h === undefined || h.specVersion !== V || o.isDirty(h)) continue;
+    if (!isRunning(h) && !isFinished(h)) {
+      inFlight++;
+      continue;
+    }
+    const settled = stateSince(h) + cfg.delayMs;
+    if (settled > now) {
+      inFlight++;
+      settleWaits.push(settled);
+    }
+  }
+
+  // Start updating more slots.
+  const free = cfg.parallelism > 0 ? Math.max(0, cfg.parallelism - inFlight) : dirty.length;
+  const order = [...dirty].sort(
+    (a, b) => Number(isRunning(a.slot.head!)) - Number(isRunning(b.slot.head!)) || (a.slot.slot ?? 0) - (b.slot.slot ?? 0) || a.slot.key.localeCompare(b.slot.key),
+  );
+  const started = order.slice(0, free);
+  const verb = rollingBack ? 'rollback' : 'update';
+  let first = true;
+  for (const u of started) {
+    const s = u.slot;
+    const head = s.head!;
+    const old = s.live.filter((t) => o.isDirty(t));
+    const r = u.replacement();
+    const extra = first ? statusActions.splice(0) : [];
+    first = false;
+    if (cfg.order === 'start-first' && !isFinished(head) && r !== null) {
+      plan.add(`${verb} ${slotName(s)} (start-first): new task ${r.id}, task ${head.id} stops once it runs`, [...extra, { type: 'create', task: r }]);
+    } else {
+      const stopNow = old.every((t) => isStopped(t, ctx) || isFinished(t));
+      plan.add(
+        `${verb} ${slotName(s)} (stop-first): task ${head.id} stops${stopNow && r ? `, new task ${r.id}` : ', replaced once stopped'}`,
+        acts(...extra, ...old.map((t) => plan.stop(t, 'shutdown', `${verb} to spec version ${V}`)), stopNow ? r && { type: 'create', task: r } : null),
+      );
+    }
+  }
+  if (statusActions.length > 0) plan.add('update started', statusActions);
+  if (dirty.length > started.length) for (const w of settleWaits) plan.wake(w);
+
+  // Done?
+  if (dirty.length === 0 && inFlight === 0) {
+    let monitoring = false;
+    for (const u of slots) {
+      const h = u.slot.head;
+      if (h === undefined || h.specVersion !== V || !isRunning(h)) continue;
+      const end = (o.runningSince?.get(h.id) ?? stateSince(h)) + cfg.monitorMs;
+      if (end > now) {
+        monitoring = true;
+        plan.wake(end);
+      }
+    }
+    if (!monitoring) {
+      const done: UpdateState = rollingBack ? 'rollback_completed' : 'completed';
+      plan.add(`${verb} completed`, [
+        {
+          type: 'service',
+          serviceId: service.id,
+          version: service.version,
+          updateStatus: {
+            state: done,
+            ...(st?.startedAt ? { startedAt: st.startedAt } : {}),
+            completedAt: iso(now),
+            message: rollingBack ? 'rollback completed' : 'update completed',
+          },
+        },
+      ]);
+    }
+  }
+  return undefined;
+}

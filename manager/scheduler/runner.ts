@@ -1,0 +1,461 @@
+// The scheduler's loop: connects the pure core (scheduler.ts) to the store. Runs on the leader only
+// (the manager starts it with leadership and stops it when leadership is lost, see Manager.leaderHooks).
+//
+//   store events ──► debounce ──► pass: read one consistent view ──► schedule() ──► write decisions
+//
+// A pass is triggered by: a task becoming pending and unassigned (created, or moved back to pending), a
+// pre-assigned pending task, a node appearing, disappearing or changing in a way that matters for
+// placement (state, availability, labels, role, resources, platform, address) while tasks are pending,
+// and capacity being freed (a placed task ending, moving or being deleted) while tasks are pending.
+// Bursts are coalesced: the pass runs `debounceMs` after the last event, but no later than `maxDelayMs`
+// after the first. Events the running pass already saw (index <= the view's index) trigger nothing.
+//
+// Writes go through Store.batch (split under the 1.5 MiB transaction limit). Every write re-checks, in
+// the transaction, that the task still has the version the pass read; a task that changed is left for
+// the next pass. Assigned tasks get nodeId, status.state 'assigned' and a message; unplaceable tasks stay
+// 'pending' with the reason as status.message, written only when it changes. A ConflictError from apply
+// (another transaction got there first) re-runs the pass on a fresh view.
+import { performance } from 'node:perf_hooks';
+import { BatchError, ConflictError } from '../store/store.ts';
+import type { ReadTx, Store, StoreEvent } from '../store/store.ts';
+import { isTerminalTaskState, taskStateRank } from '../store/objects.ts';
+import type { Frozen, Node, Service, Task } from '../store/objects.ts';
+import { DEFAULT_FAILURE_WINDOW_MS, schedule } from './scheduler.ts';
+import type { HostPort, PendingGroup, PlacedTask, SchedNode, SchedulerInput, SchedulerOptions, TaskFailure } from './scheduler.ts';
+
+/** status.message of a task the scheduler assigned. */
+export const ASSIGNED_MESSAGE = 'scheduler assigned task to node';
+
+export interface SchedulerRunnerOptions extends SchedulerOptions {
+  /** Quiet time after the last event before a pass runs. Default 10 ms. */
+  debounceMs?: number;
+  /** A burst of events delays a pass at most this long after its first event. Default 250 ms. */
+  maxDelayMs?: number;
+  /** Clock (ms) for failure ages. Default Date.now. */
+  now?: () => number;
+  log?: (msg: string) => void;
+  /** Called after every pass that found pending tasks (metrics, tests, bench). */
+  onPass?: (info: PassInfo) => void;
+}
+
+export interface PassInfo {
+  /** Store index of the view the pass read. */
+  index: number;
+  pending: number;
+  assigned: number;
+  unplaced: number;
+  /** Tasks whose pending reason was (re)written. */
+  messages: number;
+  /** Writes skipped because the task changed after the view was read (a new pass follows). */
+  stale: number;
+  /** Whole pass: view, decision, writes. */
+  ms: number;
+  /** The decision alone (schedule()). */
+  decideMs: number;
+}
+
+/** What a pass reads: the core's input, and for every pending task the version and message it had. */
+export interface CollectedInput {
+  input: SchedulerInput;
+  pending: Map<string, { version: number; message: string }>;
+  index: number;
+}
+
+const RUNNING_RANK = taskStateRank('running');
+const PRUNE_FAILURES_AT = 10_000;
+const ASSIGNED_RANK = taskStateRank('assigned');
+
+/**
+ * A task the scheduler should place: pending, and not on its way out. Jobs' tasks (desired state
+ * 'complete') are scheduled; desired 'shutdown' / 'remove' and later are not.
+ */
+export function isSchedulable(t: Frozen<Task>): boolean {
+  return t.status.state === 'pending' && (taskStateRank(t.desiredState) <= RUNNING_RANK || t.desiredState === 'complete');
+}
+
+/** Holds a node: assigned (or further) and not terminal. */
+function isPlaced(t: Frozen<Task>): boolean {
+  if (t.nodeId === undefined) return false;
+  const r = taskStateRank(t.status.state);
+  return r >= ASSIGNED_RANK && !isTerminalTaskState(t.status.state);
+}
+
+function isFailure(t: Frozen<Task>): boolean {
+  return (t.status.state === 'failed' || t.status.state === 'rejected') && t.nodeId !== undefined;
+}
+
+/** The IPv4 address in a node's address (which may carry a port), or ''. */
+function ipOf(addr: string): string {
+  const m = /(\d{1,3}(?:\.\d{1,3}){3})/.exec(addr);
+  return m ? m[1]! : '';
+}
+
+/** A store node as the core sees it. */
+export function toSchedNode(n: Frozen<Node>): SchedNode {
+  return {
+    id: n.id,
+    hostname: n.description.hostname,
+    role: n.spec.role,
+    os: n.description.platform?.os ?? '',
+    arch: n.description.platform?.arch ?? '',
+    ip: ipOf(n.status.addr || n.description.addr || ''),
+    labels: n.spec.labels ?? {},
+    availability: n.spec.availability,
+    state: n.status.state,
+    resources: { nanoCpus: n.description.resources?.nanoCpus ?? 0, memoryBytes: n.description.resources?.memoryBytes ?? 0 },
+  };
+}
+
+/** Host-mode published ports of a service (tasks bind them on their node). */
+export function hostPortsOf(s: Frozen<Service> | undefined): HostPort[] {
+  const out: HostPort[] = [];
+  for (const p of s?.spec.endpoint?.ports ?? []) {
+    if (p.publishMode === 'host' && p.publishedPort !== undefined) out.push({ port: p.publishedPort, protocol: p.protocol });
+  }
+  return out;
+}
+
+/**
+ * Reads everything a pass needs from one consistent view: nodes, placed tasks (with their reservations
+ * and their service's host ports), and the schedulable pending tasks grouped by service and spec version
+ * (in creation order of each group's first task).
+ */
+export function collectInput(tx: ReadTx, failures: readonly TaskFailure[], now: number): CollectedInput {
+  const nodes = tx.list('node').map(toSchedNode);
+  const ports = new Map<string, HostPort[]>();
+  const portsOf = (serviceId: string): HostPort[] => {
+    let p = ports.get(serviceId);
+    if (p === undefined) ports.set(serviceId, (p = hostPortsOf(tx.get('service', serviceId))));
+    return p;
+  };
+  const placed: PlacedTask[] = [];
+  const groups = new Map<string, PendingGroup & { tasks: { id: string; nodeId?: string }[] }>();
+  const pending = new Map<string, { version: number; message: string }>();
+  for (const t of tx.list('task')) {
+    if (isPlaced(t)) {
+      const hp = portsOf(t.serviceId);
+      placed.push({ serviceId: t.serviceId, nodeId: t.nodeId!, reservations: t.spec.resources?.reservations, hostPorts: hp.length > 0 ? hp : undefined });
+      continue;
+    }
+    if (!isSchedulable(t)) continue;
+    const placement = t.spec.placement;
+    const reservations = t.spec.resources?.reservations;
+    // Tasks of one service version share their template; without a version, group by what matters.
+    const key =
+      t.specVersion !== undefined
+        ? `${t.serviceId}\u0000${t.specVersion}`
+        : `${t.serviceId}\u0000-\u0000${JSON.stringify([placement ?? null, reservations ?? null])}`;
+    let g = groups.get(key);
+    if (g === undefined) {
+      const hp = portsOf(t.serviceId);
+      g = {
+        serviceId: t.serviceId,
+        specVersion: t.specVersion,
+        tasks: [],
+        constraints: placement?.constraints,
+        preferences: placement?.preferences,
+        maxReplicas: placement?.maxReplicas,
+        reservations,
+        hostPorts: hp.length > 0 ? hp : undefined,
+      };
+      groups.set(key, g);
+    }
+    g.tasks.push(t.nodeId !== undefined ? { id: t.id, nodeId: t.nodeId } : { id: t.id });
+    pending.set(t.id, { version: t.version, message: t.status.message });
+  }
+  return { input: { nodes, tasks: placed, groups: [...groups.values()], failures, now }, pending, index: tx.index };
+}
+
+/** Node fields that change where tasks may go. */
+function nodeChanged(a: Frozen<Node>, b: Frozen<Node>): boolean {
+  return (
+    a.status.state !== b.status.state ||
+    a.spec.availability !== b.spec.availability ||
+    a.spec.role !== b.spec.role ||
+    a.description.hostname !== b.description.hostname ||
+    a.status.addr !== b.status.addr ||
+    a.description.addr !== b.description.addr ||
+    a.description.platform?.os !== b.description.platform?.os ||
+    a.description.platform?.arch !== b.description.platform?.arch ||
+    a.description.resources?.nanoCpus !== b.description.resources?.nanoCpus ||
+    a.description.resources?.memoryBytes !== b.description.resources?.memoryBytes ||
+    JSON.stringify(a.spec.labels) !== JSON.stringify(b.spec.labels)
+  );
+}
+
+interface Write {
+  taskId: string;
+  version: number;
+  nodeId?: string;
+  reason?: string;
+}
+
+export class SchedulerRunner {
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+  private readonly now: () => number;
+  private readonly log: (msg: string) => void;
+  private readonly windowMs: number;
+  private started = false;
+  private unwatch: (() => void) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  /** performance.now() of the first and of the last event of the burst being debounced. */
+  private burstStart = 0;
+  private lastEvent = 0;
+  private running: Promise<void> | null = null;
+  /** An event arrived while a pass was running: run another after it. */
+  private dirty = false;
+  private consecutiveErrors = 0;
+  /** Index of the view the last pass read: events up to it were taken into account. */
+  private seenIndex = 0;
+  /** Ids of the schedulable pending tasks, as of the last pass plus events since. */
+  private pendingIds = new Set<string>();
+  /** Recent failures by task id (pruned on every pass, and when it grows past pruneAt). */
+  private readonly failures = new Map<string, TaskFailure>();
+  private pruneAt = PRUNE_FAILURES_AT;
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: SchedulerRunnerOptions = {},
+  ) {
+    this.debounceMs = opts.debounceMs ?? 10;
+    this.maxDelayMs = Math.max(this.debounceMs, opts.maxDelayMs ?? 250);
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log ?? (() => {});
+    this.windowMs = opts.failureWindowMs ?? DEFAULT_FAILURE_WINDOW_MS;
+  }
+
+  /** Starts watching the store and runs a first pass (tasks may have been waiting for a leader). */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.consecutiveErrors = 0;
+    this.seenIndex = 0;
+    this.subscribe();
+    this.seedFailures();
+    this.trigger();
+  }
+
+  /** Stops watching; a pass in flight stops writing. */
+  stop(): void {
+    if (!this.started) return;
+    this.started = false;
+    this.unwatch?.();
+    this.unwatch = null;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.dirty = false;
+    this.pendingIds.clear();
+  }
+
+  /** Resolves once no pass is running or due (for tests and tools). */
+  async idle(): Promise<void> {
+    for (;;) {
+      // Let queued watch events reach the handler first.
+      await new Promise<void>((r) => setImmediate(r));
+      if (this.running !== null) await this.running;
+      else if (this.timer !== null) await new Promise<void>((r) => setTimeout(r, Math.max(1, this.debounceMs)));
+      else return;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------ events
+
+  private subscribe(): void {
+    this.unwatch = this.store.watch(
+      {
+        kinds: ['task', 'node'],
+        onClose: (err) => {
+          // Overflow or snapshot restore: the events are lost, so resync with a full pass.
+          if (!this.started) return;
+          this.log(`scheduler: watch closed (${err.message}); resyncing`);
+          this.seenIndex = 0;
+          this.subscribe();
+          this.seedFailures();
+          this.trigger();
+        },
+      },
+      (ev) => this.onEvent(ev),
+    );
+  }
+
+  private onEvent(ev: StoreEvent): void {
+    if (!this.started) return;
+    if (ev.kind === 'task') {
+      const t = ev.object as Frozen<Task>;
+      const old = ev.old as Frozen<Task> | undefined;
+      if (ev.type !== 'delete' && isFailure(t) && (old === undefined || !isFailure(old))) {
+        this.failures.set(t.id, { serviceId: t.serviceId, nodeId: t.nodeId!, at: this.now() });
+        if (this.failures.size > this.pruneAt) {
+          this.recentFailures(this.now());
+          this.pruneAt = Math.max(PRUNE_FAILURES_AT, 2 * this.failures.size);
+        }
+      }
+      if (ev.index <= this.seenIndex) return;
+      if (ev.type === 'delete') {
+        this.pendingIds.delete(t.id);
+        if (isPlaced(t) && this.pendingIds.size > 0) this.trigger();
+        return;
+      }
+      const now = isSchedulable(t);
+      const was = old !== undefined && isSchedulable(old);
+      if (now) {
+        this.pendingIds.add(t.id);
+        // A new candidate, or one whose target changed; a message-only update (ours) is not news.
+        if (!was || old.nodeId !== t.nodeId || old.desiredState !== t.desiredState || old.specVersion !== t.specVersion) this.trigger();
+        return;
+      }
+      this.pendingIds.delete(t.id);
+      // Capacity freed: a placed task ended or left its node.
+      if (old !== undefined && isPlaced(old) && (!isPlaced(t) || t.nodeId !== old.nodeId) && this.pendingIds.size > 0) this.trigger();
+      return;
+    }
+    if (ev.index <= this.seenIndex || this.pendingIds.size === 0) return;
+    const n = ev.object as Frozen<Node>;
+    const old = ev.old as Frozen<Node> | undefined;
+    if (ev.type !== 'update' || old === undefined || nodeChanged(old, n)) this.trigger();
+  }
+
+  /** Failures still in the window, from the store (a new leader has no event history). */
+  private seedFailures(): void {
+    const since = this.now() - this.windowMs;
+    this.store.view((tx) => {
+      for (const t of tx.list('task', isFailure)) {
+        const at = Date.parse(t.status.timestamp);
+        if (Number.isFinite(at) && at > since && !this.failures.has(t.id)) this.failures.set(t.id, { serviceId: t.serviceId, nodeId: t.nodeId!, at });
+      }
+    });
+  }
+
+  private recentFailures(now: number): TaskFailure[] {
+    const since = now - this.windowMs;
+    const out: TaskFailure[] = [];
+    for (const [id, f] of this.failures) {
+      if (f.at > since) out.push(f);
+      else this.failures.delete(id);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------- passes
+
+  /** Asks for a pass: debounced, at most one running at a time. */
+  private trigger(delayMs?: number): void {
+    if (!this.started) return;
+    if (this.running !== null) {
+      this.dirty = true;
+      return;
+    }
+    const t = performance.now();
+    this.lastEvent = t;
+    if (this.timer !== null) return; // the armed timer re-checks lastEvent when it fires
+    this.burstStart = t;
+    this.arm(delayMs ?? this.debounceMs);
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.started) return;
+      const t = performance.now();
+      const quietFor = t - this.lastEvent;
+      const waited = t - this.burstStart;
+      if (quietFor < this.debounceMs && waited < this.maxDelayMs) {
+        this.arm(Math.min(this.debounceMs - quietFor, this.maxDelayMs - waited));
+        return;
+      }
+      this.runPass();
+    }, Math.max(0, ms));
+  }
+
+  private runPass(): void {
+    this.dirty = false;
+    this.running = this.pass()
+      .then(
+        () => {
+          this.consecutiveErrors = 0;
+          return 0;
+        },
+        (err: unknown) => this.failed(err),
+      )
+      .then((retryMs) => {
+        this.running = null;
+        if (!this.started) return;
+        if (retryMs > 0) this.trigger(retryMs);
+        else if (this.dirty) this.trigger();
+      });
+  }
+
+  /** Logs a failed pass; returns the delay before the retry. */
+  private failed(err: unknown): number {
+    this.consecutiveErrors++;
+    const cause = err instanceof BatchError ? err.cause : err;
+    const msg = cause instanceof Error ? cause.message : String(cause);
+    if (cause instanceof ConflictError) {
+      // Someone else wrote a task we were writing: recompute on a fresh view, at once the first times.
+      if (this.consecutiveErrors <= 3) this.log(`scheduler: conflict (${msg}); recomputing`);
+      return this.consecutiveErrors <= 3 ? 1 : Math.min(1000, 10 * 2 ** (this.consecutiveErrors - 3));
+    }
+    this.log(`scheduler: pass failed: ${msg}`);
+    return Math.min(5000, 100 * 2 ** Math.min(6, this.consecutiveErrors - 1));
+  }
+
+  private async pass(): Promise<void> {
+    const t0 = performance.now();
+    const now = this.now();
+    const failures = this.recentFailures(now);
+    const snap = this.store.view((tx) => collectInput(tx, failures, now));
+    this.seenIndex = snap.index;
+    this.pendingIds = new Set(snap.pending.keys());
+    if (snap.pending.size === 0) return;
+    const d0 = performance.now();
+    const result = schedule(snap.input, this.opts);
+    const decideMs = performance.now() - d0;
+    const writes: Write[] = [];
+    for (const a of result.assignments) writes.push({ taskId: a.taskId, version: snap.pending.get(a.taskId)!.version, nodeId: a.nodeId });
+    let messages = 0;
+    for (const u of result.unplaced) {
+      const seen = snap.pending.get(u.taskId)!;
+      if (seen.message === u.reason) continue;
+      writes.push({ taskId: u.taskId, version: seen.version, reason: u.reason });
+      messages++;
+    }
+    let stale = 0;
+    if (writes.length > 0) {
+      await this.store.batch(writes, (tx, w) => {
+        if (!this.started) return;
+        const cur = tx.get('task', w.taskId);
+        if (cur === undefined || cur.version !== w.version) {
+          // Changed since the view: decide again on a fresh one.
+          stale++;
+          this.dirty = true;
+          return;
+        }
+        if (w.nodeId !== undefined) {
+          tx.update({ ...cur, nodeId: w.nodeId, status: { ...cur.status, state: 'assigned', timestamp: tx.now, message: ASSIGNED_MESSAGE } });
+        } else {
+          tx.update({ ...cur, status: { ...cur.status, message: w.reason! } });
+        }
+      });
+    }
+    const info: PassInfo = {
+      index: snap.index,
+      pending: snap.pending.size,
+      assigned: result.assignments.length,
+      unplaced: result.unplaced.length,
+      messages,
+      stale,
+      ms: performance.now() - t0,
+      decideMs,
+    };
+    if (info.assigned > 0 || messages > 0) {
+      const first = result.unplaced[0];
+      this.log(
+        `scheduler: assigned ${info.assigned} of ${info.pending} pending tasks` +
+          (first ? `, ${info.unplaced} unplaceable (e.g. ${first.reason})` : '') +
+          ` in ${info.ms.toFixed(1)} ms`,
+      );
+    }
+    this.opts.onPass?.(info);
+  }
+}

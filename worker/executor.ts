@@ -1,0 +1,36 @@
+// The agent's view of "something that runs tasks". The dispatcher sends the full set of tasks assigned
+// to this node; the executor converges on it and reports every state change. Shoal's container engine
+// (worker/engine) implements it for real; FakeExecutor runs no processes, so the real manager code can be
+// driven by hundreds of simulated agents.
+import type { TaskState, TaskTemplate } from '../manager/store/objects.ts';
+
+export interface TaskAssignment {
+  id: string;
+  serviceId: string;
+  serviceName: string;
+  slot?: number;
+  spec: TaskTemplate;
+  /** What the managers want: usually 'running'; 'shutdown' / 'remove' to stop it. */
+  desiredState: TaskState;
+  /** The last state the managers recorded for it. */
+  state: TaskState;
+}
+
+export interface TaskStatusUpdate {
+  taskId: string;
+  state: TaskState;
+  message: string;
+  err?: string;
+  exitCode?: number;
+  /** ISO-8601 */
+  timestamp: string;
+}
+
+export interface Executor {
+  /** The complete set of tasks assigned to this node; tasks no longer listed are forgotten. */
+  reconcile(tasks: readonly TaskAssignment[]): void;
+  onStatus(cb: (u: TaskStatusUpdate) => void): void;
+  /** Current state of every task the executor knows (sent after a session (re)starts). */
+  snapshot(): TaskStatusUpdate[];
+  close(): Promise<void>;
+}
