@@ -10,6 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, Router, badRequest, conflict, forbidden, notFound, readJson, sendError, sendJson, queryParam } from './api/http.ts';
 import { registerServiceRoutes } from './api/services.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
+import { Orchestrator } from './orchestrator/runner.ts';
 import { parseCertificate, signNodeCertificate, verifyNodeCertificate } from './ca/pki.ts';
 import { formatJoinToken, makeJoinToken, parseJoinToken, tokenMatches, RateLimiter } from './ca/tokens.ts';
 import { NodeLiveness } from './dispatcher/liveness.ts';
@@ -109,7 +110,10 @@ export class Manager {
     });
     this.liveness = new NodeLiveness(1000, 3);
     // Leader-only control loops.
-    this.leaderHooks.push(new SchedulerRunner(this.store, { log: (l) => this.log(`scheduler: ${l}`) }));
+    this.leaderHooks.push(
+      new Orchestrator(this.store, { newId, log: (l) => this.log(`orchestrator: ${l}`) }),
+      new SchedulerRunner(this.store, { log: (l) => this.log(`scheduler: ${l}`) }),
+    );
     this.routes();
     this.onUpgrade = (req, socket, head) => this.handleUpgrade(req, socket, head);
   }

@@ -85,6 +85,6 @@ export function howItEnded(t: FTask): string {
   const bits: string[] = [t.status.state];
   if (t.status.exitCode !== undefined) bits.push(`exit ${t.status.exitCode}`);
   if (t.status.err) bits.push(t.status.err);
-  else if (t.status.message) bits.push(t.status.message);
+  else if (t.status.message && t.status.message !== t.status.state) bits.push(t.status.message);
   return bits.join(': ');
 }

@@ -372,13 +372,21 @@ export class Orchestrator {
   }
 
   private armWakeTimer(): void {
+    // Already due (time passed while the pass ran): reconcile again without waiting for a timer.
+    const now = this.now();
+    for (const [id, at] of this.wakeAt) {
+      if (at <= now) {
+        this.dirty.add(id);
+        this.wakeAt.delete(id);
+      }
+    }
     let min = Number.POSITIVE_INFINITY;
     for (const at of this.wakeAt.values()) if (at < min) min = at;
     if (this.wakeTimer !== null && this.wakeTimer.at === min) return;
     if (this.wakeTimer !== null) this.timers.clearTimeout(this.wakeTimer.handle);
     this.wakeTimer = null;
     if (!this.started || !Number.isFinite(min)) return;
-    const delay = Math.min(MAX_TIMER_MS, Math.max(0, min - this.now()));
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, min - now));
     const handle = this.timers.setTimeout(() => {
       this.wakeTimer = null;
       this.onWake();
@@ -389,13 +397,6 @@ export class Orchestrator {
 
   private onWake(): void {
     if (!this.started) return;
-    const now = this.now();
-    for (const [id, at] of this.wakeAt) {
-      if (at <= now) {
-        this.dirty.add(id);
-        this.wakeAt.delete(id);
-      }
-    }
     this.armWakeTimer();
     this.kick();
   }

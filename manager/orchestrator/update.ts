@@ -197,7 +197,7 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
     }
   }
   if (statusActions.length > 0) plan.add('update started', statusActions);
-  if (dirty.length > started.length) for (const w of settleWaits) plan.wake(w);
+  for (const w of settleWaits) plan.wake(w);
 
   // Done?
   if (dirty.length === 0 && inFlight === 0) {

@@ -1,0 +1,76 @@
+// `npm run bench:converge`: 3 real managers (daemons in lab hosts) + 200 simulated agents (real
+// sessions, joined with real tokens and certificates, running the test executor). Measures the time
+// from `service create --replicas 10000` to all tasks reported running, and of a rolling update of all
+// of them with parallelism 100. Medians over the rounds.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { ClusterLab, waitFor } from '../test/cluster/cluster-lab.ts';
+import { cleanupOnExit } from '../test/cluster/lab.ts';
+
+const AGENTS = Number(process.env.SHOAL_BENCH_AGENTS ?? 200);
+const REPLICAS = Number(process.env.SHOAL_BENCH_REPLICAS ?? 10_000);
+const ROUNDS = Number(process.env.SHOAL_BENCH_ROUNDS ?? 1);
+const NAME = `cv${process.pid % 1000}`;
+const FARM = join(fileURLToPath(new URL('..', import.meta.url)), 'test', 'cluster', 'agent-farm.ts');
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
+};
+
+async function round(r: number, out: { create: number[]; update: number[] }): Promise<void> {
+  const unhook = cleanupOnExit(NAME);
+  const c = await ClusterLab.up({ name: NAME, managers: 3, workers: 0 });
+  let farm: ReturnType<typeof spawn> | null = null;
+  try {
+    const tokens = await c.control('GET', '/v1/join-tokens');
+    const t0 = performance.now();
+    // The farm runs in the first lab host's network namespace (it reaches every manager there).
+    farm = c.host('h1').spawn(process.execPath, ['--import', 'tsx', FARM, JSON.stringify({ managers: c.ctx.managers, token: tokens.worker, caPem: c.ctx.admin.ca, count: AGENTS, addr: c.host('h1').ip })], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      farm!.stdout!.on('data', (d: Buffer) => (String(d).includes('ready') ? resolve() : undefined));
+      farm!.once('exit', (code) => reject(new Error(`agent farm exited (${code})`)));
+    });
+    await c.waitReady(3 + AGENTS, 60_000);
+    console.log(`round ${r + 1}: ${AGENTS} simulated agents joined and ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+    const spec = { name: 'bench', mode: { replicated: { replicas: REPLICAS } }, task: { image: 'busybox:latest' }, update: { parallelism: 100, delayMs: 0, failureAction: 'pause', monitorMs: 0, maxFailureRatio: 0, order: 'stop-first' } };
+    let t = performance.now();
+    const { id } = await c.control('POST', '/v1/services', { spec });
+    await waitFor(async () => (await c.control('GET', `/v1/services/${id}`)).replicas.running >= REPLICAS, 600_000, `${REPLICAS} tasks running`, 200);
+    out.create.push(performance.now() - t);
+    console.log(`round ${r + 1}: create --replicas ${REPLICAS} -> all running: ${((performance.now() - t) / 1000).toFixed(2)} s`);
+
+    const cur = await c.control('GET', `/v1/services/${id}`);
+    t = performance.now();
+    await c.control('POST', `/v1/services/${id}/update`, { spec: { ...cur.spec, task: { ...cur.spec.task, image: 'busybox:v2' } } });
+    await waitFor(async () => {
+      const s = await c.control('GET', `/v1/services/${id}`);
+      if (s.updateStatus?.state === 'paused') throw new Error(`update paused: ${s.updateStatus.message}`);
+      return s.updateStatus?.state === 'completed' && s.replicas.running >= REPLICAS;
+    }, 900_000, 'rolling update complete', 250);
+    out.update.push(performance.now() - t);
+    console.log(`round ${r + 1}: rolling update of ${REPLICAS} tasks (parallelism 100): ${((performance.now() - t) / 1000).toFixed(2)} s`);
+  } finally {
+    if (farm?.pid) c.host('h1').kill(farm.pid, 'SIGTERM');
+    await c.down();
+    unhook();
+  }
+}
+
+async function main(): Promise<void> {
+  const out = { create: [] as number[], update: [] as number[] };
+  for (let r = 0; r < ROUNDS; r++) await round(r, out);
+  console.log('');
+  console.log(`service create --replicas ${REPLICAS} to all running median: ${(median(out.create) / 1000).toFixed(2)} s (${AGENTS} agents + 3 managers)`);
+  console.log(`rolling update of ${REPLICAS} tasks, parallelism 100, median: ${(median(out.update) / 1000).toFixed(2)} s`);
+  console.log(`tasks started per second during create: ${Math.round(REPLICAS / (median(out.create) / 1000))} tasks/s`);
+  console.log(`rounds: ${ROUNDS}`);
+}
+
+main().catch((e) => {
+  console.error(`bench:converge failed: ${(e as Error).stack ?? e}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,225 @@
+// The pure reconcile functions on hand-built objects: no store, no runner, no clock.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { deepFreeze } from '../../manager/store/objects.ts';
+import type { Frozen, Node, Service, ServiceSpec, Task, TaskState } from '../../manager/store/objects.ts';
+import { reconcileService } from '../../manager/orchestrator/reconcile.ts';
+import { pickForRemoval, reconcileReplicated } from '../../manager/orchestrator/replicated.ts';
+import { restartVerdict } from '../../manager/orchestrator/restart.ts';
+import { buildSlot, dirtyCheck } from '../../manager/orchestrator/slots.ts';
+import { jobProgress } from '../../manager/orchestrator/jobs.ts';
+import { placementProblem } from '../../manager/orchestrator/enforcer.ts';
+import type { ReconcileContext } from '../../manager/orchestrator/types.ts';
+import { T0, seqIds } from './harness.ts';
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function node(id: string, o: Partial<{ labels: Record<string, string>; state: Node['status']['state']; availability: Node['spec']['availability'] }> = {}): Frozen<Node> {
+  return deepFreeze<Node>({
+    id,
+    kind: 'node',
+    version: 1,
+    createdAt: iso(T0),
+    updatedAt: iso(T0),
+    spec: { labels: o.labels ?? {}, availability: o.availability ?? 'active', role: 'worker' },
+    description: { hostname: id, platform: { os: 'linux', arch: 'amd64' }, resources: { nanoCpus: 1e9, memoryBytes: 1e9 }, engineVersion: 't', addr: '10.0.0.1' },
+    status: { state: o.state ?? 'ready', message: '', addr: '10.0.0.1' },
+  });
+}
+
+function service(o: Partial<ServiceSpec> & { specVersion?: number; updateStatus?: Service['updateStatus']; previousSpec?: ServiceSpec } = {}): Frozen<Service> {
+  const { specVersion, updateStatus, previousSpec, ...spec } = o;
+  return deepFreeze<Service>({
+    id: 'svc',
+    kind: 'service',
+    version: 7,
+    createdAt: iso(T0),
+    updatedAt: iso(T0),
+    spec: { name: 'web', labels: {}, mode: { replicated: { replicas: 1 } }, task: { image: 'app:1' }, networks: [], endpoint: { ports: [] }, ...spec },
+    specVersion: specVersion ?? 1,
+    ...(updateStatus ? { updateStatus } : {}),
+    ...(previousSpec ? { previousSpec } : {}),
+    status: {},
+  });
+}
+
+let seq = 0;
+function task(o: { slot?: number; nodeId?: string; state?: TaskState; desired?: TaskState; at?: number; specVersion?: number; image?: string; exitCode?: number; restart?: Task['spec']['restartPolicy']; id?: string; constraints?: string[] }): Frozen<Task> {
+  const at = o.at ?? T0;
+  return deepFreeze<Task>({
+    id: o.id ?? `x${++seq}`,
+    kind: 'task',
+    version: 3,
+    createdAt: iso(at - 1000),
+    updatedAt: iso(at),
+    serviceId: 'svc',
+    ...(o.slot !== undefined ? { slot: o.slot } : {}),
+    ...(o.nodeId !== undefined ? { nodeId: o.nodeId } : {}),
+    spec: {
+      image: o.image ?? 'app:1',
+      ...(o.restart ? { restartPolicy: o.restart } : {}),
+      ...(o.constraints ? { placement: { constraints: o.constraints } } : {}),
+    },
+    specVersion: o.specVersion ?? 1,
+    desiredState: o.desired ?? 'running',
+    status: { state: o.state ?? 'running', timestamp: iso(at), message: '', ...(o.exitCode !== undefined ? { exitCode: o.exitCode } : {}) },
+    serviceAnnotations: { name: 'web', labels: {} },
+    networks: [],
+  });
+}
+
+function ctx(nodes: Frozen<Node>[], now = T0 + 60_000, extra: Partial<ReconcileContext> = {}): ReconcileContext {
+  return { now, newId: seqIds('n'), nodes: new Map(nodes.map((n) => [n.id, n])), taskHistoryLimit: 5, ...extra };
+}
+
+const actionsOf = (r: ReturnType<typeof reconcileService>) => r.decisions.flatMap((d) => d.actions);
+
+test('pickForRemoval: dead and non-running slots first, then the busiest node, highest slot on a tie', () => {
+  const noDirty = () => false;
+  const mk = (slot: number, nodeId: string, state: TaskState = 'running') => buildSlot(`slot:${slot}`, [task({ slot, nodeId, state })], noDirty, { slot });
+  const slots = [mk(1, 'a'), mk(2, 'a'), mk(3, 'a'), mk(4, 'b'), mk(5, 'b'), mk(6, 'c'), mk(7, 'c', 'pending')];
+  assert.deepEqual(pickForRemoval(slots, 1).map((s) => s.slot), [7]);
+  assert.deepEqual(pickForRemoval(slots, 3).map((s) => s.slot), [7, 3, 5]);
+  assert.deepEqual(pickForRemoval(slots, 4).map((s) => s.slot), [7, 3, 5, 2]);
+});
+
+test('restartVerdict: conditions, jobs, delay, max attempts counted from the slot history', () => {
+  const now = T0 + 100_000;
+  const failed = task({ slot: 1, state: 'failed', exitCode: 1, at: T0 + 90_000, restart: { condition: 'any', delayMs: 20_000 } });
+  assert.deepEqual(restartVerdict(failed, [failed], { job: false, now }), { restart: true, at: T0 + 110_000, attempt: 1 });
+  const done = task({ slot: 1, state: 'complete', exitCode: 0, restart: { condition: 'on-failure' } });
+  assert.equal(restartVerdict(done, [done], { job: false, now }).restart, false);
+  const doneAny = task({ slot: 1, state: 'complete', exitCode: 0 });
+  assert.equal(restartVerdict(doneAny, [doneAny], { job: false, now }).restart, true);
+  assert.equal(restartVerdict(doneAny, [doneAny], { job: true, now }).restart, false, 'a job completion is final');
+  const none = task({ slot: 1, state: 'failed', restart: { condition: 'none' } });
+  assert.equal(restartVerdict(none, [none], { job: false, now }).restart, false);
+
+  const policy = { condition: 'any' as const, delayMs: 0, maxAttempts: 2, windowMs: 30_000 };
+  const h1 = task({ slot: 1, state: 'failed', desired: 'shutdown', at: T0 + 10_000, restart: policy });
+  const h2 = task({ slot: 1, state: 'rejected', desired: 'shutdown', at: T0 + 70_000, restart: policy });
+  const h3 = task({ slot: 1, state: 'shutdown', desired: 'shutdown', at: T0 + 75_000, restart: policy }); // drained: not a restart
+  const head = task({ slot: 1, state: 'failed', at: T0 + 80_000, restart: policy });
+  const v = restartVerdict(head, [h1, h2, h3, head], { job: false, now });
+  assert.deepEqual(v, { restart: true, at: T0 + 80_000, attempt: 2 }, 'h1 is outside the window, h3 was not a restart');
+  const h4 = task({ slot: 1, state: 'failed', desired: 'shutdown', at: T0 + 79_000, restart: policy });
+  const v2 = restartVerdict(head, [h1, h2, h3, h4, head], { job: false, now });
+  assert.equal(v2.restart, false);
+  assert.match((v2 as { reason: string }).reason, /2 restarts within 30000 ms reached the maximum of 2/);
+});
+
+test('dirtyCheck: template changes are dirty; placement alone only where the node no longer fits', () => {
+  const nodes = new Map([['a', node('a', { labels: { zone: 'x' } })], ['b', node('b', { labels: { zone: 'y' } })]]);
+  const svc = service({ specVersion: 2, task: { image: 'app:1', placement: { constraints: ['node.labels.zone==x'] } } });
+  const isDirty = dirtyCheck(svc, nodes);
+  assert.equal(isDirty(task({ nodeId: 'a' })), false, 'placement only, node still fits');
+  assert.equal(isDirty(task({ nodeId: 'b' })), true, 'placement only, node does not fit');
+  assert.equal(isDirty(task({ nodeId: 'a', image: 'app:0' })), true);
+  assert.equal(isDirty(task({ nodeId: 'b', image: 'app:0', specVersion: 2 })), false, 'current spec version is never dirty');
+
+  const prev: ServiceSpec = { ...svc.spec, endpoint: { ports: [{ protocol: 'tcp', targetPort: 80, publishMode: 'ingress' }] } } as ServiceSpec;
+  const net = service({ specVersion: 2, previousSpec: prev });
+  assert.equal(dirtyCheck(net, nodes)(task({ nodeId: 'a' })), true, 'an endpoint change makes older tasks dirty');
+});
+
+test('enforcer: placementProblem names the reason', () => {
+  const nodes = new Map([
+    ['a', node('a', { labels: { zone: 'x' } })],
+    ['d', node('d', { state: 'down' })],
+    ['r', node('r', { availability: 'drain' })],
+    ['p', node('p', { availability: 'pause' })],
+  ]);
+  assert.equal(placementProblem(task({ nodeId: 'a', constraints: ['node.labels.zone==x'] }), nodes), null);
+  assert.match(placementProblem(task({ nodeId: 'a', constraints: ['node.labels.zone==y'] }), nodes)!, /no longer satisfies constraint node.labels.zone==y/);
+  assert.match(placementProblem(task({ nodeId: 'd' }), nodes)!, /is down/);
+  assert.match(placementProblem(task({ nodeId: 'r' }), nodes)!, /is drained/);
+  assert.equal(placementProblem(task({ nodeId: 'p' }), nodes), null, 'paused nodes keep their tasks');
+  assert.match(placementProblem(task({ nodeId: 'gone' }), nodes)!, /was removed/);
+});
+
+test('reconcileReplicated: a restart is one decision (shut the old down AND create the new), with the slot and spec', () => {
+  const nodes = [node('a')];
+  const svc = service({ mode: { replicated: { replicas: 2 } } });
+  const dead = task({ id: 'old', slot: 2, nodeId: 'a', state: 'failed', exitCode: 1, at: T0, restart: { condition: 'any', delayMs: 0 } });
+  const r = reconcileReplicated(svc, [task({ slot: 1, nodeId: 'a' }), dead], ctx(nodes));
+  assert.equal(r.decisions.length, 1);
+  const [stop, create] = r.decisions[0]!.actions;
+  assert.deepEqual(stop, { type: 'set', taskId: 'old', version: 3, desiredState: 'shutdown' });
+  assert.equal(create!.type, 'create');
+  const t = (create as { task: Task }).task;
+  assert.equal(t.slot, 2);
+  assert.equal(t.nodeId, undefined);
+  assert.equal(t.desiredState, 'running');
+  assert.equal(t.status.state, 'pending');
+  assert.equal(t.specVersion, 1);
+  assert.deepEqual(t.spec, { image: 'app:1' });
+  assert.equal(r.wakeAt, null);
+});
+
+test('reconcileReplicated: a pending restart only asks to be woken up', () => {
+  const svc = service();
+  const dead = task({ slot: 1, nodeId: 'a', state: 'failed', at: T0 + 58_000 }); // default delay 5 s
+  const r = reconcileReplicated(svc, [dead], ctx([node('a')]));
+  assert.equal(r.decisions.length, 0);
+  assert.equal(r.wakeAt, T0 + 63_000);
+});
+
+test('reaper: N newest history tasks per slot, removed tasks deleted once stopped, at least maxAttempts kept', () => {
+  const svc = service({ task: { image: 'app:1', restartPolicy: { condition: 'any', maxAttempts: 3 } } });
+  const hist = [1, 2, 3, 4].map((i) => task({ id: `h${i}`, slot: 1, nodeId: 'a', state: 'failed', desired: 'shutdown', at: T0 + i * 1000 }));
+  const head = task({ id: 'head', slot: 1, nodeId: 'a' });
+  const removed = task({ id: 'rm', slot: 2, nodeId: 'a', state: 'shutdown', desired: 'remove' });
+  const r = reconcileService('svc', svc, [...hist, head, removed], ctx([node('a')], T0 + 60_000, { taskHistoryLimit: 1 }));
+  const deleted = actionsOf(r).filter((a) => a.type === 'delete').map((a) => (a as { taskId: string }).taskId).sort();
+  assert.deepEqual(deleted, ['h1', 'rm'], 'keep max(limit 1, maxAttempts 3) = 3 newest');
+});
+
+test('deleted service: unfinished tasks told to remove, finished ones deleted', () => {
+  const a = task({ id: 'a', slot: 1, nodeId: 'n' });
+  const b = task({ id: 'b', slot: 2, nodeId: 'n', state: 'failed' });
+  const c = task({ id: 'c', slot: 3, state: 'pending' });
+  const r = reconcileService('svc', undefined, [a, b, c], ctx([node('n')]));
+  const acts = actionsOf(r);
+  assert.deepEqual(acts.find((x) => x.type === 'set' && x.taskId === 'a'), { type: 'set', taskId: 'a', version: 3, desiredState: 'remove' });
+  const cAct = acts.find((x) => x.type === 'set' && x.taskId === 'c') as { desiredState: string; status: { state: string } };
+  assert.equal(cAct.desiredState, 'remove');
+  assert.equal(cAct.status.state, 'shutdown', 'never scheduled: shut down by the orchestrator');
+  assert.ok(acts.some((x) => x.type === 'delete' && x.taskId === 'b'));
+});
+
+test('update monitor: a failure long after the task started running does not count', () => {
+  const svc = service({
+    mode: { replicated: { replicas: 2 } },
+    specVersion: 2,
+    task: { image: 'app:2' },
+    update: { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5_000, maxFailureRatio: 0, order: 'stop-first' },
+    updateStatus: { state: 'updating', startedAt: iso(T0), message: 'update in progress' },
+  });
+  const now = T0 + 60_000;
+  const late = task({ id: 'late', slot: 1, nodeId: 'a', image: 'app:2', specVersion: 2, state: 'failed', exitCode: 1, at: T0 + 50_000 });
+  const old = task({ id: 'old', slot: 2, nodeId: 'a' });
+  const hints = new Map([['late', T0 + 10_000]]);
+  const r = reconcileService('svc', svc, [late, old], ctx([node('a')], now, { runningSince: hints }));
+  assert.ok(!actionsOf(r).some((a) => a.type === 'service' && a.updateStatus.state === 'paused'));
+  // Without the hint the exit code tells it ran; it is measured from creation (T0+49s): also too late.
+  const r2 = reconcileService('svc', svc, [late, old], ctx([node('a')], now));
+  assert.ok(!actionsOf(r2).some((a) => a.type === 'service' && a.updateStatus.state === 'paused'));
+  // A quick failure counts: pause, naming the task.
+  const quick = task({ id: 'quick', slot: 1, nodeId: 'a', image: 'app:2', specVersion: 2, state: 'rejected', at: T0 + 50_000 });
+  const r3 = reconcileService('svc', svc, [quick, old], ctx([node('a')], now));
+  const pause = actionsOf(r3).find((a) => a.type === 'service');
+  assert.ok(pause && pause.type === 'service');
+  assert.equal(pause.updateStatus.state, 'paused');
+  assert.match(pause.updateStatus.message, /task quick/);
+});
+
+test('jobProgress counts completions of the current iteration', () => {
+  const svc = service({ mode: { replicatedJob: { maxConcurrent: 2, totalCompletions: 3 } }, specVersion: 2 });
+  const tasks = [
+    task({ slot: 1, state: 'complete', desired: 'complete', specVersion: 2 }),
+    task({ slot: 2, state: 'running', desired: 'complete', specVersion: 2 }),
+    task({ slot: 3, state: 'failed', desired: 'complete', specVersion: 2 }),
+    task({ slot: 1, state: 'complete', desired: 'shutdown', specVersion: 1 }),
+  ];
+  assert.deepEqual(jobProgress(svc, tasks), { total: 3, completed: 1, running: 1, failed: 1, done: false });
+});
