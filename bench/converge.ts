@@ -28,7 +28,7 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     const tokens = await c.control('GET', '/v1/join-tokens');
     const t0 = performance.now();
     // The farm runs in the first lab host's network namespace (it reaches every manager there).
-    farm = c.host('h1').spawn(process.execPath, ['--import', 'tsx', FARM, JSON.stringify({ managers: c.ctx.managers, token: tokens.worker, caPem: c.ctx.admin.ca, count: AGENTS, addr: c.host('h1').ip })], { stdio: ['ignore', 'pipe', 'inherit'] });
+    farm = c.host('h1').spawn(process.execPath, ['--import', 'tsx', FARM, JSON.stringify({ managers: c.ctx.managers, token: tokens.worker, caPem: c.ctx.admin.ca, count: AGENTS, addr: c.host('h1').ip })], { stdio: ['ignore', 'pipe', 'inherit'], cwd: fileURLToPath(new URL('..', import.meta.url)) });
     await new Promise<void>((resolve, reject) => {
       farm!.stdout!.on('data', (d: Buffer) => (String(d).includes('ready') ? resolve() : undefined));
       farm!.once('exit', (code) => reject(new Error(`agent farm exited (${code})`)));

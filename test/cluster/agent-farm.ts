@@ -29,7 +29,8 @@ export class AgentFarm {
     const prefix = o.namePrefix ?? 'sim';
     const join = async (i: number) => {
       let remote = o.managers[0]!;
-      for (let hop = 0; hop < 4; hop++) {
+      // Redirects to the leader and rate-limit answers (429) are retried; anything else is an error.
+      for (let attempt = 0; attempt < 100; attempt++) {
         const r = await httpsJson(remote, 'POST', '/v1/join', { token: o.token, csr: createCsr({ keyPem: key, nodeId: 'joining' }), advertise: `${o.addr ?? '127.0.0.1'}:2377`, hostname: `${prefix}${i}` }, { ca: o.caPem });
         if (r.status === 421 && r.body?.error?.leader) {
           remote = r.body.error.leader;
@@ -53,7 +54,7 @@ export class AgentFarm {
         farm.agents.push(agent);
         return;
       }
-      throw new Error(`join ${prefix}${i}: too many redirects`);
+      throw new Error(`join ${prefix}${i}: gave up after 100 attempts (redirects or rate limiting)`);
     };
     // A few joins at a time (the join endpoint is rate limited per address).
     const queue = Array.from({ length: o.count }, (_, i) => i + 1);
