@@ -35,7 +35,7 @@ export class FakeExecutor implements Executor {
     for (const a of tasks) {
       wanted.add(a.id);
       const r = this.tasks.get(a.id);
-      const stop = taskStateRank(a.desiredState) > taskStateRank('running');
+      const stop = taskStateRank(a.desiredState) >= taskStateRank('shutdown');
       if (!r) {
         if (isTerminalTaskState(a.state)) continue; // already finished before we knew it
         if (stop) {

@@ -40,7 +40,10 @@ export interface OrchestratorOptions {
   /** Delay between the first change and the reconcile pass. Default 5 ms. */
   debounceMs?: number;
   tuning?: Partial<OrchestratorTuning>;
-  /** Decisions applied per service per transaction, estimated in bytes of JSON. Default a third of the store's limit. */
+  /**
+   * Bytes of decisions applied per service per transaction (measured as they are written; one decision
+   * may overshoot). The rest is applied by the next pass. Default a third of the store's limit.
+   */
   maxBytesPerService?: number;
 }
 
@@ -59,46 +62,49 @@ const realTimers: OrchestratorTimers = {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * Applies one decision in `tx` if every object it was computed from is still at the version it read;
- * returns false (writing nothing) otherwise.
+ * Applies one decision in `tx` if every object it was computed from is still at the version it read.
+ * Returns the approximate encoded size of what it wrote (bytes), or null (writing nothing) when an
+ * object changed or disappeared in between.
  */
-export function applyDecision(tx: WriteTx, d: Decision): boolean {
+export function applyDecision(tx: WriteTx, d: Decision): number | null {
   for (const a of d.actions) {
     if (a.type === 'create') {
-      if (tx.get('task', a.task.id) !== undefined) return false;
+      if (tx.get('task', a.task.id) !== undefined) return null;
     } else if (a.type === 'service') {
       const s = tx.get('service', a.serviceId);
-      if (s === undefined || s.version !== a.version || (a.rollback && s.previousSpec === undefined)) return false;
+      if (s === undefined || s.version !== a.version || (a.rollback && s.previousSpec === undefined)) return null;
     } else {
       const t = tx.get('task', a.taskId);
-      if (t === undefined || t.version !== a.version) return false;
+      if (t === undefined || t.version !== a.version) return null;
     }
   }
+  let bytes = 0;
   for (const a of d.actions) {
     switch (a.type) {
       case 'create':
-        tx.create(a.task);
+        bytes += JSON.stringify(tx.create(a.task)).length + 32;
         break;
       case 'set': {
         const t = tx.get('task', a.taskId)!;
-        tx.update({ ...t, ...(a.desiredState !== undefined ? { desiredState: a.desiredState } : {}), ...(a.status !== undefined ? { status: a.status } : {}) });
+        const next = tx.update({ ...t, ...(a.desiredState !== undefined ? { desiredState: a.desiredState } : {}), ...(a.status !== undefined ? { status: a.status } : {}) });
+        bytes += JSON.stringify(next).length + 48;
         break;
       }
       case 'delete':
         tx.delete('task', a.taskId, a.version);
+        bytes += 64 + a.taskId.length;
         break;
       case 'service': {
         const s = tx.get('service', a.serviceId)!;
-        if (a.rollback) {
-          tx.update({ ...s, spec: s.previousSpec!, previousSpec: s.spec, specVersion: s.specVersion + 1, updateStatus: a.updateStatus });
-        } else {
-          tx.update({ ...s, updateStatus: a.updateStatus });
-        }
+        const next = a.rollback
+          ? tx.update({ ...s, spec: s.previousSpec!, previousSpec: s.spec, specVersion: s.specVersion + 1, updateStatus: a.updateStatus })
+          : tx.update({ ...s, updateStatus: a.updateStatus });
+        bytes += JSON.stringify(next).length + 48;
         break;
       }
     }
   }
-  return true;
+  return bytes;
 }
 
 function nodeChanged(a: FNode, b: FNode): boolean {
@@ -209,7 +215,7 @@ export class Orchestrator {
         kinds: ['service', 'task', 'node', 'cluster'],
         onClose: (err) => {
           if (!this.started) return;
-          this.log(`orchestrator: watch closed (${err.message}); resyncing`);
+          this.log(`watch closed (${err.message}); resyncing`);
           this.subscribe();
           this.markAll();
           this.kick();
@@ -278,7 +284,7 @@ export class Orchestrator {
     if (this.current !== null) return this.current;
     if (!this.started || this.dirty.size === 0) return Promise.resolve();
     const p = this.pass()
-      .catch((e: unknown) => this.log(`orchestrator: pass failed: ${(e as Error).message}`))
+      .catch((e: unknown) => this.log(`pass failed: ${(e as Error).message}`))
       .finally(() => {
         this.current = null;
         this.kick();
@@ -314,7 +320,7 @@ export class Orchestrator {
         try {
           r = reconcileService(id, service, tx.tasksByService(id), ctx);
         } catch (e) {
-          this.log(`orchestrator: reconciling service ${id} failed: ${(e as Error).stack ?? String(e)}`);
+          this.log(`reconciling service ${id} failed: ${(e as Error).stack ?? String(e)}`);
           broken.add(id);
           return;
         }
@@ -323,16 +329,16 @@ export class Orchestrator {
         const lines: string[] = [];
         let bytes = 0;
         for (const d of r.decisions) {
-          const size = JSON.stringify(d.actions).length;
-          if (lines.length > 0 && bytes + size > this.maxBytesPerService) {
+          if (bytes >= this.maxBytesPerService) {
+            // The rest in a later transaction: this service is reconciled again right after.
             again.add(id);
             break;
           }
-          if (applyDecision(tx, d)) {
-            bytes += size;
+          const wrote = applyDecision(tx, d);
+          if (wrote === null) again.add(id);
+          else {
+            bytes += wrote;
             lines.push(`service ${name}: ${d.reason}`);
-          } else {
-            again.add(id);
           }
         }
         logs.set(id, lines);
@@ -346,7 +352,7 @@ export class Orchestrator {
         // Someone else wrote in between (Raft): reconcile again from the new state.
       } else {
         for (const id of ids) broken.add(id);
-        this.log(`orchestrator: writing decisions failed: ${(cause as Error)?.message ?? String(cause)}`);
+        this.log(`writing decisions failed: ${(cause as Error)?.message ?? String(cause)}`);
       }
     }
     for (const lines of logs.values()) for (const l of lines) this.log(l);

@@ -158,6 +158,11 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
       if (s.tasks.some((t) => toldToStop(t) && o.isDirty(t))) inFlight++;
       continue;
     }
+    if (u.cond === 'busy') {
+      // Restarted or moved in this very pass: its new task (current spec) is about to start.
+      inFlight++;
+      continue;
+    }
     const h = s.head;
     if (h === undefined || h.specVersion !== V || o.isDirty(h)) continue;
     if (!isRunning(h) && !isFinished(h)) {

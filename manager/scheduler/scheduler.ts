@@ -405,7 +405,9 @@ export class PlacementState {
       }
       const i = this.index.get(t.nodeId);
       const rs = new Reasons();
-      if (i !== undefined && this.check(g, i, rs) === Verdict.Pass) this.assign(g, t.id, i, out);
+      // A task bound to its node (global services) replaces one that already ran there: a paused node
+      // keeps it (pause only stops new placements); the orchestrator decides which nodes get one at all.
+      if (i !== undefined && this.check(g, i, rs, true) === Verdict.Pass) this.assign(g, t.id, i, out);
       else out.unplaced.push({ taskId: t.id, serviceId: g.serviceId, reason: i === undefined ? `no suitable node (node ${t.nodeId} not found)` : rs.message() });
     }
     if (free.length > 0) this.placeFree(g, free, out);
@@ -431,13 +433,13 @@ export class PlacementState {
    * Runs every filter on node i, in order; records the first that fails in `rs`. Static = fails a filter
    * that cannot change while the group is placed (ready, availability, constraints, platform).
    */
-  private check(g: Group, i: number, rs: Reasons): Verdict {
+  private check(g: Group, i: number, rs: Reasons, bound = false): Verdict {
     const n = this.nodes[i]!;
     if (n.state !== 'ready') {
       addStateReason(rs, n.state);
       return Verdict.Static;
     }
-    if (n.availability !== 'active') {
+    if (n.availability !== 'active' && !(bound && n.availability === 'pause')) {
       if (n.availability === 'drain') rs.add('avail:drain', Stage.Availability, 0, 'is drained', 'are drained');
       else rs.add(`avail:${n.availability}`, Stage.Availability, 0, 'is paused', 'are paused');
       return Verdict.Static;

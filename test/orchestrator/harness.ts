@@ -239,43 +239,47 @@ export class Harness {
   /** One round of scheduler + dispatcher + workers. Returns whether anything changed. */
   async step(): Promise<boolean> {
     let changed = false;
-    await this.store.update((tx) => {
-      const nodes = tx.list('node').sort((a, b) => a.id.localeCompare(b.id));
-      const byId = new Map(nodes.map((n) => [n.id, n]));
-      const ts = this.clock.iso();
-      for (const t of tx.list('task')) {
-        const st = t.status.state;
-        if (isTerminalTaskState(st)) continue;
-        const node = t.nodeId !== undefined ? byId.get(t.nodeId) : undefined;
-        const set = (state: Task['status']['state'], message: string, extra: Partial<Task['status']> = {}, nodeId?: string) => {
-          tx.update({ ...t, ...(nodeId !== undefined ? { nodeId } : {}), status: { state, timestamp: ts, message, ...extra } });
-          changed = true;
-        };
-        const stop = taskStateRank(t.desiredState) >= taskStateRank('shutdown');
-        if (stop) {
-          // The orchestrator shuts unassigned tasks down itself; a worker stops assigned ones.
-          if (taskStateRank(st) >= taskStateRank('assigned') && node !== undefined && node.status.state !== 'down') set('shutdown', 'stopped');
-          continue;
-        }
-        if (st === 'pending') {
-          if (t.nodeId !== undefined) {
-            if (node && node.status.state === 'ready' && node.spec.availability !== 'drain') set('assigned', 'assigned');
-            continue;
-          }
-          const cands = this.candidates(nodes, t);
-          if (cands.length === 0) continue;
-          const chosen = this.placer ? this.placer(t, cands) : cands[this.rr++ % cands.length]!.id;
-          if (chosen !== undefined) set('assigned', 'assigned', {}, chosen);
-          continue;
-        }
-        if (node === undefined || node.status.state === 'down') continue;
-        if (st === 'assigned') {
-          if (t.spec.image === 'broken') set('failed', 'starting container failed', { err: 'image broken not found' });
-          else set('running', 'started');
-          continue;
-        }
-        if (st === 'running' && t.spec.image.startsWith('job')) set('complete', 'finished', { exitCode: 0 });
+    const { nodes, ids } = this.store.view((tx) => ({
+      nodes: tx.list('node').sort((a, b) => a.id.localeCompare(b.id)),
+      ids: tx.list('task').map((t) => t.id),
+    }));
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    const ts = this.clock.iso();
+    // Split like the real dispatcher would (store.batch keeps each transaction under the size limit).
+    await this.store.batch(ids, (tx, id) => {
+      const t = tx.get('task', id);
+      if (t === undefined) return;
+      const st = t.status.state;
+      if (isTerminalTaskState(st)) return;
+      const node = t.nodeId !== undefined ? byId.get(t.nodeId) : undefined;
+      const set = (state: Task['status']['state'], message: string, extra: Partial<Task['status']> = {}, nodeId?: string) => {
+        tx.update({ ...t, ...(nodeId !== undefined ? { nodeId } : {}), status: { state, timestamp: ts, message, ...extra } });
+        changed = true;
+      };
+      const stop = taskStateRank(t.desiredState) >= taskStateRank('shutdown');
+      if (stop) {
+        // The orchestrator shuts unassigned tasks down itself; a worker stops assigned ones.
+        if (taskStateRank(st) >= taskStateRank('assigned') && node !== undefined && node.status.state !== 'down') set('shutdown', 'stopped');
+        return;
       }
+      if (st === 'pending') {
+        if (t.nodeId !== undefined) {
+          if (node && node.status.state === 'ready' && node.spec.availability !== 'drain') set('assigned', 'assigned');
+          return;
+        }
+        const cands = this.candidates(nodes, t);
+        if (cands.length === 0) return;
+        const chosen = this.placer ? this.placer(t, cands) : cands[this.rr++ % cands.length]!.id;
+        if (chosen !== undefined) set('assigned', 'assigned', {}, chosen);
+        return;
+      }
+      if (node === undefined || node.status.state === 'down') return;
+      if (st === 'assigned') {
+        if (t.spec.image === 'broken') set('failed', 'starting container failed', { err: 'image broken not found' });
+        else set('running', 'started');
+        return;
+      }
+      if (st === 'running' && t.spec.image.startsWith('job')) set('complete', 'finished', { exitCode: 0 });
     });
     for (const o of this.observers) o();
     return changed;

@@ -116,8 +116,8 @@ test('restart policy: maxAttempts within the window stops restarts; failures out
   await h.advance(120_000);
   assert.equal(h.live('web').length, 0);
   assert.equal(h.task(last.id)!.desiredState, 'running', 'the parked task keeps standing for its slot');
-  assert.ok(h.logs.some((l) => l.includes(`task ${last.id} failed: exit 1; restart`)) === false);
-  assert.ok(h.logs.some((l) => l.includes('failed: exit 1; restart #2')));
+  assert.ok(h.logs.some((l) => l.includes(`task ${last.id} failed: exit 1; restart`)) === false, 'expected to hold');
+  assert.ok(h.logs.some((l) => l.includes('failed: exit 1; restart #2')), 'expected to hold');
 
   // Parked until the spec changes: `service update --force` retries the slot.
   await h.updateService('web', (s) => (s.task.forceUpdate = 1));
@@ -165,7 +165,7 @@ test('tasks on a drained node are replaced elsewhere at once', async () => {
   assert.equal(bySlot(h.tasks('web')).get(onN1[0]!.slot!)!.length, 2);
   await h.settle();
   assert.equal(h.running('web').length, 3);
-  assert.ok(h.running('web').every((t) => t.nodeId !== 'n1'));
+  assert.ok(h.running('web').every((t) => t.nodeId !== 'n1'), 'expected to hold');
   assert.equal(h.task(onN1[0]!.id)!.status.state, 'shutdown');
   h.orch.stop();
 });
@@ -179,7 +179,7 @@ test('tasks on a down node are replaced elsewhere; the old ones are orphaned aft
   await h.editNode('n1', (n) => (n.status.state = 'down'));
   await h.settle();
   assert.equal(h.running('web').length, 2);
-  assert.ok(h.running('web').every((t) => t.nodeId === 'n2'));
+  assert.ok(h.running('web').every((t) => t.nodeId === 'n2'), 'expected to hold');
   // Nobody reports on n1: the old task is still 'running' as far as the store knows.
   assert.equal(h.task(lost.id)!.status.state, 'running');
   assert.equal(h.task(lost.id)!.desiredState, 'shutdown');
@@ -212,7 +212,7 @@ test('constraint enforcer: a label change moves the tasks that no longer fit', a
   await h.settle();
   for (const t of moved) assert.equal(h.task(t.id)!.desiredState, 'shutdown');
   assert.deepEqual(countBy(h.running('web'), (t) => t.nodeId), { n1: 4 });
-  assert.ok(h.logs.some((l) => l.includes('no longer satisfies constraint node.labels.zone==a')));
+  assert.ok(h.logs.some((l) => l.includes('no longer satisfies constraint node.labels.zone==a')), 'expected to hold');
   h.orch.stop();
 });
 
@@ -249,7 +249,7 @@ test('a deleted service: its tasks are told to stop, then deleted', async () => 
   await h.settle();
   await h.deleteService('web');
   await h.orch.idle();
-  assert.ok(h.tasks('web').every((t) => t.desiredState === 'remove'));
+  assert.ok(h.tasks('web').every((t) => t.desiredState === 'remove'), 'expected to hold');
   await h.settle();
   assert.equal(h.tasks('web').length, 0);
   h.orch.stop();

@@ -46,7 +46,7 @@ test('rolling update with parallelism 2: never more than 2 slots updating, delay
   assert.equal(maxDisturbed, 2, 'two slots at a time, never more');
   const running = h.running('web');
   assert.equal(running.length, 6);
-  assert.ok(running.every((t) => t.specVersion === 2 && t.spec.image === 'app:2'));
+  assert.ok(running.every((t) => t.specVersion === 2 && t.spec.image === 'app:2'), 'expected to hold');
   assert.deepEqual(running.map((t) => t.slot).sort(), [1, 2, 3, 4, 5, 6]);
   // Batches of two, at least `delay` apart.
   const created = [...new Set(h.tasks('web').filter((t) => t.specVersion === 2).map((t) => Date.parse(t.createdAt)))].sort((a, b) => a - b);
@@ -54,7 +54,7 @@ test('rolling update with parallelism 2: never more than 2 slots updating, delay
   assert.ok(created[1]! - created[0]! >= 1_000 && created[2]! - created[1]! >= 1_000, `batches ${created.join(', ')}`);
   const st = h.service('web').updateStatus!;
   assert.equal(st.message, 'update completed');
-  assert.ok(st.completedAt && st.startedAt);
+  assert.ok(st.completedAt && st.startedAt, 'expected to hold');
   h.orch.stop();
 });
 
@@ -78,7 +78,7 @@ test('start-first: the new task runs before the old one is told to stop', async 
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
   assert.equal(violated, '');
   assert.ok(overlap, 'old and new ran side by side');
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:2'));
+  assert.ok(h.running('web').every((t) => t.spec.image === 'app:2'), 'expected to hold');
   assert.equal(h.running('web').length, 2);
   h.orch.stop();
 });
@@ -92,7 +92,7 @@ test('update to a broken image pauses (failureAction pause), naming the failing 
   const st = h.service('web').updateStatus!;
   assert.equal(st.state, 'paused');
   const failed = h.tasks('web').find((t) => t.spec.image === 'broken' && t.status.state === 'failed')!;
-  assert.ok(failed);
+  assert.ok(failed, 'expected to hold');
   assert.match(st.message, new RegExp(`update paused due to failure or early termination of task ${failed.id}`));
   // Paused: the other slots stay on the old spec, whatever time passes.
   await h.advance(30_000);
@@ -103,7 +103,7 @@ test('update to a broken image pauses (failureAction pause), naming the failing 
   await h.updateService('web', (s) => (s.task.image = 'app:3'));
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
   assert.equal(h.running('web').length, 3);
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:3'));
+  assert.ok(h.running('web').every((t) => t.spec.image === 'app:3'), 'expected to hold');
   h.orch.stop();
 });
 
@@ -115,7 +115,7 @@ test('update to a broken image rolls back automatically (failureAction rollback)
   h.observers.push(() => void seen.add(h.service('web').updateStatus?.state ?? 'none'));
   await h.updateService('web', (s) => (s.task.image = 'broken'));
   await until(h, () => h.service('web').updateStatus?.state === 'rollback_completed');
-  assert.ok(seen.has('rollback_started'));
+  assert.ok(seen.has('rollback_started'), 'expected to hold');
   const svc = h.service('web');
   assert.equal(svc.spec.task.image, 'app:1');
   assert.equal(svc.previousSpec?.task.image, 'broken');
@@ -123,7 +123,7 @@ test('update to a broken image rolls back automatically (failureAction rollback)
   assert.match(svc.updateStatus!.message, /rollback completed/);
   const running = h.running('web');
   assert.equal(running.length, 3);
-  assert.ok(running.every((t) => t.spec.image === 'app:1'));
+  assert.ok(running.every((t) => t.spec.image === 'app:1'), 'expected to hold');
   assert.equal(h.live('web').length, 3);
   h.orch.stop();
 });
@@ -134,7 +134,7 @@ test('manual rollback (the API swaps spec and previousSpec) is carried out by th
   await h.settle();
   await h.updateService('web', (s) => (s.task.image = 'app:2'));
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:2'));
+  assert.ok(h.running('web').every((t) => t.spec.image === 'app:2'), 'expected to hold');
 
   let maxDisturbed = 0;
   h.observers.push(() => {
@@ -144,7 +144,7 @@ test('manual rollback (the API swaps spec and previousSpec) is carried out by th
   await until(h, () => h.service('web').updateStatus?.state === 'rollback_completed');
   assert.equal(maxDisturbed, 1, 'the rollback config (parallelism 1) drives a rollback');
   assert.equal(h.running('web').length, 3);
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:1' && t.specVersion === 3));
+  assert.ok(h.running('web').every((t) => t.spec.image === 'app:1' && t.specVersion === 3), 'expected to hold');
   h.orch.stop();
 });
 
@@ -156,7 +156,7 @@ test('--force (forceUpdate bumped) replaces every task with an identical one', a
   await h.updateService('web', (s) => (s.task.forceUpdate = 1));
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
   assert.equal(h.running('web').length, 2);
-  assert.ok(h.running('web').every((t) => !before.has(t.id) && t.spec.image === 'app:1' && t.spec.forceUpdate === 1));
+  assert.ok(h.running('web').every((t) => !before.has(t.id) && t.spec.image === 'app:1' && t.spec.forceUpdate === 1), 'expected to hold');
   h.orch.stop();
 });
 
@@ -198,7 +198,7 @@ test('leader change mid-update: a new orchestrator on the same store resumes fro
   assert.ok(maxDisturbed <= 1, `parallelism 1 held across the change (saw ${maxDisturbed})`);
   const running = h.running('web');
   assert.equal(running.length, 4);
-  assert.ok(running.every((t) => t.specVersion === 2 && t.spec.image === 'app:2'));
+  assert.ok(running.every((t) => t.specVersion === 2 && t.spec.image === 'app:2'), 'expected to hold');
   const v2 = h.tasks('web').filter((t) => t.specVersion === 2);
   assert.equal(v2.length, 4, 'exactly one new task per slot: nothing was redone');
   assert.ok(v2.some((t) => t.id.startsWith('u')), 'the new leader did part of the work');

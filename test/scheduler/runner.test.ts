@@ -167,13 +167,15 @@ test('runner: a node becoming ready, and capacity being freed, place waiting tas
 test('runner: tasks whose desired state is shutdown or remove are not scheduled; pre-assigned tasks are validated', async (t) => {
   const h = harness();
   t.after(() => h.runner.stop());
-  await create(h.store, [nodeObj('n1'), nodeObj('n2', { availability: 'pause' })]);
+  await create(h.store, [nodeObj('n1'), nodeObj('n2', { availability: 'drain' }), nodeObj('n3', { availability: 'pause' })]);
   await create(h.store, [
     taskObj('down', 's', { desiredState: 'shutdown' }),
     taskObj('gone', 's', { desiredState: 'remove' }),
     taskObj('job', 'j', { desiredState: 'complete' }),
     taskObj('g1', 'global', { nodeId: 'n1' }),
     taskObj('g2', 'global', { nodeId: 'n2' }),
+    // A bound task on a paused node replaces one that ran there: pause only stops new placements.
+    taskObj('g3', 'global', { nodeId: 'n3' }),
   ]);
   h.runner.start();
   await h.done();
@@ -183,9 +185,11 @@ test('runner: tasks whose desired state is shutdown or remove are not scheduled;
   assert.equal(h.task('job').status.state, 'assigned');
   assert.equal(h.task('g1').status.state, 'assigned');
   assert.equal(h.task('g1').nodeId, 'n1');
+  assert.equal(h.task('g3').status.state, 'assigned');
+  assert.equal(h.task('g3').nodeId, 'n3');
   assert.equal(h.task('g2').status.state, 'pending');
-  assert.equal(h.task('g2').status.message, 'no suitable node (1 node is paused)');
-  // Un-pausing the node places the pre-assigned task there.
+  assert.equal(h.task('g2').status.message, 'no suitable node (1 node is drained)');
+  // Activating the drained node places the pre-assigned task there.
   await h.store.update((tx) => tx.modify('node', 'n2', (d) => void (d.spec.availability = 'active')));
   await h.done();
   assert.equal(h.task('g2').status.state, 'assigned');
