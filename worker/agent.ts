@@ -5,7 +5,8 @@ import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
 import { DISPATCHER_PATH, type AgentToManager, type ManagerAddr, type ManagerToAgent } from '../manager/dispatcher/protocol.ts';
-import type { Executor, TaskStatusUpdate } from './executor.ts';
+import { expandTemplates } from '../manager/service/templates.ts';
+import type { Executor, TaskAssignment, TaskStatusUpdate } from './executor.ts';
 
 export interface AgentCredentials {
   key: string;
@@ -192,7 +193,7 @@ export class Agent {
         return;
       }
       case 'assignments':
-        this.opts.executor?.reconcile(m.tasks);
+        this.opts.executor?.reconcile(m.tasks.map((t) => this.expand(t)));
         return;
       case 'hb':
         this.setManagers(m.managers);
@@ -215,6 +216,22 @@ export class Agent {
       case 'error':
         this.log(`agent: manager says: ${m.message}`);
         return;
+    }
+  }
+
+  /** Expands {{.Node.Hostname}}, {{.Task.Slot}}, … in the task's env, hostname and mounts, on this node. */
+  private expand(t: TaskAssignment): TaskAssignment {
+    const name = `${t.serviceName}.${t.slot ?? this.opts.nodeId}.${t.id}`;
+    try {
+      const spec = expandTemplates(t.spec, {
+        node: { id: this.opts.nodeId, hostname: this.opts.hostname ?? hostname() },
+        task: { id: t.id, name, ...(t.slot !== undefined ? { slot: t.slot } : {}) },
+        service: { id: t.serviceId, name: t.serviceName },
+      });
+      return { ...t, spec };
+    } catch (e) {
+      this.log(`agent: task ${t.id}: template expansion failed: ${(e as Error).message}`);
+      return t;
     }
   }
 

@@ -76,8 +76,8 @@ export class FakeExecutor implements Executor {
   private start(a: TaskAssignment): void {
     const [kind, arg] = a.spec.image.split(':');
     if (kind === 'reject') {
-      const r = this.add(a, 'rejected', 'task rejected');
-      r.err = `image ${a.spec.image} not found`;
+      const r: Running = { a, state: 'rejected', timers: [], message: 'task rejected', err: `image ${a.spec.image} not found` };
+      this.tasks.set(a.id, r);
       this.emit(r);
       return;
     }
