@@ -147,9 +147,13 @@ async function progress(ctx: Context, id: string, what: 'create' | 'scale' | 'up
     const running = onVersion.filter((t) => t.status.state === 'running' || t.status.state === 'complete').length;
     const desired = svc.replicas.desired ?? current.length;
     const us = svc.updateStatus?.state as string | undefined;
+    // Per-task states of the current tasks, e.g. "running 3, starting 2, pending 1".
+    const byState = new Map<string, number>();
+    for (const t of current) byState.set(t.status.state, (byState.get(t.status.state) ?? 0) + 1);
+    const states = [...byState.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
     let line: string;
-    if (what === 'update' || what === 'rollback') line = `${what === 'update' ? 'updated' : 'rolled back'}: ${running}/${desired} tasks${us ? ` (${us.replace('_', ' ')}${svc.updateStatus.message ? `: ${svc.updateStatus.message}` : ''})` : ''}`;
-    else line = `converging: ${running}/${desired} tasks running`;
+    if (what === 'update' || what === 'rollback') line = `${what === 'update' ? 'updated' : 'rolled back'}: ${running}/${desired} tasks [${states}]${us ? ` (${us.replace('_', ' ')}${svc.updateStatus.message ? `: ${svc.updateStatus.message}` : ''})` : ''}`;
+    else line = `converging: ${running}/${desired} tasks running [${states}]`;
     if (line !== last) {
       console.log(line);
       last = line;
