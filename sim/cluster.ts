@@ -281,17 +281,7 @@ export class SimCluster {
 
   /** Runs events until virtual time `this.now + ms`. */
   run(ms: number): void {
-    const end = this.now + ms;
-    while (this.queue.peekTime() <= end) {
-      const ev = this.queue.pop()!;
-      this.now = ev.time;
-      if (++this.events > this.opts.maxEvents) {
-        throw new SimViolation(`livelock: more than ${this.opts.maxEvents} events by ${this.now.toFixed(0)} ms (${this.queue.size} queued)`);
-      }
-      ev.fn();
-      if (this.violations.length > 0) throw new SimViolation(this.violations.join('\n'));
-    }
-    this.now = end;
+    this.runUntil(() => false, ms);
   }
 
   /**
@@ -303,13 +293,7 @@ export class SimCluster {
     if (cond()) return true;
     let nextCheck = this.now + everyMs;
     while (this.queue.peekTime() <= end) {
-      const ev = this.queue.pop()!;
-      this.now = ev.time;
-      if (++this.events > this.opts.maxEvents) {
-        throw new SimViolation(`livelock: more than ${this.opts.maxEvents} events by ${this.now.toFixed(0)} ms (${this.queue.size} queued)`);
-      }
-      ev.fn();
-      if (this.violations.length > 0) throw new SimViolation(this.violations.join('\n'));
+      this.step();
       if (this.now >= nextCheck) {
         if (cond()) return true;
         nextCheck = this.now + everyMs;
@@ -317,6 +301,17 @@ export class SimCluster {
     }
     this.now = end;
     return cond();
+  }
+
+  /** Runs the next event; throws on a violation or a livelock. */
+  private step(): void {
+    const ev = this.queue.pop()!;
+    this.now = ev.time;
+    if (++this.events > this.opts.maxEvents) {
+      throw new SimViolation(`livelock: more than ${this.opts.maxEvents} events by ${this.now.toFixed(0)} ms (${this.queue.size} queued)`);
+    }
+    ev.fn();
+    if (this.violations.length > 0) throw new SimViolation(this.violations.join('\n'));
   }
 
   trace(line: string): void {

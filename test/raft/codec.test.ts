@@ -9,18 +9,9 @@ import {
 } from '../../manager/raft/codec.ts';
 import { MESSAGE_TYPES } from '../../manager/raft/types.ts';
 import type { Entry, Message, MessageType, SnapshotChunk } from '../../manager/raft/types.ts';
+import { mulberry32 } from '../../sim/rng.ts';
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 function bytes(n: number, seed: number): Uint8Array {
   const rnd = prng(seed);

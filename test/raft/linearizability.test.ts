@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkKv, formatHistory } from '../../sim/linearizability.ts';
 import type { CheckResult, HistoryOp, KvInput, KvOutput } from '../../sim/linearizability.ts';
+import { mulberry32 } from '../../sim/rng.ts';
 
 // ---- helpers ---------------------------------------------------------------------
 
@@ -57,17 +58,7 @@ function assertNotLinearizable(h: H | HistoryOp[], key?: string): Extract<CheckR
   return res;
 }
 
-/** mulberry32: small deterministic PRNG returning floats in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 const randInt = (rng: () => number, lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
 const pick = <T>(rng: () => number, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]!;
 

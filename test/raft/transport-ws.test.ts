@@ -14,6 +14,7 @@ import { encodeMessages } from '../../manager/raft/codec.ts';
 import type { Message, NodeId } from '../../manager/raft/types.ts';
 import { makeTestCa } from '../helpers/pki.ts';
 import type { IssuedCert, TestCa } from '../helpers/pki.ts';
+import { mulberry32 } from '../../sim/rng.ts';
 
 const HOST = '127.0.0.1';
 const PATH = '/raft/v1';
@@ -36,17 +37,7 @@ function tlsFor(cn: string): { key: string; cert: string; ca: string } {
   return { key: c.key, cert: c.cert, ca: ca.caCert };
 }
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 function randomBytes(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);
