@@ -25,3 +25,6 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt
   npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
+
+# Native parts (the container shim); rebuilt only when their sources changed.
+bash scripts/build-native.sh

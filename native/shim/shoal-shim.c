@@ -1,0 +1,776 @@
+/*
+ * shoal-shim: per-container monitor for Shoal's own container engine.
+ *
+ *   shoal-shim --state-dir DIR --rootfs DIR [--hostname H] [--workdir W] [--user UID:GID]
+ *              [--env K=V]... [--cgroup PATH]... [--log FILE] [--log-max-bytes N]
+ *              [--stop-grace-ms N] [--stop-signal SIG] -- cmd args...
+ *
+ * The shim daemonizes (setsid + double fork), creates the container with clone() in fresh
+ * mount/pid/uts/ipc/net/cgroup namespaces, stays the parent of the container's PID 1, pumps its
+ * stdout/stderr into a JSON-lines log with rotation, handles stop requests and records the
+ * container's life in DIR/state.json (written atomically). See docs/design/engine.md.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#define MAX_LIST 256
+#define LINE_MAX_BYTES 16384
+
+/* ---- options ---- */
+static const char *state_dir, *rootfs, *hostname_opt, *workdir = "/", *log_path;
+static uid_t run_uid = 0;
+static gid_t run_gid = 0;
+static const char *envs[MAX_LIST];
+static int n_envs;
+static const char *cgroups[MAX_LIST];
+static int n_cgroups;
+static long long log_max_bytes = 10 * 1024 * 1024;
+static long stop_grace_ms = 10000;
+static int stop_signal = SIGTERM;
+static char **cmd_argv;
+
+/* ---- runtime ---- */
+static int sync_pipe[2] = {-1, -1}; /* parent -> child: "cgroups joined, go" */
+static int err_pipe[2] = {-1, -1};  /* child -> parent: setup error text (CLOEXEC: EOF == exec ok) */
+static int out_pipe[2] = {-1, -1}, errout_pipe[2] = {-1, -1};
+static char started_at[40];
+static unsigned long long shim_start_time;
+
+/* Docker's default capability set. */
+static const int default_caps[] = {
+    CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOWNER, CAP_MKNOD, CAP_NET_RAW, CAP_SETGID,
+    CAP_SETUID, CAP_SETFCAP, CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL,
+    CAP_AUDIT_WRITE,
+};
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "shoal-shim: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(2);
+}
+
+static void iso_now(char *buf, size_t n) {
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + k, n - k, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Append s to out as a JSON string body (no quotes). Returns bytes written (out sized 6*len+1). */
+static size_t json_escape(char *out, const char *s, size_t len) {
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') { out[o++] = '\\'; out[o++] = (char)c; }
+        else if (c == '\n') { out[o++] = '\\'; out[o++] = 'n'; }
+        else if (c == '\r') { out[o++] = '\\'; out[o++] = 'r'; }
+        else if (c == '\t') { out[o++] = '\\'; out[o++] = 't'; }
+        else if (c < 0x20 || c == 0x7f) o += (size_t)sprintf(out + o, "\\u%04x", c);
+        else out[o++] = (char)c;
+    }
+    out[o] = 0;
+    return o;
+}
+
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0) { if (errno == EINTR) continue; return -1; }
+        buf += w; len -= (size_t)w;
+    }
+    return 0;
+}
+
+static char *path_in(const char *dir, const char *name) {
+    char *p;
+    if (asprintf(&p, "%s/%s", dir, name) < 0) exit(2);
+    return p;
+}
+
+/* Atomically replace DIR/state.json (tmp + fsync + rename). */
+static void write_state(const char *json_body) {
+    char *tmp = path_in(state_dir, "state.json.tmp"), *fin = path_in(state_dir, "state.json");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) { fprintf(stderr, "shoal-shim: open %s: %s\n", tmp, strerror(errno)); goto out; }
+    char buf[8192];
+    int n = snprintf(buf, sizeof buf, "{%s,\"shimPid\":%d,\"shimStartTime\":%llu}\n", json_body,
+                     (int)getpid(), shim_start_time);
+    write_all(fd, buf, (size_t)n);
+    fsync(fd);
+    close(fd);
+    if (rename(tmp, fin) < 0) fprintf(stderr, "shoal-shim: rename state: %s\n", strerror(errno));
+out:
+    free(tmp); free(fin);
+}
+
+static void write_failed(const char *msg) {
+    char esc[4096 * 6 + 1], body[30000], now[40];
+    size_t len = strlen(msg);
+    if (len > 4096) len = 4096;
+    json_escape(esc, msg, len);
+    iso_now(now, sizeof now);
+    snprintf(body, sizeof body, "\"status\":\"failed\",\"error\":\"%s\",\"finishedAt\":\"%s\"", esc, now);
+    write_state(body);
+}
+
+static unsigned long long proc_start_time(pid_t pid) {
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    p += 2; /* field 3 */
+    for (int field = 3; field < 22 && p; field++) { p = strchr(p, ' '); if (p) p++; }
+    return p ? strtoull(p, NULL, 10) : 0;
+}
+
+static int parse_signal(const char *s) {
+    static const struct { const char *n; int v; } names[] = {
+        {"TERM", SIGTERM}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"KILL", SIGKILL}, {"HUP", SIGHUP},
+        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"WINCH", SIGWINCH}, {"STOP", SIGSTOP},
+    };
+    if (strncmp(s, "SIG", 3) == 0) s += 3;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(s, names[i].n) == 0) return names[i].v;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v <= 0 || v >= 65) return -1;
+    return (int)v;
+}
+
+/* ====================================================================================== */
+/* container side (runs in the cloned child, new namespaces)                              */
+/* ====================================================================================== */
+
+static void child_fail(const char *fmt, ...) {
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof buf - 1) n = sizeof buf - 1;
+    write_all(err_pipe[1], buf, (size_t)n);
+    _exit(127);
+}
+
+static void xmount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
+    if (mount(src, dst, type, flags, data) < 0)
+        child_fail("mount %s on %s (%s): %s", src ? src : "(none)", dst, type ? type : "bind", strerror(errno));
+}
+
+/* Hide a path: bind /dev/null over files, a read-only empty tmpfs over directories. */
+static void mask_path(const char *p) {
+    struct stat st;
+    if (stat(p, &st) < 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0") < 0)
+            child_fail("mask %s: %s", p, strerror(errno));
+    } else if (mount("/dev/null", p, NULL, MS_BIND, NULL) < 0) {
+        child_fail("mask %s: %s", p, strerror(errno));
+    }
+}
+
+static void readonly_path(const char *p) {
+    struct stat st;
+    if (stat(p, &st) < 0) return;
+    xmount(p, p, NULL, MS_BIND | MS_REC, NULL);
+    xmount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+static void setup_loopback(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) child_fail("socket: %s", strerror(errno));
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) child_fail("SIOCGIFFLAGS lo: %s", strerror(errno));
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) child_fail("SIOCSIFFLAGS lo: %s", strerror(errno));
+    close(s);
+}
+
+static void setup_dev(void) {
+    xmount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+    static const struct { const char *name; unsigned maj, min; } devs[] = {
+        {"/dev/null", 1, 3}, {"/dev/zero", 1, 5}, {"/dev/full", 1, 7},
+        {"/dev/random", 1, 8}, {"/dev/urandom", 1, 9}, {"/dev/tty", 5, 0},
+    };
+    mode_t old = umask(0);
+    for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++)
+        if (mknod(devs[i].name, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) < 0)
+            child_fail("mknod %s: %s", devs[i].name, strerror(errno));
+    umask(old);
+    mkdir("/dev/pts", 0755);
+    xmount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    if (symlink("pts/ptmx", "/dev/ptmx") < 0) child_fail("symlink ptmx: %s", strerror(errno));
+    mkdir("/dev/shm", 01777);
+    xmount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+    mkdir("/dev/mqueue", 0755);
+    mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL); /* best effort */
+    symlink("/proc/self/fd", "/dev/fd");
+    symlink("/proc/self/fd/0", "/dev/stdin");
+    symlink("/proc/self/fd/1", "/dev/stdout");
+    symlink("/proc/self/fd/2", "/dev/stderr");
+}
+
+static int cap_in_default(int c) {
+    for (size_t i = 0; i < sizeof default_caps / sizeof default_caps[0]; i++)
+        if (default_caps[i] == c) return 1;
+    return 0;
+}
+
+static int read_last_cap(void) {
+    int last = CAP_LAST_CAP;
+    FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+    if (f) { if (fscanf(f, "%d", &last) != 1) last = CAP_LAST_CAP; fclose(f); }
+    return last;
+}
+
+static void set_caps(int last_cap) {
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (run_uid == 0) {
+        for (int c = 0; c <= last_cap && c < 64; c++) {
+            if (!cap_in_default(c)) continue;
+            data[c / 32].effective |= 1u << (c % 32);
+            data[c / 32].permitted |= 1u << (c % 32);
+        }
+    }
+    /* non-root users get empty effective/permitted sets, as with Docker */
+    if (syscall(SYS_capset, &hdr, data) < 0) child_fail("capset: %s", strerror(errno));
+}
+
+static void exec_cmd(char **envp, const char *path_env) {
+    const char *file = cmd_argv[0];
+    if (strchr(file, '/')) {
+        execve(file, cmd_argv, envp);
+        child_fail("exec %s: %s", file, strerror(errno));
+    }
+    int saved = ENOENT;
+    const char *p = path_env;
+    char buf[PATH_MAX];
+    while (p && *p) {
+        const char *e = strchr(p, ':');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == 0) snprintf(buf, sizeof buf, "./%s", file);
+        else snprintf(buf, sizeof buf, "%.*s/%s", (int)len, p, file);
+        execve(buf, cmd_argv, envp);
+        if (errno == EACCES) saved = EACCES;
+        else if (errno != ENOENT && errno != ENOTDIR && saved != EACCES) saved = errno;
+        p = e ? e + 1 : NULL;
+    }
+    child_fail("exec %s: %s (searched PATH=%s)", file, strerror(saved), path_env);
+}
+
+static int child_main(void *arg) {
+    (void)arg;
+    close(sync_pipe[1]);
+    close(err_pipe[0]);
+    close(out_pipe[0]);
+    close(errout_pipe[0]);
+    char go;
+    ssize_t r;
+    do r = read(sync_pipe[0], &go, 1); while (r < 0 && errno == EINTR);
+    if (r != 1) _exit(126); /* parent gave up */
+    close(sync_pipe[0]);
+
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    signal(SIGPIPE, SIG_DFL);
+
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0) child_fail("open /dev/null: %s", strerror(errno));
+    if (dup2(devnull, 0) < 0 || dup2(out_pipe[1], 1) < 0 || dup2(errout_pipe[1], 2) < 0)
+        child_fail("dup2: %s", strerror(errno));
+    close(devnull); close(out_pipe[1]); close(errout_pipe[1]);
+
+    int last_cap = read_last_cap();
+    setup_loopback();
+
+    /* filesystem: private propagation, bind rootfs, pivot_root into it */
+    xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+    xmount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL);
+    if (chdir(rootfs) < 0) child_fail("chdir %s: %s", rootfs, strerror(errno));
+    if (syscall(SYS_pivot_root, ".", ".") < 0) child_fail("pivot_root: %s", strerror(errno));
+    if (umount2(".", MNT_DETACH) < 0) child_fail("umount old root: %s", strerror(errno));
+    if (chdir("/") < 0) child_fail("chdir /: %s", strerror(errno));
+
+    mkdir("/proc", 0555);
+    xmount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    mkdir("/dev", 0755);
+    setup_dev();
+    mkdir("/sys", 0555);
+    xmount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+
+    static const char *masked[] = {
+        "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats",
+        "/proc/acpi", "/proc/scsi", "/sys/firmware",
+    };
+    for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) mask_path(masked[i]);
+    static const char *ro[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"};
+    for (size_t i = 0; i < sizeof ro / sizeof ro[0]; i++) readonly_path(ro[i]);
+
+    if (hostname_opt && sethostname(hostname_opt, strlen(hostname_opt)) < 0)
+        child_fail("sethostname: %s", strerror(errno));
+    if (chdir(workdir) < 0) child_fail("chdir workdir %s: %s", workdir, strerror(errno));
+
+    struct rlimit rl = {1048576, 1048576};
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        /* without CAP_SYS_RESOURCE we cannot raise the hard limit: use everything we are allowed */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            rl.rlim_cur = rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0) child_fail("setrlimit nofile: %s", strerror(errno));
+        }
+    }
+
+    /* capabilities: shrink the bounding set while we still hold CAP_SETPCAP */
+    for (int c = 0; c <= last_cap; c++)
+        if (!cap_in_default(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            child_fail("PR_CAPBSET_DROP %d: %s", c, strerror(errno));
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+
+    if (setgroups(0, NULL) < 0) child_fail("setgroups: %s", strerror(errno));
+    if (setresgid(run_gid, run_gid, run_gid) < 0) child_fail("setgid %d: %s", (int)run_gid, strerror(errno));
+    if (setresuid(run_uid, run_uid, run_uid) < 0) child_fail("setuid %d: %s", (int)run_uid, strerror(errno));
+    set_caps(last_cap);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail("no_new_privs: %s", strerror(errno));
+    /* if the shim dies (crash, kill -9), the container dies with it: never run unsupervised */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() == 0) { /* parent in another pid ns shows as 0; nothing to check reliably */ }
+
+    /* environment */
+    static char *envp[MAX_LIST + 2];
+    int ne = 0;
+    const char *path_env = NULL;
+    for (int i = 0; i < n_envs; i++) {
+        envp[ne++] = (char *)envs[i];
+        if (strncmp(envs[i], "PATH=", 5) == 0) path_env = envs[i] + 5;
+    }
+    if (!path_env) {
+        static char def[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        envp[ne++] = def;
+        path_env = def + 5;
+    }
+    envp[ne] = NULL;
+    exec_cmd(envp, path_env);
+    return 127;
+}
+
+/* ====================================================================================== */
+/* shim side                                                                              */
+/* ====================================================================================== */
+
+struct stream {
+    int fd;
+    const char *name;
+    char buf[LINE_MAX_BYTES];
+    size_t len;
+};
+
+static int log_fd = -1;
+static long long log_size = 0;
+
+static void log_open(void) {
+    log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (log_fd < 0) { fprintf(stderr, "shoal-shim: open log %s: %s\n", log_path, strerror(errno)); return; }
+    struct stat st;
+    log_size = fstat(log_fd, &st) == 0 ? st.st_size : 0;
+}
+
+static void log_line(const char *stream, const char *s, size_t len) {
+    static char esc[LINE_MAX_BYTES * 6 + 1];
+    static char out[LINE_MAX_BYTES * 6 + 128];
+    char now[40];
+    iso_now(now, sizeof now);
+    json_escape(esc, s, len);
+    int n = snprintf(out, sizeof out, "{\"t\":\"%s\",\"s\":\"%s\",\"l\":\"%s\"}\n", now, stream, esc);
+    if (log_fd < 0) return;
+    if (log_max_bytes > 0 && log_size > 0 && log_size + n > log_max_bytes) {
+        char *rot;
+        if (asprintf(&rot, "%s.1", log_path) >= 0) {
+            close(log_fd);
+            rename(log_path, rot);
+            free(rot);
+            log_open();
+            if (log_fd < 0) return;
+        }
+    }
+    if (write_all(log_fd, out, (size_t)n) == 0) log_size += n;
+}
+
+/* Read what is available; emit complete lines. Returns 0 on EOF/error (stream closed). */
+static int pump(struct stream *st) {
+    char tmp[65536];
+    ssize_t n = read(st->fd, tmp, sizeof tmp);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
+    if (n <= 0) {
+        if (st->len) { log_line(st->name, st->buf, st->len); st->len = 0; }
+        close(st->fd);
+        st->fd = -1;
+        return 0;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        char c = tmp[i];
+        if (c == '\n') { log_line(st->name, st->buf, st->len); st->len = 0; continue; }
+        st->buf[st->len++] = c;
+        if (st->len == sizeof st->buf) { log_line(st->name, st->buf, st->len); st->len = 0; }
+    }
+    return 1;
+}
+
+/* OOM accounting: read the oom_kill counter of each memory cgroup we joined. */
+static long long read_key(const char *file, const char *key) {
+    FILE *f = fopen(file, "re");
+    if (!f) return -1;
+    char k[128];
+    long long v, res = -1;
+    while (fscanf(f, "%127s %lld", k, &v) == 2)
+        if (strcmp(k, key) == 0) { res = v; break; }
+    fclose(f);
+    return res;
+}
+
+static long long read_number(const char *file) {
+    FILE *f = fopen(file, "re");
+    if (!f) return -1;
+    long long v = -1;
+    if (fscanf(f, "%lld", &v) != 1) v = -1;
+    fclose(f);
+    return v;
+}
+
+static long long oom_kills(int *have_counter) {
+    long long total = 0;
+    *have_counter = 0;
+    for (int i = 0; i < n_cgroups; i++) {
+        char *f = path_in(cgroups[i], "memory.oom_control"); /* v1 (kernel >= 4.13 has oom_kill) */
+        long long v = read_key(f, "oom_kill");
+        free(f);
+        if (v < 0) { f = path_in(cgroups[i], "memory.events"); v = read_key(f, "oom_kill"); free(f); } /* v2 */
+        if (v >= 0) { total += v; *have_counter = 1; }
+    }
+    return total;
+}
+
+static int memory_limit_hit(void) {
+    for (int i = 0; i < n_cgroups; i++) {
+        char *f = path_in(cgroups[i], "memory.failcnt");
+        long long v = read_number(f);
+        free(f);
+        if (v > 0) return 1;
+        f = path_in(cgroups[i], "memory.oom_control");
+        v = read_key(f, "under_oom");
+        free(f);
+        if (v > 0) return 1;
+    }
+    return 0;
+}
+
+static long read_stop_grace_override(void) {
+    char *f = path_in(state_dir, "stop-grace-ms");
+    long long v = read_number(f);
+    free(f);
+    return v >= 0 ? (long)v : -1;
+}
+
+static void usage(void) {
+    die("usage: shoal-shim --state-dir DIR --rootfs DIR [--hostname H] [--workdir W] [--user UID:GID] "
+        "[--env K=V]... [--cgroup PATH]... [--log FILE] [--log-max-bytes N] [--stop-grace-ms N] "
+        "[--stop-signal SIG] -- cmd args...");
+}
+
+static void parse_args(int argc, char **argv) {
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) { i++; break; }
+        if (i + 1 >= argc) usage();
+        const char *v = argv[++i];
+        if (strcmp(a, "--state-dir") == 0) state_dir = v;
+        else if (strcmp(a, "--rootfs") == 0) rootfs = v;
+        else if (strcmp(a, "--hostname") == 0) hostname_opt = v;
+        else if (strcmp(a, "--workdir") == 0) workdir = v;
+        else if (strcmp(a, "--log") == 0) log_path = v;
+        else if (strcmp(a, "--log-max-bytes") == 0) log_max_bytes = atoll(v);
+        else if (strcmp(a, "--stop-grace-ms") == 0) stop_grace_ms = atol(v);
+        else if (strcmp(a, "--stop-signal") == 0) { stop_signal = parse_signal(v); if (stop_signal < 0) die("bad --stop-signal %s", v); }
+        else if (strcmp(a, "--env") == 0) { if (n_envs >= MAX_LIST) die("too many --env"); if (!strchr(v, '=')) die("--env needs K=V: %s", v); envs[n_envs++] = v; }
+        else if (strcmp(a, "--cgroup") == 0) { if (n_cgroups >= MAX_LIST) die("too many --cgroup"); cgroups[n_cgroups++] = v; }
+        else if (strcmp(a, "--user") == 0) {
+            char *end;
+            unsigned long u = strtoul(v, &end, 10), g = u;
+            if (end == v || (*end && *end != ':')) die("--user must be UID[:GID] (numeric): %s", v);
+            if (*end == ':') { const char *gs = end + 1; g = strtoul(gs, &end, 10); if (end == gs || *end) die("bad gid in --user %s", v); }
+            run_uid = (uid_t)u; run_gid = (gid_t)g;
+        } else usage();
+    }
+    if (!state_dir || !rootfs || i >= argc) usage();
+    cmd_argv = &argv[i];
+}
+
+int main(int argc, char **argv) {
+    parse_args(argc, argv);
+
+    /* absolute paths: we chdir("/") when daemonizing */
+    static char sd[PATH_MAX], rf[PATH_MAX];
+    mkdir(state_dir, 0700);
+    if (!realpath(state_dir, sd)) die("state dir %s: %s", state_dir, strerror(errno));
+    state_dir = sd;
+    struct stat st;
+    if (!realpath(rootfs, rf) || stat(rf, &st) < 0) die("rootfs %s: %s", rootfs, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) die("rootfs %s: not a directory", rootfs);
+    rootfs = rf;
+    static char lp[PATH_MAX * 2 + 2];
+    if (!log_path) log_path = path_in(state_dir, "container.log");
+    else if (log_path[0] != '/') {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd)) die("getcwd: %s", strerror(errno));
+        snprintf(lp, sizeof lp, "%s/%s", cwd, log_path);
+        log_path = lp;
+    }
+    for (int i = 0; i < n_cgroups; i++) {
+        if (cgroups[i][0] != '/') die("--cgroup must be absolute: %s", cgroups[i]);
+        char *p = path_in(cgroups[i], "cgroup.procs");
+        if (access(p, W_OK) < 0) die("cgroup %s: %s", cgroups[i], strerror(errno));
+        free(p);
+    }
+    { char *old = path_in(state_dir, "state.json"); unlink(old); free(old); }
+    { char *old = path_in(state_dir, "stop-grace-ms"); unlink(old); free(old); }
+
+    /* daemonize: fork, setsid, fork again; the caller returns as soon as the middle process exits */
+    pid_t p1 = fork();
+    if (p1 < 0) die("fork: %s", strerror(errno));
+    if (p1 > 0) {
+        int status;
+        while (waitpid(p1, &status, 0) < 0 && errno == EINTR) {}
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+    if (setsid() < 0) _exit(1);
+    pid_t p2 = fork();
+    if (p2 < 0) _exit(1);
+    if (p2 > 0) _exit(0);
+
+    if (chdir("/") < 0) _exit(1);
+    umask(022);
+    {
+        int dn = open("/dev/null", O_RDWR);
+        char *slog = path_in(state_dir, "shim.log");
+        int lf = open(slog, O_WRONLY | O_CREAT | O_APPEND, 0640);
+        free(slog);
+        if (dn >= 0) { dup2(dn, 0); dup2(dn, 1); if (dn > 2) close(dn); }
+        if (lf >= 0) { dup2(lf, 2); if (lf > 2) close(lf); }
+    }
+    shim_start_time = proc_start_time(getpid());
+    {
+        char *pf = path_in(state_dir, "shim.pid"), *tmp = path_in(state_dir, "shim.pid.tmp"), b[32];
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) { int n = snprintf(b, sizeof b, "%d\n", (int)getpid()); write_all(fd, b, (size_t)n); close(fd); rename(tmp, pf); }
+        free(pf); free(tmp);
+    }
+    write_state("\"status\":\"starting\"");
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&mask, sigs[i]);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) { write_failed("signalfd failed"); return 1; }
+
+    if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0 ||
+        pipe2(errout_pipe, O_CLOEXEC) < 0) {
+        write_failed("pipe failed");
+        return 1;
+    }
+    log_open();
+
+    int oom_have = 0;
+    long long oom_before = oom_kills(&oom_have);
+
+    size_t stack_size = 1024 * 1024;
+    char *stack = malloc(stack_size);
+    if (!stack) { write_failed("out of memory"); return 1; }
+    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | SIGCHLD;
+    pid_t child = clone(child_main, stack + stack_size, flags, NULL);
+    if (child < 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "clone: %s", strerror(errno));
+        write_failed(msg);
+        return 1;
+    }
+    close(sync_pipe[0]); close(err_pipe[1]); close(out_pipe[1]); close(errout_pipe[1]);
+
+    /* join cgroups before the child may exec anything */
+    for (int i = 0; i < n_cgroups; i++) {
+        char *p = path_in(cgroups[i], "cgroup.procs"), b[32];
+        int fd = open(p, O_WRONLY | O_CLOEXEC), ok = 0;
+        if (fd >= 0) {
+            int n = snprintf(b, sizeof b, "%d", (int)child);
+            ok = write_all(fd, b, (size_t)n) == 0;
+            close(fd);
+        }
+        if (!ok) {
+            char msg[PATH_MAX + 128];
+            snprintf(msg, sizeof msg, "join cgroup %s: %s", cgroups[i], strerror(errno));
+            kill(child, SIGKILL);
+            waitpid(child, NULL, 0);
+            write_failed(msg);
+            return 1;
+        }
+        free(p);
+    }
+    if (write_all(sync_pipe[1], "g", 1) < 0) { kill(child, SIGKILL); waitpid(child, NULL, 0); write_failed("sync pipe write failed"); return 1; }
+    close(sync_pipe[1]);
+
+    /* wait for exec (EOF on err_pipe) or a setup error message */
+    char errbuf[2049];
+    size_t elen = 0;
+    for (;;) {
+        ssize_t n = read(err_pipe[0], errbuf + elen, sizeof errbuf - 1 - elen);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        elen += (size_t)n;
+        if (elen >= sizeof errbuf - 1) break;
+    }
+    close(err_pipe[0]);
+    errbuf[elen] = 0;
+    if (elen > 0) {
+        waitpid(child, NULL, 0);
+        write_failed(errbuf);
+        return 1;
+    }
+
+    iso_now(started_at, sizeof started_at);
+    {
+        char body[256];
+        snprintf(body, sizeof body, "\"status\":\"running\",\"pid\":%d,\"startedAt\":\"%s\"", (int)child, started_at);
+        write_state(body);
+    }
+
+    struct stream outs = {.fd = out_pipe[0], .name = "stdout"}, errs = {.fd = errout_pipe[0], .name = "stderr"};
+    int exited = 0, status = 0, we_killed = 0;
+    long long kill_deadline = -1, drain_deadline = -1;
+    while (!exited || outs.fd >= 0 || errs.fd >= 0) {
+        struct pollfd pf[3];
+        int np = 0;
+        pf[np].fd = sfd; pf[np].events = POLLIN; np++;
+        int io = np;
+        if (outs.fd >= 0) { pf[np].fd = outs.fd; pf[np].events = POLLIN; np++; }
+        if (errs.fd >= 0) { pf[np].fd = errs.fd; pf[np].events = POLLIN; np++; }
+        int timeout = -1;
+        long long now = mono_ms();
+        if (!exited && kill_deadline >= 0) timeout = kill_deadline > now ? (int)(kill_deadline - now) : 0;
+        if (exited) {
+            if (drain_deadline < 0) drain_deadline = now + 2000;
+            timeout = drain_deadline > now ? (int)(drain_deadline - now) : 0;
+        }
+        int r = poll(pf, (nfds_t)np, timeout);
+        if (r < 0 && errno != EINTR) break;
+        now = mono_ms();
+        if (!exited && kill_deadline >= 0 && now >= kill_deadline) {
+            kill(child, SIGKILL);
+            we_killed = 1;
+            kill_deadline = -1;
+        }
+        if (exited && now >= drain_deadline) break; /* something in the namespace still holds the pipes */
+        if (r <= 0) continue;
+        for (int i = io; i < np; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (pf[i].fd == outs.fd) pump(&outs);
+            else if (pf[i].fd == errs.fd) pump(&errs);
+        }
+        if (pf[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) == sizeof si) {
+                int sig = (int)si.ssi_signo;
+                if (sig == SIGCHLD) {
+                    int stt;
+                    pid_t w;
+                    while ((w = waitpid(-1, &stt, WNOHANG)) > 0)
+                        if (w == child) { exited = 1; status = stt; }
+                } else if (sig == SIGTERM && !exited) {
+                    if (kill_deadline < 0) {
+                        long g = read_stop_grace_override();
+                        if (g < 0) g = stop_grace_ms;
+                        kill(child, stop_signal);
+                        if (stop_signal == SIGKILL) we_killed = 1;
+                        kill_deadline = mono_ms() + g;
+                    }
+                } else if (!exited) {
+                    kill(child, sig); /* forward SIGINT, SIGHUP, SIGQUIT, SIGUSR1/2, SIGWINCH */
+                }
+            }
+        }
+    }
+    if (!exited) {
+        int stt;
+        if (waitpid(child, &stt, 0) == child) status = stt;
+    }
+    if (outs.fd >= 0) { if (outs.len) log_line("stdout", outs.buf, outs.len); close(outs.fd); }
+    if (errs.fd >= 0) { if (errs.len) log_line("stderr", errs.buf, errs.len); close(errs.fd); }
+    if (log_fd >= 0) { fsync(log_fd); close(log_fd); }
+
+    int exit_code, sig = 0;
+    if (WIFEXITED(status)) exit_code = WEXITSTATUS(status);
+    else { sig = WTERMSIG(status); exit_code = 128 + sig; }
+    int have2 = 0;
+    long long oom_after = oom_kills(&have2);
+    int oom = 0;
+    if (oom_have && have2) oom = oom_after > oom_before;
+    else oom = sig == SIGKILL && !we_killed && memory_limit_hit();
+
+    char now[40], body[512], sigbuf[16];
+    iso_now(now, sizeof now);
+    if (sig) snprintf(sigbuf, sizeof sigbuf, "%d", sig); else strcpy(sigbuf, "null");
+    snprintf(body, sizeof body,
+             "\"status\":\"exited\",\"pid\":%d,\"exitCode\":%d,\"signal\":%s,\"oomKilled\":%s,\"startedAt\":\"%s\",\"finishedAt\":\"%s\"",
+             (int)child, exit_code, sigbuf, oom ? "true" : "false", started_at, now);
+    write_state(body);
+    return 0;
+}

@@ -1,0 +1,254 @@
+// TypeScript side of shoal-shim (native/shim/shoal-shim.c): the per-container monitor. The agent starts
+// one shim per container; the shim daemonizes, creates the container, pumps its logs and records its
+// life in <stateDir>/state.json. Everything here talks to the shim only through that directory and
+// signals, so an agent restart can pick up running containers again (see docs/design/engine.md).
+import { spawn } from 'node:child_process';
+import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEFAULT_SHIM_PATH = join(repoRoot, 'native', 'build', 'shoal-shim');
+export const BUILD_SCRIPT = join(repoRoot, 'scripts', 'build-native.sh');
+
+export interface StartOptions {
+  stateDir: string;
+  rootfs: string;
+  args: string[];
+  hostname?: string;
+  workdir?: string;
+  /** numeric uid and gid (names must be resolved against the image's /etc/passwd by the caller) */
+  user?: { uid: number; gid: number };
+  env?: Record<string, string>;
+  /** absolute cgroup directories (one per v1 controller) the container joins before exec */
+  cgroups?: string[];
+  /** defaults to <stateDir>/container.log */
+  logPath?: string;
+  logMaxBytes?: number;
+  stopGraceMs?: number;
+  stopSignal?: string;
+  shimPath?: string;
+  startTimeoutMs?: number;
+}
+
+export interface ShimState {
+  status: 'starting' | 'running' | 'exited' | 'failed';
+  shimPid: number;
+  shimStartTime: number;
+  pid?: number;
+  startedAt?: string;
+  exitCode?: number;
+  signal?: number | null;
+  oomKilled?: boolean;
+  finishedAt?: string;
+  error?: string;
+}
+
+export interface Started {
+  shimPid: number;
+  statePath: string;
+  /** the container's PID 1 as seen from the host */
+  pid?: number;
+  state: ShimState;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function statePath(dir: string): string {
+  return join(dir, 'state.json');
+}
+
+/** The current state, or null when the shim has not written one yet. */
+export function readState(dir: string): ShimState | null {
+  let text: string;
+  try {
+    text = readFileSync(statePath(dir), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  return JSON.parse(text) as ShimState;
+}
+
+function shimLog(dir: string): string {
+  try {
+    return readFileSync(join(dir, 'shim.log'), 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+export function buildArgs(o: StartOptions): string[] {
+  const a = ['--state-dir', o.stateDir, '--rootfs', o.rootfs];
+  if (o.hostname !== undefined) a.push('--hostname', o.hostname);
+  if (o.workdir !== undefined) a.push('--workdir', o.workdir);
+  if (o.user) a.push('--user', `${o.user.uid}:${o.user.gid}`);
+  for (const [k, v] of Object.entries(o.env ?? {})) {
+    if (!k || k.includes('=')) throw new Error(`invalid env name ${JSON.stringify(k)}`);
+    a.push('--env', `${k}=${v}`);
+  }
+  for (const cg of o.cgroups ?? []) a.push('--cgroup', cg);
+  if (o.logPath !== undefined) a.push('--log', o.logPath);
+  if (o.logMaxBytes !== undefined) a.push('--log-max-bytes', String(o.logMaxBytes));
+  if (o.stopGraceMs !== undefined) a.push('--stop-grace-ms', String(o.stopGraceMs));
+  if (o.stopSignal !== undefined) a.push('--stop-signal', o.stopSignal);
+  if (o.args.length === 0) throw new Error('no command');
+  a.push('--', ...o.args);
+  return a;
+}
+
+/**
+ * Starts a container under a new shim. Resolves once state.json says running (or the command already
+ * exited); rejects with the shim's own error when it could not create the container.
+ */
+export async function startContainer(o: StartOptions): Promise<Started> {
+  const shim = o.shimPath ?? DEFAULT_SHIM_PATH;
+  if (!existsSync(shim)) throw new Error(`shoal-shim not built at ${shim} (run scripts/build-native.sh)`);
+  mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+  const timeoutMs = o.startTimeoutMs ?? 10_000;
+  const args = buildArgs(o);
+
+  // The shim double-forks: the process we spawn exits as soon as the daemon is detached, with a
+  // non-zero status and a message on stderr if the arguments are unusable (e.g. missing rootfs).
+  const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((res, rej) => {
+    const child = spawn(shim, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (err += d));
+    child.on('error', rej);
+    child.on('close', (c) => res({ code: c, stderr: err.trim() }));
+  });
+  if (code !== 0) throw new Error(stderr || `shoal-shim exited with status ${code}`);
+
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = readState(o.stateDir);
+    if (st && st.status === 'failed') throw new Error(`container failed to start: ${st.error ?? 'unknown error'}`);
+    if (st && (st.status === 'running' || st.status === 'exited')) {
+      const r: Started = { shimPid: st.shimPid, statePath: statePath(o.stateDir), state: st };
+      if (st.pid !== undefined) r.pid = st.pid;
+      return r;
+    }
+    if (st && st.status === 'starting' && !isAlive(o.stateDir)) {
+      throw new Error(`shoal-shim died while starting the container${shimLog(o.stateDir) ? `: ${shimLog(o.stateDir)}` : ''}`);
+    }
+    if (Date.now() > deadline) {
+      const log = shimLog(o.stateDir);
+      throw new Error(`timed out after ${timeoutMs}ms waiting for the container to start (state: ${st?.status ?? 'none'})${log ? `: ${log}` : ''}`);
+    }
+    await sleep(15);
+  }
+}
+
+/** /proc/<pid>/stat field 22 (start time in clock ticks since boot), or null if the process is gone. */
+export function procStartTime(pid: number): number | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const v = rest[19]; // fields start at 3 after the comm
+  return v === undefined ? null : Number(v);
+}
+
+function readShimPid(dir: string): number | null {
+  try {
+    const n = Number(readFileSync(join(dir, 'shim.pid'), 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/** True when the shim recorded in dir is still running (pid alive and the same process, by start time). */
+export function isAlive(dir: string): boolean {
+  const pid = readShimPid(dir);
+  if (pid === null) return false;
+  const start = procStartTime(pid);
+  if (start === null) return false;
+  let st: ShimState | null = null;
+  try {
+    st = readState(dir);
+  } catch {
+    st = null;
+  }
+  if (st && st.shimPid === pid && st.shimStartTime > 0) return st.shimStartTime === start;
+  // no state yet: fall back to the process name
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'shoal-shim';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stops the container: SIGTERM to the shim, which sends the stop signal and SIGKILL after graceMs.
+ * Resolves with the final state. If the shim is gone, the container died with it (PDEATHSIG).
+ */
+export async function stopContainer(dir: string, graceMs: number, timeoutMs = graceMs + 10_000): Promise<ShimState> {
+  let st = readState(dir);
+  if (st && (st.status === 'exited' || st.status === 'failed')) return st;
+  const pid = readShimPid(dir);
+  if (pid === null || !isAlive(dir)) {
+    if (st) return st;
+    throw new Error(`no shim running for ${dir}`);
+  }
+  writeFileSync(join(dir, 'stop-grace-ms.tmp'), String(Math.max(0, Math.floor(graceMs))));
+  // rename for atomicity: the shim reads this file when it receives SIGTERM
+  renameSync(join(dir, 'stop-grace-ms.tmp'), join(dir, 'stop-grace-ms'));
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    st = readState(dir);
+    if (st && (st.status === 'exited' || st.status === 'failed')) return st;
+    if (!isAlive(dir)) {
+      st = readState(dir);
+      if (st && (st.status === 'exited' || st.status === 'failed')) return st;
+      throw new Error(`shoal-shim ${pid} died without recording the container's exit`);
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for the container in ${dir} to stop`);
+    await sleep(20);
+  }
+}
+
+/** Waits until the container has exited (e.g. a command that terminates on its own). */
+export async function waitExited(dir: string, timeoutMs = 10_000): Promise<ShimState> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = readState(dir);
+    if (st && (st.status === 'exited' || st.status === 'failed')) return st;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for the container in ${dir} to exit`);
+    await sleep(15);
+  }
+}
+
+/** Last resort cleanup: SIGKILL the shim (its container follows via PDEATHSIG). Safe to call twice. */
+export function killShim(dir: string): void {
+  const pid = readShimPid(dir);
+  if (pid !== null && isAlive(dir)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+export const BUSYBOX_APPLETS = [
+  'sh', 'ls', 'cat', 'echo', 'sleep', 'id', 'hostname', 'ps', 'mount',
+  'true', 'false', 'env', 'pwd', 'grep', 'head', 'tail', 'touch', 'mkdir', 'rm', 'kill', 'ip', 'seq', 'wc', 'tr', 'printf',
+];
+
+/** A minimal rootfs for tests: a static busybox with applet symlinks, /etc/passwd and /etc/group. */
+export function makeBusyboxRootfs(dir: string, busybox = '/bin/busybox'): void {
+  rmSync(dir, { recursive: true, force: true });
+  for (const d of ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'root']) mkdirSync(join(dir, d), { recursive: true });
+  chmodSync(join(dir, 'tmp'), 0o1777);
+  copyFileSync(busybox, join(dir, 'bin', 'busybox'));
+  chmodSync(join(dir, 'bin', 'busybox'), 0o755);
+  for (const a of BUSYBOX_APPLETS) symlinkSync('busybox', join(dir, 'bin', a));
+  writeFileSync(join(dir, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+  writeFileSync(join(dir, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
+}
