@@ -151,7 +151,8 @@ Services:
   shoal service ls | ps [--all] SERVICE | inspect SERVICE | scale SERVICE=N | rm SERVICE
   shoal service update [OPTIONS] SERVICE | rollback SERVICE
 Daemon and lab:
-  shoal daemon [--state-dir DIR] [--hostname NAME]
+  shoal daemon [--state-dir DIR] [--hostname NAME] [--executor engine|test]
+  shoal image load [--state-dir DIR] [--tag NAME:TAG] ARCHIVE | image ls [--state-dir DIR]
   shoal lab up [--managers 3] [--workers 2] [--name shoal] | lab down [--name shoal] [--force] | lab ls
 
 Global: --context FILE (default $SHOAL_CONTEXT or ~/.shoal/context.json), --format table|json`;
@@ -184,6 +185,24 @@ export async function main(argv: string[]): Promise<number> {
       const { serviceCmd } = await import('./service.ts');
       return serviceCmd(loadContext(contextPath(ctxFlag)), sub, restArgs, format);
     }
+    case 'image': {
+      const { values, positionals } = opts(rest, { 'state-dir': { type: 'string' }, tag: { type: 'string' } });
+      const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
+      if (sub === 'load') {
+        if (positionals.length !== 1) throw new CliError('image load needs one archive (docker save or OCI layout)');
+        const r = await localCall(stateDir, 'POST', '/images/load', { path: resolve(positionals[0]!), ...(values.tag ? { tag: values.tag } : {}) });
+        console.log(`Loaded image: ${r.name} (${String(r.digest).slice(0, 19)})`);
+        return 0;
+      }
+      if (sub === 'ls') {
+        const list = await localCall(stateDir, 'GET', '/images');
+        const rows = [['NAME', 'IMAGE ID', 'LAYERS']];
+        for (const i of list) rows.push([String(i.name ?? i.names?.[0] ?? '<none>'), String(i.digest ?? i.id ?? '').replace('sha256:', '').slice(0, 12), String(i.layers?.length ?? i.chainIds?.length ?? '')]);
+        console.log(table(rows));
+        return 0;
+      }
+      throw new CliError(`unknown image command '${sub ?? ''}' (load, ls)`);
+    }
     case 'lab': {
       const { labCmd } = await import('./lab.ts');
       return labCmd(sub, rest);
@@ -205,10 +224,12 @@ function opts(args: string[], options: OptionSpec): { values: Record<string, any
 }
 
 async function daemonCmd(args: string[]): Promise<number> {
-  const { values } = opts(args, { 'state-dir': { type: 'string' }, hostname: { type: 'string' }, 'election-ms': { type: 'string' } });
+  const { values } = opts(args, { 'state-dir': { type: 'string' }, hostname: { type: 'string' }, 'election-ms': { type: 'string' }, executor: { type: 'string' } });
   const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
+  if (values.executor !== undefined && values.executor !== 'engine' && values.executor !== 'test') throw new CliError('--executor must be engine or test');
   const d = new Daemon({
     stateDir,
+    ...(values.executor ? { executor: values.executor as 'engine' | 'test' } : {}),
     ...(values.hostname ? { hostname: String(values.hostname) } : {}),
     ...(values['election-ms'] ? { timing: { electionMs: Number(values['election-ms']) } } : {}),
   });

@@ -17,6 +17,8 @@ import { forceNewCluster, type RecoveryReport } from '../manager/recovery.ts';
 import { Agent } from '../worker/agent.ts';
 import type { Executor } from '../worker/executor.ts';
 import { FakeExecutor } from '../worker/fake-executor.ts';
+import { EngineExecutor, type ImageResolver } from '../worker/engine/executor.ts';
+import { ImageStore, mountRootfs, unmountRootfs } from '../worker/images/store.ts';
 
 export interface NodeState {
   nodeId: string;
@@ -29,8 +31,11 @@ export interface NodeState {
 
 export interface DaemonOptions {
   stateDir: string;
-  /** What runs tasks. Default: the test executor (no processes) until the container engine lands. */
-  executor?: () => Executor;
+  /**
+   * What runs tasks: 'engine' (real containers: images, overlayfs, cgroups, shoal-shim) or 'test' (the
+   * test executor, no processes). Default 'test' until images are distributed cluster-wide.
+   */
+  executor?: 'engine' | 'test' | (() => Executor);
   hostname?: string;
   timing?: ManagerTiming;
   log?: (line: string) => void;
@@ -100,6 +105,17 @@ export class Daemon {
       }
       if (req.method === 'POST' && path === '/join') return sendJson(res, 200, await this.join((await readJson(req)) as JoinRequest));
       if (req.method === 'POST' && path === '/leave') return sendJson(res, 200, await this.leave((await readJson(req)) as { force?: boolean }));
+      if (req.method === 'POST' && path === '/images/load') {
+        const b = (await readJson(req)) as { path?: unknown; tag?: unknown };
+        if (typeof b.path !== 'string' || b.path === '') throw badRequest('image load needs the path of an archive');
+        if (!existsSync(b.path)) throw badRequest(`image load: ${b.path} does not exist`);
+        try {
+          return sendJson(res, 200, await this.imageStore().load(b.path, typeof b.tag === 'string' ? { tag: b.tag } : {}));
+        } catch (e) {
+          throw badRequest(`image load: ${(e as Error).message}`);
+        }
+      }
+      if (req.method === 'GET' && path === '/images') return sendJson(res, 200, this.imageStore().list());
       throw new ApiError(404, 'ENOTFOUND', `no local endpoint ${req.method} ${path}`);
     } catch (e) {
       sendError(res, e);
@@ -270,11 +286,47 @@ export class Daemon {
       // Certificates only arrive in answer to our own CSR; renewNow() installs them with their key.
       onRole: (role) => void this.changeRole(role).catch((e) => this.log(`role change to ${role} failed: ${(e as Error).message}`)),
       managerAdvertise: () => (this.manager ? this.state!.advertise : null),
-      executor: this.opts.executor?.() ?? new FakeExecutor(),
+      executor: this.makeExecutor(),
       onRenewRequest: () => void this.renewNow().catch((e) => this.log(`certificate renewal failed: ${(e as Error).message}`)),
     });
     this.agent.start();
     this.scheduleRenewal();
+  }
+
+  private images: ImageStore | null = null;
+
+  /** The node's image store (created on first use under <state-dir>/images). */
+  imageStore(): ImageStore {
+    this.images ??= new ImageStore(this.path('images'));
+    return this.images;
+  }
+
+  private makeExecutor(): Executor {
+    const e = this.opts.executor;
+    if (typeof e === 'function') return e();
+    if (e !== 'engine') return new FakeExecutor();
+    const store = this.imageStore();
+    const resolver: ImageResolver = {
+      resolve: (ref) => {
+        let info;
+        try {
+          info = store.resolve(ref);
+        } catch {
+          return undefined;
+        }
+        if (!info) return undefined;
+        const c = store.config(ref);
+        return {
+          layers: store.layersFor(ref),
+          config: { Env: c.Env, ...(c.Cmd ? { Cmd: c.Cmd } : {}), ...(c.Entrypoint ? { Entrypoint: c.Entrypoint } : {}), ...(c.WorkingDir ? { WorkingDir: c.WorkingDir } : {}), ...(c.User ? { User: c.User } : {}) },
+        };
+      },
+      mountRootfs: (layers, upper, work, target) => mountRootfs(layers, upper, work, target),
+      unmountRootfs: (target) => unmountRootfs(target),
+    };
+    // Inside a lab host the cgroup parent carries the host's name, so labs never share a parent.
+    const parent = process.env.SHOAL_LAB_HOST ? `shoal-${process.env.SHOAL_LAB_NAME ?? 'lab'}-${process.env.SHOAL_LAB_HOST}` : 'shoal';
+    return new EngineExecutor({ root: this.path('tasks'), images: resolver, cgroupParent: parent, log: (l) => this.log(l) });
   }
 
   private async startManager(bootstrap: boolean): Promise<void> {

@@ -18,6 +18,8 @@ export interface ClusterLabOptions {
   /** Where the admin context is written (default: <lab dir>/context.json). */
   contextPath?: string;
   electionMs?: number;
+  /** 'engine' runs real containers in the lab hosts (images must be loaded per host). */
+  executor?: 'engine' | 'test';
 }
 
 export interface DaemonHandle {
@@ -106,6 +108,7 @@ export class ClusterLab {
     mkdirSync(join(h.dir, 'state'), { recursive: true });
     const args = ['--import', 'tsx', CLI, 'daemon', '--state-dir', join(h.dir, 'state'), '--hostname', h.name];
     if (this.opts.electionMs) args.push('--election-ms', String(this.opts.electionMs));
+    if (this.opts.executor) args.push('--executor', this.opts.executor);
     const child = h.spawn(process.execPath, args, { logFile: 'daemon.log', detached: true, cwd: REPO });
     child.unref();
     d.pid = child.pid ?? null;
