@@ -66,11 +66,12 @@ export class Daemon {
 
   async start(): Promise<void> {
     mkdirSync(this.path('certs'), { recursive: true, mode: 0o700 });
+    // The local socket first: `shoal` can reach the daemon (and see its state) while it starts.
+    await this.serveLocal();
     if (existsSync(this.path('node.json'))) {
       this.state = JSON.parse(readFileSync(this.path('node.json'), 'utf8')) as NodeState;
       await this.run(false);
     }
-    await this.serveLocal();
     this.log(this.state ? `node ${this.state.nodeId} (${this.state.role}) resumed` : 'not part of a cluster yet: waiting for `shoal cluster init` or `join`');
   }
 
@@ -334,10 +335,23 @@ export class Daemon {
     const creds = this.creds();
     this.secure = createHttpsServer({ ...creds, requestCert: true, rejectUnauthorized: false }, (req, res) => void this.onSecure(req, res));
     const [host, port] = splitHostPort(st.listen);
-    await new Promise<void>((resolve, reject) => {
-      this.secure!.once('error', reject);
-      this.secure!.listen(port, host, () => resolve());
-    });
+    // A restarted daemon may briefly find its port still held (the previous process is exiting).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await new Promise<void>((resolve, reject) => {
+          this.secure!.once('error', reject);
+          this.secure!.listen(port, host, () => {
+            this.secure!.off('error', reject);
+            resolve();
+          });
+        });
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 50) throw e;
+        this.log(`port ${port} is in use; retrying`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
     this.manager = new Manager({
       nodeId: st.nodeId,
       clusterId: st.clusterId,

@@ -3,7 +3,7 @@
  *
  *   shoal-shim --state-dir DIR --rootfs DIR [--hostname H] [--workdir W] [--user UID:GID]
  *              [--env K=V]... [--cgroup PATH]... [--log FILE] [--log-max-bytes N]
- *              [--stop-grace-ms N] [--stop-signal SIG] -- cmd args...
+ *              [--stop-grace-ms N] [--stop-signal SIG] [--no-seccomp] -- cmd args...
  *
  * The shim daemonizes (setsid + double fork), creates the container with clone() in fresh
  * mount/pid/uts/ipc/net/cgroup namespaces, stays the parent of the container's PID 1, pumps its
@@ -37,7 +37,11 @@
 #include <grp.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 
 #define MAX_LIST 256
 #define LINE_MAX_BYTES 16384
@@ -54,6 +58,7 @@ static long long log_max_bytes = 10 * 1024 * 1024;
 static long stop_grace_ms = 10000;
 static int stop_signal = SIGTERM;
 static char **cmd_argv;
+static int seccomp_enabled = 1;
 
 /* ---- runtime ---- */
 static int sync_pipe[2] = {-1, -1}; /* parent -> child: "cgroups joined, go" */
@@ -284,6 +289,94 @@ static void set_caps(int last_cap) {
     if (syscall(SYS_capset, &hdr, data) < 0) child_fail("capset: %s", strerror(errno));
 }
 
+/* ---- default seccomp filter (classic BPF, no libseccomp) ----
+ * Deny list modelled on the intent of Docker's default profile: syscalls that reach the host kernel's
+ * global state (modules, kexec, reboot, clock, swap, accounting, keyring, bpf/perf, raw I/O ports) or
+ * that let a container rearrange its namespaces and mounts. They fail with EPERM; everything else is
+ * allowed. A foreign architecture kills the process; on x86_64 the x32 ABI is refused. */
+#if defined(__x86_64__)
+#define SHIM_AUDIT_ARCH AUDIT_ARCH_X86_64
+#define SHIM_DENY_X32 1
+#elif defined(__aarch64__)
+#define SHIM_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#define SHIM_DENY_X32 0
+#endif
+#ifndef __X32_SYSCALL_BIT
+#define __X32_SYSCALL_BIT 0x40000000
+#endif
+
+static const long seccomp_deny[] = {
+#ifdef __NR_kexec_load
+    __NR_kexec_load,
+#endif
+#ifdef __NR_kexec_file_load
+    __NR_kexec_file_load,
+#endif
+    __NR_reboot, __NR_init_module, __NR_finit_module, __NR_delete_module, __NR_swapon, __NR_swapoff,
+    __NR_mount, __NR_umount2, __NR_pivot_root, __NR_acct, __NR_settimeofday, __NR_clock_settime,
+    __NR_clock_adjtime, __NR_adjtimex,
+#ifdef __NR_stime
+    __NR_stime,
+#endif
+#ifdef __NR_iopl
+    __NR_iopl,
+#endif
+#ifdef __NR_ioperm
+    __NR_ioperm,
+#endif
+    __NR_keyctl, __NR_add_key, __NR_request_key, __NR_bpf, __NR_perf_event_open, __NR_userfaultfd,
+#ifdef __NR_lookup_dcookie /* dropped from newer kernel headers */
+    __NR_lookup_dcookie,
+#endif
+    __NR_open_by_handle_at, __NR_name_to_handle_at, __NR_quotactl,
+#ifdef __NR_nfsservctl
+    __NR_nfsservctl,
+#endif
+    __NR_setns, __NR_unshare, __NR_fanotify_init, __NR_kcmp,
+#ifdef __NR_vm86
+    __NR_vm86,
+#endif
+#ifdef __NR_vm86old
+    __NR_vm86old,
+#endif
+#ifdef __NR_create_module
+    __NR_create_module,
+#endif
+#ifdef __NR_get_kernel_syms
+    __NR_get_kernel_syms,
+#endif
+#ifdef __NR_query_module
+    __NR_query_module,
+#endif
+#ifdef __NR_uselib
+    __NR_uselib,
+#endif
+};
+
+static void install_seccomp(void) {
+#ifndef SHIM_AUDIT_ARCH
+    child_fail("seccomp: the default filter supports only x86_64 and aarch64; run with --no-seccomp on this architecture");
+#else
+    enum { N = sizeof seccomp_deny / sizeof seccomp_deny[0] };
+    _Static_assert(N + 1 < 255, "deny list too long for 8-bit BPF jump offsets");
+    struct sock_filter f[N + 8];
+    unsigned short n = 0;
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHIM_AUDIT_ARCH, 1, 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    /* after the checks below: [N x JEQ] [RET ALLOW] [RET ERRNO] */
+    if (SHIM_DENY_X32) /* x32 syscalls carry __X32_SYSCALL_BIT: jump over the JEQs and ALLOW to deny */
+        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, __X32_SYSCALL_BIT, N + 1, 0);
+    for (unsigned i = 0; i < N; i++)
+        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)seccomp_deny[i], (unsigned char)(N - i), 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
+    struct sock_fprog prog = {.len = n, .filter = f};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) child_fail("seccomp: %s", strerror(errno));
+#endif
+}
+
 static void exec_cmd(char **envp, const char *path_env) {
     const char *file = cmd_argv[0];
     if (strchr(file, '/')) {
@@ -397,6 +490,8 @@ static int child_main(void *arg) {
         path_env = def + 5;
     }
     envp[ne] = NULL;
+    /* last step before exec (needs no_new_privs, set above): from here on the default filter applies */
+    if (seccomp_enabled) install_seccomp();
     exec_cmd(envp, path_env);
     return 127;
 }
@@ -521,7 +616,7 @@ static long read_stop_grace_override(void) {
 static void usage(void) {
     die("usage: shoal-shim --state-dir DIR --rootfs DIR [--hostname H] [--workdir W] [--user UID:GID] "
         "[--env K=V]... [--cgroup PATH]... [--log FILE] [--log-max-bytes N] [--stop-grace-ms N] "
-        "[--stop-signal SIG] -- cmd args...");
+        "[--stop-signal SIG] [--no-seccomp] -- cmd args...");
 }
 
 static void parse_args(int argc, char **argv) {
@@ -529,6 +624,7 @@ static void parse_args(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) { i++; break; }
+        if (strcmp(a, "--no-seccomp") == 0) { seccomp_enabled = 0; continue; }
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
         if (strcmp(a, "--state-dir") == 0) state_dir = v;

@@ -1,7 +1,7 @@
 // A real Shoal cluster on lab hosts: one `shoal daemon` per host (network namespace), the first host
 // initialises the cluster, the other managers and the workers join it with real tokens. Used by
 // `shoal lab up` and by the cluster tests, so users and CI exercise the same code.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { control, localCall, saveContext, type Context } from '../../cli/shoal.ts';
@@ -123,7 +123,15 @@ export class ClusterLab {
           /* not listening yet */
         }
       }
-      if (Date.now() > deadline) throw new Error(`${name}: daemon did not start (see ${join(h.dir, 'daemon.log')})`);
+      if (Date.now() > deadline) {
+        let tail = '';
+        try {
+          tail = readFileSync(join(h.dir, 'daemon.log'), 'utf8').split('\n').slice(-15).join('\n');
+        } catch {
+          /* no log */
+        }
+        throw new Error(`${name}: daemon did not start within 20 s; last lines of ${join(h.dir, 'daemon.log')}:\n${tail}`);
+      }
       await sleep(25);
     }
   }

@@ -133,6 +133,31 @@ test('root gets exactly Docker default capabilities, no_new_privs, and a bounded
   assert.deepEqual(e.stdout(), ['CapPrm:\t00000000a80425fb', 'CapEff:\t00000000a80425fb', 'CapBnd:\t00000000a80425fb', 'NoNewPrivs:\t1']);
 });
 
+test('seccomp: the default filter is installed and denies namespace and mount syscalls with EPERM', { skip }, async (t) => {
+  const e = setup(t);
+  // unshare -U needs no capability, so only the filter can refuse it; mount is refused as well
+  // (busybox mount words EPERM as "permission denied (are you root?)")
+  const st = await run(
+    e,
+    'grep "^Seccomp:" /proc/self/status; unshare -U true 2>&1; echo "unshare=$?"; mount -t tmpfs x /tmp 2>&1; echo "mount=$?"; echo still-works',
+  );
+  assert.equal(st.exitCode, 0);
+  const out = e.stdout();
+  assert.equal(out[0], 'Seccomp:\t2');
+  assert.ok(out.some((l) => /unshare.*Operation not permitted/.test(l)), out.join('\n'));
+  assert.ok(out.includes('unshare=1'), out.join('\n'));
+  assert.ok(out.some((l) => /mount.*(Operation not permitted|permission denied)/.test(l)), out.join('\n'));
+  assert.ok(!out.includes('mount=0'), out.join('\n'));
+  assert.equal(out[out.length - 1], 'still-works');
+});
+
+test('seccomp: --no-seccomp leaves the container unfiltered', { skip }, async (t) => {
+  const e = setup(t);
+  const st = await run(e, 'grep "^Seccomp:" /proc/self/status; unshare -U true; echo "unshare=$?"', { seccomp: false });
+  assert.equal(st.exitCode, 0);
+  assert.deepEqual(e.stdout(), ['Seccomp:\t0', 'unshare=0']);
+});
+
 test('host processes are invisible and /proc/sys is read-only', { skip }, async (t) => {
   const e = setup(t);
   await run(e, 'ps; echo x > /proc/sys/kernel/hostname && echo writable || echo ro');

@@ -165,8 +165,12 @@ export class EngineExecutor implements Executor {
         ...(spec.stopGracePeriodMs !== undefined ? { stopGraceMs: spec.stopGracePeriodMs } : {}),
         ...(spec.stopSignal ? { stopSignal: spec.stopSignal } : {}),
       });
-      if (st.state.status === 'exited' || st.state.status === 'failed') this.finish(l, st.state);
-      else this.set(l, 'running', 'started');
+      if (st.state.status === 'failed') this.finish(l, st.state);
+      else {
+        // A short-lived command may already have exited: it did run, so report running first.
+        this.set(l, 'running', 'started');
+        if (st.state.status === 'exited') this.finish(l, st.state);
+      }
     } catch (e) {
       const err = e as Error & { reject?: boolean };
       l.err = err.message;

@@ -27,6 +27,8 @@ export interface StartOptions {
   logMaxBytes?: number;
   stopGraceMs?: number;
   stopSignal?: string;
+  /** install the shim's default seccomp filter (Docker-like deny list); default true */
+  seccomp?: boolean;
   shimPath?: string;
   startTimeoutMs?: number;
 }
@@ -92,6 +94,7 @@ export function buildArgs(o: StartOptions): string[] {
   if (o.logMaxBytes !== undefined) a.push('--log-max-bytes', String(o.logMaxBytes));
   if (o.stopGraceMs !== undefined) a.push('--stop-grace-ms', String(o.stopGraceMs));
   if (o.stopSignal !== undefined) a.push('--stop-signal', o.stopSignal);
+  if (o.seccomp === false) a.push('--no-seccomp');
   if (o.args.length === 0) throw new Error('no command');
   a.push('--', ...o.args);
   return a;
@@ -238,7 +241,7 @@ export function killShim(dir: string): void {
 
 export const BUSYBOX_APPLETS = [
   'sh', 'ls', 'cat', 'echo', 'sleep', 'id', 'hostname', 'ps', 'mount',
-  'true', 'false', 'env', 'pwd', 'grep', 'head', 'tail', 'touch', 'mkdir', 'rm', 'kill', 'ip', 'seq', 'wc', 'tr', 'printf',
+  'true', 'false', 'env', 'pwd', 'grep', 'head', 'tail', 'touch', 'mkdir', 'rm', 'kill', 'ip', 'seq', 'wc', 'tr', 'printf', 'unshare',
 ];
 
 /** A minimal rootfs for tests: a static busybox with applet symlinks, /etc/passwd and /etc/group. */
