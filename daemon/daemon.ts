@@ -1,7 +1,6 @@
 // `shoal daemon`: runs one node. Always the agent; plus, when the node's certificate says manager, a
 // manager (Raft replica + control API) on the node's one secure port. Before the node belongs to a
 // cluster it only serves its local control socket, where `shoal cluster init|join` reach it.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -606,4 +605,3 @@ export function httpsRaw(remote: string, method: string, path: string, body: unk
   });
 }
 
-export { execFileSync };

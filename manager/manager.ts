@@ -7,11 +7,11 @@ import type { Server as HttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ApiError, Router, badRequest, conflict, forbidden, notFound, readJson, sendError, sendJson, queryParam } from './api/http.ts';
+import { ApiError, Router, badRequest, conflict, notFound, readJson, sendError, sendJson, queryParam } from './api/http.ts';
 import { registerServiceRoutes } from './api/services.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
 import { Orchestrator } from './orchestrator/runner.ts';
-import { parseCertificate, signNodeCertificate, verifyNodeCertificate } from './ca/pki.ts';
+import { caDigest, signNodeCertificate, verifyNodeCertificate } from './ca/pki.ts';
 import { formatJoinToken, makeJoinToken, parseJoinToken, tokenMatches, RateLimiter } from './ca/tokens.ts';
 import { NodeLiveness } from './dispatcher/liveness.ts';
 import { DISPATCHER_PATH, type AgentToManager, type ManagerAddr, type ManagerToAgent } from './dispatcher/protocol.ts';
@@ -142,7 +142,6 @@ export class Manager {
   /** Writes the initial cluster objects of a brand-new cluster (called once, on the first leader). */
   async initialize(init: { caCertPem: string; caKeyPem: string; self: Omit<NodeObj, 'version' | 'createdAt' | 'updatedAt'> ; name?: string }): Promise<void> {
     await this.waitLeader(10_000);
-    const { caDigest } = await import('./ca/pki.ts');
     const digest = caDigest(init.caCertPem);
     await this.store.update((tx) => {
       if (tx.get('cluster', CLUSTER_ID)) return;
@@ -909,4 +908,3 @@ function derToPem(raw: Buffer): string {
   return `-----BEGIN CERTIFICATE-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END CERTIFICATE-----\n`;
 }
 
-export { forbidden, parseCertificate };

@@ -3,7 +3,7 @@
 // orchestrators, scheduler and dispatcher do the rest from the store.
 import type { Service, ServiceSpec, Task } from '../store/objects.ts';
 import type { Store } from '../store/store.ts';
-import { ApiError, badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
+import { badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
 import { specDiff, validateServiceSpec } from '../service/spec.ts';
 
 export interface ServiceApiDeps {
@@ -153,4 +153,3 @@ function replicaCounts(store: Store, s: Service): { running: number; desired: nu
   return { running, desired };
 }
 
-export { ApiError };
