@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { RaftNode } from '../manager/raft/node.ts';
 import type { StateMachine } from '../manager/raft/node.ts';
+import { summarize, type LatencySummary } from './stats.ts';
 import { SqliteRaftStorage } from '../manager/raft/storage-sqlite.ts';
 import { WsRaftTransport } from '../manager/raft/transport-ws.ts';
 import type { Entry } from '../manager/raft/types.ts';
@@ -21,13 +22,7 @@ export type ToMember =
   | { t: 'propose'; req: number; size: number }
   | { t: 'stop' };
 
-export interface LatencySummary {
-  n: number;
-  p50: number;
-  p99: number;
-  max: number;
-  mean: number;
-}
+export type { LatencySummary } from './stats.ts';
 
 export type FromMember =
   | { t: 'listening'; port: number }
@@ -43,14 +38,6 @@ function clock(): number {
   return performance.timeOrigin + performance.now();
 }
 
-function summarize(samples: number[]): LatencySummary {
-  if (samples.length === 0) return { n: 0, p50: NaN, p99: NaN, max: NaN, mean: NaN };
-  const s = Float64Array.from(samples).sort();
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
-  let sum = 0;
-  for (const v of s) sum += v;
-  return { n: s.length, p50: q(0.5), p99: q(0.99), max: s[s.length - 1]!, mean: sum / s.length };
-}
 
 /** A minimal deterministic state machine: a counter and a checksum of everything applied. */
 class CounterMachine implements StateMachine {

@@ -19,7 +19,8 @@ import { WsRaftTransport } from '../manager/raft/transport-ws.ts';
 import type { Message } from '../manager/raft/types.ts';
 import { makeTestCa } from '../test/helpers/pki.ts';
 import type { TestCa } from '../test/helpers/pki.ts';
-import type { FromMember, LatencySummary, ToMember } from './raft-member.ts';
+import type { FromMember, ToMember } from './raft-member.ts';
+import { summarize, type LatencySummary } from './stats.ts';
 
 const MEMBER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'raft-member.ts');
 const WATCHDOG_MS = 115_000;
@@ -64,14 +65,6 @@ function clock(): number {
   return performance.timeOrigin + performance.now();
 }
 
-function summarize(samples: number[]): LatencySummary {
-  if (samples.length === 0) return { n: 0, p50: NaN, p99: NaN, max: NaN, mean: NaN };
-  const s = Float64Array.from(samples).sort();
-  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
-  let sum = 0;
-  for (const v of s) sum += v;
-  return { n: s.length, p50: q(0.5), p99: q(0.99), max: s[s.length - 1]!, mean: sum / s.length };
-}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const ms = (v: number) => `${v.toFixed(2)} ms`;
