@@ -57,10 +57,14 @@ after(async () => {
 
 const task = (id: string, spec: TaskAssignment['spec'], desiredState: TaskAssignment['desiredState'] = 'running'): TaskAssignment => ({ id, serviceId: 's', serviceName: 's', desiredState, state: 'assigned', spec });
 const last = (id: string) => states.get(id)?.at(-1);
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+/** Waits for `cond`; on timeout the error lists every state each task went through (for diagnosis). */
+async function until(cond: () => boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
+    if (Date.now() > end) {
+      const seen = [...states].map(([id, us]) => `${id}: ${us.map((u) => u.state + (u.err ? ` (${u.err})` : '')).join(' → ')}`).join('; ');
+      throw new Error(`timed out after ${ms} ms; states seen: ${seen}`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
 }
