@@ -44,6 +44,7 @@ interface Live {
   cg: TaskCgroup | null;
   mounted: boolean;
   busy: boolean;
+  cleaning?: Promise<void>;
 }
 
 const terminal = (s: TaskState) => ['complete', 'shutdown', 'failed', 'rejected', 'remove', 'orphaned'].includes(s);
@@ -228,8 +229,19 @@ export class EngineExecutor implements Executor {
     }
   }
 
-  /** Unmounts the rootfs and removes cgroups; with `forget` also the task directory (logs included). */
-  private async cleanup(l: Live, forget: boolean): Promise<void> {
+  /**
+   * Unmounts the rootfs and removes cgroups; with `forget` also the task directory (logs included).
+   * Cleanups of one task run one after another (a finished task can be forgotten while its first
+   * cleanup is still unmounting), and never throw.
+   */
+  private cleanup(l: Live, forget: boolean): Promise<void> {
+    l.cleaning = (l.cleaning ?? Promise.resolve())
+      .then(() => this.doCleanup(l, forget))
+      .catch((e) => this.log(`engine: task ${l.a.id}: cleanup: ${(e as Error).message}`));
+    return l.cleaning;
+  }
+
+  private async doCleanup(l: Live, forget: boolean): Promise<void> {
     try {
       if (l.cg) await l.cg.destroy();
       l.cg = null;
@@ -240,7 +252,13 @@ export class EngineExecutor implements Executor {
       await this.o.images.unmountRootfs(join(l.dir, 'rootfs')).catch((e) => this.log(`engine: task ${l.a.id}: unmount: ${(e as Error).message}`));
       l.mounted = false;
     }
-    if (forget) rmSync(l.dir, { recursive: true, force: true });
+    if (forget) {
+      try {
+        rmSync(l.dir, { recursive: true, force: true });
+      } catch (e) {
+        this.log(`engine: task ${l.a.id}: removing ${l.dir}: ${(e as Error).message}`);
+      }
+    }
   }
 
   private set(l: Live, state: TaskState, message: string): void {
