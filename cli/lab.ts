@@ -3,7 +3,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ClusterLab } from '../test/cluster/cluster-lab.ts';
+import { ClusterLab, cleanupLabCgroups } from '../test/cluster/cluster-lab.ts';
 import { Lab } from '../test/cluster/lab.ts';
 import { CliError, saveContext, table } from './shoal.ts';
 
@@ -40,6 +40,7 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
     }
     case 'down': {
       const r = await Lab.downByName(name, { force: v.force ?? false });
+      await cleanupLabCgroups(name);
       console.log(`lab '${name}': stopped ${r.killed.length} processes, removed ${r.namespaces.length} namespaces, ${r.links.length} links and ${r.dirs.length} directories in ${r.ms} ms`);
       if (r.errors.length > 0) {
         for (const e of r.errors) console.error(`shoal: lab down: ${e}`);

@@ -1,7 +1,8 @@
 // A real Shoal cluster on lab hosts: one `shoal daemon` per host (network namespace), the first host
 // initialises the cluster, the other managers and the workers join it with real tokens. Used by
 // `shoal lab up` and by the cluster tests, so users and CI exercise the same code.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { TaskCgroup, detectCgroups } from '../../worker/engine/cgroups.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { control, localCall, saveContext, type Context } from '../../cli/shoal.ts';
@@ -183,7 +184,21 @@ export class ClusterLab {
 
   async down(): Promise<void> {
     await this.lab.down();
+    await cleanupLabCgroups(this.lab.name);
   }
+}
+
+/**
+ * Removes the cgroup parents the lab's daemons created for their tasks (`shoal-<lab>-<host>`): containers
+ * outlive their agent by design, so the lab, not the agent, removes what is left when it goes.
+ */
+export async function cleanupLabCgroups(labName: string): Promise<void> {
+  const seen = new Set<string>();
+  for (const dir of Object.values(detectCgroups().mounts)) {
+    if (!dir || !existsSync(dir)) continue;
+    for (const d of readdirSync(dir)) if (d.startsWith(`shoal-${labName}-`)) seen.add(d);
+  }
+  for (const parent of seen) await TaskCgroup.cleanupParent(parent).catch(() => {});
 }
 
 export function sleep(ms: number): Promise<void> {

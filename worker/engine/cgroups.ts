@@ -465,7 +465,7 @@ export class TaskCgroup {
 
   /**
    * SIGKILL everything left (cgroup.kill on v2 when present, else via cgroup.procs), wait until empty,
-   * remove the task dirs and any parent dirs this instance created that are now empty. Idempotent.
+   * remove the task dirs (the shared parent stays; see cleanupParent). Idempotent.
    */
   async destroy(opts: { timeoutMs?: number } = {}): Promise<void> {
     const deadline = Date.now() + (opts.timeoutMs ?? 5000);
@@ -480,15 +480,9 @@ export class TaskCgroup {
     for (const d of taskDirs.filter((d) => !this.createdParents.includes(d))) {
       await rmdirRetry(d, deadline).catch((e: unknown) => (firstErr ??= e));
     }
-    for (const p of [...this.createdParents].reverse()) {
-      try {
-        await rmdir(p);
-      } catch (e) {
-        const code = errCode(e);
-        // Shared parent still used by other tasks (or already gone): leave it.
-        if (code !== 'ENOENT' && code !== 'EBUSY' && code !== 'ENOTEMPTY') firstErr ??= e;
-      }
-    }
+    // The parent is shared by every task of the node and stays: removing it here raced with a task being
+    // created under it at the same moment (a recreated v1 parent has an empty cpuset and refuses
+    // processes). cleanupParent() removes it when the node goes away.
     if (firstErr !== undefined) throw firstErr;
   }
 
