@@ -40,6 +40,21 @@ export function saveContext(path: string, ctx: Context): void {
  * context's manager list is refreshed from every answer so the CLI fails over like the agents do.
  */
 export async function control(ctx: Context, method: string, path: string, body?: unknown, explicit?: string): Promise<any> {
+  // During a leader election managers answer "no leader yet": wait a little and ask again.
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    try {
+      return await controlOnce(ctx, method, path, body, explicit);
+    } catch (e) {
+      if (!(e instanceof RetryableError) || Date.now() > deadline) throw e instanceof RetryableError ? new CliError(e.message) : e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+class RetryableError extends Error {}
+
+async function controlOnce(ctx: Context, method: string, path: string, body?: unknown, explicit?: string): Promise<any> {
   const queue = explicit ? [explicit] : [...ctx.managers];
   const tried = new Set<string>();
   let lastErr: string | null = null;
@@ -62,6 +77,7 @@ export async function control(ctx: Context, method: string, path: string, body?:
       ctx.managers = [...new Set([...out.managers, ...ctx.managers])];
       saveContext(ctx.path, ctx);
     }
+    if (out.status === 503 && (out.body?.error?.code === 'ENOLEADER' || out.body?.error?.code === 'ERETRY')) throw new RetryableError(out.body.error.message);
     if (out.status >= 400) throw new CliError(out.body?.error?.message ?? `HTTP ${out.status}`);
     return out.body;
   }

@@ -804,7 +804,9 @@ export class Manager {
     const l = this.leaderAddr();
     if (l) throw new ApiError(421, 'ENOTLEADER', `this manager is not the leader; the leader is ${l.addr}`, { leader: l.addr });
     const r = this.reachableManagers();
-    throw new ApiError(503, 'ENOQUORUM', `no quorum: ${r.reachable} of ${r.total} managers reachable (need ${Math.floor(r.total / 2) + 1})`);
+    const need = Math.floor(r.total / 2) + 1;
+    if (r.reachable >= need) throw new ApiError(503, 'ENOLEADER', 'no leader yet: an election is in progress; retry in a moment');
+    throw new ApiError(503, 'ENOQUORUM', `no quorum: ${r.reachable} of ${r.total} managers reachable (need ${need})`);
   }
 
   /**
