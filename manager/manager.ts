@@ -177,20 +177,15 @@ export class Manager {
 
   /** Is this DER certificate a valid, unrevoked certificate of this cluster with one of `roles`? */
   certAllowed(raw: Buffer | undefined, ...roles: string[]): boolean {
-    if (!raw) return false;
-    const pem = derToPem(raw);
-    const c = this.cluster();
-    const denied = new Set<string>([...(c?.denyList?.removedNodes ?? []), ...(c?.denyList?.revokedSerials ?? [])]);
-    const res = verifyNodeCertificate(pem, { caCertPem: this.opts.tls.ca, clusterId: this.opts.clusterId, denied });
-    return res.ok && roles.includes(res.info.role);
+    return this.certProblem(raw, roles) === null;
   }
 
-  /** The reason a certificate is refused, or null. */
+  /** The reason a (DER) certificate is refused, or null. */
   certProblem(raw: Buffer | undefined, roles: string[]): string | null {
     if (!raw) return 'a client certificate is required';
     const c = this.cluster();
     const denied = new Set<string>([...(c?.denyList?.removedNodes ?? []), ...(c?.denyList?.revokedSerials ?? [])]);
-    const res = verifyNodeCertificate(derToPem(raw), { caCertPem: this.opts.tls.ca, clusterId: this.opts.clusterId, denied });
+    const res = verifyNodeCertificate(raw, { caCertPem: this.opts.tls.ca, clusterId: this.opts.clusterId, denied });
     if (!res.ok) return res.reason;
     if (!roles.includes(res.info.role)) return `a ${res.info.role} certificate may not call this endpoint (needs ${roles.join(' or ')})`;
     return null;
@@ -905,8 +900,4 @@ function signOrBadRequest(o: Parameters<typeof signNodeCertificate>[0]) {
   }
 }
 
-function derToPem(raw: Buffer): string {
-  const b64 = raw.toString('base64').replace(/(.{64})/g, '$1\n');
-  return `-----BEGIN CERTIFICATE-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END CERTIFICATE-----\n`;
-}
 
