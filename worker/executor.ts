@@ -2,7 +2,7 @@
 // to this node; the executor converges on it and reports every state change. Shoal's container engine
 // (worker/engine) implements it for real; FakeExecutor runs no processes, so the real manager code can be
 // driven by hundreds of simulated agents.
-import type { TaskState, TaskTemplate } from '../manager/store/objects.ts';
+import type { NetworkAttachment, TaskState, TaskTemplate } from '../manager/store/objects.ts';
 
 export interface TaskAssignment {
   id: string;
@@ -14,6 +14,10 @@ export interface TaskAssignment {
   desiredState: TaskState;
   /** The last state the managers recorded for it. */
   state: TaskState;
+  /** Overlay attachments allocated by the managers (addresses in CIDR form). */
+  networks?: NetworkAttachment[];
+  /** The image digest the managers pinned (`sha256:…`), when resolved. */
+  imageDigest?: string;
 }
 
 export interface TaskStatusUpdate {
