@@ -22,6 +22,7 @@ import { cleanPath, decompress, detectCompression, DIGEST_RE, ensureDirs, ImageE
 import type { ImageSpec, LayerRef } from './archive.ts';
 import type { ArchiveDir } from './archive.ts';
 import { readTar } from './tar.ts';
+import { TarFileWriter } from './tar-write.ts';
 import type { TarEntry } from './tar.ts';
 
 const execFileP = promisify(execFile);
@@ -61,6 +62,20 @@ export interface ImageInfo {
   /** Chain ids, bottom layer first. */
   chainIds: string[];
   loadedAt: string;
+}
+
+/** layers/<chainid>/layer.json */
+export interface LayerMeta {
+  chainId: string;
+  diffId: string;
+  parent: string | null;
+  /** Bytes of file data unpacked. */
+  size: number;
+  /** The layer blob as received (absent for layers unpacked by an older Shoal). */
+  blobDigest?: string;
+  blobSize?: number;
+  compression?: 'gzip' | 'zstd' | 'none';
+  unpackedAt: string;
 }
 
 export interface ImageConfig {
@@ -159,7 +174,13 @@ export class ImageStore {
     } catch (e) {
       // the image is refused as a whole: drop the layers this load added that no image uses
       const used = new Set(this.readRecords().flatMap((r) => r.chainIds));
-      for (const cid of fresh) if (!used.has(cid)) await fsp.rm(path.join(this.root, 'layers', hex(cid)), { recursive: true, force: true });
+      for (const cid of fresh) {
+        if (used.has(cid)) continue;
+        const blob = this.layerMeta(cid)?.blobDigest;
+        await fsp.rm(path.join(this.root, 'layers', hex(cid)), { recursive: true, force: true });
+        const shared = blob !== undefined && [...used].some((c) => this.layerMeta(c)?.blobDigest === blob); // same bytes atop another parent
+        if (blob && !shared) await fsp.rm(path.join(this.root, 'blobs', 'sha256', hex(blob)), { force: true });
+      }
       throw e;
     }
     await this.putBlob(spec.config, spec.configDigest);
@@ -217,10 +238,14 @@ export class ImageStore {
       const L = this.limits;
       const blobHash = createHash('sha256');
       let compressed = 0;
+      // The layer's blob is kept as it came (compressed or not) so the node can hand the image on to
+      // others byte for byte (cluster-internal distribution): re-packing would change its digests.
+      const blobFile = await fsp.open(path.join(work, 'blob'), 'w', 0o600);
       const raw = (async function* () {
         for await (const c of a.stream(layer.path)) {
           blobHash.update(c);
           compressed += c.length;
+          await blobFile.write(c as Buffer);
           yield c as Buffer;
         }
       })();
@@ -239,15 +264,23 @@ export class ImageStore {
         }
       })();
       const u = new Unpacker(diff, what, L, budget);
-      for await (const e of readTar(tarStream, { buffer: false, drain: true })) await u.entry(e);
+      try {
+        for await (const e of readTar(tarStream, { buffer: false, drain: true })) await u.entry(e);
+      } finally {
+        await blobFile.close();
+      }
       const diffId = `sha256:${diffHash.digest('hex')}`;
       if (diffId !== layer.diffId) throw new ImageError(`${what} (${layer.path}): digest mismatch: uncompressed content hashes to ${diffId}, config says ${layer.diffId}`);
+      const blobDigest = `sha256:${blobHash.digest('hex')}`;
       if (layer.blobDigest) {
-        const got = `sha256:${blobHash.digest('hex')}`;
+        const got = blobDigest;
         if (got !== layer.blobDigest) throw new ImageError(`${what} (${layer.path}): digest mismatch for blob ${layer.blobDigest}: content hashes to ${got}`);
       }
       await u.finish(lowers);
-      const meta = { chainId: cid, diffId: layer.diffId, parent, size: u.bytes, unpackedAt: new Date().toISOString() };
+      const blobDest = path.join(this.root, 'blobs', 'sha256', hex(blobDigest));
+      if (exists(blobDest)) await fsp.rm(path.join(work, 'blob'), { force: true });
+      else await fsp.rename(path.join(work, 'blob'), blobDest);
+      const meta: LayerMeta = { chainId: cid, diffId: layer.diffId, parent, size: u.bytes, blobDigest, blobSize: compressed, compression: kind === 'gzip' ? 'gzip' : 'none', unpackedAt: new Date().toISOString() };
       await fsp.writeFile(path.join(work, 'layer.json'), JSON.stringify(meta, null, 2));
       try {
         await fsp.rename(work, path.join(this.root, 'layers', hex(cid)));
@@ -290,12 +323,16 @@ export class ImageStore {
    * without "sha256:", at least 4 hex digits). An ambiguous prefix throws.
    */
   resolve(ref: string): ImageInfo | undefined {
+    // `name@sha256:…` (a reference pinned by the managers) is found by its digest alone: the digest is
+    // the identity; the name is only what the user called it.
+    const at = ref.indexOf('@');
+    if (at > 0) ref = ref.slice(at + 1);
     const recs = this.readRecords();
     const byName = recs.find((r) => r.name === ref) ?? recs.find((r) => r.name === normalizeName(ref));
     if (byName) return byName;
     const p = ref.startsWith('sha256:') ? ref.slice(7) : ref;
     if (!/^[a-f0-9]{4,64}$/.test(p)) return undefined;
-    const hits = recs.filter((r) => hex(r.digest).startsWith(p));
+    const hits = recs.filter((r) => hex(r.digest).startsWith(p) || (p.length === 64 && r.manifestDigest !== undefined && hex(r.manifestDigest) === p));
     const digests = new Set(hits.map((r) => r.digest));
     if (digests.size > 1) throw new ImageError(`image reference ${ref} is ambiguous (${digests.size} images match)`);
     return hits[0];
@@ -354,10 +391,80 @@ export class ImageStore {
     return removed;
   }
 
+  /** A layer's metadata (null when missing or unreadable). */
+  layerMeta(chainId: string): LayerMeta | null {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(this.root, 'layers', hex(chainId), 'layer.json'), 'utf8')) as LayerMeta;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The path of a stored blob (config, manifest or layer), or null. */
+  blobPath(digest: string): string | null {
+    if (!DIGEST_RE.test(digest)) return null;
+    const p = path.join(this.root, 'blobs', 'sha256', hex(digest));
+    return exists(p) ? p : null;
+  }
+
+  /**
+   * Writes the image as an OCI image layout tar to `dest` (config, the layers' original blobs and a
+   * manifest naming them), which `load()` on another node accepts: the receiver re-verifies every digest.
+   */
+  async exportImage(ref: string, dest: string): Promise<{ name: string; digest: string; bytes: number }> {
+    const r = this.must(ref);
+    const layers = r.chainIds.map((c) => {
+      const m = this.layerMeta(c);
+      const p = m?.blobDigest ? this.blobPath(m.blobDigest) : null;
+      if (!m || !p) throw new ImageError(`image ${r.name}: layer ${c.slice(0, 19)} has no stored blob (it was loaded by an older Shoal); load the image again`);
+      return { meta: m, path: p };
+    });
+    const configPath = this.blobPath(r.digest);
+    if (!configPath) throw new ImageError(`image ${r.name}: config blob ${r.digest} missing`);
+    const config = await fsp.readFile(configPath);
+    const media = (c: LayerMeta['compression']) => `application/vnd.oci.image.layer.v1.tar${c === 'gzip' ? '+gzip' : c === 'zstd' ? '+zstd' : ''}`;
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: r.digest, size: config.length },
+        layers: layers.map((l) => ({ mediaType: media(l.meta.compression), digest: l.meta.blobDigest, size: l.meta.blobSize })),
+      }),
+    );
+    const manifestDigest = sha256(manifest);
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': r.name } }],
+      }),
+    );
+    const w = new TarFileWriter(dest);
+    try {
+      await w.add('oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+      await w.add('index.json', index);
+      await w.add(`blobs/sha256/${hex(manifestDigest)}`, manifest);
+      await w.add(`blobs/sha256/${hex(r.digest)}`, config);
+      const seen = new Set<string>();
+      for (const l of layers) {
+        if (seen.has(l.meta.blobDigest!)) continue;
+        seen.add(l.meta.blobDigest!);
+        await w.addFile(`blobs/sha256/${hex(l.meta.blobDigest!)}`, l.path);
+      }
+      return { name: r.name, digest: r.digest, bytes: await w.close() };
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+  }
+
   private async gc(): Promise<void> {
     const recs = this.readRecords();
     const layers = new Set(recs.flatMap((r) => r.chainIds.map(hex)));
     const blobs = new Set(recs.flatMap((r) => [r.digest, ...(r.manifestDigest ? [r.manifestDigest] : [])].map(hex)));
+    for (const r of recs) for (const c of r.chainIds) {
+      const m = this.layerMeta(c);
+      if (m?.blobDigest) blobs.add(hex(m.blobDigest));
+    }
     for (const l of await fsp.readdir(path.join(this.root, 'layers'))) {
       if (!layers.has(l)) await fsp.rm(path.join(this.root, 'layers', l), { recursive: true, force: true });
     }
