@@ -168,7 +168,7 @@ Services:
   shoal service update [OPTIONS] SERVICE | rollback SERVICE
 Daemon and lab:
   shoal daemon [--state-dir DIR] [--hostname NAME] [--executor engine|test]
-  shoal image load [--state-dir DIR] [--tag NAME:TAG] ARCHIVE | image ls [--state-dir DIR]
+  shoal image load [--state-dir DIR] [--tag NAME:TAG] ARCHIVE | image ls|rm IMAGE...|prune [--state-dir DIR]
   shoal lab up [--managers 3] [--workers 2] [--name shoal] | lab down [--name shoal] [--force] | lab ls
 
 Global: --context FILE (default $SHOAL_CONTEXT or ~/.shoal/context.json), --format table|json`;
@@ -217,7 +217,19 @@ export async function main(argv: string[]): Promise<number> {
         console.log(table(rows));
         return 0;
       }
-      throw new CliError(`unknown image command '${sub ?? ''}' (load, ls)`);
+      if (sub === 'rm') {
+        if (positionals.length === 0) throw new CliError('image rm needs at least one image');
+        const r = await localCall(stateDir, 'POST', '/images/rm', { refs: positionals });
+        for (const x of r.removed as string[]) console.log(`Untagged: ${x}`);
+        return 0;
+      }
+      if (sub === 'prune') {
+        const r = await localCall(stateDir, 'POST', '/images/prune', {});
+        for (const x of r.removed as string[]) console.log(`Deleted: ${x}`);
+        console.log(`${(r.removed as string[]).length} image(s) removed; layers no image uses were garbage-collected`);
+        return 0;
+      }
+      throw new CliError(`unknown image command '${sub ?? ''}' (load, ls, rm, prune)`);
     }
     case 'lab': {
       const { labCmd } = await import('./lab.ts');

@@ -18,6 +18,8 @@ import type { Executor } from '../worker/executor.ts';
 import { FakeExecutor } from '../worker/fake-executor.ts';
 import { EngineExecutor, type ImageResolver } from '../worker/engine/executor.ts';
 import { ImageStore, mountRootfs, unmountRootfs } from '../worker/images/store.ts';
+import { PullingExecutor } from '../worker/image-puller.ts';
+import { ImageFetcher, resolveInCluster, serveImages } from './images.ts';
 
 export interface NodeState {
   nodeId: string;
@@ -116,6 +118,24 @@ export class Daemon {
         }
       }
       if (req.method === 'GET' && path === '/images') return sendJson(res, 200, this.imageStore().list());
+      if (req.method === 'POST' && (path === '/images/rm' || path === '/images/prune')) {
+        const b = (await readJson(req)) as { refs?: unknown; all?: unknown };
+        const inUse = this.puller?.imagesInUse() ?? new Set<string>();
+        const store = this.imageStore();
+        if (path === '/images/prune') return sendJson(res, 200, { removed: await store.prune(inUse) });
+        if (!Array.isArray(b.refs) || b.refs.length === 0) throw badRequest('image rm needs at least one image');
+        const removed: string[] = [];
+        for (const ref of b.refs as unknown[]) {
+          if (typeof ref !== 'string') throw badRequest('image references must be strings');
+          const info = store.resolve(ref);
+          if (!info) throw new ApiError(404, 'ENOTFOUND', `no such image: ${ref}`);
+          const user = [...inUse].find((u) => store.resolve(u)?.digest === info.digest);
+          if (user) throw new ApiError(409, 'EINUSE', `image ${ref} is in use by a task on this node (${user})`);
+          await store.rm(ref);
+          removed.push(ref);
+        }
+        return sendJson(res, 200, { removed });
+      }
       throw new ApiError(404, 'ENOTFOUND', `no local endpoint ${req.method} ${path}`);
     } catch (e) {
       sendError(res, e);
@@ -294,6 +314,9 @@ export class Daemon {
   }
 
   private images: ImageStore | null = null;
+  /** The container engine, when this node runs real containers. */
+  engine: EngineExecutor | null = null;
+  private puller: PullingExecutor | null = null;
 
   /** The node's image store (created on first use under <state-dir>/images). */
   imageStore(): ImageStore {
@@ -326,7 +349,10 @@ export class Daemon {
     };
     // Inside a lab host the cgroup parent carries the host's name, so labs never share a parent.
     const parent = process.env.SHOAL_LAB_HOST ? `shoal-${process.env.SHOAL_LAB_NAME ?? 'lab'}-${process.env.SHOAL_LAB_HOST}` : 'shoal';
-    return new EngineExecutor({ root: this.path('tasks'), images: resolver, cgroupParent: parent, log: (l) => this.log(l) });
+    this.engine = new EngineExecutor({ root: this.path('tasks'), images: resolver, cgroupParent: parent, log: (l) => this.log(l) });
+    const fetcher = new ImageFetcher(store, () => this.agent?.knownManagers() ?? this.state?.managers ?? [], () => this.creds(), (l) => this.log(l));
+    this.puller = new PullingExecutor(this.engine, fetcher);
+    return this.puller;
   }
 
   private async startManager(bootstrap: boolean): Promise<void> {
@@ -361,6 +387,16 @@ export class Daemon {
       bootstrap,
       ...(this.opts.timing ? { timing: this.opts.timing } : {}),
       log: (l) => this.log(`manager: ${l}`),
+      // Real containers need real images: pin every service image to a digest some manager holds.
+      ...(this.opts.executor === 'engine'
+        ? {
+            resolveImage: (ref: string) => {
+              const self = this.state!.advertise;
+              const peers = (this.manager?.managerAddrs() ?? []).map((a) => a.addr).filter((a) => a !== self);
+              return resolveInCluster(ref, this.imageStore(), peers, this.creds());
+            },
+          }
+        : {}),
     });
     await this.manager.start();
   }
@@ -414,6 +450,7 @@ export class Daemon {
     try {
       if (!m) throw new ApiError(503, 'ENOTMANAGER', 'this node is not a manager');
       if (await m.handlePublic(req, res)) return;
+      if (await serveImages(req, res, () => this.imageStore(), (raw, roles) => m.certProblem(raw, roles))) return;
       const path = (req.url ?? '').split('?')[0] ?? '';
       if (!path.startsWith('/v1/')) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
       const tls = req.socket as TLSSocket;

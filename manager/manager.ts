@@ -41,6 +41,8 @@ export interface ManagerOptions {
   bootstrap?: boolean;
   timing?: ManagerTiming;
   log?: (line: string) => void;
+  /** Pins service images to digests (see ServiceApiDeps.resolveImage). */
+  resolveImage?: (ref: string) => Promise<string>;
 }
 
 export function newId(): string {
@@ -232,6 +234,7 @@ export class Manager {
       requireLeader: () => this.requireLeader(),
       linearizable: () => this.linearizable(),
       write: (fn) => this.write(fn),
+      ...(this.opts.resolveImage ? { resolveImage: this.opts.resolveImage } : {}),
     });
     r.add('GET', '/v1/info', async () => ({ ...this.raftInfo(), clusterId: this.opts.clusterId }));
     r.add('GET', '/v1/cluster', async () => {

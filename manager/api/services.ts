@@ -12,6 +12,29 @@ export interface ServiceApiDeps {
   requireLeader: () => void;
   linearizable: () => Promise<void>;
   write: (fn: Parameters<Store['update']>[0]) => Promise<void>;
+  /**
+   * Pins an image reference to a digest (`name:tag@sha256:…`) so every node runs the same bytes; throws
+   * with the reason when no manager (or registry) has it. Absent: images are used as given (test executor).
+   */
+  resolveImage?: (ref: string) => Promise<string>;
+}
+
+/** The image part of a pinned reference's name (`busybox:latest@sha256:…` → `busybox:latest`). */
+function imageName(ref: string): string {
+  const at = ref.indexOf('@');
+  return at < 0 ? ref : ref.slice(0, at);
+}
+
+async function pin(d: ServiceApiDeps, spec: ServiceSpec, prev?: ServiceSpec): Promise<void> {
+  if (!d.resolveImage) return;
+  // An update that leaves the (already pinned) image alone keeps its digest, as Docker does with
+  // --no-resolve-image semantics for an unchanged image field.
+  if (prev && spec.task.image === prev.task.image && prev.task.image.includes('@')) return;
+  try {
+    spec.task = { ...spec.task, image: await d.resolveImage(spec.task.image) };
+  } catch (e) {
+    throw badRequest(`image ${imageName(spec.task.image)}: ${(e as Error).message}`, { field: 'task.image' });
+  }
 }
 
 function validate(spec: unknown): ServiceSpec {
@@ -39,6 +62,7 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     const body = (await readJson(req)) as { spec?: unknown };
     const spec = validate(body.spec);
     d.requireLeader();
+    await pin(d, spec);
     const id = d.newId();
     await d.write((tx) => {
       tx.create({ id, kind: 'service', spec, specVersion: 1, status: {} } as never);
@@ -66,6 +90,7 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
       throw conflict(`service ${cur.spec.name} changed since you read it (version ${body.version}, now ${cur.version}); retry`);
     }
     const next = validate(body.spec ?? cur.spec);
+    await pin(d, next, cur.spec);
     if (body.force) next.task = { ...next.task, forceUpdate: (cur.spec.task.forceUpdate ?? 0) + 1 };
     const diff = specDiff(cur.spec, next);
     if (diff.renamed) throw badRequest('name: a service cannot be renamed');

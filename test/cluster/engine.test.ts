@@ -1,6 +1,7 @@
 // Service tasks as real containers on lab hosts: daemons run the engine executor; an image built by the
-// test (busybox, OCI layout) is loaded on each host with `shoal image load`; a service's tasks become
-// isolated containers (own PID namespace, the image as root) and are stopped when the service goes.
+// test (busybox, OCI layout) is loaded on the manager only with `shoal image load`; `service create` pins
+// it to its digest, the worker fetches it from the manager over mutual TLS, the tasks become isolated
+// containers (own PID namespace, the image as root) and are stopped when the service goes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
@@ -14,6 +15,12 @@ import { ClusterLab, waitFor } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';
 
 const NAME = `e${process.pid % 10000}`;
+
+function localImages(stateDir: string): { name: string; digest: string }[] {
+  const dir = join(stateDir, 'images', 'images');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')));
+}
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');
 
 describe('service tasks as real containers on lab hosts', { concurrency: false }, () => {
@@ -26,7 +33,7 @@ describe('service tasks as real containers on lab hosts', { concurrency: false }
     c = await ClusterLab.up({ name: NAME, managers: 1, workers: 1, executor: 'engine' });
     const archive = join(tmp, 'base.tar');
     writeFileSync(archive, tarFiles(ociFiles([{ ...baseImage('shoal/busybox:1'), cmd: ['/bin/sh'] }])));
-    for (const h of ['h1', 'h2']) await localCall(c.stateDir(h), 'POST', '/images/load', { path: archive });
+    await localCall(c.stateDir('h1'), 'POST', '/images/load', { path: archive });
   });
 
   after(async () => {
@@ -40,17 +47,29 @@ describe('service tasks as real containers on lab hosts', { concurrency: false }
       execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 60_000 }, (e, out, err) => res({ code: e ? 1 : 0, out: String(out), err: String(err) }));
     });
 
-  it('image ls lists the loaded image on a node', async () => {
-    const r = await sh('image', 'ls', '--state-dir', c.stateDir('h2'));
+  it('image ls lists the loaded image on the manager, not (yet) on the worker', async () => {
+    const r = await sh('image', 'ls', '--state-dir', c.stateDir('h1'));
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /shoal\/busybox:1/);
+    const w = await sh('image', 'ls', '--state-dir', c.stateDir('h2'));
+    assert.doesNotMatch(w.out, /shoal\/busybox:1/);
   });
 
   it('a service runs as isolated containers from the image, and stops when removed', async () => {
     const r = await sh('service', 'create', '--name', 'box', '--replicas', '2', 'shoal/busybox:1', 'sh', '-c', 'echo pid=$$; ls /data; sleep 300');
     assert.equal(r.code, 0, r.err + r.out);
+    const svc = (await c.control('GET', '/v1/services/box')) as any;
+    const digest = localImages(c.stateDir('h1')).find((i) => i.name === 'shoal/busybox:1')!.digest;
+    assert.equal(svc.spec.task.image, `shoal/busybox:1@${digest}`, 'the image is pinned to its digest');
     const tasks = (await c.control('GET', '/v1/tasks?service=box')) as any[];
     assert.equal(tasks.filter((t) => t.status.state === 'running').length, 2);
+    assert.deepEqual(new Set(tasks.map((t) => t.nodeId)).size, 2, 'one task per node (spread)');
+    // the worker fetched the image from the manager: same digest on both nodes
+    assert.equal(localImages(c.stateDir('h2')).find((i) => i.digest === digest)?.name, 'shoal/busybox:1');
+    // an image in use cannot be removed from a node
+    const rmImg = await sh('image', 'rm', '--state-dir', c.stateDir('h2'), 'shoal/busybox:1');
+    assert.notEqual(rmImg.code, 0);
+    assert.match(rmImg.err, /in use by a task/);
     // Each running task has a shim state file with a live container PID 1 and a log showing pid=1.
     for (const t of tasks) {
       const host = (await c.nodes()).find((n: any) => n.id === t.nodeId).description.hostname as string;
@@ -64,14 +83,19 @@ describe('service tasks as real containers on lab hosts', { concurrency: false }
     assert.equal(rm.code, 0, rm.err);
     await waitFor(async () => ((await c.control('GET', '/v1/tasks?service=box').catch(() => [])) as any[]).length === 0 || true, 1000, 'removal');
     await waitFor(() => ['h1', 'h2'].every((h) => !existsSync(join(c.stateDir(h), 'tasks')) || readdirSync(join(c.stateDir(h), 'tasks')).length === 0), 20_000, 'containers stopped and cleaned up');
+    // once no task uses it, prune removes it from the worker (and its layers)
+    await waitFor(async () => {
+      await sh('image', 'prune', '--state-dir', c.stateDir('h2'));
+      return !localImages(c.stateDir('h2')).some((i) => i.name === 'shoal/busybox:1');
+    }, 10_000, 'image pruned');
+    assert.deepEqual(readdirSync(join(c.stateDir('h2'), 'images', 'layers')), []);
   });
 
-  it('an image that is not on the node is rejected with a reason', async () => {
+  it('an image no manager has fails the command right away, naming the image', async () => {
     const r = await sh('service', 'create', '-d', '--name', 'ghost', 'nothere:1');
-    assert.equal(r.code, 0, r.err);
-    await waitFor(async () => ((await c.control('GET', '/v1/tasks?service=ghost&all=1')) as any[]).some((t) => t.status.state === 'rejected'), 10_000, 'rejected task');
-    const t = ((await c.control('GET', '/v1/tasks?service=ghost&all=1')) as any[]).find((x) => x.status.state === 'rejected');
-    assert.match(t.status.err, /image nothere:1 is not present on this node/);
-    await sh('service', 'rm', 'ghost');
+    assert.notEqual(r.code, 0);
+    assert.match(r.err, /image nothere:1: not found on any manager/);
+    const services = (await c.control('GET', '/v1/services')) as any[];
+    assert.ok(!services.some((s) => s.spec.name === 'ghost'), 'nothing was created');
   });
 });
