@@ -166,6 +166,8 @@ Services:
   shoal service create [OPTIONS] IMAGE [COMMAND [ARG...]]   (docker service create flags)
   shoal service ls | ps [--all] SERVICE | inspect SERVICE | scale SERVICE=N | rm SERVICE
   shoal service update [OPTIONS] SERVICE | rollback SERVICE
+  shoal service logs [-f] [--tail N] [--since 10m|TIME] [-t] [--raw] SERVICE
+  shoal task logs [...] TASK | task exec [--timeout S] TASK -- COMMAND [ARG...]
 Daemon and lab:
   shoal daemon [--state-dir DIR] [--hostname NAME] [--executor engine|test]
   shoal image load [--state-dir DIR] [--tag NAME:TAG] ARCHIVE | image ls|rm IMAGE...|prune [--state-dir DIR]
@@ -198,8 +200,25 @@ export async function main(argv: string[]): Promise<number> {
         else if (a === '--format' && (sub === 'ls' || sub === 'ps')) format = rest[++i];
         else restArgs.push(a);
       }
+      if (sub === 'logs') {
+        const { logsCmd } = await import('./logs.ts');
+        return logsCmd(loadContext(contextPath(ctxFlag)), 'service', restArgs);
+      }
       const { serviceCmd } = await import('./service.ts');
       return serviceCmd(loadContext(contextPath(ctxFlag)), sub, restArgs, format);
+    }
+    case 'task': {
+      let ctxFlag: string | undefined;
+      const restArgs: string[] = [];
+      for (let i = 0; i < rest.length; i++) {
+        const a = rest[i]!;
+        if (a === '--context' && !restArgs.includes('--')) ctxFlag = rest[++i];
+        else restArgs.push(a);
+      }
+      const { logsCmd, taskExecCmd } = await import('./logs.ts');
+      if (sub === 'logs') return logsCmd(loadContext(contextPath(ctxFlag)), 'task', restArgs);
+      if (sub === 'exec') return taskExecCmd(loadContext(contextPath(ctxFlag)), restArgs);
+      throw new CliError(`unknown task command '${sub ?? ''}' (logs, exec)`);
     }
     case 'image': {
       const { values, positionals } = opts(rest, { 'state-dir': { type: 'string' }, tag: { type: 'string' } });

@@ -10,6 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ApiError, Router, badRequest, conflict, notFound, readJson, sendError, sendJson, queryParam } from './api/http.ts';
 import { registerServiceRoutes } from './api/services.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
+import { RemoteCalls, registerRemoteRoutes } from './api/remote.ts';
 import { Orchestrator } from './orchestrator/runner.ts';
 import { caDigest, signNodeCertificate, verifyNodeCertificate } from './ca/pki.ts';
 import { formatJoinToken, makeJoinToken, parseJoinToken, tokenMatches, RateLimiter } from './ca/tokens.ts';
@@ -235,6 +236,13 @@ export class Manager {
       linearizable: () => this.linearizable(),
       write: (fn) => this.write(fn),
       ...(this.opts.resolveImage ? { resolveImage: this.opts.resolveImage } : {}),
+      usageOf: (id) => this.remote.usageOf(id),
+    });
+    registerRemoteRoutes(r, {
+      store: this.store,
+      calls: this.remote,
+      requireLeader: () => this.requireLeader(),
+      linearizable: () => this.linearizable(),
     });
     r.add('GET', '/v1/info', async () => ({ ...this.raftInfo(), clusterId: this.opts.clusterId }));
     r.add('GET', '/v1/cluster', async () => {
@@ -490,7 +498,10 @@ export class Manager {
       void this.onAgentMessage(s, m, send).catch((e) => send({ t: 'error', message: (e as Error).message }));
     });
     ws.on('close', () => {
-      if (this.sessions.get(nodeId) === s) this.sessions.delete(nodeId);
+      if (this.sessions.get(nodeId) === s) {
+        this.sessions.delete(nodeId);
+        this.remote.nodeGone(nodeId);
+      }
     });
   }
 
@@ -527,6 +538,18 @@ export class Manager {
         this.log(`node ${s.nodeId} promoted: joining Raft as a learner at ${m.advertise}`);
         return;
       }
+      case 'log':
+        this.remote.onLog(s.nodeId, m.req, m.lines);
+        return;
+      case 'log-end':
+        this.remote.onLogEnd(s.nodeId, m.req, m.error);
+        return;
+      case 'exec-result':
+        this.remote.onExecResult(s.nodeId, m);
+        return;
+      case 'usage':
+        this.remote.onUsage(Date.now(), m.tasks);
+        return;
       case 'status':
         this.liveness.heartbeat(s.nodeId, Date.now());
         for (const u of m.updates) this.statusQueue.push({ nodeId: s.nodeId, u });
@@ -622,6 +645,13 @@ export class Manager {
   private statusTimer: NodeJS.Timeout | null = null;
   /** Leader-only control loops (orchestrator, scheduler, …) started and stopped with leadership. */
   readonly leaderHooks: { start(): void; stop(): void }[] = [];
+  /** Logs / exec requests to nodes over their sessions, and the usage they report. */
+  readonly remote = new RemoteCalls((nodeId, m) => {
+    const s = this.sessions.get(nodeId);
+    if (!s || s.ws.readyState !== s.ws.OPEN) return false;
+    s.ws.send(JSON.stringify(m));
+    return true;
+  });
 
   private markAssignments(nodeId: string): void {
     if (!this.sessions.has(nodeId)) return;

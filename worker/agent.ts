@@ -4,7 +4,8 @@
 import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
-import { DISPATCHER_PATH, type AgentToManager, type ManagerAddr, type ManagerToAgent } from '../manager/dispatcher/protocol.ts';
+import { DISPATCHER_PATH, type AgentToManager, type LogLine, type ManagerAddr, type ManagerToAgent, type TaskUsage } from '../manager/dispatcher/protocol.ts';
+import type { NetView } from '../overlay-net/types.ts';
 import { expandTemplates } from '../manager/service/templates.ts';
 import type { Executor, TaskAssignment, TaskStatusUpdate } from './executor.ts';
 
@@ -32,7 +33,19 @@ export interface AgentOptions {
   managerAdvertise?: () => string | null;
   /** Runs the tasks the managers assign (absent: the node accepts no tasks). */
   executor?: Executor;
+  /** Logs, exec and usage of the executor's containers (absent: requests are answered with an error). */
+  tools?: AgentTools;
+  /** The overlay networks this node takes part in changed. */
+  onNetwork?: (view: NetView) => void;
+  /** How often to report task usage (default 5 s). */
+  usagePeriodMs?: number;
   random?: () => number;
+}
+
+export interface AgentTools {
+  logs?(taskId: string, opts: { tail?: number; since?: Date; follow?: boolean; signal: AbortSignal }): AsyncIterable<{ ts: string; stream: 'stdout' | 'stderr'; line: string }>;
+  exec?(taskId: string, args: string[], opts: { timeoutMs: number }): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>;
+  usage?(): Record<string, TaskUsage>;
 }
 
 export type AgentState = 'connecting' | 'ready' | 'stopped';
@@ -74,11 +87,17 @@ export class Agent {
 
   start(): void {
     this.connect();
+    if (this.opts.tools?.usage) {
+      this.usageTimer = setInterval(() => this.reportUsage(), this.opts.usagePeriodMs ?? 5_000);
+      this.usageTimer.unref();
+    }
   }
 
   stop(): void {
     this.state = 'stopped';
     if (this.statusTimer) clearTimeout(this.statusTimer);
+    if (this.usageTimer) clearInterval(this.usageTimer);
+    for (const ac of this.logReqs.values()) ac.abort();
     void this.opts.executor?.close();
     if (this.hbTimer) clearInterval(this.hbTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -165,6 +184,7 @@ export class Agent {
       this.ws = null;
       if (this.hbTimer) clearInterval(this.hbTimer);
       this.hbTimer = null;
+      for (const ac of this.logReqs.values()) ac.abort(); // the manager that asked is gone
       if (this.state === 'stopped') return;
       this.state = 'connecting';
       this.connectedTo = null;
@@ -216,6 +236,85 @@ export class Agent {
       case 'error':
         this.log(`agent: manager says: ${m.message}`);
         return;
+      case 'network':
+        this.opts.onNetwork?.(m.view);
+        return;
+      case 'logs':
+        void this.serveLogs(m);
+        return;
+      case 'logs-cancel':
+        this.logReqs.get(m.req)?.abort();
+        return;
+      case 'exec':
+        void this.serveExec(m);
+        return;
+    }
+  }
+
+  private logReqs = new Map<string, AbortController>();
+
+  /** Streams the requested tasks' logs in batches (at most one message per 50 ms per request). */
+  private async serveLogs(m: Extract<ManagerToAgent, { t: 'logs' }>): Promise<void> {
+    const logs = this.opts.tools?.logs;
+    if (!logs) {
+      this.send({ t: 'log-end', req: m.req, error: 'this node keeps no container logs (test executor)' });
+      return;
+    }
+    const ac = new AbortController();
+    this.logReqs.set(m.req, ac);
+    let batch: LogLine[] = [];
+    let timer: NodeJS.Timeout | null = null;
+    const flush = () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      if (batch.length > 0) this.send({ t: 'log', req: m.req, lines: batch });
+      batch = [];
+    };
+    const errors: string[] = [];
+    await Promise.all(
+      m.taskIds.map(async (taskId) => {
+        try {
+          const opts = { ...(m.tail !== undefined ? { tail: m.tail } : {}), ...(m.since ? { since: new Date(m.since) } : {}), follow: m.follow === true, signal: ac.signal };
+          for await (const l of logs(taskId, opts)) {
+            if (ac.signal.aborted) break;
+            batch.push({ taskId, ts: l.ts, stream: l.stream, line: l.line });
+            if (batch.length >= 500) flush();
+            else timer ??= setTimeout(flush, 50);
+          }
+        } catch (e) {
+          if (!ac.signal.aborted) errors.push(`task ${taskId}: ${(e as Error).message}`);
+        }
+      }),
+    );
+    flush();
+    this.logReqs.delete(m.req);
+    this.send({ t: 'log-end', req: m.req, ...(errors.length ? { error: errors.join('; ') } : {}) });
+  }
+
+  private async serveExec(m: Extract<ManagerToAgent, { t: 'exec' }>): Promise<void> {
+    const exec = this.opts.tools?.exec;
+    if (!exec) {
+      this.send({ t: 'exec-result', req: m.req, error: 'this node cannot exec into tasks (test executor)' });
+      return;
+    }
+    try {
+      const r = await exec(m.taskId, m.args, { timeoutMs: m.timeoutMs });
+      this.send({ t: 'exec-result', req: m.req, exitCode: r.exitCode, stdout: r.stdout.toString('base64'), stderr: r.stderr.toString('base64') });
+    } catch (e) {
+      this.send({ t: 'exec-result', req: m.req, error: (e as Error).message });
+    }
+  }
+
+  private usageTimer: NodeJS.Timeout | null = null;
+
+  private reportUsage(): void {
+    const usage = this.opts.tools?.usage;
+    if (!usage || this.state !== 'ready') return;
+    try {
+      const tasks = usage();
+      if (Object.keys(tasks).length > 0) this.send({ t: 'usage', at: Date.now(), tasks });
+    } catch (e) {
+      this.log(`agent: usage: ${(e as Error).message}`);
     }
   }
 

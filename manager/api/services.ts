@@ -17,6 +17,8 @@ export interface ServiceApiDeps {
    * with the reason when no manager (or registry) has it. Absent: images are used as given (test executor).
    */
   resolveImage?: (ref: string) => Promise<string>;
+  /** Latest CPU/memory usage a node reported for a task (leader only). */
+  usageOf?: (taskId: string) => unknown;
 }
 
 /** The image part of a pinned reference's name (`busybox:latest@sha256:…` → `busybox:latest`). */
@@ -166,7 +168,11 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
       tasks = d.store.view((tx) => tx.list('task')) as Task[];
     }
     if (!all) tasks = tasks.filter((t) => t.desiredState === 'running' || t.desiredState === 'complete' || !['complete', 'shutdown', 'failed', 'rejected', 'orphaned', 'remove'].includes(t.status.state));
-    return tasks;
+    const usage = d.usageOf;
+    return usage ? tasks.map((t) => {
+      const u = usage(t.id);
+      return u ? { ...t, usage: u } : t;
+    }) : tasks;
   });
 }
 
