@@ -28,7 +28,7 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
       if (!Number.isInteger(workers) || workers < 0 || workers > 50) throw new CliError('--workers must be 0..50');
       const t0 = Date.now();
       const stamp = () => `[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s]`;
-      const c = await ClusterLab.up({ name, managers, workers, log: (l) => console.log(`${stamp()} ${l}`) });
+      const c = await ClusterLab.up({ name, managers, workers, executor: 'engine', log: (l) => console.log(`${stamp()} ${l}`) });
       const ctxPath = v.context ?? process.env.SHOAL_CONTEXT ?? join(homedir(), '.shoal', 'context.json');
       saveContext(ctxPath, c.ctx);
       console.log(`\nLab '${name}' is up: ${managers} managers and ${workers} workers (context: ${ctxPath}).`);

@@ -34,7 +34,7 @@ export interface DaemonOptions {
   stateDir: string;
   /**
    * What runs tasks: 'engine' (real containers: images, overlayfs, cgroups, shoal-shim) or 'test' (the
-   * test executor, no processes). Default 'test' until images are distributed cluster-wide.
+   * test executor, no processes, images taken as given). Default 'engine'.
    */
   executor?: 'engine' | 'test' | (() => Executor);
   hostname?: string;
@@ -327,7 +327,7 @@ export class Daemon {
   private makeExecutor(): Executor {
     const e = this.opts.executor;
     if (typeof e === 'function') return e();
-    if (e !== 'engine') return new FakeExecutor();
+    if (e === 'test') return new FakeExecutor();
     const store = this.imageStore();
     const resolver: ImageResolver = {
       resolve: (ref) => {
@@ -388,7 +388,7 @@ export class Daemon {
       ...(this.opts.timing ? { timing: this.opts.timing } : {}),
       log: (l) => this.log(`manager: ${l}`),
       // Real containers need real images: pin every service image to a digest some manager holds.
-      ...(this.opts.executor === 'engine'
+      ...(this.opts.executor !== 'test' && typeof this.opts.executor !== 'function'
         ? {
             resolveImage: (ref: string) => {
               const self = this.state!.advertise;

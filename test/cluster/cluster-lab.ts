@@ -109,7 +109,8 @@ export class ClusterLab {
     mkdirSync(join(h.dir, 'state'), { recursive: true });
     const args = ['--import', 'tsx', CLI, 'daemon', '--state-dir', join(h.dir, 'state'), '--hostname', h.name];
     if (this.opts.electionMs) args.push('--election-ms', String(this.opts.electionMs));
-    if (this.opts.executor) args.push('--executor', this.opts.executor);
+    // Tests default to the test executor (no processes); `shoal lab up` and engine tests ask for 'engine'.
+    args.push('--executor', this.opts.executor ?? 'test');
     const child = h.spawn(process.execPath, args, { logFile: 'daemon.log', detached: true, cwd: REPO });
     child.unref();
     d.pid = child.pid ?? null;
