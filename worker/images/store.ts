@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { cleanPath, decompress, detectCompression, DIGEST_RE, ensureDirs, ImageError, normalizeName, openArchive, parseArchive, peek, sha256 } from './archive.ts';
 import type { ImageSpec, LayerRef } from './archive.ts';
-import type { ArchiveDir } from './archive.ts';
+import { familiarName } from './reference.ts';
 import { readTar } from './tar.ts';
 import { TarFileWriter } from './tar-write.ts';
 import type { TarEntry } from './tar.ts';
@@ -52,6 +52,14 @@ export const DEFAULT_LIMITS: StoreLimits = {
   ratioMinBytes: 256 * 1024 ** 2,
   maxArchiveBytes: 16 * 1024 ** 3,
 };
+
+/** Where install reads layer blobs from: an opened archive, or the blobs a registry pull downloaded. */
+export interface BlobSource {
+  /** The bytes of the blob a LayerRef's `path` names. */
+  stream(p: string): AsyncIterable<Buffer>;
+}
+
+export type { ImageSpec, LayerRef } from './archive.ts';
 
 export interface ImageInfo {
   name: string;
@@ -156,7 +164,29 @@ export class ImageStore {
     }
   }
 
-  private async install(a: ArchiveDir, spec: ImageSpec, names: string[]): Promise<void> {
+  /**
+   * Installs an image whose blobs come from somewhere other than an archive (a registry pull), with the
+   * same checks, staging and clean-up as load(): every layer blob is hashed and each uncompressed layer
+   * must match its diff id. `spec.config` is checked against `spec.configDigest` and `spec.manifest`
+   * (if any) against `spec.manifestDigest`. With `verifyPresentLayers: false`, a layer whose chain id is
+   * already in the store is not read from the source at all (so a pull need not download it).
+   */
+  async importImage(spec: ImageSpec, source: BlobSource, opts: { names?: string[]; verifyPresentLayers?: boolean } = {}): Promise<{ name: string; digest: string }> {
+    const names = opts.names?.length ? opts.names.map(normalizeName) : spec.names.length ? spec.names : [spec.configDigest];
+    if (sha256(spec.config) !== spec.configDigest) throw new ImageError(`config ${spec.configDigest}: digest mismatch: content hashes to ${sha256(spec.config)}`);
+    if (spec.manifest && spec.manifestDigest && sha256(spec.manifest) !== spec.manifestDigest) {
+      throw new ImageError(`manifest ${spec.manifestDigest}: digest mismatch: content hashes to ${sha256(spec.manifest)}`);
+    }
+    await this.install(source, spec, names, opts.verifyPresentLayers ?? true);
+    return { name: names[0]!, digest: spec.configDigest };
+  }
+
+  /** True if the layer with this chain id is unpacked in the store. */
+  hasLayer(chainId: string): boolean {
+    return DIGEST_RE.test(chainId) && exists(path.join(this.root, 'layers', hex(chainId)));
+  }
+
+  private async install(a: BlobSource, spec: ImageSpec, names: string[], verifyPresent = true): Promise<void> {
     const diffIds = spec.layers.map((l) => l.diffId);
     const chain = chainIds(diffIds);
     const budget: LoadBudget = { total: 0 };
@@ -166,7 +196,7 @@ export class ImageStore {
         const cid = chain[i]!;
         const lowers = chain.slice(0, i).reverse().map((c) => this.layerDiff(c));
         if (exists(path.join(this.root, 'layers', hex(cid)))) {
-          if (layer.blobDigest) await this.verifyBlob(a, layer);
+          if (layer.blobDigest && verifyPresent) await this.verifyBlob(a, layer);
           continue;
         }
         if (await this.unpackLayer(a, layer, cid, i === 0 ? null : chain[i - 1]!, lowers, budget)) fresh.push(cid);
@@ -198,7 +228,7 @@ export class ImageStore {
     }
   }
 
-  private async verifyBlob(a: ArchiveDir, layer: LayerRef): Promise<void> {
+  private async verifyBlob(a: BlobSource, layer: LayerRef): Promise<void> {
     const h = createHash('sha256');
     for await (const c of a.stream(layer.path)) h.update(c);
     const got = `sha256:${h.digest('hex')}`;
@@ -229,7 +259,7 @@ export class ImageStore {
   }
 
   /** Unpacks one layer into layers/<chainid>; true if this call created it. */
-  private async unpackLayer(a: ArchiveDir, layer: LayerRef, cid: string, parent: string | null, lowers: string[], budget: LoadBudget): Promise<boolean> {
+  private async unpackLayer(a: BlobSource, layer: LayerRef, cid: string, parent: string | null, lowers: string[], budget: LoadBudget): Promise<boolean> {
     const what = `layer ${layer.diffId.slice(0, 19)}`;
     const work = path.join(this.tmp, `layer-${randomBytes(6).toString('hex')}`);
     const diff = path.join(work, 'diff');
@@ -249,8 +279,18 @@ export class ImageStore {
           yield c as Buffer;
         }
       })();
-      const { head, all } = await peek(raw);
-      const kind = detectCompression(head, what);
+      // until the tar loop's finally owns it, a failure must close the blob file itself (a source that
+      // fails on its first bytes, a refused compression)
+      const closingOnError = async <T>(f: () => Promise<T> | T): Promise<T> => {
+        try {
+          return await f();
+        } catch (e) {
+          await blobFile.close();
+          throw e;
+        }
+      };
+      const { head, all } = await closingOnError(() => peek(raw));
+      const kind = await closingOnError(() => detectCompression(head, what));
       const diffHash = createHash('sha256');
       let plain = 0;
       const tarStream = (async function* () {
@@ -328,7 +368,8 @@ export class ImageStore {
     const at = ref.indexOf('@');
     if (at > 0) ref = ref.slice(at + 1);
     const recs = this.readRecords();
-    const byName = recs.find((r) => r.name === ref) ?? recs.find((r) => r.name === normalizeName(ref));
+    const familiar = familiarName(ref); // docker.io/library/busybox -> busybox:latest
+    const byName = recs.find((r) => r.name === ref) ?? recs.find((r) => r.name === normalizeName(ref)) ?? (familiar === null ? undefined : recs.find((r) => r.name === familiar));
     if (byName) return byName;
     const p = ref.startsWith('sha256:') ? ref.slice(7) : ref;
     if (!/^[a-f0-9]{4,64}$/.test(p)) return undefined;
@@ -367,7 +408,7 @@ export class ImageStore {
   /** Removes an image: by name removes that tag; by digest removes every tag of it. Then collects garbage. */
   async rm(ref: string): Promise<void> {
     const r = this.must(ref);
-    const byName = r.name === ref || r.name === normalizeName(ref);
+    const byName = r.name === ref || r.name === normalizeName(ref) || r.name === familiarName(ref);
     for (const rec of this.readRecords()) {
       if (byName ? rec.name === r.name : rec.digest === r.digest) await fsp.rm(this.recordPath(rec.name), { force: true });
     }
