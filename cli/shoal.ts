@@ -169,8 +169,9 @@ Services:
   shoal service logs [-f] [--tail N] [--since 10m|TIME] [-t] [--raw] SERVICE
   shoal task logs [...] TASK | task exec [--timeout S] TASK -- COMMAND [ARG...]
 Daemon and lab:
-  shoal daemon [--state-dir DIR] [--hostname NAME] [--executor engine|test]
-  shoal image load [--state-dir DIR] [--tag NAME:TAG] ARCHIVE | image ls|rm IMAGE...|prune [--state-dir DIR]
+  shoal daemon [--state-dir DIR] [--hostname NAME] [--executor engine|test] [--insecure-registry HOST:PORT]...
+  shoal image load [--state-dir DIR] [--tag NAME:TAG] ARCHIVE | image pull REF | image ls|rm IMAGE...|prune [--state-dir DIR]
+    (registry credentials for pull: SHOAL_REGISTRY_USER / SHOAL_REGISTRY_PASSWORD)
   shoal lab up [--managers 3] [--workers 2] [--name shoal] | lab down [--name shoal] [--force] | lab ls
 
 Global: --context FILE (default $SHOAL_CONTEXT or ~/.shoal/context.json), --format table|json`;
@@ -236,6 +237,14 @@ export async function main(argv: string[]): Promise<number> {
         console.log(table(rows));
         return 0;
       }
+      if (sub === 'pull') {
+        if (positionals.length !== 1) throw new CliError('image pull needs one image reference');
+        const user = process.env.SHOAL_REGISTRY_USER;
+        const password = process.env.SHOAL_REGISTRY_PASSWORD;
+        const r = await localCall(stateDir, 'POST', '/images/pull', { ref: positionals[0], ...(user && password ? { username: user, password } : {}) }, 600_000);
+        console.log(`Pulled image: ${r.name} (${String(r.digest).slice(0, 19)})`);
+        return 0;
+      }
       if (sub === 'rm') {
         if (positionals.length === 0) throw new CliError('image rm needs at least one image');
         const r = await localCall(stateDir, 'POST', '/images/rm', { refs: positionals });
@@ -271,13 +280,15 @@ function opts(args: string[], options: OptionSpec): { values: Record<string, any
 }
 
 async function daemonCmd(args: string[]): Promise<number> {
-  const { values } = opts(args, { 'state-dir': { type: 'string' }, hostname: { type: 'string' }, 'election-ms': { type: 'string' }, executor: { type: 'string' } });
+  const { values } = opts(args, { 'state-dir': { type: 'string' }, hostname: { type: 'string' }, 'election-ms': { type: 'string' }, executor: { type: 'string' }, 'insecure-registry': { type: 'string', multiple: true }, 'netns-prefix': { type: 'string' } });
   const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
   if (values.executor !== undefined && values.executor !== 'engine' && values.executor !== 'test') throw new CliError('--executor must be engine or test');
   const d = new Daemon({
     stateDir,
     ...(values.executor ? { executor: values.executor as 'engine' | 'test' } : {}),
     ...(values.hostname ? { hostname: String(values.hostname) } : {}),
+    ...(values['insecure-registry'] ? { insecureRegistries: values['insecure-registry'] as string[] } : {}),
+    ...(values['netns-prefix'] ? { netnsPrefix: String(values['netns-prefix']) } : {}),
     ...(values['election-ms'] ? { timing: { electionMs: Number(values['election-ms']) } } : {}),
   });
   await d.start();

@@ -19,7 +19,8 @@ import { FakeExecutor } from '../worker/fake-executor.ts';
 import { EngineExecutor, type ImageResolver } from '../worker/engine/executor.ts';
 import { ImageStore, mountRootfs, unmountRootfs } from '../worker/images/store.ts';
 import { PullingExecutor } from '../worker/image-puller.ts';
-import { ImageFetcher, resolveInCluster, serveImages } from './images.ts';
+import { ImageFetcher, namesRegistry, pinnedRef, resolveInCluster, serveImages } from './images.ts';
+import { pullImage, type PullResult } from '../worker/images/registry.ts';
 
 export interface NodeState {
   nodeId: string;
@@ -38,6 +39,10 @@ export interface DaemonOptions {
    */
   executor?: 'engine' | 'test' | (() => Executor);
   hostname?: string;
+  /** Registries (`host[:port]`) this node may reach over plain HTTP. */
+  insecureRegistries?: string[];
+  /** Prefix of every network namespace and link this node creates (default 'shoal-'; lab hosts pass their own). */
+  netnsPrefix?: string;
   timing?: ManagerTiming;
   log?: (line: string) => void;
 }
@@ -118,6 +123,16 @@ export class Daemon {
         }
       }
       if (req.method === 'GET' && path === '/images') return sendJson(res, 200, this.imageStore().list());
+      if (req.method === 'POST' && path === '/images/pull') {
+        const b = (await readJson(req)) as { ref?: unknown; username?: unknown; password?: unknown };
+        if (typeof b.ref !== 'string' || b.ref === '') throw badRequest('image pull needs an image reference');
+        const auth = typeof b.username === 'string' && typeof b.password === 'string' ? { username: b.username, password: b.password } : undefined;
+        try {
+          return sendJson(res, 200, await this.pull(b.ref, auth));
+        } catch (e) {
+          throw badRequest(`image pull: ${(e as Error).message}`);
+        }
+      }
       if (req.method === 'POST' && (path === '/images/rm' || path === '/images/prune')) {
         const b = (await readJson(req)) as { refs?: unknown; all?: unknown };
         const inUse = this.puller?.imagesInUse() ?? new Set<string>();
@@ -314,6 +329,17 @@ export class Daemon {
   }
 
   private images: ImageStore | null = null;
+
+  /** Pulls an image from a registry into this node's store. */
+  pull(ref: string, auth?: { username: string; password: string }): Promise<PullResult> {
+    return pullImage(this.imageStore(), ref, {
+      ...(auth ? { auth } : {}),
+      insecureRegistries: this.opts.insecureRegistries ?? [],
+      onProgress: (p) => {
+        if (p.event === 'done') this.log(`image ${ref} pulled`);
+      },
+    });
+  }
   /** The container engine, when this node runs real containers. */
   engine: EngineExecutor | null = null;
   private puller: PullingExecutor | null = null;
@@ -393,7 +419,8 @@ export class Daemon {
             resolveImage: (ref: string) => {
               const self = this.state!.advertise;
               const peers = (this.manager?.managerAddrs() ?? []).map((a) => a.addr).filter((a) => a !== self);
-              return resolveInCluster(ref, this.imageStore(), peers, this.creds());
+              const pull = async (r: string) => (namesRegistry(r) ? pinnedRef(this.imageStore(), (await this.pull(r)).name) : null);
+              return resolveInCluster(ref, this.imageStore(), peers, this.creds(), 3_000, pull);
             },
           }
         : {}),

@@ -124,7 +124,7 @@ function errorText(body: string): string {
  * The leader's image resolver: local store first, then every other manager. Throws an Error whose
  * message says where it looked.
  */
-export async function resolveInCluster(ref: string, store: ImageStore, peers: string[], creds: Creds, timeoutMs = 3_000): Promise<string> {
+export async function resolveInCluster(ref: string, store: ImageStore, peers: string[], creds: Creds, timeoutMs = 3_000, pull?: (ref: string) => Promise<string | null>): Promise<string> {
   const local = pinnedRef(store, ref);
   if (local) return local;
   const reasons: string[] = [];
@@ -143,6 +143,15 @@ export async function resolveInCluster(ref: string, store: ImageStore, peers: st
   );
   const hit = answers.find((a) => a !== null);
   if (hit) return hit;
+  // A reference naming a registry is pulled into this (the leader's) node, then served to the others.
+  if (pull) {
+    try {
+      const pulled = await pull(ref);
+      if (pulled) return pulled;
+    } catch (e) {
+      throw new Error(`not on any manager, and the pull failed: ${(e as Error).message}`);
+    }
+  }
   const unreachable = reasons.length ? ` (could not ask: ${reasons.join('; ')})` : '';
   throw new Error(`not found on any manager${unreachable}; load it on a manager with \`shoal image load\``);
 }
@@ -206,4 +215,10 @@ export class ImageFetcher {
     }
     throw new ImageError(`image ${ref}: no manager could provide it${reasons.length ? ` (${reasons.join('; ')})` : ''}`);
   }
+}
+
+/** True when a reference names a registry explicitly (`host.domain/…`, `host:port/…`, `localhost/…`). */
+export function namesRegistry(ref: string): boolean {
+  const first = ref.split('/')[0]!;
+  return ref.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
 }
