@@ -11,6 +11,7 @@ import { ApiError, Router, badRequest, conflict, notFound, readJson, sendError, 
 import { registerServiceRoutes } from './api/services.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
 import { RemoteCalls, registerRemoteRoutes } from './api/remote.ts';
+import { canonicalJson, nodeNetViews, type NetSnapshot } from './allocator/netview.ts';
 import { Orchestrator } from './orchestrator/runner.ts';
 import { caDigest, signNodeCertificate, verifyNodeCertificate } from './ca/pki.ts';
 import { formatJoinToken, makeJoinToken, parseJoinToken, tokenMatches, RateLimiter } from './ca/tokens.ts';
@@ -517,6 +518,8 @@ export class Manager {
           return;
         }
         send({ t: 'welcome', nodeId: s.nodeId, heartbeatPeriodMs: period, managers: this.managerAddrs(), role: n.spec.role });
+        this.sentViews.delete(s.nodeId);
+        this.sendNetViews([s.nodeId]);
         this.sendAssignments(s.nodeId);
         await this.update((tx) => {
           const cur = tx.get('node', s.nodeId) as NodeObj | undefined;
@@ -625,7 +628,37 @@ export class Manager {
         if (old?.nodeId && old.nodeId !== t.nodeId) this.markAssignments(old.nodeId);
       },
     );
+    // Network views depend on tasks, services, networks and nodes anywhere: recompute them (debounced).
+    this.unwatchNet = this.store.watch({ kinds: ['task', 'service', 'network', 'node'], onClose: () => this.markNetViews() }, () => this.markNetViews());
     for (const hook of this.leaderHooks) hook.start();
+  }
+
+  private unwatchNet: (() => void) | null = null;
+  private netTimer: NodeJS.Timeout | null = null;
+  /** Last NetView (canonical JSON) sent to each session. */
+  private sentViews = new Map<string, string>();
+
+  private markNetViews(): void {
+    this.netTimer ??= setTimeout(() => {
+      this.netTimer = null;
+      this.sendNetViews([...this.sessions.keys()]);
+    }, 100);
+  }
+
+  /** Sends each node its NetView if it changed since the last one sent over its session. */
+  private sendNetViews(nodeIds: string[]): void {
+    if (nodeIds.length === 0) return;
+    const snap = this.store.view((tx) => ({ networks: tx.list('network'), services: tx.list('service'), tasks: tx.list('task'), nodes: tx.list('node') })) as NetSnapshot;
+    if (snap.networks.length === 0) return;
+    const views = nodeNetViews(snap, nodeIds);
+    for (const [id, view] of views) {
+      const s = this.sessions.get(id);
+      if (!s) continue;
+      const text = canonicalJson(view);
+      if (this.sentViews.get(id) === text) continue;
+      this.sentViews.set(id, text);
+      s.ws.send(JSON.stringify({ t: 'network', view } satisfies ManagerToAgent));
+    }
   }
 
   private stopLeaderLoops(): void {
@@ -633,6 +666,11 @@ export class Manager {
     this.leaderTimer = null;
     this.unwatchTasks?.();
     this.unwatchTasks = null;
+    this.unwatchNet?.();
+    this.unwatchNet = null;
+    if (this.netTimer) clearTimeout(this.netTimer);
+    this.netTimer = null;
+    this.sentViews.clear();
     for (const hook of this.leaderHooks) hook.stop();
   }
 
@@ -680,6 +718,7 @@ export class Manager {
         spec: t.spec,
         desiredState: t.desiredState,
         state: t.status.state,
+        ...(t.networks?.length ? { networks: t.networks } : {}),
       });
     }
     s.ws.send(JSON.stringify({ t: 'assignments', tasks } satisfies ManagerToAgent));

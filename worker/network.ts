@@ -1,0 +1,219 @@
+// The node's side of overlay networking, tying the pieces together (see docs/design/networking.md):
+//
+//   NetView from the managers ──► DataPlane (namespaces, bridges, VXLAN, static FDB/ARP peers)
+//                              ├─► MeshProgrammer (routing mesh: node + ingress nft tables)
+//                              ├─► HostPortProgrammer (host-mode published ports)
+//                              ├─► LbProgrammer per task (VIP load balancing inside the task's namespace)
+//                              └─► DnsServer (service discovery at the gateway bridge address)
+//
+// It is also the engine's NetworkHook: before a container starts, attach() builds its namespace with one
+// interface per network it is attached to and hands the namespace to the shim; detach() removes it.
+// Everything is idempotent and re-asserted every few seconds, so a deleted link, FDB entry or nft table
+// heals by itself; an agent restart adopts what exists.
+import type { TaskAssignment } from './executor.ts';
+import type { NetworkHook, NetworkSetup } from './engine/executor.ts';
+import { DataPlane } from '../overlay-net/dataplane.ts';
+import { DnsServer } from '../overlay-net/dns.ts';
+import { LbProgrammer } from '../overlay-net/lb.ts';
+import { HostPortProgrammer, MeshProgrammer } from '../overlay-net/mesh.ts';
+import { NODE_LOCAL, type NetView } from '../overlay-net/types.ts';
+
+export interface NodeNetworkOptions {
+  /** Prefix of every namespace/link this node creates (a lab host passes its own). */
+  prefix: string;
+  log?: (l: string) => void;
+  /** How often everything is re-asserted (default 5 s). */
+  healEveryMs?: number;
+  /** How long attach() waits for the managers' view to list a task's networks (default 15 s). */
+  attachWaitMs?: number;
+}
+
+interface TaskNet {
+  gwIp: string;
+  networkIds: string[];
+  serviceId: string;
+  lb: LbProgrammer;
+}
+
+export class NodeNetwork implements NetworkHook {
+  readonly dp: DataPlane;
+  private view: NetView | null = null;
+  private tasks = new Map<string, TaskNet>();
+  private byGw = new Map<string, string>();
+  private mesh: MeshProgrammer | null = null;
+  private hostPorts: HostPortProgrammer;
+  private dns: DnsServer | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout;
+  private viewWaiters: (() => void)[] = [];
+  private closed = false;
+  private readonly log: (l: string) => void;
+
+  constructor(private readonly o: NodeNetworkOptions) {
+    this.log = o.log ?? (() => {});
+    this.dp = new DataPlane({ prefix: o.prefix, log: (l) => this.log(l) });
+    this.hostPorts = new HostPortProgrammer({ netns: null });
+    try {
+      const r = this.dp.adopt();
+      if (r.networks.length || r.tasks.length) this.log(`network: adopted ${r.networks.length} network(s) and ${r.tasks.length} task namespace(s)`);
+    } catch (e) {
+      this.log(`network: adopt failed: ${(e as Error).message}`);
+    }
+    this.timer = setInterval(() => this.serial(() => this.heal()), o.healEveryMs ?? 5_000);
+    this.timer.unref();
+  }
+
+  /** Runs network changes one at a time, in order; an error is logged, never thrown to the caller. */
+  private serial(fn: () => Promise<void>): Promise<void> {
+    const p = this.chain.then(fn).catch((e) => this.log(`network: ${(e as Error).message}`));
+    this.chain = p;
+    return p;
+  }
+
+  /** The managers sent a new view. */
+  setView(view: NetView): void {
+    this.view = view;
+    for (const w of this.viewWaiters.splice(0)) w();
+    void this.serial(() => this.converge());
+  }
+
+  private async converge(): Promise<void> {
+    const view = this.view;
+    if (!view || this.closed) return;
+    this.dp.apply(view);
+    await this.ensureDns();
+    this.dns?.setView(view);
+    const ing = this.dp.ingressNetns();
+    if (ing && !this.mesh) this.mesh = new MeshProgrammer({ nodeNetns: null, ingressNetns: ing, onFallback: (e) => this.log(`mesh: ${e.message}`) });
+    if (this.mesh) await this.mesh.update(view);
+    await this.hostPorts.update(view, this.gwIps(), this.taskServices());
+    for (const t of this.tasks.values()) await t.lb.update(view);
+  }
+
+  private async heal(): Promise<void> {
+    if (!this.view || this.closed) return;
+    await this.converge();
+    if (this.mesh) await this.mesh.verify();
+    await this.hostPorts.verify();
+    for (const t of this.tasks.values()) await t.lb.verify();
+  }
+
+  private gwIps(): Map<string, string> {
+    return new Map([...this.tasks].map(([id, t]) => [id, t.gwIp]));
+  }
+
+  private taskServices(): Map<string, string> {
+    return new Map([...this.tasks].map(([id, t]) => [id, t.serviceId]));
+  }
+
+  /** The resolver listens on the gateway bridge's address, which exists once the data plane made it. */
+  private async ensureDns(): Promise<void> {
+    if (this.dns || this.closed) return;
+    const dns = new DnsServer({
+      address: NODE_LOCAL.gwBridgeAddr,
+      port: 53,
+      clientInfo: (src) => {
+        const id = this.byGw.get(src);
+        const t = id ? this.tasks.get(id) : undefined;
+        return t ? { networkIds: t.networkIds, taskId: id! } : undefined;
+      },
+    });
+    try {
+      await dns.start();
+      this.dns = dns;
+      if (this.view) dns.setView(this.view);
+    } catch (e) {
+      await dns.close().catch(() => {});
+      this.log(`network: DNS resolver not started yet: ${(e as Error).message}`);
+    }
+  }
+
+  private waitForNetworks(ids: string[]): Promise<void> {
+    const has = () => ids.every((id) => this.view?.networks.some((n) => n.id === id));
+    if (has()) return Promise.resolve();
+    const until = Date.now() + (this.o.attachWaitMs ?? 15_000);
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (has()) return resolve();
+        if (Date.now() > until) return reject(new Error(`network(s) ${ids.filter((id) => !this.view?.networks.some((n) => n.id === id)).join(', ')} not known on this node yet`));
+        this.viewWaiters.push(check);
+        setTimeout(check, 500).unref();
+      };
+      check();
+    });
+  }
+
+  // ------------------------------------------------------------------ NetworkHook
+
+  async attach(task: TaskAssignment): Promise<NetworkSetup> {
+    const atts = (task.networks ?? []).filter((n) => n.addresses.length > 0);
+    if (atts.length === 0) return {}; // an isolated namespace with loopback only
+    await this.waitForNetworks(atts.map((a) => a.networkId));
+    let setup: NetworkSetup = {};
+    await this.serial(async () => {
+      this.dp.apply(this.view!);
+      const r = this.dp.attachTask(
+        task.id,
+        atts.map((a) => ({ networkId: a.networkId, ip: a.addresses[0]! })),
+      );
+      const lb = new LbProgrammer({ netns: r.netnsPath, networkIds: atts.map((a) => a.networkId), onFallback: (e) => this.log(`lb ${task.id.slice(0, 12)}: ${e.message}`) });
+      await lb.update(this.view!);
+      this.tasks.set(task.id, { gwIp: r.gwIp, networkIds: atts.map((a) => a.networkId), serviceId: task.serviceId, lb });
+      this.byGw.set(r.gwIp, task.id);
+      await this.ensureDns();
+      await this.hostPorts.update(this.view!, this.gwIps(), this.taskServices());
+      setup = { netnsPath: r.netnsPath, resolvConf: r.resolvConf, hosts: hostsFile(task, r.interfaces.map((i) => i.ip.split('/')[0]!)) };
+    });
+    if (!setup.netnsPath) throw new Error(`network setup of task ${task.id} failed (see the daemon log)`);
+    return setup;
+  }
+
+  async detach(taskId: string): Promise<void> {
+    await this.serial(async () => {
+      const t = this.tasks.get(taskId);
+      if (t) {
+        this.tasks.delete(taskId);
+        this.byGw.delete(t.gwIp);
+        t.lb.dispose();
+        if (this.view) await this.hostPorts.update(this.view, this.gwIps(), this.taskServices());
+      }
+      await this.dp.detachTask(taskId);
+    });
+  }
+
+  /** Removes namespaces of tasks the executor no longer knows (after an agent restart). */
+  async gc(liveTaskIds: Iterable<string>): Promise<void> {
+    const live = [...liveTaskIds];
+    await this.serial(async () => {
+      const r = await this.dp.gc(live);
+      if (r.detached.length) this.log(`network: removed ${r.detached.length} stale task namespace(s)`);
+    });
+  }
+
+  /** Stops the resolver and timers; the data plane stays (containers keep their network). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.chain.catch(() => {});
+    await this.dns?.close().catch(() => {});
+    this.dns = null;
+    for (const t of this.tasks.values()) t.lb.dispose();
+    this.mesh?.dispose();
+    this.hostPorts.dispose();
+  }
+
+  /** Removes everything this node's networking created (leaving the cluster, lab teardown). */
+  async destroy(): Promise<void> {
+    await this.close();
+    await this.mesh?.remove().catch(() => {});
+    await this.hostPorts.remove().catch(() => {});
+    await this.dp.destroy();
+  }
+}
+
+function hostsFile(task: TaskAssignment, ips: string[]): string {
+  const short = task.id.slice(0, 12);
+  const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback'];
+  for (const ip of ips) lines.push(`${ip}\t${short}`);
+  return `${lines.join('\n')}\n`;
+}
