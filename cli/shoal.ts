@@ -168,6 +168,9 @@ Services:
   shoal service update [OPTIONS] SERVICE | rollback SERVICE
   shoal service logs [-f] [--tail N] [--since 10m|TIME] [-t] [--raw] SERVICE
   shoal task logs [...] TASK | task exec [--timeout S] TASK -- COMMAND [ARG...]
+Networks:
+  shoal network create [--driver overlay] [--subnet CIDR] [--gateway IP] [--attachable] [--internal] [--ingress] [--label k=v]... NAME
+  shoal network ls [--format json] [-q] | inspect NETWORK... | rm NETWORK...
 Daemon and lab:
   shoal daemon [--state-dir DIR] [--hostname NAME] [--executor engine|test] [--insecure-registry HOST:PORT]...
   shoal image load [--state-dir DIR] [--tag NAME:TAG] ARCHIVE | image pull REF | image ls|rm IMAGE...|prune [--state-dir DIR]
@@ -207,6 +210,10 @@ export async function main(argv: string[]): Promise<number> {
       }
       const { serviceCmd } = await import('./service.ts');
       return serviceCmd(loadContext(contextPath(ctxFlag)), sub, restArgs, format);
+    }
+    case 'network': {
+      const { networkCmd } = await import('./network.ts');
+      return networkCmd(sub, rest, (flag) => loadContext(contextPath(flag)));
     }
     case 'task': {
       let ctxFlag: string | undefined;

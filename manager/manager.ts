@@ -11,6 +11,8 @@ import { ApiError, Router, badRequest, conflict, notFound, readJson, sendError, 
 import { registerServiceRoutes } from './api/services.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
 import { RemoteCalls, registerRemoteRoutes } from './api/remote.ts';
+import { AllocatorRunner, readHostRoutes } from './allocator/runner.ts';
+import { registerNetworkRoutes } from './api/networks.ts';
 import { canonicalJson, nodeNetViews, type NetSnapshot } from './allocator/netview.ts';
 import { Orchestrator } from './orchestrator/runner.ts';
 import { caDigest, signNodeCertificate, verifyNodeCertificate } from './ca/pki.ts';
@@ -116,6 +118,7 @@ export class Manager {
     // Leader-only control loops.
     this.leaderHooks.push(
       new Orchestrator(this.store, { newId, log: (l) => this.log(`orchestrator: ${l}`) }),
+      new AllocatorRunner(this.store, { newId, hostRoutes: readHostRoutes, log: (l) => this.log(l) }),
       new SchedulerRunner(this.store, { log: (l) => this.log(`scheduler: ${l}`) }),
     );
     this.routes();
@@ -239,6 +242,7 @@ export class Manager {
       ...(this.opts.resolveImage ? { resolveImage: this.opts.resolveImage } : {}),
       usageOf: (id) => this.remote.usageOf(id),
     });
+    registerNetworkRoutes(r, { store: this.store, newId, requireLeader: () => this.requireLeader(), linearizable: () => this.linearizable(), write: (fn) => this.write(fn) });
     registerRemoteRoutes(r, {
       store: this.store,
       calls: this.remote,

@@ -5,7 +5,7 @@
 // 'active' (paused nodes keep what they run, get nothing new). Nodes in state 'unknown' (joined, no
 // session yet) are eligible: the task waits, bound to the node, until the scheduler can assign it.
 //
-// Tasks are created bound to their node (nodeId set) in state 'pending'. The scheduler must only
+// Tasks are created bound to their node (nodeId set) in state 'new' (the allocator moves them to 'pending'). The scheduler must only
 // validate them (resources, ports) and move them to 'assigned'; it must not move them elsewhere.
 //
 // One pass: strays (tasks without a node) removed; per node: if the node no longer keeps tasks of the

@@ -10,7 +10,7 @@ export type FNode = Frozen<Node>;
 
 // ---------------------------------------------------------------------------------------------- actions
 
-/** Create a task (always in state 'pending'). */
+/** Create a task (always in state 'new': the allocator gives it its network addresses, then 'pending'). */
 export interface CreateAction {
   type: 'create';
   task: Draft<Task>;
@@ -274,10 +274,14 @@ export interface NewTaskOptions {
   desiredState: 'running' | 'complete';
 }
 
+/** status.message of a task the orchestrator just created. */
+export const CREATED_MESSAGE = 'created';
+
 /**
- * A new task of `service`: a copy of the task template and the current specVersion, state 'pending'.
- * Replicated tasks carry a slot and no node (the scheduler assigns one); global tasks are created
- * already bound to their node (still 'pending': the scheduler validates and moves them to 'assigned').
+ * A new task of `service`: a copy of the task template and the current specVersion, state 'new'. The
+ * allocator (manager/allocator) gives it its network attachments and moves it to 'pending'; then the
+ * scheduler places it. Replicated tasks carry a slot and no node (the scheduler assigns one); global
+ * tasks are created already bound to their node (the scheduler validates it and moves them to 'assigned').
  */
 export function newTask(service: FService, ctx: ReconcileContext, o: NewTaskOptions): Draft<Task> {
   const t: Draft<Task> = {
@@ -287,7 +291,7 @@ export function newTask(service: FService, ctx: ReconcileContext, o: NewTaskOpti
     spec: structuredClone(service.spec.task) as Task['spec'],
     specVersion: service.specVersion,
     desiredState: o.desiredState,
-    status: { state: 'pending', timestamp: iso(ctx.now), message: 'pending task scheduling' },
+    status: { state: 'new', timestamp: iso(ctx.now), message: CREATED_MESSAGE },
     serviceAnnotations: { name: service.spec.name, labels: { ...service.spec.labels } },
     networks: [],
   };

@@ -168,12 +168,21 @@ export interface NodeCertificate {
   role: NodeRole;
 }
 
+/** A node's own address on a network (today only the ingress network: the routing mesh's source address). */
+export interface NodeNetworkAttachment {
+  networkId: string;
+  /** CIDR form, e.g. 10.255.0.3/16. */
+  addr: string;
+}
+
 export interface Node extends ObjectMeta<'node'> {
   spec: NodeSpec;
   description: NodeDescription;
   status: NodeStatus;
   managerStatus?: ManagerStatus;
   certificate?: NodeCertificate;
+  /** Written by the allocator (manager/allocator): the node's address on the ingress network. */
+  attachments?: NodeNetworkAttachment[];
 }
 
 // --------------------------------------------------------------------------------------------- services
@@ -323,9 +332,10 @@ export interface TaskStatus {
   containerId?: string;
 }
 
-/** Placeholder until the allocator exists: one network this task is attached to. */
+/** One network a task is attached to, written by the allocator when the task moves from new to pending. */
 export interface NetworkAttachment {
   networkId: string;
+  /** CIDR form, e.g. 10.10.1.5/24. */
   addresses: string[];
   aliases?: string[];
 }
@@ -365,10 +375,14 @@ export interface NetworkSpec {
   ingress?: boolean;
 }
 
-/** Placeholder until the allocator exists. */
+/** Written by the allocator (manager/allocator). Absent, or without vni/subnets: not allocated yet. */
 export interface NetworkAllocation {
   vni?: number;
   subnets?: { subnet: string; gateway: string }[];
+  /** The address handed out last (dotted, no prefix): the next one is searched after it, so a just-released address is not reused at once. */
+  lastAddr?: string;
+  /** Why the network could not be allocated (then vni/subnets are absent). */
+  error?: string;
 }
 
 /** Reserved: networks have no observed status yet. */

@@ -1,5 +1,6 @@
 // Test harness for the orchestrator: an in-memory Store on a fake clock, fake timers, and a tiny FAKE
-// WORKER that plays the scheduler and the dispatcher deterministically:
+// WORKER that plays the allocator, the scheduler and the dispatcher deterministically:
+//   new                    → pending (the allocator's move; these services have no networks or ports)
 //   pending (no node)      → assigned to the next ready, active node that satisfies the constraints
 //                            (round robin over node ids, or a custom placer)
 //   pending (bound node)   → assigned (global tasks), if the node is ready and not drained
@@ -13,6 +14,7 @@ import type { Cluster, Draft, Frozen, Node, NodeAvailability, NodeStateName, Ser
 import { Store } from '../../manager/store/store.ts';
 import { constraintNode } from '../../manager/orchestrator/enforcer.ts';
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';
+import { ALLOCATED_MESSAGE } from '../../manager/allocator/allocator.ts';
 import type { OrchestratorOptions, OrchestratorTimers } from '../../manager/orchestrator/runner.ts';
 
 export const T0 = Date.parse('2025-01-01T00:00:00.000Z');
@@ -260,6 +262,10 @@ export class Harness {
       if (stop) {
         // The orchestrator shuts unassigned tasks down itself; a worker stops assigned ones.
         if (taskStateRank(st) >= taskStateRank('assigned') && node !== undefined && node.status.state !== 'down') set('shutdown', 'stopped');
+        return;
+      }
+      if (st === 'new') {
+        set('pending', ALLOCATED_MESSAGE);
         return;
       }
       if (st === 'pending') {

@@ -150,7 +150,8 @@ test('reconcileReplicated: a restart is one decision (shut the old down AND crea
   assert.equal(t.slot, 2);
   assert.equal(t.nodeId, undefined);
   assert.equal(t.desiredState, 'running');
-  assert.equal(t.status.state, 'pending');
+  assert.equal(t.status.state, 'new');
+  assert.equal(t.status.message, 'created');
   assert.equal(t.specVersion, 1);
   assert.deepEqual(t.spec, { image: 'app:1' });
   assert.equal(r.wakeAt, null);
