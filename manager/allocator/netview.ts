@@ -118,6 +118,20 @@ class NetIndex {
         l.push(ep);
       }
     }
+    // Every node's own address on the ingress network is a peer too: routing-mesh traffic a node forwards
+    // leaves with that source address, and the task's reply must find its way back to that node. These
+    // endpoints belong to no service (never load-balancing backends, never in DNS).
+    if (this.ingressId !== undefined) {
+      for (const n of snap.nodes) {
+        const a = n.attachments?.find((x) => x.networkId === this.ingressId)?.addr;
+        const vtep = nodeVtep(n);
+        if (a === undefined || vtep === '' || n.status.state === 'down') continue;
+        const ip = addrOf(a);
+        let l = this.endpoints.get(this.ingressId);
+        if (l === undefined) this.endpoints.set(this.ingressId, (l = []));
+        l.push({ networkId: this.ingressId, taskId: `node-${n.id}`, serviceId: '', serviceName: '', taskName: `ingress-endpoint.${n.description.hostname}`, ip, mac: macForIp(ip), nodeId: n.id, vtep, aliases: [], running: false });
+      }
+    }
     for (const l of this.endpoints.values()) l.sort((a, b) => ipNum(a.ip) - ipNum(b.ip) || (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0));
     this.services = [...snap.services].sort(byId);
     for (const s of this.services) {

@@ -49,6 +49,10 @@ test('a node sees the networks of its tasks plus ingress, every endpoint on them
     [
       'front web.1.w1 10.10.0.3 192.0.2.1 running [www]',
       'front web.2.w2 10.10.0.4 192.0.2.2 - [www]',
+      // every node's own ingress address (the source of mesh traffic it forwards) is a peer too
+      'ing ingress-endpoint.host-n1 10.255.0.3 192.0.2.1 - []',
+      'ing ingress-endpoint.host-n2 10.255.0.4 192.0.2.2 - []',
+      'ing ingress-endpoint.host-n3 10.255.0.5 192.0.2.3 - []',
       'ing web.1.w1 10.255.0.7 192.0.2.1 running []',
       'ing web.2.w2 10.255.0.8 192.0.2.2 - []',
     ],
@@ -93,7 +97,7 @@ test('a node without tasks sees only ingress, its endpoints and the published se
   const s = snap(cluster());
   const v = nodeNetView('n3', s);
   assert.deepEqual(v.networks.map((n) => n.id), ['ing']);
-  assert.deepEqual(v.endpoints.map((e) => e.taskId), ['w1', 'w2']);
+  assert.deepEqual(v.endpoints.map((e) => e.taskId), ['node-n1', 'node-n2', 'node-n3', 'w1', 'w2']);
   assert.deepEqual(v.services.map((x) => x.name), ['web']);
   assert.deepEqual(v.services[0]!.vips, [{ networkId: 'ing', ip: '10.255.0.2' }]);
   assert.deepEqual(v.services[0]!.aliases, [], 'aliases only for networks in the view');
