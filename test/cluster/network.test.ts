@@ -1,0 +1,151 @@
+// Overlay networking end to end, through the CLI, on lab hosts running real containers: an overlay
+// network, service discovery by name across hosts, `tasks.<svc>`, isolation between networks, the
+// routing mesh answering on every host (also those without a task) and spreading requests, records
+// following scale-down, and nothing left behind after the lab goes.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { localCall } from '../../cli/shoal.ts';
+import { buildImage, busyboxLayer, demoWebImage } from '../../worker/images/build.ts';
+import { ClusterLab, waitFor } from './cluster-lab.ts';
+import { cleanupOnExit } from './lab.ts';
+
+const NAME = `n${process.pid % 10000}`;
+const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');
+
+/** One HTTP GET with a short timeout; resolves with the body or null. */
+function get(host: string, port: number, timeoutMs = 2000): Promise<string | null> {
+  return new Promise((res) => {
+    const req = request({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (c: string) => (body += c));
+      r.on('end', () => res(body));
+      r.on('error', () => res(null));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => res(null));
+    req.end();
+  });
+}
+
+describe('overlay networks, discovery and the routing mesh on lab hosts', { concurrency: false, timeout: 240_000 }, () => {
+  let c: ClusterLab;
+  let unhook: () => void = () => {};
+  const tmp = mkdtempSync(join(tmpdir(), 'shoal-net-'));
+
+  const sh = (...args: string[]) =>
+    new Promise<{ code: number; out: string; err: string }>((res) => {
+      execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 90_000 }, (e, out, err) => res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: String(out), err: String(err) }));
+    });
+  const tasksOf = async (svc: string) => ((await c.control('GET', `/v1/tasks?service=${svc}`)) as any[]).filter((t) => t.status.state === 'running');
+  /** An HTTP GET from inside a task with busybox nc (the static busybox's wget needs glibc NSS). */
+  const httpFrom = (svc: string, target: string) => execIn(svc, 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${target} 80`);
+  const execIn = async (svc: string, ...cmd: string[]) => {
+    const t = (await tasksOf(svc))[0];
+    assert.ok(t, `a running task of ${svc}`);
+    return sh('task', 'exec', t.id, '--', ...cmd);
+  };
+
+  before(async () => {
+    unhook = cleanupOnExit(NAME);
+    c = await ClusterLab.up({ name: NAME, managers: 1, workers: 2, executor: 'engine' });
+    writeFileSync(join(tmp, 'web.tar'), demoWebImage('shoal/demo-web:1').archive);
+    writeFileSync(join(tmp, 'box.tar'), buildImage({ name: 'shoal/box:1', layers: [busyboxLayer()], cmd: ['sleep', '100000'] }).archive);
+    await localCall(c.stateDir('h1'), 'POST', '/images/load', { path: join(tmp, 'web.tar') });
+    await localCall(c.stateDir('h1'), 'POST', '/images/load', { path: join(tmp, 'box.tar') });
+  });
+
+  after(async () => {
+    await c?.down();
+    unhook();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('creates overlay networks and refuses bad ones without changing anything', async () => {
+    assert.equal((await sh('network', 'create', '--driver', 'overlay', 'front')).code, 0);
+    assert.equal((await sh('network', 'create', '--driver', 'overlay', '--subnet', '10.20.0.0/24', 'back')).code, 0);
+    const bad = await sh('network', 'create', '--driver', 'overlay', '--subnet', '10.20.0.128/25', 'clash');
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /overlap/);
+    const ls = await sh('network', 'ls');
+    assert.match(ls.out, /front/);
+    assert.match(ls.out, /back/);
+    assert.match(ls.out, /ingress/);
+    assert.doesNotMatch(ls.out, /clash/);
+  });
+
+  it('tasks on different hosts reach each other by service name; tasks.<svc> lists exactly the running tasks', async () => {
+    let r = await sh('service', 'create', '--name', 'web', '--replicas', '3', '--network', 'front', '-p', '8080:80', 'shoal/demo-web:1');
+    assert.equal(r.code, 0, r.err + r.out);
+    r = await sh('service', 'create', '--name', 'client', '--network', 'front', 'shoal/box:1');
+    assert.equal(r.code, 0, r.err + r.out);
+    const web = await tasksOf('web');
+    assert.equal(web.length, 3);
+    assert.equal(new Set(web.map((t) => t.nodeId)).size, 3, 'spread over the three hosts');
+    // by VIP name
+    await waitFor(async () => /Hello from/.test((await httpFrom('client', 'web')).out), 20_000, 'client reaches web by name');
+    // tasks.web: the three task addresses on `front`
+    const frontId = ((await c.control('GET', '/v1/networks')) as any[]).find((n) => n.spec.name === 'front').id;
+    const frontIps = web.map((t) => t.networks.find((n: any) => n.networkId === frontId).addresses[0].split('/')[0]).sort();
+    await waitFor(async () => {
+      const out = (await execIn('client', 'nslookup', 'tasks.web')).out;
+      const got = [...out.matchAll(/Address:\s*(\d+\.\d+\.\d+\.\d+)$/gm)].map((m) => m[1]).filter((a) => a !== '172.31.0.1').sort();
+      return JSON.stringify(got) === JSON.stringify(frontIps);
+    }, 10_000, `tasks.web = ${frontIps.join(',')}`);
+    // and by task IP directly across hosts
+    for (const ip of frontIps) assert.match((await httpFrom('client', ip)).out, /Hello from/);
+  });
+
+  it('the routing mesh answers on every host and spreads requests over the tasks', async () => {
+    const hosts = c.lab.hosts.map((h) => h.ip!);
+    for (const ip of hosts) await waitFor(async () => (await get(ip, 8080)) !== null, 15_000, `mesh on ${ip}:8080`);
+    const seen = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      const body = await get(hosts[i % hosts.length]!, 8080);
+      assert.ok(body, `request ${i} answered`);
+      seen.add(body!.trim());
+    }
+    assert.ok(seen.size >= 2, `requests spread over several tasks (saw ${[...seen].join(' | ')})`);
+  });
+
+  it('a network is isolated from another one', async () => {
+    const r = await sh('service', 'create', '--name', 'other', '--network', 'back', 'shoal/box:1');
+    assert.equal(r.code, 0, r.err + r.out);
+    const frontId = ((await c.control('GET', '/v1/networks')) as any[]).find((n) => n.spec.name === 'front').id;
+    const ip = (await tasksOf('web'))[0].networks.find((n: any) => n.networkId === frontId).addresses[0].split('/')[0];
+    const probe = await httpFrom('other', ip);
+    assert.doesNotMatch(probe.out, /Hello from/, 'back cannot reach front');
+    const dns = await execIn('other', 'nslookup', 'web');
+    assert.doesNotMatch(dns.out, /Address:\s*10\./, 'web does not resolve on back');
+  });
+
+  it('DNS follows a scale-down within seconds', async () => {
+    assert.equal((await sh('service', 'scale', 'web=1')).code, 0);
+    await waitFor(async () => {
+      const out = (await execIn('client', 'nslookup', 'tasks.web')).out;
+      return [...out.matchAll(/Address:\s*(10\.\d+\.\d+\.\d+)$/gm)].length === 1;
+    }, 10_000, 'tasks.web has one address');
+    // the mesh still answers on every host, also those without a task now
+    for (const h of c.lab.hosts) assert.match((await get(h.ip!, 8080)) ?? '', /Hello from/, `mesh on ${h.name}`);
+  });
+
+  it('removing services frees the network; network rm refuses while in use', async () => {
+    const busy = await sh('network', 'rm', 'front');
+    assert.notEqual(busy.code, 0);
+    assert.match(busy.err, /in use/);
+    for (const s of ['web', 'client', 'other']) assert.equal((await sh('service', 'rm', s)).code, 0);
+    await waitFor(async () => (await sh('network', 'rm', 'back')).code === 0, 20_000, 'back removable');
+  });
+
+  it('lab down leaves no namespaces behind', async () => {
+    await c.down();
+    const left = readdirSync('/run/netns').filter((n) => n.startsWith(`sl-${NAME}-`));
+    assert.deepEqual(left, []);
+  });
+});
