@@ -5,14 +5,79 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ClusterLab, cleanupLabCgroups } from '../test/cluster/cluster-lab.ts';
 import { Lab } from '../test/cluster/lab.ts';
-import { CliError, saveContext, table } from './shoal.ts';
+import { request } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { localCall, CliError, saveContext, table } from './shoal.ts';
+import { parseServiceCreateArgs } from './service-flags.ts';
+import { demoWebImage } from '../worker/images/build.ts';
+
+function httpGet(host: string, port: number, timeoutMs = 1000): Promise<string | null> {
+  return new Promise((res) => {
+    const req = request({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (c: string) => (body += c));
+      r.on('end', () => res(r.statusCode === 200 ? body : null));
+      r.on('error', () => res(null));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => res(null));
+    req.end();
+  });
+}
+
+/**
+ * The quick start's demo: builds the demo web image locally (busybox httpd; no registry), loads it on
+ * the first manager (the others fetch it from there), creates `web` with N replicas published on `port`
+ * through the routing mesh, and waits until every host answers.
+ */
+async function deployDemo(c: ClusterLab, hosts: { name: string; ip: string }[], replicas: number, port: number, log: (l: string) => void): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-demo-'));
+  try {
+    const archive = join(dir, 'demo-web.tar');
+    writeFileSync(archive, demoWebImage('shoal/demo-web:1').archive);
+    await localCall(c.stateDir(hosts[0]!.name), 'POST', '/images/load', { path: archive });
+    log(`demo image shoal/demo-web:1 built and loaded on ${hosts[0]!.name}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const { spec } = parseServiceCreateArgs(['--name', 'web', '--replicas', String(replicas), '-p', `${port}:80`, 'shoal/demo-web:1']);
+  await c.control('POST', '/v1/services', { spec });
+  log(`service web created (${replicas} replicas, port ${port})`);
+  const deadline = Date.now() + 60_000;
+  let running = 0;
+  while (Date.now() < deadline) {
+    const tasks = (await c.control('GET', '/v1/tasks?service=web')) as { status: { state: string } }[];
+    const n = tasks.filter((t) => t.status.state === 'running').length;
+    if (n !== running) log(`web: ${n}/${replicas} tasks running`);
+    running = n;
+    if (n >= replicas) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (running < replicas) throw new CliError(`demo service: only ${running}/${replicas} tasks running after 60 s (see shoal service ps web)`);
+  const answering = new Set<string>();
+  while (Date.now() < deadline && answering.size < hosts.length) {
+    await Promise.all(
+      hosts.filter((h) => !answering.has(h.name)).map(async (h) => {
+        if ((await httpGet(h.ip, port)) !== null) {
+          answering.add(h.name);
+          log(`${h.name}: http://${h.ip}:${port}/ answers`);
+        }
+      }),
+    );
+    if (answering.size < hosts.length) await new Promise((r) => setTimeout(r, 100));
+  }
+  if (answering.size < hosts.length) throw new CliError(`demo service: the routing mesh answers on ${answering.size} of ${hosts.length} hosts after 60 s`);
+  log(`demo service answering on all ${hosts.length} hosts`);
+}
 
 export async function labCmd(sub: string | undefined, args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args,
-      options: { managers: { type: 'string' }, workers: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' }, context: { type: 'string' } },
+      options: { managers: { type: 'string' }, workers: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' }, context: { type: 'string' }, 'no-demo': { type: 'boolean' }, replicas: { type: 'string' }, port: { type: 'string' } },
       allowPositionals: false,
     });
   } catch (e) {
@@ -31,10 +96,25 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
       const c = await ClusterLab.up({ name, managers, workers, executor: 'engine', log: (l) => console.log(`${stamp()} ${l}`) });
       const ctxPath = v.context ?? process.env.SHOAL_CONTEXT ?? join(homedir(), '.shoal', 'context.json');
       saveContext(ctxPath, c.ctx);
-      console.log(`\nLab '${name}' is up: ${managers} managers and ${workers} workers (context: ${ctxPath}).`);
+      console.log(`${stamp()} cluster ready: ${managers} managers and ${workers} workers (context: ${ctxPath})`);
+      const hosts = c.lab.hosts.map((h) => ({ name: h.name, ip: h.ip! }));
+      const port = Number(v.port ?? 8080);
+      if (!v['no-demo']) {
+        const replicas = Number(v.replicas ?? 6);
+        if (!Number.isInteger(replicas) || replicas < 1 || replicas > 500) throw new CliError('--replicas must be 1..500');
+        if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError('--port must be 1..65535');
+        await deployDemo(c, hosts, replicas, port, (l) => console.log(`${stamp()} ${l}`));
+      }
+      console.log(`\nLab '${name}' is up (${((Date.now() - t0) / 1000).toFixed(1)} s). Hosts: ${hosts.map((h) => `${h.name}=${h.ip}`).join(' ')}`);
       console.log('Try:');
       console.log('  shoal node ls');
-      console.log(`  shoal node update --label-add zone=a ${c.lab.hosts[managers]?.name ?? 'h1'}`);
+      if (!v['no-demo']) {
+        console.log('  shoal service ps web');
+        console.log(`  curl http://${hosts[hosts.length - 1]!.ip}:${port}/      # any host answers (routing mesh)`);
+        console.log('  shoal service scale web=12');
+        console.log('  shoal service logs --tail 5 web');
+      }
+      console.log(`  shoal node update --label-add zone=a ${hosts[managers]?.name ?? 'h1'}`);
       console.log(`  shoal lab down${name !== 'shoal' ? ` --name ${name}` : ''}`);
       return 0;
     }

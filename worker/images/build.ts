@@ -144,7 +144,8 @@ export function demoWebImage(name = 'shoal/demo-web:1'): { archive: Buffer; dige
   const start = [
     'mkdir -p /www',
     'printf "Hello from %s\\n" "$(hostname)" > /www/index.html',
-    'exec httpd -f -p 80 -h /www',
+    'echo "web: $(hostname) serving /www on :80"',
+    'exec httpd -f -v -p 80 -h /www',
   ].join('; ');
   return buildImage({
     name,
