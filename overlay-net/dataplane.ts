@@ -805,9 +805,11 @@ export class DataPlane {
    * per veth). Resolves when the veths are gone; networks left unused and unwanted are removed then.
    */
   async detachTask(taskId: string): Promise<void> {
-    const t = this.tasks.get(taskId);
+    // A task adopted after a restart is known by the 12 characters its namespace name carries.
+    const key = this.tasks.has(taskId) ? taskId : taskId.slice(0, 12);
+    const t = this.tasks.get(key);
     const nsPath = t?.nsPath ?? this.nsPathOf(this.names.taskNs(taskId));
-    if (t) this.tasks.delete(taskId);
+    if (t) this.tasks.delete(key);
     try {
       if (fs.existsSync(nsPath)) nl.deleteNetns(nsPath);
     } catch (e) {

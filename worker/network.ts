@@ -56,6 +56,17 @@ export class NodeNetwork implements NetworkHook {
     try {
       const r = this.dp.adopt();
       if (r.networks.length || r.tasks.length) this.log(`network: adopted ${r.networks.length} network(s) and ${r.tasks.length} task namespace(s)`);
+      // Containers outlive the agent, and so do their namespaces: take their DNS identity, VIP tables and
+      // host ports back so they keep working after a daemon restart.
+      for (const id of this.dp.taskIds()) {
+        const t = this.dp.task(id);
+        if (!t) continue;
+        const networkIds = t.interfaces.map((i) => i.networkId);
+        const lb = new LbProgrammer({ netns: t.netnsPath, networkIds, onFallback: (e) => this.log(`lb ${id.slice(0, 12)}: ${e.message}`) });
+        // serviceId '' : host ports fall back to the service the view lists for this task's endpoints
+        this.tasks.set(id, { gwIp: t.gwIp, networkIds, serviceId: '', lb });
+        this.byGw.set(t.gwIp, id);
+      }
     } catch (e) {
       this.log(`network: adopt failed: ${(e as Error).message}`);
     }
@@ -103,7 +114,7 @@ export class NodeNetwork implements NetworkHook {
   }
 
   private taskServices(): Map<string, string> {
-    return new Map([...this.tasks].map(([id, t]) => [id, t.serviceId]));
+    return new Map([...this.tasks].filter(([, t]) => t.serviceId !== '').map(([id, t]) => [id, t.serviceId]));
   }
 
   /** The resolver listens on the gateway bridge's address, which exists once the data plane made it. */
@@ -170,9 +181,10 @@ export class NodeNetwork implements NetworkHook {
 
   async detach(taskId: string): Promise<void> {
     await this.serial(async () => {
-      const t = this.tasks.get(taskId);
+      const key = this.tasks.has(taskId) ? taskId : taskId.slice(0, 12); // adopted tasks: short ids
+      const t = this.tasks.get(key);
       if (t) {
-        this.tasks.delete(taskId);
+        this.tasks.delete(key);
         this.byGw.delete(t.gwIp);
         t.lb.dispose();
         if (this.view) await this.hostPorts.update(this.view, this.gwIps(), this.taskServices());
