@@ -13,7 +13,8 @@ import { CLOCK_SKEW_MS, createCsr, createRootCa, generateKeyPem, parseCertificat
 import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
 import { Manager, newId, type ManagerTiming } from '../manager/manager.ts';
 import { forceNewCluster, type RecoveryReport } from '../manager/recovery.ts';
-import { Agent } from '../worker/agent.ts';
+import { Agent, type AgentTools } from '../worker/agent.ts';
+import { NodeNetwork } from '../worker/network.ts';
 import type { Executor } from '../worker/executor.ts';
 import { FakeExecutor } from '../worker/fake-executor.ts';
 import { EngineExecutor, type ImageResolver } from '../worker/engine/executor.ts';
@@ -84,6 +85,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
     this.agent?.stop();
+    await this.net?.close();
     await this.manager?.stop();
     await new Promise<void>((r) => (this.secure ? this.secure.close(() => r()) : r()));
     this.secure?.closeAllConnections();
@@ -322,6 +324,8 @@ export class Daemon {
       onRole: (role) => void this.changeRole(role).catch((e) => this.log(`role change to ${role} failed: ${(e as Error).message}`)),
       managerAdvertise: () => (this.manager ? this.state!.advertise : null),
       executor: this.makeExecutor(),
+      onNetwork: (view) => this.net?.setView(view),
+      ...(this.engine ? { tools: this.engineTools(this.engine) } : {}),
       onRenewRequest: () => void this.renewNow().catch((e) => this.log(`certificate renewal failed: ${(e as Error).message}`)),
     });
     this.agent.start();
@@ -329,6 +333,15 @@ export class Daemon {
   }
 
   private images: ImageStore | null = null;
+
+  /** What the agent offers the managers on top of running tasks: logs, exec, usage. */
+  private engineTools(engine: EngineExecutor): AgentTools {
+    return {
+      logs: (taskId, o) => engine.logs(taskId, o),
+      exec: (taskId, args, o) => engine.exec(taskId, args, { timeoutMs: o.timeoutMs }),
+      usage: () => engine.usage(),
+    };
+  }
 
   /** Pulls an image from a registry into this node's store. */
   pull(ref: string, auth?: { username: string; password: string }): Promise<PullResult> {
@@ -342,6 +355,8 @@ export class Daemon {
   }
   /** The container engine, when this node runs real containers. */
   engine: EngineExecutor | null = null;
+  /** Overlay networking (with the engine only). */
+  net: NodeNetwork | null = null;
   private puller: PullingExecutor | null = null;
 
   /** The node's image store (created on first use under <state-dir>/images). */
@@ -375,7 +390,15 @@ export class Daemon {
     };
     // Inside a lab host the cgroup parent carries the host's name, so labs never share a parent.
     const parent = process.env.SHOAL_LAB_HOST ? `shoal-${process.env.SHOAL_LAB_NAME ?? 'lab'}-${process.env.SHOAL_LAB_HOST}` : 'shoal';
-    this.engine = new EngineExecutor({ root: this.path('tasks'), images: resolver, cgroupParent: parent, log: (l) => this.log(l) });
+    this.net = new NodeNetwork({ prefix: this.opts.netnsPrefix ?? 'shoal-', log: (l) => this.log(l) });
+    this.engine = new EngineExecutor({
+      root: this.path('tasks'),
+      images: resolver,
+      cgroupParent: parent,
+      network: this.net,
+      nodeName: this.opts.hostname ?? osHostname(),
+      log: (l) => this.log(l),
+    });
     const fetcher = new ImageFetcher(store, () => this.agent?.knownManagers() ?? this.state?.managers ?? [], () => this.creds(), (l) => this.log(l));
     this.puller = new PullingExecutor(this.engine, fetcher);
     return this.puller;

@@ -3,12 +3,18 @@
  *
  *   shoal-shim --state-dir DIR --rootfs DIR [--hostname H] [--workdir W] [--user UID:GID]
  *              [--env K=V]... [--cgroup PATH]... [--log FILE] [--log-max-bytes N]
- *              [--stop-grace-ms N] [--stop-signal SIG] [--no-seccomp] -- cmd args...
+ *              [--stop-grace-ms N] [--stop-signal SIG] [--no-seccomp]
+ *              [--netns PATH | --net host] [--mount TYPE,SRC,DST[,OPT]...]... -- cmd args...
+ *
+ *   shoal-shim exec --state-dir DIR [--env K=V]... [--workdir W] [--user UID:GID] [--no-seccomp]
+ *              -- cmd args...
  *
  * The shim daemonizes (setsid + double fork), creates the container with clone() in fresh
  * mount/pid/uts/ipc/net/cgroup namespaces, stays the parent of the container's PID 1, pumps its
  * stdout/stderr into a JSON-lines log with rotation, handles stop requests and records the
- * container's life in DIR/state.json (written atomically). See docs/design/engine.md.
+ * container's life in DIR/state.json (written atomically). `exec` runs another command inside a
+ * running container (its namespaces, cgroups and hardening) in the foreground. See
+ * docs/design/engine.md.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +46,9 @@
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/mount.h>
+#include <linux/nsfs.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 
@@ -59,6 +68,21 @@ static long stop_grace_ms = 10000;
 static int stop_signal = SIGTERM;
 static char **cmd_argv;
 static int seccomp_enabled = 1;
+static const char *netns_path; /* --netns: join this network namespace instead of creating one */
+static int netns_fd = -1;
+static int net_host;           /* --net host: stay in the shim's (the host's) network namespace */
+
+/* --mount TYPE,SRC,DST[,OPT]...: a bind (files or directories) or a tmpfs placed into the rootfs */
+enum mount_type { MOUNT_BIND, MOUNT_TMPFS };
+struct mount_spec {
+    enum mount_type type;
+    char *src, *dst;
+    int ro;
+    long long size; /* tmpfs size in bytes, 0 = the kernel's default (half of RAM) */
+    unsigned mode;  /* tmpfs root mode */
+};
+static struct mount_spec mounts[MAX_LIST];
+static int n_mounts;
 
 /* ---- runtime ---- */
 static int sync_pipe[2] = {-1, -1}; /* parent -> child: "cgroups joined, go" */
@@ -74,14 +98,18 @@ static const int default_caps[] = {
     CAP_AUDIT_WRITE,
 };
 
-static void die(const char *fmt, ...) {
+/* Exit status for errors found before anything ran: 2 for a container start (the wrapper rejects the
+ * start with the message), 125 for exec (docker exec's "the exec itself failed"). */
+static int die_status = 2;
+
+__attribute__((noreturn)) static void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "shoal-shim: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
-    exit(2);
+    exit(die_status);
 }
 
 static void iso_now(char *buf, size_t n) {
@@ -190,15 +218,33 @@ static int parse_signal(const char *s) {
 /* container side (runs in the cloned child, new namespaces)                              */
 /* ====================================================================================== */
 
-static void child_fail(const char *fmt, ...) {
+/* Where setup errors of the process about to exec go: the error pipe to the monitor (container), or
+ * stderr with a prefix and a newline (exec, where the caller reads them like any command's stderr). */
+static int fail_fd = -1;
+static int fail_to_stderr;
+
+__attribute__((noreturn)) static void vchild_fail(int code, const char *fmt, va_list ap) {
     char buf[2048];
+    int n = 0;
+    if (fail_to_stderr) n = snprintf(buf, sizeof buf, "shoal-shim exec: ");
+    n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+    if (n > (int)sizeof buf - 2) n = sizeof buf - 2;
+    if (fail_to_stderr) buf[n++] = '\n';
+    write_all(fail_fd, buf, (size_t)n);
+    _exit(code);
+}
+
+/* Exit codes follow docker exec: 125 setup failed, 126 command cannot be invoked, 127 not found. */
+__attribute__((noreturn)) static void child_fail_code(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > (int)sizeof buf - 1) n = sizeof buf - 1;
-    write_all(err_pipe[1], buf, (size_t)n);
-    _exit(127);
+    vchild_fail(code, fmt, ap);
+}
+
+__attribute__((noreturn)) static void child_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vchild_fail(125, fmt, ap);
 }
 
 static void xmount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data) {
@@ -235,6 +281,131 @@ static void setup_loopback(void) {
     ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
     if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) child_fail("SIOCSIFFLAGS lo: %s", strerror(errno));
     close(s);
+}
+
+/* ---- mounts given with --mount, placed into the rootfs before pivot_root ----
+ * Targets are resolved as if the rootfs were "/": symlinks in the image (say /data -> /etc) and ".."
+ * never leave it, so a mount can never land on, or create anything in, the host's own files. The kernel
+ * does that for existing paths (openat2 with RESOLVE_IN_ROOT); missing components are created by
+ * create_in_root. The mount is then made on /proc/self/fd/N, i.e. on exactly what was resolved. */
+static int open_in_root(int rootfd, const char *path, int flags) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, rootfd, path[0] ? path : "/", &how, sizeof how);
+}
+
+/* Walks `path` inside the root, creating what is missing: directories (mode 0755) and, with want_file,
+ * an empty file as the last component — also where a symlink points to something that does not exist
+ * yet (an image's /etc/resolv.conf -> ../run/resolv.conf). Every step works on a directory fd opened in
+ * the root and mkdirat/openat never follow a symlink they create into, so a concurrent change cannot
+ * redirect it outside. Returns an O_PATH fd on the result, or -1 with errno set. */
+static int create_in_root(int rootfd, const char *path, int want_file) {
+    char resolved[PATH_MAX] = ""; /* walked so far, symlink-free: "/a/b" ("" = the root) */
+    char todo[PATH_MAX], tmp[PATH_MAX];
+    int links = 0;
+    if (snprintf(todo, sizeof todo, "%s", path) >= (int)sizeof todo) { errno = ENAMETOOLONG; return -1; }
+    for (char *p = todo; *p;) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        size_t len = strcspn(p, "/");
+        char comp[NAME_MAX + 1];
+        if (len > NAME_MAX) { errno = ENAMETOOLONG; return -1; }
+        memcpy(comp, p, len);
+        comp[len] = 0;
+        p += len;
+        int last = p[strspn(p, "/")] == 0;
+        if (strcmp(comp, ".") == 0) continue;
+        if (strcmp(comp, "..") == 0) { /* at the root, ".." is the root */
+            char *slash = strrchr(resolved, '/');
+            if (slash) *slash = 0;
+            continue;
+        }
+        int dfd = open_in_root(rootfd, resolved, O_PATH | O_DIRECTORY);
+        if (dfd < 0) return -1;
+        struct stat st;
+        int r = fstatat(dfd, comp, &st, AT_SYMLINK_NOFOLLOW), e = errno;
+        if (r < 0 && e == ENOENT) {
+            if (last && want_file) {
+                r = openat(dfd, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                e = errno;
+                if (r >= 0) close(r);
+            } else {
+                r = mkdirat(dfd, comp, 0755);
+                e = errno;
+            }
+            if (r < 0 && e == EEXIST) r = 0; /* created meanwhile: the final open checks what it is */
+        } else if (r == 0 && S_ISLNK(st.st_mode)) {
+            /* continue with the link's target, then the rest of the path */
+            char target[PATH_MAX];
+            ssize_t n = readlinkat(dfd, comp, target, sizeof target - 1);
+            e = errno;
+            close(dfd);
+            if (n < 0) { errno = e; return -1; }
+            if (++links > 40) { errno = ELOOP; return -1; }
+            target[n] = 0;
+            if (target[0] == '/') resolved[0] = 0;
+            if (snprintf(tmp, sizeof tmp, "%s/%s", target, p) >= (int)sizeof tmp) { errno = ENAMETOOLONG; return -1; }
+            memcpy(todo, tmp, sizeof todo);
+            p = todo;
+            continue;
+        } else if (r == 0 && !last && !S_ISDIR(st.st_mode)) {
+            r = -1;
+            e = ENOTDIR;
+        }
+        close(dfd);
+        if (r < 0) { errno = e; return -1; }
+        if (strlen(resolved) + 1 + len >= sizeof resolved) { errno = ENAMETOOLONG; return -1; }
+        strcat(resolved, "/");
+        strcat(resolved, comp);
+    }
+    if (!resolved[0]) { errno = EINVAL; return -1; } /* resolves to the root itself */
+    return open_in_root(rootfd, resolved, O_PATH | (want_file ? 0 : O_DIRECTORY));
+}
+
+static void make_readonly(int rootfd, const struct mount_spec *m) {
+    /* reopen by path: the walk now ends on the new mount, the old fd still names the covered dentry */
+    int fd = open_in_root(rootfd, m->dst, O_PATH);
+    if (fd < 0) child_fail("mount %s: reopen: %s", m->dst, strerror(errno));
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0) {
+        if (errno != ENOSYS) child_fail("mount %s read-only: %s", m->dst, strerror(errno));
+        /* before Linux 5.12 (no mount_setattr) only the top mount can be made read-only */
+        char p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+        if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+            child_fail("mount %s read-only: %s", m->dst, strerror(errno));
+    }
+    close(fd);
+}
+
+static void setup_mounts(void) {
+    int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) child_fail("open rootfs %s: %s", rootfs, strerror(errno));
+    for (int i = 0; i < n_mounts; i++) {
+        const struct mount_spec *m = &mounts[i];
+        struct stat st = {0};
+        if (m->type == MOUNT_BIND && stat(m->src, &st) < 0) child_fail("bind source %s: %s", m->src, strerror(errno));
+        int fd = create_in_root(rootfd, m->dst, m->type == MOUNT_BIND && !S_ISDIR(st.st_mode));
+        if (fd < 0) child_fail("mount target %s: %s", m->dst, strerror(errno));
+        char target[64];
+        snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+        if (m->type == MOUNT_BIND) {
+            if (mount(m->src, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+                child_fail("bind %s on %s: %s", m->src, m->dst, strerror(errno));
+            if (m->ro) make_readonly(rootfd, m);
+        } else {
+            /* Docker's tmpfs defaults: mode 1777, nosuid, nodev, noexec */
+            char data[96];
+            int k = snprintf(data, sizeof data, "mode=%o", m->mode);
+            if (m->size > 0) snprintf(data + k, sizeof data - (size_t)k, ",size=%lld", m->size);
+            unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC | (m->ro ? MS_RDONLY : 0);
+            if (mount("tmpfs", target, "tmpfs", fl, data) < 0) child_fail("tmpfs on %s: %s", m->dst, strerror(errno));
+        }
+        close(fd);
+    }
+    close(rootfd);
 }
 
 static void setup_dev(void) {
@@ -293,7 +464,11 @@ static void set_caps(int last_cap) {
  * Deny list modelled on the intent of Docker's default profile: syscalls that reach the host kernel's
  * global state (modules, kexec, reboot, clock, swap, accounting, keyring, bpf/perf, raw I/O ports) or
  * that let a container rearrange its namespaces and mounts. They fail with EPERM; everything else is
- * allowed. A foreign architecture kills the process; on x86_64 the x32 ABI is refused. */
+ * allowed. clone is filtered on its flags argument: asking for a new namespace fails with EPERM (a user
+ * namespace needs no capability, so without this a container could create one and gain a full
+ * capability set inside it). clone3 passes its flags in memory, which classic BPF cannot inspect, so it
+ * fails with ENOSYS and libc falls back to clone, as with Docker's profile. A foreign architecture kills
+ * the process; on x86_64 the x32 ABI is refused. */
 #if defined(__x86_64__)
 #define SHIM_AUDIT_ARCH AUDIT_ARCH_X86_64
 #define SHIM_DENY_X32 1
@@ -353,25 +528,43 @@ static const long seccomp_deny[] = {
 #endif
 };
 
+/* Namespace flags of clone(2) (CLONE_NEWTIME is not among them: in clone's flags that bit is part of the
+ * exit signal; only unshare and clone3, both refused, can ask for a time namespace). */
+#define CLONE_NS_FLAGS (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
+                        CLONE_NEWPID | CLONE_NEWNET)
+
 static void install_seccomp(void) {
 #ifndef SHIM_AUDIT_ARCH
     child_fail("seccomp: the default filter supports only x86_64 and aarch64; run with --no-seccomp on this architecture");
 #else
     enum { N = sizeof seccomp_deny / sizeof seccomp_deny[0] };
-    _Static_assert(N + 1 < 255, "deny list too long for 8-bit BPF jump offsets");
-    struct sock_filter f[N + 8];
+    /* Program layout (jumps are forward only, so every verdict comes last):
+     *   load arch; wrong arch -> KILL; load nr; [x32 -> DENY]; clone3 -> ENOSYS;
+     *   clone -> load flags (low 32 bits of args[0]; legacy clone ignores the upper half), any CLONE_NEW* -> DENY, else ALLOW;
+     *   N x (nr == denied -> DENY); ALLOW; DENY; ENOSYS */
+    enum { CHECKS = 4 + SHIM_DENY_X32 + 4 + N, L_ALLOW = CHECKS, L_DENY = CHECKS + 1, L_ENOSYS = CHECKS + 2, LEN = CHECKS + 3 };
+    _Static_assert(LEN < 255, "filter too long for 8-bit BPF jump offsets");
+    struct sock_filter f[LEN];
     unsigned short n = 0;
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
-    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHIM_AUDIT_ARCH, 1, 0);
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
-    /* after the checks below: [N x JEQ] [RET ALLOW] [RET ERRNO] */
-    if (SHIM_DENY_X32) /* x32 syscalls carry __X32_SYSCALL_BIT: jump over the JEQs and ALLOW to deny */
-        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, __X32_SYSCALL_BIT, N + 1, 0);
-    for (unsigned i = 0; i < N; i++)
-        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)seccomp_deny[i], (unsigned char)(N - i), 0);
+#define JUMP_TO(label) ((unsigned char)((label) - n - 1)) /* offset from the instruction being emitted */
+    f[n] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)); n++;
+    f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHIM_AUDIT_ARCH, 1, 0); n++;
+    f[n] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS); n++;
+    f[n] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)); n++;
+    if (SHIM_DENY_X32) { /* x32 syscalls carry __X32_SYSCALL_BIT */
+        f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, __X32_SYSCALL_BIT, JUMP_TO(L_DENY), 0); n++;
+    }
+    f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, JUMP_TO(L_ENOSYS), 0); n++;
+    f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 2); n++;
+    f[n] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])); n++;
+    f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NS_FLAGS, JUMP_TO(L_DENY), JUMP_TO(L_ALLOW)); n++;
+    for (unsigned i = 0; i < N; i++) {
+        f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)seccomp_deny[i], JUMP_TO(L_DENY), 0); n++;
+    }
     f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));
+#undef JUMP_TO
     struct sock_fprog prog = {.len = n, .filter = f};
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) child_fail("seccomp: %s", strerror(errno));
 #endif
@@ -381,7 +574,8 @@ static void exec_cmd(char **envp, const char *path_env) {
     const char *file = cmd_argv[0];
     if (strchr(file, '/')) {
         execve(file, cmd_argv, envp);
-        child_fail("exec %s: %s", file, strerror(errno));
+        int e = errno;
+        child_fail_code(e == ENOENT ? 127 : 126, "exec %s: %s", file, strerror(e));
     }
     int saved = ENOENT;
     const char *p = path_env;
@@ -396,7 +590,62 @@ static void exec_cmd(char **envp, const char *path_env) {
         else if (errno != ENOENT && errno != ENOTDIR && saved != EACCES) saved = errno;
         p = e ? e + 1 : NULL;
     }
-    child_fail("exec %s: %s (searched PATH=%s)", file, strerror(saved), path_env);
+    child_fail_code(saved == ENOENT ? 127 : 126, "exec %s: %s (searched PATH=%s)", file, strerror(saved), path_env);
+}
+
+/* The hardening every process started in the container gets (PID 1 and exec'd commands alike): open-files
+ * limit, capability bounding and ambient sets, user and groups, Docker's default capabilities,
+ * no_new_privs, and death with the parent. Seccomp comes separately, as the very last step before exec. */
+static void harden(int last_cap) {
+    struct rlimit rl = {1048576, 1048576};
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        /* without CAP_SYS_RESOURCE we cannot raise the hard limit: use everything we are allowed */
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            rl.rlim_cur = rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0) child_fail("setrlimit nofile: %s", strerror(errno));
+        }
+    }
+
+    /* capabilities: shrink the bounding set while we still hold CAP_SETPCAP */
+    for (int c = 0; c <= last_cap; c++)
+        if (!cap_in_default(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            child_fail("PR_CAPBSET_DROP %d: %s", c, strerror(errno));
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+
+    if (setgroups(0, NULL) < 0) child_fail("setgroups: %s", strerror(errno));
+    if (setresgid(run_gid, run_gid, run_gid) < 0) child_fail("setgid %d: %s", (int)run_gid, strerror(errno));
+    if (setresuid(run_uid, run_uid, run_uid) < 0) child_fail("setuid %d: %s", (int)run_uid, strerror(errno));
+    set_caps(last_cap);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail("no_new_privs: %s", strerror(errno));
+    /* if our parent dies (the shim crashes or is killed), we die with it: never run unsupervised. Set after
+     * setresuid, which clears it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+}
+
+/* envp for the command: `base` (may be NULL), then --env entries replacing same-named ones, and the
+ * default PATH when none is set. *path_env points at the PATH value used for the command search. */
+static char **build_env(char **base, int n_base, const char **path_env) {
+    char **envp = calloc((size_t)(n_base + n_envs + 2), sizeof *envp);
+    if (!envp) child_fail("out of memory");
+    int ne = 0;
+    for (int i = 0; i < n_base; i++) {
+        size_t klen = strcspn(base[i], "=");
+        int overridden = 0;
+        for (int j = 0; j < n_envs && !overridden; j++)
+            overridden = strncmp(envs[j], base[i], klen + 1) == 0;
+        if (!overridden) envp[ne++] = base[i];
+    }
+    for (int i = 0; i < n_envs; i++) envp[ne++] = (char *)envs[i];
+    *path_env = NULL;
+    for (int i = 0; i < ne; i++)
+        if (strncmp(envp[i], "PATH=", 5) == 0) *path_env = envp[i] + 5;
+    if (!*path_env) {
+        static char def[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        envp[ne++] = def;
+        *path_env = def + 5;
+    }
+    envp[ne] = NULL;
+    return envp;
 }
 
 static int child_main(void *arg) {
@@ -405,6 +654,7 @@ static int child_main(void *arg) {
     close(err_pipe[0]);
     close(out_pipe[0]);
     close(errout_pipe[0]);
+    fail_fd = err_pipe[1];
     char go;
     ssize_t r;
     do r = read(sync_pipe[0], &go, 1); while (r < 0 && errno == EINTR);
@@ -423,11 +673,17 @@ static int child_main(void *arg) {
     close(devnull); close(out_pipe[1]); close(errout_pipe[1]);
 
     int last_cap = read_last_cap();
-    setup_loopback();
+    /* network first: sysfs, mounted below, shows the network namespace of whoever mounts it */
+    if (netns_fd >= 0) {
+        if (setns(netns_fd, CLONE_NEWNET) < 0) child_fail("join network namespace %s: %s", netns_path, strerror(errno));
+        close(netns_fd);
+    }
+    if (!net_host) setup_loopback(); /* a prepared namespace may have it down still; bringing it up is idempotent */
 
-    /* filesystem: private propagation, bind rootfs, pivot_root into it */
+    /* filesystem: private propagation, bind rootfs, the --mount list, pivot_root into it */
     xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     xmount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL);
+    setup_mounts();
     if (chdir(rootfs) < 0) child_fail("chdir %s: %s", rootfs, strerror(errno));
     if (syscall(SYS_pivot_root, ".", ".") < 0) child_fail("pivot_root: %s", strerror(errno));
     if (umount2(".", MNT_DETACH) < 0) child_fail("umount old root: %s", strerror(errno));
@@ -452,44 +708,9 @@ static int child_main(void *arg) {
         child_fail("sethostname: %s", strerror(errno));
     if (chdir(workdir) < 0) child_fail("chdir workdir %s: %s", workdir, strerror(errno));
 
-    struct rlimit rl = {1048576, 1048576};
-    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
-        /* without CAP_SYS_RESOURCE we cannot raise the hard limit: use everything we are allowed */
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-            rl.rlim_cur = rl.rlim_max;
-            if (setrlimit(RLIMIT_NOFILE, &rl) < 0) child_fail("setrlimit nofile: %s", strerror(errno));
-        }
-    }
-
-    /* capabilities: shrink the bounding set while we still hold CAP_SETPCAP */
-    for (int c = 0; c <= last_cap; c++)
-        if (!cap_in_default(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-            child_fail("PR_CAPBSET_DROP %d: %s", c, strerror(errno));
-    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-
-    if (setgroups(0, NULL) < 0) child_fail("setgroups: %s", strerror(errno));
-    if (setresgid(run_gid, run_gid, run_gid) < 0) child_fail("setgid %d: %s", (int)run_gid, strerror(errno));
-    if (setresuid(run_uid, run_uid, run_uid) < 0) child_fail("setuid %d: %s", (int)run_uid, strerror(errno));
-    set_caps(last_cap);
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) child_fail("no_new_privs: %s", strerror(errno));
-    /* if the shim dies (crash, kill -9), the container dies with it: never run unsupervised */
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (getppid() == 0) { /* parent in another pid ns shows as 0; nothing to check reliably */ }
-
-    /* environment */
-    static char *envp[MAX_LIST + 2];
-    int ne = 0;
-    const char *path_env = NULL;
-    for (int i = 0; i < n_envs; i++) {
-        envp[ne++] = (char *)envs[i];
-        if (strncmp(envs[i], "PATH=", 5) == 0) path_env = envs[i] + 5;
-    }
-    if (!path_env) {
-        static char def[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-        envp[ne++] = def;
-        path_env = def + 5;
-    }
-    envp[ne] = NULL;
+    harden(last_cap);
+    const char *path_env;
+    char **envp = build_env(NULL, 0, &path_env);
     /* last step before exec (needs no_new_privs, set above): from here on the default filter applies */
     if (seccomp_enabled) install_seccomp();
     exec_cmd(envp, path_env);
@@ -616,7 +837,72 @@ static long read_stop_grace_override(void) {
 static void usage(void) {
     die("usage: shoal-shim --state-dir DIR --rootfs DIR [--hostname H] [--workdir W] [--user UID:GID] "
         "[--env K=V]... [--cgroup PATH]... [--log FILE] [--log-max-bytes N] [--stop-grace-ms N] "
-        "[--stop-signal SIG] [--no-seccomp] -- cmd args...");
+        "[--stop-signal SIG] [--no-seccomp] [--netns PATH | --net host] [--mount TYPE,SRC,DST[,OPT]...]... "
+        "-- cmd args...\n"
+        "       shoal-shim exec --state-dir DIR [--env K=V]... [--workdir W] [--user UID:GID] [--no-seccomp] "
+        "-- cmd args...");
+}
+
+/* "exec" mode (see exec_main); options it does not take are usage errors there */
+static int exec_mode, user_given, workdir_given;
+
+/* In place: collapse "//" and "/./", drop a trailing "/". Returns -1 for a relative path, a ".."
+ * component or "/" itself (a mount may not replace the container's root). */
+static int normalize_target(char *p) {
+    if (p[0] != '/') return -1;
+    char *out = p;
+    for (char *in = p; *in;) {
+        while (*in == '/') in++;
+        if (!*in) break;
+        size_t len = strcspn(in, "/");
+        if (len == 2 && in[0] == '.' && in[1] == '.') return -1;
+        if (!(len == 1 && in[0] == '.')) {
+            *out++ = '/';
+            memmove(out, in, len);
+            out += len;
+        }
+        in += len;
+    }
+    *out = 0;
+    return out == p ? -1 : 0;
+}
+
+/* --mount TYPE,SRC,DST[,OPT]...  TYPE bind (SRC: absolute host path, file or directory) or tmpfs (SRC
+ * empty); OPT ro | rw, and for tmpfs size=BYTES, mode=OCTAL. Paths cannot contain commas. */
+static void parse_mount(const char *v) {
+    if (n_mounts >= MAX_LIST) die("too many --mount");
+    struct mount_spec *m = &mounts[n_mounts];
+    char *copy = strdup(v), *save = NULL;
+    if (!copy) die("out of memory");
+    char *type = strtok_r(copy, ",", &save);
+    /* strtok_r skips empty fields, so SRC (empty for tmpfs) is split off by hand */
+    char *src = save, *comma = src ? strchr(src, ',') : NULL;
+    if (!type || !comma) die("--mount needs TYPE,SRC,DST[,OPT]...: %s", v);
+    *comma = 0;
+    save = comma + 1;
+    char *dst = strtok_r(NULL, ",", &save);
+    if (strcmp(type, "bind") == 0) m->type = MOUNT_BIND;
+    else if (strcmp(type, "tmpfs") == 0) m->type = MOUNT_TMPFS;
+    else die("--mount type must be bind or tmpfs: %s", v);
+    if (m->type == MOUNT_BIND && src[0] != '/') die("--mount bind source must be an absolute path: %s", v);
+    if (m->type == MOUNT_TMPFS && src[0]) die("--mount tmpfs takes no source: %s", v);
+    if (!dst || normalize_target(dst) < 0) die("--mount target must be an absolute path other than / without '..': %s", v);
+    m->src = src;
+    m->dst = dst;
+    m->mode = 01777;
+    for (char *o; (o = strtok_r(NULL, ",", &save));) {
+        char *end;
+        if (strcmp(o, "ro") == 0) m->ro = 1;
+        else if (strcmp(o, "rw") == 0) m->ro = 0;
+        else if (m->type == MOUNT_TMPFS && strncmp(o, "size=", 5) == 0) {
+            m->size = strtoll(o + 5, &end, 10);
+            if (end == o + 5 || *end || m->size <= 0) die("bad tmpfs size in --mount %s", v);
+        } else if (m->type == MOUNT_TMPFS && strncmp(o, "mode=", 5) == 0) {
+            m->mode = (unsigned)strtoul(o + 5, &end, 8);
+            if (end == o + 5 || *end || m->mode > 07777) die("bad tmpfs mode in --mount %s", v);
+        } else die("unknown option %s in --mount %s", o, v);
+    }
+    n_mounts++;
 }
 
 static void parse_args(int argc, char **argv) {
@@ -628,28 +914,275 @@ static void parse_args(int argc, char **argv) {
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
         if (strcmp(a, "--state-dir") == 0) state_dir = v;
-        else if (strcmp(a, "--rootfs") == 0) rootfs = v;
-        else if (strcmp(a, "--hostname") == 0) hostname_opt = v;
-        else if (strcmp(a, "--workdir") == 0) workdir = v;
-        else if (strcmp(a, "--log") == 0) log_path = v;
-        else if (strcmp(a, "--log-max-bytes") == 0) log_max_bytes = atoll(v);
-        else if (strcmp(a, "--stop-grace-ms") == 0) stop_grace_ms = atol(v);
-        else if (strcmp(a, "--stop-signal") == 0) { stop_signal = parse_signal(v); if (stop_signal < 0) die("bad --stop-signal %s", v); }
+        else if (strcmp(a, "--workdir") == 0) { workdir = v; workdir_given = 1; }
         else if (strcmp(a, "--env") == 0) { if (n_envs >= MAX_LIST) die("too many --env"); if (!strchr(v, '=')) die("--env needs K=V: %s", v); envs[n_envs++] = v; }
-        else if (strcmp(a, "--cgroup") == 0) { if (n_cgroups >= MAX_LIST) die("too many --cgroup"); cgroups[n_cgroups++] = v; }
         else if (strcmp(a, "--user") == 0) {
             char *end;
             unsigned long u = strtoul(v, &end, 10), g = u;
             if (end == v || (*end && *end != ':')) die("--user must be UID[:GID] (numeric): %s", v);
             if (*end == ':') { const char *gs = end + 1; g = strtoul(gs, &end, 10); if (end == gs || *end) die("bad gid in --user %s", v); }
             run_uid = (uid_t)u; run_gid = (gid_t)g;
-        } else usage();
+            user_given = 1;
+        }
+        else if (exec_mode) usage();
+        else if (strcmp(a, "--rootfs") == 0) rootfs = v;
+        else if (strcmp(a, "--hostname") == 0) hostname_opt = v;
+        else if (strcmp(a, "--log") == 0) log_path = v;
+        else if (strcmp(a, "--log-max-bytes") == 0) log_max_bytes = atoll(v);
+        else if (strcmp(a, "--stop-grace-ms") == 0) stop_grace_ms = atol(v);
+        else if (strcmp(a, "--stop-signal") == 0) { stop_signal = parse_signal(v); if (stop_signal < 0) die("bad --stop-signal %s", v); }
+        else if (strcmp(a, "--cgroup") == 0) { if (n_cgroups >= MAX_LIST) die("too many --cgroup"); cgroups[n_cgroups++] = v; }
+        else if (strcmp(a, "--netns") == 0) netns_path = v;
+        else if (strcmp(a, "--net") == 0) { if (strcmp(v, "host") != 0) die("--net only takes host (use --netns PATH for a prepared namespace)"); net_host = 1; }
+        else if (strcmp(a, "--mount") == 0) parse_mount(v);
+        else usage();
     }
-    if (!state_dir || !rootfs || i >= argc) usage();
+    if (!state_dir || (!exec_mode && !rootfs) || i >= argc) usage();
+    if (netns_path && net_host) die("--netns and --net host exclude each other");
     cmd_argv = &argv[i];
 }
 
+/* ====================================================================================== */
+/* exec: run another command inside a running container, in the foreground                */
+/* ====================================================================================== */
+
+/* Whole small file (state.json, /proc/PID/environ) into a NUL-terminated buffer; NULL on error. */
+static char *slurp(const char *path, size_t *len_out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (ssize_t n; buf; len += (size_t)n) {
+        if (len + 1 >= cap) { char *b = realloc(buf, cap *= 2); if (!b) { free(buf); buf = NULL; break; } buf = b; }
+        n = read(fd, buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR) { n = 0; continue; }
+        if (n <= 0) break;
+    }
+    close(fd);
+    if (!buf) return NULL;
+    buf[len] = 0;
+    if (len_out) *len_out = len;
+    return buf;
+}
+
+/* "key":<number> in the flat JSON the shim writes; -1 when absent. */
+static long long json_number(const char *json, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    if (!p || p[strlen(pat)] < '0' || p[strlen(pat)] > '9') return -1;
+    return strtoll(p + strlen(pat), NULL, 10);
+}
+
+/* First number after "Key:" in /proc/PID/status text; -1 when absent. */
+static long long status_field(const char *status, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\n%s:", key);
+    const char *p = strstr(status, pat);
+    return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+/* Mountinfo escapes spaces and the like as \ooo. */
+static void unescape_octal(char *s) {
+    char *o = s;
+    for (char *i = s; *i; o++) {
+        if (i[0] == '\\' && i[1] >= '0' && i[1] <= '3' && i[2] >= '0' && i[2] <= '7' && i[3] >= '0' && i[3] <= '7') {
+            *o = (char)((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
+            i += 4;
+        } else *o = *i++;
+    }
+    *o = 0;
+}
+
+static int has_item(const char *list, const char *item, size_t len) {
+    for (const char *p = list; *p;) {
+        size_t l = strcspn(p, ",");
+        if (l == len && strncmp(p, item, len) == 0) return 1;
+        p += l;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+/* True when every comma-separated item of `need` ("cpu,cpuacct") is one of `have` (mount options). */
+static int has_all_items(const char *have, const char *need) {
+    for (const char *p = need; *p;) {
+        size_t l = strcspn(p, ",");
+        if (!has_item(have, p, l)) return 0;
+        p += l;
+        if (*p == ',') p++;
+    }
+    return 1;
+}
+
+/* Moves this process into every cgroup the container's PID 1 is in (one per v1 hierarchy, plus the
+ * unified one), found through /proc/PID/cgroup and this mount namespace's cgroup mounts. Hierarchies
+ * that are not mounted here are left alone. */
+static void join_cgroups_of(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    char *cg = slurp(path, NULL), *mi = slurp("/proc/self/mountinfo", NULL);
+    if (!cg || !mi) child_fail("read %s: %s", cg ? "/proc/self/mountinfo" : path, strerror(errno));
+    char *cg_save = NULL;
+    for (char *line = strtok_r(cg, "\n", &cg_save); line; line = strtok_r(NULL, "\n", &cg_save)) {
+        /* "ID:CONTROLLERS:PATH"; v2 is "0::PATH" */
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        *c2 = 0;
+        const char *ctrls = c1 + 1, *cpath = c2 + 1;
+        char *mi_copy = strdup(mi), *mi_save = NULL, *mount_point = NULL, *mount_root = NULL;
+        if (!mi_copy) child_fail("out of memory");
+        for (char *ml = strtok_r(mi_copy, "\n", &mi_save); ml && !mount_point; ml = strtok_r(NULL, "\n", &mi_save)) {
+            /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS */
+            char *f[64], *fs = NULL;
+            int nf = 0;
+            for (char *t = strtok_r(ml, " ", &fs); t && nf < 64; t = strtok_r(NULL, " ", &fs)) f[nf++] = t;
+            int dash = 6;
+            while (dash < nf && strcmp(f[dash], "-") != 0) dash++;
+            if (dash + 3 >= nf) continue;
+            const char *fstype = f[dash + 1], *super = f[dash + 3];
+            int match = *ctrls ? strcmp(fstype, "cgroup") == 0 && has_all_items(super, ctrls)
+                               : strcmp(fstype, "cgroup2") == 0;
+            if (match) { mount_root = f[3]; mount_point = f[4]; }
+        }
+        if (mount_point) {
+            unescape_octal(mount_root);
+            unescape_octal(mount_point);
+            size_t rl = strcmp(mount_root, "/") == 0 ? 0 : strlen(mount_root);
+            if (rl == 0 || strncmp(cpath, mount_root, rl) == 0) {
+                char *procs;
+                if (asprintf(&procs, "%s%s/cgroup.procs", mount_point, cpath + rl) < 0) child_fail("out of memory");
+                int fd = open(procs, O_WRONLY | O_CLOEXEC);
+                char b[32];
+                int n = snprintf(b, sizeof b, "%d", (int)getpid());
+                if (fd < 0 || write_all(fd, b, (size_t)n) < 0) child_fail("join cgroup %s: %s", procs, strerror(errno));
+                close(fd);
+                free(procs);
+            }
+        }
+        free(mi_copy);
+    }
+    free(cg);
+    free(mi);
+}
+
+static int exec_main(int argc, char **argv) {
+    exec_mode = 1;
+    die_status = 125;
+    fail_fd = 2;
+    fail_to_stderr = 1;
+    parse_args(argc, argv);
+
+    /* the container: state.json says running, its monitor is the same process, and PID 1 is its child */
+    char *sp = path_in(state_dir, "state.json");
+    char *state = slurp(sp, NULL);
+    if (!state) child_fail("container is not running (%s: %s)", sp, strerror(errno));
+    pid_t pid = (pid_t)json_number(state, "pid");
+    long long shim_pid = json_number(state, "shimPid"), shim_start = json_number(state, "shimStartTime");
+    if (!strstr(state, "\"status\":\"running\"") || pid <= 0) child_fail("container is not running");
+    if (shim_pid <= 0 || proc_start_time((pid_t)shim_pid) != (unsigned long long)shim_start)
+        child_fail("container is not running (its monitor is gone)");
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *status = slurp(path, NULL);
+    if (!status || status_field(status, "PPid") != shim_pid) child_fail("container is not running (PID 1 is gone)");
+
+    /* everything about PID 1 is read before the namespace switch changes what /proc/PID means */
+    if (!user_given) {
+        run_uid = (uid_t)status_field(status, "Uid");
+        run_gid = (gid_t)status_field(status, "Gid");
+    }
+    /* exec'd commands get the container's filter, unless the container runs without one */
+    if (status_field(status, "Seccomp") == 0) seccomp_enabled = 0;
+    int last_cap = read_last_cap();
+    size_t env_len = 0;
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    char *environ_buf = slurp(path, &env_len);
+    if (!environ_buf) child_fail("read %s: %s", path, strerror(errno));
+    char **base_env = calloc(env_len / 2 + 2, sizeof *base_env);
+    int n_base = 0;
+    if (!base_env) child_fail("out of memory");
+    for (size_t off = 0; off < env_len; off += strlen(environ_buf + off) + 1)
+        if (environ_buf[off]) base_env[n_base++] = environ_buf + off;
+    int cwd_fd = -1;
+    if (!workdir_given) {
+        /* default working directory: PID 1's current one (its --workdir unless it moved) */
+        snprintf(path, sizeof path, "/proc/%d/cwd", (int)pid);
+        cwd_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cwd_fd < 0) child_fail("open %s: %s", path, strerror(errno));
+    }
+    static const struct { const char *name; int type; } nss[] = {
+        {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"net", CLONE_NEWNET},
+        {"pid", CLONE_NEWPID}, {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS},
+    };
+    enum { NNS = sizeof nss / sizeof nss[0] };
+    int ns_fd[NNS];
+    for (int i = 0; i < NNS; i++) {
+        snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, nss[i].name);
+        ns_fd[i] = open(path, O_RDONLY | O_CLOEXEC);
+        if (ns_fd[i] < 0) child_fail("open %s: %s", path, strerror(errno));
+    }
+    join_cgroups_of(pid);
+
+    /* user namespace first (only when the container has its own: setns into our own fails), so the
+     * joins after it are checked against it; the mount namespace last, as it changes /proc */
+    for (int i = 0; i < NNS; i++) {
+        if (nss[i].type == CLONE_NEWUSER) {
+            struct stat mine, theirs;
+            if (stat("/proc/self/ns/user", &mine) == 0 && fstat(ns_fd[i], &theirs) == 0 &&
+                mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev) {
+                close(ns_fd[i]);
+                continue;
+            }
+        }
+        if (setns(ns_fd[i], nss[i].type) < 0) child_fail("join %s namespace: %s", nss[i].name, strerror(errno));
+        close(ns_fd[i]);
+    }
+
+    sigset_t mask, old;
+    sigemptyset(&mask);
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&mask, sigs[i]);
+    sigprocmask(SIG_BLOCK, &mask, &old);
+    /* the PID namespace join applies to children only */
+    /* the command gets its own process group, so a kill request reaches everything it started (not with
+     * a terminal on stdin: a background group could not read from it) */
+    int own_group = !isatty(0);
+    pid_t child = fork();
+    if (child < 0) child_fail("fork: %s", strerror(errno));
+    if (child == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (own_group) setpgid(0, 0);
+        if (workdir_given ? chdir(workdir) < 0 : fchdir(cwd_fd) < 0)
+            child_fail("chdir %s: %s", workdir_given ? workdir : "(PID 1's working directory)", strerror(errno));
+        if (cwd_fd >= 0) close(cwd_fd);
+        harden(last_cap);
+        const char *path_env;
+        char **envp = build_env(base_env, n_base, &path_env);
+        if (seccomp_enabled) install_seccomp();
+        exec_cmd(envp, path_env);
+    }
+    if (own_group) setpgid(child, child); /* also from here: whichever runs first, the group exists */
+    /* SIGTERM is a kill request (a timed-out health probe): SIGKILL to the command's whole group. Other
+     * signals are forwarded to the command. */
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&mask, &si);
+        if (sig < 0) continue;
+        if (sig == SIGCHLD) {
+            int st;
+            pid_t w = waitpid(child, &st, WNOHANG);
+            if (w == child) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        } else if (sig == SIGTERM) {
+            kill(own_group ? -child : child, SIGKILL);
+        } else {
+            kill(child, sig);
+        }
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "exec") == 0) return exec_main(argc - 1, argv + 1);
     parse_args(argc, argv);
 
     /* absolute paths: we chdir("/") when daemonizing */
@@ -674,6 +1207,15 @@ int main(int argc, char **argv) {
         char *p = path_in(cgroups[i], "cgroup.procs");
         if (access(p, W_OK) < 0) die("cgroup %s: %s", cgroups[i], strerror(errno));
         free(p);
+    }
+    for (int i = 0; i < n_mounts; i++)
+        if (mounts[i].type == MOUNT_BIND && access(mounts[i].src, F_OK) < 0)
+            die("bind source %s: %s", mounts[i].src, strerror(errno));
+    if (netns_path) {
+        /* opened now so a bad path fails the start; the fd survives the daemonizing forks */
+        netns_fd = open(netns_path, O_RDONLY | O_CLOEXEC);
+        if (netns_fd < 0) die("netns %s: %s", netns_path, strerror(errno));
+        if (ioctl(netns_fd, NS_GET_NSTYPE) != CLONE_NEWNET) die("netns %s: not a network namespace", netns_path);
     }
     { char *old = path_in(state_dir, "state.json"); unlink(old); free(old); }
     { char *old = path_in(state_dir, "stop-grace-ms"); unlink(old); free(old); }
@@ -732,7 +1274,8 @@ int main(int argc, char **argv) {
     size_t stack_size = 1024 * 1024;
     char *stack = malloc(stack_size);
     if (!stack) { write_failed("out of memory"); return 1; }
-    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | SIGCHLD;
+    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP | SIGCHLD;
+    if (!netns_path && !net_host) flags |= CLONE_NEWNET;
     pid_t child = clone(child_main, stack + stack_size, flags, NULL);
     if (child < 0) {
         char msg[256];

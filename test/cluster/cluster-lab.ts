@@ -111,6 +111,8 @@ export class ClusterLab {
     if (this.opts.electionMs) args.push('--election-ms', String(this.opts.electionMs));
     // Tests default to the test executor (no processes); `shoal lab up` and engine tests ask for 'engine'.
     args.push('--executor', this.opts.executor ?? 'test');
+    // Everything the node's networking creates is named after its lab host, so lab teardown finds it.
+    args.push('--netns-prefix', `${h.ns}-`);
     const child = h.spawn(process.execPath, args, { logFile: 'daemon.log', detached: true, cwd: REPO });
     child.unref();
     d.pid = child.pid ?? null;

@@ -1,101 +1,12 @@
 // shoal-shim runs real containers here: namespaces, pivot_root, capabilities, logs, stop and OOM
 // handling, and survival of the agent's death. Needs root and gcc (skips only when gcc is missing).
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { TestContext } from 'node:test';
-import {
-  BUILD_SCRIPT,
-  isAlive,
-  killShim,
-  makeBusyboxRootfs,
-  procStartTime,
-  readState,
-  startContainer,
-  stopContainer,
-  waitExited,
-} from '../../worker/engine/shim.ts';
-import type { StartOptions } from '../../worker/engine/shim.ts';
-
-const haveGcc = spawnSync('sh', ['-c', 'command -v gcc'], { stdio: 'ignore' }).status === 0;
-let built = false;
-function build(): void {
-  if (built) return;
-  const r = spawnSync('bash', [BUILD_SCRIPT], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`build-native.sh failed (${r.status}): ${r.stderr}`);
-  built = true;
-}
-const skip = haveGcc ? false : 'gcc is not installed: cannot build native/build/shoal-shim';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function gone(pid: number): boolean {
-  return procStartTime(pid) === null || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-}
-
-interface Env {
-  dir: string;
-  rootfs: string;
-  stateDir: string;
-  opts(args: string[], extra?: Partial<StartOptions>): StartOptions;
-  log(): Array<{ t: string; s: string; l: string }>;
-  stdout(): string[];
-}
-
-// Every test gets its own temp dir; the after hook kills whatever is left (shim, container, helper
-// processes), removes cgroups it created and the directory, whether the test passed or not.
-function setup(t: TestContext, extraCleanup: Array<() => void> = []): Env {
-  build();
-  const dir = mkdtempSync(join(tmpdir(), 'shoal-shim-test-'));
-  const rootfs = join(dir, 'rootfs');
-  const stateDir = join(dir, 'state');
-  makeBusyboxRootfs(rootfs);
-  t.after(async () => {
-    for (const f of extraCleanup) {
-      try {
-        f();
-      } catch {
-        /* best effort */
-      }
-    }
-    const st = (() => {
-      try {
-        return readState(stateDir);
-      } catch {
-        return null;
-      }
-    })();
-    killShim(stateDir);
-    const pids = [st?.shimPid, st?.status === 'running' ? st.pid : undefined].filter((p): p is number => typeof p === 'number');
-    const deadline = Date.now() + 5000;
-    while (pids.some((p) => !gone(p)) && Date.now() < deadline) await sleep(20);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const env: Env = {
-    dir,
-    rootfs,
-    stateDir,
-    opts: (args, extra = {}) => ({ stateDir, rootfs, args, ...extra }),
-    log: () => {
-      const p = join(stateDir, 'container.log');
-      if (!existsSync(p)) return [];
-      return readFileSync(p, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as { t: string; s: string; l: string });
-    },
-    stdout: () => env.log().filter((e) => e.s === 'stdout').map((e) => e.l),
-  };
-  return env;
-}
-
-async function run(e: Env, script: string, extra: Partial<StartOptions> = {}) {
-  await startContainer(e.opts(['sh', '-c', script], extra));
-  return waitExited(e.stateDir);
-}
+import { isAlive, readState, startContainer, stopContainer, waitExited } from '../../worker/engine/shim.ts';
+import { gone, run, setup, skip, sleep } from './shim-env.ts';
 
 test('PID 1 inside the container is the command', { skip }, async (t) => {
   const e = setup(t);

@@ -166,6 +166,22 @@ async function readOpt(file: string): Promise<string | undefined> {
   }
 }
 
+function readSyncOpt(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+function readNumSync(file: string): number | undefined {
+  const s = readSyncOpt(file);
+  if (s === undefined) return undefined;
+  const n = Number(s.trim());
+  return Number.isFinite(n) ? n : undefined;
+}
+
 async function readNum(file: string): Promise<number | undefined> {
   const s = await readOpt(file);
   if (s === undefined) return undefined;
@@ -304,21 +320,10 @@ export class TaskCgroup {
   }
 
   static async create(opts: TaskCgroupOptions): Promise<TaskCgroup> {
-    const parent = opts.parent ?? DEFAULT_CGROUP_PARENT;
-    const parentParts = validateRelPath('parent', parent);
-    validateRelPath('id', opts.id);
-    if (opts.id.includes('/')) throw new Error(`invalid cgroup id ${JSON.stringify(opts.id)}: must be one path component`);
     const limits = opts.limits ?? {};
     validateLimits(limits);
-    const info = opts.cgroups ?? detectCgroups();
-    const hs = hierarchiesOf(info);
-    if (hs.length === 0) throw new Error('no usable cgroup hierarchy for task controllers');
-    const cg = new TaskCgroup(
-      info.version,
-      parent,
-      opts.id,
-      hs.map((h) => ({ ...h, dir: join(h.mount, ...parentParts, opts.id) })),
-    );
+    const cg = TaskCgroup.open(opts);
+    const parentParts = validateRelPath('parent', cg.parent);
     const made: string[] = [];
     try {
       for (const h of cg.hier) await cg.makeDirs(h, parentParts, made);
@@ -328,6 +333,26 @@ export class TaskCgroup {
       throw e;
     }
     return cg;
+  }
+
+  /**
+   * The task cgroup of `opts.parent`/`opts.id` without creating or changing anything: for a task whose
+   * cgroups a previous agent created (re-adoption), to read its usage and destroy it later.
+   */
+  static open(opts: Omit<TaskCgroupOptions, 'limits'>): TaskCgroup {
+    const parent = opts.parent ?? DEFAULT_CGROUP_PARENT;
+    const parentParts = validateRelPath('parent', parent);
+    validateRelPath('id', opts.id);
+    if (opts.id.includes('/')) throw new Error(`invalid cgroup id ${JSON.stringify(opts.id)}: must be one path component`);
+    const info = opts.cgroups ?? detectCgroups();
+    const hs = hierarchiesOf(info);
+    if (hs.length === 0) throw new Error('no usable cgroup hierarchy for task controllers');
+    return new TaskCgroup(
+      info.version,
+      parent,
+      opts.id,
+      hs.map((h) => ({ ...h, dir: join(h.mount, ...parentParts, opts.id) })),
+    );
   }
 
   private async makeDirs(h: Hierarchy, parentParts: string[], made: string[]): Promise<void> {
@@ -428,26 +453,41 @@ export class TaskCgroup {
     return [...all].sort((a, b) => a - b);
   }
 
+  /**
+   * CPU time used so far and memory in use, read synchronously: two small files, for periodic stats over
+   * every task of a node. v1: cpuacct.usage, memory.usage_in_bytes; v2: cpu.stat usage_usec,
+   * memory.current. Missing files (cgroup gone, controller absent) read as 0.
+   */
+  cpuMemory(): { cpuNanos: number; memoryBytes: number } {
+    const mem = this.dirFor('memory');
+    if (this.version === 1) {
+      const acct = this.dirFor('cpuacct');
+      return {
+        cpuNanos: acct ? (readNumSync(join(acct, 'cpuacct.usage')) ?? 0) : 0,
+        memoryBytes: mem ? (readNumSync(join(mem, 'memory.usage_in_bytes')) ?? 0) : 0,
+      };
+    }
+    // cpu.stat's usage_usec exists even without the cpu controller
+    const usec = /^usage_usec (\d+)$/m.exec(readSyncOpt(join(this.hier[0]!.dir, 'cpu.stat')) ?? '')?.[1];
+    return {
+      cpuNanos: usec !== undefined ? Number(usec) * 1000 : 0,
+      memoryBytes: mem ? (readNumSync(join(mem, 'memory.current')) ?? 0) : 0,
+    };
+  }
+
   async usage(): Promise<CgroupUsage> {
-    const u: CgroupUsage = { cpuNanos: 0, memoryBytes: 0, pids: 0 };
+    const u: CgroupUsage = { ...this.cpuMemory(), pids: 0 };
     const mem = this.dirFor('memory');
     const pidsDir = this.dirFor('pids');
     if (this.version === 1) {
-      const acct = this.dirFor('cpuacct');
-      if (acct) u.cpuNanos = (await readNum(join(acct, 'cpuacct.usage'))) ?? 0;
       if (mem) {
-        u.memoryBytes = (await readNum(join(mem, 'memory.usage_in_bytes'))) ?? 0;
         const max = await readNum(join(mem, 'memory.max_usage_in_bytes'));
         if (max !== undefined) u.memoryMaxBytes = max;
         const oom = (await readKeyed(join(mem, 'memory.oom_control')))?.get('oom_kill');
         if (oom !== undefined) u.oomKills = oom;
       }
     } else {
-      const cpu = this.hier[0]!.dir; // cpu.stat usage_usec exists even without the cpu controller
-      const usec = (await readKeyed(join(cpu, 'cpu.stat')))?.get('usage_usec');
-      if (usec !== undefined) u.cpuNanos = usec * 1000;
       if (mem) {
-        u.memoryBytes = (await readNum(join(mem, 'memory.current'))) ?? 0;
         const peak = await readNum(join(mem, 'memory.peak'));
         if (peak !== undefined) u.memoryMaxBytes = peak;
         const oom = (await readKeyed(join(mem, 'memory.events')))?.get('oom_kill');

@@ -4,6 +4,7 @@
 // signals, so an agent restart can pick up running containers again (see docs/design/engine.md).
 import { spawn } from 'node:child_process';
 import { copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,8 +30,26 @@ export interface StartOptions {
   stopSignal?: string;
   /** install the shim's default seccomp filter (Docker-like deny list); default true */
   seccomp?: boolean;
+  /** join this existing network namespace (e.g. /run/netns/x) instead of creating a fresh one */
+  netnsPath?: string;
+  /** stay in the host's network namespace */
+  hostNetwork?: boolean;
+  /** placed into the rootfs in this order (parents before children) before the container starts */
+  mounts?: ShimMount[];
   shimPath?: string;
   startTimeoutMs?: number;
+}
+
+/** A mount as the shim takes it: a bind of a host file or directory, or a tmpfs. */
+export interface ShimMount {
+  type: 'bind' | 'tmpfs';
+  /** bind: absolute host path */
+  source?: string;
+  /** absolute path in the container */
+  target: string;
+  readOnly?: boolean;
+  /** tmpfs only (its root gets mode 1777, as with Docker) */
+  sizeBytes?: number;
 }
 
 export interface ShimState {
@@ -95,9 +114,23 @@ export function buildArgs(o: StartOptions): string[] {
   if (o.stopGraceMs !== undefined) a.push('--stop-grace-ms', String(o.stopGraceMs));
   if (o.stopSignal !== undefined) a.push('--stop-signal', o.stopSignal);
   if (o.seccomp === false) a.push('--no-seccomp');
+  if (o.netnsPath !== undefined && o.hostNetwork) throw new Error('netnsPath and hostNetwork exclude each other');
+  if (o.netnsPath !== undefined) a.push('--netns', o.netnsPath);
+  if (o.hostNetwork) a.push('--net', 'host');
+  for (const m of o.mounts ?? []) a.push('--mount', mountArg(m));
   if (o.args.length === 0) throw new Error('no command');
   a.push('--', ...o.args);
   return a;
+}
+
+/** `TYPE,SRC,DST[,OPT]...` (see the shim's parse_mount); the syntax has no escaping, so no commas in paths. */
+export function mountArg(m: ShimMount): string {
+  for (const p of [m.source ?? '', m.target]) if (p.includes(',')) throw new Error(`mount path ${JSON.stringify(p)}: commas are not supported`);
+  if (m.type === 'bind' && m.source === undefined) throw new Error(`bind mount on ${m.target} needs a source`);
+  const f = [m.type, m.type === 'bind' ? m.source! : '', m.target];
+  if (m.readOnly) f.push('ro');
+  if (m.type === 'tmpfs' && m.sizeBytes !== undefined) f.push(`size=${m.sizeBytes}`);
+  return f.join(',');
 }
 
 /**
@@ -239,9 +272,87 @@ export function killShim(dir: string): void {
   }
 }
 
+export interface ExecOptions {
+  /** added to (or replacing) the container's environment (that of its PID 1) */
+  env?: Record<string, string>;
+  /** default: PID 1's working directory */
+  workdir?: string;
+  /** numeric; default: PID 1's user */
+  user?: { uid: number; gid: number };
+  /** the command (and everything it started) is killed after this long */
+  timeoutMs?: number;
+  /** written to the command's stdin, which is then closed (default: stdin closed at once) */
+  input?: string | Buffer;
+  shimPath?: string;
+}
+
+export interface ExecResult {
+  /** the command's exit status, 128+signal when killed; 125 when the exec itself failed (e.g. the
+   * container is not running), 126 when the command cannot be invoked, 127 when it is not found */
+  exitCode: number;
+  stdout: Buffer;
+  stderr: Buffer;
+  /** killed because timeoutMs passed */
+  timedOut: boolean;
+}
+
+/** How long after a timeout's kill request the exec shim itself is SIGKILLed if it has not exited. */
+const EXEC_KILL_GRACE_MS = 2000;
+
+/**
+ * Runs a command inside the running container of stateDir (`shoal-shim exec`: its namespaces, cgroups,
+ * capabilities and seccomp filter) and collects its output. Failures of the exec itself come back as
+ * exit status 125–127 with the reason on stderr, like `docker exec`; only a shim that cannot be
+ * spawned rejects.
+ */
+export function execInContainer(stateDir: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  const shim = opts.shimPath ?? DEFAULT_SHIM_PATH;
+  if (args.length === 0) return Promise.reject(new Error('exec: no command'));
+  const a = ['exec', '--state-dir', stateDir];
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (!k || k.includes('=')) return Promise.reject(new Error(`invalid env name ${JSON.stringify(k)}`));
+    a.push('--env', `${k}=${v}`);
+  }
+  if (opts.workdir !== undefined) a.push('--workdir', opts.workdir);
+  if (opts.user) a.push('--user', `${opts.user.uid}:${opts.user.gid}`);
+  a.push('--', ...args);
+  return new Promise((res, rej) => {
+    const child = spawn(shim, a, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            // SIGTERM asks the exec shim to SIGKILL the command's whole process group
+            child.kill('SIGTERM');
+            killTimer = setTimeout(() => child.kill('SIGKILL'), EXEC_KILL_GRACE_MS);
+          }, opts.timeoutMs);
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.stdin.on('error', () => {}); // the command may exit without reading its input
+    child.stdin.end(opts.input ?? '');
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      rej(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      const exitCode = code ?? 128 + (signal ? osConstants.signals[signal] : 0);
+      res({ exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), timedOut });
+    });
+  });
+}
+
 export const BUSYBOX_APPLETS = [
   'sh', 'ls', 'cat', 'echo', 'sleep', 'id', 'hostname', 'ps', 'mount',
   'true', 'false', 'env', 'pwd', 'grep', 'head', 'tail', 'touch', 'mkdir', 'rm', 'kill', 'ip', 'seq', 'wc', 'tr', 'printf', 'unshare',
+  'dd', 'test',
 ];
 
 /** A minimal rootfs for tests: a static busybox with applet symlinks, /etc/passwd and /etc/group. */
