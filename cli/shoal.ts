@@ -175,7 +175,8 @@ Daemon and lab:
   shoal daemon [--state-dir DIR] [--hostname NAME] [--executor engine|test] [--insecure-registry HOST:PORT]...
   shoal image load [--state-dir DIR] [--tag NAME:TAG] ARCHIVE | image pull REF | image ls|rm IMAGE...|prune [--state-dir DIR]
     (registry credentials for pull: SHOAL_REGISTRY_USER / SHOAL_REGISTRY_PASSWORD)
-  shoal lab up [--managers 3] [--workers 2] [--name shoal] | lab down [--name shoal] [--force] | lab ls
+  shoal volume ls|rm NAME...|prune [--state-dir DIR]   (per node; created on first use by --mount type=volume)
+  shoal lab up [--managers 3] [--workers 2] [--name shoal] [--no-demo] [--replicas 6] [--port 8080] | lab down [--name shoal] [--force] | lab ls
 
 Global: --context FILE (default $SHOAL_CONTEXT or ~/.shoal/context.json), --format table|json`;
 
@@ -265,6 +266,29 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       throw new CliError(`unknown image command '${sub ?? ''}' (load, ls, rm, prune)`);
+    }
+    case 'volume': {
+      const { values, positionals } = opts(rest, { 'state-dir': { type: 'string' } });
+      const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
+      if (sub === 'ls') {
+        const list = (await localCall(stateDir, 'GET', '/volumes')) as { name: string; users?: string[]; anonymous?: boolean }[];
+        const rows = [['DRIVER', 'VOLUME NAME', 'IN USE BY']];
+        for (const v of list) rows.push(['local', v.name, (v.users ?? []).map((u) => u.slice(0, 12)).join(',')]);
+        console.log(table(rows));
+        return 0;
+      }
+      if (sub === 'rm') {
+        if (positionals.length === 0) throw new CliError('volume rm needs at least one volume');
+        await localCall(stateDir, 'POST', '/volumes/rm', { names: positionals });
+        for (const n of positionals) console.log(n);
+        return 0;
+      }
+      if (sub === 'prune') {
+        const r = await localCall(stateDir, 'POST', '/volumes/prune', {});
+        for (const n of r.removed as string[]) console.log(`Deleted: ${n}`);
+        return 0;
+      }
+      throw new CliError(`unknown volume command '${sub ?? ''}' (ls, rm, prune; volumes are created on first use by a task's --mount type=volume,source=NAME)`);
     }
     case 'lab': {
       const { labCmd } = await import('./lab.ts');

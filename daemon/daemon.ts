@@ -125,6 +125,24 @@ export class Daemon {
         }
       }
       if (req.method === 'GET' && path === '/images') return sendJson(res, 200, this.imageStore().list());
+      if (path?.startsWith('/volumes')) {
+        const vols = this.engine?.volumes;
+        if (!vols) throw new ApiError(409, 'ENOENGINE', 'this node runs the test executor: it has no volumes');
+        if (req.method === 'GET' && path === '/volumes') return sendJson(res, 200, vols.list());
+        if (req.method === 'POST' && path === '/volumes/prune') return sendJson(res, 200, { removed: vols.prune() });
+        if (req.method === 'POST' && path === '/volumes/rm') {
+          const b = (await readJson(req)) as { names?: unknown };
+          if (!Array.isArray(b.names) || b.names.length === 0 || !b.names.every((n) => typeof n === 'string')) throw badRequest('volume rm needs volume names');
+          for (const n of b.names as string[]) {
+            try {
+              vols.rm(n);
+            } catch (e) {
+              throw new ApiError(409, 'EVOLUME', (e as Error).message);
+            }
+          }
+          return sendJson(res, 200, { removed: b.names });
+        }
+      }
       if (req.method === 'POST' && path === '/images/pull') {
         const b = (await readJson(req)) as { ref?: unknown; username?: unknown; password?: unknown };
         if (typeof b.ref !== 'string' || b.ref === '') throw badRequest('image pull needs an image reference');
@@ -382,7 +400,7 @@ export class Daemon {
         const c = store.config(ref);
         return {
           layers: store.layersFor(ref),
-          config: { Env: c.Env, ...(c.Cmd ? { Cmd: c.Cmd } : {}), ...(c.Entrypoint ? { Entrypoint: c.Entrypoint } : {}), ...(c.WorkingDir ? { WorkingDir: c.WorkingDir } : {}), ...(c.User ? { User: c.User } : {}) },
+          config: { Env: c.Env, ...(c.Cmd ? { Cmd: c.Cmd } : {}), ...(c.Entrypoint ? { Entrypoint: c.Entrypoint } : {}), ...(c.WorkingDir ? { WorkingDir: c.WorkingDir } : {}), ...(c.User ? { User: c.User } : {}), ...(c.Healthcheck ? { Healthcheck: c.Healthcheck } : {}) },
         };
       },
       mountRootfs: (layers, upper, work, target) => mountRootfs(layers, upper, work, target),

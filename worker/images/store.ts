@@ -92,6 +92,8 @@ export interface ImageConfig {
   Entrypoint: string[] | null;
   WorkingDir: string;
   User: string;
+  /** The image's HEALTHCHECK (durations in nanoseconds, as Docker stores them). */
+  Healthcheck?: { Test?: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; Retries?: number };
 }
 
 export function chainIds(diffIds: readonly string[]): string[] {
@@ -402,6 +404,7 @@ export class ImageStore {
       Entrypoint: strs(c.Entrypoint),
       WorkingDir: typeof c.WorkingDir === 'string' ? c.WorkingDir : '',
       User: typeof c.User === 'string' ? c.User : '',
+      ...(healthcheckOf(c.Healthcheck) ?? {}),
     };
   }
 
@@ -711,4 +714,13 @@ export async function unmountRootfs(target: string): Promise<void> {
   } catch {
     await execFileP('umount', ['-l', target]);
   }
+}
+
+function healthcheckOf(v: unknown): { Healthcheck: NonNullable<ImageConfig['Healthcheck']> } | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const o = v as Record<string, unknown>;
+  const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? x : undefined);
+  const test = Array.isArray(o.Test) && o.Test.every((x) => typeof x === 'string') ? (o.Test as string[]) : undefined;
+  const h = { ...(test ? { Test: test } : {}), ...Object.fromEntries((['Interval', 'Timeout', 'StartPeriod', 'Retries'] as const).flatMap((k) => (num(o[k]) !== undefined ? [[k, num(o[k])]] : []))) };
+  return Object.keys(h).length ? { Healthcheck: h } : null;
 }
