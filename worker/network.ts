@@ -33,6 +33,10 @@ interface TaskNet {
   networkIds: string[];
   serviceId: string;
   lb: LbProgrammer;
+  /** The LB update in flight (each task's table is updated on its own, never blocking the node's queue). */
+  lbRunning: Promise<void> | null;
+  /** A newer view arrived while updating: update again when done. */
+  lbDirty: boolean;
 }
 
 export class NodeNetwork implements NetworkHook {
@@ -64,7 +68,7 @@ export class NodeNetwork implements NetworkHook {
         const networkIds = t.interfaces.map((i) => i.networkId);
         const lb = new LbProgrammer({ netns: t.netnsPath, networkIds, onFallback: (e) => this.log(`lb ${id.slice(0, 12)}: ${e.message}`) });
         // serviceId '' : host ports fall back to the service the view lists for this task's endpoints
-        this.tasks.set(id, { gwIp: t.gwIp, networkIds, serviceId: '', lb });
+        this.tasks.set(id, { gwIp: t.gwIp, networkIds, serviceId: '', lb, lbRunning: null, lbDirty: false });
         this.byGw.set(t.gwIp, id);
       }
     } catch (e) {
@@ -98,7 +102,27 @@ export class NodeNetwork implements NetworkHook {
     if (ing && !this.mesh) this.mesh = new MeshProgrammer({ nodeNetns: null, ingressNetns: ing, onFallback: (e) => this.log(`mesh: ${e.message}`) });
     if (this.mesh) await this.mesh.update(view);
     await this.hostPorts.update(view, this.gwIps(), this.taskServices());
-    for (const t of this.tasks.values()) await t.lb.update(view);
+    for (const [id, t] of this.tasks) this.kickLb(id, t);
+  }
+
+  /**
+   * Brings one task's VIP table to the latest view, coalescing bursts of views. Tables of different
+   * tasks are updated independently, so one slow `nft` never holds up the node's other tasks or a
+   * container waiting to start.
+   */
+  private kickLb(id: string, t: TaskNet): void {
+    if (t.lbRunning) {
+      t.lbDirty = true;
+      return;
+    }
+    t.lbRunning = (async () => {
+      do {
+        t.lbDirty = false;
+        if (!this.view || this.closed || this.tasks.get(id) !== t) break;
+        await t.lb.update(this.view).catch((e: Error) => this.log(`lb ${id.slice(0, 12)}: ${e.message}`));
+      } while (t.lbDirty);
+      t.lbRunning = null;
+    })();
   }
 
   private async heal(): Promise<void> {
@@ -106,7 +130,7 @@ export class NodeNetwork implements NetworkHook {
     await this.converge();
     if (this.mesh) await this.mesh.verify();
     await this.hostPorts.verify();
-    for (const t of this.tasks.values()) await t.lb.verify();
+    await Promise.all([...this.tasks.values()].filter((t) => !t.lbRunning).map((t) => t.lb.verify().catch(() => undefined)));
   }
 
   private gwIps(): Map<string, string> {
@@ -161,6 +185,7 @@ export class NodeNetwork implements NetworkHook {
     if (atts.length === 0) return {}; // an isolated namespace with loopback only
     await this.waitForNetworks(atts.map((a) => a.networkId));
     let setup: NetworkSetup = {};
+    let lbReady: Promise<void> | null = null;
     await this.serial(async () => {
       this.dp.apply(this.view!);
       const r = this.dp.attachTask(
@@ -168,14 +193,19 @@ export class NodeNetwork implements NetworkHook {
         atts.map((a) => ({ networkId: a.networkId, ip: a.addresses[0]! })),
       );
       const lb = new LbProgrammer({ netns: r.netnsPath, networkIds: atts.map((a) => a.networkId), onFallback: (e) => this.log(`lb ${task.id.slice(0, 12)}: ${e.message}`) });
-      await lb.update(this.view!);
-      this.tasks.set(task.id, { gwIp: r.gwIp, networkIds: atts.map((a) => a.networkId), serviceId: task.serviceId, lb });
+      const t: TaskNet = { gwIp: r.gwIp, networkIds: atts.map((a) => a.networkId), serviceId: task.serviceId, lb, lbRunning: null, lbDirty: false };
+      this.tasks.set(task.id, t);
+      // The first table goes in before the container starts (its VIPs work from its first instruction);
+      // it is a full load, done outside the node's queue like every other table update.
+      this.kickLb(task.id, t);
+      lbReady = t.lbRunning;
       this.byGw.set(r.gwIp, task.id);
       await this.ensureDns();
       await this.hostPorts.update(this.view!, this.gwIps(), this.taskServices());
       setup = { netnsPath: r.netnsPath, resolvConf: r.resolvConf, hosts: hostsFile(task, r.interfaces.map((i) => i.ip.split('/')[0]!)) };
     });
     if (!setup.netnsPath) throw new Error(`network setup of task ${task.id} failed (see the daemon log)`);
+    await lbReady;
     return setup;
   }
 
@@ -186,6 +216,7 @@ export class NodeNetwork implements NetworkHook {
       if (t) {
         this.tasks.delete(key);
         this.byGw.delete(t.gwIp);
+        await t.lbRunning; // its session must end before the namespace goes
         t.lb.dispose();
         if (this.view) await this.hostPorts.update(this.view, this.gwIps(), this.taskServices());
       }

@@ -145,7 +145,9 @@ export function demoWebImage(name = 'shoal/demo-web:1'): { archive: Buffer; dige
     'mkdir -p /www',
     'printf "Hello from %s\\n" "$(hostname)" > /www/index.html',
     'echo "web: $(hostname) serving /www on :80"',
-    'exec httpd -f -v -p 80 -h /www',
+    // PID 1 gets no default signal handling: trap TERM so a stop is immediate, not a 10 s SIGKILL
+    'trap "exit 0" TERM',
+    'httpd -f -v -p 80 -h /www & wait',
   ].join('; ');
   return buildImage({
     name,
