@@ -415,6 +415,7 @@ export class Daemon {
       cgroupParent: parent,
       network: this.net,
       nodeName: this.opts.hostname ?? osHostname(),
+      pollMs: 100,
       log: (l) => this.log(l),
     });
     const fetcher = new ImageFetcher(store, () => this.agent?.knownManagers() ?? this.state?.managers ?? [], () => this.creds(), (l) => this.log(l));
