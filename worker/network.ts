@@ -163,6 +163,17 @@ export class NodeNetwork implements NetworkHook {
     }
   }
 
+  private waitForView(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.view) return resolve();
+      const t = setTimeout(() => reject(new Error('no network view from the managers yet')), this.o.attachWaitMs ?? 15_000);
+      this.viewWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
   private waitForNetworks(ids: string[]): Promise<void> {
     const has = () => ids.every((id) => this.view?.networks.some((n) => n.id === id));
     if (has()) return Promise.resolve();
@@ -181,9 +192,11 @@ export class NodeNetwork implements NetworkHook {
   // ------------------------------------------------------------------ NetworkHook
 
   async attach(task: TaskAssignment): Promise<NetworkSetup> {
+    // Every task gets its own namespace with a leg on the gateway bridge (egress, DNS, host-mode ports),
+    // plus one interface per overlay network it is attached to.
     const atts = (task.networks ?? []).filter((n) => n.addresses.length > 0);
-    if (atts.length === 0) return {}; // an isolated namespace with loopback only
-    await this.waitForNetworks(atts.map((a) => a.networkId));
+    if (atts.length > 0) await this.waitForNetworks(atts.map((a) => a.networkId));
+    else if (!this.view) await this.waitForView();
     let setup: NetworkSetup = {};
     let lbReady: Promise<void> | null = null;
     await this.serial(async () => {

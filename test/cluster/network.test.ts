@@ -135,6 +135,38 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
     for (const h of c.lab.hosts) assert.match((await get(h.ip!, 8080)) ?? '', /Hello from/, `mesh on ${h.name}`);
   });
 
+  it('heals by itself: a flushed nft ruleset and a deleted VXLAN device on a host come back', async () => {
+    // a host that runs a task on `front` (so it has that network's namespace)
+    const client = (await tasksOf('client'))[0];
+    const hostname = (await c.nodes()).find((n: any) => n.id === client.nodeId).description.hostname;
+    const h2 = c.lab.hosts.find((h) => h.name === hostname)!;
+    const frontId = ((await c.control('GET', '/v1/networks')) as any[]).find((n) => n.spec.name === 'front').id;
+    const run = (ns: string, cmd: string) => new Promise<void>((res) => execFile('nsenter', [`--net=/run/netns/${ns}`, 'sh', '-c', cmd], () => res()));
+    await run(h2.ns, 'nft flush ruleset');
+    await run(`${h2.ns}-n-${frontId.slice(0, 8)}`, 'ip link del vxlan0');
+    // the node re-asserts everything every 5 s
+    await waitFor(async () => /Hello from/.test((await get(h2.ip!, 8080)) ?? ''), 15_000, `mesh on ${h2.name} after nft flush`);
+    await waitFor(
+      () => new Promise<boolean>((res) => execFile('nsenter', [`--net=/run/netns/${h2.ns}-n-${frontId.slice(0, 8)}`, 'ip', '-o', 'link', 'show', 'vxlan0'], (e) => res(!e))),
+      15_000,
+      `vxlan0 recreated on ${h2.name}`,
+    );
+  });
+
+  it('host-mode publishing answers only where a task runs and keeps the client address', async () => {
+    const r = await sh('service', 'create', '--name', 'direct', '-p', 'mode=host,published=9090,target=80', 'shoal/demo-web:1');
+    assert.equal(r.code, 0, r.err + r.out);
+    const t = (await tasksOf('direct'))[0];
+    const node = (await c.nodes()).find((n: any) => n.id === t.nodeId);
+    const host = c.lab.hosts.find((h) => h.name === node.description.hostname)!;
+    await waitFor(async () => /Hello from/.test((await get(host.ip!, 9090)) ?? ''), 10_000, `host port on ${host.name}`);
+    const other = c.lab.hosts.find((h) => h.name !== host.name)!;
+    assert.equal(await get(other.ip!, 9090, 1000), null, 'no answer where no task runs');
+    // busybox httpd -v logs the peer address: the lab gateway (the client), not a NAT address
+    await waitFor(async () => (await sh('service', 'logs', '--raw', 'direct')).err.includes(`${c.lab.gateway}]`), 10_000, 'client address in the access log');
+    assert.equal((await sh('service', 'rm', 'direct')).code, 0);
+  });
+
   it('removing services frees the network; network rm refuses while in use', async () => {
     const busy = await sh('network', 'rm', 'front');
     assert.notEqual(busy.code, 0);
