@@ -121,7 +121,9 @@ class NetIndex {
     // Every node's own address on the ingress network is a peer too: routing-mesh traffic a node forwards
     // leaves with that source address, and the task's reply must find its way back to that node. These
     // endpoints belong to no service (never load-balancing backends, never in DNS).
-    if (this.ingressId !== undefined) {
+    // (Only while some service publishes through the mesh: otherwise nobody needs them, and 200 nodes
+    // × 200 endpoints would be recomputed and sent on every change for nothing.)
+    if (this.ingressId !== undefined && snap.services.some((s) => publishesIngress(s))) {
       for (const n of snap.nodes) {
         const a = n.attachments?.find((x) => x.networkId === this.ingressId)?.addr;
         const vtep = nodeVtep(n);
