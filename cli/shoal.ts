@@ -6,7 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Daemon, httpsJson } from '../daemon/daemon.ts';
+import { httpsJson } from '../daemon/https.ts';
 
 class CliError extends Error {}
 
@@ -54,10 +54,18 @@ export async function control(ctx: Context, method: string, path: string, body?:
 
 class RetryableError extends Error {}
 
+/**
+ * One pass over the managers. A manager that redirects to the leader is followed; one that says "no
+ * leader yet" or "no quorum", or redirects to a leader that does not answer (it just died; an election
+ * is under way), makes the pass retryable, but the other managers are still asked first — a manager cut
+ * off from the majority must not hide a majority that has a leader.
+ */
 async function controlOnce(ctx: Context, method: string, path: string, body?: unknown, explicit?: string): Promise<any> {
   const queue = explicit ? [explicit] : [...ctx.managers];
   const tried = new Set<string>();
   let lastErr: string | null = null;
+  let retryable: string | null = null;
+  const redirectedTo = new Set<string>();
   while (queue.length > 0) {
     const m = queue.shift()!;
     if (tried.has(m)) continue;
@@ -67,20 +75,31 @@ async function controlOnce(ctx: Context, method: string, path: string, body?: un
       out = await httpsJson(m, method, path, body, { ca: ctx.admin.ca, key: ctx.admin.key, cert: ctx.admin.cert });
     } catch (e) {
       lastErr = (e as Error).message;
+      if (redirectedTo.has(m)) retryable = `the leader ${m} does not answer (${lastErr}); a new one is being elected`;
       continue;
     }
     if (out.status === 421 && out.body?.error?.leader) {
-      queue.unshift(out.body.error.leader);
+      const leader = String(out.body.error.leader);
+      if (tried.has(leader)) retryable ??= `the managers still name ${leader} as leader; a new one is being elected`;
+      else {
+        redirectedTo.add(leader);
+        queue.unshift(leader);
+      }
       continue;
     }
     if (out.managers && out.managers.join(',') !== ctx.managers.join(',') && ctx.path) {
       ctx.managers = [...new Set([...out.managers, ...ctx.managers])];
       saveContext(ctx.path, ctx);
     }
-    if (out.status === 503 && (out.body?.error?.code === 'ENOLEADER' || out.body?.error?.code === 'ERETRY')) throw new RetryableError(out.body.error.message);
+    const code = out.body?.error?.code;
+    if (out.status === 503 && (code === 'ENOLEADER' || code === 'ERETRY' || code === 'ENOQUORUM')) {
+      retryable = out.body.error.message;
+      continue;
+    }
     if (out.status >= 400) throw new CliError(out.body?.error?.message ?? `HTTP ${out.status}`);
     return out.body;
   }
+  if (retryable) throw new RetryableError(retryable);
   throw new CliError(`no manager reachable (${[...tried].join(', ')}): ${lastErr ?? 'no managers in context'}`);
 }
 
@@ -314,6 +333,7 @@ async function daemonCmd(args: string[]): Promise<number> {
   const { values } = opts(args, { 'state-dir': { type: 'string' }, hostname: { type: 'string' }, 'election-ms': { type: 'string' }, executor: { type: 'string' }, 'insecure-registry': { type: 'string', multiple: true }, 'netns-prefix': { type: 'string' } });
   const stateDir = resolve(String(values['state-dir'] ?? DEFAULT_STATE_DIR));
   if (values.executor !== undefined && values.executor !== 'engine' && values.executor !== 'test') throw new CliError('--executor must be engine or test');
+  const { Daemon } = await import('../daemon/daemon.ts'); // only the daemon needs the manager and the engine
   const d = new Daemon({
     stateDir,
     ...(values.executor ? { executor: values.executor as 'engine' | 'test' } : {}),

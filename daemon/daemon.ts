@@ -20,6 +20,7 @@ import { FakeExecutor } from '../worker/fake-executor.ts';
 import { EngineExecutor, type ImageResolver } from '../worker/engine/executor.ts';
 import { ImageStore, mountRootfs, unmountRootfs } from '../worker/images/store.ts';
 import { PullingExecutor } from '../worker/image-puller.ts';
+import { httpsJson, httpsRaw, splitHostPort } from './https.ts';
 import { ImageFetcher, namesRegistry, pinnedRef, resolveInCluster, serveImages } from './images.ts';
 import { pullImage, type PullResult } from '../worker/images/registry.ts';
 
@@ -643,10 +644,6 @@ function tlsRefusal(code: unknown): string {
   return `a client certificate signed by this cluster's CA is required (${c})`;
 }
 
-function splitHostPort(hp: string): [string, number] {
-  const i = hp.lastIndexOf(':');
-  return [hp.slice(0, i), Number(hp.slice(i + 1))];
-}
 
 function atomicWrite(path: string, data: string, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -663,51 +660,6 @@ async function fetchCa(remote: string): Promise<string> {
   return out.text;
 }
 
-export async function httpsJson(remote: string, method: string, path: string, body: unknown, tls: { ca?: string; key?: string; cert?: string; insecure?: boolean }): Promise<{ status: number; body: any; managers: string[] | null }> {
-  const out = await httpsRaw(remote, method, path, body, tls);
-  let parsed: unknown = null;
-  try {
-    parsed = out.text ? JSON.parse(out.text) : null;
-  } catch {
-    parsed = { error: { message: out.text } };
-  }
-  return { status: out.status, body: parsed, managers: out.managers };
-}
 
-export function httpsRaw(remote: string, method: string, path: string, body: unknown, tls: { ca?: string; key?: string; cert?: string; insecure?: boolean }, timeoutMs = 10_000): Promise<{ status: number; text: string; managers: string[] | null }> {
-  const [host, port] = splitHostPort(remote);
-  const data = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      {
-        host,
-        port,
-        method,
-        path,
-        ...(tls.ca ? { ca: tls.ca } : {}),
-        ...(tls.key ? { key: tls.key, cert: tls.cert } : {}),
-        rejectUnauthorized: !tls.insecure,
-        // Any manager certified by the pinned CA may answer: check the role, not a host name.
-        checkServerIdentity: (_h, cert) => (tls.insecure || String(cert.subject?.OU) === 'manager' ? undefined : new Error('the server is not a Shoal manager')),
-        headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
-        timeout: timeoutMs,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        const mh = res.headers['x-shoal-managers'];
-        const managers = typeof mh === 'string' && mh !== '' ? mh.split(',') : null;
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), managers }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${remote}: no answer within ${timeoutMs} ms`)));
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      const why = e.code === 'ECONNREFUSED' ? `connection refused by ${remote} (is a Shoal manager running there?)` : e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH' ? `${remote} is unreachable` : e.message;
-      reject(new ApiError(503, e.code ?? 'ECONN', why));
-    });
-    if (data) req.write(data);
-    req.end();
-  });
-}
 
+export { httpsJson, httpsRaw };

@@ -163,7 +163,12 @@ export class EngineExecutor implements Executor {
       if (!l) {
         l = { a, state: 'accepted', message: 'accepted', dir: join(this.o.root, a.id), cg: null, mounted: false, shim: false, busy: false };
         this.tasks.set(a.id, l);
-        if (this.adopt(l)) continue;
+        if (this.adopt(l)) {
+          // A container that ran on while this node was away may no longer be wanted (its tasks were
+          // rescheduled elsewhere while the node was Down): stop it now.
+          if (stop && !terminal(l.state) && !l.busy) void this.stop(l);
+          continue;
+        }
         if (terminal(a.state)) continue;
         if (stop) {
           this.set(l, 'shutdown', 'shut down before it started');
