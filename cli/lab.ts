@@ -3,29 +3,14 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ClusterLab, cleanupLabCgroups } from '../test/cluster/cluster-lab.ts';
+import { ClusterLab, cleanupLabCgroups, httpGet } from '../test/cluster/cluster-lab.ts';
 import { Lab } from '../test/cluster/lab.ts';
-import { request } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { localCall, CliError, saveContext, table } from './shoal.ts';
 import { parseServiceCreateArgs } from './service-flags.ts';
 import { demoWebImage } from '../worker/images/build.ts';
 
-function httpGet(host: string, port: number, timeoutMs = 1000): Promise<string | null> {
-  return new Promise((res) => {
-    const req = request({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
-      let body = '';
-      r.setEncoding('utf8');
-      r.on('data', (c: string) => (body += c));
-      r.on('end', () => res(r.statusCode === 200 ? body : null));
-      r.on('error', () => res(null));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => res(null));
-    req.end();
-  });
-}
 
 /**
  * The quick start's demo: builds the demo web image locally (busybox httpd; no registry), loads it on
@@ -60,7 +45,7 @@ async function deployDemo(c: ClusterLab, hosts: { name: string; ip: string }[], 
   while (Date.now() < deadline && answering.size < hosts.length) {
     await Promise.all(
       hosts.filter((h) => !answering.has(h.name)).map(async (h) => {
-        if ((await httpGet(h.ip, port)) !== null) {
+        if ((await httpGet(h.ip, port, 1000)) !== null) {
           answering.add(h.name);
           log(`${h.name}: http://${h.ip}:${port}/ answers`);
         }

@@ -1,6 +1,7 @@
 // A real Shoal cluster on lab hosts: one `shoal daemon` per host (network namespace), the first host
 // initialises the cluster, the other managers and the workers join it with real tokens. Used by
 // `shoal lab up` and by the cluster tests, so users and CI exercise the same code.
+import { request as httpRequest } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { TaskCgroup, detectCgroups } from '../../worker/engine/cgroups.ts';
 import { join, resolve } from 'node:path';
@@ -216,4 +217,20 @@ export async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs:
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/** One HTTP GET of `/` with a short timeout: the body of a 200 answer, or null (no answer, error, other status). */
+export function httpGet(host: string, port: number, timeoutMs = 2000): Promise<string | null> {
+  return new Promise((res) => {
+    const req = httpRequest({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (c: string) => (body += c));
+      r.on('end', () => res(r.statusCode === 200 ? body : null));
+      r.on('error', () => res(null));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => res(null));
+    req.end();
+  });
 }

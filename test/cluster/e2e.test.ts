@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { localCall } from '../../cli/shoal.ts';
 import { isAlive, readState } from '../../worker/engine/shim.ts';
 import { buildImage, busyboxLayer, demoWebImage } from '../../worker/images/build.ts';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
+import { ClusterLab, httpGet, waitFor } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';
 
 const NAME = `e2e${process.pid % 10000}`;
@@ -24,21 +23,7 @@ const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'b
 /** A long-running command that exits at once on SIGTERM (a PID 1 without a TERM handler waits for the grace kill). */
 const IDLE = `trap 'exit 0' TERM; sleep 100000 & wait`;
 
-/** One HTTP GET with a short timeout; resolves with the body or null. */
-function get(host: string, port: number, timeoutMs = 2000): Promise<string | null> {
-  return new Promise((res) => {
-    const req = request({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
-      let body = '';
-      r.setEncoding('utf8');
-      r.on('data', (c: string) => (body += c));
-      r.on('end', () => res(body));
-      r.on('error', () => res(null));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => res(null));
-    req.end();
-  });
-}
+const get = httpGet;
 
 describe('end to end through the CLI on lab hosts with real containers', { concurrency: false, timeout: 230_000 }, () => {
   let c: ClusterLab;

@@ -5,34 +5,19 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { localCall } from '../../cli/shoal.ts';
 import { buildImage, busyboxLayer, demoWebImage } from '../../worker/images/build.ts';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
+import { ClusterLab, httpGet, waitFor } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';
 
 const NAME = `n${process.pid % 10000}`;
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');
 
-/** One HTTP GET with a short timeout; resolves with the body or null. */
-function get(host: string, port: number, timeoutMs = 2000): Promise<string | null> {
-  return new Promise((res) => {
-    const req = request({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
-      let body = '';
-      r.setEncoding('utf8');
-      r.on('data', (c: string) => (body += c));
-      r.on('end', () => res(body));
-      r.on('error', () => res(null));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => res(null));
-    req.end();
-  });
-}
+const get = httpGet;
 
 describe('overlay networks, discovery and the routing mesh on lab hosts', { concurrency: false, timeout: 240_000 }, () => {
   let c: ClusterLab;
