@@ -89,8 +89,16 @@ export class NodeNetwork implements NetworkHook {
   setView(view: NetView): void {
     this.view = view;
     for (const w of this.viewWaiters.splice(0)) w();
-    void this.serial(() => this.converge());
+    // Views come in bursts while tasks start and stop: one pass queued at a time converges on the latest.
+    if (this.convergeQueued) return;
+    this.convergeQueued = true;
+    void this.serial(() => {
+      this.convergeQueued = false;
+      return this.converge();
+    });
   }
+
+  private convergeQueued = false;
 
   private async converge(): Promise<void> {
     const view = this.view;
