@@ -32,7 +32,8 @@ interface TaskNet {
   gwIp: string;
   networkIds: string[];
   serviceId: string;
-  lb: LbProgrammer;
+  /** VIP load balancing in the task's namespace; null when the task is on no network with VIPs. */
+  lb: LbProgrammer | null;
   /** The LB update in flight (each task's table is updated on its own, never blocking the node's queue). */
   lbRunning: Promise<void> | null;
   /** A newer view arrived while updating: update again when done. */
@@ -66,7 +67,7 @@ export class NodeNetwork implements NetworkHook {
         const t = this.dp.task(id);
         if (!t) continue;
         const networkIds = t.interfaces.map((i) => i.networkId);
-        const lb = new LbProgrammer({ netns: t.netnsPath, networkIds, onFallback: (e) => this.log(`lb ${id.slice(0, 12)}: ${e.message}`) });
+        const lb = this.lbFor(id, t.netnsPath, networkIds);
         // serviceId '' : host ports fall back to the service the view lists for this task's endpoints
         this.tasks.set(id, { gwIp: t.gwIp, networkIds, serviceId: '', lb, lbRunning: null, lbDirty: false });
         this.byGw.set(t.gwIp, id);
@@ -119,6 +120,7 @@ export class NodeNetwork implements NetworkHook {
    * container waiting to start.
    */
   private kickLb(id: string, t: TaskNet): void {
+    if (!t.lb) return;
     if (t.lbRunning) {
       t.lbDirty = true;
       return;
@@ -127,7 +129,7 @@ export class NodeNetwork implements NetworkHook {
       do {
         t.lbDirty = false;
         if (!this.view || this.closed || this.tasks.get(id) !== t) break;
-        await t.lb.update(this.view).catch((e: Error) => this.log(`lb ${id.slice(0, 12)}: ${e.message}`));
+        await t.lb?.update(this.view).catch((e: Error) => this.log(`lb ${id.slice(0, 12)}: ${e.message}`));
       } while (t.lbDirty);
       t.lbRunning = null;
     })();
@@ -138,7 +140,7 @@ export class NodeNetwork implements NetworkHook {
     await this.converge();
     if (this.mesh) await this.mesh.verify();
     await this.hostPorts.verify();
-    await Promise.all([...this.tasks.values()].filter((t) => !t.lbRunning).map((t) => t.lb.verify().catch(() => undefined)));
+    await Promise.all([...this.tasks.values()].filter((t) => t.lb && !t.lbRunning).map((t) => t.lb!.verify().catch(() => undefined)));
   }
 
   private gwIps(): Map<string, string> {
@@ -169,6 +171,17 @@ export class NodeNetwork implements NetworkHook {
       await dns.close().catch(() => {});
       this.log(`network: DNS resolver not started yet: ${(e as Error).message}`);
     }
+  }
+
+  /**
+   * The task's VIP table covers its networks except ingress (the routing mesh's network offers neither
+   * VIPs nor discovery to tasks, as in Swarm): a task only on ingress needs no table at all — and, with
+   * many published tasks, none of them is reprogrammed on every view change.
+   */
+  private lbFor(taskId: string, netns: string, networkIds: string[]): LbProgrammer | null {
+    const ids = networkIds.filter((id) => !this.view?.networks.find((n) => n.id === id)?.ingress);
+    if (ids.length === 0) return null;
+    return new LbProgrammer({ netns, networkIds: ids, onFallback: (e) => this.log(`lb ${taskId.slice(0, 12)}: ${e.message}`) });
   }
 
   private waitForView(): Promise<void> {
@@ -213,7 +226,7 @@ export class NodeNetwork implements NetworkHook {
         task.id,
         atts.map((a) => ({ networkId: a.networkId, ip: a.addresses[0]! })),
       );
-      const lb = new LbProgrammer({ netns: r.netnsPath, networkIds: atts.map((a) => a.networkId), onFallback: (e) => this.log(`lb ${task.id.slice(0, 12)}: ${e.message}`) });
+      const lb = this.lbFor(task.id, r.netnsPath, atts.map((a) => a.networkId));
       const t: TaskNet = { gwIp: r.gwIp, networkIds: atts.map((a) => a.networkId), serviceId: task.serviceId, lb, lbRunning: null, lbDirty: false };
       this.tasks.set(task.id, t);
       // The first table goes in before the container starts (its VIPs work from its first instruction);
@@ -238,7 +251,7 @@ export class NodeNetwork implements NetworkHook {
         this.tasks.delete(key);
         this.byGw.delete(t.gwIp);
         await t.lbRunning; // its session must end before the namespace goes
-        t.lb.dispose();
+        t.lb?.dispose();
         if (this.view) await this.hostPorts.update(this.view, this.gwIps(), this.taskServices());
       }
       await this.dp.detachTask(taskId);
@@ -261,7 +274,7 @@ export class NodeNetwork implements NetworkHook {
     await this.chain.catch(() => {});
     await this.dns?.close().catch(() => {});
     this.dns = null;
-    for (const t of this.tasks.values()) t.lb.dispose();
+    for (const t of this.tasks.values()) t.lb?.dispose();
     this.mesh?.dispose();
     this.hostPorts.dispose();
   }
