@@ -448,6 +448,15 @@ export class DataPlane {
     if (!br) {
       nl.createBridge(BRIDGE_IF, { ...ns, mtu, up: true, ...(ingressHere ? { mac: macForIp(view.ingressAddr!) } : {}) });
       nl.setLink(BRIDGE_IF, { alias: net.id }, ns);
+      // Frames switched by br0 need no netfilter pass (nothing here filters bridged traffic; the mesh's
+      // rules see routed packets): skipping it saves a conntrack lookup per frame on the overlay path.
+      for (const k of ['iptables', 'ip6tables', 'arptables']) {
+        try {
+          nl.sysctlEnsure(`net.bridge.bridge-nf-call-${k}`, 0, ns);
+        } catch {
+          /* a kernel without br_netfilter has nothing to switch off */
+        }
+      }
       changed = true;
     } else {
       if (br.mtu !== mtu) nl.setMtu(BRIDGE_IF, mtu, ns);
