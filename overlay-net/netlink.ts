@@ -87,6 +87,8 @@ interface Native {
   netnsId(path: string): string;
   sysctlWrite(ns: string, key: string, value: string): void;
   sysctlRead(ns: string, key: string): string;
+  mountOverlay(options: string, target: string): void;
+  umount(target: string, lazy: boolean): void;
 }
 
 let native: Native | null = null;
@@ -581,4 +583,16 @@ export function sysctlEnsure(key: string, value: string | number, o?: NetnsOpt):
   if (sysctlRead(key, o) === String(value)) return false;
   sysctlWrite(key, value, o);
   return true;
+}
+
+// -------------------------------------------------------------------------------------------- mounts
+
+/** mount(2) of an overlay filesystem (used for container roots: no mount(8) process per start). */
+export function mountOverlay(options: string, target: string): void {
+  call(true, (n) => n.mountOverlay(options, target), 'mount overlay', '', target);
+}
+
+/** umount2(2); `lazy` detaches a busy mount. */
+export function unmount(target: string, lazy = false): void {
+  call(true, (n) => n.umount(target, lazy), 'umount', '', target);
 }

@@ -1062,6 +1062,33 @@ std::string sysctlPath(const std::string& key) {
   return "/proc/sys/" + p;
 }
 
+// mountOverlay(options, target): mount(2) of an overlay filesystem, without spawning mount(8) (a few ms
+// per container start). options is the overlay option string (lowerdir=…,upperdir=…,workdir=…).
+Napi::Value MountOverlay(const Napi::CallbackInfo& info) {
+  return wrap(info, [&]() -> Napi::Value {
+    std::string opts = argStr(info, 0, "options");
+    std::string target = argStr(info, 1, "target");
+    if (mount("overlay", target.c_str(), "overlay", 0, opts.c_str()) != 0) {
+      int e = errno;
+      throw NlError(e, "mount overlay on " + target + ": " + errText(e));
+    }
+    return info.Env().Undefined();
+  });
+}
+
+// umount(target, lazy): umount2(2), MNT_DETACH when lazy.
+Napi::Value Umount(const Napi::CallbackInfo& info) {
+  return wrap(info, [&]() -> Napi::Value {
+    std::string target = argStr(info, 0, "target");
+    bool lazy = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+    if (umount2(target.c_str(), lazy ? MNT_DETACH : 0) != 0) {
+      int e = errno;
+      throw NlError(e, "umount " + target + ": " + errText(e));
+    }
+    return info.Env().Undefined();
+  });
+}
+
 // sysctlWrite(ns, key, value): key as 'net.ipv4.ip_forward' or 'net/ipv4/conf/eth0.5/proxy_arp'.
 Napi::Value SysctlWrite(const Napi::CallbackInfo& info) {
   return wrap(info, [&]() -> Napi::Value {
@@ -1146,6 +1173,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsDel", Napi::Function::New(env, NetnsDel));
   exports.Set("netnsId", Napi::Function::New(env, NetnsId));
   exports.Set("sysctlWrite", Napi::Function::New(env, SysctlWrite));
+  exports.Set("mountOverlay", Napi::Function::New(env, MountOverlay));
+  exports.Set("umount", Napi::Function::New(env, Umount));
   exports.Set("sysctlRead", Napi::Function::New(env, SysctlRead));
   return exports;
 }

@@ -23,6 +23,7 @@ import type { ImageSpec, LayerRef } from './archive.ts';
 import { familiarName } from './reference.ts';
 import { readTar } from './tar.ts';
 import { TarFileWriter } from './tar-write.ts';
+import * as nl from '../../overlay-net/netlink.ts';
 import type { TarEntry } from './tar.ts';
 
 const execFileP = promisify(execFile);
@@ -700,19 +701,19 @@ export async function mountRootfs(lowerDirs: readonly string[], upperDir: string
   if (opts.length > 4000) throw new ImageError(`mountRootfs: overlay options are ${opts.length} bytes, over the kernel's one-page limit (too many layers)`);
   await fsp.mkdir(target, { recursive: true });
   try {
-    await execFileP('mount', ['-t', 'overlay', 'overlay', '-o', opts, target]);
+    nl.mountOverlay(opts, target);
   } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new ImageError(`mountRootfs: mount failed: ${(err.stderr ?? err.message).trim()}`);
+    throw new ImageError(`mountRootfs: mount failed: ${(e as Error).message}`);
   }
 }
 
 /** Unmounts a rootfs mounted by mountRootfs (lazily if busy). */
 export async function unmountRootfs(target: string): Promise<void> {
   try {
-    await execFileP('umount', [target]);
-  } catch {
-    await execFileP('umount', ['-l', target]);
+    nl.unmount(target);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'EINVAL' || (e as { code?: string }).code === 'ENOENT') return; // not mounted
+    nl.unmount(target, true);
   }
 }
 
