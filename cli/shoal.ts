@@ -177,7 +177,7 @@ Cluster:
   shoal cluster ca --rotate-node-certs
 Nodes:
   shoal node ls [--format json]
-  shoal node inspect NODE
+  shoal node inspect NODE | node ps [--all] NODE   (tasks on a node, with their CPU and memory)
   shoal node update [--label-add k=v]... [--label-rm k]... [--availability active|pause|drain] NODE
   shoal node promote NODE... | node demote NODE...
   shoal node rm [--force] NODE
@@ -443,6 +443,35 @@ async function nodeCmd(sub: string | undefined, args: string[]): Promise<number>
       const ctx = loadContext(contextPath(values.context as string | undefined));
       const nodes = await control(ctx, 'GET', '/v1/nodes');
       console.log(values.format === 'json' ? JSON.stringify(nodes, null, 2) : table(nodeRows(nodes)));
+      return 0;
+    }
+    case 'ps': {
+      // Docker's `node ps`, plus the CPU and memory each task's node last reported.
+      const { values, positionals } = opts(args, { all: { type: 'boolean', short: 'a' } });
+      const ctx = loadContext(contextPath(values.context as string | undefined));
+      if (positionals.length !== 1) throw new CliError('node ps needs one node (id, id prefix or hostname)');
+      const node = await control(ctx, 'GET', `/v1/nodes/${encodeURIComponent(positionals[0]!)}`);
+      const tasks = (await control(ctx, 'GET', `/v1/tasks?node=${encodeURIComponent(node.id)}${values.all ? '&all=1' : ''}`)) as any[];
+      if (values.format === 'json') {
+        console.log(JSON.stringify(tasks, null, 2));
+        return 0;
+      }
+      const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
+      const rows = [['ID', 'NAME', 'IMAGE', 'DESIRED STATE', 'CURRENT STATE', 'CPU %', 'MEM', 'ERROR']];
+      for (const t of [...tasks].sort((a, b) => String(a.serviceAnnotations?.name).localeCompare(String(b.serviceAnnotations?.name)) || (a.slot ?? 0) - (b.slot ?? 0))) {
+        const u = t.usage;
+        rows.push([
+          t.id.slice(0, 12),
+          `${t.serviceAnnotations?.name ?? t.serviceId}.${t.slot ?? node.description?.hostname ?? ''}`,
+          String(t.spec.image).replace(/@sha256:([a-f0-9]{12})[a-f0-9]*/, '@$1…'),
+          t.desiredState,
+          t.status.state,
+          u?.cpuPercent !== undefined ? u.cpuPercent.toFixed(1) : '-',
+          u ? mib(u.memoryBytes) : '-',
+          t.status.err ?? '',
+        ]);
+      }
+      console.log(table(rows));
       return 0;
     }
     case 'inspect': {

@@ -159,11 +159,14 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
   r.add('GET', '/v1/tasks', async (_c, _p, req) => {
     await d.linearizable();
     const svc = queryParam(req, 'service');
+    const nodeId = queryParam(req, 'node');
     const all = queryParam(req, 'all') === '1';
     let tasks: Task[];
     if (svc) {
       const s = resolveService(d.store, svc);
       tasks = d.store.view((tx) => tx.tasksByService(s.id)) as Task[];
+    } else if (nodeId) {
+      tasks = d.store.view((tx) => tx.tasksByNode(nodeId)) as Task[];
     } else {
       tasks = d.store.view((tx) => tx.list('task')) as Task[];
     }
