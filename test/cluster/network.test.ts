@@ -4,7 +4,7 @@
 // following scale-down, and nothing left behind after the lab goes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -108,6 +108,28 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
     assert.doesNotMatch(probe.out, /Hello from/, 'back cannot reach front');
     const dns = await execIn('other', 'nslookup', 'web');
     assert.doesNotMatch(dns.out, /Address:\s*10\./, 'web does not resolve on back');
+  });
+
+  it('traffic stops going to a task within about a second of its container dying', async () => {
+    const web = await tasksOf('web');
+    const victim = web[0];
+    const host = (await c.nodes()).find((n: any) => n.id === victim.nodeId).description.hostname as string;
+    const st = JSON.parse(readFileSync(join(c.stateDir(host), 'tasks', victim.id, 'state.json'), 'utf8')) as { pid: number };
+    const t0 = Date.now();
+    process.kill(st.pid, 'SIGKILL'); // the container's PID 1: the task fails, its replacement starts
+    const entry = c.lab.hosts[0]!.ip!;
+    let clean = 0;
+    let gone = 0;
+    while (Date.now() - t0 < 15_000 && clean < 10) {
+      const body = await get(entry, 8080, 500);
+      if (body !== null && !body.includes(victim.id.slice(0, 12))) {
+        if (clean++ === 0) gone = Date.now() - t0;
+      } else clean = 0;
+    }
+    assert.equal(clean, 10, 'requests stop reaching the dead task');
+    console.log(`# dead task out of the routing mesh after ${gone} ms`);
+    assert.ok(gone < 3000, `dead task still receiving traffic after ${gone} ms`);
+    await waitFor(async () => (await tasksOf('web')).length === 3, 15_000, 'replacement running');
   });
 
   it('DNS follows a scale-down within seconds', async () => {
