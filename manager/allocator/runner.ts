@@ -21,7 +21,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { BatchError, ConflictError, NameInUseError } from '../store/store.ts';
+import { NameInUseError } from '../store/store.ts';
+import { passRetryDelay } from '../store/retry.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { CLUSTER_ID, isTerminalTaskState, taskStateRank } from '../store/objects.ts';
 import type { Cluster, Draft, Frozen, Network, Node, Service, Task } from '../store/objects.ts';
@@ -287,15 +288,9 @@ export class AllocatorRunner {
 
   private failed(err: unknown): number {
     this.consecutiveErrors++;
-    const cause = err instanceof BatchError ? err.cause : err;
-    const msg = cause instanceof Error ? cause.message : String(cause);
-    if (cause instanceof ConflictError) {
-      if (this.consecutiveErrors <= 3) this.log(`allocator: conflict (${msg}); recomputing`);
-      return this.consecutiveErrors <= 3 ? 1 : Math.min(1000, 10 * 2 ** (this.consecutiveErrors - 3));
-    }
-    this.log(`allocator: pass failed: ${msg}`);
-    return Math.min(5000, 100 * 2 ** Math.min(6, this.consecutiveErrors - 1));
+    return passRetryDelay(err, this.consecutiveErrors, 'allocator', (l) => this.log(l));
   }
+
 
   /**
    * Creates the ingress network when none exists, on the first pass after start and whenever a service

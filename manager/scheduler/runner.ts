@@ -16,7 +16,7 @@
 // 'pending' with the reason as status.message, written only when it changes. A ConflictError from apply
 // (another transaction got there first) re-runs the pass on a fresh view.
 import { performance } from 'node:perf_hooks';
-import { BatchError, ConflictError } from '../store/store.ts';
+import { passRetryDelay } from '../store/retry.ts';
 import type { ReadTx, Store, StoreEvent } from '../store/store.ts';
 import { isTerminalTaskState, taskStateRank } from '../store/objects.ts';
 import type { Frozen, Node, Service, Task } from '../store/objects.ts';
@@ -389,16 +389,9 @@ export class SchedulerRunner {
   /** Logs a failed pass; returns the delay before the retry. */
   private failed(err: unknown): number {
     this.consecutiveErrors++;
-    const cause = err instanceof BatchError ? err.cause : err;
-    const msg = cause instanceof Error ? cause.message : String(cause);
-    if (cause instanceof ConflictError) {
-      // Someone else wrote a task we were writing: recompute on a fresh view, at once the first times.
-      if (this.consecutiveErrors <= 3) this.log(`scheduler: conflict (${msg}); recomputing`);
-      return this.consecutiveErrors <= 3 ? 1 : Math.min(1000, 10 * 2 ** (this.consecutiveErrors - 3));
-    }
-    this.log(`scheduler: pass failed: ${msg}`);
-    return Math.min(5000, 100 * 2 ** Math.min(6, this.consecutiveErrors - 1));
+    return passRetryDelay(err, this.consecutiveErrors, 'scheduler', (l) => this.log(l));
   }
+
 
   private async pass(): Promise<void> {
     const t0 = performance.now();

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
+import { ustarHeader } from './tar-write.ts';
 
 export interface BuildEntry {
   path: string;
@@ -27,28 +28,8 @@ export interface BuildSpec {
 
 const MTIME = 1_700_000_000;
 
-function octal(h: Buffer, off: number, len: number, v: number): void {
-  h.write(v.toString(8).padStart(len - 1, '0') + '\0', off, len, 'latin1');
-}
-
 function header(name: string, flag: string, size: number, mode: number, linkname = ''): Buffer {
-  if (Buffer.byteLength(name) > 100 || Buffer.byteLength(linkname) > 100) throw new Error(`image build: path too long: ${name}`);
-  const h = Buffer.alloc(512);
-  h.write(name, 0, 100, 'utf8');
-  octal(h, 100, 8, mode);
-  octal(h, 108, 8, 0);
-  octal(h, 116, 8, 0);
-  octal(h, 124, 12, size);
-  octal(h, 136, 12, MTIME);
-  h.write(flag, 156, 1, 'latin1');
-  h.write(linkname, 157, 100, 'utf8');
-  h.write('ustar\0', 257, 6, 'latin1');
-  h.write('00', 263, 2, 'latin1');
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
-  return h;
+  return ustarHeader(name, flag, size, { mode, mtime: MTIME, linkname });
 }
 
 function pad(n: number): Buffer {

@@ -8,16 +8,19 @@ function octal(h: Buffer, off: number, len: number, v: number): void {
   h.write(v.toString(8).padStart(len - 1, '0') + '\0', off, len, 'latin1');
 }
 
-function fileHeader(name: string, size: number): Buffer {
-  if (!/^[\x21-\x7e]{1,100}$/.test(name)) throw new Error(`tar: unsupported entry name ${JSON.stringify(name)}`);
+/** A ustar header: root-owned, `flag` '0' file, '2' symlink, '5' directory. Names up to 100 bytes. */
+export function ustarHeader(name: string, flag: string, size: number, opts: { mode?: number; mtime?: number; linkname?: string } = {}): Buffer {
+  const linkname = opts.linkname ?? '';
+  if (Buffer.byteLength(name) > 100 || Buffer.byteLength(linkname) > 100) throw new Error(`tar: name too long: ${name}`);
   const h = Buffer.alloc(512);
-  h.write(name, 0, 100, 'latin1');
-  octal(h, 100, 8, 0o644);
+  h.write(name, 0, 100, 'utf8');
+  octal(h, 100, 8, opts.mode ?? (flag === '5' ? 0o755 : 0o644));
   octal(h, 108, 8, 0);
   octal(h, 116, 8, 0);
   octal(h, 124, 12, size);
-  octal(h, 136, 12, 0);
-  h.write('0', 156, 1, 'latin1');
+  octal(h, 136, 12, opts.mtime ?? 0);
+  h.write(flag, 156, 1, 'latin1');
+  h.write(linkname, 157, 100, 'utf8');
   h.write('ustar\0', 257, 6, 'latin1');
   h.write('00', 263, 2, 'latin1');
   h.fill(0x20, 148, 156);
@@ -25,6 +28,11 @@ function fileHeader(name: string, size: number): Buffer {
   for (const b of h) sum += b;
   h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
   return h;
+}
+
+function fileHeader(name: string, size: number): Buffer {
+  if (!/^[\x21-\x7e]{1,100}$/.test(name)) throw new Error(`tar: unsupported entry name ${JSON.stringify(name)}`);
+  return ustarHeader(name, '0', size);
 }
 
 export class TarFileWriter {
