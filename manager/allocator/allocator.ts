@@ -22,7 +22,7 @@
 // A task that cannot be allocated (its network does not exist, a pool is exhausted, its service's
 // published port belongs to another service) stays 'new' with the reason in status.message; it never
 // blocks the tasks of other services.
-import { isTerminalTaskState, taskStateRank } from '../store/objects.ts';
+import { isTerminalTaskState, jsonEqual, taskStateRank } from '../store/objects.ts';
 import type {
   ClusterSpec,
   Frozen,
@@ -173,21 +173,6 @@ function sortByCreation<T extends { readonly createdAt: string; readonly id: str
   return [...xs].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-/** Structural equality of plain JSON data (key order and undefined-valued keys ignored). */
-export function sameJson(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    return a.length === bb.length && a.every((x, i) => sameJson(x, bb[i]));
-  }
-  const ao = a as Record<string, unknown>;
-  const bo = b as Record<string, unknown>;
-  const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
-  const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
-  return ak.length === bk.length && ak.every((k) => sameJson(ao[k], bo[k]));
-}
 
 // ------------------------------------------------------------------------------------------ the planner
 
@@ -330,7 +315,7 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
       continue;
     }
     const endpoint = (sp as ServicePlan & { endpoint: ServiceEndpoint }).endpoint;
-    if (!sameJson(s.status.endpoint, endpoint)) plan.services.push({ id: s.id, version: s.version, endpoint });
+    if (!jsonEqual(s.status.endpoint, endpoint)) plan.services.push({ id: s.id, version: s.version, endpoint });
   }
 
   // ---- 5. node addresses on the ingress network.
@@ -346,7 +331,7 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
         addr = ingressState.pool.withPrefix(ip);
       }
       const attachments: NodeNetworkAttachment[] = [{ networkId: ingressState.net.id, addr }];
-      if (!sameJson(n.attachments ?? [], attachments)) plan.nodes.push({ id: n.id, version: n.version, attachments });
+      if (!jsonEqual(n.attachments ?? [], attachments)) plan.nodes.push({ id: n.id, version: n.version, attachments });
     }
   } else {
     // No usable ingress network: addresses on a deleted one are stale.

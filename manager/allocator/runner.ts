@@ -26,7 +26,8 @@ import { passRetryDelay } from '../store/retry.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { CLUSTER_ID, isTerminalTaskState, taskStateRank } from '../store/objects.ts';
 import type { Cluster, Draft, Frozen, Network, Node, Service, Task } from '../store/objects.ts';
-import { needsAllocation, planAllocation, publishesIngress, sameJson } from './allocator.ts';
+import { needsAllocation, planAllocation, publishesIngress } from './allocator.ts';
+import { jsonEqual } from '../store/objects.ts';
 import type { AllocationPlan } from './allocator.ts';
 import { formatIp } from './ipam.ts';
 
@@ -217,15 +218,15 @@ export class AllocatorRunner {
         const s = ev.object as Frozen<Service>;
         const old = ev.old as Frozen<Service> | undefined;
         if (ev.type !== 'update' || old === undefined) return true;
-        if (!sameJson(old.spec.networks, s.spec.networks) || !sameJson(old.spec.endpoint, s.spec.endpoint)) return true;
+        if (!jsonEqual(old.spec.networks, s.spec.networks) || !jsonEqual(old.spec.endpoint, s.spec.endpoint)) return true;
         // An endpoint that gave up a port or a VIP may unblock another service.
-        return this.blocked && !sameJson(old.status.endpoint, s.status.endpoint);
+        return this.blocked && !jsonEqual(old.status.endpoint, s.status.endpoint);
       }
       case 'network': {
         const n = ev.object as Frozen<Network>;
         const old = ev.old as Frozen<Network> | undefined;
         if (ev.type !== 'update' || old === undefined) return true;
-        return !sameJson(old.spec, n.spec) || (n.allocation === undefined && old.allocation !== undefined);
+        return !jsonEqual(old.spec, n.spec) || (n.allocation === undefined && old.allocation !== undefined);
       }
       case 'node': {
         const n = ev.object as Frozen<Node>;
@@ -233,12 +234,12 @@ export class AllocatorRunner {
         if (ev.type !== 'update' || old === undefined) return true;
         if (this.blocked && old.status.state !== n.status.state) return true;
         // Someone else rewrote the node without its attachments: give it its address back.
-        return !sameJson(old.attachments, n.attachments) && n.attachments === undefined;
+        return !jsonEqual(old.attachments, n.attachments) && n.attachments === undefined;
       }
       case 'cluster': {
         const c = ev.object as Frozen<Cluster>;
         const old = ev.old as Frozen<Cluster> | undefined;
-        return this.blocked && (old === undefined || !sameJson(old.spec.defaultAddressPool, c.spec.defaultAddressPool));
+        return this.blocked && (old === undefined || !jsonEqual(old.spec.defaultAddressPool, c.spec.defaultAddressPool));
       }
       default:
         return false;
@@ -425,13 +426,13 @@ export class AllocatorRunner {
       }
       case 'service': {
         const cur = tx.get('service', item.u.id);
-        if (cur === undefined || !sameJson(cur.spec, item.seen.spec) || !sameJson(cur.status.endpoint, item.seen.status.endpoint)) return skip(staleSvcs, item.u.id);
+        if (cur === undefined || !jsonEqual(cur.spec, item.seen.spec) || !jsonEqual(cur.status.endpoint, item.seen.status.endpoint)) return skip(staleSvcs, item.u.id);
         tx.update({ ...cur, status: { ...cur.status, endpoint: item.u.endpoint } });
         return;
       }
       case 'node': {
         const cur = tx.get('node', item.u.id);
-        if (cur === undefined || !sameJson(cur.attachments, item.seen.attachments)) return skip(null, item.u.id);
+        if (cur === undefined || !jsonEqual(cur.attachments, item.seen.attachments)) return skip(null, item.u.id);
         tx.update({ ...cur, attachments: item.u.attachments });
         return;
       }

@@ -21,7 +21,8 @@ import { BatchError, ConflictError } from '../store/store.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
-import { jsonEqual, ms } from './types.ts';
+import { ms } from './types.ts';
+import { jsonEqual } from '../store/objects.ts';
 import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext } from './types.ts';
 
 export interface OrchestratorTimers {

@@ -13,7 +13,8 @@
 //   removed  every task of the slot is desired 'remove' (scaled down, service deleted): the slot is gone
 //            and its number is free
 import { failingConstraint } from './enforcer.ts';
-import { isFinished, isRunning, jsonEqual, ms, rank, wantsToRun } from './types.ts';
+import { isFinished, isRunning, ms, rank, wantsToRun } from './types.ts';
+import { jsonEqual } from '../store/objects.ts';
 import type { FNode, FService, FTask } from './types.ts';
 
 export interface Slot {

@@ -2,6 +2,7 @@
 // returns (decisions made of actions), and the task predicates every mode uses. Everything here is pure:
 // no store, no clock, no I/O. See docs/design/orchestrator.md.
 import { isTerminalTaskState, taskStateRank } from '../store/objects.ts';
+
 import type { Draft, Frozen, Node, Service, Task, TaskState, TaskStatus, UpdateStatus } from '../store/objects.ts';
 
 export type FTask = Frozen<Task>;
@@ -174,25 +175,6 @@ export function newestFirst(a: FTask, b: FTask): number {
 
 // -------------------------------------------------------------------------------------------- JSON utils
 
-/** Structural equality of plain JSON data; object key order and undefined-valued keys are ignored. */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    if (a.length !== bb.length) return false;
-    for (let i = 0; i < a.length; i++) if (!jsonEqual(a[i], bb[i])) return false;
-    return true;
-  }
-  const ao = a as Record<string, unknown>;
-  const bo = b as Record<string, unknown>;
-  const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
-  const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
-  if (ak.length !== bk.length) return false;
-  for (const k of ak) if (!jsonEqual(ao[k], bo[k])) return false;
-  return true;
-}
 
 export function iso(msValue: number): string {
   return new Date(msValue).toISOString();

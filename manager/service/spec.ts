@@ -26,6 +26,7 @@ import type {
   TaskTemplate,
   UpdateConfig,
 } from '../store/objects.ts';
+import { jsonEqual } from '../store/objects.ts';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.ts';
 import { TemplateError, isTemplateField, templateFields, templateFieldsHint } from './templates.ts';
 
@@ -771,21 +772,6 @@ export interface SpecDiff {
   metadataOnly: boolean;
 }
 
-/** Deep equality of plain JSON data; keys with undefined values count as absent, key order is ignored. */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    return a.length === bb.length && a.every((x, i) => jsonEqual(x, bb[i]));
-  }
-  const ao = a as Record<string, unknown>;
-  const bo = b as Record<string, unknown>;
-  const ak = Object.keys(ao).filter((k) => ao[k] !== undefined);
-  const bk = Object.keys(bo).filter((k) => bo[k] !== undefined);
-  return ak.length === bk.length && ak.every((k) => jsonEqual(ao[k], bo[k]));
-}
 
 /**
  * What changed between two (validated) specs `a` (current) and `b` (new), for the update API.

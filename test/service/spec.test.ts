@@ -11,11 +11,11 @@ import {
   imageReferenceProblem,
   isJobMode,
   isValidSignal,
-  jsonEqual,
   modeKind,
   specDiff,
   validateServiceSpec,
 } from '../../manager/service/spec.ts';
+import { jsonEqual } from '../../manager/store/objects.ts';
 import { TEMPLATE_FIELDS, TemplateError, expandString, expandTemplates, templateFields } from '../../manager/service/templates.ts';
 import type { TemplateContext } from '../../manager/service/templates.ts';
 
