@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { NameInUseError } from '../store/store.ts';
-import { passRetryDelay } from '../store/retry.ts';
+import { PassLoop } from '../store/pass-loop.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { CLUSTER_ID, isTerminalTaskState, taskStateRank } from '../store/objects.ts';
 import type { Cluster, Draft, Frozen, Network, Node, Service, Task } from '../store/objects.ts';
@@ -117,13 +117,8 @@ type Item =
 export class AllocatorRunner {
   private readonly log: (msg: string) => void;
   private readonly newId: () => string;
-  private started = false;
+  private readonly loop: PassLoop;
   private unwatch: (() => void) | null = null;
-  private immediate: NodeJS.Immediate | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private dirty = false;
-  private consecutiveErrors = 0;
   private seenIndex = 0;
   /** Something could not be allocated in the last pass: freed resources are worth a pass. */
   private blocked = false;
@@ -139,43 +134,32 @@ export class AllocatorRunner {
   ) {
     this.log = opts.log ?? (() => {});
     this.newId = opts.newId ?? defaultNewId;
+    this.loop = new PassLoop(() => this.pass(), { who: 'allocator', log: this.log });
   }
 
   /** Starts watching the store and runs a first pass (tasks may have been waiting for a leader). */
   start(): void {
-    if (this.started) return;
-    this.started = true;
-    this.consecutiveErrors = 0;
+    if (this.loop.active) return;
+    this.loop.start();
     this.seenIndex = 0;
     this.ingressNameTaken = false;
     this.firstPass = true;
     this.reported = new Set();
     this.subscribe();
-    this.trigger();
+    this.loop.trigger();
   }
 
   /** Stops watching; a pass in flight stops writing. */
   stop(): void {
-    if (!this.started) return;
-    this.started = false;
+    if (!this.loop.active) return;
+    this.loop.stop();
     this.unwatch?.();
     this.unwatch = null;
-    if (this.immediate !== null) clearImmediate(this.immediate);
-    this.immediate = null;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    this.dirty = false;
   }
 
   /** Resolves once no pass is running or due (for tests and tools). */
-  async idle(): Promise<void> {
-    for (;;) {
-      await new Promise<void>((r) => setImmediate(r));
-      if (this.running !== null) await this.running;
-      else if (this.immediate !== null) await new Promise<void>((r) => setImmediate(r));
-      else if (this.timer !== null) await new Promise<void>((r) => setTimeout(r, 5));
-      else return;
-    }
+  idle(): Promise<void> {
+    return this.loop.idle();
   }
 
   // ------------------------------------------------------------------------------------ events
@@ -185,12 +169,12 @@ export class AllocatorRunner {
       {
         kinds: ['task', 'service', 'network', 'node', 'cluster'],
         onClose: (err) => {
-          if (!this.started) return;
+          if (!this.loop.active) return;
           this.log(`allocator: watch closed (${err.message}); resyncing`);
           this.seenIndex = 0;
           this.firstPass = true;
           this.subscribe();
-          this.trigger();
+          this.loop.trigger();
         },
       },
       (ev) => this.onEvent(ev),
@@ -198,8 +182,8 @@ export class AllocatorRunner {
   }
 
   private onEvent(ev: StoreEvent): void {
-    if (!this.started || ev.index <= this.seenIndex) return;
-    if (this.relevant(ev)) this.trigger();
+    if (!this.loop.active || ev.index <= this.seenIndex) return;
+    if (this.relevant(ev)) this.loop.trigger();
   }
 
   /** Could this change make the allocator decide something new? */
@@ -248,49 +232,8 @@ export class AllocatorRunner {
 
   // ---------------------------------------------------------------------------------- passes
 
-  /** Asks for a pass: all requests of one event-loop turn give one pass; one pass at a time. */
-  private trigger(delayMs = 0): void {
-    if (!this.started) return;
-    if (this.running !== null) {
-      this.dirty = true;
-      return;
-    }
-    if (this.immediate !== null || this.timer !== null) return;
-    if (delayMs > 0) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        if (this.started) this.runPass();
-      }, delayMs);
-      return;
-    }
-    this.immediate = setImmediate(() => {
-      this.immediate = null;
-      if (this.started) this.runPass();
-    });
-  }
 
-  private runPass(): void {
-    this.dirty = false;
-    this.running = this.pass()
-      .then(
-        () => {
-          this.consecutiveErrors = 0;
-          return 0;
-        },
-        (err: unknown) => this.failed(err),
-      )
-      .then((retryMs) => {
-        this.running = null;
-        if (!this.started) return;
-        if (retryMs > 0) this.trigger(retryMs);
-        else if (this.dirty) this.trigger();
-      });
-  }
 
-  private failed(err: unknown): number {
-    this.consecutiveErrors++;
-    return passRetryDelay(err, this.consecutiveErrors, 'allocator', (l) => this.log(l));
-  }
 
 
   /**
@@ -340,7 +283,7 @@ export class AllocatorRunner {
   private async pass(): Promise<void> {
     const t0 = performance.now();
     await this.ensureIngress();
-    if (!this.started) return;
+    if (!this.loop.active) return;
     const snap = this.store.view((tx) => ({
       index: tx.index,
       networks: tx.list('network'),
@@ -375,11 +318,11 @@ export class AllocatorRunner {
     const skip = (set: Set<string> | null, id: string) => {
       set?.add(id);
       stale++;
-      this.dirty = true;
+      this.loop.again();
     };
     if (items.length > 0) {
       await this.store.batch(items, (tx, item) => {
-        if (!this.started) return;
+        if (!this.loop.active) return;
         this.write(tx, item, staleNets, staleSvcs, skip, () => allocated++);
       });
     }

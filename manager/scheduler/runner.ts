@@ -16,7 +16,7 @@
 // 'pending' with the reason as status.message, written only when it changes. A ConflictError from apply
 // (another transaction got there first) re-runs the pass on a fresh view.
 import { performance } from 'node:perf_hooks';
-import { passRetryDelay } from '../store/retry.ts';
+import { PassLoop } from '../store/pass-loop.ts';
 import type { ReadTx, Store, StoreEvent } from '../store/store.ts';
 import { isTerminalTaskState, taskStateRank } from '../store/objects.ts';
 import type { Frozen, Node, Service, Task } from '../store/objects.ts';
@@ -191,21 +191,11 @@ interface Write {
 }
 
 export class SchedulerRunner {
-  private readonly debounceMs: number;
-  private readonly maxDelayMs: number;
+  private readonly loop: PassLoop;
   private readonly now: () => number;
   private readonly log: (msg: string) => void;
   private readonly windowMs: number;
-  private started = false;
   private unwatch: (() => void) | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  /** performance.now() of the first and of the last event of the burst being debounced. */
-  private burstStart = 0;
-  private lastEvent = 0;
-  private running: Promise<void> | null = null;
-  /** An event arrived while a pass was running: run another after it. */
-  private dirty = false;
-  private consecutiveErrors = 0;
   /** Index of the view the last pass read: events up to it were taken into account. */
   private seenIndex = 0;
   /** Ids of the schedulable pending tasks, as of the last pass plus events since. */
@@ -218,46 +208,36 @@ export class SchedulerRunner {
     private readonly store: Store,
     private readonly opts: SchedulerRunnerOptions = {},
   ) {
-    this.debounceMs = opts.debounceMs ?? 10;
-    this.maxDelayMs = Math.max(this.debounceMs, opts.maxDelayMs ?? 250);
     this.now = opts.now ?? Date.now;
     this.log = opts.log ?? (() => {});
+    this.loop = new PassLoop(() => this.pass(), { who: 'scheduler', log: this.log, debounceMs: opts.debounceMs ?? 10, maxDelayMs: opts.maxDelayMs ?? 250 });
     this.windowMs = opts.failureWindowMs ?? DEFAULT_FAILURE_WINDOW_MS;
   }
 
   /** Starts watching the store and runs a first pass (tasks may have been waiting for a leader). */
   start(): void {
-    if (this.started) return;
-    this.started = true;
-    this.consecutiveErrors = 0;
+    if (this.loop.active) return;
+    this.loop.start();
     this.seenIndex = 0;
     this.subscribe();
     this.seedFailures();
-    this.trigger();
+    this.loop.trigger();
+  }
+
+  /** Resolves once no pass is running or due (for tests and tools). */
+  idle(): Promise<void> {
+    return this.loop.idle();
   }
 
   /** Stops watching; a pass in flight stops writing. */
   stop(): void {
-    if (!this.started) return;
-    this.started = false;
+    if (!this.loop.active) return;
+    this.loop.stop();
     this.unwatch?.();
     this.unwatch = null;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    this.dirty = false;
     this.pendingIds.clear();
   }
 
-  /** Resolves once no pass is running or due (for tests and tools). */
-  async idle(): Promise<void> {
-    for (;;) {
-      // Let queued watch events reach the handler first.
-      await new Promise<void>((r) => setImmediate(r));
-      if (this.running !== null) await this.running;
-      else if (this.timer !== null) await new Promise<void>((r) => setTimeout(r, Math.max(1, this.debounceMs)));
-      else return;
-    }
-  }
 
   // ------------------------------------------------------------------------------------ events
 
@@ -267,12 +247,12 @@ export class SchedulerRunner {
         kinds: ['task', 'node'],
         onClose: (err) => {
           // Overflow or snapshot restore: the events are lost, so resync with a full pass.
-          if (!this.started) return;
+          if (!this.loop.active) return;
           this.log(`scheduler: watch closed (${err.message}); resyncing`);
           this.seenIndex = 0;
           this.subscribe();
           this.seedFailures();
-          this.trigger();
+          this.loop.trigger();
         },
       },
       (ev) => this.onEvent(ev),
@@ -280,7 +260,7 @@ export class SchedulerRunner {
   }
 
   private onEvent(ev: StoreEvent): void {
-    if (!this.started) return;
+    if (!this.loop.active) return;
     if (ev.kind === 'task') {
       const t = ev.object as Frozen<Task>;
       const old = ev.old as Frozen<Task> | undefined;
@@ -294,7 +274,7 @@ export class SchedulerRunner {
       if (ev.index <= this.seenIndex) return;
       if (ev.type === 'delete') {
         this.pendingIds.delete(t.id);
-        if (isPlaced(t) && this.pendingIds.size > 0) this.trigger();
+        if (isPlaced(t) && this.pendingIds.size > 0) this.loop.trigger();
         return;
       }
       const now = isSchedulable(t);
@@ -302,18 +282,18 @@ export class SchedulerRunner {
       if (now) {
         this.pendingIds.add(t.id);
         // A new candidate, or one whose target changed; a message-only update (ours) is not news.
-        if (!was || old.nodeId !== t.nodeId || old.desiredState !== t.desiredState || old.specVersion !== t.specVersion) this.trigger();
+        if (!was || old.nodeId !== t.nodeId || old.desiredState !== t.desiredState || old.specVersion !== t.specVersion) this.loop.trigger();
         return;
       }
       this.pendingIds.delete(t.id);
       // Capacity freed: a placed task ended or left its node.
-      if (old !== undefined && isPlaced(old) && (!isPlaced(t) || t.nodeId !== old.nodeId) && this.pendingIds.size > 0) this.trigger();
+      if (old !== undefined && isPlaced(old) && (!isPlaced(t) || t.nodeId !== old.nodeId) && this.pendingIds.size > 0) this.loop.trigger();
       return;
     }
     if (ev.index <= this.seenIndex || this.pendingIds.size === 0) return;
     const n = ev.object as Frozen<Node>;
     const old = ev.old as Frozen<Node> | undefined;
-    if (ev.type !== 'update' || old === undefined || nodeChanged(old, n)) this.trigger();
+    if (ev.type !== 'update' || old === undefined || nodeChanged(old, n)) this.loop.trigger();
   }
 
   /** Failures still in the window, from the store (a new leader has no event history). */
@@ -339,58 +319,9 @@ export class SchedulerRunner {
 
   // ---------------------------------------------------------------------------------- passes
 
-  /** Asks for a pass: debounced, at most one running at a time. */
-  private trigger(delayMs?: number): void {
-    if (!this.started) return;
-    if (this.running !== null) {
-      this.dirty = true;
-      return;
-    }
-    const t = performance.now();
-    this.lastEvent = t;
-    if (this.timer !== null) return; // the armed timer re-checks lastEvent when it fires
-    this.burstStart = t;
-    this.arm(delayMs ?? this.debounceMs);
-  }
 
-  private arm(ms: number): void {
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (!this.started) return;
-      const t = performance.now();
-      const quietFor = t - this.lastEvent;
-      const waited = t - this.burstStart;
-      if (quietFor < this.debounceMs && waited < this.maxDelayMs) {
-        this.arm(Math.min(this.debounceMs - quietFor, this.maxDelayMs - waited));
-        return;
-      }
-      this.runPass();
-    }, Math.max(0, ms));
-  }
 
-  private runPass(): void {
-    this.dirty = false;
-    this.running = this.pass()
-      .then(
-        () => {
-          this.consecutiveErrors = 0;
-          return 0;
-        },
-        (err: unknown) => this.failed(err),
-      )
-      .then((retryMs) => {
-        this.running = null;
-        if (!this.started) return;
-        if (retryMs > 0) this.trigger(retryMs);
-        else if (this.dirty) this.trigger();
-      });
-  }
 
-  /** Logs a failed pass; returns the delay before the retry. */
-  private failed(err: unknown): number {
-    this.consecutiveErrors++;
-    return passRetryDelay(err, this.consecutiveErrors, 'scheduler', (l) => this.log(l));
-  }
 
 
   private async pass(): Promise<void> {
@@ -416,12 +347,12 @@ export class SchedulerRunner {
     let stale = 0;
     if (writes.length > 0) {
       await this.store.batch(writes, (tx, w) => {
-        if (!this.started) return;
+        if (!this.loop.active) return;
         const cur = tx.get('task', w.taskId);
         if (cur === undefined || cur.version !== w.version) {
           // Changed since the view: decide again on a fresh one.
           stale++;
-          this.dirty = true;
+          this.loop.again();
           return;
         }
         if (w.nodeId !== undefined) {

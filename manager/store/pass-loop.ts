@@ -1,0 +1,144 @@
+// The driver shared by the store-driven leader loops (allocator, scheduler): passes over the store run
+// one at a time; requests made while one runs give exactly one more pass after it; bursts of requests
+// are coalesced (within one event-loop turn, or debounced); a failed pass is retried with back-off.
+import { BatchError, ConflictError } from './store.ts';
+
+export interface PassLoopOptions {
+  /** Prefix of log lines (`allocator`, `scheduler`). */
+  who: string;
+  log: (line: string) => void;
+  /** 0 (default): one pass per event-loop turn's requests. Otherwise a pass runs this long after the last request… */
+  debounceMs?: number;
+  /** …but no later than this after the first request of a burst (default: debounceMs). */
+  maxDelayMs?: number;
+}
+
+/**
+ * The delay before retrying a failed pass. A ConflictError (someone else wrote an object this pass was
+ * writing) is retried on a fresh view at once the first three times, then with a growing delay up to
+ * 1 s; any other error backs off from 100 ms up to 5 s.
+ */
+export function passRetryDelay(err: unknown, consecutiveErrors: number, who: string, log: (line: string) => void): number {
+  const cause = err instanceof BatchError ? err.cause : err;
+  const msg = cause instanceof Error ? cause.message : String(cause);
+  if (cause instanceof ConflictError) {
+    if (consecutiveErrors <= 3) log(`${who}: conflict (${msg}); recomputing`);
+    return consecutiveErrors <= 3 ? 1 : Math.min(1000, 10 * 2 ** (consecutiveErrors - 3));
+  }
+  log(`${who}: pass failed: ${msg}`);
+  return Math.min(5000, 100 * 2 ** Math.min(6, consecutiveErrors - 1));
+}
+
+export class PassLoop {
+  private started = false;
+  private running: Promise<void> | null = null;
+  /** A pass is executing (set before it starts, so requests it makes itself are seen as "again"). */
+  private inPass = false;
+  private dirty = false;
+  private immediate: NodeJS.Immediate | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private lastRequest = 0;
+  private burstStart = 0;
+  private consecutiveErrors = 0;
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+
+  constructor(
+    private readonly pass: () => Promise<void>,
+    private readonly o: PassLoopOptions,
+  ) {
+    this.debounceMs = o.debounceMs ?? 0;
+    this.maxDelayMs = Math.max(this.debounceMs, o.maxDelayMs ?? this.debounceMs);
+  }
+
+  /** True between start() and stop(): a pass in flight checks it before writing. */
+  get active(): boolean {
+    return this.started;
+  }
+
+  start(): void {
+    this.started = true;
+    this.consecutiveErrors = 0;
+  }
+
+  stop(): void {
+    this.started = false;
+    if (this.immediate !== null) clearImmediate(this.immediate);
+    this.immediate = null;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.dirty = false;
+  }
+
+  /** Asks for a pass (after `delayMs` at the earliest when given). */
+  trigger(delayMs?: number): void {
+    if (!this.started) return;
+    if (this.inPass) {
+      this.dirty = true;
+      return;
+    }
+    const t = performance.now();
+    this.lastRequest = t;
+    if (this.immediate !== null || this.timer !== null) return; // the pending run re-checks lastRequest
+    this.burstStart = t;
+    const wait = delayMs ?? this.debounceMs;
+    if (wait <= 0) {
+      this.immediate = setImmediate(() => {
+        this.immediate = null;
+        if (this.started) this.run();
+      });
+    } else this.arm(wait);
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.started) return;
+      const t = performance.now();
+      const quietFor = t - this.lastRequest;
+      const waited = t - this.burstStart;
+      if (quietFor < this.debounceMs && waited < this.maxDelayMs) {
+        this.arm(Math.min(this.debounceMs - quietFor, this.maxDelayMs - waited));
+        return;
+      }
+      this.run();
+    }, Math.max(0, ms));
+  }
+
+  /** From inside a pass: run another one after it. */
+  again(): void {
+    this.dirty = true;
+  }
+
+  private run(): void {
+    this.dirty = false;
+    this.inPass = true;
+    this.running = this.pass()
+      .then(
+        () => {
+          this.consecutiveErrors = 0;
+          return 0;
+        },
+        (err: unknown) => passRetryDelay(err, ++this.consecutiveErrors, this.o.who, this.o.log),
+      )
+      .then((retryMs) => {
+        this.inPass = false;
+        this.running = null;
+        if (!this.started) return;
+        if (retryMs > 0) this.trigger(retryMs);
+        else if (this.dirty) this.trigger();
+      });
+  }
+
+  /** Resolves once no pass is running or due (for tests and tools). */
+  async idle(): Promise<void> {
+    for (;;) {
+      // Let queued watch events reach their handlers first.
+      await new Promise<void>((r) => setImmediate(r));
+      if (this.running !== null) await this.running;
+      else if (this.immediate !== null) await new Promise<void>((r) => setImmediate(r));
+      else if (this.timer !== null) await new Promise<void>((r) => setTimeout(r, Math.max(1, Math.min(this.debounceMs, 5))));
+      else return;
+    }
+  }
+}
