@@ -124,21 +124,30 @@ export function ingressChainName(p: { protocol: string; publishedPort: number })
   return `pub_${p.protocol}_${p.publishedPort}`;
 }
 
-/** The ingress namespace's `ip shoal-ingress` table. */
-export function meshIngressTable(view: NetView): NftTable {
-  const ports = ingressPorts(view);
-  const t = emptyTable(INGRESS_TABLE);
+/**
+ * Adds to `t` one verdict map per protocol (`tcp_ports`, `udp_ports`: published port → its chain) and
+ * returns the per-port chains, each picking one backend `address:targetPort` (or rejecting without any).
+ */
+function portChains(t: NftTable, ports: readonly PublishedPort[], chainName: (p: PublishedPort) => string): Map<string, NftChain> {
   const chains = new Map<string, NftChain>();
   for (const proto of PROTOS) {
     const els = new Map<string, string | null>();
     for (const p of ports.filter((x) => x.protocol === proto)) {
-      const name = ingressChainName(p);
+      const name = chainName(p);
       els.set(String(p.publishedPort), `goto ${name}`);
       const targets = p.backends.map((b) => `${b}:${p.targetPort}`);
       chains.set(name, { rules: pickRules(targets, { match: `meta l4proto ${proto}`, reject: proto }), terminal: true });
     }
     t.sets.set(`${proto}_ports`, { kind: 'map', decl: ['type inet_service : verdict'], elements: els });
   }
+  return chains;
+}
+
+/** The ingress namespace's `ip shoal-ingress` table. */
+export function meshIngressTable(view: NetView): NftTable {
+  const ports = ingressPorts(view);
+  const t = emptyTable(INGRESS_TABLE);
+  const chains = portChains(t, ports, ingressChainName);
   t.chains.set('prerouting', {
     hook: 'type nat hook prerouting priority dstnat; policy accept;',
     rules: PROTOS.map((proto) => `ip daddr ${NODE_LOCAL.ingressNsAddr} ${proto} dport vmap @${proto}_ports`),
@@ -205,17 +214,7 @@ export function hostChainName(p: { protocol: string; publishedPort: number }): s
 export function hostPortTable(view: NetView, gwIps: ReadonlyMap<string, string>, taskServices?: ReadonlyMap<string, string>): NftTable {
   const ports = hostPorts(view, gwIps, taskServices);
   const t = emptyTable(HOSTPORT_TABLE);
-  const chains = new Map<string, NftChain>();
-  for (const proto of PROTOS) {
-    const els = new Map<string, string | null>();
-    for (const p of ports.filter((x) => x.protocol === proto)) {
-      const name = hostChainName(p);
-      els.set(String(p.publishedPort), `goto ${name}`);
-      const targets = p.backends.map((b) => `${b}:${p.targetPort}`);
-      chains.set(name, { rules: pickRules(targets, { match: `meta l4proto ${proto}`, reject: proto }), terminal: true });
-    }
-    t.sets.set(`${proto}_ports`, { kind: 'map', decl: ['type inet_service : verdict'], elements: els });
-  }
+  const chains = portChains(t, ports, hostChainName);
   t.chains.set('prerouting', {
     hook: 'type nat hook prerouting priority dstnat; policy accept;',
     rules: PROTOS.map((proto) => `fib daddr type local ${proto} dport vmap @${proto}_ports`),
