@@ -23,31 +23,13 @@ export const NETNS_DIR = '/run/netns';
 
 // ------------------------------------------------------------------------------------------ the addon
 
-interface RawLink {
-  index: number;
-  name: string;
-  kind: string | null;
-  slaveKind: string | null;
-  masterIndex: number | null;
-  master: string | null;
-  mtu: number;
-  up: boolean;
-  lowerUp: boolean;
-  operstate: string;
-  mac: string;
-  alias: string | null;
-  linkIndex: number | null;
-  linkNetnsId: number | null;
-  vxlan: { vni: number; local: string | null; port: number; learning: boolean; proxy: boolean } | null;
-  isolated: boolean | null;
-}
 
 interface Native {
   linkAdd(ns: string, spec: object): void;
   linkSet(ns: string, name: string, change: object): void;
   linkDel(ns: string, name: string): void;
-  linkGet(ns: string, name: string): RawLink | null;
-  linkList(ns: string): RawLink[];
+  linkGet(ns: string, name: string): LinkInfo | null;
+  linkList(ns: string): LinkInfo[];
   deleteLinksAsync(ns: string, names: string[]): Promise<{ name: string; errno?: number; code?: string; message?: string }[]>;
   addrAdd(ns: string, dev: string, ip: string, prefixLen: number, replace: boolean): void;
   addrDel(ns: string, dev: string, ip: string, prefixLen: number): void;
