@@ -117,6 +117,20 @@ struct Attrs {
   size_t len(int t) const;
 };
 
+// Dumps the objects of one kind: sends `getType` with the request header `req`, then calls
+// fn(header, attributes) for every reply message of type `replyType`.
+template <typename Hdr, typename Fn>
+void dumpObjects(Sock& s, uint16_t getType, uint16_t replyType, const Hdr& req, int attrMax, const std::string& what, Fn fn) {
+  Msg m(getType, 0);
+  m.put(req);
+  s.dump(m, what, [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != replyType) return;
+    const Hdr* p = static_cast<const Hdr*>(NLMSG_DATA(h));
+    Attrs a(reinterpret_cast<const char*>(p) + NLMSG_ALIGN(sizeof *p), h->nlmsg_len - NLMSG_LENGTH(sizeof *p), attrMax);
+    fn(p, a);
+  });
+}
+
 inline const void* nlaData(const nlattr* a) { return reinterpret_cast<const char*>(a) + NLA_HDRLEN; }
 inline size_t nlaLen(const nlattr* a) { return a->nla_len - NLA_HDRLEN; }
 

@@ -598,16 +598,10 @@ Napi::Value AddrList(const Napi::CallbackInfo& info) {
     {
       NsGuard g(ns);
       Sock s;
-      Msg m(RTM_GETADDR, 0);
       ifaddrmsg ifa{};
       ifa.ifa_family = AF_INET;
-      m.put(ifa);
-      s.dump(m, "list addresses", [&](const nlmsghdr* h) {
-        if (h->nlmsg_type != RTM_NEWADDR) return;
-        const ifaddrmsg* p = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+      dumpObjects(s, RTM_GETADDR, RTM_NEWADDR, ifa, IFA_MAX, "list addresses", [&](const ifaddrmsg* p, const Attrs& a) {
         if (p->ifa_family != AF_INET) return;
-        Attrs a(reinterpret_cast<const char*>(p) + NLMSG_ALIGN(sizeof *p), h->nlmsg_len - NLMSG_LENGTH(sizeof *p),
-                IFA_MAX);
         int t = a.has(IFA_LOCAL) ? IFA_LOCAL : IFA_ADDRESS;
         if (a.len(t) != 4) return;
         uint32_t fl = a.has(IFA_FLAGS) ? a.u32(IFA_FLAGS) : p->ifa_flags;
@@ -701,15 +695,9 @@ Napi::Value RouteList(const Napi::CallbackInfo& info) {
     {
       NsGuard g(ns);
       Sock s;
-      Msg m(RTM_GETROUTE, 0);
       rtmsg rt{};
       rt.rtm_family = AF_INET;
-      m.put(rt);
-      s.dump(m, "list routes", [&](const nlmsghdr* h) {
-        if (h->nlmsg_type != RTM_NEWROUTE) return;
-        const rtmsg* p = static_cast<const rtmsg*>(NLMSG_DATA(h));
-        Attrs a(reinterpret_cast<const char*>(p) + NLMSG_ALIGN(sizeof *p), h->nlmsg_len - NLMSG_LENGTH(sizeof *p),
-                RTA_MAX);
+      dumpObjects(s, RTM_GETROUTE, RTM_NEWROUTE, rt, RTA_MAX, "list routes", [&](const rtmsg* p, const Attrs& a) {
         Rec r;
         r.table = a.has(RTA_TABLE) ? (int)a.u32(RTA_TABLE) : p->rtm_table;
         r.dst = a.len(RTA_DST) == 4 ? ip4ToStr(a.data(RTA_DST)) : "0.0.0.0";
@@ -920,16 +908,10 @@ Napi::Value NeighList(const Napi::CallbackInfo& info) {
     {
       NsGuard g(ns);
       Sock s;
-      Msg m(RTM_GETNEIGH, 0);
       ndmsg nd{};
       nd.ndm_family = bridge ? AF_BRIDGE : AF_INET;
-      m.put(nd);
-      s.dump(m, bridge ? "list fdb" : "list neighbours", [&](const nlmsghdr* h) {
-        if (h->nlmsg_type != RTM_NEWNEIGH) return;
-        const ndmsg* p = static_cast<const ndmsg*>(NLMSG_DATA(h));
+      dumpObjects(s, RTM_GETNEIGH, RTM_NEWNEIGH, nd, NDA_MAX, bridge ? "list fdb" : "list neighbours", [&](const ndmsg* p, const Attrs& a) {
         if (p->ndm_family != (bridge ? AF_BRIDGE : AF_INET)) return;
-        Attrs a(reinterpret_cast<const char*>(p) + NLMSG_ALIGN(sizeof *p), h->nlmsg_len - NLMSG_LENGTH(sizeof *p),
-                NDA_MAX);
         Rec r;
         r.ifindex = p->ndm_ifindex;
         r.state = p->ndm_state;
