@@ -98,7 +98,8 @@ export interface Edns {
   options: EdnsOption[];
 }
 
-export interface DnsMessage {
+/** The fixed header's fields. */
+export interface HeaderFlags {
   id: number;
   qr: boolean;
   opcode: number;
@@ -110,6 +111,9 @@ export interface DnsMessage {
   cd: boolean;
   /** The header's 4-bit RCODE (with `edns.extRcode` the full code is extRcode << 4 | rcode). */
   rcode: number;
+}
+
+export interface DnsMessage extends HeaderFlags {
   questions: DnsQuestion[];
   answers: DnsRecord[];
   authority: DnsRecord[];
@@ -291,17 +295,7 @@ class Reader {
   }
 }
 
-export interface DecodedHeader {
-  id: number;
-  qr: boolean;
-  opcode: number;
-  aa: boolean;
-  tc: boolean;
-  rd: boolean;
-  ra: boolean;
-  ad: boolean;
-  cd: boolean;
-  rcode: number;
+export interface DecodedHeader extends HeaderFlags {
   qdcount: number;
   ancount: number;
   nscount: number;
