@@ -51,10 +51,11 @@ test('exec runs in the container: its namespaces, cgroups, environment, working 
   ]);
   assert.equal(text(r.stderr), 'err\n');
   // as the host sees it: the exec shim and its command are in every cgroup of the task
-  const pending = execInContainer(e.stateDir, ['sleep', '0.5']);
-  await sleep(250);
+  const pending = execInContainer(e.stateDir, ['sleep', '2']);
+  const procsOf = (dir: string) => readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim().split('\n');
+  for (const end = Date.now() + 1500; cg.paths().some((d) => procsOf(d).length < 3) && Date.now() < end; ) await sleep(10);
   for (const dir of cg.paths()) {
-    const procs = readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim().split('\n');
+    const procs = procsOf(dir);
     assert.ok(procs.length >= 3, `${dir} holds PID 1, the exec shim and its command: ${procs.join(',')}`);
   }
   assert.equal((await pending).exitCode, 0);
@@ -94,8 +95,11 @@ test('exec timeout kills the command and everything it started', { skip }, async
   assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`);
   assert.equal(r.timedOut, true);
   assert.equal(r.exitCode, 137);
-  await sleep(100);
-  const ps = await execInContainer(e.stateDir, ['ps', '-o', 'args']);
+  let ps = await execInContainer(e.stateDir, ['ps', '-o', 'args']);
+  for (const end = Date.now() + 2000; /sleep 3[01]/.test(text(ps.stdout)) && Date.now() < end; ) {
+    await sleep(20); // SIGKILL to the group is sent; the processes are reaped asynchronously
+    ps = await execInContainer(e.stateDir, ['ps', '-o', 'args']);
+  }
   assert.doesNotMatch(text(ps.stdout), /sleep 3[01]/, 'the background sleep went with its group');
 });
 

@@ -755,7 +755,8 @@ describe('DnsServer forwarding failures', () => {
       await new Promise((r) => c.once('connect', r));
       held.push(c);
     }
-    await new Promise((r) => setTimeout(r, 50));
+    // the server counts a connection once its accept has been handled
+    for (const end = Date.now() + 2000; s.stats().tcpConnections < 2 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
     assert.equal(s.stats().tcpConnections, 2);
     const third = net.connect({ host: '127.0.0.1', port: s.port });
     third.on('error', () => {});
