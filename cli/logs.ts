@@ -3,6 +3,7 @@
 // manager/api/remote.ts); a node that is down yields a warning on stderr, and the command still succeeds.
 import { request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
+import { managerRequest } from '../daemon/https.ts';
 import { CliError, control, type Context } from './shoal.ts';
 
 /** `10m`, `1h30m`, `45s`, `2d` or an ISO timestamp → ISO timestamp. */
@@ -18,18 +19,9 @@ export function parseSince(v: string, now = Date.now()): string {
 }
 
 function streamOnce(ctx: Context, remote: string, path: string, onLine: (o: any) => void): Promise<{ redirect?: string }> {
-  const i = remote.lastIndexOf(':');
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      {
-        host: remote.slice(0, i),
-        port: Number(remote.slice(i + 1)),
-        path,
-        ca: ctx.admin.ca,
-        key: ctx.admin.key,
-        cert: ctx.admin.cert,
-        checkServerIdentity: (_h, cert) => (String(cert.subject?.OU) === 'manager' ? undefined : new Error('the server is not a Shoal manager')),
-      },
+      { ...managerRequest(remote, ctx.admin), path },
       (res) => {
         let buf = '';
         res.setEncoding('utf8');

@@ -662,4 +662,4 @@ async function fetchCa(remote: string): Promise<string> {
 
 
 
-export { httpsJson, httpsRaw };
+

@@ -1,6 +1,6 @@
 // HTTPS to Shoal managers with the cluster's credentials (CLI, daemons, tests). Kept apart from the
 // daemon so the CLI can talk to a cluster without loading the whole manager and engine.
-import { request as httpsRequest } from 'node:https';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { ApiError } from '../manager/api/http.ts';
 
 export function splitHostPort(hp: string): [string, number] {
@@ -8,7 +8,31 @@ export function splitHostPort(hp: string): [string, number] {
   return [hp.slice(0, i), Number(hp.slice(i + 1))];
 }
 
-export async function httpsJson(remote: string, method: string, path: string, body: unknown, tls: { ca?: string; key?: string; cert?: string; insecure?: boolean }): Promise<{ status: number; body: any; managers: string[] | null }> {
+export interface ManagerTls {
+  ca?: string;
+  key?: string;
+  cert?: string;
+  /** Accept any certificate (only to fetch the CA, which the join token then pins). */
+  insecure?: boolean;
+}
+
+/**
+ * Request options for talking to a manager at `host:port` with the cluster's credentials: any manager
+ * certified by the pinned CA may answer, so the role in its certificate is checked, not a host name.
+ */
+export function managerRequest(remote: string, tls: ManagerTls): RequestOptions {
+  const [host, port] = splitHostPort(remote);
+  return {
+    host,
+    port,
+    ...(tls.ca ? { ca: tls.ca } : {}),
+    ...(tls.key ? { key: tls.key, cert: tls.cert } : {}),
+    rejectUnauthorized: !tls.insecure,
+    checkServerIdentity: (_h, cert) => (tls.insecure || String(cert.subject?.OU) === 'manager' ? undefined : new Error('the server is not a Shoal manager')),
+  };
+}
+
+export async function httpsJson(remote: string, method: string, path: string, body: unknown, tls: ManagerTls): Promise<{ status: number; body: any; managers: string[] | null }> {
   const out = await httpsRaw(remote, method, path, body, tls);
   let parsed: unknown = null;
   try {
@@ -19,21 +43,14 @@ export async function httpsJson(remote: string, method: string, path: string, bo
   return { status: out.status, body: parsed, managers: out.managers };
 }
 
-export function httpsRaw(remote: string, method: string, path: string, body: unknown, tls: { ca?: string; key?: string; cert?: string; insecure?: boolean }, timeoutMs = 10_000): Promise<{ status: number; text: string; managers: string[] | null }> {
-  const [host, port] = splitHostPort(remote);
+export function httpsRaw(remote: string, method: string, path: string, body: unknown, tls: ManagerTls, timeoutMs = 10_000): Promise<{ status: number; text: string; managers: string[] | null }> {
   const data = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       {
-        host,
-        port,
+        ...managerRequest(remote, tls),
         method,
         path,
-        ...(tls.ca ? { ca: tls.ca } : {}),
-        ...(tls.key ? { key: tls.key, cert: tls.cert } : {}),
-        rejectUnauthorized: !tls.insecure,
-        // Any manager certified by the pinned CA may answer: check the role, not a host name.
-        checkServerIdentity: (_h, cert) => (tls.insecure || String(cert.subject?.OU) === 'manager' ? undefined : new Error('the server is not a Shoal manager')),
         headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
         timeout: timeoutMs,
       },

@@ -19,6 +19,7 @@ import type { TLSSocket } from 'node:tls';
 import { ApiError, sendError, sendJson } from '../manager/api/http.ts';
 import { ImageError, type ImageStore } from '../worker/images/store.ts';
 import { normalizeName } from '../worker/images/archive.ts';
+import { managerRequest } from './https.ts';
 
 export interface Creds {
   key: string;
@@ -84,21 +85,8 @@ export async function serveImages(req: IncomingMessage, res: ServerResponse, sto
 }
 
 function get(remote: string, pathAndQuery: string, creds: Creds, timeoutMs: number): Promise<IncomingMessage> {
-  const i = remote.lastIndexOf(':');
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      {
-        host: remote.slice(0, i),
-        port: Number(remote.slice(i + 1)),
-        path: pathAndQuery,
-        key: creds.key,
-        cert: creds.cert,
-        ca: creds.ca,
-        checkServerIdentity: (_h, cert) => (String(cert.subject?.OU) === 'manager' ? undefined : new Error('the server is not a Shoal manager')),
-        timeout: timeoutMs,
-      },
-      resolve,
-    );
+    const req = httpsRequest({ ...managerRequest(remote, creds), path: pathAndQuery, timeout: timeoutMs }, resolve);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end();

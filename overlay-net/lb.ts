@@ -52,9 +52,18 @@ export interface LbVip {
   backends: string[];
 }
 
-/** The VIPs a task attached to `networkIds` balances, in a stable order. A VIP claimed twice keeps its first owner. */
+/** The networks of `networkIds` that give tasks VIPs: all but the routing mesh's (as in Swarm). */
+export function vipNetworks(view: NetView, networkIds: Iterable<string>): string[] {
+  const ingress = new Set(view.networks.filter((n) => n.ingress).map((n) => n.id));
+  return [...networkIds].filter((id) => !ingress.has(id));
+}
+
+/**
+ * The VIPs a task attached to `networkIds` balances, in a stable order. A VIP claimed twice keeps its
+ * first owner. The ingress network's VIPs are not balanced inside tasks: ingress only carries mesh traffic.
+ */
 export function lbVips(view: NetView, networkIds: Iterable<string>): LbVip[] {
-  const nets = new Set(networkIds);
+  const nets = new Set(vipNetworks(view, networkIds));
   const backends = new Map<string, Set<string>>(); // serviceId \0 networkId → running backend IPs
   for (const e of view.endpoints) {
     if (!e.running || !nets.has(e.networkId) || !isIpv4(e.ip)) continue;

@@ -14,7 +14,7 @@ import type { TaskAssignment } from './executor.ts';
 import type { NetworkHook, NetworkSetup } from './engine/executor.ts';
 import { DataPlane } from '../overlay-net/dataplane.ts';
 import { DnsServer } from '../overlay-net/dns.ts';
-import { LbProgrammer } from '../overlay-net/lb.ts';
+import { LbProgrammer, vipNetworks } from '../overlay-net/lb.ts';
 import { HostPortProgrammer, MeshProgrammer } from '../overlay-net/mesh.ts';
 import { NODE_LOCAL, type NetView } from '../overlay-net/types.ts';
 
@@ -179,7 +179,7 @@ export class NodeNetwork implements NetworkHook {
    * many published tasks, none of them is reprogrammed on every view change.
    */
   private lbFor(taskId: string, netns: string, networkIds: string[]): LbProgrammer | null {
-    const ids = networkIds.filter((id) => !this.view?.networks.find((n) => n.id === id)?.ingress);
+    const ids = this.view ? vipNetworks(this.view, networkIds) : networkIds;
     if (ids.length === 0) return null;
     return new LbProgrammer({ netns, networkIds: ids, onFallback: (e) => this.log(`lb ${taskId.slice(0, 12)}: ${e.message}`) });
   }

@@ -3,7 +3,7 @@
 // (orchestrators, scheduler, dispatcher, Raft) are driven at scale without containers.
 // Used by `npm run bench:converge` and the orchestration tests; run as a script it prints "ready N".
 import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
-import { httpsJson } from '../../daemon/daemon.ts';
+import { httpsJson } from '../../daemon/https.ts';
 import { Agent } from '../../worker/agent.ts';
 import { FakeExecutor } from '../../worker/fake-executor.ts';
 

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { control, localCall, saveContext } from '../../cli/shoal.ts';
-import { httpsJson } from '../../daemon/daemon.ts';
+import { httpsJson } from '../../daemon/https.ts';
 import { isAlive, readState, type ShimState } from '../../worker/engine/shim.ts';
 import { buildImage, busyboxLayer } from '../../worker/images/build.ts';
 import { ClusterLab, waitFor } from './cluster-lab.ts';

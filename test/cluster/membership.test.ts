@@ -6,7 +6,7 @@ import { createServer } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { control, localCall } from '../../cli/shoal.ts';
-import { httpsJson } from '../../daemon/daemon.ts';
+import { httpsJson } from '../../daemon/https.ts';
 import { createCsr, createRootCa, generateKeyPem, signNodeCertificate } from '../../manager/ca/pki.ts';
 import { ClusterLab, sleep, waitFor } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';
