@@ -24,7 +24,7 @@
 // SHOAL_BENCH_IPERF_SECS (3), SHOAL_BENCH_IPERF_RUNS (3), SHOAL_BENCH_RTT_ROUNDS (2000),
 // SHOAL_BENCH_MESH_REQUESTS (2000), SHOAL_BENCH_MESH_CONCURRENCY (8), SHOAL_BENCH_SKIP_LB=1.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,6 +35,7 @@ import { NftApplier } from '../overlay-net/nft.ts';
 import { macForIp, type Endpoint, type NetInfo, type NetView, type SvcInfo } from '../overlay-net/types.ts';
 import { benchLb } from './overlay-lb.ts';
 import { summarize } from './stats.ts';
+import { sweepStale } from '../test/net/netlab.ts';
 
 const envNum = (k: string, d: number): number => {
   const v = Number(process.env[k]);
@@ -55,7 +56,6 @@ const SKIP_LB = process.env.SHOAL_BENCH_SKIP_LB === '1';
 const DEADLINE_MS = 600_000;
 
 const PREFIX = `shoal-bov-${process.pid}-`;
-const STALE = /^shoal-bov-(\d+)-/;
 const SW = `${PREFIX}sw`;
 const CL = `${PREFIX}cl`;
 const UNDERLAY_MTU = 1500;
@@ -115,14 +115,6 @@ let mesh: MeshProgrammer | null = null;
 let applier: NftApplier | null = null;
 let cleaned = false;
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function deleteNs(name: string): void {
   try {
@@ -132,19 +124,6 @@ function deleteNs(name: string): void {
   }
 }
 
-/** Namespaces left by a run of this benchmark that died (its pid is gone). */
-function sweepStale(): void {
-  let names: string[] = [];
-  try {
-    names = readdirSync('/run/netns');
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    const m = STALE.exec(n);
-    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) deleteNs(n);
-  }
-}
 
 function killAll(): void {
   for (const p of procs) {
@@ -468,7 +447,7 @@ async function main(): Promise<void> {
   for (const bin of ['iperf3', 'nsenter', 'nft']) {
     if (spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status !== 0) throw new Error(`${bin} is not installed`);
   }
-  sweepStale();
+  sweepStale('shoal-bov-');
   writeFileSync(agentPath, AGENT);
   fig('machine', `${cpus().length} CPUs, load average ${loadAvg()} at start (figures are sensitive to other work on the machine)`);
   const tLab = performance.now();

@@ -30,7 +30,7 @@ function run(cmd: string, args: string[]): string {
   }
 }
 
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -39,17 +39,21 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Removes lab namespaces whose creating process is gone. */
-export function sweepStale(): void {
+/**
+ * Removes namespaces named `<prefix><pid>-…` whose creating process is gone (a run killed before its
+ * cleanup): test labs use `shoal-nft-`, the overlay benchmark `shoal-bov-`.
+ */
+export function sweepStale(prefix = PREFIX): void {
   let names: string[] = [];
   try {
     names = readdirSync('/run/netns');
   } catch {
     return;
   }
+  const re = new RegExp(`^${prefix}(\\d+)-`);
   for (const n of names) {
-    const m = new RegExp(`^${PREFIX}(\\d+)-`).exec(n);
-    if (m && !pidAlive(Number(m[1]))) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+    const m = re.exec(n);
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore', timeout: 5000 });
   }
 }
 
