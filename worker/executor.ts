@@ -30,6 +30,18 @@ export interface TaskStatusUpdate {
   timestamp: string;
 }
 
+/** A status report for a task, stamped now. */
+export function statusUpdate(taskId: string, s: { state: TaskState; message: string; err?: string | undefined; exitCode?: number | undefined }): TaskStatusUpdate {
+  return {
+    taskId,
+    state: s.state,
+    message: s.message,
+    ...(s.err !== undefined ? { err: s.err } : {}),
+    ...(s.exitCode !== undefined ? { exitCode: s.exitCode } : {}),
+    timestamp: new Date().toISOString(),
+  };
+}
+
 export interface Executor {
   /** The complete set of tasks assigned to this node; tasks no longer listed are forgotten. */
   reconcile(tasks: readonly TaskAssignment[]): void;

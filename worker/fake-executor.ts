@@ -7,7 +7,7 @@
 //   image "slow[:ms]"      → takes ms to start
 // anything else           → runs until asked to stop.
 import { isTerminalTaskState, taskStateRank, type TaskState } from '../manager/store/objects.ts';
-import type { Executor, TaskAssignment, TaskStatusUpdate } from './executor.ts';
+import { statusUpdate, type Executor, type TaskAssignment, type TaskStatusUpdate } from './executor.ts';
 
 interface Running {
   a: TaskAssignment;
@@ -125,14 +125,7 @@ export class FakeExecutor implements Executor {
   }
 
   private update(r: Running): TaskStatusUpdate {
-    return {
-      taskId: r.a.id,
-      state: r.state,
-      message: r.message,
-      ...(r.err !== undefined ? { err: r.err } : {}),
-      ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
-      timestamp: new Date().toISOString(),
-    };
+    return statusUpdate(r.a.id, r);
   }
 
   private emit(r: Running): void {

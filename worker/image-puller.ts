@@ -2,7 +2,7 @@
 // managers meanwhile; the executor itself never waits on the network. A task the executor has already
 // seen is always passed on (even if its image disappeared), so fetching can never make the executor
 // forget — and stop — a running container.
-import type { Executor, TaskAssignment, TaskStatusUpdate } from './executor.ts';
+import { statusUpdate, type Executor, type TaskAssignment, type TaskStatusUpdate } from './executor.ts';
 
 export interface ImageSource {
   has(ref: string): boolean;
@@ -68,7 +68,7 @@ export class PullingExecutor implements Executor {
   }
 
   private update(taskId: string, state: TaskStatusUpdate['state'], message: string, err?: string): TaskStatusUpdate {
-    return { taskId, state, message, ...(err ? { err } : {}), timestamp: new Date().toISOString() };
+    return statusUpdate(taskId, { state, message, err });
   }
 
   private report(taskId: string, state: TaskStatusUpdate['state'], message: string): void {

@@ -1,15 +1,11 @@
 // Messages of a worker session (one mutual-TLS WebSocket from each node's agent to the leader's
 // dispatcher, JSON text frames). The node's identity is its certificate's CN, never a field here.
 
-export interface NodeDescriptionMsg {
-  hostname: string;
-  platform: { os: string; arch: string };
-  resources: { nanoCpus: number; memoryBytes: number };
-  engineVersion: string;
-  addr: string;
-}
+/** What an agent says about its node in `hello` (stored as the node object's description). */
+export type NodeDescriptionMsg = NodeDescription;
 
 import type { TaskAssignment, TaskStatusUpdate } from '../../worker/executor.ts';
+import type { NodeDescription } from '../store/objects.ts';
 import type { NetView } from '../../overlay-net/types.ts';
 
 export interface ManagerAddr {

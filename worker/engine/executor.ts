@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { taskStateRank, type TaskState, type TaskTemplate } from '../../manager/store/objects.ts';
-import type { Executor, TaskAssignment, TaskStatusUpdate } from '../executor.ts';
+import { statusUpdate, type Executor, type TaskAssignment, type TaskStatusUpdate } from '../executor.ts';
 import { TaskCgroup } from './cgroups.ts';
 import { HealthState, healthConfig, mergeHealthcheck, type HealthConfig, type HealthReport, type ImageHealthcheck } from './health.ts';
 import { readLogs, type LogEntry, type ReadLogsOptions } from './logs.ts';
@@ -570,14 +570,7 @@ export class EngineExecutor implements Executor {
   }
 
   private update(l: Live): TaskStatusUpdate {
-    return {
-      taskId: l.a.id,
-      state: l.state,
-      message: l.message,
-      ...(l.err !== undefined ? { err: l.err } : {}),
-      ...(l.exitCode !== undefined ? { exitCode: l.exitCode } : {}),
-      timestamp: new Date().toISOString(),
-    };
+    return statusUpdate(l.a.id, l);
   }
 
   private emit(l: Live): void {
