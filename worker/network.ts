@@ -258,14 +258,6 @@ export class NodeNetwork implements NetworkHook {
     });
   }
 
-  /** Removes namespaces of tasks the executor no longer knows (after an agent restart). */
-  async gc(liveTaskIds: Iterable<string>): Promise<void> {
-    const live = [...liveTaskIds];
-    await this.serial(async () => {
-      const r = await this.dp.gc(live);
-      if (r.detached.length) this.log(`network: removed ${r.detached.length} stale task namespace(s)`);
-    });
-  }
 
   /** Stops the resolver and timers; the data plane stays (containers keep their network). */
   async close(): Promise<void> {
@@ -279,13 +271,6 @@ export class NodeNetwork implements NetworkHook {
     this.hostPorts.dispose();
   }
 
-  /** Removes everything this node's networking created (leaving the cluster, lab teardown). */
-  async destroy(): Promise<void> {
-    await this.close();
-    await this.mesh?.remove().catch(() => {});
-    await this.hostPorts.remove().catch(() => {});
-    await this.dp.destroy();
-  }
 }
 
 function hostsFile(task: TaskAssignment, ips: string[]): string {
