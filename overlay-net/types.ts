@@ -34,7 +34,7 @@ export interface Endpoint {
   /** Underlay address of the node that runs the task (its VXLAN tunnel endpoint). */
   vtep: string;
   aliases: string[];
-  /** True once the task reported 'running' (which, with a healthcheck, means healthy). */
+  /** The task reported 'running' (with a healthcheck: healthy) and is not being stopped. */
   running: boolean;
 }
 

@@ -111,7 +111,8 @@ class NetIndex {
           nodeId: t.nodeId,
           vtep,
           aliases: [...(att.aliases ?? [])],
-          running: t.status.state === 'running',
+          // A task told to stop leaves DNS and the load balancers at once, while it is still shutting down.
+          running: t.status.state === 'running' && (t.desiredState === 'running' || t.desiredState === 'complete'),
         };
         let l = this.endpoints.get(att.networkId);
         if (l === undefined) this.endpoints.set(att.networkId, (l = []));

@@ -142,3 +142,13 @@ test('hostPart: IPv4 with or without port, bracketed IPv6, hostnames', () => {
   assert.equal(hostPart('node-1:2377'), 'node-1');
   assert.equal(hostPart(''), '');
 });
+
+test('a running task told to stop is no longer a running endpoint (it leaves DNS and the load balancers at once)', () => {
+  const w = cluster();
+  const running = () => nodeNetView('n1', snap(w)).endpoints.find((e) => e.taskId === 'w1' && e.networkId === 'front')!.running;
+  assert.equal(running(), true);
+  w.editTask('w1', (t) => (t.desiredState = 'shutdown'));
+  const e = nodeNetView('n1', snap(w)).endpoints.find((x) => x.taskId === 'w1' && x.networkId === 'front');
+  assert.ok(e, 'still an endpoint: it holds its address until it has stopped');
+  assert.equal(e.running, false);
+});
