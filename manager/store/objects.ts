@@ -98,7 +98,49 @@ export interface ClusterSpec {
   taskHistoryLimit: number;
   /** Pool the allocator carves overlay subnets from, `size` = prefix length of each subnet. */
   defaultAddressPool: { cidr: string; size: number };
+  /**
+   * What the store and the control API refuse to go past (manager/store/limits.ts). Absent in clusters
+   * created before limits existed: readers use limitsOf(), which fills in DEFAULT_LIMITS.
+   */
+  limits?: ClusterLimits;
 }
+
+/**
+ * Cluster-wide limits, each adjustable with `shoal cluster update --max-…`. They exist so that one request
+ * (`service scale web=1000000000`, a 100 MB label) is refused with a 4xx naming the setting instead of
+ * being attempted and taking the managers' memory and Raft log with it.
+ */
+export interface ClusterLimits {
+  /** Replicas (or job completions, or concurrent job tasks) of one service. */
+  maxReplicas: number;
+  /** Task objects in the store, terminated ones kept as history included. */
+  maxTasks: number;
+  /** Bytes of one stored object, encoded as JSON (without version and timestamps). */
+  maxObjectBytes: number;
+  /** Entries in one labels map (a service's, its task template's, a node's, a network's). */
+  maxLabels: number;
+  /** UTF-8 bytes of one label key. */
+  maxLabelKeyBytes: number;
+  /** UTF-8 bytes of one label value. */
+  maxLabelValueBytes: number;
+  /** Characters of a service or network name or a node hostname. */
+  maxNameLength: number;
+}
+
+/**
+ * Defaults: far above what a working cluster needs, low enough that the largest allowed request still
+ * fits in the managers' memory and in one Raft entry. 512 KiB per object matches Swarm's limit on a
+ * config or secret; 255 characters is the longest DNS name a hostname can be.
+ */
+export const DEFAULT_LIMITS: Readonly<ClusterLimits> = Object.freeze({
+  maxReplicas: 10_000,
+  maxTasks: 100_000,
+  maxObjectBytes: 512 * 1024,
+  maxLabels: 128,
+  maxLabelKeyBytes: 256,
+  maxLabelValueBytes: 4096,
+  maxNameLength: 255,
+});
 
 /** Reserved: the cluster has no observed status yet. */
 export type ClusterStatus = Record<string, never>;
@@ -121,6 +163,7 @@ export function defaultClusterSpec(name = 'default'): ClusterSpec {
     caConfig: { nodeCertValidityMs: 90 * 24 * 3600 * 1000 },
     taskHistoryLimit: 5,
     defaultAddressPool: { cidr: '10.10.0.0/16', size: 24 },
+    limits: { ...DEFAULT_LIMITS },
   };
 }
 
@@ -308,6 +351,11 @@ export interface ServiceStatus {
   endpoint?: { virtualIps: { networkId: string; addr: string }[]; ports: PortConfig[] };
   /** Jobs: incremented on every re-run of the job. */
   jobIteration?: number;
+  /**
+   * Why the orchestrator cannot create the tasks the spec asks for (a cluster limit, e.g.
+   * limits.maxTasks); absent when it can. Written once per distinct reason, not per attempt.
+   */
+  blocked?: string;
 }
 
 export interface Service extends ObjectMeta<'service'> {
