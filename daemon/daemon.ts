@@ -13,6 +13,7 @@ import { CLOCK_SKEW_MS, createCsr, createRootCa, generateKeyPem, parseCertificat
 import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
 import { Manager, newId, type ManagerTiming } from '../manager/manager.ts';
 import { forceNewCluster, type RecoveryReport } from '../manager/recovery.ts';
+import { unsafeRaftOption } from '../manager/raft/node.ts';
 import { Agent, type AgentTools } from '../worker/agent.ts';
 import { NodeNetwork } from '../worker/network.ts';
 import type { Executor } from '../worker/executor.ts';
@@ -456,6 +457,8 @@ export class Daemon {
       bootstrap,
       ...(this.opts.timing ? { timing: this.opts.timing } : {}),
       log: (l) => this.log(`manager: ${l}`),
+      // TEST ONLY: SHOAL_UNSAFE_RAFT=localReads runs a deliberately broken Raft (linearizability control).
+      ...unsafeRaftOption(process.env),
       // Real containers need real images: pin every service image to a digest some manager holds.
       ...(this.opts.executor !== 'test' && typeof this.opts.executor !== 'function'
         ? {

@@ -20,6 +20,7 @@ import { formatJoinToken, makeJoinToken, parseJoinToken, tokenMatches, RateLimit
 import { NodeLiveness } from './dispatcher/liveness.ts';
 import { DISPATCHER_PATH, type AgentToManager, type ManagerAddr, type ManagerToAgent } from './dispatcher/protocol.ts';
 import { NotLeaderError, RaftNode, type StateMachine } from './raft/node.ts';
+import type { UnsafeFlags } from './raft/core.ts';
 import { SqliteRaftStorage } from './raft/storage-sqlite.ts';
 import { WsRaftTransport } from './raft/transport-ws.ts';
 import type { Entry } from './raft/types.ts';
@@ -47,6 +48,8 @@ export interface ManagerOptions {
   log?: (line: string) => void;
   /** Pins service images to digests (see ServiceApiDeps.resolveImage). */
   resolveImage?: (ref: string) => Promise<string>;
+  /** TEST ONLY: a deliberately broken Raft (SHOAL_UNSAFE_RAFT, see manager/raft/node.ts). */
+  unsafeRaft?: UnsafeFlags;
 }
 
 export function newId(): string {
@@ -113,6 +116,7 @@ export class Manager {
       heartbeatMs: t.heartbeatMs ?? 100,
       ...(opts.bootstrap ? { bootstrap: [{ id: opts.nodeId, url: raftUrl(opts.advertise) }] } : {}),
       log: (l) => this.log(`raft: ${l}`),
+      ...(opts.unsafeRaft ? { unsafe: opts.unsafeRaft } : {}),
     });
     this.liveness = new NodeLiveness(1000, 3);
     // Leader-only control loops.

@@ -55,7 +55,7 @@
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { NotLeaderError, ProposalRejectedError, RaftCore, applyConfChange, decodeConfChange } from './core.ts';
-import type { RaftStats, Ready, Role } from './core.ts';
+import type { RaftStats, Ready, Role, UnsafeFlags } from './core.ts';
 import type { PersistBatch, RaftStorage } from './storage.ts';
 import type { RaftTransport } from './transport.ts';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Snapshot } from './types.ts';
@@ -122,6 +122,33 @@ export interface RaftNodeOptions {
   bootstrap?: { id: NodeId; url: string }[];
   /** Diagnostics (elections, failures, snapshots). Default: discarded. */
   log?: (line: string) => void;
+  /**
+   * TEST ONLY: deliberately broken core behaviours (see UnsafeFlags), so the real-cluster linearizability
+   * harness (test/jepsen) can prove it catches a broken build. Never set in production; logged at start.
+   */
+  unsafe?: UnsafeFlags;
+}
+
+/** Environment variable a daemon reads once at start to run a deliberately broken Raft (tests only). */
+export const UNSAFE_RAFT_ENV = 'SHOAL_UNSAFE_RAFT';
+const UNSAFE_VARIANTS = ['localReads', 'ackBeforeDurable', 'commitOldTerm'] as const;
+
+/**
+ * The manager option for SHOAL_UNSAFE_RAFT=variant[,variant]: `{}` when unset or empty, else
+ * `{ unsafeRaft: flags }`. An unknown variant is an error naming it, so a typo never silently runs the
+ * safe build in a control run that must fail.
+ */
+export function unsafeRaftOption(env: NodeJS.ProcessEnv): { unsafeRaft?: UnsafeFlags } {
+  const text = env[UNSAFE_RAFT_ENV]?.trim() ?? '';
+  if (text === '') return {};
+  const flags: UnsafeFlags = {};
+  for (const v of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!(UNSAFE_VARIANTS as readonly string[]).includes(v)) {
+      throw new Error(`${UNSAFE_RAFT_ENV}: unknown variant ${JSON.stringify(v)} (known: ${UNSAFE_VARIANTS.join(', ')})`);
+    }
+    flags[v as (typeof UNSAFE_VARIANTS)[number]] = true;
+  }
+  return { unsafeRaft: flags };
 }
 
 export interface RaftNodeStatus {
@@ -398,6 +425,11 @@ export class RaftNode {
     if (opts.maxEntriesPerMsg !== undefined) coreOpts.maxEntriesPerMsg = opts.maxEntriesPerMsg;
     if (opts.maxBytesPerMsg !== undefined) coreOpts.maxBytesPerMsg = opts.maxBytesPerMsg;
     if (opts.snapshotChunkBytes !== undefined) coreOpts.snapshotChunkBytes = opts.snapshotChunkBytes;
+    const unsafe = Object.entries(opts.unsafe ?? {}).filter(([, on]) => on).map(([k]) => k);
+    if (unsafe.length > 0) {
+      coreOpts.unsafe = { ...opts.unsafe };
+      this.log(`!!! UNSAFE RAFT (${unsafe.join(', ')}): a deliberately BROKEN build for tests; never use it for real data !!!`);
+    }
     this.core = new RaftCore(coreOpts, state);
     this.durable = { ...state.hardState };
 
