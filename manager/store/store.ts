@@ -12,6 +12,10 @@
 // Without a proposer the store commits locally (single process, in-memory): the entry is applied at once
 // with the next local index. Both paths encode and decode the same bytes.
 //
+// Limits. Every create and update is checked against the cluster's limits (object size, labels, name
+// length, tasks in the cluster; limits.ts) when it is written into the transaction, as part of the eager
+// checks; apply() does not re-check them, so replaying an old log never depends on today's limits.
+//
 // Determinism. apply() depends only on the current state and the entry's bytes: timestamps come from the
 // proposer's clock and travel in the entry; versions are the entry's index. Replaying the same entries on
 // the same snapshot yields byte-identical snapshots.
@@ -24,7 +28,8 @@
 import type { StateMachine } from '../raft/node.ts';
 import type { EntryType } from '../raft/types.ts';
 import { CLUSTER_ID, KINDS, TASK_STATES, deepFreeze } from './objects.ts';
-import type { AnyObject, Draft, Frozen, Kind, NamedKind, ObjectOf, Task } from './objects.ts';
+import { checkStoredObject, checkTaskBudget, limitsOf } from './limits.ts';
+import type { AnyObject, Cluster, ClusterLimits, Draft, Frozen, Kind, NamedKind, ObjectOf, Task } from './objects.ts';
 import { BatchError, ConflictError, NameInUseError, NotFoundError, StoreError, StoreResetError, TxTooLargeError, ValidationError, WatchOverflowError } from './errors.ts';
 
 // ------------------------------------------------------------------------------------------------ errors
@@ -129,6 +134,8 @@ export interface ReadTx {
   tasksByNode(nodeId: string): Frozen<Task>[];
   /** Tasks of a replicated service's slot, current and historic (order unspecified). */
   tasksBySlot(serviceId: string, slot: number): Frozen<Task>[];
+  /** How many objects of a kind there are (a write transaction counts its own creates and deletes). O(1). */
+  count(kind: Kind): number;
 }
 
 type DraftOf<K extends Kind> = Draft<ObjectOf<K>>;
@@ -139,12 +146,14 @@ export interface WriteTx extends ReadTx {
   readonly now: string;
   /**
    * Creates an object. ConflictError if the id exists, NameInUseError for a taken service/network name,
-   * ValidationError if malformed. Returns the pending object (version 0 until committed).
+   * ValidationError if malformed, LimitExceededError past a cluster limit (object size, labels, name
+   * length, tasks in the cluster; see limits.ts). Returns the pending object (version 0 until committed).
    */
   create<K extends Kind>(obj: Frozen<DraftOf<K>> & { readonly kind: K }): Frozen<ObjectOf<K>>;
   /**
    * Replaces an object. `obj.version` must equal the version this transaction sees (ConflictError
    * otherwise, also if the object no longer exists). createdAt is kept; version/updatedAt are assigned.
+   * LimitExceededError when the change makes the object break a cluster limit (see limits.ts).
    */
   update<K extends Kind>(obj: Frozen<ObjectOf<K>> & { readonly kind: K }): Frozen<ObjectOf<K>>;
   /** Reads, copies, edits and updates in one step. NotFoundError if absent. */
@@ -293,6 +302,8 @@ interface Rec {
 class Overlay {
   readonly recs = new Map<string, Rec>();
   readonly idx = new Indexes();
+  /** Per kind: objects created minus objects deleted (kept by Tx only; apply() does not count). */
+  readonly counts = new Map<Kind, number>();
 }
 
 /** Read access to state + optional overlay. */
@@ -403,6 +414,10 @@ class View implements ReadTx {
   tasksBySlot(serviceId: string, slot: number): Frozen<Task>[] {
     return this.lookup('task', (ix) => ix.taskSlot, slotKey(serviceId, slot)) as Frozen<Task>[];
   }
+
+  count(kind: Kind): number {
+    return this.state.table(kind).size + (this.ov?.counts.get(kind) ?? 0);
+  }
 }
 
 // ---------------------------------------------------------------------------------------- validation
@@ -484,6 +499,11 @@ function materialize(body: Record<string, unknown>, version: number, createdAt: 
     else out[k] = v;
   }
   return deepFreeze(out) as unknown as Obj;
+}
+
+/** Encoded size of a stored object as a transaction would write it (without version and timestamps). */
+function bodyBytes(o: Obj): number {
+  return Buffer.byteLength(JSON.stringify({ ...o, version: undefined, createdAt: undefined, updatedAt: undefined }), 'utf8');
 }
 
 /** Validates a caller's object and returns its JSON body (without store-assigned fields) and a parsed copy. */
@@ -628,6 +648,7 @@ class Tx extends View implements WriteTx {
       if (prev.cur !== null) ov.idx.remove(prev.cur);
       this.opBytes -= prev.bytes;
       this.opCount -= prev.ops.length;
+      this.countChange(prev, -1);
     }
     if (next === undefined) {
       ov.recs.delete(key);
@@ -637,6 +658,23 @@ class Tx extends View implements WriteTx {
     if (next.cur !== null) ov.idx.add(next.cur);
     this.opBytes += next.bytes;
     this.opCount += next.ops.length;
+    this.countChange(next, 1);
+  }
+
+  /** Adds (sign 1) or takes back (sign -1) what a record does to its kind's object count. */
+  private countChange(r: Rec, sign: 1 | -1): void {
+    const d = (r.cur !== null ? 1 : 0) - (r.expect !== null ? 1 : 0);
+    if (d === 0) return;
+    const counts = this.overlay.counts;
+    counts.set(r.kind, (counts.get(r.kind) ?? 0) + sign * d);
+  }
+
+  /**
+   * The cluster's limits as this transaction sees them. Checked here, when the write is proposed, and
+   * not in apply(): see limits.ts for why.
+   */
+  private limits(): ClusterLimits {
+    return limitsOf(this.getObj('cluster', CLUSTER_ID)?.spec as Frozen<Cluster['spec']> | undefined);
   }
 
   private setRec(kind: Kind, id: string, fields: Pick<Rec, 'expect' | 'cur' | 'recreated' | 'body'>): void {
@@ -665,6 +703,9 @@ class Tx extends View implements WriteTx {
     if (existing !== undefined) throw new ConflictError(kind, id, null, existing.version);
     const cur = materialize(parsed, 0, this.now, this.now);
     this.checkName(cur);
+    const limits = this.limits();
+    checkStoredObject(cur, Buffer.byteLength(body, 'utf8'), limits);
+    if (kind === 'task') checkTaskBudget(this.count('task'), 1, limits);
     const r = this.rec(kind, id);
     const expect = r?.expect ?? null;
     this.setRec(kind, id, { expect, cur, recreated: expect !== null, body });
@@ -682,6 +723,7 @@ class Tx extends View implements WriteTx {
     if (existing.version !== version) throw new ConflictError(kind, id, version, existing.version);
     const cur = materialize(parsed, existing.version, existing.createdAt, this.now);
     this.checkName(cur);
+    checkStoredObject(cur, Buffer.byteLength(body, 'utf8'), this.limits(), existing, () => bodyBytes(existing));
     const r = this.rec(kind, id);
     if (r !== undefined) this.setRec(kind, id, { expect: r.expect, cur, recreated: r.recreated, body });
     else this.setRec(kind, id, { expect: existing.version, cur, recreated: false, body });

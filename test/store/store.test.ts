@@ -627,9 +627,14 @@ test('a transaction over the size limit is refused before it is proposed', async
       return 1;
     },
   });
-  const huge = service('s1', 'web');
-  huge.spec.labels['blob'] = 'x'.repeat(1.6 * 1024 * 1024);
-  const err = await s.update((tx) => void tx.create(huge)).catch((e: unknown) => e);
+  // Four objects of 0.4 MiB: each under the cluster's object-size limit (limits.ts), together over the
+  // transaction limit. Padded in env, which has no limit of its own (labels do).
+  const huge = [1, 2, 3, 4].map((i) => {
+    const x = service(`s${i}`, `web${i}`);
+    x.spec.task.env = [`BLOB=${'x'.repeat(0.4 * 1024 * 1024)}`];
+    return x;
+  });
+  const err = await s.update((tx) => huge.forEach((x) => tx.create(x))).catch((e: unknown) => e);
   assert.ok(err instanceof TxTooLargeError, String(err));
   assert.equal(err.limit, 1.5 * 1024 * 1024);
   assert.ok(err.size > err.limit);
@@ -707,7 +712,7 @@ test('batch: an item that throws stops the batch after committing the items befo
   await assert.rejects(
     s.batch([1], (tx) => {
       const x = service('big', 'big');
-      x.spec.labels['pad'] = 'x'.repeat(5000);
+      x.spec.task.env = [`PAD=${'x'.repeat(5000)}`];
       tx.create(x);
     }),
     TxTooLargeError,
