@@ -1,35 +1,39 @@
-// Small HTTP plumbing shared by the manager's secure port and the daemon's local socket: typed API
-// errors with a status and a code, bounded JSON bodies, and a tiny router. No framework: every route is
-// visible here and in the files that register them.
+// Small HTTP plumbing shared by the manager's secure port and the daemon's local socket: errors sent
+// with the status they map to (errors.ts), bounded JSON bodies, and a tiny router. No framework: every
+// route is visible here and in the files that register them.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApiError, badRequest, errorStatus, tooLarge } from './errors.ts';
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
+// The error classes and their status mapping live in errors.ts; re-exported for the modules that
+// register routes, which take their plumbing from here.
+export { ApiError, badRequest, conflict, forbidden, notFound, tooLarge, unauthorized } from './errors.ts';
+
+/**
+ * Request body caps. Every route passes one explicitly: `small` for requests that carry a few fields,
+ * `spec` for those that carry a service or network spec (env, labels and mounts up to the cluster's
+ * object-size limit fit in it). Nothing the control API accepts needs more; image archives are streamed
+ * by their own endpoints (daemon/images.ts) with their own caps.
+ */
+export const BODY_LIMITS = Object.freeze({ small: 64 << 10, spec: 1 << 20 });
+
+function sizeText(n: number): string {
+  return n % (1 << 20) === 0 ? `${n >> 20} MiB` : n % (1 << 10) === 0 ? `${n >> 10} KiB` : `${n} bytes`;
 }
 
-export const badRequest = (message: string, details?: Record<string, unknown>) => new ApiError(400, 'EINVAL', message, details);
-export const forbidden = (message: string) => new ApiError(403, 'EFORBIDDEN', message);
-export const unauthorized = (message: string) => new ApiError(401, 'EUNAUTHENTICATED', message);
-export const notFound = (message: string) => new ApiError(404, 'ENOTFOUND', message);
-export const conflict = (message: string) => new ApiError(409, 'ECONFLICT', message);
-
-const MAX_BODY = 4 << 20;
-
-export async function readJson(req: IncomingMessage, limit = MAX_BODY): Promise<unknown> {
+/**
+ * Reads and parses a JSON body of at most `limit` bytes: 413 as soon as the declared length or the bytes
+ * received go past it (the rest is never buffered), 400 for anything that is not JSON. An empty body is {}.
+ */
+export async function readJson(req: IncomingMessage, limit: number = BODY_LIMITS.small): Promise<unknown> {
+  const tooBig = () => tooLarge(`request body is larger than this endpoint's limit of ${sizeText(limit)}`, { limit });
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw tooBig();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     const b = chunk as Buffer;
     size += b.length;
-    if (size > limit) throw new ApiError(413, 'ETOOLARGE', `request body larger than ${limit} bytes`);
+    if (size > limit) throw tooBig();
     chunks.push(b);
   }
   if (size === 0) return {};
@@ -40,26 +44,22 @@ export async function readJson(req: IncomingMessage, limit = MAX_BODY): Promise<
   }
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const data = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
   res.end(data);
 }
 
+/** Sends the response an error maps to (errors.ts errorStatus). */
 export function sendError(res: ServerResponse, err: unknown): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  if (err instanceof ApiError) {
-    sendJson(res, err.status, { error: { code: err.code, message: err.message, ...(err.details ?? {}) } });
-    return;
-  }
-  const e = err as { code?: string; message?: string; name?: string };
-  const message = e?.message ?? String(err);
-  // Errors from lower layers that carry a code (NotLeaderError, ConflictError, …) keep it.
-  const status = e?.name === 'ConflictError' ? 409 : e?.name === 'ValidationError' ? 400 : 500;
-  sendJson(res, status, { error: { code: e?.code ?? (status === 500 ? 'EINTERNAL' : 'EINVAL'), message } });
+  const e = errorStatus(err);
+  // After a 413 the unread rest of the body is not drained: the connection is closed instead.
+  const headers: Record<string, string> = e.status === 413 ? { connection: 'close' } : {};
+  sendJson(res, e.status, { error: { code: e.code, message: e.message, ...(e.details ?? {}) } }, headers);
 }
 
 export type Handler<C> = (ctx: C, params: Record<string, string>, req: IncomingMessage, res: ServerResponse) => Promise<unknown> | unknown;

@@ -7,7 +7,8 @@ import type { Frozen, Network, NetworkSpec, Service, Task } from '../store/objec
 import type { ReadTx, Store } from '../store/store.ts';
 import { HOST_NETWORK, holdsAddresses, isAllocated, publishesIngress, resolveNetwork } from '../allocator/allocator.ts';
 import { DEFAULT_ADDRESS_POOL, IpamError, carveSubnet, checkSubnet, gatewayFor } from '../allocator/ipam.ts';
-import { badRequest, conflict, notFound, readJson, type Router } from './http.ts';
+import { checkLabels, checkName, limitsOf } from '../store/limits.ts';
+import { BODY_LIMITS, badRequest, conflict, notFound, readJson, type Router } from './http.ts';
 
 export interface NetworkApiDeps {
   store: Store;
@@ -185,11 +186,15 @@ export function networkInUse(tx: ReadTx, net: Frozen<Network>): string | null {
 
 export function registerNetworkRoutes<C>(r: Router<C>, d: NetworkApiDeps): void {
   r.add('POST', '/v1/networks', async (_c, _p, req) => {
-    const body = (await readJson(req)) as { spec?: unknown };
+    // Labels may be as large as the cluster's label limits allow: the spec-sized cap.
+    const body = (await readJson(req, BODY_LIMITS.spec)) as { spec?: unknown };
     const spec = validateNetworkSpec(body.spec);
     d.requireLeader();
     const id = d.newId();
     await d.write((tx) => {
+      const limits = limitsOf(tx.get('cluster', 'cluster')?.spec);
+      checkName(spec.name, limits, 'name');
+      checkLabels(spec.labels, limits, 'labels');
       checkAgainstOthers(tx, spec);
       tx.create({ id, kind: 'network', spec, status: {} });
     });

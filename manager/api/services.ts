@@ -1,9 +1,11 @@
 // Control API for services and tasks: create, inspect, update (rolling), rollback, scale, remove, and
 // task listings for `service ps`. Specs are validated completely before anything is stored; the
 // orchestrators, scheduler and dispatcher do the rest from the store.
-import type { Service, ServiceSpec, Task } from '../store/objects.ts';
-import type { Store } from '../store/store.ts';
-import { badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
+import { CLUSTER_ID } from '../store/objects.ts';
+import type { ClusterLimits, Frozen, Service, ServiceMode, ServiceSpec, Task } from '../store/objects.ts';
+import type { ReadTx, Store } from '../store/store.ts';
+import { checkReplicas, checkTaskBudget, limitsOf } from '../store/limits.ts';
+import { BODY_LIMITS, badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
 import { specDiff, validateServiceSpec } from '../service/spec.ts';
 
 export interface ServiceApiDeps {
@@ -39,14 +41,26 @@ async function pin(d: ServiceApiDeps, spec: ServiceSpec, prev?: ServiceSpec): Pr
   }
 }
 
-function validate(spec: unknown): ServiceSpec {
-  try {
-    return validateServiceSpec(spec);
-  } catch (e) {
-    const err = e as Error & { field?: string };
-    if (err.name === 'SpecError') throw badRequest(err.message, err.field ? { field: err.field } : undefined);
-    throw e;
-  }
+function limits(tx: ReadTx): ClusterLimits {
+  return limitsOf(tx.get('cluster', CLUSTER_ID)?.spec);
+}
+
+/** Tasks a mode runs at once when converged (global modes: not known here, counted as 0). */
+function desiredTasks(mode: ServiceMode | Frozen<ServiceMode>): number {
+  if ('replicated' in mode) return mode.replicated.replicas;
+  if ('replicatedJob' in mode) return mode.replicatedJob.maxConcurrent;
+  return 0;
+}
+
+/**
+ * Refuses a create, update or scale that would take the cluster past limits.maxTasks once its tasks
+ * exist: the tasks the new mode runs beyond what the old one did (0 for a create), on top of the task
+ * objects there are now. The store refuses the task creations anyway (the backstop); this turns them
+ * into a 400 for the request instead of a service that never converges.
+ */
+function checkTasks(tx: ReadTx, next: ServiceMode | Frozen<ServiceMode>, prev: ServiceMode | Frozen<ServiceMode> | undefined, field: string): void {
+  const adding = desiredTasks(next) - (prev ? desiredTasks(prev) : 0);
+  checkTaskBudget(tx.count('task'), adding, limits(tx), field);
 }
 
 export function resolveService(store: Store, ref: string): Service {
@@ -61,12 +75,14 @@ export function resolveService(store: Store, ref: string): Service {
 
 export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void {
   r.add('POST', '/v1/services', async (_c, _p, req) => {
-    const body = (await readJson(req)) as { spec?: unknown };
-    const spec = validate(body.spec);
+    const body = (await readJson(req, BODY_LIMITS.spec)) as { spec?: unknown };
+    const spec = validateServiceSpec(body.spec, d.store.view(limits));
     d.requireLeader();
     await pin(d, spec);
     const id = d.newId();
     await d.write((tx) => {
+      checkTasks(tx, spec.mode, undefined, 'mode');
+      // A name in use fails here with NameInUseError: 409 (errors.ts).
       tx.create({ id, kind: 'service', spec, specVersion: 1, status: {} } as never);
     });
     return { id, name: spec.name };
@@ -85,13 +101,13 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
   });
 
   r.add('POST', '/v1/services/:id/update', async (_c, p, req) => {
-    const body = (await readJson(req)) as { spec?: unknown; force?: boolean; version?: number };
+    const body = (await readJson(req, BODY_LIMITS.spec)) as { spec?: unknown; force?: boolean; version?: number };
     d.requireLeader();
     const cur = resolveService(d.store, p.id!);
     if (body.version !== undefined && body.version !== cur.version) {
-      throw conflict(`service ${cur.spec.name} changed since you read it (version ${body.version}, now ${cur.version}); retry`);
+      throw conflict(`service ${cur.spec.name} changed since you read it (update out of sequence: sent version ${String(body.version)}, current version ${cur.version}); read it again and retry`);
     }
-    const next = validate(body.spec ?? cur.spec);
+    const next = validateServiceSpec(body.spec ?? cur.spec, d.store.view(limits));
     await pin(d, next, cur.spec);
     if (body.force) next.task = { ...next.task, forceUpdate: (cur.spec.task.forceUpdate ?? 0) + 1 };
     const diff = specDiff(cur.spec, next);
@@ -103,6 +119,7 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     await d.write((tx) => {
       const s = tx.get('service', cur.id) as Service | undefined;
       if (!s) throw notFound(`service ${cur.spec.name} was removed`);
+      checkTasks(tx, next.mode, s.spec.mode, 'mode');
       tx.update({
         ...s,
         previousSpec: s.spec,
@@ -133,9 +150,10 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
   });
 
   r.add('POST', '/v1/services/:id/scale', async (_c, p, req) => {
-    const body = (await readJson(req)) as { replicas?: unknown };
+    const body = (await readJson(req, BODY_LIMITS.small)) as { replicas?: unknown };
     const n = body.replicas;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw badRequest(`replicas must be a non-negative integer (got ${JSON.stringify(n)})`);
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw badRequest(`replicas must be a non-negative integer (got ${JSON.stringify(n)})`, { field: 'replicas' });
+    checkReplicas(n, d.store.view(limits), 'replicas');
     d.requireLeader();
     const cur = resolveService(d.store, p.id!);
     if (!('replicated' in cur.spec.mode) && !('replicatedJob' in cur.spec.mode)) {
@@ -144,6 +162,7 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     await d.write((tx) => {
       const s = tx.get('service', cur.id) as Service;
       const mode = 'replicated' in s.spec.mode ? { replicated: { replicas: n } } : { replicatedJob: { ...(s.spec.mode as { replicatedJob: { maxConcurrent: number; totalCompletions: number } }).replicatedJob, totalCompletions: n } };
+      checkTasks(tx, mode, s.spec.mode, 'replicas');
       tx.update({ ...s, spec: { ...s.spec, mode } } as Service);
     });
     return { id: cur.id, replicas: n };

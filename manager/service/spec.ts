@@ -26,7 +26,9 @@ import type {
   TaskTemplate,
   UpdateConfig,
 } from '../store/objects.ts';
-import { jsonEqual } from '../store/objects.ts';
+import { DEFAULT_LIMITS, jsonEqual } from '../store/objects.ts';
+import type { ClusterLimits } from '../store/objects.ts';
+import { checkLabels, checkName, checkReplicas, checkServiceSpecBytes } from '../store/limits.ts';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.ts';
 import { TemplateError, isTemplateField, templateFields, templateFieldsHint } from './templates.ts';
 
@@ -97,7 +99,8 @@ const idx = (field: string, i: number): string => `${field}[${i}]`;
 /** null counts as absent for optional fields (JSON clients often send it). */
 const absent = (v: unknown): v is undefined | null => v === undefined || v === null;
 
-function editDistance(a: string, b: string): number {
+/** Levenshtein distance: how many single-character edits turn a into b (for "did you mean" hints). */
+export function editDistance(a: string, b: string): number {
   const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     let prev = d[0]!;
@@ -720,10 +723,11 @@ const SPEC_KEYS = ['name', 'labels', 'mode', 'task', 'update', 'rollback', 'netw
 /**
  * Checks every field of a service spec and returns a normalised copy (defaults filled in, canonical key
  * order, "no value" forms dropped). Throws SpecError (code EINVALIDSPEC, `.field` the dotted path) on the
- * first problem. Jobs (replicated-job, global-job) take no update or rollback config, as in Docker; for
- * other services both are filled with defaults. The input is not modified.
+ * first problem, and LimitExceededError (naming the setting) when the spec asks for more than the
+ * cluster's `limits` allow (checkSpecLimits). Jobs (replicated-job, global-job) take no update or rollback
+ * config, as in Docker; for other services both are filled with defaults. The input is not modified.
  */
-export function validateServiceSpec(spec: unknown): ServiceSpec {
+export function validateServiceSpec(spec: unknown, limits: ClusterLimits = DEFAULT_LIMITS): ServiceSpec {
   const o = record(spec, '', SPEC_KEYS);
   const name = validateName(o.name);
   const lbls = absent(o.labels) ? {} : labelMap(o.labels, 'labels');
@@ -747,7 +751,25 @@ export function validateServiceSpec(spec: unknown): ServiceSpec {
   if (out.rollback) ordered.rollback = out.rollback;
   ordered.networks = out.networks;
   ordered.endpoint = out.endpoint;
+  checkSpecLimits(ordered, limits);
   return ordered;
+}
+
+/**
+ * The cluster limits a (valid) service spec must stay within: replicas (job completions and concurrency
+ * count as replicas), labels, the name's length, and its encoded size. Throws LimitExceededError.
+ */
+export function checkSpecLimits(spec: ServiceSpec | Frozen<ServiceSpec>, limits: ClusterLimits): void {
+  const m = spec.mode;
+  if ('replicated' in m) checkReplicas(m.replicated.replicas, limits, 'mode.replicated.replicas');
+  if ('replicatedJob' in m) {
+    checkReplicas(m.replicatedJob.totalCompletions, limits, 'mode.replicatedJob.totalCompletions');
+    checkReplicas(m.replicatedJob.maxConcurrent, limits, 'mode.replicatedJob.maxConcurrent');
+  }
+  checkName(spec.name, limits, 'name');
+  checkLabels(spec.labels, limits, 'labels');
+  checkLabels(spec.task.labels, limits, 'task.labels');
+  checkServiceSpecBytes(Buffer.byteLength(JSON.stringify(spec), 'utf8'), limits);
 }
 
 // -------------------------------------------------------------------------------------------- diff

@@ -94,6 +94,17 @@ export function checkObjectBytes(bytes: number, limits: ClusterLimits, what: str
   if (bytes > limits.maxObjectBytes) throw exceeded('maxObjectBytes', limits, bytes, `${what} is ${bytes} bytes encoded`, field);
 }
 
+/**
+ * Encoded size of a service spec. A service object holds its spec and the previous one (for rollback),
+ * and every task holds a copy of the template, so a spec may take at most half of maxObjectBytes.
+ */
+export function checkServiceSpecBytes(bytes: number, limits: ClusterLimits): void {
+  const half = Math.floor(limits.maxObjectBytes / 2);
+  if (bytes <= half) return;
+  const msg = `the service spec is ${bytes} bytes encoded: a service keeps its previous spec too, so a spec may take at most half of limits.maxObjectBytes (${half} of ${limits.maxObjectBytes} bytes; raise it with shoal cluster update ${LIMIT_SETTINGS.maxObjectBytes.flag} BYTES)`;
+  throw new LimitExceededError('limits.maxObjectBytes', limits.maxObjectBytes, bytes, msg, 'spec');
+}
+
 function preview(s: string): string {
   return JSON.stringify(s.length > 40 ? `${s.slice(0, 37)}...` : s);
 }
