@@ -1,13 +1,30 @@
 // The node agent's session with the cluster: one mutual-TLS WebSocket to the leader's dispatcher,
-// heartbeats every period, failover across the manager list it learns, and certificate renewal.
-// Tasks arrive over this session in a later issue.
+// heartbeats every period, failover across the manager list it learns, and certificate renewal; over
+// it the node receives its assignments and answers the leader's logs and exec requests.
+//
+// Everything the agent sends is bounded: task status changes are batched (and collapse to the
+// executor's snapshot if they pile up), log lines are cut into 16 KiB chunks and sent in batches of at
+// most 256 KiB, each task of a logs request at most a window ahead of the leader's acknowledgements,
+// and exec output goes out in 64 KiB pieces under the same kind of window (worker/logs/).
 import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
-import { DISPATCHER_PATH, type AgentToManager, type LogLine, type ManagerAddr, type ManagerToAgent, type TaskUsage } from '../manager/dispatcher/protocol.ts';
+import { DISPATCHER_PATH, EXEC_WINDOW_BYTES, LOG_WINDOW_BYTES, type AgentToManager, type ManagerAddr, type ManagerToAgent, type TaskUsage } from '../manager/dispatcher/protocol.ts';
 import type { NetView } from '../overlay-net/types.ts';
 import { expandTemplates } from '../manager/service/templates.ts';
 import type { Executor, TaskAssignment, TaskStatusUpdate } from './executor.ts';
+import { chunkEntry, LogBatcher, logChunkCost, splitBuffer } from './logs/chunk.ts';
+import { FlowWindow } from './logs/flow.ts';
+
+/** Status updates kept while waiting to be sent; beyond this the executor's snapshot replaces them. */
+const MAX_STATUS_BUFFER = 4096;
+/** Status updates per 'status' message (keeps each message far below the session's size limit). */
+const STATUS_PER_MESSAGE = 256;
+/** Logs and exec requests a node serves at once (more are refused with an error). */
+const MAX_LOG_REQUESTS = 64;
+const MAX_EXEC_REQUESTS = 32;
+/** Unsent bytes on the session above which usage reports (which the next report replaces) are skipped. */
+const USAGE_SKIP_BUFFERED = 4 << 20;
 
 export interface AgentCredentials {
   key: string;
@@ -43,7 +60,8 @@ export interface AgentOptions {
 }
 
 export interface AgentTools {
-  logs?(taskId: string, opts: { tail?: number; since?: Date; follow?: boolean; signal: AbortSignal }): AsyncIterable<{ ts: string; stream: 'stdout' | 'stderr'; line: string }>;
+  /** `partial`: the entry is not the end of its line (the shim cut a long line). */
+  logs?(taskId: string, opts: { tail?: number; since?: Date; follow?: boolean; signal: AbortSignal }): AsyncIterable<{ ts: string; stream: 'stdout' | 'stderr'; line: string; partial?: boolean }>;
   exec?(taskId: string, args: string[], opts: { timeoutMs: number }): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>;
   usage?(): Record<string, TaskUsage>;
 }
@@ -76,13 +94,20 @@ export class Agent {
   /** Task status changes go out in small batches (one message per 20 ms at most). */
   private queueStatus(u: TaskStatusUpdate): void {
     this.statusBuf.push(u);
+    // Piled up (no session for a while, or a storm of changes): the latest state of every task says
+    // everything the history would, in bounded space.
+    if (this.statusBuf.length > MAX_STATUS_BUFFER) this.statusBuf = this.opts.executor?.snapshot() ?? this.statusBuf.slice(-MAX_STATUS_BUFFER);
     this.statusTimer ??= setTimeout(() => {
       this.statusTimer = null;
       if (this.state !== 'ready') return; // re-sent from the executor's snapshot on the next session
       const updates = this.statusBuf;
       this.statusBuf = [];
-      if (updates.length > 0) this.send({ t: 'status', updates });
+      this.sendStatus(updates);
     }, 20);
+  }
+
+  private sendStatus(updates: TaskStatusUpdate[]): void {
+    for (let i = 0; i < updates.length; i += STATUS_PER_MESSAGE) this.send({ t: 'status', updates: updates.slice(i, i + STATUS_PER_MESSAGE) });
   }
 
   start(): void {
@@ -97,7 +122,7 @@ export class Agent {
     this.state = 'stopped';
     if (this.statusTimer) clearTimeout(this.statusTimer);
     if (this.usageTimer) clearInterval(this.usageTimer);
-    for (const ac of this.logReqs.values()) ac.abort();
+    this.abortRequests();
     void this.opts.executor?.close();
     if (this.hbTimer) clearInterval(this.hbTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -184,7 +209,7 @@ export class Agent {
       this.ws = null;
       if (this.hbTimer) clearInterval(this.hbTimer);
       this.hbTimer = null;
-      for (const ac of this.logReqs.values()) ac.abort(); // the manager that asked is gone
+      this.abortRequests(); // the manager that asked is gone
       if (this.state === 'stopped') return;
       this.state = 'connecting';
       this.connectedTo = null;
@@ -209,7 +234,7 @@ export class Agent {
         // A new session: tell the leader the true state of everything we run.
         const snap = this.opts.executor?.snapshot() ?? [];
         this.statusBuf = [];
-        if (snap.length > 0) this.send({ t: 'status', updates: snap });
+        this.sendStatus(snap);
         return;
       }
       case 'assignments':
@@ -243,65 +268,123 @@ export class Agent {
         void this.serveLogs(m);
         return;
       case 'logs-cancel':
-        this.logReqs.get(m.req)?.abort();
+        this.logReqs.get(m.req)?.ac.abort();
+        return;
+      case 'logs-ack':
+        this.logReqs.get(m.req)?.windows.get(m.taskId)?.release(m.bytes);
         return;
       case 'exec':
         void this.serveExec(m);
         return;
+      case 'exec-ack':
+        this.execReqs.get(m.req)?.window.release(m.bytes);
+        return;
     }
   }
 
-  private logReqs = new Map<string, AbortController>();
+  private logReqs = new Map<string, { ac: AbortController; windows: Map<string, FlowWindow> }>();
+  private execReqs = new Map<string, { ac: AbortController; window: FlowWindow }>();
 
-  /** Streams the requested tasks' logs in batches (at most one message per 50 ms per request). */
+  /** The session ended or the agent stops: every logs and exec request being served ends too. */
+  private abortRequests(): void {
+    for (const r of this.logReqs.values()) r.ac.abort();
+    for (const r of this.execReqs.values()) r.ac.abort();
+  }
+
+  /**
+   * Streams the requested tasks' logs: chunks of at most 16 KiB in batches of at most 256 KiB (one
+   * message per 50 ms at most while lines trickle in), each task at most LOG_WINDOW_BYTES ahead of the
+   * leader's 'logs-ack'. Each task's end is announced ('log-end' with taskId), then the request's.
+   */
   private async serveLogs(m: Extract<ManagerToAgent, { t: 'logs' }>): Promise<void> {
     const logs = this.opts.tools?.logs;
     if (!logs) {
       this.send({ t: 'log-end', req: m.req, error: 'this node keeps no container logs (test executor)' });
       return;
     }
+    if (this.logReqs.size >= MAX_LOG_REQUESTS || this.logReqs.has(m.req)) {
+      this.send({ t: 'log-end', req: m.req, error: `this node is serving ${this.logReqs.size} logs requests already; try again later` });
+      return;
+    }
     const ac = new AbortController();
-    this.logReqs.set(m.req, ac);
-    let batch: LogLine[] = [];
+    const windows = new Map(m.taskIds.map((id) => [id, new FlowWindow(LOG_WINDOW_BYTES)]));
+    this.logReqs.set(m.req, { ac, windows });
+    const batcher = new LogBatcher();
     let timer: NodeJS.Timeout | null = null;
     const flush = () => {
       if (timer) clearTimeout(timer);
       timer = null;
-      if (batch.length > 0) this.send({ t: 'log', req: m.req, lines: batch });
-      batch = [];
+      if (batcher.size > 0) this.send({ t: 'log', req: m.req, lines: batcher.take() });
     };
     const errors: string[] = [];
     await Promise.all(
-      m.taskIds.map(async (taskId) => {
+      [...windows].map(async ([taskId, window]) => {
+        let error: string | undefined;
         try {
           const opts = { ...(m.tail !== undefined ? { tail: m.tail } : {}), ...(m.since ? { since: new Date(m.since) } : {}), follow: m.follow === true, signal: ac.signal };
-          for await (const l of logs(taskId, opts)) {
-            if (ac.signal.aborted) break;
-            batch.push({ taskId, ts: l.ts, stream: l.stream, line: l.line });
-            if (batch.length >= 500) flush();
-            else timer ??= setTimeout(flush, 50);
+          read: for await (const e of logs(taskId, opts)) {
+            for (const c of chunkEntry(taskId, e)) {
+              const cost = logChunkCost(c);
+              if (!window.tryTake(cost)) {
+                flush(); // what waits in the batch must reach the leader before it can acknowledge it
+                if (!(await window.take(cost, ac.signal))) break read;
+              }
+              if (ac.signal.aborted) break read;
+              const full = batcher.add(c);
+              if (full) this.send({ t: 'log', req: m.req, lines: full });
+              if (batcher.full) flush();
+              else timer ??= setTimeout(flush, 50);
+            }
           }
         } catch (e) {
-          if (!ac.signal.aborted) errors.push(`task ${taskId}: ${(e as Error).message}`);
+          if (!ac.signal.aborted) error = `task ${taskId}: ${(e as Error).message}`;
         }
+        if (ac.signal.aborted) return;
+        flush(); // the task's last chunks go before its end
+        if (error) errors.push(error);
+        this.send({ t: 'log-end', req: m.req, taskId, ...(error ? { error } : {}) });
       }),
     );
-    flush();
+    if (timer) clearTimeout(timer);
     this.logReqs.delete(m.req);
+    if (!ac.signal.aborted) flush();
     this.send({ t: 'log-end', req: m.req, ...(errors.length ? { error: errors.join('; ') } : {}) });
   }
 
+  /**
+   * Runs the command, then streams its output as 'exec-output' pieces of at most 64 KiB (stdout, then
+   * stderr), at most EXEC_WINDOW_BYTES ahead of the leader's 'exec-ack', then the 'exec-result'. A
+   * leader that stops acknowledging (its client went away) releases the output after the timeout.
+   */
   private async serveExec(m: Extract<ManagerToAgent, { t: 'exec' }>): Promise<void> {
     const exec = this.opts.tools?.exec;
     if (!exec) {
       this.send({ t: 'exec-result', req: m.req, error: 'this node cannot exec into tasks (test executor)' });
       return;
     }
+    if (this.execReqs.size >= MAX_EXEC_REQUESTS || this.execReqs.has(m.req)) {
+      this.send({ t: 'exec-result', req: m.req, error: `this node is running ${this.execReqs.size} exec requests already; try again later` });
+      return;
+    }
+    const ac = new AbortController();
+    const window = new FlowWindow(EXEC_WINDOW_BYTES);
+    this.execReqs.set(m.req, { ac, window });
     try {
       const r = await exec(m.taskId, m.args, { timeoutMs: m.timeoutMs });
-      this.send({ t: 'exec-result', req: m.req, exitCode: r.exitCode, stdout: r.stdout.toString('base64'), stderr: r.stderr.toString('base64') });
+      // The leader gives up on an exec timeoutMs + 5 s after asking; never hold its output longer than that.
+      const signal = AbortSignal.any([ac.signal, AbortSignal.timeout(m.timeoutMs + 10_000)]);
+      let seq = 0;
+      for (const [stream, data] of [['stdout', r.stdout], ['stderr', r.stderr]] as const) {
+        for (const piece of splitBuffer(data)) {
+          if (!window.tryTake(piece.length) && !(await window.take(piece.length, signal))) return;
+          this.send({ t: 'exec-output', req: m.req, stream, data: piece.toString('base64'), seq: seq++ });
+        }
+      }
+      this.send({ t: 'exec-result', req: m.req, exitCode: r.exitCode });
     } catch (e) {
       this.send({ t: 'exec-result', req: m.req, error: (e as Error).message });
+    } finally {
+      this.execReqs.delete(m.req);
     }
   }
 
@@ -312,7 +395,8 @@ export class Agent {
     if (!usage || this.state !== 'ready') return;
     try {
       const tasks = usage();
-      if (Object.keys(tasks).length > 0) this.send({ t: 'usage', at: Date.now(), tasks });
+      // The next report replaces this one: skip it rather than queue behind a slow session.
+      if (Object.keys(tasks).length > 0 && (this.ws?.bufferedAmount ?? 0) < USAGE_SKIP_BUFFERED) this.send({ t: 'usage', at: Date.now(), tasks });
     } catch (e) {
       this.log(`agent: usage: ${(e as Error).message}`);
     }

@@ -21,12 +21,17 @@ export type AgentToManager =
   | { t: 'manager-up'; advertise: string }
   /** Task state changes observed on the node (batched). */
   | { t: 'status'; updates: TaskStatusUpdate[] }
-  /** Log lines answering a 'logs' request (batched). */
+  /** Log chunks answering a 'logs' request, batched by bytes (≤ LOG_BATCH_BYTES; see worker/logs/chunk.ts). */
   | { t: 'log'; req: string; lines: LogLine[] }
-  /** A 'logs' request is finished (non-follow: all lines sent; follow: cancelled), or failed. */
-  | { t: 'log-end'; req: string; error?: string }
-  /** Answer to 'exec'; stdout/stderr base64. */
-  | { t: 'exec-result'; req: string; exitCode?: number; stdout?: string; stderr?: string; error?: string }
+  /**
+   * With `taskId`: that task's part of a 'logs' request is finished (or failed). Without: the whole
+   * request is finished (non-follow: all lines sent; follow: cancelled), or failed.
+   */
+  | { t: 'log-end'; req: string; taskId?: string; error?: string }
+  /** A piece of an exec's output, in order (`seq` counts from 0 per request); `data` base64, ≤ EXEC_CHUNK_BYTES decoded. */
+  | { t: 'exec-output'; req: string; stream: 'stdout' | 'stderr'; data: string; seq: number }
+  /** The end of an 'exec' (after all its exec-output): the exit code, or why it could not run. */
+  | { t: 'exec-result'; req: string; exitCode?: number; error?: string }
   /** Resource usage of the node's running tasks (every few seconds). */
   | { t: 'usage'; at: number; tasks: Record<string, TaskUsage> };
 
@@ -35,8 +40,24 @@ export interface LogLine {
   /** ISO-8601 with sub-millisecond digits as the shim wrote them. */
   ts: string;
   stream: 'stdout' | 'stderr';
+  /** At most LOG_CHUNK_BYTES (UTF-8). */
   line: string;
+  /** More of the same line follows in the next chunk of this task (Docker's partial-log metadata). */
+  partial?: true;
 }
+
+// Flow limits of logs and exec: every message stays far below the session's frame limit, and a node
+// sends a request no more than a window of bytes ahead of what the leader has passed on to its client.
+/** Longest piece of a log line in one LogLine (bytes of UTF-8; Docker also splits at 16 KiB). */
+export const LOG_CHUNK_BYTES = 16 * 1024;
+/** Largest 'log' message (bytes of JSON). */
+export const LOG_BATCH_BYTES = 256 * 1024;
+/** Bytes of one task's log a node may send ahead of the leader's 'logs-ack'. */
+export const LOG_WINDOW_BYTES = 256 * 1024;
+/** Largest decoded `data` of one 'exec-output'. */
+export const EXEC_CHUNK_BYTES = 64 * 1024;
+/** Decoded exec output bytes a node may send ahead of the leader's 'exec-ack'. */
+export const EXEC_WINDOW_BYTES = 1024 * 1024;
 
 export interface LogRequestOptions {
   /** Last N lines of each task. */
@@ -65,8 +86,12 @@ export type ManagerToAgent =
   /** Send the logs of these tasks (answered with 'log' batches and one 'log-end'). */
   | ({ t: 'logs'; req: string; taskIds: string[] } & LogRequestOptions)
   | { t: 'logs-cancel'; req: string }
-  /** Run a command inside a running task's container (answered with 'exec-result'). */
+  /** The leader passed on `bytes` (as counted by logChunkCost) of this task's log: the node may send more. */
+  | { t: 'logs-ack'; req: string; taskId: string; bytes: number }
+  /** Run a command inside a running task's container (answered with 'exec-output' pieces and one 'exec-result'). */
   | { t: 'exec'; req: string; taskId: string; args: string[]; timeoutMs: number }
+  /** The leader passed on `bytes` of decoded exec output: the node may send more. */
+  | { t: 'exec-ack'; req: string; bytes: number }
   /** The overlay networks this node takes part in (sent on every change). */
   | { t: 'network'; view: NetView }
   | { t: 'error'; message: string };

@@ -738,13 +738,15 @@ static void log_open(void) {
     log_size = fstat(log_fd, &st) == 0 ? st.st_size : 0;
 }
 
-static void log_line(const char *stream, const char *s, size_t len) {
+/* partial: the line goes on in the next record (it was longer than LINE_MAX_BYTES), like Docker's
+ * partial-log metadata; readers join such records back into one line. */
+static void log_line(const char *stream, const char *s, size_t len, int partial) {
     static char esc[LINE_MAX_BYTES * 6 + 1];
     static char out[LINE_MAX_BYTES * 6 + 128];
     char now[40];
     iso_now(now, sizeof now);
     json_escape(esc, s, len);
-    int n = snprintf(out, sizeof out, "{\"t\":\"%s\",\"s\":\"%s\",\"l\":\"%s\"}\n", now, stream, esc);
+    int n = snprintf(out, sizeof out, "{\"t\":\"%s\",\"s\":\"%s\",\"l\":\"%s\"%s}\n", now, stream, esc, partial ? ",\"p\":true" : "");
     if (log_fd < 0) return;
     if (log_max_bytes > 0 && log_size > 0 && log_size + n > log_max_bytes) {
         char *rot;
@@ -765,16 +767,24 @@ static int pump(struct stream *st) {
     ssize_t n = read(st->fd, tmp, sizeof tmp);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
     if (n <= 0) {
-        if (st->len) { log_line(st->name, st->buf, st->len); st->len = 0; }
+        if (st->len) { log_line(st->name, st->buf, st->len, 0); st->len = 0; }
         close(st->fd);
         st->fd = -1;
         return 0;
     }
     for (ssize_t i = 0; i < n; i++) {
         char c = tmp[i];
-        if (c == '\n') { log_line(st->name, st->buf, st->len); st->len = 0; continue; }
+        if (c == '\n') { log_line(st->name, st->buf, st->len, 0); st->len = 0; continue; }
         st->buf[st->len++] = c;
-        if (st->len == sizeof st->buf) { log_line(st->name, st->buf, st->len); st->len = 0; }
+        if (st->len == sizeof st->buf) {
+            /* Cut at a UTF-8 character boundary (keep up to 3 bytes of a started character). */
+            size_t cut = st->len, k = 0;
+            while (k < 3 && cut > 0 && ((unsigned char)st->buf[cut - 1] & 0xC0) == 0x80) { cut--; k++; }
+            if (cut > 0 && ((unsigned char)st->buf[cut - 1] & 0xC0) == 0xC0) cut--; else cut = st->len;
+            log_line(st->name, st->buf, cut, 1);
+            memmove(st->buf, st->buf + cut, st->len - cut);
+            st->len -= cut;
+        }
     }
     return 1;
 }
@@ -1391,8 +1401,8 @@ int main(int argc, char **argv) {
         int stt;
         if (waitpid(child, &stt, 0) == child) status = stt;
     }
-    if (outs.fd >= 0) { if (outs.len) log_line("stdout", outs.buf, outs.len); close(outs.fd); }
-    if (errs.fd >= 0) { if (errs.len) log_line("stderr", errs.buf, errs.len); close(errs.fd); }
+    if (outs.fd >= 0) { if (outs.len) log_line("stdout", outs.buf, outs.len, 0); close(outs.fd); }
+    if (errs.fd >= 0) { if (errs.len) log_line("stderr", errs.buf, errs.len, 0); close(errs.fd); }
     if (log_fd >= 0) { fsync(log_fd); close(log_fd); }
 
     int exit_code, sig = 0;

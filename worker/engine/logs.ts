@@ -10,6 +10,8 @@ export interface LogEntry {
   ts: string;
   stream: 'stdout' | 'stderr';
   line: string;
+  /** the line goes on in the next entry of this stream (the shim cuts lines longer than 16 KiB) */
+  partial?: boolean;
 }
 
 export interface ReadLogsOptions {
@@ -73,9 +75,9 @@ async function openCursor(path: string): Promise<LineCursor | null> {
 
 function parse(raw: string): LogEntry | null {
   try {
-    const o = JSON.parse(raw) as { t?: unknown; s?: unknown; l?: unknown };
+    const o = JSON.parse(raw) as { t?: unknown; s?: unknown; l?: unknown; p?: unknown };
     if (typeof o.t !== 'string' || (o.s !== 'stdout' && o.s !== 'stderr') || typeof o.l !== 'string') return null;
-    return { ts: o.t, stream: o.s, line: o.l };
+    return { ts: o.t, stream: o.s, line: o.l, ...(o.p === true ? { partial: true } : {}) };
   } catch {
     return null; // a torn or foreign line: skip it
   }
