@@ -18,6 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { CLUSTER_ID } from '../store/objects.ts';
 import { BatchError, ConflictError } from '../store/store.ts';
+import { LIMIT_SETTINGS, limitsOf } from '../store/limits.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
@@ -61,6 +62,18 @@ const realTimers: OrchestratorTimers = {
 };
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Tasks a decision adds to the store (creations minus deletions). */
+function taskGrowth(d: Decision): number {
+  let n = 0;
+  for (const a of d.actions) n += a.type === 'create' ? 1 : a.type === 'delete' ? -1 : 0;
+  return n;
+}
+
+/** Why a service's tasks are not created while the cluster is at limits.maxTasks (stable text: written once). */
+function tasksLimitReason(maxTasks: number): string {
+  return `the cluster has reached limits.maxTasks (${maxTasks} tasks): tasks are created once others are removed or the limit is raised (shoal cluster update ${LIMIT_SETTINGS.maxTasks.flag} N)`;
+}
 
 /**
  * Applies one decision in `tx` if every object it was computed from is still at the version it read.
@@ -142,6 +155,8 @@ export class Orchestrator {
   private conflictsInARow = 0;
   /** When each task was seen entering 'running' (ms, managers' clock). */
   private readonly runningSince = new Map<string, number>();
+  /** Services waiting for room under limits.maxTasks: reconciled again when a task is deleted. */
+  private readonly blocked = new Set<string>();
 
   constructor(
     private readonly store: Store,
@@ -185,6 +200,7 @@ export class Orchestrator {
     this.wakeAt.clear();
     this.retry.clear();
     this.runningSince.clear();
+    this.blocked.clear();
   }
 
   /**
@@ -232,7 +248,10 @@ export class Orchestrator {
       case 'task': {
         const t = ev.object as FTask;
         this.dirty.add(t.serviceId);
-        if (ev.type === 'delete') this.runningSince.delete(t.id);
+        if (ev.type === 'delete') {
+          this.runningSince.delete(t.id);
+          for (const id of this.blocked) this.dirty.add(id);
+        }
         else if (t.status.state === 'running' && (ev.old as FTask | undefined)?.status.state !== 'running') {
           this.runningSince.set(t.id, ms(t.updatedAt, this.now()));
         }
@@ -245,9 +264,9 @@ export class Orchestrator {
         if (ev.type !== 'update' || nodeChanged(ev.old as FNode, ev.object as FNode)) this.markNode(ev.object.id);
         break;
       case 'cluster': {
-        const old = ev.old as { spec: { taskHistoryLimit: number } } | undefined;
-        const cur = ev.object as { spec: { taskHistoryLimit: number } };
-        if (old === undefined || old.spec.taskHistoryLimit !== cur.spec.taskHistoryLimit) this.markAll();
+        const old = ev.old as { spec: { taskHistoryLimit: number; limits?: unknown } } | undefined;
+        const cur = ev.object as { spec: { taskHistoryLimit: number; limits?: unknown } };
+        if (old === undefined || old.spec.taskHistoryLimit !== cur.spec.taskHistoryLimit || !jsonEqual(old.spec.limits, cur.spec.limits)) this.markAll();
         break;
       }
       default:
@@ -298,9 +317,10 @@ export class Orchestrator {
     const ids = [...this.dirty];
     this.dirty.clear();
     const now = this.now();
-    const { nodes, limit } = this.store.view((tx) => ({
+    const { nodes, limit, maxTasks } = this.store.view((tx) => ({
       nodes: new Map(tx.list('node').map((n) => [n.id, n] as const)),
       limit: tx.get('cluster', CLUSTER_ID)?.spec.taskHistoryLimit ?? DEFAULT_TASK_HISTORY_LIMIT,
+      maxTasks: limitsOf(tx.get('cluster', CLUSTER_ID)?.spec).maxTasks,
     }));
     const ctx: ReconcileContext = {
       now,
@@ -329,10 +349,17 @@ export class Orchestrator {
         const name = service?.spec.name ?? id;
         const lines: string[] = [];
         let bytes = 0;
+        let blocked: string | undefined;
         for (const d of r.decisions) {
           if (bytes >= this.maxBytesPerService) {
             // The rest in a later transaction: this service is reconciled again right after.
             again.add(id);
+            break;
+          }
+          const grows = taskGrowth(d);
+          if (grows > 0 && tx.count('task') + grows > maxTasks) {
+            // The store would refuse it: stop here and say why on the service, instead of retrying.
+            blocked = tasksLimitReason(maxTasks);
             break;
           }
           const wrote = applyDecision(tx, d);
@@ -342,6 +369,14 @@ export class Orchestrator {
             lines.push(`service ${name}: ${d.reason}`);
           }
         }
+        const s = tx.get('service', id);
+        if (s !== undefined && s.status.blocked !== blocked) {
+          const { blocked: _was, ...status } = s.status;
+          tx.update({ ...s, status: blocked !== undefined ? { ...status, blocked } : status });
+          if (blocked !== undefined) lines.push(`service ${name}: not creating tasks: ${blocked}`);
+        }
+        if (blocked !== undefined) this.blocked.add(id);
+        else this.blocked.delete(id);
         logs.set(id, lines);
       });
       this.conflictsInARow = 0;

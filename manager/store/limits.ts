@@ -13,8 +13,9 @@
 // default changed by an upgrade) must not turn an entry that was once applied into a no-op.
 //
 // Grandfathering: lowering a limit does not make existing objects unwritable. An update is refused only
-// when it makes the object's offending part worse (grows an object already too large, changes labels that
-// are over the limit, renames to a name too long), so heartbeats and status reports keep flowing.
+// when it makes the object's offending part worse (grows an object already too large by more than
+// GRANDFATHER_SLACK_BYTES, changes labels that are over the limit, renames to a name too long), so
+// heartbeats and status reports, whose messages vary in length, keep flowing.
 import { LimitExceededError, ValidationError } from './errors.ts';
 import { DEFAULT_LIMITS } from './objects.ts';
 import type { AnyObject, ClusterLimits, ClusterSpec, Frozen } from './objects.ts';
@@ -27,6 +28,9 @@ export type LimitsPatch = Partial<ClusterLimits>;
  * 1.5 MiB transaction limit (store.ts MAX_TX_BYTES), or no transaction could ever write it.
  */
 export const MAX_OBJECT_BYTES_CEILING = 1024 * 1024;
+
+/** How much an object already over maxObjectBytes may grow in one update (status messages, timestamps). */
+export const GRANDFATHER_SLACK_BYTES = 1024;
 
 /** Accepted values for each setting, and the CLI flag that sets it (named in every refusal). */
 export const LIMIT_SETTINGS: Readonly<Record<LimitName, { min: number; max: number; flag: string; unit: string }>> = {
@@ -153,8 +157,9 @@ export function checkStoredObject(
   prevBytes?: () => number,
 ): void {
   const what = `${o.kind} ${o.id}`;
-  if (bytes > limits.maxObjectBytes && (prev === undefined || prevBytes === undefined || bytes > prevBytes())) {
-    checkObjectBytes(bytes, limits, what);
+  if (bytes > limits.maxObjectBytes) {
+    const before = prev !== undefined && prevBytes !== undefined ? prevBytes() : 0;
+    if (before <= limits.maxObjectBytes || bytes > before + GRANDFATHER_SLACK_BYTES) checkObjectBytes(bytes, limits, what);
   }
   const old = prev !== undefined && prev.kind === o.kind ? new Map(labelMaps(prev)) : null;
   for (const [field, labels] of labelMaps(o)) {
