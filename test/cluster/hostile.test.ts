@@ -1,0 +1,80 @@
+// The hostile-peer suite on real daemons (issue 11): for a short seeded run, a worker holding a real
+// certificate, an admin client and unauthenticated strangers attack a 3-manager + 1-worker lab while a
+// service runs and a writer commits. Nothing they send may take a daemon down, lose an acknowledged
+// write, unsettle the service or the leader, or grow the leader's memory without bound; every hostile
+// request gets a 4xx (503 only in an election) or a closed connection. Set HOSTILE_SEED to replay a run.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ClusterLab } from './cluster-lab.ts';
+import { cleanupOnExit } from './lab.ts';
+import { reportLines, runHostile, type HostileReport } from '../hostile/run.ts';
+
+const NAME = 'h5x';
+const SEED = Number(process.env.HOSTILE_SEED ?? 11);
+const ATTACK_SECONDS = 45;
+/** Peak leader RSS allowed: the baseline plus this (an unbounded queue or buffer blows far past it). */
+const RSS_GROWTH_LIMIT_KIB = 512 * 1024;
+/** An absolute ceiling as well (a daemon on this lab idles near 100-200 MiB). */
+const RSS_LIMIT_KIB = 1024 * 1024;
+
+describe('hostile peers cannot take a Shoal daemon down', { concurrency: false, timeout: 300_000 }, () => {
+  let c: ClusterLab;
+  let unhook: () => void = () => {};
+  let r: HostileReport;
+
+  before(async () => {
+    unhook = cleanupOnExit(NAME);
+    c = await ClusterLab.up({ name: NAME, managers: 3, workers: 1 });
+    r = await runHostile(c, {
+      seed: SEED,
+      seconds: ATTACK_SECONDS,
+      workers: 2,
+      rates: { workerPerConn: 150, adminConns: 4, adminPerConn: 25, unauthPerSec: 20, unauthMaxOpen: 200 },
+      baselineSeconds: 5,
+      replicas: 4,
+      log: (l) => console.log(`# ${l}`),
+    });
+    for (const l of reportLines(r)) console.log(`# ${l}`);
+    for (const f of r.findings) console.log(`# finding ${f.kind}: ${f.input} => ${f.outcome}`);
+  });
+
+  after(async () => {
+    await c?.down();
+    unhook();
+  });
+
+  it('the attack really ran: thousands of hostile inputs of every family', () => {
+    assert.equal(r.attackerExit, 0, 'the attacker process failed (see attacker.log in the attacker host dir)');
+    assert.ok(r.totalInputs >= 5000, `only ${r.totalInputs} hostile inputs were sent`);
+    const families = new Set(Object.keys(r.sent).map((k) => k.split('/')[0]));
+    for (const f of ['dispatcher', 'admin', 'unauth']) assert.ok(families.has(f), `no ${f} inputs were sent`);
+  });
+
+  it('no daemon exited', () => {
+    assert.deepEqual(r.daemonsExited, []);
+  });
+
+  it('every acknowledged write is present', () => {
+    assert.ok(r.writes.acked > 0, `the writer got no write acknowledged (${JSON.stringify(r.writes.errors)})`);
+    assert.deepEqual(r.writes.lost, []);
+  });
+
+  it('the service is still converged', () => {
+    assert.ok(r.service.converged, `${r.service.running}/${r.service.desired} tasks running after the attack`);
+  });
+
+  it('the leader did not change: same leader, same term, no other leader seen', () => {
+    assert.equal(r.leader.after.id, r.leader.before.id);
+    assert.equal(r.leader.after.term, r.leader.before.term, 'an election happened during the attack');
+    assert.equal(r.leader.changes, 0, `leaders seen: ${JSON.stringify(r.leader.epochs)}`);
+  });
+
+  it("the leader's memory stayed bounded", () => {
+    assert.ok(r.rss.peakKiB <= r.rss.beforeKiB + RSS_GROWTH_LIMIT_KIB, `peak RSS ${r.rss.peakKiB} KiB from ${r.rss.beforeKiB} KiB`);
+    assert.ok(r.rss.peakKiB <= RSS_LIMIT_KIB, `peak RSS ${r.rss.peakKiB} KiB`);
+  });
+
+  it('every hostile input was refused properly (4xx, 503 in an election, or a closed connection)', () => {
+    assert.deepEqual(r.findings.map((f) => `${f.kind}: ${f.input} => ${f.outcome}`), []);
+  });
+});

@@ -1,0 +1,228 @@
+// One hostile-peer run against a lab cluster (test/cluster/hostile.test.ts runs a short one, bench/hostile.ts
+// a long one): a steady service and a writer on the honest side, the attacker process (attacker.ts) in a
+// lab host of its own, then the verdict: daemons alive, acknowledged writes present, service converged,
+// leader unchanged, the leader's memory bounded, and what the attacker saw.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { httpsJson } from '../../daemon/https.ts';
+import { ClusterLab, waitFor } from '../cluster/cluster-lab.ts';
+import { procAlive } from '../cluster/lab.ts';
+import type { AttackConfig, AttackRates, AttackResult } from './attacker.ts';
+import { LatencyProbe, LeaderWatch, RssSampler, Writer, nodeLabels, percentile, rssKiB } from './observe.ts';
+import type { Finding } from './tally.ts';
+import { joinWorkers } from './worker-client.ts';
+
+const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const ATTACKER = join(REPO, 'test', 'hostile', 'attacker.ts');
+
+/** The dispatcher's frame limit and the control API's body limit the generator aims around (4 MiB). */
+export const MAX_PAYLOAD = 4 << 20;
+export const MAX_BODY = 4 << 20;
+
+export interface HostileOptions {
+  seed: number;
+  seconds: number;
+  /** Hostile worker identities (one connection each). */
+  workers: number;
+  rates: AttackRates;
+  /** Honest baseline before the attack (latency "before"). */
+  baselineSeconds: number;
+  replicas: number;
+  log?: (l: string) => void;
+}
+
+export interface HostileReport {
+  seed: number;
+  attackSeconds: number;
+  sent: Record<string, number>;
+  totalInputs: number;
+  outcomes: Record<string, number>;
+  findings: Finding[];
+  findingsDropped: number;
+  /** Lab hosts whose daemon process is gone. */
+  daemonsExited: string[];
+  /** The last lines of each exited daemon's log (how it died). */
+  crashLogs: Record<string, string>;
+  writes: { attempted: number; acked: number; failed: number; lost: string[]; errors: Record<string, number> };
+  leader: { before: { id: string; term: number }; after: { id: string | null; term: number }; epochs: { leader: string; term: number }[]; changes: number };
+  latency: { beforeP99Ms: number; duringP99Ms: number; ratio: number; duringFailed: number };
+  rss: { beforeKiB: number; peakKiB: number; afterKiB: number | null };
+  service: { desired: number; running: number; converged: boolean };
+  unauthOpenAtEnd: Record<string, number>;
+  oldestOpenMs: number;
+  attackerExit: number | null;
+}
+
+function logTail(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function leaderInfo(c: ClusterLab): Promise<{ id: string; term: number; host: string }> {
+  let out: { id: string; term: number; host: string } | null = null;
+  await waitFor(async () => {
+    for (const d of c.daemons.values()) {
+      if (d.role !== 'manager' || d.pid === null) continue;
+      const r = await httpsJson(`${d.host.ip}:2377`, 'GET', '/v1/info', undefined, { ca: c.ctx.admin.ca, key: c.ctx.admin.key, cert: c.ctx.admin.cert }).catch(() => null);
+      if (r?.status === 200 && r.body.role === 'leader') {
+        out = { id: r.body.nodeId, term: Number(r.body.term), host: d.host.name };
+        return true;
+      }
+    }
+    return false;
+  }, 15_000, 'a leader');
+  return out!;
+}
+
+export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<HostileReport> {
+  const log = o.log ?? (() => {});
+  const ctx = c.ctx;
+  const leader = await leaderInfo(c);
+  const leaderAddr = `${c.host(leader.host).ip}:2377`;
+  const managers = [leaderAddr, ...[...c.daemons.values()].filter((d) => d.role === 'manager' && d.host.name !== leader.host).map((d) => `${d.host.ip}:2377`)];
+  const leaderPid = c.daemons.get(leader.host)!.pid!;
+  // The daemons' pids now: each must still be this process afterwards (a restart would hide a crash).
+  const pids = [...c.daemons.values()].map((d) => ({ host: d.host.name, dir: d.host.dir, pid: d.pid }));
+  log(`leader ${leader.host} (${leader.id}) at term ${leader.term}, pid ${leaderPid}`);
+
+  // The honest side: a service that stays converged, and a writer on a real worker's node object.
+  const worker = [...c.daemons.values()].find((d) => d.role === 'worker' && d.nodeId)!;
+  const { id: serviceId } = await c.control('POST', '/v1/services', { spec: { name: 'steady', mode: { replicated: { replicas: o.replicas } }, task: { image: 'busybox:latest' } } });
+  await waitFor(async () => (await c.control('GET', `/v1/services/${serviceId}`)).replicas.running === o.replicas, 30_000, `${o.replicas} steady tasks running`, 200);
+  const tasks = (await c.control('GET', `/v1/tasks?service=${serviceId}`)) as { id: string }[];
+
+  // The attacker's identities: real worker joins, drained at once so no task is ever placed on them.
+  const attackerHost = await c.lab.addHost();
+  const tokens = await c.control('GET', '/v1/join-tokens');
+  const workers = await joinWorkers({ manager: leaderAddr, token: tokens.worker, caPem: ctx.admin.ca, count: o.workers, advertise: `${attackerHost.ip}:2377`, hostnamePrefix: 'hostile-w' });
+  for (const w of workers) await c.control('POST', `/v1/nodes/${w.nodeId}/update`, { availability: 'drain' });
+  const nodeIds = ((await c.nodes()) as { id: string }[]).map((n) => n.id);
+  log(`${workers.length} hostile workers joined and drained; attacker host ${attackerHost.name} (${attackerHost.ip})`);
+
+  const call = (method: string, path: string, body?: unknown) => c.control(method, path, body);
+  const writer = new Writer(call, worker.nodeId!);
+  const probe = new LatencyProbe(ctx.admin, () => leaderAddr, `/v1/nodes/${worker.nodeId}`);
+  const watch = new LeaderWatch(ctx.admin, managers);
+  writer.start();
+  probe.start();
+  watch.start();
+  const rssBefore = rssKiB(leaderPid) ?? 0;
+  const rss = new RssSampler(leaderPid);
+  rss.start();
+
+  let result: AttackResult | null = null;
+  let attackerExit: number | null = null;
+  const tAttack = { start: 0, end: 0 };
+  try {
+    await new Promise((r) => setTimeout(r, o.baselineSeconds * 1000));
+    const dir = join(attackerHost.dir, 'attack');
+    mkdirSync(dir, { recursive: true });
+    const cfg: AttackConfig = {
+      seed: o.seed,
+      seconds: o.seconds,
+      managers,
+      workers,
+      admin: ctx.admin,
+      adminCtx: { nodeIds, serviceIds: [serviceId], taskIds: tasks.map((t) => t.id), maxBody: MAX_BODY },
+      otherTaskIds: tasks.map((t) => t.id),
+      maxPayload: MAX_PAYLOAD,
+      rates: o.rates,
+      resultFile: join(dir, 'result.json'),
+    };
+    const cfgFile = join(dir, 'config.json');
+    writeFileSync(cfgFile, JSON.stringify(cfg));
+    tAttack.start = Date.now();
+    log(`attack starts: seed ${o.seed}, ${o.seconds} s`);
+    // A raised descriptor limit: the attacker holds many connections at once.
+    const child = attackerHost.spawn('/bin/sh', ['-c', `ulimit -n 65536 2>/dev/null; exec "$0" --import tsx "$1" "$2"`, process.execPath, ATTACKER, cfgFile], { logFile: 'attacker.log', cwd: REPO });
+    attackerExit = await new Promise<number | null>((res) => {
+      const t = setTimeout(() => {
+        if (child.pid) attackerHost.kill(child.pid, 'SIGKILL');
+      }, (o.seconds + 60) * 1000);
+      child.once('exit', (code) => {
+        clearTimeout(t);
+        res(code);
+      });
+    });
+    tAttack.end = Date.now();
+    try {
+      result = JSON.parse(readFileSync(cfg.resultFile, 'utf8')) as AttackResult;
+    } catch {
+      result = null;
+    }
+    log(`attack over (attacker exit ${attackerExit}); settling`);
+    // Let the writer commit through the aftermath, then check convergence with a bound.
+    await new Promise((r) => setTimeout(r, 3000));
+  } finally {
+    await writer.stop();
+    await probe.stop();
+    rss.stop();
+  }
+  let running = -1;
+  const converged = await waitFor(async () => {
+    running = (await c.control('GET', `/v1/services/${serviceId}`).catch(() => ({ replicas: { running: -1 } }))).replicas.running;
+    return running === o.replicas;
+  }, 20_000, 'the steady service converged', 250).then(
+    () => true,
+    () => false,
+  );
+  await watch.stop();
+  const after = await leaderInfo(c).catch(() => null);
+  const labels = await nodeLabels(call, worker.nodeId!).catch(() => ({}) as Record<string, string>);
+  const exited = pids.filter((d) => d.pid === null || !procAlive(d.pid));
+  const daemonsExited = exited.map((d) => d.host);
+  const crashLogs = Object.fromEntries(exited.map((d) => [d.host, logTail(join(d.dir, 'daemon.log'), 25)]));
+  const before = probe.samples.filter((s) => s.at < tAttack.start);
+  const during = probe.samples.filter((s) => s.at >= tAttack.start && s.at <= tAttack.end);
+  const epochs = watch.epochs();
+  const beforeP99 = percentile(before, 99);
+  const duringP99 = percentile(during, 99);
+  return {
+    seed: o.seed,
+    attackSeconds: o.seconds,
+    sent: result?.tally.sent ?? {},
+    totalInputs: Object.values(result?.tally.sent ?? {}).reduce((a, b) => a + b, 0),
+    outcomes: result?.tally.outcomes ?? {},
+    findings: result?.tally.findings ?? [],
+    findingsDropped: result?.tally.findingsDropped ?? 0,
+    daemonsExited,
+    crashLogs,
+    writes: { attempted: writer.attempted, acked: writer.ackedCount, failed: writer.failed, lost: writer.lost(labels), errors: Object.fromEntries(writer.errors) },
+    leader: { before: { id: leader.id, term: leader.term }, after: { id: after?.id ?? null, term: after?.term ?? watch.maxTerm() }, epochs, changes: Math.max(0, epochs.length - 1) },
+    latency: { beforeP99Ms: beforeP99, duringP99Ms: duringP99, ratio: duringP99 / beforeP99, duringFailed: during.filter((s) => !s.ok).length },
+    rss: { beforeKiB: rssBefore, peakKiB: rss.peakKiB, afterKiB: rssKiB(leaderPid) },
+    service: { desired: o.replicas, running, converged },
+    unauthOpenAtEnd: result?.unauthOpenAtEnd ?? {},
+    oldestOpenMs: result?.oldestOpenMs ?? 0,
+    attackerExit,
+  };
+}
+
+/** The report as lines with units (the benchmark prints these; the test logs them). */
+export function reportLines(r: HostileReport): string[] {
+  const by = (depth: number) => {
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(r.sent)) {
+      const g = k.split('/').slice(0, depth).join('/');
+      out[g] = (out[g] ?? 0) + v;
+    }
+    return out;
+  };
+  const lines = [`seed: ${r.seed}`, `attack: ${r.attackSeconds} s`, `hostile inputs sent: ${r.totalInputs} inputs (${(r.totalInputs / r.attackSeconds).toFixed(0)} inputs/s)`];
+  for (const [k, v] of Object.entries(by(2)).sort()) lines.push(`  inputs ${k}: ${v} inputs`);
+  lines.push(
+    `daemons exited: ${r.daemonsExited.length} (goal 0)${r.daemonsExited.length ? ` [${r.daemonsExited.join(', ')}]` : ''}`,
+    `acknowledged writes lost: ${r.writes.lost.length} of ${r.writes.acked} acknowledged (goal 0); ${r.writes.failed} writes failed`,
+    `leader changes: ${r.leader.changes} (goal 0); term ${r.leader.before.term} -> ${r.leader.after.term}`,
+    `control-API p99 latency: ${r.latency.beforeP99Ms.toFixed(1)} ms before, ${r.latency.duringP99Ms.toFixed(1)} ms during, ratio ${r.latency.ratio.toFixed(2)}x (${r.latency.duringFailed} probes failed)`,
+    `leader RSS: ${(r.rss.beforeKiB / 1024).toFixed(0)} MiB before, peak ${(r.rss.peakKiB / 1024).toFixed(0)} MiB, after ${r.rss.afterKiB === null ? 'gone' : `${(r.rss.afterKiB / 1024).toFixed(0)} MiB`}`,
+    `service converged: ${r.service.converged} (${r.service.running}/${r.service.desired} running)`,
+    `findings (unexpected answers): ${r.findings.length + r.findingsDropped}`,
+    `unauthenticated connections still held at the end: ${Object.values(r.unauthOpenAtEnd).reduce((a, b) => a + b, 0)} (oldest ${(r.oldestOpenMs / 1000).toFixed(0)} s)`,
+  );
+  return lines;
+}
