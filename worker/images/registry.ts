@@ -596,7 +596,7 @@ class RegistryClient {
       await fsp.rm(dest, { force: true });
       if (e instanceof RegistryError && !e.message.startsWith('image ') && !e.message.startsWith('registry ')) throw new RegistryError(`image ${this.ref.name}: ${e.message}`);
       if (e instanceof NetError) throw this.unreachable(e);
-      if (e instanceof ImageError || (e as Error).name === 'AbortError') throw e;
+      if (e instanceof ImageError || this.opts.signal?.aborted) throw e; // an abort by the caller passes through as is
       throw new RegistryError(`image ${this.ref.name}: ${what} ${d.digest}: download from registry ${this.label} failed: ${(e as Error).message}`);
     }
   }
