@@ -5,6 +5,7 @@
 // Numbers and booleans written as strings are accepted where compose accepts them, because
 // interpolation produces strings (`replicas: ${REPLICAS:-2}` is the string "2" once interpolated) and
 // Docker's loader casts such values by key; a string that does not parse is an error naming the value.
+import { editDistance } from '../../manager/service/spec.ts';
 import type { Pos, Problems } from './errors.ts';
 import type { PMap, PNode, PScalar } from './tree.ts';
 
@@ -18,29 +19,13 @@ export function got(n: PNode): string {
   return String(v);
 }
 
-// Levenshtein distance for "did you mean". manager/service/spec.ts has the same function but keeps it
-// module-private, and this folder may not change manager/; see docs/design/stacks.md.
-function distance(a: string, b: string): number {
-  const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b.length]!;
-}
-
 /** `; did you mean X?` for the closest known key within a small distance, or ''. */
 export function didYouMean(key: string, known: readonly string[]): string {
   let best: string | null = null;
   let bestD = Infinity;
   const k = key.toLowerCase().replace(/-/g, '_');
   for (const c of known) {
-    const dd = distance(k, c.toLowerCase());
+    const dd = editDistance(k, c.toLowerCase());
     if (dd < bestD) {
       bestD = dd;
       best = c;

@@ -4,7 +4,7 @@
 // file:line:key. Nothing here touches the disk directly: files come through the injected StackFiles, so
 // tests run on an in-memory map as well as on real files (stack/fs.ts is the real adapter).
 import { posix as path } from 'node:path';
-import { ComposeError, ComposeFileError, Problems } from './errors.ts';
+import { ComposeError, ComposeFileError, Problems, type Problem } from './errors.ts';
 import { interpolateTree, mergeEnvironments, parseEnvFile } from './interpolate.ts';
 import { mergeTrees } from './merge.ts';
 import { readProject } from './schema.ts';
@@ -43,6 +43,15 @@ function read(fs: StackFiles, abs: string, shown: string): string | undefined {
   return text;
 }
 
+/** Problems in reading order: by file (as given, others after), then line. */
+function sortProblems(list: readonly Problem[], files: readonly string[]): Problem[] {
+  const rank = (f: string) => {
+    const i = files.indexOf(f);
+    return i < 0 ? files.length : i;
+  };
+  return [...list].sort((a, b) => rank(a.pos.file) - rank(b.pos.file) || a.pos.line - b.pos.line);
+}
+
 /** Loads, merges and validates the files. Throws ComposeError (problems) or ComposeFileError (I/O). */
 export function loadCompose(opts: LoadOptions): ComposeProject {
   if (opts.files.length === 0) throw new ComposeFileError('', 'no compose file given (use -c FILE)');
@@ -79,7 +88,7 @@ export function loadCompose(opts: LoadOptions): ComposeProject {
     interpolateTree(tree, '', lookup, problems, warn);
     merged = merged === null ? tree : mergeTrees(merged, tree);
   }
-  problems.throwIfAny();
+  if (problems.any) throw new ComposeError(sortProblems(problems.list, opts.files));
   if (merged === null) throw new ComposeError(problems.list);
   const project = readProject(merged, {
     workingDir,
@@ -91,10 +100,10 @@ export function loadCompose(opts: LoadOptions): ComposeProject {
   for (const o of [...project.secrets, ...project.configs]) {
     if (o.file !== undefined && !opts.fs.exists(o.file)) {
       const what = project.secrets.includes(o) ? 'secrets' : 'configs';
-      problems.add(o.pos, `${what}.${o.key}.file`, `file ${o.file} not found`);
+      problems.add(o.filePos ?? o.pos, `${what}.${o.key}.file`, `file ${o.file} not found`);
     }
   }
-  if (problems.any) throw new ComposeError(problems.list);
+  if (problems.any) throw new ComposeError(sortProblems(problems.list, opts.files));
   project.warnings = [...warnings, ...project.warnings];
   return project;
 }

@@ -63,7 +63,7 @@ export function readProject(root: PNode, opts: SchemaOptions): ComposeProject {
   const sn = c.field(m, 'services');
   if (!sn) c.err(m, 'services', 'a stack needs at least one service (the services section is missing or empty)');
   else {
-    const sm = c.map(sn, 'services', [], { extensions: true });
+    const sm = c.map(sn, 'services', [], { unknown: () => true });
     for (const e of sm?.entries ?? []) {
       if (e.key.startsWith('x-')) continue;
       if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(e.key)) {
@@ -71,7 +71,7 @@ export function readProject(root: PNode, opts: SchemaOptions): ComposeProject {
         continue;
       }
       const s = readService(c, e.key, e.value, ctx);
-      if (s) project.services.push(s);
+      if (s) project.services.push({ ...s, pos: e.keyPos });
     }
     if (sm && project.services.length === 0 && !opts.problems.any) c.err(sm, 'services', 'a stack needs at least one service');
   }
@@ -94,7 +94,7 @@ type Reader<T> = (c: Checker, key: string, n: PNode, p: string) => T | undefined
 
 function readObjects<T>(c: Checker, n: PNode | undefined, section: string, read: Reader<T>): T[] {
   if (!n) return [];
-  const m = c.map(n, section, [], { extensions: true });
+  const m = c.map(n, section, [], { unknown: () => true });
   const out: T[] = [];
   for (const e of m?.entries ?? []) {
     if (e.key.startsWith('x-')) continue;
@@ -168,9 +168,10 @@ function readNetwork(c: Checker, key: string, n: PNode, p: string): ComposeNetwo
     const om = c.map(opts, join(p, 'driver_opts'), [], { extensions: false, unknown: () => true });
     for (const e of om?.entries ?? []) {
       if (e.key === 'encrypted') {
-        // Swarm encrypts such a network with IPsec. Shoal's VXLAN data plane has no encryption, and
-        // deploying anyway would send traffic the file asks to protect in clear: refuse, naming why.
-        c.err(e.keyPos, join(p, `driver_opts.${e.key}`), 'Shoal overlays cannot encrypt traffic (no IPsec in its data plane); refusing to deploy this network unencrypted. Remove the option to accept cleartext, or keep the stack on a trusted network');
+        // Swarm encrypts such a network with IPsec; Shoal's VXLAN data plane cannot. Refusing would
+        // stop well-known sample stacks (which ask for it) from deploying unchanged, so the network is
+        // created and the warning says plainly that its traffic is not encrypted.
+        c.warn(`${join(p, 'driver_opts.encrypted')}: NOT honoured: Shoal overlays cannot encrypt (no IPsec in the data plane); traffic on this network crosses the wire in clear`);
       } else c.warn(`${join(p, `driver_opts.${e.key}`)}: not honoured by Shoal's overlay driver`);
     }
   }
@@ -250,7 +251,10 @@ function readFileObject(c: Checker, key: string, n: PNode, p: string, what: 'sec
   const fn = c.field(m, 'file');
   if (fn) {
     const f = c.string(fn, join(p, 'file'));
-    if (f !== undefined) o.file = path.resolve(workingDir, f);
+    if (f !== undefined) {
+      o.file = path.resolve(workingDir, f);
+      o.filePos = fn.pos;
+    }
   }
   if (!external && o.file === undefined && !c.field(m, 'environment') && !c.field(m, 'content')) {
     c.err(m, p, `a ${what} needs file: (a path relative to the compose file) or external: true`);

@@ -527,7 +527,8 @@ function readHealthcheck(c: Checker, n: PNode, p: string, ctx: ServiceContext): 
     if (tn.kind === 'seq') {
       test = c.stringList(tn, join(p, 'test')) ?? [];
       if (test.length && !['NONE', 'CMD', 'CMD-SHELL'].includes(test[0]!)) {
-        return c.err(tn, join(p, 'test'), `a list must start with CMD, CMD-SHELL or NONE, got ${JSON.stringify(test[0])}`);
+        c.err(tn, join(p, 'test'), `a list must start with CMD, CMD-SHELL or NONE, got ${JSON.stringify(test[0])}`);
+        test = [];
       }
     } else {
       const s = c.string(tn, join(p, 'test'));

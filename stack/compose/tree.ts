@@ -43,7 +43,7 @@ export interface PSeq {
 export type PNode = PScalar | PMap | PSeq;
 
 /** Nodes one file may expand to through aliases: guards against "billion laughs" alias bombs. */
-export const MAX_NODES = 200_000;
+export const MAX_NODES = 50_000;
 /** Nesting depth limit (also catches an alias that refers to a collection containing itself). */
 export const MAX_DEPTH = 64;
 
@@ -87,6 +87,7 @@ export function parseYamlTree(src: string, file: string, problems: Problems): PN
   }
   let count = 0;
   let failed = false;
+  const resolved = new Map<object, unknown>();
   const bad = (offset: number | undefined, key: string, msg: string): null => {
     failed = true;
     problems.add(posAt(offset), key, msg);
@@ -98,7 +99,12 @@ export function parseYamlTree(src: string, file: string, problems: Problems): PN
     if (++count > MAX_NODES) return bad(undefined, path, `the file expands to more than ${MAX_NODES} values (through aliases)`);
     if (depth > MAX_DEPTH) return bad((node as YamlNode | null)?.range?.[0], path, `nested more than ${MAX_DEPTH} levels deep (an alias that contains itself?)`);
     if (isAlias(node)) {
-      const target = node.resolve(doc as Document.Parsed);
+      // yaml's resolve() searches the document each time; an alias used often is resolved once.
+      let target = resolved.get(node);
+      if (target === undefined) {
+        target = node.resolve(doc as Document.Parsed);
+        resolved.set(node, target);
+      }
       if (!target) return bad(node.range?.[0], path, `unknown alias *${node.source}`);
       return walk(target, path, depth + 1);
     }
@@ -154,9 +160,10 @@ export function parseYamlTree(src: string, file: string, problems: Problems): PN
         const childPath = path ? `${path}.${key}` : key;
         const v = walk(pair.value, childPath, depth + 1);
         if (v === null) return null;
-        // An empty value (`key:`) has no node of its own: it sits on the key's line.
+        // A value is reported at its key's line: an empty value (`key:`) has no node of its own, and a
+        // block mapping or list starts on the line after its key, where a reader would not look.
         const keyPos = posAt(k.range?.[0]);
-        if (pair.value === null || pair.value === undefined) v.pos = keyPos;
+        if (pair.value === null || pair.value === undefined || v.kind !== 'scalar') v.pos = keyPos;
         entries.push({ key, keyPos, value: v });
       }
       for (const group of merged) for (const e of group) if (!entries.some((x) => x.key === e.key)) entries.push(e);

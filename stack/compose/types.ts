@@ -131,6 +131,8 @@ export interface ComposeFileObject {
   external: boolean;
   /** Absolute path of the file holding the data (not external). */
   file?: string;
+  /** Where `file:` was written (for "not found"). */
+  filePos?: Pos;
   labels: Record<string, string>;
 }
 
