@@ -217,6 +217,13 @@ export function procAlive(pid: number, start?: number): boolean {
   return start === undefined || s.start === start;
 }
 
+/** The start time of a live process (clock ticks since boot, /proc/<pid>/stat field 22); null if it is gone
+ *  or a zombie. With the pid it names one process for good (see ProcRecord). */
+export function procStartTime(pid: number): number | null {
+  const s = readStat(pid);
+  return !s || s.state === 'Z' || s.state === 'X' ? null : s.start;
+}
+
 function nsKeyOfPath(p: string): string | null {
   try {
     const st = fs.statSync(p);
@@ -824,7 +831,7 @@ export interface LabSummary {
   subnet: string | null;
   gateway: string | null;
   /** From the state file, plus namespaces found without one. `up`: its namespace exists. */
-  hosts: { name: string; ns: string; ip: string | null; up: boolean }[];
+  hosts: { name: string; ns: string; ip: string | null; up: boolean; /** Its state directory (null: known only from a namespace). */ dir?: string | null }[];
   /** Live processes belonging to the lab. */
   pids: number[];
   creatorPid: number | null;
@@ -1001,10 +1008,11 @@ export class Lab {
         ns: h.ns,
         ip: h.ip,
         up: nsList.includes(h.ns),
+        dir: h.dir,
       }));
       for (const ns of nsList) {
         const m = NS_RE.exec(ns);
-        if (m?.[3] && !hosts.some((h) => h.ns === ns)) hosts.push({ name: `h${m[3]}`, ns, ip: null, up: true });
+        if (m?.[3] && !hosts.some((h) => h.ns === ns)) hosts.push({ name: `h${m[3]}`, ns, ip: null, up: true, dir: null });
       }
       const spec = labTeardownSpec(name, state, {});
       const nsKeys = new Set<string>();
@@ -1137,7 +1145,13 @@ export class Lab {
 
   /** @internal */
   ownsProc(pid: number): ProcRecord | undefined {
-    return this.state.procs.find((p) => p.pid === pid && procAlive(p.pid, p.start));
+    const mine = this.state.procs.find((p) => p.pid === pid && procAlive(p.pid, p.start));
+    if (mine) return mine;
+    // Another process attached with Lab.open (e.g. `shoal lab restart`) may have started it: its record is
+    // in the state file, under the same lab instance.
+    const onDisk = readState(this.stateFile);
+    if (onDisk?.instance !== this.instance) return undefined;
+    return onDisk.procs.find((p) => p.pid === pid && procAlive(p.pid, p.start));
   }
 
   /** @internal */
