@@ -32,6 +32,7 @@ import type { ManagerAddr } from './dispatcher/protocol.ts';
 import { RoleManager } from './role-manager.ts';
 import { Members, raftUrl } from './members.ts';
 import { RaftNode, type StateMachine } from './raft/node.ts';
+import type { UnsafeFlags } from './raft/core.ts';
 import { SqliteRaftStorage } from './raft/storage-sqlite.ts';
 import { WsRaftTransport } from './raft/transport-ws.ts';
 import type { Entry } from './raft/types.ts';
@@ -59,6 +60,8 @@ export interface ManagerOptions {
   log?: (line: string) => void;
   /** Pins service images to digests (see ServiceApiDeps.resolveImage). */
   resolveImage?: (ref: string) => Promise<string>;
+  /** TEST ONLY: a deliberately broken Raft (SHOAL_UNSAFE_RAFT, see manager/raft/node.ts). */
+  unsafeRaft?: UnsafeFlags;
 }
 
 /** How often the leader checks heartbeats, roles and learners. */
@@ -110,6 +113,7 @@ export class Manager {
       heartbeatMs: t.heartbeatMs ?? 100,
       ...(opts.bootstrap ? { bootstrap: [{ id: opts.nodeId, url: raftUrl(opts.advertise) }] } : {}),
       log: (l) => this.log(`raft: ${l}`),
+      ...(opts.unsafeRaft ? { unsafe: opts.unsafeRaft } : {}),
     });
     this.members = new Members(opts.nodeId, this.raft, this.transport);
     this.gate = new Gate(this.raft, this.store, this.members, t.electionMs ?? 1000);
