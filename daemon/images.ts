@@ -29,6 +29,14 @@ export interface Creds {
 
 export const IMAGES_PREFIX = '/images/v1/';
 
+/**
+ * Exports a manager runs at once: each writes a whole image to its disk before streaming it, so an
+ * unbounded number (a worker certificate asking in a loop) would fill the disk and the event loop
+ * (security review, finding 9). Beyond it the node is told 503 and retries on its next attempt.
+ */
+export const MAX_CONCURRENT_EXPORTS = 4;
+let exporting = 0;
+
 /** The pinned form of an image the store holds: `name@sha256:<config digest>`. */
 export function pinnedRef(store: ImageStore, ref: string): string | null {
   let info;
@@ -55,7 +63,7 @@ export async function serveImages(req: IncomingMessage, res: ServerResponse, sto
     const problem = tls.authorized ? allowed(tls.getPeerCertificate().raw, ['worker', 'manager']) : 'a client certificate signed by the cluster CA is required';
     if (problem) throw new ApiError(403, 'EFORBIDDEN', problem);
     const ref = url.searchParams.get('ref') ?? '';
-    if (ref === '') throw new ApiError(400, 'EINVAL', 'ref is required');
+    if (ref === '' || ref.length > 1024) throw new ApiError(400, 'EINVAL', 'ref is required (at most 1024 characters)');
     const op = url.pathname.slice(IMAGES_PREFIX.length);
     if (req.method === 'GET' && op === 'resolve') {
       const pinned = pinnedRef(store(), ref);
@@ -66,12 +74,15 @@ export async function serveImages(req: IncomingMessage, res: ServerResponse, sto
     if (req.method === 'GET' && op === 'export') {
       const s = store();
       if (!pinnedRef(s, ref)) throw new ApiError(404, 'ENOTFOUND', `no image ${ref} on this node`);
+      if (exporting >= MAX_CONCURRENT_EXPORTS) throw new ApiError(503, 'EBUSY', `this manager is exporting ${exporting} images already; try again shortly`);
+      exporting++;
       const tmp = path.join(s.root, 'tmp', `export-${randomBytes(6).toString('hex')}.tar`);
       try {
         const e = await s.exportImage(ref, tmp);
         res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': e.bytes, 'x-shoal-image-digest': e.digest });
         await pipeline((await fsp.open(tmp)).createReadStream(), res);
       } finally {
+        exporting--;
         await fsp.rm(tmp, { force: true });
       }
       return true;
