@@ -3,7 +3,7 @@
 // leader to a new leader and to the first committed write. Medians over several rounds, with Docker
 // Swarm's figures on this machine for comparison.
 import { performance } from 'node:perf_hooks';
-import { control } from '../cli/shoal.ts';
+import { control } from '../cli/context.ts';
 import { ClusterLab, waitFor } from '../test/cluster/cluster-lab.ts';
 import { cleanupOnExit } from '../test/cluster/lab.ts';
 
@@ -47,7 +47,7 @@ async function round(r: number, out: Record<string, number[]>): Promise<void> {
     let elected = 0;
     await waitFor(async () => {
       for (const m of survivors) {
-        const info = await control(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
+        const info = await control<{ role?: string; nodeId?: string }>(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
         if (info?.role === 'leader' && info.nodeId) {
           if (!elected) elected = performance.now() - t;
           try {

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { control, localCall } from '../cli/shoal.ts';
+import { control, localCall } from '../cli/context.ts';
 import { demoWebImage } from '../worker/images/build.ts';
 import { ClusterLab, cleanupLabCgroups, sleep } from '../test/cluster/cluster-lab.ts';
 import { Lab, cleanupOnExit } from '../test/cluster/lab.ts';
@@ -345,7 +345,7 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
       lab.killDaemon(leader);
       const elected = until(`kill -9 leader ${leader} → new leader`, async () => {
         for (const m of survivors) {
-          const info = await control(ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
+          const info = await control<{ role?: string }>(ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
           if (info?.role === 'leader') return true;
         }
         return false;

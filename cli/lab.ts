@@ -7,7 +7,8 @@ import { ClusterLab, cleanupLabCgroups, httpGet } from '../test/cluster/cluster-
 import { Lab } from '../test/cluster/lab.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { localCall, CliError, saveContext, table } from './shoal.ts';
+import { localCall, CliError, saveContext } from './context.ts';
+import { table } from './format.ts';
 import { parseServiceCreateArgs } from './service-flags.ts';
 import { demoWebImage } from '../worker/images/build.ts';
 

@@ -4,7 +4,7 @@
 import { request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
 import { managerRequest } from '../daemon/https.ts';
-import { CliError, control, type Context } from './shoal.ts';
+import { CliError, control, type Context } from './context.ts';
 
 /** `10m`, `1h30m`, `45s`, `2d` or an ISO timestamp → ISO timestamp. */
 export function parseSince(v: string, now = Date.now()): string {
@@ -124,7 +124,7 @@ export async function taskExecCmd(ctx: Context, args: string[]): Promise<number>
   if (positionals.length !== 1 || cmd.length === 0) throw new CliError('usage: shoal task exec [--timeout SECONDS] TASK -- COMMAND [ARG...]');
   const timeoutMs = values.timeout ? Math.round(Number(values.timeout) * 1000) : 60_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new CliError(`--timeout must be a positive number of seconds`);
-  const r = await control(ctx, 'POST', `/v1/tasks/${encodeURIComponent(positionals[0]!)}/exec`, { args: cmd, timeoutMs });
+  const r = await control<{ stdout: string; stderr: string; exitCode: number }>(ctx, 'POST', `/v1/tasks/${encodeURIComponent(positionals[0]!)}/exec`, { args: cmd, timeoutMs });
   process.stdout.write(Buffer.from(r.stdout, 'base64'));
   process.stderr.write(Buffer.from(r.stderr, 'base64'));
   return r.exitCode;

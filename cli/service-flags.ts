@@ -24,7 +24,9 @@ import type {
 } from '../manager/store/objects.ts';
 import type { MountSpec, ResourceLimits } from '../manager/service/spec.ts';
 import { ConstraintError, parseConstraint } from '../manager/scheduler/constraints.ts';
-import { CliError } from './shoal.ts';
+import { all, bool as b, flagError, has, last, list as l, parseBool, scan, value as v, type FlagDef, type Parsed } from './flags.ts';
+
+export { flagError, isFlagError, type FlagError } from './flags.ts';
 
 // ---------------------------------------------------------------------------------------------- types
 
@@ -86,17 +88,6 @@ export interface ServiceUpdateArgs {
   detach: boolean;
   quiet: boolean;
   rollback: boolean;
-}
-
-/** A CliError (so `shoal` prints it as one line) that also names the flag. */
-export type FlagError = CliError & { readonly flag: string; readonly code: 'EBADFLAG' };
-
-export function flagError(flag: string, reason: string): FlagError {
-  return Object.assign(new CliError(`${flag}: ${reason}`), { flag, code: 'EBADFLAG' as const });
-}
-
-export function isFlagError(e: unknown): e is FlagError {
-  return e instanceof CliError && (e as Partial<FlagError>).code === 'EBADFLAG';
 }
 
 // ------------------------------------------------------------------------------------- value parsers
@@ -167,13 +158,6 @@ function parseIntFlag(s: string, flag: string): number {
 function parseFloatFlag(s: string, flag: string): number {
   if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(s.trim())) throw flagError(flag, `invalid number ${q(s)}`);
   return Number(s.trim());
-}
-
-/** Go's strconv.ParseBool. */
-function parseBool(s: string, flag: string): boolean {
-  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(s)) return true;
-  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(s)) return false;
-  throw flagError(flag, `invalid boolean ${q(s)} (use true or false)`);
 }
 
 function oneOfFlag<T extends string>(s: string, flag: string, allowed: readonly T[]): T {
@@ -516,76 +500,93 @@ function labelEntry(s: string, flag: string): [string, string] {
 
 // --------------------------------------------------------------------------------------- flag tables
 
-type FlagKind = 'value' | 'list' | 'bool';
-interface FlagDef {
-  long: string;
-  short?: string;
-  kind: FlagKind;
-}
-
-const v = (long: string, short?: string): FlagDef => ({ long, kind: 'value', ...(short ? { short } : {}) });
-const l = (long: string, short?: string): FlagDef => ({ long, kind: 'list', ...(short ? { short } : {}) });
-const b = (long: string, short?: string): FlagDef => ({ long, kind: 'bool', ...(short ? { short } : {}) });
-
 const UPDATE_POLICY_FLAGS = ['parallelism', 'delay', 'monitor', 'failure-action', 'max-failure-ratio', 'order'];
 
-/** Flags that set one value: accepted by create and update alike. */
+/** One line of help per update/rollback policy field; `what` is "update" or "rollback". */
+const POLICY_HELP: Record<string, (what: string) => [string, string]> = {
+  parallelism: (w) => [`Maximum number of tasks changed at once in a ${w} (0: all at once)`, 'N'],
+  delay: (w) => [`Delay between ${w}s of task batches (e.g. 10s)`, 'duration'],
+  monitor: (w) => [`How long to watch each ${w}d task for failure (e.g. 5s)`, 'duration'],
+  'failure-action': (w) => [w === 'update' ? 'Action on update failure: pause, continue or rollback' : 'Action on rollback failure: pause or continue', 'action'],
+  'max-failure-ratio': (w) => [`Failure rate to tolerate during a ${w} (0..1)`, 'ratio'],
+  order: (w) => [`${w === 'update' ? 'Update' : 'Rollback'} order: stop-first or start-first`, 'order'],
+};
+const policyFlags = (what: string): FlagDef[] =>
+  UPDATE_POLICY_FLAGS.map((f) => {
+    const [help, placeholder] = POLICY_HELP[f]!(what);
+    return v(`${what}-${f}`, help, { value: placeholder });
+  });
+
+/** Flags that set one value: accepted by create and update alike. This list is also their --help. */
 const SCALAR_FLAGS: FlagDef[] = [
-  b('detach', 'd'),
-  b('quiet', 'q'),
-  v('replicas'),
-  v('max-concurrent'),
-  v('total-completions'),
-  v('hostname'),
-  v('workdir', 'w'),
-  v('user', 'u'),
-  v('entrypoint'),
-  v('limit-cpu'),
-  v('limit-memory'),
-  v('limit-pids'),
-  v('reserve-cpu'),
-  v('reserve-memory'),
-  v('restart-condition'),
-  v('restart-delay'),
-  v('restart-max-attempts'),
-  v('restart-window'),
-  v('stop-signal'),
-  v('stop-grace-period'),
-  v('health-cmd'),
-  v('health-interval'),
-  v('health-timeout'),
-  v('health-retries'),
-  v('health-start-period'),
-  b('no-healthcheck'),
-  v('replicas-max-per-node'),
-  ...UPDATE_POLICY_FLAGS.map((f) => v(`update-${f}`)),
-  ...UPDATE_POLICY_FLAGS.map((f) => v(`rollback-${f}`)),
-  v('endpoint-mode'),
+  b('detach', 'Exit immediately instead of waiting for the service to converge', { short: 'd' }),
+  b('quiet', 'Suppress progress output', { short: 'q' }),
+  v('replicas', 'Number of tasks', { value: 'N' }),
+  v('max-concurrent', 'Number of job tasks to run at once (--mode replicated-job)', { value: 'N' }),
+  v('total-completions', 'Number of job tasks that must complete (--mode replicated-job)', { value: 'N' }),
+  v('hostname', 'Container hostname'),
+  v('workdir', 'Working directory inside the container', { short: 'w', value: 'dir' }),
+  v('user', 'Username or UID (format: <name|uid>[:<group|gid>])', { short: 'u' }),
+  v('entrypoint', 'Overwrite the default ENTRYPOINT of the image', { value: 'command' }),
+  v('limit-cpu', 'Limit CPUs (e.g. 0.5)', { value: 'decimal' }),
+  v('limit-memory', 'Limit memory (e.g. 512m)', { value: 'bytes' }),
+  v('limit-pids', 'Limit the number of processes (0: unlimited)', { value: 'N' }),
+  v('reserve-cpu', 'Reserve CPUs for scheduling', { value: 'decimal' }),
+  v('reserve-memory', 'Reserve memory for scheduling', { value: 'bytes' }),
+  v('restart-condition', 'Restart when condition is met: none, on-failure or any', { value: 'condition' }),
+  v('restart-delay', 'Delay between restart attempts (e.g. 5s)', { value: 'duration' }),
+  v('restart-max-attempts', 'Maximum number of restarts before giving up', { value: 'N' }),
+  v('restart-window', 'Window used to evaluate the restart policy', { value: 'duration' }),
+  v('stop-signal', 'Signal to stop the container (e.g. SIGTERM)', { value: 'signal' }),
+  v('stop-grace-period', 'Time to wait before force-killing a container', { value: 'duration' }),
+  v('health-cmd', 'Command to run to check health', { value: 'command' }),
+  v('health-interval', 'Time between running the check', { value: 'duration' }),
+  v('health-timeout', 'Maximum time to allow one check to run', { value: 'duration' }),
+  v('health-retries', 'Consecutive failures needed to report unhealthy', { value: 'N' }),
+  v('health-start-period', 'Start period before failures count towards the retries', { value: 'duration' }),
+  b('no-healthcheck', "Disable the image's HEALTHCHECK"),
+  v('replicas-max-per-node', 'Maximum number of tasks per node (0: unlimited)', { value: 'N' }),
+  ...policyFlags('update'),
+  ...policyFlags('rollback'),
+  v('endpoint-mode', 'Endpoint mode: vip or dnsrr', { value: 'mode' }),
 ];
 
-const CREATE_FLAGS: FlagDef[] = [
+/** `shoal service create` flags (exported: they are the command's --help and completion). */
+export const CREATE_FLAGS: FlagDef[] = [
   ...SCALAR_FLAGS,
-  v('name'),
-  v('mode'),
-  l('env', 'e'),
-  l('env-file'),
-  l('label', 'l'),
-  l('container-label'),
-  l('mount'),
-  l('volume', 'v'),
-  l('constraint'),
-  l('placement-pref'),
-  l('network'),
-  l('publish', 'p'),
+  v('name', 'Service name'),
+  v('mode', 'Service mode: replicated, global, replicated-job or global-job', { value: 'mode' }),
+  l('env', 'Set environment variables', { short: 'e', value: 'KEY=value' }),
+  l('env-file', 'Read in a file of environment variables', { value: 'file' }),
+  l('label', 'Service labels', { short: 'l', value: 'key=value' }),
+  l('container-label', 'Container labels', { value: 'key=value' }),
+  l('mount', 'Attach a filesystem mount to the service', { value: 'mount' }),
+  l('volume', 'Bind mount or named volume (SRC:DST[:ro])', { short: 'v', value: 'volume' }),
+  l('constraint', 'Placement constraints (e.g. node.labels.zone==a)', { value: 'expr' }),
+  l('placement-pref', 'Add a placement preference (spread=node.labels.KEY)', { value: 'pref' }),
+  l('network', 'Network attachments', { value: 'network' }),
+  l('publish', 'Publish a port as a node port (e.g. 8080:80)', { short: 'p', value: 'port' }),
 ];
 
-const UPDATE_FLAGS: FlagDef[] = [
+/** `shoal service update` flags (exported: they are the command's --help and completion). */
+export const UPDATE_FLAGS: FlagDef[] = [
   ...SCALAR_FLAGS,
-  v('image'),
-  v('args'),
-  b('force'),
-  b('rollback'),
-  ...['env', 'label', 'container-label', 'constraint', 'placement-pref', 'mount', 'publish', 'network'].flatMap((f) => [l(`${f}-add`), l(`${f}-rm`)]),
+  v('image', 'Service image tag'),
+  v('args', 'Service command args', { value: 'command' }),
+  b('force', 'Force update even if no changes require it'),
+  b('rollback', 'Roll back to the previous specification'),
+  ...(
+    [
+      ['env', 'environment variables', 'KEY=value', 'KEY'],
+      ['label', 'service labels', 'key=value', 'key'],
+      ['container-label', 'container labels', 'key=value', 'key'],
+      ['constraint', 'placement constraints', 'expr', 'expr'],
+      ['placement-pref', 'placement preferences', 'pref', 'pref'],
+      ['mount', 'mounts', 'mount', 'target'],
+      ['publish', 'published ports', 'port', 'port'],
+      ['network', 'networks', 'network', 'network'],
+    ] as const
+  ).flatMap(([f, what, addValue, rmValue]) => [l(`${f}-add`, `Add or update ${what}`, { value: addValue }), l(`${f}-rm`, `Remove ${what}`, { value: rmValue })]),
 ];
 
 const UPDATE_HINTS: Record<string, string> = {
@@ -609,99 +610,6 @@ const CREATE_HINTS: Record<string, string> = {
   force: 'only for service update',
   rollback: 'only for service update',
 };
-
-interface Parsed {
-  /** Every occurrence of each value/list flag, in order, by long name. */
-  values: Map<string, string[]>;
-  bools: Map<string, boolean>;
-  /** Long names of every flag given, in order (for --rollback's combination check). */
-  given: string[];
-  positionals: string[];
-}
-
-function scan(argv: readonly string[], defs: readonly FlagDef[], interspersed: boolean, hints: Record<string, string>): Parsed {
-  const byLong = new Map(defs.map((d) => [d.long, d]));
-  const byShort = new Map(defs.filter((d) => d.short).map((d) => [d.short!, d]));
-  const out: Parsed = { values: new Map(), bools: new Map(), given: [], positionals: [] };
-  const unknown = (shown: string, name: string): never => {
-    const hint = hints[name];
-    if (hint) throw flagError(shown, `unknown flag here (${hint})`);
-    let best = '';
-    let bestD = 3;
-    for (const d of defs) {
-      const dist = levenshtein(name, d.long);
-      if (dist < bestD) [best, bestD] = [d.long, dist];
-    }
-    throw flagError(shown, `unknown flag${best ? ` (did you mean --${best}?)` : ''}`);
-  };
-  const set = (d: FlagDef, value: string | boolean) => {
-    out.given.push(d.long);
-    if (d.kind === 'bool') out.bools.set(d.long, value as boolean);
-    else out.values.set(d.long, [...(out.values.get(d.long) ?? []), value as string]);
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      out.positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
-      const inline = eq < 0 ? undefined : a.slice(eq + 1);
-      const d = byLong.get(name) ?? unknown(`--${name}`, name);
-      if (d.kind === 'bool') set(d, inline === undefined ? true : parseBool(inline, `--${name}`));
-      else {
-        const value = inline ?? argv[++i];
-        if (value === undefined) throw flagError(`--${name}`, 'needs a value');
-        set(d, value);
-      }
-      continue;
-    }
-    if (a.startsWith('-') && a.length > 1) {
-      const cluster = a.slice(1);
-      for (let j = 0; j < cluster.length; j++) {
-        const ch = cluster[j]!;
-        const d = byShort.get(ch) ?? unknown(`-${ch}`, ch);
-        if (d.kind === 'bool') {
-          set(d, true);
-          continue;
-        }
-        let value: string | undefined = cluster.slice(j + 1);
-        if (value.startsWith('=')) value = value.slice(1);
-        else if (value === '') value = argv[++i];
-        if (value === undefined) throw flagError(`--${d.long}`, 'needs a value');
-        set(d, value);
-        break;
-      }
-      continue;
-    }
-    if (!interspersed) {
-      out.positionals.push(...argv.slice(i));
-      break;
-    }
-    out.positionals.push(a);
-  }
-  return out;
-}
-
-function levenshtein(a: string, b2: string): number {
-  const d: number[] = Array.from({ length: b2.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b2.length; j++) {
-      const tmp = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b2[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return d[b2.length]!;
-}
-
-const last = (p: Parsed, name: string): string | undefined => p.values.get(name)?.at(-1);
-const all = (p: Parsed, name: string): string[] => p.values.get(name) ?? [];
-const has = (p: Parsed, name: string): boolean => p.values.has(name) || p.bools.has(name);
 
 // ----------------------------------------------------------------------------------- shared building
 
@@ -788,7 +696,7 @@ function optInt(p: Parsed, name: string): number | undefined {
  * Throws a FlagError (a CliError naming the flag) for anything it cannot parse.
  */
 export function parseServiceCreateArgs(argv: readonly string[], io: FlagIo = {}): ServiceCreateArgs {
-  const p = scan(argv, CREATE_FLAGS, false, CREATE_HINTS);
+  const p = scan(argv, CREATE_FLAGS, { interspersed: false, hints: CREATE_HINTS });
   const [image, ...command] = p.positionals;
   if (image === undefined || image === '') throw flagError('IMAGE', 'required: shoal service create [OPTIONS] IMAGE [COMMAND] [ARG...]');
   const spec: ServiceSpecDraft = { task: { image } };
@@ -888,7 +796,7 @@ const normTarget = (s: string) => (s.length > 1 ? s.replace(/\/+$/, '') : s);
  * only those applied.
  */
 export function parseServiceUpdateArgs(argv: readonly string[], current: ServiceSpec | Frozen<ServiceSpec>, io: FlagIo = {}): ServiceUpdateArgs {
-  const p = scan(argv, UPDATE_FLAGS, true, UPDATE_HINTS);
+  const p = scan(argv, UPDATE_FLAGS, { interspersed: true, hints: UPDATE_HINTS });
   if (p.positionals.length > 1) throw flagError('SERVICE', `service update takes one service (got ${p.positionals.map(q).join(', ')})`);
   const rollback = p.bools.get('rollback') ?? false;
   if (rollback) {
@@ -1039,5 +947,5 @@ export function parseServiceUpdateArgs(argv: readonly string[], current: Service
 
 /** The SERVICE positional of a `service update` argv (flags may come before or after it), or undefined. */
 export function serviceUpdateTarget(argv: readonly string[]): string | undefined {
-  return scan(argv, UPDATE_FLAGS, true, UPDATE_HINTS).positionals[0];
+  return scan(argv, UPDATE_FLAGS, { interspersed: true, hints: UPDATE_HINTS }).positionals[0];
 }

@@ -1,9 +1,16 @@
 // `shoal service create|ls|ps|inspect|scale|update|rollback|rm`, with live progress until the service
-// converges (unless --detach), like `docker service`.
+// converges (unless --detach), like `docker service`. Flags are declared in cli/commands.ts (create and
+// update: in cli/service-flags.ts, which parses Docker's flags into a spec).
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Node, Service, Task } from '../manager/store/objects.ts';
+import type { Invocation } from './command.ts';
+import { CliError, control, type Context } from './context.ts';
+import { cap, renderInspect, renderListing, type Listing } from './format.ts';
+import { StatusLine } from './progress.ts';
 import { parseServiceCreateArgs, parseServiceUpdateArgs, serviceUpdateTarget } from './service-flags.ts';
-import { CliError, control, table, type Context } from './shoal.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A service as GET /v1/services answers: the store's object plus its replica counts. */
+type ServiceView = Service & { replicas: { running: number; desired: number | null } };
 
 function ago(iso: string | undefined): string {
   if (!iso) return '';
@@ -13,165 +20,181 @@ function ago(iso: string | undefined): string {
   return `${Math.round(s / 3600)} hours ago`;
 }
 
-const cap = (s: string) => (s ? s[0]!.toUpperCase() + s.slice(1) : s);
-
-function modeText(svc: any): string {
+function modeText(svc: Service): string {
   const m = svc.spec.mode;
-  if (m.replicated) return 'replicated';
-  if (m.global) return 'global';
-  if (m.replicatedJob) return 'replicated job';
+  if ('replicated' in m) return 'replicated';
+  if ('global' in m) return 'global';
+  if ('replicatedJob' in m) return 'replicated job';
   return 'global job';
 }
 
-function portsText(svc: any): string {
-  return (svc.spec.endpoint?.ports ?? []).map((p: any) => `*:${p.publishedPort ?? '?'}->${p.targetPort}/${p.protocol}`).join(', ');
+function portsText(svc: Service): string {
+  return (svc.spec.endpoint?.ports ?? []).map((p) => `*:${p.publishedPort ?? '?'}->${p.targetPort}/${p.protocol}`).join(', ');
 }
 
-export async function serviceCmd(ctx: Context, sub: string | undefined, args: string[], format?: string): Promise<number> {
-  switch (sub) {
-    case 'create': {
-      const { spec, detach } = parseServiceCreateArgs(args);
-      const r = await control(ctx, 'POST', '/v1/services', { spec });
-      console.log(r.id);
-      if (!detach) await progress(ctx, r.id, 'create');
-      return 0;
-    }
-    case 'ls': {
-      const services = await control(ctx, 'GET', '/v1/services');
-      if (format === 'json') {
-        console.log(JSON.stringify(services, null, 2));
-        return 0;
-      }
-      const rows = [['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE', 'PORTS']];
-      for (const s of services) {
-        const rep = s.replicas.desired === null ? `${s.replicas.running}` : `${s.replicas.running}/${s.replicas.desired}`;
-        rows.push([s.id.slice(0, 12), s.spec.name, modeText(s), rep, s.spec.task.image, portsText(s)]);
-      }
-      console.log(table(rows));
-      return 0;
-    }
-    case 'inspect': {
-      if (args.length === 0) throw new CliError('service inspect needs a service');
-      const out = [];
-      for (const a of args.filter((x) => !x.startsWith('-'))) out.push(await control(ctx, 'GET', `/v1/services/${encodeURIComponent(a)}`));
-      console.log(JSON.stringify(out, null, 2));
-      return 0;
-    }
-    case 'ps': {
-      const all = args.includes('--all') || args.includes('-a');
-      const refs = args.filter((x) => !x.startsWith('-'));
-      if (refs.length !== 1) throw new CliError('service ps needs one service');
-      const svc = await control(ctx, 'GET', `/v1/services/${encodeURIComponent(refs[0]!)}`);
-      const tasks = await control(ctx, 'GET', `/v1/tasks?service=${encodeURIComponent(svc.id)}${all ? '&all=1' : ''}`);
-      if (format === 'json') {
-        console.log(JSON.stringify(tasks, null, 2));
-        return 0;
-      }
-      const nodes = new Map<string, string>((await control(ctx, 'GET', '/v1/nodes')).map((n: any) => [n.id, n.description?.hostname ?? n.id]));
-      const rows = [['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR']];
-      const sorted = [...tasks].sort((a: any, b: any) => (a.slot ?? 0) - (b.slot ?? 0) || (nodes.get(a.nodeId) ?? '').localeCompare(nodes.get(b.nodeId) ?? '') || String(b.createdAt).localeCompare(String(a.createdAt)));
-      let lastSlot: unknown = undefined;
-      for (const t of sorted) {
-        const key = t.slot ?? t.nodeId;
-        const name = `${svc.spec.name}.${t.slot ?? nodes.get(t.nodeId) ?? t.nodeId ?? ''}`;
-        const shown = all && key === lastSlot ? ` \\_ ${name}` : name;
-        lastSlot = key;
-        const err = t.status.err ?? (t.status.state === 'pending' && t.status.message?.startsWith('no suitable node') ? `"${t.status.message}"` : '');
-        rows.push([t.id.slice(0, 12), shown, t.spec.image, nodes.get(t.nodeId) ?? '', cap(t.desiredState), `${cap(t.status.state)} ${ago(t.status.timestamp)}`, err]);
-      }
-      console.log(table(rows));
-      return 0;
-    }
-    case 'scale': {
-      const detach = args.includes('-d') || args.includes('--detach');
-      for (const a of args.filter((x) => !x.startsWith('-'))) {
-        const m = /^([^=]+)=(\d+)$/.exec(a);
-        if (!m) throw new CliError(`service scale: expected SERVICE=REPLICAS, got ${JSON.stringify(a)}`);
-        const r = await control(ctx, 'POST', `/v1/services/${encodeURIComponent(m[1]!)}/scale`, { replicas: Number(m[2]) });
-        console.log(`${m[1]} scaled to ${m[2]}`);
-        if (!detach) await progress(ctx, r.id, 'scale');
-      }
-      return 0;
-    }
-    case 'update': {
-      const name = serviceUpdateTarget(args);
-      if (!name) throw new CliError('service update needs a service');
-      const cur = await control(ctx, 'GET', `/v1/services/${encodeURIComponent(name)}`);
-      const { spec, force, detach, rollback } = parseServiceUpdateArgs(args, cur.spec);
-      if (rollback) {
-        // --rollback may carry --update-*/--rollback-* settings: store them, then roll back.
-        if (JSON.stringify(spec.update) !== JSON.stringify(cur.spec.update) || JSON.stringify(spec.rollback) !== JSON.stringify(cur.spec.rollback)) {
-          await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/update`, { spec: { ...cur.spec, update: spec.update, rollback: spec.rollback }, version: cur.version });
-        }
-        await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/rollback`);
-      } else {
-        await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/update`, { spec, force, version: cur.version });
-      }
-      console.log(cur.spec.name);
-      if (!detach) await progress(ctx, cur.id, rollback ? 'rollback' : 'update');
-      return 0;
-    }
-    case 'rollback': {
-      const detach = args.includes('-d') || args.includes('--detach');
-      const name = args.find((x) => !x.startsWith('-'));
-      if (!name) throw new CliError('service rollback needs a service');
-      const r = await control(ctx, 'POST', `/v1/services/${encodeURIComponent(name)}/rollback`);
-      console.log(name);
-      if (!detach) await progress(ctx, r.id, 'rollback');
-      return 0;
-    }
-    case 'rm': {
-      const names = args.filter((x) => !x.startsWith('-'));
-      if (names.length === 0) throw new CliError('service rm needs at least one service');
-      for (const n of names) {
-        await control(ctx, 'DELETE', `/v1/services/${encodeURIComponent(n)}`);
-        console.log(n);
-      }
-      return 0;
-    }
-    default:
-      throw new CliError(`unknown service command '${sub ?? ''}' (create, ls, ps, inspect, scale, update, rollback, rm)`);
+export async function serviceCreate(i: Invocation): Promise<number> {
+  const { spec, detach, quiet } = parseServiceCreateArgs(i.argv);
+  const ctx = i.context();
+  const r = await control<{ id: string }>(ctx, 'POST', '/v1/services', { spec });
+  console.log(r.id);
+  if (!detach) await progress(ctx, r.id, 'create', quiet);
+  return 0;
+}
+
+export function serviceListing(services: ServiceView[]): Listing {
+  return {
+    headers: ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE', 'PORTS'],
+    rows: services.map((s) => {
+      const rep = s.replicas.desired === null ? `${s.replicas.running}` : `${s.replicas.running}/${s.replicas.desired}`;
+      return { id: s.id, object: s, cells: [s.id.slice(0, 12), s.spec.name, modeText(s), rep, s.spec.task.image, portsText(s)] };
+    }),
+  };
+}
+
+export async function serviceLs(i: Invocation): Promise<number> {
+  if (i.positionals.length > 0) throw new CliError(`${i.name} takes no arguments`);
+  const services = await control<ServiceView[]>(i.context(), 'GET', '/v1/services');
+  console.log(renderListing(serviceListing(services), i.output));
+  return 0;
+}
+
+export async function serviceInspect(i: Invocation): Promise<number> {
+  if (i.positionals.length === 0) throw new CliError('service inspect needs a service');
+  const ctx = i.context();
+  const out: ServiceView[] = [];
+  for (const a of i.positionals) out.push(await control<ServiceView>(ctx, 'GET', `/v1/services/${encodeURIComponent(a)}`));
+  console.log(renderInspect(out, i.output.format));
+  return 0;
+}
+
+export async function servicePs(i: Invocation): Promise<number> {
+  const all = i.flag('all');
+  if (i.positionals.length !== 1) throw new CliError('service ps needs one service');
+  const ctx = i.context();
+  const svc = await control<ServiceView>(ctx, 'GET', `/v1/services/${encodeURIComponent(i.positionals[0]!)}`);
+  const tasks = await control<Task[]>(ctx, 'GET', `/v1/tasks?service=${encodeURIComponent(svc.id)}${all ? '&all=1' : ''}`);
+  const nodes = new Map<string, string>((await control<Node[]>(ctx, 'GET', '/v1/nodes')).map((n) => [n.id, n.description?.hostname ?? n.id]));
+  const host = (t: Task) => (t.nodeId ? nodes.get(t.nodeId) ?? '' : '');
+  const sorted = [...tasks].sort((a, b) => (a.slot ?? 0) - (b.slot ?? 0) || host(a).localeCompare(host(b)) || String(b.createdAt).localeCompare(String(a.createdAt)));
+  let lastSlot: unknown = undefined;
+  const listing: Listing = { headers: ['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'], rows: [] };
+  for (const t of sorted) {
+    const key = t.slot ?? t.nodeId;
+    const name = `${svc.spec.name}.${t.slot ?? (host(t) || t.nodeId) ?? ''}`;
+    const shown = all && key === lastSlot ? ` \\_ ${name}` : name;
+    lastSlot = key;
+    const err = t.status.err ?? (t.status.state === 'pending' && t.status.message?.startsWith('no suitable node') ? `"${t.status.message}"` : '');
+    listing.rows.push({ id: t.id, object: t, cells: [t.id.slice(0, 12), shown, t.spec.image, host(t), cap(t.desiredState), `${cap(t.status.state)} ${ago(t.status.timestamp)}`, err] });
   }
+  console.log(renderListing(listing, i.output));
+  return 0;
 }
 
-/** Follows a service until it converges, printing progress lines as they change. */
-async function progress(ctx: Context, id: string, what: 'create' | 'scale' | 'update' | 'rollback', timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
+export async function serviceScale(i: Invocation): Promise<number> {
+  if (i.positionals.length === 0) throw new CliError('service scale needs SERVICE=REPLICAS');
+  const ctx = i.context();
+  for (const a of i.positionals) {
+    const m = /^([^=]+)=(\d+)$/.exec(a);
+    if (!m) throw new CliError(`service scale: expected SERVICE=REPLICAS, got ${JSON.stringify(a)}`);
+  }
+  for (const a of i.positionals) {
+    const m = /^([^=]+)=(\d+)$/.exec(a)!;
+    const r = await control<{ id: string }>(ctx, 'POST', `/v1/services/${encodeURIComponent(m[1]!)}/scale`, { replicas: Number(m[2]) });
+    console.log(`${m[1]} scaled to ${m[2]}`);
+    if (!i.flag('detach')) await progress(ctx, r.id, 'scale', i.flag('quiet'));
+  }
+  return 0;
+}
+
+export async function serviceUpdate(i: Invocation): Promise<number> {
+  const args = i.argv;
+  const name = serviceUpdateTarget(args);
+  if (!name) throw new CliError('service update needs a service');
+  const ctx = i.context();
+  const cur = await control<ServiceView>(ctx, 'GET', `/v1/services/${encodeURIComponent(name)}`);
+  const { spec, force, detach, quiet, rollback } = parseServiceUpdateArgs(args, cur.spec);
+  if (rollback) {
+    // --rollback may carry --update-*/--rollback-* settings: store them, then roll back.
+    if (JSON.stringify(spec.update) !== JSON.stringify(cur.spec.update) || JSON.stringify(spec.rollback) !== JSON.stringify(cur.spec.rollback)) {
+      await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/update`, { spec: { ...cur.spec, update: spec.update, rollback: spec.rollback }, version: cur.version });
+    }
+    await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/rollback`);
+  } else {
+    await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/update`, { spec, force, version: cur.version });
+  }
+  console.log(cur.spec.name);
+  if (!detach) await progress(ctx, cur.id, rollback ? 'rollback' : 'update', quiet);
+  return 0;
+}
+
+export async function serviceRollback(i: Invocation): Promise<number> {
+  const name = i.positionals[0];
+  if (!name || i.positionals.length !== 1) throw new CliError('service rollback needs one service');
+  const ctx = i.context();
+  const r = await control<{ id: string }>(ctx, 'POST', `/v1/services/${encodeURIComponent(name)}/rollback`);
+  console.log(name);
+  if (!i.flag('detach')) await progress(ctx, r.id, 'rollback', i.flag('quiet'));
+  return 0;
+}
+
+export async function serviceRm(i: Invocation): Promise<number> {
+  if (i.positionals.length === 0) throw new CliError('service rm needs at least one service');
+  const ctx = i.context();
+  for (const n of i.positionals) {
+    await control(ctx, 'DELETE', `/v1/services/${encodeURIComponent(n)}`);
+    console.log(n);
+  }
+  return 0;
+}
+
+/** The status line for one poll of a converging service (pure: the poll's answers in, text out). */
+export function progressLine(svc: ServiceView, tasks: Task[], what: 'create' | 'scale' | 'update' | 'rollback'): { line: string; done: boolean; error?: string } {
+  const current = tasks.filter((t) => t.desiredState === 'running' || t.desiredState === 'complete');
+  const onVersion = current.filter((t) => t.specVersion === svc.specVersion);
+  const running = onVersion.filter((t) => t.status.state === 'running' || t.status.state === 'complete').length;
+  const desired = svc.replicas.desired ?? current.length;
+  const us = svc.updateStatus?.state;
+  const usMsg = svc.updateStatus?.message;
+  // Per-task states of the current tasks, e.g. "running 3, starting 2, pending 1".
+  const byState = new Map<string, number>();
+  for (const t of current) byState.set(t.status.state, (byState.get(t.status.state) ?? 0) + 1);
+  const states = [...byState.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
+  let line: string;
+  if (what === 'update' || what === 'rollback') line = `${what === 'update' ? 'updated' : 'rolled back'}: ${running}/${desired} tasks [${states}]${us ? ` (${us.replace('_', ' ')}${usMsg ? `: ${usMsg}` : ''})` : ''}`;
+  else line = `converging: ${running}/${desired} tasks running [${states}]`;
+  const pendingReason = current.find((t) => t.status.state === 'pending' && String(t.status.message).startsWith('no suitable node'))?.status.message;
+  if (pendingReason) line += ` (waiting: ${pendingReason})`;
+  if (us === 'paused' || us === 'rollback_paused') return { line, done: false, error: `update paused: ${usMsg ?? ''}` };
+  if (what === 'update' && us === 'rollback_completed') return { line, done: false, error: `update failed and was rolled back: ${usMsg ?? ''}` };
+  return { line, done: running >= desired && (!us || us === 'completed' || us === 'rollback_completed') };
+}
+
+/**
+ * Follows a service until it converges: on a terminal one status line redrawn in place, otherwise a
+ * line only when the status changes (cli/progress.ts). `quiet` prints nothing but errors.
+ */
+async function progress(ctx: Context, id: string, what: 'create' | 'scale' | 'update' | 'rollback', quiet: boolean, timeoutMs = 120_000): Promise<void> {
+  const t0 = Date.now();
+  const deadline = t0 + timeoutMs;
+  const status = new StatusLine(quiet ? { write: () => true } : process.stdout);
   let stable = 0;
-  while (Date.now() < deadline) {
-    const svc = await control(ctx, 'GET', `/v1/services/${encodeURIComponent(id)}`);
-    const tasks = (await control(ctx, 'GET', `/v1/tasks?service=${encodeURIComponent(id)}`)) as any[];
-    const current = tasks.filter((t) => t.desiredState === 'running' || t.desiredState === 'complete');
-    const onVersion = current.filter((t) => t.specVersion === svc.specVersion);
-    const running = onVersion.filter((t) => t.status.state === 'running' || t.status.state === 'complete').length;
-    const desired = svc.replicas.desired ?? current.length;
-    const us = svc.updateStatus?.state as string | undefined;
-    // Per-task states of the current tasks, e.g. "running 3, starting 2, pending 1".
-    const byState = new Map<string, number>();
-    for (const t of current) byState.set(t.status.state, (byState.get(t.status.state) ?? 0) + 1);
-    const states = [...byState.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
-    let line: string;
-    if (what === 'update' || what === 'rollback') line = `${what === 'update' ? 'updated' : 'rolled back'}: ${running}/${desired} tasks [${states}]${us ? ` (${us.replace('_', ' ')}${svc.updateStatus.message ? `: ${svc.updateStatus.message}` : ''})` : ''}`;
-    else line = `converging: ${running}/${desired} tasks running [${states}]`;
-    if (line !== last) {
-      console.log(line);
-      last = line;
+  try {
+    while (Date.now() < deadline) {
+      const svc = await control<ServiceView>(ctx, 'GET', `/v1/services/${encodeURIComponent(id)}`);
+      const tasks = await control<Task[]>(ctx, 'GET', `/v1/tasks?service=${encodeURIComponent(id)}`);
+      const p = progressLine(svc, tasks, what);
+      status.update(p.line, `${Math.round((Date.now() - t0) / 1000)}s`);
+      if (p.error) throw new CliError(p.error);
+      if (p.done) {
+        if (++stable >= 2) {
+          status.done(`verify: service ${svc.spec.name} converged`);
+          return;
+        }
+      } else stable = 0;
+      await sleep(250);
     }
-    if (us === 'paused' || us === 'rollback_paused') throw new CliError(`update paused: ${svc.updateStatus.message}`);
-    if (what === 'update' && us === 'rollback_completed') throw new CliError(`update failed and was rolled back: ${svc.updateStatus.message}`);
-    const pendingReason = current.find((t) => t.status.state === 'pending' && String(t.status.message).startsWith('no suitable node'))?.status.message;
-    const done = running >= desired && (!us || us === 'completed' || us === 'rollback_completed');
-    if (done) {
-      if (++stable >= 2) {
-        console.log(`verify: service ${svc.spec.name} converged`);
-        return;
-      }
-    } else stable = 0;
-    if (pendingReason && line === last && Date.now() > deadline - timeoutMs + 5000) {
-      console.log(`waiting: ${pendingReason}`);
-    }
-    await sleep(250);
+  } finally {
+    status.done();
   }
   throw new CliError(`service ${id} did not converge within ${timeoutMs / 1000} s (the change is stored; follow it with \`shoal service ps\`)`);
 }

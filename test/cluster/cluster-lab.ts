@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { TaskCgroup, detectCgroups } from '../../worker/engine/cgroups.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { control, localCall, saveContext, type Context } from '../../cli/shoal.ts';
+import { control, localCall, saveContext, type Context } from '../../cli/context.ts';
 import { Lab, type LabHost } from './lab.ts';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -154,7 +154,7 @@ export class ClusterLab {
 
   async init(name: string) {
     const h = this.host(name);
-    const r = await localCall(this.stateDir(name), 'POST', '/init', { advertiseAddr: h.ip });
+    const r = await localCall<{ clusterId: string; managers: string[]; admin: Context['admin']; nodeId: string; joinTokens: { worker: string; manager: string } }>(this.stateDir(name), 'POST', '/init', { advertiseAddr: h.ip });
     this.ctx = { clusterId: r.clusterId, managers: r.managers, admin: r.admin, path: this.contextPath };
     saveContext(this.contextPath, this.ctx);
     this.daemons.get(name)!.nodeId = r.nodeId;
@@ -163,7 +163,7 @@ export class ClusterLab {
 
   async join(name: string, token: string): Promise<void> {
     const h = this.host(name);
-    const r = await localCall(this.stateDir(name), 'POST', '/join', { token, remote: this.ctx.managers[0], advertiseAddr: h.ip });
+    const r = await localCall<{ nodeId: string; role: string }>(this.stateDir(name), 'POST', '/join', { token, remote: this.ctx.managers[0], advertiseAddr: h.ip });
     this.daemons.get(name)!.nodeId = r.nodeId;
     if (r.role === 'manager' && !this.ctx.managers.includes(`${h.ip}:2377`)) {
       this.ctx.managers.push(`${h.ip}:2377`);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { control, localCall, saveContext } from '../../cli/shoal.ts';
+import { control, localCall, saveContext } from '../../cli/context.ts';
 import { httpsJson } from '../../daemon/https.ts';
 import { isAlive, readState, type ShimState } from '../../worker/engine/shim.ts';
 import { buildImage, busyboxLayer } from '../../worker/images/build.ts';

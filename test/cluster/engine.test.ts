@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { localCall } from '../../cli/shoal.ts';
+import { localCall } from '../../cli/context.ts';
 import { baseImage, ociFiles, tarFiles } from '../images/fixtures.ts';
 import { ClusterLab, waitFor } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';

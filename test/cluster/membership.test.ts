@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { control, localCall } from '../../cli/shoal.ts';
+import { control, localCall } from '../../cli/context.ts';
 import { httpsJson } from '../../daemon/https.ts';
 import { createCsr, createRootCa, generateKeyPem, signNodeCertificate } from '../../manager/ca/pki.ts';
 import { ClusterLab, sleep, waitFor } from './cluster-lab.ts';
@@ -140,7 +140,7 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     await waitFor(async () => {
       const others = c.ctx.managers.filter((m) => !m.startsWith(c.host(old).ip + ':'));
       for (const m of others) {
-        const info = await control(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
+        const info = await control<{ role?: string }>(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
         if (info?.role === 'leader') {
           newLeader = m;
           return true;
@@ -172,7 +172,7 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     const info = await c.control('GET', '/v1/info');
     assert.equal(info.voters.length, 4);
     // The new manager serves the control API too.
-    const viaH5 = await control(c.ctx, 'GET', '/v1/nodes', undefined, `${c.host('h5').ip}:2377`);
+    const viaH5 = await control<unknown[]>(c.ctx, 'GET', '/v1/nodes', undefined, `${c.host('h5').ip}:2377`);
     assert.equal(viaH5.length >= 5, true);
     await c.control('POST', '/v1/nodes/h5/demote');
     await waitFor(async () => {
@@ -200,12 +200,12 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     const tok = (await c.control('GET', '/v1/join-tokens')).worker as string;
     await c.join(extra, tok);
     await waitFor(async () => (await byHost()).get(extra)?.status.state === 'ready', 8000, `${extra} ready`);
-    const r = await localCall(c.stateDir(extra), 'POST', '/leave', {});
+    const r = await localCall<{ left: string }>(c.stateDir(extra), 'POST', '/leave', {});
     assert.ok(r.left);
     await waitFor(async () => (await byHost()).get(extra)?.status.state === 'down', 6000, `${extra} down after leaving`);
     await c.control('DELETE', `/v1/nodes/${extra}`);
     assert.equal((await byHost()).has(extra), false);
-    const info = await localCall(c.stateDir(extra), 'GET', '/info');
+    const info = await localCall<{ state: string }>(c.stateDir(extra), 'GET', '/info');
     assert.equal(info.state, 'inactive');
   });
 
@@ -282,7 +282,7 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     const survivor = 'h1';
     for (const h of ['h2', 'h3']) c.killDaemon(h);
     await sleep(300);
-    const r = await localCall(c.stateDir(survivor), 'POST', '/init', { forceNewCluster: true });
+    const r = await localCall<{ recovered: { demoted: string[] }; managers: string[] }>(c.stateDir(survivor), 'POST', '/init', { forceNewCluster: true });
     assert.deepEqual(r.recovered.demoted.length, 2);
     c.ctx.managers = r.managers;
     await c.control('POST', '/v1/nodes/h5/update', { labelAdd: { recovered: 'yes' } });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { localCall } from '../../cli/shoal.ts';
+import { localCall } from '../../cli/context.ts';
 import { buildImage, busyboxLayer, demoWebImage } from '../../worker/images/build.ts';
 import { ClusterLab, httpGet, waitFor } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';

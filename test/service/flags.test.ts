@@ -22,7 +22,7 @@ import {
   shellSplit,
 } from '../../cli/service-flags.ts';
 import type { FlagIo } from '../../cli/service-flags.ts';
-import { CliError } from '../../cli/shoal.ts';
+import { CliError } from '../../cli/context.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

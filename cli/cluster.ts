@@ -1,0 +1,129 @@
+// `shoal cluster init|join|join-token|leave|inspect|update|ca`: creating and joining a cluster (through
+// the local daemon's socket) and the cluster-wide settings (through the managers). Flags are declared in
+// cli/commands.ts.
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Cluster } from '../manager/store/objects.ts';
+import type { Invocation } from './command.ts';
+import { CliError, DEFAULT_STATE_DIR, contextPath, control, loadContext, localCall, parseDuration, saveContext, type Context } from './context.ts';
+import { renderInspect } from './format.ts';
+
+const stateDir = (i: Invocation) => resolve(i.value('state-dir') ?? DEFAULT_STATE_DIR);
+
+interface InitAnswer {
+  clusterId: string;
+  nodeId: string;
+  managers: string[];
+  admin: Context['admin'];
+  joinTokens: { worker: string; manager: string };
+}
+interface ForceNewAnswer {
+  clusterId: string;
+  managers: string[];
+  recovered: { entriesReplayed: number; index: number; demoted: string[] };
+}
+
+const listenPort = (i: Invocation): { listenPort?: number } => {
+  const p = i.value('listen-port');
+  if (p === undefined) return {};
+  const n = Number(p);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new CliError(`--listen-port must be 1..65535 (got ${JSON.stringify(p)})`);
+  return { listenPort: n };
+};
+
+export async function clusterInit(i: Invocation): Promise<number> {
+  if (i.positionals.length > 0) throw new CliError(`${i.name} takes no arguments`);
+  const dir = stateDir(i);
+  const path = contextPath(i.value('context'));
+  if (i.flag('force-new-cluster')) {
+    const r = await localCall<ForceNewAnswer>(dir, 'POST', '/init', { forceNewCluster: true });
+    if (existsSync(path)) {
+      const ctx = loadContext(path);
+      if (ctx.clusterId === r.clusterId) saveContext(path, { ...ctx, managers: r.managers });
+    }
+    console.log(`Forced a new cluster from this manager's state (${r.recovered.entriesReplayed} log entries replayed, index ${r.recovered.index}).`);
+    if (r.recovered.demoted.length > 0) console.log(`Demoted ${r.recovered.demoted.length} unreachable managers to workers; promote nodes again to restore fault tolerance.`);
+    return 0;
+  }
+  const r = await localCall<InitAnswer>(dir, 'POST', '/init', { advertiseAddr: i.value('advertise-addr'), ...listenPort(i) });
+  saveContext(path, { clusterId: r.clusterId, managers: r.managers, admin: r.admin });
+  console.log(`Cluster initialized: this node (${r.nodeId}) is now a manager.\n`);
+  console.log(`To add a worker to this cluster, run on the worker:\n\n    shoal cluster join --token ${r.joinTokens.worker} ${r.managers[0]}\n`);
+  console.log(`To add a manager, run \`shoal cluster join-token manager\` and follow the instructions.`);
+  console.log(`Admin credentials written to ${path}`);
+  return 0;
+}
+
+export async function clusterJoin(i: Invocation): Promise<number> {
+  const token = i.value('token');
+  if (!token) throw new CliError('cluster join needs --token');
+  if (i.positionals.length !== 1) throw new CliError('cluster join needs exactly one manager address (host[:port])');
+  const r = await localCall<{ role: string; nodeId: string }>(stateDir(i), 'POST', '/join', { token, remote: i.positionals[0], advertiseAddr: i.value('advertise-addr'), ...listenPort(i) });
+  console.log(`This node joined the cluster as a ${r.role} (node id ${r.nodeId}).`);
+  return 0;
+}
+
+export async function clusterLeave(i: Invocation): Promise<number> {
+  const r = await localCall<{ left: string }>(stateDir(i), 'POST', '/leave', { force: i.flag('force') });
+  console.log(`Node left cluster ${r.left}.`);
+  return 0;
+}
+
+export async function clusterJoinToken(i: Invocation): Promise<number> {
+  const role = i.positionals[0];
+  if ((role !== 'worker' && role !== 'manager') || i.positionals.length !== 1) throw new CliError('cluster join-token needs worker or manager');
+  const ctx = i.context();
+  if (i.flag('rotate')) await control(ctx, 'POST', '/v1/join-tokens/rotate', { role });
+  const t = await control<{ worker: string; manager: string; managers: string[] }>(ctx, 'GET', '/v1/join-tokens');
+  if (i.flag('quiet')) console.log(t[role]);
+  else console.log(`To add a ${role} to this cluster, run:\n\n    shoal cluster join --token ${t[role]} ${t.managers[0]}\n`);
+  return 0;
+}
+
+export async function clusterInspect(i: Invocation): Promise<number> {
+  const c = await control<Cluster>(i.context(), 'GET', '/v1/cluster');
+  const format = i.output.format;
+  // Docker prints one object for `swarm inspect`-like commands; keep that unless a template is given.
+  console.log(format === undefined || format === 'json' ? JSON.stringify(c, null, 2) : renderInspect([c], format));
+  return 0;
+}
+
+/** `cluster update` limit flags → the `limits` keys of POST /v1/cluster/update (see manager/store/limits.ts). */
+export const LIMIT_FLAGS: Record<string, { key: string; bytes: boolean }> = {
+  'max-replicas': { key: 'maxReplicas', bytes: false },
+  'max-tasks': { key: 'maxTasks', bytes: false },
+  'max-object-size': { key: 'maxObjectBytes', bytes: true },
+  'max-labels': { key: 'maxLabels', bytes: false },
+  'max-label-key-size': { key: 'maxLabelKeyBytes', bytes: true },
+  'max-label-value-size': { key: 'maxLabelValueBytes', bytes: true },
+  'max-name-length': { key: 'maxNameLength', bytes: false },
+};
+
+export async function clusterUpdate(i: Invocation): Promise<number> {
+  const body: { heartbeatPeriodMs?: number; nodeCertValidityMs?: number; limits?: Record<string, number> } = {};
+  const hb = i.value('dispatcher-heartbeat');
+  const ce = i.value('cert-expiry');
+  if (hb) body.heartbeatPeriodMs = parseDuration(hb, '--dispatcher-heartbeat');
+  if (ce) body.nodeCertValidityMs = parseDuration(ce, '--cert-expiry');
+  const limits: Record<string, number> = {};
+  for (const [flagName, { key, bytes }] of Object.entries(LIMIT_FLAGS)) {
+    const v = i.value(flagName);
+    if (v === undefined) continue;
+    const { parseMemory } = await import('./service-flags.ts');
+    const n = bytes ? parseMemory(v, `--${flagName}`) : Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) throw new CliError(`--${flagName}: expected a whole number (got ${JSON.stringify(v)})`);
+    limits[key] = n;
+  }
+  if (Object.keys(limits).length > 0) body.limits = limits;
+  if (Object.keys(body).length === 0) throw new CliError(`cluster update needs at least one of --dispatcher-heartbeat, --cert-expiry, ${Object.keys(LIMIT_FLAGS).map((f) => `--${f}`).join(', ')}`);
+  await control(i.context(), 'POST', '/v1/cluster/update', body);
+  console.log('Cluster updated.');
+  return 0;
+}
+
+export async function clusterCa(i: Invocation): Promise<number> {
+  if (!i.flag('rotate-node-certs')) throw new CliError('cluster ca needs --rotate-node-certs');
+  const r = await control<{ notified: number }>(i.context(), 'POST', '/v1/cluster/rotate-node-certs');
+  console.log(`Asked ${r.notified} connected nodes to renew their certificates.`);
+  return 0;
+}

@@ -1,0 +1,267 @@
+// THE declaration of the `shoal` command line: every command and subcommand, its flags with one line of
+// help each, and its handler (imported only when that command runs, so `shoal node ls` loads neither the
+// daemon nor the lab). The dispatcher (cli/shoal.ts), `--help` (cli/help.ts) and `shoal completion bash`
+// (cli/completion.ts) are all generated from this tree: a flag added here is parsed, listed and completed.
+import type { CommandDef, Invocation } from './command.ts';
+import { CliError } from './context.ts';
+import { bool, list, value, type FlagDef } from './flags.ts';
+import { NETWORK_CREATE_FLAGS } from './network.ts';
+import { CREATE_FLAGS, UPDATE_FLAGS } from './service-flags.ts';
+
+// -------------------------------------------------------------------------------------- shared flags
+
+/** Accepted by every command (and before the command: `shoal --context F node ls`). */
+export const CONTEXT_FLAG = value('context', 'Cluster context file (default $SHOAL_CONTEXT or ~/.shoal/context.json)', { value: 'file' });
+const FORMAT = value('format', "Output: table, json, or a template such as '{{.ID}}' or 'table {{.ID}}\\t{{.Name}}'", { value: 'format' });
+const QUIET = bool('quiet', 'Only display IDs', { short: 'q' });
+/** ls and ps. */
+const LIST_OUTPUT = [FORMAT, QUIET];
+/** inspect. */
+const INSPECT_OUTPUT = [value('format', "Output: json (default) or a template such as '{{.ID}}' or '{{json .Spec}}'", { value: 'format' })];
+const STATE_DIR = value('state-dir', 'State directory of the local daemon', { value: 'dir' });
+const ALL = bool('all', 'Show all tasks (default shows running and desired tasks only)', { short: 'a' });
+const DETACH = bool('detach', 'Exit immediately instead of waiting for the service to converge', { short: 'd' });
+const QUIET_PROGRESS = bool('quiet', 'Suppress progress output', { short: 'q' });
+
+/** `cluster update` limits (POST /v1/cluster/update `limits`; see manager/store/limits.ts). */
+const LIMIT_FLAGS: FlagDef[] = [
+  value('max-replicas', 'Most replicas (or job completions) one service may have', { value: 'N' }),
+  value('max-tasks', 'Most task objects in the cluster, history included', { value: 'N' }),
+  value('max-object-size', 'Largest stored object (e.g. 512k)', { value: 'bytes' }),
+  value('max-labels', 'Most entries in one labels map', { value: 'N' }),
+  value('max-label-key-size', 'Largest label key', { value: 'bytes' }),
+  value('max-label-value-size', 'Largest label value', { value: 'bytes' }),
+  value('max-name-length', 'Longest service, network or node name', { value: 'N' }),
+];
+
+const LAB_NAME = value('name', 'Lab name: 1-8 of [a-z0-9] (default shoal)', { value: 'name' });
+
+const LOGS_FLAGS: FlagDef[] = [
+  bool('follow', 'Follow log output', { short: 'f' }),
+  value('tail', 'Number of lines to show from the end of the logs (or "all")', { short: 'n', value: 'N' }),
+  value('since', 'Show logs since a timestamp or a relative time (e.g. 10m, 1h30m)', { value: 'time' }),
+  bool('timestamps', 'Show timestamps', { short: 't' }),
+  bool('raw', 'Do not prefix lines with the task and node'),
+  bool('no-task-ids', 'Do not include task IDs in the prefix'),
+];
+
+// Lazy handlers: each command module is imported only when its command runs.
+const cluster = () => import('./cluster.ts');
+const node = () => import('./node.ts');
+const service = () => import('./service.ts');
+const network = () => import('./network.ts');
+const image = () => import('./image.ts');
+const lab = () => import('./lab.ts');
+const logs = () => import('./logs.ts');
+/**
+ * `shoal lab SUB`: H4's module parses its own argv (the declared flags are checked first). The harness
+ * reports a bad lab name as a LabError: that is the user's mistake, so it becomes one line.
+ */
+const labRun = (sub: string) => async (i: Invocation) => {
+  const { LabError, validateLabName } = await import('../test/cluster/lab.ts');
+  try {
+    validateLabName(i.value('name') ?? (sub === 'down' ? i.positionals[0] : undefined) ?? 'shoal');
+    if (sub === 'up') checkLabUp(i);
+    return await (await lab()).labCmd(sub, i.argv);
+  } catch (e) {
+    throw e instanceof LabError ? new CliError(e.message) : e;
+  }
+};
+
+/** `lab up`'s numbers, checked before any host is created (a typo must not cost a half-built lab). */
+function checkLabUp(i: Invocation): void {
+  const ranges: [string, number, number][] = [['managers', 1, 7], ['workers', 0, 50], ['replicas', 1, 500], ['port', 1, 65535]];
+  for (const [f, lo, hi] of ranges) {
+    const v = i.value(f);
+    if (v !== undefined && !(Number.isInteger(Number(v)) && Number(v) >= lo && Number(v) <= hi)) throw new CliError(`--${f} must be ${lo}..${hi} (got ${JSON.stringify(v)})`);
+  }
+}
+
+export const COMMANDS: CommandDef = {
+  name: 'shoal',
+  summary: 'A multi-host container cluster manager (Docker Swarm-like)',
+  flags: [CONTEXT_FLAG],
+  subcommands: [
+    {
+      name: 'cluster',
+      summary: 'Create, join and configure a cluster',
+      subcommands: [
+        {
+          name: 'init',
+          summary: 'Initialise a cluster: this node becomes its first manager',
+          flags: [
+            value('advertise-addr', 'Address (IP or interface) other nodes reach this one at', { value: 'IP|IFACE' }),
+            value('listen-port', 'Port for the managers and agents (default 2377)', { value: 'port' }),
+            STATE_DIR,
+            bool('force-new-cluster', "Force a new cluster from this manager's state (quorum lost)"),
+          ],
+          run: async (i) => (await cluster()).clusterInit(i),
+        },
+        {
+          name: 'join',
+          summary: 'Join this node to a cluster as a worker or a manager',
+          args: 'MANAGER[:PORT]',
+          flags: [value('token', 'Join token (from `shoal cluster join-token`)', { value: 'token' }), value('advertise-addr', 'Address (IP or interface) other nodes reach this one at', { value: 'IP|IFACE' }), value('listen-port', 'Port for the managers and agents (default 2377)', { value: 'port' }), STATE_DIR],
+          run: async (i) => (await cluster()).clusterJoin(i),
+        },
+        {
+          name: 'join-token',
+          summary: 'Show (or rotate) the join token for workers or managers',
+          args: 'worker|manager',
+          flags: [bool('rotate', 'Rotate the join token'), bool('quiet', 'Only display the token', { short: 'q' })],
+          run: async (i) => (await cluster()).clusterJoinToken(i),
+        },
+        { name: 'leave', summary: 'Make this node leave the cluster', flags: [bool('force', 'Leave even if this breaks the quorum', { short: 'f' }), STATE_DIR], run: async (i) => (await cluster()).clusterLeave(i) },
+        { name: 'inspect', summary: 'Show the cluster object (spec, Raft state)', flags: INSPECT_OUTPUT, run: async (i) => (await cluster()).clusterInspect(i) },
+        {
+          name: 'update',
+          summary: 'Change cluster-wide settings',
+          flags: [value('dispatcher-heartbeat', 'Heartbeat period of the agents (e.g. 5s)', { value: 'duration' }), value('cert-expiry', 'Validity of node certificates (e.g. 90d)', { value: 'duration' }), ...LIMIT_FLAGS],
+          run: async (i) => (await cluster()).clusterUpdate(i),
+        },
+        { name: 'ca', summary: 'Manage the cluster CA', flags: [bool('rotate-node-certs', 'Ask every node to renew its certificate')], run: async (i) => (await cluster()).clusterCa(i) },
+      ],
+    },
+    {
+      name: 'node',
+      summary: 'Manage the nodes of the cluster',
+      subcommands: [
+        { name: 'ls', aliases: ['list'], summary: 'List nodes', flags: LIST_OUTPUT, run: async (i) => (await node()).nodeLs(i) },
+        { name: 'ps', summary: 'List the tasks on a node, with their CPU and memory', args: 'NODE', flags: [ALL, ...LIST_OUTPUT], run: async (i) => (await node()).nodePs(i) },
+        { name: 'inspect', summary: 'Show nodes in detail', args: 'NODE [NODE...]', flags: INSPECT_OUTPUT, run: async (i) => (await node()).nodeInspect(i) },
+        {
+          name: 'update',
+          summary: "Change a node's labels or availability",
+          args: 'NODE',
+          flags: [list('label-add', 'Add or update a node label', { value: 'key=value' }), list('label-rm', 'Remove a node label', { value: 'key' }), value('availability', 'Availability: active, pause or drain', { value: 'state' })],
+          run: async (i) => (await node()).nodeUpdate(i),
+        },
+        { name: 'promote', summary: 'Make workers managers', args: 'NODE [NODE...]', run: async (i) => (await node()).nodeRole(i) },
+        { name: 'demote', summary: 'Make managers workers', args: 'NODE [NODE...]', run: async (i) => (await node()).nodeRole(i) },
+        { name: 'rm', aliases: ['remove'], summary: 'Remove a node from the cluster', args: 'NODE', flags: [bool('force', 'Remove a node that is not down', { short: 'f' })], run: async (i) => (await node()).nodeRm(i) },
+      ],
+    },
+    {
+      name: 'service',
+      summary: 'Manage services',
+      subcommands: [
+        {
+          name: 'create',
+          summary: 'Create a service (Docker\'s `service create` flags)',
+          args: 'IMAGE [COMMAND] [ARG...]',
+          flags: CREATE_FLAGS,
+          interspersed: false,
+          run: async (i) => (await service()).serviceCreate(i),
+        },
+        { name: 'ls', aliases: ['list'], summary: 'List services', flags: LIST_OUTPUT, run: async (i) => (await service()).serviceLs(i) },
+        { name: 'ps', summary: 'List the tasks of a service', args: 'SERVICE', flags: [ALL, ...LIST_OUTPUT], run: async (i) => (await service()).servicePs(i) },
+        { name: 'inspect', summary: 'Show services in detail', args: 'SERVICE [SERVICE...]', flags: INSPECT_OUTPUT, run: async (i) => (await service()).serviceInspect(i) },
+        { name: 'scale', summary: 'Scale replicated services', args: 'SERVICE=REPLICAS [SERVICE=REPLICAS...]', flags: [DETACH, QUIET_PROGRESS], run: async (i) => (await service()).serviceScale(i) },
+        { name: 'update', summary: 'Update a service (Docker\'s `service update` flags)', args: 'SERVICE', flags: UPDATE_FLAGS, run: async (i) => (await service()).serviceUpdate(i) },
+        { name: 'rollback', summary: "Revert a service to its previous spec", args: 'SERVICE', flags: [DETACH, QUIET_PROGRESS], run: async (i) => (await service()).serviceRollback(i) },
+        { name: 'rm', aliases: ['remove'], summary: 'Remove services', args: 'SERVICE [SERVICE...]', run: async (i) => (await service()).serviceRm(i) },
+        { name: 'logs', summary: 'Fetch the logs of every task of a service', args: 'SERVICE', flags: LOGS_FLAGS, run: async (i) => (await logs()).logsCmd(i.context(), 'service', i.argv) },
+      ],
+    },
+    {
+      name: 'task',
+      summary: 'Work with single tasks',
+      subcommands: [
+        { name: 'logs', summary: 'Fetch the logs of one task', args: 'TASK', flags: LOGS_FLAGS, run: async (i) => (await logs()).logsCmd(i.context(), 'task', i.argv) },
+        {
+          name: 'exec',
+          summary: "Run a command in a running task's container",
+          args: 'TASK -- COMMAND [ARG...]',
+          interspersed: false,
+          flags: [value('timeout', 'Seconds to wait for the command (default 60)', { value: 'seconds' })],
+          run: async (i) => (await logs()).taskExecCmd(i.context(), i.argv),
+        },
+      ],
+    },
+    {
+      name: 'network',
+      summary: 'Manage overlay networks',
+      subcommands: [
+        { name: 'create', summary: 'Create an overlay network', args: 'NAME', flags: NETWORK_CREATE_FLAGS, run: async (i) => (await network()).networkCreate(i) },
+        { name: 'ls', aliases: ['list'], summary: 'List networks', flags: LIST_OUTPUT, run: async (i) => (await network()).networkLs(i) },
+        { name: 'inspect', summary: 'Show networks in detail', args: 'NETWORK [NETWORK...]', flags: INSPECT_OUTPUT, run: async (i) => (await network()).networkInspect(i) },
+        { name: 'rm', aliases: ['remove'], summary: 'Remove networks', args: 'NETWORK [NETWORK...]', run: async (i) => (await network()).networkRm(i) },
+      ],
+    },
+    {
+      name: 'image',
+      summary: "Manage this node's images (local daemon)",
+      subcommands: [
+        { name: 'load', summary: 'Load an image from a docker-save or OCI archive', args: 'ARCHIVE', flags: [STATE_DIR, value('tag', 'Name the image NAME:TAG', { value: 'name:tag' })], run: async (i) => (await image()).imageLoad(i) },
+        {
+          name: 'pull',
+          summary: 'Pull an image from a registry',
+          args: 'REF',
+          flags: [STATE_DIR],
+          notes: ['Registry credentials: SHOAL_REGISTRY_USER and SHOAL_REGISTRY_PASSWORD.'],
+          run: async (i) => (await image()).imagePull(i),
+        },
+        { name: 'ls', aliases: ['list'], summary: 'List images', flags: [STATE_DIR, ...LIST_OUTPUT], run: async (i) => (await image()).imageLs(i) },
+        { name: 'rm', aliases: ['remove'], summary: 'Remove images', args: 'IMAGE [IMAGE...]', flags: [STATE_DIR], run: async (i) => (await image()).imageRm(i) },
+        { name: 'prune', summary: 'Remove images no task uses', flags: [STATE_DIR], run: async (i) => (await image()).imagePrune(i) },
+      ],
+    },
+    {
+      name: 'volume',
+      summary: "Manage this node's volumes (created on first use by --mount type=volume)",
+      subcommands: [
+        { name: 'ls', aliases: ['list'], summary: 'List volumes', flags: [STATE_DIR, ...LIST_OUTPUT], run: async (i) => (await image()).volumeLs(i) },
+        { name: 'rm', aliases: ['remove'], summary: 'Remove volumes', args: 'VOLUME [VOLUME...]', flags: [STATE_DIR], run: async (i) => (await image()).volumeRm(i) },
+        { name: 'prune', summary: 'Remove volumes no task uses', flags: [STATE_DIR], run: async (i) => (await image()).volumePrune(i) },
+      ],
+    },
+    {
+      name: 'daemon',
+      summary: "Run this host's Shoal daemon in the foreground",
+      flags: [
+        STATE_DIR,
+        value('hostname', 'Node hostname (default: the host name)', { value: 'name' }),
+        value('executor', 'Task executor: engine (containers) or test (no processes)', { value: 'engine|test' }),
+        list('insecure-registry', 'Registry reached over plain HTTP', { value: 'host:port' }),
+        value('netns-prefix', 'Prefix of the network namespaces this node creates', { value: 'prefix' }),
+        value('election-ms', 'Raft election timeout in milliseconds', { value: 'ms' }),
+      ],
+      run: async (i) => (await import('./daemon.ts')).daemonCmd(i),
+    },
+    {
+      name: 'lab',
+      summary: 'A multi-host cluster on this machine, in network namespaces',
+      subcommands: [
+        {
+          name: 'up',
+          summary: 'Start a lab cluster (and a demo service)',
+          flags: [
+            LAB_NAME,
+            value('managers', 'Number of managers, 1..7 (default 3)', { value: 'N' }),
+            value('workers', 'Number of workers, 0..50 (default 2)', { value: 'N' }),
+            bool('no-demo', 'Do not deploy the demo web service'),
+            value('replicas', 'Replicas of the demo service, 1..500 (default 6)', { value: 'N' }),
+            value('port', 'Published port of the demo service (default 8080)', { value: 'port' }),
+          ],
+          run: labRun('up'),
+        },
+        { name: 'down', summary: 'Stop a lab and remove everything it created', args: '[NAME]', flags: [LAB_NAME, bool('force', 'Kill without waiting for a clean stop')], run: labRun('down') },
+        { name: 'ls', aliases: ['list'], summary: "List labs on this machine, with each host's daemon", flags: [LAB_NAME], run: labRun('ls') },
+        {
+          name: 'restart',
+          summary: "Restart a lab host's daemon and wait until it is back in the cluster",
+          args: 'HOST',
+          flags: [LAB_NAME, bool('force', 'Kill the daemon (SIGKILL) instead of stopping it'), value('wait', 'Seconds to wait for the node to rejoin, 0..600 (default 30)', { value: 'seconds' })],
+          run: labRun('restart'),
+        },
+      ],
+    },
+    {
+      name: 'completion',
+      summary: 'Print a shell completion script',
+      args: 'bash',
+      notes: ['Load it with:  source <(shoal completion bash)'],
+      run: async (i) => (await import('./completion.ts')).completionCmd(i),
+    },
+  ],
+};
