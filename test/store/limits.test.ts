@@ -225,8 +225,8 @@ test('store: lowering a limit grandfathers existing objects; only changes that m
 test('store: limits are checked when a write is proposed, never when an entry is applied (replay does not depend on them)', async () => {
   // A leader with room commits an entry; a replica whose cluster object says less applies it anyway.
   const entries: Uint8Array[] = [];
-  const leader = new Store({
-    propose: async (d) => {
+  const leader: Store = new Store({
+    propose: async (d): Promise<unknown> => {
       entries.push(d);
       return leader.apply({ index: leader.index + 1, data: d });
     },
