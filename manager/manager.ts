@@ -283,9 +283,8 @@ export class Manager {
   private stopLeaderLoops(closeSessions = false): void {
     if (this.leaderTimer) clearInterval(this.leaderTimer);
     this.leaderTimer = null;
-    this.dispatcher.stopLeading(false);
     for (const hook of this.leaderHooks) hook.stop();
-    if (closeSessions) this.dispatcher.stopLeading(true);
+    this.dispatcher.stopLeading(closeSessions);
   }
 
   private async leaderTick(): Promise<void> {

@@ -18,7 +18,7 @@
 // unchanged (a task's version, a service's spec and endpoint, a node's attachments, a network's
 // version); a stale write is skipped and one more pass follows. A ConflictError from apply re-runs the
 // pass at once (three times, then with backoff); other errors back off up to 5 s.
-import { randomBytes } from 'node:crypto';
+import { newId } from '../store/ids.ts';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { NameInUseError } from '../store/store.ts';
@@ -61,13 +61,6 @@ export interface AllocatorPassInfo {
   /** Writes skipped because the object changed after the view (a new pass follows). */
   stale: number;
   ms: number;
-}
-
-function defaultNewId(): string {
-  const b = randomBytes(17);
-  let n = 0n;
-  for (const x of b) n = (n << 8n) | BigInt(x);
-  return n.toString(36).padStart(25, '0').slice(-25);
 }
 
 /**
@@ -133,7 +126,7 @@ export class AllocatorRunner {
     private readonly opts: AllocatorRunnerOptions = {},
   ) {
     this.log = opts.log ?? (() => {});
-    this.newId = opts.newId ?? defaultNewId;
+    this.newId = opts.newId ?? newId;
     this.loop = new PassLoop(() => this.pass(), { who: 'allocator', log: this.log });
   }
 

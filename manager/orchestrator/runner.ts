@@ -15,7 +15,7 @@
 // * Nothing is kept in memory that a new leader would need: all state is in the store. The one piece of
 //   memory — when a task was seen entering 'running', used by update monitoring — has a store-based
 //   fallback.
-import { randomBytes } from 'node:crypto';
+import { newId } from '../store/ids.ts';
 import { CLUSTER_ID } from '../store/objects.ts';
 import { BatchError, ConflictError } from '../store/store.ts';
 import { LIMIT_SETTINGS, limitsOf } from '../store/limits.ts';
@@ -47,13 +47,6 @@ export interface OrchestratorOptions {
    * may overshoot). The rest is applied by the next pass. Default a third of the store's limit.
    */
   maxBytesPerService?: number;
-}
-
-export function defaultNewId(): string {
-  const b = randomBytes(17);
-  let n = 0n;
-  for (const x of b) n = (n << 8n) | BigInt(x);
-  return n.toString(36).padStart(25, '0').slice(-25);
 }
 
 const realTimers: OrchestratorTimers = {
@@ -163,7 +156,7 @@ export class Orchestrator {
     opts: OrchestratorOptions = {},
   ) {
     this.now = opts.now ?? Date.now;
-    this.newId = opts.newId ?? defaultNewId;
+    this.newId = opts.newId ?? newId;
     this.log = opts.log ?? (() => {});
     this.timers = opts.timers ?? realTimers;
     this.debounceMs = opts.debounceMs ?? 5;

@@ -1,0 +1,124 @@
+// The two endpoints anyone may call, without a client certificate: the CA certificate (so a joining
+// node can pin it) and join itself. A join presents a token and a certificate request; the token's
+// secret decides the role, the CA decides the node id, and a manager joins Raft as a learner (the
+// role manager promotes it once it has caught up). Joins are rate-limited per source address.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PkiError, signNodeCertificate } from '../ca/pki.ts';
+import { formatJoinToken, parseJoinToken, tokenMatches, RateLimiter } from '../ca/tokens.ts';
+import type { RaftNode } from '../raft/node.ts';
+import { newId } from '../store/ids.ts';
+import type { Node as NodeObj } from '../store/objects.ts';
+import type { Store } from '../store/store.ts';
+import { isHostname } from '../dispatcher/validate.ts';
+import { raftUrl, type Members } from '../members.ts';
+import type { Gate } from './gate.ts';
+import { readCluster } from './cluster.ts';
+import { ApiError, BODY_LIMITS, badRequest, readJson, sendError, sendJson } from './http.ts';
+
+export interface JoinDeps {
+  store: Store;
+  raft: RaftNode;
+  gate: Gate;
+  members: Members;
+  clusterId: string;
+  /** The cluster's CA certificate (PEM), served at /v1/ca. */
+  caCertPem: string;
+  log: (line: string) => void;
+}
+
+const DEFAULT_CERT_VALIDITY_MS = 90 * 24 * 3600_000;
+const IPV4_RE = /^\d+\.\d+\.\d+\.\d+$/;
+
+export class JoinApi {
+  private readonly limiter = new RateLimiter({ capacity: 100, refillPerSec: 20 });
+
+  constructor(private readonly d: JoinDeps) {}
+
+  /** Serves /v1/ca and /v1/join; false for any other request. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method === 'GET' && path === '/v1/ca') {
+      res.writeHead(200, { 'content-type': 'application/x-pem-file' });
+      res.end(this.d.caCertPem);
+      return true;
+    }
+    if (req.method === 'POST' && path === '/v1/join') {
+      try {
+        const remote = req.socket.remoteAddress ?? '?';
+        if (!this.limiter.allow(remote, Date.now())) throw new ApiError(429, 'ERATELIMIT', 'too many join attempts; slow down');
+        sendJson(res, 200, await this.join(await readJson(req, BODY_LIMITS.small)));
+      } catch (e) {
+        sendError(res, e);
+      }
+      return true;
+    }
+    return false;
+  }
+
+  private async join(body: unknown): Promise<unknown> {
+    const b = (typeof body === 'object' && body !== null ? body : {}) as { token?: unknown; csr?: unknown; advertise?: unknown; hostname?: unknown };
+    if (typeof b.token !== 'string') throw badRequest('join needs a token');
+    if (typeof b.csr !== 'string') throw badRequest('join needs a certificate signing request');
+    if (typeof b.advertise !== 'string' || b.advertise.length > 261 || !/^[^\s:]+:\d+$/.test(b.advertise)) throw badRequest('join needs advertise as host:port');
+    if (b.hostname !== undefined && (typeof b.hostname !== 'string' || !isHostname(b.hostname))) {
+      throw badRequest('join hostname must be at most 253 letters, digits, dots, dashes or underscores');
+    }
+    const advertise = b.advertise;
+    let parsed;
+    try {
+      parsed = parseJoinToken(b.token);
+    } catch (e) {
+      throw new ApiError(401, 'EBADTOKEN', (e as Error).message);
+    }
+    this.d.gate.requireLeader();
+    const c = readCluster(this.d.store);
+    if (!c) throw new ApiError(503, 'ENOTREADY', 'cluster not initialised yet');
+    let role: 'worker' | 'manager';
+    const presented = formatJoinToken(parsed); // canonical form: stray whitespace or case do not matter
+    if (tokenMatches(presented, c.joinTokens.manager)) role = 'manager';
+    else if (tokenMatches(presented, c.joinTokens.worker)) role = 'worker';
+    else throw new ApiError(401, 'EBADTOKEN', parsed.caDigest === parseJoinToken(c.joinTokens.worker).caDigest ? 'invalid join token (wrong secret, or it was rotated)' : 'invalid join token: it belongs to another cluster');
+    const nodeId = newId();
+    const host = advertise.split(':')[0]!;
+    // A DNS name goes into a certificate only for a manager, which serves Raft under it; a worker
+    // choosing a name (say, the one managers are reached by) would otherwise hold a certificate for it.
+    const sans = IPV4_RE.test(host) ? { ips: [host] } : role === 'manager' ? { dns: [host] } : {};
+    const issued = signOrBadRequest({
+      caCertPem: c.rootCa.caCertPem,
+      caKeyPem: c.rootCa.caKeyPem,
+      csrPem: b.csr,
+      nodeId,
+      role,
+      clusterId: this.d.clusterId,
+      sans,
+      validityMs: c.spec.caConfig?.nodeCertValidityMs ?? DEFAULT_CERT_VALIDITY_MS,
+    });
+    const now = new Date().toISOString();
+    await this.d.gate.write((tx) => {
+      tx.create({
+        id: nodeId,
+        kind: 'node',
+        spec: { labels: {}, availability: 'active', role },
+        description: { hostname: typeof b.hostname === 'string' ? b.hostname : host, platform: { os: 'linux', arch: process.arch }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: host },
+        status: { state: 'unknown', message: 'joined', addr: host, lastHeartbeat: now },
+        certificate: { serial: issued.serial, notAfter: issued.notAfter.toISOString(), role },
+      } as unknown as NodeObj);
+    });
+    if (role === 'manager') {
+      // Joins Raft as a learner; the leader promotes it once it has caught up.
+      await this.d.gate.retryConf(() => this.d.raft.addMember(nodeId, raftUrl(advertise), { learner: true }));
+    }
+    this.d.log(`node ${nodeId} joined as ${role} from ${advertise}`);
+    return { nodeId, role, certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, clusterId: this.d.clusterId, managers: this.d.members.managerAddrs() };
+  }
+}
+
+/** Signs a CSR; a bad CSR (signature, weak key, malformed) is the caller's fault: 400, not 500. */
+function signOrBadRequest(o: Parameters<typeof signNodeCertificate>[0]) {
+  try {
+    return signNodeCertificate(o);
+  } catch (e) {
+    if (e instanceof PkiError) throw badRequest(`certificate request refused: ${e.message}`);
+    throw e;
+  }
+}

@@ -1,0 +1,638 @@
+// The leader's side of every node session (the dispatcher, as in SwarmKit): one mutual-TLS WebSocket
+// per node at DISPATCHER_PATH. It tells each node its tasks (assignments) and overlay networks
+// (NetViews), writes the task states nodes report, keeps node heartbeats and marks silent nodes Down.
+//
+// Nothing a node sends can take the manager down or cost other nodes anything (security review,
+// findings 2, 3, 8, 9): each session is a transport/session.ts Session (error/close always handled,
+// size caps, liveness, bounded output); each message is validated (validate.ts) and one bad message,
+// or one bad entry of a batch, is dropped and counted alone; a node may report only its own tasks,
+// and only forward; hello writes and certificate renewals are rate-limited per node; status reports
+// wait in a bounded per-node queue; a node that keeps misbehaving is disconnected with a logged
+// reason. Counters are served at GET /v1/dispatcher/stats.
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { ProtocolViolation, Session, jsonDecoder, type SessionCounters } from '../../transport/session.ts';
+import { canonicalJson, nodeNetViews, type NetSnapshot } from '../allocator/netview.ts';
+import { PkiError, signNodeCertificate } from '../ca/pki.ts';
+import { RateLimiter } from '../ca/tokens.ts';
+import type { RaftNode } from '../raft/node.ts';
+import { CLUSTER_ID, isTerminalTaskState, taskStateRank, type Cluster, type Node as NodeObj, type Task } from '../store/objects.ts';
+import type { Store } from '../store/store.ts';
+import type { TaskAssignment } from '../../worker/executor.ts';
+import { RemoteCalls } from '../api/remote.ts';
+import type { Gate } from '../api/gate.ts';
+import { raftUrl, type Members } from '../members.ts';
+import { NodeLiveness } from './liveness.ts';
+import { DISPATCHER_PATH, type ManagerToAgent } from './protocol.ts';
+import { StatusQueue } from './status-queue.ts';
+import { validateAgentMessage, type InboundMessage, type StatusMessage, type UsageMessage } from './validate.ts';
+import type { RemoteMessage } from '../api/remote-validate.ts';
+
+/** Limits of the dispatcher; each says what it protects. */
+export const DISPATCHER_LIMITS = {
+  /** Largest frame ws accepts (a bigger one closes the session with 1009). */
+  maxPayload: 4 << 20,
+  /** Largest message processed; bigger ones (under maxPayload) are dropped as violations. */
+  maxMessageBytes: 2 << 20,
+  /** Unsent bytes towards one node before it is closed as a slow consumer (assignments can be large;
+   * dropping one would leave the node without its tasks, a reconnect resends everything). */
+  maxBufferedBytes: 16 << 20,
+  /** More violations than this within the window disconnects the node. */
+  violations: { count: 20, windowMs: 10_000 },
+  /** Session pings; the node's own heartbeats decide Down, these only catch dead connections. */
+  liveness: { pingIntervalMs: 10_000, timeoutMs: 30_000 },
+  /** Messages per node: sustained rate and burst (heartbeats, status, logs chunks all count). */
+  messagesPerSec: 500,
+  messageBurst: 2000,
+  /** A `hello` (which writes the node object) at most this often per session. */
+  helloIntervalMs: 5_000,
+  /** Certificate renewals (an RSA signature and a Raft write each) per node: burst, then one per 10 s. */
+  renewBurst: 5,
+  renewPerSec: 0.1,
+  /** Status reports waiting per node (coalesced by task). */
+  statusQueuePerNode: 5_000,
+  /** Status updates written per Raft transaction. */
+  statusChunk: 500,
+} as const;
+
+export interface DispatcherDeps {
+  store: Store;
+  raft: RaftNode;
+  gate: Gate;
+  members: Members;
+  clusterId: string;
+  /** Why a (DER) client certificate may not open a session, or null. */
+  certProblem: (raw: Buffer | undefined, roles: string[]) => string | null;
+  log: (line: string) => void;
+}
+
+interface NodeSession {
+  nodeId: string;
+  session: Session<InboundMessage>;
+  /** When this session's last hello was processed (-Infinity: none yet). */
+  helloAt: number;
+}
+
+/** Totals over all sessions (closed ones folded in), for GET /v1/dispatcher/stats. */
+export interface DispatcherStats {
+  sessions: { open: number; opened: number; closed: number };
+  messages: { received: number; bytes: number; byType: Record<string, number> };
+  dropped: { total: number; byReason: Record<string, number> };
+  violations: number;
+  handlerErrors: number;
+  disconnects: { total: number; byReason: Record<string, number> };
+  status: { queued: number; written: number };
+  sent: number;
+  sendRefused: number;
+}
+
+export class Dispatcher {
+  /** Logs / exec requests to nodes over their sessions, and the usage they report. */
+  readonly remote = new RemoteCalls((nodeId, m) => this.send(nodeId, m));
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: DISPATCHER_LIMITS.maxPayload });
+  private readonly sessions = new Map<string, NodeSession>();
+  private readonly liveness = new NodeLiveness(1000, 3);
+  private readonly msgLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.messageBurst, refillPerSec: DISPATCHER_LIMITS.messagesPerSec });
+  private readonly renewLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.renewBurst, refillPerSec: DISPATCHER_LIMITS.renewPerSec });
+  private readonly statusQueue = new StatusQueue(DISPATCHER_LIMITS.statusQueuePerNode);
+  private statusTimer: NodeJS.Timeout | null = null;
+  private leading = false;
+  private unwatchTasks: (() => void) | null = null;
+  private unwatchNet: (() => void) | null = null;
+  private dirtyNodes = new Set<string>();
+  private assignTimer: NodeJS.Timeout | null = null;
+  private netTimer: NodeJS.Timeout | null = null;
+  /** Last NetView (canonical JSON) sent to each session. */
+  private sentViews = new Map<string, string>();
+  private readonly totals = emptyTotals();
+
+  constructor(private readonly d: DispatcherDeps) {}
+
+  // ------------------------------------------------------------------ sessions
+
+  /** Takes the upgrade if it is for the dispatcher (true), after checking the node's certificate. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== DISPATCHER_PATH) return false;
+    const tls = socket as TLSSocket;
+    const cert = tls.authorized ? tls.getPeerCertificate() : undefined;
+    const problem = tls.authorized ? this.d.certProblem(cert?.raw, ['worker', 'manager']) : `TLS: ${String(tls.authorizationError ?? 'no client certificate')}`;
+    if (problem) {
+      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${problem}\n`);
+      return true;
+    }
+    const nodeId = String(cert!.subject.CN);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.open(nodeId, ws));
+    return true;
+  }
+
+  private open(nodeId: string, ws: WebSocket): void {
+    const ns: NodeSession = { nodeId, helloAt: -Infinity, session: null as unknown as Session<InboundMessage> };
+    ns.session = new Session<InboundMessage>(ws, {
+      name: `dispatcher: node ${nodeId}`,
+      decode: jsonDecoder(validateAgentMessage),
+      onMessage: (m) => this.onMessage(ns, m),
+      onClose: (code, reason, s) => this.closed(ns, code, reason, s.counters),
+      log: this.d.log,
+      limits: {
+        maxMessageBytes: DISPATCHER_LIMITS.maxMessageBytes,
+        maxBufferedBytes: DISPATCHER_LIMITS.maxBufferedBytes,
+        slowConsumer: 'close',
+        violations: DISPATCHER_LIMITS.violations,
+        liveness: DISPATCHER_LIMITS.liveness,
+      },
+    });
+    this.totals.opened++;
+    if (!this.leading) {
+      ns.session.sendJson({ t: 'redirect', leader: this.d.members.leaderAddr(), message: 'this manager is not the leader' } satisfies ManagerToAgent);
+      ns.session.close(4001, 'not leader');
+      return;
+    }
+    this.sessions.get(nodeId)?.session.close(4002, 'replaced by a new session');
+    this.sessions.set(nodeId, ns);
+  }
+
+  private closed(ns: NodeSession, code: number, reason: string, c: SessionCounters): void {
+    if (this.sessions.get(ns.nodeId) === ns) {
+      this.sessions.delete(ns.nodeId);
+      this.remote.nodeGone(ns.nodeId);
+    }
+    const t = this.totals;
+    t.closed++;
+    t.received += c.received;
+    t.bytes += c.bytesIn;
+    t.violations += c.violations;
+    t.handlerErrors += c.handlerErrors;
+    t.sent += c.sent;
+    t.sendRefused += c.sendRefused;
+    addCounts(t.dropped, c.droppedByReason);
+    const why = disconnectReason(code, reason);
+    bump(t.disconnects, why);
+    if (why !== 'peer-closed' && why !== 'not-leader' && why !== 'replaced') this.d.log(`dispatcher: node ${ns.nodeId} disconnected (${why}): ${code} ${reason}`);
+  }
+
+  /** Sends a message to a node's session; false if it has none (or it is not accepting more). */
+  send(nodeId: string, m: ManagerToAgent): boolean {
+    const ns = this.sessions.get(nodeId);
+    return ns ? ns.session.sendJson(m) : false;
+  }
+
+  /** Sends a message to every node with a session; returns how many. */
+  broadcast(m: ManagerToAgent): number {
+    let n = 0;
+    for (const ns of this.sessions.values()) if (ns.session.sendJson(m)) n++;
+    return n;
+  }
+
+  hasSession(nodeId: string): boolean {
+    return this.sessions.has(nodeId);
+  }
+
+  closeSession(nodeId: string, code: number, reason: string): void {
+    this.sessions.get(nodeId)?.session.close(code, reason);
+  }
+
+  heartbeatPeriod(): number {
+    return this.cluster()?.spec.dispatcher?.heartbeatPeriodMs ?? 1000;
+  }
+
+  private cluster(): Cluster | null {
+    return this.d.store.view((tx) => (tx.get('cluster', CLUSTER_ID) as Cluster | undefined) ?? null);
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  private async onMessage(ns: NodeSession, m: InboundMessage): Promise<void> {
+    const now = Date.now();
+    if (!this.msgLimiter.allow(ns.nodeId, now)) throw new ProtocolViolation('rate', `more than ${DISPATCHER_LIMITS.messagesPerSec} messages per second`);
+    bump(this.totals.byType, m.t);
+    const nodeId = ns.nodeId;
+    const send = (x: ManagerToAgent) => ns.session.sendJson(x);
+    try {
+      switch (m.t) {
+        case 'hello':
+          return await this.hello(ns, m.description, now);
+        case 'manager-up': {
+          const n = this.node(nodeId);
+          const st = this.d.raft.status();
+          if (!n || n.spec.role !== 'manager' || st.voters.includes(nodeId) || st.learners.includes(nodeId)) return;
+          await this.d.gate.retryConf(() => this.d.raft.addMember(nodeId, raftUrl(m.advertise), { learner: true }));
+          this.d.log(`node ${nodeId} promoted: joining Raft as a learner at ${m.advertise}`);
+          return;
+        }
+        case 'status':
+          return this.status(ns, m, now);
+        case 'usage':
+          return this.usage(ns, m);
+        case 'hb':
+          this.liveness.heartbeat(nodeId, now);
+          send({ t: 'hb', heartbeatPeriodMs: this.heartbeatPeriod(), managers: this.d.members.managerAddrs() });
+          return;
+        case 'renew':
+          return await this.renew(ns, m.csr, now);
+        default:
+          routeRemote(this.remote, nodeId, m);
+          return;
+      }
+    } catch (e) {
+      // The node hears why (as before); the session counts and logs it.
+      send({ t: 'error', message: (e as Error).message });
+      throw e;
+    }
+  }
+
+  private node(id: string): NodeObj | undefined {
+    return this.d.store.view((tx) => tx.get('node', id)) as NodeObj | undefined;
+  }
+
+  private async hello(ns: NodeSession, description: NodeObj['description'], now: number): Promise<void> {
+    if (now - ns.helloAt < DISPATCHER_LIMITS.helloIntervalMs) throw new ProtocolViolation('hello-rate', `hello again within ${DISPATCHER_LIMITS.helloIntervalMs} ms`);
+    ns.helloAt = now;
+    const nodeId = ns.nodeId;
+    this.liveness.heartbeat(nodeId, now);
+    const n = this.node(nodeId);
+    if (!n) {
+      ns.session.sendJson({ t: 'error', message: 'unknown node (removed?)' } satisfies ManagerToAgent);
+      ns.session.close(4003, 'unknown node');
+      return;
+    }
+    ns.session.sendJson({ t: 'welcome', nodeId, heartbeatPeriodMs: this.heartbeatPeriod(), managers: this.d.members.managerAddrs(), role: n.spec.role } satisfies ManagerToAgent);
+    this.sentViews.delete(nodeId);
+    this.sendNetViews([nodeId]);
+    this.sendAssignments(nodeId);
+    await this.d.gate.update((tx) => {
+      const cur = tx.get('node', nodeId) as NodeObj | undefined;
+      if (!cur) return;
+      tx.update({
+        ...cur,
+        description: { ...cur.description, ...description },
+        status: { ...cur.status, state: 'ready', message: '', addr: description.addr, lastHeartbeat: new Date().toISOString() },
+      });
+    });
+  }
+
+  /** Queues a batch's updates one by one: a bad or foreign entry costs only itself. */
+  private status(ns: NodeSession, m: StatusMessage, now: number): void {
+    this.liveness.heartbeat(ns.nodeId, now);
+    for (const v of m.rejected) ns.session.violation(v);
+    let foreign = 0;
+    for (const u of m.updates) {
+      const t = this.d.store.view((tx) => tx.get('task', u.taskId)) as Task | undefined;
+      if (!t) {
+        bump(this.totals.dispatcherDropped, 'unknown-task');
+        continue;
+      }
+      if (t.nodeId !== ns.nodeId) {
+        foreign++;
+        continue;
+      }
+      const r = this.statusQueue.push(ns.nodeId, u);
+      if (r === 'stale') bump(this.totals.dispatcherDropped, 'stale-state');
+      else if (r === 'full') bump(this.totals.dispatcherDropped, 'status-queue-full');
+      else if (r === 'queued') this.totals.statusQueued++;
+    }
+    // One violation per batch for foreign tasks: a node that lost a task to rescheduling may still
+    // report it once; a node that reports others' tasks keeps doing so and is disconnected.
+    if (foreign > 0) ns.session.violation(new ProtocolViolation('not-owner', `${foreign} status update(s) for tasks not assigned to this node`));
+    this.scheduleStatusFlush();
+  }
+
+  /** Usage of the sender's own tasks only (others' would spoof their numbers). */
+  private usage(ns: NodeSession, m: UsageMessage): void {
+    for (const v of m.rejected) ns.session.violation(v);
+    const own: UsageMessage['tasks'] = {};
+    let foreign = 0;
+    this.d.store.view((tx) => {
+      for (const [id, u] of Object.entries(m.tasks)) {
+        const t = tx.get('task', id) as Task | undefined;
+        if (!t) continue; // removed meanwhile
+        if (t.nodeId !== ns.nodeId) foreign++;
+        else own[id] = u;
+      }
+    });
+    if (foreign > 0) ns.session.violation(new ProtocolViolation('not-owner', `usage for ${foreign} task(s) not assigned to this node`));
+    this.remote.onUsage(Date.now(), own);
+  }
+
+  private async renew(ns: NodeSession, csr: string, now: number): Promise<void> {
+    const nodeId = ns.nodeId;
+    if (!this.renewLimiter.allow(nodeId, now)) {
+      throw new ProtocolViolation('renew-rate', `certificate renewals are limited; retry in ${Math.ceil(this.renewLimiter.retryAfterMs(nodeId, now) / 1000)} s`);
+    }
+    const c = this.cluster()!;
+    const n = this.node(nodeId);
+    if (!n) throw new Error('unknown node');
+    let issued;
+    try {
+      issued = signNodeCertificate({
+        caCertPem: c.rootCa.caCertPem,
+        caKeyPem: c.rootCa.caKeyPem,
+        csrPem: csr,
+        nodeId,
+        role: n.spec.role,
+        clusterId: this.d.clusterId,
+        sans: { ips: [n.status.addr || n.description.addr].filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x)) },
+        validityMs: c.spec.caConfig?.nodeCertValidityMs ?? 90 * 24 * 3600_000,
+      });
+    } catch (e) {
+      if (e instanceof PkiError) throw new ProtocolViolation('bad-csr', `certificate request refused: ${e.message}`);
+      throw e;
+    }
+    await this.d.gate.update((tx) => {
+      const cur = tx.get('node', nodeId) as NodeObj | undefined;
+      if (cur) tx.update({ ...cur, certificate: { serial: issued.serial, notAfter: issued.notAfter.toISOString(), role: n.spec.role } });
+    });
+    ns.session.sendJson({ t: 'cert', certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, role: n.spec.role } satisfies ManagerToAgent);
+  }
+
+  // ------------------------------------------------------------------ leadership
+
+  /** This manager became leader: nodes believed alive get a full grace window; pushes start. */
+  startLeading(): void {
+    this.leading = true;
+    const nodes = this.d.store.view((tx) => tx.list('node')) as NodeObj[];
+    this.liveness.setPeriod(this.heartbeatPeriod());
+    this.liveness.startTracking(nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id), Date.now());
+    // Any change to a node's tasks is pushed to that node's session (debounced per node).
+    this.unwatchTasks = this.d.store.watch(
+      {
+        kinds: ['task'],
+        onClose: () => {
+          // Store reset (snapshot installed): resend everything.
+          for (const id of this.sessions.keys()) this.markAssignments(id);
+        },
+      },
+      (ev) => {
+        const t = ev.object as Task;
+        if (t.nodeId) this.markAssignments(t.nodeId);
+        const old = ev.old as Task | undefined;
+        if (old?.nodeId && old.nodeId !== t.nodeId) this.markAssignments(old.nodeId);
+      },
+    );
+    // Network views depend on tasks, services, networks and nodes anywhere: recompute them (debounced).
+    this.unwatchNet = this.d.store.watch({ kinds: ['task', 'service', 'network', 'node'], onClose: () => this.markNetViews() }, () => this.markNetViews());
+  }
+
+  /** Leadership lost: stop pushing; agents reconnect to the new leader. */
+  stopLeading(closeSessions: boolean): void {
+    this.leading = false;
+    this.unwatchTasks?.();
+    this.unwatchTasks = null;
+    this.unwatchNet?.();
+    this.unwatchNet = null;
+    if (this.netTimer) clearTimeout(this.netTimer);
+    this.netTimer = null;
+    this.sentViews.clear();
+    if (closeSessions) {
+      for (const ns of this.sessions.values()) ns.session.close(4001, 'leadership lost');
+      this.sessions.clear();
+    }
+  }
+
+  /** Manager shutdown: every session ends at once. */
+  stop(): void {
+    this.stopLeading(false);
+    for (const ns of this.sessions.values()) ns.session.terminate('manager stopping');
+    this.sessions.clear();
+    if (this.statusTimer) clearTimeout(this.statusTimer);
+    this.statusTimer = null;
+    if (this.assignTimer) clearTimeout(this.assignTimer);
+    this.assignTimer = null;
+    this.wss.close();
+  }
+
+  /** Down detection (leader tick): nodes silent past the deadline are marked down. */
+  async detectDown(now: number): Promise<void> {
+    this.liveness.setPeriod(this.heartbeatPeriod());
+    const expired = this.liveness.expired(now);
+    if (expired.length > 0) {
+      await this.d.gate.update((tx) => {
+        for (const id of expired) {
+          const n = tx.get('node', id) as NodeObj | undefined;
+          if (!n || n.status.state === 'down') continue;
+          tx.update({ ...n, status: { ...n.status, state: 'down', message: 'heartbeat failure' } });
+        }
+      });
+      for (const id of expired) this.d.log(`node ${id} marked down (no heartbeat for ${this.liveness.deadlineMs} ms)`);
+    }
+    // Track nodes that (re)appear without a session yet.
+    for (const n of this.d.store.view((tx) => tx.list('node')) as NodeObj[]) {
+      if (n.status.state === 'ready' && !this.liveness.isTracked(n.id)) this.liveness.heartbeat(n.id, now);
+    }
+  }
+
+  // ------------------------------------------------------------------ assignments and network views
+
+  private markNetViews(): void {
+    this.netTimer ??= setTimeout(() => {
+      this.netTimer = null;
+      this.sendNetViews([...this.sessions.keys()]);
+    }, 100);
+  }
+
+  /** Sends each node its NetView if it changed since the last one sent over its session. */
+  private sendNetViews(nodeIds: string[]): void {
+    if (nodeIds.length === 0) return;
+    const snap = this.d.store.view((tx) => ({ networks: tx.list('network'), services: tx.list('service'), tasks: tx.list('task'), nodes: tx.list('node') })) as NetSnapshot;
+    if (snap.networks.length === 0) return;
+    const views = nodeNetViews(snap, nodeIds);
+    for (const [id, view] of views) {
+      const ns = this.sessions.get(id);
+      if (!ns) continue;
+      const text = canonicalJson(view);
+      if (this.sentViews.get(id) === text) continue;
+      if (ns.session.sendJson({ t: 'network', view } satisfies ManagerToAgent)) this.sentViews.set(id, text);
+    }
+  }
+
+  private markAssignments(nodeId: string): void {
+    if (!this.sessions.has(nodeId)) return;
+    this.dirtyNodes.add(nodeId);
+    this.assignTimer ??= setTimeout(() => {
+      this.assignTimer = null;
+      const nodes = [...this.dirtyNodes];
+      this.dirtyNodes.clear();
+      for (const id of nodes) this.sendAssignments(id);
+    }, 10);
+  }
+
+  /** Sends a node the full set of its tasks that are assigned and not finished. */
+  private sendAssignments(nodeId: string): void {
+    const ns = this.sessions.get(nodeId);
+    if (!ns) return;
+    const assignedRank = taskStateRank('assigned');
+    const tasks: TaskAssignment[] = [];
+    for (const t of this.d.store.view((tx) => tx.tasksByNode(nodeId)) as Task[]) {
+      if (taskStateRank(t.status.state) < assignedRank || isTerminalTaskState(t.status.state)) continue;
+      tasks.push({
+        id: t.id,
+        serviceId: t.serviceId,
+        serviceName: t.serviceAnnotations?.name ?? '',
+        ...(t.slot !== undefined ? { slot: t.slot } : {}),
+        spec: t.spec,
+        desiredState: t.desiredState,
+        state: t.status.state,
+        ...(t.networks?.length ? { networks: t.networks } : {}),
+      });
+    }
+    ns.session.sendJson({ t: 'assignments', tasks } satisfies ManagerToAgent);
+  }
+
+  // ------------------------------------------------------------------ status writes
+
+  private scheduleStatusFlush(): void {
+    this.statusTimer ??= setTimeout(() => {
+      this.statusTimer = null;
+      void this.flushStatus().catch((e) => this.d.log(`task status: ${(e as Error).message}`));
+    }, 20);
+  }
+
+  /**
+   * Writes queued task states: only by the node the task is assigned to, and only forward. A chunk
+   * whose transaction fails for a reason of its own (not a lost leadership) is retried one update at a
+   * time, so one bad entry cannot lose the other nodes' updates.
+   */
+  private async flushStatus(): Promise<void> {
+    const items = this.statusQueue.drain();
+    if (items.length === 0 || !this.leading) return;
+    for (let i = 0; i < items.length; i += DISPATCHER_LIMITS.statusChunk) {
+      const chunk = items.slice(i, i + DISPATCHER_LIMITS.statusChunk);
+      try {
+        this.totals.statusWritten += await this.writeStatus(chunk);
+      } catch (e) {
+        if (!this.leading || chunk.length === 1) throw e;
+        this.d.log(`task status: a batch of ${chunk.length} failed (${(e as Error).message}); writing them one by one`);
+        for (const one of chunk) {
+          try {
+            this.totals.statusWritten += await this.writeStatus([one]);
+          } catch (e1) {
+            if (!this.leading) throw e1;
+            bump(this.totals.dispatcherDropped, 'write-failed');
+            this.d.log(`task status: update of task ${one.u.taskId} from node ${one.nodeId} dropped: ${(e1 as Error).message}`);
+          }
+        }
+      }
+    }
+  }
+
+  /** One transaction of status updates; returns how many changed a task. */
+  private async writeStatus(chunk: { nodeId: string; u: TaskStatusUpdateOf }[]): Promise<number> {
+    let written = 0;
+    let stale = 0;
+    await this.d.gate.update((tx) => {
+      written = 0;
+      stale = 0;
+      for (const { nodeId, u } of chunk) {
+        const t = tx.get('task', u.taskId) as Task | undefined;
+        if (!t || t.nodeId !== nodeId) continue;
+        const rank = taskStateRank(u.state);
+        const cur = taskStateRank(t.status.state);
+        if (rank <= cur) {
+          if (rank < cur) stale++;
+          continue;
+        }
+        tx.update({
+          ...t,
+          status: {
+            state: u.state,
+            timestamp: u.timestamp,
+            message: u.message,
+            ...(u.err !== undefined ? { err: u.err } : {}),
+            ...(u.exitCode !== undefined ? { exitCode: u.exitCode } : {}),
+          },
+        } as Task);
+        written++;
+      }
+    });
+    if (stale > 0) bump(this.totals.dispatcherDropped, 'stale-state', stale);
+    return written;
+  }
+
+  // ------------------------------------------------------------------ stats
+
+  stats(): DispatcherStats {
+    const t = this.totals;
+    const dropped = { ...t.dropped };
+    addCounts(dropped, t.dispatcherDropped);
+    let received = t.received;
+    let bytes = t.bytes;
+    let violations = t.violations;
+    let handlerErrors = t.handlerErrors;
+    let sent = t.sent;
+    let sendRefused = t.sendRefused;
+    for (const ns of this.sessions.values()) {
+      const c = ns.session.counters;
+      received += c.received;
+      bytes += c.bytesIn;
+      violations += c.violations;
+      handlerErrors += c.handlerErrors;
+      sent += c.sent;
+      sendRefused += c.sendRefused;
+      addCounts(dropped, c.droppedByReason);
+    }
+    const total = Object.values(dropped).reduce((a, b) => a + b, 0);
+    return {
+      sessions: { open: this.sessions.size, opened: t.opened, closed: t.closed },
+      messages: { received, bytes, byType: { ...t.byType } },
+      dropped: { total, byReason: dropped },
+      violations,
+      handlerErrors,
+      disconnects: { total: Object.values(t.disconnects).reduce((a, b) => a + b, 0), byReason: { ...t.disconnects } },
+      status: { queued: t.statusQueued, written: t.statusWritten },
+      sent,
+      sendRefused,
+    };
+  }
+}
+
+type TaskStatusUpdateOf = StatusMessage['updates'][number];
+
+/** Hands a node's answer to a logs/exec request to RemoteCalls, which checks it against its request. */
+export function routeRemote(remote: RemoteCalls, nodeId: string, m: RemoteMessage): void {
+  remote.onNodeMessage(nodeId, m);
+}
+
+/** A disconnect's cause, as a small fixed set of keys for the stats. */
+export function disconnectReason(code: number, reason: string): string {
+  if (code === 1008) return /slow consumer/.test(reason) ? 'slow-consumer' : 'violations';
+  if (code === 1009) return 'oversized-frame';
+  if (code === 1007) return 'invalid-utf8';
+  if (code === 4001) return 'not-leader';
+  if (code === 4002) return 'replaced';
+  if (code === 4003) return 'removed';
+  if (/^idle/.test(reason)) return 'idle';
+  if (code === 1000 || code === 1001 || code === 1005) return 'peer-closed';
+  if (/manager stopping/.test(reason)) return 'manager-stopping';
+  return 'error';
+}
+
+function emptyTotals() {
+  return {
+    opened: 0,
+    closed: 0,
+    received: 0,
+    bytes: 0,
+    violations: 0,
+    handlerErrors: 0,
+    sent: 0,
+    sendRefused: 0,
+    statusQueued: 0,
+    statusWritten: 0,
+    byType: {} as Record<string, number>,
+    /** Per-session drops of closed sessions (by violation code). */
+    dropped: {} as Record<string, number>,
+    /** Drops decided by the dispatcher itself (unknown task, stale state, full queue, failed write). */
+    dispatcherDropped: {} as Record<string, number>,
+    disconnects: {} as Record<string, number>,
+  };
+}
+
+function bump(m: Record<string, number>, key: string, n = 1): void {
+  m[key] = (m[key] ?? 0) + n;
+}
+
+function addCounts(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) bump(into, k, v);
+}

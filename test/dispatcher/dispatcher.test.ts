@@ -1,0 +1,198 @@
+// The dispatcher against real mutual-TLS WebSockets on loopback, with an in-memory store (no Raft):
+// what a hostile or broken node can and cannot do to the leader and to the other nodes.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { WebSocket } from 'ws';
+import { makeTestCa, type TestCa } from '../helpers/pki.ts';
+import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
+import { DISPATCHER_PATH } from '../../manager/dispatcher/protocol.ts';
+import { Gate } from '../../manager/api/gate.ts';
+import type { Members } from '../../manager/members.ts';
+import type { RaftNode } from '../../manager/raft/node.ts';
+import { Store } from '../../manager/store/store.ts';
+import { defaultClusterSpec, type Cluster, type Node, type Task } from '../../manager/store/objects.ts';
+import type { Draft } from '../../manager/store/store.ts';
+
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function node(id: string): Draft<Node> {
+  return {
+    id,
+    kind: 'node',
+    spec: { labels: {}, availability: 'active', role: 'worker' },
+    description: { hostname: id, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: '10.0.0.1' },
+    status: { state: 'unknown', message: 'joined', addr: '10.0.0.1' },
+  };
+}
+
+function task(id: string, nodeId: string): Draft<Task> {
+  return {
+    id,
+    kind: 'task',
+    serviceId: 'svc',
+    slot: 1,
+    nodeId,
+    spec: { image: 'app:1' },
+    desiredState: 'running',
+    status: { state: 'assigned', timestamp: '2026-01-01T00:00:00.000Z', message: 'assigned' },
+    serviceAnnotations: { name: 'web', labels: {} },
+    networks: [],
+  };
+}
+
+const upd = (taskId: string, state: string) => ({ taskId, state, message: state, timestamp: new Date().toISOString() });
+const desc = (hostname: string) => ({ hostname, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 }, engineVersion: 'shoal-test', addr: '10.0.0.9' });
+
+interface Agent {
+  ws: WebSocket;
+  got: { t: string; [k: string]: unknown }[];
+  closed: { code: number; reason: string } | null;
+  send(m: unknown): void;
+}
+
+describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
+  let ca: TestCa;
+  let server: Server;
+  let url: string;
+  let store: Store;
+  let d: Dispatcher;
+  const agents: Agent[] = [];
+  const logs: string[] = [];
+
+  before(async () => {
+    ca = makeTestCa();
+    const serverCert = ca.issue('m1', { ou: 'manager' });
+    server = createServer({ key: serverCert.key, cert: serverCert.cert, ca: ca.caCert, requestCert: true, rejectUnauthorized: false });
+    store = new Store();
+    await store.update((tx) => {
+      tx.create({ id: 'cluster', kind: 'cluster', spec: defaultClusterSpec('t'), status: {}, rootCa: { caCertPem: ca.caCert, caKeyPem: ca.caKey }, joinTokens: { worker: 'w', manager: 'm' }, denyList: { removedNodes: [], revokedSerials: [] } } as Draft<Cluster>);
+      for (const id of ['n1', 'n2', 'n3']) tx.create(node(id));
+      tx.create(task('t1', 'n1'));
+      tx.create(task('t2', 'n2'));
+      tx.create(task('t3', 'n1'));
+    });
+    const raft = { status: () => ({ role: 'leader', leader: 'm1', voters: ['m1'], learners: [], members: {} }) } as unknown as RaftNode;
+    const members = { managerAddrs: () => [{ id: 'm1', addr: '127.0.0.1:1' }], leaderAddr: () => null, reachableManagers: () => ({ reachable: 1, total: 1 }) } as unknown as Members;
+    d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: (l) => logs.push(l) });
+    server.on('upgrade', (req, socket, head) => {
+      if (!d.handleUpgrade(req, socket, head)) socket.destroy();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    url = `wss://127.0.0.1:${(server.address() as AddressInfo).port}${DISPATCHER_PATH}`;
+    d.startLeading();
+  });
+
+  after(async () => {
+    for (const a of agents) a.ws.terminate();
+    d.stop();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  async function agent(id: string): Promise<Agent> {
+    const c = ca.issue(id, { ou: 'worker' });
+    const ws = new WebSocket(url, { key: c.key, cert: c.cert, ca: ca.caCert, maxPayload: 64 << 20 });
+    const a: Agent = { ws, got: [], closed: null, send: (m) => ws.send(typeof m === 'string' ? m : JSON.stringify(m)) };
+    ws.on('message', (data) => a.got.push(JSON.parse(String(data))));
+    ws.on('close', (code, reason) => (a.closed = { code, reason: String(reason) }));
+    ws.on('error', () => {});
+    agents.push(a);
+    await once(ws, 'open');
+    return a;
+  }
+
+  const taskState = (id: string) => (store.view((tx) => tx.get('task', id)) as Task).status.state;
+
+  it('hello: welcome, assignments, and only the validated description is stored', async () => {
+    const a = await agent('n1');
+    a.send({ t: 'hello', description: { ...desc('n1'), injected: 'x'.repeat(1000) } });
+    await until(() => a.got.some((m) => m.t === 'assignments'), 'assignments');
+    assert.equal(a.got[0]!.t, 'welcome');
+    const tasks = (a.got.find((m) => m.t === 'assignments')!.tasks as { id: string }[]).map((t) => t.id).sort();
+    assert.deepEqual(tasks, ['t1', 't3']);
+    await until(() => (store.view((tx) => tx.get('node', 'n1')) as Node).status.state === 'ready', 'n1 ready');
+    const n = store.view((tx) => tx.get('node', 'n1')) as Node;
+    assert.deepEqual(n.description, desc('n1'));
+    // A second hello at once is refused (one hello write per session per few seconds).
+    a.send({ t: 'hello', description: desc('n1-renamed') });
+    await until(() => (d.stats().dropped.byReason['hello-rate'] ?? 0) === 1, 'hello-rate counted');
+    assert.equal((store.view((tx) => tx.get('node', 'n1')) as Node).description.hostname, 'n1');
+  });
+
+  it("a bad status batch costs only its bad entries, never another node's updates", async () => {
+    const a1 = agents[0]!;
+    const a2 = await agent('n2');
+    a2.send({ t: 'hello', description: desc('n2') });
+    await until(() => a2.got.some((m) => m.t === 'assignments'), 'n2 assignments');
+    a1.send({ t: 'status', updates: [null, upd('t1', 'bogus'), upd('t2', 'failed'), upd('t1', 'running'), 'junk', upd('nope', 'running')] });
+    a2.send({ t: 'status', updates: [upd('t2', 'starting')] });
+    await until(() => taskState('t1') === 'running' && taskState('t2') === 'starting', 't1 running and t2 starting');
+    const s = d.stats();
+    assert.equal(s.dropped.byReason['bad-state'], 1);
+    assert.equal(s.dropped.byReason['bad-update'], 2);
+    assert.equal(s.dropped.byReason['not-owner'], 1, "n1's report about n2's task");
+    assert.equal(s.dropped.byReason['unknown-task'], 1);
+    assert.ok(s.status.written >= 2);
+    // States only move forward.
+    a1.send({ t: 'status', updates: [upd('t1', 'starting')] });
+    await until(() => (d.stats().dropped.byReason['stale-state'] ?? 0) >= 1, 'stale-state counted');
+    assert.equal(taskState('t1'), 'running');
+    assert.equal(a1.closed, null);
+  });
+
+  it("usage: only the sender's own tasks are taken", async () => {
+    const a1 = agents[0]!;
+    a1.send({ t: 'usage', at: Date.now(), tasks: { t1: { cpuNanos: 5, memoryBytes: 100 }, t2: { cpuNanos: 5, memoryBytes: 999 } } });
+    await until(() => d.remote.usageOf('t1') !== undefined, 'usage of t1');
+    assert.equal(d.remote.usageOf('t1')!.memoryBytes, 100);
+    assert.equal(d.remote.usageOf('t2'), undefined);
+  });
+
+  it('a node that keeps misbehaving is disconnected with 1008; the others keep working', async () => {
+    const a3 = await agent('n3');
+    for (let i = 0; i < 40; i++) a3.send(i % 2 ? '{not json' : { t: 'status', updates: [upd('t1', 'failed')] });
+    await until(() => a3.closed !== null, 'n3 disconnected');
+    assert.equal(a3.closed!.code, 1008);
+    assert.match(a3.closed!.reason, /too many protocol violations/);
+    await until(() => (d.stats().disconnects.byReason['violations'] ?? 0) === 1, 'disconnect counted');
+    assert.ok(logs.some((l) => /node n3 disconnected \(violations\)/.test(l)));
+    assert.equal(taskState('t1'), 'running', "n3 could not touch n1's task");
+    const a1 = agents[0]!;
+    const before = a1.got.length;
+    a1.send({ t: 'hb' });
+    await until(() => a1.got.slice(before).some((m) => m.t === 'hb'), 'n1 still answered');
+  });
+
+  it('renewals are rate-limited per node; a bad CSR is refused as a violation', async () => {
+    const a2 = agents[1]!;
+    for (let i = 0; i < 7; i++) a2.send({ t: 'renew', csr: '-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----' });
+    await until(() => (d.stats().dropped.byReason['renew-rate'] ?? 0) === 2, 'two renewals over the limit');
+    assert.equal(d.stats().dropped.byReason['bad-csr'], 5);
+    await until(() => a2.got.some((m) => m.t === 'error' && /limited/.test(String(m.message))), 'the node is told why');
+  });
+
+  it('a frame over the payload limit ends only that session (1009)', async () => {
+    const a = await agent('n3');
+    a.ws.send('x'.repeat(5 << 20));
+    await until(() => a.closed !== null, 'oversized session closed');
+    assert.equal(a.closed!.code, 1009);
+    await until(() => (d.stats().disconnects.byReason['oversized-frame'] ?? 0) === 1, 'counted');
+    const a1 = agents[0]!;
+    const before = a1.got.length;
+    a1.send({ t: 'hb' });
+    await until(() => a1.got.slice(before).some((m) => m.t === 'hb'), 'n1 still answered');
+    const s = d.stats();
+    assert.equal(s.sessions.open, 2);
+    assert.ok(s.messages.byType['status']! >= 3);
+  });
+});
