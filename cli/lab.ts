@@ -1,11 +1,12 @@
-// `shoal lab up|down|ls`: a multi-host Shoal cluster on one machine, each host a network namespace
+// `shoal lab up|down|ls|restart`: a multi-host Shoal cluster on one machine, each host a network namespace
 // running a real daemon (see test/cluster/lab.ts, test/cluster/cluster-lab.ts and docs/design/lab.md).
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ClusterLab, cleanupLabCgroups, httpGet } from '../test/cluster/cluster-lab.ts';
-import { Lab } from '../test/cluster/lab.ts';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { ClusterLab, DAEMON_LABEL, cleanupLabCgroups, httpGet } from '../test/cluster/cluster-lab.ts';
+import { Lab, LabError, type LabSummary } from '../test/cluster/lab.ts';
+import { describeStatus, supervisedStatus } from '../test/cluster/lab-supervisor.ts';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { localCall, CliError, saveContext } from './context.ts';
 import { table } from './format.ts';
@@ -58,18 +59,46 @@ async function deployDemo(c: ClusterLab, hosts: { name: string; ip: string }[], 
   log(`demo service answering on all ${hosts.length} hosts`);
 }
 
+/** One row per lab host: its address, role (from its node.json) and whether its daemon runs or how it died. */
+function hostRows(labs: LabSummary[], only: string | undefined): string[][] {
+  const rows = [['LAB', 'HOST', 'ADDRESS', 'ROLE', 'DAEMON']];
+  const now = Date.now();
+  for (const l of labs) {
+    if (only !== undefined && l.name !== only) continue;
+    for (const h of l.hosts) {
+      let role = '-';
+      let daemon = h.up ? 'not started' : 'host gone';
+      if (h.dir) {
+        try {
+          role = String(JSON.parse(readFileSync(join(h.dir, 'state', 'node.json'), 'utf8')).role ?? '-');
+        } catch {
+          /* not part of a cluster (yet) */
+        }
+        const st = supervisedStatus(h.dir, DAEMON_LABEL);
+        if (st.state !== 'not-started' || h.up) daemon = describeStatus(st, now);
+      }
+      rows.push([l.name, h.name, h.ip ?? '-', role, daemon]);
+    }
+  }
+  return rows;
+}
+
 export async function labCmd(sub: string | undefined, args: string[]): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args,
-      options: { managers: { type: 'string' }, workers: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' }, context: { type: 'string' }, 'no-demo': { type: 'boolean' }, replicas: { type: 'string' }, port: { type: 'string' } },
-      allowPositionals: false,
+      options: { managers: { type: 'string' }, workers: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' }, context: { type: 'string' }, 'no-demo': { type: 'boolean' }, replicas: { type: 'string' }, port: { type: 'string' }, wait: { type: 'string' } },
+      allowPositionals: true,
     });
   } catch (e) {
     throw new CliError((e as Error).message);
   }
   const v = parsed.values;
+  const positionals = parsed.positionals;
+  // `lab down NAME` is accepted as well as `--name NAME` (the lab's own error messages suggest it).
+  if (sub === 'down' && positionals.length === 1 && v.name === undefined) v.name = positionals.shift();
+  if (sub !== 'restart' && positionals.length > 0) throw new CliError(`lab ${sub ?? ''}: unexpected argument '${positionals[0]}'`);
   const name = v.name ?? 'shoal';
   switch (sub) {
     case 'up': {
@@ -115,13 +144,50 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
       return 0;
     }
     case 'ls': {
-      const labs = await Lab.list();
+      const labs = (await Lab.list()).filter((l) => v.name === undefined || l.name === v.name);
       const rows = [['NAME', 'SUBNET', 'HOSTS', 'PROCESSES', 'STATE']];
       for (const l of labs) rows.push([l.name, l.subnet ?? '-', String(l.hosts.length), String(l.pids.length), l.stateFile ? 'up' : 'leftovers']);
       console.log(table(rows));
+      const hosts = hostRows(labs, v.name);
+      if (hosts.length > 1) console.log(`\n${table(hosts)}`);
+      return 0;
+    }
+    case 'restart': {
+      if (positionals.length !== 1) throw new CliError('usage: shoal lab restart [--name LAB] [--force] [--wait 30] HOST');
+      const host = positionals[0]!;
+      const waitS = Number(v.wait ?? 30);
+      if (!Number.isFinite(waitS) || waitS < 0 || waitS > 600) throw new CliError('--wait must be 0..600 seconds');
+      let c: ClusterLab;
+      try {
+        c = await ClusterLab.open(name);
+      } catch (e) {
+        throw new CliError(e instanceof LabError ? e.message : `lab ${name}: ${(e as Error).message}`);
+      }
+      if (!c.daemons.has(host)) throw new CliError(`lab ${name} has no host ${host} (hosts: ${[...c.daemons.keys()].join(', ')})`);
+      const before = c.daemonStatus(host);
+      try {
+        await c.restartDaemon(host, { force: v.force ?? false });
+      } catch (e) {
+        if (e instanceof LabError) throw new CliError(e.message);
+        throw new CliError((e as Error).message.split('\n')[0]!);
+      }
+      const now = c.daemonStatus(host);
+      const pid = now.state === 'running' ? now.pid : '?';
+      const was = before.state === 'running' ? `was running as pid ${before.pid}, stopped` : `was ${describeStatus(before, Date.now())}`;
+      console.log(`${host}: daemon started again (pid ${pid}; ${was}); log: ${join(c.host(host).dir, 'daemon.log')}`);
+      if (waitS > 0) {
+        let info;
+        try {
+          info = await c.waitRejoined(host, waitS * 1000);
+        } catch {
+          throw new CliError(`${host}: the daemon runs (pid ${pid}) but has no session with a manager after ${waitS} s (see its log)`);
+        }
+        if (info.node) console.log(`${host}: node ${String(info.node.nodeId).slice(0, 12)} (${info.node.role}) back in cluster ${String(info.node.clusterId).slice(0, 12)}, connected to ${info.agent?.connectedTo ?? '?'}`);
+        else console.log(`${host}: not part of a cluster yet`);
+      }
       return 0;
     }
     default:
-      throw new CliError(`unknown lab command '${sub ?? ''}' (up, down, ls)`);
+      throw new CliError(`unknown lab command '${sub ?? ''}' (up, down, ls, restart)`);
   }
 }

@@ -6,11 +6,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { TaskCgroup, detectCgroups } from '../../worker/engine/cgroups.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { control, localCall, saveContext, type Context } from '../../cli/context.ts';
+import { control, loadContext, localCall, saveContext, type Context } from '../../cli/context.ts';
 import { Lab, type LabHost } from './lab.ts';
+import { describeStatus, restartSupervised, startSupervised, supervisedStatus, type SupervisedStatus } from './lab-supervisor.ts';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const CLI = join(REPO, 'cli', 'shoal.ts');
+/** The supervise label of a host's Shoal daemon (files daemon.supervise.json, daemon.pid, daemon.exit). */
+export const DAEMON_LABEL = 'daemon';
 
 export interface ClusterLabOptions {
   name?: string;
@@ -114,9 +117,71 @@ export class ClusterLab {
     args.push('--executor', this.opts.executor ?? 'test');
     // Everything the node's networking creates is named after its lab host, so lab teardown finds it.
     args.push('--netns-prefix', `${h.ns}-`);
-    const child = h.spawn(process.execPath, args, { logFile: 'daemon.log', detached: true, cwd: REPO });
-    child.unref();
-    d.pid = child.pid ?? null;
+    // Under a supervisor that records how it ends and how it was started (`shoal lab ls`, `lab restart`).
+    const rec = await startSupervised(h, DAEMON_LABEL, { cmd: process.execPath, args, cwd: REPO, env: {}, logFile: 'daemon.log' });
+    d.pid = rec.pid;
+    await this.waitLocal(name);
+  }
+
+  /**
+   * Starts the daemon of a host again with the state directory and arguments it was started with (also
+   * when another process started it, e.g. `shoal lab up`). Refuses (StillRunningError) while it runs,
+   * unless `force`: then it is stopped by its recorded pid first (SIGTERM, SIGKILL after the grace period).
+   */
+  async restartDaemon(name: string, opts: { force?: boolean; graceMs?: number } = {}): Promise<void> {
+    const d = this.daemons.get(name);
+    if (!d) throw new Error(`no lab host ${name}`);
+    const rec = await restartSupervised(d.host, DAEMON_LABEL, opts);
+    d.pid = rec.pid;
+    await this.waitLocal(name);
+  }
+
+  /** Whether the daemon of a host runs, how it died, or that it was never started (refreshes `pid`). */
+  daemonStatus(name: string): SupervisedStatus {
+    const d = this.daemons.get(name);
+    if (!d) throw new Error(`no lab host ${name}`);
+    const st = supervisedStatus(d.host.dir, DAEMON_LABEL);
+    d.pid = st.state === 'running' ? st.pid : null;
+    return st;
+  }
+
+  /**
+   * Waits until a restarted daemon is back in its cluster: its agent has a session with a manager again
+   * (the manager then reports the node Ready). Returns its local /info.
+   */
+  async waitRejoined(name: string, timeoutMs: number): Promise<any> {
+    let info: any = null;
+    await waitFor(async () => {
+      info = await localCall(this.stateDir(name), 'GET', '/info', undefined, 2000).catch(() => null);
+      return info !== null && (info.node === null || info.agent?.state === 'ready');
+    }, timeoutMs, `${name} back in its cluster (agent session ready)`, 100);
+    return info;
+  }
+
+  /**
+   * Attaches to a lab another process brought up (`shoal lab up`): its hosts, their daemons' pids, roles
+   * and node ids from the state directories, and the admin context in the lab directory if there is one.
+   */
+  static async open(name: string, opts: { log?: (line: string) => void; contextPath?: string } = {}): Promise<ClusterLab> {
+    const lab = await Lab.open(name);
+    const c = new ClusterLab(lab, { name, managers: 0, workers: 0, ...opts });
+    for (const h of lab.hosts) {
+      let node: { nodeId?: string; role?: 'manager' | 'worker' } = {};
+      try {
+        node = JSON.parse(readFileSync(join(h.dir, 'state', 'node.json'), 'utf8'));
+      } catch {
+        /* not part of a cluster (yet) */
+      }
+      const st = supervisedStatus(h.dir, DAEMON_LABEL);
+      c.daemons.set(h.name, { host: h, pid: st.state === 'running' ? st.pid : null, role: node.role ?? 'worker', nodeId: node.nodeId ?? null });
+    }
+    if (existsSync(c.contextPath)) c.ctx = loadContext(c.contextPath);
+    return c;
+  }
+
+  /** Waits until the daemon of a host answers on its local socket (20 s), else throws with its log's tail. */
+  private async waitLocal(name: string): Promise<void> {
+    const h = this.host(name);
     const sock = join(h.dir, 'state', 'shoal.sock');
     const deadline = Date.now() + 20_000;
     for (;;) {
@@ -128,14 +193,17 @@ export class ClusterLab {
           /* not listening yet */
         }
       }
-      if (Date.now() > deadline) {
+      // A daemon that died while starting fails at once, saying how, rather than after the deadline.
+      const st = supervisedStatus(h.dir, DAEMON_LABEL);
+      if (st.state === 'dead' || Date.now() > deadline) {
         let tail = '';
         try {
           tail = readFileSync(join(h.dir, 'daemon.log'), 'utf8').split('\n').slice(-15).join('\n');
         } catch {
           /* no log */
         }
-        throw new Error(`${name}: daemon did not start within 20 s; last lines of ${join(h.dir, 'daemon.log')}:\n${tail}`);
+        const what = st.state === 'dead' ? describeStatus(st, Date.now()) : 'did not start within 20 s';
+        throw new Error(`${name}: daemon ${what}; last lines of ${join(h.dir, 'daemon.log')}:\n${tail}`);
       }
       await sleep(25);
     }
