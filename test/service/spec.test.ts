@@ -15,7 +15,9 @@ import {
   specDiff,
   validateServiceSpec,
 } from '../../manager/service/spec.ts';
-import { jsonEqual } from '../../manager/store/objects.ts';
+import { DEFAULT_LIMITS, jsonEqual } from '../../manager/store/objects.ts';
+import { LimitExceededError } from '../../manager/store/errors.ts';
+import { checkSpecLimits } from '../../manager/service/spec.ts';
 import { TEMPLATE_FIELDS, TemplateError, expandString, expandTemplates, templateFields } from '../../manager/service/templates.ts';
 import type { TemplateContext } from '../../manager/service/templates.ts';
 
@@ -567,4 +569,64 @@ test('a validated spec expands cleanly (validation and expansion agree)', () => 
   assert.deepEqual(out.env, ['A=1', 'NODE=worker-1', 'EMPTY=']);
   assert.equal(out.hostname, 'web-3');
   assert.equal(out.mounts![1]!.source, 'cache-3');
+});
+
+// ------------------------------------------------------------------------------------------- limits
+
+/** The LimitExceededError validating `input` under `limits` throws. */
+function limitError(input: unknown, limits = DEFAULT_LIMITS): LimitExceededError {
+  try {
+    validateServiceSpec(input, { ...limits });
+  } catch (e) {
+    assert.ok(e instanceof LimitExceededError, `expected a LimitExceededError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail('expected validation to fail');
+}
+
+test('cluster limits: replicas, job completions and concurrency past limits.maxReplicas are refused, naming the setting and field', () => {
+  const e = limitError(spec((s) => (s.mode = { replicated: { replicas: 1_000_000_000 } })));
+  assert.equal(e.setting, 'limits.maxReplicas');
+  assert.equal(e.limit, DEFAULT_LIMITS.maxReplicas);
+  assert.equal(e.actual, 1_000_000_000);
+  assert.equal(e.field, 'mode.replicated.replicas');
+  assert.match(e.message, /at most 10000 replicas .*limits\.maxReplicas.*--max-replicas/);
+  // Exactly at the limit passes; the limit is the cluster's, not a constant.
+  validateServiceSpec(spec((s) => (s.mode = { replicated: { replicas: DEFAULT_LIMITS.maxReplicas } })));
+  const small = { ...DEFAULT_LIMITS, maxReplicas: 3 };
+  assert.equal(limitError(spec((s) => (s.mode = { replicated: { replicas: 4 } })), small).field, 'mode.replicated.replicas');
+  assert.equal(limitError(spec((s) => (s.mode = { replicatedJob: { totalCompletions: 4, maxConcurrent: 1 } })), small).field, 'mode.replicatedJob.totalCompletions');
+  assert.equal(limitError(spec((s) => (s.mode = { replicatedJob: { totalCompletions: 2, maxConcurrent: 4 } })), small).field, 'mode.replicatedJob.maxConcurrent');
+  // Global services have no replica count to limit.
+  validateServiceSpec(spec((s) => (s.mode = { global: {} })), small);
+});
+
+test('cluster limits: labels (count, key and value bytes) of the service and its task template', () => {
+  const few = { ...DEFAULT_LIMITS, maxLabels: 2, maxLabelKeyBytes: 8, maxLabelValueBytes: 16 };
+  assert.equal(limitError(spec((s) => (s.labels = { a: '', b: '', c: '' })), few).setting, 'limits.maxLabels');
+  assert.equal(limitError(spec((s) => (s.task.labels = { a: '', b: '', c: '' })), few).field, 'task.labels');
+  assert.equal(limitError(spec((s) => (s.labels = { 'a-very-long-key': '' })), few).setting, 'limits.maxLabelKeyBytes');
+  assert.equal(limitError(spec((s) => (s.labels = { k: 'v'.repeat(17) })), few).setting, 'limits.maxLabelValueBytes');
+  validateServiceSpec(spec((s) => (s.labels = { a: 'v'.repeat(16), b: '' })), few);
+});
+
+test('cluster limits: the name length and the spec size (half of limits.maxObjectBytes: the previous spec is kept too)', () => {
+  assert.equal(limitError(spec((s) => (s.name = 'web-frontend')), { ...DEFAULT_LIMITS, maxNameLength: 8 }).setting, 'limits.maxNameLength');
+  const big = spec((s) => (s.task.env = [`PAD=${'x'.repeat(300 * 1024)}`]));
+  const e = limitError(big);
+  assert.equal(e.setting, 'limits.maxObjectBytes');
+  assert.match(e.message, /previous spec/);
+  validateServiceSpec(big, { ...DEFAULT_LIMITS, maxObjectBytes: 1024 * 1024 });
+  // checkSpecLimits is what validation runs; the API also runs it on specs it builds (scale).
+  assert.throws(() => checkSpecLimits(validateServiceSpec(base()), { ...DEFAULT_LIMITS, maxNameLength: 2 }), LimitExceededError);
+});
+
+test('cluster limits are checked after every other rule: an invalid spec is still a SpecError', () => {
+  const e = specError(
+    spec((s) => {
+      s.mode = { replicated: { replicas: 1_000_000_000 } };
+      s.task.image = 'Not An Image';
+    }),
+  );
+  assert.equal(e.field, 'task.image');
 });
