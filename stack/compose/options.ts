@@ -23,7 +23,8 @@ export const UNSUPPORTED_OPTIONS = [
   // Compose Specification, local-only:
   'profiles', 'pull_policy', 'platform', 'scale', 'develop', 'attach', 'runtime', 'uts', 'post_start',
   'pre_stop', 'annotations', 'use_api_socket', 'models', 'provider', 'label_file', 'gpus', 'storage_opt',
-  'blkio_config', 'oom_kill_disable', 'mem_swappiness', 'cpu_count', 'cpu_percent',
+  'blkio_config', 'oom_kill_disable', 'mem_swappiness', 'cpu_count', 'cpu_percent', 'cgroup',
+  'device_cgroup_rules', 'driver_opts',
 ] as const;
 
 /** Ignored by `docker stack deploy` with "Ignoring deprecated options:" and these reasons (Docker's). */

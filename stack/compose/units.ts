@@ -2,9 +2,10 @@
 // Shoal's service spec (milliseconds, bytes, nano-CPUs). Each parser returns a number or an error
 // message (a string) for the schema to place at file:line:key; none throws.
 //
-// These are the compose formats, not the CLI's flags (cli/service-flags.ts parses `--limit-memory` and
-// friends, with CLI errors): compose sizes are `{amount}{b|k|kb|m|mb|g|gb}` and a plain integer is bytes;
-// durations are Go durations (`1m30s`, `500ms`), which Docker's loader reads with time.ParseDuration.
+// The CLI parses the same formats for its flags (cli/service-flags.ts, with CLI errors that name a flag);
+// these return messages for the schema to place at file:line:key instead. Sizes are binary (`512M`,
+// `1gb`, a plain integer is bytes); durations are Go durations (`1m30s`, `500ms`), which Docker's loader
+// reads with time.ParseDuration.
 
 export type Parsed = { ok: true; value: number } | { ok: false; message: string };
 
@@ -36,17 +37,17 @@ export function parseDuration(v: string | number): Parsed {
   return Number.isSafeInteger(ms) ? ok(ms) : bad();
 }
 
-const SIZE: Record<string, number> = { b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+const SIZE: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
 
-/** `512m`, `1gb`, `100k`, `1.5g`, `1024` → bytes (binary units, as Docker's loader reads them). */
+/**
+ * `512m`, `1gb`, `100k`, `1.5g`, `512MiB`, `1 GB`, `1024` → bytes. Binary units whatever the spelling,
+ * as Docker's loader reads memory sizes (go-units RAMInBytes: k, m, g, t, p, an optional i and b).
+ */
 export function parseBytes(v: string | number): Parsed {
   if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? ok(v) : no(`must be a size such as 512M or 1G, got ${v}`);
-  const m = /^(\d+(?:\.\d+)?|\.\d+)\s*([kmg]?b?)$/i.exec(v.trim());
-  if (!m) return no(`must be a size such as 512M, 1G or 100k, got ${JSON.stringify(v)}`);
-  const unit = (m[2] ?? '').toLowerCase() || 'b';
-  const mult = SIZE[unit];
-  if (mult === undefined) return no(`must be a size such as 512M, 1G or 100k, got ${JSON.stringify(v)}`);
-  const bytes = Math.floor(Number(m[1]) * mult);
+  const m = /^(\d+(?:\.\d+)?|\.\d+) ?([kmgtp])?(i)?(b)?$/i.exec(v.trim());
+  if (!m || (m[3] && !m[2])) return no(`must be a size such as 512M, 1G or 100k, got ${JSON.stringify(v)}`);
+  const bytes = Math.floor(Number(m[1]) * SIZE[(m[2] ?? '').toLowerCase()]!);
   return Number.isSafeInteger(bytes) ? ok(bytes) : no(`size ${JSON.stringify(v)} is too large`);
 }
 
