@@ -86,7 +86,11 @@ export function readService(c: Checker, key: string, node: PNode, ctx: ServiceCo
   const ports = f('ports');
   if (ports) svc.ports = readPorts(c, ports, join(p, 'ports'));
   const nets = f('networks');
-  if (nets) svc.networks = readServiceNetworks(c, nets, join(p, 'networks'), ctx);
+  if (nets) {
+    // An empty list is no list: the service joins the default network, as in Docker.
+    const list = readServiceNetworks(c, nets, join(p, 'networks'), ctx);
+    if (list?.length) svc.networks = list;
+  }
   const vols = f('volumes');
   if (vols) svc.mounts = readMounts(c, vols, join(p, 'volumes'), ctx);
   const tmpfs = f('tmpfs');

@@ -248,6 +248,12 @@ describe('conversion errors', () => {
     assert.equal(convertStack(p, 'my.stack-1_a').services[0]!.name, 'my.stack-1_a_web');
   });
 
+  it('an empty networks list joins the default network', () => {
+    const s = one('services:\n  web:\n    image: x\n    networks: []\n');
+    assert.deepEqual(s.services[0]!.spec.networks, [{ target: 'ns_default', aliases: ['web'] }]);
+    assert.deepEqual(s.networks.map((n) => n.name), ['ns_default']);
+  });
+
   it('unused networks are not part of the stack (as Docker), declared external ones keep their name', () => {
     const s = one('services:\n  web:\n    image: x\n    networks: [proxy]\nnetworks:\n  proxy: {external: true, name: traefik}\n  unused: {}\n');
     assert.deepEqual(s.networks.map((n) => [n.key, n.name, n.external]), [['proxy', 'traefik', true]]);
