@@ -81,7 +81,12 @@ export class Router<C> {
 
   match(method: string, url: string): { handler: Handler<C>; params: Record<string, string> } | null {
     const path = url.split('?')[0] ?? '';
-    const parts = path.split('/').filter(Boolean).map((p) => decodeURIComponent(p));
+    let parts: string[];
+    try {
+      parts = path.split('/').filter(Boolean).map((p) => decodeURIComponent(p));
+    } catch {
+      throw badRequest(`the path ${JSON.stringify(path.slice(0, 200))} is not validly percent-encoded`);
+    }
     let methodMismatch = false;
     for (const r of this.routes) {
       if (r.parts.length !== parts.length) continue;

@@ -222,6 +222,9 @@ test('404 for unknown objects and paths, 405 for a wrong method', async () => {
   assert.equal(svc.error?.code, 'ENOTFOUND');
   assert.equal((await call('GET', '/v1/networks/nope')).status, 404);
   assert.equal((await call('GET', '/v1/nothing-here')).status, 404);
+  // A malformed percent-encoding is the client's mistake, not a 500.
+  const odd = await call('GET', '/v1/services/%E0%A4%A');
+  assert.equal(odd.status, 400, JSON.stringify(odd.body));
   const method = await call('PUT', '/v1/services');
   assert.equal(method.status, 405);
   assert.equal(method.error?.code, 'EMETHOD');
