@@ -13,8 +13,7 @@ import { Gate } from '../../manager/api/gate.ts';
 import type { Members } from '../../manager/members.ts';
 import type { RaftNode } from '../../manager/raft/node.ts';
 import { Store } from '../../manager/store/store.ts';
-import { defaultClusterSpec, type Cluster, type Node, type Task } from '../../manager/store/objects.ts';
-import type { Draft } from '../../manager/store/store.ts';
+import { defaultClusterSpec, type Cluster, type Draft, type Node, type Task } from '../../manager/store/objects.ts';
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
