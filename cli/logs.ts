@@ -4,7 +4,7 @@
 import { request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
 import { managerRequest } from '../daemon/https.ts';
-import { CliError, control, type Context } from './context.ts';
+import { CliError, type Context } from './context.ts';
 
 /** `10m`, `1h30m`, `45s`, `2d` or an ISO timestamp → ISO timestamp. */
 export function parseSince(v: string, now = Date.now()): string {
@@ -18,15 +18,31 @@ export function parseSince(v: string, now = Date.now()): string {
   return new Date(t).toISOString();
 }
 
-function streamOnce(ctx: Context, remote: string, path: string, onLine: (o: any) => void): Promise<{ redirect?: string }> {
+/** An NDJSON line longer than this from the leader is an error, not something to buffer. */
+const MAX_NDJSON_LINE = 8 << 20;
+
+/**
+ * Terminal control characters made visible (`\x1b` for ESC and so on; tab stays), so that what a task
+ * prints, or a node calls itself, cannot move the cursor, retitle the window or worse on the admin's
+ * terminal. Only applied when writing to a TTY: piped output stays byte-exact.
+ */
+export function neutralise(s: string): string {
+  // eslint-style note: C0 except \t, DEL, and the C1 range (U+0080–U+009F, 8-bit CSI and friends).
+  return s.replace(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+function streamOnce(ctx: Context, remote: string, method: string, path: string, body: unknown, onLine: (o: any) => void): Promise<{ redirect?: string }> {
+  const data = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      { ...managerRequest(remote, ctx.admin), path },
+      { ...managerRequest(remote, ctx.admin), method, path, ...(data !== undefined ? { headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } } : {}) },
       (res) => {
         let buf = '';
         res.setEncoding('utf8');
         if (res.statusCode !== 200) {
-          res.on('data', (c: string) => (buf += c));
+          res.on('data', (c: string) => {
+            if (buf.length < MAX_NDJSON_LINE) buf += c;
+          });
           res.on('end', () => {
             let body: any = null;
             try {
@@ -39,13 +55,32 @@ function streamOnce(ctx: Context, remote: string, path: string, onLine: (o: any)
           });
           return;
         }
+        // Backpressure end to end: while our own output is full, stop reading (the leader then stops
+        // acknowledging, and the nodes stop sending).
+        const waitFor = (out: NodeJS.WriteStream) => {
+          res.pause();
+          out.once('drain', () => res.resume());
+        };
         res.on('data', (c: string) => {
           buf += c;
           let nl: number;
           while ((nl = buf.indexOf('\n')) >= 0) {
             const line = buf.slice(0, nl);
             buf = buf.slice(nl + 1);
-            if (line.trim() !== '') onLine(JSON.parse(line));
+            if (line.trim() === '') continue;
+            let full: NodeJS.WriteStream | undefined;
+            try {
+              full = onLine(JSON.parse(line)) as NodeJS.WriteStream | undefined;
+            } catch (e) {
+              req.destroy();
+              reject(e instanceof CliError ? e : new CliError(`bad answer from the manager: ${(e as Error).message}`));
+              return;
+            }
+            if (full) waitFor(full);
+          }
+          if (buf.length > MAX_NDJSON_LINE) {
+            req.destroy();
+            reject(new CliError(`the manager sent a line longer than ${MAX_NDJSON_LINE} bytes`));
           }
         });
         res.on('end', () => resolve({}));
@@ -53,20 +88,30 @@ function streamOnce(ctx: Context, remote: string, path: string, onLine: (o: any)
       },
     );
     req.on('error', reject);
-    req.end();
+    req.end(data);
   });
 }
 
-async function streamLogs(ctx: Context, path: string, onLine: (o: any) => void): Promise<void> {
+/**
+ * Sends a streaming request to the managers, following a redirect to the leader. `onLine` gets each
+ * NDJSON object and may return a stream whose buffer is full (reading pauses until it drains). After
+ * the first object a failure is final (the request may have had effects).
+ */
+async function streamRequest(ctx: Context, method: string, path: string, body: unknown, onLine: (o: any) => NodeJS.WriteStream | undefined | void): Promise<void> {
   const queue = [...ctx.managers];
   const tried = new Set<string>();
   let last = '';
+  let got = false;
+  const seen = (o: any) => {
+    got = true;
+    return onLine(o);
+  };
   while (queue.length) {
     const m = queue.shift()!;
     if (tried.has(m)) continue;
     tried.add(m);
     try {
-      const r = await streamOnce(ctx, m, path, onLine);
+      const r = await streamOnce(ctx, m, method, path, body, seen);
       if (r.redirect) {
         queue.unshift(r.redirect);
         continue;
@@ -74,6 +119,7 @@ async function streamLogs(ctx: Context, path: string, onLine: (o: any) => void):
       return;
     } catch (e) {
       if (e instanceof CliError) throw e;
+      if (got) throw new CliError(`connection to ${m} lost: ${(e as Error).message}`);
       last = (e as Error).message;
     }
   }
@@ -101,18 +147,35 @@ export async function logsCmd(ctx: Context, kind: 'service' | 'task', args: stri
   }
   if (values.since) q.set('since', parseSince(values.since));
   if (values.follow) q.set('follow', '1');
-  let warnings = 0;
-  await streamLogs(ctx, `/v1/logs?${q}`, (o) => {
+  const outs = { stdout: process.stdout, stderr: process.stderr } as const;
+  const clean = (out: NodeJS.WriteStream, s: string) => (out.isTTY ? neutralise(s) : s);
+  // A long line comes in chunks (all but the last `partial`), contiguous per task: each chunk is
+  // written as it arrives, the prefix before the first and the newline after the last.
+  const open = { stdout: false, stderr: false };
+  await streamRequest(ctx, 'GET', `/v1/logs?${q}`, undefined, (o) => {
     if (o.warning) {
-      warnings++;
-      process.stderr.write(`warning: ${o.warning}\n`);
-      return;
+      if (open.stderr) process.stderr.write('\n');
+      open.stderr = false;
+      return process.stderr.write(`warning: ${clean(process.stderr, String(o.warning))}\n`) ? undefined : process.stderr;
     }
-    if (o.info) return;
-    const who = values['no-task-ids'] ? `${o.task.split('.').slice(0, 2).join('.')}@${o.node}` : `${o.task}@${o.node}`;
-    const prefix = values.raw ? '' : `${values.timestamps ? `${o.ts} ` : ''}${who}    | `;
-    (o.stream === 'stderr' ? process.stderr : process.stdout).write(`${prefix}${o.line}\n`);
+    if (o.info || (o.stream !== 'stdout' && o.stream !== 'stderr')) return undefined;
+    const stream: 'stdout' | 'stderr' = o.stream;
+    const out = outs[stream];
+    let text = '';
+    if (!open[stream]) {
+      const task = String(o.task);
+      const who = values['no-task-ids'] ? `${task.split('.').slice(0, 2).join('.')}@${o.node}` : `${task}@${o.node}`;
+      text += values.raw ? '' : clean(out, `${values.timestamps ? `${o.ts} ` : ''}${who}    | `);
+    }
+    text += clean(out, String(o.line));
+    if (o.partial === true) open[stream] = true;
+    else {
+      open[stream] = false;
+      text += o.incomplete === true ? ' [incomplete]\n' : '\n';
+    }
+    return out.write(text) ? undefined : out;
   });
+  for (const s of ['stdout', 'stderr'] as const) if (open[s]) outs[s].write('\n');
   return 0;
 }
 
@@ -124,8 +187,17 @@ export async function taskExecCmd(ctx: Context, args: string[]): Promise<number>
   if (positionals.length !== 1 || cmd.length === 0) throw new CliError('usage: shoal task exec [--timeout SECONDS] TASK -- COMMAND [ARG...]');
   const timeoutMs = values.timeout ? Math.round(Number(values.timeout) * 1000) : 60_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new CliError(`--timeout must be a positive number of seconds`);
-  const r = await control<{ stdout: string; stderr: string; exitCode: number }>(ctx, 'POST', `/v1/tasks/${encodeURIComponent(positionals[0]!)}/exec`, { args: cmd, timeoutMs });
-  process.stdout.write(Buffer.from(r.stdout, 'base64'));
-  process.stderr.write(Buffer.from(r.stderr, 'base64'));
-  return r.exitCode;
+  // The output streams in pieces as the node sends them; written raw (it may be binary), as it arrives.
+  let exitCode: number | null = null;
+  await streamRequest(ctx, 'POST', `/v1/tasks/${encodeURIComponent(positionals[0]!)}/exec`, { args: cmd, timeoutMs }, (o) => {
+    if (o.stream === 'stdout' || o.stream === 'stderr') {
+      const out = o.stream === 'stdout' ? process.stdout : process.stderr;
+      return out.write(Buffer.from(String(o.data), 'base64')) ? undefined : out;
+    }
+    if (typeof o.exitCode === 'number') exitCode = o.exitCode;
+    else if (o.error) throw new CliError(String(o.error.message ?? 'exec failed'));
+    return undefined;
+  });
+  if (exitCode === null) throw new CliError('the exec ended without an exit code (the connection to the manager was cut)');
+  return exitCode;
 }

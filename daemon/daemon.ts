@@ -2,7 +2,7 @@
 // manager (Raft replica + control API) on the node's one secure port. Before the node belongs to a
 // cluster it only serves its local control socket, where `shoal cluster init|join` reach it.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
@@ -24,6 +24,9 @@ import { ImageStore, mountRootfs, unmountRootfs } from '../worker/images/store.t
 import { PullingExecutor } from '../worker/image-puller.ts';
 import { httpsJson, httpsRaw, splitHostPort } from './https.ts';
 import { ImageFetcher, namesRegistry, pinnedRef, resolveInCluster, serveImages } from './images.ts';
+import { DEFAULT_SERVER_LIMITS, guardServer, serverOptions, type GuardStats, type ServerLimits } from './server-guard.ts';
+import { installProcessGuard } from './process-guard.ts';
+import { DISPATCHER_PATH } from '../manager/dispatcher/protocol.ts';
 import { pullImage, type PullResult } from '../worker/images/registry.ts';
 
 export interface NodeState {
@@ -49,7 +52,17 @@ export interface DaemonOptions {
   netnsPrefix?: string;
   timing?: ManagerTiming;
   log?: (line: string) => void;
+  /** Limits of the secure port (timeouts, connection caps); defaults in daemon/server-guard.ts. */
+  serverLimits?: Partial<ServerLimits>;
+  /**
+   * Install the process-wide guard for uncaught errors (daemon/process-guard.ts). Default true; tests
+   * that run daemons inside a test process pass false.
+   */
+  processGuard?: boolean;
 }
+
+/** WebSocket paths served on the secure port (the dispatcher's and Raft's); any other upgrade is destroyed. */
+const WEBSOCKET_PATHS = new Set([DISPATCHER_PATH, '/raft/v1']);
 
 export const DEFAULT_PORT = 2377;
 
@@ -74,7 +87,11 @@ export class Daemon {
     return join(this.opts.stateDir, ...p);
   }
 
+  /** Counters of the secure port's guards (refused connections, destroyed upgrades), while a manager runs. */
+  guardStats: GuardStats | null = null;
+
   async start(): Promise<void> {
+    if (this.opts.processGuard !== false) installProcessGuard((l) => this.log(l));
     mkdirSync(this.path('certs'), { recursive: true, mode: 0o700 });
     // The local socket first: `shoal` can reach the daemon (and see its state) while it starts.
     await this.serveLocal();
@@ -100,11 +117,14 @@ export class Daemon {
 
   private async serveLocal(): Promise<void> {
     rmSync(this.socketPath, { force: true });
-    this.local = createHttpServer((req, res) => void this.onLocal(req, res));
+    this.local = createHttpServer({ requestTimeout: 60_000, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.onLocal(req, res));
     await new Promise<void>((resolve, reject) => {
       this.local!.once('error', reject);
       this.local!.listen(this.socketPath, () => resolve());
     });
+    // Whoever can connect gets the admin key (/init) and loads images from any path: root only,
+    // whatever the umask was (security review, finding 13).
+    chmodSync(this.socketPath, 0o600);
   }
 
   private async onLocal(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -429,7 +449,10 @@ export class Daemon {
   private async startManager(bootstrap: boolean): Promise<void> {
     const st = this.state!;
     const creds = this.creds();
-    this.secure = createHttpsServer({ ...creds, requestCert: true, rejectUnauthorized: false }, (req, res) => void this.onSecure(req, res));
+    // Client certificates are asked for but not required: /v1/ca and /v1/join serve anonymous joiners.
+    const limits = { ...DEFAULT_SERVER_LIMITS, ...this.opts.serverLimits };
+    this.secure = createHttpsServer({ ...creds, requestCert: true, rejectUnauthorized: false, ...serverOptions(limits) }, (req, res) => void this.onSecure(req, res));
+    this.guardStats = guardServer(this.secure, (p) => WEBSOCKET_PATHS.has(p), limits).stats;
     const [host, port] = splitHostPort(st.listen);
     // A restarted daemon may briefly find its port still held (the previous process is exiting).
     for (let attempt = 0; ; attempt++) {
@@ -524,6 +547,11 @@ export class Daemon {
     try {
       if (!m) throw new ApiError(503, 'ENOTMANAGER', 'this node is not a manager');
       if (await m.handlePublic(req, res)) return;
+      if (!(req.socket as TLSSocket).authorized) {
+        // Anonymous clients reach /v1/ca and /v1/join only; nothing else is worth keeping their connection for.
+        res.setHeader('connection', 'close');
+        throw new ApiError(401, 'EUNAUTHENTICATED', tlsRefusal((req.socket as TLSSocket).authorizationError));
+      }
       if (await serveImages(req, res, () => this.imageStore(), (raw, roles) => m.certProblem(raw, roles))) return;
       const path = (req.url ?? '').split('?')[0] ?? '';
       if (!path.startsWith('/v1/')) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
