@@ -101,7 +101,11 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
   });
 
   r.add('POST', '/v1/services/:id/update', async (_c, p, req) => {
-    const body = (await readJson(req, BODY_LIMITS.spec)) as { spec?: unknown; force?: boolean; version?: number };
+    const body = (await readJson(req, BODY_LIMITS.spec)) as { spec?: unknown; force?: unknown; version?: unknown };
+    if (body.version !== undefined && (typeof body.version !== 'number' || !Number.isSafeInteger(body.version) || body.version < 0)) {
+      throw badRequest(`version must be the non-negative integer version you read (got ${JSON.stringify(body.version)})`, { field: 'version' });
+    }
+    if (body.force !== undefined && typeof body.force !== 'boolean') throw badRequest(`force must be true or false (got ${JSON.stringify(body.force)})`, { field: 'force' });
     d.requireLeader();
     const cur = resolveService(d.store, p.id!);
     if (body.version !== undefined && body.version !== cur.version) {

@@ -235,6 +235,10 @@ test('409 for a stale version ("update out of sequence", naming both versions) a
   const stale = await call('POST', `/v1/services/${cur.id}/update`, { spec: spec('web', { labels: { x: '1' } }), version: cur.version - 1 });
   assert.equal(stale.status, 409, JSON.stringify(stale.body));
   assert.match(stale.error!.message, new RegExp(`update out of sequence: sent version ${cur.version - 1}, current version ${cur.version}`));
+  // A version of the wrong type is a bad request, not a conflict.
+  const typed = await call('POST', `/v1/services/${cur.id}/update`, { spec: spec('web'), version: String(cur.version) });
+  assert.equal(typed.status, 400);
+  assert.equal(typed.error?.field, 'version');
   const fresh = await call('POST', `/v1/services/${cur.id}/update`, { spec: spec('web', { labels: { x: '1' } }), version: cur.version });
   assert.equal(fresh.status, 200, JSON.stringify(fresh.body));
   assert.equal((await call('POST', '/v1/networks', { spec: { name: 'back' } })).status, 200);
