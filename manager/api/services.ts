@@ -1,6 +1,8 @@
 // Control API for services and tasks: create, inspect, update (rolling), rollback, scale, remove, and
-// task listings for `service ps`. Specs are validated completely before anything is stored; the
-// orchestrators, scheduler and dispatcher do the rest from the store.
+// task listings for `service ps`. Specs are validated completely, and against the cluster's limits
+// (replicas, labels, size, the task budget: store/limits.ts), before anything is stored; the
+// orchestrators, scheduler and dispatcher do the rest from the store. Errors reach the client with the
+// status their class maps to (errors.ts): a name in use is a 409.
 import { CLUSTER_ID } from '../store/objects.ts';
 import type { ClusterLimits, Frozen, Service, ServiceMode, ServiceSpec, Task } from '../store/objects.ts';
 import type { ReadTx, Store } from '../store/store.ts';
