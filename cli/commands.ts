@@ -53,6 +53,12 @@ const network = () => import('./network.ts');
 const image = () => import('./image.ts');
 const lab = () => import('./lab.ts');
 const logs = () => import('./logs.ts');
+/** `shoal system SUB`: cli/system.ts parses its own argv (everything after `--` goes to the daemon). */
+const systemRun = (sub: string) => async (i: Invocation) => (await import('./system.ts')).systemCmd(sub, i.argv);
+const SYSTEM_UNIT_FLAGS: FlagDef[] = [
+  value('state-dir', "The daemon's state directory (default /var/lib/shoal)", { value: 'dir' }),
+  value('shoal', "The launcher the unit runs (default: this checkout's bin/shoal)", { value: 'path' }),
+];
 /**
  * `shoal lab SUB`: H4's module parses its own argv (the declared flags are checked first). The harness
  * reports a bad lab name as a LabError: that is the user's mistake, so it becomes one line.
@@ -251,9 +257,25 @@ export const COMMANDS: CommandDef = {
           name: 'restart',
           summary: "Restart a lab host's daemon and wait until it is back in the cluster",
           args: 'HOST',
-          flags: [LAB_NAME, bool('force', 'Kill the daemon (SIGKILL) instead of stopping it'), value('wait', 'Seconds to wait for the node to rejoin, 0..600 (default 30)', { value: 'seconds' })],
+          flags: [LAB_NAME, bool('force', 'Stop the daemon first if it still runs (SIGTERM by its recorded pid, SIGKILL after 5 s)'), value('wait', 'Seconds to wait for the node to rejoin, 0..600 (default 30)', { value: 'seconds' })],
           run: labRun('restart'),
         },
+      ],
+    },
+    {
+      name: 'system',
+      summary: 'Run `shoal daemon` on this host under systemd',
+      subcommands: [
+        {
+          name: 'install',
+          summary: 'Install, verify and enable the systemd unit (idempotent)',
+          args: '[-- DAEMON-FLAG...]',
+          flags: [...SYSTEM_UNIT_FLAGS, value('unit-dir', 'Where the unit goes (default /etc/systemd/system)', { value: 'dir' }), bool('start', 'Start it now (restart it if it runs an older unit; containers keep running)'), bool('no-enable', 'Only write and verify the unit')],
+          notes: ['Flags after -- go to `shoal daemon`, e.g.:  shoal system install --start -- --insecure-registry 10.0.0.9:5000'],
+          run: systemRun('install'),
+        },
+        { name: 'unit', summary: 'Print the unit that install would write', args: '[-- DAEMON-FLAG...]', flags: SYSTEM_UNIT_FLAGS, run: systemRun('unit') },
+        { name: 'uninstall', summary: 'Disable and remove the unit (the daemon stops, containers keep running)', flags: [STATE_DIR, value('unit-dir', 'Where the unit is (default /etc/systemd/system)', { value: 'dir' })], run: systemRun('uninstall') },
       ],
     },
     {

@@ -15,6 +15,17 @@ export interface UnitOptions {
   daemonArgs: string[];
   /** Documentation= URI. */
   docs: string;
+  /** The daemon's PATH (colon-separated absolute directories). */
+  path: string;
+}
+
+/** systemd's own default PATH for services, after which the node directory is put in front. */
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** PATH for the unit: `nodeDir` first (unless already listed), then systemd's default directories. */
+export function unitPath(nodeDir: string): string {
+  const dirs = SYSTEM_PATH.split(':');
+  return (dirs.includes(nodeDir) ? dirs : [nodeDir, ...dirs]).join(':');
 }
 
 /** An install input that would make a broken or ambiguous unit; the message names the input. */
@@ -53,6 +64,8 @@ export function checkUnitOptions(o: UnitOptions): void {
   pathValue('the launcher', o.launcher);
   pathValue('the working directory', o.workdir);
   pathValue('--state-dir', o.stateDir);
+  for (const d of o.path.split(':')) pathValue('every PATH directory', d);
+  if (/\s/.test(o.path)) throw new UnitOptionError(`PATH ${JSON.stringify(o.path)}: a directory with white space cannot go into Environment=`);
   for (const a of o.daemonArgs) {
     if (a === '--state-dir' || a.startsWith('--state-dir=')) {
       throw new UnitOptionError('give the state directory with `shoal system install --state-dir DIR`, not after --');
@@ -73,6 +86,7 @@ export function renderUnit(template: string, o: UnitOptions): string {
     EXEC_START: execStart(o),
     WORKDIR: pathValue('the working directory', o.workdir),
     DOCS: o.docs,
+    PATH: o.path.replace(/%/g, '%%'),
   };
   const out = template.replace(/@([A-Z_]+)@/g, (_m, k: string) => {
     const v = fields[k];
