@@ -14,6 +14,7 @@
 //     updated when their labels differ (their data cannot change in place, as in Docker).
 //   * `prune` removes the stack's services that the file no longer has (only services, as Docker).
 //   * External objects are never created, updated or removed.
+//   * A service's force-update counter is kept (a file cannot ask for --force), as Docker keeps it.
 //   * Order, as Docker's: prunes, networks, secrets, configs, then services; names sorted in each group.
 //   * Re-running after an interrupted deploy (leader lost half-way) just finishes: what was created is
 //     found by name and label and planned as unchanged or update.
@@ -145,7 +146,11 @@ export function planDeploy(stack: Stack, existing: Existing, opts: { prune: bool
       problems.push(`service ${s.name} already exists and does not belong to stack ${ns}: remove it, or deploy the stack under another name`);
       continue;
     }
-    const diff = specDiff(cur.spec, s.spec);
+    // A stack file has no --force: keep the service's force-update counter, so that a redeploy after
+    // `service update --force` does not restart its tasks again (Docker does the same).
+    const spec: ServiceSpec = cur.spec.task.forceUpdate ? { ...s.spec, task: { ...s.spec.task, forceUpdate: cur.spec.task.forceUpdate } } : s.spec;
+    const desired: StackService = spec === s.spec ? s : { ...s, spec };
+    const diff = specDiff(cur.spec, desired.spec);
     if (diff.modeKindChanged) {
       problems.push(`service ${s.name}: cannot change mode from ${modeKind(cur.spec.mode)} to ${modeKind(s.spec.mode)}; remove the service (or the stack) first`);
       continue;
@@ -153,7 +158,7 @@ export function planDeploy(stack: Stack, existing: Existing, opts: { prune: bool
     const changed: string[] = [...diff.changed];
     if (cur.secrets !== undefined && !jsonEqual(cur.secrets, s.secrets)) changed.push('secrets');
     if (cur.configs !== undefined && !jsonEqual(cur.configs, s.configs)) changed.push('configs');
-    if (changed.length) steps.push({ action: 'update', kind: 'service', name: s.name, id: cur.id, service: s, changed });
+    if (changed.length) steps.push({ action: 'update', kind: 'service', name: s.name, id: cur.id, service: desired, changed });
     else steps.push({ action: 'unchanged', kind: 'service', name: s.name, id: cur.id });
   }
 

@@ -147,6 +147,21 @@ describe('deploy plan', () => {
     assert.throws(() => planDeploy(stack('{mode: global}'), c), /service ns_agent: cannot change mode from replicated to global; remove the service/);
   });
 
+  it('keeps the force-update counter of `service update --force`: no restart on redeploy', () => {
+    const c = new FakeCluster();
+    c.apply(planDeploy(voting(), c).steps);
+    const i = c.services.findIndex((x) => x.name === 'vote_vote');
+    const forced = structuredClone(c.services[i]!.spec) as ExistingService['spec'] & { task: { forceUpdate?: number } };
+    forced.task.forceUpdate = 2;
+    c.services[i] = { ...c.services[i]!, spec: forced };
+    assert.deepEqual(changes(planDeploy(voting(), c)), []);
+    const edited = convertStack(loadMemory({ '/app/s.yml': votingText().replace('replicas: 2', 'replicas: 4') }, ['s.yml']), 'vote');
+    const step = changes(planDeploy(edited, c))[0]!;
+    assert.ok(step.action === 'update' && step.kind === 'service');
+    assert.deepEqual(step.changed, ['mode']);
+    assert.equal(step.service.spec.task.forceUpdate, 2);
+  });
+
   it('an interrupted deploy completes when re-run', () => {
     const c = new FakeCluster();
     const first = planDeploy(voting(), c);
