@@ -9,15 +9,20 @@
 //   * 'sorted' (non-follow): the head with the earliest timestamp among all tasks, once every task that
 //     has not ended has a head (a merge of per-task ordered streams: the same order as sorting
 //     everything, with one head per task in memory instead of everything).
-//   * 'arrival' (follow): the chunk that arrived first.
+//   * 'arrival' (follow): the chunk that arrived first. A line left open longer than `maxOpenLineMs`
+//     while other tasks have chunks waiting is cut ('stalled': a program printed part of a line and
+//     went quiet), so one task cannot hold up everyone's follow; its rest comes later as a new line.
 // Memory is bounded by the caller: a node may have only LOG_WINDOW_BYTES of a task outstanding, and the
 // leader acknowledges a chunk only once it is written to the client. Pure: no clock, no socket.
 import type { LogLine } from '../dispatcher/protocol.ts';
 
 export type MergeOut =
   | { kind: 'chunk'; chunk: LogLine }
-  /** The task ended while its line on `stream` was open: the line is incomplete. */
-  | { kind: 'cut'; taskId: string; stream: 'stdout' | 'stderr'; ts: string };
+  /**
+   * A line on `stream` was left open: its task ended ('ended': the line is incomplete), or it stalled
+   * while others waited ('stalled': the rest of the line follows later as a line of its own).
+   */
+  | { kind: 'cut'; taskId: string; stream: 'stdout' | 'stderr'; ts: string; reason: 'ended' | 'stalled' };
 
 interface TaskQueue {
   readonly id: string;
@@ -34,10 +39,13 @@ export class LogMerge {
   private lock: TaskQueue | null = null;
   private seq = 0;
   private pendingCuts: MergeOut[] = [];
+  /** When the open line last made progress (the `now` of the last take from the locked task). */
+  private lockSince = 0;
 
   constructor(
     private readonly mode: 'sorted' | 'arrival',
     taskIds: readonly string[],
+    private readonly maxOpenLineMs = Infinity,
   ) {
     taskIds.forEach((id, order) => this.tasks.set(id, { id, order, items: [], head: 0, ended: false, open: new Map() }));
   }
@@ -74,17 +82,22 @@ export class LogMerge {
     return true;
   }
 
-  /** The next thing to write, or null when it must wait for more chunks (or the merge is done). */
-  next(): MergeOut | null {
+  /**
+   * The next thing to write, or null when it must wait for more chunks (or the merge is done). `now`
+   * (ms, any clock) only matters for cutting a stalled line in 'arrival' mode.
+   */
+  next(now = 0): MergeOut | null {
     if (this.pendingCuts.length > 0) return this.pendingCuts.shift()!;
     if (this.lock) {
       const q = this.lock;
-      if (q.head < q.items.length) return this.take(q);
-      if (!q.ended) return null;
+      if (q.head < q.items.length) return this.take(q, now);
+      const stalled = !q.ended && this.mode === 'arrival' && now - this.lockSince > this.maxOpenLineMs && this.othersWaiting(q);
+      if (!q.ended && !stalled) return null;
       this.lock = null;
-      this.pendingCuts = [...q.open].map(([stream, ts]) => ({ kind: 'cut' as const, taskId: q.id, stream, ts }));
+      const reason = q.ended ? ('ended' as const) : ('stalled' as const);
+      this.pendingCuts = [...q.open].map(([stream, ts]) => ({ kind: 'cut' as const, taskId: q.id, stream, ts, reason }));
       q.open.clear();
-      return this.pendingCuts.shift() ?? this.next();
+      return this.pendingCuts.shift() ?? this.next(now);
     }
     let best: TaskQueue | null = null;
     for (const q of this.tasks.values()) {
@@ -94,7 +107,12 @@ export class LogMerge {
       }
       if (best === null || this.before(q, best)) best = q;
     }
-    return best ? this.take(best) : null;
+    return best ? this.take(best, now) : null;
+  }
+
+  private othersWaiting(q: TaskQueue): boolean {
+    for (const o of this.tasks.values()) if (o !== q && o.head < o.items.length) return true;
+    return false;
   }
 
   private before(a: TaskQueue, b: TaskQueue): boolean {
@@ -104,7 +122,7 @@ export class LogMerge {
     return x.c.ts < y.c.ts || (x.c.ts === y.c.ts && a.order < b.order);
   }
 
-  private take(q: TaskQueue): MergeOut {
+  private take(q: TaskQueue, now: number): MergeOut {
     const { c } = q.items[q.head]!;
     q.items[q.head] = undefined as never; // let it be collected
     q.head++;
@@ -116,6 +134,7 @@ export class LogMerge {
       if (!q.open.has(c.stream)) q.open.set(c.stream, c.ts);
     } else q.open.delete(c.stream);
     this.lock = q.open.size > 0 ? q : null;
+    this.lockSince = now;
     return { kind: 'chunk', chunk: c };
   }
 }

@@ -32,6 +32,8 @@ export const MAX_LOG_STREAMS = 32;
 export const MAX_EXECS = 32;
 /** A node may overshoot its window by one chunk (it reserves before it knows the ack is on its way). */
 const LOG_SLACK = LOG_CHUNK_BYTES + 64;
+/** Follow: how long one task's open line may hold up the others (then it is cut and goes on later). */
+const OPEN_LINE_MS = 2_000;
 /** Tasks taken from one usage report, and kept in the usage table (every running task of a big cluster fits). */
 const MAX_USAGE_PER_REPORT = 10_000;
 const MAX_USAGE_ENTRIES = 200_000;
@@ -317,7 +319,7 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
 
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     const write = (o: unknown) => res.write(`${JSON.stringify(o)}\n`);
-    const merge = new LogMerge(follow ? 'arrival' : 'sorted', tasks.map((t) => t.id));
+    const merge = new LogMerge(follow ? 'arrival' : 'sorted', tasks.map((t) => t.id), OPEN_LINE_MS);
     const calls = new Map<string, NonNullable<ReturnType<RemoteCalls['logs']>>>(); // by node
     const acks = new Map<string, number>(); // window bytes written, not yet acknowledged, by task
     let open = 0;
@@ -326,6 +328,7 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
     const finish = () => {
       if (finished) return;
       finished = true;
+      if (ticker) clearInterval(ticker);
       res.end();
     };
     const decorate = (l: LogLine) => {
@@ -341,7 +344,7 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
     // nodes get their acknowledgements only for what was written, so nothing piles up here.
     const pump = () => {
       while (!finished && !paused) {
-        const o = merge.next();
+        const o = merge.next(Date.now());
         if (o === null) break;
         let ok: boolean;
         if (o.kind === 'chunk') {
@@ -350,7 +353,7 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
         } else {
           const t = byId.get(o.taskId);
           ok = write({ ...decorate({ taskId: o.taskId, ts: o.ts, stream: o.stream, line: '' }), incomplete: true });
-          if (t) write({ warning: `the last line of task ${taskName.get(o.taskId) ?? o.taskId} on ${o.stream} is incomplete (its node stopped sending it)` });
+          if (t && o.reason === 'ended') write({ warning: `the last line of task ${taskName.get(o.taskId) ?? o.taskId} on ${o.stream} is incomplete (its node stopped sending it)` });
         }
         if (!ok) {
           paused = true;
@@ -363,9 +366,13 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
       if (!finished) flushAcks();
       if (open === 0 && merge.done) finish();
     };
+    // Follow: a line left open (a program printed part of a line and went quiet) is cut after a while
+    // if other tasks wait; this timer looks again when nothing else arrives.
+    const ticker = follow ? setInterval(pump, OPEN_LINE_MS) : null;
     req.on('close', () => {
       for (const c of calls.values()) c.cancel();
       finished = true;
+      if (ticker) clearInterval(ticker);
     });
     if (byNode.size === 0) write({ info: `${what} has no task that ran on a node yet` });
     for (const [nodeId, ts] of byNode) {

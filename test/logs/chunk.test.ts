@@ -178,6 +178,7 @@ describe('LogMerge', () => {
     m.end('a');
     const out = drain(m);
     assert.deepEqual(reassemble(out), [{ taskId: 'a', stream: 'stderr', line: 'half', incomplete: true }]);
+    assert.equal(out[1]?.kind === 'cut' && out[1].reason, 'ended');
     assert.equal(m.done, true);
   });
 
@@ -209,6 +210,29 @@ describe('LogMerge', () => {
     assert.equal(got.length, 601);
     assert.deepEqual(got.slice(0, 600), want);
     assert.equal(got[600], big);
+  });
+
+  it('arrival: cuts a line left open too long while other tasks wait, and goes on', () => {
+    const m = new LogMerge('arrival', ['a', 'b'], 2000);
+    m.push({ taskId: 'a', ts: ts(1), stream: 'stdout', line: 'part', partial: true });
+    assert.equal(m.next(0)?.kind, 'chunk');
+    m.push({ taskId: 'b', ts: ts(2), stream: 'stdout', line: 'b2' });
+    assert.equal(m.next(1000), null, 'within the limit the open line holds');
+    const cut = m.next(2500);
+    assert.deepEqual(cut, { kind: 'cut', taskId: 'a', stream: 'stdout', ts: ts(1), reason: 'stalled' });
+    const b = m.next(2500);
+    assert.equal(b?.kind === 'chunk' && b.chunk.line, 'b2');
+    m.push({ taskId: 'a', ts: ts(3), stream: 'stdout', line: 'rest' });
+    const rest = m.next(2600);
+    assert.equal(rest?.kind === 'chunk' && rest.chunk.line, 'rest');
+  });
+
+  it('sorted: never cuts a line that is still coming', () => {
+    const m = new LogMerge('sorted', ['a', 'b'], 10);
+    m.push({ taskId: 'a', ts: ts(1), stream: 'stdout', line: 'part', partial: true });
+    m.push({ taskId: 'b', ts: ts(2), stream: 'stdout', line: 'b2' });
+    assert.equal(m.next(0)?.kind, 'chunk');
+    assert.equal(m.next(1_000_000), null);
   });
 
   it('window cost counts empty lines', () => {
