@@ -22,7 +22,8 @@ function sizeText(n: number): string {
 
 /**
  * Reads and parses a JSON body of at most `limit` bytes: 413 as soon as the declared length or the bytes
- * received go past it (the rest is never buffered), 400 for anything that is not JSON. An empty body is {}.
+ * received go past it (the rest is never buffered), 400 for anything that is not a JSON object. An empty
+ * body is {}.
  */
 export async function readJson(req: IncomingMessage, limit: number = BODY_LIMITS.small): Promise<unknown> {
   const tooBig = () => tooLarge(`request body is larger than this endpoint's limit of ${sizeText(limit)}`, { limit });
@@ -38,11 +39,17 @@ export async function readJson(req: IncomingMessage, limit: number = BODY_LIMITS
     chunks.push(b);
   }
   if (size === 0) return {};
+  let body: unknown;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
   } catch {
     throw badRequest('request body is not valid JSON');
   }
+  // Every endpoint takes an object; `null` or `[]` would otherwise reach handlers that read fields of it.
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw badRequest(`request body must be a JSON object (got ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body})`);
+  }
+  return body;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

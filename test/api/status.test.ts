@@ -171,6 +171,12 @@ test('400: invalid JSON, an invalid spec (naming the field), a bad replicas valu
   const bad = await call('POST', '/v1/services', '{"spec": ');
   assert.equal(bad.status, 400);
   assert.match(bad.error!.message, /not valid JSON/);
+  // JSON that is not an object: a 400 for every route, never a handler reading fields of null.
+  for (const body of ['null', '[]', '7', '"x"']) {
+    const r = await call('POST', '/v1/services/web/scale', body);
+    assert.equal(r.status, 400, `${body}: ${JSON.stringify(r.body)}`);
+    assert.match(r.error!.message, /must be a JSON object/);
+  }
   const invalid = await call('POST', '/v1/services', { spec: spec('api', { mode: { replicated: { replica: 3 } } }) });
   assert.equal(invalid.status, 400, JSON.stringify(invalid.body));
   assert.equal(invalid.error?.code, 'EINVALIDSPEC');
