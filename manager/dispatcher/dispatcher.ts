@@ -55,6 +55,8 @@ export const DISPATCHER_LIMITS = {
   statusQueuePerNode: 5_000,
   /** Status updates written per Raft transaction. */
   statusChunk: 500,
+  /** Revoked serials kept in the cluster object (the oldest, most likely expired, go first). */
+  revokedSerials: 2000,
 } as const;
 
 export interface DispatcherDeps {
@@ -342,7 +344,17 @@ export class Dispatcher {
     }
     await this.d.gate.update((tx) => {
       const cur = tx.get('node', nodeId) as NodeObj | undefined;
-      if (cur) tx.update({ ...cur, certificate: { serial: issued.serial, notAfter: issued.notAfter.toISOString(), role: n.spec.role } });
+      if (!cur) return;
+      tx.update({ ...cur, certificate: { serial: issued.serial, notAfter: issued.notAfter.toISOString(), role: n.spec.role } });
+      // A demoted node's manager certificate stops working at once (security review, finding 12): it
+      // could otherwise still speak Raft for the rest of its life. Other renewals keep the old
+      // certificate valid, because a running manager's Raft transport still dials with it.
+      const old = cur.certificate;
+      if (old?.role === 'manager' && n.spec.role !== 'manager' && old.serial) {
+        const cl = tx.get('cluster', CLUSTER_ID) as Cluster;
+        const revoked = [...cl.denyList.revokedSerials.filter((x) => x !== old.serial), old.serial].slice(-DISPATCHER_LIMITS.revokedSerials);
+        tx.update({ ...cl, denyList: { ...cl.denyList, revokedSerials: revoked } } as Cluster);
+      }
     });
     ns.session.sendJson({ t: 'cert', certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, role: n.spec.role } satisfies ManagerToAgent);
   }

@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { WebSocket } from 'ws';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
+import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { DISPATCHER_PATH } from '../../manager/dispatcher/protocol.ts';
 import { Gate } from '../../manager/api/gate.ts';
@@ -178,6 +179,27 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     await until(() => (d.stats().dropped.byReason['renew-rate'] ?? 0) === 2, 'two renewals over the limit');
     assert.equal(d.stats().dropped.byReason['bad-csr'], 5);
     await until(() => a2.got.some((m) => m.t === 'error' && /limited/.test(String(m.message))), 'the node is told why');
+  });
+
+  it("a demoted node's renewal revokes its manager certificate; other renewals revoke nothing", async () => {
+    const a1 = agents[0]!;
+    await store.update((tx) => {
+      const n = tx.get('node', 'n1') as Node;
+      tx.update({ ...n, certificate: { serial: 'aa11', notAfter: new Date(Date.now() + 3600_000).toISOString(), role: 'manager' } });
+    });
+    const csr = createCsr({ keyPem: await generateKeyPem(), nodeId: 'n1' });
+    a1.send({ t: 'renew', csr });
+    await until(() => a1.got.some((m) => m.t === 'cert'), 'the new certificate');
+    assert.equal(a1.got.find((m) => m.t === 'cert')!.role, 'worker');
+    const cl = () => store.view((tx) => tx.get('cluster', 'cluster')) as Cluster;
+    assert.deepEqual(cl().denyList.revokedSerials, ['aa11']);
+    const serial = (store.view((tx) => tx.get('node', 'n1')) as Node).certificate!.serial;
+    assert.notEqual(serial, 'aa11');
+    // A plain renewal (same role) leaves the deny list alone.
+    const before = a1.got.filter((m) => m.t === 'cert').length;
+    a1.send({ t: 'renew', csr });
+    await until(() => a1.got.filter((m) => m.t === 'cert').length === before + 1, 'a second certificate');
+    assert.deepEqual(cl().denyList.revokedSerials, ['aa11']);
   });
 
   it('a frame over the payload limit ends only that session (1009)', async () => {
