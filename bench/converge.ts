@@ -3,17 +3,16 @@
 // from `service create --replicas 10000` to all tasks reported running, and of a rolling update of all
 // of them with parallelism 100. Medians over the rounds.
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ClusterLab, waitFor } from '../test/cluster/cluster-lab.ts';
 import { cleanupOnExit } from '../test/cluster/lab.ts';
+import { compiledEntry } from '../scripts/dist.ts';
 
 const AGENTS = Number(process.env.SHOAL_BENCH_AGENTS ?? 200);
 const REPLICAS = Number(process.env.SHOAL_BENCH_REPLICAS ?? 10_000);
 const ROUNDS = Number(process.env.SHOAL_BENCH_ROUNDS ?? 1);
 const NAME = `cv${process.pid % 1000}`;
-const FARM = join(fileURLToPath(new URL('..', import.meta.url)), 'test', 'cluster', 'agent-farm.ts');
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -28,7 +27,7 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     const tokens = await c.control('GET', '/v1/join-tokens');
     const t0 = performance.now();
     // The farm runs in the first lab host's network namespace (it reaches every manager there).
-    farm = c.host('h1').spawn(process.execPath, ['--import', 'tsx', FARM, JSON.stringify({ managers: c.ctx.managers, token: tokens.worker, caPem: c.ctx.admin.ca, count: AGENTS, addr: c.host('h1').ip })], { stdio: ['ignore', 'pipe', 'inherit'], cwd: fileURLToPath(new URL('..', import.meta.url)) });
+    farm = c.host('h1').spawn(process.execPath, [compiledEntry('test/cluster/agent-farm'), JSON.stringify({ managers: c.ctx.managers, token: tokens.worker, caPem: c.ctx.admin.ca, count: AGENTS, addr: c.host('h1').ip })], { stdio: ['ignore', 'pipe', 'inherit'], cwd: fileURLToPath(new URL('..', import.meta.url)) });
     await new Promise<void>((resolve, reject) => {
       farm!.stdout!.on('data', (d: Buffer) => (String(d).includes('ready') ? resolve() : undefined));
       farm!.once('exit', (code) => reject(new Error(`agent farm exited (${code})`)));

@@ -14,15 +14,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { WsRaftTransport } from '../manager/raft/transport-ws.ts';
 import type { Message } from '../manager/raft/types.ts';
 import { makeTestCa } from '../test/helpers/pki.ts';
 import type { TestCa } from '../test/helpers/pki.ts';
 import type { FromMember, ToMember } from './raft-member.ts';
 import { summarize, type LatencySummary } from './stats.ts';
+import { compiledEntry } from '../scripts/dist.ts';
 
-const MEMBER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'raft-member.ts');
 const WATCHDOG_MS = 115_000;
 const SEQ = { warmup: 500, count: 3000, size: 100 };
 const PIPE = { warmupMs: 500, ms: 3000, size: 1024, outstanding: 512 };
@@ -96,7 +95,7 @@ class Member {
   }
 
   private spawn(): ChildProcess {
-    const child = fork(MEMBER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(compiledEntry('bench/raft-member'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.add(child);
     this.alive = true;
     child.on('message', (m: FromMember) => this.onMessage(m));

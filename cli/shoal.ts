@@ -124,11 +124,9 @@ function isUserError(e: unknown): boolean {
   return err?.name === 'ApiError' || (typeof err?.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS'));
 }
 
-// Run when executed directly: `node cli/shoal.ts`, the compiled dist/cli/shoal.js, or bin/shoal.
-const self = import.meta.url;
-const invoked = process.argv[1] ? pathToFileURL(realpathOr(process.argv[1])).href : '';
-if (invoked === self || /\/(cli\/shoal\.[jt]s|bin\/shoal)$/.test(invoked)) {
-  main(process.argv.slice(2)).then(
+/** Runs `shoal ARGV` and exits: 0, the command's code, or 1 with one line on stderr for a user's mistake. */
+export function run(argv: string[]): void {
+  main(argv).then(
     (code) => process.exit(code),
     (e) => {
       console.error(`shoal: ${isUserError(e) ? (e as Error).message : (e as Error).stack ?? String(e)}`);
@@ -136,6 +134,11 @@ if (invoked === self || /\/(cli\/shoal\.[jt]s|bin\/shoal)$/.test(invoked)) {
     },
   );
 }
+
+// Run when executed directly (`node --import tsx cli/shoal.ts`, `node dist/cli/shoal.js`); bin/shoal
+// imports this module and calls run() itself.
+const invoked = process.argv[1] ? pathToFileURL(realpathOr(process.argv[1])).href : '';
+if (invoked === import.meta.url || /\/cli\/shoal\.[jt]s$/.test(invoked)) run(process.argv.slice(2));
 
 function realpathOr(p: string): string {
   try {

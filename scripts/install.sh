@@ -28,3 +28,19 @@ fi
 
 # Native parts (the container shim); rebuilt only when their sources changed.
 bash scripts/build-native.sh
+
+# The compiled CLI and daemon (dist/, esbuild: scripts/build.mjs); rebuilt only when a source changed.
+bash scripts/build.sh --if-stale
+echo "install: dist/ is up to date (bin/shoal runs dist/cli/shoal.js)"
+
+# `shoal` on the PATH: linked when root and /usr/local/bin/shoal is free (SHOAL_NO_LINK=1 skips it).
+target="$(pwd)/bin/shoal"
+link=/usr/local/bin/shoal
+if [ "$(readlink -f "$link" 2>/dev/null)" = "$target" ]; then
+  :
+elif [ -z "${SHOAL_NO_LINK:-}" ] && [ "$(id -u)" -eq 0 ] && [ ! -e "$link" ] && [ ! -L "$link" ] && [ -d /usr/local/bin ]; then
+  ln -s "$target" "$link"
+  echo "install: linked $link -> $target"
+else
+  echo "install: to run shoal from any directory: ln -s $target $link (or add $(pwd)/bin to PATH)"
+fi

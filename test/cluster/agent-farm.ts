@@ -72,7 +72,7 @@ export class AgentFarm {
 }
 
 // As a script: node --import tsx test/cluster/agent-farm.ts <config-json>
-if (process.argv[1]?.endsWith('agent-farm.ts') && process.argv[2]) {
+if (/agent-farm\.[jt]s$/.test(process.argv[1] ?? '') && process.argv[2]) {
   const cfg = JSON.parse(process.argv[2]) as FarmOptions;
   AgentFarm.start(cfg).then(
     (f) => {

@@ -7,11 +7,11 @@ import { TaskCgroup, detectCgroups } from '../../worker/engine/cgroups.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { control, loadContext, localCall, saveContext, type Context } from '../../cli/context.ts';
+import { compiledEntry } from '../../scripts/dist.ts';
 import { Lab, type LabHost } from './lab.ts';
 import { describeStatus, restartSupervised, startSupervised, supervisedStatus, type SupervisedStatus } from './lab-supervisor.ts';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const CLI = join(REPO, 'cli', 'shoal.ts');
 /** The supervise label of a host's Shoal daemon (files daemon.supervise.json, daemon.pid, daemon.exit). */
 export const DAEMON_LABEL = 'daemon';
 
@@ -111,7 +111,7 @@ export class ClusterLab {
     const d = this.daemons.get(name)!;
     const h = d.host;
     mkdirSync(join(h.dir, 'state'), { recursive: true });
-    const args = ['--import', 'tsx', CLI, 'daemon', '--state-dir', join(h.dir, 'state'), '--hostname', h.name];
+    const args = [compiledEntry('cli/shoal'), 'daemon', '--state-dir', join(h.dir, 'state'), '--hostname', h.name];
     if (this.opts.electionMs) args.push('--election-ms', String(this.opts.electionMs));
     // Tests default to the test executor (no processes); `shoal lab up` and engine tests ask for 'engine'.
     args.push('--executor', this.opts.executor ?? 'test');
