@@ -9,6 +9,7 @@
 //                                               configs, all labelled com.docker.stack.namespace=NS
 //   planDeploy(stack, existing, { prune })      stack/plan.ts → the ordered steps of a deploy (or a
 //                                               PlanError before anything is created)
+//   planRemove(namespace, existing)             stack/plan.ts → the removals of `stack rm`
 //   errors: ComposeError (file:line:key problems), ComposeFileError, PlanError, StackNameError
 //
 // Naming (Docker's): every object NS_<key>, unless the compose file gives `name:` (networks, volumes,

@@ -52,7 +52,7 @@ export interface Existing {
 }
 
 export type PlanStep =
-  | { action: 'remove'; kind: 'service'; name: string; id: string }
+  | { action: 'remove'; kind: 'service' | 'secret' | 'config' | 'network'; name: string; id: string }
   | { action: 'create'; kind: 'network'; name: string; network: StackNetwork }
   | { action: 'create'; kind: 'secret' | 'config'; name: string; object: StackFileObject }
   | { action: 'update'; kind: 'secret' | 'config'; name: string; id: string; object: StackFileObject }
@@ -164,6 +164,22 @@ export function planDeploy(stack: Stack, existing: Existing, opts: { prune: bool
 
   if (problems.length) throw new PlanError(problems);
   return { namespace: ns, steps, warnings };
+}
+
+/**
+ * `stack rm NS`: every object labelled com.docker.stack.namespace=NS, in Docker's order (services, then
+ * secrets, configs and networks, which services may still use until they are gone). Objects without the
+ * label — external ones, or anything created outside the stack — are never included. No file needed.
+ */
+export function planRemove(namespace: string, existing: Existing): PlanStep[] {
+  const steps: PlanStep[] = [];
+  const mine = <T extends ExistingObject>(list: readonly T[]) => [...list].filter((o) => ours(o, namespace)).sort(byName);
+  for (const s of mine(existing.services)) steps.push({ action: 'remove', kind: 'service', name: s.name, id: s.id });
+  for (const kind of ['secret', 'config', 'network'] as const) {
+    const list = kind === 'secret' ? existing.secrets : kind === 'config' ? existing.configs : existing.networks;
+    for (const o of mine(list)) steps.push({ action: 'remove', kind, name: o.name, id: o.id });
+  }
+  return steps;
 }
 
 /** The parts of a network spec a stack file decides (the allocator may fill in the rest). */

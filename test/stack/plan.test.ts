@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { convertStack, NAMESPACE_LABEL, type Stack } from '../../stack/convert.ts';
-import { changes, planDeploy, PlanError, type Existing, type ExistingService, type PlanStep } from '../../stack/plan.ts';
+import { changes, planDeploy, planRemove, PlanError, type Existing, type ExistingService, type PlanStep } from '../../stack/plan.ts';
 import { readFileSync } from 'node:fs';
 import { CORPUS, loadCorpus, loadMemory } from './helpers.ts';
 
@@ -22,7 +22,11 @@ class FakeCluster implements Existing {
   apply(steps: PlanStep[], limit = Infinity): void {
     for (const s of steps.slice(0, limit)) {
       const id = `id${this.next++}`;
-      if (s.action === 'remove') this.services = this.services.filter((x) => x.id !== s.id);
+      if (s.action === 'remove') {
+        if (s.kind === 'service') this.services = this.services.filter((x) => x.id !== s.id);
+        else if (s.kind === 'network') this.networks = this.networks.filter((x) => x.id !== s.id);
+        else this[`${s.kind}s`] = this[`${s.kind}s`].filter((x) => x.id !== s.id);
+      }
       else if (s.action === 'create' && s.kind === 'network') this.networks.push({ id, name: s.name, labels: s.network.spec!.labels, spec: s.network.spec! });
       else if (s.action === 'create' && (s.kind === 'secret' || s.kind === 'config')) this[`${s.kind}s`].push({ id, name: s.name, labels: s.object.labels });
       else if (s.action === 'update' && (s.kind === 'secret' || s.kind === 'config')) {
@@ -192,5 +196,29 @@ describe('deploy plan', () => {
     const step = changes(plan)[0]!;
     assert.ok(step.action === 'update' && step.kind === 'service' && step.changed.includes('secrets'));
   });
-});
 
+  it('stack rm removes what the stack created (services first) and leaves external and foreign objects', () => {
+    const stack = convertStack(loadCorpus(['atsea/docker-stack.yml']), 'atsea');
+    const c = new FakeCluster();
+    c.secrets.push({ id: 'x1', name: 'revprox_cert', labels: {} }, { id: 'x2', name: 'revprox_key', labels: {} });
+    c.networks.push({ id: 'x3', name: 'atsea_lookalike', labels: { [NAMESPACE_LABEL]: 'other' } });
+    c.apply(planDeploy(stack, c).steps);
+    const rm = planRemove('atsea', c);
+    assert.deepEqual(summary(rm), [
+      'remove service atsea_appserver',
+      'remove service atsea_database',
+      'remove service atsea_payment_gateway',
+      'remove service atsea_reverse_proxy',
+      'remove secret atsea_postgres_password',
+      'remove secret atsea_staging_token',
+      'remove network atsea_back-tier',
+      'remove network atsea_front-tier',
+      'remove network atsea_payment',
+    ]);
+    c.apply(rm);
+    assert.deepEqual(planRemove('atsea', c), []);
+    assert.deepEqual(c.secrets.map((x) => x.name), ['revprox_cert', 'revprox_key']);
+    assert.deepEqual(c.networks.map((x) => x.name), ['atsea_lookalike']);
+    assert.deepEqual(c.services, []);
+  });
+});
