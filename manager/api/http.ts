@@ -21,9 +21,34 @@ function sizeText(n: number): string {
 }
 
 /**
+ * Deepest nesting of objects and arrays accepted in a body. Nothing the API takes goes past 10; the bound
+ * keeps recursive code downstream (validation, JSON.stringify in an error message, the store's checks)
+ * from overflowing the stack on a body like `[[[[…]]]]`, which JSON.parse itself accepts.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** The deepest `[`/`{` nesting in JSON text (brackets inside strings do not count). Linear, no recursion. */
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return max;
+}
+
+/**
  * Reads and parses a JSON body of at most `limit` bytes: 413 as soon as the declared length or the bytes
- * received go past it (the rest is never buffered), 400 for anything that is not a JSON object. An empty
- * body is {}.
+ * received go past it (the rest is never buffered), 400 for anything that is not a JSON object or is
+ * nested deeper than MAX_JSON_DEPTH. An empty body is {}.
  */
 export async function readJson(req: IncomingMessage, limit: number = BODY_LIMITS.small): Promise<unknown> {
   const tooBig = () => tooLarge(`request body is larger than this endpoint's limit of ${sizeText(limit)}`, { limit });
@@ -39,9 +64,12 @@ export async function readJson(req: IncomingMessage, limit: number = BODY_LIMITS
     chunks.push(b);
   }
   if (size === 0) return {};
+  const text = Buffer.concat(chunks).toString('utf8');
+  const depth = nestingDepth(text);
+  if (depth > MAX_JSON_DEPTH) throw badRequest(`request body is nested ${depth} levels deep; at most ${MAX_JSON_DEPTH} are accepted`);
   let body: unknown;
   try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    body = JSON.parse(text) as unknown;
   } catch {
     throw badRequest('request body is not valid JSON');
   }

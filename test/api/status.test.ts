@@ -177,6 +177,12 @@ test('400: invalid JSON, an invalid spec (naming the field), a bad replicas valu
     assert.equal(r.status, 400, `${body}: ${JSON.stringify(r.body)}`);
     assert.match(r.error!.message, /must be a JSON object/);
   }
+  // Deep nesting is refused before any handler recurses over it (it was a 500: stack overflow).
+  const deep = await call('POST', '/v1/services/web/scale', `{"replicas":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+  assert.equal(deep.status, 400, JSON.stringify(deep.body));
+  assert.match(deep.error!.message, /nested 5001 levels deep; at most 64/);
+  // Brackets inside strings are not nesting.
+  assert.equal((await call('POST', '/test/echo', { s: '[[[[{{{{'.repeat(100) })).status, 200);
   const invalid = await call('POST', '/v1/services', { spec: spec('api', { mode: { replicated: { replica: 3 } } }) });
   assert.equal(invalid.status, 400, JSON.stringify(invalid.body));
   assert.equal(invalid.error?.code, 'EINVALIDSPEC');
