@@ -10,7 +10,7 @@
 import { JepsenCluster } from '../test/jepsen/cluster.ts';
 import { controlRun, realRun } from '../test/jepsen/profiles.ts';
 import { FAULT_KINDS, type FaultKind } from '../test/jepsen/schedule.ts';
-import { describeAnomaly, runTrial, summarize, type TrialResult } from '../test/jepsen/trial.ts';
+import { describeAnomaly, runTrial, summarize, unknownReasons, type TrialResult } from '../test/jepsen/trial.ts';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -75,6 +75,7 @@ async function campaign(name: string, unsafe: string | undefined, n: number, pro
       const r = await runTrial(c, { ...profile, seed: seed0 + i, run: i, durationMs: seconds * 1000, log: quiet });
       add(totals, r);
       log(`${unsafe ? 'control' : 'run'} ${i + 1}/${n}: ${summarize(r)}`);
+      quiet(`  unknown outcomes: ${unknownReasons(r)}`);
       if (r.anomalies.length > 0 && !first) first = r;
       if (r.anomalies.length > 0 && stopOnAnomaly) break;
     }

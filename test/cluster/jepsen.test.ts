@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { JepsenCluster } from '../jepsen/cluster.ts';
 import { controlRun, realRun } from '../jepsen/profiles.ts';
 import { FAULT_KINDS } from '../jepsen/schedule.ts';
-import { describeAnomaly, runTrial, summarize } from '../jepsen/trial.ts';
+import { describeAnomaly, runTrial, summarize, unknownReasons } from '../jepsen/trial.ts';
 
 const SEED = Number(process.env.SHOAL_JEPSEN_SEED ?? 20261206);
 
@@ -27,6 +27,7 @@ describe('linearizability of the control API on a real cluster under faults', { 
   it('the real build: no anomaly under partitions, kill -9, pauses and restarts', async (t) => {
     const r = await runTrial(c, { ...realRun, seed: SEED, run: 0, durationMs: 24_000 });
     t.diagnostic(summarize(r));
+    t.diagnostic(`unknown outcomes: ${unknownReasons(r)}`);
     assert.deepEqual(r.harnessErrors, [], 'only the harness writes the registers');
     const faults = FAULT_KINDS.reduce((n, k) => n + r.faults[k], 0);
     assert.ok(faults >= 3, `the nemesis injected ${faults} faults`);

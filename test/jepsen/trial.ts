@@ -122,7 +122,10 @@ export async function runTrial(c: JepsenCluster, o: TrialOptions): Promise<Trial
     }
   };
 
-  await Promise.all([nemesisLoop(), ...Array.from({ length: o.clients }, (_, i) => clientLoop(i))]);
+  // A nemesis that fails (a daemon that will not restart) ends the run, but only after the clients stop.
+  let nemesisError: unknown = null;
+  await Promise.all([nemesisLoop().catch((e: unknown) => (nemesisError = e)), ...Array.from({ length: o.clients }, (_, i) => clientLoop(i))]);
+  if (nemesisError !== null) throw nemesisError;
   const verdicts = checkPerKey(history.snapshot());
   const result: TrialResult = {
     seed: o.seed,
@@ -175,6 +178,11 @@ export function summarize(r: TrialResult): string {
     `faults: ${faults}; keys ${r.keys}, anomalies ${r.anomalies.length}, undecided ${r.undecided.length}` +
     (r.harnessErrors.length ? `; HARNESS ERRORS: ${r.harnessErrors.join('; ')}` : '')
   );
+}
+
+/** Why outcomes were unknown, most frequent first (timeouts, 503s by code). */
+export function unknownReasons(r: TrialResult): string {
+  return r.unknownWhy.map(([why, n]) => `${n}× ${why}`).join('; ');
 }
 
 /** The lines of an anomaly worth printing: the checker's message and the timeline around the blocked op. */
