@@ -134,7 +134,29 @@ function classify(c: Checker, p: string, e: PMap['entries'][number], ctx: Servic
   } else if (k in REFUSED_UNHONOURED) {
     if (!isEmptyValue(e.value)) c.err(e.keyPos, kp, `${REFUSED_UNHONOURED[k]} (remove the option to deploy without it)`);
   }
+  checkIgnoredShape(c, kp, k, e.value);
 }
+
+/**
+ * Ignored options are still checked where their shape is well known and misspellings are common, so
+ * that `logging: {drivr: …}` is an error as in Docker's schema rather than ignored twice.
+ */
+function checkIgnoredShape(c: Checker, kp: string, k: string, v: PNode): void {
+  if (v.kind === 'scalar' && v.value === null) return;
+  if (k === 'logging') c.map(v, kp, ['driver', 'options']);
+  else if (k === 'depends_on' && v.kind === 'map') {
+    for (const d of v.entries) if (!(d.value.kind === 'scalar' && d.value.value === null)) c.map(d.value, join(kp, d.key), ['condition', 'restart', 'required']);
+  } else if (k === 'depends_on' || k === 'cap_add' || k === 'security_opt' || k === 'devices' || k === 'links' || k === 'external_links') {
+    c.stringList(v, kp);
+  } else if (k === 'build' && v.kind !== 'scalar') c.map(v, kp, BUILD_KEYS);
+}
+
+/** The Compose Specification's build options (all ignored by a stack; listed to catch misspellings). */
+const BUILD_KEYS = [
+  'context', 'dockerfile', 'dockerfile_inline', 'args', 'ssh', 'labels', 'cache_from', 'cache_to', 'no_cache',
+  'additional_contexts', 'network', 'target', 'secrets', 'tags', 'ulimits', 'platforms', 'privileged',
+  'extra_hosts', 'isolation', 'shm_size', 'pull', 'entitlements', 'provenance', 'sbom',
+];
 
 // ------------------------------------------------------------------------------------ command / env
 
