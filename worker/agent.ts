@@ -9,6 +9,7 @@
 import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
+import { jsonDecoder, ProtocolViolation, Session } from '../transport/session.ts';
 import { DISPATCHER_PATH, EXEC_WINDOW_BYTES, LOG_WINDOW_BYTES, type AgentToManager, type ManagerAddr, type ManagerToAgent, type TaskUsage } from '../manager/dispatcher/protocol.ts';
 import type { NetView } from '../overlay-net/types.ts';
 import { expandTemplates } from '../manager/service/templates.ts';
@@ -25,6 +26,14 @@ const MAX_LOG_REQUESTS = 64;
 const MAX_EXEC_REQUESTS = 32;
 /** Unsent bytes on the session above which usage reports (which the next report replaces) are skipped. */
 const USAGE_SKIP_BUFFERED = 4 << 20;
+/** Largest message accepted from a manager (an 'assignments' message lists every task of the node). */
+const MAX_MANAGER_MESSAGE = 64 << 20;
+
+/** Manager messages are trusted in content (the peer is a manager of our CA), but must be objects with a type. */
+function decodeManagerMessage(v: unknown): ManagerToAgent {
+  if (typeof v !== 'object' || v === null || typeof (v as { t?: unknown }).t !== 'string') throw new ProtocolViolation('bad-field', 'message without a type');
+  return v as ManagerToAgent;
+}
 
 export interface AgentCredentials {
   key: string;
@@ -70,6 +79,8 @@ export type AgentState = 'connecting' | 'ready' | 'stopped';
 
 export class Agent {
   private ws: WebSocket | null = null;
+  /** The session around `ws`: owns its error, close, liveness and outbound-buffer limits. */
+  private session: Session<ManagerToAgent> | null = null;
   private managers: string[];
   private next = 0;
   private hbTimer: NodeJS.Timeout | null = null;
@@ -185,28 +196,16 @@ export class Agent {
       rejectUnauthorized: true,
       perMessageDeflate: false,
       handshakeTimeout: 3000,
+      maxPayload: MAX_MANAGER_MESSAGE,
       // Identity is the certificate's role, not a host name: any manager of our CA may serve us.
       checkServerIdentity: (_host: string, cert: PeerCertificate) => (String(cert.subject?.OU) === 'manager' ? undefined : new Error('peer is not a manager')),
     };
     const ws = new WebSocket(`wss://${target}${DISPATCHER_PATH}`, options as unknown as ClientOptions);
     this.ws = ws;
-    ws.on('open', () => {
-      this.connectedTo = target;
-      this.backoff = 50;
-      this.send({ t: 'hello', description: this.describe() });
-    });
-    ws.on('message', (data) => {
-      let m: ManagerToAgent;
-      try {
-        m = JSON.parse(String(data)) as ManagerToAgent;
-      } catch {
-        return;
-      }
-      this.onMessage(m);
-    });
     const retry = (why: string) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.session = null;
       if (this.hbTimer) clearInterval(this.hbTimer);
       this.hbTimer = null;
       this.abortRequests(); // the manager that asked is gone
@@ -218,8 +217,21 @@ export class Agent {
       this.log(`agent: session to ${target} ended (${why}); retrying in ${Math.round(delay)} ms`);
       this.retryTimer = setTimeout(() => this.connect(), delay);
     };
-    ws.on('close', (code, reason) => retry(`${code} ${String(reason)}`));
-    ws.on('error', (e) => retry(e.message));
+    // Errors, close, liveness and the outbound buffer are the session's: a leader that stops reading
+    // (8 MiB unsent) gets the session closed, its requests end, and the agent reconnects.
+    this.session = new Session<ManagerToAgent>(ws, {
+      name: `agent session to ${target}`,
+      decode: jsonDecoder(decodeManagerMessage),
+      onOpen: () => {
+        this.connectedTo = target;
+        this.backoff = 50;
+        this.send({ t: 'hello', description: this.describe() });
+      },
+      onMessage: (m) => this.onMessage(m),
+      onClose: (code, reason) => retry(`${code} ${reason}`),
+      log: (l) => this.log(l),
+      limits: { maxMessageBytes: MAX_MANAGER_MESSAGE, slowConsumer: 'close' },
+    });
   }
 
   private onMessage(m: ManagerToAgent): void {
@@ -432,8 +444,8 @@ export class Agent {
     this.hbTimer = setInterval(() => this.send({ t: 'hb' }), ms);
   }
 
-  private send(m: AgentToManager): void {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(m));
+  private send(m: AgentToManager): boolean {
+    return this.session?.sendJson(m) ?? false;
   }
 
   private describe() {
