@@ -157,4 +157,14 @@ describe('shoal system install (bin/shoal, scratch unit directory)', { skip: !is
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, readFileSync(unitPath, 'utf8'));
   });
+
+  it('uninstall removes the unit and keeps the state directory; a second one has nothing to do', async () => {
+    const r = await shoal(['system', 'uninstall', '--unit-dir', unitDir, '--state-dir', stateDir]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /removed .*shoal\.service; the state directory .* is kept/);
+    assert.ok(!existsSync(unitPath) && existsSync(stateDir));
+    const again = await shoal(['system', 'uninstall', '--unit-dir', unitDir]);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.out, /is not installed/);
+  });
 });
