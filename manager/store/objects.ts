@@ -13,11 +13,14 @@
 // The shapes follow Docker Swarm's (swarmkit api/objects.proto) where that is useful, simplified.
 
 /** Every kind of object the store holds. */
-export type Kind = 'cluster' | 'node' | 'service' | 'task' | 'network';
-export const KINDS: readonly Kind[] = ['cluster', 'node', 'service', 'task', 'network'];
+export type Kind = 'cluster' | 'node' | 'service' | 'task' | 'network' | 'secret' | 'config';
+export const KINDS: readonly Kind[] = ['cluster', 'node', 'service', 'task', 'network', 'secret', 'config'];
 
-/** Kinds that can be looked up by name (services and networks by spec.name, unique per kind; nodes by hostname). */
-export type NamedKind = 'service' | 'network' | 'node';
+/**
+ * Kinds that can be looked up by name (services, networks, secrets and configs by spec.name, unique per
+ * kind; nodes by hostname).
+ */
+export type NamedKind = 'service' | 'network' | 'node' | 'secret' | 'config';
 
 /** The singleton cluster object's id. */
 export const CLUSTER_ID = 'cluster';
@@ -296,6 +299,33 @@ export interface TaskTemplate {
   stopGracePeriodMs?: number;
   /** Bumped to force a rolling restart without another change (`service update --force`). */
   forceUpdate?: number;
+  /** Secrets mounted under /run/secrets (Docker's ContainerSpec.Secrets). */
+  secrets?: SecretReference[];
+  /** Configs mounted as read-only files (Docker's ContainerSpec.Configs). */
+  configs?: ConfigReference[];
+}
+
+/** Where a secret or config appears in the container, and as whom. */
+export interface FileTarget {
+  /** Secrets: a name under /run/secrets (or an absolute path under it). Configs: an absolute path. */
+  name: string;
+  uid: string;
+  gid: string;
+  /** Permission bits, e.g. 0o444 (292). */
+  mode: number;
+}
+
+/** A task's use of a secret: the id is what the worker is sent; the name is kept for display. */
+export interface SecretReference {
+  secretId: string;
+  secretName: string;
+  target: FileTarget;
+}
+
+export interface ConfigReference {
+  configId: string;
+  configName: string;
+  target: FileTarget;
 }
 
 export interface UpdateConfig {
@@ -443,6 +473,45 @@ export interface Network extends ObjectMeta<'network'> {
   status: NetworkStatus;
 }
 
+// ------------------------------------------------------------------------------------ secrets, configs
+
+/**
+ * A secret's data is stored SEALED (manager/keys: AES-256-GCM under a data-encryption key that never
+ * enters the Raft log), so neither the log, its snapshots nor a store dump hold the plaintext.
+ */
+export interface SealedData {
+  /** Id of the key in the managers' key ring that sealed it. */
+  kid: string;
+  /** base64, 12 bytes. */
+  nonce: string;
+  /** base64: ciphertext followed by the 16-byte GCM tag. */
+  ct: string;
+}
+
+export interface SecretSpec {
+  name: string;
+  labels: Record<string, string>;
+  data: SealedData;
+}
+
+export interface Secret extends ObjectMeta<'secret'> {
+  spec: SecretSpec;
+  status: Record<string, never>;
+}
+
+/** Configs are not secret: their data is stored as given (base64). */
+export interface ConfigSpec {
+  name: string;
+  labels: Record<string, string>;
+  /** base64. */
+  data: string;
+}
+
+export interface Config extends ObjectMeta<'config'> {
+  spec: ConfigSpec;
+  status: Record<string, never>;
+}
+
 // -------------------------------------------------------------------------------------------- utilities
 
 export interface KindMap {
@@ -451,6 +520,8 @@ export interface KindMap {
   service: Service;
   task: Task;
   network: Network;
+  secret: Secret;
+  config: Config;
 }
 
 export type ObjectOf<K extends Kind> = KindMap[K];

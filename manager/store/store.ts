@@ -212,6 +212,8 @@ function nameOf(o: Obj): string | undefined {
   switch (o.kind) {
     case 'service':
     case 'network':
+    case 'secret':
+    case 'config':
       return nameKey(o.spec.name);
     case 'node':
       return nameKey(o.description.hostname);
@@ -226,7 +228,7 @@ function slotKey(serviceId: string, slot: number): string {
 
 /** Secondary indexes over a set of objects. */
 class Indexes {
-  readonly names: Record<NamedKind, Multi> = { service: new Multi(), network: new Multi(), node: new Multi() };
+  readonly names: Record<NamedKind, Multi> = { service: new Multi(), network: new Multi(), node: new Multi(), secret: new Multi(), config: new Multi() };
   readonly taskService = new Multi();
   readonly taskNode = new Multi();
   readonly taskSlot = new Multi();
@@ -240,7 +242,7 @@ class Indexes {
   }
 
   private each(o: Obj, f: (m: Multi, k: string) => void): void {
-    if (o.kind === 'service' || o.kind === 'network' || o.kind === 'node') {
+    if (o.kind === 'service' || o.kind === 'network' || o.kind === 'node' || o.kind === 'secret' || o.kind === 'config') {
       const n = nameOf(o);
       if (n !== undefined) f(this.names[o.kind], n);
     } else if (o.kind === 'task') {
@@ -472,6 +474,8 @@ function shapeProblem(o: Record<string, unknown>): string | null {
       if (!isInt(o['specVersion'])) return `${what}: specVersion must be an integer`;
       break;
     case 'network':
+    case 'secret':
+    case 'config':
       if (typeof spec['name'] !== 'string' || spec['name'].length === 0) return `${what}: spec.name must be a non-empty string`;
       break;
     case 'node': {
@@ -691,7 +695,7 @@ class Tx extends View implements WriteTx {
   }
 
   private checkName(o: Obj): void {
-    if (o.kind !== 'service' && o.kind !== 'network') return;
+    if (o.kind !== 'service' && o.kind !== 'network' && o.kind !== 'secret' && o.kind !== 'config') return;
     if (this.namesakes(o.kind, o.spec.name, o.id).length > 0) throw new NameInUseError(o.kind, o.spec.name);
   }
 
@@ -1278,7 +1282,7 @@ class ApplyView extends View {
   checkNames(): void {
     for (const r of this.ov!.recs.values()) {
       const o = r.cur;
-      if (o === null || (o.kind !== 'service' && o.kind !== 'network')) continue;
+      if (o === null || (o.kind !== 'service' && o.kind !== 'network' && o.kind !== 'secret' && o.kind !== 'config')) continue;
       if (this.namesakes(o.kind, o.spec.name, o.id).length > 0) throw new NameInUseError(o.kind, o.spec.name);
     }
   }
