@@ -4,6 +4,9 @@
 // write, unsettle the service or the leader, or grow the leader's memory without bound; every hostile
 // request gets a 4xx (503 only in an election) or a closed connection. Set HOSTILE_SEED to replay a run.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ClusterLab } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';
@@ -28,14 +31,19 @@ describe('hostile peers cannot take a Shoal daemon down', { concurrency: false, 
     r = await runHostile(c, {
       seed: SEED,
       seconds: ATTACK_SECONDS,
-      workers: 2,
-      rates: { workerPerConn: 150, adminConns: 4, adminPerConn: 25, unauthPerSec: 20, unauthMaxOpen: 200 },
+      workers: 3,
+      rates: { workerPerConn: 120, adminConns: 6, adminPerConn: 15, unauthPerSec: 15, unauthMaxOpen: 200 },
       baselineSeconds: 5,
       replicas: 4,
       log: (l) => console.log(`# ${l}`),
     });
     for (const l of reportLines(r)) console.log(`# ${l}`);
+    // The whole report (every outcome by kind) for whoever fixes what the run found.
+    const file = join(tmpdir(), `shoal-hostile-${NAME}-${SEED}.json`);
+    writeFileSync(file, JSON.stringify(r, null, 2));
+    console.log(`# full report: ${file}`);
     for (const f of r.findings) console.log(`# finding ${f.kind}: ${f.input} => ${f.outcome}`);
+    for (const [h, tail] of Object.entries(r.crashLogs)) console.log(`# ${h} daemon exited; its log ends:\n${tail}`);
   });
 
   after(async () => {

@@ -32,7 +32,8 @@ function wrongValue(rng: Rng): unknown {
 }
 
 /** Numbers a parser or a counter may choke on (as JSON text: `1e999` parses to Infinity). */
-const HUGE_NUMBER_TEXT = ['1e308', '-1e308', '1e999', '-1e999', '9007199254740993', '-9007199254740993', '123456789012345678901234567890123456789', '1e-400', '-0', '4294967296', '1000000000', '2147483648'];
+// (Never one that parses to a valid small value: `1e-400` and `-0` are 0, a valid replica count.)
+const HUGE_NUMBER_TEXT = ['1e308', '-1e308', '1e999', '-1e999', '9007199254740993', '-9007199254740993', '123456789012345678901234567890123456789', '4294967296', '1000000000', '2147483648'];
 
 function hugeNumberText(rng: Rng): string {
   return rng.pick(HUGE_NUMBER_TEXT);
@@ -99,6 +100,23 @@ export type DispatcherType = (typeof DISPATCHER_TYPES)[number];
 /** Message-level mutations: each applies to every message type. */
 export const MESSAGE_KINDS = ['malformed', 'wrong-type', 'unknown-field', 'huge-number', 'huge-string', 'deep-nesting', 'oversized', 'truncated', 'duplicated', 'out-of-order', 'wrong-owner'] as const;
 /** Frame- and encoding-level attacks (independent of the message type). */
+/**
+ * How often each message kind is drawn: the large ones (megabytes each) are rare, so a run sends many
+ * inputs per second and still reaches the frame and parser limits regularly.
+ */
+const MESSAGE_WEIGHTS: Record<(typeof MESSAGE_KINDS)[number], number> = {
+  malformed: 10,
+  'wrong-type': 10,
+  'unknown-field': 6,
+  'huge-number': 8,
+  'huge-string': 0.6,
+  'deep-nesting': 1.5,
+  oversized: 0.3,
+  truncated: 8,
+  duplicated: 6,
+  'out-of-order': 8,
+  'wrong-owner': 10,
+};
 export const FRAME_KINDS = ['binary', 'invalid-utf8', 'not-json', 'unknown-type', 'unmasked', 'reserved-bits', 'bad-opcode', 'lying-length', 'truncated-frame', 'oversized-frame', 'fragments', 'big-control', 'ping-flood', 'bad-close'] as const;
 
 export interface DispatcherContext {
@@ -255,10 +273,10 @@ export function dispatcherInput(rng: Rng, ctx: DispatcherContext, mask: () => Bu
 function messageOrFrameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): DispatcherInput {
   // Frame-level attacks end the stream, and each costs a reconnect (a TLS handshake on the leader):
   // keep them a small share so the run also delivers volume at the message level.
-  if (rng.chance(0.04)) return frameInput(rng, ctx, mask);
+  if (rng.chance(0.015)) return frameInput(rng, ctx, mask);
   const type = rng.pick(DISPATCHER_TYPES);
-  const kind = rng.pick(MESSAGE_KINDS);
-  const frame = (text: string | Buffer) => textFrame(text, mask());
+  const kind = rng.weighted(MESSAGE_WEIGHTS);
+  const frame = (text: string | Buffer) => textFrame(text, text.length > BIG_FRAME ? ZERO_MASK : mask());
   const one = (m: unknown): DispatcherInput => ({ kind: `${type}/${kind}`, bytes: frame(JSON.stringify(m)), ends: false });
   const m = baseMessage(rng, ctx, type);
   switch (kind) {
@@ -295,11 +313,11 @@ function messageOrFrameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffe
     }
     case 'huge-string': {
       const paths = leafPaths(m);
-      setPath(m, rng.pick(paths.length > 0 ? paths : [['t']]), hugeString(rng, rng.range(64 << 10, Math.min(2 << 20, ctx.maxPayload / 4))));
+      setPath(m, rng.pick(paths.length > 0 ? paths : [['t']]), hugeString(rng, rng.chance(0.8) ? rng.range(16 << 10, 256 << 10) : rng.range(256 << 10, Math.min(2 << 20, ctx.maxPayload / 4))));
       return one(m);
     }
     case 'deep-nesting': {
-      const depth = rng.pick([1000, 10_000, 100_000, 500_000]);
+      const depth = rng.chance(0.9) ? rng.pick([1000, 10_000]) : rng.pick([100_000, 500_000]);
       const paths = leafPaths(m).filter((p) => p[0] !== 't');
       const p = paths.length > 0 ? rng.pick(paths) : ['x'];
       return { kind: `${type}/${kind}`, bytes: frame(withRawField(m, p, deepJson(rng, depth))), ends: false };
@@ -326,8 +344,15 @@ function messageOrFrameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffe
   }
 }
 
+/** Payloads above this are masked with the all-zero key (valid, and no byte loop over megabytes). */
+const BIG_FRAME = 64 << 10;
+const ZERO_MASK = Buffer.alloc(4);
+
+/** Frame attacks that carry megabytes are drawn a tenth as often as the others. */
+const FRAME_WEIGHTS: Record<(typeof FRAME_KINDS)[number], number> = Object.fromEntries(FRAME_KINDS.map((k) => [k, k === 'oversized-frame' || k === 'fragments' ? 0.1 : 1])) as Record<(typeof FRAME_KINDS)[number], number>;
+
 function frameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): DispatcherInput {
-  const kind = rng.pick(FRAME_KINDS);
+  const kind = rng.weighted(FRAME_WEIGHTS);
   const k = `frame/${kind}`;
   const json = Buffer.from(JSON.stringify({ t: 'hb' }));
   switch (kind) {
@@ -356,7 +381,7 @@ function frameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): Dispa
       return { kind: k, bytes: full.subarray(0, rng.range(1, full.length - 1)), ends: true };
     }
     case 'oversized-frame':
-      return { kind: k, bytes: encodeFrame({ opcode: OP.text, payload: Buffer.alloc(ctx.maxPayload + rng.range(1, 1024), 0x20), mask: mask() }), ends: true };
+      return { kind: k, bytes: encodeFrame({ opcode: OP.text, payload: Buffer.alloc(ctx.maxPayload + rng.range(1, 1024), 0x20), mask: ZERO_MASK }), ends: true };
     case 'fragments': {
       const variant = rng.int(3);
       if (variant === 0) return { kind: k, bytes: encodeFrame({ opcode: OP.cont, payload: json, mask: mask() }), ends: true }; // continuation with no start
@@ -365,7 +390,7 @@ function frameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): Dispa
         const piece = Buffer.alloc(64 << 10, 0x20);
         const count = Math.ceil(ctx.maxPayload / piece.length) + 2;
         const frames = [encodeFrame({ opcode: OP.text, payload: Buffer.from('['), mask: mask(), fin: false })];
-        for (let i = 0; i < count; i++) frames.push(encodeFrame({ opcode: OP.cont, payload: piece, mask: mask(), fin: false }));
+        for (let i = 0; i < count; i++) frames.push(encodeFrame({ opcode: OP.cont, payload: piece, mask: ZERO_MASK, fin: false }));
         return { kind: k, bytes: Buffer.concat(frames), ends: true };
       }
       // A new data frame while a fragmented one is open.
@@ -430,7 +455,8 @@ function bodyEndpoint(rng: Rng, ctx: AdminContext): { path: string; field: strin
 
 /** A value the endpoint must refuse in `field` (never a valid one). */
 function refusedValue(rng: Rng): unknown {
-  return rng.pick([null, true, -1, 1.5, '', 'sleepy', [], {}, [1, 2], { a: { b: 1 } }, 'nosuch~x']);
+  // Not `{}` or `[]`: an empty label map or list is a valid no-op.
+  return rng.pick([null, true, -1, 1.5, '', 'sleepy', [1, 2], { a: { b: 1 } }, { 'k~': 1 }, 'nosuch~x']);
 }
 
 /** Paths worth trying besides the real routes. */
@@ -448,8 +474,26 @@ function readPath(rng: Rng, ctx: AdminContext): string {
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 /** One hostile control-API request. */
+/** How often each admin kind is drawn: the ones that carry megabytes are rare. */
+const ADMIN_WEIGHTS: Record<AdminKind, number> = {
+  'invalid-json': 10,
+  'wrong-types': 10,
+  'deep-nesting': 1.5,
+  'huge-number': 8,
+  'huge-string': 1,
+  'huge-body': 0.3,
+  'unknown-fields': 8,
+  'odd-path': 8,
+  'odd-method': 8,
+  'path-traversal': 6,
+  'bad-percent': 6,
+  'bad-query': 6,
+  'content-type': 6,
+  'raw-http': 3,
+};
+
 export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
-  const kind = rng.pick(ADMIN_KINDS);
+  const kind = rng.weighted(ADMIN_WEIGHTS);
   const k = `admin/${kind}` as const;
   const post = (path: string, body: string | Buffer, headers: Record<string, string> = JSON_HEADERS): AdminInput => ({ kind: k, method: 'POST', path, headers, body: Buffer.from(body) });
   switch (kind) {
@@ -466,7 +510,7 @@ export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
     }
     case 'deep-nesting': {
       const e = bodyEndpoint(rng, ctx);
-      const depth = rng.pick([1000, 10_000, 100_000, Math.floor(ctx.maxBody / 6)]);
+      const depth = rng.chance(0.9) ? rng.pick([1000, 10_000]) : rng.pick([100_000, Math.floor(ctx.maxBody / 6)]);
       return post(e.path, withRawField(clone(e.base), e.field, deepJson(rng, depth)));
     }
     case 'huge-number': {
@@ -476,7 +520,7 @@ export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
     case 'huge-string': {
       const e = bodyEndpoint(rng, ctx);
       const body = clone(e.base);
-      const big = hugeString(rng, rng.range(64 << 10, Math.floor(ctx.maxBody / 2)));
+      const big = hugeString(rng, rng.chance(0.8) ? rng.range(16 << 10, 256 << 10) : rng.range(256 << 10, Math.floor(ctx.maxBody / 2)));
       // A huge label key/value on a real node is a label-size attack; a huge name or image a spec-size one.
       if (e.path.endsWith('/update') && e.path.startsWith('/v1/nodes/')) body.labelAdd = rng.chance(0.5) ? { [big]: 'x' } : { 'bad key!': big };
       else setPath(body, e.field, big);
@@ -525,31 +569,30 @@ export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
 /** Malformed HTTP/1.1 requests (for a raw TLS connection). */
 function rawHttp(rng: Rng, ctx: AdminContext): Buffer {
   const host = 'Host: shoal\r\n';
-  return Buffer.from(
-    rng.pick([
-      'GET /v1/info\r\n\r\n', // no version
-      'GET /v1/info HTTP/9.9\r\n' + host + '\r\n',
-      'GET  /v1/info  HTTP/1.1\r\n' + host + '\r\n',
-      'G\u00c9T /v1/info HTTP/1.1\r\n' + host + '\r\n',
-      'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
-      `GET /v1/info HTTP/1.1\r\n${host}X-Big: ${'h'.repeat(rng.pick([16_384, 65_536, 200_000]))}\r\n\r\n`,
-      `GET /v1/info HTTP/1.1\r\n${host}${Array.from({ length: 3000 }, (_, i) => `X-${i}: v\r\n`).join('')}\r\n`,
-      `POST /v1/services HTTP/1.1\r\n${host}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
-      `POST /v1/services HTTP/1.1\r\n${host}Content-Length: -1\r\n\r\n{}`,
-      `POST /v1/services HTTP/1.1\r\n${host}Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}`,
-      `POST /v1/services HTTP/1.1\r\n${host}Content-Length: ${ctx.maxBody * 1000}\r\n\r\n{`,
-      `POST /v1/services HTTP/1.1\r\n${host}Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
-      `POST /v1/services HTTP/1.1\r\n${host}Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n{}\r\n`,
-      `GET /v1/info HTTP/1.1\r\n${host}Bad Header\r\n\r\n`,
-      `GET /v1/info HTTP/1.1\r\n${host}X: a\nY: b\r\n\r\n`,
-      `GET /v1/info HTTP/1.1\r\n${host}\r\n`.repeat(200), // pipelined
-      `GET /dispatcher/v1 HTTP/1.1\r\n${host}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 99\r\nSec-WebSocket-Key: x\r\n\r\n`,
-      `GET /${rng.word()} HTTP/1.1\r\n${host}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
-      `CONNECT 10.0.0.1:22 HTTP/1.1\r\n${host}\r\n`,
-      rng.bytes(rng.range(1, 2048)).toString('latin1'),
-    ]),
-    'latin1',
-  );
+  // Thunks: only the chosen request is built (some are hundreds of kilobytes).
+  const make = rng.pick<() => string>([
+    () => 'GET /v1/info\r\n\r\n', // no version
+    () => 'GET /v1/info HTTP/9.9\r\n' + host + '\r\n',
+    () => 'GET  /v1/info  HTTP/1.1\r\n' + host + '\r\n',
+    () => 'G\u00c9T /v1/info HTTP/1.1\r\n' + host + '\r\n',
+    () => 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n',
+    () => `GET /v1/info HTTP/1.1\r\n${host}X-Big: ${'h'.repeat(rng.pick([16_384, 65_536, 200_000]))}\r\n\r\n`,
+    () => `GET /v1/info HTTP/1.1\r\n${host}${Array.from({ length: 3000 }, (_, i) => `X-${i}: v\r\n`).join('')}\r\n`,
+    () => `POST /v1/services HTTP/1.1\r\n${host}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    () => `POST /v1/services HTTP/1.1\r\n${host}Content-Length: -1\r\n\r\n{}`,
+    () => `POST /v1/services HTTP/1.1\r\n${host}Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}`,
+    () => `POST /v1/services HTTP/1.1\r\n${host}Content-Length: ${ctx.maxBody * 1000}\r\n\r\n{`,
+    () => `POST /v1/services HTTP/1.1\r\n${host}Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n`,
+    () => `POST /v1/services HTTP/1.1\r\n${host}Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n{}\r\n`,
+    () => `GET /v1/info HTTP/1.1\r\n${host}Bad Header\r\n\r\n`,
+    () => `GET /v1/info HTTP/1.1\r\n${host}X: a\nY: b\r\n\r\n`,
+    () => `GET /v1/info HTTP/1.1\r\n${host}\r\n`.repeat(200), // pipelined
+    () => `GET /dispatcher/v1 HTTP/1.1\r\n${host}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 99\r\nSec-WebSocket-Key: x\r\n\r\n`,
+    () => `GET /${rng.word()} HTTP/1.1\r\n${host}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    () => `CONNECT 10.0.0.1:22 HTTP/1.1\r\n${host}\r\n`,
+    () => rng.bytes(rng.range(1, 2048)).toString('latin1'),
+  ]);
+  return Buffer.from(make(), 'latin1');
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -579,6 +622,14 @@ const WS_UPGRADE = (path: string) => `GET ${path} HTTP/1.1\r\nHost: shoal\r\nCon
 /** A prefix of a TLS ClientHello record (content type 22, TLS 1.0 record version, a long length). */
 const CLIENT_HELLO_PREFIX = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
 
+/** Built once: the same megabytes every time, and building them per input would slow the attack. */
+function once<T>(f: () => T): () => T {
+  let v: T | undefined;
+  return () => (v ??= f());
+}
+const BIG_JOIN_BODY = once(() => JSON.stringify({ token: 'x'.repeat(1 << 20), csr: 'y'.repeat(1 << 20), advertise: 'a:1' }));
+const DEEP_JOIN_BODY = once(() => `{"token":${'['.repeat(50_000)}${']'.repeat(50_000)}}`);
+
 export function unauthInput(rng: Rng): UnauthInput {
   const kind = rng.pick(UNAUTH_KINDS);
   const k = `unauth/${kind}` as const;
@@ -599,14 +650,14 @@ export function unauthInput(rng: Rng): UnauthInput {
       return { kind: k, transport: 'tls', first: Buffer.from(WS_UPGRADE(path)), drip: none, dripMs: 0, upgradePath: path };
     }
     case 'join-hostile': {
-      const body = rng.pick([
-        JSON.stringify({ token: `SHOAL-1-${rng.word(50)}-${rng.word(25)}`, csr: 'x', advertise: '1.2.3.4:2377' }),
-        JSON.stringify({ token: 'x'.repeat(1 << 20), csr: 'y'.repeat(1 << 20), advertise: 'a:1' }),
-        `{"token":${deepJson(rng, 50_000)}}`,
-        '{"token":',
-        JSON.stringify({ token: null, csr: 1, advertise: [] }),
-        JSON.stringify({ token: 'SHOAL-2-abc', csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----', advertise: `${'h'.repeat(300)}:99999999` }),
-      ]);
+      const body = rng.pick<() => string>([
+        () => JSON.stringify({ token: `SHOAL-1-${rng.word(50)}-${rng.word(25)}`, csr: 'x', advertise: '1.2.3.4:2377' }),
+        BIG_JOIN_BODY,
+        DEEP_JOIN_BODY,
+        () => '{"token":',
+        () => JSON.stringify({ token: null, csr: 1, advertise: [] }),
+        () => JSON.stringify({ token: 'SHOAL-2-abc', csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----', advertise: `${'h'.repeat(300)}:99999999` }),
+      ])();
       return { kind: k, transport: 'tls', first: Buffer.from(`POST /v1/join HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`), drip: none, dripMs: 0 };
     }
     case 'ca-flood':

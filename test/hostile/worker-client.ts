@@ -156,6 +156,8 @@ const BATCH_BYTES = 1 << 20;
 /** Runs one hostile worker until stop(): reconnects whenever the session ends. */
 export async function driveWorker(o: WorkerDriverOptions): Promise<void> {
   let next = 0;
+  let budget = 0;
+  let last = Date.now();
   while (!o.stop()) {
     const addr = o.managers[next % o.managers.length]!;
     let s: RawSession;
@@ -168,14 +170,13 @@ export async function driveWorker(o: WorkerDriverOptions): Promise<void> {
       continue;
     }
     o.tally.count('dispatcher/connect');
-    let budget = 0;
-    let last = Date.now();
     let lastKinds: string[] = [];
     let endedOnPurpose = false;
     while (!o.stop() && !s.closed) {
       await new Promise((r) => setTimeout(r, TICK_MS));
       const now = Date.now();
-      budget = Math.min(budget + (o.ratePerSec * (now - last)) / 1000, o.ratePerSec);
+      // Time lost reconnecting is made up (up to 2 s of inputs), so the rate holds across sessions.
+      budget = Math.min(budget + (o.ratePerSec * (now - last)) / 1000, 2 * o.ratePerSec);
       last = now;
       const ctx: DispatcherContext = { nodeId: o.creds.nodeId, otherTaskIds: o.otherTaskIds(), csr: o.creds.csr, maxPayload: o.maxPayload };
       const batch: Buffer[] = [];
@@ -199,7 +200,7 @@ export async function driveWorker(o: WorkerDriverOptions): Promise<void> {
       lastKinds = kinds;
       if (ending) {
         // A compliant manager closes the stream on a protocol error; a truncated frame can only be ended by us.
-        const closed = await s.waitClosed(2000);
+        const closed = await s.waitClosed(1000);
         o.tally.outcome(`dispatcher/${ending}`, closed ? 'closed by the manager' : 'left open (we closed it)');
         endedOnPurpose = true;
         break;

@@ -37,6 +37,8 @@ export function encodeFrame(o: FrameOptions): Buffer {
     header.writeBigUInt64BE(len & 0xffffffffffffffffn, 2);
   }
   if (!o.mask) return Buffer.concat([header, o.payload]);
+  // A zero key is a valid mask that leaves the payload as is: large payloads skip the byte loop.
+  if (o.mask.readUInt32BE(0) === 0) return Buffer.concat([header, o.mask.subarray(0, 4), o.payload]);
   const masked = Buffer.allocUnsafe(o.payload.length);
   for (let i = 0; i < o.payload.length; i++) masked[i] = o.payload[i]! ^ o.mask[i & 3]!;
   return Buffer.concat([header, o.mask.subarray(0, 4), masked]);
