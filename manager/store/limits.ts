@@ -113,31 +113,34 @@ function preview(s: string): string {
   return JSON.stringify(s.length > 40 ? `${s.slice(0, 37)}...` : s);
 }
 
-/** The labels maps an object carries, by field path. */
+function isRecord(v: unknown): v is Readonly<Record<string, unknown>> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The labels maps an object carries, by field path: `spec.labels` of any kind that has one (so kinds added
+ * later are covered), plus a service's task template and a task's copy of its service's labels.
+ */
 function labelMaps(o: Frozen<AnyObject>): [string, Readonly<Record<string, string>> | undefined][] {
+  const spec: unknown = o.spec;
+  const own: [string, Readonly<Record<string, string>> | undefined][] =
+    isRecord(spec) && isRecord(spec['labels']) ? [['spec.labels', spec['labels'] as Readonly<Record<string, string>>]] : [];
   switch (o.kind) {
     case 'service':
-      return [
-        ['spec.labels', o.spec.labels],
-        ['spec.task.labels', o.spec.task?.labels],
-      ];
+      return [...own, ['spec.task.labels', o.spec.task?.labels]];
     case 'task':
-      return [
-        ['spec.labels', o.spec?.labels],
-        ['serviceAnnotations.labels', o.serviceAnnotations?.labels],
-      ];
-    case 'node':
-    case 'network':
-      return [['spec.labels', o.spec.labels]];
+      return [...own, ['serviceAnnotations.labels', o.serviceAnnotations?.labels]];
     default:
-      return [];
+      return own;
   }
 }
 
+/** The name an object is known by: a node's hostname, `spec.name` of named kinds (not tasks, not the cluster). */
 function nameField(o: Frozen<AnyObject>): [string, string] | null {
-  if (o.kind === 'service' || o.kind === 'network') return ['spec.name', o.spec.name];
   if (o.kind === 'node') return ['description.hostname', o.description.hostname];
-  return null;
+  if (o.kind === 'task' || o.kind === 'cluster') return null;
+  const spec: unknown = o.spec;
+  return isRecord(spec) && typeof spec['name'] === 'string' ? ['spec.name', spec['name']] : null;
 }
 
 function sameJson(a: unknown, b: unknown): boolean {
