@@ -552,7 +552,7 @@ export class Daemon {
         res.setHeader('connection', 'close');
         throw new ApiError(401, 'EUNAUTHENTICATED', tlsRefusal((req.socket as TLSSocket).authorizationError));
       }
-      if (await serveImages(req, res, () => this.imageStore(), (raw, roles) => m.certProblem(raw, roles))) return;
+      if (await serveImages(req, res, () => this.imageStore(), (raw, roles) => m.certProblem(raw, roles), (cn, role, ref) => mayExportImage(m, cn, role, ref))) return;
       const path = (req.url ?? '').split('?')[0] ?? '';
       if (!path.startsWith('/v1/')) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
       const tls = req.socket as TLSSocket;
@@ -665,6 +665,18 @@ export function resolveAdvertise(given: string | undefined): string {
   if (candidates.length === 1) return candidates[0]!.address;
   if (candidates.length === 0) throw badRequest('no non-loopback IPv4 address found: pass --advertise-addr');
   throw badRequest(`this host has several addresses; choose one with --advertise-addr: ${candidates.map((c) => `${c.address} (${c.iface})`).join(', ')}`);
+}
+
+/**
+ * Managers may fetch any image (they pin images for the whole cluster); a worker only the image of a
+ * task assigned to it (security review, finding 9). Compared by digest, the part that identifies it.
+ */
+function mayExportImage(m: Manager, cn: string, role: string, ref: string): boolean {
+  if (role === 'manager') return true;
+  const digest = ref.slice(ref.indexOf('@') + 1);
+  if (!digest.startsWith('sha256:')) return false;
+  const tasks = m.store.view((tx) => tx.list('task')) as { nodeId?: string; spec: { image: string } }[];
+  return tasks.some((t) => t.nodeId === cn && t.spec.image.slice(t.spec.image.indexOf('@') + 1) === digest);
 }
 
 /** A TLS verification failure in words a user can act on. */

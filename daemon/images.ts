@@ -14,6 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { ApiError, sendError, sendJson } from '../manager/api/http.ts';
@@ -55,12 +56,20 @@ export function pinnedRef(store: ImageStore, ref: string): string | null {
  * Serves `/images/v1/*` on a manager's secure port. `allowed(cert, roles)` returns the reason a client
  * certificate is refused, or null. Returns false for other paths.
  */
-export async function serveImages(req: IncomingMessage, res: ServerResponse, store: () => ImageStore, allowed: (raw: Buffer | undefined, roles: string[]) => string | null): Promise<boolean> {
+export async function serveImages(
+  req: IncomingMessage,
+  res: ServerResponse,
+  store: () => ImageStore,
+  allowed: (raw: Buffer | undefined, roles: string[]) => string | null,
+  /** Whether the client (certificate CN and role) may export `ref`; absent: any authorized client may. */
+  mayExport?: (cn: string, role: string, ref: string) => boolean,
+): Promise<boolean> {
   const url = new URL(req.url ?? '/', 'https://x');
   if (!url.pathname.startsWith(IMAGES_PREFIX)) return false;
   try {
     const tls = req.socket as TLSSocket;
-    const problem = tls.authorized ? allowed(tls.getPeerCertificate().raw, ['worker', 'manager']) : 'a client certificate signed by the cluster CA is required';
+    const peer = tls.authorized ? tls.getPeerCertificate() : undefined;
+    const problem = peer ? allowed(peer.raw, ['worker', 'manager']) : 'a client certificate signed by the cluster CA is required';
     if (problem) throw new ApiError(403, 'EFORBIDDEN', problem);
     const ref = url.searchParams.get('ref') ?? '';
     if (ref === '' || ref.length > 1024) throw new ApiError(400, 'EINVAL', 'ref is required (at most 1024 characters)');
@@ -74,6 +83,9 @@ export async function serveImages(req: IncomingMessage, res: ServerResponse, sto
     if (req.method === 'GET' && op === 'export') {
       const s = store();
       if (!pinnedRef(s, ref)) throw new ApiError(404, 'ENOTFOUND', `no image ${ref} on this node`);
+      if (mayExport && peer && !mayExport(String(peer.subject?.CN), String(peer.subject?.OU), ref)) {
+        throw new ApiError(403, 'EFORBIDDEN', `image ${ref} is not the image of a task assigned to this node`);
+      }
       if (exporting >= MAX_CONCURRENT_EXPORTS) throw new ApiError(503, 'EBUSY', `this manager is exporting ${exporting} images already; try again shortly`);
       exporting++;
       const tmp = path.join(s.root, 'tmp', `export-${randomBytes(6).toString('hex')}.tar`);
@@ -199,7 +211,18 @@ export class ImageFetcher {
           if (res.statusCode !== 404) reasons.push(`${m}: ${errorText(body)}`);
           continue;
         }
-        await pipeline(res, createWriteStream(tmp, { mode: 0o600 }));
+        // Never more on disk than the store would accept to load (a broken or hostile peer could stream forever).
+        const max = this.store.limits.maxArchiveBytes;
+        const declared = Number(res.headers['content-length'] ?? 0);
+        if (declared > max) throw new ImageError(`${m} offers ${declared} bytes, over the archive limit of ${max}`);
+        let got = 0;
+        const cap = new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            got += chunk.length;
+            done(got > max ? new ImageError(`${m} sent more than the archive limit of ${max} bytes`) : null, chunk);
+          },
+        });
+        await pipeline(res, cap, createWriteStream(tmp, { mode: 0o600 }));
         const loaded = await this.store.load(tmp, { tag: name });
         if (loaded.digest !== digest && this.store.resolve(digest)?.digest !== loaded.digest) {
           throw new ImageError(`${m} sent image ${loaded.digest}, expected ${digest}`);
