@@ -16,6 +16,9 @@
 // * send() queues per peer and flushes once per event-loop turn (setImmediate) as one binary frame
 //   per peer (codec.ts). Queues are bounded while disconnected (oldest dropped); frames are dropped
 //   rather than buffered once a socket holds highWaterMark bytes.
+// * Each socket lives in a Session (transport/session.ts), which owns its `error` and `close` events and
+//   its inbound size limit, so no path of a connection can throw out of the transport. Liveness stays
+//   the transport's own (pings and half-open probes tied to its tie-break rules).
 import { createServer } from 'node:https';
 import type { Server as HttpsServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -24,7 +27,8 @@ import { TLSSocket } from 'node:tls';
 import type { PeerCertificate } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { ClientOptions, RawData } from 'ws';
+import type { ClientOptions } from 'ws';
+import { Session } from '../../transport/session.ts';
 import { CodecError, decodeMessages, encodeMessages, encodedSize, messageSize } from './codec.ts';
 import type { RaftTransport } from './transport.ts';
 import type { Message, NodeId } from './types.ts';
@@ -109,8 +113,15 @@ export interface WsConnectionInfo {
 
 const OPEN = WebSocket.OPEN;
 
+/** One inbound frame as the session hands it over (decoding is the transport's, with its own counters). */
+interface Frame {
+  data: Buffer;
+  isBinary: boolean;
+}
+
 interface Link {
   readonly ws: WebSocket;
+  readonly session: Session<Frame>;
   readonly peer: PeerState;
   readonly outbound: boolean;
   readonly preferred: boolean;
@@ -480,7 +491,11 @@ export class WsRaftTransport implements RaftTransport {
       this.stats.dropped += msgs.length;
       return;
     }
-    link.ws.send(frame, { binary: true });
+    // The session refuses (false) only past its buffer limit; a frame is never half-queued.
+    if (!link.session.send(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength))) {
+      this.stats.dropped += msgs.length;
+      return;
+    }
     this.stats.sent += msgs.length;
   }
 
@@ -613,6 +628,25 @@ export class WsRaftTransport implements RaftTransport {
     const smaller = this.id < peer.id ? this.id : peer.id;
     const link: Link = {
       ws,
+      // Errors (handshake failures, resets, ws protocol errors such as a frame over maxPayload) are
+      // routine: the session records them and 'close' follows, which is where the link ends.
+      session: new Session<Frame>(ws, {
+        name: `raft ${this.id}↔${peer.id}`,
+        decode: (data, isBinary) => ({ data, isBinary }),
+        onMessage: (f) => this.onFrame(link, f.data, f.isBinary),
+        onClose: () => this.onClose(link),
+        limits: {
+          maxMessageBytes: this.maxFrameBytes,
+          // The transport stops at highWaterMark itself (sendFrame); the session's limit only has to let
+          // one more frame through above it.
+          maxBufferedBytes: this.highWaterMark + this.maxFrameBytes,
+          slowConsumer: 'drop',
+          liveness: null,
+          // Malformed frames are the transport's to judge (it closes the link at the first one).
+          violations: { count: Number.MAX_SAFE_INTEGER, windowMs: 1 },
+        },
+        log: () => {},
+      }),
       peer,
       outbound,
       preferred: dialer === smaller,
@@ -631,14 +665,9 @@ export class WsRaftTransport implements RaftTransport {
     };
     peer.links.add(link);
     this.linkCount++;
-    ws.on('error', () => {
-      // Always followed by 'close'; handshake failures and resets are routine.
-    });
-    ws.on('message', (data: RawData, isBinary: boolean) => this.onFrame(link, data, isBinary));
     ws.on('pong', () => {
       link.lastSeen = Date.now();
     });
-    ws.once('close', () => this.onClose(link));
     return link;
   }
 
@@ -743,13 +772,12 @@ export class WsRaftTransport implements RaftTransport {
     }
   }
 
-  private onFrame(link: Link, data: RawData, isBinary: boolean): void {
+  private onFrame(link: Link, buf: Buffer, isBinary: boolean): void {
     link.lastSeen = Date.now();
     if (link.poisoned || link.closed) return;
     let msgs: Message[];
     try {
       if (!isBinary) throw new CodecError('text frame');
-      const buf = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
       msgs = decodeMessages(buf);
     } catch (err) {
       this.stats.malformed++;

@@ -341,6 +341,27 @@ test('malformed frames are counted and close the connection without crashing', a
   await waitFor(() => a.inbox.length === 1, 'valid message');
 });
 
+test('a frame over maxFrameBytes closes only that connection (1009); the transport goes on', async () => {
+  const a = await node('n1', { maxFrameBytes: 64 * 1024 });
+  const n2 = certFor('n2');
+  const raw = new WebSocket(`${a.url}${PATH}`, { key: n2.key, cert: n2.cert, ca: ca.caCert, perMessageDeflate: false });
+  raw.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    raw.on('open', () => resolve());
+    raw.once('error', reject);
+  });
+  const code = await new Promise<number>((resolve) => {
+    raw.on('close', (c) => resolve(c));
+    raw.send(new Uint8Array(128 * 1024));
+  });
+  assert.equal(code, 1009);
+  assert.equal(a.inbox.length, 0);
+  const b = await node('n2');
+  b.t.addPeer('n1', a.url);
+  b.t.send([msg('n2', 'n1', 1)]);
+  await waitFor(() => a.inbox.length === 1, 'valid message after the oversized frame');
+});
+
 test('after a peer is closed and recreated on the same port, messages flow again', async () => {
   const a = await node('n1');
   let b = await node('n2');
