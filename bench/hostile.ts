@@ -1,0 +1,72 @@
+// `npm run bench:hostile -- --seconds 120 [--seed N]`: the hostile-peer suite's long run (issue 11) on a
+// fresh 3-manager + 1-worker lab. A joined worker, an admin client and unauthenticated strangers attack
+// while a service runs and a writer commits (test/hostile/run.ts). Prints, one per line with units:
+// inputs sent by kind, daemons exited (goal 0), acknowledged writes lost (goal 0), leader changes
+// (goal 0), control-API p99 latency during the attack ÷ before it, and the leader's peak RSS.
+// Exits 1 if a goal was missed.
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ClusterLab } from '../test/cluster/cluster-lab.ts';
+import { cleanupOnExit } from '../test/cluster/lab.ts';
+import { reportLines, runHostile } from '../test/hostile/run.ts';
+
+const NAME = `hb${process.pid % 1000}`;
+
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+function parseArgs(argv: string[]): { seconds: number; seed: number } {
+  const out = { seconds: 120, seed: Date.now() % 100_000 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    if (flag === '--seconds' || flag === '--seed') {
+      const v = Number(inline ?? argv[++i]);
+      if (!Number.isInteger(v) || v < (flag === '--seed' ? 0 : 1)) throw new UsageError(`${flag} needs a ${flag === '--seed' ? 'non-negative' : 'positive'} integer`);
+      out[flag === '--seconds' ? 'seconds' : 'seed'] = v;
+    } else if (flag === '--help' || flag === '-h') {
+      console.log('usage: npm run bench:hostile -- [--seconds 120] [--seed N]');
+      process.exit(0);
+    } else throw new UsageError(`unknown argument ${JSON.stringify(a)} (try --help)`);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const { seconds, seed } = parseArgs(process.argv.slice(2));
+  const unhook = cleanupOnExit(NAME);
+  const t0 = Date.now();
+  const c = await ClusterLab.up({ name: NAME, managers: 3, workers: 1 });
+  try {
+    console.log(`lab ${NAME}: 3 managers + 1 worker up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    // Sized for at least 100,000 inputs in 120 s: the dispatcher carries the volume (pipelined small
+    // frames over several worker identities), the admin and unauthenticated clients the variety.
+    const r = await runHostile(c, {
+      seed,
+      seconds,
+      workers: 6,
+      rates: { workerPerConn: 150, adminConns: 8, adminPerConn: 15, unauthPerSec: 20, unauthMaxOpen: 500 },
+      baselineSeconds: 10,
+      replicas: 4,
+      log: (l) => console.log(l),
+    });
+    for (const l of reportLines(r)) console.log(l);
+    for (const f of r.findings) console.log(`finding ${f.kind}: ${f.input} => ${f.outcome}`);
+    for (const [h, tail] of Object.entries(r.crashLogs)) console.log(`${h} daemon exited; its log ends:\n${tail}`);
+    const file = join(tmpdir(), `shoal-bench-hostile-${seed}.json`);
+    writeFileSync(file, JSON.stringify(r, null, 2));
+    console.log(`full report: ${file}`);
+    const missed = r.daemonsExited.length > 0 || r.writes.lost.length > 0 || r.leader.changes > 0 || !r.service.converged;
+    process.exitCode = missed ? 1 : 0;
+  } finally {
+    await c.down();
+    unhook();
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof UsageError ? `bench:hostile: ${e.message}` : e);
+  process.exit(e instanceof UsageError ? 2 : 1);
+});
