@@ -75,6 +75,8 @@ interface NodeSession {
   session: Session<InboundMessage>;
   /** When this session's last hello was processed (-Infinity: none yet). */
   helloAt: number;
+  /** The address the connection came from (IPv4-mapped IPv6 unwrapped), or '' if unknown. */
+  remoteAddr: string;
 }
 
 /** Totals over all sessions (closed ones folded in), for GET /v1/dispatcher/stats. */
@@ -126,12 +128,13 @@ export class Dispatcher {
       return true;
     }
     const nodeId = String(cert!.subject.CN);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.open(nodeId, ws));
+    const remoteAddr = observedAddr(req.socket.remoteAddress);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.open(nodeId, ws, remoteAddr));
     return true;
   }
 
-  private open(nodeId: string, ws: WebSocket): void {
-    const ns: NodeSession = { nodeId, helloAt: -Infinity, session: null as unknown as Session<InboundMessage> };
+  private open(nodeId: string, ws: WebSocket, remoteAddr: string): void {
+    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session: null as unknown as Session<InboundMessage> };
     ns.session = new Session<InboundMessage>(ws, {
       name: `dispatcher: node ${nodeId}`,
       decode: jsonDecoder(validateAgentMessage),
@@ -270,7 +273,10 @@ export class Dispatcher {
       tx.update({
         ...cur,
         description: { ...cur.description, ...description },
-        status: { ...cur.status, state: 'ready', message: '', addr: description.addr, lastHeartbeat: new Date().toISOString() },
+        // The address the node was seen from, as in Swarm, not the one it claims (security review,
+        // finding 8): node.ip constraints and renewed certificates' IP SANs use it. The node's own
+        // address (description.addr) stays its overlay endpoint.
+        status: { ...cur.status, state: 'ready', message: '', addr: ns.remoteAddr || description.addr, lastHeartbeat: new Date().toISOString() },
       });
     });
   }
@@ -604,6 +610,12 @@ type TaskStatusUpdateOf = StatusMessage['updates'][number];
 /** Hands a node's answer to a logs/exec request to RemoteCalls, which checks it against its request. */
 export function routeRemote(remote: RemoteCalls, nodeId: string, m: RemoteMessage): void {
   remote.onNodeMessage(nodeId, m);
+}
+
+/** A socket's remote address as a node address: IPv4-mapped IPv6 unwrapped; '' if unknown. */
+export function observedAddr(a: string | undefined): string {
+  if (!a) return '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 
 /** A disconnect's cause, as a small fixed set of keys for the stats. */

@@ -123,6 +123,7 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     await until(() => (store.view((tx) => tx.get('node', 'n1')) as Node).status.state === 'ready', 'n1 ready');
     const n = store.view((tx) => tx.get('node', 'n1')) as Node;
     assert.deepEqual(n.description, desc('n1'));
+    assert.equal(n.status.addr, '127.0.0.1', 'the address it was seen from, not the one it claims');
     // A second hello at once is refused (one hello write per session per few seconds).
     a.send({ t: 'hello', description: desc('n1-renamed') });
     await until(() => (d.stats().dropped.byReason['hello-rate'] ?? 0) === 1, 'hello-rate counted');
