@@ -31,6 +31,8 @@ import type { ClusterLimits } from '../store/objects.ts';
 import { checkLabels, checkName, checkReplicas, checkServiceSpecBytes } from '../store/limits.ts';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.ts';
 import { TemplateError, isTemplateField, templateFields, templateFieldsHint } from './templates.ts';
+import { FileRefError, checkUniqueTargets, validateFileRefs } from './file-refs.ts';
+import type { ConfigReference, SecretReference } from '../store/objects.ts';
 
 // ---------------------------------------------------------------------------------------------- types
 
@@ -369,6 +371,8 @@ const TASK_KEYS = [
   'stopSignal',
   'stopGracePeriodMs',
   'forceUpdate',
+  'secrets',
+  'configs',
 ] as const;
 
 const SIGNALS = new Set([
@@ -447,6 +451,19 @@ function validateTask(v: unknown, mode: ServiceMode): TaskTemplate {
     const n = nonNegInt(o.forceUpdate, 'task.forceUpdate');
     if (n > 0) t.forceUpdate = n;
   }
+  // Secrets and configs (file-refs.ts); whether they exist is checked when the service is written.
+  let secrets: SecretReference[] = [];
+  let configs: ConfigReference[] = [];
+  try {
+    secrets = absent(o.secrets) ? [] : validateFileRefs('secret', o.secrets);
+    configs = absent(o.configs) ? [] : validateFileRefs('config', o.configs);
+    checkUniqueTargets(secrets, configs);
+  } catch (e) {
+    if (e instanceof FileRefError) fail(e.field, e.message);
+    throw e;
+  }
+  if (secrets.length) t.secrets = secrets;
+  if (configs.length) t.configs = configs;
   return t;
 }
 
