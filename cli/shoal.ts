@@ -8,6 +8,7 @@ import { realpathSync } from 'node:fs';
 import { Invocation, type CommandDef } from './command.ts';
 import { COMMANDS, CONTEXT_FLAG } from './commands.ts';
 import { CliError } from './context.ts';
+import { ApiError } from '../manager/api/errors.ts';
 import { scan, type FlagDef } from './flags.ts';
 import { helpText } from './help.ts';
 import { editDistance } from '../manager/service/spec.ts';
@@ -120,8 +121,9 @@ function withoutContext(args: string[], interspersed: boolean): string[] {
 /** Errors a user can act on from one line; anything else is a bug and keeps its stack. */
 function isUserError(e: unknown): boolean {
   if (e instanceof CliError) return true;
-  const err = e as { name?: string; code?: unknown };
-  return err?.name === 'ApiError' || (typeof err?.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS'));
+  if (e instanceof ApiError) return true; // e.g. no manager answered (daemon/https.ts)
+  const err = e as { code?: unknown };
+  return typeof err?.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS');
 }
 
 /** Runs `shoal ARGV` and exits: 0, the command's code, or 1 with one line on stderr for a user's mistake. */
