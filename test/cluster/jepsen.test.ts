@@ -30,7 +30,7 @@ describe('linearizability of the control API on a real cluster under faults', { 
     t.diagnostic(`unknown outcomes: ${unknownReasons(r)}`);
     assert.deepEqual(r.harnessErrors, [], 'only the harness writes the registers');
     const faults = FAULT_KINDS.reduce((n, k) => n + r.faults[k], 0);
-    assert.ok(faults >= 3, `the nemesis injected ${faults} faults`);
+    assert.ok(faults >= 2, `the nemesis injected ${faults} faults`);
     assert.ok(r.counts.read.ok > 20 && r.counts.write.ok > 10 && r.counts.cas.ok > 0 && r.counts.cas.fail > 0, `every kind of op had definite outcomes: ${JSON.stringify(r.counts)}`);
     assert.deepEqual(r.undecided, [], 'the checker decided every key');
     assert.equal(r.anomalies.length, 0, r.anomalies.map((v) => describeAnomaly(v)).join('\n\n'));
