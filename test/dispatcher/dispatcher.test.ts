@@ -10,7 +10,7 @@ import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { DISPATCHER_PATH } from '../../manager/dispatcher/protocol.ts';
-import { Gate } from '../../manager/api/gate.ts';
+import { Gate, type UpdateFn } from '../../manager/api/gate.ts';
 import type { Members } from '../../manager/members.ts';
 import type { RaftNode } from '../../manager/raft/node.ts';
 import { Store } from '../../manager/store/store.ts';
@@ -52,6 +52,27 @@ function task(id: string, nodeId: string): Draft<Task> {
 const upd = (taskId: string, state: string) => ({ taskId, state, message: state, timestamp: new Date().toISOString() });
 const desc = (hostname: string) => ({ hostname, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 }, engineVersion: 'shoal-test', addr: '10.0.0.9' });
 
+/** A gate whose store refuses any write of task p1: stands in for a write that fails for one entry. */
+class PoisonGate extends Gate {
+  override update(fn: UpdateFn): Promise<void> {
+    return super.update((tx) => {
+      const guarded = new Proxy(tx, {
+        get(t, k) {
+          if (k === 'update') {
+            return (o: { id: string }) => {
+              if (o.id === 'p1') throw new Error('poisoned write');
+              return (t.update as (x: unknown) => unknown)(o);
+            };
+          }
+          const v = (t as unknown as Record<string | symbol, unknown>)[k];
+          return typeof v === 'function' ? v.bind(t) : v;
+        },
+      });
+      return fn(guarded);
+    });
+  }
+}
+
 interface Agent {
   ws: WebSocket;
   got: { t: string; [k: string]: unknown }[];
@@ -79,10 +100,11 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
       tx.create(task('t1', 'n1'));
       tx.create(task('t2', 'n2'));
       tx.create(task('t3', 'n1'));
+      tx.create(task('p1', 'n1'));
     });
     const raft = { status: () => ({ role: 'leader', leader: 'm1', voters: ['m1'], learners: [], members: {} }) } as unknown as RaftNode;
     const members = { managerAddrs: () => [{ id: 'm1', addr: '127.0.0.1:1' }], leaderAddr: () => null, reachableManagers: () => ({ reachable: 1, total: 1 }) } as unknown as Members;
-    d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: (l) => logs.push(l) });
+    d = new Dispatcher({ store, raft, gate: new PoisonGate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: (l) => logs.push(l) });
     server.on('upgrade', (req, socket, head) => {
       if (!d.handleUpgrade(req, socket, head)) socket.destroy();
     });
@@ -119,7 +141,7 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     await until(() => a.got.some((m) => m.t === 'assignments'), 'assignments');
     assert.equal(a.got[0]!.t, 'welcome');
     const tasks = (a.got.find((m) => m.t === 'assignments')!.tasks as { id: string }[]).map((t) => t.id).sort();
-    assert.deepEqual(tasks, ['t1', 't3']);
+    assert.deepEqual(tasks, ['p1', 't1', 't3']);
     await until(() => (store.view((tx) => tx.get('node', 'n1')) as Node).status.state === 'ready', 'n1 ready');
     const n = store.view((tx) => tx.get('node', 'n1')) as Node;
     assert.deepEqual(n.description, desc('n1'));
@@ -149,6 +171,15 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     await until(() => (d.stats().dropped.byReason['stale-state'] ?? 0) >= 1, 'stale-state counted');
     assert.equal(taskState('t1'), 'running');
     assert.equal(a1.closed, null);
+  });
+
+  it('a status write that fails for one update is retried one by one: the others still land', async () => {
+    const a1 = agents[0]!;
+    a1.send({ t: 'status', updates: [upd('p1', 'running'), upd('t3', 'running')] });
+    await until(() => taskState('t3') === 'running', 't3 written despite p1');
+    await until(() => (d.stats().dropped.byReason['write-failed'] ?? 0) === 1, 'p1 counted as failed');
+    assert.equal(taskState('p1'), 'assigned');
+    assert.ok(logs.some((l) => /writing them one by one/.test(l)));
   });
 
   it("usage: only the sender's own tasks are taken", async () => {
