@@ -53,6 +53,7 @@ const network = () => import('./network.ts');
 const image = () => import('./image.ts');
 const lab = () => import('./lab.ts');
 const logs = () => import('./logs.ts');
+const stack = () => import('./stack.ts');
 /** `shoal system SUB`: cli/system.ts parses its own argv (everything after `--` goes to the daemon). */
 const systemRun = (sub: string) => async (i: Invocation) => (await import('./system.ts')).systemCmd(sub, i.argv);
 const SYSTEM_UNIT_FLAGS: FlagDef[] = [
@@ -192,6 +193,29 @@ export const COMMANDS: CommandDef = {
         { name: 'ls', aliases: ['list'], summary: 'List networks', flags: LIST_OUTPUT, run: async (i) => (await network()).networkLs(i) },
         { name: 'inspect', summary: 'Show networks in detail', args: 'NETWORK [NETWORK...]', flags: INSPECT_OUTPUT, run: async (i) => (await network()).networkInspect(i) },
         { name: 'rm', aliases: ['remove'], summary: 'Remove networks', args: 'NETWORK [NETWORK...]', run: async (i) => (await network()).networkRm(i) },
+      ],
+    },
+    {
+      name: 'stack',
+      summary: 'Deploy and manage compose applications (stacks)',
+      subcommands: [
+        {
+          name: 'deploy',
+          aliases: ['up'],
+          summary: 'Deploy a new stack or update an existing one',
+          args: 'STACK',
+          flags: [
+            list('compose-file', 'Path to a compose file, or "-" to read from stdin (repeat to merge files)', { short: 'c', value: 'file' }),
+            bool('prune', 'Prune services that are no longer referenced'),
+            bool('detach', 'Exit immediately instead of waiting for the stack services to converge', { short: 'd' }),
+            QUIET_PROGRESS,
+          ],
+          run: async (i) => (await stack()).stackDeploy(i),
+        },
+        { name: 'ls', aliases: ['list'], summary: 'List stacks', flags: LIST_OUTPUT, run: async (i) => (await stack()).stackLs(i) },
+        { name: 'services', summary: 'List the services in the stack', args: 'STACK', flags: LIST_OUTPUT, run: async (i) => (await stack()).stackServicesCmd(i) },
+        { name: 'ps', summary: 'List the tasks in the stack', args: 'STACK', flags: [ALL, ...LIST_OUTPUT], run: async (i) => (await stack()).stackPs(i) },
+        { name: 'rm', aliases: ['remove', 'down'], summary: 'Remove one or more stacks', args: 'STACK [STACK...]', run: async (i) => (await stack()).stackRm(i) },
       ],
     },
     {
