@@ -134,8 +134,8 @@ export class Dispatcher {
   }
 
   private open(nodeId: string, ws: WebSocket, remoteAddr: string): void {
-    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session: null as unknown as Session<InboundMessage> };
-    ns.session = new Session<InboundMessage>(ws, {
+    // (The callbacks run only after the constructor returns, when `ns` exists.)
+    const session = new Session<InboundMessage>(ws, {
       name: `dispatcher: node ${nodeId}`,
       decode: jsonDecoder(validateAgentMessage),
       onMessage: (m) => this.onMessage(ns, m),
@@ -149,6 +149,7 @@ export class Dispatcher {
         liveness: DISPATCHER_LIMITS.liveness,
       },
     });
+    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session };
     this.totals.opened++;
     if (!this.leading) {
       ns.session.sendJson({ t: 'redirect', leader: this.d.members.leaderAddr(), message: 'this manager is not the leader' } satisfies ManagerToAgent);
