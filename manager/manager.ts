@@ -17,6 +17,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, Router, sendError } from './api/http.ts';
 import { registerServiceRoutes } from './api/services.ts';
 import { registerNetworkRoutes } from './api/networks.ts';
+import { registerSecretRoutes } from './api/secrets.ts';
+import type { KeyRing } from './keys/keyring.ts';
 import { registerRemoteRoutes, type RemoteCalls } from './api/remote.ts';
 import { registerClusterRoutes, readCluster } from './api/cluster.ts';
 import { registerNodeRoutes } from './api/nodes.ts';
@@ -62,6 +64,8 @@ export interface ManagerOptions {
   resolveImage?: (ref: string) => Promise<string>;
   /** TEST ONLY: a deliberately broken Raft (SHOAL_UNSAFE_RAFT, see manager/raft/node.ts). */
   unsafeRaft?: UnsafeFlags;
+  /** The data-encryption keys that seal secrets (manager/keys); null while this manager has none yet. */
+  keys?: () => KeyRing | null;
 }
 
 /** How often the leader checks heartbeats, roles and learners. */
@@ -124,6 +128,7 @@ export class Manager {
       members: this.members,
       clusterId: opts.clusterId,
       certProblem: (raw, roles) => this.certProblem(raw, roles),
+      keys: opts.keys ?? (() => null),
       log: this.log,
     });
     this.roles = new RoleManager({ store: this.store, raft: this.raft, send: (id, m) => this.dispatcher.send(id, m), log: this.log });
@@ -242,6 +247,7 @@ export class Manager {
       usageOf: (id) => this.remote.usageOf(id),
     });
     registerNetworkRoutes(r, { store: this.store, newId, ...leaderOnly });
+    registerSecretRoutes(r, { store: this.store, newId, ...leaderOnly, keys: this.opts.keys ?? (() => null) });
     registerRemoteRoutes(r, { store: this.store, calls: this.remote, requireLeader: leaderOnly.requireLeader, linearizable: leaderOnly.linearizable });
     registerClusterRoutes(r, {
       store: this.store,

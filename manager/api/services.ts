@@ -9,6 +9,7 @@ import type { ReadTx, Store } from '../store/store.ts';
 import { checkReplicas, checkTaskBudget, limitsOf } from '../store/limits.ts';
 import { BODY_LIMITS, badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
 import { specDiff, validateServiceSpec } from '../service/spec.ts';
+import { resolveFileRefs } from './secrets.ts';
 
 export interface ServiceApiDeps {
   store: Store;
@@ -80,10 +81,12 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     const body = (await readJson(req, BODY_LIMITS.spec)) as { spec?: unknown };
     const spec = validateServiceSpec(body.spec, d.store.view(limits));
     d.requireLeader();
+    d.store.view((tx) => resolveFileRefs(tx, spec));
     await pin(d, spec);
     const id = d.newId();
     await d.write((tx) => {
       checkTasks(tx, spec.mode, undefined, 'mode');
+      resolveFileRefs(tx, spec); // again: a secret or config may have been removed meanwhile
       // A name in use fails here with NameInUseError: 409 (errors.ts).
       tx.create({ id, kind: 'service', spec, specVersion: 1, status: {} } as never);
     });
@@ -114,6 +117,7 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
       throw conflict(`service ${cur.spec.name} changed since you read it (update out of sequence: sent version ${String(body.version)}, current version ${cur.version}); read it again and retry`);
     }
     const next = validateServiceSpec(body.spec ?? cur.spec, d.store.view(limits));
+    d.store.view((tx) => resolveFileRefs(tx, next)); // before the diff: names become ids
     await pin(d, next, cur.spec);
     if (body.force) next.task = { ...next.task, forceUpdate: (cur.spec.task.forceUpdate ?? 0) + 1 };
     const diff = specDiff(cur.spec, next);
@@ -126,6 +130,7 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
       const s = tx.get('service', cur.id) as Service | undefined;
       if (!s) throw notFound(`service ${cur.spec.name} was removed`);
       checkTasks(tx, next.mode, s.spec.mode, 'mode');
+      resolveFileRefs(tx, next);
       tx.update({
         ...s,
         previousSpec: s.spec,

@@ -27,6 +27,8 @@ import { raftUrl, type Members } from '../members.ts';
 import { NodeLiveness } from './liveness.ts';
 import { DISPATCHER_PATH, type ManagerToAgent } from './protocol.ts';
 import { StatusQueue } from './status-queue.ts';
+import { planFileMessages } from './secret-delivery.ts';
+import type { KeyRing } from '../keys/keyring.ts';
 import { validateAgentMessage, type InboundMessage, type StatusMessage, type UsageMessage } from './validate.ts';
 import type { RemoteMessage } from '../api/remote-validate.ts';
 
@@ -67,6 +69,8 @@ export interface DispatcherDeps {
   clusterId: string;
   /** Why a (DER) client certificate may not open a session, or null. */
   certProblem: (raw: Buffer | undefined, roles: string[]) => string | null;
+  /** The key ring that opens secrets for delivery (null: this manager has none yet). */
+  keys?: () => KeyRing | null;
   log: (line: string) => void;
 }
 
@@ -110,6 +114,8 @@ export class Dispatcher {
   private netTimer: NodeJS.Timeout | null = null;
   /** Last NetView (canonical JSON) sent to each session. */
   private sentViews = new Map<string, string>();
+  /** Secrets and configs (`kind:id`) each session has been sent (secret-delivery.ts). */
+  private sentFiles = new WeakMap<NodeSession, Set<string>>();
   private readonly totals = emptyTotals();
 
   constructor(private readonly d: DispatcherDeps) {}
@@ -267,6 +273,7 @@ export class Dispatcher {
     ns.session.sendJson({ t: 'welcome', nodeId, heartbeatPeriodMs: this.heartbeatPeriod(), managers: this.d.members.managerAddrs(), role: n.spec.role } satisfies ManagerToAgent);
     this.sentViews.delete(nodeId);
     this.sendNetViews([nodeId]);
+    this.sentFiles.delete(ns); // a welcome makes the agent forget its secrets and configs
     this.sendAssignments(nodeId);
     await this.d.gate.update((tx) => {
       const cur = tx.get('node', nodeId) as NodeObj | undefined;
@@ -483,8 +490,14 @@ export class Dispatcher {
     if (!ns) return;
     const assignedRank = taskStateRank('assigned');
     const tasks: TaskAssignment[] = [];
+    const live = (t: { status: { state: Task['status']['state'] } }) => taskStateRank(t.status.state) >= assignedRank && !isTerminalTaskState(t.status.state);
+    // The secrets and configs these tasks reference go first, on the same (ordered) session.
+    const sent = this.sentFiles.get(ns) ?? new Set<string>();
+    this.sentFiles.set(ns, sent);
+    const files = this.d.store.view((tx) => planFileMessages(tx, tx.tasksByNode(nodeId).filter(live), sent, this.d.keys?.() ?? null, this.d.log));
+    for (const m of files) ns.session.sendJson(m satisfies ManagerToAgent);
     for (const t of this.d.store.view((tx) => tx.tasksByNode(nodeId)) as Task[]) {
-      if (taskStateRank(t.status.state) < assignedRank || isTerminalTaskState(t.status.state)) continue;
+      if (!live(t)) continue;
       tasks.push({
         id: t.id,
         serviceId: t.serviceId,

@@ -94,6 +94,19 @@ export type ManagerToAgent =
   | { t: 'exec-ack'; req: string; bytes: number }
   /** The overlay networks this node takes part in (sent on every change). */
   | { t: 'network'; view: NetView }
+  /**
+   * Secret and config data the node's assigned tasks reference (sent before the assignments that need
+   * it, once per session; see dispatcher/secret-delivery.ts), and the ones no task needs any more. The
+   * node keeps them in memory only.
+   */
+  | { t: 'files'; set: FileData[]; remove: { kind: 'secret' | 'config'; id: string }[] }
   | { t: 'error'; message: string };
 
 export const DISPATCHER_PATH = '/dispatcher/v1';
+
+/** One secret's or config's contents on its way to a node: base64, decrypted for the node. */
+export interface FileData {
+  kind: 'secret' | 'config';
+  id: string;
+  data: string;
+}
