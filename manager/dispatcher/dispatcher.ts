@@ -117,6 +117,8 @@ export class Dispatcher {
   /** Secrets and configs (`kind:id`) each session has been sent (secret-delivery.ts). */
   private sentFiles = new WeakMap<NodeSession, Set<string>>();
   private readonly totals = emptyTotals();
+  /** Nodes whose manager-up is being added to Raft right now. */
+  private readonly joining = new Set<string>();
 
   constructor(private readonly d: DispatcherDeps) {}
 
@@ -230,7 +232,14 @@ export class Dispatcher {
           const n = this.node(nodeId);
           const st = this.d.raft.status();
           if (!n || n.spec.role !== 'manager' || st.voters.includes(nodeId) || st.learners.includes(nodeId)) return;
-          await this.d.gate.retryConf(() => this.d.raft.addMember(nodeId, raftUrl(m.advertise), { learner: true }));
+          // One membership change per node at a time: repeats while one waits are ignored, not queued.
+          if (this.joining.has(nodeId)) return;
+          this.joining.add(nodeId);
+          try {
+            await this.d.gate.retryConf(() => this.d.raft.addMember(nodeId, raftUrl(m.advertise), { learner: true }));
+          } finally {
+            this.joining.delete(nodeId);
+          }
           this.d.log(`node ${nodeId} promoted: joining Raft as a learner at ${m.advertise}`);
           return;
         }
