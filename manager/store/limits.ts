@@ -143,8 +143,14 @@ function nameField(o: Frozen<AnyObject>): [string, string] | null {
   return isRecord(spec) && typeof spec['name'] === 'string' ? ['spec.name', spec['name']] : null;
 }
 
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+/** Equal flat label maps (absent = empty); cheaper than serialising them on every write. */
+function sameLabels(a: Readonly<Record<string, string>> | undefined, b: Readonly<Record<string, string>> | undefined): boolean {
+  if (a === b) return true;
+  const ak = a ? Object.keys(a) : [];
+  const bk = b ? Object.keys(b) : [];
+  if (ak.length !== bk.length) return false;
+  for (const k of ak) if (!Object.hasOwn(b!, k) || a![k] !== b![k]) return false;
+  return true;
 }
 
 /**
@@ -166,7 +172,7 @@ export function checkStoredObject(
   }
   const old = prev !== undefined && prev.kind === o.kind ? new Map(labelMaps(prev)) : null;
   for (const [field, labels] of labelMaps(o)) {
-    if (old !== null && sameJson(old.get(field), labels)) continue;
+    if (old !== null && sameLabels(old.get(field), labels)) continue;
     checkLabels(labels, limits, `${what} ${field}`);
   }
   const n = nameField(o);
