@@ -14,6 +14,8 @@ export interface CommandDef {
   flags?: FlagDef[];
   /** Flags may follow positionals (default), or the first positional ends them (`create IMAGE CMD...`). */
   interspersed?: boolean;
+  /** Flags of sibling commands that do not apply here, with what to use instead (shown for an unknown flag). */
+  hints?: Readonly<Record<string, string>>;
   /** Extra lines for --help (examples, notes). */
   notes?: string[];
   subcommands?: CommandDef[];

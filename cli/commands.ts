@@ -6,7 +6,7 @@ import type { CommandDef, Invocation } from './command.ts';
 import { CliError } from './context.ts';
 import { bool, list, value, type FlagDef } from './flags.ts';
 import { NETWORK_CREATE_FLAGS } from './network.ts';
-import { CREATE_FLAGS, UPDATE_FLAGS } from './service-flags.ts';
+import { CREATE_FLAGS, CREATE_HINTS, UPDATE_FLAGS, UPDATE_HINTS } from './service-flags.ts';
 
 // -------------------------------------------------------------------------------------- shared flags
 
@@ -157,6 +157,7 @@ export const COMMANDS: CommandDef = {
           summary: 'Create a service (Docker\'s `service create` flags)',
           args: 'IMAGE [COMMAND] [ARG...]',
           flags: CREATE_FLAGS,
+          hints: CREATE_HINTS,
           interspersed: false,
           run: async (i) => (await service()).serviceCreate(i),
         },
@@ -164,7 +165,7 @@ export const COMMANDS: CommandDef = {
         { name: 'ps', summary: 'List the tasks of a service', args: 'SERVICE', flags: [ALL, ...LIST_OUTPUT], run: async (i) => (await service()).servicePs(i) },
         { name: 'inspect', summary: 'Show services in detail', args: 'SERVICE [SERVICE...]', flags: INSPECT_OUTPUT, run: async (i) => (await service()).serviceInspect(i) },
         { name: 'scale', summary: 'Scale replicated services', args: 'SERVICE=REPLICAS [SERVICE=REPLICAS...]', flags: [DETACH, QUIET_PROGRESS], run: async (i) => (await service()).serviceScale(i) },
-        { name: 'update', summary: 'Update a service (Docker\'s `service update` flags)', args: 'SERVICE', flags: UPDATE_FLAGS, run: async (i) => (await service()).serviceUpdate(i) },
+        { name: 'update', summary: 'Update a service (Docker\'s `service update` flags)', args: 'SERVICE', flags: UPDATE_FLAGS, hints: UPDATE_HINTS, run: async (i) => (await service()).serviceUpdate(i) },
         { name: 'rollback', summary: "Revert a service to its previous spec", args: 'SERVICE', flags: [DETACH, QUIET_PROGRESS], run: async (i) => (await service()).serviceRollback(i) },
         { name: 'rm', aliases: ['remove'], summary: 'Remove services', args: 'SERVICE [SERVICE...]', run: async (i) => (await service()).serviceRm(i) },
         { name: 'logs', summary: 'Fetch the logs of every task of a service', args: 'SERVICE', flags: LOGS_FLAGS, run: async (i) => (await logs()).logsCmd(i.context(), 'service', i.argv) },

@@ -23,9 +23,10 @@ export function bashCompletion(root: CommandDef = COMMANDS): string {
 _shoal() {
   local cur path="" w i opts
   cur="\${COMP_WORDS[COMP_CWORD]}"
-  # The command words typed so far (flags and their values are skipped).
+  # The command words typed so far (flags are skipped, and the value of the leading --context/--format).
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="\${COMP_WORDS[i]}"
+    case "$w" in --context|--format) i=$((i + 1)); continue ;; esac
     case "$w" in -*) continue ;; esac
     case "$(_shoal_words "\${path:+$path }$w")" in "") break ;; esac
     path="\${path:+$path }$w"

@@ -589,7 +589,7 @@ export const UPDATE_FLAGS: FlagDef[] = [
   ).flatMap(([f, what, addValue, rmValue]) => [l(`${f}-add`, `Add or update ${what}`, { value: addValue }), l(`${f}-rm`, `Remove ${what}`, { value: rmValue })]),
 ];
 
-const UPDATE_HINTS: Record<string, string> = {
+export const UPDATE_HINTS: Record<string, string> = {
   name: 'a service cannot be renamed',
   mode: 'the mode of a service cannot be changed; create a new service',
   'env-file': 'use --env-add KEY=value',
@@ -604,7 +604,7 @@ const UPDATE_HINTS: Record<string, string> = {
   network: 'use --network-add / --network-rm',
 };
 
-const CREATE_HINTS: Record<string, string> = {
+export const CREATE_HINTS: Record<string, string> = {
   image: 'give the image as the first argument: IMAGE [COMMAND] [ARG...]',
   args: 'give the command after the image: IMAGE [COMMAND] [ARG...]',
   force: 'only for service update',

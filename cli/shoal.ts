@@ -43,14 +43,15 @@ export interface Output {
   out: (s: string) => void;
 }
 
-export async function main(argv: string[], io: Output = { out: (s) => console.log(s) }): Promise<number> {
+/** Runs one command line. `root` is the declared tree; tests pass a copy whose handlers only record. */
+export async function main(argv: string[], io: Output = { out: (s) => console.log(s) }, root: CommandDef = COMMANDS): Promise<number> {
   // Leading global flags.
   const leading: string[] = [];
   let at = 0;
   while (at < argv.length && argv[at]!.startsWith('-')) {
     const a = argv[at]!;
     if (HELP.has(a)) {
-      io.out(helpText([COMMANDS]));
+      io.out(helpText([root]));
       return 0;
     }
     const name = a.includes('=') ? a.slice(0, a.indexOf('=')) : a;
@@ -71,8 +72,8 @@ export async function main(argv: string[], io: Output = { out: (s) => console.lo
     help = true;
     words = words.slice(1);
   }
-  const path: CommandDef[] = [COMMANDS];
-  let cmd = COMMANDS;
+  const path: CommandDef[] = [root];
+  let cmd = root;
   while (cmd.subcommands) {
     const w = words[0];
     if (w === undefined || HELP.has(w)) {
@@ -98,7 +99,7 @@ export async function main(argv: string[], io: Output = { out: (s) => console.lo
   // Check the flags against the declaration (the handler may parse again: service create/update parse
   // Docker's flags into a spec, logs and lab use their own parsers), then take --context out.
   const defs: FlagDef[] = [...(cmd.flags ?? []), ...((cmd.flags ?? []).some((f) => f.long === 'context') ? [] : [CONTEXT_FLAG])];
-  const parsed = scan(args, defs, { interspersed: cmd.interspersed ?? true });
+  const parsed = scan(args, defs, { interspersed: cmd.interspersed ?? true, ...(cmd.hints ? { hints: cmd.hints } : {}) });
   const rest = withoutContext(args, cmd.interspersed ?? true);
   return cmd.run!(new Invocation(path.slice(1).map((c) => c.name), rest, parsed));
 }

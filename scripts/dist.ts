@@ -9,8 +9,13 @@ import { fileURLToPath } from 'node:url';
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
 let checked = false;
 
-/** The compiled form of an entry listed in scripts/build.mjs ENTRIES, e.g. 'cli/shoal' → REPO/dist/cli/shoal.js. */
+/**
+ * The compiled form of an entry listed in scripts/build.mjs ENTRIES, e.g. 'cli/shoal' → REPO/dist/cli/shoal.js.
+ * With SHOAL_USE_TSX=1 in the environment, 'cli/shoal' is bin/shoal instead, which then runs the sources
+ * with tsx (the baseline of `npm run bench:cli`).
+ */
 export function compiledEntry(entry: 'cli/shoal' | 'test/cluster/agent-farm' | 'bench/raft-member'): string {
+  if (entry === 'cli/shoal' && process.env.SHOAL_USE_TSX) return join(REPO, 'bin', 'shoal');
   if (!checked) {
     execFileSync('bash', [join(REPO, 'scripts', 'build.sh'), '--if-stale'], { stdio: ['ignore', 'inherit', 'inherit'] });
     checked = true;
