@@ -14,7 +14,8 @@ export interface AdminCreds {
   ca: string;
 }
 
-const REQUEST_TIMEOUT_MS = 5000;
+/** Generous: on a loaded machine the attacker itself may be starved for seconds. */
+const REQUEST_TIMEOUT_MS = 10_000;
 
 type Answer = { status: number } | { closed: string } | { timeout: true };
 

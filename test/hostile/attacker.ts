@@ -4,10 +4,11 @@
 // loop, so the attack's own CPU does not distort the latencies the test measures).
 //   node --import tsx test/hostile/attacker.ts <config.json>
 import { readFileSync, writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { AdminContext } from './generate.ts';
 import { driveAdmin, type AdminCreds } from './admin-client.ts';
 import { Rng } from './prng.ts';
-import { Tally, type TallyData } from './tally.ts';
+import { Tally, sentByGroup, type TallyData } from './tally.ts';
 import { driveUnauth } from './unauth-client.ts';
 import { driveWorker, type WorkerCreds } from './worker-client.ts';
 
@@ -51,7 +52,14 @@ export async function attack(cfg: AttackConfig, log: (l: string) => void): Promi
   // One stream of randomness per client, derived from the seed, so each replays independently.
   let stream = 0;
   const rng = () => new Rng((cfg.seed * 1000 + ++stream) >>> 0);
-  const progress = setInterval(() => log(`attack: ${Math.round((Date.now() - t0) / 1000)} s, ${tally.total()} inputs, ${tally.findings.length} findings`), 5000);
+  // The attacker's own event-loop delay: a slow attacker, not a strong manager, may explain a low rate.
+  const lag = monitorEventLoopDelay({ resolution: 20 });
+  lag.enable();
+  const progress = setInterval(() => {
+    const fam = sentByGroup(Object.fromEntries(tally.sent));
+    log(`attack: ${Math.round((Date.now() - t0) / 1000)} s, ${tally.total()} inputs ${JSON.stringify(fam)}, ${tally.findings.length} findings, attacker loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms`);
+    lag.reset();
+  }, 5000);
   try {
     const leader = cfg.managers[0]!;
     const workers = cfg.workers.map((creds) =>
@@ -64,6 +72,7 @@ export async function attack(cfg: AttackConfig, log: (l: string) => void): Promi
     return { tally: tally.toJSON(), elapsedMs: Date.now() - t0, unauthOpenAtEnd: u.openAtEnd, oldestOpenMs: u.oldestOpenMs };
   } finally {
     clearInterval(progress);
+    lag.disable();
   }
 }
 

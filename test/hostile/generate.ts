@@ -39,15 +39,32 @@ function hugeNumberText(rng: Rng): string {
   return rng.pick(HUGE_NUMBER_TEXT);
 }
 
+/**
+ * Large values are built once per shape and reused (same bytes every time, so determinism holds): at
+ * hundreds of inputs per second, building megabytes per input would make the attacker the bottleneck.
+ */
+const bigCache = new Map<string, string>();
+function cached(key: string, make: () => string): string {
+  let v = bigCache.get(key);
+  if (v === undefined) bigCache.set(key, (v = make()));
+  return v;
+}
+
+/** Sizes of long strings: mostly tens to hundreds of kilobytes, sometimes up to `max`. */
+function bigSize(rng: Rng, max: number): number {
+  return Math.min(max, rng.chance(0.8) ? rng.pick([16 << 10, 64 << 10, 256 << 10]) : rng.pick([1 << 20, 2 << 20]));
+}
+
 /** A long string: filler, escapes, control characters or astral characters. */
 function hugeString(rng: Rng, bytes: number): string {
   const unit = rng.pick(['a', '\\', '"', '\u0000', '\u001b[31m', '\u2028', '💥', '\ud800', '%', '../']);
-  return unit.repeat(Math.max(1, Math.floor(bytes / Math.max(1, Buffer.byteLength(unit)))));
+  return cached(`s:${unit}:${bytes}`, () => unit.repeat(Math.max(1, Math.floor(bytes / Math.max(1, Buffer.byteLength(unit))))));
 }
 
 /** JSON text nested `depth` deep (arrays or objects). */
 function deepJson(rng: Rng, depth: number): string {
-  return rng.chance(0.5) ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+  const arrays = rng.chance(0.5);
+  return cached(`d:${arrays}:${depth}`, () => (arrays ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '1' + '}'.repeat(depth)));
 }
 
 /** Splices raw JSON text for one value into a serialised object (for numbers JSON.stringify cannot write). */
@@ -313,7 +330,7 @@ function messageOrFrameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffe
     }
     case 'huge-string': {
       const paths = leafPaths(m);
-      setPath(m, rng.pick(paths.length > 0 ? paths : [['t']]), hugeString(rng, rng.chance(0.8) ? rng.range(16 << 10, 256 << 10) : rng.range(256 << 10, Math.min(2 << 20, ctx.maxPayload / 4))));
+      setPath(m, rng.pick(paths.length > 0 ? paths : [['t']]), hugeString(rng, bigSize(rng, ctx.maxPayload / 4)));
       return one(m);
     }
     case 'deep-nesting': {
@@ -520,7 +537,7 @@ export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
     case 'huge-string': {
       const e = bodyEndpoint(rng, ctx);
       const body = clone(e.base);
-      const big = hugeString(rng, rng.chance(0.8) ? rng.range(16 << 10, 256 << 10) : rng.range(256 << 10, Math.floor(ctx.maxBody / 2)));
+      const big = hugeString(rng, bigSize(rng, Math.floor(ctx.maxBody / 2)));
       // A huge label key/value on a real node is a label-size attack; a huge name or image a spec-size one.
       if (e.path.endsWith('/update') && e.path.startsWith('/v1/nodes/')) body.labelAdd = rng.chance(0.5) ? { [big]: 'x' } : { 'bad key!': big };
       else setPath(body, e.field, big);
@@ -529,7 +546,7 @@ export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
     case 'huge-body': {
       const e = bodyEndpoint(rng, ctx);
       const size = ctx.maxBody + (rng.chance(0.9) ? rng.pick([1, 1024, 1 << 20]) : 8 << 20);
-      return post(e.path, `{"pad":"${'p'.repeat(size)}"}`);
+      return post(e.path, cached(`b:${size}`, () => `{"pad":"${'p'.repeat(size)}"}`));
     }
     case 'unknown-fields': {
       const e = bodyEndpoint(rng, ctx);

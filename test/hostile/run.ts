@@ -52,6 +52,8 @@ export interface HostileReport {
   unauthOpenAtEnd: Record<string, number>;
   oldestOpenMs: number;
   attackerExit: number | null;
+  /** The end of the attacker's own log (progress, its event-loop delay). */
+  attackerLog: string;
 }
 
 function logTail(file: string, lines: number): string {
@@ -116,6 +118,7 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
 
   let result: AttackResult | null = null;
   let attackerExit: number | null = null;
+  let attackerLog = '';
   const tAttack = { start: 0, end: 0 };
   try {
     await new Promise((r) => setTimeout(r, o.baselineSeconds * 1000));
@@ -149,6 +152,7 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
       });
     });
     tAttack.end = Date.now();
+    attackerLog = logTail(join(attackerHost.dir, 'attacker.log'), 40);
     try {
       result = JSON.parse(readFileSync(cfg.resultFile, 'utf8')) as AttackResult;
     } catch {
@@ -199,6 +203,7 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
     unauthOpenAtEnd: result?.unauthOpenAtEnd ?? {},
     oldestOpenMs: result?.oldestOpenMs ?? 0,
     attackerExit,
+    attackerLog,
   };
 }
 

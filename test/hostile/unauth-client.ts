@@ -34,6 +34,7 @@ class Conn {
   private sock: Socket;
   private drip: NodeJS.Timeout | null = null;
   private head = '';
+  private destroyedByUs = false;
 
   constructor(
     addr: string,
@@ -55,11 +56,13 @@ class Conn {
         }, input.dripMs);
       }
       if (input.kind === 'unauth/upgrade') {
-        setTimeout(() => {
-          if (this.closedAt === null && this.status === null) {
+        // setImmediate: judged after the poll phase, so an answer that arrived while this (possibly
+        // starved) process was busy is read first and not mistaken for silence.
+        setTimeout(() => setImmediate(() => {
+          if (this.closedAt === null && this.status === null && !this.destroyedByUs) {
             tally.finding(input.kind, `upgrade ${input.upgradePath} without a certificate`, `neither answered nor closed within ${UPGRADE_ANSWER_MS} ms`);
           }
-        }, UPGRADE_ANSWER_MS).unref();
+        }), UPGRADE_ANSWER_MS).unref();
       }
     };
     this.sock = input.transport === 'tls' ? tlsConnect({ host, port, rejectUnauthorized: false }, start) : netConnect({ host, port }, start);
@@ -80,7 +83,7 @@ class Conn {
     this.sock.on('close', () => {
       this.closedAt = Date.now();
       this.stopDrip();
-      if (this.status === null) tally.outcome(input.kind, `closed by the manager ${bucket(this.closedAt - this.startedAt)}`);
+      if (this.status === null && !this.destroyedByUs) tally.outcome(input.kind, `closed by the manager ${bucket(this.closedAt - this.startedAt)}`);
       onEnd(this);
     });
   }
@@ -91,6 +94,7 @@ class Conn {
   }
 
   destroy(): void {
+    this.destroyedByUs = true;
     this.stopDrip();
     this.sock.destroy();
   }
