@@ -26,6 +26,8 @@ const MAX_LOG_REQUESTS = 64;
 const MAX_EXEC_REQUESTS = 32;
 /** Unsent bytes on the session above which usage reports (which the next report replaces) are skipped. */
 const USAGE_SKIP_BUFFERED = 4 << 20;
+/** How long a logs request may wait for the leader's acknowledgement before that task's part ends. */
+const ACK_TIMEOUT_MS = 60_000;
 /** Largest message accepted from a manager (an 'assignments' message lists every task of the node). */
 const MAX_MANAGER_MESSAGE = 64 << 20;
 
@@ -332,6 +334,7 @@ export class Agent {
     await Promise.all(
       [...windows].map(async ([taskId, window]) => {
         let error: string | undefined;
+        let chunks = 0;
         try {
           const opts = { ...(m.tail !== undefined ? { tail: m.tail } : {}), ...(m.since ? { since: new Date(m.since) } : {}), follow: m.follow === true, signal: ac.signal };
           read: for await (const e of logs(taskId, opts)) {
@@ -339,9 +342,15 @@ export class Agent {
               const cost = logChunkCost(c);
               if (!window.tryTake(cost)) {
                 flush(); // what waits in the batch must reach the leader before it can acknowledge it
-                if (!(await window.take(cost, ac.signal))) break read;
+                // A leader that stops acknowledging (its client stalled, or a message was lost) ends
+                // this task's part after a while instead of holding the request forever.
+                if (!(await window.take(cost, AbortSignal.any([ac.signal, AbortSignal.timeout(ACK_TIMEOUT_MS)])))) {
+                  if (!ac.signal.aborted) error = `task ${taskId}: the leader stopped acknowledging log output for ${ACK_TIMEOUT_MS / 1000} s`;
+                  break read;
+                }
               }
               if (ac.signal.aborted) break read;
+              chunks++;
               const full = batcher.add(c);
               if (full) this.send({ t: 'log', req: m.req, lines: full });
               if (batcher.full) flush();
@@ -354,7 +363,7 @@ export class Agent {
         if (ac.signal.aborted) return;
         flush(); // the task's last chunks go before its end
         if (error) errors.push(error);
-        this.send({ t: 'log-end', req: m.req, taskId, ...(error ? { error } : {}) });
+        this.send({ t: 'log-end', req: m.req, taskId, chunks, ...(error ? { error } : {}) });
       }),
     );
     if (timer) clearTimeout(timer);
@@ -392,7 +401,7 @@ export class Agent {
           this.send({ t: 'exec-output', req: m.req, stream, data: piece.toString('base64'), seq: seq++ });
         }
       }
-      this.send({ t: 'exec-result', req: m.req, exitCode: r.exitCode });
+      this.send({ t: 'exec-result', req: m.req, exitCode: r.exitCode, pieces: seq });
     } catch (e) {
       this.send({ t: 'exec-result', req: m.req, error: (e as Error).message });
     } finally {

@@ -48,6 +48,11 @@ function stream(v: unknown, field: string): 'stdout' | 'stderr' {
   return v;
 }
 
+function count(v: unknown, field: string): number {
+  if (!Number.isSafeInteger(v) || (v as number) < 0) throw bad(field, 'must be a non-negative integer');
+  return v as number;
+}
+
 function optError(v: unknown, field: string): string | undefined {
   return v === undefined ? undefined : str(v, field, MAX_ERROR_TEXT, 0);
 }
@@ -73,12 +78,13 @@ export function validateLog(v: unknown): { t: 'log'; req: string; lines: LogLine
   return { t: 'log', req, lines: o.lines.map((l, i) => validateLogLine(l, `log.lines[${i}]`)) };
 }
 
-export function validateLogEnd(v: unknown): { t: 'log-end'; req: string; taskId?: string; error?: string } {
-  const o = obj(v, 'log-end', ['t', 'req', 'taskId', 'error']);
+export function validateLogEnd(v: unknown): { t: 'log-end'; req: string; taskId?: string; error?: string; chunks?: number } {
+  const o = obj(v, 'log-end', ['t', 'req', 'taskId', 'error', 'chunks']);
   const req = str(o.req, 'log-end.req', MAX_REQ);
   const taskId = o.taskId === undefined ? undefined : str(o.taskId, 'log-end.taskId', MAX_TASK_ID);
   const error = optError(o.error, 'log-end.error');
-  return { t: 'log-end', req, ...(taskId !== undefined ? { taskId } : {}), ...(error !== undefined ? { error } : {}) };
+  const chunks = o.chunks === undefined ? undefined : count(o.chunks, 'log-end.chunks');
+  return { t: 'log-end', req, ...(taskId !== undefined ? { taskId } : {}), ...(error !== undefined ? { error } : {}), ...(chunks !== undefined ? { chunks } : {}) };
 }
 
 /** An exec-output with its data checked; `bytes` is the decoded data. */
@@ -94,15 +100,16 @@ export function validateExecOutput(v: unknown): { t: 'exec-output'; req: string;
   return { t: 'exec-output', req, stream: s, data, seq: o.seq as number, bytes };
 }
 
-export function validateExecResult(v: unknown): { t: 'exec-result'; req: string; exitCode: number } | { t: 'exec-result'; req: string; error: string } {
-  const o = obj(v, 'exec-result', ['t', 'req', 'exitCode', 'error']);
+export function validateExecResult(v: unknown): { t: 'exec-result'; req: string; exitCode: number; pieces?: number } | { t: 'exec-result'; req: string; error: string } {
+  const o = obj(v, 'exec-result', ['t', 'req', 'exitCode', 'pieces', 'error']);
   const req = str(o.req, 'exec-result.req', MAX_REQ);
   if (o.error !== undefined) {
     if (o.exitCode !== undefined) throw bad('exec-result', 'has both exitCode and error');
     return { t: 'exec-result', req, error: str(o.error, 'exec-result.error', MAX_ERROR_TEXT, 0) };
   }
   if (!Number.isInteger(o.exitCode) || (o.exitCode as number) < 0 || (o.exitCode as number) > 255) throw bad('exec-result.exitCode', 'must be an integer 0..255');
-  return { t: 'exec-result', req, exitCode: o.exitCode as number };
+  const pieces = o.pieces === undefined ? undefined : count(o.pieces, 'exec-result.pieces');
+  return { t: 'exec-result', req, exitCode: o.exitCode as number, ...(pieces !== undefined ? { pieces } : {}) };
 }
 
 /** The dispatcher's entry point: the message with only its known fields, or a ProtocolViolation. */

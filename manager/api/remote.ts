@@ -58,6 +58,8 @@ interface LogCall {
   nodeId: string;
   /** Unacknowledged window bytes per task asked for (ownership: only these tasks' lines are taken). */
   outstanding: Map<string, number>;
+  /** Chunks received per task (checked against the node's count at the task's end). */
+  received: Map<string, number>;
   h: LogHandlers;
 }
 interface ExecCall {
@@ -98,7 +100,7 @@ export class RemoteCalls {
   logs(nodeId: string, taskIds: string[], opts: LogRequestOptions, h: LogHandlers): { cancel: () => void; ack: (taskId: string, bytes: number) => void } | null {
     const req = this.id();
     if (!this.send(nodeId, { t: 'logs', req, taskIds, ...opts })) return null;
-    const call: LogCall = { kind: 'logs', nodeId, outstanding: new Map(taskIds.map((id) => [id, 0])), h };
+    const call: LogCall = { kind: 'logs', nodeId, outstanding: new Map(taskIds.map((id) => [id, 0])), received: new Map(), h };
     this.pending.set(req, call);
     return {
       cancel: () => {
@@ -154,6 +156,7 @@ export class RemoteCalls {
           const next = o + logChunkCost(l);
           if (next > LOG_WINDOW_BYTES + LOG_SLACK) return this.failLogs(v.req, c, `more than its window of ${LOG_WINDOW_BYTES} bytes of task ${l.taskId}`);
           c.outstanding.set(l.taskId, next);
+          c.received.set(l.taskId, (c.received.get(l.taskId) ?? 0) + 1);
         }
         for (const l of v.lines) c.h.onChunk(l);
         return;
@@ -164,7 +167,9 @@ export class RemoteCalls {
         if (c?.kind !== 'logs' || c.nodeId !== nodeId) return;
         if (v.taskId !== undefined) {
           if (!c.outstanding.has(v.taskId)) return this.failLogs(v.req, c, `the end of task ${v.taskId}, which this request did not ask the node for`);
-          c.h.onTaskEnd(v.taskId, v.error);
+          const got = c.received.get(v.taskId) ?? 0;
+          const lost = v.chunks !== undefined && v.chunks !== got ? `${v.chunks - got} of ${v.chunks} log chunks of task ${v.taskId} were lost on the way` : undefined;
+          c.h.onTaskEnd(v.taskId, [v.error, lost].filter(Boolean).join('; ') || undefined);
           return;
         }
         this.pending.delete(v.req);
@@ -196,6 +201,7 @@ export class RemoteCalls {
         this.pending.delete(v.req);
         clearTimeout(c.timer);
         if ('error' in v) c.h.onError(new ApiError(409, 'EEXEC', v.error || 'exec failed'));
+        else if (v.pieces !== undefined && v.pieces !== c.nextSeq) c.h.onError(new ApiError(502, 'EEXEC', `exec output incomplete: ${c.nextSeq} of ${v.pieces} pieces arrived`));
         else c.h.onExit(v.exitCode);
         return;
       }
@@ -272,6 +278,8 @@ function nodeLabel(n: Node | undefined, id: string): string {
 }
 
 export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void {
+  /** Logs responses open now (each holds up to a window per task of its request). */
+  let streams = 0;
   r.add('GET', '/v1/logs', async (_c, _p, req: IncomingMessage, res: ServerResponse) => {
     d.requireLeader(); // the sessions live on the leader
     await d.linearizable();
@@ -314,7 +322,9 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
     const nodes = new Map((d.store.view((tx) => tx.list('node')) as Node[]).map((n) => [n.id, n]));
     const taskName = new Map(tasks.map((t) => [t.id, `${t.serviceAnnotations.name}.${t.slot ?? t.nodeId}.${t.id}`]));
 
-    if (d.calls.activeLogs >= MAX_LOG_STREAMS) throw new ApiError(503, 'EBUSY', `the leader is serving ${MAX_LOG_STREAMS} logs streams already; try again later`);
+    if (streams >= MAX_LOG_STREAMS) throw new ApiError(503, 'EBUSY', `the leader is serving ${MAX_LOG_STREAMS} logs streams already; try again later`);
+    streams++;
+    res.once('close', () => streams--);
     const byId = new Map(tasks.map((t) => [t.id, t]));
 
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });

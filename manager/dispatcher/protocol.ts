@@ -24,14 +24,15 @@ export type AgentToManager =
   /** Log chunks answering a 'logs' request, batched by bytes (≤ LOG_BATCH_BYTES; see worker/logs/chunk.ts). */
   | { t: 'log'; req: string; lines: LogLine[] }
   /**
-   * With `taskId`: that task's part of a 'logs' request is finished (or failed). Without: the whole
+   * With `taskId`: that task's part of a 'logs' request is finished (or failed), after `chunks` chunks
+   * (the leader checks none was lost). Without: the whole
    * request is finished (non-follow: all lines sent; follow: cancelled), or failed.
    */
-  | { t: 'log-end'; req: string; taskId?: string; error?: string }
+  | { t: 'log-end'; req: string; taskId?: string; error?: string; chunks?: number }
   /** A piece of an exec's output, in order (`seq` counts from 0 per request); `data` base64, ≤ EXEC_CHUNK_BYTES decoded. */
   | { t: 'exec-output'; req: string; stream: 'stdout' | 'stderr'; data: string; seq: number }
-  /** The end of an 'exec' (after all its exec-output): the exit code, or why it could not run. */
-  | { t: 'exec-result'; req: string; exitCode?: number; error?: string }
+  /** The end of an 'exec' (after its `pieces` exec-output messages): the exit code, or why it could not run. */
+  | { t: 'exec-result'; req: string; exitCode?: number; pieces?: number; error?: string }
   /** Resource usage of the node's running tasks (every few seconds). */
   | { t: 'usage'; at: number; tasks: Record<string, TaskUsage> };
 

@@ -5,7 +5,8 @@
 // a multi-MiB file must return it byte-exact. A real lab: 3 managers + 1 worker running real containers.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -31,6 +32,14 @@ const SCRIPT = [
   `seq 1 ${SEQ} > /tmp/big`,
   `trap 'exit 0' TERM; sleep 100000 & wait`,
 ].join('; ');
+
+/** Compares long lines without printing megabytes on a failure. */
+function assertLines(got: string[], want: string[], what: string): void {
+  const show = (l: string | undefined) => (l === undefined ? 'nothing' : `${l.length} bytes starting ${JSON.stringify(l.slice(0, 12))}`);
+  for (let i = 0; i < Math.max(got.length, want.length); i++) {
+    if (got[i] !== want[i]) assert.fail(`${what}: line ${i} of ${got.length} (want ${want.length}) is ${show(got[i])}, want ${show(want[i])}`);
+  }
+}
 
 function expectedLines(): string[] {
   const pad = 'a'.repeat(LINE_BYTES - 5);
@@ -86,12 +95,11 @@ describe('long log lines and big exec output reach the CLI whole; no daemon exit
       return got.includes('done-marker');
     }, 60_000, 'the task to print everything', 1000);
     assert.equal(got.pop(), '', 'output ends with a newline');
-    assert.equal(got.length, want.length, `line count (lengths seen: ${[...new Set(got.map((x) => x.length))].join(',')})`);
-    for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) assert.fail(`line ${i} differs: ${got[i]!.length} bytes, starts ${JSON.stringify(got[i]!.slice(0, 12))}`);
+    assertLines(got, want, 'service logs');
 
     const t = await sh('task', 'logs', '--raw', taskId);
     assert.equal(t.code, 0, `task logs failed: ${t.err}`);
-    assert.deepEqual(t.out.toString('utf8').split('\n').slice(0, -1), want);
+    assertLines(t.out.toString('utf8').split('\n').slice(0, -1), want, 'task logs');
     assert.deepEqual(daemonsRunning(), [], 'every daemon still runs');
   });
 
@@ -106,6 +114,29 @@ describe('long log lines and big exec output reach the CLI whole; no daemon exit
     assert.equal(e.code, 3);
     assert.equal(e.out.toString(), 'out\n');
     assert.match(e.err, /err/);
+    assert.deepEqual(daemonsRunning(), [], 'every daemon still runs');
+  });
+
+  it('the secure port closes unclaimed and anonymous upgrades at once; shoal.sock is 0600', async () => {
+    const h1 = c.host('h1');
+    const admin = JSON.parse(readFileSync(c.contextPath, 'utf8')).admin as { key: string; cert: string; ca: string };
+    const upgrade = (path: string, withCert: boolean) =>
+      new Promise<{ answer: string; ms: number }>((resolve, reject) => {
+        const t0 = Date.now();
+        const s: TLSSocket = tlsConnect({ host: h1.ip, port: 2377, ca: admin.ca, ...(withCert ? { key: admin.key, cert: admin.cert } : {}), checkServerIdentity: () => undefined }, () => {
+          s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+        });
+        let answer = '';
+        s.on('data', (d: Buffer) => (answer += d.toString()));
+        s.on('error', () => {});
+        s.on('close', () => resolve({ answer, ms: Date.now() - t0 }));
+        setTimeout(() => reject(new Error(`upgrade to ${path} still open after 5 s`)), 5000).unref();
+      });
+    const unclaimed = await upgrade('/anything', true);
+    assert.equal(unclaimed.answer, '', 'an upgrade nobody serves is destroyed without an answer');
+    const anonymous = await upgrade('/dispatcher/v1', false);
+    assert.equal(anonymous.answer, '', 'an anonymous upgrade is destroyed without an answer');
+    assert.equal(statSync(join(c.stateDir('h1'), 'shoal.sock')).mode & 0o777, 0o600);
     assert.deepEqual(daemonsRunning(), [], 'every daemon still runs');
   });
 });

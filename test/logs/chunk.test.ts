@@ -121,6 +121,21 @@ describe('FlowWindow', () => {
     assert.equal(w.inFlight, 60);
   });
 
+  it('a waiting sender resumes only once half the window is free (few, large messages)', async () => {
+    const w = new FlowWindow(100);
+    assert.equal(w.tryTake(60), true);
+    assert.equal(w.tryTake(30), true);
+    let granted = false;
+    const p = w.take(20).then((ok) => (granted = ok));
+    w.release(20); // 70 outstanding: room for 20, but not below half yet
+    await Promise.resolve();
+    assert.equal(granted, false);
+    w.release(30); // 40 outstanding
+    await p;
+    assert.equal(granted, true);
+    assert.equal(w.tryTake(30), true, 'then it sends on without waiting');
+  });
+
   it('lets a piece bigger than the window through when nothing is outstanding, and clamps over-acknowledgement', async () => {
     const w = new FlowWindow(10);
     assert.equal(w.tryTake(50), true);

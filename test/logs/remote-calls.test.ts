@@ -64,6 +64,16 @@ describe('RemoteCalls: logs', () => {
     assert.match(String(end), /window/);
   });
 
+  it('warns when a task ends with fewer chunks than the node sent', () => {
+    const { calls, reqOf } = setup();
+    let taskError: string | undefined = '';
+    calls.logs('n1', ['t1'], {}, { onChunk: () => {}, onTaskEnd: (_id, e) => (taskError = e), onEnd: () => {} });
+    const req = reqOf('logs');
+    calls.onNodeMessage('n1', { t: 'log', req, lines: [{ taskId: 't1', ts: TS, stream: 'stdout', line: 'a' }] } as never);
+    calls.onNodeMessage('n1', { t: 'log-end', req, taskId: 't1', chunks: 3 } as never);
+    assert.match(String(taskError), /2 of 3 log chunks of task t1 were lost/);
+  });
+
   it('lets a node that respects acknowledgements send any amount', () => {
     const { calls, reqOf } = setup();
     let got = 0;
@@ -101,6 +111,17 @@ describe('RemoteCalls: exec', () => {
     const req = reqOf('exec');
     assert.throws(() => calls.onNodeMessage('n1', { t: 'exec-output', req, stream: 'stdout', data: 'AAAA', seq: 1 } as never), ProtocolViolation);
     assert.match(err, /piece 1 where 0 was due/);
+    cancel();
+  });
+
+  it('reports an exec whose output lost a piece on the way instead of a clean exit', () => {
+    const { calls, reqOf } = setup();
+    let err = '';
+    const cancel = calls.exec('n1', 't1', ['cat'], 1000, { onOutput: (_s, _d, ack) => ack(), onExit: () => assert.fail('no clean exit expected'), onError: (e) => (err = e.message) });
+    const req = reqOf('exec');
+    calls.onNodeMessage('n1', { t: 'exec-output', req, stream: 'stdout', data: 'AAAA', seq: 0 } as never);
+    calls.onNodeMessage('n1', { t: 'exec-result', req, exitCode: 0, pieces: 2 } as never);
+    assert.match(err, /1 of 2 pieces/);
     cancel();
   });
 

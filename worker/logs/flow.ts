@@ -1,5 +1,7 @@
 // A flow window: a sender may have at most `window` bytes outstanding (sent, not yet acknowledged by
-// the receiver); `take` waits for room. The node uses one per task of a logs request and one per exec,
+// the receiver); `take` waits for room. A sender that had to wait resumes only once at least half the
+// window is free again (hysteresis): it then sends half a window at a time instead of one small message
+// per acknowledgement, which keeps the message rate low (the dispatcher limits messages per second). The node uses one per task of a logs request and one per exec,
 // so a leader whose client reads slowly makes the node wait, instead of either side buffering without
 // bound. No clock, no socket: the caller acknowledges with `release` and cancels with an AbortSignal.
 
@@ -60,8 +62,9 @@ export class FlowWindow {
     return this.outstanding === 0 || this.outstanding + n <= this.window;
   }
 
-  /** Grants waiters in order while they fit (order of the stream is kept). */
+  /** Grants waiters in order while they fit (order of the stream is kept), once half the window is free. */
   private wake(): void {
+    if (this.outstanding > this.window / 2) return;
     while (this.waiters.length > 0 && this.fits(this.waiters[0]!.need)) {
       const w = this.waiters.shift()!;
       this.outstanding += w.need;
