@@ -18,7 +18,9 @@
 import { newId } from '../store/ids.ts';
 import { CLUSTER_ID } from '../store/objects.ts';
 import { BatchError, ConflictError } from '../store/store.ts';
-import { LIMIT_SETTINGS, limitsOf } from '../store/limits.ts';
+import { LimitExceededError } from '../store/errors.ts';
+import { LIMIT_SETTINGS, checkStoredObject, limitsOf } from '../store/limits.ts';
+import type { ClusterLimits } from '../store/objects.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
@@ -66,6 +68,26 @@ function taskGrowth(d: Decision): number {
 /** Why a service's tasks are not created while the cluster is at limits.maxTasks (stable text: written once). */
 function tasksLimitReason(maxTasks: number): string {
   return `the cluster has reached limits.maxTasks (${maxTasks} tasks): tasks are created once others are removed or the limit is raised (shoal cluster update ${LIMIT_SETTINGS.maxTasks.flag} N)`;
+}
+
+/**
+ * Why the store would refuse a task this decision creates (its size or labels break a limit lowered after
+ * the service was created), or null. Checked before applying so that one such service stops alone: a
+ * refused write inside the batch would stop every service after it in the pass, on every retry. The text
+ * is stable (no task id, no size), so it is written once.
+ */
+function refusedCreate(d: Decision, limits: ClusterLimits): string | null {
+  for (const a of d.actions) {
+    if (a.type !== 'create') continue;
+    try {
+      checkStoredObject(a.task as never, Buffer.byteLength(JSON.stringify(a.task), 'utf8'), limits);
+    } catch (e) {
+      if (!(e instanceof LimitExceededError)) throw e;
+      const flag = LIMIT_SETTINGS[e.setting.replace(/^limits\./, '') as keyof ClusterLimits]?.flag ?? '';
+      return `its tasks would break ${e.setting} (${e.limit}): tasks are created once the service is changed or the limit is raised (shoal cluster update ${flag} N)`;
+    }
+  }
+  return null;
 }
 
 /**
@@ -310,11 +332,12 @@ export class Orchestrator {
     const ids = [...this.dirty];
     this.dirty.clear();
     const now = this.now();
-    const { nodes, limit, maxTasks } = this.store.view((tx) => ({
+    const { nodes, limit, limits } = this.store.view((tx) => ({
       nodes: new Map(tx.list('node').map((n) => [n.id, n] as const)),
       limit: tx.get('cluster', CLUSTER_ID)?.spec.taskHistoryLimit ?? DEFAULT_TASK_HISTORY_LIMIT,
-      maxTasks: limitsOf(tx.get('cluster', CLUSTER_ID)?.spec).maxTasks,
+      limits: limitsOf(tx.get('cluster', CLUSTER_ID)?.spec),
     }));
+    const maxTasks = limits.maxTasks;
     const ctx: ReconcileContext = {
       now,
       newId: this.newId,
@@ -355,6 +378,8 @@ export class Orchestrator {
             blocked = tasksLimitReason(maxTasks);
             break;
           }
+          blocked = refusedCreate(d, limits) ?? undefined;
+          if (blocked !== undefined) break;
           const wrote = applyDecision(tx, d);
           if (wrote === null) again.add(id);
           else {

@@ -278,3 +278,41 @@ test('orchestrator at limits.maxTasks: records why on the service once, does not
     orch.stop();
   }
 });
+
+test('orchestrator: a service whose tasks break a lowered limit stops alone; the other services still converge', async () => {
+  const s = await storeWith({});
+  const logs: string[] = [];
+  let ids = 0;
+  const orch = new Orchestrator(s, { newId: () => `t${++ids}`, log: (l) => logs.push(l) });
+  orch.start();
+  try {
+    const big = service('big', 'big', 0);
+    big.spec.task.labels = { a: '1', b: '2', c: '3' };
+    await s.update((tx) => void tx.create(big));
+    await orch.idle();
+    await setLimits(s, { maxLabels: 2 });
+    // In one transaction, so both are reconciled in the same pass: big (grandfathered, now over the label
+    // limit) scales up, and another service is created.
+    await s.update((tx) => {
+      tx.modify('service', 'big', (x) => (x.spec.mode = { replicated: { replicas: 2 } }));
+      tx.create(service('other', 'other', 2));
+    });
+    await orch.idle();
+    assert.equal(s.view((tx) => tx.tasksByService('other').length), 2, logs.join('\n'));
+    assert.equal(s.view((tx) => tx.tasksByService('big').length), 0);
+    assert.match(s.view((tx) => tx.get('service', 'big')!.status.blocked) ?? '', /limits\.maxLabels \(2\).*--max-labels/);
+    assert.equal(logs.filter((l) => /writing decisions failed/.test(l)).length, 0, logs.join('\n'));
+    // Nothing more is written while nothing changes (the reason is stable, written once).
+    const index = s.index;
+    await s.update((tx) => void tx.create(node('n1', 'h1')));
+    await orch.idle();
+    assert.equal(s.index, index + 1);
+    // Raising the limit lets it converge.
+    await setLimits(s, { maxLabels: 10 });
+    await orch.idle();
+    assert.equal(s.view((tx) => tx.tasksByService('big').length), 2);
+    assert.equal(s.view((tx) => tx.get('service', 'big')!.status.blocked), undefined);
+  } finally {
+    orch.stop();
+  }
+});
