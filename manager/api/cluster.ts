@@ -7,7 +7,7 @@ import { applyLimitsUpdate, parseLimitsUpdate } from '../store/limits.ts';
 import { CLUSTER_ID, type Cluster } from '../store/objects.ts';
 import type { Store } from '../store/store.ts';
 import type { ManagerToAgent } from '../dispatcher/protocol.ts';
-import type { DispatcherStats } from '../dispatcher/dispatcher.ts';
+import type { DispatcherStats } from '../dispatcher/stats.ts';
 import type { Members } from '../members.ts';
 import type { Gate } from './gate.ts';
 import { BODY_LIMITS, badRequest, notFound, readJson, type Router } from './http.ts';

@@ -27,6 +27,7 @@ import { raftUrl, type Members } from '../members.ts';
 import { NodeLiveness } from './liveness.ts';
 import { DISPATCHER_PATH, type ManagerToAgent } from './protocol.ts';
 import { StatusQueue } from './status-queue.ts';
+import { DispatcherCounters, type DispatcherStats } from './stats.ts';
 import { planFileMessages } from './secret-delivery.ts';
 import type { KeyRing } from '../keys/keyring.ts';
 import { validateAgentMessage, type InboundMessage, type StatusMessage, type UsageMessage } from './validate.ts';
@@ -83,19 +84,6 @@ interface NodeSession {
   remoteAddr: string;
 }
 
-/** Totals over all sessions (closed ones folded in), for GET /v1/dispatcher/stats. */
-export interface DispatcherStats {
-  sessions: { open: number; opened: number; closed: number };
-  messages: { received: number; bytes: number; byType: Record<string, number> };
-  dropped: { total: number; byReason: Record<string, number> };
-  violations: number;
-  handlerErrors: number;
-  disconnects: { total: number; byReason: Record<string, number> };
-  status: { queued: number; written: number };
-  sent: number;
-  sendRefused: number;
-}
-
 export class Dispatcher {
   /** Logs / exec requests to nodes over their sessions, and the usage they report. */
   readonly remote = new RemoteCalls((nodeId, m) => this.send(nodeId, m));
@@ -116,7 +104,7 @@ export class Dispatcher {
   private sentViews = new Map<string, string>();
   /** Secrets and configs (`kind:id`) each session has been sent (secret-delivery.ts). */
   private sentFiles = new WeakMap<NodeSession, Set<string>>();
-  private readonly totals = emptyTotals();
+  private readonly counters = new DispatcherCounters();
   /** Nodes whose manager-up is being added to Raft right now. */
   private readonly joining = new Set<string>();
 
@@ -158,7 +146,7 @@ export class Dispatcher {
       },
     });
     const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session };
-    this.totals.opened++;
+    this.counters.sessionOpened();
     if (!this.leading) {
       ns.session.sendJson({ t: 'redirect', leader: this.d.members.leaderAddr(), message: 'this manager is not the leader' } satisfies ManagerToAgent);
       ns.session.close(4001, 'not leader');
@@ -173,17 +161,7 @@ export class Dispatcher {
       this.sessions.delete(ns.nodeId);
       this.remote.nodeGone(ns.nodeId);
     }
-    const t = this.totals;
-    t.closed++;
-    t.received += c.received;
-    t.bytes += c.bytesIn;
-    t.violations += c.violations;
-    t.handlerErrors += c.handlerErrors;
-    t.sent += c.sent;
-    t.sendRefused += c.sendRefused;
-    addCounts(t.dropped, c.droppedByReason);
-    const why = disconnectReason(code, reason);
-    bump(t.disconnects, why);
+    const why = this.counters.sessionClosed(code, reason, c);
     if (why !== 'peer-closed' && why !== 'not-leader' && why !== 'replaced') this.d.log(`dispatcher: node ${ns.nodeId} disconnected (${why}): ${code} ${reason}`);
   }
 
@@ -221,7 +199,7 @@ export class Dispatcher {
   private async onMessage(ns: NodeSession, m: InboundMessage): Promise<void> {
     const now = Date.now();
     if (!this.msgLimiter.allow(ns.nodeId, now)) throw new ProtocolViolation('rate', `more than ${DISPATCHER_LIMITS.messagesPerSec} messages per second`);
-    bump(this.totals.byType, m.t);
+    this.counters.message(m.t);
     const nodeId = ns.nodeId;
     const send = (x: ManagerToAgent) => ns.session.sendJson(x);
     try {
@@ -306,7 +284,7 @@ export class Dispatcher {
     for (const u of m.updates) {
       const t = this.d.store.view((tx) => tx.get('task', u.taskId)) as Task | undefined;
       if (!t) {
-        bump(this.totals.dispatcherDropped, 'unknown-task');
+        this.counters.drop('unknown-task');
         continue;
       }
       if (t.nodeId !== ns.nodeId) {
@@ -314,9 +292,9 @@ export class Dispatcher {
         continue;
       }
       const r = this.statusQueue.push(ns.nodeId, u);
-      if (r === 'stale') bump(this.totals.dispatcherDropped, 'stale-state');
-      else if (r === 'full') bump(this.totals.dispatcherDropped, 'status-queue-full');
-      else if (r === 'queued') this.totals.statusQueued++;
+      if (r === 'stale') this.counters.drop('stale-state');
+      else if (r === 'full') this.counters.drop('status-queue-full');
+      else if (r === 'queued') this.counters.statusQueuedOne();
     }
     // One violation per batch for foreign tasks: a node that lost a task to rescheduling may still
     // report it once; a node that reports others' tasks keeps doing so and is disconnected.
@@ -541,16 +519,16 @@ export class Dispatcher {
     for (let i = 0; i < items.length; i += DISPATCHER_LIMITS.statusChunk) {
       const chunk = items.slice(i, i + DISPATCHER_LIMITS.statusChunk);
       try {
-        this.totals.statusWritten += await this.writeStatus(chunk);
+        this.counters.statusWrote(await this.writeStatus(chunk));
       } catch (e) {
         if (!this.leading || chunk.length === 1) throw e;
         this.d.log(`task status: a batch of ${chunk.length} failed (${(e as Error).message}); writing them one by one`);
         for (const one of chunk) {
           try {
-            this.totals.statusWritten += await this.writeStatus([one]);
+            this.counters.statusWrote(await this.writeStatus([one]));
           } catch (e1) {
             if (!this.leading) throw e1;
-            bump(this.totals.dispatcherDropped, 'write-failed');
+            this.counters.drop('write-failed');
             this.d.log(`task status: update of task ${one.u.taskId} from node ${one.nodeId} dropped: ${(e1 as Error).message}`);
           }
         }
@@ -587,44 +565,14 @@ export class Dispatcher {
         written++;
       }
     });
-    if (stale > 0) bump(this.totals.dispatcherDropped, 'stale-state', stale);
+    if (stale > 0) this.counters.drop('stale-state', stale);
     return written;
   }
 
   // ------------------------------------------------------------------ stats
 
   stats(): DispatcherStats {
-    const t = this.totals;
-    const dropped = { ...t.dropped };
-    addCounts(dropped, t.dispatcherDropped);
-    let received = t.received;
-    let bytes = t.bytes;
-    let violations = t.violations;
-    let handlerErrors = t.handlerErrors;
-    let sent = t.sent;
-    let sendRefused = t.sendRefused;
-    for (const ns of this.sessions.values()) {
-      const c = ns.session.counters;
-      received += c.received;
-      bytes += c.bytesIn;
-      violations += c.violations;
-      handlerErrors += c.handlerErrors;
-      sent += c.sent;
-      sendRefused += c.sendRefused;
-      addCounts(dropped, c.droppedByReason);
-    }
-    const total = Object.values(dropped).reduce((a, b) => a + b, 0);
-    return {
-      sessions: { open: this.sessions.size, opened: t.opened, closed: t.closed },
-      messages: { received, bytes, byType: { ...t.byType } },
-      dropped: { total, byReason: dropped },
-      violations,
-      handlerErrors,
-      disconnects: { total: Object.values(t.disconnects).reduce((a, b) => a + b, 0), byReason: { ...t.disconnects } },
-      status: { queued: t.statusQueued, written: t.statusWritten },
-      sent,
-      sendRefused,
-    };
+    return this.counters.snapshot([...this.sessions.values()].map((ns) => ns.session.counters), this.sessions.size);
   }
 }
 
@@ -639,47 +587,4 @@ export function routeRemote(remote: RemoteCalls, nodeId: string, m: RemoteMessag
 export function observedAddr(a: string | undefined): string {
   if (!a) return '';
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
-}
-
-/** A disconnect's cause, as a small fixed set of keys for the stats. */
-export function disconnectReason(code: number, reason: string): string {
-  if (code === 1008) return /slow consumer/.test(reason) ? 'slow-consumer' : 'violations';
-  if (code === 1009) return 'oversized-frame';
-  if (code === 1007) return 'invalid-utf8';
-  if (code === 4001) return 'not-leader';
-  if (code === 4002) return 'replaced';
-  if (code === 4003) return 'removed';
-  if (/^idle/.test(reason)) return 'idle';
-  if (code === 1000 || code === 1001 || code === 1005) return 'peer-closed';
-  if (/manager stopping/.test(reason)) return 'manager-stopping';
-  return 'error';
-}
-
-function emptyTotals() {
-  return {
-    opened: 0,
-    closed: 0,
-    received: 0,
-    bytes: 0,
-    violations: 0,
-    handlerErrors: 0,
-    sent: 0,
-    sendRefused: 0,
-    statusQueued: 0,
-    statusWritten: 0,
-    byType: {} as Record<string, number>,
-    /** Per-session drops of closed sessions (by violation code). */
-    dropped: {} as Record<string, number>,
-    /** Drops decided by the dispatcher itself (unknown task, stale state, full queue, failed write). */
-    dispatcherDropped: {} as Record<string, number>,
-    disconnects: {} as Record<string, number>,
-  };
-}
-
-function bump(m: Record<string, number>, key: string, n = 1): void {
-  m[key] = (m[key] ?? 0) + n;
-}
-
-function addCounts(into: Record<string, number>, from: Record<string, number>): void {
-  for (const [k, v] of Object.entries(from)) bump(into, k, v);
 }
