@@ -28,6 +28,11 @@ import { DEFAULT_SERVER_LIMITS, guardServer, serverOptions, type GuardStats, typ
 import { installProcessGuard } from './process-guard.ts';
 import { DISPATCHER_PATH } from '../manager/dispatcher/protocol.ts';
 import { pullImage, type PullResult } from '../worker/images/registry.ts';
+import { KeyRing } from '../manager/keys/keyring.ts';
+import { loadKeyRing, removeKeyRing, saveKeyRing } from '../manager/keys/keyfile.ts';
+import { fetchKeyRing, serveKeys } from '../manager/keys/endpoint.ts';
+import { NodeFiles } from '../worker/files.ts';
+import { SecretMounts } from '../worker/engine/secrets.ts';
 
 export interface NodeState {
   nodeId: string;
@@ -74,6 +79,10 @@ export class Daemon {
   state: NodeState | null = null;
   private renewTimer: NodeJS.Timeout | null = null;
   private readonly log: (l: string) => void;
+  /** The managers' data-encryption keys (manager/keys), while this node runs a manager that has them. */
+  private keyRing: KeyRing | null = null;
+  /** Secret and config data for this node's tasks: memory only (worker/files.ts). */
+  private readonly files = new NodeFiles();
 
   constructor(private readonly opts: DaemonOptions) {
     this.log = opts.log ?? ((l) => console.log(`${new Date().toISOString()} ${l}`));
@@ -240,6 +249,9 @@ export class Daemon {
     const adminId = `admin-${randomBytes(4).toString('hex')}`;
     const adminCert = signNodeCertificate({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, csrPem: createCsr({ keyPem: adminKey, nodeId: adminId }), nodeId: adminId, role: 'admin', clusterId, validityMs: 365 * 24 * 3600_000 });
     this.writeCerts(nodeKey, nodeCert.certPem, ca.certPem);
+    // The cluster's first data-encryption key: beside the Raft data, never in it (docs/design/secrets.md).
+    this.keyRing = KeyRing.generate(randomBytes, new Date());
+    saveKeyRing(this.opts.stateDir, this.keyRing);
     const advertise = `${ip}:${port}`;
     this.state = { nodeId, clusterId, role: 'manager', advertise, listen: `0.0.0.0:${port}`, managers: [advertise] };
     this.saveState();
@@ -330,6 +342,8 @@ export class Daemon {
     this.agent = null;
     await this.stopManager();
     rmSync(this.path('raft'), { recursive: true, force: true });
+    removeKeyRing(this.opts.stateDir);
+    this.keyRing = null;
     for (const f of ['node.key', 'node.crt', 'ca.crt']) rmSync(this.path('certs', f), { force: true });
     rmSync(this.path('node.json'), { force: true });
     this.state = null;
@@ -366,6 +380,7 @@ export class Daemon {
       managerAdvertise: () => (this.manager ? this.state!.advertise : null),
       executor: this.makeExecutor(),
       onNetwork: (view) => this.net?.setView(view),
+      files: this.files,
       ...(this.engine ? { tools: this.engineTools(this.engine) } : {}),
       onRenewRequest: () => void this.renewNow().catch((e) => this.log(`certificate renewal failed: ${(e as Error).message}`)),
     });
@@ -437,6 +452,8 @@ export class Daemon {
       images: resolver,
       cgroupParent: parent,
       network: this.net,
+      // Outside the state directory, scoped by node (engine/secrets.ts says why).
+      files: new SecretMounts(join('/run/shoal', this.state!.nodeId, 'files'), this.files, (l) => this.log(l)),
       nodeName: this.opts.hostname ?? osHostname(),
       pollMs: 100,
       log: (l) => this.log(l),
@@ -471,7 +488,9 @@ export class Daemon {
         await new Promise((r) => setTimeout(r, 200));
       }
     }
+    this.keyRing = this.loadKeys();
     this.manager = new Manager({
+      keys: () => this.keyRing,
       nodeId: st.nodeId,
       clusterId: st.clusterId,
       raftDir: this.path('raft'),
@@ -496,6 +515,38 @@ export class Daemon {
         : {}),
     });
     await this.manager.start();
+    if (!this.keyRing) void this.fetchKeys(this.manager);
+  }
+
+  private loadKeys(): KeyRing | null {
+    try {
+      return loadKeyRing(this.opts.stateDir);
+    } catch (e) {
+      this.log(`manager: key file: ${(e as Error).message}`);
+      return null;
+    }
+  }
+
+  /**
+   * A manager without the data-encryption keys (it joined, or was promoted) fetches them from a peer
+   * over mutual TLS (GET /keys/v1/dek, manager certificates only), retrying while it runs.
+   */
+  private async fetchKeys(m: Manager): Promise<void> {
+    for (let attempt = 0; this.manager === m && !this.keyRing; attempt++) {
+      const self = this.state!.advertise;
+      const peers = [...new Set([...m.managerAddrs().map((a) => a.addr), ...this.state!.managers])].filter((a) => a !== self);
+      try {
+        const ring = await fetchKeyRing(peers, this.creds());
+        if (this.manager !== m) return;
+        saveKeyRing(this.opts.stateDir, ring);
+        this.keyRing = ring;
+        this.log('manager: data-encryption key fetched from a peer');
+        return;
+      } catch (e) {
+        if (attempt % 10 === 0) this.log(`manager: ${(e as Error).message}; retrying`);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
 
   private async stopManager(): Promise<void> {
@@ -533,6 +584,9 @@ export class Daemon {
       } else if (certRole === 'worker' && this.manager) {
         await this.stopManager();
         rmSync(this.path('raft'), { recursive: true, force: true });
+        // A worker holds no keys: they open every secret of the cluster.
+        removeKeyRing(this.opts.stateDir);
+        this.keyRing = null;
         this.state = { ...this.state!, role: 'worker' };
         this.saveState();
         this.log('demoted: manager stopped');
@@ -553,6 +607,7 @@ export class Daemon {
         throw new ApiError(401, 'EUNAUTHENTICATED', tlsRefusal((req.socket as TLSSocket).authorizationError));
       }
       if (await serveImages(req, res, () => this.imageStore(), (raw, roles) => m.certProblem(raw, roles), (cn, role, ref) => mayExportImage(m, cn, role, ref))) return;
+      if (serveKeys(req, res, { ring: () => this.keyRing, certProblem: (raw, roles) => m.certProblem(raw, roles) })) return;
       const path = (req.url ?? '').split('?')[0] ?? '';
       if (!path.startsWith('/v1/')) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
       const tls = req.socket as TLSSocket;

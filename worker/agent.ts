@@ -65,6 +65,8 @@ export interface AgentOptions {
   tools?: AgentTools;
   /** The overlay networks this node takes part in changed. */
   onNetwork?: (view: NetView) => void;
+  /** Holds the secret and config data the leader sends, in memory only (worker/files.ts NodeFiles). */
+  files?: { apply(m: { set: unknown; remove: unknown }): void; reset(): void };
   /** How often to report task usage (default 5 s). */
   usagePeriodMs?: number;
   random?: () => number;
@@ -243,6 +245,8 @@ export class Agent {
         this.setManagers(m.managers);
         this.setPeriod(m.heartbeatPeriodMs);
         this.log(`agent: session established with ${this.connectedTo}`);
+        // The leader resends the secrets and configs our tasks need on this session.
+        this.opts.files?.reset();
         const adv = this.opts.managerAdvertise?.();
         if (adv) this.send({ t: 'manager-up', advertise: adv });
         // A new session: tell the leader the true state of everything we run.
@@ -277,6 +281,13 @@ export class Agent {
         return;
       case 'network':
         this.opts.onNetwork?.(m.view);
+        return;
+      case 'files':
+        try {
+          this.opts.files?.apply(m);
+        } catch (e) {
+          this.log(`agent: ${(e as Error).message}`);
+        }
         return;
       case 'logs':
         void this.serveLogs(m);

@@ -26,6 +26,7 @@ import {
   type ShimState,
 } from './shim.ts';
 import { VolumeStore } from './volumes.ts';
+import type { TaskFiles } from './secrets.ts';
 
 /** What the engine needs from the node's image store. */
 export interface ResolvedImage {
@@ -76,6 +77,8 @@ export interface EngineOptions {
   nodeName?: string;
   /** Named volumes (default: a store beside the task directories, `<root>/../volumes`). */
   volumes?: VolumeStore;
+  /** Secrets and configs as files on a tmpfs (secrets.ts); without it, tasks referencing any are rejected. */
+  files?: TaskFiles;
   pollMs?: number;
   log?: (line: string) => void;
 }
@@ -187,6 +190,8 @@ export class EngineExecutor implements Executor {
       if (l.busy) l.forgetWhenIdle = true;
       else this.forget(l);
     }
+    // Secret tmpfs of tasks this executor does not know (left by a previous agent) go now.
+    void this.o.files?.sweep(new Set(this.tasks.keys())).catch((e) => this.log(`engine: sweeping secret mounts: ${(e as Error).message}`));
   }
 
   /** The task is no longer assigned here: stop whatever still runs and remove all its traces. */
@@ -327,12 +332,21 @@ export class EngineExecutor implements Executor {
       } catch (e) {
         throw rejection((e as Error).message);
       }
+      let fileMounts: ShimMount[] = [];
+      if ((spec.secrets?.length ?? 0) + (spec.configs?.length ?? 0) > 0) {
+        if (!this.o.files) throw rejection('this node cannot mount secrets or configs');
+        try {
+          fileMounts = await this.o.files.prepare(l.a);
+        } catch (e) {
+          throw rejection((e as Error).message);
+        }
+      }
       const rootfs = join(l.dir, 'rootfs');
       for (const d of ['rootfs', 'upper', 'work']) mkdirSync(join(l.dir, d), { recursive: true });
       await this.o.images.mountRootfs(img.layers, join(l.dir, 'upper'), join(l.dir, 'work'), rootfs);
       l.mounted = true;
       const user = resolveUser(rootfs, spec.user ?? img.config.User);
-      const net = await this.attachNetwork(l, new Set(mounts.map((m) => m.target)));
+      const net = await this.attachNetwork(l, new Set([...mounts, ...fileMounts].map((m) => m.target)));
 
       this.set(l, 'starting', 'starting');
       const lim = spec.resources?.limits ?? {};
@@ -358,7 +372,7 @@ export class EngineExecutor implements Executor {
         args,
         env,
         cgroups: l.cg.paths(),
-        mounts: sortByDepth([...mounts, ...net.mounts]),
+        mounts: sortByDepth([...mounts, ...fileMounts, ...net.mounts]),
         ...(net.netnsPath !== undefined ? { netnsPath: net.netnsPath } : {}),
         ...(net.host ? { hostNetwork: true } : {}),
         // Docker's default: the container's short id; with host networking, the host's name.
@@ -551,6 +565,8 @@ export class EngineExecutor implements Executor {
         this.log(`engine: task ${id}: network detach: ${(e as Error).message}`); // retried by the next cleanup
       }
     }
+    // The container is gone: its secrets and configs go with it.
+    await this.o.files?.release(id).catch((e: Error) => this.log(`engine: task ${id}: secrets: ${e.message}`));
     if (forget) {
       this.volumes.release(id);
       try {
