@@ -55,6 +55,7 @@ async function main(): Promise<void> {
     for (const l of reportLines(r)) console.log(l);
     for (const f of r.findings) console.log(`finding ${f.kind}: ${f.input} => ${f.outcome}`);
     for (const [h, tail] of Object.entries(r.crashLogs)) console.log(`${h} daemon exited; its log ends:\n${tail}`);
+    if (r.leader.changes > 0 || r.leader.after.term !== r.leader.before.term) for (const [h, l] of Object.entries(r.managerLogs)) console.log(`${h} log (elections, peers, errors):\n${l}`);
     console.log(`attacker log (end):\n${r.attackerLog}`);
     const file = join(tmpdir(), `shoal-bench-hostile-${seed}.json`);
     writeFileSync(file, JSON.stringify(r, null, 2));

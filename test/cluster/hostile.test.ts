@@ -47,6 +47,7 @@ describe('hostile peers cannot take a Shoal daemon down', { concurrency: false, 
     console.log(`# full report: ${file}`);
     for (const f of r.findings) console.log(`# finding ${f.kind}: ${f.input} => ${f.outcome}`);
     for (const [h, tail] of Object.entries(r.crashLogs)) console.log(`# ${h} daemon exited; its log ends:\n${tail}`);
+    if (r.leader.changes > 0 || r.leader.after.term !== r.leader.before.term) for (const [h, l] of Object.entries(r.managerLogs)) console.log(`# ${h} log (elections, peers, errors):\n${l}`);
     console.log(`# attacker log:\n${r.attackerLog.replace(/^/gm, '#   ')}`);
   });
 

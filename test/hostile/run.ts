@@ -44,6 +44,8 @@ export interface HostileReport {
   daemonsExited: string[];
   /** The last lines of each exited daemon's log (how it died). */
   crashLogs: Record<string, string>;
+  /** Lines of each manager's log about elections, disconnected peers and errors (the last 40). */
+  managerLogs: Record<string, string>;
   writes: { attempted: number; acked: number; failed: number; lost: string[]; errors: Record<string, number> };
   leader: { before: { id: string; term: number }; after: { id: string | null; term: number }; epochs: { leader: string; term: number }[]; changes: number };
   latency: { beforeP99Ms: number; duringP99Ms: number; ratio: number; duringFailed: number };
@@ -178,6 +180,12 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
   const after = await leaderInfo(c).catch(() => null);
   const labels = await nodeLabels(call, worker.nodeId!).catch(() => ({}) as Record<string, string>);
   const exited = pids.filter((d) => d.pid === null || !procAlive(d.pid));
+  // How each manager saw the run (elections, disconnected peers, errors): the lab is gone afterwards.
+  const managerLogs = Object.fromEntries(
+    [...c.daemons.values()]
+      .filter((d) => d.role === 'manager')
+      .map((d) => [d.host.name, logTail(join(d.host.dir, 'daemon.log'), 4000).split('\n').filter((l) => /elect|leader|term|violat|disconnect|error|uncaught|exceed|slow|timed? ?out/i.test(l)).slice(-40).join('\n')]),
+  );
   const daemonsExited = exited.map((d) => d.host);
   const crashLogs = Object.fromEntries(exited.map((d) => [d.host, logTail(join(d.dir, 'daemon.log'), 25)]));
   const before = probe.samples.filter((s) => s.at < tAttack.start);
@@ -195,6 +203,7 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
     findingsDropped: result?.tally.findingsDropped ?? 0,
     daemonsExited,
     crashLogs,
+    managerLogs,
     writes: { attempted: writer.attempted, acked: writer.ackedCount, failed: writer.failed, lost: writer.lost(labels), errors: Object.fromEntries(writer.errors) },
     leader: { before: { id: leader.id, term: leader.term }, after: { id: after?.id ?? null, term: after?.term ?? watch.maxTerm() }, epochs, changes: Math.max(0, epochs.length - 1) },
     latency: { beforeP99Ms: beforeP99, duringP99Ms: duringP99, ratio: duringP99 / beforeP99, duringFailed: during.filter((s) => !s.ok).length },
