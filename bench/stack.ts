@@ -59,6 +59,8 @@ async function main(): Promise<void> {
     }
     writeFileSync(join(tmp, 'stack.yml'), benchStackFile());
 
+    // A loaded machine may time a read out now and then: a poll that fails just polls again.
+    const poll = (cond: () => Promise<boolean>) => async () => cond().catch(() => false);
     const ours = async () => ((await lab.control('GET', '/v1/services')) as any[]).filter((s) => s.spec.labels?.[NS_LABEL] === NS);
     const runningTasks = async () => {
       const ids = new Set((await ours()).map((s) => s.id as string));
@@ -69,7 +71,7 @@ async function main(): Promise<void> {
     let t0 = performance.now();
     let r = await sh(lab.contextPath, tmp, ['stack', 'deploy', '-d', '-c', 'stack.yml', NS]);
     if (r.code !== 0) throw new Error(`stack deploy: ${r.err}`);
-    await waitFor(async () => (await runningTasks()).length === SERVICES, 300_000, `${SERVICES} tasks running`, 100);
+    await waitFor(poll(async () => (await runningTasks()).length === SERVICES), 300_000, `${SERVICES} tasks running`, 100);
     const deployMs = performance.now() - t0;
     const before = new Set((await runningTasks()).map((t) => t.id as string));
 
@@ -87,12 +89,12 @@ async function main(): Promise<void> {
     r = await sh(lab.contextPath, tmp, ['stack', 'rm', NS]);
     if (r.code !== 0) throw new Error(`stack rm: ${r.err}`);
     await waitFor(
-      async () => {
+      poll(async () => {
         const nets = ((await lab.control('GET', '/v1/networks')) as any[]).filter((n) => n.spec.labels?.[NS_LABEL] === NS);
         const svcs = await ours();
         const tasks = ((await lab.control('GET', '/v1/tasks')) as any[]).filter((t) => before.has(t.id));
         return nets.length === 0 && svcs.length === 0 && tasks.length === 0;
-      },
+      }),
       120_000,
       'nothing left of the stack',
       100,
