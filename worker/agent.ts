@@ -10,7 +10,7 @@ import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
 import { jsonDecoder, ProtocolViolation, Session } from '../transport/session.ts';
-import { DISPATCHER_PATH, EXEC_WINDOW_BYTES, LOG_WINDOW_BYTES, type AgentToManager, type ManagerAddr, type ManagerToAgent, type TaskUsage } from '../manager/dispatcher/protocol.ts';
+import { DISPATCHER_PATH, EXEC_WINDOW_BYTES, LOG_MIN_WINDOW_BYTES, LOG_WINDOW_BYTES, type AgentToManager, type ManagerAddr, type ManagerToAgent, type TaskUsage } from '../manager/dispatcher/protocol.ts';
 import type { NetView } from '../overlay-net/types.ts';
 import { expandTemplates } from '../manager/service/templates.ts';
 import type { Executor, TaskAssignment, TaskStatusUpdate } from './executor.ts';
@@ -332,7 +332,9 @@ export class Agent {
       return;
     }
     const ac = new AbortController();
-    const windows = new Map(m.taskIds.map((id) => [id, new FlowWindow(LOG_WINDOW_BYTES)]));
+    // The leader's window, never larger than the protocol's (a node never buffers more than that per task).
+    const size = typeof m.window === 'number' && Number.isFinite(m.window) ? Math.max(LOG_MIN_WINDOW_BYTES, Math.min(m.window, LOG_WINDOW_BYTES)) : LOG_WINDOW_BYTES;
+    const windows = new Map(m.taskIds.map((id) => [id, new FlowWindow(size)]));
     this.logReqs.set(m.req, { ac, windows });
     const batcher = new LogBatcher();
     let timer: NodeJS.Timeout | null = null;

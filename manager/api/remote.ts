@@ -17,7 +17,7 @@
 // request ended and the message counted as a protocol violation.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { EXEC_CHUNK_BYTES, EXEC_WINDOW_BYTES, LOG_CHUNK_BYTES, LOG_WINDOW_BYTES, type LogLine, type LogRequestOptions, type ManagerToAgent, type TaskUsage } from '../dispatcher/protocol.ts';
+import { EXEC_CHUNK_BYTES, EXEC_WINDOW_BYTES, LOG_CHUNK_BYTES, LOG_WINDOW_BYTES, logWindowFor, type LogLine, type LogRequestOptions, type ManagerToAgent, type TaskUsage } from '../dispatcher/protocol.ts';
 import type { Node, Task } from '../store/objects.ts';
 import type { Store } from '../store/store.ts';
 import { ProtocolViolation } from '../../transport/session.ts';
@@ -60,6 +60,8 @@ interface LogCall {
   outstanding: Map<string, number>;
   /** Chunks received per task (checked against the node's count at the task's end). */
   received: Map<string, number>;
+  /** The per-task flow window the node was given. */
+  window: number;
   h: LogHandlers;
 }
 interface ExecCall {
@@ -97,10 +99,10 @@ export class RemoteCalls {
    * Starts a logs request. Returns `cancel` and `ack` (the chunks' window cost, once written to the
    * client), or null if the node has no session.
    */
-  logs(nodeId: string, taskIds: string[], opts: LogRequestOptions, h: LogHandlers): { cancel: () => void; ack: (taskId: string, bytes: number) => void } | null {
+  logs(nodeId: string, taskIds: string[], opts: LogRequestOptions, h: LogHandlers, window = LOG_WINDOW_BYTES): { cancel: () => void; ack: (taskId: string, bytes: number) => void } | null {
     const req = this.id();
-    if (!this.send(nodeId, { t: 'logs', req, taskIds, ...opts })) return null;
-    const call: LogCall = { kind: 'logs', nodeId, outstanding: new Map(taskIds.map((id) => [id, 0])), received: new Map(), h };
+    if (!this.send(nodeId, { t: 'logs', req, taskIds, window, ...opts })) return null;
+    const call: LogCall = { kind: 'logs', nodeId, outstanding: new Map(taskIds.map((id) => [id, 0])), received: new Map(), window, h };
     this.pending.set(req, call);
     return {
       cancel: () => {
@@ -154,7 +156,7 @@ export class RemoteCalls {
           const o = c.outstanding.get(l.taskId);
           if (o === undefined) return this.failLogs(v.req, c, `a line of task ${l.taskId}, which this request did not ask the node for`);
           const next = o + logChunkCost(l);
-          if (next > LOG_WINDOW_BYTES + LOG_SLACK) return this.failLogs(v.req, c, `more than its window of ${LOG_WINDOW_BYTES} bytes of task ${l.taskId}`);
+          if (next > c.window + LOG_SLACK) return this.failLogs(v.req, c, `more than its window of ${c.window} bytes of task ${l.taskId}`);
           c.outstanding.set(l.taskId, next);
           c.received.set(l.taskId, (c.received.get(l.taskId) ?? 0) + 1);
         }
@@ -326,6 +328,8 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
     streams++;
     res.once('close', () => streams--);
     const byId = new Map(tasks.map((t) => [t.id, t]));
+    // The request's memory on the leader is at most a window per task: with many tasks, smaller windows.
+    const window = logWindowFor(tasks.length);
 
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     const write = (o: unknown) => res.write(`${JSON.stringify(o)}\n`);
@@ -417,6 +421,7 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
             pump();
           },
         },
+        window,
       );
       if (call === null) {
         open--;

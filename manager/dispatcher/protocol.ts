@@ -53,8 +53,17 @@ export interface LogLine {
 export const LOG_CHUNK_BYTES = 16 * 1024;
 /** Largest 'log' message (bytes of JSON). */
 export const LOG_BATCH_BYTES = 256 * 1024;
-/** Bytes of one task's log a node may send ahead of the leader's 'logs-ack'. */
+/** Bytes of one task's log a node may send ahead of the leader's 'logs-ack' (at most; see LOG_REQUEST_BUDGET). */
 export const LOG_WINDOW_BYTES = 256 * 1024;
+/** The smallest window: two chunks, so a node always makes progress. */
+export const LOG_MIN_WINDOW_BYTES = 2 * (LOG_CHUNK_BYTES + 64);
+/** What one logs request may have outstanding over all its tasks: a service with many tasks gets smaller windows. */
+export const LOG_REQUEST_BUDGET = 64 * 1024 * 1024;
+
+/** The per-task window of a logs request over `tasks` tasks. */
+export function logWindowFor(tasks: number): number {
+  return Math.max(LOG_MIN_WINDOW_BYTES, Math.min(LOG_WINDOW_BYTES, Math.floor(LOG_REQUEST_BUDGET / Math.max(1, tasks))));
+}
 /** Largest decoded `data` of one 'exec-output'. */
 export const EXEC_CHUNK_BYTES = 64 * 1024;
 /** Decoded exec output bytes a node may send ahead of the leader's 'exec-ack'. */
@@ -85,7 +94,8 @@ export type ManagerToAgent =
   | { t: 'assignments'; tasks: TaskAssignment[] }
   | { t: 'cert'; certPem: string; caCertPem: string; role: 'manager' | 'worker' }
   /** Send the logs of these tasks (answered with 'log' batches and one 'log-end'). */
-  | ({ t: 'logs'; req: string; taskIds: string[] } & LogRequestOptions)
+  /** `window`: bytes of each task the node may send ahead of 'logs-ack' (default LOG_WINDOW_BYTES). */
+  | ({ t: 'logs'; req: string; taskIds: string[]; window?: number } & LogRequestOptions)
   | { t: 'logs-cancel'; req: string }
   /** The leader passed on `bytes` (as counted by logChunkCost) of this task's log: the node may send more. */
   | { t: 'logs-ack'; req: string; taskId: string; bytes: number }

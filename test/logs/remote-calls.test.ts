@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RemoteCalls } from '../../manager/api/remote.ts';
-import { LOG_WINDOW_BYTES, type ManagerToAgent } from '../../manager/dispatcher/protocol.ts';
+import { LOG_MIN_WINDOW_BYTES, LOG_WINDOW_BYTES, logWindowFor, type ManagerToAgent } from '../../manager/dispatcher/protocol.ts';
 import { ProtocolViolation } from '../../transport/session.ts';
 
 function setup() {
@@ -72,6 +72,22 @@ describe('RemoteCalls: logs', () => {
     calls.onNodeMessage('n1', { t: 'log', req, lines: [{ taskId: 't1', ts: TS, stream: 'stdout', line: 'a' }] } as never);
     calls.onNodeMessage('n1', { t: 'log-end', req, taskId: 't1', chunks: 3 } as never);
     assert.match(String(taskError), /2 of 3 log chunks of task t1 were lost/);
+  });
+
+  it('gives a request over many tasks smaller windows (bounded memory per request) and holds nodes to them', () => {
+    assert.equal(logWindowFor(1), LOG_WINDOW_BYTES);
+    assert.ok(logWindowFor(1000) * 1000 <= 64 * 1024 * 1024);
+    assert.equal(logWindowFor(1_000_000), LOG_MIN_WINDOW_BYTES);
+    const { sent, calls, reqOf } = setup();
+    let end: string | undefined | null = null;
+    calls.logs('n1', ['t1'], {}, { onChunk: () => {}, onTaskEnd: () => {}, onEnd: (e) => (end = e) }, LOG_MIN_WINDOW_BYTES);
+    assert.equal((sent[0]!.m as { window?: number }).window, LOG_MIN_WINDOW_BYTES);
+    const req = reqOf('logs');
+    const line = 'x'.repeat(16 * 1024);
+    assert.throws(() => {
+      for (let i = 0; i < 4; i++) calls.onNodeMessage('n1', { t: 'log', req, lines: [{ taskId: 't1', ts: TS, stream: 'stdout', line }] } as never);
+    }, /window/);
+    assert.match(String(end), /window/);
   });
 
   it('lets a node that respects acknowledgements send any amount', () => {
