@@ -54,6 +54,34 @@ const image = () => import('./image.ts');
 const lab = () => import('./lab.ts');
 const logs = () => import('./logs.ts');
 const stack = () => import('./stack.ts');
+const secret = () => import('./secret.ts');
+
+/** `secret` and `config`: the same commands for both kinds (cli/secret.ts). */
+function fileCommands(kind: 'secret' | 'config', summary: string): CommandDef {
+  const K = kind.toUpperCase();
+  return {
+    name: kind,
+    summary,
+    subcommands: [
+      {
+        name: 'create',
+        summary: `Create a ${kind} from a file or standard input (-)`,
+        args: 'NAME FILE|-',
+        flags: [list('label', `${kind[0]!.toUpperCase()}${kind.slice(1)} labels`, { short: 'l', value: 'key=value' })],
+        run: async (i) => (await secret()).fileCreate(kind)(i),
+      },
+      { name: 'ls', aliases: ['list'], summary: `List ${kind}s`, flags: LIST_OUTPUT, run: async (i) => (await secret()).fileLs(kind)(i) },
+      {
+        name: 'inspect',
+        summary: kind === 'secret' ? 'Show secrets in detail (never their data)' : 'Show configs in detail, data included (base64)',
+        args: `${K} [${K}...]`,
+        flags: INSPECT_OUTPUT,
+        run: async (i) => (await secret()).fileInspect(kind)(i),
+      },
+      { name: 'rm', aliases: ['remove'], summary: `Remove ${kind}s (refused while a service uses one)`, args: `${K} [${K}...]`, run: async (i) => (await secret()).fileRm(kind)(i) },
+    ],
+  };
+}
 /** `shoal system SUB`: cli/system.ts parses its own argv (everything after `--` goes to the daemon). */
 const systemRun = (sub: string) => async (i: Invocation) => (await import('./system.ts')).systemCmd(sub, i.argv);
 const SYSTEM_UNIT_FLAGS: FlagDef[] = [
@@ -196,6 +224,8 @@ export const COMMANDS: CommandDef = {
         { name: 'rm', aliases: ['remove'], summary: 'Remove networks', args: 'NETWORK [NETWORK...]', run: async (i) => (await network()).networkRm(i) },
       ],
     },
+    fileCommands('secret', 'Manage secrets (encrypted on the managers, delivered only to the nodes that need them)'),
+    fileCommands('config', 'Manage configs (files mounted into tasks)'),
     {
       name: 'stack',
       summary: 'Deploy and manage compose applications (stacks)',

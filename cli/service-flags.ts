@@ -27,6 +27,8 @@ import { ConstraintError, parseConstraint } from '../manager/scheduler/constrain
 import { all, bool as b, flagError, has, last, list as l, parseBool, scan, value as v, type FlagDef, type Parsed } from './flags.ts';
 
 export { flagError, isFlagError, type FlagError } from './flags.ts';
+import { parseFileRef, refName, type ConfigRefDraft, type SecretRefDraft } from './secret.ts';
+import type { ConfigReference, SecretReference } from '../manager/store/objects.ts';
 
 // ---------------------------------------------------------------------------------------------- types
 
@@ -47,6 +49,8 @@ export interface TaskDraft {
   stopSignal?: string;
   stopGracePeriodMs?: number;
   forceUpdate?: number;
+  secrets?: (SecretRefDraft | SecretReference)[];
+  configs?: (ConfigRefDraft | ConfigReference)[];
 }
 
 export type ModeDraft =
@@ -566,6 +570,8 @@ export const CREATE_FLAGS: FlagDef[] = [
   l('placement-pref', 'Add a placement preference (spread=node.labels.KEY)', { value: 'pref' }),
   l('network', 'Network attachments', { value: 'network' }),
   l('publish', 'Publish a port as a node port (e.g. 8080:80)', { short: 'p', value: 'port' }),
+  l('secret', 'Specify secrets to expose to the service (NAME or source=,target=,uid=,gid=,mode=)', { value: 'secret' }),
+  l('config', 'Specify configurations to expose to the service (NAME or source=,target=,uid=,gid=,mode=)', { value: 'config' }),
 ];
 
 /** `shoal service update` flags (exported: they are the command's --help and completion). */
@@ -585,6 +591,8 @@ export const UPDATE_FLAGS: FlagDef[] = [
       ['mount', 'mounts', 'mount', 'target'],
       ['publish', 'published ports', 'port', 'port'],
       ['network', 'networks', 'network', 'network'],
+      ['secret', 'secrets', 'secret', 'secret'],
+      ['config', 'configurations', 'config', 'config'],
     ] as const
   ).flatMap(([f, what, addValue, rmValue]) => [l(`${f}-add`, `Add or update ${what}`, { value: addValue }), l(`${f}-rm`, `Remove ${what}`, { value: rmValue })]),
 ];
@@ -602,6 +610,8 @@ export const UPDATE_HINTS: Record<string, string> = {
   volume: 'use --mount-add / --mount-rm',
   publish: 'use --publish-add / --publish-rm',
   network: 'use --network-add / --network-rm',
+  secret: 'use --secret-add / --secret-rm',
+  config: 'use --config-add / --config-rm',
 };
 
 export const CREATE_HINTS: Record<string, string> = {
@@ -763,6 +773,10 @@ export function parseServiceCreateArgs(argv: readonly string[], io: FlagIo = {})
 
   const mounts = [...all(p, 'mount').map((s) => parseMount(s, '--mount')), ...all(p, 'volume').map((s) => parseVolume(s, '--volume'))];
   if (mounts.length) t.mounts = mounts;
+  const secrets = all(p, 'secret').map((s) => parseFileRef('secret', s, '--secret'));
+  if (secrets.length) t.secrets = secrets;
+  const configs = all(p, 'config').map((s) => parseFileRef('config', s, '--config'));
+  if (configs.length) t.configs = configs;
 
   const constraints = all(p, 'constraint').map((s) => checkConstraint(s, '--constraint'));
   if (constraints.length) (t.placement ??= {}).constraints = constraints;
@@ -935,6 +949,31 @@ export function parseServiceUpdateArgs(argv: readonly string[], current: Service
       nets.push(n);
     }
     spec.networks = nets;
+  }
+
+  // Secrets and configs (Docker's order): remove by name, then add, replacing one at the same target;
+  // so `--secret-rm old --secret-add source=new,target=old` rotates a secret in one rolling update.
+  for (const kind of ['secret', 'config'] as const) {
+    if (!has(p, `${kind}-add`) && !has(p, `${kind}-rm`)) continue;
+    const rm = new Set(all(p, `${kind}-rm`));
+    const path = (r: { secretName?: string; configName?: string; target: { name?: string } }) => {
+      const n = r.target.name || (kind === 'secret' ? refName(r) : `/${refName(r)}`);
+      return kind === 'secret' && !n.startsWith('/') ? `/run/secrets/${n}` : n;
+    };
+    type Ref = { secretName?: string; configName?: string; target: { name?: string } };
+    let refs = ((kind === 'secret' ? t.secrets : t.configs) ?? []) as Ref[];
+    refs = refs.filter((r) => !rm.has(refName(r)));
+    for (const s of all(p, `${kind}-add`)) {
+      const a = parseFileRef(kind as 'secret', s, `--${kind}-add`) as Ref;
+      const i = refs.findIndex((r) => path(r) === path(a));
+      if (i >= 0) refs[i] = a;
+      else refs.push(a);
+    }
+    if (kind === 'secret') {
+      if (refs.length) t.secrets = refs as TaskDraft['secrets'];
+      else delete t.secrets;
+    } else if (refs.length) t.configs = refs as TaskDraft['configs'];
+    else delete t.configs;
   }
 
   const force = p.bools.get('force') ?? false;
