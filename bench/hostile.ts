@@ -57,6 +57,7 @@ async function main(): Promise<void> {
     for (const [h, tail] of Object.entries(r.crashLogs)) console.log(`${h} daemon exited; its log ends:\n${tail}`);
     if (r.leader.changes > 0 || r.leader.after.term !== r.leader.before.term) for (const [h, l] of Object.entries(r.managerLogs)) console.log(`${h} log (elections, peers, errors):\n${l}`);
     console.log(`attacker log (end):\n${r.attackerLog}`);
+    console.log(`dispatcher stats after the attack: ${JSON.stringify(r.dispatcherStats)}`);
     const file = join(tmpdir(), `shoal-bench-hostile-${seed}.json`);
     writeFileSync(file, JSON.stringify(r, null, 2));
     console.log(`full report: ${file}`);

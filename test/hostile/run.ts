@@ -46,6 +46,8 @@ export interface HostileReport {
   crashLogs: Record<string, string>;
   /** Lines of each manager's log about elections, disconnected peers and errors (the last 40). */
   managerLogs: Record<string, string>;
+  /** GET /v1/dispatcher/stats after the attack (null if the build has no such endpoint). */
+  dispatcherStats: unknown;
   writes: { attempted: number; acked: number; failed: number; lost: string[]; errors: Record<string, number> };
   leader: { before: { id: string; term: number }; after: { id: string | null; term: number }; epochs: { leader: string; term: number }[]; changes: number };
   latency: { beforeP99Ms: number; duringP99Ms: number; ratio: number; duringFailed: number };
@@ -177,8 +179,14 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
     () => false,
   );
   await watch.stop();
+  // The dispatcher's own counters of what it dropped and why (absent on builds without the endpoint).
+  const dispatcherStats = await c.control('GET', '/v1/dispatcher/stats').catch(() => null);
   const after = await leaderInfo(c).catch(() => null);
-  const labels = await nodeLabels(call, worker.nodeId!).catch(() => ({}) as Record<string, string>);
+  let labelsError: string | null = null;
+  const labels = await nodeLabels(call, worker.nodeId!).catch((e) => {
+    labelsError = (e as Error).message;
+    return null;
+  });
   const exited = pids.filter((d) => d.pid === null || !procAlive(d.pid));
   // How each manager saw the run (elections, disconnected peers, errors): the lab is gone afterwards.
   const managerLogs = Object.fromEntries(
@@ -204,7 +212,8 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
     daemonsExited,
     crashLogs,
     managerLogs,
-    writes: { attempted: writer.attempted, acked: writer.ackedCount, failed: writer.failed, lost: writer.lost(labels), errors: Object.fromEntries(writer.errors) },
+    dispatcherStats,
+    writes: { attempted: writer.attempted, acked: writer.ackedCount, failed: writer.failed, lost: labels ? writer.lost(labels) : [`every acknowledged write is unverifiable: the labels could not be read (${labelsError})`], errors: Object.fromEntries(writer.errors) },
     leader: { before: { id: leader.id, term: leader.term }, after: { id: after?.id ?? null, term: after?.term ?? watch.maxTerm() }, epochs, changes: Math.max(0, epochs.length - 1) },
     latency: { beforeP99Ms: beforeP99, duringP99Ms: duringP99, ratio: duringP99 / beforeP99, duringFailed: during.filter((s) => !s.ok).length },
     rss: { beforeKiB: rssBefore, peakKiB: rss.peakKiB, afterKiB: rssKiB(leaderPid) },
