@@ -6,7 +6,6 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { httpsJson } from '../daemon/https.ts';
 
 /** A user-facing failure: printed as `shoal: <message>` with exit code 1, never with a stack. */
 export class CliError extends Error {
@@ -91,6 +90,9 @@ async function controlOnce(ctx: Context, method: string, path: string, body?: un
     tried.add(m);
     let out: { status: number; body: unknown; managers: string[] | null };
     try {
+      // Imported here: node:https (TLS, crypto) costs a cold start tens of ms, and --help, completion
+      // or a local-socket command never needs it.
+      const { httpsJson } = await import('../daemon/https.ts');
       out = await httpsJson(m, method, path, body, { ca: ctx.admin.ca, key: ctx.admin.key, cert: ctx.admin.cert });
     } catch (e) {
       lastErr = (e as Error).message;

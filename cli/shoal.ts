@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { Invocation, type CommandDef } from './command.ts';
 import { COMMANDS, CONTEXT_FLAG } from './commands.ts';
 import { CliError } from './context.ts';
-import { ApiError } from '../manager/api/errors.ts';
+import { checkFormat } from './format.ts';
 import { scan, type FlagDef } from './flags.ts';
 import { helpText } from './help.ts';
 import { editDistance } from '../manager/service/spec.ts';
@@ -100,6 +100,9 @@ export async function main(argv: string[], io: Output = { out: (s) => console.lo
   // Docker's flags into a spec, logs and lab use their own parsers), then take --context out.
   const defs: FlagDef[] = [...(cmd.flags ?? []), ...((cmd.flags ?? []).some((f) => f.long === 'context') ? [] : [CONTEXT_FLAG])];
   const parsed = scan(args, defs, { interspersed: cmd.interspersed ?? true, ...(cmd.hints ? { hints: cmd.hints } : {}) });
+  // A bad --format template fails here, before any request is made.
+  const format = parsed.values.get('format')?.at(-1);
+  if (format !== undefined && (cmd.flags ?? []).some((f) => f.long === 'format')) checkFormat(format);
   const rest = withoutContext(args, cmd.interspersed ?? true);
   return cmd.run!(new Invocation(path.slice(1).map((c) => c.name), rest, parsed));
 }
@@ -120,8 +123,10 @@ function withoutContext(args: string[], interspersed: boolean): string[] {
 }
 
 /** Errors a user can act on from one line; anything else is a bug and keeps its stack. */
-function isUserError(e: unknown): boolean {
+async function isUserError(e: unknown): Promise<boolean> {
   if (e instanceof CliError) return true;
+  // Loaded only on this path: the API's error module pulls in Raft's error classes.
+  const { ApiError } = await import('../manager/api/errors.ts');
   if (e instanceof ApiError) return true; // e.g. no manager answered (daemon/https.ts)
   const err = e as { code?: unknown };
   return typeof err?.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS');
@@ -131,8 +136,9 @@ function isUserError(e: unknown): boolean {
 export function run(argv: string[]): void {
   main(argv).then(
     (code) => process.exit(code),
-    (e) => {
-      console.error(`shoal: ${isUserError(e) ? (e as Error).message : (e as Error).stack ?? String(e)}`);
+    async (e) => {
+      const user = await isUserError(e).catch(() => false);
+      console.error(`shoal: ${user ? (e as Error).message : (e as Error).stack ?? String(e)}`);
       process.exit(1);
     },
   );
