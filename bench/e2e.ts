@@ -225,7 +225,7 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
     // Baseline: what starting the CLI costs (a read-only command), reported next to the figures.
     t = performance.now();
     await cli('CLI baseline', 'node', 'ls').catch(() => '');
-    note(`CLI round trip (\`shoal node ls\`, includes starting node + tsx): ${secs(performance.now() - t)} s`);
+    note(`CLI round trip (\`shoal node ls\`, includes starting node and the compiled CLI): ${secs(performance.now() - t)} s`);
 
     // 1 + 6: create with a published port; the mesh is probed from the command's start.
     let mesh: Promise<{ answered: number; allMs: number | null; missing: string[] }> | null = null;
