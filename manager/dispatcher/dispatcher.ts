@@ -37,8 +37,11 @@ import type { RemoteMessage } from '../api/remote-validate.ts';
 export const DISPATCHER_LIMITS = {
   /** Largest frame ws accepts (a bigger one closes the session with 1009). */
   maxPayload: 4 << 20,
-  /** Largest message processed; bigger ones (under maxPayload) are dropped as violations. */
-  maxMessageBytes: 2 << 20,
+  /** Largest message processed; bigger ones (under maxPayload) are dropped unparsed, as violations,
+   * without a disconnect (a reconnect costs the leader a TLS handshake). Logs batches are 256 KiB. */
+  maxMessageBytes: 1 << 20,
+  /** Deepest JSON nesting accepted (node messages nest 3 levels; deep nesting costs JSON.parse dearly). */
+  maxJsonDepth: 16,
   /** Unsent bytes towards one node before it is closed as a slow consumer (assignments can be large;
    * dropping one would leave the node without its tasks, a reconnect resends everything). */
   maxBufferedBytes: 16 << 20,
@@ -133,7 +136,7 @@ export class Dispatcher {
     // (The callbacks run only after the constructor returns, when `ns` exists.)
     const session = new Session<InboundMessage>(ws, {
       name: `dispatcher: node ${nodeId}`,
-      decode: jsonDecoder(validateAgentMessage),
+      decode: jsonDecoder(validateAgentMessage, { maxDepth: DISPATCHER_LIMITS.maxJsonDepth }),
       onMessage: (m) => this.onMessage(ns, m),
       onClose: (code, reason, s) => this.closed(ns, code, reason, s.counters),
       log: this.d.log,

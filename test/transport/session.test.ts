@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import { ProtocolViolation, Session, jsonDecoder, type SessionLimits } from '../../transport/session.ts';
+import { ProtocolViolation, Session, jsonDecoder, jsonDepthExceeds, type SessionLimits } from '../../transport/session.ts';
 
 type Msg = { t: string; n?: number };
 
@@ -76,6 +76,14 @@ async function client(r: Rig, options: ConstructorParameters<typeof WebSocket>[2
 }
 
 describe('transport/session', () => {
+  it('jsonDepthExceeds counts brackets outside strings only', () => {
+    assert.equal(jsonDepthExceeds(Buffer.from('[[[]]]'), 3), false);
+    assert.equal(jsonDepthExceeds(Buffer.from('[[[[]]]]'), 3), true);
+    assert.equal(jsonDepthExceeds(Buffer.from('{"a":"[[[[[[\\"[[[["}'), 1), false);
+    assert.equal(jsonDepthExceeds(Buffer.from('[{"a":[{}]}]'), 4), false);
+    assert.equal(jsonDepthExceeds(Buffer.from('[{"a":[{}]}]'), 3), true);
+  });
+
   it('delivers valid messages and counts them', async () => {
     const r = await rig();
     const c = await client(r);
@@ -139,6 +147,20 @@ describe('transport/session', () => {
     assert.equal(code, 1007);
     await until(() => s.counters.closeCode !== null, 'session end');
     assert.equal(s.counters.closeCode, 1007);
+  });
+
+  it('deeply nested JSON is refused before it is parsed; ordinary nesting passes', async () => {
+    const r = await rig();
+    const c = await client(r);
+    const n = 200_000;
+    const t0 = Date.now();
+    c.send(`{"t":"deep","x":${'['.repeat(n)}${']'.repeat(n)}}`);
+    c.send(JSON.stringify({ t: 'shallow', x: [[[{ a: [1] }]]], pad: 'p'.repeat(2000), s: '[[[[[[[[' }));
+    await until(() => r.got.length === 1, 'the shallow message');
+    assert.ok(Date.now() - t0 < 2000);
+    const s = r.sessions[0]!;
+    assert.equal(r.got[0]!.t, 'shallow');
+    assert.equal(s.counters.droppedByReason['too-deep'], 1);
   });
 
   it('a handler that throws (sync or async) costs only its own message', async () => {
