@@ -45,6 +45,20 @@ export const NO_CONFIGS_MESSAGE = 'configs are not supported by this cluster yet
 const CONVERGE_TIMEOUT_MS = 180_000;
 const REMOVE_TIMEOUT_MS = 120_000;
 const POLL_MS = 250;
+/** Service requests in flight at once (the managers batch concurrent writes into fewer Raft rounds). */
+const PARALLEL_REQUESTS = 8;
+
+/**
+ * Runs `fn` over the items in batches of at most `n`, each batch finishing before the next starts; the
+ * first failure ends it after its batch has settled (a deploy is re-runnable: the next run finishes).
+ */
+async function inBatches<T>(items: readonly T[], n: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += n) {
+    const settled = await Promise.allSettled(items.slice(i, i + n).map(fn));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+}
 
 const unpinned = (image: string) => (image.includes('@') ? image.slice(0, image.indexOf('@')) : image);
 const hasNamespace = (labels: Readonly<Record<string, string>> | undefined, ns?: string) =>
@@ -222,11 +236,19 @@ export async function stackDeploy(i: Invocation): Promise<number> {
     configs: new Map((cluster.configs ?? []).map((o) => [o.spec.name, o.id])),
   };
   const touched: string[] = [];
-  for (const step of plan.steps) {
+  // Prunes, networks, secrets and configs one by one, in the plan's order (services need them); the
+  // service creates and updates, independent of each other, a few at a time.
+  const serviceSteps = plan.steps.filter((st) => st.kind === 'service' && st.action !== 'remove');
+  for (const step of plan.steps.filter((st) => !serviceSteps.includes(st))) {
     const line = stepLine(step);
     if (line) console.log(line);
     await carryOut(ctx, step, ids, touched);
   }
+  for (const step of serviceSteps) {
+    const line = stepLine(step);
+    if (line) console.log(line);
+  }
+  await inBatches(serviceSteps, PARALLEL_REQUESTS, (step) => carryOut(ctx, step, ids, touched));
   if (!i.flag('detach') && touched.length > 0) await converge(ctx, touched, i.flag('quiet'));
   return 0;
 }
@@ -409,10 +431,8 @@ export async function stackRm(i: Invocation): Promise<number> {
     const withId = (s: PlanStep): s is Extract<PlanStep, { action: 'remove' }> => s.action === 'remove';
     const removals = steps.filter(withId);
     const services = removals.filter((s) => s.kind === 'service');
-    for (const s of services) {
-      console.log(stepLine(s));
-      await control(ctx, 'DELETE', `/v1/services/${encodeURIComponent(s.id)}`);
-    }
+    for (const s of services) console.log(stepLine(s));
+    await inBatches(services, PARALLEL_REQUESTS, (s) => control(ctx, 'DELETE', `/v1/services/${encodeURIComponent(s.id)}`));
     // Secrets, configs and networks stay in use until the services' tasks have stopped.
     await tasksGone(ctx, new Set(services.map((s) => s.id)));
     for (const s of removals.filter((x) => x.kind !== 'service')) {

@@ -201,6 +201,8 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
     const t = (await running('files_reader'))[0]!;
     await waitFor(async () => (await sh(['task', 'exec', t, '--', 'cat', '/run/secrets/app_token'])).out === SECRET_VALUE, 20_000, 'secret readable in the task');
     assert.equal((await ok(['task', 'exec', t, '--', 'cat', '/etc/app.conf'])).out, CONFIG_VALUE);
+    // The stack's secret cannot be removed while its service uses it.
+    await assert.rejects(c.control('DELETE', '/v1/secrets/files_token'), /files_reader/);
     // A redeploy of the same files changes nothing.
     const again = await ok(['stack', 'deploy', '-c', 'files.yml', 'files']);
     assert.doesNotMatch(again.out, /Creating|Updating/);
