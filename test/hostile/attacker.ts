@@ -9,7 +9,7 @@ import type { AdminContext } from './generate.ts';
 import { driveAdmin, type AdminCreds } from './admin-client.ts';
 import { Rng } from './prng.ts';
 import { Tally, sentByGroup, type TallyData } from './tally.ts';
-import { driveUnauth } from './unauth-client.ts';
+import { driveUnauth, type HoldLimits } from './unauth-client.ts';
 import { driveWorker, type WorkerCreds } from './worker-client.ts';
 
 export interface AttackRates {
@@ -34,6 +34,8 @@ export interface AttackConfig {
   otherTaskIds: string[];
   maxPayload: number;
   rates: AttackRates;
+  /** The managers' declared connection time limits (stalled connections held past them are findings). */
+  limits: HoldLimits;
   resultFile: string;
 }
 
@@ -66,7 +68,7 @@ export async function attack(cfg: AttackConfig, log: (l: string) => void): Promi
       driveWorker({ managers: cfg.managers, creds, otherTaskIds: () => cfg.otherTaskIds, maxPayload: cfg.maxPayload, rng: rng(), ratePerSec: cfg.rates.workerPerConn, tally, stop, log }),
     );
     const admins = Array.from({ length: cfg.rates.adminConns }, () => driveAdmin({ target: () => leader, creds: cfg.admin, ctx: () => cfg.adminCtx, rng: rng(), ratePerSec: cfg.rates.adminPerConn, tally, stop }));
-    const unauth = driveUnauth({ managers: cfg.managers, rng: rng(), ratePerSec: cfg.rates.unauthPerSec, maxOpen: cfg.rates.unauthMaxOpen, tally, stop });
+    const unauth = driveUnauth({ managers: cfg.managers, rng: rng(), ratePerSec: cfg.rates.unauthPerSec, maxOpen: cfg.rates.unauthMaxOpen, tally, stop, limits: cfg.limits });
     await Promise.all([...workers, ...admins]);
     const u = await unauth;
     return { tally: tally.toJSON(), elapsedMs: Date.now() - t0, unauthOpenAtEnd: u.openAtEnd, oldestOpenMs: u.oldestOpenMs };

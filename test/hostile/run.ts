@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { httpsJson } from '../../daemon/https.ts';
+import { DEFAULT_SERVER_LIMITS } from '../../daemon/server-guard.ts';
 import { ClusterLab, waitFor } from '../cluster/cluster-lab.ts';
 import { procAlive } from '../cluster/lab.ts';
 import type { AttackConfig, AttackRates, AttackResult } from './attacker.ts';
@@ -138,6 +139,7 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
       otherTaskIds: tasks.map((t) => t.id),
       maxPayload: MAX_PAYLOAD,
       rates: o.rates,
+      limits: DEFAULT_SERVER_LIMITS,
       resultFile: join(dir, 'result.json'),
     };
     const cfgFile = join(dir, 'config.json');

@@ -11,6 +11,30 @@ import type { Tally } from './tally.ts';
 /** An upgrade on a path that is not a WebSocket endpoint must be refused this fast (issue: "at once"). */
 export const UPGRADE_ANSWER_MS = 5000;
 
+/** The time limits the managers declare for connections (daemon/server-guard.ts ServerLimits). */
+export interface HoldLimits {
+  handshakeTimeoutMs: number;
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+}
+
+/** Allowance over a declared limit: timers, a loaded machine, a starved attacker. */
+export const HOLD_SLACK_MS = 10_000;
+
+/** How long the managers may hold a connection of this kind that got no answer. */
+export function holdLimitMs(kind: UnauthInput['kind'], l: HoldLimits): number {
+  switch (kind) {
+    case 'unauth/conn-hold':
+    case 'unauth/tls-stall':
+    case 'unauth/garbage-tcp':
+      return l.handshakeTimeoutMs + HOLD_SLACK_MS; // never completes a TLS handshake
+    case 'unauth/slowloris-body':
+      return l.requestTimeoutMs + HOLD_SLACK_MS; // headers done, the body drips
+    default:
+      return l.headersTimeoutMs + HOLD_SLACK_MS; // headers never finish (or were answered)
+  }
+}
+
 export interface UnauthDriverOptions {
   managers: string[];
   rng: Rng;
@@ -20,6 +44,7 @@ export interface UnauthDriverOptions {
   maxOpen: number;
   tally: Tally;
   stop: () => boolean;
+  limits: HoldLimits;
 }
 
 /** How long the manager took to close, in coarse buckets (the outcome names stay few). */
@@ -121,8 +146,11 @@ export async function driveUnauth(o: UnauthDriverOptions): Promise<{ openAtEnd: 
   const now = Date.now();
   for (const c of [...open]) {
     if (c.closedAt === null && c.status === null) {
+      const age = now - c.startedAt;
       openAtEnd[c.input.kind] = (openAtEnd[c.input.kind] ?? 0) + 1;
-      oldestOpenMs = Math.max(oldestOpenMs, now - c.startedAt);
+      oldestOpenMs = Math.max(oldestOpenMs, age);
+      const limit = holdLimitMs(c.input.kind, o.limits);
+      if (age > limit) o.tally.finding(c.input.kind, JSON.stringify(c.input.first.subarray(0, 120).toString('latin1')), `held open for ${Math.round(age / 1000)} s without an answer (declared limit + slack: ${limit / 1000} s)`);
     }
     c.destroy();
   }
