@@ -87,6 +87,8 @@ export async function servicePs(i: Invocation): Promise<number> {
     listing.rows.push({ id: t.id, object: t, cells: [t.id.slice(0, 12), shown, t.spec.image, host(t), cap(t.desiredState), `${cap(t.status.state)} ${ago(t.status.timestamp)}`, err] });
   }
   console.log(renderListing(listing, i.output));
+  // Why tasks are missing (a cluster limit), under the table only: -q and --format stay machine-readable.
+  if (svc.status?.blocked && !i.output.quiet && i.output.format === undefined) console.log(`\nblocked: ${svc.status.blocked}`);
   return 0;
 }
 
@@ -164,6 +166,9 @@ export function progressLine(svc: ServiceView, tasks: Task[], what: 'create' | '
   else line = `converging: ${running}/${desired} tasks running [${states}]`;
   const pendingReason = current.find((t) => t.status.state === 'pending' && String(t.status.message).startsWith('no suitable node'))?.status.message;
   if (pendingReason) line += ` (waiting: ${pendingReason})`;
+  // The orchestrator cannot create the tasks (a cluster limit): waiting would only run into the timeout.
+  const blocked = svc.status?.blocked;
+  if (blocked && running < desired) return { line, done: false, error: `service ${svc.spec.name} cannot converge: ${blocked} (the change is stored)` };
   if (us === 'paused' || us === 'rollback_paused') return { line, done: false, error: `update paused: ${usMsg ?? ''}` };
   if (what === 'update' && us === 'rollback_completed') return { line, done: false, error: `update failed and was rolled back: ${usMsg ?? ''}` };
   return { line, done: running >= desired && (!us || us === 'completed' || us === 'rollback_completed') };
