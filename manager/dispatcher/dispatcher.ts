@@ -35,8 +35,8 @@ import type { RemoteMessage } from '../api/remote-validate.ts';
 
 /** Limits of the dispatcher; each says what it protects. */
 export const DISPATCHER_LIMITS = {
-  /** Largest frame ws accepts (a bigger one closes the session with 1009). */
-  maxPayload: 4 << 20,
+  /** Largest frame ws accepts and reassembles (a bigger one closes the session with 1009). */
+  maxPayload: 2 << 20,
   /** Largest message processed; bigger ones (under maxPayload) are dropped unparsed, as violations,
    * without a disconnect (a reconnect costs the leader a TLS handshake). Logs batches are 256 KiB. */
   maxMessageBytes: 1 << 20,
@@ -284,13 +284,21 @@ export class Dispatcher {
     this.liveness.heartbeat(ns.nodeId, now);
     for (const v of m.rejected) ns.session.violation(v);
     let foreign = 0;
-    for (const u of m.updates) {
-      const t = this.d.store.view((tx) => tx.get('task', u.taskId)) as Task | undefined;
-      if (!t) {
+    // Each task's assigned node ('' unassigned, null no such task), read in one view for the whole batch.
+    const owners = this.d.store.view((tx) =>
+      m.updates.map((u) => {
+        const t = tx.get('task', u.taskId) as Task | undefined;
+        return t ? (t.nodeId ?? '') : null;
+      }),
+    );
+    for (let i = 0; i < m.updates.length; i++) {
+      const u = m.updates[i]!;
+      const owner = owners[i];
+      if (owner === null) {
         this.counters.drop('unknown-task');
         continue;
       }
-      if (t.nodeId !== ns.nodeId) {
+      if (owner !== ns.nodeId) {
         foreign++;
         continue;
       }
