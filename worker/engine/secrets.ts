@@ -9,7 +9,7 @@
 // and the node id keeps lab hosts that share one machine apart. See docs/design/secrets.md.
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TaskAssignment } from '../executor.ts';
 import type { ShimMount } from './shim.ts';
@@ -106,6 +106,14 @@ export class SecretMounts implements TaskFiles {
       rmdirSync(dir);
     } catch (e) {
       this.log(`engine: task ${taskId}: removing ${dir}: ${(e as Error).message}`);
+    }
+    // The last one out removes the node's directories too, so a node without such tasks leaves nothing in /run.
+    for (const d of [this.root, dirname(this.root)]) {
+      try {
+        rmdirSync(d);
+      } catch {
+        break; // not empty (another task's tmpfs), or already gone
+      }
     }
   }
 
