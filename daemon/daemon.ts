@@ -12,6 +12,8 @@ import { ApiError, badRequest, readJson, sendError, sendJson } from '../manager/
 import { CLOCK_SKEW_MS, createCsr, createRootCa, generateKeyPem, parseCertificate, renewalTime, signNodeCertificate } from '../manager/ca/pki.ts';
 import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
 import { Manager, type ManagerTiming } from '../manager/manager.ts';
+import { DOCKER_PORT, DockerApiServer } from '../manager/docker-api/server.ts';
+import { dockerDeps } from '../manager/docker-api/from-manager.ts';
 import { newId } from '../manager/store/ids.ts';
 import { forceNewCluster, type RecoveryReport } from '../manager/recovery.ts';
 import { unsafeRaftOption } from '../manager/raft/node.ts';
@@ -64,6 +66,8 @@ export interface DaemonOptions {
    * that run daemons inside a test process pass false.
    */
   processGuard?: boolean;
+  /** The Docker Engine API's TCP port on managers (default 2376); null: only `<state-dir>/docker.sock`. */
+  dockerPort?: number | null;
 }
 
 /** WebSocket paths served on the secure port (the dispatcher's and Raft's); any other upgrade is destroyed. */
@@ -75,6 +79,8 @@ export class Daemon {
   private local: HttpServer | null = null;
   private secure: HttpsServer | null = null;
   manager: Manager | null = null;
+  /** The Docker Engine API (manager/docker-api), while this node runs a manager. */
+  private docker: DockerApiServer | null = null;
   agent: Agent | null = null;
   state: NodeState | null = null;
   private renewTimer: NodeJS.Timeout | null = null;
@@ -115,6 +121,7 @@ export class Daemon {
     if (this.renewTimer) clearTimeout(this.renewTimer);
     this.agent?.stop();
     await this.net?.close();
+    await this.docker?.stop();
     await this.manager?.stop();
     await new Promise<void>((r) => (this.secure ? this.secure.close(() => r()) : r()));
     this.secure?.closeAllConnections();
@@ -516,6 +523,22 @@ export class Daemon {
     });
     await this.manager.start();
     if (!this.keyRing) void this.fetchKeys(this.manager);
+    await this.startDockerApi(this.manager, host);
+  }
+
+  /** The Docker Engine API beside the control API: TCP with mutual TLS, and a root-only socket. */
+  private async startDockerApi(m: Manager, host: string): Promise<void> {
+    const port = this.opts.dockerPort === undefined ? DOCKER_PORT : this.opts.dockerPort;
+    this.docker = new DockerApiServer({
+      deps: dockerDeps(m, this.opts.hostname),
+      socketPath: this.path('docker.sock'),
+      ...(port !== null ? { tcp: { host, port } } : {}),
+      tls: () => this.creds(),
+      certProblem: (raw, roles) => m.certProblem(raw, roles),
+      leaderPort: port ?? DOCKER_PORT,
+      log: (l) => this.log(l),
+    });
+    await this.docker.start();
   }
 
   private loadKeys(): KeyRing | null {
@@ -552,6 +575,8 @@ export class Daemon {
   private async stopManager(): Promise<void> {
     const m = this.manager;
     this.manager = null;
+    await this.docker?.stop();
+    this.docker = null;
     await m?.stop();
     const srv = this.secure;
     this.secure = null;
@@ -649,6 +674,7 @@ export class Daemon {
     this.writeCerts(key, certPem, caPem);
     const creds = this.creds();
     this.secure?.setSecureContext({ ...creds });
+    this.docker?.refreshTls();
     this.log(`certificate renewed (valid until ${parseCertificate(certPem).notAfter.toISOString()})`);
     this.scheduleRenewal();
   }

@@ -324,4 +324,24 @@ export class Manager {
   requireLeader(): void {
     this.gate.requireLeader();
   }
+
+  // ------------------------------------------------------------------ for the Docker API (manager/docker-api)
+
+  /** The control API's routes: the Docker API translates into them in process, never around them. */
+  get controlRouter(): Router<{ cn: string }> {
+    return this.router;
+  }
+
+  get nodeId(): string {
+    return this.opts.nodeId;
+  }
+
+  get clusterId(): string {
+    return this.opts.clusterId;
+  }
+
+  /** The image resolver service create pins with (absent with the test executor). */
+  get imageResolver(): ((ref: string) => Promise<string>) | undefined {
+    return this.opts.resolveImage;
+  }
 }

@@ -1,0 +1,81 @@
+// Any manager answers. Docker clients hold one address and never follow Shoal's 421 redirect, so a
+// follower passes writes, logs and event streams to the leader itself: the original request, as it
+// came (method, path, headers, body streamed), to the leader's Docker API port over mutual TLS with
+// this manager's own node certificate, marked with FORWARD_HEADER. The leader accepts a manager
+// certificate only on such requests (server.ts authorize), and never forwards them again.
+//
+// Why the Docker port and not the control API: the control API wants an admin certificate, which
+// managers do not hold; a manager certificate already carries the right to propose to the Raft log,
+// so accepting it for forwarded requests grants nothing new, and the leader then runs exactly the
+// code path a direct request would. Reads stay local: the control API makes them linearizable
+// (ReadIndex), so a follower answers them without the leader's help.
+//
+// While there is no leader (it just died), a forwarded request waits for one (bounded), so a write
+// sent right after the leader is killed succeeds once a new leader exists instead of failing at once.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApiError } from '../api/http.ts';
+import type { DockerDeps } from './deps.ts';
+
+export const FORWARD_HEADER = 'x-shoal-forwarded-by';
+
+export interface ForwardTls {
+  key: string;
+  cert: string;
+  ca: string;
+}
+
+/** How long a request waits for a leader to exist before it gets a 503. */
+const LEADER_WAIT_MS = 15_000;
+
+/** Requests the leader must serve: writes, log streams (sessions live on the leader), event streams. */
+export function mustForward(method: string, path: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return !path.startsWith('/swarm/init') && !path.startsWith('/swarm/join') && !path.startsWith('/swarm/leave');
+  return path.endsWith('/logs') || path === '/events';
+}
+
+/**
+ * Proxies the request to the leader. Returns false when this manager became the leader meanwhile
+ * (the caller serves it), true once an answer was sent.
+ */
+export async function forwardToLeader(req: IncomingMessage, res: ServerResponse, o: { deps: DockerDeps; tls: ForwardTls; port: number }): Promise<boolean> {
+  const deadline = Date.now() + LEADER_WAIT_MS;
+  for (;;) {
+    if (o.deps.isLeader()) return false;
+    const l = o.deps.leader();
+    if (l) {
+      const host = l.addr.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+      await proxy(req, res, host, o.port, o.tls, o.deps.nodeId);
+      return true;
+    }
+    if (Date.now() > deadline) throw new ApiError(503, 'ENOLEADER', 'no leader: the managers are electing one or have lost quorum; retry');
+    await sleep(100);
+  }
+}
+
+function proxy(req: IncomingMessage, res: ServerResponse, host: string, port: number, tls: ForwardTls, self: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const headers = { ...req.headers, [FORWARD_HEADER]: self };
+    delete headers.host;
+    const out = httpsRequest(
+      { host, port, method: req.method, path: req.url, headers, key: tls.key, cert: tls.cert, ca: tls.ca },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+        up.on('end', () => resolve());
+        up.on('error', () => {
+          res.destroy();
+          resolve();
+        });
+      },
+    );
+    // The client went away: so does the forwarded request (a followed log stream, an event stream).
+    res.on('close', () => {
+      out.destroy();
+      resolve();
+    });
+    out.on('error', (e) => reject(new ApiError(503, 'ELEADERUNREACHABLE', `the leader at ${host}:${port} could not be reached (${e.message}); retry`)));
+    req.pipe(out);
+  });
+}

@@ -1,0 +1,93 @@
+// Nodes and networks. A node update carries Docker's whole NodeSpec `{Labels, Role, Availability}` and
+// the version that was read; Shoal's control API takes changes, so the update becomes: labels and
+// availability (one write), then promote or demote when Role differs (`docker node promote/demote`
+// are client-side role edits). Networks use the engine's network.Inspect shape; create answers 201
+// `{Id, Warning}`, delete 204.
+import { BODY_LIMITS, readJson, type Router } from '../api/http.ts';
+import type { Network } from '../store/objects.ts';
+import { callControl } from './control.ts';
+import type { DockerDeps } from './deps.ts';
+import { networkOut, networkSpecIn, nodeOut, type PresentedNode } from './convert-node.ts';
+import { allLabels, anyOf, parseFilters, prefixOf } from './filters.ts';
+import { outOfSequence, query, requiredVersion, sendDocker, type DockerCtx } from './http.ts';
+
+type J = Record<string, unknown>;
+
+export function registerNodeRoutes(r: Router<DockerCtx>, d: DockerDeps): void {
+  r.add('GET', '/nodes', async (_c, _p, req) => {
+    const f = parseFilters(query(req).get('filters'), ['id', 'name', 'label', 'node.label', 'role', 'membership']);
+    const nodes = await callControl<PresentedNode[]>(d.control, 'GET', '/v1/nodes');
+    return nodes
+      .filter(
+        (n) =>
+          anyOf(f, 'id', prefixOf(n.id)) &&
+          anyOf(f, 'name', prefixOf(n.description?.hostname)) &&
+          allLabels(f, 'node.label', n.spec.labels) &&
+          allLabels(f, 'label', {}) &&
+          anyOf(f, 'role', (v) => v === n.spec.role) &&
+          anyOf(f, 'membership', (v) => v === 'accepted'),
+      )
+      .map(nodeOut);
+  });
+
+  r.add('GET', '/nodes/:id', async (_c, p) => nodeOut(await callControl<PresentedNode>(d.control, 'GET', `/v1/nodes/${encodeURIComponent(p.id!)}`)));
+
+  r.add('POST', '/nodes/:id/update', async (_c, p, req) => {
+    const version = requiredVersion(req);
+    const b = (await readJson(req, BODY_LIMITS.small)) as J;
+    const cur = await callControl<PresentedNode>(d.control, 'GET', `/v1/nodes/${encodeURIComponent(p.id!)}`);
+    if (cur.version !== version) throw outOfSequence('node', cur.description?.hostname ?? cur.id, version, cur.version);
+    const want = (b.Labels && typeof b.Labels === 'object' ? b.Labels : {}) as Record<string, string>;
+    const have = cur.spec.labels ?? {};
+    const labelAdd = Object.fromEntries(Object.entries(want).filter(([k, v]) => have[k] !== v));
+    const labelRm = Object.keys(have).filter((k) => !(k in want));
+    const availability = typeof b.Availability === 'string' && b.Availability !== '' && b.Availability !== cur.spec.availability ? b.Availability : undefined;
+    if (Object.keys(labelAdd).length || labelRm.length || availability) {
+      await callControl(d.control, 'POST', `/v1/nodes/${cur.id}/update`, { labelAdd, labelRm, ...(availability ? { availability } : {}) });
+    }
+    if (typeof b.Role === 'string' && b.Role !== '' && b.Role !== cur.spec.role) {
+      await callControl(d.control, 'POST', `/v1/nodes/${cur.id}/${b.Role === 'manager' ? 'promote' : 'demote'}`);
+    }
+    return {};
+  });
+
+  r.add('DELETE', '/nodes/:id', async (_c, p, req, res) => {
+    const force = ['1', 'true'].includes(query(req).get('force') ?? '');
+    await callControl(d.control, 'DELETE', `/v1/nodes/${encodeURIComponent(p.id!)}${force ? '?force=1' : ''}`);
+    sendDocker(res, 200, undefined);
+    return undefined;
+  });
+}
+
+export function registerNetworkRoutes(r: Router<DockerCtx>, d: DockerDeps): void {
+  r.add('GET', '/networks', async (_c, _p, req) => {
+    const f = parseFilters(query(req).get('filters'), ['driver', 'label', 'name', 'id', 'scope', 'type', 'dangling']);
+    const nets = await callControl<Network[]>(d.control, 'GET', '/v1/networks');
+    return nets
+      .filter(
+        (n) =>
+          anyOf(f, 'driver', (v) => v === n.spec.driver) &&
+          allLabels(f, 'label', n.spec.labels) &&
+          anyOf(f, 'name', prefixOf(n.spec.name)) &&
+          anyOf(f, 'id', prefixOf(n.id)) &&
+          anyOf(f, 'scope', (v) => v === 'swarm') &&
+          anyOf(f, 'type', (v) => v === 'custom'),
+      )
+      .map(networkOut);
+  });
+
+  r.add('GET', '/networks/:id', async (_c, p) => networkOut(await callControl<Network>(d.control, 'GET', `/v1/networks/${encodeURIComponent(p.id!)}`)));
+
+  r.add('POST', '/networks/create', async (_c, _p, req, res) => {
+    const { spec, warnings } = networkSpecIn((await readJson(req, BODY_LIMITS.spec)) as J);
+    const out = await callControl<{ id: string }>(d.control, 'POST', '/v1/networks', { spec });
+    sendDocker(res, 201, { Id: out.id, Warning: warnings.join('; ') });
+    return undefined;
+  });
+
+  r.add('DELETE', '/networks/:id', async (_c, p, _req, res) => {
+    await callControl(d.control, 'DELETE', `/v1/networks/${encodeURIComponent(p.id!)}`);
+    sendDocker(res, 204, undefined);
+    return undefined;
+  });
+}
