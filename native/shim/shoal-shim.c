@@ -3,7 +3,9 @@
  *
  *   shoal-shim --state-dir DIR --rootfs DIR [--hostname H] [--workdir W] [--user UID:GID]
  *              [--env K=V]... [--cgroup PATH]... [--log FILE] [--log-max-bytes N]
- *              [--stop-grace-ms N] [--stop-signal SIG] [--no-seccomp]
+ *              [--stop-grace-ms N] [--stop-signal SIG] [--no-seccomp | --seccomp-profile FILE]
+ *              [--caps N,N,...|none] [--ulimit NAME=SOFT[:HARD]]... [--sysctl KEY=VALUE]...
+ *              [--read-only] [--init] [--devices-bpf CGROUP2_DIR]
  *              [--netns PATH | --net host] [--mount TYPE,SRC,DST[,OPT]...]... -- cmd args...
  *
  *   shoal-shim exec --state-dir DIR [--env K=V]... [--workdir W] [--user UID:GID] [--no-seccomp]
@@ -50,7 +52,12 @@
 #include <linux/nsfs.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
+#include <linux/bpf.h>
+#include <sys/sendfile.h>
+#include <sys/statvfs.h>
+#include <sys/mman.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define MAX_LIST 256
 #define LINE_MAX_BYTES 16384
@@ -68,6 +75,19 @@ static long stop_grace_ms = 10000;
 static int stop_signal = SIGTERM;
 static char **cmd_argv;
 static int seccomp_enabled = 1;
+static const char *seccomp_profile; /* --seccomp-profile: a compiled profile (see load_profile) */
+/* capabilities of the container's processes (bit N = capability N); Docker's default set unless --caps */
+static uint64_t cap_mask;
+static int caps_given;
+/* --ulimit, and in exec mode PID 1's limits (all of them) */
+struct ulimit_spec { int resource; struct rlimit rl; };
+static struct ulimit_spec ulimits[MAX_LIST];
+static int n_ulimits;
+static const char *sysctls[MAX_LIST]; /* KEY=VALUE, written in the container's own namespaces */
+static int n_sysctls;
+static int read_only_root; /* --read-only */
+static int init_mode;      /* --init: a reaper as PID 1, the command as its child */
+static const char *devices_bpf_dir; /* --devices-bpf: attach the device allowlist program (cgroup v2) */
 static const char *netns_path; /* --netns: join this network namespace instead of creating one */
 static int netns_fd = -1;
 static int net_host;           /* --net host: stay in the shim's (the host's) network namespace */
@@ -166,6 +186,10 @@ static void write_state(const char *json_body) {
     char buf[8192];
     int n = snprintf(buf, sizeof buf, "{%s,\"shimPid\":%d,\"shimStartTime\":%llu}\n", json_body,
                      (int)getpid(), shim_start_time);
+    /* snprintf returns what it would have written: never write past what it did (a long error is cut,
+     * which leaves invalid JSON rather than stack bytes; write_failed keeps its text short enough) */
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof buf) n = (int)sizeof buf - 1;
     write_all(fd, buf, (size_t)n);
     fsync(fd);
     close(fd);
@@ -175,9 +199,9 @@ out:
 }
 
 static void write_failed(const char *msg) {
-    char esc[4096 * 6 + 1], body[30000], now[40];
+    char esc[1200 * 6 + 1], body[8000], now[40];
     size_t len = strlen(msg);
-    if (len > 4096) len = 4096;
+    if (len > 1200) len = 1200; /* escaped, at most 7200 bytes: the whole record fits write_state's buffer */
     json_escape(esc, msg, len);
     iso_now(now, sizeof now);
     snprintf(body, sizeof body, "\"status\":\"failed\",\"error\":\"%s\",\"finishedAt\":\"%s\"", esc, now);
@@ -432,10 +456,14 @@ static void setup_dev(void) {
     symlink("/proc/self/fd/2", "/dev/stderr");
 }
 
-static int cap_in_default(int c) {
-    for (size_t i = 0; i < sizeof default_caps / sizeof default_caps[0]; i++)
-        if (default_caps[i] == c) return 1;
-    return 0;
+static uint64_t default_cap_mask(void) {
+    uint64_t m = 0;
+    for (size_t i = 0; i < sizeof default_caps / sizeof default_caps[0]; i++) m |= 1ull << default_caps[i];
+    return m;
+}
+
+static int cap_in_set(int c) {
+    return c >= 0 && c < 64 && (cap_mask >> c) & 1;
 }
 
 static int read_last_cap(void) {
@@ -451,7 +479,7 @@ static void set_caps(int last_cap) {
     memset(data, 0, sizeof data);
     if (run_uid == 0) {
         for (int c = 0; c <= last_cap && c < 64; c++) {
-            if (!cap_in_default(c)) continue;
+            if (!cap_in_set(c)) continue;
             data[c / 32].effective |= 1u << (c % 32);
             data[c / 32].permitted |= 1u << (c % 32);
         }
@@ -460,15 +488,20 @@ static void set_caps(int last_cap) {
     if (syscall(SYS_capset, &hdr, data) < 0) child_fail("capset: %s", strerror(errno));
 }
 
-/* ---- default seccomp filter (classic BPF, no libseccomp) ----
- * Deny list modelled on the intent of Docker's default profile: syscalls that reach the host kernel's
- * global state (modules, kexec, reboot, clock, swap, accounting, keyring, bpf/perf, raw I/O ports) or
- * that let a container rearrange its namespaces and mounts. They fail with EPERM; everything else is
- * allowed. clone is filtered on its flags argument: asking for a new namespace fails with EPERM (a user
- * namespace needs no capability, so without this a container could create one and gain a full
- * capability set inside it). clone3 passes its flags in memory, which classic BPF cannot inspect, so it
- * fails with ENOSYS and libc falls back to clone, as with Docker's profile. A foreign architecture kills
- * the process; on x86_64 the x32 ABI is refused. */
+/* ---- seccomp: an allowlist in classic BPF (no libseccomp) ----
+ * The default filter allows the syscalls ordinary programs use (allow_always, below) and answers EPERM
+ * to everything else, including syscalls future kernels add. Some syscalls are allowed only when the
+ * container holds the capability the kernel would check anyway (allow_with_cap: mount and the namespace
+ * calls with CAP_SYS_ADMIN, settimeofday with CAP_SYS_TIME, ...), so --cap-add keeps its meaning. Special
+ * cases: clone asking for a new namespace fails with EPERM (without CAP_SYS_ADMIN: a user namespace needs
+ * no capability and would hand out a full capability set inside it); clone3 passes its flags in memory,
+ * which classic BPF cannot read, so it answers ENOSYS and libc falls back to clone; personality accepts
+ * only the harmless personas (Linux, 32-bit Linux, the uname-26 quirk, and a query). io_uring is refused
+ * whatever the capabilities (it bypasses this filter for the operations it queues). A foreign
+ * architecture kills the process; on x86_64 the x32 ABI is refused.
+ * The syscall numbers come from the kernel headers at build time: a name missing on this architecture
+ * has number -1 and is left out. The filter is a balanced binary search over the sorted numbers, so a
+ * syscall costs about log2(300) comparisons. */
 #if defined(__x86_64__)
 #define SHIM_AUDIT_ARCH AUDIT_ARCH_X86_64
 #define SHIM_DENY_X32 1
@@ -480,94 +513,1524 @@ static void set_caps(int last_cap) {
 #define __X32_SYSCALL_BIT 0x40000000
 #endif
 
-static const long seccomp_deny[] = {
-#ifdef __NR_kexec_load
-    __NR_kexec_load,
+/* ---- BEGIN GENERATED (native/shim: see the comment above; one name per syscall) ---- */
+#ifndef __NR_accept
+#define __NR_accept (-1)
 #endif
-#ifdef __NR_kexec_file_load
-    __NR_kexec_file_load,
+#ifndef __NR_accept4
+#define __NR_accept4 (-1)
 #endif
-    __NR_reboot, __NR_init_module, __NR_finit_module, __NR_delete_module, __NR_swapon, __NR_swapoff,
-    __NR_mount, __NR_umount2, __NR_pivot_root, __NR_acct, __NR_settimeofday, __NR_clock_settime,
-    __NR_clock_adjtime, __NR_adjtimex,
-#ifdef __NR_stime
-    __NR_stime,
+#ifndef __NR_access
+#define __NR_access (-1)
 #endif
-#ifdef __NR_iopl
-    __NR_iopl,
+#ifndef __NR_alarm
+#define __NR_alarm (-1)
 #endif
-#ifdef __NR_ioperm
-    __NR_ioperm,
+#ifndef __NR_arch_prctl
+#define __NR_arch_prctl (-1)
 #endif
-    __NR_keyctl, __NR_add_key, __NR_request_key, __NR_bpf, __NR_perf_event_open, __NR_userfaultfd,
-#ifdef __NR_lookup_dcookie /* dropped from newer kernel headers */
-    __NR_lookup_dcookie,
+#ifndef __NR_bind
+#define __NR_bind (-1)
 #endif
-    __NR_open_by_handle_at, __NR_name_to_handle_at, __NR_quotactl,
-#ifdef __NR_nfsservctl
-    __NR_nfsservctl,
+#ifndef __NR_brk
+#define __NR_brk (-1)
 #endif
-    __NR_setns, __NR_unshare, __NR_fanotify_init, __NR_kcmp,
-#ifdef __NR_vm86
-    __NR_vm86,
+#ifndef __NR_cachestat
+#define __NR_cachestat (-1)
 #endif
-#ifdef __NR_vm86old
-    __NR_vm86old,
+#ifndef __NR_capget
+#define __NR_capget (-1)
 #endif
-#ifdef __NR_create_module
-    __NR_create_module,
+#ifndef __NR_capset
+#define __NR_capset (-1)
 #endif
-#ifdef __NR_get_kernel_syms
-    __NR_get_kernel_syms,
+#ifndef __NR_chdir
+#define __NR_chdir (-1)
 #endif
-#ifdef __NR_query_module
-    __NR_query_module,
+#ifndef __NR_chmod
+#define __NR_chmod (-1)
 #endif
-#ifdef __NR_uselib
-    __NR_uselib,
+#ifndef __NR_chown
+#define __NR_chown (-1)
 #endif
+#ifndef __NR_chroot
+#define __NR_chroot (-1)
+#endif
+#ifndef __NR_clock_getres
+#define __NR_clock_getres (-1)
+#endif
+#ifndef __NR_clock_gettime
+#define __NR_clock_gettime (-1)
+#endif
+#ifndef __NR_clock_nanosleep
+#define __NR_clock_nanosleep (-1)
+#endif
+#ifndef __NR_close
+#define __NR_close (-1)
+#endif
+#ifndef __NR_close_range
+#define __NR_close_range (-1)
+#endif
+#ifndef __NR_connect
+#define __NR_connect (-1)
+#endif
+#ifndef __NR_copy_file_range
+#define __NR_copy_file_range (-1)
+#endif
+#ifndef __NR_creat
+#define __NR_creat (-1)
+#endif
+#ifndef __NR_dup
+#define __NR_dup (-1)
+#endif
+#ifndef __NR_dup2
+#define __NR_dup2 (-1)
+#endif
+#ifndef __NR_dup3
+#define __NR_dup3 (-1)
+#endif
+#ifndef __NR_epoll_create
+#define __NR_epoll_create (-1)
+#endif
+#ifndef __NR_epoll_create1
+#define __NR_epoll_create1 (-1)
+#endif
+#ifndef __NR_epoll_ctl
+#define __NR_epoll_ctl (-1)
+#endif
+#ifndef __NR_epoll_ctl_old
+#define __NR_epoll_ctl_old (-1)
+#endif
+#ifndef __NR_epoll_pwait
+#define __NR_epoll_pwait (-1)
+#endif
+#ifndef __NR_epoll_pwait2
+#define __NR_epoll_pwait2 (-1)
+#endif
+#ifndef __NR_epoll_wait
+#define __NR_epoll_wait (-1)
+#endif
+#ifndef __NR_epoll_wait_old
+#define __NR_epoll_wait_old (-1)
+#endif
+#ifndef __NR_eventfd
+#define __NR_eventfd (-1)
+#endif
+#ifndef __NR_eventfd2
+#define __NR_eventfd2 (-1)
+#endif
+#ifndef __NR_execve
+#define __NR_execve (-1)
+#endif
+#ifndef __NR_execveat
+#define __NR_execveat (-1)
+#endif
+#ifndef __NR_exit
+#define __NR_exit (-1)
+#endif
+#ifndef __NR_exit_group
+#define __NR_exit_group (-1)
+#endif
+#ifndef __NR_faccessat
+#define __NR_faccessat (-1)
+#endif
+#ifndef __NR_faccessat2
+#define __NR_faccessat2 (-1)
+#endif
+#ifndef __NR_fadvise64
+#define __NR_fadvise64 (-1)
+#endif
+#ifndef __NR_fallocate
+#define __NR_fallocate (-1)
+#endif
+#ifndef __NR_fanotify_mark
+#define __NR_fanotify_mark (-1)
+#endif
+#ifndef __NR_fchdir
+#define __NR_fchdir (-1)
+#endif
+#ifndef __NR_fchmod
+#define __NR_fchmod (-1)
+#endif
+#ifndef __NR_fchmodat
+#define __NR_fchmodat (-1)
+#endif
+#ifndef __NR_fchmodat2
+#define __NR_fchmodat2 (-1)
+#endif
+#ifndef __NR_fchown
+#define __NR_fchown (-1)
+#endif
+#ifndef __NR_fchownat
+#define __NR_fchownat (-1)
+#endif
+#ifndef __NR_fcntl
+#define __NR_fcntl (-1)
+#endif
+#ifndef __NR_fdatasync
+#define __NR_fdatasync (-1)
+#endif
+#ifndef __NR_fgetxattr
+#define __NR_fgetxattr (-1)
+#endif
+#ifndef __NR_flistxattr
+#define __NR_flistxattr (-1)
+#endif
+#ifndef __NR_flock
+#define __NR_flock (-1)
+#endif
+#ifndef __NR_fork
+#define __NR_fork (-1)
+#endif
+#ifndef __NR_fremovexattr
+#define __NR_fremovexattr (-1)
+#endif
+#ifndef __NR_fsetxattr
+#define __NR_fsetxattr (-1)
+#endif
+#ifndef __NR_fstat
+#define __NR_fstat (-1)
+#endif
+#ifndef __NR_fstatfs
+#define __NR_fstatfs (-1)
+#endif
+#ifndef __NR_fsync
+#define __NR_fsync (-1)
+#endif
+#ifndef __NR_ftruncate
+#define __NR_ftruncate (-1)
+#endif
+#ifndef __NR_futex
+#define __NR_futex (-1)
+#endif
+#ifndef __NR_futex_requeue
+#define __NR_futex_requeue (-1)
+#endif
+#ifndef __NR_futex_wait
+#define __NR_futex_wait (-1)
+#endif
+#ifndef __NR_futex_waitv
+#define __NR_futex_waitv (-1)
+#endif
+#ifndef __NR_futex_wake
+#define __NR_futex_wake (-1)
+#endif
+#ifndef __NR_futimesat
+#define __NR_futimesat (-1)
+#endif
+#ifndef __NR_getcpu
+#define __NR_getcpu (-1)
+#endif
+#ifndef __NR_getcwd
+#define __NR_getcwd (-1)
+#endif
+#ifndef __NR_getdents
+#define __NR_getdents (-1)
+#endif
+#ifndef __NR_getdents64
+#define __NR_getdents64 (-1)
+#endif
+#ifndef __NR_getegid
+#define __NR_getegid (-1)
+#endif
+#ifndef __NR_geteuid
+#define __NR_geteuid (-1)
+#endif
+#ifndef __NR_getgid
+#define __NR_getgid (-1)
+#endif
+#ifndef __NR_getgroups
+#define __NR_getgroups (-1)
+#endif
+#ifndef __NR_getitimer
+#define __NR_getitimer (-1)
+#endif
+#ifndef __NR_getpeername
+#define __NR_getpeername (-1)
+#endif
+#ifndef __NR_getpgid
+#define __NR_getpgid (-1)
+#endif
+#ifndef __NR_getpgrp
+#define __NR_getpgrp (-1)
+#endif
+#ifndef __NR_getpid
+#define __NR_getpid (-1)
+#endif
+#ifndef __NR_getppid
+#define __NR_getppid (-1)
+#endif
+#ifndef __NR_getpriority
+#define __NR_getpriority (-1)
+#endif
+#ifndef __NR_getrandom
+#define __NR_getrandom (-1)
+#endif
+#ifndef __NR_getresgid
+#define __NR_getresgid (-1)
+#endif
+#ifndef __NR_getresuid
+#define __NR_getresuid (-1)
+#endif
+#ifndef __NR_getrlimit
+#define __NR_getrlimit (-1)
+#endif
+#ifndef __NR_get_robust_list
+#define __NR_get_robust_list (-1)
+#endif
+#ifndef __NR_getrusage
+#define __NR_getrusage (-1)
+#endif
+#ifndef __NR_getsid
+#define __NR_getsid (-1)
+#endif
+#ifndef __NR_getsockname
+#define __NR_getsockname (-1)
+#endif
+#ifndef __NR_getsockopt
+#define __NR_getsockopt (-1)
+#endif
+#ifndef __NR_get_thread_area
+#define __NR_get_thread_area (-1)
+#endif
+#ifndef __NR_gettid
+#define __NR_gettid (-1)
+#endif
+#ifndef __NR_gettimeofday
+#define __NR_gettimeofday (-1)
+#endif
+#ifndef __NR_getuid
+#define __NR_getuid (-1)
+#endif
+#ifndef __NR_getxattr
+#define __NR_getxattr (-1)
+#endif
+#ifndef __NR_getxattrat
+#define __NR_getxattrat (-1)
+#endif
+#ifndef __NR_listxattrat
+#define __NR_listxattrat (-1)
+#endif
+#ifndef __NR_setxattrat
+#define __NR_setxattrat (-1)
+#endif
+#ifndef __NR_removexattrat
+#define __NR_removexattrat (-1)
+#endif
+#ifndef __NR_inotify_add_watch
+#define __NR_inotify_add_watch (-1)
+#endif
+#ifndef __NR_inotify_init
+#define __NR_inotify_init (-1)
+#endif
+#ifndef __NR_inotify_init1
+#define __NR_inotify_init1 (-1)
+#endif
+#ifndef __NR_inotify_rm_watch
+#define __NR_inotify_rm_watch (-1)
+#endif
+#ifndef __NR_io_cancel
+#define __NR_io_cancel (-1)
+#endif
+#ifndef __NR_ioctl
+#define __NR_ioctl (-1)
+#endif
+#ifndef __NR_io_destroy
+#define __NR_io_destroy (-1)
+#endif
+#ifndef __NR_io_getevents
+#define __NR_io_getevents (-1)
+#endif
+#ifndef __NR_io_pgetevents
+#define __NR_io_pgetevents (-1)
+#endif
+#ifndef __NR_ioprio_get
+#define __NR_ioprio_get (-1)
+#endif
+#ifndef __NR_ioprio_set
+#define __NR_ioprio_set (-1)
+#endif
+#ifndef __NR_io_setup
+#define __NR_io_setup (-1)
+#endif
+#ifndef __NR_io_submit
+#define __NR_io_submit (-1)
+#endif
+#ifndef __NR_kill
+#define __NR_kill (-1)
+#endif
+#ifndef __NR_landlock_add_rule
+#define __NR_landlock_add_rule (-1)
+#endif
+#ifndef __NR_landlock_create_ruleset
+#define __NR_landlock_create_ruleset (-1)
+#endif
+#ifndef __NR_landlock_restrict_self
+#define __NR_landlock_restrict_self (-1)
+#endif
+#ifndef __NR_lchown
+#define __NR_lchown (-1)
+#endif
+#ifndef __NR_lgetxattr
+#define __NR_lgetxattr (-1)
+#endif
+#ifndef __NR_link
+#define __NR_link (-1)
+#endif
+#ifndef __NR_linkat
+#define __NR_linkat (-1)
+#endif
+#ifndef __NR_listen
+#define __NR_listen (-1)
+#endif
+#ifndef __NR_listxattr
+#define __NR_listxattr (-1)
+#endif
+#ifndef __NR_llistxattr
+#define __NR_llistxattr (-1)
+#endif
+#ifndef __NR_lremovexattr
+#define __NR_lremovexattr (-1)
+#endif
+#ifndef __NR_lseek
+#define __NR_lseek (-1)
+#endif
+#ifndef __NR_lsetxattr
+#define __NR_lsetxattr (-1)
+#endif
+#ifndef __NR_lstat
+#define __NR_lstat (-1)
+#endif
+#ifndef __NR_lsm_get_self_attr
+#define __NR_lsm_get_self_attr (-1)
+#endif
+#ifndef __NR_lsm_list_modules
+#define __NR_lsm_list_modules (-1)
+#endif
+#ifndef __NR_madvise
+#define __NR_madvise (-1)
+#endif
+#ifndef __NR_map_shadow_stack
+#define __NR_map_shadow_stack (-1)
+#endif
+#ifndef __NR_membarrier
+#define __NR_membarrier (-1)
+#endif
+#ifndef __NR_memfd_create
+#define __NR_memfd_create (-1)
+#endif
+#ifndef __NR_memfd_secret
+#define __NR_memfd_secret (-1)
+#endif
+#ifndef __NR_mincore
+#define __NR_mincore (-1)
+#endif
+#ifndef __NR_mkdir
+#define __NR_mkdir (-1)
+#endif
+#ifndef __NR_mkdirat
+#define __NR_mkdirat (-1)
+#endif
+#ifndef __NR_mknod
+#define __NR_mknod (-1)
+#endif
+#ifndef __NR_mknodat
+#define __NR_mknodat (-1)
+#endif
+#ifndef __NR_mlock
+#define __NR_mlock (-1)
+#endif
+#ifndef __NR_mlock2
+#define __NR_mlock2 (-1)
+#endif
+#ifndef __NR_mlockall
+#define __NR_mlockall (-1)
+#endif
+#ifndef __NR_mmap
+#define __NR_mmap (-1)
+#endif
+#ifndef __NR_modify_ldt
+#define __NR_modify_ldt (-1)
+#endif
+#ifndef __NR_mprotect
+#define __NR_mprotect (-1)
+#endif
+#ifndef __NR_mq_getsetattr
+#define __NR_mq_getsetattr (-1)
+#endif
+#ifndef __NR_mq_notify
+#define __NR_mq_notify (-1)
+#endif
+#ifndef __NR_mq_open
+#define __NR_mq_open (-1)
+#endif
+#ifndef __NR_mq_timedreceive
+#define __NR_mq_timedreceive (-1)
+#endif
+#ifndef __NR_mq_timedsend
+#define __NR_mq_timedsend (-1)
+#endif
+#ifndef __NR_mq_unlink
+#define __NR_mq_unlink (-1)
+#endif
+#ifndef __NR_mremap
+#define __NR_mremap (-1)
+#endif
+#ifndef __NR_mseal
+#define __NR_mseal (-1)
+#endif
+#ifndef __NR_msgctl
+#define __NR_msgctl (-1)
+#endif
+#ifndef __NR_msgget
+#define __NR_msgget (-1)
+#endif
+#ifndef __NR_msgrcv
+#define __NR_msgrcv (-1)
+#endif
+#ifndef __NR_msgsnd
+#define __NR_msgsnd (-1)
+#endif
+#ifndef __NR_msync
+#define __NR_msync (-1)
+#endif
+#ifndef __NR_munlock
+#define __NR_munlock (-1)
+#endif
+#ifndef __NR_munlockall
+#define __NR_munlockall (-1)
+#endif
+#ifndef __NR_munmap
+#define __NR_munmap (-1)
+#endif
+#ifndef __NR_nanosleep
+#define __NR_nanosleep (-1)
+#endif
+#ifndef __NR_newfstatat
+#define __NR_newfstatat (-1)
+#endif
+#ifndef __NR_open
+#define __NR_open (-1)
+#endif
+#ifndef __NR_openat
+#define __NR_openat (-1)
+#endif
+#ifndef __NR_openat2
+#define __NR_openat2 (-1)
+#endif
+#ifndef __NR_pause
+#define __NR_pause (-1)
+#endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open (-1)
+#endif
+#ifndef __NR_pidfd_send_signal
+#define __NR_pidfd_send_signal (-1)
+#endif
+#ifndef __NR_pipe
+#define __NR_pipe (-1)
+#endif
+#ifndef __NR_pipe2
+#define __NR_pipe2 (-1)
+#endif
+#ifndef __NR_pkey_alloc
+#define __NR_pkey_alloc (-1)
+#endif
+#ifndef __NR_pkey_free
+#define __NR_pkey_free (-1)
+#endif
+#ifndef __NR_pkey_mprotect
+#define __NR_pkey_mprotect (-1)
+#endif
+#ifndef __NR_poll
+#define __NR_poll (-1)
+#endif
+#ifndef __NR_ppoll
+#define __NR_ppoll (-1)
+#endif
+#ifndef __NR_prctl
+#define __NR_prctl (-1)
+#endif
+#ifndef __NR_pread64
+#define __NR_pread64 (-1)
+#endif
+#ifndef __NR_preadv
+#define __NR_preadv (-1)
+#endif
+#ifndef __NR_preadv2
+#define __NR_preadv2 (-1)
+#endif
+#ifndef __NR_prlimit64
+#define __NR_prlimit64 (-1)
+#endif
+#ifndef __NR_process_mrelease
+#define __NR_process_mrelease (-1)
+#endif
+#ifndef __NR_pselect6
+#define __NR_pselect6 (-1)
+#endif
+#ifndef __NR_ptrace
+#define __NR_ptrace (-1)
+#endif
+#ifndef __NR_pwrite64
+#define __NR_pwrite64 (-1)
+#endif
+#ifndef __NR_pwritev
+#define __NR_pwritev (-1)
+#endif
+#ifndef __NR_pwritev2
+#define __NR_pwritev2 (-1)
+#endif
+#ifndef __NR_read
+#define __NR_read (-1)
+#endif
+#ifndef __NR_readahead
+#define __NR_readahead (-1)
+#endif
+#ifndef __NR_readlink
+#define __NR_readlink (-1)
+#endif
+#ifndef __NR_readlinkat
+#define __NR_readlinkat (-1)
+#endif
+#ifndef __NR_readv
+#define __NR_readv (-1)
+#endif
+#ifndef __NR_recvfrom
+#define __NR_recvfrom (-1)
+#endif
+#ifndef __NR_recvmmsg
+#define __NR_recvmmsg (-1)
+#endif
+#ifndef __NR_recvmsg
+#define __NR_recvmsg (-1)
+#endif
+#ifndef __NR_remap_file_pages
+#define __NR_remap_file_pages (-1)
+#endif
+#ifndef __NR_removexattr
+#define __NR_removexattr (-1)
+#endif
+#ifndef __NR_rename
+#define __NR_rename (-1)
+#endif
+#ifndef __NR_renameat
+#define __NR_renameat (-1)
+#endif
+#ifndef __NR_renameat2
+#define __NR_renameat2 (-1)
+#endif
+#ifndef __NR_restart_syscall
+#define __NR_restart_syscall (-1)
+#endif
+#ifndef __NR_rmdir
+#define __NR_rmdir (-1)
+#endif
+#ifndef __NR_rseq
+#define __NR_rseq (-1)
+#endif
+#ifndef __NR_rt_sigaction
+#define __NR_rt_sigaction (-1)
+#endif
+#ifndef __NR_rt_sigpending
+#define __NR_rt_sigpending (-1)
+#endif
+#ifndef __NR_rt_sigprocmask
+#define __NR_rt_sigprocmask (-1)
+#endif
+#ifndef __NR_rt_sigqueueinfo
+#define __NR_rt_sigqueueinfo (-1)
+#endif
+#ifndef __NR_rt_sigreturn
+#define __NR_rt_sigreturn (-1)
+#endif
+#ifndef __NR_rt_sigsuspend
+#define __NR_rt_sigsuspend (-1)
+#endif
+#ifndef __NR_rt_sigtimedwait
+#define __NR_rt_sigtimedwait (-1)
+#endif
+#ifndef __NR_rt_tgsigqueueinfo
+#define __NR_rt_tgsigqueueinfo (-1)
+#endif
+#ifndef __NR_sched_getaffinity
+#define __NR_sched_getaffinity (-1)
+#endif
+#ifndef __NR_sched_getattr
+#define __NR_sched_getattr (-1)
+#endif
+#ifndef __NR_sched_getparam
+#define __NR_sched_getparam (-1)
+#endif
+#ifndef __NR_sched_get_priority_max
+#define __NR_sched_get_priority_max (-1)
+#endif
+#ifndef __NR_sched_get_priority_min
+#define __NR_sched_get_priority_min (-1)
+#endif
+#ifndef __NR_sched_getscheduler
+#define __NR_sched_getscheduler (-1)
+#endif
+#ifndef __NR_sched_rr_get_interval
+#define __NR_sched_rr_get_interval (-1)
+#endif
+#ifndef __NR_sched_setaffinity
+#define __NR_sched_setaffinity (-1)
+#endif
+#ifndef __NR_sched_setattr
+#define __NR_sched_setattr (-1)
+#endif
+#ifndef __NR_sched_setparam
+#define __NR_sched_setparam (-1)
+#endif
+#ifndef __NR_sched_setscheduler
+#define __NR_sched_setscheduler (-1)
+#endif
+#ifndef __NR_sched_yield
+#define __NR_sched_yield (-1)
+#endif
+#ifndef __NR_seccomp
+#define __NR_seccomp (-1)
+#endif
+#ifndef __NR_select
+#define __NR_select (-1)
+#endif
+#ifndef __NR_semctl
+#define __NR_semctl (-1)
+#endif
+#ifndef __NR_semget
+#define __NR_semget (-1)
+#endif
+#ifndef __NR_semop
+#define __NR_semop (-1)
+#endif
+#ifndef __NR_semtimedop
+#define __NR_semtimedop (-1)
+#endif
+#ifndef __NR_sendfile
+#define __NR_sendfile (-1)
+#endif
+#ifndef __NR_sendmmsg
+#define __NR_sendmmsg (-1)
+#endif
+#ifndef __NR_sendmsg
+#define __NR_sendmsg (-1)
+#endif
+#ifndef __NR_sendto
+#define __NR_sendto (-1)
+#endif
+#ifndef __NR_setdomainname
+#define __NR_setdomainname (-1)
+#endif
+#ifndef __NR_setfsgid
+#define __NR_setfsgid (-1)
+#endif
+#ifndef __NR_setfsuid
+#define __NR_setfsuid (-1)
+#endif
+#ifndef __NR_setgid
+#define __NR_setgid (-1)
+#endif
+#ifndef __NR_setgroups
+#define __NR_setgroups (-1)
+#endif
+#ifndef __NR_sethostname
+#define __NR_sethostname (-1)
+#endif
+#ifndef __NR_setitimer
+#define __NR_setitimer (-1)
+#endif
+#ifndef __NR_setpgid
+#define __NR_setpgid (-1)
+#endif
+#ifndef __NR_setpriority
+#define __NR_setpriority (-1)
+#endif
+#ifndef __NR_setregid
+#define __NR_setregid (-1)
+#endif
+#ifndef __NR_setresgid
+#define __NR_setresgid (-1)
+#endif
+#ifndef __NR_setresuid
+#define __NR_setresuid (-1)
+#endif
+#ifndef __NR_setreuid
+#define __NR_setreuid (-1)
+#endif
+#ifndef __NR_setrlimit
+#define __NR_setrlimit (-1)
+#endif
+#ifndef __NR_set_robust_list
+#define __NR_set_robust_list (-1)
+#endif
+#ifndef __NR_setsid
+#define __NR_setsid (-1)
+#endif
+#ifndef __NR_setsockopt
+#define __NR_setsockopt (-1)
+#endif
+#ifndef __NR_set_thread_area
+#define __NR_set_thread_area (-1)
+#endif
+#ifndef __NR_set_tid_address
+#define __NR_set_tid_address (-1)
+#endif
+#ifndef __NR_setuid
+#define __NR_setuid (-1)
+#endif
+#ifndef __NR_setxattr
+#define __NR_setxattr (-1)
+#endif
+#ifndef __NR_shmat
+#define __NR_shmat (-1)
+#endif
+#ifndef __NR_shmctl
+#define __NR_shmctl (-1)
+#endif
+#ifndef __NR_shmdt
+#define __NR_shmdt (-1)
+#endif
+#ifndef __NR_shmget
+#define __NR_shmget (-1)
+#endif
+#ifndef __NR_shutdown
+#define __NR_shutdown (-1)
+#endif
+#ifndef __NR_sigaltstack
+#define __NR_sigaltstack (-1)
+#endif
+#ifndef __NR_signalfd
+#define __NR_signalfd (-1)
+#endif
+#ifndef __NR_signalfd4
+#define __NR_signalfd4 (-1)
+#endif
+#ifndef __NR_socket
+#define __NR_socket (-1)
+#endif
+#ifndef __NR_socketpair
+#define __NR_socketpair (-1)
+#endif
+#ifndef __NR_splice
+#define __NR_splice (-1)
+#endif
+#ifndef __NR_stat
+#define __NR_stat (-1)
+#endif
+#ifndef __NR_statfs
+#define __NR_statfs (-1)
+#endif
+#ifndef __NR_statx
+#define __NR_statx (-1)
+#endif
+#ifndef __NR_symlink
+#define __NR_symlink (-1)
+#endif
+#ifndef __NR_symlinkat
+#define __NR_symlinkat (-1)
+#endif
+#ifndef __NR_sync
+#define __NR_sync (-1)
+#endif
+#ifndef __NR_sync_file_range
+#define __NR_sync_file_range (-1)
+#endif
+#ifndef __NR_syncfs
+#define __NR_syncfs (-1)
+#endif
+#ifndef __NR_sysinfo
+#define __NR_sysinfo (-1)
+#endif
+#ifndef __NR_tee
+#define __NR_tee (-1)
+#endif
+#ifndef __NR_tgkill
+#define __NR_tgkill (-1)
+#endif
+#ifndef __NR_time
+#define __NR_time (-1)
+#endif
+#ifndef __NR_timer_create
+#define __NR_timer_create (-1)
+#endif
+#ifndef __NR_timer_delete
+#define __NR_timer_delete (-1)
+#endif
+#ifndef __NR_timer_getoverrun
+#define __NR_timer_getoverrun (-1)
+#endif
+#ifndef __NR_timer_gettime
+#define __NR_timer_gettime (-1)
+#endif
+#ifndef __NR_timer_settime
+#define __NR_timer_settime (-1)
+#endif
+#ifndef __NR_timerfd_create
+#define __NR_timerfd_create (-1)
+#endif
+#ifndef __NR_timerfd_gettime
+#define __NR_timerfd_gettime (-1)
+#endif
+#ifndef __NR_timerfd_settime
+#define __NR_timerfd_settime (-1)
+#endif
+#ifndef __NR_times
+#define __NR_times (-1)
+#endif
+#ifndef __NR_tkill
+#define __NR_tkill (-1)
+#endif
+#ifndef __NR_truncate
+#define __NR_truncate (-1)
+#endif
+#ifndef __NR_umask
+#define __NR_umask (-1)
+#endif
+#ifndef __NR_uname
+#define __NR_uname (-1)
+#endif
+#ifndef __NR_unlink
+#define __NR_unlink (-1)
+#endif
+#ifndef __NR_unlinkat
+#define __NR_unlinkat (-1)
+#endif
+#ifndef __NR_utime
+#define __NR_utime (-1)
+#endif
+#ifndef __NR_utimensat
+#define __NR_utimensat (-1)
+#endif
+#ifndef __NR_utimes
+#define __NR_utimes (-1)
+#endif
+#ifndef __NR_vfork
+#define __NR_vfork (-1)
+#endif
+#ifndef __NR_vmsplice
+#define __NR_vmsplice (-1)
+#endif
+#ifndef __NR_wait4
+#define __NR_wait4 (-1)
+#endif
+#ifndef __NR_waitid
+#define __NR_waitid (-1)
+#endif
+#ifndef __NR_write
+#define __NR_write (-1)
+#endif
+#ifndef __NR_writev
+#define __NR_writev (-1)
+#endif
+#ifndef __NR_process_vm_readv
+#define __NR_process_vm_readv (-1)
+#endif
+#ifndef __NR_process_vm_writev
+#define __NR_process_vm_writev (-1)
+#endif
+#ifndef __NR_mount
+#define __NR_mount (-1)
+#endif
+#ifndef __NR_umount2
+#define __NR_umount2 (-1)
+#endif
+#ifndef __NR_pivot_root
+#define __NR_pivot_root (-1)
+#endif
+#ifndef __NR_unshare
+#define __NR_unshare (-1)
+#endif
+#ifndef __NR_setns
+#define __NR_setns (-1)
+#endif
+#ifndef __NR_fsopen
+#define __NR_fsopen (-1)
+#endif
+#ifndef __NR_fsconfig
+#define __NR_fsconfig (-1)
+#endif
+#ifndef __NR_fsmount
+#define __NR_fsmount (-1)
+#endif
+#ifndef __NR_fspick
+#define __NR_fspick (-1)
+#endif
+#ifndef __NR_move_mount
+#define __NR_move_mount (-1)
+#endif
+#ifndef __NR_open_tree
+#define __NR_open_tree (-1)
+#endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr (-1)
+#endif
+#ifndef __NR_name_to_handle_at
+#define __NR_name_to_handle_at (-1)
+#endif
+#ifndef __NR_fanotify_init
+#define __NR_fanotify_init (-1)
+#endif
+#ifndef __NR_quotactl
+#define __NR_quotactl (-1)
+#endif
+#ifndef __NR_quotactl_fd
+#define __NR_quotactl_fd (-1)
+#endif
+#ifndef __NR_lookup_dcookie
+#define __NR_lookup_dcookie (-1)
+#endif
+#ifndef __NR_perf_event_open
+#define __NR_perf_event_open (-1)
+#endif
+#ifndef __NR_bpf
+#define __NR_bpf (-1)
+#endif
+#ifndef __NR_swapon
+#define __NR_swapon (-1)
+#endif
+#ifndef __NR_swapoff
+#define __NR_swapoff (-1)
+#endif
+#ifndef __NR_kcmp
+#define __NR_kcmp (-1)
+#endif
+#ifndef __NR_pidfd_getfd
+#define __NR_pidfd_getfd (-1)
+#endif
+#ifndef __NR_process_madvise
+#define __NR_process_madvise (-1)
+#endif
+#ifndef __NR_get_mempolicy
+#define __NR_get_mempolicy (-1)
+#endif
+#ifndef __NR_set_mempolicy
+#define __NR_set_mempolicy (-1)
+#endif
+#ifndef __NR_mbind
+#define __NR_mbind (-1)
+#endif
+#ifndef __NR_move_pages
+#define __NR_move_pages (-1)
+#endif
+#ifndef __NR_migrate_pages
+#define __NR_migrate_pages (-1)
+#endif
+#ifndef __NR_set_mempolicy_home_node
+#define __NR_set_mempolicy_home_node (-1)
+#endif
+#ifndef __NR_settimeofday
+#define __NR_settimeofday (-1)
+#endif
+#ifndef __NR_clock_settime
+#define __NR_clock_settime (-1)
+#endif
+#ifndef __NR_clock_adjtime
+#define __NR_clock_adjtime (-1)
+#endif
+#ifndef __NR_adjtimex
+#define __NR_adjtimex (-1)
+#endif
+#ifndef __NR_stime
+#define __NR_stime (-1)
+#endif
+#ifndef __NR_init_module
+#define __NR_init_module (-1)
+#endif
+#ifndef __NR_finit_module
+#define __NR_finit_module (-1)
+#endif
+#ifndef __NR_delete_module
+#define __NR_delete_module (-1)
+#endif
+#ifndef __NR_reboot
+#define __NR_reboot (-1)
+#endif
+#ifndef __NR_kexec_load
+#define __NR_kexec_load (-1)
+#endif
+#ifndef __NR_kexec_file_load
+#define __NR_kexec_file_load (-1)
+#endif
+#ifndef __NR_acct
+#define __NR_acct (-1)
+#endif
+#ifndef __NR_iopl
+#define __NR_iopl (-1)
+#endif
+#ifndef __NR_ioperm
+#define __NR_ioperm (-1)
+#endif
+#ifndef __NR_syslog
+#define __NR_syslog (-1)
+#endif
+#ifndef __NR_vhangup
+#define __NR_vhangup (-1)
+#endif
+#ifndef __NR_open_by_handle_at
+#define __NR_open_by_handle_at (-1)
+#endif
+#ifndef __NR_clone
+#define __NR_clone (-1)
+#endif
+#ifndef __NR_clone3
+#define __NR_clone3 (-1)
+#endif
+#ifndef __NR_personality
+#define __NR_personality (-1)
+#endif
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup (-1)
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter (-1)
+#endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register (-1)
+#endif
+#ifndef __NR_keyctl
+#define __NR_keyctl (-1)
+#endif
+#ifndef __NR_add_key
+#define __NR_add_key (-1)
+#endif
+#ifndef __NR_request_key
+#define __NR_request_key (-1)
+#endif
+#ifndef __NR_userfaultfd
+#define __NR_userfaultfd (-1)
+#endif
+#ifndef __NR_uselib
+#define __NR_uselib (-1)
+#endif
+#ifndef __NR_ustat
+#define __NR_ustat (-1)
+#endif
+#ifndef __NR_sysfs
+#define __NR_sysfs (-1)
+#endif
+#ifndef __NR__sysctl
+#define __NR__sysctl (-1)
+#endif
+#ifndef __NR_nfsservctl
+#define __NR_nfsservctl (-1)
+#endif
+#ifndef __NR_vm86
+#define __NR_vm86 (-1)
+#endif
+#ifndef __NR_vm86old
+#define __NR_vm86old (-1)
+#endif
+#ifndef __NR_create_module
+#define __NR_create_module (-1)
+#endif
+#ifndef __NR_get_kernel_syms
+#define __NR_get_kernel_syms (-1)
+#endif
+#ifndef __NR_query_module
+#define __NR_query_module (-1)
+#endif
+#define SYSCALL_NAMES(X) \
+    X(accept) X(accept4) X(access) X(alarm) X(arch_prctl) X(bind) X(brk) X(cachestat) X(capget) X(capset) \
+    X(chdir) X(chmod) X(chown) X(chroot) X(clock_getres) X(clock_gettime) X(clock_nanosleep) X(close) \
+    X(close_range) X(connect) X(copy_file_range) X(creat) X(dup) X(dup2) X(dup3) X(epoll_create) \
+    X(epoll_create1) X(epoll_ctl) X(epoll_ctl_old) X(epoll_pwait) X(epoll_pwait2) X(epoll_wait) \
+    X(epoll_wait_old) X(eventfd) X(eventfd2) X(execve) X(execveat) X(exit) X(exit_group) X(faccessat) \
+    X(faccessat2) X(fadvise64) X(fallocate) X(fanotify_mark) X(fchdir) X(fchmod) X(fchmodat) X(fchmodat2) \
+    X(fchown) X(fchownat) X(fcntl) X(fdatasync) X(fgetxattr) X(flistxattr) X(flock) X(fork) X(fremovexattr) \
+    X(fsetxattr) X(fstat) X(fstatfs) X(fsync) X(ftruncate) X(futex) X(futex_requeue) X(futex_wait) \
+    X(futex_waitv) X(futex_wake) X(futimesat) X(getcpu) X(getcwd) X(getdents) X(getdents64) X(getegid) \
+    X(geteuid) X(getgid) X(getgroups) X(getitimer) X(getpeername) X(getpgid) X(getpgrp) X(getpid) X(getppid) \
+    X(getpriority) X(getrandom) X(getresgid) X(getresuid) X(getrlimit) X(get_robust_list) X(getrusage) \
+    X(getsid) X(getsockname) X(getsockopt) X(get_thread_area) X(gettid) X(gettimeofday) X(getuid) X(getxattr) \
+    X(getxattrat) X(listxattrat) X(setxattrat) X(removexattrat) X(inotify_add_watch) X(inotify_init) \
+    X(inotify_init1) X(inotify_rm_watch) X(io_cancel) X(ioctl) X(io_destroy) X(io_getevents) X(io_pgetevents) \
+    X(ioprio_get) X(ioprio_set) X(io_setup) X(io_submit) X(kill) X(landlock_add_rule) \
+    X(landlock_create_ruleset) X(landlock_restrict_self) X(lchown) X(lgetxattr) X(link) X(linkat) X(listen) \
+    X(listxattr) X(llistxattr) X(lremovexattr) X(lseek) X(lsetxattr) X(lstat) X(lsm_get_self_attr) \
+    X(lsm_list_modules) X(madvise) X(map_shadow_stack) X(membarrier) X(memfd_create) X(memfd_secret) \
+    X(mincore) X(mkdir) X(mkdirat) X(mknod) X(mknodat) X(mlock) X(mlock2) X(mlockall) X(mmap) X(modify_ldt) \
+    X(mprotect) X(mq_getsetattr) X(mq_notify) X(mq_open) X(mq_timedreceive) X(mq_timedsend) X(mq_unlink) \
+    X(mremap) X(mseal) X(msgctl) X(msgget) X(msgrcv) X(msgsnd) X(msync) X(munlock) X(munlockall) X(munmap) \
+    X(nanosleep) X(newfstatat) X(open) X(openat) X(openat2) X(pause) X(pidfd_open) X(pidfd_send_signal) \
+    X(pipe) X(pipe2) X(pkey_alloc) X(pkey_free) X(pkey_mprotect) X(poll) X(ppoll) X(prctl) X(pread64) \
+    X(preadv) X(preadv2) X(prlimit64) X(process_mrelease) X(pselect6) X(ptrace) X(pwrite64) X(pwritev) \
+    X(pwritev2) X(read) X(readahead) X(readlink) X(readlinkat) X(readv) X(recvfrom) X(recvmmsg) X(recvmsg) \
+    X(remap_file_pages) X(removexattr) X(rename) X(renameat) X(renameat2) X(restart_syscall) X(rmdir) X(rseq) \
+    X(rt_sigaction) X(rt_sigpending) X(rt_sigprocmask) X(rt_sigqueueinfo) X(rt_sigreturn) X(rt_sigsuspend) \
+    X(rt_sigtimedwait) X(rt_tgsigqueueinfo) X(sched_getaffinity) X(sched_getattr) X(sched_getparam) \
+    X(sched_get_priority_max) X(sched_get_priority_min) X(sched_getscheduler) X(sched_rr_get_interval) \
+    X(sched_setaffinity) X(sched_setattr) X(sched_setparam) X(sched_setscheduler) X(sched_yield) X(seccomp) \
+    X(select) X(semctl) X(semget) X(semop) X(semtimedop) X(sendfile) X(sendmmsg) X(sendmsg) X(sendto) \
+    X(setdomainname) X(setfsgid) X(setfsuid) X(setgid) X(setgroups) X(sethostname) X(setitimer) X(setpgid) \
+    X(setpriority) X(setregid) X(setresgid) X(setresuid) X(setreuid) X(setrlimit) X(set_robust_list) X(setsid) \
+    X(setsockopt) X(set_thread_area) X(set_tid_address) X(setuid) X(setxattr) X(shmat) X(shmctl) X(shmdt) \
+    X(shmget) X(shutdown) X(sigaltstack) X(signalfd) X(signalfd4) X(socket) X(socketpair) X(splice) X(stat) \
+    X(statfs) X(statx) X(symlink) X(symlinkat) X(sync) X(sync_file_range) X(syncfs) X(sysinfo) X(tee) \
+    X(tgkill) X(time) X(timer_create) X(timer_delete) X(timer_getoverrun) X(timer_gettime) X(timer_settime) \
+    X(timerfd_create) X(timerfd_gettime) X(timerfd_settime) X(times) X(tkill) X(truncate) X(umask) X(uname) \
+    X(unlink) X(unlinkat) X(utime) X(utimensat) X(utimes) X(vfork) X(vmsplice) X(wait4) X(waitid) X(write) \
+    X(writev) X(process_vm_readv) X(process_vm_writev) X(mount) X(umount2) X(pivot_root) X(unshare) X(setns) \
+    X(fsopen) X(fsconfig) X(fsmount) X(fspick) X(move_mount) X(open_tree) X(mount_setattr) \
+    X(name_to_handle_at) X(fanotify_init) X(quotactl) X(quotactl_fd) X(lookup_dcookie) X(perf_event_open) \
+    X(bpf) X(swapon) X(swapoff) X(kcmp) X(pidfd_getfd) X(process_madvise) X(get_mempolicy) X(set_mempolicy) \
+    X(mbind) X(move_pages) X(migrate_pages) X(set_mempolicy_home_node) X(settimeofday) X(clock_settime) \
+    X(clock_adjtime) X(adjtimex) X(stime) X(init_module) X(finit_module) X(delete_module) X(reboot) \
+    X(kexec_load) X(kexec_file_load) X(acct) X(iopl) X(ioperm) X(syslog) X(vhangup) X(open_by_handle_at) \
+    X(clone) X(clone3) X(personality) X(io_uring_setup) X(io_uring_enter) X(io_uring_register) X(keyctl) \
+    X(add_key) X(request_key) X(userfaultfd) X(uselib) X(ustat) X(sysfs) X(_sysctl) X(nfsservctl) X(vm86) \
+    X(vm86old) X(create_module) X(get_kernel_syms) X(query_module)
+static const int allow_always[] = {
+    __NR_accept, __NR_accept4, __NR_access, __NR_alarm, __NR_arch_prctl, __NR_bind, __NR_brk, __NR_cachestat,
+    __NR_capget, __NR_capset, __NR_chdir, __NR_chmod, __NR_chown, __NR_chroot, __NR_clock_getres,
+    __NR_clock_gettime, __NR_clock_nanosleep, __NR_close, __NR_close_range, __NR_connect,
+    __NR_copy_file_range, __NR_creat, __NR_dup, __NR_dup2, __NR_dup3, __NR_epoll_create, __NR_epoll_create1,
+    __NR_epoll_ctl, __NR_epoll_ctl_old, __NR_epoll_pwait, __NR_epoll_pwait2, __NR_epoll_wait,
+    __NR_epoll_wait_old, __NR_eventfd, __NR_eventfd2, __NR_execve, __NR_execveat, __NR_exit, __NR_exit_group,
+    __NR_faccessat, __NR_faccessat2, __NR_fadvise64, __NR_fallocate, __NR_fanotify_mark, __NR_fchdir,
+    __NR_fchmod, __NR_fchmodat, __NR_fchmodat2, __NR_fchown, __NR_fchownat, __NR_fcntl, __NR_fdatasync,
+    __NR_fgetxattr, __NR_flistxattr, __NR_flock, __NR_fork, __NR_fremovexattr, __NR_fsetxattr, __NR_fstat,
+    __NR_fstatfs, __NR_fsync, __NR_ftruncate, __NR_futex, __NR_futex_requeue, __NR_futex_wait,
+    __NR_futex_waitv, __NR_futex_wake, __NR_futimesat, __NR_getcpu, __NR_getcwd, __NR_getdents,
+    __NR_getdents64, __NR_getegid, __NR_geteuid, __NR_getgid, __NR_getgroups, __NR_getitimer,
+    __NR_getpeername, __NR_getpgid, __NR_getpgrp, __NR_getpid, __NR_getppid, __NR_getpriority, __NR_getrandom,
+    __NR_getresgid, __NR_getresuid, __NR_getrlimit, __NR_get_robust_list, __NR_getrusage, __NR_getsid,
+    __NR_getsockname, __NR_getsockopt, __NR_get_thread_area, __NR_gettid, __NR_gettimeofday, __NR_getuid,
+    __NR_getxattr, __NR_getxattrat, __NR_listxattrat, __NR_setxattrat, __NR_removexattrat,
+    __NR_inotify_add_watch, __NR_inotify_init, __NR_inotify_init1, __NR_inotify_rm_watch, __NR_io_cancel,
+    __NR_ioctl, __NR_io_destroy, __NR_io_getevents, __NR_io_pgetevents, __NR_ioprio_get, __NR_ioprio_set,
+    __NR_io_setup, __NR_io_submit, __NR_kill, __NR_landlock_add_rule, __NR_landlock_create_ruleset,
+    __NR_landlock_restrict_self, __NR_lchown, __NR_lgetxattr, __NR_link, __NR_linkat, __NR_listen,
+    __NR_listxattr, __NR_llistxattr, __NR_lremovexattr, __NR_lseek, __NR_lsetxattr, __NR_lstat,
+    __NR_lsm_get_self_attr, __NR_lsm_list_modules, __NR_madvise, __NR_map_shadow_stack, __NR_membarrier,
+    __NR_memfd_create, __NR_memfd_secret, __NR_mincore, __NR_mkdir, __NR_mkdirat, __NR_mknod, __NR_mknodat,
+    __NR_mlock, __NR_mlock2, __NR_mlockall, __NR_mmap, __NR_modify_ldt, __NR_mprotect, __NR_mq_getsetattr,
+    __NR_mq_notify, __NR_mq_open, __NR_mq_timedreceive, __NR_mq_timedsend, __NR_mq_unlink, __NR_mremap,
+    __NR_mseal, __NR_msgctl, __NR_msgget, __NR_msgrcv, __NR_msgsnd, __NR_msync, __NR_munlock, __NR_munlockall,
+    __NR_munmap, __NR_nanosleep, __NR_newfstatat, __NR_open, __NR_openat, __NR_openat2, __NR_pause,
+    __NR_pidfd_open, __NR_pidfd_send_signal, __NR_pipe, __NR_pipe2, __NR_pkey_alloc, __NR_pkey_free,
+    __NR_pkey_mprotect, __NR_poll, __NR_ppoll, __NR_prctl, __NR_pread64, __NR_preadv, __NR_preadv2,
+    __NR_prlimit64, __NR_process_mrelease, __NR_pselect6, __NR_ptrace, __NR_pwrite64, __NR_pwritev,
+    __NR_pwritev2, __NR_read, __NR_readahead, __NR_readlink, __NR_readlinkat, __NR_readv, __NR_recvfrom,
+    __NR_recvmmsg, __NR_recvmsg, __NR_remap_file_pages, __NR_removexattr, __NR_rename, __NR_renameat,
+    __NR_renameat2, __NR_restart_syscall, __NR_rmdir, __NR_rseq, __NR_rt_sigaction, __NR_rt_sigpending,
+    __NR_rt_sigprocmask, __NR_rt_sigqueueinfo, __NR_rt_sigreturn, __NR_rt_sigsuspend, __NR_rt_sigtimedwait,
+    __NR_rt_tgsigqueueinfo, __NR_sched_getaffinity, __NR_sched_getattr, __NR_sched_getparam,
+    __NR_sched_get_priority_max, __NR_sched_get_priority_min, __NR_sched_getscheduler,
+    __NR_sched_rr_get_interval, __NR_sched_setaffinity, __NR_sched_setattr, __NR_sched_setparam,
+    __NR_sched_setscheduler, __NR_sched_yield, __NR_seccomp, __NR_select, __NR_semctl, __NR_semget,
+    __NR_semop, __NR_semtimedop, __NR_sendfile, __NR_sendmmsg, __NR_sendmsg, __NR_sendto, __NR_setdomainname,
+    __NR_setfsgid, __NR_setfsuid, __NR_setgid, __NR_setgroups, __NR_sethostname, __NR_setitimer, __NR_setpgid,
+    __NR_setpriority, __NR_setregid, __NR_setresgid, __NR_setresuid, __NR_setreuid, __NR_setrlimit,
+    __NR_set_robust_list, __NR_setsid, __NR_setsockopt, __NR_set_thread_area, __NR_set_tid_address,
+    __NR_setuid, __NR_setxattr, __NR_shmat, __NR_shmctl, __NR_shmdt, __NR_shmget, __NR_shutdown,
+    __NR_sigaltstack, __NR_signalfd, __NR_signalfd4, __NR_socket, __NR_socketpair, __NR_splice, __NR_stat,
+    __NR_statfs, __NR_statx, __NR_symlink, __NR_symlinkat, __NR_sync, __NR_sync_file_range, __NR_syncfs,
+    __NR_sysinfo, __NR_tee, __NR_tgkill, __NR_time, __NR_timer_create, __NR_timer_delete,
+    __NR_timer_getoverrun, __NR_timer_gettime, __NR_timer_settime, __NR_timerfd_create, __NR_timerfd_gettime,
+    __NR_timerfd_settime, __NR_times, __NR_tkill, __NR_truncate, __NR_umask, __NR_uname, __NR_unlink,
+    __NR_unlinkat, __NR_utime, __NR_utimensat, __NR_utimes, __NR_vfork, __NR_vmsplice, __NR_wait4,
+    __NR_waitid, __NR_write, __NR_writev, __NR_process_vm_readv, __NR_process_vm_writev,
 };
+static const struct { int cap; int nr; } allow_with_cap[] = {
+    {CAP_SYS_ADMIN, __NR_mount}, {CAP_SYS_ADMIN, __NR_umount2}, {CAP_SYS_ADMIN, __NR_pivot_root},
+    {CAP_SYS_ADMIN, __NR_unshare}, {CAP_SYS_ADMIN, __NR_setns}, {CAP_SYS_ADMIN, __NR_fsopen},
+    {CAP_SYS_ADMIN, __NR_fsconfig}, {CAP_SYS_ADMIN, __NR_fsmount}, {CAP_SYS_ADMIN, __NR_fspick},
+    {CAP_SYS_ADMIN, __NR_move_mount}, {CAP_SYS_ADMIN, __NR_open_tree}, {CAP_SYS_ADMIN, __NR_mount_setattr},
+    {CAP_SYS_ADMIN, __NR_name_to_handle_at}, {CAP_SYS_ADMIN, __NR_fanotify_init},
+    {CAP_SYS_ADMIN, __NR_quotactl}, {CAP_SYS_ADMIN, __NR_quotactl_fd}, {CAP_SYS_ADMIN, __NR_lookup_dcookie},
+    {CAP_SYS_ADMIN, __NR_perf_event_open}, {CAP_SYS_ADMIN, __NR_bpf}, {CAP_SYS_ADMIN, __NR_swapon},
+    {CAP_SYS_ADMIN, __NR_swapoff},
+    {CAP_SYS_PTRACE, __NR_kcmp}, {CAP_SYS_PTRACE, __NR_pidfd_getfd}, {CAP_SYS_PTRACE, __NR_process_madvise},
+    {CAP_SYS_NICE, __NR_get_mempolicy}, {CAP_SYS_NICE, __NR_set_mempolicy}, {CAP_SYS_NICE, __NR_mbind},
+    {CAP_SYS_NICE, __NR_move_pages}, {CAP_SYS_NICE, __NR_migrate_pages},
+    {CAP_SYS_NICE, __NR_set_mempolicy_home_node},
+    {CAP_SYS_TIME, __NR_settimeofday}, {CAP_SYS_TIME, __NR_clock_settime}, {CAP_SYS_TIME, __NR_clock_adjtime},
+    {CAP_SYS_TIME, __NR_adjtimex}, {CAP_SYS_TIME, __NR_stime},
+    {CAP_SYS_MODULE, __NR_init_module}, {CAP_SYS_MODULE, __NR_finit_module},
+    {CAP_SYS_MODULE, __NR_delete_module},
+    {CAP_SYS_BOOT, __NR_reboot}, {CAP_SYS_BOOT, __NR_kexec_load}, {CAP_SYS_BOOT, __NR_kexec_file_load},
+    {CAP_SYS_PACCT, __NR_acct},
+    {CAP_SYS_RAWIO, __NR_iopl}, {CAP_SYS_RAWIO, __NR_ioperm},
+    {CAP_SYSLOG, __NR_syslog},
+    {CAP_SYS_TTY_CONFIG, __NR_vhangup},
+    {CAP_DAC_READ_SEARCH, __NR_open_by_handle_at},
+};
+/* ---- END GENERATED ---- */
 
 /* Namespace flags of clone(2) (CLONE_NEWTIME is not among them: in clone's flags that bit is part of the
- * exit signal; only unshare and clone3, both refused, can ask for a time namespace). */
+ * exit signal; only unshare and clone3 can ask for a time namespace). */
 #define CLONE_NS_FLAGS (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
                         CLONE_NEWPID | CLONE_NEWNET)
+#define RET_ERRNO(e) (SECCOMP_RET_ERRNO | ((unsigned)(e) & SECCOMP_RET_DATA))
+#define FILTER_MAX 4096
+
+struct sc_rule { int nr; unsigned ret; };
+static struct sock_filter filt[FILTER_MAX];
+static unsigned short filt_len;
+
+static void emit(struct sock_filter ins) {
+    if (filt_len >= FILTER_MAX) die("seccomp: filter longer than %d instructions", FILTER_MAX);
+    filt[filt_len++] = ins;
+}
+
+static int cmp_rule(const void *a, const void *b) {
+    const struct sc_rule *x = a, *y = b;
+    return x->nr < y->nr ? -1 : x->nr > y->nr;
+}
+
+/* rules[lo, hi): "nr == N -> return R"; anything else -> return dflt. Expects the syscall number in A. */
+static void emit_tree(const struct sc_rule *r, int lo, int hi, unsigned dflt) {
+    if (hi - lo <= 4) {
+        for (int i = lo; i < hi; i++) {
+            emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)r[i].nr, 0, 1));
+            emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, r[i].ret));
+        }
+        emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, dflt));
+        return;
+    }
+    int mid = lo + (hi - lo) / 2;
+    /* nr >= r[mid] -> the "ja" below (to the upper half); else skip it into the lower half */
+    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, (unsigned)r[mid].nr, 0, 1));
+    unsigned short ja = filt_len;
+    emit((struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, 0));
+    emit_tree(r, lo, mid, dflt);
+    filt[ja].k = (unsigned)(filt_len - ja - 1);
+    emit_tree(r, mid, hi, dflt);
+}
+
+/* Sorts, drops unknown (-1) numbers and duplicates (the first rule for a number wins). Returns the count. */
+static int normalize_rules(struct sc_rule *r, int n) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (r[i].nr < 0) continue;
+        int dup = 0;
+        for (int j = 0; j < k && !dup; j++) dup = r[j].nr == r[i].nr;
+        if (!dup) r[k++] = r[i];
+    }
+    qsort(r, (size_t)k, sizeof *r, cmp_rule);
+    return k;
+}
+
+static void emit_prologue(void) {
+#ifdef SHIM_AUDIT_ARCH
+    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHIM_AUDIT_ARCH, 1, 0));
+    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+    if (SHIM_DENY_X32) {
+        emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, __X32_SYSCALL_BIT, 0, 1));
+        emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, RET_ERRNO(EPERM)));
+    }
+#endif
+}
+
+/* The default profile for the capability set cap_mask. */
+static void build_default_filter(void) {
+    filt_len = 0;
+    emit_prologue();
+    int sys_admin = cap_in_set(CAP_SYS_ADMIN);
+    /* clone3: ENOSYS, so libc uses clone, whose flags the filter can see */
+    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1));
+    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, RET_ERRNO(ENOSYS)));
+    if (!sys_admin) {
+        /* clone: no namespace flags (the low 32 bits of args[0]; legacy clone ignores the upper half) */
+        emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 4));
+        emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])));
+        emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NS_FLAGS, 0, 1));
+        emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, RET_ERRNO(EPERM)));
+        emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    }
+    /* personality: PER_LINUX (0), PER_LINUX32 (0x8), UNAME26 (0x20000), both (0x20008), and 0xffffffff,
+     * which only asks for the current persona */
+    static const unsigned allowed_persona[] = {0x0u, 0x8u, 0x20000u, 0x20008u, 0xffffffffu};
+    enum { NP = sizeof allowed_persona / sizeof allowed_persona[0] };
+    emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_personality, 0, 2 * NP + 2));
+    emit((struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])));
+    for (int i = 0; i < NP; i++) {
+        emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, allowed_persona[i], 0, 1));
+        emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    }
+    emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, RET_ERRNO(EPERM)));
+
+    enum { NA = sizeof allow_always / sizeof allow_always[0], NC = sizeof allow_with_cap / sizeof allow_with_cap[0] };
+    static struct sc_rule rules[NA + NC + 1];
+    int n = 0;
+    for (int i = 0; i < NA; i++) rules[n++] = (struct sc_rule){allow_always[i], SECCOMP_RET_ALLOW};
+    for (int i = 0; i < NC; i++)
+        if (cap_in_set(allow_with_cap[i].cap)) rules[n++] = (struct sc_rule){allow_with_cap[i].nr, SECCOMP_RET_ALLOW};
+    if (sys_admin) rules[n++] = (struct sc_rule){__NR_clone, SECCOMP_RET_ALLOW};
+    n = normalize_rules(rules, n);
+    emit_tree(rules, 0, n, RET_ERRNO(EPERM));
+}
+
+static int syscall_number(const char *name) {
+#define X(n) if (strcmp(name, #n) == 0) return __NR_##n;
+    SYSCALL_NAMES(X)
+#undef X
+    return -1;
+}
+
+static unsigned parse_action(const char *a, const char *errno_s, const char *where) {
+    if (strcmp(a, "allow") == 0) return SECCOMP_RET_ALLOW;
+    if (strcmp(a, "kill") == 0) return SECCOMP_RET_KILL_PROCESS;
+    if (strcmp(a, "kill-thread") == 0) return SECCOMP_RET_KILL_THREAD;
+    if (strcmp(a, "log") == 0) return SECCOMP_RET_LOG;
+    if (strcmp(a, "errno") == 0) {
+        char *end;
+        long e = errno_s ? strtol(errno_s, &end, 10) : -1;
+        if (!errno_s || *end || e < 0 || e > 4095) die("seccomp profile: bad errno in %s", where);
+        return RET_ERRNO(e);
+    }
+    die("seccomp profile: unknown action %s in %s", a, where);
+}
+
+/* A profile compiled by Shoal (worker/engine/seccomp-profile.ts) from Docker's JSON format: a first line
+ * "default ACTION [ERRNO]", then one line per syscall "NAME ACTION [ERRNO]". Names this architecture does
+ * not have are skipped (as Docker does). clone3 keeps answering ENOSYS unless the profile names it. */
+static void build_profile_filter(const char *path) {
+    FILE *f = fopen(path, "re");
+    if (!f) die("seccomp profile %s: %s", path, strerror(errno));
+    static struct sc_rule rules[1024];
+    int n = 0, lineno = 0, have_default = 0, named_clone3 = 0;
+    unsigned dflt = RET_ERRNO(EPERM);
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *save = NULL, *name = strtok_r(line, " \t\n", &save);
+        if (!name || name[0] == '#') continue;
+        char *act = strtok_r(NULL, " \t\n", &save), *eno = strtok_r(NULL, " \t\n", &save);
+        char where[64];
+        snprintf(where, sizeof where, "%s line %d", path, lineno);
+        if (!act) die("seccomp profile: missing action at %s", where);
+        if (strcmp(name, "default") == 0) { dflt = parse_action(act, eno, where); have_default = 1; continue; }
+        if (n >= (int)(sizeof rules / sizeof rules[0])) die("seccomp profile: too many syscalls in %s", path);
+        if (strcmp(name, "clone3") == 0) named_clone3 = 1;
+        rules[n++] = (struct sc_rule){syscall_number(name), parse_action(act, eno, where)};
+    }
+    fclose(f);
+    if (!have_default) die("seccomp profile %s: no default action", path);
+    n = normalize_rules(rules, n);
+    filt_len = 0;
+    emit_prologue();
+    if (!named_clone3 && __NR_clone3 >= 0) {
+        emit((struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1));
+        emit((struct sock_filter)BPF_STMT(BPF_RET | BPF_K, RET_ERRNO(ENOSYS)));
+    }
+    emit_tree(rules, 0, n, dflt);
+}
+
+static void build_filter(void) {
+#ifndef SHIM_AUDIT_ARCH
+    die("seccomp: supported only on x86_64 and aarch64; run with --no-seccomp on this architecture");
+#else
+    if (seccomp_profile) build_profile_filter(seccomp_profile);
+    else build_default_filter();
+#endif
+}
 
 static void install_seccomp(void) {
-#ifndef SHIM_AUDIT_ARCH
-    child_fail("seccomp: the default filter supports only x86_64 and aarch64; run with --no-seccomp on this architecture");
-#else
-    enum { N = sizeof seccomp_deny / sizeof seccomp_deny[0] };
-    /* Program layout (jumps are forward only, so every verdict comes last):
-     *   load arch; wrong arch -> KILL; load nr; [x32 -> DENY]; clone3 -> ENOSYS;
-     *   clone -> load flags (low 32 bits of args[0]; legacy clone ignores the upper half), any CLONE_NEW* -> DENY, else ALLOW;
-     *   N x (nr == denied -> DENY); ALLOW; DENY; ENOSYS */
-    enum { CHECKS = 4 + SHIM_DENY_X32 + 4 + N, L_ALLOW = CHECKS, L_DENY = CHECKS + 1, L_ENOSYS = CHECKS + 2, LEN = CHECKS + 3 };
-    _Static_assert(LEN < 255, "filter too long for 8-bit BPF jump offsets");
-    struct sock_filter f[LEN];
-    unsigned short n = 0;
-#define JUMP_TO(label) ((unsigned char)((label) - n - 1)) /* offset from the instruction being emitted */
-    f[n] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)); n++;
-    f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SHIM_AUDIT_ARCH, 1, 0); n++;
-    f[n] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS); n++;
-    f[n] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)); n++;
-    if (SHIM_DENY_X32) { /* x32 syscalls carry __X32_SYSCALL_BIT */
-        f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, __X32_SYSCALL_BIT, JUMP_TO(L_DENY), 0); n++;
-    }
-    f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, JUMP_TO(L_ENOSYS), 0); n++;
-    f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 2); n++;
-    f[n] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])); n++;
-    f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_NS_FLAGS, JUMP_TO(L_DENY), JUMP_TO(L_ALLOW)); n++;
-    for (unsigned i = 0; i < N; i++) {
-        f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)seccomp_deny[i], JUMP_TO(L_DENY), 0); n++;
-    }
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));
-#undef JUMP_TO
-    struct sock_fprog prog = {.len = n, .filter = f};
+    struct sock_fprog prog = {.len = filt_len, .filter = filt};
+    if (filt_len == 0) child_fail("seccomp: no filter was built");
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) child_fail("seccomp: %s", strerror(errno));
-#endif
+}
+
+/* The container's filter, kept in its state directory for `exec` (which must apply the same one). */
+static void save_filter(void) {
+    char *p = path_in(state_dir, "seccomp.bpf");
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write_all(fd, (const char *)filt, filt_len * sizeof filt[0]) < 0)
+        fprintf(stderr, "shoal-shim: saving %s: %s\n", p, strerror(errno));
+    if (fd >= 0) close(fd);
+    free(p);
+}
+
+/* exec: the filter the container was started with; a container started by an older shim has none saved,
+ * and gets the default. */
+static void load_saved_filter(void) {
+    char *p = path_in(state_dir, "seccomp.bpf");
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    free(p);
+    if (fd < 0) { build_filter(); return; }
+    ssize_t n = read(fd, filt, sizeof filt);
+    close(fd);
+    if (n <= 0 || n % (ssize_t)sizeof filt[0]) child_fail("seccomp: the container's saved filter is unreadable");
+    filt_len = (unsigned short)(n / (ssize_t)sizeof filt[0]);
+}
+
+/* ---- device allowlist on cgroup v2: a BPF_CGROUP_DEVICE program ----
+ * v1 has the devices controller (worker/engine/cgroups.ts writes devices.deny/devices.allow); v2 has only
+ * this hook. The rules are the same as cgroups.ts DEFAULT_DEVICE_RULES (keep both in step). */
+struct dev_rule { int type; long major, minor; int access; }; /* type: BPF_DEVCG_DEV_*, -1 any; -1 = any number */
+#define ACC_M BPF_DEVCG_ACC_MKNOD
+#define ACC_RWM (BPF_DEVCG_ACC_MKNOD | BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE)
+static const struct dev_rule device_rules[] = {
+    {BPF_DEVCG_DEV_CHAR, -1, -1, ACC_M}, {BPF_DEVCG_DEV_BLOCK, -1, -1, ACC_M},
+    {BPF_DEVCG_DEV_CHAR, 1, 3, ACC_RWM}, {BPF_DEVCG_DEV_CHAR, 1, 5, ACC_RWM}, {BPF_DEVCG_DEV_CHAR, 1, 7, ACC_RWM},
+    {BPF_DEVCG_DEV_CHAR, 1, 8, ACC_RWM}, {BPF_DEVCG_DEV_CHAR, 1, 9, ACC_RWM}, {BPF_DEVCG_DEV_CHAR, 5, 0, ACC_RWM},
+    {BPF_DEVCG_DEV_CHAR, 5, 2, ACC_RWM}, {BPF_DEVCG_DEV_CHAR, 136, -1, ACC_RWM}, {BPF_DEVCG_DEV_CHAR, 10, 200, ACC_RWM},
+};
+
+#define INSN(c, d, s, o, i) ((struct bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
+
+/* r2 = access bits, r3 = device type, r4 = major, r5 = minor; per rule: a mismatch jumps to the next
+ * rule, a match returns 1 (allowed); after the last rule, 0 (refused). Returns the instruction count. */
+static int build_device_prog(struct bpf_insn *p) {
+    int n = 0;
+    p[n++] = INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 1, offsetof(struct bpf_cgroup_dev_ctx, access_type), 0);
+    p[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, 3, 2, 0, 0);
+    p[n++] = INSN(BPF_ALU64 | BPF_AND | BPF_K, 3, 0, 0, 0xffff);
+    p[n++] = INSN(BPF_ALU64 | BPF_RSH | BPF_K, 2, 0, 0, 16);
+    p[n++] = INSN(BPF_LDX | BPF_W | BPF_MEM, 4, 1, offsetof(struct bpf_cgroup_dev_ctx, major), 0);
+    p[n++] = INSN(BPF_LDX | BPF_W | BPF_MEM, 5, 1, offsetof(struct bpf_cgroup_dev_ctx, minor), 0);
+    for (size_t i = 0; i < sizeof device_rules / sizeof device_rules[0]; i++) {
+        const struct dev_rule *r = &device_rules[i];
+        int len = 5 + (r->type >= 0) + (r->major >= 0) + (r->minor >= 0); /* this rule's instructions */
+        int left = len;
+        /* each check: "if mismatch goto next rule" = skip the rest of this rule */
+        if (r->type >= 0) { left--; p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 3, 0, (short)left, r->type); }
+        if (r->major >= 0) { left--; p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 4, 0, (short)left, (int)r->major); }
+        if (r->minor >= 0) { left--; p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 5, 0, (short)left, (int)r->minor); }
+        /* r0 = access & ~allowed; nonzero -> next rule */
+        p[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, 0, 2, 0, 0);
+        p[n++] = INSN(BPF_ALU64 | BPF_AND | BPF_K, 0, 0, 0, ~r->access);
+        p[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 0, 0, 2, 0);
+        p[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1);
+        p[n++] = INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    }
+    p[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0);
+    p[n++] = INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    return n;
+}
+
+/* Loads the program and attaches it to the cgroup2 directory; it stays attached while the cgroup exists.
+ * Returns NULL or an error text. */
+static const char *attach_device_prog(const char *dir, char *err, size_t errlen) {
+    struct bpf_insn prog[256];
+    int n = build_device_prog(prog);
+    static char log[4096];
+    union bpf_attr a;
+    memset(&a, 0, sizeof a);
+    a.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    a.insns = (uint64_t)(uintptr_t)prog;
+    a.insn_cnt = (uint32_t)n;
+    a.license = (uint64_t)(uintptr_t)"GPL";
+    a.log_buf = (uint64_t)(uintptr_t)log;
+    a.log_size = sizeof log;
+    a.log_level = 1;
+    int pfd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+    if (pfd < 0) { snprintf(err, errlen, "device program: load: %s %.200s", strerror(errno), log); return err; }
+    int cfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cfd < 0) { snprintf(err, errlen, "device program: open %s: %s", dir, strerror(errno)); close(pfd); return err; }
+    memset(&a, 0, sizeof a);
+    a.target_fd = (uint32_t)cfd;
+    a.attach_bpf_fd = (uint32_t)pfd;
+    a.attach_type = BPF_CGROUP_DEVICE;
+    int r = (int)syscall(SYS_bpf, BPF_PROG_ATTACH, &a, sizeof a), e = errno;
+    close(cfd);
+    close(pfd);
+    if (r < 0) { snprintf(err, errlen, "device program: attach to %s: %s", dir, strerror(e)); return err; }
+    return NULL;
 }
 
 static void exec_cmd(char **envp, const char *path_env) {
@@ -593,9 +2056,10 @@ static void exec_cmd(char **envp, const char *path_env) {
     child_fail_code(saved == ENOENT ? 127 : 126, "exec %s: %s (searched PATH=%s)", file, strerror(saved), path_env);
 }
 
-/* The hardening every process started in the container gets (PID 1 and exec'd commands alike): open-files
- * limit, capability bounding and ambient sets, user and groups, Docker's default capabilities,
- * no_new_privs, and death with the parent. Seccomp comes separately, as the very last step before exec. */
+/* The hardening every process started in the container gets (PID 1 and exec'd commands alike): resource
+ * limits, capability bounding and ambient sets, user and groups, the container's capabilities (Docker's
+ * default set unless --caps), no_new_privs (always: Docker's --security-opt no-new-privileges is Shoal's
+ * only mode), and death with the parent. Seccomp comes separately, as the very last step before exec. */
 static void harden(int last_cap) {
     struct rlimit rl = {1048576, 1048576};
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
@@ -605,10 +2069,15 @@ static void harden(int last_cap) {
             if (setrlimit(RLIMIT_NOFILE, &rl) < 0) child_fail("setrlimit nofile: %s", strerror(errno));
         }
     }
+    /* --ulimit (exec: PID 1's limits), after the default above so nofile can be lowered or raised */
+    for (int i = 0; i < n_ulimits; i++)
+        if (setrlimit(ulimits[i].resource, &ulimits[i].rl) < 0)
+            child_fail("setrlimit %d %llu:%llu: %s", ulimits[i].resource, (unsigned long long)ulimits[i].rl.rlim_cur,
+                       (unsigned long long)ulimits[i].rl.rlim_max, strerror(errno));
 
     /* capabilities: shrink the bounding set while we still hold CAP_SETPCAP */
     for (int c = 0; c <= last_cap; c++)
-        if (!cap_in_default(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+        if (!cap_in_set(c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
             child_fail("PR_CAPBSET_DROP %d: %s", c, strerror(errno));
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 
@@ -648,8 +2117,76 @@ static char **build_env(char **base, int n_base, const char **path_env) {
     return envp;
 }
 
+/* --init: PID 1 stays this small reaper; the command runs as its child. Every signal is forwarded to the
+ * command, orphans re-parented to PID 1 are reaped, and PID 1 exits with the command's status. Signals
+ * stay blocked and are taken with sigwaitinfo: a blocked signal reaches a namespace's PID 1 even from
+ * outside (a handler-less one would be dropped). */
+__attribute__((noreturn)) static void run_init(char **envp, const char *path_env) {
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t c = fork();
+    if (c < 0) child_fail("init: fork: %s", strerror(errno));
+    if (c == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        exec_cmd(envp, path_env);
+    }
+    /* the command's exec closes its copy of the error pipe; ours must go too, or the monitor waits */
+    close(fail_fd);
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&all, &si);
+        if (sig < 0) continue;
+        if (sig != SIGCHLD) { kill(c, sig); continue; }
+        int st;
+        pid_t w;
+        while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+            if (w == c) _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+}
+
+/* --sysctl KEY=VALUE into /proc/sys of the container's own namespaces (Shoal's spec validation allows
+ * only namespaced keys; the key is checked again here so it can only name a file under /proc/sys). */
+static void apply_sysctls(void) {
+    for (int i = 0; i < n_sysctls; i++) {
+        const char *eq = strchr(sysctls[i], '=');
+        char path[256];
+        size_t kl = (size_t)(eq - sysctls[i]);
+        if (kl == 0 || kl > 200) child_fail("sysctl %s: bad key", sysctls[i]);
+        memcpy(path, "/proc/sys/", 10);
+        for (size_t k = 0; k < kl; k++) {
+            char ch = sysctls[i][k];
+            if (!(ch == '.' || ch == '_' || ch == '-' || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z')))
+                child_fail("sysctl %.*s: bad key", (int)kl, sysctls[i]);
+            path[10 + k] = ch == '.' ? '/' : ch;
+        }
+        path[10 + kl] = 0;
+        int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || write_all(fd, eq + 1, strlen(eq + 1)) < 0)
+            child_fail("sysctl %.*s=%s: %s", (int)kl, sysctls[i], eq + 1, strerror(errno));
+        close(fd);
+    }
+}
+
+/* --read-only: the rootfs bind becomes read-only (mounts placed into it keep their own mode). */
+static void make_root_readonly(void) {
+    struct statvfs sv;
+    unsigned long keep = 0;
+    if (statvfs(rootfs, &sv) == 0) {
+        if (sv.f_flag & ST_NODEV) keep |= MS_NODEV;
+        if (sv.f_flag & ST_NOSUID) keep |= MS_NOSUID;
+        if (sv.f_flag & ST_NOEXEC) keep |= MS_NOEXEC;
+        if (sv.f_flag & ST_NOATIME) keep |= MS_NOATIME;
+        if (sv.f_flag & ST_NODIRATIME) keep |= MS_NODIRATIME;
+        if (sv.f_flag & ST_RELATIME) keep |= MS_RELATIME;
+    }
+    xmount(NULL, rootfs, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, NULL);
+}
+
 static int child_main(void *arg) {
     (void)arg;
+    /* nothing in the container may ptrace or read the memory of this process before it execs */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     close(sync_pipe[1]);
     close(err_pipe[0]);
     close(out_pipe[0]);
@@ -684,6 +2221,7 @@ static int child_main(void *arg) {
     xmount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     xmount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL);
     setup_mounts();
+    if (read_only_root) make_root_readonly();
     if (chdir(rootfs) < 0) child_fail("chdir %s: %s", rootfs, strerror(errno));
     if (syscall(SYS_pivot_root, ".", ".") < 0) child_fail("pivot_root: %s", strerror(errno));
     if (umount2(".", MNT_DETACH) < 0) child_fail("umount old root: %s", strerror(errno));
@@ -696,9 +2234,11 @@ static int child_main(void *arg) {
     mkdir("/sys", 0555);
     xmount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 
+    apply_sysctls(); /* before /proc/sys turns read-only below */
+    /* the paths Docker hides: host hardware and kernel internals a container has no use for */
     static const char *masked[] = {
-        "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats",
-        "/proc/acpi", "/proc/scsi", "/sys/firmware",
+        "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
     };
     for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) mask_path(masked[i]);
     static const char *ro[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"};
@@ -711,8 +2251,10 @@ static int child_main(void *arg) {
     harden(last_cap);
     const char *path_env;
     char **envp = build_env(NULL, 0, &path_env);
-    /* last step before exec (needs no_new_privs, set above): from here on the default filter applies */
+    /* last step before exec (needs no_new_privs, set above): from here on the filter applies (to the
+     * --init reaper too) */
     if (seccomp_enabled) install_seccomp();
+    if (init_mode) run_init(envp, path_env);
     exec_cmd(envp, path_env);
     return 127;
 }
@@ -847,7 +2389,9 @@ static long read_stop_grace_override(void) {
 static void usage(void) {
     die("usage: shoal-shim --state-dir DIR --rootfs DIR [--hostname H] [--workdir W] [--user UID:GID] "
         "[--env K=V]... [--cgroup PATH]... [--log FILE] [--log-max-bytes N] [--stop-grace-ms N] "
-        "[--stop-signal SIG] [--no-seccomp] [--netns PATH | --net host] [--mount TYPE,SRC,DST[,OPT]...]... "
+        "[--stop-signal SIG] [--no-seccomp | --seccomp-profile FILE] [--caps N,N,...|none] [--ulimit NAME=SOFT[:HARD]]... "
+        "[--sysctl KEY=VALUE]... [--read-only] [--init] [--devices-bpf DIR] "
+        "[--netns PATH | --net host] [--mount TYPE,SRC,DST[,OPT]...]... "
         "-- cmd args...\n"
         "       shoal-shim exec --state-dir DIR [--env K=V]... [--workdir W] [--user UID:GID] [--no-seccomp] "
         "-- cmd args...");
@@ -915,12 +2459,64 @@ static void parse_mount(const char *v) {
     n_mounts++;
 }
 
+static const struct { const char *name; int res; } rlimit_names[] = {
+    {"core", RLIMIT_CORE}, {"cpu", RLIMIT_CPU}, {"data", RLIMIT_DATA}, {"fsize", RLIMIT_FSIZE},
+    {"locks", RLIMIT_LOCKS}, {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC}, {"rss", RLIMIT_RSS}, {"rtprio", RLIMIT_RTPRIO},
+    {"rttime", RLIMIT_RTTIME}, {"sigpending", RLIMIT_SIGPENDING}, {"stack", RLIMIT_STACK}, {"as", RLIMIT_AS},
+};
+
+static rlim_t parse_rlim(const char *s, const char *v) {
+    if (strcmp(s, "-1") == 0 || strcmp(s, "unlimited") == 0) return RLIM_INFINITY;
+    char *end;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (end == s || *end || s[0] == '-') die("--ulimit %s: bad value", v);
+    return (rlim_t)n;
+}
+
+/* --ulimit NAME=SOFT[:HARD] as Docker spells it (nofile=1024:2048) */
+static void parse_ulimit(const char *v) {
+    if (n_ulimits >= MAX_LIST) die("too many --ulimit");
+    const char *eq = strchr(v, '=');
+    if (!eq) die("--ulimit needs NAME=SOFT[:HARD]: %s", v);
+    int res = -1;
+    for (size_t i = 0; i < sizeof rlimit_names / sizeof rlimit_names[0]; i++)
+        if (strlen(rlimit_names[i].name) == (size_t)(eq - v) && strncmp(v, rlimit_names[i].name, (size_t)(eq - v)) == 0)
+            res = rlimit_names[i].res;
+    if (res < 0) die("--ulimit %s: unknown limit name", v);
+    char soft[32], *colon;
+    snprintf(soft, sizeof soft, "%s", eq + 1);
+    colon = strchr(soft, ':');
+    if (colon) *colon = 0;
+    struct rlimit rl;
+    rl.rlim_cur = parse_rlim(soft, v);
+    rl.rlim_max = colon ? parse_rlim(colon + 1, v) : rl.rlim_cur;
+    if (rl.rlim_cur > rl.rlim_max) die("--ulimit %s: soft limit above the hard one", v);
+    ulimits[n_ulimits++] = (struct ulimit_spec){res, rl};
+}
+
+/* --caps 0,1,12 (capability numbers; Shoal resolves names) or none */
+static void parse_caps(const char *v) {
+    cap_mask = 0;
+    caps_given = 1;
+    if (strcmp(v, "none") == 0) return;
+    for (const char *p = v; *p;) {
+        char *end;
+        long c = strtol(p, &end, 10);
+        if (end == p || c < 0 || c > 63 || (*end && *end != ',')) die("--caps needs capability numbers (0..63) or none: %s", v);
+        cap_mask |= 1ull << c;
+        p = *end ? end + 1 : end;
+    }
+}
+
 static void parse_args(int argc, char **argv) {
     int i;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) { i++; break; }
         if (strcmp(a, "--no-seccomp") == 0) { seccomp_enabled = 0; continue; }
+        if (!exec_mode && strcmp(a, "--read-only") == 0) { read_only_root = 1; continue; }
+        if (!exec_mode && strcmp(a, "--init") == 0) { init_mode = 1; continue; }
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
         if (strcmp(a, "--state-dir") == 0) state_dir = v;
@@ -945,10 +2541,16 @@ static void parse_args(int argc, char **argv) {
         else if (strcmp(a, "--netns") == 0) netns_path = v;
         else if (strcmp(a, "--net") == 0) { if (strcmp(v, "host") != 0) die("--net only takes host (use --netns PATH for a prepared namespace)"); net_host = 1; }
         else if (strcmp(a, "--mount") == 0) parse_mount(v);
+        else if (strcmp(a, "--seccomp-profile") == 0) seccomp_profile = v;
+        else if (strcmp(a, "--caps") == 0) parse_caps(v);
+        else if (strcmp(a, "--ulimit") == 0) parse_ulimit(v);
+        else if (strcmp(a, "--sysctl") == 0) { if (n_sysctls >= MAX_LIST) die("too many --sysctl"); if (!strchr(v, '=')) die("--sysctl needs KEY=VALUE: %s", v); sysctls[n_sysctls++] = v; }
+        else if (strcmp(a, "--devices-bpf") == 0) devices_bpf_dir = v;
         else usage();
     }
     if (!state_dir || (!exec_mode && !rootfs) || i >= argc) usage();
     if (netns_path && net_host) die("--netns and --net host exclude each other");
+    if (seccomp_profile && !seccomp_enabled) die("--seccomp-profile and --no-seccomp exclude each other");
     cmd_argv = &argv[i];
 }
 
@@ -1081,6 +2683,9 @@ static int exec_main(int argc, char **argv) {
     die_status = 125;
     fail_fd = 2;
     fail_to_stderr = 1;
+    /* not ptraceable, and /proc/PID of this process not readable, by anything in the container before
+     * the command's execve (which makes the process dumpable again) */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     parse_args(argc, argv);
 
     /* the container: state.json says running, its monitor is the same process, and PID 1 is its child */
@@ -1104,6 +2709,19 @@ static int exec_main(int argc, char **argv) {
     }
     /* exec'd commands get the container's filter, unless the container runs without one */
     if (status_field(status, "Seccomp") == 0) seccomp_enabled = 0;
+    /* ... its capabilities (PID 1's bounding set: what --caps gave the container) ... */
+    {
+        const char *cb = strstr(status, "\nCapBnd:");
+        if (!cb) child_fail("container is not running (no CapBnd for PID 1)");
+        cap_mask = strtoull(cb + 8, NULL, 16);
+    }
+    if (seccomp_enabled) load_saved_filter();
+    /* ... and its resource limits (--ulimit) */
+    n_ulimits = 0;
+    for (size_t i = 0; i < sizeof rlimit_names / sizeof rlimit_names[0]; i++) {
+        struct rlimit rl;
+        if (prlimit(pid, rlimit_names[i].res, NULL, &rl) == 0) ulimits[n_ulimits++] = (struct ulimit_spec){rlimit_names[i].res, rl};
+    }
     int last_cap = read_last_cap();
     size_t env_len = 0;
     snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
@@ -1191,7 +2809,41 @@ static int exec_main(int argc, char **argv) {
     }
 }
 
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#define SELF_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+/* The CVE-2019-5736 pattern: a process in the container (an exec'd command before its execve, or
+ * `#!/proc/self/exe` in an image's script) can reach this binary through /proc/PID/exe and, as container
+ * root, open it for writing. So the shim never runs from its file: it copies itself into a sealed memfd
+ * (no write, grow or shrink, seals fixed) and re-executes that copy, which /proc/PID/exe then names. */
+static void run_from_sealed_copy(char **argv) {
+    extern char **environ;
+    int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (self < 0) die("open /proc/self/exe: %s", strerror(errno));
+    int seals = fcntl(self, F_GET_SEALS);
+    if (seals >= 0 && (seals & SELF_SEALS) == SELF_SEALS) { close(self); return; } /* already the copy */
+    int mfd = memfd_create("shoal-shim", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+    if (mfd < 0 && errno == EINVAL) mfd = memfd_create("shoal-shim", MFD_CLOEXEC | MFD_ALLOW_SEALING); /* < 6.3 */
+    if (mfd < 0) die("memfd_create: %s", strerror(errno));
+    struct stat st;
+    if (fstat(self, &st) < 0) die("fstat /proc/self/exe: %s", strerror(errno));
+    for (off_t off = 0; off < st.st_size;) {
+        ssize_t n = sendfile(mfd, self, &off, (size_t)(st.st_size - off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("copying the shim into a memfd: %s", n < 0 ? strerror(errno) : "short copy");
+    }
+    close(self);
+    if (fcntl(mfd, F_ADD_SEALS, SELF_SEALS) < 0) die("sealing the shim's memfd: %s", strerror(errno));
+    fexecve(mfd, argv, environ);
+    die("fexecve of the sealed shim: %s", strerror(errno));
+}
+
 int main(int argc, char **argv) {
+    run_from_sealed_copy(argv);
+    prctl(PR_SET_NAME, "shoal-shim", 0, 0, 0); /* an fexecve'd process is otherwise named after its fd */
+    cap_mask = default_cap_mask();
     if (argc > 1 && strcmp(argv[1], "exec") == 0) return exec_main(argc - 1, argv + 1);
     parse_args(argc, argv);
 
@@ -1227,6 +2879,8 @@ int main(int argc, char **argv) {
         if (netns_fd < 0) die("netns %s: %s", netns_path, strerror(errno));
         if (ioctl(netns_fd, NS_GET_NSTYPE) != CLONE_NEWNET) die("netns %s: not a network namespace", netns_path);
     }
+    if (seccomp_enabled) { build_filter(); save_filter(); } /* a bad profile fails the start here */
+    else { char *old = path_in(state_dir, "seccomp.bpf"); unlink(old); free(old); }
     { char *old = path_in(state_dir, "state.json"); unlink(old); free(old); }
     { char *old = path_in(state_dir, "stop-grace-ms"); unlink(old); free(old); }
 
@@ -1313,6 +2967,15 @@ int main(int argc, char **argv) {
             return 1;
         }
         free(p);
+    }
+    if (devices_bpf_dir) {
+        char err[512];
+        if (attach_device_prog(devices_bpf_dir, err, sizeof err)) {
+            kill(child, SIGKILL);
+            waitpid(child, NULL, 0);
+            write_failed(err);
+            return 1;
+        }
     }
     if (write_all(sync_pipe[1], "g", 1) < 0) { kill(child, SIGKILL); waitpid(child, NULL, 0); write_failed("sync pipe write failed"); return 1; }
     close(sync_pipe[1]);

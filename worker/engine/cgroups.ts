@@ -60,8 +60,10 @@ export class CgroupError extends Error {
   }
 }
 
-/** v1 controllers a task joins. Others (blkio, devices, freezer, ...) are left alone for now. */
-export const V1_TASK_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids'] as const;
+/** v1 controllers a task joins. Others (blkio, freezer, ...) are left alone for now. `devices` confines
+ * which device nodes a task may create and open (see DEFAULT_DEVICE_RULES); v2 has no such controller,
+ * the shim attaches a BPF_CGROUP_DEVICE program there instead. */
+export const V1_TASK_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'devices'] as const;
 /** v2 controllers enabled for task cgroups when the hierarchy offers them. */
 export const V2_TASK_CONTROLLERS = ['cpu', 'cpuset', 'memory', 'pids', 'io'] as const;
 
@@ -72,6 +74,43 @@ const KNOWN_V1 = new Set([
 const CORE = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids'];
 
 export const DEFAULT_CGROUP_PARENT = 'shoal';
+
+/** One device-cgroup rule: type (c char, b block, a all), major/minor ('*' any), access (r, w, m = mknod). */
+export interface DeviceRule {
+  type: 'a' | 'c' | 'b';
+  major: number | '*';
+  minor: number | '*';
+  access: string;
+}
+
+/**
+ * What a task may do with device nodes: nothing, except the entries below (the same set Docker allows,
+ * each chosen for a reason). The shim creates its /dev from the char entries, so they must stay allowed.
+ * The list is also compiled into the shim's v2 BPF program (keep both in step: shoal-shim.c
+ * device_rules).
+ */
+export const DEFAULT_DEVICE_RULES: readonly DeviceRule[] = [
+  // creating nodes is harmless when opening them is refused: images whose scripts mknod keep working
+  { type: 'c', major: '*', minor: '*', access: 'm' },
+  { type: 'b', major: '*', minor: '*', access: 'm' },
+  // the pseudo devices every program expects: null, zero, full, random, urandom
+  { type: 'c', major: 1, minor: 3, access: 'rwm' },
+  { type: 'c', major: 1, minor: 5, access: 'rwm' },
+  { type: 'c', major: 1, minor: 7, access: 'rwm' },
+  { type: 'c', major: 1, minor: 8, access: 'rwm' },
+  { type: 'c', major: 1, minor: 9, access: 'rwm' },
+  // /dev/tty (the controlling terminal, whatever it is) and the container's own devpts instance
+  { type: 'c', major: 5, minor: 0, access: 'rwm' },
+  { type: 'c', major: 5, minor: 2, access: 'rwm' },
+  { type: 'c', major: 136, minor: '*', access: 'rwm' },
+  // /dev/net/tun: useful only with CAP_NET_ADMIN (a task that was given it, e.g. a VPN), inert without
+  { type: 'c', major: 10, minor: 200, access: 'rwm' },
+];
+
+/** "c 1:3 rwm" as devices.allow / devices.deny take it. */
+export function deviceRuleLine(r: DeviceRule): string {
+  return r.type === 'a' ? 'a' : `${r.type} ${r.major}:${r.minor} ${r.access}`;
+}
 const CPU_PERIOD_US = 100_000;
 const NAME_RE = /^[A-Za-z0-9_.@:-]+$/;
 
@@ -417,6 +456,7 @@ export class TaskCgroup {
       }
       if (l.cpuShares !== undefined) await writeCg(join(this.need('cpu', 'cpu shares'), 'cpu.shares'), l.cpuShares);
       if (l.pids !== undefined) await writeCg(join(this.need('pids', 'pids limit'), 'pids.max'), l.pids);
+      await this.applyDeviceRules();
     } else {
       if (l.cpuset !== undefined) await writeCg(join(this.need('cpuset', 'cpuset'), 'cpuset.cpus'), l.cpuset);
       if (l.memoryBytes !== undefined) await writeCg(join(this.need('memory', 'memory limit'), 'memory.max'), l.memoryBytes);
@@ -431,6 +471,22 @@ export class TaskCgroup {
       }
       if (l.pids !== undefined) await writeCg(join(this.need('pids', 'pids limit'), 'pids.max'), l.pids);
     }
+  }
+
+  /**
+   * v1: deny every device, then allow DEFAULT_DEVICE_RULES (a fresh child inherits its parent's list,
+   * which is "a *:* rwm" under the root). Without a devices hierarchy the task would run unconfined:
+   * refuse rather than start it.
+   */
+  private async applyDeviceRules(): Promise<void> {
+    const d = this.need('devices', 'the device allowlist');
+    await writeCg(join(d, 'devices.deny'), 'a');
+    for (const r of DEFAULT_DEVICE_RULES) await writeCg(join(d, 'devices.allow'), deviceRuleLine(r));
+  }
+
+  /** v2: the directory the shim attaches its device BPF program to (v1 uses the devices controller). */
+  deviceBpfDir(): string | undefined {
+    return this.version === 2 ? this.hier[0]?.dir : undefined;
   }
 
   /** The cgroup directories a task process must join: one per v1 hierarchy, or the single v2 dir. */
