@@ -374,13 +374,14 @@ function frameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): Dispa
   const json = Buffer.from(JSON.stringify({ t: 'hb' }));
   switch (kind) {
     case 'binary':
-      return { kind: k, bytes: encodeFrame({ opcode: OP.binary, payload: rng.bytes(rng.range(1, 4096)), mask: mask() }), ends: true };
+      // A well-formed frame of the wrong kind: a message-level violation, the session may go on.
+      return { kind: k, bytes: encodeFrame({ opcode: OP.binary, payload: rng.bytes(rng.range(1, 4096)), mask: mask() }), ends: false };
     case 'invalid-utf8': {
       const bad = Buffer.concat([Buffer.from('{"t":"hb","x":"'), rng.pick([Buffer.from([0xff, 0xfe]), Buffer.from([0xc0, 0x80]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xe2, 0x82])]), Buffer.from('"}')]);
       return { kind: k, bytes: encodeFrame({ opcode: OP.text, payload: bad, mask: mask() }), ends: true };
     }
     case 'not-json':
-      return { kind: k, bytes: textFrame(rng.pick(['hello', '{t:hb}', "{'t':'hb'}", '{"t":"hb"', '\u0000', 'NaN', '{"t":"hb"}{"t":"hb"}', '']), mask()), ends: true };
+      return { kind: k, bytes: textFrame(rng.pick(['hello', '{t:hb}', "{'t':'hb'}", '{"t":"hb"', '\u0000', 'NaN', '{"t":"hb"}{"t":"hb"}', '']), mask()), ends: false };
     case 'unknown-type':
       return { kind: k, bytes: textFrame(JSON.stringify({ t: rng.pick(['bogus', 'welcome', 'assignments', 'cert', 'error', 'logs', 'exec', 1, null, '']) }), mask()), ends: false };
     case 'unmasked':
