@@ -183,6 +183,24 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
     assert.deepEqual((await labelled('app')).services.sort(), ['app_cache', 'app_web']);
   });
 
+  it('a deploy cut short half-way finishes when run again', async () => {
+    const file = `services:\n  first:\n    image: shoal/box:1\n  second:\n    image: shoal/later:1\nnetworks:\n  default:\n`;
+    writeFileSync(join(tmp, 'half.yml'), file);
+    // No manager has shoal/later:1 yet: the network and the first service are created, the second refused.
+    const r = await sh(['stack', 'deploy', '-c', 'half.yml', 'half']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /shoal\/later:1/);
+    assert.deepEqual((await labelled('half')).services, ['half_first']);
+    await ok(['image', 'load', '--state-dir', c.stateDir('h1'), '--tag', 'shoal/later:1', join(tmp, 'box.tar')]);
+    const first = await running('half_first');
+    const again = await ok(['stack', 'deploy', '-c', 'half.yml', 'half']);
+    assert.match(again.out, /^Creating service half_second$/m);
+    assert.doesNotMatch(again.out, /half_first|Creating network/, 'what exists is left alone');
+    assert.deepEqual(await running('half_first'), first);
+    assert.equal((await running('half_second')).length, 1);
+    await ok(['stack', 'rm', 'half']);
+  });
+
   it('a stack with a secret and a config: delivered to the task, or refused with one line', async () => {
     writeFileSync(join(tmp, 'token.txt'), SECRET_VALUE);
     writeFileSync(join(tmp, 'app.conf'), CONFIG_VALUE);
