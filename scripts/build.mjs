@@ -16,7 +16,7 @@
 // dist/.stamp (whose mtime is the start of this build: a file saved during the build counts as newer).
 // `--if-stale` builds only when scripts/stale.mjs says so; `--quiet` prints nothing on success.
 import { build } from 'esbuild';
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { staleReason } from './stale.mjs';
@@ -66,6 +66,14 @@ const result = await build({
 const files = Object.keys(result.metafile.inputs).filter((p) => !p.includes('node_modules')).map((p) => relative(repo, resolve(repo, p)));
 const dirs = new Set(files.map((f) => dirname(f)));
 writeFileSync(join(out, '.inputs'), `${[...files, 'package.json', 'package-lock.json', 'scripts/build.mjs'].sort().join('\n')}\n`);
+// Chunks of earlier builds stay for an hour: a process started from that build (a CLI command, a daemon
+// while it starts) may still import one lazily; the daemon code itself has no dynamic imports.
+const current = new Set(Object.keys(result.metafile.outputs).map((o) => resolve(repo, o)));
+const chunkDir = join(out, 'chunks');
+for (const f of readdirSync(chunkDir)) {
+  const p = join(chunkDir, f);
+  if (!current.has(p) && Date.now() - statSync(p).mtimeMs > 3_600_000) rmSync(p, { force: true });
+}
 // The stamp gets the build's start time, atomically.
 const tmp = join(out, `.stamp.${process.pid}`);
 closeSync(openSync(tmp, 'w'));

@@ -4,8 +4,8 @@
 #   scripts/build.sh              build now
 #   scripts/build.sh --if-stale   build only if dist/ is missing or older than a source (scripts/stale.mjs)
 # Concurrent callers (five lab daemons starting at once) serialise on a lock; the later ones find the
-# build fresh and do nothing. Files of an older build stay: a running daemon may still load one of its
-# chunks lazily (chunk names carry a content hash, so nothing is overwritten under it).
+# build fresh and do nothing. Chunks of an older build stay for an hour (scripts/build.mjs): a process
+# started from it may still load one lazily (chunk names carry a content hash: nothing is overwritten).
 set -euo pipefail
 repo="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 mkdir -p "$repo/dist"
