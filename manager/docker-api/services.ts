@@ -6,7 +6,8 @@
 // CLI puts in its spec is the one Shoal would have chosen. Everything goes through the control API.
 import type { ServerResponse } from 'node:http';
 import { BODY_LIMITS, badRequest, notFound, readJson, type Router } from '../api/http.ts';
-import type { Service, Task } from '../store/objects.ts';
+import type { Node, Service, Task } from '../store/objects.ts';
+import { dirtyCheck } from '../orchestrator/slots.ts';
 import { callControl } from './control.ts';
 import type { DockerDeps } from './deps.ts';
 import { serviceOut, taskOut, toShoalSpec, type ServiceCounts } from './convert-service.ts';
@@ -109,7 +110,18 @@ export function registerServiceRoutes(r: Router<DockerCtx>, d: DockerDeps): void
       return t.serviceId === v || s?.spec.name === v || t.serviceId.startsWith(v);
     };
     const nodeMatch = (t: Task) => (v: string) => t.nodeId !== undefined && (t.nodeId === v || t.nodeId.startsWith(v));
+    // Up to date = a rolling update would not replace it: the orchestrator's own rule (as swarmkit's
+    // filter uses its IsTaskDirty), so a rollback's tasks that match the restored spec count too.
     const upToDate = f.get('_up-to-date');
+    const nodes = upToDate?.length ? new Map((await callControl<Node[]>(d.control, 'GET', '/v1/nodes')).map((n) => [n.id, n])) : new Map<string, Node>();
+    const dirty = new Map<string, (t: Task) => boolean>();
+    const isDirty = (t: Task) => {
+      const s = byId.get(t.serviceId);
+      if (!s) return true;
+      let check = dirty.get(s.id);
+      if (!check) dirty.set(s.id, (check = dirtyCheck(s, nodes)));
+      return check(t);
+    };
     return tasks
       .filter(
         (t) =>
@@ -119,7 +131,7 @@ export function registerServiceRoutes(r: Router<DockerCtx>, d: DockerDeps): void
           anyOf(f, 'node', nodeMatch(t)) &&
           allLabels(f, 'label', t.spec.labels) &&
           anyOf(f, 'desired-state', (v) => v === t.desiredState || (v === 'accepted' && t.desiredState === 'running' && t.status.state === 'accepted')) &&
-          (!upToDate || upToDate.length === 0 || byId.get(t.serviceId)?.specVersion === t.specVersion),
+          (!upToDate || upToDate.length === 0 || !isDirty(t)),
       )
       .map(taskOut);
   });
