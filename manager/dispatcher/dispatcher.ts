@@ -34,6 +34,9 @@ import { validateAgentMessage, type InboundMessage, type StatusMessage, type Usa
 import type { RemoteMessage } from '../api/remote-validate.ts';
 
 /** Limits of the dispatcher; each says what it protects. */
+/** Message kinds that answer a manager's logs/exec request (flow-controlled by the request's window). */
+const REMOTE_REPLIES: ReadonlySet<string> = new Set(['log', 'log-end', 'exec-output', 'exec-result']);
+
 export const DISPATCHER_LIMITS = {
   /** Largest frame ws accepts and reassembles (a bigger one closes the session with 1009). */
   maxPayload: 2 << 20,
@@ -52,6 +55,10 @@ export const DISPATCHER_LIMITS = {
   /** Messages per node: sustained rate and burst (heartbeats, status, logs chunks all count). */
   messagesPerSec: 500,
   messageBurst: 2000,
+  /** Answers to logs/exec requests per node (≤ 256 KiB each, paced by the request windows): 1 GiB/s of
+   * answers passes; a flood of answers to requests nobody made does not. */
+  repliesPerSec: 4000,
+  repliesBurst: 8000,
   /** A `hello` (which writes the node object) at most this often per session. */
   helloIntervalMs: 5_000,
   /** Certificate renewals (an RSA signature and a Raft write each) per node: burst, then one per 10 s. */
@@ -94,6 +101,7 @@ export class Dispatcher {
   private readonly sessions = new Map<string, NodeSession>();
   private readonly liveness = new NodeLiveness(1000, 3);
   private readonly msgLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.messageBurst, refillPerSec: DISPATCHER_LIMITS.messagesPerSec });
+  private readonly replyLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.repliesBurst, refillPerSec: DISPATCHER_LIMITS.repliesPerSec });
   private readonly renewLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.renewBurst, refillPerSec: DISPATCHER_LIMITS.renewPerSec });
   private readonly statusQueue = new StatusQueue(DISPATCHER_LIMITS.statusQueuePerNode);
   private statusTimer: NodeJS.Timeout | null = null;
@@ -201,7 +209,14 @@ export class Dispatcher {
 
   private async onMessage(ns: NodeSession, m: InboundMessage): Promise<void> {
     const now = Date.now();
-    if (!this.msgLimiter.allow(ns.nodeId, now)) throw new ProtocolViolation('rate', `more than ${DISPATCHER_LIMITS.messagesPerSec} messages per second`);
+    // Replies to logs/exec requests are paced by the request's own flow window (acks), so they have their
+    // own, much larger budget: counting them with heartbeats and status dropped pieces of a user's output
+    // (and a dropped end message left the request waiting). The budget still bounds a node that floods
+    // answers to requests nobody made (those are ignored by RemoteCalls, so only a rate can stop them).
+    const limiter = REMOTE_REPLIES.has(m.t) ? this.replyLimiter : this.msgLimiter;
+    if (!limiter.allow(ns.nodeId, now)) {
+      throw new ProtocolViolation('rate', `more than ${REMOTE_REPLIES.has(m.t) ? DISPATCHER_LIMITS.repliesPerSec : DISPATCHER_LIMITS.messagesPerSec} ${REMOTE_REPLIES.has(m.t) ? 'logs/exec answers' : 'messages'} per second`);
+    }
     this.counters.message(m.t);
     const nodeId = ns.nodeId;
     const send = (x: ManagerToAgent) => ns.session.sendJson(x);
