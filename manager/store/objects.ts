@@ -133,13 +133,14 @@ export interface ClusterLimits {
 /**
  * Defaults: far above what a working cluster needs, low enough that the largest allowed request still
  * fits in the managers' memory and in one Raft entry. 250,000 tasks (history included, up to six per
- * slot) leaves room for SwarmKit's published 100,000-task scale at a few hundred MB per manager; 512 KiB
- * per object matches Swarm's limit on a config or secret; 255 characters is the longest DNS name.
+ * slot) leaves room for SwarmKit's published 100,000-task scale at a few hundred MB per manager; 1 MiB
+ * per object holds a secret or config of Swarm's 500 KiB limit once base64-encoded and sealed (≈ 680 KiB
+ * stored); 255 characters is the longest DNS name.
  */
 export const DEFAULT_LIMITS: Readonly<ClusterLimits> = Object.freeze({
   maxReplicas: 10_000,
   maxTasks: 250_000,
-  maxObjectBytes: 512 * 1024,
+  maxObjectBytes: 1024 * 1024,
   maxLabels: 128,
   maxLabelKeyBytes: 256,
   maxLabelValueBytes: 4096,
@@ -303,6 +304,19 @@ export interface TaskTemplate {
   secrets?: SecretReference[];
   /** Configs mounted as read-only files (Docker's ContainerSpec.Configs). */
   configs?: ConfigReference[];
+  /** Capabilities added to / dropped from Docker's default set: `CAP_NET_ADMIN`, or `ALL`. */
+  capabilityAdd?: string[];
+  capabilityDrop?: string[];
+  /** The root filesystem is read-only (`--read-only`). */
+  readOnly?: boolean;
+  /** Namespaced kernel settings (`--sysctl net.ipv4.ip_forward=1`). */
+  sysctls?: Record<string, string>;
+  /** Resource limits (`--ulimit nofile=1024:2048`); -1 means unlimited. */
+  ulimits?: { name: string; soft: number; hard: number }[];
+  /** A small reaper runs as PID 1 and the command as its child (`--init`). */
+  init?: boolean;
+  /** Seccomp: absent = Shoal's default allowlist; unconfined; or a Docker JSON profile's text. */
+  seccomp?: { mode: 'unconfined' } | { mode: 'custom'; profile: string };
 }
 
 /** Where a secret or config appears in the container, and as whom. */
