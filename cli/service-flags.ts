@@ -51,6 +51,13 @@ export interface TaskDraft {
   forceUpdate?: number;
   secrets?: (SecretRefDraft | SecretReference)[];
   configs?: (ConfigRefDraft | ConfigReference)[];
+  capabilityAdd?: string[];
+  capabilityDrop?: string[];
+  readOnly?: boolean;
+  sysctls?: Record<string, string>;
+  ulimits?: { name: string; soft: number; hard: number }[];
+  init?: boolean;
+  seccomp?: { mode: 'default' | 'unconfined' | 'custom'; profile?: string };
 }
 
 export type ModeDraft =
@@ -553,6 +560,10 @@ const SCALAR_FLAGS: FlagDef[] = [
   ...policyFlags('update'),
   ...policyFlags('rollback'),
   v('endpoint-mode', 'Endpoint mode: vip or dnsrr', { value: 'mode' }),
+  b('read-only', "Mount the container's root filesystem as read only"),
+  b('init', 'Use an init inside each service container to forward signals and reap processes'),
+  l('cap-add', 'Add Linux capabilities (e.g. NET_ADMIN, ALL)', { value: 'capability' }),
+  l('cap-drop', 'Drop Linux capabilities (e.g. CHOWN, ALL)', { value: 'capability' }),
 ];
 
 /** `shoal service create` flags (exported: they are the command's --help and completion). */
@@ -572,6 +583,9 @@ export const CREATE_FLAGS: FlagDef[] = [
   l('publish', 'Publish a port as a node port (e.g. 8080:80)', { short: 'p', value: 'port' }),
   l('secret', 'Specify secrets to expose to the service (NAME or source=,target=,uid=,gid=,mode=)', { value: 'secret' }),
   l('config', 'Specify configurations to expose to the service (NAME or source=,target=,uid=,gid=,mode=)', { value: 'config' }),
+  l('sysctl', 'Namespaced kernel parameters (e.g. net.ipv4.ip_forward=1)', { value: 'key=value' }),
+  l('ulimit', 'Ulimit options (e.g. nofile=1024:2048)', { value: 'name=soft[:hard]' }),
+  l('security-opt', 'Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges', { value: 'option' }),
 ];
 
 /** `shoal service update` flags (exported: they are the command's --help and completion). */
@@ -593,6 +607,8 @@ export const UPDATE_FLAGS: FlagDef[] = [
       ['network', 'networks', 'network', 'network'],
       ['secret', 'secrets', 'secret', 'secret'],
       ['config', 'configurations', 'config', 'config'],
+      ['sysctl', 'namespaced kernel parameters', 'key=value', 'key'],
+      ['ulimit', 'ulimit options', 'name=soft[:hard]', 'name'],
     ] as const
   ).flatMap(([f, what, addValue, rmValue]) => [l(`${f}-add`, `Add or update ${what}`, { value: addValue }), l(`${f}-rm`, `Remove ${what}`, { value: rmValue })]),
 ];
@@ -692,6 +708,65 @@ function applyScalars(spec: ServiceSpecDraft, p: Parsed): void {
   }
 
   str('endpoint-mode', (s) => ((spec.endpoint ??= {}).mode = oneOfFlag(s, '--endpoint-mode', ['vip', 'dnsrr'] as const)));
+
+  // Confinement (create and update alike). Names are checked by the managers (task.capabilityAdd …).
+  for (const f of ['read-only', 'init'] as const) {
+    const on = p.bools.get(f);
+    const key = f === 'read-only' ? 'readOnly' : 'init';
+    if (on === true) t[key] = true;
+    else if (on === false) delete t[key];
+  }
+  // --cap-add X also takes X off the drop list and the other way round (Docker's update semantics).
+  const capKey = (c: string) => c.trim().toUpperCase().replace(/^CAP_/, '');
+  for (const [flag, mine, other] of [['cap-add', 'capabilityAdd', 'capabilityDrop'], ['cap-drop', 'capabilityDrop', 'capabilityAdd']] as const) {
+    const given = all(p, flag);
+    if (!given.length) continue;
+    const keys = new Set(given.map(capKey));
+    const rest = (t[other] ?? []).filter((c) => !keys.has(capKey(c)));
+    if (rest.length) t[other] = rest;
+    else delete t[other];
+    t[mine] = [...new Set([...(t[mine] ?? []), ...given])];
+  }
+}
+
+/** `key=value` of --sysctl. */
+function sysctlEntry(s: string, flag: string): [string, string] {
+  const i = s.indexOf('=');
+  if (i <= 0) throw flagError(flag, `expected KEY=VALUE, e.g. net.ipv4.ip_forward=1 (got ${JSON.stringify(s)})`);
+  return [s.slice(0, i).trim(), s.slice(i + 1)];
+}
+
+/** `nofile=1024:2048` or `nofile=1024` of --ulimit (-1: unlimited). */
+function ulimitEntry(s: string, flag: string): { name: string; soft: number; hard: number } {
+  const m = /^\s*([a-z]+)=(-?\d+)(?::(-?\d+))?\s*$/.exec(s);
+  if (!m) throw flagError(flag, `expected NAME=SOFT[:HARD], e.g. nofile=1024:2048 (got ${JSON.stringify(s)})`);
+  return { name: m[1]!, soft: Number(m[2]), hard: Number(m[3] ?? m[2]) };
+}
+
+/** --security-opt: seccomp=unconfined|default|FILE, no-new-privileges (always on in Shoal). */
+function applySecurityOpts(t: TaskDraft, opts: string[], io: FlagIo): void {
+  for (const o of opts) {
+    const [k, val] = o.includes('=') ? [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)] : [o, undefined];
+    if (k === 'no-new-privileges') {
+      if (val !== undefined && !parseBool(val, '--security-opt no-new-privileges')) {
+        throw flagError('--security-opt', 'no-new-privileges=false: Shoal always runs containers with no_new_privs');
+      }
+    } else if (k === 'seccomp' && val !== undefined && val !== '') {
+      if (val === 'unconfined') t.seccomp = { mode: 'unconfined' };
+      else if (val === 'default' || val === 'builtin') delete t.seccomp;
+      else {
+        let profile: string;
+        try {
+          profile = (io.readFile ?? ((f: string) => readFileSync(f, 'utf8')))(val);
+        } catch (e) {
+          throw flagError('--security-opt', `seccomp=${val}: cannot read the profile: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
+        t.seccomp = { mode: 'custom', profile };
+      }
+    } else {
+      throw flagError('--security-opt', `${JSON.stringify(o)} is not supported (seccomp=unconfined, seccomp=FILE or no-new-privileges)`);
+    }
+  }
 }
 
 function optInt(p: Parsed, name: string): number | undefined {
@@ -787,6 +862,16 @@ export function parseServiceCreateArgs(argv: readonly string[], io: FlagIo = {})
   if (networks.length) spec.networks = networks;
   const ports = all(p, 'publish').flatMap((s) => parsePublish(s, '--publish'));
   if (ports.length) (spec.endpoint ??= {}).ports = ports;
+
+  const sysctls: Record<string, string> = {};
+  for (const s of all(p, 'sysctl')) {
+    const [k, val] = sysctlEntry(s, '--sysctl');
+    setKey(sysctls, k, val);
+  }
+  if (Object.keys(sysctls).length) t.sysctls = sysctls;
+  const ulimits = new Map(all(p, 'ulimit').map((s) => ulimitEntry(s, '--ulimit')).map((u) => [u.name, u]));
+  if (ulimits.size) t.ulimits = [...ulimits.values()];
+  applySecurityOpts(t, all(p, 'security-opt'), io);
 
   applyScalars(spec, p);
   return { spec, detach: p.bools.get('detach') ?? false, quiet: p.bools.get('quiet') ?? false };
@@ -907,6 +992,28 @@ export function parseServiceUpdateArgs(argv: readonly string[], current: Service
     else delete pl.preferences;
   }
   if (t.placement && Object.keys(t.placement).length === 0) delete t.placement;
+
+  // Sysctls and ulimits: add (replacing the same key), then remove by key.
+  if (has(p, 'sysctl-add') || has(p, 'sysctl-rm')) {
+    const sc: Record<string, string> = { ...(t.sysctls ?? {}) };
+    for (const s of all(p, 'sysctl-add')) {
+      const [k, val] = sysctlEntry(s, '--sysctl-add');
+      setKey(sc, k, val);
+    }
+    for (const k of all(p, 'sysctl-rm')) delete sc[k.trim()];
+    if (Object.keys(sc).length) t.sysctls = sc;
+    else delete t.sysctls;
+  }
+  if (has(p, 'ulimit-add') || has(p, 'ulimit-rm')) {
+    const ul = new Map((t.ulimits ?? []).map((u) => [u.name, u]));
+    for (const s of all(p, 'ulimit-add')) {
+      const u = ulimitEntry(s, '--ulimit-add');
+      ul.set(u.name, u);
+    }
+    for (const n of all(p, 'ulimit-rm')) ul.delete(n.trim().replace(/=.*$/, ''));
+    if (ul.size) t.ulimits = [...ul.values()];
+    else delete t.ulimits;
+  }
 
   // Mounts: add (replacing the mount at the same target, in place), then remove by target.
   if (has(p, 'mount-add') || has(p, 'mount-rm')) {

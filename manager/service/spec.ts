@@ -33,6 +33,8 @@ import { ConstraintError, parseConstraint } from '../scheduler/constraints.ts';
 import { TemplateError, isTemplateField, templateFields, templateFieldsHint } from './templates.ts';
 import { FileRefError, checkUniqueTargets, validateFileRefs } from './file-refs.ts';
 import type { ConfigReference, SecretReference } from '../store/objects.ts';
+import { ConfinementError, checkSysctl, checkUlimit, normalizeCapability } from '../../worker/engine/confinement.ts';
+import { SeccompProfileError, compileSeccompProfile } from '../../worker/engine/seccomp-profile.ts';
 
 // ---------------------------------------------------------------------------------------------- types
 
@@ -373,6 +375,13 @@ const TASK_KEYS = [
   'forceUpdate',
   'secrets',
   'configs',
+  'capabilityAdd',
+  'capabilityDrop',
+  'readOnly',
+  'sysctls',
+  'ulimits',
+  'init',
+  'seccomp',
 ] as const;
 
 const SIGNALS = new Set([
@@ -464,7 +473,56 @@ function validateTask(v: unknown, mode: ServiceMode): TaskTemplate {
   }
   if (secrets.length) t.secrets = secrets;
   if (configs.length) t.configs = configs;
+  validateConfinement(o, t);
   return t;
+}
+
+/** --cap-add/--cap-drop, --read-only, --sysctl, --ulimit, --init, --security-opt seccomp (confinement.ts). */
+function validateConfinement(o: Record<string, unknown>, t: TaskTemplate): void {
+  try {
+    for (const k of ['capabilityAdd', 'capabilityDrop'] as const) {
+      if (absent(o[k])) continue;
+      const f = `task.${k}`;
+      const caps = [...new Set(stringArray(o[k], f).map((c, i) => normalizeCapability(c, idx(f, i))))].sort();
+      if (caps.length) t[k] = caps;
+    }
+    if (!absent(o.readOnly) && bool(o.readOnly, 'task.readOnly')) t.readOnly = true;
+    if (!absent(o.init) && bool(o.init, 'task.init')) t.init = true;
+    if (!absent(o.sysctls)) {
+      const m = labelMap(o.sysctls, 'task.sysctls');
+      for (const [k, v] of Object.entries(m)) checkSysctl(k, v, `task.sysctls[${JSON.stringify(k)}]`);
+      if (Object.keys(m).length) t.sysctls = m;
+    }
+    if (!absent(o.ulimits)) {
+      const seen = new Set<string>();
+      const list = array(o.ulimits, 'task.ulimits', 'an array of {name, soft, hard}').map((u, i) => {
+        const f = idx('task.ulimits', i);
+        const r = record(u, f, ['name', 'soft', 'hard']);
+        const x = { name: string(r.name, `${f}.name`), soft: Number(r.soft), hard: Number(r.hard) };
+        if (typeof r.soft !== 'number' || typeof r.hard !== 'number') fail(f, `${f}: soft and hard must be numbers`);
+        checkUlimit(x, f);
+        if (seen.has(x.name)) fail(f, `${f}: ulimit ${x.name} is given twice`);
+        seen.add(x.name);
+        return x;
+      });
+      if (list.length) t.ulimits = list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    }
+    if (!absent(o.seccomp)) {
+      const r = record(o.seccomp, 'task.seccomp', ['mode', 'profile']);
+      const mode = oneOf(r.mode, 'task.seccomp.mode', ['default', 'unconfined', 'custom'] as const);
+      if (mode !== 'custom' && !absent(r.profile)) fail('task.seccomp.profile', 'task.seccomp.profile is only for mode custom');
+      if (mode === 'unconfined') t.seccomp = { mode };
+      if (mode === 'custom') {
+        const profile = string(r.profile, 'task.seccomp.profile');
+        compileSeccompProfile(profile); // refused now, with the reason, rather than on every node
+        t.seccomp = { mode, profile };
+      }
+    }
+  } catch (e) {
+    if (e instanceof ConfinementError) fail(e.field, e.message);
+    if (e instanceof SeccompProfileError) fail('task.seccomp.profile', e.message);
+    throw e;
+  }
 }
 
 function validateImage(v: unknown): string {

@@ -6,6 +6,7 @@
 //   → starting (cgroups, shim; with a healthcheck: until the first successful probe) → running
 //   → complete (exit 0) | failed (non-zero exit, OOM, unhealthy) | shutdown (stopped) | rejected (cannot run here)
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { StartOptions } from './shim.ts';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { taskStateRank, type TaskState, type TaskTemplate } from '../../manager/store/objects.ts';
@@ -26,6 +27,9 @@ import {
   type ShimState,
 } from './shim.ts';
 import { VolumeStore } from './volumes.ts';
+import { UserLookupError, resolveUser } from './user.ts';
+import { effectiveCapabilities, isNetSysctl } from './confinement.ts';
+import { compileSeccompProfile } from './seccomp-profile.ts';
 import type { TaskFiles } from './secrets.ts';
 
 /** What the engine needs from the node's image store. */
@@ -218,7 +222,7 @@ export class EngineExecutor implements Executor {
     if (!l || terminal(l.state) || !l.shim || readState(l.dir)?.status !== 'running' || !isAlive(l.dir)) {
       throw new Error(`task ${taskId} is not running on this node`);
     }
-    const user = resolveUser(join(l.dir, 'rootfs'), opts.user);
+    const user = resolveUser(join(l.dir, 'rootfs'), opts.user); // throws UserLookupError with the reason
     return execInContainer(l.dir, args, {
       ...(opts.env ? { env: opts.env } : {}),
       ...(opts.workdir !== undefined ? { workdir: opts.workdir } : {}),
@@ -345,7 +349,12 @@ export class EngineExecutor implements Executor {
       for (const d of ['rootfs', 'upper', 'work']) mkdirSync(join(l.dir, d), { recursive: true });
       await this.o.images.mountRootfs(img.layers, join(l.dir, 'upper'), join(l.dir, 'work'), rootfs);
       l.mounted = true;
-      const user = resolveUser(rootfs, spec.user ?? img.config.User);
+      let user: { uid: number; gid: number } | undefined;
+      try {
+        user = resolveUser(rootfs, spec.user ?? img.config.User);
+      } catch (e) {
+        throw e instanceof UserLookupError ? rejection(e.message) : e;
+      }
       const net = await this.attachNetwork(l, new Set([...mounts, ...fileMounts].map((m) => m.target)));
 
       this.set(l, 'starting', 'starting');
@@ -367,6 +376,7 @@ export class EngineExecutor implements Executor {
         if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
       }
       const st = await startContainer({
+        ...this.confinement(l, spec, net.host === true),
         stateDir: l.dir,
         rootfs,
         args,
@@ -402,6 +412,39 @@ export class EngineExecutor implements Executor {
     // A stop may have been requested while starting.
     if (['shutdown', 'remove'].includes(l.a.desiredState) && !terminal(l.state)) void this.stop(l);
     else if (health && l.state === 'starting') this.startHealth(l, health, startedAtMs);
+  }
+
+  /**
+   * The shim options for the task's --cap-add/--cap-drop, --read-only, --sysctl, --ulimit, --init and
+   * --security-opt seccomp, and the v2 device program. Values were validated by the managers; what only
+   * this node can judge (net.* sysctls with the host's network) is a rejection.
+   */
+  private confinement(l: Live, spec: TaskTemplate, hostNetwork: boolean): Partial<StartOptions> {
+    const o: Partial<StartOptions> = {};
+    if (spec.capabilityAdd || spec.capabilityDrop) o.caps = effectiveCapabilities(spec.capabilityAdd, spec.capabilityDrop);
+    if (spec.readOnly) o.readOnly = true;
+    if (spec.init) o.init = true;
+    if (spec.sysctls) {
+      const net = Object.keys(spec.sysctls).filter(isNetSysctl);
+      if (hostNetwork && net.length) throw rejection(`sysctl ${net[0]} cannot be set for a task on the host's network (it would change the host)`);
+      o.sysctls = spec.sysctls;
+    }
+    if (spec.ulimits) o.ulimits = Object.fromEntries(spec.ulimits.map((u) => [u.name, { soft: u.soft, hard: u.hard }]));
+    if (spec.seccomp?.mode === 'unconfined') o.seccomp = false;
+    else if (spec.seccomp?.mode === 'custom') {
+      let compiled: string;
+      try {
+        compiled = compileSeccompProfile(spec.seccomp.profile);
+      } catch (e) {
+        throw rejection((e as Error).message);
+      }
+      const file = join(l.dir, 'seccomp-profile');
+      writeFileSync(file, compiled, { mode: 0o600 });
+      o.seccompProfilePath = file;
+    }
+    const bpf = l.cg?.deviceBpfDir();
+    if (bpf !== undefined) o.devicesBpfDir = bpf;
+    return o;
   }
 
   /**
@@ -447,7 +490,8 @@ export class EngineExecutor implements Executor {
       const startMs = Date.now();
       let r: ExecResult;
       try {
-        r = await execInContainer(l.dir, cfg.command, { timeoutMs: cfg.timeoutMs });
+        // Docker keeps 4 KiB of a probe's output: never hold more than a little over that
+        r = await execInContainer(l.dir, cfg.command, { timeoutMs: cfg.timeoutMs, maxOutputBytes: 64 * 1024 });
       } catch (e) {
         r = { exitCode: 125, stdout: Buffer.alloc(0), stderr: Buffer.from((e as Error).message), timedOut: false };
       }
@@ -605,40 +649,4 @@ function isMountPoint(path: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .some((line) => unescape(line.split(' ')[4] ?? '') === path);
-}
-
-/** "uid[:gid]" or a user name from the image's /etc/passwd. */
-export function resolveUser(rootfs: string, user: string | undefined): { uid: number; gid: number } | undefined {
-  if (!user) return undefined;
-  const [u, g] = user.split(':');
-  const lookup = (file: string, name: string): string[] | undefined => {
-    try {
-      return readFileSync(join(rootfs, 'etc', file), 'utf8')
-        .split('\n')
-        .map((l) => l.split(':'))
-        .find((f) => f[0] === name);
-    } catch {
-      return undefined;
-    }
-  };
-  let uid: number;
-  let gid: number;
-  if (/^\d+$/.test(u!)) {
-    uid = Number(u);
-    gid = uid;
-  } else {
-    const pw = lookup('passwd', u!);
-    if (!pw) throw rejection(`user ${u} not found in the image's /etc/passwd`);
-    uid = Number(pw[2]);
-    gid = Number(pw[3]);
-  }
-  if (g !== undefined) {
-    if (/^\d+$/.test(g)) gid = Number(g);
-    else {
-      const gr = lookup('group', g);
-      if (!gr) throw rejection(`group ${g} not found in the image's /etc/group`);
-      gid = Number(gr[2]);
-    }
-  }
-  return { uid, gid };
 }

@@ -28,8 +28,22 @@ export interface StartOptions {
   logMaxBytes?: number;
   stopGraceMs?: number;
   stopSignal?: string;
-  /** install the shim's default seccomp filter (Docker-like deny list); default true */
+  /** install a seccomp filter (the shim's default allowlist unless seccompProfilePath); default true */
   seccomp?: boolean;
+  /** a profile compiled by seccomp-profile.ts (`default ACTION`, then `NAME ACTION` lines) */
+  seccompProfilePath?: string;
+  /** the container's capability numbers (default: Docker's default set); see capabilities.ts */
+  caps?: number[];
+  /** resource limits, e.g. { nofile: { soft: 1024, hard: 2048 } } (-1: unlimited) */
+  ulimits?: Record<string, { soft: number; hard: number }>;
+  /** namespaced sysctls written inside the container before it starts */
+  sysctls?: Record<string, string>;
+  /** the root filesystem is mounted read-only (mounts placed into it keep their own mode) */
+  readOnly?: boolean;
+  /** a small reaper runs as PID 1 and the command as its child (Docker's --init) */
+  init?: boolean;
+  /** cgroup v2 directory to attach the device allowlist program to (v1 uses the devices controller) */
+  devicesBpfDir?: string;
   /** join this existing network namespace (e.g. /run/netns/x) instead of creating a fresh one */
   netnsPath?: string;
   /** stay in the host's network namespace */
@@ -114,6 +128,19 @@ export function buildArgs(o: StartOptions): string[] {
   if (o.stopGraceMs !== undefined) a.push('--stop-grace-ms', String(o.stopGraceMs));
   if (o.stopSignal !== undefined) a.push('--stop-signal', o.stopSignal);
   if (o.seccomp === false) a.push('--no-seccomp');
+  else if (o.seccompProfilePath !== undefined) a.push('--seccomp-profile', o.seccompProfilePath);
+  if (o.caps !== undefined) {
+    if (o.caps.some((c) => !Number.isInteger(c) || c < 0 || c > 63)) throw new Error(`invalid capability numbers ${JSON.stringify(o.caps)}`);
+    a.push('--caps', o.caps.length ? [...new Set(o.caps)].sort((x, y) => x - y).join(',') : 'none');
+  }
+  for (const [name, l] of Object.entries(o.ulimits ?? {})) {
+    const v = (n: number) => (n < 0 ? 'unlimited' : String(n));
+    a.push('--ulimit', `${name}=${v(l.soft)}:${v(l.hard)}`);
+  }
+  for (const [k, v] of Object.entries(o.sysctls ?? {})) a.push('--sysctl', `${k}=${v}`);
+  if (o.readOnly) a.push('--read-only');
+  if (o.init) a.push('--init');
+  if (o.devicesBpfDir !== undefined) a.push('--devices-bpf', o.devicesBpfDir);
   if (o.netnsPath !== undefined && o.hostNetwork) throw new Error('netnsPath and hostNetwork exclude each other');
   if (o.netnsPath !== undefined) a.push('--netns', o.netnsPath);
   if (o.hostNetwork) a.push('--net', 'host');
@@ -284,6 +311,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** written to the command's stdin, which is then closed (default: stdin closed at once) */
   input?: string | Buffer;
+  /** output kept per stream (stdout, stderr); what comes after is read and dropped. Default 4 MiB */
+  maxOutputBytes?: number;
   shimPath?: string;
 }
 
@@ -295,7 +324,12 @@ export interface ExecResult {
   stderr: Buffer;
   /** killed because timeoutMs passed */
   timedOut: boolean;
+  /** some output was dropped: a stream went past maxOutputBytes */
+  truncated?: boolean;
 }
+
+/** Output an exec keeps per stream by default: a runaway `cat` cannot fill the agent's memory. */
+export const EXEC_MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
 
 /** How long after a timeout's kill request the exec shim itself is SIGKILLed if it has not exited. */
 const EXEC_KILL_GRACE_MS = 2000;
@@ -319,8 +353,20 @@ export function execInContainer(stateDir: string, args: string[], opts: ExecOpti
   a.push('--', ...args);
   return new Promise((res, rej) => {
     const child = spawn(shim, a, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const limit = opts.maxOutputBytes ?? EXEC_MAX_OUTPUT_BYTES;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    const kept = { out: 0, err: 0 };
+    let truncated = false;
+    // Keeps at most `limit` bytes of a stream; the rest is drained (the command must not block on a full pipe).
+    const keep = (list: Buffer[], which: 'out' | 'err', d: Buffer) => {
+      const room = limit - kept[which];
+      if (room <= 0) return void (truncated = true);
+      const piece = d.length > room ? d.subarray(0, room) : d;
+      if (piece.length < d.length) truncated = true;
+      list.push(piece);
+      kept[which] += piece.length;
+    };
     let timedOut = false;
     let killTimer: NodeJS.Timeout | undefined;
     const timer =
@@ -332,8 +378,8 @@ export function execInContainer(stateDir: string, args: string[], opts: ExecOpti
             child.kill('SIGTERM');
             killTimer = setTimeout(() => child.kill('SIGKILL'), EXEC_KILL_GRACE_MS);
           }, opts.timeoutMs);
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.stdout.on('data', (d: Buffer) => keep(out, 'out', d));
+    child.stderr.on('data', (d: Buffer) => keep(err, 'err', d));
     child.stdin.on('error', () => {}); // the command may exit without reading its input
     child.stdin.end(opts.input ?? '');
     child.on('error', (e) => {
@@ -345,7 +391,7 @@ export function execInContainer(stateDir: string, args: string[], opts: ExecOpti
       clearTimeout(timer);
       clearTimeout(killTimer);
       const exitCode = code ?? 128 + (signal ? osConstants.signals[signal] : 0);
-      res({ exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), timedOut });
+      res({ exitCode, stdout: Buffer.concat(out), stderr: Buffer.concat(err), timedOut, ...(truncated ? { truncated } : {}) });
     });
   });
 }
