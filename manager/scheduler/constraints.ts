@@ -94,6 +94,15 @@ function nodeValue(c: Constraint, n: ConstraintNode): string | undefined {
   }
 }
 
+/** An architecture's Go name (`amd64`, `arm64`, `386`) whichever spelling it came in. */
+function archName(a: string): string {
+  const x = a.toLowerCase();
+  if (x === 'x64' || x === 'x86_64' || x === 'x86-64') return 'amd64';
+  if (x === 'aarch64' || x === 'arm64/v8') return 'arm64';
+  if (x === 'ia32' || x === 'i386' || x === 'i686' || x === 'x86') return '386';
+  return x;
+}
+
 /** Does the node satisfy this one constraint? (A missing label never equals a value.) */
 export function matches(c: Constraint, n: ConstraintNode): boolean {
   const v = nodeValue(c, n);
@@ -103,6 +112,9 @@ export function matches(c: Constraint, n: ConstraintNode): boolean {
     eq = ip !== null && ((ip & c.cidr.mask) >>> 0) === c.cidr.net;
   } else if (c.key === 'node.id' && v !== undefined) {
     eq = v === c.value || (c.value.length >= 6 && v.startsWith(c.value));
+  } else if (c.key === 'node.platform.arch' && v !== undefined) {
+    // One architecture has three spellings (Docker's amd64, uname's x86_64, Node's x64): any matches.
+    eq = archName(v) === archName(c.value);
   } else {
     // Docker compares hostnames, roles and platforms case-insensitively; labels exactly.
     eq = v !== undefined && (c.key.startsWith('node.labels.') ? v === c.value : v.toLowerCase() === c.value.toLowerCase());
