@@ -2015,11 +2015,18 @@ static const char *attach_device_prog(const char *dir, char *err, size_t errlen)
     a.insns = (uint64_t)(uintptr_t)prog;
     a.insn_cnt = (uint32_t)n;
     a.license = (uint64_t)(uintptr_t)"GPL";
-    a.log_buf = (uint64_t)(uintptr_t)log;
-    a.log_size = sizeof log;
-    a.log_level = 1;
     int pfd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
-    if (pfd < 0) { snprintf(err, errlen, "device program: load: %s %.200s", strerror(errno), log); return err; }
+    if (pfd < 0) {
+        /* again with the verifier's log, for the error message (a full log would fail with ENOSPC) */
+        int e = errno;
+        a.log_buf = (uint64_t)(uintptr_t)log;
+        a.log_size = sizeof log;
+        a.log_level = 1;
+        log[0] = 0;
+        if (syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a) >= 0) log[0] = 0;
+        snprintf(err, errlen, "device program: load: %s %.200s", strerror(e), log);
+        return err;
+    }
     int cfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cfd < 0) { snprintf(err, errlen, "device program: open %s: %s", dir, strerror(errno)); close(pfd); return err; }
     memset(&a, 0, sizeof a);
