@@ -46,8 +46,8 @@ async function main(): Promise<void> {
     const r = await runHostile(c, {
       seed,
       seconds,
-      workers: 8,
-      rates: { workerPerConn: 200, adminConns: 16, adminPerConn: 10, unauthPerSec: 25, unauthMaxOpen: 500 },
+      workers: 16,
+      rates: { workerPerConn: 200, adminConns: 12, adminPerConn: 10, unauthPerSec: 20, unauthMaxOpen: 500 },
       baselineSeconds: 10,
       replicas: 4,
       log: (l) => console.log(l),

@@ -164,8 +164,13 @@ export async function driveWorker(o: WorkerDriverOptions): Promise<void> {
   while (!o.stop()) {
     const addr = o.managers[next % o.managers.length]!;
     let s: RawSession;
+    const t0 = Date.now();
     try {
       s = await RawSession.open(addr, o.creds);
+      // Session set-up time (TLS handshake + upgrade): with the dispatcher closing misbehaving sessions,
+      // it bounds how many hostile inputs a worker identity can deliver.
+      const ms = Date.now() - t0;
+      o.tally.outcome('dispatcher/connect-time', ms < 100 ? '<100ms' : ms < 300 ? '<300ms' : ms < 1000 ? '<1s' : ms < 3000 ? '<3s' : '>=3s');
     } catch (e) {
       o.tally.outcome('dispatcher/connect', (e as Error).message.replace(/^[^:]+: /, '').slice(0, 80));
       next++;
