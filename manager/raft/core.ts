@@ -322,6 +322,16 @@ export class RaftCore {
       this.stats.droppedFromUnknown++;
       return;
     }
+    // ...but a non-member may never disrupt (security review §12: a former manager's certificate could
+    // otherwise force elections or overwrite the log): it cannot trigger an election (timeoutNow), raise
+    // our term, or displace the leader we already follow. What remains is exactly the case above: the
+    // leader of our own term, elected under a configuration we have not applied yet.
+    if (LEADER_MESSAGES.has(m.type) && m.type !== 'readIndexResp' && this.conf.voters.length > 0 && !this.isMember(m.from)) {
+      if (m.type === 'timeoutNow' || m.term > this.term || (m.term === this.term && this.leader !== null && this.leader !== m.from)) {
+        this.stats.droppedFromUnknown++;
+        return;
+      }
+    }
 
     if (m.term > this.term) {
       if (m.type === 'vote' || m.type === 'preVote') {
