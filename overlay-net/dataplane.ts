@@ -24,6 +24,7 @@ import * as nl from './netlink.ts';
 import { hostRange, intToIp, ipToInt, isIpv4, parseCidr } from './ipnet.ts';
 import { NODE_LOCAL, macForIp } from './types.ts';
 import type { NetInfo, NetView } from './types.ts';
+import type { GwLeg, NetLeg } from './filter.ts';
 
 export const VXLAN_PORT = 4789;
 /** Outer IPv4 + UDP + VXLAN + inner Ethernet headers. */
@@ -262,6 +263,25 @@ export class DataPlane {
 
   networkIds(): string[] {
     return [...this.nets.values()].map((n) => n.id);
+  }
+
+  /**
+   * The local tasks' legs, for the confinement tables (overlay-net/filter.ts): each gateway leg with its
+   * address (sealed: only internal networks, no egress), and per network namespace each port with the MAC
+   * and address its task may send with.
+   */
+  guardLegs(): { gw: GwLeg[]; nets: Map<string, NetLeg[]> } {
+    const gw: GwLeg[] = [];
+    const nets = new Map<string, NetLeg[]>();
+    for (const st of this.nets.values()) nets.set(st.nsPath, []);
+    for (const t of this.tasks.values()) {
+      if (t.gwIp) gw.push({ port: t.gwPeer, ip: t.gwIp, sealed: !t.egress });
+      for (const a of t.atts) {
+        const st = this.nets.get(netKey(a.networkId));
+        if (st) nets.get(st.nsPath)?.push({ port: a.peer, mac: a.mac.toLowerCase(), ip: a.ip.split('/')[0]! });
+      }
+    }
+    return { gw, nets };
   }
 
   // ------------------------------------------------------------------------------------------- apply

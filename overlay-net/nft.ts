@@ -19,7 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { writeFile, readFile } from 'node:fs/promises';
 
-export type NftFamily = 'ip';
+export type NftFamily = 'ip' | 'bridge';
 
 export interface NftSet {
   /** 'map' when elements carry a value (`key : value`), else 'set'. */

@@ -61,6 +61,11 @@ export interface NetView {
   services: SvcInfo[];
   /** This node's own address on the ingress network (the source of routing-mesh traffic it forwards). */
   ingressAddr?: string;
+  /**
+   * Every cluster node's underlay address, sorted: the only senders VXLAN is accepted from, and addresses
+   * whose manager and VXLAN ports tasks may not reach (overlay-net/filter.ts).
+   */
+  nodeAddrs?: string[];
 }
 
 /** Node-local addressing that never leaves the node. */

@@ -3,6 +3,7 @@
 //   NetView from the managers ──► DataPlane (namespaces, bridges, VXLAN, static FDB/ARP peers)
 //                              ├─► MeshProgrammer (routing mesh: node + ingress nft tables)
 //                              ├─► HostPortProgrammer (host-mode published ports)
+//                              ├─► GuardProgrammer (confinement: what tasks may reach, anti-spoofing)
 //                              ├─► LbProgrammer per task (VIP load balancing inside the task's namespace)
 //                              └─► DnsServer (service discovery at the gateway bridge address)
 //
@@ -14,6 +15,7 @@ import type { TaskAssignment } from './executor.ts';
 import type { NetworkHook, NetworkSetup } from './engine/executor.ts';
 import { DataPlane } from '../overlay-net/dataplane.ts';
 import { DnsServer } from '../overlay-net/dns.ts';
+import { clusterAddrs, GuardProgrammer } from '../overlay-net/filter.ts';
 import { LbProgrammer, vipNetworks } from '../overlay-net/lb.ts';
 import { HostPortProgrammer, MeshProgrammer } from '../overlay-net/mesh.ts';
 import { NODE_LOCAL, type NetView } from '../overlay-net/types.ts';
@@ -47,6 +49,7 @@ export class NodeNetwork implements NetworkHook {
   private byGw = new Map<string, string>();
   private mesh: MeshProgrammer | null = null;
   private hostPorts: HostPortProgrammer;
+  private guard: GuardProgrammer;
   private dns: DnsServer | null = null;
   private chain: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout;
@@ -58,6 +61,7 @@ export class NodeNetwork implements NetworkHook {
     this.log = o.log ?? (() => {});
     this.dp = new DataPlane({ prefix: o.prefix, log: (l) => this.log(l) });
     this.hostPorts = new HostPortProgrammer({ netns: null });
+    this.guard = new GuardProgrammer({ netns: null, onFallback: (e) => this.log(`guard: ${e.message}`) });
     try {
       const r = this.dp.adopt();
       if (r.networks.length || r.tasks.length) this.log(`network: adopted ${r.networks.length} network(s) and ${r.tasks.length} task namespace(s)`);
@@ -105,6 +109,8 @@ export class NodeNetwork implements NetworkHook {
     const view = this.view;
     if (!view || this.closed) return;
     this.dp.apply(view);
+    // A failure here is logged and retried by the next round; the rest must converge regardless.
+    await this.updateGuard(view).catch((e: Error) => this.log(`guard: ${e.message}`));
     await this.ensureDns();
     this.dns?.setView(view);
     const ing = this.dp.ingressNetns();
@@ -135,9 +141,21 @@ export class NodeNetwork implements NetworkHook {
     })();
   }
 
+  /** The confinement tables follow the view (node addresses) and the local tasks' legs. */
+  private async updateGuard(view: NetView): Promise<void> {
+    const legs = this.dp.guardLegs();
+    const names = this.dp.names;
+    await this.guard.update({
+      node: { gwBridge: names.gwBridge, ingressLink: names.ingressLink, nodeAddrs: clusterAddrs(view) },
+      gwLegs: legs.gw,
+      netLegs: legs.nets,
+    });
+  }
+
   private async heal(): Promise<void> {
     if (!this.view || this.closed) return;
     await this.converge();
+    for (const r of await this.guard.verify()) this.log(`guard: repaired ${r}`);
     if (this.mesh) await this.mesh.verify();
     await this.hostPorts.verify();
     await Promise.all([...this.tasks.values()].filter((t) => t.lb && !t.lbRunning).map((t) => t.lb!.verify().catch(() => undefined)));
@@ -234,6 +252,8 @@ export class NodeNetwork implements NetworkHook {
       this.kickLb(task.id, t);
       lbReady = t.lbRunning;
       this.byGw.set(r.gwIp, task.id);
+      // The task's legs are confined before its first instruction runs.
+      await this.updateGuard(this.view!);
       await this.ensureDns();
       await this.hostPorts.update(this.view!, this.gwIps(), this.taskServices());
       setup = { netnsPath: r.netnsPath, resolvConf: r.resolvConf, hosts: hostsFile(task, r.interfaces.map((i) => i.ip.split('/')[0]!)) };
@@ -255,6 +275,7 @@ export class NodeNetwork implements NetworkHook {
         if (this.view) await this.hostPorts.update(this.view, this.gwIps(), this.taskServices());
       }
       await this.dp.detachTask(taskId);
+      if (this.view) await this.updateGuard(this.view).catch((e: Error) => this.log(`guard: ${e.message}`));
     });
   }
 
@@ -269,6 +290,7 @@ export class NodeNetwork implements NetworkHook {
     for (const t of this.tasks.values()) t.lb?.dispose();
     this.mesh?.dispose();
     this.hostPorts.dispose();
+    this.guard.dispose();
   }
 
 }

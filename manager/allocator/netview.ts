@@ -68,9 +68,12 @@ class NetIndex {
   /** Service id → networks it is attached to (allocated ones). */
   readonly svcNets = new Map<string, Set<string>>();
   readonly services: Frozen<Service>[];
+  /** Every node's underlay address (guards VXLAN and the manager port against tasks, overlay-net/filter.ts). */
+  readonly nodeAddrs: string[];
 
   constructor(snap: NetSnapshot) {
     this.nodes = new Map(snap.nodes.map((n) => [n.id, n]));
+    this.nodeAddrs = [...new Set(snap.nodes.map((n) => nodeVtep(n)).filter((a) => ipNum(a) >= 0))].sort((a, b) => ipNum(a) - ipNum(b));
     for (const n of snap.networks) {
       if (!isAllocated(n)) continue;
       const s = n.allocation!.subnets![0]!;
@@ -186,7 +189,7 @@ class NetIndex {
         .sort((a, b) => (a.networkId < b.networkId ? -1 : a.networkId > b.networkId ? 1 : 0));
       services.push({ id: s.id, name: s.spec.name, endpointMode, vips, ports, aliases });
     }
-    const view: NetView = { nodeId, vtep: nodeVtep(node), networks, endpoints, services };
+    const view: NetView = { nodeId, vtep: nodeVtep(node), networks, endpoints, services, nodeAddrs: [...this.nodeAddrs] };
     const ingressAddr = node?.attachments?.find((a) => a.networkId === this.ingressId)?.addr;
     if (ingressAddr !== undefined && this.ingressId !== undefined) view.ingressAddr = addrOf(ingressAddr);
     return view;
