@@ -118,6 +118,18 @@ export const COMMANDS: CommandDef = {
   flags: [CONTEXT_FLAG],
   subcommands: [
     {
+      name: 'context',
+      summary: 'Use this cluster from other tools',
+      subcommands: [
+        {
+          name: 'docker',
+          summary: 'Write the admin certificate for the docker CLI and create a docker context (Docker API on port 2376)',
+          flags: [value('dir', 'Where ca.pem, cert.pem and key.pem go (default ~/.shoal/docker/NAME)', { value: 'dir' }), value('name', 'Docker context name (default shoal-<cluster id>)', { value: 'name' }), value('port', 'Docker API port of the managers (default 2376)', { value: 'port' })],
+          run: async (i) => (await import('./docker-context.ts')).contextDocker(i),
+        },
+      ],
+    },
+    {
       name: 'cluster',
       summary: 'Create, join and configure a cluster',
       subcommands: [

@@ -32,15 +32,22 @@ async function freePort(): Promise<number> {
 
 export class OneManager {
   readonly dir = mkdtempSync(join(tmpdir(), 'shoal-docker-api-'));
-  readonly daemon = new Daemon({ stateDir: join(this.dir, 'state'), executor: 'test', processGuard: false, dockerPort: null, hostname: 'shoal-dk1', log: () => {} });
+  daemon!: Daemon;
+  /** The Docker API's TCP port (mutual TLS), when started with `tcp`. */
+  dockerPort: number | null = null;
+  /** The cluster context `cluster init` answered (admin certificate, managers). */
+  context!: { clusterId: string; managers: string[]; admin: { key: string; cert: string; ca: string } };
 
   get socket(): string {
     return join(this.dir, 'state', 'docker.sock');
   }
 
-  async start(): Promise<void> {
+  async start(opts: { tcp?: boolean } = {}): Promise<void> {
+    this.dockerPort = opts.tcp ? await freePort() : null;
+    this.daemon = new Daemon({ stateDir: join(this.dir, 'state'), executor: 'test', processGuard: false, dockerPort: this.dockerPort, hostname: 'shoal-dk1', log: () => {} });
     await this.daemon.start();
-    await this.daemon.init({ advertiseAddr: '127.0.0.1', listenPort: await freePort() });
+    const r = await this.daemon.init({ advertiseAddr: '127.0.0.1', listenPort: await freePort() });
+    this.context = { clusterId: r.clusterId, managers: r.managers, admin: r.admin };
   }
 
   async stop(): Promise<void> {
@@ -48,13 +55,18 @@ export class OneManager {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** Runs the docker CLI against this manager; never throws on a non-zero exit. */
-  docker(args: string[], timeoutMs = 60_000): Promise<Run> {
+  /** Runs the docker CLI against this manager's socket (or as `env` says); never throws on a non-zero exit. */
+  docker(args: string[], timeoutMs = 60_000, env: Record<string, string> = { DOCKER_HOST: `unix://${this.socket}` }): Promise<Run> {
+    return this.run('docker', args, timeoutMs, env);
+  }
+
+  /** Runs a program with this manager's HOME and DOCKER_CONFIG (a temporary directory). */
+  run(cmd: string, args: string[], timeoutMs = 60_000, env: Record<string, string> = {}): Promise<Run> {
     return new Promise((resolve) => {
       execFile(
-        'docker',
+        cmd,
         args,
-        { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, DOCKER_CONFIG: join(this.dir, 'docker-config'), DOCKER_HOST: `unix://${this.socket}` }, timeout: timeoutMs, maxBuffer: 8 << 20 },
+        { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, DOCKER_CONFIG: join(this.dir, 'docker-config'), ...env }, timeout: timeoutMs, maxBuffer: 8 << 20 },
         (e, stdout, stderr) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr }),
       );
     });
