@@ -1,7 +1,9 @@
 // `npm run bench:engine`: container start latency on one node, from the executor being asked to run a task
 // to the user process running (the shim reports running once execve succeeded), warm (image unpacked) and
 // cold (image archive unpacked first); throughput starting 100 containers; and, in the same run, the floor:
-// `unshare` + `chroot` of the same root filesystem.
+// `unshare` + `chroot` of the same root filesystem. Warm starts are also measured with the shim as it was
+// before the confinement work (git BASELINE_REV: deny-list seccomp, no sealed self-copy), built into a
+// temp dir, so the cost of confinement shows in one run (set SHOAL_BENCH_BASELINE=0 to skip).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +19,19 @@ import { baseImage, ociFiles, tarFiles } from '../test/images/fixtures.ts';
 const root = mkdtempSync(join(tmpdir(), 'shoal-bench-engine-'));
 const parent = `shoal-bench${process.pid}`;
 const WARM = Number(process.env.SHOAL_BENCH_STARTS ?? 100);
+/** The last commit before the confinement work (allowlist seccomp, sealed shim copy, device cgroup). */
+const BASELINE_REV = 'b9e7827^';
+
+/** The shim source at BASELINE_REV, compiled like the Makefile does; undefined when git or gcc fails. */
+function buildBaselineShim(): string | undefined {
+  if (process.env.SHOAL_BENCH_BASELINE === '0') return undefined;
+  const src = spawnSync('git', ['show', `${BASELINE_REV}:native/shim/shoal-shim.c`], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (src.status !== 0) return undefined;
+  writeFileSync(join(root, 'shim-baseline.c'), src.stdout);
+  const out = join(root, 'shoal-shim-baseline');
+  const cc = spawnSync('gcc', ['-O2', '-static', '-o', out, join(root, 'shim-baseline.c')], { stdio: 'ignore' });
+  return cc.status === 0 ? out : undefined;
+}
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,9 +65,13 @@ async function main(): Promise<void> {
     unmountRootfs: (t) => unmountRootfs(t),
   };
   const ex = new EngineExecutor({ root: join(root, 'tasks'), images: warmImages, cgroupParent: parent, pollMs: 20 });
+  const baselineShim = buildBaselineShim();
+  const exBase = baselineShim
+    ? new EngineExecutor({ root: join(root, 'tasks-baseline'), images: warmImages, cgroupParent: parent, pollMs: 20, shimPath: baselineShim })
+    : undefined;
   const waiters = new Map<string, { state: string; resolve: () => void }>();
   const failures: string[] = [];
-  ex.onStatus((u: TaskStatusUpdate) => {
+  const onStatus = (u: TaskStatusUpdate) => {
     if (process.env.SHOAL_BENCH_DEBUG) console.error(`${u.taskId} ${u.state} ${u.err ?? ""}`);
     const w = waiters.get(u.taskId);
     if (w && (u.state === w.state || ['failed', 'rejected', 'complete', 'shutdown'].includes(u.state))) {
@@ -60,30 +79,38 @@ async function main(): Promise<void> {
       waiters.delete(u.taskId);
       w.resolve();
     }
-  });
+  };
+  ex.onStatus(onStatus);
+  exBase?.onStatus(onStatus);
   const current = new Map<string, TaskAssignment>();
   const task = (id: string, desiredState: TaskAssignment['desiredState'] = 'running'): TaskAssignment => ({ id, serviceId: 'b', serviceName: 'b', desiredState, state: 'assigned', spec: { image: 'bench/busybox:1', args: ['sleep', '60'], stopGracePeriodMs: 0 } });
   const wait = (id: string, state: string) => new Promise<void>((resolve) => waiters.set(id, { state, resolve }));
   const push = () => ex.reconcile([...current.values()]);
 
+  /** Warm starts one at a time on `e`; baseline and confined runs alternate in blocks of 10. */
+  const warmOne = async (e: EngineExecutor, id: string, out: number[]) => {
+    const only = new Map([[id, task(id)]]);
+    const t0 = performance.now();
+    const running = wait(id, 'running');
+    e.reconcile([...only.values()]);
+    await running;
+    out.push(performance.now() - t0);
+    only.set(id, task(id, 'shutdown'));
+    const stopped = wait(id, 'shutdown');
+    e.reconcile([...only.values()]);
+    await stopped;
+    e.reconcile([]);
+  };
+
   try {
-    // Warm starts, one at a time.
+    // Warm starts, one at a time (interleaved with the baseline shim's, so both see the same machine).
     const warm: number[] = [];
+    const warmBase: number[] = [];
     for (let i = 0; i < WARM; i++) {
-      const id = `w${i}`;
-      current.set(id, task(id));
-      const t0 = performance.now();
-      const running = wait(id, 'running');
-      push();
-      await running;
-      warm.push(performance.now() - t0);
-      current.set(id, task(id, 'shutdown'));
-      const stopped = wait(id, 'shutdown');
-      push();
-      await stopped;
-      current.delete(id);
-      push();
+      if (exBase && i % 20 >= 10) await warmOne(exBase, `b${i}`, warmBase);
+      else await warmOne(ex, `w${i}`, warm);
     }
+    if (exBase) for (let i = 0; warmBase.length < warm.length; i++) await warmOne(exBase, `bx${i}`, warmBase);
     // 100 containers at once.
     const ids = Array.from({ length: 100 }, (_, i) => `p${i}`);
     const t1 = performance.now();
@@ -135,8 +162,13 @@ async function main(): Promise<void> {
       floor.push(performance.now() - t0);
       if (r.status !== 0) throw new Error(`unshare+chroot failed: ${String(r.stderr)}`);
     }
-    console.log(`warm start p50: ${ms(pct(warm, 0.5))} (target <= 30 ms; docker run --network none here: 180 ms)`);
-    console.log(`warm start p99: ${ms(pct(warm, 0.99))} (target <= 100 ms)`);
+    console.log(`warm start p50: ${ms(pct(warm, 0.5))} (target <= 30 ms; docker run --network none here: 180 ms) [confinement on]`);
+    console.log(`warm start p99: ${ms(pct(warm, 0.99))} (target <= 100 ms) [confinement on]`);
+    if (warmBase.length) {
+      console.log(`baseline warm start p50: ${ms(pct(warmBase, 0.5))} [shim of ${BASELINE_REV}: deny-list seccomp, no sealed copy; same engine]`);
+      console.log(`baseline warm start p99: ${ms(pct(warmBase, 0.99))}`);
+      console.log(`confinement cost at p50: ${(pct(warm, 0.5) - pct(warmBase, 0.5)).toFixed(2)} ms`);
+    } else console.log('baseline warm start: skipped (SHOAL_BENCH_BASELINE=0, or git/gcc could not build the old shim)');
     console.log(`cold start (unpack + start) p50: ${ms(pct(cold, 0.5))}`);
     console.log(`cold start (unpack + start) p99: ${ms(pct(cold, 0.99))}`);
     console.log(`100 containers started at once: ${ms(burst)} (${(100 / (burst / 1000)).toFixed(0)} containers/s)`);
@@ -148,8 +180,10 @@ async function main(): Promise<void> {
   } finally {
     current.clear();
     ex.reconcile([]);
+    exBase?.reconcile([]);
     await new Promise((r) => setTimeout(r, 500));
     await ex.close();
+    await exBase?.close();
     for (const d of readdirSync(root)) {
       const tasks = join(root, d);
       if (!d.startsWith('tasks') || !existsSync(tasks)) continue;

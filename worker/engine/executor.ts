@@ -85,6 +85,8 @@ export interface EngineOptions {
   files?: TaskFiles;
   pollMs?: number;
   log?: (line: string) => void;
+  /** The shoal-shim binary (default: native/build/shoal-shim); the engine benchmark compares two. */
+  shimPath?: string;
 }
 
 export interface EngineExecOptions {
@@ -229,6 +231,7 @@ export class EngineExecutor implements Executor {
       ...(user ? { user } : {}),
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.input !== undefined ? { input: opts.input } : {}),
+      ...(this.o.shimPath !== undefined ? { shimPath: this.o.shimPath } : {}),
     });
   }
 
@@ -377,6 +380,7 @@ export class EngineExecutor implements Executor {
       }
       const st = await startContainer({
         ...this.confinement(l, spec, net.host === true),
+        ...(this.o.shimPath !== undefined ? { shimPath: this.o.shimPath } : {}),
         stateDir: l.dir,
         rootfs,
         args,
@@ -491,7 +495,11 @@ export class EngineExecutor implements Executor {
       let r: ExecResult;
       try {
         // Docker keeps 4 KiB of a probe's output: never hold more than a little over that
-        r = await execInContainer(l.dir, cfg.command, { timeoutMs: cfg.timeoutMs, maxOutputBytes: 64 * 1024 });
+        r = await execInContainer(l.dir, cfg.command, {
+          timeoutMs: cfg.timeoutMs,
+          maxOutputBytes: 64 * 1024,
+          ...(this.o.shimPath !== undefined ? { shimPath: this.o.shimPath } : {}),
+        });
       } catch (e) {
         r = { exitCode: 125, stdout: Buffer.alloc(0), stderr: Buffer.from((e as Error).message), timedOut: false };
       }
