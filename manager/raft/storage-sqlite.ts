@@ -20,7 +20,14 @@
 //     directory fails instead of interleaving writes.
 //
 // Verification: every entry row carries CRC-32(index, term, type, data); the state row carries a CRC-32 of
-// its fields; snapshot files carry a sha256 of meta+data (also recorded in the state row). The constructor
+// its fields; snapshot files carry a sha256 of meta+data (also recorded in the state row). Checksums cover
+// what is stored, so with encryption they are computed over the ciphertext.
+//
+// Encryption at rest (issue 15): given a RaftCipher (encrypt.ts), entry data and snapshot data are stored
+// sealed with AES-256-GCM. The format marker is per entry (bit ENCRYPTED_TYPE_BIT of the stored type code)
+// and per snapshot file (version 2), so a log written before encryption still loads, and new entries and the
+// next snapshot are written encrypted. secure_delete is on so that pages freed by compaction are zeroed
+// instead of keeping old plaintext rows in the database file. The constructor
 // runs PRAGMA quick_check; load() checks checksums, contiguity, term order, the snapshot file and the commit
 // index, and throws CorruptLogError naming the index or file. Nothing is ever repaired.
 //
@@ -32,6 +39,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { RaftCipherError, type RaftCipher } from './encrypt.ts';
 import { CorruptLogError, StorageError } from './storage.ts';
 import type { PersistBatch, PersistedState, RaftStorage } from './storage.ts';
 import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta } from './types.ts';
@@ -49,6 +57,8 @@ const INSERT_CHUNKS = [64, 8, 1] as const;
 
 const TYPE_CODE: Record<EntryType, number> = { normal: 0, conf: 1 };
 const CODE_TYPE: readonly EntryType[] = ['normal', 'conf'];
+/** Set in a stored type code when the row's data is sealed by a RaftCipher (older rows never have it). */
+export const ENCRYPTED_TYPE_BIT = 0x10;
 const crcHeader = Buffer.alloc(17);
 
 /** CRC-32 over (index u64 BE, term u64 BE, type u8, data). */
@@ -64,11 +74,13 @@ export function entryChecksum(index: number, term: number, typeCode: number, dat
 // ---------------------------------------------------------------------------------------------------------
 // Snapshot files
 //
-// Header (56 bytes): magic "SHOALSNP" | u32 BE version (1) | u32 BE metaLen | u64 BE dataLen | sha256(meta+data)
-// followed by meta (UTF-8 JSON {index, term, conf}) and data.
+// Header (56 bytes): magic "SHOALSNP" | u32 BE version | u32 BE metaLen | u64 BE dataLen | sha256(meta+data)
+// followed by meta (UTF-8 JSON {index, term, conf}) and data. Version 1: data is plaintext; version 2: data
+// is sealed by a RaftCipher (meta — index, term, member ids — stays readable; the sha covers the sealed bytes).
 
 const SNAP_MAGIC = Buffer.from('SHOALSNP', 'ascii');
 const SNAP_VERSION = 1;
+const SNAP_VERSION_ENCRYPTED = 2;
 const SNAP_HEADER_LEN = 8 + 4 + 4 + 8 + 32;
 
 function snapshotFileName(index: number, term: number): string {
@@ -90,15 +102,16 @@ function fsyncDir(dir: string): void {
 }
 
 /** Writes `<dir>/<index>-<term>.snap` atomically and durably. Returns the hex sha256 recorded in its header. */
-function writeSnapshotFile(dir: string, snap: Snapshot): string {
+function writeSnapshotFile(dir: string, snap: Snapshot, cipher: RaftCipher | null): string {
   const { index, term, conf } = snap.meta;
   const metaBytes = Buffer.from(JSON.stringify({ index, term, conf: copyConf(conf) }), 'utf8');
-  const sha = createHash('sha256').update(metaBytes).update(snap.data).digest();
+  const data = cipher ? cipher.seal(snap.data, { kind: 'snapshot', index, term }) : snap.data;
+  const sha = createHash('sha256').update(metaBytes).update(data).digest();
   const header = Buffer.alloc(SNAP_HEADER_LEN);
   SNAP_MAGIC.copy(header, 0);
-  header.writeUInt32BE(SNAP_VERSION, 8);
+  header.writeUInt32BE(cipher ? SNAP_VERSION_ENCRYPTED : SNAP_VERSION, 8);
   header.writeUInt32BE(metaBytes.byteLength, 12);
-  header.writeBigUInt64BE(BigInt(snap.data.byteLength), 16);
+  header.writeBigUInt64BE(BigInt(data.byteLength), 16);
   sha.copy(header, 24);
 
   const final = path.join(dir, snapshotFileName(index, term));
@@ -108,7 +121,7 @@ function writeSnapshotFile(dir: string, snap: Snapshot): string {
     try {
       writeAll(fd, header);
       writeAll(fd, metaBytes);
-      writeAll(fd, snap.data);
+      writeAll(fd, data);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -127,7 +140,7 @@ function writeSnapshotFile(dir: string, snap: Snapshot): string {
 }
 
 /** Reads and verifies a snapshot file. Throws CorruptLogError naming the file on any defect. */
-function readSnapshotFile(file: string): { snapshot: Snapshot; sha: string } {
+function readSnapshotFile(file: string, cipher: RaftCipher | null): { snapshot: Snapshot; sha: string } {
   const bad = (what: string) => new CorruptLogError(`snapshot file ${file}: ${what}`);
   let buf: Buffer;
   try {
@@ -141,7 +154,7 @@ function readSnapshotFile(file: string): { snapshot: Snapshot; sha: string } {
   }
   if (!buf.subarray(0, 8).equals(SNAP_MAGIC)) throw bad('bad magic');
   const version = buf.readUInt32BE(8);
-  if (version !== SNAP_VERSION) throw bad(`unsupported version ${version}`);
+  if (version !== SNAP_VERSION && version !== SNAP_VERSION_ENCRYPTED) throw bad(`unsupported version ${version}`);
   const metaLen = buf.readUInt32BE(12);
   const dataLen = buf.readBigUInt64BE(16);
   const expected = BigInt(SNAP_HEADER_LEN) + BigInt(metaLen) + dataLen;
@@ -149,8 +162,8 @@ function readSnapshotFile(file: string): { snapshot: Snapshot; sha: string } {
     throw bad(`truncated or overlong (expected ${expected} bytes, found ${buf.byteLength})`);
   }
   const metaBytes = buf.subarray(SNAP_HEADER_LEN, SNAP_HEADER_LEN + metaLen);
-  const data = buf.subarray(SNAP_HEADER_LEN + metaLen);
-  const sha = createHash('sha256').update(metaBytes).update(data).digest();
+  const stored = buf.subarray(SNAP_HEADER_LEN + metaLen);
+  const sha = createHash('sha256').update(metaBytes).update(stored).digest();
   if (!sha.equals(buf.subarray(24, 56))) throw bad('checksum mismatch');
   let meta: SnapshotMeta;
   try {
@@ -158,6 +171,16 @@ function readSnapshotFile(file: string): { snapshot: Snapshot; sha: string } {
     checkSnapshotMeta(meta);
   } catch (err) {
     throw bad(`bad meta: ${errMessage(err)}`);
+  }
+  let data = stored;
+  if (version === SNAP_VERSION_ENCRYPTED) {
+    if (!cipher) throw new StorageError(`load: snapshot file ${file} is encrypted and this storage was opened without the Raft key`);
+    try {
+      data = cipher.open(stored, { kind: 'snapshot', index: meta.index, term: meta.term });
+    } catch (err) {
+      if (err instanceof RaftCipherError) throw bad(err.message);
+      throw err;
+    }
   }
   return {
     snapshot: {
@@ -418,6 +441,7 @@ export class SqliteRaftStorage implements RaftStorage {
   readonly dir: string;
   readonly snapDir: string;
   private readonly snapshotsKept: number;
+  private readonly cipher: RaftCipher | null;
   private readonly db: Database.Database;
   private pointer: Pointer;
   private failed: StorageError | null = null;
@@ -441,8 +465,14 @@ export class SqliteRaftStorage implements RaftStorage {
     syncFull: Database.Statement;
   };
 
-  constructor(dir: string, opts?: { snapshotsKept?: number }) {
+  /** `cipher`: seal what is written from now on (and open what was sealed); without it, plaintext. */
+  /** Observer (metrics): duration of each durable (fsynced) save, in seconds. */
+  private readonly onSync: ((seconds: number) => void) | null;
+
+  constructor(dir: string, opts?: { snapshotsKept?: number; cipher?: RaftCipher | null; onSync?: (seconds: number) => void }) {
+    this.onSync = opts?.onSync ?? null;
     const kept = opts?.snapshotsKept ?? 2;
+    this.cipher = opts?.cipher ?? null;
     if (!Number.isSafeInteger(kept) || kept < 1) throw new RangeError(`snapshotsKept must be >= 1, got ${kept}`);
     this.snapshotsKept = kept;
     this.dir = path.resolve(dir);
@@ -478,6 +508,8 @@ export class SqliteRaftStorage implements RaftStorage {
       db.pragma('synchronous = FULL');
       db.pragma('cell_size_check = ON');
       db.pragma('trusted_schema = OFF');
+      // Encrypted logs: zero freed pages, so compacted (possibly pre-encryption plaintext) rows do not linger.
+      if (this.cipher) db.pragma('secure_delete = ON');
       // Take the exclusive lock now so a second opener fails here rather than at its first write.
       db.exec('BEGIN EXCLUSIVE; COMMIT');
 
@@ -593,7 +625,7 @@ export class SqliteRaftStorage implements RaftStorage {
       let snapshot: Snapshot | null = null;
       if (p.snapIndex > 0) {
         const file = path.join(this.snapDir, snapshotFileName(p.snapIndex, p.snapTerm));
-        const read = readSnapshotFile(file);
+        const read = readSnapshotFile(file, this.cipher);
         if (read.snapshot.meta.index !== p.snapIndex || read.snapshot.meta.term !== p.snapTerm) {
           throw new CorruptLogError(
             `snapshot file ${file}: meta says ${read.snapshot.meta.index}-${read.snapshot.meta.term}, expected ${p.snapIndex}-${p.snapTerm}`,
@@ -641,11 +673,13 @@ export class SqliteRaftStorage implements RaftStorage {
       const stateChanged = plan.hardState !== null || plan.snapshot !== null;
 
       if (!sync) this.st.syncNormal.run();
+      const t0 = sync && this.onSync ? performance.now() : 0;
       try {
         this.saveTx(plan, batch.entries, stateChanged ? next : null);
       } finally {
         if (!sync) this.st.syncFull.run();
       }
+      if (t0 !== 0) this.onSync!((performance.now() - t0) / 1000);
       this.pointer = next;
       if (plan.snapshot) this.pruneSnapshots(false);
     } catch (err) {
@@ -774,8 +808,12 @@ export class SqliteRaftStorage implements RaftStorage {
         const params: unknown[] = new Array(rows * 5);
         for (let k = 0; k < rows; k++) {
           const e = entries[i + k]!;
-          const code = TYPE_CODE[e.type];
-          const data = Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength);
+          let code = TYPE_CODE[e.type];
+          let data = Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength);
+          if (this.cipher) {
+            data = this.cipher.seal(data, { kind: 'entry', index: e.index, term: e.term, type: code });
+            code |= ENCRYPTED_TYPE_BIT;
+          }
           const p = k * 5;
           params[p] = e.index;
           params[p + 1] = e.term;
@@ -799,7 +837,7 @@ export class SqliteRaftStorage implements RaftStorage {
     if (p.snapIndex > 0 && snap.meta.index === p.snapIndex && snap.meta.term === p.snapTerm && p.snapSha !== null) {
       return p.snapSha;
     }
-    return writeSnapshotFile(this.snapDir, snap);
+    return writeSnapshotFile(this.snapDir, snap, this.cipher);
   }
 
   private putState(p: Pointer): void {
@@ -811,9 +849,19 @@ export class SqliteRaftStorage implements RaftStorage {
     const [index, term, code, data, crc] = r;
     if (!(data instanceof Uint8Array)) throw new CorruptLogError(`log entry ${index}: data is not a blob`);
     if (entryChecksum(index, term, code, data) !== crc) throw new CorruptLogError(`log entry ${index}: checksum mismatch`);
-    const type = CODE_TYPE[code];
+    const plainCode = code & ~ENCRYPTED_TYPE_BIT;
+    const type = CODE_TYPE[plainCode];
     if (type === undefined) throw new CorruptLogError(`log entry ${index}: unknown type ${code}`);
-    return { index, term, type, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    if (plainCode === code) return { index, term, type, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+    if (!this.cipher) throw new StorageError(`load: log entry ${index} is encrypted and this storage was opened without the Raft key`);
+    let plain: Buffer;
+    try {
+      plain = this.cipher.open(data, { kind: 'entry', index, term, type: plainCode });
+    } catch (err) {
+      if (err instanceof RaftCipherError) throw new CorruptLogError(err.message);
+      throw err;
+    }
+    return { index, term, type, data: new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength) };
   }
 
   /**

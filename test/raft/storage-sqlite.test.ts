@@ -7,7 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { MemoryRaftStorage, SqliteRaftStorage } from '../../manager/raft/storage-sqlite.ts';
+import { ENCRYPTED_TYPE_BIT, MemoryRaftStorage, SqliteRaftStorage, entryChecksum } from '../../manager/raft/storage-sqlite.ts';
+import { RaftCipher } from '../../manager/raft/encrypt.ts';
+import { KeyRing } from '../../manager/keys/keyring.ts';
 import { CorruptLogError, StorageError } from '../../manager/raft/storage.ts';
 import type { RaftStorage } from '../../manager/raft/storage.ts';
 import type { Entry, Snapshot } from '../../manager/raft/types.ts';
@@ -25,7 +27,7 @@ function tmpDir(): string {
   return d;
 }
 
-function open(dir: string, opts?: { snapshotsKept?: number }): SqliteRaftStorage {
+function open(dir: string, opts?: { snapshotsKept?: number; cipher?: RaftCipher }): SqliteRaftStorage {
   const s = new SqliteRaftStorage(dir, opts);
   opened.push(s);
   return s;
@@ -614,5 +616,140 @@ describe('MemoryRaftStorage', () => {
     assert.throws(() => s.save({ entries: ents(4, 4, 1) }, true), (e: unknown) => e instanceof StorageError && e.message === 'save failed: EIO');
     assert.throws(() => s.save({ entries: [] }, true), /storage failed earlier: save failed: EIO/);
     assert.deepEqual(indices(s.load().entries), [1, 2, 3]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Encryption at rest (issue 15): entry and snapshot data are sealed under the manager's Raft key.
+
+describe('SqliteRaftStorage encryption at rest', () => {
+  const marker = 'PLAINTEXT-MARKER-';
+  const markedEnts = (from: number, to: number, term: number): Entry[] => {
+    const out: Entry[] = [];
+    for (let i = from; i <= to; i++) out.push({ index: i, term, type: i % 5 === 0 ? 'conf' : 'normal', data: Buffer.from(`${marker}${i}-${'x'.repeat(200)}`) });
+    return out;
+  };
+  const cipherFor = (seed: number) => {
+    let n = seed;
+    const random = (len: number) => Buffer.alloc(len, (n++) & 0xff);
+    return new RaftCipher(KeyRing.generate(random, new Date(0)), random);
+  };
+  /** Every byte under `dir` (database, WAL, snapshot files). */
+  const allBytes = (dir: string): Buffer => {
+    const out: Buffer[] = [];
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else out.push(fs.readFileSync(p));
+      }
+    };
+    walk(dir);
+    return Buffer.concat(out);
+  };
+  const snapOf = (index: number, term: number): Snapshot => ({
+    meta: { index, term, conf: { voters: ['a'], learners: [], removed: [] } },
+    data: Buffer.from(`${marker}snapshot-${index}`),
+  });
+
+  test('round trip: entries and snapshot come back, and no plaintext is on disk', () => {
+    const dir = tmpDir();
+    const cipher = cipherFor(1);
+    const s = open(dir, { cipher });
+    s.save({ entries: markedEnts(1, 40, 1), hardState: { term: 1, vote: 'a', commit: 40 } }, true);
+    s.compact(snapOf(30, 1), 5);
+    s.save({ entries: markedEnts(41, 50, 1), hardState: { term: 1, vote: 'a', commit: 50 } }, false);
+    assert.equal(allBytes(dir).includes(marker), false, 'a marker is readable in raft.db, its WAL or a snapshot');
+    s.close();
+    const r = open(dir, { cipher });
+    const st = r.load();
+    assert.equal(Buffer.from(st.snapshot!.data).toString(), `${marker}snapshot-30`);
+    assert.deepEqual(indices(st.entries), Array.from({ length: 20 }, (_, i) => 31 + i));
+    assert.equal(Buffer.from(st.entries[0]!.data).toString(), markedEnts(31, 31, 1)[0]!.data.toString());
+    assert.equal(r.entriesFrom(26, 28).length, 2, 'the retained tail also opens');
+    assert.deepEqual(st.entries.map((e) => e.type), markedEnts(31, 50, 1).map((e) => e.type));
+  });
+
+  test('an unencrypted log still loads, and new entries and the next snapshot are encrypted', () => {
+    const dir = tmpDir();
+    const plain = open(dir);
+    plain.save({ entries: markedEnts(1, 10, 1), hardState: { term: 1, vote: null, commit: 10 } }, true);
+    plain.compact(snapOf(5, 1), 100);
+    plain.close();
+    assert.equal(allBytes(dir).includes(`${marker}snapshot-5`), true, 'control: the old format is plaintext');
+    const cipher = cipherFor(2);
+    const s = open(dir, { cipher });
+    const st = s.load();
+    assert.equal(Buffer.from(st.snapshot!.data).toString(), `${marker}snapshot-5`);
+    assert.deepEqual(indices(st.entries), [6, 7, 8, 9, 10]);
+    s.save({ entries: markedEnts(11, 20, 1), hardState: { term: 1, vote: null, commit: 20 } }, true);
+    s.compact(snapOf(20, 1), 0);
+    s.close();
+    const bytes = allBytes(dir);
+    for (let i = 11; i <= 20; i++) assert.equal(bytes.includes(`${marker}${i}-`), false, `entry ${i} is plaintext on disk`);
+    assert.equal(bytes.includes(`${marker}snapshot-20`), false, 'the new snapshot is plaintext on disk');
+    const r = open(dir, { cipher });
+    assert.equal(Buffer.from(r.load().snapshot!.data).toString(), `${marker}snapshot-20`);
+  });
+
+  test('tampered ciphertext is a CorruptLogError naming the index, even with a matching checksum', () => {
+    const dir = tmpDir();
+    const cipher = cipherFor(3);
+    const s = open(dir, { cipher });
+    s.save({ entries: markedEnts(1, 8, 1), hardState: { term: 1, vote: null, commit: 8 } }, true);
+    s.close();
+    const db = new Database(path.join(dir, 'raft.db'));
+    try {
+      const row = db.prepare('SELECT type, data FROM entries WHERE idx = 6').get() as { type: number; data: Buffer };
+      assert.ok((row.type & ENCRYPTED_TYPE_BIT) !== 0, 'entry 6 is stored with the encrypted marker');
+      row.data[row.data.length - 20]! ^= 0x01;
+      db.prepare('UPDATE entries SET data = ?, crc = ? WHERE idx = 6').run(row.data, entryChecksum(6, 1, row.type, row.data));
+    } finally {
+      db.close();
+    }
+    const r = open(dir, { cipher });
+    assert.throws(() => r.load(), (e: unknown) => e instanceof CorruptLogError && /log entry 6\b/.test(e.message) && /authenticate/.test(e.message));
+  });
+
+  test('a row moved to another index does not open', () => {
+    const dir = tmpDir();
+    const cipher = cipherFor(4);
+    const s = open(dir, { cipher });
+    s.save({ entries: markedEnts(1, 4, 1), hardState: { term: 1, vote: null, commit: 4 } }, true);
+    s.close();
+    const db = new Database(path.join(dir, 'raft.db'));
+    try {
+      const row = db.prepare('SELECT type, data FROM entries WHERE idx = 2').get() as { type: number; data: Buffer };
+      db.prepare('UPDATE entries SET type = ?, data = ?, crc = ? WHERE idx = 3').run(row.type, row.data, entryChecksum(3, 1, row.type, row.data));
+    } finally {
+      db.close();
+    }
+    assert.throws(() => open(dir, { cipher }).load(), (e: unknown) => e instanceof CorruptLogError && /log entry 3\b/.test(e.message));
+  });
+
+  test('another key, or no key, cannot read an encrypted log', () => {
+    const dir = tmpDir();
+    const s = open(dir, { cipher: cipherFor(5) });
+    s.save({ entries: markedEnts(1, 3, 1), hardState: { term: 1, vote: null, commit: 3 } }, true);
+    s.compact(snapOf(2, 1), 10);
+    s.close();
+    assert.throws(() => open(dir, { cipher: cipherFor(99) }).load(), (e: unknown) => e instanceof CorruptLogError && /does not have/.test(e.message));
+    closeAll();
+    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof StorageError && /without the Raft key/.test(e.message));
+  });
+
+  test('a tampered encrypted snapshot is a CorruptLogError naming the file', () => {
+    const dir = tmpDir();
+    const cipher = cipherFor(6);
+    const s = open(dir, { cipher });
+    s.save({ entries: markedEnts(1, 3, 1), hardState: { term: 1, vote: null, commit: 3 } }, true);
+    s.compact(snapOf(3, 1), 0);
+    s.close();
+    const file = path.join(dir, 'snapshots', '3-1.snap');
+    const buf = fs.readFileSync(file);
+    assert.equal(buf.readUInt32BE(8), 2, 'an encrypted snapshot is version 2');
+    buf[buf.length - 1]! ^= 0x01;
+    fs.writeFileSync(file, buf);
+    assert.throws(() => open(dir, { cipher }).load(), (e: unknown) => e instanceof CorruptLogError && e.message.includes(file));
   });
 });
