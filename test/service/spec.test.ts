@@ -612,8 +612,9 @@ test('cluster limits: labels (count, key and value bytes) of the service and its
 
 test('cluster limits: the name length and the spec size (half of limits.maxObjectBytes: the previous spec is kept too)', () => {
   assert.equal(limitError(spec((s) => (s.name = 'web-frontend')), { ...DEFAULT_LIMITS, maxNameLength: 8 }).setting, 'limits.maxNameLength');
+  // A 300 KiB spec: over half of a 512 KiB object limit, within half of 1 MiB.
   const big = spec((s) => (s.task.env = [`PAD=${'x'.repeat(300 * 1024)}`]));
-  const e = limitError(big);
+  const e = limitError(big, { ...DEFAULT_LIMITS, maxObjectBytes: 512 * 1024 });
   assert.equal(e.setting, 'limits.maxObjectBytes');
   assert.match(e.message, /previous spec/);
   validateServiceSpec(big, { ...DEFAULT_LIMITS, maxObjectBytes: 1024 * 1024 });
