@@ -15,7 +15,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiError } from '../api/http.ts';
+import { ApiError, BODY_LIMITS, tooLarge } from '../api/http.ts';
 import type { DockerDeps } from './deps.ts';
 
 export const FORWARD_HEADER = 'x-shoal-forwarded-by';
@@ -35,47 +35,79 @@ export function mustForward(method: string, path: string): boolean {
   return path.endsWith('/logs') || path === '/events';
 }
 
+/** Connection errors that prove the request never reached the leader (safe to send again). */
+const NOT_DELIVERED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+
+class NotDelivered extends Error {}
+
+/** Reads the request body (bounded: the largest body the API takes, a service spec) so it can be re-sent. */
+async function bodyOf(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > BODY_LIMITS.spec) throw tooLarge(`request body is larger than ${BODY_LIMITS.spec >> 20} MiB`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
 /**
  * Proxies the request to the leader. Returns false when this manager became the leader meanwhile
- * (the caller serves it), true once an answer was sent.
+ * (the caller serves it, with the body given back), true once an answer was sent. A leader that
+ * refuses the connection (it just died) is tried again as the new leader becomes known.
  */
-export async function forwardToLeader(req: IncomingMessage, res: ServerResponse, o: { deps: DockerDeps; tls: ForwardTls; port: number }): Promise<boolean> {
+export async function forwardToLeader(req: IncomingMessage, res: ServerResponse, o: { deps: DockerDeps; tls: ForwardTls; port: number }): Promise<{ done: true } | { done: false; body: Buffer }> {
+  const body = await bodyOf(req);
   const deadline = Date.now() + LEADER_WAIT_MS;
+  let lastError = 'no leader: the managers are electing one or have lost quorum';
   for (;;) {
-    if (o.deps.isLeader()) return false;
+    if (o.deps.isLeader()) return { done: false, body };
     const l = o.deps.leader();
     if (l) {
       const host = l.addr.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-      await proxy(req, res, host, o.port, o.tls, o.deps.nodeId);
-      return true;
+      try {
+        await proxy(req, body, res, host, o.port, o.tls, o.deps.nodeId);
+        return { done: true };
+      } catch (e) {
+        if (!(e instanceof NotDelivered)) throw e;
+        lastError = `the leader at ${host}:${o.port} could not be reached (${e.message})`;
+      }
     }
-    if (Date.now() > deadline) throw new ApiError(503, 'ENOLEADER', 'no leader: the managers are electing one or have lost quorum; retry');
+    if (Date.now() > deadline) throw new ApiError(503, 'ENOLEADER', `${lastError}; retry`);
     await sleep(100);
   }
 }
 
-function proxy(req: IncomingMessage, res: ServerResponse, host: string, port: number, tls: ForwardTls, self: string): Promise<void> {
+function proxy(req: IncomingMessage, body: Buffer, res: ServerResponse, host: string, port: number, tls: ForwardTls, self: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const headers = { ...req.headers, [FORWARD_HEADER]: self };
+    const headers: Record<string, string | string[] | undefined> = { ...req.headers, [FORWARD_HEADER]: self, 'content-length': String(body.length) };
     delete headers.host;
-    const out = httpsRequest(
-      { host, port, method: req.method, path: req.url, headers, key: tls.key, cert: tls.cert, ca: tls.ca },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-        up.on('end', () => resolve());
-        up.on('error', () => {
-          res.destroy();
-          resolve();
-        });
-      },
-    );
+    delete headers['transfer-encoding'];
+    let answered = false;
+    const out = httpsRequest({ host, port, method: req.method, path: req.url, headers, key: tls.key, cert: tls.cert, ca: tls.ca, timeout: 5_000 }, (up) => {
+      answered = true;
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+      up.on('end', () => resolve());
+      up.on('error', () => {
+        res.destroy();
+        resolve();
+      });
+    });
+    // Only the connection attempt is timed: an answer (a followed log stream) may take any time.
+    out.on('socket', (s) => s.once('connect', () => out.setTimeout(0)).once('secureConnect', () => out.setTimeout(0)));
+    out.on('timeout', () => out.destroy(Object.assign(new Error('connect timeout'), { code: 'ECONNABORTED' })));
     // The client went away: so does the forwarded request (a followed log stream, an event stream).
     res.on('close', () => {
       out.destroy();
       resolve();
     });
-    out.on('error', (e) => reject(new ApiError(503, 'ELEADERUNREACHABLE', `the leader at ${host}:${port} could not be reached (${e.message}); retry`)));
-    req.pipe(out);
+    out.on('error', (e: NodeJS.ErrnoException) => {
+      if (!answered && NOT_DELIVERED.has(e.code ?? '')) reject(new NotDelivered(e.message));
+      else if (!answered) reject(new ApiError(503, 'ELEADERUNREACHABLE', `the leader at ${host}:${port} failed to answer (${e.message}); check whether the change was applied, then retry`));
+      else res.destroy();
+    });
+    out.end(body);
   });
 }

@@ -8,6 +8,7 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { ApiError, Router } from '../api/http.ts';
 import type { DockerDeps } from './deps.ts';
@@ -106,12 +107,16 @@ export class DockerApiServer {
       const { forwarded } = this.authorize(req, overTls);
       const { version, url } = splitVersion(req.url ?? '/');
       const path = url.split('?')[0] ?? '/';
+      let request = req;
       if (!forwarded && mustForward(req.method ?? 'GET', path) && !this.o.deps.isLeader() && this.o.tls) {
-        const done = await forwardToLeader(req, res, { deps: this.o.deps, tls: this.o.tls(), port: this.o.leaderPort ?? DOCKER_PORT });
-        if (done) return;
+        const f = await forwardToLeader(req, res, { deps: this.o.deps, tls: this.o.tls(), port: this.o.leaderPort ?? DOCKER_PORT });
+        if (f.done) return;
+        // This manager became the leader while waiting: serve the request here, with the body read.
+        request = Object.assign(Readable.from([f.body]), { method: req.method, url: req.url, headers: req.headers, socket: req.socket }) as unknown as IncomingMessage;
+        res.once('close', () => request.emit('close'));
       }
-      req.url = url;
-      if (!(await dispatch(this.router, this.o.deps, { version }, path, req, res))) {
+      request.url = url;
+      if (!(await dispatch(this.router, this.o.deps, { version }, path, request, res))) {
         throw new ApiError(404, 'ENOTFOUND', `page not found: ${req.method} ${path}`);
       }
     } catch (e) {
