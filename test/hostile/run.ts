@@ -27,6 +27,8 @@ export interface HostileOptions {
   /** Hostile worker identities (one connection each). */
   workers: number;
   rates: AttackRates;
+  /** Attacker processes sharing the clients (default 1). */
+  attackers?: number;
   /** Honest baseline before the attack (latency "before"). */
   baselineSeconds: number;
   replicas: number;
@@ -59,6 +61,26 @@ export interface HostileReport {
   attackerExit: number | null;
   /** The end of the attacker's own log (progress, its event-loop delay). */
   attackerLog: string;
+}
+
+/** One result from several attacker processes' results. */
+function mergeResults(rs: AttackResult[]): AttackResult {
+  const sum = (maps: Record<string, number>[]) => {
+    const out: Record<string, number> = {};
+    for (const m of maps) for (const [k, v] of Object.entries(m)) out[k] = (out[k] ?? 0) + v;
+    return out;
+  };
+  return {
+    tally: {
+      sent: sum(rs.map((r) => r.tally.sent)),
+      outcomes: sum(rs.map((r) => r.tally.outcomes)),
+      findings: rs.flatMap((r) => r.tally.findings),
+      findingsDropped: rs.reduce((a, r) => a + r.tally.findingsDropped, 0),
+    },
+    elapsedMs: Math.max(...rs.map((r) => r.elapsedMs)),
+    unauthOpenAtEnd: sum(rs.map((r) => r.unauthOpenAtEnd)),
+    oldestOpenMs: Math.max(...rs.map((r) => r.oldestOpenMs)),
+  };
 }
 
 function logTail(file: string, lines: number): string {
@@ -129,41 +151,54 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
     await new Promise((r) => setTimeout(r, o.baselineSeconds * 1000));
     const dir = join(attackerHost.dir, 'attack');
     mkdirSync(dir, { recursive: true });
-    const cfg: AttackConfig = {
-      seed: o.seed,
+    // Several attacker processes split the clients (one event loop cannot keep up with the handshakes
+    // and generation a long run needs); process 0 keeps the plain seed, so a one-process run replays.
+    const n = Math.max(1, Math.min(o.attackers ?? 1, workers.length));
+    const share = (x: number, k: number) => Math.floor(x / n) + (k < x % n ? 1 : 0);
+    const cfgs: AttackConfig[] = Array.from({ length: n }, (_, k) => ({
+      seed: k === 0 ? o.seed : o.seed + 1_000_003 * k,
       seconds: o.seconds,
       managers,
-      workers,
+      workers: workers.filter((_, i) => i % n === k),
       admin: ctx.admin,
       adminCtx: { nodeIds, serviceIds: [serviceId], taskIds: tasks.map((t) => t.id), maxBody: MAX_BODY },
       otherTaskIds: tasks.map((t) => t.id),
       maxPayload: MAX_PAYLOAD,
-      rates: o.rates,
+      rates: { ...o.rates, adminConns: share(o.rates.adminConns, k), unauthPerSec: o.rates.unauthPerSec / n, unauthMaxOpen: Math.ceil(o.rates.unauthMaxOpen / n) },
       limits: DEFAULT_SERVER_LIMITS,
-      resultFile: join(dir, 'result.json'),
-    };
-    const cfgFile = join(dir, 'config.json');
-    writeFileSync(cfgFile, JSON.stringify(cfg));
+      resultFile: join(dir, `result-${k}.json`),
+    }));
     tAttack.start = Date.now();
-    log(`attack starts: seed ${o.seed}, ${o.seconds} s`);
-    // A raised descriptor limit: the attacker holds many connections at once.
-    const child = attackerHost.spawn('/bin/sh', ['-c', `ulimit -n 65536 2>/dev/null; exec "$0" --import tsx "$1" "$2"`, process.execPath, ATTACKER, cfgFile], { logFile: 'attacker.log', cwd: REPO });
-    attackerExit = await new Promise<number | null>((res) => {
-      const t = setTimeout(() => {
-        if (child.pid) attackerHost.kill(child.pid, 'SIGKILL');
-      }, (o.seconds + 60) * 1000);
-      child.once('exit', (code) => {
-        clearTimeout(t);
-        res(code);
-      });
-    });
+    log(`attack starts: seed ${o.seed}, ${o.seconds} s, ${n} attacker process(es)`);
+    const exits = await Promise.all(
+      cfgs.map((cfg, k) => {
+        const cfgFile = join(dir, `config-${k}.json`);
+        writeFileSync(cfgFile, JSON.stringify(cfg));
+        // A raised descriptor limit: the attacker holds many connections at once.
+        const child = attackerHost.spawn('/bin/sh', ['-c', `ulimit -n 65536 2>/dev/null; exec "$0" --import tsx "$1" "$2"`, process.execPath, ATTACKER, cfgFile], { logFile: `attacker-${k}.log`, cwd: REPO });
+        return new Promise<number | null>((res) => {
+          const t = setTimeout(() => {
+            if (child.pid) attackerHost.kill(child.pid, 'SIGKILL');
+          }, (o.seconds + 60) * 1000);
+          child.once('exit', (code) => {
+            clearTimeout(t);
+            res(code);
+          });
+        });
+      }),
+    );
     tAttack.end = Date.now();
-    attackerLog = logTail(join(attackerHost.dir, 'attacker.log'), 40);
-    try {
-      result = JSON.parse(readFileSync(cfg.resultFile, 'utf8')) as AttackResult;
-    } catch {
-      result = null;
+    attackerExit = exits.find((e) => e !== 0) ?? 0;
+    attackerLog = cfgs.map((_, k) => logTail(join(attackerHost.dir, `attacker-${k}.log`), n === 1 ? 40 : 12)).join('\n');
+    const results: AttackResult[] = [];
+    for (const cfg of cfgs) {
+      try {
+        results.push(JSON.parse(readFileSync(cfg.resultFile, 'utf8')) as AttackResult);
+      } catch {
+        attackerExit = attackerExit || -1; // an attacker that wrote no result failed
+      }
     }
+    result = results.length > 0 ? mergeResults(results) : null;
     log(`attack over (attacker exit ${attackerExit}); settling`);
     // Let the writer commit through the aftermath, then check convergence with a bound.
     await new Promise((r) => setTimeout(r, 3000));
