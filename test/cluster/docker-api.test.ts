@@ -87,6 +87,10 @@ describe('docker CLI through a follower of a Shoal lab', { skip }, () => {
 
   after(async () => {
     await c?.down();
+    // A task namespace created while the lab went down can outlive the teardown (seen once): sweep ours.
+    for (const ns of (await run('ip', ['netns', 'list'], {})).out.split('\n').map((l) => l.split(' ')[0] ?? '')) {
+      if (ns.startsWith(`sl-${NAME}-`)) await run('ip', ['netns', 'delete', ns], {});
+    }
     unhook();
     rmSync(tmp, { recursive: true, force: true });
   });
