@@ -43,6 +43,7 @@ interface Totals {
   ops: number;
   faults: Record<FaultKind, number>;
   anomalies: number;
+  runsWithAnomalies: number;
   undecided: number;
   harnessErrors: number;
   unknown: number;
@@ -54,13 +55,14 @@ function add(t: Totals, r: TrialResult): void {
   t.ops += r.ops;
   for (const k of FAULT_KINDS) t.faults[k] += r.faults[k];
   t.anomalies += r.anomalies.length;
+  if (r.anomalies.length > 0) t.runsWithAnomalies++;
   t.undecided += r.undecided.length;
   t.harnessErrors += r.harnessErrors.length;
   t.unknown += r.counts.read.unknown + r.counts.write.unknown + r.counts.cas.unknown;
   t.seconds += r.elapsedMs / 1000;
 }
 
-const emptyTotals = (): Totals => ({ runs: 0, ops: 0, faults: { partition: 0, kill: 0, pause: 0, 'pause-partition': 0 }, anomalies: 0, undecided: 0, harnessErrors: 0, unknown: 0, seconds: 0 });
+const emptyTotals = (): Totals => ({ runs: 0, ops: 0, faults: { partition: 0, kill: 0, pause: 0, 'pause-partition': 0 }, anomalies: 0, runsWithAnomalies: 0, undecided: 0, harnessErrors: 0, unknown: 0, seconds: 0 });
 
 async function campaign(name: string, unsafe: string | undefined, n: number, profile: typeof realRun, stopOnAnomaly: boolean): Promise<{ totals: Totals; first: TrialResult | null }> {
   const totals = emptyTotals();
@@ -90,7 +92,7 @@ function printTotals(what: string, t: Totals): void {
   console.log(`  runs                 ${t.runs} (${t.seconds.toFixed(0)} s)`);
   console.log(`  operations           ${t.ops} (${t.unknown} with unknown outcome)`);
   console.log(`  faults injected      ${FAULT_KINDS.map((k) => `${k} ${t.faults[k]}`).join(', ')} (total ${FAULT_KINDS.reduce((s, k) => s + t.faults[k], 0)})`);
-  console.log(`  anomalies            ${t.anomalies}${t.undecided ? ` (+${t.undecided} keys undecided within the checker's budget)` : ''}`);
+  console.log(`  anomalies            ${t.anomalies} (keys whose history is not linearizable)${t.undecided ? ` (+${t.undecided} keys undecided within the checker's budget)` : ''}`);
   if (t.harnessErrors) console.log(`  harness errors       ${t.harnessErrors}`);
 }
 
@@ -105,7 +107,10 @@ async function main(): Promise<void> {
 
   console.log('');
   printTotals('safe build', real.totals);
-  if (real.first) for (const v of real.first.anomalies) console.log(`  first anomaly (seed ${real.first.seed}): ${describeAnomaly(v)}`);
+  if (real.first) {
+    console.log(`  runs with anomalies  ${real.totals.runsWithAnomalies} of ${real.totals.runs}`);
+    console.log(`  first anomaly (seed ${real.first.seed}): ${describeAnomaly(real.first.anomalies[0]!)}`);
+  }
   if (controlRuns > 0) {
     printTotals('broken build (SHOAL_UNSAFE_RAFT=localReads)', control.totals);
     const caught = control.totals.anomalies > 0;
