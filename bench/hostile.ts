@@ -1,8 +1,8 @@
 // `npm run bench:hostile -- --seconds 120 [--seed N] [--attackers N]`: the hostile-peer suite's long run
-// (issue 11) on a fresh 3-manager + 1-worker lab. A joined worker, an admin client and unauthenticated strangers attack
-// while a service runs and a writer commits (test/hostile/run.ts). Prints, one per line with units:
-// inputs sent by kind, daemons exited (goal 0), acknowledged writes lost (goal 0), leader changes
-// (goal 0), control-API p99 latency during the attack ÷ before it, and the leader's peak RSS.
+// (issue 11) on a fresh 3-manager + 1-worker lab. Joined workers, an admin client and unauthenticated
+// strangers attack while a service runs and a writer commits (test/hostile/run.ts). Prints, one per line
+// with units: inputs sent by kind, daemons exited (goal 0), acknowledged writes lost (goal 0), leader
+// changes (goal 0), control-API p99 latency during the attack ÷ before it, and the leader's peak RSS.
 // Exits 1 if a goal was missed.
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
