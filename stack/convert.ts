@@ -138,6 +138,12 @@ const SPEC_TO_COMPOSE: [string, string][] = [
   ['task.labels', 'labels'],
   ['task.stopSignal', 'stop_signal'],
   ['task.stopGracePeriodMs', 'stop_grace_period'],
+  ['task.capabilityAdd', 'cap_add'],
+  ['task.capabilityDrop', 'cap_drop'],
+  ['task.init', 'init'],
+  ['task.readOnly', 'read_only'],
+  ['task.sysctls', 'sysctls'],
+  ['task.ulimits', 'ulimits'],
   ['endpoint.ports', 'ports'],
   ['endpoint', 'deploy.endpoint_mode'],
   ['update', 'deploy.update_config'],
@@ -209,6 +215,7 @@ export function serviceDraft(ns: string, s: ComposeService, project: ComposeProj
   if (s.healthcheck) task.healthcheck = { ...s.healthcheck };
   if (s.stopSignal) task.stopSignal = s.stopSignal;
   if (s.stopGracePeriodMs !== undefined) task.stopGracePeriodMs = s.stopGracePeriodMs;
+  if (s.confinement) Object.assign(task, s.confinement);
 
   const nets = (s.networks ?? [{ key: 'default', aliases: [], pos: s.pos }])
     .map((n) => ({ target: netName(n.key), aliases: [s.key, ...n.aliases.filter((a) => a !== s.key)] }))

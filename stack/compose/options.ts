@@ -8,7 +8,7 @@
 export const SERVICE_OPTIONS = [
   'image', 'command', 'entrypoint', 'environment', 'env_file', 'working_dir', 'user', 'hostname', 'labels',
   'ports', 'networks', 'volumes', 'tmpfs', 'secrets', 'configs', 'healthcheck', 'stop_grace_period',
-  'stop_signal', 'deploy',
+  'stop_signal', 'deploy', 'cap_add', 'cap_drop', 'init', 'read_only', 'sysctls', 'ulimits',
 ] as const;
 
 /**
@@ -58,15 +58,12 @@ export const FORBIDDEN_OPTIONS: Readonly<Record<string, string>> = {
  * would run the container with more privilege than the file asks for (REFUSED_UNHONOURED).
  */
 export const UNHONOURED_OPTIONS = [
-  'cap_add', 'credential_spec', 'dns', 'dns_opt', 'dns_search', 'extra_hosts', 'group_add', 'init', 'isolation',
-  'logging', 'oom_score_adj', 'stdin_open', 'sysctls', 'tty', 'ulimits',
+  'credential_spec', 'dns', 'dns_opt', 'dns_search', 'extra_hosts', 'group_add', 'isolation',
+  'logging', 'oom_score_adj', 'stdin_open', 'tty',
 ] as const;
 
 /** Unhonoured options that are errors: dropping them would weaken the container's confinement. */
-export const REFUSED_UNHONOURED: Readonly<Record<string, string>> = {
-  cap_drop: 'Shoal cannot drop capabilities per service yet; refusing to run the service with capabilities the file removes',
-  read_only: 'Shoal cannot make the root filesystem read-only per service yet; refusing to run the service with a writable root filesystem the file forbids',
-};
+export const REFUSED_UNHONOURED: Readonly<Record<string, string>> = {};
 
 /** Every service option the loader recognises, for "did you mean". */
 export const ALL_SERVICE_OPTIONS: readonly string[] = [

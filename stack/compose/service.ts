@@ -113,7 +113,51 @@ export function readService(c: Checker, key: string, node: PNode, ctx: ServiceCo
     const d = readDeploy(c, dep, join(p, 'deploy'), ctx);
     if (d) svc.deploy = d;
   }
+  const conf = readConfinement(c, m, p);
+  if (Object.keys(conf).length) svc.confinement = conf;
   return svc;
+}
+
+/** cap_add, cap_drop, init, read_only, sysctls and ulimits (names and ranges are checked by the managers). */
+function readConfinement(c: Checker, m: PMap, p: string): NonNullable<ComposeService['confinement']> {
+  const out: NonNullable<ComposeService['confinement']> = {};
+  const f = (k: string) => c.field(m, k);
+  for (const [k, key] of [['cap_add', 'capabilityAdd'], ['cap_drop', 'capabilityDrop']] as const) {
+    const n = f(k);
+    const list = n ? c.stringList(n, join(p, k)) : undefined;
+    if (list?.length) out[key] = list;
+  }
+  for (const [k, key] of [['init', 'init'], ['read_only', 'readOnly']] as const) {
+    const n = f(k);
+    if (n && c.bool(n, join(p, k))) out[key] = true;
+  }
+  const sc = f('sysctls');
+  if (sc) {
+    const s = c.labels(sc, join(p, 'sysctls'));
+    if (Object.keys(s).length) out.sysctls = s;
+  }
+  // ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 65535} (a single number sets both)
+  const ul = f('ulimits');
+  const um = ul ? c.map(ul, join(p, 'ulimits'), [], { unknown: () => true }) : undefined;
+  if (um) {
+    const list: { name: string; soft: number; hard: number }[] = [];
+    for (const e of um.entries) {
+      const ep = join(join(p, 'ulimits'), e.key);
+      if (e.value.kind === 'map') {
+        const lm = c.map(e.value, ep, ['soft', 'hard']);
+        const soft = lm && c.field(lm, 'soft');
+        const hard = lm && c.field(lm, 'hard');
+        const sv = soft ? c.int(soft, join(ep, 'soft'), -1) : c.err(e.value, ep, 'soft is required');
+        const hv = hard ? c.int(hard, join(ep, 'hard'), -1) : c.err(e.value, ep, 'hard is required');
+        if (sv !== undefined && hv !== undefined) list.push({ name: e.key, soft: sv, hard: hv });
+      } else {
+        const v = c.int(e.value, ep, -1);
+        if (v !== undefined) list.push({ name: e.key, soft: v, hard: v });
+      }
+    }
+    if (list.length) out.ulimits = list;
+  }
+  return out;
 }
 
 function plainOf(n: PNode): unknown {

@@ -98,6 +98,15 @@ export interface ComposeService {
   healthcheck?: ComposeHealthcheck;
   stopGracePeriodMs?: number;
   stopSignal?: string;
+  /** cap_add, cap_drop, init, read_only, sysctls, ulimits, in the task template's terms (checked by the managers). */
+  confinement?: {
+    capabilityAdd?: string[];
+    capabilityDrop?: string[];
+    init?: boolean;
+    readOnly?: boolean;
+    sysctls?: Record<string, string>;
+    ulimits?: { name: string; soft: number; hard: number }[];
+  };
   deploy: ComposeDeploy;
   /** `x-shoal-*` extension fields kept for later issues (`x-shoal-autoscale`), as plain JSON. */
   extensions: Record<string, unknown>;

@@ -14,6 +14,8 @@ import { compileSeccompProfile, SeccompProfileError } from '../../worker/engine/
 import { DEFAULT_SHIM_PATH, execInContainer, readState, startContainer, stopContainer } from '../../worker/engine/shim.ts';
 import { UserLookupError, resolveUser } from '../../worker/engine/user.ts';
 import { validateServiceSpec } from '../../manager/service/spec.ts';
+import { convertStack } from '../../stack/convert.ts';
+import { loadMemory } from '../stack/helpers.ts';
 import { run, setup, skip, type Env } from './shim-env.ts';
 
 const PARENT = `shoal-h12conf-${process.pid}`;
@@ -284,4 +286,34 @@ test('exec output is capped per stream, and the command is not blocked by it', {
   assert.equal(r.stderr.toString().trim(), 'done');
   assert.equal(readState(e.stateDir)?.status, 'running');
   await stopContainer(e.stateDir, 1000);
+});
+
+test('compose: cap_add, cap_drop, init, read_only, sysctls and ulimits become the task template, validated', () => {
+  const project = loadMemory(
+    {
+      '/app/a.yml': [
+        'services:',
+        '  web:',
+        '    image: busybox',
+        '    cap_add: [NET_ADMIN]',
+        '    cap_drop: [ALL]',
+        '    init: true',
+        '    read_only: true',
+        '    sysctls: {net.ipv4.ip_forward: "1"}',
+        '    ulimits: {nproc: 65535, nofile: {soft: 1024, hard: 2048}}',
+        '',
+      ].join('\n'),
+    },
+    ['a.yml'],
+  );
+  const stack = convertStack(project, 'st');
+  assert.deepEqual(stack.warnings, []);
+  const spec = validateServiceSpec(stack.services[0]!.spec);
+  assert.deepEqual(spec.task.capabilityAdd, ['CAP_NET_ADMIN']);
+  assert.deepEqual(spec.task.capabilityDrop, ['ALL']);
+  assert.equal(spec.task.init, true);
+  assert.equal(spec.task.readOnly, true);
+  assert.deepEqual(spec.task.sysctls, { 'net.ipv4.ip_forward': '1' });
+  assert.deepEqual(spec.task.ulimits, [{ name: 'nofile', soft: 1024, hard: 2048 }, { name: 'nproc', soft: 65535, hard: 65535 }]);
+  assert.deepEqual(effectiveCapabilities(spec.task.capabilityAdd, spec.task.capabilityDrop), [12]);
 });

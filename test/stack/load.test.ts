@@ -74,12 +74,12 @@ describe('compose loader: ignored options give Docker\'s warnings', () => {
     assert.deepEqual(p.warnings, [
       'Ignoring unsupported options: build, depends_on, links, network_mode, privileged, profiles, restart, security_opt',
       "Ignoring deprecated options:\n\ncontainer_name: Setting the container name is not supported.\nexpose: Exposing ports is unnecessary - services on the same network can access each other's containers on any port.",
-      'Not honoured by Shoal yet, deployed without them: cap_add, dns, healthcheck.start_interval, init, logging, sysctls',
+      'Not honoured by Shoal yet, deployed without them: dns, healthcheck.start_interval, logging',
       "networks.default.driver_opts.com.docker.network.driver.mtu: not honoured by Shoal's overlay driver",
       'services.app.ports[0]: the host IP 127.0.0.1 in "127.0.0.1:8080:8080" is not honoured: a published port listens on every node\'s addresses',
       'services.db.volumes[0].volume.nocopy: not honoured',
     ]);
-    // cap_drop: [] and read_only: false ask for nothing, so they are neither refused nor warned about.
+    // cap_add, init and sysctls are honoured (task.capabilityAdd …); cap_drop: [] and read_only: false ask for nothing.
     assert.deepEqual(p.services.map((s) => s.key), ['app', 'db']);
   });
 
