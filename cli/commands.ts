@@ -298,6 +298,7 @@ export const COMMANDS: CommandDef = {
         list('insecure-registry', 'Registry reached over plain HTTP', { value: 'host:port' }),
         value('netns-prefix', 'Prefix of the network namespaces this node creates', { value: 'prefix' }),
         value('election-ms', 'Raft election timeout in milliseconds', { value: 'ms' }),
+        value('metrics-addr', 'Serve Prometheus metrics over plain HTTP on this address (e.g. 127.0.0.1:9323)', { value: 'host:port' }),
       ],
       run: async (i) => (await import('./daemon.ts')).daemonCmd(i),
     },

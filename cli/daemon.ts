@@ -15,6 +15,16 @@ export async function daemonCmd(i: Invocation): Promise<number> {
   const hostname = i.value('hostname');
   const netnsPrefix = i.value('netns-prefix');
   const insecure = i.values('insecure-registry');
+  const metricsAddr = i.value('metrics-addr');
+  if (metricsAddr !== undefined) {
+    const { parseMetricsAddr, MetricsAddrError } = await import('../metrics/server.ts');
+    try {
+      parseMetricsAddr(metricsAddr);
+    } catch (e) {
+      if (e instanceof MetricsAddrError) throw new CliError(e.message);
+      throw e;
+    }
+  }
   const d = new Daemon({
     stateDir: resolve(i.value('state-dir') ?? DEFAULT_STATE_DIR),
     ...(executor ? { executor } : {}),
@@ -22,6 +32,7 @@ export async function daemonCmd(i: Invocation): Promise<number> {
     ...(insecure.length > 0 ? { insecureRegistries: insecure } : {}),
     ...(netnsPrefix ? { netnsPrefix } : {}),
     ...(electionMs ? { timing: { electionMs: Number(electionMs) } } : {}),
+    ...(metricsAddr !== undefined ? { metricsAddr } : {}),
   });
   await d.start();
   const stop = async (sig: string) => {

@@ -34,6 +34,8 @@ import { KeyRing } from '../manager/keys/keyring.ts';
 import { loadKeyRing, removeKeyRing, saveKeyRing } from '../manager/keys/keyfile.ts';
 import { fetchKeyRing, serveKeys } from '../manager/keys/endpoint.ts';
 import { NodeFiles } from '../worker/files.ts';
+import { DaemonMetrics } from '../metrics/daemon-metrics.ts';
+import { parseMetricsAddr, serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { SecretMounts } from '../worker/engine/secrets.ts';
 
 export interface NodeState {
@@ -68,6 +70,8 @@ export interface DaemonOptions {
   processGuard?: boolean;
   /** The Docker Engine API's TCP port on managers (default 2376); null: only `<state-dir>/docker.sock`. */
   dockerPort?: number | null;
+  /** HOST:PORT to serve Prometheus metrics on over plain HTTP (metrics/); absent: no metrics at all. */
+  metricsAddr?: string;
 }
 
 /** WebSocket paths served on the secure port (the dispatcher's and Raft's); any other upgrade is destroyed. */
@@ -89,9 +93,14 @@ export class Daemon {
   private keyRing: KeyRing | null = null;
   /** Secret and config data for this node's tasks: memory only (worker/files.ts). */
   private readonly files = new NodeFiles();
+  /** This daemon's metrics and their endpoint, with --metrics-addr. */
+  readonly metrics: DaemonMetrics | null;
+  private metricsServer: MetricsServer | null = null;
 
   constructor(private readonly opts: DaemonOptions) {
     this.log = opts.log ?? ((l) => console.log(`${new Date().toISOString()} ${l}`));
+    if (opts.metricsAddr !== undefined) parseMetricsAddr(opts.metricsAddr);
+    this.metrics = opts.metricsAddr !== undefined ? new DaemonMetrics() : null;
   }
 
   get socketPath(): string {
@@ -110,6 +119,10 @@ export class Daemon {
     mkdirSync(this.path('certs'), { recursive: true, mode: 0o700 });
     // The local socket first: `shoal` can reach the daemon (and see its state) while it starts.
     await this.serveLocal();
+    if (this.metrics && this.opts.metricsAddr !== undefined) {
+      this.metricsServer = await serveMetrics(this.metrics.registry, this.opts.metricsAddr);
+      this.log(`metrics: serving Prometheus metrics on http://${this.opts.metricsAddr}/metrics`);
+    }
     if (existsSync(this.path('node.json'))) {
       this.state = JSON.parse(readFileSync(this.path('node.json'), 'utf8')) as NodeState;
       await this.run(false);
@@ -127,6 +140,8 @@ export class Daemon {
     this.secure?.closeAllConnections();
     await new Promise<void>((r) => (this.local ? this.local.close(() => r()) : r()));
     rmSync(this.socketPath, { force: true });
+    await this.metricsServer?.close();
+    this.metricsServer = null;
   }
 
   // ------------------------------------------------------------------ local control socket
@@ -506,6 +521,7 @@ export class Daemon {
       server: this.secure,
       bootstrap,
       ...(this.opts.timing ? { timing: this.opts.timing } : {}),
+      ...(this.metrics ? { metrics: this.metrics } : {}),
       log: (l) => this.log(`manager: ${l}`),
       // TEST ONLY: SHOAL_UNSAFE_RAFT=localReads runs a deliberately broken Raft (linearizability control).
       ...unsafeRaftOption(process.env),

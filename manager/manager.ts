@@ -41,6 +41,8 @@ import type { Entry } from './raft/types.ts';
 import { newId } from './store/ids.ts';
 import { CLUSTER_ID, defaultClusterSpec, type Cluster, type Node as NodeObj } from './store/objects.ts';
 import { Store } from './store/store.ts';
+import type { DaemonMetrics } from '../metrics/daemon-metrics.ts';
+import { managerClusterView } from './metrics-view.ts';
 
 export interface ManagerTiming {
   electionMs?: number;
@@ -66,6 +68,8 @@ export interface ManagerOptions {
   unsafeRaft?: UnsafeFlags;
   /** The data-encryption keys that seal secrets (manager/keys); null while this manager has none yet. */
   keys?: () => KeyRing | null;
+  /** The daemon's metrics (--metrics-addr); absent: no observers are installed. */
+  metrics?: DaemonMetrics;
 }
 
 /** How often the leader checks heartbeats, roles and learners. */
@@ -109,7 +113,8 @@ export class Manager {
     const t = opts.timing ?? {};
     this.raft = new RaftNode({
       id: opts.nodeId,
-      storage: new SqliteRaftStorage(opts.raftDir),
+      storage: new SqliteRaftStorage(opts.raftDir, opts.metrics ? { onSync: (s) => opts.metrics!.raft.fsync(s) } : undefined),
+      ...(opts.metrics ? { onProposal: (s: number, ok: boolean) => opts.metrics!.raft.proposal(s, ok) } : {}),
       transport: this.transport,
       stateMachine: sm,
       electionMs: t.electionMs ?? 1000,
@@ -136,10 +141,16 @@ export class Manager {
     this.leaderHooks.push(
       new Orchestrator(this.store, { newId, log: (l) => this.log(`orchestrator: ${l}`) }),
       new AllocatorRunner(this.store, { newId, hostRoutes: readHostRoutes, log: (l) => this.log(l) }),
-      new SchedulerRunner(this.store, { log: (l) => this.log(`scheduler: ${l}`) }),
+      new SchedulerRunner(this.store, { log: (l) => this.log(`scheduler: ${l}`), ...(opts.metrics ? { onPass: (p) => opts.metrics!.cluster.schedulerPass(p) } : {}) }),
     );
     this.routes();
     this.onUpgrade = (req, socket, head) => void this.dispatcher.handleUpgrade(req, socket, head);
+    if (opts.metrics) {
+      const m = opts.metrics;
+      this.router.observe = (method, route, status, s) => m.api.request(method, route, status, s);
+      m.raft.source(() => this.raft.status());
+      m.cluster.source(managerClusterView({ store: this.store, raft: this.raft, dispatcherStats: () => this.dispatcher.stats(), remote: () => this.remote }));
+    }
   }
 
   /** Logs / exec requests to nodes over their sessions, and the usage they report. */
@@ -151,6 +162,7 @@ export class Manager {
     await this.transport.start();
     this.opts.server.on('upgrade', this.onUpgrade);
     this.raft.onLeaderChange(() => this.leadershipChanged());
+    if (this.opts.metrics) this.raft.onLeaderChange(() => this.opts.metrics!.raft.leaderChanged());
     this.raft.start();
     this.leadershipChanged();
   }
@@ -162,6 +174,8 @@ export class Manager {
     this.opts.server.off('upgrade', this.onUpgrade);
     this.dispatcher.stop();
     await this.raft.stop();
+    this.opts.metrics?.raft.source(null);
+    this.opts.metrics?.cluster.source(null);
   }
 
   // ------------------------------------------------------------------ cluster bootstrap

@@ -115,7 +115,10 @@ export class Router<C> {
     return this;
   }
 
-  match(method: string, url: string): { handler: Handler<C>; params: Record<string, string> } | null {
+  /** Observer (metrics) of each matched request: method, route pattern (never the raw path), status, seconds. */
+  observe: ((method: string, route: string, status: number, seconds: number) => void) | null = null;
+
+  match(method: string, url: string): { handler: Handler<C>; params: Record<string, string>; route: string } | null {
     const path = url.split('?')[0] ?? '';
     let parts: string[];
     try {
@@ -141,7 +144,7 @@ export class Router<C> {
         methodMismatch = true;
         continue;
       }
-      return { handler: r.handler, params };
+      return { handler: r.handler, params, route: `/${r.parts.join('/')}` };
     }
     if (methodMismatch) throw new ApiError(405, 'EMETHOD', `${method} is not allowed on ${path}`);
     return null;
@@ -150,9 +153,22 @@ export class Router<C> {
   async dispatch(ctx: C, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const m = this.match(req.method ?? 'GET', req.url ?? '/');
     if (!m) return false;
-    const out = await m.handler(ctx, m.params, req, res);
-    if (out !== undefined && !res.headersSent) sendJson(res, 200, out);
-    return true;
+    const observe = this.observe;
+    if (!observe) {
+      const out = await m.handler(ctx, m.params, req, res);
+      if (out !== undefined && !res.headersSent) sendJson(res, 200, out);
+      return true;
+    }
+    const t0 = performance.now();
+    try {
+      const out = await m.handler(ctx, m.params, req, res);
+      if (out !== undefined && !res.headersSent) sendJson(res, 200, out);
+      observe(req.method ?? 'GET', m.route, res.statusCode, (performance.now() - t0) / 1000);
+      return true;
+    } catch (e) {
+      observe(req.method ?? 'GET', m.route, errorStatus(e).status, (performance.now() - t0) / 1000);
+      throw e;
+    }
   }
 }
 

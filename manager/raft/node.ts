@@ -122,6 +122,8 @@ export interface RaftNodeOptions {
   bootstrap?: { id: NodeId; url: string }[];
   /** Diagnostics (elections, failures, snapshots). Default: discarded. */
   log?: (line: string) => void;
+  /** Observer (metrics): a proposal's latency until applied here, or until it failed. Default: none. */
+  onProposal?: (seconds: number, ok: boolean) => void;
   /**
    * TEST ONLY: deliberately broken core behaviours (see UnsafeFlags), so the real-cluster linearizability
    * harness (test/jepsen) can prove it catches a broken build. Never set in production; logged at start.
@@ -319,6 +321,7 @@ export class RaftNode {
   private readonly earlySend: boolean;
   private readonly commitFlushMs: number;
   private readonly logFn: (line: string) => void;
+  private readonly onProposal: ((seconds: number, ok: boolean) => void) | null;
 
   /** Index of the last entry (or snapshot) applied to the state machine. */
   private applied: number;
@@ -396,6 +399,7 @@ export class RaftNode {
     this.earlySend = opts.leaderSendBeforeSync ?? true;
     this.commitFlushMs = opts.commitFlushMs ?? 1000;
     this.logFn = opts.log ?? (() => {});
+    this.onProposal = opts.onProposal ?? null;
 
     let state = this.storage.load();
     const empty = state.hardState.term === 0 && state.snapshot === null && state.entries.length === 0;
@@ -522,7 +526,17 @@ export class RaftNode {
       return Promise.reject(err);
     }
     this.st.proposals++;
-    return this.track(at);
+    const tracked = this.track(at);
+    const observe = this.onProposal;
+    if (!observe) return tracked;
+    const t0 = performance.now();
+    return tracked.then(
+      (v) => (observe((performance.now() - t0) / 1000, true), v),
+      (err: unknown) => {
+        observe((performance.now() - t0) / 1000, false);
+        throw err;
+      },
+    );
   }
 
   /**
