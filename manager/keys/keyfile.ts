@@ -3,12 +3,15 @@
 // (issue 15) can wrap the keys with a key-encryption key without another format change:
 //
 //   { "version": 1, "wrapped": false, "keys": [{ "kid", "key" (base64), "createdAt" }, …] }
-//   { "version": 1, "wrapped": true,  "kek": { "kdf", "salt", "nonce" }, "ct": base64 }   (not written yet)
+//   { "version": 1, "wrapped": true,  "kek": { "kdf", "salt", "nonce" }, "ct": base64 }
 //
-// Until autolock exists, only the unwrapped shape is written, and a wrapped file is refused with a
-// message saying why. See docs/design/secrets.md for what this does and does not protect.
+// The wrapped shape is written when autolock is on (autolock.ts: ct is the unwrapped JSON sealed under a
+// KEK derived from the unlock key); reading it needs the unlock key, else ManagerLockedError. The same
+// format holds the manager's own Raft key ring (raft.json, manager/raft/encrypt.ts). See
+// docs/design/secrets.md and docs/design/security.md for what this does and does not protect.
 import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ManagerLockedError, unwrap, wrap } from './autolock.ts';
 import { KEY_BYTES, KeyRing, SealError, type DataKey } from './keyring.ts';
 
 export const KEY_FILE_VERSION = 1;
@@ -34,8 +37,19 @@ export function keyDir(stateDir: string): string {
   return join(stateDir, 'keys');
 }
 
-export function keyFilePath(stateDir: string): string {
-  return join(keyDir(stateDir), 'dek.json');
+/** `name`: dek.json (the cluster's data keys) or RAFT_KEY_FILE (this manager's own Raft key). */
+export function keyFilePath(stateDir: string, name = 'dek.json'): string {
+  return join(keyDir(stateDir), name);
+}
+
+/** This manager's Raft log/snapshot key ring (never shared with other managers). */
+export const RAFT_KEY_FILE = 'raft.json';
+
+/** Whether the key file exists in the wrapped (autolocked) shape. */
+export function isKeyFileWrapped(stateDir: string, name = 'dek.json'): boolean {
+  const p = keyFilePath(stateDir, name);
+  if (!existsSync(p)) return false;
+  return (JSON.parse(readFileSync(p, 'utf8')) as { wrapped?: unknown }).wrapped === true;
 }
 
 export function encodeKeyRing(ring: KeyRing): KeyFileUnwrapped {
@@ -60,20 +74,31 @@ export function decodeKeyRing(raw: unknown): KeyRing {
 }
 
 /** The manager's key ring, or null when it has none yet. */
-export function loadKeyRing(stateDir: string): KeyRing | null {
-  const p = keyFilePath(stateDir);
+export function loadKeyRing(stateDir: string, opts?: { name?: string; unlockKey?: Buffer | null }): KeyRing | null {
+  const p = keyFilePath(stateDir, opts?.name);
   if (!existsSync(p)) return null;
-  return decodeKeyRing(JSON.parse(readFileSync(p, 'utf8')) as unknown);
+  const raw = JSON.parse(readFileSync(p, 'utf8')) as KeyFile;
+  if (raw?.wrapped === true) {
+    if (!opts?.unlockKey) throw new ManagerLockedError(`${p} is wrapped by the unlock key (autolock): unlock the manager with \`shoal cluster unlock\``);
+    return decodeKeyRing(JSON.parse(unwrap(raw, opts.unlockKey).toString('utf8')) as unknown);
+  }
+  return decodeKeyRing(raw);
 }
 
 /** Writes the key file atomically (0600 in a 0700 directory, fsynced before the rename). */
-export function saveKeyRing(stateDir: string, ring: KeyRing): void {
+/** With `unlockKey` (autolock on) the file is written wrapped; `random` is then required. */
+export function saveKeyRing(stateDir: string, ring: KeyRing, opts?: { name?: string; unlockKey?: Buffer | null; random?: (n: number) => Buffer }): void {
   const dir = keyDir(stateDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
-  const p = keyFilePath(stateDir);
+  const p = keyFilePath(stateDir, opts?.name);
   const tmp = `${p}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(encodeKeyRing(ring)), { mode: 0o600 });
+  let body: KeyFile = encodeKeyRing(ring);
+  if (opts?.unlockKey) {
+    if (!opts.random) throw new SealError('wrapping a key file needs a random source');
+    body = { version: KEY_FILE_VERSION, wrapped: true, ...wrap(Buffer.from(JSON.stringify(body), 'utf8'), opts.unlockKey, opts.random) };
+  }
+  writeFileSync(tmp, JSON.stringify(body), { mode: 0o600 });
   const fd = openSync(tmp, 'r');
   fsyncSync(fd);
   closeSync(fd);
