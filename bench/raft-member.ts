@@ -3,18 +3,25 @@
 // to the parent over the fork IPC channel. Load generators run *inside* this process so latencies are
 // measured where the proposal is made (propose → applied locally), without IPC in the path.
 //
+// With `encrypt` set in init, the storage seals entries and snapshots with a fresh per-member Raft key
+// (manager/raft/encrypt.ts), as a manager does with encryption at rest, so the bench can print commit
+// latency with encryption off and on in one run.
+//
 // Timestamps sent to the parent are performance.timeOrigin + performance.now(): wall-clock based, high
 // resolution, and comparable between processes on one machine.
 import { performance } from 'node:perf_hooks';
 import { RaftNode } from '../manager/raft/node.ts';
 import type { StateMachine } from '../manager/raft/node.ts';
 import { summarize, type LatencySummary } from './stats.ts';
+import { randomBytes } from 'node:crypto';
+import { KeyRing } from '../manager/keys/keyring.ts';
+import { RaftCipher } from '../manager/raft/encrypt.ts';
 import { SqliteRaftStorage } from '../manager/raft/storage-sqlite.ts';
 import { WsRaftTransport } from '../manager/raft/transport-ws.ts';
 import type { Entry } from '../manager/raft/types.ts';
 
 export type ToMember =
-  | { t: 'init'; id: string; dir: string; port: number; tls: { key: string; cert: string; ca: string } }
+  | { t: 'init'; id: string; dir: string; port: number; tls: { key: string; cert: string; ca: string }; encrypt?: boolean }
   | { t: 'start'; bootstrap?: { id: string; url: string }[]; options?: Record<string, number | boolean> }
   | { t: 'status'; req: number }
   | { t: 'seq'; req: number; warmup: number; count: number; size: number }
@@ -85,7 +92,8 @@ async function onMessage(m: ToMember): Promise<void> {
     case 'init': {
       id = m.id;
       dir = m.dir;
-      storage = new SqliteRaftStorage(dir);
+      const cipher = m.encrypt ? new RaftCipher(KeyRing.generate(randomBytes, new Date()), randomBytes) : null;
+      storage = new SqliteRaftStorage(dir, { cipher });
       transport = await WsRaftTransport.create({ id, tls: m.tls, listen: { host: '127.0.0.1', port: m.port }, onError: () => {} });
       send({ t: 'listening', port: transport.port! });
       return;

@@ -22,7 +22,7 @@ import type { FromMember, ToMember } from './raft-member.ts';
 import { summarize, type LatencySummary } from './stats.ts';
 import { compiledEntry } from '../scripts/dist.ts';
 
-const WATCHDOG_MS = 115_000;
+const WATCHDOG_MS = 160_000;
 const SEQ = { warmup: 500, count: 3000, size: 100 };
 const PIPE = { warmupMs: 500, ms: 3000, size: 1024, outstanding: 512 };
 const FAILOVER_ROUNDS = Number(process.env.RAFT_BENCH_FAILOVER_ROUNDS ?? 4);
@@ -90,6 +90,8 @@ class Member {
   constructor(
     readonly id: string,
     readonly dir: string,
+    /** Encryption at rest: the member's storage seals entries and snapshots. */
+    readonly encrypt = false,
   ) {
     this.child = this.spawn();
   }
@@ -180,7 +182,7 @@ class Member {
 
 async function launch(m: Member, ca: TestCa, tls: { key: string; cert: string }, port: number): Promise<number> {
   const listening = m.expect('listening');
-  m.post({ t: 'init', id: m.id, dir: m.dir, port, tls: { ...tls, ca: ca.caCert } });
+  m.post({ t: 'init', id: m.id, dir: m.dir, port, tls: { ...tls, ca: ca.caCert }, encrypt: m.encrypt });
   m.port = (await listening).port;
   return m.port;
 }
@@ -329,19 +331,26 @@ async function main(): Promise<void> {
   const fsync = fsyncBaseline();
   const rtt = await wsBaseline(ca);
 
-  const ids = ['m1', 'm2', 'm3'];
+  const ids = ['m1', 'm2', 'm3', 'e1', 'e2', 'e3'];
   const tls = new Map(ids.map((id) => [id, ca.issue(id, { ou: 'manager' })] as const));
-  const members = ids.map((id) => {
-    const dir = path.join(root, id);
-    fs.mkdirSync(dir);
-    return new Member(id, dir);
-  });
-  await Promise.all(members.map((m) => launch(m, ca, tls.get(m.id)!, 0)));
-  const bootstrap = members.map((m) => ({ id: m.id, url: `wss://127.0.0.1:${m.port}` }));
-  await Promise.all(members.map((m) => start(m, bootstrap)));
+  const cluster = async (names: string[], encrypt: boolean): Promise<Member[]> => {
+    const group = names.map((id) => {
+      const dir = path.join(root, id);
+      fs.mkdirSync(dir);
+      return new Member(id, dir, encrypt);
+    });
+    await Promise.all(group.map((m) => launch(m, ca, tls.get(m.id)!, 0)));
+    const bootstrap = group.map((m) => ({ id: m.id, url: `wss://127.0.0.1:${m.port}` }));
+    await Promise.all(group.map((m) => start(m, bootstrap)));
+    return group;
+  };
+  const members = await cluster(ids.slice(0, 3), false);
   const t0 = performance.now();
   let { leader } = await agreedLeader(members);
   console.log(`initial election: ${leader.id} leads after ${(performance.now() - t0).toFixed(0)} ms (from start)`);
+  // A second cluster, identical but with encryption at rest, measured in the same run (idle otherwise).
+  const encMembers = await cluster(ids.slice(3), true);
+  const { leader: encLeader } = await agreedLeader(encMembers);
 
   // a) Sequential commit latency, measured in the leader process.
   const cpu0 = await Promise.all(members.map((m) => m.status()));
@@ -351,6 +360,8 @@ async function main(): Promise<void> {
   const cpu1 = await Promise.all(members.map((m) => m.status()));
   const seqWall = performance.now() - wall0;
   const seqCpu = members.map((m, i) => `${m.id}${m === leader ? ' (leader)' : ''} ${(((cpu1[i]!.cpuMs - cpu0[i]!.cpuMs) / seqWall) * 100).toFixed(0)}%`);
+  const encSeq = await encLeader.request<Extract<FromMember, { t: 'seq' }>>({ t: 'seq', ...SEQ }, 60_000);
+  if (encSeq.error) throw new Error(`seq (encrypted): ${encSeq.error}`);
 
   // b) Pipelined throughput.
   ({ leader } = await agreedLeader(members));
@@ -362,12 +373,21 @@ async function main(): Promise<void> {
   const pipeWall = performance.now() - pwall0;
   const pipeCpu = members.map((m, i) => `${m.id}${m === leader ? ' (leader)' : ''} ${(((pcpu1[i]!.cpuMs - pcpu0[i]!.cpuMs) / pipeWall) * 100).toFixed(0)}%`);
   const tput = pipe.commits / pipe.secs;
+  const encPipe = await (await agreedLeader(encMembers)).leader.request<Extract<FromMember, { t: 'pipe' }>>({ t: 'pipe', ...PIPE }, 60_000);
+  if (encPipe.error) throw new Error(`pipe (encrypted): ${encPipe.error}`);
+  await Promise.all(encMembers.map((m) => m.stop()));
+  const encTput = encPipe.commits / encPipe.secs;
+  const encLines = [
+    `commit latency, encryption at rest off: p50 ${ms(seq.lat.p50)} p99 ${ms(seq.lat.p99)}; pipelined ${tput.toFixed(0)} commits/s`,
+    `commit latency, encryption at rest on:  p50 ${ms(encSeq.lat.p50)} p99 ${ms(encSeq.lat.p99)} (target p99 <= ${TARGET.p99} ms) ${verdict(encSeq.lat.p99 <= TARGET.p99)}; pipelined ${encTput.toFixed(0)} commits/s`,
+  ];
 
   // c) Failover.
   const rounds: Array<{ leaderMs: number; writeMs: number; killed: string; next: string }> = [];
   if (FAILOVER_ROUNDS < 1) {
     console.log(`cpu seq: ${seqCpu.join(', ')}; cpu pipe: ${pipeCpu.join(', ')}`);
     console.log(`commit latency p50: ${ms(seq.lat.p50)} p99: ${ms(seq.lat.p99)}; pipelined ${tput.toFixed(0)} commits/s p50 ${ms(pipe.lat.p50)} p99 ${ms(pipe.lat.p99)}; fsync p50 ${ms(fsync.p50)}`);
+    for (const l of encLines) console.log(l);
     await Promise.all(members.map((m) => m.stop()));
     return;
   }
@@ -399,6 +419,7 @@ async function main(): Promise<void> {
   console.log(`failover rounds: ${rounds.length}`);
   console.log(`cpu during sequential run (share of one core): ${seqCpu.join(', ')}`);
   console.log(`cpu during pipelined run (share of one core): ${pipeCpu.join(', ')}`);
+  for (const l of encLines) console.log(l);
 
   await Promise.all(members.map((m) => m.stop()));
 }
