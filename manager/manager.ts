@@ -28,6 +28,7 @@ import { SchedulerRunner } from './scheduler/runner.ts';
 import { AllocatorRunner, readHostRoutes } from './allocator/runner.ts';
 import { Orchestrator } from './orchestrator/runner.ts';
 import { caDigest, verifyNodeCertificate } from './ca/pki.ts';
+import { deniedFor } from './ca/revocation.ts';
 import { makeJoinToken } from './ca/tokens.ts';
 import { Dispatcher } from './dispatcher/dispatcher.ts';
 import type { ManagerAddr } from './dispatcher/protocol.ts';
@@ -90,6 +91,8 @@ export class Manager {
   private readonly router = new Router<{ cn: string }>();
   private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   private leaderTimer: NodeJS.Timeout | null = null;
+  private unwatchDeny: (() => void) | null = null;
+  private lastDenyList = '';
   private leaderBusy = false;
   private isLeader = false;
   private stopped = false;
@@ -163,6 +166,7 @@ export class Manager {
     this.opts.server.on('upgrade', this.onUpgrade);
     this.raft.onLeaderChange(() => this.leadershipChanged());
     if (this.opts.metrics) this.raft.onLeaderChange(() => this.opts.metrics!.raft.leaderChanged());
+    this.watchDenyList();
     this.raft.start();
     this.leadershipChanged();
   }
@@ -171,6 +175,7 @@ export class Manager {
     if (this.stopped) return;
     this.stopped = true;
     this.stopLeaderLoops();
+    this.unwatchDeny?.();
     this.opts.server.off('upgrade', this.onUpgrade);
     this.dispatcher.stop();
     await this.raft.stop();
@@ -225,11 +230,31 @@ export class Manager {
   certProblem(raw: Buffer | undefined, roles: string[]): string | null {
     if (!raw) return 'a client certificate is required';
     const c = this.cluster();
-    const denied = new Set<string>([...(c?.denyList?.removedNodes ?? []), ...(c?.denyList?.revokedSerials ?? [])]);
+    // Demoted managers' certificates still open a worker session (to renew), nothing manager-only.
+    const denied = deniedFor(c?.denyList, roles);
     const res = verifyNodeCertificate(raw, { caCertPem: this.opts.tls.ca, clusterId: this.opts.clusterId, denied });
     if (!res.ok) return res.reason;
     if (!roles.includes(res.info.role)) return `a ${res.info.role} certificate may not call this endpoint (needs ${roles.join(' or ')})`;
     return null;
+  }
+
+  /**
+   * Revocation takes effect on open connections too: whenever the replicated deny list changes, Raft
+   * links and dispatcher sessions whose certificate is now refused are closed (the control API checks
+   * every request anyway). Resubscribes after a store reset (snapshot installed), which closes watches.
+   */
+  private watchDenyList(): void {
+    if (this.stopped) return;
+    const recheck = (): void => {
+      const deny = JSON.stringify(this.cluster()?.denyList ?? null);
+      if (deny === this.lastDenyList) return;
+      this.lastDenyList = deny;
+      const links = this.transport.recheckPeers();
+      const sessions = this.dispatcher.recheckCertificates();
+      if (links + sessions > 0) this.log(`deny list changed: closed ${links} Raft links and ${sessions} node sessions`);
+    };
+    this.lastDenyList = JSON.stringify(this.cluster()?.denyList ?? null);
+    this.unwatchDeny = this.store.watch({ kinds: ['cluster'], onClose: () => { recheck(); this.watchDenyList(); } }, () => recheck());
   }
 
   // ------------------------------------------------------------------ HTTP entry points (from the daemon)

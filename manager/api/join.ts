@@ -13,7 +13,8 @@ import { isHostname } from '../dispatcher/validate.ts';
 import { raftUrl, type Members } from '../members.ts';
 import type { Gate } from './gate.ts';
 import { readCluster } from './cluster.ts';
-import { ApiError, BODY_LIMITS, badRequest, readJson, sendError, sendJson } from './http.ts';
+import { ApiError, BODY_LIMITS, badRequest, conflict, readJson, sendError, sendJson } from './http.ts';
+import { recordIssued } from '../ca/revocation.ts';
 
 export interface JoinDeps {
   store: Store;
@@ -80,6 +81,11 @@ export class JoinApi {
     else throw new ApiError(401, 'EBADTOKEN', parsed.caDigest === parseJoinToken(c.joinTokens.worker).caDigest ? 'invalid join token (wrong secret, or it was rotated)' : 'invalid join token: it belongs to another cluster');
     const nodeId = newId();
     const host = advertise.split(':')[0]!;
+    const hostname = typeof b.hostname === 'string' ? b.hostname : host;
+    // Hostnames are unique: the CLI and `node promote/rm` resolve nodes by hostname, so a joiner taking
+    // another node's name would become the node an admin acts on (security review, finding 8). Swarm
+    // allows duplicates; Shoal refuses them (checked again inside the write, against concurrent joins).
+    this.refuseTakenHostname(hostname);
     // A DNS name goes into a certificate only for a manager, which serves Raft under it; a worker
     // choosing a name (say, the one managers are reached by) would otherwise hold a certificate for it.
     const sans = IPV4_RE.test(host) ? { ips: [host] } : role === 'manager' ? { dns: [host] } : {};
@@ -95,13 +101,14 @@ export class JoinApi {
     });
     const now = new Date().toISOString();
     await this.d.gate.write((tx) => {
+      this.refuseTakenHostname(hostname, (tx.list('node') as NodeObj[]));
       tx.create({
         id: nodeId,
         kind: 'node',
         spec: { labels: {}, availability: 'active', role },
-        description: { hostname: typeof b.hostname === 'string' ? b.hostname : host, platform: { os: 'linux', arch: process.arch }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: host },
+        description: { hostname, platform: { os: 'linux', arch: process.arch }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: host },
         status: { state: 'unknown', message: 'joined', addr: host, lastHeartbeat: now },
-        certificate: { serial: issued.serial, notAfter: issued.notAfter.toISOString(), role },
+        certificate: recordIssued(undefined, issued, role, new Date()),
       } as unknown as NodeObj);
     });
     if (role === 'manager') {
@@ -110,6 +117,15 @@ export class JoinApi {
     }
     this.d.log(`node ${nodeId} joined as ${role} from ${advertise}`);
     return { nodeId, role, certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, clusterId: this.d.clusterId, managers: this.d.members.managerAddrs() };
+  }
+
+  /** 409 when another node already has `hostname` (case-insensitive, as DNS names compare). */
+  private refuseTakenHostname(hostname: string, nodes?: NodeObj[]): void {
+    const all = nodes ?? (this.d.store.view((tx) => tx.list('node')) as NodeObj[]);
+    const taken = all.find((n) => (n.description?.hostname ?? '').toLowerCase() === hostname.toLowerCase());
+    if (taken) {
+      throw conflict(`a node with hostname ${hostname} already exists (node ${taken.id}, ${taken.status?.state ?? 'unknown'}): remove it with \`shoal node rm\` first, or join with another hostname`);
+    }
   }
 }
 

@@ -10,6 +10,7 @@ import { addrFromRaftUrl, type Members } from '../members.ts';
 import type { Gate } from './gate.ts';
 import { ApiError, BODY_LIMITS, badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
 import { resolveRef } from './resolve.ts';
+import { revokeOnDemote, revokeOnRemove } from '../ca/revocation.ts';
 
 export interface NodeApiDeps {
   store: Store;
@@ -148,6 +149,11 @@ export function registerNodeRoutes<C>(r: Router<C>, d: NodeApiDeps): void {
     await d.gate.write((tx) => {
       const cur = tx.get('node', n.id) as NodeObj;
       tx.update({ ...cur, spec: { ...cur.spec, role: 'worker' } });
+      // Its manager certificates stop opening Raft, keys and the rest at once (still good for the
+      // dispatcher session it renews over); the renewal into a worker certificate revokes them outright.
+      const c = tx.get('cluster', CLUSTER_ID) as Cluster;
+      const deny = revokeOnDemote(c.denyList, cur.certificate);
+      if (deny !== c.denyList) tx.update({ ...c, denyList: deny } as Cluster);
     });
     return present(resolveNode(d.store, n.id));
   });
@@ -164,8 +170,9 @@ export function registerNodeRoutes<C>(r: Router<C>, d: NodeApiDeps): void {
     }
     await d.gate.write((tx) => {
       const c = tx.get('cluster', CLUSTER_ID) as Cluster;
+      const cur = tx.get('node', n.id) as NodeObj | undefined;
       tx.delete('node', n.id);
-      tx.update({ ...c, denyList: { ...c.denyList, removedNodes: [...c.denyList.removedNodes, n.id] } } as Cluster);
+      tx.update({ ...c, denyList: revokeOnRemove(c.denyList, n.id, cur?.certificate) } as Cluster);
     });
     d.closeSession(n.id, 4003, 'node removed');
     return { removed: n.id };

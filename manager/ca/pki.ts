@@ -349,8 +349,9 @@ export function verifyNodeCertificate(pem: string | Buffer, opts: VerifyOptions)
   const role = info.role;
   if (!isNodeRole(role)) return { ok: false, reason: `unknown role OU ${role || '(none)'}` };
   const denied = opts.denied;
-  if (denied && (denied.has(info.serial) || denied.has(info.serial.toUpperCase()) || denied.has(info.nodeId))) {
-    return { ok: false, reason: `certificate of node ${info.nodeId} was revoked (node removed)` };
+  if (denied?.has(info.nodeId)) return { ok: false, reason: `certificate of node ${info.nodeId} was revoked (node removed)` };
+  if (denied && (denied.has(info.serial) || denied.has(info.serial.toUpperCase()))) {
+    return { ok: false, reason: `certificate ${info.serial} of ${info.role === 'admin' ? 'admin' : 'node'} ${info.nodeId} was revoked` };
   }
   return { ok: true, info: { ...info, role } };
 }

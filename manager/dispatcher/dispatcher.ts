@@ -17,6 +17,7 @@ import { ProtocolViolation, Session, jsonDecoder, type SessionCounters } from '.
 import { canonicalJson, nodeNetViews, type NetSnapshot } from '../allocator/netview.ts';
 import { PkiError, signNodeCertificate } from '../ca/pki.ts';
 import { RateLimiter } from '../ca/tokens.ts';
+import { recordIssued, revokeOnRoleChange } from '../ca/revocation.ts';
 import type { RaftNode } from '../raft/node.ts';
 import { CLUSTER_ID, isTerminalTaskState, taskStateRank, type Cluster, type Node as NodeObj, type Task } from '../store/objects.ts';
 import type { Store } from '../store/store.ts';
@@ -92,6 +93,8 @@ interface NodeSession {
   helloAt: number;
   /** The address the connection came from (IPv4-mapped IPv6 unwrapped), or '' if unknown. */
   remoteAddr: string;
+  /** The client certificate (DER) the session was opened with: re-checked when the deny list changes. */
+  certRaw?: Buffer;
 }
 
 export class Dispatcher {
@@ -136,11 +139,11 @@ export class Dispatcher {
     }
     const nodeId = String(cert!.subject.CN);
     const remoteAddr = observedAddr(req.socket.remoteAddress);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.open(nodeId, ws, remoteAddr));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.open(nodeId, ws, remoteAddr, cert?.raw));
     return true;
   }
 
-  private open(nodeId: string, ws: WebSocket, remoteAddr: string): void {
+  private open(nodeId: string, ws: WebSocket, remoteAddr: string, certRaw?: Buffer): void {
     // (The callbacks run only after the constructor returns, when `ns` exists.)
     const session = new Session<InboundMessage>(ws, {
       name: `dispatcher: node ${nodeId}`,
@@ -156,7 +159,7 @@ export class Dispatcher {
         liveness: DISPATCHER_LIMITS.liveness,
       },
     });
-    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session };
+    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session, ...(certRaw ? { certRaw } : {}) };
     this.counters.sessionOpened();
     if (!this.leading) {
       ns.session.sendJson({ t: 'redirect', leader: this.d.members.leaderAddr(), message: 'this manager is not the leader' } satisfies ManagerToAgent);
@@ -195,6 +198,19 @@ export class Dispatcher {
 
   closeSession(nodeId: string, code: number, reason: string): void {
     this.sessions.get(nodeId)?.session.close(code, reason);
+  }
+
+  /** The deny list changed: sessions whose certificate is now refused are closed (4003). */
+  recheckCertificates(): number {
+    let closed = 0;
+    for (const ns of this.sessions.values()) {
+      const problem = this.d.certProblem(ns.certRaw, ['worker', 'manager']);
+      if (problem === null) continue;
+      this.d.log(`closing the session of node ${ns.nodeId}: ${problem}`);
+      ns.session.close(4003, 'certificate revoked');
+      closed++;
+    }
+    return closed;
   }
 
   heartbeatPeriod(): number {
@@ -285,7 +301,9 @@ export class Dispatcher {
       if (!cur) return;
       tx.update({
         ...cur,
-        description: { ...cur.description, ...description },
+        // The hostname is the one the node joined with, unique among nodes (api/join.ts): a hello cannot
+        // take another node's name, which `node rm/promote <hostname>` and constraints would then match.
+        description: { ...cur.description, ...description, hostname: cur.description.hostname || description.hostname },
         // The address the node was seen from, as in Swarm, not the one it claims (security review,
         // finding 8): node.ip constraints and renewed certificates' IP SANs use it. The node's own
         // address (description.addr) stays its overlay endpoint.
@@ -372,16 +390,14 @@ export class Dispatcher {
     await this.d.gate.update((tx) => {
       const cur = tx.get('node', nodeId) as NodeObj | undefined;
       if (!cur) return;
-      tx.update({ ...cur, certificate: { serial: issued.serial, notAfter: issued.notAfter.toISOString(), role: n.spec.role } });
-      // A demoted node's manager certificate stops working at once (security review, finding 12): it
-      // could otherwise still speak Raft for the rest of its life. Other renewals keep the old
-      // certificate valid, because a running manager's Raft transport still dials with it.
-      const old = cur.certificate;
-      if (old?.role === 'manager' && n.spec.role !== 'manager' && old.serial) {
-        const cl = tx.get('cluster', CLUSTER_ID) as Cluster;
-        const revoked = [...cl.denyList.revokedSerials.filter((x) => x !== old.serial), old.serial].slice(-DISPATCHER_LIMITS.revokedSerials);
-        tx.update({ ...cl, denyList: { ...cl.denyList, revokedSerials: revoked } } as Cluster);
-      }
+      tx.update({ ...cur, certificate: recordIssued(cur.certificate, issued, n.spec.role, new Date(now)) });
+      // A renewal into another role (demotion) revokes the old role's certificates outright (security
+      // review, finding 12): they could otherwise still speak Raft for the rest of their life. Other
+      // renewals keep the old certificate valid, because a running manager's Raft transport still dials
+      // with it (manager/ca/revocation.ts).
+      const cl = tx.get('cluster', CLUSTER_ID) as Cluster;
+      const deny = revokeOnRoleChange(cl.denyList, cur.certificate, n.spec.role);
+      if (deny !== cl.denyList) tx.update({ ...cl, denyList: deny } as Cluster);
     });
     ns.session.sendJson({ t: 'cert', certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, role: n.spec.role } satisfies ManagerToAgent);
   }

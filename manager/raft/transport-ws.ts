@@ -572,6 +572,27 @@ export class WsRaftTransport implements RaftTransport {
     ws.once('open', () => this.onOpen(link));
   }
 
+  /**
+   * Re-applies `authorize` to every open link's peer certificate (the deny list changed): links whose
+   * peer is no longer authorized are closed; an inbound one is refused at its next upgrade, an outbound
+   * one at its next dial. Returns how many were closed.
+   */
+  recheckPeers(): number {
+    let closed = 0;
+    for (const peer of this.peers.values()) {
+      for (const link of [...peer.links]) {
+        if (link.retired || link.closed || link.socket === null) continue;
+        const cert = link.socket.getPeerCertificate();
+        const cn = cert?.subject?.CN;
+        if (typeof cn === 'string' && cn !== '' && this.authorized(cn, cert)) continue;
+        this.stats.rejectedAuth++;
+        this.retire(link, 4003, 'certificate revoked');
+        closed++;
+      }
+    }
+    return closed;
+  }
+
   // -------------------------------------------------------------------------------------------------
   // Inbound
 

@@ -358,8 +358,8 @@ describe('verifyNodeCertificate', () => {
   test('refuses revoked nodes by node id or by serial; others are unaffected', () => {
     const removed = issue({ nodeId: 'node-7', now: NOW });
     const other = issue({ nodeId: 'node-8', now: NOW });
-    const reason = 'certificate of node node-7 was revoked (node removed)';
-    assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set(['node-7']) })), { ok: false, reason });
+    assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set(['node-7']) })), { ok: false, reason: 'certificate of node node-7 was revoked (node removed)' });
+    const reason = `certificate ${removed.serial} of node node-7 was revoked`;
     assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set([removed.serial]) })), { ok: false, reason });
     assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set([removed.serial.toUpperCase()]) })), { ok: false, reason });
     assert.equal(verifyNodeCertificate(other.certPem, opts({ denied: new Set(['node-7', removed.serial]) })).ok, true);
