@@ -112,10 +112,14 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     }
     if (body.force !== undefined && typeof body.force !== 'boolean') throw badRequest(`force must be true or false (got ${JSON.stringify(body.force)})`, { field: 'force' });
     d.requireLeader();
+    // A versioned update is a compare-and-set: compare against state at least as new as what the client
+    // read (a new leader may not have applied everything committed yet), and again inside the write,
+    // because a write re-run after a store conflict would otherwise land on top of the winner.
+    if (body.version !== undefined) await d.linearizable();
     const cur = resolveService(d.store, p.id!);
-    if (body.version !== undefined && body.version !== cur.version) {
-      throw conflict(`service ${cur.spec.name} changed since you read it (update out of sequence: sent version ${String(body.version)}, current version ${cur.version}); read it again and retry`);
-    }
+    const outOfSequence = (current: number) =>
+      conflict(`service ${cur.spec.name} changed since you read it (update out of sequence: sent version ${String(body.version)}, current version ${current}); read it again and retry`);
+    if (body.version !== undefined && body.version !== cur.version) throw outOfSequence(cur.version);
     const next = validateServiceSpec(body.spec ?? cur.spec, d.store.view(limits));
     d.store.view((tx) => resolveFileRefs(tx, next)); // before the diff: names become ids
     await pin(d, next, cur.spec);
@@ -129,6 +133,7 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     await d.write((tx) => {
       const s = tx.get('service', cur.id) as Service | undefined;
       if (!s) throw notFound(`service ${cur.spec.name} was removed`);
+      if (body.version !== undefined && s.version !== body.version) throw outOfSequence(s.version);
       checkTasks(tx, next.mode, s.spec.mode, 'mode');
       resolveFileRefs(tx, next);
       tx.update({
