@@ -3,8 +3,12 @@
 // availability (one write), then promote or demote when Role differs (`docker node promote/demote`
 // are client-side role edits). Networks use the engine's network.Inspect shape; create answers 201
 // `{Id, Warning}`, delete 204.
-import { BODY_LIMITS, readJson, type Router } from '../api/http.ts';
-import type { Network } from '../store/objects.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApiError, BODY_LIMITS, readJson, type Router } from '../api/http.ts';
+import type { Network, Service } from '../store/objects.ts';
+
+/** How long a network removal waits for the tasks of removed services to stop. */
+const NETWORK_DRAIN_MS = 20_000;
 import { callControl } from './control.ts';
 import type { DockerDeps } from './deps.ts';
 import { networkOut, networkSpecIn, nodeOut, type PresentedNode } from './convert-node.ts';
@@ -85,8 +89,24 @@ export function registerNetworkRoutes(r: Router<DockerCtx>, d: DockerDeps): void
     return undefined;
   });
 
+  // `stack rm` removes the services and then at once their networks, whose tasks are still stopping.
+  // Shoal refuses to remove a network while tasks hold addresses on it; once no service refers to the
+  // network any more, the removal waits (bounded) for those tasks instead of failing the command.
   r.add('DELETE', '/networks/:id', async (_c, p, _req, res) => {
-    await callControl(d.control, 'DELETE', `/v1/networks/${encodeURIComponent(p.id!)}`);
+    const path = `/v1/networks/${encodeURIComponent(p.id!)}`;
+    const deadline = Date.now() + NETWORK_DRAIN_MS;
+    for (;;) {
+      try {
+        await callControl(d.control, 'DELETE', path);
+        break;
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status !== 409 || Date.now() > deadline) throw e;
+        const net = await callControl<Network>(d.control, 'GET', path);
+        const services = await callControl<Service[]>(d.control, 'GET', '/v1/services');
+        if (services.some((s) => s.spec.networks.some((a) => a.target === net.id || a.target === net.spec.name))) throw e;
+        await sleep(200);
+      }
+    }
     sendDocker(res, 204, undefined);
     return undefined;
   });

@@ -17,6 +17,7 @@ import { registerSystemRoutes } from './system.ts';
 import { distributionAnswer, registerServiceRoutes } from './services.ts';
 import { registerNetworkRoutes, registerNodeRoutes } from './nodes.ts';
 import { registerLogRoutes } from './logs.ts';
+import { registerSecretRoutes } from './secrets.ts';
 import { FORWARD_HEADER, forwardToLeader, mustForward, type ForwardTls } from './forward.ts';
 
 export const DOCKER_PORT = 2376;
@@ -58,6 +59,7 @@ export class DockerApiServer {
     registerNodeRoutes(this.router, o.deps);
     registerNetworkRoutes(this.router, o.deps);
     registerLogRoutes(this.router, o.deps, this.log);
+    registerSecretRoutes(this.router, o.deps);
   }
 
   async start(): Promise<void> {

@@ -4,13 +4,13 @@
 // endpoints a Shoal manager has no equivalent for: containers, images, volumes, `system df` and
 // plugins answer empty lists, and single objects a clean 404, so tools that probe them keep working.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Router, notFound } from '../api/http.ts';
+import { BODY_LIMITS, notFound, readJson, type Router } from '../api/http.ts';
 import type { Cluster } from '../store/objects.ts';
 import { callControl } from './control.ts';
 import { API_VERSION, ENGINE_VERSION, MIN_API_VERSION, type DockerDeps } from './deps.ts';
-import type { DockerCtx } from './http.ts';
+import { outOfSequence, query, requiredVersion, sendDocker, type DockerCtx } from './http.ts';
 import type { PresentedNode } from './convert-node.ts';
-import { dockerArch, dockerTime, goArch, msToNs } from './wire.ts';
+import { dockerArch, dockerTime, goArch, msToNs, nsToMs, queryBool } from './wire.ts';
 
 type ClusterView = Omit<Cluster, 'rootCa' | 'joinTokens'>;
 
@@ -151,6 +151,27 @@ export function registerSystemRoutes(r: Router<DockerCtx>, d: DockerDeps): void 
       callControl<{ worker: string; manager: string }>(d.control, 'GET', '/v1/join-tokens'),
     ]);
     return { ...swarmOut(cluster, d.clusterId), JoinTokens: { Worker: tokens.worker, Manager: tokens.manager } };
+  });
+  // `swarm update` and `swarm join-token --rotate`: the version read is required; token rotation and the
+  // two settings Shoal can change (heartbeat period, certificate expiry) are applied; nothing else is.
+  r.add('POST', '/swarm/update', async (_c, _p, req, res) => {
+    const version = requiredVersion(req);
+    const q = query(req);
+    const b = (await readJson(req, BODY_LIMITS.small)) as { Dispatcher?: { HeartbeatPeriod?: number }; CAConfig?: { NodeCertExpiry?: number } };
+    const cur = await callControl<ClusterView>(d.control, 'GET', '/v1/cluster');
+    if (cur.version !== version) throw outOfSequence('swarm', d.clusterId, version, cur.version);
+    const hb = nsToMs(b.Dispatcher?.HeartbeatPeriod);
+    const expiry = nsToMs(b.CAConfig?.NodeCertExpiry);
+    const change = {
+      ...(hb !== undefined && hb > 0 && hb !== cur.spec.dispatcher.heartbeatPeriodMs ? { heartbeatPeriodMs: hb } : {}),
+      ...(expiry !== undefined && expiry > 0 && expiry !== cur.spec.caConfig.nodeCertValidityMs ? { nodeCertValidityMs: expiry } : {}),
+    };
+    if (Object.keys(change).length) await callControl(d.control, 'POST', '/v1/cluster/update', change);
+    for (const role of ['worker', 'manager'] as const) {
+      if (queryBool(q.get(`rotate${role === 'worker' ? 'Worker' : 'Manager'}Token`))) await callControl(d.control, 'POST', '/v1/join-tokens/rotate', { role });
+    }
+    sendDocker(res, 200, undefined);
+    return undefined;
   });
   // No autolock: there is no unlock key to show (docs/docker-api.md).
   r.add('GET', '/swarm/unlockkey', () => {

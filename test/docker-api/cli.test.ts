@@ -5,6 +5,8 @@
 // version → "update out of sequence", a refused spec → the control API's 400). Tables are compared
 // with golden text once ids and times are masked; the CLI's progress output is not (it varies).
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { dockerCli, OneManager, type Run } from './harness.ts';
@@ -182,5 +184,56 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     assert.match(r.stderr, /ContainerSpec\.ReadOnly is not supported/);
     assert.match(r.stderr, /ContainerSpec\.Init is not supported/);
     ok(await m.docker(['service', 'rm', 'warned']), 'rm');
+  });
+
+  it('creates, lists, inspects and removes secrets and configs; a secret in use is kept', async () => {
+    writeFileSync(join(m.dir, 'pw.txt'), 's3cret\n');
+    writeFileSync(join(m.dir, 'app.conf'), 'port=80\n');
+    ok(await m.docker(['secret', 'create', '--label', 'k=v', 'pw', join(m.dir, 'pw.txt')]), 'secret create');
+    ok(await m.docker(['config', 'create', 'conf', join(m.dir, 'app.conf')]), 'config create');
+    assert.equal(ok(await m.docker(['secret', 'ls', '--format', '{{.Name}} {{.Labels}}']), 'ls').trim(), 'pw k=v');
+    const sec = JSON.parse(ok(await m.docker(['secret', 'inspect', 'pw']), 'inspect'))[0];
+    assert.equal(sec.Spec.Data, undefined, 'a secret never shows its data');
+    const conf = JSON.parse(ok(await m.docker(['config', 'inspect', 'conf']), 'inspect'))[0];
+    assert.equal(Buffer.from(conf.Spec.Data, 'base64').toString(), 'port=80\n');
+    ok(await m.docker(['service', 'create', '-d', '--name', 'usesecret', '--secret', 'pw', '--config', 'src=conf,target=/etc/app.conf', '--no-resolve-image', 'busybox:1.36']), 'service with secret');
+    const spec = JSON.parse(ok(await m.docker(['service', 'inspect', 'usesecret', '--format', '{{json .Spec.TaskTemplate.ContainerSpec}}']), 'inspect'));
+    assert.equal(spec.Secrets[0].SecretName, 'pw');
+    assert.equal(spec.Configs[0].File.Name, '/etc/app.conf');
+    const inUse = await m.docker(['secret', 'rm', 'pw']);
+    assert.equal(inUse.code, 1);
+    assert.match(inUse.stderr, /in use by service usesecret/);
+    ok(await m.docker(['service', 'rm', 'usesecret']), 'rm service');
+    ok(await m.docker(['secret', 'rm', 'pw']), 'secret rm');
+    ok(await m.docker(['config', 'rm', 'conf']), 'config rm');
+    assert.match((await m.docker(['secret', 'inspect', 'pw'])).stderr, /not found/i);
+  });
+
+  it('deploys a stack twice (create, then update) and removes it', async () => {
+    writeFileSync(join(m.dir, 'pw.txt'), 's3cret\n');
+    writeFileSync(
+      join(m.dir, 'stack.yml'),
+      ['version: "3.8"', 'services:', '  web:', '    image: busybox:1.36', '    networks: [front]', '    secrets: [pw]', '    deploy:', '      replicas: 2', '  cache:', '    image: busybox:1.36', 'networks:', '  front: {}', 'secrets:', '  pw:', `    file: ${join(m.dir, 'pw.txt')}`, ''].join('\n'),
+    );
+    const first = ok(await m.docker(['stack', 'deploy', '-c', join(m.dir, 'stack.yml'), '--resolve-image', 'never', 'app'], 60_000), 'stack deploy');
+    assert.match(first, /Creating network app_front/);
+    assert.match(first, /Creating secret app_pw/);
+    assert.match(first, /Creating service app_web/);
+    const again = ok(await m.docker(['stack', 'deploy', '-c', join(m.dir, 'stack.yml'), '--resolve-image', 'never', 'app'], 60_000), 'stack redeploy');
+    assert.match(again, /Updating service app_web/);
+    assert.equal(ok(await m.docker(['stack', 'ls', '--format', '{{.Name}} {{.Services}}']), 'stack ls').trim(), 'app 2');
+    await waitFor('app_web 2/2', async () => /app_web .*2\/2/.test((await m.docker(['stack', 'services', 'app', '--format', '{{.Name}} {{.Replicas}}'])).stdout));
+    ok(await m.docker(['stack', 'rm', 'app']), 'stack rm');
+    await waitFor('the stack gone', async () => (await m.docker(['network', 'ls', '--filter', 'name=app_', '-q'])).stdout.trim() === '' && (await m.docker(['service', 'ls', '-q'])).stdout.trim() === '');
+  });
+
+  it('shows and rotates join tokens through swarm join-token', async () => {
+    const before = ok(await m.docker(['swarm', 'join-token', '-q', 'worker']), 'join-token').trim();
+    assert.ok(before.length > 20, before);
+    ok(await m.docker(['swarm', 'join-token', '--rotate', 'worker']), 'rotate');
+    const after = ok(await m.docker(['swarm', 'join-token', '-q', 'worker']), 'join-token').trim();
+    assert.notEqual(after, before);
+    const cmd = ok(await m.docker(['swarm', 'join-token', 'manager']), 'join-token manager');
+    assert.match(cmd, /docker swarm join --token \S+ 127\.0\.0\.1:\d+/);
   });
 });
