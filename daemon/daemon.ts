@@ -31,7 +31,8 @@ import { installProcessGuard } from './process-guard.ts';
 import { DISPATCHER_PATH } from '../manager/dispatcher/protocol.ts';
 import { pullImage, type PullResult } from '../worker/images/registry.ts';
 import { KeyRing } from '../manager/keys/keyring.ts';
-import { loadKeyRing, removeKeyRing, saveKeyRing } from '../manager/keys/keyfile.ts';
+import { RAFT_KEY_FILE, loadKeyRing, removeKeyRing, saveKeyRing } from '../manager/keys/keyfile.ts';
+import { RaftCipher } from '../manager/raft/encrypt.ts';
 import { fetchKeyRing, serveKeys } from '../manager/keys/endpoint.ts';
 import { NodeFiles } from '../worker/files.ts';
 import { DaemonMetrics } from '../metrics/daemon-metrics.ts';
@@ -249,7 +250,7 @@ export class Daemon {
     this.agent?.stop();
     this.agent = null;
     await this.stopManager();
-    const recovered = await forceNewCluster(this.path('raft'), { id: st.nodeId, url: `wss://${st.advertise}/raft/v1` });
+    const recovered = await forceNewCluster(this.path('raft'), { id: st.nodeId, url: `wss://${st.advertise}/raft/v1` }, this.raftCipher());
     this.state = { ...st, managers: [st.advertise] };
     this.saveState();
     await this.run(false);
@@ -513,6 +514,7 @@ export class Daemon {
     this.keyRing = this.loadKeys();
     this.manager = new Manager({
       keys: () => this.keyRing,
+      raftCipher: this.raftCipher(),
       nodeId: st.nodeId,
       clusterId: st.clusterId,
       raftDir: this.path('raft'),
@@ -555,6 +557,19 @@ export class Daemon {
       log: (l) => this.log(l),
     });
     await this.docker.start();
+  }
+
+  /**
+   * This manager's own key for its Raft log and snapshots (<state-dir>/keys/raft.json), made on first use.
+   * Never shared: entries travel between managers decrypted inside mutual TLS (docs/design/security.md).
+   */
+  private raftCipher(): RaftCipher {
+    let ring = loadKeyRing(this.opts.stateDir, { name: RAFT_KEY_FILE });
+    if (!ring) {
+      ring = KeyRing.generate(randomBytes, new Date());
+      saveKeyRing(this.opts.stateDir, ring, { name: RAFT_KEY_FILE });
+    }
+    return new RaftCipher(ring, randomBytes);
   }
 
   private loadKeys(): KeyRing | null {

@@ -19,6 +19,7 @@ import { registerServiceRoutes } from './api/services.ts';
 import { registerNetworkRoutes } from './api/networks.ts';
 import { registerSecretRoutes } from './api/secrets.ts';
 import type { KeyRing } from './keys/keyring.ts';
+import type { RaftCipher } from './raft/encrypt.ts';
 import { registerRemoteRoutes, type RemoteCalls } from './api/remote.ts';
 import { registerClusterRoutes, readCluster } from './api/cluster.ts';
 import { registerNodeRoutes } from './api/nodes.ts';
@@ -55,6 +56,8 @@ export interface ManagerOptions {
   nodeId: string;
   clusterId: string;
   raftDir: string;
+  /** Seals the Raft log and snapshots at rest with this manager's own key (manager/raft/encrypt.ts). */
+  raftCipher?: RaftCipher | null;
   tls: { key: string; cert: string; ca: string };
   /** host:port others use to reach this manager's secure port. */
   advertise: string;
@@ -116,7 +119,10 @@ export class Manager {
     const t = opts.timing ?? {};
     this.raft = new RaftNode({
       id: opts.nodeId,
-      storage: new SqliteRaftStorage(opts.raftDir, opts.metrics ? { onSync: (s) => opts.metrics!.raft.fsync(s) } : undefined),
+      storage: new SqliteRaftStorage(opts.raftDir, {
+        cipher: opts.raftCipher ?? null,
+        ...(opts.metrics ? { onSync: (s: number) => opts.metrics!.raft.fsync(s) } : {}),
+      }),
       ...(opts.metrics ? { onProposal: (s: number, ok: boolean) => opts.metrics!.raft.proposal(s, ok) } : {}),
       transport: this.transport,
       stateMachine: sm,

@@ -5,6 +5,7 @@
 // back they renew their certificates as workers instead of campaigning with the old membership.
 import { decodeConfChange } from './raft/core.ts';
 import { unwrapSnapshot, wrapSnapshot } from './raft/node.ts';
+import type { RaftCipher } from './raft/encrypt.ts';
 import { SqliteRaftStorage } from './raft/storage-sqlite.ts';
 import type { Snapshot } from './raft/types.ts';
 import type { Node as NodeObj } from './store/objects.ts';
@@ -17,8 +18,9 @@ export interface RecoveryReport {
   demoted: string[];
 }
 
-export async function forceNewCluster(raftDir: string, self: { id: string; url: string }): Promise<RecoveryReport> {
-  const storage = new SqliteRaftStorage(raftDir);
+/** `cipher`: the manager's Raft key, when its log is encrypted at rest (the rewrite stays encrypted). */
+export async function forceNewCluster(raftDir: string, self: { id: string; url: string }, cipher: RaftCipher | null = null): Promise<RecoveryReport> {
+  const storage = new SqliteRaftStorage(raftDir, { cipher });
   try {
     const st = storage.load();
     const store = new Store({});
