@@ -214,6 +214,9 @@ export async function driveWorker(o: WorkerDriverOptions): Promise<void> {
         break;
       }
     }
+    // A session the manager ends before we wrote anything (a follower's "not leader" redirect) moves us
+    // to the next manager: after a leader change the attack follows the leadership round the managers.
+    if (s.closedByServerAt !== null && lastKinds.length === 0) next++;
     if (s.closedByServerAt !== null && !endedOnPurpose && !o.stop()) {
       // Not after a stream-ending input: the manager dropped the session (fair for a misbehaving peer).
       o.tally.outcome('dispatcher/session', 'closed by the manager mid-stream');
