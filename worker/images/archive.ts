@@ -318,6 +318,24 @@ export function normalizeName(n: string): string {
   return n.lastIndexOf(':') > slash ? n : `${n}:latest`;
 }
 
+/**
+ * A name an image is stored under (archive tags, annotations, `load --tag`, pull names), normalized.
+ * A name shaped like a digest (`sha256:<64 hex>`, or a 64-hex repository as Docker refuses too) is
+ * refused: it would shadow the image a pinned reference names (security review, finding 6).
+ */
+export function tagName(n: string): string {
+  const name = normalizeName(n);
+  if (/^(sha256|sha384|sha512):[a-f0-9]{32,}$/i.test(name)) {
+    throw new ImageError(`image name ${JSON.stringify(n.slice(0, 100))} looks like a digest; an image cannot be tagged with one`);
+  }
+  const slash = name.lastIndexOf('/');
+  const repo = name.slice(0, name.lastIndexOf(':') > slash ? name.lastIndexOf(':') : name.length);
+  if (/(^|\/)[a-f0-9]{64}$/.test(repo)) {
+    throw new ImageError(`image name ${JSON.stringify(n.slice(0, 100))} has a 64-hex repository, which reads as an image id; pick another name`);
+  }
+  return name;
+}
+
 async function ociManifest(a: ArchiveDir, desc: Record<string, unknown>, names: string[], depth: number): Promise<ImageSpec> {
   const what = `manifest ${String(desc.digest)}`;
   if (depth > 4) throw new ImageError(`${what}: index nesting too deep`);
@@ -363,7 +381,7 @@ async function fromOciLayout(a: ArchiveDir): Promise<ImageSpec[]> {
     const ann = isObj(d.annotations) ? d.annotations : {};
     const full = ann['io.containerd.image.name'];
     const ref = ann['org.opencontainers.image.ref.name'];
-    const names = typeof full === 'string' ? [normalizeName(full)] : typeof ref === 'string' && ref !== '' ? [normalizeName(ref)] : [];
+    const names = typeof full === 'string' ? [tagName(full)] : typeof ref === 'string' && ref !== '' ? [tagName(ref)] : [];
     out.push(await ociManifest(a, d, names, 0));
   }
   return out;
@@ -391,7 +409,7 @@ async function fromDockerSave(a: ArchiveDir): Promise<ImageSpec[]> {
       const b = /(?:^|\/)blobs\/sha256\/([a-f0-9]{64})$/.exec(l);
       layers.push({ path: l, diffId: diffIds[j]!, ...(b ? { blobDigest: `sha256:${b[1]}` } : {}) });
     }
-    const tags = Array.isArray(ent.RepoTags) ? (ent.RepoTags as unknown[]).filter((t): t is string => typeof t === 'string').map(normalizeName) : [];
+    const tags = Array.isArray(ent.RepoTags) ? (ent.RepoTags as unknown[]).filter((t): t is string => typeof t === 'string').map(tagName) : [];
     out.push({ names: tags, config, configDigest, layers });
   }
   return out;

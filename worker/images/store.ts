@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { cleanPath, decompress, detectCompression, DIGEST_RE, ensureDirs, ImageError, normalizeName, openArchive, parseArchive, peek, sha256 } from './archive.ts';
+import { cleanPath, decompress, detectCompression, DIGEST_RE, ensureDirs, ImageError, normalizeName, openArchive, parseArchive, peek, sha256, tagName } from './archive.ts';
 import type { ImageSpec, LayerRef } from './archive.ts';
 import { familiarName } from './reference.ts';
 import { readTar } from './tar.ts';
@@ -157,7 +157,7 @@ export class ImageStore {
       const specs = await parseArchive(a);
       const out: Array<{ name: string; digest: string }> = [];
       for (const spec of specs) {
-        const names = opts.tag ? [normalizeName(opts.tag)] : spec.names.length ? spec.names : [spec.configDigest];
+        const names = opts.tag ? [tagName(opts.tag)] : spec.names.length ? spec.names : [spec.configDigest];
         await this.install(a, spec, names);
         out.push({ name: names[0]!, digest: spec.configDigest });
       }
@@ -175,7 +175,7 @@ export class ImageStore {
    * already in the store is not read from the source at all (so a pull need not download it).
    */
   async importImage(spec: ImageSpec, source: BlobSource, opts: { names?: string[]; verifyPresentLayers?: boolean } = {}): Promise<{ name: string; digest: string }> {
-    const names = opts.names?.length ? opts.names.map(normalizeName) : spec.names.length ? spec.names : [spec.configDigest];
+    const names = opts.names?.length ? opts.names.map(tagName) : spec.names.length ? spec.names : [spec.configDigest];
     if (sha256(spec.config) !== spec.configDigest) throw new ImageError(`config ${spec.configDigest}: digest mismatch: content hashes to ${sha256(spec.config)}`);
     if (spec.manifest && spec.manifestDigest && sha256(spec.manifest) !== spec.manifestDigest) {
       throw new ImageError(`manifest ${spec.manifestDigest}: digest mismatch: content hashes to ${sha256(spec.manifest)}`);
@@ -368,9 +368,17 @@ export class ImageStore {
   resolve(ref: string): ImageInfo | undefined {
     // `name@sha256:…` (a reference pinned by the managers) is found by its digest alone: the digest is
     // the identity; the name is only what the user called it.
+    // A full digest — pinned or bare — is looked up by digest only, never as a name: a record whose name
+    // is shaped like a digest must not shadow the image (security review, finding 6; tagName refuses
+    // such names at load, this also covers records stored before it did).
     const at = ref.indexOf('@');
-    if (at > 0) ref = ref.slice(at + 1);
+    const pinned = at > 0;
+    if (pinned) ref = ref.slice(at + 1);
     const recs = this.readRecords();
+    if (pinned || /^sha256:[a-f0-9]{64}$/.test(ref)) {
+      const h = ref.startsWith('sha256:') ? ref.slice(7) : ref;
+      return recs.find((r) => hex(r.digest) === h) ?? recs.find((r) => r.manifestDigest !== undefined && hex(r.manifestDigest) === h);
+    }
     const familiar = familiarName(ref); // docker.io/library/busybox -> busybox:latest
     const byName = recs.find((r) => r.name === ref) ?? recs.find((r) => r.name === normalizeName(ref)) ?? (familiar === null ? undefined : recs.find((r) => r.name === familiar));
     if (byName) return byName;
