@@ -15,6 +15,7 @@ import { DEFAULT_SHIM_PATH, execInContainer, readState, startContainer, stopCont
 import { UserLookupError, resolveUser } from '../../worker/engine/user.ts';
 import { validateServiceSpec } from '../../manager/service/spec.ts';
 import { convertStack } from '../../stack/convert.ts';
+import { parseServiceCreateArgs, parseServiceUpdateArgs } from '../../cli/service-flags.ts';
 import { EngineExecutor, type ImageResolver } from '../../worker/engine/executor.ts';
 import type { TaskStatusUpdate } from '../../worker/executor.ts';
 import { mountRootfs, unmountRootfs } from '../../worker/images/store.ts';
@@ -353,4 +354,24 @@ test('engine: a task whose image has a FIFO /etc/passwd and USER app is rejected
   assert.ok(rejected, `states: ${updates.map((u) => u.state).join(',')}`);
   assert.match(rejected.err ?? '', /\/etc\/passwd is not a regular file/);
   assert.ok(ticks > 0, 'timers ran meanwhile: the daemon did not block');
+});
+
+test('CLI: the confinement flags as Docker spells them, for create and update', () => {
+  const { spec } = parseServiceCreateArgs([
+    '--cap-add', 'NET_ADMIN', '--cap-drop', 'ALL', '--read-only', '--init', '--sysctl', 'net.ipv4.ip_forward=1',
+    '--ulimit', 'nofile=1024:2048', '--security-opt', 'seccomp=unconfined', '--security-opt', 'no-new-privileges', 'busybox',
+  ]);
+  const v = validateServiceSpec({ ...spec, name: 'c' });
+  assert.deepEqual([v.task.capabilityAdd, v.task.capabilityDrop, v.task.readOnly, v.task.init], [['CAP_NET_ADMIN'], ['ALL'], true, true]);
+  assert.deepEqual(v.task.sysctls, { 'net.ipv4.ip_forward': '1' });
+  assert.deepEqual(v.task.ulimits, [{ name: 'nofile', soft: 1024, hard: 2048 }]);
+  assert.deepEqual(v.task.seccomp, { mode: 'unconfined' });
+  assert.throws(() => parseServiceCreateArgs(['--security-opt', 'no-new-privileges=false', 'busybox']), /always runs containers with no_new_privs/);
+  const u = parseServiceUpdateArgs(['--cap-drop', 'NET_ADMIN', '--read-only=false', '--sysctl-rm', 'net.ipv4.ip_forward', '--ulimit-add', 'nproc=100', 'c'], v);
+  const w = validateServiceSpec(u.spec);
+  assert.equal(w.task.capabilityAdd, undefined, '--cap-drop takes the capability off the add list');
+  assert.deepEqual(w.task.capabilityDrop, ['ALL', 'CAP_NET_ADMIN']);
+  assert.equal(w.task.readOnly, undefined);
+  assert.equal(w.task.sysctls, undefined);
+  assert.deepEqual(w.task.ulimits, [{ name: 'nofile', soft: 1024, hard: 2048 }, { name: 'nproc', soft: 100, hard: 100 }]);
 });
