@@ -16,23 +16,25 @@ export interface RaftStatusView {
 
 export class RaftMetrics {
   private status: (() => RaftStatusView | null) | null = null;
+  /** Collect-time gauges: registered only while a manager runs (a label-less gauge would otherwise read 0 on workers). */
+  private readonly gauges: Gauge[] = [];
   private readonly leaderChanges: Counter;
   private readonly proposals: Histogram<'outcome'>;
   private readonly fsyncs: Histogram;
 
-  constructor(reg: Registry) {
+  constructor(private readonly reg: Registry) {
     const read = (): RaftStatusView | null => this.status?.() ?? null;
     const gauge = (name: string, help: string, value: (s: RaftStatusView) => number) =>
-      new Gauge({
+      this.gauges.push(new Gauge({
         name,
         help,
-        registers: [reg],
+        registers: [],
         collect() {
           const s = read();
           this.reset();
           if (s) this.set(value(s));
         },
-      });
+      }));
     gauge('shoal_raft_term', 'Current Raft term of this manager.', (s) => s.term);
     gauge('shoal_raft_commit_index', 'Highest log index known to be committed.', (s) => s.commit);
     gauge('shoal_raft_apply_index', 'Highest log index applied to the store on this manager.', (s) => s.applied);
@@ -57,6 +59,12 @@ export class RaftMetrics {
   /** Where the collect-time gauges read from; null while this daemon runs no manager. */
   source(status: (() => RaftStatusView | null) | null): void {
     this.status = status;
+    for (const g of this.gauges) {
+      const name = (g as unknown as { name: string }).name;
+      const present = this.reg.getSingleMetric(name) !== undefined;
+      if (status && !present) this.reg.registerMetric(g);
+      else if (!status && present) this.reg.removeSingleMetric(name);
+    }
   }
 
   leaderChanged(): void {

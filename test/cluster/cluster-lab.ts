@@ -25,6 +25,8 @@ export interface ClusterLabOptions {
   electionMs?: number;
   /** 'engine' runs real containers in the lab hosts (images must be loaded per host). */
   executor?: 'engine' | 'test';
+  /** Extra `shoal daemon` arguments per host (e.g. --metrics-addr on the host's own address). */
+  daemonArgs?: (host: LabHost) => string[];
 }
 
 export interface DaemonHandle {
@@ -117,6 +119,7 @@ export class ClusterLab {
     args.push('--executor', this.opts.executor ?? 'test');
     // Everything the node's networking creates is named after its lab host, so lab teardown finds it.
     args.push('--netns-prefix', `${h.ns}-`);
+    if (this.opts.daemonArgs) args.push(...this.opts.daemonArgs(h));
     // Under a supervisor that records how it ends and how it was started (`shoal lab ls`, `lab restart`).
     const rec = await startSupervised(h, DAEMON_LABEL, { cmd: process.execPath, args, cwd: REPO, env: {}, logFile: 'daemon.log' });
     d.pid = rec.pid;
