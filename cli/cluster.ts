@@ -122,8 +122,50 @@ export async function clusterUpdate(i: Invocation): Promise<number> {
 }
 
 export async function clusterCa(i: Invocation): Promise<number> {
-  if (!i.flag('rotate-node-certs')) throw new CliError('cluster ca needs --rotate-node-certs');
+  const issue = i.value('issue-admin');
+  const revoke = i.value('revoke-admin');
+  const chosen = [i.flag('rotate-node-certs'), issue !== undefined, revoke !== undefined, i.flag('admins'), i.flag('rotate')].filter(Boolean).length;
+  if (chosen !== 1) throw new CliError('cluster ca needs exactly one of --rotate-node-certs, --issue-admin NAME, --revoke-admin NAME|SERIAL, --admins, --rotate');
+  if (i.flag('rotate')) throw new CliError('cluster ca --rotate (root CA rotation) is not implemented yet: see "Root CA rotation" in docs/design/ca.md');
+  if (issue !== undefined) return caIssueAdmin(i, issue);
+  if (revoke !== undefined) {
+    const r = await control<{ revoked: { name: string; serial: string } }>(i.context(), 'POST', '/v1/ca/admins/revoke', { ref: revoke });
+    console.log(`Revoked the admin certificate of ${r.revoked.name} (serial ${r.revoked.serial}); it is refused from now on.`);
+    return 0;
+  }
+  if (i.flag('admins')) {
+    const list = await control<{ name: string; serial: string; notAfter: string; revoked: boolean }[]>(i.context(), 'GET', '/v1/ca/admins');
+    if (i.output.format === 'json') console.log(JSON.stringify(list, null, 2));
+    else {
+      const rows = [['NAME', 'SERIAL', 'EXPIRES', 'REVOKED'], ...list.map((a) => [a.name, a.serial, a.notAfter, a.revoked ? 'yes' : 'no'])];
+      const w = rows[0]!.map((_, k) => Math.max(...rows.map((r) => r[k]!.length)));
+      for (const r of rows) console.log(r.map((c, k) => c.padEnd(w[k]!)).join('   ').trimEnd());
+    }
+    return 0;
+  }
   const r = await control<{ notified: number }>(i.context(), 'POST', '/v1/cluster/rotate-node-certs');
   console.log(`Asked ${r.notified} connected nodes to renew their certificates.`);
+  return 0;
+}
+
+/** `cluster ca --issue-admin NAME [--expiry D] [--output FILE]`: a key made here, a certificate for it. */
+async function caIssueAdmin(i: Invocation, name: string): Promise<number> {
+  const ctx = i.context();
+  const expiry = i.value('expiry');
+  const { createCsr, generateKeyPem } = await import('../manager/ca/pki.ts');
+  const key = await generateKeyPem();
+  const r = await control<{ name: string; serial: string; notAfter: string; certPem: string; caCertPem: string; clusterId: string; managers: string[] }>(ctx, 'POST', '/v1/ca/admins', {
+    name,
+    csr: createCsr({ keyPem: key, nodeId: 'admin' }),
+    ...(expiry ? { validityMs: parseDuration(expiry, '--expiry') } : {}),
+  });
+  const next: Context = { clusterId: r.clusterId, managers: r.managers.length > 0 ? r.managers : ctx.managers, admin: { key, cert: r.certPem, ca: r.caCertPem } };
+  const out = i.value('output');
+  if (out) {
+    saveContext(resolve(out), next);
+    console.log(`Admin certificate for ${r.name} (serial ${r.serial}, valid until ${r.notAfter}) written to ${resolve(out)}; use it with --context ${resolve(out)} or SHOAL_CONTEXT.`);
+  } else {
+    console.log(JSON.stringify(next, null, 2));
+  }
   return 0;
 }

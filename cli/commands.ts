@@ -166,7 +166,21 @@ export const COMMANDS: CommandDef = {
           flags: [value('dispatcher-heartbeat', 'Heartbeat period of the agents (e.g. 5s)', { value: 'duration' }), value('cert-expiry', 'Validity of node certificates (e.g. 90d)', { value: 'duration' }), ...LIMIT_FLAGS],
           run: async (i) => (await cluster()).clusterUpdate(i),
         },
-        { name: 'ca', summary: 'Manage the cluster CA', flags: [bool('rotate-node-certs', 'Ask every node to renew its certificate')], run: async (i) => (await cluster()).clusterCa(i) },
+        {
+          name: 'ca',
+          summary: 'Manage the cluster CA and admin certificates',
+          flags: [
+            bool('rotate-node-certs', 'Ask every node to renew its certificate'),
+            value('issue-admin', 'Issue an admin certificate to NAME (prints a context file, or writes it with --output)', { value: 'NAME' }),
+            value('expiry', 'Validity of the issued admin certificate (default 365d)', { value: 'duration' }),
+            value('output', 'Write the new admin context file here (mode 0600)', { value: 'file', short: 'o' }),
+            value('revoke-admin', 'Revoke an admin certificate by name or serial', { value: 'NAME|SERIAL' }),
+            bool('admins', 'List admin certificates (name, serial, expiry, revoked)'),
+            bool('rotate', 'Rotate the root CA (not implemented yet)'),
+            ...LIST_OUTPUT,
+          ],
+          run: async (i) => (await cluster()).clusterCa(i),
+        },
       ],
     },
     {

@@ -2,7 +2,7 @@
 // the cluster context file that `cluster init` writes (managers + admin certificate), and the two ways
 // to reach Shoal: control() for the managers' control API over mutual TLS, localCall() for the local
 // daemon's unix socket. No command logic lives here, and nothing here imports a command module.
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -42,6 +42,7 @@ export function saveContext(path: string, ctx: Context): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const { path: _p, ...rest } = ctx;
   writeFileSync(path, JSON.stringify(rest, null, 2), { mode: 0o600 });
+  chmodSync(path, 0o600); // `mode` applies only when the file is created; it holds the admin key
 }
 
 /** The error body every Shoal API answers with (manager/api/http.ts). */
@@ -58,6 +59,7 @@ const errorOf = (body: unknown): ApiErrorBody['error'] | undefined =>
  * caller names the response type it expects (the API's JSON, unchecked: the managers are trusted).
  */
 export async function control<T = unknown>(ctx: Context, method: string, path: string, body?: unknown, explicit?: string): Promise<T> {
+  await renewAdminIfDue(ctx);
   // During a leader election managers answer "no leader yet": wait a little and ask again.
   const deadline = Date.now() + 5000;
   for (;;) {
@@ -71,6 +73,40 @@ export async function control<T = unknown>(ctx: Context, method: string, path: s
 }
 
 class RetryableError extends Error {}
+
+/** Contexts whose admin certificate this process has already checked (or is renewing). */
+const adminChecked = new Set<Context>();
+
+/**
+ * Renews the context's admin certificate through the control API once it is past 2/3 of its life
+ * (POST /v1/ca/admins/renew: a fresh key made here, only its CSR travels), then rewrites the context
+ * file (0600). A failed renewal is a warning: the old certificate still works until it expires.
+ */
+export async function renewAdminIfDue(ctx: Context, now = Date.now()): Promise<void> {
+  if (adminChecked.has(ctx) || !ctx.path || !ctx.admin?.cert) return;
+  adminChecked.add(ctx);
+  const { X509Certificate } = await import('node:crypto');
+  let from: number;
+  let to: number;
+  try {
+    const x = new X509Certificate(ctx.admin.cert);
+    from = Date.parse(x.validFrom);
+    to = Date.parse(x.validTo);
+  } catch {
+    return; // an unreadable certificate fails the request itself, with the TLS error
+  }
+  if (!(to > from) || now < from + ((to - from) * 2) / 3 || now >= to) return;
+  try {
+    const { createCsr, generateKeyPem } = await import('../manager/ca/pki.ts');
+    const key = await generateKeyPem();
+    const out = await control<{ certPem: string; caCertPem: string; notAfter: string }>(ctx, 'POST', '/v1/ca/admins/renew', { csr: createCsr({ keyPem: key, nodeId: 'admin' }) });
+    ctx.admin = { key, cert: out.certPem, ca: out.caCertPem };
+    saveContext(ctx.path, ctx);
+    process.stderr.write(`shoal: renewed the admin certificate in ${ctx.path} (valid until ${out.notAfter})\n`);
+  } catch (e) {
+    process.stderr.write(`shoal: warning: could not renew the admin certificate (${(e as Error).message}); it expires ${new Date(to).toISOString()}\n`);
+  }
+}
 
 /**
  * One pass over the managers. A manager that redirects to the leader is followed; one that says "no

@@ -291,6 +291,7 @@ export class Daemon {
         status: { state: 'ready', message: '', addr: ip },
         certificate: { serial: nodeCert.serial, notAfter: nodeCert.notAfter.toISOString(), role: 'manager' },
       } as never,
+      admin: { name: adminId, serial: adminCert.serial, notAfter: adminCert.notAfter },
     });
     const c = this.manager!.cluster()!;
     this.log(`initialised cluster ${clusterId} as node ${nodeId} in ${Date.now() - t0} ms`);

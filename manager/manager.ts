@@ -23,13 +23,14 @@ import type { RaftCipher } from './raft/encrypt.ts';
 import { registerRemoteRoutes, type RemoteCalls } from './api/remote.ts';
 import { registerClusterRoutes, readCluster } from './api/cluster.ts';
 import { registerNodeRoutes } from './api/nodes.ts';
+import { registerCaRoutes } from './api/ca.ts';
 import { JoinApi } from './api/join.ts';
 import { Gate } from './api/gate.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
 import { AllocatorRunner, readHostRoutes } from './allocator/runner.ts';
 import { Orchestrator } from './orchestrator/runner.ts';
 import { caDigest, verifyNodeCertificate } from './ca/pki.ts';
-import { deniedFor } from './ca/revocation.ts';
+import { addAdmin, deniedFor } from './ca/revocation.ts';
 import { makeJoinToken } from './ca/tokens.ts';
 import { Dispatcher } from './dispatcher/dispatcher.ts';
 import type { ManagerAddr } from './dispatcher/protocol.ts';
@@ -192,7 +193,7 @@ export class Manager {
   // ------------------------------------------------------------------ cluster bootstrap
 
   /** Writes the initial cluster objects of a brand-new cluster (called once, on the first leader). */
-  async initialize(init: { caCertPem: string; caKeyPem: string; self: Omit<NodeObj, 'version' | 'createdAt' | 'updatedAt'>; name?: string }): Promise<void> {
+  async initialize(init: { caCertPem: string; caKeyPem: string; self: Omit<NodeObj, 'version' | 'createdAt' | 'updatedAt'>; name?: string; admin?: { name: string; serial: string; notAfter: Date } }): Promise<void> {
     await this.waitLeader(10_000);
     const digest = caDigest(init.caCertPem);
     await this.store.update((tx) => {
@@ -206,6 +207,8 @@ export class Manager {
         rootCa: { caCertPem: init.caCertPem, caKeyPem: init.caKeyPem },
         joinTokens: { worker: makeJoinToken(digest), manager: makeJoinToken(digest) },
         denyList: { removedNodes: [], revokedSerials: [] },
+        // The first admin certificate (cluster init's context file), so it can be listed and revoked.
+        ...(init.admin ? { admins: addAdmin([], init.admin, new Date()) } : {}),
       } as unknown as Cluster;
       tx.create(cluster);
       tx.create(init.self as unknown as NodeObj);
@@ -303,6 +306,7 @@ export class Manager {
       broadcast: (m) => this.dispatcher.broadcast(m),
       dispatcherStats: () => this.dispatcher.stats(),
     });
+    registerCaRoutes(r, { store: this.store, gate, clusterId: this.opts.clusterId, managers: () => this.members.managerAddrs().map((a) => a.addr) });
     registerNodeRoutes(r, {
       store: this.store,
       raft: this.raft,
