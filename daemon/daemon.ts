@@ -470,7 +470,8 @@ export class Daemon {
     };
     // Inside a lab host the cgroup parent carries the host's name, so labs never share a parent.
     const parent = process.env.SHOAL_LAB_HOST ? `shoal-${process.env.SHOAL_LAB_NAME ?? 'lab'}-${process.env.SHOAL_LAB_HOST}` : 'shoal';
-    this.net = new NodeNetwork({ prefix: this.opts.netnsPrefix ?? 'shoal-', log: (l) => this.log(l) });
+    const wm = this.metrics?.worker;
+    this.net = new NodeNetwork({ prefix: this.opts.netnsPrefix ?? 'shoal-', log: (l) => this.log(l), ...(wm ? { onProgram: (s: number, ok: boolean) => wm.networkProgram(s, ok) } : {}) });
     this.engine = new EngineExecutor({
       root: this.path('tasks'),
       images: resolver,
@@ -481,6 +482,7 @@ export class Daemon {
       nodeName: this.opts.hostname ?? osHostname(),
       pollMs: 100,
       log: (l) => this.log(l),
+      ...(wm ? { onStart: (s: number, ok: boolean) => wm.engineStart(s, ok) } : {}),
     });
     const fetcher = new ImageFetcher(store, () => this.agent?.knownManagers() ?? this.state?.managers ?? [], () => this.creds(), (l) => this.log(l));
     this.puller = new PullingExecutor(this.engine, fetcher);

@@ -28,6 +28,8 @@ export interface NodeNetworkOptions {
   healEveryMs?: number;
   /** How long attach() waits for the managers' view to list a task's networks (default 15 s). */
   attachWaitMs?: number;
+  /** Observer (metrics): how long applying one view to the kernel took, and whether it succeeded. */
+  onProgram?: (seconds: number, ok: boolean) => void;
 }
 
 interface TaskNet {
@@ -99,7 +101,16 @@ export class NodeNetwork implements NetworkHook {
     this.convergeQueued = true;
     void this.serial(() => {
       this.convergeQueued = false;
-      return this.converge();
+      const observe = this.o.onProgram;
+      if (!observe) return this.converge();
+      const t0 = performance.now();
+      return this.converge().then(
+        () => observe((performance.now() - t0) / 1000, true),
+        (e: unknown) => {
+          observe((performance.now() - t0) / 1000, false);
+          throw e;
+        },
+      );
     });
   }
 

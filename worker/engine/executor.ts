@@ -87,6 +87,8 @@ export interface EngineOptions {
   log?: (line: string) => void;
   /** The shoal-shim binary (default: native/build/shoal-shim); the engine benchmark compares two. */
   shimPath?: string;
+  /** Observer (metrics): a task start's duration, prepare to the process running (ok) or to the failure. */
+  onStart?: (seconds: number, ok: boolean) => void;
 }
 
 export interface EngineExecOptions {
@@ -320,6 +322,7 @@ export class EngineExecutor implements Executor {
     const spec = l.a.spec;
     let health: HealthConfig | null = null;
     let startedAtMs = 0;
+    const t0 = performance.now();
     try {
       this.set(l, 'preparing', 'preparing');
       const img = this.o.images.resolve(spec.image);
@@ -397,6 +400,7 @@ export class EngineExecutor implements Executor {
         ...(spec.stopSignal ? { stopSignal: spec.stopSignal } : {}),
       });
       l.shim = true;
+      this.o.onStart?.((performance.now() - t0) / 1000, true);
       startedAtMs = Date.parse(st.state.startedAt ?? '') || Date.now();
       if (st.state.status === 'running') {
         this.set(l, health ? 'starting' : 'running', health ? WAITING_FOR_HEALTH : 'started');
@@ -409,6 +413,7 @@ export class EngineExecutor implements Executor {
     } catch (e) {
       const err = e as Error & { reject?: boolean };
       l.err = err.message;
+      this.o.onStart?.((performance.now() - t0) / 1000, false);
       this.set(l, err.reject ? 'rejected' : 'failed', err.reject ? 'task rejected' : 'starting failed');
       await this.cleanup(l, false);
     }
