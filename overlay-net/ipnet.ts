@@ -43,12 +43,6 @@ export function maskOf(prefixLen: number): number {
   return prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
 }
 
-/** The network address of a CIDR as a string ('10.0.1.7/24' → '10.0.1.0'). */
-export function networkOf(cidr: string): string {
-  const c = parseCidr(cidr);
-  return intToIp((ipToInt(c.ip) & maskOf(c.prefixLen)) >>> 0);
-}
-
 export function inSubnet(ip: string, cidr: string): boolean {
   const c = parseCidr(cidr);
   const m = maskOf(c.prefixLen);

@@ -405,7 +405,6 @@ export function listRoutes(o?: NetnsOpt & { links?: LinkInfo[] }): RouteInfo[] {
 /** NUD_PERMANENT */
 export const NUD_PERMANENT = 0x80;
 export const NTF_SELF = 0x02;
-export const NTF_MASTER = 0x04;
 
 export interface NeighInfo {
   dev: string;

@@ -563,9 +563,3 @@ function allocateTask(sp: ServicePlan): { networks: NetworkAttachment[] } | { er
   }
   return { networks: out };
 }
-
-/** The IPv4 address (no prefix) of an attachment, for views and logs. */
-export function attachmentIp(att: Frozen<NetworkAttachment>): string | undefined {
-  const a = att.addresses[0];
-  return a === undefined ? undefined : addrOf(a);
-}

@@ -225,16 +225,3 @@ export function registerNetworkRoutes<C>(r: Router<C>, d: NetworkApiDeps): void 
     return { removed: done?.id, name: done?.name };
   });
 }
-
-/** The network row `network ls` shows. */
-export function networkSummary(n: Frozen<Network>): { id: string; name: string; driver: string; scope: string; subnet: string; vni: string; allocated: boolean } {
-  return {
-    id: n.id,
-    name: n.spec.name,
-    driver: n.spec.driver,
-    scope: 'swarm',
-    subnet: subnetOf(n) ?? '',
-    vni: n.allocation?.vni !== undefined ? String(n.allocation.vni) : '',
-    allocated: isAllocated(n),
-  };
-}

@@ -85,18 +85,3 @@ export function nodeKeeps(n: FNode | undefined, constraints: readonly string[] |
 export function acceptsNew(n: FNode | undefined, constraints: readonly string[] | undefined): boolean {
   return n !== undefined && nodeKeeps(n, constraints) === null && n.spec.availability === 'active';
 }
-
-/**
- * Standalone form of the enforcer: the tasks on node `n` (desired to run, placed, not finished) whose
- * node no longer fits them, with the reason. The reconcile functions use placementProblem directly; the
- * runner uses this to log what a node change is about to move.
- */
-export function nonCompliantTasks(tasks: readonly FTask[], nodes: ReadonlyMap<string, FNode>): { task: FTask; reason: string }[] {
-  const out: { task: FTask; reason: string }[] = [];
-  for (const t of tasks) {
-    if (!wantsToRun(t) || isFinished(t)) continue;
-    const r = placementProblem(t, nodes);
-    if (r !== null) out.push({ task: t, reason: r });
-  }
-  return out;
-}

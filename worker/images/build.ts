@@ -3,7 +3,7 @@
 // Debian's static busybox (`busybox-static`) plus a few files, written as an OCI image layout tar that
 // `shoal image load` accepts. Same inputs → same bytes (fixed mtimes, sorted entries).
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { ustarHeader } from './tar-write.ts';
 
@@ -136,11 +136,4 @@ export function demoWebImage(name = 'shoal/demo-web:1'): { archive: Buffer; dige
     cmd: ['/bin/sh', '-c', start],
     exposedPorts: ['80/tcp'],
   });
-}
-
-/** Writes the demo image archive to `path` (idempotent). */
-export function writeDemoImage(path: string, name?: string): string {
-  const { archive, digest } = demoWebImage(name);
-  writeFileSync(path, archive);
-  return digest;
 }
