@@ -51,6 +51,55 @@ export async function clusterInit(i: Invocation): Promise<number> {
   console.log(`To add a worker to this cluster, run on the worker:\n\n    shoal cluster join --token ${r.joinTokens.worker} ${r.managers[0]}\n`);
   console.log(`To add a manager, run \`shoal cluster join-token manager\` and follow the instructions.`);
   console.log(`Admin credentials written to ${path}`);
+  if (i.flag('autolock')) {
+    const ctx: Context = { ...loadContext(path), path };
+    await control(ctx, 'POST', '/v1/cluster/update', { autolock: true });
+    printUnlockKey((await control<{ unlockKey: string | null }>(ctx, 'GET', '/v1/cluster/unlock-key')).unlockKey);
+  }
+  return 0;
+}
+
+function printUnlockKey(key: string | null, quiet = false): void {
+  if (key === null) throw new CliError('autolock is off: this cluster has no unlock key');
+  if (quiet) console.log(key);
+  else console.log(`\nAutolock is on. To unlock a restarted manager, run \`shoal cluster unlock\` on it and give this key:\n\n    ${key}\n\nKeep it somewhere safe: without it a restarted manager stays locked.`);
+}
+
+/** `cluster unlock`: the key from stdin (piped) or a prompt, sent to the local daemon over its socket. */
+export async function clusterUnlock(i: Invocation): Promise<number> {
+  if (i.positionals.length > 0) throw new CliError(`${i.name} takes no arguments (the key is read from stdin)`);
+  let key: string;
+  if (process.stdin.isTTY) {
+    const { createInterface } = await import('node:readline/promises');
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    try {
+      key = await rl.question('Unlock key: ');
+    } finally {
+      rl.close();
+    }
+  } else {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const c of process.stdin as AsyncIterable<Buffer>) {
+      n += c.length;
+      if (n > 4096) throw new CliError('cluster unlock: the key on stdin is longer than 4 KiB');
+      chunks.push(c);
+    }
+    key = Buffer.concat(chunks).toString('utf8');
+  }
+  if (key.trim() === '') throw new CliError('cluster unlock needs the unlock key (stdin or prompt)');
+  await localCall(stateDir(i), 'POST', '/unlock', { key: key.trim() });
+  console.log('Manager unlocked.');
+  return 0;
+}
+
+export async function clusterUnlockKey(i: Invocation): Promise<number> {
+  if (i.positionals.length > 0) throw new CliError(`${i.name} takes no arguments`);
+  const ctx = i.context();
+  const r = i.flag('rotate')
+    ? await control<{ unlockKey: string }>(ctx, 'POST', '/v1/cluster/unlock-key/rotate')
+    : await control<{ unlockKey: string | null }>(ctx, 'GET', '/v1/cluster/unlock-key');
+  printUnlockKey(r.unlockKey, i.flag('quiet'));
   return 0;
 }
 
@@ -100,7 +149,12 @@ export const LIMIT_FLAGS: Record<string, { key: string; bytes: boolean }> = {
 };
 
 export async function clusterUpdate(i: Invocation): Promise<number> {
-  const body: { heartbeatPeriodMs?: number; nodeCertValidityMs?: number; limits?: Record<string, number> } = {};
+  const body: { heartbeatPeriodMs?: number; nodeCertValidityMs?: number; limits?: Record<string, number>; autolock?: boolean } = {};
+  const al = i.value('autolock');
+  if (al !== undefined) {
+    if (al !== 'true' && al !== 'false') throw new CliError(`--autolock must be true or false (got ${JSON.stringify(al)})`);
+    body.autolock = al === 'true';
+  }
   const hb = i.value('dispatcher-heartbeat');
   const ce = i.value('cert-expiry');
   if (hb) body.heartbeatPeriodMs = parseDuration(hb, '--dispatcher-heartbeat');
@@ -115,9 +169,10 @@ export async function clusterUpdate(i: Invocation): Promise<number> {
     limits[key] = n;
   }
   if (Object.keys(limits).length > 0) body.limits = limits;
-  if (Object.keys(body).length === 0) throw new CliError(`cluster update needs at least one of --dispatcher-heartbeat, --cert-expiry, ${Object.keys(LIMIT_FLAGS).map((f) => `--${f}`).join(', ')}`);
+  if (Object.keys(body).length === 0) throw new CliError(`cluster update needs at least one of --autolock, --dispatcher-heartbeat, --cert-expiry, ${Object.keys(LIMIT_FLAGS).map((f) => `--${f}`).join(', ')}`);
   await control(i.context(), 'POST', '/v1/cluster/update', body);
   console.log('Cluster updated.');
+  if (body.autolock === true) printUnlockKey((await control<{ unlockKey: string | null }>(i.context(), 'GET', '/v1/cluster/unlock-key')).unlockKey);
   return 0;
 }
 

@@ -141,6 +141,7 @@ export const COMMANDS: CommandDef = {
             value('listen-port', 'Port for the managers and agents (default 2377)', { value: 'port' }),
             STATE_DIR,
             bool('force-new-cluster', "Force a new cluster from this manager's state (quorum lost)"),
+            bool('autolock', 'Lock restarted managers until `shoal cluster unlock` (prints the unlock key)'),
           ],
           run: async (i) => (await cluster()).clusterInit(i),
         },
@@ -163,8 +164,15 @@ export const COMMANDS: CommandDef = {
         {
           name: 'update',
           summary: 'Change cluster-wide settings',
-          flags: [value('dispatcher-heartbeat', 'Heartbeat period of the agents (e.g. 5s)', { value: 'duration' }), value('cert-expiry', 'Validity of node certificates (e.g. 90d)', { value: 'duration' }), ...LIMIT_FLAGS],
+          flags: [value('dispatcher-heartbeat', 'Heartbeat period of the agents (e.g. 5s)', { value: 'duration' }), value('cert-expiry', 'Validity of node certificates (e.g. 90d)', { value: 'duration' }), value('autolock', 'Lock restarted managers until unlocked (true|false)', { value: 'bool' }), ...LIMIT_FLAGS],
           run: async (i) => (await cluster()).clusterUpdate(i),
+        },
+        { name: 'unlock', summary: 'Unlock this (autolocked) manager: reads the unlock key from stdin or a prompt', flags: [STATE_DIR], run: async (i) => (await cluster()).clusterUnlock(i) },
+        {
+          name: 'unlock-key',
+          summary: 'Show (or rotate) the key that unlocks autolocked managers',
+          flags: [bool('rotate', 'Rotate the unlock key'), bool('quiet', 'Only display the key', { short: 'q' })],
+          run: async (i) => (await cluster()).clusterUnlockKey(i),
         },
         {
           name: 'ca',

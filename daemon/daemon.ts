@@ -31,7 +31,8 @@ import { installProcessGuard } from './process-guard.ts';
 import { DISPATCHER_PATH } from '../manager/dispatcher/protocol.ts';
 import { pullImage, type PullResult } from '../worker/images/registry.ts';
 import { KeyRing } from '../manager/keys/keyring.ts';
-import { RAFT_KEY_FILE, loadKeyRing, removeKeyRing, saveKeyRing } from '../manager/keys/keyfile.ts';
+import { RAFT_KEY_FILE, isKeyFileWrapped, loadKeyRing, removeKeyRing, saveKeyRing } from '../manager/keys/keyfile.ts';
+import { WrongUnlockKeyError, parseUnlockKey } from '../manager/keys/autolock.ts';
 import { RaftCipher } from '../manager/raft/encrypt.ts';
 import { fetchKeyRing, serveKeys } from '../manager/keys/endpoint.ts';
 import { NodeFiles } from '../worker/files.ts';
@@ -92,6 +93,13 @@ export class Daemon {
   private readonly log: (l: string) => void;
   /** The managers' data-encryption keys (manager/keys), while this node runs a manager that has them. */
   private keyRing: KeyRing | null = null;
+  /** This manager's Raft key ring (keys/raft.json), kept to rewrap it when autolock changes. */
+  private raftRing: KeyRing | null = null;
+  /** Autolock: the unlock key in force (from `cluster unlock` or the store), and its text; null when off. */
+  private unlockKey: Buffer | null = null;
+  private unlockKeyText: string | null = null;
+  /** Autolock: restarted with wrapped keys and not unlocked yet — nothing runs but the local socket. */
+  private locked = false;
   /** Secret and config data for this node's tasks: memory only (worker/files.ts). */
   private readonly files = new NodeFiles();
   /** This daemon's metrics and their endpoint, with --metrics-addr. */
@@ -126,7 +134,13 @@ export class Daemon {
     }
     if (existsSync(this.path('node.json'))) {
       this.state = JSON.parse(readFileSync(this.path('node.json'), 'utf8')) as NodeState;
-      await this.run(false);
+      if (this.state.role === 'manager' && isKeyFileWrapped(this.opts.stateDir, RAFT_KEY_FILE)) {
+        // Autolock: no Raft, no secure port, no agent until an operator gives the unlock key.
+        this.locked = true;
+        this.log('locked: this manager\'s keys are wrapped (autolock); run `shoal cluster unlock` on this node');
+      } else {
+        await this.run(false);
+      }
     }
     this.log(this.state ? `node ${this.state.nodeId} (${this.state.role}) resumed` : 'not part of a cluster yet: waiting for `shoal cluster init` or `join`');
   }
@@ -163,6 +177,8 @@ export class Daemon {
     try {
       const path = (req.url ?? '').split('?')[0];
       if (req.method === 'GET' && path === '/info') return sendJson(res, 200, this.info());
+      if (req.method === 'POST' && path === '/unlock') return sendJson(res, 200, await this.unlock((await readJson(req)) as { key?: unknown }));
+      if (this.locked) throw new ApiError(423, 'ELOCKED', 'this manager is locked (autolock): run `shoal cluster unlock` first');
       if (req.method === 'POST' && path === '/init') {
         const body = (await readJson(req)) as InitRequest;
         return sendJson(res, 200, body.forceNewCluster ? await this.forceNewCluster() : await this.init(body));
@@ -234,7 +250,7 @@ export class Daemon {
 
   info() {
     return {
-      state: this.state ? 'active' : 'inactive',
+      state: this.locked ? 'locked' : this.state ? 'active' : 'inactive',
       node: this.state,
       agent: this.agent ? { state: this.agent.state, connectedTo: this.agent.connectedTo, managers: this.agent.knownManagers() } : null,
       raft: this.manager ? this.manager.raft.status() : null,
@@ -368,6 +384,9 @@ export class Daemon {
     rmSync(this.path('raft'), { recursive: true, force: true });
     removeKeyRing(this.opts.stateDir);
     this.keyRing = null;
+    this.raftRing = null;
+    this.unlockKey = null;
+    this.unlockKeyText = null;
     for (const f of ['node.key', 'node.crt', 'ca.crt']) rmSync(this.path('certs', f), { force: true });
     rmSync(this.path('node.json'), { force: true });
     this.state = null;
@@ -543,6 +562,7 @@ export class Daemon {
         : {}),
     });
     await this.manager.start();
+    this.watchAutolock(this.manager);
     if (!this.keyRing) void this.fetchKeys(this.manager);
     await this.startDockerApi(this.manager, host);
   }
@@ -567,17 +587,70 @@ export class Daemon {
    * Never shared: entries travel between managers decrypted inside mutual TLS (docs/design/security.md).
    */
   private raftCipher(): RaftCipher {
-    let ring = loadKeyRing(this.opts.stateDir, { name: RAFT_KEY_FILE });
+    let ring = loadKeyRing(this.opts.stateDir, { name: RAFT_KEY_FILE, unlockKey: this.unlockKey });
     if (!ring) {
       ring = KeyRing.generate(randomBytes, new Date());
-      saveKeyRing(this.opts.stateDir, ring, { name: RAFT_KEY_FILE });
+      saveKeyRing(this.opts.stateDir, ring, { name: RAFT_KEY_FILE, unlockKey: this.unlockKey, random: randomBytes });
     }
+    this.raftRing = ring;
     return new RaftCipher(ring, randomBytes);
+  }
+
+  /** `cluster unlock`: checks the key against this manager's wrapped Raft key file, then starts. */
+  async unlock(b: { key?: unknown }): Promise<{ unlocked: true }> {
+    if (!this.locked) throw new ApiError(409, 'ENOTLOCKED', 'this node is not locked');
+    if (typeof b.key !== 'string') throw badRequest('unlock needs the unlock key');
+    let key: Buffer;
+    try {
+      key = parseUnlockKey(b.key);
+    } catch (e) {
+      throw badRequest((e as Error).message);
+    }
+    try {
+      loadKeyRing(this.opts.stateDir, { name: RAFT_KEY_FILE, unlockKey: key });
+    } catch (e) {
+      if (e instanceof WrongUnlockKeyError) throw new ApiError(403, 'EWRONGUNLOCKKEY', e.message);
+      throw e;
+    }
+    this.unlockKey = key;
+    this.unlockKeyText = b.key.trim();
+    this.locked = false;
+    this.log('unlocked: starting the manager');
+    await this.run(false);
+    return { unlocked: true };
+  }
+
+  /**
+   * Autolock follows the store: each manager rewraps its own key files when the cluster's unlock key
+   * changes (turned on, rotated) and unwraps them when it is turned off. The KEK is never written down.
+   */
+  private watchAutolock(m: Manager): void {
+    const check = () => {
+      if (this.manager !== m) return;
+      const text = (m.cluster() as { unlockKey?: string } | null)?.unlockKey ?? null;
+      if (text === this.unlockKeyText) return;
+      try {
+        const key = text === null ? null : parseUnlockKey(text);
+        if (this.raftRing) saveKeyRing(this.opts.stateDir, this.raftRing, { name: RAFT_KEY_FILE, unlockKey: key, random: randomBytes });
+        if (this.keyRing) saveKeyRing(this.opts.stateDir, this.keyRing, { unlockKey: key, random: randomBytes });
+        this.unlockKey = key;
+        this.unlockKeyText = text;
+        this.log(text === null ? 'autolock off: key files unwrapped' : 'autolock: key files wrapped with the current unlock key');
+      } catch (e) {
+        this.log(`autolock: rewrapping the key files failed: ${(e as Error).message}`);
+      }
+    };
+    const subscribe = () => {
+      if (this.manager !== m) return;
+      m.store.watch({ kinds: ['cluster'], onClose: () => setTimeout(subscribe, 100) }, () => check());
+      check();
+    };
+    subscribe();
   }
 
   private loadKeys(): KeyRing | null {
     try {
-      return loadKeyRing(this.opts.stateDir);
+      return loadKeyRing(this.opts.stateDir, { unlockKey: this.unlockKey });
     } catch (e) {
       this.log(`manager: key file: ${(e as Error).message}`);
       return null;
@@ -595,7 +668,7 @@ export class Daemon {
       try {
         const ring = await fetchKeyRing(peers, this.creds());
         if (this.manager !== m) return;
-        saveKeyRing(this.opts.stateDir, ring);
+        saveKeyRing(this.opts.stateDir, ring, { unlockKey: this.unlockKey, random: randomBytes });
         this.keyRing = ring;
         this.log('manager: data-encryption key fetched from a peer');
         return;
@@ -646,6 +719,9 @@ export class Daemon {
         // A worker holds no keys: they open every secret of the cluster.
         removeKeyRing(this.opts.stateDir);
         this.keyRing = null;
+        this.raftRing = null;
+        this.unlockKey = null;
+        this.unlockKeyText = null;
         this.state = { ...this.state!, role: 'worker' };
         this.saveState();
         this.log('demoted: manager stopped');

@@ -1,6 +1,8 @@
 // Control API for the cluster as a whole: info, the cluster object and its settings (dispatcher
 // heartbeat, certificate lifetime, store limits), certificate rotation on demand, join tokens, and the
 // dispatcher's counters. The CA key and the join tokens never leave through GET /v1/cluster.
+import { randomBytes } from 'node:crypto';
+import { generateUnlockKey } from '../keys/autolock.ts';
 import type { RaftNode } from '../raft/node.ts';
 import { makeJoinToken, parseJoinToken } from '../ca/tokens.ts';
 import { applyLimitsUpdate, parseLimitsUpdate } from '../store/limits.ts';
@@ -10,7 +12,7 @@ import type { ManagerToAgent } from '../dispatcher/protocol.ts';
 import type { DispatcherStats } from '../dispatcher/stats.ts';
 import type { Members } from '../members.ts';
 import type { Gate } from './gate.ts';
-import { BODY_LIMITS, badRequest, notFound, readJson, type Router } from './http.ts';
+import { ApiError, BODY_LIMITS, badRequest, notFound, readJson, type Router } from './http.ts';
 
 export interface ClusterApiDeps {
   store: Store;
@@ -43,12 +45,13 @@ export function registerClusterRoutes<C>(r: Router<C>, d: ClusterApiDeps): void 
     await d.gate.linearizable();
     const c = readCluster(d.store);
     if (!c) throw notFound('cluster not initialised');
-    const { rootCa: _ca, joinTokens: _t, ...rest } = c as unknown as Record<string, unknown>;
-    return { ...rest, raft: d.members.raftInfo() };
+    const { rootCa: _ca, joinTokens: _t, unlockKey, ...rest } = c as unknown as Record<string, unknown>;
+    return { ...rest, autolock: typeof unlockKey === 'string', raft: d.members.raftInfo() };
   });
 
   r.add('POST', '/v1/cluster/update', async (_c, _p, req) => {
-    const b = (await readJson(req, BODY_LIMITS.small)) as { heartbeatPeriodMs?: unknown; nodeCertValidityMs?: unknown; limits?: unknown };
+    const b = (await readJson(req, BODY_LIMITS.small)) as { heartbeatPeriodMs?: unknown; nodeCertValidityMs?: unknown; limits?: unknown; autolock?: unknown };
+    if (b.autolock !== undefined && typeof b.autolock !== 'boolean') throw badRequest('autolock must be true or false');
     const hb = b.heartbeatPeriodMs;
     const validity = b.nodeCertValidityMs;
     if (hb !== undefined && !isIntIn(hb, MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS)) {
@@ -66,9 +69,32 @@ export function registerClusterRoutes<C>(r: Router<C>, d: ClusterApiDeps): void 
         ...(hb !== undefined ? { dispatcher: { ...c.spec.dispatcher, heartbeatPeriodMs: hb } } : {}),
         ...(validity !== undefined ? { caConfig: { ...c.spec.caConfig, nodeCertValidityMs: validity } } : {}),
       };
-      tx.update({ ...c, spec: Object.keys(limits).length > 0 ? applyLimitsUpdate(spec, limits) : spec } as Cluster);
+      // Autolock: the unlock key lives in the (encrypted) store, so `unlock-key` can show it; every
+      // manager rewraps its key files when it applies the change (daemon watchAutolock).
+      const { unlockKey: had, ...base } = c as Cluster & { unlockKey?: string };
+      const unlockKey = b.autolock === undefined ? had : b.autolock ? (had ?? generateUnlockKey(randomBytes)) : undefined;
+      tx.update({ ...base, ...(unlockKey !== undefined ? { unlockKey } : {}), spec: Object.keys(limits).length > 0 ? applyLimitsUpdate(spec, limits) : spec } as Cluster);
     });
     return readCluster(d.store)!.spec;
+  });
+
+  r.add('GET', '/v1/cluster/unlock-key', async () => {
+    await d.gate.linearizable();
+    const c = readCluster(d.store) as (Cluster & { unlockKey?: string }) | null;
+    if (!c) throw notFound('cluster not initialised');
+    return { unlockKey: c.unlockKey ?? null };
+  });
+
+  r.add('POST', '/v1/cluster/unlock-key/rotate', async () => {
+    d.gate.requireLeader();
+    let key: string | null = null;
+    await d.gate.write((tx) => {
+      const c = tx.get('cluster', CLUSTER_ID) as Cluster & { unlockKey?: string };
+      if (c.unlockKey === undefined) throw new ApiError(409, 'ENOAUTOLOCK', 'autolock is off: turn it on with `shoal cluster update --autolock=true`');
+      key = generateUnlockKey(randomBytes);
+      tx.update({ ...c, unlockKey: key } as Cluster);
+    });
+    return { unlockKey: key };
   });
 
   r.add('POST', '/v1/cluster/rotate-node-certs', async () => {

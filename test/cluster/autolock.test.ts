@@ -4,10 +4,12 @@
 // snapshots, key files, certs, node.json) contains the CA key's PEM body or the secret's value, in
 // plaintext or base64. The node's own TLS key (certs/node.key) is expected on disk and not looked for.
 //
-// Autolock (`cluster init --autolock`, `cluster unlock`) is not covered here yet: see
-// docs/design/security.md, "Encryption at rest".
+// Autolock: `cluster update --autolock=true` wraps every manager's key files; a restarted manager comes
+// up locked (its local /info says so, the others see it unreachable in `node ls`), refuses a wrong key,
+// and with the right one is a Raft member again; after `unlock-key --rotate` a restart needs the new key
+// and refuses the old one.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +17,9 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
-import { RAFT_KEY_FILE, loadKeyRing } from '../../manager/keys/keyfile.ts';
+import { parseUnlockKey } from '../../manager/keys/autolock.ts';
+import { RAFT_KEY_FILE, isKeyFileWrapped, loadKeyRing } from '../../manager/keys/keyfile.ts';
+import { localCall } from '../../cli/context.ts';
 import { RaftCipher } from '../../manager/raft/encrypt.ts';
 import { SqliteRaftStorage } from '../../manager/raft/storage-sqlite.ts';
 import { ClusterLab, waitFor } from './cluster-lab.ts';
@@ -139,5 +143,67 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
     const needles = [caKeyLine, value, Buffer.from(value).toString('base64'), secretName].map((s) => Buffer.from(s));
     const leaks = MANAGERS.flatMap((h) => filesContaining(c.stateDir(h), needles));
     assert.deepEqual(leaks, [], 'plaintext CA key, secret value or secret record on disk');
+  });
+
+  it('autolock: a restarted manager is locked until unlocked with the right key; rotation', async () => {
+    const on = await sh('cluster', 'update', '--autolock=true');
+    assert.equal(on.code, 0, `cluster update --autolock=true failed: ${on.err}${on.out}`);
+    const key1 = /SHOALKEY-1-[A-Za-z0-9_-]+/.exec(on.out)?.[0];
+    assert.ok(key1, `the unlock key is printed: ${on.out}`);
+    const opensWith = (h: string, key: string) => {
+      try {
+        return isKeyFileWrapped(c.stateDir(h), RAFT_KEY_FILE) && isKeyFileWrapped(c.stateDir(h)) && loadKeyRing(c.stateDir(h), { name: RAFT_KEY_FILE, unlockKey: parseUnlockKey(key) }) !== null;
+      } catch {
+        return false;
+      }
+    };
+    for (const h of MANAGERS) await waitFor(() => opensWith(h, key1), 30_000, `${h}'s key files wrapped with the unlock key`);
+
+    const unlock = (h: string, key: string) =>
+      new Promise<{ code: number; out: string }>((res) => {
+        const p = spawn(SHOAL, ['cluster', 'unlock', '--state-dir', c.stateDir(h)], { stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += String(d)));
+        p.stderr.on('data', (d) => (out += String(d)));
+        p.on('close', (code) => res({ code: code ?? 1, out }));
+        p.stdin.end(`${key}\n`);
+      });
+    const info = (h: string) => localCall<any>(c.stateDir(h), 'GET', '/info', undefined, 5000);
+    const h3Id = async () => (await c.nodes()).find((n: any) => n.description.hostname === 'h3').id as string;
+    const reachability = async () => (await c.nodes()).find((n: any) => n.description.hostname === 'h3')?.managerStatus?.reachability;
+
+    const restartLocked = async () => {
+      await c.restartDaemon('h3', { force: true });
+      assert.equal((await info('h3')).state, 'locked', 'a restarted autolocked manager is locked');
+      await waitFor(async () => (await reachability().catch(() => null)) === 'unreachable', 30_000, 'node ls shows the locked manager unreachable');
+      const ls = await sh('node', 'ls');
+      assert.match(ls.out.split('\n').find((l) => l.includes('h3')) ?? '', /Unreachable/);
+    };
+    const unlocked = async () => {
+      await waitFor(async () => (await info('h3').catch(() => null))?.raft?.role === 'follower' || (await info('h3').catch(() => null))?.raft?.role === 'leader', 30_000, 'h3 a Raft member again');
+      await waitFor(async () => (await reachability().catch(() => null)) === 'reachable', 30_000, 'node ls shows h3 reachable again');
+    };
+
+    await h3Id();
+    await restartLocked();
+    const wrong = await unlock('h3', `SHOALKEY-1-${Buffer.alloc(32, 7).toString('base64url')}`);
+    assert.notEqual(wrong.code, 0, 'a wrong unlock key is refused');
+    assert.match(wrong.out, /does not open/);
+    assert.equal((await info('h3')).state, 'locked', 'still locked after a wrong key');
+    const right = await unlock('h3', key1);
+    assert.equal(right.code, 0, `unlock with the right key failed: ${right.out}`);
+    await unlocked();
+
+    const rot = await sh('cluster', 'unlock-key', '--rotate', '-q');
+    assert.equal(rot.code, 0, `unlock-key --rotate failed: ${rot.err}`);
+    const key2 = rot.out.trim();
+    assert.notEqual(key2, key1);
+    for (const h of MANAGERS) await waitFor(() => opensWith(h, key2), 30_000, `${h}'s key files rewrapped with the new unlock key`);
+    await restartLocked();
+    const old = await unlock('h3', key1);
+    assert.notEqual(old.code, 0, 'the old unlock key is refused after rotation');
+    const fresh = await unlock('h3', key2);
+    assert.equal(fresh.code, 0, `unlock with the new key failed: ${fresh.out}`);
+    await unlocked();
   });
 });
