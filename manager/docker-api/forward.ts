@@ -29,10 +29,11 @@ export interface ForwardTls {
 /** How long a request waits for a leader to exist before it gets a 503. */
 const LEADER_WAIT_MS = 15_000;
 
-/** Requests the leader must serve: writes, log streams (sessions live on the leader), event streams. */
+/** Requests the leader must serve: writes and log streams (the node sessions live on the leader). */
 export function mustForward(method: string, path: string): boolean {
   if (method !== 'GET' && method !== 'HEAD') return !path.startsWith('/swarm/init') && !path.startsWith('/swarm/join') && !path.startsWith('/swarm/leave');
-  return path.endsWith('/logs') || path === '/events';
+  // Events are not forwarded: every manager derives the same ones from the entries it applies (events.ts).
+  return path.endsWith('/logs');
 }
 
 /** Connection errors that prove the request never reached the leader (safe to send again). */

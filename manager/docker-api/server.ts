@@ -3,8 +3,9 @@
 // `<state-dir>/docker.sock`. Requests are routed with or without the `/vX.Y` prefix; anything not
 // served is a clean 404 `{"message"}`.
 //
-// Any manager answers (forward.ts): reads are served here (the control API makes them linearizable);
-// writes, logs and event streams go to the leader when this manager is not it.
+// Any manager answers (forward.ts): reads are served here (the control API makes them linearizable),
+// and so are events (events.ts: derived from the entries every manager applies); writes and logs go
+// to the leader when this manager is not it.
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -18,6 +19,7 @@ import { distributionAnswer, registerServiceRoutes } from './services.ts';
 import { registerNetworkRoutes, registerNodeRoutes } from './nodes.ts';
 import { registerLogRoutes } from './logs.ts';
 import { registerSecretRoutes } from './secrets.ts';
+import { EventRing, registerEventRoutes, toDockerEvent } from './events.ts';
 import { FORWARD_HEADER, forwardToLeader, mustForward, type ForwardTls } from './forward.ts';
 
 export const DOCKER_PORT = 2376;
@@ -51,6 +53,9 @@ export class DockerApiServer {
   private unix: HttpServer | null = null;
   private tcp: HttpsServer | null = null;
   private readonly log: (l: string) => void;
+  private readonly events = new EventRing();
+  private unwatch: (() => void) | null = null;
+  private stopped = false;
 
   constructor(private readonly o: DockerApiOptions) {
     this.log = o.log ?? (() => {});
@@ -60,9 +65,27 @@ export class DockerApiServer {
     registerNetworkRoutes(this.router, o.deps);
     registerLogRoutes(this.router, o.deps, this.log);
     registerSecretRoutes(this.router, o.deps);
+    registerEventRoutes(this.router, this.events, () => Date.now());
+  }
+
+  /** Feeds the event ring from the store; a watch the store closed (snapshot restore, overflow) is reopened. */
+  private watchStore(): void {
+    const watch = this.o.deps.watch;
+    if (!watch || this.stopped) return;
+    this.unwatch = watch(
+      (ev) => {
+        const e = toDockerEvent(ev);
+        if (e) this.events.push(e);
+      },
+      (err) => {
+        this.log(`docker-api: store watch closed (${err.message}); watching again`);
+        setTimeout(() => this.watchStore(), 100).unref();
+      },
+    );
   }
 
   async start(): Promise<void> {
+    this.watchStore();
     rmSync(this.o.socketPath, { force: true });
     this.unix = createHttpServer({ requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handle(req, res, false));
     await listen(this.unix, (s, cb) => s.listen(this.o.socketPath, cb));
@@ -82,6 +105,8 @@ export class DockerApiServer {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    this.unwatch?.();
     for (const s of [this.unix, this.tcp]) {
       if (!s) continue;
       await new Promise<void>((r) => s.close(() => r()));

@@ -236,4 +236,23 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     const cmd = ok(await m.docker(['swarm', 'join-token', 'manager']), 'join-token manager');
     assert.match(cmd, /docker swarm join --token \S+ 127\.0\.0\.1:\d+/);
   });
+
+  it('reports service, network and node changes as events (since/until, filters, live)', async () => {
+    const t0 = Math.floor(Date.now() / 1000) - 1;
+    // Live: a stream opened before the change sees it.
+    const live = m.docker(['events', '--filter', 'type=service', '--filter', 'event=create', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}', '--until', String(t0 + 8)], 20_000);
+    await new Promise((r) => setTimeout(r, 500));
+    ok(await m.docker(['service', 'create', '-d', '--name', 'ev', '--no-resolve-image', 'busybox:1.36']), 'create');
+    ok(await m.docker(['service', 'update', '-d', '--image', 'busybox:1.37', '--no-resolve-image', 'ev']), 'update');
+    ok(await m.docker(['network', 'create', '-d', 'overlay', 'evnet']), 'network');
+    ok(await m.docker(['service', 'rm', 'ev']), 'rm');
+    ok(await m.docker(['network', 'rm', 'evnet']), 'network rm');
+    const t1 = Math.ceil(Date.now() / 1000) + 1;
+    const past = ok(await m.docker(['events', '--since', String(t0), '--until', String(t1), '--filter', 'type=service', '--filter', 'type=network', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes "image.new"}}']), 'events');
+    // Only this test's objects: others' (and the ingress network's) may fall in the same second.
+    assert.deepEqual(past.trim().split('\n').map((l) => l.trim()).filter((l) => / (ev|evnet)( |$)/.test(l)), ['service create ev', 'service update ev busybox:1.37', 'network create evnet', 'service remove ev', 'network remove evnet']);
+    const streamed = await live;
+    assert.equal(streamed.code, 0, streamed.stderr);
+    assert.equal(streamed.stdout.trim(), 'service create ev');
+  });
 });
