@@ -1,7 +1,7 @@
 // dockerode 5 (a dev dependency) against the facade, as a Node script would use it: unversioned
 // paths, ping/version/info, list nodes and services, create a service, update it with the version it
 // read (dockerode sends the options as query AND body: unknown fields must be ignored), a stale
-// version refused, tasks listed by service, and logs demultiplexed with modem.demuxStream.
+// version refused, tasks listed by service, events, and logs demultiplexed with modem.demuxStream.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,6 +47,18 @@ describe('dockerode against a Shoal manager', () => {
     assert.equal((await docker.listNodes()).length, 1);
     await svc.remove();
     assert.equal((await docker.listServices()).length, 0);
+  });
+
+  it('reads events with getEvents (since/until, filters)', async () => {
+    const since = Date.now() / 1000;
+    await docker.createService({ Name: 'evd', TaskTemplate: { ContainerSpec: { Image: 'busybox:1.36' } } });
+    await docker.getService('evd').remove();
+    const stream = await docker.getEvents({ since, until: Date.now() / 1000 + 1, filters: { type: ['service'] } });
+    let text = '';
+    for await (const c of stream) text += c.toString();
+    const events = text.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.Actor.Attributes.name === 'evd');
+    assert.deepEqual(events.map((e) => e.Action), ['create', 'remove']);
+    assert.equal(events[0].scope, 'swarm');
   });
 });
 
