@@ -387,19 +387,24 @@ export class Dispatcher {
       if (e instanceof PkiError) throw new ProtocolViolation('bad-csr', `certificate request refused: ${e.message}`);
       throw e;
     }
+    let prev: NodeObj['certificate'];
     await this.d.gate.update((tx) => {
       const cur = tx.get('node', nodeId) as NodeObj | undefined;
       if (!cur) return;
+      prev = cur.certificate;
       tx.update({ ...cur, certificate: recordIssued(cur.certificate, issued, n.spec.role, new Date(now)) });
-      // A renewal into another role (demotion) revokes the old role's certificates outright (security
-      // review, finding 12): they could otherwise still speak Raft for the rest of their life. Other
-      // renewals keep the old certificate valid, because a running manager's Raft transport still dials
-      // with it (manager/ca/revocation.ts).
-      const cl = tx.get('cluster', CLUSTER_ID) as Cluster;
-      const deny = revokeOnRoleChange(cl.denyList, cur.certificate, n.spec.role);
-      if (deny !== cl.denyList) tx.update({ ...cl, denyList: deny } as Cluster);
     });
     ns.session.sendJson({ t: 'cert', certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, role: n.spec.role } satisfies ManagerToAgent);
+    // A renewal into another role (demotion) revokes the old role's certificates outright (security
+    // review, finding 12): they could otherwise still speak Raft for the rest of their life. Only after
+    // the new certificate was sent: the revocation closes this session, which was opened with the old
+    // one. Other renewals keep the old certificate valid, because a running manager's Raft transport
+    // still dials with it (manager/ca/revocation.ts).
+    await this.d.gate.update((tx) => {
+      const cl = tx.get('cluster', CLUSTER_ID) as Cluster;
+      const deny = revokeOnRoleChange(cl.denyList, prev, n.spec.role);
+      if (deny !== cl.denyList) tx.update({ ...cl, denyList: deny } as Cluster);
+    });
   }
 
   // ------------------------------------------------------------------ leadership
