@@ -10,7 +10,7 @@ import { addrFromRaftUrl, type Members } from '../members.ts';
 import type { Gate } from './gate.ts';
 import { ApiError, BODY_LIMITS, badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
 import { resolveRef } from './resolve.ts';
-import { revokeOnDemote, revokeOnRemove } from '../ca/revocation.ts';
+import { restoreOnPromote, revokeOnDemote, revokeOnRemove } from '../ca/revocation.ts';
 
 export interface NodeApiDeps {
   store: Store;
@@ -117,6 +117,9 @@ export function registerNodeRoutes<C>(r: Router<C>, d: NodeApiDeps): void {
     await d.gate.write((tx) => {
       const cur = tx.get('node', n.id) as NodeObj;
       tx.update({ ...cur, spec: { ...cur.spec, role: 'manager' } });
+      const c = tx.get('cluster', CLUSTER_ID) as Cluster;
+      const deny = restoreOnPromote(c.denyList, cur.certificate);
+      if (deny !== c.denyList) tx.update({ ...c, denyList: deny } as Cluster);
     });
     return present(resolveNode(d.store, n.id));
   });

@@ -79,6 +79,16 @@ export function revokeOnDemote(deny: DenyList, rec: NodeCertRecord | undefined):
   return { ...deny, demotedSerials: appendBounded(deny.demotedSerials ?? [], serials, MAX_REVOKED_SERIALS) };
 }
 
+/**
+ * Promotion: a node demoted and promoted again before it renewed (it was down) still holds its manager
+ * certificate, and its record still says manager, so no renewal is asked for: that certificate works again.
+ */
+export function restoreOnPromote(deny: DenyList, rec: NodeCertRecord | undefined): DenyList {
+  if (rec?.role !== 'manager' || !deny.demotedSerials?.length) return deny;
+  const serials = serialsOf(rec, 'manager');
+  return { ...deny, demotedSerials: deny.demotedSerials.filter((s) => !serials.includes(s)) };
+}
+
 /** Renewal into another role: the serials of the old role are revoked outright. */
 export function revokeOnRoleChange(deny: DenyList, prev: NodeCertRecord | undefined, newRole: NodeCertificate['role']): DenyList {
   const stale = [...new Set([prev?.role, ...(prev?.history ?? []).map((h) => h.role)])].filter((r): r is NodeCertificate['role'] => !!r && r !== newRole);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   AdminError, MAX_CERT_HISTORY, addAdmin, deniedFor, findAdmin, pruneAdmins, recordIssued, renewAdmin, revokeAdmin,
-  revokeOnDemote, revokeOnRemove, revokeOnRoleChange, serialsOf, type DenyList,
+  restoreOnPromote, revokeOnDemote, revokeOnRemove, revokeOnRoleChange, serialsOf, type DenyList,
 } from '../../manager/ca/revocation.ts';
 
 const NOW = new Date('2026-12-06T00:00:00Z');
@@ -52,6 +52,14 @@ describe('deny list', () => {
     const deny = empty();
     assert.equal(revokeOnRoleChange(deny, managerRec, 'manager'), deny);
     assert.equal(revokeOnDemote(deny, { serial: 'w1', notAfter: later(9).toISOString(), role: 'worker' }), deny);
+  });
+
+  it('a promotion before the demoted node renewed makes its manager certificate work again', () => {
+    const demoted = revokeOnDemote(empty(), managerRec);
+    assert.deepEqual(restoreOnPromote(demoted, managerRec).demotedSerials, []);
+    const renewed = recordIssued(managerRec, { serial: 'w1', notAfter: later(90) }, 'worker', NOW);
+    const revoked = revokeOnRoleChange(demoted, managerRec, 'worker');
+    assert.equal(restoreOnPromote(revoked, renewed), revoked, 'a node that renewed as a worker gets a new manager certificate instead');
   });
 
   it('removal denies the node id and every known serial', () => {
