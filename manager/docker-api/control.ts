@@ -8,7 +8,6 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { ApiError, type Router } from '../api/http.ts';
-import { errorStatus } from '../api/errors.ts';
 
 export type ControlRouter = Router<{ cn: string }>;
 
@@ -129,10 +128,4 @@ export async function streamControl(
       res.destroy();
     },
   };
-}
-
-/** The status and message a thrown error gets (the control API's mapping). */
-export function statusOf(e: unknown): { status: number; message: string } {
-  const s = errorStatus(e);
-  return { status: s.status, message: s.message };
 }

@@ -12,7 +12,8 @@ import { outOfSequence, query, requiredVersion, sendDocker, type DockerCtx } fro
 import type { PresentedNode } from './convert-node.ts';
 import { dockerArch, dockerTime, goArch, msToNs, nsToMs, queryBool } from './wire.ts';
 
-type ClusterView = Omit<Cluster, 'rootCa' | 'joinTokens'>;
+/** GET /v1/cluster: the cluster without its secrets; `autolock` says whether an unlock key exists. */
+type ClusterView = Omit<Cluster, 'rootCa' | 'joinTokens'> & { autolock?: boolean };
 
 /** The headers of every `/_ping` answer (the CLI hides swarm commands unless Swarm is active/manager). */
 export function pingHeaders(): Record<string, string> {
@@ -48,7 +49,7 @@ export function swarmOut(c: ClusterView, clusterId: string): Record<string, unkn
       Dispatcher: { HeartbeatPeriod: msToNs(s.dispatcher.heartbeatPeriodMs) },
       CAConfig: { NodeCertExpiry: msToNs(s.caConfig.nodeCertValidityMs) },
       TaskDefaults: {},
-      EncryptionConfig: { AutoLockManagers: false },
+      EncryptionConfig: { AutoLockManagers: c.autolock === true },
     },
     TLSInfo: {},
     RootRotationInProgress: false,
@@ -157,7 +158,7 @@ export function registerSystemRoutes(r: Router<DockerCtx>, d: DockerDeps): void 
   r.add('POST', '/swarm/update', async (_c, _p, req, res) => {
     const version = requiredVersion(req);
     const q = query(req);
-    const b = (await readJson(req, BODY_LIMITS.small)) as { Dispatcher?: { HeartbeatPeriod?: number }; CAConfig?: { NodeCertExpiry?: number } };
+    const b = (await readJson(req, BODY_LIMITS.small)) as { Dispatcher?: { HeartbeatPeriod?: number }; CAConfig?: { NodeCertExpiry?: number }; EncryptionConfig?: { AutoLockManagers?: boolean } };
     const cur = await callControl<ClusterView>(d.control, 'GET', '/v1/cluster');
     if (cur.version !== version) throw outOfSequence('swarm', d.clusterId, version, cur.version);
     const hb = nsToMs(b.Dispatcher?.HeartbeatPeriod);
@@ -165,17 +166,20 @@ export function registerSystemRoutes(r: Router<DockerCtx>, d: DockerDeps): void 
     const change = {
       ...(hb !== undefined && hb > 0 && hb !== cur.spec.dispatcher.heartbeatPeriodMs ? { heartbeatPeriodMs: hb } : {}),
       ...(expiry !== undefined && expiry > 0 && expiry !== cur.spec.caConfig.nodeCertValidityMs ? { nodeCertValidityMs: expiry } : {}),
+      ...(typeof b.EncryptionConfig?.AutoLockManagers === 'boolean' && b.EncryptionConfig.AutoLockManagers !== (cur.autolock === true) ? { autolock: b.EncryptionConfig.AutoLockManagers } : {}),
     };
     if (Object.keys(change).length) await callControl(d.control, 'POST', '/v1/cluster/update', change);
     for (const role of ['worker', 'manager'] as const) {
       if (queryBool(q.get(`rotate${role === 'worker' ? 'Worker' : 'Manager'}Token`))) await callControl(d.control, 'POST', '/v1/join-tokens/rotate', { role });
     }
+    if (queryBool(q.get('rotateManagerUnlockKey'))) await callControl(d.control, 'POST', '/v1/cluster/unlock-key/rotate');
     sendDocker(res, 200, undefined);
     return undefined;
   });
-  // No autolock: there is no unlock key to show (docs/docker-api.md).
-  r.add('GET', '/swarm/unlockkey', () => {
-    throw notFound('this cluster has no unlock key: Shoal managers do not support autolock');
+  // Autolock off: an empty key, which the CLI reports as "no unlock key is set" (as dockerd answers).
+  r.add('GET', '/swarm/unlockkey', async () => {
+    const k = await callControl<{ unlockKey: string | null }>(d.control, 'GET', '/v1/cluster/unlock-key');
+    return { UnlockKey: k.unlockKey ?? '' };
   });
 
   // Per-node engine objects: a Shoal manager runs none of them itself.

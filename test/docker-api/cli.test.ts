@@ -227,12 +227,21 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     await waitFor('the stack gone', async () => (await m.docker(['network', 'ls', '--filter', 'name=app_', '-q'])).stdout.trim() === '' && (await m.docker(['service', 'ls', '-q'])).stdout.trim() === '');
   });
 
-  it('shows and rotates join tokens through swarm join-token', async () => {
+  it('shows and rotates join tokens and the unlock key; turns autolock on and off', async () => {
     const before = ok(await m.docker(['swarm', 'join-token', '-q', 'worker']), 'join-token').trim();
     assert.ok(before.length > 20, before);
     ok(await m.docker(['swarm', 'join-token', '--rotate', 'worker']), 'rotate');
     const after = ok(await m.docker(['swarm', 'join-token', '-q', 'worker']), 'join-token').trim();
     assert.notEqual(after, before);
+    // Autolock: off (no key), then on with a key the CLI shows and rotates.
+    assert.match((await m.docker(['swarm', 'unlock-key'])).stderr, /no unlock key is set/);
+    ok(await m.docker(['swarm', 'update', '--autolock=true']), 'swarm update --autolock');
+    const key = ok(await m.docker(['swarm', 'unlock-key', '-q']), 'unlock-key').trim();
+    assert.match(key, /^SHOALKEY-1-/);
+    ok(await m.docker(['swarm', 'unlock-key', '--rotate']), 'unlock-key --rotate');
+    assert.notEqual(ok(await m.docker(['swarm', 'unlock-key', '-q']), 'unlock-key').trim(), key);
+    assert.equal(ok(await m.docker(['info', '--format', '{{.Swarm.Cluster.Spec.EncryptionConfig.AutoLockManagers}}']), 'info').trim(), 'true');
+    ok(await m.docker(['swarm', 'update', '--autolock=false']), 'swarm update --autolock=false');
     const cmd = ok(await m.docker(['swarm', 'join-token', 'manager']), 'join-token manager');
     assert.match(cmd, /docker swarm join --token \S+ 127\.0\.0\.1:\d+/);
   });
