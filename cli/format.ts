@@ -10,7 +10,11 @@ import { CliError } from './context.ts';
 
 export function table(rows: string[][]): string {
   const widths: number[] = [];
-  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  for (const r of rows) {
+    r.forEach((c, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, c.length);
+    });
+  }
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('').trimEnd()).join('\n');
 }
 
@@ -43,7 +47,9 @@ export function fieldName(header: string): string {
 /** The template's view of a row: its columns by field name, falling back to the API object. */
 function rowView(l: Listing, r: Row): Record<string, unknown> {
   const view: Record<string, unknown> = {};
-  l.headers.forEach((h, i) => (view[fieldName(h)] = r.cells[i] ?? ''));
+  l.headers.forEach((h, i) => {
+    view[fieldName(h)] = r.cells[i] ?? '';
+  });
   return view;
 }
 
@@ -84,7 +90,7 @@ export interface Template {
   parts: Part[];
 }
 
-const unescape = (s: string) => s.replace(/\\t/g, '\t').replace(/\\n/g, '\n');
+const unescapeTabsNewlines = (s: string) => s.replace(/\\t/g, '\t').replace(/\\n/g, '\n');
 
 export function parseTemplate(format: string): Template {
   let body = format;
@@ -97,7 +103,7 @@ export function parseTemplate(format: string): Template {
   const re = /\{\{\s*(.*?)\s*\}\}/g;
   let at = 0;
   for (let m = re.exec(body); m; m = re.exec(body)) {
-    if (m.index > at) parts.push({ kind: 'text', text: unescape(body.slice(at, m.index)) });
+    if (m.index > at) parts.push({ kind: 'text', text: unescapeTabsNewlines(body.slice(at, m.index)) });
     at = m.index + m[0].length;
     const expr = m[1]!;
     const jm = /^json\s+(\S+)$/.exec(expr);
@@ -107,7 +113,7 @@ export function parseTemplate(format: string): Template {
     }
     parts.push({ kind: 'field', path: ref === '.' ? [] : ref.slice(1).split('.'), json: jm !== null, src: expr });
   }
-  if (at < body.length) parts.push({ kind: 'text', text: unescape(body.slice(at)) });
+  if (at < body.length) parts.push({ kind: 'text', text: unescapeTabsNewlines(body.slice(at)) });
   if (body.includes('{{') && !parts.some((p) => p.kind === 'field')) throw new CliError(`--format: unclosed {{ in ${JSON.stringify(format)}`);
   if (!parts.some((p) => p.kind === 'field')) {
     throw new CliError(`--format must be table, json or a template such as '{{.ID}}' (got ${JSON.stringify(format)})`);

@@ -83,10 +83,9 @@ function hostRows(labs: LabSummary[], only: string | undefined): string[][] {
   return rows;
 }
 
-export async function labCmd(sub: string | undefined, args: string[]): Promise<number> {
-  let parsed;
+function parseLabArgs(args: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args,
       options: { managers: { type: 'string' }, workers: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' }, context: { type: 'string' }, 'no-demo': { type: 'boolean' }, replicas: { type: 'string' }, port: { type: 'string' }, wait: { type: 'string' } },
       allowPositionals: true,
@@ -94,6 +93,16 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
   } catch (e) {
     throw new CliError((e as Error).message);
   }
+}
+
+/** The fields of a daemon's local /info that `lab restart` reports once the daemon is back. */
+interface RejoinedInfo {
+  node: { nodeId: unknown; role: string; clusterId: unknown } | null;
+  agent?: { connectedTo?: string } | null;
+}
+
+export async function labCmd(sub: string | undefined, args: string[]): Promise<number> {
+  const parsed = parseLabArgs(args);
   const v = parsed.values;
   const positionals = parsed.positionals;
   // `lab down NAME` is accepted as well as `--name NAME` (the lab's own error messages suggest it).
@@ -176,7 +185,7 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
       const was = before.state === 'running' ? `was running as pid ${before.pid}, stopped` : `was ${describeStatus(before, Date.now())}`;
       console.log(`${host}: daemon started again (pid ${pid}; ${was}); log: ${join(c.host(host).dir, 'daemon.log')}`);
       if (waitS > 0) {
-        let info;
+        let info: RejoinedInfo;
         try {
           info = await c.waitRejoined(host, waitS * 1000);
         } catch {

@@ -28,10 +28,35 @@ const MAX_NDJSON_LINE = 8 << 20;
  */
 export function neutralise(s: string): string {
   // eslint-style note: C0 except \t, DEL, and the C1 range (U+0080–U+009F, 8-bit CSI and friends).
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point (they are escaped)
   return s.replace(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
-function streamOnce(ctx: Context, remote: string, method: string, path: string, body: unknown, onLine: (o: any) => void): Promise<{ redirect?: string }> {
+/**
+ * One NDJSON object of a streaming answer (logs or exec). The manager's fields, all optional: each is
+ * checked where it is read, so a malformed line cannot be mistaken for another kind.
+ */
+interface StreamLine {
+  warning?: unknown;
+  info?: unknown;
+  stream?: unknown;
+  task?: unknown;
+  node?: unknown;
+  ts?: unknown;
+  line?: unknown;
+  partial?: unknown;
+  incomplete?: unknown;
+  data?: unknown;
+  exitCode?: unknown;
+  error?: { message?: unknown } | null;
+}
+
+/** An error answer's body (`{ error: { message, leader? } }`), as far as the CLI reads it. */
+interface ErrorBody {
+  error?: { message?: string; leader?: string } | null;
+}
+
+function streamOnce(ctx: Context, remote: string, method: string, path: string, body: unknown, onLine: (o: StreamLine) => void): Promise<{ redirect?: string }> {
   const data = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
@@ -44,7 +69,7 @@ function streamOnce(ctx: Context, remote: string, method: string, path: string, 
             if (buf.length < MAX_NDJSON_LINE) buf += c;
           });
           res.on('end', () => {
-            let body: any = null;
+            let body: ErrorBody | null = null;
             try {
               body = JSON.parse(buf);
             } catch {
@@ -97,12 +122,12 @@ function streamOnce(ctx: Context, remote: string, method: string, path: string, 
  * NDJSON object and may return a stream whose buffer is full (reading pauses until it drains). After
  * the first object a failure is final (the request may have had effects).
  */
-async function streamRequest(ctx: Context, method: string, path: string, body: unknown, onLine: (o: any) => NodeJS.WriteStream | undefined | void): Promise<void> {
+async function streamRequest(ctx: Context, method: string, path: string, body: unknown, onLine: (o: StreamLine) => NodeJS.WriteStream | undefined | void): Promise<void> {
   const queue = [...ctx.managers];
   const tried = new Set<string>();
   let last = '';
   let got = false;
-  const seen = (o: any) => {
+  const seen = (o: StreamLine) => {
     got = true;
     return onLine(o);
   };

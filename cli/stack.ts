@@ -12,7 +12,7 @@ import { ComposeError, ComposeFileError } from '../stack/compose/errors.ts';
 import { loadCompose, type StackFiles } from '../stack/compose/load.ts';
 import { NAMESPACE_LABEL, StackNameError, convertStack, validateNamespace, type FileReference, type Stack, type StackService } from '../stack/convert.ts';
 import { nodeStackFiles } from '../stack/fs.ts';
-import { PlanError, planDeploy, planRemove, type Existing, type ExistingObject, type ExistingService, type PlanStep } from '../stack/plan.ts';
+import { PlanError, planDeploy, planRemove, type Existing, type ExistingObject, type ExistingService, type PlanStep, type DeployPlan } from '../stack/plan.ts';
 import type { Invocation } from './command.ts';
 import { CliError, control, type Context } from './context.ts';
 import { cap, renderListing, type Listing } from './format.ts';
@@ -223,7 +223,7 @@ export async function stackDeploy(i: Invocation): Promise<number> {
   const usesConfigs = stack.configs.length > 0 || stack.services.some((s) => s.configs.length > 0);
   if (usesSecrets && cluster.secrets === null) throw new CliError(NO_SECRETS_MESSAGE);
   if (usesConfigs && cluster.configs === null) throw new CliError(NO_CONFIGS_MESSAGE);
-  let plan;
+  let plan: DeployPlan;
   try {
     plan = planDeploy(stack, existingOf(cluster, stack), { prune: i.flag('prune') });
   } catch (e) {

@@ -62,14 +62,10 @@ interface Parsed {
   daemonArgs: string[];
 }
 
-function parse(argv: string[]): Parsed {
-  // Everything after the first `--` goes to the daemon's ExecStart untouched.
-  const cut = argv.indexOf('--');
-  const own = cut < 0 ? argv : argv.slice(0, cut);
-  const daemonArgs = cut < 0 ? [] : argv.slice(cut + 1);
-  let v;
+/** The installer's own flags (before any `--`); a bad flag is a usage error. */
+function parseOwnFlags(own: string[]) {
   try {
-    v = parseArgs({
+    return parseArgs({
       args: own,
       options: { 'state-dir': { type: 'string' }, 'unit-dir': { type: 'string' }, shoal: { type: 'string' }, start: { type: 'boolean' }, 'no-enable': { type: 'boolean' }, context: { type: 'string' } },
       allowPositionals: false,
@@ -77,6 +73,14 @@ function parse(argv: string[]): Parsed {
   } catch (e) {
     throw new CliError((e as Error).message);
   }
+}
+
+function parse(argv: string[]): Parsed {
+  // Everything after the first `--` goes to the daemon's ExecStart untouched.
+  const cut = argv.indexOf('--');
+  const own = cut < 0 ? argv : argv.slice(0, cut);
+  const daemonArgs = cut < 0 ? [] : argv.slice(cut + 1);
+  const v = parseOwnFlags(own);
   return {
     stateDir: resolve(v['state-dir'] ?? DEFAULT_STATE_DIR),
     unitDir: resolve(v['unit-dir'] ?? DEFAULT_UNIT_DIR),

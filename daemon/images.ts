@@ -18,7 +18,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { ApiError, sendError, sendJson } from '../manager/api/http.ts';
-import { ImageError, type ImageStore } from '../worker/images/store.ts';
+import { ImageError, type ImageInfo, type ImageStore } from '../worker/images/store.ts';
 import { normalizeName } from '../worker/images/archive.ts';
 import { managerRequest } from './https.ts';
 
@@ -40,7 +40,7 @@ let exporting = 0;
 
 /** The pinned form of an image the store holds: `name@sha256:<config digest>`. */
 export function pinnedRef(store: ImageStore, ref: string): string | null {
-  let info;
+  let info: ImageInfo | undefined;
   try {
     info = store.resolve(ref);
   } catch {
