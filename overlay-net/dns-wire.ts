@@ -211,6 +211,7 @@ export function labelsToName(labels: readonly string[]): string {
 /** ASCII-only lower-casing (RFC 4343: DNS names compare case-insensitively in ASCII only). */
 export function asciiLower(s: string): string {
   // For pure ASCII, toLowerCase maps exactly A-Z.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range starts at NUL; this tests for non-ASCII
   if (!/[^\x00-\x7f]/.test(s)) return s.toLowerCase();
   let out = '';
   for (let i = 0; i < s.length; i++) {

@@ -676,35 +676,39 @@ export class DnsServer {
       const p: QueryParse = parseQuery(buf);
       if (p.kind === 'drop') {
         this.st.dropped++;
-        return done();
+        done();
+        return;
       }
       const client = this.client(srcIp);
       const limit = transport === 'udp' ? udpLimit(p.kind === 'query' ? p.query.edns : p.edns) : 65535;
       if (p.kind === 'error') {
         if (!client) {
           this.st.dropped++;
-          return done();
+          done();
+          return;
         }
-        return done(this.reply(p, { rcode: p.rcode }, limit));
+        done(this.reply(p, { rcode: p.rcode }, limit));
+        return;
       }
       const q = p.query;
-      if (!client) return done(this.reply(q, { rcode: RCODE.REFUSED }, limit));
+      if (!client) { done(this.reply(q, { rcode: RCODE.REFUSED }, limit)); return; }
       const { question } = q;
-      if (question.class !== CLASS.IN && question.class !== CLASS.ANY) return done(this.reply(q, { rcode: RCODE.REFUSED }, limit));
-      if (question.type === TYPE.AXFR || question.type === TYPE.IXFR) return done(this.reply(q, { rcode: RCODE.REFUSED }, limit));
+      if (question.class !== CLASS.IN && question.class !== CLASS.ANY) { done(this.reply(q, { rcode: RCODE.REFUSED }, limit)); return; }
+      if (question.type === TYPE.AXFR || question.type === TYPE.IXFR) { done(this.reply(q, { rcode: RCODE.REFUSED }, limit)); return; }
       const r = resolve(question, client, this.index ?? NO_VIEW, { rotation: this.rotation++ });
       if (this.rotation > 0x3fffffff) this.rotation = 0;
       if (r.action === 'answer') {
         // Before the first view arrives, an answer of ours would be a lie: let the client retry.
-        if (!this.index && r.rcode !== RCODE.REFUSED) return done(this.reply(q, { rcode: RCODE.SERVFAIL }, limit));
+        if (!this.index && r.rcode !== RCODE.REFUSED) { done(this.reply(q, { rcode: RCODE.SERVFAIL }, limit)); return; }
         if (r.rcode === RCODE.NOERROR || r.rcode === RCODE.NXDOMAIN) {
           this.st.local++;
           if (r.rcode === RCODE.NXDOMAIN) this.st.nxdomain++;
         }
         const aa = r.rcode === RCODE.NOERROR || r.rcode === RCODE.NXDOMAIN;
-        return done(this.reply(q, { rcode: r.rcode, aa, answers: r.answers }, limit));
+        done(this.reply(q, { rcode: r.rcode, aa, answers: r.answers }, limit));
+        return;
       }
-      if (this.upstreams.length === 0 || this.inflight >= this.maxInflight) return done(this.reply(q, { rcode: RCODE.SERVFAIL }, limit));
+      if (this.upstreams.length === 0 || this.inflight >= this.maxInflight) { done(this.reply(q, { rcode: RCODE.SERVFAIL }, limit)); return; }
       this.st.forwarded++;
       this.inflight++;
       const finish: Done = (resp) => {
@@ -731,7 +735,7 @@ export class DnsServer {
 
   private forwardUdp(q: DnsQuery, buf: Uint8Array, clientLimit: number, done: Done): void {
     const id = this.newId();
-    if (id === undefined || !this.fwd) return done(this.reply(q, { rcode: RCODE.SERVFAIL }, clientLimit));
+    if (id === undefined || !this.fwd) { done(this.reply(q, { rcode: RCODE.SERVFAIL }, clientLimit)); return; }
     const bytes = buf.slice();
     bytes[0] = id >>> 8;
     bytes[1] = id & 0xff;
@@ -762,7 +766,7 @@ export class DnsServer {
 
   private nextUdpAttempt(p: UdpPending): void {
     if (this.pending.get(p.id) !== p || this.closed) return;
-    if (p.tried < this.upstreams.length) return this.sendUdpAttempt(p);
+    if (p.tried < this.upstreams.length) { this.sendUdpAttempt(p); return; }
     this.pending.delete(p.id);
     p.done(this.reply(p.query, { rcode: RCODE.SERVFAIL }, udpLimit(p.query.edns)));
   }
@@ -784,13 +788,14 @@ export class DnsServer {
       clearTimeout(p.timer);
       if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED || !d.question) {
         this.st.forwardErrors++;
-        if (p.tried < this.upstreams.length) return this.sendUdpAttempt(p);
+        if (p.tried < this.upstreams.length) { this.sendUdpAttempt(p); return; }
       }
       this.pending.delete(p.id);
       // An answer without the question is no answer a stub resolver accepts.
-      if (!d.question) return p.done(this.reply(p.query, { rcode: RCODE.SERVFAIL }, udpLimit(p.query.edns)));
+      if (!d.question) { p.done(this.reply(p.query, { rcode: RCODE.SERVFAIL }, udpLimit(p.query.edns))); return; }
       if (m.length > p.limit) {
-        return p.done(this.reply(p.query, { rcode, tc: true }, udpLimit(p.query.edns)));
+        p.done(this.reply(p.query, { rcode, tc: true }, udpLimit(p.query.edns)));
+        return;
       }
       const out = m.slice();
       out[0] = p.query.id >>> 8;
@@ -802,9 +807,9 @@ export class DnsServer {
   }
 
   private forwardTcp(q: DnsQuery, buf: Uint8Array, attempt: number, done: Done): void {
-    if (this.closed) return done();
+    if (this.closed) { done(); return; }
     const up = this.upstreams[attempt];
-    if (!up) return done(this.reply(q, { rcode: RCODE.SERVFAIL }, 65535));
+    if (!up) { done(this.reply(q, { rcode: RCODE.SERVFAIL }, 65535)); return; }
     let settled = false;
     const sock = net.connect({ host: up.host, port: up.port });
     this.fwdTcp.add(sock);

@@ -581,7 +581,9 @@ export class SimCluster {
   partition(groups: NodeId[][]): void {
     this.blocked.clear();
     const groupOf = new Map<NodeId, number>();
-    groups.forEach((g, i) => g.forEach((id) => groupOf.set(id, i)));
+    groups.forEach((g, i) => {
+      for (const id of g) groupOf.set(id, i);
+    });
     const ids = this.ids();
     let lone = groups.length;
     for (const id of ids) if (!groupOf.has(id)) groupOf.set(id, lone++);

@@ -356,31 +356,31 @@ export class AllocatorRunner {
     switch (item.kind) {
       case 'network': {
         const cur = tx.get('network', item.u.id);
-        if (cur === undefined || cur.version !== item.u.version) return skip(staleNets, item.u.id);
+        if (cur === undefined || cur.version !== item.u.version) { skip(staleNets, item.u.id); return; }
         tx.update({ ...cur, allocation: item.u.allocation });
         return;
       }
       case 'service': {
         const cur = tx.get('service', item.u.id);
-        if (cur === undefined || !jsonEqual(cur.spec, item.seen.spec) || !jsonEqual(cur.status.endpoint, item.seen.status.endpoint)) return skip(staleSvcs, item.u.id);
+        if (cur === undefined || !jsonEqual(cur.spec, item.seen.spec) || !jsonEqual(cur.status.endpoint, item.seen.status.endpoint)) { skip(staleSvcs, item.u.id); return; }
         tx.update({ ...cur, status: { ...cur.status, endpoint: item.u.endpoint } });
         return;
       }
       case 'node': {
         const cur = tx.get('node', item.u.id);
-        if (cur === undefined || !jsonEqual(cur.attachments, item.seen.attachments)) return skip(null, item.u.id);
+        if (cur === undefined || !jsonEqual(cur.attachments, item.seen.attachments)) { skip(null, item.u.id); return; }
         tx.update({ ...cur, attachments: item.u.attachments });
         return;
       }
       case 'task': {
         const u = item.u;
         const cur = tx.get('task', u.id);
-        if (cur === undefined || cur.version !== u.version) return skip(null, u.id);
+        if (cur === undefined || cur.version !== u.version) { skip(null, u.id); return; }
         if (u.state === 'new') {
           tx.update({ ...cur, status: { ...cur.status, message: u.message } });
           return;
         }
-        if (staleSvcs.has(u.serviceId) || u.networks.some((n) => staleNets.has(n.networkId))) return skip(null, u.id);
+        if (staleSvcs.has(u.serviceId) || u.networks.some((n) => staleNets.has(n.networkId))) { skip(null, u.id); return; }
         tx.update({ ...cur, networks: u.networks, status: { ...cur.status, state: 'pending', timestamp: tx.now, message: u.message } });
         allocated();
         return;

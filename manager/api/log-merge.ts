@@ -47,7 +47,9 @@ export class LogMerge {
     taskIds: readonly string[],
     private readonly maxOpenLineMs = Infinity,
   ) {
-    taskIds.forEach((id, order) => this.tasks.set(id, { id, order, items: [], head: 0, ended: false, open: new Map() }));
+    taskIds.forEach((id, order) => {
+      this.tasks.set(id, { id, order, items: [], head: 0, ended: false, open: new Map() });
+    });
   }
 
   has(taskId: string): boolean {

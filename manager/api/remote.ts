@@ -154,9 +154,9 @@ export class RemoteCalls {
         if (c?.kind !== 'logs' || c.nodeId !== nodeId) return;
         for (const l of v.lines) {
           const o = c.outstanding.get(l.taskId);
-          if (o === undefined) return this.failLogs(v.req, c, `a line of task ${l.taskId}, which this request did not ask the node for`);
+          if (o === undefined) { this.failLogs(v.req, c, `a line of task ${l.taskId}, which this request did not ask the node for`); return; }
           const next = o + logChunkCost(l);
-          if (next > c.window + LOG_SLACK) return this.failLogs(v.req, c, `more than its window of ${c.window} bytes of task ${l.taskId}`);
+          if (next > c.window + LOG_SLACK) { this.failLogs(v.req, c, `more than its window of ${c.window} bytes of task ${l.taskId}`); return; }
           c.outstanding.set(l.taskId, next);
           c.received.set(l.taskId, (c.received.get(l.taskId) ?? 0) + 1);
         }
@@ -168,7 +168,7 @@ export class RemoteCalls {
         const c = this.pending.get(v.req);
         if (c?.kind !== 'logs' || c.nodeId !== nodeId) return;
         if (v.taskId !== undefined) {
-          if (!c.outstanding.has(v.taskId)) return this.failLogs(v.req, c, `the end of task ${v.taskId}, which this request did not ask the node for`);
+          if (!c.outstanding.has(v.taskId)) { this.failLogs(v.req, c, `the end of task ${v.taskId}, which this request did not ask the node for`); return; }
           const got = c.received.get(v.taskId) ?? 0;
           const lost = v.chunks !== undefined && v.chunks !== got ? `${v.chunks - got} of ${v.chunks} log chunks of task ${v.taskId} were lost on the way` : undefined;
           c.h.onTaskEnd(v.taskId, [v.error, lost].filter(Boolean).join('; ') || undefined);
@@ -183,8 +183,8 @@ export class RemoteCalls {
         const data = v.bytes;
         const c = this.pending.get(v.req);
         if (c?.kind !== 'exec' || c.nodeId !== nodeId) return;
-        if (v.seq !== c.nextSeq) return this.failExec(v.req, c, `exec output piece ${v.seq} where ${c.nextSeq} was due`);
-        if (c.outstanding + data.length > EXEC_WINDOW_BYTES + EXEC_CHUNK_BYTES) return this.failExec(v.req, c, `more exec output than its window of ${EXEC_WINDOW_BYTES} bytes`);
+        if (v.seq !== c.nextSeq) { this.failExec(v.req, c, `exec output piece ${v.seq} where ${c.nextSeq} was due`); return; }
+        if (c.outstanding + data.length > EXEC_WINDOW_BYTES + EXEC_CHUNK_BYTES) { this.failExec(v.req, c, `more exec output than its window of ${EXEC_WINDOW_BYTES} bytes`); return; }
         c.nextSeq++;
         c.outstanding += data.length;
         let acked = false;

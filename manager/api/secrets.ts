@@ -129,8 +129,12 @@ export function resolveFileRefs(tx: ReadTx, spec: ServiceSpec): void {
     if (prev !== undefined) throw badRequest(`${field}: target ${path} is used twice (also by ${prev})`, { field });
     seen.set(path, field);
   };
-  (t.secrets ?? []).forEach((r, i) => check(targetPath('secret', r.target.name), `task.secrets[${i}].target.name`));
-  (t.configs ?? []).forEach((r, i) => check(targetPath('config', r.target.name), `task.configs[${i}].target.name`));
+  (t.secrets ?? []).forEach((r, i) => {
+    check(targetPath('secret', r.target.name), `task.secrets[${i}].target.name`);
+  });
+  (t.configs ?? []).forEach((r, i) => {
+    check(targetPath('config', r.target.name), `task.configs[${i}].target.name`);
+  });
 }
 
 function registerKind<C>(r: Router<C>, d: SecretApiDeps, kind: FileKind): void {

@@ -26,7 +26,7 @@ import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
 import { ms } from './types.ts';
 import { jsonEqual } from '../store/objects.ts';
-import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext } from './types.ts';
+import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext, ReconcileResult } from './types.ts';
 
 export interface OrchestratorTimers {
   setTimeout(fn: () => void, ms: number): unknown;
@@ -353,7 +353,7 @@ export class Orchestrator {
     try {
       await this.store.batch(ids, (tx, id) => {
         const service = tx.get('service', id);
-        let r;
+        let r: ReconcileResult;
         try {
           r = reconcileService(id, service, tx.tasksByService(id), ctx);
         } catch (e) {

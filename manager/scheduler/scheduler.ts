@@ -322,7 +322,9 @@ export class PlacementState {
     nodes.sort((a, b) => byString(a.id, b.id));
     this.nodes = nodes;
     const N = nodes.length;
-    nodes.forEach((n, i) => this.index.set(n.id, i));
+    nodes.forEach((n, i) => {
+      this.index.set(n.id, i);
+    });
     this.total = new Int32Array(N);
     this.cpuFree = new Float64Array(N);
     this.memFree = new Float64Array(N);

@@ -121,6 +121,10 @@ export function checkUniqueTargets(secrets: readonly SecretReference[], configs:
     if (prev !== undefined) fail(field, `${field}: target ${path} is used twice (also by ${prev})`);
     seen.set(path, field);
   };
-  secrets.forEach((s, i) => s.target.name !== '' && add(targetPath('secret', s.target.name), `task.secrets[${i}].target.name`));
-  configs.forEach((c, i) => c.target.name !== '' && add(targetPath('config', c.target.name), `task.configs[${i}].target.name`));
+  secrets.forEach((s, i) => {
+    if (s.target.name !== '') add(targetPath('secret', s.target.name), `task.secrets[${i}].target.name`);
+  });
+  configs.forEach((c, i) => {
+    if (c.target.name !== '') add(targetPath('config', c.target.name), `task.configs[${i}].target.name`);
+  });
 }

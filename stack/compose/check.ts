@@ -153,7 +153,10 @@ export class Checker {
         if (s === undefined) return;
         const eq = s.indexOf('=');
         const key = eq < 0 ? s : s.slice(0, eq);
-        if (key === '') return this.err(it, `${path}[${i}]`, `expected KEY=value, got ${got(it)}`);
+        if (key === '') {
+          this.err(it, `${path}[${i}]`, `expected KEY=value, got ${got(it)}`);
+          return;
+        }
         out.push({ key, value: eq < 0 ? null : s.slice(eq + 1), pos: it.pos });
       });
       return out;

@@ -141,7 +141,9 @@ export function interpolateTree(node: PNode, path: string, lookup: Lookup, probl
       }
       return;
     case 'seq':
-      node.items.forEach((it, i) => interpolateTree(it, `${path}[${i}]`, lookup, problems, warn));
+      node.items.forEach((it, i) => {
+        interpolateTree(it, `${path}[${i}]`, lookup, problems, warn);
+      });
       return;
     case 'map':
       for (const e of node.entries) interpolateTree(e.value, path ? `${path}.${e.key}` : e.key, lookup, problems, warn);
