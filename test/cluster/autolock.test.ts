@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -41,7 +41,7 @@ function filesContaining(dir: string, needles: Buffer[]): string[] {
     }
     for (const n of names) {
       const p = join(d, n);
-      let st;
+      let st: Stats;
       try {
         st = lstatSync(p);
       } catch {

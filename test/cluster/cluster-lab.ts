@@ -59,7 +59,9 @@ export class ClusterLab {
     const lab = await Lab.create({ name: opts.name ?? 'shoal', hosts: opts.managers + opts.workers, log: () => {} });
     const c = new ClusterLab(lab, opts);
     try {
-      lab.hosts.forEach((h, i) => c.daemons.set(h.name, { host: h, pid: null, role: i < opts.managers ? 'manager' : 'worker', nodeId: null }));
+      lab.hosts.forEach((h, i) => {
+        c.daemons.set(h.name, { host: h, pid: null, role: i < opts.managers ? 'manager' : 'worker', nodeId: null });
+      });
       log(`hosts ready in ${Date.now() - t0} ms: ${lab.hosts.map((h) => `${h.name}=${h.ip}`).join(' ')}`);
       await Promise.all(lab.hosts.map((h) => c.startDaemon(h.name)));
       log(`daemons started (${Date.now() - t0} ms)`);

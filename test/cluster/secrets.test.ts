@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -34,7 +34,7 @@ function filesContaining(dir: string, needles: Buffer[]): string[] {
     }
     for (const n of names) {
       const p = join(d, n);
-      let st;
+      let st: Stats;
       try {
         st = lstatSync(p);
       } catch {

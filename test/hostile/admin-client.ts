@@ -2,6 +2,7 @@
 // requests, well-formed HTTP through node:https (keep-alive, so volume is cheap) and malformed HTTP on
 // raw TLS connections. Every answer is judged: a hostile request must get a 4xx (503 only during an
 // election) or a closed connection; a 5xx, or a 2xx to a write, is a finding.
+import type { ClientRequest } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { adminInput, type AdminContext, type AdminInput } from './generate.ts';
@@ -35,7 +36,7 @@ function send(addr: string, creds: AdminCreds, agent: Agent, i: AdminInput): Pro
         resolve(a);
       }
     };
-    let req;
+    let req: ClientRequest;
     try {
       req = httpsRequest(
         {

@@ -32,7 +32,7 @@ import {
   startRegistry,
   startTokenServer,
 } from './registry-server.ts';
-import type { BuiltImage, Cert, Proxy, PushTarget, Registry, TokenIssuer, TokenServer } from './registry-server.ts';
+import type { BuiltImage, Cert, PushTarget, Registry, TokenIssuer, TokenServer } from './registry-server.ts';
 
 const USER = 'shoal';
 /** Every test is bounded: a stuck registry or socket fails that test instead of hanging the run. */

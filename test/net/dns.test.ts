@@ -555,7 +555,9 @@ describe('DnsServer on loopback', () => {
     // concurrent forwards each get their own answer back
     const names = Array.from({ length: 20 }, (_, i) => `host${i}.example.org`);
     const rs = await Promise.all(names.map((n, i) => udpQuery(port, n, TYPE.A, { id: 1000 + i })));
-    rs.forEach((r, i) => assert.equal(r?.answers[0]?.name, names[i]));
+    rs.forEach((r, i) => {
+      assert.equal(r?.answers[0]?.name, names[i]);
+    });
     // the upstream saw 20 distinct ids
     assert.equal(new Set(up.seen.slice(-20).map((s) => s.id)).size, 20);
     assert.ok(server.stats().forwarded >= 21);

@@ -235,7 +235,9 @@ test('task states are ordered and ranked', () => {
     'remove',
     'orphaned',
   ]);
-  TASK_STATES.forEach((s, i) => assert.equal(taskStateRank(s), i));
+  TASK_STATES.forEach((s, i) => {
+    assert.equal(taskStateRank(s), i);
+  });
   assert.ok(taskStateRank('running') < taskStateRank('complete'));
   assert.ok(isTerminalTaskState('failed') && !isTerminalTaskState('running'));
   assert.throws(() => taskStateRank('bogus' as never), RangeError);
@@ -634,7 +636,9 @@ test('a transaction over the size limit is refused before it is proposed', async
     x.spec.task.env = [`BLOB=${'x'.repeat(0.4 * 1024 * 1024)}`];
     return x;
   });
-  const err = await s.update((tx) => huge.forEach((x) => tx.create(x))).catch((e: unknown) => e);
+  const err = await s.update((tx) => {
+    for (const x of huge) tx.create(x);
+  }).catch((e: unknown) => e);
   assert.ok(err instanceof TxTooLargeError, String(err));
   assert.equal(err.limit, 1.5 * 1024 * 1024);
   assert.ok(err.size > err.limit);

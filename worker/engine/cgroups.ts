@@ -2,7 +2,7 @@
 // hybrid hosts) and cgroup v2 (one unified hierarchy); which one is in use is detected from
 // /proc/self/mountinfo, never assumed. Layout, the v1/v2 file mapping and the failure cases are described
 // in docs/design/cgroups.md.
-import { readFileSync } from 'node:fs';
+import { readFileSync, type Dirent } from 'node:fs';
 import { mkdir, readFile, readdir, rmdir, writeFile, access } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -614,7 +614,7 @@ export class TaskCgroup {
 }
 
 async function removeTree(dir: string, v2: boolean, deadline: number, removed: string[]): Promise<void> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (e) {

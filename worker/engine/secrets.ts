@@ -42,10 +42,10 @@ export class MissingFileError extends Error {
 }
 
 function isMountPoint(path: string): boolean {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
-    .some((line) => unescape(line.split(' ')[4] ?? '') === path);
+    .some((line) => unescapeOctal(line.split(' ')[4] ?? '') === path);
 }
 
 export class SecretMounts implements TaskFiles {

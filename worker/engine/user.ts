@@ -4,7 +4,7 @@
 // (security review finding 7). So the file is found inside the rootfs (symlinks and ".." resolved as if
 // the rootfs were "/"), opened without following a last symlink and without blocking, must be a regular
 // file, and is read up to a size cap.
-import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 
 /** The image's user database could not be used; the message says why (the task is rejected with it). */
@@ -36,7 +36,7 @@ export function resolveInRoot(root: string, path: string): string | undefined {
     }
     const host = join(root, ...done, c);
     if (todo.length === 0) return host; // the last component: not followed here
-    let st;
+    let st: Stats;
     try {
       st = lstatSync(host);
     } catch {
