@@ -32,6 +32,7 @@ export function managerRequest(remote: string, tls: ManagerTls): RequestOptions 
   };
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the answer is whatever JSON the peer sent; callers check status and read known fields (typed callers use httpsRaw + their own response types).
 export async function httpsJson(remote: string, method: string, path: string, body: unknown, tls: ManagerTls): Promise<{ status: number; body: any; managers: string[] | null }> {
   const out = await httpsRaw(remote, method, path, body, tls);
   let parsed: unknown = null;

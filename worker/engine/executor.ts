@@ -14,7 +14,7 @@ import { statusUpdate, type Executor, type TaskAssignment, type TaskStatusUpdate
 import { TaskCgroup } from './cgroups.ts';
 import { HealthState, healthConfig, mergeHealthcheck, type HealthConfig, type HealthReport, type ImageHealthcheck } from './health.ts';
 import { readLogs, type LogEntry, type ReadLogsOptions } from './logs.ts';
-import { planMounts, sortByDepth, volumeUses } from './mounts.ts';
+import { isMountPoint, planMounts, sortByDepth, volumeUses } from './mounts.ts';
 import {
   execInContainer,
   isAlive,
@@ -656,10 +656,3 @@ export class EngineExecutor implements Executor {
   }
 }
 
-/** True when `path` is a mount point (a rootfs a previous agent mounted and did not unmount). */
-function isMountPoint(path: string): boolean {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((line) => unescape(line.split(' ')[4] ?? '') === path);
-}

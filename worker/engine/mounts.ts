@@ -1,7 +1,7 @@
 // From a task's mounts (TaskTemplate.mounts) to the shim's: validation, bind sources checked on this
 // node, volumes resolved to their directories, and an order in which parents are mounted before the
 // mounts inside them.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Mount } from '../../manager/store/objects.ts';
 import type { ShimMount } from './shim.ts';
@@ -78,4 +78,15 @@ export function planMounts(taskId: string, mounts: readonly Mount[] | undefined,
 export function sortByDepth(mounts: ShimMount[]): ShimMount[] {
   const depth = (m: ShimMount) => m.target.split('/').length;
   return [...mounts].sort((a, b) => depth(a) - depth(b));
+}
+
+/**
+ * True when `path` is a mount point in this process's mount namespace (a rootfs or tmpfs a previous agent
+ * mounted and did not unmount). mountinfo escapes space, tab, newline and backslash as \ooo octal.
+ */
+export function isMountPoint(path: string): boolean {
+  const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((line) => unescapeOctal(line.split(' ')[4] ?? '') === path);
 }

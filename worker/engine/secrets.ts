@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import type { TaskAssignment } from '../executor.ts';
 import type { ShimMount } from './shim.ts';
 import { targetPath } from '../../manager/service/file-refs.ts';
+import { isMountPoint } from './mounts.ts';
 
 const run = promisify(execFile);
 
@@ -39,13 +40,6 @@ export class MissingFileError extends Error {
     super(message);
     this.name = 'MissingFileError';
   }
-}
-
-function isMountPoint(path: string): boolean {
-  const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((line) => unescapeOctal(line.split(' ')[4] ?? '') === path);
 }
 
 export class SecretMounts implements TaskFiles {
