@@ -5,7 +5,7 @@
 //   accepted → preparing (image resolved, mounts checked, rootfs mounted, network attached)
 //   → starting (cgroups, shim; with a healthcheck: until the first successful probe) → running
 //   → complete (exit 0) | failed (non-zero exit, OOM, unhealthy) | shutdown (stopped) | rejected (cannot run here)
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { StartOptions } from './shim.ts';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';

@@ -8,7 +8,7 @@
 // on every systemd host, nothing there survives a reboot, backups of the state directory never see it,
 // and the node id keeps lab hosts that share one machine apart. See docs/design/secrets.md.
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TaskAssignment } from '../executor.ts';
