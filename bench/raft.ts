@@ -360,8 +360,17 @@ async function main(): Promise<void> {
   const cpu1 = await Promise.all(members.map((m) => m.status()));
   const seqWall = performance.now() - wall0;
   const seqCpu = members.map((m, i) => `${m.id}${m === leader ? ' (leader)' : ''} ${(((cpu1[i]!.cpuMs - cpu0[i]!.cpuMs) / seqWall) * 100).toFixed(0)}%`);
-  const encSeq = await encLeader.request<Extract<FromMember, { t: 'seq' }>>({ t: 'seq', ...SEQ }, 60_000);
-  if (encSeq.error) throw new Error(`seq (encrypted): ${encSeq.error}`);
+  // Off/on in ABBA order (off, on, on, off): this machine's load drifts, and a fixed order would charge
+  // the drift to one variant. Each variant's figure is the mean of its two runs.
+  const seqOf = async (m: Member, what: string) => {
+    const r = await m.request<Extract<FromMember, { t: 'seq' }>>({ t: 'seq', ...SEQ }, 60_000);
+    if (r.error) throw new Error(`seq (${what}): ${r.error}`);
+    return r.lat;
+  };
+  const encSeqA = await seqOf(encLeader, 'encrypted');
+  const encSeqB = await seqOf((await agreedLeader(encMembers)).leader, 'encrypted');
+  const seqB = await seqOf((await agreedLeader(members)).leader, 'plain');
+  const mean2 = (a: LatencySummary, b: LatencySummary, k: 'p50' | 'p99') => (a[k] + b[k]) / 2;
 
   // b) Pipelined throughput.
   ({ leader } = await agreedLeader(members));
@@ -377,9 +386,10 @@ async function main(): Promise<void> {
   if (encPipe.error) throw new Error(`pipe (encrypted): ${encPipe.error}`);
   await Promise.all(encMembers.map((m) => m.stop()));
   const encTput = encPipe.commits / encPipe.secs;
+  const encP99 = mean2(encSeqA, encSeqB, 'p99');
   const encLines = [
-    `commit latency, encryption at rest off: p50 ${ms(seq.lat.p50)} p99 ${ms(seq.lat.p99)}; pipelined ${tput.toFixed(0)} commits/s`,
-    `commit latency, encryption at rest on:  p50 ${ms(encSeq.lat.p50)} p99 ${ms(encSeq.lat.p99)} (target p99 <= ${TARGET.p99} ms) ${verdict(encSeq.lat.p99 <= TARGET.p99)}; pipelined ${encTput.toFixed(0)} commits/s`,
+    `commit latency, encryption at rest off: p50 ${ms(mean2(seq.lat, seqB, 'p50'))} p99 ${ms(mean2(seq.lat, seqB, 'p99'))} (runs: p99 ${ms(seq.lat.p99)}, ${ms(seqB.p99)}); pipelined ${tput.toFixed(0)} commits/s`,
+    `commit latency, encryption at rest on:  p50 ${ms(mean2(encSeqA, encSeqB, 'p50'))} p99 ${ms(encP99)} (runs: p99 ${ms(encSeqA.p99)}, ${ms(encSeqB.p99)}) (target p99 <= ${TARGET.p99} ms) ${verdict(encP99 <= TARGET.p99)}; pipelined ${encTput.toFixed(0)} commits/s`,
   ];
 
   // c) Failover.
