@@ -65,7 +65,7 @@ export class JoinApi {
       throw badRequest('join hostname must be at most 253 letters, digits, dots, dashes or underscores');
     }
     const advertise = b.advertise;
-    let parsed;
+    let parsed: ReturnType<typeof parseJoinToken>;
     try {
       parsed = parseJoinToken(b.token);
     } catch (e) {

@@ -371,7 +371,7 @@ export class Dispatcher {
     const c = this.cluster()!;
     const n = this.node(nodeId);
     if (!n) throw new Error('unknown node');
-    let issued;
+    let issued: ReturnType<typeof signNodeCertificate>;
     try {
       issued = signNodeCertificate({
         caCertPem: c.rootCa.caCertPem,

@@ -40,7 +40,7 @@ export async function ensureDirs(root: string, parts: readonly string[], what: s
   let cur = root;
   for (const part of parts) {
     cur = path.join(cur, part);
-    let st;
+    let st: Awaited<ReturnType<typeof fsp.lstat>>;
     try {
       st = await fsp.lstat(cur);
     } catch (e) {
@@ -161,7 +161,7 @@ export class ArchiveDir {
 
   async readFile(p: string, max = 16 << 20): Promise<Buffer> {
     const f = this.resolve(p);
-    let st;
+    let st: Awaited<ReturnType<typeof fsp.stat>>;
     try {
       st = await fsp.stat(f);
     } catch {
