@@ -13,6 +13,7 @@ import { CLOCK_SKEW_MS, createCsr, createRootCa, generateKeyPem, parseCertificat
 import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
 import { Manager, type ManagerTiming } from '../manager/manager.ts';
 import { DOCKER_PORT, DockerApiServer } from '../manager/docker-api/server.ts';
+import { DockerSocket } from '../manager/docker-api/socket.ts';
 import { dockerDeps } from '../manager/docker-api/from-manager.ts';
 import { newId } from '../manager/store/ids.ts';
 import { forceNewCluster, type RecoveryReport } from '../manager/recovery.ts';
@@ -87,6 +88,8 @@ export class Daemon {
   manager: Manager | null = null;
   /** The Docker Engine API (manager/docker-api), while this node runs a manager. */
   private docker: DockerApiServer | null = null;
+  /** `<state-dir>/docker.sock` for the daemon's life: the Docker API, and `docker swarm init/join/leave`. */
+  private dockerSocket: DockerSocket | null = null;
   agent: Agent | null = null;
   state: NodeState | null = null;
   private renewTimer: NodeJS.Timeout | null = null;
@@ -128,6 +131,13 @@ export class Daemon {
     mkdirSync(this.path('certs'), { recursive: true, mode: 0o700 });
     // The local socket first: `shoal` can reach the daemon (and see its state) while it starts.
     await this.serveLocal();
+    this.dockerSocket = new DockerSocket(this.path('docker.sock'), () => this.docker, {
+      state: () => (this.state ? { nodeId: this.state.nodeId, role: this.state.role, advertise: this.state.advertise } : null),
+      init: (r) => this.init(r),
+      join: (r) => this.join(r),
+      leave: (r) => this.leave(r),
+    });
+    await this.dockerSocket.start();
     if (this.metrics && this.opts.metricsAddr !== undefined) {
       this.metricsServer = await serveMetrics(this.metrics.registry, this.opts.metricsAddr);
       this.log(`metrics: serving Prometheus metrics on http://${this.opts.metricsAddr}/metrics`);
@@ -150,6 +160,7 @@ export class Daemon {
     this.agent?.stop();
     await this.net?.close();
     await this.docker?.stop();
+    await this.dockerSocket?.stop();
     await this.manager?.stop();
     await new Promise<void>((r) => (this.secure ? this.secure.close(() => r()) : r()));
     this.secure?.closeAllConnections();
@@ -572,7 +583,6 @@ export class Daemon {
     const port = this.opts.dockerPort === undefined ? DOCKER_PORT : this.opts.dockerPort;
     this.docker = new DockerApiServer({
       deps: dockerDeps(m, this.opts.hostname),
-      socketPath: this.path('docker.sock'),
       ...(port !== null ? { tcp: { host, port } } : {}),
       tls: () => this.creds(),
       certProblem: (raw, roles) => m.certProblem(raw, roles),
@@ -625,9 +635,38 @@ export class Daemon {
    * changes (turned on, rotated) and unwraps them when it is turned off. The KEK is never written down.
    */
   private watchAutolock(m: Manager): void {
-    const check = () => {
-      if (this.manager !== m) return;
-      const text = (m.cluster() as { unlockKey?: string } | null)?.unlockKey ?? null;
+    // Act only on a current view: a restarted manager's store may lag (commit is learned from the leader),
+    // and acting on a stale cluster object would unwrap the files or wrap them with a rotated-out key.
+    // So every check is a ReadIndex round first, retried while this manager runs; one at a time.
+    let running = false;
+    let again = false;
+    const check = async (): Promise<void> => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          again = false;
+          for (;;) {
+            if (this.manager !== m) return;
+            try {
+              await m.raft.read();
+              break;
+            } catch {
+              await new Promise((r) => setTimeout(r, 500));
+            }
+          }
+          if (this.manager !== m) return;
+          const c = m.cluster() as { unlockKey?: string } | null;
+          if (c) apply(c.unlockKey ?? null);
+        } while (again);
+      } finally {
+        running = false;
+      }
+    };
+    const apply = (text: string | null) => {
       if (text === this.unlockKeyText) return;
       try {
         const key = text === null ? null : parseUnlockKey(text);
@@ -642,8 +681,8 @@ export class Daemon {
     };
     const subscribe = () => {
       if (this.manager !== m) return;
-      m.store.watch({ kinds: ['cluster'], onClose: () => setTimeout(subscribe, 100) }, () => check());
-      check();
+      m.store.watch({ kinds: ['cluster'], onClose: () => setTimeout(subscribe, 100) }, () => void check());
+      void check();
     };
     subscribe();
   }

@@ -26,8 +26,9 @@ export const DOCKER_PORT = 2376;
 
 export interface DockerApiOptions {
   deps: DockerDeps;
-  /** The unix socket (made 0600: whoever connects is the cluster's admin). */
-  socketPath: string;
+  /** A unix socket of its own (0600: whoever connects is the cluster's admin). The daemon instead
+   * passes requests from its long-lived docker.sock (socket.ts) to handleRequest. */
+  socketPath?: string;
   /** The TCP listener (absent: unix socket only, as in-process tests run it). */
   tcp?: { host: string; port: number };
   /** This manager's TLS identity (current: certificates are renewed): served on TCP, presented when forwarding. */
@@ -86,15 +87,18 @@ export class DockerApiServer {
 
   async start(): Promise<void> {
     this.watchStore();
-    rmSync(this.o.socketPath, { force: true });
-    this.unix = createHttpServer({ requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handle(req, res, false));
-    await listen(this.unix, (s, cb) => s.listen(this.o.socketPath, cb));
-    chmodSync(this.o.socketPath, 0o600);
+    const sock = this.o.socketPath;
+    if (sock) {
+      rmSync(sock, { force: true });
+      this.unix = createHttpServer({ requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handleRequest(req, res, false));
+      await listen(this.unix, (s, cb) => s.listen(sock, cb));
+      chmodSync(sock, 0o600);
+    }
     if (this.o.tcp && this.o.tls) {
       const { host, port } = this.o.tcp;
       // The CA verifies at the handshake (no certificate: "tls: certificate required", as dockerd);
       // the role is checked per request, so a refused role gets a readable 403.
-      this.tcp = createHttpsServer({ ...this.o.tls(), requestCert: true, rejectUnauthorized: true, requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handle(req, res, true));
+      this.tcp = createHttpsServer({ ...this.o.tls(), requestCert: true, rejectUnauthorized: true, requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handleRequest(req, res, true));
       await listen(this.tcp, (s, cb) => s.listen(port, host, cb));
     }
   }
@@ -113,7 +117,7 @@ export class DockerApiServer {
       s.closeAllConnections();
     }
     this.unix = this.tcp = null;
-    rmSync(this.o.socketPath, { force: true });
+    if (this.o.socketPath) rmSync(this.o.socketPath, { force: true });
   }
 
   /** The caller may use the API: the unix socket's owner, an admin, or a manager forwarding to its leader. */
@@ -129,7 +133,8 @@ export class DockerApiServer {
     return { forwarded };
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse, overTls: boolean): Promise<void> {
+  /** One request, from TCP (overTls) or a unix socket. */
+  async handleRequest(req: IncomingMessage, res: ServerResponse, overTls: boolean): Promise<void> {
     try {
       const { forwarded } = this.authorize(req, overTls);
       const { version, url } = splitVersion(req.url ?? '/');

@@ -19,7 +19,7 @@ export async function dockerCli(): Promise<string | null> {
   return new Promise((resolve) => execFile('docker', ['--version'], (e, out) => resolve(e ? null : out.trim())));
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
@@ -42,10 +42,12 @@ export class OneManager {
     return join(this.dir, 'state', 'docker.sock');
   }
 
-  async start(opts: { tcp?: boolean } = {}): Promise<void> {
+  /** Starts the daemon and (unless `init: false`) initialises a cluster on it. */
+  async start(opts: { tcp?: boolean; init?: boolean } = {}): Promise<void> {
     this.dockerPort = opts.tcp ? await freePort() : null;
     this.daemon = new Daemon({ stateDir: join(this.dir, 'state'), executor: 'test', processGuard: false, dockerPort: this.dockerPort, hostname: 'shoal-dk1', log: () => {} });
     await this.daemon.start();
+    if (opts.init === false) return;
     const r = await this.daemon.init({ advertiseAddr: '127.0.0.1', listenPort: await freePort() });
     this.context = { clusterId: r.clusterId, managers: r.managers, admin: r.admin };
   }
