@@ -193,6 +193,7 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
     const right = await unlock('h3', key1);
     assert.equal(right.code, 0, `unlock with the right key failed: ${right.out}`);
     await unlocked();
+    assert.ok(opensWith('h3', key1), 'an unlocked manager keeps its key files wrapped (never unwrapped while catching up)');
 
     const rot = await sh('cluster', 'unlock-key', '--rotate', '-q');
     assert.equal(rot.code, 0, `unlock-key --rotate failed: ${rot.err}`);
@@ -205,5 +206,6 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
     const fresh = await unlock('h3', key2);
     assert.equal(fresh.code, 0, `unlock with the new key failed: ${fresh.out}`);
     await unlocked();
+    assert.ok(opensWith('h3', key2), 'still wrapped with the new key after unlocking');
   });
 });
