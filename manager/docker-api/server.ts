@@ -98,8 +98,15 @@ export class DockerApiServer {
       const { host, port } = this.o.tcp;
       // The CA verifies at the handshake (no certificate: "tls: certificate required", as dockerd);
       // the role is checked per request, so a refused role gets a readable 403.
-      this.tcp = createHttpsServer({ ...this.o.tls(), requestCert: true, rejectUnauthorized: true, requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handleRequest(req, res, true));
-      await listen(this.tcp, (s, cb) => s.listen(port, host, cb));
+      const tcp = createHttpsServer({ ...this.o.tls(), requestCert: true, rejectUnauthorized: true, requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handleRequest(req, res, true));
+      // A port held by something else (a dockerd on the same host) must not stop the manager: the
+      // Docker API is then served on the socket only, and the log says why.
+      try {
+        await listen(tcp, (s, cb) => s.listen(port, host, cb));
+        this.tcp = tcp;
+      } catch (e) {
+        this.log(`docker-api: cannot listen on ${host}:${port} (${(e as Error).message}); the Docker API is served on the local socket only`);
+      }
     }
   }
 
