@@ -49,7 +49,9 @@ function timed(args: string[], env: NodeJS.ProcessEnv): { wall: number; cpu: num
 const line = (what: string, variant: string, wall: number[], cpu: number[]) => {
   const w = summarize(wall);
   const c = summarize(cpu);
-  console.log(`${what.padEnd(16)} ${variant.padEnd(9)} wall p50 ${w.p50.toFixed(0).padStart(4)} ms  p99 ${w.p99.toFixed(0).padStart(5)} ms   cpu p50 ${c.p50.toFixed(0).padStart(4)} ms  p99 ${c.p99.toFixed(0).padStart(4)} ms   (n=${w.n})`);
+  console.log(
+    `${what.padEnd(16)} ${variant.padEnd(9)} wall p50 ${w.p50.toFixed(0).padStart(4)} ms  p99 ${w.p99.toFixed(0).padStart(5)} ms   cpu p50 ${c.p50.toFixed(0).padStart(4)} ms  p99 ${c.p99.toFixed(0).padStart(4)} ms   (n=${w.n})`,
+  );
 };
 
 function compare(what: string, cmd: string[], env: NodeJS.ProcessEnv): void {
@@ -86,9 +88,16 @@ async function daemonRss(useTsx: boolean): Promise<{ host: string; role: string;
 async function main(): Promise<void> {
   cleanupOnExit(LAB);
   compiledEntry('cli/shoal'); // build dist/ first if a source changed
-  console.log(`bench:cli — ${RUNS} runs per variant, alternating, from /; load average at start ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+  console.log(
+    `bench:cli — ${RUNS} runs per variant, alternating, from /; load average at start ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
+  );
   const floor = Array.from({ length: RUNS }, () => timed(['-e', '0'], process.env));
-  line('node -e 0', 'floor', floor.map((r) => r.wall), floor.map((r) => r.cpu));
+  line(
+    'node -e 0',
+    'floor',
+    floor.map((r) => r.wall),
+    floor.map((r) => r.cpu),
+  );
   compare('shoal --help', ['--help'], process.env);
 
   const c = await ClusterLab.up({ name: LAB, managers: 1, workers: 1, executor: 'engine' });
@@ -101,7 +110,10 @@ async function main(): Promise<void> {
   const compiled = await daemonRss(false);
   const tsx = await daemonRss(true);
   console.log(`load average at end ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
-  for (const [name, list] of [['compiled', compiled], ['tsx', tsx]] as const) {
+  for (const [name, list] of [
+    ['compiled', compiled],
+    ['tsx', tsx],
+  ] as const) {
     console.log(`daemon idle RSS  ${name.padEnd(9)} ${list.map((d) => `${d.host} (${d.role}) ${d.mib.toFixed(0)} MiB`).join(', ')}`);
   }
 }

@@ -45,24 +45,31 @@ async function round(r: number, out: Record<string, number[]>): Promise<void> {
     t = performance.now();
     c.killDaemon(leader);
     let elected = 0;
-    await waitFor(async () => {
-      for (const m of survivors) {
-        const info = await control<{ role?: string; nodeId?: string }>(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
-        if (info?.role === 'leader' && info.nodeId) {
-          if (!elected) elected = performance.now() - t;
-          try {
-            await control(c.ctx, 'POST', `/v1/nodes/${workers[0]}/update`, { labelAdd: { round: String(r) } }, m);
-            return true;
-          } catch {
-            return false;
+    await waitFor(
+      async () => {
+        for (const m of survivors) {
+          const info = await control<{ role?: string; nodeId?: string }>(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
+          if (info?.role === 'leader' && info.nodeId) {
+            if (!elected) elected = performance.now() - t;
+            try {
+              await control(c.ctx, 'POST', `/v1/nodes/${workers[0]}/update`, { labelAdd: { round: String(r) } }, m);
+              return true;
+            } catch {
+              return false;
+            }
           }
         }
-      }
-      return false;
-    }, 15_000, 'new leader and a committed write', 10);
+        return false;
+      },
+      15_000,
+      'new leader and a committed write',
+      10,
+    );
     out.leader!.push(elected);
     out.write!.push(performance.now() - t);
-    console.log(`round ${r + 1}: init ${fmt(out.init!.at(-1)!)}, join ${WORKERS} workers ${fmt(out.join!.at(-1)!)}, worker Down ${fmt(out.down!.at(-1)!)}, new leader ${fmt(out.leader!.at(-1)!)}, first write ${fmt(out.write!.at(-1)!)}`);
+    console.log(
+      `round ${r + 1}: init ${fmt(out.init!.at(-1)!)}, join ${WORKERS} workers ${fmt(out.join!.at(-1)!)}, worker Down ${fmt(out.down!.at(-1)!)}, new leader ${fmt(out.leader!.at(-1)!)}, first write ${fmt(out.write!.at(-1)!)}`,
+    );
   } finally {
     await c.down();
     unhook();

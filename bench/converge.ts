@@ -27,7 +27,16 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     const tokens = await c.control('GET', '/v1/join-tokens');
     const t0 = performance.now();
     // The farm runs in the first lab host's network namespace (it reaches every manager there).
-    farm = c.host('h1').spawn(process.execPath, [compiledEntry('test/cluster/agent-farm'), JSON.stringify({ managers: c.ctx.managers, token: tokens.worker, caPem: c.ctx.admin.ca, count: AGENTS, addr: c.host('h1').ip })], { stdio: ['ignore', 'pipe', 'inherit'], cwd: fileURLToPath(new URL('..', import.meta.url)) });
+    farm = c
+      .host('h1')
+      .spawn(
+        process.execPath,
+        [
+          compiledEntry('test/cluster/agent-farm'),
+          JSON.stringify({ managers: c.ctx.managers, token: tokens.worker, caPem: c.ctx.admin.ca, count: AGENTS, addr: c.host('h1').ip }),
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'], cwd: fileURLToPath(new URL('..', import.meta.url)) },
+      );
     await new Promise<void>((resolve, reject) => {
       farm!.stdout!.on('data', (d: Buffer) => (String(d).includes('ready') ? resolve() : undefined));
       farm!.once('exit', (code) => reject(new Error(`agent farm exited (${code})`)));
@@ -35,7 +44,12 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     await c.waitReady(3 + AGENTS, 60_000);
     console.log(`round ${r + 1}: ${AGENTS} simulated agents joined and ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-    const spec = { name: 'bench', mode: { replicated: { replicas: REPLICAS } }, task: { image: 'busybox:latest' }, update: { parallelism: 100, delayMs: 0, failureAction: 'pause', monitorMs: 0, maxFailureRatio: 0, order: 'stop-first' } };
+    const spec = {
+      name: 'bench',
+      mode: { replicated: { replicas: REPLICAS } },
+      task: { image: 'busybox:latest' },
+      update: { parallelism: 100, delayMs: 0, failureAction: 'pause', monitorMs: 0, maxFailureRatio: 0, order: 'stop-first' },
+    };
     let t = performance.now();
     const { id } = await c.control('POST', '/v1/services', { spec });
     await waitFor(async () => (await c.control('GET', `/v1/services/${id}`)).replicas.running >= REPLICAS, 600_000, `${REPLICAS} tasks running`, 200);
@@ -45,11 +59,16 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     const cur = await c.control('GET', `/v1/services/${id}`);
     t = performance.now();
     await c.control('POST', `/v1/services/${id}/update`, { spec: { ...cur.spec, task: { ...cur.spec.task, image: 'busybox:v2' } } });
-    await waitFor(async () => {
-      const s = await c.control('GET', `/v1/services/${id}`);
-      if (s.updateStatus?.state === 'paused') throw new Error(`update paused: ${s.updateStatus.message}`);
-      return s.updateStatus?.state === 'completed' && s.replicas.running >= REPLICAS;
-    }, 900_000, 'rolling update complete', 250);
+    await waitFor(
+      async () => {
+        const s = await c.control('GET', `/v1/services/${id}`);
+        if (s.updateStatus?.state === 'paused') throw new Error(`update paused: ${s.updateStatus.message}`);
+        return s.updateStatus?.state === 'completed' && s.replicas.running >= REPLICAS;
+      },
+      900_000,
+      'rolling update complete',
+      250,
+    );
     out.update.push(performance.now() - t);
     console.log(`round ${r + 1}: rolling update of ${REPLICAS} tasks (parallelism 100): ${((performance.now() - t) / 1000).toFixed(2)} s`);
   } finally {

@@ -58,7 +58,13 @@ async function main(): Promise<void> {
     const leader = hosts.find(([, d]) => d.nodeId === info.leader)![0];
     const follower = hosts.find(([, d]) => d.nodeId !== info.leader)![0];
     writeDockerCerts(join(tmp, 'certs'), c.ctx.admin);
-    const dockerEnv = (h: string) => ({ HOME: tmp, DOCKER_CONFIG: join(tmp, 'cfg'), DOCKER_HOST: `tcp://${c!.host(h).ip}:2376`, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: join(tmp, 'certs') });
+    const dockerEnv = (h: string) => ({
+      HOME: tmp,
+      DOCKER_CONFIG: join(tmp, 'cfg'),
+      DOCKER_HOST: `tcp://${c!.host(h).ip}:2376`,
+      DOCKER_TLS_VERIFY: '1',
+      DOCKER_CERT_PATH: join(tmp, 'certs'),
+    });
     const shoalEnv = { HOME: tmp, SHOAL_CONTEXT: c.contextPath };
     console.log(`lab ${NAME}: 3 managers + 2 workers (test executor); leader ${leader}, follower ${follower}`);
     // A few services so the lists are not empty.
@@ -73,7 +79,11 @@ async function main(): Promise<void> {
     await timed('docker node ls (follower)', 'docker', ['node', 'ls'], dockerEnv(follower));
     await timed('shoal node ls', SHOAL, ['node', 'ls'], shoalEnv);
 
-    const d = await run('docker', ['service', 'create', '--name', 'big', '--replicas', String(REPLICAS), '--no-resolve-image', 'busybox:1.36'], dockerEnv(follower));
+    const d = await run(
+      'docker',
+      ['service', 'create', '--name', 'big', '--replicas', String(REPLICAS), '--no-resolve-image', 'busybox:1.36'],
+      dockerEnv(follower),
+    );
     if (d.code !== 0 || !/converged/.test(d.out)) throw new Error(`docker service create: ${d.out}${d.err}`);
     console.log(`docker service create --replicas ${REPLICAS} (follower)  ${(d.ms / 1000).toFixed(1)} s to converged (includes the CLI's 5 s stability wait)`);
     const s = await run(SHOAL, ['service', 'create', '--name', 'big2', '--replicas', String(REPLICAS), 'busybox:1.36'], shoalEnv);

@@ -96,7 +96,10 @@ const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 300);
 function shoal(ctxPath: string, step: string, ...args: string[]): Promise<string> {
   return new Promise((res, rej) => {
     execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: ctxPath }, timeout: 60_000 }, (e, out, err) => {
-      if (e) rej(new StepError(`${step}: \`shoal ${args.join(' ')}\` failed (${(e as { code?: unknown }).code ?? e.message}): ${oneLine(String(err) || String(out))}`));
+      if (e)
+        rej(
+          new StepError(`${step}: \`shoal ${args.join(' ')}\` failed (${(e as { code?: unknown }).code ?? e.message}): ${oneLine(String(err) || String(out))}`),
+        );
       else res(String(out));
     });
   });
@@ -175,8 +178,12 @@ async function updateDiagnostics(lab: ClusterLab, note: (s: string) => void): Pr
     const k = names.get(x.nodeId) ?? String(x.nodeId);
     byNode.set(k, [...(byNode.get(k) ?? []), ms]);
   }
-  const lat = [...byNode.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v.length} tasks, median ${secs(median(v))} s, max ${secs(Math.max(...v))} s`);
-  note(`update detail: ${killed} of ${old.length} replaced tasks exited 137 (killed after the stop grace period); new task created → running by node: ${lat.join('; ')}`);
+  const lat = [...byNode.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k} ${v.length} tasks, median ${secs(median(v))} s, max ${secs(Math.max(...v))} s`);
+  note(
+    `update detail: ${killed} of ${old.length} replaced tasks exited 137 (killed after the stop grace period); new task created → running by node: ${lat.join('; ')}`,
+  );
 }
 
 // ------------------------------------------------------------------------------------------ one run
@@ -206,7 +213,9 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
     const lab = c;
     const ctx = lab.ctx;
     const ips = lab.lab.hosts.map((h) => h.ip!);
-    note(`lab of ${MANAGERS} managers + ${WORKERS} workers up in ${secs(performance.now() - t)} s (${lab.lab.hosts.map((h) => `${h.name}=${h.ip}`).join(' ')})`);
+    note(
+      `lab of ${MANAGERS} managers + ${WORKERS} workers up in ${secs(performance.now() - t)} s (${lab.lab.hosts.map((h) => `${h.name}=${h.ip}`).join(' ')})`,
+    );
     // The demo image goes to one host, as `shoal lab up` does; the cluster hands it to the others.
     const archive = join(tmp, 'demo-web.tar');
     writeFileSync(archive, demoWebImage(IMAGE).archive);
@@ -219,7 +228,13 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
       return { svc, tasks };
     };
     const running = (w: Watch, opts: { onVersion?: boolean; excludeNode?: string } = {}) =>
-      w.tasks.filter((x) => x.status.state === 'running' && x.desiredState === 'running' && (!opts.onVersion || x.specVersion === w.svc.specVersion) && (!opts.excludeNode || x.nodeId !== opts.excludeNode)).length;
+      w.tasks.filter(
+        (x) =>
+          x.status.state === 'running' &&
+          x.desiredState === 'running' &&
+          (!opts.onVersion || x.specVersion === w.svc.specVersion) &&
+          (!opts.excludeNode || x.nodeId !== opts.excludeNode),
+      ).length;
     let last = '';
 
     // Baseline: what starting the CLI costs (a read-only command), reported next to the figures.
@@ -234,11 +249,17 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
       const t0 = t;
       mesh = probeMesh(ips, t0, STEP_TIMEOUT_MS);
       await cli('create', 'service', 'create', '--detach', '--name', SVC, '--replicas', '30', '-p', `${PORT}:80`, IMAGE);
-      await until('create 30 replicas', async () => {
-        const s = await lab.control('GET', `/v1/services/${SVC}`);
-        last = `${s.replicas.running}/30 running`;
-        return s.replicas.running >= 30;
-      }, 50, STEP_TIMEOUT_MS, () => last);
+      await until(
+        'create 30 replicas',
+        async () => {
+          const s = await lab.control('GET', `/v1/services/${SVC}`);
+          last = `${s.replicas.running}/30 running`;
+          return s.replicas.running >= 30;
+        },
+        50,
+        STEP_TIMEOUT_MS,
+        () => last,
+      );
       record('create', performance.now() - t0);
       note(`create 30 replicas → all running: ${secs(performance.now() - t0)} s`);
     } catch (e) {
@@ -251,7 +272,12 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
         record('meshAll', m.allMs);
         note(`routing mesh: ${m.answered} of ${HOSTS} hosts answer on :${PORT}, all of them ${secs(m.allMs)} s after create`);
       } else {
-        fail(['meshAll'], new StepError(`routing mesh: only ${m.answered} of ${HOSTS} hosts answered on :${PORT} within ${STEP_TIMEOUT_MS / 1000} s (not: ${m.missing.join(', ')})`));
+        fail(
+          ['meshAll'],
+          new StepError(
+            `routing mesh: only ${m.answered} of ${HOSTS} hosts answered on :${PORT} within ${STEP_TIMEOUT_MS / 1000} s (not: ${m.missing.join(', ')})`,
+          ),
+        );
       }
     }
 
@@ -259,11 +285,17 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
     try {
       t = performance.now();
       await cli('scale', 'service', 'scale', '--detach', `${SVC}=90`);
-      await until('scale 30 → 90', async () => {
-        const s = await lab.control('GET', `/v1/services/${SVC}`);
-        last = `${s.replicas.running}/90 running`;
-        return s.replicas.running >= 90;
-      }, 50, STEP_TIMEOUT_MS, () => last);
+      await until(
+        'scale 30 → 90',
+        async () => {
+          const s = await lab.control('GET', `/v1/services/${SVC}`);
+          last = `${s.replicas.running}/90 running`;
+          return s.replicas.running >= 90;
+        },
+        50,
+        STEP_TIMEOUT_MS,
+        () => last,
+      );
       record('scale', performance.now() - t);
       note(`scale 30 → 90 → all running: ${secs(performance.now() - t)} s`);
     } catch (e) {
@@ -273,14 +305,35 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
     // 3. rolling update of the 90
     try {
       t = performance.now();
-      await cli('rolling update', 'service', 'update', '--detach', '--env-add', `V=${r + 2}`, '--update-parallelism', '10', '--update-delay', '0s', '--update-monitor', '1s', SVC);
-      await until('rolling update of 90', async () => {
-        const w = await watch();
-        const us = w.svc.updateStatus?.state as string | undefined;
-        last = `update ${us ?? 'not started'}, ${running(w, { onVersion: true })}/90 running the new spec (v${w.svc.specVersion})`;
-        if (us === 'paused' || us === 'rollback_started' || us === 'rollback_paused' || us === 'rollback_completed') throw new StepError(`rolling update of 90: update ${us}: ${w.svc.updateStatus.message}`);
-        return us === 'completed' && running(w, { onVersion: true }) >= 90;
-      }, 100, UPDATE_TIMEOUT_MS, () => last);
+      await cli(
+        'rolling update',
+        'service',
+        'update',
+        '--detach',
+        '--env-add',
+        `V=${r + 2}`,
+        '--update-parallelism',
+        '10',
+        '--update-delay',
+        '0s',
+        '--update-monitor',
+        '1s',
+        SVC,
+      );
+      await until(
+        'rolling update of 90',
+        async () => {
+          const w = await watch();
+          const us = w.svc.updateStatus?.state as string | undefined;
+          last = `update ${us ?? 'not started'}, ${running(w, { onVersion: true })}/90 running the new spec (v${w.svc.specVersion})`;
+          if (us === 'paused' || us === 'rollback_started' || us === 'rollback_paused' || us === 'rollback_completed')
+            throw new StepError(`rolling update of 90: update ${us}: ${w.svc.updateStatus.message}`);
+          return us === 'completed' && running(w, { onVersion: true }) >= 90;
+        },
+        100,
+        UPDATE_TIMEOUT_MS,
+        () => last,
+      );
       record('update', performance.now() - t);
       note(`rolling update of 90 → completed: ${secs(performance.now() - t)} s`);
     } catch (e) {
@@ -288,11 +341,17 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
     }
     await updateDiagnostics(lab, note).catch((e) => note(`(note) update diagnostics: ${oneLine((e as Error).message)}`));
     // Failure steps start from a settled service (not timed): an update still rolling would count as lost tasks.
-    await until('settle before the failure steps', async () => {
-      const w = await watch();
-      last = `update ${w.svc.updateStatus?.state ?? 'none'}, ${running(w)}/90 running`;
-      return w.svc.updateStatus?.state !== 'updating' && running(w) >= 90;
-    }, 250, STEP_TIMEOUT_MS, () => last).catch((e) => note(`(note) ${oneLine((e as Error).message)}; the failure steps start anyway`));
+    await until(
+      'settle before the failure steps',
+      async () => {
+        const w = await watch();
+        last = `update ${w.svc.updateStatus?.state ?? 'none'}, ${running(w)}/90 running`;
+        return w.svc.updateStatus?.state !== 'updating' && running(w) >= 90;
+      },
+      250,
+      STEP_TIMEOUT_MS,
+      () => last,
+    ).catch((e) => note(`(note) ${oneLine((e as Error).message)}; the failure steps start anyway`));
 
     // 4. kill -9 a worker's daemon
     let nodes = await lab.nodes().catch(() => [] as any[]);
@@ -303,11 +362,17 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
       t = performance.now();
       lab.killDaemon(victim);
       let downMs: number | null = null;
-      await until(`kill -9 worker ${victim} → node Down`, async () => {
-        const n = (await lab.nodes()).find((x) => x.id === victimId);
-        last = `${victim} is ${n?.status?.state ?? 'missing'}`;
-        return n?.status?.state === 'down';
-      }, 50, STEP_TIMEOUT_MS, () => last).then(
+      await until(
+        `kill -9 worker ${victim} → node Down`,
+        async () => {
+          const n = (await lab.nodes()).find((x) => x.id === victimId);
+          last = `${victim} is ${n?.status?.state ?? 'missing'}`;
+          return n?.status?.state === 'down';
+        },
+        50,
+        STEP_TIMEOUT_MS,
+        () => last,
+      ).then(
         () => {
           downMs = performance.now() - t;
           record('workerDown', downMs);
@@ -315,11 +380,17 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
         },
         (e) => fail(['workerDown'], e),
       );
-      await until(`kill -9 worker ${victim} → 90 running again`, async () => {
-        const w = await watch();
-        last = `${running(w, { excludeNode: victimId })}/90 running on live nodes`;
-        return running(w, { excludeNode: victimId }) >= 90;
-      }, 100, STEP_TIMEOUT_MS, () => last);
+      await until(
+        `kill -9 worker ${victim} → 90 running again`,
+        async () => {
+          const w = await watch();
+          last = `${running(w, { excludeNode: victimId })}/90 running on live nodes`;
+          return running(w, { excludeNode: victimId }) >= 90;
+        },
+        100,
+        STEP_TIMEOUT_MS,
+        () => last,
+      );
       record('workerRecovered', performance.now() - t);
       note(`kill -9 ${victim}'s daemon → 90 running again: ${secs(performance.now() - t)} s`);
     } catch (e) {
@@ -339,17 +410,24 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
     const leader = nodes.find((n) => n.managerStatus?.leader)?.description?.hostname as string | undefined;
     try {
       if (!leader) throw new StepError('kill -9 leader: no leader in `node ls`');
-      const survivors = lab.lab.hosts.slice(0, MANAGERS).filter((h) => h.name !== leader).map((h) => `${h.ip}:2377`);
+      const survivors = lab.lab.hosts
+        .slice(0, MANAGERS)
+        .filter((h) => h.name !== leader)
+        .map((h) => `${h.ip}:2377`);
       const writeTarget = lab.lab.hosts[MANAGERS]!.name;
       t = performance.now();
       lab.killDaemon(leader);
-      const elected = until(`kill -9 leader ${leader} → new leader`, async () => {
-        for (const m of survivors) {
-          const info = await control<{ role?: string }>(ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
-          if (info?.role === 'leader') return true;
-        }
-        return false;
-      }, 50).then(
+      const elected = until(
+        `kill -9 leader ${leader} → new leader`,
+        async () => {
+          for (const m of survivors) {
+            const info = await control<{ role?: string }>(ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
+            if (info?.role === 'leader') return true;
+          }
+          return false;
+        },
+        50,
+      ).then(
         () => {
           record('leaderElected', performance.now() - t);
           note(`kill -9 leader ${leader}'s daemon → new leader: ${secs(performance.now() - t)} s`);
@@ -357,10 +435,14 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
         (e) => fail(['leaderElected'], e),
       );
       // The first write a user gets through (the CLI's client: it fails over between managers by itself).
-      const wrote = until(`kill -9 leader ${leader} → first write`, async () => {
-        await lab.control('POST', `/v1/nodes/${writeTarget}/update`, { labelAdd: { e2e: String(r) } });
-        return true;
-      }, 50).then(
+      const wrote = until(
+        `kill -9 leader ${leader} → first write`,
+        async () => {
+          await lab.control('POST', `/v1/nodes/${writeTarget}/update`, { labelAdd: { e2e: String(r) } });
+          return true;
+        },
+        50,
+      ).then(
         () => {
           record('leaderWrite', performance.now() - t);
           note(`kill -9 leader ${leader}'s daemon → first committed write: ${secs(performance.now() - t)} s`);
@@ -384,14 +466,20 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
   } catch (e) {
     // The lab itself (or something outside the steps) failed: every figure not measured in this run fails.
     const measured = new Set(ROWS.filter((row) => out[row.key].values.length + out[row.key].failures.length > r).map((row) => row.key));
-    fail(ROWS.map((row) => row.key).filter((k) => !measured.has(k)), e);
+    fail(
+      ROWS.map((row) => row.key).filter((k) => !measured.has(k)),
+      e,
+    );
   } finally {
     setLab(null);
     if (c) await c.down().catch((e) => note(`lab down: ${(e as Error).message}`));
     // Sweep by name too: lab down lists the namespaces before it stops the daemons, so a task namespace a
     // daemon created meanwhile would stay behind (seen once: five sl-<lab>-h5-t-* namespaces).
     await Lab.downByName(NAME, { force: true }).then(
-      (rep) => (rep.namespaces.length + rep.killed.length > 0 ? note(`swept leftovers after lab down: ${rep.namespaces.length} namespace(s), ${rep.killed.length} process(es)`) : undefined),
+      (rep) =>
+        rep.namespaces.length + rep.killed.length > 0
+          ? note(`swept leftovers after lab down: ${rep.namespaces.length} namespace(s), ${rep.killed.length} process(es)`)
+          : undefined,
       (e) => note(`leftover sweep: ${(e as Error).message}`),
     );
     await cleanupLabCgroups(NAME).catch(() => {});
@@ -431,13 +519,21 @@ function report(out: Results, runs: number): void {
     // One line per figure, with units.
     const label = row.step.replace(/^\S+\s/, '');
     if (!ok) lines.push(`${label}: FAILED: ${failures[0]}`);
-    else if (row.unit === 'hosts') lines.push(`${label}: ${Math.round(med)} of ${HOSTS} hosts (Docker Swarm 20.10: ${row.dockerText} hosts; its routing mesh needs IPVS)`);
-    else if (row.docker) lines.push(`${label} median: ${(med / 1000).toFixed(2)} s (Docker Swarm 20.10: ${row.dockerText} s; target <= ${(row.docker[0] / 2).toFixed(2)} s)${partial}`);
+    else if (row.unit === 'hosts')
+      lines.push(`${label}: ${Math.round(med)} of ${HOSTS} hosts (Docker Swarm 20.10: ${row.dockerText} hosts; its routing mesh needs IPVS)`);
+    else if (row.docker)
+      lines.push(
+        `${label} median: ${(med / 1000).toFixed(2)} s (Docker Swarm 20.10: ${row.dockerText} s; target <= ${(row.docker[0] / 2).toFixed(2)} s)${partial}`,
+      );
     else lines.push(`${label} median: ${(med / 1000).toFixed(2)} s${partial}`);
   }
   // Plain-text table: the step column may hold FAILED reasons, so long cells are left as they are.
   const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => (row[i]!.length > 60 ? 0 : row[i]!.length))));
-  const fmtRow = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i]!)).join(' | ').trimEnd();
+  const fmtRow = (row: string[]) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join(' | ')
+      .trimEnd();
   console.log('');
   console.log(fmtRow(cells[0]!));
   console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));

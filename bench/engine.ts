@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   const waiters = new Map<string, { state: string; resolve: () => void }>();
   const failures: string[] = [];
   const onStatus = (u: TaskStatusUpdate) => {
-    if (process.env.SHOAL_BENCH_DEBUG) console.error(`${u.taskId} ${u.state} ${u.err ?? ""}`);
+    if (process.env.SHOAL_BENCH_DEBUG) console.error(`${u.taskId} ${u.state} ${u.err ?? ''}`);
     const w = waiters.get(u.taskId);
     if (w && (u.state === w.state || ['failed', 'rejected', 'complete', 'shutdown'].includes(u.state))) {
       if (u.state === 'failed' || u.state === 'rejected') failures.push(`${u.taskId}: ${u.err ?? u.state}`);
@@ -83,7 +83,14 @@ async function main(): Promise<void> {
   ex.onStatus(onStatus);
   exBase?.onStatus(onStatus);
   const current = new Map<string, TaskAssignment>();
-  const task = (id: string, desiredState: TaskAssignment['desiredState'] = 'running'): TaskAssignment => ({ id, serviceId: 'b', serviceName: 'b', desiredState, state: 'assigned', spec: { image: 'bench/busybox:1', args: ['sleep', '60'], stopGracePeriodMs: 0 } });
+  const task = (id: string, desiredState: TaskAssignment['desiredState'] = 'running'): TaskAssignment => ({
+    id,
+    serviceId: 'b',
+    serviceName: 'b',
+    desiredState,
+    state: 'assigned',
+    spec: { image: 'bench/busybox:1', args: ['sleep', '60'], stopGracePeriodMs: 0 },
+  });
   const wait = (id: string, state: string) => new Promise<void>((resolve) => waiters.set(id, { state, resolve }));
   const push = () => ex.reconcile([...current.values()]);
 

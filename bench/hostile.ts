@@ -24,7 +24,8 @@ function parseArgs(argv: string[]): { seconds: number; seed: number; attackers: 
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     if (flag === '--seconds' || flag === '--seed' || flag === '--attackers') {
       const v = Number(inline ?? argv[++i]);
-      if (!Number.isInteger(v) || v < (flag === '--seed' ? 0 : 1)) throw new UsageError(`${flag} needs a ${flag === '--seed' ? 'non-negative' : 'positive'} integer`);
+      if (!Number.isInteger(v) || v < (flag === '--seed' ? 0 : 1))
+        throw new UsageError(`${flag} needs a ${flag === '--seed' ? 'non-negative' : 'positive'} integer`);
       out[flag.slice(2) as 'seconds' | 'seed' | 'attackers'] = v;
     } else if (flag === '--help' || flag === '-h') {
       console.log('usage: npm run bench:hostile -- [--seconds 120] [--seed N] [--attackers 1]');
@@ -57,7 +58,8 @@ async function main(): Promise<void> {
     for (const l of reportLines(r)) console.log(l);
     for (const f of r.findings) console.log(`finding ${f.kind}: ${f.input} => ${f.outcome}`);
     for (const [h, tail] of Object.entries(r.crashLogs)) console.log(`${h} daemon exited; its log ends:\n${tail}`);
-    if (r.leader.changes > 0 || r.leader.after.term !== r.leader.before.term) for (const [h, l] of Object.entries(r.managerLogs)) console.log(`${h} log (elections, peers, errors):\n${l}`);
+    if (r.leader.changes > 0 || r.leader.after.term !== r.leader.before.term)
+      for (const [h, l] of Object.entries(r.managerLogs)) console.log(`${h} log (elections, peers, errors):\n${l}`);
     console.log(`attacker log (end):\n${r.attackerLog}`);
     console.log(`dispatcher stats after the attack: ${JSON.stringify(r.dispatcherStats)}`);
     const file = join(tmpdir(), `shoal-bench-hostile-${seed}.json`);

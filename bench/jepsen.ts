@@ -62,9 +62,25 @@ function add(t: Totals, r: TrialResult): void {
   t.seconds += r.elapsedMs / 1000;
 }
 
-const emptyTotals = (): Totals => ({ runs: 0, ops: 0, faults: { partition: 0, kill: 0, pause: 0, 'pause-partition': 0 }, anomalies: 0, runsWithAnomalies: 0, undecided: 0, harnessErrors: 0, unknown: 0, seconds: 0 });
+const emptyTotals = (): Totals => ({
+  runs: 0,
+  ops: 0,
+  faults: { partition: 0, kill: 0, pause: 0, 'pause-partition': 0 },
+  anomalies: 0,
+  runsWithAnomalies: 0,
+  undecided: 0,
+  harnessErrors: 0,
+  unknown: 0,
+  seconds: 0,
+});
 
-async function campaign(name: string, unsafe: string | undefined, n: number, profile: typeof realRun, stopOnAnomaly: boolean): Promise<{ totals: Totals; first: TrialResult | null }> {
+async function campaign(
+  name: string,
+  unsafe: string | undefined,
+  n: number,
+  profile: typeof realRun,
+  stopOnAnomaly: boolean,
+): Promise<{ totals: Totals; first: TrialResult | null }> {
   const totals = emptyTotals();
   let first: TrialResult | null = null;
   if (n === 0) return { totals, first };
@@ -92,7 +108,9 @@ function printTotals(what: string, t: Totals): void {
   console.log(`  runs                 ${t.runs} (${t.seconds.toFixed(0)} s)`);
   console.log(`  operations           ${t.ops} (${t.unknown} with unknown outcome)`);
   console.log(`  faults injected      ${FAULT_KINDS.map((k) => `${k} ${t.faults[k]}`).join(', ')} (total ${FAULT_KINDS.reduce((s, k) => s + t.faults[k], 0)})`);
-  console.log(`  anomalies            ${t.anomalies} (keys whose history is not linearizable)${t.undecided ? ` (+${t.undecided} keys undecided within the checker's budget)` : ''}`);
+  console.log(
+    `  anomalies            ${t.anomalies} (keys whose history is not linearizable)${t.undecided ? ` (+${t.undecided} keys undecided within the checker's budget)` : ''}`,
+  );
   if (t.harnessErrors) console.log(`  harness errors       ${t.harnessErrors}`);
 }
 

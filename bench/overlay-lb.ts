@@ -35,10 +35,29 @@ function bigView(services: number, backends: number): NetView {
   };
   for (let i = 0; i < services; i++) {
     const id = `svc${i}`;
-    v.services.push({ id, name: id, endpointMode: 'vip', vips: [{ networkId: 'n1', ip: `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}` }], ports: [], aliases: [] });
+    v.services.push({
+      id,
+      name: id,
+      endpointMode: 'vip',
+      vips: [{ networkId: 'n1', ip: `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}` }],
+      ports: [],
+      aliases: [],
+    });
     for (let j = 0; j < backends; j++) {
       const ip = `10.${110 + j}.${(i >> 8) & 255}.${i & 255}`;
-      v.endpoints.push({ networkId: 'n1', taskId: `${id}_${j}`, serviceId: id, serviceName: id, taskName: `${id}.${j + 1}.${id}_${j}`, ip, mac: '', nodeId: 'bench', vtep: '192.0.2.1', aliases: [], running: true });
+      v.endpoints.push({
+        networkId: 'n1',
+        taskId: `${id}_${j}`,
+        serviceId: id,
+        serviceName: id,
+        taskName: `${id}.${j + 1}.${id}_${j}`,
+        ip,
+        mac: '',
+        nodeId: 'bench',
+        vtep: '192.0.2.1',
+        aliases: [],
+        running: true,
+      });
     }
   }
   return v;

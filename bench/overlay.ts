@@ -66,8 +66,26 @@ const ECHO_PORT = 7007;
 const HTTP_PORT = 80;
 const PUBLISHED = 8080;
 
-const netO: NetInfo = { id: 'bovovl01overlay', name: 'bench-overlay', vni: 4301, subnet: '10.253.1.0/24', gateway: '10.253.1.1', internal: false, attachable: true, ingress: false };
-const netI: NetInfo = { id: 'bovingr1ingress', name: 'ingress', vni: 4300, subnet: '10.253.0.0/24', gateway: '10.253.0.1', internal: false, attachable: false, ingress: true };
+const netO: NetInfo = {
+  id: 'bovovl01overlay',
+  name: 'bench-overlay',
+  vni: 4301,
+  subnet: '10.253.1.0/24',
+  gateway: '10.253.1.1',
+  internal: false,
+  attachable: true,
+  ingress: false,
+};
+const netI: NetInfo = {
+  id: 'bovingr1ingress',
+  name: 'ingress',
+  vni: 4300,
+  subnet: '10.253.0.0/24',
+  gateway: '10.253.0.1',
+  internal: false,
+  attachable: false,
+  ingress: true,
+};
 const web: SvcInfo = {
   id: 'websvc',
   name: 'web',
@@ -115,7 +133,6 @@ let mesh: MeshProgrammer | null = null;
 let applier: NftApplier | null = null;
 let cleaned = false;
 
-
 function deleteNs(name: string): void {
   try {
     nl.deleteNetns(name);
@@ -123,7 +140,6 @@ function deleteNs(name: string): void {
     spawnSync('ip', ['netns', 'delete', name], { stdio: 'ignore', timeout: 5000 });
   }
 }
-
 
 function killAll(): void {
   for (const p of procs) {
@@ -354,7 +370,19 @@ function viewFor(h: Host): NetView {
   const eps = placements.filter((p) => nets.includes(p.net)).map(endpointOf);
   // Every node's ingress address is an endpoint of the ingress network: how backends reply to the mesh.
   for (const o of hosts) {
-    eps.push({ networkId: netI.id, taskId: `ingress-${o.nodeId}`, serviceId: 'ingress-sbox', serviceName: 'ingress-sbox', taskName: `ingress-sbox.${o.nodeId}`, ip: o.ingressAddr, mac: macForIp(o.ingressAddr), nodeId: o.nodeId, vtep: o.vtep, aliases: [], running: true });
+    eps.push({
+      networkId: netI.id,
+      taskId: `ingress-${o.nodeId}`,
+      serviceId: 'ingress-sbox',
+      serviceName: 'ingress-sbox',
+      taskName: `ingress-sbox.${o.nodeId}`,
+      ip: o.ingressAddr,
+      mac: macForIp(o.ingressAddr),
+      nodeId: o.nodeId,
+      vtep: o.vtep,
+      aliases: [],
+      running: true,
+    });
   }
   return { nodeId: h.nodeId, vtep: h.vtep, networks: nets, endpoints: eps, services: [web], ingressAddr: h.ingressAddr };
 }
@@ -436,7 +464,9 @@ async function iperfOnce(path: Path): Promise<{ bps: number; retrans: number }> 
     if (j.error || r.code !== 0) throw new Error(`iperf3 ${path.key}: ${j.error ?? `exit ${r.code}`}`);
     return { bps: Number(j.end.sum_received.bits_per_second), retrans: Number(j.end.sum_sent.retransmits ?? 0) };
   } finally {
-    await withTimeout(new Promise<void>((res) => (server.exitCode !== null ? res() : server.once('close', () => res()))), 3000, 'iperf3 server exit').catch(() => stop(server));
+    await withTimeout(new Promise<void>((res) => (server.exitCode !== null ? res() : server.once('close', () => res()))), 3000, 'iperf3 server exit').catch(
+      () => stop(server),
+    );
   }
 }
 
@@ -474,7 +504,10 @@ async function main(): Promise<void> {
   const lab = summarize(attachMs);
   const ap = summarize(applyMs);
   fig('lab', `3 hosts + switch + client namespaces (${PREFIX}*), built in ${ms(performance.now() - tLab)}`);
-  fig('MTU', `underlay ${h1.dp.underlayMtu} (lab switch veths), overlay task interface ${overlayMtu} (VXLAN overhead 50), veth baseline ${UNDERLAY_MTU}; a second veth at ${overlayMtu} gives the equal-MTU comparison`);
+  fig(
+    'MTU',
+    `underlay ${h1.dp.underlayMtu} (lab switch veths), overlay task interface ${overlayMtu} (VXLAN overhead 50), veth baseline ${UNDERLAY_MTU}; a second veth at ${overlayMtu} gives the equal-MTU comparison`,
+  );
   fig(`dataplane attachTask (n=${lab.n})`, `p50 ${ms(lab.p50)}, max ${ms(lab.max)}`);
   fig(`dataplane converged apply (n=${ap.n})`, `p50 ${ms(ap.p50)}, max ${ms(ap.max)}`);
 
@@ -495,7 +528,10 @@ async function main(): Promise<void> {
   }
   for (const p of paths) {
     const t = tput.get(p.key)!;
-    fig(`TCP throughput, ${p.label}, iperf3 1 stream, median of ${IPERF_RUNS} × ${IPERF_SECS} s`, `${gbit(median(t.bps))} (runs ${t.bps.map((b) => (b / 1e9).toFixed(2)).join(', ')} Gbit/s; retransmits ${t.retrans.join(', ')})`);
+    fig(
+      `TCP throughput, ${p.label}, iperf3 1 stream, median of ${IPERF_RUNS} × ${IPERF_SECS} s`,
+      `${gbit(median(t.bps))} (runs ${t.bps.map((b) => (b / 1e9).toFixed(2)).join(', ')} Gbit/s; retransmits ${t.retrans.join(', ')})`,
+    );
   }
   const tOv = median(tput.get('overlay')!.bps);
   const tVe = median(tput.get('veth')!.bps);
@@ -505,11 +541,22 @@ async function main(): Promise<void> {
 
   // ---- 64-byte round trips: one echo server in task B serves both paths; batches alternate.
   const echo = await startIn(tB, process.execPath, [agentPath, 'echo', String(ECHO_PORT)], /ready/, 'echo server');
-  const rtt = new Map<string, number[]>([['overlay', []], ['veth', []]]);
-  const rttTargets: [string, string][] = [['overlay', '10.253.1.12'], ['veth', '192.168.250.2']];
+  const rtt = new Map<string, number[]>([
+    ['overlay', []],
+    ['veth', []],
+  ]);
+  const rttTargets: [string, string][] = [
+    ['overlay', '10.253.1.12'],
+    ['veth', '192.168.250.2'],
+  ];
   for (let b = 0; b < BATCHES; b++) {
     for (const [key, addr] of b % 2 === 0 ? rttTargets : [...rttTargets].reverse()) {
-      const r = await runIn(tA, process.execPath, [agentPath, 'rtt', addr, String(ECHO_PORT), String(Math.ceil(RTT_ROUNDS / BATCHES)), String(RTT_WARMUP), String(RTT_SIZE)], 70_000);
+      const r = await runIn(
+        tA,
+        process.execPath,
+        [agentPath, 'rtt', addr, String(ECHO_PORT), String(Math.ceil(RTT_ROUNDS / BATCHES)), String(RTT_WARMUP), String(RTT_SIZE)],
+        70_000,
+      );
       if (r.code !== 0) throw new Error(`rtt ${key}: exit ${r.code}: ${r.stderr}`);
       rtt.get(key)!.push(...(JSON.parse(r.stdout) as number[]));
     }
@@ -520,7 +567,10 @@ async function main(): Promise<void> {
   fig(`64-byte TCP round trip, overlay, task A → task B (n=${rO.n}, Node client and echo server, Nagle off)`, `p50 ${us(rO.p50)}, p99 ${us(rO.p99)}`);
   fig(`64-byte TCP round trip, veth baseline, same namespaces (n=${rV.n})`, `p50 ${us(rV.p50)}, p99 ${us(rV.p99)}`);
   const d50 = rO.p50 - rV.p50;
-  fig('round trip overlay − veth', `p50 ${sign(d50, us)} (target ≤ +50 µs: ${d50 <= 50 ? 'met' : 'MISSED'}), p99 ${sign(rO.p99 - rV.p99, us)}, p50 ratio ${(rO.p50 / rV.p50).toFixed(2)}x`);
+  fig(
+    'round trip overlay − veth',
+    `p50 ${sign(d50, us)} (target ≤ +50 µs: ${d50 <= 50 ? 'met' : 'MISSED'}), p99 ${sign(rO.p99 - rV.p99, us)}, p50 ratio ${(rO.p50 / rV.p50).toFixed(2)}x`,
+  );
 
   // ---- routing mesh through h3 (no local task)
   await startIn(web1.netns, process.execPath, [agentPath, 'http', 'web1', String(HTTP_PORT)], /ready/, 'web1');
@@ -574,10 +624,20 @@ async function main(): Promise<void> {
   };
   const m = agg(meshRuns);
   const d = agg(directRuns);
-  const spread = (by: Record<string, number>) => Object.entries(by).sort().map(([k, v]) => `${k} ${v}`).join(', ');
+  const spread = (by: Record<string, number>) =>
+    Object.entries(by)
+      .sort()
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
   const errText = (x: ReturnType<typeof agg>) => (x.errors ? `${x.errors} failed (${JSON.stringify(x.errs)})` : '0 failed');
-  fig(`routing mesh, client → h3:${PUBLISHED} (no local task) → web on h1/h2 over the overlay, new connection per request, concurrency ${MESH_CONC} (n=${m.n})`, `${m.rate.toFixed(0)} req/s; latency p50 ${ms(m.s.p50)}, p99 ${ms(m.s.p99)}; answered by ${spread(m.by)}; ${errText(m)}`);
-  fig(`baseline, same client → web1 directly (routed to its gateway-bridge address on h1, no mesh, no overlay) (n=${d.n})`, `${d.rate.toFixed(0)} req/s; latency p50 ${ms(d.s.p50)}, p99 ${ms(d.s.p99)}; ${errText(d)}`);
+  fig(
+    `routing mesh, client → h3:${PUBLISHED} (no local task) → web on h1/h2 over the overlay, new connection per request, concurrency ${MESH_CONC} (n=${m.n})`,
+    `${m.rate.toFixed(0)} req/s; latency p50 ${ms(m.s.p50)}, p99 ${ms(m.s.p99)}; answered by ${spread(m.by)}; ${errText(m)}`,
+  );
+  fig(
+    `baseline, same client → web1 directly (routed to its gateway-bridge address on h1, no mesh, no overlay) (n=${d.n})`,
+    `${d.rate.toFixed(0)} req/s; latency p50 ${ms(d.s.p50)}, p99 ${ms(d.s.p99)}; ${errText(d)}`,
+  );
   fig('routing mesh / direct', `request rate ${pct(m.rate / d.rate)}, p50 latency ${sign(m.s.p50 - d.s.p50, ms)}`);
   // One request at a time: the latency the mesh adds without queueing in the client.
   const seq = await alternate(MESH_SEQ, 1);
@@ -597,7 +657,10 @@ async function main(): Promise<void> {
 }
 
 const CL_PATH = `/run/netns/${CL}`;
-const loadAvg = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+const loadAvg = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 const deadline = setTimeout(() => {
   console.error(`bench:overlay: not done within ${DEADLINE_MS / 1000} s, cleaning up`);
   cleanupSync();

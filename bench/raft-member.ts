@@ -45,7 +45,6 @@ function clock(): number {
   return performance.timeOrigin + performance.now();
 }
 
-
 /** A minimal deterministic state machine: a counter and a checksum of everything applied. */
 class CounterMachine implements StateMachine {
   count = 0;

@@ -64,7 +64,6 @@ function clock(): number {
   return performance.timeOrigin + performance.now();
 }
 
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const ms = (v: number) => `${v.toFixed(2)} ms`;
 const median = (xs: number[]) => {
@@ -139,7 +138,13 @@ class Member {
   expect<T extends FromMember['t']>(t: T, timeoutMs = 30_000): Promise<Extract<FromMember, { t: T }>> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`member ${this.id}: no '${t}' within ${timeoutMs} ms`)), timeoutMs);
-      this.once.push({ t, fn: (m) => { clearTimeout(timer); resolve(m as Extract<FromMember, { t: T }>); } });
+      this.once.push({
+        t,
+        fn: (m) => {
+          clearTimeout(timer);
+          resolve(m as Extract<FromMember, { t: T }>);
+        },
+      });
     });
   }
 
@@ -254,7 +259,18 @@ async function wsBaseline(ca: TestCa, n = 2000): Promise<LatencySummary> {
   const b = await mk('rtt-b');
   try {
     const blank = (type: Message['type'], from: string, to: string, index: number): Message => ({
-      type, from, to, term: 1, index, logTerm: 0, commit: 0, entries: [], reject: false, rejectHint: 0, context: '', snapshot: null,
+      type,
+      from,
+      to,
+      term: 1,
+      index,
+      logTerm: 0,
+      commit: 0,
+      entries: [],
+      reject: false,
+      rejectHint: 0,
+      context: '',
+      snapshot: null,
     });
     b.onMessage((m) => b.send([blank('heartbeatResp', 'rtt-b', 'rtt-a', m.index)]));
     let wake: (() => void) | null = null;
@@ -309,7 +325,10 @@ async function failoverRound(
     await sleep(3);
   }
   await exited;
-  const ev = survivors.flatMap((s) => s.leaderEvents).filter((e) => e.self && e.at > tKill).sort((a, b) => a.at - b.at)[0];
+  const ev = survivors
+    .flatMap((s) => s.leaderEvents)
+    .filter((e) => e.self && e.at > tKill)
+    .sort((a, b) => a.at - b.at)[0];
   if (!ev) throw new Error('failover: no survivor reported becoming leader');
   const next = survivors.find((s) => s.leaderEvents.includes(ev))!;
 
@@ -396,7 +415,9 @@ async function main(): Promise<void> {
   const rounds: Array<{ leaderMs: number; writeMs: number; killed: string; next: string }> = [];
   if (FAILOVER_ROUNDS < 1) {
     console.log(`cpu seq: ${seqCpu.join(', ')}; cpu pipe: ${pipeCpu.join(', ')}`);
-    console.log(`commit latency p50: ${ms(seq.lat.p50)} p99: ${ms(seq.lat.p99)}; pipelined ${tput.toFixed(0)} commits/s p50 ${ms(pipe.lat.p50)} p99 ${ms(pipe.lat.p99)}; fsync p50 ${ms(fsync.p50)}`);
+    console.log(
+      `commit latency p50: ${ms(seq.lat.p50)} p99: ${ms(seq.lat.p99)}; pipelined ${tput.toFixed(0)} commits/s p50 ${ms(pipe.lat.p50)} p99 ${ms(pipe.lat.p99)}; fsync p50 ${ms(fsync.p50)}`,
+    );
     for (const l of encLines) console.log(l);
     await Promise.all(members.map((m) => m.stop()));
     return;
@@ -421,11 +442,15 @@ async function main(): Promise<void> {
   console.log(`pipelined throughput: ${tput.toFixed(0)} commits/s (target >= ${TARGET.tput} commits/s) ${verdict(tput >= TARGET.tput)}`);
   console.log(`pipelined latency p50: ${ms(pipe.lat.p50)}`);
   console.log(`pipelined latency p99: ${ms(pipe.lat.p99)}`);
-  console.log(`pipelined batching: ${(pipe.commits / Math.max(1, pipe.fsyncs)).toFixed(1)} entries per leader fsync (${PIPE.size} B entries, ${PIPE.outstanding} outstanding, ${pipe.secs} s)`);
+  console.log(
+    `pipelined batching: ${(pipe.commits / Math.max(1, pipe.fsyncs)).toFixed(1)} entries per leader fsync (${PIPE.size} B entries, ${PIPE.outstanding} outstanding, ${pipe.secs} s)`,
+  );
   console.log(`failover time to new leader median: ${ms(median(L))} (target <= ${TARGET.failover} ms) ${verdict(median(L) <= TARGET.failover)}`);
   console.log(`failover time to new leader max: ${ms(Math.max(...L))} (target <= ${TARGET.failover} ms) ${verdict(Math.max(...L) <= TARGET.failover)}`);
   console.log(`failover time to first committed write median: ${ms(median(W))} (target <= ${TARGET.failover} ms) ${verdict(median(W) <= TARGET.failover)}`);
-  console.log(`failover time to first committed write max: ${ms(Math.max(...W))} (target <= ${TARGET.failover} ms) ${verdict(Math.max(...W) <= TARGET.failover)}`);
+  console.log(
+    `failover time to first committed write max: ${ms(Math.max(...W))} (target <= ${TARGET.failover} ms) ${verdict(Math.max(...W) <= TARGET.failover)}`,
+  );
   console.log(`failover rounds: ${rounds.length}`);
   console.log(`cpu during sequential run (share of one core): ${seqCpu.join(', ')}`);
   console.log(`cpu during pipelined run (share of one core): ${pipeCpu.join(', ')}`);

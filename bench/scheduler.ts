@@ -189,7 +189,9 @@ async function endToEnd(): Promise<void> {
   console.log(`d) end to end through SchedulerRunner + in-memory Store (context, 1 run):`);
   console.log(`  creating ${int(TOTAL)} pending tasks in the store: ${fmt(createMs / 1000)} s`);
   console.log(`  assigned: ${int(assigned)} of ${int(TOTAL)} tasks in ${fmt(ms / 1000)} s = ${int((assigned / ms) * 1000)} placements/s end to end`);
-  console.log(`  of which: ${passes} pass(es) ${fmt(passMs / 1000)} s, deciding (schedule()) ${fmt(decideMs / 1000)} s, the rest reading the view and committing ${int(assigned)} task updates`);
+  console.log(
+    `  of which: ${passes} pass(es) ${fmt(passMs / 1000)} s, deciding (schedule()) ${fmt(decideMs / 1000)} s, the rest reading the view and committing ${int(assigned)} task updates`,
+  );
 }
 
 function main(): Promise<void> | void {
@@ -199,7 +201,9 @@ function main(): Promise<void> | void {
   schedule({ nodes: makeNodes().slice(0, 50), tasks: [], groups: makeGroups(CASES[0]!).slice(0, 5), now: 0 });
   for (const c of CASES) runCase(c);
   const worst = Math.min(...results.map((r) => r.med));
-  console.log(`slowest case: ${int(worst)} placements/s = ${fmt(worst / SWARMKIT, 1)}x SwarmKit's 4,400/s; target >= ${int(TARGET)}/s ${worst >= TARGET ? 'met' : 'MISSED'}`);
+  console.log(
+    `slowest case: ${int(worst)} placements/s = ${fmt(worst / SWARMKIT, 1)}x SwarmKit's 4,400/s; target >= ${int(TARGET)}/s ${worst >= TARGET ? 'met' : 'MISSED'}`,
+  );
   if (E2E) return endToEnd();
 }
 

@@ -27,7 +27,13 @@ export function benchStackFile(n = SERVICES): string {
   const lines = ['version: "3.8"', 'services:'];
   for (let i = 1; i <= n; i++) {
     const web = i % 5 === 0;
-    lines.push(`  s${i}:`, `    image: ${web ? 'shoal/demo-web:1' : 'shoal/box:1'}`, `    networks: [${i % 2 ? 'front' : 'front, back'}]`, `    environment:`, `      INDEX: "${i}"`);
+    lines.push(
+      `  s${i}:`,
+      `    image: ${web ? 'shoal/demo-web:1' : 'shoal/box:1'}`,
+      `    networks: [${i % 2 ? 'front' : 'front, back'}]`,
+      `    environment:`,
+      `      INDEX: "${i}"`,
+    );
     if (web) lines.push(`    ports: ["${8000 + i}:80"]`);
   }
   lines.push('networks:', '  front:', '  back:', '');
@@ -52,8 +58,14 @@ async function main(): Promise<void> {
     const lab = c;
     await lab.waitReady(5, 60_000);
     writeFileSync(join(tmp, 'web.tar'), demoWebImage('shoal/demo-web:1').archive);
-    writeFileSync(join(tmp, 'box.tar'), buildImage({ name: 'shoal/box:1', layers: [busyboxLayer()], cmd: ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 100000 & wait'] }).archive);
-    for (const [a, tag] of [['web.tar', 'shoal/demo-web:1'], ['box.tar', 'shoal/box:1']] as const) {
+    writeFileSync(
+      join(tmp, 'box.tar'),
+      buildImage({ name: 'shoal/box:1', layers: [busyboxLayer()], cmd: ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 100000 & wait'] }).archive,
+    );
+    for (const [a, tag] of [
+      ['web.tar', 'shoal/demo-web:1'],
+      ['box.tar', 'shoal/box:1'],
+    ] as const) {
       const r = await sh(lab.contextPath, tmp, ['image', 'load', '--state-dir', lab.stateDir('h1'), '--tag', tag, join(tmp, a)]);
       if (r.code !== 0) throw new Error(`image load ${tag}: ${r.err}`);
     }
@@ -64,14 +76,21 @@ async function main(): Promise<void> {
     const ours = async () => ((await lab.control('GET', '/v1/services')) as any[]).filter((s) => s.spec.labels?.[NS_LABEL] === NS);
     const runningTasks = async () => {
       const ids = new Set((await ours()).map((s) => s.id as string));
-      return ((await lab.control('GET', '/v1/tasks')) as any[]).filter((t) => ids.has(t.serviceId) && t.status.state === 'running' && t.desiredState === 'running');
+      return ((await lab.control('GET', '/v1/tasks')) as any[]).filter(
+        (t) => ids.has(t.serviceId) && t.status.state === 'running' && t.desiredState === 'running',
+      );
     };
 
     // 1. Deploy → all running.
     let t0 = performance.now();
     let r = await sh(lab.contextPath, tmp, ['stack', 'deploy', '-d', '-c', 'stack.yml', NS]);
     if (r.code !== 0) throw new Error(`stack deploy: ${r.err}`);
-    await waitFor(poll(async () => (await runningTasks()).length === SERVICES), 300_000, `${SERVICES} tasks running`, 100);
+    await waitFor(
+      poll(async () => (await runningTasks()).length === SERVICES),
+      300_000,
+      `${SERVICES} tasks running`,
+      100,
+    );
     const deployMs = performance.now() - t0;
     const before = new Set((await runningTasks()).map((t) => t.id as string));
 

@@ -42,7 +42,8 @@ export async function clusterInit(i: Invocation): Promise<number> {
       if (ctx.clusterId === r.clusterId) saveContext(path, { ...ctx, managers: r.managers });
     }
     console.log(`Forced a new cluster from this manager's state (${r.recovered.entriesReplayed} log entries replayed, index ${r.recovered.index}).`);
-    if (r.recovered.demoted.length > 0) console.log(`Demoted ${r.recovered.demoted.length} unreachable managers to workers; promote nodes again to restore fault tolerance.`);
+    if (r.recovered.demoted.length > 0)
+      console.log(`Demoted ${r.recovered.demoted.length} unreachable managers to workers; promote nodes again to restore fault tolerance.`);
     return 0;
   }
   const r = await localCall<InitAnswer>(dir, 'POST', '/init', { advertiseAddr: i.value('advertise-addr'), ...listenPort(i) });
@@ -62,7 +63,10 @@ export async function clusterInit(i: Invocation): Promise<number> {
 function printUnlockKey(key: string | null, quiet = false): void {
   if (key === null) throw new CliError('autolock is off: this cluster has no unlock key');
   if (quiet) console.log(key);
-  else console.log(`\nAutolock is on. To unlock a restarted manager, run \`shoal cluster unlock\` on it and give this key:\n\n    ${key}\n\nKeep it somewhere safe: without it a restarted manager stays locked.`);
+  else
+    console.log(
+      `\nAutolock is on. To unlock a restarted manager, run \`shoal cluster unlock\` on it and give this key:\n\n    ${key}\n\nKeep it somewhere safe: without it a restarted manager stays locked.`,
+    );
 }
 
 /** `cluster unlock`: the key from stdin (piped) or a prompt, sent to the local daemon over its socket. */
@@ -107,7 +111,12 @@ export async function clusterJoin(i: Invocation): Promise<number> {
   const token = i.value('token');
   if (!token) throw new CliError('cluster join needs --token');
   if (i.positionals.length !== 1) throw new CliError('cluster join needs exactly one manager address (host[:port])');
-  const r = await localCall<{ role: string; nodeId: string }>(stateDir(i), 'POST', '/join', { token, remote: i.positionals[0], advertiseAddr: i.value('advertise-addr'), ...listenPort(i) });
+  const r = await localCall<{ role: string; nodeId: string }>(stateDir(i), 'POST', '/join', {
+    token,
+    remote: i.positionals[0],
+    advertiseAddr: i.value('advertise-addr'),
+    ...listenPort(i),
+  });
   console.log(`This node joined the cluster as a ${r.role} (node id ${r.nodeId}).`);
   return 0;
 }
@@ -169,7 +178,12 @@ export async function clusterUpdate(i: Invocation): Promise<number> {
     limits[key] = n;
   }
   if (Object.keys(limits).length > 0) body.limits = limits;
-  if (Object.keys(body).length === 0) throw new CliError(`cluster update needs at least one of --autolock, --dispatcher-heartbeat, --cert-expiry, ${Object.keys(LIMIT_FLAGS).map((f) => `--${f}`).join(', ')}`);
+  if (Object.keys(body).length === 0)
+    throw new CliError(
+      `cluster update needs at least one of --autolock, --dispatcher-heartbeat, --cert-expiry, ${Object.keys(LIMIT_FLAGS)
+        .map((f) => `--${f}`)
+        .join(', ')}`,
+    );
   await control(i.context(), 'POST', '/v1/cluster/update', body);
   console.log('Cluster updated.');
   if (body.autolock === true) printUnlockKey((await control<{ unlockKey: string | null }>(i.context(), 'GET', '/v1/cluster/unlock-key')).unlockKey);
@@ -180,7 +194,8 @@ export async function clusterCa(i: Invocation): Promise<number> {
   const issue = i.value('issue-admin');
   const revoke = i.value('revoke-admin');
   const chosen = [i.flag('rotate-node-certs'), issue !== undefined, revoke !== undefined, i.flag('admins'), i.flag('rotate')].filter(Boolean).length;
-  if (chosen !== 1) throw new CliError('cluster ca needs exactly one of --rotate-node-certs, --issue-admin NAME, --revoke-admin NAME|SERIAL, --admins, --rotate');
+  if (chosen !== 1)
+    throw new CliError('cluster ca needs exactly one of --rotate-node-certs, --issue-admin NAME, --revoke-admin NAME|SERIAL, --admins, --rotate');
   if (i.flag('rotate')) throw new CliError('cluster ca --rotate (root CA rotation) is not implemented yet: see "Root CA rotation" in docs/design/ca.md');
   if (issue !== undefined) return caIssueAdmin(i, issue);
   if (revoke !== undefined) {
@@ -194,7 +209,13 @@ export async function clusterCa(i: Invocation): Promise<number> {
     else {
       const rows = [['NAME', 'SERIAL', 'EXPIRES', 'REVOKED'], ...list.map((a) => [a.name, a.serial, a.notAfter, a.revoked ? 'yes' : 'no'])];
       const w = rows[0]!.map((_, k) => Math.max(...rows.map((r) => r[k]!.length)));
-      for (const r of rows) console.log(r.map((c, k) => c.padEnd(w[k]!)).join('   ').trimEnd());
+      for (const r of rows)
+        console.log(
+          r
+            .map((c, k) => c.padEnd(w[k]!))
+            .join('   ')
+            .trimEnd(),
+        );
     }
     return 0;
   }
@@ -209,16 +230,27 @@ async function caIssueAdmin(i: Invocation, name: string): Promise<number> {
   const expiry = i.value('expiry');
   const { createCsr, generateKeyPem } = await import('../manager/ca/pki.ts');
   const key = await generateKeyPem();
-  const r = await control<{ name: string; serial: string; notAfter: string; certPem: string; caCertPem: string; clusterId: string; managers: string[] }>(ctx, 'POST', '/v1/ca/admins', {
-    name,
-    csr: createCsr({ keyPem: key, nodeId: 'admin' }),
-    ...(expiry ? { validityMs: parseDuration(expiry, '--expiry') } : {}),
-  });
-  const next: Context = { clusterId: r.clusterId, managers: r.managers.length > 0 ? r.managers : ctx.managers, admin: { key, cert: r.certPem, ca: r.caCertPem } };
+  const r = await control<{ name: string; serial: string; notAfter: string; certPem: string; caCertPem: string; clusterId: string; managers: string[] }>(
+    ctx,
+    'POST',
+    '/v1/ca/admins',
+    {
+      name,
+      csr: createCsr({ keyPem: key, nodeId: 'admin' }),
+      ...(expiry ? { validityMs: parseDuration(expiry, '--expiry') } : {}),
+    },
+  );
+  const next: Context = {
+    clusterId: r.clusterId,
+    managers: r.managers.length > 0 ? r.managers : ctx.managers,
+    admin: { key, cert: r.certPem, ca: r.caCertPem },
+  };
   const out = i.value('output');
   if (out) {
     saveContext(resolve(out), next);
-    console.log(`Admin certificate for ${r.name} (serial ${r.serial}, valid until ${r.notAfter}) written to ${resolve(out)}; use it with --context ${resolve(out)} or SHOAL_CONTEXT.`);
+    console.log(
+      `Admin certificate for ${r.name} (serial ${r.serial}, valid until ${r.notAfter}) written to ${resolve(out)}; use it with --context ${resolve(out)} or SHOAL_CONTEXT.`,
+    );
   } else {
     console.log(JSON.stringify(next, null, 2));
   }

@@ -78,7 +78,13 @@ function fileCommands(kind: 'secret' | 'config', summary: string): CommandDef {
         flags: INSPECT_OUTPUT,
         run: async (i) => (await secret()).fileInspect(kind)(i),
       },
-      { name: 'rm', aliases: ['remove'], summary: `Remove ${kind}s (refused while a service uses one)`, args: `${K} [${K}...]`, run: async (i) => (await secret()).fileRm(kind)(i) },
+      {
+        name: 'rm',
+        aliases: ['remove'],
+        summary: `Remove ${kind}s (refused while a service uses one)`,
+        args: `${K} [${K}...]`,
+        run: async (i) => (await secret()).fileRm(kind)(i),
+      },
     ],
   };
 }
@@ -105,10 +111,16 @@ const labRun = (sub: string) => async (i: Invocation) => {
 
 /** `lab up`'s numbers, checked before any host is created (a typo must not cost a half-built lab). */
 function checkLabUp(i: Invocation): void {
-  const ranges: [string, number, number][] = [['managers', 1, 7], ['workers', 0, 50], ['replicas', 1, 500], ['port', 1, 65535]];
+  const ranges: [string, number, number][] = [
+    ['managers', 1, 7],
+    ['workers', 0, 50],
+    ['replicas', 1, 500],
+    ['port', 1, 65535],
+  ];
   for (const [f, lo, hi] of ranges) {
     const v = i.value(f);
-    if (v !== undefined && !(Number.isInteger(Number(v)) && Number(v) >= lo && Number(v) <= hi)) throw new CliError(`--${f} must be ${lo}..${hi} (got ${JSON.stringify(v)})`);
+    if (v !== undefined && !(Number.isInteger(Number(v)) && Number(v) >= lo && Number(v) <= hi))
+      throw new CliError(`--${f} must be ${lo}..${hi} (got ${JSON.stringify(v)})`);
   }
 }
 
@@ -124,7 +136,11 @@ export const COMMANDS: CommandDef = {
         {
           name: 'docker',
           summary: 'Write the admin certificate for the docker CLI and create a docker context (Docker API on port 2376)',
-          flags: [value('dir', 'Where ca.pem, cert.pem and key.pem go (default ~/.shoal/docker/NAME)', { value: 'dir' }), value('name', 'Docker context name (default shoal-<cluster id>)', { value: 'name' }), value('port', 'Docker API port of the managers (default 2376)', { value: 'port' })],
+          flags: [
+            value('dir', 'Where ca.pem, cert.pem and key.pem go (default ~/.shoal/docker/NAME)', { value: 'dir' }),
+            value('name', 'Docker context name (default shoal-<cluster id>)', { value: 'name' }),
+            value('port', 'Docker API port of the managers (default 2376)', { value: 'port' }),
+          ],
           run: async (i) => (await import('./docker-context.ts')).contextDocker(i),
         },
       ],
@@ -149,7 +165,12 @@ export const COMMANDS: CommandDef = {
           name: 'join',
           summary: 'Join this node to a cluster as a worker or a manager',
           args: 'MANAGER[:PORT]',
-          flags: [value('token', 'Join token (from `shoal cluster join-token`)', { value: 'token' }), value('advertise-addr', 'Address (IP or interface) other nodes reach this one at', { value: 'IP|IFACE' }), value('listen-port', 'Port for the managers and agents (default 2377)', { value: 'port' }), STATE_DIR],
+          flags: [
+            value('token', 'Join token (from `shoal cluster join-token`)', { value: 'token' }),
+            value('advertise-addr', 'Address (IP or interface) other nodes reach this one at', { value: 'IP|IFACE' }),
+            value('listen-port', 'Port for the managers and agents (default 2377)', { value: 'port' }),
+            STATE_DIR,
+          ],
           run: async (i) => (await cluster()).clusterJoin(i),
         },
         {
@@ -159,15 +180,35 @@ export const COMMANDS: CommandDef = {
           flags: [bool('rotate', 'Rotate the join token'), bool('quiet', 'Only display the token', { short: 'q' })],
           run: async (i) => (await cluster()).clusterJoinToken(i),
         },
-        { name: 'leave', summary: 'Make this node leave the cluster', flags: [bool('force', 'Leave even if this breaks the quorum', { short: 'f' }), STATE_DIR], run: async (i) => (await cluster()).clusterLeave(i) },
-        { name: 'inspect', summary: 'Show the cluster object (spec, Raft state)', flags: INSPECT_OUTPUT, run: async (i) => (await cluster()).clusterInspect(i) },
+        {
+          name: 'leave',
+          summary: 'Make this node leave the cluster',
+          flags: [bool('force', 'Leave even if this breaks the quorum', { short: 'f' }), STATE_DIR],
+          run: async (i) => (await cluster()).clusterLeave(i),
+        },
+        {
+          name: 'inspect',
+          summary: 'Show the cluster object (spec, Raft state)',
+          flags: INSPECT_OUTPUT,
+          run: async (i) => (await cluster()).clusterInspect(i),
+        },
         {
           name: 'update',
           summary: 'Change cluster-wide settings',
-          flags: [value('dispatcher-heartbeat', 'Heartbeat period of the agents (e.g. 5s)', { value: 'duration' }), value('cert-expiry', 'Validity of node certificates (e.g. 90d)', { value: 'duration' }), value('autolock', 'Lock restarted managers until unlocked (true|false)', { value: 'bool' }), ...LIMIT_FLAGS],
+          flags: [
+            value('dispatcher-heartbeat', 'Heartbeat period of the agents (e.g. 5s)', { value: 'duration' }),
+            value('cert-expiry', 'Validity of node certificates (e.g. 90d)', { value: 'duration' }),
+            value('autolock', 'Lock restarted managers until unlocked (true|false)', { value: 'bool' }),
+            ...LIMIT_FLAGS,
+          ],
           run: async (i) => (await cluster()).clusterUpdate(i),
         },
-        { name: 'unlock', summary: 'Unlock this (autolocked) manager: reads the unlock key from stdin or a prompt', flags: [STATE_DIR], run: async (i) => (await cluster()).clusterUnlock(i) },
+        {
+          name: 'unlock',
+          summary: 'Unlock this (autolocked) manager: reads the unlock key from stdin or a prompt',
+          flags: [STATE_DIR],
+          run: async (i) => (await cluster()).clusterUnlock(i),
+        },
         {
           name: 'unlock-key',
           summary: 'Show (or rotate) the key that unlocks autolocked managers',
@@ -196,18 +237,35 @@ export const COMMANDS: CommandDef = {
       summary: 'Manage the nodes of the cluster',
       subcommands: [
         { name: 'ls', aliases: ['list'], summary: 'List nodes', flags: LIST_OUTPUT, run: async (i) => (await node()).nodeLs(i) },
-        { name: 'ps', summary: 'List the tasks on a node, with their CPU and memory', args: 'NODE', flags: [ALL, ...LIST_OUTPUT], run: async (i) => (await node()).nodePs(i) },
+        {
+          name: 'ps',
+          summary: 'List the tasks on a node, with their CPU and memory',
+          args: 'NODE',
+          flags: [ALL, ...LIST_OUTPUT],
+          run: async (i) => (await node()).nodePs(i),
+        },
         { name: 'inspect', summary: 'Show nodes in detail', args: 'NODE [NODE...]', flags: INSPECT_OUTPUT, run: async (i) => (await node()).nodeInspect(i) },
         {
           name: 'update',
           summary: "Change a node's labels or availability",
           args: 'NODE',
-          flags: [list('label-add', 'Add or update a node label', { value: 'key=value' }), list('label-rm', 'Remove a node label', { value: 'key' }), value('availability', 'Availability: active, pause or drain', { value: 'state' })],
+          flags: [
+            list('label-add', 'Add or update a node label', { value: 'key=value' }),
+            list('label-rm', 'Remove a node label', { value: 'key' }),
+            value('availability', 'Availability: active, pause or drain', { value: 'state' }),
+          ],
           run: async (i) => (await node()).nodeUpdate(i),
         },
         { name: 'promote', summary: 'Make workers managers', args: 'NODE [NODE...]', run: async (i) => (await node()).nodeRole(i) },
         { name: 'demote', summary: 'Make managers workers', args: 'NODE [NODE...]', run: async (i) => (await node()).nodeRole(i) },
-        { name: 'rm', aliases: ['remove'], summary: 'Remove a node from the cluster', args: 'NODE', flags: [bool('force', 'Remove a node that is not down', { short: 'f' })], run: async (i) => (await node()).nodeRm(i) },
+        {
+          name: 'rm',
+          aliases: ['remove'],
+          summary: 'Remove a node from the cluster',
+          args: 'NODE',
+          flags: [bool('force', 'Remove a node that is not down', { short: 'f' })],
+          run: async (i) => (await node()).nodeRm(i),
+        },
       ],
     },
     {
@@ -216,7 +274,7 @@ export const COMMANDS: CommandDef = {
       subcommands: [
         {
           name: 'create',
-          summary: 'Create a service (Docker\'s `service create` flags)',
+          summary: "Create a service (Docker's `service create` flags)",
           args: 'IMAGE [COMMAND] [ARG...]',
           flags: CREATE_FLAGS,
           hints: CREATE_HINTS,
@@ -225,19 +283,56 @@ export const COMMANDS: CommandDef = {
         },
         { name: 'ls', aliases: ['list'], summary: 'List services', flags: LIST_OUTPUT, run: async (i) => (await service()).serviceLs(i) },
         { name: 'ps', summary: 'List the tasks of a service', args: 'SERVICE', flags: [ALL, ...LIST_OUTPUT], run: async (i) => (await service()).servicePs(i) },
-        { name: 'inspect', summary: 'Show services in detail', args: 'SERVICE [SERVICE...]', flags: INSPECT_OUTPUT, run: async (i) => (await service()).serviceInspect(i) },
-        { name: 'scale', summary: 'Scale replicated services', args: 'SERVICE=REPLICAS [SERVICE=REPLICAS...]', flags: [DETACH, QUIET_PROGRESS], run: async (i) => (await service()).serviceScale(i) },
-        { name: 'update', summary: 'Update a service (Docker\'s `service update` flags)', args: 'SERVICE', flags: UPDATE_FLAGS, hints: UPDATE_HINTS, run: async (i) => (await service()).serviceUpdate(i) },
-        { name: 'rollback', summary: "Revert a service to its previous spec", args: 'SERVICE', flags: [DETACH, QUIET_PROGRESS], run: async (i) => (await service()).serviceRollback(i) },
+        {
+          name: 'inspect',
+          summary: 'Show services in detail',
+          args: 'SERVICE [SERVICE...]',
+          flags: INSPECT_OUTPUT,
+          run: async (i) => (await service()).serviceInspect(i),
+        },
+        {
+          name: 'scale',
+          summary: 'Scale replicated services',
+          args: 'SERVICE=REPLICAS [SERVICE=REPLICAS...]',
+          flags: [DETACH, QUIET_PROGRESS],
+          run: async (i) => (await service()).serviceScale(i),
+        },
+        {
+          name: 'update',
+          summary: "Update a service (Docker's `service update` flags)",
+          args: 'SERVICE',
+          flags: UPDATE_FLAGS,
+          hints: UPDATE_HINTS,
+          run: async (i) => (await service()).serviceUpdate(i),
+        },
+        {
+          name: 'rollback',
+          summary: 'Revert a service to its previous spec',
+          args: 'SERVICE',
+          flags: [DETACH, QUIET_PROGRESS],
+          run: async (i) => (await service()).serviceRollback(i),
+        },
         { name: 'rm', aliases: ['remove'], summary: 'Remove services', args: 'SERVICE [SERVICE...]', run: async (i) => (await service()).serviceRm(i) },
-        { name: 'logs', summary: 'Fetch the logs of every task of a service', args: 'SERVICE', flags: LOGS_FLAGS, run: async (i) => (await logs()).logsCmd(i.context(), 'service', i.argv) },
+        {
+          name: 'logs',
+          summary: 'Fetch the logs of every task of a service',
+          args: 'SERVICE',
+          flags: LOGS_FLAGS,
+          run: async (i) => (await logs()).logsCmd(i.context(), 'service', i.argv),
+        },
       ],
     },
     {
       name: 'task',
       summary: 'Work with single tasks',
       subcommands: [
-        { name: 'logs', summary: 'Fetch the logs of one task', args: 'TASK', flags: LOGS_FLAGS, run: async (i) => (await logs()).logsCmd(i.context(), 'task', i.argv) },
+        {
+          name: 'logs',
+          summary: 'Fetch the logs of one task',
+          args: 'TASK',
+          flags: LOGS_FLAGS,
+          run: async (i) => (await logs()).logsCmd(i.context(), 'task', i.argv),
+        },
         {
           name: 'exec',
           summary: "Run a command in a running task's container",
@@ -252,9 +347,21 @@ export const COMMANDS: CommandDef = {
       name: 'network',
       summary: 'Manage overlay networks',
       subcommands: [
-        { name: 'create', summary: 'Create an overlay network', args: 'NAME', flags: NETWORK_CREATE_FLAGS, run: async (i) => (await network()).networkCreate(i) },
+        {
+          name: 'create',
+          summary: 'Create an overlay network',
+          args: 'NAME',
+          flags: NETWORK_CREATE_FLAGS,
+          run: async (i) => (await network()).networkCreate(i),
+        },
         { name: 'ls', aliases: ['list'], summary: 'List networks', flags: LIST_OUTPUT, run: async (i) => (await network()).networkLs(i) },
-        { name: 'inspect', summary: 'Show networks in detail', args: 'NETWORK [NETWORK...]', flags: INSPECT_OUTPUT, run: async (i) => (await network()).networkInspect(i) },
+        {
+          name: 'inspect',
+          summary: 'Show networks in detail',
+          args: 'NETWORK [NETWORK...]',
+          flags: INSPECT_OUTPUT,
+          run: async (i) => (await network()).networkInspect(i),
+        },
         { name: 'rm', aliases: ['remove'], summary: 'Remove networks', args: 'NETWORK [NETWORK...]', run: async (i) => (await network()).networkRm(i) },
       ],
     },
@@ -278,16 +385,34 @@ export const COMMANDS: CommandDef = {
           run: async (i) => (await stack()).stackDeploy(i),
         },
         { name: 'ls', aliases: ['list'], summary: 'List stacks', flags: LIST_OUTPUT, run: async (i) => (await stack()).stackLs(i) },
-        { name: 'services', summary: 'List the services in the stack', args: 'STACK', flags: LIST_OUTPUT, run: async (i) => (await stack()).stackServicesCmd(i) },
+        {
+          name: 'services',
+          summary: 'List the services in the stack',
+          args: 'STACK',
+          flags: LIST_OUTPUT,
+          run: async (i) => (await stack()).stackServicesCmd(i),
+        },
         { name: 'ps', summary: 'List the tasks in the stack', args: 'STACK', flags: [ALL, ...LIST_OUTPUT], run: async (i) => (await stack()).stackPs(i) },
-        { name: 'rm', aliases: ['remove', 'down'], summary: 'Remove one or more stacks', args: 'STACK [STACK...]', run: async (i) => (await stack()).stackRm(i) },
+        {
+          name: 'rm',
+          aliases: ['remove', 'down'],
+          summary: 'Remove one or more stacks',
+          args: 'STACK [STACK...]',
+          run: async (i) => (await stack()).stackRm(i),
+        },
       ],
     },
     {
       name: 'image',
       summary: "Manage this node's images (local daemon)",
       subcommands: [
-        { name: 'load', summary: 'Load an image from a docker-save or OCI archive', args: 'ARCHIVE', flags: [STATE_DIR, value('tag', 'Name the image NAME:TAG', { value: 'name:tag' })], run: async (i) => (await image()).imageLoad(i) },
+        {
+          name: 'load',
+          summary: 'Load an image from a docker-save or OCI archive',
+          args: 'ARCHIVE',
+          flags: [STATE_DIR, value('tag', 'Name the image NAME:TAG', { value: 'name:tag' })],
+          run: async (i) => (await image()).imageLoad(i),
+        },
         {
           name: 'pull',
           summary: 'Pull an image from a registry',
@@ -297,7 +422,14 @@ export const COMMANDS: CommandDef = {
           run: async (i) => (await image()).imagePull(i),
         },
         { name: 'ls', aliases: ['list'], summary: 'List images', flags: [STATE_DIR, ...LIST_OUTPUT], run: async (i) => (await image()).imageLs(i) },
-        { name: 'rm', aliases: ['remove'], summary: 'Remove images', args: 'IMAGE [IMAGE...]', flags: [STATE_DIR], run: async (i) => (await image()).imageRm(i) },
+        {
+          name: 'rm',
+          aliases: ['remove'],
+          summary: 'Remove images',
+          args: 'IMAGE [IMAGE...]',
+          flags: [STATE_DIR],
+          run: async (i) => (await image()).imageRm(i),
+        },
         { name: 'prune', summary: 'Remove images no task uses', flags: [STATE_DIR], run: async (i) => (await image()).imagePrune(i) },
       ],
     },
@@ -306,7 +438,14 @@ export const COMMANDS: CommandDef = {
       summary: "Manage this node's volumes (created on first use by --mount type=volume)",
       subcommands: [
         { name: 'ls', aliases: ['list'], summary: 'List volumes', flags: [STATE_DIR, ...LIST_OUTPUT], run: async (i) => (await image()).volumeLs(i) },
-        { name: 'rm', aliases: ['remove'], summary: 'Remove volumes', args: 'VOLUME [VOLUME...]', flags: [STATE_DIR], run: async (i) => (await image()).volumeRm(i) },
+        {
+          name: 'rm',
+          aliases: ['remove'],
+          summary: 'Remove volumes',
+          args: 'VOLUME [VOLUME...]',
+          flags: [STATE_DIR],
+          run: async (i) => (await image()).volumeRm(i),
+        },
         { name: 'prune', summary: 'Remove volumes no task uses', flags: [STATE_DIR], run: async (i) => (await image()).volumePrune(i) },
       ],
     },
@@ -341,13 +480,23 @@ export const COMMANDS: CommandDef = {
           ],
           run: labRun('up'),
         },
-        { name: 'down', summary: 'Stop a lab and remove everything it created', args: '[NAME]', flags: [LAB_NAME, bool('force', 'Kill without waiting for a clean stop')], run: labRun('down') },
+        {
+          name: 'down',
+          summary: 'Stop a lab and remove everything it created',
+          args: '[NAME]',
+          flags: [LAB_NAME, bool('force', 'Kill without waiting for a clean stop')],
+          run: labRun('down'),
+        },
         { name: 'ls', aliases: ['list'], summary: "List labs on this machine, with each host's daemon", flags: [LAB_NAME], run: labRun('ls') },
         {
           name: 'restart',
           summary: "Restart a lab host's daemon and wait until it is back in the cluster",
           args: 'HOST',
-          flags: [LAB_NAME, bool('force', 'Stop the daemon first if it still runs (SIGTERM by its recorded pid, SIGKILL after 5 s)'), value('wait', 'Seconds to wait for the node to rejoin, 0..600 (default 30)', { value: 'seconds' })],
+          flags: [
+            LAB_NAME,
+            bool('force', 'Stop the daemon first if it still runs (SIGTERM by its recorded pid, SIGKILL after 5 s)'),
+            value('wait', 'Seconds to wait for the node to rejoin, 0..600 (default 30)', { value: 'seconds' }),
+          ],
           run: labRun('restart'),
         },
       ],
@@ -360,12 +509,22 @@ export const COMMANDS: CommandDef = {
           name: 'install',
           summary: 'Install, verify and enable the systemd unit (idempotent)',
           args: '[-- DAEMON-FLAG...]',
-          flags: [...SYSTEM_UNIT_FLAGS, value('unit-dir', 'Where the unit goes (default /etc/systemd/system)', { value: 'dir' }), bool('start', 'Start it now (restart it if it runs an older unit; containers keep running)'), bool('no-enable', 'Only write and verify the unit')],
+          flags: [
+            ...SYSTEM_UNIT_FLAGS,
+            value('unit-dir', 'Where the unit goes (default /etc/systemd/system)', { value: 'dir' }),
+            bool('start', 'Start it now (restart it if it runs an older unit; containers keep running)'),
+            bool('no-enable', 'Only write and verify the unit'),
+          ],
           notes: ['Flags after -- go to `shoal daemon`, e.g.:  shoal system install --start -- --insecure-registry 10.0.0.9:5000'],
           run: systemRun('install'),
         },
         { name: 'unit', summary: 'Print the unit that install would write', args: '[-- DAEMON-FLAG...]', flags: SYSTEM_UNIT_FLAGS, run: systemRun('unit') },
-        { name: 'uninstall', summary: 'Disable and remove the unit (the daemon stops, containers keep running)', flags: [STATE_DIR, value('unit-dir', 'Where the unit is (default /etc/systemd/system)', { value: 'dir' })], run: systemRun('uninstall') },
+        {
+          name: 'uninstall',
+          summary: 'Disable and remove the unit (the daemon stops, containers keep running)',
+          flags: [STATE_DIR, value('unit-dir', 'Where the unit is (default /etc/systemd/system)', { value: 'dir' })],
+          run: systemRun('uninstall'),
+        },
       ],
     },
     {

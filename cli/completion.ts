@@ -8,7 +8,10 @@ import { CliError } from './context.ts';
 function table(c: CommandDef, prefix: string[], out: Map<string, string[]>): void {
   const key = prefix.join(' ');
   if (c.subcommands) {
-    out.set(key, c.subcommands.flatMap((s) => [s.name, ...(s.aliases ?? [])]));
+    out.set(
+      key,
+      c.subcommands.flatMap((s) => [s.name, ...(s.aliases ?? [])]),
+    );
     for (const s of c.subcommands) for (const n of [s.name, ...(s.aliases ?? [])]) table(s, [...prefix, n], out);
   } else {
     out.set(key, ['--help', '--context', ...(c.flags ?? []).flatMap((f) => [`--${f.long}`, ...(f.short ? [`-${f.short}`] : [])])]);
@@ -48,7 +51,8 @@ complete -F _shoal shoal
 
 export async function completionCmd(i: Invocation): Promise<number> {
   const shell = i.positionals[0];
-  if (shell !== 'bash' || i.positionals.length !== 1) throw new CliError(`shoal completion needs a shell: bash (got ${shell === undefined ? 'none' : JSON.stringify(shell)})`);
+  if (shell !== 'bash' || i.positionals.length !== 1)
+    throw new CliError(`shoal completion needs a shell: bash (got ${shell === undefined ? 'none' : JSON.stringify(shell)})`);
   process.stdout.write(bashCompletion());
   return 0;
 }

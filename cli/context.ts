@@ -50,8 +50,7 @@ interface ApiErrorBody {
   error?: { code?: string; message?: string; leader?: string };
 }
 
-const errorOf = (body: unknown): ApiErrorBody['error'] | undefined =>
-  body !== null && typeof body === 'object' ? (body as ApiErrorBody).error : undefined;
+const errorOf = (body: unknown): ApiErrorBody['error'] | undefined => (body !== null && typeof body === 'object' ? (body as ApiErrorBody).error : undefined);
 
 /**
  * Calls the control API on some manager, following leader redirects and skipping dead managers. The
@@ -99,7 +98,9 @@ export async function renewAdminIfDue(ctx: Context, now = Date.now()): Promise<v
   try {
     const { createCsr, generateKeyPem } = await import('../manager/ca/pki.ts');
     const key = await generateKeyPem();
-    const out = await control<{ certPem: string; caCertPem: string; notAfter: string }>(ctx, 'POST', '/v1/ca/admins/renew', { csr: createCsr({ keyPem: key, nodeId: 'admin' }) });
+    const out = await control<{ certPem: string; caCertPem: string; notAfter: string }>(ctx, 'POST', '/v1/ca/admins/renew', {
+      csr: createCsr({ keyPem: key, nodeId: 'admin' }),
+    });
     ctx.admin = { key, cert: out.certPem, ca: out.caCertPem };
     saveContext(ctx.path, ctx);
     process.stderr.write(`shoal: renewed the admin certificate in ${ctx.path} (valid until ${out.notAfter})\n`);
@@ -186,7 +187,8 @@ export function localCall<T = unknown>(stateDir: string, method: string, path: s
     );
     req.on('timeout', () => req.destroy(new CliError(`the local daemon did not answer within ${timeoutMs} ms`)));
     req.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') reject(new CliError(`no Shoal daemon is running for ${stateDir} (start one with \`shoal daemon --state-dir ${stateDir}\`)`));
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')
+        reject(new CliError(`no Shoal daemon is running for ${stateDir} (start one with \`shoal daemon --state-dir ${stateDir}\`)`));
       else reject(e instanceof CliError ? e : new CliError(e.message));
     });
     if (data) req.write(data);

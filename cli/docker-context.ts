@@ -57,7 +57,19 @@ export async function contextDocker(i: Invocation): Promise<number> {
       // no such context yet
     }
     try {
-      execFileSync('docker', ['context', 'create', name, '--description', `Shoal cluster ${ctx.clusterId}`, '--docker', `host=${host},ca=${join(dir, 'ca.pem')},cert=${join(dir, 'cert.pem')},key=${join(dir, 'key.pem')}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync(
+        'docker',
+        [
+          'context',
+          'create',
+          name,
+          '--description',
+          `Shoal cluster ${ctx.clusterId}`,
+          '--docker',
+          `host=${host},ca=${join(dir, 'ca.pem')},cert=${join(dir, 'cert.pem')},key=${join(dir, 'key.pem')}`,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       lines.push(`# docker context ${name} created: docker --context ${name} service ls`);
     } catch (e) {
       const err = (e as { stderr?: Buffer }).stderr?.toString().trim() ?? (e as Error).message;

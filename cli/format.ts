@@ -15,7 +15,14 @@ export function table(rows: string[][]): string {
       widths[i] = Math.max(widths[i] ?? 0, c.length);
     });
   }
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3)))
+        .join('')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export const cap = (s: string) => (s ? s[0]!.toUpperCase() + s.slice(1) : s);
@@ -40,7 +47,10 @@ export interface OutputFlags {
 
 /** 'DESIRED STATE' → 'DesiredState', 'ID' → 'ID', 'CPU %' → 'CPU'. */
 export function fieldName(header: string): string {
-  const words = header.replace(/[^A-Za-z0-9 ]/g, ' ').trim().split(/\s+/);
+  const words = header
+    .replace(/[^A-Za-z0-9 ]/g, ' ')
+    .trim()
+    .split(/\s+/);
   return words.map((w) => (w === 'ID' || w === 'CPU' || w === 'VNI' ? w : cap(w.toLowerCase()))).join('');
 }
 
@@ -57,7 +67,12 @@ export function renderListing(l: Listing, f: OutputFlags): string {
   if (f.quiet) return l.rows.map((r) => r.id).join('\n');
   const format = f.format ?? 'table';
   if (format === 'table') return table([l.headers, ...l.rows.map((r) => r.cells)]);
-  if (format === 'json') return JSON.stringify(l.rows.map((r) => r.object), null, 2);
+  if (format === 'json')
+    return JSON.stringify(
+      l.rows.map((r) => r.object),
+      null,
+      2,
+    );
   const t = parseTemplate(format);
   const views = l.rows.map((r) => ({ view: rowView(l, r), object: r.object }));
   if (t.table) {
@@ -150,5 +165,7 @@ function show(v: unknown): string {
 }
 
 function renderParts(parts: Part[], view: unknown, object: unknown): string {
-  return parts.map((p) => (p.kind === 'text' ? p.text : p.json ? JSON.stringify(resolvePath(p.path, view, object) ?? null) : show(resolvePath(p.path, view, object)))).join('');
+  return parts
+    .map((p) => (p.kind === 'text' ? p.text : p.json ? JSON.stringify(resolvePath(p.path, view, object) ?? null) : show(resolvePath(p.path, view, object))))
+    .join('');
 }

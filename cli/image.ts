@@ -19,7 +19,10 @@ interface ImageSummary {
 export async function imageLoad(i: Invocation): Promise<number> {
   if (i.positionals.length !== 1) throw new CliError('image load needs one archive (docker save or OCI layout)');
   const tag = i.value('tag');
-  const r = await localCall<{ name: string; digest: string }>(stateDir(i), 'POST', '/images/load', { path: resolve(i.positionals[0]!), ...(tag ? { tag } : {}) });
+  const r = await localCall<{ name: string; digest: string }>(stateDir(i), 'POST', '/images/load', {
+    path: resolve(i.positionals[0]!),
+    ...(tag ? { tag } : {}),
+  });
   console.log(`Loaded image: ${r.name} (${String(r.digest).slice(0, 19)})`);
   return 0;
 }
@@ -28,7 +31,11 @@ export async function imageLs(i: Invocation): Promise<number> {
   const list = await localCall<ImageSummary[]>(stateDir(i), 'GET', '/images');
   const rows = list.map((m) => {
     const id = String(m.digest ?? m.id ?? '');
-    return { id, object: m, cells: [String(m.name ?? m.names?.[0] ?? '<none>'), id.replace('sha256:', '').slice(0, 12), String(m.layers?.length ?? m.chainIds?.length ?? '')] };
+    return {
+      id,
+      object: m,
+      cells: [String(m.name ?? m.names?.[0] ?? '<none>'), id.replace('sha256:', '').slice(0, 12), String(m.layers?.length ?? m.chainIds?.length ?? '')],
+    };
   });
   console.log(renderListing({ headers: ['NAME', 'IMAGE ID', 'LAYERS'], rows }, i.output));
   return 0;
@@ -38,7 +45,13 @@ export async function imagePull(i: Invocation): Promise<number> {
   if (i.positionals.length !== 1) throw new CliError('image pull needs one image reference');
   const user = process.env.SHOAL_REGISTRY_USER;
   const password = process.env.SHOAL_REGISTRY_PASSWORD;
-  const r = await localCall<{ name: string; digest: string }>(stateDir(i), 'POST', '/images/pull', { ref: i.positionals[0], ...(user && password ? { username: user, password } : {}) }, 600_000);
+  const r = await localCall<{ name: string; digest: string }>(
+    stateDir(i),
+    'POST',
+    '/images/pull',
+    { ref: i.positionals[0], ...(user && password ? { username: user, password } : {}) },
+    600_000,
+  );
   console.log(`Pulled image: ${r.name} (${String(r.digest).slice(0, 19)})`);
   return 0;
 }

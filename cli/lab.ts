@@ -13,7 +13,6 @@ import { table } from './format.ts';
 import { parseServiceCreateArgs } from './service-flags.ts';
 import { demoWebImage } from '../worker/images/build.ts';
 
-
 /**
  * The quick start's demo: builds the demo web image locally (busybox httpd; no registry), loads it on
  * the first manager (the others fetch it from there), creates `web` with N replicas published on `port`
@@ -46,12 +45,14 @@ async function deployDemo(c: ClusterLab, hosts: { name: string; ip: string }[], 
   const answering = new Set<string>();
   while (Date.now() < deadline && answering.size < hosts.length) {
     await Promise.all(
-      hosts.filter((h) => !answering.has(h.name)).map(async (h) => {
-        if ((await httpGet(h.ip, port, 1000)) !== null) {
-          answering.add(h.name);
-          log(`${h.name}: http://${h.ip}:${port}/ answers`);
-        }
-      }),
+      hosts
+        .filter((h) => !answering.has(h.name))
+        .map(async (h) => {
+          if ((await httpGet(h.ip, port, 1000)) !== null) {
+            answering.add(h.name);
+            log(`${h.name}: http://${h.ip}:${port}/ answers`);
+          }
+        }),
     );
     if (answering.size < hosts.length) await new Promise((r) => setTimeout(r, 100));
   }
@@ -87,7 +88,17 @@ function parseLabArgs(args: string[]) {
   try {
     return parseArgs({
       args,
-      options: { managers: { type: 'string' }, workers: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' }, context: { type: 'string' }, 'no-demo': { type: 'boolean' }, replicas: { type: 'string' }, port: { type: 'string' }, wait: { type: 'string' } },
+      options: {
+        managers: { type: 'string' },
+        workers: { type: 'string' },
+        name: { type: 'string' },
+        force: { type: 'boolean' },
+        context: { type: 'string' },
+        'no-demo': { type: 'boolean' },
+        replicas: { type: 'string' },
+        port: { type: 'string' },
+        wait: { type: 'string' },
+      },
       allowPositionals: true,
     });
   } catch (e) {
@@ -145,7 +156,9 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
     case 'down': {
       const r = await Lab.downByName(name, { force: v.force ?? false });
       await cleanupLabCgroups(name);
-      console.log(`lab '${name}': stopped ${r.killed.length} processes, removed ${r.namespaces.length} namespaces, ${r.links.length} links and ${r.dirs.length} directories in ${r.ms} ms`);
+      console.log(
+        `lab '${name}': stopped ${r.killed.length} processes, removed ${r.namespaces.length} namespaces, ${r.links.length} links and ${r.dirs.length} directories in ${r.ms} ms`,
+      );
       if (r.errors.length > 0) {
         for (const e of r.errors) console.error(`shoal: lab down: ${e}`);
         return 1;
@@ -191,7 +204,10 @@ export async function labCmd(sub: string | undefined, args: string[]): Promise<n
         } catch {
           throw new CliError(`${host}: the daemon runs (pid ${pid}) but has no session with a manager after ${waitS} s (see its log)`);
         }
-        if (info.node) console.log(`${host}: node ${String(info.node.nodeId).slice(0, 12)} (${info.node.role}) back in cluster ${String(info.node.clusterId).slice(0, 12)}, connected to ${info.agent?.connectedTo ?? '?'}`);
+        if (info.node)
+          console.log(
+            `${host}: node ${String(info.node.nodeId).slice(0, 12)} (${info.node.role}) back in cluster ${String(info.node.clusterId).slice(0, 12)}, connected to ${info.agent?.connectedTo ?? '?'}`,
+          );
         else console.log(`${host}: not part of a cluster yet`);
       }
       return 0;

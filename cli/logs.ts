@@ -56,11 +56,23 @@ interface ErrorBody {
   error?: { message?: string; leader?: string } | null;
 }
 
-function streamOnce(ctx: Context, remote: string, method: string, path: string, body: unknown, onLine: (o: StreamLine) => void): Promise<{ redirect?: string }> {
+function streamOnce(
+  ctx: Context,
+  remote: string,
+  method: string,
+  path: string,
+  body: unknown,
+  onLine: (o: StreamLine) => void,
+): Promise<{ redirect?: string }> {
   const data = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      { ...managerRequest(remote, ctx.admin), method, path, ...(data !== undefined ? { headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } } : {}) },
+      {
+        ...managerRequest(remote, ctx.admin),
+        method,
+        path,
+        ...(data !== undefined ? { headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } } : {}),
+      },
       (res) => {
         let buf = '';
         res.setEncoding('utf8');
@@ -122,7 +134,13 @@ function streamOnce(ctx: Context, remote: string, method: string, path: string, 
  * NDJSON object and may return a stream whose buffer is full (reading pauses until it drains). After
  * the first object a failure is final (the request may have had effects).
  */
-async function streamRequest(ctx: Context, method: string, path: string, body: unknown, onLine: (o: StreamLine) => NodeJS.WriteStream | undefined | void): Promise<void> {
+async function streamRequest(
+  ctx: Context,
+  method: string,
+  path: string,
+  body: unknown,
+  onLine: (o: StreamLine) => NodeJS.WriteStream | undefined | void,
+): Promise<void> {
   const queue = [...ctx.managers];
   const tried = new Set<string>();
   let last = '';

@@ -37,7 +37,8 @@ export function parseNetworkCreateArgs(args: string[]): NetworkCreateRequest {
     p = scan(args, [...NETWORK_CREATE_FLAGS, value('context', 'Cluster context file')], { interspersed: true });
   } catch (e) {
     // Worded as node:util's parseArgs did before this parser, which scripts may match on.
-    if (isFlagError(e) && /unknown flag/.test(e.message)) throw new CliError(`Unknown option '${e.flag}'${/\(did you mean .*\)/.exec(e.message)?.[0].replace(/^/, ' ') ?? ''}`);
+    if (isFlagError(e) && /unknown flag/.test(e.message))
+      throw new CliError(`Unknown option '${e.flag}'${/\(did you mean .*\)/.exec(e.message)?.[0].replace(/^/, ' ') ?? ''}`);
     throw e;
   }
   const positionals = p.positionals;

@@ -18,7 +18,19 @@ export function nodeListing(nodes: NodeView[]): Listing {
     rows: sorted.map((n) => {
       const m = n.managerStatus;
       const ms = m ? (m.leader ? 'Leader' : m.voter ? cap(m.reachability) : 'Joining') : '';
-      return { id: n.id, object: n, cells: [n.id.slice(0, 12), n.description?.hostname ?? '', cap(n.status?.state ?? ''), cap(n.spec?.availability ?? ''), ms, n.spec?.role ?? '', n.status?.addr ?? ''] };
+      return {
+        id: n.id,
+        object: n,
+        cells: [
+          n.id.slice(0, 12),
+          n.description?.hostname ?? '',
+          cap(n.status?.state ?? ''),
+          cap(n.spec?.availability ?? ''),
+          ms,
+          n.spec?.role ?? '',
+          n.status?.addr ?? '',
+        ],
+      };
     }),
   };
 }
@@ -42,7 +54,9 @@ export async function nodePs(i: Invocation): Promise<number> {
   const node = await control<Node>(ctx, 'GET', `/v1/nodes/${encodeURIComponent(ref)}`);
   const tasks = await control<TaskView[]>(ctx, 'GET', `/v1/tasks?node=${encodeURIComponent(node.id)}${i.flag('all') ? '&all=1' : ''}`);
   const mib = (b: number) => `${(b / 1048576).toFixed(1)}MiB`;
-  const sorted = [...tasks].sort((a, b) => String(a.serviceAnnotations?.name).localeCompare(String(b.serviceAnnotations?.name)) || (a.slot ?? 0) - (b.slot ?? 0));
+  const sorted = [...tasks].sort(
+    (a, b) => String(a.serviceAnnotations?.name).localeCompare(String(b.serviceAnnotations?.name)) || (a.slot ?? 0) - (b.slot ?? 0),
+  );
   const listing: Listing = {
     headers: ['ID', 'NAME', 'IMAGE', 'DESIRED STATE', 'CURRENT STATE', 'CPU %', 'MEM', 'ERROR'],
     rows: sorted.map((t) => {
@@ -85,7 +99,8 @@ export async function nodeUpdate(i: Invocation): Promise<number> {
     labelAdd[kv.slice(0, at)] = kv.slice(at + 1);
   }
   const availability = i.value('availability');
-  if (availability !== undefined && !['active', 'pause', 'drain'].includes(availability)) throw new CliError(`--availability must be active, pause or drain (got ${JSON.stringify(availability)})`);
+  if (availability !== undefined && !['active', 'pause', 'drain'].includes(availability))
+    throw new CliError(`--availability must be active, pause or drain (got ${JSON.stringify(availability)})`);
   const n = await control<Node>(i.context(), 'POST', `/v1/nodes/${encodeURIComponent(ref)}/update`, {
     labelAdd,
     labelRm: i.values('label-rm'),

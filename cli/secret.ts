@@ -114,46 +114,54 @@ export function fileListing(objects: FileObject[], now: number): Listing {
   };
 }
 
-export const fileCreate = (kind: FileKind) => async (i: Invocation): Promise<number> => {
-  if (i.positionals.length !== 2) throw new CliError(`${kind} create needs NAME and FILE (or - for standard input)`);
-  const [name, file] = i.positionals as [string, string];
-  const data = readData(kind, file);
-  const r = await control<{ id: string }>(i.context(), 'POST', `/v1/${kind}s`, { name, labels: labelsOf(i.values('label')), data: data.toString('base64') });
-  data.fill(0);
-  console.log(r.id);
-  return 0;
-};
+export const fileCreate =
+  (kind: FileKind) =>
+  async (i: Invocation): Promise<number> => {
+    if (i.positionals.length !== 2) throw new CliError(`${kind} create needs NAME and FILE (or - for standard input)`);
+    const [name, file] = i.positionals as [string, string];
+    const data = readData(kind, file);
+    const r = await control<{ id: string }>(i.context(), 'POST', `/v1/${kind}s`, { name, labels: labelsOf(i.values('label')), data: data.toString('base64') });
+    data.fill(0);
+    console.log(r.id);
+    return 0;
+  };
 
-export const fileLs = (kind: FileKind) => async (i: Invocation): Promise<number> => {
-  if (i.positionals.length > 0) throw new CliError(`${kind} ls takes no arguments`);
-  const objects = await control<FileObject[]>(i.context(), 'GET', `/v1/${kind}s`);
-  console.log(renderListing(fileListing(objects, Date.now()), i.output));
-  return 0;
-};
+export const fileLs =
+  (kind: FileKind) =>
+  async (i: Invocation): Promise<number> => {
+    if (i.positionals.length > 0) throw new CliError(`${kind} ls takes no arguments`);
+    const objects = await control<FileObject[]>(i.context(), 'GET', `/v1/${kind}s`);
+    console.log(renderListing(fileListing(objects, Date.now()), i.output));
+    return 0;
+  };
 
-export const fileInspect = (kind: FileKind) => async (i: Invocation): Promise<number> => {
-  if (i.positionals.length === 0) throw new CliError(`${kind} inspect needs at least one ${kind} (name, id or id prefix)`);
-  const ctx = i.context();
-  const out: FileObject[] = [];
-  for (const ref of i.positionals) out.push(await control<FileObject>(ctx, 'GET', `/v1/${kind}s/${encodeURIComponent(ref)}`));
-  console.log(renderInspect(out, i.output.format));
-  return 0;
-};
+export const fileInspect =
+  (kind: FileKind) =>
+  async (i: Invocation): Promise<number> => {
+    if (i.positionals.length === 0) throw new CliError(`${kind} inspect needs at least one ${kind} (name, id or id prefix)`);
+    const ctx = i.context();
+    const out: FileObject[] = [];
+    for (const ref of i.positionals) out.push(await control<FileObject>(ctx, 'GET', `/v1/${kind}s/${encodeURIComponent(ref)}`));
+    console.log(renderInspect(out, i.output.format));
+    return 0;
+  };
 
-export const fileRm = (kind: FileKind) => async (i: Invocation): Promise<number> => {
-  if (i.positionals.length === 0) throw new CliError(`${kind} rm needs at least one ${kind}`);
-  const ctx = i.context();
-  const failed: string[] = [];
-  for (const ref of i.positionals) {
-    try {
-      await control(ctx, 'DELETE', `/v1/${kind}s/${encodeURIComponent(ref)}`);
-      console.log(ref);
-    } catch (e) {
-      if (!(e instanceof CliError)) throw e;
-      console.error(`shoal: ${e.message}`);
-      failed.push(ref);
+export const fileRm =
+  (kind: FileKind) =>
+  async (i: Invocation): Promise<number> => {
+    if (i.positionals.length === 0) throw new CliError(`${kind} rm needs at least one ${kind}`);
+    const ctx = i.context();
+    const failed: string[] = [];
+    for (const ref of i.positionals) {
+      try {
+        await control(ctx, 'DELETE', `/v1/${kind}s/${encodeURIComponent(ref)}`);
+        console.log(ref);
+      } catch (e) {
+        if (!(e instanceof CliError)) throw e;
+        console.error(`shoal: ${e.message}`);
+        failed.push(ref);
+      }
     }
-  }
-  if (failed.length > 0) throw new CliError(`could not remove ${kind}${failed.length === 1 ? '' : 's'} ${failed.join(', ')}`);
-  return 0;
-};
+    if (failed.length > 0) throw new CliError(`could not remove ${kind}${failed.length === 1 ? '' : 's'} ${failed.join(', ')}`);
+    return 0;
+  };

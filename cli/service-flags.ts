@@ -105,7 +105,7 @@ export interface ServiceUpdateArgs {
 
 const q = (s: string) => JSON.stringify(s);
 
-const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /**
  * Go-style durations → milliseconds (rounded): `500ms`, `10s`, `1m30s`, `1.5h`, `2h45m`, `0`. Units ns,
@@ -518,7 +518,10 @@ const POLICY_HELP: Record<string, (what: string) => [string, string]> = {
   parallelism: (w) => [`Maximum number of tasks changed at once in a ${w} (0: all at once)`, 'N'],
   delay: (w) => [`Delay between ${w}s of task batches (e.g. 10s)`, 'duration'],
   monitor: (w) => [`How long to watch each ${w}d task for failure (e.g. 5s)`, 'duration'],
-  'failure-action': (w) => [w === 'update' ? 'Action on update failure: pause, continue or rollback' : 'Action on rollback failure: pause or continue', 'action'],
+  'failure-action': (w) => [
+    w === 'update' ? 'Action on update failure: pause, continue or rollback' : 'Action on rollback failure: pause or continue',
+    'action',
+  ],
   'max-failure-ratio': (w) => [`Failure rate to tolerate during a ${w} (0..1)`, 'ratio'],
   order: (w) => [`${w === 'update' ? 'Update' : 'Rollback'} order: stop-first or start-first`, 'order'],
 };
@@ -610,7 +613,10 @@ export const UPDATE_FLAGS: FlagDef[] = [
       ['sysctl', 'namespaced kernel parameters', 'key=value', 'key'],
       ['ulimit', 'ulimit options', 'name=soft[:hard]', 'name'],
     ] as const
-  ).flatMap(([f, what, addValue, rmValue]) => [l(`${f}-add`, `Add or update ${what}`, { value: addValue }), l(`${f}-rm`, `Remove ${what}`, { value: rmValue })]),
+  ).flatMap(([f, what, addValue, rmValue]) => [
+    l(`${f}-add`, `Add or update ${what}`, { value: addValue }),
+    l(`${f}-rm`, `Remove ${what}`, { value: rmValue }),
+  ]),
 ];
 
 export const UPDATE_HINTS: Record<string, string> = {
@@ -718,7 +724,10 @@ function applyScalars(spec: ServiceSpecDraft, p: Parsed): void {
   }
   // --cap-add X also takes X off the drop list and the other way round (Docker's update semantics).
   const capKey = (c: string) => c.trim().toUpperCase().replace(/^CAP_/, '');
-  for (const [flag, mine, other] of [['cap-add', 'capabilityAdd', 'capabilityDrop'], ['cap-drop', 'capabilityDrop', 'capabilityAdd']] as const) {
+  for (const [flag, mine, other] of [
+    ['cap-add', 'capabilityAdd', 'capabilityDrop'],
+    ['cap-drop', 'capabilityDrop', 'capabilityAdd'],
+  ] as const) {
     const given = all(p, flag);
     if (!given.length) continue;
     const keys = new Set(given.map(capKey));
@@ -869,7 +878,11 @@ export function parseServiceCreateArgs(argv: readonly string[], io: FlagIo = {})
     setKey(sysctls, k, val);
   }
   if (Object.keys(sysctls).length) t.sysctls = sysctls;
-  const ulimits = new Map(all(p, 'ulimit').map((s) => ulimitEntry(s, '--ulimit')).map((u) => [u.name, u]));
+  const ulimits = new Map(
+    all(p, 'ulimit')
+      .map((s) => ulimitEntry(s, '--ulimit'))
+      .map((u) => [u.name, u]),
+  );
   if (ulimits.size) t.ulimits = [...ulimits.values()];
   applySecurityOpts(t, all(p, 'security-opt'), io);
 

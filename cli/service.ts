@@ -74,8 +74,10 @@ export async function servicePs(i: Invocation): Promise<number> {
   const svc = await control<ServiceView>(ctx, 'GET', `/v1/services/${encodeURIComponent(i.positionals[0]!)}`);
   const tasks = await control<Task[]>(ctx, 'GET', `/v1/tasks?service=${encodeURIComponent(svc.id)}${all ? '&all=1' : ''}`);
   const nodes = new Map<string, string>((await control<Node[]>(ctx, 'GET', '/v1/nodes')).map((n) => [n.id, n.description?.hostname ?? n.id]));
-  const host = (t: Task) => (t.nodeId ? nodes.get(t.nodeId) ?? '' : '');
-  const sorted = [...tasks].sort((a, b) => (a.slot ?? 0) - (b.slot ?? 0) || host(a).localeCompare(host(b)) || String(b.createdAt).localeCompare(String(a.createdAt)));
+  const host = (t: Task) => (t.nodeId ? (nodes.get(t.nodeId) ?? '') : '');
+  const sorted = [...tasks].sort(
+    (a, b) => (a.slot ?? 0) - (b.slot ?? 0) || host(a).localeCompare(host(b)) || String(b.createdAt).localeCompare(String(a.createdAt)),
+  );
   let lastSlot: unknown = undefined;
   const listing: Listing = { headers: ['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'], rows: [] };
   for (const t of sorted) {
@@ -84,7 +86,11 @@ export async function servicePs(i: Invocation): Promise<number> {
     const shown = all && key === lastSlot ? ` \\_ ${name}` : name;
     lastSlot = key;
     const err = t.status.err ?? (t.status.state === 'pending' && t.status.message?.startsWith('no suitable node') ? `"${t.status.message}"` : '');
-    listing.rows.push({ id: t.id, object: t, cells: [t.id.slice(0, 12), shown, t.spec.image, host(t), cap(t.desiredState), `${cap(t.status.state)} ${ago(t.status.timestamp)}`, err] });
+    listing.rows.push({
+      id: t.id,
+      object: t,
+      cells: [t.id.slice(0, 12), shown, t.spec.image, host(t), cap(t.desiredState), `${cap(t.status.state)} ${ago(t.status.timestamp)}`, err],
+    });
   }
   console.log(renderListing(listing, i.output));
   // Why tasks are missing (a cluster limit), under the table only: -q and --format stay machine-readable.
@@ -118,7 +124,10 @@ export async function serviceUpdate(i: Invocation): Promise<number> {
   if (rollback) {
     // --rollback may carry --update-*/--rollback-* settings: store them, then roll back.
     if (JSON.stringify(spec.update) !== JSON.stringify(cur.spec.update) || JSON.stringify(spec.rollback) !== JSON.stringify(cur.spec.rollback)) {
-      await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/update`, { spec: { ...cur.spec, update: spec.update, rollback: spec.rollback }, version: cur.version });
+      await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/update`, {
+        spec: { ...cur.spec, update: spec.update, rollback: spec.rollback },
+        version: cur.version,
+      });
     }
     await control(ctx, 'POST', `/v1/services/${encodeURIComponent(cur.id)}/rollback`);
   } else {
@@ -150,7 +159,11 @@ export async function serviceRm(i: Invocation): Promise<number> {
 }
 
 /** The status line for one poll of a converging service (pure: the poll's answers in, text out). */
-export function progressLine(svc: ServiceView, tasks: Task[], what: 'create' | 'scale' | 'update' | 'rollback'): { line: string; done: boolean; error?: string } {
+export function progressLine(
+  svc: ServiceView,
+  tasks: Task[],
+  what: 'create' | 'scale' | 'update' | 'rollback',
+): { line: string; done: boolean; error?: string } {
   const current = tasks.filter((t) => t.desiredState === 'running' || t.desiredState === 'complete');
   const onVersion = current.filter((t) => t.specVersion === svc.specVersion);
   const running = onVersion.filter((t) => t.status.state === 'running' || t.status.state === 'complete').length;
@@ -160,9 +173,13 @@ export function progressLine(svc: ServiceView, tasks: Task[], what: 'create' | '
   // Per-task states of the current tasks, e.g. "running 3, starting 2, pending 1".
   const byState = new Map<string, number>();
   for (const t of current) byState.set(t.status.state, (byState.get(t.status.state) ?? 0) + 1);
-  const states = [...byState.entries()].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
+  const states = [...byState.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
   let line: string;
-  if (what === 'update' || what === 'rollback') line = `${what === 'update' ? 'updated' : 'rolled back'}: ${running}/${desired} tasks [${states}]${us ? ` (${us.replace('_', ' ')}${usMsg ? `: ${usMsg}` : ''})` : ''}`;
+  if (what === 'update' || what === 'rollback')
+    line = `${what === 'update' ? 'updated' : 'rolled back'}: ${running}/${desired} tasks [${states}]${us ? ` (${us.replace('_', ' ')}${usMsg ? `: ${usMsg}` : ''})` : ''}`;
   else line = `converging: ${running}/${desired} tasks running [${states}]`;
   const pendingReason = current.find((t) => t.status.state === 'pending' && String(t.status.message).startsWith('no suitable node'))?.status.message;
   if (pendingReason) line += ` (waiting: ${pendingReason})`;

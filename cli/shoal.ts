@@ -82,8 +82,17 @@ export async function main(argv: string[], io: Output = { out: (s) => console.lo
     }
     const next = cmd.subcommands.find((s) => s.name === w || s.aliases?.includes(w));
     if (!next) {
-      const hint = closest(w, cmd.subcommands.map((s) => s.name));
-      const where = path.length === 1 ? 'command' : `${path.slice(1).map((c) => c.name).join(' ')} command`;
+      const hint = closest(
+        w,
+        cmd.subcommands.map((s) => s.name),
+      );
+      const where =
+        path.length === 1
+          ? 'command'
+          : `${path
+              .slice(1)
+              .map((c) => c.name)
+              .join(' ')} command`;
       throw new CliError(`unknown ${where} '${w}'${hint ? ` (did you mean '${hint}'?)` : ''}; see '${path.map((c) => c.name).join(' ')} --help'`);
     }
     path.push(next);
@@ -104,7 +113,13 @@ export async function main(argv: string[], io: Output = { out: (s) => console.lo
   const format = parsed.values.get('format')?.at(-1);
   if (format !== undefined && (cmd.flags ?? []).some((f) => f.long === 'format')) checkFormat(format);
   const rest = withoutContext(args, cmd.interspersed ?? true);
-  return cmd.run!(new Invocation(path.slice(1).map((c) => c.name), rest, parsed));
+  return cmd.run!(
+    new Invocation(
+      path.slice(1).map((c) => c.name),
+      rest,
+      parsed,
+    ),
+  );
 }
 
 /** The argv without --context (handlers that parse their own argv do not declare it). */
@@ -138,7 +153,7 @@ export function run(argv: string[]): void {
     (code) => process.exit(code),
     async (e) => {
       const user = await isUserError(e).catch(() => false);
-      console.error(`shoal: ${user ? (e as Error).message : (e as Error).stack ?? String(e)}`);
+      console.error(`shoal: ${user ? (e as Error).message : ((e as Error).stack ?? String(e))}`);
       process.exit(1);
     },
   );

@@ -79,7 +79,14 @@ export function readReferences(kind: 'secret' | 'config', refs: readonly WireFil
   const objects = kind === 'secret' ? stack.secrets : stack.configs;
   return (refs ?? []).map((r) => {
     const source = (kind === 'secret' ? r.secretName : r.configName) ?? '';
-    return { source, key: objects.find((o) => o.name === source)?.key ?? source, target: absoluteTarget(kind, r.target.name), uid: r.target.uid, gid: r.target.gid, mode: r.target.mode };
+    return {
+      source,
+      key: objects.find((o) => o.name === source)?.key ?? source,
+      target: absoluteTarget(kind, r.target.name),
+      uid: r.target.uid,
+      gid: r.target.gid,
+      mode: r.target.mode,
+    };
   });
 }
 
@@ -116,8 +123,10 @@ export function specWithFiles(s: StackService, spec: ServiceSpec, ids: { secrets
     mode: r.mode,
   });
   const task: ServiceSpec['task'] = { ...spec.task };
-  if (s.secrets.length) task.secrets = s.secrets.map((r): SecretReference => ({ secretId: idOf('secret', r), secretName: r.source, target: target('secret', r) }));
-  if (s.configs.length) task.configs = s.configs.map((r): ConfigReference => ({ configId: idOf('config', r), configName: r.source, target: target('config', r) }));
+  if (s.secrets.length)
+    task.secrets = s.secrets.map((r): SecretReference => ({ secretId: idOf('secret', r), secretName: r.source, target: target('secret', r) }));
+  if (s.configs.length)
+    task.configs = s.configs.map((r): ConfigReference => ({ configId: idOf('config', r), configName: r.source, target: target('config', r) }));
   return { ...spec, task };
 }
 
@@ -325,7 +334,10 @@ async function converge(ctx: Context, ids: string[], quiet: boolean): Promise<vo
     const line = `waiting for ${waiting.length} service(s) to converge: ${waiting.slice(0, 5).join(', ')}${waiting.length > 5 ? ', …' : ''}`;
     if (!quiet && line !== last) console.error(line);
     last = line;
-    if (Date.now() > deadline) throw new CliError(`services did not converge within ${CONVERGE_TIMEOUT_MS / 1000} s: ${waiting.join(', ')} (the deploy is stored; follow it with \`shoal stack ps\`)`);
+    if (Date.now() > deadline)
+      throw new CliError(
+        `services did not converge within ${CONVERGE_TIMEOUT_MS / 1000} s: ${waiting.join(', ')} (the deploy is stored; follow it with \`shoal stack ps\`)`,
+      );
     await sleep(POLL_MS);
   }
 }
@@ -382,7 +394,9 @@ export function stackTaskListing(services: readonly Service[], tasks: readonly T
   const byId = new Map(services.map((s) => [s.id, s]));
   const host = (t: Task) => (t.nodeId ? hostOf(t.nodeId) : '');
   const nameOf = (t: Task) => `${byId.get(t.serviceId)?.spec.name ?? t.serviceId}.${t.slot ?? (host(t) || t.nodeId) ?? ''}`;
-  const sorted = [...tasks].sort((a, b) => nameOf(a).localeCompare(nameOf(b), undefined, { numeric: true }) || String(b.createdAt).localeCompare(String(a.createdAt)));
+  const sorted = [...tasks].sort(
+    (a, b) => nameOf(a).localeCompare(nameOf(b), undefined, { numeric: true }) || String(b.createdAt).localeCompare(String(a.createdAt)),
+  );
   const listing: Listing = { headers: ['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR', 'PORTS'], rows: [] };
   let lastName = '';
   for (const t of sorted) {
@@ -394,7 +408,20 @@ export function stackTaskListing(services: readonly Service[], tasks: readonly T
       .filter((p) => p.publishMode === 'host')
       .map((p) => `*:${p.publishedPort ?? '?'}->${p.targetPort}/${p.protocol}`)
       .join(', ');
-    listing.rows.push({ id: t.id, object: t, cells: [t.id.slice(0, 12), shown, unpinned(t.spec.image), host(t), cap(t.desiredState), `${cap(t.status.state)} ${ago(t.status.timestamp, now)}`, t.status.err ?? '', ports] });
+    listing.rows.push({
+      id: t.id,
+      object: t,
+      cells: [
+        t.id.slice(0, 12),
+        shown,
+        unpinned(t.spec.image),
+        host(t),
+        cap(t.desiredState),
+        `${cap(t.status.state)} ${ago(t.status.timestamp, now)}`,
+        t.status.err ?? '',
+        ports,
+      ],
+    });
   }
   return listing;
 }
@@ -411,7 +438,12 @@ export async function stackPs(i: Invocation): Promise<number> {
   const tasks: Task[] = [];
   for (const s of services) tasks.push(...(await control<Task[]>(ctx, 'GET', `/v1/tasks?service=${encodeURIComponent(s.id)}${all ? '&all=1' : ''}`)));
   const nodes = new Map<string, string>((await control<Node[]>(ctx, 'GET', '/v1/nodes')).map((n) => [n.id, n.description?.hostname ?? n.id]));
-  console.log(renderListing(stackTaskListing(services, tasks, (id) => nodes.get(id) ?? id, Date.now()), i.output));
+  console.log(
+    renderListing(
+      stackTaskListing(services, tasks, (id) => nodes.get(id) ?? id, Date.now()),
+      i.output,
+    ),
+  );
   return 0;
 }
 

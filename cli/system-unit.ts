@@ -103,7 +103,10 @@ export function renderUnit(template: string, o: UnitOptions): string {
  */
 export function verifyProblems(output: string, exitCode: number | null, unitPath: string): string[] {
   const base = unitPath.split('/').pop()!;
-  const lines = output.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   const mine = lines.filter((l) => l.includes(unitPath) || l.startsWith(`${base}:`));
   if (exitCode !== 0 && mine.length === 0) return lines.length > 0 ? lines : [`systemd-analyze verify exited with ${exitCode}`];
   return mine;

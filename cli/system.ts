@@ -67,7 +67,14 @@ function parseOwnFlags(own: string[]) {
   try {
     return parseArgs({
       args: own,
-      options: { 'state-dir': { type: 'string' }, 'unit-dir': { type: 'string' }, shoal: { type: 'string' }, start: { type: 'boolean' }, 'no-enable': { type: 'boolean' }, context: { type: 'string' } },
+      options: {
+        'state-dir': { type: 'string' },
+        'unit-dir': { type: 'string' },
+        shoal: { type: 'string' },
+        start: { type: 'boolean' },
+        'no-enable': { type: 'boolean' },
+        context: { type: 'string' },
+      },
       allowPositionals: false,
     }).values;
   } catch (e) {
@@ -129,7 +136,9 @@ function verify(text: string): 'verified' | 'not verified (systemd-analyze not f
     if (r.missing) return 'not verified (systemd-analyze not found)';
     const problems = verifyProblems(r.out, r.code, file);
     if (problems.length > 0) {
-      throw new CliError(`the unit does not pass systemd-analyze verify, nothing installed: ${problems[0]!.replace(file, UNIT_NAME)}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`);
+      throw new CliError(
+        `the unit does not pass systemd-analyze verify, nothing installed: ${problems[0]!.replace(file, UNIT_NAME)}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}`,
+      );
     }
     return 'verified';
   } finally {
@@ -138,7 +147,8 @@ function verify(text: string): 'verified' | 'not verified (systemd-analyze not f
 }
 
 function requireRoot(what: string): void {
-  if (process.getuid?.() !== 0) throw new CliError(`shoal system ${what} must run as root (it writes under ${DEFAULT_UNIT_DIR} and the state directory and calls systemctl)`);
+  if (process.getuid?.() !== 0)
+    throw new CliError(`shoal system ${what} must run as root (it writes under ${DEFAULT_UNIT_DIR} and the state directory and calls systemctl)`);
 }
 
 function install(p: Parsed, say: (l: string) => void): number {
@@ -158,7 +168,9 @@ function install(p: Parsed, say: (l: string) => void): number {
     const tmp = `${unitPath}.${process.pid}.tmp`;
     writeFileSync(tmp, text, { mode: 0o644 });
     renameSync(tmp, unitPath);
-    say(`${old === null ? 'wrote' : 'updated'} ${unitPath} (${verified}): ExecStart=${opts.launcher} daemon --state-dir ${opts.stateDir}${opts.daemonArgs.length ? ' …' : ''}`);
+    say(
+      `${old === null ? 'wrote' : 'updated'} ${unitPath} (${verified}): ExecStart=${opts.launcher} daemon --state-dir ${opts.stateDir}${opts.daemonArgs.length ? ' …' : ''}`,
+    );
   } else {
     say(`${unitPath} is up to date (${verified})`);
   }
@@ -171,7 +183,9 @@ function install(p: Parsed, say: (l: string) => void): number {
     return 0;
   }
   if (!systemdRunning()) {
-    throw new CliError(`systemd is not running on this host (PID 1 is ${pid1()}): ${unitPath} is written and verified, but nothing can enable or start it here (use --no-enable to only write it)`);
+    throw new CliError(
+      `systemd is not running on this host (PID 1 is ${pid1()}): ${unitPath} is written and verified, but nothing can enable or start it here (use --no-enable to only write it)`,
+    );
   }
   if (changed) systemctl('daemon-reload');
   systemctl('enable', '--quiet', UNIT_NAME);

@@ -147,7 +147,7 @@ export class Daemon {
       if (this.state.role === 'manager' && isKeyFileWrapped(this.opts.stateDir, RAFT_KEY_FILE)) {
         // Autolock: no Raft, no secure port, no agent until an operator gives the unlock key.
         this.locked = true;
-        this.log('locked: this manager\'s keys are wrapped (autolock); run `shoal cluster unlock` on this node');
+        this.log("locked: this manager's keys are wrapped (autolock); run `shoal cluster unlock` on this node");
       } else {
         await this.run(false);
       }
@@ -295,9 +295,25 @@ export class Daemon {
     const t0 = Date.now();
     // RSA key generation dominates init: make the three keys in parallel on the thread pool.
     const [ca, nodeKey, adminKey] = await Promise.all([createRootCa({ clusterId }), generateKeyPem(), generateKeyPem()]);
-    const nodeCert = signNodeCertificate({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, csrPem: createCsr({ keyPem: nodeKey, nodeId }), nodeId, role: 'manager', clusterId, sans: { ips: [ip] } });
+    const nodeCert = signNodeCertificate({
+      caCertPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      csrPem: createCsr({ keyPem: nodeKey, nodeId }),
+      nodeId,
+      role: 'manager',
+      clusterId,
+      sans: { ips: [ip] },
+    });
     const adminId = `admin-${randomBytes(4).toString('hex')}`;
-    const adminCert = signNodeCertificate({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, csrPem: createCsr({ keyPem: adminKey, nodeId: adminId }), nodeId: adminId, role: 'admin', clusterId, validityMs: 365 * 24 * 3600_000 });
+    const adminCert = signNodeCertificate({
+      caCertPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      csrPem: createCsr({ keyPem: adminKey, nodeId: adminId }),
+      nodeId: adminId,
+      role: 'admin',
+      clusterId,
+      validityMs: 365 * 24 * 3600_000,
+    });
     this.writeCerts(nodeKey, nodeCert.certPem, ca.certPem);
     // The cluster's first data-encryption key: beside the Raft data, never in it (docs/design/secrets.md).
     this.keyRing = KeyRing.generate(randomBytes, new Date());
@@ -314,7 +330,13 @@ export class Daemon {
         id: nodeId,
         kind: 'node',
         spec: { labels: {}, availability: 'active', role: 'manager' },
-        description: { hostname: host, platform: { os: process.platform, arch: process.arch }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: ip },
+        description: {
+          hostname: host,
+          platform: { os: process.platform, arch: process.arch },
+          resources: { nanoCpus: 0, memoryBytes: 0 },
+          engineVersion: '',
+          addr: ip,
+        },
         status: { state: 'ready', message: '', addr: ip },
         certificate: { serial: nodeCert.serial, notAfter: nodeCert.notAfter.toISOString(), role: 'manager' },
       } as never,
@@ -357,18 +379,32 @@ export class Daemon {
     const csr = createCsr({ keyPem: key, nodeId: 'joining' });
     let resp: JoinResponse | null = null;
     for (let hop = 0; hop < 4 && !resp; hop++) {
-      const out = await httpsJson(remote, 'POST', '/v1/join', { token: r.token, csr, advertise: `${ip}:${port}`, hostname: this.opts.hostname ?? osHostname() }, { ca: caPem });
+      const out = await httpsJson(
+        remote,
+        'POST',
+        '/v1/join',
+        { token: r.token, csr, advertise: `${ip}:${port}`, hostname: this.opts.hostname ?? osHostname() },
+        { ca: caPem },
+      );
       if (out.status === 421 && typeof out.body?.error?.leader === 'string') {
         remote = out.body.error.leader;
         continue;
       }
-      if (out.status !== 200) throw new ApiError(out.status, out.body?.error?.code ?? 'EJOIN', out.body?.error?.message ?? `join failed with HTTP ${out.status}`);
+      if (out.status !== 200)
+        throw new ApiError(out.status, out.body?.error?.code ?? 'EJOIN', out.body?.error?.message ?? `join failed with HTTP ${out.status}`);
       resp = out.body as JoinResponse;
     }
     if (!resp) throw new ApiError(502, 'EJOIN', 'join: too many redirects');
     this.writeCerts(key, resp.certPem, resp.caCertPem);
     const advertise = `${ip}:${port}`;
-    this.state = { nodeId: resp.nodeId, clusterId: resp.clusterId, role: resp.role, advertise, listen: `0.0.0.0:${port}`, managers: resp.managers.map((m) => m.addr) };
+    this.state = {
+      nodeId: resp.nodeId,
+      clusterId: resp.clusterId,
+      role: resp.role,
+      advertise,
+      listen: `0.0.0.0:${port}`,
+      managers: resp.managers.map((m) => m.addr),
+    };
     this.saveState();
     await this.run(false);
     this.log(`joined cluster ${resp.clusterId} as ${resp.role} ${resp.nodeId}`);
@@ -386,7 +422,11 @@ export class Daemon {
     const st = this.state;
     if (!st) throw new ApiError(409, 'ENOTMEMBER', 'this node is not part of a cluster');
     if (st.role === 'manager' && !r.force) {
-      throw new ApiError(409, 'EMANAGER', 'this node is a manager: demote it first (`shoal node demote`), or use --force, which can make the remaining managers lose quorum');
+      throw new ApiError(
+        409,
+        'EMANAGER',
+        'this node is a manager: demote it first (`shoal node demote`), or use --force, which can make the remaining managers lose quorum',
+      );
     }
     if (this.renewTimer) clearTimeout(this.renewTimer);
     this.agent?.stop();
@@ -482,7 +522,7 @@ export class Daemon {
     const store = this.imageStore();
     const resolver: ImageResolver = {
       resolve: (ref) => {
-        let info;
+        let info: ReturnType<ImageStore['resolve']>;
         try {
           info = store.resolve(ref);
         } catch {
@@ -492,7 +532,14 @@ export class Daemon {
         const c = store.config(ref);
         return {
           layers: store.layersFor(ref),
-          config: { Env: c.Env, ...(c.Cmd ? { Cmd: c.Cmd } : {}), ...(c.Entrypoint ? { Entrypoint: c.Entrypoint } : {}), ...(c.WorkingDir ? { WorkingDir: c.WorkingDir } : {}), ...(c.User ? { User: c.User } : {}), ...(c.Healthcheck ? { Healthcheck: c.Healthcheck } : {}) },
+          config: {
+            Env: c.Env,
+            ...(c.Cmd ? { Cmd: c.Cmd } : {}),
+            ...(c.Entrypoint ? { Entrypoint: c.Entrypoint } : {}),
+            ...(c.WorkingDir ? { WorkingDir: c.WorkingDir } : {}),
+            ...(c.User ? { User: c.User } : {}),
+            ...(c.Healthcheck ? { Healthcheck: c.Healthcheck } : {}),
+          },
         };
       },
       mountRootfs: (layers, upper, work, target) => mountRootfs(layers, upper, work, target),
@@ -501,7 +548,11 @@ export class Daemon {
     // Inside a lab host the cgroup parent carries the host's name, so labs never share a parent.
     const parent = process.env.SHOAL_LAB_HOST ? `shoal-${process.env.SHOAL_LAB_NAME ?? 'lab'}-${process.env.SHOAL_LAB_HOST}` : 'shoal';
     const wm = this.metrics?.worker;
-    this.net = new NodeNetwork({ prefix: this.opts.netnsPrefix ?? 'shoal-', log: (l) => this.log(l), ...(wm ? { onProgram: (s: number, ok: boolean) => wm.networkProgram(s, ok) } : {}) });
+    this.net = new NodeNetwork({
+      prefix: this.opts.netnsPrefix ?? 'shoal-',
+      log: (l) => this.log(l),
+      ...(wm ? { onProgram: (s: number, ok: boolean) => wm.networkProgram(s, ok) } : {}),
+    });
     this.engine = new EngineExecutor({
       root: this.path('tasks'),
       images: resolver,
@@ -514,7 +565,12 @@ export class Daemon {
       log: (l) => this.log(l),
       ...(wm ? { onStart: (s: number, ok: boolean) => wm.engineStart(s, ok) } : {}),
     });
-    const fetcher = new ImageFetcher(store, () => this.agent?.knownManagers() ?? this.state?.managers ?? [], () => this.creds(), (l) => this.log(l));
+    const fetcher = new ImageFetcher(
+      store,
+      () => this.agent?.knownManagers() ?? this.state?.managers ?? [],
+      () => this.creds(),
+      (l) => this.log(l),
+    );
     this.puller = new PullingExecutor(this.engine, fetcher);
     return this.puller;
   }
@@ -524,7 +580,10 @@ export class Daemon {
     const creds = this.creds();
     // Client certificates are asked for but not required: /v1/ca and /v1/join serve anonymous joiners.
     const limits = { ...DEFAULT_SERVER_LIMITS, ...this.opts.serverLimits };
-    this.secure = createHttpsServer({ ...creds, requestCert: true, rejectUnauthorized: false, ...serverOptions(limits) }, (req, res) => void this.onSecure(req, res));
+    this.secure = createHttpsServer(
+      { ...creds, requestCert: true, rejectUnauthorized: false, ...serverOptions(limits) },
+      (req, res) => void this.onSecure(req, res),
+    );
     this.guardStats = guardServer(this.secure, (p) => WEBSOCKET_PATHS.has(p), limits).stats;
     const [host, port] = splitHostPort(st.listen);
     // A restarted daemon may briefly find its port still held (the previous process is exiting).
@@ -780,7 +839,16 @@ export class Daemon {
         res.setHeader('connection', 'close');
         throw new ApiError(401, 'EUNAUTHENTICATED', tlsRefusal((req.socket as TLSSocket).authorizationError));
       }
-      if (await serveImages(req, res, () => this.imageStore(), (raw, roles) => m.certProblem(raw, roles), (cn, role, ref) => mayExportImage(m, cn, role, ref))) return;
+      if (
+        await serveImages(
+          req,
+          res,
+          () => this.imageStore(),
+          (raw, roles) => m.certProblem(raw, roles),
+          (cn, role, ref) => mayExportImage(m, cn, role, ref),
+        )
+      )
+        return;
       if (serveKeys(req, res, { ring: () => this.keyRing, certProblem: (raw, roles) => m.certProblem(raw, roles) })) return;
       const path = (req.url ?? '').split('?')[0] ?? '';
       if (!path.startsWith('/v1/')) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
@@ -790,7 +858,13 @@ export class Daemon {
       const problem = m.certProblem(cert.raw, ['admin']);
       if (problem) throw new ApiError(403, 'EFORBIDDEN', problem);
       // Clients keep their list of managers fresh from every answer (for failover).
-      res.setHeader('x-shoal-managers', m.managerAddrs().map((a) => a.addr).join(','));
+      res.setHeader(
+        'x-shoal-managers',
+        m
+          .managerAddrs()
+          .map((a) => a.addr)
+          .join(','),
+      );
       if (!(await m.handleControl(req, res, String(cert.subject.CN)))) throw new ApiError(404, 'ENOTFOUND', `no endpoint ${req.method} ${path}`);
     } catch (e) {
       sendError(res, e);
@@ -805,10 +879,14 @@ export class Daemon {
     const issued = new Date(Math.min(info.notBefore.getTime() + CLOCK_SKEW_MS, info.notAfter.getTime()));
     const at = renewalTime(issued, info.notAfter, Math.random).getTime();
     const delay = Math.max(1000, Math.min(at - Date.now(), 2 ** 31 - 1));
-    this.renewTimer = setTimeout(() => void this.renewNow().catch((e) => {
-      this.log(`certificate renewal failed: ${(e as Error).message}; retrying in 5 s`);
-      this.renewTimer = setTimeout(() => this.scheduleRenewal(), 5000);
-    }), delay);
+    this.renewTimer = setTimeout(
+      () =>
+        void this.renewNow().catch((e) => {
+          this.log(`certificate renewal failed: ${(e as Error).message}; retrying in 5 s`);
+          this.renewTimer = setTimeout(() => this.scheduleRenewal(), 5000);
+        }),
+      delay,
+    );
     this.renewTimer.unref();
   }
 
@@ -884,12 +962,17 @@ export function resolveAdvertise(given: string | undefined): string {
   if (given) {
     if (/^\d+\.\d+\.\d+\.\d+$/.test(given)) {
       if (!candidates.some((c) => c.address === given) && given !== '127.0.0.1') {
-        throw badRequest(`--advertise-addr ${given} is not an address of this host (candidates: ${candidates.map((c) => `${c.address} on ${c.iface}`).join(', ') || 'none'})`);
+        throw badRequest(
+          `--advertise-addr ${given} is not an address of this host (candidates: ${candidates.map((c) => `${c.address} on ${c.iface}`).join(', ') || 'none'})`,
+        );
       }
       return given;
     }
     const byName = candidates.filter((c) => c.iface === given);
-    if (byName.length === 0) throw badRequest(`--advertise-addr ${given}: no such interface with an IPv4 address (candidates: ${candidates.map((c) => `${c.address} on ${c.iface}`).join(', ') || 'none'})`);
+    if (byName.length === 0)
+      throw badRequest(
+        `--advertise-addr ${given}: no such interface with an IPv4 address (candidates: ${candidates.map((c) => `${c.address} on ${c.iface}`).join(', ') || 'none'})`,
+      );
     return byName[0]!.address;
   }
   if (candidates.length === 1) return candidates[0]!.address;
@@ -918,7 +1001,6 @@ function tlsRefusal(code: unknown): string {
   return `a client certificate signed by this cluster's CA is required (${c})`;
 }
 
-
 function atomicWrite(path: string, data: string, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, data, { mode });
@@ -933,7 +1015,3 @@ async function fetchCa(remote: string): Promise<string> {
   if (out.status !== 200) throw new ApiError(502, 'ECAFETCH', `could not fetch the CA certificate from ${remote}: HTTP ${out.status}`);
   return out.text;
 }
-
-
-
-

@@ -32,8 +32,17 @@ export function managerRequest(remote: string, tls: ManagerTls): RequestOptions 
   };
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: the answer is whatever JSON the peer sent; callers check status and read known fields (typed callers use httpsRaw + their own response types).
-export async function httpsJson(remote: string, method: string, path: string, body: unknown, tls: ManagerTls): Promise<{ status: number; body: any; managers: string[] | null }> {
+/** Whatever JSON a peer answered: callers check the status and read the fields they know. */
+// biome-ignore lint/suspicious/noExplicitAny: untyped on purpose; typed callers use httpsRaw and their own response types.
+type PeerJson = any;
+
+export async function httpsJson(
+  remote: string,
+  method: string,
+  path: string,
+  body: unknown,
+  tls: ManagerTls,
+): Promise<{ status: number; body: PeerJson; managers: string[] | null }> {
   const out = await httpsRaw(remote, method, path, body, tls);
   let parsed: unknown = null;
   try {
@@ -44,7 +53,14 @@ export async function httpsJson(remote: string, method: string, path: string, bo
   return { status: out.status, body: parsed, managers: out.managers };
 }
 
-export function httpsRaw(remote: string, method: string, path: string, body: unknown, tls: ManagerTls, timeoutMs = 10_000): Promise<{ status: number; text: string; managers: string[] | null }> {
+export function httpsRaw(
+  remote: string,
+  method: string,
+  path: string,
+  body: unknown,
+  tls: ManagerTls,
+  timeoutMs = 10_000,
+): Promise<{ status: number; text: string; managers: string[] | null }> {
   const data = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
@@ -66,7 +82,12 @@ export function httpsRaw(remote: string, method: string, path: string, body: unk
     );
     req.on('timeout', () => req.destroy(new Error(`${remote}: no answer within ${timeoutMs} ms`)));
     req.on('error', (e: NodeJS.ErrnoException) => {
-      const why = e.code === 'ECONNREFUSED' ? `connection refused by ${remote} (is a Shoal manager running there?)` : e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH' ? `${remote} is unreachable` : e.message;
+      const why =
+        e.code === 'ECONNREFUSED'
+          ? `connection refused by ${remote} (is a Shoal manager running there?)`
+          : e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH'
+            ? `${remote} is unreachable`
+            : e.message;
       reject(new ApiError(503, e.code ?? 'ECONN', why));
     });
     if (data) req.write(data);

@@ -135,7 +135,14 @@ function errorText(body: string): string {
  * The leader's image resolver: local store first, then every other manager. Throws an Error whose
  * message says where it looked.
  */
-export async function resolveInCluster(ref: string, store: ImageStore, peers: string[], creds: Creds, timeoutMs = 3_000, pull?: (ref: string) => Promise<string | null>): Promise<string> {
+export async function resolveInCluster(
+  ref: string,
+  store: ImageStore,
+  peers: string[],
+  creds: Creds,
+  timeoutMs = 3_000,
+  pull?: (ref: string) => Promise<string | null>,
+): Promise<string> {
   const local = pinnedRef(store, ref);
   if (local) return local;
   const reasons: string[] = [];

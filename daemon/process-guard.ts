@@ -37,7 +37,8 @@ export function classify(err: unknown): 'continue' | 'exit' {
 }
 
 export function describe(err: unknown): string {
-  if (err instanceof Error) return `${err.stack ?? `${err.name}: ${err.message}`}${(err as { code?: unknown }).code ? ` (code ${String((err as { code?: unknown }).code)})` : ''}`;
+  if (err instanceof Error)
+    return `${err.stack ?? `${err.name}: ${err.message}`}${(err as { code?: unknown }).code ? ` (code ${String((err as { code?: unknown }).code)})` : ''}`;
   return `non-error value thrown: ${String(err)}`;
 }
 

@@ -78,7 +78,11 @@ export const CONNECTIONS_CHECK_MS = 1_000;
  * Installs the guards on `server` (created with serverOptions). `claimed(path)` says whether a WebSocket
  * endpoint serves the path. Returns live counters and a function that removes the guards.
  */
-export function guardServer(server: HttpsServer, claimed: (path: string) => boolean, l: ServerLimits = DEFAULT_SERVER_LIMITS): { stats: GuardStats; remove: () => void } {
+export function guardServer(
+  server: HttpsServer,
+  claimed: (path: string) => boolean,
+  l: ServerLimits = DEFAULT_SERVER_LIMITS,
+): { stats: GuardStats; remove: () => void } {
   const stats: GuardStats = { open: 0, refusedPerIp: 0, refusedTotal: 0, unmatchedUpgrades: 0, anonymousUpgrades: 0, tlsErrors: 0 };
   server.headersTimeout = l.headersTimeoutMs;
   server.requestTimeout = l.requestTimeoutMs;

@@ -147,11 +147,22 @@ export class Manager {
       log: this.log,
     });
     this.roles = new RoleManager({ store: this.store, raft: this.raft, send: (id, m) => this.dispatcher.send(id, m), log: this.log });
-    this.joinApi = new JoinApi({ store: this.store, raft: this.raft, gate: this.gate, members: this.members, clusterId: opts.clusterId, caCertPem: opts.tls.ca, log: this.log });
+    this.joinApi = new JoinApi({
+      store: this.store,
+      raft: this.raft,
+      gate: this.gate,
+      members: this.members,
+      clusterId: opts.clusterId,
+      caCertPem: opts.tls.ca,
+      log: this.log,
+    });
     this.leaderHooks.push(
       new Orchestrator(this.store, { newId, log: (l) => this.log(`orchestrator: ${l}`) }),
       new AllocatorRunner(this.store, { newId, hostRoutes: readHostRoutes, log: (l) => this.log(l) }),
-      new SchedulerRunner(this.store, { log: (l) => this.log(`scheduler: ${l}`), ...(opts.metrics ? { onPass: (p) => opts.metrics!.cluster.schedulerPass(p) } : {}) }),
+      new SchedulerRunner(this.store, {
+        log: (l) => this.log(`scheduler: ${l}`),
+        ...(opts.metrics ? { onPass: (p) => opts.metrics!.cluster.schedulerPass(p) } : {}),
+      }),
     );
     this.routes();
     this.onUpgrade = (req, socket, head) => void this.dispatcher.handleUpgrade(req, socket, head);
@@ -193,7 +204,13 @@ export class Manager {
   // ------------------------------------------------------------------ cluster bootstrap
 
   /** Writes the initial cluster objects of a brand-new cluster (called once, on the first leader). */
-  async initialize(init: { caCertPem: string; caKeyPem: string; self: Omit<NodeObj, 'version' | 'createdAt' | 'updatedAt'>; name?: string; admin?: { name: string; serial: string; notAfter: Date } }): Promise<void> {
+  async initialize(init: {
+    caCertPem: string;
+    caKeyPem: string;
+    self: Omit<NodeObj, 'version' | 'createdAt' | 'updatedAt'>;
+    name?: string;
+    admin?: { name: string; serial: string; notAfter: Date };
+  }): Promise<void> {
     await this.waitLeader(10_000);
     const digest = caDigest(init.caCertPem);
     await this.store.update((tx) => {
@@ -263,7 +280,16 @@ export class Manager {
       if (links + sessions > 0) this.log(`deny list changed: closed ${links} Raft links and ${sessions} node sessions`);
     };
     this.lastDenyList = JSON.stringify(this.cluster()?.denyList ?? null);
-    this.unwatchDeny = this.store.watch({ kinds: ['cluster'], onClose: () => { recheck(); this.watchDenyList(); } }, () => recheck());
+    this.unwatchDeny = this.store.watch(
+      {
+        kinds: ['cluster'],
+        onClose: () => {
+          recheck();
+          this.watchDenyList();
+        },
+      },
+      () => recheck(),
+    );
   }
 
   // ------------------------------------------------------------------ HTTP entry points (from the daemon)
@@ -286,7 +312,11 @@ export class Manager {
   private routes(): void {
     const r = this.router;
     const gate = this.gate;
-    const leaderOnly = { requireLeader: () => gate.requireLeader(), linearizable: () => gate.linearizable(), write: (fn: Parameters<Gate['write']>[0]) => gate.write(fn) };
+    const leaderOnly = {
+      requireLeader: () => gate.requireLeader(),
+      linearizable: () => gate.linearizable(),
+      write: (fn: Parameters<Gate['write']>[0]) => gate.write(fn),
+    };
     registerServiceRoutes(r, {
       store: this.store,
       newId,

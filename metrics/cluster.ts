@@ -68,7 +68,7 @@ export class ClusterMetrics {
 
     new Gauge({
       name: 'shoal_store_objects',
-      help: 'Objects in this manager\'s replica of the store, by kind.',
+      help: "Objects in this manager's replica of the store, by kind.",
       labelNames: ['kind'],
       registers: [reg],
       collect() {
@@ -157,7 +157,7 @@ export class ClusterMetrics {
 
     new Gauge({
       name: 'shoal_dispatcher_sessions',
-      help: 'Open node sessions on this manager\'s dispatcher (leader only).',
+      help: "Open node sessions on this manager's dispatcher (leader only).",
       registers: [reg],
       collect() {
         this.reset();
@@ -169,7 +169,7 @@ export class ClusterMetrics {
     // They restart from 0 when leadership moves, which rate()/increase() treat as a counter reset.
     new Counter({
       name: 'shoal_dispatcher_heartbeats_total',
-      help: 'Heartbeats received from nodes by this leader\'s dispatcher.',
+      help: "Heartbeats received from nodes by this leader's dispatcher.",
       registers: [reg],
       collect() {
         this.reset();
@@ -226,7 +226,13 @@ export class ClusterMetrics {
           for (const [node, x] of sums) this.set({ node }, x);
         },
       });
-    usageGauge('shoal_task_cpu_percent', 'CPU use of a running task as last reported, in percent of one core.', ['service', 'task'], (u) => u.cpuPercent, false);
+    usageGauge(
+      'shoal_task_cpu_percent',
+      'CPU use of a running task as last reported, in percent of one core.',
+      ['service', 'task'],
+      (u) => u.cpuPercent,
+      false,
+    );
     usageGauge('shoal_task_memory_bytes', 'Memory use of a running task as last reported.', ['service', 'task'], (u) => u.memoryBytes, false);
     usageGauge('shoal_node_tasks_cpu_percent', 'Summed CPU use of the running tasks on a node, in percent of one core.', ['node'], (u) => u.cpuPercent, true);
     usageGauge('shoal_node_tasks_memory_bytes', 'Summed memory use of the running tasks on a node.', ['node'], (u) => u.memoryBytes, true);

@@ -25,20 +25,22 @@ export class RaftMetrics {
   constructor(private readonly reg: Registry) {
     const read = (): RaftStatusView | null => this.status?.() ?? null;
     const gauge = (name: string, help: string, value: (s: RaftStatusView) => number) =>
-      this.gauges.push(new Gauge({
-        name,
-        help,
-        registers: [],
-        collect() {
-          const s = read();
-          this.reset();
-          if (s) this.set(value(s));
-        },
-      }));
+      this.gauges.push(
+        new Gauge({
+          name,
+          help,
+          registers: [],
+          collect() {
+            const s = read();
+            this.reset();
+            if (s) this.set(value(s));
+          },
+        }),
+      );
     gauge('shoal_raft_term', 'Current Raft term of this manager.', (s) => s.term);
     gauge('shoal_raft_commit_index', 'Highest log index known to be committed.', (s) => s.commit);
     gauge('shoal_raft_apply_index', 'Highest log index applied to the store on this manager.', (s) => s.applied);
-    gauge('shoal_raft_last_index', 'Last index in this manager\'s log.', (s) => s.lastIndex);
+    gauge('shoal_raft_last_index', "Last index in this manager's log.", (s) => s.lastIndex);
     gauge('shoal_raft_is_leader', '1 when this manager is the Raft leader, else 0.', (s) => (s.role === 'leader' ? 1 : 0));
     this.leaderChanges = new Counter({ name: 'shoal_raft_leader_changes_total', help: 'Times this manager saw the known leader change.', registers: [reg] });
     this.proposals = new Histogram({

@@ -5,7 +5,10 @@ import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 
 export class MetricsAddrError extends Error {
-  constructor(readonly value: string, why: string) {
+  constructor(
+    readonly value: string,
+    why: string,
+  ) {
     super(`--metrics-addr ${JSON.stringify(value)}: ${why} (expected HOST:PORT, e.g. 127.0.0.1:9323)`);
     this.name = 'MetricsAddrError';
   }

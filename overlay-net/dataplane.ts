@@ -491,8 +491,13 @@ export class DataPlane {
     // the network namespace.
     let vx = find(VXLAN_IF);
     const vxOk = (l: nl.LinkInfo) =>
-      l.kind === 'vxlan' && !!l.vxlan && l.vxlan.vni === net.vni && l.vxlan.local === view.vtep && l.vxlan.port === VXLAN_PORT &&
-      !l.vxlan.learning && l.vxlan.proxy;
+      l.kind === 'vxlan' &&
+      !!l.vxlan &&
+      l.vxlan.vni === net.vni &&
+      l.vxlan.local === view.vtep &&
+      l.vxlan.port === VXLAN_PORT &&
+      !l.vxlan.learning &&
+      l.vxlan.proxy;
     if (vx && !vxOk(vx)) {
       this.log(`dataplane: network ${net.id}: replacing ${VXLAN_IF} (configuration changed)`);
       dropLink(VXLAN_IF, ns);
@@ -661,9 +666,11 @@ export class DataPlane {
     const hostAddr = `${NODE_LOCAL.ingressHostAddr}/${len}`;
     const nsAddr = `${NODE_LOCAL.ingressNsAddr}/${len}`;
     const hostLinks = nl.listLinks(host);
-    if (!nl.listAddresses({ ...host, dev: hostIf, links: hostLinks }).some((a) => a.cidr === hostAddr)) nl.addAddress(hostIf, hostAddr, { ...host, replace: true });
+    if (!nl.listAddresses({ ...host, dev: hostIf, links: hostLinks }).some((a) => a.cidr === hostAddr))
+      nl.addAddress(hostIf, hostAddr, { ...host, replace: true });
     const nsLinks = nl.listLinks(ns);
-    if (!nl.listAddresses({ ...ns, dev: INGRESS_NS_IF, links: nsLinks }).some((a) => a.cidr === nsAddr)) nl.addAddress(INGRESS_NS_IF, nsAddr, { ...ns, replace: true });
+    if (!nl.listAddresses({ ...ns, dev: INGRESS_NS_IF, links: nsLinks }).some((a) => a.cidr === nsAddr))
+      nl.addAddress(INGRESS_NS_IF, nsAddr, { ...ns, replace: true });
     const def = nl.listRoutes({ ...ns, links: nsLinks }).find((r) => r.dst === 'default');
     if (!def || def.via !== NODE_LOCAL.ingressHostAddr || def.dev !== INGRESS_NS_IF) {
       nl.replaceRoute({ dst: 'default', via: NODE_LOCAL.ingressHostAddr, dev: INGRESS_NS_IF }, ns);

@@ -276,7 +276,8 @@ class Reader {
       if (top === 0xc0) {
         if (p + 1 >= this.buf.length) throw new DnsWireError('short', `message ends inside a compression pointer at offset ${p}`);
         const target = ((len & 0x3f) << 8) | this.buf[p + 1]!;
-        if (target >= p || target < HEADER_SIZE) throw new DnsWireError('pointer', `compression pointer at ${p} to ${target} does not point backwards into the body`);
+        if (target >= p || target < HEADER_SIZE)
+          throw new DnsWireError('pointer', `compression pointer at ${p} to ${target} does not point backwards into the body`);
         if (++hops > MAX_POINTER_HOPS) throw new DnsWireError('pointer', 'too many compression pointers');
         if (!jumped) this.pos = p + 2;
         jumped = true;
@@ -491,7 +492,8 @@ export function parseQuery(buf: Uint8Array): QueryParse {
   const echo = { ...base, ...(question ? { question } : {}), ...(msg.edns ? { edns: msg.edns } : {}) };
   if (h.opcode !== OPCODE_QUERY) return { kind: 'error', rcode: RCODE.NOTIMP, ...echo, reason: `opcode ${h.opcode} not implemented` };
   if (!question) return { kind: 'error', rcode: RCODE.FORMERR, ...echo, reason: `${msg.questions.length} questions` };
-  if (msg.answers.length > 0 || msg.authority.length > 0) return { kind: 'error', rcode: RCODE.FORMERR, ...echo, reason: 'a query with answer or authority records' };
+  if (msg.answers.length > 0 || msg.authority.length > 0)
+    return { kind: 'error', rcode: RCODE.FORMERR, ...echo, reason: 'a query with answer or authority records' };
   if (msg.edns && msg.edns.version > 0) return { kind: 'error', rcode: RCODE.BADVERS, ...echo, reason: `EDNS version ${msg.edns.version}` };
   return { kind: 'query', query: { ...base, question, ...(msg.edns ? { edns: msg.edns } : {}) } };
 }
@@ -545,7 +547,12 @@ class Writer {
     const labels = nameToLabels(name);
     for (let i = 0; i < labels.length; i++) {
       // Length-prefixed labels: unambiguous even when a label holds a dot or a NUL.
-      const key = asciiLower(labels.slice(i).map((l) => String.fromCharCode(l.length) + l).join(''));
+      const key = asciiLower(
+        labels
+          .slice(i)
+          .map((l) => String.fromCharCode(l.length) + l)
+          .join(''),
+      );
       const at = compress ? this.names.get(key) : undefined;
       if (at !== undefined) {
         this.u16(0xc000 | at);
@@ -727,9 +734,7 @@ export function encodeResponse(
   parts: ResponseParts,
   maxSize: number,
 ): Uint8Array {
-  const edns: Edns | undefined = q.edns
-    ? { udpSize: UDP_MAX_SIZE, extRcode: parts.rcode >> 4, version: 0, dnssecOk: q.edns.dnssecOk, options: [] }
-    : undefined;
+  const edns: Edns | undefined = q.edns ? { udpSize: UDP_MAX_SIZE, extRcode: parts.rcode >> 4, version: 0, dnssecOk: q.edns.dnssecOk, options: [] } : undefined;
   return encodeMessage(
     {
       id: q.id,

@@ -234,7 +234,7 @@ function parseCidr(cidr: string): { base: number; mask: number } | undefined {
 }
 
 function inSubnet(ip: number, s: { base: number; mask: number }): boolean {
-  return ((ip & s.mask) >>> 0) === s.base;
+  return (ip & s.mask) >>> 0 === s.base;
 }
 
 const GW_SUBNET = parseCidr(NODE_LOCAL.gwBridgeCidr)!;
@@ -643,7 +643,11 @@ export class DnsServer {
     }
   }
 
-  private reply(q: Pick<DnsQuery, 'id' | 'opcode' | 'rd' | 'cd' | 'edns'> & { question?: DnsQuestion }, parts: ResponseParts, limit: number): Uint8Array | undefined {
+  private reply(
+    q: Pick<DnsQuery, 'id' | 'opcode' | 'rd' | 'cd' | 'edns'> & { question?: DnsQuestion },
+    parts: ResponseParts,
+    limit: number,
+  ): Uint8Array | undefined {
     try {
       const r = encodeResponse(q, { ra: true, ...parts }, limit);
       if ((r[2]! & 0x02) !== 0) this.st.truncated++;
@@ -691,15 +695,27 @@ export class DnsServer {
         return;
       }
       const q = p.query;
-      if (!client) { done(this.reply(q, { rcode: RCODE.REFUSED }, limit)); return; }
+      if (!client) {
+        done(this.reply(q, { rcode: RCODE.REFUSED }, limit));
+        return;
+      }
       const { question } = q;
-      if (question.class !== CLASS.IN && question.class !== CLASS.ANY) { done(this.reply(q, { rcode: RCODE.REFUSED }, limit)); return; }
-      if (question.type === TYPE.AXFR || question.type === TYPE.IXFR) { done(this.reply(q, { rcode: RCODE.REFUSED }, limit)); return; }
+      if (question.class !== CLASS.IN && question.class !== CLASS.ANY) {
+        done(this.reply(q, { rcode: RCODE.REFUSED }, limit));
+        return;
+      }
+      if (question.type === TYPE.AXFR || question.type === TYPE.IXFR) {
+        done(this.reply(q, { rcode: RCODE.REFUSED }, limit));
+        return;
+      }
       const r = resolve(question, client, this.index ?? NO_VIEW, { rotation: this.rotation++ });
       if (this.rotation > 0x3fffffff) this.rotation = 0;
       if (r.action === 'answer') {
         // Before the first view arrives, an answer of ours would be a lie: let the client retry.
-        if (!this.index && r.rcode !== RCODE.REFUSED) { done(this.reply(q, { rcode: RCODE.SERVFAIL }, limit)); return; }
+        if (!this.index && r.rcode !== RCODE.REFUSED) {
+          done(this.reply(q, { rcode: RCODE.SERVFAIL }, limit));
+          return;
+        }
         if (r.rcode === RCODE.NOERROR || r.rcode === RCODE.NXDOMAIN) {
           this.st.local++;
           if (r.rcode === RCODE.NXDOMAIN) this.st.nxdomain++;
@@ -708,7 +724,10 @@ export class DnsServer {
         done(this.reply(q, { rcode: r.rcode, aa, answers: r.answers }, limit));
         return;
       }
-      if (this.upstreams.length === 0 || this.inflight >= this.maxInflight) { done(this.reply(q, { rcode: RCODE.SERVFAIL }, limit)); return; }
+      if (this.upstreams.length === 0 || this.inflight >= this.maxInflight) {
+        done(this.reply(q, { rcode: RCODE.SERVFAIL }, limit));
+        return;
+      }
       this.st.forwarded++;
       this.inflight++;
       const finish: Done = (resp) => {
@@ -735,7 +754,10 @@ export class DnsServer {
 
   private forwardUdp(q: DnsQuery, buf: Uint8Array, clientLimit: number, done: Done): void {
     const id = this.newId();
-    if (id === undefined || !this.fwd) { done(this.reply(q, { rcode: RCODE.SERVFAIL }, clientLimit)); return; }
+    if (id === undefined || !this.fwd) {
+      done(this.reply(q, { rcode: RCODE.SERVFAIL }, clientLimit));
+      return;
+    }
     const bytes = buf.slice();
     bytes[0] = id >>> 8;
     bytes[1] = id & 0xff;
@@ -766,7 +788,10 @@ export class DnsServer {
 
   private nextUdpAttempt(p: UdpPending): void {
     if (this.pending.get(p.id) !== p || this.closed) return;
-    if (p.tried < this.upstreams.length) { this.sendUdpAttempt(p); return; }
+    if (p.tried < this.upstreams.length) {
+      this.sendUdpAttempt(p);
+      return;
+    }
     this.pending.delete(p.id);
     p.done(this.reply(p.query, { rcode: RCODE.SERVFAIL }, udpLimit(p.query.edns)));
   }
@@ -788,11 +813,17 @@ export class DnsServer {
       clearTimeout(p.timer);
       if (rcode === RCODE.SERVFAIL || rcode === RCODE.REFUSED || !d.question) {
         this.st.forwardErrors++;
-        if (p.tried < this.upstreams.length) { this.sendUdpAttempt(p); return; }
+        if (p.tried < this.upstreams.length) {
+          this.sendUdpAttempt(p);
+          return;
+        }
       }
       this.pending.delete(p.id);
       // An answer without the question is no answer a stub resolver accepts.
-      if (!d.question) { p.done(this.reply(p.query, { rcode: RCODE.SERVFAIL }, udpLimit(p.query.edns))); return; }
+      if (!d.question) {
+        p.done(this.reply(p.query, { rcode: RCODE.SERVFAIL }, udpLimit(p.query.edns)));
+        return;
+      }
       if (m.length > p.limit) {
         p.done(this.reply(p.query, { rcode, tc: true }, udpLimit(p.query.edns)));
         return;
@@ -807,9 +838,15 @@ export class DnsServer {
   }
 
   private forwardTcp(q: DnsQuery, buf: Uint8Array, attempt: number, done: Done): void {
-    if (this.closed) { done(); return; }
+    if (this.closed) {
+      done();
+      return;
+    }
     const up = this.upstreams[attempt];
-    if (!up) { done(this.reply(q, { rcode: RCODE.SERVFAIL }, 65535)); return; }
+    if (!up) {
+      done(this.reply(q, { rcode: RCODE.SERVFAIL }, 65535));
+      return;
+    }
     let settled = false;
     const sock = net.connect({ host: up.host, port: up.port });
     this.fwdTcp.add(sock);

@@ -165,12 +165,7 @@ export function netBridgeGuardTable(legs: readonly NetLeg[], vxlanIf = 'vxlan0')
   t.sets.set('legs', { kind: 'set', decl: ['type ifname . ether_addr . ipv4_addr'], elements: triples });
   t.chains.set('prerouting', {
     hook: 'type filter hook prerouting priority filter; policy accept;',
-    rules: [
-      `iifname ${q(vxlanIf)} accept`,
-      'iifname . ether saddr . ip saddr @legs accept',
-      'iifname . ether saddr . arp saddr ip @legs accept',
-      'drop',
-    ],
+    rules: [`iifname ${q(vxlanIf)} accept`, 'iifname . ether saddr . ip saddr @legs accept', 'iifname . ether saddr . arp saddr ip @legs accept', 'drop'],
   });
   return t;
 }
@@ -219,7 +214,9 @@ export class GuardProgrammer {
   async update(s: GuardState): Promise<void> {
     const errors: string[] = [];
     for (const [ns, legs] of s.netLegs) {
-      await this.netProgrammer(ns).set(netBridgeGuardTable(legs)).catch((e: Error) => errors.push(`${ns}: ${e.message}`));
+      await this.netProgrammer(ns)
+        .set(netBridgeGuardTable(legs))
+        .catch((e: Error) => errors.push(`${ns}: ${e.message}`));
     }
     for (const [ns, p] of this.nets) {
       if (s.netLegs.has(ns)) continue;

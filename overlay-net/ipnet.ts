@@ -46,7 +46,7 @@ export function maskOf(prefixLen: number): number {
 export function inSubnet(ip: string, cidr: string): boolean {
   const c = parseCidr(cidr);
   const m = maskOf(c.prefixLen);
-  return ((ipToInt(ip) & m) >>> 0) === ((ipToInt(c.ip) & m) >>> 0);
+  return (ipToInt(ip) & m) >>> 0 === (ipToInt(c.ip) & m) >>> 0;
 }
 
 /** First and last usable host addresses of a subnet (network and broadcast excluded when len < 31). */

@@ -23,7 +23,6 @@ export const NETNS_DIR = '/run/netns';
 
 // ------------------------------------------------------------------------------------------ the addon
 
-
 interface Native {
   linkAdd(ns: string, spec: object): void;
   linkSet(ns: string, name: string, change: object): void;
@@ -52,7 +51,10 @@ interface Native {
   neighSet(ns: string, n: object): void;
   neighDel(ns: string, n: object): void;
   neighBatch(ns: string, ops: object[]): ({ errno: number; code: string; message: string } | null)[];
-  neighList(ns: string, family: 'inet' | 'bridge'): {
+  neighList(
+    ns: string,
+    family: 'inet' | 'bridge',
+  ): {
     ifindex: number;
     ip?: string | null;
     dst?: string | null;
@@ -224,11 +226,13 @@ function linkSpec(name: string, kind: string, o: CommonLinkOpts): Record<string,
 
 /** `ip link add NAME type vxlan id VNI local LOCAL dstport PORT nolearning proxy`. */
 export function createVxlan(name: string, o: VxlanOpts): void {
-  call(true, (n) =>
-    n.linkAdd(nsArg(o), {
-      ...linkSpec(name, 'vxlan', o),
-      vxlan: { vni: o.vni, local: o.local, port: o.port ?? 4789, learning: o.learning ?? false, proxy: o.proxy ?? true, ttl: o.ttl },
-    }),
+  call(
+    true,
+    (n) =>
+      n.linkAdd(nsArg(o), {
+        ...linkSpec(name, 'vxlan', o),
+        vxlan: { vni: o.vni, local: o.local, port: o.port ?? 4789, learning: o.learning ?? false, proxy: o.proxy ?? true, ttl: o.ttl },
+      }),
     `create vxlan ${name}`,
     nsArg(o),
   );
@@ -242,11 +246,13 @@ export function createBridge(name: string, o: CommonLinkOpts & { mcastSnooping?:
 /** `ip link add NAME type veth peer name PEER [netns PEERNS]`: both ends in one request (plus one to bring
  *  the peer up when peerUp). */
 export function createVeth(name: string, peer: string, o: VethOpts = {}): void {
-  call(true, (n) =>
-    n.linkAdd(nsArg(o), {
-      ...linkSpec(name, 'veth', o),
-      veth: { peer, peerNetns: o.peerNetns, peerMac: o.peerMac, peerMtu: o.peerMtu },
-    }),
+  call(
+    true,
+    (n) =>
+      n.linkAdd(nsArg(o), {
+        ...linkSpec(name, 'veth', o),
+        veth: { peer, peerNetns: o.peerNetns, peerMac: o.peerMac, peerMtu: o.peerMtu },
+      }),
     `create veth ${name} peer ${peer}`,
     nsArg(o),
   );

@@ -260,7 +260,12 @@ export function planTableChanges(prev: NftTable, next: NftTable, opts: PlanOptio
     if (p === s) continue;
     if (!p) {
       addSets.push(`add ${setKeyword(s)} ${T} ${name} { ${s.decl.join('; ')}; }`);
-      if (s.elements.size > 0) addElems.push(`add element ${T} ${name} { ${sortedElements(s).map(([k, v]) => elementText(k, v)).join(', ')} }`);
+      if (s.elements.size > 0)
+        addElems.push(
+          `add element ${T} ${name} { ${sortedElements(s)
+            .map(([k, v]) => elementText(k, v))
+            .join(', ')} }`,
+        );
       continue;
     }
     if (p.kind !== s.kind || !sameList(p.decl, s.decl)) return null;
@@ -359,7 +364,10 @@ const braceBalance = (s: string) => (s.match(/\{/g)?.length ?? 0) - (s.match(/\}
 
 /** Parses `nft list table FAMILY NAME` output (one table). Throws on text it does not understand. */
 export function parseNftListing(text: string): ParsedTable {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
   let i = 0;
   const head = /^table (\S+) (\S+) \{$/.exec(lines[i++] ?? '');
   if (!head) throw new Error(`nft listing: expected a table, got: ${lines[0] ?? '(nothing)'}`);
@@ -611,7 +619,11 @@ function sysctlPath(key: string): string {
 }
 
 const where = (netns: string | null) => (netns === null ? '' : ` in ${netns}`);
-const firstLine = (s: string) => s.split('\n').find((l) => l.trim())?.trim() ?? '';
+const firstLine = (s: string) =>
+  s
+    .split('\n')
+    .find((l) => l.trim())
+    ?.trim() ?? '';
 
 function scriptError(r: RunResult, script: string, netns: string | null): NftError {
   // nft reports `/dev/stdin:LINE:COL-COL: Error: message`, then echoes the line with a caret underneath.

@@ -63,7 +63,9 @@ const result = await build({
   logLevel: 'warning',
   plugins: [sourceUrls],
 });
-const files = Object.keys(result.metafile.inputs).filter((p) => !p.includes('node_modules')).map((p) => relative(repo, resolve(repo, p)));
+const files = Object.keys(result.metafile.inputs)
+  .filter((p) => !p.includes('node_modules'))
+  .map((p) => relative(repo, resolve(repo, p)));
 const dirs = new Set(files.map((f) => dirname(f)));
 writeFileSync(join(out, '.inputs'), `${[...files, 'package.json', 'package-lock.json', 'scripts/build.mjs'].sort().join('\n')}\n`);
 // Chunks of earlier builds stay for an hour: a process started from that build (a CLI command, a daemon
@@ -81,5 +83,7 @@ utimesSync(tmp, started, started);
 renameSync(tmp, join(out, '.stamp'));
 if (!quiet) {
   const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
-  console.log(`build: ${Object.keys(ENTRIES).length} entries, ${Object.keys(result.metafile.inputs).length} modules from ${dirs.size} directories → dist/ (${(bytes / 1024).toFixed(0)} KiB incl. source maps) in ${Date.now() - t0} ms`);
+  console.log(
+    `build: ${Object.keys(ENTRIES).length} entries, ${Object.keys(result.metafile.inputs).length} modules from ${dirs.size} directories → dist/ (${(bytes / 1024).toFixed(0)} KiB incl. source maps) in ${Date.now() - t0} ms`,
+  );
 }

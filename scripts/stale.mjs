@@ -10,7 +10,9 @@ export function staleReason(repo) {
   let inputs;
   try {
     stamp = statSync(join(repo, 'dist', '.stamp')).mtimeMs;
-    inputs = readFileSync(join(repo, 'dist', '.inputs'), 'utf8').split('\n').filter(Boolean);
+    inputs = readFileSync(join(repo, 'dist', '.inputs'), 'utf8')
+      .split('\n')
+      .filter(Boolean);
   } catch {
     return 'no build yet';
   }

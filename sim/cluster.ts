@@ -708,7 +708,10 @@ export class SimCluster {
       digests.set(d, ids);
     }
     const ok = digests.size === 1 && [...digests.keys()][0]!.startsWith(`${lc.commit}|`);
-    return { ok, detail: [...digests.entries()].map(([d, ids]) => `${ids.join(',')}: applied ${d.split('|')[0]}`).join('; ') + ` (leader ${l} commit ${lc.commit})` };
+    return {
+      ok,
+      detail: [...digests.entries()].map(([d, ids]) => `${ids.join(',')}: applied ${d.split('|')[0]}`).join('; ') + ` (leader ${l} commit ${lc.commit})`,
+    };
   }
 
   pump_all(): void {

@@ -1,9 +1,7 @@
 // The replicated key-value state machine used by the simulation: read, write and compare-and-set.
 // Commands travel through the Raft log as JSON; the state machine is volatile and is rebuilt from the
 // latest snapshot plus the log after a restart, exactly like Shoal's store.
-export type KvCommand =
-  | { op: 'write'; key: string; value: string; id: number }
-  | { op: 'cas'; key: string; from: string | null; to: string; id: number };
+export type KvCommand = { op: 'write'; key: string; value: string; id: number } | { op: 'cas'; key: string; from: string | null; to: string; id: number };
 
 export type KvResult = { op: 'write' } | { op: 'cas'; ok: boolean };
 

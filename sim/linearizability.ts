@@ -775,15 +775,17 @@ export function formatHistory(ops: HistoryOp[]): string {
     result: describeOutput(op.output),
   }));
   const width = (f: (r: (typeof rows)[number]) => string): number => rows.reduce((m, r) => Math.max(m, f(r).length), 0);
-  const wt = Math.max(width((r) => r.invoke), width((r) => r.complete));
+  const wt = Math.max(
+    width((r) => r.invoke),
+    width((r) => r.complete),
+  );
   const wc = width((r) => r.client);
   const wi = width((r) => r.id);
   const wcall = width((r) => r.call);
   return rows
     .map(
       (r) =>
-        `[${r.invoke.padStart(wt)} .. ${r.complete.padStart(wt)}]  ${r.client.padEnd(wc)}  ${r.id.padEnd(wi)}  ` +
-        `${r.call.padEnd(wcall)}  => ${r.result}`,
+        `[${r.invoke.padStart(wt)} .. ${r.complete.padStart(wt)}]  ${r.client.padEnd(wc)}  ${r.id.padEnd(wi)}  ` + `${r.call.padEnd(wcall)}  => ${r.result}`,
     )
     .join('\n');
 }

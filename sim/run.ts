@@ -23,7 +23,10 @@ for (const u of (arg('unsafe') ?? '').split(',').filter(Boolean)) {
   }
   (unsafe as Record<string, boolean>)[u] = true;
 }
-for (const [k, v] of [['seeds', count], ['from', from]] as const) {
+for (const [k, v] of [
+  ['seeds', count],
+  ['from', from],
+] as const) {
   if (!Number.isInteger(v) || v < 0) {
     console.error(`--${k} must be a non-negative integer`);
     process.exit(2);
@@ -48,13 +51,17 @@ for (let i = 0; i < count; i++) {
     console.log(`seed ${seed}: FAIL (${r.failure}) ${r.message?.split('\n')[0]}`);
     if (flag('verbose') || single !== undefined) console.log(r.message);
   } else if (flag('verbose') || single !== undefined) {
-    console.log(`seed ${seed}: ok — ${r.ops} ops (${r.okOps} acknowledged, ${r.unknownOps} unknown), ${r.leaderChanges} elections, ${r.crashes} crashes, ${r.partitions} partitions, ${r.snapshotsInstalled} snapshot installs, ${r.virtualMs} virtual ms`);
+    console.log(
+      `seed ${seed}: ok — ${r.ops} ops (${r.okOps} acknowledged, ${r.unknownOps} unknown), ${r.leaderChanges} elections, ${r.crashes} crashes, ${r.partitions} partitions, ${r.snapshotsInstalled} snapshot installs, ${r.virtualMs} virtual ms`,
+    );
   }
   if (r.trace && flag('trace')) console.log(r.trace.join('\n'));
   if (flag('stop-on-fail') && !r.ok) break;
 }
 const secs = (Date.now() - started) / 1000;
-console.log(`${count} seeds, ${failures.length} failed, ${ops} client ops (${okOps} acknowledged), ${crashes} crashes, ${partitions} partitions, ${secs.toFixed(1)} s`);
+console.log(
+  `${count} seeds, ${failures.length} failed, ${ops} client ops (${okOps} acknowledged), ${crashes} crashes, ${partitions} partitions, ${secs.toFixed(1)} s`,
+);
 if (failures.length > 0) {
   console.log(`failing seeds: ${failures.map((f) => f.seed).join(' ')}`);
   console.log(`replay one: npm run sim -- --seed ${failures[0]!.seed} --trace${arg('unsafe') ? ` --unsafe ${arg('unsafe')}` : ''}`);

@@ -253,16 +253,24 @@ export function runSeed(o: RunOptions): RunResult {
     sim.dropRate = 0;
     sim.dupRate = 0;
     for (const id of sim.ids()) sim.restart(id);
-    const settled = sim.runUntil(() => {
-      const l = sim.leader();
-      if (!l) return false;
-      if (handles.some((h) => h.status === 'pending')) return false;
-      return sim.converged().ok;
-    }, 20000, 20);
+    const settled = sim.runUntil(
+      () => {
+        const l = sim.leader();
+        if (!l) return false;
+        if (handles.some((h) => h.status === 'pending')) return false;
+        return sim.converged().ok;
+      },
+      20000,
+      20,
+    );
     for (const h of handles) sim.abandon(h);
     if (!settled) {
       const c = sim.converged();
-      return finish({ ok: false, failure: sim.leader() ? 'convergence' : 'liveness', message: `did not settle within 20 s after healing: leader=${sim.leader() ?? 'none'}; ${c.detail}` });
+      return finish({
+        ok: false,
+        failure: sim.leader() ? 'convergence' : 'liveness',
+        message: `did not settle within 20 s after healing: leader=${sim.leader() ?? 'none'}; ${c.detail}`,
+      });
     }
   } catch (e) {
     if (e instanceof SimViolation) return finish({ ok: false, failure: 'safety', message: e.message });

@@ -107,7 +107,8 @@ const NAMESPACE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** Docker's rule for stack names, plus a length that leaves room for `_<key>` in a 63-character name. */
 export function validateNamespace(ns: string): void {
-  if (!NAMESPACE_RE.test(ns)) throw new StackNameError(`invalid stack name ${JSON.stringify(ns)}: use letters, digits, _, . and -, starting with a letter or digit`);
+  if (!NAMESPACE_RE.test(ns))
+    throw new StackNameError(`invalid stack name ${JSON.stringify(ns)}: use letters, digits, _, . and -, starting with a letter or digit`);
   if (ns.length > 50) throw new StackNameError(`invalid stack name ${JSON.stringify(ns)}: at most 50 characters`);
 }
 

@@ -105,14 +105,18 @@ export function planDeploy(stack: Stack, existing: Existing, opts: { prune: bool
   for (const n of [...stack.networks].sort(byName)) {
     const cur = find(existing.networks, n.name);
     if (n.external) {
-      if (!cur && n.name !== HOST_NETWORK_NAME) problems.push(`network ${n.name} is declared as external, but it does not exist: create it (shoal network create ${n.name}) before deploying`);
+      if (!cur && n.name !== HOST_NETWORK_NAME)
+        problems.push(`network ${n.name} is declared as external, but it does not exist: create it (shoal network create ${n.name}) before deploying`);
       continue;
     }
     if (!cur) steps.push({ action: 'create', kind: 'network', name: n.name, network: n });
-    else if (!ours(cur, ns)) problems.push(`network ${n.name} already exists and does not belong to stack ${ns}: rename the network in the file (name:) or remove the existing one`);
+    else if (!ours(cur, ns))
+      problems.push(`network ${n.name} already exists and does not belong to stack ${ns}: rename the network in the file (name:) or remove the existing one`);
     else {
       if (cur.spec && n.spec && !jsonEqual(networkShape(cur.spec), networkShape(n.spec))) {
-        warnings.push(`network ${n.name} exists with other options than the file gives; networks are not updated in place (remove the stack and deploy again to change them)`);
+        warnings.push(
+          `network ${n.name} exists with other options than the file gives; networks are not updated in place (remove the stack and deploy again to change them)`,
+        );
       }
       steps.push({ action: 'unchanged', kind: 'network', name: n.name, id: cur.id });
     }
@@ -125,11 +129,13 @@ export function planDeploy(stack: Stack, existing: Existing, opts: { prune: bool
     for (const o of [...list].sort(byName)) {
       const cur = find(have, o.name);
       if (o.external) {
-        if (!cur) problems.push(`${kind} ${o.name} is declared as external, but it does not exist: create it (shoal ${kind} create ${o.name} FILE) before deploying`);
+        if (!cur)
+          problems.push(`${kind} ${o.name} is declared as external, but it does not exist: create it (shoal ${kind} create ${o.name} FILE) before deploying`);
         continue;
       }
       if (!cur) steps.push({ action: 'create', kind, name: o.name, object: o });
-      else if (!ours(cur, ns)) problems.push(`${kind} ${o.name} already exists and does not belong to stack ${ns}: give it another name in the file (name:) or use it as external`);
+      else if (!ours(cur, ns))
+        problems.push(`${kind} ${o.name} already exists and does not belong to stack ${ns}: give it another name in the file (name:) or use it as external`);
       else if (!jsonEqual(cur.labels, o.labels)) steps.push({ action: 'update', kind, name: o.name, id: cur.id, object: o });
       else steps.push({ action: 'unchanged', kind, name: o.name, id: cur.id });
     }
@@ -152,7 +158,9 @@ export function planDeploy(stack: Stack, existing: Existing, opts: { prune: bool
     const desired: StackService = spec === s.spec ? s : { ...s, spec };
     const diff = specDiff(cur.spec, desired.spec);
     if (diff.modeKindChanged) {
-      problems.push(`service ${s.name}: cannot change mode from ${modeKind(cur.spec.mode)} to ${modeKind(s.spec.mode)}; remove the service (or the stack) first`);
+      problems.push(
+        `service ${s.name}: cannot change mode from ${modeKind(cur.spec.mode)} to ${modeKind(s.spec.mode)}; remove the service (or the stack) first`,
+      );
       continue;
     }
     const changed: string[] = [...diff.changed];

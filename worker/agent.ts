@@ -10,7 +10,16 @@ import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
 import { jsonDecoder, ProtocolViolation, Session } from '../transport/session.ts';
-import { DISPATCHER_PATH, EXEC_WINDOW_BYTES, LOG_MIN_WINDOW_BYTES, LOG_WINDOW_BYTES, type AgentToManager, type ManagerAddr, type ManagerToAgent, type TaskUsage } from '../manager/dispatcher/protocol.ts';
+import {
+  DISPATCHER_PATH,
+  EXEC_WINDOW_BYTES,
+  LOG_MIN_WINDOW_BYTES,
+  LOG_WINDOW_BYTES,
+  type AgentToManager,
+  type ManagerAddr,
+  type ManagerToAgent,
+  type TaskUsage,
+} from '../manager/dispatcher/protocol.ts';
 import type { NetView } from '../overlay-net/types.ts';
 import { expandTemplates } from '../manager/service/templates.ts';
 import type { Executor, TaskAssignment, TaskStatusUpdate } from './executor.ts';
@@ -74,7 +83,10 @@ export interface AgentOptions {
 
 export interface AgentTools {
   /** `partial`: the entry is not the end of its line (the shim cut a long line). */
-  logs?(taskId: string, opts: { tail?: number; since?: Date; follow?: boolean; signal: AbortSignal }): AsyncIterable<{ ts: string; stream: 'stdout' | 'stderr'; line: string; partial?: boolean }>;
+  logs?(
+    taskId: string,
+    opts: { tail?: number; since?: Date; follow?: boolean; signal: AbortSignal },
+  ): AsyncIterable<{ ts: string; stream: 'stdout' | 'stderr'; line: string; partial?: boolean }>;
   exec?(taskId: string, args: string[], opts: { timeoutMs: number }): Promise<{ exitCode: number; stdout: Buffer; stderr: Buffer }>;
   usage?(): Record<string, TaskUsage>;
 }
@@ -333,7 +345,8 @@ export class Agent {
     }
     const ac = new AbortController();
     // The leader's window, never larger than the protocol's (a node never buffers more than that per task).
-    const size = typeof m.window === 'number' && Number.isFinite(m.window) ? Math.max(LOG_MIN_WINDOW_BYTES, Math.min(m.window, LOG_WINDOW_BYTES)) : LOG_WINDOW_BYTES;
+    const size =
+      typeof m.window === 'number' && Number.isFinite(m.window) ? Math.max(LOG_MIN_WINDOW_BYTES, Math.min(m.window, LOG_WINDOW_BYTES)) : LOG_WINDOW_BYTES;
     const windows = new Map(m.taskIds.map((id) => [id, new FlowWindow(size)]));
     this.logReqs.set(m.req, { ac, windows });
     const batcher = new LogBatcher();
@@ -349,7 +362,12 @@ export class Agent {
         let error: string | undefined;
         let chunks = 0;
         try {
-          const opts = { ...(m.tail !== undefined ? { tail: m.tail } : {}), ...(m.since ? { since: new Date(m.since) } : {}), follow: m.follow === true, signal: ac.signal };
+          const opts = {
+            ...(m.tail !== undefined ? { tail: m.tail } : {}),
+            ...(m.since ? { since: new Date(m.since) } : {}),
+            follow: m.follow === true,
+            signal: ac.signal,
+          };
           read: for await (const e of logs(taskId, opts)) {
             for (const c of chunkEntry(taskId, e)) {
               const cost = logChunkCost(c);
@@ -408,7 +426,10 @@ export class Agent {
       // The leader gives up on an exec timeoutMs + 5 s after asking; never hold its output longer than that.
       const signal = AbortSignal.any([ac.signal, AbortSignal.timeout(m.timeoutMs + 10_000)]);
       let seq = 0;
-      for (const [stream, data] of [['stdout', r.stdout], ['stderr', r.stderr]] as const) {
+      for (const [stream, data] of [
+        ['stdout', r.stdout],
+        ['stderr', r.stderr],
+      ] as const) {
         for (const piece of splitBuffer(data)) {
           if (!window.tryTake(piece.length) && !(await window.take(piece.length, signal))) return;
           this.send({ t: 'exec-output', req: m.req, stream, data: piece.toString('base64'), seq: seq++ });

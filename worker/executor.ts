@@ -31,7 +31,10 @@ export interface TaskStatusUpdate {
 }
 
 /** A status report for a task, stamped now. */
-export function statusUpdate(taskId: string, s: { state: TaskState; message: string; err?: string | undefined; exitCode?: number | undefined }): TaskStatusUpdate {
+export function statusUpdate(
+  taskId: string,
+  s: { state: TaskState; message: string; err?: string | undefined; exitCode?: number | undefined },
+): TaskStatusUpdate {
   return {
     taskId,
     state: s.state,

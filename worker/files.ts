@@ -33,7 +33,8 @@ export class NodeFiles {
     if (!set || !remove) throw new FilesError('files: set and remove must be arrays');
     const adds: [string, Buffer][] = set.map((raw, i) => {
       const f = raw as Partial<FileData>;
-      if ((f?.kind !== 'secret' && f?.kind !== 'config') || typeof f.id !== 'string' || !ID_RE.test(f.id)) throw new FilesError(`files: set[${i}] needs kind secret|config and an id`);
+      if ((f?.kind !== 'secret' && f?.kind !== 'config') || typeof f.id !== 'string' || !ID_RE.test(f.id))
+        throw new FilesError(`files: set[${i}] needs kind secret|config and an id`);
       if (typeof f.data !== 'string' || f.data.length > MAX_DATA_CHARS) throw new FilesError(`files: set[${i}].data must be base64 of at most 500 KiB`);
       return [key(f.kind, f.id), Buffer.from(f.data, 'base64')];
     });

@@ -38,7 +38,7 @@ export class PullingExecutor implements Executor {
     const listed = new Set<string>();
     for (const a of tasks) {
       listed.add(a.id);
-      if (this.passed.has(a.id) || TERMINAL.has(a.state) || a.desiredState !== 'running' && a.desiredState !== 'complete' || this.images.has(a.spec.image)) {
+      if (this.passed.has(a.id) || TERMINAL.has(a.state) || (a.desiredState !== 'running' && a.desiredState !== 'complete') || this.images.has(a.spec.image)) {
         this.passed.add(a.id);
         this.waiting.delete(a.id);
         forward.push(a);

@@ -231,7 +231,8 @@ export class NodeNetwork implements NetworkHook {
     return new Promise((resolve, reject) => {
       const check = () => {
         if (has()) return resolve();
-        if (Date.now() > until) return reject(new Error(`network(s) ${ids.filter((id) => !this.view?.networks.some((n) => n.id === id)).join(', ')} not known on this node yet`));
+        if (Date.now() > until)
+          return reject(new Error(`network(s) ${ids.filter((id) => !this.view?.networks.some((n) => n.id === id)).join(', ')} not known on this node yet`));
         this.viewWaiters.push(check);
         setTimeout(check, 500).unref();
       };
@@ -255,7 +256,11 @@ export class NodeNetwork implements NetworkHook {
         task.id,
         atts.map((a) => ({ networkId: a.networkId, ip: a.addresses[0]! })),
       );
-      const lb = this.lbFor(task.id, r.netnsPath, atts.map((a) => a.networkId));
+      const lb = this.lbFor(
+        task.id,
+        r.netnsPath,
+        atts.map((a) => a.networkId),
+      );
       const t: TaskNet = { gwIp: r.gwIp, networkIds: atts.map((a) => a.networkId), serviceId: task.serviceId, lb, lbRunning: null, lbDirty: false };
       this.tasks.set(task.id, t);
       // The first table goes in before the container starts (its VIPs work from its first instruction);
@@ -267,7 +272,14 @@ export class NodeNetwork implements NetworkHook {
       await this.updateGuard(this.view!);
       await this.ensureDns();
       await this.hostPorts.update(this.view!, this.gwIps(), this.taskServices());
-      setup = { netnsPath: r.netnsPath, resolvConf: r.resolvConf, hosts: hostsFile(task, r.interfaces.map((i) => i.ip.split('/')[0]!)) };
+      setup = {
+        netnsPath: r.netnsPath,
+        resolvConf: r.resolvConf,
+        hosts: hostsFile(
+          task,
+          r.interfaces.map((i) => i.ip.split('/')[0]!),
+        ),
+      };
     });
     if (!setup.netnsPath) throw new Error(`network setup of task ${task.id} failed (see the daemon log)`);
     await lbReady;
@@ -290,7 +302,6 @@ export class NodeNetwork implements NetworkHook {
     });
   }
 
-
   /** Stops the resolver and timers; the data plane stays (containers keep their network). */
   async close(): Promise<void> {
     this.closed = true;
@@ -303,7 +314,6 @@ export class NodeNetwork implements NetworkHook {
     this.hostPorts.dispose();
     this.guard.dispose();
   }
-
 }
 
 function hostsFile(task: TaskAssignment, ips: string[]): string {

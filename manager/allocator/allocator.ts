@@ -42,7 +42,6 @@ import {
   INGRESS_VNI,
   IpamError,
   VNI_MIN,
-  addrOf,
   allocateVni,
   carveSubnet,
   findOverlap,
@@ -172,7 +171,6 @@ export function resolveNetwork(networks: readonly Frozen<Network>[], target: str
 function sortByCreation<T extends { readonly createdAt: string; readonly id: string }>(xs: readonly T[]): T[] {
   return [...xs].sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
-
 
 // ------------------------------------------------------------------------------------------ the planner
 
@@ -373,7 +371,11 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
     if (u !== undefined) {
       if (last !== undefined) u.allocation.lastAddr = last;
     } else if (last !== st.lastAddrBefore) {
-      plan.networks.push({ id: st.net.id, version: st.net.version, allocation: { ...(structuredClone(st.net.allocation) as NetworkAllocation), lastAddr: last! } });
+      plan.networks.push({
+        id: st.net.id,
+        version: st.net.version,
+        allocation: { ...(structuredClone(st.net.allocation) as NetworkAllocation), lastAddr: last! },
+      });
     }
   }
   return plan;
@@ -498,7 +500,9 @@ function planService(
   const used = new Set<number>();
   specPorts.forEach((p, i) => {
     if (!isIngressPort(p) || p.publishedPort !== undefined) return;
-    const j = prevDynamic.findIndex((q, jj) => !used.has(jj) && q.protocol === p.protocol && q.targetPort === p.targetPort && free(portKey(q.publishedPort!, q.protocol)));
+    const j = prevDynamic.findIndex(
+      (q, jj) => !used.has(jj) && q.protocol === p.protocol && q.targetPort === p.targetPort && free(portKey(q.publishedPort!, q.protocol)),
+    );
     if (j < 0) return;
     used.add(j);
     published[i] = prevDynamic[j]!.publishedPort!;
@@ -517,11 +521,18 @@ function planService(
         break;
       }
     }
-    if (published[i] === undefined) return { attach, error: `no free port left in the dynamic range ${DYNAMIC_PORT_MIN}-${DYNAMIC_PORT_MAX} for ${p.protocol}` };
+    if (published[i] === undefined)
+      return { attach, error: `no free port left in the dynamic range ${DYNAMIC_PORT_MIN}-${DYNAMIC_PORT_MAX} for ${p.protocol}` };
   }
   const ports: PortConfig[] = specPorts.map((p, i) =>
     isIngressPort(p)
-      ? { ...(p.name !== undefined ? { name: p.name } : {}), protocol: p.protocol, targetPort: p.targetPort, publishedPort: published[i]!, publishMode: p.publishMode }
+      ? {
+          ...(p.name !== undefined ? { name: p.name } : {}),
+          protocol: p.protocol,
+          targetPort: p.targetPort,
+          publishedPort: published[i]!,
+          publishMode: p.publishMode,
+        }
       : (structuredClone(p) as PortConfig),
   );
   // VIPs.

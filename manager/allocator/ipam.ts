@@ -34,7 +34,8 @@ const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 /** Parses a dotted IPv4 address (`10.0.0.1`) into an unsigned 32-bit number. */
 export function parseIp(s: string, what = 'address', field?: string): number {
   const m = typeof s === 'string' ? DOTTED.exec(s) : null;
-  if (m === null) throw new IpamError('EINVALIDADDR', `${what} ${JSON.stringify(s)} is not an IPv4 address (expected four numbers 0-255 separated by dots)`, field);
+  if (m === null)
+    throw new IpamError('EINVALIDADDR', `${what} ${JSON.stringify(s)} is not an IPv4 address (expected four numbers 0-255 separated by dots)`, field);
   let n = 0;
   for (let i = 1; i <= 4; i++) {
     const part = m[i]!;
@@ -77,7 +78,8 @@ function cidrOf(base: number, prefix: number): Cidr {
 
 /** Parses `a.b.c.d/n`. The host bits must be zero (as Docker requires): `10.0.0.1/24` is refused. */
 export function parseCidr(s: string, what = 'subnet', field?: string): Cidr {
-  if (typeof s !== 'string' || !s.includes('/')) throw new IpamError('EINVALIDCIDR', `${what} ${JSON.stringify(s)} is not a CIDR (expected e.g. 10.0.9.0/24)`, field);
+  if (typeof s !== 'string' || !s.includes('/'))
+    throw new IpamError('EINVALIDCIDR', `${what} ${JSON.stringify(s)} is not a CIDR (expected e.g. 10.0.9.0/24)`, field);
   const [ip, len, extra] = s.split('/');
   if (extra !== undefined || len === undefined || !/^\d{1,2}$/.test(len) || Number(len) > 32) {
     throw new IpamError('EINVALIDCIDR', `${what} ${s}: the prefix length must be a number 0-32`, field);
@@ -103,9 +105,14 @@ export const MAX_SUBNET_PREFIX = 30;
 export function parseSubnet(s: string, what = 'subnet', field?: string): Cidr {
   const c = parseCidr(s, what, field);
   if (c.prefix > MAX_SUBNET_PREFIX) {
-    throw new IpamError('ESUBNETSIZE', `${what} ${c.text} is too small: an overlay subnet needs at least a /${MAX_SUBNET_PREFIX} (network, gateway, one address, broadcast)`, field);
+    throw new IpamError(
+      'ESUBNETSIZE',
+      `${what} ${c.text} is too small: an overlay subnet needs at least a /${MAX_SUBNET_PREFIX} (network, gateway, one address, broadcast)`,
+      field,
+    );
   }
-  if (c.prefix < MIN_SUBNET_PREFIX) throw new IpamError('ESUBNETSIZE', `${what} ${c.text} is too large: an overlay subnet can be at most a /${MIN_SUBNET_PREFIX}`, field);
+  if (c.prefix < MIN_SUBNET_PREFIX)
+    throw new IpamError('ESUBNETSIZE', `${what} ${c.text} is too large: an overlay subnet can be at most a /${MIN_SUBNET_PREFIX}`, field);
   return c;
 }
 
@@ -175,7 +182,10 @@ export function parsePool(pool: AddressPoolSpec): { cidr: Cidr; size: number } {
   }
   const size = pool.size;
   if (!Number.isInteger(size) || size < cidr.prefix || size > MAX_SUBNET_PREFIX || size < MIN_SUBNET_PREFIX) {
-    throw new IpamError('EPOOL', `default address pool ${cidr.text}: subnet size /${size} must be between /${Math.max(cidr.prefix, MIN_SUBNET_PREFIX)} and /${MAX_SUBNET_PREFIX}`);
+    throw new IpamError(
+      'EPOOL',
+      `default address pool ${cidr.text}: subnet size /${size} must be between /${Math.max(cidr.prefix, MIN_SUBNET_PREFIX)} and /${MAX_SUBNET_PREFIX}`,
+    );
   }
   return { cidr, size };
 }

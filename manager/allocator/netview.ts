@@ -135,7 +135,19 @@ class NetIndex {
         const ip = addrOf(a);
         let l = this.endpoints.get(this.ingressId);
         if (l === undefined) this.endpoints.set(this.ingressId, (l = []));
-        l.push({ networkId: this.ingressId, taskId: `node-${n.id}`, serviceId: '', serviceName: '', taskName: `ingress-endpoint.${n.description.hostname}`, ip, mac: macForIp(ip), nodeId: n.id, vtep, aliases: [], running: false });
+        l.push({
+          networkId: this.ingressId,
+          taskId: `node-${n.id}`,
+          serviceId: '',
+          serviceName: '',
+          taskName: `ingress-endpoint.${n.description.hostname}`,
+          ip,
+          mac: macForIp(ip),
+          nodeId: n.id,
+          vtep,
+          aliases: [],
+          running: false,
+        });
       }
     }
     for (const l of this.endpoints.values()) l.sort((a, b) => ipNum(a.ip) - ipNum(b.ip) || (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0));
@@ -174,7 +186,10 @@ class NetIndex {
     const services: SvcInfo[] = [];
     for (const s of this.services) {
       const on = [...(this.svcNets.get(s.id) ?? [])].filter((id) => netIds.has(id));
-      const ports = (s.status.endpoint?.ports ?? []).filter((p) => p.publishedPort !== undefined).map((p) => structuredClone(p) as PortConfig).sort(portOrder);
+      const ports = (s.status.endpoint?.ports ?? [])
+        .filter((p) => p.publishedPort !== undefined)
+        .map((p) => structuredClone(p) as PortConfig)
+        .sort(portOrder);
       if (on.length === 0 && ports.length === 0) continue;
       const endpointMode = s.spec.endpoint?.mode ?? 'vip';
       const vips =

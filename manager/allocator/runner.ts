@@ -82,7 +82,7 @@ export function readHostRoutes(path = '/proc/net/route'): string[] {
     // Destination and Mask are little-endian hex.
     const le = (h: string) => {
       const v = parseInt(h, 16) >>> 0;
-      return (((v & 0xff) << 24) | ((v >>> 8) & 0xff) << 16 | ((v >>> 16) & 0xff) << 8 | (v >>> 24)) >>> 0;
+      return (((v & 0xff) << 24) | (((v >>> 8) & 0xff) << 16) | (((v >>> 16) & 0xff) << 8) | (v >>> 24)) >>> 0;
     };
     const dest = le(f[1]!);
     const mask = le(f[7]!);
@@ -225,10 +225,6 @@ export class AllocatorRunner {
 
   // ---------------------------------------------------------------------------------- passes
 
-
-
-
-
   /**
    * Creates the ingress network when none exists, on the first pass after start and whenever a service
    * publishes ports through the routing mesh.
@@ -356,31 +352,46 @@ export class AllocatorRunner {
     switch (item.kind) {
       case 'network': {
         const cur = tx.get('network', item.u.id);
-        if (cur === undefined || cur.version !== item.u.version) { skip(staleNets, item.u.id); return; }
+        if (cur === undefined || cur.version !== item.u.version) {
+          skip(staleNets, item.u.id);
+          return;
+        }
         tx.update({ ...cur, allocation: item.u.allocation });
         return;
       }
       case 'service': {
         const cur = tx.get('service', item.u.id);
-        if (cur === undefined || !jsonEqual(cur.spec, item.seen.spec) || !jsonEqual(cur.status.endpoint, item.seen.status.endpoint)) { skip(staleSvcs, item.u.id); return; }
+        if (cur === undefined || !jsonEqual(cur.spec, item.seen.spec) || !jsonEqual(cur.status.endpoint, item.seen.status.endpoint)) {
+          skip(staleSvcs, item.u.id);
+          return;
+        }
         tx.update({ ...cur, status: { ...cur.status, endpoint: item.u.endpoint } });
         return;
       }
       case 'node': {
         const cur = tx.get('node', item.u.id);
-        if (cur === undefined || !jsonEqual(cur.attachments, item.seen.attachments)) { skip(null, item.u.id); return; }
+        if (cur === undefined || !jsonEqual(cur.attachments, item.seen.attachments)) {
+          skip(null, item.u.id);
+          return;
+        }
         tx.update({ ...cur, attachments: item.u.attachments });
         return;
       }
       case 'task': {
         const u = item.u;
         const cur = tx.get('task', u.id);
-        if (cur === undefined || cur.version !== u.version) { skip(null, u.id); return; }
+        if (cur === undefined || cur.version !== u.version) {
+          skip(null, u.id);
+          return;
+        }
         if (u.state === 'new') {
           tx.update({ ...cur, status: { ...cur.status, message: u.message } });
           return;
         }
-        if (staleSvcs.has(u.serviceId) || u.networks.some((n) => staleNets.has(n.networkId))) { skip(null, u.id); return; }
+        if (staleSvcs.has(u.serviceId) || u.networks.some((n) => staleNets.has(n.networkId))) {
+          skip(null, u.id);
+          return;
+        }
         tx.update({ ...cur, networks: u.networks, status: { ...cur.status, state: 'pending', timestamp: tx.now, message: u.message } });
         allocated();
         return;

@@ -45,7 +45,16 @@ export function registerCaRoutes(r: Router<{ cn: string }>, d: CaApiDeps): void 
   const issue = (c: Cluster, name: string, csr: unknown, validityMs: number) => {
     if (typeof csr !== 'string') throw badRequest('csr must be a PEM certificate signing request', { field: 'csr' });
     try {
-      return signNodeCertificate({ caCertPem: c.rootCa.caCertPem, caKeyPem: c.rootCa.caKeyPem, csrPem: csr, nodeId: name, role: 'admin', clusterId: d.clusterId, validityMs, now: now() });
+      return signNodeCertificate({
+        caCertPem: c.rootCa.caCertPem,
+        caKeyPem: c.rootCa.caKeyPem,
+        csrPem: csr,
+        nodeId: name,
+        role: 'admin',
+        clusterId: d.clusterId,
+        validityMs,
+        now: now(),
+      });
     } catch (e) {
       throw asApiError(e);
     }
@@ -85,12 +94,21 @@ export function registerCaRoutes(r: Router<{ cn: string }>, d: CaApiDeps): void 
       }
       tx.update({ ...cur, admins } as Cluster);
     });
-    return { name, serial: issued.serial, notAfter: issued.notAfter.toISOString(), certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, clusterId: d.clusterId, managers: d.managers() };
+    return {
+      name,
+      serial: issued.serial,
+      notAfter: issued.notAfter.toISOString(),
+      certPem: issued.certPem,
+      caCertPem: c.rootCa.caCertPem,
+      clusterId: d.clusterId,
+      managers: d.managers(),
+    };
   });
 
   r.add('POST', '/v1/ca/admins/revoke', async (_c, _p, req) => {
     const b = (await readJson(req, BODY_LIMITS.small)) as { ref?: unknown };
-    if (typeof b !== 'object' || b === null || typeof b.ref !== 'string' || b.ref === '') throw badRequest('ref (an admin name or serial) is required', { field: 'ref' });
+    if (typeof b !== 'object' || b === null || typeof b.ref !== 'string' || b.ref === '')
+      throw badRequest('ref (an admin name or serial) is required', { field: 'ref' });
     const ref = b.ref;
     d.gate.requireLeader();
     let revoked: AdminRecord | null = null;

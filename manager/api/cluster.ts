@@ -73,7 +73,11 @@ export function registerClusterRoutes<C>(r: Router<C>, d: ClusterApiDeps): void 
       // manager rewraps its key files when it applies the change (daemon watchAutolock).
       const { unlockKey: had, ...base } = c as Cluster & { unlockKey?: string };
       const unlockKey = b.autolock === undefined ? had : b.autolock ? (had ?? generateUnlockKey(randomBytes)) : undefined;
-      tx.update({ ...base, ...(unlockKey !== undefined ? { unlockKey } : {}), spec: Object.keys(limits).length > 0 ? applyLimitsUpdate(spec, limits) : spec } as Cluster);
+      tx.update({
+        ...base,
+        ...(unlockKey !== undefined ? { unlockKey } : {}),
+        spec: Object.keys(limits).length > 0 ? applyLimitsUpdate(spec, limits) : spec,
+      } as Cluster);
     });
     return readCluster(d.store)!.spec;
   });

@@ -16,15 +16,7 @@ import { IpamError } from '../allocator/ipam.ts';
 import { ConstraintError } from '../scheduler/constraints.ts';
 import { SpecError } from '../service/spec.ts';
 import { TemplateError } from '../service/templates.ts';
-import {
-  BatchError,
-  ConflictError,
-  LimitExceededError,
-  NameInUseError,
-  NotFoundError,
-  TxTooLargeError,
-  ValidationError,
-} from '../store/errors.ts';
+import { BatchError, ConflictError, LimitExceededError, NameInUseError, NotFoundError, TxTooLargeError, ValidationError } from '../store/errors.ts';
 
 /** An error that already knows its HTTP status (thrown by the API layer itself). */
 export class ApiError extends Error {
@@ -74,7 +66,12 @@ export function errorStatus(err: unknown): ErrorResponse {
     return { status: 409, code: err.code, message, details: { kind: err.kind, id: err.id, expected: err.expected, actual: err.actual } };
   }
   if (err instanceof LimitExceededError) {
-    return { status: 400, code: err.code, message: err.message, details: { setting: err.setting, limit: err.limit, actual: err.actual, ...withField(err.field) } };
+    return {
+      status: 400,
+      code: err.code,
+      message: err.message,
+      details: { setting: err.setting, limit: err.limit, actual: err.actual, ...withField(err.field) },
+    };
   }
   if (err instanceof ValidationError) return { status: 400, code: err.code, message: err.message };
   if (err instanceof NotFoundError) return { status: 404, code: err.code, message: err.message };
@@ -82,12 +79,14 @@ export function errorStatus(err: unknown): ErrorResponse {
     return { status: 413, code: err.code, message: err.message, details: { size: err.size, limit: err.limit } };
   }
   if (err instanceof SpecError) return { status: 400, code: err.code, message: err.message, details: { field: err.field } };
-  if (err instanceof IpamError) return { status: 400, code: err.code, message: err.message, ...(err.field !== undefined ? { details: { field: err.field } } : {}) };
+  if (err instanceof IpamError)
+    return { status: 400, code: err.code, message: err.message, ...(err.field !== undefined ? { details: { field: err.field } } : {}) };
   if (err instanceof TemplateError || err instanceof ConstraintError) return { status: 400, code: err.code, message: err.message };
   if (err instanceof NotLeaderError || err instanceof ReadFailedError) {
     return { status: 503, code: err.code, message: err.message, ...(err.leader ? { details: { leader: err.leader } } : {}) };
   }
-  if (err instanceof ProposalOutcomeUnknownError) return { status: 503, code: err.code, message: `${err.message}: check whether the change was applied, then retry` };
+  if (err instanceof ProposalOutcomeUnknownError)
+    return { status: 503, code: err.code, message: `${err.message}: check whether the change was applied, then retry` };
   if (err instanceof ProposalDroppedError || err instanceof RaftStoppedError || err instanceof ProposalRejectedError) {
     return { status: 503, code: err.code, message: `${err.message}; retry` };
   }

@@ -54,11 +54,22 @@ export class Gate {
       await Promise.race([this.update(fn), timeout]);
     } catch (e) {
       if (e instanceof ApiError && e.code !== 'ETIMEOUT') throw e;
-      if (e instanceof ApiError || e instanceof NotLeaderError || e instanceof ProposalOutcomeUnknownError || e instanceof ProposalDroppedError || e instanceof RaftStoppedError) {
+      if (
+        e instanceof ApiError ||
+        e instanceof NotLeaderError ||
+        e instanceof ProposalOutcomeUnknownError ||
+        e instanceof ProposalDroppedError ||
+        e instanceof RaftStoppedError
+      ) {
         const r = this.members.reachableManagers();
         const q = quorum(r.total);
-        if (r.reachable < q) throw new ApiError(503, 'ENOQUORUM', `no quorum: ${r.reachable} of ${r.total} managers reachable (need ${q}); the change may not have been applied`);
-        throw new ApiError(503, 'EUNKNOWN', `leadership changed while committing (${(e as Error).message}); the change may or may not have been applied: check and retry`);
+        if (r.reachable < q)
+          throw new ApiError(503, 'ENOQUORUM', `no quorum: ${r.reachable} of ${r.total} managers reachable (need ${q}); the change may not have been applied`);
+        throw new ApiError(
+          503,
+          'EUNKNOWN',
+          `leadership changed while committing (${(e as Error).message}); the change may or may not have been applied: check and retry`,
+        );
       }
       throw e;
     } finally {

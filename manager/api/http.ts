@@ -35,7 +35,8 @@ function nestingDepth(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -122,7 +123,10 @@ export class Router<C> {
     const path = url.split('?')[0] ?? '';
     let parts: string[];
     try {
-      parts = path.split('/').filter(Boolean).map((p) => decodeURIComponent(p));
+      parts = path
+        .split('/')
+        .filter(Boolean)
+        .map((p) => decodeURIComponent(p));
     } catch {
       throw badRequest(`the path ${JSON.stringify(path.slice(0, 200))} is not validly percent-encoded`);
     }

@@ -60,7 +60,8 @@ export class JoinApi {
     const b = (typeof body === 'object' && body !== null ? body : {}) as { token?: unknown; csr?: unknown; advertise?: unknown; hostname?: unknown };
     if (typeof b.token !== 'string') throw badRequest('join needs a token');
     if (typeof b.csr !== 'string') throw badRequest('join needs a certificate signing request');
-    if (typeof b.advertise !== 'string' || b.advertise.length > 261 || !/^[^\s:]+:\d+$/.test(b.advertise)) throw badRequest('join needs advertise as host:port');
+    if (typeof b.advertise !== 'string' || b.advertise.length > 261 || !/^[^\s:]+:\d+$/.test(b.advertise))
+      throw badRequest('join needs advertise as host:port');
     if (b.hostname !== undefined && (typeof b.hostname !== 'string' || !isHostname(b.hostname))) {
       throw badRequest('join hostname must be at most 253 letters, digits, dots, dashes or underscores');
     }
@@ -78,7 +79,14 @@ export class JoinApi {
     const presented = formatJoinToken(parsed); // canonical form: stray whitespace or case do not matter
     if (tokenMatches(presented, c.joinTokens.manager)) role = 'manager';
     else if (tokenMatches(presented, c.joinTokens.worker)) role = 'worker';
-    else throw new ApiError(401, 'EBADTOKEN', parsed.caDigest === parseJoinToken(c.joinTokens.worker).caDigest ? 'invalid join token (wrong secret, or it was rotated)' : 'invalid join token: it belongs to another cluster');
+    else
+      throw new ApiError(
+        401,
+        'EBADTOKEN',
+        parsed.caDigest === parseJoinToken(c.joinTokens.worker).caDigest
+          ? 'invalid join token (wrong secret, or it was rotated)'
+          : 'invalid join token: it belongs to another cluster',
+      );
     const nodeId = newId();
     const host = advertise.split(':')[0]!;
     const hostname = typeof b.hostname === 'string' ? b.hostname : host;
@@ -101,7 +109,7 @@ export class JoinApi {
     });
     const now = new Date().toISOString();
     await this.d.gate.write((tx) => {
-      this.refuseTakenHostname(hostname, (tx.list('node') as NodeObj[]));
+      this.refuseTakenHostname(hostname, tx.list('node') as NodeObj[]);
       tx.create({
         id: nodeId,
         kind: 'node',
@@ -124,7 +132,9 @@ export class JoinApi {
     const all = nodes ?? (this.d.store.view((tx) => tx.list('node')) as NodeObj[]);
     const taken = all.find((n) => (n.description?.hostname ?? '').toLowerCase() === hostname.toLowerCase());
     if (taken) {
-      throw conflict(`a node with hostname ${hostname} already exists (node ${taken.id}, ${taken.status?.state ?? 'unknown'}): remove it with \`shoal node rm\` first, or join with another hostname`);
+      throw conflict(
+        `a node with hostname ${hostname} already exists (node ${taken.id}, ${taken.status?.state ?? 'unknown'}): remove it with \`shoal node rm\` first, or join with another hostname`,
+      );
     }
   }
 }

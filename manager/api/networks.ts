@@ -54,7 +54,10 @@ export function validateNetworkSpec(raw: unknown): NetworkSpec {
   if (!NAME_RE.test(name)) fail('name', `name ${JSON.stringify(name)} is invalid: use letters, digits, '_', '.' and '-', starting with a letter or digit`);
   if (name.length > NAME_MAX) fail('name', `name is ${name.length} characters long (at most ${NAME_MAX})`);
   if (RESERVED_NETWORK_NAMES.includes(name.toLowerCase())) {
-    fail('name', `name ${name} is reserved${name.toLowerCase() === HOST_NETWORK ? ' (attach a service to "host" to use the host\'s network stack; it needs no network object)' : ''}`);
+    fail(
+      'name',
+      `name ${name} is reserved${name.toLowerCase() === HOST_NETWORK ? ' (attach a service to "host" to use the host\'s network stack; it needs no network object)' : ''}`,
+    );
   }
   const driver = raw.driver === undefined || raw.driver === '' ? 'overlay' : raw.driver;
   if (typeof driver !== 'string') fail('driver', `driver must be a string (got ${got(driver)})`);
@@ -165,9 +168,15 @@ function checkAgainstOthers(tx: ReadTx, spec: NetworkSpec): void {
 export function networkInUse(tx: ReadTx, net: Frozen<Network>): string | null {
   const networks = tx.list('network');
   const services = tx.list('service');
-  const users: Frozen<Service>[] = services.filter((s) => (s.spec.networks ?? []).some((a) => a.target !== HOST_NETWORK && resolveNetwork(networks, a.target)?.id === net.id));
+  const users: Frozen<Service>[] = services.filter((s) =>
+    (s.spec.networks ?? []).some((a) => a.target !== HOST_NETWORK && resolveNetwork(networks, a.target)?.id === net.id),
+  );
   const publishers = net.spec.ingress === true ? services.filter((s) => publishesIngress(s) && !users.includes(s)) : [];
-  const names = (xs: readonly Frozen<Service>[]) => xs.map((s) => s.spec.name).sort().join(', ');
+  const names = (xs: readonly Frozen<Service>[]) =>
+    xs
+      .map((s) => s.spec.name)
+      .sort()
+      .join(', ');
   if (users.length > 0) {
     return `network ${net.spec.name} is in use by service${users.length > 1 ? 's' : ''} ${names(users)}: remove ${users.length > 1 ? 'them' : 'it'} or detach ${users.length > 1 ? 'them' : 'it'} first`;
   }

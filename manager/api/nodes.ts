@@ -65,7 +65,8 @@ export function parseNodeUpdate(raw: unknown): NodeUpdate {
     out.availability = b.availability;
   }
   if (b.labelAdd !== undefined) {
-    if (typeof b.labelAdd !== 'object' || b.labelAdd === null || Array.isArray(b.labelAdd)) throw badRequest('labelAdd must be an object of label: value', { field: 'labelAdd' });
+    if (typeof b.labelAdd !== 'object' || b.labelAdd === null || Array.isArray(b.labelAdd))
+      throw badRequest('labelAdd must be an object of label: value', { field: 'labelAdd' });
     for (const [k, v] of Object.entries(b.labelAdd)) {
       if (!LABEL_KEY_RE.test(k)) throw badRequest(`invalid label key ${JSON.stringify(k.slice(0, 140))}`, { field: 'labelAdd' });
       if (typeof v !== 'string') throw badRequest(`label ${k} must have a string value`, { field: `labelAdd.${k}` });
@@ -73,7 +74,8 @@ export function parseNodeUpdate(raw: unknown): NodeUpdate {
     out.labelAdd = b.labelAdd as Record<string, string>;
   }
   if (b.labelRm !== undefined) {
-    if (!Array.isArray(b.labelRm) || b.labelRm.some((k) => typeof k !== 'string')) throw badRequest('labelRm must be a list of label keys', { field: 'labelRm' });
+    if (!Array.isArray(b.labelRm) || b.labelRm.some((k) => typeof k !== 'string'))
+      throw badRequest('labelRm must be a list of label keys', { field: 'labelRm' });
     out.labelRm = b.labelRm as string[];
   }
   return out;

@@ -74,7 +74,8 @@ export function validateLog(v: unknown): { t: 'log'; req: string; lines: LogLine
   const o = obj(v, 'log', ['t', 'req', 'lines']);
   const req = str(o.req, 'log.req', MAX_REQ);
   if (!Array.isArray(o.lines)) throw bad('log.lines', 'must be a list');
-  if (o.lines.length === 0 || o.lines.length > MAX_LINES_PER_BATCH) throw bad('log.lines', `must hold 1..${MAX_LINES_PER_BATCH} chunks (got ${o.lines.length})`);
+  if (o.lines.length === 0 || o.lines.length > MAX_LINES_PER_BATCH)
+    throw bad('log.lines', `must hold 1..${MAX_LINES_PER_BATCH} chunks (got ${o.lines.length})`);
   return { t: 'log', req, lines: o.lines.map((l, i) => validateLogLine(l, `log.lines[${i}]`)) };
 }
 
@@ -84,7 +85,13 @@ export function validateLogEnd(v: unknown): { t: 'log-end'; req: string; taskId?
   const taskId = o.taskId === undefined ? undefined : str(o.taskId, 'log-end.taskId', MAX_TASK_ID);
   const error = optError(o.error, 'log-end.error');
   const chunks = o.chunks === undefined ? undefined : count(o.chunks, 'log-end.chunks');
-  return { t: 'log-end', req, ...(taskId !== undefined ? { taskId } : {}), ...(error !== undefined ? { error } : {}), ...(chunks !== undefined ? { chunks } : {}) };
+  return {
+    t: 'log-end',
+    req,
+    ...(taskId !== undefined ? { taskId } : {}),
+    ...(error !== undefined ? { error } : {}),
+    ...(chunks !== undefined ? { chunks } : {}),
+  };
 }
 
 /** An exec-output with its data checked; `bytes` is the decoded data. */
@@ -100,14 +107,17 @@ export function validateExecOutput(v: unknown): { t: 'exec-output'; req: string;
   return { t: 'exec-output', req, stream: s, data, seq: o.seq as number, bytes };
 }
 
-export function validateExecResult(v: unknown): { t: 'exec-result'; req: string; exitCode: number; pieces?: number } | { t: 'exec-result'; req: string; error: string } {
+export function validateExecResult(
+  v: unknown,
+): { t: 'exec-result'; req: string; exitCode: number; pieces?: number } | { t: 'exec-result'; req: string; error: string } {
   const o = obj(v, 'exec-result', ['t', 'req', 'exitCode', 'pieces', 'error']);
   const req = str(o.req, 'exec-result.req', MAX_REQ);
   if (o.error !== undefined) {
     if (o.exitCode !== undefined) throw bad('exec-result', 'has both exitCode and error');
     return { t: 'exec-result', req, error: str(o.error, 'exec-result.error', MAX_ERROR_TEXT, 0) };
   }
-  if (!Number.isInteger(o.exitCode) || (o.exitCode as number) < 0 || (o.exitCode as number) > 255) throw bad('exec-result.exitCode', 'must be an integer 0..255');
+  if (!Number.isInteger(o.exitCode) || (o.exitCode as number) < 0 || (o.exitCode as number) > 255)
+    throw bad('exec-result.exitCode', 'must be an integer 0..255');
   const pieces = o.pieces === undefined ? undefined : count(o.pieces, 'exec-result.pieces');
   return { t: 'exec-result', req, exitCode: o.exitCode as number, ...(pieces !== undefined ? { pieces } : {}) };
 }

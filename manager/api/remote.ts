@@ -17,7 +17,17 @@
 // request ended and the message counted as a protocol violation.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { EXEC_CHUNK_BYTES, EXEC_WINDOW_BYTES, LOG_CHUNK_BYTES, LOG_WINDOW_BYTES, logWindowFor, type LogLine, type LogRequestOptions, type ManagerToAgent, type TaskUsage } from '../dispatcher/protocol.ts';
+import {
+  EXEC_CHUNK_BYTES,
+  EXEC_WINDOW_BYTES,
+  LOG_CHUNK_BYTES,
+  LOG_WINDOW_BYTES,
+  logWindowFor,
+  type LogLine,
+  type LogRequestOptions,
+  type ManagerToAgent,
+  type TaskUsage,
+} from '../dispatcher/protocol.ts';
 import type { Node, Task } from '../store/objects.ts';
 import type { Store } from '../store/store.ts';
 import { ProtocolViolation } from '../../transport/session.ts';
@@ -99,7 +109,13 @@ export class RemoteCalls {
    * Starts a logs request. Returns `cancel` and `ack` (the chunks' window cost, once written to the
    * client), or null if the node has no session.
    */
-  logs(nodeId: string, taskIds: string[], opts: LogRequestOptions, h: LogHandlers, window = LOG_WINDOW_BYTES): { cancel: () => void; ack: (taskId: string, bytes: number) => void } | null {
+  logs(
+    nodeId: string,
+    taskIds: string[],
+    opts: LogRequestOptions,
+    h: LogHandlers,
+    window = LOG_WINDOW_BYTES,
+  ): { cancel: () => void; ack: (taskId: string, bytes: number) => void } | null {
     const req = this.id();
     if (!this.send(nodeId, { t: 'logs', req, taskIds, window, ...opts })) return null;
     const call: LogCall = { kind: 'logs', nodeId, outstanding: new Map(taskIds.map((id) => [id, 0])), received: new Map(), window, h };
@@ -154,9 +170,15 @@ export class RemoteCalls {
         if (c?.kind !== 'logs' || c.nodeId !== nodeId) return;
         for (const l of v.lines) {
           const o = c.outstanding.get(l.taskId);
-          if (o === undefined) { this.failLogs(v.req, c, `a line of task ${l.taskId}, which this request did not ask the node for`); return; }
+          if (o === undefined) {
+            this.failLogs(v.req, c, `a line of task ${l.taskId}, which this request did not ask the node for`);
+            return;
+          }
           const next = o + logChunkCost(l);
-          if (next > c.window + LOG_SLACK) { this.failLogs(v.req, c, `more than its window of ${c.window} bytes of task ${l.taskId}`); return; }
+          if (next > c.window + LOG_SLACK) {
+            this.failLogs(v.req, c, `more than its window of ${c.window} bytes of task ${l.taskId}`);
+            return;
+          }
           c.outstanding.set(l.taskId, next);
           c.received.set(l.taskId, (c.received.get(l.taskId) ?? 0) + 1);
         }
@@ -168,9 +190,13 @@ export class RemoteCalls {
         const c = this.pending.get(v.req);
         if (c?.kind !== 'logs' || c.nodeId !== nodeId) return;
         if (v.taskId !== undefined) {
-          if (!c.outstanding.has(v.taskId)) { this.failLogs(v.req, c, `the end of task ${v.taskId}, which this request did not ask the node for`); return; }
+          if (!c.outstanding.has(v.taskId)) {
+            this.failLogs(v.req, c, `the end of task ${v.taskId}, which this request did not ask the node for`);
+            return;
+          }
           const got = c.received.get(v.taskId) ?? 0;
-          const lost = v.chunks !== undefined && v.chunks !== got ? `${v.chunks - got} of ${v.chunks} log chunks of task ${v.taskId} were lost on the way` : undefined;
+          const lost =
+            v.chunks !== undefined && v.chunks !== got ? `${v.chunks - got} of ${v.chunks} log chunks of task ${v.taskId} were lost on the way` : undefined;
           c.h.onTaskEnd(v.taskId, [v.error, lost].filter(Boolean).join('; ') || undefined);
           return;
         }
@@ -183,8 +209,14 @@ export class RemoteCalls {
         const data = v.bytes;
         const c = this.pending.get(v.req);
         if (c?.kind !== 'exec' || c.nodeId !== nodeId) return;
-        if (v.seq !== c.nextSeq) { this.failExec(v.req, c, `exec output piece ${v.seq} where ${c.nextSeq} was due`); return; }
-        if (c.outstanding + data.length > EXEC_WINDOW_BYTES + EXEC_CHUNK_BYTES) { this.failExec(v.req, c, `more exec output than its window of ${EXEC_WINDOW_BYTES} bytes`); return; }
+        if (v.seq !== c.nextSeq) {
+          this.failExec(v.req, c, `exec output piece ${v.seq} where ${c.nextSeq} was due`);
+          return;
+        }
+        if (c.outstanding + data.length > EXEC_WINDOW_BYTES + EXEC_CHUNK_BYTES) {
+          this.failExec(v.req, c, `more exec output than its window of ${EXEC_WINDOW_BYTES} bytes`);
+          return;
+        }
         c.nextSeq++;
         c.outstanding += data.length;
         let acked = false;
@@ -203,7 +235,8 @@ export class RemoteCalls {
         this.pending.delete(v.req);
         clearTimeout(c.timer);
         if ('error' in v) c.h.onError(new ApiError(409, 'EEXEC', v.error || 'exec failed'));
-        else if (v.pieces !== undefined && v.pieces !== c.nextSeq) c.h.onError(new ApiError(502, 'EEXEC', `exec output incomplete: ${c.nextSeq} of ${v.pieces} pieces arrived`));
+        else if (v.pieces !== undefined && v.pieces !== c.nextSeq)
+          c.h.onError(new ApiError(502, 'EEXEC', `exec output incomplete: ${c.nextSeq} of ${v.pieces} pieces arrived`));
         else c.h.onExit(v.exitCode);
         return;
       }
@@ -235,7 +268,8 @@ export class RemoteCalls {
     let n = 0;
     for (const [id, u] of Object.entries(tasks)) {
       if (++n > MAX_USAGE_PER_REPORT) break;
-      if (typeof u !== 'object' || u === null || !(u.cpuNanos >= 0) || !(u.memoryBytes >= 0) || !Number.isFinite(u.cpuNanos) || !Number.isFinite(u.memoryBytes)) continue;
+      if (typeof u !== 'object' || u === null || !(u.cpuNanos >= 0) || !(u.memoryBytes >= 0) || !Number.isFinite(u.cpuNanos) || !Number.isFinite(u.memoryBytes))
+        continue;
       if (owns && !owns(id)) continue;
       if (!this.usage.has(id) && this.usage.size >= MAX_USAGE_ENTRIES) continue;
       const prev = this.usage.get(id);
@@ -249,7 +283,13 @@ export class RemoteCalls {
 
   usageOf(taskId: string): { cpuPercent?: number; memoryBytes: number; at: string } | undefined {
     const v = this.usage.get(taskId);
-    return v ? { memoryBytes: v.u.memoryBytes, ...(v.cpuPercent !== undefined ? { cpuPercent: Math.round(v.cpuPercent * 10) / 10 } : {}), at: new Date(v.at).toISOString() } : undefined;
+    return v
+      ? {
+          memoryBytes: v.u.memoryBytes,
+          ...(v.cpuPercent !== undefined ? { cpuPercent: Math.round(v.cpuPercent * 10) / 10 } : {}),
+          at: new Date(v.at).toISOString(),
+        }
+      : undefined;
   }
 
   /** The node's session ended: its pending requests end with a warning/error. */
@@ -304,11 +344,13 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
     let what: string;
     if (taskRef) {
       const all = d.store.view((tx) => tx.list('task')) as Task[];
-      const t = all.find((x) => x.id === taskRef) ?? (() => {
-        const m = all.filter((x) => x.id.startsWith(taskRef));
-        if (m.length > 1) throw badRequest(`task reference ${taskRef} is ambiguous (${m.length} tasks match)`);
-        return m[0];
-      })();
+      const t =
+        all.find((x) => x.id === taskRef) ??
+        (() => {
+          const m = all.filter((x) => x.id.startsWith(taskRef));
+          if (m.length > 1) throw badRequest(`task reference ${taskRef} is ambiguous (${m.length} tasks match)`);
+          return m[0];
+        })();
       if (!t) throw notFound(`task ${taskRef} not found`);
       tasks = [t];
       what = `task ${t.id}`;
@@ -318,7 +360,9 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
       what = `service ${s.spec.name}`;
     } else throw badRequest('logs needs service= or task=');
     // Tasks that ran somewhere: their logs live on their node (until the task is removed there).
-    tasks = tasks.filter((t) => t.nodeId && (t.status.state === 'running' || t.status.state === 'starting' || ENDED.has(t.status.state)) && t.status.state !== 'rejected');
+    tasks = tasks.filter(
+      (t) => t.nodeId && (t.status.state === 'running' || t.status.state === 'starting' || ENDED.has(t.status.state)) && t.status.state !== 'rejected',
+    );
     const byNode = new Map<string, Task[]>();
     for (const t of tasks) byNode.set(t.nodeId!, [...(byNode.get(t.nodeId!) ?? []), t]);
     const nodes = new Map((d.store.view((tx) => tx.list('node')) as Node[]).map((n) => [n.id, n]));
@@ -333,7 +377,11 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
 
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     const write = (o: unknown) => res.write(`${JSON.stringify(o)}\n`);
-    const merge = new LogMerge(follow ? 'arrival' : 'sorted', tasks.map((t) => t.id), OPEN_LINE_MS);
+    const merge = new LogMerge(
+      follow ? 'arrival' : 'sorted',
+      tasks.map((t) => t.id),
+      OPEN_LINE_MS,
+    );
     const calls = new Map<string, NonNullable<ReturnType<RemoteCalls['logs']>>>(); // by node
     const acks = new Map<string, number>(); // window bytes written, not yet acknowledged, by task
     let open = 0;
@@ -348,7 +396,15 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
     const decorate = (l: LogLine) => {
       const t = byId.get(l.taskId);
       const n = t?.nodeId ? nodes.get(t.nodeId) : undefined;
-      return { task: taskName.get(l.taskId) ?? l.taskId, taskId: l.taskId, node: n?.description.hostname ?? t?.nodeId ?? '?', ts: l.ts, stream: l.stream, line: l.line, ...(l.partial ? { partial: true } : {}) };
+      return {
+        task: taskName.get(l.taskId) ?? l.taskId,
+        taskId: l.taskId,
+        node: n?.description.hostname ?? t?.nodeId ?? '?',
+        ts: l.ts,
+        stream: l.stream,
+        line: l.line,
+        ...(l.partial ? { partial: true } : {}),
+      };
     };
     const flushAcks = () => {
       for (const [taskId, bytes] of acks) calls.get(byId.get(taskId)?.nodeId ?? '')?.ack(taskId, bytes);
@@ -367,7 +423,8 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
         } else {
           const t = byId.get(o.taskId);
           ok = write({ ...decorate({ taskId: o.taskId, ts: o.ts, stream: o.stream, line: '' }), incomplete: true });
-          if (t && o.reason === 'ended') write({ warning: `the last line of task ${taskName.get(o.taskId) ?? o.taskId} on ${o.stream} is incomplete (its node stopped sending it)` });
+          if (t && o.reason === 'ended')
+            write({ warning: `the last line of task ${taskName.get(o.taskId) ?? o.taskId} on ${o.stream} is incomplete (its node stopped sending it)` });
         }
         if (!ok) {
           paused = true;
@@ -435,7 +492,8 @@ export function registerRemoteRoutes<C>(r: Router<C>, d: RemoteRouteDeps): void 
 
   r.add('POST', '/v1/tasks/:id/exec', async (_c, p, req: IncomingMessage, res: ServerResponse) => {
     const b = (await readJson(req)) as { args?: unknown; timeoutMs?: unknown };
-    if (!Array.isArray(b.args) || b.args.length === 0 || !b.args.every((a) => typeof a === 'string')) throw badRequest('exec needs a command (args: a non-empty list of strings)');
+    if (!Array.isArray(b.args) || b.args.length === 0 || !b.args.every((a) => typeof a === 'string'))
+      throw badRequest('exec needs a command (args: a non-empty list of strings)');
     const timeoutMs = b.timeoutMs === undefined ? 60_000 : Number(b.timeoutMs);
     if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 3600_000) throw badRequest('timeoutMs must be between 100 ms and 1 h');
     d.requireLeader();

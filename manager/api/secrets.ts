@@ -39,13 +39,23 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function got(v: unknown): string {
-  return v === undefined ? 'nothing' : typeof v === 'string' ? JSON.stringify(v.length > 40 ? `${v.slice(0, 37)}...` : v) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v;
+  return v === undefined
+    ? 'nothing'
+    : typeof v === 'string'
+      ? JSON.stringify(v.length > 40 ? `${v.slice(0, 37)}...` : v)
+      : Array.isArray(v)
+        ? 'an array'
+        : v === null
+          ? 'null'
+          : typeof v;
 }
 
 function validName(kind: FileKind, v: unknown): string {
   if (typeof v !== 'string' || v === '') throw badRequest(`${kind} name is required`, { field: 'name' });
   if (v.length > NAME_MAX || !NAME_RE.test(v)) {
-    throw badRequest(`${kind} name ${got(v)} is invalid: up to ${NAME_MAX} letters, digits, '_', '.' and '-', starting and ending with a letter or digit`, { field: 'name' });
+    throw badRequest(`${kind} name ${got(v)} is invalid: up to ${NAME_MAX} letters, digits, '_', '.' and '-', starting and ending with a letter or digit`, {
+      field: 'name',
+    });
   }
   return v;
 }
@@ -65,11 +75,13 @@ function validLabels(v: unknown): Record<string, string> {
 /** Strict base64 (what `Buffer.toString('base64')` produces), decoded; 413 past MAX_DATA_BYTES. */
 export function decodeData(kind: FileKind, v: unknown): Buffer {
   if (typeof v !== 'string') throw badRequest(`data must be the ${kind}'s contents in base64 (got ${got(v)})`, { field: 'data' });
-  if (v.length > Math.ceil((MAX_DATA_BYTES * 4) / 3) + 4) throw tooLarge(`${kind} data is larger than the limit of ${MAX_DATA_BYTES} bytes (500 KiB)`, { limit: MAX_DATA_BYTES });
+  if (v.length > Math.ceil((MAX_DATA_BYTES * 4) / 3) + 4)
+    throw tooLarge(`${kind} data is larger than the limit of ${MAX_DATA_BYTES} bytes (500 KiB)`, { limit: MAX_DATA_BYTES });
   const b = Buffer.from(v, 'base64');
   if (b.toString('base64') !== v) throw badRequest(`data is not valid base64`, { field: 'data' });
   if (b.length === 0) throw badRequest(`${kind} data must not be empty`, { field: 'data' });
-  if (b.length > MAX_DATA_BYTES) throw tooLarge(`${kind} data is ${b.length} bytes, over the limit of ${MAX_DATA_BYTES} bytes (500 KiB)`, { limit: MAX_DATA_BYTES });
+  if (b.length > MAX_DATA_BYTES)
+    throw tooLarge(`${kind} data is ${b.length} bytes, over the limit of ${MAX_DATA_BYTES} bytes (500 KiB)`, { limit: MAX_DATA_BYTES });
   return b;
 }
 
@@ -96,7 +108,9 @@ function findFile(tx: ReadTx, kind: FileKind, ref: string): Frozen<Secret> | Fro
 /** Names of the services whose task template references the secret/config `id`. */
 export function usersOf(tx: ReadTx, kind: FileKind, id: string): string[] {
   return tx
-    .list('service', (s) => (kind === 'secret' ? (s.spec.task.secrets ?? []).some((r) => r.secretId === id) : (s.spec.task.configs ?? []).some((r) => r.configId === id)))
+    .list('service', (s) =>
+      kind === 'secret' ? (s.spec.task.secrets ?? []).some((r) => r.secretId === id) : (s.spec.task.configs ?? []).some((r) => r.configId === id),
+    )
     .map((s) => s.spec.name)
     .sort();
 }
@@ -113,7 +127,8 @@ export function resolveFileRefs(tx: ReadTx, spec: ServiceSpec): void {
     const field = `task.${kind}s[${i}]`;
     const obj = (id !== '' ? tx.get(kind, id) : undefined) ?? (name !== '' ? tx.byName(kind, name) : undefined);
     if (!obj) throw badRequest(`${field}: ${kind} ${name || id} not found`, { field });
-    if (id !== '' && name !== '' && obj.spec.name !== name && obj.id === id) throw badRequest(`${field}: ${kind} ${id} is named ${obj.spec.name}, not ${name}`, { field });
+    if (id !== '' && name !== '' && obj.spec.name !== name && obj.id === id)
+      throw badRequest(`${field}: ${kind} ${id} is named ${obj.spec.name}, not ${name}`, { field });
     const targetName = r.target.name !== '' ? r.target.name : kind === 'secret' ? obj.spec.name : `/${obj.spec.name}`;
     return kind === 'secret'
       ? ({ secretId: obj.id, secretName: obj.spec.name, target: { ...r.target, name: targetName } } as R)
@@ -143,7 +158,8 @@ function registerKind<C>(r: Router<C>, d: SecretApiDeps, kind: FileKind): void {
 
   r.add('POST', base, async (_c, _p, req) => {
     const body = (await readJson(req, BODY_LIMITS.spec)) as Record<string, unknown>;
-    for (const k of Object.keys(body)) if (!['name', 'labels', 'data'].includes(k)) throw badRequest(`${k}: unknown field (known fields: name, labels, data)`, { field: k });
+    for (const k of Object.keys(body))
+      if (!['name', 'labels', 'data'].includes(k)) throw badRequest(`${k}: unknown field (known fields: name, labels, data)`, { field: k });
     const name = validName(kind, body['name']);
     const labels = validLabels(body['labels']);
     const data = decodeData(kind, body['data']);
@@ -174,7 +190,8 @@ function registerKind<C>(r: Router<C>, d: SecretApiDeps, kind: FileKind): void {
   // Docker: "only updates to Labels are allowed"; resending the same name and data (a stack redeploy) passes.
   r.add('POST', `${base}/:ref/update`, async (_c, p, req) => {
     const body = (await readJson(req, BODY_LIMITS.spec)) as Record<string, unknown>;
-    for (const k of Object.keys(body)) if (!['version', 'name', 'labels', 'data'].includes(k)) throw badRequest(`${k}: unknown field (known fields: version, name, labels, data)`, { field: k });
+    for (const k of Object.keys(body))
+      if (!['version', 'name', 'labels', 'data'].includes(k)) throw badRequest(`${k}: unknown field (known fields: version, name, labels, data)`, { field: k });
     const version = body['version'];
     if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
       throw badRequest(`version must be the non-negative integer version you read (got ${got(version)})`, { field: 'version' });
@@ -186,13 +203,23 @@ function registerKind<C>(r: Router<C>, d: SecretApiDeps, kind: FileKind): void {
     let out: { id: string; version: number } | null = null;
     await d.write((tx) => {
       const cur = findFile(tx, kind, p.ref!);
-      if (cur.version !== version) throw conflict(`${kind} ${cur.spec.name} changed since you read it (update out of sequence: sent version ${version}, current version ${cur.version}); read it again and retry`);
-      if (body['name'] !== undefined && body['name'] !== cur.spec.name) throw badRequest(`only updates to labels are allowed (the name of ${kind} ${cur.spec.name} cannot change)`, { field: 'name' });
+      if (cur.version !== version)
+        throw conflict(
+          `${kind} ${cur.spec.name} changed since you read it (update out of sequence: sent version ${version}, current version ${cur.version}); read it again and retry`,
+        );
+      if (body['name'] !== undefined && body['name'] !== cur.spec.name)
+        throw badRequest(`only updates to labels are allowed (the name of ${kind} ${cur.spec.name} cannot change)`, { field: 'name' });
       if (data !== null) {
-        const old = kind === 'secret' ? ring!.open((cur as Frozen<Secret>).spec.data, { kind: 'secret', id: cur.id }) : Buffer.from((cur as Frozen<Config>).spec.data, 'base64');
+        const old =
+          kind === 'secret'
+            ? ring!.open((cur as Frozen<Secret>).spec.data, { kind: 'secret', id: cur.id })
+            : Buffer.from((cur as Frozen<Config>).spec.data, 'base64');
         const same = old.length === data.length && timingSafeEqual(old, data);
         old.fill(0);
-        if (!same) throw badRequest(`only updates to labels are allowed (the data of ${kind} ${cur.spec.name} cannot change; create a new ${kind} and rotate to it)`, { field: 'data' });
+        if (!same)
+          throw badRequest(`only updates to labels are allowed (the data of ${kind} ${cur.spec.name} cannot change; create a new ${kind} and rotate to it)`, {
+            field: 'data',
+          });
       }
       checkLabels(labels, limitsOf(tx.get('cluster', CLUSTER_ID)?.spec), 'labels');
       const next = { ...cur, spec: { ...cur.spec, labels } };
@@ -210,7 +237,9 @@ function registerKind<C>(r: Router<C>, d: SecretApiDeps, kind: FileKind): void {
       const cur = findFile(tx, kind, p.ref!);
       const users = usersOf(tx, kind, cur.id);
       if (users.length > 0) {
-        throw conflict(`${kind} ${cur.spec.name} is in use by service${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove it from ${users.length > 1 ? 'them' : 'it'} first (service update --${kind}-rm ${cur.spec.name})`);
+        throw conflict(
+          `${kind} ${cur.spec.name} is in use by service${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove it from ${users.length > 1 ? 'them' : 'it'} first (service update --${kind}-rm ${cur.spec.name})`,
+        );
       }
       tx.delete(kind, cur.id);
       removed = { removed: cur.id, name: cur.spec.name };

@@ -110,7 +110,8 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     if (body.version !== undefined && (typeof body.version !== 'number' || !Number.isSafeInteger(body.version) || body.version < 0)) {
       throw badRequest(`version must be the non-negative integer version you read (got ${JSON.stringify(body.version)})`, { field: 'version' });
     }
-    if (body.force !== undefined && typeof body.force !== 'boolean') throw badRequest(`force must be true or false (got ${JSON.stringify(body.force)})`, { field: 'force' });
+    if (body.force !== undefined && typeof body.force !== 'boolean')
+      throw badRequest(`force must be true or false (got ${JSON.stringify(body.force)})`, { field: 'force' });
     d.requireLeader();
     // A versioned update is a compare-and-set: compare against state at least as new as what the client
     // read (a new leader may not have applied everything committed yet), and again inside the write,
@@ -118,7 +119,9 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     if (body.version !== undefined) await d.linearizable();
     const cur = resolveService(d.store, p.id!);
     const outOfSequence = (current: number) =>
-      conflict(`service ${cur.spec.name} changed since you read it (update out of sequence: sent version ${String(body.version)}, current version ${current}); read it again and retry`);
+      conflict(
+        `service ${cur.spec.name} changed since you read it (update out of sequence: sent version ${String(body.version)}, current version ${current}); read it again and retry`,
+      );
     if (body.version !== undefined && body.version !== cur.version) throw outOfSequence(cur.version);
     const next = validateServiceSpec(body.spec ?? cur.spec, d.store.view(limits));
     d.store.view((tx) => resolveFileRefs(tx, next)); // before the diff: names become ids
@@ -168,7 +171,8 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
   r.add('POST', '/v1/services/:id/scale', async (_c, p, req) => {
     const body = (await readJson(req, BODY_LIMITS.small)) as { replicas?: unknown };
     const n = body.replicas;
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw badRequest(`replicas must be a non-negative integer (got ${JSON.stringify(n)})`, { field: 'replicas' });
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+      throw badRequest(`replicas must be a non-negative integer (got ${JSON.stringify(n)})`, { field: 'replicas' });
     checkReplicas(n, d.store.view(limits), 'replicas');
     d.requireLeader();
     const cur = resolveService(d.store, p.id!);
@@ -177,7 +181,12 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     }
     await d.write((tx) => {
       const s = tx.get('service', cur.id) as Service;
-      const mode = 'replicated' in s.spec.mode ? { replicated: { replicas: n } } : { replicatedJob: { ...(s.spec.mode as { replicatedJob: { maxConcurrent: number; totalCompletions: number } }).replicatedJob, totalCompletions: n } };
+      const mode =
+        'replicated' in s.spec.mode
+          ? { replicated: { replicas: n } }
+          : {
+              replicatedJob: { ...(s.spec.mode as { replicatedJob: { maxConcurrent: number; totalCompletions: number } }).replicatedJob, totalCompletions: n },
+            };
       checkTasks(tx, mode, s.spec.mode, 'replicas');
       tx.update({ ...s, spec: { ...s.spec, mode } } as Service);
     });
@@ -205,12 +214,20 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     } else {
       tasks = d.store.view((tx) => tx.list('task')) as Task[];
     }
-    if (!all) tasks = tasks.filter((t) => t.desiredState === 'running' || t.desiredState === 'complete' || !['complete', 'shutdown', 'failed', 'rejected', 'orphaned', 'remove'].includes(t.status.state));
+    if (!all)
+      tasks = tasks.filter(
+        (t) =>
+          t.desiredState === 'running' ||
+          t.desiredState === 'complete' ||
+          !['complete', 'shutdown', 'failed', 'rejected', 'orphaned', 'remove'].includes(t.status.state),
+      );
     const usage = d.usageOf;
-    return usage ? tasks.map((t) => {
-      const u = usage(t.id);
-      return u ? { ...t, usage: u } : t;
-    }) : tasks;
+    return usage
+      ? tasks.map((t) => {
+          const u = usage(t.id);
+          return u ? { ...t, usage: u } : t;
+        })
+      : tasks;
   });
 }
 
@@ -221,4 +238,3 @@ function replicaCounts(store: Store, s: Service): { running: number; desired: nu
   const desired = 'replicated' in m ? m.replicated.replicas : 'replicatedJob' in m ? m.replicatedJob.totalCompletions : null;
   return { running, desired };
 }
-

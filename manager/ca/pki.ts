@@ -110,12 +110,7 @@ export function generateKeyPem(modulusLength: 2048 | 3072 | 4096 = 2048): Promis
  * RSA-3072 by default: the root lives for 20 years, well past the point where 2048-bit RSA is
  * recommended (NIST SP 800-57: 2030); node certificates live 90 days and use 2048 bits.
  */
-export async function createRootCa(opts: {
-  clusterId: string;
-  validityYears?: number;
-  modulusLength?: 2048 | 3072 | 4096;
-  now?: Date;
-}): Promise<CaMaterial> {
+export async function createRootCa(opts: { clusterId: string; validityYears?: number; modulusLength?: 2048 | 3072 | 4096; now?: Date }): Promise<CaMaterial> {
   const { clusterId, validityYears = 20, modulusLength = 3072 } = opts;
   checkName('clusterId', clusterId);
   if (!Number.isFinite(validityYears) || validityYears <= 0 || validityYears > 100) {
@@ -207,10 +202,7 @@ export function signNodeCertificate(opts: SignNodeCertificateOptions): IssuedCer
   const caNotBefore = caForge.validity.notBefore.getTime();
   const caNotAfter = caForge.validity.notAfter.getTime();
   if (now < caNotBefore || now >= caNotAfter) {
-    throw new PkiError(
-      'CA_NOT_VALID',
-      `the CA certificate is not valid at ${new Date(now).toISOString()} (valid ${iso(caNotBefore)} to ${iso(caNotAfter)})`,
-    );
+    throw new PkiError('CA_NOT_VALID', `the CA certificate is not valid at ${new Date(now).toISOString()} (valid ${iso(caNotBefore)} to ${iso(caNotAfter)})`);
   }
 
   const publicKey = verifiedCsrPublicKey(opts.csrPem);
@@ -223,11 +215,7 @@ export function signNodeCertificate(opts: SignNodeCertificateOptions): IssuedCer
   const notAfter = wholeSeconds(Math.min(now + validityMs, caNotAfter));
   cert.validity.notBefore = notBefore;
   cert.validity.notAfter = notAfter;
-  cert.setSubject([
-    utf8Attr('commonName', nodeId),
-    utf8Attr('organizationalUnitName', role),
-    utf8Attr('organizationName', clusterId),
-  ]);
+  cert.setSubject([utf8Attr('commonName', nodeId), utf8Attr('organizationalUnitName', role), utf8Attr('organizationName', clusterId)]);
   cert.setIssuer(caForge.subject.attributes);
 
   const dns = uniq([`shoal-${role}`, nodeId, ...(opts.sans?.dns ?? []).map((d) => d.toLowerCase())]);
@@ -235,10 +223,7 @@ export function signNodeCertificate(opts: SignNodeCertificateOptions): IssuedCer
     if (!DNS_NAME.test(d)) throw new PkiError('INVALID_ARGUMENT', `invalid DNS subject alternative name ${JSON.stringify(d)}`);
   }
   const ips = uniq(opts.sans?.ips ?? []);
-  const altNames: { type: number; value: string }[] = [
-    ...dns.map((value) => ({ type: 2, value })),
-    ...ips.map((ip) => ({ type: 7, value: ipToBytes(ip) })),
-  ];
+  const altNames: { type: number; value: string }[] = [...dns.map((value) => ({ type: 2, value })), ...ips.map((ip) => ({ type: 7, value: ipToBytes(ip) }))];
 
   cert.setExtensions([
     { name: 'basicConstraints', cA: false, critical: true },
@@ -271,7 +256,10 @@ function verifiedCsrPublicKey(csrPem: string): forge.pki.rsa.PublicKey {
   if (!publicKey || !csr.certificationRequestInfo) throw new PkiError('MALFORMED_CSR', 'certificate signing request has no public key');
   const hash = CSR_SIGNATURE_HASHES.get(csr.signatureOid ?? '');
   if (!hash) {
-    throw new PkiError('CSR_SIGNATURE', `certificate signing request uses an unsupported signature algorithm (${csr.signatureOid}); use sha256WithRSAEncryption`);
+    throw new PkiError(
+      'CSR_SIGNATURE',
+      `certificate signing request uses an unsupported signature algorithm (${csr.signatureOid}); use sha256WithRSAEncryption`,
+    );
   }
   const signed = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary');
   const signature = Buffer.from(String(csr.signature), 'binary');
@@ -426,7 +414,10 @@ function randomSerialHex(): string {
 }
 
 function normalizeSerial(hex: string): string {
-  const s = hex.toLowerCase().replace(/:/g, '').replace(/^(00)+(?=..)/, '');
+  const s = hex
+    .toLowerCase()
+    .replace(/:/g, '')
+    .replace(/^(00)+(?=..)/, '');
   return s.length % 2 ? `0${s}` : s;
 }
 
@@ -471,7 +462,12 @@ function ipToBytes(ip: string): string {
   const head = halves[0] ? halves[0].split(':') : [];
   const rest = halves.length > 1 && halves[1] ? halves[1].split(':') : [];
   const groups = [...head, ...Array<string>(8 - head.length - rest.length).fill('0'), ...rest];
-  return groups.map((g) => { const n = parseInt(g, 16); return String.fromCharCode(n >> 8, n & 0xff); }).join('');
+  return groups
+    .map((g) => {
+      const n = parseInt(g, 16);
+      return String.fromCharCode(n >> 8, n & 0xff);
+    })
+    .join('');
 }
 
 function loadX509(pem: string | Buffer): X509Certificate {

@@ -55,7 +55,12 @@ export type ClusterWithAdmins = Cluster & { denyList: DenyList; admins?: AdminRe
 const expired = (r: CertRef, now: Date): boolean => Date.parse(r.notAfter) <= now.getTime();
 
 /** The record after issuing `issued` for `role`: the previous current certificate joins the history. */
-export function recordIssued(prev: NodeCertRecord | undefined, issued: { serial: string; notAfter: Date }, role: NodeCertificate['role'], now: Date): NodeCertRecord {
+export function recordIssued(
+  prev: NodeCertRecord | undefined,
+  issued: { serial: string; notAfter: Date },
+  role: NodeCertificate['role'],
+  now: Date,
+): NodeCertRecord {
   const history = [...(prev?.history ?? []), ...(prev ? [{ serial: prev.serial, notAfter: prev.notAfter, role: prev.role }] : [])]
     .filter((h) => !expired(h, now) && h.serial !== issued.serial)
     .slice(-MAX_CERT_HISTORY);
@@ -69,8 +74,7 @@ export function serialsOf(rec: NodeCertRecord | undefined, role?: NodeCertificat
   return all.filter((c) => !role || c.role === role).map((c) => c.serial);
 }
 
-const appendBounded = (list: readonly string[], add: readonly string[], max: number): string[] =>
-  [...list.filter((x) => !add.includes(x)), ...add].slice(-max);
+const appendBounded = (list: readonly string[], add: readonly string[], max: number): string[] => [...list.filter((x) => !add.includes(x)), ...add].slice(-max);
 
 /** Demotion: the node's manager certificates stop opening manager-only endpoints. */
 export function revokeOnDemote(deny: DenyList, rec: NodeCertRecord | undefined): DenyList {
@@ -136,7 +140,11 @@ export const ADMIN_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** Records a newly issued admin certificate. A name held by an unrevoked, unexpired admin is taken. */
 export function addAdmin(admins: readonly AdminRecord[], a: { name: string; serial: string; notAfter: Date }, now: Date): AdminRecord[] {
-  if (!ADMIN_NAME_RE.test(a.name)) throw new AdminError('INVALID', `admin name must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit, got ${JSON.stringify(a.name.slice(0, 80))}`);
+  if (!ADMIN_NAME_RE.test(a.name))
+    throw new AdminError(
+      'INVALID',
+      `admin name must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit, got ${JSON.stringify(a.name.slice(0, 80))}`,
+    );
   if (admins.some((x) => x.name === a.name && !x.revoked && !expired(x, now))) {
     throw new AdminError('EXISTS', `an admin named ${a.name} already holds a valid certificate; revoke it first or pick another name`);
   }

@@ -176,7 +176,8 @@ export class Dispatcher {
       this.remote.nodeGone(ns.nodeId);
     }
     const why = this.counters.sessionClosed(code, reason, c);
-    if (why !== 'peer-closed' && why !== 'not-leader' && why !== 'replaced') this.d.log(`dispatcher: node ${ns.nodeId} disconnected (${why}): ${code} ${reason}`);
+    if (why !== 'peer-closed' && why !== 'not-leader' && why !== 'replaced')
+      this.d.log(`dispatcher: node ${ns.nodeId} disconnected (${why}): ${code} ${reason}`);
   }
 
   /** Sends a message to a node's session; false if it has none (or it is not accepting more). */
@@ -231,7 +232,10 @@ export class Dispatcher {
     // answers to requests nobody made (those are ignored by RemoteCalls, so only a rate can stop them).
     const limiter = REMOTE_REPLIES.has(m.t) ? this.replyLimiter : this.msgLimiter;
     if (!limiter.allow(ns.nodeId, now)) {
-      throw new ProtocolViolation('rate', `more than ${REMOTE_REPLIES.has(m.t) ? DISPATCHER_LIMITS.repliesPerSec : DISPATCHER_LIMITS.messagesPerSec} ${REMOTE_REPLIES.has(m.t) ? 'logs/exec answers' : 'messages'} per second`);
+      throw new ProtocolViolation(
+        'rate',
+        `more than ${REMOTE_REPLIES.has(m.t) ? DISPATCHER_LIMITS.repliesPerSec : DISPATCHER_LIMITS.messagesPerSec} ${REMOTE_REPLIES.has(m.t) ? 'logs/exec answers' : 'messages'} per second`,
+      );
     }
     this.counters.message(m.t);
     const nodeId = ns.nodeId;
@@ -281,7 +285,8 @@ export class Dispatcher {
   }
 
   private async hello(ns: NodeSession, description: NodeObj['description'], now: number): Promise<void> {
-    if (now - ns.helloAt < DISPATCHER_LIMITS.helloIntervalMs) throw new ProtocolViolation('hello-rate', `hello again within ${DISPATCHER_LIMITS.helloIntervalMs} ms`);
+    if (now - ns.helloAt < DISPATCHER_LIMITS.helloIntervalMs)
+      throw new ProtocolViolation('hello-rate', `hello again within ${DISPATCHER_LIMITS.helloIntervalMs} ms`);
     ns.helloAt = now;
     const nodeId = ns.nodeId;
     this.liveness.heartbeat(nodeId, now);
@@ -291,7 +296,13 @@ export class Dispatcher {
       ns.session.close(4003, 'unknown node');
       return;
     }
-    ns.session.sendJson({ t: 'welcome', nodeId, heartbeatPeriodMs: this.heartbeatPeriod(), managers: this.d.members.managerAddrs(), role: n.spec.role } satisfies ManagerToAgent);
+    ns.session.sendJson({
+      t: 'welcome',
+      nodeId,
+      heartbeatPeriodMs: this.heartbeatPeriod(),
+      managers: this.d.members.managerAddrs(),
+      role: n.spec.role,
+    } satisfies ManagerToAgent);
     this.sentViews.delete(nodeId);
     this.sendNetViews([nodeId]);
     this.sentFiles.delete(ns); // a welcome makes the agent forget its secrets and configs
@@ -366,7 +377,10 @@ export class Dispatcher {
   private async renew(ns: NodeSession, csr: string, now: number): Promise<void> {
     const nodeId = ns.nodeId;
     if (!this.renewLimiter.allow(nodeId, now)) {
-      throw new ProtocolViolation('renew-rate', `certificate renewals are limited; retry in ${Math.ceil(this.renewLimiter.retryAfterMs(nodeId, now) / 1000)} s`);
+      throw new ProtocolViolation(
+        'renew-rate',
+        `certificate renewals are limited; retry in ${Math.ceil(this.renewLimiter.retryAfterMs(nodeId, now) / 1000)} s`,
+      );
     }
     const c = this.cluster()!;
     const n = this.node(nodeId);
@@ -414,7 +428,10 @@ export class Dispatcher {
     this.leading = true;
     const nodes = this.d.store.view((tx) => tx.list('node')) as NodeObj[];
     this.liveness.setPeriod(this.heartbeatPeriod());
-    this.liveness.startTracking(nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id), Date.now());
+    this.liveness.startTracking(
+      nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id),
+      Date.now(),
+    );
     // Any change to a node's tasks is pushed to that node's session (debounced per node).
     this.unwatchTasks = this.d.store.watch(
       {
@@ -495,7 +512,12 @@ export class Dispatcher {
   /** Sends each node its NetView if it changed since the last one sent over its session. */
   private sendNetViews(nodeIds: string[]): void {
     if (nodeIds.length === 0) return;
-    const snap = this.d.store.view((tx) => ({ networks: tx.list('network'), services: tx.list('service'), tasks: tx.list('task'), nodes: tx.list('node') })) as NetSnapshot;
+    const snap = this.d.store.view((tx) => ({
+      networks: tx.list('network'),
+      services: tx.list('service'),
+      tasks: tx.list('task'),
+      nodes: tx.list('node'),
+    })) as NetSnapshot;
     if (snap.networks.length === 0) return;
     const views = nodeNetViews(snap, nodeIds);
     for (const [id, view] of views) {
@@ -619,7 +641,10 @@ export class Dispatcher {
   // ------------------------------------------------------------------ stats
 
   stats(): DispatcherStats {
-    return this.counters.snapshot([...this.sessions.values()].map((ns) => ns.session.counters), this.sessions.size);
+    return this.counters.snapshot(
+      [...this.sessions.values()].map((ns) => ns.session.counters),
+      this.sessions.size,
+    );
   }
 }
 

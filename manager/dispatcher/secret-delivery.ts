@@ -28,7 +28,13 @@ function needsFiles(t: Frozen<Task>): boolean {
  * secret that cannot be opened (no key on this manager yet) is left out and logged; the node rejects
  * the task that needs it, and the next assignment round tries again.
  */
-export function planFileMessages(tx: ReadTx, tasks: readonly Frozen<Task>[], sent: Set<string>, ring: KeyRing | null, log: (l: string) => void): FilesMessage[] {
+export function planFileMessages(
+  tx: ReadTx,
+  tasks: readonly Frozen<Task>[],
+  sent: Set<string>,
+  ring: KeyRing | null,
+  log: (l: string) => void,
+): FilesMessage[] {
   const wanted = new Map<string, { kind: 'secret' | 'config'; id: string }>();
   for (const t of tasks) {
     if (!needsFiles(t)) continue;

@@ -134,7 +134,10 @@ export function validateDescription(v: unknown): NodeDescription {
   if (!ADDR_RE.test(addr)) throw violation('bad-field', `${p}.addr ${JSON.stringify(addr.slice(0, 64))} is not an address`);
   return {
     hostname,
-    platform: { os: str(v.platform, 'os', MESSAGE_LIMITS.platformField, `${p}.platform`), arch: str(v.platform, 'arch', MESSAGE_LIMITS.platformField, `${p}.platform`) },
+    platform: {
+      os: str(v.platform, 'os', MESSAGE_LIMITS.platformField, `${p}.platform`),
+      arch: str(v.platform, 'arch', MESSAGE_LIMITS.platformField, `${p}.platform`),
+    },
     resources: {
       nanoCpus: num(v.resources, 'nanoCpus', MESSAGE_LIMITS.nanoCpus, `${p}.resources`),
       memoryBytes: num(v.resources, 'memoryBytes', MESSAGE_LIMITS.memoryBytes, `${p}.resources`),
@@ -156,7 +159,8 @@ export function validateAdvertise(v: unknown, path: string): string {
 function validateStatus(v: Record<string, unknown>): StatusMessage {
   const updates = v.updates;
   if (!Array.isArray(updates)) throw violation('bad-field', 'status.updates must be an array');
-  if (updates.length > MESSAGE_LIMITS.statusUpdates) throw violation('too-many', `status has ${updates.length} updates (limit ${MESSAGE_LIMITS.statusUpdates})`);
+  if (updates.length > MESSAGE_LIMITS.statusUpdates)
+    throw violation('too-many', `status has ${updates.length} updates (limit ${MESSAGE_LIMITS.statusUpdates})`);
   const out: StatusMessage = { t: 'status', updates: [], rejected: [] };
   for (let i = 0; i < updates.length; i++) {
     try {
@@ -213,7 +217,10 @@ function validateUsage(v: Record<string, unknown>): UsageMessage {
     try {
       validateTaskId(id, 'usage.tasks key');
       if (!isRecord(u)) throw violation('bad-update', `usage.tasks.${id} must be an object`);
-      out.tasks[id] = { cpuNanos: num(u, 'cpuNanos', Number.MAX_SAFE_INTEGER, `usage.tasks.${id}`), memoryBytes: num(u, 'memoryBytes', MESSAGE_LIMITS.memoryBytes, `usage.tasks.${id}`) };
+      out.tasks[id] = {
+        cpuNanos: num(u, 'cpuNanos', Number.MAX_SAFE_INTEGER, `usage.tasks.${id}`),
+        memoryBytes: num(u, 'memoryBytes', MESSAGE_LIMITS.memoryBytes, `usage.tasks.${id}`),
+      };
     } catch (e) {
       if (!(e instanceof ProtocolViolation)) throw e;
       out.rejected.push(e);

@@ -33,7 +33,10 @@ export class LocalResponse extends EventEmitter {
   readonly headers: Record<string, string> = {};
   private buffered: Buffer[] = [];
 
-  constructor(private readonly sink?: (chunk: Buffer) => boolean, private readonly onEnd?: () => void) {
+  constructor(
+    private readonly sink?: (chunk: Buffer) => boolean,
+    private readonly onEnd?: () => void,
+  ) {
     super();
   }
 

@@ -42,7 +42,9 @@ function ipOnly(addr: string): string {
 
 export function networkOut(n: Frozen<Network>): J {
   const subnets = n.allocation?.subnets ?? [];
-  const configs = subnets.length ? subnets.map((s) => ({ Subnet: s.subnet, Gateway: s.gateway })) : n.spec.ipam.configs.map((c) => compact({ Subnet: c.subnet, Gateway: c.gateway, IPRange: c.range }));
+  const configs = subnets.length
+    ? subnets.map((s) => ({ Subnet: s.subnet, Gateway: s.gateway }))
+    : n.spec.ipam.configs.map((c) => compact({ Subnet: c.subnet, Gateway: c.gateway, IPRange: c.range }));
   return {
     Name: n.spec.name,
     Id: n.id,
@@ -69,9 +71,12 @@ export function networkSpecIn(b: J): { spec: J; warnings: string[] } {
   const ipam = (b.IPAM && typeof b.IPAM === 'object' ? b.IPAM : {}) as J;
   const configs = (Array.isArray(ipam.Config) ? ipam.Config : []) as J[];
   if (b.EnableIPv6 === true) warnings.push('EnableIPv6 is not supported by Shoal and was ignored');
-  if (b.ConfigOnly === true || (b.ConfigFrom && typeof b.ConfigFrom === 'object' && (b.ConfigFrom as J).Network)) warnings.push('ConfigOnly/ConfigFrom networks are not supported by Shoal and were ignored');
-  if (b.Options && typeof b.Options === 'object' && Object.keys(b.Options).some((k) => k !== 'encrypted')) warnings.push('driver options are not supported by Shoal and were ignored');
-  if (b.Options && typeof b.Options === 'object' && 'encrypted' in (b.Options as J)) warnings.push('encrypted overlay networks are not supported by Shoal: traffic is not encrypted');
+  if (b.ConfigOnly === true || (b.ConfigFrom && typeof b.ConfigFrom === 'object' && (b.ConfigFrom as J).Network))
+    warnings.push('ConfigOnly/ConfigFrom networks are not supported by Shoal and were ignored');
+  if (b.Options && typeof b.Options === 'object' && Object.keys(b.Options).some((k) => k !== 'encrypted'))
+    warnings.push('driver options are not supported by Shoal and were ignored');
+  if (b.Options && typeof b.Options === 'object' && 'encrypted' in (b.Options as J))
+    warnings.push('encrypted overlay networks are not supported by Shoal: traffic is not encrypted');
   const spec = compact({
     name: b.Name,
     driver: typeof b.Driver === 'string' && b.Driver !== '' ? b.Driver : 'overlay',

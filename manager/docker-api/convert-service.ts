@@ -25,7 +25,21 @@ function isSet(v: unknown): boolean {
 }
 
 /** ContainerSpec fields Shoal has no equivalent for (reported when set). */
-const UNSUPPORTED_CONTAINER = ['Groups', 'Privileges', 'Init', 'Hosts', 'DNSConfig', 'TTY', 'OpenStdin', 'ReadOnly', 'Sysctls', 'CapabilityAdd', 'CapabilityDrop', 'Ulimits', 'OomScoreAdj'];
+const UNSUPPORTED_CONTAINER = [
+  'Groups',
+  'Privileges',
+  'Init',
+  'Hosts',
+  'DNSConfig',
+  'TTY',
+  'OpenStdin',
+  'ReadOnly',
+  'Sysctls',
+  'CapabilityAdd',
+  'CapabilityDrop',
+  'Ulimits',
+  'OomScoreAdj',
+];
 
 function restartCondition(c: unknown): 'none' | 'on-failure' | 'any' | undefined {
   if (c === 'none' || c === 'on-failure' || c === 'any') return c;
@@ -96,7 +110,8 @@ export function toShoalSpec(raw: unknown): { spec: ServiceSpecInput; warnings: s
   for (const k of UNSUPPORTED_CONTAINER) if (isSet(cs[k])) warn(`ContainerSpec.${k} is not supported by Shoal and was ignored`);
   if (isSet(cs.Isolation) && cs.Isolation !== 'default') warn('ContainerSpec.Isolation is not supported by Shoal and was ignored');
   if (isSet(tt.LogDriver)) warn('TaskTemplate.LogDriver is not supported by Shoal (tasks log to their node) and was ignored');
-  if (isSet(obj(tt.Resources).Reservations) && isSet(obj(obj(tt.Resources).Reservations).GenericResources)) warn('Resources.Reservations.GenericResources is not supported by Shoal and was ignored');
+  if (isSet(obj(tt.Resources).Reservations) && isSet(obj(obj(tt.Resources).Reservations).GenericResources))
+    warn('Resources.Reservations.GenericResources is not supported by Shoal and was ignored');
   const hc = cs.Healthcheck === undefined ? undefined : obj(cs.Healthcheck);
   const res = obj(tt.Resources);
   const amounts = (a: unknown) => {
@@ -120,15 +135,24 @@ export function toShoalSpec(raw: unknown): { spec: ServiceSpecInput; warnings: s
     restartPolicy: rp
       ? compact({ condition: restartCondition(rp.Condition), delayMs: nsToMs(rp.Delay), maxAttempts: num(rp.MaxAttempts), windowMs: nsToMs(rp.Window) })
       : undefined,
-    placement: isSet(pl.Constraints) || isSet(pl.Preferences) || isSet(pl.MaxReplicas)
-      ? compact({
-          constraints: strs(pl.Constraints),
-          preferences: arr(pl.Preferences).length ? arr(pl.Preferences).map((p) => ({ spread: String(obj(obj(p).Spread).SpreadDescriptor ?? '') })) : undefined,
-          maxReplicas: num(pl.MaxReplicas) || undefined,
-        })
-      : undefined,
+    placement:
+      isSet(pl.Constraints) || isSet(pl.Preferences) || isSet(pl.MaxReplicas)
+        ? compact({
+            constraints: strs(pl.Constraints),
+            preferences: arr(pl.Preferences).length
+              ? arr(pl.Preferences).map((p) => ({ spread: String(obj(obj(p).Spread).SpreadDescriptor ?? '') }))
+              : undefined,
+            maxReplicas: num(pl.MaxReplicas) || undefined,
+          })
+        : undefined,
     healthcheck: hc
-      ? compact({ test: strs(hc.Test) ?? [], intervalMs: nsToMs(hc.Interval) || undefined, timeoutMs: nsToMs(hc.Timeout) || undefined, retries: num(hc.Retries) || undefined, startPeriodMs: nsToMs(hc.StartPeriod) || undefined })
+      ? compact({
+          test: strs(hc.Test) ?? [],
+          intervalMs: nsToMs(hc.Interval) || undefined,
+          timeoutMs: nsToMs(hc.Timeout) || undefined,
+          retries: num(hc.Retries) || undefined,
+          startPeriodMs: nsToMs(hc.StartPeriod) || undefined,
+        })
       : undefined,
     stopSignal: str(cs.StopSignal),
     stopGracePeriodMs: nsToMs(cs.StopGracePeriod),
@@ -170,16 +194,26 @@ type F<T> = Frozen<T> | T;
 
 function updateOut(u: F<UpdateConfig> | undefined): J | undefined {
   if (!u) return undefined;
-  return { Parallelism: u.parallelism, Delay: msToNs(u.delayMs), FailureAction: u.failureAction, Monitor: msToNs(u.monitorMs), MaxFailureRatio: u.maxFailureRatio, Order: u.order };
+  return {
+    Parallelism: u.parallelism,
+    Delay: msToNs(u.delayMs),
+    FailureAction: u.failureAction,
+    Monitor: msToNs(u.monitorMs),
+    MaxFailureRatio: u.maxFailureRatio,
+    Order: u.order,
+  };
 }
 
 function portsOut(ports: readonly F<PortConfig>[] | undefined): J[] {
-  return (ports ?? []).map((p) => compact({ Name: p.name, Protocol: p.protocol, TargetPort: p.targetPort, PublishedPort: p.publishedPort, PublishMode: p.publishMode }));
+  return (ports ?? []).map((p) =>
+    compact({ Name: p.name, Protocol: p.protocol, TargetPort: p.targetPort, PublishedPort: p.publishedPort, PublishMode: p.publishMode }),
+  );
 }
 
 /** The task template as Docker's TaskTemplate. */
 export function taskTemplateOut(t: F<TaskTemplate>, networks: readonly { target: string; aliases?: readonly string[] | undefined }[] = []): J {
-  const amounts = (a: F<NonNullable<TaskTemplate['resources']>>['limits']) => (a ? compact({ NanoCPUs: a.nanoCpus, MemoryBytes: a.memoryBytes, Pids: a.pids }) : undefined);
+  const amounts = (a: F<NonNullable<TaskTemplate['resources']>>['limits']) =>
+    a ? compact({ NanoCPUs: a.nanoCpus, MemoryBytes: a.memoryBytes, Pids: a.pids }) : undefined;
   const container = compact({
     Image: t.image,
     Labels: t.labels && Object.keys(t.labels).length ? t.labels : undefined,
@@ -190,15 +224,41 @@ export function taskTemplateOut(t: F<TaskTemplate>, networks: readonly { target:
     Dir: t.workdir,
     User: t.user,
     Mounts: t.mounts?.length
-      ? t.mounts.map((m) => compact({ Type: m.type, Source: m.source, Target: m.target, ReadOnly: m.readOnly, TmpfsOptions: (m as { tmpfsSizeBytes?: number }).tmpfsSizeBytes ? { SizeBytes: (m as { tmpfsSizeBytes?: number }).tmpfsSizeBytes } : undefined }))
+      ? t.mounts.map((m) =>
+          compact({
+            Type: m.type,
+            Source: m.source,
+            Target: m.target,
+            ReadOnly: m.readOnly,
+            TmpfsOptions: (m as { tmpfsSizeBytes?: number }).tmpfsSizeBytes ? { SizeBytes: (m as { tmpfsSizeBytes?: number }).tmpfsSizeBytes } : undefined,
+          }),
+        )
       : undefined,
     StopSignal: t.stopSignal,
     StopGracePeriod: msToNs(t.stopGracePeriodMs),
     Healthcheck: t.healthcheck
-      ? compact({ Test: t.healthcheck.test, Interval: msToNs(t.healthcheck.intervalMs), Timeout: msToNs(t.healthcheck.timeoutMs), Retries: t.healthcheck.retries, StartPeriod: msToNs(t.healthcheck.startPeriodMs) })
+      ? compact({
+          Test: t.healthcheck.test,
+          Interval: msToNs(t.healthcheck.intervalMs),
+          Timeout: msToNs(t.healthcheck.timeoutMs),
+          Retries: t.healthcheck.retries,
+          StartPeriod: msToNs(t.healthcheck.startPeriodMs),
+        })
       : undefined,
-    Secrets: t.secrets?.length ? t.secrets.map((r) => ({ File: { Name: r.target.name, UID: r.target.uid, GID: r.target.gid, Mode: r.target.mode }, SecretID: r.secretId, SecretName: r.secretName })) : undefined,
-    Configs: t.configs?.length ? t.configs.map((r) => ({ File: { Name: r.target.name, UID: r.target.uid, GID: r.target.gid, Mode: r.target.mode }, ConfigID: r.configId, ConfigName: r.configName })) : undefined,
+    Secrets: t.secrets?.length
+      ? t.secrets.map((r) => ({
+          File: { Name: r.target.name, UID: r.target.uid, GID: r.target.gid, Mode: r.target.mode },
+          SecretID: r.secretId,
+          SecretName: r.secretName,
+        }))
+      : undefined,
+    Configs: t.configs?.length
+      ? t.configs.map((r) => ({
+          File: { Name: r.target.name, UID: r.target.uid, GID: r.target.gid, Mode: r.target.mode },
+          ConfigID: r.configId,
+          ConfigName: r.configName,
+        }))
+      : undefined,
     Isolation: 'default',
   });
   const rp = t.restartPolicy;
@@ -206,9 +266,15 @@ export function taskTemplateOut(t: F<TaskTemplate>, networks: readonly { target:
   return compact({
     ContainerSpec: container,
     Resources: { Limits: amounts(t.resources?.limits) ?? {}, Reservations: amounts(t.resources?.reservations) ?? {} },
-    RestartPolicy: rp ? compact({ Condition: rp.condition, Delay: msToNs(rp.delayMs), MaxAttempts: rp.maxAttempts ?? 0, Window: msToNs(rp.windowMs) }) : undefined,
+    RestartPolicy: rp
+      ? compact({ Condition: rp.condition, Delay: msToNs(rp.delayMs), MaxAttempts: rp.maxAttempts ?? 0, Window: msToNs(rp.windowMs) })
+      : undefined,
     Placement: pl
-      ? compact({ Constraints: pl.constraints?.length ? pl.constraints : undefined, Preferences: pl.preferences?.map((p) => ({ Spread: { SpreadDescriptor: p.spread } })), MaxReplicas: pl.maxReplicas })
+      ? compact({
+          Constraints: pl.constraints?.length ? pl.constraints : undefined,
+          Preferences: pl.preferences?.map((p) => ({ Spread: { SpreadDescriptor: p.spread } })),
+          MaxReplicas: pl.maxReplicas,
+        })
       : {},
     Networks: networks.length ? networks.map((n) => compact({ Target: n.target, Aliases: n.aliases?.length ? n.aliases : undefined })) : undefined,
     ForceUpdate: t.forceUpdate ?? 0,
@@ -228,7 +294,10 @@ export function specOut(s: F<ServiceSpec>, networkId: (target: string) => string
   return compact({
     Name: s.name,
     Labels: s.labels ?? {},
-    TaskTemplate: taskTemplateOut(s.task, s.networks.map((n) => ({ ...n, target: networkId(n.target) }))),
+    TaskTemplate: taskTemplateOut(
+      s.task,
+      s.networks.map((n) => ({ ...n, target: networkId(n.target) })),
+    ),
     Mode: modeOut(s.mode),
     UpdateConfig: updateOut(s.update),
     RollbackConfig: updateOut(s.rollback),
@@ -262,7 +331,10 @@ export function serviceOut(s: F<Service>, counts: ServiceCounts | null, networkI
       ? compact({ State: s.updateStatus.state, StartedAt: s.updateStatus.startedAt, CompletedAt: s.updateStatus.completedAt, Message: s.updateStatus.message })
       : undefined,
     ServiceStatus: counts ? { RunningTasks: counts.running, DesiredTasks: counts.desired, CompletedTasks: counts.completed } : undefined,
-    JobStatus: 'replicatedJob' in s.spec.mode || 'globalJob' in s.spec.mode ? { JobIteration: { Index: s.status.jobIteration ?? 0 }, LastExecution: dockerTime(s.createdAt) } : undefined,
+    JobStatus:
+      'replicatedJob' in s.spec.mode || 'globalJob' in s.spec.mode
+        ? { JobIteration: { Index: s.status.jobIteration ?? 0 }, LastExecution: dockerTime(s.createdAt) }
+        : undefined,
   });
 }
 

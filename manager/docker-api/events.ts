@@ -47,7 +47,8 @@ export function toDockerEvent(ev: StoreEvent): DockerEvent | null {
     const old = ev.old as Frozen<Node> | undefined;
     if (ev.type === 'update' && old) {
       if (old.status.state !== n.status.state) Object.assign(attrs, { 'state.old': old.status.state, 'state.new': n.status.state });
-      if (old.spec.availability !== n.spec.availability) Object.assign(attrs, { 'availability.old': old.spec.availability, 'availability.new': n.spec.availability });
+      if (old.spec.availability !== n.spec.availability)
+        Object.assign(attrs, { 'availability.old': old.spec.availability, 'availability.new': n.spec.availability });
       if (old.spec.role !== n.spec.role) Object.assign(attrs, { 'role.old': old.spec.role, 'role.new': n.spec.role });
       // Heartbeats and other status-only writes are not events.
       if (Object.keys(attrs).length === 1 && old.version !== undefined && JSON.stringify(old.spec) === JSON.stringify(n.spec)) return null;
@@ -68,7 +69,14 @@ export function toDockerEvent(ev: StoreEvent): DockerEvent | null {
     }
   }
   const ms = Date.parse(o.updatedAt ?? '') || 0;
-  return { Type: ev.kind, Action: ev.type === 'delete' ? 'remove' : ev.type, Actor: { ID: o.id, Attributes: attrs }, scope: 'swarm', time: Math.floor(ms / 1000), timeNano: ms * 1e6 };
+  return {
+    Type: ev.kind,
+    Action: ev.type === 'delete' ? 'remove' : ev.type,
+    Actor: { ID: o.id, Attributes: attrs },
+    scope: 'swarm',
+    time: Math.floor(ms / 1000),
+    timeNano: ms * 1e6,
+  };
 }
 
 /** Recent events, bounded, plus the live listeners. */
@@ -110,7 +118,8 @@ export function timeParamNs(raw: string | null, dflt: number): number {
 }
 
 export function matchesFilters(e: DockerEvent, f: Filters): boolean {
-  const named = (key: string) => (e.Type === key ? anyOf(f, key, (v) => v === e.Actor.ID || v === e.Actor.Attributes.name || e.Actor.ID.startsWith(v)) : !f.get(key)?.length);
+  const named = (key: string) =>
+    e.Type === key ? anyOf(f, key, (v) => v === e.Actor.ID || v === e.Actor.Attributes.name || e.Actor.ID.startsWith(v)) : !f.get(key)?.length;
   return (
     anyOf(f, 'type', (v) => v === e.Type) &&
     anyOf(f, 'event', (v) => v === e.Action) &&
@@ -122,7 +131,22 @@ export function matchesFilters(e: DockerEvent, f: Filters): boolean {
 export function registerEventRoutes(r: Router<DockerCtx>, ring: EventRing, now: () => number): void {
   r.add('GET', '/events', (_c, _p, req: IncomingMessage, res: ServerResponse) => {
     const q = query(req);
-    const f = parseFilters(q.get('filters'), ['type', 'event', 'scope', 'service', 'node', 'network', 'secret', 'config', 'container', 'image', 'volume', 'daemon', 'plugin', 'label']);
+    const f = parseFilters(q.get('filters'), [
+      'type',
+      'event',
+      'scope',
+      'service',
+      'node',
+      'network',
+      'secret',
+      'config',
+      'container',
+      'image',
+      'volume',
+      'daemon',
+      'plugin',
+      'label',
+    ]);
     const nowNs = now() * 1e6;
     const sinceNs = timeParamNs(q.get('since'), nowNs);
     const untilNs = timeParamNs(q.get('until'), Number.POSITIVE_INFINITY);

@@ -25,7 +25,10 @@ export function parseFilters(raw: string | null, allowed: readonly string[]): Fi
     if (!allowed.includes(k)) throw badRequest(`invalid filter '${k}'`);
     let list: string[];
     if (Array.isArray(vals)) list = vals.filter((x): x is string => typeof x === 'string');
-    else if (typeof vals === 'object' && vals !== null) list = Object.entries(vals as Record<string, unknown>).filter(([, b]) => b === true).map(([s]) => s);
+    else if (typeof vals === 'object' && vals !== null)
+      list = Object.entries(vals as Record<string, unknown>)
+        .filter(([, b]) => b === true)
+        .map(([s]) => s);
     else throw badRequest(`filter '${k}' must map values to true`);
     out.set(k, list);
   }

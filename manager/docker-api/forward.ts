@@ -58,7 +58,11 @@ async function bodyOf(req: IncomingMessage): Promise<Buffer> {
  * (the caller serves it, with the body given back), true once an answer was sent. A leader that
  * refuses the connection (it just died) is tried again as the new leader becomes known.
  */
-export async function forwardToLeader(req: IncomingMessage, res: ServerResponse, o: { deps: DockerDeps; tls: ForwardTls; port: number }): Promise<{ done: true } | { done: false; body: Buffer }> {
+export async function forwardToLeader(
+  req: IncomingMessage,
+  res: ServerResponse,
+  o: { deps: DockerDeps; tls: ForwardTls; port: number },
+): Promise<{ done: true } | { done: false; body: Buffer }> {
   const body = await bodyOf(req);
   const deadline = Date.now() + LEADER_WAIT_MS;
   let lastError = 'no leader: the managers are electing one or have lost quorum';
@@ -106,7 +110,14 @@ function proxy(req: IncomingMessage, body: Buffer, res: ServerResponse, host: st
     });
     out.on('error', (e: NodeJS.ErrnoException) => {
       if (!answered && NOT_DELIVERED.has(e.code ?? '')) reject(new NotDelivered(e.message));
-      else if (!answered) reject(new ApiError(503, 'ELEADERUNREACHABLE', `the leader at ${host}:${port} failed to answer (${e.message}); check whether the change was applied, then retry`));
+      else if (!answered)
+        reject(
+          new ApiError(
+            503,
+            'ELEADERUNREACHABLE',
+            `the leader at ${host}:${port} failed to answer (${e.message}); check whether the change was applied, then retry`,
+          ),
+        );
       else res.destroy();
     });
     out.end(body);

@@ -45,7 +45,10 @@ export function splitVersion(url: string): { version: string; url: string } {
   const m = /^\/v(\d+\.\d+)(\/.*)?$/.exec(url.split('?')[0] ?? '');
   if (!m) return { version: API_VERSION, url };
   const version = m[1]!;
-  if (cmpVersion(version, MIN_API_VERSION) < 0) throw badRequest(`client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
+  if (cmpVersion(version, MIN_API_VERSION) < 0)
+    throw badRequest(
+      `client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`,
+    );
   if (cmpVersion(version, API_VERSION) > 0) throw badRequest(`client version ${version} is too new. Maximum supported API version is ${API_VERSION}`);
   return { version, url: url.slice(m[1]!.length + 2) || '/' };
 }
@@ -65,5 +68,9 @@ export function requiredVersion(req: IncomingMessage): number {
 
 /** The error a stale `version` gets: the words Docker clients and scripts look for. */
 export function outOfSequence(kind: string, name: string, sent: number, current: number): ApiError {
-  return new ApiError(409, 'ECONFLICT', `update out of sequence: ${kind} ${name} is at version ${current}, the update was based on version ${sent}; inspect it again and retry`);
+  return new ApiError(
+    409,
+    'ECONFLICT',
+    `update out of sequence: ${kind} ${name} is at version ${current}, the update was based on version ${sent}; inspect it again and retry`,
+  );
 }

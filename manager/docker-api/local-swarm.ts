@@ -36,21 +36,31 @@ export async function handleLocalSwarm(ops: LocalSwarmOps, path: string, req: In
   if (req.method !== 'POST') return false;
   if (path === '/swarm/init') {
     const b = (await readJson(req, BODY_LIMITS.small)) as Record<string, unknown>;
-    if (ops.state()) throw new ApiError(503, 'EEXISTS', 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
+    if (ops.state())
+      throw new ApiError(503, 'EEXISTS', 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
     const adv = addrPort(b.AdvertiseAddr);
     const listen = addrPort(b.ListenAddr);
-    const out = await ops.init({ ...(adv.addr ? { advertiseAddr: adv.addr } : {}), ...(listen.port ?? adv.port ? { listenPort: listen.port ?? adv.port } : {}) });
+    const out = await ops.init({
+      ...(adv.addr ? { advertiseAddr: adv.addr } : {}),
+      ...((listen.port ?? adv.port) ? { listenPort: listen.port ?? adv.port } : {}),
+    });
     sendDocker(res, 200, out.nodeId);
     return true;
   }
   if (path === '/swarm/join') {
     const b = (await readJson(req, BODY_LIMITS.small)) as Record<string, unknown>;
-    if (ops.state()) throw new ApiError(503, 'EEXISTS', 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
+    if (ops.state())
+      throw new ApiError(503, 'EEXISTS', 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
     const remotes = Array.isArray(b.RemoteAddrs) ? b.RemoteAddrs.filter((x): x is string => typeof x === 'string') : [];
     if (remotes.length === 0 || typeof b.JoinToken !== 'string') throw badRequest('join needs RemoteAddrs and a JoinToken');
     const adv = addrPort(b.AdvertiseAddr);
     const listen = addrPort(b.ListenAddr);
-    await ops.join({ token: b.JoinToken, remote: remotes[0]!, ...(adv.addr ? { advertiseAddr: adv.addr } : {}), ...(listen.port ? { listenPort: listen.port } : {}) });
+    await ops.join({
+      token: b.JoinToken,
+      remote: remotes[0]!,
+      ...(adv.addr ? { advertiseAddr: adv.addr } : {}),
+      ...(listen.port ? { listenPort: listen.port } : {}),
+    });
     sendDocker(res, 200, undefined);
     return true;
   }
@@ -76,11 +86,31 @@ export async function handleWithoutManager(ops: LocalSwarmOps, req: IncomingMess
       return;
     }
     if (req.method === 'GET' && path === '/version') {
-      sendDocker(res, 200, { Platform: { Name: 'Shoal' }, Version: ENGINE_VERSION, ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Components: [] });
+      sendDocker(res, 200, {
+        Platform: { Name: 'Shoal' },
+        Version: ENGINE_VERSION,
+        ApiVersion: API_VERSION,
+        MinAPIVersion: MIN_API_VERSION,
+        Os: 'linux',
+        Components: [],
+      });
       return;
     }
     if (req.method === 'GET' && path === '/info') {
-      sendDocker(res, 200, { ID: st?.nodeId ?? '', ServerVersion: ENGINE_VERSION, OSType: 'linux', Swarm: { NodeID: st?.nodeId ?? '', NodeAddr: st?.advertise.replace(/:\d+$/, '') ?? '', LocalNodeState: st ? 'active' : 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null }, Warnings: [] });
+      sendDocker(res, 200, {
+        ID: st?.nodeId ?? '',
+        ServerVersion: ENGINE_VERSION,
+        OSType: 'linux',
+        Swarm: {
+          NodeID: st?.nodeId ?? '',
+          NodeAddr: st?.advertise.replace(/:\d+$/, '') ?? '',
+          LocalNodeState: st ? 'active' : 'inactive',
+          ControlAvailable: false,
+          Error: '',
+          RemoteManagers: null,
+        },
+        Warnings: [],
+      });
       return;
     }
     if (await handleLocalSwarm(ops, path, req, res)) return;

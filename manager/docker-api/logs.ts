@@ -26,7 +26,14 @@ interface ControlLogLine {
   info?: string;
 }
 
-async function serveLogs(d: DockerDeps, kind: 'service' | 'task', ref: string, req: IncomingMessage, res: ServerResponse, log: (l: string) => void): Promise<undefined> {
+async function serveLogs(
+  d: DockerDeps,
+  kind: 'service' | 'task',
+  ref: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  log: (l: string) => void,
+): Promise<undefined> {
   const q = query(req);
   const stdout = queryBool(q.get('stdout'));
   const stderr = queryBool(q.get('stderr'));
@@ -34,7 +41,8 @@ async function serveLogs(d: DockerDeps, kind: 'service' | 'task', ref: string, r
   const opts = { timestamps: queryBool(q.get('timestamps')), details: queryBool(q.get('details')) };
   const tasks = await callControl<Task[]>(d.control, 'GET', '/v1/tasks?all=1');
   let target: string;
-  if (kind === 'service') target = `service=${encodeURIComponent((await callControl<Service>(d.control, 'GET', `/v1/services/${encodeURIComponent(ref)}`)).id)}`;
+  if (kind === 'service')
+    target = `service=${encodeURIComponent((await callControl<Service>(d.control, 'GET', `/v1/services/${encodeURIComponent(ref)}`)).id)}`;
   else target = `task=${encodeURIComponent(ref)}`;
   const byTask = new Map(tasks.map((t) => [t.id, t]));
   const params = new URLSearchParams();
@@ -68,7 +76,12 @@ async function serveLogs(d: DockerDeps, kind: 'service' | 'task', ref: string, r
     if ((s === 'stdout' && !stdout) || (s === 'stderr' && !stderr)) return true;
     const t = byTask.get(l.taskId);
     start();
-    return res.write(logFrame({ stream: s, ts: l.ts ?? '', line: l.line, partial: l.partial === true, nodeId: t?.nodeId ?? '', serviceId: t?.serviceId ?? '', taskId: l.taskId }, opts));
+    return res.write(
+      logFrame(
+        { stream: s, ts: l.ts ?? '', line: l.line, partial: l.partial === true, nodeId: t?.nodeId ?? '', serviceId: t?.serviceId ?? '', taskId: l.taskId },
+        opts,
+      ),
+    );
   };
   await new Promise<void>((resolve, reject) => {
     let call: Awaited<ReturnType<typeof streamControl>> | null = null;

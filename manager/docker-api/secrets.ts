@@ -38,7 +38,13 @@ function registerKind(r: Router<DockerCtx>, d: DockerDeps, kind: 'secret' | 'con
     const f = parseFilters(query(req).get('filters'), ['id', 'name', 'names', 'label']);
     const all = await callControl<FileObject[]>(d.control, 'GET', base);
     return all
-      .filter((o) => anyOf(f, 'id', prefixOf(o.id)) && anyOf(f, 'name', prefixOf(o.spec.name)) && anyOf(f, 'names', (v) => v === o.spec.name) && allLabels(f, 'label', o.spec.labels))
+      .filter(
+        (o) =>
+          anyOf(f, 'id', prefixOf(o.id)) &&
+          anyOf(f, 'name', prefixOf(o.spec.name)) &&
+          anyOf(f, 'names', (v) => v === o.spec.name) &&
+          allLabels(f, 'label', o.spec.labels),
+      )
       .map((o) => fileOut(kind, o));
   });
   r.add('GET', `/${kind}s/:id`, async (_c, p) => fileOut(kind, await callControl<FileObject>(d.control, 'GET', `${base}/${encodeURIComponent(p.id!)}`)));
@@ -51,7 +57,12 @@ function registerKind(r: Router<DockerCtx>, d: DockerDeps, kind: 'secret' | 'con
   r.add('POST', `/${kind}s/:id/update`, async (_c, p, req, res) => {
     const version = requiredVersion(req);
     const s = specIn((await readJson(req, BODY_LIMITS.spec)) as J);
-    await callControl(d.control, 'POST', `${base}/${encodeURIComponent(p.id!)}/update`, { version, labels: s.labels, ...(s.name !== undefined ? { name: s.name } : {}), ...(s.data !== undefined && s.data !== null && s.data !== '' ? { data: s.data } : {}) });
+    await callControl(d.control, 'POST', `${base}/${encodeURIComponent(p.id!)}/update`, {
+      version,
+      labels: s.labels,
+      ...(s.name !== undefined ? { name: s.name } : {}),
+      ...(s.data !== undefined && s.data !== null && s.data !== '' ? { data: s.data } : {}),
+    });
     sendDocker(res, 200, undefined);
     return undefined;
   });

@@ -90,7 +90,10 @@ export class DockerApiServer {
     const sock = this.o.socketPath;
     if (sock) {
       rmSync(sock, { force: true });
-      this.unix = createHttpServer({ requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handleRequest(req, res, false));
+      this.unix = createHttpServer(
+        { requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 },
+        (req, res) => void this.handleRequest(req, res, false),
+      );
       await listen(this.unix, (s, cb) => s.listen(sock, cb));
       chmodSync(sock, 0o600);
     }
@@ -98,7 +101,10 @@ export class DockerApiServer {
       const { host, port } = this.o.tcp;
       // The CA verifies at the handshake (no certificate: "tls: certificate required", as dockerd);
       // the role is checked per request, so a refused role gets a readable 403.
-      const tcp = createHttpsServer({ ...this.o.tls(), requestCert: true, rejectUnauthorized: true, requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 }, (req, res) => void this.handleRequest(req, res, true));
+      const tcp = createHttpsServer(
+        { ...this.o.tls(), requestCert: true, rejectUnauthorized: true, requestTimeout: 0, headersTimeout: 15_000, keepAliveTimeout: 5_000 },
+        (req, res) => void this.handleRequest(req, res, true),
+      );
       // A port held by something else (a dockerd on the same host) must not stop the manager: the
       // Docker API is then served on the socket only, and the log says why.
       try {
@@ -151,7 +157,12 @@ export class DockerApiServer {
         const f = await forwardToLeader(req, res, { deps: this.o.deps, tls: this.o.tls(), port: this.o.leaderPort ?? DOCKER_PORT });
         if (f.done) return;
         // This manager became the leader while waiting: serve the request here, with the body read.
-        request = Object.assign(Readable.from([f.body]), { method: req.method, url: req.url, headers: req.headers, socket: req.socket }) as unknown as IncomingMessage;
+        request = Object.assign(Readable.from([f.body]), {
+          method: req.method,
+          url: req.url,
+          headers: req.headers,
+          socket: req.socket,
+        }) as unknown as IncomingMessage;
         res.once('close', () => request.emit('close'));
       }
       request.url = url;

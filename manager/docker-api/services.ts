@@ -61,7 +61,15 @@ export function registerServiceRoutes(r: Router<DockerCtx>, d: DockerDeps): void
         anyOf(f, 'id', prefixOf(s.id)) &&
         anyOf(f, 'name', prefixOf(s.spec.name)) &&
         allLabels(f, 'label', s.spec.labels) &&
-        anyOf(f, 'mode', (m) => (m === 'replicated' ? 'replicated' in s.spec.mode : m === 'global' ? 'global' in s.spec.mode : m === 'replicated-job' ? 'replicatedJob' in s.spec.mode : m === 'global-job' && 'globalJob' in s.spec.mode)),
+        anyOf(f, 'mode', (m) =>
+          m === 'replicated'
+            ? 'replicated' in s.spec.mode
+            : m === 'global'
+              ? 'global' in s.spec.mode
+              : m === 'replicated-job'
+                ? 'replicatedJob' in s.spec.mode
+                : m === 'global-job' && 'globalJob' in s.spec.mode,
+        ),
     );
     const tasks = queryBool(q.get('status')) ? await allTasks(d) : null;
     return services.map((s) => serviceOut(s, tasks ? countsOf(s, tasks) : null));

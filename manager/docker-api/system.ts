@@ -64,7 +64,17 @@ export function registerSystemRoutes(r: Router<DockerCtx>, d: DockerDeps): void 
   r.add('HEAD', '/_ping', (_c, _p, req, res) => ping(req, res));
 
   r.add('GET', '/version', () => {
-    const details = { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, Os: 'linux', Arch: goArch(d.host.arch), KernelVersion: d.host.kernel, GitCommit: 'shoal', GoVersion: `node ${process.version}`, BuildTime: '', Experimental: 'false' };
+    const details = {
+      ApiVersion: API_VERSION,
+      MinAPIVersion: MIN_API_VERSION,
+      Os: 'linux',
+      Arch: goArch(d.host.arch),
+      KernelVersion: d.host.kernel,
+      GitCommit: 'shoal',
+      GoVersion: `node ${process.version}`,
+      BuildTime: '',
+      Experimental: 'false',
+    };
     return {
       Platform: { Name: 'Shoal' },
       Components: [{ Name: 'Engine', Version: ENGINE_VERSION, Details: details }],
@@ -158,7 +168,11 @@ export function registerSystemRoutes(r: Router<DockerCtx>, d: DockerDeps): void 
   r.add('POST', '/swarm/update', async (_c, _p, req, res) => {
     const version = requiredVersion(req);
     const q = query(req);
-    const b = (await readJson(req, BODY_LIMITS.small)) as { Dispatcher?: { HeartbeatPeriod?: number }; CAConfig?: { NodeCertExpiry?: number }; EncryptionConfig?: { AutoLockManagers?: boolean } };
+    const b = (await readJson(req, BODY_LIMITS.small)) as {
+      Dispatcher?: { HeartbeatPeriod?: number };
+      CAConfig?: { NodeCertExpiry?: number };
+      EncryptionConfig?: { AutoLockManagers?: boolean };
+    };
     const cur = await callControl<ClusterView>(d.control, 'GET', '/v1/cluster');
     if (cur.version !== version) throw outOfSequence('swarm', d.clusterId, version, cur.version);
     const hb = nsToMs(b.Dispatcher?.HeartbeatPeriod);
@@ -166,7 +180,9 @@ export function registerSystemRoutes(r: Router<DockerCtx>, d: DockerDeps): void 
     const change = {
       ...(hb !== undefined && hb > 0 && hb !== cur.spec.dispatcher.heartbeatPeriodMs ? { heartbeatPeriodMs: hb } : {}),
       ...(expiry !== undefined && expiry > 0 && expiry !== cur.spec.caConfig.nodeCertValidityMs ? { nodeCertValidityMs: expiry } : {}),
-      ...(typeof b.EncryptionConfig?.AutoLockManagers === 'boolean' && b.EncryptionConfig.AutoLockManagers !== (cur.autolock === true) ? { autolock: b.EncryptionConfig.AutoLockManagers } : {}),
+      ...(typeof b.EncryptionConfig?.AutoLockManagers === 'boolean' && b.EncryptionConfig.AutoLockManagers !== (cur.autolock === true)
+        ? { autolock: b.EncryptionConfig.AutoLockManagers }
+        : {}),
     };
     if (Object.keys(change).length) await callControl(d.control, 'POST', '/v1/cluster/update', change);
     for (const role of ['worker', 'manager'] as const) {

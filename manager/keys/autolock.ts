@@ -115,7 +115,7 @@ export function unwrap(w: Wrapped, unlockKey: Buffer): Buffer {
     d.setAuthTag(ct.subarray(ct.length - TAG_BYTES));
     return Buffer.concat([d.update(ct.subarray(0, ct.length - TAG_BYTES)), d.final()]);
   } catch {
-    throw new WrongUnlockKeyError('the unlock key does not open this manager\'s keys (wrong key, or the key file was altered)');
+    throw new WrongUnlockKeyError("the unlock key does not open this manager's keys (wrong key, or the key file was altered)");
   } finally {
     kek.fill(0);
   }

@@ -60,12 +60,14 @@ export function encodeKeyRing(ring: KeyRing): KeyFileUnwrapped {
 export function decodeKeyRing(raw: unknown): KeyRing {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new SealError('key file: not a JSON object');
   const o = raw as Record<string, unknown>;
-  if (o['version'] !== KEY_FILE_VERSION) throw new SealError(`key file: version ${JSON.stringify(o['version'])} is not supported (expected ${KEY_FILE_VERSION})`);
+  if (o['version'] !== KEY_FILE_VERSION)
+    throw new SealError(`key file: version ${JSON.stringify(o['version'])} is not supported (expected ${KEY_FILE_VERSION})`);
   if (o['wrapped'] === true) throw new SealError('key file: the keys are wrapped by a key-encryption key (autolock), which this version cannot unlock');
   if (o['wrapped'] !== false || !Array.isArray(o['keys'])) throw new SealError('key file: expected { wrapped: false, keys: [...] }');
   const keys: DataKey[] = (o['keys'] as unknown[]).map((k, i) => {
     const e = k as Record<string, unknown>;
-    if (typeof e?.['kid'] !== 'string' || typeof e['key'] !== 'string' || typeof e['createdAt'] !== 'string') throw new SealError(`key file: keys[${i}] needs kid, key and createdAt strings`);
+    if (typeof e?.['kid'] !== 'string' || typeof e['key'] !== 'string' || typeof e['createdAt'] !== 'string')
+      throw new SealError(`key file: keys[${i}] needs kid, key and createdAt strings`);
     const key = Buffer.from(e['key'], 'base64');
     if (key.length !== KEY_BYTES) throw new SealError(`key file: keys[${i}] is ${key.length} bytes, not ${KEY_BYTES}`);
     return { kid: e['kid'], key, createdAt: e['createdAt'] };

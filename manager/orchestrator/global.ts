@@ -55,7 +55,8 @@ export function reconcileGlobalLike(plan: Plan, service: FService, tasks: readon
     }
     if (o.job && s.tasks.some((t) => t.status.state === 'complete')) {
       // Job done on this node: retire anything else still live there.
-      for (const t of s.live) if (t.status.state !== 'complete') plan.add(`node ${id}: job already completed`, acts(plan.stop(t, 'shutdown', 'job completed on this node')));
+      for (const t of s.live)
+        if (t.status.state !== 'complete') plan.add(`node ${id}: job already completed`, acts(plan.stop(t, 'shutdown', 'job completed on this node')));
       continue;
     }
     if (s.tasks.length === 0 || s.removed) {

@@ -67,7 +67,8 @@ export function reconcileReplicatedJob(service: FService, tasks: readonly FTask[
     }
     const completed = s.tasks.find((t) => t.status.state === 'complete');
     if (completed !== undefined) {
-      for (const t of s.live) if (t !== completed && !isFinished(t)) plan.add(`slot ${n}: already completed`, acts(plan.stop(t, 'shutdown', 'slot already completed')));
+      for (const t of s.live)
+        if (t !== completed && !isFinished(t)) plan.add(`slot ${n}: already completed`, acts(plan.stop(t, 'shutdown', 'slot already completed')));
       continue;
     }
     const cond = repairSlot(plan, s, {

@@ -35,7 +35,8 @@ function orphans(plan: Plan, tasks: readonly FTask[]): void {
       plan.add(`task ${t.id} orphaned: node ${t.nodeId} was removed`, [plan.orphan(t, `node ${t.nodeId} was removed`)]);
     } else if (n.status.state === 'down') {
       const at = ms(n.updatedAt) + grace;
-      if (ctx.now >= at) plan.add(`task ${t.id} orphaned: node ${t.nodeId} down since ${n.updatedAt}`, [plan.orphan(t, `node ${t.nodeId} has been down since ${n.updatedAt}`)]);
+      if (ctx.now >= at)
+        plan.add(`task ${t.id} orphaned: node ${t.nodeId} down since ${n.updatedAt}`, [plan.orphan(t, `node ${t.nodeId} has been down since ${n.updatedAt}`)]);
       else plan.wake(at);
     }
   }
@@ -69,8 +70,11 @@ export function reconcileDeleted(serviceId: string, tasks: readonly FTask[], ctx
   }
   // Finished tasks of any desired state go at once (history of a deleted service is not kept).
   const finished = tasks.filter((t) => isFinished(t) && !plan.touchedTask(t));
-  if (finished.length > 0) plan.add(`service ${serviceId} removed: ${finished.length} finished tasks deleted`, finished.map((t) => plan.delete(t)));
+  if (finished.length > 0)
+    plan.add(
+      `service ${serviceId} removed: ${finished.length} finished tasks deleted`,
+      finished.map((t) => plan.delete(t)),
+    );
   orphans(plan, tasks);
   return plan.result();
 }
-

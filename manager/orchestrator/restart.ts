@@ -27,8 +27,7 @@ export const DEFAULT_RESTART_DELAY_MS = 5_000;
 
 export type RestartVerdict =
   /** Create the replacement at `at` (now or later). `attempt` counts from 1. */
-  | { restart: true; at: number; attempt: number }
-  | { restart: false; reason: string };
+  { restart: true; at: number; attempt: number } | { restart: false; reason: string };
 
 export function policyOf(t: FTask): Readonly<RestartPolicy> {
   return t.spec.restartPolicy ?? { condition: 'any' };

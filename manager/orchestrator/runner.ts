@@ -115,7 +115,11 @@ export function applyDecision(tx: WriteTx, d: Decision): number | null {
         break;
       case 'set': {
         const t = tx.get('task', a.taskId)!;
-        const next = tx.update({ ...t, ...(a.desiredState !== undefined ? { desiredState: a.desiredState } : {}), ...(a.status !== undefined ? { status: a.status } : {}) });
+        const next = tx.update({
+          ...t,
+          ...(a.desiredState !== undefined ? { desiredState: a.desiredState } : {}),
+          ...(a.status !== undefined ? { status: a.status } : {}),
+        });
         bytes += JSON.stringify(next).length + 48;
         break;
       }
@@ -137,12 +141,7 @@ export function applyDecision(tx: WriteTx, d: Decision): number | null {
 }
 
 function nodeChanged(a: FNode, b: FNode): boolean {
-  return (
-    a.status.state !== b.status.state ||
-    a.status.addr !== b.status.addr ||
-    !jsonEqual(a.spec, b.spec) ||
-    !jsonEqual(a.description, b.description)
-  );
+  return a.status.state !== b.status.state || a.status.addr !== b.status.addr || !jsonEqual(a.spec, b.spec) || !jsonEqual(a.description, b.description);
 }
 
 export class Orchestrator {
@@ -266,8 +265,7 @@ export class Orchestrator {
         if (ev.type === 'delete') {
           this.runningSince.delete(t.id);
           for (const id of this.blocked) this.dirty.add(id);
-        }
-        else if (t.status.state === 'running' && (ev.old as FTask | undefined)?.status.state !== 'running') {
+        } else if (t.status.state === 'running' && (ev.old as FTask | undefined)?.status.state !== 'running') {
           this.runningSince.set(t.id, ms(t.updatedAt, this.now()));
         }
         break;

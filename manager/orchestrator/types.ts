@@ -175,7 +175,6 @@ export function newestFirst(a: FTask, b: FTask): number {
 
 // -------------------------------------------------------------------------------------------- JSON utils
 
-
 export function iso(msValue: number): string {
   return new Date(msValue).toISOString();
 }

@@ -130,8 +130,7 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
       return 'rollback';
     }
     const paused: UpdateState = rollingBack ? 'rollback_paused' : 'paused';
-    const why =
-      cfg.failureAction === 'rollback' && !rollingBack ? ' (no previous spec to roll back to)' : '';
+    const why = cfg.failureAction === 'rollback' && !rollingBack ? ' (no previous spec to roll back to)' : '';
     plan.add(`${rollingBack ? 'rollback' : 'update'} paused (${failures}/${updated} failed)`, [
       {
         type: 'service',
@@ -179,7 +178,8 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
   // Start updating more slots.
   const free = cfg.parallelism > 0 ? Math.max(0, cfg.parallelism - inFlight) : dirty.length;
   const order = [...dirty].sort(
-    (a, b) => Number(isRunning(a.slot.head!)) - Number(isRunning(b.slot.head!)) || (a.slot.slot ?? 0) - (b.slot.slot ?? 0) || a.slot.key.localeCompare(b.slot.key),
+    (a, b) =>
+      Number(isRunning(a.slot.head!)) - Number(isRunning(b.slot.head!)) || (a.slot.slot ?? 0) - (b.slot.slot ?? 0) || a.slot.key.localeCompare(b.slot.key),
   );
   const started = order.slice(0, free);
   const verb = rollingBack ? 'rollback' : 'update';

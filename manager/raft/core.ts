@@ -163,10 +163,7 @@ export class RaftCore {
   private persisted: HardState;
   private readyInFlight: { stableIndex: number; stableTerm: number; appliedTo: number; snapshotIndex: number } | null = null;
 
-  constructor(
-    opts: RaftOptions,
-    restored: { hardState: HardState; snapshot: Snapshot | null; entries: Entry[] },
-  ) {
+  constructor(opts: RaftOptions, restored: { hardState: HardState; snapshot: Snapshot | null; entries: Entry[] }) {
     this.id = opts.id;
     this.opts = {
       maxEntriesPerMsg: 256,
@@ -207,7 +204,8 @@ export class RaftCore {
    */
   static bootstrapEntries(voters: (NodeId | { id: NodeId; context?: string })[]): Entry[] {
     return voters.map((v, i) => {
-      const cc: ConfChange = typeof v === 'string' ? { type: 'addVoter', node: v } : { type: 'addVoter', node: v.id, ...(v.context !== undefined ? { context: v.context } : {}) };
+      const cc: ConfChange =
+        typeof v === 'string' ? { type: 'addVoter', node: v } : { type: 'addVoter', node: v.id, ...(v.context !== undefined ? { context: v.context } : {}) };
       return { index: i + 1, term: 1, type: 'conf' as const, data: encodeConfChange(cc) };
     });
   }
@@ -412,9 +410,7 @@ export class RaftCore {
     const committed: Entry[] = [];
     for (let i = lo; i <= hi; i++) committed.push(this.log.entry(i)!);
     const vitalChange = hs !== null && (hs.term !== this.persisted.term || hs.vote !== this.persisted.vote);
-    const mustSync = this.opts.unsafe.ackBeforeDurable
-      ? vitalChange || snapshot !== null
-      : vitalChange || entries.length > 0 || snapshot !== null;
+    const mustSync = this.opts.unsafe.ackBeforeDurable ? vitalChange || snapshot !== null : vitalChange || entries.length > 0 || snapshot !== null;
     if (hs) this.persisted = hs;
     const last = entries[entries.length - 1];
     this.readyInFlight = {
@@ -571,10 +567,7 @@ export class RaftCore {
   }
 
   private handleVoteRequest(m: Message): void {
-    const canVote =
-      this.vote === m.from ||
-      (this.vote === null && this.leader === null) ||
-      (m.type === 'preVote' && m.term > this.term);
+    const canVote = this.vote === m.from || (this.vote === null && this.leader === null) || (m.type === 'preVote' && m.term > this.term);
     const respType: MessageType = m.type === 'preVote' ? 'preVoteResp' : 'voteResp';
     if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
       this.send({ ...blank(respType, this.id, m.from, m.term) });

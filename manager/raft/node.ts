@@ -144,7 +144,10 @@ export function unsafeRaftOption(env: NodeJS.ProcessEnv): { unsafeRaft?: UnsafeF
   const text = env[UNSAFE_RAFT_ENV]?.trim() ?? '';
   if (text === '') return {};
   const flags: UnsafeFlags = {};
-  for (const v of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const v of text
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     if (!(UNSAFE_VARIANTS as readonly string[]).includes(v)) {
       throw new Error(`${UNSAFE_RAFT_ENV}: unknown variant ${JSON.stringify(v)} (known: ${UNSAFE_VARIANTS.join(', ')})`);
     }
@@ -429,7 +432,9 @@ export class RaftNode {
     if (opts.maxEntriesPerMsg !== undefined) coreOpts.maxEntriesPerMsg = opts.maxEntriesPerMsg;
     if (opts.maxBytesPerMsg !== undefined) coreOpts.maxBytesPerMsg = opts.maxBytesPerMsg;
     if (opts.snapshotChunkBytes !== undefined) coreOpts.snapshotChunkBytes = opts.snapshotChunkBytes;
-    const unsafe = Object.entries(opts.unsafe ?? {}).filter(([, on]) => on).map(([k]) => k);
+    const unsafe = Object.entries(opts.unsafe ?? {})
+      .filter(([, on]) => on)
+      .map(([k]) => k);
     if (unsafe.length > 0) {
       coreOpts.unsafe = { ...opts.unsafe };
       this.log(`!!! UNSAFE RAFT (${unsafe.join(', ')}): a deliberately BROKEN build for tests; never use it for real data !!!`);

@@ -547,9 +547,15 @@ export class SqliteRaftStorage implements RaftStorage {
             );
           `);
           const p: Pointer = { hardState: { term: 0, vote: null, commit: 0 }, snapIndex: 0, snapTerm: 0, snapSha: null };
-          db.prepare(
-            'INSERT INTO state (id, term, vote, commit_idx, snap_index, snap_term, snap_sha, crc) VALUES (1, ?, ?, ?, ?, ?, ?, ?)',
-          ).run(0, null, 0, 0, 0, null, stateChecksum(p));
+          db.prepare('INSERT INTO state (id, term, vote, commit_idx, snap_index, snap_term, snap_sha, crc) VALUES (1, ?, ?, ?, ?, ?, ?, ?)').run(
+            0,
+            null,
+            0,
+            0,
+            0,
+            null,
+            stateChecksum(p),
+          );
           db.pragma(`user_version = ${SCHEMA_VERSION}`);
         })();
       } else if (version !== SCHEMA_VERSION) {
@@ -569,9 +575,7 @@ export class SqliteRaftStorage implements RaftStorage {
         all: db.prepare('SELECT idx, term, type, data, crc FROM entries ORDER BY idx').raw(),
         range: db.prepare('SELECT idx, term, type, data, crc FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx').raw(),
         getState: db.prepare('SELECT term, vote, commit_idx, snap_index, snap_term, snap_sha, crc FROM state WHERE id = 1'),
-        putState: db.prepare(
-          'UPDATE state SET term = ?, vote = ?, commit_idx = ?, snap_index = ?, snap_term = ?, snap_sha = ?, crc = ? WHERE id = 1',
-        ),
+        putState: db.prepare('UPDATE state SET term = ?, vote = ?, commit_idx = ?, snap_index = ?, snap_term = ?, snap_sha = ?, crc = ? WHERE id = 1'),
         syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
         syncFull: db.prepare('PRAGMA synchronous = FULL'),
       };

@@ -3,14 +3,7 @@
 // node.labels.<k>, node.ip (an address or a CIDR). Parsing happens when a service is created or
 // updated (so a bad constraint is refused before anything is stored); matching is a pure function.
 
-export type ConstraintKey =
-  | 'node.id'
-  | 'node.hostname'
-  | 'node.role'
-  | 'node.platform.os'
-  | 'node.platform.arch'
-  | 'node.ip'
-  | `node.labels.${string}`;
+export type ConstraintKey = 'node.id' | 'node.hostname' | 'node.role' | 'node.platform.os' | 'node.platform.arch' | 'node.ip' | `node.labels.${string}`;
 
 export interface Constraint {
   /** The text as written, for messages. */
@@ -109,7 +102,7 @@ export function matches(c: Constraint, n: ConstraintNode): boolean {
   let eq: boolean;
   if (c.key === 'node.ip' && c.cidr) {
     const ip = v ? ipToInt(v) : null;
-    eq = ip !== null && ((ip & c.cidr.mask) >>> 0) === c.cidr.net;
+    eq = ip !== null && (ip & c.cidr.mask) >>> 0 === c.cidr.net;
   } else if (c.key === 'node.id' && v !== undefined) {
     eq = v === c.value || (c.value.length >= 6 && v.startsWith(c.value));
   } else if (c.key === 'node.platform.arch' && v !== undefined) {

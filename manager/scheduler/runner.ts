@@ -238,7 +238,6 @@ export class SchedulerRunner {
     this.pendingIds.clear();
   }
 
-
   // ------------------------------------------------------------------------------------ events
 
   private subscribe(): void {
@@ -318,11 +317,6 @@ export class SchedulerRunner {
   }
 
   // ---------------------------------------------------------------------------------- passes
-
-
-
-
-
 
   private async pass(): Promise<void> {
     const t0 = performance.now();

@@ -240,7 +240,6 @@ interface Branch {
   leaf: boolean;
 }
 
-
 // -------------------------------------------------------------------------------------------- state
 
 /** Normalised architecture names (Go/Docker, Node and uname spellings). */
@@ -395,7 +394,10 @@ export class PlacementState {
       maxReplicas: pg.maxReplicas !== undefined && pg.maxReplicas > 0 ? Math.floor(pg.maxReplicas) : 0,
       platforms: (pg.platforms ?? []).map((p) => ({ os: (p.os ?? '').toLowerCase(), arch: p.arch ? normArch(p.arch) : '' })),
       platformText: (pg.platforms ?? []).map((p) => `${p.os ?? '*'}/${p.arch ?? '*'}`).join(' or '),
-      spread: (pg.preferences ?? []).map((p) => p.spread).filter((s) => s.startsWith('node.labels.')).map((s) => s.slice('node.labels.'.length)),
+      spread: (pg.preferences ?? [])
+        .map((p) => p.spread)
+        .filter((s) => s.startsWith('node.labels.'))
+        .map((s) => s.slice('node.labels.'.length)),
       touched: new Set(),
     };
     this.load(g.serviceId);
@@ -410,7 +412,8 @@ export class PlacementState {
       // A task bound to its node (global services) replaces one that already ran there: a paused node
       // keeps it (pause only stops new placements); the orchestrator decides which nodes get one at all.
       if (i !== undefined && this.check(g, i, rs, true) === Verdict.Pass) this.assign(g, t.id, i, out);
-      else out.unplaced.push({ taskId: t.id, serviceId: g.serviceId, reason: i === undefined ? `no suitable node (node ${t.nodeId} not found)` : rs.message() });
+      else
+        out.unplaced.push({ taskId: t.id, serviceId: g.serviceId, reason: i === undefined ? `no suitable node (node ${t.nodeId} not found)` : rs.message() });
     }
     if (free.length > 0) this.placeFree(g, free, out);
     let m = this.perService.get(g.serviceId);
@@ -500,7 +503,13 @@ export class PlacementState {
     }
     if (g.maxReplicas > 0 && this.svc[i]! >= g.maxReplicas) {
       const k = g.maxReplicas;
-      rs.add('maxreplicas', Stage.MaxReplicas, 0, `already runs the maximum of ${k} tasks of this service`, `already run the maximum of ${k} tasks of this service`);
+      rs.add(
+        'maxreplicas',
+        Stage.MaxReplicas,
+        0,
+        `already runs the maximum of ${k} tasks of this service`,
+        `already run the maximum of ${k} tasks of this service`,
+      );
       return false;
     }
     return true;

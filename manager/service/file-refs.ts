@@ -35,7 +35,17 @@ function fail(field: string, message: string): never {
 }
 
 function got(v: unknown): string {
-  return v === undefined ? 'nothing' : typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v);
+  return v === undefined
+    ? 'nothing'
+    : typeof v === 'string'
+      ? JSON.stringify(v)
+      : Array.isArray(v)
+        ? 'an array'
+        : v === null
+          ? 'null'
+          : typeof v === 'object'
+            ? 'an object'
+            : String(v);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -43,7 +53,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function only(o: Record<string, unknown>, keys: readonly string[], field: string): void {
-  for (const k of Object.keys(o)) if (o[k] !== undefined && !keys.includes(k)) fail(`${field}.${k}`, `${field}.${k}: unknown field (known fields: ${keys.join(', ')})`);
+  for (const k of Object.keys(o))
+    if (o[k] !== undefined && !keys.includes(k)) fail(`${field}.${k}`, `${field}.${k}: unknown field (known fields: ${keys.join(', ')})`);
 }
 
 /** The path a reference's file has in the container. */
@@ -68,14 +79,16 @@ function checkTargetName(kind: 'secret' | 'config', name: string, field: string)
   if (!name.startsWith('/')) fail(field, `${field}: a config's target must be an absolute path (got ${got(name)})`);
   const t = posix.normalize(name).replace(/\/+$/, '');
   if (t === '') fail(field, `${field}: / is not a file`);
-  for (const r of RESERVED) if (t === r || t.startsWith(`${r}/`)) fail(field, `${field}: ${t} lies in ${r}, which the container gets afresh; choose another path`);
+  for (const r of RESERVED)
+    if (t === r || t.startsWith(`${r}/`)) fail(field, `${field}: ${t} lies in ${r}, which the container gets afresh; choose another path`);
   return t;
 }
 
 function idString(v: unknown, field: string): string {
   if (v === undefined || v === null || v === '') return '0';
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return String(v);
-  if (typeof v !== 'string' || !/^\d{1,10}$/.test(v) || Number(v) > 0xfffffffe) fail(field, `${field} must be a numeric id from 0 to 4294967294 (got ${got(v)})`);
+  if (typeof v !== 'string' || !/^\d{1,10}$/.test(v) || Number(v) > 0xfffffffe)
+    fail(field, `${field} must be a numeric id from 0 to 4294967294 (got ${got(v)})`);
   return v;
 }
 
@@ -96,9 +109,11 @@ function validateOne(kind: 'secret' | 'config', raw: unknown, field: string): Se
   if (typeof tn !== 'string') fail(`${field}.target.name`, `${field}.target.name must be a string (got ${got(tn)})`);
   // Without a name the default needs the object's name; with only an id it is filled in at resolution.
   const defaultName = name === '' ? '' : kind === 'secret' ? name : `/${name}`;
-  const targetName = tn !== '' ? checkTargetName(kind, tn, `${field}.target.name`) : defaultName === '' ? '' : checkTargetName(kind, defaultName, `${field}.${nameKey}`);
+  const targetName =
+    tn !== '' ? checkTargetName(kind, tn, `${field}.target.name`) : defaultName === '' ? '' : checkTargetName(kind, defaultName, `${field}.${nameKey}`);
   const mode = t['mode'] ?? DEFAULT_FILE_MODE;
-  if (typeof mode !== 'number' || !Number.isSafeInteger(mode) || mode < 0 || mode > 0o7777) fail(`${field}.target.mode`, `${field}.target.mode must be permission bits from 0 to 0o7777 (got ${got(mode)})`);
+  if (typeof mode !== 'number' || !Number.isSafeInteger(mode) || mode < 0 || mode > 0o7777)
+    fail(`${field}.target.mode`, `${field}.target.mode must be permission bits from 0 to 0o7777 (got ${got(mode)})`);
   const target: FileTarget = { name: targetName, uid: idString(t['uid'], `${field}.target.uid`), gid: idString(t['gid'], `${field}.target.gid`), mode };
   return kind === 'secret' ? { secretId: id, secretName: name, target } : { configId: id, configName: name, target };
 }

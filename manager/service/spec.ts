@@ -301,7 +301,8 @@ function validateMode(v: unknown): ServiceMode {
         max = Math.max(1, total ?? 1);
       } else {
         const m = r.maxConcurrent;
-        if (typeof m !== 'number' || !Number.isSafeInteger(m) || m < 1) fail('mode.replicatedJob.maxConcurrent', `mode.replicatedJob.maxConcurrent must be ≥ 1 (got ${got(m)})`);
+        if (typeof m !== 'number' || !Number.isSafeInteger(m) || m < 1)
+          fail('mode.replicatedJob.maxConcurrent', `mode.replicatedJob.maxConcurrent must be ≥ 1 (got ${got(m)})`);
         max = m;
       }
       return { replicatedJob: { maxConcurrent: max, totalCompletions: total ?? max } };
@@ -317,7 +318,8 @@ function validateMode(v: unknown): ServiceMode {
 
 // -------------------------------------------------------------------------------------------- image
 
-const DOMAIN_RE = /^(?:(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*|\[[0-9A-Fa-f:.]+\])(?::\d+)?$/;
+const DOMAIN_RE =
+  /^(?:(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*|\[[0-9A-Fa-f:.]+\])(?::\d+)?$/;
 const PATH_COMPONENT_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG_RE = /^\w[\w.-]{0,127}$/;
 const DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$/;
@@ -385,9 +387,42 @@ const TASK_KEYS = [
 ] as const;
 
 const SIGNALS = new Set([
-  'HUP', 'INT', 'QUIT', 'ILL', 'TRAP', 'ABRT', 'IOT', 'BUS', 'FPE', 'KILL', 'USR1', 'SEGV', 'USR2', 'PIPE', 'ALRM', 'TERM',
-  'STKFLT', 'CHLD', 'CLD', 'CONT', 'STOP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'XCPU', 'XFSZ', 'VTALRM', 'PROF', 'WINCH', 'IO',
-  'POLL', 'PWR', 'SYS', 'RTMIN', 'RTMAX',
+  'HUP',
+  'INT',
+  'QUIT',
+  'ILL',
+  'TRAP',
+  'ABRT',
+  'IOT',
+  'BUS',
+  'FPE',
+  'KILL',
+  'USR1',
+  'SEGV',
+  'USR2',
+  'PIPE',
+  'ALRM',
+  'TERM',
+  'STKFLT',
+  'CHLD',
+  'CLD',
+  'CONT',
+  'STOP',
+  'TSTP',
+  'TTIN',
+  'TTOU',
+  'URG',
+  'XCPU',
+  'XFSZ',
+  'VTALRM',
+  'PROF',
+  'WINCH',
+  'IO',
+  'POLL',
+  'PWR',
+  'SYS',
+  'RTMIN',
+  'RTMAX',
 ]);
 
 /** Signal names as Docker accepts them: a number 1–64, or a name with or without SIG, any case (RTMIN+3 …). */
@@ -559,7 +594,10 @@ function validateMounts(v: unknown): MountSpec[] {
         break;
       case 'volume':
         if (source !== undefined && !VOLUME_NAME_RE.test(sampleExpansion(source))) {
-          fail(`${f}.source`, `${f}: invalid volume name ${got(source)}: use 2 or more characters of [a-zA-Z0-9_.-] starting with a letter or digit, or leave source out for an anonymous volume`);
+          fail(
+            `${f}.source`,
+            `${f}: invalid volume name ${got(source)}: use 2 or more characters of [a-zA-Z0-9_.-] starting with a letter or digit, or leave source out for an anonymous volume`,
+          );
         }
         break;
       case 'tmpfs':
@@ -675,7 +713,10 @@ function validateHealthcheck(v: unknown): HealthCheck {
     (test[0] === 'CMD' && test.length >= 2 && test[1] !== '') ||
     (test[0] === 'CMD-SHELL' && test.length === 2 && test[1]!.trim() !== '');
   if (!shapeOk) {
-    fail(`${f}.test`, `${f}.test must be [] (use the image's check), ["NONE"], ["CMD", executable, args…] or ["CMD-SHELL", command] (got ${JSON.stringify(test)})`);
+    fail(
+      `${f}.test`,
+      `${f}.test must be [] (use the image's check), ["NONE"], ["CMD", executable, args…] or ["CMD-SHELL", command] (got ${JSON.stringify(test)})`,
+    );
   }
   const hc: HealthCheck = { test };
   for (const k of ['intervalMs', 'timeoutMs', 'startPeriodMs'] as const) {
@@ -704,13 +745,15 @@ function validateUpdateConfig(v: unknown, field: 'update' | 'rollback'): UpdateC
   let ratio = d.maxFailureRatio;
   if (!absent(o.maxFailureRatio)) {
     const r = o.maxFailureRatio;
-    if (typeof r !== 'number' || !Number.isFinite(r) || r < 0 || r > 1) fail(`${field}.maxFailureRatio`, `${field}.maxFailureRatio must be between 0 and 1 (got ${got(r)})`);
+    if (typeof r !== 'number' || !Number.isFinite(r) || r < 0 || r > 1)
+      fail(`${field}.maxFailureRatio`, `${field}.maxFailureRatio must be between 0 and 1 (got ${got(r)})`);
     ratio = r;
   }
   let parallelism = d.parallelism;
   if (!absent(o.parallelism)) {
     const p = o.parallelism;
-    if (typeof p !== 'number' || !Number.isSafeInteger(p)) fail(`${field}.parallelism`, `${field}.parallelism must be an integer ≥ 0 (got ${got(p)}; 0 updates all tasks at once)`);
+    if (typeof p !== 'number' || !Number.isSafeInteger(p))
+      fail(`${field}.parallelism`, `${field}.parallelism must be an integer ≥ 0 (got ${got(p)}; 0 updates all tasks at once)`);
     if (p < 0) fail(`${field}.parallelism`, `${field}.parallelism must be ≥ 0 (got ${p}; 0 updates all tasks at once)`);
     parallelism = p;
   }
@@ -777,7 +820,10 @@ function validateEndpoint(v: unknown): EndpointSpec {
         if (!absent(p.name) && p.name !== '') out.name = string(p.name, `${f}.name`);
         if (!absent(p.publishedPort) && p.publishedPort !== 0) out.publishedPort = port(p.publishedPort, `${f}.publishedPort`);
         if (mode === 'dnsrr' && publishMode === 'ingress') {
-          fail(f, `${f}: port ${targetPort}/${protocol} is published in ingress mode, which cannot be used with endpoint mode dnsrr (publish it with publishMode host)`);
+          fail(
+            f,
+            `${f}: port ${targetPort}/${protocol} is published in ingress mode, which cannot be used with endpoint mode dnsrr (publish it with publishMode host)`,
+          );
         }
         if (out.publishedPort !== undefined) {
           const key = `${out.publishedPort}/${protocol}`;
@@ -786,7 +832,13 @@ function validateEndpoint(v: unknown): EndpointSpec {
           seen.set(key, i);
         }
         // Canonical key order.
-        return { ...(out.name !== undefined ? { name: out.name } : {}), protocol, targetPort, ...(out.publishedPort !== undefined ? { publishedPort: out.publishedPort } : {}), publishMode };
+        return {
+          ...(out.name !== undefined ? { name: out.name } : {}),
+          protocol,
+          targetPort,
+          ...(out.publishedPort !== undefined ? { publishedPort: out.publishedPort } : {}),
+          publishMode,
+        };
       });
   return { mode, ports };
 }
@@ -868,7 +920,6 @@ export interface SpecDiff {
   /** Only labels and/or update/rollback config differ: store the spec, touch no task. */
   metadataOnly: boolean;
 }
-
 
 /**
  * What changed between two (validated) specs `a` (current) and `b` (new), for the update API.

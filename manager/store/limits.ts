@@ -158,13 +158,7 @@ function sameLabels(a: Readonly<Record<string, string>> | undefined, b: Readonly
  * size; `prev` the version it replaces (undefined for a create) and `prevBytes` that version's size,
  * asked for only when the new one is too large. Grandfathered as described at the top of the file.
  */
-export function checkStoredObject(
-  o: Frozen<AnyObject>,
-  bytes: number,
-  limits: ClusterLimits,
-  prev?: Frozen<AnyObject>,
-  prevBytes?: () => number,
-): void {
+export function checkStoredObject(o: Frozen<AnyObject>, bytes: number, limits: ClusterLimits, prev?: Frozen<AnyObject>, prevBytes?: () => number): void {
   const what = `${o.kind} ${o.id}`;
   if (bytes > limits.maxObjectBytes) {
     const before = prev !== undefined && prevBytes !== undefined ? prevBytes() : 0;

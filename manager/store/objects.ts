@@ -548,18 +548,10 @@ export type StoreAssigned = 'version' | 'createdAt' | 'updatedAt';
 export type Draft<T> = T extends AnyObject ? Omit<T, StoreAssigned> & Partial<Pick<T, StoreAssigned>> : never;
 
 /** Recursively read-only view of plain data: what the store hands out (the objects are also frozen at runtime). */
-export type Frozen<T> = T extends (infer U)[]
-  ? readonly Frozen<U>[]
-  : T extends object
-    ? { readonly [P in keyof T]: Frozen<T[P]> }
-    : T;
+export type Frozen<T> = T extends (infer U)[] ? readonly Frozen<U>[] : T extends object ? { readonly [P in keyof T]: Frozen<T[P]> } : T;
 
 /** Inverse of Frozen: the writable type of a read-only view. */
-export type Mutable<T> = T extends readonly (infer U)[]
-  ? Mutable<U>[]
-  : T extends object
-    ? { -readonly [P in keyof T]: Mutable<T[P]> }
-    : T;
+export type Mutable<T> = T extends readonly (infer U)[] ? Mutable<U>[] : T extends object ? { -readonly [P in keyof T]: Mutable<T[P]> } : T;
 
 /** A mutable deep copy of a (frozen) store object, to edit and pass to `WriteTx.update`. */
 export function mutable<K extends Kind>(obj: Frozen<ObjectOf<K>> & { readonly kind: K }): ObjectOf<K>;

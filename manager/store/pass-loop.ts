@@ -91,18 +91,21 @@ export class PassLoop {
   }
 
   private arm(ms: number): void {
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      if (!this.started) return;
-      const t = performance.now();
-      const quietFor = t - this.lastRequest;
-      const waited = t - this.burstStart;
-      if (quietFor < this.debounceMs && waited < this.maxDelayMs) {
-        this.arm(Math.min(this.debounceMs - quietFor, this.maxDelayMs - waited));
-        return;
-      }
-      this.run();
-    }, Math.max(0, ms));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        if (!this.started) return;
+        const t = performance.now();
+        const quietFor = t - this.lastRequest;
+        const waited = t - this.burstStart;
+        if (quietFor < this.debounceMs && waited < this.maxDelayMs) {
+          this.arm(Math.min(this.debounceMs - quietFor, this.maxDelayMs - waited));
+          return;
+        }
+        this.run();
+      },
+      Math.max(0, ms),
+    );
   }
 
   /** From inside a pass: run another one after it. */

@@ -30,7 +30,17 @@ import type { EntryType } from '../raft/types.ts';
 import { CLUSTER_ID, KINDS, TASK_STATES, deepFreeze } from './objects.ts';
 import { checkStoredObject, checkTaskBudget, limitsOf } from './limits.ts';
 import type { AnyObject, Cluster, ClusterLimits, Draft, Frozen, Kind, NamedKind, ObjectOf, Task } from './objects.ts';
-import { BatchError, ConflictError, NameInUseError, NotFoundError, StoreError, StoreResetError, TxTooLargeError, ValidationError, WatchOverflowError } from './errors.ts';
+import {
+  BatchError,
+  ConflictError,
+  NameInUseError,
+  NotFoundError,
+  StoreError,
+  StoreResetError,
+  TxTooLargeError,
+  ValidationError,
+  WatchOverflowError,
+} from './errors.ts';
 
 // ------------------------------------------------------------------------------------------------ errors
 
@@ -530,10 +540,7 @@ function prepare(obj: unknown): { body: string; parsed: Body } {
 
 // ------------------------------------------------------------------------------------------ encoding
 
-type Op =
-  | { op: 'create'; object: Body }
-  | { op: 'update'; expect: number; object: Body }
-  | { op: 'delete'; kind: Kind; id: string; expect: number };
+type Op = { op: 'create'; object: Body } | { op: 'update'; expect: number; object: Body } | { op: 'delete'; kind: Kind; id: string; expect: number };
 
 interface DecodedTx {
   ts: string;

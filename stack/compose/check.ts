@@ -56,7 +56,12 @@ export class Checker {
    * A mapping whose keys are all in `known` (or `x-` extension fields when `extensions`). Unknown keys
    * are problems unless `unknown` handles them (returns true when it did).
    */
-  map(n: PNode, path: string, known: readonly string[], opts: { extensions?: boolean; unknown?: (key: string, e: PMap['entries'][number]) => boolean } = {}): PMap | undefined {
+  map(
+    n: PNode,
+    path: string,
+    known: readonly string[],
+    opts: { extensions?: boolean; unknown?: (key: string, e: PMap['entries'][number]) => boolean } = {},
+  ): PMap | undefined {
     if (n.kind !== 'map') return this.err(n, path, `must be a mapping, got ${got(n)}`);
     for (const e of n.entries) {
       if (known.includes(e.key)) continue;
@@ -83,7 +88,7 @@ export class Checker {
     const s = this.scalar(n, path, 'a string');
     if (!s) return undefined;
     // Numbers and booleans are accepted and read as text, as YAML users expect (`user: 1000`).
-    return typeof s.value === 'string' ? s.value : s.source ?? String(s.value);
+    return typeof s.value === 'string' ? s.value : (s.source ?? String(s.value));
   }
 
   int(n: PNode, path: string, min = 0): number | undefined {
@@ -168,7 +173,7 @@ export class Checker {
         this.err(v, join(path, e.key), `must be a string, number or boolean, got ${got(v)}`);
         continue;
       }
-      const value = v.value === null ? null : typeof v.value === 'string' ? v.value : v.source ?? String(v.value);
+      const value = v.value === null ? null : typeof v.value === 'string' ? v.value : (v.source ?? String(v.value));
       out.push({ key: e.key, value, pos: e.keyPos });
     }
     return out;
@@ -178,7 +183,8 @@ export class Checker {
   labels(n: PNode | undefined, path: string): Record<string, string> {
     const out: Record<string, string> = {};
     if (!n) return out;
-    for (const { key, value } of this.keyValues(n, path) ?? []) Object.defineProperty(out, key, { value: value ?? '', enumerable: true, writable: true, configurable: true });
+    for (const { key, value } of this.keyValues(n, path) ?? [])
+      Object.defineProperty(out, key, { value: value ?? '', enumerable: true, writable: true, configurable: true });
     return out;
   }
 

@@ -19,7 +19,8 @@ export function readDeploy(c: Checker, n: PNode, p: string, ctx: ServiceContext)
   if (rn) {
     const r = c.int(rn, join(p, 'replicas'));
     if (r !== undefined) {
-      if (d.mode === 'global' || d.mode === 'global-job') c.err(rn, join(p, 'replicas'), `replicas can only be used with mode replicated or replicated-job (mode is ${d.mode})`);
+      if (d.mode === 'global' || d.mode === 'global-job')
+        c.err(rn, join(p, 'replicas'), `replicas can only be used with mode replicated or replicated-job (mode is ${d.mode})`);
       else d.replicas = r;
     }
   }
@@ -61,7 +62,10 @@ export function readDeploy(c: Checker, n: PNode, p: string, ctx: ServiceContext)
       d.restartPolicy = pol;
     }
   }
-  for (const [k, into] of [['update_config', 'updateConfig'], ['rollback_config', 'rollbackConfig']] as const) {
+  for (const [k, into] of [
+    ['update_config', 'updateConfig'],
+    ['rollback_config', 'rollbackConfig'],
+  ] as const) {
     const x = c.field(m, k);
     if (x) {
       const u = readUpdateConfig(c, x, join(p, k), k === 'update_config');
@@ -147,7 +151,10 @@ function readUpdateConfig(c: Checker, n: PNode, p: string, update: boolean): Com
     const v = c.int(pn, join(p, 'parallelism'));
     if (v !== undefined) u.parallelism = v;
   }
-  for (const [k, into] of [['delay', 'delayMs'], ['monitor', 'monitorMs']] as const) {
+  for (const [k, into] of [
+    ['delay', 'delayMs'],
+    ['monitor', 'monitorMs'],
+  ] as const) {
     const x = c.field(m, k);
     if (x) {
       const v = c.unit(x, join(p, k), parseDuration);

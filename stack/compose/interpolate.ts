@@ -92,7 +92,9 @@ function braced(body: string, whole: string, lookup: Lookup, unset: (name: strin
   while (j < body.length && NAME_CHAR.test(body[j]!)) j++;
   const name = body.slice(0, j);
   if (name === '' || !NAME_START.test(name[0]!)) {
-    throw new InterpolationError(`invalid interpolation format in ${JSON.stringify(whole)}: \${${body}} does not start with a variable name (write $$ for a literal $)`);
+    throw new InterpolationError(
+      `invalid interpolation format in ${JSON.stringify(whole)}: \${${body}} does not start with a variable name (write $$ for a literal $)`,
+    );
   }
   const rest = body.slice(j);
   const v = lookup(name);

@@ -53,8 +53,10 @@ function shortMount(c: Checker, n: PNode, p: string, ctx: ServiceContext): Compo
   for (const flag of (mode ?? '').split(',').filter((x) => x !== '')) {
     if (flag === 'ro') m.readOnly = true;
     else if (flag === 'rw') m.readOnly = false;
-    else if (['cached', 'delegated', 'consistent'].includes(flag)) continue; // Docker for Mac hints, no meaning on Linux.
-    else if (['z', 'Z', 'nocopy', 'shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate'].includes(flag)) c.warn(`${p}: the mount option ${flag} is not honoured`);
+    else if (['cached', 'delegated', 'consistent'].includes(flag))
+      continue; // Docker for Mac hints, no meaning on Linux.
+    else if (['z', 'Z', 'nocopy', 'shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate'].includes(flag))
+      c.warn(`${p}: the mount option ${flag} is not honoured`);
     else return c.err(n, p, `unknown mount option ${JSON.stringify(flag)} in ${JSON.stringify(s)} (use ro or rw)`);
   }
   return checkSource(c, m, p, ctx);
@@ -120,7 +122,12 @@ export function readTmpfs(c: Checker, n: PNode, p: string, ctx: ServiceContext):
     const colon = s.indexOf(':');
     const target = colon < 0 ? s : s.slice(0, colon);
     const m: ComposeMount = { type: 'tmpfs', target, readOnly: false, pos: it.pos };
-    for (const opt of colon < 0 ? [] : s.slice(colon + 1).split(',').filter((x) => x !== '')) {
+    for (const opt of colon < 0
+      ? []
+      : s
+          .slice(colon + 1)
+          .split(',')
+          .filter((x) => x !== '')) {
       if (opt.startsWith('size=')) {
         const b = parseBytes(opt.slice(5));
         if (!b.ok) c.err(it, ip, `size ${b.message}`);

@@ -6,9 +6,31 @@
 
 /** Options a stack deploy converts into the service spec. */
 export const SERVICE_OPTIONS = [
-  'image', 'command', 'entrypoint', 'environment', 'env_file', 'working_dir', 'user', 'hostname', 'labels',
-  'ports', 'networks', 'volumes', 'tmpfs', 'secrets', 'configs', 'healthcheck', 'stop_grace_period',
-  'stop_signal', 'deploy', 'cap_add', 'cap_drop', 'init', 'read_only', 'sysctls', 'ulimits',
+  'image',
+  'command',
+  'entrypoint',
+  'environment',
+  'env_file',
+  'working_dir',
+  'user',
+  'hostname',
+  'labels',
+  'ports',
+  'networks',
+  'volumes',
+  'tmpfs',
+  'secrets',
+  'configs',
+  'healthcheck',
+  'stop_grace_period',
+  'stop_signal',
+  'deploy',
+  'cap_add',
+  'cap_drop',
+  'init',
+  'read_only',
+  'sysctls',
+  'ulimits',
 ] as const;
 
 /**
@@ -17,14 +39,49 @@ export const SERVICE_OPTIONS = [
  * Compose Specification options that describe local (`docker compose`) behaviour only.
  */
 export const UNSUPPORTED_OPTIONS = [
-  'build', 'cgroupns_mode', 'cgroup_parent', 'devices', 'domainname', 'external_links', 'ipc', 'links',
-  'mac_address', 'network_mode', 'pid', 'privileged', 'restart', 'security_opt', 'shm_size', 'userns_mode',
+  'build',
+  'cgroupns_mode',
+  'cgroup_parent',
+  'devices',
+  'domainname',
+  'external_links',
+  'ipc',
+  'links',
+  'mac_address',
+  'network_mode',
+  'pid',
+  'privileged',
+  'restart',
+  'security_opt',
+  'shm_size',
+  'userns_mode',
   'depends_on',
   // Compose Specification, local-only:
-  'profiles', 'pull_policy', 'platform', 'scale', 'develop', 'attach', 'runtime', 'uts', 'post_start',
-  'pre_stop', 'annotations', 'use_api_socket', 'models', 'provider', 'label_file', 'gpus', 'storage_opt',
-  'blkio_config', 'oom_kill_disable', 'mem_swappiness', 'cpu_count', 'cpu_percent', 'cgroup',
-  'device_cgroup_rules', 'driver_opts',
+  'profiles',
+  'pull_policy',
+  'platform',
+  'scale',
+  'develop',
+  'attach',
+  'runtime',
+  'uts',
+  'post_start',
+  'pre_stop',
+  'annotations',
+  'use_api_socket',
+  'models',
+  'provider',
+  'label_file',
+  'gpus',
+  'storage_opt',
+  'blkio_config',
+  'oom_kill_disable',
+  'mem_swappiness',
+  'cpu_count',
+  'cpu_percent',
+  'cgroup',
+  'device_cgroup_rules',
+  'driver_opts',
 ] as const;
 
 /** Ignored by `docker stack deploy` with "Ignoring deprecated options:" and these reasons (Docker's). */
@@ -37,7 +94,8 @@ export const DEPRECATED_OPTIONS: Readonly<Record<string, string>> = {
 export const FORBIDDEN_OPTIONS: Readonly<Record<string, string>> = {
   extends: 'Support for `extends` is not implemented yet.',
   volume_driver: 'Instead of setting the volume driver on the service, define a volume using the top-level `volumes` option and specify the driver there.',
-  volumes_from: 'To share a volume between services, define it using the top-level `volumes` option and reference it from each service that shares it using the service-level `volumes` option.',
+  volumes_from:
+    'To share a volume between services, define it using the top-level `volumes` option and reference it from each service that shares it using the service-level `volumes` option.',
   cpu_quota: 'Set resource limits using deploy.resources',
   cpu_shares: 'Set resource limits using deploy.resources',
   cpuset: 'Set resource limits using deploy.resources',
@@ -58,8 +116,17 @@ export const FORBIDDEN_OPTIONS: Readonly<Record<string, string>> = {
  * would run the container with more privilege than the file asks for (REFUSED_UNHONOURED).
  */
 export const UNHONOURED_OPTIONS = [
-  'credential_spec', 'dns', 'dns_opt', 'dns_search', 'extra_hosts', 'group_add', 'isolation',
-  'logging', 'oom_score_adj', 'stdin_open', 'tty',
+  'credential_spec',
+  'dns',
+  'dns_opt',
+  'dns_search',
+  'extra_hosts',
+  'group_add',
+  'isolation',
+  'logging',
+  'oom_score_adj',
+  'stdin_open',
+  'tty',
 ] as const;
 
 /** Unhonoured options that are errors: dropping them would weaken the container's confinement. */

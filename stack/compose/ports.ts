@@ -46,7 +46,8 @@ function shortPort(c: Checker, pos: Pos, s: string, p: string): ComposePort[] | 
   const slash = rest.lastIndexOf('/');
   if (slash >= 0) {
     const pr = rest.slice(slash + 1).toLowerCase();
-    if (!(PROTOCOLS as readonly string[]).includes(pr)) return c.err(pos, p, `unknown protocol ${JSON.stringify(pr)} in ${JSON.stringify(s)} (use tcp, udp or sctp)`);
+    if (!(PROTOCOLS as readonly string[]).includes(pr))
+      return c.err(pos, p, `unknown protocol ${JSON.stringify(pr)} in ${JSON.stringify(s)} (use tcp, udp or sctp)`);
     protocol = pr as ComposePort['protocol'];
     rest = rest.slice(0, slash);
   }
@@ -60,7 +61,8 @@ function shortPort(c: Checker, pos: Pos, s: string, p: string): ComposePort[] | 
   if (publishedS !== '') {
     published = portRange(publishedS);
     if (!published) return c.err(pos, p, `invalid port ${JSON.stringify(s)}: the published port must be 1-65535 or a range`);
-    if (published[1] - published[0] !== target[1] - target[0]) return c.err(pos, p, `invalid port ${JSON.stringify(s)}: the published and container ranges differ in size`);
+    if (published[1] - published[0] !== target[1] - target[0])
+      return c.err(pos, p, `invalid port ${JSON.stringify(s)}: the published and container ranges differ in size`);
   }
   const out: ComposePort[] = [];
   for (let i = 0; i <= target[1] - target[0]; i++) {
@@ -96,7 +98,8 @@ function longPort(c: Checker, m: PMap, p: string): ComposePort[] | undefined {
     if (s === undefined) return undefined;
     const r = portRange(s);
     if (!r) return c.err(pn, join(p, 'published'), `must be a port 1-65535 (or a range), got ${got(pn)}`);
-    if (r[0] !== r[1]) return c.err(pn, join(p, 'published'), `a published range needs the short syntax (e.g. "8000-8001:80-81"): one long-syntax entry publishes one port`);
+    if (r[0] !== r[1])
+      return c.err(pn, join(p, 'published'), `a published range needs the short syntax (e.g. "8000-8001:80-81"): one long-syntax entry publishes one port`);
     if (r[0] !== 0) port.published = r[0];
   }
   return [port];

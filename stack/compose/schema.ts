@@ -36,7 +36,11 @@ export function readProject(root: PNode, opts: SchemaOptions): ComposeProject {
   if (vn) {
     const v = vn.kind === 'scalar' && typeof vn.value === 'number' ? (vn.source ?? String(vn.value)) : c.string(vn, 'version');
     if (v !== undefined && !/^3(\.\d+)?$/.test(v.trim())) {
-      c.err(vn, 'version', `unsupported Compose file version ${JSON.stringify(v)}: docker stack deploy takes version 3.x files or the Compose Specification (no version)`);
+      c.err(
+        vn,
+        'version',
+        `unsupported Compose file version ${JSON.stringify(v)}: docker stack deploy takes version 3.x files or the Compose Specification (no version)`,
+      );
     }
   }
   if (c.field(m, 'name')) c.warn('The top-level name is ignored: a stack takes its name from the command line.');
@@ -147,13 +151,26 @@ function readNetwork(c: Checker, key: string, n: PNode, p: string): ComposeNetwo
   if (!m) return undefined;
   const [external, extName] = readExternal(c, m, p);
   checkExternalOnly(c, m, p, external, []);
-  const net: ComposeNetwork = { key, pos: m.pos, external, driver: 'overlay', attachable: false, internal: false, labels: c.labels(c.field(m, 'labels'), join(p, 'labels')) };
+  const net: ComposeNetwork = {
+    key,
+    pos: m.pos,
+    external,
+    driver: 'overlay',
+    attachable: false,
+    internal: false,
+    labels: c.labels(c.field(m, 'labels'), join(p, 'labels')),
+  };
   const name = extName ?? nameOf(c, m, p);
   if (name !== undefined) net.name = name;
   const dn = c.field(m, 'driver');
   if (dn) {
     const d = c.string(dn, join(p, 'driver'));
-    if (d !== undefined && d !== 'overlay') c.err(dn, join(p, 'driver'), `driver ${JSON.stringify(d)} is not supported: Shoal stack networks are cluster-wide overlays (use overlay, or leave driver out)`);
+    if (d !== undefined && d !== 'overlay')
+      c.err(
+        dn,
+        join(p, 'driver'),
+        `driver ${JSON.stringify(d)} is not supported: Shoal stack networks are cluster-wide overlays (use overlay, or leave driver out)`,
+      );
   }
   for (const k of ['attachable', 'internal'] as const) {
     const x = c.field(m, k);
@@ -171,7 +188,9 @@ function readNetwork(c: Checker, key: string, n: PNode, p: string): ComposeNetwo
         // Swarm encrypts such a network with IPsec; Shoal's VXLAN data plane cannot. Refusing would
         // stop well-known sample stacks (which ask for it) from deploying unchanged, so the network is
         // created and the warning says plainly that its traffic is not encrypted.
-        c.warn(`${join(p, 'driver_opts.encrypted')}: NOT honoured: Shoal overlays cannot encrypt (no IPsec in the data plane); traffic on this network crosses the wire in clear`);
+        c.warn(
+          `${join(p, 'driver_opts.encrypted')}: NOT honoured: Shoal overlays cannot encrypt (no IPsec in the data plane); traffic on this network crosses the wire in clear`,
+        );
       } else c.warn(`${join(p, `driver_opts.${e.key}`)}: not honoured by Shoal's overlay driver`);
     }
   }
@@ -223,11 +242,20 @@ function readVolume(c: Checker, key: string, n: PNode, p: string): ComposeVolume
     const d = c.string(dn, join(p, 'driver'));
     // A volume plugin (NFS, cloud disks …) decides where the data lives; a node-local directory
     // instead would split the data between nodes without a word. Refuse.
-    if (d !== undefined && d !== 'local') c.err(dn, join(p, 'driver'), `volume driver ${JSON.stringify(d)} is not supported: Shoal volumes are directories local to each node (use local, or leave driver out)`);
+    if (d !== undefined && d !== 'local')
+      c.err(
+        dn,
+        join(p, 'driver'),
+        `volume driver ${JSON.stringify(d)} is not supported: Shoal volumes are directories local to each node (use local, or leave driver out)`,
+      );
   }
   const opts = c.field(m, 'driver_opts');
   if (opts && !isEmptyValue(opts)) {
-    c.err(opts, join(p, 'driver_opts'), 'not supported: Shoal volumes are plain node-local directories (no NFS, bind or device options); refusing rather than storing the data somewhere else than the file says');
+    c.err(
+      opts,
+      join(p, 'driver_opts'),
+      'not supported: Shoal volumes are plain node-local directories (no NFS, bind or device options); refusing rather than storing the data somewhere else than the file says',
+    );
   }
   return vol;
 }
@@ -242,7 +270,8 @@ function readFileObject(c: Checker, key: string, n: PNode, p: string, what: 'sec
   if (name !== undefined) o.name = name;
   for (const k of ['driver', 'driver_opts', 'template_driver']) {
     const x = c.field(m, k);
-    if (x && !isEmptyValue(x)) c.err(x, join(p, k), `not supported: Shoal stores ${what}s itself${k === 'template_driver' ? ' and does not template them' : ''}`);
+    if (x && !isEmptyValue(x))
+      c.err(x, join(p, k), `not supported: Shoal stores ${what}s itself${k === 'template_driver' ? ' and does not template them' : ''}`);
   }
   for (const k of ['environment', 'content']) {
     const x = c.field(m, k);

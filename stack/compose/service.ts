@@ -10,14 +10,7 @@ import { readDeploy } from './deploy.ts';
 import { readMounts, readTmpfs } from './mounts.ts';
 import { readPorts } from './ports.ts';
 import { parseEnvFile, type Lookup } from './interpolate.ts';
-import {
-  ALL_SERVICE_OPTIONS,
-  DEPRECATED_OPTIONS,
-  FORBIDDEN_OPTIONS,
-  REFUSED_UNHONOURED,
-  UNHONOURED_OPTIONS,
-  UNSUPPORTED_OPTIONS,
-} from './options.ts';
+import { ALL_SERVICE_OPTIONS, DEPRECATED_OPTIONS, FORBIDDEN_OPTIONS, REFUSED_UNHONOURED, UNHONOURED_OPTIONS, UNSUPPORTED_OPTIONS } from './options.ts';
 import { ShellSplitError, shellSplit } from './shell.ts';
 import type { PMap, PNode } from './tree.ts';
 import type { ComposeFileRef, ComposeHealthcheck, ComposeService } from './types.ts';
@@ -122,12 +115,18 @@ export function readService(c: Checker, key: string, node: PNode, ctx: ServiceCo
 function readConfinement(c: Checker, m: PMap, p: string): NonNullable<ComposeService['confinement']> {
   const out: NonNullable<ComposeService['confinement']> = {};
   const f = (k: string) => c.field(m, k);
-  for (const [k, key] of [['cap_add', 'capabilityAdd'], ['cap_drop', 'capabilityDrop']] as const) {
+  for (const [k, key] of [
+    ['cap_add', 'capabilityAdd'],
+    ['cap_drop', 'capabilityDrop'],
+  ] as const) {
     const n = f(k);
     const list = n ? c.stringList(n, join(p, k)) : undefined;
     if (list?.length) out[key] = list;
   }
-  for (const [k, key] of [['init', 'init'], ['read_only', 'readOnly']] as const) {
+  for (const [k, key] of [
+    ['init', 'init'],
+    ['read_only', 'readOnly'],
+  ] as const) {
     const n = f(k);
     if (n && c.bool(n, join(p, k))) out[key] = true;
   }
@@ -189,7 +188,8 @@ function checkIgnoredShape(c: Checker, kp: string, k: string, v: PNode): void {
   if (v.kind === 'scalar' && v.value === null) return;
   if (k === 'logging') c.map(v, kp, ['driver', 'options']);
   else if (k === 'depends_on' && v.kind === 'map') {
-    for (const d of v.entries) if (!(d.value.kind === 'scalar' && d.value.value === null)) c.map(d.value, join(kp, d.key), ['condition', 'restart', 'required']);
+    for (const d of v.entries)
+      if (!(d.value.kind === 'scalar' && d.value.value === null)) c.map(d.value, join(kp, d.key), ['condition', 'restart', 'required']);
   } else if (k === 'depends_on' || k === 'cap_add' || k === 'security_opt' || k === 'devices' || k === 'links' || k === 'external_links') {
     c.stringList(v, kp);
   } else if (k === 'build' && v.kind !== 'scalar') c.map(v, kp, BUILD_KEYS);
@@ -197,9 +197,30 @@ function checkIgnoredShape(c: Checker, kp: string, k: string, v: PNode): void {
 
 /** The Compose Specification's build options (all ignored by a stack; listed to catch misspellings). */
 const BUILD_KEYS = [
-  'context', 'dockerfile', 'dockerfile_inline', 'args', 'ssh', 'labels', 'cache_from', 'cache_to', 'no_cache',
-  'additional_contexts', 'network', 'target', 'secrets', 'tags', 'ulimits', 'platforms', 'privileged',
-  'extra_hosts', 'isolation', 'shm_size', 'pull', 'entitlements', 'provenance', 'sbom',
+  'context',
+  'dockerfile',
+  'dockerfile_inline',
+  'args',
+  'ssh',
+  'labels',
+  'cache_from',
+  'cache_to',
+  'no_cache',
+  'additional_contexts',
+  'network',
+  'target',
+  'secrets',
+  'tags',
+  'ulimits',
+  'platforms',
+  'privileged',
+  'extra_hosts',
+  'isolation',
+  'shm_size',
+  'pull',
+  'entitlements',
+  'provenance',
+  'sbom',
 ];
 
 // ------------------------------------------------------------------------------------ command / env
@@ -293,7 +314,17 @@ function readServiceNetworks(c: Checker, n: PNode, p: string, ctx: ServiceContex
     const aliases: string[] = [];
     const v = e.value;
     if (!(v.kind === 'scalar' && v.value === null)) {
-      const mm = c.map(v, kp, ['aliases', 'ipv4_address', 'ipv6_address', 'link_local_ips', 'priority', 'mac_address', 'driver_opts', 'gw_priority', 'interface_name']);
+      const mm = c.map(v, kp, [
+        'aliases',
+        'ipv4_address',
+        'ipv6_address',
+        'link_local_ips',
+        'priority',
+        'mac_address',
+        'driver_opts',
+        'gw_priority',
+        'interface_name',
+      ]);
       if (mm) {
         const an = c.field(mm, 'aliases');
         if (an) aliases.push(...(c.stringList(an, join(kp, 'aliases')) ?? []));

@@ -97,7 +97,8 @@ export function parseYamlTree(src: string, file: string, problems: Problems): PN
   const walk = (node: unknown, path: string, depth: number): PNode | null => {
     if (failed) return null;
     if (++count > MAX_NODES) return bad(undefined, path, `the file expands to more than ${MAX_NODES} values (through aliases)`);
-    if (depth > MAX_DEPTH) return bad((node as YamlNode | null)?.range?.[0], path, `nested more than ${MAX_DEPTH} levels deep (an alias that contains itself?)`);
+    if (depth > MAX_DEPTH)
+      return bad((node as YamlNode | null)?.range?.[0], path, `nested more than ${MAX_DEPTH} levels deep (an alias that contains itself?)`);
     if (isAlias(node)) {
       // yaml's resolve() searches the document each time; an alias used often is resolved once.
       let target = resolved.get(node);

@@ -12,7 +12,7 @@ export type Parsed = { ok: true; value: number } | { ok: false; message: string 
 const ok = (value: number): Parsed => ({ ok: true, value });
 const no = (message: string): Parsed => ({ ok: false, message });
 
-const DURATION_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** `10s`, `1m30s`, `1.5h`, `500ms`, `0` → milliseconds (rounded; a positive value under 1 ms becomes 1). */
 export function parseDuration(v: string | number): Parsed {

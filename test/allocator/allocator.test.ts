@@ -73,7 +73,10 @@ test('networks: overlap with an allocated network, exhausted pool, unsupported d
 test('services: one VIP per network, ingress VIP when publishing, dynamic ports from 30000, host ports untouched', () => {
   const w = new World().add(ingressNet(), net('front'), net('back'));
   w.add(
-    svc('web', { networks: ['front', { target: 'back', aliases: ['www'] }], ports: [{ targetPort: 80, publishedPort: 8080 }, { targetPort: 443 }, { targetPort: 9000, publishMode: 'host', publishedPort: 9000 }] }),
+    svc('web', {
+      networks: ['front', { target: 'back', aliases: ['www'] }],
+      ports: [{ targetPort: 80, publishedPort: 8080 }, { targetPort: 443 }, { targetPort: 9000, publishMode: 'host', publishedPort: 9000 }],
+    }),
     svc('db', { networks: ['BACK'] }),
     svc('dns', { networks: ['front'], dnsrr: true }),
     svc('plain'),
@@ -92,7 +95,11 @@ test('services: one VIP per network, ingress VIP when publishing, dynamic ports 
       { protocol: 'tcp', targetPort: 9000, publishedPort: 9000, publishMode: 'host' },
     ],
   });
-  assert.deepEqual(w.service('db').status.endpoint, { virtualIps: [{ networkId: 'back', addr: '10.10.1.3/24' }], ports: [] }, 'network names are case-insensitive');
+  assert.deepEqual(
+    w.service('db').status.endpoint,
+    { virtualIps: [{ networkId: 'back', addr: '10.10.1.3/24' }], ports: [] },
+    'network names are case-insensitive',
+  );
   assert.deepEqual(w.service('dns').status.endpoint, { virtualIps: [], ports: [] }, 'dnsrr: no VIP');
   assert.deepEqual(w.service('plain').status.endpoint, { virtualIps: [], ports: [] });
   // Stable: a second pass changes nothing.
@@ -109,7 +116,10 @@ test('services: one VIP per network, ingress VIP when publishing, dynamic ports 
   // Detaching from back frees the VIP there; the next one handed out on back comes after the cursor.
   w.editService('web', (s) => (s.spec.networks = [{ target: 'front' }]));
   w.step();
-  assert.deepEqual(w.service('web').status.endpoint?.virtualIps.map((v) => v.networkId), ['front', 'ing']);
+  assert.deepEqual(
+    w.service('web').status.endpoint?.virtualIps.map((v) => v.networkId),
+    ['front', 'ing'],
+  );
   w.add(svc('cache', { networks: ['back'] }));
   w.step();
   assert.deepEqual(w.service('cache').status.endpoint?.virtualIps, [{ networkId: 'back', addr: '10.10.1.4/24' }]);
@@ -127,18 +137,28 @@ test('services: a VIP listed in an endpoint that cannot be rewritten is never ha
   const plan = w.step();
   assert.deepEqual(w.service('web').status.endpoint?.virtualIps, [{ networkId: 'tiny', addr: '10.0.0.2/30' }]);
   assert.equal(w.service('newcomer').status.endpoint, undefined);
-  assert.deepEqual(plan.problems.map((p) => `${p.name}: ${p.message}`), ['web: network elsewhere not found', 'newcomer: network tiny (10.0.0.0/30) has no free address']);
+  assert.deepEqual(
+    plan.problems.map((p) => `${p.name}: ${p.message}`),
+    ['web: network elsewhere not found', 'newcomer: network tiny (10.0.0.0/30) has no free address'],
+  );
   // Once web's endpoint lets go (its new network exists), the address is free on the pass after.
   w.add(net('elsewhere'));
   w.step();
-  assert.deepEqual(w.service('web').status.endpoint?.virtualIps.map((v) => v.networkId), ['elsewhere']);
+  assert.deepEqual(
+    w.service('web').status.endpoint?.virtualIps.map((v) => v.networkId),
+    ['elsewhere'],
+  );
   w.step();
   assert.deepEqual(w.service('newcomer').status.endpoint?.virtualIps, [{ networkId: 'tiny', addr: '10.0.0.2/30' }]);
 });
 
 test('published port conflicts: the later service waits with a clear message; the holder keeps its port', () => {
   const w = new World().add(ingressNet(), node('n1'));
-  w.add(svc('web', { ports: [{ targetPort: 80, publishedPort: 8080 }] }), svc('api', { ports: [{ targetPort: 3000, publishedPort: 8080 }] }), svc('other', { ports: [{ targetPort: 1 }] }));
+  w.add(
+    svc('web', { ports: [{ targetPort: 80, publishedPort: 8080 }] }),
+    svc('api', { ports: [{ targetPort: 3000, publishedPort: 8080 }] }),
+    svc('other', { ports: [{ targetPort: 1 }] }),
+  );
   w.add(task('w1', 'web'), task('a1', 'api'), task('a2', 'api'), task('o1', 'other'));
   const plan = w.step();
   assert.equal(w.task('w1').status.state, 'pending');
@@ -160,7 +180,10 @@ test('published port conflicts: the later service waits with a clear message; th
   w.editService('api', (s) => (s.spec.endpoint.ports[0]!.protocol = 'udp'));
   w.step();
   assert.equal(w.task('a1').status.state, 'pending');
-  assert.deepEqual(w.service('api').status.endpoint?.ports.map((p) => p.publishedPort), [8080]);
+  assert.deepEqual(
+    w.service('api').status.endpoint?.ports.map((p) => p.publishedPort),
+    [8080],
+  );
 });
 
 test('published ports: a port held in a service endpoint stays with it, even against an older service', () => {
@@ -177,7 +200,10 @@ test('published ports: a port held in a service endpoint stays with it, even aga
   w.step(); // old's endpoint drops 8080 (young still waits: the port is released only once written)
   w.step();
   assert.equal(w.task('y1').status.state, 'pending');
-  assert.deepEqual(w.service('young').status.endpoint?.ports.map((p) => p.publishedPort), [8080]);
+  assert.deepEqual(
+    w.service('young').status.endpoint?.ports.map((p) => p.publishedPort),
+    [8080],
+  );
   // A dynamic port never lands on a port some service asks for explicitly.
   w.add(svc('wants', { ports: [{ targetPort: 1, publishedPort: 30000 }] }), svc('dyn', { ports: [{ targetPort: 2 }] }));
   w.step();
@@ -199,13 +225,16 @@ test('tasks: new → pending with one address per network (service order, ingres
   ]);
   assert.deepEqual(addrs(w.task('t2')), ['front=10.10.0.4/24', 'back=10.10.1.4/24', 'ing=10.255.0.5/16']);
   // On ingress, the VIP comes first (.2), then the node (.3), then the tasks (.4, .5).
-  assert.deepEqual(w.service('web').status.endpoint?.virtualIps.find((v) => v.networkId === 'ing'), { networkId: 'ing', addr: '10.255.0.2/16' });
+  assert.deepEqual(
+    w.service('web').status.endpoint?.virtualIps.find((v) => v.networkId === 'ing'),
+    { networkId: 'ing', addr: '10.255.0.2/16' },
+  );
   assert.deepEqual(w.nodes.get('n1')!.attachments, [{ networkId: 'ing', addr: '10.255.0.3/16' }]);
   // The network cursors moved and were written back.
   assert.equal(w.network('front').allocation?.lastAddr, '10.10.0.4');
 });
 
-test('tasks: an unknown network keeps the service\'s tasks new (naming it) and blocks nobody else; host networking allocates nothing', () => {
+test("tasks: an unknown network keeps the service's tasks new (naming it) and blocks nobody else; host networking allocates nothing", () => {
   const w = new World().add(ingressNet(), net('front'));
   w.add(svc('bad', { networks: ['front', 'nope'] }), svc('good', { networks: ['front'] }), svc('hostnet', { networks: ['host'] }));
   w.add(task('b1', 'bad'), task('g1', 'good'), task('h1', 'hostnet'));
@@ -221,7 +250,10 @@ test('tasks: an unknown network keeps the service\'s tasks new (naming it) and b
   w.add(net('nope'));
   w.step();
   assert.equal(w.task('b1').status.state, 'pending');
-  assert.deepEqual(w.task('b1').networks.map((n) => n.networkId), ['front', 'nope']);
+  assert.deepEqual(
+    w.task('b1').networks.map((n) => n.networkId),
+    ['front', 'nope'],
+  );
 });
 
 test('tasks: publishing without an ingress network waits for it', () => {
@@ -236,9 +268,17 @@ test('tasks: publishing without an ingress network waits for it', () => {
 test('tasks: only new tasks that want to run are allocated; jobs are; tasks of deleted services are left alone', () => {
   const w = new World().add(net('front'));
   w.add(svc('web', { networks: ['front'] }), svc('job', { networks: ['front'], job: true }));
-  w.add(task('stop', 'web', { desired: 'shutdown' }), task('j1', 'job', { desired: 'complete' }), task('orphan', 'gone'), task('p', 'web', { state: 'pending' }));
+  w.add(
+    task('stop', 'web', { desired: 'shutdown' }),
+    task('j1', 'job', { desired: 'complete' }),
+    task('orphan', 'gone'),
+    task('p', 'web', { state: 'pending' }),
+  );
   const plan = w.step();
-  assert.deepEqual(plan.tasks.map((u) => `${u.id}:${u.state}`), ['j1:pending']);
+  assert.deepEqual(
+    plan.tasks.map((u) => `${u.id}:${u.state}`),
+    ['j1:pending'],
+  );
 });
 
 test('exhaustion: a full subnet blocks only the services on it; freed addresses are reused', () => {
@@ -305,7 +345,10 @@ test('node ingress addresses: one per node, stable, freed when the node is remov
   // The ingress network is re-created (new id): stale attachments are replaced.
   w.networks.delete('ing');
   const plan = w.step();
-  assert.deepEqual(plan.nodes.map((u) => u.attachments), [[], []]);
+  assert.deepEqual(
+    plan.nodes.map((u) => u.attachments),
+    [[], []],
+  );
   w.add(ingressNet('ing2'));
   w.step();
   assert.deepEqual(w.nodes.get('n2')!.attachments, [{ networkId: 'ing2', addr: '10.255.0.2/16' }]);
@@ -326,7 +369,9 @@ test('no leaks: 1,000 tasks created and removed through a /24, in waves, never r
     const plan = w.step();
     assert.equal(plan.blocked, 0, `wave ${wave}: ${plan.problems.map((p) => p.message).join('; ')}`);
     // No two live tasks share an address on any network.
-    const held = [...w.tasks.values()].filter((t) => holdsAddresses(t, w.nodes)).flatMap((t) => t.networks.flatMap((n) => n.addresses.map((a) => `${n.networkId}/${a}`)));
+    const held = [...w.tasks.values()]
+      .filter((t) => holdsAddresses(t, w.nodes))
+      .flatMap((t) => t.networks.flatMap((n) => n.addresses.map((a) => `${n.networkId}/${a}`)));
     assert.equal(new Set(held).size, held.length, `wave ${wave}: duplicate addresses`);
     // Remove them one of three ways: failed, shut down, deleted.
     for (const [k, id] of live.splice(0).entries()) {
@@ -343,7 +388,15 @@ test('no leaks: 1,000 tasks created and removed through a /24, in waves, never r
 });
 
 test('deterministic: the same input gives the same plan, whatever the input order', () => {
-  const objs: Frozen<Network | Service | Task | Node>[] = [ingressNet('ing'), net('front'), net('back'), svc('web', { networks: ['front', 'back'], ports: [{ targetPort: 80 }] }), svc('api', { networks: ['back'] }), node('n1'), node('n2')];
+  const objs: Frozen<Network | Service | Task | Node>[] = [
+    ingressNet('ing'),
+    net('front'),
+    net('back'),
+    svc('web', { networks: ['front', 'back'], ports: [{ targetPort: 80 }] }),
+    svc('api', { networks: ['back'] }),
+    node('n1'),
+    node('n2'),
+  ];
   for (let i = 0; i < 20; i++) objs.push(task(`t${String(i).padStart(2, '0')}`, i % 2 ? 'web' : 'api'));
   // The same objects (same creation times), fed in two orders.
   const w1 = new World().add(...objs);
@@ -355,8 +408,12 @@ test('deterministic: the same input gives the same plan, whatever the input orde
 });
 
 test('holdsAddresses: terminal states free, desired shutdown on a healthy node still holds', () => {
-  const nodes = new Map<string, Frozen<Node>>([['n1', node('n1')], ['n2', node('n2', { state: 'down' })]]);
-  const mk = (state: Task['status']['state'], desired: Task['desiredState'], nodeId?: string) => holdsAddresses(task('x', 's', { state, desired, ...(nodeId ? { nodeId } : {}) }), nodes);
+  const nodes = new Map<string, Frozen<Node>>([
+    ['n1', node('n1')],
+    ['n2', node('n2', { state: 'down' })],
+  ]);
+  const mk = (state: Task['status']['state'], desired: Task['desiredState'], nodeId?: string) =>
+    holdsAddresses(task('x', 's', { state, desired, ...(nodeId ? { nodeId } : {}) }), nodes);
   for (const st of ['complete', 'shutdown', 'failed', 'rejected', 'orphaned'] as const) assert.equal(mk(st, 'running', 'n1'), false, st);
   assert.equal(mk('running', 'running', 'n1'), true);
   assert.equal(mk('running', 'shutdown', 'n1'), true, 'the worker will report it stopped');

@@ -45,12 +45,26 @@ const create = (name: string, extra: Record<string, unknown> = {}) => ({ spec: {
 
 test('create: a valid spec is stored normalised; ls and inspect by name, id and id prefix', async () => {
   const a = api();
-  const r = await a.call('POST', '/v1/networks', create('front', { labels: { team: 'web' }, attachable: true, ipam: { configs: [{ subnet: '10.20.0.0/16', gateway: '10.20.0.254' }] } }));
+  const r = await a.call(
+    'POST',
+    '/v1/networks',
+    create('front', { labels: { team: 'web' }, attachable: true, ipam: { configs: [{ subnet: '10.20.0.0/16', gateway: '10.20.0.254' }] } }),
+  );
   assert.deepEqual(r, { id: 'net0000000000000000000001', name: 'front' });
   const n = a.store.view((tx) => tx.get('network', r.id))!;
-  assert.deepEqual(n.spec, { name: 'front', driver: 'overlay', labels: { team: 'web' }, ipam: { configs: [{ subnet: '10.20.0.0/16', gateway: '10.20.0.254' }] }, attachable: true, internal: false });
+  assert.deepEqual(n.spec, {
+    name: 'front',
+    driver: 'overlay',
+    labels: { team: 'web' },
+    ipam: { configs: [{ subnet: '10.20.0.0/16', gateway: '10.20.0.254' }] },
+    attachable: true,
+    internal: false,
+  });
   await a.call('POST', '/v1/networks', { spec: { name: 'back' } }); // driver defaults to overlay
-  assert.deepEqual((await a.call('GET', '/v1/networks')).map((x: Network) => x.spec.name), ['front', 'back']);
+  assert.deepEqual(
+    (await a.call('GET', '/v1/networks')).map((x: Network) => x.spec.name),
+    ['front', 'back'],
+  );
   assert.equal((await a.call('GET', '/v1/networks/front')).id, r.id);
   assert.equal((await a.call('GET', '/v1/networks/FRONT')).id, r.id, 'names are case-insensitive');
   assert.equal((await a.call('GET', `/v1/networks/${r.id}`)).spec.name, 'front');
@@ -74,16 +88,31 @@ test('create: validation errors name the field and change nothing', async () => 
     [create('n', { colour: 'red' }), 400, /^colour: unknown field/, 'colour'],
     [create('n', { labels: { a: 1 } }), 400, /labels\.a must be a string/, 'labels.a'],
     [create('n', { internal: 'yes' }), 400, /internal must be true or false/, 'internal'],
-    [create('n', { ipam: { configs: [{ subnet: '10.30.0.1/24' }] } }), 400, /^subnet 10\.30\.0\.1\/24 has host bits set \(did you mean 10\.30\.0\.0\/24\?\)$/, 'ipam.configs[0].subnet'],
+    [
+      create('n', { ipam: { configs: [{ subnet: '10.30.0.1/24' }] } }),
+      400,
+      /^subnet 10\.30\.0\.1\/24 has host bits set \(did you mean 10\.30\.0\.0\/24\?\)$/,
+      'ipam.configs[0].subnet',
+    ],
     [create('n', { ipam: { configs: [{ subnet: '10.30.0.0/31' }] } }), 400, /too small/, 'ipam.configs[0].subnet'],
     [create('n', { ipam: { configs: [{ subnet: 'banana' }] } }), 400, /is not a CIDR/, 'ipam.configs[0].subnet'],
-    [create('n', { ipam: { configs: [{ subnet: '10.30.0.0/24', gateway: '10.31.0.1' }] } }), 400, /^gateway 10\.31\.0\.1 is not inside subnet 10\.30\.0\.0\/24$/, 'ipam.configs[0].gateway'],
+    [
+      create('n', { ipam: { configs: [{ subnet: '10.30.0.0/24', gateway: '10.31.0.1' }] } }),
+      400,
+      /^gateway 10\.31\.0\.1 is not inside subnet 10\.30\.0\.0\/24$/,
+      'ipam.configs[0].gateway',
+    ],
     [create('n', { ipam: { configs: [{ subnet: '10.30.0.0/24', gateway: '10.30.0.255' }] } }), 400, /broadcast/, 'ipam.configs[0].gateway'],
     [create('n', { ipam: { configs: [{ gateway: '10.30.0.1' }] } }), 400, /a gateway needs a subnet/, 'ipam.configs[0].gateway'],
     [create('n', { ipam: { configs: [{ subnet: '10.30.0.0/24', range: '10.30.0.0/25' }] } }), 400, /ranges are not supported/, 'ipam.configs[0].range'],
     [create('n', { ipam: { configs: [{ subnet: '10.30.0.0/24' }, { subnet: '10.31.0.0/24' }] } }), 400, /one subnet/, 'ipam.configs'],
     [create('n', { ipam: { driver: 'dhcp' } }), 400, /not supported/, 'ipam.driver'],
-    [create('n', { ipam: { configs: [{ subnet: '10.20.5.0/24' }] } }), 400, /^subnet 10\.20\.5\.0\/24 overlaps network front \(10\.20\.0\.0\/16\)$/, 'ipam.configs[0].subnet'],
+    [
+      create('n', { ipam: { configs: [{ subnet: '10.20.5.0/24' }] } }),
+      400,
+      /^subnet 10\.20\.5\.0\/24 overlaps network front \(10\.20\.0\.0\/16\)$/,
+      'ipam.configs[0].subnet',
+    ],
     [create('FRONT'), 409, /^network name FRONT is already in use/],
   ];
   for (const [body, status, message, field] of cases) await rejects(a.call('POST', '/v1/networks', body), status, message, field);
@@ -112,10 +141,20 @@ test('create: overlap with an allocated subnet (ingress) and an exhausted pool a
     };
     tx.create(c);
   });
-  await rejects(a.call('POST', '/v1/networks', create('n', { ipam: { configs: [{ subnet: '10.255.9.0/24' }] } })), 400, /overlaps network ingress \(10\.255\.0\.0\/16\)/, 'ipam.configs[0].subnet');
+  await rejects(
+    a.call('POST', '/v1/networks', create('n', { ipam: { configs: [{ subnet: '10.255.9.0/24' }] } })),
+    400,
+    /overlaps network ingress \(10\.255\.0\.0\/16\)/,
+    'ipam.configs[0].subnet',
+  );
   await rejects(a.call('POST', '/v1/networks', create('second', { ingress: true })), 400, /already an ingress network \(ingress\)/, 'ingress');
   await a.call('POST', '/v1/networks', create('one'));
-  await rejects(a.call('POST', '/v1/networks', create('two')), 400, /^the default address pool 10\.40\.0\.0\/24 has no free \/24 subnet left: give the network a subnet \(--subnet\)$/, 'ipam.configs[0].subnet');
+  await rejects(
+    a.call('POST', '/v1/networks', create('two')),
+    400,
+    /^the default address pool 10\.40\.0\.0\/24 has no free \/24 subnet left: give the network a subnet \(--subnet\)$/,
+    'ipam.configs[0].subnet',
+  );
   await a.call('POST', '/v1/networks', create('two', { ipam: { configs: [{ subnet: '192.168.1.0/24' }] } }));
 });
 
@@ -168,7 +207,11 @@ test('rm: refused while services or tasks use the network (naming them); ingress
   await rejects(a.call('DELETE', '/v1/networks/front'), 404, /not found/);
   // The ingress network: only once no service publishes ports.
   await a.call('POST', '/v1/networks', create('mesh', { ingress: true }));
-  await rejects(a.call('DELETE', '/v1/networks/mesh'), 409, /^network mesh is the routing mesh and service pub publishes ports through it: remove the published ports first$/);
+  await rejects(
+    a.call('DELETE', '/v1/networks/mesh'),
+    409,
+    /^network mesh is the routing mesh and service pub publishes ports through it: remove the published ports first$/,
+  );
   await a.store.update((tx) => tx.modify('service', 'pub', (d) => void (d.spec.endpoint.ports = [])));
   await a.call('DELETE', '/v1/networks/mesh');
 });
@@ -185,22 +228,43 @@ test('validateNetworkSpec: the normalised form', () => {
 });
 
 test('CLI: network create flags become a spec; ls rows', () => {
-  assert.deepEqual(parseNetworkCreateArgs(['--driver', 'overlay', '--subnet', '10.5.0.0/24', '--gateway', '10.5.0.254', '--attachable', '--internal', '--label', 'a=b', '--label', 'c', 'front']), {
-    spec: {
-      name: 'front',
-      driver: 'overlay',
-      labels: { a: 'b', c: '' },
-      ipam: { configs: [{ subnet: '10.5.0.0/24', gateway: '10.5.0.254' }] },
-      attachable: true,
-      internal: true,
+  assert.deepEqual(
+    parseNetworkCreateArgs([
+      '--driver',
+      'overlay',
+      '--subnet',
+      '10.5.0.0/24',
+      '--gateway',
+      '10.5.0.254',
+      '--attachable',
+      '--internal',
+      '--label',
+      'a=b',
+      '--label',
+      'c',
+      'front',
+    ]),
+    {
+      spec: {
+        name: 'front',
+        driver: 'overlay',
+        labels: { a: 'b', c: '' },
+        ipam: { configs: [{ subnet: '10.5.0.0/24', gateway: '10.5.0.254' }] },
+        attachable: true,
+        internal: true,
+      },
     },
-  });
+  );
   assert.deepEqual(parseNetworkCreateArgs(['-d', 'overlay', 'back']).spec.ipam, { configs: [] });
   assert.throws(() => parseNetworkCreateArgs(['--gateway', '10.0.0.1', 'x']), /--gateway needs --subnet/);
   assert.throws(() => parseNetworkCreateArgs(['a', 'b']), /exactly one network name/);
   assert.throws(() => parseNetworkCreateArgs(['--ip-range', 'x', 'a']), /Unknown option '--ip-range'/);
   const rows = networkRows([
-    { id: 'zzzzzzzzzzzzzzzz', spec: { name: 'web', driver: 'overlay' }, allocation: { vni: 4097, subnets: [{ subnet: '10.10.0.0/24', gateway: '10.10.0.1' }] } },
+    {
+      id: 'zzzzzzzzzzzzzzzz',
+      spec: { name: 'web', driver: 'overlay' },
+      allocation: { vni: 4097, subnets: [{ subnet: '10.10.0.0/24', gateway: '10.10.0.1' }] },
+    },
     { id: 'aaaaaaaaaaaaaaaa', spec: { name: 'ingress', driver: 'overlay', ipam: { configs: [{ subnet: '10.255.0.0/16' }] } } },
   ]);
   assert.deepEqual(rows, [

@@ -12,7 +12,10 @@ export function nextTime(): string {
   return new Date(T0 + ++clock * 1000).toISOString();
 }
 
-export function net(id: string, o: { name?: string; subnet?: string; gateway?: string; ingress?: boolean; driver?: string; allocation?: Network['allocation'] } = {}): Frozen<Network> {
+export function net(
+  id: string,
+  o: { name?: string; subnet?: string; gateway?: string; ingress?: boolean; driver?: string; allocation?: Network['allocation'] } = {},
+): Frozen<Network> {
   const n: Network = {
     id,
     kind: 'network',
@@ -97,7 +100,13 @@ export function node(id: string, o: { state?: Node['status']['state']; addr?: st
     createdAt: nextTime(),
     updatedAt: nextTime(),
     spec: { labels: {}, availability: 'active', role: 'worker' },
-    description: { hostname: `host-${id}`, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 4e9, memoryBytes: 8 * 2 ** 30 }, engineVersion: '', addr: o.addr ?? '192.0.2.10' },
+    description: {
+      hostname: `host-${id}`,
+      platform: { os: 'linux', arch: 'x64' },
+      resources: { nanoCpus: 4e9, memoryBytes: 8 * 2 ** 30 },
+      engineVersion: '',
+      addr: o.addr ?? '192.0.2.10',
+    },
     status: { state: o.state ?? 'ready', message: '', addr: o.addr ?? '192.0.2.10' },
   };
   if (o.attachments) n.attachments = o.attachments;
@@ -147,7 +156,8 @@ export class World {
 
   apply(plan: AllocationPlan): void {
     const bump = <T extends { version: number }>(o: T): T => ({ ...o, version: o.version + 1 });
-    for (const u of plan.networks) this.networks.set(u.id, deepFreeze(bump({ ...structuredClone(this.networks.get(u.id)!) as Network, allocation: u.allocation })));
+    for (const u of plan.networks)
+      this.networks.set(u.id, deepFreeze(bump({ ...(structuredClone(this.networks.get(u.id)!) as Network), allocation: u.allocation })));
     for (const u of plan.services) {
       const s = structuredClone(this.services.get(u.id)!) as Service;
       s.status.endpoint = u.endpoint;

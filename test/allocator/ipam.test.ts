@@ -41,7 +41,10 @@ test('parseIp / formatIp round-trip, and precise errors', () => {
 
 test('parseCidr: canonical form, prefix range, host bits', () => {
   const c = parseCidr('10.10.1.0/24');
-  assert.deepEqual({ base: formatIp(c.base), prefix: c.prefix, size: c.size, last: formatIp(c.last), text: c.text }, { base: '10.10.1.0', prefix: 24, size: 256, last: '10.10.1.255', text: '10.10.1.0/24' });
+  assert.deepEqual(
+    { base: formatIp(c.base), prefix: c.prefix, size: c.size, last: formatIp(c.last), text: c.text },
+    { base: '10.10.1.0', prefix: 24, size: 256, last: '10.10.1.255', text: '10.10.1.0/24' },
+  );
   ipamError(() => parseCidr('10.10.1.0'), 'EINVALIDCIDR', /is not a CIDR/);
   ipamError(() => parseCidr('10.10.1.0/33'), 'EINVALIDCIDR', /prefix length must be a number 0-32/);
   ipamError(() => parseCidr('10.10.1.0/2a'), 'EINVALIDCIDR', /prefix length/);
@@ -59,7 +62,15 @@ test('overlaps: containment either way and adjacency', () => {
   assert.ok(!cidrsOverlap(a, parseCidr('10.1.0.0/24')));
   assert.ok(!cidrsOverlap(parseCidr('10.0.0.0/25'), parseCidr('10.0.0.128/25')));
   // A user subnet that overlaps another network: the error names that network.
-  ipamError(() => checkSubnet('10.0.1.0/24', [{ name: 'back', subnet: '10.1.0.0/16' }, { name: 'front', subnet: '10.0.0.0/16' }]), 'EOVERLAP', /^subnet 10\.0\.1\.0\/24 overlaps network front \(10\.0\.0\.0\/16\)$/);
+  ipamError(
+    () =>
+      checkSubnet('10.0.1.0/24', [
+        { name: 'back', subnet: '10.1.0.0/16' },
+        { name: 'front', subnet: '10.0.0.0/16' },
+      ]),
+    'EOVERLAP',
+    /^subnet 10\.0\.1\.0\/24 overlaps network front \(10\.0\.0\.0\/16\)$/,
+  );
   assert.equal(checkSubnet('10.2.0.0/24', [{ name: 'front', subnet: '10.0.0.0/16' }]).text, '10.2.0.0/24');
 });
 
@@ -93,7 +104,13 @@ test('carveSubnet: first free /24 of the pool, around networks and host routes',
   // A full pool of 256 /24s.
   const all = Array.from({ length: 256 }, (_, i) => `10.10.${i}.0/24`);
   ipamError(() => carveSubnet(pool, all), 'EPOOLEXHAUSTED', /no free/);
-  assert.equal(carveSubnet(pool, all.filter((x) => x !== '10.10.200.0/24')), '10.10.200.0/24');
+  assert.equal(
+    carveSubnet(
+      pool,
+      all.filter((x) => x !== '10.10.200.0/24'),
+    ),
+    '10.10.200.0/24',
+  );
 });
 
 test('parsePool: a pool and subnet size that make sense', () => {
@@ -119,7 +136,10 @@ test('AddressPool: lowest free, skipping network, gateway and broadcast', () => 
   assert.equal(p.free, 249);
   // A gateway that is not the first address: .1 is a normal address then.
   const q = new AddressPool('10.0.0.0/29', '10.0.0.6');
-  assert.deepEqual([q.allocate(), q.allocate(), q.allocate(), q.allocate(), q.allocate(), q.allocate()], ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', null]);
+  assert.deepEqual(
+    [q.allocate(), q.allocate(), q.allocate(), q.allocate(), q.allocate(), q.allocate()],
+    ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', null],
+  );
 });
 
 test('AddressPool: a /30 holds exactly one address', () => {

@@ -8,15 +8,28 @@ import { World, ingressNet, net, node, svc, task } from './fixtures.ts';
 /** An allocated cluster: web (front + ingress, port 8080), db (back), dns (back, dnsrr), tasks on n1/n2. */
 function cluster(): World {
   const w = new World().add(ingressNet(), net('front'), net('back'));
-  w.add(node('n1', { addr: '192.0.2.1:4242' }), node('n2', { addr: '192.0.2.2' }), node('n3', { addr: '192.0.2.3' }), node('n4', { addr: '192.0.2.4', state: 'down' }));
+  w.add(
+    node('n1', { addr: '192.0.2.1:4242' }),
+    node('n2', { addr: '192.0.2.2' }),
+    node('n3', { addr: '192.0.2.3' }),
+    node('n4', { addr: '192.0.2.4', state: 'down' }),
+  );
   w.add(
     svc('web', { networks: [{ target: 'front', aliases: ['www'] }], ports: [{ targetPort: 80, publishedPort: 8080 }] }),
     svc('db', { networks: ['back'] }),
     svc('dns', { networks: ['back'], dnsrr: true }),
   );
-  w.add(task('w1', 'web', { slot: 1 }), task('w2', 'web', { slot: 2 }), task('w3', 'web', { slot: 3 }), task('d1', 'db', { slot: 1 }), task('g1', 'dns'), task('lost', 'db', { slot: 2 }));
+  w.add(
+    task('w1', 'web', { slot: 1 }),
+    task('w2', 'web', { slot: 2 }),
+    task('w3', 'web', { slot: 3 }),
+    task('d1', 'db', { slot: 1 }),
+    task('g1', 'dns'),
+    task('lost', 'db', { slot: 2 }),
+  );
   w.step();
-  const place = (id: string, nodeId: string, state: 'running' | 'starting' | 'failed') => w.editTask(id, (t) => ((t.nodeId = nodeId), (t.status.state = state)));
+  const place = (id: string, nodeId: string, state: 'running' | 'starting' | 'failed') =>
+    w.editTask(id, (t) => ((t.nodeId = nodeId), (t.status.state = state)));
   place('w1', 'n1', 'running');
   place('w2', 'n2', 'starting');
   place('w3', 'n1', 'failed');
@@ -58,7 +71,10 @@ test('a node sees the networks of its tasks plus ingress, every endpoint on them
     ],
   );
   const e = v.endpoints[0]!;
-  assert.deepEqual({ mac: e.mac, nodeId: e.nodeId, serviceId: e.serviceId, serviceName: e.serviceName }, { mac: '02:42:0a:0a:00:03', nodeId: 'n1', serviceId: 'web', serviceName: 'web' });
+  assert.deepEqual(
+    { mac: e.mac, nodeId: e.nodeId, serviceId: e.serviceId, serviceName: e.serviceName },
+    { mac: '02:42:0a:0a:00:03', nodeId: 'n1', serviceId: 'web', serviceName: 'web' },
+  );
   assert.deepEqual(v.services, [
     {
       id: 'web',
@@ -77,7 +93,10 @@ test('a node sees the networks of its tasks plus ingress, every endpoint on them
 
 test('a node with tasks on another network sees that network, its services (dnsrr without VIP) and published services', () => {
   const v = nodeNetView('n2', snap(cluster()));
-  assert.deepEqual(v.networks.map((n) => n.id), ['back', 'front', 'ing']);
+  assert.deepEqual(
+    v.networks.map((n) => n.id),
+    ['back', 'front', 'ing'],
+  );
   assert.deepEqual(
     v.endpoints.filter((e) => e.networkId === 'back').map((e) => e.taskName),
     ['db.1.d1', 'dns.n2.g1'],
@@ -96,16 +115,28 @@ test('a node with tasks on another network sees that network, its services (dnsr
 test('a node without tasks sees only ingress, its endpoints and the published services; an unknown node gets no ingressAddr', () => {
   const s = snap(cluster());
   const v = nodeNetView('n3', s);
-  assert.deepEqual(v.networks.map((n) => n.id), ['ing']);
-  assert.deepEqual(v.endpoints.map((e) => e.taskId), ['node-n1', 'node-n2', 'node-n3', 'w1', 'w2']);
-  assert.deepEqual(v.services.map((x) => x.name), ['web']);
+  assert.deepEqual(
+    v.networks.map((n) => n.id),
+    ['ing'],
+  );
+  assert.deepEqual(
+    v.endpoints.map((e) => e.taskId),
+    ['node-n1', 'node-n2', 'node-n3', 'w1', 'w2'],
+  );
+  assert.deepEqual(
+    v.services.map((x) => x.name),
+    ['web'],
+  );
   assert.deepEqual(v.services[0]!.vips, [{ networkId: 'ing', ip: '10.255.0.2' }]);
   assert.deepEqual(v.services[0]!.aliases, [], 'aliases only for networks in the view');
   assert.equal(v.ingressAddr, '10.255.0.5');
   const u = nodeNetView('nobody', s);
   assert.equal(u.vtep, '');
   assert.equal(u.ingressAddr, undefined);
-  assert.deepEqual(u.networks.map((n) => n.id), ['ing']);
+  assert.deepEqual(
+    u.networks.map((n) => n.id),
+    ['ing'],
+  );
 });
 
 test('deterministic: equal states give equal JSON whatever the input order; nodeNetViews = nodeNetView', () => {

@@ -22,7 +22,13 @@ function nodeObj(id: string, addr = '192.0.2.1'): Draft<Node> {
     id,
     kind: 'node',
     spec: { labels: {}, availability: 'active', role: 'worker' },
-    description: { hostname: `host-${id}`, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 4e9, memoryBytes: 8 * 2 ** 30 }, engineVersion: '', addr },
+    description: {
+      hostname: `host-${id}`,
+      platform: { os: 'linux', arch: 'x64' },
+      resources: { nanoCpus: 4e9, memoryBytes: 8 * 2 ** 30 },
+      engineVersion: '',
+      addr,
+    },
     status: { state: 'ready', message: '', addr },
   };
 }
@@ -96,7 +102,13 @@ async function create(store: Store, objs: Draft<Node | Network | Service | Task>
 test('runner: creates the ingress network, allocates networks, endpoints, node and task addresses', async (t) => {
   const h = harness();
   t.after(() => h.runner.stop());
-  await create(h.store, [nodeObj('n1'), netObj('front'), serviceObj('web', { networks: ['front'], ports: [{ targetPort: 80 }] }), taskObj('t1', 'web', 1), taskObj('t2', 'web', 2)]);
+  await create(h.store, [
+    nodeObj('n1'),
+    netObj('front'),
+    serviceObj('web', { networks: ['front'], ports: [{ targetPort: 80 }] }),
+    taskObj('t1', 'web', 1),
+    taskObj('t2', 'web', 2),
+  ]);
   h.runner.start();
   await h.done();
   const ingress = h.store.view((tx) => tx.byName('network', 'ingress'))!;
@@ -125,7 +137,10 @@ test('runner: creates the ingress network, allocates networks, endpoints, node a
     { networkId: 'front', addresses: ['10.10.0.3/24'] },
     { networkId: 'ingress1', addresses: ['10.255.0.4/16'] },
   ]);
-  assert.deepEqual(h.task('t2').networks.map((n) => n.addresses[0]), ['10.10.0.4/24', '10.255.0.5/16']);
+  assert.deepEqual(
+    h.task('t2').networks.map((n) => n.addresses[0]),
+    ['10.10.0.4/24', '10.255.0.5/16'],
+  );
   // Quiet afterwards: its own writes do not make it loop.
   const passes = h.passes.length;
   await h.done();
@@ -134,7 +149,10 @@ test('runner: creates the ingress network, allocates networks, endpoints, node a
   await create(h.store, [taskObj('t3', 'web', 3)]);
   await h.done();
   assert.equal(h.task('t3').status.state, 'pending');
-  assert.ok(h.logs.some((l) => l.includes('created the ingress network')), h.logs.join('\n'));
+  assert.ok(
+    h.logs.some((l) => l.includes('created the ingress network')),
+    h.logs.join('\n'),
+  );
 });
 
 test('runner: a task waits with the reason, and is allocated once the network appears or the port is freed', async (t) => {
@@ -152,7 +170,11 @@ test('runner: a task waits with the reason, and is allocated once the network ap
   assert.equal(h.task('a1').status.message, 'port 8080/tcp is already published by service web');
   await create(h.store, [taskObj('a2', 'api', 2)]);
   await h.done();
-  assert.equal(h.logs.filter((l) => l === 'allocator: service api: port 8080/tcp is already published by service web').length, 1, 'logged once, not on every pass');
+  assert.equal(
+    h.logs.filter((l) => l === 'allocator: service api: port 8080/tcp is already published by service web').length,
+    1,
+    'logged once, not on every pass',
+  );
   // The holder goes away: its port is free, the waiting task is allocated without anyone touching it.
   await h.store.update((tx) => {
     tx.delete('service', 'web');
@@ -160,7 +182,10 @@ test('runner: a task waits with the reason, and is allocated once the network ap
   });
   await h.done();
   assert.equal(h.task('a1').status.state, 'pending');
-  assert.deepEqual(h.store.view((tx) => tx.get('service', 'api'))!.status.endpoint?.ports.map((p) => p.publishedPort), [8080]);
+  assert.deepEqual(
+    h.store.view((tx) => tx.get('service', 'api'))!.status.endpoint?.ports.map((p) => p.publishedPort),
+    [8080],
+  );
 });
 
 test('runner: a full subnet unblocks as soon as a task ends', async (t) => {
@@ -204,13 +229,22 @@ test('runner: a conflicting write at commit time makes it recompute on a fresh v
   await h.done();
   await h.done();
   assert.equal(h.task('t1').status.state, 'pending');
-  assert.ok(h.logs.some((l) => l.includes('conflict')), h.logs.join('\n'));
+  assert.ok(
+    h.logs.some((l) => l.includes('conflict')),
+    h.logs.join('\n'),
+  );
 });
 
 test('runner: a network named ingress that is not the routing mesh is reported once, and nothing loops', async (t) => {
   const h = harness();
   t.after(() => h.runner.stop());
-  await create(h.store, [netObj('x', { name: 'ingress' }), serviceObj('web', { ports: [{ targetPort: 80 }] }), taskObj('t1', 'web'), serviceObj('plain'), taskObj('p1', 'plain')]);
+  await create(h.store, [
+    netObj('x', { name: 'ingress' }),
+    serviceObj('web', { ports: [{ targetPort: 80 }] }),
+    taskObj('t1', 'web'),
+    serviceObj('plain'),
+    taskObj('p1', 'plain'),
+  ]);
   h.runner.start();
   await h.done();
   assert.equal(h.logs.filter((l) => l.includes('cannot create the ingress network')).length, 1, h.logs.join('\n'));
@@ -226,7 +260,11 @@ test('runner: after removal, ingress is re-created when a service publishes port
   await h.store.update((tx) => tx.delete('network', 'ingress1'));
   await create(h.store, [serviceObj('plain'), taskObj('p1', 'plain')]);
   await h.done();
-  assert.equal(h.store.view((tx) => tx.byName('network', 'ingress')), undefined, 'not needed yet: the user may create their own');
+  assert.equal(
+    h.store.view((tx) => tx.byName('network', 'ingress')),
+    undefined,
+    'not needed yet: the user may create their own',
+  );
   assert.equal(h.task('p1').status.state, 'pending');
   await create(h.store, [serviceObj('web', { ports: [{ targetPort: 80 }] }), taskObj('w1', 'web')]);
   await h.done();
@@ -243,7 +281,10 @@ test('runner: after removal, ingress is re-created when a service publishes port
   });
   await create(h.store, [serviceObj('web2', { ports: [{ targetPort: 80 }] }), taskObj('w2', 'web2')]);
   await h.done();
-  assert.equal(h.store.view((tx) => tx.byName('network', 'ingress')), undefined);
+  assert.equal(
+    h.store.view((tx) => tx.byName('network', 'ingress')),
+    undefined,
+  );
   assert.deepEqual(h.task('w2').networks, [{ networkId: 'mesh', addresses: ['10.99.0.3/24'] }], 'the VIP has .2');
   assert.equal(h.store.view((tx) => tx.get('network', 'mesh'))!.allocation?.vni, 4096);
   // A snapshot from elsewhere replaces the state: the runner lists everything again.
@@ -253,7 +294,10 @@ test('runner: after removal, ingress is re-created when a service publishes port
   await h.done();
   await h.done();
   assert.equal(h.task('t9').status.state, 'pending');
-  assert.ok(h.logs.some((l) => l.includes('resyncing')), h.logs.join('\n'));
+  assert.ok(
+    h.logs.some((l) => l.includes('resyncing')),
+    h.logs.join('\n'),
+  );
 });
 
 test('runner: once stopped it writes nothing', async () => {
@@ -311,7 +355,11 @@ test('orchestrator + allocator + scheduler: a service goes from created to assig
     if (tasks.length === 4 && tasks.every((x) => x.status.state === 'assigned')) break;
     await new Promise((r) => setTimeout(r, 5));
   }
-  assert.deepEqual(tasks.map((x) => x.status.state), ['assigned', 'assigned', 'assigned', 'assigned'], logs.join('\n'));
+  assert.deepEqual(
+    tasks.map((x) => x.status.state),
+    ['assigned', 'assigned', 'assigned', 'assigned'],
+    logs.join('\n'),
+  );
   const addrs = tasks.flatMap((x) => x.networks.map((a) => a.addresses[0]!));
   assert.equal(addrs.length, 8, 'front + ingress for each task');
   assert.equal(new Set(addrs).size, 8);

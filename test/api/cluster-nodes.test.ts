@@ -34,13 +34,27 @@ describe('cluster and node routes', () => {
 
   before(async () => {
     await store.update((tx) => {
-      tx.create({ id: 'cluster', kind: 'cluster', spec: defaultClusterSpec('t'), status: {}, rootCa: { caCertPem: 'c', caKeyPem: 'k' }, joinTokens: { worker: 'w', manager: 'm' }, denyList: { removedNodes: [], revokedSerials: [] } } as Draft<Cluster>);
+      tx.create({
+        id: 'cluster',
+        kind: 'cluster',
+        spec: defaultClusterSpec('t'),
+        status: {},
+        rootCa: { caCertPem: 'c', caKeyPem: 'k' },
+        joinTokens: { worker: 'w', manager: 'm' },
+        denyList: { removedNodes: [], revokedSerials: [] },
+      } as Draft<Cluster>);
       tx.create(node('aaa111', 'web1'));
       tx.create(node('bbb222', 'twin'));
       tx.create(node('ccc333', 'twin'));
     });
     const raft = { status: () => ({ role: 'leader', leader: 'm1', voters: ['m1'], learners: [], members: {} }), read: async () => {} } as unknown as RaftNode;
-    const members = { raftInfo: () => ({ nodeId: 'm1' }), managerAddrs: () => [], leaderAddr: () => null, reachableManagers: () => ({ reachable: 1, total: 1 }), isReachable: () => true } as unknown as Members;
+    const members = {
+      raftInfo: () => ({ nodeId: 'm1' }),
+      managerAddrs: () => [],
+      leaderAddr: () => null,
+      reachableManagers: () => ({ reachable: 1, total: 1 }),
+      isReachable: () => true,
+    } as unknown as Members;
     const gate = new Gate(raft, store, members, 1000);
     const counters = new DispatcherCounters();
     counters.drop('not-owner', 3);

@@ -26,7 +26,10 @@ function gate(s: Partial<Script>): { g: Gate; script: Script } {
   const script: Script = { role: 'follower', leader: null, leaderAddr: null, reachable: 3, total: 3, update: async () => {}, read: async () => {}, ...s };
   const raft = { status: () => ({ role: script.role, leader: script.leader }), read: () => script.read() } as unknown as RaftNode;
   const store = { update: () => script.update() } as unknown as Store;
-  const members = { leaderAddr: () => script.leaderAddr, reachableManagers: () => ({ reachable: script.reachable, total: script.total }) } as unknown as Members;
+  const members = {
+    leaderAddr: () => script.leaderAddr,
+    reachableManagers: () => ({ reachable: script.reachable, total: script.total }),
+  } as unknown as Members;
   return { g: new Gate(raft, store, members, 50), script };
 }
 
@@ -76,14 +79,20 @@ describe('api/gate', () => {
       calls++;
       throw new ConflictError('node', 'n1', 1, 2);
     };
-    await assert.rejects(g.update(() => {}), ConflictError);
+    await assert.rejects(
+      g.update(() => {}),
+      ConflictError,
+    );
     assert.equal(calls, 9, 'eight retries after the first attempt');
     calls = 0;
     script.update = async () => {
       calls++;
       throw new RangeError('boom');
     };
-    await assert.rejects(g.update(() => {}), RangeError);
+    await assert.rejects(
+      g.update(() => {}),
+      RangeError,
+    );
     assert.equal(calls, 1);
   });
 

@@ -33,7 +33,8 @@ describe('status codes and limits on a real manager', { concurrency: false }, ()
         res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: String(out), err: String(err) }),
       );
     });
-  const api = (method: string, path: string, body?: unknown) => httpsJson(c.ctx.managers[0]!, method, path, body, { ca: c.ctx.admin.ca, key: c.ctx.admin.key, cert: c.ctx.admin.cert });
+  const api = (method: string, path: string, body?: unknown) =>
+    httpsJson(c.ctx.managers[0]!, method, path, body, { ca: c.ctx.admin.ca, key: c.ctx.admin.key, cert: c.ctx.admin.cert });
   const spec = (name: string) => ({ name, mode: { replicated: { replicas: 1 } }, task: { image: 'busybox:1.36' } });
 
   it('POST /v1/services with a name in use answers 409 ENAMEINUSE (it answered 500)', async () => {

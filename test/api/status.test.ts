@@ -11,15 +11,7 @@ import { ApiError, errorStatus, notFound } from '../../manager/api/errors.ts';
 import { registerServiceRoutes } from '../../manager/api/services.ts';
 import { registerNetworkRoutes } from '../../manager/api/networks.ts';
 import { Store } from '../../manager/store/store.ts';
-import {
-  BatchError,
-  ConflictError,
-  LimitExceededError,
-  NameInUseError,
-  NotFoundError,
-  TxTooLargeError,
-  ValidationError,
-} from '../../manager/store/errors.ts';
+import { BatchError, ConflictError, LimitExceededError, NameInUseError, NotFoundError, TxTooLargeError, ValidationError } from '../../manager/store/errors.ts';
 import { DEFAULT_LIMITS, defaultClusterSpec } from '../../manager/store/objects.ts';
 import { SpecError } from '../../manager/service/spec.ts';
 import { TemplateError } from '../../manager/service/templates.ts';
@@ -164,7 +156,10 @@ test('POST /v1/services: 200 created, then 409 ENAMEINUSE for the same name (it 
   assert.match(dup.error!.message, /service name web is already in use/);
   // Names are unique case-insensitively, as in Swarm.
   assert.equal((await call('POST', '/v1/services', { spec: spec('WEB') })).status, 409);
-  assert.equal(store.view((tx) => tx.list('service').length), 1);
+  assert.equal(
+    store.view((tx) => tx.list('service').length),
+    1,
+  );
 });
 
 test('400: invalid JSON, an invalid spec (naming the field), a bad replicas value', async () => {

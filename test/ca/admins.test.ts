@@ -24,8 +24,21 @@ async function freePort(): Promise<number> {
   });
 }
 
-interface Issued { name: string; serial: string; notAfter: string; certPem: string; caCertPem: string; clusterId: string; managers: string[] }
-interface Listed { name: string; serial: string; notAfter: string; revoked: boolean }
+interface Issued {
+  name: string;
+  serial: string;
+  notAfter: string;
+  certPem: string;
+  caCertPem: string;
+  clusterId: string;
+  managers: string[];
+}
+interface Listed {
+  name: string;
+  serial: string;
+  notAfter: string;
+  revoked: boolean;
+}
 
 describe('admin certificates', () => {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-admins-'));
@@ -34,7 +47,11 @@ describe('admin certificates', () => {
 
   const issue = async (name: string, validityMs?: number): Promise<Context & { serial: string }> => {
     const key = await generateKeyPem();
-    const r = await control<Issued>(root, 'POST', '/v1/ca/admins', { name, csr: createCsr({ keyPem: key, nodeId: 'x' }), ...(validityMs ? { validityMs } : {}) });
+    const r = await control<Issued>(root, 'POST', '/v1/ca/admins', {
+      name,
+      csr: createCsr({ keyPem: key, nodeId: 'x' }),
+      ...(validityMs ? { validityMs } : {}),
+    });
     return { clusterId: r.clusterId, managers: r.managers, admin: { key, cert: r.certPem, ca: r.caCertPem }, serial: r.serial };
   };
 
@@ -52,7 +69,10 @@ describe('admin certificates', () => {
   it('records the admin certificate cluster init issued', async () => {
     const list = await control<Listed[]>(root, 'GET', '/v1/ca/admins');
     const info = parseCertificate(root.admin.cert);
-    assert.deepEqual(list.map((a) => [a.name, a.serial, a.revoked]), [[info.nodeId, info.serial, false]]);
+    assert.deepEqual(
+      list.map((a) => [a.name, a.serial, a.revoked]),
+      [[info.nodeId, info.serial, false]],
+    );
   });
 
   it('issues a working admin certificate with the name as CN; a taken name is 409; bad input 400', async () => {

@@ -161,8 +161,7 @@ describe('createCsr / signNodeCertificate', () => {
     assert.equal(x.issuer, `CN=shoal-ca\nO=${CLUSTER}`);
     assert.equal(
       x.subjectAltName,
-      'DNS:shoal-worker, DNS:node-1, DNS:node-1.example.org, IP Address:10.0.0.5, ' +
-        'IP Address:0:0:0:0:0:FFFF:C000:201, IP Address:2001:DB8:0:0:0:0:0:7',
+      'DNS:shoal-worker, DNS:node-1, DNS:node-1.example.org, IP Address:10.0.0.5, ' + 'IP Address:0:0:0:0:0:FFFF:C000:201, IP Address:2001:DB8:0:0:0:0:0:7',
     );
     assert.deepEqual([...(x.keyUsage ?? [])].sort(), ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     assert.equal(x.ca, false);
@@ -231,8 +230,15 @@ describe('createCsr / signNodeCertificate', () => {
   test('refuses malformed CSRs and weak keys', () => {
     assert.throws(() => issue({ csrPem: 'not a csr' }), pkiCode('MALFORMED_CSR', /^certificate signing request is malformed/));
     const tampered = workerCsr.replace(/\n(.)(.)/, (_m, a: string, b: string) => `\n${b}${a}`);
-    assert.throws(() => issue({ csrPem: tampered }), (err: unknown) => err instanceof PkiError && ['MALFORMED_CSR', 'CSR_SIGNATURE'].includes(err.code));
-    const weak = generateKeyPairSync('rsa', { modulusLength: 1024, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+    assert.throws(
+      () => issue({ csrPem: tampered }),
+      (err: unknown) => err instanceof PkiError && ['MALFORMED_CSR', 'CSR_SIGNATURE'].includes(err.code),
+    );
+    const weak = generateKeyPairSync('rsa', {
+      modulusLength: 1024,
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+    });
     assert.throws(() => issue({ csrPem: createCsr({ keyPem: weak.privateKey, nodeId: 'w' }) }), pkiCode('WEAK_KEY', /RSA-1024; at least RSA-2048/));
   });
 
@@ -326,9 +332,25 @@ describe('verifyNodeCertificate', () => {
 
   test('refuses a certificate from another CA, even one with the same name', () => {
     const csr = createCsr({ keyPem: key(1), nodeId: 'n' });
-    const fromImpostor = signNodeCertificate({ caCertPem: impostor.certPem, caKeyPem: impostor.keyPem, csrPem: csr, nodeId: 'node-1', role: 'manager', clusterId: CLUSTER, now: NOW });
+    const fromImpostor = signNodeCertificate({
+      caCertPem: impostor.certPem,
+      caKeyPem: impostor.keyPem,
+      csrPem: csr,
+      nodeId: 'node-1',
+      role: 'manager',
+      clusterId: CLUSTER,
+      now: NOW,
+    });
     assert.deepEqual(verifyNodeCertificate(fromImpostor.certPem, opts()), { ok: false, reason: 'certificate was issued by another CA' });
-    const fromForeign = signNodeCertificate({ caCertPem: foreign.certPem, caKeyPem: foreign.keyPem, csrPem: csr, nodeId: 'node-1', role: 'worker', clusterId: 'cluster-b', now: NOW });
+    const fromForeign = signNodeCertificate({
+      caCertPem: foreign.certPem,
+      caKeyPem: foreign.keyPem,
+      csrPem: csr,
+      nodeId: 'node-1',
+      role: 'worker',
+      clusterId: 'cluster-b',
+      now: NOW,
+    });
     assert.deepEqual(verifyNodeCertificate(fromForeign.certPem, opts()), {
       ok: false,
       reason: 'certificate was issued by another CA (it names cluster cluster-b, not cluster-a)',
@@ -358,7 +380,10 @@ describe('verifyNodeCertificate', () => {
   test('refuses revoked nodes by node id or by serial; others are unaffected', () => {
     const removed = issue({ nodeId: 'node-7', now: NOW });
     const other = issue({ nodeId: 'node-8', now: NOW });
-    assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set(['node-7']) })), { ok: false, reason: 'certificate of node node-7 was revoked (node removed)' });
+    assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set(['node-7']) })), {
+      ok: false,
+      reason: 'certificate of node node-7 was revoked (node removed)',
+    });
     const reason = `certificate ${removed.serial} of node node-7 was revoked`;
     assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set([removed.serial]) })), { ok: false, reason });
     assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set([removed.serial.toUpperCase()]) })), { ok: false, reason });
@@ -466,11 +491,21 @@ describe('Node TLS accepts what the CA issues (mutual TLS)', () => {
 
   test('a client certificate from another root CA (same CA name) is refused during the handshake', async () => {
     const csr = createCsr({ keyPem: key(2), nodeId: 'node-1' });
-    const rogue = signNodeCertificate({ caCertPem: impostor.certPem, caKeyPem: impostor.keyPem, csrPem: csr, nodeId: 'node-1', role: 'worker', clusterId: CLUSTER });
+    const rogue = signNodeCertificate({
+      caCertPem: impostor.certPem,
+      caKeyPem: impostor.keyPem,
+      csrPem: csr,
+      nodeId: 'node-1',
+      role: 'worker',
+      clusterId: CLUSTER,
+    });
     const before = seen.length;
     await assert.rejects(get({ key: key(2), cert: rogue.certPem }));
     assert.equal(seen.length, before, 'the request handler never ran');
-    await eventually(() => tlsErrors.includes('UNABLE_TO_VERIFY_LEAF_SIGNATURE'), () => `server verify errors: ${tlsErrors.join(', ')}`);
+    await eventually(
+      () => tlsErrors.includes('UNABLE_TO_VERIFY_LEAF_SIGNATURE'),
+      () => `server verify errors: ${tlsErrors.join(', ')}`,
+    );
   });
 
   test('an expired client certificate (same key, same CA) and a missing one are refused', async () => {
@@ -479,8 +514,14 @@ describe('Node TLS accepts what the CA issues (mutual TLS)', () => {
     await assert.rejects(get({ key: key(0), cert: expired.certPem }));
     await assert.rejects(get({}));
     assert.equal(seen.length, before, 'the request handler never ran');
-    await eventually(() => tlsErrors.includes('CERT_HAS_EXPIRED'), () => `server verify errors: ${tlsErrors.join(', ')}`);
-    await eventually(() => tlsErrors.includes('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE'), () => `server verify errors: ${tlsErrors.join(', ')}`);
+    await eventually(
+      () => tlsErrors.includes('CERT_HAS_EXPIRED'),
+      () => `server verify errors: ${tlsErrors.join(', ')}`,
+    );
+    await eventually(
+      () => tlsErrors.includes('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE'),
+      () => `server verify errors: ${tlsErrors.join(', ')}`,
+    );
   });
 });
 

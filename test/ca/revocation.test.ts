@@ -3,8 +3,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  AdminError, MAX_CERT_HISTORY, addAdmin, deniedFor, findAdmin, pruneAdmins, recordIssued, renewAdmin, revokeAdmin,
-  restoreOnPromote, revokeOnDemote, revokeOnRemove, revokeOnRoleChange, serialsOf, type DenyList,
+  AdminError,
+  MAX_CERT_HISTORY,
+  addAdmin,
+  deniedFor,
+  findAdmin,
+  pruneAdmins,
+  recordIssued,
+  renewAdmin,
+  revokeAdmin,
+  restoreOnPromote,
+  revokeOnDemote,
+  revokeOnRemove,
+  revokeOnRoleChange,
+  serialsOf,
+  type DenyList,
 } from '../../manager/ca/revocation.ts';
 
 const NOW = new Date('2026-12-06T00:00:00Z');
@@ -29,7 +42,12 @@ describe('certificate records', () => {
 });
 
 describe('deny list', () => {
-  const managerRec = recordIssued(recordIssued(undefined, { serial: 'm1', notAfter: later(90) }, 'manager', NOW), { serial: 'm2', notAfter: later(91) }, 'manager', NOW);
+  const managerRec = recordIssued(
+    recordIssued(undefined, { serial: 'm1', notAfter: later(90) }, 'manager', NOW),
+    { serial: 'm2', notAfter: later(91) },
+    'manager',
+    NOW,
+  );
 
   it('demotion refuses the manager certificates for manager-only endpoints, not for the dispatcher', () => {
     const deny = revokeOnDemote(empty(), managerRec);
@@ -74,13 +92,22 @@ describe('admin certificates', () => {
   it('are recorded, renewed, found by name or serial, revoked with every serial', () => {
     let admins = addAdmin([], { name: 'alice', serial: 's1', notAfter: later(365) }, NOW);
     admins = addAdmin(admins, { name: 'bob', serial: 's2', notAfter: later(365) }, NOW);
-    assert.throws(() => addAdmin(admins, { name: 'alice', serial: 's3', notAfter: later(365) }, NOW), (e: unknown) => e instanceof AdminError && e.code === 'EXISTS');
-    assert.throws(() => addAdmin(admins, { name: '../x', serial: 's3', notAfter: later(365) }, NOW), (e: unknown) => e instanceof AdminError && e.code === 'INVALID');
+    assert.throws(
+      () => addAdmin(admins, { name: 'alice', serial: 's3', notAfter: later(365) }, NOW),
+      (e: unknown) => e instanceof AdminError && e.code === 'EXISTS',
+    );
+    assert.throws(
+      () => addAdmin(admins, { name: '../x', serial: 's3', notAfter: later(365) }, NOW),
+      (e: unknown) => e instanceof AdminError && e.code === 'INVALID',
+    );
     admins = renewAdmin(admins, 'alice', { serial: 's4', notAfter: later(400) }, NOW);
     assert.equal(findAdmin(admins, 'alice').serial, 's4');
     assert.equal(findAdmin(admins, 's1').name, 'alice');
     assert.equal(findAdmin(admins, 'S2').name, 'bob');
-    assert.throws(() => findAdmin(admins, 'carol'), (e: unknown) => e instanceof AdminError && e.code === 'NOT_FOUND');
+    assert.throws(
+      () => findAdmin(admins, 'carol'),
+      (e: unknown) => e instanceof AdminError && e.code === 'NOT_FOUND',
+    );
     const r = revokeAdmin(admins, empty(), 'alice');
     assert.deepEqual(r.deny.revokedSerials, ['s4', 's1']);
     assert.equal(findAdmin(r.admins, 'alice').revoked, true);

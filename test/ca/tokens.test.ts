@@ -5,15 +5,7 @@ import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { caDigest, createCsr, createRootCa, generateKeyPem, signNodeCertificate } from '../../manager/ca/pki.ts';
 import type { CaMaterial } from '../../manager/ca/pki.ts';
-import {
-  formatJoinToken,
-  makeJoinToken,
-  parseJoinToken,
-  pinCa,
-  RateLimiter,
-  tokenMatches,
-  TokenError,
-} from '../../manager/ca/tokens.ts';
+import { formatJoinToken, makeJoinToken, parseJoinToken, pinCa, RateLimiter, tokenMatches, TokenError } from '../../manager/ca/tokens.ts';
 import type { TokenErrorCode } from '../../manager/ca/tokens.ts';
 
 const DIGEST = 'a'.repeat(12) + '0123456789abcdef'.repeat(3) + 'b'.repeat(4);
@@ -74,7 +66,12 @@ describe('join tokens', () => {
     ['empty', '', 'TOKEN_PREFIX', 'join token must start with SHOAL-1-'],
     ['no prefix', SECRET, 'TOKEN_PREFIX', 'join token must start with SHOAL-1-'],
     ['lower-case prefix', `shoal-1-${DIGEST}-${SECRET}`, 'TOKEN_PREFIX', 'join token must start with SHOAL-1-'],
-    ['a Docker Swarm token', `SWMTKN-1-${'x'.repeat(50)}-${SECRET}`, 'TOKEN_PREFIX', 'join token must start with SHOAL-1- (this looks like a Docker Swarm token)'],
+    [
+      'a Docker Swarm token',
+      `SWMTKN-1-${'x'.repeat(50)}-${SECRET}`,
+      'TOKEN_PREFIX',
+      'join token must start with SHOAL-1- (this looks like a Docker Swarm token)',
+    ],
     ['another version', `SHOAL-2-${DIGEST}-${SECRET}`, 'TOKEN_PREFIX', 'join token must start with SHOAL-1- (this token is from a different Shoal version)'],
     ['short digest', `SHOAL-1-${DIGEST.slice(1)}-${SECRET}`, 'TOKEN_DIGEST', 'join token CA digest must be 64 hex characters'],
     ['non-hex digest', `SHOAL-1-${DIGEST.slice(1)}z-${SECRET}`, 'TOKEN_DIGEST', 'join token CA digest must be 64 hex characters'],
@@ -125,7 +122,10 @@ describe('pinCa', () => {
 
   test('refuses something that is not a certificate, and a malformed token', () => {
     const token = makeJoinToken(caDigest(ca.certPem));
-    assert.throws(() => pinCa('<html>hi</html>', token, 'm1'), tokenError('CA_MALFORMED', /^the CA certificate presented by m1 is not a valid certificate.*: refusing to join$/));
+    assert.throws(
+      () => pinCa('<html>hi</html>', token, 'm1'),
+      tokenError('CA_MALFORMED', /^the CA certificate presented by m1 is not a valid certificate.*: refusing to join$/),
+    );
     assert.throws(() => pinCa(ca.certPem, 'SHOAL-1-xyz'), tokenError('TOKEN_DIGEST', /64 hex/));
   });
 });
@@ -139,7 +139,15 @@ describe('join flow over https: fetch the CA untrusted, pin it, then trust only 
 
   async function serveCa(material: CaMaterial, onJoin: (body: string) => void): Promise<number> {
     const csr = createCsr({ keyPem: nodeKey, nodeId: 'mgr-1' });
-    const cert = signNodeCertificate({ caCertPem: material.certPem, caKeyPem: material.keyPem, csrPem: csr, nodeId: 'mgr-1', role: 'manager', clusterId: 'cluster-a', sans: { ips: [HOST] } });
+    const cert = signNodeCertificate({
+      caCertPem: material.certPem,
+      caKeyPem: material.keyPem,
+      csrPem: csr,
+      nodeId: 'mgr-1',
+      role: 'manager',
+      clusterId: 'cluster-a',
+      sans: { ips: [HOST] },
+    });
     // The CA-fetch and join endpoints are unauthenticated: no client certificate is requested.
     const server = createServer({ key: nodeKey, cert: cert.certPem }, (req, res) => {
       let body = '';
@@ -203,14 +211,21 @@ describe('join flow over https: fetch the CA untrusted, pin it, then trust only 
 describe('RateLimiter', () => {
   test('a burst of `capacity`, then one request per refill interval', () => {
     const rl = new RateLimiter({ capacity: 3, refillPerSec: 1 });
-    assert.deepEqual([1, 2, 3, 4].map(() => rl.allow('10.0.0.1', 0)), [true, true, true, false]);
+    assert.deepEqual(
+      [1, 2, 3, 4].map(() => rl.allow('10.0.0.1', 0)),
+      [true, true, true, false],
+    );
     assert.equal(rl.retryAfterMs('10.0.0.1', 0), 1000);
     assert.equal(rl.allow('10.0.0.1', 999), false);
     assert.equal(rl.retryAfterMs('10.0.0.1', 999), 1);
     assert.equal(rl.allow('10.0.0.1', 1000), true);
     assert.equal(rl.allow('10.0.0.1', 1000), false);
     assert.equal(rl.allow('10.0.0.1', 1_000_000), true, 'refilled');
-    assert.deepEqual([1, 2, 3].map(() => rl.allow('10.0.0.1', 1_000_000)), [true, true, false], 'but never beyond capacity');
+    assert.deepEqual(
+      [1, 2, 3].map(() => rl.allow('10.0.0.1', 1_000_000)),
+      [true, true, false],
+      'but never beyond capacity',
+    );
   });
 
   test('keys are independent', () => {

@@ -29,7 +29,10 @@ describe('unknown flags and commands', () => {
   it('service create and update share the scanner and its hints', async () => {
     await rejects(['service', 'create', '--replica', '3', 'nginx'], /^--replica: unknown flag \(did you mean --replicas\?\)$/);
     await rejects(['service', 'update', '--env', 'A=1', 'web'], /use --env-add \/ --env-rm/);
-    assert.throws(() => parseServiceCreateArgs(['--publsh', '80:80', 'nginx']), (e: unknown) => isFlagError(e) && e.flag === '--publsh' && /did you mean --publish\?/.test(e.message));
+    assert.throws(
+      () => parseServiceCreateArgs(['--publsh', '80:80', 'nginx']),
+      (e: unknown) => isFlagError(e) && e.flag === '--publsh' && /did you mean --publish\?/.test(e.message),
+    );
   });
 
   it('suggest the closest command', async () => {
@@ -53,7 +56,8 @@ describe('--format, -q and --context anywhere on the line', () => {
       ['node', 'ls', '--format', 'json'],
       ['node', 'ls', '--format=json'],
       ['--format=json', 'node', 'ls'],
-    ]) assert.equal((await ran(argv)).output.format, 'json', argv.join(' '));
+    ])
+      assert.equal((await ran(argv)).output.format, 'json', argv.join(' '));
     const inspect = await ran(['service', 'inspect', 'web', '--format', 'json', 'api']);
     assert.deepEqual(inspect.positionals, ['web', 'api'], 'json is the format, not a service');
     assert.equal(inspect.output.format, 'json');

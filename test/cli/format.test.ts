@@ -28,13 +28,21 @@ describe('--format', () => {
     assert.equal(fieldName('CPU %'), 'CPU');
     assert.equal(renderListing(listing, { format: '{{.Name}}' }), 'web\napi');
     assert.equal(renderListing(listing, { format: '{{.ID}}: {{.DesiredState}}' }), 'aaaaaaaaaaaa: Running\nbbbbbbbbbbbb: Shutdown');
-    assert.equal(renderListing(listing, { format: '{{.Spec.Mode}}' }), '{"replicated":{"replicas":3}}\n{"global":{}}', 'falls back to the API object, case-insensitively');
+    assert.equal(
+      renderListing(listing, { format: '{{.Spec.Mode}}' }),
+      '{"replicated":{"replicas":3}}\n{"global":{}}',
+      'falls back to the API object, case-insensitively',
+    );
     assert.equal(renderListing(listing, { format: '{{.Spec.Nope}}' }), '<no value>\n<no value>');
     assert.equal(renderListing(listing, { format: '{{ .Name }}' }), 'web\napi', 'spaces inside braces');
   });
 
   it('{{json .}} and {{json .Field}}', () => {
-    assert.deepEqual(JSON.parse(renderListing(listing, { format: '{{json .}}' }).split('\n')[0]!), { ID: 'aaaaaaaaaaaa', Name: 'web', DesiredState: 'Running' });
+    assert.deepEqual(JSON.parse(renderListing(listing, { format: '{{json .}}' }).split('\n')[0]!), {
+      ID: 'aaaaaaaaaaaa',
+      Name: 'web',
+      DesiredState: 'Running',
+    });
     assert.equal(renderListing(listing, { format: '{{json .Name}}' }), '"web"\n"api"');
     assert.equal(renderInspect(objects, '{{json .Spec.Mode}}'), '{"replicated":{"replicas":3}}\n{"global":{}}');
   });
@@ -54,7 +62,11 @@ describe('--format', () => {
 
   it('refuses what it cannot render, with one line', () => {
     for (const bad of ['yaml', '{{.Name', '{{index .Labels "x"}}', '{{.Na-me}}', 'tables']) {
-      assert.throws(() => checkFormat(bad), (e: unknown) => e instanceof CliError && !e.message.includes('\n'), bad);
+      assert.throws(
+        () => checkFormat(bad),
+        (e: unknown) => e instanceof CliError && !e.message.includes('\n'),
+        bad,
+      );
     }
     for (const good of ['json', 'table', '{{.ID}}', 'table {{.ID}}', '{{json .}}']) checkFormat(good);
     assert.equal(parseTemplate('table {{.ID}}').table, true);

@@ -9,7 +9,11 @@ describe('shoal --help', () => {
     const all = leaves();
     assert.ok(all.length >= 40, `only ${all.length} commands declared`);
     for (const { words, cmd } of all) {
-      for (const form of [[...words, '--help'], [...words, '-h'], ['help', ...words]]) {
+      for (const form of [
+        [...words, '--help'],
+        [...words, '-h'],
+        ['help', ...words],
+      ]) {
         const { code, out } = await shoal(form);
         assert.equal(code, 0, form.join(' '));
         assert.match(out, new RegExp(`^Usage: shoal ${words.join(' ')}\\b`), form.join(' '));
@@ -39,7 +43,8 @@ describe('shoal --help', () => {
 
   it('service create and service update list the Docker flags they parse', async () => {
     const create = (await shoal(['service', 'create', '--help'])).out;
-    for (const f of ['--replicas N', '-p, --publish port', '-e, --env KEY=value', '--constraint expr', '--mode mode', '-d, --detach']) assert.ok(create.includes(f), f);
+    for (const f of ['--replicas N', '-p, --publish port', '-e, --env KEY=value', '--constraint expr', '--mode mode', '-d, --detach'])
+      assert.ok(create.includes(f), f);
     const update = (await shoal(['service', 'update', '--help'])).out;
     for (const f of ['--image string', '--env-add', '--publish-rm', '--rollback', '--force']) assert.ok(update.includes(f), f);
     assert.ok(!update.includes('--name string'), 'update has no --name');

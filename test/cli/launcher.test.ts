@@ -14,7 +14,8 @@ const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 let dir = '';
 let link = '';
 
-const run = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(link, args, { cwd: '/', encoding: 'utf8', env: { ...process.env, SHOAL_CONTEXT: join(dir, 'none.json'), ...env }, timeout: 120_000 });
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  spawnSync(link, args, { cwd: '/', encoding: 'utf8', env: { ...process.env, SHOAL_CONTEXT: join(dir, 'none.json'), ...env }, timeout: 120_000 });
 
 describe('bin/shoal', () => {
   before(() => {
@@ -51,7 +52,14 @@ describe('bin/shoal', () => {
     writeFileSync(file, script.stdout);
     const complete = (line: string) => {
       const words = line.split(' ');
-      const r = spawnSync('bash', ['-c', `source ${file}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _shoal; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
+      const r = spawnSync(
+        'bash',
+        [
+          '-c',
+          `source ${file}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _shoal; printf '%s\\n' "\${COMPREPLY[@]}"`,
+        ],
+        { encoding: 'utf8' },
+      );
       assert.equal(r.status, 0, r.stderr);
       return r.stdout.trim().split('\n').filter(Boolean).sort();
     };

@@ -60,7 +60,11 @@ describe('progressLine', () => {
   it('a service the orchestrator cannot grow (a cluster limit) ends the wait with the reason', () => {
     const p = progressLine(svc({ status: { blocked: 'the cluster has reached limits.maxTasks (250000 tasks)' } }), [task('running')], 'scale');
     assert.equal(p.error, 'service web cannot converge: the cluster has reached limits.maxTasks (250000 tasks) (the change is stored)');
-    assert.equal(progressLine(svc({ status: { blocked: 'x' } }), [task('running'), task('running')], 'scale').error, undefined, 'not once it runs what it asks for');
+    assert.equal(
+      progressLine(svc({ status: { blocked: 'x' } }), [task('running'), task('running')], 'scale').error,
+      undefined,
+      'not once it runs what it asks for',
+    );
   });
 
   it('an update that paused or rolled back is an error', () => {

@@ -25,7 +25,14 @@ function seconds(v: string): number {
   return Number(m[1]) * ({ ms: 0.001, s: 1, sec: 1, min: 60 } as Record<string, number>)[m[2] ?? 's']!;
 }
 
-const opts = { launcher: '/opt/shoal/bin/shoal', workdir: '/opt/shoal', stateDir: '/var/lib/shoal', daemonArgs: [], docs: 'file:///opt/shoal/docs/operations.md', path: unitPath('/opt/node/bin') };
+const opts = {
+  launcher: '/opt/shoal/bin/shoal',
+  workdir: '/opt/shoal',
+  stateDir: '/var/lib/shoal',
+  daemonArgs: [],
+  docs: 'file:///opt/shoal/docs/operations.md',
+  path: unitPath('/opt/node/bin'),
+};
 
 describe('systemd unit rendering (pure)', () => {
   it('fills every field of the template and keeps the directives that make supervision work', () => {
@@ -47,23 +54,34 @@ describe('systemd unit rendering (pure)', () => {
     assert.equal(quoteExecWord('say "hi" \\o/'), '"say \\"hi\\" \\\\o/"');
     assert.equal(quoteExecWord(''), '""');
     assert.equal(quoteExecWord(';'), '";"', 'a lone ; would end the command');
-    assert.equal(execStart({ ...opts, daemonArgs: ['--hostname', 'node one'] }), '/opt/shoal/bin/shoal daemon --state-dir /var/lib/shoal --hostname "node one"');
+    assert.equal(
+      execStart({ ...opts, daemonArgs: ['--hostname', 'node one'] }),
+      '/opt/shoal/bin/shoal daemon --state-dir /var/lib/shoal --hostname "node one"',
+    );
   });
   it('refuses inputs that would make a broken or ambiguous unit, naming them', () => {
-    assert.throws(() => renderUnit(TEMPLATE, { ...opts, stateDir: 'var/lib/shoal' }), (e: unknown) => e instanceof UnitOptionError && /--state-dir must be an absolute path/.test(e.message));
+    assert.throws(
+      () => renderUnit(TEMPLATE, { ...opts, stateDir: 'var/lib/shoal' }),
+      (e: unknown) => e instanceof UnitOptionError && /--state-dir must be an absolute path/.test(e.message),
+    );
     assert.throws(() => renderUnit(TEMPLATE, { ...opts, daemonArgs: ['--state-dir', '/x'] }), UnitOptionError);
     assert.throws(() => renderUnit(TEMPLATE, { ...opts, daemonArgs: ['--hostname', 'a\nExecStartPre=/bin/evil'] }), /newline/);
   });
   it('counts every line systemd-analyze writes about the unit as a problem, even when it exits 0', () => {
     const f = '/tmp/x/shoal.service';
     assert.deepEqual(verifyProblems('', 0, f), []);
-    assert.deepEqual(verifyProblems(`${f}:14: Failed to parse kill mode specification, ignoring: bogus`, 0, f), [`${f}:14: Failed to parse kill mode specification, ignoring: bogus`]);
+    assert.deepEqual(verifyProblems(`${f}:14: Failed to parse kill mode specification, ignoring: bogus`, 0, f), [
+      `${f}:14: Failed to parse kill mode specification, ignoring: bogus`,
+    ]);
     assert.equal(verifyProblems(`shoal.service: Command /opt/shoal/bin/shoal is not executable: No such file or directory`, 1, f).length, 1);
     assert.deepEqual(verifyProblems('something else broke', 1, f), ['something else broke']);
   });
 });
 
-describe('shoal system install (bin/shoal, scratch unit directory)', { skip: !isRoot ? 'needs root' : !hasAnalyze ? 'needs systemd-analyze' : false, timeout: 120_000 }, () => {
+describe('shoal system install (bin/shoal, scratch unit directory)', {
+  skip: !isRoot ? 'needs root' : !hasAnalyze ? 'needs systemd-analyze' : false,
+  timeout: 120_000,
+}, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'shoal-system-'));
   const unitDir = join(tmp, 'units');
   const stateDir = join(tmp, 'state');
@@ -77,7 +95,8 @@ describe('shoal system install (bin/shoal, scratch unit directory)', { skip: !is
         res({ code: e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : 1) : 0, out: String(out), err: String(err) }),
       );
     });
-  const install = (...extra: string[]) => shoal(['system', 'install', '--unit-dir', unitDir, '--state-dir', stateDir, ...extra, '--', '--insecure-registry', '10.0.0.9:5000']);
+  const install = (...extra: string[]) =>
+    shoal(['system', 'install', '--unit-dir', unitDir, '--state-dir', stateDir, ...extra, '--', '--insecure-registry', '10.0.0.9:5000']);
   const systemdRuns = existsSync('/run/systemd/system');
 
   it('writes a unit that passes systemd-analyze verify, with the directives supervision needs', async () => {

@@ -31,7 +31,13 @@ export class AgentFarm {
       let remote = o.managers[0]!;
       // Redirects to the leader and rate-limit answers (429) are retried; anything else is an error.
       for (let attempt = 0; attempt < 100; attempt++) {
-        const r = await httpsJson(remote, 'POST', '/v1/join', { token: o.token, csr: createCsr({ keyPem: key, nodeId: 'joining' }), advertise: `${o.addr ?? '127.0.0.1'}:2377`, hostname: `${prefix}${i}` }, { ca: o.caPem });
+        const r = await httpsJson(
+          remote,
+          'POST',
+          '/v1/join',
+          { token: o.token, csr: createCsr({ keyPem: key, nodeId: 'joining' }), advertise: `${o.addr ?? '127.0.0.1'}:2377`, hostname: `${prefix}${i}` },
+          { ca: o.caPem },
+        );
         if (r.status === 421 && r.body?.error?.leader) {
           remote = r.body.error.leader;
           continue;

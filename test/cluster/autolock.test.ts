@@ -129,12 +129,16 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
     // Positive control: each manager's log, decrypted with its own key, has the CA key and the secret.
     let caKeyLine = '';
     for (const h of MANAGERS) {
-      await waitFor(() => {
-        const text = decryptedLog(c.stateDir(h), tmp);
-        const m = /PRIVATE KEY-----(?:\\n|\n)([A-Za-z0-9+/]{48,})/.exec(text);
-        if (m && !caKeyLine) caKeyLine = m[1]!;
-        return m !== null && text.includes(secretName);
-      }, 30_000, `${h}'s decrypted log holds the CA key and secret ${secretName}`);
+      await waitFor(
+        () => {
+          const text = decryptedLog(c.stateDir(h), tmp);
+          const m = /PRIVATE KEY-----(?:\\n|\n)([A-Za-z0-9+/]{48,})/.exec(text);
+          if (m && !caKeyLine) caKeyLine = m[1]!;
+          return m !== null && text.includes(secretName);
+        },
+        30_000,
+        `${h}'s decrypted log holds the CA key and secret ${secretName}`,
+      );
     }
     assert.ok(caKeyLine.length >= 48, 'found a line of the CA key PEM body');
     const nodeKey = readFileSync(join(c.stateDir('h1'), 'certs', 'node.key'), 'utf8');
@@ -152,7 +156,11 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
     assert.ok(key1, `the unlock key is printed: ${on.out}`);
     const opensWith = (h: string, key: string) => {
       try {
-        return isKeyFileWrapped(c.stateDir(h), RAFT_KEY_FILE) && isKeyFileWrapped(c.stateDir(h)) && loadKeyRing(c.stateDir(h), { name: RAFT_KEY_FILE, unlockKey: parseUnlockKey(key) }) !== null;
+        return (
+          isKeyFileWrapped(c.stateDir(h), RAFT_KEY_FILE) &&
+          isKeyFileWrapped(c.stateDir(h)) &&
+          loadKeyRing(c.stateDir(h), { name: RAFT_KEY_FILE, unlockKey: parseUnlockKey(key) }) !== null
+        );
       } catch {
         return false;
       }
@@ -180,7 +188,11 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
       assert.match(ls.out.split('\n').find((l) => l.includes('h3')) ?? '', /Unreachable/);
     };
     const unlocked = async () => {
-      await waitFor(async () => (await info('h3').catch(() => null))?.raft?.role === 'follower' || (await info('h3').catch(() => null))?.raft?.role === 'leader', 30_000, 'h3 a Raft member again');
+      await waitFor(
+        async () => (await info('h3').catch(() => null))?.raft?.role === 'follower' || (await info('h3').catch(() => null))?.raft?.role === 'leader',
+        30_000,
+        'h3 a Raft member again',
+      );
       await waitFor(async () => (await reachability().catch(() => null)) === 'reachable', 30_000, 'node ls shows h3 reachable again');
     };
 

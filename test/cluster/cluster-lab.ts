@@ -156,10 +156,15 @@ export class ClusterLab {
    */
   async waitRejoined(name: string, timeoutMs: number): Promise<any> {
     let info: any = null;
-    await waitFor(async () => {
-      info = await localCall(this.stateDir(name), 'GET', '/info', undefined, 2000).catch(() => null);
-      return info !== null && (info.node === null || info.agent?.state === 'ready');
-    }, timeoutMs, `${name} back in its cluster (agent session ready)`, 100);
+    await waitFor(
+      async () => {
+        info = await localCall(this.stateDir(name), 'GET', '/info', undefined, 2000).catch(() => null);
+        return info !== null && (info.node === null || info.agent?.state === 'ready');
+      },
+      timeoutMs,
+      `${name} back in its cluster (agent session ready)`,
+      100,
+    );
     return info;
   }
 
@@ -227,7 +232,13 @@ export class ClusterLab {
 
   async init(name: string) {
     const h = this.host(name);
-    const r = await localCall<{ clusterId: string; managers: string[]; admin: Context['admin']; nodeId: string; joinTokens: { worker: string; manager: string } }>(this.stateDir(name), 'POST', '/init', { advertiseAddr: h.ip });
+    const r = await localCall<{
+      clusterId: string;
+      managers: string[];
+      admin: Context['admin'];
+      nodeId: string;
+      joinTokens: { worker: string; manager: string };
+    }>(this.stateDir(name), 'POST', '/init', { advertiseAddr: h.ip });
     this.ctx = { clusterId: r.clusterId, managers: r.managers, admin: r.admin, path: this.contextPath };
     saveContext(this.contextPath, this.ctx);
     this.daemons.get(name)!.nodeId = r.nodeId;
@@ -236,7 +247,11 @@ export class ClusterLab {
 
   async join(name: string, token: string): Promise<void> {
     const h = this.host(name);
-    const r = await localCall<{ nodeId: string; role: string }>(this.stateDir(name), 'POST', '/join', { token, remote: this.ctx.managers[0], advertiseAddr: h.ip });
+    const r = await localCall<{ nodeId: string; role: string }>(this.stateDir(name), 'POST', '/join', {
+      token,
+      remote: this.ctx.managers[0],
+      advertiseAddr: h.ip,
+    });
     this.daemons.get(name)!.nodeId = r.nodeId;
     if (r.role === 'manager' && !this.ctx.managers.includes(`${h.ip}:2377`)) {
       this.ctx.managers.push(`${h.ip}:2377`);
@@ -253,10 +268,14 @@ export class ClusterLab {
   }
 
   async waitReady(n: number, timeoutMs: number): Promise<void> {
-    await waitFor(async () => {
-      const nodes = await this.nodes().catch(() => []);
-      return nodes.filter((x) => x.status?.state === 'ready').length >= n;
-    }, timeoutMs, `${n} nodes ready`);
+    await waitFor(
+      async () => {
+        const nodes = await this.nodes().catch(() => []);
+        return nodes.filter((x) => x.status?.state === 'ready').length >= n;
+      },
+      timeoutMs,
+      `${n} nodes ready`,
+    );
   }
 
   async down(): Promise<void> {

@@ -40,7 +40,8 @@ const skip = docker.code !== 0 ? 'the docker CLI is not on PATH (the machine ima
 
 /** An image that prints one line naming its version and host, then waits to be stopped. */
 function boxImage(name: string, version: string): Buffer {
-  return buildImage({ name, layers: [busyboxLayer()], cmd: ['/bin/sh', '-c', `echo "${version} from $(hostname)"; trap "exit 0" TERM; sleep 100000 & wait`] }).archive;
+  return buildImage({ name, layers: [busyboxLayer()], cmd: ['/bin/sh', '-c', `echo "${version} from $(hostname)"; trap "exit 0" TERM; sleep 100000 & wait`] })
+    .archive;
 }
 
 describe('docker CLI through a follower of a Shoal lab', { skip }, () => {
@@ -74,7 +75,10 @@ describe('docker CLI through a follower of a Shoal lab', { skip }, () => {
     writeFileSync(join(tmp, 'v2.tar'), boxImage('shoal/box:2', 'v2'));
     // On every manager: the leader is killed later, and the survivors must still resolve the image.
     for (const h of ['h1', 'h2', 'h3']) {
-      for (const [file, tag] of [['v1.tar', 'shoal/box:1'], ['v2.tar', 'shoal/box:2']] as const) {
+      for (const [file, tag] of [
+        ['v1.tar', 'shoal/box:1'],
+        ['v2.tar', 'shoal/box:2'],
+      ] as const) {
         const r = await run(SHOAL, ['image', 'load', '--state-dir', c.stateDir(h), '--tag', tag, join(tmp, file)], { HOME: tmp });
         assert.equal(r.code, 0, r.err);
       }
@@ -82,7 +86,13 @@ describe('docker CLI through a follower of a Shoal lab', { skip }, () => {
     writeDockerCerts(certs, c.ctx.admin);
     leaderHost = await hostOfLeader();
     followerHost = ['h1', 'h2', 'h3'].find((h) => h !== leaderHost)!;
-    env = { HOME: tmp, DOCKER_CONFIG: join(tmp, 'docker-config'), DOCKER_HOST: `tcp://${c.host(followerHost).ip}:2376`, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs };
+    env = {
+      HOME: tmp,
+      DOCKER_CONFIG: join(tmp, 'docker-config'),
+      DOCKER_HOST: `tcp://${c.host(followerHost).ip}:2376`,
+      DOCKER_TLS_VERIFY: '1',
+      DOCKER_CERT_PATH: certs,
+    };
   });
 
   after(async () => {
@@ -101,8 +111,14 @@ describe('docker CLI through a follower of a Shoal lab', { skip }, () => {
     assert.equal(rows.length, 4);
     assert.equal(rows.filter((r) => / Leader /.test(r)).length, 1);
     assert.equal(rows.filter((r) => / Reachable /.test(r)).length, 2);
-    assert.ok(rows.every((r) => / Ready /.test(r)), out);
-    assert.ok(rows.some((r) => r.startsWith(`${followerHost} `) && r.endsWith(' true')), `the follower marks itself: ${out}`);
+    assert.ok(
+      rows.every((r) => / Ready /.test(r)),
+      out,
+    );
+    assert.ok(
+      rows.some((r) => r.startsWith(`${followerHost} `) && r.endsWith(' true')),
+      `the follower marks itself: ${out}`,
+    );
   });
 
   it('creates a service (waiting for convergence), updates its image, streams its logs and removes it', async () => {

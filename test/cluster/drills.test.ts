@@ -82,7 +82,11 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
   const allManagersBack = async () => {
     const nodes = await c.nodes().catch(() => []);
     const ms = nodes.filter((n: any) => n.managerStatus);
-    return ms.length === 3 && ms.every((n: any) => n.managerStatus.reachability === 'reachable' && n.status.state === 'ready') && ms.filter((n: any) => n.managerStatus.leader).length === 1;
+    return (
+      ms.length === 3 &&
+      ms.every((n: any) => n.managerStatus.reachability === 'reachable' && n.status.state === 'ready') &&
+      ms.filter((n: any) => n.managerStatus.leader).length === 1
+    );
   };
   /** What the managers must agree on: each service's id, name, version, spec version and spec. */
   const servicesAt = async (h: string) =>
@@ -97,7 +101,10 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
     c = await ClusterLab.up({ name: NAME, managers: 3, workers: 2, executor: 'engine' });
     for (const [file, img] of [
       ['box1.tar', buildImage({ name: 'shoal/box:1', layers: [busyboxLayer()], cmd: ['sh', '-c', IDLE] })],
-      ['box2.tar', buildImage({ name: 'shoal/box:2', layers: [busyboxLayer()], cmd: ['sh', '-c', IDLE], env: ['PATH=/bin:/usr/bin:/sbin:/usr/sbin', 'BOX_VERSION=2'] })],
+      [
+        'box2.tar',
+        buildImage({ name: 'shoal/box:2', layers: [busyboxLayer()], cmd: ['sh', '-c', IDLE], env: ['PATH=/bin:/usr/bin:/sbin:/usr/sbin', 'BOX_VERSION=2'] }),
+      ],
     ] as const) {
       writeFileSync(join(tmp, file), img.archive);
       // every manager has the images, so `service create` can pin them whichever manager leads
@@ -112,7 +119,23 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
   });
 
   it('kill -9 of the leader during a rolling update: the update completes under the new leader', async () => {
-    await ok('service', 'create', '--name', 'roll', '--replicas', '4', '--constraint', 'node.role==worker', '--update-parallelism', '1', '--update-delay', '1s', '--update-monitor', '200ms', 'shoal/box:1');
+    await ok(
+      'service',
+      'create',
+      '--name',
+      'roll',
+      '--replicas',
+      '4',
+      '--constraint',
+      'node.role==worker',
+      '--update-parallelism',
+      '1',
+      '--update-delay',
+      '1s',
+      '--update-monitor',
+      '200ms',
+      'shoal/box:1',
+    );
     pinned.set('box1', (await c.control('GET', '/v1/services/roll')).spec.task.image);
     await ok('service', 'update', '-d', '--image', 'shoal/box:2', 'roll');
     const svc = await c.control('GET', '/v1/services/roll');
@@ -126,11 +149,16 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
     try {
       const rest = MANAGERS.filter((h) => h !== leader);
       await waitLeader(rest);
-      await waitFor(async () => {
-        const s = await c.control('GET', '/v1/services/roll').catch(() => null);
-        const r = await running('roll').catch(() => []);
-        return s?.updateStatus?.state === 'completed' && r.length === 4 && r.every((t) => t.spec.image === pinned.get('box2'));
-      }, 40_000, 'update completed under the new leader', 200);
+      await waitFor(
+        async () => {
+          const s = await c.control('GET', '/v1/services/roll').catch(() => null);
+          const r = await running('roll').catch(() => []);
+          return s?.updateStatus?.state === 'completed' && r.length === 4 && r.every((t) => t.spec.image === pinned.get('box2'));
+        },
+        40_000,
+        'update completed under the new leader',
+        200,
+      );
       const all = await tasksOf('roll', true);
       const fresh = all.filter((t) => t.specVersion === version);
       assert.equal(fresh.length, 4, `each slot updated exactly once (nothing redone): ${fresh.map((t) => `${t.slot}:${t.status.state}`).join(' ')}`);
@@ -155,10 +183,15 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
     let restarted = false;
     try {
       await waitFor(async () => (await nodeState('h5')) === 'down', 10_000, 'h5 down', 100);
-      await waitFor(async () => {
-        const r = await running('spread');
-        return r.length === 4 && r.every((t) => hosts.get(t.nodeId) === 'h4');
-      }, 15_000, 'the tasks of h5 rescheduled on h4', 100);
+      await waitFor(
+        async () => {
+          const r = await running('spread');
+          return r.length === 4 && r.every((t) => hosts.get(t.nodeId) === 'h4');
+        },
+        15_000,
+        'the tasks of h5 rescheduled on h4',
+        100,
+      );
       const old = (await tasksOf('spread', true)).filter((t) => staleOnH5.includes(t.id));
       assert.ok(old.length === 2 && old.every((t) => t.desiredState !== 'running'), 'the tasks of the down node are told to stop');
       // the agent is gone but its containers are not: nobody was there to stop them
@@ -172,17 +205,27 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
     }
   });
 
-  it(
-    'a worker back from kill -9 stops the containers of tasks that were moved away meanwhile',
-    async () => {
-      const hosts = await hostNames();
-      await waitFor(async () => {
+  it('a worker back from kill -9 stops the containers of tasks that were moved away meanwhile', async () => {
+    const hosts = await hostNames();
+    await waitFor(
+      async () => {
         const wanted = new Set((await tasksOf('spread', true)).filter((t) => t.desiredState === 'running' && hosts.get(t.nodeId) === 'h5').map((t) => t.id));
         return [...liveContainers('h5').keys()].every((id) => wanted.has(id));
-      }, 10_000, 'stale containers on h5 stopped', 200);
-      await waitFor(async () => (await tasksOf('spread', true)).filter((t) => staleOnH5.includes(t.id)).every((t) => ['shutdown', 'orphaned', 'complete', 'failed'].includes(t.status.state)), 10_000, 'the old tasks reported stopped', 200);
-    },
-  );
+      },
+      10_000,
+      'stale containers on h5 stopped',
+      200,
+    );
+    await waitFor(
+      async () =>
+        (await tasksOf('spread', true))
+          .filter((t) => staleOnH5.includes(t.id))
+          .every((t) => ['shutdown', 'orphaned', 'complete', 'failed'].includes(t.status.state)),
+      10_000,
+      'the old tasks reported stopped',
+      200,
+    );
+  });
 
   it('kill -9 and restart of a worker daemon: its containers keep running and are re-adopted, no task is replaced', async () => {
     // A heartbeat period of 2 s makes "Down" take 6 s, so the restart (well under a second here) is
@@ -228,10 +271,15 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
       assert.ok(early.status >= 400, `a write to the isolated leader was acknowledged (${early.status})`);
       assert.match(early.body.error.message, /no quorum|not committed|may not have been applied|leader/, `unclear error: ${early.body.error.message}`);
       const fresh = await waitLeader(rest, 15_000);
-      await waitFor(async () => {
-        const i = await info(old);
-        return i !== null && i.role !== 'leader';
-      }, 10_000, `${old} stepped down`, 100);
+      await waitFor(
+        async () => {
+          const i = await info(old);
+          return i !== null && i.role !== 'leader';
+        },
+        10_000,
+        `${old} stepped down`,
+        100,
+      );
       // once it knows it is cut off it refuses at once, saying why
       const late = await httpsJson(addr(old), 'POST', '/v1/services/roll/scale', { replicas: 9 }, tls);
       assert.equal(late.status, 503);
@@ -239,47 +287,60 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
       t.diagnostic(`isolated leader, before stepping down: ${early.status} ${early.body.error.message}; after: ${late.status} ${late.body.error.message}`);
       // the majority takes writes
       saveContext(join(tmp, 'majority.json'), { ...c.ctx, managers: [addr(fresh)] });
-      const maj = await sh(['service', 'create', '-d', '--name', 'majority', '--replicas', '1', '--constraint', 'node.role==worker', 'shoal/box:1'], join(tmp, 'majority.json'));
+      const maj = await sh(
+        ['service', 'create', '-d', '--name', 'majority', '--replicas', '1', '--constraint', 'node.role==worker', 'shoal/box:1'],
+        join(tmp, 'majority.json'),
+      );
       assert.equal(maj.code, 0, maj.err);
     } finally {
       await c.lab.heal();
     }
     await waitFor(allManagersBack, 20_000, 'all managers reachable after healing', 200);
     let views: string[] = [];
-    await waitFor(async () => {
-      views = await Promise.all(MANAGERS.map((h) => servicesAt(h).catch((e) => `error: ${(e as Error).message}`)));
-      return views.every((v) => v === views[0]);
-    }, 15_000, 'every manager reports the same services', 200);
+    await waitFor(
+      async () => {
+        views = await Promise.all(MANAGERS.map((h) => servicesAt(h).catch((e) => `error: ${(e as Error).message}`)));
+        return views.every((v) => v === views[0]);
+      },
+      15_000,
+      'every manager reports the same services',
+      200,
+    );
     const services = JSON.parse(views[0]!) as any[];
     assert.deepEqual(services.map((s) => s.spec.name).sort(), ['majority', 'roll', 'spread']);
     assert.equal(services.find((s) => s.spec.name === 'roll').spec.mode.replicated.replicas, 4, 'the writes refused by the isolated manager were not applied');
     await waitFor(async () => (await running('majority')).length === 1, 15_000, 'the service created during the partition runs');
   });
 
-  it(
-    'the CLI reaches the majority when the first manager in its context is cut off',
-    async () => {
-      // h1 is first in every manager list (voters in join order), so the CLI asks it first, also on retry.
-      const ctxPath = join(tmp, 'ordered.json');
-      saveContext(ctxPath, { ...c.ctx, managers: MANAGERS.map(addr) });
-      await c.lab.partition([c.host('h1')], c.lab.hosts.filter((h) => h.name !== 'h1' && [...MANAGERS, ...WORKERS].includes(h.name)));
-      let created = false;
-      try {
-        await waitLeader(['h2', 'h3'], 15_000);
-        await waitFor(async () => {
+  it('the CLI reaches the majority when the first manager in its context is cut off', async () => {
+    // h1 is first in every manager list (voters in join order), so the CLI asks it first, also on retry.
+    const ctxPath = join(tmp, 'ordered.json');
+    saveContext(ctxPath, { ...c.ctx, managers: MANAGERS.map(addr) });
+    await c.lab.partition(
+      [c.host('h1')],
+      c.lab.hosts.filter((h) => h.name !== 'h1' && [...MANAGERS, ...WORKERS].includes(h.name)),
+    );
+    let created = false;
+    try {
+      await waitLeader(['h2', 'h3'], 15_000);
+      await waitFor(
+        async () => {
           const i = await info('h1');
           return i !== null && i.role !== 'leader' && !i.leader;
-        }, 10_000, 'h1 knows it has no leader', 100);
-        const r = await sh(['service', 'create', '-d', '--name', 'viaothers', '--replicas', '0', 'shoal/box:1'], ctxPath);
-        created = r.code === 0;
-        assert.equal(r.code, 0, `the CLI gave up although h2 and h3 form a majority: ${r.err.trim()}`);
-      } finally {
-        await c.lab.heal();
-        await waitFor(allManagersBack, 20_000, 'all managers reachable after healing', 200);
-        if (created || (await c.control('GET', '/v1/services')).some((s: any) => s.spec.name === 'viaothers')) await ok('service', 'rm', 'viaothers');
-      }
-    },
-  );
+        },
+        10_000,
+        'h1 knows it has no leader',
+        100,
+      );
+      const r = await sh(['service', 'create', '-d', '--name', 'viaothers', '--replicas', '0', 'shoal/box:1'], ctxPath);
+      created = r.code === 0;
+      assert.equal(r.code, 0, `the CLI gave up although h2 and h3 form a majority: ${r.err.trim()}`);
+    } finally {
+      await c.lab.heal();
+      await waitFor(allManagersBack, 20_000, 'all managers reachable after healing', 200);
+      if (created || (await c.control('GET', '/v1/services')).some((s: any) => s.spec.name === 'viaothers')) await ok('service', 'rm', 'viaothers');
+    }
+  });
 
   it('restart of all managers at once: the cluster comes back with every service and task', async () => {
     const services = await servicesAt('h1');
@@ -290,14 +351,22 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
     await waitLeader(MANAGERS, 15_000);
     await waitFor(allManagersBack, 20_000, 'three managers back, one leader', 200);
     assert.equal(await servicesAt(await waitLeader(MANAGERS)), services, 'the same services, same versions');
-    await waitFor(async () => {
-      for (const [s, ids] of tasksBefore) {
-        const now = (await running(s).catch(() => [])).map((t) => t.id).sort();
-        if (JSON.stringify(now) !== JSON.stringify(ids)) return false;
-      }
-      return true;
-    }, 15_000, 'the same tasks running', 200);
-    assert.ok((await c.nodes()).every((n: any) => n.status.state === 'ready'), 'every node ready');
+    await waitFor(
+      async () => {
+        for (const [s, ids] of tasksBefore) {
+          const now = (await running(s).catch(() => [])).map((t) => t.id).sort();
+          if (JSON.stringify(now) !== JSON.stringify(ids)) return false;
+        }
+        return true;
+      },
+      15_000,
+      'the same tasks running',
+      200,
+    );
+    assert.ok(
+      (await c.nodes()).every((n: any) => n.status.state === 'ready'),
+      'every node ready',
+    );
   });
 
   it('lose quorum: writes fail with a clear error and change nothing; one manager back restores writes', async () => {
@@ -321,7 +390,10 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
       assert.equal(w.code, 0, `write after quorum is back: ${w.err}`);
       const now = JSON.parse(await servicesAt(leader)) as any[];
       assert.ok(!now.some((s) => s.spec.name === 'noquorum'), 'the refused write left nothing');
-      assert.deepEqual(now.filter((s) => s.spec.name !== 'quorum').map((s) => s.id), (JSON.parse(before) as any[]).map((s) => s.id));
+      assert.deepEqual(
+        now.filter((s) => s.spec.name !== 'quorum').map((s) => s.id),
+        (JSON.parse(before) as any[]).map((s) => s.id),
+      );
     } finally {
       if (!aUp) await c.startDaemon(a);
       await c.startDaemon(b);
@@ -332,21 +404,18 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
     await ok('service', 'rm', 'quorum');
   });
 
-  it(
-    'a CLI write issued right after the leader dies waits for the new leader',
-    async () => {
-      const leader = await waitLeader(MANAGERS);
-      c.killDaemon(leader);
-      try {
-        const r = await sh(['service', 'create', '-d', '--name', 'failover', '--replicas', '0', 'shoal/box:1']);
-        assert.equal(r.code, 0, `the write failed during the election: ${r.err.trim()}`);
-      } finally {
-        await c.startDaemon(leader);
-        await waitFor(allManagersBack, 20_000, `${leader} back`, 200);
-        if ((await c.control('GET', '/v1/services')).some((s: any) => s.spec.name === 'failover')) await ok('service', 'rm', 'failover');
-      }
-    },
-  );
+  it('a CLI write issued right after the leader dies waits for the new leader', async () => {
+    const leader = await waitLeader(MANAGERS);
+    c.killDaemon(leader);
+    try {
+      const r = await sh(['service', 'create', '-d', '--name', 'failover', '--replicas', '0', 'shoal/box:1']);
+      assert.equal(r.code, 0, `the write failed during the election: ${r.err.trim()}`);
+    } finally {
+      await c.startDaemon(leader);
+      await waitFor(allManagersBack, 20_000, `${leader} back`, 200);
+      if ((await c.control('GET', '/v1/services')).some((s: any) => s.spec.name === 'failover')) await ok('service', 'rm', 'failover');
+    }
+  });
 
   it('concurrent clients keep writing while managers are killed and restarted one at a time: no acknowledged write is lost', async (t) => {
     const CLIENTS = 3;
@@ -366,7 +435,10 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
       for (const victim of MANAGERS) {
         const seen = ackCount();
         c.killDaemon(victim);
-        await waitLeader(MANAGERS.filter((h) => h !== victim), 15_000);
+        await waitLeader(
+          MANAGERS.filter((h) => h !== victim),
+          15_000,
+        );
         // every client gets writes through while the victim is down
         await waitFor(() => ackCount().every((n, j) => n > seen[j]!), 30_000, `every client acknowledged while ${victim} is down`, 100);
         await c.startDaemon(victim);
@@ -377,8 +449,11 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
       await Promise.all(clients);
     }
     const reasons = new Map<string, number>();
-    for (const f of failures.flat()) reasons.set(f.replace(/[0-9a-z]{25}/g, 'ID').replace(/\d+/g, 'N'), (reasons.get(f.replace(/[0-9a-z]{25}/g, 'ID').replace(/\d+/g, 'N')) ?? 0) + 1);
-    t.diagnostic(`acknowledged per client: ${ackCount().join(', ')}; refused: ${failures.map((f) => f.length).join(', ')}${reasons.size ? ` (${[...reasons].map(([r, n]) => `${n}× ${r}`).join('; ')})` : ''}`);
+    for (const f of failures.flat())
+      reasons.set(f.replace(/[0-9a-z]{25}/g, 'ID').replace(/\d+/g, 'N'), (reasons.get(f.replace(/[0-9a-z]{25}/g, 'ID').replace(/\d+/g, 'N')) ?? 0) + 1);
+    t.diagnostic(
+      `acknowledged per client: ${ackCount().join(', ')}; refused: ${failures.map((f) => f.length).join(', ')}${reasons.size ? ` (${[...reasons].map(([r, n]) => `${n}× ${r}`).join('; ')})` : ''}`,
+    );
     for (let j = 0; j < CLIENTS; j++) {
       const labels = (await c.control('GET', `/v1/services/c${j}`)).spec.labels as Record<string, string>;
       const lost = [...acked[j]!].filter((i) => labels[`k${i}`] !== `v${i}`);
@@ -387,9 +462,14 @@ describe('failure drills on lab hosts with real containers', { concurrency: fals
     }
     // and every manager agrees
     let views: string[] = [];
-    await waitFor(async () => {
-      views = await Promise.all(MANAGERS.map((h) => servicesAt(h).catch((e) => `error: ${(e as Error).message}`)));
-      return views.every((v) => v === views[0]);
-    }, 15_000, 'every manager reports the same services', 200);
+    await waitFor(
+      async () => {
+        views = await Promise.all(MANAGERS.map((h) => servicesAt(h).catch((e) => `error: ${(e as Error).message}`)));
+        return views.every((v) => v === views[0]);
+      },
+      15_000,
+      'every manager reports the same services',
+      200,
+    );
   });
 });

@@ -72,7 +72,11 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
     c = await ClusterLab.up({ name: NAME, managers: 1, workers: 2, executor: 'engine' });
     const images: [string, Buffer][] = [
       ['box1.tar', buildImage({ name: 'shoal/box:1', layers: [busyboxLayer()], cmd: ['sh', '-c', IDLE] }).archive],
-      ['box2.tar', buildImage({ name: 'shoal/box:2', layers: [busyboxLayer()], cmd: ['sh', '-c', IDLE], env: ['PATH=/bin:/usr/bin:/sbin:/usr/sbin', 'BOX_VERSION=2'] }).archive],
+      [
+        'box2.tar',
+        buildImage({ name: 'shoal/box:2', layers: [busyboxLayer()], cmd: ['sh', '-c', IDLE], env: ['PATH=/bin:/usr/bin:/sbin:/usr/sbin', 'BOX_VERSION=2'] })
+          .archive,
+      ],
       ['broken.tar', buildImage({ name: 'shoal/broken:1', layers: [busyboxLayer()], cmd: ['sh', '-c', 'echo this image is broken >&2; exit 1'] }).archive],
       ['web.tar', demoWebImage('shoal/demo-web:1').archive],
     ];
@@ -107,8 +111,28 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
     assert.equal(z.get('h3'), 2, `zone b (one node) gets the other half: ${fmt(z)}`);
 
     // both at once: only ssd nodes, spread over their zones
-    await ok('service', 'create', '--name', 'both', '--replicas', '2', '--constraint', 'node.labels.disk==ssd', '--placement-pref', 'spread=node.labels.zone', 'shoal/box:1');
-    assert.equal(fmt(await perNode('both')), fmt(new Map([['h1', 1], ['h3', 1]])));
+    await ok(
+      'service',
+      'create',
+      '--name',
+      'both',
+      '--replicas',
+      '2',
+      '--constraint',
+      'node.labels.disk==ssd',
+      '--placement-pref',
+      'spread=node.labels.zone',
+      'shoal/box:1',
+    );
+    assert.equal(
+      fmt(await perNode('both')),
+      fmt(
+        new Map([
+          ['h1', 1],
+          ['h3', 1],
+        ]),
+      ),
+    );
 
     // the containers are real and where the store says
     const hosts = await hostNames();
@@ -119,7 +143,16 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
 
   it('a global service runs one task per node and follows a node joining and leaving', async () => {
     await ok('service', 'create', '--name', 'agent', '--mode', 'global', 'shoal/box:1');
-    assert.equal(fmt(await perNode('agent')), fmt(new Map([['h1', 1], ['h2', 1], ['h3', 1]])));
+    assert.equal(
+      fmt(await perNode('agent')),
+      fmt(
+        new Map([
+          ['h1', 1],
+          ['h2', 1],
+          ['h3', 1],
+        ]),
+      ),
+    );
 
     // a new worker joins: it gets a task of its own
     const h = await c.lab.addHost();
@@ -137,51 +170,107 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
     await waitFor(async () => !(await perNode('agent')).has(h.name) && liveContainers(h.name).size === 0, 20_000, `global task stopped on drained ${h.name}`);
     assert.equal(sum(await perNode('agent')), 3, 'a drained node gets no replacement elsewhere (global)');
     await ok('cluster', 'leave', '--state-dir', c.stateDir(h.name));
-    await waitFor(async () => (await c.nodes()).find((n: any) => n.description.hostname === h.name)?.status.state === 'down', 10_000, `${h.name} down after leaving`);
+    await waitFor(
+      async () => (await c.nodes()).find((n: any) => n.description.hostname === h.name)?.status.state === 'down',
+      10_000,
+      `${h.name} down after leaving`,
+    );
     await ok('node', 'rm', h.name);
     assert.ok(!(await c.nodes()).some((n: any) => n.description.hostname === h.name), `${h.name} gone from node ls`);
-    assert.equal(fmt(await perNode('agent')), fmt(new Map([['h1', 1], ['h2', 1], ['h3', 1]])));
+    assert.equal(
+      fmt(await perNode('agent')),
+      fmt(
+        new Map([
+          ['h1', 1],
+          ['h2', 1],
+          ['h3', 1],
+        ]),
+      ),
+    );
     await ok('service', 'rm', 'agent');
     await waitFor(() => ['h1', 'h2', 'h3'].every((x) => liveContainers(x).size === 0), 20_000, 'global service stopped everywhere');
   });
 
   it('create, then scale 6 → 30 → 6 with every task running each time', async () => {
-    const out = await ok('service', 'create', '--name', 'web', '--replicas', '6', '--stop-grace-period', '2s', '--rollback-monitor', '500ms', '--rollback-parallelism', '3', 'shoal/box:1');
+    const out = await ok(
+      'service',
+      'create',
+      '--name',
+      'web',
+      '--replicas',
+      '6',
+      '--stop-grace-period',
+      '2s',
+      '--rollback-monitor',
+      '500ms',
+      '--rollback-parallelism',
+      '3',
+      'shoal/box:1',
+    );
     assert.match(out, /converged/);
     const svc = await c.control('GET', '/v1/services/web');
     assert.match(svc.spec.task.image, /^shoal\/box:1@sha256:[0-9a-f]{64}$/);
     pinned.set('box1', svc.spec.task.image);
     assert.equal((await running('web')).length, 6);
     const dist6 = await perNode('web');
-    assert.equal(fmt(dist6), fmt(new Map([['h1', 2], ['h2', 2], ['h3', 2]])));
+    assert.equal(
+      fmt(dist6),
+      fmt(
+        new Map([
+          ['h1', 2],
+          ['h2', 2],
+          ['h3', 2],
+        ]),
+      ),
+    );
 
     await ok('service', 'scale', 'web=30');
     const r30 = await running('web');
     assert.equal(r30.length, 30);
     const d30 = await perNode('web');
-    assert.equal(fmt(d30), fmt(new Map([['h1', 10], ['h2', 10], ['h3', 10]])));
+    assert.equal(
+      fmt(d30),
+      fmt(
+        new Map([
+          ['h1', 10],
+          ['h2', 10],
+          ['h3', 10],
+        ]),
+      ),
+    );
     // every one is a live container on its node
     const live = new Set(['h1', 'h2', 'h3'].flatMap((h) => [...liveContainers(h)]));
-    assert.ok(r30.every((t) => live.has(t.id)), 'all 30 containers alive');
+    assert.ok(
+      r30.every((t) => live.has(t.id)),
+      'all 30 containers alive',
+    );
     assert.deepEqual((await c.control('GET', '/v1/services/web')).replicas, { running: 30, desired: 30 });
 
     await ok('service', 'scale', 'web=6');
     await waitFor(async () => (await running('web')).length === 6, 10_000, '6 running');
     const keep = new Set((await running('web')).map((t) => t.id));
-    await waitFor(() => {
-      const alive = ['h1', 'h2', 'h3'].flatMap((h) => [...liveContainers(h)]);
-      return alive.length === 6 && alive.every((id) => keep.has(id));
-    }, 20_000, 'the 24 surplus containers stopped');
+    await waitFor(
+      () => {
+        const alive = ['h1', 'h2', 'h3'].flatMap((h) => [...liveContainers(h)]);
+        return alive.length === 6 && alive.every((id) => keep.has(id));
+      },
+      20_000,
+      'the 24 surplus containers stopped',
+    );
     assert.ok(Math.max(...(await perNode('web')).values()) <= 2, `after scale-down: ${fmt(await perNode('web'))}`);
     assert.match(await ok('service', 'ls'), /web\s+replicated\s+6\/6\s+shoal\/box:1/);
   });
 
   it('drain moves tasks off a node and keeps new ones away; pause keeps what runs but takes nothing new; activate', async () => {
     await ok('node', 'update', '--availability', 'drain', 'h2');
-    await waitFor(async () => {
-      const d = await perNode('web');
-      return !d.has('h2') && sum(d) === 6;
-    }, 15_000, 'web tasks moved off h2 and replaced elsewhere');
+    await waitFor(
+      async () => {
+        const d = await perNode('web');
+        return !d.has('h2') && sum(d) === 6;
+      },
+      15_000,
+      'web tasks moved off h2 and replaced elsewhere',
+    );
     await waitFor(() => liveContainers('h2').size === 0, 15_000, 'h2 containers stopped');
 
     await ok('service', 'scale', 'web=8');
@@ -222,7 +311,19 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
       }
     })();
     try {
-      const out = await ok('service', 'update', '--image', 'shoal/box:2', '--update-order', 'start-first', '--update-parallelism', '2', '--update-monitor', '300ms', 'web');
+      const out = await ok(
+        'service',
+        'update',
+        '--image',
+        'shoal/box:2',
+        '--update-order',
+        'start-first',
+        '--update-parallelism',
+        '2',
+        '--update-monitor',
+        '300ms',
+        'web',
+      );
       assert.match(out, /converged/);
     } finally {
       polling = false;
@@ -234,7 +335,10 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
     pinned.set('box2', svc.spec.task.image);
     const r = await running('web');
     assert.equal(r.length, 6);
-    assert.ok(r.every((t) => t.spec.image === pinned.get('box2') && !before.has(t.id)), 'every task replaced by one of the new image');
+    assert.ok(
+      r.every((t) => t.spec.image === pinned.get('box2') && !before.has(t.id)),
+      'every task replaced by one of the new image',
+    );
     // start-first: each new task was created before the old one of its slot stopped
     const all = (await c.control('GET', '/v1/tasks?service=web&all=1')) as any[];
     for (const t of r) {
@@ -250,21 +354,29 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
     const svc = await c.control('GET', '/v1/services/web');
     assert.equal(svc.spec.task.image, pinned.get('box1'));
     assert.equal(svc.updateStatus.state, 'rollback_completed');
-    await waitFor(async () => {
-      const r = await running('web');
-      return r.length === 6 && r.every((t) => t.spec.image === pinned.get('box1'));
-    }, 15_000, 'web back on box:1');
+    await waitFor(
+      async () => {
+        const r = await running('web');
+        return r.length === 6 && r.every((t) => t.spec.image === pinned.get('box1'));
+      },
+      15_000,
+      'web back on box:1',
+    );
   });
 
   it('an update to a broken image with --update-failure-action rollback rolls back automatically', async () => {
     const bad = await sh('service', 'update', '--image', 'shoal/broken:1', '--update-failure-action', 'rollback', '--update-monitor', '2s', 'web');
     assert.notEqual(bad.code, 0, `a failed update must not succeed: ${bad.out}`);
     assert.match(bad.err, /rolled back/);
-    await waitFor(async () => {
-      const s = await c.control('GET', '/v1/services/web');
-      const r = await running('web');
-      return s.updateStatus?.state === 'rollback_completed' && r.length === 6 && r.every((t) => t.spec.image === pinned.get('box1'));
-    }, 30_000, 'automatic rollback completed, web back on box:1');
+    await waitFor(
+      async () => {
+        const s = await c.control('GET', '/v1/services/web');
+        const r = await running('web');
+        return s.updateStatus?.state === 'rollback_completed' && r.length === 6 && r.every((t) => t.spec.image === pinned.get('box1'));
+      },
+      30_000,
+      'automatic rollback completed, web back on box:1',
+    );
     const svc = await c.control('GET', '/v1/services/web');
     assert.equal(svc.spec.task.image, pinned.get('box1'), 'the service ends with the previous image');
     assert.match(bad.err, /update failed and was rolled back/);
@@ -277,7 +389,23 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
 
   it('tasks reach another service by name across hosts, and the routing mesh answers on every host', async () => {
     await ok('network', 'create', '--driver', 'overlay', 'front');
-    await ok('service', 'create', '--name', 'site', '--replicas', '2', '--network', 'front', '-p', '8080:80', '--constraint', 'node.role==worker', '--stop-grace-period', '1s', 'shoal/demo-web:1');
+    await ok(
+      'service',
+      'create',
+      '--name',
+      'site',
+      '--replicas',
+      '2',
+      '--network',
+      'front',
+      '-p',
+      '8080:80',
+      '--constraint',
+      'node.role==worker',
+      '--stop-grace-period',
+      '1s',
+      'shoal/demo-web:1',
+    );
     await ok('service', 'create', '--name', 'client', '--network', 'front', '--constraint', 'node.role==manager', 'shoal/box:1');
     const hosts = await hostNames();
     assert.deepEqual((await running('site')).map((t) => hosts.get(t.nodeId)).sort(), ['h2', 'h3']);
@@ -317,9 +445,14 @@ describe('end to end through the CLI on lab hosts with real containers', { concu
       const tail = await sh('service', 'logs', '--tail', '1', 'talk');
       assert.equal(tail.code, 0, tail.err);
       const lines = tail.out.trim().split('\n');
-      const upTasks = (await tasksOf('talk')).filter((t) => ['h1', 'h2'].includes(hosts.get(t.nodeId)!) && ['running', 'complete', 'shutdown', 'failed'].includes(t.status.state));
+      const upTasks = (await tasksOf('talk')).filter(
+        (t) => ['h1', 'h2'].includes(hosts.get(t.nodeId)!) && ['running', 'complete', 'shutdown', 'failed'].includes(t.status.state),
+      );
       assert.ok(lines.length >= 2 && lines.length <= upTasks.length, `one line per task on the up nodes: ${tail.out}`);
-      assert.ok(lines.every((l) => /\| line-3$/.test(l)), `--tail 1 shows only the last line of each task: ${tail.out}`);
+      assert.ok(
+        lines.every((l) => /\| line-3$/.test(l)),
+        `--tail 1 shows only the last line of each task: ${tail.out}`,
+      );
       assert.match(tail.err, /h3/);
 
       const onH1 = (await running('talk')).find((t) => hosts.get(t.nodeId) === 'h1');

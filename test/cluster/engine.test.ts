@@ -44,7 +44,9 @@ describe('service tasks as real containers on lab hosts', { concurrency: false }
 
   const sh = (...args: string[]) =>
     new Promise<{ code: number; out: string; err: string }>((res) => {
-      execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 60_000 }, (e, out, err) => res({ code: e ? (typeof (e as { code?: unknown }).code === "number" ? (e as { code: number }).code : 1) : 0, out: String(out), err: String(err) }));
+      execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 60_000 }, (e, out, err) =>
+        res({ code: e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : 1) : 0, out: String(out), err: String(err) }),
+      );
     });
 
   it('image ls lists the loaded image on the manager, not (yet) on the worker', async () => {
@@ -81,22 +83,45 @@ describe('service tasks as real containers on lab hosts', { concurrency: false }
     }
     const rm = await sh('service', 'rm', 'box');
     assert.equal(rm.code, 0, rm.err);
-    await waitFor(() => ['h1', 'h2'].every((h) => !existsSync(join(c.stateDir(h), 'tasks')) || readdirSync(join(c.stateDir(h), 'tasks')).length === 0), 20_000, 'containers stopped and cleaned up');
+    await waitFor(
+      () => ['h1', 'h2'].every((h) => !existsSync(join(c.stateDir(h), 'tasks')) || readdirSync(join(c.stateDir(h), 'tasks')).length === 0),
+      20_000,
+      'containers stopped and cleaned up',
+    );
     // once no task uses it, prune removes it from the worker (and its layers)
-    await waitFor(async () => {
-      await sh('image', 'prune', '--state-dir', c.stateDir('h2'));
-      return !localImages(c.stateDir('h2')).some((i) => i.name === 'shoal/busybox:1');
-    }, 10_000, 'image pruned');
+    await waitFor(
+      async () => {
+        await sh('image', 'prune', '--state-dir', c.stateDir('h2'));
+        return !localImages(c.stateDir('h2')).some((i) => i.name === 'shoal/busybox:1');
+      },
+      10_000,
+      'image pruned',
+    );
     assert.deepEqual(readdirSync(join(c.stateDir('h2'), 'images', 'layers')), []);
   });
 
   it('service logs merges every task on every node; task exec passes the exit code back; usage is reported', async () => {
-    const r = await sh('service', 'create', '--name', 'talk', '--replicas', '2', 'shoal/busybox:1', 'sh', '-c', 'echo one; echo two >&2; echo three; sleep 300');
+    const r = await sh(
+      'service',
+      'create',
+      '--name',
+      'talk',
+      '--replicas',
+      '2',
+      'shoal/busybox:1',
+      'sh',
+      '-c',
+      'echo one; echo two >&2; echo three; sleep 300',
+    );
     assert.equal(r.code, 0, r.err + r.out);
-    await waitFor(async () => {
-      const l = await sh('service', 'logs', 'talk');
-      return (l.out.match(/\| three/g) ?? []).length === 2;
-    }, 15_000, 'both tasks logged three lines');
+    await waitFor(
+      async () => {
+        const l = await sh('service', 'logs', 'talk');
+        return (l.out.match(/\| three/g) ?? []).length === 2;
+      },
+      15_000,
+      'both tasks logged three lines',
+    );
     const l = await sh('service', 'logs', 'talk');
     assert.equal(l.code, 0, l.err);
     for (const h of ['h1', 'h2']) assert.match(l.out, new RegExp(`talk\\.\\d\\.\\w+@${h} +\\| one`), `a line from ${h}`);
@@ -105,12 +130,19 @@ describe('service tasks as real containers on lab hosts', { concurrency: false }
     // one line per task: the last one each logged (stdout and stderr are read apart, so "two" may be last)
     const lines = `${tail.out}${tail.err}`.split('\n').filter((x) => x.includes('| '));
     assert.equal(lines.length, 2, lines.join('\n'));
-    assert.ok(lines.every((x) => !/\| one/.test(x)), lines.join('\n'));
+    assert.ok(
+      lines.every((x) => !/\| one/.test(x)),
+      lines.join('\n'),
+    );
     const t = ((await c.control('GET', '/v1/tasks?service=talk')) as any[])[0];
     const ex = await sh('task', 'exec', t.id, '--', 'sh', '-c', 'echo inside $(hostname); exit 3');
     assert.equal(ex.code, 3);
     assert.match(ex.out, new RegExp(`inside ${t.id.slice(0, 12)}`));
-    await waitFor(async () => ((await c.control('GET', '/v1/tasks?service=talk')) as any[]).every((x) => x.usage && x.usage.memoryBytes > 0), 15_000, 'usage of both tasks reported');
+    await waitFor(
+      async () => ((await c.control('GET', '/v1/tasks?service=talk')) as any[]).every((x) => x.usage && x.usage.memoryBytes > 0),
+      15_000,
+      'usage of both tasks reported',
+    );
     assert.equal((await sh('service', 'rm', 'talk')).code, 0);
   });
 

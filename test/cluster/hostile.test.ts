@@ -47,7 +47,8 @@ describe('hostile peers cannot take a Shoal daemon down', { concurrency: false, 
     console.log(`# full report: ${file}`);
     for (const f of r.findings) console.log(`# finding ${f.kind}: ${f.input} => ${f.outcome}`);
     for (const [h, tail] of Object.entries(r.crashLogs)) console.log(`# ${h} daemon exited; its log ends:\n${tail}`);
-    if (r.leader.changes > 0 || r.leader.after.term !== r.leader.before.term) for (const [h, l] of Object.entries(r.managerLogs)) console.log(`# ${h} log (elections, peers, errors):\n${l}`);
+    if (r.leader.changes > 0 || r.leader.after.term !== r.leader.before.term)
+      for (const [h, l] of Object.entries(r.managerLogs)) console.log(`# ${h} log (elections, peers, errors):\n${l}`);
     console.log(`# attacker log:\n${r.attackerLog.replace(/^/gm, '#   ')}`);
   });
 
@@ -61,9 +62,20 @@ describe('hostile peers cannot take a Shoal daemon down', { concurrency: false, 
     // Volume depends on the machine (the bench reports it); coverage must not.
     assert.ok(r.totalInputs >= MIN_INPUTS, `only ${r.totalInputs} hostile inputs were sent`);
     const kinds = Object.keys(r.sent);
-    for (const f of ['dispatcher', 'admin', 'unauth']) assert.ok(kinds.some((k) => k.startsWith(`${f}/`)), `no ${f} inputs were sent`);
-    for (const t of DISPATCHER_TYPES) assert.ok(kinds.some((k) => k.startsWith(`dispatcher/${t}/`)), `no ${t} messages were sent`);
-    assert.ok(kinds.some((k) => k.startsWith('dispatcher/frame/')), 'no frame-level attacks were sent');
+    for (const f of ['dispatcher', 'admin', 'unauth'])
+      assert.ok(
+        kinds.some((k) => k.startsWith(`${f}/`)),
+        `no ${f} inputs were sent`,
+      );
+    for (const t of DISPATCHER_TYPES)
+      assert.ok(
+        kinds.some((k) => k.startsWith(`dispatcher/${t}/`)),
+        `no ${t} messages were sent`,
+      );
+    assert.ok(
+      kinds.some((k) => k.startsWith('dispatcher/frame/')),
+      'no frame-level attacks were sent',
+    );
   });
 
   it('no daemon exited', () => {
@@ -91,6 +103,9 @@ describe('hostile peers cannot take a Shoal daemon down', { concurrency: false, 
   });
 
   it('every hostile input was refused properly (4xx, 503 in an election, or a closed connection)', () => {
-    assert.deepEqual(r.findings.map((f) => `${f.kind}: ${f.input} => ${f.outcome}`), []);
+    assert.deepEqual(
+      r.findings.map((f) => `${f.kind}: ${f.input} => ${f.outcome}`),
+      [],
+    );
   });
 });

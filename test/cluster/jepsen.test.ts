@@ -31,14 +31,20 @@ describe('linearizability of the control API on a real cluster under faults', { 
     assert.deepEqual(r.harnessErrors, [], 'only the harness writes the registers');
     const faults = FAULT_KINDS.reduce((n, k) => n + r.faults[k], 0);
     assert.ok(faults >= 2, `the nemesis injected ${faults} faults`);
-    assert.ok(r.counts.read.ok > 20 && r.counts.write.ok > 10 && r.counts.cas.ok > 0 && r.counts.cas.fail > 0, `every kind of op had definite outcomes: ${JSON.stringify(r.counts)}`);
+    assert.ok(
+      r.counts.read.ok > 20 && r.counts.write.ok > 10 && r.counts.cas.ok > 0 && r.counts.cas.fail > 0,
+      `every kind of op had definite outcomes: ${JSON.stringify(r.counts)}`,
+    );
     assert.deepEqual(r.undecided, [], 'the checker decided every key');
     assert.equal(r.anomalies.length, 0, r.anomalies.map((v) => describeAnomaly(v)).join('\n\n'));
   });
 
   it('a broken build (reads without ReadIndex) is caught by the same harness', async (t) => {
     await c.switchBuild('localReads');
-    assert.ok(c.managers.every((m) => c.logsUnsafe(m)), 'every manager logged that it runs the broken build');
+    assert.ok(
+      c.managers.every((m) => c.logsUnsafe(m)),
+      'every manager logged that it runs the broken build',
+    );
     // A stale leader answers reads only while it still believes it leads: up to two tries.
     let caught = null;
     for (let run = 1; run <= 2 && caught === null; run++) {

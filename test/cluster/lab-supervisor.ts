@@ -110,11 +110,7 @@ export function parseExitFile(text: string, pid: number): ExitInfo | null {
 }
 
 /** The status of a supervised process from what the files and /proc say. */
-export function statusOf(
-  rec: SupervisedRecord | null,
-  alive: boolean,
-  exit: { text: string; mtime: Date } | null,
-): SupervisedStatus {
+export function statusOf(rec: SupervisedRecord | null, alive: boolean, exit: { text: string; mtime: Date } | null): SupervisedStatus {
   if (!rec) return { state: 'not-started' };
   if (alive) return { state: 'running', pid: rec.pid, startedAt: rec.startedAt, starts: rec.starts };
   const info = exit ? parseExitFile(exit.text, rec.pid) : null;
@@ -238,11 +234,7 @@ export async function startSupervised(host: LabHost, label: string, spec: Superv
  * (StillRunningError) while it runs, unless `force`: then it is sent SIGTERM by its recorded pid, and
  * SIGKILL after `graceMs`.
  */
-export async function restartSupervised(
-  host: LabHost,
-  label: string,
-  opts: { force?: boolean; graceMs?: number } = {},
-): Promise<SupervisedRecord> {
+export async function restartSupervised(host: LabHost, label: string, opts: { force?: boolean; graceMs?: number } = {}): Promise<SupervisedRecord> {
   const rec = readRecord(host.dir, label);
   if (!rec) throw new NotSupervisedError(`${host.name}: no ${label} was ever started here (no ${supervisorFiles(host.dir, label).record})`);
   if (procAlive(rec.pid, rec.start)) {

@@ -11,17 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  DEFAULT_STATE_ROOT,
-  Lab,
-  LabError,
-  LabHost,
-  NETNS_DIR,
-  cleanupOnExit,
-  labNames,
-  procAlive,
-  which,
-} from './lab.ts';
+import { DEFAULT_STATE_ROOT, Lab, LabError, LabHost, NETNS_DIR, cleanupOnExit, labNames, procAlive, which } from './lab.ts';
 
 const SUFFIX = process.pid.toString(36); // ≤ 5 chars
 const NAME = `t${SUFFIX}`; // the shared 3-host lab
@@ -191,7 +181,10 @@ test('spawn: a TCP echo server in h1 is reachable from h2 and from the root name
   const server = await startEcho(h1);
   assert.ok(server.pid);
   const state = JSON.parse(fs.readFileSync(l.stateFile, 'utf8')) as { procs: { pid: number; host: string }[] };
-  assert.ok(state.procs.some((p) => p.pid === server.pid && p.host === 'h1'), 'pid recorded in the state file');
+  assert.ok(
+    state.procs.some((p) => p.pid === server.pid && p.host === 'h1'),
+    'pid recorded in the state file',
+  );
   const fromH2 = await probe(l.host('h2'), [`${h1.ip}:${PORT}`]);
   assert.equal(fromH2[`${h1.ip}:${PORT}`], 'ok');
   assert.equal(await probeRoot(h1.ip, PORT), 'ok');
@@ -210,9 +203,7 @@ test('connectivity: every host reaches every other host and the gateway; the roo
   try {
     const gwPort = (gw.address() as net.AddressInfo).port;
     const results = await Promise.all(
-      l.hosts.map((h) =>
-        probe(h, [...l.hosts.filter((o) => o !== h).map((o) => `${o.ip}:${PORT}`), `${l.gateway}:${gwPort}`]),
-      ),
+      l.hosts.map((h) => probe(h, [...l.hosts.filter((o) => o !== h).map((o) => `${o.ip}:${PORT}`), `${l.gateway}:${gwPort}`])),
     );
     for (const [i, r] of results.entries()) {
       for (const [target, res] of Object.entries(r)) assert.equal(res, 'ok', `h${i + 1} → ${target}`);
@@ -311,34 +302,32 @@ test('addHost / removeHost', async () => {
 });
 
 const firewalls = (['nft', 'iptables'] as const).filter((t) => which(t));
-test(
-  'partition: blockFrom cuts h1 → h2, other hosts unaffected, unblockAll heals',
-  { skip: firewalls.length === 0 ? 'neither nft nor iptables is installed (the install script adds nftables)' : false },
-  async () => {
-    const l = theLab();
-    const [h1, h2, h3] = [l.host('h1'), l.host('h2'), l.host('h3')];
-    const target = `${h2.ip}:${PORT}`; // echo servers run on every host since the connectivity test
-    for (const fw of firewalls) {
-      l.firewall = fw;
-      assert.equal((await probe(h1, [target]))[target], 'ok', `${fw}: before`);
-      await h2.blockFrom(h1);
-      await h2.blockFrom(h1); // idempotent
-      assert.equal((await probe(h1, [target], 700))[target], 'timeout', `${fw}: h1 → h2 blocked`);
-      assert.equal((await probe(h3, [target]))[target], 'ok', `${fw}: h3 → h2 still fine`);
-      assert.equal(await probeRoot(h2.ip, PORT), 'ok', `${fw}: root → h2 still fine`);
-      await h2.unblockFrom(h1);
-      assert.equal((await probe(h1, [target]))[target], 'ok', `${fw}: unblockFrom heals`);
-      await l.partition([h1], [h2, h3]);
-      assert.equal((await probe(h1, [target], 700))[target], 'timeout', `${fw}: partition`);
-      assert.equal((await probe(h2, [`${h3.ip}:${PORT}`]))[`${h3.ip}:${PORT}`], 'ok', `${fw}: same side`);
-      await l.heal();
-      await h2.unblockAll(); // idempotent
-      assert.equal((await probe(h1, [target]))[target], 'ok', `${fw}: healed`);
-      log(`partition checked with ${fw}`);
-    }
-    l.firewall = undefined;
-  },
-);
+test('partition: blockFrom cuts h1 → h2, other hosts unaffected, unblockAll heals', {
+  skip: firewalls.length === 0 ? 'neither nft nor iptables is installed (the install script adds nftables)' : false,
+}, async () => {
+  const l = theLab();
+  const [h1, h2, h3] = [l.host('h1'), l.host('h2'), l.host('h3')];
+  const target = `${h2.ip}:${PORT}`; // echo servers run on every host since the connectivity test
+  for (const fw of firewalls) {
+    l.firewall = fw;
+    assert.equal((await probe(h1, [target]))[target], 'ok', `${fw}: before`);
+    await h2.blockFrom(h1);
+    await h2.blockFrom(h1); // idempotent
+    assert.equal((await probe(h1, [target], 700))[target], 'timeout', `${fw}: h1 → h2 blocked`);
+    assert.equal((await probe(h3, [target]))[target], 'ok', `${fw}: h3 → h2 still fine`);
+    assert.equal(await probeRoot(h2.ip, PORT), 'ok', `${fw}: root → h2 still fine`);
+    await h2.unblockFrom(h1);
+    assert.equal((await probe(h1, [target]))[target], 'ok', `${fw}: unblockFrom heals`);
+    await l.partition([h1], [h2, h3]);
+    assert.equal((await probe(h1, [target], 700))[target], 'timeout', `${fw}: partition`);
+    assert.equal((await probe(h2, [`${h3.ip}:${PORT}`]))[`${h3.ip}:${PORT}`], 'ok', `${fw}: same side`);
+    await l.heal();
+    await h2.unblockAll(); // idempotent
+    assert.equal((await probe(h1, [target]))[target], 'ok', `${fw}: healed`);
+    log(`partition checked with ${fw}`);
+  }
+  l.firewall = undefined;
+});
 
 test('list() reports the lab with its hosts and processes', async () => {
   const l = theLab();
@@ -434,8 +423,7 @@ test('cleanupOnExit: a creator that gets SIGTERM or dies of an uncaught exceptio
   let thrownErr = '';
   thrown.stderr?.setEncoding('utf8').on('data', (d: string) => (thrownErr += d));
   try {
-    const exitOf = (c: ChildProcess) =>
-      new Promise<[number | null, NodeJS.Signals | null]>((resolve) => c.once('exit', (code, sig) => resolve([code, sig])));
+    const exitOf = (c: ChildProcess) => new Promise<[number | null, NodeJS.Signals | null]>((resolve) => c.once('exit', (code, sig) => resolve([code, sig])));
     const exits = Promise.all([exitOf(termed), exitOf(thrown)]);
     await Promise.all([waitForLine(termed, 'ready', 30_000), waitForLine(thrown, 'ready', 30_000)]);
     const pids = (await Lab.list()).filter((x) => x.name === NAME_SIGTERM || x.name === NAME_THROW).flatMap((x) => x.pids);
@@ -483,7 +471,10 @@ test('downByName(force) cleans up after a creator that was SIGKILLed', async () 
     const r = await Lab.downByName(NAME_KILLED, { force: true, graceMs: 300, log });
     assert.deepEqual(r.errors, []);
     assertGone(NAME_KILLED, before.pids);
-    assert.equal((await Lab.list()).some((x) => x.name === NAME_KILLED), false);
+    assert.equal(
+      (await Lab.list()).some((x) => x.name === NAME_KILLED),
+      false,
+    );
   } finally {
     if (creator.exitCode === null && creator.signalCode === null) creator.kill('SIGKILL');
   }

@@ -419,11 +419,7 @@ function tool(cmd: string): string {
   return p;
 }
 
-export function runAsync(
-  cmd: string,
-  args: string[],
-  opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
-): Promise<RunResult> {
+export function runAsync(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
     let stdout = '';
@@ -654,11 +650,7 @@ function* teardownSteps(t: TeardownSpec): Steps<DownReport> {
 }
 
 /** Lab-wide teardown spec by name: every `sl-<name>-*` namespace that exists, the root link, all records. */
-function labTeardownSpec(
-  name: string,
-  state: LabState | null,
-  opts: { stateRoot?: string; graceMs?: number; log?: (s: string) => void },
-): TeardownSpec {
+function labTeardownSpec(name: string, state: LabState | null, opts: { stateRoot?: string; graceMs?: number; log?: (s: string) => void }): TeardownSpec {
   const n = labNames(name);
   // The lab's own state root (from its state file), else the given or default one.
   const roots = new Set<string>([state?.stateRoot ?? opts.stateRoot ?? DEFAULT_STATE_ROOT]);
@@ -722,7 +714,7 @@ function subnetConflict(subnet: string, exceptLab?: string): string | null {
   const mask = 0xffffff00;
   for (const r of rootNetworks()) {
     const m = (mask & r.mask) >>> 0; // overlap iff equal under the shorter mask
-    if (((net & m) >>> 0) === ((r.net & m) >>> 0)) return r.what;
+    if ((net & m) >>> 0 === (r.net & m) >>> 0) return r.what;
   }
   for (const f of listDir(RUN_DIR)) {
     if (!f.endsWith('.json')) continue;
@@ -831,7 +823,7 @@ export interface LabSummary {
   subnet: string | null;
   gateway: string | null;
   /** From the state file, plus namespaces found without one. `up`: its namespace exists. */
-  hosts: { name: string; ns: string; ip: string | null; up: boolean; /** Its state directory (null: known only from a namespace). */ dir?: string | null }[];
+  hosts: { name: string; ns: string; ip: string | null; up: boolean /** Its state directory (null: known only from a namespace). */; dir?: string | null }[];
   /** Live processes belonging to the lab. */
   pids: number[];
   creatorPid: number | null;
@@ -905,8 +897,7 @@ export class Lab {
     ];
     if (leftovers.length > 0) {
       throw new LabError(
-        `lab ${name} already exists or left leftovers (${leftovers.join(', ')}): ` +
-          `run \`shoal lab down ${name} --force\` (Lab.downByName) first`,
+        `lab ${name} already exists or left leftovers (${leftovers.join(', ')}): ` + `run \`shoal lab down ${name} --force\` (Lab.downByName) first`,
       );
     }
     const subnet = chooseSubnet(name, opts.subnet);
@@ -949,10 +940,7 @@ export class Lab {
   }
 
   /** Attaches to a lab created by another process (e.g. `shoal lab up`), from its state file. */
-  static async open(
-    name: string,
-    opts: { log?: (s: string) => void; graceMs?: number; firewall?: 'nft' | 'iptables' } = {},
-  ): Promise<Lab> {
+  static async open(name: string, opts: { log?: (s: string) => void; graceMs?: number; firewall?: 'nft' | 'iptables' } = {}): Promise<Lab> {
     const n = labNames(name);
     const state = readState(n.stateFile);
     if (!state) throw new LabError(`lab ${name} not found (no readable ${n.stateFile})`);
@@ -966,10 +954,7 @@ export class Lab {
    * `sl-<name>-*` namespace and the `sl-<name>` link, its state directories and state file. Without
    * `force` it needs the state file and refuses while the creating process still runs.
    */
-  static async downByName(
-    name: string,
-    opts: { force?: boolean; stateRoot?: string; graceMs?: number; log?: (s: string) => void } = {},
-  ): Promise<DownReport> {
+  static async downByName(name: string, opts: { force?: boolean; stateRoot?: string; graceMs?: number; log?: (s: string) => void } = {}): Promise<DownReport> {
     validateLabName(name);
     const state = readState(labNames(name).stateFile);
     if (!opts.force) {
@@ -1123,9 +1108,7 @@ export class Lab {
       const p = which(kind);
       if (p) return { kind, path: p };
     }
-    throw new LabError(
-      `partition helpers need ${order.join(' or ')} on PATH (Debian: apt-get install nftables); none found`,
-    );
+    throw new LabError(`partition helpers need ${order.join(' or ')} on PATH (Debian: apt-get install nftables); none found`);
   }
 
   /** @internal Records a started process (pid, start time) in the state file. */
@@ -1225,9 +1208,7 @@ export class Lab {
     const results = await Promise.allSettled(jobs);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
-    this.log(
-      `lab ${this.name}: ${withSwitch ? 'switch + ' : ''}${hosts.length} host(s) wired in ${(performance.now() - t0).toFixed(1)} ms`,
-    );
+    this.log(`lab ${this.name}: ${withSwitch ? 'switch + ' : ''}${hosts.length} host(s) wired in ${(performance.now() - t0).toFixed(1)} ms`);
   }
 
   private async teardownHost(host: LabHost): Promise<DownReport> {
@@ -1254,11 +1235,15 @@ export class Lab {
   }
 
   private teardownSpec(graceMs: number): TeardownSpec {
-    return labTeardownSpec(this.name, { ...this.state, procs: [...this.state.procs, ...(readState(this.stateFile)?.procs ?? [])] }, {
-      stateRoot: this.stateRoot,
-      graceMs,
-      log: this.logFn,
-    });
+    return labTeardownSpec(
+      this.name,
+      { ...this.state, procs: [...this.state.procs, ...(readState(this.stateFile)?.procs ?? [])] },
+      {
+        stateRoot: this.stateRoot,
+        graceMs,
+        log: this.logFn,
+      },
+    );
   }
 
   private afterDown(r: DownReport): void {
@@ -1399,11 +1384,7 @@ export class LabHost {
   }
 
   /** Runs a short command in this host and collects its output; killed (SIGKILL) after timeoutMs. */
-  exec(
-    cmd: string,
-    args: string[] = [],
-    opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {},
-  ): Promise<ExecResult> {
+  exec(cmd: string, args: string[] = [], opts: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ExecResult> {
     this.lab.assertOpen();
     const [bin, argv] = this.command(cmd, args);
     return runAsync(bin, argv, {
@@ -1438,14 +1419,18 @@ export class LabHost {
     if (ips.length === 0) return;
     const fw = this.lab.firewallTool();
     if (fw.kind === 'nft') {
-      await this.firewall(fw.path, ['-f', '-'], [
-        'add table inet shoal_lab',
-        'add set inet shoal_lab blocked { type ipv4_addr ; }',
-        'add chain inet shoal_lab input { type filter hook input priority -10 ; policy accept ; }',
-        'flush chain inet shoal_lab input',
-        'add rule inet shoal_lab input ip saddr @blocked counter drop',
-        `add element inet shoal_lab blocked { ${ips.join(', ')} }`,
-      ].join('\n') + '\n');
+      await this.firewall(
+        fw.path,
+        ['-f', '-'],
+        [
+          'add table inet shoal_lab',
+          'add set inet shoal_lab blocked { type ipv4_addr ; }',
+          'add chain inet shoal_lab input { type filter hook input priority -10 ; policy accept ; }',
+          'flush chain inet shoal_lab input',
+          'add rule inet shoal_lab input ip saddr @blocked counter drop',
+          `add element inet shoal_lab blocked { ${ips.join(', ')} }`,
+        ].join('\n') + '\n',
+      );
     } else {
       const ipt = fw.path;
       const lines = [
@@ -1465,12 +1450,16 @@ export class LabHost {
     const fw = this.lab.firewallTool();
     if (fw.kind === 'nft') {
       // 'delete element' fails for an absent element: add first so the batch always applies.
-      await this.firewall(fw.path, ['-f', '-'], [
-        'add table inet shoal_lab',
-        'add set inet shoal_lab blocked { type ipv4_addr ; }',
-        `add element inet shoal_lab blocked { ${ips.join(', ')} }`,
-        `delete element inet shoal_lab blocked { ${ips.join(', ')} }`,
-      ].join('\n') + '\n');
+      await this.firewall(
+        fw.path,
+        ['-f', '-'],
+        [
+          'add table inet shoal_lab',
+          'add set inet shoal_lab blocked { type ipv4_addr ; }',
+          `add element inet shoal_lab blocked { ${ips.join(', ')} }`,
+          `delete element inet shoal_lab blocked { ${ips.join(', ')} }`,
+        ].join('\n') + '\n',
+      );
     } else {
       const ipt = fw.path;
       const lines = ips.map((ip) => `while ${ipt} -w -D SHOAL-LAB -s ${ip} -j DROP 2>/dev/null; do :; done`);
@@ -1488,8 +1477,7 @@ export class LabHost {
       const ipt = fw.path;
       await this.firewall(tool('sh'), [
         '-c',
-        `while ${ipt} -w -D INPUT -j SHOAL-LAB 2>/dev/null; do :; done\n` +
-          `${ipt} -w -F SHOAL-LAB 2>/dev/null\n${ipt} -w -X SHOAL-LAB 2>/dev/null\ntrue`,
+        `while ${ipt} -w -D INPUT -j SHOAL-LAB 2>/dev/null; do :; done\n` + `${ipt} -w -F SHOAL-LAB 2>/dev/null\n${ipt} -w -X SHOAL-LAB 2>/dev/null\ntrue`,
       ]);
     }
   }

@@ -72,8 +72,14 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     await c.startDaemon(h.name);
     const real = (await c.control('GET', '/v1/join-tokens')).worker as string;
     const wrongSecret = real.replace(/-[0-9a-z]+$/, '-' + 'x'.repeat(25));
-    await assert.rejects(localCall(c.stateDir(h.name), 'POST', '/join', { token: wrongSecret, remote: c.ctx.managers[0], advertiseAddr: h.ip }), /invalid join token/);
-    await assert.rejects(localCall(c.stateDir(h.name), 'POST', '/join', { token: 'SHOAL-2-abc', remote: c.ctx.managers[0], advertiseAddr: h.ip }), /join token/);
+    await assert.rejects(
+      localCall(c.stateDir(h.name), 'POST', '/join', { token: wrongSecret, remote: c.ctx.managers[0], advertiseAddr: h.ip }),
+      /invalid join token/,
+    );
+    await assert.rejects(
+      localCall(c.stateDir(h.name), 'POST', '/join', { token: 'SHOAL-2-abc', remote: c.ctx.managers[0], advertiseAddr: h.ip }),
+      /join token/,
+    );
     assert.equal((await c.nodes()).length, before);
   });
 
@@ -81,7 +87,15 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     // A fake "manager" on the lab gateway serves another CA.
     const other = await createRootCa({ clusterId: 'evil' });
     const key = await generateKeyPem();
-    const cert = signNodeCertificate({ caCertPem: other.certPem, caKeyPem: other.keyPem, csrPem: createCsr({ keyPem: key, nodeId: 'evil' }), nodeId: 'evil', role: 'manager', clusterId: 'evil', sans: { ips: [c.lab.gateway] } });
+    const cert = signNodeCertificate({
+      caCertPem: other.certPem,
+      caKeyPem: other.keyPem,
+      csrPem: createCsr({ keyPem: key, nodeId: 'evil' }),
+      nodeId: 'evil',
+      role: 'manager',
+      clusterId: 'evil',
+      sans: { ips: [c.lab.gateway] },
+    });
     const srv = createServer({ key, cert: cert.certPem }, (req, res) => {
       res.writeHead(200);
       res.end(other.certPem);
@@ -105,13 +119,24 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     // Another cluster's admin.
     const other = await createRootCa({ clusterId: 'other' });
     const k = await generateKeyPem();
-    const foreign = signNodeCertificate({ caCertPem: other.certPem, caKeyPem: other.keyPem, csrPem: createCsr({ keyPem: k, nodeId: 'admin-x' }), nodeId: 'admin-x', role: 'admin', clusterId: 'other' });
+    const foreign = signNodeCertificate({
+      caCertPem: other.certPem,
+      caKeyPem: other.keyPem,
+      csrPem: createCsr({ keyPem: k, nodeId: 'admin-x' }),
+      nodeId: 'admin-x',
+      role: 'admin',
+      clusterId: 'other',
+    });
     const r1 = await httpsJson(mgr, 'GET', '/v1/nodes', undefined, { ca: c.ctx.admin.ca, key: k, cert: foreign.certPem });
     assert.equal(r1.status, 401);
     assert.match(r1.body.error.message, /signed by this cluster's CA/);
     // A worker's own node certificate.
     const wdir = join(c.stateDir('h5'), 'certs');
-    const r2 = await httpsJson(mgr, 'GET', '/v1/nodes', undefined, { ca: c.ctx.admin.ca, key: readFileSync(join(wdir, 'node.key'), 'utf8'), cert: readFileSync(join(wdir, 'node.crt'), 'utf8') });
+    const r2 = await httpsJson(mgr, 'GET', '/v1/nodes', undefined, {
+      ca: c.ctx.admin.ca,
+      key: readFileSync(join(wdir, 'node.key'), 'utf8'),
+      cert: readFileSync(join(wdir, 'node.crt'), 'utf8'),
+    });
     assert.equal(r2.status, 403);
     assert.match(r2.body.error.message, /worker certificate may not call this endpoint/);
     // No certificate at all.
@@ -137,17 +162,22 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     c.killDaemon(old);
     const t0 = Date.now();
     let newLeader = '';
-    await waitFor(async () => {
-      const others = c.ctx.managers.filter((m) => !m.startsWith(c.host(old).ip + ':'));
-      for (const m of others) {
-        const info = await control<{ role?: string }>(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
-        if (info?.role === 'leader') {
-          newLeader = m;
-          return true;
+    await waitFor(
+      async () => {
+        const others = c.ctx.managers.filter((m) => !m.startsWith(c.host(old).ip + ':'));
+        for (const m of others) {
+          const info = await control<{ role?: string }>(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
+          if (info?.role === 'leader') {
+            newLeader = m;
+            return true;
+          }
         }
-      }
-      return false;
-    }, 5000, 'a new leader', 20);
+        return false;
+      },
+      5000,
+      'a new leader',
+      20,
+    );
     const took = Date.now() - t0;
     assert.ok(took <= 2500, `new leader after ${took} ms`);
     await c.control('POST', '/v1/nodes/h4/update', { labelAdd: { after: 'failover' } });
@@ -156,29 +186,41 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     assert.equal(h4.spec.labels.after, 'failover');
     assert.equal(h4.spec.availability, 'drain');
     await c.startDaemon(old);
-    await waitFor(async () => {
-      const n = (await byHost()).get(old);
-      return n.status.state === 'ready' && n.managerStatus?.reachability === 'reachable' && !n.managerStatus.leader;
-    }, 10_000, `${old} back as a follower`);
+    await waitFor(
+      async () => {
+        const n = (await byHost()).get(old);
+        return n.status.state === 'ready' && n.managerStatus?.reachability === 'reachable' && !n.managerStatus.leader;
+      },
+      10_000,
+      `${old} back as a follower`,
+    );
     assert.ok(newLeader);
   });
 
   it('promote and demote round trip: a worker becomes a voting manager and goes back', async () => {
     await c.control('POST', '/v1/nodes/h5/promote');
-    await waitFor(async () => {
-      const n = (await byHost()).get('h5');
-      return n.spec.role === 'manager' && n.managerStatus?.voter === true && n.managerStatus.reachability === 'reachable';
-    }, 20_000, 'h5 a voting manager');
+    await waitFor(
+      async () => {
+        const n = (await byHost()).get('h5');
+        return n.spec.role === 'manager' && n.managerStatus?.voter === true && n.managerStatus.reachability === 'reachable';
+      },
+      20_000,
+      'h5 a voting manager',
+    );
     const info = await c.control('GET', '/v1/info');
     assert.equal(info.voters.length, 4);
     // The new manager serves the control API too.
     const viaH5 = await control<unknown[]>(c.ctx, 'GET', '/v1/nodes', undefined, `${c.host('h5').ip}:2377`);
     assert.equal(viaH5.length >= 5, true);
     await c.control('POST', '/v1/nodes/h5/demote');
-    await waitFor(async () => {
-      const n = (await byHost()).get('h5');
-      return n.spec.role === 'worker' && n.managerStatus === null && n.certificate?.role === 'worker';
-    }, 20_000, 'h5 a worker again');
+    await waitFor(
+      async () => {
+        const n = (await byHost()).get('h5');
+        return n.spec.role === 'worker' && n.managerStatus === null && n.certificate?.role === 'worker';
+      },
+      20_000,
+      'h5 a worker again',
+    );
     assert.equal((await c.control('GET', '/v1/info')).voters.length, 3);
     await assert.rejects(c.control('POST', '/v1/nodes/h5/demote'), /is not a manager/);
   });
@@ -247,7 +289,14 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     await c.control('POST', '/v1/cluster/update', { nodeCertValidityMs: 90 * 24 * 3600_000 });
     await c.control('POST', '/v1/cluster/rotate-node-certs');
     // Every live node holds a long certificate again before the next test stops managers.
-    await waitFor(async () => (await c.nodes()).filter((n: any) => n.status.state === 'ready').every((n: any) => new Date(n.certificate.notAfter).getTime() > Date.now() + 86_400_000), 10_000, 'long certificates everywhere');
+    await waitFor(
+      async () =>
+        (await c.nodes())
+          .filter((n: any) => n.status.state === 'ready')
+          .every((n: any) => new Date(n.certificate.notAfter).getTime() > Date.now() + 86_400_000),
+      10_000,
+      'long certificates everywhere',
+    );
   });
 
   it('with too few managers every call says no quorum; restarting one restores service', async () => {
@@ -255,30 +304,42 @@ describe('cluster membership on lab hosts', { concurrency: false }, () => {
     const others = ['h1', 'h2', 'h3'].filter((h) => h !== leader);
     c.killDaemon(others[0]!);
     c.killDaemon(others[1]!);
-    await waitFor(async () => {
-      try {
-        await control(c.ctx, 'POST', '/v1/nodes/h5/update', { labelAdd: { q: '1' } }, `${c.host(leader).ip}:2377`);
-        return false;
-      } catch (e) {
-        return /no quorum: 1 of 3 managers reachable \(need 2\)/.test((e as Error).message);
-      }
-    }, 12_000, 'no-quorum error');
+    await waitFor(
+      async () => {
+        try {
+          await control(c.ctx, 'POST', '/v1/nodes/h5/update', { labelAdd: { q: '1' } }, `${c.host(leader).ip}:2377`);
+          return false;
+        } catch (e) {
+          return /no quorum: 1 of 3 managers reachable \(need 2\)/.test((e as Error).message);
+        }
+      },
+      12_000,
+      'no-quorum error',
+    );
     await assert.rejects(control(c.ctx, 'GET', '/v1/nodes', undefined, `${c.host(leader).ip}:2377`), /no quorum/);
     await c.startDaemon(others[0]!);
-    await waitFor(async () => {
-      try {
-        await c.control('POST', '/v1/nodes/h5/update', { labelAdd: { q: '2' } });
-        return true;
-      } catch {
-        return false;
-      }
-    }, 10_000, 'writes after quorum is back');
+    await waitFor(
+      async () => {
+        try {
+          await c.control('POST', '/v1/nodes/h5/update', { labelAdd: { q: '2' } });
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+      'writes after quorum is back',
+    );
     assert.equal((await byHost()).get('h5').spec.labels.q, '2');
     await c.startDaemon(others[1]!);
   });
 
   it('--force-new-cluster turns the last surviving manager into a working one-manager cluster with all state', async () => {
-    await waitFor(async () => (await c.nodes()).filter((n: any) => n.managerStatus?.reachability === 'reachable').length === 3, 10_000, 'three reachable managers');
+    await waitFor(
+      async () => (await c.nodes()).filter((n: any) => n.managerStatus?.reachability === 'reachable').length === 3,
+      10_000,
+      'three reachable managers',
+    );
     const survivor = 'h1';
     for (const h of ['h2', 'h3']) c.killDaemon(h);
     await sleep(300);

@@ -105,7 +105,9 @@ describe('network confinement: breaking out from a task', { skip, concurrency: f
 
   const sh = (...args: string[]) =>
     new Promise<{ code: number; out: string; err: string }>((res) => {
-      execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 90_000 }, (e, out, err) => res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: String(out), err: String(err) }));
+      execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 90_000 }, (e, out, err) =>
+        res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: String(out), err: String(err) }),
+      );
     });
   const ok = async (...args: string[]) => {
     const r = await sh(...args);
@@ -124,7 +126,8 @@ describe('network confinement: breaking out from a task', { skip, concurrency: f
     return sh('task', 'exec', t.id, '--', 'sh', '-c', script);
   };
   const hostNs = (i: number) => `/run/netns/${c.lab.hosts[i]!.ns}`;
-  const nsRun = (i: number, args: string[], input?: string) => spawnSync('nsenter', [`--net=${hostNs(i)}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 10_000 });
+  const nsRun = (i: number, args: string[], input?: string) =>
+    spawnSync('nsenter', [`--net=${hostNs(i)}`, ...args], { encoding: 'utf8', input: input ?? '', timeout: 10_000 });
   /** Marked datagrams to 4789 that got past every filter of host i. */
   const arrived = (i: number) => Number(/packets (\d+)/.exec(nsRun(i, ['nft', 'list', 'chain', 'ip', 'h13count', 'input']).stdout)?.[1] ?? NaN);
   const countAll = () => c.lab.hosts.map((_, i) => arrived(i));
@@ -147,7 +150,11 @@ describe('network confinement: breaking out from a task', { skip, concurrency: f
     await localCall(c.stateDir('h1'), 'POST', '/images/load', { path: join(tmp, 'web.tar') });
     await localCall(c.stateDir('h1'), 'POST', '/images/load', { path: join(tmp, 'box.tar') });
     for (let i = 0; i < c.lab.hosts.length; i++) {
-      const r = nsRun(i, ['nft', '-f', '-'], `table ip h13count {\n chain input {\n  type filter hook input priority 10; policy accept;\n  udp dport 4789 @th,64,32 0x${Buffer.from(MARK).toString('hex')} counter\n }\n}\n`);
+      const r = nsRun(
+        i,
+        ['nft', '-f', '-'],
+        `table ip h13count {\n chain input {\n  type filter hook input priority 10; policy accept;\n  udp dport 4789 @th,64,32 0x${Buffer.from(MARK).toString('hex')} counter\n }\n}\n`,
+      );
       assert.equal(r.status, 0, r.stderr);
     }
     await ok('network', 'create', '--driver', 'overlay', 'front');
@@ -155,7 +162,18 @@ describe('network confinement: breaking out from a task', { skip, concurrency: f
     await ok('service', 'create', '--name', 'web', '--replicas', '2', '--network', 'front', '-p', '8080:80', 'shoal/demo-web:1');
     await ok('service', 'create', '--name', 'probe', '--network', 'front', '--constraint', 'node.role==manager', 'shoal/h13box:1');
     await ok('service', 'create', '--name', 'sink', '--network', 'front', 'shoal/h13box:1', 'sh', '-c', 'net recv 9999 > /tmp/got; sleep 100000');
-    await ok('service', 'create', '--name', 'inner', '--network', 'sealed', 'shoal/h13box:1', 'sh', '-c', 'mkdir -p /w && echo inner-ok > /w/index.html && httpd -f -p 80 -h /w');
+    await ok(
+      'service',
+      'create',
+      '--name',
+      'inner',
+      '--network',
+      'sealed',
+      'shoal/h13box:1',
+      'sh',
+      '-c',
+      'mkdir -p /w && echo inner-ok > /w/index.html && httpd -f -p 80 -h /w',
+    );
     await ok('service', 'create', '--name', 'jailed', '--network', 'sealed', 'shoal/h13box:1');
     for (const s of ['web', 'probe', 'sink', 'inner', 'jailed']) {
       await waitFor(async () => (await tasksOf(s)).length >= 1, 60_000, `${s} running`);
@@ -168,7 +186,7 @@ describe('network confinement: breaking out from a task', { skip, concurrency: f
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('every manager\'s 2377 is refused at once, the node\'s own one behind 172.31.0.1 too', async () => {
+  it("every manager's 2377 is refused at once, the node's own one behind 172.31.0.1 too", async () => {
     const targets = [...c.lab.hosts.slice(0, 3).map((h) => h.ip!), '172.31.0.1'];
     for (const ip of targets) {
       const t0 = Date.now();
@@ -179,7 +197,7 @@ describe('network confinement: breaking out from a task', { skip, concurrency: f
     }
   });
 
-  it('UDP to any node\'s 4789 never arrives (counted on every host); a node\'s own datagram does', async () => {
+  it("UDP to any node's 4789 never arrives (counted on every host); a node's own datagram does", async () => {
     const before = countAll();
     for (const h of [...c.lab.hosts.map((x) => x.ip!), '172.31.0.1']) {
       assert.match((await execIn('probe', `net send ${h} 4789 ${MARK}vxlan-from-a-task`)).out, /sent/);
@@ -187,7 +205,7 @@ describe('network confinement: breaking out from a task', { skip, concurrency: f
     assert.deepEqual(countAll(), before, 'no marked datagram reached any host');
     // Positive control: the same datagram from host h1's own namespace reaches h2's socket.
     assert.equal(nsRun(0, [join(tmp, 'net'), 'send', c.lab.hosts[1]!.ip!, '4789', `${MARK}from-a-node`]).status, 0);
-    await waitFor(async () => arrived(1) > before[1]!, 5_000, 'the counter sees a node\'s datagram');
+    await waitFor(async () => arrived(1) > before[1]!, 5_000, "the counter sees a node's datagram");
   });
 
   it('DNS answers; the published port answers through the mesh on every host, also from the task', async () => {

@@ -26,7 +26,9 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
 
   const sh = (...args: string[]) =>
     new Promise<{ code: number; out: string; err: string }>((res) => {
-      execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 90_000 }, (e, out, err) => res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: String(out), err: String(err) }));
+      execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 90_000 }, (e, out, err) =>
+        res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: String(out), err: String(err) }),
+      );
     });
   const tasksOf = async (svc: string) => ((await c.control('GET', `/v1/tasks?service=${svc}`)) as any[]).filter((t) => t.status.state === 'running');
   /** An HTTP GET from inside a task with busybox nc (the static busybox's wget needs glibc NSS). */
@@ -78,11 +80,18 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
     // tasks.web: the three task addresses on `front`
     const frontId = ((await c.control('GET', '/v1/networks')) as any[]).find((n) => n.spec.name === 'front').id;
     const frontIps = web.map((t) => t.networks.find((n: any) => n.networkId === frontId).addresses[0].split('/')[0]).sort();
-    await waitFor(async () => {
-      const out = (await execIn('client', 'nslookup', 'tasks.web')).out;
-      const got = [...out.matchAll(/Address:\s*(\d+\.\d+\.\d+\.\d+)$/gm)].map((m) => m[1]).filter((a) => a !== '172.31.0.1').sort();
-      return JSON.stringify(got) === JSON.stringify(frontIps);
-    }, 10_000, `tasks.web = ${frontIps.join(',')}`);
+    await waitFor(
+      async () => {
+        const out = (await execIn('client', 'nslookup', 'tasks.web')).out;
+        const got = [...out.matchAll(/Address:\s*(\d+\.\d+\.\d+\.\d+)$/gm)]
+          .map((m) => m[1])
+          .filter((a) => a !== '172.31.0.1')
+          .sort();
+        return JSON.stringify(got) === JSON.stringify(frontIps);
+      },
+      10_000,
+      `tasks.web = ${frontIps.join(',')}`,
+    );
     // and by task IP directly across hosts
     for (const ip of frontIps) assert.match((await httpFrom('client', ip)).out, /Hello from/);
   });
@@ -134,10 +143,14 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
 
   it('DNS follows a scale-down within seconds', async () => {
     assert.equal((await sh('service', 'scale', 'web=1')).code, 0);
-    await waitFor(async () => {
-      const out = (await execIn('client', 'nslookup', 'tasks.web')).out;
-      return [...out.matchAll(/Address:\s*(10\.\d+\.\d+\.\d+)$/gm)].length === 1;
-    }, 10_000, 'tasks.web has one address');
+    await waitFor(
+      async () => {
+        const out = (await execIn('client', 'nslookup', 'tasks.web')).out;
+        return [...out.matchAll(/Address:\s*(10\.\d+\.\d+\.\d+)$/gm)].length === 1;
+      },
+      10_000,
+      'tasks.web has one address',
+    );
     // the mesh still answers on every host, also those without a task now
     for (const h of c.lab.hosts) assert.match((await get(h.ip!, 8080)) ?? '', /Hello from/, `mesh on ${h.name}`);
   });
@@ -154,7 +167,10 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
     // the node re-asserts everything every 5 s
     await waitFor(async () => /Hello from/.test((await get(h2.ip!, 8080)) ?? ''), 15_000, `mesh on ${h2.name} after nft flush`);
     await waitFor(
-      () => new Promise<boolean>((res) => execFile('nsenter', [`--net=/run/netns/${h2.ns}-n-${frontId.slice(0, 8)}`, 'ip', '-o', 'link', 'show', 'vxlan0'], (e) => res(!e))),
+      () =>
+        new Promise<boolean>((res) =>
+          execFile('nsenter', [`--net=/run/netns/${h2.ns}-n-${frontId.slice(0, 8)}`, 'ip', '-o', 'link', 'show', 'vxlan0'], (e) => res(!e)),
+        ),
       15_000,
       `vxlan0 recreated on ${h2.name}`,
     );

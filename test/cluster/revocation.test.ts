@@ -21,7 +21,11 @@ import { cleanupOnExit } from './lab.ts';
 const NAME = 'h15x';
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');
 
-interface Creds { key: string; cert: string; ca: string }
+interface Creds {
+  key: string;
+  cert: string;
+  ca: string;
+}
 
 /** The HTTP status a WebSocket upgrade gets with `creds` (101 when it opens), or -1 on a TLS failure. */
 function upgradeStatus(url: string, creds: Creds): Promise<number> {
@@ -43,11 +47,14 @@ function upgradeStatus(url: string, creds: Creds): Promise<number> {
 function httpsGet(hostPort: string, path: string, creds: Creds): Promise<{ status: number; body: string }> {
   const [host, port] = hostPort.split(':');
   return new Promise((res, rej) => {
-    const req = request({ host, port: Number(port), path, method: 'GET', ...creds, rejectUnauthorized: true, checkServerIdentity: () => undefined, timeout: 5000 }, (r) => {
-      let body = '';
-      r.on('data', (c) => (body += c));
-      r.on('end', () => res({ status: r.statusCode ?? 0, body }));
-    });
+    const req = request(
+      { host, port: Number(port), path, method: 'GET', ...creds, rejectUnauthorized: true, checkServerIdentity: () => undefined, timeout: 5000 },
+      (r) => {
+        let body = '';
+        r.on('data', (c) => (body += c));
+        r.on('end', () => res({ status: r.statusCode ?? 0, body }));
+      },
+    );
     req.on('error', rej);
     req.end();
   });

@@ -56,8 +56,12 @@ describe('long log lines and big exec output reach the CLI whole; no daemon exit
 
   const sh = (...args: string[]) =>
     new Promise<{ code: number; out: Buffer; err: string }>((res) => {
-      execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 120_000, maxBuffer: 256 << 20, encoding: 'buffer' }, (e, out, err) =>
-        res({ code: e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : 1) : 0, out: out as Buffer, err: String(err) }),
+      execFile(
+        SHOAL,
+        args,
+        { env: { ...process.env, SHOAL_CONTEXT: c.contextPath }, timeout: 120_000, maxBuffer: 256 << 20, encoding: 'buffer' },
+        (e, out, err) =>
+          res({ code: e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : 1) : 0, out: out as Buffer, err: String(err) }),
       );
     });
   const daemonsRunning = () => [...c.daemons.keys()].filter((h) => c.daemonStatus(h).state !== 'running');
@@ -80,20 +84,29 @@ describe('long log lines and big exec output reach the CLI whole; no daemon exit
   it('service logs and task logs return 600 lines of 20,000 bytes and a 1 MiB line whole and in order', async () => {
     const r = await sh('service', 'create', '--name', 'spam', '--constraint', 'node.role==worker', 'shoal/box:1', 'sh', '-c', SCRIPT);
     assert.equal(r.code, 0, `service create: ${r.err}`);
-    await waitFor(async () => {
-      const tasks: any[] = await c.control('GET', '/v1/tasks?service=spam');
-      const t = tasks.find((x) => x.status.state === 'running');
-      if (t) taskId = t.id;
-      return t !== undefined;
-    }, 60_000, 'the spam task running');
+    await waitFor(
+      async () => {
+        const tasks: any[] = await c.control('GET', '/v1/tasks?service=spam');
+        const t = tasks.find((x) => x.status.state === 'running');
+        if (t) taskId = t.id;
+        return t !== undefined;
+      },
+      60_000,
+      'the spam task running',
+    );
     const want = expectedLines();
     let got: string[] = [];
-    await waitFor(async () => {
-      const l = await sh('service', 'logs', '--raw', 'spam');
-      assert.equal(l.code, 0, `service logs failed: ${l.err}`);
-      got = l.out.toString('utf8').split('\n');
-      return got.includes('done-marker');
-    }, 60_000, 'the task to print everything', 1000);
+    await waitFor(
+      async () => {
+        const l = await sh('service', 'logs', '--raw', 'spam');
+        assert.equal(l.code, 0, `service logs failed: ${l.err}`);
+        got = l.out.toString('utf8').split('\n');
+        return got.includes('done-marker');
+      },
+      60_000,
+      'the task to print everything',
+      1000,
+    );
     assert.equal(got.pop(), '', 'output ends with a newline');
     assertLines(got, want, 'service logs');
 
@@ -105,7 +118,11 @@ describe('long log lines and big exec output reach the CLI whole; no daemon exit
 
   it('task exec … cat of a multi-MiB file returns it byte-exact', async () => {
     const want = Buffer.from(`${Array.from({ length: SEQ }, (_, i) => i + 1).join('\n')}\n`);
-    await waitFor(async () => (await sh('task', 'exec', taskId, '--', 'sh', '-c', `[ "$(wc -l < /tmp/big)" -eq ${SEQ} ]`)).code === 0, 30_000, '/tmp/big written');
+    await waitFor(
+      async () => (await sh('task', 'exec', taskId, '--', 'sh', '-c', `[ "$(wc -l < /tmp/big)" -eq ${SEQ} ]`)).code === 0,
+      30_000,
+      '/tmp/big written',
+    );
     const r = await sh('task', 'exec', taskId, '--', 'cat', '/tmp/big');
     assert.equal(r.code, 0, `task exec: ${r.err}`);
     assert.equal(r.out.length, want.length);
@@ -123,9 +140,14 @@ describe('long log lines and big exec output reach the CLI whole; no daemon exit
     const upgrade = (path: string, withCert: boolean) =>
       new Promise<{ answer: string; ms: number }>((resolve, reject) => {
         const t0 = Date.now();
-        const s: TLSSocket = tlsConnect({ host: h1.ip, port: 2377, ca: admin.ca, ...(withCert ? { key: admin.key, cert: admin.cert } : {}), checkServerIdentity: () => undefined }, () => {
-          s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
-        });
+        const s: TLSSocket = tlsConnect(
+          { host: h1.ip, port: 2377, ca: admin.ca, ...(withCert ? { key: admin.key, cert: admin.cert } : {}), checkServerIdentity: () => undefined },
+          () => {
+            s.write(
+              `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+            );
+          },
+        );
         let answer = '';
         s.on('data', (d: Buffer) => (answer += d.toString()));
         s.on('error', () => {});

@@ -84,11 +84,15 @@ describe('secrets and configs through the CLI on lab hosts', { concurrency: fals
   };
   const runningTask = async (svc: string): Promise<any> => {
     let t: any;
-    await waitFor(async () => {
-      const ts: any[] = await c.control('GET', `/v1/tasks?service=${svc}`);
-      t = ts.find((x) => x.status.state === 'running' && x.desiredState === 'running');
-      return t !== undefined;
-    }, 30_000, `a running task of ${svc}`);
+    await waitFor(
+      async () => {
+        const ts: any[] = await c.control('GET', `/v1/tasks?service=${svc}`);
+        t = ts.find((x) => x.status.state === 'running' && x.desiredState === 'running');
+        return t !== undefined;
+      },
+      30_000,
+      `a running task of ${svc}`,
+    );
     return t;
   };
   const leaks = () => HOSTS.flatMap((h) => filesContaining(c.host(h).dir, needles));
@@ -131,10 +135,29 @@ describe('secrets and configs through the CLI on lab hosts', { concurrency: fals
     assert.ok(!inspect.includes(value1) && !inspect.includes(Buffer.from(value1).toString('base64')), 'secret inspect shows no data');
     assert.match(await ok('config', 'inspect', 'app_conf'), new RegExp(Buffer.from('listen=8080\n').toString('base64')));
 
-    await ok('service', 'create', '--name', 'app', '--constraint', 'node.role==worker',
-      '--secret', 'source=pw_v1,target=db_password,uid=1000,gid=1000,mode=0400', '--config', 'source=app_conf,target=/etc/app.conf', 'shoal/demo-web:1');
+    await ok(
+      'service',
+      'create',
+      '--name',
+      'app',
+      '--constraint',
+      'node.role==worker',
+      '--secret',
+      'source=pw_v1,target=db_password,uid=1000,gid=1000,mode=0400',
+      '--config',
+      'source=app_conf,target=/etc/app.conf',
+      'shoal/demo-web:1',
+    );
     const t = await runningTask('app');
-    const ex = await ok('task', 'exec', t.id, '--', 'sh', '-c', 'cat /run/secrets/db_password; echo; stat -c "%u:%g:%a" /run/secrets/db_password; cat /etc/app.conf; stat -c "%u:%g:%a" /etc/app.conf');
+    const ex = await ok(
+      'task',
+      'exec',
+      t.id,
+      '--',
+      'sh',
+      '-c',
+      'cat /run/secrets/db_password; echo; stat -c "%u:%g:%a" /run/secrets/db_password; cat /etc/app.conf; stat -c "%u:%g:%a" /etc/app.conf',
+    );
     assert.deepEqual(ex.trim().split('\n'), [value1, '1000:1000:400', 'listen=8080', '0:0:444']);
     const w = await sh('task', 'exec', t.id, '--', 'sh', '-c', 'echo x > /run/secrets/db_password');
     assert.notEqual(w.code, 0, 'the secret is read-only in the container');

@@ -51,7 +51,10 @@ describe('services on lab hosts, through the CLI', { concurrency: false }, () =>
     const out = await ok('service', 'create', '--name', 'web', '--replicas', '6', 'nginx:1.25');
     assert.match(out, /converged/);
     const dist = await perNode('web');
-    assert.equal([...dist.values()].reduce((a, b) => a + b, 0), 6);
+    assert.equal(
+      [...dist.values()].reduce((a, b) => a + b, 0),
+      6,
+    );
     assert.ok(Math.max(...dist.values()) <= 2, `uneven spread ${JSON.stringify([...dist])}`);
     const ls = await ok('service', 'ls');
     assert.match(ls, /web\s+replicated\s+6\/6\s+nginx:1.25/);
@@ -111,13 +114,29 @@ describe('services on lab hosts, through the CLI', { concurrency: false }, () =>
     await ok('service', 'create', '--name', 'agent', '--mode', 'global', 'busybox');
     assert.equal((await running('agent')).length, 5);
     await ok('node', 'update', '--availability', 'drain', 'h4');
-    await waitFor(async () => !(await perNode('agent')).has('h4') && !(await perNode('web')).has('h4') && (await running('web')).length === 6, 8000, 'tasks moved off h4 and replaced elsewhere');
+    await waitFor(
+      async () => !(await perNode('agent')).has('h4') && !(await perNode('web')).has('h4') && (await running('web')).length === 6,
+      8000,
+      'tasks moved off h4 and replaced elsewhere',
+    );
     await ok('node', 'update', '--availability', 'active', 'h4');
     await waitFor(async () => (await perNode('agent')).has('h4'), 8000, 'global task back on h4');
   });
 
   it('rolling update with start-first, manual rollback, then an update to a broken image rolls back automatically', async () => {
-    const out = await ok('service', 'update', '--image', 'nginx:1.26', '--update-order', 'start-first', '--update-parallelism', '2', '--update-monitor', '200ms', 'web');
+    const out = await ok(
+      'service',
+      'update',
+      '--image',
+      'nginx:1.26',
+      '--update-order',
+      'start-first',
+      '--update-parallelism',
+      '2',
+      '--update-monitor',
+      '200ms',
+      'web',
+    );
     assert.match(out, /converged/);
     assert.ok((await running('web')).every((t) => t.spec.image === 'nginx:1.26'));
     await ok('service', 'rollback', 'web');
@@ -140,15 +159,19 @@ describe('services on lab hosts, through the CLI', { concurrency: false }, () =>
     await waitFor(async () => (await running('web')).some((t) => t.spec.image === 'nginx:1.27'), 5000, 'update started');
     const leader = (await c.nodes()).find((n: any) => n.managerStatus?.leader).description.hostname as string;
     c.killDaemon(leader);
-    await waitFor(async () => {
-      try {
-        const r = await running('web');
-        const s = await c.control('GET', '/v1/services/web');
-        return s.updateStatus?.state === 'completed' && r.length === 6 && r.every((t) => t.spec.image === 'nginx:1.27');
-      } catch {
-        return false;
-      }
-    }, 30_000, 'update completed under the new leader');
+    await waitFor(
+      async () => {
+        try {
+          const r = await running('web');
+          const s = await c.control('GET', '/v1/services/web');
+          return s.updateStatus?.state === 'completed' && r.length === 6 && r.every((t) => t.spec.image === 'nginx:1.27');
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      'update completed under the new leader',
+    );
     await c.startDaemon(leader);
   });
 });

@@ -35,14 +35,18 @@ services:
   cache:
     image: shoal/box:1
     networks: [back]
-${withApi ? `  api:
+${
+  withApi
+    ? `  api:
     image: shoal/box:1
     environment:
       MODE: ${apiEnv}
     networks: [front, back]
     volumes:
       - data:/data
-` : ''}networks:
+`
+    : ''
+}networks:
   front:
   back:
 volumes:
@@ -91,7 +95,12 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
   const labelled = async (ns: string) => {
     const has = (o: any) => o.spec?.labels?.[NS_LABEL] === ns;
     const list = async (p: string) => ((await c.control('GET', p).catch(() => [])) as any[]).filter(has).map((o) => o.spec.name as string);
-    return { services: await list('/v1/services'), networks: await list('/v1/networks'), secrets: await list('/v1/secrets'), configs: await list('/v1/configs') };
+    return {
+      services: await list('/v1/services'),
+      networks: await list('/v1/networks'),
+      secrets: await list('/v1/secrets'),
+      configs: await list('/v1/configs'),
+    };
   };
   /** Ids of the running tasks of a service, sorted. */
   const running = async (svc: string) =>
@@ -115,7 +124,10 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
     c = await ClusterLab.up({ name: NAME, managers: 3, workers: 2, executor: 'engine' });
     await c.waitReady(5, 60_000);
     writeFileSync(join(tmp, 'web.tar'), demoWebImage('shoal/demo-web:1').archive);
-    writeFileSync(join(tmp, 'box.tar'), buildImage({ name: 'shoal/box:1', layers: [busyboxLayer()], cmd: ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 100000 & wait'] }).archive);
+    writeFileSync(
+      join(tmp, 'box.tar'),
+      buildImage({ name: 'shoal/box:1', layers: [busyboxLayer()], cmd: ['/bin/sh', '-c', 'trap "exit 0" TERM; sleep 100000 & wait'] }).archive,
+    );
     const load = (archive: string, tag: string) => ok(['image', 'load', '--state-dir', c.stateDir('h1'), '--tag', tag, join(tmp, archive)]);
     await load('web.tar', 'shoal/demo-web:1');
     await load('box.tar', 'shoal/box:1');
@@ -133,13 +145,19 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
     assert.match(r.out, /^Creating network app_back$/m);
     assert.match(r.out, /^Creating network app_front$/m);
     assert.match(r.out, /^Creating service app_web$/m);
-    assert.deepEqual(await labelled('app').then((l) => [l.services.sort(), l.networks.sort()]), [['app_api', 'app_cache', 'app_web'], ['app_back', 'app_front']]);
+    assert.deepEqual(await labelled('app').then((l) => [l.services.sort(), l.networks.sort()]), [
+      ['app_api', 'app_cache', 'app_web'],
+      ['app_back', 'app_front'],
+    ]);
     // deploy waited for convergence
     assert.equal((await running('app_web')).length, 2);
     for (const h of c.lab.hosts) await waitFor(async () => /Hello from/.test((await httpGet(h.ip!, 8080)) ?? ''), 20_000, `mesh on ${h.name}:8080`);
     const api = (await services()).find((s) => s.spec.name === 'app_api');
     assert.deepEqual(api.spec.task.mounts, [{ type: 'volume', source: 'app_data', target: '/data' }]);
-    assert.deepEqual(api.spec.networks.map((n: any) => n.target), ['app_back', 'app_front']);
+    assert.deepEqual(
+      api.spec.networks.map((n: any) => n.target),
+      ['app_back', 'app_front'],
+    );
 
     const ls = await ok(['stack', 'ls']);
     assert.match(ls.out, /^NAME\s+SERVICES$/m);
@@ -217,7 +235,11 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
     const l = await labelled('files');
     assert.deepEqual([l.secrets, l.configs], [['files_token'], ['files_settings']]);
     const t = (await running('files_reader'))[0]!;
-    await waitFor(async () => (await sh(['task', 'exec', t, '--', 'cat', '/run/secrets/app_token'])).out === SECRET_VALUE, 20_000, 'secret readable in the task');
+    await waitFor(
+      async () => (await sh(['task', 'exec', t, '--', 'cat', '/run/secrets/app_token'])).out === SECRET_VALUE,
+      20_000,
+      'secret readable in the task',
+    );
     assert.equal((await ok(['task', 'exec', t, '--', 'cat', '/etc/app.conf'])).out, CONFIG_VALUE);
     // The stack's secret cannot be removed while its service uses it.
     await assert.rejects(c.control('DELETE', '/v1/secrets/files_token'), /files_reader/);
@@ -237,7 +259,10 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
     assert.match(r.out, /^Removing network app_front$/m);
     for (const ns of ['app', 'files']) assert.deepEqual(await labelled(ns), { services: [], networks: [], secrets: [], configs: [] }, `nothing of ${ns} left`);
     // stack rm returned only once the tasks had stopped
-    assert.deepEqual(((await c.control('GET', '/v1/tasks')) as any[]).filter((t) => ids.has(t.serviceId)), []);
+    assert.deepEqual(
+      ((await c.control('GET', '/v1/tasks')) as any[]).filter((t) => ids.has(t.serviceId)),
+      [],
+    );
     assert.ok(((await c.control('GET', '/v1/networks')) as any[]).some((n) => n.spec.name === 'app_outside'));
     assert.match((await ok(['stack', 'ls'])).out.trim(), /^NAME\s+SERVICES$/);
     const again = await sh(['stack', 'rm', 'app']);
@@ -257,7 +282,14 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
     assert.match(r.err, /depends_on/, "the ignored option's warning is on stderr");
     const names = (await labelled('vote')).services.sort();
     assert.deepEqual(names, ['vote_db', 'vote_redis', 'vote_result', 'vote_vote', 'vote_worker']);
-    for (const [svc, n] of [['vote_vote', 2], ['vote_result', 1], ['vote_redis', 1], ['vote_db', 1], ['vote_worker', 1]] as const) await converged(svc, n);
+    for (const [svc, n] of [
+      ['vote_vote', 2],
+      ['vote_result', 1],
+      ['vote_redis', 1],
+      ['vote_db', 1],
+      ['vote_worker', 1],
+    ] as const)
+      await converged(svc, n);
     for (const h of c.lab.hosts) await waitFor(async () => /Hello from/.test((await httpGet(h.ip!, 5000)) ?? ''), 20_000, `vote on ${h.name}:5000`);
     // db and worker are placed on managers, as the file says.
     const nodes = await c.nodes();
@@ -280,15 +312,27 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
       return;
     }
     // What the shop's instructions have the operator do first: the external TLS secrets, the PCI label.
-    for (const s of ['revprox_cert', 'revprox_key']) await c.control('POST', '/v1/secrets', { name: s, labels: {}, data: Buffer.from(`${s}-pem`).toString('base64') });
+    for (const s of ['revprox_cert', 'revprox_key'])
+      await c.control('POST', '/v1/secrets', { name: s, labels: {}, data: Buffer.from(`${s}-pem`).toString('base64') });
     const worker = (await c.nodes()).find((n) => n.spec.role === 'worker');
     await ok(['node', 'update', '--label-add', 'pcidss=yes', worker.id]);
-    for (const tag of ['dockersamples/atseasampleshopapp_reverse_proxy', 'dockersamples/atsea_db', 'dockersamples/atsea_app', 'dockersamples/atseasampleshopapp_payment_gateway']) {
+    for (const tag of [
+      'dockersamples/atseasampleshopapp_reverse_proxy',
+      'dockersamples/atsea_db',
+      'dockersamples/atsea_app',
+      'dockersamples/atseasampleshopapp_payment_gateway',
+    ]) {
       await ok(['image', 'load', '--state-dir', c.stateDir('h1'), '--tag', tag, join(tmp, 'box.tar')]);
     }
     const r = await ok(['stack', 'deploy', '-c', file, 'atsea']);
     assert.match(r.err, /encrypted/, 'the encrypted network is reported as not honoured');
-    for (const [svc, n] of [['atsea_reverse_proxy', 1], ['atsea_database', 1], ['atsea_appserver', 2], ['atsea_payment_gateway', 1]] as const) await converged(svc, n);
+    for (const [svc, n] of [
+      ['atsea_reverse_proxy', 1],
+      ['atsea_database', 1],
+      ['atsea_appserver', 2],
+      ['atsea_payment_gateway', 1],
+    ] as const)
+      await converged(svc, n);
     const pg = ((await c.control('GET', '/v1/tasks?service=atsea_payment_gateway')) as any[]).find((x) => x.status.state === 'running');
     assert.equal(pg.nodeId, worker.id, 'payment gateway on the PCI node');
     await ok(['stack', 'rm', 'atsea']);

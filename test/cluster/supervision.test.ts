@@ -19,8 +19,20 @@ import { decodeWaitStatus, describeStatus, parseExitFile, statusOf, type Supervi
 
 describe('lab supervisor status (pure)', () => {
   const rec: SupervisedRecord = {
-    version: 1, label: 'daemon', host: 'h1', cmd: 'node', args: [], cwd: '/', env: {}, logFile: 'daemon.log',
-    pid: 4242, start: 1, supervisorPid: 4241, supervisorStart: 1, startedAt: '2026-12-06T00:00:00.000Z', starts: 1,
+    version: 1,
+    label: 'daemon',
+    host: 'h1',
+    cmd: 'node',
+    args: [],
+    cwd: '/',
+    env: {},
+    logFile: 'daemon.log',
+    pid: 4242,
+    start: 1,
+    supervisorPid: 4241,
+    supervisorStart: 1,
+    startedAt: '2026-12-06T00:00:00.000Z',
+    starts: 1,
   };
   it('decodes shell wait statuses: exit codes, and 128+n as signal n', () => {
     assert.deepEqual(decodeWaitStatus(0), { code: 0, signal: null });
@@ -74,7 +86,10 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     const out = await ok('lab', 'ls', '--name', NAME);
     const row = out.split('\n').find((l) => new RegExp(`^${NAME}\\s+${host}\\s`).test(l));
     assert.ok(row, `no row for ${host} in:\n${out}`);
-    return row.split(/\s{2,}/).at(-1)!.trim();
+    return row
+      .split(/\s{2,}/)
+      .at(-1)!
+      .trim();
   };
   /** The daemon pid the lab recorded for HOST in its state file (/run/shoal-lab/h4x.json). */
   const recordedDaemonPid = (host: string): number => {
@@ -103,12 +118,17 @@ describe('lab supervision: dead daemons are shown and restarted, their container
   const info = (h: string): Promise<any> => control(c.ctx, 'GET', '/v1/info', undefined, `${c.host(h).ip}:2377`).catch(() => null);
   const leader = async (): Promise<string> => {
     let found: string | null = null;
-    await waitFor(async () => {
-      const roles = await Promise.all(MANAGERS.map(async (h) => [h, (await info(h))?.role] as const));
-      const ls = roles.filter(([, r]) => r === 'leader');
-      found = ls.length === 1 ? ls[0]![0] : null;
-      return found !== null;
-    }, 15_000, 'one leader', 100);
+    await waitFor(
+      async () => {
+        const roles = await Promise.all(MANAGERS.map(async (h) => [h, (await info(h))?.role] as const));
+        const ls = roles.filter(([, r]) => r === 'leader');
+        found = ls.length === 1 ? ls[0]![0] : null;
+        return found !== null;
+      },
+      15_000,
+      'one leader',
+      100,
+    );
     return found!;
   };
 
@@ -141,10 +161,15 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     const newPid = recordedDaemonPid(host);
     assert.notEqual(newPid, pid);
     // Ready through a new session: the dispatcher stamps lastHeartbeat when a node says hello.
-    await waitFor(async () => {
-      const n = await nodeOf(host);
-      return n?.status.state === 'ready' && Date.parse(n.status.lastHeartbeat) > killedAt;
-    }, 15_000, `${host} Ready again through a new session`, 100);
+    await waitFor(
+      async () => {
+        const n = await nodeOf(host);
+        return n?.status.state === 'ready' && Date.parse(n.status.lastHeartbeat) > killedAt;
+      },
+      15_000,
+      `${host} Ready again through a new session`,
+      100,
+    );
     assert.equal((await nodeOf(host)).id, node.id, 'the same node id');
     await waitFor(() => adoptions(host) > adoptedBefore, 10_000, `${host} re-adopted its container`, 100);
     const now = liveContainers(host);
@@ -169,7 +194,12 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     // node (which would replace its tasks and hide what this test checks).
     await ok('cluster', 'update', '--dispatcher-heartbeat', '5s');
     await ok('service', 'create', '--name', 'idle', '--mode', 'global', 'shoal/box:1');
-    await waitFor(async () => ((await c.control('GET', '/v1/tasks?service=idle')) as any[]).filter((t) => t.status.state === 'running').length === 4, 30_000, 'one idle task running on each of the 4 nodes', 200);
+    await waitFor(
+      async () => ((await c.control('GET', '/v1/tasks?service=idle')) as any[]).filter((t) => t.status.state === 'running').length === 4,
+      30_000,
+      'one idle task running on each of the 4 nodes',
+      200,
+    );
   });
 
   after(async () => {
@@ -211,10 +241,15 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     assert.match(out, new RegExp(`was running as pid ${pid}, stopped`));
     assert.ok(!procAlive(pid), 'the old daemon is gone');
     assert.notEqual(recordedDaemonPid(host), pid);
-    await waitFor(async () => {
-      const n = await nodeOf(host);
-      return n?.status.state === 'ready' && Date.parse(n.status.lastHeartbeat) > forcedAt;
-    }, 15_000, `${host} Ready again through a new session`, 100);
+    await waitFor(
+      async () => {
+        const n = await nodeOf(host);
+        return n?.status.state === 'ready' && Date.parse(n.status.lastHeartbeat) > forcedAt;
+      },
+      15_000,
+      `${host} Ready again through a new session`,
+      100,
+    );
     assert.equal((await nodeOf(host)).id, node.id);
     for (const [id, st] of containers) assert.equal(liveContainers(host).get(id)?.shimPid, st.shimPid, `container ${id} kept its shim`);
     assert.deepEqual(await allTasks(), tasksBefore, 'no task replaced');

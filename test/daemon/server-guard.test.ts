@@ -33,7 +33,15 @@ async function makePki(): Promise<Pki> {
   const clusterId = 'guardtest';
   const [ca, sk, ck] = await Promise.all([createRootCa({ clusterId }), generateKeyPem(), generateKeyPem()]);
   const sign = (keyPem: string, nodeId: string, role: 'manager' | 'worker') =>
-    signNodeCertificate({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, csrPem: createCsr({ keyPem, nodeId }), nodeId, role, clusterId, sans: { ips: ['127.0.0.1'] } }).certPem;
+    signNodeCertificate({
+      caCertPem: ca.certPem,
+      caKeyPem: ca.keyPem,
+      csrPem: createCsr({ keyPem, nodeId }),
+      nodeId,
+      role,
+      clusterId,
+      sans: { ips: ['127.0.0.1'] },
+    }).certPem;
   return { ca: ca.certPem, server: { key: sk, cert: sign(sk, 'srv', 'manager') }, client: { key: ck, cert: sign(ck, 'cli', 'worker') } };
 }
 

@@ -50,7 +50,13 @@ function task(id: string, nodeId: string): Draft<Task> {
 }
 
 const upd = (taskId: string, state: string) => ({ taskId, state, message: state, timestamp: new Date().toISOString() });
-const desc = (hostname: string) => ({ hostname, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 }, engineVersion: 'shoal-test', addr: '10.0.0.9' });
+const desc = (hostname: string) => ({
+  hostname,
+  platform: { os: 'linux', arch: 'x64' },
+  resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 },
+  engineVersion: 'shoal-test',
+  addr: '10.0.0.9',
+});
 
 /** A gate whose store refuses any write of task p1: stands in for a write that fails for one entry. */
 class PoisonGate extends Gate {
@@ -95,7 +101,15 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     server = createServer({ key: serverCert.key, cert: serverCert.cert, ca: ca.caCert, requestCert: true, rejectUnauthorized: false });
     store = new Store();
     await store.update((tx) => {
-      tx.create({ id: 'cluster', kind: 'cluster', spec: defaultClusterSpec('t'), status: {}, rootCa: { caCertPem: ca.caCert, caKeyPem: ca.caKey }, joinTokens: { worker: 'w', manager: 'm' }, denyList: { removedNodes: [], revokedSerials: [] } } as Draft<Cluster>);
+      tx.create({
+        id: 'cluster',
+        kind: 'cluster',
+        spec: defaultClusterSpec('t'),
+        status: {},
+        rootCa: { caCertPem: ca.caCert, caKeyPem: ca.caKey },
+        joinTokens: { worker: 'w', manager: 'm' },
+        denyList: { removedNodes: [], revokedSerials: [] },
+      } as Draft<Cluster>);
       for (const id of ['n1', 'n2', 'n3']) tx.create(node(id));
       tx.create(task('t1', 'n1'));
       tx.create(task('t2', 'n2'));
@@ -103,8 +117,20 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
       tx.create(task('p1', 'n1'));
     });
     const raft = { status: () => ({ role: 'leader', leader: 'm1', voters: ['m1'], learners: [], members: {} }) } as unknown as RaftNode;
-    const members = { managerAddrs: () => [{ id: 'm1', addr: '127.0.0.1:1' }], leaderAddr: () => null, reachableManagers: () => ({ reachable: 1, total: 1 }) } as unknown as Members;
-    d = new Dispatcher({ store, raft, gate: new PoisonGate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: (l) => logs.push(l) });
+    const members = {
+      managerAddrs: () => [{ id: 'm1', addr: '127.0.0.1:1' }],
+      leaderAddr: () => null,
+      reachableManagers: () => ({ reachable: 1, total: 1 }),
+    } as unknown as Members;
+    d = new Dispatcher({
+      store,
+      raft,
+      gate: new PoisonGate(raft, store, members, 1000),
+      members,
+      clusterId: 'c',
+      certProblem: () => null,
+      log: (l) => logs.push(l),
+    });
     server.on('upgrade', (req, socket, head) => {
       if (!d.handleUpgrade(req, socket, head)) socket.destroy();
     });

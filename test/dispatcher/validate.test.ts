@@ -78,10 +78,17 @@ describe('dispatcher/validate: whole messages', () => {
   }
 
   it('accepts each valid message type and keeps only known fields', () => {
-    const hello = validateAgentMessage({ t: 'hello', description: { ...desc(), evil: 'x'.repeat(1000), platform: { os: 'linux', arch: 'x64', more: 1 } }, extra: 1 });
+    const hello = validateAgentMessage({
+      t: 'hello',
+      description: { ...desc(), evil: 'x'.repeat(1000), platform: { os: 'linux', arch: 'x64', more: 1 } },
+      extra: 1,
+    });
     assert.deepEqual(hello, { t: 'hello', description: desc() });
     assert.deepEqual(validateAgentMessage({ t: 'hb', junk: [1, 2] }), { t: 'hb' });
-    assert.deepEqual(validateAgentMessage({ t: 'renew', csr: '-----BEGIN CERTIFICATE REQUEST-----\n…' }), { t: 'renew', csr: '-----BEGIN CERTIFICATE REQUEST-----\n…' });
+    assert.deepEqual(validateAgentMessage({ t: 'renew', csr: '-----BEGIN CERTIFICATE REQUEST-----\n…' }), {
+      t: 'renew',
+      csr: '-----BEGIN CERTIFICATE REQUEST-----\n…',
+    });
     assert.deepEqual(validateAgentMessage({ t: 'manager-up', advertise: '10.0.0.2:2377' }), { t: 'manager-up', advertise: '10.0.0.2:2377' });
     assert.equal(validateAgentMessage({ t: 'log-end', req: 'abcd' }).t, 'log-end');
     assert.equal(validateAgentMessage({ t: 'hello', description: { ...desc(), addr: '[fd00::1]' } }).t, 'hello');
@@ -113,7 +120,14 @@ describe('dispatcher/validate: batches are checked per entry', () => {
       m.updates.map((u) => u.taskId),
       ['good1', 'good2'],
     );
-    assert.deepEqual(m.updates[1], { taskId: 'good2', state: 'failed', message: 'started', timestamp: '2026-01-01T00:00:00.000Z', err: 'killed', exitCode: 137 });
+    assert.deepEqual(m.updates[1], {
+      taskId: 'good2',
+      state: 'failed',
+      message: 'started',
+      timestamp: '2026-01-01T00:00:00.000Z',
+      err: 'killed',
+      exitCode: 137,
+    });
     assert.deepEqual(
       m.rejected.map((v) => v.code),
       ['bad-update', 'bad-state', 'bad-task-id', 'bad-task-id', 'bad-task-id', 'bad-update', 'bad-update', 'bad-update', 'bad-update', 'bad-update'],
@@ -129,7 +143,11 @@ describe('dispatcher/validate: batches are checked per entry', () => {
   });
 
   it('a usage report keeps its good entries', () => {
-    const m = validateAgentMessage({ t: 'usage', at: 1000, tasks: { a: { cpuNanos: 1, memoryBytes: 2 }, b: { cpuNanos: -1, memoryBytes: 2 }, c: 'x', 'bad id': { cpuNanos: 1, memoryBytes: 1 } } });
+    const m = validateAgentMessage({
+      t: 'usage',
+      at: 1000,
+      tasks: { a: { cpuNanos: 1, memoryBytes: 2 }, b: { cpuNanos: -1, memoryBytes: 2 }, c: 'x', 'bad id': { cpuNanos: 1, memoryBytes: 1 } },
+    });
     if (m.t !== 'usage') return assert.fail();
     assert.deepEqual(m.tasks, { a: { cpuNanos: 1, memoryBytes: 2 } });
     assert.equal(m.rejected.length, 3);

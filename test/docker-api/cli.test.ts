@@ -19,7 +19,10 @@ function mask(s: string): string {
   return s
     .replace(/\b[0-9a-z]{25}\b/g, '<id>')
     .replace(/\b[0-9a-z]{12}\b(?=\s)/g, '<id12>')
-    .replace(/(Running|Shutdown|Preparing|Starting|Pending|Assigned|Complete|Failed|Rejected|Accepted|New) (less than a second|about a minute|\d+ seconds?|\d+ minutes?) ago/g, '$1 <when> ago')
+    .replace(
+      /(Running|Shutdown|Preparing|Starting|Pending|Assigned|Complete|Failed|Rejected|Accepted|New) (less than a second|about a minute|\d+ seconds?|\d+ minutes?) ago/g,
+      '$1 <when> ago',
+    )
     .replace(/[ \t]+$/gm, '');
 }
 
@@ -32,11 +35,14 @@ function ok(r: Run, what: string): string {
 function raw(socket: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = request({ socketPath: socket, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} }, (res) => {
-      let b = '';
-      res.on('data', (c: Buffer) => (b += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
-    });
+    const req = request(
+      { socketPath: socket, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
+      (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -58,9 +64,19 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
   after(async () => m.stop());
 
   it('negotiates the API version from /_ping and answers version and info', async () => {
-    const v = ok(await m.docker(['version', '--format', '{{.Client.APIVersion}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}/{{.Server.Arch}}']), 'version');
+    const v = ok(
+      await m.docker(['version', '--format', '{{.Client.APIVersion}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}/{{.Server.Arch}}']),
+      'version',
+    );
     assert.equal(v.trim(), '1.47 1.47 1.24 linux/amd64');
-    const info = ok(await m.docker(['info', '--format', '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.Nodes}} {{.Swarm.Managers}} {{len .Swarm.RemoteManagers}} {{.Architecture}} {{.Name}}']), 'info');
+    const info = ok(
+      await m.docker([
+        'info',
+        '--format',
+        '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.Nodes}} {{.Swarm.Managers}} {{len .Swarm.RemoteManagers}} {{.Architecture}} {{.Name}}',
+      ]),
+      'info',
+    );
     assert.equal(info.trim(), 'active true 1 1 1 x86_64 shoal-dk1');
     // Unversioned and too-old paths (Portainer and dockerode send unversioned ones).
     const unversioned = await raw(m.socket, 'GET', '/version');
@@ -74,13 +90,35 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     const ls = ok(await m.docker(['node', 'ls']), 'node ls');
     assert.equal(
       mask(ls),
-      ['ID                            HOSTNAME    STATUS    AVAILABILITY   MANAGER STATUS   ENGINE VERSION', '<id> *   shoal-dk1   Ready     Active         Leader           shoal-0.1.0', ''].join('\n'),
+      [
+        'ID                            HOSTNAME    STATUS    AVAILABILITY   MANAGER STATUS   ENGINE VERSION',
+        '<id> *   shoal-dk1   Ready     Active         Leader           shoal-0.1.0',
+        '',
+      ].join('\n'),
     );
-    assert.equal(ok(await m.docker(['node', 'inspect', 'self', '--format', '{{.Description.Hostname}} {{.Spec.Role}} {{.Description.Platform.Architecture}} {{.Status.Addr}}']), 'node inspect').trim(), 'shoal-dk1 manager x86_64 127.0.0.1');
+    assert.equal(
+      ok(
+        await m.docker([
+          'node',
+          'inspect',
+          'self',
+          '--format',
+          '{{.Description.Hostname}} {{.Spec.Role}} {{.Description.Platform.Architecture}} {{.Status.Addr}}',
+        ]),
+        'node inspect',
+      ).trim(),
+      'shoal-dk1 manager x86_64 127.0.0.1',
+    );
     ok(await m.docker(['node', 'update', '--label-add', 'zone=a', '--availability', 'drain', 'shoal-dk1']), 'node update');
-    assert.equal(ok(await m.docker(['node', 'inspect', 'shoal-dk1', '--format', '{{json .Spec}}']), 'inspect').trim(), '{"Labels":{"zone":"a"},"Role":"manager","Availability":"drain"}');
+    assert.equal(
+      ok(await m.docker(['node', 'inspect', 'shoal-dk1', '--format', '{{json .Spec}}']), 'inspect').trim(),
+      '{"Labels":{"zone":"a"},"Role":"manager","Availability":"drain"}',
+    );
     ok(await m.docker(['node', 'update', '--label-rm', 'zone', '--availability', 'active', 'shoal-dk1']), 'node update');
-    assert.equal(ok(await m.docker(['node', 'ls', '--filter', 'role=manager', '--format', '{{.Hostname}} {{.Availability}}']), 'ls').trim(), 'shoal-dk1 Active');
+    assert.equal(
+      ok(await m.docker(['node', 'ls', '--filter', 'role=manager', '--format', '{{.Hostname}} {{.Availability}}']), 'ls').trim(),
+      'shoal-dk1 Active',
+    );
     assert.equal(ok(await m.docker(['node', 'ls', '--filter', 'role=worker', '-q']), 'ls').trim(), '');
     const missing = await m.docker(['node', 'rm', 'nope']);
     assert.equal(missing.code, 1);
@@ -92,16 +130,43 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     assert.match(ok(r, 'service create'), /converged/);
     // Converged means both tasks run now, not eventually.
     const ps = ok(await m.docker(['service', 'ps', 'conv', '--format', '{{.Name}} {{.CurrentState}}']), 'ps');
-    assert.deepEqual(ps.trim().split('\n').map((l) => l.replace(/ .*$/, '')).sort(), ['conv.1', 'conv.2']);
+    assert.deepEqual(
+      ps
+        .trim()
+        .split('\n')
+        .map((l) => l.replace(/ .*$/, ''))
+        .sort(),
+      ['conv.1', 'conv.2'],
+    );
     assert.match(ps, /^conv\.\d Running/m);
     ok(await m.docker(['service', 'rm', 'conv']), 'rm');
   });
 
   it('runs a service through create -d, ls, inspect, update --image, scale, rollback and rm', async () => {
-    const id = ok(await m.docker(['service', 'create', '-d', '--name', 'web', '--replicas', '2', '--no-resolve-image', '-e', 'A=1', '--label', 'tier=front', 'busybox:1.36']), 'create').trim();
+    const id = ok(
+      await m.docker([
+        'service',
+        'create',
+        '-d',
+        '--name',
+        'web',
+        '--replicas',
+        '2',
+        '--no-resolve-image',
+        '-e',
+        'A=1',
+        '--label',
+        'tier=front',
+        'busybox:1.36',
+      ]),
+      'create',
+    ).trim();
     assert.match(id, /^[0-9a-z]{25}$/);
     await waitFor('2 running', async () => /2\/2/.test((await m.docker(['service', 'ls'])).stdout));
-    assert.equal(mask(ok(await m.docker(['service', 'ls']), 'ls')), ['ID             NAME      MODE         REPLICAS   IMAGE          PORTS', '<id12>   web       replicated   2/2        busybox:1.36', ''].join('\n'));
+    assert.equal(
+      mask(ok(await m.docker(['service', 'ls']), 'ls')),
+      ['ID             NAME      MODE         REPLICAS   IMAGE          PORTS', '<id12>   web       replicated   2/2        busybox:1.36', ''].join('\n'),
+    );
     const spec = JSON.parse(ok(await m.docker(['service', 'inspect', 'web', '--format', '{{json .Spec}}']), 'inspect')) as Record<string, any>;
     assert.equal(spec.Name, 'web');
     assert.deepEqual(spec.Labels, { tier: 'front' });
@@ -119,18 +184,45 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     assert.match(ok(await m.docker(['service', 'scale', '-d', 'web=3']), 'scale'), /web scaled to 3/);
     await waitFor('3/3', async () => (await m.docker(['service', 'ls', '--format', '{{.Replicas}}'])).stdout.trim() === '3/3');
     ok(await m.docker(['service', 'rollback', '-d', 'web']), 'rollback');
-    assert.equal(ok(await m.docker(['service', 'inspect', 'web', '--format', '{{.Spec.Mode.Replicated.Replicas}} {{.Spec.TaskTemplate.ContainerSpec.Image}} {{.PreviousSpec.Mode.Replicated.Replicas}}']), 'inspect').trim(), '2 busybox:1.37 3');
+    assert.equal(
+      ok(
+        await m.docker([
+          'service',
+          'inspect',
+          'web',
+          '--format',
+          '{{.Spec.Mode.Replicated.Replicas}} {{.Spec.TaskTemplate.ContainerSpec.Image}} {{.PreviousSpec.Mode.Replicated.Replicas}}',
+        ]),
+        'inspect',
+      ).trim(),
+      '2 busybox:1.37 3',
+    );
 
     // Filters: names by prefix, labels, the up-to-date tasks the CLI's progress polls.
     assert.equal(ok(await m.docker(['service', 'ls', '--filter', 'name=we', '-q']), 'ls').trim().length, 12);
     assert.equal(ok(await m.docker(['service', 'ls', '--filter', 'label=tier=back', '-q']), 'ls').trim(), '');
-    const upToDate = await raw(m.socket, 'GET', `/v1.47/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [id]: true }, '_up-to-date': { true: true } }))}`);
+    const upToDate = await raw(
+      m.socket,
+      'GET',
+      `/v1.47/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [id]: true }, '_up-to-date': { true: true } }))}`,
+    );
     const tasks = JSON.parse(upToDate.body) as { DesiredState: string; Spec: { ContainerSpec: { Image: string } } }[];
     await waitFor('2 up-to-date tasks', async () => {
-      const now = JSON.parse((await raw(m.socket, 'GET', `/v1.47/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [id]: true }, '_up-to-date': { true: true }, 'desired-state': { running: true } }))}`)).body) as unknown[];
+      const now = JSON.parse(
+        (
+          await raw(
+            m.socket,
+            'GET',
+            `/v1.47/tasks?filters=${encodeURIComponent(JSON.stringify({ service: { [id]: true }, '_up-to-date': { true: true }, 'desired-state': { running: true } }))}`,
+          )
+        ).body,
+      ) as unknown[];
       return now.length === 2;
     });
-    assert.ok(tasks.every((t) => t.Spec.ContainerSpec.Image === 'busybox:1.37'), 'only tasks of the current spec are up to date');
+    assert.ok(
+      tasks.every((t) => t.Spec.ContainerSpec.Image === 'busybox:1.37'),
+      'only tasks of the current spec are up to date',
+    );
 
     ok(await m.docker(['service', 'rm', 'web']), 'rm');
     assert.equal(ok(await m.docker(['service', 'ls', '-q']), 'ls').trim(), '');
@@ -165,9 +257,21 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
 
   it('creates, lists, inspects and removes overlay networks; refuses other drivers', async () => {
     ok(await m.docker(['network', 'create', '-d', 'overlay', '--subnet', '10.20.0.0/24', '--label', 'a=b', 'front']), 'create');
-    assert.equal(ok(await m.docker(['network', 'inspect', 'front', '--format', '{{.Name}} {{.Driver}} {{.Scope}} {{json .IPAM.Config}} {{json .Labels}}']), 'inspect').trim(), 'front overlay swarm [{"Subnet":"10.20.0.0/24","Gateway":"10.20.0.1"}] {"a":"b"}');
-    assert.equal(mask(ok(await m.docker(['network', 'ls', '--filter', 'name=fr']), 'ls')), ['NETWORK ID     NAME      DRIVER    SCOPE', '<id12>   front     overlay   swarm', ''].join('\n'));
-    const id = ok(await m.docker(['service', 'create', '-d', '--name', 'onnet', '--network', 'front', '--no-resolve-image', 'busybox:1.36']), 'create on network').trim();
+    assert.equal(
+      ok(
+        await m.docker(['network', 'inspect', 'front', '--format', '{{.Name}} {{.Driver}} {{.Scope}} {{json .IPAM.Config}} {{json .Labels}}']),
+        'inspect',
+      ).trim(),
+      'front overlay swarm [{"Subnet":"10.20.0.0/24","Gateway":"10.20.0.1"}] {"a":"b"}',
+    );
+    assert.equal(
+      mask(ok(await m.docker(['network', 'ls', '--filter', 'name=fr']), 'ls')),
+      ['NETWORK ID     NAME      DRIVER    SCOPE', '<id12>   front     overlay   swarm', ''].join('\n'),
+    );
+    const id = ok(
+      await m.docker(['service', 'create', '-d', '--name', 'onnet', '--network', 'front', '--no-resolve-image', 'busybox:1.36']),
+      'create on network',
+    ).trim();
     const inUse = await m.docker(['network', 'rm', 'front']);
     assert.equal(inUse.code, 1, 'a network in use is not removed');
     ok(await m.docker(['service', 'rm', id]), 'rm service');
@@ -196,7 +300,22 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     assert.equal(sec.Spec.Data, undefined, 'a secret never shows its data');
     const conf = JSON.parse(ok(await m.docker(['config', 'inspect', 'conf']), 'inspect'))[0];
     assert.equal(Buffer.from(conf.Spec.Data, 'base64').toString(), 'port=80\n');
-    ok(await m.docker(['service', 'create', '-d', '--name', 'usesecret', '--secret', 'pw', '--config', 'src=conf,target=/etc/app.conf', '--no-resolve-image', 'busybox:1.36']), 'service with secret');
+    ok(
+      await m.docker([
+        'service',
+        'create',
+        '-d',
+        '--name',
+        'usesecret',
+        '--secret',
+        'pw',
+        '--config',
+        'src=conf,target=/etc/app.conf',
+        '--no-resolve-image',
+        'busybox:1.36',
+      ]),
+      'service with secret',
+    );
     const spec = JSON.parse(ok(await m.docker(['service', 'inspect', 'usesecret', '--format', '{{json .Spec.TaskTemplate.ContainerSpec}}']), 'inspect'));
     assert.equal(spec.Secrets[0].SecretName, 'pw');
     assert.equal(spec.Configs[0].File.Name, '/etc/app.conf');
@@ -213,7 +332,24 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     writeFileSync(join(m.dir, 'pw.txt'), 's3cret\n');
     writeFileSync(
       join(m.dir, 'stack.yml'),
-      ['version: "3.8"', 'services:', '  web:', '    image: busybox:1.36', '    networks: [front]', '    secrets: [pw]', '    deploy:', '      replicas: 2', '  cache:', '    image: busybox:1.36', 'networks:', '  front: {}', 'secrets:', '  pw:', `    file: ${join(m.dir, 'pw.txt')}`, ''].join('\n'),
+      [
+        'version: "3.8"',
+        'services:',
+        '  web:',
+        '    image: busybox:1.36',
+        '    networks: [front]',
+        '    secrets: [pw]',
+        '    deploy:',
+        '      replicas: 2',
+        '  cache:',
+        '    image: busybox:1.36',
+        'networks:',
+        '  front: {}',
+        'secrets:',
+        '  pw:',
+        `    file: ${join(m.dir, 'pw.txt')}`,
+        '',
+      ].join('\n'),
     );
     const first = ok(await m.docker(['stack', 'deploy', '-c', join(m.dir, 'stack.yml'), '--resolve-image', 'never', 'app'], 60_000), 'stack deploy');
     assert.match(first, /Creating network app_front/);
@@ -222,9 +358,16 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     const again = ok(await m.docker(['stack', 'deploy', '-c', join(m.dir, 'stack.yml'), '--resolve-image', 'never', 'app'], 60_000), 'stack redeploy');
     assert.match(again, /Updating service app_web/);
     assert.equal(ok(await m.docker(['stack', 'ls', '--format', '{{.Name}} {{.Services}}']), 'stack ls').trim(), 'app 2');
-    await waitFor('app_web 2/2', async () => /app_web .*2\/2/.test((await m.docker(['stack', 'services', 'app', '--format', '{{.Name}} {{.Replicas}}'])).stdout));
+    await waitFor('app_web 2/2', async () =>
+      /app_web .*2\/2/.test((await m.docker(['stack', 'services', 'app', '--format', '{{.Name}} {{.Replicas}}'])).stdout),
+    );
     ok(await m.docker(['stack', 'rm', 'app']), 'stack rm');
-    await waitFor('the stack gone', async () => (await m.docker(['network', 'ls', '--filter', 'name=app_', '-q'])).stdout.trim() === '' && (await m.docker(['service', 'ls', '-q'])).stdout.trim() === '');
+    await waitFor(
+      'the stack gone',
+      async () =>
+        (await m.docker(['network', 'ls', '--filter', 'name=app_', '-q'])).stdout.trim() === '' &&
+        (await m.docker(['service', 'ls', '-q'])).stdout.trim() === '',
+    );
   });
 
   it('shows and rotates join tokens and the unlock key; turns autolock on and off', async () => {
@@ -249,7 +392,20 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
   it('reports service, network and node changes as events (since/until, filters, live)', async () => {
     const t0 = Math.floor(Date.now() / 1000) - 1;
     // Live: a stream opened before the change sees it.
-    const live = m.docker(['events', '--filter', 'type=service', '--filter', 'event=create', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}', '--until', String(t0 + 8)], 20_000);
+    const live = m.docker(
+      [
+        'events',
+        '--filter',
+        'type=service',
+        '--filter',
+        'event=create',
+        '--format',
+        '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}',
+        '--until',
+        String(t0 + 8),
+      ],
+      20_000,
+    );
     await new Promise((r) => setTimeout(r, 500));
     ok(await m.docker(['service', 'create', '-d', '--name', 'ev', '--no-resolve-image', 'busybox:1.36']), 'create');
     ok(await m.docker(['service', 'update', '-d', '--image', 'busybox:1.37', '--no-resolve-image', 'ev']), 'update');
@@ -257,9 +413,31 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
     ok(await m.docker(['service', 'rm', 'ev']), 'rm');
     ok(await m.docker(['network', 'rm', 'evnet']), 'network rm');
     const t1 = Math.ceil(Date.now() / 1000) + 1;
-    const past = ok(await m.docker(['events', '--since', String(t0), '--until', String(t1), '--filter', 'type=service', '--filter', 'type=network', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes "image.new"}}']), 'events');
+    const past = ok(
+      await m.docker([
+        'events',
+        '--since',
+        String(t0),
+        '--until',
+        String(t1),
+        '--filter',
+        'type=service',
+        '--filter',
+        'type=network',
+        '--format',
+        '{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes "image.new"}}',
+      ]),
+      'events',
+    );
     // Only this test's objects: others' (and the ingress network's) may fall in the same second.
-    assert.deepEqual(past.trim().split('\n').map((l) => l.trim()).filter((l) => / (ev|evnet)( |$)/.test(l)), ['service create ev', 'service update ev busybox:1.37', 'network create evnet', 'service remove ev', 'network remove evnet']);
+    assert.deepEqual(
+      past
+        .trim()
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => / (ev|evnet)( |$)/.test(l)),
+      ['service create ev', 'service update ev busybox:1.37', 'network create evnet', 'service remove ev', 'network remove evnet'],
+    );
     const streamed = await live;
     assert.equal(streamed.code, 0, streamed.stderr);
     assert.equal(streamed.stdout.trim(), 'service create ev');

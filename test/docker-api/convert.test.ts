@@ -62,7 +62,9 @@ describe('Docker ServiceSpec ↔ Shoal', () => {
   });
 
   it('reads a stack deploy spec: Mode {Replicated: {}} is one replica, no EndpointSpec is vip', () => {
-    const v = validateServiceSpec(toShoalSpec({ Name: 'ns_db', TaskTemplate: { ContainerSpec: { Image: 'redis:7' } }, Mode: { Replicated: {} }, EndpointSpec: {} }).spec);
+    const v = validateServiceSpec(
+      toShoalSpec({ Name: 'ns_db', TaskTemplate: { ContainerSpec: { Image: 'redis:7' } }, Mode: { Replicated: {} }, EndpointSpec: {} }).spec,
+    );
     assert.deepEqual(v.mode, { replicated: { replicas: 1 } });
     assert.deepEqual(v.endpoint.ports, []);
   });
@@ -70,7 +72,10 @@ describe('Docker ServiceSpec ↔ Shoal', () => {
   it('names every set field Shoal cannot honour, and only those', () => {
     const { warnings } = toShoalSpec({
       Name: 'x',
-      TaskTemplate: { ContainerSpec: { Image: 'busybox', ReadOnly: true, CapabilityAdd: ['NET_ADMIN'], Sysctls: { 'net.ipv4.ip_forward': '1' }, TTY: false, Groups: [] }, LogDriver: { Name: 'json-file' } },
+      TaskTemplate: {
+        ContainerSpec: { Image: 'busybox', ReadOnly: true, CapabilityAdd: ['NET_ADMIN'], Sysctls: { 'net.ipv4.ip_forward': '1' }, TTY: false, Groups: [] },
+        LogDriver: { Name: 'json-file' },
+      },
     });
     assert.deepEqual(warnings.sort(), [
       'ContainerSpec.CapabilityAdd is not supported by Shoal and was ignored',
@@ -81,7 +86,10 @@ describe('Docker ServiceSpec ↔ Shoal', () => {
   });
 
   it('refuses an unknown restart condition with the field named', () => {
-    assert.throws(() => toShoalSpec({ Name: 'x', TaskTemplate: { ContainerSpec: { Image: 'b' }, RestartPolicy: { Condition: 'always' } } }), /RestartPolicy\.Condition/);
+    assert.throws(
+      () => toShoalSpec({ Name: 'x', TaskTemplate: { ContainerSpec: { Image: 'b' }, RestartPolicy: { Condition: 'always' } } }),
+      /RestartPolicy\.Condition/,
+    );
   });
 });
 
@@ -106,7 +114,8 @@ describe('architecture names', () => {
     assert.equal(dockerArch('x64'), 'x86_64');
     assert.equal(goArch('x86_64'), 'amd64');
     const node = { id: 'n', hostname: 'h', role: 'worker', os: 'linux', arch: 'x64', ip: '10.0.0.1', labels: {} };
-    for (const c of ['node.platform.arch==amd64', 'node.platform.arch==x86_64', 'node.platform.arch==X64']) assert.ok(matches(parseConstraints([c])[0]!, node), c);
+    for (const c of ['node.platform.arch==amd64', 'node.platform.arch==x86_64', 'node.platform.arch==X64'])
+      assert.ok(matches(parseConstraints([c])[0]!, node), c);
     assert.ok(!matches(parseConstraints(['node.platform.arch==arm64'])[0]!, node));
     assert.ok(matches(parseConstraints(['node.platform.arch!=aarch64'])[0]!, node));
   });

@@ -31,7 +31,11 @@ describe('dockerode against a Shoal manager', () => {
   });
 
   it('creates a service, lists it, updates it with the version read and refuses a stale one', async () => {
-    const created = await docker.createService({ Name: 'dk', TaskTemplate: { ContainerSpec: { Image: 'busybox:1.36' } }, Mode: { Replicated: { Replicas: 1 } } });
+    const created = await docker.createService({
+      Name: 'dk',
+      TaskTemplate: { ContainerSpec: { Image: 'busybox:1.36' } },
+      Mode: { Replicated: { Replicas: 1 } },
+    });
     assert.match(created.id ?? created.ID, /^[0-9a-z]{25}$/);
     const list = await docker.listServices({ filters: { name: ['dk'] } });
     assert.equal(list.length, 1);
@@ -41,7 +45,10 @@ describe('dockerode against a Shoal manager', () => {
     await svc.update({ version: cur.Version.Index, ...spec });
     const now = await svc.inspect();
     assert.equal(now.Spec.Mode.Replicated.Replicas, 2);
-    await assert.rejects(svc.update({ version: cur.Version.Index, ...spec }), (e: any) => e.statusCode === 409 && /update out of sequence/.test(e.json?.message ?? e.message));
+    await assert.rejects(
+      svc.update({ version: cur.Version.Index, ...spec }),
+      (e: any) => e.statusCode === 409 && /update out of sequence/.test(e.json?.message ?? e.message),
+    );
     const tasks = await docker.listTasks({ filters: { service: ['dk'] } });
     assert.ok(tasks.length >= 1);
     assert.equal((await docker.listNodes()).length, 1);
@@ -56,8 +63,15 @@ describe('dockerode against a Shoal manager', () => {
     const stream = await docker.getEvents({ since, until: Date.now() / 1000 + 1, filters: { type: ['service'] } });
     let text = '';
     for await (const c of stream) text += c.toString();
-    const events = text.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.Actor.Attributes.name === 'evd');
-    assert.deepEqual(events.map((e) => e.Action), ['create', 'remove']);
+    const events = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.Actor.Attributes.name === 'evd');
+    assert.deepEqual(
+      events.map((e) => e.Action),
+      ['create', 'remove'],
+    );
     assert.equal(events[0].scope, 'swarm');
   });
 });

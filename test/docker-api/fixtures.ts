@@ -6,9 +6,46 @@ import { notFound, Router } from '../../manager/api/http.ts';
 import { DockerApiServer } from '../../manager/docker-api/server.ts';
 import type { DockerDeps } from '../../manager/docker-api/deps.ts';
 
-export const NODE = { id: 'node000000000000000000001', version: 3, createdAt: '2026-12-06T05:00:00Z', updatedAt: '2026-12-06T05:00:00Z', spec: { labels: {}, availability: 'active', role: 'manager' }, description: { hostname: 'host-a', platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 1e9, memoryBytes: 1 << 30 }, engineVersion: 'shoal-0.1.0', addr: '10.0.0.1' }, status: { state: 'ready', message: '', addr: '10.0.0.1' }, managerStatus: { leader: true, reachability: 'reachable', voter: true, addr: '10.0.0.1:2377' } };
-export const SERVICE = { id: 'svc000000000000000000000001', version: 9, createdAt: '2026-12-06T05:00:00Z', updatedAt: '2026-12-06T05:00:00Z', specVersion: 1, status: {}, spec: { name: 'web', labels: {}, mode: { replicated: { replicas: 2 } }, task: { image: 'busybox:1.36' }, networks: [], endpoint: { ports: [] } } };
-const task = (id: string, slot: number) => ({ id, version: 5, createdAt: '2026-12-06T05:00:00Z', updatedAt: '2026-12-06T05:00:00Z', serviceId: SERVICE.id, slot, nodeId: NODE.id, spec: { image: 'busybox:1.36' }, specVersion: 1, desiredState: 'running', status: { state: 'running', timestamp: '2026-12-06T05:00:00Z', message: 'started' }, serviceAnnotations: { name: 'web', labels: {} }, networks: [] });
+export const NODE = {
+  id: 'node000000000000000000001',
+  version: 3,
+  createdAt: '2026-12-06T05:00:00Z',
+  updatedAt: '2026-12-06T05:00:00Z',
+  spec: { labels: {}, availability: 'active', role: 'manager' },
+  description: {
+    hostname: 'host-a',
+    platform: { os: 'linux', arch: 'x64' },
+    resources: { nanoCpus: 1e9, memoryBytes: 1 << 30 },
+    engineVersion: 'shoal-0.1.0',
+    addr: '10.0.0.1',
+  },
+  status: { state: 'ready', message: '', addr: '10.0.0.1' },
+  managerStatus: { leader: true, reachability: 'reachable', voter: true, addr: '10.0.0.1:2377' },
+};
+export const SERVICE = {
+  id: 'svc000000000000000000000001',
+  version: 9,
+  createdAt: '2026-12-06T05:00:00Z',
+  updatedAt: '2026-12-06T05:00:00Z',
+  specVersion: 1,
+  status: {},
+  spec: { name: 'web', labels: {}, mode: { replicated: { replicas: 2 } }, task: { image: 'busybox:1.36' }, networks: [], endpoint: { ports: [] } },
+};
+const task = (id: string, slot: number) => ({
+  id,
+  version: 5,
+  createdAt: '2026-12-06T05:00:00Z',
+  updatedAt: '2026-12-06T05:00:00Z',
+  serviceId: SERVICE.id,
+  slot,
+  nodeId: NODE.id,
+  spec: { image: 'busybox:1.36' },
+  specVersion: 1,
+  desiredState: 'running',
+  status: { state: 'running', timestamp: '2026-12-06T05:00:00Z', message: 'started' },
+  serviceAnnotations: { name: 'web', labels: {} },
+  networks: [],
+});
 export const TASKS = [task('task00000000000000000000a1', 1), task('task00000000000000000000b2', 2)];
 
 /** What GET /v1/logs answers (remote.ts): one JSON line per chunk, plus warnings the facade logs. */
@@ -26,7 +63,6 @@ function controlLogs(res: ServerResponse, url: string): undefined {
   res.end();
   return undefined;
 }
-
 
 export function logsServer(socket: string, log: (l: string) => void): DockerApiServer {
   const control = new Router<{ cn: string }>();

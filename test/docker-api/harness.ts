@@ -45,7 +45,14 @@ export class OneManager {
   /** Starts the daemon and (unless `init: false`) initialises a cluster on it. */
   async start(opts: { tcp?: boolean; init?: boolean } = {}): Promise<void> {
     this.dockerPort = opts.tcp ? await freePort() : null;
-    this.daemon = new Daemon({ stateDir: join(this.dir, 'state'), executor: 'test', processGuard: false, dockerPort: this.dockerPort, hostname: 'shoal-dk1', log: () => {} });
+    this.daemon = new Daemon({
+      stateDir: join(this.dir, 'state'),
+      executor: 'test',
+      processGuard: false,
+      dockerPort: this.dockerPort,
+      hostname: 'shoal-dk1',
+      log: () => {},
+    });
     await this.daemon.start();
     if (opts.init === false) return;
     const r = await this.daemon.init({ advertiseAddr: '127.0.0.1', listenPort: await freePort() });
@@ -68,7 +75,11 @@ export class OneManager {
       execFile(
         cmd,
         args,
-        { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, DOCKER_CONFIG: join(this.dir, 'docker-config'), ...env }, timeout: timeoutMs, maxBuffer: 8 << 20 },
+        {
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.dir, DOCKER_CONFIG: join(this.dir, 'docker-config'), ...env },
+          timeout: timeoutMs,
+          maxBuffer: 8 << 20,
+        },
         (e, stdout, stderr) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr }),
       );
     });

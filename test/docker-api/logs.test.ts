@@ -15,7 +15,10 @@ import { logsServer, TASKS } from './fixtures.ts';
 
 describe('multiplexed log frames', () => {
   it('frames a line with an 8-byte header, the details prefix and a newline', () => {
-    const f = logFrame({ stream: 'stderr', ts: '2026-12-06T05:00:00.123456789Z', line: 'boom', nodeId: 'n1', serviceId: 's1', taskId: 't1' }, { timestamps: true, details: true });
+    const f = logFrame(
+      { stream: 'stderr', ts: '2026-12-06T05:00:00.123456789Z', line: 'boom', nodeId: 'n1', serviceId: 's1', taskId: 't1' },
+      { timestamps: true, details: true },
+    );
     assert.deepEqual([...f.subarray(0, 4)], [2, 0, 0, 0]);
     const payload = '2026-12-06T05:00:00.123456789Z com.docker.swarm.node.id=n1,com.docker.swarm.service.id=s1,com.docker.swarm.task.id=t1 boom\n';
     assert.equal(f.readUInt32BE(4), Buffer.byteLength(payload));
@@ -23,13 +26,21 @@ describe('multiplexed log frames', () => {
   });
 
   it('leaves the newline off a partial piece and parses frames back, keeping an incomplete rest', () => {
-    const a = logFrame({ stream: 'stdout', ts: 't', line: 'ab', partial: true, nodeId: 'n', serviceId: 's', taskId: 'x' }, { timestamps: false, details: false });
+    const a = logFrame(
+      { stream: 'stdout', ts: 't', line: 'ab', partial: true, nodeId: 'n', serviceId: 's', taskId: 'x' },
+      { timestamps: false, details: false },
+    );
     const b = logFrame({ stream: 'stdout', ts: 't', line: 'cd', nodeId: 'n', serviceId: 's', taskId: 'x' }, { timestamps: false, details: false });
     const all = Buffer.concat([a, b]);
     const p = parseFrames(all.subarray(0, all.length - 1));
     assert.deepEqual(p.frames, [{ stream: 1, payload: 'ab' }]);
     assert.equal(p.rest.length, b.length - 1);
-    assert.deepEqual(parseFrames(all).frames.map((f) => f.payload).join(''), 'abcd\n');
+    assert.deepEqual(
+      parseFrames(all)
+        .frames.map((f) => f.payload)
+        .join(''),
+      'abcd\n',
+    );
   });
 
   it('reads Docker since values (unix seconds with a fraction; 0 = none)', () => {
@@ -50,8 +61,11 @@ describe('docker service logs through the facade', { skip }, () => {
   const server = logsServer(socket, (l) => logged.push(l));
   const docker = (args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-      execFile('docker', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, DOCKER_CONFIG: join(dir, 'cfg'), DOCKER_HOST: `unix://${socket}` }, timeout: 30_000 }, (e, stdout, stderr) =>
-        resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr }),
+      execFile(
+        'docker',
+        args,
+        { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, DOCKER_CONFIG: join(dir, 'cfg'), DOCKER_HOST: `unix://${socket}` }, timeout: 30_000 },
+        (e, stdout, stderr) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr }),
       ),
     );
   before(async () => server.start());
@@ -65,16 +79,22 @@ describe('docker service logs through the facade', { skip }, () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, ['web.1.task00000000@host-a    | hello from 1', 'web.2.task00000000@host-a    | tail=all since=-', ''].join('\n'));
     assert.equal(r.stderr, 'web.2.task00000000@host-a    | oops from 2\n');
-    assert.ok(logged.some((l) => /host-b is down/.test(l)), 'control-stream warnings go to the manager log');
+    assert.ok(
+      logged.some((l) => /host-b is down/.test(l)),
+      'control-stream warnings go to the manager log',
+    );
   });
 
   it('passes --timestamps, --tail, --since and --no-task-ids / --raw on', async () => {
     const r = await docker(['service', 'logs', '--timestamps', '--tail', '5', '--since', '2026-12-06T05:00:00Z', '--raw', 'web']);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, ['2026-12-06T05:00:01.000000001Z hello from 1', '2026-12-06T05:00:03.000000003Z tail=5 since=2026-12-06T05:00:00.000Z', ''].join('\n'));
+    assert.equal(
+      r.stdout,
+      ['2026-12-06T05:00:01.000000001Z hello from 1', '2026-12-06T05:00:03.000000003Z tail=5 since=2026-12-06T05:00:00.000Z', ''].join('\n'),
+    );
   });
 
-  it('serves one task\'s logs', async () => {
+  it("serves one task's logs", async () => {
     const r = await docker(['service', 'logs', '--raw', TASKS[0]!.id]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'hello from 1\n');
@@ -94,4 +114,3 @@ describe('docker service logs through the facade', { skip }, () => {
     assert.equal(r, 400);
   });
 });
-

@@ -23,7 +23,12 @@ describe('docker CLI over TCP with the admin certificate', { skip }, () => {
     await m.start({ tcp: true });
     writeFileSync(join(m.dir, 'context.json'), JSON.stringify(m.context));
     certDir = join(m.dir, 'certs');
-    const r = await m.run(SHOAL, ['context', 'docker', '--context', join(m.dir, 'context.json'), '--dir', certDir, '--name', 'shoal-test', '--port', String(m.dockerPort)], 60_000, { SHOAL_USE_TSX: '1' });
+    const r = await m.run(
+      SHOAL,
+      ['context', 'docker', '--context', join(m.dir, 'context.json'), '--dir', certDir, '--name', 'shoal-test', '--port', String(m.dockerPort)],
+      60_000,
+      { SHOAL_USE_TSX: '1' },
+    );
     assert.equal(r.code, 0, r.stderr);
     printed = r.stdout;
   });
@@ -46,7 +51,11 @@ describe('docker CLI over TCP with the admin certificate', { skip }, () => {
   });
 
   it('serves the CLI through the printed variables', async () => {
-    const r = await m.docker(['info', '--format', '{{.Swarm.ControlAvailable}}'], 30_000, { DOCKER_HOST: `tcp://127.0.0.1:${m.dockerPort}`, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certDir });
+    const r = await m.docker(['info', '--format', '{{.Swarm.ControlAvailable}}'], 30_000, {
+      DOCKER_HOST: `tcp://127.0.0.1:${m.dockerPort}`,
+      DOCKER_TLS_VERIFY: '1',
+      DOCKER_CERT_PATH: certDir,
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'true');
   });
@@ -60,10 +69,20 @@ describe('docker CLI over TCP with the admin certificate', { skip }, () => {
     assert.match(noCert, /certificate required|socket hang up|ECONNRESET/);
     const state = join(m.dir, 'state', 'certs');
     const status = await new Promise<number>((res, rej) => {
-      const req = request({ host: '127.0.0.1', port: m.dockerPort!, path: '/v1.47/_ping', ca: m.context.admin.ca, key: readFileSync(join(state, 'node.key')), cert: readFileSync(join(state, 'node.crt')) }, (r) => {
-        r.resume();
-        res(r.statusCode ?? 0);
-      });
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: m.dockerPort!,
+          path: '/v1.47/_ping',
+          ca: m.context.admin.ca,
+          key: readFileSync(join(state, 'node.key')),
+          cert: readFileSync(join(state, 'node.crt')),
+        },
+        (r) => {
+          r.resume();
+          res(r.statusCode ?? 0);
+        },
+      );
       req.on('error', rej);
       req.end();
     });

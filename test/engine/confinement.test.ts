@@ -60,8 +60,14 @@ test('device cgroup: a block device of the host and an unlisted char device cann
   const dev = out.find((l) => l.startsWith('dev='))!;
   assert.notEqual(dev, 'dev=0:0', 'the root must be on a real device for this test to mean anything');
   assert.ok(out.includes('mknod-block-ok'), 'mknod itself stays allowed (as with Docker)');
-  assert.ok(out.some((l) => /disk.*Operation not permitted/.test(l)), out.join('\n'));
-  assert.ok(out.some((l) => /kmem.*Operation not permitted/.test(l)), out.join('\n'));
+  assert.ok(
+    out.some((l) => /disk.*Operation not permitted/.test(l)),
+    out.join('\n'),
+  );
+  assert.ok(
+    out.some((l) => /kmem.*Operation not permitted/.test(l)),
+    out.join('\n'),
+  );
   assert.ok(out.includes('null-ok'), out.join('\n'));
   assert.ok(out.includes('4'), out.join('\n'));
   assert.match(readFileSync(join(cg.paths().find((p) => p.includes('/devices/'))!, 'devices.list'), 'utf8'), /^c 1:3 rwm$/m);
@@ -90,7 +96,10 @@ test('device BPF program (cgroup v2 path): allows the listed devices and nothing
   });
   const out = e.stdout();
   assert.ok(out.includes('mknod-ok'), out.join('\n'));
-  assert.ok(out.some((l) => /kmem.*Operation not permitted/.test(l)), out.join('\n'));
+  assert.ok(
+    out.some((l) => /kmem.*Operation not permitted/.test(l)),
+    out.join('\n'),
+  );
   assert.ok(out.includes('null-ok') && out.includes('3'), out.join('\n'));
 });
 
@@ -152,14 +161,25 @@ test('seccomp allowlist: io_uring, clone3, namespaces, mount, keyrings and unkno
 test('seccomp: a Docker JSON profile is honoured; what Shoal cannot honour is refused by name', { skip }, async (t) => {
   const e = setup(t);
   applets(e, ['mkdir']);
-  const profile = compileSeccompProfile(JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 }] }));
+  const profile = compileSeccompProfile(
+    JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 }] }),
+  );
   writeFileSync(join(e.dir, 'profile'), profile);
   await run(e, 'mkdir /tmp/x 2>&1 | head -n 1; unshare -U true && echo unshare-ok', { seccompProfilePath: join(e.dir, 'profile') });
   const out = e.stdout();
-  assert.ok(out.some((l) => /Permission denied/.test(l)), out.join('\n'));
+  assert.ok(
+    out.some((l) => /Permission denied/.test(l)),
+    out.join('\n'),
+  );
   assert.ok(out.includes('unshare-ok'), 'the profile allows by default: ' + out.join('\n'));
   assert.throws(
-    () => compileSeccompProfile(JSON.stringify({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['personality'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 8, op: 'SCMP_CMP_EQ' }] }] })),
+    () =>
+      compileSeccompProfile(
+        JSON.stringify({
+          defaultAction: 'SCMP_ACT_ERRNO',
+          syscalls: [{ names: ['personality'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 8, op: 'SCMP_CMP_EQ' }] }],
+        }),
+      ),
     (err: unknown) => err instanceof SeccompProfileError && /args/.test(err.message),
   );
   assert.throws(() => compileSeccompProfile('{"defaultAction":"SCMP_ACT_TRACE"}'), /SCMP_ACT_TRACE.*not supported/);
@@ -179,7 +199,9 @@ test('the shim runs from a sealed copy: its binary cannot be written through /pr
   const r = await execInContainer(e.stateDir, ['/bin/evil'], { timeoutMs: 5000 });
   assert.notEqual(r.exitCode, 0);
   // an exec'd command is non-dumpable until its execve: as container root, try to open every process's exe
-  const w = await execInContainer(e.stateDir, ['sh', '-c', 'for p in /proc/[0-9]*; do (echo x >> $p/exe) 2>/dev/null && echo "wrote $p"; done; echo done'], { timeoutMs: 5000 });
+  const w = await execInContainer(e.stateDir, ['sh', '-c', 'for p in /proc/[0-9]*; do (echo x >> $p/exe) 2>/dev/null && echo "wrote $p"; done; echo done'], {
+    timeoutMs: 5000,
+  });
   assert.equal(w.stdout.toString().trim(), 'done', w.stdout.toString());
   assert.equal(hash(), before, 'the host binary is unchanged');
   await stopContainer(e.stateDir, 1000);
@@ -188,13 +210,20 @@ test('the shim runs from a sealed copy: its binary cannot be written through /pr
 test('/proc/sys and a --read-only root are not writable; mounts placed into it stay writable', { skip }, async (t) => {
   const e = setup(t);
   applets(e, ['touch']);
-  await run(e, 'echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null && echo sys-writable || echo sys-ro; touch /newfile 2>&1 | head -n 1; touch /data/f && echo data-ok; touch /dev/shm/f && echo shm-ok', {
-    readOnly: true,
-    mounts: [{ type: 'tmpfs', target: '/data' }],
-  });
+  await run(
+    e,
+    'echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null && echo sys-writable || echo sys-ro; touch /newfile 2>&1 | head -n 1; touch /data/f && echo data-ok; touch /dev/shm/f && echo shm-ok',
+    {
+      readOnly: true,
+      mounts: [{ type: 'tmpfs', target: '/data' }],
+    },
+  );
   const out = e.stdout();
   assert.ok(out.includes('sys-ro'), out.join('\n'));
-  assert.ok(out.some((l) => /Read-only file system/.test(l)), out.join('\n'));
+  assert.ok(
+    out.some((l) => /Read-only file system/.test(l)),
+    out.join('\n'),
+  );
   assert.ok(out.includes('data-ok') && out.includes('shm-ok'), out.join('\n'));
 });
 
@@ -202,7 +231,10 @@ test('capabilities: drop ALL makes chown fail; add NET_ADMIN allows creating a l
   const e = setup(t);
   applets(e, ['chown']);
   await run(e, 'touch /tmp/f; chown 1 /tmp/f 2>&1 | head -n 1; grep CapEff /proc/self/status', { caps: effectiveCapabilities([], ['ALL']) });
-  assert.ok(e.stdout().some((l) => /Operation not permitted/.test(l)), e.stdout().join('\n'));
+  assert.ok(
+    e.stdout().some((l) => /Operation not permitted/.test(l)),
+    e.stdout().join('\n'),
+  );
   assert.ok(e.stdout().includes('CapEff:\t0000000000000000'), e.stdout().join('\n'));
 
   const n = setup(t);
@@ -219,25 +251,37 @@ test('sysctl and ulimit: applied inside the container (and to exec); a host-wide
   const e = setup(t);
   const hostForward = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8');
   await startContainer(e.opts(['sleep', '30'], { sysctls: { 'net.ipv4.ip_forward': '1' }, ulimits: { nofile: { soft: 1024, hard: 2048 } } }));
-  const r = await execInContainer(e.stateDir, ['sh', '-c', 'cat /proc/sys/net/ipv4/ip_forward; grep "open files" /proc/self/limits; grep "open files" /proc/1/limits'], { timeoutMs: 5000 });
+  const r = await execInContainer(
+    e.stateDir,
+    ['sh', '-c', 'cat /proc/sys/net/ipv4/ip_forward; grep "open files" /proc/self/limits; grep "open files" /proc/1/limits'],
+    { timeoutMs: 5000 },
+  );
   const lines = r.stdout.toString().trim().split('\n');
   assert.equal(lines[0], '1');
   for (const l of lines.slice(1)) assert.match(l, /^Max open files\s+1024\s+2048\s+files/);
   await stopContainer(e.stateDir, 1000);
   assert.equal(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8'), hostForward, "the host's own setting is untouched");
 
-  assert.throws(() => checkSysctl('kernel.panic', '1', 'f'), (err: unknown) => err instanceof ConfinementError && /kernel\.panic is not namespaced/.test(err.message));
+  assert.throws(
+    () => checkSysctl('kernel.panic', '1', 'f'),
+    (err: unknown) => err instanceof ConfinementError && /kernel\.panic is not namespaced/.test(err.message),
+  );
   assert.throws(
     () => validateServiceSpec({ name: 's', task: { image: 'busybox', sysctls: { 'kernel.panic': '1' } } }),
     /task\.sysctls\["kernel\.panic"\].*not namespaced/,
   );
-  const ok = validateServiceSpec({ name: 's', task: { image: 'busybox', sysctls: { 'net.ipv4.ip_forward': '1' }, capabilityAdd: ['net_admin'], ulimits: [{ name: 'nofile', soft: 1024, hard: 2048 }] } });
+  const ok = validateServiceSpec({
+    name: 's',
+    task: { image: 'busybox', sysctls: { 'net.ipv4.ip_forward': '1' }, capabilityAdd: ['net_admin'], ulimits: [{ name: 'nofile', soft: 1024, hard: 2048 }] },
+  });
   assert.deepEqual(ok.task.capabilityAdd, ['CAP_NET_ADMIN']);
 });
 
 test('--init: PID 1 is a reaper, orphans do not stay zombies, the exit status comes through', { skip }, async (t) => {
   const e = setup(t);
-  const st = await run(e, 'cat /proc/1/comm; echo "me=$$"; sh -c "sleep 0.1 &"; sleep 0.5; grep -l "^State:.*Z" /proc/[0-9]*/status | wc -l; exit 3', { init: true });
+  const st = await run(e, 'cat /proc/1/comm; echo "me=$$"; sh -c "sleep 0.1 &"; sleep 0.5; grep -l "^State:.*Z" /proc/[0-9]*/status | wc -l; exit 3', {
+    init: true,
+  });
   assert.deepEqual(e.stdout(), ['shoal-shim', 'me=2', '0']);
   assert.equal(st.exitCode, 3);
   // a stop request reaches the command through the reaper
@@ -254,7 +298,10 @@ test("the image's /etc/passwd as a FIFO, a symlink to /dev/zero or out of the ro
   /** Refused at once (a blocking open or an endless read would never return). */
   const refusedQuickly = (user: string, re: RegExp) => {
     const t0 = Date.now();
-    assert.throws(() => resolveUser(e.rootfs, user), (err: unknown) => err instanceof UserLookupError && re.test(err.message));
+    assert.throws(
+      () => resolveUser(e.rootfs, user),
+      (err: unknown) => err instanceof UserLookupError && re.test(err.message),
+    );
     assert.ok(Date.now() - t0 < 500, `refused after ${Date.now() - t0} ms`);
   };
   // a FIFO: opening it on the host would block the daemon
@@ -322,7 +369,10 @@ test('compose: cap_add, cap_drop, init, read_only, sysctls and ulimits become th
   assert.equal(spec.task.init, true);
   assert.equal(spec.task.readOnly, true);
   assert.deepEqual(spec.task.sysctls, { 'net.ipv4.ip_forward': '1' });
-  assert.deepEqual(spec.task.ulimits, [{ name: 'nofile', soft: 1024, hard: 2048 }, { name: 'nproc', soft: 65535, hard: 65535 }]);
+  assert.deepEqual(spec.task.ulimits, [
+    { name: 'nofile', soft: 1024, hard: 2048 },
+    { name: 'nproc', soft: 65535, hard: 65535 },
+  ]);
   assert.deepEqual(effectiveCapabilities(spec.task.capabilityAdd, spec.task.capabilityDrop), [12]);
 });
 
@@ -358,8 +408,21 @@ test('engine: a task whose image has a FIFO /etc/passwd and USER app is rejected
 
 test('CLI: the confinement flags as Docker spells them, for create and update', () => {
   const { spec } = parseServiceCreateArgs([
-    '--cap-add', 'NET_ADMIN', '--cap-drop', 'ALL', '--read-only', '--init', '--sysctl', 'net.ipv4.ip_forward=1',
-    '--ulimit', 'nofile=1024:2048', '--security-opt', 'seccomp=unconfined', '--security-opt', 'no-new-privileges', 'busybox',
+    '--cap-add',
+    'NET_ADMIN',
+    '--cap-drop',
+    'ALL',
+    '--read-only',
+    '--init',
+    '--sysctl',
+    'net.ipv4.ip_forward=1',
+    '--ulimit',
+    'nofile=1024:2048',
+    '--security-opt',
+    'seccomp=unconfined',
+    '--security-opt',
+    'no-new-privileges',
+    'busybox',
   ]);
   const v = validateServiceSpec({ ...spec, name: 'c' });
   assert.deepEqual([v.task.capabilityAdd, v.task.capabilityDrop, v.task.readOnly, v.task.init], [['CAP_NET_ADMIN'], ['ALL'], true, true]);
@@ -373,5 +436,8 @@ test('CLI: the confinement flags as Docker spells them, for create and update', 
   assert.deepEqual(w.task.capabilityDrop, ['ALL', 'CAP_NET_ADMIN']);
   assert.equal(w.task.readOnly, undefined);
   assert.equal(w.task.sysctls, undefined);
-  assert.deepEqual(w.task.ulimits, [{ name: 'nofile', soft: 1024, hard: 2048 }, { name: 'nproc', soft: 100, hard: 100 }]);
+  assert.deepEqual(w.task.ulimits, [
+    { name: 'nofile', soft: 1024, hard: 2048 },
+    { name: 'nproc', soft: 100, hard: 100 },
+  ]);
 });

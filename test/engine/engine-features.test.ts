@@ -117,7 +117,10 @@ test('network hook: attached before the shim starts; the container joins its nam
   assert.deepEqual(lines.slice(0, 3).sort(), ['eth-eng0', 'eth-eng1', 'lo']);
   assert.deepEqual(lines.slice(3), ['nameserver 10.0.9.1', '127.0.0.1 localhost', '10.0.9.5 web']);
   await until(() => netCalls.includes('detach t-net'));
-  assert.deepEqual(netCalls.filter((c) => c.endsWith(' t-net')), ['attach t-net', 'detach t-net']);
+  assert.deepEqual(
+    netCalls.filter((c) => c.endsWith(' t-net')),
+    ['attach t-net', 'detach t-net'],
+  );
   assert.ok(!readdirSync('/run/netns').includes(nsOf('t-net')));
   remove('t-net');
 });
@@ -155,7 +158,10 @@ test('healthcheck: the task stays starting until the first healthy probe, then r
   await until(() => last('t-healthy')?.state === 'running');
   assert.ok(Date.now() - t0 >= 800, 'running only once the probe succeeded');
   const ups = states.get('t-healthy')!;
-  assert.deepEqual(ups.map((u) => u.state), ['accepted', 'preparing', 'starting', 'starting', 'running']);
+  assert.deepEqual(
+    ups.map((u) => u.state),
+    ['accepted', 'preparing', 'starting', 'starting', 'running'],
+  );
   assert.equal(ups[3]!.message, 'container is starting, waiting for healthcheck');
   const h = ex.health('t-healthy')!;
   assert.equal(h.status, 'healthy');
@@ -168,7 +174,11 @@ test('healthcheck: the task stays starting until the first healthy probe, then r
 });
 
 test('healthcheck: failing or timed-out probes make the container unhealthy: stopped, task failed', async () => {
-  run('t-sick', { args: ['sleep', '30'], healthcheck: { test: ['CMD', 'sh', '-c', 'echo "  db down "; exit 1'], intervalMs: 100, retries: 2 }, stopGracePeriodMs: 100 });
+  run('t-sick', {
+    args: ['sleep', '30'],
+    healthcheck: { test: ['CMD', 'sh', '-c', 'echo "  db down "; exit 1'], intervalMs: 100, retries: 2 },
+    stopGracePeriodMs: 100,
+  });
   run('t-slow', { args: ['sleep', '30'], healthcheck: { test: ['CMD', 'sleep', '10'], intervalMs: 100, timeoutMs: 200, retries: 1 }, stopGracePeriodMs: 100 });
   await until(() => last('t-sick')?.state === 'failed' && last('t-slow')?.state === 'failed');
   assert.equal(last('t-sick')!.err, 'unhealthy container: db down');
@@ -192,7 +202,11 @@ test('mounts: bind read-write and read-only, tmpfs with its size enforced', asyn
   mkdirSync(ro);
   writeFileSync(join(ro, 'in'), 'host data\n');
   run('t-mnt', {
-    args: ['sh', '-c', 'echo from-task > /rw/out; cat /ro/in; touch /ro/x 2>/dev/null; echo touch=$?; dd if=/dev/zero of=/t/a bs=1024 count=400 2>/dev/null; echo dd1=$?; dd if=/dev/zero of=/t/b bs=1024 count=400 2>/dev/null; echo dd2=$?'],
+    args: [
+      'sh',
+      '-c',
+      'echo from-task > /rw/out; cat /ro/in; touch /ro/x 2>/dev/null; echo touch=$?; dd if=/dev/zero of=/t/a bs=1024 count=400 2>/dev/null; echo dd1=$?; dd if=/dev/zero of=/t/b bs=1024 count=400 2>/dev/null; echo dd2=$?',
+    ],
     mounts: [
       { type: 'bind', source: rw, target: '/rw' },
       { type: 'bind', source: ro, target: '/ro', readOnly: true },
@@ -217,14 +231,24 @@ test('mounts: a missing bind source rejects the task, naming the node', async ()
 
 test('volumes: a named volume persists across tasks and cannot be removed while used; anonymous ones go with their task', async () => {
   const vol = 'shoal-eng-data';
-  run('t-vol1', { args: ['sh', '-c', 'echo persisted > /vol/f; echo scratch > /anon/f'], mounts: [{ type: 'volume', source: vol, target: '/vol' }, { type: 'volume', target: '/anon' }] });
+  run('t-vol1', {
+    args: ['sh', '-c', 'echo persisted > /vol/f; echo scratch > /anon/f'],
+    mounts: [
+      { type: 'volume', source: vol, target: '/vol' },
+      { type: 'volume', target: '/anon' },
+    ],
+  });
   await until(() => last('t-vol1')?.state === 'complete');
   const anon = ex.volumes.list().find((v) => v.anonymous)!;
   assert.deepEqual(anon.users, ['t-vol1']);
   assert.equal(readFileSync(join(anon.path, 'f'), 'utf8'), 'scratch\n');
   remove('t-vol1');
   await until(() => !existsSync(anon.path));
-  run('t-vol2', { args: ['sh', '-c', 'cat /data/f; sleep 30'], mounts: [{ type: 'volume', source: vol, target: '/data', readOnly: true }], stopGracePeriodMs: 100 });
+  run('t-vol2', {
+    args: ['sh', '-c', 'cat /data/f; sleep 30'],
+    mounts: [{ type: 'volume', source: vol, target: '/data', readOnly: true }],
+    stopGracePeriodMs: 100,
+  });
   await until(() => last('t-vol2')?.state === 'running');
   const end = Date.now() + 5000;
   while ((await logLines('t-vol2')).length === 0 && Date.now() < end) await sleep(20);
@@ -242,7 +266,10 @@ test('logs: history with tail, and follow that ends when the container exits', a
   const followed: string[] = [];
   for await (const e of ex.logs('t-logs', { follow: true })) followed.push(`${e.stream}:${e.line}`);
   assert.equal(last('t-logs')?.state, 'complete', 'follow ended with the container');
-  assert.deepEqual(followed.filter((l) => l.startsWith('stdout')), ['stdout:one', 'stdout:three']);
+  assert.deepEqual(
+    followed.filter((l) => l.startsWith('stdout')),
+    ['stdout:one', 'stdout:three'],
+  );
   assert.ok(followed.includes('stderr:two'));
   const tail: string[] = [];
   for await (const e of ex.logs('t-logs', { tail: 1 })) tail.push(e.line);
@@ -287,7 +314,15 @@ test('an agent restart: a new executor re-adopts a running task (health, exec, u
   remove('t-adopt');
   await until(() => !existsSync(join(tasksRoot, 't-adopt')));
   assert.deepEqual(netCalls, ['detach t-adopt']);
-  assert.ok(cgDirs.every((d) => !existsSync(d)), 'the cgroups a previous agent created are removed');
-  assert.equal(spawnSync('sh', ['-c', `grep -c ${tasksRoot}/t-adopt /proc/mounts`]).stdout.toString().trim(), '0');
+  assert.ok(
+    cgDirs.every((d) => !existsSync(d)),
+    'the cgroups a previous agent created are removed',
+  );
+  assert.equal(
+    spawnSync('sh', ['-c', `grep -c ${tasksRoot}/t-adopt /proc/mounts`])
+      .stdout.toString()
+      .trim(),
+    '0',
+  );
   ex.volumes.rm('shoal-eng-keep');
 });

@@ -55,7 +55,14 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const task = (id: string, spec: TaskAssignment['spec'], desiredState: TaskAssignment['desiredState'] = 'running'): TaskAssignment => ({ id, serviceId: 's', serviceName: 's', desiredState, state: 'assigned', spec });
+const task = (id: string, spec: TaskAssignment['spec'], desiredState: TaskAssignment['desiredState'] = 'running'): TaskAssignment => ({
+  id,
+  serviceId: 's',
+  serviceName: 's',
+  desiredState,
+  state: 'assigned',
+  spec,
+});
 const last = (id: string) => states.get(id)?.at(-1);
 /** Waits for `cond`; on timeout the error lists every state each task went through (for diagnosis). */
 async function until(cond: () => boolean, ms = 30_000): Promise<void> {
@@ -72,7 +79,10 @@ async function until(cond: () => boolean, ms = 30_000): Promise<void> {
 test('a task runs as a real container and its exit code is reported', async () => {
   ex.reconcile([task('t-ok', { image: 'busybox', args: ['sh', '-c', 'exit 0'] }), task('t-bad', { image: 'busybox', args: ['sh', '-c', 'exit 3'] })]);
   await until(() => last('t-ok')?.state === 'complete' && last('t-bad')?.state === 'failed');
-  assert.deepEqual(states.get('t-ok')!.map((u) => u.state), ['accepted', 'preparing', 'starting', 'running', 'complete']);
+  assert.deepEqual(
+    states.get('t-ok')!.map((u) => u.state),
+    ['accepted', 'preparing', 'starting', 'running', 'complete'],
+  );
   assert.equal(last('t-bad')!.exitCode, 3);
   assert.match(last('t-bad')!.err ?? '', /non-zero exit \(3\)/);
 });
@@ -86,7 +96,9 @@ test('a missing image is rejected with a reason; a running task is stopped on re
 });
 
 test('a memory limit OOM-kills a hog and the task says OOMKilled', async () => {
-  ex.reconcile([task('t-oom', { image: 'busybox', args: ['sh', '-c', 'x=a; while true; do x=$x$x$x$x; done'], resources: { limits: { memoryBytes: 16 * 1024 * 1024 } } })]);
+  ex.reconcile([
+    task('t-oom', { image: 'busybox', args: ['sh', '-c', 'x=a; while true; do x=$x$x$x$x; done'], resources: { limits: { memoryBytes: 16 * 1024 * 1024 } } }),
+  ]);
   await until(() => last('t-oom')?.state === 'failed', 20_000);
   assert.match(last('t-oom')!.err ?? '', /OOMKilled/);
 });

@@ -1,7 +1,15 @@
 // The healthcheck state machine (worker/engine/health.ts): pure, fed with probe results and times.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { HEALTH_LOG_SIZE, HEALTH_OUTPUT_MAX, HealthState, PROBE_TIMEOUT_EXIT, healthConfig, mergeHealthcheck, type HealthConfig } from '../../worker/engine/health.ts';
+import {
+  HEALTH_LOG_SIZE,
+  HEALTH_OUTPUT_MAX,
+  HealthState,
+  PROBE_TIMEOUT_EXIT,
+  healthConfig,
+  mergeHealthcheck,
+  type HealthConfig,
+} from '../../worker/engine/health.ts';
 
 const cfg = (o: Partial<HealthConfig> = {}): HealthConfig => ({ command: ['true'], intervalMs: 1000, timeoutMs: 500, retries: 3, startPeriodMs: 0, ...o });
 /** A probe that started at `at` and took 10 ms. */
@@ -17,8 +25,20 @@ describe('healthConfig', () => {
   });
 
   test('defaults for missing or zero numbers (Swarm: 30 s interval and timeout, 3 retries, no start period)', () => {
-    assert.deepEqual(healthConfig({ test: ['CMD', 'x'], intervalMs: 0 }), { command: ['x'], intervalMs: 30_000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 });
-    assert.deepEqual(healthConfig({ test: ['CMD', 'x'], intervalMs: 5, timeoutMs: 6, retries: 1, startPeriodMs: 7 }), { command: ['x'], intervalMs: 5, timeoutMs: 6, retries: 1, startPeriodMs: 7 });
+    assert.deepEqual(healthConfig({ test: ['CMD', 'x'], intervalMs: 0 }), {
+      command: ['x'],
+      intervalMs: 30_000,
+      timeoutMs: 30_000,
+      retries: 3,
+      startPeriodMs: 0,
+    });
+    assert.deepEqual(healthConfig({ test: ['CMD', 'x'], intervalMs: 5, timeoutMs: 6, retries: 1, startPeriodMs: 7 }), {
+      command: ['x'],
+      intervalMs: 5,
+      timeoutMs: 6,
+      retries: 1,
+      startPeriodMs: 7,
+    });
   });
 
   test('malformed checks are errors', () => {
@@ -101,8 +121,14 @@ describe('HealthState', () => {
     for (let i = 1; i <= 7; i++) h.record(probe(i * 1000, i % 2, `run ${i}`));
     const log = h.report().log;
     assert.equal(log.length, HEALTH_LOG_SIZE);
-    assert.deepEqual(log.map((r) => r.output), ['run 3', 'run 4', 'run 5', 'run 6', 'run 7']);
-    assert.deepEqual(log.map((r) => r.exitCode), [1, 0, 1, 0, 1]);
+    assert.deepEqual(
+      log.map((r) => r.output),
+      ['run 3', 'run 4', 'run 5', 'run 6', 'run 7'],
+    );
+    assert.deepEqual(
+      log.map((r) => r.exitCode),
+      [1, 0, 1, 0, 1],
+    );
     assert.equal(log[0]!.start, new Date(3000).toISOString());
     assert.equal(log[0]!.end, new Date(3010).toISOString());
     h.record(probe(9000, 0, 'x'.repeat(10_000)));

@@ -74,7 +74,11 @@ export function setup(t: TestContext, extraCleanup: Array<() => void> = []): Env
         .filter(Boolean)
         .map((l) => JSON.parse(l) as { t: string; s: string; l: string });
     },
-    stdout: () => env.log().filter((e) => e.s === 'stdout').map((e) => e.l),
+    stdout: () =>
+      env
+        .log()
+        .filter((e) => e.s === 'stdout')
+        .map((e) => e.l),
   };
   return env;
 }

@@ -34,9 +34,17 @@ test('exec runs in the container: its namespaces, cgroups, environment, working 
   const cg = await TaskCgroup.create({ parent: CG_PARENT, id: 'exec' });
   mkdirSync(join(e.rootfs, 'srv'));
   await startReady(e, 'true', { hostname: 'box-exec', env: { FROM_IMAGE: 'img', KEEP: 'container' }, workdir: '/srv', cgroups: cg.paths() });
-  const r = await execInContainer(e.stateDir, ['sh', '-c', 'hostname; echo "$FROM_IMAGE|$KEEP|$EXTRA"; pwd; ps -o pid,comm | grep -c sleep >/dev/null && echo sees-pid1; cat /proc/1/cmdline | tr "\\0" " "; echo; [ "$(cat /proc/self/cgroup)" = "$(cat /proc/1/cgroup)" ] && echo same-cgroups; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; echo err >&2'], {
-    env: { EXTRA: 'x', KEEP: 'exec' },
-  });
+  const r = await execInContainer(
+    e.stateDir,
+    [
+      'sh',
+      '-c',
+      'hostname; echo "$FROM_IMAGE|$KEEP|$EXTRA"; pwd; ps -o pid,comm | grep -c sleep >/dev/null && echo sees-pid1; cat /proc/1/cmdline | tr "\\0" " "; echo; [ "$(cat /proc/self/cgroup)" = "$(cat /proc/1/cgroup)" ] && echo same-cgroups; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; echo err >&2',
+    ],
+    {
+      env: { EXTRA: 'x', KEEP: 'exec' },
+    },
+  );
   assert.equal(r.exitCode, 0, text(r.stderr));
   assert.deepEqual(text(r.stdout).trim().split('\n'), [
     'box-exec',
@@ -111,14 +119,18 @@ test('mounts: bind read-write and read-only, a single file, tmpfs with a size li
   mkdirSync(ro);
   writeFileSync(join(ro, 'inside'), 'from-host\n');
   writeFileSync(join(e.dir, 'conf'), 'nameserver 10.0.0.53\n');
-  const st = await run(e, 'echo written > /data/rw/file; cat /data/ro/inside; touch /data/ro/x 2>&1; cat /etc/resolv.conf; dd if=/dev/zero of=/scratch/f bs=1024 count=600 2>/dev/null; echo dd1=$?; dd if=/dev/zero of=/scratch/g bs=1024 count=600 2>/dev/null; echo dd2=$?; grep " /scratch " /proc/mounts', {
-    mounts: [
-      { type: 'bind', source: rw, target: '/data/rw' },
-      { type: 'bind', source: ro, target: '/data/ro', readOnly: true },
-      { type: 'bind', source: join(e.dir, 'conf'), target: '/etc/resolv.conf', readOnly: true },
-      { type: 'tmpfs', target: '/scratch', sizeBytes: 1024 * 1024 },
-    ],
-  });
+  const st = await run(
+    e,
+    'echo written > /data/rw/file; cat /data/ro/inside; touch /data/ro/x 2>&1; cat /etc/resolv.conf; dd if=/dev/zero of=/scratch/f bs=1024 count=600 2>/dev/null; echo dd1=$?; dd if=/dev/zero of=/scratch/g bs=1024 count=600 2>/dev/null; echo dd2=$?; grep " /scratch " /proc/mounts',
+    {
+      mounts: [
+        { type: 'bind', source: rw, target: '/data/rw' },
+        { type: 'bind', source: ro, target: '/data/ro', readOnly: true },
+        { type: 'bind', source: join(e.dir, 'conf'), target: '/etc/resolv.conf', readOnly: true },
+        { type: 'tmpfs', target: '/scratch', sizeBytes: 1024 * 1024 },
+      ],
+    },
+  );
   assert.equal(st.exitCode, 0);
   assert.equal(readFileSync(join(rw, 'file'), 'utf8'), 'written\n');
   const out = e.stdout();
@@ -159,7 +171,10 @@ test('mounts: targets resolve inside the rootfs, so a symlink in the image canno
 
 test('mounts: bad specs and missing sources are refused before the container starts', { skip }, async (t) => {
   const e = setup(t);
-  await assert.rejects(startContainer(e.opts(['true'], { mounts: [{ type: 'bind', source: join(e.dir, 'missing'), target: '/x' }] })), /bind source .*missing: No such file or directory/);
+  await assert.rejects(
+    startContainer(e.opts(['true'], { mounts: [{ type: 'bind', source: join(e.dir, 'missing'), target: '/x' }] })),
+    /bind source .*missing: No such file or directory/,
+  );
   for (const bad of ['bind,/tmp,relative', 'bind,/tmp,/a/../b', 'bind,/tmp,/', 'tmpfs,/src,/x', 'tmpfs,,/x,size=abc', 'nfs,/a,/b', 'bind,/tmp,/x,exec']) {
     const r = spawnSync(DEFAULT_SHIM_PATH, ['--state-dir', e.stateDir, '--rootfs', e.rootfs, '--mount', bad, '--', 'true'], { encoding: 'utf8' });
     assert.equal(r.status, 2, `${bad}: ${r.stderr}`);
@@ -172,7 +187,10 @@ test('network: --netns joins a prepared namespace (exec too), --net host stays o
   execFileSync('ip', ['netns', 'add', NETNS]);
   execFileSync('ip', ['-n', NETNS, 'link', 'add', 'shoal-eng-v0', 'type', 'veth', 'peer', 'name', 'shoal-eng-v1']);
   await startReady(e, 'ip -o link show | cut -d: -f2', { netnsPath: `/run/netns/${NETNS}` });
-  const links = e.stdout().filter((l) => l !== 'ready').map((l) => l.trim());
+  const links = e
+    .stdout()
+    .filter((l) => l !== 'ready')
+    .map((l) => l.trim());
   assert.deepEqual(links.sort(), ['lo', 'shoal-eng-v0@shoal-eng-v1', 'shoal-eng-v1@shoal-eng-v0']);
   const ex = await execInContainer(e.stateDir, ['ip', '-o', 'link', 'show', 'shoal-eng-v0']);
   assert.equal(ex.exitCode, 0, text(ex.stderr));
@@ -222,7 +240,14 @@ int main(void) {
   );
   execFileSync('gcc', ['-static', '-O2', '-o', join(e.rootfs, 'bin', 'nsprobe'), src]);
   await run(e, 'nsprobe; unshare -U true 2>/dev/null; echo unshare=$?');
-  assert.deepEqual(e.stdout(), ['clone=ok', 'clone-newuser=Operation not permitted', 'clone-newnet=Operation not permitted', 'clone3=Function not implemented', 'fork=ok', 'unshare=1']);
+  assert.deepEqual(e.stdout(), [
+    'clone=ok',
+    'clone-newuser=Operation not permitted',
+    'clone-newnet=Operation not permitted',
+    'clone3=Function not implemented',
+    'fork=ok',
+    'unshare=1',
+  ]);
   const u = setup(t);
   execFileSync('gcc', ['-static', '-O2', '-o', join(u.rootfs, 'bin', 'nsprobe'), src]);
   await startContainer(u.opts(['nsprobe'], { seccomp: false }));

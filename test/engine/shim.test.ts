@@ -55,9 +55,15 @@ test('seccomp: the default filter is installed and denies namespace and mount sy
   assert.equal(st.exitCode, 0);
   const out = e.stdout();
   assert.equal(out[0], 'Seccomp:\t2');
-  assert.ok(out.some((l) => /unshare.*Operation not permitted/.test(l)), out.join('\n'));
+  assert.ok(
+    out.some((l) => /unshare.*Operation not permitted/.test(l)),
+    out.join('\n'),
+  );
   assert.ok(out.includes('unshare=1'), out.join('\n'));
-  assert.ok(out.some((l) => /mount.*(Operation not permitted|permission denied)/.test(l)), out.join('\n'));
+  assert.ok(
+    out.some((l) => /mount.*(Operation not permitted|permission denied)/.test(l)),
+    out.join('\n'),
+  );
   assert.ok(!out.includes('mount=0'), out.join('\n'));
   assert.equal(out[out.length - 1], 'still-works');
 });
@@ -83,7 +89,8 @@ test('device nodes, masked paths and loopback', { skip }, async (t) => {
   const e = setup(t);
   await run(e, 'ls /dev; cat /proc/keys; echo "keys:$?"; ls /sys/firmware; echo fw; ip -o link show; head -c 4 /dev/zero | grep -c ""');
   const out = e.stdout();
-  for (const d of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm', 'ptmx']) assert.ok(out.includes(d), `/dev/${d} missing: ${JSON.stringify(out)}`);
+  for (const d of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm', 'ptmx'])
+    assert.ok(out.includes(d), `/dev/${d} missing: ${JSON.stringify(out)}`);
   assert.ok(out.includes('keys:0'), 'masked /proc/keys reads as empty');
   const fwIdx = out.indexOf('fw');
   assert.equal(out[fwIdx - 1], 'keys:0', '/sys/firmware is empty');
@@ -139,9 +146,13 @@ test('stop: a command ignoring SIGTERM is killed after the grace period', { skip
 
 test('logs are JSON lines per stream and rotate when large', { skip }, async (t) => {
   const e = setup(t);
-  const st = await run(e, 'echo "out \\"q\\" \\\\ tab\tend"; echo err >&2; i=0; while [ $i -lt 400 ]; do echo "line $i padding-padding-padding"; i=$((i+1)); done; printf "no-newline"', {
-    logMaxBytes: 8192,
-  });
+  const st = await run(
+    e,
+    'echo "out \\"q\\" \\\\ tab\tend"; echo err >&2; i=0; while [ $i -lt 400 ]; do echo "line $i padding-padding-padding"; i=$((i+1)); done; printf "no-newline"',
+    {
+      logMaxBytes: 8192,
+    },
+  );
   assert.equal(st.exitCode, 0);
   const cur = readFileSync(join(e.stateDir, 'container.log'), 'utf8');
   const old = readFileSync(join(e.stateDir, 'container.log.1'), 'utf8');
@@ -157,7 +168,10 @@ test('logs are JSON lines per stream and rotate when large', { skip }, async (t)
   const e2 = setup(t);
   await run(e2, 'echo "out \\"q\\" \\\\ tab\tend"; echo err >&2');
   const all = e2.log();
-  assert.deepEqual(all.map((x) => [x.s, x.l]).sort(), [['stderr', 'err'], ['stdout', 'out "q" \\ tab\tend']]);
+  assert.deepEqual(all.map((x) => [x.s, x.l]).sort(), [
+    ['stderr', 'err'],
+    ['stdout', 'out "q" \\ tab\tend'],
+  ]);
 });
 
 test('joins the given cgroups before exec and reports OOM kills', { skip }, async (t) => {
@@ -174,7 +188,9 @@ test('joins the given cgroups before exec and reports OOM kills', { skip }, asyn
   } catch {
     /* no swap accounting */
   }
-  const s = await startContainer(e.opts(['sh', '-c', 'echo ready; sleep 0.3; x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived'], { cgroups: [pidsCg, memCg] }));
+  const s = await startContainer(
+    e.opts(['sh', '-c', 'echo ready; sleep 0.3; x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo survived'], { cgroups: [pidsCg, memCg] }),
+  );
   assert.ok(s.pid);
   const procs = readFileSync(join(pidsCg, 'cgroup.procs'), 'utf8').split('\n');
   assert.ok(procs.includes(String(s.pid)), `pid ${s.pid} not in ${pidsCg}`);

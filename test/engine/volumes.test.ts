@@ -36,7 +36,10 @@ describe('VolumeStore', () => {
     assert.throws(() => v.rm('db'), /^Error: volume db is in use by task task-a$/);
     v.release('task-a');
     assert.ok(existsSync(join(p, 'f')), 'a named volume outlives its tasks');
-    assert.deepEqual(v.list().map((x) => x.users), [[]]);
+    assert.deepEqual(
+      v.list().map((x) => x.users),
+      [[]],
+    );
     v.rm('db');
     assert.deepEqual(v.list(), []);
     assert.throws(() => v.rm('db'), /no such volume: db/);
@@ -59,7 +62,10 @@ describe('VolumeStore', () => {
     v.acquire('free2', 't2');
     v.release('t2');
     assert.deepEqual(v.prune(), ['free1', 'free2']);
-    assert.deepEqual(v.list().map((x) => x.name), ['used']);
+    assert.deepEqual(
+      v.list().map((x) => x.name),
+      ['used'],
+    );
   });
 });
 
@@ -69,27 +75,47 @@ describe('planMounts', () => {
   test('bind, volume and tmpfs mounts become shim mounts, parents first (else in the given order)', () => {
     const d = deps();
     const src = mkdtempSync(join(root, 'src-'));
-    const m = planMounts('t1', [
-      { type: 'tmpfs', target: '/data/cache/', tmpfsSizeBytes: 1 << 20 },
-      { type: 'volume', source: 'dbdata', target: '/data', readOnly: true },
-      { type: 'bind', source: src, target: '/srv//app' },
-      { type: 'volume', target: '/scratch' },
-    ], d);
+    const m = planMounts(
+      't1',
+      [
+        { type: 'tmpfs', target: '/data/cache/', tmpfsSizeBytes: 1 << 20 },
+        { type: 'volume', source: 'dbdata', target: '/data', readOnly: true },
+        { type: 'bind', source: src, target: '/srv//app' },
+        { type: 'volume', target: '/scratch' },
+      ],
+      d,
+    );
     assert.deepEqual(m, [
       { type: 'bind', source: d.volumes.dataPath('dbdata'), target: '/data', readOnly: true },
       { type: 'bind', source: d.volumes.dataPath('anon-t1-3'), target: '/scratch' },
       { type: 'tmpfs', target: '/data/cache', sizeBytes: 1 << 20 },
       { type: 'bind', source: src, target: '/srv/app' },
     ]);
-    assert.deepEqual(d.volumes.list().map((v) => [v.name, v.users, v.anonymous]), [['anon-t1-3', ['t1'], true], ['dbdata', ['t1'], false]]);
-    assert.deepEqual(volumeUses('t1', [{ type: 'volume', source: 'dbdata', target: '/x' }, { type: 'bind', source: '/', target: '/y' }, { type: 'volume', target: '/z' }]), [
-      { name: 'dbdata', anonymous: false },
-      { name: 'anon-t1-2', anonymous: true },
-    ]);
+    assert.deepEqual(
+      d.volumes.list().map((v) => [v.name, v.users, v.anonymous]),
+      [
+        ['anon-t1-3', ['t1'], true],
+        ['dbdata', ['t1'], false],
+      ],
+    );
+    assert.deepEqual(
+      volumeUses('t1', [
+        { type: 'volume', source: 'dbdata', target: '/x' },
+        { type: 'bind', source: '/', target: '/y' },
+        { type: 'volume', target: '/z' },
+      ]),
+      [
+        { name: 'dbdata', anonymous: false },
+        { name: 'anon-t1-2', anonymous: true },
+      ],
+    );
   });
 
   test('a missing bind source names the node', () => {
-    assert.throws(() => planMounts('t', [{ type: 'bind', source: '/nonexistent/shoal-eng-x', target: '/x' }], deps()), /^Error: bind source \/nonexistent\/shoal-eng-x missing on node node-7$/);
+    assert.throws(
+      () => planMounts('t', [{ type: 'bind', source: '/nonexistent/shoal-eng-x', target: '/x' }], deps()),
+      /^Error: bind source \/nonexistent\/shoal-eng-x missing on node node-7$/,
+    );
   });
 
   test('bad targets and options are refused, and then no volume is acquired', () => {
@@ -100,10 +126,33 @@ describe('planMounts', () => {
       ['/proc/x', /mounts in \/proc are not supported/],
       ['/dev', /mounts in \/dev are not supported/],
       ['/a,b', /commas/],
-    ] as const) assert.throws(() => checkTarget(target), msg, target);
+    ] as const)
+      assert.throws(() => checkTarget(target), msg, target);
     const d = deps();
-    assert.throws(() => planMounts('t', [{ type: 'volume', source: 'ok', target: '/a' }, { type: 'volume', source: 'bad/name', target: '/b' }], d), /invalid volume name/);
-    assert.throws(() => planMounts('t', [{ type: 'volume', source: 'ok', target: '/a' }, { type: 'tmpfs', target: '/a/' }], d), /duplicate mount target \/a/);
+    assert.throws(
+      () =>
+        planMounts(
+          't',
+          [
+            { type: 'volume', source: 'ok', target: '/a' },
+            { type: 'volume', source: 'bad/name', target: '/b' },
+          ],
+          d,
+        ),
+      /invalid volume name/,
+    );
+    assert.throws(
+      () =>
+        planMounts(
+          't',
+          [
+            { type: 'volume', source: 'ok', target: '/a' },
+            { type: 'tmpfs', target: '/a/' },
+          ],
+          d,
+        ),
+      /duplicate mount target \/a/,
+    );
     assert.throws(() => planMounts('t', [{ type: 'bind', source: 'rel', target: '/a' }], d), /source must be an absolute path/);
     assert.throws(() => planMounts('t', [{ type: 'tmpfs', target: '/a', tmpfsSizeBytes: 0 }], d), /size must be a positive number/);
     assert.throws(() => planMounts('t', [{ type: 'volume', source: 'v', target: '/a', tmpfsSizeBytes: 5 }], d), /for tmpfs mounts only/);

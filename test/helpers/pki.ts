@@ -42,7 +42,7 @@ function rsaKeyPair(): { privatePem: string; publicPem: string } {
 /** A positive, random 128-bit serial number as hex (the top bit is cleared so DER keeps it positive). */
 function randomSerial(): string {
   const bytes = randomBytes(16);
-  bytes[0] = (bytes[0] ?? 0) & 0x7f | 0x01;
+  bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x01;
   return bytes.toString('hex');
 }
 

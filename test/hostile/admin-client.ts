@@ -77,7 +77,14 @@ function sendRaw(addr: string, creds: AdminCreds, raw: Buffer): Promise<Answer> 
   return new Promise((resolve) => {
     let head = '';
     let done = false;
-    const sock = tlsConnect({ host: addr.slice(0, at), port: Number(addr.slice(at + 1)), key: creds.key, cert: creds.cert, ca: creds.ca, checkServerIdentity: () => undefined });
+    const sock = tlsConnect({
+      host: addr.slice(0, at),
+      port: Number(addr.slice(at + 1)),
+      key: creds.key,
+      cert: creds.cert,
+      ca: creds.ca,
+      checkServerIdentity: () => undefined,
+    });
     const finish = (a: Answer) => {
       if (done) return;
       done = true;

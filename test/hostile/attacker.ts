@@ -59,16 +59,38 @@ export async function attack(cfg: AttackConfig, log: (l: string) => void): Promi
   lag.enable();
   const progress = setInterval(() => {
     const fam = sentByGroup(Object.fromEntries(tally.sent));
-    log(`attack: ${Math.round((Date.now() - t0) / 1000)} s, ${tally.total()} inputs ${JSON.stringify(fam)}, ${tally.findings.length} findings, attacker loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms`);
+    log(
+      `attack: ${Math.round((Date.now() - t0) / 1000)} s, ${tally.total()} inputs ${JSON.stringify(fam)}, ${tally.findings.length} findings, attacker loop delay p99 ${(lag.percentile(99) / 1e6).toFixed(0)} ms`,
+    );
     lag.reset();
   }, 5000);
   try {
     const leader = cfg.managers[0]!;
     const workers = cfg.workers.map((creds) =>
-      driveWorker({ managers: cfg.managers, creds, otherTaskIds: () => cfg.otherTaskIds, maxPayload: cfg.maxPayload, rng: rng(), ratePerSec: cfg.rates.workerPerConn, tally, stop, log }),
+      driveWorker({
+        managers: cfg.managers,
+        creds,
+        otherTaskIds: () => cfg.otherTaskIds,
+        maxPayload: cfg.maxPayload,
+        rng: rng(),
+        ratePerSec: cfg.rates.workerPerConn,
+        tally,
+        stop,
+        log,
+      }),
     );
-    const admins = Array.from({ length: cfg.rates.adminConns }, () => driveAdmin({ target: () => leader, creds: cfg.admin, ctx: () => cfg.adminCtx, rng: rng(), ratePerSec: cfg.rates.adminPerConn, tally, stop }));
-    const unauth = driveUnauth({ managers: cfg.managers, rng: rng(), ratePerSec: cfg.rates.unauthPerSec, maxOpen: cfg.rates.unauthMaxOpen, tally, stop, limits: cfg.limits });
+    const admins = Array.from({ length: cfg.rates.adminConns }, () =>
+      driveAdmin({ target: () => leader, creds: cfg.admin, ctx: () => cfg.adminCtx, rng: rng(), ratePerSec: cfg.rates.adminPerConn, tally, stop }),
+    );
+    const unauth = driveUnauth({
+      managers: cfg.managers,
+      rng: rng(),
+      ratePerSec: cfg.rates.unauthPerSec,
+      maxOpen: cfg.rates.unauthMaxOpen,
+      tally,
+      stop,
+      limits: cfg.limits,
+    });
     await Promise.all([...workers, ...admins]);
     const u = await unauth;
     return { tally: tally.toJSON(), elapsedMs: Date.now() - t0, unauthOpenAtEnd: u.openAtEnd, oldestOpenMs: u.oldestOpenMs };

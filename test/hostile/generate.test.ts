@@ -3,7 +3,17 @@
 // parser, has to judge them), and nothing it makes for the admin client is a valid destructive request.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ADMIN_KINDS, DISPATCHER_TYPES, FRAME_KINDS, MESSAGE_KINDS, UNAUTH_KINDS, adminInput, dispatcherInput, unauthInput, type DispatcherContext } from './generate.ts';
+import {
+  ADMIN_KINDS,
+  DISPATCHER_TYPES,
+  FRAME_KINDS,
+  MESSAGE_KINDS,
+  UNAUTH_KINDS,
+  adminInput,
+  dispatcherInput,
+  unauthInput,
+  type DispatcherContext,
+} from './generate.ts';
 import { Rng } from './prng.ts';
 
 const CTX: DispatcherContext = { nodeId: 'n1', otherTaskIds: ['t'.repeat(25)], csr: null, maxPayload: 4 << 20 };
@@ -42,7 +52,13 @@ describe('hostile generator', () => {
   it('the same seed gives the same inputs, another seed others', () => {
     const run = (seed: number) => {
       const rng = new Rng(seed);
-      return Array.from({ length: 200 }, () => [dispatcherInput(rng, CTX, () => rng.bytes(4)).bytes.toString('hex'), JSON.stringify(adminInput(rng, ADMIN)), unauthInput(rng).first.toString('hex')].join('|'));
+      return Array.from({ length: 200 }, () =>
+        [
+          dispatcherInput(rng, CTX, () => rng.bytes(4)).bytes.toString('hex'),
+          JSON.stringify(adminInput(rng, ADMIN)),
+          unauthInput(rng).first.toString('hex'),
+        ].join('|'),
+      );
     };
     assert.deepEqual(run(5), run(5));
     assert.notDeepEqual(run(5), run(6));
@@ -52,7 +68,8 @@ describe('hostile generator', () => {
     const rng = new Rng(1);
     const seen = new Set<string>();
     for (let i = 0; i < 4000; i++) seen.add(dispatcherInput(rng, CTX, () => rng.bytes(4)).kind);
-    for (const t of DISPATCHER_TYPES) for (const k of MESSAGE_KINDS.filter((k) => k !== 'oversized' && k !== 'huge-string')) assert.ok(seen.has(`${t}/${k}`), `${t}/${k} never drawn`);
+    for (const t of DISPATCHER_TYPES)
+      for (const k of MESSAGE_KINDS.filter((k) => k !== 'oversized' && k !== 'huge-string')) assert.ok(seen.has(`${t}/${k}`), `${t}/${k} never drawn`);
     for (const k of FRAME_KINDS.filter((k) => k !== 'oversized-frame' && k !== 'fragments')) assert.ok(seen.has(`frame/${k}`), `frame/${k} never drawn`);
   });
 
@@ -98,7 +115,8 @@ describe('hostile generator', () => {
       } catch {
         continue; // invalid JSON is refused whatever it targets
       }
-      if (path === '/v1/cluster/update') assert.ok(!(Number.isInteger(body?.heartbeatPeriodMs) && body.heartbeatPeriodMs >= 100 && body.heartbeatPeriodMs <= 60_000), x.body.toString());
+      if (path === '/v1/cluster/update')
+        assert.ok(!(Number.isInteger(body?.heartbeatPeriodMs) && body.heartbeatPeriodMs >= 100 && body.heartbeatPeriodMs <= 60_000), x.body.toString());
       if (path.endsWith('/scale')) assert.ok(!(Number.isInteger(body?.replicas) && body.replicas >= 0 && body.replicas < 1e9), x.body.toString());
       if (path.startsWith('/v1/nodes/') && path.endsWith('/update')) {
         assert.ok(!['active', 'pause', 'drain'].includes(body?.availability), x.body.toString());

@@ -33,7 +33,18 @@ function wrongValue(rng: Rng): unknown {
 
 /** Numbers a parser or a counter may choke on (as JSON text: `1e999` parses to Infinity). */
 // (Never one that parses to a valid small value: `1e-400` and `-0` are 0, a valid replica count.)
-const HUGE_NUMBER_TEXT = ['1e308', '-1e308', '1e999', '-1e999', '9007199254740993', '-9007199254740993', '123456789012345678901234567890123456789', '4294967296', '1000000000', '2147483648'];
+const HUGE_NUMBER_TEXT = [
+  '1e308',
+  '-1e308',
+  '1e999',
+  '-1e999',
+  '9007199254740993',
+  '-9007199254740993',
+  '123456789012345678901234567890123456789',
+  '4294967296',
+  '1000000000',
+  '2147483648',
+];
 
 function hugeNumberText(rng: Rng): string {
   return rng.pick(HUGE_NUMBER_TEXT);
@@ -115,7 +126,19 @@ export const DISPATCHER_TYPES = ['hello', 'hb', 'renew', 'manager-up', 'status',
 export type DispatcherType = (typeof DISPATCHER_TYPES)[number];
 
 /** Message-level mutations: each applies to every message type. */
-export const MESSAGE_KINDS = ['malformed', 'wrong-type', 'unknown-field', 'huge-number', 'huge-string', 'deep-nesting', 'oversized', 'truncated', 'duplicated', 'out-of-order', 'wrong-owner'] as const;
+export const MESSAGE_KINDS = [
+  'malformed',
+  'wrong-type',
+  'unknown-field',
+  'huge-number',
+  'huge-string',
+  'deep-nesting',
+  'oversized',
+  'truncated',
+  'duplicated',
+  'out-of-order',
+  'wrong-owner',
+] as const;
 /** Frame- and encoding-level attacks (independent of the message type). */
 /**
  * How often each message kind is drawn: the large ones (megabytes each) are rare, so a run sends many
@@ -134,7 +157,22 @@ const MESSAGE_WEIGHTS: Record<(typeof MESSAGE_KINDS)[number], number> = {
   'out-of-order': 8,
   'wrong-owner': 10,
 };
-export const FRAME_KINDS = ['binary', 'invalid-utf8', 'not-json', 'unknown-type', 'unmasked', 'reserved-bits', 'bad-opcode', 'lying-length', 'truncated-frame', 'oversized-frame', 'fragments', 'big-control', 'ping-flood', 'bad-close'] as const;
+export const FRAME_KINDS = [
+  'binary',
+  'invalid-utf8',
+  'not-json',
+  'unknown-type',
+  'unmasked',
+  'reserved-bits',
+  'bad-opcode',
+  'lying-length',
+  'truncated-frame',
+  'oversized-frame',
+  'fragments',
+  'big-control',
+  'ping-flood',
+  'bad-close',
+] as const;
 
 export interface DispatcherContext {
   /** This worker's node id. */
@@ -156,7 +194,22 @@ export interface DispatcherInput {
   ends: boolean;
 }
 
-const TASK_STATES = ['new', 'pending', 'assigned', 'accepted', 'preparing', 'ready', 'starting', 'running', 'complete', 'shutdown', 'failed', 'rejected', 'remove', 'orphaned'];
+const TASK_STATES = [
+  'new',
+  'pending',
+  'assigned',
+  'accepted',
+  'preparing',
+  'ready',
+  'starting',
+  'running',
+  'complete',
+  'shutdown',
+  'failed',
+  'rejected',
+  'remove',
+  'orphaned',
+];
 
 function taskId(rng: Rng, ctx: DispatcherContext, owned: boolean): string {
   if (!owned && ctx.otherTaskIds.length > 0 && rng.chance(0.7)) return rng.pick(ctx.otherTaskIds);
@@ -185,19 +238,36 @@ export function baseMessage(rng: Rng, ctx: DispatcherContext, type: DispatcherTy
     case 'hb':
       return { t: 'hb' };
     case 'renew':
-      return { t: 'renew', csr: ctx.csr && rng.chance(0.02) ? ctx.csr : `-----BEGIN CERTIFICATE REQUEST-----\n${rng.bytes(rng.range(1, 600)).toString('base64')}\n-----END CERTIFICATE REQUEST-----\n` };
+      return {
+        t: 'renew',
+        csr:
+          ctx.csr && rng.chance(0.02)
+            ? ctx.csr
+            : `-----BEGIN CERTIFICATE REQUEST-----\n${rng.bytes(rng.range(1, 600)).toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`,
+      };
     case 'manager-up':
       return { t: 'manager-up', advertise: rng.pick([`10.${rng.int(256)}.0.1:2377`, '127.0.0.1:1', 'evil:2377', '[::1]:2377']) };
     case 'status':
       return {
         t: 'status',
-        updates: Array.from({ length: rng.range(1, 5) }, () => ({ taskId: taskId(rng, ctx, true), state: rng.pick(TASK_STATES), message: rng.word(), timestamp: isoTime(rng) })),
+        updates: Array.from({ length: rng.range(1, 5) }, () => ({
+          taskId: taskId(rng, ctx, true),
+          state: rng.pick(TASK_STATES),
+          message: rng.word(),
+          timestamp: isoTime(rng),
+        })),
       };
     case 'log':
       return {
         t: 'log',
         req,
-        lines: Array.from({ length: rng.range(1, 5) }, () => ({ taskId: taskId(rng, ctx, true), ts: isoTime(rng), stream: rng.pick(['stdout', 'stderr']), line: rng.word(40), ...(rng.chance(0.3) ? { partial: true } : {}) })),
+        lines: Array.from({ length: rng.range(1, 5) }, () => ({
+          taskId: taskId(rng, ctx, true),
+          ts: isoTime(rng),
+          stream: rng.pick(['stdout', 'stderr']),
+          line: rng.word(40),
+          ...(rng.chance(0.3) ? { partial: true } : {}),
+        })),
       };
     case 'log-end':
       return { t: 'log-end', req, ...(rng.chance(0.5) ? { taskId: taskId(rng, ctx, true) } : {}), ...(rng.chance(0.3) ? { error: rng.word() } : {}) };
@@ -209,7 +279,9 @@ export function baseMessage(rng: Rng, ctx: DispatcherContext, type: DispatcherTy
       return {
         t: 'usage',
         at: Date.UTC(2026, 0, 1) + rng.int(1e9),
-        tasks: Object.fromEntries(Array.from({ length: rng.range(1, 4) }, () => [taskId(rng, ctx, true), { cpuNanos: rng.int(1e12), memoryBytes: rng.int(2 ** 32) }])),
+        tasks: Object.fromEntries(
+          Array.from({ length: rng.range(1, 4) }, () => [taskId(rng, ctx, true), { cpuNanos: rng.int(1e12), memoryBytes: rng.int(2 ** 32) }]),
+        ),
       };
   }
 }
@@ -218,8 +290,20 @@ export function baseMessage(rng: Rng, ctx: DispatcherContext, type: DispatcherTy
 function bulk(rng: Rng, ctx: DispatcherContext, m: Record<string, unknown>, bytes: number): Record<string, unknown> {
   const t = m.t as DispatcherType;
   const n = (per: number) => Math.max(1, Math.floor(bytes / per));
-  if (t === 'status') m.updates = Array.from({ length: n(110) }, (_, i) => ({ taskId: `t${i}x${rng.word(6)}`, state: 'running', message: '', timestamp: '2026-01-01T00:00:00.000Z' }));
-  else if (t === 'log') m.lines = Array.from({ length: n(16_500) }, () => ({ taskId: taskId(rng, ctx, true), ts: '2026-01-01T00:00:00.000Z', stream: 'stdout', line: 'x'.repeat(16_384) }));
+  if (t === 'status')
+    m.updates = Array.from({ length: n(110) }, (_, i) => ({
+      taskId: `t${i}x${rng.word(6)}`,
+      state: 'running',
+      message: '',
+      timestamp: '2026-01-01T00:00:00.000Z',
+    }));
+  else if (t === 'log')
+    m.lines = Array.from({ length: n(16_500) }, () => ({
+      taskId: taskId(rng, ctx, true),
+      ts: '2026-01-01T00:00:00.000Z',
+      stream: 'stdout',
+      line: 'x'.repeat(16_384),
+    }));
   else if (t === 'usage') m.tasks = Object.fromEntries(Array.from({ length: n(70) }, (_, i) => [`t${i}${rng.word(8)}`, { cpuNanos: i, memoryBytes: i }]));
   else if (t === 'hello') (m.description as Record<string, unknown>).engineVersion = 'v'.repeat(bytes);
   else if (t === 'exec-output') m.data = Buffer.alloc(Math.floor((bytes * 3) / 4), 0x61).toString('base64');
@@ -234,7 +318,10 @@ function outOfOrder(rng: Rng, ctx: DispatcherContext, type: DispatcherType): Rec
   switch (type) {
     case 'status':
       // States going backwards for one task within and across batches.
-      return ['running', 'assigned', 'new', 'failed', 'starting'].map((state) => ({ t: 'status', updates: [{ taskId: tid, state, message: '', timestamp: isoTime(rng) }] }));
+      return ['running', 'assigned', 'new', 'failed', 'starting'].map((state) => ({
+        t: 'status',
+        updates: [{ taskId: tid, state, message: '', timestamp: isoTime(rng) }],
+      }));
     case 'log':
     case 'log-end':
       return [
@@ -265,7 +352,18 @@ function wrongOwner(rng: Rng, ctx: DispatcherContext, type: DispatcherType): Rec
   const other = () => (ctx.otherTaskIds.length > 0 ? rng.pick(ctx.otherTaskIds) : rng.word(25));
   switch (type) {
     case 'status':
-      return { t: 'status', updates: [{ taskId: other(), state: rng.pick(['failed', 'complete', 'shutdown', 'rejected', 'orphaned']), message: 'forged', timestamp: isoTime(rng), exitCode: 137 }] };
+      return {
+        t: 'status',
+        updates: [
+          {
+            taskId: other(),
+            state: rng.pick(['failed', 'complete', 'shutdown', 'rejected', 'orphaned']),
+            message: 'forged',
+            timestamp: isoTime(rng),
+            exitCode: 137,
+          },
+        ],
+      };
     case 'log':
       return { t: 'log', req: rng.word(10), lines: [{ taskId: other(), ts: isoTime(rng), stream: 'stdout', line: 'forged' }] };
     case 'usage':
@@ -298,7 +396,8 @@ function messageOrFrameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffe
   const m = baseMessage(rng, ctx, type);
   switch (kind) {
     case 'malformed': {
-      if (rng.chance(0.3)) return { kind: `${type}/${kind}`, bytes: frame(rng.pick(['null', '[]', '0', '"status"', 'true', `[${JSON.stringify(m)}]`])), ends: false };
+      if (rng.chance(0.3))
+        return { kind: `${type}/${kind}`, bytes: frame(rng.pick(['null', '[]', '0', '"status"', 'true', `[${JSON.stringify(m)}]`])), ends: false };
       const paths = leafPaths(m).filter((p) => p[0] !== 't');
       if (paths.length > 0) deletePath(m, rng.pick(paths));
       else m.t = rng.pick([type.toUpperCase(), ` ${type}`, `${type}\u0000`]);
@@ -366,7 +465,9 @@ const BIG_FRAME = 64 << 10;
 const ZERO_MASK = Buffer.alloc(4);
 
 /** Frame attacks that carry megabytes are drawn a tenth as often as the others. */
-const FRAME_WEIGHTS: Record<(typeof FRAME_KINDS)[number], number> = Object.fromEntries(FRAME_KINDS.map((k) => [k, k === 'oversized-frame' || k === 'fragments' ? 0.1 : 1])) as Record<(typeof FRAME_KINDS)[number], number>;
+const FRAME_WEIGHTS: Record<(typeof FRAME_KINDS)[number], number> = Object.fromEntries(
+  FRAME_KINDS.map((k) => [k, k === 'oversized-frame' || k === 'fragments' ? 0.1 : 1]),
+) as Record<(typeof FRAME_KINDS)[number], number>;
 
 function frameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): DispatcherInput {
   const kind = rng.weighted(FRAME_WEIGHTS);
@@ -377,13 +478,25 @@ function frameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): Dispa
       // A well-formed frame of the wrong kind: a message-level violation, the session may go on.
       return { kind: k, bytes: encodeFrame({ opcode: OP.binary, payload: rng.bytes(rng.range(1, 4096)), mask: mask() }), ends: false };
     case 'invalid-utf8': {
-      const bad = Buffer.concat([Buffer.from('{"t":"hb","x":"'), rng.pick([Buffer.from([0xff, 0xfe]), Buffer.from([0xc0, 0x80]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xe2, 0x82])]), Buffer.from('"}')]);
+      const bad = Buffer.concat([
+        Buffer.from('{"t":"hb","x":"'),
+        rng.pick([Buffer.from([0xff, 0xfe]), Buffer.from([0xc0, 0x80]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0xe2, 0x82])]),
+        Buffer.from('"}'),
+      ]);
       return { kind: k, bytes: encodeFrame({ opcode: OP.text, payload: bad, mask: mask() }), ends: true };
     }
     case 'not-json':
-      return { kind: k, bytes: textFrame(rng.pick(['hello', '{t:hb}', "{'t':'hb'}", '{"t":"hb"', '\u0000', 'NaN', '{"t":"hb"}{"t":"hb"}', '']), mask()), ends: false };
+      return {
+        kind: k,
+        bytes: textFrame(rng.pick(['hello', '{t:hb}', "{'t':'hb'}", '{"t":"hb"', '\u0000', 'NaN', '{"t":"hb"}{"t":"hb"}', '']), mask()),
+        ends: false,
+      };
     case 'unknown-type':
-      return { kind: k, bytes: textFrame(JSON.stringify({ t: rng.pick(['bogus', 'welcome', 'assignments', 'cert', 'error', 'logs', 'exec', 1, null, '']) }), mask()), ends: false };
+      return {
+        kind: k,
+        bytes: textFrame(JSON.stringify({ t: rng.pick(['bogus', 'welcome', 'assignments', 'cert', 'error', 'logs', 'exec', 1, null, '']) }), mask()),
+        ends: false,
+      };
     case 'unmasked':
       return { kind: k, bytes: encodeFrame({ opcode: OP.text, payload: json, mask: null }), ends: true };
     case 'reserved-bits':
@@ -392,14 +505,27 @@ function frameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): Dispa
       return { kind: k, bytes: encodeFrame({ opcode: rng.pick([3, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf]), payload: json, mask: mask() }), ends: true };
     case 'lying-length':
       // Claims far more than the limit (up to 2^63-1): the server must refuse from the header alone.
-      return { kind: k, bytes: encodeFrame({ opcode: OP.text, payload: json, mask: mask(), claimedLength: rng.pick([BigInt(ctx.maxPayload) + 1n, 1n << 32n, (1n << 63n) - 1n, 1n << 63n]) }), ends: true };
+      return {
+        kind: k,
+        bytes: encodeFrame({
+          opcode: OP.text,
+          payload: json,
+          mask: mask(),
+          claimedLength: rng.pick([BigInt(ctx.maxPayload) + 1n, 1n << 32n, (1n << 63n) - 1n, 1n << 63n]),
+        }),
+        ends: true,
+      };
     case 'truncated-frame': {
       // A frame whose payload never finishes: the client ends the stream after it.
       const full = textFrame(JSON.stringify({ t: 'status', updates: [] }), mask());
       return { kind: k, bytes: full.subarray(0, rng.range(1, full.length - 1)), ends: true };
     }
     case 'oversized-frame':
-      return { kind: k, bytes: encodeFrame({ opcode: OP.text, payload: Buffer.alloc(ctx.maxPayload + rng.range(1, 1024), 0x20), mask: ZERO_MASK }), ends: true };
+      return {
+        kind: k,
+        bytes: encodeFrame({ opcode: OP.text, payload: Buffer.alloc(ctx.maxPayload + rng.range(1, 1024), 0x20), mask: ZERO_MASK }),
+        ends: true,
+      };
     case 'fragments': {
       const variant = rng.int(3);
       if (variant === 0) return { kind: k, bytes: encodeFrame({ opcode: OP.cont, payload: json, mask: mask() }), ends: true }; // continuation with no start
@@ -412,21 +538,57 @@ function frameInput(rng: Rng, ctx: DispatcherContext, mask: () => Buffer): Dispa
         return { kind: k, bytes: Buffer.concat(frames), ends: true };
       }
       // A new data frame while a fragmented one is open.
-      return { kind: k, bytes: Buffer.concat([encodeFrame({ opcode: OP.text, payload: Buffer.from('{"t":'), mask: mask(), fin: false }), encodeFrame({ opcode: OP.text, payload: json, mask: mask() })]), ends: true };
+      return {
+        kind: k,
+        bytes: Buffer.concat([
+          encodeFrame({ opcode: OP.text, payload: Buffer.from('{"t":'), mask: mask(), fin: false }),
+          encodeFrame({ opcode: OP.text, payload: json, mask: mask() }),
+        ]),
+        ends: true,
+      };
     }
     case 'big-control':
-      return { kind: k, bytes: encodeFrame({ opcode: rng.pick([OP.ping, OP.pong, OP.close]), payload: rng.bytes(rng.range(126, 4096)), mask: mask() }), ends: true };
+      return {
+        kind: k,
+        bytes: encodeFrame({ opcode: rng.pick([OP.ping, OP.pong, OP.close]), payload: rng.bytes(rng.range(126, 4096)), mask: mask() }),
+        ends: true,
+      };
     case 'ping-flood':
-      return { kind: k, bytes: Buffer.concat(Array.from({ length: rng.pick([100, 1000]) }, () => encodeFrame({ opcode: OP.ping, payload: rng.bytes(rng.int(125)), mask: mask() }))), ends: false };
+      return {
+        kind: k,
+        bytes: Buffer.concat(
+          Array.from({ length: rng.pick([100, 1000]) }, () => encodeFrame({ opcode: OP.ping, payload: rng.bytes(rng.int(125)), mask: mask() })),
+        ),
+        ends: false,
+      };
     case 'bad-close':
-      return { kind: k, bytes: closeFrame(rng.pick([0, 999, 1004, 1005, 1006, 1015, 2999, 5000, 65535]), rng.chance(0.5) ? rng.word() : '\ufffd'.repeat(40), mask()), ends: true };
+      return {
+        kind: k,
+        bytes: closeFrame(rng.pick([0, 999, 1004, 1005, 1006, 1015, 2999, 5000, 65535]), rng.chance(0.5) ? rng.word() : '\ufffd'.repeat(40), mask()),
+        ends: true,
+      };
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Control API (an admin client: authenticated, hostile)
 
-export const ADMIN_KINDS = ['invalid-json', 'wrong-types', 'deep-nesting', 'huge-number', 'huge-string', 'huge-body', 'unknown-fields', 'odd-path', 'odd-method', 'path-traversal', 'bad-percent', 'bad-query', 'content-type', 'raw-http'] as const;
+export const ADMIN_KINDS = [
+  'invalid-json',
+  'wrong-types',
+  'deep-nesting',
+  'huge-number',
+  'huge-string',
+  'huge-body',
+  'unknown-fields',
+  'odd-path',
+  'odd-method',
+  'path-traversal',
+  'bad-percent',
+  'bad-query',
+  'content-type',
+  'raw-http',
+] as const;
 export type AdminKind = (typeof ADMIN_KINDS)[number];
 
 export interface AdminContext {
@@ -462,8 +624,16 @@ function bodyEndpoint(rng: Rng, ctx: AdminContext): { path: string; field: strin
     { path: `/v1/nodes/${node}/update`, field: ['availability'], base: { availability: 'sleepy', labelAdd: { [`h.${rng.word(4)}`]: 'x' } } },
     { path: `/v1/nodes/${node}/update`, field: ['labelAdd'], base: { labelAdd: { 'bad key!': 'x' } } },
     { path: `/v1/services/${svc}/scale`, field: ['replicas'], base: { replicas: -1 } },
-    { path: `/v1/services/${svc}/update`, field: ['spec', 'mode', 'replicated', 'replicas'], base: { spec: { name: `hostile-${rng.word(4)}`, task: { image: 123 }, mode: { replicated: { replicas: -1 } } } } },
-    { path: '/v1/services', field: ['spec', 'mode', 'replicated', 'replicas'], base: { spec: { name: `hostile-${rng.word(4)}`, task: { image: 123 }, mode: { replicated: { replicas: -1 } } } } },
+    {
+      path: `/v1/services/${svc}/update`,
+      field: ['spec', 'mode', 'replicated', 'replicas'],
+      base: { spec: { name: `hostile-${rng.word(4)}`, task: { image: 123 }, mode: { replicated: { replicas: -1 } } } },
+    },
+    {
+      path: '/v1/services',
+      field: ['spec', 'mode', 'replicated', 'replicas'],
+      base: { spec: { name: `hostile-${rng.word(4)}`, task: { image: 123 }, mode: { replicated: { replicas: -1 } } } },
+    },
     { path: '/v1/networks', field: ['driver'], base: { name: `hostile-${rng.word(4)}`, driver: 42 } },
     { path: `/v1/tasks/${task}/exec`, field: ['args'], base: { args: 'sh', timeoutMs: -1 } },
     { path: '/v1/cluster/update', field: ['heartbeatPeriodMs'], base: { heartbeatPeriodMs: -1 } },
@@ -478,15 +648,69 @@ function refusedValue(rng: Rng): unknown {
 }
 
 /** Paths worth trying besides the real routes. */
-const ODD_PATHS = ['/', '/v1', '/v1/', '/v2/nodes', '/v1/nodes/', '/v1//nodes', '/V1/NODES', '/v1/nodes?', '/v1/nodes#x', '/v1/info/..', '/raft/v1', '/dispatcher/v1', '/images/v1/export', '/images/v1/export?ref=', '/images/v1/', '/favicon.ico', '/.env', '/v1/ca/extra', '/v1/join/extra', '*', '/v1/nodes/%00', '/v1/services/\u00ff', '/v1/nodes/' + 'a'.repeat(8192)];
-const TRAVERSALS = ['/v1/../v1/nodes', '/v1/nodes/../../etc/passwd', '/v1/nodes/..%2f..%2fetc%2fpasswd', '/v1/%2e%2e/%2e%2e/etc/passwd', '/images/v1/../../v1/join-tokens', '/v1/services/..%5c..%5cwindows', '/v1/nodes/%2e%2e', '/images/v1/export?ref=../../../../etc/shadow', '/images/v1/export?ref=%2e%2e%2fraft'];
-const BAD_PERCENT = ['/v1/nodes/%zz', '/v1/nodes/%', '/v1/services/%e0%a4%a', '/v1/nodes/%ff%fe', '/v1/tasks/%c0%af/exec', '/v1/networks/%d8%00', '/v1/logs?service=%zz', '/v1/tasks?service=%', '/v1/%%%%'];
+const ODD_PATHS = [
+  '/',
+  '/v1',
+  '/v1/',
+  '/v2/nodes',
+  '/v1/nodes/',
+  '/v1//nodes',
+  '/V1/NODES',
+  '/v1/nodes?',
+  '/v1/nodes#x',
+  '/v1/info/..',
+  '/raft/v1',
+  '/dispatcher/v1',
+  '/images/v1/export',
+  '/images/v1/export?ref=',
+  '/images/v1/',
+  '/favicon.ico',
+  '/.env',
+  '/v1/ca/extra',
+  '/v1/join/extra',
+  '*',
+  '/v1/nodes/%00',
+  '/v1/services/\u00ff',
+  '/v1/nodes/' + 'a'.repeat(8192),
+];
+const TRAVERSALS = [
+  '/v1/../v1/nodes',
+  '/v1/nodes/../../etc/passwd',
+  '/v1/nodes/..%2f..%2fetc%2fpasswd',
+  '/v1/%2e%2e/%2e%2e/etc/passwd',
+  '/images/v1/../../v1/join-tokens',
+  '/v1/services/..%5c..%5cwindows',
+  '/v1/nodes/%2e%2e',
+  '/images/v1/export?ref=../../../../etc/shadow',
+  '/images/v1/export?ref=%2e%2e%2fraft',
+];
+const BAD_PERCENT = [
+  '/v1/nodes/%zz',
+  '/v1/nodes/%',
+  '/v1/services/%e0%a4%a',
+  '/v1/nodes/%ff%fe',
+  '/v1/tasks/%c0%af/exec',
+  '/v1/networks/%d8%00',
+  '/v1/logs?service=%zz',
+  '/v1/tasks?service=%',
+  '/v1/%%%%',
+];
 const ODD_METHODS = ['PUT', 'PATCH', 'OPTIONS', 'TRACE', 'PROPFIND', 'FOO', 'M-SEARCH', 'HEAD', 'DELETE'];
 
 function readPath(rng: Rng, ctx: AdminContext): string {
   const node = ctx.nodeIds.length > 0 ? rng.pick(ctx.nodeIds) : nosuch(rng);
   const svc = ctx.serviceIds.length > 0 ? rng.pick(ctx.serviceIds) : nosuch(rng);
-  return rng.pick(['/v1/info', '/v1/nodes', `/v1/nodes/${node}`, '/v1/services', `/v1/services/${svc}`, '/v1/tasks', `/v1/tasks?service=${svc}`, '/v1/networks', '/v1/cluster']);
+  return rng.pick([
+    '/v1/info',
+    '/v1/nodes',
+    `/v1/nodes/${node}`,
+    '/v1/services',
+    `/v1/services/${svc}`,
+    '/v1/tasks',
+    `/v1/tasks?service=${svc}`,
+    '/v1/networks',
+    '/v1/cluster',
+  ]);
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -513,11 +737,34 @@ const ADMIN_WEIGHTS: Record<AdminKind, number> = {
 export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
   const kind = rng.weighted(ADMIN_WEIGHTS);
   const k = `admin/${kind}` as const;
-  const post = (path: string, body: string | Buffer, headers: Record<string, string> = JSON_HEADERS): AdminInput => ({ kind: k, method: 'POST', path, headers, body: Buffer.from(body) });
+  const post = (path: string, body: string | Buffer, headers: Record<string, string> = JSON_HEADERS): AdminInput => ({
+    kind: k,
+    method: 'POST',
+    path,
+    headers,
+    body: Buffer.from(body),
+  });
   switch (kind) {
     case 'invalid-json': {
       const e = bodyEndpoint(rng, ctx);
-      return post(e.path, rng.pick(['{', '{"a":', "{'a':1}", '{"a":1,}', 'NaN', '\ufeff{}', '{"a":1}garbage', '\u0000', '{"a":"\\x41"}', '[', '{"a":01}', '"\\ud800"', Buffer.from([0x7b, 0xff, 0xfe, 0x7d]).toString('latin1')]));
+      return post(
+        e.path,
+        rng.pick([
+          '{',
+          '{"a":',
+          "{'a':1}",
+          '{"a":1,}',
+          'NaN',
+          '\ufeff{}',
+          '{"a":1}garbage',
+          '\u0000',
+          '{"a":"\\x41"}',
+          '[',
+          '{"a":01}',
+          '"\\ud800"',
+          Buffer.from([0x7b, 0xff, 0xfe, 0x7d]).toString('latin1'),
+        ]),
+      );
     }
     case 'wrong-types': {
       const e = bodyEndpoint(rng, ctx);
@@ -547,22 +794,33 @@ export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
     case 'huge-body': {
       const e = bodyEndpoint(rng, ctx);
       const size = ctx.maxBody + (rng.chance(0.9) ? rng.pick([1, 1024, 1 << 20]) : 8 << 20);
-      return post(e.path, cached(`b:${size}`, () => `{"pad":"${'p'.repeat(size)}"}`));
+      return post(
+        e.path,
+        cached(`b:${size}`, () => `{"pad":"${'p'.repeat(size)}"}`),
+      );
     }
     case 'unknown-fields': {
       const e = bodyEndpoint(rng, ctx);
       const body = clone(e.base);
-      const text = JSON.stringify(body).replace(/^\{/, `{"__proto__":{"admin":true},"constructor":{"prototype":{"x":1}},"${rng.word()}":${JSON.stringify(wrongValue(rng))},`);
+      const text = JSON.stringify(body).replace(
+        /^\{/,
+        `{"__proto__":{"admin":true},"constructor":{"prototype":{"x":1}},"${rng.word()}":${JSON.stringify(wrongValue(rng))},`,
+      );
       return post(e.path, text);
     }
     case 'odd-path': {
-      const path = rng.chance(0.5) ? rng.pick(ODD_PATHS) : `/v1/${rng.word()}/${rng.word()}${rng.chance(0.3) ? '/' + 'x'.repeat(rng.pick([100, 4096, 16_384, 65_536])) : ''}`;
+      const path = rng.chance(0.5)
+        ? rng.pick(ODD_PATHS)
+        : `/v1/${rng.word()}/${rng.word()}${rng.chance(0.3) ? '/' + 'x'.repeat(rng.pick([100, 4096, 16_384, 65_536])) : ''}`;
       return { kind: k, method: rng.pick(['GET', 'POST']), path, headers: JSON_HEADERS, body: rng.chance(0.5) ? Buffer.from('{}') : null };
     }
     case 'odd-method': {
       const method = rng.pick(ODD_METHODS);
       // DELETE only ever names objects that cannot exist.
-      const path = method === 'DELETE' ? rng.pick([`/v1/nodes/${nosuch(rng)}`, `/v1/services/${nosuch(rng)}`, `/v1/networks/${nosuch(rng)}`, '/v1/nodes', '/v1/cluster', '/v1/join-tokens']) : readPath(rng, ctx);
+      const path =
+        method === 'DELETE'
+          ? rng.pick([`/v1/nodes/${nosuch(rng)}`, `/v1/services/${nosuch(rng)}`, `/v1/networks/${nosuch(rng)}`, '/v1/nodes', '/v1/cluster', '/v1/join-tokens'])
+          : readPath(rng, ctx);
       return { kind: k, method, path, headers: JSON_HEADERS, body: rng.chance(0.5) ? Buffer.from('{"x":1}') : null };
     }
     case 'path-traversal':
@@ -571,12 +829,28 @@ export function adminInput(rng: Rng, ctx: AdminContext): AdminInput {
       return { kind: k, method: rng.pick(['GET', 'POST']), path: rng.pick(BAD_PERCENT), headers: JSON_HEADERS, body: Buffer.from('{}') };
     case 'bad-query': {
       const svc = ctx.serviceIds.length > 0 ? rng.pick(ctx.serviceIds) : nosuch(rng);
-      const q = rng.pick([`service=${svc}&tail=-1`, `service=${svc}&tail=1e999`, `service=${svc}&tail=abc`, `service=${svc}&since=notatime`, `service=${svc}&since=99999-99-99`, 'service=', `service=${svc}&service=${svc}`, `${'x='.repeat(5000)}`, `service=${svc}&follow=maybe&tail=9007199254740993`]);
+      const q = rng.pick([
+        `service=${svc}&tail=-1`,
+        `service=${svc}&tail=1e999`,
+        `service=${svc}&tail=abc`,
+        `service=${svc}&since=notatime`,
+        `service=${svc}&since=99999-99-99`,
+        'service=',
+        `service=${svc}&service=${svc}`,
+        `${'x='.repeat(5000)}`,
+        `service=${svc}&follow=maybe&tail=9007199254740993`,
+      ]);
       return { kind: k, method: 'GET', path: rng.chance(0.5) ? `/v1/logs?${q}` : `/v1/tasks?${q}`, headers: {}, body: null };
     }
     case 'content-type': {
       const e = bodyEndpoint(rng, ctx);
-      const headers = rng.pick<Record<string, string>>([{ 'content-type': 'text/plain' }, { 'content-type': 'multipart/form-data; boundary=x' }, { 'content-type': 'application/json', 'content-encoding': 'gzip' }, { 'content-type': 'application/json; charset=utf-16' }, { 'content-type': 'application/x-www-form-urlencoded' }]);
+      const headers = rng.pick<Record<string, string>>([
+        { 'content-type': 'text/plain' },
+        { 'content-type': 'multipart/form-data; boundary=x' },
+        { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        { 'content-type': 'application/json; charset=utf-16' },
+        { 'content-type': 'application/x-www-form-urlencoded' },
+      ]);
       return post(e.path, rng.chance(0.5) ? 'a=1&b=2' : JSON.stringify(e.base), headers);
     }
     case 'raw-http':
@@ -606,7 +880,8 @@ function rawHttp(rng: Rng, ctx: AdminContext): Buffer {
     () => `GET /v1/info HTTP/1.1\r\n${host}X: a\nY: b\r\n\r\n`,
     () => `GET /v1/info HTTP/1.1\r\n${host}\r\n`.repeat(200), // pipelined
     () => `GET /dispatcher/v1 HTTP/1.1\r\n${host}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 99\r\nSec-WebSocket-Key: x\r\n\r\n`,
-    () => `GET /${rng.word()} HTTP/1.1\r\n${host}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    () =>
+      `GET /${rng.word()} HTTP/1.1\r\n${host}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
     () => `CONNECT 10.0.0.1:22 HTTP/1.1\r\n${host}\r\n`,
     () => rng.bytes(rng.range(1, 2048)).toString('latin1'),
   ]);
@@ -620,7 +895,18 @@ export const UNAUTH_KINDS = ['conn-hold', 'tls-stall', 'garbage-tcp', 'headers-s
 export type UnauthKind = (typeof UNAUTH_KINDS)[number];
 
 /** Every path an upgrade is tried on: the two real WebSocket endpoints and others. */
-export const UPGRADE_PATHS = ['/dispatcher/v1', '/raft/v1', '/v1/join', '/v1/ca', '/v1/nodes', '/images/v1/export', '/', '/x', '/dispatcher/v1/../x', '/raft/v1?x=1'];
+export const UPGRADE_PATHS = [
+  '/dispatcher/v1',
+  '/raft/v1',
+  '/v1/join',
+  '/v1/ca',
+  '/v1/nodes',
+  '/images/v1/export',
+  '/',
+  '/x',
+  '/dispatcher/v1/../x',
+  '/raft/v1?x=1',
+];
 
 export interface UnauthInput {
   kind: `unauth/${UnauthKind}`;
@@ -635,7 +921,8 @@ export interface UnauthInput {
   upgradePath?: string;
 }
 
-const WS_UPGRADE = (path: string) => `GET ${path} HTTP/1.1\r\nHost: shoal\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+const WS_UPGRADE = (path: string) =>
+  `GET ${path} HTTP/1.1\r\nHost: shoal\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
 
 /** A prefix of a TLS ClientHello record (content type 22, TLS 1.0 record version, a long length). */
 const CLIENT_HELLO_PREFIX = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
@@ -656,13 +943,31 @@ export function unauthInput(rng: Rng): UnauthInput {
     case 'conn-hold':
       return { kind: k, transport: 'tcp', first: none, drip: none, dripMs: 0 };
     case 'tls-stall':
-      return { kind: k, transport: 'tcp', first: CLIENT_HELLO_PREFIX.subarray(0, rng.range(1, CLIENT_HELLO_PREFIX.length)), drip: Buffer.alloc(64, 0x41), dripMs: 2000 };
+      return {
+        kind: k,
+        transport: 'tcp',
+        first: CLIENT_HELLO_PREFIX.subarray(0, rng.range(1, CLIENT_HELLO_PREFIX.length)),
+        drip: Buffer.alloc(64, 0x41),
+        dripMs: 2000,
+      };
     case 'garbage-tcp':
       return { kind: k, transport: 'tcp', first: rng.bytes(rng.range(1, 4096)), drip: none, dripMs: 0 };
     case 'headers-stall':
-      return { kind: k, transport: 'tls', first: Buffer.from('GET /v1/ca HTTP/1.1\r\nHost: shoal\r\n'), drip: Buffer.from('X-Slow: ' + 'a'.repeat(200)), dripMs: 1000 };
+      return {
+        kind: k,
+        transport: 'tls',
+        first: Buffer.from('GET /v1/ca HTTP/1.1\r\nHost: shoal\r\n'),
+        drip: Buffer.from('X-Slow: ' + 'a'.repeat(200)),
+        dripMs: 1000,
+      };
     case 'slowloris-body':
-      return { kind: k, transport: 'tls', first: Buffer.from(`POST /v1/join HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"token":"`), drip: Buffer.alloc(500, 0x61), dripMs: 1000 };
+      return {
+        kind: k,
+        transport: 'tls',
+        first: Buffer.from(`POST /v1/join HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"token":"`),
+        drip: Buffer.alloc(500, 0x61),
+        dripMs: 1000,
+      };
     case 'upgrade': {
       const path = rng.pick(UPGRADE_PATHS);
       return { kind: k, transport: 'tls', first: Buffer.from(WS_UPGRADE(path)), drip: none, dripMs: 0, upgradePath: path };
@@ -674,11 +979,30 @@ export function unauthInput(rng: Rng): UnauthInput {
         DEEP_JOIN_BODY,
         () => '{"token":',
         () => JSON.stringify({ token: null, csr: 1, advertise: [] }),
-        () => JSON.stringify({ token: 'SHOAL-2-abc', csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----', advertise: `${'h'.repeat(300)}:99999999` }),
+        () =>
+          JSON.stringify({
+            token: 'SHOAL-2-abc',
+            csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----',
+            advertise: `${'h'.repeat(300)}:99999999`,
+          }),
       ])();
-      return { kind: k, transport: 'tls', first: Buffer.from(`POST /v1/join HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`), drip: none, dripMs: 0 };
+      return {
+        kind: k,
+        transport: 'tls',
+        first: Buffer.from(
+          `POST /v1/join HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        ),
+        drip: none,
+        dripMs: 0,
+      };
     }
     case 'ca-flood':
-      return { kind: k, transport: 'tls', first: Buffer.from('GET /v1/ca HTTP/1.1\r\nHost: shoal\r\n\r\n'.repeat(rng.pick([1, 10, 100]))), drip: none, dripMs: 0 };
+      return {
+        kind: k,
+        transport: 'tls',
+        first: Buffer.from('GET /v1/ca HTTP/1.1\r\nHost: shoal\r\n\r\n'.repeat(rng.pick([1, 10, 100]))),
+        drip: none,
+        dripMs: 0,
+      };
   }
 }

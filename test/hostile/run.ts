@@ -93,17 +93,25 @@ function logTail(file: string, lines: number): string {
 
 async function leaderInfo(c: ClusterLab): Promise<{ id: string; term: number; host: string }> {
   let out: { id: string; term: number; host: string } | null = null;
-  await waitFor(async () => {
-    for (const d of c.daemons.values()) {
-      if (d.role !== 'manager' || d.pid === null) continue;
-      const r = await httpsJson(`${d.host.ip}:2377`, 'GET', '/v1/info', undefined, { ca: c.ctx.admin.ca, key: c.ctx.admin.key, cert: c.ctx.admin.cert }).catch(() => null);
-      if (r?.status === 200 && r.body.role === 'leader') {
-        out = { id: r.body.nodeId, term: Number(r.body.term), host: d.host.name };
-        return true;
+  await waitFor(
+    async () => {
+      for (const d of c.daemons.values()) {
+        if (d.role !== 'manager' || d.pid === null) continue;
+        const r = await httpsJson(`${d.host.ip}:2377`, 'GET', '/v1/info', undefined, {
+          ca: c.ctx.admin.ca,
+          key: c.ctx.admin.key,
+          cert: c.ctx.admin.cert,
+        }).catch(() => null);
+        if (r?.status === 200 && r.body.role === 'leader') {
+          out = { id: r.body.nodeId, term: Number(r.body.term), host: d.host.name };
+          return true;
+        }
       }
-    }
-    return false;
-  }, 15_000, 'a leader');
+      return false;
+    },
+    15_000,
+    'a leader',
+  );
   return out!;
 }
 
@@ -120,14 +128,28 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
 
   // The honest side: a service that stays converged, and a writer on a real worker's node object.
   const worker = [...c.daemons.values()].find((d) => d.role === 'worker' && d.nodeId)!;
-  const { id: serviceId } = await c.control('POST', '/v1/services', { spec: { name: 'steady', mode: { replicated: { replicas: o.replicas } }, task: { image: 'busybox:latest' } } });
-  await waitFor(async () => (await c.control('GET', `/v1/services/${serviceId}`)).replicas.running === o.replicas, 30_000, `${o.replicas} steady tasks running`, 200);
+  const { id: serviceId } = await c.control('POST', '/v1/services', {
+    spec: { name: 'steady', mode: { replicated: { replicas: o.replicas } }, task: { image: 'busybox:latest' } },
+  });
+  await waitFor(
+    async () => (await c.control('GET', `/v1/services/${serviceId}`)).replicas.running === o.replicas,
+    30_000,
+    `${o.replicas} steady tasks running`,
+    200,
+  );
   const tasks = (await c.control('GET', `/v1/tasks?service=${serviceId}`)) as { id: string }[];
 
   // The attacker's identities: real worker joins, drained at once so no task is ever placed on them.
   const attackerHost = await c.lab.addHost();
   const tokens = await c.control('GET', '/v1/join-tokens');
-  const workers = await joinWorkers({ manager: leaderAddr, token: tokens.worker, caPem: ctx.admin.ca, count: o.workers, advertise: `${attackerHost.ip}:2377`, hostnamePrefix: 'hostile-w' });
+  const workers = await joinWorkers({
+    manager: leaderAddr,
+    token: tokens.worker,
+    caPem: ctx.admin.ca,
+    count: o.workers,
+    advertise: `${attackerHost.ip}:2377`,
+    hostnamePrefix: 'hostile-w',
+  });
   for (const w of workers) await c.control('POST', `/v1/nodes/${w.nodeId}/update`, { availability: 'drain' });
   const nodeIds = ((await c.nodes()) as { id: string }[]).map((n) => n.id);
   log(`${workers.length} hostile workers joined and drained; attacker host ${attackerHost.name} (${attackerHost.ip})`);
@@ -164,7 +186,12 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
       adminCtx: { nodeIds, serviceIds: [serviceId], taskIds: tasks.map((t) => t.id), maxBody: MAX_BODY },
       otherTaskIds: tasks.map((t) => t.id),
       maxPayload: MAX_PAYLOAD,
-      rates: { ...o.rates, adminConns: share(o.rates.adminConns, k), unauthPerSec: o.rates.unauthPerSec / n, unauthMaxOpen: Math.ceil(o.rates.unauthMaxOpen / n) },
+      rates: {
+        ...o.rates,
+        adminConns: share(o.rates.adminConns, k),
+        unauthPerSec: o.rates.unauthPerSec / n,
+        unauthMaxOpen: Math.ceil(o.rates.unauthMaxOpen / n),
+      },
       limits: DEFAULT_SERVER_LIMITS,
       resultFile: join(dir, `result-${k}.json`),
     }));
@@ -175,11 +202,18 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
         const cfgFile = join(dir, `config-${k}.json`);
         writeFileSync(cfgFile, JSON.stringify(cfg));
         // A raised descriptor limit: the attacker holds many connections at once.
-        const child = attackerHost.spawn('/bin/sh', ['-c', `ulimit -n 65536 2>/dev/null; exec "$0" --import tsx "$1" "$2"`, process.execPath, ATTACKER, cfgFile], { logFile: `attacker-${k}.log`, cwd: REPO });
+        const child = attackerHost.spawn(
+          '/bin/sh',
+          ['-c', `ulimit -n 65536 2>/dev/null; exec "$0" --import tsx "$1" "$2"`, process.execPath, ATTACKER, cfgFile],
+          { logFile: `attacker-${k}.log`, cwd: REPO },
+        );
         return new Promise<number | null>((res) => {
-          const t = setTimeout(() => {
-            if (child.pid) attackerHost.kill(child.pid, 'SIGKILL');
-          }, (o.seconds + 60) * 1000);
+          const t = setTimeout(
+            () => {
+              if (child.pid) attackerHost.kill(child.pid, 'SIGKILL');
+            },
+            (o.seconds + 60) * 1000,
+          );
           child.once('exit', (code) => {
             clearTimeout(t);
             res(code);
@@ -208,10 +242,15 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
     rss.stop();
   }
   let running = -1;
-  const converged = await waitFor(async () => {
-    running = (await c.control('GET', `/v1/services/${serviceId}`).catch(() => ({ replicas: { running: -1 } }))).replicas.running;
-    return running === o.replicas;
-  }, 20_000, 'the steady service converged', 250).then(
+  const converged = await waitFor(
+    async () => {
+      running = (await c.control('GET', `/v1/services/${serviceId}`).catch(() => ({ replicas: { running: -1 } }))).replicas.running;
+      return running === o.replicas;
+    },
+    20_000,
+    'the steady service converged',
+    250,
+  ).then(
     () => true,
     () => false,
   );
@@ -229,7 +268,14 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
   const managerLogs = Object.fromEntries(
     [...c.daemons.values()]
       .filter((d) => d.role === 'manager')
-      .map((d) => [d.host.name, logTail(join(d.host.dir, 'daemon.log'), 4000).split('\n').filter((l) => /elect|leader|term|violat|disconnect|error|uncaught|exceed|slow|timed? ?out/i.test(l)).slice(-40).join('\n')]),
+      .map((d) => [
+        d.host.name,
+        logTail(join(d.host.dir, 'daemon.log'), 4000)
+          .split('\n')
+          .filter((l) => /elect|leader|term|violat|disconnect|error|uncaught|exceed|slow|timed? ?out/i.test(l))
+          .slice(-40)
+          .join('\n'),
+      ]),
   );
   const daemonsExited = exited.map((d) => d.host);
   const crashLogs = Object.fromEntries(exited.map((d) => [d.host, logTail(join(d.dir, 'daemon.log'), 25)]));
@@ -250,8 +296,19 @@ export async function runHostile(c: ClusterLab, o: HostileOptions): Promise<Host
     crashLogs,
     managerLogs,
     dispatcherStats,
-    writes: { attempted: writer.attempted, acked: writer.ackedCount, failed: writer.failed, lost: labels ? writer.lost(labels) : [`every acknowledged write is unverifiable: the labels could not be read (${labelsError})`], errors: Object.fromEntries(writer.errors) },
-    leader: { before: { id: leader.id, term: leader.term }, after: { id: after?.id ?? null, term: after?.term ?? watch.maxTerm() }, epochs, changes: Math.max(0, epochs.length - 1) },
+    writes: {
+      attempted: writer.attempted,
+      acked: writer.ackedCount,
+      failed: writer.failed,
+      lost: labels ? writer.lost(labels) : [`every acknowledged write is unverifiable: the labels could not be read (${labelsError})`],
+      errors: Object.fromEntries(writer.errors),
+    },
+    leader: {
+      before: { id: leader.id, term: leader.term },
+      after: { id: after?.id ?? null, term: after?.term ?? watch.maxTerm() },
+      epochs,
+      changes: Math.max(0, epochs.length - 1),
+    },
     latency: { beforeP99Ms: beforeP99, duringP99Ms: duringP99, ratio: duringP99 / beforeP99, duringFailed: during.filter((s) => !s.ok).length },
     rss: { beforeKiB: rssBefore, peakKiB: rss.peakKiB, afterKiB: rssKiB(leaderPid) },
     service: { desired: o.replicas, running, converged },
@@ -272,7 +329,11 @@ export function reportLines(r: HostileReport): string[] {
     }
     return out;
   };
-  const lines = [`seed: ${r.seed}`, `attack: ${r.attackSeconds} s`, `hostile inputs sent: ${r.totalInputs} inputs (${(r.totalInputs / r.attackSeconds).toFixed(0)} inputs/s)`];
+  const lines = [
+    `seed: ${r.seed}`,
+    `attack: ${r.attackSeconds} s`,
+    `hostile inputs sent: ${r.totalInputs} inputs (${(r.totalInputs / r.attackSeconds).toFixed(0)} inputs/s)`,
+  ];
   for (const [k, v] of Object.entries(by(2)).sort()) lines.push(`  inputs ${k}: ${v} inputs`);
   lines.push(
     `daemons exited: ${r.daemonsExited.length} (goal 0)${r.daemonsExited.length ? ` [${r.daemonsExited.join(', ')}]` : ''}`,

@@ -83,11 +83,15 @@ class Conn {
       if (input.kind === 'unauth/upgrade') {
         // setImmediate: judged after the poll phase, so an answer that arrived while this (possibly
         // starved) process was busy is read first and not mistaken for silence.
-        setTimeout(() => setImmediate(() => {
-          if (this.closedAt === null && this.status === null && !this.destroyedByUs) {
-            tally.finding(input.kind, `upgrade ${input.upgradePath} without a certificate`, `neither answered nor closed within ${UPGRADE_ANSWER_MS} ms`);
-          }
-        }), UPGRADE_ANSWER_MS).unref();
+        setTimeout(
+          () =>
+            setImmediate(() => {
+              if (this.closedAt === null && this.status === null && !this.destroyedByUs) {
+                tally.finding(input.kind, `upgrade ${input.upgradePath} without a certificate`, `neither answered nor closed within ${UPGRADE_ANSWER_MS} ms`);
+              }
+            }),
+          UPGRADE_ANSWER_MS,
+        ).unref();
       }
     };
     this.sock = input.transport === 'tls' ? tlsConnect({ host, port, rejectUnauthorized: false }, start) : netConnect({ host, port }, start);
@@ -98,8 +102,10 @@ class Conn {
       if (!m) return;
       this.status = Number(m[1]);
       tally.outcome(input.kind, `HTTP ${this.status}${input.upgradePath ? ` (${input.upgradePath})` : ''}`);
-      if (this.status >= 500 && this.status !== 503) tally.finding(input.kind, JSON.stringify(input.first.subarray(0, 200).toString('latin1')), `HTTP ${this.status}`);
-      if (this.status >= 200 && this.status < 300 && input.kind === 'unauth/join-hostile') tally.finding(input.kind, JSON.stringify(input.first.subarray(0, 200).toString('latin1')), `HTTP ${this.status}: a hostile join was accepted`);
+      if (this.status >= 500 && this.status !== 503)
+        tally.finding(input.kind, JSON.stringify(input.first.subarray(0, 200).toString('latin1')), `HTTP ${this.status}`);
+      if (this.status >= 200 && this.status < 300 && input.kind === 'unauth/join-hostile')
+        tally.finding(input.kind, JSON.stringify(input.first.subarray(0, 200).toString('latin1')), `HTTP ${this.status}: a hostile join was accepted`);
       if (this.status === 101) tally.finding(input.kind, `upgrade ${input.upgradePath} without a certificate`, 'HTTP 101: upgraded');
       // Answered: free the slot for the next stalled connection.
       setTimeout(() => this.destroy(), 200).unref();
@@ -150,7 +156,12 @@ export async function driveUnauth(o: UnauthDriverOptions): Promise<{ openAtEnd: 
       openAtEnd[c.input.kind] = (openAtEnd[c.input.kind] ?? 0) + 1;
       oldestOpenMs = Math.max(oldestOpenMs, age);
       const limit = holdLimitMs(c.input.kind, o.limits);
-      if (age > limit) o.tally.finding(c.input.kind, JSON.stringify(c.input.first.subarray(0, 120).toString('latin1')), `held open for ${Math.round(age / 1000)} s without an answer (declared limit + slack: ${limit / 1000} s)`);
+      if (age > limit)
+        o.tally.finding(
+          c.input.kind,
+          JSON.stringify(c.input.first.subarray(0, 120).toString('latin1')),
+          `held open for ${Math.round(age / 1000)} s without an answer (declared limit + slack: ${limit / 1000} s)`,
+        );
     }
     c.destroy();
   }

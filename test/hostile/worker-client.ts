@@ -28,14 +28,27 @@ export class JoinError extends Error {
  * following leader redirects and waiting out the join rate limit. One key serves all of them: key
  * generation would dominate, and the certificates still differ (CN = node id).
  */
-export async function joinWorkers(o: { manager: string; token: string; caPem: string; count: number; advertise: string; hostnamePrefix: string }): Promise<WorkerCreds[]> {
+export async function joinWorkers(o: {
+  manager: string;
+  token: string;
+  caPem: string;
+  count: number;
+  advertise: string;
+  hostnamePrefix: string;
+}): Promise<WorkerCreds[]> {
   const key = await generateKeyPem();
   const out: WorkerCreds[] = [];
   for (let i = 0; i < o.count; i++) {
     let remote = o.manager;
     for (let attempt = 0; ; attempt++) {
       if (attempt >= 50) throw new JoinError(`join ${o.hostnamePrefix}${i}: gave up after 50 attempts`);
-      const r = await httpsJson(remote, 'POST', '/v1/join', { token: o.token, csr: createCsr({ keyPem: key, nodeId: 'joining' }), advertise: o.advertise, hostname: `${o.hostnamePrefix}${i}` }, { ca: o.caPem });
+      const r = await httpsJson(
+        remote,
+        'POST',
+        '/v1/join',
+        { token: o.token, csr: createCsr({ keyPem: key, nodeId: 'joining' }), advertise: o.advertise, hostname: `${o.hostnamePrefix}${i}` },
+        { ca: o.caPem },
+      );
       if (r.status === 421 && typeof r.body?.error?.leader === 'string') {
         remote = r.body.error.leader;
         continue;
@@ -76,7 +89,14 @@ export class RawSession {
   static open(addr: string, creds: WorkerCreds, timeoutMs = 5000): Promise<RawSession> {
     const i = addr.lastIndexOf(':');
     return new Promise((resolve, reject) => {
-      const sock = tlsConnect({ host: addr.slice(0, i), port: Number(addr.slice(i + 1)), key: creds.key, cert: creds.cert, ca: creds.ca, checkServerIdentity: () => undefined });
+      const sock = tlsConnect({
+        host: addr.slice(0, i),
+        port: Number(addr.slice(i + 1)),
+        key: creds.key,
+        cert: creds.cert,
+        ca: creds.ca,
+        checkServerIdentity: () => undefined,
+      });
       const timer = setTimeout(() => fail(new HandshakeError(`${addr}: no upgrade answer within ${timeoutMs} ms`)), timeoutMs);
       let head = Buffer.alloc(0);
       const fail = (e: Error) => {
@@ -88,7 +108,9 @@ export class RawSession {
       sock.on('error', (e) => fail(new HandshakeError(`${addr}: ${e.message}`)));
       sock.on('close', () => fail(new HandshakeError(`${addr}: closed during the upgrade`)));
       sock.once('secureConnect', () => {
-        sock.write(`GET ${DISPATCHER_PATH} HTTP/1.1\r\nHost: ${addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`);
+        sock.write(
+          `GET ${DISPATCHER_PATH} HTTP/1.1\r\nHost: ${addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+        );
       });
       sock.on('data', (d: Buffer) => {
         head = Buffer.concat([head, d]);

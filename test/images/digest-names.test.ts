@@ -26,7 +26,7 @@ test('tagName refuses digest-shaped names and 64-hex repositories, keeps ordinar
   assert.equal(tagName(`app:${HEX.slice(0, 12)}`), `app:${HEX.slice(0, 12)}`);
 });
 
-test('an archive tagged with another image\'s digest is refused, in both archive formats', async () => {
+test("an archive tagged with another image's digest is refused, in both archive formats", async () => {
   const s = new ImageStore(path.join(tmp, 'poison'));
   const real = await s.load(dockerSaveLegacy([baseImage('web:1')]));
   const evil = appImage(real.digest);

@@ -57,15 +57,30 @@ test('writing through a symlink that escapes', async () => {
     ]),
     /entry "link\/pwned": parent "link" is a symlink; refusing to write through a symlink/,
   );
-  await refused(evil([{ path: 'rel', type: 'symlink', linkname: '../../../..' }, { path: 'rel/x/y', type: 'dir' }]), /parent "rel" is a symlink/);
+  await refused(
+    evil([
+      { path: 'rel', type: 'symlink', linkname: '../../../..' },
+      { path: 'rel/x/y', type: 'dir' },
+    ]),
+    /parent "rel" is a symlink/,
+  );
   assert.deepEqual(fs.readdirSync(outside), []);
 });
 
 test('hardlinks escaping the layer', async () => {
-  await refused(evil([{ path: 'h', type: 'hardlink', linkname: '../../../etc/passwd' }]), /entry "h": hardlink target "..\/..\/..\/etc\/passwd" escapes the layer root/);
+  await refused(
+    evil([{ path: 'h', type: 'hardlink', linkname: '../../../etc/passwd' }]),
+    /entry "h": hardlink target "..\/..\/..\/etc\/passwd" escapes the layer root/,
+  );
   await refused(evil([{ path: 'h', type: 'hardlink', linkname: '/etc/passwd' }]), /escapes the layer root/);
   // through a symlink inside the layer
-  await refused(evil([{ path: 'l', type: 'symlink', linkname: '/etc' }, { path: 'h', type: 'hardlink', linkname: 'l/passwd' }]), /goes through a symlink/);
+  await refused(
+    evil([
+      { path: 'l', type: 'symlink', linkname: '/etc' },
+      { path: 'h', type: 'hardlink', linkname: 'l/passwd' },
+    ]),
+    /goes through a symlink/,
+  );
   // to a file of a lower layer (not in this layer)
   await refused(evil([{ path: 'h', type: 'hardlink', linkname: 'ok' }]), /hardlink target "ok" is not in this layer/);
 });
@@ -78,9 +93,20 @@ test('device nodes', async () => {
 test('too many entries, too many bytes, too big a file, too high a ratio', async () => {
   const many = Array.from({ length: 20 }, (_, i) => ({ path: `f${i}`, data: 'x' }));
   await refused(evil(many), /entry "f\d+": too many entries \(limit 10\)/, { maxEntries: 10 });
-  await refused(evil([{ path: 'big1', data: Buffer.alloc(3000) }, { path: 'big2', data: Buffer.alloc(3000) }]), /entry "big2": total unpacked size exceeds the limit of 5000 bytes/, { maxTotalBytes: 5000 });
-  await refused(evil([{ path: 'huge', data: Buffer.alloc(3000) }]), /entry "huge": file of 3000 bytes exceeds the per-file limit of 1000 bytes/, { maxFileSize: 1000 });
-  await refused(evil([{ path: 'big', data: Buffer.alloc(3000) }]), /archive entry "blobs\/sha256\/[a-f0-9]+": archive exceeds the limit of 2000 bytes/, { maxArchiveBytes: 2000 });
+  await refused(
+    evil([
+      { path: 'big1', data: Buffer.alloc(3000) },
+      { path: 'big2', data: Buffer.alloc(3000) },
+    ]),
+    /entry "big2": total unpacked size exceeds the limit of 5000 bytes/,
+    { maxTotalBytes: 5000 },
+  );
+  await refused(evil([{ path: 'huge', data: Buffer.alloc(3000) }]), /entry "huge": file of 3000 bytes exceeds the per-file limit of 1000 bytes/, {
+    maxFileSize: 1000,
+  });
+  await refused(evil([{ path: 'big', data: Buffer.alloc(3000) }]), /archive entry "blobs\/sha256\/[a-f0-9]+": archive exceeds the limit of 2000 bytes/, {
+    maxArchiveBytes: 2000,
+  });
   await refused(evil([{ path: 'zeros', data: Buffer.alloc(4 << 20) }], true), /compression ratio exceeds 100:1/, { ratioMinBytes: 1 << 20 });
 });
 
@@ -133,10 +159,21 @@ test('digest mismatches and missing blobs', async () => {
   const legacy = dockerSaveLegacy([{ ...img, blobs: [gzipSync(img.layers[0]!.tar), tar([{ path: 'swapped', data: 'x' }])] }]);
   await refused(legacy, /digest mismatch: uncompressed content hashes to sha256:/);
   // docker save: missing layer file, and a config whose name is not its digest
-  await refused(tarFiles(new Map([['manifest.json', Buffer.from(JSON.stringify([{ Config: 'c.json', Layers: ['x/layer.tar'] }]))]])), /missing blob c.json \(config\)/);
+  await refused(
+    tarFiles(new Map([['manifest.json', Buffer.from(JSON.stringify([{ Config: 'c.json', Layers: ['x/layer.tar'] }]))]])),
+    /missing blob c.json \(config\)/,
+  );
   const cfg = Buffer.from(JSON.stringify({ rootfs: { type: 'layers', diff_ids: [] } }));
   const wrong = 'f'.repeat(64) + '.json';
-  await refused(tarFiles(new Map([[wrong, cfg], ['manifest.json', Buffer.from(JSON.stringify([{ Config: wrong, Layers: [] }]))]])), /digest mismatch for config/);
+  await refused(
+    tarFiles(
+      new Map([
+        [wrong, cfg],
+        ['manifest.json', Buffer.from(JSON.stringify([{ Config: wrong, Layers: [] }]))],
+      ]),
+    ),
+    /digest mismatch for config/,
+  );
   await refused(tarFiles(new Map([['hello', Buffer.from('x')]])), /unrecognised image archive/);
 });
 
@@ -148,7 +185,10 @@ test('a directory replaced by a symlink after it was marked opaque or given a mo
   const img: FixtureImage = {
     name: 'tricky:1',
     layers: [
-      layer([{ path: 'd/', type: 'dir' }, { path: 'd/keep', data: 'x' }]),
+      layer([
+        { path: 'd/', type: 'dir' },
+        { path: 'd/keep', data: 'x' },
+      ]),
       layer([
         { path: 'd/', type: 'dir', mode: 0o700 },
         { path: 'd/.wh..wh..opq', data: '' },
@@ -170,5 +210,8 @@ test('a failed load leaves earlier images and shared layers alone', async () => 
   await assert.rejects(s.load(tarFiles(ociFiles([img]))), /".." path components/);
   assert.deepEqual(fs.readdirSync(path.join(s.root, 'layers')).sort(), before);
   assert.deepEqual(fs.readdirSync(path.join(s.root, 'tmp')), []);
-  assert.deepEqual(s.list().map((i) => i.name), ['shoal/base:1']);
+  assert.deepEqual(
+    s.list().map((i) => i.name),
+    ['shoal/base:1'],
+  );
 });

@@ -41,7 +41,24 @@ export interface Cert {
 export async function makeCert(dir: string, name: string): Promise<Cert> {
   const keyPath = path.join(dir, `${name}.key`);
   const certPath = path.join(dir, `${name}.crt`);
-  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '2', '-keyout', keyPath, '-out', certPath, '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-sha256',
+    '-days',
+    '2',
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
+    '-subj',
+    `/CN=${name}`,
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+  ]);
   return { keyPath, certPath, key: fs.readFileSync(keyPath, 'utf8'), cert: fs.readFileSync(certPath, 'utf8') };
 }
 
@@ -95,7 +112,14 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
     ...(o.tls ? ['  tls:', `    certificate: ${o.tls.certPath}`, `    key: ${o.tls.keyPath}`] : []),
     ...(o.htpasswd ? ['auth:', '  htpasswd:', '    realm: shoal-test', `    path: ${o.htpasswd}`] : []),
     ...(o.token
-      ? ['auth:', '  token:', `    realm: ${o.token.realm}`, `    service: ${o.token.service}`, `    issuer: ${o.token.issuer}`, `    rootcertbundle: ${o.token.rootCertBundle}`]
+      ? [
+          'auth:',
+          '  token:',
+          `    realm: ${o.token.realm}`,
+          `    service: ${o.token.service}`,
+          `    issuer: ${o.token.issuer}`,
+          `    rootcertbundle: ${o.token.rootCertBundle}`,
+        ]
       : []),
     '',
   ].join('\n');
@@ -280,7 +304,10 @@ export async function pushImage(t: PushTarget, repo: string, ref: string, img: B
 }
 
 /** A manifest list (Docker) or image index (OCI) over already-pushed images. */
-export function manifestList(entries: Array<{ img: BuiltImage; arch: string; variant?: string }>, format: 'oci' | 'docker'): { body: Buffer; mediaType: string } {
+export function manifestList(
+  entries: Array<{ img: BuiltImage; arch: string; variant?: string }>,
+  format: 'oci' | 'docker',
+): { body: Buffer; mediaType: string } {
   const mediaType = format === 'oci' ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.docker.distribution.manifest.list.v2+json';
   const body = Buffer.from(
     JSON.stringify({
@@ -321,7 +348,9 @@ export function mintToken(iss: TokenIssuer, subject: string, access: Array<{ typ
   const der = new X509Certificate(iss.cert.cert).raw.toString('base64');
   const now = Math.floor(Date.now() / 1000);
   const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'RS256', x5c: [der] }));
-  const claims = b64url(JSON.stringify({ iss: iss.issuer, sub: subject, aud: iss.service, exp: now + ttl, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }));
+  const claims = b64url(
+    JSON.stringify({ iss: iss.issuer, sub: subject, aud: iss.service, exp: now + ttl, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }),
+  );
   const sig = sign('sha256', Buffer.from(`${header}.${claims}`), createPrivateKey(iss.cert.key));
   return `${header}.${claims}.${b64url(sig)}`;
 }
@@ -359,7 +388,9 @@ export async function startTokenServer(tlsCert: Cert, iss: TokenIssuer, users: R
     }
     requests.push({ user, scopes, granted: access.length > 0 });
     const token = mintToken(iss, user!, access);
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const port = (srv.address() as net.AddressInfo).port;
@@ -414,7 +445,14 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
   const cdnPort = (cdnSrv.address() as net.AddressInfo).port;
   const scheme = o.tls ? 'https' : 'http';
 
-  function forward(method: string, up: URL, headers: Record<string, string | string[] | undefined>, res: http.ServerResponse, body?: http.IncomingMessage, tamper = false): void {
+  function forward(
+    method: string,
+    up: URL,
+    headers: Record<string, string | string[] | undefined>,
+    res: http.ServerResponse,
+    body?: http.IncomingMessage,
+    tamper = false,
+  ): void {
     const mod = up.protocol === 'https:' ? https : http;
     const preq = mod.request(up, { method, headers: { ...headers, host: up.host }, agent: false, ...(o.ca ? { ca: o.ca } : {}) }, (pres) => {
       if (!tamper) {
@@ -441,7 +479,9 @@ export async function startProxy(o: ProxyOptions): Promise<Proxy> {
     requests.push(line);
     const isBlobGet = req.method === 'GET' && /^\/v2\/.+\/blobs\/sha256:[a-f0-9]{64}$/.test(req.url ?? '');
     if (isBlobGet && o.redirectBlobs) {
-      res.writeHead(307, { location: `${scheme}://127.0.0.1:${cdnPort}/cdn?p=${encodeURIComponent(req.url ?? '')}&sig=${randomBytes(4).toString('hex')}` }).end();
+      res
+        .writeHead(307, { location: `${scheme}://127.0.0.1:${cdnPort}/cdn?p=${encodeURIComponent(req.url ?? '')}&sig=${randomBytes(4).toString('hex')}` })
+        .end();
       return;
     }
     const headers = { ...req.headers };

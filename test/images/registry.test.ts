@@ -63,13 +63,28 @@ before(async () => {
   await pushImage(push, 'shoal/app', '1', app);
   await pushImage(push, 'shoal/base', 'docker', baseDocker);
   // a second platform: its own busybox-less layer, so nothing is shared with the amd64 image
-  const armTar = tar([{ path: 'etc/', type: 'dir' }, { path: 'etc/arch', data: 'arm64\n' }]);
+  const armTar = tar([
+    { path: 'etc/', type: 'dir' },
+    { path: 'etc/arch', data: 'arm64\n' },
+  ]);
   arm = buildImage([{ blob: gzipSync(armTar), tar: armTar, gzip: true }], 'arm64');
   await pushImage(push, 'shoal/multi', 'arm64', arm);
   await pushImage(push, 'shoal/multi', 'amd64', app);
-  const list = manifestList([{ img: arm, arch: 'arm64', variant: 'v8' }, { img: app, arch: 'amd64' }], 'docker');
+  const list = manifestList(
+    [
+      { img: arm, arch: 'arm64', variant: 'v8' },
+      { img: app, arch: 'amd64' },
+    ],
+    'docker',
+  );
   await pushManifest(push, 'shoal/multi', '1', list.body, list.mediaType);
-  const index = manifestList([{ img: arm, arch: 'arm64' }, { img: app, arch: 'amd64' }], 'oci');
+  const index = manifestList(
+    [
+      { img: arm, arch: 'arm64' },
+      { img: app, arch: 'amd64' },
+    ],
+    'oci',
+  );
   await pushManifest(push, 'shoal/multi', 'oci', index.body, index.mediaType);
 });
 
@@ -109,7 +124,10 @@ describe('references', () => {
       ['127.0.0.1:5000/a/b-c/d__e:v1.2-rc_3', { registry: '127.0.0.1:5000', repository: 'a/b-c/d__e', tag: 'v1.2-rc_3' }],
       ['[::1]:5000/app:1', { registry: '[::1]:5000', repository: 'app', tag: '1' }],
       ['Registry.Example.com/team/app', { registry: 'registry.example.com', repository: 'team/app' }],
-      [`reg.io/app@sha256:${'a'.repeat(64)}`, { registry: 'reg.io', repository: 'app', tag: undefined, digest: `sha256:${'a'.repeat(64)}`, name: `reg.io/app@sha256:${'a'.repeat(64)}` }],
+      [
+        `reg.io/app@sha256:${'a'.repeat(64)}`,
+        { registry: 'reg.io', repository: 'app', tag: undefined, digest: `sha256:${'a'.repeat(64)}`, name: `reg.io/app@sha256:${'a'.repeat(64)}` },
+      ],
       [`app:1@sha256:${'b'.repeat(64)}`, { repository: 'library/app', tag: '1', name: `app:1@sha256:${'b'.repeat(64)}` }],
     ];
     for (const [ref, want] of cases) {
@@ -181,7 +199,10 @@ describe('pull from a TLS registry with htpasswd auth', () => {
     assert.equal(sha(fs.readFileSync(path.join(s.root, 'blobs/sha256', app.manifestDigest.slice(7)))), app.manifestDigest);
     assert.deepEqual(fs.readdirSync(path.join(s.root, 'tmp')), []);
     assert.deepEqual(
-      events.filter((e) => e.event === 'layer-downloaded').map((e) => (e as { index: number }).index).sort(),
+      events
+        .filter((e) => e.event === 'layer-downloaded')
+        .map((e) => (e as { index: number }).index)
+        .sort(),
       [0, 1, 2],
     );
     assert.deepEqual(events.at(-1), { event: 'done', ...r });
@@ -197,7 +218,10 @@ describe('pull from a TLS registry with htpasswd auth', () => {
     assert.equal(d.digest, baseDocker.id);
     assert.equal(d.digest, await loadedId(baseImage()), 'the image id does not depend on the manifest format');
     assert.equal(s.unpackCount, 3, 'the base layers were already there');
-    await assert.rejects(pullImage(s, `${reg.host}/shoal/app@sha256:${'0'.repeat(64)}`, opts()), new RegExp(`image ${reg.host}/shoal/app@sha256:0+ not found in registry ${reg.host}`));
+    await assert.rejects(
+      pullImage(s, `${reg.host}/shoal/app@sha256:${'0'.repeat(64)}`, opts()),
+      new RegExp(`image ${reg.host}/shoal/app@sha256:0+ not found in registry ${reg.host}`),
+    );
   });
 
   test('not found, wrong password, no credentials, untrusted certificate: clear errors, store unchanged', T, async () => {
@@ -207,14 +231,19 @@ describe('pull from a TLS registry with htpasswd auth', () => {
     await assert.rejects(pullImage(s, `${reg.host}/shoal/app:1`, opts({ auth: { username: USER, password: 'wrong' } })), {
       message: `registry ${reg.host}: authentication failed for ${USER}`,
     });
-    await assert.rejects(pullImage(s, `${reg.host}/shoal/app:1`, { ca: cert.cert }), { message: `registry ${reg.host}: authentication required (no credentials given)` });
+    await assert.rejects(pullImage(s, `${reg.host}/shoal/app:1`, { ca: cert.cert }), {
+      message: `registry ${reg.host}: authentication required (no credentials given)`,
+    });
     await assert.rejects(pullImage(s, `${reg.host}/shoal/app:1`, { auth }), new RegExp(`registry ${reg.host} unreachable: its TLS certificate is not trusted`));
     assertEmpty(s);
   });
 
   test('an unreachable registry, and one that never answers', T, async () => {
     const port = await freePort();
-    await assert.rejects(pullImage(store(), `127.0.0.1:${port}/shoal/app:1`, opts()), new RegExp(`^RegistryError: registry 127.0.0.1:${port} unreachable: connect ECONNREFUSED`));
+    await assert.rejects(
+      pullImage(store(), `127.0.0.1:${port}/shoal/app:1`, opts()),
+      new RegExp(`^RegistryError: registry 127.0.0.1:${port} unreachable: connect ECONNREFUSED`),
+    );
     const conns = new Set<net.Socket>();
     let closing = false;
     const silent = net.createServer((c) => (closing ? c.destroy() : conns.add(c))); // accepts, then says nothing
@@ -233,7 +262,13 @@ describe('pull from a TLS registry with htpasswd auth', () => {
 
   test('a manifest list and an OCI index: the platform is chosen', T, async () => {
     const s = store();
-    const list = manifestList([{ img: arm, arch: 'arm64', variant: 'v8' }, { img: app, arch: 'amd64' }], 'docker');
+    const list = manifestList(
+      [
+        { img: arm, arch: 'arm64', variant: 'v8' },
+        { img: app, arch: 'amd64' },
+      ],
+      'docker',
+    );
     const r = await pullImage(s, `${reg.host}/shoal/multi:1`, opts({ platform: { os: 'linux', arch: 'amd64' } }));
     assert.equal(r.digest, app.id);
     assert.equal(r.manifestDigest, sha(list.body), 'the digest of the list, which the tag names');
@@ -245,7 +280,10 @@ describe('pull from a TLS registry with htpasswd auth', () => {
     // by the list's digest
     const byDigest = await pullImage(s, `${reg.host}/shoal/multi@${sha(list.body)}`, opts({ platform: { os: 'linux', arch: 'arm64', variant: 'v8' } }));
     assert.equal(byDigest.digest, arm.id);
-    await assert.rejects(pullImage(s, `${reg.host}/shoal/multi:1`, opts({ platform: { os: 'linux', arch: 's390x' } })), /no image for linux\/s390x in the manifest list \(it has: linux\/arm64\/v8, linux\/amd64\)/);
+    await assert.rejects(
+      pullImage(s, `${reg.host}/shoal/multi:1`, opts({ platform: { os: 'linux', arch: 's390x' } })),
+      /no image for linux\/s390x in the manifest list \(it has: linux\/arm64\/v8, linux\/amd64\)/,
+    );
     // a single-platform image: its config says what it is for; an explicit platform must match it
     await assert.rejects(pullImage(s, `${reg.host}/shoal/multi:arm64`, opts({ platform: { os: 'linux', arch: 'amd64' } })), {
       message: `image ${reg.host}/shoal/multi:arm64 is for linux/arm64, not the requested linux/amd64`,
@@ -275,12 +313,20 @@ describe('pull from a TLS registry with htpasswd auth', () => {
     const other = tar([{ path: 'other', data: 'y' }]);
     const liar = buildImage([{ blob: gzipSync(mark), tar: other, gzip: true }], 'amd64');
     await pushImage(push, 'shoal/liar', '1', liar);
-    await assert.rejects(pullImage(s, `${reg.host}/shoal/liar:1`, opts()), new RegExp(`^RegistryError: pull ${reg.host}/shoal/liar:1: layer sha256:\\w+ \\(sha256:\\w+\\): digest mismatch: uncompressed content hashes to ${sha(mark)}, config says ${sha(other)}`));
+    await assert.rejects(
+      pullImage(s, `${reg.host}/shoal/liar:1`, opts()),
+      new RegExp(
+        `^RegistryError: pull ${reg.host}/shoal/liar:1: layer sha256:\\w+ \\(sha256:\\w+\\): digest mismatch: uncompressed content hashes to ${sha(mark)}, config says ${sha(other)}`,
+      ),
+    );
     assertEmpty(s);
     // and a manifest pulled by digest is checked against it (here through a proxy that flips a byte)
     const p = await startProxy({ upstream: reg.url, ca: cert.cert, tls: cert, tamper: /\/manifests\/sha256:/ });
     stops.push(p.stop);
-    await assert.rejects(pullImage(s, `${p.host}/shoal/app@${app.manifestDigest}`, opts()), new RegExp(`digest mismatch for manifest ${app.manifestDigest}: (the registry says \\S+, )?content hashes to`));
+    await assert.rejects(
+      pullImage(s, `${p.host}/shoal/app@${app.manifestDigest}`, opts()),
+      new RegExp(`digest mismatch for manifest ${app.manifestDigest}: (the registry says \\S+, )?content hashes to`),
+    );
     // a tag's manifest is checked against the Docker-Content-Digest header the registry sends
     const p2 = await startProxy({ upstream: reg.url, ca: cert.cert, tls: cert, tamper: /\/manifests\/1$/ });
     stops.push(p2.stop);
@@ -297,12 +343,26 @@ describe('pull from a TLS registry with htpasswd auth', () => {
     const events: PullProgress[] = [];
     p.requests.length = 0;
     await pullImage(s, `${p.host}/shoal/app:1`, opts({ onProgress: (e) => events.push(e) }));
-    assert.deepEqual(p.blobGets().map((l) => l.split('/blobs/')[1]).sort(), [app.id, sha(app.layers[2]!)].sort(), 'only the config and the new top layer');
-    assert.deepEqual(events.filter((e) => e.event === 'layer-reused').map((e) => (e as { index: number }).index), [0, 1]);
+    assert.deepEqual(
+      p
+        .blobGets()
+        .map((l) => l.split('/blobs/')[1])
+        .sort(),
+      [app.id, sha(app.layers[2]!)].sort(),
+      'only the config and the new top layer',
+    );
+    assert.deepEqual(
+      events.filter((e) => e.event === 'layer-reused').map((e) => (e as { index: number }).index),
+      [0, 1],
+    );
     assert.equal(s.unpackCount, 3);
     p.requests.length = 0;
     await pullImage(s, `${p.host}/shoal/app:1`, opts());
-    assert.deepEqual(p.blobGets().map((l) => l.split('/blobs/')[1]), [app.id], 'a re-pull fetches the config only');
+    assert.deepEqual(
+      p.blobGets().map((l) => l.split('/blobs/')[1]),
+      [app.id],
+      'a re-pull fetches the config only',
+    );
     assert.equal(s.unpackCount, 3);
     assert.deepEqual(fs.readdirSync(path.join(s.root, 'tmp')), []);
   });
@@ -336,7 +396,10 @@ describe('plain HTTP', () => {
 
   test('is refused unless the registry is allow-listed', T, async () => {
     const s = store();
-    await assert.rejects(pullImage(s, `${plain.host}/shoal/app:1`), new RegExp(`registry ${plain.host} unreachable: it does not answer HTTPS .*--insecure-registry ${plain.host}`));
+    await assert.rejects(
+      pullImage(s, `${plain.host}/shoal/app:1`),
+      new RegExp(`registry ${plain.host} unreachable: it does not answer HTTPS .*--insecure-registry ${plain.host}`),
+    );
     await assert.rejects(pullImage(s, `${plain.host}/shoal/app:1`, { insecureRegistries: ['127.0.0.1:1'] }), /--insecure-registry/);
     assertEmpty(s);
     const r = await pullImage(s, `${plain.host}/shoal/app:1`, { insecureRegistries: [plain.host] });
@@ -359,7 +422,11 @@ describe('Bearer token auth', () => {
     ts = await startTokenServer(cert, iss, { [USER]: { password: PASS, pull: ['shoal/app'] }, other: { password: 'pw-other', pull: [] } });
     stops.push(ts.stop);
     fs.mkdirSync(path.join(tmp, 'treg'));
-    treg = await startRegistry({ dir: path.join(tmp, 'treg'), tls: cert, token: { realm: ts.realm, service: iss.service, issuer: iss.issuer, rootCertBundle: tokenCert.certPath } });
+    treg = await startRegistry({
+      dir: path.join(tmp, 'treg'),
+      tls: cert,
+      token: { realm: ts.realm, service: iss.service, issuer: iss.issuer, rootCertBundle: tokenCert.certPath },
+    });
     stops.push(treg.stop);
     const admin = mintToken(iss, 'admin', [{ type: 'repository', name: 'shoal/app', actions: ['pull', 'push'] }]);
     await pushImage({ url: treg.url, ca: cert.cert, auth: `Bearer ${admin}` }, 'shoal/app', '1', app);
@@ -381,7 +448,9 @@ describe('Bearer token auth', () => {
     await assert.rejects(pullImage(s, `${treg.host}/shoal/app:1`, opts({ auth: { username: 'other', password: 'pw-other' } })), {
       message: `registry ${treg.host}: access to repository shoal/app denied for other (it may not exist, or may need other credentials)`,
     });
-    await assert.rejects(pullImage(s, `${treg.host}/shoal/app:1`, { ca: cert.cert }), { message: `registry ${treg.host}: the token server refused anonymous access (credentials needed)` });
+    await assert.rejects(pullImage(s, `${treg.host}/shoal/app:1`, { ca: cert.cert }), {
+      message: `registry ${treg.host}: the token server refused anonymous access (credentials needed)`,
+    });
     await assert.rejects(pullImage(s, `${treg.host}/shoal/app:1`, { ca: cert.cert, auth: { token: 'not.a.token' } }), {
       message: `registry ${treg.host}: authentication failed: the registry refused the given token`,
     });

@@ -35,7 +35,10 @@ test('loads a legacy docker save archive', async () => {
   assert.match(r.digest, /^sha256:[a-f0-9]{64}$/);
   const info = s.resolve('shoal/base:1')!;
   assert.equal(info.digest, r.digest);
-  assert.deepEqual(info.diffIds, img.layers.map((l) => digest(l.tar)));
+  assert.deepEqual(
+    info.diffIds,
+    img.layers.map((l) => digest(l.tar)),
+  );
   assert.deepEqual(info.chainIds, chainIds(info.diffIds));
   assert.equal(info.chainIds[1], digest(`${info.diffIds[0]} ${info.diffIds[1]}`));
   const lowers = s.layersFor('shoal/base:1');
@@ -157,8 +160,18 @@ test('a directory recreated after its whiteout in the same layer hides the old c
   const img = {
     name: 'recreate:1',
     layers: [
-      layer([{ path: 'd/', type: 'dir' }, { path: 'd/old', data: 'o' }, { path: 'f', data: 'f' }]),
-      layer([{ path: '.wh.d', data: '' }, { path: 'd/', type: 'dir' }, { path: 'd/new', data: 'n' }, { path: '.wh.f', data: '' }, { path: 'f', data: 'again' }]),
+      layer([
+        { path: 'd/', type: 'dir' },
+        { path: 'd/old', data: 'o' },
+        { path: 'f', data: 'f' },
+      ]),
+      layer([
+        { path: '.wh.d', data: '' },
+        { path: 'd/', type: 'dir' },
+        { path: 'd/new', data: 'n' },
+        { path: '.wh.f', data: '' },
+        { path: 'f', data: 'again' },
+      ]),
     ],
   };
   await s.load(tarFiles(ociFiles([img])));

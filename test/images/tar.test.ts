@@ -37,16 +37,43 @@ test('reads files, dirs, links and metadata', async () => {
 test('long names: ustar prefix, pax path/linkpath, GNU L/K', async () => {
   const prefixed = 'p'.repeat(120) + '/name';
   const paxed = 'q'.repeat(300);
-  const es = await readTarBuffer(tar([{ path: prefixed, data: '1' }, { path: paxed, data: '2' }, { path: 'l', type: 'symlink', linkname: long }]));
-  assert.deepEqual(es.map((e) => e.path), [prefixed, paxed, 'l']);
+  const es = await readTarBuffer(
+    tar([
+      { path: prefixed, data: '1' },
+      { path: paxed, data: '2' },
+      { path: 'l', type: 'symlink', linkname: long },
+    ]),
+  );
+  assert.deepEqual(
+    es.map((e) => e.path),
+    [prefixed, paxed, 'l'],
+  );
   assert.equal(es[2]!.linkname, long);
-  const gnu = await readTarBuffer(tar([{ path: paxed, data: 'x' }, { path: 's', type: 'symlink', linkname: long }], { gnuLongNames: true }));
-  assert.deepEqual(gnu.map((e) => [e.path, e.linkname]), [[paxed, ''], ['s', long]]);
+  const gnu = await readTarBuffer(
+    tar(
+      [
+        { path: paxed, data: 'x' },
+        { path: 's', type: 'symlink', linkname: long },
+      ],
+      { gnuLongNames: true },
+    ),
+  );
+  assert.deepEqual(
+    gnu.map((e) => [e.path, e.linkname]),
+    [
+      [paxed, ''],
+      ['s', long],
+    ],
+  );
 });
 
 test('streaming bodies over chunked input, unread bodies skipped', async () => {
   const big = Buffer.alloc(100_000, 7);
-  const b = tar([{ path: 'a', data: big }, { path: 'b', data: 'bee' }, { path: 'c', data: 'sea' }]);
+  const b = tar([
+    { path: 'a', data: big },
+    { path: 'b', data: 'bee' },
+    { path: 'c', data: 'sea' },
+  ]);
   async function* chunks() {
     for (let i = 0; i < b.length; i += 333) yield b.subarray(i, i + 333);
   }

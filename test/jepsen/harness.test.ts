@@ -51,8 +51,14 @@ describe('op chooser', () => {
     const b = new OpChooser(1, 0, ['x', 'y'], { read: 1, write: 1, cas: 0 }, [5, 10]);
     const other = new OpChooser(1, 1, ['x', 'y'], { read: 1, write: 1, cas: 0 }, [5, 10]);
     const xs = Array.from({ length: 200 }, () => a.next());
-    assert.deepEqual(xs, Array.from({ length: 200 }, () => b.next()));
-    assert.notDeepEqual(xs, Array.from({ length: 200 }, () => other.next()));
+    assert.deepEqual(
+      xs,
+      Array.from({ length: 200 }, () => b.next()),
+    );
+    assert.notDeepEqual(
+      xs,
+      Array.from({ length: 200 }, () => other.next()),
+    );
     assert.ok(xs.every((x) => x.kind !== 'cas' && x.thinkMs >= 5 && x.thinkMs <= 10 && (x.key === 'x' || x.key === 'y')));
     assert.ok(xs.some((x) => x.kind === 'read') && xs.some((x) => x.kind === 'write'));
     assert.throws(() => new OpChooser(1, 0, [], { read: 1, write: 0, cas: 0 }, [0, 0]), /at least one key/);
@@ -90,7 +96,13 @@ describe('history and verdicts', () => {
     op(1, { kind: 'write', key: 'bad', value: 'y' }, 10, { kind: 'write' }, 15);
     op(2, { kind: 'read', key: 'bad' }, 20, { kind: 'read', value: 'x' }, 25);
     const v = checkPerKey(h.snapshot());
-    assert.deepEqual(v.map((x) => [x.key, x.verdict]), [['bad', 'anomaly'], ['good', 'linearizable']]);
+    assert.deepEqual(
+      v.map((x) => [x.key, x.verdict]),
+      [
+        ['bad', 'anomaly'],
+        ['good', 'linearizable'],
+      ],
+    );
     assert.match(v[0]!.timeline!, /read\("bad"\)\s+=> "x"/);
   });
 

@@ -56,7 +56,10 @@ export async function runTrial(c: JepsenCluster, o: TrialOptions): Promise<Trial
   const history = new History();
   const unknownWhy = new Map<string, number>();
   const noteUnknown = (why: string) => {
-    const k = why.replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDR').replace(/\d+/g, 'N').slice(0, 100);
+    const k = why
+      .replace(/\d+\.\d+\.\d+\.\d+:\d+/g, 'ADDR')
+      .replace(/\d+/g, 'N')
+      .slice(0, 100);
     unknownWhy.set(k, (unknownWhy.get(k) ?? 0) + 1);
   };
 

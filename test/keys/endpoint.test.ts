@@ -25,7 +25,15 @@ describe('GET /keys/v1/dek', { timeout: 60_000 }, () => {
     ca = root.certPem;
     const issue = async (nodeId: string, role: 'manager' | 'worker' | 'admin') => {
       const key = await generateKeyPem();
-      const c = signNodeCertificate({ caCertPem: root.certPem, caKeyPem: root.keyPem, csrPem: createCsr({ keyPem: key, nodeId }), nodeId, role, clusterId, sans: { ips: ['127.0.0.1'] } });
+      const c = signNodeCertificate({
+        caCertPem: root.certPem,
+        caKeyPem: root.keyPem,
+        csrPem: createCsr({ keyPem: key, nodeId }),
+        nodeId,
+        role,
+        clusterId,
+        sans: { ips: ['127.0.0.1'] },
+      });
       creds.set(nodeId, { key, cert: c.certPem, serial: c.serial });
     };
     await Promise.all([issue('m1', 'manager'), issue('m2', 'manager'), issue('m3', 'manager'), issue('w1', 'worker'), issue('admin1', 'admin')]);
@@ -63,6 +71,9 @@ describe('GET /keys/v1/dek', { timeout: 60_000 }, () => {
     }
     const anon = await httpsJson(addr, 'GET', KEYS_PATH, undefined, { ca });
     assert.equal(anon.status, 403);
-    await assert.rejects(fetchKeyRing([addr], { ca, key: creds.get('w1')!.key, cert: creds.get('w1')!.cert }), /could not fetch the data-encryption key.*HTTP 403/);
+    await assert.rejects(
+      fetchKeyRing([addr], { ca, key: creds.get('w1')!.key, cert: creds.get('w1')!.cert }),
+      /could not fetch the data-encryption key.*HTTP 403/,
+    );
   });
 });

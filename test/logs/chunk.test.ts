@@ -66,7 +66,10 @@ describe('chunkEntry', () => {
   it('marks every chunk but the last partial, and all of them when the entry itself is partial', () => {
     const e = { ts: '2026-12-06T04:00:00.000Z', stream: 'stdout' as const, line: 'y'.repeat(40_000) };
     const c = chunkEntry('t1', e);
-    assert.deepEqual(c.map((x) => x.partial === true), [true, true, false]);
+    assert.deepEqual(
+      c.map((x) => x.partial === true),
+      [true, true, false],
+    );
     assert.equal(c.map((x) => x.line).join(''), e.line);
     assert.ok(chunkEntry('t1', { ...e, partial: true }).every((x) => x.partial === true));
     assert.equal(chunkEntry('t1', { ...e, line: 'short' })[0]!.partial, undefined);
@@ -85,7 +88,13 @@ describe('LogBatcher', () => {
     batches.push(b.take());
     for (const batch of batches) assert.ok(Buffer.byteLength(JSON.stringify({ t: 'log', req: '0123456789abcdef', lines: batch })) <= LOG_BATCH_BYTES);
     assert.equal(batches.flat().length, chunks.length);
-    assert.equal(batches.flat().map((c) => c.line).join('').length, 600 * 20_000);
+    assert.equal(
+      batches
+        .flat()
+        .map((c) => c.line)
+        .join('').length,
+      600 * 20_000,
+    );
   });
 
   it('bounds a flood of empty lines by bytes too', () => {
@@ -100,7 +109,10 @@ describe('splitBuffer', () => {
   it('cuts exec output into pieces of at most 64 KiB', () => {
     const data = Buffer.alloc(3 * EXEC_CHUNK_BYTES + 5, 7);
     const p = splitBuffer(data);
-    assert.deepEqual(p.map((x) => x.length), [EXEC_CHUNK_BYTES, EXEC_CHUNK_BYTES, EXEC_CHUNK_BYTES, 5]);
+    assert.deepEqual(
+      p.map((x) => x.length),
+      [EXEC_CHUNK_BYTES, EXEC_CHUNK_BYTES, EXEC_CHUNK_BYTES, 5],
+    );
     assert.ok(Buffer.concat(p).equals(data));
     assert.deepEqual(splitBuffer(Buffer.alloc(0)), []);
   });
@@ -165,7 +177,10 @@ describe('LogMerge', () => {
     m.push({ taskId: 'b', ts: ts(2), stream: 'stdout', line: 'b2' });
     m.end('b');
     m.end('a');
-    assert.deepEqual(reassemble(drain(m)).map((l) => l.line), ['a1', 'b2', 'a3']);
+    assert.deepEqual(
+      reassemble(drain(m)).map((l) => l.line),
+      ['a1', 'b2', 'a3'],
+    );
     assert.equal(m.done, true);
   });
 
@@ -201,7 +216,10 @@ describe('LogMerge', () => {
     const m = new LogMerge('arrival', ['a', 'b']);
     assert.equal(m.push({ taskId: 'b', ts: ts(5), stream: 'stdout', line: 'b5' }), true);
     assert.equal(m.push({ taskId: 'a', ts: ts(1), stream: 'stdout', line: 'a1' }), true);
-    assert.deepEqual(reassemble(drain(m)).map((l) => l.line), ['b5', 'a1']);
+    assert.deepEqual(
+      reassemble(drain(m)).map((l) => l.line),
+      ['b5', 'a1'],
+    );
     assert.equal(m.push({ taskId: 'x', ts: ts(1), stream: 'stdout', line: 'x' }), false);
     m.end('a');
     assert.equal(m.push({ taskId: 'a', ts: ts(1), stream: 'stdout', line: 'late' }), false);
@@ -260,7 +278,10 @@ describe('remote-validate', () => {
   it('accepts well-formed messages', () => {
     assert.equal(validateLog({ t: 'log', req: 'r', lines: [line, { ...line, partial: true }] }).lines.length, 2);
     assert.deepEqual(validateLogEnd({ t: 'log-end', req: 'r', taskId: 't1' }), { t: 'log-end', req: 'r', taskId: 't1' });
-    assert.equal(validateExecOutput({ t: 'exec-output', req: 'r', stream: 'stderr', data: Buffer.from('abc').toString('base64'), seq: 0 }).bytes.toString(), 'abc');
+    assert.equal(
+      validateExecOutput({ t: 'exec-output', req: 'r', stream: 'stderr', data: Buffer.from('abc').toString('base64'), seq: 0 }).bytes.toString(),
+      'abc',
+    );
     assert.deepEqual(validateExecResult({ t: 'exec-result', req: 'r', exitCode: 3 }), { t: 'exec-result', req: 'r', exitCode: 3 });
   });
 

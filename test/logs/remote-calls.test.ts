@@ -27,7 +27,14 @@ describe('RemoteCalls: logs', () => {
     let end: string | undefined | null = null;
     const call = calls.logs('n1', ['t1', 't2'], {}, { onChunk: (c) => chunks.push(c.line), onTaskEnd: (id) => ended.push(id), onEnd: (e) => (end = e) })!;
     const req = reqOf('logs');
-    calls.onNodeMessage('n1', { t: 'log', req, lines: [{ taskId: 't1', ts: TS, stream: 'stdout', line: 'a', partial: true }, { taskId: 't2', ts: TS, stream: 'stdout', line: 'b' }] } as never);
+    calls.onNodeMessage('n1', {
+      t: 'log',
+      req,
+      lines: [
+        { taskId: 't1', ts: TS, stream: 'stdout', line: 'a', partial: true },
+        { taskId: 't2', ts: TS, stream: 'stdout', line: 'b' },
+      ],
+    } as never);
     calls.onNodeMessage('n1', { t: 'log-end', req, taskId: 't1' } as never);
     calls.onNodeMessage('n1', { t: 'log-end', req } as never);
     assert.deepEqual(chunks, ['a', 'b']);
@@ -45,7 +52,10 @@ describe('RemoteCalls: logs', () => {
     const req = reqOf('logs');
     calls.onNodeMessage('n2', { t: 'log', req, lines: [{ taskId: 't1', ts: TS, stream: 'stdout', line: 'forged' }] } as never);
     assert.deepEqual(chunks, []);
-    assert.throws(() => calls.onNodeMessage('n1', { t: 'log', req, lines: [{ taskId: 'other', ts: TS, stream: 'stdout', line: 'x' }] } as never), ProtocolViolation);
+    assert.throws(
+      () => calls.onNodeMessage('n1', { t: 'log', req, lines: [{ taskId: 'other', ts: TS, stream: 'stdout', line: 'x' }] } as never),
+      ProtocolViolation,
+    );
     assert.match(String(end), /did not ask/);
     assert.ok(sent.some((s) => s.m.t === 'logs-cancel'));
     assert.equal(calls.refused.log, 1);
@@ -109,7 +119,11 @@ describe('RemoteCalls: exec', () => {
     const { sent, calls, reqOf } = setup();
     const out: string[] = [];
     let exit: number | null = null;
-    const cancel = calls.exec('n1', 't1', ['cat'], 1000, { onOutput: (s, d, ack) => (out.push(`${s}:${d}`), ack(), ack()), onExit: (c) => (exit = c), onError: (e) => assert.fail(e.message) });
+    const cancel = calls.exec('n1', 't1', ['cat'], 1000, {
+      onOutput: (s, d, ack) => (out.push(`${s}:${d}`), ack(), ack()),
+      onExit: (c) => (exit = c),
+      onError: (e) => assert.fail(e.message),
+    });
     const req = reqOf('exec');
     calls.onNodeMessage('n1', { t: 'exec-output', req, stream: 'stdout', data: Buffer.from('hello').toString('base64'), seq: 0 } as never);
     calls.onNodeMessage('n1', { t: 'exec-output', req, stream: 'stderr', data: Buffer.from('oops').toString('base64'), seq: 1 } as never);
@@ -117,13 +131,20 @@ describe('RemoteCalls: exec', () => {
     cancel();
     assert.deepEqual(out, ['stdout:hello', 'stderr:oops']);
     assert.equal(exit, 2);
-    assert.deepEqual(sent.filter((s) => s.m.t === 'exec-ack').map((s) => (s.m as { bytes: number }).bytes), [5, 4]);
+    assert.deepEqual(
+      sent.filter((s) => s.m.t === 'exec-ack').map((s) => (s.m as { bytes: number }).bytes),
+      [5, 4],
+    );
   });
 
   it('fails an exec whose pieces come out of order', () => {
     const { calls, reqOf } = setup();
     let err = '';
-    const cancel = calls.exec('n1', 't1', ['cat'], 1000, { onOutput: () => {}, onExit: () => assert.fail('no exit expected'), onError: (e) => (err = e.message) });
+    const cancel = calls.exec('n1', 't1', ['cat'], 1000, {
+      onOutput: () => {},
+      onExit: () => assert.fail('no exit expected'),
+      onError: (e) => (err = e.message),
+    });
     const req = reqOf('exec');
     assert.throws(() => calls.onNodeMessage('n1', { t: 'exec-output', req, stream: 'stdout', data: 'AAAA', seq: 1 } as never), ProtocolViolation);
     assert.match(err, /piece 1 where 0 was due/);
@@ -133,7 +154,11 @@ describe('RemoteCalls: exec', () => {
   it('reports an exec whose output lost a piece on the way instead of a clean exit', () => {
     const { calls, reqOf } = setup();
     let err = '';
-    const cancel = calls.exec('n1', 't1', ['cat'], 1000, { onOutput: (_s, _d, ack) => ack(), onExit: () => assert.fail('no clean exit expected'), onError: (e) => (err = e.message) });
+    const cancel = calls.exec('n1', 't1', ['cat'], 1000, {
+      onOutput: (_s, _d, ack) => ack(),
+      onExit: () => assert.fail('no clean exit expected'),
+      onError: (e) => (err = e.message),
+    });
     const req = reqOf('exec');
     calls.onNodeMessage('n1', { t: 'exec-output', req, stream: 'stdout', data: 'AAAA', seq: 0 } as never);
     calls.onNodeMessage('n1', { t: 'exec-result', req, exitCode: 0, pieces: 2 } as never);

@@ -38,7 +38,14 @@ function sample(text: string, series: string): number | undefined {
 describe('metrics: cluster collectors', () => {
   it('counts tasks by service and state, history by state only', async () => {
     const m = new DaemonMetrics({ processMetrics: false });
-    m.cluster.source(view([task('a', 'web', 'running'), task('b', 'web', 'running'), task('c', 'api', 'pending', null, 'no suitable node (3 nodes have insufficient memory)'), task('d', 'web', 'failed')]));
+    m.cluster.source(
+      view([
+        task('a', 'web', 'running'),
+        task('b', 'web', 'running'),
+        task('c', 'api', 'pending', null, 'no suitable node (3 nodes have insufficient memory)'),
+        task('d', 'web', 'failed'),
+      ]),
+    );
     const t = await m.text();
     assert.equal(sample(t, 'shoal_tasks{service="web",state="running"}'), 2);
     assert.equal(sample(t, 'shoal_tasks{service="api",state="pending"}'), 1);
@@ -149,7 +156,16 @@ describe('metrics: control API by route pattern', () => {
     });
     r.observe = (method, route, status, s) => m.api.request(method, route, status, s);
     const fakeRes = () => {
-      const res = { statusCode: 200, headersSent: false, writeHead(s: number) { res.statusCode = s; res.headersSent = true; return res; }, end() {} };
+      const res = {
+        statusCode: 200,
+        headersSent: false,
+        writeHead(s: number) {
+          res.statusCode = s;
+          res.headersSent = true;
+          return res;
+        },
+        end() {},
+      };
       return res as unknown as import('node:http').ServerResponse;
     };
     const req = (url: string) => ({ method: 'GET', url }) as import('node:http').IncomingMessage;

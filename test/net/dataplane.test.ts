@@ -28,10 +28,46 @@ interface Host {
 
 const hosts: Host[] = [];
 
-const netA: NetInfo = { id: 'aaaa1111netA', name: 'front', vni: 4101, subnet: '10.252.1.0/24', gateway: '10.252.1.1', internal: false, attachable: false, ingress: false };
-const netB: NetInfo = { id: 'bbbb2222netB', name: 'back', vni: 4102, subnet: '10.252.2.0/24', gateway: '10.252.2.1', internal: false, attachable: false, ingress: false };
-const netI: NetInfo = { id: 'iiii0000ingr', name: 'ingress', vni: 4100, subnet: '10.252.0.0/24', gateway: '10.252.0.1', internal: false, attachable: false, ingress: true };
-const netC: NetInfo = { id: 'cccc3333netC', name: 'extra', vni: 4103, subnet: '10.252.3.0/24', gateway: '10.252.3.1', internal: false, attachable: false, ingress: false };
+const netA: NetInfo = {
+  id: 'aaaa1111netA',
+  name: 'front',
+  vni: 4101,
+  subnet: '10.252.1.0/24',
+  gateway: '10.252.1.1',
+  internal: false,
+  attachable: false,
+  ingress: false,
+};
+const netB: NetInfo = {
+  id: 'bbbb2222netB',
+  name: 'back',
+  vni: 4102,
+  subnet: '10.252.2.0/24',
+  gateway: '10.252.2.1',
+  internal: false,
+  attachable: false,
+  ingress: false,
+};
+const netI: NetInfo = {
+  id: 'iiii0000ingr',
+  name: 'ingress',
+  vni: 4100,
+  subnet: '10.252.0.0/24',
+  gateway: '10.252.0.1',
+  internal: false,
+  attachable: false,
+  ingress: true,
+};
+const netC: NetInfo = {
+  id: 'cccc3333netC',
+  name: 'extra',
+  vni: 4103,
+  subnet: '10.252.3.0/24',
+  gateway: '10.252.3.1',
+  internal: false,
+  attachable: false,
+  ingress: false,
+};
 
 /** Cluster-wide endpoints: [task, network, ip, host index]. */
 let placements: { taskId: string; net: NetInfo; ip: string; host: number }[] = [];
@@ -176,7 +212,10 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     assert.equal(h.dp.overlayMtu, UNDERLAY_MTU - 50);
     const gw = ipj(h.ns, ['addr', 'show', 'dev', names.gwBridge])[0];
     assert.equal(gw.mtu, 1350);
-    assert.deepEqual(gw.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), ['172.31.0.1/16']);
+    assert.deepEqual(
+      gw.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+      ['172.31.0.1/16'],
+    );
     const nft = run('nsenter', [`--net=${h.nsPath}`, '--', 'nft', 'list', 'table', 'ip', NAT_TABLE]);
     assert.equal(nft.status, 0, nft.stderr);
     assert.match(nft.stdout, new RegExp(`ip saddr 172.31.0.0/16 oifname != "${names.gwBridge}" masquerade`));
@@ -193,11 +232,20 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     assert.equal(vx.mtu, 1350);
     assert.ok(vx.flags.includes('UP'));
     assert.deepEqual(
-      { id: vx.linkinfo.info_data.id, local: vx.linkinfo.info_data.local, port: vx.linkinfo.info_data.port, learning: vx.linkinfo.info_data.learning, proxy: vx.linkinfo.info_data.proxy },
+      {
+        id: vx.linkinfo.info_data.id,
+        local: vx.linkinfo.info_data.local,
+        port: vx.linkinfo.info_data.port,
+        learning: vx.linkinfo.info_data.learning,
+        proxy: vx.linkinfo.info_data.proxy,
+      },
       { id: 4101, local: h.vtep, port: 4789, learning: false, proxy: true },
     );
     const addrs = ipj(nsName, ['addr', 'show', 'dev', 'br0'])[0].addr_info.filter((a: any) => a.family === 'inet');
-    assert.deepEqual(addrs.map((a: any) => `${a.local}/${a.prefixlen}`), ['10.252.1.1/24']);
+    assert.deepEqual(
+      addrs.map((a: any) => `${a.local}/${a.prefixlen}`),
+      ['10.252.1.1/24'],
+    );
     // The VXLAN socket lives in the host namespace (bound to 4789 there), not in the network namespace.
     const udp = run('nsenter', [`--net=${h.nsPath}`, '--', 'cat', '/proc/net/udp']).stdout;
     assert.ok(udp.includes(':12B5 '), 'UDP 4789 bound in the host namespace');
@@ -226,26 +274,39 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     const eth0 = ipj(tns, ['addr', 'show', 'dev', 'eth0'])[0];
     assert.equal(eth0.address, macForIp('10.252.1.11'));
     assert.equal(eth0.mtu, 1350);
-    assert.deepEqual(eth0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), ['10.252.1.11/24']);
+    assert.deepEqual(
+      eth0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+      ['10.252.1.11/24'],
+    );
     const gw0 = ipj(tns, ['addr', 'show', 'dev', 'gw0'])[0];
-    assert.deepEqual(gw0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), [`${t1.gwIp}/16`]);
+    assert.deepEqual(
+      gw0.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+      [`${t1.gwIp}/16`],
+    );
     assert.equal(ipj(tns, ['route', 'show', 'default'])[0].gateway, NODE_LOCAL.gwBridgeAddr);
     assert.equal(h1.dp.task('task1aaaaaaaaaaaaaaaa')!.resolvConf, RESOLV_CONF);
     assert.equal(RESOLV_CONF, 'nameserver 172.31.0.1\noptions ndots:0\n');
     // Host 1's network namespace: static entries for the two remote tasks, none for its own.
     const nsA = netnsName(h1.dp.networkNetns(netA.id)!);
-    const neigh = ipj(nsA, ['neigh', 'show', 'dev', 'vxlan0']).map((n: any) => [n.dst, n.lladdr, n.state[0]]).sort();
+    const neigh = ipj(nsA, ['neigh', 'show', 'dev', 'vxlan0'])
+      .map((n: any) => [n.dst, n.lladdr, n.state[0]])
+      .sort();
     assert.deepEqual(neigh, [
       ['10.252.1.12', macForIp('10.252.1.12'), 'PERMANENT'],
       ['10.252.1.13', macForIp('10.252.1.13'), 'PERMANENT'],
     ]);
-    const fdb = ipj(nsA, ['fdb', 'show', 'dev', 'vxlan0'], 'bridge').filter((f: any) => f.dst).map((f: any) => [f.mac, f.dst, f.state]).sort();
+    const fdb = ipj(nsA, ['fdb', 'show', 'dev', 'vxlan0'], 'bridge')
+      .filter((f: any) => f.dst)
+      .map((f: any) => [f.mac, f.dst, f.state])
+      .sort();
     assert.deepEqual(fdb, [
       [macForIp('10.252.1.12'), hosts[1]!.vtep, 'permanent'],
       [macForIp('10.252.1.13'), hosts[2]!.vtep, 'permanent'],
     ]);
     // The task's veth is a port of br0.
-    const ports = ipj(nsA, ['link', 'show', 'master', 'br0']).map((l: any) => l.ifname).sort();
+    const ports = ipj(nsA, ['link', 'show', 'master', 'br0'])
+      .map((l: any) => l.ifname)
+      .sort();
     assert.deepEqual(ports, [dataPlaneNames(h1.prefix).netPeer('task1aaaaaaaaaaaaaaaa'), 'vxlan0'].sort());
 
     pingOk(t1.netns, '10.252.1.12', 'h1 → h2');
@@ -287,8 +348,16 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     const ms = performance.now() - t0;
     assert.equal(r.writes, 2, 'one neighbour and one FDB entry deleted');
     assert.ok(ms < 1000, `apply took ${ms} ms`);
-    assert.deepEqual(ipj(nsA, ['neigh', 'show', 'dev', 'vxlan0']).map((n: any) => n.dst), ['10.252.1.13']);
-    assert.deepEqual(ipj(nsA, ['fdb', 'show', 'dev', 'vxlan0'], 'bridge').filter((f: any) => f.dst).map((f: any) => f.dst), [hosts[2]!.vtep]);
+    assert.deepEqual(
+      ipj(nsA, ['neigh', 'show', 'dev', 'vxlan0']).map((n: any) => n.dst),
+      ['10.252.1.13'],
+    );
+    assert.deepEqual(
+      ipj(nsA, ['fdb', 'show', 'dev', 'vxlan0'], 'bridge')
+        .filter((f: any) => f.dst)
+        .map((f: any) => f.dst),
+      [hosts[2]!.vtep],
+    );
     pingFails(t1.netns, '10.252.1.12', 'endpoint removed');
     pingOk(t1.netns, '10.252.1.13', 'the other endpoint still');
     hidden.delete(1);
@@ -334,7 +403,9 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     r = h2.dp.apply(viewFor(h2));
     assert.ok(r.writes > 0);
     assert.deepEqual(
-      ipj(nsB2, ['link', 'show', 'master', 'br0']).map((l: any) => l.ifname).sort(),
+      ipj(nsB2, ['link', 'show', 'master', 'br0'])
+        .map((l: any) => l.ifname)
+        .sort(),
       [dataPlaneNames(h2.prefix).netPeer('taskUtwo000000000000'), 'vxlan0'].sort(),
     );
     pingOk(tasks.get('taskUone000000000000')!.netns, '10.252.2.12', 'network namespace rebuilt');
@@ -352,14 +423,23 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     assert.equal(ingNs, h1.dp.networkNetns(netI.id));
     const ingName = netnsName(ingNs);
     const hostSide = ipj(h1.ns, ['addr', 'show', 'dev', names.ingressLink])[0];
-    assert.deepEqual(hostSide.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), ['169.254.230.1/30']);
+    assert.deepEqual(
+      hostSide.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+      ['169.254.230.1/30'],
+    );
     const nsSide = ipj(ingName, ['addr', 'show', 'dev', 'ing0'])[0];
-    assert.deepEqual(nsSide.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), ['169.254.230.2/30']);
+    assert.deepEqual(
+      nsSide.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+      ['169.254.230.2/30'],
+    );
     assert.equal(ipj(ingName, ['route', 'show', 'default'])[0].gateway, '169.254.230.1');
     assert.equal(nl.sysctlRead('net.ipv4.ip_forward', { netns: ingNs }), '1');
     const br = ipj(ingName, ['addr', 'show', 'dev', 'br0'])[0];
     assert.equal(br.address, macForIp(h1.ingressAddr));
-    assert.deepEqual(br.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), [`${h1.ingressAddr}/24`, '10.252.0.1/32']);
+    assert.deepEqual(
+      br.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`),
+      [`${h1.ingressAddr}/24`, '10.252.0.1/32'],
+    );
     pingOk(h1.nsPath, NODE_LOCAL.ingressNsAddr, 'node → its ingress namespace');
     // From host 1's ingress namespace to a task on host 2: the source is host 1's ingress address, and
     // host 2 sends the reply back over VXLAN to host 1.
@@ -399,8 +479,14 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     assert.ok(!fs.existsSync(u1.netns));
     const nsB = netnsName(h1.dp.networkNetns(netB.id) ?? '');
     // Network B is still in the view: its namespace stays, without the task's port.
-    assert.deepEqual(ipj(nsB, ['link', 'show', 'master', 'br0']).map((l: any) => l.ifname), ['vxlan0']);
-    assert.equal(ipj(h1.ns, ['link', 'show']).some((l: any) => l.ifname === names.gwPeer('taskUone000000000000')), false);
+    assert.deepEqual(
+      ipj(nsB, ['link', 'show', 'master', 'br0']).map((l: any) => l.ifname),
+      ['vxlan0'],
+    );
+    assert.equal(
+      ipj(h1.ns, ['link', 'show']).some((l: any) => l.ifname === names.gwPeer('taskUone000000000000')),
+      false,
+    );
     assert.equal(h1.dp.task('taskUone000000000000'), undefined);
     await h1.dp.detachTask('taskUone000000000000'); // idempotent
   });
@@ -434,7 +520,10 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     for (const h of hosts) {
       await h.dp.destroy();
       assert.deepEqual(nl.listNetns(h.prefix), [], `host ${h.i} namespaces`);
-      const links = run('ip', ['-n', h.ns, '-o', 'link', 'show']).stdout.trim().split('\n').map((l) => l.split(': ')[1]!.split('@')[0]);
+      const links = run('ip', ['-n', h.ns, '-o', 'link', 'show'])
+        .stdout.trim()
+        .split('\n')
+        .map((l) => l.split(': ')[1]!.split('@')[0]);
       assert.deepEqual(links.sort(), ['eth0', 'lo']);
       const nft = run('nsenter', [`--net=${h.nsPath}`, '--', 'nft', 'list', 'tables']);
       assert.ok(!nft.stdout.includes(NAT_TABLE), nft.stdout);

@@ -66,10 +66,24 @@ test('golden bytes: a query, a compressed response, an OPT record, TCP framing',
   );
   assert.equal(
     hex(r),
-    '1234' + '8580' + '0001000200000000' + '0377656200' + '00010001' +
+    '1234' +
+      '8580' +
+      '0001000200000000' +
+      '0377656200' +
+      '00010001' +
       // owner names compress to the question's name (offset 12) whatever their case
-      'c00c' + '0001' + '0001' + '00000000' + '0004' + '0a000002' +
-      'c00c' + '0001' + '0001' + '00000001' + '0004' + '0a000003',
+      'c00c' +
+      '0001' +
+      '0001' +
+      '00000000' +
+      '0004' +
+      '0a000002' +
+      'c00c' +
+      '0001' +
+      '0001' +
+      '00000001' +
+      '0004' +
+      '0a000003',
   );
 
   const e = encodeQuery({ id: 1, name: '', type: TYPE.SOA, rd: false, edns: { udpSize: 1232, dnssecOk: true } });
@@ -82,7 +96,17 @@ test('golden bytes: PTR, SRV (uncompressed target) and SOA records decode to wha
   const m = message({
     questions: [{ name: reverseName('10.0.1.5'), type: TYPE.PTR, class: CLASS.IN }],
     answers: [ptrRecord('5.1.0.10.in-addr.arpa', 'web.1.abc', 0)],
-    authority: [soaRecord('in-addr.arpa', 0, { mname: 'ns.in-addr.arpa', rname: 'hostmaster.in-addr.arpa', serial: 0xfffffffe, refresh: 1, retry: 2, expire: 3, minimum: 4 })],
+    authority: [
+      soaRecord('in-addr.arpa', 0, {
+        mname: 'ns.in-addr.arpa',
+        rname: 'hostmaster.in-addr.arpa',
+        serial: 0xfffffffe,
+        refresh: 1,
+        retry: 2,
+        expire: 3,
+        minimum: 4,
+      }),
+    ],
     additional: [srvRecord('_http._tcp.web', 0, 1, 2, 8080, 'web.1.abc')],
   });
   const b = encodeMessage(m);
@@ -119,7 +143,15 @@ function randomRecord(rng: Rng): DnsRecord {
     case 2:
       return srvRecord(name, ttl, rng.u32() % 65536, rng.u32() % 65536, rng.u32() % 65536, randomName(rng));
     case 3:
-      return soaRecord(name, ttl, { mname: randomName(rng), rname: randomName(rng), serial: rng.u32(), refresh: rng.u32(), retry: rng.u32(), expire: rng.u32(), minimum: rng.u32() });
+      return soaRecord(name, ttl, {
+        mname: randomName(rng),
+        rname: randomName(rng),
+        serial: rng.u32(),
+        refresh: rng.u32(),
+        retry: rng.u32(),
+        expire: rng.u32(),
+        minimum: rng.u32(),
+      });
     default: {
       const bytes = new Uint8Array(rng.u32() % 20);
       for (let i = 0; i < bytes.length; i++) bytes[i] = rng.u32() % 256;
@@ -147,7 +179,15 @@ test('round trip: 500 random messages decode to exactly what was encoded', () =>
       authority: recs(3),
       additional: recs(3),
       ...(rng.u32() % 2 === 0
-        ? { edns: { udpSize: rng.u32() % 65536, extRcode: rng.u32() % 256, version: rng.u32() % 256, dnssecOk: rng.u32() % 2 === 0, options: [{ code: 10, data: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]) }] } }
+        ? {
+            edns: {
+              udpSize: rng.u32() % 65536,
+              extRcode: rng.u32() % 256,
+              version: rng.u32() % 256,
+              dnssecOk: rng.u32() % 2 === 0,
+              options: [{ code: 10, data: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]) }],
+            },
+          }
         : {}),
     });
     const b = encodeMessage(m);
@@ -186,12 +226,18 @@ test('decoding is strict: pointers, labels, lengths, OPT placement, trailing byt
   wireError(() => decodeMessage(unhex(header(2) + '01 61 c0 13 0001 0001 01 62 c0 0c 0001 0001')), 'pointer');
   // backward-pointing chain is fine
   const ok = decodeMessage(unhex(header(2) + '01 61 00 0001 0001 01 62 c0 0c 0001 0001'));
-  assert.deepEqual(ok.questions.map((q) => q.name), ['a', 'b.a']);
+  assert.deepEqual(
+    ok.questions.map((q) => q.name),
+    ['a', 'b.a'],
+  );
   // reserved label types 0x40 and 0x80
   wireError(() => decodeMessage(unhex(header(1) + '41 61 00 0001 0001')), 'label');
   wireError(() => decodeMessage(unhex(header(1) + '81 61 00 0001 0001')), 'label');
   // a name of 256 octets built from pointers to a long one
-  const long = Array(4).fill('3f' + '61'.repeat(63)).join('') + '00'; // 4*64+1 = 257 > 255
+  const long =
+    Array(4)
+      .fill('3f' + '61'.repeat(63))
+      .join('') + '00'; // 4*64+1 = 257 > 255
   wireError(() => decodeMessage(unhex(header(1) + long + '0001 0001')), 'name-too-long');
   // A record with 5 bytes of data; PTR whose name runs past its RDLENGTH
   wireError(() => decodeMessage(unhex(header(0, 1) + '00 0001 0001 00000000 0005 0a00000102')), 'rdata');
@@ -249,7 +295,18 @@ test('parseQuery: drop, FORMERR, NOTIMP, BADVERS, and a good query', () => {
   };
   bad(q.subarray(0, q.length - 1), RCODE.FORMERR);
   bad(encodeMessage(message({ qr: false, questions: [] })), RCODE.FORMERR);
-  bad(encodeMessage(message({ qr: false, questions: [{ name: 'a', type: 1, class: 1 }, { name: 'b', type: 1, class: 1 }] })), RCODE.FORMERR);
+  bad(
+    encodeMessage(
+      message({
+        qr: false,
+        questions: [
+          { name: 'a', type: 1, class: 1 },
+          { name: 'b', type: 1, class: 1 },
+        ],
+      }),
+    ),
+    RCODE.FORMERR,
+  );
   bad(encodeMessage(message({ qr: false, answers: [aRecord('a', '1.2.3.4', 0)] })), RCODE.FORMERR);
   bad(encodeMessage(message({ qr: false, opcode: 2 })), RCODE.NOTIMP);
   const v1 = bad(encodeQuery({ id: 9, name: 'web', type: TYPE.A, edns: { version: 1 } }), RCODE.BADVERS);
@@ -263,7 +320,9 @@ test('parseQuery: drop, FORMERR, NOTIMP, BADVERS, and a good query', () => {
 });
 
 test('EDNS: the response echoes an OPT record with our size and the DO bit; udpLimit clamps', () => {
-  const p = parseQuery(encodeQuery({ id: 3, name: 'web', type: TYPE.A, edns: { udpSize: 4096, dnssecOk: true, options: [{ code: 10, data: new Uint8Array(8) }] } }));
+  const p = parseQuery(
+    encodeQuery({ id: 3, name: 'web', type: TYPE.A, edns: { udpSize: 4096, dnssecOk: true, options: [{ code: 10, data: new Uint8Array(8) }] } }),
+  );
   assert.equal(p.kind, 'query');
   if (p.kind !== 'query') return;
   const r = decodeMessage(encodeResponse(p.query, { rcode: 0 }, 1232));
@@ -323,7 +382,11 @@ test('TCP deframer: any split of a stream of messages yields the same messages',
 });
 
 test('decodeHeaderAndQuestion reads a response without its records', () => {
-  const r = encodeResponse({ id: 77, opcode: 0, rd: true, cd: false, question: { name: 'example.org', type: TYPE.A, class: CLASS.IN } }, { rcode: 0, answers: [aRecord('example.org', '192.0.2.1', 60)] }, 512);
+  const r = encodeResponse(
+    { id: 77, opcode: 0, rd: true, cd: false, question: { name: 'example.org', type: TYPE.A, class: CLASS.IN } },
+    { rcode: 0, answers: [aRecord('example.org', '192.0.2.1', 60)] },
+    512,
+  );
   const d = decodeHeaderAndQuestion(r.subarray(0, r.length - 3)); // records cut short: still readable
   assert.equal(d?.header.id, 77);
   assert.equal(d?.header.qr, true);
@@ -336,7 +399,12 @@ test('fuzz: random and mutated packets only ever raise DnsWireError; parseQuery 
   const rng = new Rng(7);
   const seeds = [
     encodeQuery({ id: 1, name: 'tasks.web', type: TYPE.A, edns: { options: [{ code: 10, data: new Uint8Array(8) }] } }),
-    encodeMessage(message({ answers: [aRecord('web', '1.2.3.4', 0), ptrRecord('a.b.c', 'web.1.x', 0)], authority: [soaRecord('c', 0, { mname: 'a', rname: 'b', serial: 1, refresh: 2, retry: 3, expire: 4, minimum: 5 })] })),
+    encodeMessage(
+      message({
+        answers: [aRecord('web', '1.2.3.4', 0), ptrRecord('a.b.c', 'web.1.x', 0)],
+        authority: [soaRecord('c', 0, { mname: 'a', rname: 'b', serial: 1, refresh: 2, retry: 3, expire: 4, minimum: 5 })],
+      }),
+    ),
   ];
   let ok = 0;
   for (let i = 0; i < 20000; i++) {

@@ -35,15 +35,53 @@ import { Rng } from '../../sim/rng.ts';
 // A view: networks front, back, an internal one and ingress
 
 function netInfo(id: string, third: number, over: Partial<NetInfo> = {}): NetInfo {
-  return { id, name: id, vni: 4096 + third, subnet: `10.0.${third}.0/24`, gateway: `10.0.${third}.1`, internal: false, attachable: false, ingress: false, ...over };
+  return {
+    id,
+    name: id,
+    vni: 4096 + third,
+    subnet: `10.0.${third}.0/24`,
+    gateway: `10.0.${third}.1`,
+    internal: false,
+    attachable: false,
+    ingress: false,
+    ...over,
+  };
 }
 
-function ep(networkId: string, serviceId: string, serviceName: string, slot: number, taskId: string, ip: string, running = true, aliases: string[] = []): Endpoint {
-  return { networkId, taskId, serviceId, serviceName, taskName: `${serviceName}.${slot}.${taskId}`, ip, mac: macForIp(ip), nodeId: 'node1', vtep: '192.168.0.1', aliases, running };
+function ep(
+  networkId: string,
+  serviceId: string,
+  serviceName: string,
+  slot: number,
+  taskId: string,
+  ip: string,
+  running = true,
+  aliases: string[] = [],
+): Endpoint {
+  return {
+    networkId,
+    taskId,
+    serviceId,
+    serviceName,
+    taskName: `${serviceName}.${slot}.${taskId}`,
+    ip,
+    mac: macForIp(ip),
+    nodeId: 'node1',
+    vtep: '192.168.0.1',
+    aliases,
+    running,
+  };
 }
 
 function svc(id: string, name: string, endpointMode: 'vip' | 'dnsrr', vips: [string, string][], aliases: [string, string[]][] = []): SvcInfo {
-  return { id, name, endpointMode, vips: vips.map(([networkId, ip]) => ({ networkId, ip })), ports: [], aliases: aliases.map(([networkId, a]) => ({ networkId, aliases: a })) };
+  return {
+    id,
+    name,
+    endpointMode,
+    vips: vips.map(([networkId, ip]) => ({ networkId, ip })),
+    ports: [],
+    aliases: aliases.map(([networkId, a]) => ({ networkId, aliases: a })),
+  };
 }
 
 function fixture(): NetView {
@@ -52,7 +90,17 @@ function fixture(): NetView {
     vtep: '192.168.0.1',
     networks: [netInfo('front', 1), netInfo('back', 2), netInfo('vault', 3, { internal: true }), netInfo('ingress', 255, { ingress: true })],
     services: [
-      svc('s-web', 'web', 'vip', [['front', '10.0.1.2'], ['back', '10.0.2.2'], ['ingress', '10.0.255.2']], [['front', ['www', 'Portal']]]),
+      svc(
+        's-web',
+        'web',
+        'vip',
+        [
+          ['front', '10.0.1.2'],
+          ['back', '10.0.2.2'],
+          ['ingress', '10.0.255.2'],
+        ],
+        [['front', ['www', 'Portal']]],
+      ),
       svc('s-api', 'api', 'dnsrr', [], [['back', ['rest']]]),
       svc('s-db', 'db', 'vip', [['back', '10.0.2.3']]),
       svc('s-secret', 'secret', 'vip', [['vault', '10.0.3.2']]),
@@ -279,7 +327,10 @@ describe('resolve()', () => {
 });
 
 test('parseResolvConf keeps IPv4 nameservers in order', () => {
-  assert.deepEqual(parseResolvConf('# c\nsearch x\nnameserver 10.255.255.53\nnameserver ::1\n  nameserver 127.0.0.53 # local\nnameserver bogus\n'), ['10.255.255.53', '127.0.0.53']);
+  assert.deepEqual(parseResolvConf('# c\nsearch x\nnameserver 10.255.255.53\nnameserver ::1\n  nameserver 127.0.0.53 # local\nnameserver bogus\n'), [
+    '10.255.255.53',
+    '127.0.0.53',
+  ]);
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -311,7 +362,12 @@ function udpExchange(port: number, msg: Uint8Array, opts: { from?: string; timeo
   });
 }
 
-async function udpQuery(port: number, name: string, type: number = TYPE.A, opts: { from?: string; edns?: boolean; id?: number; timeoutMs?: number } = {}): Promise<DnsMessage | undefined> {
+async function udpQuery(
+  port: number,
+  name: string,
+  type: number = TYPE.A,
+  opts: { from?: string; edns?: boolean; id?: number; timeoutMs?: number } = {},
+): Promise<DnsMessage | undefined> {
   const id = opts.id ?? 4242;
   const r = await udpExchange(port, encodeQuery({ id, name, type, ...(opts.edns ? { edns: { udpSize: 4096 } } : {}) }), opts);
   if (!r) return undefined;
@@ -384,7 +440,8 @@ class FakeUpstream {
       if (this.mode === 'silent') return;
       const a = this.answer(m);
       if (!a) return;
-      if (this.mode === 'spoof') spoofer.send(a, r.port, r.address); // right id, wrong source port
+      if (this.mode === 'spoof')
+        spoofer.send(a, r.port, r.address); // right id, wrong source port
       else this.udp.send(a, r.port, r.address);
     });
     this.tcp.on('connection', (s) => {
@@ -449,7 +506,10 @@ describe('DnsServer on loopback', () => {
     assert.equal(nx?.rcode, RCODE.NXDOMAIN);
     assert.equal(nx?.aa, true);
     const ptr = await udpQuery(port, reverseName('10.0.2.30'), TYPE.PTR);
-    assert.deepEqual(ptr?.answers.map((a) => (a.data.kind === 'name' ? a.data.target : '?')), ['db.1.ggg777']);
+    assert.deepEqual(
+      ptr?.answers.map((a) => (a.data.kind === 'name' ? a.data.target : '?')),
+      ['db.1.ggg777'],
+    );
     const edns = await udpQuery(port, 'web', TYPE.A, { edns: true });
     assert.equal(edns?.edns?.udpSize, 1232);
   });
@@ -464,9 +524,16 @@ describe('DnsServer on loopback', () => {
     const q1 = frameTcp(encodeQuery({ id: 1, name: 'web', type: TYPE.A }));
     const q2 = frameTcp(encodeQuery({ id: 2, name: 'db', type: TYPE.A }));
     const both = await tcpExchange(port, [Buffer.concat([q1, q2])], 2);
-    assert.deepEqual(both.map((m) => [m.id, addresses(m)]).sort(), [[1, ['10.0.1.2']], [2, ['10.0.2.3']]]);
+    assert.deepEqual(both.map((m) => [m.id, addresses(m)]).sort(), [
+      [1, ['10.0.1.2']],
+      [2, ['10.0.2.3']],
+    ]);
     const q3 = frameTcp(encodeQuery({ id: 3, name: 'tasks.web', type: TYPE.A }));
-    const split = await tcpExchange(port, [...q3].map((b) => new Uint8Array([b])), 1);
+    const split = await tcpExchange(
+      port,
+      [...q3].map((b) => new Uint8Array([b])),
+      1,
+    );
     assert.deepEqual(addresses(split[0]), ['10.0.1.10']);
   });
 
@@ -569,7 +636,10 @@ describe('DnsServer on loopback', () => {
     const [m] = await tcpExchange(port, [frameTcp(encodeQuery({ id: 0x2222, name: 'example.net', type: TYPE.A }))], 1);
     assert.equal(m?.id, 0x2222);
     assert.deepEqual(addresses(m), ['192.0.2.1']);
-    assert.deepEqual(up.seen.slice(before).map((s) => s.transport), ['tcp']);
+    assert.deepEqual(
+      up.seen.slice(before).map((s) => s.transport),
+      ['tcp'],
+    );
   });
 
   test('malformed packets get FORMERR or nothing, and never take the server down', async () => {
@@ -700,7 +770,9 @@ describe('DnsServer forwarding failures', () => {
     const silent = await upstream('silent');
     const s = await serve([`127.0.0.1:${silent.port}`], { maxInflightForwards: 2, forwardTimeoutMs: 400 });
     const t0 = Date.now();
-    const results = await Promise.all(Array.from({ length: 5 }, (_, i) => udpQuery(s.port, `h${i}.example.org`, TYPE.A, { id: i }).then((m) => ({ m, ms: Date.now() - t0 }))));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => udpQuery(s.port, `h${i}.example.org`, TYPE.A, { id: i }).then((m) => ({ m, ms: Date.now() - t0 }))),
+    );
     assert.ok(results.every((r) => r.m?.rcode === RCODE.SERVFAIL));
     assert.equal(results.filter((r) => r.ms < 300).length, 3);
     assert.equal(silent.seen.length, 2);

@@ -9,15 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { DataPlane } from '../../overlay-net/dataplane.ts';
-import {
-  clusterAddrs,
-  gwBridgeGuardTable,
-  GuardError,
-  GuardProgrammer,
-  netBridgeGuardTable,
-  nodeGuardTable,
-  GUARD_TABLE,
-} from '../../overlay-net/filter.ts';
+import { clusterAddrs, gwBridgeGuardTable, GuardError, GuardProgrammer, netBridgeGuardTable, nodeGuardTable, GUARD_TABLE } from '../../overlay-net/filter.ts';
 import { diffTable, parseNftListing, renderTable } from '../../overlay-net/nft.ts';
 import { macForIp, type Endpoint, type NetInfo, type NetView } from '../../overlay-net/types.ts';
 import { kernelSkip, Lab } from './netlab.ts';
@@ -60,7 +52,10 @@ describe('guard renderers (pure)', () => {
   });
 
   it('refuses bad input with a GuardError naming it', () => {
-    assert.throws(() => nodeGuardTable({ ...NODE, nodeAddrs: ['10.0.0.300'] }, []), (e: unknown) => e instanceof GuardError && /node address/.test(e.message));
+    assert.throws(
+      () => nodeGuardTable({ ...NODE, nodeAddrs: ['10.0.0.300'] }, []),
+      (e: unknown) => e instanceof GuardError && /node address/.test(e.message),
+    );
     assert.throws(() => nodeGuardTable({ ...NODE, gwBridge: 'a"; flush ruleset' }, []), GuardError);
     assert.throws(() => gwBridgeGuardTable([{ port: 'x', ip: 'nope', sealed: false }]), /gateway leg x/);
     assert.throws(() => netBridgeGuardTable([{ port: 'x', mac: 'zz', ip: '10.0.0.1' }]), /invalid MAC/);
@@ -83,8 +78,26 @@ const skip = kernelSkip();
 
 describe('confinement on a real kernel', { skip, timeout: 180_000 }, () => {
   const lab = new Lab();
-  const netA: NetInfo = { id: 'fa11aaaanetA', name: 'front', vni: 4201, subnet: '10.253.1.0/24', gateway: '10.253.1.1', internal: false, attachable: false, ingress: false };
-  const netI: NetInfo = { id: 'fa11iiiinetI', name: 'private', vni: 4202, subnet: '10.253.2.0/24', gateway: '10.253.2.1', internal: true, attachable: false, ingress: false };
+  const netA: NetInfo = {
+    id: 'fa11aaaanetA',
+    name: 'front',
+    vni: 4201,
+    subnet: '10.253.1.0/24',
+    gateway: '10.253.1.1',
+    internal: false,
+    attachable: false,
+    ingress: false,
+  };
+  const netI: NetInfo = {
+    id: 'fa11iiiinetI',
+    name: 'private',
+    vni: 4202,
+    subnet: '10.253.2.0/24',
+    gateway: '10.253.2.1',
+    internal: true,
+    attachable: false,
+    ingress: false,
+  };
   const hosts: { name: string; vtep: string; dp: DataPlane; guard: GuardProgrammer; prefix: string }[] = [];
   const place: { task: string; net: NetInfo; ip: string; host: number }[] = [
     { task: 'taskA1xxxxxxxxxxxx', net: netA, ip: '10.253.1.11', host: 0 },
@@ -98,8 +111,17 @@ describe('confinement on a real kernel', { skip, timeout: 180_000 }, () => {
   function viewFor(i: number): NetView {
     const h = hosts[i]!;
     const endpoints: Endpoint[] = place.map((p) => ({
-      networkId: p.net.id, taskId: p.task, serviceId: 's', serviceName: 's', taskName: `s.1.${p.task}`, ip: p.ip, mac: macForIp(p.ip),
-      nodeId: `node${p.host + 1}`, vtep: hosts[p.host]!.vtep, aliases: [], running: true,
+      networkId: p.net.id,
+      taskId: p.task,
+      serviceId: 's',
+      serviceName: 's',
+      taskName: `s.1.${p.task}`,
+      ip: p.ip,
+      mac: macForIp(p.ip),
+      nodeId: `node${p.host + 1}`,
+      vtep: hosts[p.host]!.vtep,
+      aliases: [],
+      running: true,
     }));
     return { nodeId: `node${i + 1}`, vtep: h.vtep, networks: [netA, netI], endpoints, services: [], nodeAddrs: hosts.map((x) => x.vtep) };
   }
@@ -110,7 +132,11 @@ describe('confinement on a real kernel', { skip, timeout: 180_000 }, () => {
       const v = viewFor(i);
       h.dp.apply(v);
       const legs = h.dp.guardLegs();
-      await h.guard.update({ node: { gwBridge: h.dp.names.gwBridge, ingressLink: h.dp.names.ingressLink, nodeAddrs: clusterAddrs(v) }, gwLegs: legs.gw, netLegs: legs.nets });
+      await h.guard.update({
+        node: { gwBridge: h.dp.names.gwBridge, ingressLink: h.dp.names.ingressLink, nodeAddrs: clusterAddrs(v) },
+        gwLegs: legs.gw,
+        netLegs: legs.nets,
+      });
     }
   }
 
@@ -131,9 +157,21 @@ describe('confinement on a real kernel', { skip, timeout: 180_000 }, () => {
       lab.veth({ ns: 'sw', dev: `p${i}`, master: 'br0' }, { ns: `h${i}`, dev: 'eth0', addr: `10.251.88.${10 + i}/24` });
       const prefix = `${lab.ns(`h${i}`)}-`;
       const path = lab.path(`h${i}`);
-      hosts.push({ name: `h${i}`, vtep: `10.251.88.${10 + i}`, prefix, dp: new DataPlane({ prefix, hostNetns: path, underlayMtu: 1500 }), guard: new GuardProgrammer({ netns: path }) });
+      hosts.push({
+        name: `h${i}`,
+        vtep: `10.251.88.${10 + i}`,
+        prefix,
+        dp: new DataPlane({ prefix, hostNetns: path, underlayMtu: 1500 }),
+        guard: new GuardProgrammer({ netns: path }),
+      });
       // Stand-ins for the node's services: a "manager" on 2377, "ssh" on 2222, a resolver on 53, an app on 8000.
-      for (const [name, port] of [['mgr', 2377], ['ssh', 2222], ['dns', 53], ['app', 8000]] as const) await lab.server(`h${i}`, `${name}${i}`, port);
+      for (const [name, port] of [
+        ['mgr', 2377],
+        ['ssh', 2222],
+        ['dns', 53],
+        ['app', 8000],
+      ] as const)
+        await lab.server(`h${i}`, `${name}${i}`, port);
     }
     lab.ip('sw', 'addr', 'add', '10.251.88.99/24', 'dev', 'br0');
     await converge();
@@ -170,7 +208,7 @@ describe('confinement on a real kernel', { skip, timeout: 180_000 }, () => {
     assert.ok(vxlanSeen(1) > before, 'the counter sees legitimate VXLAN');
   });
 
-  it('the manager port is refused on every node, quickly; other nodes\' other ports stay reachable', async () => {
+  it("the manager port is refused on every node, quickly; other nodes' other ports stay reachable", async () => {
     const ns = taskNs(0, 'taskA1xxxxxxxxxxxx');
     for (const addr of ['10.251.88.11', '10.251.88.12', '172.31.0.1']) {
       const r = await tcp(ns, addr, 2377);
@@ -180,7 +218,7 @@ describe('confinement on a real kernel', { skip, timeout: 180_000 }, () => {
     assert.equal((await tcp(ns, '10.251.88.12', 8000)).line, 'app2 10.251.88.11', 'egress (masqueraded) still works');
   });
 
-  it('the node\'s own other ports are closed to tasks; DNS at 172.31.0.1:53 answers', async () => {
+  it("the node's own other ports are closed to tasks; DNS at 172.31.0.1:53 answers", async () => {
     const ns = taskNs(0, 'taskA1xxxxxxxxxxxx');
     assert.equal((await tcp(ns, '172.31.0.1', 2222)).err, 'ECONNREFUSED');
     assert.equal((await tcp(ns, '10.251.88.11', 2222)).err, 'ECONNREFUSED');
@@ -190,7 +228,7 @@ describe('confinement on a real kernel', { skip, timeout: 180_000 }, () => {
     assert.notEqual((await lab.probe(ns, 'udp', '172.31.0.1', 8000, 1, 500))[0]!.line, `app1 ${gw}`);
   });
 
-  it('UDP to any node\'s 4789 from a task never arrives; VXLAN from a non-node is dropped', async () => {
+  it("UDP to any node's 4789 from a task never arrives; VXLAN from a non-node is dropped", async () => {
     const ns = taskNs(0, 'taskA1xxxxxxxxxxxx');
     for (const host of [0, 1]) {
       const before = vxlanSeen(host);
@@ -236,7 +274,10 @@ describe('confinement on a real kernel', { skip, timeout: 180_000 }, () => {
   it('a flushed ruleset is restored by verify()', async () => {
     nsx('h1', 'nft', 'flush', 'ruleset');
     const repaired = await hosts[0]!.guard.verify();
-    assert.ok(repaired.some((r) => r.startsWith(`ip ${GUARD_TABLE}`)), repaired.join('; '));
+    assert.ok(
+      repaired.some((r) => r.startsWith(`ip ${GUARD_TABLE}`)),
+      repaired.join('; '),
+    );
     assert.equal((await tcp(taskNs(0, 'taskA1xxxxxxxxxxxx'), '10.251.88.12', 2377)).err, 'ECONNREFUSED');
     assert.deepEqual(await hosts[0]!.guard.verify(), [], 'converged after the repair');
   });

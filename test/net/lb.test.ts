@@ -71,7 +71,11 @@ table ip shoal-lb {
   });
 
   test('backends are picked with equal probability: 1/n, 1/(n-1), …, then the last unconditionally', () => {
-    const v = view([N1], [service('s', { n1: '10.1.0.2' })], [1, 2, 3, 4].map((i) => endpoint('s', 'n1', `t${i}`, `10.1.0.${10 + i}`)));
+    const v = view(
+      [N1],
+      [service('s', { n1: '10.1.0.2' })],
+      [1, 2, 3, 4].map((i) => endpoint('s', 'n1', `t${i}`, `10.1.0.${10 + i}`)),
+    );
     const rules = lbTable(v, ['n1']).chains.get('svc_s_n1')!.rules;
     assert.deepEqual(rules, [
       'numgen random mod 4 0 dnat to 10.1.0.11',
@@ -131,12 +135,7 @@ table ip shoal-lb {
     );
     assert.equal(
       planLbChanges(next, smallView(), ['n1']),
-      [
-        'delete element ip shoal-lb vips { 10.1.0.5 }',
-        'flush chain ip shoal-lb svc_api_n1',
-        'delete chain ip shoal-lb svc_api_n1',
-        '',
-      ].join('\n'),
+      ['delete element ip shoal-lb vips { 10.1.0.5 }', 'flush chain ip shoal-lb svc_api_n1', 'delete chain ip shoal-lb svc_api_n1', ''].join('\n'),
     );
   });
 
@@ -212,7 +211,10 @@ describe('lb in the kernel', { skip }, () => {
     assert.ok(rs.every((r) => r.line!.endsWith(' 10.1.0.8')));
     // All ports, like Docker's VIPs: another port of the same VIP goes to the same backends (nothing there: refused).
     const other = await lab.probe('c', 'tcp', VIP, 81, 3);
-    assert.ok(other.every((r) => r.err === 'ECONNREFUSED'), JSON.stringify(other));
+    assert.ok(
+      other.every((r) => r.err === 'ECONNREFUSED'),
+      JSON.stringify(other),
+    );
     // A single-backend service.
     assert.deepEqual([...tally(await lab.probe('c', 'tcp', '10.1.0.3', 80, 5))], [['t1', 5]]);
     // UDP to the VIP too.

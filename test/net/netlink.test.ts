@@ -44,7 +44,10 @@ function throwsNl(fn: () => unknown, code: string, message: RegExp): void {
 }
 
 function mountedAt(p: string): boolean {
-  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4] === p);
 }
 
 describe('netlink addon', () => {
@@ -64,7 +67,10 @@ describe('netlink addon', () => {
     // iproute2 sees it as a namespace of its own.
     assert.ok(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(`${P}tmp`));
     assert.notEqual(nl.netnsId(p), nl.netnsId(''));
-    assert.deepEqual(ipj(`${P}tmp`, ['link', 'show']).map((l) => l.ifname), ['lo']);
+    assert.deepEqual(
+      ipj(`${P}tmp`, ['link', 'show']).map((l) => l.ifname),
+      ['lo'],
+    );
     nl.deleteNetns(`${P}tmp`);
     assert.ok(!fs.existsSync(p));
     assert.ok(!mountedAt(p));
@@ -185,12 +191,21 @@ describe('netlink addon', () => {
     const ips = j[0].addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`);
     assert.deepEqual(ips, ['10.10.0.5/24', '10.10.0.6/24']);
     const mine = nl.listAddresses({ ...o, dev: 'eth0' });
-    assert.deepEqual(mine.map((a) => [a.cidr, a.secondary]), [['10.10.0.5/24', false], ['10.10.0.6/24', true]]);
+    assert.deepEqual(
+      mine.map((a) => [a.cidr, a.secondary]),
+      [
+        ['10.10.0.5/24', false],
+        ['10.10.0.6/24', true],
+      ],
+    );
     throwsNl(() => nl.addAddress('eth0', '10.10.0.5/24', o), 'EEXIST', /^address 10.10.0.5\/24 exists on eth0$/);
     nl.addAddress('eth0', '10.10.0.5/24', { ...o, replace: true });
     nl.deleteAddress('eth0', '10.10.0.6/24', o);
     throwsNl(() => nl.deleteAddress('eth0', '10.10.0.6/24', o), 'EADDRNOTAVAIL', /^no address 10.10.0.6\/24 on eth0$/);
-    assert.deepEqual(nl.listAddresses({ ...o, dev: 'eth0' }).map((a) => a.cidr), ['10.10.0.5/24']);
+    assert.deepEqual(
+      nl.listAddresses({ ...o, dev: 'eth0' }).map((a) => a.cidr),
+      ['10.10.0.5/24'],
+    );
     nl.addAddress('br0', '10.10.0.1/24', { netns: pathA });
   });
 
@@ -215,7 +230,10 @@ describe('netlink addon', () => {
     assert.equal(ipj(B, ['route', 'show', 'default'])[0].gateway, '10.10.0.7');
     nl.deleteRoute({ dst: '10.77.0.0/16' }, o);
     throwsNl(() => nl.deleteRoute({ dst: '10.77.0.0/16' }, o), 'ESRCH', /^no such route 10.77.0.0\/16$/);
-    assert.equal(ipj(B, ['route', 'show']).some((r: any) => r.dst === '10.77.0.0/16'), false);
+    assert.equal(
+      ipj(B, ['route', 'show']).some((r: any) => r.dst === '10.77.0.0/16'),
+      false,
+    );
   });
 
   test('neighbours: replace (nud permanent), list, delete', () => {
@@ -224,15 +242,21 @@ describe('netlink addon', () => {
     nl.setNeighbour('vx-1f4', '10.10.0.9', '02:42:0a:0a:00:99', o); // replace
     nl.setNeighbour('vx-1f4', '10.10.0.10', '02:42:0a:0a:00:0a', o);
     const j = ipj(B, ['neigh', 'show', 'dev', 'vx-1f4']);
-    assert.deepEqual(
-      j.map((n: any) => [n.dst, n.lladdr, n.state]).sort(),
-      [['10.10.0.10', '02:42:0a:0a:00:0a', ['PERMANENT']], ['10.10.0.9', '02:42:0a:0a:00:99', ['PERMANENT']]],
-    );
+    assert.deepEqual(j.map((n: any) => [n.dst, n.lladdr, n.state]).sort(), [
+      ['10.10.0.10', '02:42:0a:0a:00:0a', ['PERMANENT']],
+      ['10.10.0.9', '02:42:0a:0a:00:99', ['PERMANENT']],
+    ]);
     const mine = nl.listNeighbours({ ...o, dev: 'vx-1f4' });
-    assert.deepEqual(mine.map((n) => [n.ip, n.mac, n.permanent]).sort(), [['10.10.0.10', '02:42:0a:0a:00:0a', true], ['10.10.0.9', '02:42:0a:0a:00:99', true]]);
+    assert.deepEqual(mine.map((n) => [n.ip, n.mac, n.permanent]).sort(), [
+      ['10.10.0.10', '02:42:0a:0a:00:0a', true],
+      ['10.10.0.9', '02:42:0a:0a:00:99', true],
+    ]);
     nl.deleteNeighbour('vx-1f4', '10.10.0.9', o);
     throwsNl(() => nl.deleteNeighbour('vx-1f4', '10.10.0.9', o), 'ENOENT', /^no neighbour 10.10.0.9 on vx-1f4$/);
-    assert.deepEqual(ipj(B, ['neigh', 'show', 'dev', 'vx-1f4']).map((n: any) => n.dst), ['10.10.0.10']);
+    assert.deepEqual(
+      ipj(B, ['neigh', 'show', 'dev', 'vx-1f4']).map((n: any) => n.dst),
+      ['10.10.0.10'],
+    );
   });
 
   test('fdb: vxlan self entries with a destination, replace, append (flood list), delete', () => {
@@ -245,22 +269,31 @@ describe('netlink addon', () => {
     nl.setFdb('vx-1f4', Z, { ...o, dst: '10.9.0.4', append: true });
     nl.setFdb('vx-1f4', Z, { ...o, dst: '10.9.0.5', append: true });
     const j = ipj(B, ['fdb', 'show', 'dev', 'vx-1f4'], 'bridge').filter((f: any) => f.dst);
-    assert.deepEqual(
-      j.map((f: any) => [f.mac, f.dst, f.state, f.flags.includes('self')]).sort(),
-      [
-        ['00:00:00:00:00:00', '10.9.0.4', 'permanent', true],
-        ['00:00:00:00:00:00', '10.9.0.5', 'permanent', true],
-        ['02:42:0a:0a:00:0a', '10.9.0.3', 'permanent', true],
-      ],
-    );
+    assert.deepEqual(j.map((f: any) => [f.mac, f.dst, f.state, f.flags.includes('self')]).sort(), [
+      ['00:00:00:00:00:00', '10.9.0.4', 'permanent', true],
+      ['00:00:00:00:00:00', '10.9.0.5', 'permanent', true],
+      ['02:42:0a:0a:00:0a', '10.9.0.3', 'permanent', true],
+    ]);
     const mine = nl.listFdb({ ...o, dev: 'vx-1f4' }).filter((f) => f.dst);
     assert.deepEqual(mine.map((f) => [f.mac, f.dst, f.permanent, f.self]).sort(), j.map((f: any) => [f.mac, f.dst, true, true]).sort());
     nl.deleteFdb('vx-1f4', Z, { ...o, dst: '10.9.0.4' });
-    assert.deepEqual(nl.listFdb({ ...o, dev: 'vx-1f4' }).filter((f) => f.mac === Z).map((f) => f.dst), ['10.9.0.5']);
+    assert.deepEqual(
+      nl
+        .listFdb({ ...o, dev: 'vx-1f4' })
+        .filter((f) => f.mac === Z)
+        .map((f) => f.dst),
+      ['10.9.0.5'],
+    );
     nl.deleteFdb('vx-1f4', Z, o);
     throwsNl(() => nl.deleteFdb('vx-1f4', Z, o), 'ENOENT', /^no fdb entry 00:00:00:00:00:00 on vx-1f4$/);
     throwsNl(() => nl.setFdb('vx-1f4', 'zz:42:0a:0a:00:0b', o), 'EINVAL', /invalid MAC address/);
-    assert.deepEqual(nl.listFdb({ ...o, dev: 'vx-1f4' }).filter((f) => f.dst).map((f) => f.mac), ['02:42:0a:0a:00:0a']);
+    assert.deepEqual(
+      nl
+        .listFdb({ ...o, dev: 'vx-1f4' })
+        .filter((f) => f.dst)
+        .map((f) => f.mac),
+      ['02:42:0a:0a:00:0a'],
+    );
   });
 
   test('neighBatch: many neighbour/FDB changes in one call, errors per entry', () => {
@@ -286,14 +319,20 @@ describe('netlink addon', () => {
       ],
       o,
     );
-    assert.deepEqual(del.map((r) => r?.code ?? null), [null, 'ENOENT', 'ENODEV', null]);
+    assert.deepEqual(
+      del.map((r) => r?.code ?? null),
+      [null, 'ENOENT', 'ENODEV', null],
+    );
     assert.equal(del[2]!.message, 'no such link nope0');
     // Clean up for the next tests.
     nl.neighBatch(
       ops.filter((x) => x.op === 'neighSet').map((x) => ({ op: 'neighDel' as const, dev: 'vx-1f4', ip: (x as { ip: string }).ip })),
       o,
     );
-    nl.neighBatch(ops.filter((x) => x.op === 'fdbSet').map((x) => ({ op: 'fdbDel' as const, dev: 'vx-1f4', mac: x.mac })), o);
+    nl.neighBatch(
+      ops.filter((x) => x.op === 'fdbSet').map((x) => ({ op: 'fdbDel' as const, dev: 'vx-1f4', mac: x.mac })),
+      o,
+    );
     assert.equal(ipj(B, ['fdb', 'show', 'dev', 'vx-1f4'], 'bridge').filter((f: any) => f.dst === '10.9.1.1').length, 0);
     assert.ok(ms < 500, `600 changes took ${ms.toFixed(1)} ms`);
   });
@@ -321,7 +360,16 @@ describe('netlink addon', () => {
     const res = await nl.deleteLinks(['dv0', 'dv1', 'dv2', 'dv3', 'gone0'], { netns: pathA });
     const ms = performance.now() - t0;
     clearInterval(timer);
-    assert.deepEqual(res.map((r) => [r.name, r.error?.code]), [['dv0', undefined], ['dv1', undefined], ['dv2', undefined], ['dv3', undefined], ['gone0', undefined]]);
+    assert.deepEqual(
+      res.map((r) => [r.name, r.error?.code]),
+      [
+        ['dv0', undefined],
+        ['dv1', undefined],
+        ['dv2', undefined],
+        ['dv3', undefined],
+        ['gone0', undefined],
+      ],
+    );
     assert.ok(ticks > 3, `the event loop ran while links were deleted (${ticks} ticks in ${ms.toFixed(1)} ms)`);
     const left = nl.listLinks({ netns: pathB }).map((l) => l.name);
     for (let i = 0; i < 4; i++) assert.ok(!left.includes(`dp${i}`));

@@ -54,7 +54,8 @@ describe('nft model', () => {
 
   test('isIpv4 accepts dotted quads only', () => {
     for (const ok of ['10.0.0.1', '0.0.0.0', '255.255.255.255']) assert.equal(isIpv4(ok), true, ok);
-    for (const bad of ['', '10.0.0', '10.0.0.256', '10.0.0.1/24', 'a.b.c.d', '10..0.1', '1.2.3.4.5', '1234.1.1.1', 'host']) assert.equal(isIpv4(bad), false, bad);
+    for (const bad of ['', '10.0.0', '10.0.0.256', '10.0.0.1/24', 'a.b.c.d', '10..0.1', '1.2.3.4.5', '1234.1.1.1', 'host'])
+      assert.equal(isIpv4(bad), false, bad);
   });
 
   test('singleLineCommands: planner scripts qualify for the session, table bodies do not', () => {
@@ -105,7 +106,14 @@ describe('nft model', () => {
 }
 `);
     assert.equal(p.name, 'shoal-lb');
-    assert.deepEqual([...p.sets.get('vips')!.elements], [['10.0.0.2', 'goto svc_a'], ['10.0.0.3', 'goto svc_b'], ['10.0.0.4', 'goto svc_c']]);
+    assert.deepEqual(
+      [...p.sets.get('vips')!.elements],
+      [
+        ['10.0.0.2', 'goto svc_a'],
+        ['10.0.0.3', 'goto svc_b'],
+        ['10.0.0.4', 'goto svc_c'],
+      ],
+    );
     assert.deepEqual([...p.sets.get('ports')!.elements.keys()], ['53', '8080']);
     assert.equal(p.sets.get('empty')!.elements.size, 0);
     assert.equal(p.chains.get('output')!.hook, 'type nat hook output priority -100; policy accept;');

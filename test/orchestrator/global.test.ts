@@ -18,7 +18,10 @@ test('global service: one task per node, created bound to the node in state new'
     assert.ok(t.nodeId === 'n1' || t.nodeId === 'n2', 'expected to hold');
   }
   await h.settle();
-  assert.deepEqual(countBy(h.running('agent'), (t) => t.nodeId), { n1: 1, n2: 1 });
+  assert.deepEqual(
+    countBy(h.running('agent'), (t) => t.nodeId),
+    { n1: 1, n2: 1 },
+  );
   h.orch.stop();
 });
 
@@ -108,7 +111,10 @@ test('global service rolling update replaces the task on every node', async () =
   await h.updateService('agent', (s) => (s.task.image = 'app:2'));
   await h.settle();
   assert.equal(h.running('agent').length, 3);
-  assert.ok(h.running('agent').every((t) => t.spec.image === 'app:2' && t.specVersion === 2), 'expected to hold');
+  assert.ok(
+    h.running('agent').every((t) => t.spec.image === 'app:2' && t.specVersion === 2),
+    'expected to hold',
+  );
   assert.equal(h.service('agent').updateStatus?.state, 'completed');
   h.orch.stop();
 });

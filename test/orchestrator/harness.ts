@@ -10,7 +10,20 @@
 // Each step() advances every task by at most one state, in one transaction.
 import { parseConstraints, matches } from '../../manager/scheduler/constraints.ts';
 import { CLUSTER_ID, defaultClusterSpec, isTerminalTaskState, taskStateRank } from '../../manager/store/objects.ts';
-import type { Cluster, Draft, Frozen, Node, NodeAvailability, NodeStateName, Service, ServiceMode, ServiceSpec, Task, TaskTemplate, UpdateConfig } from '../../manager/store/objects.ts';
+import type {
+  Cluster,
+  Draft,
+  Frozen,
+  Node,
+  NodeAvailability,
+  NodeStateName,
+  Service,
+  ServiceMode,
+  ServiceSpec,
+  Task,
+  TaskTemplate,
+  UpdateConfig,
+} from '../../manager/store/objects.ts';
 import { Store } from '../../manager/store/store.ts';
 import { constraintNode } from '../../manager/orchestrator/enforcer.ts';
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';
@@ -98,7 +111,10 @@ export class Harness {
 
   // ------------------------------------------------------------------------------------------- objects
 
-  async addNode(id: string, o: { labels?: Record<string, string>; availability?: NodeAvailability; state?: NodeStateName; role?: 'manager' | 'worker' } = {}): Promise<void> {
+  async addNode(
+    id: string,
+    o: { labels?: Record<string, string>; availability?: NodeAvailability; state?: NodeStateName; role?: 'manager' | 'worker' } = {},
+  ): Promise<void> {
     const n: Draft<Node> = {
       id,
       kind: 'node',
@@ -154,8 +170,10 @@ export class Harness {
       networks: [],
       endpoint: { ports: [] },
     };
-    if (init.update) spec.update = { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5_000, maxFailureRatio: 0, order: 'stop-first', ...init.update };
-    if (init.rollback) spec.rollback = { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5_000, maxFailureRatio: 0, order: 'stop-first', ...init.rollback };
+    if (init.update)
+      spec.update = { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5_000, maxFailureRatio: 0, order: 'stop-first', ...init.update };
+    if (init.rollback)
+      spec.rollback = { parallelism: 1, delayMs: 0, failureAction: 'pause', monitorMs: 5_000, maxFailureRatio: 0, order: 'stop-first', ...init.rollback };
     return spec;
   }
 

@@ -16,12 +16,18 @@ test('replicated job: totalCompletions tasks, at most maxConcurrent at once, the
   await h.orch.idle();
   const first = h.tasks('batch');
   assert.equal(first.length, 2);
-  assert.ok(first.every((t) => t.desiredState === 'complete'), 'expected to hold');
+  assert.ok(
+    first.every((t) => t.desiredState === 'complete'),
+    'expected to hold',
+  );
   assert.deepEqual(first.map((t) => t.slot).sort(), [1, 2]);
   await h.settle();
   const tasks = h.tasks('batch');
   assert.equal(tasks.length, 5);
-  assert.ok(tasks.every((t) => t.status.state === 'complete'), 'expected to hold');
+  assert.ok(
+    tasks.every((t) => t.status.state === 'complete'),
+    'expected to hold',
+  );
   assert.deepEqual(tasks.map((t) => t.slot).sort(), [1, 2, 3, 4, 5]);
   assert.ok(maxActive <= 2, `at most 2 at once (saw ${maxActive})`);
   assert.ok(jobProgress(h.service('batch'), tasks).done, 'expected to hold');
@@ -65,7 +71,10 @@ test('replicated job: a spec change re-runs the job', async () => {
   await h.settle();
   const v2 = h.tasks('batch').filter((t) => t.specVersion === 2);
   assert.equal(v2.length, 2);
-  assert.ok(v2.every((t) => t.status.state === 'complete' && t.spec.image === 'job:2'), 'expected to hold');
+  assert.ok(
+    v2.every((t) => t.status.state === 'complete' && t.spec.image === 'job:2'),
+    'expected to hold',
+  );
   h.orch.stop();
 });
 
@@ -76,15 +85,24 @@ test('global job: runs once on every eligible node, including nodes that join la
   await h.createService('sweep', { mode: { globalJob: {} }, task: { image: 'job:1' } });
   await h.settle();
   const nodes = () => new Map(h.store.view((tx) => tx.list('node')).map((n) => [n.id, n]));
-  assert.deepEqual(countBy(h.tasks('sweep'), (t) => t.nodeId), { n1: 1, n2: 1 });
-  assert.ok(h.tasks('sweep').every((t) => t.status.state === 'complete' && t.desiredState === 'complete'), 'expected to hold');
+  assert.deepEqual(
+    countBy(h.tasks('sweep'), (t) => t.nodeId),
+    { n1: 1, n2: 1 },
+  );
+  assert.ok(
+    h.tasks('sweep').every((t) => t.status.state === 'complete' && t.desiredState === 'complete'),
+    'expected to hold',
+  );
   assert.ok(jobProgress(h.service('sweep'), h.tasks('sweep'), nodes()).done, 'expected to hold');
   await h.advance(60_000);
   assert.equal(h.tasks('sweep').length, 2, 'completed tasks are not run again');
 
   await h.addNode('n4');
   await h.settle();
-  assert.deepEqual(countBy(h.tasks('sweep'), (t) => t.nodeId), { n1: 1, n2: 1, n4: 1 });
+  assert.deepEqual(
+    countBy(h.tasks('sweep'), (t) => t.nodeId),
+    { n1: 1, n2: 1, n4: 1 },
+  );
   assert.ok(jobProgress(h.service('sweep'), h.tasks('sweep'), nodes()).done, 'expected to hold');
   h.orch.stop();
 });

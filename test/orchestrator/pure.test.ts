@@ -14,7 +14,10 @@ import { T0, seqIds } from './harness.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-function node(id: string, o: Partial<{ labels: Record<string, string>; state: Node['status']['state']; availability: Node['spec']['availability'] }> = {}): Frozen<Node> {
+function node(
+  id: string,
+  o: Partial<{ labels: Record<string, string>; state: Node['status']['state']; availability: Node['spec']['availability'] }> = {},
+): Frozen<Node> {
   return deepFreeze<Node>({
     id,
     kind: 'node',
@@ -22,7 +25,13 @@ function node(id: string, o: Partial<{ labels: Record<string, string>; state: No
     createdAt: iso(T0),
     updatedAt: iso(T0),
     spec: { labels: o.labels ?? {}, availability: o.availability ?? 'active', role: 'worker' },
-    description: { hostname: id, platform: { os: 'linux', arch: 'amd64' }, resources: { nanoCpus: 1e9, memoryBytes: 1e9 }, engineVersion: 't', addr: '10.0.0.1' },
+    description: {
+      hostname: id,
+      platform: { os: 'linux', arch: 'amd64' },
+      resources: { nanoCpus: 1e9, memoryBytes: 1e9 },
+      engineVersion: 't',
+      addr: '10.0.0.1',
+    },
     status: { state: o.state ?? 'ready', message: '', addr: '10.0.0.1' },
   });
 }
@@ -44,7 +53,20 @@ function service(o: Partial<ServiceSpec> & { specVersion?: number; updateStatus?
 }
 
 let seq = 0;
-function task(o: { slot?: number; nodeId?: string; state?: TaskState; desired?: TaskState; at?: number; created?: number; specVersion?: number; image?: string; exitCode?: number; restart?: Task['spec']['restartPolicy']; id?: string; constraints?: string[] }): Frozen<Task> {
+function task(o: {
+  slot?: number;
+  nodeId?: string;
+  state?: TaskState;
+  desired?: TaskState;
+  at?: number;
+  created?: number;
+  specVersion?: number;
+  image?: string;
+  exitCode?: number;
+  restart?: Task['spec']['restartPolicy'];
+  id?: string;
+  constraints?: string[];
+}): Frozen<Task> {
   const at = o.at ?? T0;
   return deepFreeze<Task>({
     id: o.id ?? `x${++seq}`,
@@ -78,9 +100,18 @@ test('pickForRemoval: dead and non-running slots first, then the busiest node, h
   const noDirty = () => false;
   const mk = (slot: number, nodeId: string, state: TaskState = 'running') => buildSlot(`slot:${slot}`, [task({ slot, nodeId, state })], noDirty, { slot });
   const slots = [mk(1, 'a'), mk(2, 'a'), mk(3, 'a'), mk(4, 'b'), mk(5, 'b'), mk(6, 'c'), mk(7, 'c', 'pending')];
-  assert.deepEqual(pickForRemoval(slots, 1).map((s) => s.slot), [7]);
-  assert.deepEqual(pickForRemoval(slots, 3).map((s) => s.slot), [7, 3, 5]);
-  assert.deepEqual(pickForRemoval(slots, 4).map((s) => s.slot), [7, 3, 5, 2]);
+  assert.deepEqual(
+    pickForRemoval(slots, 1).map((s) => s.slot),
+    [7],
+  );
+  assert.deepEqual(
+    pickForRemoval(slots, 3).map((s) => s.slot),
+    [7, 3, 5],
+  );
+  assert.deepEqual(
+    pickForRemoval(slots, 4).map((s) => s.slot),
+    [7, 3, 5, 2],
+  );
 });
 
 test('restartVerdict: conditions, jobs, delay, max attempts counted from the slot history', () => {
@@ -109,7 +140,10 @@ test('restartVerdict: conditions, jobs, delay, max attempts counted from the slo
 });
 
 test('dirtyCheck: template changes are dirty; placement alone only where the node no longer fits', () => {
-  const nodes = new Map([['a', node('a', { labels: { zone: 'x' } })], ['b', node('b', { labels: { zone: 'y' } })]]);
+  const nodes = new Map([
+    ['a', node('a', { labels: { zone: 'x' } })],
+    ['b', node('b', { labels: { zone: 'y' } })],
+  ]);
   const svc = service({ specVersion: 2, task: { image: 'app:1', placement: { constraints: ['node.labels.zone==x'] } } });
   const isDirty = dirtyCheck(svc, nodes);
   assert.equal(isDirty(task({ nodeId: 'a' })), false, 'placement only, node still fits');
@@ -171,7 +205,10 @@ test('reaper: N newest history tasks per slot, removed tasks deleted once stoppe
   const head = task({ id: 'head', slot: 1, nodeId: 'a' });
   const removed = task({ id: 'rm', slot: 2, nodeId: 'a', state: 'shutdown', desired: 'remove' });
   const r = reconcileService('svc', svc, [...hist, head, removed], ctx([node('a')], T0 + 60_000, { taskHistoryLimit: 1 }));
-  const deleted = actionsOf(r).filter((a) => a.type === 'delete').map((a) => (a as { taskId: string }).taskId).sort();
+  const deleted = actionsOf(r)
+    .filter((a) => a.type === 'delete')
+    .map((a) => (a as { taskId: string }).taskId)
+    .sort();
   assert.deepEqual(deleted, ['h1', 'rm'], 'keep max(limit 1, maxAttempts 3) = 3 newest');
 });
 
@@ -181,11 +218,17 @@ test('deleted service: unfinished tasks told to remove, finished ones deleted', 
   const c = task({ id: 'c', slot: 3, state: 'pending' });
   const r = reconcileService('svc', undefined, [a, b, c], ctx([node('n')]));
   const acts = actionsOf(r);
-  assert.deepEqual(acts.find((x) => x.type === 'set' && x.taskId === 'a'), { type: 'set', taskId: 'a', version: 3, desiredState: 'remove' });
+  assert.deepEqual(
+    acts.find((x) => x.type === 'set' && x.taskId === 'a'),
+    { type: 'set', taskId: 'a', version: 3, desiredState: 'remove' },
+  );
   const cAct = acts.find((x) => x.type === 'set' && x.taskId === 'c') as { desiredState: string; status: { state: string } };
   assert.equal(cAct.desiredState, 'remove');
   assert.equal(cAct.status.state, 'shutdown', 'never scheduled: shut down by the orchestrator');
-  assert.ok(acts.some((x) => x.type === 'delete' && x.taskId === 'b'), 'expected to hold');
+  assert.ok(
+    acts.some((x) => x.type === 'delete' && x.taskId === 'b'),
+    'expected to hold',
+  );
 });
 
 test('update monitor: a failure long after the task started running does not count', () => {
@@ -201,10 +244,18 @@ test('update monitor: a failure long after the task started running does not cou
   const old = task({ id: 'old', slot: 2, nodeId: 'a' });
   const hints = new Map([['late', T0 + 10_000]]);
   const r = reconcileService('svc', svc, [late, old], ctx([node('a')], now, { runningSince: hints }));
-  assert.equal(actionsOf(r).some((a) => a.type === 'service' && a.updateStatus.state === 'paused'), false, 'with the hint');
+  assert.equal(
+    actionsOf(r).some((a) => a.type === 'service' && a.updateStatus.state === 'paused'),
+    false,
+    'with the hint',
+  );
   // Without the hint the exit code tells it ran; it is measured from its creation (45 s before): too late too.
   const r2 = reconcileService('svc', svc, [late, old], ctx([node('a')], now));
-  assert.equal(actionsOf(r2).some((a) => a.type === 'service' && a.updateStatus.state === 'paused'), false, 'without the hint');
+  assert.equal(
+    actionsOf(r2).some((a) => a.type === 'service' && a.updateStatus.state === 'paused'),
+    false,
+    'without the hint',
+  );
   // A quick failure counts: pause, naming the task.
   const quick = task({ id: 'quick', slot: 1, nodeId: 'a', image: 'app:2', specVersion: 2, state: 'rejected', at: T0 + 50_000 });
   const r3 = reconcileService('svc', svc, [quick, old], ctx([node('a')], now));

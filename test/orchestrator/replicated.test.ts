@@ -29,12 +29,21 @@ test('scale up creates one new task per slot (for the allocator); the fake worke
   }
   await h.settle();
   assert.equal(h.running('web').length, 3);
-  assert.deepEqual(countBy(h.running('web'), (t) => t.nodeId), { n1: 1, n2: 1, n3: 1 });
+  assert.deepEqual(
+    countBy(h.running('web'), (t) => t.nodeId),
+    { n1: 1, n2: 1, n3: 1 },
+  );
 
   await h.updateService('web', (s) => (s.mode = { replicated: { replicas: 5 } }));
   await h.settle();
   assert.equal(h.running('web').length, 5);
-  assert.deepEqual(h.running('web').map((t) => t.slot).sort(), [1, 2, 3, 4, 5]);
+  assert.deepEqual(
+    h
+      .running('web')
+      .map((t) => t.slot)
+      .sort(),
+    [1, 2, 3, 4, 5],
+  );
   assert.equal(h.service('web').updateStatus, undefined, 'a scale is not a rolling update');
   h.orch.stop();
 });
@@ -45,17 +54,26 @@ test('scale down removes tasks from the nodes running the most tasks of the serv
   h.placer = (t) => (t.slot! <= 3 ? 'n1' : t.slot === 4 ? 'n2' : 'n3');
   await h.createService('web', { mode: { replicated: { replicas: 5 } } });
   await h.settle();
-  assert.deepEqual(countBy(h.running('web'), (t) => t.nodeId), { n1: 3, n2: 1, n3: 1 });
+  assert.deepEqual(
+    countBy(h.running('web'), (t) => t.nodeId),
+    { n1: 3, n2: 1, n3: 1 },
+  );
 
   await h.updateService('web', (s) => (s.mode = { replicated: { replicas: 3 } }));
   await h.orch.idle();
   const removed = h.tasks('web').filter((t) => t.desiredState === 'remove');
   assert.equal(removed.length, 2);
-  assert.ok(removed.every((t) => t.nodeId === 'n1'), 'both removed tasks came from the busiest node');
+  assert.ok(
+    removed.every((t) => t.nodeId === 'n1'),
+    'both removed tasks came from the busiest node',
+  );
   await h.settle();
   // The worker stopped them and the reaper deleted them.
   assert.equal(h.tasks('web').length, 3);
-  assert.deepEqual(countBy(h.running('web'), (t) => t.nodeId), { n1: 1, n2: 1, n3: 1 });
+  assert.deepEqual(
+    countBy(h.running('web'), (t) => t.nodeId),
+    { n1: 1, n2: 1, n3: 1 },
+  );
 
   // Scale to 0 and back: slot numbers are reused from 1.
   await h.updateService('web', (s) => (s.mode = { replicated: { replicas: 0 } }));
@@ -63,7 +81,13 @@ test('scale down removes tasks from the nodes running the most tasks of the serv
   assert.equal(h.tasks('web').length, 0);
   await h.updateService('web', (s) => (s.mode = { replicated: { replicas: 2 } }));
   await h.settle();
-  assert.deepEqual(h.running('web').map((t) => t.slot).sort(), [1, 2]);
+  assert.deepEqual(
+    h
+      .running('web')
+      .map((t) => t.slot)
+      .sort(),
+    [1, 2],
+  );
   h.orch.stop();
 });
 
@@ -118,7 +142,10 @@ test('restart policy: maxAttempts within the window stops restarts; failures out
   assert.equal(h.live('web').length, 0);
   assert.equal(h.task(last.id)!.desiredState, 'running', 'the parked task keeps standing for its slot');
   assert.ok(h.logs.some((l) => l.includes(`task ${last.id} failed: exit 1; restart`)) === false, 'expected to hold');
-  assert.ok(h.logs.some((l) => l.includes('failed: exit 1; restart #2')), 'expected to hold');
+  assert.ok(
+    h.logs.some((l) => l.includes('failed: exit 1; restart #2')),
+    'expected to hold',
+  );
 
   // Parked until the spec changes: `service update --force` retries the slot.
   await h.updateService('web', (s) => (s.task.forceUpdate = 1));
@@ -166,7 +193,10 @@ test('tasks on a drained node are replaced elsewhere at once', async () => {
   assert.equal(bySlot(h.tasks('web')).get(onN1[0]!.slot!)!.length, 2);
   await h.settle();
   assert.equal(h.running('web').length, 3);
-  assert.ok(h.running('web').every((t) => t.nodeId !== 'n1'), 'expected to hold');
+  assert.ok(
+    h.running('web').every((t) => t.nodeId !== 'n1'),
+    'expected to hold',
+  );
   assert.equal(h.task(onN1[0]!.id)!.status.state, 'shutdown');
   h.orch.stop();
 });
@@ -180,7 +210,10 @@ test('tasks on a down node are replaced elsewhere; the old ones are orphaned aft
   await h.editNode('n1', (n) => (n.status.state = 'down'));
   await h.settle();
   assert.equal(h.running('web').length, 2);
-  assert.ok(h.running('web').every((t) => t.nodeId === 'n2'), 'expected to hold');
+  assert.ok(
+    h.running('web').every((t) => t.nodeId === 'n2'),
+    'expected to hold',
+  );
   // Nobody reports on n1: the old task is still 'running' as far as the store knows.
   assert.equal(h.task(lost.id)!.status.state, 'running');
   assert.equal(h.task(lost.id)!.desiredState, 'shutdown');
@@ -207,13 +240,22 @@ test('constraint enforcer: a label change moves the tasks that no longer fit', a
   await h.addNode('n3', { labels: { zone: 'b' } });
   await h.createService('web', { mode: { replicated: { replicas: 4 } }, task: { placement: { constraints: ['node.labels.zone==a'] } } });
   await h.settle();
-  assert.deepEqual(countBy(h.running('web'), (t) => t.nodeId), { n1: 2, n2: 2 });
+  assert.deepEqual(
+    countBy(h.running('web'), (t) => t.nodeId),
+    { n1: 2, n2: 2 },
+  );
   const moved = h.running('web').filter((t) => t.nodeId === 'n2');
   await h.editNode('n2', (n) => (n.spec.labels = { zone: 'b' }));
   await h.settle();
   for (const t of moved) assert.equal(h.task(t.id)!.desiredState, 'shutdown');
-  assert.deepEqual(countBy(h.running('web'), (t) => t.nodeId), { n1: 4 });
-  assert.ok(h.logs.some((l) => l.includes('no longer satisfies constraint node.labels.zone==a')), 'expected to hold');
+  assert.deepEqual(
+    countBy(h.running('web'), (t) => t.nodeId),
+    { n1: 4 },
+  );
+  assert.ok(
+    h.logs.some((l) => l.includes('no longer satisfies constraint node.labels.zone==a')),
+    'expected to hold',
+  );
   h.orch.stop();
 });
 
@@ -232,7 +274,10 @@ test('task history: only the newest N finished tasks are kept per slot', async (
   const slot1 = bySlot(h.tasks('web')).get(1)!;
   assert.equal(slot1.length, 3, 'the live task and 2 history tasks');
   assert.deepEqual(
-    slot1.filter((t) => t.desiredState === 'shutdown').map((t) => t.id).sort(),
+    slot1
+      .filter((t) => t.desiredState === 'shutdown')
+      .map((t) => t.id)
+      .sort(),
     failed.slice(-2).sort(),
   );
   assert.equal(bySlot(h.tasks('web')).get(2)!.length, 1);
@@ -250,7 +295,10 @@ test('a deleted service: its tasks are told to stop, then deleted', async () => 
   await h.settle();
   await h.deleteService('web');
   await h.orch.idle();
-  assert.ok(h.tasks('web').every((t) => t.desiredState === 'remove'), 'expected to hold');
+  assert.ok(
+    h.tasks('web').every((t) => t.desiredState === 'remove'),
+    'expected to hold',
+  );
   await h.settle();
   assert.equal(h.tasks('web').length, 0);
   h.orch.stop();

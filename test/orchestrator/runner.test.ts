@@ -29,14 +29,22 @@ test('a large scale-up is split over several transactions under the store limit'
   const orch = new Orchestrator(store, { now: () => clock.now, timers: clock.timers, newId: seqIds('t') });
   orch.start();
   const before = store.index;
-  await store.update((tx) =>
-    void tx.create({
-      id: 'big',
-      kind: 'service',
-      spec: { name: 'big', labels: {}, mode: { replicated: { replicas: 300 } }, task: { image: 'app:1', env: ['A=' + 'x'.repeat(200)] }, networks: [], endpoint: { ports: [] } },
-      specVersion: 1,
-      status: {},
-    }),
+  await store.update(
+    (tx) =>
+      void tx.create({
+        id: 'big',
+        kind: 'service',
+        spec: {
+          name: 'big',
+          labels: {},
+          mode: { replicated: { replicas: 300 } },
+          task: { image: 'app:1', env: ['A=' + 'x'.repeat(200)] },
+          networks: [],
+          endpoint: { ports: [] },
+        },
+        specVersion: 1,
+        status: {},
+      }),
   );
   await orch.idle();
   const tasks = store.view((tx) => tx.tasksByService('big'));
@@ -67,8 +75,15 @@ test('a ConflictError at commit (another writer got in first) is retried from th
   const logs: string[] = [];
   const orch = new Orchestrator(store, { now: () => clock.now, timers: clock.timers, newId: seqIds('t'), log: (l) => logs.push(l) });
   orch.start();
-  await store.update((tx) =>
-    void tx.create({ id: 'web', kind: 'service', spec: { name: 'web', labels: {}, mode: { replicated: { replicas: 2 } }, task: { image: 'app:1' }, networks: [], endpoint: { ports: [] } }, specVersion: 1, status: {} }),
+  await store.update(
+    (tx) =>
+      void tx.create({
+        id: 'web',
+        kind: 'service',
+        spec: { name: 'web', labels: {}, mode: { replicated: { replicas: 2 } }, task: { image: 'app:1' }, networks: [], endpoint: { ports: [] } },
+        specVersion: 1,
+        status: {},
+      }),
   );
   await orch.idle();
   const ids = store.view((tx) => tx.tasksByService('web')).map((t) => t.id);
@@ -106,13 +121,28 @@ test('a store reset (snapshot restore) closes the watch; the runner resyncs', as
   // Another store with a service and no tasks yet, as if installed from a leader's snapshot.
   const other = new Store();
   await other.update((tx) => {
-    tx.create({ id: 'n1', kind: 'node', spec: { labels: {}, availability: 'active', role: 'worker' }, description: { hostname: 'n1', platform: { os: 'linux', arch: 'amd64' }, resources: { nanoCpus: 1, memoryBytes: 1 }, engineVersion: 't', addr: 'a' }, status: { state: 'ready', message: '', addr: 'a' } });
-    tx.create({ id: 'web', kind: 'service', spec: { name: 'web', labels: {}, mode: { replicated: { replicas: 2 } }, task: { image: 'app:1' }, networks: [], endpoint: { ports: [] } }, specVersion: 1, status: {} });
+    tx.create({
+      id: 'n1',
+      kind: 'node',
+      spec: { labels: {}, availability: 'active', role: 'worker' },
+      description: { hostname: 'n1', platform: { os: 'linux', arch: 'amd64' }, resources: { nanoCpus: 1, memoryBytes: 1 }, engineVersion: 't', addr: 'a' },
+      status: { state: 'ready', message: '', addr: 'a' },
+    });
+    tx.create({
+      id: 'web',
+      kind: 'service',
+      spec: { name: 'web', labels: {}, mode: { replicated: { replicas: 2 } }, task: { image: 'app:1' }, networks: [], endpoint: { ports: [] } },
+      specVersion: 1,
+      status: {},
+    });
   });
   h.store.restore(other.snapshot());
   await h.settle();
   assert.equal(h.running('web').length, 2);
-  assert.ok(h.logs.some((l) => l.includes('resyncing')), 'logged the resync');
+  assert.ok(
+    h.logs.some((l) => l.includes('resyncing')),
+    'logged the resync',
+  );
   h.orch.stop();
 });
 
@@ -139,6 +169,9 @@ test('leader change while a stop-first update waits for the old task to stop', a
     assert.equal(ts.filter((t) => t.desiredState === 'running').length, 1);
     assert.equal(ts.filter((t) => t.specVersion === 2).length, 1);
   }
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:2'), 'all on app:2');
+  assert.ok(
+    h.running('web').every((t) => t.spec.image === 'app:2'),
+    'all on app:2',
+  );
   h.orch.stop();
 });

@@ -46,10 +46,20 @@ test('rolling update with parallelism 2: never more than 2 slots updating, delay
   assert.equal(maxDisturbed, 2, 'two slots at a time, never more');
   const running = h.running('web');
   assert.equal(running.length, 6);
-  assert.ok(running.every((t) => t.specVersion === 2 && t.spec.image === 'app:2'), 'expected to hold');
+  assert.ok(
+    running.every((t) => t.specVersion === 2 && t.spec.image === 'app:2'),
+    'expected to hold',
+  );
   assert.deepEqual(running.map((t) => t.slot).sort(), [1, 2, 3, 4, 5, 6]);
   // Batches of two, at least `delay` apart.
-  const created = [...new Set(h.tasks('web').filter((t) => t.specVersion === 2).map((t) => Date.parse(t.createdAt)))].sort((a, b) => a - b);
+  const created = [
+    ...new Set(
+      h
+        .tasks('web')
+        .filter((t) => t.specVersion === 2)
+        .map((t) => Date.parse(t.createdAt)),
+    ),
+  ].sort((a, b) => a - b);
   assert.equal(created.length, 3);
   assert.ok(created[1]! - created[0]! >= 1_000 && created[2]! - created[1]! >= 1_000, `batches ${created.join(', ')}`);
   const st = h.service('web').updateStatus!;
@@ -78,7 +88,10 @@ test('start-first: the new task runs before the old one is told to stop', async 
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
   assert.equal(violated, '');
   assert.ok(overlap, 'old and new ran side by side');
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:2'), 'expected to hold');
+  assert.ok(
+    h.running('web').every((t) => t.spec.image === 'app:2'),
+    'expected to hold',
+  );
   assert.equal(h.running('web').length, 2);
   h.orch.stop();
 });
@@ -103,7 +116,10 @@ test('update to a broken image pauses (failureAction pause), naming the failing 
   await h.updateService('web', (s) => (s.task.image = 'app:3'));
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
   assert.equal(h.running('web').length, 3);
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:3'), 'expected to hold');
+  assert.ok(
+    h.running('web').every((t) => t.spec.image === 'app:3'),
+    'expected to hold',
+  );
   h.orch.stop();
 });
 
@@ -123,18 +139,28 @@ test('update to a broken image rolls back automatically (failureAction rollback)
   assert.match(svc.updateStatus!.message, /rollback completed/);
   const running = h.running('web');
   assert.equal(running.length, 3);
-  assert.ok(running.every((t) => t.spec.image === 'app:1'), 'expected to hold');
+  assert.ok(
+    running.every((t) => t.spec.image === 'app:1'),
+    'expected to hold',
+  );
   assert.equal(h.live('web').length, 3);
   h.orch.stop();
 });
 
 test('manual rollback (the API swaps spec and previousSpec) is carried out by the same updater', async () => {
   const h = await cluster();
-  await h.createService('web', { mode: { replicated: { replicas: 3 } }, update: { parallelism: 0, monitorMs: 1_000 }, rollback: { parallelism: 1, monitorMs: 1_000 } });
+  await h.createService('web', {
+    mode: { replicated: { replicas: 3 } },
+    update: { parallelism: 0, monitorMs: 1_000 },
+    rollback: { parallelism: 1, monitorMs: 1_000 },
+  });
   await h.settle();
   await h.updateService('web', (s) => (s.task.image = 'app:2'));
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:2'), 'expected to hold');
+  assert.ok(
+    h.running('web').every((t) => t.spec.image === 'app:2'),
+    'expected to hold',
+  );
 
   let maxDisturbed = 0;
   h.observers.push(() => {
@@ -144,7 +170,10 @@ test('manual rollback (the API swaps spec and previousSpec) is carried out by th
   await until(h, () => h.service('web').updateStatus?.state === 'rollback_completed');
   assert.equal(maxDisturbed, 1, 'the rollback config (parallelism 1) drives a rollback');
   assert.equal(h.running('web').length, 3);
-  assert.ok(h.running('web').every((t) => t.spec.image === 'app:1' && t.specVersion === 3), 'expected to hold');
+  assert.ok(
+    h.running('web').every((t) => t.spec.image === 'app:1' && t.specVersion === 3),
+    'expected to hold',
+  );
   h.orch.stop();
 });
 
@@ -156,7 +185,10 @@ test('--force (forceUpdate bumped) replaces every task with an identical one', a
   await h.updateService('web', (s) => (s.task.forceUpdate = 1));
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
   assert.equal(h.running('web').length, 2);
-  assert.ok(h.running('web').every((t) => !before.has(t.id) && t.spec.image === 'app:1' && t.spec.forceUpdate === 1), 'expected to hold');
+  assert.ok(
+    h.running('web').every((t) => !before.has(t.id) && t.spec.image === 'app:1' && t.spec.forceUpdate === 1),
+    'expected to hold',
+  );
   h.orch.stop();
 });
 
@@ -164,10 +196,19 @@ test('a scale or a placement-only change that the nodes still satisfy restarts n
   const h = await cluster();
   await h.createService('web', { mode: { replicated: { replicas: 2 } }, update: { monitorMs: 0 } });
   await h.settle();
-  const before = h.running('web').map((t) => t.id).sort();
+  const before = h
+    .running('web')
+    .map((t) => t.id)
+    .sort();
   await h.updateService('web', (s) => (s.task.placement = { constraints: ['node.platform.os==linux'] }));
   await until(h, () => h.service('web').updateStatus?.state === 'completed');
-  assert.deepEqual(h.running('web').map((t) => t.id).sort(), before);
+  assert.deepEqual(
+    h
+      .running('web')
+      .map((t) => t.id)
+      .sort(),
+    before,
+  );
   h.orch.stop();
 });
 
@@ -198,10 +239,16 @@ test('leader change mid-update: a new orchestrator on the same store resumes fro
   assert.ok(maxDisturbed <= 1, `parallelism 1 held across the change (saw ${maxDisturbed})`);
   const running = h.running('web');
   assert.equal(running.length, 4);
-  assert.ok(running.every((t) => t.specVersion === 2 && t.spec.image === 'app:2'), 'expected to hold');
+  assert.ok(
+    running.every((t) => t.specVersion === 2 && t.spec.image === 'app:2'),
+    'expected to hold',
+  );
   const v2 = h.tasks('web').filter((t) => t.specVersion === 2);
   assert.equal(v2.length, 4, 'exactly one new task per slot: nothing was redone');
-  assert.ok(v2.some((t) => t.id.startsWith('u')), 'the new leader did part of the work');
+  assert.ok(
+    v2.some((t) => t.id.startsWith('u')),
+    'the new leader did part of the work',
+  );
   for (const ts of bySlot(h.tasks('web')).values()) assert.equal(ts.filter((t) => t.desiredState === 'running').length, 1);
   h.orch.stop();
 });

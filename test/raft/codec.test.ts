@@ -1,12 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  CODEC_VERSION,
-  CodecError,
-  decodeMessages,
-  encodeMessages,
-  encodedSize,
-} from '../../manager/raft/codec.ts';
+import { CODEC_VERSION, CodecError, decodeMessages, encodeMessages, encodedSize } from '../../manager/raft/codec.ts';
 import { MESSAGE_TYPES } from '../../manager/raft/types.ts';
 import type { Entry, Message, MessageType, SnapshotChunk } from '../../manager/raft/types.ts';
 import { mulberry32 } from '../../sim/rng.ts';
@@ -121,8 +115,28 @@ test('decodes from a view with a non-zero byteOffset and never aliases the input
 
 test('integer edge values round trip in every numeric field', () => {
   const values = [
-    0, 1, 63, 64, 127, 128, 8191, 8192, 2 ** 20 - 1, 2 ** 20, 2 ** 27, 2 ** 31, 2 ** 32 + 5, 2 ** 46,
-    2 ** 52 + 3, Number.MAX_SAFE_INTEGER, -1, -63, -64, -65, -(2 ** 32), -Number.MAX_SAFE_INTEGER,
+    0,
+    1,
+    63,
+    64,
+    127,
+    128,
+    8191,
+    8192,
+    2 ** 20 - 1,
+    2 ** 20,
+    2 ** 27,
+    2 ** 31,
+    2 ** 32 + 5,
+    2 ** 46,
+    2 ** 52 + 3,
+    Number.MAX_SAFE_INTEGER,
+    -1,
+    -63,
+    -64,
+    -65,
+    -(2 ** 32),
+    -Number.MAX_SAFE_INTEGER,
   ];
   const ms = values.map((v) =>
     msg('snap', {
@@ -198,7 +212,11 @@ test('malformed buffers throw CodecError naming the field and offset', () => {
 });
 
 test('every strict prefix of a frame is rejected', () => {
-  const frame = encodeMessages(everyType().filter((m) => m.type !== 'snap').concat(msg('snap', { snapshot: chunk(40) })));
+  const frame = encodeMessages(
+    everyType()
+      .filter((m) => m.type !== 'snap')
+      .concat(msg('snap', { snapshot: chunk(40) })),
+  );
   for (let len = 0; len < frame.length; len++) {
     assert.throws(() => decodeMessages(frame.subarray(0, len)), CodecError, `prefix ${len}`);
   }
@@ -231,9 +249,7 @@ test('fuzz: random truncations, bit flips, splices and garbage only ever throw C
       // Splice: drop or duplicate a random range.
       const a = Math.floor(rnd() * src.length);
       const b = a + Math.floor(rnd() * Math.min(16, src.length - a));
-      buf = rnd() < 0.5
-        ? new Uint8Array([...src.subarray(0, a), ...src.subarray(b)])
-        : new Uint8Array([...src.subarray(0, b), ...src.subarray(a)]);
+      buf = rnd() < 0.5 ? new Uint8Array([...src.subarray(0, a), ...src.subarray(b)]) : new Uint8Array([...src.subarray(0, b), ...src.subarray(a)]);
       if (buf.length === src.length) continue;
     } else {
       buf = bytes(Math.floor(rnd() * 64), iter);

@@ -12,7 +12,9 @@ const DIR = fileURLToPath(new URL('./golden/testdata', import.meta.url));
 const update = process.env.GOLDEN_UPDATE === '1';
 
 describe('raft golden traces', () => {
-  const files = readdirSync(DIR).filter((f) => f.endsWith('.txt')).sort();
+  const files = readdirSync(DIR)
+    .filter((f) => f.endsWith('.txt'))
+    .sort();
   it('has scenario files', () => assert.ok(files.length >= 5, `only ${files.length} scenario files`));
   for (const file of files) {
     it(file, () => {

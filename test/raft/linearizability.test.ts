@@ -54,7 +54,10 @@ function assertNotLinearizable(h: H | HistoryOp[], key?: string): Extract<CheckR
   if (key !== undefined) assert.equal(res.key, key);
   assert.ok(res.message.length > 0);
   assert.ok(res.ops.length > 0);
-  assert.ok(res.ops.every((op) => op.input.key === res.key), 'failure ops must be the failing key sub-history');
+  assert.ok(
+    res.ops.every((op) => op.input.key === res.key),
+    'failure ops must be the failing key sub-history',
+  );
   return res;
 }
 
@@ -167,9 +170,7 @@ function injectStaleRead(ops: HistoryOp[], meta: GenMeta, rng: () => number): { 
   assert.ok(candidates.length > 0, 'generator produced no usable mutation');
   const { w, p } = pick(rng, candidates);
   const key = w.input.key;
-  const reads = ops.filter(
-    (op) => op.input.kind === 'read' && op.input.key === key && op.complete !== null && op.invoke > w.complete!,
-  );
+  const reads = ops.filter((op) => op.input.kind === 'read' && op.input.key === key && op.complete !== null && op.invoke > w.complete!);
   const mutated = ops.map((op) => ({ ...op }));
   if (reads.length > 0) {
     const r = pick(rng, reads);
@@ -329,15 +330,11 @@ describe('linearizability checker: linearizable histories', () => {
   });
 
   it('accepts several unknown writes each observed in turn', () => {
-    assertLinearizable(
-      new H().writeU(1, 'x', 'a', 0).writeU(2, 'x', 'b', 0).read(3, 'x', 5, 6, 'a').read(3, 'x', 7, 8, 'b'),
-    );
+    assertLinearizable(new H().writeU(1, 'x', 'a', 0).writeU(2, 'x', 'b', 0).read(3, 'x', 5, 6, 'a').read(3, 'x', 7, 8, 'b'));
   });
 
   it('accepts an unknown write needed to explain a failed cas', () => {
-    assertLinearizable(
-      new H().write(1, 'x', 'a', 0, 1).writeU(2, 'x', 'b', 2).cas(3, 'x', 'a', 'c', 5, 6, false).read(3, 'x', 7, 8, 'b'),
-    );
+    assertLinearizable(new H().write(1, 'x', 'a', 0, 1).writeU(2, 'x', 'b', 2).cas(3, 'x', 'a', 'c', 5, 6, false).read(3, 'x', 7, 8, 'b'));
   });
 
   it('accepts an unknown cas chained after an unknown write', () => {
@@ -346,9 +343,7 @@ describe('linearizability checker: linearizable histories', () => {
 
   it('accepts concurrent reads seeing the old then the new value when intervals allow it', () => {
     // r2 starts after r1 but overlaps both r1 and the write: r2 -> w -> r1 is a valid order.
-    assertLinearizable(
-      new H().write(1, 'x', 'a', 0, 1).write(1, 'x', 'b', 2, 10).read(2, 'x', 3, 5, 'b').read(3, 'x', 4, 9, 'a'),
-    );
+    assertLinearizable(new H().write(1, 'x', 'a', 0, 1).write(1, 'x', 'b', 2, 10).read(2, 'x', 3, 5, 'b').read(3, 'x', 4, 9, 'a'));
   });
 
   it('treats touching intervals (complete === invoke) as concurrent', () => {
@@ -390,10 +385,7 @@ describe('linearizability checker: non-linearizable histories', () => {
   });
 
   it('rejects the new-then-old "flip" of two non-overlapping reads', () => {
-    assertNotLinearizable(
-      new H().write(1, 'x', 'a', 0, 100).read(2, 'x', 10, 20, 'a').read(3, 'x', 30, 40, null),
-      'x',
-    );
+    assertNotLinearizable(new H().write(1, 'x', 'a', 0, 100).read(2, 'x', 10, 20, 'a').read(3, 'x', 30, 40, null), 'x');
   });
 
   it('rejects a cas that reports ok although the value could not have matched', () => {
@@ -403,10 +395,7 @@ describe('linearizability checker: non-linearizable histories', () => {
   });
 
   it('rejects a lost acknowledged write', () => {
-    assertNotLinearizable(
-      new H().write(1, 'x', 'a', 0, 1).write(2, 'x', 'b', 2, 3).read(3, 'x', 4, 5, 'b').read(3, 'x', 6, 7, 'a'),
-      'x',
-    );
+    assertNotLinearizable(new H().write(1, 'x', 'a', 0, 1).write(2, 'x', 'b', 2, 3).read(3, 'x', 4, 5, 'b').read(3, 'x', 6, 7, 'a'), 'x');
     assertNotLinearizable(new H().write(1, 'x', 'a', 0, 1).write(2, 'x', 'b', 2, 3).read(3, 'x', 4, 5, 'a'), 'x');
   });
 
@@ -419,15 +408,9 @@ describe('linearizability checker: non-linearizable histories', () => {
   });
 
   it('rejects a value reappearing after an unknown write was observed', () => {
-    assertNotLinearizable(
-      new H().writeU(1, 'x', 'a', 0).writeU(2, 'x', 'b', 0).read(3, 'x', 5, 6, 'a').read(3, 'x', 7, 8, 'b').read(3, 'x', 9, 10, 'a'),
-      'x',
-    );
+    assertNotLinearizable(new H().writeU(1, 'x', 'a', 0).writeU(2, 'x', 'b', 0).read(3, 'x', 5, 6, 'a').read(3, 'x', 7, 8, 'b').read(3, 'x', 9, 10, 'a'), 'x');
     // A failed cas proves the unknown write took effect; the old value cannot come back.
-    assertNotLinearizable(
-      new H().write(1, 'x', 'a', 0, 1).writeU(2, 'x', 'b', 2).cas(3, 'x', 'a', 'c', 5, 6, false).read(3, 'x', 7, 8, 'a'),
-      'x',
-    );
+    assertNotLinearizable(new H().write(1, 'x', 'a', 0, 1).writeU(2, 'x', 'b', 2).cas(3, 'x', 'a', 'c', 5, 6, false).read(3, 'x', 7, 8, 'a'), 'x');
   });
 
   it('reports only the failing key when other keys are fine', () => {
@@ -564,12 +547,7 @@ describe('linearizability checker: many pending unknown outcomes', () => {
 
 describe('formatHistory', () => {
   it('prints one aligned, readable line per op ordered by invocation', () => {
-    const h = new H()
-      .write(3, 'x', 'a', 10, 25)
-      .casU(1, 'x', 'a', 'b', 12)
-      .read(12, 'x', 5, 30, null)
-      .cas(2, 'x', null, 'c', 40, 41, false)
-      .readU(2, 'x', 100);
+    const h = new H().write(3, 'x', 'a', 10, 25).casU(1, 'x', 'a', 'b', 12).read(12, 'x', 5, 30, null).cas(2, 'x', null, 'c', 40, 41, false).readU(2, 'x', 100);
     const text = formatHistory(h.ops);
     const lines = text.split('\n');
     assert.equal(lines.length, 5);

@@ -123,12 +123,7 @@ async function openIo(id: NodeId, dir: string, port: number): Promise<{ storage:
   }
 }
 
-function startMember(
-  id: NodeId,
-  dir: string,
-  io: { storage: FlakyStorage; transport: WsRaftTransport },
-  extra: Extra = {},
-): Member {
+function startMember(id: NodeId, dir: string, io: { storage: FlakyStorage; transport: WsRaftTransport }, extra: Extra = {}): Member {
   const sm = new KvMachine();
   const logs: string[] = [];
   const port = io.transport.port!;
@@ -368,7 +363,10 @@ test('a storage failure halts the node: no acknowledgements, proposals rejected,
   await assert.rejects(p, (err: unknown) => err instanceof StorageError && /injected/.test(err.message));
   await waitFor(() => leader.node.status().error !== null, 'status reports the failure');
   assert.match(leader.node.status().error!, /injected I\/O error/);
-  assert.ok(leader.logs.some((l) => /halted/.test(l)), 'the failure is logged');
+  assert.ok(
+    leader.logs.some((l) => /halted/.test(l)),
+    'the failure is logged',
+  );
   const r = await waiting;
   assert.ok(r === undefined || r instanceof StorageError, 'pending reads either completed before or failed with it');
   // Everything afterwards is refused.

@@ -15,9 +15,15 @@ function msg(type: MessageType, from: string, to: string, term: number, extra: P
 function stable(): { sim: SimCluster; l: string; f: string } {
   const sim = new SimCluster({ seed: 11, nodes: 3 });
   let l: string | null = null;
-  assert.ok(sim.runUntil(() => (l = sim.leader()) !== null, 3000), 'no leader');
+  assert.ok(
+    sim.runUntil(() => (l = sim.leader()) !== null, 3000),
+    'no leader',
+  );
   const f = sim.ids().find((x) => x !== l)!;
-  assert.ok(sim.runUntil(() => sim.core(f).leader === l, 3000), 'the follower never heard from the leader');
+  assert.ok(
+    sim.runUntil(() => sim.core(f).leader === l, 3000),
+    'the follower never heard from the leader',
+  );
   return { sim, l: l!, f };
 }
 
@@ -39,7 +45,13 @@ describe('raft: leader messages from non-members', () => {
     const { sim, l, f } = stable();
     const core = sim.core(f);
     const term = core.term;
-    core.step(msg('app', 'former-manager', f, term + 5, { index: 0, logTerm: 0, entries: [{ index: 1, term: term + 5, type: 'normal', data: new Uint8Array() } as never] }));
+    core.step(
+      msg('app', 'former-manager', f, term + 5, {
+        index: 0,
+        logTerm: 0,
+        entries: [{ index: 1, term: term + 5, type: 'normal', data: new Uint8Array() } as never],
+      }),
+    );
     core.step(msg('heartbeat', 'former-manager', f, term + 5));
     core.step(msg('snap', 'former-manager', f, term + 5));
     assert.equal(core.term, term);

@@ -51,7 +51,10 @@ describe('leader election', () => {
     const sim = cluster({ nodes: 4 });
     const first = awaitLeader(sim);
     const term0 = sim.core(first).term;
-    sim.partition([['n1', 'n2'], ['n3', 'n4']]);
+    sim.partition([
+      ['n1', 'n2'],
+      ['n3', 'n4'],
+    ]);
     sim.run(3000);
     // No side has a majority of 4: nobody may lead, and pre-vote keeps terms from climbing.
     assert.equal(sim.ids().filter((id) => sim.core(id).isLeader).length, 0);
@@ -65,7 +68,10 @@ describe('leader election', () => {
     const times: number[] = [];
     for (let seed = 1; seed <= 100; seed++) {
       const sim = new SimCluster({ seed, nodes: 5 });
-      assert.ok(sim.runUntil(() => sim.leader() !== null, 5000), `seed ${seed}: no leader`);
+      assert.ok(
+        sim.runUntil(() => sim.leader() !== null, 5000),
+        `seed ${seed}: no leader`,
+      );
       times.push(sim.now);
     }
     times.sort((a, b) => a - b);
@@ -89,7 +95,10 @@ describe('leader election', () => {
     const target = others(sim, l)[0]!;
     sim.core(l).transferLeadership(target);
     sim.pump_all();
-    assert.ok(sim.runUntil(() => sim.leader() === target, 200), 'transfer did not complete quickly');
+    assert.ok(
+      sim.runUntil(() => sim.leader() === target, 200),
+      'transfer did not complete quickly',
+    );
   });
 });
 
@@ -114,7 +123,7 @@ describe('replication and commit', () => {
     assert.match(res.violation ?? '', /state machine safety/);
   });
 
-  it('truncates a deposed leader\'s conflicting uncommitted entries on rejoin', () => {
+  it("truncates a deposed leader's conflicting uncommitted entries on rejoin", () => {
     const sim = cluster({ nodes: 5 });
     const old = awaitLeader(sim);
     write(sim, old, 'x', 'committed');
@@ -125,7 +134,10 @@ describe('replication and commit', () => {
     const nl = awaitLeader(sim, 3000, others(sim, old));
     for (let i = 0; i < 5; i++) assert.equal(write(sim, nl, 'x', `new${i}`).status, 'ok');
     sim.heal();
-    assert.ok(sim.runUntil(() => sim.converged().ok, 3000), sim.converged().detail);
+    assert.ok(
+      sim.runUntil(() => sim.converged().ok, 3000),
+      sim.converged().detail,
+    );
     for (const h of lost) assert.notEqual(h.status, 'ok');
     // The old leader's log now matches the new leader's over the formerly conflicting range.
     for (let i = 1; i <= lastOnOld; i++) assert.equal(sim.core(old).log.term(i), sim.core(nl).log.term(i), `term at ${i}`);
@@ -202,7 +214,10 @@ describe('durability and snapshots', () => {
     sim.run(300);
     assert.ok(sim.core(l).log.firstIndex() > 2000, 'leader did not compact');
     sim.restart(lagging);
-    assert.ok(sim.runUntil(() => sim.converged().ok, 5000, 10), sim.converged().detail);
+    assert.ok(
+      sim.runUntil(() => sim.converged().ok, 5000, 10),
+      sim.converged().detail,
+    );
     assert.ok(sim.core(lagging).stats.snapshotsInstalled >= 1, 'no snapshot was installed');
     assert.equal(sim.kv(lagging).digest(), sim.kv(l).digest());
   });
@@ -311,7 +326,20 @@ describe('bad input', () => {
     const sim = cluster({ nodes: 3 });
     const l = awaitLeader(sim);
     const core = sim.core(l);
-    const forged: Message = { type: 'vote', from: 'intruder', to: l, term: 999, index: 999, logTerm: 999, commit: 0, entries: [], reject: false, rejectHint: 0, context: '', snapshot: null };
+    const forged: Message = {
+      type: 'vote',
+      from: 'intruder',
+      to: l,
+      term: 999,
+      index: 999,
+      logTerm: 999,
+      commit: 0,
+      entries: [],
+      reject: false,
+      rejectHint: 0,
+      context: '',
+      snapshot: null,
+    };
     core.step(forged);
     assert.equal(core.stats.droppedFromUnknown, 1);
     assert.equal(core.term < 999, true);
@@ -320,7 +348,11 @@ describe('bad input', () => {
 
   it('refuses a restored state whose commit index is beyond its log', () => {
     assert.throws(
-      () => new RaftCore({ id: 'n1', electionTicks: 10, electionJitterTicks: 5, heartbeatTicks: 1, random: () => 0.5 }, { hardState: { term: 2, vote: null, commit: 5 }, snapshot: null, entries: RaftCore.bootstrapEntries(['n1']) }),
+      () =>
+        new RaftCore(
+          { id: 'n1', electionTicks: 10, electionJitterTicks: 5, heartbeatTicks: 1, random: () => 0.5 },
+          { hardState: { term: 2, vote: null, commit: 5 }, snapshot: null, entries: RaftCore.bootstrapEntries(['n1']) },
+        ),
       /commit 5 beyond last log index 1/,
     );
   });
@@ -360,7 +392,10 @@ function figure8(unsafeCommit: boolean): { committedEarly: boolean; violation: s
       sim.runUntil(() => (sim.core(l).progressOf('n5')?.match ?? 0) >= sim.core(l).log.lastIndex(), 1000);
       sim.core(l).transferLeadership('n5');
       sim.pump_all();
-      assert.ok(sim.runUntil(() => sim.leader() === 'n5', 1000), 'n5 did not become leader');
+      assert.ok(
+        sim.runUntil(() => sim.leader() === 'n5', 1000),
+        'n5 did not become leader',
+      );
     }
     sim.partition([['n5'], ['n2'], ['n3'], ['n4'], ['n1']]);
     const yTerm = sim.core('n5').term;
@@ -372,7 +407,10 @@ function figure8(unsafeCommit: boolean): { committedEarly: boolean; violation: s
     // both: X is then on a majority (n1, n3, n4) but is of an old term.
     sim.restart('n1');
     sim.partition([['n1', 'n3', 'n4'], ['n2'], ['n5']]);
-    assert.ok(sim.runUntil(() => sim.leader() === 'n1', 5000), 'n1 did not lead again');
+    assert.ok(
+      sim.runUntil(() => sim.leader() === 'n1', 5000),
+      'n1 did not lead again',
+    );
     const t = sim.core('n1').term;
     const c = sim.core('n1');
     assert.ok(

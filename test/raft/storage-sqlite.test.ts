@@ -216,10 +216,7 @@ for (const impl of impls) {
       assert.throws(() => s.save({ entries: ents(11, 11, 1) }, true), /term 1 below term 2 of entry 10/);
       assert.throws(() => s.save({ hardState: { term: 2, vote: null, commit: 11 }, entries: [] }, true), /commit 11 beyond last index 10/);
       assert.throws(() => s.save({ hardState: { term: 1, vote: null, commit: 5 }, entries: [] }, true), /hard state term 1 below stored term 2/);
-      assert.throws(
-        () => s.save({ entries: [...ents(11, 11, 2), ...ents(13, 13, 2)] }, true),
-        /entries not contiguous: position 1 has index 13, expected 12/,
-      );
+      assert.throws(() => s.save({ entries: [...ents(11, 11, 2), ...ents(13, 13, 2)] }, true), /entries not contiguous: position 1 has index 13, expected 12/);
       s.save({ entries: ents(11, 11, 2) }, true);
       // Resending committed entries unchanged (same terms) is harmless and accepted.
       s.save({ entries: ents(4, 11, 2) }, true);
@@ -350,7 +347,10 @@ describe('SqliteRaftStorage files and recovery', () => {
       db.prepare('UPDATE entries SET data = ? WHERE idx = 7').run(data);
     });
     const r = open(dir);
-    assert.throws(() => r.load(), (e: unknown) => e instanceof CorruptLogError && /^log entry 7: checksum mismatch$/.test(e.message));
+    assert.throws(
+      () => r.load(),
+      (e: unknown) => e instanceof CorruptLogError && /^log entry 7: checksum mismatch$/.test(e.message),
+    );
     assert.throws(() => r.entriesFrom(5, 9), /log entry 7: checksum mismatch/);
   });
 
@@ -367,7 +367,10 @@ describe('SqliteRaftStorage files and recovery', () => {
     open(dir).save({ hardState: { term: 1, vote: null, commit: 3 }, entries: ents(1, 10, 1) }, true);
     closeAll();
     raw(dir, (db) => db.prepare('DELETE FROM entries WHERE idx = 5').run());
-    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message === 'log gap: 4 followed by 6');
+    assert.throws(
+      () => open(dir).load(),
+      (e: unknown) => e instanceof CorruptLogError && e.message === 'log gap: 4 followed by 6',
+    );
   });
 
   test('a missing first entry is reported', () => {
@@ -383,7 +386,10 @@ describe('SqliteRaftStorage files and recovery', () => {
     open(dir).save({ hardState: { term: 1, vote: null, commit: 8 }, entries: ents(1, 10, 1) }, true);
     closeAll();
     raw(dir, (db) => db.prepare('DELETE FROM entries WHERE idx > 5').run());
-    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message === 'hard state commit 8 beyond last index 5');
+    assert.throws(
+      () => open(dir).load(),
+      (e: unknown) => e instanceof CorruptLogError && e.message === 'hard state commit 8 beyond last index 5',
+    );
   });
 
   test('a tampered hard state row is reported', () => {
@@ -409,7 +415,10 @@ describe('SqliteRaftStorage files and recovery', () => {
     );
     r.close();
     fs.truncateSync(file, 10);
-    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message.includes(file));
+    assert.throws(
+      () => open(dir).load(),
+      (e: unknown) => e instanceof CorruptLogError && e.message.includes(file),
+    );
   });
 
   test('a corrupted or missing snapshot file is reported naming the file', () => {
@@ -422,10 +431,16 @@ describe('SqliteRaftStorage files and recovery', () => {
     const buf = fs.readFileSync(file);
     buf[buf.length - 10]! ^= 0xff;
     fs.writeFileSync(file, buf);
-    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message === `snapshot file ${file}: checksum mismatch`);
+    assert.throws(
+      () => open(dir).load(),
+      (e: unknown) => e instanceof CorruptLogError && e.message === `snapshot file ${file}: checksum mismatch`,
+    );
     closeAll();
     fs.unlinkSync(file);
-    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof CorruptLogError && e.message === `snapshot file ${file}: missing`);
+    assert.throws(
+      () => open(dir).load(),
+      (e: unknown) => e instanceof CorruptLogError && e.message === `snapshot file ${file}: missing`,
+    );
   });
 
   test('a file that is not a database, or a damaged b-tree, fails on open with CorruptLogError', () => {
@@ -558,7 +573,10 @@ describe('SqliteRaftStorage files and recovery', () => {
       const dir = path.join(mnt, 'node');
       const s = open(dir);
       s.save({ hardState: { term: 1, vote: null, commit: 10 }, entries: ents(1, 10, 1) }, true);
-      assert.throws(() => s.compact(snap(10, 1, 1024 * 1024), 0), (e: unknown) => e instanceof StorageError && /^compact failed: .*ENOSPC/.test(e.message));
+      assert.throws(
+        () => s.compact(snap(10, 1, 1024 * 1024), 0),
+        (e: unknown) => e instanceof StorageError && /^compact failed: .*ENOSPC/.test(e.message),
+      );
       assert.deepEqual(snapFiles(dir), []);
       assert.throws(() => s.save({ entries: ents(11, 11, 1) }, true), /storage failed earlier: compact failed/);
       s.close();
@@ -592,8 +610,7 @@ describe('SqliteRaftStorage files and recovery', () => {
       const secs = Number(process.hrtime.bigint() - t0) / 1e9;
       const n = batch * batches;
       report.push(
-        `batch ${batch} x 1KiB sync=${sync}: ${Math.round(n / secs).toLocaleString('en-US')} entries/s ` +
-          `(${((secs / batches) * 1e3).toFixed(3)} ms/save)`,
+        `batch ${batch} x 1KiB sync=${sync}: ${Math.round(n / secs).toLocaleString('en-US')} entries/s ` + `(${((secs / batches) * 1e3).toFixed(3)} ms/save)`,
       );
     }
     const t0 = process.hrtime.bigint();
@@ -613,7 +630,10 @@ describe('MemoryRaftStorage', () => {
     const s = new MemoryRaftStorage();
     s.save({ entries: ents(1, 3, 1) }, true);
     s.failNextWith = 'EIO';
-    assert.throws(() => s.save({ entries: ents(4, 4, 1) }, true), (e: unknown) => e instanceof StorageError && e.message === 'save failed: EIO');
+    assert.throws(
+      () => s.save({ entries: ents(4, 4, 1) }, true),
+      (e: unknown) => e instanceof StorageError && e.message === 'save failed: EIO',
+    );
     assert.throws(() => s.save({ entries: [] }, true), /storage failed earlier: save failed: EIO/);
     assert.deepEqual(indices(s.load().entries), [1, 2, 3]);
   });
@@ -631,7 +651,7 @@ describe('SqliteRaftStorage encryption at rest', () => {
   };
   const cipherFor = (seed: number) => {
     let n = seed;
-    const random = (len: number) => Buffer.alloc(len, (n++) & 0xff);
+    const random = (len: number) => Buffer.alloc(len, n++ & 0xff);
     return new RaftCipher(KeyRing.generate(random, new Date(0)), random);
   };
   /** Every byte under `dir` (database, WAL, snapshot files). */
@@ -664,10 +684,16 @@ describe('SqliteRaftStorage encryption at rest', () => {
     const r = open(dir, { cipher });
     const st = r.load();
     assert.equal(Buffer.from(st.snapshot!.data).toString(), `${marker}snapshot-30`);
-    assert.deepEqual(indices(st.entries), Array.from({ length: 20 }, (_, i) => 31 + i));
+    assert.deepEqual(
+      indices(st.entries),
+      Array.from({ length: 20 }, (_, i) => 31 + i),
+    );
     assert.equal(Buffer.from(st.entries[0]!.data).toString(), markedEnts(31, 31, 1)[0]!.data.toString());
     assert.equal(r.entriesFrom(26, 28).length, 2, 'the retained tail also opens');
-    assert.deepEqual(st.entries.map((e) => e.type), markedEnts(31, 50, 1).map((e) => e.type));
+    assert.deepEqual(
+      st.entries.map((e) => e.type),
+      markedEnts(31, 50, 1).map((e) => e.type),
+    );
   });
 
   test('an unencrypted log still loads, and new entries and the next snapshot are encrypted', () => {
@@ -708,7 +734,10 @@ describe('SqliteRaftStorage encryption at rest', () => {
       db.close();
     }
     const r = open(dir, { cipher });
-    assert.throws(() => r.load(), (e: unknown) => e instanceof CorruptLogError && /log entry 6\b/.test(e.message) && /authenticate/.test(e.message));
+    assert.throws(
+      () => r.load(),
+      (e: unknown) => e instanceof CorruptLogError && /log entry 6\b/.test(e.message) && /authenticate/.test(e.message),
+    );
   });
 
   test('a row moved to another index does not open', () => {
@@ -724,7 +753,10 @@ describe('SqliteRaftStorage encryption at rest', () => {
     } finally {
       db.close();
     }
-    assert.throws(() => open(dir, { cipher }).load(), (e: unknown) => e instanceof CorruptLogError && /log entry 3\b/.test(e.message));
+    assert.throws(
+      () => open(dir, { cipher }).load(),
+      (e: unknown) => e instanceof CorruptLogError && /log entry 3\b/.test(e.message),
+    );
   });
 
   test('another key, or no key, cannot read an encrypted log', () => {
@@ -733,9 +765,15 @@ describe('SqliteRaftStorage encryption at rest', () => {
     s.save({ entries: markedEnts(1, 3, 1), hardState: { term: 1, vote: null, commit: 3 } }, true);
     s.compact(snapOf(2, 1), 10);
     s.close();
-    assert.throws(() => open(dir, { cipher: cipherFor(99) }).load(), (e: unknown) => e instanceof CorruptLogError && /does not have/.test(e.message));
+    assert.throws(
+      () => open(dir, { cipher: cipherFor(99) }).load(),
+      (e: unknown) => e instanceof CorruptLogError && /does not have/.test(e.message),
+    );
     closeAll();
-    assert.throws(() => open(dir).load(), (e: unknown) => e instanceof StorageError && /without the Raft key/.test(e.message));
+    assert.throws(
+      () => open(dir).load(),
+      (e: unknown) => e instanceof StorageError && /without the Raft key/.test(e.message),
+    );
   });
 
   test('a tampered encrypted snapshot is a CorruptLogError naming the file', () => {
@@ -750,6 +788,9 @@ describe('SqliteRaftStorage encryption at rest', () => {
     assert.equal(buf.readUInt32BE(8), 2, 'an encrypted snapshot is version 2');
     buf[buf.length - 1]! ^= 0x01;
     fs.writeFileSync(file, buf);
-    assert.throws(() => open(dir, { cipher }).load(), (e: unknown) => e instanceof CorruptLogError && e.message.includes(file));
+    assert.throws(
+      () => open(dir, { cipher }).load(),
+      (e: unknown) => e instanceof CorruptLogError && e.message.includes(file),
+    );
   });
 });

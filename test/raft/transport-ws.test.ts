@@ -163,7 +163,10 @@ test('three transports exchange messages in both directions with per-peer order 
   for (const b of nodes) {
     for (const a of nodes) {
       if (a === b) continue;
-      assert.deepStrictEqual(seqs(b.inbox, a.t.id), Array.from({ length: perPair }, (_, i) => i + 1));
+      assert.deepStrictEqual(
+        seqs(b.inbox, a.t.id),
+        Array.from({ length: perPair }, (_, i) => i + 1),
+      );
     }
     assert.ok(b.inbox.every((m) => m.to === b.t.id));
     assert.equal(b.t.stats.received, 2 * perPair);
@@ -312,12 +315,7 @@ test('authorize returning false refuses the peer with 403 (both directions)', as
 test('malformed frames are counted and close the connection without crashing', async () => {
   const a = await node('n1');
   const n2 = certFor('n2');
-  const frames: Array<Uint8Array | string> = [
-    Uint8Array.of(1, 5, 0xff),
-    Uint8Array.of(9),
-    'a text frame',
-    encodeMessages([msg('n2', 'n1', 1)]).subarray(0, 5),
-  ];
+  const frames: Array<Uint8Array | string> = [Uint8Array.of(1, 5, 0xff), Uint8Array.of(9), 'a text frame', encodeMessages([msg('n2', 'n1', 1)]).subarray(0, 5)];
   for (const frame of frames) {
     const raw = new WebSocket(`${a.url}${PATH}`, { key: n2.key, cert: n2.cert, ca: ca.caCert, perMessageDeflate: false });
     await new Promise<void>((resolve, reject) => {
@@ -516,7 +514,10 @@ test('while disconnected the queue is bounded and reconnects back off', async ()
   // When the peer appears, the newest 100 queued messages are delivered in order.
   const b = await node('n2', { listen: { host: HOST, port: deadPort } });
   await waitFor(() => b.inbox.length === 100, 'queued messages', 4000);
-  assert.deepStrictEqual(seqs(b.inbox, 'n1'), Array.from({ length: 100 }, (_, i) => 150 + i));
+  assert.deepStrictEqual(
+    seqs(b.inbox, 'n1'),
+    Array.from({ length: 100 }, (_, i) => 150 + i),
+  );
 });
 
 test('frames are dropped rather than buffered above the high-water mark', async () => {
@@ -612,9 +613,7 @@ test('close() leaves no handles behind: a process using the transport exits on i
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) =>
-    child.on('exit', (c, s) => r([c, s])),
-  );
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('exit', (c, s) => r([c, s])));
   clearTimeout(timer);
   assert.equal(signal, null, `child hung (killed); stdout ${out} stderr ${err}`);
   assert.equal(code, 0, `stderr: ${err}`);
@@ -677,9 +676,7 @@ test('throughput of 1 KiB entries between two transports (informational)', async
     }
     await waitFor(() => b.inbox.length - start === total, `${label} delivered`, 60_000);
     const secs = (performance.now() - t0) / 1000;
-    console.log(
-      `transport ${label}: ${Math.round(total / secs)} messages/s, ${Math.round((total * entriesPerMsg) / secs)} 1 KiB entries/s`,
-    );
+    console.log(`transport ${label}: ${Math.round(total / secs)} messages/s, ${Math.round((total * entriesPerMsg) / secs)} 1 KiB entries/s`);
   }
 
   await run('1 entry/message', 40_000, 1, 256);

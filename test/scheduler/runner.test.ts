@@ -12,17 +12,30 @@ import type { Draft, Frozen, Node, Service, Task, TaskState, TaskTemplate } from
 
 const GiB = 1024 ** 3;
 
-function nodeObj(id: string, over: { labels?: Record<string, string>; state?: Node['status']['state']; availability?: Node['spec']['availability']; memoryBytes?: number } = {}): Draft<Node> {
+function nodeObj(
+  id: string,
+  over: { labels?: Record<string, string>; state?: Node['status']['state']; availability?: Node['spec']['availability']; memoryBytes?: number } = {},
+): Draft<Node> {
   return {
     id,
     kind: 'node',
     spec: { labels: over.labels ?? {}, availability: over.availability ?? 'active', role: 'worker' },
-    description: { hostname: `host-${id}`, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 4e9, memoryBytes: over.memoryBytes ?? 8 * GiB }, engineVersion: '', addr: '10.0.0.1' },
+    description: {
+      hostname: `host-${id}`,
+      platform: { os: 'linux', arch: 'x64' },
+      resources: { nanoCpus: 4e9, memoryBytes: over.memoryBytes ?? 8 * GiB },
+      engineVersion: '',
+      addr: '10.0.0.1',
+    },
     status: { state: over.state ?? 'ready', message: '', addr: '10.0.0.1' },
   };
 }
 
-function taskObj(id: string, serviceId: string, over: { spec?: Partial<TaskTemplate>; desiredState?: TaskState; state?: TaskState; nodeId?: string; slot?: number } = {}): Draft<Task> {
+function taskObj(
+  id: string,
+  serviceId: string,
+  over: { spec?: Partial<TaskTemplate>; desiredState?: TaskState; state?: TaskState; nodeId?: string; slot?: number } = {},
+): Draft<Task> {
   return {
     id,
     kind: 'task',
@@ -89,7 +102,10 @@ test('runner: pending tasks are assigned, spread, with state assigned and a mess
   const h = harness();
   t.after(() => h.runner.stop());
   await create(h.store, [nodeObj('n1'), nodeObj('n2'), nodeObj('n3')]);
-  await create(h.store, Array.from({ length: 7 }, (_, i) => taskObj(`t${i}`, 's1', { slot: i + 1 })));
+  await create(
+    h.store,
+    Array.from({ length: 7 }, (_, i) => taskObj(`t${i}`, 's1', { slot: i + 1 })),
+  );
   h.runner.start();
   await h.done();
   assert.deepEqual(perNode(h.store), { n1: 3, n2: 2, n3: 2 });
@@ -102,7 +118,10 @@ test('runner: pending tasks are assigned, spread, with state assigned and a mess
   await create(h.store, [taskObj('u0', 's1', { slot: 8 }), taskObj('u1', 's1', { slot: 9 })]);
   await h.done();
   assert.deepEqual(perNode(h.store), { n1: 3, n2: 3, n3: 3 });
-  assert.ok(h.logs.some((l) => l.startsWith('scheduler: assigned 7 of 7 pending tasks')), h.logs.join('\n'));
+  assert.ok(
+    h.logs.some((l) => l.startsWith('scheduler: assigned 7 of 7 pending tasks')),
+    h.logs.join('\n'),
+  );
 });
 
 test('runner: an impossible constraint leaves the task pending with the reason, until a node gets the label', async (t) => {
@@ -275,7 +294,10 @@ test('runner: a conflicting write at commit time makes it recompute on a fresh v
   const t1 = h.task('t1');
   assert.equal(t1.status.state, 'assigned');
   assert.equal(t1.nodeId, 'n1');
-  assert.ok(h.logs.some((l) => l.includes('conflict')), h.logs.join('\n'));
+  assert.ok(
+    h.logs.some((l) => l.includes('conflict')),
+    h.logs.join('\n'),
+  );
 });
 
 test('runner: failures observed on a node steer the service away from it', async (t) => {
@@ -285,7 +307,10 @@ test('runner: failures observed on a node steer the service away from it', async
   await create(h.store, [nodeObj('n1'), nodeObj('n2')]);
   h.runner.start();
   // Five tasks of s fail on n1.
-  await create(h.store, Array.from({ length: 5 }, (_, i) => taskObj(`f${i}`, 's', { nodeId: 'n1', state: 'running' })));
+  await create(
+    h.store,
+    Array.from({ length: 5 }, (_, i) => taskObj(`f${i}`, 's', { nodeId: 'n1', state: 'running' })),
+  );
   for (let i = 0; i < 5; i++) await h.store.update((tx) => tx.modify('task', `f${i}`, (d) => void (d.status.state = 'failed')));
   await h.done();
   await create(h.store, [taskObj('a', 's'), taskObj('b', 's')]);

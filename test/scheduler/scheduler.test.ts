@@ -55,7 +55,10 @@ function reasons(r: SchedulerResult): string[] {
 test('spread: 7 tasks over 3 nodes end 3/2/2, ties broken by node id', () => {
   const r = run([node('c'), node('a'), node('b')], [group('s', 7)]);
   assert.deepEqual(perNode(r), { a: 3, b: 2, c: 2 });
-  assert.deepEqual(r.assignments.map((a) => a.nodeId), ['a', 'b', 'c', 'a', 'b', 'c', 'a']);
+  assert.deepEqual(
+    r.assignments.map((a) => a.nodeId),
+    ['a', 'b', 'c', 'a', 'b', 'c', 'a'],
+  );
   assert.equal(r.unplaced.length, 0);
 });
 
@@ -67,7 +70,10 @@ test('spread: a second service spreads on its own counts, then breaks ties on to
   // The same with s1's tasks already running (input tasks), decided in a separate call.
   const placed: PlacedTask[] = r.assignments.filter((a) => a.taskId.startsWith('s1-')).map((a) => ({ serviceId: 's1', nodeId: a.nodeId }));
   const r2 = run([node('a'), node('b'), node('c')], [group('s2', 4)], placed);
-  assert.deepEqual(r2.assignments.map((a) => a.nodeId), ['b', 'c', 'a', 'b']);
+  assert.deepEqual(
+    r2.assignments.map((a) => a.nodeId),
+    ['b', 'c', 'a', 'b'],
+  );
 });
 
 test('spread: existing tasks of the service are counted', () => {
@@ -77,7 +83,10 @@ test('spread: existing tasks of the service are counted', () => {
     { serviceId: 's', nodeId: 'b' },
   ];
   const r = run([node('a'), node('b'), node('c')], [group('s', 3)], placed);
-  assert.deepEqual(r.assignments.map((a) => a.nodeId), ['c', 'b', 'c']);
+  assert.deepEqual(
+    r.assignments.map((a) => a.nodeId),
+    ['c', 'b', 'c'],
+  );
 });
 
 test('batching: 1,000 tasks over 10 nodes end exactly 100 each, 100,000 over 1,000 nodes stay exact', () => {
@@ -133,10 +142,17 @@ test('spread preference: existing tasks count per branch, and an exhausted branc
     { serviceId: 's', nodeId: 'n2' },
   ];
   const r = run(nodes, [group('s', 3, { preferences: [{ spread: 'node.labels.zone' }] })], placed);
-  assert.deepEqual(r.assignments.map((a) => a.nodeId), ['n3', 'n3', 'n1']);
+  assert.deepEqual(
+    r.assignments.map((a) => a.nodeId),
+    ['n3', 'n3', 'n1'],
+  );
 
   // Zone a's only node has memory for one task: the rest goes to zone b.
-  const small = [node('n1', { labels: { zone: 'a' }, resources: { nanoCpus: 4e9, memoryBytes: GiB } }), node('n2', { labels: { zone: 'b' } }), node('n3', { labels: { zone: 'b' } })];
+  const small = [
+    node('n1', { labels: { zone: 'a' }, resources: { nanoCpus: 4e9, memoryBytes: GiB } }),
+    node('n2', { labels: { zone: 'b' } }),
+    node('n3', { labels: { zone: 'b' } }),
+  ];
   const r2 = run(small, [group('s', 6, { preferences: [{ spread: 'node.labels.zone' }], reservations: { memoryBytes: 600 * MiB } })]);
   assert.deepEqual(perNode(r2), { n1: 1, n2: 3, n3: 2 });
   assert.equal(r2.unplaced.length, 0);
@@ -158,7 +174,10 @@ test('reason: constraint, drained and down nodes, most-excluding first', () => {
     r.unplaced.map((u) => u.reason),
     Array(2).fill('no suitable node (3 nodes fail constraint node.labels.zone==eu; 1 node is drained; 1 node is down)'),
   );
-  assert.deepEqual(r.unplaced.map((u) => u.serviceId), ['s', 's']);
+  assert.deepEqual(
+    r.unplaced.map((u) => u.serviceId),
+    ['s', 's'],
+  );
 });
 
 test('drained, paused, down, disconnected and unknown nodes take no new tasks', () => {
@@ -218,7 +237,10 @@ test('reservations: memory and cpu are used up by placed and existing tasks', ()
   assert.deepEqual(reasons(cpu), ['no suitable node (2 nodes have insufficient cpu)']);
 
   // A node that also fails a constraint counts against resources (the earlier filter).
-  const mixed = run([...nodes, node('c', { labels: { x: '1' } })], [group('s', 1, { reservations: { memoryBytes: 2 * GiB }, constraints: ['node.labels.x==2'] })]);
+  const mixed = run(
+    [...nodes, node('c', { labels: { x: '1' } })],
+    [group('s', 1, { reservations: { memoryBytes: 2 * GiB }, constraints: ['node.labels.x==2'] })],
+  );
   assert.deepEqual(reasons(mixed), ['no suitable node (2 nodes have insufficient memory; 1 node fails constraint node.labels.x==2)']);
 });
 
@@ -267,7 +289,8 @@ test('platform: only when the group names one; amd64/x64/x86_64 are the same', (
 test('failure avoidance: 5 recent failures of the service push a node to the back, without excluding it', () => {
   const nodes = [node('a'), node('b'), node('c')];
   const now = 10_000_000;
-  const fail = (n: number, nodeId: string, ago: number, serviceId = 's'): TaskFailure[] => Array.from({ length: n }, () => ({ serviceId, nodeId, at: now - ago }));
+  const fail = (n: number, nodeId: string, ago: number, serviceId = 's'): TaskFailure[] =>
+    Array.from({ length: n }, () => ({ serviceId, nodeId, at: now - ago }));
   const order = (f: TaskFailure[], g = group('s', 4)) => run(nodes, [g], [], f, now).assignments.map((a) => a.nodeId);
   assert.deepEqual(order([]), ['a', 'b', 'c', 'a']);
   assert.deepEqual(order(fail(5, 'a', 60_000)), ['b', 'c', 'b', 'c']);
@@ -278,7 +301,10 @@ test('failure avoidance: 5 recent failures of the service push a node to the bac
   assert.deepEqual(order(fail(5, 'a', 60_000), group('s', 4, { constraints: ['node.id==a'] })), ['a', 'a', 'a', 'a']);
   // Options change the threshold and the window.
   const r = schedule({ nodes, tasks: [], groups: [group('s', 2)], failures: fail(2, 'a', 60_000), now }, { maxFailures: 2, failureWindowMs: 120_000 });
-  assert.deepEqual(r.assignments.map((a) => a.nodeId), ['b', 'c']);
+  assert.deepEqual(
+    r.assignments.map((a) => a.nodeId),
+    ['b', 'c'],
+  );
 });
 
 // ------------------------------------------------------------------------------ pre-assigned tasks
@@ -324,7 +350,10 @@ test('determinism: same decisions whatever the input order of nodes, and on ever
     const j = x % (i + 1);
     [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
   }
-  assert.notDeepEqual(shuffled.map((n) => n.id), nodes.map((n) => n.id));
+  assert.notDeepEqual(
+    shuffled.map((n) => n.id),
+    nodes.map((n) => n.id),
+  );
   const c = schedule({ ...input, nodes: shuffled });
   assert.deepEqual(a, b);
   assert.deepEqual(a, c);
@@ -337,8 +366,14 @@ test('PlacementState: groups placed one at a time see the earlier placements', (
   const st = new PlacementState({ nodes, tasks: [], now: 0 });
   const r1 = st.placeGroup(group('s1', 2));
   const r2 = st.placeGroup(group('s2', 1));
-  assert.deepEqual(r1.assignments.map((a) => a.nodeId), ['a', 'b']);
-  assert.deepEqual(r2.assignments.map((a) => a.nodeId), ['c']);
+  assert.deepEqual(
+    r1.assignments.map((a) => a.nodeId),
+    ['a', 'b'],
+  );
+  assert.deepEqual(
+    r2.assignments.map((a) => a.nodeId),
+    ['c'],
+  );
   const r3 = st.placeGroup(group('s1', 1, { tasks: [{ id: 'late' }] }));
   assert.deepEqual(r3.assignments, [{ taskId: 'late', nodeId: 'c' }]);
 });

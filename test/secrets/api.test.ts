@@ -30,16 +30,33 @@ describe('secrets and configs API', () => {
   let n = 0;
 
   async function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any; text: string }> {
-    const r = await fetch(base + path, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
+    const r = await fetch(base + path, {
+      method,
+      ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+    });
     const text = await r.text();
     return { status: r.status, body: text ? JSON.parse(text) : null, text };
   }
 
   before(async () => {
     await store.update((tx) => {
-      tx.create({ id: 'cluster', kind: 'cluster', spec: defaultClusterSpec('t'), status: {}, rootCa: { caCertPem: 'c', caKeyPem: 'k' }, joinTokens: { worker: 'w', manager: 'm' }, denyList: { removedNodes: [], revokedSerials: [] } } as Draft<Cluster>);
+      tx.create({
+        id: 'cluster',
+        kind: 'cluster',
+        spec: defaultClusterSpec('t'),
+        status: {},
+        rootCa: { caCertPem: 'c', caKeyPem: 'k' },
+        joinTokens: { worker: 'w', manager: 'm' },
+        denyList: { removedNodes: [], revokedSerials: [] },
+      } as Draft<Cluster>);
     });
-    const deps = { store, newId: () => `id${String(++n).padStart(4, '0')}`, requireLeader: () => {}, linearizable: async () => {}, write: async (fn: Parameters<Store['update']>[0]) => void (await store.update(fn)) };
+    const deps = {
+      store,
+      newId: () => `id${String(++n).padStart(4, '0')}`,
+      requireLeader: () => {},
+      linearizable: async () => {},
+      write: async (fn: Parameters<Store['update']>[0]) => void (await store.update(fn)),
+    };
     const r = new Router<{ cn: string }>();
     registerSecretRoutes(r, { ...deps, keys: () => ring });
     registerServiceRoutes(r, deps);
@@ -108,11 +125,17 @@ describe('secrets and configs API', () => {
   });
 
   it('resolves references when a service is written; a missing one is a 400 naming it', async () => {
-    const spec = (secrets: unknown[], configs: unknown[] = []) => ({ name: 'web', mode: { replicated: { replicas: 1 } }, task: { image: 'demo', secrets, configs } });
+    const spec = (secrets: unknown[], configs: unknown[] = []) => ({
+      name: 'web',
+      mode: { replicated: { replicas: 1 } },
+      task: { image: 'demo', secrets, configs },
+    });
     const bad = await call('POST', '/v1/services', { spec: spec([{ secretName: 'nope' }]) });
     assert.equal(bad.status, 400);
     assert.match(bad.body.error.message, /task\.secrets\[0\]: secret nope not found/);
-    const ok = await call('POST', '/v1/services', { spec: spec([{ secretName: 'db_pass', target: { name: 'pw', uid: '1000', mode: 0o400 } }], [{ configName: 'app.conf' }]) });
+    const ok = await call('POST', '/v1/services', {
+      spec: spec([{ secretName: 'db_pass', target: { name: 'pw', uid: '1000', mode: 0o400 } }], [{ configName: 'app.conf' }]),
+    });
     assert.equal(ok.status, 200, ok.text);
     const svc = (await call('GET', '/v1/services/web')).body;
     const sid = store.view((tx) => tx.byName('secret', 'db_pass'))!.id;
@@ -151,7 +174,10 @@ describe('secret and config references in a spec', () => {
   });
   it('refuses duplicate targets, bad modes and ids, and unnamed references', () => {
     assert.throws(() => validateServiceSpec(spec({ secrets: [{ secretName: 'a' }, { secretName: 'b', target: { name: 'a' } }] })), /used twice/);
-    assert.throws(() => validateServiceSpec(spec({ secrets: [{ secretName: 'a' }], configs: [{ configName: 'c', target: { name: '/run/secrets/a' } }] })), /used twice/);
+    assert.throws(
+      () => validateServiceSpec(spec({ secrets: [{ secretName: 'a' }], configs: [{ configName: 'c', target: { name: '/run/secrets/a' } }] })),
+      /used twice/,
+    );
     assert.throws(() => validateServiceSpec(spec({ secrets: [{ secretName: 'a', target: { mode: 0o10000 } }] })), /mode/);
     assert.throws(() => validateServiceSpec(spec({ secrets: [{ secretName: 'a', target: { uid: 'root' } }] })), /numeric id/);
     assert.throws(() => validateServiceSpec(spec({ secrets: [{}] })), /names no secret/);
@@ -163,12 +189,30 @@ describe('delivery plan and the node copy', () => {
     const store = new Store();
     const ring = KeyRing.generate(randomBytes, new Date());
     await store.update((tx) => {
-      tx.create({ id: 'sec1', kind: 'secret', spec: { name: 'a', labels: {}, data: ring.seal(Buffer.from(SECRET), { kind: 'secret', id: 'sec1' }, randomBytes) }, status: {} });
-      tx.create({ id: 'sec2', kind: 'secret', spec: { name: 'b', labels: {}, data: ring.seal(Buffer.from('other'), { kind: 'secret', id: 'sec2' }, randomBytes) }, status: {} });
+      tx.create({
+        id: 'sec1',
+        kind: 'secret',
+        spec: { name: 'a', labels: {}, data: ring.seal(Buffer.from(SECRET), { kind: 'secret', id: 'sec1' }, randomBytes) },
+        status: {},
+      });
+      tx.create({
+        id: 'sec2',
+        kind: 'secret',
+        spec: { name: 'b', labels: {}, data: ring.seal(Buffer.from('other'), { kind: 'secret', id: 'sec2' }, randomBytes) },
+        status: {},
+      });
       tx.create({ id: 'cfg1', kind: 'config', spec: { name: 'c', labels: {}, data: b64('conf') }, status: {} });
     });
     const task = (id: string, secretId: string, desired: Task['desiredState'] = 'running') =>
-      ({ id, spec: { image: 'x', secrets: [{ secretId, secretName: '', target: { name: 'x', uid: '0', gid: '0', mode: 0o444 } }], configs: [{ configId: 'cfg1', configName: 'c', target: { name: '/c', uid: '0', gid: '0', mode: 0o444 } }] }, desiredState: desired }) as unknown as Task;
+      ({
+        id,
+        spec: {
+          image: 'x',
+          secrets: [{ secretId, secretName: '', target: { name: 'x', uid: '0', gid: '0', mode: 0o444 } }],
+          configs: [{ configId: 'cfg1', configName: 'c', target: { name: '/c', uid: '0', gid: '0', mode: 0o444 } }],
+        },
+        desiredState: desired,
+      }) as unknown as Task;
     const sent = new Set<string>();
     const plan = (tasks: Task[]) => store.view((tx) => planFileMessages(tx, tasks, sent, ring, () => {}));
     const m1 = plan([task('t1', 'sec1')]);
@@ -180,10 +224,23 @@ describe('delivery plan and the node copy', () => {
     assert.equal(files.get('secret', 'sec2'), undefined, 'a secret no task here references is not sent');
     assert.deepEqual(plan([task('t1', 'sec1')]), [], 'nothing twice on one session');
     const m3 = plan([task('t1', 'sec1', 'shutdown')]);
-    assert.deepEqual(m3, [{ t: 'files', set: [], remove: [{ kind: 'secret', id: 'sec1' }, { kind: 'config', id: 'cfg1' }] }]);
+    assert.deepEqual(m3, [
+      {
+        t: 'files',
+        set: [],
+        remove: [
+          { kind: 'secret', id: 'sec1' },
+          { kind: 'config', id: 'cfg1' },
+        ],
+      },
+    ]);
     files.apply(m3[0]!);
     assert.equal(files.size, 0);
-    assert.deepEqual(store.view((tx) => planFileMessages(tx, [task('t2', 'sec2')], new Set(), null, () => {})), [{ t: 'files', set: [{ kind: 'config', id: 'cfg1', data: b64('conf') }], remove: [] }], 'no key: the secret is left out');
+    assert.deepEqual(
+      store.view((tx) => planFileMessages(tx, [task('t2', 'sec2')], new Set(), null, () => {})),
+      [{ t: 'files', set: [{ kind: 'config', id: 'cfg1', data: b64('conf') }], remove: [] }],
+      'no key: the secret is left out',
+    );
   });
 
   it('the node copy refuses malformed messages without changing anything', () => {
@@ -199,7 +256,10 @@ describe('delivery plan and the node copy', () => {
 describe('CLI flags', () => {
   it('parses --secret as Docker does', () => {
     assert.deepEqual(parseFileRef('secret', 'db', '--secret'), { secretName: 'db', target: {} });
-    assert.deepEqual(parseFileRef('secret', 'source=db,target=pw,uid=1000,gid=1000,mode=0400', '--secret'), { secretName: 'db', target: { name: 'pw', uid: '1000', gid: '1000', mode: 0o400 } });
+    assert.deepEqual(parseFileRef('secret', 'source=db,target=pw,uid=1000,gid=1000,mode=0400', '--secret'), {
+      secretName: 'db',
+      target: { name: 'pw', uid: '1000', gid: '1000', mode: 0o400 },
+    });
     assert.throws(() => parseFileRef('config', 'target=/x', '--config'), /missing/);
     assert.throws(() => parseFileRef('secret', 'source=a,mode=999', '--secret'), /octal/);
   });

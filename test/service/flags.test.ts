@@ -76,8 +76,12 @@ test('the docker-style examples from the issue', () => {
   assert.deepEqual(job.task.args, ['true']);
 
   // Docker's own job example: --replicas is the number of completions, all run at once by default.
-  assert.deepEqual(create('--name', 'j', '--mode', 'replicated-job', '--replicas', '10', 'bash', 'true').mode, { replicatedJob: { maxConcurrent: 10, totalCompletions: 10 } });
-  assert.deepEqual(create('--name', 'j', '--mode', 'replicated-job', '--replicas', '10', '--max-concurrent', '2', 'bash', 'true').mode, { replicatedJob: { maxConcurrent: 2, totalCompletions: 10 } });
+  assert.deepEqual(create('--name', 'j', '--mode', 'replicated-job', '--replicas', '10', 'bash', 'true').mode, {
+    replicatedJob: { maxConcurrent: 10, totalCompletions: 10 },
+  });
+  assert.deepEqual(create('--name', 'j', '--mode', 'replicated-job', '--replicas', '10', '--max-concurrent', '2', 'bash', 'true').mode, {
+    replicatedJob: { maxConcurrent: 2, totalCompletions: 10 },
+  });
 
   const tmpl = create('--name', 'hosttempl', '--hostname={{.Node.Hostname}}-{{.Node.ID}}-{{.Service.Name}}', 'busybox', 'top');
   assert.equal(tmpl.task.hostname, '{{.Node.Hostname}}-{{.Node.ID}}-{{.Service.Name}}');
@@ -132,7 +136,10 @@ const ROUND_TRIPS: RoundTrip[] = [
   [['--mode', 'replicated-job'], (s) => assert.deepEqual(s.mode, { replicatedJob: { maxConcurrent: 1, totalCompletions: 1 } })],
   [['--mode', 'replicated-job', '--max-concurrent', '3'], (s) => assert.deepEqual(s.mode, { replicatedJob: { maxConcurrent: 3, totalCompletions: 3 } })],
   [['--mode', 'replicated-job', '--total-completions', '4'], (s) => assert.deepEqual(s.mode, { replicatedJob: { maxConcurrent: 4, totalCompletions: 4 } })],
-  [['--mode', 'replicated-job', '--replicas', '6', '--total-completions', '6'], (s) => assert.deepEqual(s.mode, { replicatedJob: { maxConcurrent: 6, totalCompletions: 6 } })],
+  [
+    ['--mode', 'replicated-job', '--replicas', '6', '--total-completions', '6'],
+    (s) => assert.deepEqual(s.mode, { replicatedJob: { maxConcurrent: 6, totalCompletions: 6 } }),
+  ],
   [['-e', 'A=1', '--env', 'B=with spaces=and equals'], (s) => assert.deepEqual(s.task.env, ['A=1', 'B=with spaces=and equals'])],
   [['-e', 'TOKEN'], (s) => assert.deepEqual(s.task.env, ['TOKEN=s3cret'])],
   [['-e', 'EMPTY='], (s) => assert.deepEqual(s.task.env, ['EMPTY='])],
@@ -147,52 +154,145 @@ const ROUND_TRIPS: RoundTrip[] = [
   [['-u', 'nobody:nogroup'], (s) => assert.equal(s.task.user, 'nobody:nogroup')],
   [['--user', '1000'], (s) => assert.equal(s.task.user, '1000')],
   [['--mount', 'type=volume,src=data,dst=/data'], (s) => assert.deepEqual(s.task.mounts, [{ type: 'volume', source: 'data', target: '/data' }])],
-  [['--mount', 'source=data,destination=/data,ro=true'], (s) => assert.deepEqual(s.task.mounts, [{ type: 'volume', source: 'data', target: '/data', readOnly: true }])],
-  [['--mount', 'type=bind,src=/etc/resolv.conf,target=/etc/resolv.conf,readonly=false'], (s) => assert.deepEqual(s.task.mounts, [{ type: 'bind', source: '/etc/resolv.conf', target: '/etc/resolv.conf' }])],
+  [
+    ['--mount', 'source=data,destination=/data,ro=true'],
+    (s) => assert.deepEqual(s.task.mounts, [{ type: 'volume', source: 'data', target: '/data', readOnly: true }]),
+  ],
+  [
+    ['--mount', 'type=bind,src=/etc/resolv.conf,target=/etc/resolv.conf,readonly=false'],
+    (s) => assert.deepEqual(s.task.mounts, [{ type: 'bind', source: '/etc/resolv.conf', target: '/etc/resolv.conf' }]),
+  ],
   [['--mount', 'type=tmpfs,target=/run,tmpfs-size=64m'], (s) => assert.deepEqual(s.task.mounts, [{ type: 'tmpfs', target: '/run', tmpfsSizeBytes: 64 * MiB }])],
   [['--mount', 'type=volume,target=/anon'], (s) => assert.deepEqual(s.task.mounts, [{ type: 'volume', target: '/anon' }])],
   [['--mount', 'type=volume,source=cache-{{.Task.Slot}},target=/cache'], (s) => assert.equal(s.task.mounts![0]!.source, 'cache-{{.Task.Slot}}')],
-  [['-v', '/srv:/data:ro', '--volume', 'named:/named', '-v', '/anon'], (s) =>
-    assert.deepEqual(s.task.mounts, [
-      { type: 'bind', source: '/srv', target: '/data', readOnly: true },
-      { type: 'volume', source: 'named', target: '/named' },
-      { type: 'volume', target: '/anon' },
-    ])],
-  [['--mount', 'type=volume,target=/m', '-v', '/v'], (s) => assert.deepEqual(s.task.mounts!.map((m) => m.target), ['/m', '/v'])],
-  [['--limit-cpu', '1.5', '--reserve-cpu', '.25'], (s) => assert.deepEqual(s.task.resources, { limits: { nanoCpus: 1_500_000_000 }, reservations: { nanoCpus: 250_000_000 } })],
-  [['--limit-memory', '512m', '--reserve-memory', '1g'], (s) => assert.deepEqual(s.task.resources, { limits: { memoryBytes: 512 * MiB }, reservations: { memoryBytes: GiB } })],
+  [
+    ['-v', '/srv:/data:ro', '--volume', 'named:/named', '-v', '/anon'],
+    (s) =>
+      assert.deepEqual(s.task.mounts, [
+        { type: 'bind', source: '/srv', target: '/data', readOnly: true },
+        { type: 'volume', source: 'named', target: '/named' },
+        { type: 'volume', target: '/anon' },
+      ]),
+  ],
+  [
+    ['--mount', 'type=volume,target=/m', '-v', '/v'],
+    (s) =>
+      assert.deepEqual(
+        s.task.mounts!.map((m) => m.target),
+        ['/m', '/v'],
+      ),
+  ],
+  [
+    ['--limit-cpu', '1.5', '--reserve-cpu', '.25'],
+    (s) => assert.deepEqual(s.task.resources, { limits: { nanoCpus: 1_500_000_000 }, reservations: { nanoCpus: 250_000_000 } }),
+  ],
+  [
+    ['--limit-memory', '512m', '--reserve-memory', '1g'],
+    (s) => assert.deepEqual(s.task.resources, { limits: { memoryBytes: 512 * MiB }, reservations: { memoryBytes: GiB } }),
+  ],
   [['--limit-memory', '8388608'], (s) => assert.equal(s.task.resources!.limits!.memoryBytes, 8 * MiB)],
   [['--limit-pids', '100'], (s) => assert.deepEqual(s.task.resources, { limits: { pids: 100 } })],
   [['--limit-cpu', '0', '--limit-memory', '0'], (s) => assert.equal(s.task.resources, undefined)],
-  [['--restart-condition', 'on-failure', '--restart-delay', '1m30s', '--restart-max-attempts', '3', '--restart-window', '2h'], (s) =>
-    assert.deepEqual(s.task.restartPolicy, { condition: 'on-failure', delayMs: 90_000, maxAttempts: 3, windowMs: 7_200_000 })],
+  [
+    ['--restart-condition', 'on-failure', '--restart-delay', '1m30s', '--restart-max-attempts', '3', '--restart-window', '2h'],
+    (s) => assert.deepEqual(s.task.restartPolicy, { condition: 'on-failure', delayMs: 90_000, maxAttempts: 3, windowMs: 7_200_000 }),
+  ],
   [['--restart-condition', 'none'], (s) => assert.deepEqual(s.task.restartPolicy, { condition: 'none', delayMs: 5000, maxAttempts: 0, windowMs: 0 })],
-  [['--stop-signal', 'SIGQUIT', '--stop-grace-period', '30s'], (s) => (assert.equal(s.task.stopSignal, 'SIGQUIT'), assert.equal(s.task.stopGracePeriodMs, 30_000))],
+  [
+    ['--stop-signal', 'SIGQUIT', '--stop-grace-period', '30s'],
+    (s) => (assert.equal(s.task.stopSignal, 'SIGQUIT'), assert.equal(s.task.stopGracePeriodMs, 30_000)),
+  ],
   [['--stop-grace-period', '500ms'], (s) => assert.equal(s.task.stopGracePeriodMs, 500)],
-  [['--health-cmd', 'curl -f http://localhost/ || exit 1', '--health-interval', '10s', '--health-timeout', '2s', '--health-retries', '3', '--health-start-period', '1m'], (s) =>
-    assert.deepEqual(s.task.healthcheck, { test: ['CMD-SHELL', 'curl -f http://localhost/ || exit 1'], intervalMs: 10_000, timeoutMs: 2000, retries: 3, startPeriodMs: 60_000 })],
+  [
+    [
+      '--health-cmd',
+      'curl -f http://localhost/ || exit 1',
+      '--health-interval',
+      '10s',
+      '--health-timeout',
+      '2s',
+      '--health-retries',
+      '3',
+      '--health-start-period',
+      '1m',
+    ],
+    (s) =>
+      assert.deepEqual(s.task.healthcheck, {
+        test: ['CMD-SHELL', 'curl -f http://localhost/ || exit 1'],
+        intervalMs: 10_000,
+        timeoutMs: 2000,
+        retries: 3,
+        startPeriodMs: 60_000,
+      }),
+  ],
   [['--health-interval', '5s'], (s) => assert.deepEqual(s.task.healthcheck, { test: [], intervalMs: 5000 })],
   [['--no-healthcheck'], (s) => assert.deepEqual(s.task.healthcheck, { test: ['NONE'] })],
-  [['--constraint', 'node.role==worker', '--constraint', ' node.labels.zone != a '], (s) => assert.deepEqual(s.task.placement, { constraints: ['node.role==worker', 'node.labels.zone != a'] })],
-  [['--placement-pref', 'spread=node.labels.dc', '--placement-pref', 'spread=node.labels.rack'], (s) =>
-    assert.deepEqual(s.task.placement, { preferences: [{ spread: 'node.labels.dc' }, { spread: 'node.labels.rack' }] })],
+  [
+    ['--constraint', 'node.role==worker', '--constraint', ' node.labels.zone != a '],
+    (s) => assert.deepEqual(s.task.placement, { constraints: ['node.role==worker', 'node.labels.zone != a'] }),
+  ],
+  [
+    ['--placement-pref', 'spread=node.labels.dc', '--placement-pref', 'spread=node.labels.rack'],
+    (s) => assert.deepEqual(s.task.placement, { preferences: [{ spread: 'node.labels.dc' }, { spread: 'node.labels.rack' }] }),
+  ],
   [['--replicas', '2', '--replicas-max-per-node', '1'], (s) => assert.deepEqual(s.task.placement, { maxReplicas: 1 })],
-  [['--update-parallelism', '0', '--update-delay', '10s', '--update-monitor', '1m', '--update-failure-action', 'rollback', '--update-max-failure-ratio', '0.2', '--update-order', 'start-first'], (s) =>
-    assert.deepEqual(s.update, { parallelism: 0, delayMs: 10_000, failureAction: 'rollback', monitorMs: 60_000, maxFailureRatio: 0.2, order: 'start-first' })],
-  [['--rollback-parallelism', '3', '--rollback-delay', '1s', '--rollback-monitor', '0s', '--rollback-failure-action', 'continue', '--rollback-max-failure-ratio', '1', '--rollback-order', 'start-first'], (s) =>
-    assert.deepEqual(s.rollback, { parallelism: 3, delayMs: 1000, failureAction: 'continue', monitorMs: 0, maxFailureRatio: 1, order: 'start-first' })],
-  [['--network', 'backend', '--network', 'name=front,alias=web,alias=www', '--network', 'network=third'], (s) =>
-    assert.deepEqual(s.networks, [{ target: 'backend' }, { target: 'front', aliases: ['web', 'www'] }, { target: 'third' }])],
+  [
+    [
+      '--update-parallelism',
+      '0',
+      '--update-delay',
+      '10s',
+      '--update-monitor',
+      '1m',
+      '--update-failure-action',
+      'rollback',
+      '--update-max-failure-ratio',
+      '0.2',
+      '--update-order',
+      'start-first',
+    ],
+    (s) =>
+      assert.deepEqual(s.update, { parallelism: 0, delayMs: 10_000, failureAction: 'rollback', monitorMs: 60_000, maxFailureRatio: 0.2, order: 'start-first' }),
+  ],
+  [
+    [
+      '--rollback-parallelism',
+      '3',
+      '--rollback-delay',
+      '1s',
+      '--rollback-monitor',
+      '0s',
+      '--rollback-failure-action',
+      'continue',
+      '--rollback-max-failure-ratio',
+      '1',
+      '--rollback-order',
+      'start-first',
+    ],
+    (s) => assert.deepEqual(s.rollback, { parallelism: 3, delayMs: 1000, failureAction: 'continue', monitorMs: 0, maxFailureRatio: 1, order: 'start-first' }),
+  ],
+  [
+    ['--network', 'backend', '--network', 'name=front,alias=web,alias=www', '--network', 'network=third'],
+    (s) => assert.deepEqual(s.networks, [{ target: 'backend' }, { target: 'front', aliases: ['web', 'www'] }, { target: 'third' }]),
+  ],
   [['-p', '8080:80'], (s) => assert.deepEqual(s.endpoint.ports, [{ protocol: 'tcp', targetPort: 80, publishedPort: 8080, publishMode: 'ingress' }])],
-  [['-p', '8080:80/udp', '--publish', '8080:80'], (s) =>
-    assert.deepEqual(s.endpoint.ports, [
-      { protocol: 'udp', targetPort: 80, publishedPort: 8080, publishMode: 'ingress' },
-      { protocol: 'tcp', targetPort: 80, publishedPort: 8080, publishMode: 'ingress' },
-    ])],
+  [
+    ['-p', '8080:80/udp', '--publish', '8080:80'],
+    (s) =>
+      assert.deepEqual(s.endpoint.ports, [
+        { protocol: 'udp', targetPort: 80, publishedPort: 8080, publishMode: 'ingress' },
+        { protocol: 'tcp', targetPort: 80, publishedPort: 8080, publishMode: 'ingress' },
+      ]),
+  ],
   [['-p', '80'], (s) => assert.deepEqual(s.endpoint.ports, [{ protocol: 'tcp', targetPort: 80, publishMode: 'ingress' }])],
-  [['-p', 'published=53,target=53,protocol=udp'], (s) => assert.deepEqual(s.endpoint.ports, [{ protocol: 'udp', targetPort: 53, publishedPort: 53, publishMode: 'ingress' }])],
-  [['--endpoint-mode', 'dnsrr', '-p', 'mode=host,target=80,published=80'], (s) =>
-    assert.deepEqual(s.endpoint, { mode: 'dnsrr', ports: [{ protocol: 'tcp', targetPort: 80, publishedPort: 80, publishMode: 'host' }] })],
+  [
+    ['-p', 'published=53,target=53,protocol=udp'],
+    (s) => assert.deepEqual(s.endpoint.ports, [{ protocol: 'udp', targetPort: 53, publishedPort: 53, publishMode: 'ingress' }]),
+  ],
+  [
+    ['--endpoint-mode', 'dnsrr', '-p', 'mode=host,target=80,published=80'],
+    (s) => assert.deepEqual(s.endpoint, { mode: 'dnsrr', ports: [{ protocol: 'tcp', targetPort: 80, publishedPort: 80, publishMode: 'host' }] }),
+  ],
   [['--endpoint-mode', 'vip'], (s) => assert.deepEqual(s.endpoint, { mode: 'vip', ports: [] })],
 ];
 
@@ -205,18 +305,107 @@ for (const [flags, check] of ROUND_TRIPS) {
 
 test('every create flag at once gives a valid, complete spec', () => {
   const s = create(
-    ...['--name', 'all', '--replicas', '2', '-e', 'A=1', '--env-file', 'app.env', '-l', 'a=b', '--container-label', 'c=d', '--hostname', 'h', '-w', '/w', '-u', 'u'],
-    ...['--mount', 'type=tmpfs,target=/t', '-v', 'vol:/v', '--limit-cpu', '1', '--limit-memory', '64m', '--limit-pids', '10', '--reserve-cpu', '0.5', '--reserve-memory', '32m'],
-    ...['--restart-condition', 'any', '--restart-delay', '1s', '--restart-max-attempts', '1', '--restart-window', '1s', '--stop-signal', 'TERM', '--stop-grace-period', '1s'],
+    ...[
+      '--name',
+      'all',
+      '--replicas',
+      '2',
+      '-e',
+      'A=1',
+      '--env-file',
+      'app.env',
+      '-l',
+      'a=b',
+      '--container-label',
+      'c=d',
+      '--hostname',
+      'h',
+      '-w',
+      '/w',
+      '-u',
+      'u',
+    ],
+    ...[
+      '--mount',
+      'type=tmpfs,target=/t',
+      '-v',
+      'vol:/v',
+      '--limit-cpu',
+      '1',
+      '--limit-memory',
+      '64m',
+      '--limit-pids',
+      '10',
+      '--reserve-cpu',
+      '0.5',
+      '--reserve-memory',
+      '32m',
+    ],
+    ...[
+      '--restart-condition',
+      'any',
+      '--restart-delay',
+      '1s',
+      '--restart-max-attempts',
+      '1',
+      '--restart-window',
+      '1s',
+      '--stop-signal',
+      'TERM',
+      '--stop-grace-period',
+      '1s',
+    ],
     ...['--health-cmd', 'true', '--health-interval', '1s', '--health-timeout', '1s', '--health-retries', '1', '--health-start-period', '1s'],
     ...['--constraint', 'node.role==worker', '--placement-pref', 'spread=node.labels.z', '--replicas-max-per-node', '1'],
-    ...['--update-parallelism', '1', '--update-delay', '1s', '--update-monitor', '1s', '--update-failure-action', 'pause', '--update-max-failure-ratio', '0', '--update-order', 'stop-first'],
-    ...['--rollback-parallelism', '1', '--rollback-delay', '1s', '--rollback-monitor', '1s', '--rollback-failure-action', 'pause', '--rollback-max-failure-ratio', '0', '--rollback-order', 'stop-first'],
+    ...[
+      '--update-parallelism',
+      '1',
+      '--update-delay',
+      '1s',
+      '--update-monitor',
+      '1s',
+      '--update-failure-action',
+      'pause',
+      '--update-max-failure-ratio',
+      '0',
+      '--update-order',
+      'stop-first',
+    ],
+    ...[
+      '--rollback-parallelism',
+      '1',
+      '--rollback-delay',
+      '1s',
+      '--rollback-monitor',
+      '1s',
+      '--rollback-failure-action',
+      'pause',
+      '--rollback-max-failure-ratio',
+      '0',
+      '--rollback-order',
+      'stop-first',
+    ],
     ...['--network', 'n', '-p', '8080:80', '--endpoint-mode', 'vip', '--entrypoint', 'sh', '-d'],
     'nginx',
     'arg',
   );
-  assert.deepEqual(Object.keys(s.task), ['image', 'command', 'args', 'env', 'workdir', 'user', 'hostname', 'labels', 'mounts', 'resources', 'restartPolicy', 'placement', 'healthcheck', 'stopSignal', 'stopGracePeriodMs']);
+  assert.deepEqual(Object.keys(s.task), [
+    'image',
+    'command',
+    'args',
+    'env',
+    'workdir',
+    'user',
+    'hostname',
+    'labels',
+    'mounts',
+    'resources',
+    'restartPolicy',
+    'placement',
+    'healthcheck',
+    'stopSignal',
+    'stopGracePeriodMs',
+  ]);
 });
 
 // ------------------------------------------------------------------------------------- bad values
@@ -270,9 +459,17 @@ const BAD_CREATE: BadFlags[] = [
   [['-p', 'target=80,mode=global', 'nginx'], '--publish', /use ingress, host/],
   [['--network', 'name=x,driver-opt=a=b', 'nginx'], '--network', /network option driver-opt is not supported/],
   [['--network', 'alias=x', 'nginx'], '--network', /name is required/],
-  [['--placement-pref', 'pack=node.labels.x', 'nginx'], '--placement-pref', /^--placement-pref: invalid placement preference "pack=node\.labels\.x" \(use spread=node\.labels\.<name>\)$/],
+  [
+    ['--placement-pref', 'pack=node.labels.x', 'nginx'],
+    '--placement-pref',
+    /^--placement-pref: invalid placement preference "pack=node\.labels\.x" \(use spread=node\.labels\.<name>\)$/,
+  ],
   [['--placement-pref', 'spread=', 'nginx'], '--placement-pref', /invalid placement preference/],
-  [['--constraint', 'node.label.zone==a', 'nginx'], '--constraint', /^--constraint: invalid constraint "node\.label\.zone==a": unknown key "node\.label\.zone"/],
+  [
+    ['--constraint', 'node.label.zone==a', 'nginx'],
+    '--constraint',
+    /^--constraint: invalid constraint "node\.label\.zone==a": unknown key "node\.label\.zone"/,
+  ],
   [['-e', '=x', 'nginx'], '--env', /^--env: invalid environment variable "=x"/],
   [['-e', 'NOT_SET_ANYWHERE', 'nginx'], '--env', /^--env: NOT_SET_ANYWHERE has no value and is not set in this environment/],
   [['-e', 'MY VAR=1', 'nginx'], '--env', /contains whitespace/],
@@ -380,7 +577,11 @@ test('parseMemory: Docker sizes, binary units', () => {
   ];
   for (const [s, n] of ok) assert.equal(parseMemory(s, '--m'), n, s);
   for (const s of ['12q', '', 'm', '-1m', '1.2.3m', '10ib', '1 gb b', '1e3']) {
-    assert.throws(() => parseMemory(s, '--limit-memory'), new RegExp(`--limit-memory: invalid size ${JSON.stringify(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), s);
+    assert.throws(
+      () => parseMemory(s, '--limit-memory'),
+      new RegExp(`--limit-memory: invalid size ${JSON.stringify(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
+      s,
+    );
   }
 });
 
@@ -465,13 +666,33 @@ test('update with no flags returns the current spec unchanged (and does not modi
   assert.deepEqual(r.spec, cur);
   assert.notEqual(r.spec, cur);
   assert.deepEqual(validateServiceSpec(r.spec), cur);
-  assert.deepEqual({ force: r.force, detach: r.detach, rollback: r.rollback, quiet: r.quiet, service: r.service }, { force: false, detach: false, rollback: false, quiet: false, service: undefined });
+  assert.deepEqual(
+    { force: r.force, detach: r.detach, rollback: r.rollback, quiet: r.quiet, service: r.service },
+    { force: false, detach: false, rollback: false, quiet: false, service: undefined },
+  );
 });
 
 test('update scalars: image, replicas, args, entrypoint, hostname, resources, restart, stop, update config', () => {
   const { spec } = update([
     ...['--image', 'nginx:1.28', '--replicas', '5', '--args', `nginx -g 'daemon off; worker_processes 2;'`, '--entrypoint', '/docker-entrypoint.sh'],
-    ...['--hostname', 'h-{{.Task.Slot}}', '-w', '/srv', '-u', 'www-data', '--limit-cpu', '2', '--limit-memory', '1g', '--limit-pids', '50', '--reserve-cpu', '0.5', '--reserve-memory', '256m'],
+    ...[
+      '--hostname',
+      'h-{{.Task.Slot}}',
+      '-w',
+      '/srv',
+      '-u',
+      'www-data',
+      '--limit-cpu',
+      '2',
+      '--limit-memory',
+      '1g',
+      '--limit-pids',
+      '50',
+      '--reserve-cpu',
+      '0.5',
+      '--reserve-memory',
+      '256m',
+    ],
     ...['--restart-condition', 'on-failure', '--restart-max-attempts', '2', '--stop-signal', 'SIGQUIT', '--stop-grace-period', '1m'],
     ...['--update-parallelism', '2', '--update-order', 'start-first', '--rollback-monitor', '10s', '--endpoint-mode', 'vip', '--replicas-max-per-node', '2'],
   ]);
@@ -507,7 +728,18 @@ test('update --env-add replaces in place or appends; --env-rm removes by name (a
 });
 
 test('update labels and container labels', () => {
-  const { spec } = update(['--label-add', 'team=edge', '--label-add', 'new', '--label-rm', 'tier', '--container-label-add', 'd=2', '--container-label-rm', 'c']);
+  const { spec } = update([
+    '--label-add',
+    'team=edge',
+    '--label-add',
+    'new',
+    '--label-rm',
+    'tier',
+    '--container-label-add',
+    'd=2',
+    '--container-label-rm',
+    'c',
+  ]);
   assert.deepEqual(spec.labels, { new: '', team: 'edge' });
   assert.deepEqual(spec.task.labels, { d: '2' });
   assert.equal(update(['--container-label-rm', 'c']).spec.task.labels, undefined);
@@ -516,7 +748,14 @@ test('update labels and container labels', () => {
 test('update constraints and placement preferences', () => {
   const a = update(['--constraint-add', 'node.labels.ssd==true', '--constraint-add', 'node.role == worker', '--constraint-rm', 'node.labels.zone != a']).spec;
   assert.deepEqual(a.task.placement!.constraints, ['node.role==worker', 'node.labels.ssd==true']);
-  const b = update(['--placement-pref-rm', 'spread=node.labels.dc', '--placement-pref-add', 'spread=node.labels.rack', '--placement-pref-add', 'spread=node.labels.dc']).spec;
+  const b = update([
+    '--placement-pref-rm',
+    'spread=node.labels.dc',
+    '--placement-pref-add',
+    'spread=node.labels.rack',
+    '--placement-pref-add',
+    'spread=node.labels.dc',
+  ]).spec;
   assert.deepEqual(b.task.placement!.preferences, [{ spread: 'node.labels.rack' }, { spread: 'node.labels.dc' }]);
   const c = update(['--constraint-rm', 'node.role==worker', '--constraint-rm', 'node.labels.zone!=a', '--placement-pref-rm', 'spread=node.labels.dc']).spec;
   assert.equal(c.task.placement, undefined);
@@ -539,14 +778,26 @@ test('update ports: rm by target port (and protocol), then add; duplicates are s
   assert.deepEqual(update(['--publish-rm', '53/udp', '--publish-rm', '8080:80']).spec.endpoint.ports, []);
   assert.deepEqual(update(['--publish-rm', 'target=80,mode=host']).spec.endpoint.ports.length, 2, 'mode must match when given');
   const added = update(['--publish-add', '8080:80', '--publish-add', 'mode=host,published=9090,target=90']).spec.endpoint.ports;
-  assert.deepEqual(added.map((p) => `${p.publishedPort}:${p.targetPort}/${p.protocol}/${p.publishMode}`), ['8080:80/tcp/ingress', '53:53/udp/ingress', '9090:90/tcp/host']);
+  assert.deepEqual(
+    added.map((p) => `${p.publishedPort}:${p.targetPort}/${p.protocol}/${p.publishMode}`),
+    ['8080:80/tcp/ingress', '53:53/udp/ingress', '9090:90/tcp/host'],
+  );
   // Moving a port: remove and add in one update.
-  assert.deepEqual(update(['--publish-rm', '80', '--publish-add', '8081:80']).spec.endpoint.ports.map((p) => p.publishedPort), [53, 8081]);
+  assert.deepEqual(
+    update(['--publish-rm', '80', '--publish-add', '8081:80']).spec.endpoint.ports.map((p) => p.publishedPort),
+    [53, 8081],
+  );
 });
 
 test('update networks: rm then add; adding an attached network is refused', () => {
-  assert.deepEqual(update(['--network-rm', 'front', '--network-add', 'name=front,alias=web2']).spec.networks, [{ target: 'backend' }, { target: 'front', aliases: ['web2'] }]);
-  assert.deepEqual(update(['--network-add', 'third']).spec.networks.map((n) => n.target), ['backend', 'front', 'third']);
+  assert.deepEqual(update(['--network-rm', 'front', '--network-add', 'name=front,alias=web2']).spec.networks, [
+    { target: 'backend' },
+    { target: 'front', aliases: ['web2'] },
+  ]);
+  assert.deepEqual(
+    update(['--network-add', 'third']).spec.networks.map((n) => n.target),
+    ['backend', 'front', 'third'],
+  );
   const e = flagFailure(() => parseServiceUpdateArgs(['--network-add', 'backend'], current(), IO));
   assert.equal(e.flag, '--network-add');
   assert.match(e.message, /already attached to network backend/);
@@ -595,7 +846,10 @@ test('update modes: replicas on jobs and global services', () => {
   const e = flagFailure(() => parseServiceUpdateArgs(['--replicas', '3'], global, IO));
   assert.equal(e.flag, '--replicas');
   assert.match(e.message, /^--replicas: cannot be used with a global service \(this service is global\)$/);
-  assert.match(flagFailure(() => parseServiceUpdateArgs(['--max-concurrent', '3'], current(), IO)).message, /only valid for a replicated job \(this service is replicated\)/);
+  assert.match(
+    flagFailure(() => parseServiceUpdateArgs(['--max-concurrent', '3'], current(), IO)).message,
+    /only valid for a replicated job \(this service is replicated\)/,
+  );
   // Update config on a job is caught by the validator.
   assert.throws(() => validateServiceSpec(parseServiceUpdateArgs(['--update-parallelism', '2'], job, IO).spec), /update: a job/);
 });
@@ -653,8 +907,36 @@ for (const [argv, flag, message] of BAD_UPDATE) {
 test('update accepts every scalar create flag', () => {
   const scalars = [
     ...['--replicas', '2', '--hostname', 'h', '-w', '/w', '-u', 'u', '--entrypoint', 'sh', '--limit-cpu', '1', '--limit-memory', '64m', '--limit-pids', '9'],
-    ...['--reserve-cpu', '1', '--reserve-memory', '64m', '--restart-condition', 'none', '--restart-delay', '1s', '--restart-max-attempts', '1', '--restart-window', '1s'],
-    ...['--stop-signal', 'INT', '--stop-grace-period', '2s', '--health-cmd', 'true', '--health-interval', '1s', '--health-timeout', '1s', '--health-retries', '1', '--health-start-period', '1s'],
+    ...[
+      '--reserve-cpu',
+      '1',
+      '--reserve-memory',
+      '64m',
+      '--restart-condition',
+      'none',
+      '--restart-delay',
+      '1s',
+      '--restart-max-attempts',
+      '1',
+      '--restart-window',
+      '1s',
+    ],
+    ...[
+      '--stop-signal',
+      'INT',
+      '--stop-grace-period',
+      '2s',
+      '--health-cmd',
+      'true',
+      '--health-interval',
+      '1s',
+      '--health-timeout',
+      '1s',
+      '--health-retries',
+      '1',
+      '--health-start-period',
+      '1s',
+    ],
     ...['--replicas-max-per-node', '1', '--endpoint-mode', 'vip', '-d', '-q'],
     ...['parallelism', 'delay', 'monitor', 'failure-action', 'max-failure-ratio', 'order'].flatMap((f) => {
       const val = { parallelism: '3', delay: '1s', monitor: '1s', 'failure-action': 'continue', 'max-failure-ratio': '0.5', order: 'start-first' }[f]!;

@@ -83,7 +83,10 @@ function rich(): any {
         { type: 'volume', target: '/anon' },
         { type: 'tmpfs', target: '/tmp', tmpfsSizeBytes: 64 * 1024 * 1024 },
       ],
-      resources: { limits: { nanoCpus: 500_000_000, memoryBytes: 512 * 1024 * 1024, pids: 100 }, reservations: { nanoCpus: 250_000_000, memoryBytes: 256 * 1024 * 1024 } },
+      resources: {
+        limits: { nanoCpus: 500_000_000, memoryBytes: 512 * 1024 * 1024, pids: 100 },
+        reservations: { nanoCpus: 250_000_000, memoryBytes: 256 * 1024 * 1024 },
+      },
       restartPolicy: { condition: 'on-failure', delayMs: 1000, maxAttempts: 3, windowMs: 60_000 },
       placement: { constraints: ['node.role==worker', 'node.labels.zone!=a'], preferences: [{ spread: 'node.labels.zone' }], maxReplicas: 2 },
       healthcheck: { test: ['CMD', 'curl', '-f', 'http://localhost/'], intervalMs: 10_000, timeoutMs: 2000, retries: 3, startPeriodMs: 5000 },
@@ -152,10 +155,18 @@ test('replicated and global jobs: no update/rollback config, job defaults', () =
   assert.equal(j.rollback, undefined);
   assert.equal('update' in j, false);
   // Like Docker: by default all completions run at once; totalCompletions defaults to maxConcurrent.
-  assert.deepEqual(validateServiceSpec(spec((s) => (s.mode = { replicatedJob: { totalCompletions: 10 } }))).mode, { replicatedJob: { maxConcurrent: 10, totalCompletions: 10 } });
-  assert.deepEqual(validateServiceSpec(spec((s) => (s.mode = { replicatedJob: { maxConcurrent: 2 } }))).mode, { replicatedJob: { maxConcurrent: 2, totalCompletions: 2 } });
-  assert.deepEqual(validateServiceSpec(spec((s) => (s.mode = { replicatedJob: { maxConcurrent: 2, totalCompletions: 10 } }))).mode, { replicatedJob: { maxConcurrent: 2, totalCompletions: 10 } });
-  assert.deepEqual(validateServiceSpec(spec((s) => (s.mode = { replicatedJob: { totalCompletions: 0 } }))).mode, { replicatedJob: { maxConcurrent: 1, totalCompletions: 0 } });
+  assert.deepEqual(validateServiceSpec(spec((s) => (s.mode = { replicatedJob: { totalCompletions: 10 } }))).mode, {
+    replicatedJob: { maxConcurrent: 10, totalCompletions: 10 },
+  });
+  assert.deepEqual(validateServiceSpec(spec((s) => (s.mode = { replicatedJob: { maxConcurrent: 2 } }))).mode, {
+    replicatedJob: { maxConcurrent: 2, totalCompletions: 2 },
+  });
+  assert.deepEqual(validateServiceSpec(spec((s) => (s.mode = { replicatedJob: { maxConcurrent: 2, totalCompletions: 10 } }))).mode, {
+    replicatedJob: { maxConcurrent: 2, totalCompletions: 10 },
+  });
+  assert.deepEqual(validateServiceSpec(spec((s) => (s.mode = { replicatedJob: { totalCompletions: 0 } }))).mode, {
+    replicatedJob: { maxConcurrent: 1, totalCompletions: 0 },
+  });
   const g = validateServiceSpec(spec((s) => (s.mode = { globalJob: {} })));
   assert.deepEqual(g.mode, { globalJob: {} });
   assert.equal(g.update, undefined);
@@ -215,7 +226,12 @@ const BAD: Bad[] = [
   ['missing name', spec((s) => delete s.name), 'name', /^name is required$/],
   ['empty name', spec((s) => (s.name = '')), 'name', /^name is required$/],
   ['name not a string', spec((s) => (s.name = 5)), 'name', /^name must be a string \(got 5\)/],
-  ['name with a space', spec((s) => (s.name = 'my web')), 'name', /^name must be 1–63 characters of \[a-zA-Z0-9-_\.\] starting with a letter or digit \(got "my web"\)/],
+  [
+    'name with a space',
+    spec((s) => (s.name = 'my web')),
+    'name',
+    /^name must be 1–63 characters of \[a-zA-Z0-9-_\.\] starting with a letter or digit \(got "my web"\)/,
+  ],
   ['name starting with -', spec((s) => (s.name = '-web')), 'name', /^name must be 1–63 characters/],
   ['name starting with .', spec((s) => (s.name = '.web')), 'name', /^name must be 1–63 characters/],
   ['name too long', spec((s) => (s.name = 'a'.repeat(64))), 'name', /^name must be 1–63 characters/],
@@ -227,26 +243,71 @@ const BAD: Bad[] = [
   ['label key with whitespace', spec((s) => (s.labels = { 'a b': 'x' })), 'labels["a b"]', /^labels: label key "a b" contains whitespace/],
   ['container label value not a string', spec((s) => (s.task.labels = { a: true })), 'task.labels["a"]', /^task\.labels\["a"\] must be a string/],
   // mode
-  ['negative replicas', spec((s) => (s.mode = { replicated: { replicas: -1 } })), 'mode.replicated.replicas', /^mode\.replicated\.replicas must be a non-negative integer \(got -1\)$/],
+  [
+    'negative replicas',
+    spec((s) => (s.mode = { replicated: { replicas: -1 } })),
+    'mode.replicated.replicas',
+    /^mode\.replicated\.replicas must be a non-negative integer \(got -1\)$/,
+  ],
   ['fractional replicas', spec((s) => (s.mode = { replicated: { replicas: 1.5 } })), 'mode.replicated.replicas', /must be a non-negative integer \(got 1\.5\)/],
   ['replicas as a string', spec((s) => (s.mode = { replicated: { replicas: '3' } })), 'mode.replicated.replicas', /must be a non-negative integer \(got "3"\)/],
   ['replicas on a global service', spec((s) => (s.mode = { global: { replicas: 3 } })), 'mode', /^mode: --replicas cannot be used with a global service$/],
-  ['replicated and global at once', spec((s) => (s.mode = { replicated: { replicas: 3 }, global: {} })), 'mode', /^mode: --replicas cannot be used with a global service$/],
-  ['two modes', spec((s) => (s.mode = { replicated: {}, replicatedJob: {} })), 'mode', /^mode must set exactly one of replicated, global, replicatedJob, globalJob \(got replicated, replicatedJob\)/],
+  [
+    'replicated and global at once',
+    spec((s) => (s.mode = { replicated: { replicas: 3 }, global: {} })),
+    'mode',
+    /^mode: --replicas cannot be used with a global service$/,
+  ],
+  [
+    'two modes',
+    spec((s) => (s.mode = { replicated: {}, replicatedJob: {} })),
+    'mode',
+    /^mode must set exactly one of replicated, global, replicatedJob, globalJob \(got replicated, replicatedJob\)/,
+  ],
   ['no mode kind', spec((s) => (s.mode = {})), 'mode', /^mode must set exactly one of .* \(got none\)/],
   ['unknown mode', spec((s) => (s.mode = { replicas: 3 })), 'mode.replicas', /^mode\.replicas: unknown field .*did you mean mode\.replicated\.replicas\?/],
   ['mode as a string', spec((s) => (s.mode = 'global')), 'mode', /^mode must be an object \(got "global"\)/],
   ['unknown key in replicated', spec((s) => (s.mode = { replicated: { replica: 2 } })), 'mode.replicated.replica', /unknown field .*did you mean replicas\?/],
-  ['maxConcurrent 0', spec((s) => (s.mode = { replicatedJob: { maxConcurrent: 0 } })), 'mode.replicatedJob.maxConcurrent', /^mode\.replicatedJob\.maxConcurrent must be ≥ 1 \(got 0\)$/],
-  ['negative totalCompletions', spec((s) => (s.mode = { replicatedJob: { totalCompletions: -2 } })), 'mode.replicatedJob.totalCompletions', /must be a non-negative integer \(got -2\)/],
-  ['options on a global job', spec((s) => (s.mode = { globalJob: { maxConcurrent: 2 } })), 'mode.globalJob.maxConcurrent', /unknown field \(no fields are allowed here\)/],
-  ['update config on a job', spec((s) => ((s.mode = { replicatedJob: {} }), (s.update = { parallelism: 2 }))), 'update', /^update: a job .* cannot have an update config/],
-  ['rollback config on a global job', spec((s) => ((s.mode = { globalJob: {} }), (s.rollback = {}))), 'rollback', /^rollback: a job .* cannot have an rollback config/],
+  [
+    'maxConcurrent 0',
+    spec((s) => (s.mode = { replicatedJob: { maxConcurrent: 0 } })),
+    'mode.replicatedJob.maxConcurrent',
+    /^mode\.replicatedJob\.maxConcurrent must be ≥ 1 \(got 0\)$/,
+  ],
+  [
+    'negative totalCompletions',
+    spec((s) => (s.mode = { replicatedJob: { totalCompletions: -2 } })),
+    'mode.replicatedJob.totalCompletions',
+    /must be a non-negative integer \(got -2\)/,
+  ],
+  [
+    'options on a global job',
+    spec((s) => (s.mode = { globalJob: { maxConcurrent: 2 } })),
+    'mode.globalJob.maxConcurrent',
+    /unknown field \(no fields are allowed here\)/,
+  ],
+  [
+    'update config on a job',
+    spec((s) => ((s.mode = { replicatedJob: {} }), (s.update = { parallelism: 2 }))),
+    'update',
+    /^update: a job .* cannot have an update config/,
+  ],
+  [
+    'rollback config on a global job',
+    spec((s) => ((s.mode = { globalJob: {} }), (s.rollback = {}))),
+    'rollback',
+    /^rollback: a job .* cannot have an rollback config/,
+  ],
   // task
   ['missing task', spec((s) => delete s.task), 'task.image', /^task\.image is required$/],
   ['missing image', spec((s) => delete s.task.image), 'task.image', /^task\.image is required$/],
   ['empty image', spec((s) => (s.task.image = '')), 'task.image', /^task\.image is required$/],
-  ['uppercase image', spec((s) => (s.task.image = 'Nginx')), 'task.image', /^task\.image: invalid image reference "Nginx": the repository name must be lowercase/],
+  [
+    'uppercase image',
+    spec((s) => (s.task.image = 'Nginx')),
+    'task.image',
+    /^task\.image: invalid image reference "Nginx": the repository name must be lowercase/,
+  ],
   ['image with a space', spec((s) => (s.task.image = 'nginx latest')), 'task.image', /invalid image reference .*whitespace/],
   ['image with a bad tag', spec((s) => (s.task.image = 'nginx:-x')), 'task.image', /invalid tag "-x"/],
   ['image with a bad digest', spec((s) => (s.task.image = 'nginx@sha256:xyz')), 'task.image', /invalid digest/],
@@ -263,75 +324,271 @@ const BAD: Bad[] = [
   ['hostname with a space', spec((s) => (s.task.hostname = 'a b')), 'task.hostname', /^task\.hostname must not contain whitespace/],
   ['bad stop signal', spec((s) => (s.task.stopSignal = 'SIGFOO')), 'task.stopSignal', /^task\.stopSignal must be a signal name or number/],
   ['signal number out of range', spec((s) => (s.task.stopSignal = '99')), 'task.stopSignal', /^task\.stopSignal must be a signal/],
-  ['negative stop grace period', spec((s) => (s.task.stopGracePeriodMs = -1)), 'task.stopGracePeriodMs', /^task\.stopGracePeriodMs must be a non-negative whole number of milliseconds \(got -1\)/],
+  [
+    'negative stop grace period',
+    spec((s) => (s.task.stopGracePeriodMs = -1)),
+    'task.stopGracePeriodMs',
+    /^task\.stopGracePeriodMs must be a non-negative whole number of milliseconds \(got -1\)/,
+  ],
   ['fractional stop grace period', spec((s) => (s.task.stopGracePeriodMs = 1.5)), 'task.stopGracePeriodMs', /milliseconds \(got 1\.5\)/],
   ['negative forceUpdate', spec((s) => (s.task.forceUpdate = -1)), 'task.forceUpdate', /must be a non-negative integer/],
   // templates
-  ['unknown template field in env', spec((s) => (s.task.env = ['NODE={{.Node.Foo}}'])), 'task.env[0]', /^task\.env\[0\]: unknown template field \{\{\.Node\.Foo\}\} \(use \.Node\.ID, \.Node\.Hostname, \.Task\.ID, \.Task\.Name, \.Task\.Slot, \.Service\.ID, \.Service\.Name\)$/],
+  [
+    'unknown template field in env',
+    spec((s) => (s.task.env = ['NODE={{.Node.Foo}}'])),
+    'task.env[0]',
+    /^task\.env\[0\]: unknown template field \{\{\.Node\.Foo\}\} \(use \.Node\.ID, \.Node\.Hostname, \.Task\.ID, \.Task\.Name, \.Task\.Slot, \.Service\.ID, \.Service\.Name\)$/,
+  ],
   ['unclosed template in env', spec((s) => (s.task.env = ['A=1', 'B={{.Node.ID'])), 'task.env[1]', /^task\.env\[1\]: unclosed action/],
-  ['template function in hostname', spec((s) => (s.task.hostname = '{{index .Service.Labels "x"}}')), 'task.hostname', /^task\.hostname: unknown template field \{\{index \.Service\.Labels "x"\}\}/],
+  [
+    'template function in hostname',
+    spec((s) => (s.task.hostname = '{{index .Service.Labels "x"}}')),
+    'task.hostname',
+    /^task\.hostname: unknown template field \{\{index \.Service\.Labels "x"\}\}/,
+  ],
   ['lowercase template field', spec((s) => (s.task.hostname = '{{.node.hostname}}')), 'task.hostname', /unknown template field \{\{\.node\.hostname\}\}/],
-  ['unknown template field in a mount source', spec((s) => (s.task.mounts = [{ type: 'volume', source: 'd-{{.Task.Number}}', target: '/d' }])), 'task.mounts[0].source', /^task\.mounts\[0\]\.source: unknown template field \{\{\.Task\.Number\}\}/],
-  ['unknown template field in a mount target', spec((s) => (s.task.mounts = [{ type: 'tmpfs', target: '/d/{{.Slot}}' }])), 'task.mounts[0].target', /unknown template field \{\{\.Slot\}\}/],
-  ['unknown template field in a network alias', spec((s) => (s.networks = [{ target: 'n', aliases: ['{{.Foo}}'] }])), 'networks[0].aliases[0]', /unknown template field \{\{\.Foo\}\}/],
+  [
+    'unknown template field in a mount source',
+    spec((s) => (s.task.mounts = [{ type: 'volume', source: 'd-{{.Task.Number}}', target: '/d' }])),
+    'task.mounts[0].source',
+    /^task\.mounts\[0\]\.source: unknown template field \{\{\.Task\.Number\}\}/,
+  ],
+  [
+    'unknown template field in a mount target',
+    spec((s) => (s.task.mounts = [{ type: 'tmpfs', target: '/d/{{.Slot}}' }])),
+    'task.mounts[0].target',
+    /unknown template field \{\{\.Slot\}\}/,
+  ],
+  [
+    'unknown template field in a network alias',
+    spec((s) => (s.networks = [{ target: 'n', aliases: ['{{.Foo}}'] }])),
+    'networks[0].aliases[0]',
+    /unknown template field \{\{\.Foo\}\}/,
+  ],
   // mounts
-  ['bind mount with a relative source', spec((s) => (s.task.mounts = [{ type: 'bind', source: 'srv', target: '/data' }])), 'task.mounts[0].source', /^task\.mounts\[0\]: bind mount needs an absolute source \(got "srv"\)/],
-  ['bind mount without a source', spec((s) => (s.task.mounts = [{ type: 'bind', target: '/data' }])), 'task.mounts[0].source', /^task\.mounts\[0\]: bind mount needs an absolute source \(got nothing\)/],
-  ['mount without a target', spec((s) => (s.task.mounts = [{ type: 'volume', source: 'v' }])), 'task.mounts[0].target', /^task\.mounts\[0\]: target is required/],
-  ['relative mount target', spec((s) => (s.task.mounts = [{ type: 'volume', target: 'data' }])), 'task.mounts[0].target', /^task\.mounts\[0\]: target must be an absolute path \(got "data"\)/],
+  [
+    'bind mount with a relative source',
+    spec((s) => (s.task.mounts = [{ type: 'bind', source: 'srv', target: '/data' }])),
+    'task.mounts[0].source',
+    /^task\.mounts\[0\]: bind mount needs an absolute source \(got "srv"\)/,
+  ],
+  [
+    'bind mount without a source',
+    spec((s) => (s.task.mounts = [{ type: 'bind', target: '/data' }])),
+    'task.mounts[0].source',
+    /^task\.mounts\[0\]: bind mount needs an absolute source \(got nothing\)/,
+  ],
+  [
+    'mount without a target',
+    spec((s) => (s.task.mounts = [{ type: 'volume', source: 'v' }])),
+    'task.mounts[0].target',
+    /^task\.mounts\[0\]: target is required/,
+  ],
+  [
+    'relative mount target',
+    spec((s) => (s.task.mounts = [{ type: 'volume', target: 'data' }])),
+    'task.mounts[0].target',
+    /^task\.mounts\[0\]: target must be an absolute path \(got "data"\)/,
+  ],
   ['mount on /', spec((s) => (s.task.mounts = [{ type: 'volume', target: '/' }])), 'task.mounts[0].target', /^task\.mounts\[0\]: target cannot be \//],
-  ['same target twice', spec((s) => (s.task.mounts = [{ type: 'volume', target: '/d' }, { type: 'tmpfs', target: '/d/' }])), 'task.mounts[1]', /^task\.mounts\[1\]: target \/d\/ is used twice \(also by task\.mounts\[0\]\)/],
-  ['unknown mount type', spec((s) => (s.task.mounts = [{ type: 'npipe', target: '/d' }])), 'task.mounts[0].type', /^task\.mounts\[0\]\.type must be bind, volume or tmpfs \(got "npipe"\)/],
+  [
+    'same target twice',
+    spec(
+      (s) =>
+        (s.task.mounts = [
+          { type: 'volume', target: '/d' },
+          { type: 'tmpfs', target: '/d/' },
+        ]),
+    ),
+    'task.mounts[1]',
+    /^task\.mounts\[1\]: target \/d\/ is used twice \(also by task\.mounts\[0\]\)/,
+  ],
+  [
+    'unknown mount type',
+    spec((s) => (s.task.mounts = [{ type: 'npipe', target: '/d' }])),
+    'task.mounts[0].type',
+    /^task\.mounts\[0\]\.type must be bind, volume or tmpfs \(got "npipe"\)/,
+  ],
   ['missing mount type', spec((s) => (s.task.mounts = [{ target: '/d' }])), 'task.mounts[0].type', /must be bind, volume or tmpfs \(got nothing\)/],
-  ['bad volume name', spec((s) => (s.task.mounts = [{ type: 'volume', source: 'a/b', target: '/d' }])), 'task.mounts[0].source', /^task\.mounts\[0\]: invalid volume name "a\/b"/],
-  ['one-character volume name', spec((s) => (s.task.mounts = [{ type: 'volume', source: 'v', target: '/d' }])), 'task.mounts[0].source', /invalid volume name "v": use 2 or more characters/],
-  ['tmpfs with a source', spec((s) => (s.task.mounts = [{ type: 'tmpfs', source: 'x', target: '/d' }])), 'task.mounts[0].source', /^task\.mounts\[0\]: a tmpfs mount takes no source/],
-  ['tmpfs size on a volume', spec((s) => (s.task.mounts = [{ type: 'volume', target: '/d', tmpfsSizeBytes: 10 }])), 'task.mounts[0].tmpfsSizeBytes', /only applies to tmpfs/],
-  ['readOnly not a boolean', spec((s) => (s.task.mounts = [{ type: 'volume', target: '/d', readOnly: 'yes' }])), 'task.mounts[0].readOnly', /^task\.mounts\[0\]\.readOnly must be true or false \(got "yes"\)/],
-  ['unknown mount key', spec((s) => (s.task.mounts = [{ type: 'volume', target: '/d', readonly: true }])), 'task.mounts[0].readonly', /unknown field .*did you mean readOnly\?/],
+  [
+    'bad volume name',
+    spec((s) => (s.task.mounts = [{ type: 'volume', source: 'a/b', target: '/d' }])),
+    'task.mounts[0].source',
+    /^task\.mounts\[0\]: invalid volume name "a\/b"/,
+  ],
+  [
+    'one-character volume name',
+    spec((s) => (s.task.mounts = [{ type: 'volume', source: 'v', target: '/d' }])),
+    'task.mounts[0].source',
+    /invalid volume name "v": use 2 or more characters/,
+  ],
+  [
+    'tmpfs with a source',
+    spec((s) => (s.task.mounts = [{ type: 'tmpfs', source: 'x', target: '/d' }])),
+    'task.mounts[0].source',
+    /^task\.mounts\[0\]: a tmpfs mount takes no source/,
+  ],
+  [
+    'tmpfs size on a volume',
+    spec((s) => (s.task.mounts = [{ type: 'volume', target: '/d', tmpfsSizeBytes: 10 }])),
+    'task.mounts[0].tmpfsSizeBytes',
+    /only applies to tmpfs/,
+  ],
+  [
+    'readOnly not a boolean',
+    spec((s) => (s.task.mounts = [{ type: 'volume', target: '/d', readOnly: 'yes' }])),
+    'task.mounts[0].readOnly',
+    /^task\.mounts\[0\]\.readOnly must be true or false \(got "yes"\)/,
+  ],
+  [
+    'unknown mount key',
+    spec((s) => (s.task.mounts = [{ type: 'volume', target: '/d', readonly: true }])),
+    'task.mounts[0].readonly',
+    /unknown field .*did you mean readOnly\?/,
+  ],
   ['mounts not an array', spec((s) => (s.task.mounts = {})), 'task.mounts', /^task\.mounts must be an array/],
   // resources
-  ['memory limit below 4 MiB', spec((s) => (s.task.resources = { limits: { memoryBytes: 1000 } })), 'task.resources.limits.memoryBytes', /^task\.resources\.limits\.memoryBytes must be 0 or at least 4 MiB \(4194304 bytes\) \(got 1000\)/],
-  ['negative memory limit', spec((s) => (s.task.resources = { limits: { memoryBytes: -1 } })), 'task.resources.limits.memoryBytes', /^task\.resources\.limits\.memoryBytes must be a non-negative integer \(got -1\)/],
-  ['fractional memory', spec((s) => (s.task.resources = { reservations: { memoryBytes: 5e6 + 0.5 } })), 'task.resources.reservations.memoryBytes', /non-negative integer/],
-  ['CPU limit below 0.001', spec((s) => (s.task.resources = { limits: { nanoCpus: 5 } })), 'task.resources.limits.nanoCpus', /^task\.resources\.limits\.nanoCpus must be 0 or at least 1000000 \(0\.001 CPU\) \(got 5\)/],
-  ['CPU reservation as a decimal', spec((s) => (s.task.resources = { reservations: { nanoCpus: 0.5 } })), 'task.resources.reservations.nanoCpus', /non-negative integer \(got 0\.5\)/],
+  [
+    'memory limit below 4 MiB',
+    spec((s) => (s.task.resources = { limits: { memoryBytes: 1000 } })),
+    'task.resources.limits.memoryBytes',
+    /^task\.resources\.limits\.memoryBytes must be 0 or at least 4 MiB \(4194304 bytes\) \(got 1000\)/,
+  ],
+  [
+    'negative memory limit',
+    spec((s) => (s.task.resources = { limits: { memoryBytes: -1 } })),
+    'task.resources.limits.memoryBytes',
+    /^task\.resources\.limits\.memoryBytes must be a non-negative integer \(got -1\)/,
+  ],
+  [
+    'fractional memory',
+    spec((s) => (s.task.resources = { reservations: { memoryBytes: 5e6 + 0.5 } })),
+    'task.resources.reservations.memoryBytes',
+    /non-negative integer/,
+  ],
+  [
+    'CPU limit below 0.001',
+    spec((s) => (s.task.resources = { limits: { nanoCpus: 5 } })),
+    'task.resources.limits.nanoCpus',
+    /^task\.resources\.limits\.nanoCpus must be 0 or at least 1000000 \(0\.001 CPU\) \(got 5\)/,
+  ],
+  [
+    'CPU reservation as a decimal',
+    spec((s) => (s.task.resources = { reservations: { nanoCpus: 0.5 } })),
+    'task.resources.reservations.nanoCpus',
+    /non-negative integer \(got 0\.5\)/,
+  ],
   ['negative pids limit', spec((s) => (s.task.resources = { limits: { pids: -5 } })), 'task.resources.limits.pids', /non-negative integer \(got -5\)/],
   ['pids reservation', spec((s) => (s.task.resources = { reservations: { pids: 5 } })), 'task.resources.reservations.pids', /unknown field/],
-  ['typo in limits', spec((s) => (s.task.resources = { limits: { memroyBytes: 5 } })), 'task.resources.limits.memroyBytes', /^task\.resources\.limits\.memroyBytes: unknown field .*did you mean memoryBytes\?/],
+  [
+    'typo in limits',
+    spec((s) => (s.task.resources = { limits: { memroyBytes: 5 } })),
+    'task.resources.limits.memroyBytes',
+    /^task\.resources\.limits\.memroyBytes: unknown field .*did you mean memoryBytes\?/,
+  ],
   ['unknown resources key', spec((s) => (s.task.resources = { limit: {} })), 'task.resources.limit', /did you mean limits\?/],
   // restart policy
-  ['unknown restart condition', spec((s) => (s.task.restartPolicy = { condition: 'always' })), 'task.restartPolicy.condition', /^task\.restartPolicy\.condition must be none, on-failure or any \(got "always"\)/],
+  [
+    'unknown restart condition',
+    spec((s) => (s.task.restartPolicy = { condition: 'always' })),
+    'task.restartPolicy.condition',
+    /^task\.restartPolicy\.condition must be none, on-failure or any \(got "always"\)/,
+  ],
   ['negative restart delay', spec((s) => (s.task.restartPolicy = { delayMs: -5 })), 'task.restartPolicy.delayMs', /milliseconds \(got -5\)/],
   ['negative max attempts', spec((s) => (s.task.restartPolicy = { maxAttempts: -1 })), 'task.restartPolicy.maxAttempts', /non-negative integer \(got -1\)/],
   ['negative restart window', spec((s) => (s.task.restartPolicy = { windowMs: -1 })), 'task.restartPolicy.windowMs', /milliseconds/],
   // placement
-  ['bad constraint key', spec((s) => (s.task.placement = { constraints: ['node.label.zone==a'] })), 'task.placement.constraints[0]', /^task\.placement\.constraints\[0\]: invalid constraint "node\.label\.zone==a": unknown key "node\.label\.zone"/],
-  ['constraint without operator', spec((s) => (s.task.placement = { constraints: ['node.role==manager', 'node.role'] })), 'task.placement.constraints[1]', /^task\.placement\.constraints\[1\]: invalid constraint "node\.role": expected key==value/],
-  ['bad role in a constraint', spec((s) => (s.task.placement = { constraints: ['node.role==boss'] })), 'task.placement.constraints[0]', /node\.role is manager or worker/],
+  [
+    'bad constraint key',
+    spec((s) => (s.task.placement = { constraints: ['node.label.zone==a'] })),
+    'task.placement.constraints[0]',
+    /^task\.placement\.constraints\[0\]: invalid constraint "node\.label\.zone==a": unknown key "node\.label\.zone"/,
+  ],
+  [
+    'constraint without operator',
+    spec((s) => (s.task.placement = { constraints: ['node.role==manager', 'node.role'] })),
+    'task.placement.constraints[1]',
+    /^task\.placement\.constraints\[1\]: invalid constraint "node\.role": expected key==value/,
+  ],
+  [
+    'bad role in a constraint',
+    spec((s) => (s.task.placement = { constraints: ['node.role==boss'] })),
+    'task.placement.constraints[0]',
+    /node\.role is manager or worker/,
+  ],
   ['constraints not strings', spec((s) => (s.task.placement = { constraints: [1] })), 'task.placement.constraints[0]', /must be a string/],
-  ['spread over something else', spec((s) => (s.task.placement = { preferences: [{ spread: 'zone' }] })), 'task.placement.preferences[0].spread', /^task\.placement\.preferences\[0\]\.spread must be node\.labels\.<name> \(got "zone"\)/],
+  [
+    'spread over something else',
+    spec((s) => (s.task.placement = { preferences: [{ spread: 'zone' }] })),
+    'task.placement.preferences[0].spread',
+    /^task\.placement\.preferences\[0\]\.spread must be node\.labels\.<name> \(got "zone"\)/,
+  ],
   ['preference without spread', spec((s) => (s.task.placement = { preferences: [{}] })), 'task.placement.preferences[0].spread', /is required/],
-  ['unknown preference strategy', spec((s) => (s.task.placement = { preferences: [{ pack: 'node.labels.x' }] })), 'task.placement.preferences[0].pack', /unknown field/],
+  [
+    'unknown preference strategy',
+    spec((s) => (s.task.placement = { preferences: [{ pack: 'node.labels.x' }] })),
+    'task.placement.preferences[0].pack',
+    /unknown field/,
+  ],
   ['negative maxReplicas', spec((s) => (s.task.placement = { maxReplicas: -1 })), 'task.placement.maxReplicas', /non-negative integer \(got -1\)/],
-  ['maxReplicas on a global service', spec((s) => ((s.mode = { global: {} }), (s.task.placement = { maxReplicas: 1 }))), 'task.placement.maxReplicas', /cannot be used with a global service/],
+  [
+    'maxReplicas on a global service',
+    spec((s) => ((s.mode = { global: {} }), (s.task.placement = { maxReplicas: 1 }))),
+    'task.placement.maxReplicas',
+    /cannot be used with a global service/,
+  ],
   // health check
-  ['health check interval negative', spec((s) => (s.task.healthcheck = { test: ['CMD-SHELL', 'true'], intervalMs: -5 })), 'task.healthcheck.intervalMs', /^task\.healthcheck\.intervalMs must be > 0 \(got -5; leave it out, or 0, for the default\)/],
-  ['health check timeout not a number', spec((s) => (s.task.healthcheck = { timeoutMs: '5s' })), 'task.healthcheck.timeoutMs', /^task\.healthcheck\.timeoutMs must be > 0 \(got "5s"/],
+  [
+    'health check interval negative',
+    spec((s) => (s.task.healthcheck = { test: ['CMD-SHELL', 'true'], intervalMs: -5 })),
+    'task.healthcheck.intervalMs',
+    /^task\.healthcheck\.intervalMs must be > 0 \(got -5; leave it out, or 0, for the default\)/,
+  ],
+  [
+    'health check timeout not a number',
+    spec((s) => (s.task.healthcheck = { timeoutMs: '5s' })),
+    'task.healthcheck.timeoutMs',
+    /^task\.healthcheck\.timeoutMs must be > 0 \(got "5s"/,
+  ],
   ['health check start period fractional', spec((s) => (s.task.healthcheck = { startPeriodMs: 0.5 })), 'task.healthcheck.startPeriodMs', /must be > 0/],
   ['negative health retries', spec((s) => (s.task.healthcheck = { retries: -1 })), 'task.healthcheck.retries', /non-negative integer/],
-  ['health test with an unknown form', spec((s) => (s.task.healthcheck = { test: ['curl', 'x'] })), 'task.healthcheck.test', /^task\.healthcheck\.test must be \[\]/],
+  [
+    'health test with an unknown form',
+    spec((s) => (s.task.healthcheck = { test: ['curl', 'x'] })),
+    'task.healthcheck.test',
+    /^task\.healthcheck\.test must be \[\]/,
+  ],
   ['health test NONE with extras', spec((s) => (s.task.healthcheck = { test: ['NONE', 'x'] })), 'task.healthcheck.test', /must be \[\]/],
   ['health test CMD-SHELL without command', spec((s) => (s.task.healthcheck = { test: ['CMD-SHELL'] })), 'task.healthcheck.test', /must be \[\]/],
   ['health test CMD without executable', spec((s) => (s.task.healthcheck = { test: ['CMD'] })), 'task.healthcheck.test', /must be \[\]/],
   ['health check typo', spec((s) => (s.task.healthcheck = { interval: 5 })), 'task.healthcheck.interval', /did you mean intervalMs\?/],
   // update / rollback
   ['negative update parallelism', spec((s) => (s.update = { parallelism: -1 })), 'update.parallelism', /^update\.parallelism must be ≥ 0 \(got -1/],
-  ['fractional rollback parallelism', spec((s) => (s.rollback = { parallelism: 0.5 })), 'rollback.parallelism', /^rollback\.parallelism must be an integer ≥ 0/],
-  ['failure ratio above 1', spec((s) => (s.update = { maxFailureRatio: 2 })), 'update.maxFailureRatio', /^update\.maxFailureRatio must be between 0 and 1 \(got 2\)$/],
+  [
+    'fractional rollback parallelism',
+    spec((s) => (s.rollback = { parallelism: 0.5 })),
+    'rollback.parallelism',
+    /^rollback\.parallelism must be an integer ≥ 0/,
+  ],
+  [
+    'failure ratio above 1',
+    spec((s) => (s.update = { maxFailureRatio: 2 })),
+    'update.maxFailureRatio',
+    /^update\.maxFailureRatio must be between 0 and 1 \(got 2\)$/,
+  ],
   ['negative failure ratio', spec((s) => (s.rollback = { maxFailureRatio: -0.1 })), 'rollback.maxFailureRatio', /must be between 0 and 1/],
-  ['unknown failure action', spec((s) => (s.update = { failureAction: 'stop' })), 'update.failureAction', /^update\.failureAction must be pause, continue or rollback \(got "stop"\)/],
-  ['rollback on rollback failure', spec((s) => (s.rollback = { failureAction: 'rollback' })), 'rollback.failureAction', /^rollback\.failureAction must be pause or continue/],
+  [
+    'unknown failure action',
+    spec((s) => (s.update = { failureAction: 'stop' })),
+    'update.failureAction',
+    /^update\.failureAction must be pause, continue or rollback \(got "stop"\)/,
+  ],
+  [
+    'rollback on rollback failure',
+    spec((s) => (s.rollback = { failureAction: 'rollback' })),
+    'rollback.failureAction',
+    /^rollback\.failureAction must be pause or continue/,
+  ],
   ['unknown order', spec((s) => (s.update = { order: 'parallel' })), 'update.order', /must be stop-first or start-first/],
   ['negative update delay', spec((s) => (s.update = { delayMs: -1 })), 'update.delayMs', /milliseconds/],
   ['negative monitor', spec((s) => (s.rollback = { monitorMs: -1 })), 'rollback.monitorMs', /milliseconds/],
@@ -339,19 +596,70 @@ const BAD: Bad[] = [
   // networks
   ['networks not an array', spec((s) => (s.networks = 'backend')), 'networks', /^networks must be an array/],
   ['network without target', spec((s) => (s.networks = [{ aliases: ['a'] }])), 'networks[0].target', /^networks\[0\]\.target is required/],
-  ['network attached twice', spec((s) => (s.networks = [{ target: 'a' }, { target: 'b' }, { target: 'a' }])), 'networks[2]', /^networks\[2\]: network a is attached twice/],
+  [
+    'network attached twice',
+    spec((s) => (s.networks = [{ target: 'a' }, { target: 'b' }, { target: 'a' }])),
+    'networks[2]',
+    /^networks\[2\]: network a is attached twice/,
+  ],
   ['empty alias', spec((s) => (s.networks = [{ target: 'a', aliases: [''] }])), 'networks[0].aliases[0]', /must be a non-empty name/],
   ['network as a string', spec((s) => (s.networks = ['a'])), 'networks[0]', /^networks\[0\] must be an object \(got "a"\)/],
   // endpoint
   ['unknown endpoint mode', spec((s) => (s.endpoint = { mode: 'rr' })), 'endpoint.mode', /^endpoint\.mode must be vip or dnsrr \(got "rr"\)/],
-  ['published port used twice', spec((s) => (s.endpoint = { ports: [{ targetPort: 80, publishedPort: 8080 }, { targetPort: 81, publishedPort: 8080 }] })), 'endpoint.ports[1]', /^endpoint\.ports\[1\]: published port 8080\/tcp is used twice/],
-  ['host and ingress on the same port', spec((s) => (s.endpoint = { ports: [{ targetPort: 80, publishedPort: 80, publishMode: 'host' }, { targetPort: 81, publishedPort: 80 }] })), 'endpoint.ports[1]', /published port 80\/tcp is used twice/],
-  ['target port 0', spec((s) => (s.endpoint = { ports: [{ targetPort: 0 }] })), 'endpoint.ports[0].targetPort', /^endpoint\.ports\[0\]\.targetPort must be an integer 1–65535 \(got 0\)/],
+  [
+    'published port used twice',
+    spec(
+      (s) =>
+        (s.endpoint = {
+          ports: [
+            { targetPort: 80, publishedPort: 8080 },
+            { targetPort: 81, publishedPort: 8080 },
+          ],
+        }),
+    ),
+    'endpoint.ports[1]',
+    /^endpoint\.ports\[1\]: published port 8080\/tcp is used twice/,
+  ],
+  [
+    'host and ingress on the same port',
+    spec(
+      (s) =>
+        (s.endpoint = {
+          ports: [
+            { targetPort: 80, publishedPort: 80, publishMode: 'host' },
+            { targetPort: 81, publishedPort: 80 },
+          ],
+        }),
+    ),
+    'endpoint.ports[1]',
+    /published port 80\/tcp is used twice/,
+  ],
+  [
+    'target port 0',
+    spec((s) => (s.endpoint = { ports: [{ targetPort: 0 }] })),
+    'endpoint.ports[0].targetPort',
+    /^endpoint\.ports\[0\]\.targetPort must be an integer 1–65535 \(got 0\)/,
+  ],
   ['target port missing', spec((s) => (s.endpoint = { ports: [{ publishedPort: 80 }] })), 'endpoint.ports[0].targetPort', /is required/],
-  ['published port too big', spec((s) => (s.endpoint = { ports: [{ targetPort: 80, publishedPort: 70000 }] })), 'endpoint.ports[0].publishedPort', /must be an integer 1–65535 \(got 70000\)/],
+  [
+    'published port too big',
+    spec((s) => (s.endpoint = { ports: [{ targetPort: 80, publishedPort: 70000 }] })),
+    'endpoint.ports[0].publishedPort',
+    /must be an integer 1–65535 \(got 70000\)/,
+  ],
   ['unknown protocol', spec((s) => (s.endpoint = { ports: [{ targetPort: 80, protocol: 'http' }] })), 'endpoint.ports[0].protocol', /must be tcp, udp or sctp/],
-  ['unknown publish mode', spec((s) => (s.endpoint = { ports: [{ targetPort: 80, publishMode: 'global' }] })), 'endpoint.ports[0].publishMode', /must be ingress or host/],
-  ['ingress port with dnsrr', spec((s) => (s.endpoint = { mode: 'dnsrr', ports: [{ targetPort: 80, publishedPort: 8080 }] })), 'endpoint.ports[0]', /^endpoint\.ports\[0\]: port 80\/tcp is published in ingress mode, which cannot be used with endpoint mode dnsrr/],
+  [
+    'unknown publish mode',
+    spec((s) => (s.endpoint = { ports: [{ targetPort: 80, publishMode: 'global' }] })),
+    'endpoint.ports[0].publishMode',
+    /must be ingress or host/,
+  ],
+  [
+    'ingress port with dnsrr',
+    spec((s) => (s.endpoint = { mode: 'dnsrr', ports: [{ targetPort: 80, publishedPort: 8080 }] })),
+    'endpoint.ports[0]',
+    /^endpoint\.ports\[0\]: port 80\/tcp is published in ingress mode, which cannot be used with endpoint mode dnsrr/,
+  ],
   ['port typo', spec((s) => (s.endpoint = { ports: [{ target: 80 }] })), 'endpoint.ports[0].target', /unknown field/],
 ];
 
@@ -381,16 +689,53 @@ const GOOD: [what: string, input: unknown][] = [
   ['a read-only tmpfs', spec((s) => (s.task.mounts = [{ type: 'tmpfs', target: '/run', readOnly: true }]))],
   ['templated bind source', spec((s) => (s.task.mounts = [{ type: 'bind', source: '/srv/{{.Task.Slot}}', target: '/data' }]))],
   ['templated volume name', spec((s) => (s.task.mounts = [{ type: 'volume', source: '{{.Service.Name}}-{{.Task.Slot}}', target: '/data' }]))],
-  ['every template field', spec((s) => (s.task.env = [`ALL=${TEMPLATE_FIELDS.map((f) => `{{${f}}}`).join(',')}`, 'SPACED={{ .Node.ID }}', 'TRIM={{- .Task.Name -}}', 'LIT={{"{{"}}', 'C={{/* c */}}x']))],
+  [
+    'every template field',
+    spec(
+      (s) =>
+        (s.task.env = [
+          `ALL=${TEMPLATE_FIELDS.map((f) => `{{${f}}}`).join(',')}`,
+          'SPACED={{ .Node.ID }}',
+          'TRIM={{- .Task.Name -}}',
+          'LIT={{"{{"}}',
+          'C={{/* c */}}x',
+        ]),
+    ),
+  ],
   ['templates only in env values (keys are literal)', spec((s) => (s.task.env = ['K{{x}}=1']))],
   ['env with = in the value', spec((s) => (s.task.env = ['A=b=c', 'EMPTY=']))],
-  ['ingress and host ports on different numbers', spec((s) => (s.endpoint = { ports: [{ targetPort: 80, publishedPort: 80 }, { targetPort: 80, publishedPort: 81, publishMode: 'host' }] }))],
-  ['same published port over tcp and udp', spec((s) => (s.endpoint = { ports: [{ targetPort: 53, publishedPort: 53 }, { targetPort: 53, publishedPort: 53, protocol: 'udp' }] }))],
+  [
+    'ingress and host ports on different numbers',
+    spec(
+      (s) =>
+        (s.endpoint = {
+          ports: [
+            { targetPort: 80, publishedPort: 80 },
+            { targetPort: 80, publishedPort: 81, publishMode: 'host' },
+          ],
+        }),
+    ),
+  ],
+  [
+    'same published port over tcp and udp',
+    spec(
+      (s) =>
+        (s.endpoint = {
+          ports: [
+            { targetPort: 53, publishedPort: 53 },
+            { targetPort: 53, publishedPort: 53, protocol: 'udp' },
+          ],
+        }),
+    ),
+  ],
   ['two dynamically published ports', spec((s) => (s.endpoint = { ports: [{ targetPort: 80 }, { targetPort: 81 }] }))],
   ['host ports with dnsrr', spec((s) => (s.endpoint = { mode: 'dnsrr', ports: [{ targetPort: 80, publishedPort: 80, publishMode: 'host' }] }))],
   ['dnsrr without ports', spec((s) => (s.endpoint = { mode: 'dnsrr' }))],
   ['parallelism 0, ratio 1, monitor 0', spec((s) => (s.update = { parallelism: 0, maxFailureRatio: 1, monitorMs: 0 }))],
-  ['memory reservation above the limit (Docker allows it)', spec((s) => (s.task.resources = { limits: { memoryBytes: 8 << 20 }, reservations: { memoryBytes: 16 << 20 } }))],
+  [
+    'memory reservation above the limit (Docker allows it)',
+    spec((s) => (s.task.resources = { limits: { memoryBytes: 8 << 20 }, reservations: { memoryBytes: 16 << 20 } })),
+  ],
   ['exactly the minimum limits', spec((s) => (s.task.resources = { limits: { nanoCpus: 1_000_000, memoryBytes: 4 << 20 } }))],
   ['signal forms', spec((s) => (s.task.stopSignal = 'term'))],
   ['a numeric signal', spec((s) => (s.task.stopSignal = '9'))],
@@ -399,8 +744,26 @@ const GOOD: [what: string, input: unknown][] = [
   ['health check disabled', spec((s) => (s.task.healthcheck = { test: ['NONE'] }))],
   ['health check CMD form', spec((s) => (s.task.healthcheck = { test: ['CMD', '/bin/check'] }))],
   ['restart none', spec((s) => (s.task.restartPolicy = { condition: 'none' }))],
-  ['constraints on every key', spec((s) => (s.task.placement = { constraints: ['node.id==abc', 'node.hostname!=n1', 'node.platform.os==linux', 'node.platform.arch==x86_64', 'node.ip==10.0.0.0/8', 'node.labels.a/b==c'] }))],
-  ['maxReplicas on a replicated job', spec((s) => ((s.mode = { replicatedJob: { maxConcurrent: 2, totalCompletions: 4 } }), (s.task.placement = { maxReplicas: 1 })))],
+  [
+    'constraints on every key',
+    spec(
+      (s) =>
+        (s.task.placement = {
+          constraints: [
+            'node.id==abc',
+            'node.hostname!=n1',
+            'node.platform.os==linux',
+            'node.platform.arch==x86_64',
+            'node.ip==10.0.0.0/8',
+            'node.labels.a/b==c',
+          ],
+        }),
+    ),
+  ],
+  [
+    'maxReplicas on a replicated job',
+    spec((s) => ((s.mode = { replicatedJob: { maxConcurrent: 2, totalCompletions: 4 } }), (s.task.placement = { maxReplicas: 1 }))),
+  ],
   ['a command and empty args', spec((s) => ((s.task.command = []), (s.task.args = [])))],
   ['labels with empty values', spec((s) => (s.labels = { 'com.example.x': '' }))],
   ['a label called __proto__', JSON.parse('{"name":"w","labels":{"__proto__":"x"},"task":{"image":"busybox"}}')],
@@ -507,7 +870,10 @@ const CTX: TemplateContext = {
 };
 
 test('expandString: every field, whitespace, trim markers, constants and comments', () => {
-  assert.equal(expandString('{{.Node.ID}}|{{.Node.Hostname}}|{{.Task.ID}}|{{.Task.Name}}|{{.Task.Slot}}|{{.Service.ID}}|{{.Service.Name}}', CTX), 'node0123|worker-1|task4567|web.3.task4567|3|svc89|web');
+  assert.equal(
+    expandString('{{.Node.ID}}|{{.Node.Hostname}}|{{.Task.ID}}|{{.Task.Name}}|{{.Task.Slot}}|{{.Service.ID}}|{{.Service.Name}}', CTX),
+    'node0123|worker-1|task4567|web.3.task4567|3|svc89|web',
+  );
   assert.equal(expandString('{{ .Node.Hostname }}-{{\t.Task.Slot\t}}', CTX), 'worker-1-3');
   assert.equal(expandString('a  {{- .Task.Slot -}}  b', CTX), 'a3b');
   assert.equal(expandString('a {{- .Task.Slot}} b', CTX), 'a3 b');
@@ -529,7 +895,10 @@ test('templateFields lists placeholders (known or not); malformed templates thro
   assert.deepEqual(templateFields('plain'), []);
   assert.throws(() => templateFields('{{.Node.ID'), TemplateError);
   assert.throws(() => templateFields('{{"unterminated}}'), /unterminated quoted string/);
-  assert.throws(() => expandString('{{.Node.Foo}}', CTX), /unknown template field \{\{\.Node\.Foo\}\} \(use \.Node\.ID, \.Node\.Hostname, \.Task\.ID, \.Task\.Name, \.Task\.Slot, \.Service\.ID, \.Service\.Name\)/);
+  assert.throws(
+    () => expandString('{{.Node.Foo}}', CTX),
+    /unknown template field \{\{\.Node\.Foo\}\} \(use \.Node\.ID, \.Node\.Hostname, \.Task\.ID, \.Task\.Name, \.Task\.Slot, \.Service\.ID, \.Service\.Name\)/,
+  );
 });
 
 test('expandTemplates expands env values, hostname and mount sources and targets, nothing else, purely', () => {
@@ -594,24 +963,78 @@ test('cluster limits: replicas, job completions and concurrency past limits.maxR
   // Exactly at the limit passes; the limit is the cluster's, not a constant.
   validateServiceSpec(spec((s) => (s.mode = { replicated: { replicas: DEFAULT_LIMITS.maxReplicas } })));
   const small = { ...DEFAULT_LIMITS, maxReplicas: 3 };
-  assert.equal(limitError(spec((s) => (s.mode = { replicated: { replicas: 4 } })), small).field, 'mode.replicated.replicas');
-  assert.equal(limitError(spec((s) => (s.mode = { replicatedJob: { totalCompletions: 4, maxConcurrent: 1 } })), small).field, 'mode.replicatedJob.totalCompletions');
-  assert.equal(limitError(spec((s) => (s.mode = { replicatedJob: { totalCompletions: 2, maxConcurrent: 4 } })), small).field, 'mode.replicatedJob.maxConcurrent');
+  assert.equal(
+    limitError(
+      spec((s) => (s.mode = { replicated: { replicas: 4 } })),
+      small,
+    ).field,
+    'mode.replicated.replicas',
+  );
+  assert.equal(
+    limitError(
+      spec((s) => (s.mode = { replicatedJob: { totalCompletions: 4, maxConcurrent: 1 } })),
+      small,
+    ).field,
+    'mode.replicatedJob.totalCompletions',
+  );
+  assert.equal(
+    limitError(
+      spec((s) => (s.mode = { replicatedJob: { totalCompletions: 2, maxConcurrent: 4 } })),
+      small,
+    ).field,
+    'mode.replicatedJob.maxConcurrent',
+  );
   // Global services have no replica count to limit.
-  validateServiceSpec(spec((s) => (s.mode = { global: {} })), small);
+  validateServiceSpec(
+    spec((s) => (s.mode = { global: {} })),
+    small,
+  );
 });
 
 test('cluster limits: labels (count, key and value bytes) of the service and its task template', () => {
   const few = { ...DEFAULT_LIMITS, maxLabels: 2, maxLabelKeyBytes: 8, maxLabelValueBytes: 16 };
-  assert.equal(limitError(spec((s) => (s.labels = { a: '', b: '', c: '' })), few).setting, 'limits.maxLabels');
-  assert.equal(limitError(spec((s) => (s.task.labels = { a: '', b: '', c: '' })), few).field, 'task.labels');
-  assert.equal(limitError(spec((s) => (s.labels = { 'a-very-long-key': '' })), few).setting, 'limits.maxLabelKeyBytes');
-  assert.equal(limitError(spec((s) => (s.labels = { k: 'v'.repeat(17) })), few).setting, 'limits.maxLabelValueBytes');
-  validateServiceSpec(spec((s) => (s.labels = { a: 'v'.repeat(16), b: '' })), few);
+  assert.equal(
+    limitError(
+      spec((s) => (s.labels = { a: '', b: '', c: '' })),
+      few,
+    ).setting,
+    'limits.maxLabels',
+  );
+  assert.equal(
+    limitError(
+      spec((s) => (s.task.labels = { a: '', b: '', c: '' })),
+      few,
+    ).field,
+    'task.labels',
+  );
+  assert.equal(
+    limitError(
+      spec((s) => (s.labels = { 'a-very-long-key': '' })),
+      few,
+    ).setting,
+    'limits.maxLabelKeyBytes',
+  );
+  assert.equal(
+    limitError(
+      spec((s) => (s.labels = { k: 'v'.repeat(17) })),
+      few,
+    ).setting,
+    'limits.maxLabelValueBytes',
+  );
+  validateServiceSpec(
+    spec((s) => (s.labels = { a: 'v'.repeat(16), b: '' })),
+    few,
+  );
 });
 
 test('cluster limits: the name length and the spec size (half of limits.maxObjectBytes: the previous spec is kept too)', () => {
-  assert.equal(limitError(spec((s) => (s.name = 'web-frontend')), { ...DEFAULT_LIMITS, maxNameLength: 8 }).setting, 'limits.maxNameLength');
+  assert.equal(
+    limitError(
+      spec((s) => (s.name = 'web-frontend')),
+      { ...DEFAULT_LIMITS, maxNameLength: 8 },
+    ).setting,
+    'limits.maxNameLength',
+  );
   // A 300 KiB spec: over half of a 512 KiB object limit, within half of 1 MiB.
   const big = spec((s) => (s.task.env = [`PAD=${'x'.repeat(300 * 1024)}`]));
   const e = limitError(big, { ...DEFAULT_LIMITS, maxObjectBytes: 512 * 1024 });

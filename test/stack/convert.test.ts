@@ -33,9 +33,18 @@ describe('the example voting app stack', () => {
   });
 
   it('names and labels every object as docker stack deploy does', () => {
-    assert.deepEqual(stack.services.map((s) => s.name), ['vote_db', 'vote_redis', 'vote_result', 'vote_vote', 'vote_worker']);
-    assert.deepEqual(stack.networks.map((n) => n.name), ['vote_frontend', 'vote_backend']);
-    assert.deepEqual(stack.volumes.map((v) => v.name), ['vote_db-data']);
+    assert.deepEqual(
+      stack.services.map((s) => s.name),
+      ['vote_db', 'vote_redis', 'vote_result', 'vote_vote', 'vote_worker'],
+    );
+    assert.deepEqual(
+      stack.networks.map((n) => n.name),
+      ['vote_frontend', 'vote_backend'],
+    );
+    assert.deepEqual(
+      stack.volumes.map((v) => v.name),
+      ['vote_db-data'],
+    );
     for (const s of stack.services) {
       assert.equal(s.spec.labels[NAMESPACE_LABEL], 'vote');
       assert.equal(s.spec.labels[IMAGE_LABEL], s.spec.task.image);
@@ -64,7 +73,14 @@ describe('the example voting app stack', () => {
     ]);
     assert.deepEqual(worker.task.restartPolicy, { condition: 'on-failure', delayMs: 10_000, maxAttempts: 3, windowMs: 120_000 });
     assert.equal(worker.labels.APP, 'VOTING');
-    assert.deepEqual(svc(stack, 'redis').spec.update, { parallelism: 2, delayMs: 10_000, failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0, order: 'stop-first' });
+    assert.deepEqual(svc(stack, 'redis').spec.update, {
+      parallelism: 2,
+      delayMs: 10_000,
+      failureAction: 'pause',
+      monitorMs: 5000,
+      maxFailureRatio: 0,
+      order: 'stop-first',
+    });
   });
 });
 
@@ -92,17 +108,20 @@ describe('the atsea sample shop stack', () => {
     assert.deepEqual(stack.secrets[2]!.labels, {});
   });
 
-  it('secret references in Docker\'s shape, with defaults', () => {
+  it("secret references in Docker's shape, with defaults", () => {
     assert.deepEqual(svc(stack, 'payment_gateway').secrets, [
       { source: 'atsea_staging_token', key: 'staging_token', target: '/run/secrets/payment_token', uid: '1000', gid: '1000', mode: 0o400 },
     ]);
     assert.deepEqual(svc(stack, 'database').secrets, [
       { source: 'atsea_postgres_password', key: 'postgres_password', target: '/run/secrets/postgres_password', uid: '0', gid: '0', mode: 0o444 },
     ]);
-    assert.deepEqual(svc(stack, 'reverse_proxy').secrets.map((s) => [s.source, s.target]), [
-      ['revprox_cert', '/run/secrets/revprox_cert'],
-      ['revprox_key', '/run/secrets/revprox_key'],
-    ]);
+    assert.deepEqual(
+      svc(stack, 'reverse_proxy').secrets.map((s) => [s.source, s.target]),
+      [
+        ['revprox_cert', '/run/secrets/revprox_cert'],
+        ['revprox_key', '/run/secrets/revprox_key'],
+      ],
+    );
   });
 
   it('restart policy, placement, rollback on failure', () => {
@@ -110,7 +129,10 @@ describe('the atsea sample shop stack', () => {
     assert.deepEqual(app.task.restartPolicy, { condition: 'on-failure', delayMs: 5000, maxAttempts: 3, windowMs: 120_000 });
     assert.equal(app.update!.failureAction, 'rollback');
     assert.deepEqual(svc(stack, 'payment_gateway').spec.task.placement, { constraints: ['node.role == worker', 'node.labels.pcidss == yes'] });
-    assert.deepEqual(app.networks.map((n) => n.target), ['atsea_back-tier', 'atsea_front-tier', 'atsea_payment']);
+    assert.deepEqual(
+      app.networks.map((n) => n.target),
+      ['atsea_back-tier', 'atsea_front-tier', 'atsea_payment'],
+    );
   });
 });
 
@@ -150,15 +172,25 @@ describe('every option of full/docker-stack.yml', () => {
     });
   });
 
-  it('networks: aliases are the service key plus the file\'s; the default network only for services naming none', () => {
+  it("networks: aliases are the service key plus the file's; the default network only for services naming none", () => {
     assert.deepEqual(web.spec.networks, [
       { target: 'shop_back', aliases: ['web'] },
       { target: 'shop_front', aliases: ['web', 'www', 'shop'] },
     ]);
     assert.deepEqual(svc(stack, 'cleanup').spec.networks, [{ target: 'shop_default', aliases: ['cleanup'] }]);
-    assert.deepEqual(stack.networks.map((n) => n.name), ['shop_front', 'shop_back', 'shop_default']);
+    assert.deepEqual(
+      stack.networks.map((n) => n.name),
+      ['shop_front', 'shop_back', 'shop_default'],
+    );
     const back = stack.networks.find((n) => n.key === 'back')!.spec!;
-    assert.deepEqual(back, { name: 'shop_back', driver: 'overlay', labels: NS, ipam: { configs: [{ subnet: '10.77.0.0/24', gateway: '10.77.0.1' }] }, attachable: false, internal: true });
+    assert.deepEqual(back, {
+      name: 'shop_back',
+      driver: 'overlay',
+      labels: NS,
+      ipam: { configs: [{ subnet: '10.77.0.0/24', gateway: '10.77.0.1' }] },
+      attachable: false,
+      internal: true,
+    });
     assert.deepEqual(stack.networks.find((n) => n.key === 'front')!.spec!.labels, { 'com.example.purpose': 'public', ...NS });
   });
 
@@ -188,15 +220,24 @@ describe('every option of full/docker-stack.yml', () => {
       { source: 'shop_nginx_conf', key: 'nginx_conf', target: '/nginx_conf', uid: '0', gid: '0', mode: 0o444 },
       { source: 'shop_nginx_conf', key: 'nginx_conf', target: '/etc/nginx/nginx.conf', uid: '0', gid: '0', mode: 0o440 },
     ]);
-    assert.deepEqual(stack.secrets.map((s) => [s.name, s.external, s.labels]), [
-      ['shop_api_key', false, { rotation: 'monthly', ...NS }],
-      ['shared_tls_cert', true, {}],
-    ]);
+    assert.deepEqual(
+      stack.secrets.map((s) => [s.name, s.external, s.labels]),
+      [
+        ['shop_api_key', false, { rotation: 'monthly', ...NS }],
+        ['shared_tls_cert', true, {}],
+      ],
+    );
     assert.equal(stack.configs[0]!.file, `${CORPUS}/full/nginx.conf`);
   });
 
   it('healthcheck: list, string (CMD-SHELL), disable; durations in ms', () => {
-    assert.deepEqual(t.healthcheck, { test: ['CMD', 'curl', '-f', 'http://localhost/'], intervalMs: 30_000, timeoutMs: 5000, retries: 3, startPeriodMs: 60_000 });
+    assert.deepEqual(t.healthcheck, {
+      test: ['CMD', 'curl', '-f', 'http://localhost/'],
+      intervalMs: 30_000,
+      timeoutMs: 5000,
+      retries: 3,
+      startPeriodMs: 60_000,
+    });
     assert.deepEqual(svc(stack, 'api').spec.task.healthcheck, { test: ['CMD-SHELL', 'curl -f http://localhost:3000/health || exit 1'], intervalMs: 10_000 });
     assert.deepEqual(svc(stack, 'migrate').spec.task.healthcheck, { test: ['NONE'] });
     assert.equal(t.stopSignal, 'SIGQUIT');
@@ -205,10 +246,24 @@ describe('every option of full/docker-stack.yml', () => {
 
   it('deploy: replicas from .env, placement, resources, restart, update and rollback configs', () => {
     assert.deepEqual(web.spec.mode, { replicated: { replicas: 3 } });
-    assert.deepEqual(t.placement, { constraints: ['node.role == worker', 'node.labels.zone != dmz'], preferences: [{ spread: 'node.labels.zone' }], maxReplicas: 2 });
-    assert.deepEqual(t.resources, { limits: { nanoCpus: 500_000_000, memoryBytes: 256 * 1024 * 1024, pids: 200 }, reservations: { nanoCpus: 250_000_000, memoryBytes: 64 * 1024 * 1024 } });
+    assert.deepEqual(t.placement, {
+      constraints: ['node.role == worker', 'node.labels.zone != dmz'],
+      preferences: [{ spread: 'node.labels.zone' }],
+      maxReplicas: 2,
+    });
+    assert.deepEqual(t.resources, {
+      limits: { nanoCpus: 500_000_000, memoryBytes: 256 * 1024 * 1024, pids: 200 },
+      reservations: { nanoCpus: 250_000_000, memoryBytes: 64 * 1024 * 1024 },
+    });
     assert.deepEqual(t.restartPolicy, { condition: 'on-failure', delayMs: 5000, maxAttempts: 3, windowMs: 120_000 });
-    assert.deepEqual(web.spec.update, { parallelism: 2, delayMs: 10_000, failureAction: 'rollback', monitorMs: 90_000, maxFailureRatio: 0.25, order: 'start-first' });
+    assert.deepEqual(web.spec.update, {
+      parallelism: 2,
+      delayMs: 10_000,
+      failureAction: 'rollback',
+      monitorMs: 90_000,
+      maxFailureRatio: 0.25,
+      order: 'start-first',
+    });
     assert.deepEqual(web.spec.rollback, { parallelism: 0, delayMs: 0, failureAction: 'pause', monitorMs: 10_000, maxFailureRatio: 0, order: 'stop-first' });
   });
 
@@ -228,21 +283,37 @@ describe('every option of full/docker-stack.yml', () => {
 describe('conversion errors', () => {
   const one = (yaml: string) => convertStack(loadMemory({ '/app/s.yml': yaml }, ['s.yml']), 'ns');
 
-  it('rules only Shoal\'s validator knows become ComposeErrors naming the service and the compose option', () => {
+  it("rules only Shoal's validator knows become ComposeErrors naming the service and the compose option", () => {
     const cases: [string, RegExp][] = [
       ['services:\n  web:\n    image: x\n    stop_signal: SIGNOPE\n', /^s\.yml:2: services\.web\.stop_signal: task\.stopSignal must be a signal name/],
       ['services:\n  web:\n    image: "Not A Valid Ref"\n', /^s\.yml:2: services\.web\.image: task\.image: invalid image reference/],
-      ['services:\n  web:\n    image: x\n    ports: ["80:80"]\n    deploy: {endpoint_mode: dnsrr}\n', /^s\.yml:2: services\.web\.ports: endpoint\.ports\[0\]: port 80\/tcp is published in ingress mode/],
-      ['services:\n  web:\n    image: x\n    deploy:\n      placement: {constraints: ["node.colour==red"]}\n', /^s\.yml:2: services\.web\.deploy\.placement: task\.placement\.constraints\[0\]: invalid constraint/],
-      ['services:\n  job:\n    image: x\n    deploy: {mode: replicated-job, update_config: {parallelism: 1}}\n', /^s\.yml:2: services\.job\.deploy\.update_config: update: a job/],
-      ['services:\n  web:\n    image: x\n    deploy: {resources: {limits: {memory: 1k}}}\n', /^s\.yml:2: services\.web\.deploy\.resources: task\.resources\.limits\.memoryBytes must be 0 or at least 4 MiB/],
+      [
+        'services:\n  web:\n    image: x\n    ports: ["80:80"]\n    deploy: {endpoint_mode: dnsrr}\n',
+        /^s\.yml:2: services\.web\.ports: endpoint\.ports\[0\]: port 80\/tcp is published in ingress mode/,
+      ],
+      [
+        'services:\n  web:\n    image: x\n    deploy:\n      placement: {constraints: ["node.colour==red"]}\n',
+        /^s\.yml:2: services\.web\.deploy\.placement: task\.placement\.constraints\[0\]: invalid constraint/,
+      ],
+      [
+        'services:\n  job:\n    image: x\n    deploy: {mode: replicated-job, update_config: {parallelism: 1}}\n',
+        /^s\.yml:2: services\.job\.deploy\.update_config: update: a job/,
+      ],
+      [
+        'services:\n  web:\n    image: x\n    deploy: {resources: {limits: {memory: 1k}}}\n',
+        /^s\.yml:2: services\.web\.deploy\.resources: task\.resources\.limits\.memoryBytes must be 0 or at least 4 MiB/,
+      ],
     ];
     for (const [yaml, re] of cases) {
-      assert.throws(() => one(yaml), (e: unknown) => e instanceof ComposeError && re.test(e.message), yaml);
+      assert.throws(
+        () => one(yaml),
+        (e: unknown) => e instanceof ComposeError && re.test(e.message),
+        yaml,
+      );
     }
   });
 
-  it('stack names follow Docker\'s rule', () => {
+  it("stack names follow Docker's rule", () => {
     const p = loadMemory({ '/app/s.yml': 'services: {web: {image: x}}\n' }, ['s.yml']);
     for (const bad of ['', '-x', 'has space', 'a/b', 'x'.repeat(51)]) assert.throws(() => convertStack(p, bad), StackNameError, bad);
     assert.equal(convertStack(p, 'my.stack-1_a').services[0]!.name, 'my.stack-1_a_web');
@@ -251,12 +322,18 @@ describe('conversion errors', () => {
   it('an empty networks list joins the default network', () => {
     const s = one('services:\n  web:\n    image: x\n    networks: []\n');
     assert.deepEqual(s.services[0]!.spec.networks, [{ target: 'ns_default', aliases: ['web'] }]);
-    assert.deepEqual(s.networks.map((n) => n.name), ['ns_default']);
+    assert.deepEqual(
+      s.networks.map((n) => n.name),
+      ['ns_default'],
+    );
   });
 
   it('unused networks are not part of the stack (as Docker), declared external ones keep their name', () => {
     const s = one('services:\n  web:\n    image: x\n    networks: [proxy]\nnetworks:\n  proxy: {external: true, name: traefik}\n  unused: {}\n');
-    assert.deepEqual(s.networks.map((n) => [n.key, n.name, n.external]), [['proxy', 'traefik', true]]);
+    assert.deepEqual(
+      s.networks.map((n) => [n.key, n.name, n.external]),
+      [['proxy', 'traefik', true]],
+    );
     assert.deepEqual(s.services[0]!.spec.networks, [{ target: 'traefik', aliases: ['web'] }]);
   });
 });

@@ -52,7 +52,11 @@ describe('interpolate', () => {
 
   it('a lone $, ${}, an unclosed brace and an unknown operator are errors that say to write $$', () => {
     for (const bad of ['$1', 'price $', '${}', '${SET', '${SET:=x}', '${-x}']) {
-      assert.throws(() => interpolate(bad, lookup), (e: unknown) => e instanceof InterpolationError && /invalid interpolation format/.test(e.message), bad);
+      assert.throws(
+        () => interpolate(bad, lookup),
+        (e: unknown) => e instanceof InterpolationError && /invalid interpolation format/.test(e.message),
+        bad,
+      );
     }
   });
 

@@ -40,22 +40,36 @@ describe('compose loader: errors name file:line:key', () => {
   it('lists problems in file and line order', () => {
     const err = problemsOf(() => loadCorpus(['errors/types.yml']));
     const lines = err.problems.map((p) => p.pos.line);
-    assert.deepEqual(lines, [...lines].sort((a, b) => a - b));
+    assert.deepEqual(
+      lines,
+      [...lines].sort((a, b) => a - b),
+    );
   });
 
   it('a missing compose file is a ComposeFileError naming it', () => {
-    assert.throws(() => loadCorpus(['no-such-stack.yml']), (e: unknown) => e instanceof ComposeFileError && e.message === 'no-such-stack.yml: no such file');
+    assert.throws(
+      () => loadCorpus(['no-such-stack.yml']),
+      (e: unknown) => e instanceof ComposeFileError && e.message === 'no-such-stack.yml: no such file',
+    );
   });
 
   it('a file that is not a mapping, and an empty services section, are refused', () => {
     assert.match(problemsOf(() => loadMemory({ '/app/a.yml': '- just\n- a list\n' }, ['a.yml'])).message, /^a\.yml:1: a compose file must be a mapping/);
-    assert.match(problemsOf(() => loadMemory({ '/app/a.yml': 'version: "3"\nservices: {}\n' }, ['a.yml'])).message, /a\.yml:2: services: a stack needs at least one service/);
+    assert.match(
+      problemsOf(() => loadMemory({ '/app/a.yml': 'version: "3"\nservices: {}\n' }, ['a.yml'])).message,
+      /a\.yml:2: services: a stack needs at least one service/,
+    );
     assert.match(problemsOf(() => loadMemory({ '/app/a.yml': 'version: "3"\n' }, ['a.yml'])).message, /services: a stack needs at least one service/);
   });
 
   it('an alias bomb is refused, bounded', () => {
     const rows = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
-    for (let i = 1; i < 8; i++) rows.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    for (let i = 1; i < 8; i++)
+      rows.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10)
+          .fill(`*${String.fromCharCode(96 + i)}`)
+          .join(', ')}]`,
+      );
     rows.push('services: {web: {image: nginx, x-bomb: *h}}');
     const err = problemsOf(() => loadMemory({ '/app/bomb.yml': rows.join('\n') }, ['bomb.yml']));
     assert.match(err.message, /expands to more than \d+ values/);
@@ -68,7 +82,7 @@ describe('compose loader: errors name file:line:key', () => {
   });
 });
 
-describe('compose loader: ignored options give Docker\'s warnings', () => {
+describe("compose loader: ignored options give Docker's warnings", () => {
   it('ignored.yml loads with exactly the expected warning lines', () => {
     const p = loadCorpus(['ignored.yml']);
     assert.deepEqual(p.warnings, [
@@ -80,7 +94,10 @@ describe('compose loader: ignored options give Docker\'s warnings', () => {
       'services.db.volumes[0].volume.nocopy: not honoured',
     ]);
     // cap_add, init and sysctls are honoured (task.capabilityAdd …); cap_drop: [] and read_only: false ask for nothing.
-    assert.deepEqual(p.services.map((s) => s.key), ['app', 'db']);
+    assert.deepEqual(
+      p.services.map((s) => s.key),
+      ['app', 'db'],
+    );
   });
 
   it('a variable used while unset is a warning, as in Docker', () => {
@@ -127,7 +144,10 @@ describe('compose loader: anchors, merge keys, extension fields', () => {
       },
       ['a.yml'],
     );
-    assert.deepEqual(p.services.map((s) => s.key), ['web']);
+    assert.deepEqual(
+      p.services.map((s) => s.key),
+      ['web'],
+    );
     assert.deepEqual(p.services[0]!.extensions, { 'x-shoal-autoscale': { min: 1, max: 4 } });
   });
 });
@@ -156,7 +176,9 @@ describe('compose loader: environment, .env and env_file', () => {
     const base = 'services:\n  web:\n    image: nginx\n    env_file:\n';
     const err = problemsOf(() => loadMemory({ '/app/a.yml': `${base}      - missing.env\n` }, ['a.yml']));
     assert.equal(err.message, 'a.yml:5: services.web.env_file[0]: env file /app/missing.env not found');
-    const p = loadMemory({ '/app/a.yml': `${base}      - path: missing.env\n        required: false\n      - path: ok.env\n`, '/app/ok.env': 'A=1\n' }, ['a.yml']);
+    const p = loadMemory({ '/app/a.yml': `${base}      - path: missing.env\n        required: false\n      - path: ok.env\n`, '/app/ok.env': 'A=1\n' }, [
+      'a.yml',
+    ]);
     assert.deepEqual(p.services[0]!.environment, { A: '1' });
   });
 
@@ -165,7 +187,7 @@ describe('compose loader: environment, .env and env_file', () => {
     assert.deepEqual(err.message.split('\n'), ['/app/.env:3: invalid variable name "9BAD" (expected KEY=value)', '/app/.env:4: Q: unterminated double quote']);
   });
 
-  it('paths resolve against the first file\'s directory; ~ against HOME', () => {
+  it("paths resolve against the first file's directory; ~ against HOME", () => {
     const p = loadMemory(
       { '/app/stack/a.yml': 'services:\n  web:\n    image: x\n    volumes:\n      - ./conf:/conf\n      - ~/data:/data\n      - ../shared:/shared:ro\n' },
       ['stack/a.yml'],

@@ -21,9 +21,15 @@ describe('merge of 2-3 files (merge/base.yml, override.yml, prod.yml)', () => {
       ['8080:80/host', '8443:443/ingress', '9090:9090/ingress'],
     );
     // volumes by target: /srv/static now comes from the logs volume.
-    assert.deepEqual(web.mounts.map((m) => `${m.source}:${m.target}`), [`logs:/srv/static`, `${p.workingDir}/conf:/etc/web`]);
+    assert.deepEqual(
+      web.mounts.map((m) => `${m.source}:${m.target}`),
+      [`logs:/srv/static`, `${p.workingDir}/conf:/etc/web`],
+    );
     // secrets by target: the same /run/secrets/api_key, now with mode 0400.
-    assert.deepEqual(web.secrets.map((s) => [s.source, s.target, s.mode]), [['api_key', 'api_key', 0o400]]);
+    assert.deepEqual(
+      web.secrets.map((s) => [s.source, s.target, s.mode]),
+      [['api_key', 'api_key', 0o400]],
+    );
     assert.equal(web.deploy.replicas, 3);
     assert.deepEqual(web.deploy.labels, { owner: 'override' });
     // Other sequences append (dropping repeats).
@@ -31,12 +37,18 @@ describe('merge of 2-3 files (merge/base.yml, override.yml, prod.yml)', () => {
     assert.equal(web.deploy.limits!.memoryBytes, 128 * 1024 * 1024);
     // healthcheck.test is replaced, the interval kept.
     assert.deepEqual(web.healthcheck, { test: ['CMD', 'curl', '-f', 'http://localhost/'], intervalMs: 10_000 });
-    assert.deepEqual(p.volumes.map((v) => v.key), ['static', 'logs']);
+    assert.deepEqual(
+      p.volumes.map((v) => v.key),
+      ['static', 'logs'],
+    );
   });
 
   it('three files: !reset removes, !override replaces', () => {
     const p = loadCorpus(['base.yml', 'override.yml', 'prod.yml'], {}, 'merge');
-    assert.deepEqual(p.services.map((s) => s.key), ['web']);
+    assert.deepEqual(
+      p.services.map((s) => s.key),
+      ['web'],
+    );
     const web = p.services[0]!;
     assert.deepEqual(web.labels, {});
     assert.deepEqual(web.deploy.constraints, ['node.labels.zone==us']);
@@ -49,7 +61,10 @@ describe('merge of 2-3 files (merge/base.yml, override.yml, prod.yml)', () => {
       assert.fail('expected a ComposeError');
     } catch (e) {
       assert.ok(e instanceof ComposeError);
-      assert.equal(e.message, '../errors/version2.yml:1: version: unsupported Compose file version "2.4": docker stack deploy takes version 3.x files or the Compose Specification (no version)');
+      assert.equal(
+        e.message,
+        '../errors/version2.yml:1: version: unsupported Compose file version "2.4": docker stack deploy takes version 3.x files or the Compose Specification (no version)',
+      );
     }
   });
 });
@@ -62,7 +77,13 @@ describe('merge rules one by one', () => {
       'services:\n  s:\n    image: x\n    networks: [front]\nnetworks: {front: {}, back: {}}\n',
       'services:\n  s:\n    networks:\n      back:\n        aliases: [db]\n',
     );
-    assert.deepEqual(p.services[0]!.networks!.map((n) => [n.key, n.aliases]), [['front', []], ['back', ['db']]]);
+    assert.deepEqual(
+      p.services[0]!.networks!.map((n) => [n.key, n.aliases]),
+      [
+        ['front', []],
+        ['back', ['db']],
+      ],
+    );
   });
 
   it('entrypoint is replaced, not appended; a string command replaces a list', () => {
@@ -78,12 +99,18 @@ describe('merge rules one by one', () => {
     );
     assert.equal(p.services[0]!.image, 'y');
     assert.equal(p.services[0]!.deploy.mode, 'replicated');
-    assert.deepEqual(p.secrets.map((s) => s.key), ['a', 'b']);
+    assert.deepEqual(
+      p.secrets.map((s) => s.key),
+      ['a', 'b'],
+    );
   });
 
   it('a service that exists only in the override is added whole', () => {
     const p = two('services:\n  a:\n    image: x\n', 'services:\n  b:\n    image: y\n');
-    assert.deepEqual(p.services.map((s) => s.key), ['a', 'b']);
+    assert.deepEqual(
+      p.services.map((s) => s.key),
+      ['a', 'b'],
+    );
   });
 
   it('configs merge by target (default /<source>)', () => {
@@ -91,10 +118,13 @@ describe('merge rules one by one', () => {
       'services:\n  s:\n    image: x\n    configs: [c1, {source: c2, target: /etc/c2}]\nconfigs:\n  c1: {file: ./c}\n  c2: {file: ./c}\n',
       'services:\n  s:\n    configs: [{source: c1, target: /c1, mode: 0600}, {source: c1, target: /etc/other}]\n',
     );
-    assert.deepEqual(p.services[0]!.configs.map((c) => [c.source, c.target ?? null, c.mode ?? null]), [
-      ['c1', '/c1', 0o600],
-      ['c2', '/etc/c2', null],
-      ['c1', '/etc/other', null],
-    ]);
+    assert.deepEqual(
+      p.services[0]!.configs.map((c) => [c.source, c.target ?? null, c.mode ?? null]),
+      [
+        ['c1', '/c1', 0o600],
+        ['c2', '/etc/c2', null],
+        ['c1', '/etc/other', null],
+      ],
+    );
   });
 });

@@ -26,8 +26,7 @@ class FakeCluster implements Existing {
         if (s.kind === 'service') this.services = this.services.filter((x) => x.id !== s.id);
         else if (s.kind === 'network') this.networks = this.networks.filter((x) => x.id !== s.id);
         else this[`${s.kind}s`] = this[`${s.kind}s`].filter((x) => x.id !== s.id);
-      }
-      else if (s.action === 'create' && s.kind === 'network') this.networks.push({ id, name: s.name, labels: s.network.spec!.labels, spec: s.network.spec! });
+      } else if (s.action === 'create' && s.kind === 'network') this.networks.push({ id, name: s.name, labels: s.network.spec!.labels, spec: s.network.spec! });
       else if (s.action === 'create' && (s.kind === 'secret' || s.kind === 'config')) this[`${s.kind}s`].push({ id, name: s.name, labels: s.object.labels });
       else if (s.action === 'update' && (s.kind === 'secret' || s.kind === 'config')) {
         const list = this[`${s.kind}s`];
@@ -73,10 +72,7 @@ describe('deploy plan', () => {
   it('changing one image updates only that service, naming what changed', () => {
     const c = new FakeCluster();
     c.apply(planDeploy(voting(), c).steps);
-    const edited = convertStack(
-      loadMemory({ '/app/s.yml': votingText().replace('redis:alpine', 'redis:7-alpine') }, ['s.yml']),
-      'vote',
-    );
+    const edited = convertStack(loadMemory({ '/app/s.yml': votingText().replace('redis:alpine', 'redis:7-alpine') }, ['s.yml']), 'vote');
     const plan = planDeploy(edited, c);
     assert.deepEqual(summary(changes(plan)), ['update service vote_redis']);
     const step = changes(plan)[0]!;
@@ -84,15 +80,23 @@ describe('deploy plan', () => {
     assert.deepEqual(step.changed, ['labels', 'task']);
   });
 
-  it('--prune removes the stack\'s services that left the file, first; without it they stay', () => {
+  it("--prune removes the stack's services that left the file, first; without it they stay", () => {
     const c = new FakeCluster();
     c.apply(planDeploy(voting(), c).steps);
     c.services.push({ id: 'other', name: 'elsewhere_web', labels: { [NAMESPACE_LABEL]: 'elsewhere' }, spec: c.services[0]!.spec });
-    const smaller = convertStack(loadMemory({ '/app/s.yml': 'services:\n  vote:\n    image: dockersamples/examplevotingapp_vote:latest\n' }, ['s.yml']), 'vote');
+    const smaller = convertStack(
+      loadMemory({ '/app/s.yml': 'services:\n  vote:\n    image: dockersamples/examplevotingapp_vote:latest\n' }, ['s.yml']),
+      'vote',
+    );
     const noPrune = planDeploy(smaller, c);
     assert.equal(noPrune.steps.filter((s) => s.action === 'remove').length, 0);
     const pruned = planDeploy(smaller, c, { prune: true });
-    assert.deepEqual(summary(pruned.steps).slice(0, 4), ['remove service vote_db', 'remove service vote_redis', 'remove service vote_result', 'remove service vote_worker']);
+    assert.deepEqual(summary(pruned.steps).slice(0, 4), [
+      'remove service vote_db',
+      'remove service vote_redis',
+      'remove service vote_result',
+      'remove service vote_worker',
+    ]);
     assert.ok(!summary(pruned.steps).some((s) => s.includes('elsewhere')));
   });
 
@@ -104,12 +108,16 @@ describe('deploy plan', () => {
       (e: unknown) =>
         e instanceof PlanError &&
         e.problems.length === 2 &&
-        e.problems[0] === 'secret revprox_cert is declared as external, but it does not exist: create it (shoal secret create revprox_cert FILE) before deploying' &&
+        e.problems[0] ===
+          'secret revprox_cert is declared as external, but it does not exist: create it (shoal secret create revprox_cert FILE) before deploying' &&
         e.problems[1]!.startsWith('secret revprox_key is declared as external'),
     );
     c.secrets.push({ id: 's1', name: 'revprox_cert', labels: {} }, { id: 's2', name: 'revprox_key', labels: {} });
     const plan = planDeploy(stack, c);
-    assert.deepEqual(summary(plan.steps).filter((s) => s.includes('secret')), ['create secret atsea_postgres_password', 'create secret atsea_staging_token']);
+    assert.deepEqual(
+      summary(plan.steps).filter((s) => s.includes('secret')),
+      ['create secret atsea_postgres_password', 'create secret atsea_staging_token'],
+    );
     c.apply(plan.steps);
     // Pruning a stack never touches external objects (and only ever removes services).
     const pruned = planDeploy(stack, c, { prune: true });
@@ -119,7 +127,13 @@ describe('deploy plan', () => {
 
   it('external networks must exist (host always does)', () => {
     const stack = convertStack(
-      loadMemory({ '/app/s.yml': 'services:\n  web:\n    image: x\n    networks: [proxy, hostnet]\nnetworks:\n  proxy: {external: true}\n  hostnet: {external: true, name: host}\n' }, ['s.yml']),
+      loadMemory(
+        {
+          '/app/s.yml':
+            'services:\n  web:\n    image: x\n    networks: [proxy, hostnet]\nnetworks:\n  proxy: {external: true}\n  hostnet: {external: true, name: host}\n',
+        },
+        ['s.yml'],
+      ),
       'ns',
     );
     const c = new FakeCluster();
@@ -177,7 +191,10 @@ describe('deploy plan', () => {
   });
 
   it('secret labels changed in the file → update; data is not compared here', () => {
-    const files = (label: string) => ({ '/app/s.yml': `services:\n  web:\n    image: x\n    secrets: [k]\nsecrets:\n  k:\n    file: ./k\n    labels: {v: "${label}"}\n`, '/app/k': 'data' });
+    const files = (label: string) => ({
+      '/app/s.yml': `services:\n  web:\n    image: x\n    secrets: [k]\nsecrets:\n  k:\n    file: ./k\n    labels: {v: "${label}"}\n`,
+      '/app/k': 'data',
+    });
     const c = new FakeCluster();
     c.apply(planDeploy(convertStack(loadMemory(files('1'), ['s.yml']), 'ns'), c).steps);
     const plan = planDeploy(convertStack(loadMemory(files('2'), ['s.yml']), 'ns'), c);
@@ -217,8 +234,14 @@ describe('deploy plan', () => {
     ]);
     c.apply(rm);
     assert.deepEqual(planRemove('atsea', c), []);
-    assert.deepEqual(c.secrets.map((x) => x.name), ['revprox_cert', 'revprox_key']);
-    assert.deepEqual(c.networks.map((x) => x.name), ['atsea_lookalike']);
+    assert.deepEqual(
+      c.secrets.map((x) => x.name),
+      ['revprox_cert', 'revprox_key'],
+    );
+    assert.deepEqual(
+      c.networks.map((x) => x.name),
+      ['atsea_lookalike'],
+    );
     assert.deepEqual(c.services, []);
   });
 });

@@ -118,13 +118,28 @@ test('checks name the setting, the limit, the value and the flag that raises it'
   );
   checkTaskBudget(5, 5, { ...l, maxTasks: 10 });
   checkTaskBudget(50, -3, { ...l, maxTasks: 10 }); // shrinking always passes
-  assert.throws(() => checkTaskBudget(5, 6, { ...l, maxTasks: 10 }), (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxTasks' && e.actual === 11);
-  assert.throws(() => checkLabels({ a: '1', b: '2' }, { ...l, maxLabels: 1 }), (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxLabels');
-  assert.throws(() => checkLabels({ ['k'.repeat(9)]: '' }, { ...l, maxLabelKeyBytes: 8 }), (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxLabelKeyBytes');
+  assert.throws(
+    () => checkTaskBudget(5, 6, { ...l, maxTasks: 10 }),
+    (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxTasks' && e.actual === 11,
+  );
+  assert.throws(
+    () => checkLabels({ a: '1', b: '2' }, { ...l, maxLabels: 1 }),
+    (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxLabels',
+  );
+  assert.throws(
+    () => checkLabels({ ['k'.repeat(9)]: '' }, { ...l, maxLabelKeyBytes: 8 }),
+    (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxLabelKeyBytes',
+  );
   // Sizes are UTF-8 bytes: 3 characters of 2 bytes are 6 bytes.
-  assert.throws(() => checkLabels({ k: 'ééé' }, { ...l, maxLabelValueBytes: 5 }), (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxLabelValueBytes' && e.actual === 6);
+  assert.throws(
+    () => checkLabels({ k: 'ééé' }, { ...l, maxLabelValueBytes: 5 }),
+    (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxLabelValueBytes' && e.actual === 6,
+  );
   checkLabels({ k: 'éé' }, { ...l, maxLabelValueBytes: 5 });
-  assert.throws(() => checkName('x'.repeat(11), { ...l, maxNameLength: 10 }), (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxNameLength');
+  assert.throws(
+    () => checkName('x'.repeat(11), { ...l, maxNameLength: 10 }),
+    (e: unknown) => e instanceof LimitExceededError && e.setting === 'limits.maxNameLength',
+  );
 });
 
 test('parseLimitsUpdate: any subset of the settings, integers in range; anything else is a 400 naming the field', () => {
@@ -145,7 +160,11 @@ test('parseLimitsUpdate: any subset of the settings, integers in range; anything
   ];
   for (const [raw, re] of bad) {
     const input = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 0 ? JSON.parse('{"__proto__":1}') : raw;
-    assert.throws(() => parseLimitsUpdate(input), (e: unknown) => e instanceof ValidationError && re.test(e.message), `${JSON.stringify(raw)} → ${String(re)}`);
+    assert.throws(
+      () => parseLimitsUpdate(input),
+      (e: unknown) => e instanceof ValidationError && re.test(e.message),
+      `${JSON.stringify(raw)} → ${String(re)}`,
+    );
   }
   // applyLimitsUpdate: fills in the defaults for a cluster that had none, and keeps the rest of the spec.
   const { limits: _l, ...old } = defaultClusterSpec('c');
@@ -164,7 +183,10 @@ test('store: a task create past limits.maxTasks is refused in the transaction; d
   });
   const e = await limitError(s.update((tx) => void tx.create(task('t4', 's1', 4))));
   assert.equal(e.setting, 'limits.maxTasks');
-  assert.equal(s.view((tx) => tx.count('task')), 3);
+  assert.equal(
+    s.view((tx) => tx.count('task')),
+    3,
+  );
   // Delete and create in one transaction: the count never goes past the limit.
   await s.update((tx) => {
     tx.delete('task', 't1');
@@ -191,7 +213,10 @@ test('store: objects over limits.maxObjectBytes, labels over the label limits an
   assert.match(le.message, /service s2 spec\.labels has 3 labels/);
   assert.equal((await limitError(s.update((tx) => void tx.create(node('n1', 'host-name-too-long'))))).setting, 'limits.maxNameLength');
   // Nothing was written by any of them.
-  assert.equal(s.view((tx) => tx.count('service') + tx.count('node')), 0);
+  assert.equal(
+    s.view((tx) => tx.count('service') + tx.count('node')),
+    0,
+  );
   // Node label updates (node update --label-add) go through the same check.
   await s.update((tx) => void tx.create(node('n1', 'h1')));
   const ne = await limitError(s.update((tx) => void tx.modify('node', 'n1', (n) => (n.spec.labels = { a: '', b: '', c: '' }))));
@@ -212,12 +237,24 @@ test('store: lowering a limit grandfathers existing objects; only changes that m
   // Growing the oversized object by more than the slack, touching the over-limit labels, or a new long
   // name: refused.
   const more = `MORE=${'y'.repeat(2048)}`;
-  assert.equal((await limitError(s.update((tx) => void tx.modify('service', 's1', (x) => (x.spec.task.env = [...x.spec.task.env!, more]))))).setting, 'limits.maxObjectBytes');
+  assert.equal(
+    (await limitError(s.update((tx) => void tx.modify('service', 's1', (x) => (x.spec.task.env = [...x.spec.task.env!, more]))))).setting,
+    'limits.maxObjectBytes',
+  );
   // An object under the limit may not grow past it (no slack for those).
   await s.update((tx) => void tx.create(service('s2', 'small')));
-  assert.equal((await limitError(s.update((tx) => void tx.modify('service', 's2', (x) => (x.spec.task.env = [`PAD=${'x'.repeat(64 * 1024)}`]))))).setting, 'limits.maxObjectBytes');
-  assert.equal((await limitError(s.update((tx) => void tx.modify('service', 's1', (x) => (x.spec.labels = { ...x.spec.labels, d: '4' }))))).setting, 'limits.maxLabels');
-  assert.equal((await limitError(s.update((tx) => void tx.modify('node', 'n1', (n) => (n.description.hostname = 'another-long-one'))))).setting, 'limits.maxNameLength');
+  assert.equal(
+    (await limitError(s.update((tx) => void tx.modify('service', 's2', (x) => (x.spec.task.env = [`PAD=${'x'.repeat(64 * 1024)}`]))))).setting,
+    'limits.maxObjectBytes',
+  );
+  assert.equal(
+    (await limitError(s.update((tx) => void tx.modify('service', 's1', (x) => (x.spec.labels = { ...x.spec.labels, d: '4' }))))).setting,
+    'limits.maxLabels',
+  );
+  assert.equal(
+    (await limitError(s.update((tx) => void tx.modify('node', 'n1', (n) => (n.description.hostname = 'another-long-one'))))).setting,
+    'limits.maxNameLength',
+  );
   // Shrinking is fine.
   await s.update((tx) => void tx.modify('service', 's1', (x) => (x.spec.labels = { a: '1' })));
 });
@@ -244,7 +281,10 @@ test('store: limits are checked when a write is proposed, never when an entry is
   await replica.update((tx) => void tx.modify('cluster', 'cluster', (c) => (c.spec = applyLimitsUpdate(c.spec, { maxTasks: 1 }))));
   const r = replica.apply({ index: replica.index + 1, data: entries[2]! });
   assert.equal(r, replica.index);
-  assert.equal(replica.view((tx) => tx.count('task')), 3);
+  assert.equal(
+    replica.view((tx) => tx.count('task')),
+    3,
+  );
 });
 
 // ------------------------------------------------------------------------------------------ orchestrator
@@ -259,7 +299,10 @@ test('orchestrator at limits.maxTasks: records why on the service once, does not
     await s.update((tx) => void tx.create(service('s1', 'web', 5)));
     await orch.idle();
     const svc = () => s.view((tx) => tx.get('service', 's1')!);
-    assert.equal(s.view((tx) => tx.count('task')), 3);
+    assert.equal(
+      s.view((tx) => tx.count('task')),
+      3,
+    );
     assert.match(svc().status.blocked ?? '', /limits\.maxTasks \(3 tasks\).*--max-tasks/);
     // No hot retry: with nothing changing, further passes write nothing.
     const index = s.index;
@@ -272,7 +315,10 @@ test('orchestrator at limits.maxTasks: records why on the service once, does not
     // Raising the limit wakes the blocked service: it converges and the reason is cleared.
     await setLimits(s, { maxTasks: 100 });
     await orch.idle();
-    assert.equal(s.view((tx) => tx.tasksByService('s1').length), 5);
+    assert.equal(
+      s.view((tx) => tx.tasksByService('s1').length),
+      5,
+    );
     assert.equal(svc().status.blocked, undefined);
   } finally {
     orch.stop();
@@ -298,8 +344,15 @@ test('orchestrator: a service whose tasks break a lowered limit stops alone; the
       tx.create(service('other', 'other', 2));
     });
     await orch.idle();
-    assert.equal(s.view((tx) => tx.tasksByService('other').length), 2, logs.join('\n'));
-    assert.equal(s.view((tx) => tx.tasksByService('big').length), 0);
+    assert.equal(
+      s.view((tx) => tx.tasksByService('other').length),
+      2,
+      logs.join('\n'),
+    );
+    assert.equal(
+      s.view((tx) => tx.tasksByService('big').length),
+      0,
+    );
     assert.match(s.view((tx) => tx.get('service', 'big')!.status.blocked) ?? '', /limits\.maxLabels \(2\).*--max-labels/);
     assert.equal(logs.filter((l) => /writing decisions failed/.test(l)).length, 0, logs.join('\n'));
     // Nothing more is written while nothing changes (the reason is stable, written once).
@@ -310,8 +363,14 @@ test('orchestrator: a service whose tasks break a lowered limit stops alone; the
     // Raising the limit lets it converge.
     await setLimits(s, { maxLabels: 10 });
     await orch.idle();
-    assert.equal(s.view((tx) => tx.tasksByService('big').length), 2);
-    assert.equal(s.view((tx) => tx.get('service', 'big')!.status.blocked), undefined);
+    assert.equal(
+      s.view((tx) => tx.tasksByService('big').length),
+      2,
+    );
+    assert.equal(
+      s.view((tx) => tx.get('service', 'big')!.status.blocked),
+      undefined,
+    );
   } finally {
     orch.stop();
   }

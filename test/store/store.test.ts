@@ -6,13 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NotLeaderError } from '../../manager/raft/core.ts';
 import type { Entry } from '../../manager/raft/types.ts';
-import {
-  TASK_STATES,
-  defaultClusterSpec,
-  isTerminalTaskState,
-  mutable,
-  taskStateRank,
-} from '../../manager/store/objects.ts';
+import { TASK_STATES, defaultClusterSpec, isTerminalTaskState, mutable, taskStateRank } from '../../manager/store/objects.ts';
 import type { Cluster, Draft, Frozen, Kind, Network, Node, Service, Task } from '../../manager/store/objects.ts';
 import {
   BatchError,
@@ -282,8 +276,14 @@ test('a transaction commits and is visible, with versions and timestamps assigne
 
   // Delete.
   assert.equal(await s.update((tx) => tx.delete('node', 'n1')), 3);
-  assert.equal(s.view((tx) => tx.get('node', 'n1')), undefined);
-  assert.equal(s.view((tx) => tx.byName('node', 'host-1')), undefined);
+  assert.equal(
+    s.view((tx) => tx.get('node', 'n1')),
+    undefined,
+  );
+  assert.equal(
+    s.view((tx) => tx.byName('node', 'host-1')),
+    undefined,
+  );
 });
 
 test('a transaction reads its own writes (get, list, find, byName, task indexes), others do not until commit', async () => {
@@ -305,7 +305,13 @@ test('a transaction reads its own writes (get, list, find, byName, task indexes)
     assert.equal(tx.get('service', 's2')?.version, 0, 'pending objects have version 0');
     assert.equal(tx.byName('service', 'API')?.id, 's2');
     assert.equal(tx.get('task', 't2'), undefined);
-    assert.deepEqual(tx.tasksByNode('n2').map((t) => t.id).sort(), ['t1', 't3']);
+    assert.deepEqual(
+      tx
+        .tasksByNode('n2')
+        .map((t) => t.id)
+        .sort(),
+      ['t1', 't3'],
+    );
     assert.deepEqual(tx.tasksByNode('n1'), []);
     assert.deepEqual(
       tx.tasksByService('s1').map((t) => t.id),
@@ -354,7 +360,10 @@ test('writes fail eagerly with the right errors and leave the transaction unchan
   const stale = s.view((tx) => tx.get('service', 's1'))!;
   await s.update((tx) => tx.modify('service', 's1', (d) => void (d.specVersion = 2)));
   await s.update((tx) => {
-    assert.throws(() => tx.create(service('s1', 'other')), (e: unknown) => e instanceof ConflictError && /service s1 already exists/.test(e.message));
+    assert.throws(
+      () => tx.create(service('s1', 'other')),
+      (e: unknown) => e instanceof ConflictError && /service s1 already exists/.test(e.message),
+    );
     const err = (() => {
       try {
         tx.update(stale);
@@ -369,7 +378,10 @@ test('writes fail eagerly with the right errors and leave the transaction unchan
     assert.equal(err.expected, 1);
     assert.equal(err.actual, 2);
     assert.match(err.message, /service s1 .*version 1 .*version 2/);
-    assert.throws(() => tx.create(service('s9', 'WEB')), (e: unknown) => e instanceof NameInUseError && e.message === 'service name WEB is already in use');
+    assert.throws(
+      () => tx.create(service('s9', 'WEB')),
+      (e: unknown) => e instanceof NameInUseError && e.message === 'service name WEB is already in use',
+    );
     assert.throws(() => tx.delete('task', 'nope'), NotFoundError);
     assert.throws(() => tx.modify('task', 'nope', () => {}), NotFoundError);
     assert.throws(() => tx.delete('service', 's1', 1), ConflictError);
@@ -379,7 +391,10 @@ test('writes fail eagerly with the right errors and leave the transaction unchan
     assert.throws(() => tx.create({ ...service('s8', 'x'), when: new Date() } as unknown as Draft<Service>), /not a plain object/);
     assert.throws(() => tx.create({ ...service('s8', 'x'), n: NaN } as unknown as Draft<Service>), /not valid JSON/);
     assert.throws(() => tx.create({ ...service('s8', 'x'), n: 1n } as unknown as Draft<Service>), ValidationError);
-    assert.deepEqual(tx.list('service').map((x) => x.id), ['s1']);
+    assert.deepEqual(
+      tx.list('service').map((x) => x.id),
+      ['s1'],
+    );
   });
   assert.equal(s.index, 2, 'a transaction without successful writes proposes nothing');
 });
@@ -417,7 +432,10 @@ test('a throwing transaction function proposes nothing; writes after update() re
     tx.create(service('s1', 'web'));
   });
   assert.throws(() => leaked!.create(service('s2', 'api')), StoreError);
-  assert.equal(local.view((tx) => tx.get('service', 's2')), undefined);
+  assert.equal(
+    local.view((tx) => tx.get('service', 's2')),
+    undefined,
+  );
 });
 
 // ------------------------------------------------------------------------------------ conflicts at apply
@@ -485,7 +503,10 @@ test('concurrent transactions of one manager are checked at apply too (pipelined
     assert.equal(e.actual, null);
     assert.match(e.message, /node n1 .* no longer exists/);
   }
-  assert.equal(a.view((tx) => tx.get('node', 'n1')), undefined);
+  assert.equal(
+    a.view((tx) => tx.get('node', 'n1')),
+    undefined,
+  );
 });
 
 test('an entry is all-or-nothing: one failed precondition discards every write, and emits no events', async () => {
@@ -545,7 +566,10 @@ test('unique names: per kind, case-insensitive, checked again at apply and again
   assert.equal(await pn, 3);
   // Once applied, the clash is caught eagerly, before proposing.
   const before = raft.proposals;
-  await assert.rejects(a.update((tx) => void tx.create(network('w2', 'WEB'))), /network name WEB is already in use/);
+  await assert.rejects(
+    a.update((tx) => void tx.create(network('w2', 'WEB'))),
+    /network name WEB is already in use/,
+  );
   assert.equal(raft.proposals, before);
 
   // Swap two names inside one transaction through a temporary name: every step is legal in the
@@ -564,7 +588,10 @@ test('unique names: per kind, case-insensitive, checked again at apply and again
   for (const r of raft.replicas) {
     assert.equal(r.view((tx) => tx.byName('service', 'web'))?.id, 's3');
     assert.equal(r.view((tx) => tx.byName('service', 'api'))?.id, 's1');
-    assert.equal(r.view((tx) => tx.byName('service', 'tmp')), undefined);
+    assert.equal(
+      r.view((tx) => tx.byName('service', 'tmp')),
+      undefined,
+    );
     checkIndexes(r);
   }
   // A rename racing with a create of the old name from another manager.
@@ -585,10 +612,16 @@ test('a proposer error (leader lost) reaches the caller unchanged and changes no
   raft.fail(0, new NotLeaderError('m2'));
   await assert.rejects(p, (e: unknown) => e instanceof NotLeaderError && e.leader === 'm2');
   assert.equal(a.index, 0);
-  assert.equal(a.view((tx) => tx.list('service').length), 0);
+  assert.equal(
+    a.view((tx) => tx.list('service').length),
+    0,
+  );
 
   const refusing = new Store({ propose: () => Promise.reject(new NotLeaderError(null)) });
-  await assert.rejects(refusing.update((tx) => void tx.create(node('n1', 'h'))), NotLeaderError);
+  await assert.rejects(
+    refusing.update((tx) => void tx.create(node('n1', 'h'))),
+    NotLeaderError,
+  );
 });
 
 test('apply ignores empty, membership and already-applied entries; a malformed entry is a no-op error', async () => {
@@ -614,7 +647,10 @@ test('apply ignores empty, membership and already-applied entries; a malformed e
   const junk3 = a.apply({ index: 6, data: new Uint8Array([TX_FORMAT_JSON_V1, ...bad]) });
   assert.ok(junk3 instanceof ValidationError);
   assert.equal(a.index, 6);
-  assert.equal(a.view((tx) => tx.list('service').length), 1);
+  assert.equal(
+    a.view((tx) => tx.list('service').length),
+    1,
+  );
   void b;
 });
 
@@ -636,9 +672,11 @@ test('a transaction over the size limit is refused before it is proposed', async
     x.spec.task.env = [`BLOB=${'x'.repeat(0.4 * 1024 * 1024)}`];
     return x;
   });
-  const err = await s.update((tx) => {
-    for (const x of huge) tx.create(x);
-  }).catch((e: unknown) => e);
+  const err = await s
+    .update((tx) => {
+      for (const x of huge) tx.create(x);
+    })
+    .catch((e: unknown) => e);
   assert.ok(err instanceof TxTooLargeError, String(err));
   assert.equal(err.limit, 1.5 * 1024 * 1024);
   assert.ok(err.size > err.limit);
@@ -665,7 +703,10 @@ test('a transaction over the size limit is refused before it is proposed', async
   const exact = new Store({ now: () => new Date(T0), maxTxBytes: base + 2 * n });
   await exact.update((tx) => void tx.create(fill(n)));
   const tight = new Store({ now: () => new Date(T0), maxTxBytes: base + 2 * n - 1 });
-  await assert.rejects(tight.update((tx) => void tx.create(fill(n))), TxTooLargeError);
+  await assert.rejects(
+    tight.update((tx) => void tx.create(fill(n))),
+    TxTooLargeError,
+  );
 });
 
 test('batch splits 10,000 task creations into several transactions, each under the limit', async () => {
@@ -684,7 +725,10 @@ test('batch splits 10,000 task creations into several transactions, each under t
     tx.create(task(`t${slot}`, 's1', slot, `n${slot % 7}`));
   });
   assert.ok(indexes.length >= 2, `${indexes.length} transactions`);
-  assert.deepEqual(indexes, Array.from({ length: indexes.length }, (_, i) => i + 2));
+  assert.deepEqual(
+    indexes,
+    Array.from({ length: indexes.length }, (_, i) => i + 2),
+  );
   for (const size of sizes) assert.ok(size <= s.maxTxBytes, `${size} bytes`);
   assert.equal(sizes.length, 1 + indexes.length);
   s.view((tx) => {
@@ -765,7 +809,10 @@ test('watch delivers every event after apply, in commit order, across many trans
   unwatch();
   assert.equal(seenIndexAtDelivery, 0, 'a handler runs after the apply of its entry');
   for (let i = 1; i < got.length; i++) assert.ok(got[i]!.index >= got[i - 1]!.index, 'commit order');
-  assert.deepEqual([...new Set(got.map((e) => e.index))], commits.filter((c, i) => commits.indexOf(c) === i));
+  assert.deepEqual(
+    [...new Set(got.map((e) => e.index))],
+    commits.filter((c, i) => commits.indexOf(c) === i),
+  );
   const mirror = new Map<string, unknown>();
   for (const ev of got) {
     const key = `${ev.kind}/${ev.object.id}`;
@@ -967,7 +1014,10 @@ test('snapshot/restore round trip: same bytes, same reads, indexes rebuilt; rest
     a.view((tx) => tx.list('task')),
   );
   assert.equal(b.view((tx) => tx.byName('service', 'web2'))?.id, 's1');
-  assert.equal(b.view((tx) => tx.byName('service', 'web')), undefined);
+  assert.equal(
+    b.view((tx) => tx.byName('service', 'web')),
+    undefined,
+  );
   assert.deepEqual(
     b.view((tx) => tx.tasksByNode('n2').map((t) => t.id)),
     ['t2'],
@@ -979,7 +1029,10 @@ test('snapshot/restore round trip: same bytes, same reads, indexes rebuilt; rest
   assert.equal(next, a.index + 1);
   // Restore replaces everything (also in a store that had state).
   b.restore(data);
-  assert.equal(b.view((tx) => tx.get('task', 't9')), undefined);
+  assert.equal(
+    b.view((tx) => tx.get('task', 't9')),
+    undefined,
+  );
   assert.equal(snap(b), snap(a));
   // Corrupt snapshots are refused.
   assert.throws(() => b.restore(new Uint8Array([9])), StoreError);
@@ -1066,27 +1119,29 @@ test('randomised: three managers proposing concurrently with reordered delivery 
     for (let k = 0; k < 1 + rnd(5); k++) {
       const m = managers[rnd(3)]!;
       inflight.push(
-        m.update((tx) => {
-          const tasks = tx.tasksByService('s1');
-          const pick = rnd(5);
-          if (pick === 0 || tasks.length === 0) tx.create(task(`t${round}.${k}`, 's1', 1 + rnd(3), `n${rnd(4)}`));
-          else if (pick === 1) tx.delete('task', tasks[rnd(tasks.length)]!.id);
-          else if (pick === 2) tx.create(service(`x${round}.${k}`, `name${rnd(4)}`));
-          else {
-            const t = tasks[rnd(tasks.length)]!;
-            const to = `n${rnd(4)}`;
-            tx.modify('task', t.id, (d) => {
-              d.nodeId = to;
-              d.slot = 1 + rnd(3);
-            });
-            tx.modify('node', to, (d) => void (d.spec.labels['touched'] = String(round)));
-          }
-        }).catch((e: unknown) => {
-          if (e instanceof ConflictError) conflicts++;
-          else if (e instanceof NameInUseError) names++;
-          else throw e;
-          return -1;
-        }),
+        m
+          .update((tx) => {
+            const tasks = tx.tasksByService('s1');
+            const pick = rnd(5);
+            if (pick === 0 || tasks.length === 0) tx.create(task(`t${round}.${k}`, 's1', 1 + rnd(3), `n${rnd(4)}`));
+            else if (pick === 1) tx.delete('task', tasks[rnd(tasks.length)]!.id);
+            else if (pick === 2) tx.create(service(`x${round}.${k}`, `name${rnd(4)}`));
+            else {
+              const t = tasks[rnd(tasks.length)]!;
+              const to = `n${rnd(4)}`;
+              tx.modify('task', t.id, (d) => {
+                d.nodeId = to;
+                d.slot = 1 + rnd(3);
+              });
+              tx.modify('node', to, (d) => void (d.spec.labels['touched'] = String(round)));
+            }
+          })
+          .catch((e: unknown) => {
+            if (e instanceof ConflictError) conflicts++;
+            else if (e instanceof NameInUseError) names++;
+            else throw e;
+            return -1;
+          }),
       );
     }
     // Every update has either proposed or been rejected eagerly by now.

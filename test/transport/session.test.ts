@@ -36,7 +36,9 @@ afterEach(async () => {
   for (const r of rigs.splice(0)) await r.close();
 });
 
-async function rig(opts: { maxPayload?: number; limits?: Partial<SessionLimits>; onMessage?: (m: Msg, s: Session<Msg>) => void | Promise<void> } = {}): Promise<Rig> {
+async function rig(
+  opts: { maxPayload?: number; limits?: Partial<SessionLimits>; onMessage?: (m: Msg, s: Session<Msg>) => void | Promise<void> } = {},
+): Promise<Rig> {
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', maxPayload: opts.maxPayload ?? 1 << 20, perMessageDeflate: false });
   await once(wss, 'listening');
   const r: Rig = {
@@ -90,7 +92,10 @@ describe('transport/session', () => {
     c.send(JSON.stringify({ t: 'a' }));
     c.send(JSON.stringify({ t: 'b' }));
     await until(() => r.got.length === 2, 'two messages');
-    assert.deepEqual(r.got.map((m) => m.t), ['a', 'b']);
+    assert.deepEqual(
+      r.got.map((m) => m.t),
+      ['a', 'b'],
+    );
     const s = r.sessions[0]!;
     assert.equal(s.counters.received, 2);
     assert.equal(s.counters.dropped, 0);
@@ -176,7 +181,10 @@ describe('transport/session', () => {
     await until(() => r.got.length === 2, 'the two good messages');
     const s = r.sessions[0]!;
     await until(() => s.counters.handlerErrors === 2, 'two handler errors');
-    assert.deepEqual(r.got.map((m) => m.t), ['a', 'b']);
+    assert.deepEqual(
+      r.got.map((m) => m.t),
+      ['a', 'b'],
+    );
     assert.equal(s.counters.violations, 0);
     assert.ok(r.logs.some((l) => /async boom/.test(l)));
     assert.equal(s.open, true);
@@ -296,7 +304,12 @@ describe('transport/session', () => {
     const port = (probe.address() as AddressInfo).port;
     await new Promise((res) => probe.close(() => res(undefined)));
     let closedWith: number | null = null;
-    const refused = new Session<Msg>(new WebSocket(`ws://127.0.0.1:${port}`), { name: 'refused', decode, onMessage: () => {}, onClose: (code) => (closedWith = code) });
+    const refused = new Session<Msg>(new WebSocket(`ws://127.0.0.1:${port}`), {
+      name: 'refused',
+      decode,
+      onMessage: () => {},
+      onClose: (code) => (closedWith = code),
+    });
     await until(() => closedWith !== null, 'refused session end');
     assert.equal(refused.send('x'), false);
     assert.match(refused.counters.closeReason ?? '', /ECONNREFUSED/);

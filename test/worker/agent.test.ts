@@ -20,7 +20,14 @@ class Capture implements Executor {
 
 test('templates are expanded on the node: env, hostname and mount sources', () => {
   const ex = new Capture();
-  const agent = new Agent({ nodeId: 'node123', managers: [], creds: () => ({ key: '', cert: '', ca: '' }), advertiseAddr: '10.0.0.1', hostname: 'h7', executor: ex });
+  const agent = new Agent({
+    nodeId: 'node123',
+    managers: [],
+    creds: () => ({ key: '', cert: '', ca: '' }),
+    advertiseAddr: '10.0.0.1',
+    hostname: 'h7',
+    executor: ex,
+  });
   const task: TaskAssignment = {
     id: 'task9',
     serviceId: 'svc1',
@@ -47,10 +54,20 @@ test('the test executor runs, fails, completes and stops tasks through the forwa
   const ex = new FakeExecutor(1);
   const states = new Map<string, string[]>();
   ex.onStatus((u) => states.set(u.taskId, [...(states.get(u.taskId) ?? []), u.state]));
-  const mk = (id: string, image: string, desiredState: TaskAssignment['desiredState'] = 'running'): TaskAssignment => ({ id, serviceId: 's', serviceName: 's', desiredState, state: 'assigned', spec: { image } });
+  const mk = (id: string, image: string, desiredState: TaskAssignment['desiredState'] = 'running'): TaskAssignment => ({
+    id,
+    serviceId: 's',
+    serviceName: 's',
+    desiredState,
+    state: 'assigned',
+    spec: { image },
+  });
   ex.reconcile([mk('ok', 'nginx'), mk('bad', 'fail:5'), mk('job', 'exit0:5', 'complete'), mk('rej', 'reject')]);
   const deadline = Date.now() + 2000;
-  while (Date.now() < deadline && !(states.get('bad')?.includes('failed') && states.get('job')?.includes('complete') && states.get('ok')?.includes('running'))) {
+  while (
+    Date.now() < deadline &&
+    !(states.get('bad')?.includes('failed') && states.get('job')?.includes('complete') && states.get('ok')?.includes('running'))
+  ) {
     await new Promise((r) => setTimeout(r, 5));
   }
   assert.deepEqual(states.get('ok'), ['accepted', 'preparing', 'starting', 'running']);

@@ -68,8 +68,20 @@ export const V1_TASK_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids'
 export const V2_TASK_CONTROLLERS = ['cpu', 'cpuset', 'memory', 'pids', 'io'] as const;
 
 const KNOWN_V1 = new Set([
-  'cpu', 'cpuacct', 'cpuset', 'memory', 'pids', 'blkio', 'devices', 'freezer', 'net_cls', 'net_prio',
-  'perf_event', 'hugetlb', 'rdma', 'misc',
+  'cpu',
+  'cpuacct',
+  'cpuset',
+  'memory',
+  'pids',
+  'blkio',
+  'devices',
+  'freezer',
+  'net_cls',
+  'net_prio',
+  'perf_event',
+  'hugetlb',
+  'rdma',
+  'misc',
 ]);
 const CORE = ['cpu', 'cpuacct', 'cpuset', 'memory', 'pids'];
 
@@ -243,7 +255,10 @@ async function readKeyed(file: string): Promise<Map<string, number> | undefined>
 async function readPids(dir: string): Promise<number[]> {
   const s = await readOpt(join(dir, 'cgroup.procs'));
   if (s === undefined) return [];
-  return s.split('\n').filter((l) => l.trim() !== '').map(Number);
+  return s
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map(Number);
 }
 
 async function exists(p: string): Promise<boolean> {

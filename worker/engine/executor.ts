@@ -15,17 +15,7 @@ import { TaskCgroup } from './cgroups.ts';
 import { HealthState, healthConfig, mergeHealthcheck, type HealthConfig, type HealthReport, type ImageHealthcheck } from './health.ts';
 import { readLogs, type LogEntry, type ReadLogsOptions } from './logs.ts';
 import { isMountPoint, planMounts, sortByDepth, volumeUses } from './mounts.ts';
-import {
-  execInContainer,
-  isAlive,
-  killShim,
-  readState,
-  startContainer,
-  stopContainer,
-  type ExecResult,
-  type ShimMount,
-  type ShimState,
-} from './shim.ts';
+import { execInContainer, isAlive, killShim, readState, startContainer, stopContainer, type ExecResult, type ShimMount, type ShimState } from './shim.ts';
 import { VolumeStore } from './volumes.ts';
 import { UserLookupError, resolveUser } from './user.ts';
 import { effectiveCapabilities, isNetSysctl } from './confinement.ts';
@@ -394,7 +384,7 @@ export class EngineExecutor implements Executor {
         ...(net.host ? { hostNetwork: true } : {}),
         // Docker's default: the container's short id; with host networking, the host's name.
         ...(spec.hostname ? { hostname: spec.hostname } : net.host ? {} : { hostname: l.a.id.slice(0, 12) }),
-        ...(spec.workdir ?? img.config.WorkingDir ? { workdir: spec.workdir ?? img.config.WorkingDir } : {}),
+        ...((spec.workdir ?? img.config.WorkingDir) ? { workdir: spec.workdir ?? img.config.WorkingDir } : {}),
         ...(user ? { user } : {}),
         ...(spec.stopGracePeriodMs !== undefined ? { stopGraceMs: spec.stopGracePeriodMs } : {}),
         ...(spec.stopSignal ? { stopSignal: spec.stopSignal } : {}),
@@ -655,4 +645,3 @@ export class EngineExecutor implements Executor {
     return existsSync(this.o.root) ? readdirSync(this.o.root) : [];
   }
 }
-

@@ -141,12 +141,16 @@ export async function* readLogs(logPath: string | readonly string[], opts: ReadL
       // read `done` before draining: whatever was written before it turned true is read below
       const finished = opts.done?.() ?? false;
       for (;;) {
-        if (live) for (const raw of await live.readLines()) {
-          const e = parse(raw);
-          if (keep(e)) yield e;
-          if (opts.signal?.aborted) return;
-        }
-        const ino = await stat(livePath).then((s) => s.ino, () => undefined);
+        if (live)
+          for (const raw of await live.readLines()) {
+            const e = parse(raw);
+            if (keep(e)) yield e;
+            if (opts.signal?.aborted) return;
+          }
+        const ino = await stat(livePath).then(
+          (s) => s.ino,
+          () => undefined,
+        );
         if (ino === undefined || ino === live?.ino) break;
         // rotated (or created): the old file was drained above, continue with the new one
         await live?.close();

@@ -28,7 +28,7 @@ export function checkTarget(target: string): string {
   if (target.split('/').includes('..')) throw new Error(`mount target ${JSON.stringify(target)} must not contain '..'`);
   if (target.includes(',')) throw new Error(`mount target ${JSON.stringify(target)}: commas are not supported`);
   const t = posix.normalize(target).replace(/\/+$/, '');
-  if (t === '') throw new Error('mount target / would replace the container\'s root');
+  if (t === '') throw new Error("mount target / would replace the container's root");
   for (const r of RESERVED) if (t === r || t.startsWith(`${r}/`)) throw new Error(`mount target ${t}: mounts in ${r} are not supported`);
   return t;
 }

@@ -36,7 +36,8 @@ function action(a: unknown, errnoRet: unknown, where: string): string {
   return `errno ${e as number}`;
 }
 
-const isEmpty = (v: unknown) => v === undefined || v === null || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && Object.keys(v).length === 0);
+const isEmpty = (v: unknown) =>
+  v === undefined || v === null || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && Object.keys(v).length === 0);
 
 /** Docker JSON profile text → the shim's compiled form. Throws SeccompProfileError naming the problem. */
 export function compileSeccompProfile(text: string): string {
@@ -64,10 +65,13 @@ export function compileSeccompProfile(text: string): string {
     if (typeof r !== 'object' || r === null) throw new SeccompProfileError(`${where}: expected an object`);
     const s = r as Record<string, unknown>;
     for (const k of Object.keys(s)) {
-      if (!['names', 'name', 'action', 'errnoRet', 'args', 'comment', 'includes', 'excludes'].includes(k)) throw new SeccompProfileError(`${where}: field ${k} is not supported`);
+      if (!['names', 'name', 'action', 'errnoRet', 'args', 'comment', 'includes', 'excludes'].includes(k))
+        throw new SeccompProfileError(`${where}: field ${k} is not supported`);
     }
-    if (!isEmpty(s.args)) throw new SeccompProfileError(`${where}: argument conditions (args) are not supported by Shoal; list the syscall without them or drop the rule`);
-    if (!isEmpty(s.includes) || !isEmpty(s.excludes)) throw new SeccompProfileError(`${where}: includes/excludes (per capability or architecture) are not supported by Shoal`);
+    if (!isEmpty(s.args))
+      throw new SeccompProfileError(`${where}: argument conditions (args) are not supported by Shoal; list the syscall without them or drop the rule`);
+    if (!isEmpty(s.includes) || !isEmpty(s.excludes))
+      throw new SeccompProfileError(`${where}: includes/excludes (per capability or architecture) are not supported by Shoal`);
     const names = [...(Array.isArray(s.names) ? s.names : []), ...(s.name !== undefined ? [s.name] : [])];
     if (names.length === 0) throw new SeccompProfileError(`${where}: names is required`);
     const act = action(s.action, s.errnoRet, where);

@@ -61,8 +61,22 @@ export class SecretMounts implements TaskFiles {
     if (secrets.length === 0 && configs.length === 0) return [];
     // Everything is looked up before anything is mounted: a missing one rejects the task cleanly.
     const files = [
-      ...secrets.map((r, i) => ({ file: `s${i}`, kind: 'secret' as const, id: r.secretId, name: r.secretName, t: r.target, path: targetPath('secret', r.target.name) })),
-      ...configs.map((r, i) => ({ file: `c${i}`, kind: 'config' as const, id: r.configId, name: r.configName, t: r.target, path: targetPath('config', r.target.name) })),
+      ...secrets.map((r, i) => ({
+        file: `s${i}`,
+        kind: 'secret' as const,
+        id: r.secretId,
+        name: r.secretName,
+        t: r.target,
+        path: targetPath('secret', r.target.name),
+      })),
+      ...configs.map((r, i) => ({
+        file: `c${i}`,
+        kind: 'config' as const,
+        id: r.configId,
+        name: r.configName,
+        t: r.target,
+        path: targetPath('config', r.target.name),
+      })),
     ].map((f) => {
       const data = this.source.get(f.kind, f.id);
       if (!data) throw new MissingFileError(`${f.kind} ${f.name} (${f.id}) is not available on this node`);

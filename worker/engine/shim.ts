@@ -397,9 +397,34 @@ export function execInContainer(stateDir: string, args: string[], opts: ExecOpti
 }
 
 export const BUSYBOX_APPLETS = [
-  'sh', 'ls', 'cat', 'echo', 'sleep', 'id', 'hostname', 'ps', 'mount',
-  'true', 'false', 'env', 'pwd', 'grep', 'head', 'tail', 'touch', 'mkdir', 'rm', 'kill', 'ip', 'seq', 'wc', 'tr', 'printf', 'unshare',
-  'dd', 'test',
+  'sh',
+  'ls',
+  'cat',
+  'echo',
+  'sleep',
+  'id',
+  'hostname',
+  'ps',
+  'mount',
+  'true',
+  'false',
+  'env',
+  'pwd',
+  'grep',
+  'head',
+  'tail',
+  'touch',
+  'mkdir',
+  'rm',
+  'kill',
+  'ip',
+  'seq',
+  'wc',
+  'tr',
+  'printf',
+  'unshare',
+  'dd',
+  'test',
 ];
 
 /** A minimal rootfs for tests: a static busybox with applet symlinks, /etc/passwd and /etc/group. */

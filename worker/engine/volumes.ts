@@ -72,7 +72,11 @@ export class VolumeStore {
   }
 
   list(): VolumeInfo[] {
-    const names = existsSync(this.dir) ? readdirSync(this.dir).filter((n) => VolumeStore.validName(n)).sort() : [];
+    const names = existsSync(this.dir)
+      ? readdirSync(this.dir)
+          .filter((n) => VolumeStore.validName(n))
+          .sort()
+      : [];
     return names.map((name) => ({
       name,
       path: join(this.dir, name, '_data'),

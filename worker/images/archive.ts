@@ -67,7 +67,8 @@ export type Compression = 'none' | 'gzip';
 export function detectCompression(head: Buffer, what: string): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) throw new ImageError(`${what}: zstd-compressed layers are not supported yet`);
-  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) throw new ImageError(`${what}: xz-compressed layers are not supported`);
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
+    throw new ImageError(`${what}: xz-compressed layers are not supported`);
   if (head.length >= 3 && head.subarray(0, 3).toString('latin1') === 'BZh') throw new ImageError(`${what}: bzip2-compressed layers are not supported`);
   return 'none';
 }
@@ -202,7 +203,12 @@ export async function openArchive(src: string | Buffer, stagingParent: string, l
   await fsp.mkdir(dir, { mode: 0o700 });
   try {
     const buf = src;
-    const raw: AsyncIterable<Buffer> = typeof buf === 'string' ? createReadStream(buf, { highWaterMark: 1 << 20 }) : (async function* () { yield buf; })();
+    const raw: AsyncIterable<Buffer> =
+      typeof buf === 'string'
+        ? createReadStream(buf, { highWaterMark: 1 << 20 })
+        : (async function* () {
+            yield buf;
+          })();
     const { head, all } = await peek(raw);
     const kind = detectCompression(head, 'archive');
     const links: Array<[string[], string]> = [];
@@ -297,7 +303,8 @@ async function readBlob(a: ArchiveDir, desc: unknown, what: string): Promise<{ d
   const data = await a.readFile(p);
   const got = sha256(data);
   if (got !== desc.digest) throw new ImageError(`${what}: digest mismatch for blob ${desc.digest}: content hashes to ${got}`);
-  if (typeof desc.size === 'number' && desc.size !== data.length) throw new ImageError(`${what}: size mismatch for blob ${desc.digest}: descriptor says ${desc.size}, blob has ${data.length}`);
+  if (typeof desc.size === 'number' && desc.size !== data.length)
+    throw new ImageError(`${what}: size mismatch for blob ${desc.digest}: descriptor says ${desc.size}, blob has ${data.length}`);
   return { data, digest: got };
 }
 
@@ -309,7 +316,10 @@ function diffIdsOf(config: unknown, what: string): string[] {
 }
 
 function goArch(): string {
-  return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ?? process.arch;
+  return (
+    ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ??
+    process.arch
+  );
 }
 
 /** Default tag when a reference has none. */
@@ -356,7 +366,8 @@ async function ociManifest(a: ArchiveDir, desc: Record<string, unknown>, names: 
   if (!Array.isArray(m.layers)) throw new ImageError(`${what}: manifest has no layers list`);
   const cfg = await readBlob(a, m.config, `${what} config`);
   const diffIds = diffIdsOf(parseJson(cfg.data, `${what} config`), `${what} config`);
-  if (diffIds.length !== m.layers.length) throw new ImageError(`${what}: manifest lists ${m.layers.length} layers but the config has ${diffIds.length} diff_ids`);
+  if (diffIds.length !== m.layers.length)
+    throw new ImageError(`${what}: manifest lists ${m.layers.length} layers but the config has ${diffIds.length} diff_ids`);
   const layers: LayerRef[] = [];
   for (const [i, l] of (m.layers as unknown[]).entries()) {
     if (!isObj(l)) throw new ImageError(`${what}: layer ${i} descriptor is not an object`);
@@ -398,7 +409,8 @@ async function fromDockerSave(a: ArchiveDir): Promise<ImageSpec[]> {
     const config = await a.readFile(ent.Config);
     const configDigest = sha256(config);
     const named = /(?:^|\/)([a-f0-9]{64})(?:\.json)?$/.exec(ent.Config);
-    if (named && `sha256:${named[1]}` !== configDigest) throw new ImageError(`${what}: digest mismatch for config ${ent.Config}: content hashes to ${configDigest}`);
+    if (named && `sha256:${named[1]}` !== configDigest)
+      throw new ImageError(`${what}: digest mismatch for config ${ent.Config}: content hashes to ${configDigest}`);
     const diffIds = diffIdsOf(parseJson(config, `${what} config`), `${what} config`);
     if (diffIds.length !== ent.Layers.length) throw new ImageError(`${what}: lists ${ent.Layers.length} layers but the config has ${diffIds.length} diff_ids`);
     const layers: LayerRef[] = [];

@@ -76,7 +76,9 @@ export function buildImage(spec: BuildSpec): { archive: Buffer; digest: string }
         ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
         ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
         ...(spec.exposedPorts ? { ExposedPorts: Object.fromEntries(spec.exposedPorts.map((p) => [p, {}])) } : {}),
-        ...(spec.healthcheck ? { Healthcheck: { Test: spec.healthcheck.test, ...(spec.healthcheck.intervalNs ? { Interval: spec.healthcheck.intervalNs } : {}) } } : {}),
+        ...(spec.healthcheck
+          ? { Healthcheck: { Test: spec.healthcheck.test, ...(spec.healthcheck.intervalNs ? { Interval: spec.healthcheck.intervalNs } : {}) } }
+          : {}),
       },
       rootfs: { type: 'layers', diff_ids: diffIds },
     }),
@@ -93,7 +95,14 @@ export function buildImage(spec: BuildSpec): { archive: Buffer; digest: string }
   const index = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': spec.name } }],
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: sha(manifest),
+          size: manifest.length,
+          annotations: { 'org.opencontainers.image.ref.name': spec.name },
+        },
+      ],
     }),
   );
   files.push(['index.json', index]);
@@ -105,7 +114,39 @@ export const BUSYBOX = '/bin/busybox';
 /** The busybox layer: the static binary, every applet as a symlink, /etc basics, /tmp. */
 export function busyboxLayer(applets?: string[]): BuildEntry[] {
   if (!existsSync(BUSYBOX)) throw new Error(`${BUSYBOX} is missing: install Debian's busybox-static (scripts/install.sh does)`);
-  const names = applets ?? ['sh', 'ls', 'cat', 'echo', 'sleep', 'httpd', 'hostname', 'wget', 'nc', 'nslookup', 'ping', 'ip', 'ps', 'env', 'id', 'touch', 'rm', 'mkdir', 'test', '[', 'true', 'false', 'dd', 'head', 'grep', 'seq', 'date', 'kill', 'uname', 'yes', 'tail'];
+  const names = applets ?? [
+    'sh',
+    'ls',
+    'cat',
+    'echo',
+    'sleep',
+    'httpd',
+    'hostname',
+    'wget',
+    'nc',
+    'nslookup',
+    'ping',
+    'ip',
+    'ps',
+    'env',
+    'id',
+    'touch',
+    'rm',
+    'mkdir',
+    'test',
+    '[',
+    'true',
+    'false',
+    'dd',
+    'head',
+    'grep',
+    'seq',
+    'date',
+    'kill',
+    'uname',
+    'yes',
+    'tail',
+  ];
   return [
     { path: 'bin', type: 'dir' },
     { path: 'bin/busybox', type: 'file', data: readFileSync(BUSYBOX), mode: 0o755 },
@@ -132,7 +173,13 @@ export function demoWebImage(name = 'shoal/demo-web:1'): { archive: Buffer; dige
   ].join('; ');
   return buildImage({
     name,
-    layers: [busyboxLayer(), [{ path: 'www', type: 'dir' }, { path: 'www/index.html', type: 'file', data: 'Hello from shoal\n' }]],
+    layers: [
+      busyboxLayer(),
+      [
+        { path: 'www', type: 'dir' },
+        { path: 'www/index.html', type: 'file', data: 'Hello from shoal\n' },
+      ],
+    ],
     cmd: ['/bin/sh', '-c', start],
     exposedPorts: ['80/tcp'],
   });

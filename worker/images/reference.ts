@@ -88,7 +88,12 @@ export function parseReference(ref: string): ImageReference {
   if (`${registry}/${repository}`.length > MAX_NAME) throw bad(ref, `the name is longer than ${MAX_NAME} characters`);
   if (tag === undefined && digest === undefined) tag = 'latest';
   const suffix = `${tag !== undefined ? `:${tag}` : ''}${digest !== undefined ? `@${digest}` : ''}`;
-  const familiarRepo = registry !== DOCKER_HUB ? `${registry}/${repository}` : repository.startsWith('library/') && repository.split('/').length === 2 ? repository.slice(8) : repository;
+  const familiarRepo =
+    registry !== DOCKER_HUB
+      ? `${registry}/${repository}`
+      : repository.startsWith('library/') && repository.split('/').length === 2
+        ? repository.slice(8)
+        : repository;
   return {
     registry,
     repository,

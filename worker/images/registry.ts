@@ -104,7 +104,9 @@ const MAX_INDEX_DEPTH = 4;
 
 /** Go's name for this machine's architecture (what image indexes use). */
 export function defaultPlatform(): Platform {
-  const arch = ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ?? process.arch;
+  const arch =
+    ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ??
+    process.arch;
   return { os: 'linux', arch };
 }
 
@@ -280,7 +282,13 @@ export function parseChallenges(header: string | undefined): Challenge[] {
 
 function isInsecure(registry: string, list: readonly string[] | undefined): boolean {
   if (!list) return false;
-  return list.some((e) => e.replace(/^https?:\/\//, '').replace(/\/+$/, '').toLowerCase() === registry);
+  return list.some(
+    (e) =>
+      e
+        .replace(/^https?:\/\//, '')
+        .replace(/\/+$/, '')
+        .toLowerCase() === registry,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------- client
@@ -417,7 +425,8 @@ class RegistryClient {
       throw new RegistryError(`registry ${this.label}: invalid token realm ${JSON.stringify(realm)}`);
     }
     const plainOk = u.protocol === 'http:' && isInsecure(u.host.toLowerCase(), this.opts.insecureRegistries);
-    if (u.protocol !== 'https:' && !plainOk) throw new RegistryError(`registry ${this.label}: refusing token realm ${realm}: not HTTPS (allow it with --insecure-registry ${u.host})`);
+    if (u.protocol !== 'https:' && !plainOk)
+      throw new RegistryError(`registry ${this.label}: refusing token realm ${realm}: not HTTPS (allow it with --insecure-registry ${u.host})`);
     if (service) u.searchParams.set('service', service);
     for (const s of scopes) u.searchParams.append('scope', s);
     const a = this.opts.auth;
@@ -457,7 +466,9 @@ class RegistryClient {
   private authFailed(ch: Challenge): RegistryError {
     const a = this.opts.auth;
     if (ch.scheme === 'bearer' && ch.params.error === 'insufficient_scope') {
-      return new RegistryError(`registry ${this.label}: access to repository ${this.ref.repository} denied for ${this.who} (it may not exist, or may need other credentials)`);
+      return new RegistryError(
+        `registry ${this.label}: access to repository ${this.ref.repository} denied for ${this.who} (it may not exist, or may need other credentials)`,
+      );
     }
     if (!a) return new RegistryError(`registry ${this.label}: authentication required (no credentials given)`);
     if ('username' in a) return new RegistryError(`registry ${this.label}: authentication failed for ${a.username}`);
@@ -497,7 +508,9 @@ class RegistryClient {
       if (hops >= MAX_REDIRECTS) throw new RegistryError(`registry ${this.label}: GET ${p}: more than ${MAX_REDIRECTS} redirects`);
       const next = new URL(loc, url);
       if (next.protocol !== 'https:' && !(next.protocol === 'http:' && isInsecure(next.host.toLowerCase(), this.opts.insecureRegistries))) {
-        throw new RegistryError(`registry ${this.label}: GET ${p}: refusing redirect to ${next.origin} (not HTTPS; allow it with --insecure-registry ${next.host})`);
+        throw new RegistryError(
+          `registry ${this.label}: GET ${p}: refusing redirect to ${next.origin} (not HTTPS; allow it with --insecure-registry ${next.host})`,
+        );
       }
       if (next.origin === this.base!.origin) {
         res = await this.send(next.pathname + next.search, headers);
@@ -521,18 +534,22 @@ class RegistryClient {
     if (status === 404) {
       res.resume();
       throw new RegistryError(
-        want ? `image ${this.ref.name}: manifest ${reference} (${platformString(want.platform ?? {})}) not found in registry ${this.label}` : `image ${this.ref.name} not found in registry ${this.label}`,
+        want
+          ? `image ${this.ref.name}: manifest ${reference} (${platformString(want.platform ?? {})}) not found in registry ${this.label}`
+          : `image ${this.ref.name} not found in registry ${this.label}`,
       );
     }
     if (status !== 200) throw new RegistryError(`registry ${this.label}: GET ${p} answered HTTP ${status}${await errorDetail(res)}`);
     const body = await readBody(res, MAX_MANIFEST, `image ${this.ref.name}: manifest ${reference}`);
     const digest = sha256(body);
-    if (DIGEST_RE.test(reference) && digest !== reference) throw new RegistryError(`image ${this.ref.name}: digest mismatch for manifest ${reference}: content hashes to ${digest}`);
+    if (DIGEST_RE.test(reference) && digest !== reference)
+      throw new RegistryError(`image ${this.ref.name}: digest mismatch for manifest ${reference}: content hashes to ${digest}`);
     const claimed = res.headers['docker-content-digest'];
     if (typeof claimed === 'string' && DIGEST_RE.test(claimed) && claimed !== digest) {
       throw new RegistryError(`image ${this.ref.name}: digest mismatch for manifest ${reference}: the registry says ${claimed}, content hashes to ${digest}`);
     }
-    if (want && want.size !== body.length) throw new RegistryError(`image ${this.ref.name}: size mismatch for manifest ${reference}: descriptor says ${want.size}, got ${body.length}`);
+    if (want && want.size !== body.length)
+      throw new RegistryError(`image ${this.ref.name}: size mismatch for manifest ${reference}: descriptor says ${want.size}, got ${body.length}`);
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));
@@ -540,7 +557,9 @@ class RegistryClient {
       throw new RegistryError(`image ${this.ref.name}: manifest ${reference}: invalid JSON: ${(e as Error).message}`);
     }
     if (!isObj(json)) throw new RegistryError(`image ${this.ref.name}: manifest ${reference} is not a JSON object`);
-    const ct = String(res.headers['content-type'] ?? '').split(';')[0]!.trim();
+    const ct = String(res.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim();
     const mediaType = typeof json.mediaType === 'string' && json.mediaType !== '' ? json.mediaType : ct;
     return { body, digest, mediaType, json };
   }
@@ -569,7 +588,8 @@ class RegistryClient {
     const b = await readBody(res, max, `image ${this.ref.name}: ${what} ${d.digest}`);
     const got = sha256(b);
     if (got !== d.digest) throw new RegistryError(`image ${this.ref.name}: digest mismatch for ${what} ${d.digest}: content hashes to ${got}`);
-    if (b.length !== d.size) throw new RegistryError(`image ${this.ref.name}: size mismatch for ${what} ${d.digest}: descriptor says ${d.size}, got ${b.length}`);
+    if (b.length !== d.size)
+      throw new RegistryError(`image ${this.ref.name}: size mismatch for ${what} ${d.digest}: descriptor says ${d.size}, got ${b.length}`);
     return b;
   }
 
@@ -594,7 +614,8 @@ class RegistryClient {
       if (got !== d.digest) throw new RegistryError(`image ${this.ref.name}: digest mismatch for ${what} ${d.digest}: content hashes to ${got}`);
     } catch (e) {
       await fsp.rm(dest, { force: true });
-      if (e instanceof RegistryError && !e.message.startsWith('image ') && !e.message.startsWith('registry ')) throw new RegistryError(`image ${this.ref.name}: ${e.message}`);
+      if (e instanceof RegistryError && !e.message.startsWith('image ') && !e.message.startsWith('registry '))
+        throw new RegistryError(`image ${this.ref.name}: ${e.message}`);
       if (e instanceof NetError) throw this.unreachable(e);
       if (e instanceof ImageError || this.opts.signal?.aborted) throw e; // an abort by the caller passes through as is
       throw new RegistryError(`image ${this.ref.name}: ${what} ${d.digest}: download from registry ${this.label} failed: ${(e as Error).message}`);
@@ -606,7 +627,8 @@ class RegistryClient {
 
 function descriptor(v: unknown, what: string): Descriptor {
   if (!isObj(v)) throw new RegistryError(`${what}: descriptor is not an object`);
-  if (typeof v.digest !== 'string' || !DIGEST_RE.test(v.digest)) throw new RegistryError(`${what}: invalid or unsupported digest ${JSON.stringify(v.digest)} (only sha256)`);
+  if (typeof v.digest !== 'string' || !DIGEST_RE.test(v.digest))
+    throw new RegistryError(`${what}: invalid or unsupported digest ${JSON.stringify(v.digest)} (only sha256)`);
   if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0) throw new RegistryError(`${what}: invalid size ${JSON.stringify(v.size)}`);
   return {
     mediaType: typeof v.mediaType === 'string' ? v.mediaType : '',
@@ -622,8 +644,9 @@ function pickPlatform(list: Descriptor[], want: Platform, what: string): Descrip
   const matches = images.filter((d) => d.platform!.os === want.os && d.platform!.architecture === want.arch);
   const pick =
     want.variant !== undefined
-      ? matches.find((d) => d.platform!.variant === want.variant) ?? (want.arch === 'arm64' && want.variant === 'v8' ? matches.find((d) => d.platform!.variant === undefined) : undefined)
-      : matches.find((d) => d.platform!.variant === undefined || (want.arch === 'arm64' && d.platform!.variant === 'v8')) ?? matches[0];
+      ? (matches.find((d) => d.platform!.variant === want.variant) ??
+        (want.arch === 'arm64' && want.variant === 'v8' ? matches.find((d) => d.platform!.variant === undefined) : undefined))
+      : (matches.find((d) => d.platform!.variant === undefined || (want.arch === 'arm64' && d.platform!.variant === 'v8')) ?? matches[0]);
   if (!pick) {
     const have = images.map((d) => platformString(d.platform!)).join(', ') || 'none';
     throw new RegistryError(`${what}: no image for ${platformString(want)} in the manifest list (it has: ${have})`);
@@ -670,11 +693,14 @@ export async function pullImage(store: ImageStore, refStr: string, opts: PullOpt
       m = await client.manifest(pick.digest, pick);
       fromIndex = true;
     }
-    if (m.mediaType.startsWith('application/vnd.docker.distribution.manifest.v1')) throw new RegistryError(`${what}: schema 1 manifests are not supported (${m.mediaType})`);
-    if (!MANIFEST_TYPES.has(m.mediaType) && m.mediaType !== '') throw new RegistryError(`${what}: unsupported manifest media type ${JSON.stringify(m.mediaType)}`);
+    if (m.mediaType.startsWith('application/vnd.docker.distribution.manifest.v1'))
+      throw new RegistryError(`${what}: schema 1 manifests are not supported (${m.mediaType})`);
+    if (!MANIFEST_TYPES.has(m.mediaType) && m.mediaType !== '')
+      throw new RegistryError(`${what}: unsupported manifest media type ${JSON.stringify(m.mediaType)}`);
     if (m.json.schemaVersion !== 2) throw new RegistryError(`${what}: manifest ${m.digest}: unsupported schemaVersion ${JSON.stringify(m.json.schemaVersion)}`);
     const cfgDesc = descriptor(m.json.config, `${what}: config`);
-    if (cfgDesc.mediaType && !CONFIG_TYPES.has(cfgDesc.mediaType)) throw new RegistryError(`${what}: not a container image (config media type ${cfgDesc.mediaType})`);
+    if (cfgDesc.mediaType && !CONFIG_TYPES.has(cfgDesc.mediaType))
+      throw new RegistryError(`${what}: not a container image (config media type ${cfgDesc.mediaType})`);
     if (!Array.isArray(m.json.layers)) throw new RegistryError(`${what}: manifest ${m.digest} has no layers list`);
     const layerDescs = (m.json.layers as unknown[]).map((d, i) => descriptor(d, `${what}: layer ${i}`));
     for (const [i, l] of layerDescs.entries()) {
@@ -697,15 +723,18 @@ export async function pullImage(store: ImageStore, refStr: string, opts: PullOpt
     }
     const diffIds = isObj(cfg) && isObj(cfg.rootfs) && Array.isArray(cfg.rootfs.diff_ids) ? (cfg.rootfs.diff_ids as unknown[]) : null;
     if (!diffIds) throw new RegistryError(`${what}: config ${cfgDesc.digest} has no rootfs.diff_ids`);
-    for (const d of diffIds) if (typeof d !== 'string' || !DIGEST_RE.test(d)) throw new RegistryError(`${what}: config ${cfgDesc.digest}: invalid diff_id ${JSON.stringify(d)}`);
-    if (diffIds.length !== layerDescs.length) throw new RegistryError(`${what}: manifest ${m.digest} lists ${layerDescs.length} layers but the config has ${diffIds.length} diff_ids`);
+    for (const d of diffIds)
+      if (typeof d !== 'string' || !DIGEST_RE.test(d)) throw new RegistryError(`${what}: config ${cfgDesc.digest}: invalid diff_id ${JSON.stringify(d)}`);
+    if (diffIds.length !== layerDescs.length)
+      throw new RegistryError(`${what}: manifest ${m.digest} lists ${layerDescs.length} layers but the config has ${diffIds.length} diff_ids`);
     const chain = chainIds(diffIds as string[]);
     const layers: LayerRef[] = layerDescs.map((l, i) => ({ path: l.digest, blobDigest: l.digest, mediaType: l.mediaType, diffId: diffIds[i] as string }));
     const missing = layerDescs.map((_, i) => i).filter((i) => !store.hasLayer(chain[i]!));
     progress({ event: 'resolved', manifestDigest: top.digest, configDigest: cfgDesc.digest, layers: layers.length, reused: layers.length - missing.length });
     for (const [i, l] of layerDescs.entries()) if (!missing.includes(i)) progress({ event: 'layer-reused', index: i, digest: l.digest });
     const bytes = [...new Set(missing.map((i) => layerDescs[i]!))].reduce((s, l) => s + l.size, 0);
-    if (bytes > store.limits.maxArchiveBytes) throw new RegistryError(`${what}: its layers are ${bytes} bytes, over the store's limit of ${store.limits.maxArchiveBytes}`);
+    if (bytes > store.limits.maxArchiveBytes)
+      throw new RegistryError(`${what}: its layers are ${bytes} bytes, over the store's limit of ${store.limits.maxArchiveBytes}`);
 
     // Download what is missing, a few at a time, into the staging dir; the store reads each file when it
     // gets to that layer (bottom first), so unpacking overlaps the downloads of the layers above.

@@ -18,7 +18,20 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { cleanPath, decompress, detectCompression, DIGEST_RE, ensureDirs, ImageError, normalizeName, openArchive, parseArchive, peek, sha256, tagName } from './archive.ts';
+import {
+  cleanPath,
+  decompress,
+  detectCompression,
+  DIGEST_RE,
+  ensureDirs,
+  ImageError,
+  normalizeName,
+  openArchive,
+  parseArchive,
+  peek,
+  sha256,
+  tagName,
+} from './archive.ts';
 import type { ImageSpec, LayerRef } from './archive.ts';
 import { familiarName } from './reference.ts';
 import { readTar } from './tar.ts';
@@ -174,9 +187,14 @@ export class ImageStore {
    * (if any) against `spec.manifestDigest`. With `verifyPresentLayers: false`, a layer whose chain id is
    * already in the store is not read from the source at all (so a pull need not download it).
    */
-  async importImage(spec: ImageSpec, source: BlobSource, opts: { names?: string[]; verifyPresentLayers?: boolean } = {}): Promise<{ name: string; digest: string }> {
+  async importImage(
+    spec: ImageSpec,
+    source: BlobSource,
+    opts: { names?: string[]; verifyPresentLayers?: boolean } = {},
+  ): Promise<{ name: string; digest: string }> {
     const names = opts.names?.length ? opts.names.map(tagName) : spec.names.length ? spec.names : [spec.configDigest];
-    if (sha256(spec.config) !== spec.configDigest) throw new ImageError(`config ${spec.configDigest}: digest mismatch: content hashes to ${sha256(spec.config)}`);
+    if (sha256(spec.config) !== spec.configDigest)
+      throw new ImageError(`config ${spec.configDigest}: digest mismatch: content hashes to ${sha256(spec.config)}`);
     if (spec.manifest && spec.manifestDigest && sha256(spec.manifest) !== spec.manifestDigest) {
       throw new ImageError(`manifest ${spec.manifestDigest}: digest mismatch: content hashes to ${sha256(spec.manifest)}`);
     }
@@ -197,7 +215,10 @@ export class ImageStore {
     try {
       for (const [i, layer] of spec.layers.entries()) {
         const cid = chain[i]!;
-        const lowers = chain.slice(0, i).reverse().map((c) => this.layerDiff(c));
+        const lowers = chain
+          .slice(0, i)
+          .reverse()
+          .map((c) => this.layerDiff(c));
         if (exists(path.join(this.root, 'layers', hex(cid)))) {
           if (layer.blobDigest && verifyPresent) await this.verifyBlob(a, layer);
           continue;
@@ -313,7 +334,8 @@ export class ImageStore {
         await blobFile.close();
       }
       const diffId = `sha256:${diffHash.digest('hex')}`;
-      if (diffId !== layer.diffId) throw new ImageError(`${what} (${layer.path}): digest mismatch: uncompressed content hashes to ${diffId}, config says ${layer.diffId}`);
+      if (diffId !== layer.diffId)
+        throw new ImageError(`${what} (${layer.path}): digest mismatch: uncompressed content hashes to ${diffId}, config says ${layer.diffId}`);
       const blobDigest = `sha256:${blobHash.digest('hex')}`;
       if (layer.blobDigest) {
         const got = blobDigest;
@@ -323,7 +345,16 @@ export class ImageStore {
       const blobDest = path.join(this.root, 'blobs', 'sha256', hex(blobDigest));
       if (exists(blobDest)) await fsp.rm(path.join(work, 'blob'), { force: true });
       else await fsp.rename(path.join(work, 'blob'), blobDest);
-      const meta: LayerMeta = { chainId: cid, diffId: layer.diffId, parent, size: u.bytes, blobDigest, blobSize: compressed, compression: kind === 'gzip' ? 'gzip' : 'none', unpackedAt: new Date().toISOString() };
+      const meta: LayerMeta = {
+        chainId: cid,
+        diffId: layer.diffId,
+        parent,
+        size: u.bytes,
+        blobDigest,
+        blobSize: compressed,
+        compression: kind === 'gzip' ? 'gzip' : 'none',
+        unpackedAt: new Date().toISOString(),
+      };
       await fsp.writeFile(path.join(work, 'layer.json'), JSON.stringify(meta, null, 2));
       try {
         await fsp.rename(work, path.join(this.root, 'layers', hex(cid)));
@@ -380,7 +411,10 @@ export class ImageStore {
       return recs.find((r) => hex(r.digest) === h) ?? recs.find((r) => r.manifestDigest !== undefined && hex(r.manifestDigest) === h);
     }
     const familiar = familiarName(ref); // docker.io/library/busybox -> busybox:latest
-    const byName = recs.find((r) => r.name === ref) ?? recs.find((r) => r.name === normalizeName(ref)) ?? (familiar === null ? undefined : recs.find((r) => r.name === familiar));
+    const byName =
+      recs.find((r) => r.name === ref) ??
+      recs.find((r) => r.name === normalizeName(ref)) ??
+      (familiar === null ? undefined : recs.find((r) => r.name === familiar));
     if (byName) return byName;
     const p = ref.startsWith('sha256:') ? ref.slice(7) : ref;
     if (!/^[a-f0-9]{4,64}$/.test(p)) return undefined;
@@ -488,7 +522,14 @@ export class ImageStore {
     const index = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
-        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': r.name } }],
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: manifestDigest,
+            size: manifest.length,
+            annotations: { 'org.opencontainers.image.ref.name': r.name },
+          },
+        ],
       }),
     );
     const w = new TarFileWriter(dest);
@@ -514,10 +555,11 @@ export class ImageStore {
     const recs = this.readRecords();
     const layers = new Set(recs.flatMap((r) => r.chainIds.map(hex)));
     const blobs = new Set(recs.flatMap((r) => [r.digest, ...(r.manifestDigest ? [r.manifestDigest] : [])].map(hex)));
-    for (const r of recs) for (const c of r.chainIds) {
-      const m = this.layerMeta(c);
-      if (m?.blobDigest) blobs.add(hex(m.blobDigest));
-    }
+    for (const r of recs)
+      for (const c of r.chainIds) {
+        const m = this.layerMeta(c);
+        if (m?.blobDigest) blobs.add(hex(m.blobDigest));
+      }
     for (const l of await fsp.readdir(path.join(this.root, 'layers'))) {
       if (!layers.has(l)) await fsp.rm(path.join(this.root, 'layers', l), { recursive: true, force: true });
     }
@@ -632,8 +674,10 @@ class Unpacker {
           cur = path.join(cur, p);
           const s = await fsp.lstat(cur).catch(() => null);
           if (!s) throw new ImageError(`${what}: hardlink target "${e.linkname}" is not in this layer`);
-          if (i < tparts.length - 1 && !s.isDirectory()) throw new ImageError(`${what}: hardlink target "${e.linkname}" goes through a symlink or non-directory`);
-          if (i === tparts.length - 1 && (s.isDirectory() || (s.isCharacterDevice() && s.rdev === 0))) throw new ImageError(`${what}: hardlink target "${e.linkname}" is not a file`);
+          if (i < tparts.length - 1 && !s.isDirectory())
+            throw new ImageError(`${what}: hardlink target "${e.linkname}" goes through a symlink or non-directory`);
+          if (i === tparts.length - 1 && (s.isDirectory() || (s.isCharacterDevice() && s.rdev === 0)))
+            throw new ImageError(`${what}: hardlink target "${e.linkname}" is not a file`);
         }
         await fsp.link(cur, t);
         return;
@@ -703,7 +747,8 @@ async function realDirIn(root: string, parts: readonly string[]): Promise<string
 export async function mountRootfs(lowerDirs: readonly string[], upperDir: string, workDir: string, target: string): Promise<void> {
   if (lowerDirs.length === 0) throw new ImageError('mountRootfs: no lower dirs');
   for (const p of [...lowerDirs, upperDir, workDir]) {
-    if (!path.isAbsolute(p) || /[:,\\]/.test(p)) throw new ImageError(`mountRootfs: unusable path ${JSON.stringify(p)} (must be absolute, without ':' ',' or '\\')`);
+    if (!path.isAbsolute(p) || /[:,\\]/.test(p))
+      throw new ImageError(`mountRootfs: unusable path ${JSON.stringify(p)} (must be absolute, without ':' ',' or '\\')`);
   }
   const opts = `lowerdir=${lowerDirs.join(':')},upperdir=${upperDir},workdir=${workDir}`;
   if (opts.length > 4000) throw new ImageError(`mountRootfs: overlay options are ${opts.length} bytes, over the kernel's one-page limit (too many layers)`);
@@ -730,6 +775,9 @@ function healthcheckOf(v: unknown): { Healthcheck: NonNullable<ImageConfig['Heal
   const o = v as Record<string, unknown>;
   const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? x : undefined);
   const test = Array.isArray(o.Test) && o.Test.every((x) => typeof x === 'string') ? (o.Test as string[]) : undefined;
-  const h = { ...(test ? { Test: test } : {}), ...Object.fromEntries((['Interval', 'Timeout', 'StartPeriod', 'Retries'] as const).flatMap((k) => (num(o[k]) !== undefined ? [[k, num(o[k])]] : []))) };
+  const h = {
+    ...(test ? { Test: test } : {}),
+    ...Object.fromEntries((['Interval', 'Timeout', 'StartPeriod', 'Retries'] as const).flatMap((k) => (num(o[k]) !== undefined ? [[k, num(o[k])]] : []))),
+  };
   return Object.keys(h).length ? { Healthcheck: h } : null;
 }

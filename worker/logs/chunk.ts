@@ -50,7 +50,11 @@ export function splitLine(line: string, maxBytes = LOG_CHUNK_BYTES): string[] {
  * The pieces of one log entry. `partial` says the entry itself is not the end of its line (the shim
  * cut it): then every piece is partial; otherwise every piece but the last.
  */
-export function chunkEntry(taskId: string, e: { ts: string; stream: 'stdout' | 'stderr'; line: string; partial?: boolean }, maxBytes = LOG_CHUNK_BYTES): LogLine[] {
+export function chunkEntry(
+  taskId: string,
+  e: { ts: string; stream: 'stdout' | 'stderr'; line: string; partial?: boolean },
+  maxBytes = LOG_CHUNK_BYTES,
+): LogLine[] {
   const pieces = splitLine(e.line, maxBytes);
   return pieces.map((line, i) => {
     const partial = e.partial === true || i < pieces.length - 1;
