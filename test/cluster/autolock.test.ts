@@ -24,43 +24,11 @@ import { RaftCipher } from '../../manager/raft/encrypt.ts';
 import { SqliteRaftStorage } from '../../manager/raft/storage-sqlite.ts';
 import { ClusterLab, waitFor } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';
+import { filesContaining } from '../helpers/disk-grep.ts';
 
 const NAME = 'h14x';
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');
 const MANAGERS = ['h1', 'h2', 'h3'];
-
-/** Every regular file under `dir` containing one of `needles`. */
-function filesContaining(dir: string, needles: Buffer[]): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = join(d, n);
-      let st: Stats;
-      try {
-        st = lstatSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory()) walk(p);
-      else if (st.isFile()) {
-        try {
-          const data = readFileSync(p);
-          if (needles.some((x) => data.includes(x))) out.push(p);
-        } catch {
-          // vanished (WAL checkpoint, snapshot pruning) between readdir and read
-        }
-      }
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 /** The plaintext of a manager's log: a copy of its raft dir opened with its own Raft key. */
 function decryptedLog(stateDir: string, scratch: string): string {

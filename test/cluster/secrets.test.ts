@@ -17,44 +17,11 @@ import { localCall } from '../../cli/context.ts';
 import { demoWebImage } from '../../worker/images/build.ts';
 import { ClusterLab, waitFor } from './cluster-lab.ts';
 import { cleanupOnExit } from './lab.ts';
+import { filesContaining } from '../helpers/disk-grep.ts';
 
 const NAME = 'h9x';
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');
 const HOSTS = ['h1', 'h2', 'h3'];
-
-/** Every file under `dir` that contains one of `needles` (symlinks and special files skipped). */
-function filesContaining(dir: string, needles: Buffer[]): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = join(d, n);
-      let st: Stats;
-      try {
-        st = lstatSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory()) walk(p);
-      else if (st.isFile()) {
-        let data: Buffer;
-        try {
-          data = readFileSync(p);
-        } catch {
-          continue;
-        }
-        if (needles.some((x) => data.includes(x))) out.push(p);
-      }
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 const mountedUnder = (prefix: string): string[] =>
   readFileSync('/proc/self/mountinfo', 'utf8')
