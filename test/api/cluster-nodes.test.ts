@@ -15,6 +15,7 @@ import type { RaftNode } from '../../manager/raft/node.ts';
 import { Store } from '../../manager/store/store.ts';
 import { DEFAULT_LIMITS, defaultClusterSpec, type Cluster, type Draft, type Node } from '../../manager/store/objects.ts';
 import { DispatcherCounters } from '../../manager/dispatcher/stats.ts';
+import { testCluster } from '../helpers/cluster.ts';
 
 function node(id: string, hostname: string): Draft<Node> {
   return {
@@ -34,15 +35,7 @@ describe('cluster and node routes', () => {
 
   before(async () => {
     await store.update((tx) => {
-      tx.create({
-        id: 'cluster',
-        kind: 'cluster',
-        spec: defaultClusterSpec('t'),
-        status: {},
-        rootCa: { caCertPem: 'c', caKeyPem: 'k' },
-        joinTokens: { worker: 'w', manager: 'm' },
-        denyList: { removedNodes: [], revokedSerials: [] },
-      } as Draft<Cluster>);
+      tx.create(testCluster());
       tx.create(node('aaa111', 'web1'));
       tx.create(node('bbb222', 'twin'));
       tx.create(node('ccc333', 'twin'));

@@ -15,6 +15,7 @@ import type { Members } from '../../manager/members.ts';
 import type { RaftNode } from '../../manager/raft/node.ts';
 import { Store } from '../../manager/store/store.ts';
 import { defaultClusterSpec, type Cluster, type Draft, type Node, type Task } from '../../manager/store/objects.ts';
+import { testCluster } from '../helpers/cluster.ts';
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -101,15 +102,7 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     server = createServer({ key: serverCert.key, cert: serverCert.cert, ca: ca.caCert, requestCert: true, rejectUnauthorized: false });
     store = new Store();
     await store.update((tx) => {
-      tx.create({
-        id: 'cluster',
-        kind: 'cluster',
-        spec: defaultClusterSpec('t'),
-        status: {},
-        rootCa: { caCertPem: ca.caCert, caKeyPem: ca.caKey },
-        joinTokens: { worker: 'w', manager: 'm' },
-        denyList: { removedNodes: [], revokedSerials: [] },
-      } as Draft<Cluster>);
+      tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }));
       for (const id of ['n1', 'n2', 'n3']) tx.create(node(id));
       tx.create(task('t1', 'n1'));
       tx.create(task('t2', 'n2'));

@@ -18,6 +18,7 @@ import { planFileMessages } from '../../manager/dispatcher/secret-delivery.ts';
 import { NodeFiles, FilesError } from '../../worker/files.ts';
 import { parseFileRef } from '../../cli/secret.ts';
 import { parseServiceUpdateArgs } from '../../cli/service-flags.ts';
+import { testCluster } from '../helpers/cluster.ts';
 
 const SECRET = `s3cr3t-${randomBytes(8).toString('hex')}`;
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -40,15 +41,7 @@ describe('secrets and configs API', () => {
 
   before(async () => {
     await store.update((tx) => {
-      tx.create({
-        id: 'cluster',
-        kind: 'cluster',
-        spec: defaultClusterSpec('t'),
-        status: {},
-        rootCa: { caCertPem: 'c', caKeyPem: 'k' },
-        joinTokens: { worker: 'w', manager: 'm' },
-        denyList: { removedNodes: [], revokedSerials: [] },
-      } as Draft<Cluster>);
+      tx.create(testCluster());
     });
     const deps = {
       store,

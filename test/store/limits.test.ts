@@ -18,19 +18,12 @@ import {
   parseLimitsUpdate,
 } from '../../manager/store/limits.ts';
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';
+import { testCluster } from '../helpers/cluster.ts';
 
 // ---------------------------------------------------------------------------------------------- fixtures
 
 function cluster(limits: Partial<ClusterLimits>): Draft<Cluster> {
-  return {
-    id: 'cluster',
-    kind: 'cluster',
-    spec: { ...defaultClusterSpec('t'), limits: { ...DEFAULT_LIMITS, ...limits } },
-    status: {},
-    rootCa: { caCertPem: 'cert', caKeyPem: 'key' },
-    joinTokens: { worker: 'w', manager: 'm' },
-    denyList: { removedNodes: [], revokedSerials: [] },
-  };
+  return testCluster({ limits });
 }
 
 function service(id: string, name: string, replicas = 1): Draft<Service> {
