@@ -16,9 +16,9 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { ClusterLab } from '../test/cluster/cluster-lab.ts';
-import { cleanupOnExit } from '../test/cluster/lab.ts';
-import { compiledEntry } from '../scripts/dist.ts';
+import { ClusterLab } from '../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../lab/lab.ts';
+import { compiledEntry } from '../lab/compiled.ts';
 import { summarize } from './stats.ts';
 
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));

@@ -3,9 +3,9 @@
 // leader to a new leader and to the first committed write. Medians over several rounds, with Docker
 // Swarm's figures on this machine for comparison.
 import { performance } from 'node:perf_hooks';
-import { control } from '../cli/context.ts';
-import { ClusterLab, waitFor } from '../test/cluster/cluster-lab.ts';
-import { cleanupOnExit } from '../test/cluster/lab.ts';
+import { control } from '../client/context.ts';
+import { ClusterLab, waitFor } from '../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../lab/lab.ts';
 
 const ROUNDS = Number(process.env.SHOAL_BENCH_ROUNDS ?? 3);
 const WORKERS = 10;

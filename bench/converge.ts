@@ -2,12 +2,12 @@
 // sessions, joined with real tokens and certificates, running the test executor). Measures the time
 // from `service create --replicas 10000` to all tasks reported running, and of a rolling update of all
 // of them with parallelism 100. Medians over the rounds.
-import { spawn } from 'node:child_process';
+import type { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { ClusterLab, waitFor } from '../test/cluster/cluster-lab.ts';
-import { cleanupOnExit } from '../test/cluster/lab.ts';
-import { compiledEntry } from '../scripts/dist.ts';
+import { ClusterLab, waitFor } from '../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../lab/lab.ts';
+import { compiledEntry } from '../lab/compiled.ts';
 
 const AGENTS = Number(process.env.SHOAL_BENCH_AGENTS ?? 200);
 const REPLICAS = Number(process.env.SHOAL_BENCH_REPLICAS ?? 10_000);
@@ -32,7 +32,7 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
       .spawn(
         process.execPath,
         [
-          compiledEntry('test/cluster/agent-farm'),
+          compiledEntry('lab/agent-farm'),
           JSON.stringify({ managers: c.ctx.managers, token: tokens.worker, caPem: c.ctx.admin.ca, count: AGENTS, addr: c.host('h1').ip }),
         ],
         { stdio: ['ignore', 'pipe', 'inherit'], cwd: fileURLToPath(new URL('..', import.meta.url)) },

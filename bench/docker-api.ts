@@ -13,8 +13,8 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { writeDockerCerts } from '../cli/docker-context.ts';
-import { ClusterLab } from '../test/cluster/cluster-lab.ts';
-import { cleanupOnExit } from '../test/cluster/lab.ts';
+import { ClusterLab } from '../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../lab/lab.ts';
 
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const SHOAL = join(REPO, 'bin', 'shoal');

@@ -18,10 +18,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { control, localCall } from '../cli/context.ts';
+import { control, localCall } from '../client/context.ts';
 import { demoWebImage } from '../worker/images/build.ts';
-import { ClusterLab, cleanupLabCgroups, sleep } from '../test/cluster/cluster-lab.ts';
-import { Lab, cleanupOnExit } from '../test/cluster/lab.ts';
+import { ClusterLab, cleanupLabCgroups, sleep } from '../lab/cluster-lab.ts';
+import { Lab, cleanupOnExit } from '../lab/lab.ts';
 
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const SHOAL = join(REPO, 'bin', 'shoal');

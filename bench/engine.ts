@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { TaskCgroup } from '../worker/engine/cgroups.ts';
 import { EngineExecutor, type ImageResolver } from '../worker/engine/executor.ts';
 import { BUILD_SCRIPT, makeBusyboxRootfs } from '../worker/engine/shim.ts';
-import type { TaskAssignment, TaskStatusUpdate } from '../worker/executor.ts';
+import type { TaskAssignment, TaskStatusUpdate } from '../api/task-status.ts';
 import { ImageStore, mountRootfs, unmountRootfs } from '../worker/images/store.ts';
 import { baseImage, ociFiles, tarFiles } from '../test/images/fixtures.ts';
 

@@ -7,8 +7,8 @@
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClusterLab } from '../test/cluster/cluster-lab.ts';
-import { cleanupOnExit } from '../test/cluster/lab.ts';
+import { ClusterLab } from '../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../lab/lab.ts';
 import { reportLines, runHostile } from '../test/hostile/run.ts';
 
 const NAME = `hb${process.pid % 1000}`;

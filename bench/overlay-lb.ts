@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { LbProgrammer, lbTable, renderLbRuleset } from '../overlay-net/lb.ts';
 import { NftApplier, planTableChanges, shareUnchanged } from '../overlay-net/nft.ts';
-import type { NetView } from '../overlay-net/types.ts';
+import type { NetView } from '../api/netview.ts';
 import { sweepStale } from '../test/net/netlab.ts';
 import { summarize } from './stats.ts';
 

@@ -32,7 +32,7 @@ import { DataPlane } from '../overlay-net/dataplane.ts';
 import { MeshProgrammer } from '../overlay-net/mesh.ts';
 import * as nl from '../overlay-net/netlink.ts';
 import { NftApplier } from '../overlay-net/nft.ts';
-import { macForIp, type Endpoint, type NetInfo, type NetView, type SvcInfo } from '../overlay-net/types.ts';
+import { macForIp, type Endpoint, type NetInfo, type NetView, type SvcInfo } from '../api/netview.ts';
 import { benchLb } from './overlay-lb.ts';
 import { summarize } from './stats.ts';
 import { sweepStale } from '../test/net/netlab.ts';

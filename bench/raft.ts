@@ -20,7 +20,7 @@ import { makeTestCa } from '../test/helpers/pki.ts';
 import type { TestCa } from '../test/helpers/pki.ts';
 import type { FromMember, ToMember } from './raft-member.ts';
 import { summarize, type LatencySummary } from './stats.ts';
-import { compiledEntry } from '../scripts/dist.ts';
+import { compiledEntry } from '../lab/compiled.ts';
 
 const WATCHDOG_MS = 160_000;
 const SEQ = { warmup: 500, count: 3000, size: 100 };

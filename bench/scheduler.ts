@@ -14,7 +14,7 @@ import { PlacementState, schedule } from '../manager/scheduler/scheduler.ts';
 import type { PendingGroup, SchedNode, SchedulerResult } from '../manager/scheduler/scheduler.ts';
 import { SchedulerRunner } from '../manager/scheduler/runner.ts';
 import { Store } from '../manager/store/store.ts';
-import type { Node, Task } from '../manager/store/objects.ts';
+import type { Node, Task } from '../api/objects.ts';
 
 const NODES = Number(process.env.SCHED_BENCH_NODES ?? 1000);
 const SERVICES = Number(process.env.SCHED_BENCH_SERVICES ?? 100);

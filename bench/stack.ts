@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { buildImage, busyboxLayer, demoWebImage } from '../worker/images/build.ts';
-import { ClusterLab, waitFor } from '../test/cluster/cluster-lab.ts';
-import { cleanupOnExit } from '../test/cluster/lab.ts';
+import { ClusterLab, waitFor } from '../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../lab/lab.ts';
 
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const SHOAL = join(REPO, 'bin', 'shoal');

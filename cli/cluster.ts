@@ -3,9 +3,9 @@
 // cli/commands.ts.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Cluster } from '../manager/store/objects.ts';
+import type { Cluster } from '../api/objects.ts';
 import type { Invocation } from './command.ts';
-import { CliError, DEFAULT_STATE_DIR, contextPath, control, loadContext, localCall, parseDuration, saveContext, type Context } from './context.ts';
+import { CliError, DEFAULT_STATE_DIR, contextPath, control, loadContext, localCall, parseDuration, saveContext, type Context } from '../client/context.ts';
 import { renderInspect } from './format.ts';
 
 const stateDir = (i: Invocation) => resolve(i.value('state-dir') ?? DEFAULT_STATE_DIR);

@@ -1,7 +1,7 @@
 // The shape of the CLI's one declaration (cli/commands.ts): a tree of commands, each with its flags
 // (cli/flags.ts) and a handler loaded on demand, and what a handler receives when it runs. The
 // dispatcher (cli/shoal.ts), the help (cli/help.ts) and `shoal completion bash` all read this tree.
-import { contextPath, loadContext, type Context } from './context.ts';
+import { contextPath, loadContext, type Context } from '../client/context.ts';
 import { all, last, flag, type FlagDef, type Parsed } from './flags.ts';
 
 export interface CommandDef {

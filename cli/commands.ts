@@ -3,7 +3,7 @@
 // daemon nor the lab). The dispatcher (cli/shoal.ts), `--help` (cli/help.ts) and `shoal completion bash`
 // (cli/completion.ts) are all generated from this tree: a flag added here is parsed, listed and completed.
 import type { CommandDef, Invocation } from './command.ts';
-import { CliError } from './context.ts';
+import { CliError } from '../client/context.ts';
 import { bool, list, value, type FlagDef } from './flags.ts';
 import { NETWORK_CREATE_FLAGS } from './network.ts';
 import { CREATE_FLAGS, CREATE_HINTS, UPDATE_FLAGS, UPDATE_HINTS } from './service-flags.ts';
@@ -99,7 +99,7 @@ const SYSTEM_UNIT_FLAGS: FlagDef[] = [
  * reports a bad lab name as a LabError: that is the user's mistake, so it becomes one line.
  */
 const labRun = (sub: string) => async (i: Invocation) => {
-  const { LabError, validateLabName } = await import('../test/cluster/lab.ts');
+  const { LabError, validateLabName } = await import('../lab/lab.ts');
   try {
     validateLabName(i.value('name') ?? (sub === 'down' ? i.positionals[0] : undefined) ?? 'shoal');
     if (sub === 'up') checkLabUp(i);

@@ -2,7 +2,7 @@
 // so every command, subcommand and flag the parser accepts is completed, and nothing else.
 import type { CommandDef, Invocation } from './command.ts';
 import { COMMANDS } from './commands.ts';
-import { CliError } from './context.ts';
+import { CliError } from '../client/context.ts';
 
 /** 'service create' → the words that may follow: subcommands, or the command's flags. */
 function table(c: CommandDef, prefix: string[], out: Map<string, string[]>): void {

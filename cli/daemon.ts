@@ -3,7 +3,7 @@
 // not load the manager, the engine or the overlay network.
 import { resolve } from 'node:path';
 import type { Invocation } from './command.ts';
-import { CliError, DEFAULT_STATE_DIR } from './context.ts';
+import { CliError, DEFAULT_STATE_DIR } from '../client/context.ts';
 
 export async function daemonCmd(i: Invocation): Promise<number> {
   if (i.positionals.length > 0) throw new CliError(`shoal daemon takes no arguments (got ${i.positionals.join(' ')})`);

@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Invocation } from './command.ts';
-import { CliError } from './context.ts';
+import { CliError } from '../client/context.ts';
 
 export const DOCKER_API_PORT = 2376;
 

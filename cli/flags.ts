@@ -4,7 +4,7 @@
 // `-qa`, `--` ends the flags), the unknown-flag hint ("did you mean --replicas?") and the help text. The
 // help is therefore generated, never kept by hand, and cannot drift from what the parser accepts.
 import { editDistance } from '../manager/service/spec.ts';
-import { CliError } from './context.ts';
+import { CliError } from '../client/context.ts';
 
 export type FlagKind = 'value' | 'list' | 'bool';
 

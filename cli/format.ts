@@ -6,7 +6,7 @@
 //   'table {{.ID}}\t{{.Name}}'      an aligned table with a header row
 // `\t` and `\n` written literally in the template are a tab and a newline. The renderer is pure
 // (strings in, string out) so it is unit-tested without a cluster.
-import { CliError } from './context.ts';
+import { CliError } from '../client/context.ts';
 
 export function table(rows: string[][]): string {
   const widths: number[] = [];

@@ -2,7 +2,7 @@
 // the local daemon's unix socket (--state-dir), not to the managers. Flags are declared in cli/commands.ts.
 import { resolve } from 'node:path';
 import type { Invocation } from './command.ts';
-import { CliError, DEFAULT_STATE_DIR, localCall } from './context.ts';
+import { CliError, DEFAULT_STATE_DIR, localCall } from '../client/context.ts';
 import { renderListing } from './format.ts';
 
 const stateDir = (i: Invocation) => resolve(i.value('state-dir') ?? DEFAULT_STATE_DIR);

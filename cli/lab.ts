@@ -1,14 +1,14 @@
 // `shoal lab up|down|ls|restart`: a multi-host Shoal cluster on one machine, each host a network namespace
-// running a real daemon (see test/cluster/lab.ts, test/cluster/cluster-lab.ts and docs/design/lab.md).
+// running a real daemon (see lab/lab.ts, lab/cluster-lab.ts and docs/design/lab.md).
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ClusterLab, DAEMON_LABEL, cleanupLabCgroups, httpGet } from '../test/cluster/cluster-lab.ts';
-import { Lab, LabError, type LabSummary } from '../test/cluster/lab.ts';
-import { describeStatus, supervisedStatus } from '../test/cluster/lab-supervisor.ts';
+import { ClusterLab, DAEMON_LABEL, cleanupLabCgroups, httpGet } from '../lab/cluster-lab.ts';
+import { Lab, LabError, type LabSummary } from '../lab/lab.ts';
+import { describeStatus, supervisedStatus } from '../lab/supervisor.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { localCall, CliError, saveContext } from './context.ts';
+import { localCall, CliError, saveContext } from '../client/context.ts';
 import { table } from './format.ts';
 import { parseServiceCreateArgs } from './service-flags.ts';
 import { demoWebImage } from '../worker/images/build.ts';

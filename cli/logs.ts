@@ -3,8 +3,8 @@
 // manager/api/remote.ts); a node that is down yields a warning on stderr, and the command still succeeds.
 import { request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
-import { managerRequest } from '../daemon/https.ts';
-import { CliError, type Context } from './context.ts';
+import { managerRequest } from '../transport/https.ts';
+import { CliError, type Context } from '../client/context.ts';
 
 /** `10m`, `1h30m`, `45s`, `2d` or an ISO timestamp → ISO timestamp. */
 export function parseSince(v: string, now = Date.now()): string {

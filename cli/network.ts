@@ -1,9 +1,9 @@
 // `shoal network create|ls|inspect|rm`: cluster-wide overlay networks, like `docker network` on a
 // swarm. The managers validate (see manager/api/networks.ts); the allocator gives each network its
 // subnet and VXLAN id shortly after it is created.
-import type { Network } from '../manager/store/objects.ts';
+import type { Network } from '../api/objects.ts';
 import type { Invocation } from './command.ts';
-import { CliError, control } from './context.ts';
+import { CliError, control } from '../client/context.ts';
 import { all, bool, isFlagError, last, list, scan, value, type FlagDef, type Parsed } from './flags.ts';
 import { renderInspect, renderListing, type Listing } from './format.ts';
 

@@ -1,8 +1,8 @@
 // `shoal node ls|ps|inspect|update|promote|demote|rm`: the cluster's nodes, as `docker node` shows
 // them. Flags are declared in cli/commands.ts; these handlers only talk to the managers and print.
-import type { Node, Task } from '../manager/store/objects.ts';
+import type { Node, Task } from '../api/objects.ts';
 import type { Invocation } from './command.ts';
-import { CliError, control } from './context.ts';
+import { CliError, control } from '../client/context.ts';
 import { cap, renderInspect, renderListing, type Listing } from './format.ts';
 
 /** A task as GET /v1/tasks answers: the store's task plus its service's name and the node's last usage report. */

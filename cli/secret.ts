@@ -3,9 +3,9 @@
 // `--secret source=NAME,target=T,uid=U,gid=G,mode=0400`, same for --config). The managers validate
 // everything again (manager/api/secrets.ts); a secret's data never comes back from them.
 import { readFileSync } from 'node:fs';
-import type { ConfigReference, FileTarget, SecretReference } from '../manager/store/objects.ts';
+import type { ConfigReference, FileTarget, SecretReference } from '../api/objects.ts';
 import type { Invocation } from './command.ts';
-import { CliError, control } from './context.ts';
+import { CliError, control } from '../client/context.ts';
 import { flagError } from './flags.ts';
 import { renderInspect, renderListing, type Listing } from './format.ts';
 

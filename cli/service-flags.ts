@@ -21,14 +21,14 @@ import type {
   RestartPolicy,
   ServiceSpec,
   UpdateConfig,
-} from '../manager/store/objects.ts';
+} from '../api/objects.ts';
 import type { MountSpec, ResourceLimits } from '../manager/service/spec.ts';
 import { ConstraintError, parseConstraint } from '../manager/scheduler/constraints.ts';
 import { all, bool as b, flagError, has, last, list as l, parseBool, scan, value as v, type FlagDef, type Parsed } from './flags.ts';
 
 export { flagError, isFlagError, type FlagError } from './flags.ts';
 import { parseFileRef, refName, type ConfigRefDraft, type SecretRefDraft } from './secret.ts';
-import type { ConfigReference, SecretReference } from '../manager/store/objects.ts';
+import type { ConfigReference, SecretReference } from '../api/objects.ts';
 
 // ---------------------------------------------------------------------------------------------- types
 

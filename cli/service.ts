@@ -2,9 +2,9 @@
 // converges (unless --detach), like `docker service`. Flags are declared in cli/commands.ts (create and
 // update: in cli/service-flags.ts, which parses Docker's flags into a spec).
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Node, Service, Task } from '../manager/store/objects.ts';
+import type { Node, Service, Task } from '../api/objects.ts';
 import type { Invocation } from './command.ts';
-import { CliError, control, type Context } from './context.ts';
+import { CliError, control, type Context } from '../client/context.ts';
 import { cap, renderInspect, renderListing, type Listing } from './format.ts';
 import { StatusLine } from './progress.ts';
 import { parseServiceCreateArgs, parseServiceUpdateArgs, serviceUpdateTarget } from './service-flags.ts';
@@ -78,7 +78,7 @@ export async function servicePs(i: Invocation): Promise<number> {
   const sorted = [...tasks].sort(
     (a, b) => (a.slot ?? 0) - (b.slot ?? 0) || host(a).localeCompare(host(b)) || String(b.createdAt).localeCompare(String(a.createdAt)),
   );
-  let lastSlot: unknown = undefined;
+  let lastSlot: unknown;
   const listing: Listing = { headers: ['ID', 'NAME', 'IMAGE', 'NODE', 'DESIRED STATE', 'CURRENT STATE', 'ERROR'], rows: [] };
   for (const t of sorted) {
     const key = t.slot ?? t.nodeId;

@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { Invocation, type CommandDef } from './command.ts';
 import { COMMANDS, CONTEXT_FLAG } from './commands.ts';
-import { CliError } from './context.ts';
+import { CliError } from '../client/context.ts';
 import { checkFormat } from './format.ts';
 import { scan, type FlagDef } from './flags.ts';
 import { helpText } from './help.ts';
@@ -142,7 +142,7 @@ async function isUserError(e: unknown): Promise<boolean> {
   if (e instanceof CliError) return true;
   // Loaded only on this path: the API's error module pulls in Raft's error classes.
   const { ApiError } = await import('../manager/api/errors.ts');
-  if (e instanceof ApiError) return true; // e.g. no manager answered (daemon/https.ts)
+  if (e instanceof ApiError) return true; // e.g. no manager answered (transport/https.ts)
   const err = e as { code?: unknown };
   return typeof err?.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS');
 }

@@ -7,14 +7,14 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConfigReference, Network, Node, SecretReference, Service, ServiceSpec, Task } from '../manager/store/objects.ts';
+import type { ConfigReference, Network, Node, SecretReference, Service, ServiceSpec, Task } from '../api/objects.ts';
 import { ComposeError, ComposeFileError } from '../stack/compose/errors.ts';
 import { loadCompose, type StackFiles } from '../stack/compose/load.ts';
 import { NAMESPACE_LABEL, StackNameError, convertStack, validateNamespace, type FileReference, type Stack, type StackService } from '../stack/convert.ts';
 import { nodeStackFiles } from '../stack/fs.ts';
 import { PlanError, planDeploy, planRemove, type Existing, type ExistingObject, type ExistingService, type PlanStep, type DeployPlan } from '../stack/plan.ts';
 import type { Invocation } from './command.ts';
-import { CliError, control, type Context } from './context.ts';
+import { CliError, control, type Context } from '../client/context.ts';
 import { cap, renderListing, type Listing } from './format.ts';
 import { serviceListing } from './service.ts';
 

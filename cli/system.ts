@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CliError, DEFAULT_STATE_DIR } from './context.ts';
+import { CliError, DEFAULT_STATE_DIR } from '../client/context.ts';
 import { renderUnit, UnitOptionError, unitPath, verifyProblems, type UnitOptions } from './system-unit.ts';
 
 export const UNIT_NAME = 'shoal.service';

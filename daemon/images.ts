@@ -20,7 +20,7 @@ import type { TLSSocket } from 'node:tls';
 import { ApiError, sendError, sendJson } from '../manager/api/http.ts';
 import { ImageError, type ImageInfo, type ImageStore } from '../worker/images/store.ts';
 import { normalizeName } from '../worker/images/archive.ts';
-import { managerRequest } from './https.ts';
+import { managerRequest } from '../transport/https.ts';
 
 export interface Creds {
   key: string;

@@ -3,7 +3,7 @@
 // of the Raft node and its transport; no decisions are taken here.
 import type { RaftNode } from './raft/node.ts';
 import type { WsRaftTransport } from './raft/transport-ws.ts';
-import type { ManagerAddr } from './dispatcher/protocol.ts';
+import type { ManagerAddr } from '../api/dispatcher.ts';
 
 /** The Raft endpoint of a manager whose secure port is `advertise` (host:port). */
 export const raftUrl = (advertise: string): string => `wss://${advertise}/raft/v1`;

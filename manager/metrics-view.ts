@@ -6,7 +6,7 @@ import type { ClusterView } from '../metrics/cluster.ts';
 import type { DispatcherStats } from './dispatcher/stats.ts';
 import type { RaftNode } from './raft/node.ts';
 import type { RemoteCalls } from './api/remote.ts';
-import { KINDS } from './store/objects.ts';
+import { KINDS } from '../api/objects.ts';
 import type { Store } from './store/store.ts';
 
 export function managerClusterView(deps: { store: Store; raft: RaftNode; dispatcherStats: () => DispatcherStats; remote: () => RemoteCalls }): ClusterView {

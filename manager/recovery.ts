@@ -8,7 +8,7 @@ import { unwrapSnapshot, wrapSnapshot } from './raft/node.ts';
 import type { RaftCipher } from './raft/encrypt.ts';
 import { SqliteRaftStorage } from './raft/storage-sqlite.ts';
 import type { Snapshot } from './raft/types.ts';
-import type { Node as NodeObj } from './store/objects.ts';
+import type { Node as NodeObj } from '../api/objects.ts';
 import { Store } from './store/store.ts';
 
 export interface RecoveryReport {

@@ -4,9 +4,9 @@
 // new role; a Raft learner that has caught up with the log is promoted to voter, one membership
 // change at a time.
 import type { RaftNode } from './raft/node.ts';
-import type { Node as NodeObj } from './store/objects.ts';
+import type { Node as NodeObj } from '../api/objects.ts';
 import type { Store } from './store/store.ts';
-import type { ManagerToAgent } from './dispatcher/protocol.ts';
+import type { ManagerToAgent } from '../api/dispatcher.ts';
 
 /** Minimum time between two role nudges to the same node. */
 const NUDGE_INTERVAL_MS = 2000;

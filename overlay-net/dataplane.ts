@@ -22,8 +22,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as nl from './netlink.ts';
 import { hostRange, intToIp, ipToInt, isIpv4, parseCidr } from './ipnet.ts';
-import { NODE_LOCAL, macForIp } from './types.ts';
-import type { NetInfo, NetView } from './types.ts';
+import { NODE_LOCAL, macForIp } from '../api/netview.ts';
+import type { NetInfo, NetView } from '../api/netview.ts';
 import type { GwLeg, NetLeg } from './filter.ts';
 
 export const VXLAN_PORT = 4789;

@@ -40,8 +40,8 @@ import {
   UDP_MIN_SIZE,
 } from './dns-wire.ts';
 import type { DnsQuery, DnsQuestion, DnsRecord, QueryParse, ResponseParts } from './dns-wire.ts';
-import { NODE_LOCAL } from './types.ts';
-import type { Endpoint, NetInfo, NetView, SvcInfo } from './types.ts';
+import { NODE_LOCAL } from '../api/netview.ts';
+import type { Endpoint, NetInfo, NetView, SvcInfo } from '../api/netview.ts';
 
 /** TTL of every record we answer. */
 export const DNS_TTL = 0;

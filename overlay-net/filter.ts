@@ -17,7 +17,7 @@
 // Published ports keep working because the mesh and host-port tables DNAT in prerouting, before these
 // hooks: such traffic is forwarded with `ct status dnat` and is never "input". Every table is a filter with
 // policy accept that only drops, so it never lets through what another table (mesh, host ports) refuses.
-import { NODE_LOCAL, type NetView } from './types.ts';
+import { NODE_LOCAL, type NetView } from '../api/netview.ts';
 import { emptyTable, isIpv4, NftApplier, TableProgrammer, type NftTable, type VerifyResult } from './nft.ts';
 
 export const GUARD_TABLE = 'shoal-guard';

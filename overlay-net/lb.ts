@@ -25,7 +25,7 @@
 //    service: loading 1,000 services took 160 ms with maps against 66 ms with rules here, and every later
 //    `nft` run fetches all those sets into its cache (≈ 10 ms an incremental update against ≈ 5 ms). Only a
 //    connection's first packet walks the chain, so n cheap rules cost nothing that matters.
-import type { NetView } from './types.ts';
+import type { NetView } from '../api/netview.ts';
 import {
   emptyTable,
   isIpv4,

@@ -19,8 +19,8 @@
 //
 // Requests the node makes to 127.0.0.0/8 are left alone (a loopback source cannot leave the node namespace);
 // SCTP ports are not handled (tcp and udp only).
-import type { PortConfig } from '../manager/store/objects.ts';
-import { NODE_LOCAL, type NetView } from './types.ts';
+import type { PortConfig } from '../api/objects.ts';
+import { NODE_LOCAL, type NetView } from '../api/netview.ts';
 import { pickRules } from './lb.ts';
 import {
   emptyTable,

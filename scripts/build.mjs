@@ -29,7 +29,7 @@ if (process.argv.includes('--if-stale') && staleReason(repo) === null) process.e
 /** Entry name (path under dist/, without .js) → source. */
 export const ENTRIES = {
   'cli/shoal': 'cli/shoal.ts',
-  'test/cluster/agent-farm': 'test/cluster/agent-farm.ts',
+  'lab/agent-farm': 'lab/agent-farm.ts',
   'bench/raft-member': 'bench/raft-member.ts',
 };
 

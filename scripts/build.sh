@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compiles the TypeScript into dist/ (scripts/build.mjs: esbuild, about a second). Run by
-# scripts/install.sh, and by bin/shoal and scripts/dist.ts when a source is newer than the last build.
+# scripts/install.sh, and by bin/shoal and lab/compiled.ts when a source is newer than the last build.
 #   scripts/build.sh              build now
 #   scripts/build.sh --if-stale   build only if dist/ is missing or older than a source (scripts/stale.mjs)
 # Concurrent callers (five lab daemons starting at once) serialise on a lock; the later ones find the

@@ -23,7 +23,7 @@
 // sends is exactly what the control API will accept (a Shoal-side rule the compose schema does not know
 // becomes a ComposeError naming the service). Secrets and configs used by a service are kept in separate
 // lists on StackService (the service spec has no field for them yet): nothing is dropped silently.
-import type { NetworkSpec, ServiceSpec } from '../manager/store/objects.ts';
+import type { NetworkSpec, ServiceSpec } from '../api/objects.ts';
 import { SpecError, validateServiceSpec } from '../manager/service/spec.ts';
 import { ComposeError, type Pos, type Problem } from './compose/errors.ts';
 import type { ComposeFileRef, ComposeProject, ComposeService } from './compose/types.ts';

@@ -11,9 +11,9 @@ export const nodeStackFiles: StackFiles = {
 /** An in-memory StackFiles over absolute paths → contents (for tests and for `-c -` from stdin). */
 export function memoryStackFiles(files: Readonly<Record<string, string>>): StackFiles {
   return {
-    exists: (p) => Object.prototype.hasOwnProperty.call(files, p),
+    exists: (p) => Object.hasOwn(files, p),
     readFile: (p) => {
-      if (!Object.prototype.hasOwnProperty.call(files, p)) throw new Error(`${p}: no such file`);
+      if (!Object.hasOwn(files, p)) throw new Error(`${p}: no such file`);
       return files[p]!;
     },
   };

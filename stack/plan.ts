@@ -18,8 +18,8 @@
 //   * Order, as Docker's: prunes, networks, secrets, configs, then services; names sorted in each group.
 //   * Re-running after an interrupted deploy (leader lost half-way) just finishes: what was created is
 //     found by name and label and planned as unchanged or update.
-import type { Frozen, NetworkSpec, ServiceSpec } from '../manager/store/objects.ts';
-import { jsonEqual } from '../manager/store/objects.ts';
+import type { Frozen, NetworkSpec, ServiceSpec } from '../api/objects.ts';
+import { jsonEqual } from '../api/objects.ts';
 import { modeKind, specDiff } from '../manager/service/spec.ts';
 import { NAMESPACE_LABEL, type FileReference, type Stack, type StackFileObject, type StackNetwork, type StackService } from './convert.ts';
 

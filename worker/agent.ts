@@ -19,11 +19,12 @@ import {
   type ManagerAddr,
   type ManagerToAgent,
   type TaskUsage,
-} from '../manager/dispatcher/protocol.ts';
-import type { NetView } from '../overlay-net/types.ts';
-import { expandTemplates } from '../manager/service/templates.ts';
-import type { Executor, TaskAssignment, TaskStatusUpdate } from './executor.ts';
-import { chunkEntry, LogBatcher, logChunkCost, splitBuffer } from './logs/chunk.ts';
+} from '../api/dispatcher.ts';
+import type { NetView } from '../api/netview.ts';
+import { expandTemplates } from '../api/templates.ts';
+import type { Executor } from './executor.ts';
+import type { TaskAssignment, TaskStatusUpdate } from '../api/task-status.ts';
+import { chunkEntry, LogBatcher, logChunkCost, splitBuffer } from '../api/log-chunk.ts';
 import { FlowWindow } from './logs/flow.ts';
 
 /** Status updates kept while waiting to be sent; beyond this the executor's snapshot replaces them. */

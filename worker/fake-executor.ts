@@ -6,8 +6,9 @@
 //   image "reject"         → rejected at once ("image reject not found")
 //   image "slow[:ms]"      → takes ms to start
 // anything else           → runs until asked to stop.
-import { isTerminalTaskState, taskStateRank, type TaskState } from '../manager/store/objects.ts';
-import { statusUpdate, type Executor, type TaskAssignment, type TaskStatusUpdate } from './executor.ts';
+import { isTerminalTaskState, taskStateRank, type TaskState } from '../api/objects.ts';
+import type { Executor } from './executor.ts';
+import { statusUpdate, type TaskAssignment, type TaskStatusUpdate } from '../api/task-status.ts';
 
 interface Running {
   a: TaskAssignment;

@@ -5,7 +5,7 @@
 //
 // The manager is trusted in content, but the message is still checked for shape and size, so a bug
 // on either side cannot grow this map without bound.
-import type { FileData } from '../manager/dispatcher/protocol.ts';
+import type { FileData } from '../api/dispatcher.ts';
 
 /** Docker's data limit (500 KiB) in base64, with slack. */
 const MAX_DATA_CHARS = 700 * 1024;

@@ -2,7 +2,8 @@
 // managers meanwhile; the executor itself never waits on the network. A task the executor has already
 // seen is always passed on (even if its image disappeared), so fetching can never make the executor
 // forget — and stop — a running container.
-import { statusUpdate, type Executor, type TaskAssignment, type TaskStatusUpdate } from './executor.ts';
+import type { Executor } from './executor.ts';
+import { statusUpdate, type TaskAssignment, type TaskStatusUpdate } from '../api/task-status.ts';
 
 export interface ImageSource {
   has(ref: string): boolean;

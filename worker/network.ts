@@ -11,14 +11,14 @@
 // interface per network it is attached to and hands the namespace to the shim; detach() removes it.
 // Everything is idempotent and re-asserted every few seconds, so a deleted link, FDB entry or nft table
 // heals by itself; an agent restart adopts what exists.
-import type { TaskAssignment } from './executor.ts';
+import type { TaskAssignment } from '../api/task-status.ts';
 import type { NetworkHook, NetworkSetup } from './engine/executor.ts';
 import { DataPlane } from '../overlay-net/dataplane.ts';
 import { DnsServer } from '../overlay-net/dns.ts';
 import { clusterAddrs, GuardProgrammer } from '../overlay-net/filter.ts';
 import { LbProgrammer, vipNetworks } from '../overlay-net/lb.ts';
 import { HostPortProgrammer, MeshProgrammer } from '../overlay-net/mesh.ts';
-import { NODE_LOCAL, type NetView } from '../overlay-net/types.ts';
+import { NODE_LOCAL, type NetView } from '../api/netview.ts';
 
 export interface NodeNetworkOptions {
   /** Prefix of every namespace/link this node creates (a lab host passes its own). */

@@ -22,7 +22,7 @@
 // A task that cannot be allocated (its network does not exist, a pool is exhausted, its service's
 // published port belongs to another service) stays 'new' with the reason in status.message; it never
 // blocks the tasks of other services.
-import { isTerminalTaskState, jsonEqual, taskStateRank } from '../store/objects.ts';
+import { isTerminalTaskState, jsonEqual, taskStateRank } from '../../api/objects.ts';
 import type {
   ClusterSpec,
   Frozen,
@@ -35,7 +35,7 @@ import type {
   Service,
   ServiceStatus,
   Task,
-} from '../store/objects.ts';
+} from '../../api/objects.ts';
 import {
   AddressPool,
   DEFAULT_ADDRESS_POOL,

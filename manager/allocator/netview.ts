@@ -11,9 +11,9 @@
 //   * services: those attached to those networks, and every service with published ports;
 //   * ingressAddr: its own address on the ingress network.
 // Everything is sorted, so equal states give equal JSON.
-import { macForIp } from '../../overlay-net/types.ts';
-import type { Endpoint, NetInfo, NetView, SvcInfo } from '../../overlay-net/types.ts';
-import type { Frozen, Network, Node, PortConfig, Service, Task } from '../store/objects.ts';
+import { macForIp } from '../../api/netview.ts';
+import type { Endpoint, NetInfo, NetView, SvcInfo } from '../../api/netview.ts';
+import type { Frozen, Network, Node, PortConfig, Service, Task } from '../../api/objects.ts';
 import { HOST_NETWORK, holdsAddresses, ingressNetwork, isAllocated, publishesIngress, resolveNetwork } from './allocator.ts';
 import { addrOf, parseIp } from './ipam.ts';
 

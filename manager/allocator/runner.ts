@@ -24,10 +24,10 @@ import { performance } from 'node:perf_hooks';
 import { NameInUseError } from '../store/store.ts';
 import { PassLoop } from '../store/pass-loop.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
-import { CLUSTER_ID, isTerminalTaskState, taskStateRank } from '../store/objects.ts';
-import type { Cluster, Draft, Frozen, Network, Node, Service, Task } from '../store/objects.ts';
+import { CLUSTER_ID, isTerminalTaskState, taskStateRank } from '../../api/objects.ts';
+import type { Cluster, Draft, Frozen, Network, Node, Service, Task } from '../../api/objects.ts';
 import { needsAllocation, planAllocation, publishesIngress } from './allocator.ts';
-import { jsonEqual } from '../store/objects.ts';
+import { jsonEqual } from '../../api/objects.ts';
 import type { AllocationPlan } from './allocator.ts';
 import { formatIp } from './ipam.ts';
 

@@ -5,7 +5,7 @@
 // sends a CSR, as joining nodes do. See docs/design/ca.md, "Admin certificates".
 import { PkiError, signNodeCertificate } from '../ca/pki.ts';
 import { AdminError, addAdmin, findAdmin, pruneAdmins, renewAdmin, revokeAdmin, type AdminRecord, type ClusterWithAdmins } from '../ca/revocation.ts';
-import { CLUSTER_ID, type Cluster } from '../store/objects.ts';
+import { CLUSTER_ID, type Cluster } from '../../api/objects.ts';
 import type { Store } from '../store/store.ts';
 import type { Gate } from './gate.ts';
 import { readCluster } from './cluster.ts';

@@ -15,36 +15,11 @@ import { ProposalDroppedError, ProposalOutcomeUnknownError, RaftStoppedError, Re
 import { IpamError } from '../allocator/ipam.ts';
 import { ConstraintError } from '../scheduler/constraints.ts';
 import { SpecError } from '../service/spec.ts';
-import { TemplateError } from '../service/templates.ts';
+import { TemplateError } from '../../api/templates.ts';
+import { ApiError, type ErrorResponse } from '../../api/errors.ts';
 import { BatchError, ConflictError, LimitExceededError, NameInUseError, NotFoundError, TxTooLargeError, ValidationError } from '../store/errors.ts';
 
-/** An error that already knows its HTTP status (thrown by the API layer itself). */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-}
-
-export const badRequest = (message: string, details?: Record<string, unknown>) => new ApiError(400, 'EINVAL', message, details);
-export const forbidden = (message: string) => new ApiError(403, 'EFORBIDDEN', message);
-export const unauthorized = (message: string) => new ApiError(401, 'EUNAUTHENTICATED', message);
-export const notFound = (message: string) => new ApiError(404, 'ENOTFOUND', message);
-export const conflict = (message: string) => new ApiError(409, 'ECONFLICT', message);
-export const tooLarge = (message: string, details?: Record<string, unknown>) => new ApiError(413, 'ETOOLARGE', message, details);
-
-/** The response an error becomes: status, and the body's `error` member. */
-export interface ErrorResponse {
-  status: number;
-  code: string;
-  message: string;
-  details?: Record<string, unknown>;
-}
+export { ApiError, badRequest, conflict, forbidden, notFound, tooLarge, unauthorized, type ErrorResponse } from '../../api/errors.ts';
 
 function withField(field: string | undefined): Record<string, unknown> | undefined {
   return field !== undefined ? { field } : undefined;

@@ -7,7 +7,7 @@ import { PkiError, signNodeCertificate } from '../ca/pki.ts';
 import { formatJoinToken, parseJoinToken, tokenMatches, RateLimiter } from '../ca/tokens.ts';
 import type { RaftNode } from '../raft/node.ts';
 import { newId } from '../store/ids.ts';
-import type { Node as NodeObj } from '../store/objects.ts';
+import type { Node as NodeObj } from '../../api/objects.ts';
 import type { Store } from '../store/store.ts';
 import { isHostname } from '../dispatcher/validate.ts';
 import { raftUrl, type Members } from '../members.ts';

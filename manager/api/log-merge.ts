@@ -14,7 +14,7 @@
 //     went quiet), so one task cannot hold up everyone's follow; its rest comes later as a new line.
 // Memory is bounded by the caller: a node may have only LOG_WINDOW_BYTES of a task outstanding, and the
 // leader acknowledges a chunk only once it is written to the client. Pure: no clock, no socket.
-import type { LogLine } from '../dispatcher/protocol.ts';
+import type { LogLine } from '../../api/dispatcher.ts';
 
 export type MergeOut =
   | { kind: 'chunk'; chunk: LogLine }

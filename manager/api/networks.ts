@@ -3,7 +3,7 @@
 // `allocation`. Every check happens before anything is written, and the checks that depend on other
 // networks (name, overlapping subnets) and on users (services, tasks) run inside the write transaction,
 // so an error changes nothing.
-import type { Frozen, Network, NetworkSpec, Service, Task } from '../store/objects.ts';
+import type { Frozen, Network, NetworkSpec, Service, Task } from '../../api/objects.ts';
 import type { ReadTx, Store } from '../store/store.ts';
 import { HOST_NETWORK, holdsAddresses, isAllocated, publishesIngress, resolveNetwork } from '../allocator/allocator.ts';
 import { DEFAULT_ADDRESS_POOL, IpamError, carveSubnet, checkSubnet, gatewayFor } from '../allocator/ipam.ts';

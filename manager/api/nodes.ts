@@ -4,7 +4,7 @@
 // hands leadership over first.
 import type { RaftNode } from '../raft/node.ts';
 import { quorum } from '../raft/core.ts';
-import { CLUSTER_ID, type Cluster, type Node as NodeObj } from '../store/objects.ts';
+import { CLUSTER_ID, type Cluster, type Node as NodeObj } from '../../api/objects.ts';
 import type { Store } from '../store/store.ts';
 import { addrFromRaftUrl, type Members } from '../members.ts';
 import type { Gate } from './gate.ts';

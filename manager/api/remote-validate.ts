@@ -8,7 +8,7 @@
 // Whether the lines are for tasks the request asked that node for, whether a node keeps to its flow
 // window and whether exec pieces come in order depends on the request: RemoteCalls (remote.ts) checks
 // that. Pure functions.
-import { EXEC_CHUNK_BYTES, LOG_BATCH_BYTES, LOG_CHUNK_BYTES, type AgentToManager, type LogLine } from '../dispatcher/protocol.ts';
+import { EXEC_CHUNK_BYTES, LOG_BATCH_BYTES, LOG_CHUNK_BYTES, type AgentToManager, type LogLine } from '../../api/dispatcher.ts';
 import { ProtocolViolation } from '../../transport/session.ts';
 
 /** Every node-to-manager message that answers a request (`req`): logs and exec. */

@@ -27,11 +27,11 @@ import {
   type LogRequestOptions,
   type ManagerToAgent,
   type TaskUsage,
-} from '../dispatcher/protocol.ts';
-import type { Node, Task } from '../store/objects.ts';
+} from '../../api/dispatcher.ts';
+import type { Node, Task } from '../../api/objects.ts';
 import type { Store } from '../store/store.ts';
 import { ProtocolViolation } from '../../transport/session.ts';
-import { logChunkCost } from '../../worker/logs/chunk.ts';
+import { logChunkCost } from '../../api/log-chunk.ts';
 import { ApiError, badRequest, notFound, queryParam, readJson, sendError, type Router } from './http.ts';
 import { LogMerge } from './log-merge.ts';
 import { MAX_ERROR_TEXT, validateExecOutput, validateExecResult, validateLog, validateLogEnd } from './remote-validate.ts';

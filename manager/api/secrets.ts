@@ -7,12 +7,12 @@
 // service can only reference secrets and configs that exist, and `rm` (same store, same transaction
 // ordering) refuses while a service references one, naming the services.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Config, ConfigReference, Frozen, Secret, SecretReference, ServiceSpec } from '../store/objects.ts';
-import { CLUSTER_ID } from '../store/objects.ts';
+import type { Config, ConfigReference, Frozen, Secret, SecretReference, ServiceSpec } from '../../api/objects.ts';
+import { CLUSTER_ID } from '../../api/objects.ts';
 import type { ReadTx, Store } from '../store/store.ts';
 import { checkLabels, checkName, limitsOf } from '../store/limits.ts';
 import type { KeyRing } from '../keys/keyring.ts';
-import { targetPath } from '../service/file-refs.ts';
+import { targetPath } from '../../api/file-refs.ts';
 import { ApiError, BODY_LIMITS, badRequest, conflict, readJson, tooLarge, type Router } from './http.ts';
 import { resolveRef } from './resolve.ts';
 

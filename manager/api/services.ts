@@ -3,8 +3,8 @@
 // (replicas, labels, size, the task budget: store/limits.ts), before anything is stored; the
 // orchestrators, scheduler and dispatcher do the rest from the store. Errors reach the client with the
 // status their class maps to (errors.ts): a name in use is a 409.
-import { CLUSTER_ID } from '../store/objects.ts';
-import type { ClusterLimits, Frozen, Service, ServiceMode, ServiceSpec, Task } from '../store/objects.ts';
+import { CLUSTER_ID } from '../../api/objects.ts';
+import type { ClusterLimits, Frozen, Service, ServiceMode, ServiceSpec, Task } from '../../api/objects.ts';
 import type { ReadTx, Store } from '../store/store.ts';
 import { checkReplicas, checkTaskBudget, limitsOf } from '../store/limits.ts';
 import { BODY_LIMITS, badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';

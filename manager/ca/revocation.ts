@@ -11,7 +11,7 @@
 // - a renewal that keeps the role leaves the earlier certificate valid until it expires: a running
 //   manager's Raft transport keeps dialing with the certificate it started with.
 // - an admin certificate: revoked by name (all its serials) or serial.
-import type { Cluster, NodeCertificate } from '../store/objects.ts';
+import type { Cluster, NodeCertificate } from '../../api/objects.ts';
 
 /** Serials kept in each list; the oldest (most likely expired) go first. */
 export const MAX_REVOKED_SERIALS = 2000;

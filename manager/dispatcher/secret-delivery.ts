@@ -6,10 +6,10 @@
 //
 // Messages are cut at FILES_MESSAGE_BYTES so that even many 500 KiB secrets stay far below the
 // session's message and buffer limits.
-import type { ConfigReference, Frozen, SecretReference, Task } from '../store/objects.ts';
+import type { ConfigReference, Frozen, SecretReference, Task } from '../../api/objects.ts';
 import type { ReadTx } from '../store/store.ts';
 import type { KeyRing } from '../keys/keyring.ts';
-import type { FileData, ManagerToAgent } from './protocol.ts';
+import type { FileData, ManagerToAgent } from '../../api/dispatcher.ts';
 
 /** Largest sum of base64 data in one 'files' message. */
 export const FILES_MESSAGE_BYTES = 1 << 20;

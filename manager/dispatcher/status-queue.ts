@@ -2,8 +2,8 @@
 // same task coalesce (the furthest state wins; states only move forward), and each node's queue is
 // bounded by a count, so a node that floods reports fills only its own queue, and a full queue refuses
 // only new tasks' reports from that node. Pure: no clock, no store.
-import { taskStateRank } from '../store/objects.ts';
-import type { TaskStatusUpdate } from '../../worker/executor.ts';
+import { taskStateRank } from '../../api/objects.ts';
+import type { TaskStatusUpdate } from '../../api/task-status.ts';
 
 export type PushResult = 'queued' | 'coalesced' | 'stale' | 'full';
 

@@ -8,9 +8,9 @@
 // checks that. Logs and exec answers are checked here only for `t` and `req`; their bodies belong to
 // remote-validate.ts (the logs/exec owner's).
 import { ProtocolViolation } from '../../transport/session.ts';
-import { TASK_STATES, type NodeDescription, type TaskState } from '../store/objects.ts';
-import type { TaskStatusUpdate } from '../../worker/executor.ts';
-import type { AgentToManager, TaskUsage } from './protocol.ts';
+import { TASK_STATES, type NodeDescription, type TaskState } from '../../api/objects.ts';
+import type { TaskStatusUpdate } from '../../api/task-status.ts';
+import type { AgentToManager, TaskUsage } from '../../api/dispatcher.ts';
 import { validateRemoteMessage, type RemoteMessage } from '../api/remote-validate.ts';
 
 /** Limits of one message's fields. Sizes are generous for a real node and small for the store. */

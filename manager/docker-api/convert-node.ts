@@ -2,7 +2,7 @@
 // network.Inspect shape (not swarm.Network: that is what `network ls/inspect` decode), plus the
 // reverse for node updates (Docker sends the whole NodeSpec; Shoal's control API takes changes).
 // Pure.
-import type { Frozen, Network, Node } from '../store/objects.ts';
+import type { Frozen, Network, Node } from '../../api/objects.ts';
 import { compact, dockerArch, dockerTime } from './wire.ts';
 
 type J = Record<string, unknown>;

@@ -3,7 +3,7 @@
 // camelCase). Fields Shoal does not implement are never dropped silently: `toShoalSpec` names each
 // one that was set in `warnings`, which the create/update answer carries (the CLI prints them).
 // Pure: no store, no clock.
-import type { Frozen, Mount, PortConfig, Service, ServiceSpec, Task, TaskTemplate, UpdateConfig } from '../store/objects.ts';
+import type { Frozen, Mount, PortConfig, Service, ServiceSpec, Task, TaskTemplate, UpdateConfig } from '../../api/objects.ts';
 import type { ServiceSpecInput } from '../service/spec.ts';
 import { badRequest } from '../api/http.ts';
 import { compact, dockerTime, msToNs, nsToMs } from './wire.ts';

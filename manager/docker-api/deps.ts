@@ -1,7 +1,7 @@
 // What the Docker API needs from the manager it runs on, as one small interface: the control router
 // it translates into, who this manager is, and the Raft view `info` and forwarding read. The daemon
 // builds it from its Manager (server.ts `depsOf`); tests may build it from anything.
-import type { ManagerAddr } from '../dispatcher/protocol.ts';
+import type { ManagerAddr } from '../../api/dispatcher.ts';
 import type { StoreEvent } from '../store/store.ts';
 import type { ControlRouter } from './control.ts';
 

@@ -6,7 +6,7 @@
 // `toDockerEvent` and the ring are pure; the route is the I/O.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Router } from '../api/http.ts';
-import type { Frozen, Kind, Network, Node, Service } from '../store/objects.ts';
+import type { Frozen, Kind, Network, Node, Service } from '../../api/objects.ts';
 import type { StoreEvent } from '../store/store.ts';
 import { anyOf, parseFilters, type Filters } from './filters.ts';
 import { query, type DockerCtx } from './http.ts';

@@ -5,7 +5,7 @@
 // The control stream's `warning`/`info` lines have no place in Docker's format: they go to the log.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { badRequest, type Router } from '../api/http.ts';
-import type { Service, Task } from '../store/objects.ts';
+import type { Service, Task } from '../../api/objects.ts';
 import { callControl, streamControl } from './control.ts';
 import type { DockerDeps } from './deps.ts';
 import { query, type DockerCtx } from './http.ts';

@@ -5,7 +5,7 @@
 // `{Id, Warning}`, delete 204.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, BODY_LIMITS, readJson, type Router } from '../api/http.ts';
-import type { Network, Service } from '../store/objects.ts';
+import type { Network, Service } from '../../api/objects.ts';
 
 /** How long a network removal waits for the tasks of removed services to stop. */
 const NETWORK_DRAIN_MS = 20_000;

@@ -6,7 +6,7 @@
 // CLI puts in its spec is the one Shoal would have chosen. Everything goes through the control API.
 import type { ServerResponse } from 'node:http';
 import { BODY_LIMITS, badRequest, notFound, readJson, type Router } from '../api/http.ts';
-import type { Node, Service, Task } from '../store/objects.ts';
+import type { Node, Service, Task } from '../../api/objects.ts';
 import { dirtyCheck } from '../orchestrator/slots.ts';
 import { callControl } from './control.ts';
 import type { DockerDeps } from './deps.ts';

@@ -5,7 +5,7 @@
 // plugins answer empty lists, and single objects a clean 404, so tools that probe them keep working.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BODY_LIMITS, notFound, readJson, type Router } from '../api/http.ts';
-import type { Cluster } from '../store/objects.ts';
+import type { Cluster } from '../../api/objects.ts';
 import { callControl } from './control.ts';
 import { API_VERSION, ENGINE_VERSION, MIN_API_VERSION, type DockerDeps } from './deps.ts';
 import { outOfSequence, query, requiredVersion, sendDocker, type DockerCtx } from './http.ts';

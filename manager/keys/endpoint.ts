@@ -4,7 +4,7 @@
 // joins, or a worker that is promoted, fetches them from a peer before it can open secrets.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { httpsJson, type ManagerTls } from '../../daemon/https.ts';
+import { httpsJson, type ManagerTls } from '../../transport/https.ts';
 import { ApiError, sendError, sendJson } from '../api/http.ts';
 import { decodeKeyRing, encodeKeyRing } from './keyfile.ts';
 import type { KeyRing } from './keyring.ts';

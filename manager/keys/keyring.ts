@@ -9,7 +9,7 @@
 // Raft log or a snapshot; it lives in a file beside them (keyfile.ts) and travels between managers only
 // over the mTLS port (endpoint.ts). See docs/design/secrets.md.
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import type { SealedData } from '../store/objects.ts';
+import type { SealedData } from '../../api/objects.ts';
 
 export const KEY_BYTES = 32;
 export const NONCE_BYTES = 12;

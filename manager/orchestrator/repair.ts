@@ -6,7 +6,7 @@ import { howItEnded, restartVerdict } from './restart.ts';
 import { slotName } from './slots.ts';
 import type { Slot } from './slots.ts';
 import { acts, isFinished, isRunning, isStopped, stopDeadline } from './types.ts';
-import type { Draft, Task } from '../store/objects.ts';
+import type { Draft, Task } from '../../api/objects.ts';
 import type { FTask, Plan } from './types.ts';
 
 /**

@@ -19,7 +19,7 @@
 //
 // Not counted as restarts: replacements because a node was drained, went down or stopped satisfying the
 // constraints, and replacements made by rolling updates. Those do not consult the policy at all.
-import type { RestartPolicy } from '../store/objects.ts';
+import type { RestartPolicy } from '../../api/objects.ts';
 import { stateSince, toldToStop } from './types.ts';
 import type { FTask } from './types.ts';
 

@@ -16,16 +16,16 @@
 //   memory — when a task was seen entering 'running', used by update monitoring — has a store-based
 //   fallback.
 import { newId } from '../store/ids.ts';
-import { CLUSTER_ID } from '../store/objects.ts';
+import { CLUSTER_ID } from '../../api/objects.ts';
 import { BatchError, ConflictError } from '../store/store.ts';
 import { LimitExceededError } from '../store/errors.ts';
 import { LIMIT_SETTINGS, checkStoredObject, limitsOf } from '../store/limits.ts';
-import type { ClusterLimits } from '../store/objects.ts';
+import type { ClusterLimits } from '../../api/objects.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
 import { ms } from './types.ts';
-import { jsonEqual } from '../store/objects.ts';
+import { jsonEqual } from '../../api/objects.ts';
 import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext, ReconcileResult } from './types.ts';
 
 export interface OrchestratorTimers {

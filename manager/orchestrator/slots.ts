@@ -14,7 +14,7 @@
 //            and its number is free
 import { failingConstraint } from './enforcer.ts';
 import { isFinished, isRunning, ms, rank, wantsToRun } from './types.ts';
-import { jsonEqual } from '../store/objects.ts';
+import { jsonEqual } from '../../api/objects.ts';
 import type { FNode, FService, FTask } from './types.ts';
 
 export interface Slot {

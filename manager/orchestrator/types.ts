@@ -1,9 +1,9 @@
 // Shared vocabulary of the orchestrators: what a reconcile function is given (ReconcileContext), what it
 // returns (decisions made of actions), and the task predicates every mode uses. Everything here is pure:
 // no store, no clock, no I/O. See docs/design/orchestrator.md.
-import { isTerminalTaskState, taskStateRank } from '../store/objects.ts';
+import { isTerminalTaskState, taskStateRank } from '../../api/objects.ts';
 
-import type { Draft, Frozen, Node, Service, Task, TaskState, TaskStatus, UpdateStatus } from '../store/objects.ts';
+import type { Draft, Frozen, Node, Service, Task, TaskState, TaskStatus, UpdateStatus } from '../../api/objects.ts';
 
 export type FTask = Frozen<Task>;
 export type FService = Frozen<Service>;

@@ -19,12 +19,12 @@
 //      one is running (repair.ts).
 //   5. Done. No dirty slot, none in flight, every head of this version has run for `monitor` →
 //      'completed' / 'rollback_completed'.
-import type { UpdateConfig, UpdateState } from '../store/objects.ts';
+import type { UpdateConfig, UpdateState } from '../../api/objects.ts';
 import type { SlotCondition } from './repair.ts';
 import { slotName } from './slots.ts';
 import type { Slot } from './slots.ts';
 import { acts, isFinished, isRunning, isStopped, iso, ms, stateSince, toldToStop, wantsToRun } from './types.ts';
-import type { Draft, Task } from '../store/objects.ts';
+import type { Draft, Task } from '../../api/objects.ts';
 import type { FService, FTask, Plan } from './types.ts';
 
 /** Swarm's defaults, for update and rollback alike. */

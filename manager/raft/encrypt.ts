@@ -14,7 +14,7 @@
 //
 // Pure apart from node:crypto: randomness comes in as a function.
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import { KeyRing, NONCE_BYTES, TAG_BYTES } from '../keys/keyring.ts';
+import { type KeyRing, NONCE_BYTES, TAG_BYTES } from '../keys/keyring.ts';
 
 const FORMAT_V1 = 1;
 

@@ -18,8 +18,8 @@
 import { performance } from 'node:perf_hooks';
 import { PassLoop } from '../store/pass-loop.ts';
 import type { ReadTx, Store, StoreEvent } from '../store/store.ts';
-import { isTerminalTaskState, taskStateRank } from '../store/objects.ts';
-import type { Frozen, Node, Service, Task } from '../store/objects.ts';
+import { isTerminalTaskState, taskStateRank } from '../../api/objects.ts';
+import type { Frozen, Node, Service, Task } from '../../api/objects.ts';
 import { DEFAULT_FAILURE_WINDOW_MS, schedule } from './scheduler.ts';
 import type { HostPort, PendingGroup, PlacedTask, SchedNode, SchedulerInput, SchedulerOptions, TaskFailure } from './scheduler.ts';
 

@@ -25,7 +25,7 @@
 
 import { ConstraintError, firstFailing, parseConstraints } from './constraints.ts';
 import type { Constraint, ConstraintNode } from './constraints.ts';
-import type { NodeAvailability, ResourceAmounts } from '../store/objects.ts';
+import type { NodeAvailability, ResourceAmounts } from '../../api/objects.ts';
 
 // ------------------------------------------------------------------------------------------- inputs
 

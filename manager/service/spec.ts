@@ -25,16 +25,16 @@ import type {
   ServiceSpec,
   TaskTemplate,
   UpdateConfig,
-} from '../store/objects.ts';
-import { DEFAULT_LIMITS, jsonEqual } from '../store/objects.ts';
-import type { ClusterLimits } from '../store/objects.ts';
+} from '../../api/objects.ts';
+import { DEFAULT_LIMITS, jsonEqual } from '../../api/objects.ts';
+import type { ClusterLimits } from '../../api/objects.ts';
 import { checkLabels, checkName, checkReplicas, checkServiceSpecBytes } from '../store/limits.ts';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.ts';
-import { TemplateError, isTemplateField, templateFields, templateFieldsHint } from './templates.ts';
-import { FileRefError, checkUniqueTargets, validateFileRefs } from './file-refs.ts';
-import type { ConfigReference, SecretReference } from '../store/objects.ts';
-import { ConfinementError, checkSysctl, checkUlimit, normalizeCapability } from '../../worker/engine/confinement.ts';
-import { SeccompProfileError, compileSeccompProfile } from '../../worker/engine/seccomp-profile.ts';
+import { TemplateError, isTemplateField, templateFields, templateFieldsHint } from '../../api/templates.ts';
+import { FileRefError, checkUniqueTargets, validateFileRefs } from '../../api/file-refs.ts';
+import type { ConfigReference, SecretReference } from '../../api/objects.ts';
+import { ConfinementError, checkSysctl, checkUlimit, normalizeCapability } from '../../api/confinement.ts';
+import { SeccompProfileError, compileSeccompProfile } from '../../api/seccomp-profile.ts';
 
 // ---------------------------------------------------------------------------------------------- types
 
@@ -495,7 +495,7 @@ function validateTask(v: unknown, mode: ServiceMode): TaskTemplate {
     const n = nonNegInt(o.forceUpdate, 'task.forceUpdate');
     if (n > 0) t.forceUpdate = n;
   }
-  // Secrets and configs (file-refs.ts); whether they exist is checked when the service is written.
+  // Secrets and configs (api/file-refs.ts); whether they exist is checked when the service is written.
   let secrets: SecretReference[] = [];
   let configs: ConfigReference[] = [];
   try {
@@ -512,7 +512,7 @@ function validateTask(v: unknown, mode: ServiceMode): TaskTemplate {
   return t;
 }
 
-/** --cap-add/--cap-drop, --read-only, --sysctl, --ulimit, --init, --security-opt seccomp (confinement.ts). */
+/** --cap-add/--cap-drop, --read-only, --sysctl, --ulimit, --init, --security-opt seccomp (api/confinement.ts). */
 function validateConfinement(o: Record<string, unknown>, t: TaskTemplate): void {
   try {
     for (const k of ['capabilityAdd', 'capabilityDrop'] as const) {

@@ -1,7 +1,7 @@
 // The store's typed errors, in their own file so that pure modules beside the store (limits.ts) and the
 // API's status mapping (manager/api/errors.ts) can import them without importing the store itself.
 // Callers match them with instanceof; `code` is what goes on the wire.
-import type { Kind } from './objects.ts';
+import type { Kind } from '../../api/objects.ts';
 
 export class StoreError extends Error {
   readonly code: string;

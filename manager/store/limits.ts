@@ -17,8 +17,8 @@
 // GRANDFATHER_SLACK_BYTES, changes labels that are over the limit, renames to a name too long), so
 // heartbeats and status reports, whose messages vary in length, keep flowing.
 import { LimitExceededError, ValidationError } from './errors.ts';
-import { DEFAULT_LIMITS } from './objects.ts';
-import type { AnyObject, ClusterLimits, ClusterSpec, Frozen } from './objects.ts';
+import { DEFAULT_LIMITS } from '../../api/objects.ts';
+import type { AnyObject, ClusterLimits, ClusterSpec, Frozen } from '../../api/objects.ts';
 
 export type LimitName = keyof ClusterLimits;
 export type LimitsPatch = Partial<ClusterLimits>;

@@ -27,9 +27,9 @@
 // never inside apply(); see watch().
 import type { StateMachine } from '../raft/node.ts';
 import type { EntryType } from '../raft/types.ts';
-import { CLUSTER_ID, KINDS, TASK_STATES, deepFreeze } from './objects.ts';
+import { CLUSTER_ID, KINDS, TASK_STATES, deepFreeze } from '../../api/objects.ts';
 import { checkStoredObject, checkTaskBudget, limitsOf } from './limits.ts';
-import type { AnyObject, Cluster, ClusterLimits, Draft, Frozen, Kind, NamedKind, ObjectOf, Task } from './objects.ts';
+import type { AnyObject, Cluster, ClusterLimits, Draft, Frozen, Kind, NamedKind, ObjectOf, Task } from '../../api/objects.ts';
 import {
   BatchError,
   ConflictError,

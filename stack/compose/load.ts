@@ -72,7 +72,7 @@ export function loadCompose(opts: LoadOptions): ComposeProject {
     for (const l of parseEnvFile(envText, envPath, problems)) if (l.value !== undefined) dotEnv[l.key] = l.value;
   }
   const env = mergeEnvironments(opts.env, dotEnv);
-  const lookup = (name: string): string | undefined => (Object.prototype.hasOwnProperty.call(env, name) ? env[name] : undefined);
+  const lookup = (name: string): string | undefined => (Object.hasOwn(env, name) ? env[name] : undefined);
 
   let merged: PNode | null = null;
   for (let i = 0; i < opts.files.length; i++) {

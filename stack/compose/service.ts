@@ -5,7 +5,7 @@
 // one-line warnings (options.ts).
 import { posix as path } from 'node:path';
 import type { Pos } from './errors.ts';
-import { Checker, got, isEmptyValue, join } from './check.ts';
+import { type Checker, got, isEmptyValue, join } from './check.ts';
 import { readDeploy } from './deploy.ts';
 import { readMounts, readTmpfs } from './mounts.ts';
 import { readPorts } from './ports.ts';

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ALLOCATED_MESSAGE, holdsAddresses, planAllocation } from '../../manager/allocator/allocator.ts';
 import { AddressPool, addrOf } from '../../manager/allocator/ipam.ts';
-import type { Frozen, Network, Node, Service, Task } from '../../manager/store/objects.ts';
+import type { Frozen, Network, Node, Service, Task } from '../../api/objects.ts';
 import { World, ingressNet, net, node, svc, task } from './fixtures.ts';
 
 function addrs(t: Frozen<Task>): string[] {

@@ -8,8 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, Router } from '../../manager/api/http.ts';
 import { registerNetworkRoutes, validateNetworkSpec } from '../../manager/api/networks.ts';
 import { Store } from '../../manager/store/store.ts';
-import { CLUSTER_ID, defaultClusterSpec } from '../../manager/store/objects.ts';
-import type { Cluster, Draft, Network, Service, Task } from '../../manager/store/objects.ts';
+import { CLUSTER_ID, defaultClusterSpec } from '../../api/objects.ts';
+import type { Cluster, Draft, Network, Service, Task } from '../../api/objects.ts';
 import { networkRows, parseNetworkCreateArgs } from '../../cli/network.ts';
 
 function api(store = new Store({})) {

@@ -1,7 +1,7 @@
 // Plain-data fixtures for the allocator's pure tests, and a tiny in-memory "store" that applies an
 // AllocationPlan the way the runner writes it (so tests can run many passes without a Store).
-import { deepFreeze } from '../../manager/store/objects.ts';
-import type { Frozen, Network, Node, PortConfig, Service, Task, TaskState } from '../../manager/store/objects.ts';
+import { deepFreeze } from '../../api/objects.ts';
+import type { Frozen, Network, Node, PortConfig, Service, Task, TaskState } from '../../api/objects.ts';
 import { planAllocation } from '../../manager/allocator/allocator.ts';
 import type { AllocationInput, AllocationPlan } from '../../manager/allocator/allocator.ts';
 

@@ -10,7 +10,7 @@ import type { AllocatorPassInfo, AllocatorRunnerOptions } from '../../manager/al
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';
 import { SchedulerRunner } from '../../manager/scheduler/runner.ts';
 import { Store } from '../../manager/store/store.ts';
-import type { Draft, Frozen, Network, Node, PortConfig, Service, Task } from '../../manager/store/objects.ts';
+import type { Draft, Frozen, Network, Node, PortConfig, Service, Task } from '../../api/objects.ts';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

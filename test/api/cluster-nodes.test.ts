@@ -13,7 +13,7 @@ import { registerNodeRoutes } from '../../manager/api/nodes.ts';
 import type { Members } from '../../manager/members.ts';
 import type { RaftNode } from '../../manager/raft/node.ts';
 import { Store } from '../../manager/store/store.ts';
-import { DEFAULT_LIMITS, defaultClusterSpec, type Cluster, type Draft, type Node } from '../../manager/store/objects.ts';
+import { DEFAULT_LIMITS, defaultClusterSpec, type Cluster, type Draft, type Node } from '../../api/objects.ts';
 import { DispatcherCounters } from '../../manager/dispatcher/stats.ts';
 import { testCluster } from '../helpers/cluster.ts';
 

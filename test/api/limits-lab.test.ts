@@ -7,9 +7,9 @@ import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { httpsJson } from '../../daemon/https.ts';
-import { ClusterLab } from '../cluster/cluster-lab.ts';
-import { cleanupOnExit } from '../cluster/lab.ts';
+import { httpsJson } from '../../transport/https.ts';
+import { ClusterLab } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = 'h2x';
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { X509Certificate } from 'node:crypto';
 import { Daemon } from '../../daemon/daemon.ts';
 import { createCsr, generateKeyPem, parseCertificate } from '../../manager/ca/pki.ts';
-import { control, loadContext, renewAdminIfDue, saveContext, type Context } from '../../cli/context.ts';
+import { control, loadContext, renewAdminIfDue, saveContext, type Context } from '../../client/context.ts';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

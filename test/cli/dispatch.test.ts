@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CliError } from '../../cli/context.ts';
+import { CliError } from '../../client/context.ts';
 import { isFlagError } from '../../cli/flags.ts';
 import { parseServiceCreateArgs } from '../../cli/service-flags.ts';
 import { recordingTree, shoal } from './helpers.ts';

@@ -2,7 +2,7 @@
 // `table` with a header), checked on fixed rows — the renderer is pure.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CliError } from '../../cli/context.ts';
+import { CliError } from '../../client/context.ts';
 import { checkFormat, fieldName, parseTemplate, renderInspect, renderListing, type Listing } from '../../cli/format.ts';
 
 const objects = [

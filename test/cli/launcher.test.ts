@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compiledEntry } from '../../scripts/dist.ts';
+import { compiledEntry } from '../../lab/compiled.ts';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 let dir = '';

@@ -19,11 +19,11 @@ import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import { parseUnlockKey } from '../../manager/keys/autolock.ts';
 import { RAFT_KEY_FILE, isKeyFileWrapped, loadKeyRing } from '../../manager/keys/keyfile.ts';
-import { localCall } from '../../cli/context.ts';
+import { localCall } from '../../client/context.ts';
 import { RaftCipher } from '../../manager/raft/encrypt.ts';
 import { SqliteRaftStorage } from '../../manager/raft/storage-sqlite.ts';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 import { filesContaining } from '../helpers/disk-grep.ts';
 
 const NAME = 'h14x';

@@ -12,8 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { buildImage, busyboxLayer } from '../../worker/images/build.ts';
 import { writeDockerCerts } from '../../cli/docker-context.ts';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = 'h11x';
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));

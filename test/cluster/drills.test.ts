@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { control, localCall, saveContext } from '../../cli/context.ts';
-import { httpsJson } from '../../daemon/https.ts';
+import { control, localCall, saveContext } from '../../client/context.ts';
+import { httpsJson } from '../../transport/https.ts';
 import { isAlive, readState, type ShimState } from '../../worker/engine/shim.ts';
 import { buildImage, busyboxLayer } from '../../worker/images/build.ts';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = `dr${process.pid % 10000}`;
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');

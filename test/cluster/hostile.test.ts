@@ -8,8 +8,8 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ClusterLab } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 import { DISPATCHER_TYPES } from '../hostile/generate.ts';
 import { reportLines, runHostile, type HostileReport } from '../hostile/run.ts';
 

@@ -11,7 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_STATE_ROOT, Lab, LabError, LabHost, NETNS_DIR, cleanupOnExit, labNames, procAlive, which } from './lab.ts';
+import { DEFAULT_STATE_ROOT, Lab, LabError, type LabHost, NETNS_DIR, cleanupOnExit, labNames, procAlive, which } from '../../lab/lab.ts';
 
 const SUFFIX = process.pid.toString(36); // ≤ 5 chars
 const NAME = `t${SUFFIX}`; // the shared 3-host lab

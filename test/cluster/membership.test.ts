@@ -5,11 +5,11 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { control, localCall } from '../../cli/context.ts';
-import { httpsJson } from '../../daemon/https.ts';
+import { control, localCall } from '../../client/context.ts';
+import { httpsJson } from '../../transport/https.ts';
 import { createCsr, createRootCa, generateKeyPem, signNodeCertificate } from '../../manager/ca/pki.ts';
-import { ClusterLab, sleep, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, sleep, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = `m${process.pid % 10000}`;
 

@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = 'h16x';
 const METRICS_PORT = 9323;

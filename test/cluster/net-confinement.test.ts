@@ -13,11 +13,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { localCall } from '../../cli/context.ts';
+import { localCall } from '../../client/context.ts';
 import { buildImage, busyboxLayer, demoWebImage } from '../../worker/images/build.ts';
-import { macForIp } from '../../overlay-net/types.ts';
-import { ClusterLab, httpGet, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { macForIp } from '../../api/netview.ts';
+import { ClusterLab, httpGet, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = 'h13x';
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');

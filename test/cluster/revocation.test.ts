@@ -12,11 +12,11 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { localCall } from '../../cli/context.ts';
+import { localCall } from '../../client/context.ts';
 import { parseCertificate } from '../../manager/ca/pki.ts';
 import { appImage, baseImage, dockerSaveLegacy } from '../images/fixtures.ts';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = 'h15x';
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');

@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { localCall } from '../../cli/context.ts';
+import { localCall } from '../../client/context.ts';
 import { demoWebImage } from '../../worker/images/build.ts';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 import { filesContaining } from '../helpers/disk-grep.ts';
 
 const NAME = 'h9x';

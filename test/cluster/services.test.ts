@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = `s${process.pid % 10000}`;
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');

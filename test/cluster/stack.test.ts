@@ -13,8 +13,8 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { buildImage, busyboxLayer, demoWebImage } from '../../worker/images/build.ts';
-import { ClusterLab, httpGet, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit } from './lab.ts';
+import { ClusterLab, httpGet, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = 'h10x';
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));

@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { control, localCall } from '../../cli/context.ts';
+import { control, localCall } from '../../client/context.ts';
 import { isAlive, readState, type ShimState } from '../../worker/engine/shim.ts';
 import { buildImage, busyboxLayer } from '../../worker/images/build.ts';
-import { ClusterLab, waitFor } from './cluster-lab.ts';
-import { cleanupOnExit, procAlive } from './lab.ts';
-import { decodeWaitStatus, describeStatus, parseExitFile, statusOf, type SupervisedRecord } from './lab-supervisor.ts';
+import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { cleanupOnExit, procAlive } from '../../lab/lab.ts';
+import { decodeWaitStatus, describeStatus, parseExitFile, statusOf, type SupervisedRecord } from '../../lab/supervisor.ts';
 
 describe('lab supervisor status (pure)', () => {
   const rec: SupervisedRecord = {

@@ -9,12 +9,12 @@ import { WebSocket } from 'ws';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
-import { DISPATCHER_PATH } from '../../manager/dispatcher/protocol.ts';
+import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import { Gate, type UpdateFn } from '../../manager/api/gate.ts';
 import type { Members } from '../../manager/members.ts';
 import type { RaftNode } from '../../manager/raft/node.ts';
 import { Store } from '../../manager/store/store.ts';
-import { defaultClusterSpec, type Cluster, type Draft, type Node, type Task } from '../../manager/store/objects.ts';
+import { defaultClusterSpec, type Cluster, type Draft, type Node, type Task } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {

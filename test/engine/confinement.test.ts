@@ -9,15 +9,15 @@ import { existsSync, mkdirSync, openSync, readFileSync, readlinkSync, rmdirSync,
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { TaskCgroup, detectCgroups } from '../../worker/engine/cgroups.ts';
-import { effectiveCapabilities, checkSysctl, ConfinementError } from '../../worker/engine/confinement.ts';
-import { compileSeccompProfile, SeccompProfileError } from '../../worker/engine/seccomp-profile.ts';
+import { effectiveCapabilities, checkSysctl, ConfinementError } from '../../api/confinement.ts';
+import { compileSeccompProfile, SeccompProfileError } from '../../api/seccomp-profile.ts';
 import { DEFAULT_SHIM_PATH, execInContainer, readState, startContainer, stopContainer } from '../../worker/engine/shim.ts';
 import { UserLookupError, resolveUser } from '../../worker/engine/user.ts';
 import { validateServiceSpec } from '../../manager/service/spec.ts';
 import { convertStack } from '../../stack/convert.ts';
 import { parseServiceCreateArgs, parseServiceUpdateArgs } from '../../cli/service-flags.ts';
 import { EngineExecutor, type ImageResolver } from '../../worker/engine/executor.ts';
-import type { TaskStatusUpdate } from '../../worker/executor.ts';
+import type { TaskStatusUpdate } from '../../api/task-status.ts';
 import { mountRootfs, unmountRootfs } from '../../worker/images/store.ts';
 import { loadMemory } from '../stack/helpers.ts';
 import { run, setup, skip, type Env } from './shim-env.ts';

@@ -7,11 +7,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { TaskTemplate } from '../../manager/store/objects.ts';
+import type { TaskTemplate } from '../../api/objects.ts';
 import { TaskCgroup, detectCgroups } from '../../worker/engine/cgroups.ts';
 import { EngineExecutor, type ImageResolver, type NetworkHook } from '../../worker/engine/executor.ts';
 import { BUILD_SCRIPT, makeBusyboxRootfs } from '../../worker/engine/shim.ts';
-import type { TaskAssignment, TaskStatusUpdate } from '../../worker/executor.ts';
+import type { TaskAssignment, TaskStatusUpdate } from '../../api/task-status.ts';
 
 const PREFIX = `shoal-eng-${process.pid}`;
 const root = mkdtempSync(join(tmpdir(), 'shoal-eng-exec-'));

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { TaskAssignment, TaskStatusUpdate } from '../../worker/executor.ts';
+import type { TaskAssignment, TaskStatusUpdate } from '../../api/task-status.ts';
 import { EngineExecutor, type ImageResolver } from '../../worker/engine/executor.ts';
 import { BUILD_SCRIPT, makeBusyboxRootfs } from '../../worker/engine/shim.ts';
 import { TaskCgroup } from '../../worker/engine/cgroups.ts';

@@ -2,7 +2,7 @@
 // acknowledged write must survive, a latency probe of the control API, who leads at which term, and
 // the leader's resident memory. Each is a small loop with stop(); the run reads their records after.
 import { readFileSync } from 'node:fs';
-import { httpsJson } from '../../daemon/https.ts';
+import { httpsJson } from '../../transport/https.ts';
 
 /** The admin credentials of the lab's context. */
 export interface AdminTls {

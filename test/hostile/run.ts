@@ -5,10 +5,10 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { httpsJson } from '../../daemon/https.ts';
+import { httpsJson } from '../../transport/https.ts';
 import { DEFAULT_SERVER_LIMITS } from '../../daemon/server-guard.ts';
-import { ClusterLab, waitFor } from '../cluster/cluster-lab.ts';
-import { procAlive } from '../cluster/lab.ts';
+import { type ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
+import { procAlive } from '../../lab/lab.ts';
 import type { AttackConfig, AttackRates, AttackResult } from './attacker.ts';
 import { LatencyProbe, LeaderWatch, RssSampler, Writer, nodeLabels, percentile, rssKiB } from './observe.ts';
 import type { Finding } from './tally.ts';

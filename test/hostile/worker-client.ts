@@ -3,9 +3,9 @@
 // hand (ws-frame.ts) so it can send anything the generator makes, pipelined at a set rate.
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
-import { httpsJson } from '../../daemon/https.ts';
+import { httpsJson } from '../../transport/https.ts';
 import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
-import { DISPATCHER_PATH } from '../../manager/dispatcher/protocol.ts';
+import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import { dispatcherInput, type DispatcherContext } from './generate.ts';
 import type { Rng } from './prng.ts';
 import type { Tally } from './tally.ts';

@@ -6,8 +6,8 @@
 // Writes sent to a follower get 421 naming the leader; the client follows it, as the CLI does. Only
 // answers that say what happened are definite; a timeout, a 503, a refused or reset connection or any
 // other surprise is an unknown outcome (the op may take effect later, or never), as the checker models it.
-import { httpsRaw, type ManagerTls } from '../../daemon/https.ts';
-import type { ServiceSpec } from '../../manager/store/objects.ts';
+import { httpsRaw, type ManagerTls } from '../../transport/https.ts';
+import type { ServiceSpec } from '../../api/objects.ts';
 
 export const REGISTER_LABEL = 'jepsen.value';
 const MAX_REDIRECTS = 2;

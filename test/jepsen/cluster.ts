@@ -7,9 +7,9 @@ import { UNSAFE_RAFT_ENV } from '../../manager/raft/node.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { httpsRaw, type ManagerTls } from '../../daemon/https.ts';
-import { ClusterLab } from '../cluster/cluster-lab.ts';
-import { Lab, cleanupOnExit, type LabHost } from '../cluster/lab.ts';
+import { httpsRaw, type ManagerTls } from '../../transport/https.ts';
+import { ClusterLab } from '../../lab/cluster-lab.ts';
+import { Lab, cleanupOnExit, type LabHost } from '../../lab/lab.ts';
 
 export interface JepsenClusterOptions {
   name: string;

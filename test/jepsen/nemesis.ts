@@ -4,7 +4,7 @@
 // of its own lab.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Rng } from '../../sim/rng.ts';
-import { httpsRaw } from '../../daemon/https.ts';
+import { httpsRaw } from '../../transport/https.ts';
 import type { JepsenCluster } from './cluster.ts';
 import { FAULT_KINDS, type Fault, type FaultKind } from './schedule.ts';
 

@@ -5,7 +5,7 @@
 // rest, so runs with the same seed are alike but not identical.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ServiceSpec } from '../../manager/store/objects.ts';
+import type { ServiceSpec } from '../../api/objects.ts';
 import { RegisterClient } from './client.ts';
 import type { JepsenCluster } from './cluster.ts';
 import { History, VersionBook, checkPerKey, type KeyVerdict } from './history.ts';

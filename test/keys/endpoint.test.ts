@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createCsr, createRootCa, generateKeyPem, signNodeCertificate, verifyNodeCertificate } from '../../manager/ca/pki.ts';
 import { KeyRing } from '../../manager/keys/keyring.ts';
 import { KEYS_PATH, fetchKeyRing, serveKeys } from '../../manager/keys/endpoint.ts';
-import { httpsJson } from '../../daemon/https.ts';
+import { httpsJson } from '../../transport/https.ts';
 
 describe('GET /keys/v1/dek', { timeout: 60_000 }, () => {
   const clusterId = 'c1';

@@ -2,11 +2,11 @@
 // worker/logs/chunk.ts, worker/logs/flow.ts, manager/api/log-merge.ts, manager/api/remote-validate.ts).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chunkEntry, LogBatcher, logChunkCost, splitBuffer, splitLine } from '../../worker/logs/chunk.ts';
+import { chunkEntry, LogBatcher, logChunkCost, splitBuffer, splitLine } from '../../api/log-chunk.ts';
 import { FlowWindow } from '../../worker/logs/flow.ts';
 import { LogMerge, type MergeOut } from '../../manager/api/log-merge.ts';
 import { validateExecOutput, validateExecResult, validateLog, validateLogEnd } from '../../manager/api/remote-validate.ts';
-import { EXEC_CHUNK_BYTES, LOG_BATCH_BYTES, LOG_CHUNK_BYTES, type LogLine } from '../../manager/dispatcher/protocol.ts';
+import { EXEC_CHUNK_BYTES, LOG_BATCH_BYTES, LOG_CHUNK_BYTES, type LogLine } from '../../api/dispatcher.ts';
 import { ProtocolViolation } from '../../transport/session.ts';
 
 /** What a client does with the merged output: join each line's chunks. */

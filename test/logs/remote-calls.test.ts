@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RemoteCalls } from '../../manager/api/remote.ts';
-import { LOG_MIN_WINDOW_BYTES, LOG_WINDOW_BYTES, logWindowFor, type ManagerToAgent } from '../../manager/dispatcher/protocol.ts';
+import { LOG_MIN_WINDOW_BYTES, LOG_WINDOW_BYTES, logWindowFor, type ManagerToAgent } from '../../api/dispatcher.ts';
 import { ProtocolViolation } from '../../transport/session.ts';
 
 function setup() {

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { DataPlane, NAT_TABLE, RESOLV_CONF, dataPlaneNames } from '../../overlay-net/dataplane.ts';
 import * as nl from '../../overlay-net/netlink.ts';
-import { NODE_LOCAL, macForIp } from '../../overlay-net/types.ts';
-import type { Endpoint, NetInfo, NetView } from '../../overlay-net/types.ts';
+import { NODE_LOCAL, macForIp } from '../../api/netview.ts';
+import type { Endpoint, NetInfo, NetView } from '../../api/netview.ts';
 
 const P = 'shoal-nl-';
 const SW = `${P}sw`;

@@ -27,8 +27,8 @@ import {
   TYPE,
 } from '../../overlay-net/dns-wire.ts';
 import type { DnsMessage } from '../../overlay-net/dns-wire.ts';
-import type { Endpoint, NetInfo, NetView, SvcInfo } from '../../overlay-net/types.ts';
-import { macForIp } from '../../overlay-net/types.ts';
+import type { Endpoint, NetInfo, NetView, SvcInfo } from '../../api/netview.ts';
+import { macForIp } from '../../api/netview.ts';
 import { Rng } from '../../sim/rng.ts';
 
 // ---------------------------------------------------------------------------------------------------------

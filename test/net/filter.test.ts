@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { DataPlane } from '../../overlay-net/dataplane.ts';
 import { clusterAddrs, gwBridgeGuardTable, GuardError, GuardProgrammer, netBridgeGuardTable, nodeGuardTable, GUARD_TABLE } from '../../overlay-net/filter.ts';
 import { diffTable, parseNftListing, renderTable } from '../../overlay-net/nft.ts';
-import { macForIp, type Endpoint, type NetInfo, type NetView } from '../../overlay-net/types.ts';
+import { macForIp, type Endpoint, type NetInfo, type NetView } from '../../api/netview.ts';
 import { kernelSkip, Lab } from './netlab.ts';
 
 const NODE = { gwBridge: 'x-gwbr', ingressLink: 'x-ing', nodeAddrs: ['10.0.0.2', '10.0.0.1'] };

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { LbProgrammer, lbTable, lbVips, planLbChanges, renderLbRuleset } from '../../overlay-net/lb.ts';
 import { NftApplier, parseNftListing, diffTable, deadRules } from '../../overlay-net/nft.ts';
-import type { NetView } from '../../overlay-net/types.ts';
+import type { NetView } from '../../api/netview.ts';
 import { endpoint, kernelSkip, Lab, net, service, tally, view } from './netlab.ts';
 
 const N1 = net('n1', '10.1.0.0/24');

@@ -16,7 +16,7 @@ import {
   renderMeshRuleset,
 } from '../../overlay-net/mesh.ts';
 import { NftApplier, planTableChanges } from '../../overlay-net/nft.ts';
-import type { NetView } from '../../overlay-net/types.ts';
+import type { NetView } from '../../api/netview.ts';
 import { endpoint, kernelSkip, Lab, net, service, tally, view } from './netlab.ts';
 
 const ING = net('ing', '10.255.0.0/24', { ingress: true, attachable: false });

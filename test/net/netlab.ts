@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Endpoint, NetInfo, NetView, SvcInfo } from '../../overlay-net/types.ts';
+import type { Endpoint, NetInfo, NetView, SvcInfo } from '../../api/netview.ts';
 
 export const PREFIX = 'shoal-nft-';
 

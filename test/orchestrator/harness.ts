@@ -9,7 +9,7 @@
 //   told to stop           → shutdown (unless the node is down: nobody reports)
 // Each step() advances every task by at most one state, in one transaction.
 import { parseConstraints, matches } from '../../manager/scheduler/constraints.ts';
-import { CLUSTER_ID, defaultClusterSpec, isTerminalTaskState, taskStateRank } from '../../manager/store/objects.ts';
+import { CLUSTER_ID, defaultClusterSpec, isTerminalTaskState, taskStateRank } from '../../api/objects.ts';
 import type {
   Cluster,
   Draft,
@@ -23,7 +23,7 @@ import type {
   Task,
   TaskTemplate,
   UpdateConfig,
-} from '../../manager/store/objects.ts';
+} from '../../api/objects.ts';
 import { Store } from '../../manager/store/store.ts';
 import { constraintNode } from '../../manager/orchestrator/enforcer.ts';
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';

@@ -1,8 +1,8 @@
 // The pure reconcile functions on hand-built objects: no store, no runner, no clock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deepFreeze } from '../../manager/store/objects.ts';
-import type { Frozen, Node, Service, ServiceSpec, Task, TaskState } from '../../manager/store/objects.ts';
+import { deepFreeze } from '../../api/objects.ts';
+import type { Frozen, Node, Service, ServiceSpec, Task, TaskState } from '../../api/objects.ts';
 import { reconcileService } from '../../manager/orchestrator/reconcile.ts';
 import { pickForRemoval, reconcileReplicated } from '../../manager/orchestrator/replicated.ts';
 import { restartVerdict } from '../../manager/orchestrator/restart.ts';

@@ -2,8 +2,8 @@
 // actions (pause, automatic rollback), manual rollback, --force, and a leader change mid-update.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isTerminalTaskState } from '../../manager/store/objects.ts';
-import type { Frozen, Task } from '../../manager/store/objects.ts';
+import { isTerminalTaskState } from '../../api/objects.ts';
+import type { Frozen, Task } from '../../api/objects.ts';
 import { Harness, bySlot, seqIds } from './harness.ts';
 
 async function cluster(nodes = ['n1', 'n2', 'n3']): Promise<Harness> {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { ASSIGNED_MESSAGE, SchedulerRunner, collectInput } from '../../manager/scheduler/runner.ts';
 import type { PassInfo, SchedulerRunnerOptions } from '../../manager/scheduler/runner.ts';
 import { Store } from '../../manager/store/store.ts';
-import type { Draft, Frozen, Node, Service, Task, TaskState, TaskTemplate } from '../../manager/store/objects.ts';
+import type { Draft, Frozen, Node, Service, Task, TaskState, TaskTemplate } from '../../api/objects.ts';
 
 // ---------------------------------------------------------------------------------------------- fixtures
 

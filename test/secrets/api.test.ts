@@ -12,7 +12,7 @@ import { registerSecretRoutes } from '../../manager/api/secrets.ts';
 import { registerServiceRoutes } from '../../manager/api/services.ts';
 import { KeyRing } from '../../manager/keys/keyring.ts';
 import { Store } from '../../manager/store/store.ts';
-import { defaultClusterSpec, type Cluster, type Draft, type Task } from '../../manager/store/objects.ts';
+import { defaultClusterSpec, type Cluster, type Draft, type Task } from '../../api/objects.ts';
 import { validateServiceSpec } from '../../manager/service/spec.ts';
 import { planFileMessages } from '../../manager/dispatcher/secret-delivery.ts';
 import { NodeFiles, FilesError } from '../../worker/files.ts';

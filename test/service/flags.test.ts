@@ -3,8 +3,8 @@
 // the flag.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deepFreeze } from '../../manager/store/objects.ts';
-import type { ServiceSpec } from '../../manager/store/objects.ts';
+import { deepFreeze } from '../../api/objects.ts';
+import type { ServiceSpec } from '../../api/objects.ts';
 import { specDiff, validateServiceSpec } from '../../manager/service/spec.ts';
 import {
   isFlagError,
@@ -22,7 +22,7 @@ import {
   shellSplit,
 } from '../../cli/service-flags.ts';
 import type { FlagIo } from '../../cli/service-flags.ts';
-import { CliError } from '../../cli/context.ts';
+import { CliError } from '../../client/context.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

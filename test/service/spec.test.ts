@@ -2,8 +2,8 @@
 // the update diff, and task template expansion.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deepFreeze } from '../../manager/store/objects.ts';
-import type { ServiceSpec, TaskTemplate } from '../../manager/store/objects.ts';
+import { deepFreeze } from '../../api/objects.ts';
+import type { ServiceSpec, TaskTemplate } from '../../api/objects.ts';
 import {
   SpecError,
   defaultRestartPolicy,
@@ -15,11 +15,11 @@ import {
   specDiff,
   validateServiceSpec,
 } from '../../manager/service/spec.ts';
-import { DEFAULT_LIMITS, jsonEqual } from '../../manager/store/objects.ts';
+import { DEFAULT_LIMITS, jsonEqual } from '../../api/objects.ts';
 import { LimitExceededError } from '../../manager/store/errors.ts';
 import { checkSpecLimits } from '../../manager/service/spec.ts';
-import { TEMPLATE_FIELDS, TemplateError, expandString, expandTemplates, templateFields } from '../../manager/service/templates.ts';
-import type { TemplateContext } from '../../manager/service/templates.ts';
+import { TEMPLATE_FIELDS, TemplateError, expandString, expandTemplates, templateFields } from '../../api/templates.ts';
+import type { TemplateContext } from '../../api/templates.ts';
 
 // ---------------------------------------------------------------------------------------------- helpers
 

@@ -4,7 +4,7 @@
 // sent carry the ids found; the listings show Docker's columns.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Service, Task } from '../../manager/store/objects.ts';
+import type { Service, Task } from '../../api/objects.ts';
 import { convertStack } from '../../stack/convert.ts';
 import { planDeploy } from '../../stack/plan.ts';
 import { existingService, notConverged, specWithFiles, stackListing, stackTaskListing, stepLine } from '../../cli/stack.ts';

@@ -7,7 +7,7 @@ import { InterpolationError, interpolate, mergeEnvironments, parseEnvFile } from
 import { loadMemory } from './helpers.ts';
 
 const env: Record<string, string> = { SET: 'value', EMPTY: '', NUM: '3', INNER: 'in' };
-const lookup = (k: string) => (Object.prototype.hasOwnProperty.call(env, k) ? env[k] : undefined);
+const lookup = (k: string) => (Object.hasOwn(env, k) ? env[k] : undefined);
 
 describe('interpolate', () => {
   const cases: [string, string][] = [

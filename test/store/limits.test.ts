@@ -4,8 +4,8 @@
 // once and does not retry until something changes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_LIMITS, defaultClusterSpec } from '../../manager/store/objects.ts';
-import type { Cluster, ClusterLimits, ClusterSpec, Draft, Node, Service, Task } from '../../manager/store/objects.ts';
+import { DEFAULT_LIMITS, defaultClusterSpec } from '../../api/objects.ts';
+import type { Cluster, ClusterLimits, ClusterSpec, Draft, Node, Service, Task } from '../../api/objects.ts';
 import { LimitExceededError, Store, ValidationError } from '../../manager/store/store.ts';
 import {
   LIMIT_SETTINGS,

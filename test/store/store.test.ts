@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NotLeaderError } from '../../manager/raft/core.ts';
 import type { Entry } from '../../manager/raft/types.ts';
-import { TASK_STATES, defaultClusterSpec, isTerminalTaskState, mutable, taskStateRank } from '../../manager/store/objects.ts';
-import type { Cluster, Draft, Frozen, Kind, Network, Node, Service, Task } from '../../manager/store/objects.ts';
+import { TASK_STATES, defaultClusterSpec, isTerminalTaskState, mutable, taskStateRank } from '../../api/objects.ts';
+import type { Cluster, Draft, Frozen, Kind, Network, Node, Service, Task } from '../../api/objects.ts';
 import {
   BatchError,
   ConflictError,

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Agent } from '../../worker/agent.ts';
-import type { Executor, TaskAssignment, TaskStatusUpdate } from '../../worker/executor.ts';
+import type { Executor } from '../../worker/executor.ts';
+import type { TaskAssignment, TaskStatusUpdate } from '../../api/task-status.ts';
 import { FakeExecutor } from '../../worker/fake-executor.ts';
 
 class Capture implements Executor {

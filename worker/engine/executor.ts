@@ -9,8 +9,9 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import type { StartOptions } from './shim.ts';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { taskStateRank, type TaskState, type TaskTemplate } from '../../manager/store/objects.ts';
-import { statusUpdate, type Executor, type TaskAssignment, type TaskStatusUpdate } from '../executor.ts';
+import { taskStateRank, type TaskState, type TaskTemplate } from '../../api/objects.ts';
+import type { Executor } from '../executor.ts';
+import { statusUpdate, type TaskAssignment, type TaskStatusUpdate } from '../../api/task-status.ts';
 import { TaskCgroup } from './cgroups.ts';
 import { HealthState, healthConfig, mergeHealthcheck, type HealthConfig, type HealthReport, type ImageHealthcheck } from './health.ts';
 import { readLogs, type LogEntry, type ReadLogsOptions } from './logs.ts';
@@ -18,8 +19,8 @@ import { isMountPoint, planMounts, sortByDepth, volumeUses } from './mounts.ts';
 import { execInContainer, isAlive, killShim, readState, startContainer, stopContainer, type ExecResult, type ShimMount, type ShimState } from './shim.ts';
 import { VolumeStore } from './volumes.ts';
 import { UserLookupError, resolveUser } from './user.ts';
-import { effectiveCapabilities, isNetSysctl } from './confinement.ts';
-import { compileSeccompProfile } from './seccomp-profile.ts';
+import { effectiveCapabilities, isNetSysctl } from '../../api/confinement.ts';
+import { compileSeccompProfile } from '../../api/seccomp-profile.ts';
 import type { TaskFiles } from './secrets.ts';
 
 /** What the engine needs from the node's image store. */

@@ -11,7 +11,7 @@
 // * While the container is still `starting`, failures of probes that began within `startPeriodMs` of the
 //   container's start do not count.
 // * `unhealthy` is final: the executor stops the container and fails the task.
-import type { HealthCheck } from '../../manager/store/objects.ts';
+import type { HealthCheck } from '../../api/objects.ts';
 
 export const HEALTH_DEFAULTS = { intervalMs: 30_000, timeoutMs: 30_000, retries: 3, startPeriodMs: 0 } as const;
 /** Probe results kept per task (Docker keeps 5 too). */

@@ -3,7 +3,7 @@
 // mounts inside them.
 import { existsSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
-import type { Mount } from '../../manager/store/objects.ts';
+import type { Mount } from '../../api/objects.ts';
 import type { ShimMount } from './shim.ts';
 import { VolumeStore } from './volumes.ts';
 

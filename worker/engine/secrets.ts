@@ -11,9 +11,9 @@ import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import type { TaskAssignment } from '../executor.ts';
+import type { TaskAssignment } from '../../api/task-status.ts';
 import type { ShimMount } from './shim.ts';
-import { targetPath } from '../../manager/service/file-refs.ts';
+import { targetPath } from '../../api/file-refs.ts';
 import { isMountPoint } from './mounts.ts';
 
 const run = promisify(execFile);

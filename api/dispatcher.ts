@@ -4,9 +4,9 @@
 /** What an agent says about its node in `hello` (stored as the node object's description). */
 export type NodeDescriptionMsg = NodeDescription;
 
-import type { TaskAssignment, TaskStatusUpdate } from '../../worker/executor.ts';
-import type { NodeDescription } from '../store/objects.ts';
-import type { NetView } from '../../overlay-net/types.ts';
+import type { TaskAssignment, TaskStatusUpdate } from './task-status.ts';
+import type { NodeDescription } from './objects.ts';
+import type { NetView } from './netview.ts';
 
 export interface ManagerAddr {
   id: string;
@@ -21,7 +21,7 @@ export type AgentToManager =
   | { t: 'manager-up'; advertise: string }
   /** Task state changes observed on the node (batched). */
   | { t: 'status'; updates: TaskStatusUpdate[] }
-  /** Log chunks answering a 'logs' request, batched by bytes (≤ LOG_BATCH_BYTES; see worker/logs/chunk.ts). */
+  /** Log chunks answering a 'logs' request, batched by bytes (≤ LOG_BATCH_BYTES; see api/log-chunk.ts). */
   | { t: 'log'; req: string; lines: LogLine[] }
   /**
    * With `taskId`: that task's part of a 'logs' request is finished (or failed), after `chunks` chunks

@@ -129,7 +129,7 @@ async function controlOnce(ctx: Context, method: string, path: string, body?: un
     try {
       // Imported here: node:https (TLS, crypto) costs a cold start tens of ms, and --help, completion
       // or a local-socket command never needs it.
-      const { httpsJson } = await import('../daemon/https.ts');
+      const { httpsJson } = await import('../transport/https.ts');
       out = await httpsJson(m, method, path, body, { ca: ctx.admin.ca, key: ctx.admin.key, cert: ctx.admin.cert });
     } catch (e) {
       lastErr = (e as Error).message;

@@ -10,7 +10,7 @@
 //     /dev, which the shim mounts afresh after pivot_root (a file placed there would be hidden).
 // Every target is unique within the task, secrets and configs together.
 import { posix } from 'node:path';
-import type { ConfigReference, FileTarget, SecretReference } from '../store/objects.ts';
+import type { ConfigReference, FileTarget, SecretReference } from './objects.ts';
 
 export const SECRETS_DIR = '/run/secrets';
 export const DEFAULT_FILE_MODE = 0o444;

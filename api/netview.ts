@@ -3,7 +3,7 @@
 // dispatcher session whenever it changes; the node's data plane (overlay-net/dataplane.ts), load balancer
 // (overlay-net/nft.ts) and DNS resolver (overlay-net/dns.ts) converge on it. Peers come from here, never
 // from gossip. Addresses are dotted IPv4 strings without a prefix length unless the field says CIDR.
-import type { PortConfig } from '../manager/store/objects.ts';
+import type { PortConfig } from './objects.ts';
 
 export interface NetInfo {
   id: string;

@@ -14,7 +14,7 @@ let checked = false;
  * With SHOAL_USE_TSX=1 in the environment, 'cli/shoal' is bin/shoal instead, which then runs the sources
  * with tsx (the baseline of `npm run bench:cli`).
  */
-export function compiledEntry(entry: 'cli/shoal' | 'test/cluster/agent-farm' | 'bench/raft-member'): string {
+export function compiledEntry(entry: 'cli/shoal' | 'lab/agent-farm' | 'bench/raft-member'): string {
   if (entry === 'cli/shoal' && process.env.SHOAL_USE_TSX) return join(REPO, 'bin', 'shoal');
   if (!checked) {
     execFileSync('bash', [join(REPO, 'scripts', 'build.sh'), '--if-stale'], { stdio: ['ignore', 'inherit', 'inherit'] });

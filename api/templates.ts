@@ -10,7 +10,7 @@
 //   {{/* comment */}}         comments
 // Anything else inside braces (other fields, functions, pipelines) is refused when the spec is validated,
 // so a typo never reaches a node. Everything here is pure.
-import type { Frozen, TaskTemplate } from '../store/objects.ts';
+import type { Frozen, TaskTemplate } from './objects.ts';
 
 /** The placeholders Shoal expands, in the order error messages list them. */
 export const TEMPLATE_FIELDS = ['.Node.ID', '.Node.Hostname', '.Task.ID', '.Task.Name', '.Task.Slot', '.Service.ID', '.Service.Name'] as const;

@@ -7,7 +7,7 @@
 // marked `partial` (as Docker's partial-log metadata); pieces go out in messages of at most
 // LOG_BATCH_BYTES; exec output goes out in pieces of at most EXEC_CHUNK_BYTES. Pure functions and one
 // small accumulator; no clock, no socket.
-import { EXEC_CHUNK_BYTES, LOG_BATCH_BYTES, LOG_CHUNK_BYTES, type LogLine } from '../../manager/dispatcher/protocol.ts';
+import { EXEC_CHUNK_BYTES, LOG_BATCH_BYTES, LOG_CHUNK_BYTES, type LogLine } from './dispatcher.ts';
 
 /** UTF-8 length of one UTF-16 code unit sequence element (a lone surrogate encodes as U+FFFD, 3 bytes). */
 function unitBytes(s: string, i: number): { bytes: number; units: number } {

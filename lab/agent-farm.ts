@@ -2,10 +2,10 @@
 // certificate) and runs a real Agent session to the leader with a FakeExecutor, so the real managers
 // (orchestrators, scheduler, dispatcher, Raft) are driven at scale without containers.
 // Used by `npm run bench:converge` and the orchestration tests; run as a script it prints "ready N".
-import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
-import { httpsJson } from '../../daemon/https.ts';
-import { Agent } from '../../worker/agent.ts';
-import { FakeExecutor } from '../../worker/fake-executor.ts';
+import { createCsr, generateKeyPem } from '../manager/ca/pki.ts';
+import { httpsJson } from '../transport/https.ts';
+import { Agent } from '../worker/agent.ts';
+import { FakeExecutor } from '../worker/fake-executor.ts';
 
 export interface FarmOptions {
   managers: string[]; // host:port
@@ -77,7 +77,7 @@ export class AgentFarm {
   }
 }
 
-// As a script: node --import tsx test/cluster/agent-farm.ts <config-json>
+// As a script: node --import tsx lab/agent-farm.ts <config-json>
 if (/agent-farm\.[jt]s$/.test(process.argv[1] ?? '') && process.argv[2]) {
   const cfg = JSON.parse(process.argv[2]) as FarmOptions;
   AgentFarm.start(cfg).then(

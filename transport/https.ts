@@ -1,7 +1,7 @@
 // HTTPS to Shoal managers with the cluster's credentials (CLI, daemons, tests). Kept apart from the
 // daemon so the CLI can talk to a cluster without loading the whole manager and engine.
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { ApiError } from '../manager/api/http.ts';
+import { ApiError } from '../api/errors.ts';
 
 export function splitHostPort(hp: string): [string, number] {
   const i = hp.lastIndexOf(':');

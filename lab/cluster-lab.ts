@@ -3,15 +3,29 @@
 // `shoal lab up` and by the cluster tests, so users and CI exercise the same code.
 import { request as httpRequest } from 'node:http';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { TaskCgroup, detectCgroups } from '../../worker/engine/cgroups.ts';
+import { TaskCgroup, detectCgroups } from '../worker/engine/cgroups.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { control, loadContext, localCall, saveContext, type Context } from '../../cli/context.ts';
-import { compiledEntry } from '../../scripts/dist.ts';
+import { control, loadContext, localCall, saveContext, type Context } from '../client/context.ts';
+import { compiledEntry } from './compiled.ts';
 import { Lab, type LabHost } from './lab.ts';
-import { describeStatus, restartSupervised, startSupervised, supervisedStatus, type SupervisedStatus } from './lab-supervisor.ts';
+import { describeStatus, restartSupervised, startSupervised, supervisedStatus, type SupervisedStatus } from './supervisor.ts';
 
-const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+/** A daemon's local `/info` as far as the harness reads it. */
+interface DaemonInfo {
+  node: string | null;
+  agent?: { state?: string };
+  [k: string]: unknown;
+}
+
+/**
+ * The control API's answer, as callers (tests, benchmarks, `shoal lab`) read it: each knows the route it
+ * called and its shape, so the harness does not re-declare every route's type.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: route-specific JSON, typed where it is read
+type ControlJson = any;
+
+const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
 /** The supervise label of a host's Shoal daemon (files daemon.supervise.json, daemon.pid, daemon.exit). */
 export const DAEMON_LABEL = 'daemon';
 
@@ -154,11 +168,11 @@ export class ClusterLab {
    * Waits until a restarted daemon is back in its cluster: its agent has a session with a manager again
    * (the manager then reports the node Ready). Returns its local /info.
    */
-  async waitRejoined(name: string, timeoutMs: number): Promise<any> {
-    let info: any = null;
+  async waitRejoined(name: string, timeoutMs: number): Promise<ControlJson> {
+    let info: DaemonInfo | null = null;
     await waitFor(
       async () => {
-        info = await localCall(this.stateDir(name), 'GET', '/info', undefined, 2000).catch(() => null);
+        info = (await localCall(this.stateDir(name), 'GET', '/info', undefined, 2000).catch(() => null)) as DaemonInfo | null;
         return info !== null && (info.node === null || info.agent?.state === 'ready');
       },
       timeoutMs,
@@ -259,11 +273,11 @@ export class ClusterLab {
     }
   }
 
-  control(method: string, path: string, body?: unknown): Promise<any> {
+  control(method: string, path: string, body?: unknown): Promise<ControlJson> {
     return control(this.ctx, method, path, body);
   }
 
-  async nodes(): Promise<any[]> {
+  async nodes(): Promise<ControlJson[]> {
     return this.control('GET', '/v1/nodes');
   }
 
