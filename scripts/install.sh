@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(iproute2 nftables busybox-static python3 make g++ docker-registry apache2-utils iperf3 prometheus)
+APT_PACKAGES=(iproute2 nftables busybox-static python3 make g++ docker-registry apache2-utils iperf3 prometheus chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
