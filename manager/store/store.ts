@@ -108,6 +108,10 @@ export interface StoreEvent<K extends Kind = Kind> {
   old?: Frozen<ObjectOf<K>>;
   /** Commit index of the transaction; all events of one transaction share it and arrive together. */
   index: number;
+  /** The transaction's timestamp (its proposer's clock, carried in the entry): the same on every manager. */
+  time: string;
+  /** Raft term of the entry, when the applier passed it (StoreEntry.term). */
+  term?: number;
 }
 
 export interface WatchOptions {
@@ -1024,7 +1028,7 @@ export class Store implements StateMachine {
     let result: number | Error;
     const events: StoreEvent[] = [];
     try {
-      result = this.applyTx(entry.index, decodeTx(entry.data), events);
+      result = this.applyTx(entry.index, entry.term, decodeTx(entry.data), events);
     } catch (err) {
       // Preconditions are checked before anything is written, so a failure leaves the state untouched.
       // (Anything but a StoreError is a bug; it is returned the same way so every manager stays in step.)
@@ -1036,7 +1040,8 @@ export class Store implements StateMachine {
     return result;
   }
 
-  private applyTx(index: number, tx: DecodedTx, events: StoreEvent[]): number {
+  private applyTx(index: number, term: number | undefined, tx: DecodedTx, events: StoreEvent[]): number {
+    const at = { index, time: tx.ts, ...(term !== undefined ? { term } : {}) };
     const ov = new Overlay();
     const view = new ApplyView(this.state, ov);
     for (const op of tx.ops) {
@@ -1045,14 +1050,14 @@ export class Store implements StateMachine {
         if (cur === undefined) throw new ConflictError(op.kind, op.id, op.expect, null);
         if (cur.version !== op.expect) throw new ConflictError(op.kind, op.id, op.expect, cur.version);
         view.put(op.kind, op.id, null);
-        events.push({ type: 'delete', kind: op.kind, object: cur, index });
+        events.push({ type: 'delete', kind: op.kind, object: cur, ...at });
       } else if (op.op === 'create') {
         const { kind, id } = op.object;
         const cur = view.obj(kind, id);
         if (cur !== undefined) throw new ConflictError(kind, id, null, cur.version);
         const o = materialize(op.object, index, tx.ts, tx.ts);
         view.put(kind, id, o);
-        events.push({ type: 'create', kind, object: o, index });
+        events.push({ type: 'create', kind, object: o, ...at });
       } else {
         const { kind, id } = op.object;
         const cur = view.obj(kind, id);
@@ -1060,7 +1065,7 @@ export class Store implements StateMachine {
         if (cur.version !== op.expect) throw new ConflictError(kind, id, op.expect, cur.version);
         const o = materialize(op.object, index, cur.createdAt, tx.ts);
         view.put(kind, id, o);
-        events.push({ type: 'update', kind, object: o, old: cur, index });
+        events.push({ type: 'update', kind, object: o, old: cur, ...at });
       }
     }
     view.checkNames();
