@@ -154,10 +154,58 @@ export interface Cluster extends ObjectMeta<'cluster'> {
   spec: ClusterSpec;
   status: ClusterStatus;
   /** Root CA material. The key is replicated (every manager can sign), as in Swarm. */
-  rootCa: { caCertPem: string; caKeyPem: string };
+  rootCa: RootCa;
   joinTokens: { worker: string; manager: string };
-  /** Nodes that were removed and certificates that were revoked: refused on every connection. */
-  denyList: { removedNodes: string[]; revokedSerials: string[] };
+  /**
+   * Nodes that were removed and certificates that were revoked: refused on every connection.
+   * `demotedSerials`: manager certificates of demoted nodes, refused except on the dispatcher.
+   */
+  denyList: { removedNodes: string[]; revokedSerials: string[]; demotedSerials?: string[] };
+  /** Admin (CLI) certificates the managers issued (manager/ca/revocation.ts AdminRecord). */
+  admins?: AdminCertRecord[];
+  /** Autolock: the unlock key (present only while autolock is on). */
+  unlockKey?: string;
+}
+
+/** The cluster's root CA and, while one runs, its rotation (manager/ca/rotation.ts, docs/design/ca.md). */
+export interface RootCa {
+  /** The trust anchor: the root every node trusts. */
+  caCertPem: string;
+  caKeyPem: string;
+  /**
+   * Intermediates served after every certificate this root issues: the cross-signed copy of this root
+   * from the previous one, kept after a rotation so nodes that still trust the old root verify peers.
+   */
+  chainPem?: string;
+  /** A root rotation in progress: new certificates are issued by `newCertPem`'s key. */
+  rotation?: RootRotation;
+  /** When the last rotation completed (ISO-8601). */
+  lastRotatedAt?: string;
+}
+
+export interface RootRotation {
+  newCertPem: string;
+  newKeyPem: string;
+  /** The new root's subject and key, issued by the current root: the link old trust follows. */
+  crossSignedPem: string;
+  /** ISO-8601. */
+  startedAt: string;
+  /** The operator supplied the new root (`cluster ca --rotate --cert --key`). */
+  external: boolean;
+}
+
+/** An admin certificate record (manager/ca/revocation.ts). */
+export interface AdminCertRecord {
+  name: string;
+  serial: string;
+  /** ISO-8601. */
+  notAfter: string;
+  issuedAt: string;
+  revoked: boolean;
+  /** Earlier certificates of this admin (renewals), still valid until they expire. */
+  history?: { serial: string; notAfter: string }[];
+  /** sha256 of the root that issued the current certificate (absent: issued before rotations existed). */
+  issuer?: string;
 }
 
 export function defaultClusterSpec(name = 'default'): ClusterSpec {
@@ -214,6 +262,10 @@ export interface NodeCertificate {
   /** ISO-8601. */
   notAfter: string;
   role: NodeRole;
+  /** Earlier unexpired certificates of the node (renewals), so revocation can name them all. */
+  history?: { serial: string; notAfter: string; role: NodeRole }[];
+  /** sha256 (hex) of the root CA certificate whose key issued the current certificate (root rotation). */
+  issuer?: string;
 }
 
 /** A node's own address on a network (today only the ingress network: the routing mesh's source address). */
@@ -371,6 +423,23 @@ export interface EndpointSpec {
   ports: PortConfig[];
 }
 
+/**
+ * Autoscaling of a replicated service (manager/autoscale, docs/design/autoscaling.md): the leader keeps
+ * the replica count within [min, max] and moves it so the tasks' average usage approaches the targets.
+ * `cpu`: percent of the task's CPU limit (task.resources.limits.nanoCpus) when it has one, else of one
+ * core. `memory`: percent of the task's memory limit (a memory target needs one).
+ */
+export interface AutoscaleSpec {
+  min: number;
+  max: number;
+  cpu?: number;
+  memory?: number;
+  /** Scale-in stabilisation: scale in only to the highest recommendation of the last windowMs. */
+  windowMs: number;
+  /** Least time since the last autoscale change before scaling out / in again. */
+  cooldowns: { outMs: number; inMs: number };
+}
+
 export interface ServiceSpec {
   name: string;
   labels: Record<string, string>;
@@ -380,6 +449,8 @@ export interface ServiceSpec {
   rollback?: UpdateConfig;
   networks: NetworkAttachmentConfig[];
   endpoint: EndpointSpec;
+  /** Replicated services only. */
+  autoscale?: AutoscaleSpec;
 }
 
 export type UpdateState = 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
@@ -401,6 +472,16 @@ export interface ServiceStatus {
    * limits.maxTasks); absent when it can. Written once per distinct reason, not per attempt.
    */
   blocked?: string;
+  /** The autoscaler's last change of the replica count (written with the change, in one transaction). */
+  autoscale?: AutoscaleStatus;
+}
+
+export interface AutoscaleStatus {
+  /** RFC 3339. */
+  time: string;
+  from: number;
+  to: number;
+  reason: string;
 }
 
 export interface Service extends ObjectMeta<'service'> {
