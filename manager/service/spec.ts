@@ -12,6 +12,7 @@
 // collapsed (0 resources, 0 health-check durations, an empty placement, readOnly false, publishedPort 0
 // …) so that two specs that mean the same thing compare equal in specDiff.
 import type {
+  AutoscaleSpec,
   EndpointSpec,
   Frozen,
   HealthCheck,
@@ -35,6 +36,7 @@ import { FileRefError, checkUniqueTargets, validateFileRefs } from '../../api/fi
 import type { ConfigReference, SecretReference } from '../../api/objects.ts';
 import { ConfinementError, checkSysctl, checkUlimit, normalizeCapability } from '../../api/confinement.ts';
 import { SeccompProfileError, compileSeccompProfile } from '../../api/seccomp-profile.ts';
+import { defaultAutoscale } from '../autoscale/decide.ts';
 
 // ---------------------------------------------------------------------------------------------- types
 
@@ -845,7 +847,7 @@ function validateEndpoint(v: unknown): EndpointSpec {
 
 // ------------------------------------------------------------------------------------------- entry
 
-const SPEC_KEYS = ['name', 'labels', 'mode', 'task', 'update', 'rollback', 'networks', 'endpoint'] as const;
+const SPEC_KEYS = ['name', 'labels', 'mode', 'task', 'update', 'rollback', 'networks', 'endpoint', 'autoscale'] as const;
 
 /**
  * Checks every field of a service spec and returns a normalised copy (defaults filled in, canonical key
@@ -862,6 +864,56 @@ export function validateServiceSpec(spec: unknown, limits: ClusterLimits = DEFAU
   const task = validateTask(o.task, mode);
   const job = isJobMode(mode);
   const out: ServiceSpec = { name, labels: lbls, mode, task, networks: [], endpoint: { mode: 'vip', ports: [] } };
+// ---------------------------------------------------------------------------------------- autoscale
+
+/** A target percentage: a whole number 1–100 (`70` or `"70%"`). */
+function percent(v: unknown, field: string): number {
+  const n = typeof v === 'string' && /^\s*\d+\s*%\s*$/.test(v) ? Number(v.replace(/[\s%]/g, '')) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 100) fail(field, `${field} must be a whole percentage from 1 to 100 (got ${got(v)})`);
+  return n;
+}
+
+/**
+ * autoscale: { min, max, cpu?, memory?, windowMs?, cooldowns?: { outMs?, inMs? } } — replicated services
+ * only; 1 ≤ min ≤ max (max ≤ limits.maxReplicas: checkSpecLimits); at least one target; a memory target
+ * needs a memory limit (it is a percentage of it). Defaults: manager/autoscale/decide.ts.
+ */
+function validateAutoscale(v: unknown, mode: ServiceMode, task: TaskTemplate): AutoscaleSpec {
+  const o = record(v, 'autoscale', ['min', 'max', 'cpu', 'memory', 'windowMs', 'cooldowns']);
+  if (!('replicated' in mode)) fail('autoscale', `autoscale: only a replicated service can be autoscaled (this one is ${modeKind(mode)})`);
+  if (absent(o.min)) fail('autoscale.min', 'autoscale.min is required (the fewest replicas)');
+  if (absent(o.max)) fail('autoscale.max', 'autoscale.max is required (the most replicas)');
+  const min = nonNegInt(o.min, 'autoscale.min', 'a whole number ≥ 1');
+  if (min < 1) fail('autoscale.min', 'autoscale.min must be a whole number ≥ 1 (got 0)');
+  const max = nonNegInt(o.max, 'autoscale.max', 'a whole number ≥ 1');
+  if (max < min) fail('autoscale.max', `autoscale.max (${max}) must not be below autoscale.min (${min})`);
+  const d = defaultAutoscale();
+  const out: AutoscaleSpec = { min, max, windowMs: d.windowMs, cooldowns: { ...d.cooldowns } };
+  if (!absent(o.cpu)) out.cpu = percent(o.cpu, 'autoscale.cpu');
+  if (!absent(o.memory)) {
+    out.memory = percent(o.memory, 'autoscale.memory');
+    if (!task.resources?.limits?.memoryBytes)
+      fail('autoscale.memory', 'autoscale.memory is a percentage of the task memory limit: set task.resources.limits.memoryBytes (--limit-memory)');
+  }
+  if (out.cpu === undefined && out.memory === undefined) fail('autoscale', 'autoscale needs at least one target: cpu or memory (e.g. cpu=70%)');
+  if (!absent(o.windowMs)) {
+    out.windowMs = durationMs(o.windowMs, 'autoscale.windowMs');
+    if (out.windowMs < 1000) fail('autoscale.windowMs', `autoscale.windowMs must be at least 1000 (1s) (got ${out.windowMs})`);
+  }
+  if (!absent(o.cooldowns)) {
+    const c = record(o.cooldowns, 'autoscale.cooldowns', ['outMs', 'inMs']);
+    if (!absent(c.outMs)) out.cooldowns.outMs = durationMs(c.outMs, 'autoscale.cooldowns.outMs');
+    if (!absent(c.inMs)) out.cooldowns.inMs = durationMs(c.inMs, 'autoscale.cooldowns.inMs');
+  }
+  // Canonical key order.
+  const ordered: AutoscaleSpec = { min: out.min, max: out.max } as AutoscaleSpec;
+  if (out.cpu !== undefined) ordered.cpu = out.cpu;
+  if (out.memory !== undefined) ordered.memory = out.memory;
+  ordered.windowMs = out.windowMs;
+  ordered.cooldowns = out.cooldowns;
+  return ordered;
+}
+
   for (const k of ['update', 'rollback'] as const) {
     if (!absent(o[k])) {
       if (job) fail(k, `${k}: a job (replicated-job or global-job) cannot have an ${k} config: jobs are re-run, not rolled out`);
@@ -897,6 +949,7 @@ export function checkSpecLimits(spec: ServiceSpec | Frozen<ServiceSpec>, limits:
   checkLabels(spec.labels, limits, 'labels');
   checkLabels(spec.task.labels, limits, 'task.labels');
   checkServiceSpecBytes(Buffer.byteLength(JSON.stringify(spec), 'utf8'), limits);
+  if (!absent(o.autoscale)) ordered.autoscale = validateAutoscale(o.autoscale, mode, task);
 }
 
 // -------------------------------------------------------------------------------------------- diff
@@ -908,6 +961,7 @@ export interface SpecDiff {
   changed: SpecPart[];
   /** The name differs. Docker refuses renames; the update API should too. */
   renamed: boolean;
+  if (spec.autoscale) checkReplicas(spec.autoscale.max, limits, 'autoscale.max');
   /** The kind of mode differs (e.g. replicated → global). Docker refuses this; the update API should too. */
   modeKindChanged: boolean;
   /** Same mode kind, different counts (replicas, maxConcurrent, totalCompletions): a scale, no task is replaced. */
@@ -917,7 +971,7 @@ export interface SpecDiff {
    * (including forceUpdate), the networks or the endpoint differ.
    */
   rollingUpdate: boolean;
-  /** Only labels and/or update/rollback config differ: store the spec, touch no task. */
+  /** Only labels, update/rollback config and/or autoscale differ: store the spec, touch no task. */
   metadataOnly: boolean;
 }
 
@@ -934,6 +988,6 @@ export function specDiff(a: ServiceSpec | Frozen<ServiceSpec>, b: ServiceSpec | 
     modeKindChanged,
     scale: has('mode') && !modeKindChanged,
     rollingUpdate: has('task') || has('networks') || has('endpoint'),
-    metadataOnly: changed.length > 0 && changed.every((k) => k === 'labels' || k === 'update' || k === 'rollback'),
+    metadataOnly: changed.length > 0 && changed.every((k) => k === 'labels' || k === 'update' || k === 'rollback' || k === 'autoscale'),
   };
 }
