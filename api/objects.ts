@@ -266,6 +266,8 @@ export interface NodeCertificate {
   history?: { serial: string; notAfter: string; role: NodeRole }[];
   /** sha256 (hex) of the root CA certificate whose key issued the current certificate (root rotation). */
   issuer?: string;
+  /** sha256 (hex) of the root handed to the node with it, as its trust anchor (root rotation). */
+  anchor?: string;
 }
 
 /** A node's own address on a network (today only the ingress network: the routing mesh's source address). */
@@ -322,6 +324,8 @@ export interface Placement {
   constraints?: string[];
   preferences?: { spread: string }[];
   maxReplicas?: number;
+  /** Platforms the image runs on (Docker's Placement.Platforms): a node must match one; absent = any. */
+  platforms?: { os?: string; arch?: string }[];
 }
 
 export interface HealthCheck {
