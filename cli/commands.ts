@@ -450,6 +450,13 @@ export const COMMANDS: CommandDef = {
       ],
     },
     {
+      name: 'dashboard',
+      summary: 'Serve a live web dashboard of the cluster on this machine (prints a one-time URL)',
+      flags: [value('listen', 'Address to serve on (default 127.0.0.1:7373; port 0 picks a free one)', { value: 'host:port' })],
+      notes: ["The dashboard uses this context's admin certificate; the printed link works once, in one browser."],
+      run: async (i) => (await import('./dashboard/command.ts')).dashboardCmd(i),
+    },
+    {
       name: 'daemon',
       summary: "Run this host's Shoal daemon in the foreground",
       flags: [

@@ -19,6 +19,7 @@ import { build } from 'esbuild';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buildWeb } from './build-web.mjs';
 import { staleReason } from './stale.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -63,11 +64,17 @@ const result = await build({
   logLevel: 'warning',
   plugins: [sourceUrls],
 });
+// The dashboard's page (web/): a separate browser bundle in dist/web (scripts/build-web.mjs).
+const webInputs = await buildWeb(repo, join(out, 'web'));
 const files = Object.keys(result.metafile.inputs)
   .filter((p) => !p.includes('node_modules'))
-  .map((p) => relative(repo, resolve(repo, p)));
+  .map((p) => relative(repo, resolve(repo, p)))
+  .concat(webInputs);
 const dirs = new Set(files.map((f) => dirname(f)));
-writeFileSync(join(out, '.inputs'), `${[...files, 'package.json', 'package-lock.json', 'scripts/build.mjs'].sort().join('\n')}\n`);
+writeFileSync(
+  join(out, '.inputs'),
+  `${[...new Set(files), 'package.json', 'package-lock.json', 'scripts/build.mjs', 'scripts/build-web.mjs'].sort().join('\n')}\n`,
+);
 // Chunks of earlier builds stay for an hour: a process started from that build (a CLI command, a daemon
 // while it starts) may still import one lazily; the daemon code itself has no dynamic imports.
 const current = new Set(Object.keys(result.metafile.outputs).map((o) => resolve(repo, o)));

@@ -8,6 +8,7 @@
 //   overlay-net    the overlay data plane
 //   manager        control plane          |  worker   agent and engine (peers: neither imports the other)
 //   stack, client  compose → specs; the control-API client and contexts
+//   web            the dashboard's page (browser code; cli/dashboard serves it and shares web/protocol.ts)
 //   daemon         one process composing a manager and an agent
 //   lab            the multi-host lab (`shoal lab`, tests, benchmarks)
 //   cli            the `shoal` command
@@ -29,6 +30,7 @@ const LAYER: Record<string, number> = {
   worker: 3,
   stack: 4,
   client: 4,
+  web: 4,
   daemon: 5,
   lab: 6,
   cli: 7,
