@@ -668,7 +668,7 @@ const SPREAD_RE = /^node\.labels\.[A-Za-z0-9_.\-/]+$/;
 
 function validatePlacement(v: unknown, mode: ServiceMode): Placement | undefined {
   const f = 'task.placement';
-  const o = record(v, f, ['constraints', 'preferences', 'maxReplicas']);
+  const o = record(v, f, ['constraints', 'preferences', 'maxReplicas', 'platforms']);
   const out: Placement = {};
   if (!absent(o.constraints)) {
     const cs = stringArray(o.constraints, `${f}.constraints`).map((c, i) => {
@@ -700,8 +700,27 @@ function validatePlacement(v: unknown, mode: ServiceMode): Placement | undefined
     }
     if (n > 0) out.maxReplicas = n;
   }
+  if (!absent(o.platforms)) {
+    const ps = array(o.platforms, `${f}.platforms`).map((p, i) => {
+      const pf = idx(`${f}.platforms`, i);
+      const po = record(p, pf, ['os', 'arch']);
+      const one: { os?: string; arch?: string } = {};
+      for (const k of ['os', 'arch'] as const) {
+        if (absent(po[k]) || po[k] === '') continue;
+        const s = string(po[k], `${pf}.${k}`);
+        if (!PLATFORM_RE.test(s)) fail(`${pf}.${k}`, `${pf}.${k} must be a platform name such as ${k === 'os' ? 'linux' : 'amd64'} (got ${got(s)})`);
+        one[k] = s;
+      }
+      if (!one.os && !one.arch) fail(pf, `${pf} needs os or arch (e.g. {"os":"linux","arch":"amd64"})`);
+      return one;
+    });
+    if (ps.length) out.platforms = ps;
+  }
   return Object.keys(out).length ? out : undefined;
 }
+
+/** An OS or architecture name as image indexes spell them: linux, amd64, arm64/v8, x86_64. */
+const PLATFORM_RE = /^[a-z0-9][a-z0-9_.-]*(\/[a-z0-9][a-z0-9_.-]*)?$/i;
 
 const HEALTH_KEYS = ['test', 'intervalMs', 'timeoutMs', 'retries', 'startPeriodMs'] as const;
 
