@@ -29,6 +29,7 @@ import { Gate } from './api/gate.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
 import { AllocatorRunner, readHostRoutes } from './allocator/runner.ts';
 import { Orchestrator } from './orchestrator/runner.ts';
+import { AutoscaleRunner } from './autoscale/runner.ts';
 import { caDigest, verifyNodeCertificate } from './ca/pki.ts';
 import { addAdmin, deniedFor } from './ca/revocation.ts';
 import { makeJoinToken } from './ca/tokens.ts';
@@ -163,6 +164,7 @@ export class Manager {
         log: (l) => this.log(`scheduler: ${l}`),
         ...(opts.metrics ? { onPass: (p) => opts.metrics!.cluster.schedulerPass(p) } : {}),
       }),
+      new AutoscaleRunner(this.store, { usageOf: (id) => this.remote.usageOf(id), log: (l) => this.log(l) }),
     );
     this.routes();
     this.onUpgrade = (req, socket, head) => void this.dispatcher.handleUpgrade(req, socket, head);
