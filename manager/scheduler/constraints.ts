@@ -88,12 +88,28 @@ function nodeValue(c: Constraint, n: ConstraintNode): string | undefined {
 }
 
 /** An architecture's Go name (`amd64`, `arm64`, `386`) whichever spelling it came in. */
-function archName(a: string): string {
+/** One architecture, three spellings (Docker's amd64, uname's x86_64, Node's x64): Go's name. */
+export function archName(a: string): string {
   const x = a.toLowerCase();
   if (x === 'x64' || x === 'x86_64' || x === 'x86-64') return 'amd64';
   if (x === 'aarch64' || x === 'arm64/v8') return 'arm64';
   if (x === 'ia32' || x === 'i386' || x === 'i686' || x === 'x86') return '386';
   return x;
+}
+
+/**
+ * Does a node of this os/arch run an image for one of `platforms` (Docker's Placement.Platforms)?
+ * Empty = any; a platform without os or arch leaves that part open; names compare as archName does.
+ */
+export function supportsPlatform(
+  platforms: readonly { readonly os?: string | undefined; readonly arch?: string | undefined }[],
+  os: string,
+  arch: string,
+): boolean {
+  if (platforms.length === 0) return true;
+  const o = os.toLowerCase();
+  const a = archName(arch);
+  return platforms.some((p) => (!p.os || p.os.toLowerCase() === o) && (!p.arch || archName(p.arch) === a));
 }
 
 /** Does the node satisfy this one constraint? (A missing label never equals a value.) */

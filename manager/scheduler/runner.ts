@@ -155,6 +155,7 @@ export function collectInput(tx: ReadTx, failures: readonly TaskFailure[], now: 
         constraints: placement?.constraints,
         preferences: placement?.preferences,
         maxReplicas: placement?.maxReplicas,
+        platforms: placement?.platforms,
         reservations,
         hostPorts: hp.length > 0 ? hp : undefined,
       };

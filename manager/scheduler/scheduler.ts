@@ -23,7 +23,7 @@
 // (hierarchically for several preferences), then rank within the chosen branch. The candidates live in
 // binary heaps (one per branch), so placing T tasks on N nodes costs O(N) per group plus O(log N) per task.
 
-import { ConstraintError, firstFailing, parseConstraints } from './constraints.ts';
+import { ConstraintError, firstFailing, parseConstraints, supportsPlatform } from './constraints.ts';
 import type { Constraint, ConstraintNode } from './constraints.ts';
 import type { NodeAvailability, ResourceAmounts } from '../../api/objects.ts';
 
@@ -242,15 +242,6 @@ interface Branch {
 
 // -------------------------------------------------------------------------------------------- state
 
-/** Normalised architecture names (Go/Docker, Node and uname spellings). */
-function normArch(a: string): string {
-  const x = a.toLowerCase();
-  if (x === 'x64' || x === 'x86_64' || x === 'x86-64') return 'amd64';
-  if (x === 'aarch64' || x === 'arm64/v8') return 'arm64';
-  if (x === 'ia32' || x === 'i386' || x === 'i686' || x === 'x86') return '386';
-  return x;
-}
-
 /** A usable non-negative amount (absent, negative or non-finite = 0). */
 function amount(x: number | undefined): number {
   return typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : 0;
@@ -273,7 +264,7 @@ interface Group {
   portKeys: readonly string[];
   /** 0 = unlimited. */
   maxReplicas: number;
-  platforms: readonly { os: string; arch: string }[];
+  platforms: readonly { readonly os?: string | undefined; readonly arch?: string | undefined }[];
   platformText: string;
   /** Spread labels (without `node.labels.`), outermost first. */
   spread: readonly string[];
@@ -392,7 +383,7 @@ export class PlacementState {
       mem: amount(pg.reservations?.memoryBytes),
       portKeys: [...new Set((pg.hostPorts ?? []).map(portKey))],
       maxReplicas: pg.maxReplicas !== undefined && pg.maxReplicas > 0 ? Math.floor(pg.maxReplicas) : 0,
-      platforms: (pg.platforms ?? []).map((p) => ({ os: (p.os ?? '').toLowerCase(), arch: p.arch ? normArch(p.arch) : '' })),
+      platforms: pg.platforms ?? [],
       platformText: (pg.platforms ?? []).map((p) => `${p.os ?? '*'}/${p.arch ?? '*'}`).join(' or '),
       spread: (pg.preferences ?? [])
         .map((p) => p.spread)
@@ -465,9 +456,7 @@ export class PlacementState {
   }
 
   private platformOk(g: Group, n: SchedNode): boolean {
-    const os = n.os.toLowerCase();
-    const arch = normArch(n.arch);
-    return g.platforms.some((p) => (p.os === '' || p.os === os) && (p.arch === '' || p.arch === arch));
+    return supportsPlatform(g.platforms, n.os, n.arch);
   }
 
   /** null when the group's reservation fits on node i, else the resource that is short. */
