@@ -45,6 +45,11 @@ export class UsageFeed {
     };
   }
 
+  /** Scopes being sampled now. */
+  get active(): number {
+    return this.samplers.size;
+  }
+
   stop(): void {
     for (const s of this.samplers.values()) if (s.timer) clearTimeout(s.timer);
     this.samplers.clear();
