@@ -32,6 +32,8 @@ import { Orchestrator } from './orchestrator/runner.ts';
 import { AutoscaleRunner } from './autoscale/runner.ts';
 import { caDigest, verifyNodeCertificate } from './ca/pki.ts';
 import { addAdmin, deniedFor } from './ca/revocation.ts';
+import { acceptedRoots } from './ca/rotation.ts';
+import { RotationRunner } from './ca/rotation-runner.ts';
 import { makeJoinToken } from './ca/tokens.ts';
 import { Dispatcher } from './dispatcher/dispatcher.ts';
 import type { ManagerAddr } from '../api/dispatcher.ts';
@@ -91,6 +93,8 @@ export class Manager {
   private readonly gate: Gate;
   private readonly dispatcher: Dispatcher;
   private readonly roles: RoleManager;
+  /** Root CA rotation: the leader's reconciler (manager/ca/rotation-runner.ts). */
+  private readonly rotation: RotationRunner;
   private readonly joinApi: JoinApi;
   private readonly log: (line: string) => void;
   private readonly router = new Router<{ cn: string }>();
@@ -145,6 +149,13 @@ export class Manager {
       clusterId: opts.clusterId,
       certProblem: (raw, roles) => this.certProblem(raw, roles),
       keys: opts.keys ?? (() => null),
+      log: this.log,
+    });
+    this.rotation = new RotationRunner({
+      store: this.store,
+      update: (fn) => this.gate.update(fn),
+      hasSession: (id) => this.dispatcher.hasSession(id),
+      send: (id, m) => this.dispatcher.send(id, m),
       log: this.log,
     });
     this.roles = new RoleManager({ store: this.store, raft: this.raft, send: (id, m) => this.dispatcher.send(id, m), log: this.log });
@@ -260,7 +271,10 @@ export class Manager {
     const c = this.cluster();
     // Demoted managers' certificates still open a worker session (to renew), nothing manager-only.
     const denied = deniedFor(c?.denyList, roles);
-    const res = verifyNodeCertificate(raw, { caCertPem: this.opts.tls.ca, clusterId: this.opts.clusterId, denied });
+    // The roots in the store, not this node's ca.crt: during a root rotation leaves of both are accepted,
+    // and once it completes the old root is refused at once on every manager.
+    const roots = c ? acceptedRoots(c.rootCa) : this.opts.tls.ca;
+    const res = verifyNodeCertificate(raw, { caCertPem: roots, clusterId: this.opts.clusterId, denied });
     if (!res.ok) return res.reason;
     if (!roles.includes(res.info.role)) return `a ${res.info.role} certificate may not call this endpoint (needs ${roles.join(' or ')})`;
     return null;
@@ -273,15 +287,21 @@ export class Manager {
    */
   private watchDenyList(): void {
     if (this.stopped) return;
+    // Keyed on the deny list and the accepted roots: a completed root rotation closes links and sessions
+    // opened with certificates of the old root (they reconnect with the ones they renewed).
+    const key = (): string => {
+      const c = this.cluster();
+      return JSON.stringify([c?.denyList ?? null, c ? acceptedRoots(c.rootCa) : null]);
+    };
     const recheck = (): void => {
-      const deny = JSON.stringify(this.cluster()?.denyList ?? null);
+      const deny = key();
       if (deny === this.lastDenyList) return;
       this.lastDenyList = deny;
       const links = this.transport.recheckPeers();
       const sessions = this.dispatcher.recheckCertificates();
-      if (links + sessions > 0) this.log(`deny list changed: closed ${links} Raft links and ${sessions} node sessions`);
+      if (links + sessions > 0) this.log(`deny list or roots changed: closed ${links} Raft links and ${sessions} node sessions`);
     };
-    this.lastDenyList = JSON.stringify(this.cluster()?.denyList ?? null);
+    this.lastDenyList = key();
     this.unwatchDeny = this.store.watch(
       {
         kinds: ['cluster'],
@@ -372,6 +392,12 @@ export class Manager {
     this.leaderTimer = null;
     for (const hook of this.leaderHooks) hook.stop();
     this.dispatcher.stopLeading(closeSessions);
+    this.rotation.reset();
+  }
+
+  /** The node's certificate or trust anchor changed (renewal, root rotation): Raft dials use the new ones. */
+  reloadTls(tls: { key: string; cert: string; ca: string }): void {
+    this.transport.setTls(tls);
   }
 
   private async leaderTick(): Promise<void> {
@@ -381,6 +407,7 @@ export class Manager {
       const now = Date.now();
       await this.dispatcher.detectDown(now);
       await this.roles.tick(now);
+      await this.rotation.tick(now);
     } finally {
       this.leaderBusy = false;
     }

@@ -3,7 +3,9 @@
 // (name, serial, expiry) so they can be listed and revoked; a revoked one is refused on the next request
 // (the control API checks the deny list on every request). The key never travels: the CLI makes it and
 // sends a CSR, as joining nodes do. See docs/design/ca.md, "Admin certificates".
-import { PkiError, signNodeCertificate } from '../ca/pki.ts';
+import { checkRootCa, createRootCa, crossSignRoot, PkiError, signNodeCertificate } from '../ca/pki.ts';
+import { beginRotation, issuerOf, RotationError, withChain } from '../ca/rotation.ts';
+import { caStatus } from '../ca/rotation-runner.ts';
 import { AdminError, addAdmin, findAdmin, pruneAdmins, renewAdmin, revokeAdmin, type AdminRecord, type ClusterWithAdmins } from '../ca/revocation.ts';
 import { CLUSTER_ID, type Cluster } from '../../api/objects.ts';
 import type { Store } from '../store/store.ts';
@@ -44,10 +46,12 @@ export function registerCaRoutes(r: Router<{ cn: string }>, d: CaApiDeps): void 
 
   const issue = (c: Cluster, name: string, csr: unknown, validityMs: number) => {
     if (typeof csr !== 'string') throw badRequest('csr must be a PEM certificate signing request', { field: 'csr' });
+    // During a root rotation the new root's key issues; the leaf is served with its chain.
+    const ca = issuerOf(c.rootCa);
     try {
-      return signNodeCertificate({
-        caCertPem: c.rootCa.caCertPem,
-        caKeyPem: c.rootCa.caKeyPem,
+      const out = signNodeCertificate({
+        caCertPem: ca.certPem,
+        caKeyPem: ca.keyPem,
         csrPem: csr,
         nodeId: name,
         role: 'admin',
@@ -55,6 +59,7 @@ export function registerCaRoutes(r: Router<{ cn: string }>, d: CaApiDeps): void 
         validityMs,
         now: now(),
       });
+      return { ...out, certPem: withChain(out.certPem, ca), issuer: ca.digest, anchorPem: ca.anchorPem };
     } catch (e) {
       throw asApiError(e);
     }
@@ -88,7 +93,7 @@ export function registerCaRoutes(r: Router<{ cn: string }>, d: CaApiDeps): void 
       const cur = tx.get('cluster', CLUSTER_ID) as ClusterWithAdmins;
       let admins: AdminRecord[];
       try {
-        admins = addAdmin(cur.admins ?? [], { name, serial: issued.serial, notAfter: issued.notAfter }, now());
+        admins = addAdmin(cur.admins ?? [], { name, serial: issued.serial, notAfter: issued.notAfter, issuer: issued.issuer }, now());
       } catch (e) {
         throw asApiError(e);
       }
@@ -99,7 +104,7 @@ export function registerCaRoutes(r: Router<{ cn: string }>, d: CaApiDeps): void 
       serial: issued.serial,
       notAfter: issued.notAfter.toISOString(),
       certPem: issued.certPem,
-      caCertPem: c.rootCa.caCertPem,
+      caCertPem: issued.anchorPem,
       clusterId: d.clusterId,
       managers: d.managers(),
     };
@@ -142,14 +147,61 @@ export function registerCaRoutes(r: Router<{ cn: string }>, d: CaApiDeps): void 
       try {
         // An admin issued before certificates were recorded (or whose record expired) is recorded now.
         admins = list.some((a) => a.name === ctx.cn && !a.revoked)
-          ? renewAdmin(list, ctx.cn, { serial: issued.serial, notAfter: issued.notAfter }, now())
-          : addAdmin(list, { name: ctx.cn, serial: issued.serial, notAfter: issued.notAfter }, now());
+          ? renewAdmin(list, ctx.cn, { serial: issued.serial, notAfter: issued.notAfter, issuer: issued.issuer }, now())
+          : addAdmin(list, { name: ctx.cn, serial: issued.serial, notAfter: issued.notAfter, issuer: issued.issuer }, now());
       } catch (e) {
         throw asApiError(e);
       }
       tx.update({ ...cur, admins: pruneAdmins(admins, now()) } as Cluster);
     });
-    return { name: ctx.cn, serial: issued.serial, notAfter: issued.notAfter.toISOString(), certPem: issued.certPem, caCertPem: c.rootCa.caCertPem };
+    return { name: ctx.cn, serial: issued.serial, notAfter: issued.notAfter.toISOString(), certPem: issued.certPem, caCertPem: issued.anchorPem };
+  });
+
+  // Root CA rotation (manager/ca/rotation.ts): start one (a generated root, or the operator's), and its
+  // progress. The leader's reconciler moves nodes over and completes it.
+  r.add('POST', '/v1/ca/rotate', async (_c, _p, req) => {
+    const b = (await readJson(req, BODY_LIMITS.small)) as { certPem?: unknown; keyPem?: unknown };
+    if (typeof b !== 'object' || b === null) throw badRequest('body must be a JSON object');
+    if ((b.certPem === undefined) !== (b.keyPem === undefined))
+      throw badRequest('an external root needs both certPem and keyPem', { field: b.certPem === undefined ? 'certPem' : 'keyPem' });
+    if (b.certPem !== undefined && typeof b.certPem !== 'string') throw badRequest('certPem must be a PEM string', { field: 'certPem' });
+    if (b.keyPem !== undefined && typeof b.keyPem !== 'string') throw badRequest('keyPem must be a PEM string', { field: 'keyPem' });
+    d.gate.requireLeader();
+    const c = readCluster(d.store);
+    if (!c) throw new ApiError(503, 'ENOTREADY', 'cluster not initialised yet');
+    const validity = c.spec.caConfig?.nodeCertValidityMs ?? DEFAULT_ADMIN_VALIDITY_MS;
+    let next: { certPem: string; keyPem: string };
+    try {
+      next =
+        typeof b.certPem === 'string' && typeof b.keyPem === 'string'
+          ? checkRootCa(b.certPem, b.keyPem, { now: now(), minValidityMs: validity })
+          : await createRootCa({ clusterId: d.clusterId, now: now() });
+    } catch (e) {
+      if (e instanceof PkiError) throw badRequest(`root CA refused: ${e.message}`, { field: 'certPem' });
+      throw e;
+    }
+    await d.gate.write((tx) => {
+      const cur = tx.get('cluster', CLUSTER_ID) as Cluster;
+      // Cross-signed by the anchor, also when this replaces a rotation in progress.
+      const crossSignedPem = crossSignRoot({ newCertPem: next.certPem, oldCertPem: cur.rootCa.caCertPem, oldKeyPem: cur.rootCa.caKeyPem, now: now() });
+      try {
+        const rootCa = beginRotation(
+          cur.rootCa,
+          { newCertPem: next.certPem, newKeyPem: next.keyPem, crossSignedPem, external: b.certPem !== undefined },
+          now(),
+        );
+        tx.update({ ...cur, rootCa } as Cluster);
+      } catch (e) {
+        if (e instanceof RotationError) throw conflict(e.message);
+        throw e;
+      }
+    });
+    return caStatus(d.store);
+  });
+
+  r.add('GET', '/v1/ca/rotation', async () => {
+    await d.gate.linearizable();
+    return caStatus(d.store);
   });
 
   r.add('GET', '/v1/ca/admins/:ref', async (_c, p) => {

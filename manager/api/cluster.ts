@@ -3,6 +3,7 @@
 // dispatcher's counters. The CA key and the join tokens never leave through GET /v1/cluster.
 import { randomBytes } from 'node:crypto';
 import { generateUnlockKey } from '../keys/autolock.ts';
+import { caStatus } from '../ca/rotation-runner.ts';
 import type { RaftNode } from '../raft/node.ts';
 import { makeJoinToken, parseJoinToken } from '../ca/tokens.ts';
 import { applyLimitsUpdate, parseLimitsUpdate } from '../store/limits.ts';
@@ -46,7 +47,8 @@ export function registerClusterRoutes<C>(r: Router<C>, d: ClusterApiDeps): void 
     const c = readCluster(d.store);
     if (!c) throw notFound('cluster not initialised');
     const { rootCa: _ca, joinTokens: _t, unlockKey, ...rest } = c as unknown as Record<string, unknown>;
-    return { ...rest, autolock: typeof unlockKey === 'string', raft: d.members.raftInfo() };
+    // `ca`: the root's digest and, during a root rotation, its progress (no key material).
+    return { ...rest, autolock: typeof unlockKey === 'string', ca: caStatus(d.store), raft: d.members.raftInfo() };
   });
 
   r.add('POST', '/v1/cluster/update', async (_c, _p, req) => {

@@ -15,6 +15,7 @@ import type { Gate } from './gate.ts';
 import { readCluster } from './cluster.ts';
 import { ApiError, BODY_LIMITS, badRequest, conflict, readJson, sendError, sendJson } from './http.ts';
 import { recordIssued } from '../ca/revocation.ts';
+import { issuerOf, withChain } from '../ca/rotation.ts';
 
 export interface JoinDeps {
   store: Store;
@@ -39,8 +40,9 @@ export class JoinApi {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'GET' && path === '/v1/ca') {
+      // The anchor in the store: it changes when a root rotation completes (with the tokens' digest).
       res.writeHead(200, { 'content-type': 'application/x-pem-file' });
-      res.end(this.d.caCertPem);
+      res.end(readCluster(this.d.store)?.rootCa.caCertPem ?? this.d.caCertPem);
       return true;
     }
     if (req.method === 'POST' && path === '/v1/join') {
@@ -97,9 +99,10 @@ export class JoinApi {
     // A DNS name goes into a certificate only for a manager, which serves Raft under it; a worker
     // choosing a name (say, the one managers are reached by) would otherwise hold a certificate for it.
     const sans = IPV4_RE.test(host) ? { ips: [host] } : role === 'manager' ? { dns: [host] } : {};
+    const ca = issuerOf(c.rootCa);
     const issued = signOrBadRequest({
-      caCertPem: c.rootCa.caCertPem,
-      caKeyPem: c.rootCa.caKeyPem,
+      caCertPem: ca.certPem,
+      caKeyPem: ca.keyPem,
       csrPem: b.csr,
       nodeId,
       role,
@@ -116,7 +119,7 @@ export class JoinApi {
         spec: { labels: {}, availability: 'active', role },
         description: { hostname, platform: { os: 'linux', arch: process.arch }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: host },
         status: { state: 'unknown', message: 'joined', addr: host, lastHeartbeat: now },
-        certificate: recordIssued(undefined, issued, role, new Date()),
+        certificate: recordIssued(undefined, issued, role, new Date(), { issuer: ca.digest, anchor: ca.anchorDigest }),
       } as unknown as NodeObj);
     });
     if (role === 'manager') {
@@ -124,7 +127,14 @@ export class JoinApi {
       await this.d.gate.retryConf(() => this.d.raft.addMember(nodeId, raftUrl(advertise), { learner: true }));
     }
     this.d.log(`node ${nodeId} joined as ${role} from ${advertise}`);
-    return { nodeId, role, certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, clusterId: this.d.clusterId, managers: this.d.members.managerAddrs() };
+    return {
+      nodeId,
+      role,
+      certPem: withChain(issued.certPem, ca),
+      caCertPem: ca.anchorPem,
+      clusterId: this.d.clusterId,
+      managers: this.d.members.managerAddrs(),
+    };
   }
 
   /** 409 when another node already has `hostname` (case-insensitive, as DNS names compare). */

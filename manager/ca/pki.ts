@@ -80,7 +80,8 @@ export interface VerifiedCertificate extends CertificateInfo {
 export type VerifyResult = { ok: true; info: VerifiedCertificate } | { ok: false; reason: string };
 
 export interface VerifyOptions {
-  caCertPem: string;
+  /** The root(s) the certificate may be issued by: during a root rotation, the old and the new one. */
+  caCertPem: string | readonly string[];
   clusterId: string;
   now?: Date;
   /** Revoked certificate serials (lowercase hex, as IssuedCertificate.serial) and removed node ids. */
@@ -138,6 +139,69 @@ export async function createRootCa(opts: { clusterId: string; validityYears?: nu
   ]);
   signCertificate(cert, key);
   return { certPem: toPem(cert), keyPem };
+}
+
+/**
+ * The cross-signed copy of a new root for a root rotation (docs/design/ca.md): the new root's subject,
+ * public key and key identifier, issued and signed by the current root. A peer that trusts only the
+ * current root verifies a certificate the new key issued through it (leaf → cross-signed → old root);
+ * a peer that trusts the new root finds the new root itself. Valid no longer than either root.
+ */
+export function crossSignRoot(opts: { newCertPem: string; oldCertPem: string; oldKeyPem: string; now?: Date }): string {
+  const now = (opts.now ?? new Date()).getTime();
+  const next = forge.pki.certificateFromPem(opts.newCertPem);
+  const old = forge.pki.certificateFromPem(opts.oldCertPem);
+  const oldKey = loadPrivateKey(opts.oldKeyPem);
+  const spki = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
+  if (!spki(createPublicKey(oldKey)).equals(spki(loadX509(opts.oldCertPem).publicKey))) {
+    throw new PkiError('CA_KEY_MISMATCH', 'the current root key does not belong to the current root certificate');
+  }
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = next.publicKey;
+  cert.serialNumber = randomSerialHex();
+  cert.validity.notBefore = wholeSeconds(Math.max(now - CLOCK_SKEW_MS, old.validity.notBefore.getTime()));
+  cert.validity.notAfter = wholeSeconds(Math.min(next.validity.notAfter.getTime(), old.validity.notAfter.getTime()));
+  cert.setSubject(next.subject.attributes);
+  cert.setIssuer(old.subject.attributes);
+  // The key identifier must be the new root's own, byte for byte: leaves name their issuer by it.
+  // Forge recomputes a `subjectKeyIdentifier` it builds, so this one goes in as a raw extension.
+  const ski = forge.asn1.create(forge.asn1.Class.UNIVERSAL, forge.asn1.Type.OCTETSTRING, false, caKeyIdentifier(next));
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { id: '2.5.29.14', name: 'rawSubjectKeyIdentifier', value: ski },
+    { name: 'authorityKeyIdentifier', keyIdentifier: caKeyIdentifier(old) },
+  ]);
+  signCertificate(cert, oldKey);
+  return toPem(cert);
+}
+
+/**
+ * Checks a root CA an operator supplies (`cluster ca --rotate --cert --key`): one self-signed RSA CA
+ * certificate that may sign certificates, its key, valid now and for at least `minValidityMs` more.
+ */
+export function checkRootCa(certPem: string, keyPem: string, opts: { now?: Date; minValidityMs?: number } = {}): CaMaterial {
+  const now = (opts.now ?? new Date()).getTime();
+  const blocks = certPem.match(/-----BEGIN CERTIFICATE-----/g) ?? [];
+  if (blocks.length !== 1) throw new PkiError('INVALID_ARGUMENT', `the root CA certificate file must hold exactly one certificate (it holds ${blocks.length})`);
+  const x = loadX509(certPem);
+  const key = loadPrivateKey(keyPem);
+  const spki = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
+  if (!spki(createPublicKey(key)).equals(spki(x.publicKey)))
+    throw new PkiError('CA_KEY_MISMATCH', 'the root CA key does not belong to the root CA certificate');
+  if (!x.ca) throw new PkiError('INVALID_ARGUMENT', 'the root CA certificate is not a CA certificate (basicConstraints CA:TRUE is missing)');
+  if (!x.checkIssued(x) || !x.verify(x.publicKey))
+    throw new PkiError('INVALID_ARGUMENT', 'the root CA certificate is not self-signed (give a root, not an intermediate)');
+  const f = forge.pki.certificateFromPem(certPem);
+  const ku = f.getExtension('keyUsage') as { keyCertSign?: boolean } | undefined;
+  if (ku && !ku.keyCertSign) throw new PkiError('INVALID_ARGUMENT', 'the root CA certificate may not sign certificates (keyUsage lacks keyCertSign)');
+  const from = new Date(x.validFrom).getTime();
+  const to = new Date(x.validTo).getTime();
+  if (now < from || now >= to) throw new PkiError('CA_NOT_VALID', `the root CA certificate is not valid now (valid ${iso(from)} to ${iso(to)})`);
+  const min = opts.minValidityMs ?? 0;
+  if (to - now < min) throw new PkiError('CA_NOT_VALID', `the root CA certificate expires ${iso(to)}, too soon to issue node certificates from`);
+  // The operator's bytes, not a re-encoding: the join-token digest is taken over this DER.
+  return { certPem: `${x.toString().trim()}\n`, keyPem: key.export({ type: 'pkcs8', format: 'pem' }) as string };
 }
 
 /** sha256 of the CA certificate's DER, lowercase hex (64 characters): the digest in join tokens. */
@@ -319,8 +383,8 @@ export function verifyNodeCertificate(pem: string | Buffer, opts: VerifyOptions)
   } catch (err) {
     return { ok: false, reason: errorMessage(err) };
   }
-  const ca = loadX509(opts.caCertPem);
-  if (!x509.checkIssued(ca) || !x509.verify(ca.publicKey)) {
+  const cas = (typeof opts.caCertPem === 'string' ? [opts.caCertPem] : opts.caCertPem).map((p) => loadX509(p));
+  if (!cas.some((ca) => x509.checkIssued(ca) && x509.verify(ca.publicKey))) {
     const claim = info.clusterId && info.clusterId !== opts.clusterId ? ` (it names cluster ${info.clusterId}, not ${opts.clusterId})` : '';
     return { ok: false, reason: `certificate was issued by another CA${claim}` };
   }

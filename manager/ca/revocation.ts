@@ -48,6 +48,8 @@ export interface AdminRecord {
   revoked: boolean;
   /** Earlier certificates of this admin (renewals), still valid until they expire. */
   history?: CertRef[];
+  /** sha256 of the root whose key issued the current certificate (root rotation progress). */
+  issuer?: string;
 }
 
 export type ClusterWithAdmins = Cluster & { denyList: DenyList; admins?: AdminRecord[] };
@@ -55,16 +57,24 @@ export type ClusterWithAdmins = Cluster & { denyList: DenyList; admins?: AdminRe
 const expired = (r: CertRef, now: Date): boolean => Date.parse(r.notAfter) <= now.getTime();
 
 /** The record after issuing `issued` for `role`: the previous current certificate joins the history. */
+/** `from`: digests of the issuing root and of the anchor handed out with it (manager/ca/rotation.ts). */
 export function recordIssued(
   prev: NodeCertRecord | undefined,
   issued: { serial: string; notAfter: Date },
   role: NodeCertificate['role'],
   now: Date,
+  from?: { issuer: string; anchor: string },
 ): NodeCertRecord {
   const history = [...(prev?.history ?? []), ...(prev ? [{ serial: prev.serial, notAfter: prev.notAfter, role: prev.role }] : [])]
     .filter((h) => !expired(h, now) && h.serial !== issued.serial)
     .slice(-MAX_CERT_HISTORY);
-  return { serial: issued.serial, notAfter: issued.notAfter.toISOString(), role, ...(history.length > 0 ? { history } : {}) };
+  return {
+    serial: issued.serial,
+    notAfter: issued.notAfter.toISOString(),
+    role,
+    ...(history.length > 0 ? { history } : {}),
+    ...(from ? { issuer: from.issuer, anchor: from.anchor } : {}),
+  };
 }
 
 /** Every serial of `rec` (current and history), optionally only those issued for `role`. */
@@ -139,7 +149,7 @@ export class AdminError extends Error {
 export const ADMIN_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** Records a newly issued admin certificate. A name held by an unrevoked, unexpired admin is taken. */
-export function addAdmin(admins: readonly AdminRecord[], a: { name: string; serial: string; notAfter: Date }, now: Date): AdminRecord[] {
+export function addAdmin(admins: readonly AdminRecord[], a: { name: string; serial: string; notAfter: Date; issuer?: string }, now: Date): AdminRecord[] {
   if (!ADMIN_NAME_RE.test(a.name))
     throw new AdminError(
       'INVALID',
@@ -148,16 +158,31 @@ export function addAdmin(admins: readonly AdminRecord[], a: { name: string; seri
   if (admins.some((x) => x.name === a.name && !x.revoked && !expired(x, now))) {
     throw new AdminError('EXISTS', `an admin named ${a.name} already holds a valid certificate; revoke it first or pick another name`);
   }
-  const rec: AdminRecord = { name: a.name, serial: a.serial, notAfter: a.notAfter.toISOString(), issuedAt: now.toISOString(), revoked: false };
+  const rec: AdminRecord = {
+    name: a.name,
+    serial: a.serial,
+    notAfter: a.notAfter.toISOString(),
+    issuedAt: now.toISOString(),
+    revoked: false,
+    ...(a.issuer ? { issuer: a.issuer } : {}),
+  };
   return pruneAdmins([...admins.filter((x) => x.name !== a.name), rec], now);
 }
 
 /** A renewal of admin `name`: new current certificate, the old one kept in its history. */
-export function renewAdmin(admins: readonly AdminRecord[], name: string, a: { serial: string; notAfter: Date }, now: Date): AdminRecord[] {
+export function renewAdmin(admins: readonly AdminRecord[], name: string, a: { serial: string; notAfter: Date; issuer?: string }, now: Date): AdminRecord[] {
   const cur = admins.find((x) => x.name === name && !x.revoked);
   if (!cur) throw new AdminError('NOT_FOUND', `no valid admin certificate named ${name} to renew`);
   const history = [...(cur.history ?? []), { serial: cur.serial, notAfter: cur.notAfter }].filter((h) => !expired(h, now)).slice(-MAX_CERT_HISTORY);
-  const next: AdminRecord = { ...cur, serial: a.serial, notAfter: a.notAfter.toISOString(), issuedAt: now.toISOString(), history };
+  const { issuer: _was, ...rest } = cur;
+  const next: AdminRecord = {
+    ...rest,
+    serial: a.serial,
+    notAfter: a.notAfter.toISOString(),
+    issuedAt: now.toISOString(),
+    history,
+    ...(a.issuer ? { issuer: a.issuer } : {}),
+  };
   return admins.map((x) => (x === cur ? next : x));
 }
 

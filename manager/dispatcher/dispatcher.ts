@@ -18,6 +18,7 @@ import { canonicalJson, nodeNetViews, type NetSnapshot } from '../allocator/netv
 import { PkiError, signNodeCertificate } from '../ca/pki.ts';
 import { RateLimiter } from '../ca/tokens.ts';
 import { recordIssued, revokeOnRoleChange } from '../ca/revocation.ts';
+import { issuerOf, withChain } from '../ca/rotation.ts';
 import type { RaftNode } from '../raft/node.ts';
 import { CLUSTER_ID, isTerminalTaskState, taskStateRank, type Cluster, type Node as NodeObj, type Task } from '../../api/objects.ts';
 import type { Store } from '../store/store.ts';
@@ -386,10 +387,12 @@ export class Dispatcher {
     const n = this.node(nodeId);
     if (!n) throw new Error('unknown node');
     let issued: ReturnType<typeof signNodeCertificate>;
+    // During a root rotation the new root's key issues (manager/ca/rotation.ts).
+    const ca = issuerOf(c.rootCa);
     try {
       issued = signNodeCertificate({
-        caCertPem: c.rootCa.caCertPem,
-        caKeyPem: c.rootCa.caKeyPem,
+        caCertPem: ca.certPem,
+        caKeyPem: ca.keyPem,
         csrPem: csr,
         nodeId,
         role: n.spec.role,
@@ -406,9 +409,9 @@ export class Dispatcher {
       const cur = tx.get('node', nodeId) as NodeObj | undefined;
       if (!cur) return;
       prev = cur.certificate;
-      tx.update({ ...cur, certificate: recordIssued(cur.certificate, issued, n.spec.role, new Date(now)) });
+      tx.update({ ...cur, certificate: recordIssued(cur.certificate, issued, n.spec.role, new Date(now), { issuer: ca.digest, anchor: ca.anchorDigest }) });
     });
-    ns.session.sendJson({ t: 'cert', certPem: issued.certPem, caCertPem: c.rootCa.caCertPem, role: n.spec.role } satisfies ManagerToAgent);
+    ns.session.sendJson({ t: 'cert', certPem: withChain(issued.certPem, ca), caCertPem: ca.anchorPem, role: n.spec.role } satisfies ManagerToAgent);
     // A renewal into another role (demotion) revokes the old role's certificates outright (security
     // review, finding 12): they could otherwise still speak Raft for the rest of their life. Only after
     // the new certificate was sent: the revocation closes this session, which was opened with the old

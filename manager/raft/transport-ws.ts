@@ -188,7 +188,7 @@ export class WsRaftTransport implements RaftTransport {
     reconnects: 0,
   };
 
-  private readonly tls: WsRaftTransportTls;
+  private tls: WsRaftTransportTls;
   private readonly authorizeFn: (cn: string, cert: PeerCertificate) => boolean;
   private readonly random: () => number;
   private readonly backoffInitialMs: number;
@@ -570,6 +570,14 @@ export class WsRaftTransport implements RaftTransport {
       }
     });
     ws.once('open', () => this.onOpen(link));
+  }
+
+  /**
+   * The node's certificate was renewed (or its trust anchor changed, root CA rotation): later dials
+   * present and trust these. Open links keep the session they have.
+   */
+  setTls(tls: WsRaftTransportTls): void {
+    this.tls = tls;
   }
 
   /**
