@@ -2,10 +2,10 @@
 // the cluster context file that `cluster init` writes (managers + admin certificate), and the two ways
 // to reach Shoal: control() for the managers' control API over mutual TLS, localCall() for the local
 // daemon's unix socket. No command logic lives here, and nothing here imports a command module.
-import { chmodSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 
 /** A user-facing failure: printed as `shoal: <message>` with exit code 1, never with a stack. */
 export class CliError extends Error {
@@ -127,10 +127,7 @@ async function controlOnce(ctx: Context, method: string, path: string, body?: un
     tried.add(m);
     let out: { status: number; body: unknown; managers: string[] | null };
     try {
-      // Imported here: node:https (TLS, crypto) costs a cold start tens of ms, and --help, completion
-      // or a local-socket command never needs it.
-      const { httpsJson } = await import('../transport/https.ts');
-      out = await httpsJson(m, method, path, body, { ca: ctx.admin.ca, key: ctx.admin.key, cert: ctx.admin.cert });
+      out = await managerCall(ctx, m, method, path, body);
     } catch (e) {
       lastErr = (e as Error).message;
       if (redirectedTo.has(m)) retryable = `the leader ${m} does not answer (${lastErr}); a new one is being elected`;
@@ -162,10 +159,238 @@ async function controlOnce(ctx: Context, method: string, path: string, body?: un
   throw new CliError(`no manager reachable (${[...tried].join(', ')}): ${lastErr ?? 'no managers in context'}`);
 }
 
+// ------------------------------------------------------------------------------ TLS session cache
+//
+// Every `shoal` command is a new process, so every control call used to be a full mutual-TLS handshake,
+// and the first TLS context a Node 20 process builds with a `ca` option also parses Node's ~140 bundled
+// root certificates (OpenSSL's SecureContext::SetCACert compares the context's store with the lazily
+// built root store, building it): 25 ms on a quiet machine, over 100 ms on a busy one — more than the
+// rest of `shoal node ls` together. The CLI therefore keeps the TLS sessions the managers hand out
+// (TLS 1.3 tickets, valid 2 h: OpenSSL's default) in a file beside the context, 0600 like the context
+// (a ticket resumes an admin session). A resumed handshake checks no certificate — the session carries
+// the result of the full, verified handshake that created it — so it runs with an empty CA list and the
+// root store is never built; it also skips the RSA signatures of a full handshake. When a manager does
+// not resume (ticket expired, daemon restarted, certificate renewed), the handshake against the empty
+// CA list fails before anything is sent, and the call is made again with the context's CA, exactly as
+// before. Sessions are bound to the context's CA and admin certificate: a changed one ignores them all.
+
+/** Cache file format version; a file with another version is ignored. */
+const SESSION_CACHE_VERSION = 1;
+/** Tickets older than this are not offered (managers issue them for 7200 s, OpenSSL's default). */
+export const SESSION_MAX_AGE_MS = 7_000_000;
+
+interface SessionCache {
+  v: number;
+  /** sha256 of the CA and admin certificate the sessions were made with. */
+  id: string;
+  /** Manager address → when the ticket was received (ms) and the ticket (base64 of Node's session). */
+  sessions: Record<string, { at: number; ticket: string }>;
+}
+
+/** Where the sessions of the context at `ctxPath` are kept. */
+export const sessionCachePath = (ctxPath: string): string => `${ctxPath}.tls-sessions`;
+
+/** Per context (by path): the cache as read from disk, and whether this process changed it. */
+const caches = new Map<string, { cache: SessionCache; dirty: boolean }>();
+
+/** The sessions of one context: the cache file as read, keyed by the credentials it was made with. */
+interface Sessions {
+  /** A ticket for `addr` young enough to offer, or undefined. */
+  ticket(addr: string, now?: number): Buffer | undefined;
+  /** Keeps `ticket` for `addr` (null forgets it); written when the process exits. */
+  save(addr: string, ticket: Buffer | null): void;
+}
+
+const NO_SESSIONS: Sessions = { ticket: () => undefined, save: () => {} };
+
+/**
+ * The session cache of `ctx`: empty when the file is missing, unreadable, malformed or made with other
+ * credentials (sha256 of the CA and admin certificate). `createHash` comes from the caller, which has
+ * just loaded node:crypto for TLS anyway (a static import would cost every command, --help included).
+ */
+function sessionsOf(ctx: Context, createHash: typeof import('node:crypto').createHash): Sessions {
+  const ctxPath = ctx.path;
+  if (!ctxPath || process.env.SHOAL_TLS_SESSIONS === '0') return NO_SESSIONS;
+  const id = createHash('sha256')
+    .update(ctx.admin.ca ?? '')
+    .update('\0')
+    .update(ctx.admin.cert ?? '')
+    .digest('hex')
+    .slice(0, 32);
+  let entry = caches.get(ctxPath);
+  if (!entry || entry.cache.id !== id) {
+    const cache: SessionCache = { v: SESSION_CACHE_VERSION, id, sessions: {} };
+    try {
+      const parsed = JSON.parse(readFileSync(sessionCachePath(ctxPath), 'utf8')) as Partial<SessionCache>;
+      if (parsed?.v === SESSION_CACHE_VERSION && parsed.id === id && parsed.sessions !== null && typeof parsed.sessions === 'object') {
+        for (const [addr, s] of Object.entries(parsed.sessions)) {
+          if (typeof s?.at === 'number' && typeof s.ticket === 'string' && s.ticket.length > 0) cache.sessions[addr] = { at: s.at, ticket: s.ticket };
+        }
+      }
+    } catch {
+      // No cache yet, or a bad one: full handshakes, and the next good session replaces the file.
+    }
+    entry = { cache, dirty: false };
+    caches.set(ctxPath, entry);
+  }
+  const e = entry;
+  return {
+    ticket(addr, now = Date.now()) {
+      const s = e.cache.sessions[addr];
+      if (!s || now - s.at > SESSION_MAX_AGE_MS || now < s.at) return undefined;
+      return Buffer.from(s.ticket, 'base64');
+    },
+    save(addr, ticket) {
+      if (ticket) e.cache.sessions[addr] = { at: Date.now(), ticket: ticket.toString('base64') };
+      else if (e.cache.sessions[addr]) delete e.cache.sessions[addr];
+      else return;
+      e.dirty = true;
+      if (!flushOnExit) {
+        flushOnExit = true;
+        process.on('exit', flushSessionCaches);
+      }
+    },
+  };
+}
+
+/** Writes every changed cache (0600, atomically); runs once, when the process exits. */
+function flushSessionCaches(): void {
+  for (const [path, e] of caches) {
+    if (!e.dirty) continue;
+    const file = sessionCachePath(path);
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+      writeFileSync(tmp, JSON.stringify(e.cache), { mode: 0o600 });
+      chmodSync(tmp, 0o600);
+      renameSync(tmp, file);
+      e.dirty = false;
+    } catch {
+      rmSync(tmp, { force: true }); // a read-only directory only costs the next command a full handshake
+    }
+  }
+}
+let flushOnExit = false;
+
+/** A failure during the TLS handshake of a resumption attempt: the call is retried with the full CA. */
+class ResumeFailed extends Error {}
+
+/**
+ * One HTTPS call to manager `addr` with the context's admin credentials: resumed from a cached session
+ * when there is one (no CA list, so no root store; see above), else a full handshake against the
+ * context's CA. Connection errors are ApiErrors (transport/https.ts), as from httpsJson.
+ */
+async function managerCall(
+  ctx: Context,
+  addr: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: unknown; managers: string[] | null }> {
+  // Imported here: node:https (TLS, crypto) costs a cold start milliseconds, and --help, completion
+  // or a local-socket command never needs it.
+  const [https, { managerRequest }, { ApiError }, { createHash }] = await Promise.all([
+    import('node:https'),
+    import('../transport/https.ts'),
+    import('../api/errors.ts'),
+    import('node:crypto'),
+  ]);
+  const call: Call = { ctx, addr, method, path, body, sessions: sessionsOf(ctx, createHash), request: https.request, managerRequest, ApiError };
+  const ticket = call.sessions.ticket(addr);
+  if (ticket) {
+    try {
+      return await httpsOnce(call, ticket);
+    } catch (e) {
+      if (!(e instanceof ResumeFailed)) throw e;
+      call.sessions.save(addr, null);
+    }
+  }
+  return httpsOnce(call, undefined);
+}
+
+interface Call {
+  ctx: Context;
+  addr: string;
+  method: string;
+  path: string;
+  body: unknown;
+  sessions: Sessions;
+  request: typeof import('node:https').request;
+  managerRequest: typeof import('../transport/https.ts').managerRequest;
+  ApiError: typeof import('../api/errors.ts').ApiError;
+}
+
+function httpsOnce(call: Call, ticket: Buffer | undefined): Promise<{ status: number; body: unknown; managers: string[] | null }> {
+  const { ctx, addr, method, path, body, sessions, request, managerRequest, ApiError } = call;
+  const data = body === undefined ? undefined : JSON.stringify(body);
+  const timeoutMs = 10_000;
+  return new Promise((resolvePromise, reject) => {
+    let socket: TLSSocket | undefined;
+    let secured = false;
+    let session: Buffer | null = null;
+    const req = request(
+      {
+        ...managerRequest(addr, { ca: ctx.admin.ca, key: ctx.admin.key, cert: ctx.admin.cert }),
+        // Resuming: an empty CA list (a full handshake then fails verification, see ResumeFailed).
+        ...(ticket ? { ca: [], session: ticket } : {}),
+        agent: false,
+        method,
+        path,
+        headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        const mh = res.headers['x-shoal-managers'];
+        const managers = typeof mh === 'string' && mh !== '' ? mh.split(',') : null;
+        res.on('end', () => {
+          // Only a session of a verified connection that answered is kept.
+          if (session && socket?.authorized) sessions.save(addr, session);
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown = null;
+          try {
+            parsed = text ? JSON.parse(text) : null;
+          } catch {
+            parsed = { error: { message: text } };
+          }
+          resolvePromise({ status: res.statusCode ?? 0, body: parsed, managers });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('socket', (s) => {
+      socket = s as TLSSocket;
+      socket.once('secureConnect', () => {
+        secured = true;
+      });
+      socket.on('session', (sess: Buffer) => {
+        session = sess;
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${addr}: no answer within ${timeoutMs} ms`)));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (ticket && !secured && socket?.remoteAddress !== undefined && !/no answer within/.test(e.message)) {
+        reject(new ResumeFailed(e.message));
+        return;
+      }
+      const why =
+        e.code === 'ECONNREFUSED'
+          ? `connection refused by ${addr} (is a Shoal manager running there?)`
+          : e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH'
+            ? `${addr} is unreachable`
+            : e.message;
+      reject(new ApiError(503, e.code ?? 'ECONN', why));
+    });
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
 /** Calls the local daemon's API on its unix socket (state-dir/shoal.sock). */
-export function localCall<T = unknown>(stateDir: string, method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
+export async function localCall<T = unknown>(stateDir: string, method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
   const socketPath = join(stateDir, 'shoal.sock');
   const data = body === undefined ? undefined : JSON.stringify(body);
+  const { request: httpRequest } = await import('node:http'); // only the local-socket commands need it
   return new Promise((resolvePromise, reject) => {
     const req = httpRequest(
       { socketPath, method, path, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
