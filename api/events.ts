@@ -6,6 +6,10 @@
 // `application/x-ndjson`, one ClusterEvent per line, oldest first; with `follow` the stream stays open
 // (a `{"keepalive":true}` line every 15 s so proxies and clients see it is alive) until `until` or the
 // client leaves. T is RFC 3339 or Unix seconds (fractions allowed), as `docker events` accepts.
+// Without `since`, a replay returns every event the manager keeps and a follow stream only new ones.
+// `after=SEQ` starts after that seq (exact resume). A follower that falls too far behind gets one last
+// line `{"end": "<why>", "after": "<last seq sent>"}` and the stream closes: reconnect with `after`.
+// A bad parameter answers 400 with `error.param` naming it; too many open streams answer 503.
 
 /** What an event is about (`--filter type=…`). */
 export const EVENT_TYPES = ['service', 'node', 'task', 'network', 'secret', 'config', 'cluster', 'manager'] as const;

@@ -24,6 +24,8 @@ import { registerRemoteRoutes, type RemoteCalls } from './api/remote.ts';
 import { registerClusterRoutes, readCluster } from './api/cluster.ts';
 import { registerNodeRoutes } from './api/nodes.ts';
 import { registerCaRoutes } from './api/ca.ts';
+import { registerEventRoutes } from './api/events.ts';
+import { EventFeed } from './events/feed.ts';
 import { JoinApi } from './api/join.ts';
 import { Gate } from './api/gate.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
@@ -86,6 +88,8 @@ const LEADER_TICK_MS = 100;
 export class Manager {
   readonly raft: RaftNode;
   readonly store: Store;
+  /** The cluster's events as this manager derives them from the applied log (manager/events). */
+  readonly events: EventFeed;
   /** Leader-only control loops (orchestrator, scheduler, …) started and stopped with leadership. */
   readonly leaderHooks: { start(): void; stop(): void }[] = [];
   private readonly transport: WsRaftTransport;
@@ -111,7 +115,7 @@ export class Manager {
     this.store = new Store({ propose: (data) => this.raft.propose(data) });
     const store = this.store;
     const sm: StateMachine = {
-      apply: (e: Entry) => store.apply({ index: e.index, data: e.data }),
+      apply: (e: Entry) => store.apply({ index: e.index, data: e.data, term: e.term }),
       snapshot: () => store.snapshot(),
       restore: (d) => store.restore(d),
     };
@@ -139,6 +143,7 @@ export class Manager {
       log: (l) => this.log(`raft: ${l}`),
       ...(opts.unsafeRaft ? { unsafe: opts.unsafeRaft } : {}),
     });
+    this.events = new EventFeed(this.store, this.raft, {}, (l) => this.log(l));
     this.members = new Members(opts.nodeId, this.raft, this.transport);
     this.gate = new Gate(this.raft, this.store, this.members, t.electionMs ?? 1000);
     this.dispatcher = new Dispatcher({
@@ -207,6 +212,7 @@ export class Manager {
     this.stopped = true;
     this.stopLeaderLoops();
     this.unwatchDeny?.();
+    this.events.stop();
     this.opts.server.off('upgrade', this.onUpgrade);
     this.dispatcher.stop();
     await this.raft.stop();
@@ -358,6 +364,7 @@ export class Manager {
       broadcast: (m) => this.dispatcher.broadcast(m),
       dispatcherStats: () => this.dispatcher.stats(),
     });
+    registerEventRoutes(r, { events: this.events.log });
     registerCaRoutes(r, { store: this.store, gate, clusterId: this.opts.clusterId, managers: () => this.members.managerAddrs().map((a) => a.addr) });
     registerNodeRoutes(r, {
       store: this.store,
