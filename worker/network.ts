@@ -14,7 +14,7 @@
 import type { TaskAssignment } from '../api/task-status.ts';
 import type { NetworkHook, NetworkSetup } from './engine/executor.ts';
 import { DataPlane } from '../overlay-net/dataplane.ts';
-import { DnsServer } from '../overlay-net/dns.ts';
+import { DnsServer, dnsViewBeforeApply } from '../overlay-net/dns.ts';
 import { clusterAddrs, GuardProgrammer } from '../overlay-net/filter.ts';
 import { LbProgrammer, vipNetworks } from '../overlay-net/lb.ts';
 import { HostPortProgrammer, MeshProgrammer } from '../overlay-net/mesh.ts';
@@ -47,6 +47,8 @@ interface TaskNet {
 export class NodeNetwork implements NetworkHook {
   readonly dp: DataPlane;
   private view: NetView | null = null;
+  /** The view the data plane applied last (its endpoints have ARP/FDB entries on this node). */
+  private applied: NetView | null = null;
   private tasks = new Map<string, TaskNet>();
   private byGw = new Map<string, string>();
   private mesh: MeshProgrammer | null = null;
@@ -96,6 +98,10 @@ export class NodeNetwork implements NetworkHook {
   setView(view: NetView): void {
     this.view = view;
     for (const w of this.viewWaiters.splice(0)) w();
+    // DNS answers are view data: they follow the view now, not after the node's queue (a heal round's
+    // nft verifies, a detach, a slow apply) has drained, which under load took seconds and kept stopped
+    // tasks in `tasks.<svc>`. Endpoints this node has no ARP/FDB entries for yet wait for the apply.
+    this.dns?.setView(dnsViewBeforeApply(this.applied, view));
     // Views come in bursts while tasks start and stop: one pass queued at a time converges on the latest.
     if (this.convergeQueued) return;
     this.convergeQueued = true;
@@ -120,10 +126,11 @@ export class NodeNetwork implements NetworkHook {
     const view = this.view;
     if (!view || this.closed) return;
     this.dp.apply(view);
+    this.applied = view;
+    this.dns?.setView(view);
     // A failure here is logged and retried by the next round; the rest must converge regardless.
     await this.updateGuard(view).catch((e: Error) => this.log(`guard: ${e.message}`));
     await this.ensureDns();
-    this.dns?.setView(view);
     const ing = this.dp.ingressNetns();
     if (ing && !this.mesh) this.mesh = new MeshProgrammer({ nodeNetns: null, ingressNetns: ing, onFallback: (e) => this.log(`mesh: ${e.message}`) });
     if (this.mesh) await this.mesh.update(view);
@@ -195,7 +202,7 @@ export class NodeNetwork implements NetworkHook {
     try {
       await dns.start();
       this.dns = dns;
-      if (this.view) dns.setView(this.view);
+      if (this.view) dns.setView(dnsViewBeforeApply(this.applied, this.view));
     } catch (e) {
       await dns.close().catch(() => {});
       this.log(`network: DNS resolver not started yet: ${(e as Error).message}`);
@@ -252,6 +259,8 @@ export class NodeNetwork implements NetworkHook {
     let lbReady: Promise<void> | null = null;
     await this.serial(async () => {
       this.dp.apply(this.view!);
+      this.applied = this.view;
+      this.dns?.setView(this.view!);
       const r = this.dp.attachTask(
         task.id,
         atts.map((a) => ({ networkId: a.networkId, ip: a.addresses[0]! })),
