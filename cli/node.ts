@@ -12,7 +12,9 @@ type NodeView = Omit<Node, 'managerStatus'> & { managerStatus: { leader: boolean
 type TaskView = Task & { serviceAnnotations?: { name?: string }; usage?: { cpuPercent?: number; memoryBytes: number } };
 
 export function nodeListing(nodes: NodeView[]): Listing {
-  const sorted = [...nodes].sort((a, b) => String(a.description?.hostname).localeCompare(String(b.description?.hostname)));
+  // Code-point order, as `docker node ls` (and no ICU collator to load: localeCompare's first call costs ms).
+  const host = (n: NodeView) => String(n.description?.hostname);
+  const sorted = [...nodes].sort((a, b) => (host(a) < host(b) ? -1 : host(a) > host(b) ? 1 : 0));
   return {
     headers: ['ID', 'HOSTNAME', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ROLE', 'ADDRESS'],
     rows: sorted.map((n) => {
