@@ -2,7 +2,7 @@
 // it translates into, who this manager is, and the Raft view `info` and forwarding read. The daemon
 // builds it from its Manager (server.ts `depsOf`); tests may build it from anything.
 import type { ManagerAddr } from '../../api/dispatcher.ts';
-import type { StoreEvent } from '../store/store.ts';
+import type { EventLog } from '../events/log.ts';
 import type { ControlRouter } from './control.ts';
 
 export interface DockerDeps {
@@ -16,8 +16,8 @@ export interface DockerDeps {
   isLeader: () => boolean;
   leader: () => ManagerAddr | null;
   managers: () => ManagerAddr[];
-  /** Store changes as they are applied here (events.ts); `onClose` when the store ends the watch. Absent: no events. */
-  watch?: (handler: (ev: StoreEvent) => void, onClose: (e: Error) => void) => () => void;
+  /** The cluster events this manager derives from the applied log (manager/events). Absent: no events. */
+  events?: EventLog;
 }
 
 /** The Engine API versions this facade speaks (docs/docker-api.md says why 1.47). */

@@ -14,6 +14,6 @@ export function dockerDeps(m: Manager, host?: string): DockerDeps {
     isLeader: () => m.raft.status().role === 'leader',
     leader: () => m.leaderAddr(),
     managers: () => m.managerAddrs(),
-    watch: (handler, onClose) => m.store.watch({ kinds: ['service', 'node', 'network', 'secret', 'config'], maxQueue: 10_000, onClose }, handler),
+    events: m.events.log,
   };
 }

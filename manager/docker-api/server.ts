@@ -11,7 +11,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { ApiError, Router } from '../api/http.ts';
+import { ApiError, notFound, Router } from '../api/http.ts';
 import type { DockerDeps } from './deps.ts';
 import { sendDocker, sendDockerError, splitVersion, type DockerCtx } from './http.ts';
 import { registerSystemRoutes } from './system.ts';
@@ -19,7 +19,7 @@ import { distributionAnswer, registerServiceRoutes } from './services.ts';
 import { registerNetworkRoutes, registerNodeRoutes } from './nodes.ts';
 import { registerLogRoutes } from './logs.ts';
 import { registerSecretRoutes } from './secrets.ts';
-import { EventRing, registerEventRoutes, toDockerEvent } from './events.ts';
+import { registerEventRoutes } from './events.ts';
 import { FORWARD_HEADER, forwardToLeader, mustForward, type ForwardTls } from './forward.ts';
 
 export const DOCKER_PORT = 2376;
@@ -46,6 +46,17 @@ async function dispatch(router: Router<DockerCtx>, d: DockerDeps, ctx: DockerCtx
     sendDocker(res, 200, await distributionAnswer(d, path));
     return true;
   }
+  // Image names hold slashes too (`shoal/box:1`): a manager keeps no engine images.
+  if (req.method === 'GET' && path.startsWith('/images/') && path.endsWith('/json') && path !== '/images/json') {
+    const name = path.slice('/images/'.length, -'/json'.length);
+    let shown = name;
+    try {
+      shown = decodeURIComponent(name);
+    } catch {
+      // shown as sent
+    }
+    throw notFound(`No such image: ${shown}`);
+  }
   return router.dispatch(ctx, req, res);
 }
 
@@ -54,9 +65,6 @@ export class DockerApiServer {
   private unix: HttpServer | null = null;
   private tcp: HttpsServer | null = null;
   private readonly log: (l: string) => void;
-  private readonly events = new EventRing();
-  private unwatch: (() => void) | null = null;
-  private stopped = false;
 
   constructor(private readonly o: DockerApiOptions) {
     this.log = o.log ?? (() => {});
@@ -66,27 +74,10 @@ export class DockerApiServer {
     registerNetworkRoutes(this.router, o.deps);
     registerLogRoutes(this.router, o.deps, this.log);
     registerSecretRoutes(this.router, o.deps);
-    registerEventRoutes(this.router, this.events, () => Date.now());
-  }
-
-  /** Feeds the event ring from the store; a watch the store closed (snapshot restore, overflow) is reopened. */
-  private watchStore(): void {
-    const watch = this.o.deps.watch;
-    if (!watch || this.stopped) return;
-    this.unwatch = watch(
-      (ev) => {
-        const e = toDockerEvent(ev);
-        if (e) this.events.push(e);
-      },
-      (err) => {
-        this.log(`docker-api: store watch closed (${err.message}); watching again`);
-        setTimeout(() => this.watchStore(), 100).unref();
-      },
-    );
+    registerEventRoutes(this.router, o.deps.events, () => Date.now());
   }
 
   async start(): Promise<void> {
-    this.watchStore();
     const sock = this.o.socketPath;
     if (sock) {
       rmSync(sock, { force: true });
@@ -122,8 +113,6 @@ export class DockerApiServer {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.unwatch?.();
     for (const s of [this.unix, this.tcp]) {
       if (!s) continue;
       await new Promise<void>((r) => s.close(() => r()));

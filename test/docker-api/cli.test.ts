@@ -406,7 +406,11 @@ describe('docker CLI against a Shoal manager', { skip }, () => {
       ],
       20_000,
     );
-    await new Promise((r) => setTimeout(r, 500));
+    // Wait until the CLI's stream is subscribed to this manager's event log (not for a fixed time).
+    const events = m.daemon.manager!.events.log;
+    const deadline = Date.now() + 15_000;
+    while (events.listening === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(events.listening, 1, 'docker events subscribed');
     ok(await m.docker(['service', 'create', '-d', '--name', 'ev', '--no-resolve-image', 'busybox:1.36']), 'create');
     ok(await m.docker(['service', 'update', '-d', '--image', 'busybox:1.37', '--no-resolve-image', 'ev']), 'update');
     ok(await m.docker(['network', 'create', '-d', 'overlay', 'evnet']), 'network');
