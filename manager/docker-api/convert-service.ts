@@ -136,13 +136,23 @@ export function toShoalSpec(raw: unknown): { spec: ServiceSpecInput; warnings: s
       ? compact({ condition: restartCondition(rp.Condition), delayMs: nsToMs(rp.Delay), maxAttempts: num(rp.MaxAttempts), windowMs: nsToMs(rp.Window) })
       : undefined,
     placement:
-      isSet(pl.Constraints) || isSet(pl.Preferences) || isSet(pl.MaxReplicas)
+      isSet(pl.Constraints) || isSet(pl.Preferences) || isSet(pl.MaxReplicas) || isSet(pl.Platforms)
         ? compact({
             constraints: strs(pl.Constraints),
             preferences: arr(pl.Preferences).length
               ? arr(pl.Preferences).map((p) => ({ spread: String(obj(obj(p).Spread).SpreadDescriptor ?? '') }))
               : undefined,
             maxReplicas: num(pl.MaxReplicas) || undefined,
+            // The CLI adds the platforms /distribution answered; the scheduler honours them.
+            platforms: arr(pl.Platforms).length
+              ? arr(pl.Platforms).map((p) => {
+                  const o = obj(p);
+                  return compact({
+                    os: o.OS === undefined ? undefined : (o.OS as string),
+                    arch: o.Architecture === undefined ? undefined : (o.Architecture as string),
+                  });
+                })
+              : undefined,
           })
         : undefined,
     healthcheck: hc
@@ -274,6 +284,7 @@ export function taskTemplateOut(t: F<TaskTemplate>, networks: readonly { target:
           Constraints: pl.constraints?.length ? pl.constraints : undefined,
           Preferences: pl.preferences?.map((p) => ({ Spread: { SpreadDescriptor: p.spread } })),
           MaxReplicas: pl.maxReplicas,
+          Platforms: pl.platforms?.length ? pl.platforms.map((p) => compact({ Architecture: p.arch, OS: p.os })) : undefined,
         })
       : {},
     Networks: networks.length ? networks.map((n) => compact({ Target: n.target, Aliases: n.aliases?.length ? n.aliases : undefined })) : undefined,

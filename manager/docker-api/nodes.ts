@@ -4,7 +4,7 @@
 // are client-side role edits). Networks use the engine's network.Inspect shape; create answers 201
 // `{Id, Warning}`, delete 204.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiError, BODY_LIMITS, readJson, type Router } from '../api/http.ts';
+import { ApiError, BODY_LIMITS, badRequest, notFound, readJson, type Router } from '../api/http.ts';
 import type { Network, Service } from '../../api/objects.ts';
 
 /** How long a network removal waits for the tasks of removed services to stop. */
@@ -12,7 +12,7 @@ const NETWORK_DRAIN_MS = 20_000;
 import { callControl } from './control.ts';
 import type { DockerDeps } from './deps.ts';
 import { networkOut, networkSpecIn, nodeOut, type PresentedNode } from './convert-node.ts';
-import { allLabels, anyOf, parseFilters, prefixOf } from './filters.ts';
+import { allLabels, anyOf, labelMatch, parseFilters, prefixOf } from './filters.ts';
 import { outOfSequence, query, requiredVersion, sendDocker, type DockerCtx } from './http.ts';
 
 type J = Record<string, unknown>;
@@ -63,10 +63,17 @@ export function registerNodeRoutes(r: Router<DockerCtx>, d: DockerDeps): void {
   });
 }
 
+/** Is the network one no service refers to (Docker's "dangling")? The ingress network never is. */
+function danglingCheck(services: readonly Service[]): (n: Network) => boolean {
+  const used = new Set(services.flatMap((s) => s.spec.networks.map((a) => a.target)));
+  return (n) => n.spec.ingress !== true && !used.has(n.id) && !used.has(n.spec.name);
+}
+
 export function registerNetworkRoutes(r: Router<DockerCtx>, d: DockerDeps): void {
   r.add('GET', '/networks', async (_c, _p, req) => {
     const f = parseFilters(query(req).get('filters'), ['driver', 'label', 'name', 'id', 'scope', 'type', 'dangling']);
     const nets = await callControl<Network[]>(d.control, 'GET', '/v1/networks');
+    const dangling = f.get('dangling')?.length ? danglingCheck(await callControl<Service[]>(d.control, 'GET', '/v1/services')) : () => true;
     return nets
       .filter(
         (n) =>
@@ -75,10 +82,47 @@ export function registerNetworkRoutes(r: Router<DockerCtx>, d: DockerDeps): void
           anyOf(f, 'name', prefixOf(n.spec.name)) &&
           anyOf(f, 'id', prefixOf(n.id)) &&
           anyOf(f, 'scope', (v) => v === 'swarm') &&
-          anyOf(f, 'type', (v) => v === 'custom'),
+          anyOf(f, 'type', (v) => v === 'custom') &&
+          anyOf(f, 'dangling', (v) => (['1', 'true'].includes(v) ? dangling(n) : ['0', 'false'].includes(v) ? !dangling(n) : false)),
       )
       .map(networkOut);
   });
+
+  // `docker network prune`: removes the networks no service uses (never ingress); one still held by
+  // the tasks of a just-removed service is left for the next prune, as the engine leaves one in use.
+  r.add('POST', '/networks/prune', async (_c, _p, req) => {
+    const f = parseFilters(query(req).get('filters'), ['label', 'label!', 'until']);
+    const [nets, services] = await Promise.all([
+      callControl<Network[]>(d.control, 'GET', '/v1/networks'),
+      callControl<Service[]>(d.control, 'GET', '/v1/services'),
+    ]);
+    const until = f.get('until')?.[0];
+    const before = until === undefined ? Number.POSITIVE_INFINITY : /^\d+$/.test(until) ? Number(until) * 1000 : Date.parse(until);
+    if (Number.isNaN(before)) throw badRequest(`invalid filter 'until=${until}': a Unix time or an RFC 3339 time is required`);
+    const dangling = danglingCheck(services);
+    const deleted: string[] = [];
+    for (const n of nets) {
+      if (!dangling(n) || !allLabels(f, 'label', n.spec.labels) || (f.get('label!') ?? []).some(labelMatch(n.spec.labels))) continue;
+      if (Date.parse(n.createdAt) >= before) continue;
+      try {
+        await callControl(d.control, 'DELETE', `/v1/networks/${n.id}`);
+        deleted.push(n.spec.name);
+      } catch (e) {
+        if (!(e instanceof ApiError) || (e.status !== 409 && e.status !== 404)) throw e;
+      }
+    }
+    return { NetworksDeleted: deleted };
+  });
+
+  // Connecting a container: a manager runs none, so the container named is not found (as the engine
+  // answers for an unknown container).
+  for (const op of ['connect', 'disconnect']) {
+    r.add('POST', `/networks/:id/${op}`, async (_c, p, req) => {
+      await callControl<Network>(d.control, 'GET', `/v1/networks/${encodeURIComponent(p.id!)}`);
+      const b = (await readJson(req, BODY_LIMITS.small)) as J;
+      throw notFound(`No such container: ${typeof b.Container === 'string' ? b.Container : ''}`);
+    });
+  }
 
   r.add('GET', '/networks/:id', async (_c, p) => networkOut(await callControl<Network>(d.control, 'GET', `/v1/networks/${encodeURIComponent(p.id!)}`)));
 

@@ -9,6 +9,7 @@ import { BODY_LIMITS, badRequest, notFound, readJson, type Router } from '../api
 import type { Node, Service, Task } from '../../api/objects.ts';
 import { dirtyCheck } from '../orchestrator/slots.ts';
 import { callControl } from './control.ts';
+import { dockerSpecError } from './fields.ts';
 import type { DockerDeps } from './deps.ts';
 import { serviceOut, taskOut, toShoalSpec, type ServiceCounts } from './convert-service.ts';
 import { allLabels, anyOf, parseFilters, prefixOf } from './filters.ts';
@@ -83,7 +84,9 @@ export function registerServiceRoutes(r: Router<DockerCtx>, d: DockerDeps): void
 
   r.add('POST', '/services/create', async (_c, _p, req, res) => {
     const { spec, warnings } = toShoalSpec(await readJson(req, BODY_LIMITS.spec));
-    const out = await callControl<{ id: string }>(d.control, 'POST', '/v1/services', { spec });
+    const out = await callControl<{ id: string }>(d.control, 'POST', '/v1/services', { spec }).catch((e) => {
+      throw dockerSpecError(e);
+    });
     return created(res, { ID: out.id, Warnings: warnings.length ? warnings : null });
   });
 
@@ -98,7 +101,9 @@ export function registerServiceRoutes(r: Router<DockerCtx>, d: DockerDeps): void
       return { Warnings: null };
     }
     const { spec, warnings } = toShoalSpec(body);
-    await callControl(d.control, 'POST', `/v1/services/${cur.id}/update`, { spec, version });
+    await callControl(d.control, 'POST', `/v1/services/${cur.id}/update`, { spec, version }).catch((e) => {
+      throw dockerSpecError(e);
+    });
     return { Warnings: warnings.length ? warnings : null };
   });
 

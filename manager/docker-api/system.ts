@@ -4,7 +4,7 @@
 // endpoints a Shoal manager has no equivalent for: containers, images, volumes, `system df` and
 // plugins answer empty lists, and single objects a clean 404, so tools that probe them keep working.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BODY_LIMITS, notFound, readJson, type Router } from '../api/http.ts';
+import { ApiError, BODY_LIMITS, notFound, readJson, type Router } from '../api/http.ts';
 import type { Cluster } from '../../api/objects.ts';
 import { callControl } from './control.ts';
 import { API_VERSION, ENGINE_VERSION, MIN_API_VERSION, type DockerDeps } from './deps.ts';
@@ -196,6 +196,21 @@ export function registerSystemRoutes(r: Router<DockerCtx>, d: DockerDeps): void 
   r.add('GET', '/swarm/unlockkey', async () => {
     const k = await callControl<{ unlockKey: string | null }>(d.control, 'GET', '/v1/cluster/unlock-key');
     return { UnlockKey: k.unlockKey ?? '' };
+  });
+
+  // On TCP (the node-local socket answers these itself, local-swarm.ts): this manager is in a swarm,
+  // as the engine says to a second `init`/`join`; leaving acts on the node, so only its socket may.
+  for (const op of ['init', 'join']) {
+    r.add('POST', `/swarm/${op}`, () => {
+      throw new ApiError(503, 'EEXISTS', 'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.');
+    });
+  }
+  r.add('POST', '/swarm/leave', () => {
+    throw new ApiError(
+      503,
+      'ELOCALONLY',
+      'swarm leave acts on the node that runs it: run it on that node against its local socket (DOCKER_HOST=unix://<state-dir>/docker.sock)',
+    );
   });
 
   // Per-node engine objects: a Shoal manager runs none of them itself.
