@@ -104,7 +104,7 @@ export function ServiceView(p: { m: Model; id: string; ask: Ask }): ComponentChi
       h('h3', null, `Tasks (${tasks.length}, history included)`),
       h(
         'table',
-        { class: 'tasks' },
+        { class: 'task-table' },
         h('thead', null, h('tr', null, ...['Task', 'Node', 'State', 'Desired', 'Since', 'Image', 'Error'].map((c) => h('th', null, c)))),
         h(
           'tbody',
@@ -131,7 +131,7 @@ export function ServiceView(p: { m: Model; id: string; ask: Ask }): ComponentChi
       null,
       h('h3', null, 'History'),
       history.length === 0
-        ? h('p', { class: 'muted' }, 'No events for this service since the dashboard started.')
+        ? h('p', { class: 'muted' }, 'No events for this service in the last ten minutes.')
         : h('ul', { class: 'feed' }, ...history.map((e) => h(EventRow, { e }))),
     ),
   );

@@ -1,0 +1,181 @@
+// `npm run bench:observe`: what seeing the cluster costs, on a real 3-manager + 2-worker lab (test
+// executor: no containers, so the figures are the control plane's and the dashboard's, not the engine's),
+// every daemon with --metrics-addr, `bin/shoal dashboard` as a user runs it, and Debian's headless
+// Chromium looking at it:
+//
+//   1. store change → browser DOM: scale a service through the control API (one POST per sample, 40
+//      samples, alternating replica counts) and time until the services table in the page shows the new
+//      desired count (a MutationObserver in the page, installed before the POST, stamps the moment).
+//      Baseline in the same run: the same change seen by asking the control API (GET every 5 ms).
+//   2. first render: a fresh page load until every task box is on the cluster map, with 1,000 tasks;
+//      baseline: the same with the few tasks of step 1.
+//   3. /metrics scrape time on the leader with 10,000 tasks (20 scrapes; baseline: with 1,000 tasks).
+//
+// One figure per line, with its unit and goal. The lab, the dashboard and Chromium are removed at the
+// end, also on failure.
+import { execFile } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import type { Page } from 'playwright-core';
+import { ClusterLab, waitFor } from '../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../lab/lab.ts';
+import { type Headless, launchChromium, startDashboardProcess, stopProcess } from '../test/dashboard/browser.ts';
+import { summarize } from './stats.ts';
+
+const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const SHOAL = join(REPO, 'bin', 'shoal');
+const NAME = 'dbb';
+const METRICS_PORT = 9323;
+const SAMPLES = 40;
+
+const ms = (v: number) => `${v.toFixed(1)} ms`;
+
+function sh(ctx: string, args: string[]): Promise<string> {
+  return new Promise((res, rej) => {
+    execFile(SHOAL, args, { env: { ...process.env, SHOAL_CONTEXT: ctx }, timeout: 600_000 }, (e, out, err) =>
+      e ? rej(new Error(`shoal ${args.join(' ')}: ${err}${out}`)) : res(String(out)),
+    );
+  });
+}
+
+/** Installs an observer in the page that resolves (window.__seen) when `selector`'s text ends with `suffix`. */
+async function armObserver(page: Page, selector: string, suffix: string): Promise<void> {
+  await page.evaluate(
+    ([sel, suf]) => {
+      const w = window as unknown as { __seen: Promise<number> };
+      w.__seen = new Promise<number>((res) => {
+        const check = () => (document.querySelector(sel!)?.textContent ?? '').trim().endsWith(suf!);
+        if (check()) return res(Date.now());
+        const mo = new MutationObserver(() => {
+          if (check()) {
+            mo.disconnect();
+            res(Date.now());
+          }
+        });
+        mo.observe(document.body, { subtree: true, childList: true, characterData: true });
+      });
+    },
+    [selector, suffix],
+  );
+}
+
+async function main(): Promise<void> {
+  const unhook = cleanupOnExit(NAME);
+  let c: ClusterLab | undefined;
+  let dash: Awaited<ReturnType<typeof startDashboardProcess>> | undefined;
+  let chrome: Headless | undefined;
+  try {
+    const t0 = performance.now();
+    c = await ClusterLab.up({ name: NAME, managers: 3, workers: 2, daemonArgs: (h) => ['--metrics-addr', `${h.ip}:${METRICS_PORT}`] });
+    const lab = c;
+    console.error(`lab ${NAME} up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    await sh(lab.contextPath, ['service', 'create', '--name', 'obs', '--replicas', '2', 'nginx:1.25']);
+    dash = await startDashboardProcess(SHOAL, lab.contextPath);
+    chrome = await launchChromium();
+    const page = await chrome.browser.newPage();
+    const origin = new URL(dash.url).origin;
+    await page.goto(dash.url); // the one-time link: the browser keeps the session cookie
+    await page.goto(`${origin}/#/services`);
+    await page.waitForSelector('tr[data-service="obs"] .replicas', { timeout: 60_000 });
+
+    // 1. Store change → DOM, and the same change seen through the control API (baseline).
+    const dom: number[] = [];
+    const api: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      const target = 3 + (i % 2); // 3, 4, 3, 4, …: every sample is a real change
+      const sel = 'tr[data-service="obs"] .replicas';
+      await armObserver(page, sel, `/${target}`);
+      const start = Date.now();
+      await lab.control('POST', '/v1/services/obs/scale', { replicas: target });
+      const seen = (await page.evaluate(() => (window as unknown as { __seen: Promise<number> }).__seen)) as number;
+      dom.push(seen - start);
+      // Baseline: the same kind of change, watched by asking the control API until it shows it.
+      const back = target === 3 ? 4 : 3;
+      const b0 = Date.now();
+      await lab.control('POST', '/v1/services/obs/scale', { replicas: back });
+      for (;;) {
+        const s = (await lab.control('GET', '/v1/services/obs')) as { spec: { mode: { replicated: { replicas: number } } } };
+        if (s.spec.mode.replicated.replicas === back) break;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      api.push(Date.now() - b0);
+    }
+    const d = summarize(dom);
+    const a = summarize(api);
+    console.log(`store change → browser DOM p50: ${ms(d.p50)} (goal ≤ 250 ms; n=${d.n})`);
+    console.log(`store change → browser DOM p99: ${ms(d.p99)} (goal ≤ 1000 ms)`);
+    console.log(`baseline: same change seen through the control API p50: ${ms(a.p50)}, p99: ${ms(a.p99)}`);
+
+    // 2. First render, few tasks (baseline) and 1,000 tasks.
+    const firstRender = async (tasks: number, runs = 5): Promise<number[]> => {
+      const out: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const p = await chrome!.browser.newPage();
+        const s = performance.now();
+        await p.goto(`${origin}/#/map`);
+        await p.waitForFunction((n) => document.querySelectorAll('.task').length >= n, tasks, { timeout: 120_000, polling: 'raf' });
+        out.push(performance.now() - s);
+        await p.close();
+      }
+      return out;
+    };
+    const fewTasks = ((await lab.control('GET', '/v1/tasks')) as unknown[]).length;
+    const few = summarize(await firstRender(fewTasks));
+    await sh(lab.contextPath, ['service', 'create', '--detach', '--name', 'big', '--replicas', String(1000 - fewTasks), 'nginx:1.25']);
+    await waitFor(async () => ((await lab.control('GET', '/v1/tasks')) as unknown[]).length >= 1000, 300_000, '1,000 tasks', 500);
+    await page.goto(`${origin}/#/services`); // the open page follows along; first render is measured on fresh pages
+    const big = summarize(await firstRender(1000));
+    console.log(`dashboard first render, 1,000 tasks: ${ms(big.p50)} median of ${big.n} (goal ≤ 2000 ms)`);
+    console.log(`baseline: first render, ${fewTasks} tasks: ${ms(few.p50)} median of ${few.n}`);
+    await page.close();
+
+    // 3. /metrics scrape on the leader: 1,000 tasks (baseline), then 10,000.
+    const leaderAddr = async () => {
+      const nodes = (await lab.control('GET', '/v1/nodes')) as { managerStatus: { leader: boolean } | null; status: { addr: string } }[];
+      return nodes.find((n) => n.managerStatus?.leader)!.status.addr;
+    };
+    const scrape = async (n = 20): Promise<number[]> => {
+      const ip = await leaderAddr();
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const s = performance.now();
+        const r = await fetch(`http://${ip}:${METRICS_PORT}/metrics`);
+        const text = await r.text();
+        if (!r.ok || !text.includes('# HELP')) throw new Error(`/metrics on ${ip}: HTTP ${r.status}`);
+        out.push(performance.now() - s);
+      }
+      return out;
+    };
+    const m1k = summarize(await scrape());
+    // The dashboard stays open with 10,000 tasks coming: its server follows the events like any client.
+    await lab.control('POST', '/v1/services/big/scale', { replicas: 10_000 - fewTasks });
+    await waitFor(
+      async () => ((await lab.control('GET', '/v1/tasks')) as { status: { state: string } }[]).filter((t) => t.status.state === 'running').length >= 10_000,
+      900_000,
+      '10,000 tasks running',
+      2_000,
+    );
+    const m10k = summarize(await scrape());
+    console.log(`/metrics scrape on the leader, 10,000 tasks: p50 ${ms(m10k.p50)}, p99 ${ms(m10k.p99)} (goal ≤ 500 ms)`);
+    console.log(`baseline: /metrics scrape, 1,000 tasks: p50 ${ms(m1k.p50)}, p99 ${ms(m1k.p99)}`);
+
+    // AUTOSCALE HOOK: the autoscaling figures (load start → scaled out, load stop → scaled back in, in
+    // seconds) come from bench/autoscale.ts, written separately; fold its measurement in here, on this
+    // lab, before the teardown below (it needs the engine executor for a CPU-burning load: start it
+    // with `executor: 'engine'` above when it lands).
+  } finally {
+    await chrome?.close();
+    await stopProcess(dash?.proc);
+    await c?.down().catch((e: Error) => console.error(`lab down: ${e.message}`));
+    unhook();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: Error) => {
+    console.error(`bench:observe failed: ${e.stack ?? e.message}`);
+    process.exit(1);
+  },
+);
