@@ -76,6 +76,17 @@ export interface ServiceSpecDraft {
   rollback?: Partial<UpdateConfig>;
   networks?: NetworkAttachmentConfig[];
   endpoint?: { mode?: 'vip' | 'dnsrr'; ports?: PortConfig[] };
+  autoscale?: AutoscaleDraft;
+}
+
+/** `--autoscale` before validation (the manager fills the defaults and checks the ranges). */
+export interface AutoscaleDraft {
+  min?: number;
+  max?: number;
+  cpu?: number;
+  memory?: number;
+  windowMs?: number;
+  cooldowns?: { outMs?: number; inMs?: number };
 }
 
 /** Where `-e KEY` (no value) and `--env-file` look; defaults to process.env and the real file system. */
@@ -132,6 +143,51 @@ export function parseDurationGo(s: string, flag = 'duration'): number {
   const ms = Math.round(total);
   if (!Number.isSafeInteger(ms)) throw bad();
   return ms;
+}
+
+const AUTOSCALE_KEYS = ['min', 'max', 'cpu', 'memory', 'window', 'cooldown', 'cooldown-out', 'cooldown-in'];
+
+/**
+ * `--autoscale min=2,max=20,cpu=70%[,memory=80%][,window=5m][,cooldown=30s|cooldown-out=30s,cooldown-in=1m]`
+ * → the spec's autoscale policy (the whole policy: on update it replaces the current one); `none` → null
+ * (remove it). cpu is a percentage of the task's CPU limit (of one core without one), memory of its
+ * memory limit; the `%` is optional.
+ */
+export function parseAutoscale(s: string, flag = '--autoscale'): AutoscaleDraft | null {
+  if (s.trim().toLowerCase() === 'none') return null;
+  const out: AutoscaleDraft = {};
+  const pct = (v: string, key: string) => {
+    const m = /^(\d+)\s*%?$/.exec(v.trim());
+    if (!m) throw flagError(flag, `${key}=${v}: expected a percentage such as ${key}=70%`);
+    return Number(m[1]);
+  };
+  for (const { key, value } of csvPairs(s, flag)) {
+    if (!AUTOSCALE_KEYS.includes(key)) throw flagError(flag, `unknown key ${q(key)} (use ${AUTOSCALE_KEYS.join(', ')}, or none)`);
+    const val = need(value, flag, key);
+    switch (key) {
+      case 'min':
+      case 'max':
+        out[key] = parseIntFlag(val, `${flag} ${key}`);
+        break;
+      case 'cpu':
+      case 'memory':
+        out[key] = pct(val, key);
+        break;
+      case 'window':
+        out.windowMs = parseDurationGo(val, `${flag} window`);
+        break;
+      case 'cooldown':
+        out.cooldowns = { outMs: parseDurationGo(val, `${flag} cooldown`), inMs: parseDurationGo(val, `${flag} cooldown`) };
+        break;
+      default: {
+        const c = (out.cooldowns ??= {});
+        c[key === 'cooldown-out' ? 'outMs' : 'inMs'] = parseDurationGo(val, `${flag} ${key}`);
+      }
+    }
+  }
+  if (out.min === undefined || out.max === undefined) throw flagError(flag, 'needs min= and max= (e.g. min=2,max=20,cpu=70%)');
+  if (out.cpu === undefined && out.memory === undefined) throw flagError(flag, 'needs a target: cpu=N% and/or memory=N%');
+  return out;
 }
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
@@ -560,6 +616,9 @@ const SCALAR_FLAGS: FlagDef[] = [
   v('health-start-period', 'Start period before failures count towards the retries', { value: 'duration' }),
   b('no-healthcheck', "Disable the image's HEALTHCHECK"),
   v('replicas-max-per-node', 'Maximum number of tasks per node (0: unlimited)', { value: 'N' }),
+  v('autoscale', 'Scale on usage: min=2,max=20,cpu=70%[,memory=80%][,window=5m][,cooldown=30s] (cpu: % of the CPU limit, or of one core), or none', {
+    value: 'policy',
+  }),
   ...policyFlags('update'),
   ...policyFlags('rollback'),
   v('endpoint-mode', 'Endpoint mode: vip or dnsrr', { value: 'mode' }),
@@ -654,6 +713,11 @@ function applyScalars(spec: ServiceSpecDraft, p: Parsed): void {
     const s = last(p, flag);
     if (s !== undefined) setter(s);
   };
+  str('autoscale', (s) => {
+    const a = parseAutoscale(s);
+    if (a) spec.autoscale = a;
+    else delete spec.autoscale;
+  });
   str('hostname', (s) => (s === '' ? delete t.hostname : (t.hostname = s)));
   str('workdir', (s) => (s === '' ? delete t.workdir : (t.workdir = s)));
   str('user', (s) => (s === '' ? delete t.user : (t.user = s)));

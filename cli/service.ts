@@ -45,7 +45,9 @@ export function serviceListing(services: ServiceView[]): Listing {
   return {
     headers: ['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE', 'PORTS'],
     rows: services.map((s) => {
-      const rep = s.replicas.desired === null ? `${s.replicas.running}` : `${s.replicas.running}/${s.replicas.desired}`;
+      const a = s.spec.autoscale;
+      const rep =
+        (s.replicas.desired === null ? `${s.replicas.running}` : `${s.replicas.running}/${s.replicas.desired}`) + (a ? ` (auto ${a.min}–${a.max})` : '');
       return { id: s.id, object: s, cells: [s.id.slice(0, 12), s.spec.name, modeText(s), rep, s.spec.task.image, portsText(s)] };
     }),
   };

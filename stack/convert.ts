@@ -26,6 +26,7 @@
 import type { NetworkSpec, ServiceSpec } from '../api/objects.ts';
 import { SpecError, validateServiceSpec } from '../manager/service/spec.ts';
 import { ComposeError, type Pos, type Problem } from './compose/errors.ts';
+import { parseDuration } from './compose/units.ts';
 import type { ComposeFileRef, ComposeProject, ComposeService } from './compose/types.ts';
 
 export const NAMESPACE_LABEL = 'com.docker.stack.namespace';
@@ -61,7 +62,7 @@ export interface StackService {
   spec: ServiceSpec;
   secrets: FileReference[];
   configs: FileReference[];
-  /** `x-shoal-*` fields of the service, kept for later features (x-shoal-autoscale). */
+  /** `x-shoal-*` fields of the service as written (x-shoal-autoscale is also converted into spec.autoscale). */
   extensions: Record<string, unknown>;
   pos: Pos;
 }
@@ -149,6 +150,7 @@ const SPEC_TO_COMPOSE: [string, string][] = [
   ['endpoint', 'deploy.endpoint_mode'],
   ['update', 'deploy.update_config'],
   ['rollback', 'deploy.rollback_config'],
+  ['autoscale', 'x-shoal-autoscale'],
   ['mode', 'deploy'],
   ['labels', 'deploy.labels'],
   ['networks', 'networks'],
@@ -240,7 +242,38 @@ export function serviceDraft(ns: string, s: ComposeService, project: ComposeProj
   };
   if (d.updateConfig) draft.update = { ...d.updateConfig };
   if (d.rollbackConfig) draft.rollback = { ...d.rollbackConfig };
+  const auto = s.extensions['x-shoal-autoscale'];
+  if (auto !== undefined && auto !== null) draft.autoscale = autoscaleDraft(auto);
   return draft;
+}
+
+const AUTOSCALE_COMPOSE_KEYS = ['min', 'max', 'cpu', 'memory', 'window', 'cooldown', 'cooldown_out', 'cooldown_in'];
+
+/**
+ * `x-shoal-autoscale: { min, max, cpu: 70%, memory: 80%, window: 5m, cooldown: 30s | cooldown_out, cooldown_in }`
+ * → the spec's autoscale draft (validateServiceSpec checks the values). Durations are compose durations.
+ */
+function autoscaleDraft(v: unknown): unknown {
+  if (typeof v !== 'object' || Array.isArray(v)) return v; // the validator names the problem
+  const o = v as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  const cooldowns: Record<string, unknown> = {};
+  const duration = (key: string, field: string): number => {
+    const x = o[key];
+    const p = parseDuration(typeof x === 'number' || typeof x === 'string' ? x : String(x));
+    if (!p.ok) throw new SpecError(field, `${key} ${p.message}`);
+    return p.value;
+  };
+  for (const k of Object.keys(o)) {
+    if (!AUTOSCALE_COMPOSE_KEYS.includes(k)) throw new SpecError('autoscale', `unknown key ${k} (known: ${AUTOSCALE_COMPOSE_KEYS.join(', ')})`);
+  }
+  for (const k of ['min', 'max', 'cpu', 'memory']) if (o[k] !== undefined) out[k] = o[k];
+  if (o.window !== undefined) out.windowMs = duration('window', 'autoscale.windowMs');
+  if (o.cooldown !== undefined) cooldowns.outMs = cooldowns.inMs = duration('cooldown', 'autoscale.cooldowns');
+  if (o.cooldown_out !== undefined) cooldowns.outMs = duration('cooldown_out', 'autoscale.cooldowns.outMs');
+  if (o.cooldown_in !== undefined) cooldowns.inMs = duration('cooldown_in', 'autoscale.cooldowns.inMs');
+  if (Object.keys(cooldowns).length) out.cooldowns = cooldowns;
+  return out;
 }
 
 /** Converts a loaded project into the objects of stack `namespace`. Throws StackNameError or ComposeError. */

@@ -154,7 +154,11 @@ export function planDeploy(stack: Stack, existing: Existing, opts: { prune: bool
     }
     // A stack file has no --force: keep the service's force-update counter, so that a redeploy after
     // `service update --force` does not restart its tasks again (Docker does the same).
-    const spec: ServiceSpec = cur.spec.task.forceUpdate ? { ...s.spec, task: { ...s.spec.task, forceUpdate: cur.spec.task.forceUpdate } } : s.spec;
+    let spec: ServiceSpec = cur.spec.task.forceUpdate ? { ...s.spec, task: { ...s.spec.task, forceUpdate: cur.spec.task.forceUpdate } } : s.spec;
+    // An autoscaled service keeps the count the autoscaler chose (it brings it within new bounds itself),
+    // as a Kubernetes Deployment under an HPA keeps its replicas when the manifest is re-applied.
+    if (spec.autoscale && 'replicated' in spec.mode && 'replicated' in cur.spec.mode)
+      spec = { ...spec, mode: { replicated: { replicas: cur.spec.mode.replicated.replicas } } };
     const desired: StackService = spec === s.spec ? s : { ...s, spec };
     const diff = specDiff(cur.spec, desired.spec);
     if (diff.modeKindChanged) {

@@ -275,8 +275,11 @@ describe('every option of full/docker-stack.yml', () => {
     assert.equal(svc(stack, 'cleanup').spec.update, undefined);
   });
 
-  it('x-shoal-autoscale is kept with the service for a later issue', () => {
+  it('x-shoal-autoscale is kept with the service and converted into spec.autoscale', () => {
     assert.deepEqual(web.extensions, { 'x-shoal-autoscale': { min: 2, max: 10, cpu: 70 } });
+    assert.equal(web.spec.autoscale?.min, 2);
+    assert.equal(web.spec.autoscale?.max, 10);
+    assert.equal(web.spec.autoscale?.cpu, 70);
   });
 });
 
