@@ -12,15 +12,15 @@
 // then finds the same files compiled as from source. The output is therefore tied to this checkout, like
 // native/build; it is never shipped elsewhere (scripts/install.sh builds it in place).
 //
-// Writes dist/.inputs (every source file it read, for the staleness check in scripts/stale.mjs) and
+// Writes dist/.inputs (every source file it read, for the staleness check in scripts/stale.cjs) and
 // dist/.stamp (whose mtime is the start of this build: a file saved during the build counts as newer).
-// `--if-stale` builds only when scripts/stale.mjs says so; `--quiet` prints nothing on success.
+// `--if-stale` builds only when scripts/stale.cjs says so; `--quiet` prints nothing on success.
 import { build } from 'esbuild';
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildWeb } from './build-web.mjs';
-import { staleReason } from './stale.mjs';
+import { staleReason } from './stale.cjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(repo, 'dist');
@@ -64,6 +64,56 @@ const result = await build({
   logLevel: 'warning',
   plugins: [sourceUrls],
 });
+// The CLI once more, as one CommonJS file that bin/shoal loads through vm.Script with a V8 code cache
+// (Node 20 has no compile cache for ES modules): no module graph to resolve and link, no parse of the
+// parts a command does not run. Dynamic imports become lazy module initialisers inside the file, so a
+// command still evaluates only the modules it uses. Its name carries a content hash, and so does its
+// code cache (bin/shoal writes <bundle>.v8cache): V8 checks a cache only against the source's length,
+// so a cache must never outlive the exact text it was made from. dist/cli/shoal.cjs.json names the
+// current bundle. `shoal daemon` still runs the ES module build above, like the labs' daemons.
+// The daemon (manager, engine, overlay: three quarters of the code) is left out: `shoal daemon` runs
+// the ES module build (bin/shoal routes it there), and here its import becomes an error saying so.
+const daemonLeftOut = {
+  name: 'daemon-left-out',
+  setup(b) {
+    b.onResolve({ filter: /\/daemon\/daemon\.ts$/ }, () => ({ path: 'daemon', namespace: 'daemon-left-out' }));
+    b.onLoad({ filter: /.*/, namespace: 'daemon-left-out' }, () => ({
+      contents: "throw new Error('internal: the CLI bundle has no daemon; bin/shoal runs `shoal daemon` from dist/cli/shoal.js');",
+      loader: 'js',
+    }));
+  },
+};
+const cjs = await build({
+  absWorkingDir: repo,
+  entryPoints: { 'cli/shoal': join(repo, ENTRIES['cli/shoal']) },
+  entryNames: '[dir]/[name]-[hash]',
+  outExtension: { '.js': '.cjs' },
+  outdir: out,
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  supported: { 'dynamic-import': false },
+  // Less text to read and hash, and ASCII only, so node reads it as a one-byte string (latin1).
+  minifyWhitespace: true,
+  charset: 'ascii',
+  legalComments: 'none',
+  sourcemap: 'linked',
+  metafile: true,
+  logLevel: 'warning',
+  plugins: [sourceUrls, daemonLeftOut],
+});
+const bundle = Object.keys(cjs.metafile.outputs).find((o) => o.endsWith('.cjs'));
+// esbuild leaves non-ASCII characters in regular expressions (`µs`); as \\uXXXX escapes they mean the
+// same in a regex, a string or a template, and the file stays ASCII: bin/shoal reads it as latin1.
+const text = readFileSync(resolve(repo, bundle), 'utf8');
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the range is every non-ASCII character
+const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+if (ascii !== text) writeFileSync(resolve(repo, bundle), ascii);
+const pointer = join(out, 'cli', 'shoal.cjs.json');
+writeFileSync(`${pointer}.${process.pid}`, `${JSON.stringify({ bundle: relative(out, resolve(repo, bundle)) })}\n`);
+renameSync(`${pointer}.${process.pid}`, pointer);
 // The dashboard's page (web/): a separate browser bundle in dist/web (scripts/build-web.mjs).
 const webInputs = await buildWeb(repo, join(out, 'web'));
 const files = Object.keys(result.metafile.inputs)
@@ -77,11 +127,17 @@ writeFileSync(
 );
 // Chunks of earlier builds stay for an hour: a process started from that build (a CLI command, a daemon
 // while it starts) may still import one lazily; the daemon code itself has no dynamic imports.
-const current = new Set(Object.keys(result.metafile.outputs).map((o) => resolve(repo, o)));
-const chunkDir = join(out, 'chunks');
-for (const f of readdirSync(chunkDir)) {
-  const p = join(chunkDir, f);
-  if (!current.has(p) && Date.now() - statSync(p).mtimeMs > 3_600_000) rmSync(p, { force: true });
+// The same for earlier CLI bundles and their code caches.
+const current = new Set([...Object.keys(result.metafile.outputs), ...Object.keys(cjs.metafile.outputs)].map((o) => resolve(repo, o)));
+for (const [dir, old] of [
+  [join(out, 'chunks'), () => true],
+  [join(out, 'cli'), (f) => /^shoal-\w+\.cjs(\.map|\.v8cache)?$/.test(f)],
+]) {
+  for (const f of readdirSync(dir)) {
+    const p = join(dir, f);
+    const own = p.endsWith('.v8cache') ? p.slice(0, -'.v8cache'.length) : p;
+    if (old(f) && !current.has(own) && Date.now() - statSync(p).mtimeMs > 3_600_000) rmSync(p, { force: true });
+  }
 }
 // The stamp gets the build's start time, atomically.
 const tmp = join(out, `.stamp.${process.pid}`);
@@ -89,8 +145,8 @@ closeSync(openSync(tmp, 'w'));
 utimesSync(tmp, started, started);
 renameSync(tmp, join(out, '.stamp'));
 if (!quiet) {
-  const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
+  const bytes = [...Object.values(result.metafile.outputs), ...Object.values(cjs.metafile.outputs)].reduce((n, o) => n + o.bytes, 0);
   console.log(
-    `build: ${Object.keys(ENTRIES).length} entries, ${Object.keys(result.metafile.inputs).length} modules from ${dirs.size} directories → dist/ (${(bytes / 1024).toFixed(0)} KiB incl. source maps) in ${Date.now() - t0} ms`,
+    `build: ${Object.keys(ENTRIES).length} entries + the CLI bundle, ${Object.keys(result.metafile.inputs).length} modules from ${dirs.size} directories → dist/ (${(bytes / 1024).toFixed(0)} KiB incl. source maps) in ${Date.now() - t0} ms`,
   );
 }

@@ -1,0 +1,32 @@
+// Whether dist/ must be (re)built: no build yet, or a file the last build read (listed in dist/.inputs
+// by scripts/build.mjs) is newer than dist/.stamp or gone. CommonJS and plain JavaScript, so bin/shoal
+// can require it synchronously before anything is compiled (and without the ES module loader).
+//
+// One stat per input file (≈ 230), on purpose: an editor that saves in place changes no directory's
+// mtime, so comparing directory mtimes (or any one stamp) would miss an edit and run stale code. The
+// loop is kept cheap instead: no exceptions (throwIfNoEntry: false), no path joins, and it stops at
+// the first newer file. docs/design/build.md has its cost.
+'use strict';
+const { readFileSync, statSync } = require('node:fs');
+
+/** Why the dist/ of `repo` (a path ending in '/') is stale, or null when it is fresh. */
+function staleReason(repo) {
+  const root = repo.endsWith('/') ? repo : `${repo}/`;
+  let stamp;
+  let inputs;
+  try {
+    stamp = statSync(`${root}dist/.stamp`).mtimeMs;
+    inputs = readFileSync(`${root}dist/.inputs`, 'utf8').split('\n');
+  } catch {
+    return 'no build yet';
+  }
+  for (const f of inputs) {
+    if (f === '') continue;
+    const s = statSync(root + f, { throwIfNoEntry: false });
+    if (s === undefined) return `${f} is gone`;
+    if (s.mtimeMs > stamp) return `${f} changed`;
+  }
+  return null;
+}
+
+module.exports = { staleReason };
