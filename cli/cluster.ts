@@ -193,10 +193,21 @@ export async function clusterUpdate(i: Invocation): Promise<number> {
 export async function clusterCa(i: Invocation): Promise<number> {
   const issue = i.value('issue-admin');
   const revoke = i.value('revoke-admin');
-  const chosen = [i.flag('rotate-node-certs'), issue !== undefined, revoke !== undefined, i.flag('admins'), i.flag('rotate')].filter(Boolean).length;
-  if (chosen !== 1)
-    throw new CliError('cluster ca needs exactly one of --rotate-node-certs, --issue-admin NAME, --revoke-admin NAME|SERIAL, --admins, --rotate');
-  if (i.flag('rotate')) throw new CliError('cluster ca --rotate (root CA rotation) is not implemented yet: see "Root CA rotation" in docs/design/ca.md');
+  const chosen = [i.flag('rotate-node-certs'), issue !== undefined, revoke !== undefined, i.flag('admins'), i.flag('rotate'), i.flag('renew-admin')].filter(
+    Boolean,
+  ).length;
+  if (chosen > 1)
+    throw new CliError(
+      'cluster ca takes at most one of --rotate, --rotate-node-certs, --issue-admin NAME, --revoke-admin NAME|SERIAL, --admins, --renew-admin',
+    );
+  if (!i.flag('rotate') && (i.value('cert') !== undefined || i.value('key') !== undefined || i.flag('detach')))
+    throw new CliError('--cert, --key and --detach go with --rotate');
+  if (chosen === 0) return caShow(i);
+  if (i.flag('rotate')) return caRotate(i);
+  if (i.flag('renew-admin')) {
+    await renewOwnAdmin(i.context());
+    return 0;
+  }
   if (issue !== undefined) return caIssueAdmin(i, issue);
   if (revoke !== undefined) {
     const r = await control<{ revoked: { name: string; serial: string } }>(i.context(), 'POST', '/v1/ca/admins/revoke', { ref: revoke });
@@ -255,4 +266,89 @@ async function caIssueAdmin(i: Invocation, name: string): Promise<number> {
     console.log(JSON.stringify(next, null, 2));
   }
   return 0;
+}
+
+/** GET /v1/ca/rotation: the root's digest and, during a rotation, who is still on the old root. */
+interface CaStatus {
+  phase: 'idle' | 'rotating';
+  rootDigest: string;
+  newRootDigest?: string;
+  startedAt?: string;
+  external?: boolean;
+  lastRotatedAt?: string;
+  nodes: number;
+  reissued: number;
+  pending: { id: string; hostname: string; state: string }[];
+  adminsPending?: string[];
+}
+
+function describeCa(s: CaStatus): string {
+  if (s.phase === 'idle') return `Root CA ${s.rootDigest}${s.lastRotatedAt ? ` (rotated ${s.lastRotatedAt})` : ''}; no rotation in progress.`;
+  const pend = s.pending.map((n) => `${n.hostname} (${n.state})`).join(', ');
+  return [
+    `Root CA rotation to ${s.newRootDigest}${s.external ? ' (external root)' : ''}, started ${s.startedAt}: ${s.reissued}/${s.nodes} nodes on the new root.`,
+    ...(s.pending.length > 0
+      ? [
+          `  still on the old root: ${pend}${s.pending.some((n) => n.state === 'down') ? ' (down nodes block completion: bring them back or `node rm` them)' : ''}`,
+        ]
+      : []),
+    ...(s.adminsPending?.length ? [`  admin certificates not yet reissued (refused once the rotation completes): ${s.adminsPending.join(', ')}`] : []),
+  ].join('\n');
+}
+
+async function caShow(i: Invocation): Promise<number> {
+  const s = await control<CaStatus>(i.context(), 'GET', '/v1/ca/rotation');
+  console.log(i.output.format === 'json' ? JSON.stringify(s, null, 2) : describeCa(s));
+  return 0;
+}
+
+/**
+ * `cluster ca --rotate [--cert F --key F] [--detach]`: starts the rotation, moves this context's own admin
+ * certificate to the new root at once (an admin certificate of the old root is refused after completion),
+ * then waits for completion, printing progress, and renews once more for the new root as trust anchor.
+ */
+async function caRotate(i: Invocation): Promise<number> {
+  const ctx = i.context();
+  const certFile = i.value('cert');
+  const keyFile = i.value('key');
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new CliError('--cert and --key go together (an external root needs its key)');
+  const { readFileSync } = await import('node:fs');
+  const read = (f: string, flag: string) => {
+    try {
+      return readFileSync(resolve(f), 'utf8');
+    } catch (e) {
+      throw new CliError(`${flag}: ${(e as Error).message}`);
+    }
+  };
+  const body = certFile && keyFile ? { certPem: read(certFile, '--cert'), keyPem: read(keyFile, '--key') } : {};
+  let s = await control<CaStatus>(ctx, 'POST', '/v1/ca/rotate', body);
+  console.log(`Root CA rotation started: new root ${s.newRootDigest}.`);
+  await renewOwnAdmin(ctx);
+  if (i.flag('detach')) {
+    console.log(describeCa(s));
+    return 0;
+  }
+  let last = '';
+  while (s.phase === 'rotating') {
+    const line = describeCa(s);
+    if (line !== last) console.log(line);
+    last = line;
+    await new Promise((r) => setTimeout(r, 1000));
+    s = await control<CaStatus>(ctx, 'GET', '/v1/ca/rotation');
+  }
+  await renewOwnAdmin(ctx);
+  console.log(`Root CA rotation complete: every node is on root ${s.rootDigest}; the old root is no longer trusted.`);
+  return 0;
+}
+
+/** Renews the context's admin certificate (fresh key made here) and rewrites the context file. */
+async function renewOwnAdmin(ctx: Context): Promise<void> {
+  const { createCsr, generateKeyPem } = await import('../manager/ca/pki.ts');
+  const key = await generateKeyPem();
+  const out = await control<{ certPem: string; caCertPem: string; notAfter: string }>(ctx, 'POST', '/v1/ca/admins/renew', {
+    csr: createCsr({ keyPem: key, nodeId: 'admin' }),
+  });
+  ctx.admin = { key, cert: out.certPem, ca: out.caCertPem };
+  if (ctx.path) saveContext(ctx.path, ctx);
+  console.log(`Renewed the admin certificate${ctx.path ? ` in ${ctx.path}` : ''} (valid until ${out.notAfter}).`);
 }

@@ -36,6 +36,8 @@ import { RAFT_KEY_FILE, isKeyFileWrapped, loadKeyRing, removeKeyRing, saveKeyRin
 import { WrongUnlockKeyError, parseUnlockKey } from '../manager/keys/autolock.ts';
 import { RaftCipher } from '../manager/raft/encrypt.ts';
 import { fetchKeyRing, serveKeys } from '../manager/keys/endpoint.ts';
+import { readNodeKey, rewrapNodeKey, writeNodeKey } from '../manager/keys/node-key.ts';
+import { announceLocked } from '../manager/keys/locked.ts';
 import { NodeFiles } from '../worker/files.ts';
 import { DaemonMetrics } from '../metrics/daemon-metrics.ts';
 import { parseMetricsAddr, serveMetrics, type MetricsServer } from '../metrics/server.ts';
@@ -103,6 +105,8 @@ export class Daemon {
   private unlockKeyText: string | null = null;
   /** Autolock: restarted with wrapped keys and not unlocked yet — nothing runs but the local socket. */
   private locked = false;
+  /** While locked: stops telling the managers so (manager/keys/locked.ts). */
+  private stopLockedNotice: (() => void) | null = null;
   /** Secret and config data for this node's tasks: memory only (worker/files.ts). */
   private readonly files = new NodeFiles();
   /** This daemon's metrics and their endpoint, with --metrics-addr. */
@@ -147,6 +151,12 @@ export class Daemon {
       if (this.state.role === 'manager' && isKeyFileWrapped(this.opts.stateDir, RAFT_KEY_FILE)) {
         // Autolock: no Raft, no secure port, no agent until an operator gives the unlock key.
         this.locked = true;
+        const st = this.state;
+        this.stopLockedNotice = announceLocked({
+          nodeId: st.nodeId,
+          managers: () => st.managers.filter((m) => m !== st.advertise),
+          ca: readFileSync(this.path('certs', 'ca.crt'), 'utf8'),
+        });
         this.log("locked: this manager's keys are wrapped (autolock); run `shoal cluster unlock` on this node");
       } else {
         await this.run(false);
@@ -157,6 +167,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.stopLockedNotice?.();
     this.agent?.stop();
     await this.net?.close();
     await this.docker?.stop();
@@ -449,7 +460,7 @@ export class Daemon {
 
   private creds() {
     return {
-      key: readFileSync(this.path('certs', 'node.key'), 'utf8'),
+      key: readNodeKey(this.path('certs', 'node.key'), this.unlockKey),
       cert: readFileSync(this.path('certs', 'node.crt'), 'utf8'),
       ca: readFileSync(this.path('certs', 'ca.crt'), 'utf8'),
     };
@@ -684,6 +695,9 @@ export class Daemon {
     this.unlockKey = key;
     this.unlockKeyText = b.key.trim();
     this.locked = false;
+    this.stopLockedNotice?.();
+    this.stopLockedNotice = null;
+    rewrapNodeKey(this.path('certs', 'node.key'), key, key, randomBytes); // wrapped, also if written before autolock wrapped node keys
     this.log('unlocked: starting the manager');
     await this.run(false);
     return { unlocked: true };
@@ -731,6 +745,8 @@ export class Daemon {
         const key = text === null ? null : parseUnlockKey(text);
         if (this.raftRing) saveKeyRing(this.opts.stateDir, this.raftRing, { name: RAFT_KEY_FILE, unlockKey: key, random: randomBytes });
         if (this.keyRing) saveKeyRing(this.opts.stateDir, this.keyRing, { unlockKey: key, random: randomBytes });
+        // The node's TLS key too: a stolen disk must not yield the manager's identity (manager/keys/node-key.ts).
+        rewrapNodeKey(this.path('certs', 'node.key'), this.unlockKey, key, randomBytes);
         this.unlockKey = key;
         this.unlockKeyText = text;
         this.log(text === null ? 'autolock off: key files unwrapped' : 'autolock: key files wrapped with the current unlock key');
@@ -901,13 +917,16 @@ export class Daemon {
     this.writeCerts(key, certPem, caPem);
     const creds = this.creds();
     this.secure?.setSecureContext({ ...creds });
+    this.manager?.reloadTls(creds);
     this.docker?.refreshTls();
     this.log(`certificate renewed (valid until ${parseCertificate(certPem).notAfter.toISOString()})`);
     this.scheduleRenewal();
   }
 
   private writeCerts(key: string, cert: string, ca: string): void {
-    atomicWrite(this.path('certs', 'node.key'), key, 0o600);
+    // Under autolock a manager's key is written wrapped; a worker's (demoted, or never a manager) plain.
+    const wrapped = this.unlockKey && parseCertificate(cert).role === 'manager' ? this.unlockKey : null;
+    writeNodeKey(this.path('certs', 'node.key'), key, wrapped, randomBytes);
     atomicWrite(this.path('certs', 'node.crt'), cert, 0o644);
     atomicWrite(this.path('certs', 'ca.crt'), ca, 0o644);
   }

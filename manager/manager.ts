@@ -36,6 +36,7 @@ import { caDigest, verifyNodeCertificate } from './ca/pki.ts';
 import { addAdmin, deniedFor } from './ca/revocation.ts';
 import { acceptedRoots } from './ca/rotation.ts';
 import { RotationRunner } from './ca/rotation-runner.ts';
+import { LockedNodes } from './keys/locked.ts';
 import { makeJoinToken } from './ca/tokens.ts';
 import { Dispatcher } from './dispatcher/dispatcher.ts';
 import type { ManagerAddr } from '../api/dispatcher.ts';
@@ -99,6 +100,8 @@ export class Manager {
   private readonly roles: RoleManager;
   /** Root CA rotation: the leader's reconciler (manager/ca/rotation-runner.ts). */
   private readonly rotation: RotationRunner;
+  /** Managers that say they are up and locked (autolock): shown as Locked by `node ls`. */
+  private readonly lockedNodes = new LockedNodes();
   private readonly joinApi: JoinApi;
   private readonly log: (line: string) => void;
   private readonly router = new Router<{ cn: string }>();
@@ -171,6 +174,7 @@ export class Manager {
       members: this.members,
       clusterId: opts.clusterId,
       caCertPem: opts.tls.ca,
+      locked: { nodes: this.lockedNodes, reachable: (id) => this.members.isReachable(id) },
       log: this.log,
     });
     this.leaderHooks.push(
@@ -373,6 +377,7 @@ export class Manager {
       members: this.members,
       selfId: this.opts.nodeId,
       closeSession: (id, code, reason) => this.dispatcher.closeSession(id, code, reason),
+      locked: (id) => !this.members.isReachable(id) && this.lockedNodes.isLocked(id, Date.now()),
     });
   }
 

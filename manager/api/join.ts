@@ -16,6 +16,7 @@ import { readCluster } from './cluster.ts';
 import { ApiError, BODY_LIMITS, badRequest, conflict, readJson, sendError, sendJson } from './http.ts';
 import { recordIssued } from '../ca/revocation.ts';
 import { issuerOf, withChain } from '../ca/rotation.ts';
+import { LOCKED_PATH, type LockedNodes } from '../keys/locked.ts';
 
 export interface JoinDeps {
   store: Store;
@@ -25,6 +26,8 @@ export interface JoinDeps {
   clusterId: string;
   /** The cluster's CA certificate (PEM), served at /v1/ca. */
   caCertPem: string;
+  /** Locked-manager notices (POST /v1/locked, manager/keys/locked.ts) and who is reachable over Raft. */
+  locked?: { nodes: LockedNodes; reachable: (nodeId: string) => boolean };
   log: (line: string) => void;
 }
 
@@ -43,6 +46,21 @@ export class JoinApi {
       // The anchor in the store: it changes when a root rotation completes (with the tokens' digest).
       res.writeHead(200, { 'content-type': 'application/x-pem-file' });
       res.end(readCluster(this.d.store)?.rootCa.caCertPem ?? this.d.caCertPem);
+      return true;
+    }
+    if (req.method === 'POST' && path === LOCKED_PATH && this.d.locked) {
+      try {
+        const remote = req.socket.remoteAddress ?? '?';
+        if (!this.limiter.allow(remote, Date.now())) throw new ApiError(429, 'ERATELIMIT', 'too many requests; slow down');
+        const b = (await readJson(req, 4096)) as { nodeId?: unknown } | null;
+        const id = typeof b?.nodeId === 'string' ? b.nodeId : '';
+        const node = id ? (this.d.store.view((tx) => tx.get('node', id)) as NodeObj | undefined) : undefined;
+        const why = this.d.locked.nodes.report(b?.nodeId, remote, node, id !== '' && this.d.locked.reachable(id), Date.now());
+        if (why) throw badRequest(`locked notice refused: ${why}`);
+        sendJson(res, 200, { noted: true });
+      } catch (e) {
+        sendError(res, e);
+      }
       return true;
     }
     if (req.method === 'POST' && path === '/v1/join') {

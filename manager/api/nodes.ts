@@ -20,6 +20,8 @@ export interface NodeApiDeps {
   selfId: string;
   /** Ends a node's dispatcher session (a removed node). */
   closeSession: (nodeId: string, code: number, reason: string) => void;
+  /** An unreachable manager that says it is locked (autolock, manager/keys/locked.ts). */
+  locked?: (nodeId: string) => boolean;
 }
 
 const AVAILABILITY = ['active', 'pause', 'drain'];
@@ -31,15 +33,17 @@ export function resolveNode(store: Store, ref: string): NodeObj {
 }
 
 /** A node as the API shows it: the stored object plus its manager status, if it is a manager. */
-export function presentNode(d: Pick<NodeApiDeps, 'raft' | 'members' | 'selfId'>, n: NodeObj) {
+export function presentNode(d: Pick<NodeApiDeps, 'raft' | 'members' | 'selfId' | 'locked'>, n: NodeObj) {
   const st = d.raft.status();
   const isVoter = st.voters.includes(n.id);
   const isLearner = st.learners.includes(n.id);
   let managerStatus: Record<string, unknown> | null = null;
   if (isVoter || isLearner) {
+    const reachable = d.members.isReachable(n.id);
     managerStatus = {
       leader: st.leader === n.id,
-      reachability: d.members.isReachable(n.id) ? 'reachable' : 'unreachable',
+      // `locked`: up, but waiting for `cluster unlock` (it cannot prove who it is until then).
+      reachability: reachable ? 'reachable' : d.locked?.(n.id) ? 'locked' : 'unreachable',
       voter: isVoter,
       addr: addrFromRaftUrl(st.members[n.id] ?? ''),
     };
