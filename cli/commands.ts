@@ -454,6 +454,21 @@ export const COMMANDS: CommandDef = {
       ],
     },
     {
+      name: 'events',
+      summary: "Show the cluster's events: replay since a time, then follow (like `docker events`)",
+      flags: [
+        value('since', 'Show events since a time: RFC 3339, Unix seconds, or a duration back from now (10m, 1h30m)', { value: 'time' }),
+        value('until', 'Stop at this time (same forms); without it the stream stays open', { value: 'time' }),
+        list('filter', 'Only matching events: type=, name=, id=, label=KEY[=VALUE], action= (same key: either; different keys: all)', {
+          short: 'f',
+          value: 'key=value',
+        }),
+        value('format', "Output: json, or a template such as '{{.Type}} {{.Action}} {{.Actor.Name}}'", { value: 'format' }),
+      ],
+      notes: ['Example: shoal events --since 30m --filter type=service --filter name=web'],
+      run: async (i) => (await import('./events.ts')).eventsCmd(i),
+    },
+    {
       name: 'dashboard',
       summary: 'Serve a live web dashboard of the cluster on this machine (prints a one-time URL)',
       flags: [value('listen', 'Address to serve on (default 127.0.0.1:7373; port 0 picks a free one)', { value: 'host:port' })],
