@@ -1,11 +1,34 @@
 // Many simulated worker nodes in one process: each joins the cluster for real (token, CSR, signed
-// certificate) and runs a real Agent session to the leader with a FakeExecutor, so the real managers
-// (orchestrators, scheduler, dispatcher, Raft) are driven at scale without containers.
-// Used by `npm run bench:converge` and the orchestration tests; run as a script it prints "ready N".
+// certificate of its own) and runs a real Agent session (mutual-TLS WebSocket, the dispatcher protocol)
+// with a FakeExecutor, so the real managers (orchestrators, scheduler, dispatcher, Raft) are driven at
+// scale without containers. Used by `npm run bench:converge`, `npm run bench:scale` and the scale lab test.
+//
+// Keys: the CA signs RSA requests only (manager/ca/pki.ts), and an RSA key costs 50-100 ms of CPU, so a
+// farm generates a small pool of keys first (`keys`, in parallel) and its nodes share them round-robin;
+// every node still has its own certificate (CN = its node id), signed at its own join. Joins are
+// pipelined (`joinConcurrency` in flight) and the farm reports key generation and join throughput apart.
+//
+// Honesty about itself: a farm that cannot keep up would make the managers look slow, so it measures
+// its own lag and reports it (see FarmLag): event-loop delay, how late each heartbeat went out compared
+// with the period the manager asked for, and the status updates waiting to be sent.
+//
+// As a script (node lab/agent-farm.js <config-json>) it prints JSON lines on stdout:
+//   {"ev":"keys","n":…,"ms":…}          the key pool is ready
+//   {"ev":"joined","n":…,"ms":…,"rate":…} every node joined (rate: joins per second)
+//   {"ev":"ready","n":…}                 the same, kept for older readers ("ready N" substring)
+//   {"ev":"lag",…FarmLag}                 every `reportMs`
+//   {"ev":"killed","i":…,"nodeId":…}     answer to the stdin command "kill <i>" (that agent stops dead)
+//   {"ev":"error","message":…}           a join failed for good (the farm exits 1)
+import type { ChildProcess } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
 import { createCsr, generateKeyPem } from '../manager/ca/pki.ts';
 import { httpsJson } from '../transport/https.ts';
 import { Agent } from '../worker/agent.ts';
 import { FakeExecutor } from '../worker/fake-executor.ts';
+import { compiledEntry } from './compiled.ts';
+import type { LabHost } from './lab.ts';
 
 export interface FarmOptions {
   managers: string[]; // host:port
@@ -15,35 +38,91 @@ export interface FarmOptions {
   namePrefix?: string;
   /** Address the simulated nodes claim (they listen nowhere). */
   addr?: string;
+  /** RSA keys generated up front and shared round-robin (default min(count, 8)). */
+  keys?: number;
+  /** Joins in flight at once (default 8). */
+  joinConcurrency?: number;
+  /** Period of the lag reports when run as a script (default 1000 ms). */
+  reportMs?: number;
   log?: (l: string) => void;
 }
 
+/** How far behind the simulator itself is (all times in ms). */
+export interface FarmLag {
+  agents: number;
+  /** Agents with a ready session. */
+  ready: number;
+  /** Event-loop delay of this process since the last report: p99 and max. */
+  loopP99: number;
+  loopMax: number;
+  /** Heartbeats sent since the last report, and how late they went out (interval minus period): p99, max. */
+  hbSent: number;
+  hbLateP99: number;
+  hbLateMax: number;
+  /** Status updates buffered in agents and not yet sent, plus bytes queued on their sockets. */
+  statusBacklog: number;
+  bufferedBytes: number;
+  /** Resident memory of the farm process (MB). */
+  rssMb: number;
+  /** Sessions opened again since the last report (a manager closed one, or the leader changed). */
+  reconnects: number;
+}
+
+interface Sim {
+  agent: Agent;
+  nodeId: string;
+  lastHb: number;
+  sessions: number;
+}
+
+const pctl = (xs: number[], p: number) => {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+};
+
 export class AgentFarm {
   readonly agents: Agent[] = [];
+  private readonly sims: Sim[] = [];
+  private hbLate: number[] = [];
+  private reconnects = 0;
+  private readonly loop = monitorEventLoopDelay({ resolution: 10 });
+  /** Time spent generating the key pool and joining every node, and the join rate. */
+  keysMs = 0;
+  joinMs = 0;
 
-  static async start(o: FarmOptions): Promise<AgentFarm> {
+  static async start(o: FarmOptions, onStarted?: (farm: AgentFarm) => void): Promise<AgentFarm> {
     const farm = new AgentFarm();
-    // One key for all simulated nodes: certificates still differ (CN = node id); key generation would
-    // otherwise dominate the set-up time.
-    const key = await generateKeyPem();
+    onStarted?.(farm);
+    farm.loop.enable();
     const prefix = o.namePrefix ?? 'sim';
+    let t = performance.now();
+    const keys = await Promise.all(Array.from({ length: Math.max(1, Math.min(o.count, o.keys ?? 8)) }, () => generateKeyPem()));
+    // A join's request names no node (the manager picks the id), so one request per key serves all the
+    // nodes that share it: signing one per join cost the farm more than the managers' side of the join.
+    const csrs = keys.map((keyPem) => createCsr({ keyPem, nodeId: 'joining' }));
+    farm.keysMs = performance.now() - t;
+    t = performance.now();
     const join = async (i: number) => {
       let remote = o.managers[0]!;
+      const key = keys[i % keys.length]!;
+      const csr = csrs[i % keys.length]!;
       // Redirects to the leader and rate-limit answers (429) are retried; anything else is an error.
-      for (let attempt = 0; attempt < 100; attempt++) {
+      for (let attempt = 0; attempt < 1000; attempt++) {
         const r = await httpsJson(
           remote,
           'POST',
           '/v1/join',
-          { token: o.token, csr: createCsr({ keyPem: key, nodeId: 'joining' }), advertise: `${o.addr ?? '127.0.0.1'}:2377`, hostname: `${prefix}${i}` },
+          { token: o.token, csr, advertise: `${o.addr ?? '127.0.0.1'}:2377`, hostname: `${prefix}${i}` },
           { ca: o.caPem },
-        );
+        ).catch((e: Error) => ({ status: 0, body: { error: { message: e.message } } }));
         if (r.status === 421 && r.body?.error?.leader) {
           remote = r.body.error.leader;
           continue;
         }
-        if (r.status === 429) {
-          await new Promise((res) => setTimeout(res, 200));
+        // Rate limited, or a manager busy or unreachable for a moment: back off and retry.
+        if (r.status === 429 || r.status === 503 || r.status === 0) {
+          await new Promise((res) => setTimeout(res, 100 + Math.random() * 200));
           continue;
         }
         if (r.status !== 200) throw new Error(`join ${prefix}${i}: HTTP ${r.status} ${r.body?.error?.message ?? ''}`);
@@ -56,39 +135,190 @@ export class AgentFarm {
           hostname: `${prefix}${i}`,
           executor: new FakeExecutor(),
         });
+        farm.watch(agent, r.body.nodeId as string);
         agent.start();
         farm.agents.push(agent);
         return;
       }
-      throw new Error(`join ${prefix}${i}: gave up after 100 attempts (redirects or rate limiting)`);
+      throw new Error(`join ${prefix}${i}: gave up after 1000 attempts (redirects, rate limiting or no answer)`);
     };
-    // A few joins at a time (the join endpoint is rate limited per address).
     const queue = Array.from({ length: o.count }, (_, i) => i + 1);
     await Promise.all(
-      Array.from({ length: 8 }, async () => {
+      Array.from({ length: o.joinConcurrency ?? 8 }, async () => {
         for (let i = queue.shift(); i !== undefined; i = queue.shift()) await join(i);
       }),
     );
+    farm.joinMs = performance.now() - t;
     return farm;
+  }
+
+  /** Records when each heartbeat goes out (wrapping the agent's send), to report lateness. */
+  private watch(agent: Agent, nodeId: string): void {
+    const sim: Sim = { agent, nodeId, lastHb: 0, sessions: 0 };
+    const send = agent['send'].bind(agent);
+    agent['send'] = (m) => {
+      if (m.t === 'hb') {
+        const now = performance.now();
+        if (sim.lastHb > 0 && this.hbLate.length < 200_000) this.hbLate.push(now - sim.lastHb - agent['periodMs']);
+        sim.lastHb = now;
+      }
+      return send(m);
+    };
+    // A new session (welcome) restarts the heartbeat clock; sessions beyond the first are reconnects.
+    const onMessage = agent['onMessage'].bind(agent);
+    agent['onMessage'] = (m) => {
+      if (m.t === 'welcome') {
+        if (sim.sessions++ > 0) this.reconnects++;
+        sim.lastHb = 0;
+      }
+      onMessage(m);
+    };
+    this.sims.push(sim);
+  }
+
+  /** The lag since the last call (and resets the interval figures). */
+  lag(): FarmLag {
+    let ready = 0;
+    let backlog = 0;
+    let buffered = 0;
+    for (const s of this.sims) {
+      if (s.agent.state === 'ready') ready++;
+      backlog += s.agent['statusBuf'].length;
+      buffered += s.agent['ws']?.bufferedAmount ?? 0;
+    }
+    const late = this.hbLate;
+    this.hbLate = [];
+    const out: FarmLag = {
+      agents: this.sims.length,
+      ready,
+      loopP99: this.loop.percentile(99) / 1e6,
+      loopMax: this.loop.max / 1e6,
+      hbSent: late.length,
+      hbLateP99: Math.max(0, pctl(late, 0.99)),
+      hbLateMax: Math.max(0, ...late.slice(0, 100_000)),
+      statusBacklog: backlog,
+      bufferedBytes: buffered,
+      rssMb: Math.round(process.memoryUsage.rss() / 1e6),
+      reconnects: this.reconnects,
+    };
+    this.reconnects = 0;
+    this.loop.reset();
+    return out;
+  }
+
+  /** Stops agent `i` (1-based, in join order) dead, as a killed daemon: no goodbye, its session drops. */
+  kill(i: number): string | null {
+    const s = this.sims[i - 1];
+    if (!s) return null;
+    s.agent.stop();
+    return s.nodeId;
   }
 
   stop(): void {
     for (const a of this.agents) a.stop();
+    this.loop.disable();
   }
 }
 
-// As a script: node --import tsx lab/agent-farm.ts <config-json>
+/** A farm running as its own process in a lab host (bench:scale, the scale lab test): its reports, parsed. */
+export class FarmProcess {
+  readonly lag: FarmLag[] = [];
+  keys?: { n: number; ms: number };
+  joined?: { n: number; ms: number; rate: number };
+  error?: string;
+  private readonly killed = new Map<number, string | null>();
+
+  private constructor(
+    readonly host: LabHost,
+    readonly proc: ChildProcess,
+  ) {
+    let buf = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += String(d);
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        let m: { ev?: string; [k: string]: unknown };
+        try {
+          m = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (m.ev === 'lag') this.lag.push(m as unknown as FarmLag);
+        else if (m.ev === 'joined') this.joined = m as unknown as FarmProcess['joined'];
+        else if (m.ev === 'keys') this.keys = m as unknown as FarmProcess['keys'];
+        else if (m.ev === 'error') this.error = String(m['message']);
+        else if (m.ev === 'killed') this.killed.set(Number(m['i']), (m['nodeId'] as string | null) ?? null);
+      }
+    });
+    proc.once('exit', (code, sig) => (this.error ??= `farm exited (${code ?? sig})`));
+  }
+
+  /** Starts a farm in `host` (its own address, so the per-address join limit applies per farm). */
+  static spawn(host: LabHost, cfg: FarmOptions, nodeArgs: string[] = []): FarmProcess {
+    const proc = host.spawn(process.execPath, [...nodeArgs, compiledEntry('lab/agent-farm'), JSON.stringify(cfg)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+    });
+    return new FarmProcess(host, proc);
+  }
+
+  /** Stops agent `i` dead (as a killed daemon) and resolves with its node id. */
+  async kill(i: number, timeoutMs = 10_000): Promise<string> {
+    this.proc.stdin!.write(`kill ${i}\n`);
+    const deadline = Date.now() + timeoutMs;
+    while (!this.killed.has(i)) {
+      if (Date.now() > deadline) throw new Error(`farm in ${this.host.name} did not kill agent ${i} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const id = this.killed.get(i);
+    if (!id) throw new Error(`farm in ${this.host.name} has no agent ${i}`);
+    return id;
+  }
+
+  /** One line: the worst the farm lagged over its life (see FarmLag). */
+  summary(): string {
+    const xs = (k: keyof FarmLag) => this.lag.map((l) => Number(l[k])).sort((a, b) => a - b);
+    const worst = (k: keyof FarmLag) => Math.max(0, ...xs(k));
+    const p99 = (k: keyof FarmLag) => {
+      const v = xs(k);
+      return v.length ? v[Math.floor(0.99 * (v.length - 1))]! : 0;
+    };
+    return (
+      `harness lag, farm ${this.host.name} (${this.lag.at(-1)?.agents ?? 0} agents, ${this.lag.length} reports): ` +
+      `event-loop delay p99 ${p99('loopP99').toFixed(0)} ms (worst ${worst('loopMax').toFixed(0)} ms), ` +
+      `heartbeat lateness p99 ${p99('hbLateP99').toFixed(0)} ms (worst ${worst('hbLateMax').toFixed(0)} ms), ` +
+      `status backlog max ${worst('statusBacklog')}, reconnects ${this.lag.reduce((a, l) => a + l.reconnects, 0)}, ` +
+      `socket backlog max ${(worst('bufferedBytes') / 1e6).toFixed(1)} MB, farm RSS max ${worst('rssMb')} MB`
+    );
+  }
+
+  stop(): void {
+    if (this.proc.pid && this.proc.exitCode === null) this.host.kill(this.proc.pid, 'SIGTERM');
+  }
+}
+
+// As a script: node lab/agent-farm.js <config-json>
 if (/agent-farm\.[jt]s$/.test(process.argv[1] ?? '') && process.argv[2]) {
   const cfg = JSON.parse(process.argv[2]) as FarmOptions;
-  AgentFarm.start(cfg).then(
+  const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
+  // Lag is reported from the start: a farm too slow to join its nodes must say so too.
+  AgentFarm.start(cfg, (f) => setInterval(() => out({ ev: 'lag', ...f.lag() }), cfg.reportMs ?? 1000)).then(
     (f) => {
-      console.log(`ready ${f.agents.length}`);
+      out({ ev: 'keys', n: Math.min(cfg.count, cfg.keys ?? 8), ms: Math.round(f.keysMs) });
+      out({ ev: 'joined', n: f.agents.length, ms: Math.round(f.joinMs), rate: Math.round((f.agents.length / f.joinMs) * 1000) });
+      out({ ev: 'ready', n: f.agents.length, text: `ready ${f.agents.length}` });
+      createInterface({ input: process.stdin }).on('line', (line) => {
+        const m = /^kill (\d+)$/.exec(line.trim());
+        if (m) out({ ev: 'killed', i: Number(m[1]), nodeId: f.kill(Number(m[1])) });
+      });
       process.on('SIGTERM', () => {
         f.stop();
         process.exit(0);
       });
     },
     (e) => {
+      out({ ev: 'error', message: (e as Error).message });
       console.error(`agent farm: ${(e as Error).message}`);
       process.exit(1);
     },

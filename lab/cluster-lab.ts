@@ -41,6 +41,10 @@ export interface ClusterLabOptions {
   executor?: 'engine' | 'test';
   /** Extra `shoal daemon` arguments per host (e.g. --metrics-addr on the host's own address). */
   daemonArgs?: (host: LabHost) => string[];
+  /** Extra hosts after the workers that run no daemon (for simulators such as lab/agent-farm.ts). */
+  spareHosts?: number;
+  /** Node.js options for every daemon (e.g. --cpu-prof, which NODE_OPTIONS does not allow). */
+  nodeArgs?: string[];
 }
 
 export interface DaemonHandle {
@@ -70,14 +74,14 @@ export class ClusterLab {
     const log = opts.log ?? (() => {});
     const t0 = Date.now();
     log(`creating ${opts.managers + opts.workers} lab hosts`);
-    const lab = await Lab.create({ name: opts.name ?? 'shoal', hosts: opts.managers + opts.workers, log: () => {} });
+    const lab = await Lab.create({ name: opts.name ?? 'shoal', hosts: opts.managers + opts.workers + (opts.spareHosts ?? 0), log: () => {} });
     const c = new ClusterLab(lab, opts);
     try {
-      lab.hosts.forEach((h, i) => {
+      lab.hosts.slice(0, opts.managers + opts.workers).forEach((h, i) => {
         c.daemons.set(h.name, { host: h, pid: null, role: i < opts.managers ? 'manager' : 'worker', nodeId: null });
       });
       log(`hosts ready in ${Date.now() - t0} ms: ${lab.hosts.map((h) => `${h.name}=${h.ip}`).join(' ')}`);
-      await Promise.all(lab.hosts.map((h) => c.startDaemon(h.name)));
+      await Promise.all([...c.daemons.keys()].map((h) => c.startDaemon(h)));
       log(`daemons started (${Date.now() - t0} ms)`);
       return c;
     } catch (e) {
@@ -97,7 +101,7 @@ export class ClusterLab {
       const init = await c.init(first.name);
       log(`${first.name}: cluster initialised (${Date.now() - t0} ms)`);
       const managers = lab.hosts.slice(1, opts.managers);
-      const workers = lab.hosts.slice(opts.managers);
+      const workers = lab.hosts.slice(opts.managers, opts.managers + opts.workers);
       // Managers join one at a time (one membership change at a time); workers in parallel.
       for (const h of managers) {
         await c.join(h.name, init.joinTokens.manager);
@@ -129,7 +133,7 @@ export class ClusterLab {
     const d = this.daemons.get(name)!;
     const h = d.host;
     mkdirSync(join(h.dir, 'state'), { recursive: true });
-    const args = [compiledEntry('cli/shoal'), 'daemon', '--state-dir', join(h.dir, 'state'), '--hostname', h.name];
+    const args = [...(this.opts.nodeArgs ?? []), compiledEntry('cli/shoal'), 'daemon', '--state-dir', join(h.dir, 'state'), '--hostname', h.name];
     if (this.opts.electionMs) args.push('--election-ms', String(this.opts.electionMs));
     // Tests default to the test executor (no processes); `shoal lab up` and engine tests ask for 'engine'.
     args.push('--executor', this.opts.executor ?? 'test');

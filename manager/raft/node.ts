@@ -238,6 +238,12 @@ export class ReadFailedError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+/** A non-negative integer from the environment, or undefined. */
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
 // Snapshot wrapper: "SHRN" | u8 version (1) | u32 BE header length | header (UTF-8 JSON) | application bytes
 
 const WRAP_MAGIC = [0x53, 0x48, 0x52, 0x4e]; // "SHRN"
@@ -396,8 +402,9 @@ export class RaftNode {
     }
     this.tickMs = tickMs;
     this.electionMs = electionMs;
-    this.snapshotEvery = opts.snapshotEvery ?? 10_000;
-    this.keepEntries = opts.keepEntries ?? 5000;
+    // The environment may override the defaults (bench:scale takes snapshots often, to measure them).
+    this.snapshotEvery = opts.snapshotEvery ?? envInt('SHOAL_RAFT_SNAPSHOT_EVERY') ?? 10_000;
+    this.keepEntries = opts.keepEntries ?? envInt('SHOAL_RAFT_KEEP_ENTRIES') ?? 5000;
     this.readTimeoutMs = opts.readTimeoutMs ?? 2 * electionMs;
     this.earlySend = opts.leaderSendBeforeSync ?? true;
     this.commitFlushMs = opts.commitFlushMs ?? 1000;
@@ -826,6 +833,7 @@ export class RaftNode {
   }
 
   private installSnapshot(snap: Snapshot): void {
+    const t0 = performance.now();
     const env = unwrapSnapshot(snap.data);
     this.sm.restore(env.app);
     const next = new Map(Object.entries(env.members));
@@ -842,7 +850,9 @@ export class RaftNode {
         p.reject(new ProposalOutcomeUnknownError(index));
       }
     }
-    this.log(`installed snapshot ${snap.meta.index}-${snap.meta.term} from the leader`);
+    this.log(
+      `installed snapshot ${snap.meta.index}-${snap.meta.term} from the leader (${snap.data.length} bytes in ${(performance.now() - t0).toFixed(0)} ms)`,
+    );
   }
 
   private applyEntry(e: Entry): void {
@@ -930,13 +940,14 @@ export class RaftNode {
     if (this.core.applied !== index) return;
     const term = this.core.log.term(index);
     if (term === undefined) return;
+    const t0 = performance.now();
     const data = wrapSnapshot({ members: Object.fromEntries(this.members), app: this.sm.snapshot() });
     const snap: Snapshot = { meta: { index, term, conf: cloneConf(this.conf) }, data };
     this.storage.compact(snap, this.keepEntries);
     this.core.compact(snap, this.keepEntries);
     this.appliedSinceSnapshot = 0;
     this.st.snapshotsTaken++;
-    this.log(`snapshot at ${index}-${term} (${data.length} bytes), log compacted`);
+    this.log(`snapshot at ${index}-${term} (${data.length} bytes in ${(performance.now() - t0).toFixed(0)} ms), log compacted`);
   }
 
   // ------------------------------------------------------------------------------------------- bookkeeping

@@ -1,0 +1,335 @@
+// `npm run bench:scale [-- --nodes 5000 --tasks 150000 --farms K]`: Swarm3k on one machine. Three real
+// managers (daemons in lab hosts) and K agent-farm processes (lab/agent-farm.ts), each in a lab host of
+// its own (the join endpoint is rate limited per source address), running many simulated agents: each
+// joins with the worker token and its own certificate, holds a real mutual-TLS dispatcher session and
+// runs its tasks with the test executor. Prints every figure of issue 17's table with its goal, the
+// farms' own lag (so a slow simulator is not mistaken for a slow manager), and where it stopped if a
+// phase did not finish.
+//
+// Phases: joins -> create T replicas -> leader RSS -> rolling update of min(10000, T) tasks -> a node's
+// agent killed -> Down -> a 4th manager joins (snapshot installed) -> leader kill -9 -> new leader and
+// first write. `--profile` writes a V8 CPU profile of every manager (in the lab directory) and skips the
+// leader kill (a killed process writes no profile).
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { control } from '../client/context.ts';
+import { ClusterLab, sleep, waitFor } from '../lab/cluster-lab.ts';
+import { cleanupOnExit } from '../lab/lab.ts';
+import { FarmProcess } from '../lab/agent-farm.ts';
+
+// Control API JSON, read field by field.
+type Json = any;
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return def;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isInteger(v) || v < 0) throw new Error(`--${name} wants a non-negative integer, got ${process.argv[i + 1]}`);
+  return v;
+}
+const NODES = arg('nodes', 200);
+const TASKS = arg('tasks', 5000);
+const FARMS = Math.max(1, arg('farms', Math.ceil(NODES / 1000)));
+const UPDATE_TASKS = arg('update-tasks', Math.min(10_000, TASKS));
+const KEYS = arg('keys', 16);
+const PROFILE = process.argv.includes('--profile');
+const NAME = `sc${process.pid % 1000}`;
+
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+/** figure -> [value text, goal text] */
+const table: [string, string, string][] = [];
+const notes: string[] = [];
+function fig(name: string, value: string, goal: string): void {
+  table.push([name, value, goal]);
+  console.log(`${name}: ${value} (goal ${goal})`);
+}
+
+async function main(): Promise<void> {
+  console.log(`bench:scale: ${NODES} simulated nodes in ${FARMS} farm(s), ${TASKS} replicas, 3 managers (lab ${NAME})`);
+  // Snapshots more often than the default (10,000 entries) so the bench sees their cost at any size,
+  // and a new manager gets one rather than the whole log.
+  process.env.SHOAL_RAFT_SNAPSHOT_EVERY ??= '2000';
+  process.env.SHOAL_RAFT_KEEP_ENTRIES ??= '1000';
+  const profDir = `/tmp/${NAME}-prof`;
+  const unhook = cleanupOnExit(NAME);
+  const c = await ClusterLab.create({
+    name: NAME,
+    managers: 4,
+    workers: 0,
+    spareHosts: FARMS,
+    ...(PROFILE ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
+  });
+  const farms: FarmProcess[] = [];
+  let stopped: string | null = null;
+  const phase = async (what: string, fn: () => Promise<void>) => {
+    if (stopped) return;
+    try {
+      await fn();
+    } catch (e) {
+      stopped = `${what}: ${(e as Error).message}`;
+      console.log(`stopped in phase "${what}": ${(e as Error).message}`);
+    }
+  };
+  try {
+    const init = await c.init('h1');
+    for (const h of ['h2', 'h3']) await c.join(h, init.joinTokens.manager);
+    await c.waitReady(3, 30_000);
+    const leaderHost = async (): Promise<string> => (await c.nodes()).find((n: Json) => n.managerStatus?.leader)?.description.hostname;
+    const rssMb = (host: string) => {
+      const pid = c.daemons.get(host)?.pid;
+      const m = pid ? /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8')) : null;
+      return m ? Number(m[1]) / 1024 : NaN;
+    };
+    const baseRss = rssMb((await leaderHost()) ?? 'h1');
+    // CPU seconds (user + system) a manager used so far: unlike wall times, not inflated by a busy machine.
+    const cpuS = (host: string) => {
+      const pid = c.daemons.get(host)?.pid;
+      if (!pid) return NaN;
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    };
+    const leader0 = (await leaderHost()) ?? 'h1';
+    let cpuMark = cpuS(leader0);
+    const cpuSince = () => {
+      const now = cpuS(leader0);
+      const d = now - cpuMark;
+      cpuMark = now;
+      return d;
+    };
+
+    // ---------------------------------------------------------------------------------------- joins
+    await phase('join', async () => {
+      const spare = c.lab.hosts.slice(4);
+      const t0 = performance.now();
+      for (let k = 0; k < FARMS; k++) {
+        const host = spare[k]!;
+        const count = Math.floor(NODES / FARMS) + (k < NODES % FARMS ? 1 : 0);
+        const cfg = {
+          managers: c.ctx.managers,
+          token: init.joinTokens.worker,
+          caPem: c.ctx.admin.ca,
+          count,
+          namePrefix: `f${k + 1}n`,
+          addr: host.ip,
+          keys: KEYS,
+          joinConcurrency: 16,
+        };
+        farms.push(FarmProcess.spawn(host, cfg, PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []));
+      }
+      await waitFor(
+        () => {
+          const bad = farms.find((f) => f.error);
+          if (bad) throw new Error(`farm in ${bad.host.name}: ${bad.error}`);
+          return farms.every((f) => f.joined);
+        },
+        Math.max(120_000, NODES * 200),
+        'every farm joined',
+        100,
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message} (joined so far: ${farms.map((f) => f.lag.at(-1)?.agents ?? 0).join(' + ')})`);
+      });
+      const joinedAt = performance.now() - t0;
+      let ready = 0;
+      await waitFor(
+        async () => {
+          ready = (await c.nodes().catch(() => [])).filter((n: Json) => n.status?.state === 'ready').length - 3;
+          return ready >= NODES;
+        },
+        Math.max(60_000, NODES * 60),
+        `${NODES} simulated nodes ready`,
+        500,
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message} (${ready} ready)`);
+      });
+      const keyMs = Math.max(...farms.map((f) => f.keys?.ms ?? 0));
+      const joinRate = farms.reduce((a, f) => a + (f.joined?.rate ?? 0), 0);
+      fig(`${NODES} nodes joined and Ready`, s(performance.now() - t0), '<= 60 s');
+      const cpu = cpuSince();
+      console.log(`  leader CPU during the joins: ${cpu.toFixed(1)} s (${((cpu * 1000) / NODES).toFixed(1)} ms per node joined)`);
+      // Steady state: nothing but heartbeats for 10 s.
+      await sleep(10_000);
+      const hb = cpuSince();
+      const period = (await poll(c, '/v1/cluster'))?.spec?.dispatcher?.heartbeatPeriodMs ?? 1000;
+      const beats = (NODES * 10_000) / period;
+      console.log(
+        `  leader CPU with ${NODES} nodes heartbeating (period ${period} ms), 10 s: ${hb.toFixed(2)} s (${((hb * 1e6) / beats).toFixed(0)} µs per heartbeat, ${((100 * hb) / 10).toFixed(0)} % of a core)`,
+      );
+      console.log(
+        `  of which: key pools ${s(keyMs)} (${KEYS} RSA keys per farm, in parallel), all joins answered at ${s(joinedAt)}, join throughput ${joinRate} joins/s`,
+      );
+    });
+
+    // ------------------------------------------------------------------------------------- create
+    let svcId = '';
+    await phase('create', async () => {
+      const t = performance.now();
+      const spec = { name: 'big', mode: { replicated: { replicas: TASKS } }, task: { image: 'busybox:latest' } };
+      svcId = (await c.control('POST', '/v1/services', { spec })).id;
+      let running = 0;
+      await waitFor(
+        async () => {
+          running = (await poll(c, `/v1/services/${svcId}`))?.replicas?.running ?? running;
+          return running >= TASKS;
+        },
+        Math.max(120_000, TASKS * 20),
+        `${TASKS} tasks running`,
+        500,
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message} (${running} running)`);
+      });
+      fig(`service create ${TASKS} replicas -> all running`, s(performance.now() - t), '<= 60 s');
+      const cpu = cpuSince();
+      console.log(`  leader CPU during the create: ${cpu.toFixed(1)} s (${((cpu * 1e6) / TASKS).toFixed(0)} µs per task)`);
+    });
+
+    await phase('rss', async () => {
+      await sleep(2000); // let the last status writes and their garbage settle
+      const h = await leaderHost();
+      fig(
+        `leader RSS at ${NODES} nodes / ${TASKS} tasks`,
+        `${rssMb(h).toFixed(0)} MB (idle 3-manager cluster before the run: ${baseRss.toFixed(0)} MB)`,
+        '<= 2048 MB',
+      );
+    });
+
+    // ------------------------------------------------------------------------------ rolling update
+    await phase('rolling update', async () => {
+      const spec = {
+        name: 'roll',
+        mode: { replicated: { replicas: UPDATE_TASKS } },
+        task: { image: 'busybox:latest' },
+        update: { parallelism: 100, delayMs: 0, failureAction: 'pause', monitorMs: 0, maxFailureRatio: 0, order: 'stop-first' },
+      };
+      const { id } = await c.control('POST', '/v1/services', { spec });
+      await waitFor(
+        async () => ((await poll(c, `/v1/services/${id}`))?.replicas?.running ?? 0) >= UPDATE_TASKS,
+        Math.max(120_000, UPDATE_TASKS * 20),
+        'roll service running',
+        500,
+      );
+      const cur = await c.control('GET', `/v1/services/${id}`);
+      const t = performance.now();
+      await c.control('POST', `/v1/services/${id}/update`, { spec: { ...cur.spec, task: { ...cur.spec.task, image: 'busybox:v2' } } });
+      await waitFor(
+        async () => {
+          const x = await poll(c, `/v1/services/${id}`);
+          if (!x) return false;
+          if (x.updateStatus?.state === 'paused') throw new Error(`update paused: ${x.updateStatus.message}`);
+          return x.updateStatus?.state === 'completed' && x.replicas.running >= UPDATE_TASKS;
+        },
+        Math.max(300_000, UPDATE_TASKS * 60),
+        'rolling update complete',
+        250,
+      );
+      fig(`rolling update of ${UPDATE_TASKS} tasks, parallelism 100 (beside the ${TASKS})`, s(performance.now() - t), '<= 20 s');
+      console.log(`  leader CPU during the roll service's create and update: ${cpuSince().toFixed(1)} s`);
+    });
+
+    // ------------------------------------------------------------------------------ node down
+    await phase('node down', async () => {
+      const t = performance.now();
+      const nodeId = await farms[0]!.kill(1);
+      await waitFor(async () => (await poll(c, `/v1/nodes/${nodeId}`))?.status?.state === 'down', 60_000, 'node down', 50);
+      fig(`a node's agent killed at ${NODES} nodes -> node Down`, s(performance.now() - t), '<= 5 s');
+    });
+
+    // ------------------------------------------------------------------------------ snapshots
+    await phase('snapshot', async () => {
+      const leader = await leaderHost();
+      const writes = [...readFileSync(join(c.host(leader).dir, 'daemon.log'), 'utf8').matchAll(/snapshot at \d+-\d+ \((\d+) bytes in (\d+) ms\)/g)];
+      const last = writes.at(-1);
+      if (last)
+        fig('Raft snapshot write (leader, latest)', `${last[2]} ms for ${(Number(last[1]) / 1e6).toFixed(1)} MB (${writes.length} taken)`, '<= 2000 ms');
+      else fig('Raft snapshot write (leader, latest)', 'none taken', '<= 2000 ms');
+      const t = performance.now();
+      await c.join('h4', init.joinTokens.manager);
+      let inst: RegExpMatchArray | null = null;
+      await waitFor(
+        () => {
+          inst = /installed snapshot \d+-\d+ from the leader \((\d+) bytes in (\d+) ms\)/.exec(readFileSync(join(c.host('h4').dir, 'daemon.log'), 'utf8'));
+          return inst !== null;
+        },
+        120_000,
+        'the new manager to install a snapshot',
+        100,
+      );
+      fig(
+        'Raft snapshot install on a new manager',
+        `${inst![2]} ms for ${(Number(inst![1]) / 1e6).toFixed(1)} MB (join to installed: ${s(performance.now() - t)})`,
+        '<= 2000 ms',
+      );
+    });
+
+    // ------------------------------------------------------------------------------ leader kill
+    await phase('leader kill', async () => {
+      if (PROFILE) {
+        notes.push('leader kill -9 skipped (--profile: a killed process writes no profile)');
+        return;
+      }
+      const leader = await leaderHost();
+      const survivors = ['h1', 'h2', 'h3', 'h4'].filter((h) => h !== leader).map((h) => `${c.host(h).ip}:2377`);
+      const t = performance.now();
+      c.killDaemon(leader);
+      let elected = 0;
+      await waitFor(
+        async () => {
+          for (const m of survivors) {
+            const info = await control<{ role?: string }>(c.ctx, 'GET', '/v1/info', undefined, m).catch(() => null);
+            if (info?.role !== 'leader') continue;
+            if (!elected) elected = performance.now() - t;
+            try {
+              await control(c.ctx, 'POST', `/v1/nodes/h1/update`, { labelAdd: { bench: 'scale' } }, m);
+              return true;
+            } catch {
+              return false;
+            }
+          }
+          return false;
+        },
+        60_000,
+        'new leader and a committed write',
+        10,
+      );
+      fig(`leader kill -9 at ${NODES} nodes -> new leader and first write`, `${s(performance.now() - t)} (elected after ${s(elected)})`, '<= 3 s');
+    });
+  } finally {
+    const settled = stopped;
+    if (settled) notes.push(`stopped: ${settled}`);
+    printTable(farms);
+    for (const f of farms) f.stop();
+    // The managers' logs outlive the lab (snapshot lines, dispatcher disconnects) for a look afterwards.
+    const logs = `/tmp/${NAME}-logs`;
+    mkdirSync(logs, { recursive: true });
+    for (const h of ['h1', 'h2', 'h3', 'h4'])
+      if (existsSync(join(c.host(h).dir, 'daemon.log'))) copyFileSync(join(c.host(h).dir, 'daemon.log'), join(logs, `${h}.log`));
+    console.log(`manager logs: ${logs}`);
+    await c.down();
+    unhook();
+    if (PROFILE) console.log(`CPU profiles of the managers: ${profDir}`);
+    if (settled) process.exitCode = 1;
+  }
+}
+
+/** A GET that may fail while the cluster is busy (a read not confirmed in time): null, and the caller polls again. */
+function poll(c: ClusterLab, path: string): Promise<Json | null> {
+  return c.control('GET', path).catch(() => null);
+}
+
+function printTable(farms: FarmProcess[]): void {
+  console.log('');
+  console.log(`bench:scale table (${NODES} nodes, ${TASKS} tasks, ${FARMS} farm(s))`);
+  for (const [n, v, g] of table) console.log(`${n}: ${v} (goal ${g})`);
+  console.log('worker daemon idle RSS: see bench:cli (goal <= 60 MB)');
+  console.log('manager daemon idle RSS, 5-node lab: see bench:cli (goal <= 90 MB)');
+  console.log('overlay / veth, one TCP stream: see bench:overlay (goal >= 80 %)');
+  // Harness lag: the worst interval of each farm over the whole run.
+  for (const f of farms) console.log(f.summary());
+  for (const n of notes) console.log(n);
+}
+
+main().catch((e) => {
+  console.error(`bench:scale failed: ${(e as Error).stack ?? e}`);
+  process.exitCode = 1;
+});
