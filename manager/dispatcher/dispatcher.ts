@@ -446,13 +446,24 @@ export class Dispatcher {
       },
       (ev) => {
         const t = ev.object as Task;
-        if (t.nodeId) this.markAssignments(t.nodeId);
         const old = ev.old as Task | undefined;
+        // A state the node itself reported (accepted → … → running) changes nothing the node is told:
+        // echoing its whole set back for each one was most of the leader's outbound traffic at scale.
+        if (ev.type === 'update' && old && !assignmentChanged(old, t)) return;
+        if (t.nodeId) this.markAssignments(t.nodeId);
         if (old?.nodeId && old.nodeId !== t.nodeId) this.markAssignments(old.nodeId);
       },
     );
-    // Network views depend on tasks, services, networks and nodes anywhere: recompute them (debounced).
-    this.unwatchNet = this.d.store.watch({ kinds: ['task', 'service', 'network', 'node'], onClose: () => this.markNetViews() }, () => this.markNetViews());
+    // Network views depend on services, networks, nodes and the tasks attached to networks anywhere:
+    // recompute them (debounced). Tasks on no network are in no view.
+    this.unwatchNet = this.d.store.watch(
+      {
+        kinds: ['task', 'service', 'network', 'node'],
+        predicate: (ev) => ev.kind !== 'task' || (ev.object as Task).networks?.length > 0 || ((ev.old as Task | undefined)?.networks?.length ?? 0) > 0,
+        onClose: () => this.markNetViews(),
+      },
+      () => this.markNetViews(),
+    );
   }
 
   /** Leadership lost: stop pushing; agents reconnect to the new leader. */
@@ -515,6 +526,8 @@ export class Dispatcher {
   /** Sends each node its NetView if it changed since the last one sent over its session. */
   private sendNetViews(nodeIds: string[]): void {
     if (nodeIds.length === 0) return;
+    // No network at all (the common case for a cluster without overlays): nothing to compute.
+    if (this.d.store.view((tx) => tx.count('network')) === 0) return;
     const snap = this.d.store.view((tx) => ({
       networks: tx.list('network'),
       services: tx.list('service'),
@@ -652,6 +665,32 @@ export class Dispatcher {
 }
 
 type TaskStatusUpdateOf = StatusMessage['updates'][number];
+
+/** Equal as JSON (objects decoded from the log are new objects even when unchanged). */
+function sameJson(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Live on its node: assigned (or further) and not finished. */
+function liveOnNode(state: Task['status']['state']): boolean {
+  return taskStateRank(state) >= taskStateRank('assigned') && !isTerminalTaskState(state);
+}
+
+/**
+ * Whether a task update changes what its node is told (TaskAssignment): the node, the desired state,
+ * the spec or networks, or whether it is live on the node at all. A forward step between live states
+ * (the node's own report) does not.
+ */
+export function assignmentChanged(old: Task, t: Task): boolean {
+  return (
+    old.nodeId !== t.nodeId ||
+    old.desiredState !== t.desiredState ||
+    !sameJson(old.spec, t.spec) ||
+    !sameJson(old.networks, t.networks) ||
+    old.slot !== t.slot ||
+    liveOnNode(old.status.state) !== liveOnNode(t.status.state)
+  );
+}
 
 /** Hands a node's answer to a logs/exec request to RemoteCalls, which checks it against its request. */
 export function routeRemote(remote: RemoteCalls, nodeId: string, m: RemoteMessage): void {
