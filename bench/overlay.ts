@@ -10,7 +10,8 @@
 //     h3 runs no task: its routing mesh (MeshProgrammer) publishes tcp/8080 → web:80.
 //
 // Figures, one per line with units (medians and p99, ratios against the baseline of the same run):
-//  - TCP throughput task → task (iperf3, one stream, runs interleaved): overlay vs. veth (target ≥ 80 %);
+//  - TCP throughput task → task (iperf3, one stream, rounds in alternating order): overlay vs. veth (target
+//    ≥ 80 %, the median of per-round ratios with their spread), and the CPU each path costs per byte;
 //  - 64-byte TCP request/response round trip (Node ping-pong, Nagle off): overlay vs. veth (target ≤ +50 µs
 //    at p50);
 //  - load-balancer programming: 1,000 services × 3 backends full load and one backend change (benchLb(),
@@ -21,7 +22,7 @@
 //
 // Every child process is ours and is ended by pid; every namespace has the prefix and is deleted in the
 // finally block, on SIGINT/SIGTERM, and by the next run if this one died. Knobs (environment):
-// SHOAL_BENCH_IPERF_SECS (3), SHOAL_BENCH_IPERF_RUNS (3), SHOAL_BENCH_RTT_ROUNDS (2000),
+// SHOAL_BENCH_IPERF_SECS (3), SHOAL_BENCH_IPERF_RUNS (5), SHOAL_BENCH_RTT_ROUNDS (2000),
 // SHOAL_BENCH_MESH_REQUESTS (2000), SHOAL_BENCH_MESH_CONCURRENCY (8), SHOAL_BENCH_SKIP_LB=1.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,7 +43,7 @@ const envNum = (k: string, d: number): number => {
   return Number.isFinite(v) && v > 0 ? v : d;
 };
 const IPERF_SECS = envNum('SHOAL_BENCH_IPERF_SECS', 3);
-const IPERF_RUNS = envNum('SHOAL_BENCH_IPERF_RUNS', 3);
+const IPERF_RUNS = envNum('SHOAL_BENCH_IPERF_RUNS', 5);
 const RTT_ROUNDS = envNum('SHOAL_BENCH_RTT_ROUNDS', 2000);
 const RTT_WARMUP = 200;
 const RTT_SIZE = 64;
@@ -451,7 +452,16 @@ interface Path {
   addr: string;
 }
 
-async function iperfOnce(path: Path): Promise<{ bps: number; retrans: number }> {
+interface IperfRun {
+  bps: number;
+  retrans: number;
+  /** CPU time per GB received, of the sending and the receiving iperf3 process (their own getrusage, which
+   * includes the softirq work the kernel did in their context: on these paths, most of the stack). */
+  sendCpuPerGb: number;
+  recvCpuPerGb: number;
+}
+
+async function iperfOnce(path: Path): Promise<IperfRun> {
   const server = await startIn(path.to, 'iperf3', ['-s', '-1', '-p', String(IPERF_PORT), '--forceflush'], /Server listening/, `iperf3 server for ${path.key}`);
   try {
     const r = await runIn(path.from, 'iperf3', ['-c', path.addr, '-p', String(IPERF_PORT), '-t', String(IPERF_SECS), '-J'], IPERF_SECS * 1000 + 15_000);
@@ -462,7 +472,15 @@ async function iperfOnce(path: Path): Promise<{ bps: number; retrans: number }> 
       throw new Error(`iperf3 ${path.key}: exit ${r.code}, no JSON: ${r.stderr || r.stdout.slice(0, 200)}`);
     }
     if (j.error || r.code !== 0) throw new Error(`iperf3 ${path.key}: ${j.error ?? `exit ${r.code}`}`);
-    return { bps: Number(j.end.sum_received.bits_per_second), retrans: Number(j.end.sum_sent.retransmits ?? 0) };
+    const gb = Number(j.end.sum_received.bytes) / 1e9;
+    const secs = Number(j.end.sum_sent.seconds);
+    const cpu = j.end.cpu_utilization_percent ?? {};
+    return {
+      bps: Number(j.end.sum_received.bits_per_second),
+      retrans: Number(j.end.sum_sent.retransmits ?? 0),
+      sendCpuPerGb: ((Number(cpu.host_total) / 100) * secs) / gb,
+      recvCpuPerGb: ((Number(cpu.remote_total) / 100) * secs) / gb,
+    };
   } finally {
     await withTimeout(new Promise<void>((res) => (server.exitCode !== null ? res() : server.once('close', () => res()))), 3000, 'iperf3 server exit').catch(
       () => stop(server),
@@ -518,26 +536,46 @@ async function main(): Promise<void> {
     { key: 'veth-mtu', label: `veth, same task namespaces, MTU ${overlayMtu}`, from: tA, to: tB, addr: '192.168.250.6' },
     { key: 'underlay', label: `underlay, h1 → h2 node namespaces (veth–bridge–veth), MTU ${UNDERLAY_MTU}`, from: h1.nsPath, to: h2.nsPath, addr: h2.vtep },
   ];
-  const tput = new Map<string, { bps: number[]; retrans: number[] }>(paths.map((p) => [p.key, { bps: [], retrans: [] }]));
+  const tput = new Map<string, IperfRun[]>(paths.map((p) => [p.key, []]));
+  // Rounds alternate the order of the paths (ABCD, DCBA, …), so drift in the machine's load hits all alike;
+  // the ratio is also taken per round (overlay and veth measured seconds apart) and its spread reported.
   for (let r = 0; r < IPERF_RUNS; r++) {
-    for (const p of paths) {
-      const x = await iperfOnce(p);
-      tput.get(p.key)!.bps.push(x.bps);
-      tput.get(p.key)!.retrans.push(x.retrans);
-    }
+    for (const p of r % 2 === 0 ? paths : [...paths].reverse()) tput.get(p.key)!.push(await iperfOnce(p));
   }
+  const runsOf = (k: string) => tput.get(k)!;
   for (const p of paths) {
-    const t = tput.get(p.key)!;
+    const t = runsOf(p.key);
     fig(
       `TCP throughput, ${p.label}, iperf3 1 stream, median of ${IPERF_RUNS} × ${IPERF_SECS} s`,
-      `${gbit(median(t.bps))} (runs ${t.bps.map((b) => (b / 1e9).toFixed(2)).join(', ')} Gbit/s; retransmits ${t.retrans.join(', ')})`,
+      `${gbit(median(t.map((x) => x.bps)))} (runs ${t.map((x) => (x.bps / 1e9).toFixed(2)).join(', ')} Gbit/s; retransmits ${t.map((x) => x.retrans).join(', ')})`,
     );
   }
-  const tOv = median(tput.get('overlay')!.bps);
-  const tVe = median(tput.get('veth')!.bps);
-  const tVm = median(tput.get('veth-mtu')!.bps);
-  fig('throughput overlay / veth baseline (MTU 1500)', `${pct(tOv / tVe)} (target ≥ 80 %: ${tOv / tVe >= 0.8 ? 'met' : 'MISSED'})`);
-  fig(`throughput overlay / veth at the same MTU (${overlayMtu})`, pct(tOv / tVm));
+  const perRound = (a: string, b: string) => runsOf(a).map((x, i) => x.bps / runsOf(b)[i]!.bps);
+  const spreadPct = (xs: number[]) => `rounds ${pct(Math.min(...xs))}–${pct(Math.max(...xs))}`;
+  const rOv = perRound('overlay', 'veth');
+  const tOv = median(rOv);
+  fig(
+    `throughput overlay / veth baseline (MTU 1500), median of ${IPERF_RUNS} per-round ratios`,
+    `${pct(tOv)} (target ≥ 80 %: ${tOv >= 0.8 ? 'met' : 'MISSED'}; ${spreadPct(rOv)}; ratio of the medians ${pct(median(runsOf('overlay').map((x) => x.bps)) / median(runsOf('veth').map((x) => x.bps)))})`,
+  );
+  const rVm = perRound('overlay', 'veth-mtu');
+  fig(`throughput overlay / veth at the same MTU (${overlayMtu})`, `${pct(median(rVm))} (${spreadPct(rVm)})`);
+  // CPU per byte is steadier than throughput on a busy machine: contention stretches both paths' time, less
+  // their CPU per byte. Each iperf3 process's own rusage includes the softirq work the kernel did in its
+  // context; which of the two carries a hop shifts with timing (a receiver holding its socket processes the
+  // backlog itself), so the figure compared is their sum.
+  const total = (x: IperfRun) => x.sendCpuPerGb + x.recvCpuPerGb;
+  for (const p of paths) {
+    const t = runsOf(p.key);
+    fig(
+      `CPU per GB, ${p.key}, median of ${IPERF_RUNS}`,
+      `${median(t.map(total)).toFixed(3)} s (sender ${median(t.map((x) => x.sendCpuPerGb)).toFixed(3)} s, receiver ${median(t.map((x) => x.recvCpuPerGb)).toFixed(3)} s)`,
+    );
+  }
+  const cOv = runsOf('overlay').map((x, i) => total(runsOf('veth')[i]!) / total(x));
+  fig('CPU per byte, veth / overlay (sender + receiver, per round)', `${pct(median(cOv))} (${spreadPct(cOv)})`);
+  const la = loadavg()[0]!;
+  if (la > cpus().length) fig('noise', `load average ${la.toFixed(1)} on ${cpus().length} CPUs: other work shares the CPUs, throughput figures are noisy`);
 
   // ---- 64-byte round trips: one echo server in task B serves both paths; batches alternate.
   const echo = await startIn(tB, process.execPath, [agentPath, 'echo', String(ECHO_PORT)], /ready/, 'echo server');
