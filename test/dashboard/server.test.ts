@@ -3,7 +3,7 @@
 // path escapes, security headers), that bad action bodies are refused naming the field without reaching
 // the cluster, and the live source's event → refetch → delta path over real Server-Sent Events.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -173,6 +173,7 @@ function sse(d: Dashboard, path: string, cookie: string, until: (events: { event
 
 describe('dashboard server', () => {
   let dir = '';
+  let www = '';
   let fake: FakeCluster;
   let source: LiveSource;
   let usage: UsageFeed;
@@ -181,14 +182,17 @@ describe('dashboard server', () => {
   let csrf = '';
 
   before(async () => {
+    // <tmp>/www is served; <tmp>/outside.js must stay out of reach.
     dir = mkdtempSync(join(tmpdir(), 'shoal-dash-'));
-    writeFileSync(join(dir, 'index.html'), '<!doctype html><title>x</title>');
-    writeFileSync(join(dir, 'app.js'), 'console.log(1)');
-    writeFileSync(join(dir.replace(/[^/]+$/, ''), 'outside.js'), 'secret');
+    www = join(dir, 'www');
+    mkdirSync(www);
+    writeFileSync(join(www, 'index.html'), '<!doctype html><title>x</title>');
+    writeFileSync(join(www, 'app.js'), 'console.log(1)');
+    writeFileSync(join(dir, 'outside.js'), 'secret');
     fake = new FakeCluster();
     source = new LiveSource(fake);
     usage = new UsageFeed(fake.get.bind(fake), 50);
-    d = await startDashboard({ host: '127.0.0.1', port: 0, staticDir: dir, source, usage, api: fake, contextName: 'test' });
+    d = await startDashboard({ host: '127.0.0.1', port: 0, staticDir: www, source, usage, api: fake, contextName: 'test' });
     source.start();
     await source.ready;
   });
