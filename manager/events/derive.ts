@@ -21,7 +21,7 @@
 //            tokens and keys are secrets.
 // Leader changes are marked by the log itself (leaderEvent below): the first entry of a new term.
 import { compareSeq, type ClusterEvent, type EventType } from '../../api/events.ts';
-import type { Cluster, Frozen, Network, Node, Service, ServiceMode, Task } from '../../api/objects.ts';
+import type { AutoscaleStatus, Cluster, Frozen, Network, Node, Service, ServiceMode, Task } from '../../api/objects.ts';
 import type { StoreEvent } from '../store/store.ts';
 
 /** A derived event before it has its place in the log. */
@@ -72,33 +72,9 @@ export function replicasOf(m: ServiceMode | undefined): string {
   return '';
 }
 
-/**
- * The autoscaler's last decision as recorded on the service (issue 16 item 4). Read loosely: the field
- * is owned by the autoscaler and may sit on the service or in its status.
- */
-export interface AutoscaleRecord {
-  time?: string;
-  from?: number;
-  to?: number;
-  reason?: string;
-}
-
-function autoscaleOf(s: Frozen<Service> | undefined): AutoscaleRecord | undefined {
-  if (!s) return undefined;
-  const o = s as unknown as { autoscale?: unknown; status?: { autoscale?: unknown } };
-  const rec = o.status?.autoscale ?? o.autoscale;
-  if (typeof rec !== 'object' || rec === null) return undefined;
-  const r = rec as Record<string, unknown>;
-  // A decision carries from/to; a record that holds only the configuration is not one.
-  const from = r['from'] ?? r['old'] ?? r['replicasOld'];
-  const to = r['to'] ?? r['new'] ?? r['replicasNew'] ?? r['replicas'];
-  if (typeof to !== 'number') return undefined;
-  return {
-    ...(typeof r['time'] === 'string' ? { time: r['time'] } : {}),
-    ...(typeof from === 'number' ? { from } : {}),
-    to,
-    ...(typeof r['reason'] === 'string' ? { reason: r['reason'] } : {}),
-  };
+/** The autoscaler's last decision (api/objects.ts AutoscaleStatus, written with the replica change). */
+function autoscaleOf(s: Frozen<Service> | undefined): Frozen<AutoscaleStatus> | undefined {
+  return s?.status?.autoscale;
 }
 
 /** Spec fields that changed, as dotted paths one level into the task template (`task.env`, `endpoint`). */
@@ -148,9 +124,7 @@ function serviceEvents(ev: StoreEvent<'service'>): EventBody[] {
   const as0 = autoscaleOf(old);
   const as1 = autoscaleOf(s);
   if (as1 && !same(as0, as1)) {
-    const aa: Record<string, string> = { 'replicas.new': String(as1.to) };
-    if (as1.from !== undefined) aa['replicas.old'] = String(as1.from);
-    if (as1.reason !== undefined) aa.reason = as1.reason;
+    const aa: Record<string, string> = { 'replicas.old': String(as1.from), 'replicas.new': String(as1.to), reason: as1.reason };
     out.push({ type: 'service', action: 'autoscale', actor: actor(aa) });
   }
   return out;
