@@ -6,7 +6,7 @@
 //   1. store change → browser DOM: scale a service through the control API (one POST per sample, 40
 //      samples, alternating replica counts) and time until the services table in the page shows the new
 //      desired count (a MutationObserver in the page, installed before the POST, stamps the moment).
-//      Baseline in the same run: the same change seen by asking the control API (GET every 5 ms).
+//      Baseline in the same run: the POST's own answer (the write committed and applied on the leader).
 //   2. first render: a fresh page load until every task box is on the cluster map, with 1,000 tasks;
 //      baseline: the same with the few tasks of step 1.
 //   3. /metrics scrape time on the leader with 10,000 tasks (20 scrapes; baseline: with 1,000 tasks).
@@ -39,25 +39,20 @@ function sh(ctx: string, args: string[]): Promise<string> {
   });
 }
 
-/** Installs an observer in the page that resolves (window.__seen) when `selector`'s text ends with `suffix`. */
+/**
+ * Installs an observer in the page that resolves (window.__seen) when `selector`'s text ends with `suffix`.
+ * Sent as source text: tsx would wrap a named function in a helper the page does not have.
+ */
 async function armObserver(page: Page, selector: string, suffix: string): Promise<void> {
-  await page.evaluate(
-    ([sel, suf]) => {
-      const w = window as unknown as { __seen: Promise<number> };
-      w.__seen = new Promise<number>((res) => {
-        const check = () => (document.querySelector(sel!)?.textContent ?? '').trim().endsWith(suf!);
-        if (check()) return res(Date.now());
-        const mo = new MutationObserver(() => {
-          if (check()) {
-            mo.disconnect();
-            res(Date.now());
-          }
-        });
-        mo.observe(document.body, { subtree: true, childList: true, characterData: true });
-      });
-    },
-    [selector, suffix],
-  );
+  await page.evaluate(`(() => {
+    const sel = ${JSON.stringify(selector)}, suf = ${JSON.stringify(suffix)};
+    window.__seen = new Promise((res) => {
+      const check = () => (document.querySelector(sel)?.textContent ?? '').trim().endsWith(suf);
+      if (check()) return res(Date.now());
+      const mo = new MutationObserver(() => { if (check()) { mo.disconnect(); res(Date.now()); } });
+      mo.observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+  })()`);
 }
 
 async function main(): Promise<void> {
@@ -79,33 +74,23 @@ async function main(): Promise<void> {
     await page.goto(`${origin}/#/services`);
     await page.waitForSelector('tr[data-service="obs"] .replicas', { timeout: 60_000 });
 
-    // 1. Store change → DOM, and the same change seen through the control API (baseline).
+    // 1. Store change → DOM; baseline: the same request's own answer (the control API's write latency).
     const dom: number[] = [];
-    const api: number[] = [];
+    const write: number[] = [];
     for (let i = 0; i < SAMPLES; i++) {
       const target = 3 + (i % 2); // 3, 4, 3, 4, …: every sample is a real change
-      const sel = 'tr[data-service="obs"] .replicas';
-      await armObserver(page, sel, `/${target}`);
+      await armObserver(page, 'tr[data-service="obs"] .replicas', `/${target}`);
       const start = Date.now();
       await lab.control('POST', '/v1/services/obs/scale', { replicas: target });
-      const seen = (await page.evaluate(() => (window as unknown as { __seen: Promise<number> }).__seen)) as number;
+      write.push(Date.now() - start);
+      const seen = (await page.evaluate('window.__seen')) as number;
       dom.push(seen - start);
-      // Baseline: the same kind of change, watched by asking the control API until it shows it.
-      const back = target === 3 ? 4 : 3;
-      const b0 = Date.now();
-      await lab.control('POST', '/v1/services/obs/scale', { replicas: back });
-      for (;;) {
-        const s = (await lab.control('GET', '/v1/services/obs')) as { spec: { mode: { replicated: { replicas: number } } } };
-        if (s.spec.mode.replicated.replicas === back) break;
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      api.push(Date.now() - b0);
     }
     const d = summarize(dom);
-    const a = summarize(api);
+    const a = summarize(write);
     console.log(`store change → browser DOM p50: ${ms(d.p50)} (goal ≤ 250 ms; n=${d.n})`);
     console.log(`store change → browser DOM p99: ${ms(d.p99)} (goal ≤ 1000 ms)`);
-    console.log(`baseline: same change seen through the control API p50: ${ms(a.p50)}, p99: ${ms(a.p99)}`);
+    console.log(`baseline: the scale request answered (control-API write) p50: ${ms(a.p50)}, p99: ${ms(a.p99)}`);
 
     // 2. First render, few tasks (baseline) and 1,000 tasks.
     const firstRender = async (tasks: number, runs = 5): Promise<number[]> => {
@@ -120,10 +105,12 @@ async function main(): Promise<void> {
       }
       return out;
     };
+    const running = async (svc: string): Promise<number> =>
+      ((await lab.control('GET', `/v1/services/${svc}`).catch(() => null)) as { replicas?: { running: number } } | null)?.replicas?.running ?? -1;
     const fewTasks = ((await lab.control('GET', '/v1/tasks')) as unknown[]).length;
     const few = summarize(await firstRender(fewTasks));
     await sh(lab.contextPath, ['service', 'create', '--detach', '--name', 'big', '--replicas', String(1000 - fewTasks), 'nginx:1.25']);
-    await waitFor(async () => ((await lab.control('GET', '/v1/tasks')) as unknown[]).length >= 1000, 300_000, '1,000 tasks', 500);
+    await waitFor(async () => (await running('big')) >= 1000 - fewTasks, 300_000, '1,000 tasks running', 500);
     await page.goto(`${origin}/#/services`); // the open page follows along; first render is measured on fresh pages
     const big = summarize(await firstRender(1000));
     console.log(`dashboard first render, 1,000 tasks: ${ms(big.p50)} median of ${big.n} (goal ≤ 2000 ms)`);
@@ -150,12 +137,7 @@ async function main(): Promise<void> {
     const m1k = summarize(await scrape());
     // The dashboard stays open with 10,000 tasks coming: its server follows the events like any client.
     await lab.control('POST', '/v1/services/big/scale', { replicas: 10_000 - fewTasks });
-    await waitFor(
-      async () => ((await lab.control('GET', '/v1/tasks')) as { status: { state: string } }[]).filter((t) => t.status.state === 'running').length >= 10_000,
-      900_000,
-      '10,000 tasks running',
-      2_000,
-    );
+    await waitFor(async () => (await running('big')) >= 10_000 - fewTasks, 900_000, '10,000 tasks running', 2_000);
     const m10k = summarize(await scrape());
     console.log(`/metrics scrape on the leader, 10,000 tasks: p50 ${ms(m10k.p50)}, p99 ${ms(m10k.p99)} (goal ≤ 500 ms)`);
     console.log(`baseline: /metrics scrape, 1,000 tasks: p50 ${ms(m1k.p50)}, p99 ${ms(m1k.p99)}`);
