@@ -4,13 +4,14 @@
 // snapshots, key files, certs, node.json) contains the CA key's PEM body or the secret's value, in
 // plaintext or base64. The node's own TLS key (certs/node.key) is expected on disk and not looked for.
 //
-// Autolock: `cluster update --autolock=true` wraps every manager's key files; a restarted manager comes
-// up locked (its local /info says so, the others see it unreachable in `node ls`), refuses a wrong key,
-// and with the right one is a Raft member again; after `unlock-key --rotate` a restart needs the new key
-// and refuses the old one.
+// Autolock: `cluster update --autolock=true` wraps every manager's key files and its TLS key (certs/
+// node.key is then no PEM private key); a restarted manager comes up locked (its local /info says so,
+// `node ls` shows MANAGER STATUS Locked, from its locked notice), refuses a wrong key, and with the right
+// one is a Raft member again; after `unlock-key --rotate` a restart needs the new key and refuses the
+// old one. Autolock off writes the node key plain again.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { cpSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -133,7 +134,16 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
         return false;
       }
     };
+    const nodeKeyIsPem = (h: string) => {
+      try {
+        createPrivateKey(readFileSync(join(c.stateDir(h), 'certs', 'node.key'), 'utf8'));
+        return true;
+      } catch {
+        return false;
+      }
+    };
     for (const h of MANAGERS) await waitFor(() => opensWith(h, key1), 30_000, `${h}'s key files wrapped with the unlock key`);
+    for (const h of MANAGERS) await waitFor(() => !nodeKeyIsPem(h), 30_000, `${h}'s TLS key wrapped`);
 
     const unlock = (h: string, key: string) =>
       new Promise<{ code: number; out: string }>((res) => {
@@ -151,9 +161,10 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
     const restartLocked = async () => {
       await c.restartDaemon('h3', { force: true });
       assert.equal((await info('h3')).state, 'locked', 'a restarted autolocked manager is locked');
-      await waitFor(async () => (await reachability().catch(() => null)) === 'unreachable', 30_000, 'node ls shows the locked manager unreachable');
+      assert.equal(nodeKeyIsPem('h3'), false, "a locked manager's TLS key on disk is not a PEM private key");
+      await waitFor(async () => (await reachability().catch(() => null)) === 'locked', 30_000, 'node ls shows the manager locked');
       const ls = await sh('node', 'ls');
-      assert.match(ls.out.split('\n').find((l) => l.includes('h3')) ?? '', /Unreachable/);
+      assert.match(ls.out.split('\n').find((l) => l.includes('h3')) ?? '', /Locked/);
     };
     const unlocked = async () => {
       await waitFor(
@@ -187,5 +198,10 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
     assert.equal(fresh.code, 0, `unlock with the new key failed: ${fresh.out}`);
     await unlocked();
     assert.ok(opensWith('h3', key2), 'still wrapped with the new key after unlocking');
+    assert.equal(nodeKeyIsPem('h3'), false, 'the TLS key stays wrapped while the manager runs');
+
+    const off = await sh('cluster', 'update', '--autolock=false');
+    assert.equal(off.code, 0, `cluster update --autolock=false failed: ${off.err}${off.out}`);
+    for (const h of MANAGERS) await waitFor(() => nodeKeyIsPem(h), 30_000, `${h}'s TLS key written plain again`);
   });
 });
