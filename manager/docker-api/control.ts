@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, type Router } from '../api/http.ts';
 
 export type ControlRouter = Router<{ cn: string }>;
@@ -96,8 +97,29 @@ function answerError(res: LocalResponse): ApiError {
   return new ApiError(res.statusCode, code, msg);
 }
 
-/** Calls one control route and returns its JSON answer; throws what the route throws. */
+/**
+ * How long a read that could not be confirmed (the ReadIndex round timed out, or an election is on)
+ * is retried before its 503 reaches the client. Docker clients never retry: one such 503 while the CLI
+ * polls a rolling update (as seen on a loaded 2-core lab) ends `docker service update` with an error.
+ */
+const READ_RETRY_MS = 10_000;
+const TRANSIENT_READ = new Set(['ERETRY', 'ENOLEADER']);
+
+/** Calls one control route and returns its JSON answer; throws what the route throws. Reads are retried while unconfirmed. */
 export async function callControl<T>(router: ControlRouter, method: string, url: string, body?: unknown): Promise<T> {
+  if (method !== 'GET') return callOnce<T>(router, method, url, body);
+  const deadline = Date.now() + READ_RETRY_MS;
+  for (let wait = 50; ; wait = Math.min(wait * 2, 500)) {
+    try {
+      return await callOnce<T>(router, method, url, body);
+    } catch (e) {
+      if (!(e instanceof ApiError) || !TRANSIENT_READ.has(e.code) || Date.now() + wait > deadline) throw e;
+      await sleep(wait);
+    }
+  }
+}
+
+async function callOnce<T>(router: ControlRouter, method: string, url: string, body?: unknown): Promise<T> {
   const m = router.match(method, url);
   if (!m) throw new ApiError(404, 'ENOTFOUND', `no control endpoint ${method} ${url}`);
   const res = new LocalResponse();

@@ -296,6 +296,14 @@ describe('docker CLI commands on a Shoal 3+2 lab', { skip, concurrency: false, t
     );
     assert.match(await fails(['network', 'inspect', 'dk-net']), /network dk-net not found/);
     assert.match(await fails(['network', 'rm', 'dk-net']), /network dk-net not found/);
+
+    // Portainer and scripts: dangling networks, prune (never ingress), connect (a manager runs no containers).
+    const spare = (await okf(['network', 'create', '-d', 'overlay', 'dk-spare'])).trim();
+    assert.equal((await ok(['network', 'ls', '-q', '--filter', 'dangling=true'])).trim(), spare.slice(0, 12));
+    assert.match(await fails(['network', 'connect', 'dk-spare', 'some-container']), /No such container: some-container/);
+    assert.match(await okf(['network', 'prune', '-f']), /^Deleted Networks:\ndk-spare$/m);
+    const left = ((await ctl('GET', '/v1/networks')) as J[]).map((n) => n.spec.name);
+    assert.deepEqual(left, ['ingress']);
   });
 
   it('creates secrets and configs from stdin and files; a service reads them; in use they stay', async () => {
@@ -399,6 +407,17 @@ describe('docker CLI commands on a Shoal 3+2 lab', { skip, concurrency: false, t
       'the CLI reads the rollback as complete',
     );
 
+    // An image no node can get: the update fails, pauses (the default failure action), and the CLI says so.
+    const bad = await dkf(['service', 'update', '--image', 'shoal/nope:1', 'dk-web'], { timeoutMs: 300_000 });
+    assert.equal(bad.code, 1, bad.out + bad.err);
+    assert.match(bad.err, /could not be accessed on a registry to record\s+its digest/);
+    assert.match(bad.err, /update paused/);
+    assert.equal((await svc('dk-web')).updateStatus.state, 'paused');
+    const rb2 = await dkf(['service', 'rollback', 'dk-web'], { timeoutMs: 300_000 });
+    assert.equal(rb2.code, 0, rb2.out + rb2.err);
+    assert.match((await svc('dk-web')).spec.task.image, /^shoal\/box:1@sha256:/);
+    await converged('dk-web', 4);
+
     const u2 = await dkf(['service', 'update', '--replicas', '2', '--env-add', 'DK=7', '--publish-add', '18080:80', 'dk-web'], { timeoutMs: 300_000 });
     assert.equal(u2.code, 0, u2.out + u2.err);
     await converged('dk-web', 2);
@@ -453,6 +472,10 @@ describe('docker CLI commands on a Shoal 3+2 lab', { skip, concurrency: false, t
     assert.match(await fails(['service', 'logs', 'nope']), /no such task or service: nope/);
     assert.match(await fails(['service', 'rollback', 'nope']), /service nope not found/);
     assert.match(await fails(['inspect', 'nope']), /Error: No such object: nope/);
+    assert.match(await fails(['image', 'inspect', 'shoal/box:1']), /No such image: shoal\/box:1/);
+    assert.match(await fails(['swarm', 'init']), /This node is already part of a swarm/);
+    assert.match(await fails(['swarm', 'leave', '--force']), /swarm leave acts on the node that runs it/);
+    assert.equal((await c.nodes()).length, 5);
     assert.equal((await raw('GET', '/v1.47/services/nope')).status, 404);
     assert.deepEqual((await raw('GET', '/v1.47/services/nope')).body, { message: 'service nope not found' });
     assert.equal((await raw('GET', '/v1.47/tasks/nope')).status, 404);
@@ -496,7 +519,8 @@ describe('docker CLI commands on a Shoal 3+2 lab', { skip, concurrency: false, t
     assert.match(badFilter.body.message, /invalid filter 'colour'/);
     // Nothing changed.
     const afterList = (await ctl('GET', '/v1/services')) as J[];
-    assert.deepEqual(afterList.map((s) => `${s.spec.name}@${s.version}`).sort(), before.map((s) => `${s.spec.name}@${s.version}`).sort());
+    const specs = (l: J[]) => l.map((s) => `${s.spec.name}@${s.specVersion} ${JSON.stringify(s.spec)}`).sort();
+    assert.deepEqual(specs(afterList), specs(before));
     await okf(['service', 'rm', 'dk-web']);
   });
 
@@ -602,6 +626,14 @@ describe('docker CLI commands on a Shoal 3+2 lab', { skip, concurrency: false, t
     const again = await dkf(['stack', 'deploy', '-c', join(tmp, 'stack.yml'), 'dkapp'], { timeoutMs: 240_000 });
     assert.equal(again.code, 0, again.out + again.err);
     assert.match(again.out + again.err, /Updating service dkapp_web/);
+    // A secret's data cannot change in place (Docker's rule): the redeploy stops, naming it.
+    const pwBefore = ((await ctl('GET', '/v1/secrets')) as J[]).find((x) => x.spec.name === 'dkapp_app_pw');
+    writeFileSync(join(tmp, 'app_pw.txt'), 'changed');
+    const changed = await dkf(['stack', 'deploy', '-c', join(tmp, 'stack.yml'), 'dkapp'], { timeoutMs: 240_000 });
+    assert.equal(changed.code, 1, changed.out + changed.err);
+    assert.match(changed.err, /failed to update secret dkapp_app_pw: Error response from daemon: only updates to labels are allowed/);
+    const pwAfter = ((await ctl('GET', '/v1/secrets')) as J[]).find((x) => x.spec.name === 'dkapp_app_pw');
+    assert.equal(pwAfter.version, pwBefore.version);
 
     const rm = await dkf(['stack', 'rm', 'dkapp'], { timeoutMs: 240_000 });
     assert.equal(rm.code, 0, rm.out + rm.err);

@@ -8,6 +8,8 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
+import { ApiError, Router } from '../../manager/api/http.ts';
+import { callControl } from '../../manager/docker-api/control.ts';
 import { dockerFieldPath, dockerSpecError } from '../../manager/docker-api/fields.ts';
 import { SpecError } from '../../manager/service/spec.ts';
 import { OneManager } from './harness.ts';
@@ -34,6 +36,30 @@ describe('field paths in Docker names', () => {
     assert.equal(c.message, 'TaskTemplate.Placement.Constraints[0]: invalid constraint "x"');
     const other = new Error('not a spec error');
     assert.equal(dockerSpecError(other), other);
+  });
+});
+
+describe('reads through the control API', () => {
+  it('retries a read that could not be confirmed, never a write, and gives up with the 503', async () => {
+    let reads = 0;
+    let writes = 0;
+    const r = new Router<{ cn: string }>();
+    r.add('GET', '/v1/x', () => {
+      if (++reads < 3) throw new ApiError(503, 'ERETRY', 'read could not be confirmed (read timed out); retry');
+      return { ok: true };
+    });
+    r.add('POST', '/v1/x', () => {
+      writes++;
+      throw new ApiError(503, 'ERETRY', 'no');
+    });
+    r.add('GET', '/v1/quorum', () => {
+      throw new ApiError(503, 'ENOQUORUM', 'no quorum: 1 of 3 managers reachable (need 2)');
+    });
+    assert.deepEqual(await callControl(r, 'GET', '/v1/x'), { ok: true });
+    assert.equal(reads, 3);
+    await assert.rejects(callControl(r, 'POST', '/v1/x', {}), /no/);
+    assert.equal(writes, 1);
+    await assert.rejects(callControl(r, 'GET', '/v1/quorum'), /no quorum/);
   });
 });
 
