@@ -325,7 +325,9 @@ function httpsOnce(call: Call, ticket: Buffer | undefined): Promise<{ status: nu
   const timeoutMs = 10_000;
   return new Promise((resolvePromise, reject) => {
     let socket: TLSSocket | undefined;
+    let connected = false; // TCP is up: a failure from here on is the handshake's (or later)
     let secured = false;
+    let timedOut = false;
     let session: Buffer | null = null;
     const req = request(
       {
@@ -360,6 +362,9 @@ function httpsOnce(call: Call, ticket: Buffer | undefined): Promise<{ status: nu
     );
     req.on('socket', (s) => {
       socket = s as TLSSocket;
+      socket.once('connect', () => {
+        connected = true;
+      });
       socket.once('secureConnect', () => {
         secured = true;
       });
@@ -367,9 +372,14 @@ function httpsOnce(call: Call, ticket: Buffer | undefined): Promise<{ status: nu
         session = sess;
       });
     });
-    req.on('timeout', () => req.destroy(new Error(`${addr}: no answer within ${timeoutMs} ms`)));
+    req.on('timeout', () => {
+      timedOut = true;
+      req.destroy(new Error(`${addr}: no answer within ${timeoutMs} ms`));
+    });
     req.on('error', (e: NodeJS.ErrnoException) => {
-      if (ticket && !secured && socket?.remoteAddress !== undefined && !/no answer within/.test(e.message)) {
+      // The manager did not resume (it then sends its certificate, which the empty CA list refuses):
+      // try again with a full handshake. A refused connection or a timeout is not retried.
+      if (ticket && connected && !secured && !timedOut) {
         reject(new ResumeFailed(e.message));
         return;
       }
