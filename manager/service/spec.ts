@@ -864,25 +864,6 @@ function validateEndpoint(v: unknown): EndpointSpec {
   return { mode, ports };
 }
 
-// ------------------------------------------------------------------------------------------- entry
-
-const SPEC_KEYS = ['name', 'labels', 'mode', 'task', 'update', 'rollback', 'networks', 'endpoint', 'autoscale'] as const;
-
-/**
- * Checks every field of a service spec and returns a normalised copy (defaults filled in, canonical key
- * order, "no value" forms dropped). Throws SpecError (code EINVALIDSPEC, `.field` the dotted path) on the
- * first problem, and LimitExceededError (naming the setting) when the spec asks for more than the
- * cluster's `limits` allow (checkSpecLimits). Jobs (replicated-job, global-job) take no update or rollback
- * config, as in Docker; for other services both are filled with defaults. The input is not modified.
- */
-export function validateServiceSpec(spec: unknown, limits: ClusterLimits = DEFAULT_LIMITS): ServiceSpec {
-  const o = record(spec, '', SPEC_KEYS);
-  const name = validateName(o.name);
-  const lbls = absent(o.labels) ? {} : labelMap(o.labels, 'labels');
-  const mode = validateMode(o.mode);
-  const task = validateTask(o.task, mode);
-  const job = isJobMode(mode);
-  const out: ServiceSpec = { name, labels: lbls, mode, task, networks: [], endpoint: { mode: 'vip', ports: [] } };
 // ---------------------------------------------------------------------------------------- autoscale
 
 /** A target percentage: a whole number 1–100 (`70` or `"70%"`). */
@@ -933,6 +914,25 @@ function validateAutoscale(v: unknown, mode: ServiceMode, task: TaskTemplate): A
   return ordered;
 }
 
+// ------------------------------------------------------------------------------------------- entry
+
+const SPEC_KEYS = ['name', 'labels', 'mode', 'task', 'update', 'rollback', 'networks', 'endpoint', 'autoscale'] as const;
+
+/**
+ * Checks every field of a service spec and returns a normalised copy (defaults filled in, canonical key
+ * order, "no value" forms dropped). Throws SpecError (code EINVALIDSPEC, `.field` the dotted path) on the
+ * first problem, and LimitExceededError (naming the setting) when the spec asks for more than the
+ * cluster's `limits` allow (checkSpecLimits). Jobs (replicated-job, global-job) take no update or rollback
+ * config, as in Docker; for other services both are filled with defaults. The input is not modified.
+ */
+export function validateServiceSpec(spec: unknown, limits: ClusterLimits = DEFAULT_LIMITS): ServiceSpec {
+  const o = record(spec, '', SPEC_KEYS);
+  const name = validateName(o.name);
+  const lbls = absent(o.labels) ? {} : labelMap(o.labels, 'labels');
+  const mode = validateMode(o.mode);
+  const task = validateTask(o.task, mode);
+  const job = isJobMode(mode);
+  const out: ServiceSpec = { name, labels: lbls, mode, task, networks: [], endpoint: { mode: 'vip', ports: [] } };
   for (const k of ['update', 'rollback'] as const) {
     if (!absent(o[k])) {
       if (job) fail(k, `${k}: a job (replicated-job or global-job) cannot have an ${k} config: jobs are re-run, not rolled out`);
@@ -949,6 +949,7 @@ function validateAutoscale(v: unknown, mode: ServiceMode, task: TaskTemplate): A
   if (out.rollback) ordered.rollback = out.rollback;
   ordered.networks = out.networks;
   ordered.endpoint = out.endpoint;
+  if (!absent(o.autoscale)) ordered.autoscale = validateAutoscale(o.autoscale, mode, task);
   checkSpecLimits(ordered, limits);
   return ordered;
 }
@@ -960,6 +961,7 @@ function validateAutoscale(v: unknown, mode: ServiceMode, task: TaskTemplate): A
 export function checkSpecLimits(spec: ServiceSpec | Frozen<ServiceSpec>, limits: ClusterLimits): void {
   const m = spec.mode;
   if ('replicated' in m) checkReplicas(m.replicated.replicas, limits, 'mode.replicated.replicas');
+  if (spec.autoscale) checkReplicas(spec.autoscale.max, limits, 'autoscale.max');
   if ('replicatedJob' in m) {
     checkReplicas(m.replicatedJob.totalCompletions, limits, 'mode.replicatedJob.totalCompletions');
     checkReplicas(m.replicatedJob.maxConcurrent, limits, 'mode.replicatedJob.maxConcurrent');
@@ -968,7 +970,6 @@ export function checkSpecLimits(spec: ServiceSpec | Frozen<ServiceSpec>, limits:
   checkLabels(spec.labels, limits, 'labels');
   checkLabels(spec.task.labels, limits, 'task.labels');
   checkServiceSpecBytes(Buffer.byteLength(JSON.stringify(spec), 'utf8'), limits);
-  if (!absent(o.autoscale)) ordered.autoscale = validateAutoscale(o.autoscale, mode, task);
 }
 
 // -------------------------------------------------------------------------------------------- diff
@@ -980,7 +981,6 @@ export interface SpecDiff {
   changed: SpecPart[];
   /** The name differs. Docker refuses renames; the update API should too. */
   renamed: boolean;
-  if (spec.autoscale) checkReplicas(spec.autoscale.max, limits, 'autoscale.max');
   /** The kind of mode differs (e.g. replicated → global). Docker refuses this; the update API should too. */
   modeKindChanged: boolean;
   /** Same mode kind, different counts (replicas, maxConcurrent, totalCompletions): a scale, no task is replaced. */
