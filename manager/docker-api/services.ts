@@ -101,6 +101,8 @@ export function registerServiceRoutes(r: Router<DockerCtx>, d: DockerDeps): void
       return { Warnings: null };
     }
     const { spec, warnings } = toShoalSpec(body);
+    // Docker's spec has no autoscale field: a Docker client's update keeps the service's policy.
+    if (cur.spec.autoscale && spec.autoscale === undefined) spec.autoscale = structuredClone(cur.spec.autoscale);
     await callControl(d.control, 'POST', `/v1/services/${cur.id}/update`, { spec, version }).catch((e) => {
       throw dockerSpecError(e);
     });
