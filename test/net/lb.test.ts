@@ -162,7 +162,9 @@ table ip shoal-lb {
     const ms = performance.now() - t0;
     assert.equal(script.split('\n').filter((l) => l.includes('dnat to')).length, 3000);
     assert.equal(plan.split('\n').filter(Boolean).length, 2);
-    assert.ok(ms < 1000, `${ms} ms`);
+    // A guard against accidental quadratic work, not a figure (bench:overlay measures it; at load 36 this
+    // took 1.7 s against 0.1 s on a quiet machine).
+    assert.ok(ms < 10_000, `${ms} ms`);
   });
 });
 

@@ -133,7 +133,8 @@ export class Held {
       this.waiter?.();
     });
   }
-  async next(timeoutMs = 3000): Promise<string> {
+  /** The next line; the bound is generous (a process started under load can take seconds to greet). */
+  async next(timeoutMs = 20_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     while (this.lines.length === 0) {
       if (Date.now() > deadline) throw new Error('no line from the held connection');

@@ -370,7 +370,9 @@ describe('netlink addon', () => {
         ['gone0', undefined],
       ],
     );
-    assert.ok(ticks > 3, `the event loop ran while links were deleted (${ticks} ticks in ${ms.toFixed(1)} ms)`);
+    // Any tick proves the loop ran while the deletion was pending (a synchronous call allows none); how many
+    // depends on how much CPU the process gets (1 in 1.2 s at load 36).
+    assert.ok(ticks > 0, `the event loop ran while links were deleted (${ticks} ticks in ${ms.toFixed(1)} ms)`);
     const left = nl.listLinks({ netns: pathB }).map((l) => l.name);
     for (let i = 0; i < 4; i++) assert.ok(!left.includes(`dp${i}`));
     const missing = await nl.deleteLinks(['x'], { netns: '/run/netns/shoal-nl-t-nope' });

@@ -291,7 +291,8 @@ describe('nft in the kernel', { skip }, () => {
 
   test('TableProgrammer: full, incremental, unchanged; fallback to a full load; verify; compaction by timer', async () => {
     const fallbacks: Error[] = [];
-    const tp = new TableProgrammer({ applier, netns: ns, compactAfterMs: 100, onFallback: (e) => fallbacks.push(e) });
+    // The compaction delay must outlast the listing below, which took more than 100 ms at load 36.
+    const tp = new TableProgrammer({ applier, netns: ns, compactAfterMs: 2000, onFallback: (e) => fallbacks.push(e) });
     const t1 = table({ a: ['dnat to 10.0.0.5'] }, { '10.0.0.2': 'goto a' });
     const t2 = table({ a: ['numgen random mod 2 0 dnat to 10.0.0.5', 'dnat to 10.0.0.6'] }, { '10.0.0.2': 'goto a' });
     assert.equal(await tp.set(t1), 'full');
@@ -302,7 +303,7 @@ describe('nft in the kernel', { skip }, () => {
     assert.deepEqual(listing.chains.get('a')!.rules, ['numgen random mod 2 0 dnat to 10.0.0.5', 'dnat to 10.0.0.6', 'dnat to 10.0.0.5']);
     assert.deepEqual(await tp.verify(), { ok: true });
     // The compaction timer removes the dead rule.
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + 20_000;
     while (tp.dirtyChains.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     listing = parseNftListing((await applier.listTable(ns, 'ip', 'shoal-test'))!);
     assert.deepEqual(listing.chains.get('a')!.rules, t2.chains.get('a')!.rules);
