@@ -5,7 +5,7 @@
 import { CLUSTER_ID, type Cluster, type Node } from '../../api/objects.ts';
 import type { ManagerToAgent } from '../../api/dispatcher.ts';
 import type { Store } from '../store/store.ts';
-import { caDigest } from './pki.ts';
+import { caDigest, PkiError } from './pki.ts';
 import { completeRotation, nodeView, progress, reconcile, type RotationProgress } from './rotation.ts';
 
 export interface RotationRunnerDeps {
@@ -58,6 +58,12 @@ export function caStatus(store: Store): RotationProgress | null {
   return store.view((tx) => {
     const c = tx.get('cluster', CLUSTER_ID) as Cluster | undefined;
     if (!c) return null;
-    return progress(c.rootCa, (tx.list('node') as Node[]).map(nodeView), c.admins);
+    try {
+      return progress(c.rootCa, (tx.list('node') as Node[]).map(nodeView), c.admins);
+    } catch (e) {
+      // A root that does not parse must not take `cluster inspect` down with it.
+      if (e instanceof PkiError) return null;
+      throw e;
+    }
   });
 }
