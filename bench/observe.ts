@@ -14,6 +14,7 @@
 // One figure per line, with its unit and goal. The lab, the dashboard and Chromium are removed at the
 // end, also on failure.
 import { execFile } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -141,6 +142,8 @@ async function main(): Promise<void> {
     const m10k = summarize(await scrape());
     console.log(`/metrics scrape on the leader, 10,000 tasks: p50 ${ms(m10k.p50)}, p99 ${ms(m10k.p99)} (goal ≤ 500 ms)`);
     console.log(`baseline: /metrics scrape, 1,000 tasks: p50 ${ms(m1k.p50)}, p99 ${ms(m1k.p99)}`);
+
+    console.log(`machine load average (1 min) at the end: ${loadavg()[0]!.toFixed(1)} on 2 cores (figures above include waiting for a core)`);
 
     // AUTOSCALE HOOK: the autoscaling figures (load start → scaled out, load stop → scaled back in, in
     // seconds) come from bench/autoscale.ts, written separately; fold its measurement in here, on this
