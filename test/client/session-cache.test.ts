@@ -17,8 +17,15 @@ import { createCsr, createRootCa, generateKeyPem, signNodeCertificate, type CaMa
 const clusterId = 'sesstest';
 
 function issue(ca: CaMaterial, keyPem: string, nodeId: string, role: 'manager' | 'admin'): string {
-  return signNodeCertificate({ caCertPem: ca.certPem, caKeyPem: ca.keyPem, csrPem: createCsr({ keyPem, nodeId }), nodeId, role, clusterId, sans: { ips: ['127.0.0.1'] } })
-    .certPem;
+  return signNodeCertificate({
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    csrPem: createCsr({ keyPem, nodeId }),
+    nodeId,
+    role,
+    clusterId,
+    sans: { ips: ['127.0.0.1'] },
+  }).certPem;
 }
 
 /** A stand-in manager: answers every request with whether its TLS session was resumed. */
