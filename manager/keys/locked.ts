@@ -44,11 +44,6 @@ export class LockedNodes {
     }
     return true;
   }
-
-  /** The node became reachable (unlocked): forget it at once. */
-  forget(nodeId: string): void {
-    this.seen.delete(nodeId);
-  }
 }
 
 /**
