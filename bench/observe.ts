@@ -29,6 +29,7 @@ const SHOAL = join(REPO, 'bin', 'shoal');
 const NAME = 'dbb';
 const METRICS_PORT = 9323;
 const SAMPLES = 40;
+const TEN_K_WAIT_MS = 8 * 60_000;
 
 const ms = (v: number) => `${v.toFixed(1)} ms`;
 
@@ -136,12 +137,20 @@ async function main(): Promise<void> {
       return out;
     };
     const m1k = summarize(await scrape());
+    console.log(`baseline: /metrics scrape on the leader, 1,000 tasks: p50 ${ms(m1k.p50)}, p99 ${ms(m1k.p99)}`);
     // The dashboard stays open with 10,000 tasks coming: its server follows the events like any client.
     await lab.control('POST', '/v1/services/big/scale', { replicas: 10_000 - fewTasks });
-    await waitFor(async () => (await running('big')) >= 10_000 - fewTasks, 900_000, '10,000 tasks running', 2_000);
+    // On a loaded machine the agents may take long to start 9,000 tasks: after TEN_K_WAIT_MS the scrape is
+    // measured with what runs by then, and the figure says how many tasks that was.
+    const reached = await waitFor(async () => (await running('big')) >= 10_000 - fewTasks, TEN_K_WAIT_MS, '10,000 tasks running', 2_000).then(
+      () => true,
+      () => false,
+    );
+    const objects = ((await lab.control('GET', '/v1/tasks')) as unknown[]).length;
+    const runningNow = (await running('big')) + fewTasks;
     const m10k = summarize(await scrape());
-    console.log(`/metrics scrape on the leader, 10,000 tasks: p50 ${ms(m10k.p50)}, p99 ${ms(m10k.p99)} (goal ≤ 500 ms)`);
-    console.log(`baseline: /metrics scrape, 1,000 tasks: p50 ${ms(m1k.p50)}, p99 ${ms(m1k.p99)}`);
+    const label = reached ? '10,000 tasks' : `${objects} tasks (${runningNow} running; 10,000 not reached in ${TEN_K_WAIT_MS / 60_000} min)`;
+    console.log(`/metrics scrape on the leader, ${label}: p50 ${ms(m10k.p50)}, p99 ${ms(m10k.p99)} (goal ≤ 500 ms)`);
 
     console.log(`machine load average (1 min) at the end: ${loadavg()[0]!.toFixed(1)} on 2 cores (figures above include waiting for a core)`);
 
