@@ -17,6 +17,10 @@ import { control } from '../client/context.ts';
 import { ClusterLab, sleep, waitFor } from '../lab/cluster-lab.ts';
 import { cleanupOnExit } from '../lab/lab.ts';
 import { FarmProcess } from '../lab/agent-farm.ts';
+import { newTask } from '../manager/orchestrator/types.ts';
+import { validateServiceSpec } from '../manager/service/spec.ts';
+import { Store } from '../manager/store/store.ts';
+import { DEFAULT_LIMITS } from '../api/objects.ts';
 
 // Control API JSON, read field by field.
 type Json = any;
@@ -33,6 +37,7 @@ const TASKS = arg('tasks', 5000);
 const FARMS = Math.max(1, arg('farms', Math.ceil(NODES / 1000)));
 const UPDATE_TASKS = arg('update-tasks', Math.min(10_000, TASKS));
 const KEYS = arg('keys', 16);
+const HEARTBEAT_MS = arg('heartbeat-ms', 0); // 0: the cluster's default
 const PROFILE = process.argv.includes('--profile');
 const NAME = `sc${process.pid % 1000}`;
 
@@ -46,7 +51,84 @@ function fig(name: string, value: string, goal: string): void {
   console.log(`${name}: ${value} (goal ${goal})`);
 }
 
+/**
+ * The store at the bench's size, in this process (no lab, no Raft): how long a snapshot of it takes to
+ * write and to install, and the heap it needs per node and per task. Real task objects: the service spec
+ * goes through the API's validation and the orchestrator's newTask, tasks are then assigned and running.
+ */
+async function storeFigures(nodes: number, tasks: number): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const heap = () => {
+    gc?.();
+    return process.memoryUsage().heapUsed;
+  };
+  const store = new Store();
+  const h0 = heap();
+  const nodeIds: string[] = [];
+  for (let i = 0; i < nodes; i += 1000) {
+    await store.update((tx) => {
+      for (let j = i; j < Math.min(nodes, i + 1000); j++) {
+        const id = `node${j.toString(36).padStart(20, '0')}`;
+        nodeIds.push(id);
+        tx.create({
+          id,
+          kind: 'node',
+          spec: { labels: {}, availability: 'active', role: 'worker' },
+          description: {
+            hostname: `f1n${j}`,
+            platform: { os: 'linux', arch: 'x64' },
+            resources: { nanoCpus: 2e9, memoryBytes: 24 * 2 ** 30 },
+            engineVersion: 'shoal-0.1.0',
+            addr: '10.213.1.15',
+          },
+          status: { state: 'ready', message: '', addr: '10.213.1.15', lastHeartbeat: new Date().toISOString() },
+        } as never);
+      }
+    });
+  }
+  const h1 = heap();
+  const spec = validateServiceSpec(
+    { name: 'big', mode: { replicated: { replicas: tasks } }, task: { image: 'busybox:latest' } },
+    { ...DEFAULT_LIMITS, maxReplicas: Math.max(tasks, DEFAULT_LIMITS.maxReplicas) },
+  );
+  const service = { id: 'svc0000000000000000000000', specVersion: 1, spec } as never;
+  let n = 0;
+  const ctx = { now: Date.now(), newId: () => `task${(n++).toString(36).padStart(21, '0')}`, nodes: new Map(), taskHistoryLimit: 5 } as never;
+  const chunk = 500;
+  for (let i = 0; i < tasks; i += chunk) {
+    await store.update((tx) => {
+      for (let j = i; j < Math.min(tasks, i + chunk); j++) {
+        const t = newTask(service, ctx, { slot: j + 1, desiredState: 'running' });
+        tx.create({
+          ...t,
+          nodeId: nodeIds[j % nodeIds.length]!,
+          status: { state: 'running', timestamp: new Date().toISOString(), message: 'started' },
+        } as never);
+      }
+    });
+  }
+  const h2 = heap();
+  // CPU time (user + system) as well as wall time: on a busy machine the wall time mostly measures waiting.
+  const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
+  let t = performance.now();
+  let u = process.cpuUsage();
+  const snap = store.snapshot();
+  const writeMs = performance.now() - t;
+  const writeCpu = cpuMs(process.cpuUsage(u));
+  const other = new Store();
+  t = performance.now();
+  u = process.cpuUsage();
+  other.restore(snap);
+  const installMs = performance.now() - t;
+  const installCpu = cpuMs(process.cpuUsage(u));
+  console.log(
+    `store of ${nodes} nodes / ${tasks} tasks, in process: snapshot ${(snap.length / 1e6).toFixed(0)} MB written in ${writeMs.toFixed(0)} ms (${writeCpu.toFixed(0)} ms CPU), installed in ${installMs.toFixed(0)} ms (${installCpu.toFixed(0)} ms CPU); ` +
+      `heap ${((h1 - h0) / nodes / 1024).toFixed(1)} KB per node, ${((h2 - h1) / tasks / 1024).toFixed(2)} KB per task${gc ? '' : ' (no --expose-gc: rough)'}`,
+  );
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--store-only')) return storeFigures(NODES, TASKS);
   console.log(`bench:scale: ${NODES} simulated nodes in ${FARMS} farm(s), ${TASKS} replicas, 3 managers (lab ${NAME})`);
   // Snapshots more often than the default (10,000 entries) so the bench sees their cost at any size,
   // and a new manager gets one rather than the whole log.
@@ -76,6 +158,11 @@ async function main(): Promise<void> {
     const init = await c.init('h1');
     for (const h of ['h2', 'h3']) await c.join(h, init.joinTokens.manager);
     await c.waitReady(3, 30_000);
+    // 150,000 replicas are above the default limit of a service (10,000): raised as an operator would.
+    await c.control('POST', '/v1/cluster/update', {
+      limits: { maxReplicas: Math.max(TASKS, 10_000) },
+      ...(HEARTBEAT_MS ? { heartbeatPeriodMs: HEARTBEAT_MS } : {}),
+    });
     const leaderHost = async (): Promise<string> => (await c.nodes()).find((n: Json) => n.managerStatus?.leader)?.description.hostname;
     const rssMb = (host: string) => {
       const pid = c.daemons.get(host)?.pid;
