@@ -907,7 +907,17 @@ export class Daemon {
     this.renewTimer.unref();
   }
 
-  async renewNow(): Promise<void> {
+  /** The renewal in flight: one at a time, or a second CSR's certificate would be installed with the first key. */
+  private renewing: Promise<void> | null = null;
+
+  renewNow(): Promise<void> {
+    this.renewing ??= this.renewOnce().finally(() => {
+      this.renewing = null;
+    });
+    return this.renewing;
+  }
+
+  private async renewOnce(): Promise<void> {
     if (!this.agent) throw new Error('not running');
     const key = await generateKeyPem();
     const r = await this.agent.renew(createCsr({ keyPem: key, nodeId: this.state!.nodeId }));

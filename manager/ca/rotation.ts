@@ -28,7 +28,7 @@ import { caDigest } from './pki.ts';
 import { formatJoinToken, parseJoinToken } from './tokens.ts';
 
 /** How often the reconciler asks the same node to renew while it has not. */
-export const NUDGE_EVERY_MS = 5_000;
+export const NUDGE_EVERY_MS = 10_000;
 
 export type RotationPhase = 'idle' | 'rotating';
 

@@ -86,6 +86,18 @@ describe('root CA rotation on a lab', { concurrency: false, timeout: 600_000 }, 
     assert.equal((await rotation()).rootDigest, oldDigest);
     writeFileSync(oldContext, readFileSync(c.contextPath));
 
+    // Bad input: a clear error naming the field, and no rotation started.
+    const half = await ctl('POST', '/v1/ca/rotate', { certPem: oldRoot }).catch((e: Error) => e);
+    assert.match(String((half as Error).message), /both certPem and keyPem/);
+    writeFileSync(join(tmp, 'leaf.crt'), readFileSync(join(c.stateDir('h4'), 'certs', 'node.crt')));
+    writeFileSync(join(tmp, 'leaf.key'), readFileSync(join(c.stateDir('h4'), 'certs', 'node.key')));
+    const leafRoot = await sh(['cluster', 'ca', '--rotate', '--cert', join(tmp, 'leaf.crt'), '--key', join(tmp, 'leaf.key')]);
+    assert.notEqual(leafRoot.code, 0);
+    assert.match(leafRoot.err + leafRoot.out, /root CA refused: .*not a CA certificate/);
+    const noKey = await sh(['cluster', 'ca', '--rotate', '--cert', join(tmp, 'leaf.crt')]);
+    assert.match(noKey.err, /--cert and --key go together/);
+    assert.equal((await rotation()).phase, 'idle', 'refused requests started nothing');
+
     // h5 is away for the whole reissue.
     c.killDaemon(AWAY, 'SIGTERM');
     await waitFor(
