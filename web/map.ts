@@ -75,16 +75,21 @@ export function MapView(p: { m: Model }): ComponentChild {
   const m = p.m;
   const byNode = new Map<string, DashTask[]>();
   const unassigned: DashTask[] = [];
-  for (const t of m.currentTasks()) {
-    if (t.nodeId && m.nodes.has(t.nodeId)) byNode.set(t.nodeId, [...(byNode.get(t.nodeId) ?? []), t]);
-    else unassigned.push(t);
+  const current = m.currentTasks();
+  for (const t of current) {
+    if (!t.nodeId || !m.nodes.has(t.nodeId)) unassigned.push(t);
+    else {
+      const list = byNode.get(t.nodeId);
+      if (list) list.push(t);
+      else byNode.set(t.nodeId, [t]);
+    }
   }
   const sort = (a: DashTask, b: DashTask) => a.serviceName.localeCompare(b.serviceName) || (a.slot ?? 0) - (b.slot ?? 0);
   const nodes = m.sortedNodes();
   return h(
     'div',
     { class: 'view map', 'data-view': 'map' },
-    h('p', { class: 'summary' }, `${nodes.length} nodes · ${m.services.size} services · ${m.currentTasks().length} tasks`),
+    h('p', { class: 'summary' }, `${nodes.length} nodes · ${m.services.size} services · ${current.length} tasks`),
     h(
       'div',
       { class: 'columns' },
