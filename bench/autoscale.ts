@@ -173,7 +173,8 @@ export function figureLines(f: AutoscaleFigures): string[] {
   ];
 }
 
-async function main(): Promise<void> {
+/** The whole benchmark on its own 1+2 engine lab (also the last part of `npm run bench:observe`). */
+export async function autoscaleBench(): Promise<void> {
   const name = 'asbench';
   const unhook = cleanupOnExit(name);
   let lab: ClusterLab | undefined;
@@ -189,7 +190,7 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  main().catch((e) => {
+  autoscaleBench().catch((e) => {
     console.error(e);
     process.exitCode = 1;
   });

@@ -10,6 +10,8 @@
 //   2. first render: a fresh page load until every task box is on the cluster map, with 1,000 tasks;
 //      baseline: the same with the few tasks of step 1.
 //   3. /metrics scrape time on the leader with 10,000 tasks (20 scrapes; baseline: with 1,000 tasks).
+//   4. autoscaling: load start → scaled out and load stop → scaled back in, on a separate engine lab
+//      (bench/autoscale.ts; real containers burning CPU).
 //
 // One figure per line, with its unit and goal. The lab, the dashboard and Chromium are removed at the
 // end, also on failure.
@@ -22,6 +24,7 @@ import type { Page } from 'playwright-core';
 import { ClusterLab, waitFor } from '../lab/cluster-lab.ts';
 import { cleanupOnExit } from '../lab/lab.ts';
 import { type Headless, launchChromium, startDashboardProcess, stopProcess } from '../test/dashboard/browser.ts';
+import { autoscaleBench } from './autoscale.ts';
 import { summarize } from './stats.ts';
 
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -153,17 +156,15 @@ async function main(): Promise<void> {
     console.log(`/metrics scrape on the leader, ${label}: p50 ${ms(m10k.p50)}, p99 ${ms(m10k.p99)} (goal ≤ 500 ms)`);
 
     console.log(`machine load average (1 min) at the end: ${loadavg()[0]!.toFixed(1)} on 2 cores (figures above include waiting for a core)`);
-
-    // AUTOSCALE HOOK: the autoscaling figures (load start → scaled out, load stop → scaled back in, in
-    // seconds) come from bench/autoscale.ts, written separately; fold its measurement in here, on this
-    // lab, before the teardown below (it needs the engine executor for a CPU-burning load: start it
-    // with `executor: 'engine'` above when it lands).
   } finally {
     await chrome?.close();
     await stopProcess(dash?.proc);
     await c?.down().catch((e: Error) => console.error(`lab down: ${e.message}`));
     unhook();
   }
+  // 4. Autoscaling (load start → scaled out, load stop → scaled back in): it needs real containers
+  // burning CPU, so it runs on its own 1+2 engine lab after this one is gone (bench/autoscale.ts).
+  await autoscaleBench();
 }
 
 main().then(
