@@ -131,7 +131,7 @@ export class Daemon {
 
   async start(): Promise<void> {
     if (this.opts.processGuard !== false) installProcessGuard((l) => this.log(l));
-    // prom-client only with --metrics-addr: importing it costs a daemon ≈ 12 MB of RSS (measured).
+    // prom-client only with --metrics-addr (importing it adds ≈ 12 MB to a bare node; docs/design/build.md).
     if (this.opts.metricsAddr !== undefined) this.metrics = new (await import('../metrics/daemon-metrics.ts')).DaemonMetrics();
     mkdirSync(this.path('certs'), { recursive: true, mode: 0o700 });
     // The local socket first: `shoal` can reach the daemon (and see its state) while it starts.
