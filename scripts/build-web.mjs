@@ -1,6 +1,6 @@
 // The dashboard's page (web/, served by `shoal dashboard`): one browser bundle, web/main.ts and preact,
 // minified into dist/web/app.js, plus the two static files beside it. Run by scripts/build.mjs as its
-// own step; returns the source files it read, so a change to one makes dist/ stale (scripts/stale.mjs).
+// own step; returns the source files it read, so a change to one makes dist/ stale (scripts/stale.cjs).
 // Plain JavaScript for the same reason as build.mjs. Nothing is fetched at run time: no CDN.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync } from 'node:fs';
