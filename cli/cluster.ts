@@ -3,6 +3,7 @@
 // cli/commands.ts.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { RotationProgress } from '../api/ca-rotation.ts';
 import type { Cluster } from '../api/objects.ts';
 import type { Invocation } from './command.ts';
 import { CliError, DEFAULT_STATE_DIR, contextPath, control, loadContext, localCall, parseDuration, saveContext, type Context } from '../client/context.ts';
@@ -268,21 +269,7 @@ async function caIssueAdmin(i: Invocation, name: string): Promise<number> {
   return 0;
 }
 
-/** GET /v1/ca/rotation: the root's digest and, during a rotation, who is still on the old root. */
-interface CaStatus {
-  phase: 'idle' | 'rotating';
-  rootDigest: string;
-  newRootDigest?: string;
-  startedAt?: string;
-  external?: boolean;
-  lastRotatedAt?: string;
-  nodes: number;
-  reissued: number;
-  pending: { id: string; hostname: string; state: string }[];
-  adminsPending?: string[];
-}
-
-function describeCa(s: CaStatus): string {
+function describeCa(s: RotationProgress): string {
   if (s.phase === 'idle') return `Root CA ${s.rootDigest}${s.lastRotatedAt ? ` (rotated ${s.lastRotatedAt})` : ''}; no rotation in progress.`;
   const pend = s.pending.map((n) => `${n.hostname} (${n.state})`).join(', ');
   return [
@@ -297,7 +284,7 @@ function describeCa(s: CaStatus): string {
 }
 
 async function caShow(i: Invocation): Promise<number> {
-  const s = await control<CaStatus>(i.context(), 'GET', '/v1/ca/rotation');
+  const s = await control<RotationProgress>(i.context(), 'GET', '/v1/ca/rotation');
   console.log(i.output.format === 'json' ? JSON.stringify(s, null, 2) : describeCa(s));
   return 0;
 }
@@ -321,7 +308,7 @@ async function caRotate(i: Invocation): Promise<number> {
     }
   };
   const body = certFile && keyFile ? { certPem: read(certFile, '--cert'), keyPem: read(keyFile, '--key') } : {};
-  let s = await control<CaStatus>(ctx, 'POST', '/v1/ca/rotate', body);
+  let s = await control<RotationProgress>(ctx, 'POST', '/v1/ca/rotate', body);
   console.log(`Root CA rotation started: new root ${s.newRootDigest}.`);
   await renewOwnAdmin(ctx);
   if (i.flag('detach')) {
@@ -334,7 +321,7 @@ async function caRotate(i: Invocation): Promise<number> {
     if (line !== last) console.log(line);
     last = line;
     await new Promise((r) => setTimeout(r, 1000));
-    s = await control<CaStatus>(ctx, 'GET', '/v1/ca/rotation');
+    s = await control<RotationProgress>(ctx, 'GET', '/v1/ca/rotation');
   }
   await renewOwnAdmin(ctx);
   console.log(`Root CA rotation complete: every node is on root ${s.rootDigest}; the old root is no longer trusted.`);

@@ -24,13 +24,14 @@
 //   secrets and take R1's digest. From then on a certificate from R0 is refused: a node that was away
 //   the whole rotation must rejoin, and admin certificates not reissued during it stop working.
 import type { Cluster, Node, RootCa, RootRotation } from '../../api/objects.ts';
+import type { RotationPhase, RotationProgress } from '../../api/ca-rotation.ts';
 import { caDigest } from './pki.ts';
+
+export type { RotationPhase, RotationProgress };
 import { formatJoinToken, parseJoinToken } from './tokens.ts';
 
 /** How often the reconciler asks the same node to renew while it has not. */
 export const NUDGE_EVERY_MS = 10_000;
-
-export type RotationPhase = 'idle' | 'rotating';
 
 export function phaseOf(root: RootCa): RotationPhase {
   return root.rotation ? 'rotating' : 'idle';
@@ -101,23 +102,6 @@ export interface NodeView {
 export function nodeView(n: Node): NodeView {
   const c = n.certificate;
   return { id: n.id, hostname: n.description.hostname, state: n.status.state, issuer: c?.issuer, anchor: c?.anchor };
-}
-
-export interface RotationProgress {
-  phase: RotationPhase;
-  /** Digest of the anchor (what join tokens pin). */
-  rootDigest: string;
-  newRootDigest?: string;
-  startedAt?: string;
-  external?: boolean;
-  lastRotatedAt?: string;
-  nodes: number;
-  /** Nodes whose certificate the new root's key issued. */
-  reissued: number;
-  /** Nodes still holding a certificate from the old root (down ones block completion). */
-  pending: { id: string; hostname: string; state: string }[];
-  /** Admins whose current certificate the new root's key has not issued (refused after completion). */
-  adminsPending?: string[];
 }
 
 export function progress(root: RootCa, nodes: readonly NodeView[], admins: Cluster['admins'] = []): RotationProgress {
