@@ -11,13 +11,13 @@ import type { TLSSocket } from 'node:tls';
 import { ApiError, badRequest, readJson, sendError, sendJson } from '../manager/api/http.ts';
 import { CLOCK_SKEW_MS, createCsr, createRootCa, generateKeyPem, parseCertificate, renewalTime, signNodeCertificate } from '../manager/ca/pki.ts';
 import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
-import { Manager, type ManagerTiming } from '../manager/manager.ts';
-import { DOCKER_PORT, DockerApiServer } from '../manager/docker-api/server.ts';
+// The manager's code (Raft, store, control loops, the Docker API) is loaded only when this node is or
+// becomes a manager (startManager): a worker never pays its memory (docs/design/build.md).
+import type { Manager, ManagerTiming } from '../manager/manager.ts';
+import type { DockerApiServer } from '../manager/docker-api/server.ts';
 import { DockerSocket } from '../manager/docker-api/socket.ts';
-import { dockerDeps } from '../manager/docker-api/from-manager.ts';
 import { newId } from '../manager/store/ids.ts';
-import { forceNewCluster, type RecoveryReport } from '../manager/recovery.ts';
-import { unsafeRaftOption } from '../manager/raft/node.ts';
+import type { RecoveryReport } from '../manager/recovery.ts';
 import { Agent, type AgentTools } from '../worker/agent.ts';
 import { NodeNetwork } from '../worker/network.ts';
 import type { Executor } from '../worker/executor.ts';
@@ -289,7 +289,8 @@ export class Daemon {
     this.agent?.stop();
     this.agent = null;
     await this.stopManager();
-    const recovered = await forceNewCluster(this.path('raft'), { id: st.nodeId, url: `wss://${st.advertise}/raft/v1` }, this.raftCipher());
+    const { forceNewCluster: recover } = await import('../manager/recovery.ts');
+    const recovered = await recover(this.path('raft'), { id: st.nodeId, url: `wss://${st.advertise}/raft/v1` }, this.raftCipher());
     this.state = { ...st, managers: [st.advertise] };
     this.saveState();
     await this.run(false);
@@ -588,6 +589,8 @@ export class Daemon {
   }
 
   private async startManager(bootstrap: boolean): Promise<void> {
+    // Loaded before the port opens, so no request ever finds the port open and the manager missing.
+    const [{ Manager }, { unsafeRaftOption }] = await Promise.all([import('../manager/manager.ts'), import('../manager/raft/node.ts')]);
     const st = this.state!;
     const creds = this.creds();
     // Client certificates are asked for but not required: /v1/ca and /v1/join serve anonymous joiners.
@@ -651,6 +654,10 @@ export class Daemon {
 
   /** The Docker Engine API beside the control API: TCP with mutual TLS, and a root-only socket. */
   private async startDockerApi(m: Manager, host: string): Promise<void> {
+    const [{ DOCKER_PORT, DockerApiServer }, { dockerDeps }] = await Promise.all([
+      import('../manager/docker-api/server.ts'),
+      import('../manager/docker-api/from-manager.ts'),
+    ]);
     const port = this.opts.dockerPort === undefined ? DOCKER_PORT : this.opts.dockerPort;
     this.docker = new DockerApiServer({
       deps: dockerDeps(m, this.opts.hostname),

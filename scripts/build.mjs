@@ -125,18 +125,21 @@ writeFileSync(
   join(out, '.inputs'),
   `${[...new Set(files), 'package.json', 'package-lock.json', 'scripts/build.mjs', 'scripts/build-web.mjs'].sort().join('\n')}\n`,
 );
-// Chunks of earlier builds stay for an hour: a process started from that build (a CLI command, a daemon
-// while it starts) may still import one lazily; the daemon code itself has no dynamic imports.
-// The same for earlier CLI bundles and their code caches.
+// Chunks of earlier builds stay for a week: a process started from that build may still import one
+// lazily — a CLI command, and a worker daemon, which loads the manager's code only when it is promoted
+// (daemon/daemon.ts startManager), possibly days after it started. Earlier CLI bundles and their code
+// caches stay for an hour (a CLI command is short-lived). Only a checkout that rebuilds ever has old files;
+// scripts/install.sh builds once.
 const current = new Set([...Object.keys(result.metafile.outputs), ...Object.keys(cjs.metafile.outputs)].map((o) => resolve(repo, o)));
-for (const [dir, old] of [
-  [join(out, 'chunks'), () => true],
-  [join(out, 'cli'), (f) => /^shoal-\w+\.cjs(\.map|\.v8cache)?$/.test(f)],
+const HOUR = 3_600_000;
+for (const [dir, old, keepMs] of [
+  [join(out, 'chunks'), () => true, 7 * 24 * HOUR],
+  [join(out, 'cli'), (f) => /^shoal-\w+\.cjs(\.map|\.v8cache)?$/.test(f), HOUR],
 ]) {
   for (const f of readdirSync(dir)) {
     const p = join(dir, f);
     const own = p.endsWith('.v8cache') ? p.slice(0, -'.v8cache'.length) : p;
-    if (old(f) && !current.has(own) && Date.now() - statSync(p).mtimeMs > 3_600_000) rmSync(p, { force: true });
+    if (old(f) && !current.has(own) && Date.now() - statSync(p).mtimeMs > keepMs) rmSync(p, { force: true });
   }
 }
 // The stamp gets the build's start time, atomically.
