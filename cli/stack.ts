@@ -28,7 +28,7 @@ interface FileObjectView {
   spec: { name: string; labels?: Record<string, string> };
 }
 
-/** How the control API's task template names a secret/config a task uses (manager/store/objects.ts). */
+/** How the control API's task template names a secret/config a task uses (api/objects.ts). */
 interface WireFileReference {
   target: { name: string; uid: string; gid: string; mode: number };
   secretId?: string;

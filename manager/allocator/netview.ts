@@ -1,4 +1,4 @@
-// What each node must know about the overlay networks (overlay-net/types.ts NetView), computed from the
+// What each node must know about the overlay networks (api/netview.ts NetView), computed from the
 // store's objects. Pure: the manager calls it with one consistent read of the store and sends the
 // result over the node's session when it changed (diffNetViews).
 //

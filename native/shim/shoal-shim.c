@@ -1885,7 +1885,7 @@ static unsigned parse_action(const char *a, const char *errno_s, const char *whe
     die("seccomp profile: unknown action %s in %s", a, where);
 }
 
-/* A profile compiled by Shoal (worker/engine/seccomp-profile.ts) from Docker's JSON format: a first line
+/* A profile compiled by Shoal (api/seccomp-profile.ts) from Docker's JSON format: a first line
  * "default ACTION [ERRNO]", then one line per syscall "NAME ACTION [ERRNO]". Names this architecture does
  * not have are skipped (as Docker does). clone3 keeps answering ENOSYS unless the profile names it. */
 static void build_profile_filter(const char *path) {

@@ -20,7 +20,7 @@ const NAME_KILLED = `k${SUFFIX}`; // created by a child process that gets SIGKIL
 const NAME_SIGTERM = `s${SUFFIX}`; // created by a child process that gets SIGTERM (exit hook)
 const NAME_THROW = `x${SUFFIX}`; // created by a child process that dies of an uncaught exception
 const ALL = [NAME, NAME_BIG, NAME_KILLED, NAME_SIGTERM, NAME_THROW];
-const LAB_TS = fileURLToPath(new URL('./lab.ts', import.meta.url));
+const LAB_TS = fileURLToPath(new URL('../../lab/lab.ts', import.meta.url));
 const NODE = process.execPath;
 const PORT = 7000;
 const log = (s: string) => console.log(`# ${s}`);

@@ -121,7 +121,7 @@ const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 // ---------------------------------------------------------------------------------------------------------
 // Dispatcher (a worker's session over /dispatcher/v1)
 
-/** Every message type a node sends a manager (manager/dispatcher/protocol.ts AgentToManager). */
+/** Every message type a node sends a manager (api/dispatcher.ts AgentToManager). */
 export const DISPATCHER_TYPES = ['hello', 'hb', 'renew', 'manager-up', 'status', 'log', 'log-end', 'exec-output', 'exec-result', 'usage'] as const;
 export type DispatcherType = (typeof DISPATCHER_TYPES)[number];
 

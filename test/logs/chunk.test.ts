@@ -1,5 +1,5 @@
 // Chunking, batching, flow windows and the leader's merge of log chunks (pure parts of the logs path:
-// worker/logs/chunk.ts, worker/logs/flow.ts, manager/api/log-merge.ts, manager/api/remote-validate.ts).
+// api/log-chunk.ts, worker/logs/flow.ts, manager/api/log-merge.ts, manager/api/remote-validate.ts).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { chunkEntry, LogBatcher, logChunkCost, splitBuffer, splitLine } from '../../api/log-chunk.ts';
