@@ -264,7 +264,7 @@ describe('lb in the kernel', { skip }, () => {
     }
     // And back.
     await prog.update(base());
-    assert.equal(tally(await lab.probe('c', 'tcp', VIP, 80, 12)).size, 3);
+    assert.equal(tally(await lab.probe('c', 'tcp', VIP, 80, 40)).size, 3);
   });
 
   test('services come and go incrementally', async () => {
@@ -289,7 +289,7 @@ describe('lb in the kernel', { skip }, () => {
     const v = await prog.verify();
     assert.equal(v.ok, false);
     assert.match(v.reason!, /missing/);
-    assert.equal(tally(await lab.probe('c', 'tcp', VIP, 80, 12)).size, 3);
+    assert.equal(tally(await lab.probe('c', 'tcp', VIP, 80, 40)).size, 3);
     // A subtler change: one map element deleted by hand.
     lab.exec('c', 'nft', 'delete', 'element', 'ip', 'shoal-lb', 'vips', '{ 10.1.0.3 }');
     const v2 = await prog.verify();

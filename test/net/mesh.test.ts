@@ -234,7 +234,7 @@ describe('mesh in the kernel', { skip }, () => {
     assert.deepEqual([...t.keys()].sort(), ['t1', 't2', 't3'], JSON.stringify([...t]));
     for (const r of rs) assert.equal(r.line!.split(' ')[1], '10.255.0.2');
     // From the node itself, to its own address (the output hook).
-    assert.deepEqual([...tally(await lab.probe('node', 'tcp', NODE, 8080, 15)).keys()].sort(), ['t1', 't2', 't3']);
+    assert.deepEqual([...tally(await lab.probe('node', 'tcp', NODE, 8080, 40)).keys()].sort(), ['t1', 't2', 't3']);
     // Ports that are not published are not touched.
     const other = await lab.probe('cl', 'tcp', NODE, 8081, 1);
     assert.equal(other[0]!.err, 'ECONNREFUSED');
@@ -260,7 +260,7 @@ describe('mesh in the kernel', { skip }, () => {
     }
     await mesh.update(meshView());
     assert.equal(await mesh.compact(), 2);
-    assert.equal(tally(await lab.probe('cl', 'tcp', NODE, 8080, 15)).size, 3);
+    assert.equal(tally(await lab.probe('cl', 'tcp', NODE, 8080, 40)).size, 3);
   });
 
   test('host mode: the local task answers and sees the client’s real address', async () => {
@@ -290,7 +290,7 @@ describe('mesh in the kernel', { skip }, () => {
     const h = await hostp.verify();
     assert.equal(h.ok, false);
     assert.equal(lab.exec('node', 'cat', '/proc/sys/net/ipv4/ip_forward').trim(), '1');
-    assert.equal(tally(await lab.probe('cl', 'tcp', NODE, 8080, 15)).size, 3);
+    assert.equal(tally(await lab.probe('cl', 'tcp', NODE, 8080, 40)).size, 3);
     assert.equal((await lab.probe('cl', 'tcp', NODE, 9090, 1))[0]!.line, 't1 10.77.0.2');
     assert.deepEqual(await mesh.verify(), { node: { ok: true }, ingress: { ok: true }, forwarding: true });
   });
