@@ -35,10 +35,13 @@ import type { KeyRing } from '../keys/keyring.ts';
 import { validateAgentMessage, type InboundMessage, type StatusMessage, type UsageMessage } from './validate.ts';
 import type { RemoteMessage } from '../api/remote-validate.ts';
 
-/** Limits of the dispatcher; each says what it protects. */
+/** How soon a NetView a node's session refused (its outbound buffer full) is offered again. */
+const NET_VIEW_RETRY_MS = 500;
+
 /** Message kinds that answer a manager's logs/exec request (flow-controlled by the request's window). */
 const REMOTE_REPLIES: ReadonlySet<string> = new Set(['log', 'log-end', 'exec-output', 'exec-result']);
 
+/** Limits of the dispatcher; each says what it protects. */
 export const DISPATCHER_LIMITS = {
   /** Largest frame ws accepts and reassembles (a bigger one closes the session with 1009). */
   maxPayload: 2 << 20,
@@ -115,6 +118,9 @@ export class Dispatcher {
   private dirtyNodes = new Set<string>();
   private assignTimer: NodeJS.Timeout | null = null;
   private netTimer: NodeJS.Timeout | null = null;
+  /** Nodes whose last NetView their session refused (outbound buffer full): sent again on a timer. */
+  private readonly netRetry = new Set<string>();
+  private netRetryTimer: NodeJS.Timeout | null = null;
   /** Last NetView (canonical JSON) sent to each session. */
   private sentViews = new Map<string, string>();
   /** Secrets and configs (`kind:id`) each session has been sent (secret-delivery.ts). */
@@ -475,6 +481,9 @@ export class Dispatcher {
     this.unwatchNet = null;
     if (this.netTimer) clearTimeout(this.netTimer);
     this.netTimer = null;
+    if (this.netRetryTimer) clearTimeout(this.netRetryTimer);
+    this.netRetryTimer = null;
+    this.netRetry.clear();
     this.sentViews.clear();
     if (closeSessions) {
       for (const ns of this.sessions.values()) ns.session.close(4001, 'leadership lost');
@@ -542,7 +551,22 @@ export class Dispatcher {
       const text = canonicalJson(view);
       if (this.sentViews.get(id) === text) continue;
       if (ns.session.sendJson({ t: 'network', view } satisfies ManagerToAgent)) this.sentViews.set(id, text);
+      else this.retryNetView(id);
     }
+  }
+
+  /**
+   * A refused view is not lost: without a retry the node would keep its old view (a removed task still
+   * in its DNS answers) until the next change anywhere in the cluster. One timer for all such nodes.
+   */
+  private retryNetView(nodeId: string): void {
+    this.netRetry.add(nodeId);
+    this.netRetryTimer ??= setTimeout(() => {
+      this.netRetryTimer = null;
+      const ids = [...this.netRetry].filter((id) => this.sessions.has(id));
+      this.netRetry.clear();
+      if (this.leading) this.sendNetViews(ids);
+    }, NET_VIEW_RETRY_MS);
   }
 
   private markAssignments(nodeId: string): void {

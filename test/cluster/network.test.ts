@@ -151,7 +151,9 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
         const out = (await execIn('client', 'nslookup', 'tasks.web')).out;
         return [...out.matchAll(/Address:\s*(10\.\d+\.\d+\.\d+)$/gm)].length === 1;
       },
-      10_000,
+      // A correctness bound, not a latency figure: in CI several labs share 2 cores, and the view passes
+      // the leader's debounce, the session, the agent and the resolver (bench:e2e measures the latency).
+      20_000,
       'tasks.web has one address',
     );
     // the mesh still answers on every host, also those without a task now
