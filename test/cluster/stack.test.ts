@@ -210,6 +210,8 @@ describe('shoal stack on a 3+2 lab', { concurrency: false, timeout: 900_000 }, (
     assert.match(r.err, /shoal\/later:1/);
     assert.deepEqual((await labelled('half')).services, ['half_first']);
     await ok(['image', 'load', '--state-dir', c.stateDir('h1'), '--tag', 'shoal/later:1', join(tmp, 'box.tar')]);
+    // Its task must be running before we note it (under load it may still be starting).
+    await converged('half_first', 1);
     const first = await running('half_first');
     const again = await ok(['stack', 'deploy', '-c', 'half.yml', 'half']);
     assert.match(again.out, /^Creating service half_second$/m);
