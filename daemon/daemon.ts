@@ -590,7 +590,7 @@ export class Daemon {
 
   private async startManager(bootstrap: boolean): Promise<void> {
     // Loaded before the port opens, so no request ever finds the port open and the manager missing.
-    const [{ Manager }, { unsafeRaftOption }] = await Promise.all([import('../manager/manager.ts'), import('../manager/raft/node.ts')]);
+    const [{ Manager }, { raftSnapshotOption, unsafeRaftOption }] = await Promise.all([import('../manager/manager.ts'), import('../manager/raft/node.ts')]);
     const st = this.state!;
     const creds = this.creds();
     // Client certificates are asked for but not required: /v1/ca and /v1/join serve anonymous joiners.
@@ -634,6 +634,8 @@ export class Daemon {
       log: (l) => this.log(`manager: ${l}`),
       // TEST ONLY: SHOAL_UNSAFE_RAFT=localReads runs a deliberately broken Raft (linearizability control).
       ...unsafeRaftOption(process.env),
+      // Snapshot cadence for benchmarks (bench:scale sets it to see snapshots at small sizes).
+      ...raftSnapshotOption(process.env),
       // Real containers need real images: pin every service image to a digest some manager holds.
       ...(this.opts.executor !== 'test' && typeof this.opts.executor !== 'function'
         ? {

@@ -77,6 +77,9 @@ export interface ManagerOptions {
   resolveImage?: (ref: string) => Promise<string>;
   /** TEST ONLY: a deliberately broken Raft (SHOAL_UNSAFE_RAFT, see manager/raft/node.ts). */
   unsafeRaft?: UnsafeFlags;
+  /** Raft snapshot cadence (RaftNodeOptions snapshotEvery / keepEntries); defaults when absent. */
+  snapshotEvery?: number;
+  keepEntries?: number;
   /** The data-encryption keys that seal secrets (manager/keys); null while this manager has none yet. */
   keys?: () => KeyRing | null;
   /** The daemon's metrics (--metrics-addr); absent: no observers are installed. */
@@ -145,6 +148,8 @@ export class Manager {
       ...(opts.bootstrap ? { bootstrap: [{ id: opts.nodeId, url: raftUrl(opts.advertise) }] } : {}),
       log: (l) => this.log(`raft: ${l}`),
       ...(opts.unsafeRaft ? { unsafe: opts.unsafeRaft } : {}),
+      ...(opts.snapshotEvery !== undefined ? { snapshotEvery: opts.snapshotEvery } : {}),
+      ...(opts.keepEntries !== undefined ? { keepEntries: opts.keepEntries } : {}),
     });
     this.events = new EventFeed(this.store, this.raft, {}, (l) => this.log(l));
     this.members = new Members(opts.nodeId, this.raft, this.transport);

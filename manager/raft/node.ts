@@ -140,6 +140,25 @@ const UNSAFE_VARIANTS = ['localReads', 'ackBeforeDurable', 'commitOldTerm'] as c
  * `{ unsafeRaft: flags }`. An unknown variant is an error naming it, so a typo never silently runs the
  * safe build in a control run that must fail.
  */
+/**
+ * Snapshot cadence from the daemon's environment, for benchmarks that must see snapshots taken
+ * (bench:scale): SHOAL_RAFT_SNAPSHOT_EVERY and SHOAL_RAFT_KEEP_ENTRIES, non-negative integers; anything
+ * else is refused by name. Read by the daemon, like unsafeRaftOption, so RaftNode only takes options.
+ */
+export function raftSnapshotOption(env: NodeJS.ProcessEnv): { snapshotEvery?: number; keepEntries?: number } {
+  const out: { snapshotEvery?: number; keepEntries?: number } = {};
+  for (const [name, key] of [
+    ['SHOAL_RAFT_SNAPSHOT_EVERY', 'snapshotEvery'],
+    ['SHOAL_RAFT_KEEP_ENTRIES', 'keepEntries'],
+  ] as const) {
+    const v = env[name]?.trim();
+    if (v === undefined || v === '') continue;
+    if (!/^\d+$/.test(v)) throw new Error(`${name}: not a non-negative integer: ${JSON.stringify(v)}`);
+    out[key] = Number(v);
+  }
+  return out;
+}
+
 export function unsafeRaftOption(env: NodeJS.ProcessEnv): { unsafeRaft?: UnsafeFlags } {
   const text = env[UNSAFE_RAFT_ENV]?.trim() ?? '';
   if (text === '') return {};
@@ -238,12 +257,6 @@ export class ReadFailedError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-/** A non-negative integer from the environment, or undefined. */
-function envInt(name: string): number | undefined {
-  const v = process.env[name];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
-}
-
 // Snapshot wrapper: "SHRN" | u8 version (1) | u32 BE header length | header (UTF-8 JSON) | application bytes
 
 const WRAP_MAGIC = [0x53, 0x48, 0x52, 0x4e]; // "SHRN"
@@ -402,9 +415,8 @@ export class RaftNode {
     }
     this.tickMs = tickMs;
     this.electionMs = electionMs;
-    // The environment may override the defaults (bench:scale takes snapshots often, to measure them).
-    this.snapshotEvery = opts.snapshotEvery ?? envInt('SHOAL_RAFT_SNAPSHOT_EVERY') ?? 10_000;
-    this.keepEntries = opts.keepEntries ?? envInt('SHOAL_RAFT_KEEP_ENTRIES') ?? 5000;
+    this.snapshotEvery = opts.snapshotEvery ?? 10_000;
+    this.keepEntries = opts.keepEntries ?? 5000;
     this.readTimeoutMs = opts.readTimeoutMs ?? 2 * electionMs;
     this.earlySend = opts.leaderSendBeforeSync ?? true;
     this.commitFlushMs = opts.commitFlushMs ?? 1000;
