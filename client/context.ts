@@ -5,7 +5,6 @@
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
 
 /** A user-facing failure: printed as `shoal: <message>` with exit code 1, never with a stack. */
 export class CliError extends Error {
@@ -271,13 +270,10 @@ function flushSessionCaches(): void {
 }
 let flushOnExit = false;
 
-/** A failure during the TLS handshake of a resumption attempt: the call is retried with the full CA. */
-class ResumeFailed extends Error {}
-
 /**
  * One HTTPS call to manager `addr` with the context's admin credentials: resumed from a cached session
  * when there is one (no CA list, so no root store; see above), else a full handshake against the
- * context's CA. Connection errors are ApiErrors (transport/https.ts), as from httpsJson.
+ * context's CA. The request itself is transport/https.ts httpsRaw, as for every other caller.
  */
 async function managerCall(
   ctx: Context,
@@ -288,112 +284,23 @@ async function managerCall(
 ): Promise<{ status: number; body: unknown; managers: string[] | null }> {
   // Imported here: node:https (TLS, crypto) costs a cold start milliseconds, and --help, completion
   // or a local-socket command never needs it.
-  const [https, { managerRequest }, { ApiError }, { createHash }] = await Promise.all([
-    import('node:https'),
-    import('../transport/https.ts'),
-    import('../api/errors.ts'),
-    import('node:crypto'),
-  ]);
-  const call: Call = { ctx, addr, method, path, body, sessions: sessionsOf(ctx, createHash), request: https.request, managerRequest, ApiError };
-  const ticket = call.sessions.ticket(addr);
+  const [{ httpsRaw, parsePeerJson, ResumeFailed }, { createHash }] = await Promise.all([import('../transport/https.ts'), import('node:crypto')]);
+  const sessions = sessionsOf(ctx, createHash);
+  const tls = { ca: ctx.admin.ca, key: ctx.admin.key, cert: ctx.admin.cert };
+  const call = async (ticket: Buffer | undefined) => {
+    const out = await httpsRaw(addr, method, path, body, tls, 10_000, { ...(ticket ? { ticket } : {}), onSession: (s) => sessions.save(addr, s) });
+    return { status: out.status, body: parsePeerJson(out.text) as unknown, managers: out.managers };
+  };
+  const ticket = sessions.ticket(addr);
   if (ticket) {
     try {
-      return await httpsOnce(call, ticket);
+      return await call(ticket);
     } catch (e) {
       if (!(e instanceof ResumeFailed)) throw e;
-      call.sessions.save(addr, null);
+      sessions.save(addr, null);
     }
   }
-  return httpsOnce(call, undefined);
-}
-
-interface Call {
-  ctx: Context;
-  addr: string;
-  method: string;
-  path: string;
-  body: unknown;
-  sessions: Sessions;
-  request: typeof import('node:https').request;
-  managerRequest: typeof import('../transport/https.ts').managerRequest;
-  ApiError: typeof import('../api/errors.ts').ApiError;
-}
-
-function httpsOnce(call: Call, ticket: Buffer | undefined): Promise<{ status: number; body: unknown; managers: string[] | null }> {
-  const { ctx, addr, method, path, body, sessions, request, managerRequest, ApiError } = call;
-  const data = body === undefined ? undefined : JSON.stringify(body);
-  const timeoutMs = 10_000;
-  return new Promise((resolvePromise, reject) => {
-    let socket: TLSSocket | undefined;
-    let connected = false; // TCP is up: a failure from here on is the handshake's (or later)
-    let secured = false;
-    let timedOut = false;
-    let session: Buffer | null = null;
-    const req = request(
-      {
-        ...managerRequest(addr, { ca: ctx.admin.ca, key: ctx.admin.key, cert: ctx.admin.cert }),
-        // Resuming: an empty CA list (a full handshake then fails verification, see ResumeFailed).
-        ...(ticket ? { ca: [], session: ticket } : {}),
-        agent: false,
-        method,
-        path,
-        headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
-        timeout: timeoutMs,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        const mh = res.headers['x-shoal-managers'];
-        const managers = typeof mh === 'string' && mh !== '' ? mh.split(',') : null;
-        res.on('end', () => {
-          // Only a session of a verified connection that answered is kept.
-          if (session && socket?.authorized) sessions.save(addr, session);
-          const text = Buffer.concat(chunks).toString('utf8');
-          let parsed: unknown = null;
-          try {
-            parsed = text ? JSON.parse(text) : null;
-          } catch {
-            parsed = { error: { message: text } };
-          }
-          resolvePromise({ status: res.statusCode ?? 0, body: parsed, managers });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('socket', (s) => {
-      socket = s as TLSSocket;
-      socket.once('connect', () => {
-        connected = true;
-      });
-      socket.once('secureConnect', () => {
-        secured = true;
-      });
-      socket.on('session', (sess: Buffer) => {
-        session = sess;
-      });
-    });
-    req.on('timeout', () => {
-      timedOut = true;
-      req.destroy(new Error(`${addr}: no answer within ${timeoutMs} ms`));
-    });
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      // The manager did not resume (it then sends its certificate, which the empty CA list refuses):
-      // try again with a full handshake. A refused connection or a timeout is not retried.
-      if (ticket && connected && !secured && !timedOut) {
-        reject(new ResumeFailed(e.message));
-        return;
-      }
-      const why =
-        e.code === 'ECONNREFUSED'
-          ? `connection refused by ${addr} (is a Shoal manager running there?)`
-          : e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH'
-            ? `${addr} is unreachable`
-            : e.message;
-      reject(new ApiError(503, e.code ?? 'ECONN', why));
-    });
-    if (data) req.write(data);
-    req.end();
-  });
+  return call(undefined);
 }
 
 /** Calls the local daemon's API on its unix socket (state-dir/shoal.sock). */

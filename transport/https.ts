@@ -1,6 +1,7 @@
 // HTTPS to Shoal managers with the cluster's credentials (CLI, daemons, tests). Kept apart from the
 // daemon so the CLI can talk to a cluster without loading the whole manager and engine.
 import { request as httpsRequest, type RequestOptions } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { ApiError } from '../api/errors.ts';
 
 export function splitHostPort(hp: string): [string, number] {
@@ -44,14 +45,31 @@ export async function httpsJson(
   tls: ManagerTls,
 ): Promise<{ status: number; body: PeerJson; managers: string[] | null }> {
   const out = await httpsRaw(remote, method, path, body, tls);
-  let parsed: unknown = null;
-  try {
-    parsed = out.text ? JSON.parse(out.text) : null;
-  } catch {
-    parsed = { error: { message: out.text } };
-  }
-  return { status: out.status, body: parsed, managers: out.managers };
+  return { status: out.status, body: parsePeerJson(out.text), managers: out.managers };
 }
+
+/** A peer's answer as JSON; text that is not JSON becomes an error body carrying it. */
+export function parsePeerJson(text: string): PeerJson {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return { error: { message: text } };
+  }
+}
+
+/**
+ * TLS session resumption for one call (the CLI's session cache, client/context.ts): with a ticket the
+ * CA list is emptied, so only a resumed handshake can succeed (and Node parses no root store); a
+ * manager that does not resume then fails the handshake with ResumeFailed, and the caller retries with
+ * a full one. `onSession` receives the session of a verified connection that answered.
+ */
+export interface Resumption {
+  ticket?: Buffer;
+  onSession?: (session: Buffer) => void;
+}
+
+/** The handshake of a resumption attempt failed: retry the call with a full handshake. */
+export class ResumeFailed extends Error {}
 
 export function httpsRaw(
   remote: string,
@@ -60,12 +78,21 @@ export function httpsRaw(
   body: unknown,
   tls: ManagerTls,
   timeoutMs = 10_000,
+  resume?: Resumption,
 ): Promise<{ status: number; text: string; managers: string[] | null }> {
   const data = body === undefined ? undefined : JSON.stringify(body);
+  const ticket = resume?.ticket;
   return new Promise((resolve, reject) => {
+    let socket: TLSSocket | undefined;
+    let connected = false; // TCP is up: a failure from here on is the handshake's (or later)
+    let secured = false;
+    let timedOut = false;
+    let session: Buffer | null = null;
     const req = httpsRequest(
       {
         ...managerRequest(remote, tls),
+        ...(ticket ? { ca: [], session: ticket } : {}),
+        ...(resume ? { agent: false } : {}),
         method,
         path,
         headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
@@ -76,12 +103,38 @@ export function httpsRaw(
         res.on('data', (c: Buffer) => chunks.push(c));
         const mh = res.headers['x-shoal-managers'];
         const managers = typeof mh === 'string' && mh !== '' ? mh.split(',') : null;
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), managers }));
+        res.on('end', () => {
+          if (session && socket?.authorized) resume?.onSession?.(session);
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), managers });
+        });
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`${remote}: no answer within ${timeoutMs} ms`)));
+    if (resume) {
+      req.on('socket', (s) => {
+        socket = s as TLSSocket;
+        socket.once('connect', () => {
+          connected = true;
+        });
+        socket.once('secureConnect', () => {
+          secured = true;
+        });
+        socket.on('session', (sess: Buffer) => {
+          session = sess;
+        });
+      });
+    }
+    req.on('timeout', () => {
+      timedOut = true;
+      req.destroy(new Error(`${remote}: no answer within ${timeoutMs} ms`));
+    });
     req.on('error', (e: NodeJS.ErrnoException) => {
+      // The manager did not resume (it then sends its certificate, which the empty CA list refuses).
+      // A refused connection or a timeout is not a resumption failure.
+      if (ticket && connected && !secured && !timedOut) {
+        reject(new ResumeFailed(e.message));
+        return;
+      }
       const why =
         e.code === 'ECONNREFUSED'
           ? `connection refused by ${remote} (is a Shoal manager running there?)`
