@@ -6,9 +6,20 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, 
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
-/** A user-facing failure: printed as `shoal: <message>` with exit code 1, never with a stack. */
+/**
+ * A user-facing failure: printed as `shoal: <message>` with exit code 1, never with a stack. When a
+ * Shoal API refused the request, `status` and `code` are its HTTP status and error code (a caller such
+ * as the dashboard maps them); a failure with no answer (no manager reachable) has neither.
+ */
 export class CliError extends Error {
   override name = 'CliError';
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
 }
 
 export interface Context {
@@ -151,7 +162,7 @@ async function controlOnce(ctx: Context, method: string, path: string, body?: un
       retryable = err?.message ?? code;
       continue;
     }
-    if (out.status >= 400) throw new CliError(err?.message ?? `HTTP ${out.status}`);
+    if (out.status >= 400) throw new CliError(err?.message ?? `HTTP ${out.status}`, out.status, code);
     return out.body;
   }
   if (retryable) throw new RetryableError(retryable);

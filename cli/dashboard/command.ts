@@ -35,12 +35,9 @@ export function contextApi(ctx: Context): ClusterApi & ActionApi {
   return {
     clusterId: ctx.clusterId,
     get: <T>(path: string, manager?: string) => control<T>(ctx, 'GET', path, undefined, manager),
-    // control() has already retried what is worth retrying; what it throws is the cluster's refusal
-    // (a 4xx: the page shows the message as a 409) or no manager answering (a 502).
-    post: <T>(path: string, body: unknown) =>
-      control<T>(ctx, 'POST', path, body).catch((e: Error) => {
-        throw Object.assign(new Error(e.message), { status: /^no manager reachable/.test(e.message) ? 502 : 409 });
-      }),
+    // control() has already retried what is worth retrying; what it throws carries the cluster's status
+    // when a manager refused (server.ts keeps a 4xx), and none when no manager answered (a 502).
+    post: <T>(path: string, body: unknown) => control<T>(ctx, 'POST', path, body),
     stream: (path, h) => openNdjson(ctx, path, h),
     managers: () => ctx.managers,
   };

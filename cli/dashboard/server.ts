@@ -27,7 +27,7 @@ import type { UsageFeed } from './usage.ts';
 /** What the actions need from the cluster, beyond the source's reads. */
 export interface ActionApi {
   get<T>(path: string): Promise<T>;
-  /** Rejects with an Error; `status` on it when the cluster answered with one. */
+  /** Rejects with an Error; `status` on it when the cluster answered with one (get too). */
   post<T>(path: string, body: unknown): Promise<T>;
   stream(path: string, h: NdjsonHandlers): NdjsonStream;
 }

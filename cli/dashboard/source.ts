@@ -27,7 +27,7 @@ import { countRunning, dashNode, dashService, dashTask, type NodeJson, type Serv
 
 /** What the source needs from the cluster (a context in production, a fake in the unit tests). */
 export interface ClusterApi {
-  /** A control-API GET (any manager, or `manager` only). Rejects with an Error whose message the API gave. */
+  /** A control-API GET (any manager, or `manager` only). Rejects with an Error whose message the API gave, and its `status` when it answered. */
   get<T>(path: string, manager?: string): Promise<T>;
   stream(path: string, h: NdjsonHandlers): NdjsonStream;
   managers(): string[];
@@ -44,7 +44,8 @@ export const EVENT_RING = 500;
 const REPLAY_MS = 10 * 60_000;
 const RAFT_EVERY_MS = 2_000;
 
-const isNotFound = (e: unknown) => / not found$/.test((e as Error).message ?? '');
+/** The cluster answered 404 (client/context.ts's CliError carries the status). */
+const isNotFound = (e: unknown) => (e as { status?: unknown } | null)?.status === 404;
 
 function isEvent(o: unknown): o is ClusterEvent {
   if (typeof o !== 'object' || o === null) return false;

@@ -93,7 +93,7 @@ class FakeCluster implements ClusterApi {
       const svc = u.searchParams.get('service');
       out = svc ? this.tasks.filter((t) => t.serviceId === svc) : this.tasks;
     } else if (u.pathname === '/v1/info') out = { nodeId: 'n1', role: 'leader', leader: 'n1', term: 3, commit: 10, applied: 10 };
-    if (out === undefined) throw new Error(`${u.pathname.split('/')[2]} ${u.pathname.split('/')[3]} not found`);
+    if (out === undefined) throw Object.assign(new Error(`${u.pathname.split('/')[2]} ${u.pathname.split('/')[3]} not found`), { status: 404 });
     return structuredClone(out) as T;
   }
   async post<T>(path: string, body: unknown): Promise<T> {
@@ -313,6 +313,13 @@ describe('dashboard server', () => {
     assert.deepEqual(fake.posts[2], { path: '/v1/nodes/n2/update', body: { availability: 'drain' } });
   });
 
+  it('keeps the status the cluster answered a read with: a missing service is a 404, not a 502', async () => {
+    const h = { cookie, 'content-type': 'application/json', 'x-shoal-csrf': csrf };
+    const r = await call(d, 'POST', '/api/services/nope/image', h, '{"image":"busybox:2"}');
+    assert.equal(r.status, 404, r.body);
+    assert.match(r.body, /not found/);
+  });
+
   it('streams a slim snapshot, then refetches only what an event names and pushes the delta', async () => {
     // The cluster changes once the snapshot is there (the server subscribed the stream before sending it).
     const got = await sse(
@@ -374,7 +381,8 @@ describe('dashboard server', () => {
     const t0 = Date.now();
     while (fake.streams.length === before && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
     assert.equal(fake.streams.length, before + 1, 'reconnected');
-    await new Promise((r) => setTimeout(r, 20));
+    const t1 = Date.now();
+    while (source.linkState.state !== 'live' && Date.now() - t1 < 3000) await new Promise((r) => setTimeout(r, 10));
     assert.equal(source.linkState.state, 'live');
   });
 
@@ -388,7 +396,9 @@ describe('dashboard server', () => {
     const t0 = Date.now();
     while (usage.active > 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
     assert.equal(usage.active, 0);
-    await new Promise((r) => setTimeout(r, 100)); // a sample in flight at that moment lands
+    // A sample in flight at that moment lands: the fake's get (counted when called) settles within one
+    // turn of the event loop, and a sampler already removed schedules no next sample.
+    await new Promise((r) => setImmediate(r));
     const samples = () => fake.gets.filter((p) => p === '/v1/tasks?service=s1').length;
     const after = samples();
     await new Promise((r) => setTimeout(r, 300)); // six sampling periods
