@@ -4,6 +4,9 @@
 // does; labels as `key` (present) or `key=value`. Unknown keys are refused with 400, as the engine
 // refuses them, so a typo never silently lists everything. Pure.
 import { badRequest } from '../api/http.ts';
+import { anyValue, everyLabel, labelMatch } from '../filters.ts';
+
+export { labelMatch };
 
 export type Filters = ReadonlyMap<string, readonly string[]>;
 
@@ -37,23 +40,13 @@ export function parseFilters(raw: string | null, allowed: readonly string[]): Fi
 
 /** True when the filter has no values for `key`, or `test` accepts one of them. */
 export function anyOf(f: Filters, key: string, test: (v: string) => boolean): boolean {
-  const vals = f.get(key);
-  return !vals || vals.length === 0 || vals.some(test);
+  return anyValue(f.get(key), test);
 }
 
 /** Prefix match (names and ids), as the engine's list filters do. */
 export const prefixOf = (actual: string | undefined) => (v: string) => actual !== undefined && actual.startsWith(v);
 
-/** Label filter value `key` or `key=value` against a label map. */
-export const labelMatch = (labels: Readonly<Record<string, string>> | undefined) => (v: string) => {
-  const eq = v.indexOf('=');
-  const l = labels ?? {};
-  if (eq < 0) return v in l;
-  return l[v.slice(0, eq)] === v.slice(eq + 1);
-};
-
 /** Label filters are ANDed among themselves (every given label must match), unlike other keys. */
 export function allLabels(f: Filters, key: string, labels: Readonly<Record<string, string>> | undefined): boolean {
-  const vals = f.get(key);
-  return !vals || vals.every(labelMatch(labels));
+  return everyLabel(f.get(key), labels);
 }

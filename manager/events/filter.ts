@@ -2,7 +2,7 @@
 // and the CLI share it, and a bad parameter becomes an EventQueryError naming it (the route answers 400).
 //
 // Filters work as Docker's: values of the same key are alternatives (type=service&type=node is either),
-// different keys must all match.
+// except label, whose values must all match (label=a&label=b is both); different keys must all match.
 //   type=KIND        one of api/events.ts EVENT_TYPES
 //   name=NAME        the object's name; for tasks also their service's name (name=web shows web's tasks)
 //   id=ID            the object's id or a prefix of it; for tasks also their service's full id
@@ -10,6 +10,7 @@
 //                    service's labels)
 //   action=ACTION    create, update, remove, state, down, up, leader, autoscale, …
 import { EVENT_TYPES, compareSeq, type ClusterEvent } from '../../api/events.ts';
+import { anyValue, everyLabel } from '../filters.ts';
 
 export const FILTER_KEYS = ['type', 'name', 'label', 'id', 'action'] as const;
 export type FilterKey = (typeof FILTER_KEYS)[number];
@@ -110,21 +111,21 @@ export function parseEventQuery(q: URLSearchParams): EventQuery {
   return out;
 }
 
-function anyOf(values: readonly string[], test: (v: string) => boolean): boolean {
-  return values.length === 0 || values.some(test);
+/** An event's labels: its `label.KEY` attributes (derive.ts). */
+function labelsOf(a: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(a)) if (k.startsWith('label.')) out[k.slice('label.'.length)] = v;
+  return out;
 }
 
 export function matchesFilter(e: ClusterEvent, f: EventFilter): boolean {
   const a = e.actor.attributes;
   return (
-    anyOf(f.type, (v) => v === e.type) &&
-    anyOf(f.action, (v) => v === e.action) &&
-    anyOf(f.name, (v) => v === e.actor.name || v === a.name || (e.type === 'task' && v === a.service)) &&
-    anyOf(f.id, (v) => e.actor.id === v || (v.length > 0 && e.actor.id.startsWith(v)) || (e.type === 'task' && a['service.id'] === v)) &&
-    anyOf(f.label, (v) => {
-      const eq = v.indexOf('=');
-      return eq < 0 ? `label.${v}` in a : a[`label.${v.slice(0, eq)}`] === v.slice(eq + 1);
-    })
+    anyValue(f.type, (v) => v === e.type) &&
+    anyValue(f.action, (v) => v === e.action) &&
+    anyValue(f.name, (v) => v === e.actor.name || v === a.name || (e.type === 'task' && v === a.service)) &&
+    anyValue(f.id, (v) => e.actor.id === v || (v.length > 0 && e.actor.id.startsWith(v)) || (e.type === 'task' && a['service.id'] === v)) &&
+    (f.label.length === 0 || everyLabel(f.label, labelsOf(a)))
   );
 }
 

@@ -83,6 +83,26 @@ describe('event query parsing', () => {
     assert.deepEqual(pick(['label=team=b']), []);
     assert.deepEqual(pick(['action=down', 'action=state']), ['web.1', 'worker-1']);
   });
+
+  it('ANDs label values, as Docker does', () => {
+    const ev = (name: string, attributes: Record<string, string>): ClusterEvent => ({
+      seq: '1.0',
+      time: '2026-12-06T08:00:00.000Z',
+      type: 'service',
+      action: 'update',
+      actor: { id: name, name, attributes: { name, ...attributes } },
+    });
+    const both = ev('both', { 'label.team': 'a', 'label.tier': 'web' });
+    const teamOnly = ev('team-only', { 'label.team': 'a' });
+    const tierOnly = ev('tier-only', { 'label.tier': 'web' });
+    const pick = (raws: string[]) => [both, teamOnly, tierOnly].filter((e) => matchesFilter(e, parseFilters(raws))).map((e) => e.actor.name);
+    assert.deepEqual(pick(['label=team', 'label=tier']), ['both']);
+    assert.deepEqual(pick(['label=team=a', 'label=tier=web']), ['both']);
+    assert.deepEqual(pick(['label=team=a', 'label=tier=db']), []);
+    assert.deepEqual(pick(['label=team']), ['both', 'team-only']);
+    // An attribute that only looks like a label is not one.
+    assert.deepEqual(pick(['label=name']), []);
+  });
 });
 
 describe('GET /v1/events over HTTP', () => {
