@@ -78,13 +78,12 @@ describe('scale lab: a farm of simulated agents against a real manager', { concu
       `${TASKS} tasks running`,
       500,
     );
-    const tasks = await c.control('GET', `/v1/tasks?service=${id}`).catch(() => null);
-    if (Array.isArray(tasks)) {
-      const running = tasks.filter((t) => t.status?.state === 'running');
-      assert.equal(running.length, TASKS);
-      // Spread over the farm's nodes, not piled on a few.
-      assert.ok(new Set(running.map((t) => t.nodeId)).size >= Math.min(NODES, TASKS) * 0.9, 'tasks spread over the simulated nodes');
-    }
+    const tasks = await c.control('GET', `/v1/tasks?service=${id}`);
+    assert.ok(Array.isArray(tasks), `GET /v1/tasks answered ${JSON.stringify(tasks)?.slice(0, 200)}`);
+    const running = tasks.filter((t) => t.status?.state === 'running');
+    assert.equal(running.length, TASKS);
+    // Spread over the farm's nodes, not piled on a few.
+    assert.ok(new Set(running.map((t) => t.nodeId)).size >= Math.min(NODES, TASKS) * 0.9, 'tasks spread over the simulated nodes');
   });
 
   it("a simulated node's agent killed: the manager marks the node Down", async () => {
