@@ -104,7 +104,7 @@ class FakeCluster implements ClusterApi {
   stream(_path: string, h: NdjsonHandlers) {
     this.streams.push(h);
     queueMicrotask(() => h.onOpen?.('10.0.0.1:2377'));
-    return { close() {} };
+    return { close() {}, pause() {}, resume() {} };
   }
   managers() {
     return ['10.0.0.1:2377'];
@@ -381,9 +381,10 @@ describe('dashboard server', () => {
     const t0 = Date.now();
     while (fake.streams.length === before && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 20));
     assert.equal(fake.streams.length, before + 1, 'reconnected');
+    const state = (): string => source.linkState.state; // read afresh (the assert above narrowed the type to 'down')
     const t1 = Date.now();
-    while (source.linkState.state !== 'live' && Date.now() - t1 < 3000) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(source.linkState.state, 'live');
+    while (state() !== 'live' && Date.now() - t1 < 3000) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(state(), 'live');
   });
 
   it('samples usage only while someone watches', async () => {
