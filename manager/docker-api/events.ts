@@ -8,10 +8,10 @@
 // `toDockerEvent` is pure; the route is the I/O.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ClusterEvent } from '../../api/events.ts';
-import type { Router } from '../api/http.ts';
+import { ApiError, badRequest, type Router } from '../api/http.ts';
 import type { EventLog } from '../events/log.ts';
-import { emptyFilter } from '../events/filter.ts';
-import { anyOf, parseFilters, type Filters } from './filters.ts';
+import { EventQueryError, emptyFilter, eventLabels, parseEventTime } from '../events/filter.ts';
+import { allLabels, anyOf, parseFilters, type Filters } from './filters.ts';
 import { query, type DockerCtx } from './http.ts';
 
 export interface DockerEvent {
@@ -51,23 +51,31 @@ export function toDockerEvent(e: ClusterEvent): DockerEvent | null {
   };
 }
 
-/** Docker's since/until: unix seconds (fractional) or RFC 3339; absent or unreadable → the default. In ns. */
-export function timeParamNs(raw: string | null, dflt: number): number {
+/** Docker's since/until (events/filter.ts parseEventTime: Unix seconds or RFC 3339) in ns; absent → the default; unreadable → 400. */
+export function timeParamNs(param: 'since' | 'until', raw: string | null, dflt: number): number {
   if (raw === null || raw === '') return dflt;
-  const n = Number(raw);
-  if (Number.isFinite(n)) return n * 1e9;
-  const t = Date.parse(raw);
-  return Number.isNaN(t) ? dflt : t * 1e6;
+  try {
+    return parseEventTime(param, raw) * 1e6;
+  } catch (e) {
+    if (e instanceof EventQueryError) throw badRequest(e.message, { param: e.param });
+    throw e;
+  }
 }
 
-export function matchesFilters(e: DockerEvent, f: Filters): boolean {
+/** Filters for objects this swarm-only facade never reports events about: any value matches nothing. */
+const NEVER_KEYS = ['container', 'image', 'volume', 'daemon', 'plugin'];
+
+/** `labels`: the actor's labels (Docker matches `label=` against them; every value must match). */
+export function matchesFilters(e: DockerEvent, f: Filters, labels: Readonly<Record<string, string>> = {}): boolean {
   const named = (key: string) =>
     e.Type === key ? anyOf(f, key, (v) => v === e.Actor.ID || v === e.Actor.Attributes.name || e.Actor.ID.startsWith(v)) : !f.get(key)?.length;
   return (
     anyOf(f, 'type', (v) => v === e.Type) &&
     anyOf(f, 'event', (v) => v === e.Action) &&
     anyOf(f, 'scope', (v) => v === 'swarm') &&
-    ['service', 'node', 'network', 'secret', 'config'].every((k) => !f.get(k)?.length || named(k))
+    ['service', 'node', 'network', 'secret', 'config'].every((k) => !f.get(k)?.length || named(k)) &&
+    NEVER_KEYS.every((k) => !f.get(k)?.length) &&
+    allLabels(f, 'label', labels)
   );
 }
 
@@ -78,17 +86,19 @@ export function registerEventRoutes(r: Router<DockerCtx>, log: EventLog | undefi
     const q = query(req);
     const f = parseFilters(q.get('filters'), FILTER_KEYS);
     const nowNs = now() * 1e6;
-    const sinceNs = timeParamNs(q.get('since'), nowNs);
-    const untilNs = timeParamNs(q.get('until'), Number.POSITIVE_INFINITY);
+    const sinceNs = timeParamNs('since', q.get('since'), nowNs);
+    const untilNs = timeParamNs('until', q.get('until'), Number.POSITIVE_INFINITY);
     const convert = (e: ClusterEvent): DockerEvent | null => {
       const d = toDockerEvent(e);
-      return d && d.timeNano >= sinceNs && d.timeNano <= untilNs && matchesFilters(d, f) ? d : null;
+      return d && d.timeNano >= sinceNs && d.timeNano <= untilNs && matchesFilters(d, f, eventLabels(e.actor.attributes)) ? d : null;
     };
     const past = log ? log.replay({ filter: emptyFilter() }) : [];
     // Opened in the same turn as the replay, so nothing falls between the two.
     let wake = (): void => {};
     const follow = log !== undefined && untilNs > nowNs;
     const l = follow ? log.listen({ filter: emptyFilter(), ...(past.length > 0 ? { after: past[past.length - 1]!.seq } : {}) }, () => wake()) : null;
+    // As /v1/events (manager/api/events.ts): a full listener table is a 503, not a stream that ends at once.
+    if (follow && l === null) throw new ApiError(503, 'EBUSY', 'too many event streams are open on this manager; retry later or ask another manager');
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     for (const e of past) {
       const d = convert(e);

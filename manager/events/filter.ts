@@ -112,7 +112,7 @@ export function parseEventQuery(q: URLSearchParams): EventQuery {
 }
 
 /** An event's labels: its `label.KEY` attributes (derive.ts). */
-function labelsOf(a: Readonly<Record<string, string>>): Record<string, string> {
+export function eventLabels(a: Readonly<Record<string, string>>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(a)) if (k.startsWith('label.')) out[k.slice('label.'.length)] = v;
   return out;
@@ -125,7 +125,7 @@ export function matchesFilter(e: ClusterEvent, f: EventFilter): boolean {
     anyValue(f.action, (v) => v === e.action) &&
     anyValue(f.name, (v) => v === e.actor.name || v === a.name || (e.type === 'task' && v === a.service)) &&
     anyValue(f.id, (v) => e.actor.id === v || (v.length > 0 && e.actor.id.startsWith(v)) || (e.type === 'task' && a['service.id'] === v)) &&
-    (f.label.length === 0 || everyLabel(f.label, labelsOf(a)))
+    (f.label.length === 0 || everyLabel(f.label, eventLabels(a)))
   );
 }
 
