@@ -4,7 +4,6 @@
 // changes; after the leader's daemon is killed with SIGKILL, a replay from another manager returns the
 // earlier events with the same seq and time, and a leader event for the new term.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { compareSeq, type ClusterEvent } from '../../api/events.ts';
 import { saveContext } from '../../client/context.ts';
 import { ClusterLab, waitFor } from '../../lab/cluster-lab.ts';
-import { cleanupOnExit } from '../../lab/lab.ts';
+import { cleanupOnExit, runAsync } from '../../lab/lab.ts';
 
 const NAME = 'evlab';
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -26,12 +25,10 @@ interface Run {
   err: string;
 }
 
-function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 180_000): Promise<Run> {
-  return new Promise((res) => {
-    execFile(cmd, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 }, (e, out, err) =>
-      res({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err }),
-    );
-  });
+/** `cmd` with only PATH and `env` in its environment. Not started, killed (timeout) or signalled: code 1. */
+async function run(cmd: string, args: string[], env: Record<string, string>, timeoutMs = 180_000): Promise<Run> {
+  const r = await runAsync(cmd, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, timeoutMs });
+  return { code: r.code ?? 1, out: r.stdout, err: r.error ? `${r.stderr}${r.error.message}` : r.stderr };
 }
 
 const skip = process.getuid?.() !== 0 ? 'labs need root' : false;
