@@ -163,10 +163,12 @@ function recommendFor(m: Metric, target: number, input: AutoscaleInput): MetricR
   const figure: MetricFigure = { average, target, reported: utils.length, tasks: input.tasks.length };
   const ratio = average / target;
   const cur = input.replicas;
-  let replicas = cur;
-  if (Math.abs(ratio - 1) <= TOLERANCE) replicas = cur;
-  else if (ratio > 1) replicas = Math.max(cur, Math.ceil(sum / target - 1e-9));
-  else if (utils.length >= cur && input.tasks.length >= cur) replicas = Math.ceil(sum / target - 1e-9);
+  let replicas = cur; // within TOLERANCE of the target: hold
+  if (Math.abs(ratio - 1) > TOLERANCE) {
+    if (ratio > 1) replicas = Math.max(cur, Math.ceil(sum / target - 1e-9));
+    // In only on reports from every replica (utils holds at most one per task, so there are >= cur tasks).
+    else if (utils.length >= cur) replicas = Math.ceil(sum / target - 1e-9);
+  }
   return { metric: m, replicas, figure };
 }
 
