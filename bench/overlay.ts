@@ -29,6 +29,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { waitFor } from '../lab/cluster-lab.ts';
 import { DataPlane } from '../overlay-net/dataplane.ts';
 import { MeshProgrammer } from '../overlay-net/mesh.ts';
 import * as nl from '../overlay-net/netlink.ts';
@@ -197,8 +198,6 @@ function withTimeout<T>(p: Promise<T>, msTimeout: number, what: string): Promise
     }),
   ]).finally(() => clearTimeout(t));
 }
-
-const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 
 interface Ran {
   code: number | null;
@@ -431,13 +430,12 @@ function buildLab(): { attachMs: number[]; applyMs: number[]; tasks: Map<string,
 }
 
 async function waitPing(nsPath: string, ip: string, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const r = await runIn(nsPath, '/bin/busybox', ['ping', '-c', '1', '-W', '1', ip], 3000);
-    if (r.code === 0) return;
-    if (Date.now() > deadline) throw new Error(`${what}: ${ip} unreachable`);
-    await sleep(100);
-  }
+  await waitFor(
+    async () => (await runIn(nsPath, '/bin/busybox', ['ping', '-c', '1', '-W', '1', ip], 3000)).code === 0,
+    5000,
+    `${what}: ${ip} to answer a ping`,
+    100,
+  );
 }
 
 // ------------------------------------------------------------------------------------------ throughput
@@ -625,12 +623,19 @@ async function main(): Promise<void> {
     return JSON.parse(r.stdout) as { wallUs: number; lat: number[]; by: Record<string, number>; errors: number; errs: Record<string, number> };
   };
   // Reachability first (a few tries), then a warm-up of each target.
-  for (let i = 0; ; i++) {
-    const r = await load(meshAddr, PUBLISHED, 4);
-    if (r.errors === 0) break;
-    if (i >= 20) throw new Error(`routing mesh on h3 unreachable: ${JSON.stringify(r.errs)}`);
-    await sleep(200);
-  }
+  let lastErrs: Record<string, number> = {};
+  await waitFor(
+    async () => {
+      const r = await load(meshAddr, PUBLISHED, 4);
+      lastErrs = r.errs;
+      return r.errors === 0;
+    },
+    30_000,
+    'the routing mesh on h3 to answer',
+    200,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}: ${JSON.stringify(lastErrs)}`);
+  });
   await load(meshAddr, PUBLISHED, 200);
   await load(web1.gwIp, HTTP_PORT, 200);
   type LoadRun = Awaited<ReturnType<typeof load>>;
