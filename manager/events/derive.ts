@@ -20,7 +20,7 @@
 //   cluster  create · update naming the changed parts (`changed=spec.raft,joinTokens`), never values:
 //            tokens and keys are secrets.
 // Leader changes are marked by the log itself (leaderEvent below): the first entry of a new term.
-import { compareSeq, type ClusterEvent, type EventType } from '../../api/events.ts';
+import type { ClusterEvent, EventType } from '../../api/events.ts';
 import type { AutoscaleStatus, Cluster, Frozen, Network, Node, Service, ServiceMode, Task } from '../../api/objects.ts';
 import type { StoreEvent } from '../store/store.ts';
 
@@ -40,8 +40,6 @@ export function seqOf(index: number, position: number): string {
   return `${index}.${position}`;
 }
 
-export { compareSeq };
-
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -58,7 +56,7 @@ function pair(attrs: Record<string, string>, key: string, old: string, now: stri
   attrs[`${key}.new`] = now;
 }
 
-export function modeName(m: ServiceMode | undefined): string {
+function modeName(m: ServiceMode | undefined): string {
   if (!m) return '';
   if ('replicated' in m) return 'replicated';
   if ('global' in m) return 'global';
@@ -66,7 +64,7 @@ export function modeName(m: ServiceMode | undefined): string {
   return 'global-job';
 }
 
-export function replicasOf(m: ServiceMode | undefined): string {
+function replicasOf(m: ServiceMode | undefined): string {
   if (m && 'replicated' in m) return String(m.replicated.replicas);
   if (m && 'replicatedJob' in m) return String(m.replicatedJob.totalCompletions);
   return '';

@@ -206,10 +206,6 @@ export class EventLog {
     return first.done ? seqOf(this.historyFrom, 0) : first.value.seq;
   }
 
-  get keptCount(): number {
-    return this.size;
-  }
-
   /**
    * A live listener for events derived from now on (combine with replay() for history: both run in the
    * same turn, so nothing falls between them). Null when MAX_LISTENERS are open.
