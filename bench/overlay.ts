@@ -557,7 +557,10 @@ async function main(): Promise<void> {
     `${pct(tOv)} (target ≥ 80 %: ${tOv >= 0.8 ? 'met' : 'MISSED'}; ${spreadPct(rOv)}; ratio of the medians ${pct(median(runsOf('overlay').map((x) => x.bps)) / median(runsOf('veth').map((x) => x.bps)))})`,
   );
   const rVm = perRound('overlay', 'veth-mtu');
-  fig(`throughput overlay / veth at the same MTU (${overlayMtu})`, `${pct(median(rVm))} (${spreadPct(rVm)})`);
+  fig(
+    `throughput overlay / veth at the same MTU (${overlayMtu})`,
+    `${pct(median(rVm))} (${spreadPct(rVm)}; no goal; context for the overlay / veth goal: the part of the gap the smaller MTU explains)`,
+  );
   // CPU per byte is steadier than throughput on a busy machine: contention stretches both paths' time, less
   // their CPU per byte. Each iperf3 process's own rusage includes the softirq work the kernel did in its
   // context; which of the two carries a hop shifts with timing (a receiver holding its socket processes the
@@ -571,7 +574,10 @@ async function main(): Promise<void> {
     );
   }
   const cOv = runsOf('overlay').map((x, i) => total(runsOf('veth')[i]!) / total(x));
-  fig('CPU per byte, veth / overlay (sender + receiver, per round)', `${pct(median(cOv))} (${spreadPct(cOv)})`);
+  fig(
+    'CPU per byte, veth / overlay (sender + receiver, per round)',
+    `${pct(median(cOv))} (${spreadPct(cOv)}; no goal; context for the overlay / veth goal, steadier than throughput on a busy machine)`,
+  );
   const la = loadavg()[0]!;
   if (la > cpus().length) fig('noise', `load average ${la.toFixed(1)} on ${cpus().length} CPUs: other work shares the CPUs, throughput figures are noisy`);
 
