@@ -99,6 +99,14 @@ interface NodeSession {
   remoteAddr: string;
   /** The client certificate (DER) the session was opened with: re-checked when the deny list changes. */
   certRaw?: Buffer;
+  /**
+   * Renewals between their commit and sending the new certificate (a count: the rate limit allows a few
+   * at once): a revocation seen meanwhile closes the session only once the certificate was sent (else a
+   * demoted node would never receive it).
+   */
+  renewing?: number;
+  /** The deny list refused this session while `renewing`: closed as soon as the renewal is done. */
+  closeAfterRenew?: string;
 }
 
 export class Dispatcher {
@@ -214,11 +222,19 @@ export class Dispatcher {
     for (const ns of this.sessions.values()) {
       const problem = this.d.certProblem(ns.certRaw, ['worker', 'manager']);
       if (problem === null) continue;
-      this.d.log(`closing the session of node ${ns.nodeId}: ${problem}`);
-      ns.session.close(4003, 'certificate revoked');
       closed++;
+      if (ns.renewing) {
+        ns.closeAfterRenew = problem;
+        continue;
+      }
+      this.closeRevoked(ns, problem);
     }
     return closed;
+  }
+
+  private closeRevoked(ns: NodeSession, problem: string): void {
+    this.d.log(`closing the session of node ${ns.nodeId}: ${problem}`);
+    ns.session.close(4003, 'certificate revoked');
   }
 
   heartbeatPeriod(): number {
@@ -410,24 +426,33 @@ export class Dispatcher {
       if (e instanceof PkiError) throw new ProtocolViolation('bad-csr', `certificate request refused: ${e.message}`);
       throw e;
     }
-    let prev: NodeObj['certificate'];
-    await this.d.gate.update((tx) => {
-      const cur = tx.get('node', nodeId) as NodeObj | undefined;
-      if (!cur) return;
-      prev = cur.certificate;
-      tx.update({ ...cur, certificate: recordIssued(cur.certificate, issued, n.spec.role, new Date(now), { issuer: ca.digest, anchor: ca.anchorDigest }) });
-    });
-    ns.session.sendJson({ t: 'cert', certPem: withChain(issued.certPem, ca), caCertPem: ca.anchorPem, role: n.spec.role } satisfies ManagerToAgent);
-    // A renewal into another role (demotion) revokes the old role's certificates outright (security
-    // review, finding 12): they could otherwise still speak Raft for the rest of their life. Only after
-    // the new certificate was sent: the revocation closes this session, which was opened with the old
-    // one. Other renewals keep the old certificate valid, because a running manager's Raft transport
-    // still dials with it (manager/ca/revocation.ts).
-    await this.d.gate.update((tx) => {
-      const cl = tx.get('cluster', CLUSTER_ID) as Cluster;
-      const deny = revokeOnRoleChange(cl.denyList, prev, n.spec.role);
-      if (deny !== cl.denyList) tx.update({ ...cl, denyList: deny } as Cluster);
-    });
+    // The new certificate's record and, for a renewal into another role (demotion), the revocation of the
+    // old role's certificates (security review, finding 12: they could otherwise still speak Raft for the
+    // rest of their life) are one transaction, committed before the certificate is sent: either both
+    // happen or neither, so no issued demotion leaves the manager certificate valid. Other renewals keep
+    // the old certificate valid, because a running manager's Raft transport still dials with it
+    // (manager/ca/revocation.ts). The revocation refuses the certificate this session was opened with:
+    // recheckCertificates holds that close until the new certificate was sent (`renewing`).
+    ns.renewing = (ns.renewing ?? 0) + 1;
+    try {
+      let committed = false;
+      await this.d.gate.update((tx) => {
+        const cur = tx.get('node', nodeId) as NodeObj | undefined;
+        committed = cur !== undefined;
+        if (!cur) return;
+        tx.update({ ...cur, certificate: recordIssued(cur.certificate, issued, n.spec.role, new Date(now), { issuer: ca.digest, anchor: ca.anchorDigest }) });
+        const cl = tx.get('cluster', CLUSTER_ID) as Cluster;
+        const deny = revokeOnRoleChange(cl.denyList, cur.certificate, n.spec.role);
+        if (deny !== cl.denyList) tx.update({ ...cl, denyList: deny } as Cluster);
+      });
+      if (committed)
+        ns.session.sendJson({ t: 'cert', certPem: withChain(issued.certPem, ca), caCertPem: ca.anchorPem, role: n.spec.role } satisfies ManagerToAgent);
+    } finally {
+      ns.renewing = (ns.renewing ?? 1) - 1;
+      const problem = ns.renewing === 0 ? ns.closeAfterRenew : undefined;
+      if (problem !== undefined) ns.closeAfterRenew = undefined;
+      if (problem !== undefined) this.closeRevoked(ns, problem);
+    }
   }
 
   // ------------------------------------------------------------------ leadership

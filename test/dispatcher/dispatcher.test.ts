@@ -95,6 +95,8 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
   let d: Dispatcher;
   const agents: Agent[] = [];
   const logs: string[] = [];
+  /** What certProblem answers for every session (null: all certificates are fine). */
+  let refuse: string | null = null;
 
   before(async () => {
     ca = makeTestCa();
@@ -121,7 +123,7 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
       gate: new PoisonGate(raft, store, members, 1000),
       members,
       clusterId: 'c',
-      certProblem: () => null,
+      certProblem: () => refuse,
       log: (l) => logs.push(l),
     });
     server.on('upgrade', (req, socket, head) => {
@@ -239,8 +241,22 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
       tx.update({ ...n, certificate: { serial: 'aa11', notAfter: new Date(Date.now() + 3600_000).toISOString(), role: 'manager' } });
     });
     const csr = createCsr({ keyPem: await generateKeyPem(), nodeId: 'n1' });
+    // The certificate record and the revocation are one transaction (one commit index), committed
+    // before the certificate is sent: a failed second write can no longer leave the old one valid.
+    const commits: { kind: string; index: number }[] = [];
+    const unwatch = store.watch({ kinds: ['node', 'cluster'] }, (ev) => {
+      commits.push({ kind: ev.kind, index: ev.index });
+    });
+    let revokedWhenSent: string[] | undefined;
+    a1.ws.once('message', () => (revokedWhenSent = [...(store.view((tx) => tx.get('cluster', 'cluster')) as Cluster).denyList.revokedSerials]));
     a1.send({ t: 'renew', csr });
     await until(() => a1.got.some((m) => m.t === 'cert'), 'the new certificate');
+    unwatch();
+    const nodeCommit = commits.find((c) => c.kind === 'node');
+    const clusterCommit = commits.find((c) => c.kind === 'cluster');
+    assert.ok(nodeCommit && clusterCommit, 'both the record and the deny list were written');
+    assert.equal(nodeCommit.index, clusterCommit.index, 'in one transaction');
+    assert.deepEqual(revokedWhenSent, ['aa11'], 'revoked before the certificate was sent');
     assert.equal(a1.got.find((m) => m.t === 'cert')!.role, 'worker');
     const cl = () => store.view((tx) => tx.get('cluster', 'cluster')) as Cluster;
     assert.deepEqual(cl().denyList.revokedSerials, ['aa11']);
@@ -266,5 +282,26 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     const s = d.stats();
     assert.equal(s.sessions.open, 2);
     assert.ok(s.messages.byType['status']! >= 3);
+  });
+  it('a demotion revoking the session it renews over closes it only after the certificate was sent', async () => {
+    await store.update((tx) => {
+      tx.create({ ...node('n4'), certificate: { serial: 'bb22', notAfter: new Date(Date.now() + 3600_000).toISOString(), role: 'manager' } } as Draft<Node>);
+    });
+    const a = await agent('n4');
+    // The manager's deny-list watch, standing in: the commit refuses the old certificate at once.
+    const unwatch = store.watch({ kinds: ['cluster'] }, () => {
+      refuse = 'certificate revoked';
+      d.recheckCertificates();
+    });
+    try {
+      a.send({ t: 'renew', csr: createCsr({ keyPem: await generateKeyPem(), nodeId: 'n4' }) });
+      await until(() => a.closed !== null, 'the session closed');
+    } finally {
+      unwatch();
+      refuse = null;
+    }
+    assert.equal(a.closed!.code, 4003);
+    assert.equal(a.got.find((m) => m.t === 'cert')?.role, 'worker', 'the new certificate arrived first');
+    assert.ok((store.view((tx) => tx.get('cluster', 'cluster')) as Cluster).denyList.revokedSerials.includes('bb22'));
   });
 });
