@@ -113,8 +113,19 @@ export async function autoscaleFigures(lab: ClusterLab, policy: BurnPolicy = BEN
       `${policy.min} running`,
       200,
     );
-    // Let the idle tasks report twice, so the load's start is what the autoscaler sees.
-    await new Promise((r) => setTimeout(r, 11_000));
+    // Let the idle tasks report twice, so the load's start is what the autoscaler sees. GET /v1/tasks
+    // carries each task's latest usage report; cpuPercent appears with a task's second report (a
+    // difference of two). The autoscaler (1 s ticks) takes that in long before the next report (5 s).
+    await waitFor(
+      poll(async () => {
+        const tasks = (await lab.control('GET', '/v1/tasks?service=as-burn')) as Json[];
+        const running = tasks.filter((t) => t.status?.state === 'running');
+        return running.length === policy.min && running.every((t) => typeof t.usage?.cpuPercent === 'number');
+      }),
+      60_000,
+      `two usage reports of each of the ${policy.min} idle tasks`,
+      200,
+    );
 
     const reasons: string[] = [];
     const note = (svc: Json) => {
