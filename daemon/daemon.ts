@@ -138,9 +138,10 @@ export class Daemon {
     await this.serveLocal();
     this.dockerSocket = new DockerSocket(this.path('docker.sock'), () => this.docker, {
       state: () => (this.state ? { nodeId: this.state.nodeId, role: this.state.role, advertise: this.state.advertise } : null),
-      init: (r) => this.init(r),
-      join: (r) => this.join(r),
-      leave: (r) => this.leave(r),
+      // The same 423 gate as the local socket's: a locked manager neither inits, joins nor leaves.
+      init: (r) => this.unlessLocked(() => this.init(r)),
+      join: (r) => this.unlessLocked(() => this.join(r)),
+      leave: (r) => this.unlessLocked(() => this.leave(r)),
     });
     await this.dockerSocket.start();
     if (this.metrics && this.opts.metricsAddr !== undefined) {
@@ -196,12 +197,22 @@ export class Daemon {
     chmodSync(this.socketPath, 0o600);
   }
 
+  /** Autolock: until `shoal cluster unlock`, nothing but /info and /unlock (on either socket). */
+  private assertUnlocked(): void {
+    if (this.locked) throw new ApiError(423, 'ELOCKED', 'this manager is locked (autolock): run `shoal cluster unlock` first');
+  }
+
+  private async unlessLocked<T>(fn: () => Promise<T>): Promise<T> {
+    this.assertUnlocked();
+    return fn();
+  }
+
   private async onLocal(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const path = (req.url ?? '').split('?')[0];
       if (req.method === 'GET' && path === '/info') return sendJson(res, 200, this.info());
       if (req.method === 'POST' && path === '/unlock') return sendJson(res, 200, await this.unlock((await readJson(req)) as { key?: unknown }));
-      if (this.locked) throw new ApiError(423, 'ELOCKED', 'this manager is locked (autolock): run `shoal cluster unlock` first');
+      this.assertUnlocked();
       if (req.method === 'POST' && path === '/init') {
         const body = (await readJson(req)) as InitRequest;
         return sendJson(res, 200, body.forceNewCluster ? await this.forceNewCluster() : await this.init(body));
@@ -451,6 +462,9 @@ export class Daemon {
     this.raftRing = null;
     this.unlockKey = null;
     this.unlockKeyText = null;
+    this.locked = false;
+    this.stopLockedNotice?.();
+    this.stopLockedNotice = null;
     for (const f of ['node.key', 'node.crt', 'ca.crt']) rmSync(this.path('certs', f), { force: true });
     rmSync(this.path('node.json'), { force: true });
     this.state = null;
@@ -687,8 +701,11 @@ export class Daemon {
   }
 
   /** `cluster unlock`: checks the key against this manager's wrapped Raft key file, then starts. */
+  private unlocking = false;
+
   async unlock(b: { key?: unknown }): Promise<{ unlocked: true }> {
     if (!this.locked) throw new ApiError(409, 'ENOTLOCKED', 'this node is not locked');
+    if (this.unlocking) throw new ApiError(409, 'EUNLOCKING', 'this node is being unlocked');
     if (typeof b.key !== 'string') throw badRequest('unlock needs the unlock key');
     let key: Buffer;
     try {
@@ -702,14 +719,34 @@ export class Daemon {
       if (e instanceof WrongUnlockKeyError) throw new ApiError(403, 'EWRONGUNLOCKKEY', e.message);
       throw e;
     }
-    this.unlockKey = key;
-    this.unlockKeyText = b.key.trim();
-    this.locked = false;
-    this.stopLockedNotice?.();
-    this.stopLockedNotice = null;
-    rewrapNodeKey(this.path('certs', 'node.key'), key, key, randomBytes); // wrapped, also if written before autolock wrapped node keys
-    this.log('unlocked: starting the manager');
-    await this.run(false);
+    // Locked (and announced so) until the manager and agent run: a failed start leaves the node locked,
+    // so unlock can be tried again, rather than neither locked nor running.
+    this.unlocking = true;
+    try {
+      this.unlockKey = key;
+      this.unlockKeyText = b.key.trim();
+      rewrapNodeKey(this.path('certs', 'node.key'), key, key, randomBytes); // wrapped, also if written before autolock wrapped node keys
+      this.log('unlocked: starting the manager');
+      try {
+        await this.run(false);
+      } catch (e) {
+        this.log(`unlock: the manager did not start, still locked: ${(e as Error).message}`);
+        if (this.renewTimer) clearTimeout(this.renewTimer);
+        this.agent?.stop();
+        this.agent = null;
+        await this.stopManager().catch(() => {});
+        this.unlockKey = null;
+        this.unlockKeyText = null;
+        this.keyRing = null;
+        this.raftRing = null;
+        throw e;
+      }
+      this.locked = false;
+      this.stopLockedNotice?.();
+      this.stopLockedNotice = null;
+    } finally {
+      this.unlocking = false;
+    }
     return { unlocked: true };
   }
 
