@@ -2,7 +2,7 @@
 // manager (Raft replica + control API) on the node's one secure port. Before the node belongs to a
 // cluster it only serves its local control socket, where `shoal cluster init|join` reach it.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest, type Server as HttpsServer } from 'node:https';
 import { hostname as osHostname, networkInterfaces } from 'node:os';
@@ -38,6 +38,7 @@ import { RaftCipher } from '../manager/raft/encrypt.ts';
 import { fetchKeyRing, serveKeys } from '../manager/keys/endpoint.ts';
 import { readNodeKey, rewrapNodeKey, writeNodeKey } from '../manager/keys/node-key.ts';
 import { announceLocked } from '../manager/keys/locked.ts';
+import { atomicWrite } from '../manager/keys/atomic-write.ts';
 import { NodeFiles } from '../worker/files.ts';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.ts';
 import { parseMetricsAddr, serveMetrics, type MetricsServer } from '../metrics/server.ts';
@@ -1075,15 +1076,6 @@ function tlsRefusal(code: unknown): string {
   if (c === 'CERT_NOT_YET_VALID') return 'the client certificate is not valid yet (check the clocks)';
   if (c === '' || c === 'null') return "a client certificate signed by this cluster's CA is required (none was presented)";
   return `a client certificate signed by this cluster's CA is required (${c})`;
-}
-
-function atomicWrite(path: string, data: string, mode: number): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
 }
 
 async function fetchCa(remote: string): Promise<string> {

@@ -9,8 +9,9 @@
 // KEK derived from the unlock key); reading it needs the unlock key, else ManagerLockedError. The same
 // format holds the manager's own Raft key ring (raft.json, manager/raft/encrypt.ts). See
 // docs/design/secrets.md and docs/design/security.md for what this does and does not protect.
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { atomicWrite } from './atomic-write.ts';
 import { ManagerLockedError, unwrap, wrap } from './autolock.ts';
 import { KEY_BYTES, KeyRing, SealError, type DataKey } from './keyring.ts';
 
@@ -94,17 +95,12 @@ export function saveKeyRing(stateDir: string, ring: KeyRing, opts?: { name?: str
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const p = keyFilePath(stateDir, opts?.name);
-  const tmp = `${p}.tmp-${process.pid}`;
   let body: KeyFile = encodeKeyRing(ring);
   if (opts?.unlockKey) {
     if (!opts.random) throw new SealError('wrapping a key file needs a random source');
     body = { version: KEY_FILE_VERSION, wrapped: true, ...wrap(Buffer.from(JSON.stringify(body), 'utf8'), opts.unlockKey, opts.random) };
   }
-  writeFileSync(tmp, JSON.stringify(body), { mode: 0o600 });
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, p);
+  atomicWrite(p, JSON.stringify(body), 0o600);
 }
 
 /** Forgets the keys (the node left the cluster or stopped being a manager). */

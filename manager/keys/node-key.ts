@@ -6,7 +6,8 @@
 //
 //   plain:   -----BEGIN PRIVATE KEY----- …                       (what every TLS tool reads)
 //   wrapped: { "version": 1, "wrapped": true, "kind": "node-key", "kek": {…}, "ct": base64 }
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { atomicWrite } from './atomic-write.ts';
 import { ManagerLockedError, unwrap, wrap, type WrapParams } from './autolock.ts';
 import { SealError } from './keyring.ts';
 
@@ -50,12 +51,7 @@ export function writeNodeKey(path: string, pem: string, unlockKey: Buffer | null
   const body = unlockKey
     ? JSON.stringify({ version: 1, wrapped: true, kind: 'node-key', ...wrap(Buffer.from(pem, 'utf8'), unlockKey, random) } satisfies WrappedNodeKey)
     : pem;
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, body, { mode: 0o600 });
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
+  atomicWrite(path, body, 0o600);
 }
 
 /** Autolock turned on, off, or its key rotated: the key file re-encoded from `from` to `to`. */
