@@ -9,13 +9,15 @@
 // on an unauthenticated request). `node ls` then shows MANAGER STATUS "Locked" instead of
 // "Unreachable". What a forged notice can do: relabel an unreachable manager as Locked, from its own
 // address — nothing else (docs/design/security.md).
-import { httpsJson } from '../../transport/https.ts';
+import { httpsRaw } from '../../transport/https.ts';
 import type { Node } from '../../api/objects.ts';
 
 export const LOCKED_PATH = '/v1/locked';
 /** How long one notice counts; the locked daemon repeats it every LOCKED_EVERY_MS. */
 export const LOCKED_TTL_MS = 15_000;
 export const LOCKED_EVERY_MS = 3_000;
+/** How long one notice may take: a round (all managers at once) ends within it, well inside LOCKED_TTL_MS. */
+export const LOCKED_NOTICE_TIMEOUT_MS = 2_000;
 
 /** The manager side: notices it believed, by node id. Bounded by the number of managers in the store. */
 export class LockedNodes {
@@ -48,15 +50,29 @@ export class LockedNodes {
 
 /**
  * The locked daemon's side: tells every manager in `managers` (except itself) every LOCKED_EVERY_MS
- * until the returned function is called. Failures are silent: the managers may be down too.
+ * until the returned function is called. Failures are silent: the managers may be down too. Each notice
+ * gets at most LOCKED_NOTICE_TIMEOUT_MS, so an unreachable manager cannot stretch a round past the TTL
+ * the reachable ones count a notice for. `everyMs` and `timeoutMs` are for tests.
  */
-export function announceLocked(opts: { nodeId: string; managers: () => string[]; ca: string }): () => void {
+export function announceLocked(opts: { nodeId: string; managers: () => string[]; ca: string; everyMs?: number; timeoutMs?: number }): () => void {
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
+  const timeoutMs = opts.timeoutMs ?? LOCKED_NOTICE_TIMEOUT_MS;
+  const notify = (m: string): Promise<unknown> => {
+    // The request's own timeout is an idle timeout; the deadline also bounds a peer that trickles.
+    let deadline: NodeJS.Timeout | undefined;
+    return Promise.race([
+      httpsRaw(m, 'POST', LOCKED_PATH, { nodeId: opts.nodeId }, { ca: opts.ca }, timeoutMs),
+      new Promise((r) => {
+        deadline = setTimeout(r, timeoutMs);
+        deadline.unref();
+      }),
+    ]).finally(() => clearTimeout(deadline));
+  };
   const once = async () => {
-    await Promise.all(opts.managers().map((m) => httpsJson(m, 'POST', LOCKED_PATH, { nodeId: opts.nodeId }, { ca: opts.ca }).catch(() => null)));
+    await Promise.allSettled(opts.managers().map(notify));
     if (!stopped) {
-      timer = setTimeout(() => void once(), LOCKED_EVERY_MS);
+      timer = setTimeout(() => void once(), opts.everyMs ?? LOCKED_EVERY_MS);
       timer.unref();
     }
   };
