@@ -4,7 +4,7 @@
 // one-shot JSON calls go through client/context.ts's control(); this is its streaming sibling for the
 // dashboard, which must be able to stop a stream (a browser left the page) at any time.
 import { request as httpsRequest } from 'node:https';
-import type { ClientRequest } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Context } from '../../client/context.ts';
 import { managerRequest } from '../../transport/https.ts';
 
@@ -23,6 +23,9 @@ export interface NdjsonHandlers {
 
 export interface NdjsonStream {
   close(): void;
+  /** Stops reading from the manager (TCP backpressure reaches it) until resume(): the caller's reader is slow. */
+  pause(): void;
+  resume(): void;
 }
 
 /** Error answers carry `{error: {message, leader?}}` (manager/api/http.ts). */
@@ -42,6 +45,9 @@ export class NdjsonStatusError extends Error {
 export function openNdjson(ctx: Context, path: string, h: NdjsonHandlers): NdjsonStream {
   let closed = false;
   let req: ClientRequest | null = null;
+  /** The open stream's answer (what pause() stops reading), and whether the caller paused. */
+  let body: IncomingMessage | null = null;
+  let paused = false;
   const queue = [...ctx.managers];
   const tried = new Set<string>();
   let lastError = 'no managers in the context';
@@ -84,6 +90,8 @@ export function openNdjson(ctx: Context, path: string, h: NdjsonHandlers): Ndjso
         });
         return;
       }
+      body = res;
+      if (paused) res.pause();
       h.onOpen?.(m);
       res.on('data', (c: string) => {
         buf += c;
@@ -110,7 +118,8 @@ export function openNdjson(ctx: Context, path: string, h: NdjsonHandlers): Ndjso
       res.on('error', (e) => end(`${m}: ${e.message}`));
     });
     req = r;
-    r.setTimeout(IDLE_MS, () => r.destroy(new Error(`no data for ${IDLE_MS / 1000} s`)));
+    r.setTimeout(paused ? 0 : IDLE_MS);
+    r.on('timeout', () => r.destroy(new Error(`no data for ${IDLE_MS / 1000} s`)));
     r.on('error', (e) => {
       if (closed) return;
       lastError = `${m}: ${e.message}`;
@@ -125,6 +134,17 @@ export function openNdjson(ctx: Context, path: string, h: NdjsonHandlers): Ndjso
     close() {
       closed = true;
       req?.destroy();
+    },
+    // A paused stream is quiet because of the caller, not the manager: no idle timeout meanwhile.
+    pause() {
+      paused = true;
+      req?.setTimeout(0);
+      body?.pause();
+    },
+    resume() {
+      paused = false;
+      req?.setTimeout(IDLE_MS);
+      body?.resume();
     },
   };
 }

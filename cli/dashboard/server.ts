@@ -61,6 +61,11 @@ const MAX_BODY = 16 * 1024;
 /** Browsers showing live logs at once (the leader serves 32 logs streams in all: leave it most). */
 const MAX_LOG_STREAMS = 8;
 const MAX_IMAGE_REF = 512;
+/** A log line joined from partial pieces is sent, marked cut, once it reaches this many characters. */
+export const MAX_LOG_LINE = 64 * 1024;
+export const LOG_CUT_MARK = ' [… line cut]';
+/** A browser that has this much of /api/stream unread is dropped (its EventSource reconnects and resyncs). */
+const MAX_SSE_BACKLOG = 8 << 20;
 
 const SECURITY_HEADERS: Record<string, string> = {
   'content-security-policy':
@@ -193,7 +198,10 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     await o.source.ready;
     const out = sse(res);
     out.send('snapshot', o.source.snapshot());
-    const off = o.source.subscribe((d) => out.send('delta', d));
+    const off = o.source.subscribe((d) => {
+      // The source cannot wait for one browser: one that stopped reading is dropped, and resyncs.
+      if (!out.send('delta', d) && res.writableLength > MAX_SSE_BACKLOG) res.destroy();
+    });
     res.once('close', off);
   };
 
@@ -206,19 +214,35 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     const out = sse(res);
     const open = new Map<string, LogLineOut>(); // partial lines being joined, by task
     const params = new URLSearchParams({ ...(service ? { service } : { task: task! }), follow: '1', tail: '200' });
-    const up = o.api.stream(`/v1/logs?${params}`, {
+    // A browser that reads slower than the cluster logs: stop reading the manager until it drains.
+    let waiting = false;
+    const put = (event: string, data: unknown) => {
+      if (out.send(event, data) || waiting || out.closed()) return;
+      waiting = true;
+      up.pause();
+      res.once('drain', () => {
+        waiting = false;
+        up.resume();
+      });
+    };
+    const up: NdjsonStream = o.api.stream(`/v1/logs?${params}`, {
       onLine: (raw) => {
         const l = raw as { warning?: string; task?: string; node?: string; ts?: string; stream?: string; line?: string; partial?: boolean };
-        if (typeof l.warning === 'string') return void out.send('warning', { message: l.warning });
+        if (typeof l.warning === 'string') return put('warning', { message: l.warning });
         if (typeof l.line !== 'string' || typeof l.task !== 'string') return;
         const prev = open.get(l.task);
         const line: LogLineOut = prev
           ? { ...prev, line: prev.line + l.line }
           : { task: l.task, node: String(l.node ?? ''), ts: String(l.ts ?? ''), stream: String(l.stream ?? ''), line: l.line };
+        // A line that never ends (no newline in megabytes) is sent in MAX_LOG_LINE pieces, each marked cut.
+        while (line.line.length >= MAX_LOG_LINE && (l.partial === true || line.line.length > MAX_LOG_LINE)) {
+          put('line', { ...line, line: line.line.slice(0, MAX_LOG_LINE) + LOG_CUT_MARK });
+          line.line = line.line.slice(MAX_LOG_LINE);
+        }
         if (l.partial === true) open.set(l.task, line);
         else {
           open.delete(l.task);
-          out.send('line', line);
+          put('line', line);
         }
       },
       onEnd: (error) => {
