@@ -96,6 +96,15 @@ export class HttpError extends Error {
   }
 }
 
+/** decodeURIComponent, with a malformed %-escape a 400 (not a 500 with a stack). */
+function decodePart(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new HttpError(400, `malformed %-escape in ${JSON.stringify(s.slice(0, 100))}`);
+  }
+}
+
 function send(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...extra });
@@ -181,7 +190,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   let auth: DashboardAuth | null = null;
 
   const serveStatic = (res: ServerResponse, path: string): void => {
-    const rel = path === '/' ? 'index.html' : normalize(decodeURIComponent(path)).replace(/^[/\\]+/, '');
+    const rel = path === '/' ? 'index.html' : normalize(decodePart(path)).replace(/^[/\\]+/, '');
     const file = join(o.staticDir, rel);
     if (rel.startsWith('..') || !file.startsWith(o.staticDir + sep) || !TYPES[extname(file)]) throw new HttpError(404, `no such page: ${path.slice(0, 100)}`);
     let body: Buffer;
@@ -196,6 +205,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   const stream = async (res: ServerResponse): Promise<void> => {
     await o.source.ready;
+    if (res.destroyed) return; // the browser left while the first resync ran: subscribing now would leak
     const out = sse(res);
     out.send('snapshot', o.source.snapshot());
     const off = o.source.subscribe((d) => {
@@ -270,7 +280,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     const m = /^\/api\/(services|nodes)\/([^/]+)\/(scale|image|rollback|availability)$/.exec(path);
     if (!m) throw new HttpError(404, `no such action: ${path.slice(0, 100)}`);
     const [, kind, rawId, verb] = m as unknown as [string, string, string, string];
-    const id = encodeURIComponent(decodeURIComponent(rawId));
+    const id = encodeURIComponent(decodePart(rawId));
     const body = await readBody(req);
     let result: unknown;
     try {
@@ -290,7 +300,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     } catch (e) {
       throw clusterError(e);
     }
-    log(`dashboard: ${verb} ${kind} ${decodeURIComponent(rawId)}`);
+    log(`dashboard: ${verb} ${kind} ${decodePart(rawId)}`);
     send(res, 200, { ok: true, result });
   };
 

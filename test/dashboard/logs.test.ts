@@ -130,4 +130,50 @@ describe('dashboard logs and stream edges', () => {
     await until(() => !isPaused(), 'resumed after drain');
     res.destroy();
   });
+
+  it('a browser gone before the source is ready leaves no listener', async () => {
+    const listeners = () => (source as unknown as { listeners: Set<unknown> }).listeners.size;
+    const u = new URL(d.origin);
+    const req = request({ host: u.hostname, port: Number(u.port), path: '/api/stream', headers: { host: u.host, cookie } });
+    req.on('error', () => {});
+    req.end();
+    await new Promise((r) => setTimeout(r, 100)); // the server awaits source.ready
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    (source as unknown as { markReady: () => void }).markReady();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(listeners(), 0);
+  });
+
+  it('answers a malformed %-escape with 400, not 500', async () => {
+    const csrf = await new Promise<string>((resolve) => {
+      const u = new URL(d.origin);
+      request({ host: u.hostname, port: Number(u.port), path: '/api/session', headers: { host: u.host, cookie } }, (res) => {
+        let t = '';
+        res.on('data', (c) => (t += c));
+        res.on('end', () => resolve((JSON.parse(t) as { csrf: string }).csrf));
+      }).end();
+    });
+    for (const p of ['/%E0%A4%A', '/api/services/%E0%A4%A/scale']) {
+      const u = new URL(d.origin);
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(
+          {
+            host: u.hostname,
+            port: Number(u.port),
+            method: p.startsWith('/api') ? 'POST' : 'GET',
+            path: p,
+            headers: { host: u.host, cookie, 'x-shoal-csrf': csrf, 'content-type': 'application/json' },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.end('{"replicas":1}');
+      });
+      assert.equal(status, 400, p);
+    }
+  });
 });
