@@ -9,7 +9,7 @@ import { managerRequest } from '../transport/https.ts';
 import { CliError, type Context } from '../client/context.ts';
 import type { Invocation } from './command.ts';
 import { checkFormat, renderInspect } from './format.ts';
-import { neutralise } from './logs.ts';
+import { durationAgoMs, neutralise } from './logs.ts';
 
 /** A line longer than this is an error, not something to buffer. */
 const MAX_LINE = 1 << 20;
@@ -19,12 +19,8 @@ const MAX_LINE = 1 << 20;
  * Unix seconds; anything else (RFC 3339, Unix seconds) is passed on for the manager to check.
  */
 export function eventTimeArg(v: string, now = Date.now()): string {
-  const m = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(v);
-  if (m && v !== '') {
-    const [, d, h, mi, s] = m.map((x) => Number(x ?? 0));
-    return String((now - (((d! * 24 + h!) * 60 + mi!) * 60 + s!) * 1000) / 1000);
-  }
-  return v;
+  const ago = durationAgoMs(v);
+  return ago === null ? v : String((now - ago) / 1000);
 }
 
 /** RFC 3339 with nanoseconds, as Docker prints event times (the log carries milliseconds). */

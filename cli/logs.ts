@@ -6,13 +6,18 @@ import { parseArgs } from 'node:util';
 import { managerRequest } from '../transport/https.ts';
 import { CliError, type Context } from '../client/context.ts';
 
+/** A duration back from now (`10m`, `1h30m`, `45s`, `2d`) in milliseconds, or null if `v` is not one. */
+export function durationAgoMs(v: string): number | null {
+  const m = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(v);
+  if (!m || v === '') return null;
+  const [, d, h, mi, s] = m.map((x) => Number(x ?? 0));
+  return (((d! * 24 + h!) * 60 + mi!) * 60 + s!) * 1000;
+}
+
 /** `10m`, `1h30m`, `45s`, `2d` or an ISO timestamp → ISO timestamp. */
 export function parseSince(v: string, now = Date.now()): string {
-  const m = /^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(v);
-  if (m && v !== '') {
-    const [, d, h, mi, s] = m.map((x) => Number(x ?? 0));
-    return new Date(now - (((d! * 24 + h!) * 60 + mi!) * 60 + s!) * 1000).toISOString();
-  }
+  const ago = durationAgoMs(v);
+  if (ago !== null) return new Date(now - ago).toISOString();
   const t = Date.parse(v);
   if (Number.isNaN(t)) throw new CliError(`--since: "${v}" is neither a duration (10m, 1h30m) nor a timestamp`);
   return new Date(t).toISOString();
