@@ -6,8 +6,19 @@ import { resolve } from 'node:path';
 import type { RotationProgress } from '../api/ca-rotation.ts';
 import type { Cluster } from '../api/objects.ts';
 import type { Invocation } from './command.ts';
-import { CliError, DEFAULT_STATE_DIR, contextPath, control, loadContext, localCall, parseDuration, saveContext, type Context } from '../client/context.ts';
-import { renderInspect } from './format.ts';
+import {
+  CliError,
+  DEFAULT_STATE_DIR,
+  contextPath,
+  control,
+  loadContext,
+  localCall,
+  parseDuration,
+  renewAdmin,
+  saveContext,
+  type Context,
+} from '../client/context.ts';
+import { renderInspect, table } from './format.ts';
 
 const stateDir = (i: Invocation) => resolve(i.value('state-dir') ?? DEFAULT_STATE_DIR);
 
@@ -219,15 +230,7 @@ export async function clusterCa(i: Invocation): Promise<number> {
     const list = await control<{ name: string; serial: string; notAfter: string; revoked: boolean }[]>(i.context(), 'GET', '/v1/ca/admins');
     if (i.output.format === 'json') console.log(JSON.stringify(list, null, 2));
     else {
-      const rows = [['NAME', 'SERIAL', 'EXPIRES', 'REVOKED'], ...list.map((a) => [a.name, a.serial, a.notAfter, a.revoked ? 'yes' : 'no'])];
-      const w = rows[0]!.map((_, k) => Math.max(...rows.map((r) => r[k]!.length)));
-      for (const r of rows)
-        console.log(
-          r
-            .map((c, k) => c.padEnd(w[k]!))
-            .join('   ')
-            .trimEnd(),
-        );
+      console.log(table([['NAME', 'SERIAL', 'EXPIRES', 'REVOKED'], ...list.map((a) => [a.name, a.serial, a.notAfter, a.revoked ? 'yes' : 'no'])]));
     }
     return 0;
   }
@@ -330,12 +333,6 @@ async function caRotate(i: Invocation): Promise<number> {
 
 /** Renews the context's admin certificate (fresh key made here) and rewrites the context file. */
 async function renewOwnAdmin(ctx: Context): Promise<void> {
-  const { createCsr, generateKeyPem } = await import('../manager/ca/pki.ts');
-  const key = await generateKeyPem();
-  const out = await control<{ certPem: string; caCertPem: string; notAfter: string }>(ctx, 'POST', '/v1/ca/admins/renew', {
-    csr: createCsr({ keyPem: key, nodeId: 'admin' }),
-  });
-  ctx.admin = { key, cert: out.certPem, ca: out.caCertPem };
-  if (ctx.path) saveContext(ctx.path, ctx);
-  console.log(`Renewed the admin certificate${ctx.path ? ` in ${ctx.path}` : ''} (valid until ${out.notAfter}).`);
+  const { notAfter } = await renewAdmin(ctx);
+  console.log(`Renewed the admin certificate${ctx.path ? ` in ${ctx.path}` : ''} (valid until ${notAfter}).`);
 }

@@ -87,6 +87,21 @@ class RetryableError extends Error {}
 const adminChecked = new Set<Context>();
 
 /**
+ * Renews the context's admin certificate now (POST /v1/ca/admins/renew: a fresh key made here, only its
+ * CSR travels) and rewrites the context file (0600) when it has one.
+ */
+export async function renewAdmin(ctx: Context): Promise<{ notAfter: string }> {
+  const { createCsr, generateKeyPem } = await import('../manager/ca/pki.ts');
+  const key = await generateKeyPem();
+  const out = await control<{ certPem: string; caCertPem: string; notAfter: string }>(ctx, 'POST', '/v1/ca/admins/renew', {
+    csr: createCsr({ keyPem: key, nodeId: 'admin' }),
+  });
+  ctx.admin = { key, cert: out.certPem, ca: out.caCertPem };
+  if (ctx.path) saveContext(ctx.path, ctx);
+  return { notAfter: out.notAfter };
+}
+
+/**
  * Renews the context's admin certificate through the control API once it is past 2/3 of its life
  * (POST /v1/ca/admins/renew: a fresh key made here, only its CSR travels), then rewrites the context
  * file (0600). A failed renewal is a warning: the old certificate still works until it expires.
@@ -106,14 +121,8 @@ export async function renewAdminIfDue(ctx: Context, now = Date.now()): Promise<v
   }
   if (!(to > from) || now < from + ((to - from) * 2) / 3 || now >= to) return;
   try {
-    const { createCsr, generateKeyPem } = await import('../manager/ca/pki.ts');
-    const key = await generateKeyPem();
-    const out = await control<{ certPem: string; caCertPem: string; notAfter: string }>(ctx, 'POST', '/v1/ca/admins/renew', {
-      csr: createCsr({ keyPem: key, nodeId: 'admin' }),
-    });
-    ctx.admin = { key, cert: out.certPem, ca: out.caCertPem };
-    saveContext(ctx.path, ctx);
-    process.stderr.write(`shoal: renewed the admin certificate in ${ctx.path} (valid until ${out.notAfter})\n`);
+    const { notAfter } = await renewAdmin(ctx);
+    process.stderr.write(`shoal: renewed the admin certificate in ${ctx.path} (valid until ${notAfter})\n`);
   } catch (e) {
     process.stderr.write(`shoal: warning: could not renew the admin certificate (${(e as Error).message}); it expires ${new Date(to).toISOString()}\n`);
   }
