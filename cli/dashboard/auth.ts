@@ -17,9 +17,6 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { SESSION_COOKIE } from '../../web/protocol.ts';
 
-/** Sessions a dashboard holds at once (each browser that exchanged a token is one; the token is one-time). */
-const MAX_SESSIONS = 16;
-
 const token = (): string => randomBytes(32).toString('base64url');
 
 function sameSecret(a: string, b: string): boolean {
@@ -72,8 +69,8 @@ const header = (h: AuthRequest['headers'], name: string): string | undefined => 
 export class DashboardAuth {
   /** The one-time login token (null once spent). */
   private loginToken: string | null = token();
-  /** session id → its CSRF token. */
-  private readonly sessions = new Map<string, string>();
+  /** The one session: the token is spent on its first exchange, so no second browser can get another. */
+  private session: { id: string; csrf: string } | null = null;
 
   constructor(
     private readonly hosts: Set<string>,
@@ -87,7 +84,7 @@ export class DashboardAuth {
   }
 
   csrfOf(session: string): string | undefined {
-    return this.sessions.get(session);
+    return this.session && sameSecret(session, this.session.id) ? this.session.csrf : undefined;
   }
 
   /**
@@ -105,13 +102,11 @@ export class DashboardAuth {
         return { ok: false, status: 401, reason: 'this dashboard URL was already used or is wrong: start `shoal dashboard` again for a new one' };
       }
       this.loginToken = null;
-      if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
-      const session = token();
-      this.sessions.set(session, token());
-      return { ok: 'exchange', cookie: `${SESSION_COOKIE}=${session}; HttpOnly; SameSite=Strict; Path=/` };
+      this.session = { id: token(), csrf: token() };
+      return { ok: 'exchange', cookie: `${SESSION_COOKIE}=${this.session.id}; HttpOnly; SameSite=Strict; Path=/` };
     }
     const session = parseCookies(header(req.headers, 'cookie'))[SESSION_COOKIE];
-    const csrf = session !== undefined ? this.findSession(session) : undefined;
+    const csrf = session !== undefined ? this.csrfOf(session) : undefined;
     if (session === undefined || csrf === undefined) return { ok: false, status: 401, reason: 'no dashboard session: open the URL `shoal dashboard` printed' };
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       const origin = header(req.headers, 'origin');
@@ -121,11 +116,5 @@ export class DashboardAuth {
       if (sent === undefined || !sameSecret(sent, csrf)) return { ok: false, status: 403, reason: 'missing or wrong x-shoal-csrf header' };
     }
     return { ok: true, session };
-  }
-
-  /** The CSRF token of a session, looked up in constant time per entry. */
-  private findSession(offered: string): string | undefined {
-    for (const [s, csrf] of this.sessions) if (sameSecret(offered, s)) return csrf;
-    return undefined;
   }
 }

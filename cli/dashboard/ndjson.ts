@@ -33,15 +33,6 @@ interface ErrorBody {
   error?: { message?: string; leader?: string; code?: string };
 }
 
-export class NdjsonStatusError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 export function openNdjson(ctx: Context, path: string, h: NdjsonHandlers): NdjsonStream {
   let closed = false;
   let req: ClientRequest | null = null;

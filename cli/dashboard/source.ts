@@ -34,8 +34,8 @@ export interface ClusterApi {
   clusterId: string;
 }
 
-export const RECONNECT_MIN_MS = 500;
-export const RECONNECT_MAX_MS = 10_000;
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 10_000;
 /** A stream that stayed up this long resets the backoff. */
 const STABLE_MS = 30_000;
 /** Events the page's feed keeps (and a new browser gets in its snapshot). */
