@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { control, loadContext, localCall, saveContext, type Context } from '../client/context.ts';
 import { compiledEntry } from './compiled.ts';
-import { Lab, type LabHost } from './lab.ts';
+import { type DownReport, Lab, type LabHost } from './lab.ts';
 import { describeStatus, restartSupervised, startSupervised, supervisedStatus, type SupervisedStatus } from './supervisor.ts';
 
 /** A daemon's local `/info` as far as the harness reads it. */
@@ -296,9 +296,10 @@ export class ClusterLab {
     );
   }
 
-  async down(): Promise<void> {
-    await this.lab.down();
+  async down(): Promise<DownReport> {
+    const r = await this.lab.down();
     await cleanupLabCgroups(this.lab.name);
+    return r;
   }
 }
 

@@ -345,6 +345,39 @@ function mountsUnder(dir: string): string[] {
   return [...new Set(out)].sort((a, b) => b.length - a.length);
 }
 
+/** Where a node daemon mounts its tasks' secrets and configs (daemon/daemon.ts: /run/shoal/<node id>). */
+const NODE_RUN_ROOT = '/run/shoal';
+
+/**
+ * The /run/shoal/<node id> directories of the daemons whose state lives under `dirs` (found by their
+ * node.json, at most three levels down). A daemon killed with SIGKILL leaves its tasks' tmpfs mounted
+ * there, outside the lab's own directories, so teardown must name them itself.
+ */
+function nodeRunDirs(dirs: string[]): string[] {
+  const out: string[] = [];
+  const visit = (dir: string, depth: number): void => {
+    for (const e of listDir(dir)) {
+      const p = path.join(dir, e);
+      if (e === 'node.json') {
+        try {
+          const id = (JSON.parse(fs.readFileSync(p, 'utf8')) as { nodeId?: unknown }).nodeId;
+          if (typeof id === 'string' && /^[a-z0-9]{1,64}$/.test(id)) out.push(path.join(NODE_RUN_ROOT, id));
+        } catch {
+          /* unreadable or half-written: nothing to name */
+        }
+      } else if (depth > 0) {
+        try {
+          if (fs.lstatSync(p).isDirectory()) visit(p, depth - 1);
+        } catch {
+          /* gone meanwhile */
+        }
+      }
+    }
+  };
+  for (const d of dirs) visit(d, 2);
+  return out;
+}
+
 function listDir(dir: string): string[] {
   try {
     return fs.readdirSync(dir);
@@ -664,9 +697,12 @@ function labTeardownSpec(name: string, state: LabState | null, opts: { stateRoot
     rootLink: n.rootLink,
     records: state?.procs ?? [],
     labIdMatch: (id) => id.startsWith(`${name}/`),
-    dirs: [...roots].map((r) => path.join(r, name)),
+    dirs: (() => {
+      const labDirs = [...roots].map((r) => path.join(r, name));
+      return [...nodeRunDirs(labDirs), ...labDirs];
+    })(),
     // Only the default root is ours to remove when empty; a caller's stateRoot stays.
-    emptyParents: roots.has(DEFAULT_STATE_ROOT) ? [DEFAULT_STATE_ROOT] : [],
+    emptyParents: [...(roots.has(DEFAULT_STATE_ROOT) ? [DEFAULT_STATE_ROOT] : []), NODE_RUN_ROOT],
     stateFile: n.stateFile,
     graceMs: opts.graceMs ?? DEFAULT_GRACE_MS,
     log: opts.log ?? (() => {}),
@@ -1220,7 +1256,7 @@ export class Lab {
         rootLink: null,
         records: this.state.procs.filter((p) => p.host === host.name),
         labIdMatch: (id) => id === labId,
-        dirs: [host.dir],
+        dirs: [...nodeRunDirs([host.dir]), host.dir],
         emptyParents: [],
         stateFile: null,
         graceMs: this.graceMs,

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, type Stats } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -164,5 +164,18 @@ describe('secrets and configs through the CLI on lab hosts', { concurrency: fals
     await ok('secret', 'rm', 'pw_v2');
     await ok('config', 'rm', 'app_conf');
     assert.deepEqual(leaks(), [], 'no host directory holds the secret at the end');
+  });
+
+  it('lab down after kill -9 of the worker daemon leaves no tmpfs and no directory under /run/shoal', async () => {
+    await ok('secret', 'create', 'pw_last', join(tmp, 'pw1'));
+    await ok('service', 'create', '--name', 'last', '--constraint', 'node.role==worker', '--secret', 'pw_last', 'shoal/demo-web:1');
+    await runningTask('last');
+    assert.ok(mountedUnder(filesRoot()).length > 0, "the task's secret tmpfs is mounted");
+    c.killDaemon('h3');
+    await waitFor(() => c.daemonStatus('h3').state !== 'running', 10_000, 'h3 daemon dead');
+    const r = await c.down();
+    assert.deepEqual(r.errors, [], 'lab down reports no leftovers');
+    assert.deepEqual(mountedUnder(join('/run/shoal', workerId)), [], 'no tmpfs left mounted');
+    assert.ok(!existsSync(join('/run/shoal', workerId)), "the worker's /run/shoal directory is gone");
   });
 });
