@@ -268,6 +268,12 @@ export interface NodeCertificate {
   issuer?: string;
   /** sha256 (hex) of the root handed to the node with it, as its trust anchor (root rotation). */
   anchor?: string;
+  /**
+   * sha256 (hex) of the root whose key issued the certificate the node's latest dispatcher session was
+   * opened with (written at its hello): what the node holds, as opposed to what was sent to it. A root
+   * rotation completes on this, so a renewal answer lost on the way cannot strand a node.
+   */
+  presented?: string;
 }
 
 /** A node's own address on a network (today only the ingress network: the routing mesh's source address). */

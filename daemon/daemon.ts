@@ -977,6 +977,9 @@ export class Daemon {
     this.secure?.setSecureContext({ ...creds });
     this.manager?.reloadTls(creds);
     this.docker?.refreshTls();
+    // The dispatcher session moves to a connection made with the new certificate before the old one
+    // closes: a root rotation completes only once the leader has seen it, and no session is lost then.
+    this.agent?.handover();
     this.log(`certificate renewed (valid until ${parseCertificate(certPem).notAfter.toISOString()})`);
     this.scheduleRenewal();
   }

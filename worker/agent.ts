@@ -156,6 +156,8 @@ export class Agent {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.ws?.terminate();
     this.ws = null;
+    this.handingOver?.terminate();
+    this.handingOver = null;
   }
 
   /** Announces that this node now runs a manager (after a promotion). */
@@ -197,15 +199,32 @@ export class Agent {
     return m;
   }
 
-  private connect(): void {
+  /**
+   * Moves the session onto a new connection made with the current credentials, and only then lets the
+   * old one go (make before break). Called after a certificate renewal, so the leader sees the new
+   * certificate (a root CA rotation waits for that) without the node ever being without a session:
+   * assignments, status and running logs/exec requests carry on, because the leader treats the new
+   * connection as the same node's session and closes the old one itself ('replaced'). If the new
+   * connection fails before it opens, the old session stays as it was. Without a session this is a
+   * no-op: the next connection uses the new credentials anyway.
+   */
+  handover(): void {
+    if (this.state !== 'ready' || !this.ws || !this.connectedTo || this.handingOver) return;
+    this.connect(this.connectedTo);
+  }
+
+  /** A handover connection not yet open (the current session is still `ws`). */
+  private handingOver: WebSocket | null = null;
+
+  private connect(handoverTo?: string): void {
     if (this.state === 'stopped') return;
     if (this.managers.length === 0) {
       this.log('agent: no managers known');
       return;
     }
-    const target = this.pickManager();
+    const target = handoverTo ?? this.pickManager();
     const creds = this.opts.creds();
-    this.state = 'connecting';
+    if (!handoverTo) this.state = 'connecting';
     const options = {
       key: creds.key,
       cert: creds.cert,
@@ -218,9 +237,19 @@ export class Agent {
       checkServerIdentity: (_host: string, cert: PeerCertificate) => (String(cert.subject?.OU) === 'manager' ? undefined : new Error('peer is not a manager')),
     };
     const ws = new WebSocket(`wss://${target}${DISPATCHER_PATH}`, options as unknown as ClientOptions);
-    this.ws = ws;
+    if (handoverTo) this.handingOver = ws;
+    else this.ws = ws;
     const retry = (why: string) => {
-      if (this.ws !== ws) return;
+      if (this.handingOver === ws) {
+        // The handover connection failed before it opened: the current session, if any, carries on.
+        this.handingOver = null;
+        if (this.ws) {
+          this.log(`agent: moving the session to a new connection failed (${why}); keeping the current one`);
+          return;
+        }
+      } else if (this.ws !== ws) {
+        return; // a session that was handed over, or replaced
+      }
       this.ws = null;
       this.session = null;
       if (this.hbTimer) clearInterval(this.hbTimer);
@@ -229,6 +258,11 @@ export class Agent {
       if (this.state === 'stopped') return;
       this.state = 'connecting';
       this.connectedTo = null;
+      // The session ended while a handover connection is on its way: that one becomes the session.
+      if (this.handingOver) {
+        this.log(`agent: session to ${target} ended (${why}); continuing on the new connection`);
+        return;
+      }
       const delay = this.preferred ? 0 : this.backoff * (0.5 + (this.opts.random ?? Math.random)() / 2);
       this.backoff = Math.min(this.backoff * 2, 1000);
       this.log(`agent: session to ${target} ended (${why}); retrying in ${Math.round(delay)} ms`);
@@ -236,10 +270,19 @@ export class Agent {
     };
     // Errors, close, liveness and the outbound buffer are the session's: a leader that stops reading
     // (8 MiB unsent) gets the session closed, its requests end, and the agent reconnects.
-    this.session = new Session<ManagerToAgent>(ws, {
+    const session = new Session<ManagerToAgent>(ws, {
       name: `agent session to ${target}`,
       decode: jsonDecoder(decodeManagerMessage),
       onOpen: () => {
+        if (this.handingOver === ws) {
+          // Open: this connection becomes the session; the old one goes (the leader closes it too).
+          this.handingOver = null;
+          const old = this.session;
+          this.ws = ws;
+          this.session = session;
+          old?.close(1000, 'session moved to a new connection');
+          this.log(`agent: session moved to a new connection to ${target} (renewed certificate)`);
+        }
         this.connectedTo = target;
         this.backoff = 50;
         this.send({ t: 'hello', description: this.describe() });
@@ -249,6 +292,7 @@ export class Agent {
       log: (l) => this.log(l),
       limits: { maxMessageBytes: MAX_MANAGER_MESSAGE, slowConsumer: 'close' },
     });
+    if (!handoverTo) this.session = session;
   }
 
   private onMessage(m: ManagerToAgent): void {

@@ -209,6 +209,30 @@ export function caDigest(caCertPem: string): string {
   return createHash('sha256').update(loadX509(caCertPem).raw).digest('hex');
 }
 
+/**
+ * The digest (caDigest) of the root among `roots` whose key signed `cert`, or null if none did. The
+ * dispatcher records it for the certificate each session is opened with: what a node presents, not what
+ * was issued to it, is the proof a root rotation may complete (an answer lost on the way proves nothing).
+ */
+export function issuingRootDigest(cert: string | Buffer, roots: readonly string[]): string | null {
+  let leaf: X509Certificate;
+  try {
+    leaf = loadX509(cert);
+  } catch {
+    return null;
+  }
+  for (const pem of roots) {
+    let root: X509Certificate;
+    try {
+      root = loadX509(pem);
+    } catch {
+      continue;
+    }
+    if (leaf.checkIssued(root) && leaf.verify(root.publicKey)) return createHash('sha256').update(root.raw).digest('hex');
+  }
+  return null;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // CSRs and issuance
 

@@ -3,8 +3,8 @@
 // roots a manager accepts, what the leader's reconciler (rotation-runner.ts) does next, and what the
 // completion writes. No clock, no store, no network: time comes in as `now`, nodes as plain records.
 //
-//                      cluster ca --rotate                       every node record was issued
-//      ┌──────────┐   (new root + cross-signed copy)   ┌──────────┐   by the new key (down nodes     ┌──────────┐
+//                      cluster ca --rotate                       every node's session presents a
+//      ┌──────────┐   (new root + cross-signed copy)   ┌──────────┐   cert of the new key (down nodes  ┌──────────┐
 //      │   IDLE   │ ─────────────────────────────────▶ │ ROTATING │ ─ block it; `node rm` unblocks) ▶│   IDLE   │
 //      │ root R0  │                                    │ anchor R0│                                   │ root R1  │
 //      └──────────┘                                    │ issuer R1│ ◀─┐ cluster ca --rotate again:   │ chain X  │
@@ -17,8 +17,12 @@
 // ROTATING: the anchor (what nodes trust, what join tokens pin, what /v1/ca serves) stays R0; new
 //   certificates are issued by R1's key and served with X = R1 cross-signed by R0, so a peer trusting R0
 //   verifies them (leaf → X → R0) and one trusting R1 stops at R1. Managers accept leaves of R0 and R1.
-//   The reconciler nudges each connected node whose record is not from R1 to renew (at most every
-//   NUDGE_EVERY_MS), and completes when none is left.
+//   The reconciler nudges each connected node whose session does not yet present a certificate of R1's
+//   key to renew (at most every NUDGE_EVERY_MS), and completes when none is left. A node that renews
+//   moves its session to a new connection made with the new certificate before closing the old one
+//   (worker/agent.ts handover), so the dispatcher sees what it holds (NodeCertificate.presented) and no
+//   session is closed at completion; a node whose renewal answer was lost still presents R0 and is
+//   nudged again instead of being stranded.
 // Completion (one store write): R1 becomes the anchor, X stays as `chainPem` (served after every leaf
 //   until the next rotation, for nodes that have not swapped their anchor yet), join tokens keep their
 //   secrets and take R1's digest. From then on a certificate from R0 is refused: a node that was away
@@ -97,11 +101,22 @@ export interface NodeView {
   issuer?: string | undefined;
   /** Digest of the anchor last handed to the node (NodeCertificate.anchor). */
   anchor?: string | undefined;
+  /** Digest of the root that issued the certificate the node's latest session presented (NodeCertificate.presented). */
+  presented?: string | undefined;
 }
 
 export function nodeView(n: Node): NodeView {
   const c = n.certificate;
-  return { id: n.id, hostname: n.description.hostname, state: n.status.state, issuer: c?.issuer, anchor: c?.anchor };
+  return { id: n.id, hostname: n.description.hostname, state: n.status.state, issuer: c?.issuer, anchor: c?.anchor, presented: c?.presented };
+}
+
+/**
+ * A node has moved to the root `target` once a session of it presented a certificate of that key, not
+ * when one was issued: the answer to a renewal can be lost on its way (the session drops), and a rotation
+ * completed then would leave the node holding only a certificate of the root no longer accepted.
+ */
+function movedTo(n: NodeView, target: string): boolean {
+  return n.presented === target;
 }
 
 export function progress(root: RootCa, nodes: readonly NodeView[], admins: Cluster['admins'] = []): RotationProgress {
@@ -110,7 +125,7 @@ export function progress(root: RootCa, nodes: readonly NodeView[], admins: Clust
   const r = root.rotation;
   if (!r) return { phase: 'idle', ...base, reissued: nodes.length, pending: [] };
   const target = caDigest(r.newCertPem);
-  const pending = nodes.filter((n) => n.issuer !== target).map((n) => ({ id: n.id, hostname: n.hostname, state: n.state }));
+  const pending = nodes.filter((n) => !movedTo(n, target)).map((n) => ({ id: n.id, hostname: n.hostname, state: n.state }));
   return {
     phase: 'rotating',
     ...base,
@@ -147,7 +162,7 @@ export function reconcile(
   const r = root.rotation;
   if (r) {
     const target = caDigest(r.newCertPem);
-    const pending = nodes.filter((n) => n.issuer !== target);
+    const pending = nodes.filter((n) => !movedTo(n, target));
     if (pending.length === 0) return { complete: true, nudge: [] };
     return { complete: false, nudge: pending.filter((n) => due(n.id)).map((n) => n.id) };
   }

@@ -15,10 +15,10 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ProtocolViolation, Session, jsonDecoder, type SessionCounters } from '../../transport/session.ts';
 import { canonicalJson, nodeNetViews, type NetSnapshot } from '../allocator/netview.ts';
-import { PkiError, signNodeCertificate } from '../ca/pki.ts';
+import { issuingRootDigest, PkiError, signNodeCertificate } from '../ca/pki.ts';
 import { RateLimiter } from '../ca/tokens.ts';
 import { recordIssued, revokeOnRoleChange } from '../ca/revocation.ts';
-import { issuerOf, withChain } from '../ca/rotation.ts';
+import { acceptedRoots, issuerOf, withChain } from '../ca/rotation.ts';
 import type { RaftNode } from '../raft/node.ts';
 import { CLUSTER_ID, isTerminalTaskState, taskStateRank, type Cluster, type Node as NodeObj, type Task } from '../../api/objects.ts';
 import type { Store } from '../store/store.ts';
@@ -107,6 +107,8 @@ interface NodeSession {
   renewing?: number;
   /** The deny list refused this session while `renewing`: closed as soon as the renewal is done. */
   closeAfterRenew?: string;
+  /** Digest of the root whose key issued `certRaw` (computed at the first hello; null: none accepted). */
+  presented?: string | null;
 }
 
 export class Dispatcher {
@@ -330,11 +332,18 @@ export class Dispatcher {
     this.sendNetViews([nodeId]);
     this.sentFiles.delete(ns); // a welcome makes the agent forget its secrets and configs
     this.sendAssignments(nodeId);
+    if (ns.presented === undefined && ns.certRaw) {
+      const c = this.cluster();
+      ns.presented = c ? issuingRootDigest(ns.certRaw, acceptedRoots(c.rootCa)) : null;
+    }
+    const presented = ns.presented ?? undefined;
     await this.d.gate.update((tx) => {
       const cur = tx.get('node', nodeId) as NodeObj | undefined;
       if (!cur) return;
       tx.update({
         ...cur,
+        // Which root's key issued the certificate this session presents (a root rotation waits for it).
+        ...(cur.certificate && presented && cur.certificate.presented !== presented ? { certificate: { ...cur.certificate, presented } } : {}),
         // The hostname is the one the node joined with, unique among nodes (api/join.ts): a hello cannot
         // take another node's name, which `node rm/promote <hostname>` and constraints would then match.
         description: { ...cur.description, ...description, hostname: cur.description.hostname || description.hostname },

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import {
   caDigest,
+  issuingRootDigest,
   checkRootCa,
   createCsr,
   createRootCa,
@@ -189,7 +190,7 @@ describe('rotation state machine', () => {
   const d0 = () => caDigest(r0.certPem);
   const d1 = () => caDigest(r1.certPem);
   const nodes = (...issuers: (string | undefined)[]): NodeView[] =>
-    issuers.map((issuer, i) => ({ id: `n${i}`, hostname: `h${i}`, state: i === 2 ? 'down' : 'ready', issuer, anchor: issuer }));
+    issuers.map((issuer, i) => ({ id: `n${i}`, hostname: `h${i}`, state: i === 2 ? 'down' : 'ready', issuer, anchor: issuer, presented: issuer }));
 
   test('idle: the root issues, no chain, only the root accepted', () => {
     const i = issuerOf(idle());
@@ -256,6 +257,34 @@ describe('rotation state machine', () => {
     assert.equal(reconcile(root, nodes(d1(), d1(), d0()), connected, new Map(), 0).complete, false);
     assert.deepEqual(reconcile(root, nodes(d1(), d1()), connected, new Map(), 0), { complete: true, nudge: [] });
     assert.deepEqual(reconcile(root, [], connected, new Map(), 0), { complete: true, nudge: [] });
+  });
+
+  test('a node counts as moved only once a session presented the new certificate (a lost answer strands nobody)', () => {
+    const root = rotating();
+    // Issued by the new key (the record says so) but the answer never arrived: it still presents R0.
+    const lost: NodeView = { id: 'lost', hostname: 'lost', state: 'ready', issuer: d1(), anchor: d0(), presented: d0() };
+    const moved: NodeView = { id: 'ok', hostname: 'ok', state: 'ready', issuer: d1(), anchor: d0(), presented: d1() };
+    assert.deepEqual(
+      reconcile(root, [moved, lost], () => true, new Map(), 0),
+      { complete: false, nudge: ['lost'] },
+    );
+    assert.deepEqual(
+      progress(root, [moved, lost]).pending.map((n) => n.id),
+      ['lost'],
+    );
+    assert.deepEqual(
+      reconcile(root, [moved, { ...lost, presented: d1() }], () => true, new Map(), 0),
+      { complete: true, nudge: [] },
+    );
+  });
+
+  test('issuingRootDigest names the root whose key signed a leaf, of those given', () => {
+    const l1 = leaf(r1, keyA, 'node-a');
+    assert.equal(issuingRootDigest(l1.certPem, [r0.certPem, r1.certPem]), d1());
+    assert.equal(issuingRootDigest(new X509Certificate(l1.certPem).raw, [r1.certPem]), d1(), 'DER as the TLS socket gives it');
+    assert.equal(issuingRootDigest(l1.certPem, [r0.certPem]), null, 'not the old root');
+    assert.equal(issuingRootDigest('not a certificate', [r0.certPem]), null);
+    assert.equal(issuingRootDigest(leaf(r0, keyA, 'node-b').certPem, ['garbage', r0.certPem]), d0(), 'a root that does not parse is skipped');
   });
 
   test('completion: the new root is the anchor, the cross-signed copy its chain, tokens keep secrets and take the new digest', () => {

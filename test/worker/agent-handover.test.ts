@@ -1,0 +1,189 @@
+// The agent's session handover (make before break) against the real dispatcher over mutual-TLS
+// WebSockets on loopback, with an in-memory store: after a renewal the node's session moves to a
+// connection made with the new certificate without ever being absent, the dispatcher records which
+// root's key issued what the node now presents (a root rotation completes on that), and a handover the
+// leader refuses leaves the old session working.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { makeTestCa, type TestCa } from '../helpers/pki.ts';
+import { testCluster } from '../helpers/cluster.ts';
+import { caDigest } from '../../manager/ca/pki.ts';
+import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
+import { Gate } from '../../manager/api/gate.ts';
+import type { Members } from '../../manager/members.ts';
+import type { RaftNode } from '../../manager/raft/node.ts';
+import { Store } from '../../manager/store/store.ts';
+import type { Draft, Node, Task } from '../../api/objects.ts';
+import { Agent, type AgentCredentials } from '../../worker/agent.ts';
+import { FakeExecutor } from '../../worker/fake-executor.ts';
+
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('agent session handover (real dispatcher, real TLS)', () => {
+  let r0: TestCa;
+  let r1: TestCa;
+  let stranger: TestCa;
+  let server: Server;
+  let addr: string;
+  let store: Store;
+  let d: Dispatcher;
+  let agent: Agent;
+  let creds: AgentCredentials;
+  const agentLog: string[] = [];
+  const ex = new FakeExecutor(1);
+  /** Every 2 ms: whether the dispatcher had a session for n1 (a gap would show as false). */
+  const samples: boolean[] = [];
+  let sampler: NodeJS.Timeout | null = null;
+
+  const nodeRec = () => store.view((tx) => tx.get('node', 'n1')) as Node;
+  const taskRec = () => store.view((tx) => tx.get('task', 't1')) as Task;
+
+  before(async () => {
+    r0 = makeTestCa();
+    r1 = makeTestCa();
+    stranger = makeTestCa();
+    // The leader mid-rotation: it accepts leaves of both roots (its TLS server trusts both; the store's
+    // check, certProblem, is not under test here).
+    const serverCert = r0.issue('m1', { ou: 'manager' });
+    server = createServer({ key: serverCert.key, cert: serverCert.cert, ca: [r0.caCert, r1.caCert], requestCert: true, rejectUnauthorized: false });
+    store = new Store();
+    await store.update((tx) => {
+      const cluster = testCluster({ ca: { caCertPem: r0.caCert, caKeyPem: r0.caKey } });
+      tx.create({
+        ...cluster,
+        rootCa: {
+          ...cluster.rootCa,
+          rotation: { newCertPem: r1.caCert, newKeyPem: r1.caKey, crossSignedPem: '', startedAt: new Date(0).toISOString(), external: false },
+        },
+      });
+      tx.create({
+        id: 'n1',
+        kind: 'node',
+        spec: { labels: {}, availability: 'active', role: 'worker' },
+        description: {
+          hostname: 'n1',
+          platform: { os: 'linux', arch: 'x64' },
+          resources: { nanoCpus: 0, memoryBytes: 0 },
+          engineVersion: '',
+          addr: '10.0.0.1',
+        },
+        status: { state: 'unknown', message: 'joined', addr: '10.0.0.1' },
+        certificate: { serial: '01', notAfter: new Date(Date.now() + 3600_000).toISOString(), role: 'worker' },
+      } as Draft<Node>);
+      tx.create({
+        id: 't1',
+        kind: 'task',
+        serviceId: 'svc',
+        slot: 1,
+        nodeId: 'n1',
+        spec: { image: 'app:1' },
+        desiredState: 'running',
+        status: { state: 'assigned', timestamp: new Date().toISOString(), message: 'assigned' },
+        serviceAnnotations: { name: 'web', labels: {} },
+        networks: [],
+      } as Draft<Task>);
+    });
+    const raft = { status: () => ({ role: 'leader', leader: 'm1', voters: ['m1'], learners: [], members: {} }) } as unknown as RaftNode;
+    const members = {
+      managerAddrs: () => [{ id: 'm1', addr: '127.0.0.1:1' }],
+      leaderAddr: () => null,
+      reachableManagers: () => ({ reachable: 1, total: 1 }),
+    } as unknown as Members;
+    d = new Dispatcher({
+      store,
+      raft,
+      gate: new Gate(raft, store, members, 1000),
+      members,
+      clusterId: 'c',
+      certProblem: () => null,
+      log: () => {},
+    });
+    server.on('upgrade', (req, socket, head) => {
+      if (!d.handleUpgrade(req, socket, head)) socket.destroy();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    addr = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    d.startLeading();
+    const c0 = r0.issue('n1', { ou: 'worker' });
+    creds = { key: c0.key, cert: c0.cert, ca: r0.caCert };
+    agent = new Agent({
+      nodeId: 'n1',
+      managers: [addr],
+      creds: () => creds,
+      advertiseAddr: '10.0.0.1',
+      hostname: 'n1',
+      executor: ex,
+      log: (l) => agentLog.push(l),
+    });
+    agent.start();
+  });
+
+  after(async () => {
+    if (sampler) clearInterval(sampler);
+    agent?.stop();
+    d?.stop();
+    server?.closeAllConnections();
+    await new Promise((r) => server?.close(r));
+  });
+
+  it('records the root of the certificate the session presents', async () => {
+    await until(() => agent.state === 'ready' && nodeRec().status.state === 'ready', 'n1 ready');
+    await until(() => taskRec().status.state === 'running', 't1 running');
+    await until(() => nodeRec().certificate?.presented !== undefined, 'presented recorded');
+    assert.equal(nodeRec().certificate?.presented, caDigest(r0.caCert));
+  });
+
+  it('a handover moves the session to the renewed certificate with no gap, and the task carries on', async () => {
+    const c1 = r1.issue('n1', { ou: 'worker' });
+    creds = { key: c1.key, cert: c1.cert, ca: r0.caCert };
+    const logFrom = agentLog.length;
+    sampler = setInterval(() => samples.push(d.hasSession('n1') && agent.state === 'ready'), 2);
+    agent.handover();
+    await until(() => nodeRec().certificate?.presented === caDigest(r1.caCert), 'the new root presented');
+    await until(() => agentLog.slice(logFrom).some((l) => l.includes('session moved to a new connection')), 'handover logged');
+    // The old connection is gone and the new one still serves: a status change travels over it.
+    await new Promise((r) => setTimeout(r, 50));
+    clearInterval(sampler);
+    sampler = null;
+    assert.ok(samples.length > 5, `sampled ${samples.length} times`);
+    assert.ok(
+      samples.every((s) => s),
+      'the node had a session and the agent stayed ready at every sample',
+    );
+    assert.deepEqual(
+      agentLog.slice(logFrom).filter((l) => /session to .* ended/.test(l)),
+      [],
+      'no session ended',
+    );
+    assert.equal(taskRec().status.state, 'running', 'the task was not touched');
+    assert.equal(nodeRec().status.state, 'ready');
+    // Assignments still reach the node over the new session.
+    await store.update((tx) => tx.update({ ...taskRec(), desiredState: 'shutdown' }));
+    await until(() => taskRec().status.state === 'shutdown', 'the shutdown reached the node and its status came back');
+  });
+
+  it('a handover the leader refuses keeps the current session', async () => {
+    const logFrom = agentLog.length;
+    const bad = stranger.issue('n1', { ou: 'worker' });
+    creds = { key: bad.key, cert: bad.cert, ca: stranger.caCert }; // trusts nobody the leader serves
+    agent.handover();
+    await until(() => agentLog.slice(logFrom).some((l) => l.includes('moving the session to a new connection failed')), 'the failure logged');
+    assert.equal(agent.state, 'ready');
+    assert.ok(d.hasSession('n1'), 'the old session is still there');
+    assert.equal(nodeRec().certificate?.presented, caDigest(r1.caCert), 'what the node presents did not change');
+    assert.deepEqual(
+      agentLog.slice(logFrom).filter((l) => /session to .* ended/.test(l)),
+      [],
+    );
+  });
+});
