@@ -2,7 +2,8 @@
 // running, `cluster ca --rotate` moves every node to a new root while worker h5's daemon is stopped:
 // the rotation waits for it (shown as pending and down), h5 comes back with its old certificate while the
 // cross-signed period lasts and is moved over too, then the rotation completes. Checked afterwards:
-// no task was restarted or replaced; every manager serves a chain that verifies against the new root
+// no task was restarted or replaced; no node's session ended (each moved to its renewed certificate
+// first) and the completion closed none; every manager serves a chain that verifies against the new root
 // alone (node:tls) and against the old root only through the cross-signed copy (openssl verify); every
 // node holds a certificate of the new key and the new root as its only trust anchor; /v1/ca and the
 // join tokens name the new root; an admin certificate of the old root is refused.
@@ -106,6 +107,9 @@ describe('root CA rotation on a lab', { concurrency: false, timeout: 600_000 }, 
       `${AWAY} down`,
     );
 
+    // Where each daemon's log stands when the rotation starts (h5's begins again when it restarts).
+    const logOf = (h: string) => readFileSync(join(c.host(h).dir, 'daemon.log'), 'utf8');
+    const logFrom = new Map([...MANAGERS, WORKERS[0]!].map((h) => [h, logOf(h).length]));
     const rot = await sh(['cluster', 'ca', '--rotate', '--detach']);
     assert.equal(rot.code, 0, `cluster ca --rotate: ${rot.err}${rot.out}`);
     assert.match(rot.out, /Root CA rotation started/);
@@ -186,6 +190,25 @@ describe('root CA rotation on a lab', { concurrency: false, timeout: 600_000 }, 
       afterTasks.every((t) => t.status.state === 'running'),
       `all still running: ${afterTasks.map((t) => t.status.state)}`,
     );
+
+    // No node lost its session: each moved to its renewed certificate before letting the old one go
+    // (agent handover), so no agent session ended and the completion closed no node session. (Raft links
+    // opened with old-root certificates are re-dialled; Raft retransmits, nothing above notices.)
+    for (const [h, from] of logFrom) {
+      const since = logOf(h).slice(from).split('\n');
+      assert.deepEqual(
+        since.filter((l) => /agent: session to .* ended/.test(l)),
+        [],
+        `${h}: no agent session ended during the rotation`,
+      );
+      assert.ok(
+        since.some((l) => l.includes('session moved to a new connection')),
+        `${h}: its session moved to the renewed certificate`,
+      );
+      for (const l of since.filter((x) => x.includes('deny list or roots changed'))) {
+        assert.match(l, / 0 node sessions/, `${h}: the completion closed no node session: ${l}`);
+      }
+    }
 
     // The old root is refused: an admin certificate from before the rotation no longer opens the API.
     const stale = await sh(['node', 'ls'], oldContext);
