@@ -21,6 +21,7 @@
 //   {"ev":"error","message":…}           a join failed for good (the farm exits 1)
 import type { ChildProcess } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import tls, { type SecureContext, type SecureContextOptions } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { createCsr, generateKeyPem } from '../manager/ca/pki.ts';
@@ -75,6 +76,51 @@ interface Sim {
   sessions: number;
 }
 
+/**
+ * Makes this process build one TLS SecureContext per (key, certificate, CA) and reuse it for every
+ * connection with the same credentials. A real node builds its context on its own CPU; a farm running
+ * thousands of nodes spent most of its time re-parsing the same PEMs for each connection (28 of 72 busy
+ * seconds at 1,000 nodes, in createSecureContext), which delayed its heartbeats by seconds and made live
+ * simulated nodes look dead. Only for farm processes (the script entry below): it patches node:tls.
+ */
+export function shareSecureContexts(): void {
+  const build = tls.createSecureContext;
+  // By certificate (one per node; the CA for joins, which carry no certificate): key and CA must match too.
+  const cache = new Map<string, { key: unknown; ca: unknown; ctx: SecureContext }>();
+  // Options that shape a context besides key, certificate and CA: a call with any of them is not cached.
+  const other = [
+    'pfx',
+    'passphrase',
+    'ciphers',
+    'sigalgs',
+    'crl',
+    'dhparam',
+    'ecdhCurve',
+    'minVersion',
+    'maxVersion',
+    'secureOptions',
+    'secureProtocol',
+    'sessionIdContext',
+    'ticketKeys',
+    'privateKeyEngine',
+    'privateKeyIdentifier',
+    'clientCertEngine',
+    'honorCipherOrder',
+  ];
+  tls.createSecureContext = (o?: SecureContextOptions) => {
+    // tls.connect fills in the default cipher list itself: that one does not make a context different.
+    if (!o || (typeof o.cert !== 'string' && typeof o.ca !== 'string')) return build(o);
+    const differs = (k: string) => o[k as keyof SecureContextOptions] !== undefined && !(k === 'ciphers' && o.ciphers === tls.DEFAULT_CIPHERS);
+    if (other.some(differs)) return build(o);
+    const id = typeof o.cert === 'string' ? o.cert : `ca:${String(o.ca)}`;
+    const hit = cache.get(id);
+    if (hit && hit.key === o.key && hit.ca === o.ca) return hit.ctx;
+    const ctx = build(o);
+    cache.set(id, { key: o.key, ca: o.ca, ctx });
+    return ctx;
+  };
+}
+
 const pctl = (xs: number[], p: number) => {
   if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
@@ -108,14 +154,24 @@ export class AgentFarm {
       const key = keys[i % keys.length]!;
       const csr = csrs[i % keys.length]!;
       // Redirects to the leader and rate-limit answers (429) are retried; anything else is an error.
+      let hostname = `${prefix}${i}`;
+      // A join that got no answer (or a 503) may still have been committed, taking the hostname: the
+      // retry then answers 409, and joins again under a new name (the first node stays, never Ready).
+      let ambiguous = false;
       for (let attempt = 0; attempt < 1000; attempt++) {
         const r = await httpsJson(
           remote,
           'POST',
           '/v1/join',
-          { token: o.token, csr, advertise: `${o.addr ?? '127.0.0.1'}:2377`, hostname: `${prefix}${i}` },
+          { token: o.token, csr, advertise: `${o.addr ?? '127.0.0.1'}:2377`, hostname },
           { ca: o.caPem },
         ).catch((e: Error) => ({ status: 0, body: { error: { message: e.message } } }));
+        if (r.status === 409 && ambiguous) {
+          hostname = `${prefix}${i}r${attempt}`;
+          ambiguous = false;
+          continue;
+        }
+        ambiguous = r.status === 0 || r.status === 503;
         if (r.status === 421 && r.body?.error?.leader) {
           remote = r.body.error.leader;
           continue;
@@ -125,14 +181,17 @@ export class AgentFarm {
           await new Promise((res) => setTimeout(res, 100 + Math.random() * 200));
           continue;
         }
-        if (r.status !== 200) throw new Error(`join ${prefix}${i}: HTTP ${r.status} ${r.body?.error?.message ?? ''}`);
+        if (r.status !== 200) throw new Error(`join ${hostname}: HTTP ${r.status} ${r.body?.error?.message ?? ''}`);
         const creds = { key, cert: r.body.certPem as string, ca: r.body.caCertPem as string };
+        // The manager that answered the join is the leader: tried first, a session costs one TLS
+        // connection instead of two (a follower's redirect, then the leader).
+        const addrs = (r.body.managers as { addr: string }[]).map((m) => m.addr);
         const agent = new Agent({
           nodeId: r.body.nodeId,
-          managers: (r.body.managers as { addr: string }[]).map((m) => m.addr),
+          managers: [...addrs.filter((a) => a === remote), ...addrs.filter((a) => a !== remote)],
           creds: () => creds,
           advertiseAddr: o.addr ?? '127.0.0.1',
-          hostname: `${prefix}${i}`,
+          hostname,
           executor: new FakeExecutor(),
         });
         farm.watch(agent, r.body.nodeId as string);
@@ -155,6 +214,11 @@ export class AgentFarm {
   /** Records when each heartbeat goes out (wrapping the agent's send), to report lateness. */
   private watch(agent: Agent, nodeId: string): void {
     const sim: Sim = { agent, nodeId, lastHb: 0, sessions: 0 };
+    // The node's description is the same at every hello: computed once (os.cpus() per hello cost the
+    // farm 1.4 s of CPU at 1,000 nodes).
+    const describe = agent['describe'].bind(agent);
+    let description: ReturnType<typeof describe> | undefined;
+    agent['describe'] = () => (description ??= describe());
     const send = agent['send'].bind(agent);
     agent['send'] = (m) => {
       if (m.t === 'hb') {
@@ -301,6 +365,7 @@ export class FarmProcess {
 // As a script: node lab/agent-farm.js <config-json>
 if (/agent-farm\.[jt]s$/.test(process.argv[1] ?? '') && process.argv[2]) {
   const cfg = JSON.parse(process.argv[2]) as FarmOptions;
+  shareSecureContexts();
   const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
   // Lag is reported from the start: a farm too slow to join its nodes must say so too.
   AgentFarm.start(cfg, (f) => setInterval(() => out({ ev: 'lag', ...f.lag() }), cfg.reportMs ?? 1000)).then(
