@@ -1,0 +1,66 @@
+// Node liveness (manager/dispatcher/liveness.ts): the heartbeat period announced to a large cluster, and
+// when a silent node is Down with it. Pure: times are numbers.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HEARTBEAT_BUDGET_PER_SEC, MAX_ADAPTIVE_PERIOD_MS, NodeLiveness, heartbeatPeriodFor } from '../../manager/dispatcher/liveness.ts';
+
+test('the configured period is announced while the nodes fit the heartbeat budget', () => {
+  assert.equal(heartbeatPeriodFor(1000, 0), 1000);
+  assert.equal(heartbeatPeriodFor(1000, 200), 1000);
+  assert.equal(heartbeatPeriodFor(1000, HEARTBEAT_BUDGET_PER_SEC), 1000);
+});
+
+test('beyond the budget the period grows with the node count, in 100 ms steps, up to the cap', () => {
+  assert.equal(heartbeatPeriodFor(1000, HEARTBEAT_BUDGET_PER_SEC + 1), 1100);
+  assert.equal(heartbeatPeriodFor(1000, 3000), 1500);
+  assert.equal(heartbeatPeriodFor(1000, 5000), 2500);
+  assert.equal(heartbeatPeriodFor(1000, 50_000), MAX_ADAPTIVE_PERIOD_MS);
+  // Heartbeats a second at 5,000 nodes stay within the budget.
+  assert.ok((5000 * 1000) / heartbeatPeriodFor(1000, 5000) <= HEARTBEAT_BUDGET_PER_SEC);
+});
+
+test('a configured period longer than the cap is kept as it is, never shortened', () => {
+  assert.equal(heartbeatPeriodFor(5000, 10), 5000);
+  assert.equal(heartbeatPeriodFor(5000, 50_000), 5000);
+  assert.equal(heartbeatPeriodFor(1000, 4000, 1000), MAX_ADAPTIVE_PERIOD_MS);
+});
+
+test('with equal periods a node is Down after 3 missed ones (as before)', () => {
+  const l = new NodeLiveness(1000);
+  l.heartbeat('a', 0);
+  assert.equal(l.deadlineMs, 3000);
+  assert.deepEqual(l.expired(3000), []);
+  assert.deepEqual(l.expired(3001), ['a']);
+  assert.equal(l.isTracked('a'), false, 'an expired node is no longer tracked');
+});
+
+test('a longer announced period adds itself, not 3 of itself: 2.5 s + 2 × 1 s = 4.5 s', () => {
+  const l = new NodeLiveness(1000);
+  l.setPeriod(2500, 1000, 0);
+  assert.equal(l.deadlineMs, 4500);
+  l.heartbeat('a', 0);
+  assert.deepEqual(l.expired(4500), []);
+  assert.deepEqual(l.expired(4501), ['a']);
+});
+
+test('when the period shrinks, the longer deadline holds until nodes can have heard of it', () => {
+  const l = new NodeLiveness(1000);
+  l.setPeriod(2500, 1000, 0);
+  l.heartbeat('a', 10_000); // still on 2.5 s
+  l.setPeriod(1000, 1000, 10_000);
+  assert.equal(l.deadlineMs, 3000);
+  // 4 s of silence: Down under the new period alone, but the old one (4.5 s) still holds.
+  assert.deepEqual(l.expired(14_000), []);
+  assert.deepEqual(l.expired(14_501), ['a']);
+  // Once the hold is over the shorter deadline applies.
+  l.heartbeat('b', 15_000);
+  assert.deepEqual(l.expired(18_000), []);
+  assert.deepEqual(l.expired(18_001), ['b']);
+});
+
+test('a new leader gives every node a full window from the moment it took over', () => {
+  const l = new NodeLiveness(1000);
+  l.startTracking(['a', 'b'], 50_000);
+  assert.deepEqual(l.expired(53_000), []);
+  assert.deepEqual(l.expired(53_001).sort(), ['a', 'b']);
+});
