@@ -3,16 +3,17 @@
 // stream stays open (after replaying --since, if given); with --until it ends there. Any manager answers
 // the same, so the first one of the context that answers is used; if it goes away before the stream
 // started, the next is tried.
-import { request as httpsRequest } from 'node:https';
 import type { ClusterEvent } from '../api/events.ts';
-import { managerRequest } from '../transport/https.ts';
-import { CliError, type Context } from '../client/context.ts';
+import { CliError } from '../client/context.ts';
+import { NdjsonError, readNdjson } from '../client/ndjson.ts';
 import type { Invocation } from './command.ts';
 import { checkFormat, renderInspect } from './format.ts';
 import { durationAgoMs, neutralise } from './logs.ts';
 
 /** A line longer than this is an error, not something to buffer. */
 const MAX_LINE = 1 << 20;
+/** The manager sends a keepalive every 15 s: this long without a byte, the stream is dead. */
+const EVENTS_IDLE_MS = 40_000;
 
 /**
  * --since / --until as the API takes them: a duration back from now (`10m`, `1h30m`, `2d`, `45s`) as
@@ -42,63 +43,6 @@ interface Line {
   after?: string;
 }
 
-function streamFrom(ctx: Context, manager: string, path: string, onEvent: (e: ClusterEvent) => void): Promise<{ started: boolean }> {
-  let started = false;
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ ...managerRequest(manager, ctx.admin), method: 'GET', path }, (res) => {
-      let buf = '';
-      res.setEncoding('utf8');
-      if (res.statusCode !== 200) {
-        res.on('data', (c: string) => {
-          if (buf.length < MAX_LINE) buf += c;
-        });
-        res.on('end', () => {
-          let msg = `HTTP ${res.statusCode}`;
-          try {
-            msg = (JSON.parse(buf) as { error?: { message?: string } }).error?.message ?? msg;
-          } catch {
-            /* not JSON */
-          }
-          reject(new CliError(msg));
-        });
-        return;
-      }
-      started = true;
-      res.on('data', (c: string) => {
-        buf += c;
-        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-          const text = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (text.trim() === '') continue;
-          let o: ClusterEvent & Line;
-          try {
-            o = JSON.parse(text) as ClusterEvent & Line;
-          } catch (e) {
-            req.destroy();
-            reject(new CliError(`bad answer from ${manager}: ${(e as Error).message}`));
-            return;
-          }
-          if (o.keepalive) continue;
-          if (o.end !== undefined) {
-            req.destroy();
-            reject(new CliError(`the event stream was ended by ${manager}: ${o.end}`));
-            return;
-          }
-          onEvent(o);
-        }
-        if (buf.length > MAX_LINE) {
-          req.destroy();
-          reject(new CliError(`${manager} sent a line longer than ${MAX_LINE} bytes`));
-        }
-      });
-      res.on('end', () => resolve({ started }));
-      res.on('error', (e) => reject(Object.assign(e, { started })));
-    });
-    req.on('error', (e) => reject(Object.assign(e, { started })));
-    req.end();
-  });
-}
-
 /** `write` is where events go (standard output; tests pass their own). */
 export async function eventsCmd(i: Invocation, write: (s: string) => void = (s) => void process.stdout.write(s)): Promise<number> {
   if (i.positionals.length > 0) throw new CliError(`events takes no arguments (got ${i.positionals.join(' ')})`);
@@ -120,16 +64,15 @@ export async function eventsCmd(i: Invocation, write: (s: string) => void = (s) 
     const text = format === 'json' ? JSON.stringify(e) : format !== undefined ? renderInspect([e], format) : eventLine(e);
     write(`${tty ? neutralise(text) : text}\n`);
   };
-  let last = '';
-  for (const m of ctx.managers) {
-    try {
-      await streamFrom(ctx, m, `/v1/events?${q}`, print);
-      return 0;
-    } catch (e) {
-      if (e instanceof CliError) throw e;
-      if ((e as { started?: boolean }).started) throw new CliError(`connection to ${m} lost: ${(e as Error).message}`);
-      last = `${m}: ${(e as Error).message}`;
-    }
+  try {
+    await readNdjson(ctx, { path: `/v1/events?${q}`, idleMs: EVENTS_IDLE_MS, maxLine: MAX_LINE }, (o) => {
+      const l = o as ClusterEvent & Line;
+      if (l.keepalive) return;
+      if (l.end !== undefined) throw new Error(`the event stream was ended by the manager: ${l.end}`);
+      print(l);
+    });
+  } catch (e) {
+    throw e instanceof NdjsonError ? new CliError(e.message, e.status) : e;
   }
-  throw new CliError(`no manager reachable (${last})`);
+  return 0;
 }

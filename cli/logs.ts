@@ -1,10 +1,9 @@
 // `shoal service logs [-f] [--tail N] [--since 10m|ISO] [-t] SERVICE|TASK` and
 // `shoal task logs|exec`: the leader merges the logs of every task on every node (see
 // manager/api/remote.ts); a node that is down yields a warning on stderr, and the command still succeeds.
-import { request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
-import { managerRequest } from '../transport/https.ts';
 import { CliError, type Context } from '../client/context.ts';
+import { NdjsonError, readNdjson } from '../client/ndjson.ts';
 
 /** A duration back from now (`10m`, `1h30m`, `45s`, `2d`) in milliseconds, or null if `v` is not one. */
 export function durationAgoMs(v: string): number | null {
@@ -56,122 +55,24 @@ interface StreamLine {
   error?: { message?: unknown } | null;
 }
 
-/** An error answer's body (`{ error: { message, leader? } }`), as far as the CLI reads it. */
-interface ErrorBody {
-  error?: { message?: string; leader?: string } | null;
-}
-
-function streamOnce(
-  ctx: Context,
-  remote: string,
-  method: string,
-  path: string,
-  body: unknown,
-  onLine: (o: StreamLine) => void,
-): Promise<{ redirect?: string }> {
-  const data = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      {
-        ...managerRequest(remote, ctx.admin),
-        method,
-        path,
-        ...(data !== undefined ? { headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } } : {}),
-      },
-      (res) => {
-        let buf = '';
-        res.setEncoding('utf8');
-        if (res.statusCode !== 200) {
-          res.on('data', (c: string) => {
-            if (buf.length < MAX_NDJSON_LINE) buf += c;
-          });
-          res.on('end', () => {
-            let body: ErrorBody | null = null;
-            try {
-              body = JSON.parse(buf);
-            } catch {
-              /* not JSON */
-            }
-            if (res.statusCode === 421 && body?.error?.leader) resolve({ redirect: body.error.leader });
-            else reject(new CliError(body?.error?.message ?? `HTTP ${res.statusCode}`));
-          });
-          return;
-        }
-        // Backpressure end to end: while our own output is full, stop reading (the leader then stops
-        // acknowledging, and the nodes stop sending).
-        const waitFor = (out: NodeJS.WriteStream) => {
-          res.pause();
-          out.once('drain', () => res.resume());
-        };
-        res.on('data', (c: string) => {
-          buf += c;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            if (line.trim() === '') continue;
-            let full: NodeJS.WriteStream | undefined;
-            try {
-              full = onLine(JSON.parse(line)) as NodeJS.WriteStream | undefined;
-            } catch (e) {
-              req.destroy();
-              reject(e instanceof CliError ? e : new CliError(`bad answer from the manager: ${(e as Error).message}`));
-              return;
-            }
-            if (full) waitFor(full);
-          }
-          if (buf.length > MAX_NDJSON_LINE) {
-            req.destroy();
-            reject(new CliError(`the manager sent a line longer than ${MAX_NDJSON_LINE} bytes`));
-          }
-        });
-        res.on('end', () => resolve({}));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
 /**
- * Sends a streaming request to the managers, following a redirect to the leader. `onLine` gets each
- * NDJSON object and may return a stream whose buffer is full (reading pauses until it drains). After
- * the first object a failure is final (the request may have had effects).
+ * Sends a streaming request to the managers (client/ndjson.ts: a redirect is followed to the leader;
+ * after the first answer a failure is final, the request may have had effects). `onLine` gets each
+ * NDJSON object and may return a stream whose buffer is full (reading pauses until it drains).
  */
 async function streamRequest(
   ctx: Context,
-  method: string,
+  method: 'GET' | 'POST',
   path: string,
   body: unknown,
   onLine: (o: StreamLine) => NodeJS.WriteStream | undefined | void,
 ): Promise<void> {
-  const queue = [...ctx.managers];
-  const tried = new Set<string>();
-  let last = '';
-  let got = false;
-  const seen = (o: StreamLine) => {
-    got = true;
-    return onLine(o);
-  };
-  while (queue.length) {
-    const m = queue.shift()!;
-    if (tried.has(m)) continue;
-    tried.add(m);
-    try {
-      const r = await streamOnce(ctx, m, method, path, body, seen);
-      if (r.redirect) {
-        queue.unshift(r.redirect);
-        continue;
-      }
-      return;
-    } catch (e) {
-      if (e instanceof CliError) throw e;
-      if (got) throw new CliError(`connection to ${m} lost: ${(e as Error).message}`);
-      last = (e as Error).message;
-    }
+  try {
+    await readNdjson(ctx, { method, path, ...(body !== undefined ? { body } : {}), maxLine: MAX_NDJSON_LINE }, (o) => onLine(o as StreamLine));
+  } catch (e) {
+    if (e instanceof NdjsonError) throw new CliError(e.message, e.status);
+    throw e;
   }
-  throw new CliError(`no manager reachable: ${last}`);
 }
 
 export async function logsCmd(ctx: Context, kind: 'service' | 'task', args: string[]): Promise<number> {

@@ -8,7 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CliError, control, type Context } from '../../client/context.ts';
 import type { Invocation } from '../command.ts';
-import { openNdjson } from './ndjson.ts';
+import { openNdjson } from '../../client/ndjson.ts';
 import { startDashboard, type ActionApi } from './server.ts';
 import { LiveSource, type ClusterApi } from './source.ts';
 import { UsageFeed } from './usage.ts';
@@ -30,7 +30,10 @@ export function parseListen(v: string): { host: string; port: number } {
 
 const isLoopback = (h: string) => h === '127.0.0.1' || h === '::1' || h.startsWith('127.');
 
-/** The cluster through the admin context: control() for JSON (leader-following, failover), ndjson.ts for streams. */
+/** Without a byte for this long the events stream (a keepalive every 15 s) is dead. */
+const EVENTS_IDLE_MS = 40_000;
+
+/** The cluster through the admin context: control() for JSON (leader-following, failover), client/ndjson.ts for streams. */
 export function contextApi(ctx: Context): ClusterApi & ActionApi {
   return {
     clusterId: ctx.clusterId,
@@ -38,7 +41,10 @@ export function contextApi(ctx: Context): ClusterApi & ActionApi {
     // control() has already retried what is worth retrying; what it throws carries the cluster's status
     // when a manager refused (server.ts keeps a 4xx), and none when no manager answered (a 502).
     post: <T>(path: string, body: unknown) => control<T>(ctx, 'POST', path, body),
-    stream: (path, h) => openNdjson(ctx, path, h),
+    // The events stream sends a keepalive every 15 s, so silence means it is dead; a log stream may be
+    // quiet for as long as the service is.
+    stream: (path, h) =>
+      openNdjson(ctx, { path, ...(path.startsWith('/v1/events') ? { idleMs: EVENTS_IDLE_MS } : {}) }, { ...h, onEnd: (e) => h.onEnd(e?.message) }),
     managers: () => ctx.managers,
   };
 }

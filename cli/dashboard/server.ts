@@ -20,7 +20,8 @@ import { readFileSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import type { AvailabilityBody, ImageBody, LogLineOut, ScaleBody, SessionInfo } from '../../web/protocol.ts';
 import { DashboardAuth, allowedHosts } from './auth.ts';
-import type { NdjsonHandlers, NdjsonStream } from './ndjson.ts';
+import type { NdjsonStream } from '../../client/ndjson.ts';
+import type { StreamHandlers } from './source.ts';
 import type { LiveSource } from './source.ts';
 import type { UsageFeed } from './usage.ts';
 
@@ -29,7 +30,7 @@ export interface ActionApi {
   get<T>(path: string): Promise<T>;
   /** Rejects with an Error; `status` on it when the cluster answered with one (get too). */
   post<T>(path: string, body: unknown): Promise<T>;
-  stream(path: string, h: NdjsonHandlers): NdjsonStream;
+  stream(path: string, h: StreamHandlers): NdjsonStream;
 }
 
 export interface DashboardOptions {

@@ -22,14 +22,22 @@ import type { ClusterEvent } from '../../api/events.ts';
 import { EVENT_TYPES, compareSeq } from '../../api/events.ts';
 import type { Task } from '../../api/objects.ts';
 import type { DashLink, DashNode, DashRaft, DashService, DashTask, Delta, Snapshot } from '../../web/protocol.ts';
-import type { NdjsonHandlers, NdjsonStream } from './ndjson.ts';
+import type { NdjsonStream } from '../../client/ndjson.ts';
 import { countRunning, dashNode, dashService, dashTask, type NodeJson, type ServiceJson, same } from './views.ts';
+
+/** What the dashboard hands a stream (client/ndjson.ts's handlers, with the end reason as text). */
+export interface StreamHandlers {
+  onOpen?: (manager: string) => void;
+  onLine: (o: unknown) => void;
+  /** Ended: why, or undefined when the manager ended it cleanly. */
+  onEnd: (error?: string) => void;
+}
 
 /** What the source needs from the cluster (a context in production, a fake in the unit tests). */
 export interface ClusterApi {
   /** A control-API GET (any manager, or `manager` only). Rejects with an Error whose message the API gave, and its `status` when it answered. */
   get<T>(path: string, manager?: string): Promise<T>;
-  stream(path: string, h: NdjsonHandlers): NdjsonStream;
+  stream(path: string, h: StreamHandlers): NdjsonStream;
   managers(): string[];
   clusterId: string;
 }

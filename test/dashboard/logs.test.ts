@@ -8,13 +8,13 @@ import { request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { NdjsonHandlers } from '../../cli/dashboard/ndjson.ts';
+import type { StreamHandlers } from '../../cli/dashboard/source.ts';
 import { type Dashboard, LOG_CUT_MARK, MAX_LOG_LINE, startDashboard } from '../../cli/dashboard/server.ts';
 import { LiveSource } from '../../cli/dashboard/source.ts';
 import { UsageFeed } from '../../cli/dashboard/usage.ts';
 
 class FakeStreams {
-  streams: { path: string; h: NdjsonHandlers; paused: number; resumed: number; closed: boolean }[] = [];
+  streams: { path: string; h: StreamHandlers; paused: number; resumed: number; closed: boolean }[] = [];
   clusterId = 'c1';
   async get<T>(_path: string): Promise<T> {
     throw Object.assign(new Error('not here'), { status: 404 });
@@ -22,7 +22,7 @@ class FakeStreams {
   async post<T>(): Promise<T> {
     return {} as T;
   }
-  stream(path: string, h: NdjsonHandlers) {
+  stream(path: string, h: StreamHandlers) {
     const s = { path, h, paused: 0, resumed: 0, closed: false };
     this.streams.push(s);
     return {

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ClusterEvent } from '../../api/events.ts';
 import { allowedHosts, DashboardAuth, parseCookies } from '../../cli/dashboard/auth.ts';
 import { parseListen } from '../../cli/dashboard/command.ts';
-import type { NdjsonHandlers } from '../../cli/dashboard/ndjson.ts';
+import type { StreamHandlers } from '../../cli/dashboard/source.ts';
 import { type Dashboard, startDashboard } from '../../cli/dashboard/server.ts';
 import { type ClusterApi, LiveSource } from '../../cli/dashboard/source.ts';
 import { UsageFeed } from '../../cli/dashboard/usage.ts';
@@ -76,7 +76,7 @@ class FakeCluster implements ClusterApi {
   clusterId = 'c0ffee';
   gets: string[] = [];
   posts: { path: string; body: unknown }[] = [];
-  streams: NdjsonHandlers[] = [];
+  streams: StreamHandlers[] = [];
   nodes = [node('n1', 'alpha', 'ready', 'manager'), node('n2', 'beta')];
   services = [service('s1', 'web', 2)];
   tasks = [task('t1', 's1', 1, 'running'), task('t2', 's1', 2, 'running', 'n2')];
@@ -101,7 +101,7 @@ class FakeCluster implements ClusterApi {
     if (path.endsWith('/rollback')) throw Object.assign(new Error('service web has no previous spec to roll back to'), { status: 409 });
     return { ok: true } as T;
   }
-  stream(_path: string, h: NdjsonHandlers) {
+  stream(_path: string, h: StreamHandlers) {
     this.streams.push(h);
     queueMicrotask(() => h.onOpen?.('10.0.0.1:2377'));
     return { close() {}, pause() {}, resume() {} };
