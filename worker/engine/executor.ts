@@ -78,6 +78,8 @@ export interface EngineOptions {
   log?: (line: string) => void;
   /** The shoal-shim binary (default: native/build/shoal-shim); the engine benchmark compares two. */
   shimPath?: string;
+  /** Spawn the shim from one sealed copy per daemon (default true); false: it seals itself per start. */
+  sealShimOnce?: boolean;
   /** Observer (metrics): a task start's duration, prepare to the process running (ok) or to the failure. */
   onStart?: (seconds: number, ok: boolean) => void;
 }
@@ -225,6 +227,7 @@ export class EngineExecutor implements Executor {
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.input !== undefined ? { input: opts.input } : {}),
       ...(this.o.shimPath !== undefined ? { shimPath: this.o.shimPath } : {}),
+      ...(this.o.sealShimOnce === false ? { sealOnce: false } : {}),
     });
   }
 
@@ -375,6 +378,7 @@ export class EngineExecutor implements Executor {
       const st = await startContainer({
         ...this.confinement(l, spec, net.host === true),
         ...(this.o.shimPath !== undefined ? { shimPath: this.o.shimPath } : {}),
+        ...(this.o.sealShimOnce === false ? { sealOnce: false } : {}),
         stateDir: l.dir,
         rootfs,
         args,
@@ -495,6 +499,7 @@ export class EngineExecutor implements Executor {
           timeoutMs: cfg.timeoutMs,
           maxOutputBytes: 64 * 1024,
           ...(this.o.shimPath !== undefined ? { shimPath: this.o.shimPath } : {}),
+          ...(this.o.sealShimOnce === false ? { sealOnce: false } : {}),
         });
       } catch (e) {
         r = { exitCode: 125, stdout: Buffer.alloc(0), stderr: Buffer.from((e as Error).message), timedOut: false };
