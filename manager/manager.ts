@@ -118,7 +118,7 @@ export class Manager {
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.log ?? (() => {});
-    this.store = new Store({ propose: (data) => this.raft.propose(data) });
+    this.store = new Store({ propose: (data) => this.raft.propose(data), proposer: opts.nodeId });
     const store = this.store;
     const sm: StateMachine = {
       apply: (e: Entry) => store.apply({ index: e.index, data: e.data, term: e.term }),

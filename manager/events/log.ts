@@ -167,7 +167,9 @@ export class EventLog {
     const bodies = deriveChange(ev, this.opts);
     if (first && ev.term !== undefined) {
       if (this.lastTerm !== null && ev.term > this.lastTerm) {
-        const id = this.opts.leaderOf(ev.term);
+        // The transaction names its proposer, the leader of its term, the same on every manager and on
+        // replay; entries written before proposers were recorded fall back to this manager's memory.
+        const id = ev.by ?? this.opts.leaderOf(ev.term);
         bodies.unshift(leaderEvent(ev.term, this.lastTerm, id, id === undefined ? undefined : this.opts.nodeName(id)));
       }
       this.lastTerm = ev.term;

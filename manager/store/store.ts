@@ -87,6 +87,12 @@ export interface StoreOptions {
   now?: () => Date;
   /** Largest encoded transaction. Default MAX_TX_BYTES. */
   maxTxBytes?: number;
+  /**
+   * This manager's node id, carried in every transaction it proposes (`by`). Only the leader of a term
+   * proposes entries of that term, so the first transaction of a term names its leader the same way on
+   * every manager, also when the log is replayed after a restart (manager/events: leader events).
+   */
+  proposer?: string;
 }
 
 /** What apply() needs of a Raft entry (RaftNode passes a whole Entry). */
@@ -112,6 +118,8 @@ export interface StoreEvent<K extends Kind = Kind> {
   time: string;
   /** Raft term of the entry, when the applier passed it (StoreEntry.term). */
   term?: number;
+  /** Node id of the manager that proposed the transaction (StoreOptions.proposer), when it said. */
+  by?: string;
 }
 
 export interface WatchOptions {
@@ -548,6 +556,7 @@ type Op = { op: 'create'; object: Body } | { op: 'update'; expect: number; objec
 
 interface DecodedTx {
   ts: string;
+  by?: string;
   ops: Op[];
 }
 
@@ -560,9 +569,12 @@ function encodeOps(r: Pick<Rec, 'kind' | 'id' | 'expect' | 'cur' | 'recreated' |
   return [`{"op":"update","expect":${r.expect},"object":${r.body}}`];
 }
 
-function txHead(ts: string): string {
-  return `{"ts":${JSON.stringify(ts)},"ops":[`;
+function txHead(ts: string, by: string | undefined): string {
+  return `{"ts":${JSON.stringify(ts)},${by !== undefined ? `"by":${JSON.stringify(by)},` : ''}"ops":[`;
 }
+
+/** Longest proposer id decoded (node ids are 25 characters; anything longer is not one). */
+const MAX_PROPOSER_ID = 64;
 const TX_TAIL = ']}';
 
 function decodeTx(data: Uint8Array): DecodedTx {
@@ -597,7 +609,9 @@ function decodeTx(data: Uint8Array): DecodedTx {
       ops.push({ op: 'update', expect: op['expect'], object: object as Body });
     }
   }
-  return { ts: raw['ts'], ops };
+  const by = raw['by'];
+  if (by !== undefined && (typeof by !== 'string' || by.length > MAX_PROPOSER_ID)) throw new ValidationError('malformed transaction proposer');
+  return { ts: raw['ts'], ...(by !== undefined ? { by } : {}), ops };
 }
 
 // ------------------------------------------------------------------------------------------- WriteTx
@@ -616,10 +630,14 @@ class Tx extends View implements WriteTx {
   private readonly undo: UndoStep[] = [];
   closed = false;
 
-  constructor(state: State, now: string) {
+  constructor(
+    state: State,
+    now: string,
+    private readonly by?: string,
+  ) {
     super(state, new Overlay());
     this.now = now;
-    this.headBytes = 1 + utf8.encode(txHead(now)).length + TX_TAIL.length;
+    this.headBytes = 1 + utf8.encode(txHead(now, by)).length + TX_TAIL.length;
   }
 
   private get overlay(): Overlay {
@@ -648,7 +666,7 @@ class Tx extends View implements WriteTx {
   encode(): Uint8Array {
     const parts: string[] = [];
     for (const r of this.overlay.recs.values()) for (const op of r.ops) parts.push(op);
-    const body = utf8.encode(txHead(this.now) + parts.join(',') + TX_TAIL);
+    const body = utf8.encode(txHead(this.now, this.by) + parts.join(',') + TX_TAIL);
     const out = new Uint8Array(body.length + 1);
     out[0] = TX_FORMAT_JSON_V1;
     out.set(body, 1);
@@ -861,6 +879,7 @@ export class Store implements StateMachine {
   private readBarrier: (() => Promise<void>) | undefined;
   private readonly now: () => Date;
   readonly maxTxBytes: number;
+  private readonly proposer: string | undefined;
   private readonly subs = new Set<Subscription>();
   /** Subscriptions with events queued since the last apply (notified after the apply). */
   private readonly touched = new Set<Subscription>();
@@ -871,6 +890,7 @@ export class Store implements StateMachine {
     this.readBarrier = opts.read;
     this.now = opts.now ?? (() => new Date());
     this.maxTxBytes = opts.maxTxBytes ?? MAX_TX_BYTES;
+    this.proposer = opts.proposer;
   }
 
   /** Index of the last entry applied to the store (0 = empty). */
@@ -931,7 +951,7 @@ export class Store implements StateMachine {
    * unknown, re-read before retrying).
    */
   async update(fn: (tx: WriteTx) => unknown): Promise<number> {
-    const tx = new Tx(this.state, this.now().toISOString());
+    const tx = new Tx(this.state, this.now().toISOString(), this.proposer);
     try {
       await fn(tx);
     } finally {
@@ -953,13 +973,13 @@ export class Store implements StateMachine {
     const indexes: number[] = [];
     let committed = 0;
     let inTx = 0;
-    let tx = new Tx(this.state, this.now().toISOString());
+    let tx = new Tx(this.state, this.now().toISOString(), this.proposer);
     const flush = async (): Promise<void> => {
       tx.closed = true;
       if (!tx.empty) indexes.push(await this.commit(tx));
       committed += inTx;
       inTx = 0;
-      tx = new Tx(this.state, this.now().toISOString());
+      tx = new Tx(this.state, this.now().toISOString(), this.proposer);
     };
     const run = (item: T): void => {
       const mark = tx.mark();
@@ -1041,7 +1061,7 @@ export class Store implements StateMachine {
   }
 
   private applyTx(index: number, term: number | undefined, tx: DecodedTx, events: StoreEvent[]): number {
-    const at = { index, time: tx.ts, ...(term !== undefined ? { term } : {}) };
+    const at = { index, time: tx.ts, ...(term !== undefined ? { term } : {}), ...(tx.by !== undefined ? { by: tx.by } : {}) };
     const ov = new Overlay();
     const view = new ApplyView(this.state, ov);
     for (const op of tx.ops) {

@@ -242,6 +242,51 @@ describe('the event log of each manager', () => {
     c.close();
   });
 
+  it('the leader event names the proposer its entry carries: on every replica and on a replay from the log', async () => {
+    // The leader (proposer m7) and a follower apply the same entries; neither Raft view knows who led
+    // (a replica replaying its log after a restart does not), yet both name m7.
+    const entries: { index: number; term: number; data: Uint8Array }[] = [];
+    let term = 2;
+    const follower = new Store({ now: clock() });
+    const leader: Store = new Store({
+      now: clock(),
+      proposer: 'm7',
+      propose: async (data) => {
+        const e = { index: entries.length + 1, term, data };
+        entries.push(e);
+        follower.apply(e);
+        return leader.apply(e);
+      },
+    });
+    const logOf = (s: Store) => {
+      const log = new EventLog({ nodeName: (id) => (id === 'm7' ? 'manager-7' : undefined), leaderOf: () => undefined });
+      log.begin(0);
+      s.watch({}, (ev) => void log.apply(ev));
+      return log;
+    };
+    const logs = [logOf(leader), logOf(follower)];
+    await leader.update((tx) => tx.create(network('n1', 'front')));
+    term = 5;
+    await leader.update((tx) => tx.create(network('n2', 'back')));
+    await tick();
+    // The same entries replayed into a fresh store (a restarted manager) give the same events.
+    const replayed = new Store({});
+    const replayLog = logOf(replayed);
+    for (const e of entries) replayed.apply(e);
+    await tick();
+    for (const log of [...logs, replayLog]) {
+      assert.deepEqual(
+        [...log.kept()].filter((e) => e.action === 'leader').map((e) => `${e.seq} ${e.actor.id} ${e.actor.name} term=${e.actor.attributes.term}`),
+        ['1.0 m7 manager-7 term=2', '2.0 m7 manager-7 term=5'],
+      );
+    }
+    // A transaction whose proposer field is not a node id is refused as a whole (a no-op everywhere),
+    // like any malformed one.
+    const bad = new TextEncoder().encode(`\u0001{"ts":"2026-12-06T08:00:00.000Z","by":${JSON.stringify('x'.repeat(65))},"ops":[]}`);
+    bad[0] = 1;
+    assert.match(String(new Store({}).apply({ index: 1, term: 1, data: bad })), /malformed transaction proposer/);
+  });
+
   it('the first term of a log seen from its start is a leader event; after a snapshot it is not known', async () => {
     const fresh = new MiniCluster(1);
     fresh.leaders.set(1, 'm1');
