@@ -136,6 +136,21 @@ export function isRunning(t: FTask): boolean {
   return taskStateRank(t.status.state) === R_RUNNING;
 }
 
+/**
+ * Whether a task update can change what the orchestrator decides. Progress reported before 'running'
+ * (new → pending by the allocator; assigned → accepted → preparing → starting by the node) cannot, for a
+ * task desired to run on the same node and spec: the reconcile functions read only whether such a task
+ * is assigned, running or finished. At scale these steps are most task events (4 or 5 per task started),
+ * and each would otherwise cost a pass over every task of the service.
+ */
+export function taskChangeMatters(old: FTask, t: FTask): boolean {
+  if (old.desiredState !== t.desiredState || old.nodeId !== t.nodeId || old.specVersion !== t.specVersion || old.slot !== t.slot) return true;
+  if (!wantsToRun(t) || isFinished(old) || isFinished(t)) return true;
+  const a = taskStateRank(old.status.state);
+  const b = taskStateRank(t.status.state);
+  return a >= R_RUNNING || b >= R_RUNNING || a >= R_ASSIGNED !== b >= R_ASSIGNED;
+}
+
 /** The task's node no longer exists or is down: nobody will report on it. */
 export function nodeGone(t: FTask, nodes: ReadonlyMap<string, FNode>): boolean {
   if (t.nodeId === undefined) return false;

@@ -1,0 +1,158 @@
+// What keeps the orchestrator's cost down at scale (docs/design/scale.md): task progress before
+// 'running' does not start a pass (taskChangeMatters), a scale-up larger than one transaction is
+// written by one pass in several transactions, and a leftover write stops when the service changed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Store } from '../../manager/store/store.ts';
+import { Orchestrator } from '../../manager/orchestrator/runner.ts';
+import { taskChangeMatters } from '../../manager/orchestrator/types.ts';
+import type { FTask } from '../../manager/orchestrator/types.ts';
+import type { TaskState } from '../../api/objects.ts';
+import { FakeClock, Harness, seqIds } from './harness.ts';
+
+const task = (state: TaskState, patch: Partial<FTask> = {}): FTask =>
+  ({
+    id: 't1',
+    kind: 'task',
+    version: 1,
+    createdAt: '',
+    updatedAt: '',
+    serviceId: 's1',
+    specVersion: 1,
+    slot: 1,
+    nodeId: 'n1',
+    spec: { image: 'busybox' },
+    desiredState: 'running',
+    status: { state, timestamp: '', message: '' },
+    ...patch,
+  }) as unknown as FTask;
+
+test('progress between assigned and starting, or new and pending, does not matter to the orchestrator', () => {
+  assert.equal(taskChangeMatters(task('assigned'), task('accepted')), false);
+  assert.equal(taskChangeMatters(task('accepted'), task('preparing')), false);
+  assert.equal(taskChangeMatters(task('preparing'), task('starting')), false);
+  assert.equal(taskChangeMatters(task('assigned'), task('starting')), false);
+  assert.equal(taskChangeMatters(task('new', { nodeId: undefined }), task('pending', { nodeId: undefined })), false);
+});
+
+test('running, finishing, assignment and any change of desire, node, slot or spec version matter', () => {
+  assert.equal(taskChangeMatters(task('starting'), task('running')), true);
+  assert.equal(taskChangeMatters(task('running'), task('failed')), true);
+  assert.equal(taskChangeMatters(task('starting'), task('rejected')), true);
+  assert.equal(taskChangeMatters(task('pending', { nodeId: undefined }), task('assigned')), true);
+  assert.equal(taskChangeMatters(task('pending'), task('assigned')), true, 'assigned on the node it was meant for');
+  assert.equal(taskChangeMatters(task('accepted'), task('accepted', { desiredState: 'shutdown' })), true);
+  assert.equal(taskChangeMatters(task('accepted'), task('accepted', { nodeId: 'n2' })), true);
+  assert.equal(taskChangeMatters(task('accepted'), task('accepted', { slot: 2 })), true);
+  assert.equal(taskChangeMatters(task('accepted'), task('accepted', { specVersion: 2 })), true);
+  // A task told to stop: its progress may decide when its slot is refilled.
+  const stopping = { desiredState: 'shutdown' as const };
+  assert.equal(taskChangeMatters(task('accepted', stopping), task('preparing', stopping)), true);
+});
+
+/** Counts the orchestrator's passes (each one is a store.batch call). */
+function countPasses(store: Store): { passes: number } {
+  const c = { passes: 0 };
+  const batch = store.batch.bind(store);
+  store.batch = ((items, fn) => {
+    c.passes++;
+    return batch(items, fn);
+  }) as Store['batch'];
+  return c;
+}
+
+test("a node's progress reports before running start no pass; running does", async () => {
+  const h = new Harness();
+  await h.addNode('n1');
+  await h.createService('web', { mode: { replicated: { replicas: 2 } } });
+  await h.orch.idle();
+  const c = countPasses(h.store);
+  const [t] = h.tasks('web');
+  const step = async (state: TaskState, nodeId?: string) => {
+    await h.store.update((tx) => {
+      tx.modify('task', t!.id, (x) => {
+        if (nodeId !== undefined) x.nodeId = nodeId;
+        x.status = { state, timestamp: h.clock.iso(), message: state };
+      });
+    });
+    await h.orch.idle();
+  };
+  await step('pending');
+  assert.equal(c.passes, 0, 'new -> pending');
+  await step('assigned', 'n1');
+  assert.equal(c.passes, 1, 'pending -> assigned (on a node) is a pass');
+  await step('accepted');
+  await step('preparing');
+  await step('starting');
+  assert.equal(c.passes, 1, 'accepted, preparing, starting: no pass');
+  await step('running');
+  assert.equal(c.passes, 2, 'running is a pass');
+  h.orch.stop();
+});
+
+const bigService = (replicas: number) => ({
+  id: 'big',
+  kind: 'service' as const,
+  spec: {
+    name: 'big',
+    labels: {},
+    mode: { replicated: { replicas } },
+    task: { image: 'app:1', env: [`A=${'x'.repeat(200)}`] },
+    networks: [],
+    endpoint: { ports: [] },
+  },
+  specVersion: 1,
+  status: {},
+});
+
+test('a scale-up larger than a transaction is written by one pass, in several transactions', async () => {
+  const clock = new FakeClock();
+  const store = new Store({ now: () => new Date(clock.now), maxTxBytes: 16 * 1024 });
+  const c = countPasses(store);
+  const orch = new Orchestrator(store, { now: () => clock.now, timers: clock.timers, newId: seqIds('t') });
+  orch.start();
+  const before = store.index;
+  await store.update((tx) => void tx.create(bigService(300)));
+  await orch.idle();
+  assert.equal(store.view((tx) => tx.tasksByService('big')).length, 300);
+  assert.ok(store.index - before > 5, `several transactions (${store.index - before})`);
+  // The pass that created them, and one more for the events of its own writes (which finds nothing).
+  assert.ok(c.passes <= 2, `passes: ${c.passes}`);
+  orch.stop();
+});
+
+test('leftover writes stop when the service was scaled meanwhile; the next pass reconciles the new count', async () => {
+  const clock = new FakeClock();
+  let writes = 0;
+  let scaled = false;
+  const store: Store = new Store({
+    now: () => new Date(clock.now),
+    maxTxBytes: 16 * 1024,
+    // A fake Raft that lets an operator scale the service down after the orchestrator's third write.
+    propose: async (data) => {
+      const r = store.apply({ index: store.index + 1, data });
+      if (++writes === 4 && !scaled) {
+        scaled = true;
+        await store.update((tx) => {
+          tx.modify('service', 'big', (s) => {
+            s.spec.mode = { replicated: { replicas: 40 } };
+          });
+        });
+      }
+      return r;
+    },
+  });
+  let created = 0;
+  store.watch({ kinds: ['task'] }, (ev) => {
+    if (ev.type === 'create') created++;
+  });
+  const orch = new Orchestrator(store, { now: () => clock.now, timers: clock.timers, newId: seqIds('t') });
+  orch.start();
+  await store.update((tx) => void tx.create(bigService(300)));
+  await orch.idle();
+  assert.ok(scaled);
+  assert.ok(created < 300, `tasks created: ${created} (the rest of the 300-replica plan was dropped)`);
+  const live = store.view((tx) => tx.tasksByService('big')).filter((t) => t.desiredState === 'running');
+  assert.equal(live.length, 40);
+  orch.stop();
+});
