@@ -1,11 +1,29 @@
-// Object ids: 25 characters of base36 (~128 random bits), like Swarm's. One generator for every
+// Object ids: 25 characters of base36 (~129 random bits), like Swarm's. One generator for every
 // component that creates objects (API routes, join, orchestrator, allocator), so ids look alike
 // everywhere; components that must be deterministic in tests take it as a parameter instead.
-import { randomBytes } from 'node:crypto';
+//
+// Random bytes come from a pool refilled 4 KiB at a time: one randomBytes call per id cost ≈ 5 µs, a
+// tenth of the orchestrator's CPU when it creates 30,000 tasks. Each character takes one byte below
+// 252 (= 7 × 36, so every character is equally likely); bytes from 252 up are skipped.
+import { randomFillSync } from 'node:crypto';
+
+const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
+const pool = Buffer.alloc(4096);
+let at = pool.length;
+
+function randomByte(): number {
+  if (at === pool.length) {
+    randomFillSync(pool);
+    at = 0;
+  }
+  return pool[at++]!;
+}
 
 export function newId(): string {
-  const b = randomBytes(17);
-  let n = 0n;
-  for (const x of b) n = (n << 8n) | BigInt(x);
-  return n.toString(36).padStart(25, '0').slice(-25);
+  let s = '';
+  while (s.length < 25) {
+    const b = randomByte();
+    if (b < 252) s += ALPHABET[b % 36];
+  }
+  return s;
 }
