@@ -66,6 +66,13 @@ export const DISPATCHER_LIMITS = {
   repliesBurst: 8000,
   /** A `hello` (which writes the node object) at most this often per session. */
   helloIntervalMs: 5_000,
+  /**
+   * Hellos per node across sessions: a burst (reconnects after a leader change, a handover after a
+   * renewal, restarts), then one per 5 s. Without it a node could open sessions in a loop, each hello a
+   * Raft write; beyond it the session is closed (4029) and the agent retries with backoff.
+   */
+  helloBurst: 10,
+  hellosPerSec: 0.2,
   /** Certificate renewals (an RSA signature and a Raft write each) per node: burst, then one per 10 s. */
   renewBurst: 5,
   renewPerSec: 0.1,
@@ -120,6 +127,7 @@ export class Dispatcher {
   private readonly msgLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.messageBurst, refillPerSec: DISPATCHER_LIMITS.messagesPerSec });
   private readonly replyLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.repliesBurst, refillPerSec: DISPATCHER_LIMITS.repliesPerSec });
   private readonly renewLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.renewBurst, refillPerSec: DISPATCHER_LIMITS.renewPerSec });
+  private readonly helloLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.helloBurst, refillPerSec: DISPATCHER_LIMITS.hellosPerSec });
   private readonly statusQueue = new StatusQueue(DISPATCHER_LIMITS.statusQueuePerNode);
   private statusTimer: NodeJS.Timeout | null = null;
   private leading = false;
@@ -314,6 +322,11 @@ export class Dispatcher {
       throw new ProtocolViolation('hello-rate', `hello again within ${DISPATCHER_LIMITS.helloIntervalMs} ms`);
     ns.helloAt = now;
     const nodeId = ns.nodeId;
+    if (!this.helloLimiter.allow(nodeId, now)) {
+      this.counters.drop('hello-rate');
+      ns.session.close(4029, `sessions started too often; retry in ${Math.ceil(this.helloLimiter.retryAfterMs(nodeId, now) / 1000)} s`);
+      return;
+    }
     this.liveness.heartbeat(nodeId, now);
     const n = this.node(nodeId);
     if (!n) {

@@ -304,4 +304,27 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     assert.equal(a.got.find((m) => m.t === 'cert')?.role, 'worker', 'the new certificate arrived first');
     assert.ok((store.view((tx) => tx.get('cluster', 'cluster')) as Cluster).denyList.revokedSerials.includes('bb22'));
   });
+
+  it('a node opening sessions in a loop gets a burst of hellos, then 4029, and no more writes', async () => {
+    await store.update((tx) => void tx.create(node('n8')));
+    const version = () => (store.view((tx) => tx.get('node', 'n8')) as Node).version;
+    const before = version();
+    const closes: number[] = [];
+    let welcomed = 0;
+    const t0 = Date.now();
+    for (let i = 0; i < 20; i++) {
+      const a = await agent('n8');
+      a.send({ t: 'hello', description: desc('n8') });
+      await until(() => a.got.some((m) => m.t === 'welcome') || a.closed !== null, `session ${i} answered`);
+      if (a.got.some((m) => m.t === 'welcome')) welcomed++;
+      else closes.push(a.closed!.code);
+    }
+    // A burst of 10, then one per 5 s (the loop may take a few seconds on a loaded machine).
+    const allowed = 10 + Math.floor((Date.now() - t0) / 5000);
+    assert.ok(welcomed >= 10 && welcomed <= allowed, `welcomed ${welcomed}, allowed ${allowed}`);
+    assert.ok(closes.length >= 1 && closes.every((c) => c === 4029), `closed: ${closes}`);
+    await until(() => version() - before === welcomed, 'one hello write per welcomed session');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(version() - before, welcomed, 'the refused sessions wrote nothing');
+  });
 });
