@@ -42,6 +42,20 @@ export function nodeVtep(n: Frozen<Node> | undefined): string {
   return hostPart(n.description?.addr ?? '') || hostPart(n.status?.addr ?? '');
 }
 
+/**
+ * Whether a node's update can change any node's NetView: what the views read of a node is its underlay
+ * address, its network attachments and whether it is down. A hello (heartbeat time, description), a
+ * certificate renewal or a label change cannot; recomputing every node's view for each of them cost
+ * the leader O(nodes × view) per hello while thousands of nodes (re)connect.
+ */
+export function nodeChangeAffectsNetViews(old: Frozen<Node>, n: Frozen<Node>): boolean {
+  return (
+    nodeVtep(old) !== nodeVtep(n) ||
+    (old.status.state === 'down') !== (n.status.state === 'down') ||
+    JSON.stringify(old.attachments ?? null) !== JSON.stringify(n.attachments ?? null)
+  );
+}
+
 function ipNum(ip: string): number {
   try {
     return parseIp(ip);

@@ -2,7 +2,7 @@
 // ingress address; deterministic output whatever the input order; diffNetViews.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalJson, diffNetViews, hostPart, nodeNetView, nodeNetViews } from '../../manager/allocator/netview.ts';
+import { canonicalJson, diffNetViews, hostPart, nodeChangeAffectsNetViews, nodeNetView, nodeNetViews } from '../../manager/allocator/netview.ts';
 import { World, ingressNet, net, node, svc, task } from './fixtures.ts';
 
 /** An allocated cluster: web (front + ingress, port 8080), db (back), dns (back, dnsrr), tasks on n1/n2. */
@@ -182,4 +182,15 @@ test('a running task told to stop is no longer a running endpoint (it leaves DNS
   const e = nodeNetView('n1', snap(w)).endpoints.find((x) => x.taskId === 'w1' && x.networkId === 'front');
   assert.ok(e, 'still an endpoint: it holds its address until it has stopped');
   assert.equal(e.running, false);
+});
+
+test('only a node update that changes its address, attachments or down-ness recomputes NetViews', () => {
+  const n = node('n1', { addr: '192.0.2.1:4242' }) as unknown as Parameters<typeof nodeChangeAffectsNetViews>[0];
+  const with_ = (patch: Record<string, unknown>, status: Record<string, unknown> = {}) => ({ ...n, ...patch, status: { ...n.status, ...status } }) as typeof n;
+  assert.equal(nodeChangeAffectsNetViews(n, with_({}, { lastHeartbeat: '2026-12-06T00:00:00.000Z', message: 'hello' })), false);
+  assert.equal(nodeChangeAffectsNetViews(n, with_({ description: { ...n.description, hostname: 'other' } })), false);
+  assert.equal(nodeChangeAffectsNetViews(n, with_({ spec: { ...n.spec, labels: { a: 'b' } } })), false);
+  assert.equal(nodeChangeAffectsNetViews(n, with_({ description: { ...n.description, addr: '192.0.2.9' } })), true);
+  assert.equal(nodeChangeAffectsNetViews(n, with_({}, { state: 'down' })), true);
+  assert.equal(nodeChangeAffectsNetViews(n, with_({ attachments: [{ networkId: 'ingress', addr: '10.255.0.9/16' }] })), true);
 });
