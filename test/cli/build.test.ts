@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compiledEntry } from '../../lab/compiled.ts';
 
@@ -86,5 +86,19 @@ describe('bin/shoal and dist/', () => {
     const again = shoal(['--help']);
     assert.equal(again.status, 0, again.stderr);
     assert.equal(again.stdout, r.stdout);
+  });
+
+  it('every ES module of the current build is ASCII (one-byte source in each daemon heap)', () => {
+    // The graph from dist/cli/shoal.js, static and dynamic imports: old builds' chunks stay for a week.
+    const seen = new Set<string>();
+    const visit = (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const text = readFileSync(file, 'latin1');
+      assert.doesNotMatch(text, /[\u0080-\uffff]/, `${file} is ASCII`);
+      for (const m of text.matchAll(/(?:from |import\(|import )"(\.\.?\/[^"]+\.js)"/g)) visit(join(dirname(file), m[1]!));
+    };
+    visit(join(dist, 'cli', 'shoal.js'));
+    assert.ok(seen.size > 20, `the whole graph was followed (${seen.size} files)`);
   });
 });
