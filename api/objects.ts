@@ -486,6 +486,20 @@ export interface ServiceStatus {
   autoscale?: AutoscaleStatus;
 }
 
+/**
+ * `GET /v1/services/ID/autoscale` (leader only): the policy, the last change (replicated) and what the
+ * leader's autoscaler makes of the service right now (its memory: null until it has evaluated it).
+ */
+export interface AutoscaleReport {
+  serviceId: string;
+  name: string;
+  policy: AutoscaleSpec | null;
+  /** The replica count in the spec now. */
+  replicas: number | null;
+  lastChange: AutoscaleStatus | null;
+  decision: { recommendation: number; reason: string; at: string } | null;
+}
+
 export interface AutoscaleStatus {
   /** RFC 3339. */
   time: string;

@@ -295,6 +295,13 @@ export const COMMANDS: CommandDef = {
           run: async (i) => (await service()).serviceInspect(i),
         },
         {
+          name: 'autoscale',
+          summary: "Show a service's autoscale policy, last change and what the autoscaler wants now",
+          args: 'SERVICE',
+          flags: [value('format', "Output: pretty (default), json or a template such as '{{.Decision.Reason}}'", { value: 'format' })],
+          run: async (i) => (await service()).serviceAutoscale(i),
+        },
+        {
           name: 'scale',
           summary: 'Scale replicated services',
           args: 'SERVICE=REPLICAS [SERVICE=REPLICAS...]',

@@ -27,6 +27,33 @@ export function table(rows: string[][]): string {
 
 export const cap = (s: string) => (s ? s[0]!.toUpperCase() + s.slice(1) : s);
 
+/**
+ * How long ago `iso` was, as the docker CLI words it (its HumanDuration; `service ps` lowercases it): "Less than a second ago",
+ * "1 second ago", "5 seconds ago", "About a minute ago", "12 minutes ago", "About an hour ago",
+ * "20 hours ago", "3 days ago", "2 weeks ago", "4 months ago", "2 years ago". '' when there is no time.
+ */
+export function humanAgo(iso: string | undefined, now = Date.now()): string {
+  const t = iso ? Date.parse(iso) : Number.NaN;
+  if (Number.isNaN(t)) return '';
+  const ms = Math.max(0, now - t);
+  const seconds = Math.floor(ms / 1000);
+  const minutes = Math.floor(ms / 60_000);
+  const hours = Math.floor(ms / 3_600_000 + 0.5);
+  let d: string;
+  if (seconds < 1) d = 'Less than a second';
+  else if (seconds === 1) d = '1 second';
+  else if (seconds < 60) d = `${seconds} seconds`;
+  else if (minutes === 1) d = 'About a minute';
+  else if (minutes < 60) d = `${minutes} minutes`;
+  else if (hours === 1) d = 'About an hour';
+  else if (hours < 48) d = `${hours} hours`;
+  else if (hours < 24 * 7 * 2) d = `${Math.floor(hours / 24)} days`;
+  else if (hours < 24 * 30 * 2) d = `${Math.floor(hours / 24 / 7)} weeks`;
+  else if (hours < 24 * 365 * 2) d = `${Math.floor(hours / 24 / 30)} months`;
+  else d = `${Math.floor(ms / 3_600_000 / 24 / 365)} years`;
+  return `${d} ago`;
+}
+
 /** One row of a listing: the shown columns, the API object behind it, its ID for -q. */
 export interface Row {
   id: string;

@@ -7,7 +7,7 @@ import type { ConfigReference, FileTarget, SecretReference } from '../api/object
 import type { Invocation } from './command.ts';
 import { CliError, control } from '../client/context.ts';
 import { flagError } from './flags.ts';
-import { renderInspect, renderListing, type Listing } from './format.ts';
+import { humanAgo, renderInspect, renderListing, type Listing } from './format.ts';
 
 export type FileKind = 'secret' | 'config';
 
@@ -97,20 +97,12 @@ function labelsOf(values: string[]): Record<string, string> {
   return labels;
 }
 
-function ago(iso: string, now: number): string {
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  if (s < 60) return `${s} seconds ago`;
-  if (s < 3600) return `${Math.round(s / 60)} minutes ago`;
-  if (s < 86400) return `${Math.round(s / 3600)} hours ago`;
-  return `${Math.round(s / 86400)} days ago`;
-}
-
 /** Docker's columns: ID NAME CREATED UPDATED. */
 export function fileListing(objects: FileObject[], now: number): Listing {
   const sorted = [...objects].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
   return {
     headers: ['ID', 'NAME', 'CREATED', 'UPDATED'],
-    rows: sorted.map((o) => ({ id: o.id, object: o, cells: [o.id.slice(0, 12), o.spec.name, ago(o.createdAt, now), ago(o.updatedAt, now)] })),
+    rows: sorted.map((o) => ({ id: o.id, object: o, cells: [o.id.slice(0, 12), o.spec.name, humanAgo(o.createdAt, now), humanAgo(o.updatedAt, now)] })),
   };
 }
 

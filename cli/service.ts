@@ -1,24 +1,17 @@
-// `shoal service create|ls|ps|inspect|scale|update|rollback|rm`, with live progress until the service
+// `shoal service create|ls|ps|inspect|autoscale|scale|update|rollback|rm`, with live progress until the service
 // converges (unless --detach), like `docker service`. Flags are declared in cli/commands.ts (create and
 // update: in cli/service-flags.ts, which parses Docker's flags into a spec).
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Node, Service, Task } from '../api/objects.ts';
+import type { AutoscaleReport, Node, Service, Task } from '../api/objects.ts';
 import type { Invocation } from './command.ts';
 import { CliError, control, type Context } from '../client/context.ts';
-import { cap, renderInspect, renderListing, type Listing } from './format.ts';
+import { cap, checkFormat, humanAgo, renderInspect, renderListing, type Listing } from './format.ts';
+import { neutralise } from './logs.ts';
 import { StatusLine } from './progress.ts';
 import { parseServiceCreateArgs, parseServiceUpdateArgs, serviceUpdateTarget } from './service-flags.ts';
 
 /** A service as GET /v1/services answers: the store's object plus its replica counts. */
 type ServiceView = Service & { replicas: { running: number; desired: number | null } };
-
-function ago(iso: string | undefined): string {
-  if (!iso) return '';
-  const s = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
-  if (s < 60) return `${s} seconds ago`;
-  if (s < 3600) return `${Math.round(s / 60)} minutes ago`;
-  return `${Math.round(s / 3600)} hours ago`;
-}
 
 function modeText(svc: Service): string {
   const m = svc.spec.mode;
@@ -69,6 +62,63 @@ export async function serviceInspect(i: Invocation): Promise<number> {
   return 0;
 }
 
+/** `90000` → `1m30s`: milliseconds as the policy was given (Go's duration spelling, as the flags take it). */
+export function msText(ms: number): string {
+  if (ms === 0) return '0s';
+  const parts: string[] = [];
+  let rest = ms;
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  if (rest > 0) parts.push(`${rest}ms`);
+  return parts.join('');
+}
+
+/** The report of `service autoscale`, one field per line (as `docker service inspect --pretty`). */
+export function autoscaleText(r: AutoscaleReport): string {
+  if (!r.policy) return `Service ${r.name} has no autoscale policy (set one with: shoal service update --autoscale min=N,max=M,cpu=P% ${r.name})\n`;
+  const p = r.policy;
+  const targets = [p.cpu !== undefined ? `cpu ${p.cpu}%` : '', p.memory !== undefined ? `memory ${p.memory}%` : ''].filter(Boolean).join(', ');
+  const lines = [
+    ['Service', `${r.name} (${r.serviceId.slice(0, 12)})`],
+    [
+      'Policy',
+      `min ${p.min}, max ${p.max}, ${targets}; window ${msText(p.windowMs)}, cooldowns out ${msText(p.cooldowns.outMs)} / in ${msText(p.cooldowns.inMs)}`,
+    ],
+    ['Replicas', String(r.replicas ?? '-')],
+    [
+      'Last change',
+      r.lastChange ? `${r.lastChange.from} → ${r.lastChange.to}, ${humanAgo(r.lastChange.time).toLowerCase()}: ${r.lastChange.reason}` : 'none yet',
+    ],
+    [
+      'Now',
+      r.decision
+        ? `${r.decision.recommendation === r.replicas ? 'holds' : 'wants'} ${r.decision.recommendation}: ${r.decision.reason} (evaluated ${humanAgo(r.decision.at).toLowerCase()})`
+        : 'not evaluated yet by this leader',
+    ],
+  ];
+  const w = Math.max(...lines.map(([k]) => k!.length)) + 2;
+  return lines.map(([k, v]) => `${`${k}:`.padEnd(w)}${v}\n`).join('');
+}
+
+export async function serviceAutoscale(i: Invocation): Promise<number> {
+  if (i.positionals.length !== 1) throw new CliError('service autoscale needs one service');
+  const format = i.output.format;
+  if (format !== undefined && format !== 'pretty') checkFormat(format); // a typo fails before the request
+  const r = await control<AutoscaleReport>(i.context(), 'GET', `/v1/services/${encodeURIComponent(i.positionals[0]!)}/autoscale`);
+  // The reasons are the manager's words about names users chose: control characters made visible on a terminal.
+  if (format === undefined || format === 'pretty') process.stdout.write(process.stdout.isTTY ? neutralise(autoscaleText(r)) : autoscaleText(r));
+  else console.log(renderInspect([r], format));
+  return 0;
+}
+
 export async function servicePs(i: Invocation): Promise<number> {
   const all = i.flag('all');
   if (i.positionals.length !== 1) throw new CliError('service ps needs one service');
@@ -91,7 +141,15 @@ export async function servicePs(i: Invocation): Promise<number> {
     listing.rows.push({
       id: t.id,
       object: t,
-      cells: [t.id.slice(0, 12), shown, t.spec.image, host(t), cap(t.desiredState), `${cap(t.status.state)} ${ago(t.status.timestamp)}`, err],
+      cells: [
+        t.id.slice(0, 12),
+        shown,
+        t.spec.image,
+        host(t),
+        cap(t.desiredState),
+        `${cap(t.status.state)} ${humanAgo(t.status.timestamp).toLowerCase()}`,
+        err,
+      ],
     });
   }
   console.log(renderListing(listing, i.output));

@@ -15,7 +15,7 @@ import { nodeStackFiles } from '../stack/fs.ts';
 import { PlanError, planDeploy, planRemove, type Existing, type ExistingObject, type ExistingService, type PlanStep, type DeployPlan } from '../stack/plan.ts';
 import type { Invocation } from './command.ts';
 import { CliError, control, type Context } from '../client/context.ts';
-import { cap, renderListing, type Listing } from './format.ts';
+import { cap, humanAgo, renderListing, type Listing } from './format.ts';
 import { serviceListing } from './service.ts';
 
 /** A service as GET /v1/services answers: the store's object plus its replica counts. */
@@ -381,14 +381,6 @@ export async function stackServicesCmd(i: Invocation): Promise<number> {
   return 0;
 }
 
-function ago(iso: string | undefined, now: number): string {
-  if (!iso) return '';
-  const s = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
-  if (s < 60) return `${s} seconds ago`;
-  if (s < 3600) return `${Math.round(s / 60)} minutes ago`;
-  return `${Math.round(s / 3600)} hours ago`;
-}
-
 /** `stack ps`: the tasks of every service of the stack, as `service ps` shows one service's. */
 export function stackTaskListing(services: readonly Service[], tasks: readonly Task[], hostOf: (nodeId: string) => string, now: number): Listing {
   const byId = new Map(services.map((s) => [s.id, s]));
@@ -417,7 +409,7 @@ export function stackTaskListing(services: readonly Service[], tasks: readonly T
         unpinned(t.spec.image),
         host(t),
         cap(t.desiredState),
-        `${cap(t.status.state)} ${ago(t.status.timestamp, now)}`,
+        `${cap(t.status.state)} ${humanAgo(t.status.timestamp, now).toLowerCase()}`,
         t.status.err ?? '',
         ports,
       ],

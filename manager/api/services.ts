@@ -4,7 +4,7 @@
 // orchestrators, scheduler and dispatcher do the rest from the store. Errors reach the client with the
 // status their class maps to (errors.ts): a name in use is a 409.
 import { CLUSTER_ID } from '../../api/objects.ts';
-import type { ClusterLimits, Frozen, Service, ServiceMode, ServiceSpec, Task } from '../../api/objects.ts';
+import type { AutoscaleReport, ClusterLimits, Frozen, Service, ServiceMode, ServiceSpec, Task } from '../../api/objects.ts';
 import type { ReadTx, Store } from '../store/store.ts';
 import { checkReplicas, checkTaskBudget, limitsOf } from '../store/limits.ts';
 import { BODY_LIMITS, badRequest, conflict, notFound, queryParam, readJson, type Router } from './http.ts';
@@ -24,6 +24,8 @@ export interface ServiceApiDeps {
   resolveImage?: (ref: string) => Promise<string>;
   /** Latest CPU/memory usage a node reported for a task (leader only). */
   usageOf?: (taskId: string) => unknown;
+  /** The autoscaler's latest evaluation of a service (leader only: manager/autoscale/runner.ts). */
+  autoscaleOf?: (serviceId: string) => { recommendation: number; reason: string; at: number } | undefined;
 }
 
 /** The image part of a pinned reference's name (`busybox:latest@sha256:…` → `busybox:latest`). */
@@ -103,6 +105,23 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
     await d.linearizable();
     const s = resolveService(d.store, p.id!);
     return { ...s, replicas: replicaCounts(d.store, s) };
+  });
+
+  // What the autoscaler makes of a service now. Its samples and decisions live in the leader's memory
+  // only, so this is the leader's to answer (a follower redirects with 421).
+  r.add('GET', '/v1/services/:id/autoscale', async (_c, p): Promise<AutoscaleReport> => {
+    d.requireLeader();
+    await d.linearizable();
+    const s = resolveService(d.store, p.id!);
+    const v = s.spec.autoscale ? d.autoscaleOf?.(s.id) : undefined;
+    return {
+      serviceId: s.id,
+      name: s.spec.name,
+      policy: s.spec.autoscale ?? null,
+      replicas: 'replicated' in s.spec.mode ? s.spec.mode.replicated.replicas : null,
+      lastChange: s.status.autoscale ?? null,
+      decision: v ? { recommendation: v.recommendation, reason: v.reason, at: new Date(v.at).toISOString() } : null,
+    };
   });
 
   r.add('POST', '/v1/services/:id/update', async (_c, p, req) => {

@@ -4,6 +4,7 @@
 // by the real agents and sent to the leader — only switching it on and off is a file. With the load on,
 // the service scales out to its max; with it off, back in to its min. Short windows come from the spec
 // (window 20 s, cooldowns 5 s). Also: service ls shows the bounds, service inspect the last decision,
+// `service autoscale` what the leader's autoscaler wants now,
 // and `--autoscale none` removes the policy without touching the count.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -84,6 +85,13 @@ describe('autoscaling on a lab', { concurrency: false }, () => {
     await new Promise((res) => setTimeout(res, 12_000));
     assert.equal((await svc()).spec.mode.replicated.replicas, 1);
     assert.equal((await svc()).status.autoscale, undefined);
+    // What the leader's autoscaler makes of it now (its memory, served by the leader).
+    const idle = await sh('service', 'autoscale', 'burn');
+    assert.equal(idle.code, 0, idle.err);
+    assert.match(idle.out, /^Service:\s+burn \(/m);
+    assert.match(idle.out, /^Policy:\s+min 1, max 3, cpu 40%; window 20s, cooldowns out 5s \/ in 5s$/m);
+    assert.match(idle.out, /^Last change:\s+none yet$/m);
+    assert.match(idle.out, /^Now:\s+holds 1: .+ \(evaluated (less than a second|\d+ seconds?) ago\)$/m);
 
     writeFileSync(flag, '');
     await waitFor(
@@ -95,6 +103,10 @@ describe('autoscaling on a lab', { concurrency: false }, () => {
     const out = (await svc()).status.autoscale;
     assert.equal(out.to, 3);
     assert.match(out.reason, /cpu \d+% of limit \(target 40%\)/);
+    const report = await sh('service', 'autoscale', 'burn');
+    assert.match(report.out, /^Last change:\s+[12] → 3, [^:]+ ago: cpu \d+% of limit/m);
+    const rec = await sh('service', 'autoscale', '--format', '{{.Decision.Recommendation}} {{.LastChange.To}}', 'burn');
+    assert.match(rec.out.trim(), /^\d+ 3$/);
     const inspect = await sh('service', 'inspect', 'burn');
     assert.match(inspect.out, /"autoscale"/);
     assert.match(inspect.out, /"reason": "cpu \d+% of limit/);
@@ -123,6 +135,10 @@ describe('autoscaling on a lab', { concurrency: false }, () => {
     const s = await svc();
     assert.equal(s.spec.autoscale, undefined);
     assert.equal(s.spec.mode.replicated.replicas, 1);
+    assert.match((await sh('service', 'autoscale', 'burn')).out, /^Service burn has no autoscale policy/);
+    const missing = await sh('service', 'autoscale', 'nope');
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.err, /service nope not found/);
     const bad = await sh('service', 'update', '--detach', '--autoscale', 'min=3,max=2,cpu=50%', 'burn');
     assert.notEqual(bad.code, 0);
     assert.match(bad.err, /autoscale\.max \(2\) must not be below autoscale\.min \(3\)/);
