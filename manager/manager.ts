@@ -59,6 +59,9 @@ export interface ManagerTiming {
   heartbeatMs?: number;
 }
 
+/** How long Raft links opened with a retired root's certificates may stay while new dials replace them. */
+const ROOT_LINK_GRACE_MS = 5_000;
+
 export interface ManagerOptions {
   nodeId: string;
   clusterId: string;
@@ -111,10 +114,12 @@ export class Manager {
   private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   private leaderTimer: NodeJS.Timeout | null = null;
   private unwatchDeny: (() => void) | null = null;
-  private lastDenyList = '';
+  private lastDenyList: { deny: string; roots: string } | null = null;
   private leaderBusy = false;
   private isLeader = false;
   private stopped = false;
+  /** The autoscaler (a leader hook); its latest decisions are served by GET /v1/services/ID/autoscale. */
+  private readonly autoscale: AutoscaleRunner;
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.log ?? (() => {});
@@ -182,6 +187,7 @@ export class Manager {
       locked: { nodes: this.lockedNodes, reachable: (id) => this.members.isReachable(id) },
       log: this.log,
     });
+    this.autoscale = new AutoscaleRunner(this.store, { usageOf: (id) => this.remote.usageOf(id), log: (l) => this.log(l) });
     this.leaderHooks.push(
       new Orchestrator(this.store, { newId, log: (l) => this.log(`orchestrator: ${l}`) }),
       new AllocatorRunner(this.store, { newId, hostRoutes: readHostRoutes, log: (l) => this.log(l) }),
@@ -189,7 +195,7 @@ export class Manager {
         log: (l) => this.log(`scheduler: ${l}`),
         ...(opts.metrics ? { onPass: (p) => opts.metrics!.cluster.schedulerPass(p) } : {}),
       }),
-      new AutoscaleRunner(this.store, { usageOf: (id) => this.remote.usageOf(id), log: (l) => this.log(l) }),
+      this.autoscale,
     );
     this.routes();
     this.onUpgrade = (req, socket, head) => void this.dispatcher.handleUpgrade(req, socket, head);
@@ -302,19 +308,25 @@ export class Manager {
    */
   private watchDenyList(): void {
     if (this.stopped) return;
-    // Keyed on the deny list and the accepted roots: a completed root rotation closes links and sessions
-    // opened with certificates of the old root (they reconnect with the ones they renewed).
-    const key = (): string => {
+    // Keyed on the deny list and the accepted roots. A revocation closes what it refuses at once. A
+    // completed root rotation retires the old root: node sessions have moved to renewed certificates
+    // already (agent handover), so only those that did not are closed; Raft links opened with old-root
+    // certificates are replaced by new dials before they close (make before break, within 5 s).
+    const key = (): { deny: string; roots: string } => {
       const c = this.cluster();
-      return JSON.stringify([c?.denyList ?? null, c ? acceptedRoots(c.rootCa) : null]);
+      return { deny: JSON.stringify(c?.denyList ?? null), roots: JSON.stringify(c ? acceptedRoots(c.rootCa) : null) };
     };
     const recheck = (): void => {
-      const deny = key();
-      if (deny === this.lastDenyList) return;
-      this.lastDenyList = deny;
-      const links = this.transport.recheckPeers();
+      const k = key();
+      const was = this.lastDenyList;
+      if (was !== null && k.deny === was.deny && k.roots === was.roots) return;
+      this.lastDenyList = k;
+      const revoked = was === null || k.deny !== was.deny;
+      const links = revoked ? this.transport.recheckPeers() : 0;
+      const replacing = revoked ? 0 : this.transport.replaceRefusedPeers(ROOT_LINK_GRACE_MS);
       const sessions = this.dispatcher.recheckCertificates();
       if (links + sessions > 0) this.log(`deny list or roots changed: closed ${links} Raft links and ${sessions} node sessions`);
+      if (replacing > 0) this.log(`root retired: replacing ${replacing} Raft links opened with its certificates`);
     };
     this.lastDenyList = key();
     this.unwatchDeny = this.store.watch(
@@ -360,6 +372,7 @@ export class Manager {
       ...leaderOnly,
       ...(this.opts.resolveImage ? { resolveImage: this.opts.resolveImage } : {}),
       usageOf: (id) => this.remote.usageOf(id),
+      autoscaleOf: (id) => this.autoscale.lastDecision(id),
     });
     registerNetworkRoutes(r, { store: this.store, newId, ...leaderOnly });
     registerSecretRoutes(r, { store: this.store, newId, ...leaderOnly, keys: this.opts.keys ?? (() => null) });

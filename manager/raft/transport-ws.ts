@@ -578,6 +578,8 @@ export class WsRaftTransport implements RaftTransport {
    */
   setTls(tls: WsRaftTransportTls): void {
     this.tls = tls;
+    // A server of its own presents them too (a shared server is its owner's to update).
+    if (this.ownServer && this.server) this.server.setSecureContext({ key: tls.key, cert: tls.cert, ca: tls.ca });
   }
 
   /**
@@ -599,6 +601,42 @@ export class WsRaftTransport implements RaftTransport {
       }
     }
     return closed;
+  }
+
+  /**
+   * Like recheckPeers, for a change that retires a root CA rather than revoking anyone (a completed root
+   * rotation: every member renewed under the new root, but links opened before carry old-root
+   * certificates): each link whose peer certificate is no longer accepted is replaced before it is
+   * closed. Where a new dial from this side would win the tie-break (this side is the preferred dialer,
+   * or it dialled the old link itself), it dials now, with the current certificates; once open, the new
+   * link takes over and the old one is retired as a duplicate, so per-peer order holds and nothing is
+   * lost. Otherwise the other side, which saw the same change, does it from its end. A link still in use
+   * after `withinMs` (the peer could not or did not replace it) is closed as recheckPeers would. Returns
+   * how many links are being replaced.
+   */
+  replaceRefusedPeers(withinMs: number): number {
+    let replacing = 0;
+    for (const peer of this.peers.values()) {
+      const refused = [...peer.links].filter((link) => {
+        if (link.retired || link.closed || link.socket === null) return false;
+        const cert = link.socket.getPeerCertificate();
+        const cn = cert?.subject?.CN;
+        return !(typeof cn === 'string' && cn !== '' && this.authorized(cn, cert));
+      });
+      if (refused.length === 0) continue;
+      replacing += refused.length;
+      const wins = this.id < peer.id || refused.every((l) => l.outbound);
+      if (wins && peer.url !== null && !this.closed) this.dial(peer);
+      const deadline = setTimeout(() => {
+        for (const link of refused) {
+          if (link.retired || link.closed) continue;
+          this.stats.rejectedAuth++;
+          this.retire(link, 4003, 'certificate of a retired root');
+        }
+      }, withinMs);
+      deadline.unref();
+    }
+    return replacing;
   }
 
   // -------------------------------------------------------------------------------------------------

@@ -480,6 +480,83 @@ test('switching connections never reorders: the better one is held until the wor
   for (const ws of [older, newer, third]) ws.terminate();
 });
 
+test('a retired root: links are replaced by new dials before they close, nothing lost or reordered', async () => {
+  // A root rotation: both roots trusted; members start on root 0, renew under root 1 (setTls), then
+  // root 0 is no longer accepted (authorize) and replaceRefusedPeers runs on each side, as a manager does
+  // when the completion commits.
+  const r1 = makeTestCa('Shoal Test CA 2');
+  const both = `${ca.caCert}${r1.caCert}`;
+  let onlyNew = false;
+  const authorize = (_cn: string, cert: PeerCertificate) => !onlyNew || String(cert.issuer?.CN) === 'Shoal Test CA 2';
+  const tls0 = (id: string) => ({ ...tlsFor(id), ca: both });
+  const tls1 = (id: string) => {
+    const c = r1.issue(id, { ou: 'manager' });
+    return { key: c.key, cert: c.cert, ca: both };
+  };
+  const a = await node('n1', { tls: tls0('n1'), authorize });
+  const b = await node('n2', { tls: tls0('n2'), authorize });
+  connectAll([a, b]);
+  await waitFor(() => settled([a, b]), 'one link');
+  const connectsBefore = a.t.stats.connects + b.t.stats.connects;
+  // A steady stream both ways while everything happens.
+  let seq = 0;
+  const pump = setInterval(() => {
+    seq++;
+    a.t.send([msg('n1', 'n2', seq)]);
+    b.t.send([msg('n2', 'n1', seq)]);
+  }, 1);
+  try {
+    await sleep(30);
+    a.t.setTls(tls1('n1'));
+    b.t.setTls(tls1('n2'));
+    await sleep(30);
+    onlyNew = true;
+    const replacing = a.t.replaceRefusedPeers(3000) + b.t.replaceRefusedPeers(3000);
+    assert.equal(replacing, 2, 'each side sees its end of the one old link');
+    await waitFor(() => a.t.stats.connects + b.t.stats.connects >= connectsBefore + 2 && settled([a, b]), 'the new link took over');
+    await sleep(50);
+  } finally {
+    clearInterval(pump);
+  }
+  const last = seq;
+  await waitFor(() => seqs(b.inbox, 'n1').at(-1) === last && seqs(a.inbox, 'n2').at(-1) === last, 'everything delivered');
+  for (const [inbox, from] of [
+    [b.inbox, 'n1'],
+    [a.inbox, 'n2'],
+  ] as const) {
+    const got = seqs(inbox, from);
+    assert.deepEqual(
+      got,
+      Array.from({ length: last }, (_, i) => i + 1),
+      `${from}: every message once, in order`,
+    );
+  }
+  assert.equal(a.t.stats.rejectedAuth + b.t.stats.rejectedAuth, 0, 'no link had to be refused');
+  // The link in use now carries root-1 certificates on both ends.
+  const [only] = a.t.connections('n2');
+  assert.equal(a.t.connections('n2').length, 1);
+  assert.equal(only?.state, 'open');
+});
+
+test('a retired-root link the other side does not replace is closed at the deadline', async () => {
+  const r1 = makeTestCa('Shoal Test CA 3');
+  let onlyNew = false;
+  const authorize = (_cn: string, cert: PeerCertificate) => !onlyNew || String(cert.issuer?.CN) === 'Shoal Test CA 3';
+  const both = `${ca.caCert}${r1.caCert}`;
+  const a = await node('n1', { tls: { ...tlsFor('n1'), ca: both } });
+  const b = await node('n2', { tls: { ...tlsFor('n2'), ca: both }, authorize });
+  connectAll([a, b]);
+  await waitFor(() => settled([a, b]), 'one link');
+  // n2 (the larger id: its dial cannot win against n1's) retires the old root; n1 never replaces the link.
+  onlyNew = true;
+  const [link] = b.t.connections('n1');
+  assert.equal(link?.dialer, 'n1', "the tie-break kept the smaller id's dial");
+  assert.equal(b.t.replaceRefusedPeers(300), 1);
+  await sleep(100);
+  assert.equal(b.t.connections('n1')[0]?.state, 'open', 'kept while the peer may still replace it');
+  await waitFor(() => b.t.stats.rejectedAuth >= 1, 'closed at the deadline', 3000);
+});
+
 test('removePeer closes the connection and stops reconnecting', async () => {
   const [a, b] = await Promise.all([node('n1'), node('n2')]);
   a.t.addPeer('n2', b.url);
