@@ -34,7 +34,18 @@ function arg(name: string, def: number): number {
 }
 const NODES = arg('nodes', 200);
 const TASKS = arg('tasks', 5000);
-const FARMS = Math.max(1, arg('farms', Math.ceil(NODES / 1000)));
+/**
+ * Agents per farm at most. A manager accepts 256 connections from one source address (daemon/server-guard.ts
+ * maxConnectionsPerIp) and a farm is one address: beyond that its sessions are reset during the TLS
+ * handshake and retried forever (at 1,000 nodes in 2 farms exactly 256 + 256 ever got a session). 200
+ * leaves room for the farm's joins in flight.
+ */
+const FARM_MAX_AGENTS = 200;
+const FARMS = Math.max(1, arg('farms', Math.ceil(NODES / FARM_MAX_AGENTS)));
+if (Math.ceil(NODES / FARMS) > FARM_MAX_AGENTS)
+  throw new Error(
+    `--farms ${FARMS}: ${Math.ceil(NODES / FARMS)} agents per farm, more than ${FARM_MAX_AGENTS} (a manager takes 256 connections per address); use --farms ${Math.ceil(NODES / FARM_MAX_AGENTS)} or more`,
+  );
 const UPDATE_TASKS = arg('update-tasks', Math.min(10_000, TASKS));
 const KEYS = arg('keys', 16);
 const HEARTBEAT_MS = arg('heartbeat-ms', 0); // 0: the cluster's default
@@ -211,7 +222,9 @@ async function main(): Promise<void> {
           namePrefix: `f${k + 1}n`,
           addr: host.ip,
           keys: KEYS,
-          joinConcurrency: 16,
+          // The leader signs joins one at a time (≈ 10 ms of CPU each, most of it re-reading the CA): more in
+          // flight only queue there, delaying TLS handshakes and heartbeats behind them.
+          joinConcurrency: 4,
         };
         farms.push(FarmProcess.spawn(host, cfg, PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []));
       }
@@ -238,7 +251,7 @@ async function main(): Promise<void> {
         `${NODES} simulated nodes ready`,
         500,
       ).catch((e) => {
-        throw new Error(`${(e as Error).message} (${ready} ready)`);
+        throw new Error(`${(e as Error).message} (${ready} ready; agents with a session: ${farms.map((f) => f.lag.at(-1)?.ready ?? 0).join(' + ')})`);
       });
       const keyMs = Math.max(...farms.map((f) => f.keys?.ms ?? 0));
       const joinRate = farms.reduce((a, f) => a + (f.joined?.rate ?? 0), 0);
@@ -403,7 +416,7 @@ async function main(): Promise<void> {
     const settled = stopped;
     if (settled) notes.push(`stopped: ${settled}`);
     printTable(farms);
-    for (const f of farms) f.stop();
+    await Promise.all(farms.map((f) => f.stopAndWait()));
     // The managers' logs outlive the lab (snapshot lines, dispatcher disconnects) for a look afterwards.
     const logs = `/tmp/${NAME}-logs`;
     mkdirSync(logs, { recursive: true });

@@ -67,6 +67,8 @@ export interface FarmLag {
   rssMb: number;
   /** Sessions opened again since the last report (a manager closed one, or the leader changed). */
   reconnects: number;
+  /** Connections that ended since the last report, by reason (close code and text, or the error). */
+  ends: Record<string, number>;
 }
 
 interface Sim {
@@ -132,6 +134,7 @@ export class AgentFarm {
   private readonly sims: Sim[] = [];
   private hbLate: number[] = [];
   private reconnects = 0;
+  private ends: Record<string, number> = {};
   private readonly loop = monitorEventLoopDelay({ resolution: 10 });
   /** Time spent generating the key pool and joining every node, and the join rate. */
   keysMs = 0;
@@ -193,6 +196,7 @@ export class AgentFarm {
           advertiseAddr: o.addr ?? '127.0.0.1',
           hostname,
           executor: new FakeExecutor(),
+          log: (l) => farm.agentLog(l),
         });
         farm.watch(agent, r.body.nodeId as string);
         agent.start();
@@ -240,6 +244,14 @@ export class AgentFarm {
     this.sims.push(sim);
   }
 
+  /** Counts why agents' connections end (`agent: session to ADDR ended (WHY); retrying…`). */
+  agentLog(line: string): void {
+    const m = /session to \S+ ended \((.*)\); /.exec(line);
+    if (!m) return;
+    const why = m[1]!.replace(/[0-9a-z]{25}/g, 'ID').slice(0, 80);
+    this.ends[why] = (this.ends[why] ?? 0) + 1;
+  }
+
   /** The lag since the last call (and resets the interval figures). */
   lag(): FarmLag {
     let ready = 0;
@@ -264,8 +276,10 @@ export class AgentFarm {
       bufferedBytes: buffered,
       rssMb: Math.round(process.memoryUsage.rss() / 1e6),
       reconnects: this.reconnects,
+      ends: this.ends,
     };
     this.reconnects = 0;
+    this.ends = {};
     this.loop.reset();
     return out;
   }
@@ -353,12 +367,33 @@ export class FarmProcess {
       `event-loop delay p99 ${p99('loopP99').toFixed(0)} ms (worst ${worst('loopMax').toFixed(0)} ms), ` +
       `heartbeat lateness p99 ${p99('hbLateP99').toFixed(0)} ms (worst ${worst('hbLateMax').toFixed(0)} ms), ` +
       `status backlog max ${worst('statusBacklog')}, reconnects ${this.lag.reduce((a, l) => a + l.reconnects, 0)}, ` +
-      `socket backlog max ${(worst('bufferedBytes') / 1e6).toFixed(1)} MB, farm RSS max ${worst('rssMb')} MB`
+      `socket backlog max ${(worst('bufferedBytes') / 1e6).toFixed(1)} MB, farm RSS max ${worst('rssMb')} MB` +
+      this.endsSummary()
     );
+  }
+
+  /** Why connections ended over the farm's life, most frequent first (empty when none did). */
+  private endsSummary(): string {
+    const all: Record<string, number> = {};
+    for (const l of this.lag) for (const [k, v] of Object.entries(l.ends ?? {})) all[k] = (all[k] ?? 0) + v;
+    const top = Object.entries(all).sort((a, b) => b[1] - a[1]);
+    if (top.length === 0) return '';
+    return `, connections ended: ${top
+      .slice(0, 4)
+      .map(([k, v]) => `${v} × ${k}`)
+      .join('; ')}`;
   }
 
   stop(): void {
     if (this.proc.pid && this.proc.exitCode === null) this.host.kill(this.proc.pid, 'SIGTERM');
+  }
+
+  /** Stops the farm and waits (at most `timeoutMs`) for it to exit, so a CPU profile it writes is complete. */
+  async stopAndWait(timeoutMs = 15_000): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    const exited = new Promise<void>((r) => this.proc.once('exit', () => r()));
+    this.stop();
+    await Promise.race([exited, new Promise<void>((r) => setTimeout(r, timeoutMs).unref())]);
   }
 }
 
