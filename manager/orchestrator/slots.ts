@@ -43,24 +43,35 @@ export function dirtyCheck(service: FService, nodes: ReadonlyMap<string, FNode>)
   const tmpl = service.spec.task;
   const prev = service.previousSpec;
   const netChanged = prev !== undefined && (!jsonEqual(prev.networks, service.spec.networks) || !jsonEqual(prev.endpoint, service.spec.endpoint));
+  // What the answers that do not depend on a node are computed from. A rolling update reconciles its
+  // service on every task event, and comparing each older task's spec with the template (as JSON) was
+  // most of a pass: those answers are kept with the task object (a changed task is a new object).
+  const key = `${service.id}\u0000${service.specVersion}\u0000${netChanged}\u0000${JSON.stringify(tmpl)}`;
   const cache = new Map<string, boolean>();
   return (t: FTask): boolean => {
     if (t.specVersion === service.specVersion) return false;
     const hit = cache.get(t.id);
     if (hit !== undefined) return hit;
-    let dirty: boolean;
-    if (netChanged) dirty = true;
-    else if (jsonEqual(t.spec, tmpl)) dirty = false;
-    else if (!jsonEqual({ ...t.spec, placement: undefined }, { ...tmpl, placement: undefined })) dirty = true;
-    else if (t.nodeId === undefined) dirty = true;
-    else {
-      const n = nodes.get(t.nodeId);
+    const kept = specDirty.get(t);
+    let dirty: boolean | undefined = kept !== undefined && kept.key === key ? kept.dirty : undefined;
+    if (dirty === undefined) {
+      if (netChanged) dirty = true;
+      else if (jsonEqual(t.spec, tmpl)) dirty = false;
+      else if (!jsonEqual({ ...t.spec, placement: undefined }, { ...tmpl, placement: undefined })) dirty = true;
+      if (dirty !== undefined) specDirty.set(t, { key, dirty });
+    }
+    if (dirty === undefined) {
+      // Only the placement differs: dirty unless the task's node still satisfies the new constraints.
+      const n = t.nodeId === undefined ? undefined : nodes.get(t.nodeId);
       dirty = n === undefined || failingConstraint(tmpl.placement?.constraints, n) !== null;
     }
     cache.set(t.id, dirty);
     return dirty;
   };
 }
+
+/** dirtyCheck's node-independent answers, per task object (see there). */
+const specDirty = new WeakMap<FTask, { key: string; dirty: boolean }>();
 
 /** Order of preference for the head: current spec, not finished, furthest state, newest, id. */
 function headOrder(isDirty: (t: FTask) => boolean): (a: FTask, b: FTask) => number {
@@ -74,7 +85,8 @@ function headOrder(isDirty: (t: FTask) => boolean): (a: FTask, b: FTask) => numb
 }
 
 export function buildSlot(key: string, tasks: FTask[], isDirty: (t: FTask) => boolean, where: { slot?: number; nodeId?: string }): Slot {
-  const live = tasks.filter(wantsToRun).sort(headOrder(isDirty));
+  // Most slots hold one task: no filter and sort to build for it.
+  const live = tasks.length === 1 ? (wantsToRun(tasks[0]!) ? tasks.slice() : []) : tasks.filter(wantsToRun).sort(headOrder(isDirty));
   const head = live[0];
   const removed = live.length === 0 && tasks.length > 0 && tasks.every((t) => t.desiredState === 'remove');
   const s: Slot = { key, tasks, live, head, extras: live.slice(1), dead: live.length === 0 && tasks.length > 0 && !removed, removed };

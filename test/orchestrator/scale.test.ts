@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { Store } from '../../manager/store/store.ts';
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';
 import { taskChangeMatters } from '../../manager/orchestrator/types.ts';
+import { dirtyCheck } from '../../manager/orchestrator/slots.ts';
 import type { FTask } from '../../manager/orchestrator/types.ts';
 import type { TaskState } from '../../api/objects.ts';
 import { FakeClock, Harness, seqIds } from './harness.ts';
@@ -155,4 +156,15 @@ test('leftover writes stop when the service was scaled meanwhile; the next pass 
   const live = store.view((tx) => tx.tasksByService('big')).filter((t) => t.desiredState === 'running');
   assert.equal(live.length, 40);
   orch.stop();
+});
+
+test("dirtyCheck's answers kept per task object follow the service's spec version and template", () => {
+  const t = task('running', { spec: { image: 'app:1' } as FTask['spec'] });
+  const svc = (specVersion: number, image: string) =>
+    ({ id: 's1', specVersion, spec: { task: { image }, networks: [], endpoint: { ports: [] } } }) as unknown as Parameters<typeof dirtyCheck>[0];
+  const nodes = new Map();
+  assert.equal(dirtyCheck(svc(2, 'app:1'), nodes)(t), false, 'same template: not dirty');
+  assert.equal(dirtyCheck(svc(3, 'app:2'), nodes)(t), true, 'a new template: dirty, not the kept answer');
+  assert.equal(dirtyCheck(svc(4, 'app:1'), nodes)(t), false, 'back to the same template');
+  assert.equal(dirtyCheck(svc(1, 'app:2'), nodes)(t), false, 'the task is of the current spec version');
 });
