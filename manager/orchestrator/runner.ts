@@ -59,6 +59,8 @@ const realTimers: OrchestratorTimers = {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The longest a pass is delayed because the previous one was long (see kick). */
 const MAX_PACE_MS = 5_000;
+/** Decision lines logged per service and transaction; the rest are counted (see logSome). */
+const LOGGED_DECISIONS = 20;
 /** A pass goes on writing a large service's remaining decisions for at least this long (see pass). */
 const LEFTOVER_MIN_MS = 1_000;
 
@@ -428,7 +430,7 @@ export class Orchestrator {
         this.log(`writing decisions failed: ${(cause as Error)?.message ?? String(cause)}`);
       }
     }
-    for (const lines of logs.values()) for (const l of lines) this.log(l);
+    for (const lines of logs.values()) this.logSome(lines);
     // The rest of a large service's decisions (a scale-up of 150,000 tasks is 300 transactions) go on in
     // further transactions of this pass instead of one pass each, which would reconcile every task of
     // the service again for each transaction's worth. Each decision re-checks the versions it read,
@@ -509,10 +511,19 @@ export class Orchestrator {
         if (r.blocked !== undefined) stop = true;
       });
       lo.next = end;
-      for (const l of lines) this.log(l);
+      this.logSome(lines);
       if (stop) break;
     }
     return stale;
+  }
+
+  /**
+   * Logs a service's decision lines, at most LOGGED_DECISIONS of them and a count of the rest: a
+   * scale-up of 30,000 tasks was 30,000 lines written from the leader's event loop.
+   */
+  private logSome(lines: readonly string[]): void {
+    for (const l of lines.slice(0, LOGGED_DECISIONS)) this.log(l);
+    if (lines.length > LOGGED_DECISIONS) this.log(`${lines[0]!.split(':')[0]}: … and ${lines.length - LOGGED_DECISIONS} more decisions`);
   }
 
   private backOff(ids: Set<string>): void {

@@ -110,13 +110,17 @@ test('a scale-up larger than a transaction is written by one pass, in several tr
   const clock = new FakeClock();
   const store = new Store({ now: () => new Date(clock.now), maxTxBytes: 16 * 1024 });
   const c = countPasses(store);
-  const orch = new Orchestrator(store, { now: () => clock.now, timers: clock.timers, newId: seqIds('t') });
+  const logs: string[] = [];
+  const orch = new Orchestrator(store, { now: () => clock.now, timers: clock.timers, newId: seqIds('t'), log: (l) => logs.push(l) });
   orch.start();
   const before = store.index;
   await store.update((tx) => void tx.create(bigService(300)));
   await orch.idle();
   assert.equal(store.view((tx) => tx.tasksByService('big')).length, 300);
   assert.ok(store.index - before > 5, `several transactions (${store.index - before})`);
+  // The decisions are logged 20 a transaction, the rest counted.
+  const scaleUps = logs.filter((l) => l.includes(': scale up')).length;
+  assert.ok(scaleUps < 300 && logs.some((l) => /… and \d+ more decisions/.test(l)), `${scaleUps} scale-up lines logged`);
   // The pass that created them, and one more for the events of its own writes (which finds nothing).
   assert.ok(c.passes <= 2, `passes: ${c.passes}`);
   orch.stop();
