@@ -59,7 +59,7 @@ const realTimers: OrchestratorTimers = {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The longest a pass is delayed because the previous one was long (see kick). */
 const MAX_PACE_MS = 5_000;
-/** Decision lines logged per service and transaction; the rest are counted (see logSome). */
+/** Decision lines logged per service and pass; the rest are counted (see logSome). */
 const LOGGED_DECISIONS = 20;
 /** A pass goes on writing a large service's remaining decisions for at least this long (see pass). */
 const LEFTOVER_MIN_MS = 1_000;
@@ -430,7 +430,6 @@ export class Orchestrator {
         this.log(`writing decisions failed: ${(cause as Error)?.message ?? String(cause)}`);
       }
     }
-    for (const lines of logs.values()) this.logSome(lines);
     // The rest of a large service's decisions (a scale-up of 150,000 tasks is 300 transactions) go on in
     // further transactions of this pass instead of one pass each, which would reconcile every task of
     // the service again for each transaction's worth. Each decision re-checks the versions it read,
@@ -439,12 +438,15 @@ export class Orchestrator {
     const until = this.now() + Math.max(LEFTOVER_MIN_MS, 2 * computeMs);
     for (const [id, lo] of rest) {
       try {
-        if (await this.applyLeftover(id, lo, limits, until)) again.add(id);
+        let lines = logs.get(id);
+        if (lines === undefined) logs.set(id, (lines = []));
+        if (await this.applyLeftover(id, lo, limits, until, lines)) again.add(id);
       } catch (e) {
         if (!(e instanceof ConflictError)) this.log(`writing decisions failed: ${(e as Error)?.message ?? String(e)}`);
       }
       if (lo.next < lo.decisions.length) again.add(id);
     }
+    for (const lines of logs.values()) this.logSome(lines);
     this.lastPassMs = computeMs;
     for (const [id, at] of wakes) {
       if (at === null) this.wakeAt.delete(id);
@@ -490,13 +492,13 @@ export class Orchestrator {
   }
 
   /**
-   * Writes the rest of a service's decisions, one transaction at a time, until done or `until`. True if
-   * some were skipped because their objects changed (the service must be reconciled again).
+   * Writes the rest of a service's decisions, one transaction at a time, until done or `until`, adding
+   * their log lines to `lines`. True if some were skipped because their objects changed (the service
+   * must be reconciled again).
    */
-  private async applyLeftover(id: string, lo: Leftover, limits: ClusterLimits, until: number): Promise<boolean> {
+  private async applyLeftover(id: string, lo: Leftover, limits: ClusterLimits, until: number, lines: string[]): Promise<boolean> {
     let stale = false;
     while (lo.next < lo.decisions.length && this.started && this.now() < until) {
-      const lines: string[] = [];
       let end = lo.next;
       let stop = false;
       await this.store.update((tx) => {
@@ -511,7 +513,6 @@ export class Orchestrator {
         if (r.blocked !== undefined) stop = true;
       });
       lo.next = end;
-      this.logSome(lines);
       if (stop) break;
     }
     return stale;

@@ -118,7 +118,7 @@ test('a scale-up larger than a transaction is written by one pass, in several tr
   await orch.idle();
   assert.equal(store.view((tx) => tx.tasksByService('big')).length, 300);
   assert.ok(store.index - before > 5, `several transactions (${store.index - before})`);
-  // The decisions are logged 20 a transaction, the rest counted.
+  // The decisions are logged 20 a pass, the rest counted.
   const scaleUps = logs.filter((l) => l.includes(': scale up')).length;
   assert.ok(scaleUps < 300 && logs.some((l) => /… and \d+ more decisions/.test(l)), `${scaleUps} scale-up lines logged`);
   // The pass that created them, and one more for the events of its own writes (which finds nothing).
