@@ -316,6 +316,8 @@ export class EngineExecutor implements Executor {
     const spec = l.a.spec;
     let health: HealthConfig | null = null;
     let startedAtMs = 0;
+    /** the task's cgroups while being made; once made, l.cg (which the cleanup removes) */
+    let cgroup: Promise<TaskCgroup> | undefined;
     const t0 = performance.now();
     try {
       this.set(l, 'preparing', 'preparing');
@@ -336,6 +338,23 @@ export class EngineExecutor implements Executor {
       } catch (e) {
         throw rejection((e as Error).message);
       }
+      // The task's cgroups (a directory in every hierarchy, the device allowlist: a few ms of file
+      // operations) depend on nothing prepared below, so they are made meanwhile. A failure surfaces at
+      // the await after 'starting', as when they were made there; when preparing fails first, they are
+      // removed once made (see the catch below).
+      const lim = spec.resources?.limits ?? {};
+      const res = spec.resources?.reservations ?? {};
+      cgroup = TaskCgroup.create({
+        parent: this.o.cgroupParent,
+        id: l.a.id,
+        limits: {
+          ...(lim.memoryBytes ? { memoryBytes: lim.memoryBytes } : {}),
+          ...(res.memoryBytes ? { memoryReservationBytes: res.memoryBytes } : {}),
+          ...(lim.nanoCpus ? { nanoCpus: lim.nanoCpus } : {}),
+          ...(lim.pids ? { pids: lim.pids } : {}),
+        },
+      });
+      cgroup.catch(() => {}); // awaited below
       let fileMounts: ShimMount[] = [];
       if ((spec.secrets?.length ?? 0) + (spec.configs?.length ?? 0) > 0) {
         if (!this.o.files) throw rejection('this node cannot mount secrets or configs');
@@ -358,18 +377,8 @@ export class EngineExecutor implements Executor {
       const net = await this.attachNetwork(l, new Set([...mounts, ...fileMounts].map((m) => m.target)));
 
       this.set(l, 'starting', 'starting');
-      const lim = spec.resources?.limits ?? {};
-      const res = spec.resources?.reservations ?? {};
-      l.cg = await TaskCgroup.create({
-        parent: this.o.cgroupParent,
-        id: l.a.id,
-        limits: {
-          ...(lim.memoryBytes ? { memoryBytes: lim.memoryBytes } : {}),
-          ...(res.memoryBytes ? { memoryReservationBytes: res.memoryBytes } : {}),
-          ...(lim.nanoCpus ? { nanoCpus: lim.nanoCpus } : {}),
-          ...(lim.pids ? { pids: lim.pids } : {}),
-        },
-      });
+      const cg = (l.cg = await cgroup);
+      cgroup = undefined;
       const env: Record<string, string> = {};
       for (const kv of [...(img.config.Env ?? []), ...(spec.env ?? [])]) {
         const i = kv.indexOf('=');
@@ -383,7 +392,7 @@ export class EngineExecutor implements Executor {
         rootfs,
         args,
         env,
-        cgroups: l.cg.paths(),
+        cgroups: cg.paths(),
         mounts: sortByDepth([...mounts, ...fileMounts, ...net.mounts]),
         ...(net.netnsPath !== undefined ? { netnsPath: net.netnsPath } : {}),
         ...(net.host ? { hostNetwork: true } : {}),
@@ -411,6 +420,11 @@ export class EngineExecutor implements Executor {
       this.o.onStart?.((performance.now() - t0) / 1000, false);
       this.set(l, err.reject ? 'rejected' : 'failed', err.reject ? 'task rejected' : 'starting failed');
       await this.cleanup(l, false);
+      if (cgroup) {
+        // Preparing failed before the cgroups were awaited: the cleanup did not see them.
+        const made = await cgroup.catch(() => null);
+        await made?.destroy().catch((e2: Error) => this.log(`engine: task ${l.a.id}: removing its cgroups: ${e2.message}`));
+      }
     }
     if (!this.idle(l)) return;
     // A stop may have been requested while starting.
