@@ -86,6 +86,11 @@ async function main(): Promise<void> {
     await sleep(1000); // its start-up is not idle CPU
     const pids = new Map<string, number>([['floor', floor.pid!]]);
     for (const [host, d] of lab.daemons) if (d.pid !== null) pids.set(host, d.pid);
+    // The node options the daemons really run with (bin/shoal's and the lab's: daemon/node-flags.ts).
+    const argv = readFileSync(`/proc/${pids.get([...lab.daemons.keys()][0]!)}/cmdline`, 'utf8').split('\0');
+    const script = argv.findIndex((a) => a.endsWith('.js'));
+    const nodeOptions = argv.slice(1, script);
+    console.log(`daemon node options: ${nodeOptions.join(' ') || '(none)'}`);
     const s = await idle(pids);
     const role = (r: 'manager' | 'worker') => [...lab.daemons].filter(([, d]) => d.role === r).map(([h]) => s.get(h)!);
     print('node floor (bare node)', [s.get('floor')!], '(no goal)');

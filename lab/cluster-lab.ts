@@ -7,6 +7,7 @@ import { TaskCgroup, detectCgroups } from '../worker/engine/cgroups.ts';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { control, loadContext, localCall, saveContext, type Context } from '../client/context.ts';
+import { DAEMON_NODE_FLAGS } from '../daemon/node-flags.ts';
 import { compiledEntry } from './compiled.ts';
 import { type DownReport, Lab, type LabHost } from './lab.ts';
 import { describeStatus, restartSupervised, startSupervised, supervisedStatus, type SupervisedStatus } from './supervisor.ts';
@@ -133,7 +134,17 @@ export class ClusterLab {
     const d = this.daemons.get(name)!;
     const h = d.host;
     mkdirSync(join(h.dir, 'state'), { recursive: true });
-    const args = [...(this.opts.nodeArgs ?? []), compiledEntry('cli/shoal'), 'daemon', '--state-dir', join(h.dir, 'state'), '--hostname', h.name];
+    // With the node options bin/shoal gives a daemon (V8 reads them only at start; daemon/node-flags.ts).
+    const args = [
+      ...DAEMON_NODE_FLAGS,
+      ...(this.opts.nodeArgs ?? []),
+      compiledEntry('cli/shoal'),
+      'daemon',
+      '--state-dir',
+      join(h.dir, 'state'),
+      '--hostname',
+      h.name,
+    ];
     if (this.opts.electionMs) args.push('--election-ms', String(this.opts.electionMs));
     // Tests default to the test executor (no processes); `shoal lab up` and engine tests ask for 'engine'.
     args.push('--executor', this.opts.executor ?? 'test');

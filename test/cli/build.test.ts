@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compiledEntry } from '../../lab/compiled.ts';
+import { DAEMON_NODE_FLAGS } from '../../daemon/node-flags.ts';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const { staleReason } = createRequire(import.meta.url)('../../scripts/stale.cjs') as { staleReason: (repo: string) => string | null };
@@ -86,6 +87,13 @@ describe('bin/shoal and dist/', () => {
     const again = shoal(['--help']);
     assert.equal(again.status, 0, again.stderr);
     assert.equal(again.stdout, r.stdout);
+  });
+
+  it("bin/shoal's #! line gives node every option a daemon runs with", () => {
+    const shebang = readFileSync(join(REPO, 'bin', 'shoal'), 'utf8').split('\n')[0]!;
+    const words = shebang.split(/\s+/);
+    assert.ok(DAEMON_NODE_FLAGS.length > 0);
+    for (const f of DAEMON_NODE_FLAGS) assert.ok(words.slice(words.indexOf('node') + 1).includes(f), `${f} is given to node in ${shebang}`);
   });
 
   it('every ES module of the current build is ASCII (one-byte source in each daemon heap)', () => {

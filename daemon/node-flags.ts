@@ -1,0 +1,15 @@
+// The node options every Shoal daemon runs with, however it is started: bin/shoal's `#!` line carries
+// them (systemd's ExecStart and `shoal daemon` go through bin/shoal), and the labs pass them to the
+// daemons they start (lab/cluster-lab.ts). V8 reads them only while it starts: set later from inside
+// (v8.setFlagsFromString) they change nothing, so the daemon cannot set them for itself.
+// test/cli/build.test.ts checks that bin/shoal's `#!` line holds every one of them.
+//
+// --no-concurrent-recompilation: TurboFan compiles hot functions on the main thread instead of handing
+//   them to V8's helper threads. Those threads' compiler zones come from their own malloc arenas, which
+//   glibc keeps after the compile; on the main thread the same memory is reused. Measured in labs of
+//   1 manager + 4 workers, three alternating pairs: workers 61–64 MB instead of 63–67 MB, the manager
+//   70 MB instead of 73–75 MB; no CPU cost seen (an image load of 3,000 files, `shoal --help` x 20).
+//   A compile now pauses the event loop for its duration (milliseconds), which no daemon timer notices.
+// Measured and not taken (docs/design/build.md, "Memory"): --no-opt (-4 to -5 MB, but an image load
+// takes 30–80 % more CPU), --max-semi-space-size=1 and --optimize-for-size (no difference at idle).
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--no-concurrent-recompilation'];
