@@ -1,0 +1,48 @@
+// PassLoop (manager/store/pass-loop.ts): requests during a pass give exactly one more pass, and that
+// pass waits as long as the previous one took, so passes that read the whole store cannot run back to
+// back under a stream of events. Real timers, short passes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PassLoop } from '../../manager/store/pass-loop.ts';
+
+test('requests during a long pass give one more pass, started no sooner than that pass took', async () => {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  let loop: PassLoop;
+  const pass = async () => {
+    starts.push(performance.now());
+    if (starts.length === 1) {
+      // Three requests while the first pass runs (60 ms).
+      for (let i = 0; i < 3; i++) loop.trigger();
+      await sleep(60);
+    }
+    ends.push(performance.now());
+  };
+  loop = new PassLoop(pass, { who: 'test', log: () => {} });
+  loop.start();
+  loop.trigger();
+  await loop.idle();
+  loop.stop();
+  assert.equal(starts.length, 2, 'the requests made during the pass gave exactly one more');
+  const gap = starts[1]! - ends[0]!;
+  assert.ok(gap >= 55, `the second pass waited ${gap.toFixed(0)} ms after a 60 ms pass`);
+});
+
+test('a short pass is followed at once (no added wait)', async () => {
+  const starts: number[] = [];
+  let loop: PassLoop;
+  loop = new PassLoop(
+    async () => {
+      starts.push(performance.now());
+      if (starts.length === 1) loop.trigger();
+    },
+    { who: 'test', log: () => {} },
+  );
+  loop.start();
+  loop.trigger();
+  await loop.idle();
+  loop.stop();
+  assert.equal(starts.length, 2);
+  assert.ok(starts[1]! - starts[0]! < 50, `${(starts[1]! - starts[0]!).toFixed(0)} ms between short passes`);
+});
