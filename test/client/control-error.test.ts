@@ -10,21 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CliError, control, type Context } from '../../client/context.ts';
 import { contextApi } from '../../cli/dashboard/command.ts';
-import { createCsr, createRootCa, generateKeyPem, signNodeCertificate, type CaMaterial } from '../../manager/ca/pki.ts';
+import { createRootCa, generateKeyPem, type CaMaterial } from '../../manager/ca/pki.ts';
+import { signLoopback } from '../helpers/pki.ts';
 
 const clusterId = 'errtest';
-
-function issue(ca: CaMaterial, keyPem: string, nodeId: string, role: 'manager' | 'admin'): string {
-  return signNodeCertificate({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    csrPem: createCsr({ keyPem, nodeId }),
-    nodeId,
-    role,
-    clusterId,
-    sans: { ips: ['127.0.0.1'] },
-  }).certPem;
-}
 
 const ANSWERS: Record<string, [number, unknown]> = {
   '/v1/services/nope': [404, { error: { code: 'ENOTFOUND', message: 'service nope not found' } }],
@@ -41,15 +30,18 @@ describe('control() errors', () => {
     dir = mkdtempSync(join(tmpdir(), 'shoal-ctlerr-'));
     const ca = await createRootCa({ clusterId });
     const [mkey, akey] = await Promise.all([generateKeyPem(), generateKeyPem()]);
-    server = createServer({ key: mkey, cert: issue(ca, mkey, 'mgr', 'manager'), ca: ca.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
-      const [status, body] = ANSWERS[req.url ?? ''] ?? [200, { ok: true }];
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(typeof body === 'string' ? body : JSON.stringify(body));
-    });
+    server = createServer(
+      { key: mkey, cert: signLoopback(ca, mkey, 'mgr', 'manager', clusterId), ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
+      (req, res) => {
+        const [status, body] = ANSWERS[req.url ?? ''] ?? [200, { ok: true }];
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(typeof body === 'string' ? body : JSON.stringify(body));
+      },
+    );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const addr = `127.0.0.1:${(server.address() as AddressInfo).port}`;
     // No path: nothing is written (no context file, no session cache, no renewal).
-    ctx = { clusterId, managers: [addr], admin: { key: akey, cert: issue(ca, akey, 'admin', 'admin'), ca: ca.certPem } };
+    ctx = { clusterId, managers: [addr], admin: { key: akey, cert: signLoopback(ca, akey, 'admin', 'admin', clusterId), ca: ca.certPem } };
   });
   after(() => {
     server?.close();

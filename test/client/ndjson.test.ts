@@ -9,21 +9,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createTcp, type AddressInfo } from 'node:net';
 import type { Context } from '../../client/context.ts';
 import { NdjsonError, openNdjson, readNdjson, type NdjsonEnd } from '../../client/ndjson.ts';
-import { createCsr, createRootCa, generateKeyPem, signNodeCertificate, type CaMaterial } from '../../manager/ca/pki.ts';
+import { createRootCa, generateKeyPem, type CaMaterial } from '../../manager/ca/pki.ts';
+import { signLoopback } from '../helpers/pki.ts';
 
 const clusterId = 'ndjson';
-
-function issue(ca: CaMaterial, keyPem: string, nodeId: string, role: 'manager' | 'admin'): string {
-  return signNodeCertificate({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    csrPem: createCsr({ keyPem, nodeId }),
-    nodeId,
-    role,
-    clusterId,
-    sans: { ips: ['127.0.0.1'] },
-  }).certPem;
-}
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 
@@ -37,7 +26,7 @@ describe('client/ndjson.ts', () => {
 
   async function serve(h: Handler): Promise<string> {
     const s = createServer(
-      { key: mkey, cert: issue(ca, mkey, `m${servers.length}`, 'manager'), ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
+      { key: mkey, cert: signLoopback(ca, mkey, `m${servers.length}`, 'manager', clusterId), ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
       (req, res) => {
         let body = '';
         req.on('data', (c: Buffer) => (body += c));
@@ -66,7 +55,7 @@ describe('client/ndjson.ts', () => {
     ca = await createRootCa({ clusterId });
     const akey = await generateKeyPem();
     mkey = await generateKeyPem();
-    admin = { key: akey, cert: issue(ca, akey, 'admin', 'admin'), ca: ca.certPem };
+    admin = { key: akey, cert: signLoopback(ca, akey, 'admin', 'admin', clusterId), ca: ca.certPem };
     const t = createTcp();
     await new Promise<void>((r) => t.listen(0, '127.0.0.1', () => r()));
     deadAddr = `127.0.0.1:${(t.address() as AddressInfo).port}`;

@@ -12,32 +12,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { control, loadContext, saveContext, sessionCachePath, type Context } from '../../client/context.ts';
-import { createCsr, createRootCa, generateKeyPem, signNodeCertificate, type CaMaterial } from '../../manager/ca/pki.ts';
+import { createRootCa, generateKeyPem, type CaMaterial } from '../../manager/ca/pki.ts';
+import { signLoopback } from '../helpers/pki.ts';
 
 const clusterId = 'sesstest';
-
-function issue(ca: CaMaterial, keyPem: string, nodeId: string, role: 'manager' | 'admin'): string {
-  return signNodeCertificate({
-    caCertPem: ca.certPem,
-    caKeyPem: ca.keyPem,
-    csrPem: createCsr({ keyPem, nodeId }),
-    nodeId,
-    role,
-    clusterId,
-    sans: { ips: ['127.0.0.1'] },
-  }).certPem;
-}
 
 /** A stand-in manager: answers every request with whether its TLS session was resumed. */
 async function manager(ca: CaMaterial): Promise<{ server: Server; addr: string; reused: boolean[] }> {
   const key = await generateKeyPem();
   const reused: boolean[] = [];
-  const server = createServer({ key, cert: issue(ca, key, 'mgr', 'manager'), ca: ca.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
-    const r = (req.socket as TLSSocket).isSessionReused();
-    reused.push(r);
-    res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ reused: r }));
-  });
+  const server = createServer(
+    { key, cert: signLoopback(ca, key, 'mgr', 'manager', clusterId), ca: ca.certPem, requestCert: true, rejectUnauthorized: true },
+    (req, res) => {
+      const r = (req.socket as TLSSocket).isSessionReused();
+      reused.push(r);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ reused: r }));
+    },
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return { server, addr: `127.0.0.1:${(server.address() as AddressInfo).port}`, reused };
 }
@@ -59,7 +51,7 @@ describe('TLS session cache', () => {
     m = await manager(ca);
     const key = await generateKeyPem();
     ctxPath = join(dir, 'context.json');
-    saveContext(ctxPath, { clusterId, managers: [m.addr], admin: { key, cert: issue(ca, key, 'admin', 'admin'), ca: ca.certPem } });
+    saveContext(ctxPath, { clusterId, managers: [m.addr], admin: { key, cert: signLoopback(ca, key, 'admin', 'admin', clusterId), ca: ca.certPem } });
   });
   after(() => {
     m?.server.close();
@@ -104,7 +96,7 @@ describe('TLS session cache', () => {
     const ctx = loadContext(ctxPath);
     const key = await generateKeyPem();
     // The same manager, but the admin certificate is a new one: the cached sessions must not be offered.
-    saveContext(copy, { ...ctx, admin: { ...ctx.admin, key, cert: issue(ca, key, 'admin2', 'admin') } });
+    saveContext(copy, { ...ctx, admin: { ...ctx.admin, key, cert: signLoopback(ca, key, 'admin2', 'admin', clusterId) } });
     writeFileSync(sessionCachePath(copy), readFileSync(sessionCachePath(ctxPath)), { mode: 0o600 });
     assert.equal((await call(loadContext(copy))).reused, false);
   });

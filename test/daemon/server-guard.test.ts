@@ -7,7 +7,8 @@ import { createServer, type Server } from 'node:https';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { createCsr, createRootCa, generateKeyPem, signNodeCertificate } from '../../manager/ca/pki.ts';
+import { createRootCa, generateKeyPem } from '../../manager/ca/pki.ts';
+import { signLoopback } from '../helpers/pki.ts';
 import { DEFAULT_SERVER_LIMITS, guardServer, serverOptions, type GuardStats, type ServerLimits } from '../../daemon/server-guard.ts';
 import { classify } from '../../daemon/process-guard.ts';
 
@@ -32,16 +33,7 @@ interface Pki {
 async function makePki(): Promise<Pki> {
   const clusterId = 'guardtest';
   const [ca, sk, ck] = await Promise.all([createRootCa({ clusterId }), generateKeyPem(), generateKeyPem()]);
-  const sign = (keyPem: string, nodeId: string, role: 'manager' | 'worker') =>
-    signNodeCertificate({
-      caCertPem: ca.certPem,
-      caKeyPem: ca.keyPem,
-      csrPem: createCsr({ keyPem, nodeId }),
-      nodeId,
-      role,
-      clusterId,
-      sans: { ips: ['127.0.0.1'] },
-    }).certPem;
+  const sign = (keyPem: string, nodeId: string, role: 'manager' | 'worker') => signLoopback(ca, keyPem, nodeId, role, clusterId);
   return { ca: ca.certPem, server: { key: sk, cert: sign(sk, 'srv', 'manager') }, client: { key: ck, cert: sign(ck, 'cli', 'worker') } };
 }
 

@@ -11,8 +11,7 @@ import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import { Gate, type UpdateFn } from '../../manager/api/gate.ts';
-import type { Members } from '../../manager/members.ts';
-import type { RaftNode } from '../../manager/raft/node.ts';
+import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
 import { defaultClusterSpec, type Cluster, type Draft, type Node, type Task } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
@@ -111,12 +110,7 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
       tx.create(task('t3', 'n1'));
       tx.create(task('p1', 'n1'));
     });
-    const raft = { status: () => ({ role: 'leader', leader: 'm1', voters: ['m1'], learners: [], members: {} }) } as unknown as RaftNode;
-    const members = {
-      managerAddrs: () => [{ id: 'm1', addr: '127.0.0.1:1' }],
-      leaderAddr: () => null,
-      reachableManagers: () => ({ reachable: 1, total: 1 }),
-    } as unknown as Members;
+    const { raft, members } = soleLeader();
     d = new Dispatcher({
       store,
       raft,

@@ -2,6 +2,7 @@
 // generates the RSA keys (forge's own key generation is far too slow). Not for production use.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
+import { createCsr, signNodeCertificate, type CaMaterial, type NodeRole } from '../../manager/ca/pki.ts';
 
 export interface IssueOptions {
   /** Subject organisational unit (e.g. 'manager', 'worker'). */
@@ -106,4 +107,20 @@ export function makeTestCa(name = `Shoal Test CA ${randomBytes(4).toString('hex'
       return { key: pair.privatePem, cert: forge.pki.certificateToPem(cert) };
     },
   };
+}
+
+/**
+ * A certificate as Shoal's own CA issues it (manager/ca/pki.ts: CSR, cluster id and role in the
+ * subject), for a server or client on loopback (IP SAN 127.0.0.1). For tests of the real TLS checks.
+ */
+export function signLoopback(ca: CaMaterial, keyPem: string, nodeId: string, role: NodeRole, clusterId: string): string {
+  return signNodeCertificate({
+    caCertPem: ca.certPem,
+    caKeyPem: ca.keyPem,
+    csrPem: createCsr({ keyPem, nodeId }),
+    nodeId,
+    role,
+    clusterId,
+    sans: { ips: ['127.0.0.1'] },
+  }).certPem;
 }

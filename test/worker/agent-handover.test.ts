@@ -13,8 +13,7 @@ import { testCluster } from '../helpers/cluster.ts';
 import { caDigest } from '../../manager/ca/pki.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { Gate } from '../../manager/api/gate.ts';
-import type { Members } from '../../manager/members.ts';
-import type { RaftNode } from '../../manager/raft/node.ts';
+import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
 import type { Draft, Node, Task } from '../../api/objects.ts';
 import { Agent, type AgentCredentials } from '../../worker/agent.ts';
@@ -92,12 +91,7 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
         networks: [],
       } as Draft<Task>);
     });
-    const raft = { status: () => ({ role: 'leader', leader: 'm1', voters: ['m1'], learners: [], members: {} }) } as unknown as RaftNode;
-    const members = {
-      managerAddrs: () => [{ id: 'm1', addr: '127.0.0.1:1' }],
-      leaderAddr: () => null,
-      reachableManagers: () => ({ reachable: 1, total: 1 }),
-    } as unknown as Members;
+    const { raft, members } = soleLeader();
     d = new Dispatcher({
       store,
       raft,
