@@ -13,7 +13,7 @@ import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import { Gate, type UpdateFn } from '../../manager/api/gate.ts';
 import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
-import { defaultClusterSpec, type Cluster, type Draft, type Node, type Task } from '../../api/objects.ts';
+import type { Cluster, Draft, Node, Task } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
 
 async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
