@@ -30,7 +30,7 @@ import { ImageFetcher, namesRegistry, pinnedRef, resolveInCluster, serveImages }
 import { DEFAULT_SERVER_LIMITS, guardServer, serverOptions, type GuardStats, type ServerLimits } from './server-guard.ts';
 import { installProcessGuard } from './process-guard.ts';
 import { DISPATCHER_PATH } from '../api/dispatcher.ts';
-import { pullImage, type PullResult } from '../worker/images/registry.ts';
+import type { PullResult } from '../worker/images/registry.ts';
 import { KeyRing } from '../manager/keys/keyring.ts';
 import { RAFT_KEY_FILE, isKeyFileWrapped, loadKeyRing, removeKeyRing, saveKeyRing } from '../manager/keys/keyfile.ts';
 import { WrongUnlockKeyError, parseUnlockKey } from '../manager/keys/autolock.ts';
@@ -521,8 +521,9 @@ export class Daemon {
     };
   }
 
-  /** Pulls an image from a registry into this node's store. */
-  pull(ref: string, auth?: { username: string; password: string }): Promise<PullResult> {
+  /** Pulls an image from a registry into this node's store (the registry client is loaded for the first pull). */
+  async pull(ref: string, auth?: { username: string; password: string }): Promise<PullResult> {
+    const { pullImage } = await import('../worker/images/registry.ts');
     return pullImage(this.imageStore(), ref, {
       ...(auth ? { auth } : {}),
       insecureRegistries: this.opts.insecureRegistries ?? [],
