@@ -14,7 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ProtocolViolation, Session, jsonDecoder, type SessionCounters } from '../../transport/session.ts';
-import { canonicalJson, nodeNetViews, type NetSnapshot } from '../allocator/netview.ts';
+import { canonicalJson, nodeChangeAffectsNetViews, nodeNetViews, type NetSnapshot } from '../allocator/netview.ts';
 import { issuingRootDigest, PkiError, signNodeCertificate } from '../ca/pki.ts';
 import { RateLimiter } from '../ca/tokens.ts';
 import { recordIssued, revokeOnRoleChange } from '../ca/revocation.ts';
@@ -26,7 +26,7 @@ import type { TaskAssignment } from '../../api/task-status.ts';
 import { RemoteCalls } from '../api/remote.ts';
 import type { Gate } from '../api/gate.ts';
 import { raftUrl, type Members } from '../members.ts';
-import { NodeLiveness } from './liveness.ts';
+import { NodeLiveness, heartbeatPeriodFor } from './liveness.ts';
 import { DISPATCHER_PATH, type ManagerToAgent } from '../../api/dispatcher.ts';
 import { StatusQueue } from './status-queue.ts';
 import { DispatcherCounters, type DispatcherStats } from './stats.ts';
@@ -247,7 +247,16 @@ export class Dispatcher {
     ns.session.close(4003, 'certificate revoked');
   }
 
+  /**
+   * The period nodes are told to heartbeat at: the configured one, longer in a large cluster so the
+   * leader answers at most ≈ 2,000 heartbeats a second (liveness.ts heartbeatPeriodFor; Down stays
+   * within the announced period + 2 configured ones).
+   */
   heartbeatPeriod(): number {
+    return heartbeatPeriodFor(this.configuredPeriod(), this.sessions.size);
+  }
+
+  private configuredPeriod(): number {
     return this.cluster()?.spec.dispatcher?.heartbeatPeriodMs ?? 1000;
   }
 
@@ -483,7 +492,7 @@ export class Dispatcher {
   startLeading(): void {
     this.leading = true;
     const nodes = this.d.store.view((tx) => tx.list('node')) as NodeObj[];
-    this.liveness.setPeriod(this.heartbeatPeriod());
+    this.liveness.setPeriod(this.heartbeatPeriod(), this.configuredPeriod(), Date.now());
     this.liveness.startTracking(
       nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id),
       Date.now(),
@@ -512,7 +521,10 @@ export class Dispatcher {
     this.unwatchNet = this.d.store.watch(
       {
         kinds: ['task', 'service', 'network', 'node'],
-        predicate: (ev) => ev.kind !== 'task' || (ev.object as Task).networks?.length > 0 || ((ev.old as Task | undefined)?.networks?.length ?? 0) > 0,
+        predicate: (ev) => {
+          if (ev.kind === 'node') return ev.type !== 'update' || !ev.old || nodeChangeAffectsNetViews(ev.old as NodeObj, ev.object as NodeObj);
+          return ev.kind !== 'task' || (ev.object as Task).networks?.length > 0 || ((ev.old as Task | undefined)?.networks?.length ?? 0) > 0;
+        },
         onClose: () => this.markNetViews(),
       },
       () => this.markNetViews(),
@@ -552,7 +564,7 @@ export class Dispatcher {
 
   /** Down detection (leader tick): nodes silent past the deadline are marked down. */
   async detectDown(now: number): Promise<void> {
-    this.liveness.setPeriod(this.heartbeatPeriod());
+    this.liveness.setPeriod(this.heartbeatPeriod(), this.configuredPeriod(), now);
     const expired = this.liveness.expired(now);
     if (expired.length > 0) {
       await this.d.gate.update((tx) => {
@@ -564,9 +576,23 @@ export class Dispatcher {
       });
       for (const id of expired) this.d.log(`node ${id} marked down (no heartbeat for ${this.liveness.deadlineMs} ms)`);
     }
-    // Track nodes that (re)appear without a session yet.
+    // Track nodes that (re)appear without a session yet. A node marked down that heartbeats again on
+    // its session (it was only late: a busy node or network) is ready again: its session never ended,
+    // so no hello will say so, and it would otherwise stay down for good.
+    const revived: string[] = [];
     for (const n of this.d.store.view((tx) => tx.list('node')) as NodeObj[]) {
       if (n.status.state === 'ready' && !this.liveness.isTracked(n.id)) this.liveness.heartbeat(n.id, now);
+      else if (n.status.state === 'down' && this.liveness.isTracked(n.id) && this.sessions.has(n.id)) revived.push(n.id);
+    }
+    if (revived.length > 0) {
+      await this.d.gate.update((tx) => {
+        for (const id of revived) {
+          const n = tx.get('node', id) as NodeObj | undefined;
+          if (n?.status.state !== 'down') continue;
+          tx.update({ ...n, status: { ...n.status, state: 'ready', message: '', lastHeartbeat: new Date(now).toISOString() } });
+        }
+      });
+      this.d.log(`${revived.length} node(s) marked down heartbeat again: ready (${revived.slice(0, 5).join(', ')}${revived.length > 5 ? ', …' : ''})`);
     }
   }
 

@@ -48,7 +48,8 @@ export class NodeLiveness {
    * next reply: the longer deadline holds for one more (old) deadline from `now`.
    */
   setPeriod(announcedMs: number, configuredMs = announcedMs, now = 0): void {
-    if (announcedMs < this.announcedMs) {
+    // (Nobody tracked yet, as when leadership starts: no node can be on the longer period.)
+    if (announcedMs < this.announcedMs && this.lastSeen.size > 0) {
       const ms = Math.max(this.announcedMs, this.held && now < this.held.until ? this.held.ms : 0);
       this.held = { ms, until: now + this.deadlineFor(ms) };
     }

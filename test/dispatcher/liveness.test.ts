@@ -64,3 +64,11 @@ test('a new leader gives every node a full window from the moment it took over',
   assert.deepEqual(l.expired(53_000), []);
   assert.deepEqual(l.expired(53_001).sort(), ['a', 'b']);
 });
+
+test('a period set before any node is tracked (leadership starting) holds no longer deadline', () => {
+  const l = new NodeLiveness(1000);
+  l.setPeriod(200, 200, 0);
+  l.heartbeat('a', 0);
+  assert.deepEqual(l.expired(600), []);
+  assert.deepEqual(l.expired(601), ['a']);
+});
