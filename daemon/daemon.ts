@@ -9,7 +9,7 @@ import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { ApiError, badRequest, readJson, sendError, sendJson } from '../manager/api/http.ts';
-import { CLOCK_SKEW_MS, createCsr, createRootCa, generateKeyPem, parseCertificate, renewalTime, signNodeCertificate } from '../manager/ca/pki.ts';
+import { CLOCK_SKEW_MS, createCsr, generateKeyPem, parseCertificate, renewalTime } from '../manager/ca/pki.ts';
 import { parseJoinToken, pinCa } from '../manager/ca/tokens.ts';
 // The manager's code (Raft, store, control loops, the Docker API) is loaded only when this node is or
 // becomes a manager (startManager): a worker never pays its memory (docs/design/build.md).
@@ -318,6 +318,8 @@ export class Daemon {
     const clusterId = newId();
     const nodeId = newId();
     const t0 = Date.now();
+    // The CA's code (and node-forge) only on the node that becomes a CA: a worker never loads it.
+    const { createRootCa, signNodeCertificate } = await import('../manager/ca/issue.ts');
     // RSA key generation dominates init: make the three keys in parallel on the thread pool.
     const [ca, nodeKey, adminKey] = await Promise.all([createRootCa({ clusterId }), generateKeyPem(), generateKeyPem()]);
     const nodeCert = signNodeCertificate({

@@ -3,7 +3,8 @@
 // (name, serial, expiry) so they can be listed and revoked; a revoked one is refused on the next request
 // (the control API checks the deny list on every request). The key never travels: the CLI makes it and
 // sends a CSR, as joining nodes do. See docs/design/ca.md, "Admin certificates".
-import { checkRootCa, createRootCa, crossSignRoot, PkiError, signNodeCertificate } from '../ca/pki.ts';
+import { PkiError } from '../ca/pki.ts';
+import { checkRootCa, createRootCa, crossSignRoot, signNodeCertificate } from '../ca/issue.ts';
 import { beginRotation, issuerOf, RotationError, withChain } from '../ca/rotation.ts';
 import { caStatus } from '../ca/rotation-runner.ts';
 import { AdminError, addAdmin, findAdmin, pruneAdmins, renewAdmin, revokeAdmin, type AdminRecord, type ClusterWithAdmins } from '../ca/revocation.ts';

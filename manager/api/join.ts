@@ -3,7 +3,8 @@
 // secret decides the role, the CA decides the node id, and a manager joins Raft as a learner (the
 // role manager promotes it once it has caught up). Joins are rate-limited per source address.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PkiError, signNodeCertificate } from '../ca/pki.ts';
+import { PkiError } from '../ca/pki.ts';
+import { signNodeCertificate } from '../ca/issue.ts';
 import { formatJoinToken, parseJoinToken, tokenMatches, RateLimiter } from '../ca/tokens.ts';
 import type { RaftNode } from '../raft/node.ts';
 import { newId } from '../store/ids.ts';

@@ -1,23 +1,17 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, request } from 'node:https';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import forge from 'node-forge';
-import {
-  CA_COMMON_NAME,
-  caDigest,
-  createCsr,
-  createRootCa,
-  generateKeyPem,
-  parseCertificate,
-  PkiError,
-  renewalTime,
-  signNodeCertificate,
-  verifyNodeCertificate,
-} from '../../manager/ca/pki.ts';
+import { CA_COMMON_NAME, caDigest, createCsr, generateKeyPem, parseCertificate, PkiError, renewalTime, verifyNodeCertificate } from '../../manager/ca/pki.ts';
+import { createRootCa, signNodeCertificate } from '../../manager/ca/issue.ts';
 import type { CaMaterial, IssuedCertificate, NodeRole, PkiErrorCode } from '../../manager/ca/pki.ts';
 
 const CLUSTER = 'cluster-a';
@@ -152,6 +146,32 @@ describe('createCsr / signNodeCertificate', () => {
     assert.equal(csr.subject.getField('CN').value, 'evil-admin');
     assert.equal(csr.verify(), true);
     assert.match(workerCsr, /^-----BEGIN CERTIFICATE REQUEST-----\n/);
+  });
+
+  test('the CSR is standard PKCS#10 (built without forge): openssl verifies it, a long CN and the attributes field included', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-csr-'));
+    try {
+      // 64 characters: the longest id checkName allows, so the DER lengths go past the short form.
+      const cn = `n${'x'.repeat(63)}`;
+      for (const [name, pem] of [
+        ['worker', workerCsr],
+        ['long', createCsr({ keyPem: key(1), nodeId: cn })],
+      ] as const) {
+        writeFileSync(join(dir, `${name}.csr`), pem);
+        const out = execFileSync('openssl', ['req', '-in', join(dir, `${name}.csr`), '-noout', '-verify', '-subject', '-nameopt', 'RFC2253'], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        assert.match(out, new RegExp(`subject=CN=${name === 'long' ? cn : 'evil-admin'}`));
+        assert.match(
+          execFileSync('openssl', ['req', '-in', join(dir, `${name}.csr`), '-noout', '-text'], { encoding: 'utf8' }),
+          /Attributes:\s*\n\s*\(none\)|Attributes:\s*\n\s*a0:00/,
+        );
+      }
+      assert.equal(forge.pki.certificationRequestFromPem(createCsr({ keyPem: key(1), nodeId: cn })).verify(), true, 'forge reads it too');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('issued certificate: identity decided by the CA, SANs, EKU, serial, skew-adjusted validity, AKI', () => {

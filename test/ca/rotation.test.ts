@@ -12,19 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
-import {
-  caDigest,
-  issuingRootDigest,
-  checkRootCa,
-  createCsr,
-  createRootCa,
-  crossSignRoot,
-  generateKeyPem,
-  PkiError,
-  signNodeCertificate,
-  verifyNodeCertificate,
-  type CaMaterial,
-} from '../../manager/ca/pki.ts';
+import { caDigest, issuingRootDigest, createCsr, generateKeyPem, PkiError, verifyNodeCertificate, type CaMaterial } from '../../manager/ca/pki.ts';
+import { checkRootCa, createRootCa, crossSignRoot, signNodeCertificate } from '../../manager/ca/issue.ts';
 import {
   acceptedRoots,
   beginRotation,

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CliError, control, type Context } from '../../client/context.ts';
 import { contextApi } from '../../cli/dashboard/command.ts';
-import { createRootCa, generateKeyPem } from '../../manager/ca/pki.ts';
+import { generateKeyPem } from '../../manager/ca/pki.ts';
+import { createRootCa } from '../../manager/ca/issue.ts';
 import { signLoopback } from '../helpers/pki.ts';
 
 const clusterId = 'errtest';

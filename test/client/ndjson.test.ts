@@ -9,7 +9,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createTcp, type AddressInfo } from 'node:net';
 import type { Context } from '../../client/context.ts';
 import { NdjsonError, openNdjson, readNdjson, type NdjsonEnd } from '../../client/ndjson.ts';
-import { createRootCa, generateKeyPem, type CaMaterial } from '../../manager/ca/pki.ts';
+import { generateKeyPem, type CaMaterial } from '../../manager/ca/pki.ts';
+import { createRootCa } from '../../manager/ca/issue.ts';
 import { signLoopback } from '../helpers/pki.ts';
 
 const clusterId = 'ndjson';

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { control, loadContext, saveContext, sessionCachePath, type Context } from '../../client/context.ts';
-import { createRootCa, generateKeyPem, type CaMaterial } from '../../manager/ca/pki.ts';
+import { generateKeyPem, type CaMaterial } from '../../manager/ca/pki.ts';
+import { createRootCa } from '../../manager/ca/issue.ts';
 import { signLoopback } from '../helpers/pki.ts';
 
 const clusterId = 'sesstest';

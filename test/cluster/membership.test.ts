@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { control, localCall } from '../../client/context.ts';
 import { httpsJson } from '../../transport/https.ts';
-import { createCsr, createRootCa, generateKeyPem, signNodeCertificate } from '../../manager/ca/pki.ts';
+import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
+import { createRootCa, signNodeCertificate } from '../../manager/ca/issue.ts';
 import { ClusterLab, sleep, waitFor } from '../../lab/cluster-lab.ts';
 import { cleanupOnExit } from '../../lab/lab.ts';
 

@@ -2,7 +2,8 @@
 // generates the RSA keys (forge's own key generation is far too slow). Not for production use.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import forge from 'node-forge';
-import { createCsr, signNodeCertificate, type CaMaterial, type NodeRole } from '../../manager/ca/pki.ts';
+import { createCsr, type CaMaterial, type NodeRole } from '../../manager/ca/pki.ts';
+import { signNodeCertificate } from '../../manager/ca/issue.ts';
 
 export interface IssueOptions {
   /** Subject organisational unit (e.g. 'manager', 'worker'). */
