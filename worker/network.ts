@@ -13,7 +13,7 @@
 // heals by itself; an agent restart adopts what exists.
 import type { TaskAssignment } from '../api/task-status.ts';
 import type { NetworkHook, NetworkSetup } from './engine/executor.ts';
-import { DataPlane } from '../overlay-net/dataplane.ts';
+import { DataPlane, type ApplyReport } from '../overlay-net/dataplane.ts';
 import { DnsServer, dnsViewBeforeApply } from '../overlay-net/dns.ts';
 import { clusterAddrs, GuardProgrammer } from '../overlay-net/filter.ts';
 import { LbProgrammer, vipNetworks } from '../overlay-net/lb.ts';
@@ -24,8 +24,13 @@ export interface NodeNetworkOptions {
   /** Prefix of every namespace/link this node creates (a lab host passes its own). */
   prefix: string;
   log?: (l: string) => void;
-  /** How often everything is re-asserted (default 5 s). */
+  /**
+   * How often everything is re-asserted after a change or a repair (default 5 s). While rounds find
+   * nothing to repair the interval doubles up to healIdleMaxMs (default 20 s): each round spawns nft and
+   * nsenter several times, the bulk of an idle node's CPU, to guard against outside tampering.
+   */
   healEveryMs?: number;
+  healIdleMaxMs?: number;
   /** How long attach() waits for the managers' view to list a task's networks (default 15 s). */
   attachWaitMs?: number;
   /** Observer (metrics): how long applying one view to the kernel took, and whether it succeeded. */
@@ -83,8 +88,31 @@ export class NodeNetwork implements NetworkHook {
     } catch (e) {
       this.log(`network: adopt failed: ${(e as Error).message}`);
     }
-    this.timer = setInterval(() => this.serial(() => this.heal()), o.healEveryMs ?? 5_000);
-    this.timer.unref();
+    this.healBase = o.healEveryMs ?? 5_000;
+    this.healMax = Math.max(this.healBase, o.healIdleMaxMs ?? 20_000);
+    this.healDelay = this.healBase;
+    this.timer = this.scheduleHeal();
+  }
+
+  private healBase = 5_000;
+  private healMax = 20_000;
+  private healDelay = 5_000;
+  /** A view arrived since the last heal round: the next interval is the base one again. */
+  private changedSinceHeal = false;
+
+  /** One heal round after the current interval, then the next: the base after a repair or a change, doubling while quiet. */
+  private scheduleHeal(): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      void this.serial(async () => {
+        const repaired = await this.heal();
+        this.healDelay = repaired || this.changedSinceHeal ? this.healBase : Math.min(this.healMax, this.healDelay * 2);
+        this.changedSinceHeal = false;
+      }).finally(() => {
+        if (!this.closed) this.timer = this.scheduleHeal();
+      });
+    }, this.healDelay);
+    t.unref();
+    return t;
   }
 
   /** Runs network changes one at a time, in order; an error is logged, never thrown to the caller. */
@@ -97,6 +125,7 @@ export class NodeNetwork implements NetworkHook {
   /** The managers sent a new view. */
   setView(view: NetView): void {
     this.view = view;
+    this.changedSinceHeal = true;
     for (const w of this.viewWaiters.splice(0)) w();
     // DNS answers are view data: they follow the view now, not after the node's queue (a heal round's
     // nft verifies, a detach, a slow apply) has drained, which under load took seconds and kept stopped
@@ -108,7 +137,7 @@ export class NodeNetwork implements NetworkHook {
     void this.serial(() => {
       this.convergeQueued = false;
       const observe = this.o.onProgram;
-      if (!observe) return this.converge();
+      if (!observe) return this.converge().then(() => undefined);
       const t0 = performance.now();
       return this.converge().then(
         () => observe((performance.now() - t0) / 1000, true),
@@ -122,10 +151,10 @@ export class NodeNetwork implements NetworkHook {
 
   private convergeQueued = false;
 
-  private async converge(): Promise<void> {
+  private async converge(): Promise<ApplyReport | null> {
     const view = this.view;
-    if (!view || this.closed) return;
-    this.dp.apply(view);
+    if (!view || this.closed) return null;
+    const report = this.dp.apply(view);
     this.applied = view;
     this.dns?.setView(view);
     // A failure here is logged and retried by the next round; the rest must converge regardless.
@@ -136,6 +165,7 @@ export class NodeNetwork implements NetworkHook {
     if (this.mesh) await this.mesh.update(view);
     await this.hostPorts.update(view, this.gwIps(), this.taskServices());
     for (const [id, t] of this.tasks) this.kickLb(id, t);
+    return report;
   }
 
   /**
@@ -170,13 +200,23 @@ export class NodeNetwork implements NetworkHook {
     });
   }
 
-  private async heal(): Promise<void> {
-    if (!this.view || this.closed) return;
-    await this.converge();
-    for (const r of await this.guard.verify()) this.log(`guard: repaired ${r}`);
-    if (this.mesh) await this.mesh.verify();
-    await this.hostPorts.verify();
-    await Promise.all([...this.tasks.values()].filter((t) => t.lb && !t.lbRunning).map((t) => t.lb!.verify().catch(() => undefined)));
+  /** Re-asserts everything; true when something had to be repaired. */
+  private async heal(): Promise<boolean> {
+    if (!this.view || this.closed) return false;
+    const applied = await this.converge();
+    let repaired = applied !== null && applied.writes + applied.natWrites > 0;
+    for (const r of await this.guard.verify()) {
+      this.log(`guard: repaired ${r}`);
+      repaired = true;
+    }
+    if (this.mesh) {
+      const m = await this.mesh.verify();
+      if (!m.node.ok || !m.ingress.ok || !m.forwarding) repaired = true;
+    }
+    if (!(await this.hostPorts.verify()).ok) repaired = true;
+    const lbs = await Promise.all([...this.tasks.values()].filter((t) => t.lb && !t.lbRunning).map((t) => t.lb!.verify().catch(() => null)));
+    if (lbs.some((r) => r !== null && !r.ok)) repaired = true;
+    return repaired;
   }
 
   private gwIps(): Map<string, string> {
@@ -314,7 +354,7 @@ export class NodeNetwork implements NetworkHook {
   /** Stops the resolver and timers; the data plane stays (containers keep their network). */
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     await this.chain.catch(() => {});
     await this.dns?.close().catch(() => {});
     this.dns = null;

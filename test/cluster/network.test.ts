@@ -169,14 +169,14 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
     const run = (ns: string, cmd: string) => new Promise<void>((res) => execFile('nsenter', [`--net=/run/netns/${ns}`, 'sh', '-c', cmd], () => res()));
     await run(h2.ns, 'nft flush ruleset');
     await run(`${h2.ns}-n-${frontId.slice(0, 8)}`, 'ip link del vxlan0');
-    // the node re-asserts everything every 5 s
-    await waitFor(async () => /Hello from/.test((await get(h2.ip!, 8080)) ?? ''), 15_000, `mesh on ${h2.name} after nft flush`);
+    // The node re-asserts everything every 5 s after a change, backing off to 20 s while nothing is found.
+    await waitFor(async () => /Hello from/.test((await get(h2.ip!, 8080)) ?? ''), 45_000, `mesh on ${h2.name} after nft flush`);
     await waitFor(
       () =>
         new Promise<boolean>((res) =>
           execFile('nsenter', [`--net=/run/netns/${h2.ns}-n-${frontId.slice(0, 8)}`, 'ip', '-o', 'link', 'show', 'vxlan0'], (e) => res(!e)),
         ),
-      15_000,
+      45_000,
       `vxlan0 recreated on ${h2.name}`,
     );
   });
