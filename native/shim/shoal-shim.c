@@ -2913,7 +2913,7 @@ int main(int argc, char **argv) {
         if (netns_fd < 0) die("netns %s: %s", netns_path, strerror(errno));
         if (ioctl(netns_fd, NS_GET_NSTYPE) != CLONE_NEWNET) die("netns %s: not a network namespace", netns_path);
     }
-    if (seccomp_enabled) { build_filter(); save_filter(); } /* a bad profile fails the start here */
+    if (seccomp_enabled) build_filter(); /* a bad profile fails the start here; saved once the child runs */
     else { char *old = path_in(state_dir, "seccomp.bpf"); unlink(old); free(old); }
     { char *old = path_in(state_dir, "state.json"); unlink(old); free(old); }
     { char *old = path_in(state_dir, "stop-grace-ms"); unlink(old); free(old); }
@@ -3013,6 +3013,9 @@ int main(int argc, char **argv) {
     }
     if (write_all(sync_pipe[1], "g", 1) < 0) { kill(child, SIGKILL); waitpid(child, NULL, 0); write_failed("sync pipe write failed"); return 1; }
     close(sync_pipe[1]);
+    /* for `exec`, which must apply the container's filter; written while the child sets up (off the start's
+     * critical path) and before state.json says running, which an exec requires */
+    if (seccomp_enabled) save_filter();
 
     /* wait for exec (EOF on err_pipe) or a setup error message */
     char errbuf[2049];
