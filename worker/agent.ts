@@ -38,6 +38,12 @@ const MAX_EXEC_REQUESTS = 32;
 const USAGE_SKIP_BUFFERED = 4 << 20;
 /** How long a logs request may wait for the leader's acknowledgement before that task's part ends. */
 const ACK_TIMEOUT_MS = 60_000;
+/**
+ * Longest wait between reconnects while no manager welcomes the session (jittered to half to all of it).
+ * Node Down is decided by heartbeats the leader misses, not by this: a node reconnecting to a new leader
+ * gets a full grace window there (dispatcher startLeading).
+ */
+const MAX_BACKOFF_MS = 2000;
 /** Largest message accepted from a manager (an 'assignments' message lists every task of the node). */
 const MAX_MANAGER_MESSAGE = 64 << 20;
 
@@ -264,7 +270,7 @@ export class Agent {
         return;
       }
       const delay = this.preferred ? 0 : this.backoff * (0.5 + (this.opts.random ?? Math.random)() / 2);
-      this.backoff = Math.min(this.backoff * 2, 1000);
+      this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
       this.log(`agent: session to ${target} ended (${why}); retrying in ${Math.round(delay)} ms`);
       this.retryTimer = setTimeout(() => this.connect(), delay);
     };
@@ -284,7 +290,9 @@ export class Agent {
           this.log(`agent: session moved to a new connection to ${target} (renewed certificate)`);
         }
         this.connectedTo = target;
-        this.backoff = 50;
+        // The backoff is reset by a welcome, not here: a follower that knows no leader accepts the
+        // connection and redirects at once, and resetting on every open made each agent of a cluster
+        // without a leader redial every 50 ms, starving the managers' election of CPU.
         this.send({ t: 'hello', description: this.describe() });
       },
       onMessage: (m) => this.onMessage(m),
@@ -299,6 +307,7 @@ export class Agent {
     switch (m.t) {
       case 'welcome': {
         this.state = 'ready';
+        this.backoff = 50;
         this.setManagers(m.managers);
         this.setPeriod(m.heartbeatPeriodMs);
         this.log(`agent: session established with ${this.connectedTo}`);
