@@ -13,8 +13,7 @@ import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import { Gate } from '../../manager/api/gate.ts';
-import type { Members } from '../../manager/members.ts';
-import type { RaftNode } from '../../manager/raft/node.ts';
+import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
 import type { Cluster, Draft, Node } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
@@ -66,12 +65,7 @@ describe('a node marked Down that heartbeats again on its session', () => {
       tx.create({ ...c, spec: { ...c.spec, dispatcher: { heartbeatPeriodMs: PERIOD } } });
       for (const id of ['n1', 'n2']) tx.create(node(id));
     });
-    const raft = { status: () => ({ role: 'leader', leader: 'm1', voters: ['m1'], learners: [], members: {} }) } as unknown as RaftNode;
-    const members = {
-      managerAddrs: () => [{ id: 'm1', addr: '127.0.0.1:1' }],
-      leaderAddr: () => null,
-      reachableManagers: () => ({ reachable: 1, total: 1 }),
-    } as unknown as Members;
+    const { raft, members } = soleLeader();
     d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: (l) => logs.push(l) });
     server.on('upgrade', (req, socket, head) => {
       if (!d.handleUpgrade(req, socket, head)) socket.destroy();
