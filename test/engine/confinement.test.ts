@@ -286,7 +286,11 @@ test('--init: PID 1 is a reaper, orphans do not stay zombies, the exit status co
   assert.equal(st.exitCode, 3);
   // a stop request reaches the command through the reaper
   const s = setup(t);
-  await startContainer(s.opts(['sh', '-c', 'trap "echo got-term; exit 0" TERM; while :; do sleep 0.05; done'], { init: true }));
+  await startContainer(s.opts(['sh', '-c', 'trap "echo got-term; exit 0" TERM; echo trapped; while :; do sleep 0.05; done'], { init: true }));
+  // Running means the command was exec'd, not that sh has set its trap yet: wait for it to say so.
+  const t0 = Date.now();
+  while (!s.stdout().includes('trapped') && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(s.stdout().includes('trapped'), 'the trap is set');
   const fin = await stopContainer(s.stateDir, 5000);
   assert.equal(fin.exitCode, 0);
   assert.ok(s.stdout().includes('got-term'), s.stdout().join('\n'));
