@@ -59,9 +59,11 @@ test('exec runs in the container: its namespaces, cgroups, environment, working 
   ]);
   assert.equal(text(r.stderr), 'err\n');
   // as the host sees it: the exec shim and its command are in every cgroup of the task
-  const pending = execInContainer(e.stateDir, ['sleep', '2']);
+  // (The command lives 5 s and the check waits up to 4.5 s for it: under load an exec can take over a
+  // second to start, and a 2 s command checked for 1.5 s failed once at load 8.)
+  const pending = execInContainer(e.stateDir, ['sleep', '5']);
   const procsOf = (dir: string) => readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim().split('\n');
-  for (const end = Date.now() + 1500; cg.paths().some((d) => procsOf(d).length < 3) && Date.now() < end; ) await sleep(10);
+  for (const end = Date.now() + 4500; cg.paths().some((d) => procsOf(d).length < 3) && Date.now() < end; ) await sleep(10);
   for (const dir of cg.paths()) {
     const procs = procsOf(dir);
     assert.ok(procs.length >= 3, `${dir} holds PID 1, the exec shim and its command: ${procs.join(',')}`);
