@@ -1,15 +1,13 @@
 // The dispatcher against real mutual-TLS WebSockets on loopback, with an in-memory store (no Raft):
 // what a hostile or broken node can and cannot do to the leader and to the other nodes.
+import { serveDispatcher, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { WebSocket } from 'ws';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import { createCsr, generateKeyPem } from '../../manager/ca/pki.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
-import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import { Gate, type UpdateFn } from '../../manager/api/gate.ts';
 import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
@@ -88,7 +86,7 @@ interface Agent {
 
 describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
   let ca: TestCa;
-  let server: Server;
+  let served: ServedDispatcher;
   let url: string;
   let store: Store;
   let d: Dispatcher;
@@ -100,7 +98,6 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
   before(async () => {
     ca = makeTestCa();
     const serverCert = ca.issue('m1', { ou: 'manager' });
-    server = createServer({ key: serverCert.key, cert: serverCert.cert, ca: ca.caCert, requestCert: true, rejectUnauthorized: false });
     store = new Store();
     await store.update((tx) => {
       tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }));
@@ -120,20 +117,13 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
       certProblem: () => refuse,
       log: (l) => logs.push(l),
     });
-    server.on('upgrade', (req, socket, head) => {
-      if (!d.handleUpgrade(req, socket, head)) socket.destroy();
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    url = `wss://127.0.0.1:${(server.address() as AddressInfo).port}${DISPATCHER_PATH}`;
-    d.startLeading();
+    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+    url = served.url;
   });
 
   after(async () => {
     for (const a of agents) a.ws.terminate();
-    d.stop();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await served?.close();
   });
 
   async function agent(id: string): Promise<Agent> {

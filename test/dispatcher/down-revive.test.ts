@@ -3,15 +3,13 @@
 // this it stayed Down for good (at 1,000 simulated nodes, 67 live nodes were left Down after a burst
 // of late heartbeats). A node that is gone stays Down. Real mutual-TLS WebSocket on loopback, in-memory
 // store; detectDown is called with the clock the test chooses.
+import { serveDispatcher, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { WebSocket } from 'ws';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
-import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import { Gate } from '../../manager/api/gate.ts';
 import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
@@ -48,7 +46,7 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
 
 describe('a node marked Down that heartbeats again on its session', () => {
   let ca: TestCa;
-  let server: Server;
+  let served: ServedDispatcher;
   let url: string;
   let store: Store;
   let d: Dispatcher;
@@ -58,7 +56,6 @@ describe('a node marked Down that heartbeats again on its session', () => {
   before(async () => {
     ca = makeTestCa();
     const serverCert = ca.issue('m1', { ou: 'manager' });
-    server = createServer({ key: serverCert.key, cert: serverCert.cert, ca: ca.caCert, requestCert: true, rejectUnauthorized: false });
     store = new Store();
     await store.update((tx) => {
       const c = testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>;
@@ -67,20 +64,13 @@ describe('a node marked Down that heartbeats again on its session', () => {
     });
     const { raft, members } = soleLeader();
     d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: (l) => logs.push(l) });
-    server.on('upgrade', (req, socket, head) => {
-      if (!d.handleUpgrade(req, socket, head)) socket.destroy();
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    url = `wss://127.0.0.1:${(server.address() as AddressInfo).port}${DISPATCHER_PATH}`;
-    d.startLeading();
+    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+    url = served.url;
   });
 
   after(async () => {
     for (const ws of sockets) ws.terminate();
-    d.stop();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await served?.close();
   });
 
   async function session(id: string): Promise<WebSocket> {

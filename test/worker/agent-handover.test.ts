@@ -3,11 +3,9 @@
 // connection made with the new certificate without ever being absent, the dispatcher records which
 // root's key issued what the node now presents (a root rotation completes on that), and a handover the
 // leader refuses leaves the old session working.
+import { serveDispatcher, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import { testCluster } from '../helpers/cluster.ts';
 import { caDigest } from '../../manager/ca/pki.ts';
@@ -31,8 +29,7 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
   let r0: TestCa;
   let r1: TestCa;
   let stranger: TestCa;
-  let server: Server;
-  let addr: string;
+  let served: ServedDispatcher;
   let store: Store;
   let d: Dispatcher;
   let agent: Agent;
@@ -53,7 +50,6 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
     // The leader mid-rotation: it accepts leaves of both roots (its TLS server trusts both; the store's
     // check, certProblem, is not under test here).
     const serverCert = r0.issue('m1', { ou: 'manager' });
-    server = createServer({ key: serverCert.key, cert: serverCert.cert, ca: [r0.caCert, r1.caCert], requestCert: true, rejectUnauthorized: false });
     store = new Store();
     await store.update((tx) => {
       const cluster = testCluster({ ca: { caCertPem: r0.caCert, caKeyPem: r0.caKey } });
@@ -101,13 +97,8 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
       certProblem: () => null,
       log: () => {},
     });
-    server.on('upgrade', (req, socket, head) => {
-      if (!d.handleUpgrade(req, socket, head)) socket.destroy();
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    addr = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-    d.startLeading();
+    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: [r0.caCert, r1.caCert] });
+    const addr = served.addr;
     const c0 = r0.issue('n1', { ou: 'worker' });
     creds = { key: c0.key, cert: c0.cert, ca: r0.caCert };
     agent = new Agent({
@@ -125,9 +116,7 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
   after(async () => {
     if (sampler) clearInterval(sampler);
     agent?.stop();
-    d?.stop();
-    server?.closeAllConnections();
-    await new Promise((r) => server?.close(r));
+    await served?.close();
   });
 
   it('records the root of the certificate the session presents', async () => {
