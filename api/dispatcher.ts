@@ -34,7 +34,9 @@ export type AgentToManager =
   /** The end of an 'exec' (after its `pieces` exec-output messages): the exit code, or why it could not run. */
   | { t: 'exec-result'; req: string; exitCode?: number; pieces?: number; error?: string }
   /** Resource usage of the node's running tasks (every few seconds). */
-  | { t: 'usage'; at: number; tasks: Record<string, TaskUsage> };
+  | { t: 'usage'; at: number; tasks: Record<string, TaskUsage> }
+  /** The node has programmed NetView `v` (or a later one) into its tables: stops held for it may go. */
+  | { t: 'network-applied'; v: number };
 
 export interface LogLine {
   taskId: string;
@@ -103,8 +105,11 @@ export type ManagerToAgent =
   | { t: 'exec'; req: string; taskId: string; args: string[]; timeoutMs: number }
   /** The leader passed on `bytes` of decoded exec output: the node may send more. */
   | { t: 'exec-ack'; req: string; bytes: number }
-  /** The overlay networks this node takes part in (sent on every change). */
-  | { t: 'network'; view: NetView }
+  /**
+   * The overlay networks this node takes part in (sent on every change). `v` numbers the views sent to
+   * this node (growing across its sessions): the node answers 'network-applied' once it has programmed it.
+   */
+  | { t: 'network'; view: NetView; v?: number }
   /**
    * Secret and config data the node's assigned tasks reference (sent before the assignments that need
    * it, once per session; see dispatcher/secret-delivery.ts), and the ones no task needs any more. The

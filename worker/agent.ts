@@ -79,8 +79,11 @@ export interface AgentOptions {
   executor?: Executor;
   /** Logs, exec and usage of the executor's containers (absent: requests are answered with an error). */
   tools?: AgentTools;
-  /** The overlay networks this node takes part in changed. */
-  onNetwork?: (view: NetView) => void;
+  /**
+   * The overlay networks this node takes part in changed. A returned promise settles once the view is
+   * programmed (the leader is told then; without one, at once).
+   */
+  onNetwork?: (view: NetView) => void | Promise<void>;
   /** Holds the secret and config data the leader sends, in memory only (worker/files.ts NodeFiles). */
   files?: { apply(m: { set: unknown; remove: unknown }): void; reset(): void };
   /** How often to report task usage (default 5 s). */
@@ -345,9 +348,16 @@ export class Agent {
       case 'error':
         this.log(`agent: manager says: ${m.message}`);
         return;
-      case 'network':
-        this.opts.onNetwork?.(m.view);
+      case 'network': {
+        const applied = this.opts.onNetwork?.(m.view);
+        // The leader holds stops of tasks until nodes have taken them out of their tables (drain.ts).
+        const v = m.v;
+        if (typeof v === 'number') {
+          const ack = () => void this.send({ t: 'network-applied', v });
+          void Promise.resolve(applied).then(ack, ack);
+        }
         return;
+      }
       case 'files':
         try {
           this.opts.files?.apply(m);

@@ -122,8 +122,11 @@ export class NodeNetwork implements NetworkHook {
     return p;
   }
 
-  /** The managers sent a new view. */
-  setView(view: NetView): void {
+  /**
+   * The managers sent a new view. Settles once a pass that programmed this view (or a later one) has
+   * finished, the tasks' VIP tables included: the agent then tells the leader (stop drain).
+   */
+  setView(view: NetView): Promise<void> {
     this.view = view;
     this.changedSinceHeal = true;
     for (const w of this.viewWaiters.splice(0)) w();
@@ -132,10 +135,18 @@ export class NodeNetwork implements NetworkHook {
     // tasks in `tasks.<svc>`. Endpoints this node has no ARP/FDB entries for yet wait for the apply.
     this.dns?.setView(dnsViewBeforeApply(this.applied, view));
     // Views come in bursts while tasks start and stop: one pass queued at a time converges on the latest.
-    if (this.convergeQueued) return;
-    this.convergeQueued = true;
-    void this.serial(() => {
-      this.convergeQueued = false;
+    if (!this.queuedPass) this.queuedPass = this.convergePass();
+    return this.queuedPass.then(() => this.lbSettled());
+  }
+
+  /** Every task's VIP table has caught up with the latest view (the loops kickLb started). */
+  private async lbSettled(): Promise<void> {
+    await Promise.all([...this.tasks.values()].map((t) => t.lbRunning));
+  }
+
+  private convergePass(): Promise<void> {
+    return this.serial(() => {
+      this.queuedPass = null;
       const observe = this.o.onProgram;
       if (!observe) return this.converge().then(() => undefined);
       const t0 = performance.now();
@@ -149,7 +160,8 @@ export class NodeNetwork implements NetworkHook {
     });
   }
 
-  private convergeQueued = false;
+  /** The pass queued to converge on the latest view (not started yet), if any. */
+  private queuedPass: Promise<void> | null = null;
 
   private async converge(): Promise<ApplyReport | null> {
     const view = this.view;

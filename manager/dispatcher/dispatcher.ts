@@ -14,6 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ProtocolViolation, Session, jsonDecoder, type SessionCounters } from '../../transport/session.ts';
+import { DRAIN_MAX_MS, StopDrain } from './drain.ts';
 import { canonicalJson, nodeChangeAffectsNetViews, nodeNetViews, type NetSnapshot } from '../allocator/netview.ts';
 import { issuingRootDigest, PkiError } from '../ca/pki.ts';
 import { signNodeCertificate } from '../ca/issue.ts';
@@ -142,6 +143,12 @@ export class Dispatcher {
   private netRetryTimer: NodeJS.Timeout | null = null;
   /** Last NetView (canonical JSON) sent to each session. */
   private sentViews = new Map<string, string>();
+  /** Per node: the version of the last NetView sent, and the highest one it says it has applied. */
+  private readonly viewSent = new Map<string, number>();
+  private readonly viewApplied = new Map<string, number>();
+  /** Stops of networked tasks wait until every node has programmed a view without them (drain.ts). */
+  private readonly drain = new StopDrain();
+  private drainTimer: NodeJS.Timeout | null = null;
   /** Secrets and configs (`kind:id`) each session has been sent (secret-delivery.ts). */
   private sentFiles = new WeakMap<NodeSession, Set<string>>();
   private readonly counters = new DispatcherCounters();
@@ -200,6 +207,7 @@ export class Dispatcher {
     if (this.sessions.get(ns.nodeId) === ns) {
       this.sessions.delete(ns.nodeId);
       this.remote.nodeGone(ns.nodeId);
+      this.releaseStops(this.drain.nodeGone(ns.nodeId));
     }
     const why = this.counters.sessionClosed(code, reason, c);
     if (why !== 'peer-closed' && why !== 'not-leader' && why !== 'replaced')
@@ -312,6 +320,13 @@ export class Dispatcher {
           return;
         case 'renew':
           return await this.renew(ns, m.csr, now);
+        case 'network-applied': {
+          // Only versions this node was sent count: a node cannot release stops with a future version.
+          const v = Math.min(m.v, this.viewSent.get(nodeId) ?? 0);
+          if (v > (this.viewApplied.get(nodeId) ?? 0)) this.viewApplied.set(nodeId, v);
+          this.releaseStops(this.drain.applied(nodeId, v));
+          return;
+        }
         default:
           routeRemote(this.remote, nodeId, m);
           return;
@@ -504,12 +519,14 @@ export class Dispatcher {
         kinds: ['task'],
         onClose: () => {
           // Store reset (snapshot installed): resend everything.
+          this.drain.clear();
           for (const id of this.sessions.keys()) this.markAssignments(id);
         },
       },
       (ev) => {
         const t = ev.object as Task;
         const old = ev.old as Task | undefined;
+        if (ev.type === 'delete' || isTerminalTaskState(t.status.state)) this.drain.forget(t.id);
         // A state the node itself reported (accepted → … → running) changes nothing the node is told:
         // echoing its whole set back for each one was most of the leader's outbound traffic at scale.
         if (ev.type === 'update' && old && !assignmentChanged(old, t)) return;
@@ -545,6 +562,11 @@ export class Dispatcher {
     this.netRetryTimer = null;
     this.netRetry.clear();
     this.sentViews.clear();
+    this.viewSent.clear();
+    this.viewApplied.clear();
+    this.drain.clear();
+    if (this.drainTimer) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
     if (closeSessions) {
       for (const ns of this.sessions.values()) ns.session.close(4001, 'leadership lost');
       this.sessions.clear();
@@ -624,8 +646,12 @@ export class Dispatcher {
       if (!ns) continue;
       const text = canonicalJson(view);
       if (this.sentViews.get(id) === text) continue;
-      if (ns.session.sendJson({ t: 'network', view } satisfies ManagerToAgent)) this.sentViews.set(id, text);
-      else this.retryNetView(id);
+      // Versions grow per node across its sessions: an acknowledgement always names one view.
+      const v = (this.viewSent.get(id) ?? 0) + 1;
+      if (ns.session.sendJson({ t: 'network', view, v } satisfies ManagerToAgent)) {
+        this.sentViews.set(id, text);
+        this.viewSent.set(id, v);
+      } else this.retryNetView(id);
     }
   }
 
@@ -666,6 +692,7 @@ export class Dispatcher {
     this.sentFiles.set(ns, sent);
     const files = this.d.store.view((tx) => planFileMessages(tx, tx.tasksByNode(nodeId).filter(live), sent, this.d.keys?.() ?? null, this.d.log));
     for (const m of files) ns.session.sendJson(m satisfies ManagerToAgent);
+    const now = Date.now();
     for (const t of this.d.store.view((tx) => tx.tasksByNode(nodeId)) as Task[]) {
       if (!live(t)) continue;
       tasks.push({
@@ -674,12 +701,66 @@ export class Dispatcher {
         serviceName: t.serviceAnnotations?.name ?? '',
         ...(t.slot !== undefined ? { slot: t.slot } : {}),
         spec: t.spec,
-        desiredState: t.desiredState,
+        // A stop held for the drain: the node keeps the task running until every node has taken it out.
+        desiredState: this.stopHeld(t, nodeId, now) ? 'running' : t.desiredState,
         state: t.status.state,
         ...(t.networks?.length ? { networks: t.networks } : {}),
       });
     }
     ns.session.sendJson({ t: 'assignments', tasks } satisfies ManagerToAgent);
+  }
+
+  /**
+   * Is the stop of this task held until the nodes have applied views without it (drain.ts)? Only
+   * running tasks on a network are backends anywhere; any other stop goes at once.
+   */
+  private stopHeld(t: Task, nodeId: string, now: number): boolean {
+    if ((t.desiredState !== 'shutdown' && t.desiredState !== 'remove') || t.status.state !== 'running' || !t.networks?.length) return false;
+    if (this.drain.mayStop(t.id, nodeId, () => this.drainNeed(), now)) return false;
+    this.armDrainTimer();
+    return true;
+  }
+
+  /**
+   * The view version each node must apply before a stop that starts now may go. The views without the
+   * task go out at once (not after the 100 ms debounce); a node whose last view was refused needs the
+   * next one.
+   */
+  private drainNeed(): Map<string, number> {
+    if (this.netTimer) {
+      clearTimeout(this.netTimer);
+      this.netTimer = null;
+      this.sendNetViews([...this.sessions.keys()]);
+    }
+    const need = new Map<string, number>();
+    for (const id of this.sessions.keys()) {
+      const required = (this.viewSent.get(id) ?? 0) + (this.netRetry.has(id) ? 1 : 0);
+      if ((this.viewApplied.get(id) ?? 0) < required) need.set(id, required);
+    }
+    return need;
+  }
+
+  /** One timer for the earliest drain deadline; released stops are sent with the nodes' assignments. */
+  private armDrainTimer(): void {
+    if (this.drainTimer) return;
+    const at = this.drain.nextDeadline();
+    if (at === null) return;
+    this.drainTimer = setTimeout(
+      () => {
+        this.drainTimer = null;
+        const now = Date.now();
+        const late = this.drain.overdue(now);
+        if (late.length > 0)
+          this.d.log(`stop drain: no acknowledgement within ${DRAIN_MAX_MS} ms from ${late.length} node(s) (${late.slice(0, 5).join(', ')}); stopping anyway`);
+        this.releaseStops(this.drain.expire(now));
+        this.armDrainTimer();
+      },
+      Math.max(0, at - Date.now()),
+    );
+  }
+
+  private releaseStops(nodeIds: string[]): void {
+    for (const id of nodeIds) this.markAssignments(id);
   }
 
   // ------------------------------------------------------------------ status writes

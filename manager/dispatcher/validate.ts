@@ -103,6 +103,11 @@ export function validateAgentMessage(v: unknown): InboundMessage {
     }
     case 'manager-up':
       return { t, advertise: validateAdvertise(v.advertise, 'manager-up.advertise') };
+    case 'network-applied': {
+      const n = num(v, 'v', Number.MAX_SAFE_INTEGER, t);
+      if (!Number.isInteger(n)) throw violation('bad-field', 'network-applied.v must be an integer');
+      return { t, v: n };
+    }
     case 'status':
       return validateStatus(v);
     case 'usage':

@@ -1,0 +1,202 @@
+// The stop drain (manager/dispatcher/drain.ts): a running task on a network is told to stop only after
+// every node has acknowledged a NetView without it, or after DRAIN_MAX_MS. The pure state machine, then
+// the real Dispatcher over mutual-TLS WebSockets on loopback with an in-memory store: what each node is
+// sent, and when.
+import { serveDispatcher, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { WebSocket } from 'ws';
+import { makeTestCa, type TestCa } from '../helpers/pki.ts';
+import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
+import { DRAIN_MAX_MS, StopDrain } from '../../manager/dispatcher/drain.ts';
+import { validateAgentMessage } from '../../manager/dispatcher/validate.ts';
+import { Gate } from '../../manager/api/gate.ts';
+import { soleLeader } from '../helpers/leader.ts';
+import { Store } from '../../manager/store/store.ts';
+import type { Cluster, Draft, Task } from '../../api/objects.ts';
+import { testCluster } from '../helpers/cluster.ts';
+import { net, node, svc, task } from '../allocator/fixtures.ts';
+
+describe('StopDrain, the pure state machine', () => {
+  const need = (m: Record<string, number>) => () => new Map(Object.entries(m));
+
+  it('nothing to wait for: the stop goes at once, and stays released', () => {
+    const d = new StopDrain();
+    assert.equal(d.mayStop('t1', 'n1', need({}), 0), true);
+    assert.equal(d.mayStop('t1', 'n1', need({ n2: 5 }), 1), true, 'decided once');
+    assert.equal(d.held, 0);
+  });
+
+  it('held until every node has applied its version; only then its node is named', () => {
+    const d = new StopDrain();
+    assert.equal(d.mayStop('t1', 'n1', need({ n1: 3, n2: 7 }), 0), false);
+    assert.equal(d.mayStop('t1', 'n1', need({}), 1), false, 'still held: need() is asked only once');
+    assert.deepEqual(d.applied('n2', 6), [], 'an older view does not count');
+    assert.deepEqual(d.applied('n1', 3), []);
+    assert.deepEqual(d.applied('n2', 9), ['n1'], 'a later view counts');
+    assert.equal(d.mayStop('t1', 'n1', need({ n2: 99 }), 2), true);
+    d.forget('t1');
+    assert.equal(d.mayStop('t1', 'n1', need({ n2: 99 }), 3), false, 'forgotten: decided again');
+  });
+
+  it('a node that leaves is not waited for; the deadline releases the rest', () => {
+    const d = new StopDrain(100);
+    d.mayStop('a', 'n1', need({ n2: 1 }), 0);
+    d.mayStop('b', 'n3', need({ n4: 1 }), 50);
+    assert.deepEqual(d.nodeGone('n2'), ['n1']);
+    assert.equal(d.nextDeadline(), 150);
+    assert.deepEqual(d.overdue(149), []);
+    assert.deepEqual(d.expire(149), []);
+    assert.deepEqual(d.overdue(150), ['n4']);
+    assert.deepEqual(d.expire(150), ['n3']);
+    assert.equal(d.nextDeadline(), null);
+    assert.equal(d.held, 0);
+  });
+
+  it('clear forgets holds and releases alike', () => {
+    const d = new StopDrain();
+    d.mayStop('a', 'n1', need({ n2: 1 }), 0);
+    d.mayStop('b', 'n1', need({}), 0);
+    d.clear();
+    assert.equal(d.held, 0);
+    assert.equal(d.mayStop('b', 'n1', need({ n2: 1 }), 0), false);
+  });
+
+  it('the acknowledgement is validated: a non-negative integer version', () => {
+    assert.deepEqual(validateAgentMessage({ t: 'network-applied', v: 4, extra: 1 }), { t: 'network-applied', v: 4 });
+    for (const v of [-1, 1.5, '3', null, Number.POSITIVE_INFINITY])
+      assert.throws(() => validateAgentMessage({ t: 'network-applied', v }), /network-applied\.v/);
+  });
+});
+
+describe('the dispatcher holds a networked task stop until the nodes have taken it out', () => {
+  let ca: TestCa;
+  let served: ServedDispatcher;
+  let store: Store;
+  const sockets: WebSocket[] = [];
+
+  const NET = net('net1', { allocation: { vni: 4097, subnets: [{ subnet: '10.0.1.0/24', gateway: '10.0.1.1' }] } });
+  const onNet = (ip: string) => [{ networkId: 'net1', addresses: [`${ip}/24`] }];
+
+  before(async () => {
+    ca = makeTestCa();
+    const serverCert = ca.issue('m1', { ou: 'manager' });
+    store = new Store();
+    await store.update((tx) => {
+      tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>);
+      tx.create({ ...node('n1', { addr: '192.0.2.1' }) } as never);
+      tx.create({ ...node('n2', { addr: '192.0.2.2' }) } as never);
+      tx.create({ ...NET } as never);
+      tx.create({ ...svc('web', { networks: ['net1'] }) } as never);
+      tx.create({ ...task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet('10.0.1.5') }) } as never);
+      tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet('10.0.1.6') }) } as never);
+      tx.create({ ...task('t3', 'web', { state: 'running', nodeId: 'n1', slot: 3, networks: onNet('10.0.1.7') }) } as never);
+      tx.create({ ...task('plain', 'web', { state: 'running', nodeId: 'n1', slot: 4 }) } as never);
+    });
+    const { raft, members } = soleLeader();
+    const d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
+    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+  });
+
+  after(async () => {
+    for (const ws of sockets) ws.terminate();
+    await served?.close();
+  });
+
+  /** A node's session; it records every message and acknowledges views only when told to. */
+  async function session(id: string) {
+    const c = ca.issue(id, { ou: 'worker' });
+    const ws = new WebSocket(served.url, { key: c.key, cert: c.cert, ca: ca.caCert });
+    ws.on('error', () => {});
+    sockets.push(ws);
+    const got: { at: number; m: any }[] = [];
+    ws.on('message', (data) => got.push({ at: Date.now(), m: JSON.parse(String(data)) }));
+    await once(ws, 'open');
+    ws.send(
+      JSON.stringify({
+        t: 'hello',
+        description: {
+          hostname: id,
+          platform: { os: 'linux', arch: 'x64' },
+          resources: { nanoCpus: 1e9, memoryBytes: 2 ** 30 },
+          engineVersion: 't',
+          addr: '10.9.9.9',
+        },
+      }),
+    );
+    const views = () => got.filter((g) => g.m.t === 'network');
+    return {
+      got,
+      lastView: () => views().at(-1)?.m as { v: number; view: { endpoints?: unknown } } | undefined,
+      ack: (v: number) => ws.send(JSON.stringify({ t: 'network-applied', v })),
+      /** The desired state of a task in the last assignments sent. */
+      desired: (taskId: string): string | undefined =>
+        (got.filter((g) => g.m.t === 'assignments').at(-1)?.m.tasks as { id: string; desiredState: string }[] | undefined)?.find((t) => t.id === taskId)
+          ?.desiredState,
+    };
+  }
+
+  const until = async (cond: () => boolean, what: string, ms = 5000) => {
+    const deadline = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  /** Is the task a running endpoint (a backend, in DNS) anywhere in the view? */
+  const backendIn = (view: unknown, taskId: string): boolean => {
+    if (Array.isArray(view)) return view.some((x) => backendIn(x, taskId));
+    if (typeof view !== 'object' || view === null) return false;
+    const o = view as Record<string, unknown>;
+    if (o.taskId === taskId && o.running === true) return true;
+    return Object.values(o).some((x) => backendIn(x, taskId));
+  };
+  const stop = (id: string) =>
+    store.update((tx) => {
+      const t = tx.get('task', id) as Task;
+      tx.update({ ...t, desiredState: 'shutdown' });
+    });
+
+  it('the stop goes only after both nodes acknowledged a view without the task; a forged future version counts for nothing', async () => {
+    const n1 = await session('n1');
+    const n2 = await session('n2');
+    await until(() => n1.lastView() !== undefined && n2.lastView() !== undefined && n1.desired('t1') === 'running', 'first views and assignments');
+    n1.ack(n1.lastView()!.v);
+    // A version n2 was never sent: counted as the last one it was sent, so it cannot pre-acknowledge views.
+    n2.ack(1_000_000);
+    const v1 = n1.lastView()!.v;
+    const v2 = n2.lastView()!.v;
+    await new Promise((r) => setTimeout(r, 50));
+
+    await stop('t1');
+    // Both nodes get a view without t1 at once (not after the 100 ms debounce); n1 keeps running t1.
+    await until(() => n1.lastView()!.v > v1 && n2.lastView()!.v > v2, 'views without t1');
+    assert.ok(backendIn(n2.got.find((g) => g.m.t === 'network' && g.m.v === v2)!.m.view, 't1'), 'the old view had t1 as a backend');
+    assert.ok(!backendIn(n2.lastView()!.view, 't1'), 'the new view has not');
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(n1.desired('t1'), 'running', 'held while no node has acknowledged');
+    n1.ack(n1.lastView()!.v);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(n1.desired('t1'), 'running', 'held while n2 has not acknowledged');
+    n2.ack(n2.lastView()!.v);
+    await until(() => n1.desired('t1') === 'shutdown', 'released once both acknowledged');
+  });
+
+  it('a node that never acknowledges delays the stop by at most DRAIN_MAX_MS; a task on no network is stopped at once', async () => {
+    const [n1] = await Promise.all([session('n1'), session('n2')]);
+    await until(() => n1.lastView() !== undefined && n1.desired('t3') === 'running', 'n1 view and assignments');
+    n1.ack(n1.lastView()!.v);
+    const t0 = Date.now();
+    await stop('t3');
+    await stop('plain');
+    await until(() => n1.desired('plain') === 'shutdown', 'the plain task stopped');
+    assert.equal(n1.desired('t3'), 'running', 'the networked task is held');
+    // n2 stays silent; n1 acknowledges its new view at once.
+    await until(() => !backendIn(n1.lastView()!.view, 't3'), 'n1 view without t3');
+    n1.ack(n1.lastView()!.v);
+    await until(() => n1.desired('t3') === 'shutdown', 't3 stopped after the deadline', DRAIN_MAX_MS + 3000);
+    const waited = Date.now() - t0;
+    assert.ok(waited >= DRAIN_MAX_MS - 50, `the stop waited for the silent node (${waited} ms)`);
+  });
+});
