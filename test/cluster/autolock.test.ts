@@ -164,7 +164,9 @@ describe('encryption at rest on lab managers', { concurrency: false, timeout: 30
       assert.equal(nodeKeyIsPem('h3'), false, "a locked manager's TLS key on disk is not a PEM private key");
       await waitFor(async () => (await reachability().catch(() => null)) === 'locked', 30_000, 'node ls shows the manager locked');
       const ls = await sh('node', 'ls');
-      assert.match(ls.out.split('\n').find((l) => l.includes('h3')) ?? '', /Locked/);
+      // The row whose HOSTNAME column is h3 (a random node id may itself contain "h3").
+      const row = ls.out.split('\n').find((l) => l.split(/\s+/)[1] === 'h3') ?? '';
+      assert.match(row, /\bLocked\b/, ls.out);
     };
     const unlocked = async () => {
       await waitFor(
