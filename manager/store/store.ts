@@ -354,7 +354,7 @@ class View implements ReadTx {
   protected listObj(kind: Kind, filter?: (o: Obj) => boolean): Obj[] {
     const out: Obj[] = [];
     const base = this.state.table(kind);
-    const ov = this.ov;
+    const ov = this.ov !== null && this.ov.recs.size > 0 ? this.ov : null;
     for (const [id, o] of base) {
       const r = ov?.recs.get(keyOf(kind, id));
       const cur = r !== undefined ? r.cur : o;
@@ -373,7 +373,9 @@ class View implements ReadTx {
     const out: Obj[] = [];
     const base = sel(this.state.idx).get(key);
     const table = this.state.table(kind);
-    const ov = this.ov;
+    // A pass reads before it writes: with nothing pending, no per-object key is built (at 20,000 tasks
+    // of a service those strings were most of a rolling-update pass's store time and garbage).
+    const ov = this.ov !== null && this.ov.recs.size > 0 ? this.ov : null;
     if (base !== undefined) {
       for (const id of base) {
         if (ov !== null && ov.recs.has(keyOf(kind, id))) continue;
