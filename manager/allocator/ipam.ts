@@ -16,6 +16,8 @@ export type IpamErrorCode =
   | 'EPOOLEXHAUSTED'; // no free subnet left in the pool
 
 export class IpamError extends Error {
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'invalid';
   constructor(
     readonly code: IpamErrorCode,
     message: string,

@@ -84,6 +84,8 @@ export interface RaftStats {
 
 export class NotLeaderError extends Error {
   readonly code = 'ENOTLEADER';
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'unavailable';
   constructor(readonly leader: NodeId | null) {
     super(leader ? `not the leader; the leader is ${leader}` : 'not the leader; no leader is known');
     this.name = 'NotLeaderError';
@@ -92,6 +94,8 @@ export class NotLeaderError extends Error {
 
 export class ProposalRejectedError extends Error {
   readonly code = 'EPROPOSAL';
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'retry';
   constructor(message: string) {
     super(message);
     this.name = 'ProposalRejectedError';

@@ -216,6 +216,8 @@ export interface RaftNodeStats {
 /** The node was stopped (or halted) before the operation completed. */
 export class RaftStoppedError extends Error {
   readonly code = 'ERAFTSTOPPED';
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'retry';
   constructor(message = 'raft node stopped') {
     super(message);
     this.name = 'RaftStoppedError';
@@ -225,6 +227,8 @@ export class RaftStoppedError extends Error {
 /** Another entry took the proposal's log index: it was definitely not applied. Safe to retry. */
 export class ProposalDroppedError extends Error {
   readonly code = 'EPROPOSALDROPPED';
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'retry';
   constructor(
     readonly index: number,
     readonly term: number,
@@ -238,6 +242,8 @@ export class ProposalDroppedError extends Error {
 /** The proposal's index was covered by a snapshot received from the leader: it may or may not have been applied. */
 export class ProposalOutcomeUnknownError extends Error {
   readonly code = 'EPROPOSALUNKNOWN';
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'outcome-unknown';
   constructor(readonly index: number) {
     super(`outcome of the proposal at index ${index} is unknown: a snapshot from the leader replaced this node's log`);
     this.name = 'ProposalOutcomeUnknownError';
@@ -247,6 +253,8 @@ export class ProposalOutcomeUnknownError extends Error {
 /** A linearizable read could not be confirmed (no leader, leadership lost, timeout). Retry, maybe at `leader`. */
 export class ReadFailedError extends Error {
   readonly code = 'EREADFAILED';
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'unavailable';
   constructor(
     readonly leader: NodeId | null,
     why = 'read failed, retry',

@@ -28,6 +28,8 @@ export interface ConstraintNode {
 
 export class ConstraintError extends Error {
   readonly code = 'EINVALIDCONSTRAINT';
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'invalid';
   constructor(message: string) {
     super(message);
     this.name = 'ConstraintError';

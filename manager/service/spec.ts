@@ -57,6 +57,8 @@ export type ServiceSpecInput = DeepPartial<ServiceSpec>;
 
 export class SpecError extends Error {
   readonly code = 'EINVALIDSPEC';
+  /** How the control API answers it (manager/api/errors.ts, which reads this instead of importing the class). */
+  readonly wire = 'invalid';
   /** Dotted path of the offending field, e.g. `task.resources.limits.memoryBytes` or `endpoint.ports[1]`. */
   readonly field: string;
   constructor(field: string, message: string) {
