@@ -7,6 +7,7 @@ import { CliError } from '../client/context.ts';
 import { bool, list, value, type FlagDef } from './flags.ts';
 import { NETWORK_CREATE_FLAGS } from './network.ts';
 import { CREATE_FLAGS, CREATE_HINTS, UPDATE_FLAGS, UPDATE_HINTS } from './service-flags.ts';
+import { DAEMON_COMMAND, STATE_DIR } from './daemon-command.ts';
 
 // -------------------------------------------------------------------------------------- shared flags
 
@@ -18,7 +19,6 @@ const QUIET = bool('quiet', 'Only display IDs', { short: 'q' });
 const LIST_OUTPUT = [FORMAT, QUIET];
 /** inspect. */
 const INSPECT_OUTPUT = [value('format', "Output: json (default) or a template such as '{{.ID}}' or '{{json .Spec}}'", { value: 'format' })];
-const STATE_DIR = value('state-dir', 'State directory of the local daemon', { value: 'dir' });
 const ALL = bool('all', 'Show all tasks (default shows running and desired tasks only)', { short: 'a' });
 const DETACH = bool('detach', 'Exit immediately instead of waiting for the service to converge', { short: 'd' });
 const QUIET_PROGRESS = bool('quiet', 'Suppress progress output', { short: 'q' });
@@ -482,20 +482,8 @@ export const COMMANDS: CommandDef = {
       notes: ["The dashboard uses this context's admin certificate; the printed link works once, in one browser."],
       run: async (i) => (await import('./dashboard/command.ts')).dashboardCmd(i),
     },
-    {
-      name: 'daemon',
-      summary: "Run this host's Shoal daemon in the foreground",
-      flags: [
-        STATE_DIR,
-        value('hostname', 'Node hostname (default: the host name)', { value: 'name' }),
-        value('executor', 'Task executor: engine (containers) or test (no processes)', { value: 'engine|test' }),
-        list('insecure-registry', 'Registry reached over plain HTTP', { value: 'host:port' }),
-        value('netns-prefix', 'Prefix of the network namespaces this node creates', { value: 'prefix' }),
-        value('election-ms', 'Raft election timeout in milliseconds', { value: 'ms' }),
-        value('metrics-addr', 'Serve Prometheus metrics over plain HTTP on this address (e.g. 127.0.0.1:9323)', { value: 'host:port' }),
-      ],
-      run: async (i) => (await import('./daemon.ts')).daemonCmd(i),
-    },
+    // Declared apart, so that a starting daemon parses its flags without this tree (cli/daemon-command.ts).
+    DAEMON_COMMAND,
     {
       name: 'lab',
       summary: 'A multi-host cluster on this machine, in network namespaces',

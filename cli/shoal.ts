@@ -3,14 +3,18 @@
 // command's handler. Flags that work on every command (--context; --format and -q where the command
 // has them) may also come before the command: `shoal --format json node ls`. A user's mistake is one
 // line on stderr and exit code 1, never a stack trace.
+//
+// This module is also what `shoal daemon` runs (bin/shoal, the labs: dist/cli/shoal.js), for as long as
+// the daemon lives, so it imports the command tree, the help and the output formats only when a command
+// line needs them: a plain `shoal daemon FLAGS` parses with the daemon's own declaration
+// (cli/daemon-command.ts) and never loads the others (docs/design/build.md, "Memory").
 import { pathToFileURL } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { Invocation, type CommandDef } from './command.ts';
-import { COMMANDS, CONTEXT_FLAG } from './commands.ts';
+import { DAEMON_COMMAND, plainDaemonRun } from './daemon-command.ts';
+import { ApiError } from '../api/errors.ts';
 import { CliError } from '../client/context.ts';
-import { checkFormat } from './format.ts';
 import { scan, type FlagDef } from './flags.ts';
-import { helpText } from './help.ts';
 import { editDistance } from '../manager/service/spec.ts';
 
 const HELP = new Set(['--help', '-h']);
@@ -43,15 +47,22 @@ export interface Output {
   out: (s: string) => void;
 }
 
-/** Runs one command line. `root` is the declared tree; tests pass a copy whose handlers only record. */
-export async function main(argv: string[], io: Output = { out: (s) => console.log(s) }, root: CommandDef = COMMANDS): Promise<number> {
+/** `--help` text for the command at the end of `path` (cli/help.ts, which reads the whole tree). */
+async function helpText(path: CommandDef[]): Promise<string> {
+  return (await import('./help.ts')).helpText(path);
+}
+
+/** Runs one command line. `root` is the declared tree (cli/commands.ts); tests pass a copy whose handlers only record. */
+export async function main(argv: string[], io: Output = { out: (s) => console.log(s) }, root?: CommandDef): Promise<number> {
+  const tree = await import('./commands.ts');
+  root ??= tree.COMMANDS;
   // Leading global flags.
   const leading: string[] = [];
   let at = 0;
   while (at < argv.length && argv[at]!.startsWith('-')) {
     const a = argv[at]!;
     if (HELP.has(a)) {
-      io.out(helpText([root]));
+      io.out(await helpText([root]));
       return 0;
     }
     const name = a.includes('=') ? a.slice(0, a.indexOf('=')) : a;
@@ -77,7 +88,7 @@ export async function main(argv: string[], io: Output = { out: (s) => console.lo
   while (cmd.subcommands) {
     const w = words[0];
     if (w === undefined || HELP.has(w)) {
-      io.out(helpText(path));
+      io.out(await helpText(path));
       return 0;
     }
     const next = cmd.subcommands.find((s) => s.name === w || s.aliases?.includes(w));
@@ -101,17 +112,17 @@ export async function main(argv: string[], io: Output = { out: (s) => console.lo
   }
   const args = [...leading, ...words];
   if (help || wantsHelp(args, cmd)) {
-    io.out(helpText(path));
+    io.out(await helpText(path));
     return 0;
   }
 
   // Check the flags against the declaration (the handler may parse again: service create/update parse
   // Docker's flags into a spec, logs and lab use their own parsers), then take --context out.
-  const defs: FlagDef[] = [...(cmd.flags ?? []), ...((cmd.flags ?? []).some((f) => f.long === 'context') ? [] : [CONTEXT_FLAG])];
+  const defs: FlagDef[] = [...(cmd.flags ?? []), ...((cmd.flags ?? []).some((f) => f.long === 'context') ? [] : [tree.CONTEXT_FLAG])];
   const parsed = scan(args, defs, { interspersed: cmd.interspersed ?? true, ...(cmd.hints ? { hints: cmd.hints } : {}) });
   // A bad --format template fails here, before any request is made.
   const format = parsed.values.get('format')?.at(-1);
-  if (format !== undefined && (cmd.flags ?? []).some((f) => f.long === 'format')) checkFormat(format);
+  if (format !== undefined && (cmd.flags ?? []).some((f) => f.long === 'format')) (await import('./format.ts')).checkFormat(format);
   const rest = withoutContext(args, cmd.interspersed ?? true);
   return cmd.run!(
     new Invocation(
@@ -138,21 +149,23 @@ function withoutContext(args: string[], interspersed: boolean): string[] {
 }
 
 /** Errors a user can act on from one line; anything else is a bug and keeps its stack. */
-async function isUserError(e: unknown): Promise<boolean> {
+function isUserError(e: unknown): boolean {
   if (e instanceof CliError) return true;
-  // Loaded only on this path: the API's error module pulls in Raft's error classes.
-  const { ApiError } = await import('../manager/api/errors.ts');
   if (e instanceof ApiError) return true; // e.g. no manager answered (transport/https.ts)
   const err = e as { code?: unknown };
   return typeof err?.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS');
 }
 
-/** Runs `shoal ARGV` and exits: 0, the command's code, or 1 with one line on stderr for a user's mistake. */
+/**
+ * Runs `shoal ARGV` and exits: 0, the command's code, or 1 with one line on stderr for a user's mistake.
+ * A plain `shoal daemon FLAGS` goes straight to the daemon (cli/daemon-command.ts), without the tree.
+ */
 export function run(argv: string[]): void {
-  main(argv).then(
+  const daemon = plainDaemonRun(argv);
+  (daemon ? DAEMON_COMMAND.run!(daemon) : main(argv)).then(
     (code) => process.exit(code),
-    async (e) => {
-      const user = await isUserError(e).catch(() => false);
+    (e) => {
+      const user = isUserError(e);
       console.error(`shoal: ${user ? (e as Error).message : ((e as Error).stack ?? String(e))}`);
       process.exit(1);
     },
