@@ -24,6 +24,8 @@ export interface DispatcherView {
   sessions: { open: number };
   messages: { byType: Record<string, number> };
   dropped: { byReason: Record<string, number> };
+  /** Stops held for the nodes' tables (manager/dispatcher/drain.ts). */
+  drain?: { holding: number; released: Record<string, number>; immediate: number; heldMs: number };
 }
 
 export interface UsageView {
@@ -197,6 +199,42 @@ export class ClusterMetrics {
         this.reset();
         const v = leaderView();
         if (v) for (const [reason, n] of Object.entries(v.dispatcher().dropped.byReason)) this.inc({ reason }, n);
+      },
+    });
+
+    // The stop drain (manager/dispatcher/drain.ts): a stop of a task on a network waits until every node
+    // has taken the task out of its load balancers. `deadline` releases mean a node did not acknowledge.
+    new Gauge({
+      name: 'shoal_dispatcher_stops_held',
+      help: 'Task stops held right now until every node has taken the task out of its load balancers.',
+      registers: [reg],
+      collect() {
+        this.reset();
+        const d = leaderView()?.dispatcher().drain;
+        if (d) this.set(d.holding);
+      },
+    });
+    new Counter({
+      name: 'shoal_dispatcher_stop_drains_total',
+      help: 'Stops of tasks on networks, by how their hold ended: acknowledged, node-gone, deadline, or immediate (nothing to wait for).',
+      labelNames: ['outcome'],
+      registers: [reg],
+      collect() {
+        this.reset();
+        const d = leaderView()?.dispatcher().drain;
+        if (!d) return;
+        for (const [outcome, n] of Object.entries(d.released)) this.inc({ outcome }, n);
+        this.inc({ outcome: 'immediate' }, d.immediate);
+      },
+    });
+    new Counter({
+      name: 'shoal_dispatcher_stop_drain_seconds_total',
+      help: 'Time held stops waited for the nodes, summed (divide by the released holds for the mean).',
+      registers: [reg],
+      collect() {
+        this.reset();
+        const d = leaderView()?.dispatcher().drain;
+        if (d) this.inc(d.heldMs / 1000);
       },
     });
 

@@ -207,7 +207,7 @@ export class Dispatcher {
     if (this.sessions.get(ns.nodeId) === ns) {
       this.sessions.delete(ns.nodeId);
       this.remote.nodeGone(ns.nodeId);
-      this.releaseStops(this.drain.nodeGone(ns.nodeId));
+      this.releaseStops(this.drain.nodeGone(ns.nodeId, Date.now()));
     }
     const why = this.counters.sessionClosed(code, reason, c);
     if (why !== 'peer-closed' && why !== 'not-leader' && why !== 'replaced')
@@ -324,7 +324,7 @@ export class Dispatcher {
           // Only versions this node was sent count: a node cannot release stops with a future version.
           const v = Math.min(m.v, this.viewSent.get(nodeId) ?? 0);
           if (v > (this.viewApplied.get(nodeId) ?? 0)) this.viewApplied.set(nodeId, v);
-          this.releaseStops(this.drain.applied(nodeId, v));
+          this.releaseStops(this.drain.applied(nodeId, v, now));
           return;
         }
         default:
@@ -836,10 +836,13 @@ export class Dispatcher {
   // ------------------------------------------------------------------ stats
 
   stats(): DispatcherStats {
-    return this.counters.snapshot(
-      [...this.sessions.values()].map((ns) => ns.session.counters),
-      this.sessions.size,
-    );
+    return {
+      ...this.counters.snapshot(
+        [...this.sessions.values()].map((ns) => ns.session.counters),
+        this.sessions.size,
+      ),
+      drain: this.drain.stats(),
+    };
   }
 }
 

@@ -26,9 +26,24 @@
 /** The longest a stop waits for the nodes' acknowledgements (Swarm's fixed gossip delay, as a bound). */
 export const DRAIN_MAX_MS = 2000;
 
+/** How holds ended (a fixed vocabulary: metric labels), and the time they made stops wait. */
+export interface DrainStats {
+  /** Stops held right now. */
+  holding: number;
+  /** Held stops released, by why: every node acknowledged, a node it waited for left, the deadline. */
+  released: { acknowledged: number; 'node-gone': number; deadline: number };
+  /** Stops that needed no hold (every node had already applied a view without the task). */
+  immediate: number;
+  /** Sum of the time released stops were held, ms. */
+  heldMs: number;
+}
+
+type Outcome = keyof DrainStats['released'];
+
 interface Hold {
   /** The node that runs the task (its assignments are sent again on release). */
   nodeId: string;
+  since: number;
   deadline: number;
   /** Node → the view version it must have applied. */
   waiting: Map<string, number>;
@@ -37,6 +52,9 @@ interface Hold {
 export class StopDrain {
   private readonly holds = new Map<string, Hold>();
   private readonly released = new Set<string>();
+  private readonly counts = { acknowledged: 0, 'node-gone': 0, deadline: 0 };
+  private immediate = 0;
+  private heldMs = 0;
 
   constructor(private readonly maxMs = DRAIN_MAX_MS) {}
 
@@ -52,23 +70,24 @@ export class StopDrain {
     const waiting = need();
     if (waiting.size === 0) {
       this.released.add(taskId);
+      this.immediate++;
       return true;
     }
-    this.holds.set(taskId, { nodeId, deadline: now + this.maxMs, waiting });
+    this.holds.set(taskId, { nodeId, since: now, deadline: now + this.maxMs, waiting });
     return false;
   }
 
   /** `nodeId` has applied view `version`: returns the nodes whose held tasks are now released. */
-  applied(nodeId: string, version: number): string[] {
-    return this.settle((h) => {
+  applied(nodeId: string, version: number, now: number): string[] {
+    return this.settle(now, 'acknowledged', (h) => {
       const v = h.waiting.get(nodeId);
       if (v !== undefined && version >= v) h.waiting.delete(nodeId);
     });
   }
 
   /** `nodeId` has no session any more: nothing waits for it. */
-  nodeGone(nodeId: string): string[] {
-    return this.settle((h) => h.waiting.delete(nodeId));
+  nodeGone(nodeId: string, now: number): string[] {
+    return this.settle(now, 'node-gone', (h) => h.waiting.delete(nodeId));
   }
 
   /** The nodes that expired holds still wait for (before `expire`: who was late, for the log). */
@@ -80,7 +99,7 @@ export class StopDrain {
 
   /** Holds past their deadline are released (returns their nodes). */
   expire(now: number): string[] {
-    return this.settle((h) => {
+    return this.settle(now, 'deadline', (h) => {
       if (now >= h.deadline) h.waiting.clear();
     });
   }
@@ -108,13 +127,19 @@ export class StopDrain {
     return this.holds.size;
   }
 
-  private settle(step: (h: Hold) => void): string[] {
+  stats(): DrainStats {
+    return { holding: this.holds.size, released: { ...this.counts }, immediate: this.immediate, heldMs: this.heldMs };
+  }
+
+  private settle(now: number, outcome: Outcome, step: (h: Hold) => void): string[] {
     const nodes = new Set<string>();
     for (const [taskId, h] of this.holds) {
       step(h);
       if (h.waiting.size > 0) continue;
       this.holds.delete(taskId);
       this.released.add(taskId);
+      this.counts[outcome]++;
+      this.heldMs += Math.max(0, now - h.since);
       nodes.add(h.nodeId);
     }
     return [...nodes];

@@ -4,6 +4,7 @@
 // bookkeeping: no clock, no sockets. Every map is keyed by a small fixed vocabulary (violation codes,
 // message types, disconnect causes), never by anything a node chooses freely.
 import type { SessionCounters } from '../../transport/session.ts';
+import type { DrainStats } from './drain.ts';
 
 export interface DispatcherStats {
   sessions: { open: number; opened: number; closed: number };
@@ -15,6 +16,8 @@ export interface DispatcherStats {
   status: { queued: number; written: number };
   sent: number;
   sendRefused: number;
+  /** Stops held until every node had taken the task out of its tables (drain.ts). */
+  drain: DrainStats;
 }
 
 /** A disconnect's cause, as a small fixed set of keys. */
@@ -98,7 +101,7 @@ export class DispatcherCounters {
   }
 
   /** Totals: ended sessions plus the live ones. */
-  snapshot(live: Iterable<SessionCounters>, open: number): DispatcherStats {
+  snapshot(live: Iterable<SessionCounters>, open: number): Omit<DispatcherStats, 'drain'> {
     const s = emptySums();
     addCounts(s.dropped, this.ended.dropped);
     for (const k of ['received', 'bytes', 'violations', 'handlerErrors', 'sent', 'sendRefused'] as const) s[k] = this.ended[k];

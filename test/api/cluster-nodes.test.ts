@@ -14,6 +14,7 @@ import type { Members } from '../../manager/members.ts';
 import type { RaftNode } from '../../manager/raft/node.ts';
 import { Store } from '../../manager/store/store.ts';
 import { DEFAULT_LIMITS, defaultClusterSpec, type Cluster, type Draft, type Node } from '../../api/objects.ts';
+import { StopDrain } from '../../manager/dispatcher/drain.ts';
 import { DispatcherCounters } from '../../manager/dispatcher/stats.ts';
 import { testCluster } from '../helpers/cluster.ts';
 
@@ -52,7 +53,15 @@ describe('cluster and node routes', () => {
     const counters = new DispatcherCounters();
     counters.drop('not-owner', 3);
     const r = new Router<{ cn: string }>();
-    registerClusterRoutes(r, { store, raft, gate, members, clusterId: 'c1', broadcast: () => ++broadcasts, dispatcherStats: () => counters.snapshot([], 0) });
+    registerClusterRoutes(r, {
+      store,
+      raft,
+      gate,
+      members,
+      clusterId: 'c1',
+      broadcast: () => ++broadcasts,
+      dispatcherStats: () => ({ ...counters.snapshot([], 0), drain: new StopDrain().stats() }),
+    });
     registerNodeRoutes(r, { store, raft, gate, members, selfId: 'm1', closeSession: () => {} });
     server = createServer((req, res) => {
       r.dispatch({ cn: 'admin' }, req, res)

@@ -26,16 +26,18 @@ describe('StopDrain, the pure state machine', () => {
     assert.equal(d.mayStop('t1', 'n1', need({}), 0), true);
     assert.equal(d.mayStop('t1', 'n1', need({ n2: 5 }), 1), true, 'decided once');
     assert.equal(d.held, 0);
+    assert.equal(d.stats().immediate, 1);
   });
 
   it('held until every node has applied its version; only then its node is named', () => {
     const d = new StopDrain();
     assert.equal(d.mayStop('t1', 'n1', need({ n1: 3, n2: 7 }), 0), false);
     assert.equal(d.mayStop('t1', 'n1', need({}), 1), false, 'still held: need() is asked only once');
-    assert.deepEqual(d.applied('n2', 6), [], 'an older view does not count');
-    assert.deepEqual(d.applied('n1', 3), []);
-    assert.deepEqual(d.applied('n2', 9), ['n1'], 'a later view counts');
-    assert.equal(d.mayStop('t1', 'n1', need({ n2: 99 }), 2), true);
+    assert.deepEqual(d.applied('n2', 6, 2), [], 'an older view does not count');
+    assert.deepEqual(d.applied('n1', 3, 3), []);
+    assert.deepEqual(d.applied('n2', 9, 4), ['n1'], 'a later view counts');
+    assert.equal(d.mayStop('t1', 'n1', need({ n2: 99 }), 5), true);
+    assert.deepEqual(d.stats(), { holding: 0, released: { acknowledged: 1, 'node-gone': 0, deadline: 0 }, immediate: 0, heldMs: 4 });
     d.forget('t1');
     assert.equal(d.mayStop('t1', 'n1', need({ n2: 99 }), 3), false, 'forgotten: decided again');
   });
@@ -44,7 +46,7 @@ describe('StopDrain, the pure state machine', () => {
     const d = new StopDrain(100);
     d.mayStop('a', 'n1', need({ n2: 1 }), 0);
     d.mayStop('b', 'n3', need({ n4: 1 }), 50);
-    assert.deepEqual(d.nodeGone('n2'), ['n1']);
+    assert.deepEqual(d.nodeGone('n2', 30), ['n1']);
     assert.equal(d.nextDeadline(), 150);
     assert.deepEqual(d.overdue(149), []);
     assert.deepEqual(d.expire(149), []);
@@ -52,6 +54,7 @@ describe('StopDrain, the pure state machine', () => {
     assert.deepEqual(d.expire(150), ['n3']);
     assert.equal(d.nextDeadline(), null);
     assert.equal(d.held, 0);
+    assert.deepEqual(d.stats(), { holding: 0, released: { acknowledged: 0, 'node-gone': 1, deadline: 1 }, immediate: 0, heldMs: 30 + 100 });
   });
 
   it('clear forgets holds and releases alike', () => {

@@ -22,7 +22,12 @@ function view(tasks: TaskView[], opts: { leader?: boolean; usage?: Record<string
       { id: 'n1', hostname: 'h1', state: 'ready', availability: 'active' },
       { id: 'n2', hostname: 'h2', state: 'down', availability: 'drain' },
     ],
-    dispatcher: () => ({ sessions: { open: 2 }, messages: { byType: { heartbeat: 7, status: 3 } }, dropped: { byReason: { 'rate-limit': 4 } } }),
+    dispatcher: () => ({
+      sessions: { open: 2 },
+      messages: { byType: { heartbeat: 7, status: 3 } },
+      dropped: { byReason: { 'rate-limit': 4 } },
+      drain: { holding: 1, released: { acknowledged: 5, 'node-gone': 0, deadline: 2 }, immediate: 3, heldMs: 4500 },
+    }),
     usageOf: (id) => opts.usage?.[id],
   };
 }
@@ -58,6 +63,11 @@ describe('metrics: cluster collectors', () => {
     assert.equal(sample(t, 'shoal_dispatcher_sessions'), 2);
     assert.equal(sample(t, 'shoal_dispatcher_heartbeats_total'), 7);
     assert.equal(sample(t, 'shoal_dispatcher_dropped_messages_total{reason="rate-limit"}'), 4);
+    assert.equal(sample(t, 'shoal_dispatcher_stops_held'), 1);
+    assert.equal(sample(t, 'shoal_dispatcher_stop_drains_total{outcome="acknowledged"}'), 5);
+    assert.equal(sample(t, 'shoal_dispatcher_stop_drains_total{outcome="deadline"}'), 2);
+    assert.equal(sample(t, 'shoal_dispatcher_stop_drains_total{outcome="immediate"}'), 3);
+    assert.equal(sample(t, 'shoal_dispatcher_stop_drain_seconds_total'), 4.5);
   });
 
   it('a scrape reads the current state: a task that stops running leaves the gauge', async () => {
