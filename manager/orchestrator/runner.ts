@@ -193,6 +193,8 @@ export class Orchestrator {
   private readonly blocked = new Set<string>();
   /** How long the last pass computed (ms on the runner's clock, waits for commits not counted): the next one waits at least as long. */
   private lastPassMs = 0;
+  /** When the last pass ended (runner's clock): the pacing wait counts from there. */
+  private lastPassEnd = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly store: Store,
@@ -335,15 +337,20 @@ export class Orchestrator {
    * them back to back: the next pass waits at least as long as the last one computed, so the
    * orchestrator takes at most about half of the leader's CPU and the events of that time are reconciled
    * together. Waits for commits do not count: small passes keep the short debounce.
+   *
+   * The wait counts from the end of the last pass, not from the event that asks for the next one: the
+   * time the pass's writes take to reach the nodes and their answers to come back already counts. (Counted
+   * from the event, it came on top of that round trip in every round of a rolling update.)
    */
   private kick(): void {
     if (!this.started || this.current !== null || this.debounce !== null || this.dirty.size === 0) return;
+    const pace = Math.min(this.lastPassMs, MAX_PACE_MS) - (this.now() - this.lastPassEnd);
     this.debounce = this.timers.setTimeout(
       () => {
         this.debounce = null;
         void this.run();
       },
-      Math.max(this.debounceMs, Math.min(this.lastPassMs, MAX_PACE_MS)),
+      Math.max(this.debounceMs, pace),
     );
   }
 
@@ -448,6 +455,7 @@ export class Orchestrator {
     }
     for (const lines of logs.values()) this.logSome(lines);
     this.lastPassMs = computeMs;
+    this.lastPassEnd = this.now();
     for (const [id, at] of wakes) {
       if (at === null) this.wakeAt.delete(id);
       else this.wakeAt.set(id, at);
