@@ -123,26 +123,74 @@ export class NodeNetwork implements NetworkHook {
   }
 
   /**
-   * The managers sent a new view. Settles once a pass that programmed this view (or a later one) has
-   * finished, the tasks' VIP tables included: the agent then tells the leader (stop drain).
+   * The managers sent a new view. Settles once this node's load balancers (the routing mesh and every
+   * task's VIP table) no longer send traffic to an endpoint the view withdrew: the agent then tells the
+   * leader, which holds the stop of a task until every node has (manager/dispatcher/drain.ts).
    */
   setView(view: NetView): Promise<void> {
     this.view = view;
     this.changedSinceHeal = true;
     for (const w of this.viewWaiters.splice(0)) w();
-    // DNS answers are view data: they follow the view now, not after the node's queue (a heal round's
-    // nft verifies, a detach, a slow apply) has drained, which under load took seconds and kept stopped
-    // tasks in `tasks.<svc>`. Endpoints this node has no ARP/FDB entries for yet wait for the apply.
+    // DNS answers, the mesh and the VIP tables follow the view now, not after the node's queue (a heal
+    // round's nft verifies, the attach of a starting task, a slow apply) has drained: under load that
+    // took seconds, during which stopped tasks stayed in `tasks.<svc>` and a rolling update's stops
+    // waited. Endpoints this node has no ARP/FDB entries for yet wait for the apply (programmable()).
     this.dns?.setView(dnsViewBeforeApply(this.applied, view));
+    const early = this.mesh ? this.programBalancers() : null;
     // Views come in bursts while tasks start and stop: one pass queued at a time converges on the latest.
     if (!this.queuedPass) this.queuedPass = this.convergePass();
-    return this.queuedPass.then(() => this.lbSettled());
+    // Before the mesh exists, the pass that makes it is what programs the node.
+    return early ?? this.queuedPass.then(() => this.programBalancers());
   }
 
-  /** Every task's VIP table has caught up with the latest view (the loops kickLb started). */
-  private async lbSettled(): Promise<void> {
-    await Promise.all([...this.tasks.values()].map((t) => t.lbRunning));
+  /**
+   * The latest view as the load balancers may use it: withdrawals at once, a new endpoint only once
+   * this node's data path reaches it (the view last applied has it), as DNS does (dnsViewBeforeApply).
+   * Cached per (applied, latest) pair: every task's table loop asks for it.
+   */
+  private programmable(): NetView | null {
+    if (!this.view) return null;
+    const c = this.programmableCache;
+    if (c && c.view === this.view && c.applied === this.applied) return c.result;
+    const result = dnsViewBeforeApply(this.applied, this.view);
+    this.programmableCache = { view: this.view, applied: this.applied, result };
+    return result;
   }
+
+  private programmableCache: { view: NetView; applied: NetView | null; result: NetView } | null = null;
+
+  /** Brings the mesh and every task's VIP table to programmable(); settles when all have. */
+  private async programBalancers(): Promise<void> {
+    const mesh = this.kickMesh().catch(() => undefined);
+    for (const [id, t] of this.tasks) this.kickLb(id, t);
+    await Promise.all([mesh, ...[...this.tasks.values()].map((t) => t.lbRunning)]);
+  }
+
+  /**
+   * Brings the routing mesh to programmable(), coalescing bursts as kickLb does. Rejects with the
+   * mesh's error (the converge pass reports it); a later kick starts again.
+   */
+  private kickMesh(): Promise<void> {
+    if (!this.mesh) return Promise.resolve();
+    if (this.meshRunning) {
+      this.meshDirty = true;
+      return this.meshRunning;
+    }
+    this.meshRunning = (async () => {
+      do {
+        this.meshDirty = false;
+        const v = this.programmable();
+        if (!v || this.closed || !this.mesh) break;
+        await this.mesh.update(v);
+      } while (this.meshDirty);
+    })().finally(() => {
+      this.meshRunning = null;
+    });
+    return this.meshRunning;
+  }
+
+  private meshRunning: Promise<void> | null = null;
+  private meshDirty = false;
 
   private convergePass(): Promise<void> {
     return this.serial(() => {
@@ -174,7 +222,7 @@ export class NodeNetwork implements NetworkHook {
     await this.ensureDns();
     const ing = this.dp.ingressNetns();
     if (ing && !this.mesh) this.mesh = new MeshProgrammer({ nodeNetns: null, ingressNetns: ing, onFallback: (e) => this.log(`mesh: ${e.message}`) });
-    if (this.mesh) await this.mesh.update(view);
+    await this.kickMesh();
     await this.hostPorts.update(view, this.gwIps(), this.taskServices());
     for (const [id, t] of this.tasks) this.kickLb(id, t);
     return report;
@@ -194,8 +242,9 @@ export class NodeNetwork implements NetworkHook {
     t.lbRunning = (async () => {
       do {
         t.lbDirty = false;
-        if (!this.view || this.closed || this.tasks.get(id) !== t) break;
-        await t.lb?.update(this.view).catch((e: Error) => this.log(`lb ${id.slice(0, 12)}: ${e.message}`));
+        const v = this.programmable();
+        if (!v || this.closed || this.tasks.get(id) !== t) break;
+        await t.lb?.update(v).catch((e: Error) => this.log(`lb ${id.slice(0, 12)}: ${e.message}`));
       } while (t.lbDirty);
       t.lbRunning = null;
     })();
