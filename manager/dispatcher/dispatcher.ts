@@ -545,7 +545,14 @@ export class Dispatcher {
         },
         onClose: () => this.markNetViews(),
       },
-      () => this.markNetViews(),
+      (ev) => {
+        // A removed node's view versions go with it (the maps stay bounded by the nodes that exist).
+        if (ev.kind === 'node' && ev.type === 'delete') {
+          this.viewSent.delete(ev.object.id);
+          this.viewApplied.delete(ev.object.id);
+        }
+        this.markNetViews();
+      },
     );
   }
 
