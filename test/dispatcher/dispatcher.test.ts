@@ -1,6 +1,6 @@
 // The dispatcher against real mutual-TLS WebSockets on loopback, with an in-memory store (no Raft):
 // what a hostile or broken node can and cannot do to the leader and to the other nodes.
-import { serveDispatcher, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { serveDispatcher, until, joinedNode as node, helloDescription as desc, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -13,24 +13,6 @@ import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
 import type { Cluster, Draft, Node, Task } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-function node(id: string): Draft<Node> {
-  return {
-    id,
-    kind: 'node',
-    spec: { labels: {}, availability: 'active', role: 'worker' },
-    description: { hostname: id, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: '10.0.0.1' },
-    status: { state: 'unknown', message: 'joined', addr: '10.0.0.1' },
-  };
-}
 
 function task(id: string, nodeId: string): Draft<Task> {
   return {
@@ -48,14 +30,6 @@ function task(id: string, nodeId: string): Draft<Task> {
 }
 
 const upd = (taskId: string, state: string) => ({ taskId, state, message: state, timestamp: new Date().toISOString() });
-const desc = (hostname: string) => ({
-  hostname,
-  platform: { os: 'linux', arch: 'x64' },
-  resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 },
-  engineVersion: 'shoal-test',
-  addr: '10.0.0.9',
-});
-
 /** A gate whose store refuses any write of task p1: stands in for a write that fails for one entry. */
 class PoisonGate extends Gate {
   override update(fn: UpdateFn): Promise<void> {

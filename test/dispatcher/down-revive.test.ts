@@ -3,7 +3,7 @@
 // this it stayed Down for good (at 1,000 simulated nodes, 67 live nodes were left Down after a burst
 // of late heartbeats). A node that is gone stays Down. Real mutual-TLS WebSocket on loopback, in-memory
 // store; detectDown is called with the clock the test chooses.
-import { serveDispatcher, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { serveDispatcher, until, joinedNode as node, helloDescription as desc, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -17,32 +17,6 @@ import type { Cluster, Draft, Node } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
 
 const PERIOD = 200;
-
-function node(id: string): Draft<Node> {
-  return {
-    id,
-    kind: 'node',
-    spec: { labels: {}, availability: 'active', role: 'worker' },
-    description: { hostname: id, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: '10.0.0.1' },
-    status: { state: 'unknown', message: 'joined', addr: '10.0.0.1' },
-  };
-}
-
-const desc = (hostname: string) => ({
-  hostname,
-  platform: { os: 'linux', arch: 'x64' },
-  resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 },
-  engineVersion: 'shoal-test',
-  addr: '10.0.0.9',
-});
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('a node marked Down that heartbeats again on its session', () => {
   let ca: TestCa;

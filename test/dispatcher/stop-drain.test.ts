@@ -2,7 +2,7 @@
 // every node has acknowledged a NetView without it, or after DRAIN_MAX_MS. The pure state machine, then
 // the real Dispatcher over mutual-TLS WebSockets on loopback with an in-memory store: what each node is
 // sent, and when.
-import { serveDispatcher, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { serveDispatcher, helloDescription, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -77,6 +77,7 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
   let ca: TestCa;
   let served: ServedDispatcher;
   let store: Store;
+  let d: Dispatcher;
   const sockets: WebSocket[] = [];
 
   const NET = net('net1', { allocation: { vni: 4097, subnets: [{ subnet: '10.0.1.0/24', gateway: '10.0.1.1' }] } });
@@ -98,7 +99,7 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
       tx.create({ ...task('plain', 'web', { state: 'running', nodeId: 'n1', slot: 4 }) } as never);
     });
     const { raft, members } = soleLeader();
-    const d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
+    d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
     served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
   });
 
@@ -116,23 +117,18 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
     const got: { at: number; m: any }[] = [];
     ws.on('message', (data) => got.push({ at: Date.now(), m: JSON.parse(String(data)) }));
     await once(ws, 'open');
-    ws.send(
-      JSON.stringify({
-        t: 'hello',
-        description: {
-          hostname: id,
-          platform: { os: 'linux', arch: 'x64' },
-          resources: { nanoCpus: 1e9, memoryBytes: 2 ** 30 },
-          engineVersion: 't',
-          addr: '10.9.9.9',
-        },
-      }),
-    );
+    ws.send(JSON.stringify({ t: 'hello', description: helloDescription(id) }));
     const views = () => got.filter((g) => g.m.t === 'network');
     return {
       got,
       lastView: () => views().at(-1)?.m as { v: number; view: { endpoints?: unknown } } | undefined,
-      ack: (v: number) => ws.send(JSON.stringify({ t: 'network-applied', v })),
+      /** Sends an acknowledgement and waits until the dispatcher has handled it. */
+      ack: async (v: number) => {
+        const before = acks();
+        ws.send(JSON.stringify({ t: 'network-applied', v }));
+        await until(() => acks() > before, `${id}'s acknowledgement handled`);
+      },
+      assignments: () => got.filter((g) => g.m.t === 'assignments').length,
       /** The desired state of a task in the last assignments sent. */
       desired: (taskId: string): string | undefined =>
         (got.filter((g) => g.m.t === 'assignments').at(-1)?.m.tasks as { id: string; desiredState: string }[] | undefined)?.find((t) => t.id === taskId)
@@ -140,13 +136,9 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
     };
   }
 
-  const until = async (cond: () => boolean, what: string, ms = 5000) => {
-    const deadline = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  };
+  /** Acknowledgements the dispatcher has handled (counted as each is handled, in the same tick). */
+  const acks = () => d.stats().messages.byType['network-applied'] ?? 0;
+  const holding = () => d.stats().drain.holding;
   /** Is the task a running endpoint (a backend, in DNS) anywhere in the view? */
   const backendIn = (view: unknown, taskId: string): boolean => {
     if (Array.isArray(view)) return view.some((x) => backendIn(x, taskId));
@@ -165,31 +157,33 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
     const n1 = await session('n1');
     const n2 = await session('n2');
     await until(() => n1.lastView() !== undefined && n2.lastView() !== undefined && n1.desired('t1') === 'running', 'first views and assignments');
-    n1.ack(n1.lastView()!.v);
+    await n1.ack(n1.lastView()!.v);
     // A version n2 was never sent: counted as the last one it was sent, so it cannot pre-acknowledge views.
-    n2.ack(1_000_000);
+    await n2.ack(1_000_000);
     const v1 = n1.lastView()!.v;
     const v2 = n2.lastView()!.v;
-    await new Promise((r) => setTimeout(r, 50));
+    const sent = n1.assignments();
 
     await stop('t1');
     // Both nodes get a view without t1 at once (not after the 100 ms debounce); n1 keeps running t1.
     await until(() => n1.lastView()!.v > v1 && n2.lastView()!.v > v2, 'views without t1');
     assert.ok(backendIn(n2.got.find((g) => g.m.t === 'network' && g.m.v === v2)!.m.view, 't1'), 'the old view had t1 as a backend');
     assert.ok(!backendIn(n2.lastView()!.view, 't1'), 'the new view has not');
-    await new Promise((r) => setTimeout(r, 150));
+    await until(() => n1.assignments() > sent, 'the assignments that follow the stop');
     assert.equal(n1.desired('t1'), 'running', 'held while no node has acknowledged');
-    n1.ack(n1.lastView()!.v);
-    await new Promise((r) => setTimeout(r, 150));
-    assert.equal(n1.desired('t1'), 'running', 'held while n2 has not acknowledged');
-    n2.ack(n2.lastView()!.v);
-    await until(() => n1.desired('t1') === 'shutdown', 'released once both acknowledged');
+    assert.equal(holding(), 1);
+    await n1.ack(n1.lastView()!.v);
+    assert.equal(holding(), 1, 'held while n2 has not acknowledged');
+    assert.equal(n1.desired('t1'), 'running');
+    await n2.ack(n2.lastView()!.v);
+    assert.equal(holding(), 0, 'released once both acknowledged');
+    await until(() => n1.desired('t1') === 'shutdown', 'the stop sent once both acknowledged');
   });
 
   it('a node that never acknowledges delays the stop by at most DRAIN_MAX_MS; a task on no network is stopped at once', async () => {
     const [n1] = await Promise.all([session('n1'), session('n2')]);
     await until(() => n1.lastView() !== undefined && n1.desired('t3') === 'running', 'n1 view and assignments');
-    n1.ack(n1.lastView()!.v);
+    await n1.ack(n1.lastView()!.v);
     const t0 = Date.now();
     await stop('t3');
     await stop('plain');
@@ -197,7 +191,8 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
     assert.equal(n1.desired('t3'), 'running', 'the networked task is held');
     // n2 stays silent; n1 acknowledges its new view at once.
     await until(() => !backendIn(n1.lastView()!.view, 't3'), 'n1 view without t3');
-    n1.ack(n1.lastView()!.v);
+    await n1.ack(n1.lastView()!.v);
+    assert.equal(holding(), 1, 'still held for the silent node');
     await until(() => n1.desired('t3') === 'shutdown', 't3 stopped after the deadline', DRAIN_MAX_MS + 3000);
     const waited = Date.now() - t0;
     assert.ok(waited >= DRAIN_MAX_MS - 50, `the stop waited for the silent node (${waited} ms)`);

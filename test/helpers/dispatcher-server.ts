@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import type { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
+import type { Draft, Node } from '../../api/objects.ts';
 
 export interface ServedDispatcher {
   server: Server;
@@ -37,4 +38,33 @@ export async function serveDispatcher(d: Dispatcher, tls: { key: string; cert: s
       await new Promise((r) => server.close(r));
     },
   };
+}
+
+/** A node as `join` records it, before its first hello (for a store the dispatcher serves). */
+export function joinedNode(id: string): Draft<Node> {
+  return {
+    id,
+    kind: 'node',
+    spec: { labels: {}, availability: 'active', role: 'worker' },
+    description: { hostname: id, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 0, memoryBytes: 0 }, engineVersion: '', addr: '10.0.0.1' },
+    status: { state: 'unknown', message: 'joined', addr: '10.0.0.1' },
+  };
+}
+
+/** The description a node's hello carries. */
+export const helloDescription = (hostname: string) => ({
+  hostname,
+  platform: { os: 'linux', arch: 'x64' },
+  resources: { nanoCpus: 2e9, memoryBytes: 2 ** 30 },
+  engineVersion: 'shoal-test',
+  addr: '10.0.0.9',
+});
+
+/** Polls `cond` every 5 ms (session tests wait for messages in flight); throws naming `what` after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }

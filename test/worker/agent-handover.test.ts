@@ -3,7 +3,7 @@
 // connection made with the new certificate without ever being absent, the dispatcher records which
 // root's key issued what the node now presents (a root rotation completes on that), and a handover the
 // leader refuses leaves the old session working.
-import { serveDispatcher, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { serveDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
@@ -16,14 +16,6 @@ import { Store } from '../../manager/store/store.ts';
 import type { Draft, Node, Task } from '../../api/objects.ts';
 import { Agent, type AgentCredentials } from '../../worker/agent.ts';
 import { FakeExecutor } from '../../worker/fake-executor.ts';
-
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('agent session handover (real dispatcher, real TLS)', () => {
   let r0: TestCa;
@@ -120,9 +112,9 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
   });
 
   it('records the root of the certificate the session presents', async () => {
-    await until(() => agent.state === 'ready' && nodeRec().status.state === 'ready', 'n1 ready');
-    await until(() => taskRec().status.state === 'running', 't1 running');
-    await until(() => nodeRec().certificate?.presented !== undefined, 'presented recorded');
+    await until(() => agent.state === 'ready' && nodeRec().status.state === 'ready', 'n1 ready', 10_000);
+    await until(() => taskRec().status.state === 'running', 't1 running', 10_000);
+    await until(() => nodeRec().certificate?.presented !== undefined, 'presented recorded', 10_000);
     assert.equal(nodeRec().certificate?.presented, caDigest(r0.caCert));
   });
 
@@ -132,8 +124,8 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
     const logFrom = agentLog.length;
     sampler = setInterval(() => samples.push(d.hasSession('n1') && agent.state === 'ready'), 2);
     agent.handover();
-    await until(() => nodeRec().certificate?.presented === caDigest(r1.caCert), 'the new root presented');
-    await until(() => agentLog.slice(logFrom).some((l) => l.includes('session moved to a new connection')), 'handover logged');
+    await until(() => nodeRec().certificate?.presented === caDigest(r1.caCert), 'the new root presented', 10_000);
+    await until(() => agentLog.slice(logFrom).some((l) => l.includes('session moved to a new connection')), 'handover logged', 10_000);
     // The old connection is gone and the new one still serves: a status change travels over it.
     await new Promise((r) => setTimeout(r, 50));
     clearInterval(sampler);
@@ -152,7 +144,7 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
     assert.equal(nodeRec().status.state, 'ready');
     // Assignments still reach the node over the new session.
     await store.update((tx) => tx.update({ ...taskRec(), desiredState: 'shutdown' }));
-    await until(() => taskRec().status.state === 'shutdown', 'the shutdown reached the node and its status came back');
+    await until(() => taskRec().status.state === 'shutdown', 'the shutdown reached the node and its status came back', 10_000);
   });
 
   it('a handover the leader refuses keeps the current session', async () => {
@@ -160,7 +152,7 @@ describe('agent session handover (real dispatcher, real TLS)', () => {
     const bad = stranger.issue('n1', { ou: 'worker' });
     creds = { key: bad.key, cert: bad.cert, ca: stranger.caCert }; // trusts nobody the leader serves
     agent.handover();
-    await until(() => agentLog.slice(logFrom).some((l) => l.includes('moving the session to a new connection failed')), 'the failure logged');
+    await until(() => agentLog.slice(logFrom).some((l) => l.includes('moving the session to a new connection failed')), 'the failure logged', 10_000);
     assert.equal(agent.state, 'ready');
     assert.ok(d.hasSession('n1'), 'the old session is still there');
     assert.equal(nodeRec().certificate?.presented, caDigest(r1.caCert), 'what the node presents did not change');
