@@ -336,6 +336,14 @@ async function run(r: number, runs: number, out: Results, setLab: (c: ClusterLab
       );
       record('update', performance.now() - t);
       note(`rolling update of 90 → completed: ${secs(performance.now() - t)} s`);
+      // Each stopped task first left every node's load balancers (manager/dispatcher/drain.ts): what that held.
+      const drain = ((await lab.control('GET', '/v1/dispatcher/stats')) as { drain?: { released: Record<string, number>; heldMs: number } }).drain;
+      if (drain) {
+        const held = Object.values(drain.released).reduce((a, b) => a + b, 0);
+        note(
+          `stop drain so far: ${held} stops held, mean ${(drain.heldMs / Math.max(1, held)).toFixed(0)} ms; released by the 2 s deadline: ${drain.released.deadline ?? 0}`,
+        );
+      }
     } catch (e) {
       fail(['update'], e);
     }
