@@ -16,6 +16,7 @@
 //   memory — when a task was seen entering 'running', used by update monitoring — has a store-based
 //   fallback.
 import { newId } from '../store/ids.ts';
+import { pacingDelay } from '../store/pass-loop.ts';
 import { CLUSTER_ID } from '../../api/objects.ts';
 import { BatchError, ConflictError } from '../store/store.ts';
 import { LimitExceededError } from '../store/errors.ts';
@@ -344,13 +345,12 @@ export class Orchestrator {
    */
   private kick(): void {
     if (!this.started || this.current !== null || this.debounce !== null || this.dirty.size === 0) return;
-    const pace = Math.min(this.lastPassMs, MAX_PACE_MS) - (this.now() - this.lastPassEnd);
     this.debounce = this.timers.setTimeout(
       () => {
         this.debounce = null;
         void this.run();
       },
-      Math.max(this.debounceMs, pace),
+      pacingDelay(this.lastPassMs, this.now() - this.lastPassEnd, this.debounceMs, MAX_PACE_MS),
     );
   }
 

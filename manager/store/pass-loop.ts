@@ -14,6 +14,15 @@ export interface PassLoopOptions {
 }
 
 /**
+ * How long the next pass waits: at least as long as the last one computed (capped at `maxMs`), counted
+ * from its end, so a loop under a steady stream of events takes at most about half of the leader's CPU
+ * (the rest goes to Raft, sessions and the API); never less than the debounce.
+ */
+export function pacingDelay(lastPassMs: number, sinceEndMs: number, debounceMs: number, maxMs: number): number {
+  return Math.max(debounceMs, Math.min(lastPassMs, maxMs) - sinceEndMs);
+}
+
+/**
  * The delay before retrying a failed pass. A ConflictError (someone else wrote an object this pass was
  * writing) is retried on a fresh view at once the first three times, then with a growing delay up to
  * 1 s; any other error backs off from 100 ms up to 5 s.
@@ -136,7 +145,7 @@ export class PassLoop {
         // Requests made during the pass: the next one waits as long as this one took (at most
         // MAX_PACE_MS). A pass reads the whole store (≈ 0.1-1 s at 150,000 tasks): back to back under a
         // stream of events they kept a core busy, starving the leader's Raft heartbeats and sessions.
-        else if (this.dirty) this.trigger(Math.max(this.debounceMs, Math.min(MAX_PACE_MS, performance.now() - t0)));
+        else if (this.dirty) this.trigger(pacingDelay(performance.now() - t0, 0, this.debounceMs, MAX_PACE_MS));
       });
   }
 

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PassLoop } from '../../manager/store/pass-loop.ts';
+import { PassLoop, pacingDelay } from '../../manager/store/pass-loop.ts';
 
 test('requests during a long pass give one more pass, started no sooner than that pass took', async () => {
   const starts: number[] = [];
@@ -45,4 +45,11 @@ test('a short pass is followed at once (no added wait)', async () => {
   loop.stop();
   assert.equal(starts.length, 2);
   assert.ok(starts[1]! - starts[0]! < 50, `${(starts[1]! - starts[0]!).toFixed(0)} ms between short passes`);
+});
+
+test('pacingDelay: the next pass waits as long as the last one computed, counted from its end', () => {
+  assert.equal(pacingDelay(300, 0, 5, 2000), 300, 'asked right at the end of a 300 ms pass');
+  assert.equal(pacingDelay(300, 120, 5, 2000), 180, 'the time since the end already counts');
+  assert.equal(pacingDelay(300, 400, 5, 2000), 5, 'never below the debounce');
+  assert.equal(pacingDelay(9000, 0, 5, 2000), 2000, 'a very long pass waits at most the cap');
 });
