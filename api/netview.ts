@@ -84,3 +84,19 @@ export function macForIp(ip: string): string {
   const b = ip.split('.').map((x) => Number(x));
   return ['02', '42', ...b.map((x) => x.toString(16).padStart(2, '0'))].join(':');
 }
+
+/**
+ * What a node may use from the moment a view arrives, before its data plane has applied it (the DNS
+ * answers, the routing mesh, the tasks' VIP tables): the new view, except that an endpoint this node
+ * cannot reach yet (its address, MAC and VTEP were not in the view applied last, so no ARP/FDB entry
+ * exists for it) counts as not running until the apply. Withdrawals (a task told to stop, a task gone)
+ * take effect at once; additions wait for the entries they need. Pure.
+ */
+export function viewBeforeApply(applied: NetView | null, next: NetView): NetView {
+  if (!applied) return next;
+  const programmed = new Set(applied.endpoints.map(endpointKey));
+  if (next.endpoints.every((e) => !e.running || programmed.has(endpointKey(e)))) return next;
+  return { ...next, endpoints: next.endpoints.map((e) => (!e.running || programmed.has(endpointKey(e)) ? e : { ...e, running: false })) };
+}
+
+const endpointKey = (e: Endpoint): string => `${e.networkId} ${e.ip} ${e.mac} ${e.vtep}`;

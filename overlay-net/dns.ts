@@ -186,21 +186,6 @@ export class DnsIndex {
   }
 }
 
-/**
- * What the resolver may answer from the moment a view arrives, before the data plane has applied it: the
- * new view, except that an endpoint this node cannot reach yet (its address, MAC and VTEP were not in the
- * view applied last, so no ARP/FDB entry exists for it) counts as not running until the apply. Removals
- * (a task told to stop, a task gone) take effect at once; additions wait for the entries they need. Pure.
- */
-export function dnsViewBeforeApply(applied: NetView | null, next: NetView): NetView {
-  if (!applied) return next;
-  const programmed = new Set(applied.endpoints.map(epKey));
-  if (next.endpoints.every((e) => !e.running || programmed.has(epKey(e)))) return next;
-  return { ...next, endpoints: next.endpoints.map((e) => (!e.running || programmed.has(epKey(e)) ? e : { ...e, running: false })) };
-}
-
-const epKey = (e: Endpoint): string => `${e.networkId} ${e.ip} ${e.mac} ${e.vtep}`;
-
 const indexCache = new WeakMap<NetView, DnsIndex>();
 
 /** The lookup index of a view (built once per view object and cached). */

@@ -14,7 +14,8 @@
 import type { TaskAssignment } from '../api/task-status.ts';
 import type { NetworkHook, NetworkSetup } from './engine/executor.ts';
 import { DataPlane, type ApplyReport } from '../overlay-net/dataplane.ts';
-import { DnsServer, dnsViewBeforeApply } from '../overlay-net/dns.ts';
+import { DnsServer } from '../overlay-net/dns.ts';
+import { viewBeforeApply } from '../api/netview.ts';
 import { clusterAddrs, GuardProgrammer } from '../overlay-net/filter.ts';
 import { LbProgrammer, vipNetworks } from '../overlay-net/lb.ts';
 import { HostPortProgrammer, MeshProgrammer } from '../overlay-net/mesh.ts';
@@ -135,7 +136,7 @@ export class NodeNetwork implements NetworkHook {
     // round's nft verifies, the attach of a starting task, a slow apply) has drained: under load that
     // took seconds, during which stopped tasks stayed in `tasks.<svc>` and a rolling update's stops
     // waited. Endpoints this node has no ARP/FDB entries for yet wait for the apply (programmable()).
-    this.dns?.setView(dnsViewBeforeApply(this.applied, view));
+    this.dns?.setView(this.programmable()!);
     const early = this.mesh ? this.programBalancers() : null;
     // Views come in bursts while tasks start and stop: one pass queued at a time converges on the latest.
     if (!this.queuedPass) this.queuedPass = this.convergePass();
@@ -145,14 +146,14 @@ export class NodeNetwork implements NetworkHook {
 
   /**
    * The latest view as the load balancers may use it: withdrawals at once, a new endpoint only once
-   * this node's data path reaches it (the view last applied has it), as DNS does (dnsViewBeforeApply).
-   * Cached per (applied, latest) pair: every task's table loop asks for it.
+   * this node's data path reaches it (the view last applied has it; api/netview.ts viewBeforeApply).
+   * DNS answers from it too. Cached per (applied, latest) pair: every task's table loop asks for it.
    */
   private programmable(): NetView | null {
     if (!this.view) return null;
     const c = this.programmableCache;
     if (c && c.view === this.view && c.applied === this.applied) return c.result;
-    const result = dnsViewBeforeApply(this.applied, this.view);
+    const result = viewBeforeApply(this.applied, this.view);
     this.programmableCache = { view: this.view, applied: this.applied, result };
     return result;
   }
@@ -303,7 +304,8 @@ export class NodeNetwork implements NetworkHook {
     try {
       await dns.start();
       this.dns = dns;
-      if (this.view) dns.setView(dnsViewBeforeApply(this.applied, this.view));
+      const v = this.programmable();
+      if (v) dns.setView(v);
     } catch (e) {
       await dns.close().catch(() => {});
       this.log(`network: DNS resolver not started yet: ${(e as Error).message}`);

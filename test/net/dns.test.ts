@@ -10,7 +10,8 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DnsServer, dnsViewBeforeApply, indexView, parseResolvConf, resolve } from '../../overlay-net/dns.ts';
+import { DnsServer, indexView, parseResolvConf, resolve } from '../../overlay-net/dns.ts';
+import { viewBeforeApply } from '../../api/netview.ts';
 import type { DnsClient, Resolution } from '../../overlay-net/dns.ts';
 import {
   aRecord,
@@ -333,7 +334,7 @@ describe('resolve()', () => {
     // its ARP/FDB entries exist); a new api task appears already running on another node (no entries yet).
     next.endpoints = next.endpoints.map((e) => (e.taskId === 'ddd444' ? { ...e, running: false } : e.taskId === 'bbb222' ? { ...e, running: true } : e));
     next.endpoints.push({ ...ep('back', 's-api', 'api', 5, 'jjj000', '10.0.2.24'), nodeId: 'node2', vtep: '192.168.0.2' });
-    const interim = dnsViewBeforeApply(applied, next);
+    const interim = viewBeforeApply(applied, next);
     const tasksApi = (v: NetView) => addrs(resolve(A('tasks.api'), BACK, v)).sort();
     assert.deepEqual(tasksApi(interim), ['10.0.2.20', '10.0.2.22']);
     assert.deepEqual(addrs(resolve(A('tasks.web'), FRONT, interim)).sort(), ['10.0.1.10', '10.0.1.11']);
@@ -341,10 +342,10 @@ describe('resolve()', () => {
     // the same address moved to another node (new VTEP) is not reachable until applied either
     const moved = fixture();
     moved.endpoints = moved.endpoints.map((e) => (e.taskId === 'ccc333' ? { ...e, vtep: '192.168.0.9' } : e));
-    assert.deepEqual(tasksApi(dnsViewBeforeApply(applied, moved)), ['10.0.2.21', '10.0.2.22']);
+    assert.deepEqual(tasksApi(viewBeforeApply(applied, moved)), ['10.0.2.21', '10.0.2.22']);
     // nothing to hold back: the view itself; no view applied yet: the view itself
-    assert.equal(dnsViewBeforeApply(applied, applied), applied);
-    assert.equal(dnsViewBeforeApply(null, next), next);
+    assert.equal(viewBeforeApply(applied, applied), applied);
+    assert.equal(viewBeforeApply(null, next), next);
     // pure: the inputs are unchanged
     assert.equal(next.endpoints.find((e) => e.taskId === 'jjj000')!.running, true);
   });
