@@ -160,6 +160,8 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
       }
     })();
     const scaled = await sh('service', 'scale', 'web=1');
+    // The load goes on for a fixed half second after the scale-down finished (a measurement window, not
+    // a wait for a condition): a request still routed to a stopped task would fail in it.
     await new Promise((r) => setTimeout(r, 500));
     stop = true;
     await load;
