@@ -39,6 +39,15 @@ describe('dockerode against a Shoal manager', () => {
     assert.match(created.id ?? created.ID, /^[0-9a-z]{25}$/);
     const list = await docker.listServices({ filters: { name: ['dk'] } });
     assert.equal(list.length, 1);
+    // The allocator writes the new service's endpoint status once, just after the create, which moves
+    // its version (as Swarm's allocator does). Read it for the update after that write, or the update
+    // races it: on a busy machine it came between the inspect and the update (409).
+    const store = m.daemon.manager!.store;
+    const deadline = Date.now() + 10_000;
+    while ((store.view((tx) => tx.list('service').find((x) => x.spec.name === 'dk'))?.status.endpoint ?? null) === null) {
+      if (Date.now() > deadline) throw new Error('the allocator never allocated service dk');
+      await new Promise((r) => setTimeout(r, 5));
+    }
     const svc = docker.getService('dk');
     const cur = await svc.inspect();
     const spec = { ...cur.Spec, Mode: { Replicated: { Replicas: 2 } } };
