@@ -178,16 +178,22 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
     // (At least one: on a machine at load 30+, a node's apply can outlast the 2 s bound, and then the
     // deadline releases that stop, which is the designed behaviour. Without acknowledgements it is 0.)
     assert.ok(drain.released.acknowledged! >= 1, `stops were released by the nodes' acknowledgements: ${JSON.stringify(drain)}`);
-    await waitFor(
+    let lastAnswer = '';
+    const oneAddress = waitFor(
       async () => {
-        const out = (await execIn('client', 'nslookup', 'tasks.web')).out;
-        return [...out.matchAll(/Address:\s*(10\.\d+\.\d+\.\d+)$/gm)].length === 1;
+        const r = await execIn('client', 'nslookup', 'tasks.web');
+        lastAnswer = `exit ${r.code}: ${r.out}${r.err}`;
+        return [...r.out.matchAll(/Address:\s*(10\.\d+\.\d+\.\d+)$/gm)].length === 1;
       },
       // A correctness bound, not a latency figure: in CI several labs share 2 cores, and the view passes
       // the leader's debounce, the session, the agent and the resolver (bench:e2e measures the latency).
       20_000,
       'tasks.web has one address',
     );
+    // What nslookup last printed says whether the answer was stale or the exec failed.
+    await oneAddress.catch((e: Error) => {
+      throw new Error(`${e.message}; last answer: ${lastAnswer.replace(/\s+/g, ' ').slice(0, 400)}`);
+    });
     // the mesh still answers on every host, also those without a task now
     for (const h of c.lab.hosts) assert.match((await get(h.ip!, 8080)) ?? '', /Hello from/, `mesh on ${h.name}`);
   });
