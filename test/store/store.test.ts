@@ -995,7 +995,7 @@ async function populated(): Promise<Store> {
 test('snapshot/restore round trip: same bytes, same reads, indexes rebuilt; restore closes watches', async () => {
   const a = await populated();
   const data = a.snapshot();
-  assert.equal(data[0], 1, 'format byte');
+  assert.equal(data[0], 2, 'format byte');
   const b = new Store({ now: clock() });
   let closed: Error | undefined;
   b.watch({ onClose: (e) => void (closed = e) }, () => {});
@@ -1038,6 +1038,133 @@ test('snapshot/restore round trip: same bytes, same reads, indexes rebuilt; rest
   assert.throws(() => b.restore(new Uint8Array([9])), StoreError);
   assert.throws(() => b.restore(new Uint8Array([1, 0x7b])), StoreError);
   assert.equal(snap(b), snap(a), 'a refused snapshot changes nothing');
+});
+
+test('snapshot format 2 writes a shared task spec once; format 1 still restores; bad references are refused', async () => {
+  const a = await populated();
+  await a.batch([4, 5, 6, 7], (tx, slot) => {
+    const t = task(`u${slot}`, 's1', slot, 'n2');
+    // Two spec versions alive at once, as during a rolling update.
+    if (slot > 5) t.spec = { image: 'busybox:1.37' };
+    tx.create(t);
+  });
+  const data = a.snapshot();
+  const doc = JSON.parse(Buffer.from(data.subarray(1)).toString('utf8'));
+  // Distinct values: the two specs and the one annotation set, each once.
+  assert.equal(doc.shared.length, 3, JSON.stringify(doc.shared));
+  for (const t of doc.objects.task) {
+    assert.equal(typeof t.spec, 'number');
+    assert.equal(typeof t.serviceAnnotations, 'number');
+  }
+  // Applied tasks with equal specs hold one frozen object; so do restored ones.
+  const same = (s: Store, x: string, y: string) => s.view((tx) => tx.get('task', x)!.spec === tx.get('task', y)!.spec);
+  assert.ok(same(a, 'u4', 'u5'));
+  assert.ok(same(a, 'u6', 'u7'));
+  assert.ok(!same(a, 'u5', 'u6'));
+  const b = new Store();
+  b.restore(data);
+  assert.equal(snap(b), snap(a));
+  assert.ok(same(b, 't1', 'u4'));
+  assert.ok(!same(b, 'u5', 'u6'));
+  assert.deepEqual(
+    b.view((tx) => tx.get('task', 'u7')!.spec),
+    { image: 'busybox:1.37' },
+  );
+  checkIndexes(b);
+  // A snapshot written by an older manager (format 1: every task whole) restores to the same state.
+  const v1 = { format: 1, index: doc.index, objects: { ...doc.objects } };
+  v1.objects.task = doc.objects.task.map((t: Record<string, unknown>) => ({
+    ...t,
+    spec: doc.shared[t.spec as number],
+    serviceAnnotations: doc.shared[t.serviceAnnotations as number],
+  }));
+  const c = new Store();
+  c.restore(new Uint8Array(Buffer.concat([Buffer.from([1]), Buffer.from(JSON.stringify(v1))])));
+  assert.equal(snap(c), snap(a));
+  checkIndexes(c);
+  // A reference past the shared list, or a shared list that is not one, is refused and changes nothing.
+  const broken = (mutate: (d: typeof doc) => void) => {
+    const d = JSON.parse(JSON.stringify(doc));
+    mutate(d);
+    return new Uint8Array(Buffer.concat([Buffer.from([2]), Buffer.from(JSON.stringify(d))]));
+  };
+  assert.throws(
+    () =>
+      c.restore(
+        broken((d) => {
+          d.objects.task[0].spec = 99;
+        }),
+      ),
+    /store snapshot: task t1: spec names shared value 99 of 3/,
+  );
+  assert.throws(
+    () =>
+      c.restore(
+        broken((d) => {
+          d.objects.task[0].spec = -1;
+        }),
+      ),
+    /shared value -1/,
+  );
+  assert.throws(
+    () =>
+      c.restore(
+        broken((d) => {
+          d.shared = {};
+        }),
+      ),
+    /shared is not a list/,
+  );
+  assert.equal(snap(c), snap(a), 'a refused snapshot changes nothing');
+});
+
+test('indexes: a slot with several tasks (history) gains and loses them one by one', async () => {
+  const s = new Store({ now: clock() });
+  await s.update((tx) => {
+    tx.create(cluster());
+    tx.create(node('n1', 'h1'));
+    tx.create(service('s1', 'web', 1));
+  });
+  const slotIds = () =>
+    s.view((tx) =>
+      tx
+        .tasksBySlot('s1', 1)
+        .map((t) => t.id)
+        .sort(),
+    );
+  for (const id of ['a', 'b', 'c']) {
+    await s.update((tx) => void tx.create(task(id, 's1', 1, 'n1')));
+    checkIndexes(s);
+  }
+  assert.deepEqual(slotIds(), ['a', 'b', 'c']);
+  for (const [id, left] of [
+    ['b', ['a', 'c']],
+    ['a', ['c']],
+    ['c', []],
+  ] as const) {
+    await s.update((tx) => {
+      const t = tx.get('task', id)!;
+      tx.delete('task', id, t.version);
+    });
+    assert.deepEqual(slotIds(), left);
+    checkIndexes(s);
+  }
+  assert.deepEqual(
+    s.view((tx) => tx.tasksByService('s1')),
+    [],
+  );
+  assert.deepEqual(
+    s.view((tx) => tx.tasksByNode('n1')),
+    [],
+  );
+  // Moving a task to another node leaves nothing behind under the old one.
+  await s.update((tx) => void tx.create(task('d', 's1', 1, 'n1')));
+  await s.update((tx) => void tx.modify('task', 'd', (m) => void (m.nodeId = 'n2')));
+  assert.deepEqual(
+    s.view((tx) => tx.tasksByNode('n1')),
+    [],
+  );
+  checkIndexes(s);
 });
 
 test('deterministic apply: stores fed the same entries end byte-identical, whatever their clocks', async () => {

@@ -1,0 +1,66 @@
+// Shared values: one frozen copy of a task's spec for all the tasks that carry the same one.
+//
+// Why. Every task carries its service's task spec (the agent runs the task from it, and it stays the
+// spec the task was created with while the service moves on), and every manager builds each task from
+// the bytes of its Raft entry, so 150,000 replicas of one service held 150,000 equal copies of it: a
+// third of a task's heap, and a third of a snapshot's bytes and JSON parse time (docs/design/scale.md).
+// Stored objects are deep-frozen, so equal values can be one object: nothing can tell a shared copy from
+// an own one except `===`, which only gets more precise.
+//
+// Which fields. Those that are equal across the tasks of a service version and have no per-task part:
+// `spec` (the task template) and `serviceAnnotations`. Not `networks` (each task's own addresses) nor
+// `status`.
+//
+// Cost. A pool lookup serializes the value (≈ 1 µs for a typical spec); a hit then skips freezing it. The
+// pool is bounded (least recently used out first): a value evicted while tasks still hold it only means
+// the next equal value becomes a second copy.
+
+import { deepFreeze } from '../../api/objects.ts';
+
+/** Fields of a task that the tasks of one service version share. Order is the snapshot's order. */
+export const SHARED_TASK_FIELDS = ['spec', 'serviceAnnotations'] as const;
+
+/** Distinct values a pool keeps: services × versions alive at once (two during a rolling update). */
+export const DEFAULT_POOL_ENTRIES = 4096;
+
+/** Frozen values by their JSON text, least recently used first. */
+export class ValuePool {
+  private readonly byJson = new Map<string, object>();
+
+  constructor(private readonly maxEntries = DEFAULT_POOL_ENTRIES) {}
+
+  get size(): number {
+    return this.byJson.size;
+  }
+
+  /**
+   * The pooled value equal to `value` (the same frozen object for every equal value), or `value` itself,
+   * deep-frozen and pooled, when none is. Non-objects are returned as they are.
+   */
+  intern<T>(value: T): T {
+    if (typeof value !== 'object' || value === null) return value;
+    const key = JSON.stringify(value);
+    const hit = this.byJson.get(key);
+    if (hit !== undefined) {
+      // Refresh its place: delete and re-insert moves it to the end of the Map's order.
+      this.byJson.delete(key);
+      this.byJson.set(key, hit);
+      return hit as T;
+    }
+    deepFreeze(value);
+    this.byJson.set(key, value);
+    if (this.byJson.size > this.maxEntries) {
+      const oldest = this.byJson.keys().next().value as string;
+      this.byJson.delete(oldest);
+    }
+    return value;
+  }
+
+  /** Replaces a task body's shared fields with their pooled copies, in place (before it is frozen). */
+  internTask(body: Record<string, unknown>): void {
+    for (const f of SHARED_TASK_FIELDS) {
+      const v = body[f];
+      if (typeof v === 'object' && v !== null) body[f] = this.intern(v);
+    }
+  }
+}
