@@ -16,6 +16,13 @@ export { ApiError, badRequest, conflict, forbidden, notFound, tooLarge, unauthor
  */
 export const BODY_LIMITS = Object.freeze({ small: 64 << 10, spec: 1 << 20 });
 
+/**
+ * Bounds on discarding the rest of a request body that an error was answered before (sendError): up to
+ * this many bytes, within this many milliseconds, then the connection is cut. 64 MiB is 64 times the
+ * largest cap, so a client sending a spec somewhat too large still reads its 413.
+ */
+export const BODY_DRAIN = Object.freeze({ bytes: 64 << 20, ms: 5_000 });
+
 function sizeText(n: number): string {
   return n % (1 << 20) === 0 ? `${n >> 20} MiB` : n % (1 << 10) === 0 ? `${n >> 10} KiB` : `${n} bytes`;
 }
@@ -47,6 +54,46 @@ function nestingDepth(text: string): number {
 }
 
 /**
+ * The body of `req` if it is at most `limit` bytes, else null as soon as it goes past (the rest is left
+ * unread, the stream paused: sendError discards it). Not `for await`: leaving that loop early destroys
+ * the request, and with it the socket, before the error can be answered.
+ */
+function readCapped(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    if (req.readableEnded) return resolve(Buffer.alloc(0));
+    if (req.destroyed) return reject(new ApiError(400, 'EABORTED', 'the request body ended before it was complete'));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      done();
+      req.pause();
+      resolve(null);
+    };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (e: Error) => {
+      done();
+      reject(e);
+    };
+    const onClose = () => {
+      done();
+      reject(new ApiError(400, 'EABORTED', 'the request body ended before it was complete'));
+    };
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
+}
+
+/**
  * Reads and parses a JSON body of at most `limit` bytes: 413 as soon as the declared length or the bytes
  * received go past it (the rest is never buffered), 400 for anything that is not a JSON object or is
  * nested deeper than MAX_JSON_DEPTH. An empty body is {}.
@@ -56,16 +103,10 @@ export async function readJson(req: IncomingMessage, limit: number = BODY_LIMITS
   // (headers may be absent on a stream that stands in for a request, as in unit tests of route handlers)
   const declared = Number(req.headers?.['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw tooBig();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    const b = chunk as Buffer;
-    size += b.length;
-    if (size > limit) throw tooBig();
-    chunks.push(b);
-  }
-  if (size === 0) return {};
-  const text = Buffer.concat(chunks).toString('utf8');
+  const raw = await readCapped(req, limit);
+  if (raw === null) throw tooBig();
+  if (raw.length === 0) return {};
+  const text = raw.toString('utf8');
   const depth = nestingDepth(text);
   if (depth > MAX_JSON_DEPTH) throw badRequest(`request body is nested ${depth} levels deep; at most ${MAX_JSON_DEPTH} are accepted`);
   let body: unknown;
@@ -87,16 +128,73 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(data);
 }
 
-/** Sends the response an error maps to (errors.ts errorStatus). */
+/** The request `res` answers, while its body is still arriving (not for stand-in responses, which have none). */
+function unreadRequest(res: ServerResponse): IncomingMessage | null {
+  const req = (res as { req?: IncomingMessage }).req;
+  return req && !req.complete && !req.readableEnded && !req.destroyed ? req : null;
+}
+
+/** Whether the body of the request `res` answers is still arriving (an answer now should be sendJsonAndClose's). */
+export function requestBodyUnread(res: ServerResponse): boolean {
+  return unreadRequest(res) !== null;
+}
+
+/**
+ * Sends an answer that ends the connection: at once, so a client still sending can read it (curl with
+ * `Expect: 100-continue` stops sending), but the connection is closed only once the rest of the request
+ * body has been read and discarded. Closing while the client still sends makes the kernel answer its
+ * next bytes with a reset, and the client's write fails (EPIPE, "broken pipe") before it reads the
+ * answer: over TLS, with a body of a few MB, most of the time. The discarding is bounded (BODY_DRAIN):
+ * past its bytes or time the connection is cut. Nothing is kept.
+ */
+export function sendJsonAndClose(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const req = unreadRequest(res);
+  if (!req) {
+    sendJson(res, status, body, { ...headers, connection: 'close' });
+    return;
+  }
+  const data = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), connection: 'close' });
+  // Written now; ending the response is what makes Node close the connection, so that waits.
+  res.write(data);
+  let seen = 0;
+  const stop = () => {
+    clearTimeout(timer);
+    req.off('data', onData).off('end', onEnd).off('error', stop);
+    res.off('close', stop);
+  };
+  const cut = () => {
+    stop();
+    res.destroy();
+  };
+  const onData = (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > BODY_DRAIN.bytes) cut();
+  };
+  const onEnd = () => {
+    stop();
+    res.end();
+  };
+  const timer = setTimeout(cut, BODY_DRAIN.ms);
+  timer.unref();
+  req.on('data', onData).once('end', onEnd).once('error', stop);
+  res.once('close', stop);
+  req.resume();
+}
+
+/**
+ * Sends the response an error maps to (errors.ts errorStatus). A 413, or any error answered while the
+ * request body is still arriving, closes the connection once the body is discarded (sendJsonAndClose).
+ */
 export function sendError(res: ServerResponse, err: unknown): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const e = errorStatus(err);
-  // After a 413 the unread rest of the body is not drained: the connection is closed instead.
-  const headers: Record<string, string> = e.status === 413 ? { connection: 'close' } : {};
-  sendJson(res, e.status, { error: { code: e.code, message: e.message, ...(e.details ?? {}) } }, headers);
+  const body = { error: { code: e.code, message: e.message, ...(e.details ?? {}) } };
+  if (e.status === 413 || unreadRequest(res)) sendJsonAndClose(res, e.status, body);
+  else sendJson(res, e.status, body);
 }
 
 export type Handler<C> = (ctx: C, params: Record<string, string>, req: IncomingMessage, res: ServerResponse) => Promise<unknown> | unknown;

@@ -4,7 +4,7 @@
 // dockerode send unversioned paths), and bodies read as the control API reads them (bounded).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorStatus } from '../api/errors.ts';
-import { ApiError, badRequest } from '../api/http.ts';
+import { ApiError, badRequest, requestBodyUnread, sendJsonAndClose } from '../api/http.ts';
 import { API_VERSION, MIN_API_VERSION } from './deps.ts';
 
 export interface DockerCtx {
@@ -31,7 +31,9 @@ export function sendDockerError(res: ServerResponse, e: unknown): void {
   }
   const s = errorStatus(e);
   const status = s.status === 421 ? 503 : s.status;
-  sendDocker(res, status, { message: s.message });
+  // Before the body is read (a 413 above all): answered at once, closed once the body is discarded.
+  if (status === 413 || requestBodyUnread(res)) sendJsonAndClose(res, status, { message: s.message }, { 'api-version': API_VERSION });
+  else sendDocker(res, status, { message: s.message });
 }
 
 function cmpVersion(a: string, b: string): number {
