@@ -54,6 +54,7 @@
 // succeeded. stop() still releases the transport and storage.
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { ticksDue } from './ticker.ts';
 import { NotLeaderError, ProposalRejectedError, RaftCore, applyConfChange, decodeConfChange } from './core.ts';
 import type { RaftStats, Ready, Role, UnsafeFlags } from './core.ts';
 import type { PersistBatch, RaftStorage } from './storage.ts';
@@ -367,6 +368,8 @@ export class RaftNode {
   private lastCommitWrite = 0;
 
   private timer: NodeJS.Timeout | null = null;
+  /** When the next tick is due (performance.now() ms): late wake-ups run the ticks missed (ticker.ts). */
+  private tickDueAt = 0;
   private passScheduled = false;
   /** A Ready whose fsync was deferred (leader pipelining); nothing else may touch the disk until it finishes. */
   private inflight: Ready | null = null;
@@ -506,6 +509,7 @@ export class RaftNode {
     for (const [id, url] of addrs) this.addPeer(id, url);
 
     this.transport.onMessage((m) => this.onMessage(m));
+    this.tickDueAt = performance.now() + this.tickMs;
     this.timer = setInterval(() => this.onTick(), this.tickMs);
     // A single-voter cluster (just initialised, or recovered with --force-new-cluster) leads at once.
     this.core.campaignIfSole();
@@ -667,8 +671,10 @@ export class RaftNode {
 
   private onTick(): void {
     if (this.halted) return;
+    const due = ticksDue(this.tickDueAt, performance.now(), this.tickMs);
+    this.tickDueAt = due.next;
     try {
-      this.core.tick();
+      for (let i = 0; i < due.ticks; i++) this.core.tick();
     } catch (err) {
       this.fail(err);
       return;
