@@ -375,22 +375,45 @@ export class Dispatcher {
       ns.presented = c ? issuingRootDigest(ns.certRaw, acceptedRoots(c.rootCa)) : null;
     }
     const presented = ns.presented ?? undefined;
+    // The node as this hello leaves it. A node that is already ready, as described and seen from the same
+    // address, is not written again: after a change of leader every node says hello to the new one, and
+    // 1,000 writes that change only lastHeartbeat queued the cluster's first real write behind them for
+    // seconds (bench:scale, leader kill). lastHeartbeat is when the node was last written ready.
+    const next = (cur: NodeObj): NodeObj | null => {
+      const certificate =
+        cur.certificate && presented && cur.certificate.presented !== presented ? { ...cur.certificate, presented } : cur.certificate;
+      // The hostname is the one the node joined with, unique among nodes (api/join.ts): a hello cannot
+      // take another node's name, which `node rm/promote <hostname>` and constraints would then match.
+      const desc = { ...cur.description, ...description, hostname: cur.description.hostname || description.hostname };
+      // The address the node was seen from, as in Swarm, not the one it claims (security review,
+      // finding 8): node.ip constraints and renewed certificates' IP SANs use it. The node's own
+      // address (description.addr) stays its overlay endpoint.
+      const addr = ns.remoteAddr || description.addr;
+      const same =
+        certificate === cur.certificate &&
+        cur.status.state === 'ready' &&
+        cur.status.message === '' &&
+        cur.status.addr === addr &&
+        JSON.stringify(desc) === JSON.stringify(cur.description);
+      if (same) return null;
+      return {
+        ...cur,
+        ...(certificate !== cur.certificate ? { certificate } : {}),
+        description: desc,
+        status: { ...cur.status, state: 'ready', message: '', addr, lastHeartbeat: new Date().toISOString() },
+      } as NodeObj;
+    };
+    if (next(n) === null) {
+      this.counters.helloUnchanged();
+      return;
+    }
     await this.d.gate.update((tx) => {
       const cur = tx.get('node', nodeId) as NodeObj | undefined;
       if (!cur) return;
-      tx.update({
-        ...cur,
-        // Which root's key issued the certificate this session presents (a root rotation waits for it).
-        ...(cur.certificate && presented && cur.certificate.presented !== presented ? { certificate: { ...cur.certificate, presented } } : {}),
-        // The hostname is the one the node joined with, unique among nodes (api/join.ts): a hello cannot
-        // take another node's name, which `node rm/promote <hostname>` and constraints would then match.
-        description: { ...cur.description, ...description, hostname: cur.description.hostname || description.hostname },
-        // The address the node was seen from, as in Swarm, not the one it claims (security review,
-        // finding 8): node.ip constraints and renewed certificates' IP SANs use it. The node's own
-        // address (description.addr) stays its overlay endpoint.
-        status: { ...cur.status, state: 'ready', message: '', addr: ns.remoteAddr || description.addr, lastHeartbeat: new Date().toISOString() },
-      });
+      const upd = next(cur);
+      if (upd !== null) tx.update(upd);
     });
+    this.counters.helloWrote();
   }
 
   /** Queues a batch's updates one by one: a bad or foreign entry costs only itself. */

@@ -14,6 +14,8 @@ export interface DispatcherStats {
   handlerErrors: number;
   disconnects: { total: number; byReason: Record<string, number> };
   status: { queued: number; written: number };
+  /** Hellos that wrote the node, and hellos from a node already ready as described (no write). */
+  hellos: { written: number; unchanged: number };
   sent: number;
   sendRefused: number;
   /** Stops held until every node had taken the task out of its tables (drain.ts). */
@@ -64,6 +66,8 @@ export class DispatcherCounters {
   private closed = 0;
   private statusQueued = 0;
   private statusWritten = 0;
+  private hellosWritten = 0;
+  private hellosUnchanged = 0;
   private readonly byType: Record<string, number> = {};
   /** Drops decided by the dispatcher itself (unknown task, stale state, full queue, failed write). */
   private readonly dispatcherDropped: Record<string, number> = {};
@@ -100,6 +104,14 @@ export class DispatcherCounters {
     this.statusWritten += n;
   }
 
+  helloWrote(): void {
+    this.hellosWritten++;
+  }
+
+  helloUnchanged(): void {
+    this.hellosUnchanged++;
+  }
+
   /** Totals: ended sessions plus the live ones. */
   snapshot(live: Iterable<SessionCounters>, open: number): Omit<DispatcherStats, 'drain'> {
     const s = emptySums();
@@ -115,6 +127,7 @@ export class DispatcherCounters {
       handlerErrors: s.handlerErrors,
       disconnects: { total: sum(this.disconnects), byReason: { ...this.disconnects } },
       status: { queued: this.statusQueued, written: this.statusWritten },
+      hellos: { written: this.hellosWritten, unchanged: this.hellosUnchanged },
       sent: s.sent,
       sendRefused: s.sendRefused,
     };

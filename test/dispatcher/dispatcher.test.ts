@@ -264,6 +264,8 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
   });
 
   it('a node opening sessions in a loop gets a burst of hellos, then 4029, and no more writes', async () => {
+    // Each session describes the node differently (a new engine version), so every welcomed hello is a
+    // write: the limit is what bounds a node's writes, not the unchanged-hello shortcut.
     await store.update((tx) => void tx.create(node('n8')));
     const version = () => (store.view((tx) => tx.get('node', 'n8')) as Node).version;
     const before = version();
@@ -272,7 +274,7 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     const t0 = Date.now();
     for (let i = 0; i < 20; i++) {
       const a = await agent('n8');
-      a.send({ t: 'hello', description: desc('n8') });
+      a.send({ t: 'hello', description: { ...desc('n8'), engineVersion: `shoal-0.${i}` } });
       await until(() => a.got.some((m) => m.t === 'welcome') || a.closed !== null, `session ${i} answered`);
       if (a.got.some((m) => m.t === 'welcome')) welcomed++;
       else closes.push(a.closed!.code);
@@ -284,5 +286,38 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     await until(() => version() - before === welcomed, 'one hello write per welcomed session');
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(version() - before, welcomed, 'the refused sessions wrote nothing');
+  });
+
+  it('a ready node saying hello again unchanged (a new leader, a reconnect) is not written; a changed one is', async () => {
+    await store.update((tx) => void tx.create(node('n9')));
+    const n9 = () => store.view((tx) => tx.get('node', 'n9')) as Node;
+    const first = await agent('n9');
+    first.send({ t: 'hello', description: desc('n9') });
+    await until(() => n9().status.state === 'ready', 'n9 ready');
+    const v = n9().version;
+    const before = d.stats().hellos;
+    first.ws.close();
+    // Same description, same address, already ready: welcomed, and nothing written.
+    const again = await agent('n9');
+    again.send({ t: 'hello', description: desc('n9') });
+    await until(() => again.got.some((m) => m.t === 'welcome'), 'welcomed again');
+    await until(() => d.stats().hellos.unchanged === before.unchanged + 1, 'counted as unchanged');
+    assert.equal(n9().version, v, 'no write for an unchanged hello');
+    assert.equal(d.stats().hellos.written, before.written);
+    again.ws.close();
+    // Marked down meanwhile (by the leader's liveness): the next hello writes it ready again.
+    await store.update((tx) => {
+      const cur = tx.get('node', 'n9') as Node;
+      tx.update({ ...cur, status: { ...cur.status, state: 'down', message: 'heartbeat failure' } });
+    });
+    const back = await agent('n9');
+    back.send({ t: 'hello', description: desc('n9') });
+    await until(() => n9().status.state === 'ready', 'n9 ready again');
+    // A changed description is written too.
+    back.ws.close();
+    const changed = await agent('n9');
+    changed.send({ t: 'hello', description: { ...desc('n9'), engineVersion: 'shoal-9' } });
+    await until(() => n9().description.engineVersion === 'shoal-9', 'new description stored');
+    assert.equal(d.stats().hellos.written, before.written + 2);
   });
 });
