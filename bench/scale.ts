@@ -308,6 +308,10 @@ async function main(): Promise<void> {
 
     // ------------------------------------------------------------------------------ rolling update
     await phase('rolling update', async () => {
+      if (UPDATE_TASKS === 0) {
+        notes.push('rolling update skipped (--update-tasks 0)');
+        return;
+      }
       const spec = {
         name: 'roll',
         mode: { replicated: { replicas: UPDATE_TASKS } },
