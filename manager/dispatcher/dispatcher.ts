@@ -380,8 +380,7 @@ export class Dispatcher {
     // 1,000 writes that change only lastHeartbeat queued the cluster's first real write behind them for
     // seconds (bench:scale, leader kill). lastHeartbeat is when the node was last written ready.
     const next = (cur: NodeObj): NodeObj | null => {
-      const certificate =
-        cur.certificate && presented && cur.certificate.presented !== presented ? { ...cur.certificate, presented } : cur.certificate;
+      const certificate = cur.certificate && presented && cur.certificate.presented !== presented ? { ...cur.certificate, presented } : cur.certificate;
       // The hostname is the one the node joined with, unique among nodes (api/join.ts): a hello cannot
       // take another node's name, which `node rm/promote <hostname>` and constraints would then match.
       const desc = { ...cur.description, ...description, hostname: cur.description.hostname || description.hostname };
