@@ -29,7 +29,7 @@ import { RemoteCalls } from '../api/remote.ts';
 import type { Gate } from '../api/gate.ts';
 import { raftUrl, type Members } from '../members.ts';
 import { NodeLiveness, heartbeatPeriodFor } from './liveness.ts';
-import { DISPATCHER_PATH, type ManagerToAgent } from '../../api/dispatcher.ts';
+import { DISPATCHER_PATH, type ManagerAddr, type ManagerToAgent } from '../../api/dispatcher.ts';
 import { StatusQueue } from './status-queue.ts';
 import { DispatcherCounters, type DispatcherStats } from './stats.ts';
 import { planFileMessages } from './secret-delivery.ts';
@@ -118,6 +118,8 @@ interface NodeSession {
   closeAfterRenew?: string;
   /** Digest of the root whose key issued `certRaw` (computed at the first hello; null: none accepted). */
   presented?: string | null;
+  /** The heartbeat period and manager list this node was last told (hbNews), '' before its welcome. */
+  told: string;
 }
 
 export class Dispatcher {
@@ -192,7 +194,7 @@ export class Dispatcher {
         liveness: DISPATCHER_LIMITS.liveness,
       },
     });
-    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session, ...(certRaw ? { certRaw } : {}) };
+    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session, told: '', ...(certRaw ? { certRaw } : {}) };
     this.counters.sessionOpened();
     if (!this.leading) {
       ns.session.sendJson({ t: 'redirect', leader: this.d.members.leaderAddr(), message: 'this manager is not the leader' } satisfies ManagerToAgent);
@@ -314,10 +316,18 @@ export class Dispatcher {
           return this.status(ns, m, now);
         case 'usage':
           return this.usage(ns, m);
-        case 'hb':
+        case 'hb': {
           this.liveness.heartbeat(nodeId, now);
-          send({ t: 'hb', heartbeatPeriodMs: this.heartbeatPeriod(), managers: this.d.members.managerAddrs() });
+          // Answered only with news: a new period or manager list. The answer to every heartbeat was half
+          // of the leader's writes at 1,000 nodes (bench:scale --profile); an agent needs no answer to
+          // stay alive (the session's pings do that), only the news.
+          const news = this.hbNews();
+          if (news.key !== ns.told) {
+            ns.told = news.key;
+            send({ t: 'hb', heartbeatPeriodMs: news.heartbeatPeriodMs, managers: news.managers });
+          }
           return;
+        }
         case 'renew':
           return await this.renew(ns, m.csr, now);
         case 'network-applied': {
@@ -342,6 +352,13 @@ export class Dispatcher {
     return this.d.store.view((tx) => tx.get('node', id)) as NodeObj | undefined;
   }
 
+  /** What a heartbeat answer carries, and a key that changes when it does. */
+  private hbNews(): { heartbeatPeriodMs: number; managers: ManagerAddr[]; key: string } {
+    const heartbeatPeriodMs = this.heartbeatPeriod();
+    const managers = this.d.members.managerAddrs();
+    return { heartbeatPeriodMs, managers, key: `${heartbeatPeriodMs} ${JSON.stringify(managers)}` };
+  }
+
   private async hello(ns: NodeSession, description: NodeObj['description'], now: number): Promise<void> {
     if (now - ns.helloAt < DISPATCHER_LIMITS.helloIntervalMs)
       throw new ProtocolViolation('hello-rate', `hello again within ${DISPATCHER_LIMITS.helloIntervalMs} ms`);
@@ -359,11 +376,13 @@ export class Dispatcher {
       ns.session.close(4003, 'unknown node');
       return;
     }
+    const news = this.hbNews();
+    ns.told = news.key;
     ns.session.sendJson({
       t: 'welcome',
       nodeId,
-      heartbeatPeriodMs: this.heartbeatPeriod(),
-      managers: this.d.members.managerAddrs(),
+      heartbeatPeriodMs: news.heartbeatPeriodMs,
+      managers: news.managers,
       role: n.spec.role,
     } satisfies ManagerToAgent);
     this.sentViews.delete(nodeId);

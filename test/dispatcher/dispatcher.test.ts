@@ -179,9 +179,10 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     assert.ok(logs.some((l) => /node n3 disconnected \(violations\)/.test(l)));
     assert.equal(taskState('t1'), 'running', "n3 could not touch n1's task");
     const a1 = agents[0]!;
-    const before = a1.got.length;
+    const hbs = d.stats().messages.byType['hb'] ?? 0;
     a1.send({ t: 'hb' });
-    await until(() => a1.got.slice(before).some((m) => m.t === 'hb'), 'n1 still answered');
+    await until(() => (d.stats().messages.byType['hb'] ?? 0) > hbs, 'n1 still heard');
+    assert.equal(a1.closed, null);
   });
 
   it('renewals are rate-limited per node; a bad CSR is refused as a violation', async () => {
@@ -234,9 +235,10 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     assert.equal(a.closed!.code, 1009);
     await until(() => (d.stats().disconnects.byReason['oversized-frame'] ?? 0) === 1, 'counted');
     const a1 = agents[0]!;
-    const before = a1.got.length;
+    const hbs = d.stats().messages.byType['hb'] ?? 0;
     a1.send({ t: 'hb' });
-    await until(() => a1.got.slice(before).some((m) => m.t === 'hb'), 'n1 still answered');
+    await until(() => (d.stats().messages.byType['hb'] ?? 0) > hbs, 'n1 still heard');
+    assert.equal(a1.closed, null);
     const s = d.stats();
     assert.equal(s.sessions.open, 2);
     assert.ok(s.messages.byType['status']! >= 3);
@@ -319,5 +321,31 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     changed.send({ t: 'hello', description: { ...desc('n9'), engineVersion: 'shoal-9' } });
     await until(() => n9().description.engineVersion === 'shoal-9', 'new description stored');
     assert.equal(d.stats().hellos.written, before.written + 2);
+  });
+
+  it('a heartbeat is answered only with news: a new period or manager list', async () => {
+    await store.update((tx) => void tx.create(node('n10')));
+    const a = await agent('n10');
+    a.send({ t: 'hello', description: desc('n10') });
+    await until(() => a.got.some((m) => m.t === 'welcome'), 'welcomed');
+    const hbs = () => d.stats().messages.byType['hb'] ?? 0;
+    const answers = () => a.got.filter((m) => m.t === 'hb');
+    // Nothing new since the welcome: heard, not answered.
+    const before = hbs();
+    for (let i = 0; i < 3; i++) a.send({ t: 'hb' });
+    await until(() => hbs() === before + 3, 'three heartbeats heard');
+    assert.equal(answers().length, 0, 'no answer without news');
+    // The operator changes the period: the next heartbeat is answered with it, once.
+    await store.update((tx) => {
+      const c = tx.get('cluster', 'cluster') as Cluster;
+      tx.update({ ...c, spec: { ...c.spec, dispatcher: { ...c.spec.dispatcher, heartbeatPeriodMs: 2500 } } });
+    });
+    a.send({ t: 'hb' });
+    await until(() => answers().length === 1, 'answered with the new period');
+    assert.equal(answers()[0]!.heartbeatPeriodMs, 2500);
+    a.send({ t: 'hb' });
+    a.send({ t: 'hb' });
+    await until(() => hbs() === before + 6, 'heard');
+    assert.equal(answers().length, 1, 'told once');
   });
 });
