@@ -26,6 +26,7 @@ import type { Executor } from './executor.ts';
 import type { TaskAssignment, TaskStatusUpdate } from '../api/task-status.ts';
 import { chunkEntry, LogBatcher, logChunkCost, splitBuffer } from '../api/log-chunk.ts';
 import { FlowWindow } from './logs/flow.ts';
+import { MIN_BACKOFF_MS, reconnectDelay } from './reconnect.ts';
 
 /** Status updates kept while waiting to be sent; beyond this the executor's snapshot replaces them. */
 const MAX_STATUS_BUFFER = 4096;
@@ -38,12 +39,8 @@ const MAX_EXEC_REQUESTS = 32;
 const USAGE_SKIP_BUFFERED = 4 << 20;
 /** How long a logs request may wait for the leader's acknowledgement before that task's part ends. */
 const ACK_TIMEOUT_MS = 60_000;
-/**
- * Longest wait between reconnects while no manager welcomes the session (jittered to half to all of it).
- * Node Down is decided by heartbeats the leader misses, not by this: a node reconnecting to a new leader
- * gets a full grace window there (dispatcher startLeading).
- */
-const MAX_BACKOFF_MS = 2000;
+// Reconnect delays: reconnect.ts. Node Down is decided by heartbeats the leader misses, not by them: a
+// node reconnecting to a new leader gets a full grace window there (dispatcher startLeading).
 /** Largest message accepted from a manager (an 'assignments' message lists every task of the node). */
 const MAX_MANAGER_MESSAGE = 64 << 20;
 
@@ -111,7 +108,7 @@ export class Agent {
   private next = 0;
   private hbTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
-  private backoff = 50;
+  private backoff = MIN_BACKOFF_MS;
   private periodMs = 1000;
   private preferred: string | null = null;
   state: AgentState = 'connecting';
@@ -248,7 +245,7 @@ export class Agent {
     const ws = new WebSocket(`wss://${target}${DISPATCHER_PATH}`, options as unknown as ClientOptions);
     if (handoverTo) this.handingOver = ws;
     else this.ws = ws;
-    const retry = (why: string) => {
+    const retry = (why: string, code = 1006) => {
       if (this.handingOver === ws) {
         // The handover connection failed before it opened: the current session, if any, carries on.
         this.handingOver = null;
@@ -259,6 +256,7 @@ export class Agent {
       } else if (this.ws !== ws) {
         return; // a session that was handed over, or replaced
       }
+      const wasReady = this.state === 'ready';
       this.ws = null;
       this.session = null;
       if (this.hbTimer) clearInterval(this.hbTimer);
@@ -272,8 +270,16 @@ export class Agent {
         this.log(`agent: session to ${target} ended (${why}); continuing on the new connection`);
         return;
       }
-      const delay = this.preferred ? 0 : this.backoff * (0.5 + (this.opts.random ?? Math.random)() / 2);
-      this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+      const next = reconnectDelay({
+        wasReady,
+        code,
+        redirected: this.preferred !== null,
+        backoff: this.backoff,
+        periodMs: this.periodMs,
+        random: (this.opts.random ?? Math.random)(),
+      });
+      const delay = next.delay;
+      this.backoff = next.backoff;
       this.log(`agent: session to ${target} ended (${why}); retrying in ${Math.round(delay)} ms`);
       this.retryTimer = setTimeout(() => this.connect(), delay);
     };
@@ -299,7 +305,7 @@ export class Agent {
         this.send({ t: 'hello', description: this.describe() });
       },
       onMessage: (m) => this.onMessage(m),
-      onClose: (code, reason) => retry(`${code} ${reason}`),
+      onClose: (code, reason) => retry(`${code} ${reason}`, code),
       log: (l) => this.log(l),
       limits: { maxMessageBytes: MAX_MANAGER_MESSAGE, slowConsumer: 'close' },
     });
@@ -310,7 +316,7 @@ export class Agent {
     switch (m.t) {
       case 'welcome': {
         this.state = 'ready';
-        this.backoff = 50;
+        this.backoff = MIN_BACKOFF_MS;
         this.setManagers(m.managers);
         this.setPeriod(m.heartbeatPeriodMs);
         this.log(`agent: session established with ${this.connectedTo}`);

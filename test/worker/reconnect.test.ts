@@ -1,0 +1,48 @@
+// When an agent dials again (worker/reconnect.ts): a lost leader's nodes spread their reconnects over a
+// heartbeat period, an election is waited out, failures back off.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MAX_BACKOFF_MS, MIN_BACKOFF_MS, NO_LEADER_BACKOFF_MS, reconnectDelay } from '../../worker/reconnect.ts';
+
+const base = { wasReady: false, code: 1006, redirected: false, backoff: MIN_BACKOFF_MS, periodMs: 1000, random: 1 };
+
+test('a welcomed session that ends: a random part of one heartbeat period, and the backoff starts over', () => {
+  // 1,000 nodes drawing uniformly: spread over the whole period, not bunched at its start.
+  const delays = Array.from({ length: 1000 }, (_, i) => reconnectDelay({ ...base, wasReady: true, backoff: 800, random: i / 1000 }));
+  assert.ok(delays.every((d) => d.backoff === MIN_BACKOFF_MS));
+  assert.equal(Math.min(...delays.map((d) => d.delay)), 0);
+  assert.ok(Math.max(...delays.map((d) => d.delay)) >= 990);
+  assert.equal(delays.filter((d) => d.delay < 100).length, 100, 'a tenth in the first tenth');
+  // The period grows with the cluster (up to 2.5 s at 5,000 nodes): so does the spread.
+  assert.equal(reconnectDelay({ ...base, wasReady: true, periodMs: 2500, random: 0.5 }).delay, 1250);
+});
+
+test('redirected to a known leader: at once, backoff kept', () => {
+  assert.deepEqual(reconnectDelay({ ...base, code: 4001, redirected: true, backoff: 400 }), { delay: 0, backoff: 400 });
+  // Also right after a welcomed session (the leader stepped down and named its successor).
+  assert.equal(reconnectDelay({ ...base, wasReady: true, code: 4001, redirected: true }).delay, 0);
+});
+
+test('not leader, no leader known: at least an election timeout, doubling to the cap', () => {
+  let backoff = MIN_BACKOFF_MS;
+  const delays: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const r = reconnectDelay({ ...base, code: 4001, backoff, random: 1 });
+    delays.push(r.delay);
+    backoff = r.backoff;
+  }
+  assert.deepEqual(delays, [NO_LEADER_BACKOFF_MS, 2 * NO_LEADER_BACKOFF_MS, MAX_BACKOFF_MS, MAX_BACKOFF_MS, MAX_BACKOFF_MS]);
+  // Equal jitter: never less than half.
+  assert.equal(reconnectDelay({ ...base, code: 4001, random: 0 }).delay, NO_LEADER_BACKOFF_MS / 2);
+});
+
+test('a failed connection backs off exponentially from the minimum', () => {
+  let backoff = MIN_BACKOFF_MS;
+  const delays: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    const r = reconnectDelay({ ...base, backoff, random: 1 });
+    delays.push(r.delay);
+    backoff = r.backoff;
+  }
+  assert.deepEqual(delays, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+});
