@@ -417,6 +417,14 @@ async function main(): Promise<void> {
         10,
       );
       fig(`leader kill -9 at ${NODES} nodes -> new leader and first write`, `${s(performance.now() - t)} (elected after ${s(elected)})`, '<= 3 s');
+      // Every agent had to reconnect to the new leader. Any live node it marked Down meanwhile would see
+      // its tasks rescheduled: wait out the new leader's takeover window (takeoverGraceMs + the deadline)
+      // and count. Expected Down: the agent killed above and the killed leader's own node.
+      const win = 3000 + Math.min(30_000, Math.ceil((NODES * 1000) / 200)) + 2000;
+      await sleep(Math.max(0, win - (performance.now() - t)));
+      const nodes = await control<{ status?: { state?: string } }[]>(c.ctx, 'GET', '/v1/nodes', undefined, survivors[0]).catch(() => null);
+      const down = nodes ? nodes.filter((n) => n.status?.state === 'down').length : NaN;
+      fig(`live nodes marked Down by the new leader (${(win / 1000).toFixed(0)} s after the kill)`, `${Math.max(0, down - 2)}`, '0');
     });
   } finally {
     const settled = stopped;

@@ -28,7 +28,7 @@ import type { TaskAssignment } from '../../api/task-status.ts';
 import { RemoteCalls } from '../api/remote.ts';
 import type { Gate } from '../api/gate.ts';
 import { raftUrl, type Members } from '../members.ts';
-import { NodeLiveness, heartbeatPeriodFor } from './liveness.ts';
+import { NodeLiveness, heartbeatPeriodFor, takeoverGraceMs } from './liveness.ts';
 import { DISPATCHER_PATH, type ManagerAddr, type ManagerToAgent } from '../../api/dispatcher.ts';
 import { StatusQueue } from './status-queue.ts';
 import { DispatcherCounters, type DispatcherStats } from './stats.ts';
@@ -550,10 +550,10 @@ export class Dispatcher {
     this.leading = true;
     const nodes = this.d.store.view((tx) => tx.list('node')) as NodeObj[];
     this.liveness.setPeriod(this.heartbeatPeriod(), this.configuredPeriod(), Date.now());
-    this.liveness.startTracking(
-      nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id),
-      Date.now(),
-    );
+    const alive = nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id);
+    const grace = takeoverGraceMs(alive.length);
+    this.liveness.startTracking(alive, Date.now(), grace);
+    if (alive.length > 0) this.d.log(`tracking ${alive.length} node(s): Down after ${this.liveness.deadlineMs + grace} ms without a heartbeat, then ${this.liveness.deadlineMs} ms`);
     // Any change to a node's tasks is pushed to that node's session (debounced per node).
     this.unwatchTasks = this.d.store.watch(
       {

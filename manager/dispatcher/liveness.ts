@@ -27,6 +27,26 @@ export function heartbeatPeriodFor(configuredMs: number, nodes: number, budgetPe
   return Math.max(configuredMs, Math.min(wanted, MAX_ADAPTIVE_PERIOD_MS));
 }
 
+/**
+ * Reconnects a new leader is sized to absorb per second. Every node of the cluster lost its session with
+ * the old leader and must open one with the new leader (a TLS handshake, a hello, its assignments and
+ * views). At 1,000 nodes on this 2-core machine the new leader took them at ≈ 300 a second, so
+ * with only the usual deadline (3 s) it marked 650-1,000 live nodes Down while they queued to reconnect
+ * (bench:scale, leader kill), and each Down node's tasks are fair game for rescheduling.
+ */
+export const TAKEOVER_RECONNECTS_PER_SEC = 200;
+/** The extra takeover window never grows past this (Swarm gives every node 3 × 5 s after a change of leader). */
+export const MAX_TAKEOVER_GRACE_MS = 30_000;
+
+/**
+ * How much longer than the usual deadline a new leader waits for the nodes it inherits: the time for
+ * `nodes` reconnects at TAKEOVER_RECONNECTS_PER_SEC, at most MAX_TAKEOVER_GRACE_MS. 0 for a small
+ * cluster's few nodes would do too; the rule gives 5 s at 1,000 nodes and 25 s at 5,000.
+ */
+export function takeoverGraceMs(nodes: number, perSec = TAKEOVER_RECONNECTS_PER_SEC): number {
+  return Math.min(MAX_TAKEOVER_GRACE_MS, Math.ceil((nodes * 1000) / perSec));
+}
+
 export class NodeLiveness {
   private lastSeen = new Map<NodeId, number>();
   private announcedMs: number;
@@ -66,9 +86,12 @@ export class NodeLiveness {
     return this.deadlineFor(this.announcedMs);
   }
 
-  /** Leadership gained at `now`: nodes believed alive get a full window before they can expire. */
-  startTracking(nodes: NodeId[], now: number): void {
-    for (const n of nodes) this.lastSeen.set(n, now);
+  /**
+   * Leadership gained at `now`: nodes believed alive get a full window before they can expire, plus
+   * `graceMs` (takeoverGraceMs) for all of them to reconnect.
+   */
+  startTracking(nodes: NodeId[], now: number, graceMs = 0): void {
+    for (const n of nodes) this.lastSeen.set(n, now + graceMs);
   }
 
   heartbeat(node: NodeId, now: number): void {

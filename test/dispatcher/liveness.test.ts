@@ -2,7 +2,14 @@
 // when a silent node is Down with it. Pure: times are numbers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HEARTBEAT_BUDGET_PER_SEC, MAX_ADAPTIVE_PERIOD_MS, NodeLiveness, heartbeatPeriodFor } from '../../manager/dispatcher/liveness.ts';
+import {
+  HEARTBEAT_BUDGET_PER_SEC,
+  MAX_ADAPTIVE_PERIOD_MS,
+  MAX_TAKEOVER_GRACE_MS,
+  NodeLiveness,
+  heartbeatPeriodFor,
+  takeoverGraceMs,
+} from '../../manager/dispatcher/liveness.ts';
 
 test('the configured period is announced while the nodes fit the heartbeat budget', () => {
   assert.equal(heartbeatPeriodFor(1000, 0), 1000);
@@ -63,6 +70,23 @@ test('a new leader gives every node a full window from the moment it took over',
   l.startTracking(['a', 'b'], 50_000);
   assert.deepEqual(l.expired(53_000), []);
   assert.deepEqual(l.expired(53_001).sort(), ['a', 'b']);
+});
+
+test('a new leader of many nodes waits for all of them to reconnect before the usual deadline runs', () => {
+  // 5 s for 1,000 nodes to reconnect, 25 s for 5,000; a handful of nodes need no more than the deadline.
+  assert.equal(takeoverGraceMs(1000), 5000);
+  assert.equal(takeoverGraceMs(5000), 25_000);
+  assert.equal(takeoverGraceMs(3), 15);
+  assert.equal(takeoverGraceMs(100_000), MAX_TAKEOVER_GRACE_MS);
+  const l = new NodeLiveness(1000);
+  l.startTracking(['a', 'b', 'c'], 50_000, takeoverGraceMs(1000));
+  // Nobody expires within the grace plus the deadline...
+  assert.deepEqual(l.expired(58_000), []);
+  // ...a node that reconnected is on the usual deadline from its heartbeat...
+  l.heartbeat('a', 56_000);
+  // ...and one that never came back is Down after both.
+  assert.deepEqual(l.expired(58_001).sort(), ['b', 'c']);
+  assert.deepEqual(l.expired(59_001), ['a']);
 });
 
 test('a period set before any node is tracked (leadership starting) holds no longer deadline', () => {
