@@ -6,11 +6,14 @@
 //   - the floor, then the workers' and the managers' idle RSS: the largest of the role (the goal holds for
 //     every daemon), and each daemon;
 //   - per role, the RSS split into anonymous memory (heap, V8, malloc: what Shoal's code controls) and
-//     file-backed pages (mostly the node binary's own code and data, shared by every node process);
+//     file-backed pages (mostly the node binary's own code and data, shared by every node process), and
+//     of the anonymous part, what malloc's main arena holds (smaps' [heap]: OpenSSL, libuv, V8's
+//     compiler zones, and the holes those leave, which glibc returns only from the arena's top);
 //   - per role, the CPU time each daemon used while idle (ms per minute), so a memory cut that costs CPU
 //     (a V8 flag, a smaller cache) shows up in the same run.
 // BENCH_MEMORY_IDLE_MS (default 30000) sets the idle time; BENCH_MEMORY_NODE_ARGS (space-separated) adds
-// node options to every daemon (to compare V8 flags: `--max-semi-space-size=1`).
+// node options to every daemon (to compare V8 flags: `--max-semi-space-size=1`). The environment reaches
+// the daemons and the floor alike (to compare malloc settings: `MALLOC_ARENA_MAX=2 npm run bench:memory`).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,6 +33,8 @@ interface Sample {
   rss: number;
   anon: number;
   file: number;
+  /** Resident pages of malloc's main arena (the brk heap, `[heap]` in smaps), MB. */
+  brk: number;
   /** CPU time used during the idle window, ms per minute. */
   cpuPerMin: number;
 }
@@ -39,6 +44,14 @@ function memory(pid: number): { rss: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rss: (kb('VmRSS') * 1024) / 1e6, anon: (kb('RssAnon') * 1024) / 1e6, file: (kb('RssFile') * 1024) / 1e6 };
+}
+
+/** Resident pages of the `[heap]` mapping (malloc's main arena), in MB. */
+function brkHeap(pid: number): number {
+  const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  const at = smaps.indexOf(' [heap]\n');
+  if (at < 0) return 0;
+  return (Number(/^Rss:\s+(\d+) kB/m.exec(smaps.slice(at))?.[1] ?? 0) * 1024) / 1e6;
 }
 
 /** utime + stime of a process, in ms. */
@@ -53,7 +66,7 @@ async function idle(pids: Map<string, number>): Promise<Map<string, Sample>> {
   await sleep(IDLE_MS);
   const out = new Map<string, Sample>();
   for (const [name, pid] of pids) {
-    out.set(name, { name, ...memory(pid), cpuPerMin: ((cpuMs(pid) - cpu0.get(name)!) * 60_000) / IDLE_MS });
+    out.set(name, { name, ...memory(pid), brk: brkHeap(pid), cpuPerMin: ((cpuMs(pid) - cpu0.get(name)!) * 60_000) / IDLE_MS });
   }
   return out;
 }
@@ -66,7 +79,7 @@ function print(what: string, samples: Sample[], goal: string): void {
   const worst = Math.max(...samples.map((s) => s.rss));
   console.log(`${what.padEnd(28)} ${worst.toFixed(1).padStart(5)} MB   ${goal.padEnd(12)} (${each})`);
   console.log(
-    `${`  ${what.split(' ')[0]} split`.padEnd(28)} median anon ${med(samples.map((s) => s.anon)).toFixed(1)} MB + file ${med(samples.map((s) => s.file)).toFixed(1)} MB; idle CPU ${med(samples.map((s) => s.cpuPerMin)).toFixed(0)} ms/min`,
+    `${`  ${what.split(' ')[0]} split`.padEnd(28)} median anon ${med(samples.map((s) => s.anon)).toFixed(1)} MB (malloc's main arena ${med(samples.map((s) => s.brk)).toFixed(1)}) + file ${med(samples.map((s) => s.file)).toFixed(1)} MB; idle CPU ${med(samples.map((s) => s.cpuPerMin)).toFixed(0)} ms/min`,
   );
 }
 
