@@ -45,6 +45,28 @@ const sourceUrls = {
   },
 };
 
+// ws through require(), not through its ES module wrapper. Node finds the named exports of a CommonJS
+// file that an ES module imports by running cjs-module-lexer over its source; ws's wrapper imports eight
+// such files, and the lexer's loop (parseSource) is hot enough that TurboFan compiled it twice at every
+// daemon's start (≈ 120 + 60 ms on the main thread, with compiler zones whose holes stay in malloc's
+// main arena). Required, the same files load through the CommonJS loader, which needs no lexer.
+// docs/design/build.md, "Memory".
+const wsByRequire = {
+  name: 'ws-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^ws$/ }, () => ({ path: 'ws', namespace: 'ws-by-require' }));
+    b.onLoad({ filter: /.*/, namespace: 'ws-by-require' }, () => ({
+      contents: [
+        "import { createRequire } from 'node:module';",
+        "const ws = createRequire(import.meta.url)('ws');",
+        'export const { WebSocket, WebSocketServer, createWebSocketStream, Receiver, Sender } = ws;',
+        'export default ws;',
+      ].join('\n'),
+      loader: 'js',
+    }));
+  },
+};
+
 const t0 = Date.now();
 mkdirSync(out, { recursive: true });
 const started = new Date();
@@ -66,7 +88,7 @@ const result = await build({
   sourcemap: 'linked',
   metafile: true,
   logLevel: 'warning',
-  plugins: [sourceUrls],
+  plugins: [sourceUrls, wsByRequire],
 });
 /**
  * esbuild leaves non-ASCII characters in regular expressions (`µs`) and some comments; as \uXXXX escapes
