@@ -86,7 +86,20 @@ export interface AgentOptions {
   /** How often to report task usage (default 5 s). */
   usagePeriodMs?: number;
   random?: () => number;
+  /**
+   * How long a new connection may go without a welcome or a redirect before the agent gives up on it
+   * (default WELCOME_TIMEOUT_MS).
+   */
+  welcomeTimeoutMs?: number;
 }
+
+/**
+ * A manager answers a hello at once: the leader with a welcome, any other with a redirect and a close.
+ * A connection that stays silent (a manager being demoted, or wedged) would otherwise hold the agent
+ * until the session's liveness gives up (45 s): at 1,000 nodes, a leader killed while a manager was being
+ * demoted left 40 % of the agents on such connections and the new leader marked them Down.
+ */
+export const WELCOME_TIMEOUT_MS = 10_000;
 
 export interface AgentTools {
   /** `partial`: the entry is not the end of its line (the shim cut a long line). */
@@ -283,6 +296,7 @@ export class Agent {
       this.log(`agent: session to ${target} ended (${why}); retrying in ${Math.round(delay)} ms`);
       this.retryTimer = setTimeout(() => this.connect(), delay);
     };
+    let welcomeTimer: NodeJS.Timeout | null = null;
     // Errors, close, liveness and the outbound buffer are the session's: a leader that stops reading
     // (8 MiB unsent) gets the session closed, its requests end, and the agent reconnects.
     const session = new Session<ManagerToAgent>(ws, {
@@ -303,9 +317,18 @@ export class Agent {
         // connection and redirects at once, and resetting on every open made each agent of a cluster
         // without a leader redial every 50 ms, starving the managers' election of CPU.
         this.send({ t: 'hello', description: this.describe() });
+        if (this.state !== 'ready') {
+          welcomeTimer = setTimeout(() => {
+            if (this.session === session && this.state !== 'ready') session.close(4000, 'no welcome');
+          }, this.opts.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS);
+          welcomeTimer.unref?.();
+        }
       },
       onMessage: (m) => this.onMessage(m),
-      onClose: (code, reason) => retry(`${code} ${reason}`, code),
+      onClose: (code, reason) => {
+        if (welcomeTimer) clearTimeout(welcomeTimer);
+        retry(`${code} ${reason}`, code);
+      },
       log: (l) => this.log(l),
       limits: { maxMessageBytes: MAX_MANAGER_MESSAGE, slowConsumer: 'close' },
     });
