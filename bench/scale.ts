@@ -392,8 +392,20 @@ async function main(): Promise<void> {
         notes.push('leader kill -9 skipped (--profile: a killed process writes no profile)');
         return;
       }
+      // The 4th manager only measured the snapshot install: demoted again, the failover is measured with
+      // 3 voters, as the issue asks (with 4, every survivor's vote is needed: 3 of 4).
+      const managers = ['h1', 'h2', 'h3'];
+      if (!stopped && existsSync(join(c.host('h4').dir, 'daemon.log'))) {
+        await c.control('POST', '/v1/nodes/h4/demote').then(
+          () => void 0,
+          (e: Error) => notes.push(`h4 not demoted before the leader kill (${e.message}): 4 voters`),
+        );
+        // The demoted node renews its certificate as a worker and stops its manager; agents hear the new
+        // manager list with their next heartbeat. Let both settle.
+        await sleep(5000);
+      }
       const leader = await leaderHost();
-      const survivors = ['h1', 'h2', 'h3', 'h4'].filter((h) => h !== leader).map((h) => `${c.host(h).ip}:2377`);
+      const survivors = managers.filter((h) => h !== leader).map((h) => `${c.host(h).ip}:2377`);
       const t = performance.now();
       c.killDaemon(leader);
       let elected = 0;

@@ -553,7 +553,10 @@ export class Dispatcher {
     const alive = nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id);
     const grace = takeoverGraceMs(alive.length);
     this.liveness.startTracking(alive, Date.now(), grace);
-    if (alive.length > 0) this.d.log(`tracking ${alive.length} node(s): Down after ${this.liveness.deadlineMs + grace} ms without a heartbeat, then ${this.liveness.deadlineMs} ms`);
+    if (alive.length > 0)
+      this.d.log(
+        `tracking ${alive.length} node(s): Down after ${this.liveness.deadlineMs + grace} ms without a heartbeat, then ${this.liveness.deadlineMs} ms`,
+      );
     // Any change to a node's tasks is pushed to that node's session (debounced per node).
     this.unwatchTasks = this.d.store.watch(
       {
