@@ -95,11 +95,10 @@ export interface AgentOptions {
 
 /**
  * A manager answers a hello at once: the leader with a welcome, any other with a redirect and a close.
- * A connection that stays silent (a manager being demoted, or wedged) would otherwise hold the agent
- * until the session's liveness gives up (45 s): at 1,000 nodes, a leader killed while a manager was being
- * demoted left 40 % of the agents on such connections and the new leader marked them Down.
+ * A connection that stays silent (a manager wedged, or one stopping) would otherwise hold the agent until
+ * the session's liveness gives up (45 s), and a new leader marks a node Down after 3 s of silence.
  */
-export const WELCOME_TIMEOUT_MS = 10_000;
+export const WELCOME_TIMEOUT_MS = 5_000;
 
 export interface AgentTools {
   /** `partial`: the entry is not the end of its line (the shim cut a long line). */
