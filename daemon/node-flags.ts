@@ -10,6 +10,14 @@
 //   1 manager + 4 workers, three alternating pairs: workers 61–64 MB instead of 63–67 MB, the manager
 //   70 MB instead of 73–75 MB; no CPU cost seen (an image load of 3,000 files, `shoal --help` x 20).
 //   A compile now pauses the event loop for its duration (milliseconds), which no daemon timer notices.
+// --interrupt-budget=540672 (8 x V8's 67584): a function must run eight times as much bytecode before
+//   TurboFan considers it. An idle worker then optimizes nothing (--trace-opt: 0 compiles in 4 min,
+//   against 6 at start and 2 more in the first 30 s idle), so the optimizing compiler's own code in the
+//   node binary is never paged in and no compiler zone fragments malloc's arena: a worker's file-backed
+//   RSS 45.6-45.8 -> 41.9 MB. Hot code still gets optimized, a little later: a 3,000-file image load
+//   used about the same CPU, and 200 MB over https exactly the same (docs/design/build.md, "Memory").
 // Measured and not taken (docs/design/build.md, "Memory"): --no-opt (-4 to -5 MB, but an image load
-// takes 30–80 % more CPU), --max-semi-space-size=1 and --optimize-for-size (no difference at idle).
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--no-concurrent-recompilation'];
+// takes 30–80 % more CPU), --max-semi-space-size=1 and --optimize-for-size (no difference at idle),
+// --max-lazy, --no-sparkplug, MALLOC_ARENA_MAX=2 (none), a fixed MALLOC_MMAP_THRESHOLD_ (-2 MB, but
+// https transfers take 40–110 % more CPU).
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--no-concurrent-recompilation', '--interrupt-budget=540672'];
