@@ -8,8 +8,8 @@
 //
 // Phases: joins -> create T replicas -> leader RSS -> rolling update of min(10000, T) tasks -> a node's
 // agent killed -> Down -> a 4th manager joins (snapshot installed) -> leader kill -9 -> new leader and
-// first write. `--profile` writes a V8 CPU profile of every manager (in the lab directory) and skips the
-// leader kill (a killed process writes no profile).
+// first write. `--profile` writes a V8 CPU profile of every manager (in /tmp/<lab>-prof; the killed
+// leader writes none), `--profile-farms` of every farm too.
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -50,6 +50,13 @@ const UPDATE_TASKS = arg('update-tasks', Math.min(10_000, TASKS));
 const KEYS = arg('keys', 16);
 const HEARTBEAT_MS = arg('heartbeat-ms', 0); // 0: the cluster's default
 const PROFILE = process.argv.includes('--profile');
+/**
+ * Kill the leader right after demoting the 4th manager, not 5 s later: the case docs/design/scale.md
+ * leaves open (hundreds of live nodes marked Down).
+ */
+const DEMOTE_AT_KILL = process.argv.includes('--demote-at-kill');
+/** Also profile the farms (their profiles cost them CPU: at 1,000 nodes the joins then fall behind). */
+const PROFILE_FARMS = process.argv.includes('--profile-farms');
 const NAME = `sc${process.pid % 1000}`;
 
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -226,7 +233,7 @@ async function main(): Promise<void> {
           // flight only queue there, delaying TLS handshakes and heartbeats behind them.
           joinConcurrency: 4,
         };
-        farms.push(FarmProcess.spawn(host, cfg, PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []));
+        farms.push(FarmProcess.spawn(host, cfg, PROFILE_FARMS ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []));
       }
       await waitFor(
         () => {
@@ -388,10 +395,7 @@ async function main(): Promise<void> {
 
     // ------------------------------------------------------------------------------ leader kill
     await phase('leader kill', async () => {
-      if (PROFILE) {
-        notes.push('leader kill -9 skipped (--profile: a killed process writes no profile)');
-        return;
-      }
+      if (PROFILE) notes.push('leader kill -9 with --profile: the killed leader writes no profile; the survivors do');
       // The 4th manager only measured the snapshot install: demoted again, the failover is measured with
       // 3 voters, as the issue asks (with 4, every survivor's vote is needed: 3 of 4).
       const managers = ['h1', 'h2', 'h3'];
@@ -402,7 +406,7 @@ async function main(): Promise<void> {
         );
         // The demoted node renews its certificate as a worker and stops its manager; agents hear the new
         // manager list with their next heartbeat. Let both settle.
-        await sleep(5000);
+        if (!DEMOTE_AT_KILL) await sleep(5000);
       }
       const leader = await leaderHost();
       const survivors = managers.filter((h) => h !== leader).map((h) => `${c.host(h).ip}:2377`);

@@ -69,6 +69,11 @@ export interface FarmLag {
   reconnects: number;
   /** Connections that ended since the last report, by reason (close code and text, or the error). */
   ends: Record<string, number>;
+  /**
+   * Agents not ready now, by what they wait on: their state, then their socket (its state and the
+   * manager it dials) or the retry timer. A few keys: states × socket states × managers.
+   */
+  notReady?: Record<string, number>;
 }
 
 interface Sim {
@@ -257,8 +262,15 @@ export class AgentFarm {
     let ready = 0;
     let backlog = 0;
     let buffered = 0;
+    const notReady: Record<string, number> = {};
     for (const s of this.sims) {
       if (s.agent.state === 'ready') ready++;
+      else {
+        const ws = s.agent['ws'] as { readyState: number; url: string } | null;
+        const on = ws ? `socket ${['connecting', 'open', 'closing', 'closed'][ws.readyState]} to ${new URL(ws.url).host}` : 'retry timer';
+        const key = `${s.agent.state}, ${on}`;
+        notReady[key] = (notReady[key] ?? 0) + 1;
+      }
       backlog += s.agent['statusBuf'].length;
       buffered += s.agent['ws']?.bufferedAmount ?? 0;
     }
@@ -277,6 +289,7 @@ export class AgentFarm {
       rssMb: Math.round(process.memoryUsage.rss() / 1e6),
       reconnects: this.reconnects,
       ends: this.ends,
+      notReady,
     };
     this.reconnects = 0;
     this.ends = {};
@@ -368,8 +381,15 @@ export class FarmProcess {
       `heartbeat lateness p99 ${p99('hbLateP99').toFixed(0)} ms (worst ${worst('hbLateMax').toFixed(0)} ms), ` +
       `status backlog max ${worst('statusBacklog')}, reconnects ${this.lag.reduce((a, l) => a + l.reconnects, 0)}, ` +
       `socket backlog max ${(worst('bufferedBytes') / 1e6).toFixed(1)} MB, farm RSS max ${worst('rssMb')} MB` +
-      this.endsSummary()
+      this.endsSummary() +
+      this.notReadySummary()
     );
+  }
+
+  /** What the agents that were not ready at the last report waited on (empty when all were ready). */
+  private notReadySummary(): string {
+    const last = Object.entries(this.lag.at(-1)?.notReady ?? {}).sort((a, b) => b[1] - a[1]);
+    return last.length === 0 ? '' : `; not ready at the last report: ${last.map(([k, v]) => `${v} × ${k}`).join('; ')}`;
   }
 
   /** Why connections ended over the farm's life, most frequent first (empty when none did). */
