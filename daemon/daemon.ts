@@ -29,6 +29,7 @@ import { httpsJson, httpsRaw, splitHostPort } from '../transport/https.ts';
 import { ImageFetcher, namesRegistry, pinnedRef, resolveInCluster, serveImages } from './images.ts';
 import { DEFAULT_SERVER_LIMITS, guardServer, serverOptions, type GuardStats, type ServerLimits } from './server-guard.ts';
 import { installProcessGuard } from './process-guard.ts';
+import { managerTiering } from './node-flags.ts';
 import { DISPATCHER_PATH } from '../api/dispatcher.ts';
 import type { PullResult } from '../worker/images/registry.ts';
 import { KeyRing } from '../manager/keys/keyring.ts';
@@ -607,6 +608,7 @@ export class Daemon {
   }
 
   private async startManager(bootstrap: boolean): Promise<void> {
+    managerTiering(); // V8's default optimization budget for the manager's hot loops (daemon/node-flags.ts)
     // Loaded before the port opens, so no request ever finds the port open and the manager missing.
     const [{ Manager }, { raftSnapshotOption, unsafeRaftOption }] = await Promise.all([import('../manager/manager.ts'), import('../manager/raft/node.ts')]);
     const st = this.state!;

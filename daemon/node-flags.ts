@@ -1,9 +1,11 @@
 // The node options every Shoal daemon runs with, however it is started: bin/shoal's `#!` line carries
 // them (systemd's ExecStart and `shoal daemon` go through bin/shoal), and the labs pass them to the
-// daemons they start (lab/cluster-lab.ts). V8 reads them only while it starts: set later from inside
-// (v8.setFlagsFromString) they change nothing, so the daemon cannot set them for itself.
+// daemons they start (lab/cluster-lab.ts). V8 reads most of them only while it starts: set later from
+// inside (v8.setFlagsFromString) they change nothing, so the daemon cannot set them for itself (the
+// interrupt budget is the exception: managerTiering below).
 // test/cli/build.test.ts checks that bin/shoal's `#!` line holds every one of them.
-//
+import { setFlagsFromString } from 'node:v8';
+
 // --no-concurrent-recompilation: TurboFan compiles hot functions on the main thread instead of handing
 //   them to V8's helper threads. Those threads' compiler zones come from their own malloc arenas, which
 //   glibc keeps after the compile; on the main thread the same memory is reused. Measured in labs of
@@ -21,3 +23,14 @@
 // --max-lazy, --no-sparkplug, MALLOC_ARENA_MAX=2 (none), a fixed MALLOC_MMAP_THRESHOLD_ (-2 MB, but
 // https transfers take 40–110 % more CPU).
 export const DAEMON_NODE_FLAGS: readonly string[] = ['--no-concurrent-recompilation', '--interrupt-budget=540672'];
+
+/**
+ * A manager wants hot code optimized soon: with the budget above, bench:scheduler's placements/s fell
+ * by 20–30 % (its bursts end before TurboFan takes over). Unlike the compiler-thread flag, V8 reads this
+ * one at every budget reset, so a daemon taking the manager role puts V8's default back at run time
+ * (checked: the scheduler bench started with the large budget and reset at once runs at the default's
+ * speed). A worker keeps the large one.
+ */
+export function managerTiering(): void {
+  setFlagsFromString('--interrupt-budget=67584');
+}
