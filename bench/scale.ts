@@ -17,6 +17,7 @@ import { control } from '../client/context.ts';
 import { ClusterLab, sleep, waitFor } from '../lab/cluster-lab.ts';
 import { cleanupOnExit } from '../lab/lab.ts';
 import { FarmProcess } from '../lab/agent-farm.ts';
+import { takeoverGraceMs } from '../manager/dispatcher/liveness.ts';
 import { newTask } from '../manager/orchestrator/types.ts';
 import { validateServiceSpec } from '../manager/service/spec.ts';
 import { Store } from '../manager/store/store.ts';
@@ -436,11 +437,26 @@ async function main(): Promise<void> {
       // Every agent had to reconnect to the new leader. Any live node it marked Down meanwhile would see
       // its tasks rescheduled: wait out the new leader's takeover window (takeoverGraceMs + the deadline)
       // and count. Expected Down: the agent killed above and the killed leader's own node.
-      const win = 3000 + Math.min(30_000, Math.ceil((NODES * 1000) / 200)) + 2000;
+      const win = 3000 + takeoverGraceMs(NODES) + 2000;
       await sleep(Math.max(0, win - (performance.now() - t)));
       const nodes = await control<{ status?: { state?: string } }[]>(c.ctx, 'GET', '/v1/nodes', undefined, survivors[0]).catch(() => null);
       const down = nodes ? nodes.filter((n) => n.status?.state === 'down').length : NaN;
       fig(`live nodes marked Down by the new leader (${(win / 1000).toFixed(0)} s after the kill)`, `${Math.max(0, down - 2)}`, '0');
+      // The kernel's view of the new leader's port: listen queue (Recv-Q of the listener), connections by
+      // TCP state, and the listen overflow/drop counters. Agents stuck "connecting" to an idle leader
+      // point here (docs/design/scale.md, failover).
+      const now = await leaderHost().catch(() => undefined);
+      if (now) {
+        const h = c.host(now);
+        const sh = async (cmd: string) => (await h.exec('sh', ['-c', cmd]).catch((e: Error) => ({ stdout: e.message }))).stdout.trim();
+        console.log(`  new leader ${now}: listener ${await sh("ss -ltn 'sport = :2377' | tail -n +2 | tr -s ' '")}`);
+        console.log(
+          `  new leader ${now}: TCP states on :2377: ${await sh("ss -tan 'sport = :2377' | tail -n +2 | awk '{print $1}' | sort | uniq -c | tr -s ' \n' ' '")}`,
+        );
+        console.log(
+          `  new leader ${now}: ${await sh("nstat -az TcpExtListenOverflows TcpExtListenDrops TcpExtTCPReqQFullDrop TcpExtTCPReqQFullDoCookies TcpExtSyncookiesSent 2>/dev/null | tail -n +2 | tr -s ' ' | tr '\n' ';'")}`,
+        );
+      }
     });
   } finally {
     const settled = stopped;
