@@ -4,53 +4,27 @@
 // kill took 53 s). Real TLS WebSockets on loopback.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { WebSocketServer } from 'ws';
-import { makeTestCa } from '../helpers/pki.ts';
+import { type FakeManager, WELCOME_N1, startFakeManager } from '../helpers/fake-manager.ts';
 import { Agent } from '../../worker/agent.ts';
 
-let server: Server;
-let wss: WebSocketServer;
-let addr = '';
-const opens: number[] = [];
+let fake: FakeManager;
 let welcome = false;
 
 before(async () => {
-  const ca = makeTestCa();
-  const m = ca.issue('m1', { ou: 'manager' });
-  const n = ca.issue('n1', { ou: 'worker' });
-  server = createServer({ key: m.key, cert: m.cert, ca: ca.caCert, requestCert: true, rejectUnauthorized: true });
-  wss = new WebSocketServer({ server });
-  wss.on('connection', (ws) => {
-    opens.push(Date.now());
-    ws.on('message', () => {
-      // The hello: a follower without a leader redirects and closes; once "elected", welcome.
-      if (welcome) ws.send(JSON.stringify({ t: 'welcome', nodeId: 'n1', heartbeatPeriodMs: 1000, managers: [], role: 'worker' }));
-      else {
-        ws.send(JSON.stringify({ t: 'redirect', leader: null, message: 'no leader' }));
-        ws.close(4001, 'not leader');
-      }
-    });
+  // The hello: a follower without a leader redirects and closes; once "elected", welcome.
+  fake = await startFakeManager((ws) => {
+    if (welcome) ws.send(WELCOME_N1);
+    else {
+      ws.send(JSON.stringify({ t: 'redirect', leader: null, message: 'no leader' }));
+      ws.close(4001, 'not leader');
+    }
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  addr = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  agentCreds = { key: n.key, cert: n.cert, ca: ca.caCert };
 });
 
-let agentCreds: { key: string; cert: string; ca: string };
-
-after(async () => {
-  for (const c of wss.clients) c.terminate();
-  wss.close();
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-});
+after(() => fake.close());
 
 test('without a leader the agent backs off (connections do not reset it); a welcome does', async () => {
-  const agent = new Agent({ nodeId: 'n1', managers: [addr], creds: () => agentCreds, advertiseAddr: '10.0.0.1', hostname: 'n1', random: () => 1 });
+  const agent = new Agent({ nodeId: 'n1', managers: [fake.addr], creds: () => fake.creds, advertiseAddr: '10.0.0.1', hostname: 'n1', random: () => 1 });
   agent.start();
   try {
     const t0 = Date.now();
@@ -58,7 +32,7 @@ test('without a leader the agent backs off (connections do not reset it); a welc
     // "Not leader" without a leader is an election: delays 1,000 then 2,000 ms (random 1: the full
     // delay; worker/reconnect.ts) plus connect time: 2 or 3 connections in 3 s. Reset on every open, it
     // was one every ~50 ms (30 and more); backing off from 50 ms, 6 or 7.
-    const inWindow = opens.filter((t) => t - t0 <= 3000).length;
+    const inWindow = fake.opens.filter((t) => t - t0 <= 3000).length;
     assert.ok(inWindow >= 2 && inWindow <= 3, `${inWindow} connections in 3 s`);
     // Elected: the next connection is welcomed and the agent is ready.
     welcome = true;

@@ -1,0 +1,48 @@
+// A stand-in manager for agent tests: a real TLS WebSocket server on loopback with a manager's
+// certificate, requiring a client certificate from the same test CA. Each test decides how it answers
+// (a follower's redirect, a leader's welcome, silence); the server counts the connections it opened.
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { makeTestCa } from './pki.ts';
+
+export interface FakeManager {
+  /** host:port to give the agent as its manager. */
+  addr: string;
+  /** Credentials of node `n1` (OU worker) from the same CA. */
+  creds: { key: string; cert: string; ca: string };
+  /** When each connection opened (ms since the epoch). */
+  opens: number[];
+  close(): Promise<void>;
+}
+
+/** Starts the server; `onMessage` gets every message an agent sends on a connection, with that socket. */
+export async function startFakeManager(onMessage: (ws: WebSocket, data: string) => void): Promise<FakeManager> {
+  const ca = makeTestCa();
+  const m = ca.issue('m1', { ou: 'manager' });
+  const n = ca.issue('n1', { ou: 'worker' });
+  const server: Server = createServer({ key: m.key, cert: m.cert, ca: ca.caCert, requestCert: true, rejectUnauthorized: true });
+  const wss = new WebSocketServer({ server });
+  const opens: number[] = [];
+  wss.on('connection', (ws) => {
+    opens.push(Date.now());
+    ws.on('message', (data) => onMessage(ws, String(data)));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    addr: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    creds: { key: n.key, cert: n.cert, ca: ca.caCert },
+    opens,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** The welcome a leader sends node n1. */
+export const WELCOME_N1 = JSON.stringify({ t: 'welcome', nodeId: 'n1', heartbeatPeriodMs: 1000, managers: [], role: 'worker' });
