@@ -137,6 +137,15 @@ describe('lab supervision: dead daemons are shown and restarted, their container
    * back with `lab restart` (or `restart` as given), then check: node Ready with the same id, containers
    * re-adopted (same shim processes, not restarted), no task created, replaced or stopped anywhere.
    */
+  /** The daemon `pid` of `host` answers on its local socket, and its agent has a welcomed session. */
+  const agentWelcomed = async (host: string, pid: number): Promise<boolean> => {
+    const info = (await localCall(c.stateDir(host), 'GET', '/info', undefined, 2000).catch(() => null)) as {
+      pid?: number;
+      agent?: { state?: string } | null;
+    } | null;
+    return recordedDaemonPid(host) === pid && info?.agent?.state === 'ready';
+  };
+
   const killAndRestart = async (host: string, restart: () => Promise<string>): Promise<string> => {
     const node = await nodeOf(host);
     assert.equal(node?.status.state, 'ready');
@@ -149,7 +158,6 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     const adoptedBefore = adoptions(host);
     const pid = recordedDaemonPid(host);
 
-    const killedAt = Date.now();
     process.kill(pid, 'SIGKILL');
     await waitFor(() => !procAlive(pid), 5000, `daemon ${pid} of ${host} gone`);
     await waitFor(() => c.daemonStatus(host).state === 'dead', 5000, `${host} daemon reported dead`);
@@ -160,11 +168,12 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     assert.match(await lsDaemon(host), /^running \(pid \d+\)$/);
     const newPid = recordedDaemonPid(host);
     assert.notEqual(newPid, pid);
-    // Ready through a new session: the dispatcher stamps lastHeartbeat when a node says hello.
+    // Ready through a new session: the new daemon's agent was welcomed by the leader. (A node that comes
+    // back ready and described as before is not written again, so lastHeartbeat does not show it.)
     await waitFor(
       async () => {
         const n = await nodeOf(host);
-        return n?.status.state === 'ready' && Date.parse(n.status.lastHeartbeat) > killedAt;
+        return n?.status.state === 'ready' && (await agentWelcomed(host, newPid));
       },
       15_000,
       `${host} Ready again through a new session`,
@@ -236,7 +245,6 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     const node = await nodeOf(host);
     const containers = liveContainers(host);
     const tasksBefore = await allTasks();
-    const forcedAt = Date.now();
     const out = await ok('lab', 'restart', '--name', NAME, '--force', host);
     assert.match(out, new RegExp(`was running as pid ${pid}, stopped`));
     assert.ok(!procAlive(pid), 'the old daemon is gone');
@@ -244,7 +252,7 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     await waitFor(
       async () => {
         const n = await nodeOf(host);
-        return n?.status.state === 'ready' && Date.parse(n.status.lastHeartbeat) > forcedAt;
+        return n?.status.state === 'ready' && (await agentWelcomed(host, recordedDaemonPid(host)));
       },
       15_000,
       `${host} Ready again through a new session`,
