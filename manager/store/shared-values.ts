@@ -22,15 +22,29 @@ export const SHARED_TASK_FIELDS = ['spec', 'serviceAnnotations'] as const;
 
 /** Distinct values a pool keeps: services × versions alive at once (two during a rolling update). */
 export const DEFAULT_POOL_ENTRIES = 4096;
+/**
+ * JSON text a pool keeps as keys, in characters: a task spec may be up to the object size limit (1 MiB by
+ * default), and 4,096 of those would be gigabytes. Past this the oldest go, as past the entry count.
+ */
+export const DEFAULT_POOL_KEY_CHARS = 32 << 20;
 
 /** Frozen values by their JSON text, least recently used first. */
 export class ValuePool {
   private readonly byJson = new Map<string, object>();
+  private keyChars = 0;
 
-  constructor(private readonly maxEntries = DEFAULT_POOL_ENTRIES) {}
+  constructor(
+    private readonly maxEntries = DEFAULT_POOL_ENTRIES,
+    private readonly maxKeyChars = DEFAULT_POOL_KEY_CHARS,
+  ) {}
 
   get size(): number {
     return this.byJson.size;
+  }
+
+  /** Characters of JSON text held as keys. */
+  get chars(): number {
+    return this.keyChars;
   }
 
   /**
@@ -49,9 +63,11 @@ export class ValuePool {
     }
     deepFreeze(value);
     this.byJson.set(key, value);
-    if (this.byJson.size > this.maxEntries) {
+    this.keyChars += key.length;
+    while (this.byJson.size > this.maxEntries || this.keyChars > this.maxKeyChars) {
       const oldest = this.byJson.keys().next().value as string;
       this.byJson.delete(oldest);
+      this.keyChars -= oldest.length;
     }
     return value;
   }
