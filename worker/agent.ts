@@ -96,7 +96,7 @@ export interface AgentOptions {
 /**
  * A manager answers a hello at once: the leader with a welcome, any other with a redirect and a close.
  * A connection that stays silent (a manager wedged, or one stopping) would otherwise hold the agent until
- * the session's liveness gives up (45 s), and a new leader marks a node Down after 3 s of silence.
+ * the session's liveness gives up (45 s), longer than the leader waits before it marks the node Down.
  */
 export const WELCOME_TIMEOUT_MS = 5_000;
 

@@ -425,13 +425,15 @@ export class Dispatcher {
       this.counters.helloUnchanged();
       return;
     }
+    let wrote = false;
     await this.d.gate.update((tx) => {
       const cur = tx.get('node', nodeId) as NodeObj | undefined;
-      if (!cur) return;
-      const upd = next(cur);
+      const upd = cur ? next(cur) : null;
       if (upd !== null) tx.update(upd);
+      wrote = upd !== null;
     });
-    this.counters.helloWrote();
+    if (wrote) this.counters.helloWrote();
+    else this.counters.helloUnchanged();
   }
 
   /** Queues a batch's updates one by one: a bad or foreign entry costs only itself. */

@@ -22,7 +22,7 @@ export const MAX_CATCH_UP_TICKS = 10;
  */
 export function ticksDue(dueAt: number, now: number, tickMs: number, cap = MAX_CATCH_UP_TICKS): { ticks: number; next: number } {
   const missed = Math.floor((now - dueAt) / tickMs) + 1;
-  if (!(missed > 1)) return { ticks: 1, next: Math.max(dueAt, now - tickMs) + tickMs };
+  if (!(missed > 1)) return { ticks: 1, next: dueAt + tickMs };
   if (missed > cap) return { ticks: cap, next: now + tickMs };
   return { ticks: missed, next: dueAt + missed * tickMs };
 }
