@@ -137,13 +137,15 @@ describe('lab supervision: dead daemons are shown and restarted, their container
    * back with `lab restart` (or `restart` as given), then check: node Ready with the same id, containers
    * re-adopted (same shim processes, not restarted), no task created, replaced or stopped anywhere.
    */
-  /** The daemon `pid` of `host` answers on its local socket, and its agent has a welcomed session. */
-  const agentWelcomed = async (host: string, pid: number): Promise<boolean> => {
+  /**
+   * The agent of `host`'s daemon has a welcomed session. Only the running daemon answers on its local
+   * socket, and the callers have checked it is the new one (its recorded pid changed).
+   */
+  const agentWelcomed = async (host: string): Promise<boolean> => {
     const info = (await localCall(c.stateDir(host), 'GET', '/info', undefined, 2000).catch(() => null)) as {
-      pid?: number;
       agent?: { state?: string } | null;
     } | null;
-    return recordedDaemonPid(host) === pid && info?.agent?.state === 'ready';
+    return info?.agent?.state === 'ready';
   };
 
   const killAndRestart = async (host: string, restart: () => Promise<string>): Promise<string> => {
@@ -173,7 +175,7 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     await waitFor(
       async () => {
         const n = await nodeOf(host);
-        return n?.status.state === 'ready' && (await agentWelcomed(host, newPid));
+        return n?.status.state === 'ready' && (await agentWelcomed(host));
       },
       15_000,
       `${host} Ready again through a new session`,
@@ -252,7 +254,7 @@ describe('lab supervision: dead daemons are shown and restarted, their container
     await waitFor(
       async () => {
         const n = await nodeOf(host);
-        return n?.status.state === 'ready' && (await agentWelcomed(host, recordedDaemonPid(host)));
+        return n?.status.state === 'ready' && (await agentWelcomed(host));
       },
       15_000,
       `${host} Ready again through a new session`,
