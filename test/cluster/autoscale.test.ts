@@ -3,7 +3,7 @@
 // in a host directory bind-mounted into them. The load is real — real processes in real cgroups, measured
 // by the real agents and sent to the leader — only switching it on and off is a file. With the load on,
 // the service scales out to its max; with it off, back in to its min. Short windows come from the spec
-// (window 20 s, cooldowns 5 s). Also: service ls shows the bounds, service inspect the last decision,
+// (window 10 s, cooldowns 5 s). Also: service ls shows the bounds, service inspect the last decision,
 // `service autoscale` what the leader's autoscaler wants now,
 // and `--autoscale none` removes the policy without touching the count.
 import assert from 'node:assert/strict';
@@ -63,7 +63,7 @@ describe('autoscaling on a lab', { concurrency: false }, () => {
       '--mount',
       `type=bind,source=${ctl},target=/ctl,readonly`,
       '--autoscale',
-      'min=1,max=3,cpu=40%,window=20s,cooldown=5s',
+      'min=1,max=3,cpu=40%,window=10s,cooldown=5s',
       '--entrypoint',
       '/bin/sh',
       BURN_IMAGE,
@@ -72,7 +72,7 @@ describe('autoscaling on a lab', { concurrency: false }, () => {
     );
     assert.equal(r.code, 0, r.err + r.out);
     const s0 = await svc();
-    assert.deepEqual(s0.spec.autoscale, { min: 1, max: 3, cpu: 40, windowMs: 20_000, cooldowns: { outMs: 5000, inMs: 5000 } });
+    assert.deepEqual(s0.spec.autoscale, { min: 1, max: 3, cpu: 40, windowMs: 10_000, cooldowns: { outMs: 5000, inMs: 5000 } });
     await waitFor(
       poll(async () => (await svc()).replicas.running === 1),
       120_000,
@@ -81,15 +81,15 @@ describe('autoscaling on a lab', { concurrency: false }, () => {
     );
     assert.match((await sh('service', 'ls')).out, /burn\s+replicated\s+1\/1 \(auto 1–3\)/);
 
-    // Idle: nothing changes (the window also has to fill before any scale-in could happen).
-    await new Promise((res) => setTimeout(res, 12_000));
+    // Idle: nothing changes over a whole window (two usage reports of the running task).
+    await new Promise((res) => setTimeout(res, 10_000));
     assert.equal((await svc()).spec.mode.replicated.replicas, 1);
     assert.equal((await svc()).status.autoscale, undefined);
     // What the leader's autoscaler makes of it now (its memory, served by the leader).
     const idle = await sh('service', 'autoscale', 'burn');
     assert.equal(idle.code, 0, idle.err);
     assert.match(idle.out, /^Service:\s+burn \(/m);
-    assert.match(idle.out, /^Policy:\s+min 1, max 3, cpu 40%; window 20s, cooldowns out 5s \/ in 5s$/m);
+    assert.match(idle.out, /^Policy:\s+min 1, max 3, cpu 40%; window 10s, cooldowns out 5s \/ in 5s$/m);
     assert.match(idle.out, /^Last change:\s+none yet$/m);
     assert.match(idle.out, /^Now:\s+holds 1: .+ \(evaluated (less than a second|\d+ seconds?) ago\)$/m);
 
