@@ -9,11 +9,21 @@
 // constraints before storing a spec; a bad one must not make the enforcer kill everything).
 import { ConstraintError, firstFailing, parseConstraints } from '../scheduler/constraints.ts';
 import type { Constraint, ConstraintNode } from '../scheduler/constraints.ts';
-import { isFinished, wantsToRun } from './types.ts';
+import { rank, wantsToRun } from './types.ts';
 import type { FNode, FTask } from './types.ts';
+
+/** constraintNode's answers per stored node (frozen: a changed node is a new object). */
+const factsOf = new WeakMap<FNode, ConstraintNode>();
 
 /** The node facts constraints are evaluated against. */
 export function constraintNode(n: FNode): ConstraintNode {
+  if (!Object.isFrozen(n)) return nodeFacts(n);
+  let f = factsOf.get(n);
+  if (f === undefined) factsOf.set(n, (f = nodeFacts(n)));
+  return f;
+}
+
+function nodeFacts(n: FNode): ConstraintNode {
   return {
     id: n.id,
     hostname: n.description.hostname,
@@ -26,10 +36,26 @@ export function constraintNode(n: FNode): ConstraintNode {
 }
 
 const parsed = new Map<string, Constraint[] | null>();
+/**
+ * The same, by array: tasks share their service's frozen spec (manager/store/shared-values.ts), so a pass
+ * over 10,000 tasks meets the same array 10,000 times and need not build its text key each time.
+ */
+const parsedArrays = new WeakMap<readonly string[], Constraint[] | null>();
 
 /** Parsed constraints (cached by text); null when they do not parse. */
 export function constraintsOf(texts: readonly string[] | undefined): Constraint[] | null {
   if (texts === undefined || texts.length === 0) return [];
+  const frozen = Object.isFrozen(texts);
+  if (frozen) {
+    const hit = parsedArrays.get(texts);
+    if (hit !== undefined) return hit;
+  }
+  const cs = constraintsOfText(texts);
+  if (frozen) parsedArrays.set(texts, cs);
+  return cs;
+}
+
+function constraintsOfText(texts: readonly string[]): Constraint[] | null {
   const key = JSON.stringify(texts);
   let cs = parsed.get(key);
   if (cs === undefined) {
@@ -59,7 +85,12 @@ export function failingConstraint(texts: readonly string[] | undefined, n: FNode
  */
 export function placementProblem(t: FTask, nodes: ReadonlyMap<string, FNode>): string | null {
   if (t.nodeId === undefined) return null;
-  const n = nodes.get(t.nodeId);
+  return problemOn(t, nodes.get(t.nodeId));
+}
+
+/** placementProblem with the task's node given (undefined: it no longer exists). */
+export function problemOn(t: FTask, n: FNode | undefined): string | null {
+  if (t.nodeId === undefined) return null;
   if (n === undefined) return `node ${t.nodeId} was removed`;
   if (n.status.state === 'down') return `node ${t.nodeId} is down`;
   if (n.spec.availability === 'drain') return `node ${t.nodeId} is drained`;
@@ -67,6 +98,25 @@ export function placementProblem(t: FTask, nodes: ReadonlyMap<string, FNode>): s
   if (c !== null) return `node ${t.nodeId} no longer satisfies constraint ${c}`;
   return null;
 }
+
+/**
+ * Is this task change the scheduler placing a task that is desired to run (no node and not assigned
+ * before; assigned to a node now, same desire, spec version and slot) on a node that can keep it?
+ * Such a change decides nothing: every reconcile function treats a task that is pending and one that is
+ * assigned but not running alike, except that it checks where an assigned one is placed. So the runner
+ * skips the pass (a third of a rolling update's passes), given the node as the store has it when the
+ * change is seen. Any later change of that node reconciles every service with a task on it, this one
+ * included: the assignment is in the store by then.
+ */
+export function isFitPlacement(old: FTask, t: FTask, node: FNode | undefined): boolean {
+  if (old.nodeId !== undefined || t.nodeId === undefined || old.desiredState !== t.desiredState) return false;
+  if (old.specVersion !== t.specVersion || old.slot !== t.slot || !wantsToRun(t)) return false;
+  if (rank(old.status.state) >= R_ASSIGNED || rank(t.status.state) < R_ASSIGNED || rank(t.status.state) >= R_RUNNING) return false;
+  return node?.id === t.nodeId && problemOn(t, node) === null;
+}
+
+const R_ASSIGNED = rank('assigned');
+const R_RUNNING = rank('running');
 
 /**
  * Global services: may node `n` run a task of a service with these constraints? Not down, not drained,

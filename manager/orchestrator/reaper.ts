@@ -28,7 +28,7 @@ function orphans(plan: Plan, tasks: readonly FTask[]): void {
   const ctx = plan.ctx;
   const grace = tuningOf(ctx).orphanAfterMs;
   for (const t of tasks) {
-    if (plan.touchedTask(t) || !toldToStop(t) || isFinished(t) || t.nodeId === undefined) continue;
+    if (!toldToStop(t) || t.nodeId === undefined || isFinished(t) || plan.touchedTask(t)) continue;
     if (rank(t.status.state) < rank('assigned')) continue;
     const n = ctx.nodes.get(t.nodeId);
     if (n === undefined) {
@@ -47,7 +47,7 @@ export function reapSlot(plan: Plan, tasks: readonly FTask[], keep: number): voi
   orphans(plan, tasks);
   const history: FTask[] = [];
   for (const t of tasks) {
-    if (plan.touchedTask(t) || !isFinished(t) || wantsToRun(t)) continue;
+    if (!isFinished(t) || wantsToRun(t) || plan.touchedTask(t)) continue;
     if (t.desiredState === 'remove') plan.add(`task ${t.id} deleted: removed and stopped`, [plan.delete(t)]);
     else history.push(t);
   }

@@ -29,7 +29,6 @@ export interface RepairOptions {
 
 export function repairSlot(plan: Plan, s: Slot, o: RepairOptions): SlotCondition {
   const ctx = plan.ctx;
-  const name = slotName(s);
   if (s.tasks.length === 0 || s.removed) return 'empty';
 
   if (s.dead) {
@@ -40,7 +39,7 @@ export function repairSlot(plan: Plan, s: Slot, o: RepairOptions): SlotCondition
       return 'busy';
     }
     const r = o.replacement();
-    if (r !== null) plan.add(`${name}: new task ${r.id} replaces stopped task ${s.tasks[0]!.id}`, [{ type: 'create', task: r }]);
+    if (r !== null) plan.add(`${slotName(s)}: new task ${r.id} replaces stopped task ${s.tasks[0]!.id}`, [{ type: 'create', task: r }]);
     return 'busy';
   }
 
@@ -53,7 +52,7 @@ export function repairSlot(plan: Plan, s: Slot, o: RepairOptions): SlotCondition
     else if (isFinished(x)) why = `finished (${howItEnded(x)})`;
     else if (!o.isDirty(x)) why = `duplicate of task ${head.id}`;
     else why = placementProblem(x, ctx.nodes);
-    if (why !== null) plan.add(`${name}: task ${x.id} stopped: ${why}`, acts(plan.stop(x, 'shutdown', why)));
+    if (why !== null) plan.add(`${slotName(s)}: task ${x.id} stopped: ${why}`, acts(plan.stop(x, 'shutdown', why)));
   }
 
   if (!isFinished(head)) {
@@ -61,7 +60,7 @@ export function repairSlot(plan: Plan, s: Slot, o: RepairOptions): SlotCondition
     if (problem === null) return 'ok';
     const r = o.replacement();
     plan.add(
-      `${name}: task ${head.id} moved: ${problem}${r ? `; new task ${r.id}` : ''}`,
+      `${slotName(s)}: task ${head.id} moved: ${problem}${r ? `; new task ${r.id}` : ''}`,
       acts(plan.stop(head, 'shutdown', problem), r ? { type: 'create', task: r } : null),
     );
     return 'busy';
@@ -75,7 +74,7 @@ export function repairSlot(plan: Plan, s: Slot, o: RepairOptions): SlotCondition
   }
   const r = o.replacement();
   plan.add(
-    `${name}: task ${head.id} ${howItEnded(head)}; ${r ? `restart #${v.attempt} as task ${r.id}` : 'not restarted here'}`,
+    `${slotName(s)}: task ${head.id} ${howItEnded(head)}; ${r ? `restart #${v.attempt} as task ${r.id}` : 'not restarted here'}`,
     acts(plan.stop(head, 'shutdown', 'restarted'), r ? { type: 'create', task: r } : null),
   );
   return 'busy';

@@ -25,6 +25,7 @@ import type { ClusterLimits } from '../../api/objects.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
+import { isFitPlacement } from './enforcer.ts';
 import { ms, taskChangeMatters } from './types.ts';
 import { jsonEqual } from '../../api/objects.ts';
 import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext, ReconcileResult } from './types.ts';
@@ -64,6 +65,12 @@ const MAX_PACE_MS = 5_000;
 const LOGGED_DECISIONS = 20;
 /** A pass goes on writing a large service's remaining decisions for at least this long (see pass). */
 const LEFTOVER_MIN_MS = 1_000;
+/**
+ * How long a create this runner wrote is remembered as its own (see ownCreates). Its event comes once the
+ * transaction is applied: on a Raft leader, a commit takes milliseconds, and a minute of backlog is a
+ * sick cluster, where a pass too many costs nothing.
+ */
+const OWN_CREATE_TTL_MS = 60_000;
 
 /** Decisions of a pass still to be written, from `next`. */
 interface Leftover {
@@ -178,6 +185,11 @@ export class Orchestrator {
   private unwatch: (() => void) | null = null;
   /** Services (ids, possibly deleted ones) to reconcile in the next pass. */
   private readonly dirty = new Set<string>();
+  /**
+   * Tasks this runner wrote a create for, and when: their create events are its own echo (onEvent). An id
+   * whose transaction failed never comes back: entries older than OWN_CREATE_TTL_MS go (noteCreate).
+   */
+  private readonly ownCreates = new Map<string, number>();
   /** Per service: when it asked to be reconciled again. */
   private readonly wakeAt = new Map<string, number>();
   private wakeTimer: { handle: unknown; at: number } | null = null;
@@ -240,6 +252,7 @@ export class Orchestrator {
     this.retry.clear();
     this.runningSince.clear();
     this.blocked.clear();
+    this.ownCreates.clear();
   }
 
   /**
@@ -293,7 +306,20 @@ export class Orchestrator {
         } else if (t.status.state === 'running' && old?.status.state !== 'running') {
           this.runningSince.set(t.id, ms(t.updatedAt, this.now()));
         }
-        if (ev.type === 'update' && old !== undefined && !taskChangeMatters(old, t)) return;
+        // The echo of a task this runner created decides nothing: the pass that created it planned with it.
+        // (Only the orchestrator creates tasks, but another leader's orchestrator may have: those count.)
+        if (ev.type === 'create' && this.ownCreates.delete(t.id)) return;
+        if (ev.type === 'update' && old !== undefined) {
+          if (!taskChangeMatters(old, t)) return;
+          if (
+            isFitPlacement(
+              old,
+              t,
+              this.store.view((tx) => tx.get('node', t.nodeId!)),
+            )
+          )
+            return;
+        }
         this.dirty.add(t.serviceId);
         break;
       }
@@ -493,6 +519,7 @@ export class Orchestrator {
       if (wrote === null) stale = true;
       else {
         bytes += wrote;
+        for (const a of d.actions) if (a.type === 'create') this.noteCreate(a.task.id);
         lines.push(`service ${name}: ${d.reason}`);
       }
     }
@@ -533,6 +560,16 @@ export class Orchestrator {
   private logSome(lines: readonly string[]): void {
     for (const l of lines.slice(0, LOGGED_DECISIONS)) this.log(l);
     if (lines.length > LOGGED_DECISIONS) this.log(`${lines[0]!.split(':')[0]}: … and ${lines.length - LOGGED_DECISIONS} more decisions`);
+  }
+
+  private noteCreate(id: string): void {
+    const now = this.now();
+    // Insertion order is age order: the oldest entries are first.
+    for (const [old, at] of this.ownCreates) {
+      if (now - at < OWN_CREATE_TTL_MS) break;
+      this.ownCreates.delete(old);
+    }
+    this.ownCreates.set(id, now);
   }
 
   private backOff(ids: Set<string>): void {

@@ -1,7 +1,7 @@
 // Shared vocabulary of the orchestrators: what a reconcile function is given (ReconcileContext), what it
 // returns (decisions made of actions), and the task predicates every mode uses. Everything here is pure:
 // no store, no clock, no I/O. See docs/design/orchestrator.md.
-import { isTerminalTaskState, taskStateRank } from '../../api/objects.ts';
+import { taskStateRank } from '../../api/objects.ts';
 
 import type { Draft, Frozen, Node, Service, Task, TaskState, TaskStatus, UpdateStatus } from '../../api/objects.ts';
 
@@ -124,7 +124,7 @@ export function toldToStop(t: FTask): boolean {
 }
 
 export function isFinished(t: FTask): boolean {
-  return isTerminalTaskState(t.status.state);
+  return taskStateRank(t.status.state) >= R_COMPLETE;
 }
 
 /** No worker has it: the scheduler has not assigned it yet (new / pending). */

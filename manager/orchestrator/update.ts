@@ -71,6 +71,31 @@ function failedEarly(t: FTask, monitorMs: number, runningSince: ReadonlyMap<stri
   return started === undefined || stateSince(t) - started <= monitorMs;
 }
 
+/** Which dirty slots go first: those whose task is not running, then by slot number, then by key. */
+function updateOrder(a: UpdateSlot, b: UpdateSlot): number {
+  return Number(isRunning(a.slot.head!)) - Number(isRunning(b.slot.head!)) || (a.slot.slot ?? 0) - (b.slot.slot ?? 0) || a.slot.key.localeCompare(b.slot.key);
+}
+
+/**
+ * The first `n` of `dirty` in updateOrder. The callers list slots by number (replicated) or node id
+ * (global), so the order is usually a stable split into not running / running: O(slots), where sorting
+ * 10,000 dirty slots on every pass of an update was a tenth of the pass.
+ */
+export function firstToUpdate(dirty: readonly UpdateSlot[], n: number): UpdateSlot[] {
+  if (n <= 0) return [];
+  let sorted = true;
+  for (let i = 1; i < dirty.length && sorted; i++) {
+    const a = dirty[i - 1]!.slot;
+    const b = dirty[i]!.slot;
+    sorted = (a.slot ?? 0) - (b.slot ?? 0) < 0 || ((a.slot ?? 0) === (b.slot ?? 0) && a.key.localeCompare(b.key) < 0);
+  }
+  if (!sorted) return [...dirty].sort(updateOrder).slice(0, n);
+  const out: UpdateSlot[] = [];
+  for (const u of dirty) if (!isRunning(u.slot.head!) && out.length < n) out.push(u);
+  for (const u of dirty) if (isRunning(u.slot.head!) && out.length < n) out.push(u);
+  return out;
+}
+
 /**
  * Plans this pass of a rolling update. Returns 'rollback' when the plan is only the rollback decision
  * (the caller must discard everything else it planned: the spec it planned against is being replaced).
@@ -177,11 +202,7 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
 
   // Start updating more slots.
   const free = cfg.parallelism > 0 ? Math.max(0, cfg.parallelism - inFlight) : dirty.length;
-  const order = [...dirty].sort(
-    (a, b) =>
-      Number(isRunning(a.slot.head!)) - Number(isRunning(b.slot.head!)) || (a.slot.slot ?? 0) - (b.slot.slot ?? 0) || a.slot.key.localeCompare(b.slot.key),
-  );
-  const started = order.slice(0, free);
+  const started = firstToUpdate(dirty, free);
   const verb = rollingBack ? 'rollback' : 'update';
   let first = true;
   for (const u of started) {

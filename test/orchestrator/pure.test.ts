@@ -6,9 +6,10 @@ import type { Frozen, Node, Service, ServiceSpec, Task, TaskState } from '../../
 import { reconcileService } from '../../manager/orchestrator/reconcile.ts';
 import { pickForRemoval, reconcileReplicated } from '../../manager/orchestrator/replicated.ts';
 import { restartVerdict } from '../../manager/orchestrator/restart.ts';
-import { buildSlot, dirtyCheck } from '../../manager/orchestrator/slots.ts';
+import { buildSlot, bySlotNumber, dirtyCheck } from '../../manager/orchestrator/slots.ts';
+import { firstToUpdate } from '../../manager/orchestrator/update.ts';
 import { jobProgress } from '../../manager/orchestrator/jobs.ts';
-import { placementProblem } from '../../manager/orchestrator/enforcer.ts';
+import { isFitPlacement, placementProblem } from '../../manager/orchestrator/enforcer.ts';
 import type { ReconcileContext } from '../../manager/orchestrator/types.ts';
 import { T0, seqIds } from './harness.ts';
 
@@ -274,4 +275,75 @@ test('jobProgress counts completions of the current iteration', () => {
     task({ slot: 1, state: 'complete', desired: 'shutdown', specVersion: 1 }),
   ];
   assert.deepEqual(jobProgress(svc, tasks), { total: 3, completed: 1, running: 1, failed: 1, done: false });
+});
+
+test('bySlotNumber: slots in ascending order, dense or not; tasks without a slot are strays', () => {
+  const noDirty = () => false;
+  const ts = [
+    task({ slot: 3 }),
+    task({ slot: 1 }),
+    task({ slot: 3, state: 'shutdown', desired: 'shutdown', at: T0 - 5000 }),
+    task({}),
+    task({ slot: 10_000_000 }), // far past the dense range
+    task({ slot: -2 }),
+    task({ slot: 2.5 }),
+    task({ slot: 0 }),
+  ];
+  const { slots, strays } = bySlotNumber(ts, noDirty);
+  assert.deepEqual([...slots.keys()], [-2, 0, 1, 2.5, 3, 10_000_000]);
+  assert.deepEqual(strays, [ts[3]]);
+  const s3 = slots.get(3)!;
+  assert.deepEqual(s3.tasks, [ts[0], ts[2]], 'a slot keeps every task, in input order');
+  assert.equal(s3.head, ts[0]);
+  assert.deepEqual(s3.extras, []);
+  assert.equal(slots.get(1)!.key, 'slot:1');
+  // A slot whose only task was told to stop is dead, with no live tasks.
+  const dead = bySlotNumber([task({ slot: 4, desired: 'shutdown' })], noDirty).slots.get(4)!;
+  assert.equal(dead.dead, true);
+  assert.deepEqual(dead.live, []);
+});
+
+test('firstToUpdate: the first n in (not running, slot, key) order, the same as sorting', () => {
+  const states: TaskState[] = ['running', 'pending', 'assigned', 'running', 'starting'];
+  for (let round = 0; round < 50; round++) {
+    const us = [];
+    for (let i = 1; i <= 40; i++) {
+      const t = task({ slot: i, state: states[(i * 7 + round) % states.length]! });
+      us.push({ slot: buildSlot(`slot:${i}`, [t], () => true, { slot: i }), cond: 'ok' as const, replacement: () => null });
+    }
+    // Listed by slot (as reconcileReplicated does), and shuffled (the fallback sorts).
+    const shuffled = [...us].sort((a, b) => ((a.slot.slot! * 31 + round) % 17) - ((b.slot.slot! * 31 + round) % 17));
+    const want = [...us]
+      .sort((a, b) => Number(a.slot.head!.status.state === 'running') - Number(b.slot.head!.status.state === 'running') || a.slot.slot! - b.slot.slot!)
+      .map((u) => u.slot.slot);
+    for (const n of [0, 1, 7, 40, 100]) {
+      assert.deepEqual(
+        firstToUpdate(us, n).map((u) => u.slot.slot),
+        want.slice(0, n),
+      );
+      assert.deepEqual(
+        firstToUpdate(shuffled, n).map((u) => u.slot.slot),
+        want.slice(0, n),
+      );
+    }
+  }
+});
+
+test('isFitPlacement: only a task desired to run, placed by the scheduler on a node that can keep it', () => {
+  const pending = task({ slot: 1, state: 'pending' });
+  const placed = (o: Parameters<typeof task>[0] = {}) => task({ id: pending.id, slot: 1, state: 'assigned', nodeId: 'n1', ...o });
+  assert.equal(isFitPlacement(pending, placed(), node('n1')), true);
+  assert.equal(isFitPlacement(pending, placed(), node('n1', { availability: 'drain' })), false, 'drained');
+  assert.equal(isFitPlacement(pending, placed(), node('n1', { state: 'down' })), false, 'down');
+  assert.equal(isFitPlacement(pending, placed(), undefined), false, 'removed');
+  assert.equal(isFitPlacement(pending, placed(), node('n2')), false, 'another node');
+  assert.equal(isFitPlacement(pending, placed({ constraints: ['node.labels.zone==a'] }), node('n1')), false, 'a constraint it fails');
+  assert.equal(isFitPlacement(pending, placed({ desired: 'shutdown' }), node('n1')), false, 'told to stop');
+  assert.equal(isFitPlacement(pending, placed({ state: 'running' }), node('n1')), false, 'running');
+  assert.equal(isFitPlacement(pending, placed({ specVersion: 2 }), node('n1')), false, 'another spec version');
+  assert.equal(
+    isFitPlacement(task({ slot: 1, state: 'pending', nodeId: 'n1' }), placed(), node('n1')),
+    false,
+    'a global task (bound to its node) keeps its pass',
+  );
 });

@@ -81,13 +81,61 @@ test("a node's progress reports before running start no pass; running does", asy
   await step('pending');
   assert.equal(c.passes, 0, 'new -> pending');
   await step('assigned', 'n1');
-  assert.equal(c.passes, 1, 'pending -> assigned (on a node) is a pass');
+  assert.equal(c.passes, 0, 'pending -> assigned on a node that can keep it: no pass');
   await step('accepted');
   await step('preparing');
   await step('starting');
-  assert.equal(c.passes, 1, 'accepted, preparing, starting: no pass');
+  assert.equal(c.passes, 0, 'accepted, preparing, starting: no pass');
   await step('running');
-  assert.equal(c.passes, 2, 'running is a pass');
+  assert.equal(c.passes, 1, 'running is a pass');
+  h.orch.stop();
+});
+
+test('an assignment to a node that cannot keep the task is a pass, and the task moves', async () => {
+  for (const [what, edit] of [
+    ['drained', (n: { spec: { availability: string } }) => void (n.spec.availability = 'drain')],
+    ['down', (n: { status: { state: string } }) => void (n.status.state = 'down')],
+  ] as const) {
+    const h = new Harness();
+    await h.addNode('n1');
+    await h.addNode('n2');
+    await h.createService('web', { mode: { replicated: { replicas: 1 } } });
+    await h.orch.idle();
+    const [t] = h.tasks('web');
+    // The scheduler read n2 as fit; n2 changed before its assignment was applied (the node's event came
+    // first and found no task of the service on n2).
+    await h.editNode('n2', edit as (n: unknown) => void);
+    await h.orch.idle();
+    const c = countPasses(h.store);
+    await h.store.update((tx) => {
+      tx.modify('task', t!.id, (x) => {
+        x.nodeId = 'n2';
+        x.status = { state: 'assigned', timestamp: h.clock.iso(), message: 'assigned' };
+      });
+    });
+    await h.orch.idle();
+    assert.ok(c.passes >= 1, `assigned on a ${what} node: a pass`);
+    assert.equal(h.task(t!.id)?.desiredState, 'shutdown', `the task on the ${what} node is told to stop`);
+    assert.equal(h.live('web').length, 1, 'and replaced');
+    h.orch.stop();
+  }
+});
+
+test("the orchestrator's own creates start no pass; a task another leader created does", async () => {
+  const h = new Harness();
+  await h.addNode('n1');
+  const c = countPasses(h.store);
+  await h.createService('web', { mode: { replicated: { replicas: 3 } } });
+  await h.orch.idle();
+  assert.equal(h.tasks('web').length, 3);
+  assert.equal(c.passes, 1, 'one pass creates the tasks; their create events start none');
+  // A task written by someone else (an earlier leader's orchestrator, committed late): a duplicate of
+  // slot 1, which this orchestrator must see and retire.
+  const dup = { ...structuredClone(h.tasks('web').find((t) => t.slot === 1)!), id: 'other-leader-task' };
+  await h.store.update((tx) => void tx.create(dup as never));
+  await h.orch.idle();
+  assert.ok(c.passes >= 2, 'a create this orchestrator did not write is a pass');
+  assert.equal(h.live('web').length, 3, 'the duplicate of slot 1 is retired');
   h.orch.stop();
 });
 
