@@ -13,8 +13,17 @@ export interface ManagerAddr {
   addr: string; // host:port of the manager's secure port
 }
 
+/**
+ * What an agent can do beyond the base protocol, named in its hello. A manager uses a feature only with
+ * an agent that named it, so agents and managers of different versions work together.
+ *   assignment-changes: after the full set of a session ('assignments'), the agent takes only what
+ *   changed ('assignment-changes').
+ */
+export const AGENT_FEATURES = ['assignment-changes'] as const;
+export type AgentFeature = (typeof AGENT_FEATURES)[number];
+
 export type AgentToManager =
-  | { t: 'hello'; description: NodeDescriptionMsg }
+  | { t: 'hello'; description: NodeDescriptionMsg; features?: string[] }
   | { t: 'hb' }
   | { t: 'renew'; csr: string }
   /** The node now runs a manager (after promotion) listening at `advertise`: add it to Raft. */
@@ -92,8 +101,13 @@ export type ManagerToAgent =
   | { t: 'role'; role: 'manager' | 'worker' }
   /** Renew the node certificate now (rotation on demand, or a changed certificate lifetime). */
   | { t: 'renew-cert' }
-  /** The complete set of tasks this node must run or stop (sent on every change). */
+  /** The complete set of tasks this node must run or stop (the first of a session; on every change to an agent without 'assignment-changes'). */
   | { t: 'assignments'; tasks: TaskAssignment[] }
+  /**
+   * What changed in that set since the last message of this session: tasks added or changed (whole), and
+   * the ids of tasks no longer in it. Only to an agent whose hello named 'assignment-changes'.
+   */
+  | { t: 'assignment-changes'; set: TaskAssignment[]; remove: string[] }
   | { t: 'cert'; certPem: string; caCertPem: string; role: 'manager' | 'worker' }
   /** Send the logs of these tasks (answered with 'log' batches and one 'log-end'). */
   /** `window`: bytes of each task the node may send ahead of 'logs-ack' (default LOG_WINDOW_BYTES). */

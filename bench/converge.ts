@@ -1,7 +1,7 @@
 // `npm run bench:converge`: 3 real managers (daemons in lab hosts) + 200 simulated agents (real
 // sessions, joined with real tokens and certificates, running the test executor). Measures the time
 // from `service create --replicas 10000` to all tasks reported running, and of a rolling update of all
-// of them with parallelism 100. Medians over the rounds.
+// of them with parallelism 100. Medians over the rounds. `--profile` profiles the managers.
 import type { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,9 @@ const AGENTS = Number(process.env.SHOAL_BENCH_AGENTS ?? 200);
 const REPLICAS = Number(process.env.SHOAL_BENCH_REPLICAS ?? 10_000);
 const ROUNDS = Number(process.env.SHOAL_BENCH_ROUNDS ?? 1);
 const NAME = `cv${process.pid % 1000}`;
+/** `--profile`: a V8 CPU profile of every manager, written to /tmp/<lab>-prof when the lab goes down. */
+const PROFILE = process.argv.includes('--profile');
+const PROF_DIR = `/tmp/${NAME}-prof`;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -21,7 +24,7 @@ const median = (xs: number[]) => {
 
 async function round(r: number, out: { create: number[]; update: number[] }): Promise<void> {
   const unhook = cleanupOnExit(NAME);
-  const c = await ClusterLab.up({ name: NAME, managers: 3, workers: 0 });
+  const c = await ClusterLab.up({ name: NAME, managers: 3, workers: 0, ...(PROFILE ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] } : {}) });
   let farm: ReturnType<typeof spawn> | null = null;
   try {
     const tokens = await c.control('GET', '/v1/join-tokens');
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
   console.log(`rolling update of ${REPLICAS} tasks, parallelism 100, median: ${(median(out.update) / 1000).toFixed(2)} s`);
   console.log(`tasks started per second during create: ${Math.round(REPLICAS / (median(out.create) / 1000))} tasks/s`);
   console.log(`rounds: ${ROUNDS}`);
+  if (PROFILE) console.log(`CPU profiles of the managers: ${PROF_DIR}`);
 }
 
 main().catch((e) => {

@@ -11,6 +11,7 @@ import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
 import { jsonDecoder, ProtocolViolation, Session } from '../transport/session.ts';
 import {
+  AGENT_FEATURES,
   DISPATCHER_PATH,
   EXEC_WINDOW_BYTES,
   LOG_MIN_WINDOW_BYTES,
@@ -129,6 +130,11 @@ export class Agent {
   private pendingRenew: ((r: { certPem: string; caCertPem: string; role: 'manager' | 'worker' }) => void) | null = null;
 
   private statusBuf: TaskStatusUpdate[] = [];
+  /**
+   * This session's assignments (templates expanded), by task id: the full set the leader sent first,
+   * with every 'assignment-changes' since applied. null until the session's full set came.
+   */
+  private assigned: Map<string, TaskAssignment> | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: AgentOptions) {
@@ -315,7 +321,7 @@ export class Agent {
         // The backoff is reset by a welcome, not here: a follower that knows no leader accepts the
         // connection and redirects at once, and resetting on every open made each agent of a cluster
         // without a leader redial every 50 ms, starving the managers' election of CPU.
-        this.send({ t: 'hello', description: this.describe() });
+        this.send({ t: 'hello', description: this.describe(), features: [...AGENT_FEATURES] });
         if (this.state !== 'ready') {
           welcomeTimer = setTimeout(() => {
             if (this.session === session && this.state !== 'ready') session.close(4000, 'no welcome');
@@ -342,8 +348,9 @@ export class Agent {
         this.setManagers(m.managers);
         this.setPeriod(m.heartbeatPeriodMs);
         this.log(`agent: session established with ${this.connectedTo}`);
-        // The leader resends the secrets and configs our tasks need on this session.
+        // The leader resends the secrets and configs our tasks need on this session, and a full set.
         this.opts.files?.reset();
+        this.assigned = null;
         const adv = this.opts.managerAdvertise?.();
         if (adv) this.send({ t: 'manager-up', advertise: adv });
         // A new session: tell the leader the true state of everything we run.
@@ -353,8 +360,25 @@ export class Agent {
         return;
       }
       case 'assignments':
-        this.opts.executor?.reconcile(m.tasks.map((t) => this.expand(t)));
+        this.assigned = new Map(m.tasks.map((t) => [t.id, this.expand(t)]));
+        this.opts.executor?.reconcile([...this.assigned.values()]);
         return;
+      case 'assignment-changes': {
+        if (!Array.isArray(m.set) || !Array.isArray(m.remove)) {
+          this.log('agent: assignment changes without set and remove lists: ignored');
+          return;
+        }
+        if (this.assigned === null) {
+          // The leader sends these only after a full set on the same session: a manager bug. The next
+          // full set (a new session) repairs it; acting on a part would stop every task not named.
+          this.log('agent: assignment changes before a full set on this session: ignored');
+          return;
+        }
+        for (const id of m.remove) this.assigned.delete(id);
+        for (const t of m.set) this.assigned.set(t.id, this.expand(t));
+        this.opts.executor?.reconcile([...this.assigned.values()]);
+        return;
+      }
       case 'hb':
         this.setManagers(m.managers);
         if (m.heartbeatPeriodMs !== this.periodMs) this.setPeriod(m.heartbeatPeriodMs);

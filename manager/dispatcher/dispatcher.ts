@@ -24,7 +24,6 @@ import { acceptedRoots, issuerOf, withChain } from '../ca/rotation.ts';
 import type { RaftNode } from '../raft/node.ts';
 import { CLUSTER_ID, isTerminalTaskState, taskStateRank, type Cluster, type Node as NodeObj, type Task } from '../../api/objects.ts';
 import type { Store } from '../store/store.ts';
-import type { TaskAssignment } from '../../api/task-status.ts';
 import { RemoteCalls } from '../api/remote.ts';
 import type { Gate } from '../api/gate.ts';
 import { raftUrl, type Members } from '../members.ts';
@@ -33,6 +32,7 @@ import { DISPATCHER_PATH, type ManagerAddr, type ManagerToAgent } from '../../ap
 import { StatusQueue } from './status-queue.ts';
 import { DispatcherCounters, type DispatcherStats } from './stats.ts';
 import { planFileMessages } from './secret-delivery.ts';
+import { planAssignments, type SentTask } from './assignments.ts';
 import type { KeyRing } from '../keys/keyring.ts';
 import { validateAgentMessage, type InboundMessage, type StatusMessage, type UsageMessage } from './validate.ts';
 import type { RemoteMessage } from '../api/remote-validate.ts';
@@ -120,6 +120,10 @@ interface NodeSession {
   presented?: string | null;
   /** The heartbeat period and manager list this node was last told (hbNews), '' before its welcome. */
   told: string;
+  /** Its agent takes 'assignment-changes' (named in its last hello). */
+  takesChanges: boolean;
+  /** What this session was told of each task (assignments.ts); null: the next send is a full set. */
+  assigned: Map<string, SentTask> | null;
 }
 
 export class Dispatcher {
@@ -143,6 +147,9 @@ export class Dispatcher {
   /** Nodes whose last NetView their session refused (outbound buffer full): sent again on a timer. */
   private readonly netRetry = new Set<string>();
   private netRetryTimer: NodeJS.Timeout | null = null;
+  /** Nodes whose last assignments their session refused: sent again, in full, on a timer. */
+  private readonly assignRetry = new Set<string>();
+  private assignRetryTimer: NodeJS.Timeout | null = null;
   /** Last NetView (canonical JSON) sent to each session. */
   private sentViews = new Map<string, string>();
   /** Per node: the version of the last NetView sent, and the highest one it says it has applied. */
@@ -194,7 +201,7 @@ export class Dispatcher {
         liveness: DISPATCHER_LIMITS.liveness,
       },
     });
-    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session, told: '', ...(certRaw ? { certRaw } : {}) };
+    const ns: NodeSession = { nodeId, helloAt: -Infinity, remoteAddr, session, told: '', takesChanges: false, assigned: null, ...(certRaw ? { certRaw } : {}) };
     this.counters.sessionOpened();
     if (!this.leading) {
       ns.session.sendJson({ t: 'redirect', leader: this.d.members.leaderAddr(), message: 'this manager is not the leader' } satisfies ManagerToAgent);
@@ -296,7 +303,7 @@ export class Dispatcher {
     try {
       switch (m.t) {
         case 'hello':
-          return await this.hello(ns, m.description, now);
+          return await this.hello(ns, m.description, now, m.features ?? []);
         case 'manager-up': {
           const n = this.node(nodeId);
           const st = this.d.raft.status();
@@ -359,7 +366,7 @@ export class Dispatcher {
     return { heartbeatPeriodMs, managers, key: `${heartbeatPeriodMs} ${JSON.stringify(managers)}` };
   }
 
-  private async hello(ns: NodeSession, description: NodeObj['description'], now: number): Promise<void> {
+  private async hello(ns: NodeSession, description: NodeObj['description'], now: number, features: readonly string[]): Promise<void> {
     if (now - ns.helloAt < DISPATCHER_LIMITS.helloIntervalMs)
       throw new ProtocolViolation('hello-rate', `hello again within ${DISPATCHER_LIMITS.helloIntervalMs} ms`);
     ns.helloAt = now;
@@ -388,6 +395,9 @@ export class Dispatcher {
     this.sentViews.delete(nodeId);
     this.sendNetViews([nodeId]);
     this.sentFiles.delete(ns); // a welcome makes the agent forget its secrets and configs
+    // and its assignments: the first set after a welcome is a full one.
+    ns.takesChanges = features.includes('assignment-changes');
+    ns.assigned = null;
     this.sendAssignments(nodeId);
     if (ns.presented === undefined && ns.certRaw) {
       const c = this.cluster();
@@ -614,6 +624,9 @@ export class Dispatcher {
     if (this.netRetryTimer) clearTimeout(this.netRetryTimer);
     this.netRetryTimer = null;
     this.netRetry.clear();
+    if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
+    this.assignRetryTimer = null;
+    this.assignRetry.clear();
     this.sentViews.clear();
     this.viewSent.clear();
     this.viewApplied.clear();
@@ -733,34 +746,42 @@ export class Dispatcher {
     }, 10);
   }
 
-  /** Sends a node the full set of its tasks that are assigned and not finished. */
+  /**
+   * Tells a node its tasks that are assigned and not finished: the full set first on a session, then what
+   * changed (assignments.ts) if its agent takes that. A refused send starts over with a full set.
+   */
   private sendAssignments(nodeId: string): void {
     const ns = this.sessions.get(nodeId);
     if (!ns) return;
-    const assignedRank = taskStateRank('assigned');
-    const tasks: TaskAssignment[] = [];
-    const live = (t: { status: { state: Task['status']['state'] } }) => taskStateRank(t.status.state) >= assignedRank && !isTerminalTaskState(t.status.state);
     // The secrets and configs these tasks reference go first, on the same (ordered) session.
     const sent = this.sentFiles.get(ns) ?? new Set<string>();
     this.sentFiles.set(ns, sent);
-    const files = this.d.store.view((tx) => planFileMessages(tx, tx.tasksByNode(nodeId).filter(live), sent, this.d.keys?.() ?? null, this.d.log));
+    const { tasks, files } = this.d.store.view((tx) => {
+      const tasks = (tx.tasksByNode(nodeId) as Task[]).filter((t) => liveOnNode(t.status.state));
+      return { tasks, files: planFileMessages(tx, tasks, sent, this.d.keys?.() ?? null, this.d.log) };
+    });
     for (const m of files) ns.session.sendJson(m satisfies ManagerToAgent);
     const now = Date.now();
-    for (const t of this.d.store.view((tx) => tx.tasksByNode(nodeId)) as Task[]) {
-      if (!live(t)) continue;
-      tasks.push({
-        id: t.id,
-        serviceId: t.serviceId,
-        serviceName: t.serviceAnnotations?.name ?? '',
-        ...(t.slot !== undefined ? { slot: t.slot } : {}),
-        spec: t.spec,
-        // A stop held for the drain: the node keeps the task running until every node has taken it out.
-        desiredState: this.stopHeld(t, nodeId, now) ? 'running' : t.desiredState,
-        state: t.status.state,
-        ...(t.networks?.length ? { networks: t.networks } : {}),
-      });
+    const live = tasks.map((t) => ({ task: t, desired: this.stopHeld(t, nodeId, now) ? ('running' as const) : t.desiredState }));
+    const { message, next } = planAssignments(ns.takesChanges ? ns.assigned : null, live);
+    if (message === null) return;
+    this.counters.assignments(message.t === 'assignments' ? 'full' : 'changes');
+    if (ns.session.sendJson(message)) ns.assigned = next;
+    else {
+      ns.assigned = null;
+      this.retryAssignments(nodeId);
     }
-    ns.session.sendJson({ t: 'assignments', tasks } satisfies ManagerToAgent);
+  }
+
+  /** A refused set is sent again (in full) once the session drains, if it is still open then. */
+  private retryAssignments(nodeId: string): void {
+    this.assignRetry.add(nodeId);
+    this.assignRetryTimer ??= setTimeout(() => {
+      this.assignRetryTimer = null;
+      const ids = [...this.assignRetry];
+      this.assignRetry.clear();
+      if (this.leading) for (const id of ids) this.markAssignments(id);
+    }, NET_VIEW_RETRY_MS);
   }
 
   /**

@@ -16,6 +16,8 @@ export interface DispatcherStats {
   status: { queued: number; written: number };
   /** Hellos that wrote the node, and hellos from a node already ready as described (no write). */
   hellos: { written: number; unchanged: number };
+  /** Assignment messages sent: full sets, and changes only (dispatcher/assignments.ts). */
+  assignments: { full: number; changes: number };
   sent: number;
   sendRefused: number;
   /** Stops held until every node had taken the task out of its tables (drain.ts). */
@@ -68,6 +70,7 @@ export class DispatcherCounters {
   private statusWritten = 0;
   private hellosWritten = 0;
   private hellosUnchanged = 0;
+  private readonly assignmentsSent = { full: 0, changes: 0 };
   private readonly byType: Record<string, number> = {};
   /** Drops decided by the dispatcher itself (unknown task, stale state, full queue, failed write). */
   private readonly dispatcherDropped: Record<string, number> = {};
@@ -112,6 +115,10 @@ export class DispatcherCounters {
     this.hellosUnchanged++;
   }
 
+  assignments(kind: 'full' | 'changes'): void {
+    this.assignmentsSent[kind]++;
+  }
+
   /** Totals: ended sessions plus the live ones. */
   snapshot(live: Iterable<SessionCounters>, open: number): Omit<DispatcherStats, 'drain'> {
     const s = emptySums();
@@ -128,6 +135,7 @@ export class DispatcherCounters {
       disconnects: { total: sum(this.disconnects), byReason: { ...this.disconnects } },
       status: { queued: this.statusQueued, written: this.statusWritten },
       hellos: { written: this.hellosWritten, unchanged: this.hellosUnchanged },
+      assignments: { ...this.assignmentsSent },
       sent: s.sent,
       sendRefused: s.sendRefused,
     };

@@ -10,7 +10,7 @@
 import { ProtocolViolation } from '../../transport/session.ts';
 import { TASK_STATES, type NodeDescription, type TaskState } from '../../api/objects.ts';
 import type { TaskStatusUpdate } from '../../api/task-status.ts';
-import type { AgentToManager, TaskUsage } from '../../api/dispatcher.ts';
+import { AGENT_FEATURES, type AgentFeature, type AgentToManager, type TaskUsage } from '../../api/dispatcher.ts';
 import { validateRemoteMessage, type RemoteMessage } from '../api/remote-validate.ts';
 
 /** Limits of one message's fields. Sizes are generous for a real node and small for the store. */
@@ -36,6 +36,9 @@ export const MESSAGE_LIMITS = {
   /** Sane resources: 4096 CPUs, 1 PiB of memory. */
   nanoCpus: 4096e9,
   memoryBytes: 2 ** 50,
+  /** Names in a hello's `features`, and their length. */
+  features: 32,
+  featureName: 64,
 } as const;
 
 const TASK_STATE_SET: ReadonlySet<string> = new Set(TASK_STATES);
@@ -83,6 +86,25 @@ function num(o: Record<string, unknown>, field: string, max: number, path: strin
   return v;
 }
 
+/**
+ * A hello's `features` (optional): at most MESSAGE_LIMITS.features names of at most
+ * MESSAGE_LIMITS.featureName characters. Names this manager does not know are dropped, not refused:
+ * a newer agent may know more.
+ */
+function validateFeatures(v: unknown): { features?: AgentFeature[] } {
+  if (v === undefined) return {};
+  if (!Array.isArray(v)) throw violation('bad-field', 'hello.features must be an array of strings');
+  if (v.length > MESSAGE_LIMITS.features) throw violation('too-many', `hello.features has ${v.length} entries (limit ${MESSAGE_LIMITS.features})`);
+  const out: AgentFeature[] = [];
+  for (const [i, f] of v.entries()) {
+    if (typeof f !== 'string') throw violation('bad-field', `hello.features[${i}] must be a string`);
+    if (f.length > MESSAGE_LIMITS.featureName)
+      throw violation('too-long', `hello.features[${i}] is ${f.length} characters (limit ${MESSAGE_LIMITS.featureName})`);
+    if ((AGENT_FEATURES as readonly string[]).includes(f) && !out.includes(f as AgentFeature)) out.push(f as AgentFeature);
+  }
+  return { features: out };
+}
+
 /** Cuts text to `max` characters (status messages are informational; the rest is dropped). */
 const cut = (s: string, max: number) => (s.length > max ? s.slice(0, max) : s);
 
@@ -93,7 +115,7 @@ export function validateAgentMessage(v: unknown): InboundMessage {
   if (typeof t !== 'string') throw violation('bad-message', 'message field t must be a string');
   switch (t) {
     case 'hello':
-      return { t, description: validateDescription(v.description) };
+      return { t, description: validateDescription(v.description), ...validateFeatures(v.features) };
     case 'hb':
       return { t };
     case 'renew': {

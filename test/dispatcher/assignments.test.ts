@@ -1,9 +1,11 @@
 // Which task updates the dispatcher pushes to the task's node (manager/dispatcher/dispatcher.ts
 // assignmentChanged): the node's own status reports between live states are not echoed back; anything
-// that changes what the node must run is.
+// that changes what the node must run is. And what a session is told of them (assignments.ts): a full
+// set first, then changes only.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { assignmentChanged } from '../../manager/dispatcher/dispatcher.ts';
+import { assignmentOf, planAssignments } from '../../manager/dispatcher/assignments.ts';
 import type { Task } from '../../api/objects.ts';
 
 const base = {
@@ -39,4 +41,51 @@ test('anything the node must act on is pushed', () => {
   assert.equal(assignmentChanged(base, with_({ nodeId: 'n2' })), true, 'moved');
   assert.equal(assignmentChanged(base, { ...base, spec: { image: 'busybox:v2' } } as unknown as Task), true, 'spec');
   assert.equal(assignmentChanged(base, with_({ networks: [{ networkId: 'x', addresses: ['10.0.0.2/24'] }] as unknown as Task['networks'] })), true, 'networks');
+});
+
+// ------------------------------------------------------------------ what a session is told (assignments.ts)
+
+const frozen = (id: string, patch: Partial<Task> = {}): Task => Object.freeze({ ...base, id, ...patch }) as Task;
+const ids = (ts: { id: string }[]) => ts.map((t) => t.id).sort();
+
+test('planAssignments: a full set first; then only added, changed and removed tasks; nothing when nothing changed', () => {
+  const a = frozen('a');
+  const b = frozen('b');
+  const first = planAssignments(null, [
+    { task: a, desired: 'running' },
+    { task: b, desired: 'running' },
+  ]);
+  assert.equal(first.message?.t, 'assignments');
+  assert.deepEqual(ids((first.message as { tasks: { id: string }[] }).tasks), ['a', 'b']);
+
+  const same = planAssignments(first.next, [
+    { task: a, desired: 'running' },
+    { task: b, desired: 'running' },
+  ]);
+  assert.equal(same.message, null, 'the same objects told the same: no message');
+
+  const a2 = frozen('a', { desiredState: 'shutdown' });
+  const c = frozen('c');
+  const ch = planAssignments(same.next, [
+    { task: a2, desired: 'shutdown' },
+    { task: c, desired: 'running' },
+  ]);
+  assert.equal(ch.message?.t, 'assignment-changes');
+  const m = ch.message as { set: { id: string; desiredState: string }[]; remove: string[] };
+  assert.deepEqual(ids(m.set), ['a', 'c']);
+  assert.equal(m.set.find((t) => t.id === 'a')!.desiredState, 'shutdown');
+  assert.deepEqual(m.remove, ['b']);
+  assert.deepEqual([...ch.next.keys()].sort(), ['a', 'c']);
+});
+
+test('planAssignments: a stop held for the drain and then released is sent again; the set matches a full one', () => {
+  const t = frozen('a', { desiredState: 'shutdown', status: { ...base.status, state: 'running' } });
+  const held = planAssignments(null, [{ task: t, desired: 'running' }]);
+  assert.equal((held.message as { tasks: { desiredState: string }[] }).tasks[0]!.desiredState, 'running');
+  const released = planAssignments(held.next, [{ task: t, desired: 'shutdown' }]);
+  const m = released.message as { t: string; set: unknown[] };
+  assert.equal(m.t, 'assignment-changes');
+  // What a change says of a task is exactly what a full set says of it.
+  assert.deepEqual(m.set, [assignmentOf(t, 'shutdown')]);
+  assert.deepEqual(m.set, (planAssignments(null, [{ task: t, desired: 'shutdown' }]).message as { tasks: unknown[] }).tasks);
 });

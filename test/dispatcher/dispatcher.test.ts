@@ -353,4 +353,59 @@ describe('dispatcher sessions (real TLS WebSockets, in-memory store)', () => {
     await until(() => answers().includes(3000), 'answered with the next period');
     assert.deepEqual(answers(), [2500, 3000], 'each period told once');
   });
+
+  it('an agent that takes assignment changes gets its full set once, then only what changed; others get full sets', async () => {
+    await store.update((tx) => {
+      for (const id of ['n11', 'n12']) tx.create(node(id));
+      for (const [id, n] of [
+        ['c1', 'n11'],
+        ['c2', 'n11'],
+        ['c4', 'n11'],
+        ['f1', 'n12'],
+      ] as const)
+        tx.create(task(id, n));
+    });
+    const a = await agent('n11');
+    a.send({ t: 'hello', description: desc('n11'), features: ['assignment-changes', 'from-the-future'] });
+    const b = await agent('n12');
+    b.send({ t: 'hello', description: desc('n12') });
+    const of = (x: Agent, t: string) =>
+      x.got.filter((m) => m.t === t) as unknown as { tasks: { id: string }[]; set: { id: string; desiredState: string }[]; remove: string[] }[];
+    await until(() => of(a, 'assignments').length === 1 && of(b, 'assignments').length === 1, 'full sets');
+    const before = d.stats().assignments;
+    // On n11: a new task, a stop, and a task that failed (no longer on the node). On n12: a new task.
+    await store.update((tx) => {
+      tx.create(task('c3', 'n11'));
+      tx.modify('task', 'c1', (x) => void (x.desiredState = 'shutdown'));
+      tx.modify('task', 'c2', (x) => void (x.status = { ...x.status, state: 'failed' }));
+      tx.create(task('f2', 'n12'));
+    });
+    await until(() => of(a, 'assignment-changes').length === 1 && of(b, 'assignments').length === 2, 'the changes and the next full set');
+    const [ch] = of(a, 'assignment-changes');
+    assert.deepEqual(ch!.set.map((t) => t.id).sort(), ['c1', 'c3']);
+    assert.equal(ch!.set.find((t) => t.id === 'c1')!.desiredState, 'shutdown');
+    assert.deepEqual(ch!.remove, ['c2']);
+    assert.deepEqual(
+      of(b, 'assignments')[1]!
+        .tasks.map((t) => t.id)
+        .sort(),
+      ['f1', 'f2'],
+      'an agent without the feature gets full sets',
+    );
+    const after = d.stats().assignments;
+    assert.equal(after.changes - before.changes, 1);
+    assert.equal(after.full - before.full, 1);
+    // A new session starts over with a full set: what the node must run now.
+    a.ws.close();
+    const a2 = await agent('n11');
+    a2.send({ t: 'hello', description: desc('n11'), features: ['assignment-changes'] });
+    await until(() => of(a2, 'assignments').length === 1, 'a full set on the new session');
+    assert.deepEqual(
+      of(a2, 'assignments')[0]!
+        .tasks.map((t) => t.id)
+        .sort(),
+      ['c1', 'c3', 'c4'],
+    );
+    assert.equal(of(a2, 'assignment-changes').length, 0);
+  });
 });

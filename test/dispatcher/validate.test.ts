@@ -50,6 +50,10 @@ describe('dispatcher/validate: whole messages', () => {
     ['hello memory NaN-ish', { t: 'hello', description: { ...desc(), resources: { nanoCpus: 1, memoryBytes: null } } }, 'bad-field'],
     ['hello addr with a space', { t: 'hello', description: { ...desc(), addr: '1.2.3.4 evil' } }, 'bad-field'],
     ['hello engineVersion object', { t: 'hello', description: { ...desc(), engineVersion: {} } }, 'bad-field'],
+    ['hello features a string', { t: 'hello', description: desc(), features: 'assignment-changes' }, 'bad-field'],
+    ['hello features with a number', { t: 'hello', description: desc(), features: ['assignment-changes', 7] }, 'bad-field'],
+    ['hello features too many', { t: 'hello', description: desc(), features: new Array(MESSAGE_LIMITS.features + 1).fill('x') }, 'too-many'],
+    ['hello feature name too long', { t: 'hello', description: desc(), features: ['f'.repeat(MESSAGE_LIMITS.featureName + 1)] }, 'too-long'],
     ['renew csr missing', { t: 'renew' }, 'bad-field'],
     ['renew csr not PEM', { t: 'renew', csr: 'hello' }, 'bad-field'],
     ['renew csr huge', { t: 'renew', csr: '-----BEGIN ' + 'A'.repeat(20_000) }, 'too-long'],
@@ -76,6 +80,12 @@ describe('dispatcher/validate: whole messages', () => {
       assert.ok(e.message.length > 0 && e.message.length < 300, 'a short message naming the problem');
     });
   }
+
+  it("a hello's features: known names kept once, unknown ones dropped, none when absent", () => {
+    const m = validateAgentMessage({ t: 'hello', description: desc(), features: ['from-the-future', 'assignment-changes', 'assignment-changes'] });
+    assert.deepEqual((m as { features?: string[] }).features, ['assignment-changes']);
+    assert.equal('features' in validateAgentMessage({ t: 'hello', description: desc() }), false);
+  });
 
   it('accepts each valid message type and keeps only known fields', () => {
     const hello = validateAgentMessage({
