@@ -63,6 +63,8 @@ export class ClusterMetrics {
   private view: ClusterView | null = null;
   private readonly placements: Histogram;
   private readonly passes: Counter<'result'>;
+  private readonly reconciles: Counter<'result'>;
+  private readonly reconcileTime: Histogram;
 
   constructor(reg: Registry) {
     const self = this;
@@ -129,6 +131,22 @@ export class ClusterMetrics {
       registers: [reg],
     });
 
+    // The orchestrator's reconciles (manager/orchestrator/runner.ts): each one reads every task of its
+    // service, so at scale their count and length are the leader's cost of a rolling update; one that
+    // decided nothing is pure overhead.
+    this.reconciles = new Counter({
+      name: 'shoal_orchestrator_reconciles_total',
+      help: 'Services reconciled by the orchestrator, by result (decided, nothing).',
+      labelNames: ['result'],
+      registers: [reg],
+    });
+    this.reconcileTime = new Histogram({
+      name: 'shoal_orchestrator_reconcile_duration_seconds',
+      help: "One service's reconcile: read its tasks and decide.",
+      buckets: FAST_BUCKETS,
+      registers: [reg],
+    });
+
     new Gauge({
       name: 'shoal_services',
       help: 'Services by rolling-update state; "none" = never updated (leader only).',
@@ -176,7 +194,8 @@ export class ClusterMetrics {
       collect() {
         this.reset();
         const v = leaderView();
-        if (v) this.inc(v.dispatcher().messages.byType['heartbeat'] ?? 0);
+        // Counted under the message's type on the wire, 'hb' (api/dispatcher.ts).
+        if (v) this.inc(v.dispatcher().messages.byType['hb'] ?? 0);
       },
     });
     new Counter({
@@ -282,6 +301,11 @@ export class ClusterMetrics {
   }
 
   /** One scheduler pass (manager/scheduler/runner.ts onPass). */
+  orchestratorReconcile(info: { ms: number; decided: boolean }): void {
+    this.reconciles.inc({ result: info.decided ? 'decided' : 'nothing' });
+    this.reconcileTime.observe(info.ms / 1000);
+  }
+
   schedulerPass(info: { ms: number; assigned: number; unplaced: number }): void {
     this.placements.observe(info.ms / 1000);
     if (info.assigned > 0) this.passes.inc({ result: 'assigned' }, info.assigned);

@@ -131,6 +131,11 @@ describe('Prometheus metrics on a lab, checked with a real Prometheus', { concur
     ).catch((e: Error) => assert.fail(`${e.message}: ${last}`));
   });
 
+  it("the leader counts the nodes' heartbeats", async () => {
+    // 4 nodes heartbeat every second: the leader's counter grows (it read a key no message has before).
+    await waitFor(async () => Number((await query('sum(shoal_dispatcher_heartbeats_total)'))[0]?.value[1] ?? 0) > 0, 20_000, 'heartbeats counted', 500);
+  });
+
   it('exactly one manager reports is_leader 1', async () => {
     await waitFor(async () => (await query('shoal_raft_is_leader')).length === 3, 10_000, 'is_leader from 3 managers', 250);
     const leaders = await query('shoal_raft_is_leader == 1');

@@ -24,7 +24,7 @@ function view(tasks: TaskView[], opts: { leader?: boolean; usage?: Record<string
     ],
     dispatcher: () => ({
       sessions: { open: 2 },
-      messages: { byType: { heartbeat: 7, status: 3 } },
+      messages: { byType: { hb: 7, status: 3 } },
       dropped: { byReason: { 'rate-limit': 4 } },
       drain: { holding: 1, released: { acknowledged: 5, 'node-gone': 0, deadline: 2 }, immediate: 3, heldMs: 4500 },
     }),
@@ -121,6 +121,18 @@ describe('metrics: cluster collectors', () => {
     assert.equal(sample(t, 'shoal_scheduler_pass_duration_seconds_count'), 1);
     assert.equal(sample(t, 'shoal_scheduler_pass_duration_seconds_bucket{le="0.005"}'), 1);
     assert.equal(sample(t, 'shoal_scheduler_tasks_total{result="assigned"}'), 5);
+  });
+
+  it('orchestrator reconciles are counted by whether they decided anything, and timed', async () => {
+    const m = new DaemonMetrics({ processMetrics: false });
+    m.cluster.orchestratorReconcile({ ms: 2, decided: true });
+    m.cluster.orchestratorReconcile({ ms: 40, decided: false });
+    m.cluster.orchestratorReconcile({ ms: 1, decided: false });
+    const t = await m.text();
+    assert.equal(sample(t, 'shoal_orchestrator_reconciles_total{result="decided"}'), 1);
+    assert.equal(sample(t, 'shoal_orchestrator_reconciles_total{result="nothing"}'), 2);
+    assert.equal(sample(t, 'shoal_orchestrator_reconcile_duration_seconds_count'), 3);
+    assert.equal(sample(t, 'shoal_orchestrator_reconcile_duration_seconds_bucket{le="0.005"}'), 2);
   });
 });
 
