@@ -4,7 +4,8 @@
 // assigned → running and told-to-stop → shutdown in 20 ms batches, as the dispatcher's status flush does.
 // Printed one per line:
 //   1. `service create --replicas N` → all running, and the rolling update of all N at parallelism 100:
-//      wall time, CPU, and the store batches (passes of the three loops) it took;
+//      wall time, CPU, the store batches (passes of the three loops) it took, and the orchestrator's
+//      reconciles (how many decided nothing, and their time);
 //   2. one orchestrator pass over a service half way through its update (N slots, N × 1.5 tasks):
 //      median and p99 of CPU over 50 passes;
 //   3. a service's tasks read inside a store batch (as a pass reads them) against the same read in a
@@ -102,7 +103,12 @@ async function rollingUpdate(): Promise<void> {
     batches++;
     return batch(items, fn);
   }) as Store['batch'];
-  const loops = [new Orchestrator(store), new AllocatorRunner(store), new SchedulerRunner(store)];
+  const reconciles = { decided: 0, nothing: 0, ms: 0 };
+  const onReconcile = (r: { ms: number; decided: boolean }) => {
+    reconciles[r.decided ? 'decided' : 'nothing']++;
+    reconciles.ms += r.ms;
+  };
+  const loops = [new Orchestrator(store, { onReconcile }), new AllocatorRunner(store), new SchedulerRunner(store)];
   for (const l of loops) l.start();
   simulateNodes(store);
   const running = (version: number) =>
@@ -119,6 +125,7 @@ async function rollingUpdate(): Promise<void> {
     );
 
     batches = 0;
+    Object.assign(reconciles, { decided: 0, nothing: 0, ms: 0 });
     t0 = performance.now();
     u0 = process.cpuUsage();
     await store.update((tx) =>
@@ -142,6 +149,10 @@ async function rollingUpdate(): Promise<void> {
     );
     console.log(
       `rolling update of ${N} tasks: ${batches} store batches (orchestrator, allocator and scheduler passes), ${(N / batches).toFixed(1)} tasks per batch`,
+    );
+    const n = reconciles.decided + reconciles.nothing;
+    console.log(
+      `rolling update of ${N} tasks: ${n} orchestrator reconciles, ${reconciles.nothing} of them deciding nothing; ${(reconciles.ms / 1000).toFixed(2)} s in them (${(reconciles.ms / Math.max(1, n)).toFixed(1)} ms each)`,
     );
   } finally {
     for (const l of loops) l.stop();

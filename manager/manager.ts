@@ -189,7 +189,11 @@ export class Manager {
     });
     this.autoscale = new AutoscaleRunner(this.store, { usageOf: (id) => this.remote.usageOf(id), log: (l) => this.log(l) });
     this.leaderHooks.push(
-      new Orchestrator(this.store, { newId, log: (l) => this.log(`orchestrator: ${l}`) }),
+      new Orchestrator(this.store, {
+        newId,
+        log: (l) => this.log(`orchestrator: ${l}`),
+        ...(opts.metrics ? { onReconcile: (r) => opts.metrics!.cluster.orchestratorReconcile(r) } : {}),
+      }),
       new AllocatorRunner(this.store, { newId, hostRoutes: readHostRoutes, log: (l) => this.log(l) }),
       new SchedulerRunner(this.store, {
         log: (l) => this.log(`scheduler: ${l}`),

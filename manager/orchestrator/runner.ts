@@ -51,6 +51,12 @@ export interface OrchestratorOptions {
    * may overshoot). The rest is applied by the next pass. Default a third of the store's limit.
    */
   maxBytesPerService?: number;
+  /**
+   * Called after each service is reconciled: how long it took (ms, the runner's clock) and whether it
+   * decided anything. A reconcile that decides nothing still read every task of its service: their
+   * share is what the event filters in onEvent are for (metrics: shoal_orchestrator_reconciles_total).
+   */
+  onReconcile?: (r: { ms: number; decided: boolean }) => void;
 }
 
 const realTimers: OrchestratorTimers = {
@@ -208,6 +214,7 @@ export class Orchestrator {
   private lastPassMs = 0;
   /** When the last pass ended (runner's clock): the pacing wait counts from there. */
   private lastPassEnd = Number.NEGATIVE_INFINITY;
+  private readonly onReconcile: NonNullable<OrchestratorOptions['onReconcile']>;
 
   constructor(
     private readonly store: Store,
@@ -220,6 +227,7 @@ export class Orchestrator {
     this.debounceMs = opts.debounceMs ?? 5;
     this.tuning = opts.tuning ?? {};
     this.maxBytesPerService = opts.maxBytesPerService ?? Math.floor(store.maxTxBytes / 3);
+    this.onReconcile = opts.onReconcile ?? (() => {});
   }
 
   get running(): boolean {
@@ -430,6 +438,7 @@ export class Orchestrator {
           return;
         }
         wakes.set(id, r.wakeAt);
+        this.onReconcile({ ms: this.now() - t0, decided: r.decisions.length > 0 });
         const name = service?.spec.name ?? id;
         const lines: string[] = [];
         rest.delete(id); // this function may run again for the same service (batch retries it)
