@@ -36,6 +36,19 @@ function cpuS(pid: number | undefined): number {
   }
 }
 
+const METRICS_PORT = 9323;
+
+/** The orchestrator's counters from a manager's /metrics (shoal_orchestrator_reconcile*). */
+async function reconciles(ip: string): Promise<{ decided: number; nothing: number; seconds: number }> {
+  const text = await (await fetch(`http://${ip}:${METRICS_PORT}/metrics`)).text();
+  const sample = (name: string) => Number(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    decided: sample('shoal_orchestrator_reconciles_total{result="decided"}'),
+    nothing: sample('shoal_orchestrator_reconciles_total{result="nothing"}'),
+    seconds: sample('shoal_orchestrator_reconcile_duration_seconds_sum'),
+  };
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
@@ -43,7 +56,14 @@ const median = (xs: number[]) => {
 
 async function round(r: number, out: { create: number[]; update: number[] }): Promise<void> {
   const unhook = cleanupOnExit(NAME);
-  const c = await ClusterLab.up({ name: NAME, managers: 3, workers: 0, ...(NODE_ARGS.length > 0 ? { nodeArgs: NODE_ARGS } : {}) });
+  const c = await ClusterLab.up({
+    name: NAME,
+    managers: 3,
+    workers: 0,
+    // Each manager's metrics on its lab host's address: the leader's orchestrator counts are read below.
+    daemonArgs: (h) => ['--metrics-addr', `${h.ip}:${METRICS_PORT}`],
+    ...(NODE_ARGS.length > 0 ? { nodeArgs: NODE_ARGS } : {}),
+  });
   let farm: ReturnType<typeof spawn> | null = null;
   try {
     const tokens = await c.control('GET', '/v1/join-tokens');
@@ -83,6 +103,11 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     const pids = new Map<string, number | undefined>([...c.daemons].map(([h, d]) => [h, d.pid ?? undefined]));
     pids.set('farm', farm.pid);
     const cpu0 = new Map([...pids].map(([k, pid]) => [k, cpuS(pid)]));
+    const leaderIp = async () => {
+      const h = (await c.nodes()).find((n: { managerStatus?: { leader?: boolean } }) => n.managerStatus?.leader)?.description.hostname as string;
+      return c.host(h).ip!;
+    };
+    const rec0 = await reconciles(await leaderIp());
     t = performance.now();
     await c.control('POST', `/v1/services/${id}/update`, { spec: { ...cur.spec, task: { ...cur.spec.task, image: 'busybox:v2' } } });
     await waitFor(
@@ -101,6 +126,11 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     const leader = (await c.nodes()).find((n: { managerStatus?: { leader?: boolean } }) => n.managerStatus?.leader)?.description.hostname as string | undefined;
     const used = [...pids].map(([k, pid]) => `${k}${k === leader ? ' (leader)' : ''} ${(cpuS(pid) - cpu0.get(k)!).toFixed(1)} s`);
     console.log(`round ${r + 1}: CPU during the update (${wall.toFixed(1)} s on ${cpus().length} cores): ${used.join(', ')}`);
+    const rec = await reconciles(await leaderIp());
+    const n = rec.decided - rec0.decided + rec.nothing - rec0.nothing;
+    console.log(
+      `round ${r + 1}: leader's orchestrator during the update: ${n} reconciles, ${rec.nothing - rec0.nothing} deciding nothing, ${(rec.seconds - rec0.seconds).toFixed(1)} s in them (${((1000 * (rec.seconds - rec0.seconds)) / Math.max(1, n)).toFixed(1)} ms each)`,
+    );
   } finally {
     if (farm?.pid) c.host('h1').kill(farm.pid, 'SIGTERM');
     await c.down();
