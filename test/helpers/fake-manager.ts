@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { makeTestCa } from './pki.ts';
+import { Agent, type AgentOptions } from '../../worker/agent.ts';
 
 export interface FakeManager {
   /** host:port to give the agent as its manager. */
@@ -46,3 +47,8 @@ export async function startFakeManager(onMessage: (ws: WebSocket, data: string) 
 
 /** The welcome a leader sends node n1. */
 export const WELCOME_N1 = JSON.stringify({ t: 'welcome', nodeId: 'n1', heartbeatPeriodMs: 1000, managers: [], role: 'worker' });
+
+/** An agent of node n1 (hostname n1, address 10.0.0.1) whose only manager is `fake`; `opts` adds or overrides. */
+export function agentOf(fake: FakeManager, opts: Partial<AgentOptions> = {}): Agent {
+  return new Agent({ nodeId: 'n1', managers: [fake.addr], creds: () => fake.creds, advertiseAddr: '10.0.0.1', hostname: 'n1', ...opts });
+}

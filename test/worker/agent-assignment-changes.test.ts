@@ -5,8 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WebSocket } from 'ws';
-import { type FakeManager, WELCOME_N1, startFakeManager } from '../helpers/fake-manager.ts';
-import { Agent } from '../../worker/agent.ts';
+import { type FakeManager, WELCOME_N1, agentOf, startFakeManager } from '../helpers/fake-manager.ts';
 import type { Executor } from '../../worker/executor.ts';
 import type { TaskAssignment } from '../../api/task-status.ts';
 
@@ -45,15 +44,7 @@ test('full set, then changes applied to it; changes before a full set are ignore
     close: async () => {},
   };
   const logs: string[] = [];
-  const agent = new Agent({
-    nodeId: 'n1',
-    managers: [fake.addr],
-    creds: () => fake.creds,
-    advertiseAddr: '10.0.0.1',
-    hostname: 'n1',
-    executor,
-    log: (l) => logs.push(l),
-  });
+  const agent = agentOf(fake, { executor, log: (l) => logs.push(l) });
   const until = async (what: string, cond: () => boolean) => {
     const deadline = Date.now() + 5000;
     while (!cond()) {

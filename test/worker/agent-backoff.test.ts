@@ -4,8 +4,7 @@
 // kill took 53 s). Real TLS WebSockets on loopback.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type FakeManager, WELCOME_N1, startFakeManager } from '../helpers/fake-manager.ts';
-import { Agent } from '../../worker/agent.ts';
+import { type FakeManager, WELCOME_N1, agentOf, startFakeManager } from '../helpers/fake-manager.ts';
 
 let fake: FakeManager;
 let welcome = false;
@@ -24,7 +23,7 @@ before(async () => {
 after(() => fake.close());
 
 test('without a leader the agent backs off (connections do not reset it); a welcome does', async () => {
-  const agent = new Agent({ nodeId: 'n1', managers: [fake.addr], creds: () => fake.creds, advertiseAddr: '10.0.0.1', hostname: 'n1', random: () => 1 });
+  const agent = agentOf(fake, { random: () => 1 });
   agent.start();
   try {
     const t0 = Date.now();

@@ -3,8 +3,7 @@
 // waited for the session's liveness (45 s). Real TLS WebSockets on loopback.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type FakeManager, WELCOME_N1, startFakeManager } from '../helpers/fake-manager.ts';
-import { Agent } from '../../worker/agent.ts';
+import { type FakeManager, WELCOME_N1, agentOf, startFakeManager } from '../helpers/fake-manager.ts';
 
 let fake: FakeManager;
 let answer = false;
@@ -20,12 +19,7 @@ after(() => fake.close());
 
 test('no welcome within the timeout: the agent closes that connection and dials again', async () => {
   const logs: string[] = [];
-  const agent = new Agent({
-    nodeId: 'n1',
-    managers: [fake.addr],
-    creds: () => fake.creds,
-    advertiseAddr: '10.0.0.1',
-    hostname: 'n1',
+  const agent = agentOf(fake, {
     random: () => 1,
     welcomeTimeoutMs: 300,
     log: (l) => logs.push(l),
