@@ -26,7 +26,7 @@ import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
 import { isFitPlacement } from './enforcer.ts';
-import { ms, taskChangeMatters } from './types.ts';
+import { isStopEcho, ms, stopDeadline, taskChangeMatters } from './types.ts';
 import { jsonEqual } from '../../api/objects.ts';
 import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext, ReconcileResult } from './types.ts';
 
@@ -72,11 +72,11 @@ const LOGGED_DECISIONS = 20;
 /** A pass goes on writing a large service's remaining decisions for at least this long (see pass). */
 const LEFTOVER_MIN_MS = 1_000;
 /**
- * How long a create this runner wrote is remembered as its own (see ownCreates). Its event comes once the
- * transaction is applied: on a Raft leader, a commit takes milliseconds, and a minute of backlog is a
- * sick cluster, where a pass too many costs nothing.
+ * How long a create or stop this runner wrote is remembered as its own (ownCreates, ownStops). Its event
+ * comes once the transaction is applied: on a Raft leader, a commit takes milliseconds, and a minute of
+ * backlog is a sick cluster, where a pass too many costs nothing.
  */
-const OWN_CREATE_TTL_MS = 60_000;
+const OWN_WRITE_TTL_MS = 60_000;
 
 /** Decisions of a pass still to be written, from `next`. */
 interface Leftover {
@@ -193,9 +193,17 @@ export class Orchestrator {
   private readonly dirty = new Set<string>();
   /**
    * Tasks this runner wrote a create for, and when: their create events are its own echo (onEvent). An id
-   * whose transaction failed never comes back: entries older than OWN_CREATE_TTL_MS go (noteCreate).
+   * whose transaction failed never comes back: entries older than OWN_WRITE_TTL_MS go (noteWrite).
    */
   private readonly ownCreates = new Map<string, number>();
+  /** The same for the stops it wrote that a node must carry out (a SetAction without a status). */
+  private readonly ownStops = new Map<string, number>();
+  /**
+   * Per service, the earliest stop deadline of the stops written in this pass: a task that is never
+   * reported stopped is taken as stopped then (types.ts stopDeadline), and the pass that would have armed
+   * that wake-up (the stop's echo) is skipped. Merged into the pass's wake-ups when it ends.
+   */
+  private stopWakes = new Map<string, number>();
   /** Per service: when it asked to be reconciled again. */
   private readonly wakeAt = new Map<string, number>();
   private wakeTimer: { handle: unknown; at: number } | null = null;
@@ -261,6 +269,8 @@ export class Orchestrator {
     this.runningSince.clear();
     this.blocked.clear();
     this.ownCreates.clear();
+    this.ownStops.clear();
+    this.stopWakes = new Map();
   }
 
   /**
@@ -319,14 +329,10 @@ export class Orchestrator {
         if (ev.type === 'create' && this.ownCreates.delete(t.id)) return;
         if (ev.type === 'update' && old !== undefined) {
           if (!taskChangeMatters(old, t)) return;
-          if (
-            isFitPlacement(
-              old,
-              t,
-              this.store.view((tx) => tx.get('node', t.nodeId!)),
-            )
-          )
-            return;
+          const node = t.nodeId === undefined ? undefined : this.store.view((tx) => tx.get('node', t.nodeId!));
+          if (isFitPlacement(old, t, node)) return;
+          // Nor does the echo of a stop it wrote: the pass that wrote it armed the stop deadline (stopWakes).
+          if (this.ownStops.delete(t.id) && isStopEcho(old, t, node)) return;
         }
         this.dirty.add(t.serviceId);
         break;
@@ -495,6 +501,11 @@ export class Orchestrator {
       if (at === null) this.wakeAt.delete(id);
       else this.wakeAt.set(id, at);
     }
+    for (const [id, at] of this.stopWakes) {
+      const cur = this.wakeAt.get(id);
+      if (cur === undefined || at < cur) this.wakeAt.set(id, at);
+    }
+    this.stopWakes = new Map();
     for (const id of again) if (!broken.has(id)) this.dirty.add(id);
     if (broken.size > 0) this.backOff(broken);
     this.armWakeTimer();
@@ -528,7 +539,10 @@ export class Orchestrator {
       if (wrote === null) stale = true;
       else {
         bytes += wrote;
-        for (const a of d.actions) if (a.type === 'create') this.noteCreate(a.task.id);
+        for (const a of d.actions) {
+          if (a.type === 'create') this.noteWrite(this.ownCreates, a.task.id);
+          else if (a.type === 'set' && a.status === undefined && (a.desiredState === 'shutdown' || a.desiredState === 'remove')) this.noteStop(tx, a.taskId);
+        }
         lines.push(`service ${name}: ${d.reason}`);
       }
     }
@@ -571,14 +585,26 @@ export class Orchestrator {
     if (lines.length > LOGGED_DECISIONS) this.log(`${lines[0]!.split(':')[0]}: … and ${lines.length - LOGGED_DECISIONS} more decisions`);
   }
 
-  private noteCreate(id: string): void {
+  /** Remembers a write of this runner's (ownCreates, ownStops); entries older than OWN_WRITE_TTL_MS go. */
+  private noteWrite(own: Map<string, number>, id: string): void {
     const now = this.now();
     // Insertion order is age order: the oldest entries are first.
-    for (const [old, at] of this.ownCreates) {
-      if (now - at < OWN_CREATE_TTL_MS) break;
-      this.ownCreates.delete(old);
+    for (const [old, at] of own) {
+      if (now - at < OWN_WRITE_TTL_MS) break;
+      own.delete(old);
     }
-    this.ownCreates.set(id, now);
+    own.delete(id);
+    own.set(id, now);
+  }
+
+  /** A stop this pass wrote: its echo is skipped, so its deadline is armed here (see stopWakes). */
+  private noteStop(tx: WriteTx, taskId: string): void {
+    const t = tx.get('task', taskId);
+    if (t === undefined) return;
+    this.noteWrite(this.ownStops, taskId);
+    const at = stopDeadline({ ...t, updatedAt: new Date(this.now()).toISOString() } as FTask, { tuning: this.tuning } as ReconcileContext);
+    const cur = this.stopWakes.get(t.serviceId);
+    if (cur === undefined || at < cur) this.stopWakes.set(t.serviceId, at);
   }
 
   private backOff(ids: Set<string>): void {

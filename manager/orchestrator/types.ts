@@ -151,6 +151,21 @@ export function taskChangeMatters(old: FTask, t: FTask): boolean {
   return a >= R_RUNNING || b >= R_RUNNING || a >= R_ASSIGNED !== b >= R_ASSIGNED;
 }
 
+/**
+ * Is this update the echo of the orchestrator telling a task to stop, and nothing else: the desired
+ * state moved to shutdown or remove, while the task is assigned, not finished, on a node that is up
+ * (`node`: the task's node as the store has it now), with the same state, node, slot and spec version?
+ * A pass after such an echo only arms the stop deadline (the pass that decided the stop saw the task
+ * running), which the deciding pass arms itself (runner.ts). A stop of a task on a node that is gone or
+ * down is not one: its pass may orphan the task.
+ */
+export function isStopEcho(old: FTask, t: FTask, node: FNode | undefined): boolean {
+  if (old.desiredState === t.desiredState || !toldToStop(t)) return false;
+  if (old.status.state !== t.status.state || old.nodeId !== t.nodeId || old.slot !== t.slot || old.specVersion !== t.specVersion) return false;
+  if (isFinished(t) || isUnassigned(t) || t.nodeId === undefined) return false;
+  return node !== undefined && node.id === t.nodeId && node.status.state !== 'down';
+}
+
 /** The task's node no longer exists or is down: nobody will report on it. */
 export function nodeGone(t: FTask, nodes: ReadonlyMap<string, FNode>): boolean {
   if (t.nodeId === undefined) return false;

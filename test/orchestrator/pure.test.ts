@@ -10,7 +10,7 @@ import { buildSlot, bySlotNumber, dirtyCheck } from '../../manager/orchestrator/
 import { firstToUpdate } from '../../manager/orchestrator/update.ts';
 import { jobProgress } from '../../manager/orchestrator/jobs.ts';
 import { isFitPlacement, placementProblem } from '../../manager/orchestrator/enforcer.ts';
-import type { ReconcileContext } from '../../manager/orchestrator/types.ts';
+import { isStopEcho, type ReconcileContext } from '../../manager/orchestrator/types.ts';
 import { T0, seqIds } from './harness.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -345,5 +345,22 @@ test('isFitPlacement: only a task desired to run, placed by the scheduler on a n
     isFitPlacement(task({ slot: 1, state: 'pending', nodeId: 'n1' }), placed(), node('n1')),
     false,
     'a global task (bound to its node) keeps its pass',
+  );
+});
+
+test('isStopEcho: only the desired state moved to a stop, on an assigned task whose node is up', () => {
+  const running = task({ slot: 1, nodeId: 'n1', state: 'running', id: 'e1' });
+  const told = (o: Parameters<typeof task>[0] = {}) => task({ slot: 1, nodeId: 'n1', state: 'running', desired: 'shutdown', id: 'e1', ...o });
+  assert.equal(isStopEcho(running, told(), node('n1')), true);
+  assert.equal(isStopEcho(running, told({ desired: 'remove' }), node('n1')), true, 'remove too');
+  assert.equal(isStopEcho(running, told(), node('n1', { state: 'down' })), false, 'node down: its pass may orphan the task');
+  assert.equal(isStopEcho(running, told(), undefined), false, 'node removed');
+  assert.equal(isStopEcho(running, told({ state: 'shutdown' }), node('n1')), false, 'the state changed as well');
+  assert.equal(isStopEcho(running, running, node('n1')), false, 'no stop');
+  const pending = task({ slot: 1, state: 'pending', id: 'e2' });
+  assert.equal(
+    isStopEcho(pending, task({ slot: 1, state: 'pending', desired: 'shutdown', id: 'e2' }), undefined),
+    false,
+    'unassigned: shut down by the orchestrator itself',
   );
 });

@@ -175,3 +175,50 @@ test('leader change while a stop-first update waits for the old task to stop', a
   );
   h.orch.stop();
 });
+
+test('a stop the node never reports: the deciding pass arms its deadline, and its echo starts no pass', async () => {
+  const h = new Harness();
+  await h.addNode('n1');
+  await h.createService('web', { mode: { replicated: { replicas: 1 } }, update: { parallelism: 1, monitorMs: 0 } });
+  await h.settle();
+  const [old] = h.running('web');
+  let passes = 0;
+  const batch = h.store.batch.bind(h.store);
+  h.store.batch = ((items, fn) => {
+    passes++;
+    return batch(items, fn);
+  }) as typeof h.store.batch;
+  await h.updateService('web', (s) => (s.task.image = 'app:2'));
+  await h.orch.idle();
+  assert.equal(h.task(old!.id)!.desiredState, 'shutdown', 'the update told the old task to stop');
+  assert.equal(passes, 1, 'one pass for the update; the echo of its stop starts none');
+  // The node never reports the task stopped: it counts as stopped at its stop deadline (grace 10 s +
+  // stop timeout 60 s), not before, and only then does the slot get its new task.
+  const fresh = () => h.tasks('web').filter((t) => t.specVersion === 2 && t.desiredState === 'running');
+  h.clock.advance(69_000);
+  await h.orch.idle();
+  assert.equal(fresh().length, 0, 'not before the deadline');
+  h.clock.advance(2_000);
+  await h.orch.idle();
+  assert.equal(fresh().length, 1, 'the slot is refilled once the deadline passed');
+  h.orch.stop();
+});
+
+test('a stop of a task on a node that is down is not skipped: the task is orphaned once the node is removed', async () => {
+  const h = new Harness();
+  await h.addNode('n1');
+  await h.addNode('n2');
+  await h.createService('web', { mode: { replicated: { replicas: 1 } }, task: { placement: { constraints: ['node.hostname==n1'] } } });
+  await h.settle();
+  const [t] = h.running('web');
+  await h.editNode('n1', (n) => void (n.status.state = 'down'));
+  await h.orch.idle();
+  assert.equal(h.task(t!.id)!.desiredState, 'shutdown', 'moved off the down node');
+  await h.removeNode('n1');
+  await h.orch.idle();
+  // Orphaned at once (its node is gone), then reaped as history or kept as orphaned: never left shut down
+  // in desire only, waiting for a node that will not report.
+  const after = h.task(t!.id);
+  assert.ok(after === undefined || after.status.state === 'orphaned', `task left ${after?.status.state}`);
+  h.orch.stop();
+});
