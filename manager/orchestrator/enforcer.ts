@@ -9,7 +9,7 @@
 // constraints before storing a spec; a bad one must not make the enforcer kill everything).
 import { ConstraintError, firstFailing, parseConstraints } from '../scheduler/constraints.ts';
 import type { Constraint, ConstraintNode } from '../scheduler/constraints.ts';
-import { rank, wantsToRun } from './types.ts';
+import { isFinished, isRunning, isUnassigned, wantsToRun } from './types.ts';
 import type { FNode, FTask } from './types.ts';
 
 /** constraintNode's answers per stored node (frozen: a changed node is a new object). */
@@ -111,12 +111,10 @@ export function problemOn(t: FTask, n: FNode | undefined): string | null {
 export function isFitPlacement(old: FTask, t: FTask, node: FNode | undefined): boolean {
   if (old.nodeId !== undefined || t.nodeId === undefined || old.desiredState !== t.desiredState) return false;
   if (old.specVersion !== t.specVersion || old.slot !== t.slot || !wantsToRun(t)) return false;
-  if (rank(old.status.state) >= R_ASSIGNED || rank(t.status.state) < R_ASSIGNED || rank(t.status.state) >= R_RUNNING) return false;
+  // Unassigned before; assigned now and neither running nor finished yet.
+  if (!isUnassigned(old) || isUnassigned(t) || isRunning(t) || isFinished(t)) return false;
   return node?.id === t.nodeId && problemOn(t, node) === null;
 }
-
-const R_ASSIGNED = rank('assigned');
-const R_RUNNING = rank('running');
 
 /**
  * Global services: may node `n` run a task of a service with these constraints? Not down, not drained,

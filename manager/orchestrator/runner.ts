@@ -26,7 +26,7 @@ import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
 import { isFitPlacement } from './enforcer.ts';
-import { isStopEcho, ms, stopDeadline, taskChangeMatters } from './types.ts';
+import { isStopEcho, ms, stopDeadlineFrom, taskChangeMatters } from './types.ts';
 import { jsonEqual } from '../../api/objects.ts';
 import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext, ReconcileResult } from './types.ts';
 
@@ -602,7 +602,7 @@ export class Orchestrator {
     const t = tx.get('task', taskId);
     if (t === undefined) return;
     this.noteWrite(this.ownStops, taskId);
-    const at = stopDeadline({ ...t, updatedAt: new Date(this.now()).toISOString() } as FTask, { tuning: this.tuning } as ReconcileContext);
+    const at = stopDeadlineFrom(this.now(), t, this.tuning);
     const cur = this.stopWakes.get(t.serviceId);
     if (cur === undefined || at < cur) this.stopWakes.set(t.serviceId, at);
   }

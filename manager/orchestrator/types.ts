@@ -195,7 +195,12 @@ export function isStopped(t: FTask, ctx: ReconcileContext): boolean {
 }
 
 export function stopDeadline(t: FTask, ctx: ReconcileContext): number {
-  return stateSince(t) + (t.spec.stopGracePeriodMs ?? 10_000) + tuningOf(ctx).stopTimeoutMs;
+  return stopDeadlineFrom(stateSince(t), t, ctx.tuning);
+}
+
+/** stopDeadline for a task told to stop at `since` (ms): the runner arms it as it writes the stop. */
+export function stopDeadlineFrom(since: number, t: FTask, tuning: Partial<OrchestratorTuning> | undefined): number {
+  return since + (t.spec.stopGracePeriodMs ?? 10_000) + { ...DEFAULT_TUNING, ...tuning }.stopTimeoutMs;
 }
 
 /** Newest first: last written, then created, then id (deterministic). */
