@@ -3,13 +3,13 @@
 // from `service create --replicas 10000` to all tasks reported running, and of a rolling update of all
 // of them with parallelism 100. Medians over the rounds. `--profile` profiles the managers.
 import type { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { ClusterLab, waitFor } from '../lab/cluster-lab.ts';
 import { cleanupOnExit } from '../lab/lab.ts';
 import { compiledEntry } from '../lab/compiled.ts';
+import { processCpuSeconds } from './stats.ts';
 
 const AGENTS = Number(process.env.SHOAL_BENCH_AGENTS ?? 200);
 const REPLICAS = Number(process.env.SHOAL_BENCH_REPLICAS ?? 10_000);
@@ -24,17 +24,6 @@ const NODE_ARGS = [...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : 
 
 /** The issue's goal for the rolling update of 10,000 tasks at parallelism 100 (issue 17). */
 const UPDATE_GOAL_S = 20;
-
-/** CPU seconds (user + system) a process used so far; NaN when it is gone. */
-function cpuS(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
 
 const METRICS_PORT = 9323;
 
@@ -102,7 +91,7 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     // CPU of every process during the update: on 2 shared cores the wall time is only as good as this.
     const pids = new Map<string, number | undefined>([...c.daemons].map(([h, d]) => [h, d.pid ?? undefined]));
     pids.set('farm', farm.pid);
-    const cpu0 = new Map([...pids].map(([k, pid]) => [k, cpuS(pid)]));
+    const cpu0 = new Map([...pids].map(([k, pid]) => [k, processCpuSeconds(pid)]));
     const leaderIp = async () => {
       const h = (await c.nodes()).find((n: { managerStatus?: { leader?: boolean } }) => n.managerStatus?.leader)?.description.hostname as string;
       return c.host(h).ip!;
@@ -124,7 +113,7 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     out.update.push(wall * 1000);
     console.log(`round ${r + 1}: rolling update of ${REPLICAS} tasks (parallelism 100): ${wall.toFixed(2)} s (goal <= ${UPDATE_GOAL_S} s)`);
     const leader = (await c.nodes()).find((n: { managerStatus?: { leader?: boolean } }) => n.managerStatus?.leader)?.description.hostname as string | undefined;
-    const used = [...pids].map(([k, pid]) => `${k}${k === leader ? ' (leader)' : ''} ${(cpuS(pid) - cpu0.get(k)!).toFixed(1)} s`);
+    const used = [...pids].map(([k, pid]) => `${k}${k === leader ? ' (leader)' : ''} ${(processCpuSeconds(pid) - cpu0.get(k)!).toFixed(1)} s`);
     console.log(`round ${r + 1}: CPU during the update (${wall.toFixed(1)} s on ${cpus().length} cores): ${used.join(', ')}`);
     const rec = await reconciles(await leaderIp());
     const n = rec.decided - rec0.decided + rec.nothing - rec0.nothing;

@@ -10,6 +10,7 @@
 // agent killed -> Down -> a 4th manager joins (snapshot installed) -> leader kill -9 -> new leader and
 // first write. `--profile` writes a V8 CPU profile of every manager (in /tmp/<lab>-prof; the killed
 // leader writes none), `--profile-farms` of every farm too.
+import { processCpuSeconds } from './stats.ts';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -200,12 +201,7 @@ async function main(): Promise<void> {
     };
     const baseRss = rssMb((await leaderHost()) ?? 'h1');
     // CPU seconds (user + system) a manager used so far: unlike wall times, not inflated by a busy machine.
-    const cpuS = (host: string) => {
-      const pid = c.daemons.get(host)?.pid;
-      if (!pid) return NaN;
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return (Number(f[11]) + Number(f[12])) / 100;
-    };
+    const cpuS = (host: string) => processCpuSeconds(c.daemons.get(host)?.pid);
     const leader0 = (await leaderHost()) ?? 'h1';
     let cpuMark = cpuS(leader0);
     const cpuSince = () => {
