@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { ClusterLab, waitFor } from '../lab/cluster-lab.ts';
 import { cleanupOnExit } from '../lab/lab.ts';
 import { compiledEntry } from '../lab/compiled.ts';
+import { formatSlotPhases, slotPhases } from './slot-timeline.ts';
 import { processCpuSeconds } from './stats.ts';
 
 const AGENTS = Number(process.env.SHOAL_BENCH_AGENTS ?? 200);
@@ -115,6 +116,9 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     const leader = (await c.nodes()).find((n: { managerStatus?: { leader?: boolean } }) => n.managerStatus?.leader)?.description.hostname as string | undefined;
     const used = [...pids].map(([k, pid]) => `${k}${k === leader ? ' (leader)' : ''} ${(processCpuSeconds(pid) - cpu0.get(k)!).toFixed(1)} s`);
     console.log(`round ${r + 1}: CPU during the update (${wall.toFixed(1)} s on ${cpus().length} cores): ${used.join(', ')}`);
+    const after = await c.control('GET', `/v1/services/${id}`);
+    const tasks = await c.control('GET', `/v1/tasks?service=${id}&all=1`);
+    for (const l of formatSlotPhases(slotPhases(tasks, after.specVersion, 100))) console.log(`round ${r + 1}: ${l}`);
     const rec = await reconciles(await leaderIp());
     const n = rec.decided - rec0.decided + rec.nothing - rec0.nothing;
     console.log(
