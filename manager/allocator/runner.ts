@@ -269,10 +269,12 @@ export class AllocatorRunner {
     }
   }
 
-  private async pass(): Promise<void> {
+  /** Resolves to the milliseconds it computed (the commit's wait left out): the loop paces by it. */
+  private async pass(): Promise<number | undefined> {
     const t0 = performance.now();
     await this.ensureIngress();
     if (!this.loop.active) return;
+    const c0 = performance.now();
     const snap = this.store.view((tx) => ({
       index: tx.index,
       networks: tx.list('network'),
@@ -309,11 +311,15 @@ export class AllocatorRunner {
       stale++;
       this.loop.again();
     };
+    let computeMs = performance.now() - c0;
     if (items.length > 0) {
-      await this.store.batch(items, (tx, item) => {
+      const b0 = performance.now();
+      const committed = this.store.batch(items, (tx, item) => {
         if (!this.loop.active) return;
         this.write(tx, item, staleNets, staleSvcs, skip, () => allocated++);
       });
+      computeMs += performance.now() - b0;
+      await committed;
     }
     const info: AllocatorPassInfo = {
       index: snap.index,
@@ -338,6 +344,7 @@ export class AllocatorRunner {
     for (const line of problems) if (!this.reported.has(line)) this.log(line);
     this.reported = problems;
     this.opts.onPass?.(info);
+    return computeMs;
   }
 
   /** One planned write, if what it was computed from is unchanged. Synchronous and re-runnable (Store.batch). */

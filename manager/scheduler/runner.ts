@@ -319,7 +319,8 @@ export class SchedulerRunner {
 
   // ---------------------------------------------------------------------------------- passes
 
-  private async pass(): Promise<void> {
+  /** Resolves to the milliseconds it computed (the commit's wait left out): the loop paces by it. */
+  private async pass(): Promise<number | undefined> {
     const t0 = performance.now();
     const now = this.now();
     const failures = this.recentFailures(now);
@@ -340,8 +341,10 @@ export class SchedulerRunner {
       messages++;
     }
     let stale = 0;
+    let computeMs = performance.now() - t0;
     if (writes.length > 0) {
-      await this.store.batch(writes, (tx, w) => {
+      const b0 = performance.now();
+      const committed = this.store.batch(writes, (tx, w) => {
         if (!this.loop.active) return;
         const cur = tx.get('task', w.taskId);
         if (cur === undefined || cur.version !== w.version) {
@@ -356,6 +359,8 @@ export class SchedulerRunner {
           tx.update({ ...cur, status: { ...cur.status, message: w.reason! } });
         }
       });
+      computeMs += performance.now() - b0;
+      await committed;
     }
     const info: PassInfo = {
       index: snap.index,
@@ -376,5 +381,6 @@ export class SchedulerRunner {
       );
     }
     this.opts.onPass?.(info);
+    return computeMs;
   }
 }

@@ -56,7 +56,8 @@ export class PassLoop {
   private readonly maxDelayMs: number;
 
   constructor(
-    private readonly pass: () => Promise<void>,
+    /** Resolves to the milliseconds it computed (its waits for commits left out), or nothing: then its wall time paces the next. */
+    private readonly pass: () => Promise<number | undefined>,
     private readonly o: PassLoopOptions,
   ) {
     this.debounceMs = o.debounceMs ?? 0;
@@ -129,10 +130,12 @@ export class PassLoop {
     this.dirty = false;
     this.inPass = true;
     const t0 = performance.now();
+    let paceMs = 0;
     this.running = this.pass()
       .then(
-        () => {
+        (computedMs) => {
           this.consecutiveErrors = 0;
+          paceMs = computedMs ?? performance.now() - t0;
           return 0;
         },
         (err: unknown) => passRetryDelay(err, ++this.consecutiveErrors, this.o.who, this.o.log),
@@ -142,10 +145,12 @@ export class PassLoop {
         this.running = null;
         if (!this.started) return;
         if (retryMs > 0) this.trigger(retryMs);
-        // Requests made during the pass: the next one waits as long as this one took (at most
+        // Requests made during the pass: the next one waits as long as this one computed (at most
         // MAX_PACE_MS). A pass reads the whole store (≈ 0.1-1 s at 150,000 tasks): back to back under a
         // stream of events they kept a core busy, starving the leader's Raft heartbeats and sessions.
-        else if (this.dirty) this.trigger(pacingDelay(performance.now() - t0, 0, this.debounceMs, MAX_PACE_MS));
+        // Its wait for the commit is not counted: the core was free then, and counting it made every
+        // task of a rolling update wait one more commit in each of the allocator and the scheduler.
+        else if (this.dirty) this.trigger(pacingDelay(paceMs, 0, this.debounceMs, MAX_PACE_MS));
       });
   }
 

@@ -1,5 +1,5 @@
 // PassLoop (manager/store/pass-loop.ts): requests during a pass give exactly one more pass, and that
-// pass waits as long as the previous one took, so passes that read the whole store cannot run back to
+// pass waits as long as the previous one computed (its wall time when it does not say), so passes that read the whole store cannot run back to
 // back under a stream of events. Real timers, short passes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +18,7 @@ test('requests during a long pass give one more pass, started no sooner than tha
       await sleep(60);
     }
     ends.push(performance.now());
+    return undefined; // no compute figure: the wall time paces
   };
   loop = new PassLoop(pass, { who: 'test', log: () => {} });
   loop.start();
@@ -36,6 +37,7 @@ test('a short pass is followed at once (no added wait)', async () => {
     async () => {
       starts.push(performance.now());
       if (starts.length === 1) loop.trigger();
+      return undefined;
     },
     { who: 'test', log: () => {} },
   );
@@ -45,6 +47,33 @@ test('a short pass is followed at once (no added wait)', async () => {
   loop.stop();
   assert.equal(starts.length, 2);
   assert.ok(starts[1]! - starts[0]! < 50, `${(starts[1]! - starts[0]!).toFixed(0)} ms between short passes`);
+});
+
+test('a pass that reports its compute time is paced by it, not by its wait for a commit', async () => {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  let loop: PassLoop;
+  const pass = async () => {
+    starts.push(performance.now());
+    if (starts.length === 1) {
+      loop.trigger();
+      // 2 ms of work, then 80 ms waiting for a commit (the core is free meanwhile).
+      await sleep(80);
+      ends.push(performance.now());
+      return 2;
+    }
+    ends.push(performance.now());
+    return 0;
+  };
+  loop = new PassLoop(pass, { who: 'test', log: () => {} });
+  loop.start();
+  loop.trigger();
+  await loop.idle();
+  loop.stop();
+  assert.equal(starts.length, 2);
+  const gap = starts[1]! - ends[0]!;
+  // Paced by the wall time it would have waited 80 ms more; by its compute, 2 ms.
+  assert.ok(gap < 40, `the second pass waited ${gap.toFixed(0)} ms after a pass that computed 2 ms`);
 });
 
 test('pacingDelay: the next pass waits as long as the last one computed, counted from its end', () => {
