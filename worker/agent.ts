@@ -28,6 +28,7 @@ import type { TaskAssignment, TaskStatusUpdate } from '../api/task-status.ts';
 import { chunkEntry, LogBatcher, logChunkCost, splitBuffer } from '../api/log-chunk.ts';
 import { FlowWindow } from './logs/flow.ts';
 import { MIN_BACKOFF_MS, reconnectDelay } from './reconnect.ts';
+import { statusSendDelay } from './status-batch.ts';
 
 /** Status updates kept while waiting to be sent; beyond this the executor's snapshot replaces them. */
 const MAX_STATUS_BUFFER = 4096;
@@ -136,6 +137,9 @@ export class Agent {
    */
   private assigned: Map<string, TaskAssignment> | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
+  /** When statusTimer fires, and when the last status message went (performance.now()). */
+  private statusDue = 0;
+  private statusSentAt = -Infinity;
 
   constructor(private readonly opts: AgentOptions) {
     this.managers = [...opts.managers];
@@ -143,19 +147,27 @@ export class Agent {
     opts.executor?.onStatus((u) => this.queueStatus(u));
   }
 
-  /** Task status changes go out in small batches (one message per 20 ms at most). */
+  /** Task status changes go out in small batches: one message per 20 ms at most (status-batch.ts). */
   private queueStatus(u: TaskStatusUpdate): void {
     this.statusBuf.push(u);
     // Piled up (no session for a while, or a storm of changes): the latest state of every task says
     // everything the history would, in bounded space.
     if (this.statusBuf.length > MAX_STATUS_BUFFER) this.statusBuf = this.opts.executor?.snapshot() ?? this.statusBuf.slice(-MAX_STATUS_BUFFER);
-    this.statusTimer ??= setTimeout(() => {
+    const now = performance.now();
+    const due = now + statusSendDelay(u.state, now, this.statusSentAt);
+    if (this.statusTimer !== null) {
+      if (this.statusDue <= due) return;
+      clearTimeout(this.statusTimer);
+    }
+    this.statusDue = due;
+    this.statusTimer = setTimeout(() => {
       this.statusTimer = null;
       if (this.state !== 'ready') return; // re-sent from the executor's snapshot on the next session
       const updates = this.statusBuf;
       this.statusBuf = [];
+      this.statusSentAt = performance.now();
       this.sendStatus(updates);
-    }, 20);
+    }, due - now);
   }
 
   private sendStatus(updates: TaskStatusUpdate[]): void {

@@ -39,6 +39,8 @@ import type { RemoteMessage } from '../api/remote-validate.ts';
 
 /** How soon a NetView a node's session refused (its outbound buffer full) is offered again. */
 const NET_VIEW_RETRY_MS = 500;
+/** At most one round of assignment messages per this many ms (markAssignments). */
+const ASSIGNMENT_ROUND_MS = 10;
 
 /** Message kinds that answer a manager's logs/exec request (flow-controlled by the request's window). */
 const REMOTE_REPLIES: ReadonlySet<string> = new Set(['log', 'log-end', 'exec-output', 'exec-result']);
@@ -138,6 +140,10 @@ export class Dispatcher {
   private readonly helloLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.helloBurst, refillPerSec: DISPATCHER_LIMITS.hellosPerSec });
   private readonly statusQueue = new StatusQueue(DISPATCHER_LIMITS.statusQueuePerNode);
   private statusTimer: NodeJS.Timeout | null = null;
+  /** When the last round of assignment messages went out (markAssignments). */
+  private lastAssignRound = -Infinity;
+  /** A status write is in flight (scheduleStatusFlush). */
+  private statusFlushing = false;
   private leading = false;
   private unwatchTasks: (() => void) | null = null;
   private unwatchNet: (() => void) | null = null;
@@ -735,15 +741,25 @@ export class Dispatcher {
     }, NET_VIEW_RETRY_MS);
   }
 
+  /**
+   * Nodes whose assignments changed are sent them together: at once (next turn) after a quiet spell, so
+   * the events of one committed entry go out in one round, then at most one round per
+   * ASSIGNMENT_ROUND_MS, so a node whose tasks change in every entry of a burst gets one message for
+   * several of them. (A 10 ms debounce before every round was a fixed wait in each task's start and stop.)
+   */
   private markAssignments(nodeId: string): void {
     if (!this.sessions.has(nodeId)) return;
     this.dirtyNodes.add(nodeId);
-    this.assignTimer ??= setTimeout(() => {
-      this.assignTimer = null;
-      const nodes = [...this.dirtyNodes];
-      this.dirtyNodes.clear();
-      for (const id of nodes) this.sendAssignments(id);
-    }, 10);
+    this.assignTimer ??= setTimeout(
+      () => {
+        this.assignTimer = null;
+        this.lastAssignRound = performance.now();
+        const nodes = [...this.dirtyNodes];
+        this.dirtyNodes.clear();
+        for (const id of nodes) this.sendAssignments(id);
+      },
+      Math.max(0, this.lastAssignRound + ASSIGNMENT_ROUND_MS - performance.now()),
+    );
   }
 
   /**
@@ -839,11 +855,26 @@ export class Dispatcher {
 
   // ------------------------------------------------------------------ status writes
 
+  /**
+   * Status writes are group commits: the first report after a quiet spell is written on the next turn of
+   * the event loop, and the reports that arrive while a write is in flight go together in one more write
+   * right after it (the queue keeps only each task's furthest state). So a report waits at most one
+   * commit, not a fixed window on top of it (a 20 ms timer, once: every slot of a rolling update paid it
+   * twice), and the busier the leader, the larger each write. One write in flight at a time also keeps
+   * the writes in the order the reports came.
+   */
   private scheduleStatusFlush(): void {
+    if (this.statusFlushing) return; // the write in flight flushes again when it ends
     this.statusTimer ??= setTimeout(() => {
       this.statusTimer = null;
-      void this.flushStatus().catch((e) => this.d.log(`task status: ${(e as Error).message}`));
-    }, 20);
+      this.statusFlushing = true;
+      void this.flushStatus()
+        .catch((e) => this.d.log(`task status: ${(e as Error).message}`))
+        .finally(() => {
+          this.statusFlushing = false;
+          if (this.statusQueue.size > 0 && this.leading) this.scheduleStatusFlush();
+        });
+    }, 0);
   }
 
   /**
