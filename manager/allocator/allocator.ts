@@ -33,6 +33,7 @@ import type {
   NodeNetworkAttachment,
   PortConfig,
   Service,
+  ServiceSpec,
   ServiceStatus,
   Task,
 } from '../../api/objects.ts';
@@ -120,6 +121,17 @@ export interface AllocationPlan {
 }
 
 // ------------------------------------------------------------------------------------------ predicates
+
+/**
+ * Does a task of this service get nothing from the allocator? True when it wants no overlay network
+ * (none, or only the host's) and publishes no port: planAllocation would move it to 'pending' with no
+ * attachment and write nothing else for it. The orchestrator then creates such tasks 'pending' itself,
+ * which saves each of them a Raft commit and an allocator pass over every task (in a rolling update of
+ * 10,000 tasks: 100 passes, and a commit's wait on the way to running for every slot).
+ */
+export function allocatesNothingFor(spec: Frozen<ServiceSpec>): boolean {
+  return (spec.networks ?? []).every((a) => a.target === HOST_NETWORK) && (spec.endpoint?.ports ?? []).length === 0;
+}
 
 const R_COMPLETE = taskStateRank('complete');
 const R_SHUTDOWN = taskStateRank('shutdown');

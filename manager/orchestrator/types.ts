@@ -2,6 +2,7 @@
 // returns (decisions made of actions), and the task predicates every mode uses. Everything here is pure:
 // no store, no clock, no I/O. See docs/design/orchestrator.md.
 import { taskStateRank } from '../../api/objects.ts';
+import { ALLOCATED_MESSAGE, allocatesNothingFor } from '../allocator/allocator.ts';
 
 import type { Draft, Frozen, Node, Service, Task, TaskState, TaskStatus, UpdateStatus } from '../../api/objects.ts';
 
@@ -296,7 +297,8 @@ export const CREATED_MESSAGE = 'created';
 /**
  * A new task of `service`: a copy of the task template and the current specVersion, state 'new'. The
  * allocator (manager/allocator) gives it its network attachments and moves it to 'pending'; then the
- * scheduler places it. Replicated tasks carry a slot and no node (the scheduler assigns one); global
+ * scheduler places it. A task the allocator would give nothing (no overlay network, no published port:
+ * allocatesNothingFor) is created 'pending' with the allocator's message, one commit sooner. Replicated tasks carry a slot and no node (the scheduler assigns one); global
  * tasks are created already bound to their node (the scheduler validates it and moves them to 'assigned').
  */
 export function newTask(service: FService, ctx: ReconcileContext, o: NewTaskOptions): Draft<Task> {
@@ -307,7 +309,9 @@ export function newTask(service: FService, ctx: ReconcileContext, o: NewTaskOpti
     spec: structuredClone(service.spec.task) as Task['spec'],
     specVersion: service.specVersion,
     desiredState: o.desiredState,
-    status: { state: 'new', timestamp: iso(ctx.now), message: CREATED_MESSAGE },
+    status: allocatesNothingFor(service.spec)
+      ? { state: 'pending', timestamp: iso(ctx.now), message: ALLOCATED_MESSAGE }
+      : { state: 'new', timestamp: iso(ctx.now), message: CREATED_MESSAGE },
     serviceAnnotations: { name: service.spec.name, labels: { ...service.spec.labels } },
     networks: [],
   };

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Harness, countBy } from './harness.ts';
 
-test('global service: one task per node, created bound to the node in state new', async () => {
+test('global service: one task per node, created bound to the node (pending: no network to allocate)', async () => {
   const h = new Harness();
   await h.addNode('n1');
   await h.addNode('n2');
@@ -13,7 +13,7 @@ test('global service: one task per node, created bound to the node in state new'
   const fresh = h.tasks('agent');
   assert.equal(fresh.length, 2);
   for (const t of fresh) {
-    assert.equal(t.status.state, 'new');
+    assert.equal(t.status.state, 'pending');
     assert.equal(t.slot, undefined);
     assert.ok(t.nodeId === 'n1' || t.nodeId === 'n2', 'expected to hold');
   }

@@ -10,7 +10,7 @@ import { buildSlot, bySlotNumber, dirtyCheck } from '../../manager/orchestrator/
 import { firstToUpdate } from '../../manager/orchestrator/update.ts';
 import { jobProgress } from '../../manager/orchestrator/jobs.ts';
 import { isFitPlacement, placementProblem } from '../../manager/orchestrator/enforcer.ts';
-import { isStopEcho, type ReconcileContext } from '../../manager/orchestrator/types.ts';
+import { isStopEcho, newTask, type ReconcileContext } from '../../manager/orchestrator/types.ts';
 import { T0, seqIds } from './harness.ts';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -185,11 +185,27 @@ test('reconcileReplicated: a restart is one decision (shut the old down AND crea
   assert.equal(t.slot, 2);
   assert.equal(t.nodeId, undefined);
   assert.equal(t.desiredState, 'running');
-  assert.equal(t.status.state, 'new');
-  assert.equal(t.status.message, 'created');
+  // No network and no published port: the allocator would give it nothing, so it is created pending.
+  assert.equal(t.status.state, 'pending');
+  assert.equal(t.status.message, 'pending task scheduling');
   assert.equal(t.specVersion, 1);
   assert.deepEqual(t.spec, { image: 'app:1' });
   assert.equal(r.wakeAt, null);
+});
+
+test('newTask: created new (for the allocator) with an overlay network or a published port, pending without', () => {
+  const c = ctx([node('a')]);
+  const state = (spec: Partial<ServiceSpec>) => newTask(service(spec), c, { desiredState: 'running', slot: 1 }).status.state;
+  assert.equal(state({}), 'pending');
+  assert.equal(state({ networks: [{ target: 'host' }] }), 'pending', "the host's network needs no allocation");
+  assert.equal(state({ networks: [{ target: 'backend' }] }), 'new');
+  assert.equal(state({ networks: [{ target: 'host' }, { target: 'backend' }] }), 'new');
+  assert.equal(state({ endpoint: { ports: [{ targetPort: 80, publishedPort: 8080, protocol: 'tcp', publishMode: 'ingress' }] } }), 'new');
+  assert.equal(
+    state({ endpoint: { ports: [{ targetPort: 80, publishedPort: 8080, protocol: 'tcp', publishMode: 'host' }] } }),
+    'new',
+    'ports are written to the endpoint by the allocator',
+  );
 });
 
 test('reconcileReplicated: a pending restart only asks to be woken up', () => {

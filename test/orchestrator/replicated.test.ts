@@ -10,7 +10,7 @@ async function cluster(nodes = ['n1', 'n2', 'n3']): Promise<Harness> {
   return h;
 }
 
-test('scale up creates one new task per slot (for the allocator); the fake worker runs them', async () => {
+test('scale up creates one task per slot (pending: nothing to allocate); the fake worker runs them', async () => {
   const h = await cluster();
   await h.createService('web', { name: 'web', mode: { replicated: { replicas: 3 } }, task: { image: 'nginx:1' } });
   await h.orch.idle();
@@ -18,8 +18,8 @@ test('scale up creates one new task per slot (for the allocator); the fake worke
   assert.equal(created.length, 3);
   assert.deepEqual(created.map((t) => t.slot).sort(), [1, 2, 3]);
   for (const t of created) {
-    assert.equal(t.status.state, 'new');
-    assert.equal(t.status.message, 'created');
+    assert.equal(t.status.state, 'pending');
+    assert.equal(t.status.message, 'pending task scheduling');
     assert.deepEqual(t.networks, []);
     assert.equal(t.desiredState, 'running');
     assert.equal(t.specVersion, 1);
