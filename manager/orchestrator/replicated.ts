@@ -58,10 +58,22 @@ export function pickForRemoval(slots: readonly Slot[], count: number): Slot[] {
 }
 
 export function reconcileReplicated(service: FService, tasks: readonly FTask[], ctx: ReconcileContext): ReconcileResult {
+  const isDirty = dirtyCheck(service, ctx.nodes);
+  return reconcileReplicatedSlots(service, bySlotNumber(tasks, isDirty), isDirty, ctx);
+}
+
+/**
+ * The same, from the service's tasks already grouped as bySlotNumber groups them with `isDirty` (the
+ * runner keeps the groups between passes: slot-cache.ts).
+ */
+export function reconcileReplicatedSlots(
+  service: FService,
+  { slots, strays }: { slots: ReadonlyMap<number, Slot>; strays: readonly FTask[] },
+  isDirty: (t: FTask) => boolean,
+  ctx: ReconcileContext,
+): ReconcileResult {
   const plan = new Plan(ctx);
   const want = replicasOf(service);
-  const isDirty = dirtyCheck(service, ctx.nodes);
-  const { slots, strays } = bySlotNumber(tasks, isDirty);
 
   // 1. Strays.
   for (const t of strays) {

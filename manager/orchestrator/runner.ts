@@ -25,10 +25,13 @@ import type { ClusterLimits } from '../../api/objects.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
+import { reconcileReplicatedSlots } from './replicated.ts';
+import { groupingDifference, SlotCache } from './slot-cache.ts';
+import { bySlotNumber, dirtyCheck } from './slots.ts';
 import { isFitPlacement } from './enforcer.ts';
-import { isStopEcho, ms, stopDeadlineFrom, taskChangeMatters } from './types.ts';
+import { isStopEcho, modeOf, ms, stopDeadlineFrom, taskChangeMatters } from './types.ts';
 import { jsonEqual } from '../../api/objects.ts';
-import type { Decision, FNode, FTask, OrchestratorTuning, ReconcileContext, ReconcileResult } from './types.ts';
+import type { Decision, FNode, FService, FTask, OrchestratorTuning, ReconcileContext, ReconcileResult } from './types.ts';
 
 export interface OrchestratorTimers {
   setTimeout(fn: () => void, ms: number): unknown;
@@ -57,6 +60,11 @@ export interface OrchestratorOptions {
    * share is what the event filters in onEvent are for (metrics: shoal_orchestrator_reconciles_total).
    */
   onReconcile?: (r: { ms: number; decided: boolean }) => void;
+  /**
+   * Tests: every grouping the slot cache reuses is checked against a fresh one and the outcome passed
+   * here (null: the same); on a difference the service's pass fails.
+   */
+  verifySlotCache?: (difference: string | null) => void;
 }
 
 const realTimers: OrchestratorTimers = {
@@ -223,6 +231,9 @@ export class Orchestrator {
   /** When the last pass ended (runner's clock): the pacing wait counts from there. */
   private lastPassEnd = Number.NEGATIVE_INFINITY;
   private readonly onReconcile: NonNullable<OrchestratorOptions['onReconcile']>;
+  /** Replicated services' slots between passes (slot-cache.ts). */
+  private readonly slotCache = new SlotCache();
+  private readonly verifySlotCache: ((difference: string | null) => void) | null;
 
   constructor(
     private readonly store: Store,
@@ -236,6 +247,7 @@ export class Orchestrator {
     this.tuning = opts.tuning ?? {};
     this.maxBytesPerService = opts.maxBytesPerService ?? Math.floor(store.maxTxBytes / 3);
     this.onReconcile = opts.onReconcile ?? (() => {});
+    this.verifySlotCache = opts.verifySlotCache ?? null;
   }
 
   get running(): boolean {
@@ -271,6 +283,7 @@ export class Orchestrator {
     this.ownCreates.clear();
     this.ownStops.clear();
     this.stopWakes = new Map();
+    this.slotCache.forgetAll();
   }
 
   /**
@@ -303,6 +316,7 @@ export class Orchestrator {
         onClose: (err) => {
           if (!this.started) return;
           this.log(`watch closed (${err.message}); resyncing`);
+          this.slotCache.forgetAll();
           this.subscribe();
           this.markAll();
           this.kick();
@@ -318,6 +332,8 @@ export class Orchestrator {
       case 'task': {
         const t = ev.object as FTask;
         const old = ev.old as FTask | undefined;
+        // Every change, also those that start no pass below: the kept slots must follow the store.
+        this.slotCache.noteTask(t.serviceId, t.slot, old?.slot);
         if (ev.type === 'delete') {
           this.runningSince.delete(t.id);
           for (const id of this.blocked) this.dirty.add(id);
@@ -437,7 +453,7 @@ export class Orchestrator {
         const service = tx.get('service', id);
         let r: ReconcileResult;
         try {
-          r = reconcileService(id, service, tx.tasksByService(id), ctx);
+          r = this.reconcile(id, service, tx, ctx);
         } catch (e) {
           this.log(`reconciling service ${id} failed: ${(e as Error).stack ?? String(e)}`);
           broken.add(id);
@@ -470,6 +486,7 @@ export class Orchestrator {
     } catch (e) {
       const cause = e instanceof BatchError ? e.cause : e;
       rest.clear();
+      this.slotCache.forgetAll();
       for (const id of ids) again.add(id);
       if (cause instanceof ConflictError && ++this.conflictsInARow <= 3) {
         // Someone else wrote in between (Raft): reconcile again from the new state.
@@ -509,6 +526,30 @@ export class Orchestrator {
     for (const id of again) if (!broken.has(id)) this.dirty.add(id);
     if (broken.size > 0) this.backOff(broken);
     this.armWakeTimer();
+  }
+
+  /**
+   * One service's decisions. A replicated service's slots come from the slot cache (slot-cache.ts): only
+   * the slots whose tasks changed since the last pass are grouped again. A pass that decides nothing
+   * from kept slots is computed again from all of them before it is believed, so a change the cache
+   * missed costs at most a pass, never a decision.
+   */
+  private reconcile(id: string, service: FService | undefined, tx: WriteTx, ctx: ReconcileContext): ReconcileResult {
+    if (service === undefined || modeOf(service) !== 'replicated') {
+      this.slotCache.forget(id);
+      return reconcileService(id, service, tx.tasksByService(id), ctx);
+    }
+    const isDirty = dirtyCheck(service, ctx.nodes);
+    const g = this.slotCache.group(service, ctx.nodes, tx, isDirty);
+    if (!g.reused) return reconcileReplicatedSlots(service, g, isDirty, ctx);
+    if (this.verifySlotCache) {
+      const diff = groupingDifference(g, bySlotNumber(tx.tasksByService(id), isDirty));
+      this.verifySlotCache(diff === null ? null : `service ${id}: ${diff}`);
+      if (diff !== null) throw new Error(`slot cache of service ${id} is wrong: ${diff}`);
+    }
+    const r = reconcileReplicatedSlots(service, g, isDirty, ctx);
+    if (r.decisions.length > 0) return r;
+    return reconcileReplicatedSlots(service, this.slotCache.regroup(service, ctx.nodes, tx, isDirty), isDirty, ctx);
   }
 
   /**

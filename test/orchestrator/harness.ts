@@ -105,9 +105,16 @@ export class Harness {
       newId: ids,
       timers: this.clock.timers,
       log: (l) => this.logs.push(l),
+      // Every test of the runner also checks the slots it keeps between passes against fresh ones.
+      verifySlotCache: (d) => (d === null ? this.slotCacheReuses++ : this.slotCacheErrors.push(d)),
       ...opts,
     });
   }
+
+  /** Differences the orchestrator's slot cache had with a fresh grouping (settle() fails on any). */
+  readonly slotCacheErrors: string[] = [];
+  /** Passes that reused kept slots (each checked). */
+  slotCacheReuses = 0;
 
   // ------------------------------------------------------------------------------------------- objects
 
@@ -313,6 +320,7 @@ export class Harness {
   async settle(maxRounds = 500): Promise<void> {
     for (let i = 0; i < maxRounds; i++) {
       await this.orch.idle();
+      if (this.slotCacheErrors.length > 0) throw new Error(`orchestrator slot cache: ${this.slotCacheErrors.join('; ')}`);
       for (const o of this.observers) o();
       if (!(await this.step())) return;
     }

@@ -1,0 +1,133 @@
+// The slots of replicated services, kept by the runner between passes so that a pass regroups only the
+// slots whose tasks changed since the last one.
+//
+// Why: a rolling update reconciles its service on every report that comes back, and each pass used to
+// read every task of the service (20,000 for 10,000 slots: the old task of each updated slot stays as
+// history) and group them again (store lookups and bySlotNumber: ≈ 40 % of the pass in bench:converge),
+// to refill or start a handful of slots. The store hands the runner every task change as an event; the
+// slots those touch are regrouped from the store's slot index, the others are the same objects as before.
+//
+// States of one service's entry:
+//
+//   (none) ──group()──▶ fresh ──task event──▶ changed slots noted ──group()──▶ fresh
+//      ▲                                          │
+//      └──────── forget(): a task without a slot, one that moved slot, a new slot number ─┘
+//
+// A full regroup (bySlotNumber over tasksByService, exactly the uncached path) happens when:
+//   - the service object changed (a new spec or version: isDirty, which orders a slot's tasks, changes
+//     with it), or any node object changed (dirtyCheck reads nodes for placement-only changes);
+//   - a task event named no slot, or moved a task between slots, or a slot number appeared that the
+//     entry does not hold (slots are kept in ascending order, as bySlotNumber makes them);
+//   - the runner (re)started, its watch closed, or a batch failed (forgetAll).
+// The runner also regroups in full before it believes a pass that decided nothing (runner.ts): a missed
+// event can delay a decision by one pass, never lose it.
+//
+// Cost: O(changed slots × their tasks) per pass, instead of O(tasks of the service).
+import { buildSlot, bySlotNumber } from './slots.ts';
+import type { Slot } from './slots.ts';
+import type { FNode, FService, FTask } from './types.ts';
+
+/** What group() reads: the store's transaction (or a view) of the pass. */
+export interface SlotSource {
+  tasksByService(serviceId: string): readonly FTask[];
+  tasksBySlot(serviceId: string, slot: number): readonly FTask[];
+}
+
+export interface Grouped {
+  slots: Map<number, Slot>;
+  strays: FTask[];
+}
+
+interface Entry {
+  service: FService;
+  nodes: ReadonlyMap<string, FNode>;
+  grouped: Grouped;
+  changed: Set<number>;
+}
+
+export class SlotCache {
+  private readonly entries = new Map<string, Entry>();
+
+  /** A task of `serviceId` was created, updated or deleted: `slot` (and `oldSlot`, on an update) changed. */
+  noteTask(serviceId: string, slot: number | undefined, oldSlot: number | undefined): void {
+    const e = this.entries.get(serviceId);
+    if (e === undefined) return;
+    if (slot === undefined || (oldSlot !== undefined && oldSlot !== slot)) {
+      this.entries.delete(serviceId);
+      return;
+    }
+    e.changed.add(slot);
+  }
+
+  forget(serviceId: string): void {
+    this.entries.delete(serviceId);
+  }
+
+  forgetAll(): void {
+    this.entries.clear();
+  }
+
+  /**
+   * The slots of `service` as `src` holds them, grouped as bySlotNumber(src.tasksByService(id), isDirty)
+   * would group them. `reused`: only the changed slots were regrouped.
+   */
+  group(service: FService, nodes: ReadonlyMap<string, FNode>, src: SlotSource, isDirty: (t: FTask) => boolean): Grouped & { reused: boolean } {
+    const e = this.entries.get(service.id);
+    if (e !== undefined && e.service === service && sameNodes(e.nodes, nodes) && e.grouped.strays.length === 0) {
+      let complete = true;
+      for (const n of e.changed) {
+        const tasks = src.tasksBySlot(service.id, n);
+        if (tasks.length === 0) e.grouped.slots.delete(n);
+        else if (!e.grouped.slots.has(n)) {
+          complete = false; // a new slot number: the order of the map would be wrong
+          break;
+        } else e.grouped.slots.set(n, buildSlot(`slot:${n}`, [...tasks], isDirty, { slot: n }));
+      }
+      e.changed.clear();
+      if (complete) {
+        e.nodes = nodes;
+        return { ...e.grouped, reused: true };
+      }
+    }
+    return { ...this.regroup(service, nodes, src, isDirty), reused: false };
+  }
+
+  /** Groups every task of the service again and keeps the result. */
+  regroup(service: FService, nodes: ReadonlyMap<string, FNode>, src: SlotSource, isDirty: (t: FTask) => boolean): Grouped {
+    const grouped = bySlotNumber(src.tasksByService(service.id), isDirty);
+    this.entries.set(service.id, { service, nodes, grouped, changed: new Set() });
+    return grouped;
+  }
+}
+
+function sameNodes(a: ReadonlyMap<string, FNode>, b: ReadonlyMap<string, FNode>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const [id, n] of a) if (b.get(id) !== n) return false;
+  return true;
+}
+
+/**
+ * Do two groupings hold the same slots, in the same order, with the same tasks, head, live and extras?
+ * Returns the first difference, or null (tests and the runner's verifySlotCache option).
+ */
+export function groupingDifference(a: Grouped, b: Grouped): string | null {
+  const ids = (ts: readonly FTask[]) => ts.map((t) => t.id);
+  const sorted = (ts: readonly FTask[]) => ids(ts).sort().join(',');
+  if (sorted(a.strays) !== sorted(b.strays)) return 'strays differ';
+  const ka = [...a.slots.keys()];
+  const kb = [...b.slots.keys()];
+  if (ka.join(',') !== kb.join(',')) return `slot numbers differ: ${ka.length} against ${kb.length}`;
+  for (const [n, x] of a.slots) {
+    const y = b.slots.get(n)!;
+    if (sorted(x.tasks) !== sorted(y.tasks)) return `slot ${n}: tasks ${sorted(x.tasks)} against ${sorted(y.tasks)}`;
+    // A task of the slot that changed is a new object: compare objects, not only ids.
+    const byId = new Map(y.tasks.map((t) => [t.id, t]));
+    for (const t of x.tasks) if (byId.get(t.id) !== t) return `slot ${n}: task ${t.id} is an older object`;
+    if (x.head?.id !== y.head?.id) return `slot ${n}: head ${x.head?.id} against ${y.head?.id}`;
+    if (ids(x.live).join(',') !== ids(y.live).join(',')) return `slot ${n}: live tasks differ`;
+    if (ids(x.extras).join(',') !== ids(y.extras).join(',')) return `slot ${n}: extras differ`;
+    if (x.dead !== y.dead || x.removed !== y.removed) return `slot ${n}: dead/removed differ`;
+  }
+  return null;
+}

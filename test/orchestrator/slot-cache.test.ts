@@ -1,0 +1,150 @@
+// slot-cache.ts: the slots a runner keeps between passes match a fresh grouping after the changes it was
+// told of; it regroups in full when it cannot patch; and the check used by the runner's tests catches a
+// change it was not told of. Then the runner end to end: a rolling update reuses kept slots, each reuse
+// checked against a fresh grouping (harness.ts passes verifySlotCache).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SlotCache, groupingDifference } from '../../manager/orchestrator/slot-cache.ts';
+import { bySlotNumber, dirtyCheck } from '../../manager/orchestrator/slots.ts';
+import type { FNode, FService, FTask } from '../../manager/orchestrator/types.ts';
+import { Harness } from './harness.ts';
+
+async function fixture() {
+  const h = new Harness();
+  h.orch.stop(); // the store only: this test drives the cache itself
+  await h.addNode('n1');
+  await h.addNode('n2');
+  const id = await h.createService('web', { mode: { replicated: { replicas: 4 } } });
+  // Four tasks, one per slot, and a finished one in slot 2 (history).
+  await h.store.update((tx) => {
+    for (let n = 1; n <= 4; n++) {
+      tx.create({
+        id: `t${n}`,
+        kind: 'task',
+        serviceId: id,
+        slot: n,
+        nodeId: 'n1',
+        spec: { image: 'app:1' },
+        specVersion: 1,
+        desiredState: 'running',
+        status: { state: 'running', timestamp: h.clock.iso(), message: '' },
+        serviceAnnotations: { name: 'web', labels: {} },
+        networks: [],
+      } as never);
+    }
+    tx.create({
+      id: 'old2',
+      kind: 'task',
+      serviceId: id,
+      slot: 2,
+      nodeId: 'n2',
+      spec: { image: 'app:1' },
+      specVersion: 1,
+      desiredState: 'shutdown',
+      status: { state: 'shutdown', timestamp: h.clock.iso(), message: '' },
+      serviceAnnotations: { name: 'web', labels: {} },
+      networks: [],
+    } as never);
+  });
+  const read = () =>
+    h.store.view((tx) => ({
+      service: tx.get('service', id) as FService,
+      nodes: new Map(tx.list('node').map((n) => [n.id, n as FNode])),
+    }));
+  const group = (cache: SlotCache) =>
+    h.store.view((tx) => {
+      const { service, nodes } = read();
+      const isDirty = dirtyCheck(service, nodes);
+      const g = cache.group(service, nodes, tx, isDirty);
+      const fresh = bySlotNumber(tx.tasksByService(id) as FTask[], isDirty);
+      return { g, diff: groupingDifference(g, fresh) };
+    });
+  const setTask = (taskId: string, edit: (t: Record<string, unknown>) => void) => h.store.update((tx) => void tx.modify('task', taskId, edit as never));
+  return { h, id, group, setTask };
+}
+
+test('changed slots are regrouped, the others kept; the result equals a fresh grouping', async () => {
+  const { id, group, setTask } = await fixture();
+  const cache = new SlotCache();
+  const first = group(cache);
+  assert.equal(first.g.reused, false, 'nothing kept yet');
+  assert.equal(first.diff, null);
+  const kept1 = first.g.slots.get(1);
+
+  await setTask('t3', (t) => ((t.status as { state: string }).state = 'failed'));
+  cache.noteTask(id, 3, 3);
+  const second = group(cache);
+  assert.equal(second.g.reused, true);
+  assert.equal(second.diff, null);
+  assert.equal(second.g.slots.get(1), kept1, 'an unchanged slot is the same object');
+  assert.equal(second.g.slots.get(3)!.head!.status.state, 'failed');
+  assert.deepEqual([...second.g.slots.keys()], [1, 2, 3, 4]);
+});
+
+test('a deleted slot goes; a new slot number, a stray, a moved task, a new service or node object regroup in full', async () => {
+  const { h, id, group, setTask } = await fixture();
+  const cache = new SlotCache();
+  group(cache);
+
+  await h.store.update((tx) => {
+    tx.delete('task', 't4');
+  });
+  cache.noteTask(id, 4, undefined);
+  let r = group(cache);
+  assert.equal(r.g.reused, true);
+  assert.equal(r.diff, null);
+  assert.deepEqual([...r.g.slots.keys()], [1, 2, 3]);
+
+  // Slot 7 did not exist: the map's order would be wrong if it were appended.
+  await h.store.update((tx) => {
+    const t = tx.get('task', 't1')!;
+    tx.create({ ...t, id: 't7', slot: 7 } as never);
+  });
+  cache.noteTask(id, 7, undefined);
+  r = group(cache);
+  assert.equal(r.g.reused, false);
+  assert.equal(r.diff, null);
+
+  await setTask('t2', (t) => (t.slot = 9));
+  cache.noteTask(id, 9, 2);
+  r = group(cache);
+  assert.equal(r.g.reused, false, 'a task moved between slots');
+  assert.equal(r.diff, null);
+
+  await h.updateService('web', (s) => (s.task.image = 'app:2'));
+  r = group(cache);
+  assert.equal(r.g.reused, false, 'the service changed');
+  assert.equal(r.diff, null);
+
+  await h.editNode('n2', (n) => (n.spec.labels = { zone: 'b' }));
+  r = group(cache);
+  assert.equal(r.g.reused, false, 'a node changed');
+  assert.equal(r.diff, null);
+});
+
+test('the check catches a change the cache was not told of', async () => {
+  const { id, group, setTask } = await fixture();
+  const cache = new SlotCache();
+  group(cache);
+  await setTask('t1', (t) => ((t.status as { state: string }).state = 'failed'));
+  // No noteTask: the kept slot 1 still holds the running task.
+  const r = group(cache);
+  assert.equal(r.g.reused, true);
+  assert.match(r.diff ?? '', /slot 1: task t1 is an older object/);
+  cache.noteTask(id, 1, 1);
+  assert.equal(group(cache).diff, null, 'told, it regroups the slot');
+});
+
+test('the runner reuses kept slots through a rolling update, every reuse equal to a fresh grouping', async () => {
+  const h = new Harness();
+  for (const n of ['n1', 'n2', 'n3']) await h.addNode(n);
+  await h.createService('web', { mode: { replicated: { replicas: 12 } }, update: { parallelism: 3, delayMs: 0, monitorMs: 0 } });
+  await h.settle();
+  await h.updateService('web', (s) => (s.task.image = 'app:2'));
+  for (let i = 0; i < 200 && h.service('web').updateStatus?.state !== 'completed'; i++) await h.advance(100);
+  assert.equal(h.service('web').updateStatus?.state, 'completed');
+  assert.equal(h.running('web').filter((t) => t.spec.image === 'app:2').length, 12);
+  assert.deepEqual(h.slotCacheErrors, []);
+  assert.ok(h.slotCacheReuses >= 4, `${h.slotCacheReuses} passes reused kept slots`);
+  h.orch.stop();
+});
