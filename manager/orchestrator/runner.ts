@@ -25,8 +25,8 @@ import type { ClusterLimits } from '../../api/objects.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
 import { DEFAULT_TASK_HISTORY_LIMIT } from './reaper.ts';
 import { reconcileService } from './reconcile.ts';
-import { reconcileReplicatedSlots } from './replicated.ts';
-import { groupingDifference, SlotCache } from './slot-cache.ts';
+import { reconcileReplicated, reconcileReplicatedSlots } from './replicated.ts';
+import { decisionsDifference, groupingDifference, sameNodes, SlotCache } from './slot-cache.ts';
 import { bySlotNumber, dirtyCheck } from './slots.ts';
 import { isFitPlacement } from './enforcer.ts';
 import { isStopEcho, modeOf, ms, stopDeadlineFrom, taskChangeMatters } from './types.ts';
@@ -231,6 +231,8 @@ export class Orchestrator {
   /** When the last pass ended (runner's clock): the pacing wait counts from there. */
   private lastPassEnd = Number.NEGATIVE_INFINITY;
   private readonly onReconcile: NonNullable<OrchestratorOptions['onReconcile']>;
+  /** The nodes of the last pass (see pass()). */
+  private lastNodes: Map<string, FNode> | null = null;
   /** Replicated services' slots between passes (slot-cache.ts). */
   private readonly slotCache = new SlotCache();
   private readonly verifySlotCache: ((difference: string | null) => void) | null;
@@ -284,6 +286,7 @@ export class Orchestrator {
     this.ownStops.clear();
     this.stopWakes = new Map();
     this.slotCache.forgetAll();
+    this.lastNodes = null;
   }
 
   /**
@@ -428,11 +431,16 @@ export class Orchestrator {
     this.dirty.clear();
     const now = this.now();
     let computeMs = 0;
-    const { nodes, limit, limits } = this.store.view((tx) => ({
+    const read = this.store.view((tx) => ({
       nodes: new Map(tx.list('node').map((n) => [n.id, n] as const)),
       limit: tx.get('cluster', CLUSTER_ID)?.spec.taskHistoryLimit ?? DEFAULT_TASK_HISTORY_LIMIT,
       limits: limitsOf(tx.get('cluster', CLUSTER_ID)?.spec),
     }));
+    const { limit, limits } = read;
+    // Unchanged nodes: the previous pass's map again, so that what was computed from it is known to
+    // still hold (the slots replicated.ts found quiet; dirtyCheck's answers).
+    const nodes = this.lastNodes !== null && sameNodes(this.lastNodes, read.nodes) ? this.lastNodes : read.nodes;
+    this.lastNodes = nodes;
     const ctx: ReconcileContext = {
       now,
       newId: this.newId,
@@ -548,6 +556,15 @@ export class Orchestrator {
       if (diff !== null) throw new Error(`slot cache of service ${id} is wrong: ${diff}`);
     }
     const r = reconcileReplicatedSlots(service, g, isDirty, ctx);
+    if (this.verifySlotCache) {
+      // The same from scratch: fresh slots, and a fresh nodes map (no quiet slot is reused either).
+      const nodes = new Map(ctx.nodes);
+      let n = 0;
+      const fresh = { ...ctx, nodes, newId: () => `verify-${++n}` };
+      const diff = decisionsDifference(r, reconcileReplicated(service, tx.tasksByService(id), fresh));
+      this.verifySlotCache(diff === null ? null : `service ${id}: ${diff}`);
+      if (diff !== null) throw new Error(`kept slots of service ${id} decided otherwise: ${diff}`);
+    }
     if (r.decisions.length > 0) return r;
     return reconcileReplicatedSlots(service, this.slotCache.regroup(service, ctx.nodes, tx, isDirty), isDirty, ctx);
   }

@@ -25,7 +25,7 @@
 // Cost: O(changed slots × their tasks) per pass, instead of O(tasks of the service).
 import { buildSlot, bySlotNumber } from './slots.ts';
 import type { Slot } from './slots.ts';
-import type { FNode, FService, FTask } from './types.ts';
+import type { FNode, FService, FTask, ReconcileResult } from './types.ts';
 
 /** What group() reads: the store's transaction (or a view) of the pass. */
 export interface SlotSource {
@@ -100,7 +100,8 @@ export class SlotCache {
   }
 }
 
-function sameNodes(a: ReadonlyMap<string, FNode>, b: ReadonlyMap<string, FNode>): boolean {
+/** The same node objects under the same ids (the runner then passes the previous pass's map again). */
+export function sameNodes(a: ReadonlyMap<string, FNode>, b: ReadonlyMap<string, FNode>): boolean {
   if (a === b) return true;
   if (a.size !== b.size) return false;
   for (const [id, n] of a) if (b.get(id) !== n) return false;
@@ -130,4 +131,25 @@ export function groupingDifference(a: Grouped, b: Grouped): string | null {
     if (x.dead !== y.dead || x.removed !== y.removed) return `slot ${n}: dead/removed differ`;
   }
   return null;
+}
+
+/**
+ * Do two reconciles of the same state decide the same? The ids of created tasks differ between two runs
+ * (each draws new ids): they are compared by their order of appearance. Returns the first difference, or
+ * null (the runner's verifySlotCache option).
+ */
+export function decisionsDifference(a: ReconcileResult, b: ReconcileResult): string | null {
+  const canon = (r: ReconcileResult) => {
+    const ids = new Map<string, string>();
+    for (const d of r.decisions) for (const x of d.actions) if (x.type === 'create') ids.set(x.task.id, `#${ids.size}`);
+    let text = JSON.stringify({ decisions: r.decisions, wakeAt: r.wakeAt });
+    for (const [id, k] of ids) text = text.split(id).join(k);
+    return text;
+  };
+  const x = canon(a);
+  const y = canon(b);
+  if (x === y) return null;
+  let i = 0;
+  while (i < x.length && x[i] === y[i]) i++;
+  return `decisions differ at …${x.slice(Math.max(0, i - 80), i + 80)}… against …${y.slice(Math.max(0, i - 80), i + 80)}…`;
 }

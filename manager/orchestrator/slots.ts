@@ -16,6 +16,7 @@ import { failingConstraint } from './enforcer.ts';
 import { isFinished, isRunning, ms, rank, wantsToRun } from './types.ts';
 import { jsonEqual } from '../../api/objects.ts';
 import type { FNode, FService, FTask } from './types.ts';
+import type { QuietInputs } from './replicated.ts';
 
 export interface Slot {
   /** `slot:N` or `node:ID`. */
@@ -29,6 +30,12 @@ export interface Slot {
   extras: FTask[];
   dead: boolean;
   removed: boolean;
+  /**
+   * Memos of replicated.ts: the inputs with which this slot's repair / history rules last decided
+   * nothing (a slot object is immutable otherwise, and the runner keeps unchanged ones: slot-cache.ts).
+   */
+  quietRepair?: QuietInputs;
+  quietReap?: QuietInputs;
 }
 
 /**
@@ -46,25 +53,28 @@ export function dirtyCheck(service: FService, nodes: ReadonlyMap<string, FNode>)
   // What the answers that do not depend on a node are computed from. A rolling update reconciles its
   // service on every task event, and comparing each older task's spec with the template (as JSON) was
   // most of a pass: those answers are kept with the task object (a changed task is a new object).
-  const key = `${service.id}\u0000${service.specVersion}\u0000${netChanged}\u0000${JSON.stringify(tmpl)}`;
+  // One key string per service object, so that comparing keys is comparing references.
+  let key = dirtyKeys.get(service);
+  if (key === undefined) dirtyKeys.set(service, (key = `${service.id}\u0000${service.specVersion}\u0000${netChanged}\u0000${JSON.stringify(tmpl)}`));
   const cache = new Map<string, boolean>();
   return (t: FTask): boolean => {
     if (t.specVersion === service.specVersion) return false;
+    const kept = specDirty.get(t);
+    if (kept !== undefined && kept.key === key) return kept.dirty;
     const hit = cache.get(t.id);
     if (hit !== undefined) return hit;
-    const kept = specDirty.get(t);
-    let dirty: boolean | undefined = kept !== undefined && kept.key === key ? kept.dirty : undefined;
-    if (dirty === undefined) {
-      if (netChanged) dirty = true;
-      else if (jsonEqual(t.spec, tmpl)) dirty = false;
-      else if (!jsonEqual({ ...t.spec, placement: undefined }, { ...tmpl, placement: undefined })) dirty = true;
-      if (dirty !== undefined) specDirty.set(t, { key, dirty });
+    let dirty: boolean | undefined;
+    if (netChanged) dirty = true;
+    else if (jsonEqual(t.spec, tmpl)) dirty = false;
+    else if (!jsonEqual({ ...t.spec, placement: undefined }, { ...tmpl, placement: undefined })) dirty = true;
+    if (dirty !== undefined) {
+      specDirty.set(t, { key, dirty });
+      return dirty;
     }
-    if (dirty === undefined) {
-      // Only the placement differs: dirty unless the task's node still satisfies the new constraints.
-      const n = t.nodeId === undefined ? undefined : nodes.get(t.nodeId);
-      dirty = n === undefined || failingConstraint(tmpl.placement?.constraints, n) !== null;
-    }
+    // Only the placement differs: dirty unless the task's node still satisfies the new constraints
+    // (an answer for this pass's nodes only).
+    const n = t.nodeId === undefined ? undefined : nodes.get(t.nodeId);
+    dirty = n === undefined || failingConstraint(tmpl.placement?.constraints, n) !== null;
     cache.set(t.id, dirty);
     return dirty;
   };
@@ -72,6 +82,7 @@ export function dirtyCheck(service: FService, nodes: ReadonlyMap<string, FNode>)
 
 /** dirtyCheck's node-independent answers, per task object (see there). */
 const specDirty = new WeakMap<FTask, { key: string; dirty: boolean }>();
+const dirtyKeys = new WeakMap<FService, string>();
 
 /** Order of preference for the head: current spec, not finished, furthest state, newest, id. */
 function headOrder(isDirty: (t: FTask) => boolean): (a: FTask, b: FTask) => number {

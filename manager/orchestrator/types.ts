@@ -225,6 +225,8 @@ export class Plan {
   readonly decisions: Decision[] = [];
   private readonly touched = new Set<string>();
   wakeAt: number | null = null;
+  /** wake() calls so far, counted also when ignored (replicated.ts tells a quiet slot by it). */
+  wakes = 0;
 
   constructor(readonly ctx: ReconcileContext) {}
 
@@ -234,6 +236,7 @@ export class Plan {
 
   /** Asks to be reconciled again at `at` (ignored if not in the future). */
   wake(at: number): void {
+    this.wakes++;
     if (!Number.isFinite(at) || at <= this.ctx.now) return;
     if (this.wakeAt === null || at < this.wakeAt) this.wakeAt = at;
   }
