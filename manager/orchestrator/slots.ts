@@ -36,6 +36,8 @@ export interface Slot {
    */
   quietRepair?: QuietInputs;
   quietReap?: QuietInputs;
+  /** Memo of update.ts: stateSince(head). */
+  headSince?: number;
 }
 
 /**
