@@ -98,6 +98,7 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
       return c.host(h).ip!;
     };
     const rec0 = await reconciles(await leaderIp());
+    const disp0 = await c.control('GET', '/v1/dispatcher/stats');
     t = performance.now();
     await c.control('POST', `/v1/services/${id}/update`, { spec: { ...cur.spec, task: { ...cur.spec.task, image: 'busybox:v2' } } });
     await waitFor(
@@ -119,6 +120,13 @@ async function round(r: number, out: { create: number[]; update: number[] }): Pr
     const after = await c.control('GET', `/v1/services/${id}`);
     const tasks = await c.control('GET', `/v1/tasks?service=${id}&all=1`);
     for (const l of formatSlotPhases(slotPhases(tasks, after.specVersion, 100))) console.log(`round ${r + 1}: ${l}`);
+    const disp = await c.control('GET', '/v1/dispatcher/stats');
+    if (disp.leader && disp0.leader) {
+      const sent = disp.assignments.changes - disp0.assignments.changes + disp.assignments.full - disp0.assignments.full;
+      console.log(
+        `round ${r + 1}: leader's dispatcher during the update: ${sent} assignment messages, ${disp.status.written - disp0.status.written} task states written, ${disp.messages.received - disp0.messages.received} messages received`,
+      );
+    }
     const rec = await reconciles(await leaderIp());
     const n = rec.decided - rec0.decided + rec.nothing - rec0.nothing;
     console.log(

@@ -41,6 +41,8 @@ import type { RemoteMessage } from '../api/remote-validate.ts';
 const NET_VIEW_RETRY_MS = 500;
 /** At most one round of assignment messages per this many ms (markAssignments). */
 const ASSIGNMENT_ROUND_MS = 10;
+/** The longest a node waits to hear that tasks it reported ended left its set (markAssignmentsLater). */
+const ENDED_ASSIGNMENT_MS = 1_000;
 
 /** Message kinds that answer a manager's logs/exec request (flow-controlled by the request's window). */
 const REMOTE_REPLIES: ReadonlySet<string> = new Set(['log', 'log-end', 'exec-output', 'exec-result']);
@@ -140,6 +142,9 @@ export class Dispatcher {
   private readonly helloLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.helloBurst, refillPerSec: DISPATCHER_LIMITS.hellosPerSec });
   private readonly statusQueue = new StatusQueue(DISPATCHER_LIMITS.statusQueuePerNode);
   private statusTimer: NodeJS.Timeout | null = null;
+  /** Nodes whose ended tasks are still to be taken out of their set (markAssignmentsLater). */
+  private readonly laterNodes = new Set<string>();
+  private laterTimer: NodeJS.Timeout | null = null;
   /** When the last round of assignment messages went out (markAssignments). */
   private lastAssignRound = -Infinity;
   /** A status write is in flight (scheduleStatusFlush). */
@@ -592,6 +597,12 @@ export class Dispatcher {
         // A state the node itself reported (accepted → … → running) changes nothing the node is told:
         // echoing its whole set back for each one was most of the leader's outbound traffic at scale.
         if (ev.type === 'update' && old && !assignmentChanged(old, t)) return;
+        // The node's own report that the task ended: it needs to hear that the task left its set, but
+        // not soon (one message of three per task replaced in a rolling update).
+        if (ev.type === 'update' && old && t.nodeId && onlyEnded(old, t)) {
+          this.markAssignmentsLater(t.nodeId);
+          return;
+        }
         if (t.nodeId) this.markAssignments(t.nodeId);
         if (old?.nodeId && old.nodeId !== t.nodeId) this.markAssignments(old.nodeId);
       },
@@ -633,6 +644,9 @@ export class Dispatcher {
     if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
     this.assignRetryTimer = null;
     this.assignRetry.clear();
+    if (this.laterTimer) clearTimeout(this.laterTimer);
+    this.laterTimer = null;
+    this.laterNodes.clear();
     this.sentViews.clear();
     this.viewSent.clear();
     this.viewApplied.clear();
@@ -763,12 +777,28 @@ export class Dispatcher {
   }
 
   /**
+   * A node whose only news is that tasks it reported ended left its set: sent with its next round, or
+   * after ENDED_ASSIGNMENT_MS at the latest (one timer for all such nodes).
+   */
+  private markAssignmentsLater(nodeId: string): void {
+    if (!this.sessions.has(nodeId)) return;
+    this.laterNodes.add(nodeId);
+    this.laterTimer ??= setTimeout(() => {
+      this.laterTimer = null;
+      const nodes = [...this.laterNodes];
+      this.laterNodes.clear();
+      if (this.leading) for (const id of nodes) this.markAssignments(id);
+    }, ENDED_ASSIGNMENT_MS);
+  }
+
+  /**
    * Tells a node its tasks that are assigned and not finished: the full set first on a session, then what
    * changed (assignments.ts) if its agent takes that. A refused send starts over with a full set.
    */
   private sendAssignments(nodeId: string): void {
     const ns = this.sessions.get(nodeId);
     if (!ns) return;
+    this.laterNodes.delete(nodeId); // this message carries the removals too
     // The secrets and configs these tasks reference go first, on the same (ordered) session.
     const sent = this.sentFiles.get(ns) ?? new Set<string>();
     this.sentFiles.set(ns, sent);
@@ -968,6 +998,23 @@ function liveOnNode(state: Task['status']['state']): boolean {
  * the spec or networks, or whether it is live on the node at all. A forward step between live states
  * (the node's own report) does not.
  */
+/**
+ * Is the only change to the node's set that the task ended on the node that reported it (its state
+ * became terminal; node, desired state, spec, networks and slot unchanged)? The node knows it already.
+ */
+export function onlyEnded(old: Task, t: Task): boolean {
+  return (
+    liveOnNode(old.status.state) &&
+    !liveOnNode(t.status.state) &&
+    isTerminalTaskState(t.status.state) &&
+    old.nodeId === t.nodeId &&
+    old.desiredState === t.desiredState &&
+    old.slot === t.slot &&
+    sameJson(old.spec, t.spec) &&
+    sameJson(old.networks, t.networks)
+  );
+}
+
 export function assignmentChanged(old: Task, t: Task): boolean {
   return (
     old.nodeId !== t.nodeId ||

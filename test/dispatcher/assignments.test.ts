@@ -4,7 +4,7 @@
 // set first, then changes only.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assignmentChanged } from '../../manager/dispatcher/dispatcher.ts';
+import { assignmentChanged, onlyEnded } from '../../manager/dispatcher/dispatcher.ts';
 import { assignmentOf, planAssignments } from '../../manager/dispatcher/assignments.ts';
 import type { Task } from '../../api/objects.ts';
 
@@ -41,6 +41,23 @@ test('anything the node must act on is pushed', () => {
   assert.equal(assignmentChanged(base, with_({ nodeId: 'n2' })), true, 'moved');
   assert.equal(assignmentChanged(base, { ...base, spec: { image: 'busybox:v2' } } as unknown as Task), true, 'spec');
   assert.equal(assignmentChanged(base, with_({ networks: [{ networkId: 'x', addresses: ['10.0.0.2/24'] }] as unknown as Task['networks'] })), true, 'networks');
+});
+
+test('onlyEnded: the node reported the end of a task it runs, and nothing else changed (sent later)', () => {
+  assert.equal(onlyEnded(state('running'), state('shutdown')), true);
+  assert.equal(onlyEnded(state('starting'), state('failed')), true);
+  assert.equal(
+    onlyEnded(
+      with_({ desiredState: 'shutdown', status: { ...base.status, state: 'running' } }),
+      with_({ desiredState: 'shutdown', status: { ...base.status, state: 'shutdown' } }),
+    ),
+    true,
+  );
+  assert.equal(onlyEnded(state('running'), { ...state('shutdown'), desiredState: 'remove' } as Task), false, 'told to go too');
+  assert.equal(onlyEnded(state('running'), { ...state('orphaned'), nodeId: 'n2' } as Task), false, 'moved');
+  assert.equal(onlyEnded(state('pending'), state('shutdown')), false, 'never was on the node');
+  assert.equal(onlyEnded(state('starting'), state('running')), false, 'still live');
+  assert.equal(onlyEnded(state('running'), { ...state('failed'), spec: { image: 'busybox:v2' } } as unknown as Task), false, 'spec');
 });
 
 // ------------------------------------------------------------------ what a session is told (assignments.ts)
