@@ -994,13 +994,9 @@ function liveOnNode(state: Task['status']['state']): boolean {
 }
 
 /**
- * Whether a task update changes what its node is told (TaskAssignment): the node, the desired state,
- * the spec or networks, or whether it is live on the node at all. A forward step between live states
- * (the node's own report) does not.
- */
-/**
- * Is the only change to the node's set that the task ended on the node that reported it (its state
- * became terminal; node, desired state, spec, networks and slot unchanged)? The node knows it already.
+ * Is the only change to the node's set that the task ended (its state became terminal, as the node
+ * reported, or orphaned because the node is gone; node, desired state, spec, networks and slot
+ * unchanged)? The node knows it already, or cannot hear it.
  */
 export function onlyEnded(old: Task, t: Task): boolean {
   return (
@@ -1015,6 +1011,11 @@ export function onlyEnded(old: Task, t: Task): boolean {
   );
 }
 
+/**
+ * Whether a task update changes what its node is told (TaskAssignment): the node, the desired state,
+ * the spec or networks, or whether it is live on the node at all. A forward step between live states
+ * (the node's own report) does not.
+ */
 export function assignmentChanged(old: Task, t: Task): boolean {
   return (
     old.nodeId !== t.nodeId ||
