@@ -566,7 +566,10 @@ export class Orchestrator {
       if (diff !== null) throw new Error(`kept slots of service ${id} decided otherwise: ${diff}`);
     }
     if (r.decisions.length > 0) return r;
-    return reconcileReplicatedSlots(service, this.slotCache.regroup(service, ctx.nodes, tx, isDirty), isDirty, ctx);
+    const again = reconcileReplicatedSlots(service, this.slotCache.regroup(service, ctx.nodes, tx, isDirty), isDirty, ctx);
+    // Not expected (every task event notes its slot): said, so that it is seen if it ever happens.
+    if (again.decisions.length > 0) this.log(`service ${service.spec.name}: kept slots had missed a change; regrouped (${again.decisions[0]!.reason})`);
+    return again;
   }
 
   /**
