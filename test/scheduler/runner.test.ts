@@ -1,7 +1,7 @@
 // SchedulerRunner on an in-memory Store (no proposer: local commits): it places pending tasks, writes
 // pending reasons (only when they change), places tasks once a node qualifies or capacity is freed,
 // coalesces bursts, ignores tasks on their way out, stops cleanly, and recomputes after a conflict.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ASSIGNED_MESSAGE, SchedulerRunner, collectInput } from '../../manager/scheduler/runner.ts';
 import type { PassInfo, SchedulerRunnerOptions } from '../../manager/scheduler/runner.ts';
@@ -70,19 +70,37 @@ interface Harness {
   done(): Promise<void>;
 }
 
+/** Differences between the tasks the runner kept and a full read, over every runner of this file. */
+const keptDiffs: string[] = [];
+let keptChecks = 0;
+
 function harness(opts: SchedulerRunnerOptions = {}, store = new Store({})): Harness {
   const passes: PassInfo[] = [];
   const logs: string[] = [];
-  const runner = new SchedulerRunner(store, { log: (m) => logs.push(m), onPass: (p) => passes.push(p), ...opts });
+  const runner = new SchedulerRunner(store, {
+    log: (m) => logs.push(m),
+    onPass: (p) => passes.push(p),
+    // Every pass of every test here also reads all tasks and compares them with the kept ones.
+    verifyKept: (d) => (d === null ? keptChecks++ : keptDiffs.push(d)),
+    ...opts,
+  });
   return {
     store,
     runner,
     passes,
     logs,
     task: (id) => store.view((tx) => tx.get('task', id))!,
-    done: () => runner.idle(),
+    done: async () => {
+      await runner.idle();
+      assert.deepEqual(keptDiffs, [], 'the kept tasks match the store');
+    },
   };
 }
+
+after(() => {
+  assert.deepEqual(keptDiffs, []);
+  assert.ok(keptChecks >= 10, `${keptChecks} passes compared the kept tasks with a full read`);
+});
 
 async function create(store: Store, objs: (Draft<Node> | Draft<Task> | Draft<Service>)[]): Promise<void> {
   await store.update((tx) => {
