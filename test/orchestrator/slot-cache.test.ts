@@ -16,35 +16,22 @@ async function fixture() {
   await h.addNode('n2');
   const id = await h.createService('web', { mode: { replicated: { replicas: 4 } } });
   // Four tasks, one per slot, and a finished one in slot 2 (history).
+  const task = (taskId: string, slot: number, nodeId: string, desiredState: string, state: string) => ({
+    id: taskId,
+    kind: 'task',
+    serviceId: id,
+    slot,
+    nodeId,
+    spec: { image: 'app:1' },
+    specVersion: 1,
+    desiredState,
+    status: { state, timestamp: h.clock.iso(), message: '' },
+    serviceAnnotations: { name: 'web', labels: {} },
+    networks: [],
+  });
   await h.store.update((tx) => {
-    for (let n = 1; n <= 4; n++) {
-      tx.create({
-        id: `t${n}`,
-        kind: 'task',
-        serviceId: id,
-        slot: n,
-        nodeId: 'n1',
-        spec: { image: 'app:1' },
-        specVersion: 1,
-        desiredState: 'running',
-        status: { state: 'running', timestamp: h.clock.iso(), message: '' },
-        serviceAnnotations: { name: 'web', labels: {} },
-        networks: [],
-      } as never);
-    }
-    tx.create({
-      id: 'old2',
-      kind: 'task',
-      serviceId: id,
-      slot: 2,
-      nodeId: 'n2',
-      spec: { image: 'app:1' },
-      specVersion: 1,
-      desiredState: 'shutdown',
-      status: { state: 'shutdown', timestamp: h.clock.iso(), message: '' },
-      serviceAnnotations: { name: 'web', labels: {} },
-      networks: [],
-    } as never);
+    for (let n = 1; n <= 4; n++) tx.create(task(`t${n}`, n, 'n1', 'running', 'running') as never);
+    tx.create(task('old2', 2, 'n2', 'shutdown', 'shutdown') as never);
   });
   const read = () =>
     h.store.view((tx) => ({
