@@ -34,6 +34,7 @@ import { DispatcherCounters, type DispatcherStats } from './stats.ts';
 import { planFileMessages } from './secret-delivery.ts';
 import { planAssignments, type SentTask } from './assignments.ts';
 import type { KeyRing } from '../keys/keyring.ts';
+import { NodeBatch } from './node-batch.ts';
 import { validateAgentMessage, type InboundMessage, type StatusMessage, type UsageMessage } from './validate.ts';
 import type { RemoteMessage } from '../api/remote-validate.ts';
 
@@ -143,8 +144,9 @@ export class Dispatcher {
   private readonly statusQueue = new StatusQueue(DISPATCHER_LIMITS.statusQueuePerNode);
   private statusTimer: NodeJS.Timeout | null = null;
   /** Nodes whose ended tasks are still to be taken out of their set (markAssignmentsLater). */
-  private readonly laterNodes = new Set<string>();
-  private laterTimer: NodeJS.Timeout | null = null;
+  private readonly laterNodes = new NodeBatch(ENDED_ASSIGNMENT_MS, (ids) => {
+    if (this.leading) for (const id of ids) this.markAssignments(id);
+  });
   /** When the last round of assignment messages went out (markAssignments). */
   private lastAssignRound = -Infinity;
   /** A status write is in flight (scheduleStatusFlush). */
@@ -155,12 +157,18 @@ export class Dispatcher {
   private dirtyNodes = new Set<string>();
   private assignTimer: NodeJS.Timeout | null = null;
   private netTimer: NodeJS.Timeout | null = null;
-  /** Nodes whose last NetView their session refused (outbound buffer full): sent again on a timer. */
-  private readonly netRetry = new Set<string>();
-  private netRetryTimer: NodeJS.Timeout | null = null;
-  /** Nodes whose last assignments their session refused: sent again, in full, on a timer. */
-  private readonly assignRetry = new Set<string>();
-  private assignRetryTimer: NodeJS.Timeout | null = null;
+  /**
+   * Nodes whose last NetView their session refused (outbound buffer full): sent again on a timer. A
+   * refused view is not lost: without a retry the node would keep its old view (a removed task still in
+   * its DNS answers) until the next change anywhere in the cluster.
+   */
+  private readonly netRetry = new NodeBatch(NET_VIEW_RETRY_MS, (ids) => {
+    if (this.leading) this.sendNetViews(ids.filter((id) => this.sessions.has(id)));
+  });
+  /** Nodes whose last assignments their session refused: sent again, in full, once the session drains. */
+  private readonly assignRetry = new NodeBatch(NET_VIEW_RETRY_MS, (ids) => {
+    if (this.leading) for (const id of ids) this.markAssignments(id);
+  });
   /** Last NetView (canonical JSON) sent to each session. */
   private sentViews = new Map<string, string>();
   /** Per node: the version of the last NetView sent, and the highest one it says it has applied. */
@@ -638,14 +646,8 @@ export class Dispatcher {
     this.unwatchNet = null;
     if (this.netTimer) clearTimeout(this.netTimer);
     this.netTimer = null;
-    if (this.netRetryTimer) clearTimeout(this.netRetryTimer);
-    this.netRetryTimer = null;
     this.netRetry.clear();
-    if (this.assignRetryTimer) clearTimeout(this.assignRetryTimer);
-    this.assignRetryTimer = null;
     this.assignRetry.clear();
-    if (this.laterTimer) clearTimeout(this.laterTimer);
-    this.laterTimer = null;
     this.laterNodes.clear();
     this.sentViews.clear();
     this.viewSent.clear();
@@ -737,22 +739,8 @@ export class Dispatcher {
       if (ns.session.sendJson({ t: 'network', view, v } satisfies ManagerToAgent)) {
         this.sentViews.set(id, text);
         this.viewSent.set(id, v);
-      } else this.retryNetView(id);
+      } else this.netRetry.add(id);
     }
-  }
-
-  /**
-   * A refused view is not lost: without a retry the node would keep its old view (a removed task still
-   * in its DNS answers) until the next change anywhere in the cluster. One timer for all such nodes.
-   */
-  private retryNetView(nodeId: string): void {
-    this.netRetry.add(nodeId);
-    this.netRetryTimer ??= setTimeout(() => {
-      this.netRetryTimer = null;
-      const ids = [...this.netRetry].filter((id) => this.sessions.has(id));
-      this.netRetry.clear();
-      if (this.leading) this.sendNetViews(ids);
-    }, NET_VIEW_RETRY_MS);
   }
 
   /**
@@ -781,14 +769,7 @@ export class Dispatcher {
    * after ENDED_ASSIGNMENT_MS at the latest (one timer for all such nodes).
    */
   private markAssignmentsLater(nodeId: string): void {
-    if (!this.sessions.has(nodeId)) return;
-    this.laterNodes.add(nodeId);
-    this.laterTimer ??= setTimeout(() => {
-      this.laterTimer = null;
-      const nodes = [...this.laterNodes];
-      this.laterNodes.clear();
-      if (this.leading) for (const id of nodes) this.markAssignments(id);
-    }, ENDED_ASSIGNMENT_MS);
+    if (this.sessions.has(nodeId)) this.laterNodes.add(nodeId);
   }
 
   /**
@@ -815,19 +796,8 @@ export class Dispatcher {
     if (ns.session.sendJson(message)) ns.assigned = next;
     else {
       ns.assigned = null;
-      this.retryAssignments(nodeId);
+      this.assignRetry.add(nodeId);
     }
-  }
-
-  /** A refused set is sent again (in full) once the session drains, if it is still open then. */
-  private retryAssignments(nodeId: string): void {
-    this.assignRetry.add(nodeId);
-    this.assignRetryTimer ??= setTimeout(() => {
-      this.assignRetryTimer = null;
-      const ids = [...this.assignRetry];
-      this.assignRetry.clear();
-      if (this.leading) for (const id of ids) this.markAssignments(id);
-    }, NET_VIEW_RETRY_MS);
   }
 
   /**
