@@ -239,8 +239,6 @@ export class SchedulerRunner {
   private unwatch: (() => void) | null = null;
   /** Index of the view the last pass read: events up to it were taken into account. */
   private seenIndex = 0;
-  /** Ids of the schedulable pending tasks, as of the last pass plus events since. */
-  private pendingIds = new Set<string>();
   /**
    * Placed and schedulable tasks, kept from the store's events (KeptTasks). Exact at the start of every
    * pass: the store delivers a transaction's events from a microtask, all of them before any timer runs,
@@ -283,7 +281,6 @@ export class SchedulerRunner {
     this.loop.stop();
     this.unwatch?.();
     this.unwatch = null;
-    this.pendingIds.clear();
     this.kept = null;
   }
 
@@ -323,24 +320,21 @@ export class SchedulerRunner {
       }
       if (ev.index <= this.seenIndex) return;
       if (ev.type === 'delete') {
-        this.pendingIds.delete(t.id);
-        if (isPlaced(t) && this.pendingIds.size > 0) this.loop.trigger();
+        if (isPlaced(t) && this.anyPending()) this.loop.trigger();
         return;
       }
       const now = isSchedulable(t);
       const was = old !== undefined && isSchedulable(old);
       if (now) {
-        this.pendingIds.add(t.id);
         // A new candidate, or one whose target changed; a message-only update (ours) is not news.
         if (!was || old.nodeId !== t.nodeId || old.desiredState !== t.desiredState || old.specVersion !== t.specVersion) this.loop.trigger();
         return;
       }
-      this.pendingIds.delete(t.id);
       // Capacity freed: a placed task ended or left its node.
-      if (old !== undefined && isPlaced(old) && (!isPlaced(t) || t.nodeId !== old.nodeId) && this.pendingIds.size > 0) this.loop.trigger();
+      if (old !== undefined && isPlaced(old) && (!isPlaced(t) || t.nodeId !== old.nodeId) && this.anyPending()) this.loop.trigger();
       return;
     }
-    if (ev.index <= this.seenIndex || this.pendingIds.size === 0) return;
+    if (ev.index <= this.seenIndex || !this.anyPending()) return;
     const n = ev.object as Frozen<Node>;
     const old = ev.old as Frozen<Node> | undefined;
     if (ev.type !== 'update' || old === undefined || nodeChanged(old, n)) this.loop.trigger();
@@ -358,6 +352,11 @@ export class SchedulerRunner {
     } else k.placed.delete(t.id);
     if (!deleted && isSchedulable(t)) k.pending.set(t.id, t);
     else k.pending.delete(t.id);
+  }
+
+  /** Are tasks waiting for a node? Unknown (so yes) until a pass has read them all. */
+  private anyPending(): boolean {
+    return this.kept === null || this.kept.pending.size > 0;
   }
 
   /** Every placed and schedulable task of the store, read once (then kept from events). */
@@ -412,7 +411,6 @@ export class SchedulerRunner {
       return c;
     });
     this.seenIndex = snap.index;
-    this.pendingIds = new Set(snap.pending.keys());
     if (snap.pending.size === 0) return;
     const d0 = performance.now();
     const result = schedule(snap.input, this.opts);
