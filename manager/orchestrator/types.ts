@@ -99,7 +99,7 @@ export interface ReconcileContext {
   tuning?: Partial<OrchestratorTuning>;
 }
 
-export function tuningOf(ctx: ReconcileContext): OrchestratorTuning {
+export function tuningOf(ctx: Pick<ReconcileContext, 'tuning'>): OrchestratorTuning {
   return { ...DEFAULT_TUNING, ...ctx.tuning };
 }
 
@@ -201,7 +201,7 @@ export function stopDeadline(t: FTask, ctx: ReconcileContext): number {
 
 /** stopDeadline for a task told to stop at `since` (ms): the runner arms it as it writes the stop. */
 export function stopDeadlineFrom(since: number, t: FTask, tuning: Partial<OrchestratorTuning> | undefined): number {
-  return since + (t.spec.stopGracePeriodMs ?? 10_000) + { ...DEFAULT_TUNING, ...tuning }.stopTimeoutMs;
+  return since + (t.spec.stopGracePeriodMs ?? 10_000) + tuningOf({ tuning }).stopTimeoutMs;
 }
 
 /** Newest first: last written, then created, then id (deterministic). */
@@ -301,8 +301,9 @@ export const CREATED_MESSAGE = 'created';
  * A new task of `service`: a copy of the task template and the current specVersion, state 'new'. The
  * allocator (manager/allocator) gives it its network attachments and moves it to 'pending'; then the
  * scheduler places it. A task the allocator would give nothing (no overlay network, no published port:
- * allocatesNothingFor) is created 'pending' with the allocator's message, one commit sooner. Replicated tasks carry a slot and no node (the scheduler assigns one); global
- * tasks are created already bound to their node (the scheduler validates it and moves them to 'assigned').
+ * allocatesNothingFor) is created 'pending' with the allocator's message, one commit sooner. Replicated
+ * tasks carry a slot and no node (the scheduler assigns one); global tasks are created already bound to
+ * their node (the scheduler validates it and moves them to 'assigned').
  */
 export function newTask(service: FService, ctx: ReconcileContext, o: NewTaskOptions): Draft<Task> {
   const t: Draft<Task> = {
