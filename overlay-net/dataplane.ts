@@ -53,6 +53,27 @@ function fnv(s: string): string {
   return h.toString(16).padStart(8, '0');
 }
 
+/**
+ * The gateway bridge's MAC, set when it is made. A bridge made without one takes the lowest MAC among its
+ * ports and changes it whenever a port with a lower one comes or that port goes. Every task caches the
+ * bridge's MAC for its default gateway (DNS, egress), so when a stopped task's leg took the bridge's MAC
+ * with it, the node's other tasks sent their frames to a MAC nothing answered to any more until their ARP
+ * entries expired (15–45 s of lost DNS queries and egress, seen in CI after a scale-down). A MAC given
+ * explicitly stays. Node-local (the ports are isolated and egress is routed), so every node can use the
+ * same one: Docker's convention for the bridge's address.
+ */
+export const GW_BRIDGE_MAC = macForIp(NODE_LOCAL.gwBridgeAddr);
+
+/**
+ * An overlay network's br0 MAC on this node (the ingress network's is derived from the node's ingress
+ * address instead): set explicitly for the reason above, unique per node and network because br0's own
+ * frames can cross vxlan0 to other nodes' bridges, locally administered, and the same after a restart.
+ */
+export function bridgeMac(vtep: string, vni: number): string {
+  const h = createHash('sha1').update(`${vtep}/${vni}`).digest();
+  return ['02', ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
 function hash8(s: string): string {
   return createHash('sha1').update(s).digest('hex').slice(0, 8);
 }
@@ -362,12 +383,13 @@ export class DataPlane {
       br = undefined;
     }
     if (!br) {
-      nl.createBridge(gwbr, { ...host, mtu, up: true });
+      nl.createBridge(gwbr, { ...host, mtu, up: true, mac: GW_BRIDGE_MAC });
       created = true;
       links = nl.listLinks(host);
     } else {
       if (br.mtu !== mtu) nl.setMtu(gwbr, mtu, host);
       if (!br.up) nl.setUp(gwbr, true, host);
+      if (br.mac !== GW_BRIDGE_MAC) nl.setMac(gwbr, GW_BRIDGE_MAC, host); // made by an earlier version: pinned now
     }
     const want = `${NODE_LOCAL.gwBridgeAddr}/${parseCidr(NODE_LOCAL.gwBridgeCidr).prefixLen}`;
     if (!nl.listAddresses({ ...host, dev: gwbr, links }).some((a) => a.cidr === want)) nl.addAddress(gwbr, want, { ...host, replace: true });
@@ -465,8 +487,9 @@ export class DataPlane {
       dropLink(BRIDGE_IF, ns);
       br = undefined;
     }
+    const brMac = ingressHere ? macForIp(view.ingressAddr!) : bridgeMac(view.vtep, net.vni);
     if (!br) {
-      nl.createBridge(BRIDGE_IF, { ...ns, mtu, up: true, ...(ingressHere ? { mac: macForIp(view.ingressAddr!) } : {}) });
+      nl.createBridge(BRIDGE_IF, { ...ns, mtu, up: true, mac: brMac });
       nl.setLink(BRIDGE_IF, { alias: net.id }, ns);
       // Frames switched by br0 need no netfilter pass (nothing here filters bridged traffic; the mesh's
       // rules see routed packets): skipping it saves a conntrack lookup per frame on the overlay path.
@@ -483,8 +506,8 @@ export class DataPlane {
       if (!br.up) nl.setUp(BRIDGE_IF, true, ns);
       if (br.alias !== net.id) nl.setLink(BRIDGE_IF, { alias: net.id }, ns);
       // The ingress bridge answers for this node's own ingress address: its MAC is the one the other
-      // nodes derive from that address.
-      if (ingressHere && br.mac !== macForIp(view.ingressAddr!)) nl.setMac(BRIDGE_IF, macForIp(view.ingressAddr!), ns);
+      // nodes derive from that address. Any other br0 keeps the MAC it was given (see bridgeMac).
+      if (br.mac !== brMac) nl.setMac(BRIDGE_IF, brMac, ns);
     }
 
     // vxlan0: its UDP socket must live in the node namespace, so it is created from there, directly into

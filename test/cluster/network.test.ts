@@ -35,23 +35,44 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
   const tasksOf = async (svc: string) => ((await c.control('GET', `/v1/tasks?service=${svc}`)) as any[]).filter((t) => t.status.state === 'running');
   /** An HTTP GET from inside a task with busybox nc (the static busybox's wget needs glibc NSS). */
   const httpFrom = (svc: string, target: string) => execIn(svc, 'sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${target} 80`);
-  /** Where a task's DNS queries go, seen from its node (for a failure message). */
+  /**
+   * Where a task's DNS queries go, seen from the task and from its node (for a failure message), most
+   * telling first and one line per fact, because CI keeps only the start of a failure's text: whether the
+   * task still has its gateway leg, address and route; whether one fresh query reached the node's UDP
+   * layer (the node's UDP counters around it); the gateway bridge's and the legs' MACs, the node's ARP entries for it and the
+   * bridge guard's sets; the resolver's socket; the daemon log's network lines.
+   */
   const resolverReport = async (svc: string): Promise<string> => {
     const out: string[] = [];
+    const line = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 600);
     try {
       const t = (await tasksOf(svc))[0];
       const hostname = (await c.nodes()).find((n: { id: string }) => n.id === t?.nodeId)?.description.hostname;
       const host = c.lab.hosts.find((h) => h.name === hostname);
       out.push(`${svc} task ${t?.id ?? '?'} on ${host?.name ?? '?'}`);
+      const inTask = async (label: string, cmd: string) => out.push(`task ${label}: ${line((await execIn(svc, 'sh', '-c', `(${cmd}) 2>&1`)).out)}`);
+      await inTask('addresses', 'ip -o -4 addr || ifconfig -a');
+      await inTask('routes, arp', 'ip route; cat /proc/net/arp');
+      const onHost = async (cmd: string, args: string[]) =>
+        host ? line((await host.exec(cmd, args).catch((x: Error) => ({ stdout: x.message }))).stdout) : '(no host)';
+      const udp = () => onHost('sh', ['-c', "grep '^Udp:' /proc/net/snmp | tail -1"]);
+      const before = await udp();
+      const probe = await execIn(svc, 'nslookup', 'tasks.web');
+      out.push(`one more query: exit ${probe.code}: ${line(probe.out + probe.err).slice(0, 200)}`);
+      out.push(`node Udp: (InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors ...) before: ${before} after: ${await udp()}`);
+      out.push(`node gateway bridge and legs (name, state, MAC): ${await onHost('sh', ['-c', 'ip -br link | grep -- -g'])}`);
+      out.push(`node neighbours: ${await onHost('ip', ['neigh', 'show'])}`);
+      out.push(`node guard: ${await onHost('sh', ['-c', 'nft list set bridge shoal-guard legs; nft list set bridge shoal-guard ports'])}`);
+      out.push(`node resolver socket: ${await onHost('ss', ['-uanp', 'sport', '= :53'])}`);
       if (host) {
-        for (const [cmd, args] of [
-          ['ss', ['-uanp', 'sport', '= :53']],
-          ['ip', ['-br', 'addr']],
-        ] as const)
-          out.push(`$ ${cmd} ${args.join(' ')}\n${(await host.exec(cmd, [...args]).catch((x: Error) => ({ stdout: x.message }))).stdout}`);
-        out.push(`daemon log (last 30 lines):\n${readFileSync(join(host.dir, 'daemon.log'), 'utf8').split('\n').slice(-30).join('\n')}`);
+        const log = readFileSync(join(host.dir, 'daemon.log'), 'utf8').split('\n');
+        out.push(
+          `daemon log, network lines (last 15):\n${log
+            .filter((l) => /network|dns|dataplane|guard|detach|attach/i.test(l))
+            .slice(-15)
+            .join('\n')}`,
+        );
       }
-      out.push(`$ task exec: ifconfig -a; cat /etc/resolv.conf\n${(await execIn(svc, 'sh', '-c', '(ifconfig -a || ip addr) 2>&1; cat /etc/resolv.conf')).out}`);
     } catch (x) {
       out.push(`(report failed: ${(x as Error).message})`);
     }

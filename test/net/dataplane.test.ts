@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { DataPlane, NAT_TABLE, RESOLV_CONF, dataPlaneNames } from '../../overlay-net/dataplane.ts';
+import { DataPlane, GW_BRIDGE_MAC, NAT_TABLE, RESOLV_CONF, bridgeMac, dataPlaneNames } from '../../overlay-net/dataplane.ts';
 import * as nl from '../../overlay-net/netlink.ts';
 import { NODE_LOCAL, macForIp } from '../../api/netview.ts';
 import type { Endpoint, NetInfo, NetView } from '../../api/netview.ts';
@@ -228,6 +228,9 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     const vx = links.find((l: any) => l.ifname === 'vxlan0');
     assert.equal(br.linkinfo.info_kind, 'bridge');
     assert.equal(br.mtu, 1350);
+    // Both bridges were given their MACs (see GW_BRIDGE_MAC): a port coming or going never changes them.
+    assert.equal(br.address, bridgeMac(h.vtep, netA.vni));
+    assert.equal(ipj(h.ns, ['link', 'show', 'dev', names.gwBridge])[0].address, GW_BRIDGE_MAC);
     assert.equal(vx.master, 'br0');
     assert.equal(vx.mtu, 1350);
     assert.ok(vx.flags.includes('UP'));
@@ -330,6 +333,24 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     // But the node (the DNS resolver's address) is reachable from every task.
     pingOk(t1.netns, NODE_LOCAL.gwBridgeAddr, 'task → node gateway address');
     assert.notEqual(u1.gwIp, t1.gwIp);
+  });
+
+  test("the gateway bridge's MAC stays when the port with the lowest MAC goes: other tasks keep their gateway", async () => {
+    // A bridge made without a MAC takes its ports' lowest one: a task whose leg had it left every other
+    // task of the node caching a MAC nothing answered to (DNS and egress lost for up to ~45 s, until their
+    // ARP entries expired). The leg's MAC is lowered by hand so that the old behaviour would hand it over.
+    const h = hosts[0]!;
+    const names = dataPlaneNames(h.prefix);
+    h.dp.attachTask('taskLowMac0000000000', []);
+    assert.equal(run('ip', ['-n', h.ns, 'link', 'set', 'dev', names.gwPeer('taskLowMac0000000000'), 'address', '00:00:5e:00:53:01']).status, 0);
+    assert.equal(ipj(h.ns, ['link', 'show', 'dev', names.gwBridge])[0].address, GW_BRIDGE_MAC, 'bridge MAC after a lower port came');
+    const other = h.dp.attachTask('taskKeepsGw000000000', []);
+    pingOk(other.netnsPath, NODE_LOCAL.gwBridgeAddr, 'task → node gateway address');
+    const cached = ipj(netnsName(other.netnsPath), ['neigh', 'show', NODE_LOCAL.gwBridgeAddr])[0];
+    assert.equal(cached?.lladdr, GW_BRIDGE_MAC, "the task's ARP entry for its gateway");
+    await h.dp.detachTask('taskLowMac0000000000');
+    assert.ok(ping(other.netnsPath, NODE_LOCAL.gwBridgeAddr), 'gateway reachable at once from the cached ARP entry');
+    await h.dp.detachTask('taskKeepsGw000000000');
   });
 
   test('egress through the gateway bridge is masqueraded', () => {
