@@ -107,7 +107,7 @@ export function reconcileReplicatedSlots(
   }
 
   // 4. Rolling update.
-  if (planUpdate(plan, service, updSlots, { isDirty, ...(ctx.runningSince ? { runningSince: ctx.runningSince } : {}) }) === 'rollback') {
+  if (planUpdate(plan, service, updSlots, { isDirty, nodes: ctx.nodes, ...(ctx.runningSince ? { runningSince: ctx.runningSince } : {}) }) === 'rollback') {
     return plan.result();
   }
 
@@ -142,7 +142,8 @@ export function reconcileReplicatedSlots(
 // long as it, the service, the nodes, the history limit and the tuning are the same objects: neither
 // reads the clock on those paths (every time-based outcome asks for a wake-up, which makes the slot not
 // quiet). So a pass of a rolling update runs them only for the slots that changed: at 10,000 slots they
-// were a third of the pass. The updater (4) still reads every slot: its counts span the service.
+// were a third of the pass. The updater (4) still sweeps every slot, since its counts span the service,
+// but reads facts kept on the slot objects the same way (update.ts, "slot facts").
 // The memo is written on the slot object (Slot.quietRepair / quietReap), the one thing a reconcile
 // writes besides its plan; kept in a WeakMap instead, its 10,000 entries per pass cost more in garbage
 // collection than they saved (bench:orchestrator: 28-37 against 14-15 ms per reconcile).

@@ -17,6 +17,7 @@ import { isFinished, isRunning, ms, rank, wantsToRun } from './types.ts';
 import { jsonEqual } from '../../api/objects.ts';
 import type { FNode, FService, FTask } from './types.ts';
 import type { QuietInputs } from './replicated.ts';
+import type { UpdateFacts } from './update.ts';
 
 export interface Slot {
   /** `slot:N` or `node:ID`. */
@@ -36,8 +37,8 @@ export interface Slot {
    */
   quietRepair?: QuietInputs;
   quietReap?: QuietInputs;
-  /** Memo of update.ts: stateSince(head). */
-  headSince?: number;
+  /** Memo of update.ts: what this slot contributes to a rolling update's counts (UpdateFacts). */
+  updateFacts?: UpdateFacts;
 }
 
 /**

@@ -25,7 +25,7 @@ import { slotName } from './slots.ts';
 import type { Slot } from './slots.ts';
 import { acts, isFinished, isRunning, isStopped, iso, ms, stateSince, toldToStop, wantsToRun } from './types.ts';
 import type { Draft, Task } from '../../api/objects.ts';
-import type { FService, FTask, Plan } from './types.ts';
+import type { FNode, FService, FTask, Plan } from './types.ts';
 
 /** Swarm's defaults, for update and rollback alike. */
 export const DEFAULT_UPDATE_CONFIG: Readonly<UpdateConfig> = Object.freeze({
@@ -57,6 +57,74 @@ export interface UpdateSlot {
 export interface UpdateOptions {
   isDirty: (t: FTask) => boolean;
   runningSince?: ReadonlyMap<string, number>;
+  /**
+   * The nodes `isDirty` was made with. Given, each slot's facts are kept on the slot object between
+   * passes (Slot.updateFacts, below), valid while the service and these nodes are the same objects.
+   */
+  nodes?: ReadonlyMap<string, FNode>;
+}
+
+// ---------------------------------------------------------------------------------------- slot facts
+//
+// Steps 2 and 3 read every slot of the service on every pass: at 10,000 slots, scanning them (each
+// slot's tasks, isDirty of its head and of its stopping tasks, its head's state) was half of a pass
+// during an update (bench:converge's leader profile: planUpdate and its filters ≈ 3 s of 22). What a
+// slot contributes depends only on its tasks, the service (spec version, update config, template),
+// the nodes (isDirty) and runningSince, apart from this pass's repair condition and the clock, which
+// are applied to the facts every pass. The runner keeps unchanged slots as the same objects
+// (slot-cache.ts), a slot's tasks are fixed, and runningSince only changes with a task event, which
+// gives the slot a new object: so the facts are kept on the slot object, and a pass recomputes only
+// those of the slots that changed since the last one.
+
+/** What one slot contributes to steps 2 and 3, apart from this pass's repair condition and the clock. */
+export interface UpdateFacts {
+  service: FService;
+  nodes: ReadonlyMap<string, FNode>;
+  /** The slot has a head and it is out of date. */
+  dirtyHead: boolean;
+  /** Some task of the slot has the current spec version (the slot counts as updated). */
+  touched: boolean;
+  /** Its tasks of the current spec version that failed early, and the one that failed first. */
+  failures: number;
+  firstFailed: FTask | undefined;
+  /**
+   * A dead slot: a task of it was told to stop and is out of date (a stop-first update in progress). A
+   * live slot: its head has the current version, is up to date, and is neither running nor finished.
+   */
+  inFlight: boolean;
+  /** A live slot whose up-to-date head of the current version runs or ran: since when (stateSince). */
+  since: number | undefined;
+}
+
+function factsOf(s: Slot, service: FService, monitorMs: number, o: UpdateOptions): UpdateFacts {
+  const kept = s.updateFacts;
+  if (kept !== undefined && kept.service === service && kept.nodes === o.nodes) return kept;
+  const V = service.specVersion;
+  let touched = false;
+  let failures = 0;
+  let firstFailed: FTask | undefined;
+  for (const t of s.tasks) {
+    if (t.specVersion !== V) continue;
+    touched = true;
+    if (failedEarly(t, monitorMs, o.runningSince)) {
+      failures++;
+      if (firstFailed === undefined || ms(t.updatedAt) < ms(firstFailed.updatedAt)) firstFailed = t;
+    }
+  }
+  const h = s.head;
+  let inFlight = false;
+  let since: number | undefined;
+  if (s.dead) {
+    // A stop-first update in progress: the old task is stopping, or has stopped and its replacement
+    // is being created in this very pass (by repairSlot).
+    inFlight = s.tasks.some((t) => toldToStop(t) && o.isDirty(t));
+  } else if (h !== undefined && h.specVersion === V && !o.isDirty(h)) {
+    if (!isRunning(h) && !isFinished(h)) inFlight = true;
+    else since = stateSince(h);
+  }
+  const f: UpdateFacts = { service, nodes: o.nodes!, dirtyHead: h !== undefined && o.isDirty(h), touched, failures, firstFailed, inFlight, since };
+  if (o.nodes !== undefined) s.updateFacts = f;
+  return f;
 }
 
 /** Did this task fail in a way that counts against the update? */
@@ -109,7 +177,35 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
   const cfg = updateConfigOf(service);
   const V = service.specVersion;
 
-  const dirty = slots.filter((u) => u.slot.head !== undefined && u.cond !== 'busy' && u.cond !== 'empty' && o.isDirty(u.slot.head));
+  // Steps 2 and 3 read each slot's facts once, in one sweep (see "slot facts" above).
+  const dirty: UpdateSlot[] = [];
+  let failures = 0;
+  let firstFailed: FTask | undefined;
+  let updated = 0;
+  let inFlight = 0;
+  const settleWaits: number[] = [];
+  for (const u of slots) {
+    const f = factsOf(u.slot, service, cfg.monitorMs, o);
+    if (f.dirtyHead && u.cond !== 'busy' && u.cond !== 'empty') dirty.push(u);
+    if (f.touched) updated++;
+    if (f.firstFailed !== undefined) {
+      failures += f.failures;
+      if (firstFailed === undefined || ms(f.firstFailed.updatedAt) < ms(firstFailed.updatedAt)) firstFailed = f.firstFailed;
+    }
+    // In flight: see step 3 below.
+    if (u.slot.dead) {
+      if (f.inFlight) inFlight++;
+    } else if (u.cond === 'busy' || f.inFlight) {
+      // busy: restarted or moved in this very pass, its new task (current spec) is about to start.
+      inFlight++;
+    } else if (f.since !== undefined) {
+      const settled = f.since + cfg.delayMs;
+      if (settled > now) {
+        inFlight++;
+        settleWaits.push(settled);
+      }
+    }
+  }
   let active = st?.state === 'updating' || st?.state === 'rollback_started';
   const statusActions = [];
   if (!active) {
@@ -124,21 +220,6 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
   }
 
   // Failures of this spec version.
-  let failures = 0;
-  let firstFailed: FTask | undefined;
-  let updated = 0;
-  for (const u of slots) {
-    let touched = false;
-    for (const t of u.slot.tasks) {
-      if (t.specVersion !== V) continue;
-      touched = true;
-      if (failedEarly(t, cfg.monitorMs, o.runningSince)) {
-        failures++;
-        if (firstFailed === undefined || ms(t.updatedAt) < ms(firstFailed.updatedAt)) firstFailed = t;
-      }
-    }
-    if (touched) updated++;
-  }
   if (cfg.failureAction !== 'continue' && failures > 0 && failures / Math.max(1, updated) > cfg.maxFailureRatio) {
     const what = `failure or early termination of task ${firstFailed!.id}`;
     if (cfg.failureAction === 'rollback' && !rollingBack && service.previousSpec !== undefined) {
@@ -169,38 +250,6 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
       },
     ]);
     return undefined;
-  }
-
-  // Slots in flight.
-  let inFlight = 0;
-  const settleWaits: number[] = [];
-  for (const u of slots) {
-    const s = u.slot;
-    if (s.dead) {
-      // A stop-first update in progress: the old task is stopping, or has stopped and its replacement
-      // is being created in this very pass (by repairSlot).
-      if (s.tasks.some((t) => toldToStop(t) && o.isDirty(t))) inFlight++;
-      continue;
-    }
-    if (u.cond === 'busy') {
-      // Restarted or moved in this very pass: its new task (current spec) is about to start.
-      inFlight++;
-      continue;
-    }
-    const h = s.head;
-    if (h === undefined || h.specVersion !== V || o.isDirty(h)) continue;
-    if (!isRunning(h) && !isFinished(h)) {
-      inFlight++;
-      continue;
-    }
-    // Parsed once per slot object: the runner keeps unchanged slots between passes (slot-cache.ts), and
-    // parsing every head's timestamp on every pass was a quarter of planUpdate at 10,000 slots.
-    s.headSince ??= stateSince(h);
-    const settled = s.headSince + cfg.delayMs;
-    if (settled > now) {
-      inFlight++;
-      settleWaits.push(settled);
-    }
   }
 
   // Start updating more slots.
