@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { deepFreeze } from '../../api/objects.ts';
 import type { Frozen, Node, Service, ServiceSpec, Task, TaskState } from '../../api/objects.ts';
 import { reconcileService } from '../../manager/orchestrator/reconcile.ts';
-import { pickForRemoval, reconcileReplicated } from '../../manager/orchestrator/replicated.ts';
+import { pickForRemoval, reconcileReplicated, reconcileReplicatedSlots } from '../../manager/orchestrator/replicated.ts';
 import { restartVerdict } from '../../manager/orchestrator/restart.ts';
 import { buildSlot, bySlotNumber, dirtyCheck } from '../../manager/orchestrator/slots.ts';
 import { firstToUpdate } from '../../manager/orchestrator/update.ts';
@@ -317,6 +317,43 @@ test('bySlotNumber: slots in ascending order, dense or not; tasks without a slot
   const dead = bySlotNumber([task({ slot: 4, desired: 'shutdown' })], noDirty).slots.get(4)!;
   assert.equal(dead.dead, true);
   assert.deepEqual(dead.live, []);
+});
+
+test('update facts kept on slot objects: reused while service and nodes are the same, never the clock', () => {
+  // Slot 1 already runs version 2 (since T0 + 58 s, delay 5 s: settling until T0 + 63 s); slots 2 and 3
+  // run version 1. Parallelism 2: while slot 1 settles, only one more slot may start.
+  const spec = { mode: { replicated: { replicas: 3 } }, task: { image: 'app:2' } } as const;
+  const updating = { state: 'updating' as const, startedAt: iso(T0), message: 'update in progress' };
+  const update = (parallelism: number) => ({
+    parallelism,
+    delayMs: 5_000,
+    failureAction: 'pause' as const,
+    monitorMs: 5_000,
+    maxFailureRatio: 0,
+    order: 'stop-first' as const,
+  });
+  const svc = service({ ...spec, update: update(2), specVersion: 2, updateStatus: updating });
+  const ts = [task({ slot: 1, specVersion: 2, image: 'app:2', at: T0 + 58_000 }), task({ slot: 2, nodeId: 'n1' }), task({ slot: 3, nodeId: 'n1' })];
+  const c = ctx([node('n1')], T0 + 60_000);
+  const isDirty = dirtyCheck(svc, c.nodes);
+  const grouped = bySlotNumber(ts, isDirty);
+  const stops = (r: ReturnType<typeof reconcileService>) =>
+    actionsOf(r)
+      .filter((a) => a.type === 'set' && a.desiredState === 'shutdown')
+      .map((a) => (a as { taskId: string }).taskId);
+  assert.deepEqual(stops(reconcileReplicatedSlots(svc, grouped, isDirty, c)), [ts[1]!.id], 'slot 1 settling: one slot starts');
+  const facts = [...grouped.slots.values()].map((s) => s.updateFacts);
+  assert.ok(facts.every((f) => f !== undefined));
+  // Same objects, a later clock: the facts are reused, the settle window is applied anew.
+  assert.deepEqual(stops(reconcileReplicatedSlots(svc, grouped, isDirty, { ...c, now: T0 + 64_000 })), [ts[1]!.id, ts[2]!.id], 'slot 1 settled');
+  assert.deepEqual(
+    [...grouped.slots.values()].map((s) => s.updateFacts),
+    facts,
+  );
+  // A new service object (parallelism 1): every slot's facts are computed again.
+  const svc2 = service({ ...spec, update: update(1), specVersion: 2, updateStatus: updating });
+  assert.deepEqual(stops(reconcileReplicatedSlots(svc2, grouped, dirtyCheck(svc2, c.nodes), c)), [], 'slot 1 settling takes the only place');
+  assert.ok([...grouped.slots.values()].every((s, i) => s.updateFacts !== facts[i] && s.updateFacts?.service === svc2));
 });
 
 test('firstToUpdate: the first n in (not running, slot, key) order, the same as sorting', () => {
