@@ -88,22 +88,22 @@ export function reconcileReplicatedSlots(
     const actions = acts(...s.tasks.map((t) => (isFinished(t) ? plan.delete(t) : plan.stop(t, 'remove', `scaled down to ${want}`))));
     plan.add(`scale down to ${want}: slot ${s.slot} removed`, actions);
   }
-  const kept = inUse.filter((s) => !victims.has(s));
+  const kept = victims.size === 0 ? inUse : inUse.filter((s) => !victims.has(s));
 
   // 3. Repairs.
   const keep = historyKeep(ctx.taskHistoryLimit, service);
   const inputs: QuietInputs = { service, nodes: ctx.nodes, keep, tuning: ctx.tuning };
   const updSlots: UpdateSlot[] = [];
+  const replacementFor = (s: Slot) => newTask(service, ctx, { slot: s.slot!, desiredState: 'running' });
   for (const s of kept) {
-    const replacement = () => newTask(service, ctx, { slot: s.slot!, desiredState: 'running' });
     if (same(s.quietRepair, inputs)) {
-      updSlots.push({ slot: s, cond: 'ok', replacement });
+      updSlots.push({ slot: s, cond: 'ok', replacement: replacementFor });
       continue;
     }
     const mark = plan.decisions.length + plan.wakes;
-    const cond = repairSlot(plan, s, { job: false, replacement, isDirty });
+    const cond = repairSlot(plan, s, { job: false, replacement: () => replacementFor(s), isDirty });
     if (cond === 'ok' && s.extras.length === 0 && plan.decisions.length + plan.wakes === mark && untouched(plan, s)) s.quietRepair = inputs;
-    updSlots.push({ slot: s, cond, replacement });
+    updSlots.push({ slot: s, cond, replacement: replacementFor });
   }
 
   // 4. Rolling update.

@@ -50,8 +50,11 @@ export function updateConfigOf(service: FService): UpdateConfig {
 export interface UpdateSlot {
   slot: Slot;
   cond: SlotCondition;
-  /** A new task for this slot on the current spec (null when the slot may not get one). */
-  replacement: () => Draft<Task> | null;
+  /**
+   * A new task for this slot on the current spec (null when the slot may not get one). Called with the
+   * slot, so that one function per pass can serve every slot (no closure per slot per pass).
+   */
+  replacement: (slot: Slot) => Draft<Task> | null;
 }
 
 export interface UpdateOptions {
@@ -152,16 +155,26 @@ function updateOrder(a: UpdateSlot, b: UpdateSlot): number {
 export function firstToUpdate(dirty: readonly UpdateSlot[], n: number): UpdateSlot[] {
   if (n <= 0) return [];
   let sorted = true;
-  for (let i = 1; i < dirty.length && sorted; i++) {
-    const a = dirty[i - 1]!.slot;
-    const b = dirty[i]!.slot;
-    sorted = (a.slot ?? 0) - (b.slot ?? 0) < 0 || ((a.slot ?? 0) === (b.slot ?? 0) && a.key.localeCompare(b.key) < 0);
-  }
+  for (let i = 1; i < dirty.length && sorted; i++) sorted = inOrder(dirty[i - 1]!.slot, dirty[i]!.slot);
   if (!sorted) return [...dirty].sort(updateOrder).slice(0, n);
-  const out: UpdateSlot[] = [];
-  for (const u of dirty) if (!isRunning(u.slot.head!) && out.length < n) out.push(u);
-  for (const u of dirty) if (isRunning(u.slot.head!) && out.length < n) out.push(u);
+  return firstOfSplit(
+    dirty.filter((u) => !isRunning(u.slot.head!)),
+    dirty.filter((u) => isRunning(u.slot.head!)),
+    n,
+  );
+}
+
+/** The first `n` of sorted dirty slots already split into not running and running (each in order). */
+function firstOfSplit(idle: readonly UpdateSlot[], running: readonly UpdateSlot[], n: number): UpdateSlot[] {
+  if (n <= 0) return [];
+  const out = idle.slice(0, n);
+  if (out.length < n) out.push(...running.slice(0, n - out.length));
   return out;
+}
+
+/** Is `b` after `a` in (slot, key) order (how callers list their slots)? */
+function inOrder(a: Slot, b: Slot): boolean {
+  return (a.slot ?? 0) - (b.slot ?? 0) < 0 || ((a.slot ?? 0) === (b.slot ?? 0) && a.key.localeCompare(b.key) < 0);
 }
 
 /**
@@ -177,8 +190,13 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
   const cfg = updateConfigOf(service);
   const V = service.specVersion;
 
-  // Steps 2 and 3 read each slot's facts once, in one sweep (see "slot facts" above).
+  // Steps 2 and 3 read each slot's facts once, in one sweep (see "slot facts" above). The dirty slots are
+  // split as firstToUpdate orders them (not running first), which the sweep can do for free while the
+  // callers' order holds.
   const dirty: UpdateSlot[] = [];
+  const dirtyIdle: UpdateSlot[] = [];
+  const dirtyRunning: UpdateSlot[] = [];
+  let sorted = true;
   let failures = 0;
   let firstFailed: FTask | undefined;
   let updated = 0;
@@ -186,7 +204,11 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
   const settleWaits: number[] = [];
   for (const u of slots) {
     const f = factsOf(u.slot, service, cfg.monitorMs, o);
-    if (f.dirtyHead && u.cond !== 'busy' && u.cond !== 'empty') dirty.push(u);
+    if (f.dirtyHead && u.cond !== 'busy' && u.cond !== 'empty') {
+      if (sorted && dirty.length > 0) sorted = inOrder(dirty[dirty.length - 1]!.slot, u.slot);
+      dirty.push(u);
+      (isRunning(u.slot.head!) ? dirtyRunning : dirtyIdle).push(u);
+    }
     if (f.touched) updated++;
     if (f.firstFailed !== undefined) {
       failures += f.failures;
@@ -254,14 +276,14 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
 
   // Start updating more slots.
   const free = cfg.parallelism > 0 ? Math.max(0, cfg.parallelism - inFlight) : dirty.length;
-  const started = firstToUpdate(dirty, free);
+  const started = sorted ? firstOfSplit(dirtyIdle, dirtyRunning, free) : firstToUpdate(dirty, free);
   const verb = rollingBack ? 'rollback' : 'update';
   let first = true;
   for (const u of started) {
     const s = u.slot;
     const head = s.head!;
     const old = s.live.filter((t) => o.isDirty(t));
-    const r = u.replacement();
+    const r = u.replacement(s);
     const extra = first ? statusActions.splice(0) : [];
     first = false;
     if (cfg.order === 'start-first' && !isFinished(head) && r !== null) {
