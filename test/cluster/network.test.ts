@@ -21,7 +21,7 @@ const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'b
 const get = httpGet;
 
 /** An HTTP GET through the routing mesh that says why it failed: the error code, a status, or a timeout. */
-function getWhy(host: string, port: number, timeoutMs: number): Promise<{ ok: true } | { ok: false; why: string }> {
+function getWhy(host: string, port: number, timeoutMs: number): Promise<{ ok: true } | { ok: false; why: string; sourcePort?: number }> {
   return new Promise((res) => {
     const req = httpRequest({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
       let body = '';
@@ -32,8 +32,16 @@ function getWhy(host: string, port: number, timeoutMs: number): Promise<{ ok: tr
       );
       r.on('error', (e: NodeJS.ErrnoException) => res({ ok: false, why: `response: ${e.code ?? e.message}` }));
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-    req.on('error', (e: NodeJS.ErrnoException) => res({ ok: false, why: e.code ?? e.message }));
+    // A timeout says whether the handshake completed (the request went unanswered) or not (no SYN-ACK), and
+    // from which source port, so the nodes' conntrack entries for that connection can be found.
+    let sourcePort: number | undefined;
+    req.on('socket', (sock) => sock.on('connect', () => (sourcePort = sock.localPort)));
+    req.on('timeout', () => {
+      const sock = req.socket;
+      sourcePort ??= sock?.localPort;
+      req.destroy(new Error(`no answer in ${timeoutMs} ms (${sock && !sock.connecting ? 'connected' : 'no handshake'})`));
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => res({ ok: false, why: e.code ?? e.message, ...(sourcePort ? { sourcePort } : {}) }));
     req.end();
   });
 }
@@ -215,6 +223,7 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
     let stop = false;
     let ok = 0;
     const failed: string[] = [];
+    const lost: { ip: string; port: number }[] = [];
     const t0 = Date.now();
     let scaledAt = 0;
     const load = (async () => {
@@ -224,7 +233,10 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
         const r = await getWhy(ip, 8080, 5000);
         if (r.ok) ok++;
         // how and when it failed (relative to `service scale` starting and returning) says which race lost it
-        else failed.push(`${ip}: ${r.why} after ${Date.now() - t0 - sent} ms, sent at +${sent} ms (scale returned at +${scaledAt || '?'} ms)`);
+        else {
+          failed.push(`${ip}: ${r.why} after ${Date.now() - t0 - sent} ms, sent at +${sent} ms (scale returned at +${scaledAt || '?'} ms)`);
+          if (r.sourcePort) lost.push({ ip, port: r.sourcePort });
+        }
       }
     })();
     const scaled = await sh('service', 'scale', 'web=1');
@@ -237,6 +249,20 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
     assert.equal(scaled.code, 0, scaled.err);
     console.log(`# scale-down under load: ${ok} requests answered, ${failed.length} failed`);
     assert.ok(ok > 0, 'requests were answered during the scale-down');
+    if (failed.length > 0) {
+      // The entry node's conntrack entries of each lost connection (node namespace, then its network
+      // namespaces: the ingress one DNATs to the backend), to tell which backend it was sent to and in what state.
+      for (const l of lost) {
+        const h = c.lab.hosts.find((x) => x.ip === l.ip);
+        const cmd = `grep -h 'sport=${l.port} ' /proc/net/nf_conntrack; for n in $(ip netns list | cut -d' ' -f1 | grep -- '^${h?.ns}-n-'); do ip netns exec $n grep -h 'sport=${l.port} ' /proc/net/nf_conntrack | sed "s/^/$n: /"; done`;
+        const ct = h ? (await h.exec('sh', ['-c', cmd]).catch((x: Error) => ({ stdout: x.message }))).stdout : '(no host)';
+        failed.push(`conntrack on ${h?.name} for source port ${l.port}: ${ct.replace(/\s+/g, ' ').trim() || '(none)'}`);
+      }
+      const views = await c.control('GET', '/v1/tasks?service=web').catch(() => []);
+      failed.push(
+        `web tasks: ${(views as any[]).map((t) => `${t.id.slice(0, 8)} on ${t.nodeId?.slice(0, 8)} ${t.status.state}/${t.desiredState} ${t.networks?.map((n: any) => n.addresses?.[0]).join(',')}`).join('; ')}`,
+      );
+    }
     assert.deepEqual(failed, [], 'requests failed during the scale-down');
     // Real agents acknowledge their views: the held stops were released by the nodes, not the deadline.
     const drain = ((await c.control('GET', '/v1/dispatcher/stats')) as { drain: { released: Record<string, number>; heldMs: number } }).drain;
