@@ -506,7 +506,7 @@ export class DataPlane {
       if (!br.up) nl.setUp(BRIDGE_IF, true, ns);
       if (br.alias !== net.id) nl.setLink(BRIDGE_IF, { alias: net.id }, ns);
       // The ingress bridge answers for this node's own ingress address: its MAC is the one the other
-      // nodes derive from that address. Any other br0 keeps the MAC it was given (see bridgeMac).
+      // nodes derive from that address. Any other br0 gets back the MAC bridgeMac gives it if it lost it.
       if (br.mac !== brMac) nl.setMac(BRIDGE_IF, brMac, ns);
     }
 

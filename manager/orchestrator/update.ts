@@ -82,7 +82,8 @@ export interface UpdateOptions {
 /** What one slot contributes to steps 2 and 3, apart from this pass's repair condition and the clock. */
 export interface UpdateFacts {
   service: FService;
-  nodes: ReadonlyMap<string, FNode>;
+  /** undefined: computed for one pass only (the caller gave no nodes), never kept. */
+  nodes: ReadonlyMap<string, FNode> | undefined;
   /** The slot has a head and it is out of date. */
   dirtyHead: boolean;
   /** Some task of the slot has the current spec version (the slot counts as updated). */
@@ -125,7 +126,7 @@ function factsOf(s: Slot, service: FService, monitorMs: number, o: UpdateOptions
     if (!isRunning(h) && !isFinished(h)) inFlight = true;
     else since = stateSince(h);
   }
-  const f: UpdateFacts = { service, nodes: o.nodes!, dirtyHead: h !== undefined && o.isDirty(h), touched, failures, firstFailed, inFlight, since };
+  const f: UpdateFacts = { service, nodes: o.nodes, dirtyHead: h !== undefined && o.isDirty(h), touched, failures, firstFailed, inFlight, since };
   if (o.nodes !== undefined) s.updateFacts = f;
   return f;
 }
@@ -214,7 +215,7 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
       failures += f.failures;
       if (firstFailed === undefined || ms(f.firstFailed.updatedAt) < ms(firstFailed.updatedAt)) firstFailed = f.firstFailed;
     }
-    // In flight: see step 3 below.
+    // In flight (step 3 of the list at the top of this file).
     if (u.slot.dead) {
       if (f.inFlight) inFlight++;
     } else if (u.cond === 'busy' || f.inFlight) {
