@@ -342,17 +342,36 @@ export async function waitFor(cond: () => Promise<boolean> | boolean, timeoutMs:
 }
 
 /** One HTTP GET of `/` with a short timeout: the body of a 200 answer, or null (no answer, error, other status). */
-export function httpGet(host: string, port: number, timeoutMs = 2000): Promise<string | null> {
+export async function httpGet(host: string, port: number, timeoutMs = 2000): Promise<string | null> {
+  const r = await httpProbe(host, port, timeoutMs);
+  return r.status === 200 ? r.body : null;
+}
+
+/** What one HTTP GET of `/` got: a status and body, or why it got none. */
+export type HttpProbe = { status: number; body: string } | { status: null; why: string /** Set once the socket had one. */; sourcePort?: number };
+
+/**
+ * One HTTP GET of `/` that says why it failed: the error code, or a timeout and whether the handshake
+ * completed, with the connection's source port (to find its conntrack entries on the nodes).
+ */
+export function httpProbe(host: string, port: number, timeoutMs = 2000): Promise<HttpProbe> {
   return new Promise((res) => {
+    let sourcePort: number | undefined;
+    const failed = (why: string): HttpProbe => ({ status: null, why, ...(sourcePort ? { sourcePort } : {}) });
     const req = httpRequest({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
       let body = '';
       r.setEncoding('utf8');
       r.on('data', (c: string) => (body += c));
-      r.on('end', () => res(r.statusCode === 200 ? body : null));
-      r.on('error', () => res(null));
+      r.on('end', () => res({ status: r.statusCode ?? 0, body }));
+      r.on('error', (e: NodeJS.ErrnoException) => res(failed(`response: ${e.code ?? e.message}`)));
     });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => res(null));
+    req.on('socket', (sock) => sock.on('connect', () => (sourcePort = sock.localPort)));
+    req.on('timeout', () => {
+      const sock = req.socket;
+      sourcePort ??= sock?.localPort;
+      req.destroy(new Error(`no answer in ${timeoutMs} ms (${sock && !sock.connecting ? 'connected' : 'no handshake'})`));
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => res(failed(e.code ?? e.message)));
     req.end();
   });
 }

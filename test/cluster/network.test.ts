@@ -4,7 +4,6 @@
 // following scale-down, and nothing left behind after the lab goes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,39 +11,13 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { localCall } from '../../client/context.ts';
 import { buildImage, busyboxLayer, demoWebImage } from '../../worker/images/build.ts';
-import { ClusterLab, httpGet, waitFor } from '../../lab/cluster-lab.ts';
+import { ClusterLab, httpGet, httpProbe, waitFor } from '../../lab/cluster-lab.ts';
 import { cleanupOnExit } from '../../lab/lab.ts';
 
 const NAME = `n${process.pid % 10000}`;
 const SHOAL = join(resolve(fileURLToPath(new URL('../..', import.meta.url))), 'bin', 'shoal');
 
 const get = httpGet;
-
-/** An HTTP GET through the routing mesh that says why it failed: the error code, a status, or a timeout. */
-function getWhy(host: string, port: number, timeoutMs: number): Promise<{ ok: true } | { ok: false; why: string; sourcePort?: number }> {
-  return new Promise((res) => {
-    const req = httpRequest({ host, port, path: '/', timeout: timeoutMs, agent: false }, (r) => {
-      let body = '';
-      r.setEncoding('utf8');
-      r.on('data', (c: string) => (body += c));
-      r.on('end', () =>
-        res(r.statusCode === 200 && /Hello from/.test(body) ? { ok: true } : { ok: false, why: `status ${r.statusCode}, ${body.length} bytes` }),
-      );
-      r.on('error', (e: NodeJS.ErrnoException) => res({ ok: false, why: `response: ${e.code ?? e.message}` }));
-    });
-    // A timeout says whether the handshake completed (the request went unanswered) or not (no SYN-ACK), and
-    // from which source port, so the nodes' conntrack entries for that connection can be found.
-    let sourcePort: number | undefined;
-    req.on('socket', (sock) => sock.on('connect', () => (sourcePort = sock.localPort)));
-    req.on('timeout', () => {
-      const sock = req.socket;
-      sourcePort ??= sock?.localPort;
-      req.destroy(new Error(`no answer in ${timeoutMs} ms (${sock && !sock.connecting ? 'connected' : 'no handshake'})`));
-    });
-    req.on('error', (e: NodeJS.ErrnoException) => res({ ok: false, why: e.code ?? e.message, ...(sourcePort ? { sourcePort } : {}) }));
-    req.end();
-  });
-}
 
 // The suite's budget is generous on purpose: at load 20+ on the 2-core machine one test alone took 78 s, the
 // suite hit a 240 s limit mid-test and its after() hook took the lab down under the tests still running.
@@ -230,12 +203,13 @@ describe('overlay networks, discovery and the routing mesh on lab hosts', { conc
       for (let i = 0; !stop; i++) {
         const ip = hosts[i % hosts.length]!;
         const sent = Date.now() - t0;
-        const r = await getWhy(ip, 8080, 5000);
-        if (r.ok) ok++;
+        const r = await httpProbe(ip, 8080, 5000);
+        if (r.status === 200 && /Hello from/.test(r.body)) ok++;
         // how and when it failed (relative to `service scale` starting and returning) says which race lost it
         else {
-          failed.push(`${ip}: ${r.why} after ${Date.now() - t0 - sent} ms, sent at +${sent} ms (scale returned at +${scaledAt || '?'} ms)`);
-          if (r.sourcePort) lost.push({ ip, port: r.sourcePort });
+          const why = r.status === null ? r.why : `status ${r.status}, ${r.body.length} bytes`;
+          failed.push(`${ip}: ${why} after ${Date.now() - t0 - sent} ms, sent at +${sent} ms (scale returned at +${scaledAt || '?'} ms)`);
+          if (r.status === null && r.sourcePort) lost.push({ ip, port: r.sourcePort });
         }
       }
     })();

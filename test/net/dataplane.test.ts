@@ -342,7 +342,7 @@ describe('overlay data plane', { timeout: 120_000 }, () => {
     const h = hosts[0]!;
     const names = dataPlaneNames(h.prefix);
     h.dp.attachTask('taskLowMac0000000000', []);
-    assert.equal(run('ip', ['-n', h.ns, 'link', 'set', 'dev', names.gwPeer('taskLowMac0000000000'), 'address', '00:00:5e:00:53:01']).status, 0);
+    nl.setMac(names.gwPeer('taskLowMac0000000000'), '00:00:5e:00:53:01', { netns: h.nsPath });
     assert.equal(ipj(h.ns, ['link', 'show', 'dev', names.gwBridge])[0].address, GW_BRIDGE_MAC, 'bridge MAC after a lower port came');
     const other = h.dp.attachTask('taskKeepsGw000000000', []);
     pingOk(other.netnsPath, NODE_LOCAL.gwBridgeAddr, 'task → node gateway address');
