@@ -3,12 +3,17 @@
 // own step; returns the source files it read, so a change to one makes dist/ stale (scripts/stale.cjs).
 // Plain JavaScript for the same reason as build.mjs. Nothing is fetched at run time: no CDN.
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { emitOutputs, writeAtomic } from './emit.mjs';
+import { inputFiles } from './stale.cjs';
 
 const STATIC = ['web/index.html', 'web/style.css'];
 
-/** Builds `repo`/web into `outDir`; returns the repo-relative paths of its inputs. */
+/**
+ * Builds `repo`/web into `outDir` (atomically, scripts/emit.mjs: a dashboard may be serving it); returns
+ * the repo-relative paths of its inputs and how many files changed.
+ */
 export async function buildWeb(repo, outDir) {
   mkdirSync(outDir, { recursive: true });
   const result = await build({
@@ -22,11 +27,11 @@ export async function buildWeb(repo, outDir) {
     minify: true,
     sourcemap: 'linked',
     metafile: true,
+    write: false,
     logLevel: 'warning',
   });
-  for (const f of STATIC) copyFileSync(join(repo, f), join(outDir, f.slice('web/'.length)));
-  const inputs = Object.keys(result.metafile.inputs)
-    .filter((p) => !p.includes('node_modules'))
-    .map((p) => relative(repo, resolve(repo, p)));
-  return [...inputs, ...STATIC];
+  let changed = emitOutputs(result.outputFiles, { last: [join(outDir, 'app.js')] });
+  for (const f of STATIC) if (writeAtomic(join(outDir, f.slice('web/'.length)), readFileSync(join(repo, f)))) changed++;
+  const inputs = inputFiles(result.metafile, repo);
+  return { inputs: [...inputs, ...STATIC], changed };
 }

@@ -16,11 +16,12 @@
 // dist/.stamp (whose mtime is the start of this build: a file saved during the build counts as newer).
 // `--if-stale` builds only when scripts/stale.cjs says so; `--quiet` prints nothing on success.
 import { build } from 'esbuild';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildWeb } from './build-web.mjs';
-import { staleReason } from './stale.cjs';
+import { emitOutputs, writeAtomic } from './emit.mjs';
+import { inputFiles, staleReason } from './stale.cjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(repo, 'dist');
@@ -81,7 +82,9 @@ const result = await build({
   target: 'node20',
   packages: 'external',
   chunkNames: 'chunks/[name]-[hash]',
-  // ASCII only (asciiOnly below): V8 keeps a module's source text for as long as the module lives, and
+  // Written by emitOutputs (scripts/emit.mjs): atomically, unchanged files left alone, entries last.
+  write: false,
+  // ASCII only (and emitOutputs' escape pass): V8 keeps a module's source text for as long as the module lives, and
   // one non-ASCII character (a `→` in a message) makes the whole text two bytes a character. The
   // daemon's chunk alone was 340 KB of text held as 680 KB in every daemon's heap.
   charset: 'ascii',
@@ -90,21 +93,10 @@ const result = await build({
   logLevel: 'warning',
   plugins: [sourceUrls, wsByRequire],
 });
-/**
- * esbuild leaves non-ASCII characters in regular expressions (`µs`) and some comments; as \uXXXX escapes
- * they mean the same in a regex, a string or a template, and the file stays ASCII: node reads it as a
- * one-byte string (the ES modules' source stays in the heap; bin/shoal reads the CLI bundle as latin1).
- */
-function asciiOnly(file) {
-  const text = readFileSync(file, 'utf8');
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the range is every non-ASCII character
-  const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  if (ascii === text) return;
-  // Atomically: a running daemon may be importing this chunk lazily right now.
-  writeFileSync(`${file}.${process.pid}`, ascii);
-  renameSync(`${file}.${process.pid}`, file);
-}
-for (const o of Object.keys(result.metafile.outputs)) if (o.endsWith('.js')) asciiOnly(resolve(repo, o));
+// esbuild leaves non-ASCII characters in regular expressions (`µs`) and some comments; emitOutputs
+// escapes them (the ES modules' source stays in the heap; bin/shoal reads the CLI bundle as latin1).
+const entryFiles = Object.keys(ENTRIES).map((k) => join(out, `${k}.js`));
+let changed = emitOutputs(result.outputFiles, { ascii: true, last: entryFiles });
 // The CLI once more, as one CommonJS file that bin/shoal loads through vm.Script with a V8 code cache
 // (Node 20 has no compile cache for ES modules): no module graph to resolve and link, no parse of the
 // parts a command does not run. Dynamic imports become lazy module initialisers inside the file, so a
@@ -142,26 +134,26 @@ const cjs = await build({
   legalComments: 'none',
   sourcemap: 'linked',
   metafile: true,
+  write: false,
   logLevel: 'warning',
   plugins: [sourceUrls, daemonLeftOut],
 });
 const bundle = Object.keys(cjs.metafile.outputs).find((o) => o.endsWith('.cjs'));
-asciiOnly(resolve(repo, bundle));
-const pointer = join(out, 'cli', 'shoal.cjs.json');
-writeFileSync(`${pointer}.${process.pid}`, `${JSON.stringify({ bundle: relative(out, resolve(repo, bundle)) })}\n`);
-renameSync(`${pointer}.${process.pid}`, pointer);
+changed += emitOutputs(cjs.outputFiles, { ascii: true });
+// The pointer last: a launcher that reads it finds the bundle (and its map) already whole.
+writeAtomic(join(out, 'cli', 'shoal.cjs.json'), `${JSON.stringify({ bundle: relative(out, resolve(repo, bundle)) })}\n`);
 // The dashboard's page (web/): a separate browser bundle in dist/web (scripts/build-web.mjs).
-const webInputs = await buildWeb(repo, join(out, 'web'));
-const files = Object.keys(result.metafile.inputs)
-  .filter((p) => !p.includes('node_modules'))
-  .map((p) => relative(repo, resolve(repo, p)))
-  .concat(webInputs);
+const web = await buildWeb(repo, join(out, 'web'));
+const webInputs = web.inputs;
+changed += web.changed;
+const files = inputFiles(result.metafile, repo).concat(webInputs);
 const dirs = new Set(files.map((f) => dirname(f)));
-writeFileSync(
+writeAtomic(
   join(out, '.inputs'),
-  `${[...new Set(files), 'package.json', 'package-lock.json', 'scripts/build.mjs', 'scripts/build-web.mjs'].sort().join('\n')}\n`,
+  `${[...new Set(files), 'package.json', 'package-lock.json', 'scripts/build.mjs', 'scripts/build-web.mjs', 'scripts/emit.mjs'].sort().join('\n')}\n`,
 );
-// Chunks of earlier builds stay for a week: a process started from that build may still import one
+// Chunks of earlier builds stay for a week after the last build that made them (emitOutputs renews the
+// mtime of a file it leaves alone): a process started from that build may still import one
 // lazily — a CLI command, and a worker daemon, which loads the manager's code only when it is promoted
 // (daemon/daemon.ts startManager), possibly days after it started. Earlier CLI bundles and their code
 // caches stay for an hour (a CLI command is short-lived). Only a checkout that rebuilds ever has old files;
@@ -186,6 +178,6 @@ renameSync(tmp, join(out, '.stamp'));
 if (!quiet) {
   const bytes = [...Object.values(result.metafile.outputs), ...Object.values(cjs.metafile.outputs)].reduce((n, o) => n + o.bytes, 0);
   console.log(
-    `build: ${Object.keys(ENTRIES).length} entries + the CLI bundle, ${Object.keys(result.metafile.inputs).length} modules from ${dirs.size} directories → dist/ (${(bytes / 1024).toFixed(0)} KiB incl. source maps) in ${Date.now() - t0} ms`,
+    `build: ${Object.keys(ENTRIES).length} entries + the CLI bundle, ${Object.keys(result.metafile.inputs).length} modules from ${dirs.size} directories → dist/ (${(bytes / 1024).toFixed(0)} KiB incl. source maps, ${changed} files changed) in ${Date.now() - t0} ms`,
   );
 }

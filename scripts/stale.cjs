@@ -29,4 +29,20 @@ function staleReason(repo) {
   return null;
 }
 
-module.exports = { staleReason };
+/**
+ * The files of a build's esbuild metafile worth watching, repo-relative: those on disk in `repo`, not in
+ * node_modules (package.json and package-lock.json stand for them). A plugin's virtual module is listed
+ * by esbuild as `namespace:path` (`ws-by-require:ws`, scripts/build.mjs): no file, so it must not be
+ * listed, or every check would find it "gone" and every command would rebuild.
+ */
+function inputFiles(metafile, repo) {
+  const path = require('node:path');
+  const out = [];
+  for (const p of Object.keys(metafile.inputs)) {
+    if (/^[\w-]+:/.test(p) || p.includes('node_modules')) continue;
+    out.push(path.relative(repo, path.resolve(repo, p)));
+  }
+  return out;
+}
+
+module.exports = { staleReason, inputFiles };

@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, closeSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +55,81 @@ describe('scripts/stale.cjs', () => {
   });
 });
 
+describe('scripts/emit.mjs', () => {
+  type Out = { path: string; contents: Uint8Array; text: string };
+  let dir = '';
+  let emit: {
+    emitOutputs: (files: Out[], o?: { ascii?: boolean; last?: string[] }) => number;
+    writeAtomic: (path: string, data: string | Uint8Array) => boolean;
+  };
+  const out = (path: string, text: string): Out => ({ path, contents: Buffer.from(text), text });
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'shoal-emit-'));
+    emit = await import(join(REPO, 'scripts', 'emit.mjs'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a reader holding the old file reads it whole while a new one replaces it', () => {
+    const f = join(dir, 'chunk.js');
+    emit.writeAtomic(f, `export const a = 1;\n${'x'.repeat(100_000)}\n`);
+    const fd = openSync(f, 'r');
+    try {
+      assert.equal(emit.writeAtomic(f, 'export const b = 2;\n'), true);
+      const buf = Buffer.alloc(200_000);
+      const n = readSync(fd, buf, 0, buf.length, 0);
+      assert.equal(n, 20 + 100_001, 'the open file is the old one, whole');
+      assert.equal(readFileSync(f, 'utf8'), 'export const b = 2;\n');
+    } finally {
+      closeSync(fd);
+    }
+    assert.deepStrictEqual(readdirSync(dir), ['chunk.js'], 'no temporary file left');
+  });
+
+  it('the same bytes leave the file alone, with a renewed mtime', () => {
+    const f = join(dir, 'same.js');
+    emit.writeAtomic(f, 'same');
+    const before = statSync(f);
+    const past = new Date(Date.now() - 86_400_000);
+    utimesSync(f, past, past);
+    assert.equal(emit.writeAtomic(f, Buffer.from('same')), false);
+    const after = statSync(f);
+    assert.equal(after.ino, before.ino);
+    assert.ok(after.mtimeMs > past.getTime() + 3_600_000, 'mtime renewed');
+  });
+
+  it('escapes non-ASCII JavaScript, writes entries last, counts what changed', () => {
+    const entry = join(dir, 'cli', 'entry.js');
+    const chunk = join(dir, 'chunks', 'c-1.js');
+    const map = join(dir, 'chunks', 'c-1.js.map');
+    const files = [out(entry, 'import "../chunks/c-1.js";'), out(chunk, 'const re = /µs/; // →'), out(map, '{"µ":1}')];
+    const order: string[] = [];
+    const seen = new Set<string>();
+    // Which files exist each time a new one appears: the entry must find its chunk already there.
+    const changed = emit.emitOutputs(
+      files.map((f) => ({
+        ...f,
+        get contents() {
+          order.push(f.path);
+          for (const g of files) if (statSync(g.path, { throwIfNoEntry: false })) seen.add(`${f.path}<-${g.path}`);
+          return f.contents;
+        },
+        get text() {
+          order.push(f.path);
+          for (const g of files) if (statSync(g.path, { throwIfNoEntry: false })) seen.add(`${f.path}<-${g.path}`);
+          return f.text;
+        },
+      })),
+      { ascii: true, last: [entry] },
+    );
+    assert.equal(changed, 3);
+    assert.equal(order.at(-1), entry, 'the entry is written last');
+    assert.ok(seen.has(`${entry}<-${chunk}`), 'the chunk exists when the entry is written');
+    assert.equal(readFileSync(chunk, 'utf8'), 'const re = /\\u00b5s/; // \\u2192');
+    assert.equal(readFileSync(map, 'utf8'), '{"µ":1}', 'maps are not JavaScript: kept as they are');
+    assert.equal(emit.emitOutputs(files, { ascii: true, last: [entry] }), 0, 'a second run changes nothing');
+  });
+});
+
 describe('bin/shoal and dist/', () => {
   const dist = join(REPO, 'dist');
   const shoal = (args: string[]) => spawnSync(join(REPO, 'bin', 'shoal'), args, { cwd: '/', encoding: 'utf8', timeout: 300_000 });
@@ -64,7 +139,28 @@ describe('bin/shoal and dist/', () => {
     compiledEntry('cli/shoal'); // build now if stale
   });
 
+  it('a build is fresh: every input it lists is a file, none newer than its stamp', () => {
+    // A listed input that is no file (a plugin's virtual module) reads as "gone" at every check, and
+    // then every command rebuilds dist/ while daemons run from it.
+    assert.equal(staleReason(REPO), null);
+    const inputs = readFileSync(join(dist, '.inputs'), 'utf8')
+      .split('\n')
+      .filter((f) => f !== '');
+    assert.ok(inputs.length > 100, `${inputs.length} inputs`);
+    for (const f of inputs) assert.ok(statSync(join(REPO, f)).isFile(), `${f} is a file`);
+  });
+
   it('rebuilds before running when dist/ is older than a source', () => {
+    // A daemon importing a chunk while the rebuild runs must read a whole file, old or new, never one
+    // being rewritten in place (scripts/emit.mjs). The largest chunk is made to differ from what the
+    // build will write, and opened, as a reader would have it.
+    const chunkDir = join(dist, 'chunks');
+    const chunks = readdirSync(chunkDir).filter((f) => f.endsWith('.js'));
+    chunks.sort((a, b) => statSync(join(chunkDir, b)).size - statSync(join(chunkDir, a)).size);
+    const chunk = join(chunkDir, chunks[0]!);
+    const built = readFileSync(chunk, 'latin1');
+    writeFileSync(chunk, `${built}// an older build\n`, 'latin1');
+    const reader = openSync(chunk, 'r');
     // Date the stamp back: every input is now newer than the build (no source file is touched).
     const old = new Date(Date.now() - 3_600_000);
     utimesSync(join(dist, '.stamp'), old, old);
@@ -73,6 +169,19 @@ describe('bin/shoal and dist/', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^Usage: shoal COMMAND/);
     assert.ok(statSync(join(dist, '.stamp')).mtimeMs > old.getTime() + 60_000, 'the stamp is new: dist/ was rebuilt');
+    try {
+      const buf = Buffer.alloc(built.length + 100);
+      const n = readSync(reader, buf, 0, buf.length, 0);
+      assert.equal(buf.toString('latin1', 0, n), `${built}// an older build\n`, 'the open file was not rewritten in place');
+    } finally {
+      closeSync(reader);
+    }
+    assert.equal(readFileSync(chunk, 'latin1'), built, 'the path holds the new build');
+    assert.deepStrictEqual(
+      readdirSync(chunkDir).filter((f) => f.endsWith('.tmp')),
+      [],
+      'no temporary file left',
+    );
   });
 
   it('the CLI bundle is ASCII, and a bad code cache is replaced', () => {
