@@ -41,6 +41,8 @@ import {
   type VerifyResult,
 } from './nft.ts';
 
+import { StaleFlowSweeper, type StaleFlowOptions } from './stale-flows.ts';
+
 export const LB_TABLE = 'shoal-lb';
 
 /** One VIP of one service on one network, and the addresses of its running backends there. */
@@ -149,12 +151,16 @@ export interface LbProgrammerOptions {
   networkIds: Iterable<string>;
   applier?: NftApplier;
   compactAfterMs?: number;
+  /** A full reload replaced an incremental update, or a sweep of stale connections failed (logged). */
   onFallback?: (err: Error) => void;
+  /** How the task's connections to dropped backends are swept (stale-flows.ts). */
+  staleFlows?: StaleFlowOptions;
 }
 
 /** Keeps one task's `ip shoal-lb` table converged on the NetViews it is given. */
 export class LbProgrammer {
   private readonly tp: TableProgrammer;
+  private readonly flows: StaleFlowSweeper;
   private networkIds: string[];
 
   constructor(opts: LbProgrammerOptions) {
@@ -165,6 +171,7 @@ export class LbProgrammer {
       ...(opts.compactAfterMs !== undefined ? { compactAfterMs: opts.compactAfterMs } : {}),
       ...(opts.onFallback ? { onFallback: opts.onFallback } : {}),
     });
+    this.flows = new StaleFlowSweeper(opts.netns, { ...(opts.onFallback ? { onError: opts.onFallback } : {}), ...opts.staleFlows });
   }
 
   get netns(): string | null {
@@ -172,9 +179,12 @@ export class LbProgrammer {
   }
 
   /** Applies the view (incrementally after the first time); `networkIds` replaces the task's networks. */
-  update(view: NetView, networkIds?: Iterable<string>): Promise<ApplyKind> {
+  async update(view: NetView, networkIds?: Iterable<string>): Promise<ApplyKind> {
     if (networkIds) this.networkIds = [...networkIds];
-    return this.tp.set(lbTable(view, this.networkIds));
+    const table = lbTable(view, this.networkIds);
+    const kind = await this.tp.set(table);
+    await this.flows.applied(table);
+    return kind;
   }
 
   /** Re-asserts the table: reloads it when it is missing or differs from the last applied view. */
@@ -188,8 +198,9 @@ export class LbProgrammer {
   }
 
   /** Deletes the table (the task is going away or leaves every VIP network). */
-  remove(): Promise<void> {
-    return this.tp.remove('ip', LB_TABLE);
+  async remove(): Promise<void> {
+    await this.tp.remove('ip', LB_TABLE);
+    this.flows.reset();
   }
 
   dispose(): void {

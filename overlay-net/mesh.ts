@@ -22,6 +22,7 @@
 import type { PortConfig } from '../api/objects.ts';
 import { NODE_LOCAL, type NetView } from '../api/netview.ts';
 import { pickRules } from './lb.ts';
+import { StaleFlowSweeper, type StaleFlowOptions } from './stale-flows.ts';
 import {
   emptyTable,
   isIpv4,
@@ -244,12 +245,20 @@ export interface MeshProgrammerOptions {
   ingressNetns: string;
   applier?: NftApplier;
   compactAfterMs?: number;
+  /** A full reload replaced an incremental update, or a sweep of stale connections failed (logged). */
   onFallback?: (err: Error) => void;
+  /** How connections to dropped backends are swept (stale-flows.ts); tests replace the kernel call. */
+  staleFlows?: StaleFlowOptions;
 }
 
 const progOpts = (o: { applier?: NftApplier; compactAfterMs?: number; onFallback?: (err: Error) => void }) => ({
   ...(o.compactAfterMs !== undefined ? { compactAfterMs: o.compactAfterMs } : {}),
   ...(o.onFallback ? { onFallback: o.onFallback } : {}),
+});
+
+const sweepOpts = (o: { onFallback?: (err: Error) => void; staleFlows?: StaleFlowOptions }): StaleFlowOptions => ({
+  ...(o.onFallback ? { onError: o.onFallback } : {}),
+  ...o.staleFlows,
 });
 
 async function ensureForwarding(applier: NftApplier, netns: string | null): Promise<boolean> {
@@ -264,12 +273,15 @@ export class MeshProgrammer {
   private readonly applier: NftApplier;
   private readonly node: TableProgrammer;
   private readonly ingress: TableProgrammer;
+  /** The ingress namespace's connections to backends the mesh dropped (the node table only points at it). */
+  private readonly ingressFlows: StaleFlowSweeper;
   private forwardingOn = false;
 
   constructor(readonly opts: MeshProgrammerOptions) {
     this.applier = opts.applier ?? new NftApplier();
     this.node = new TableProgrammer({ applier: this.applier, netns: opts.nodeNetns, ...progOpts(opts) });
     this.ingress = new TableProgrammer({ applier: this.applier, netns: opts.ingressNetns, ...progOpts(opts) });
+    this.ingressFlows = new StaleFlowSweeper(opts.ingressNetns, sweepOpts(opts));
   }
 
   private async forwarding(): Promise<boolean> {
@@ -284,7 +296,9 @@ export class MeshProgrammer {
       await this.forwarding();
       this.forwardingOn = true;
     }
-    const ingress = await this.ingress.set(meshIngressTable(view));
+    const table = meshIngressTable(view);
+    const ingress = await this.ingress.set(table);
+    await this.ingressFlows.applied(table);
     const node = await this.node.set(meshNodeTable(view));
     return { node, ingress };
   }
@@ -302,6 +316,7 @@ export class MeshProgrammer {
   async remove(): Promise<void> {
     await this.node.remove('ip', MESH_TABLE);
     await this.ingress.remove('ip', INGRESS_TABLE);
+    this.ingressFlows.reset();
   }
 
   dispose(): void {
@@ -315,18 +330,22 @@ export interface HostPortProgrammerOptions {
   netns: string | null;
   applier?: NftApplier;
   compactAfterMs?: number;
+  /** A full reload replaced an incremental update, or a sweep of stale connections failed (logged). */
   onFallback?: (err: Error) => void;
+  staleFlows?: StaleFlowOptions;
 }
 
 /** Keeps the node's `ip shoal-hostport` table converged. */
 export class HostPortProgrammer {
   private readonly applier: NftApplier;
   private readonly tp: TableProgrammer;
+  private readonly flows: StaleFlowSweeper;
   private forwardingOn = false;
 
   constructor(readonly opts: HostPortProgrammerOptions) {
     this.applier = opts.applier ?? new NftApplier();
     this.tp = new TableProgrammer({ applier: this.applier, netns: opts.netns, ...progOpts(opts) });
+    this.flows = new StaleFlowSweeper(opts.netns, sweepOpts(opts));
   }
 
   async update(view: NetView, gwIps: ReadonlyMap<string, string>, taskServices?: ReadonlyMap<string, string>): Promise<ApplyKind> {
@@ -334,7 +353,10 @@ export class HostPortProgrammer {
       await ensureForwarding(this.applier, this.opts.netns);
       this.forwardingOn = true;
     }
-    return this.tp.set(hostPortTable(view, gwIps, taskServices));
+    const table = hostPortTable(view, gwIps, taskServices);
+    const kind = await this.tp.set(table);
+    await this.flows.applied(table);
+    return kind;
   }
 
   async verify(): Promise<VerifyResult & { forwarding: boolean }> {
@@ -346,8 +368,9 @@ export class HostPortProgrammer {
     return this.tp.compact();
   }
 
-  remove(): Promise<void> {
-    return this.tp.remove('ip', HOSTPORT_TABLE);
+  async remove(): Promise<void> {
+    await this.tp.remove('ip', HOSTPORT_TABLE);
+    this.flows.reset();
   }
 
   dispose(): void {

@@ -270,6 +270,30 @@ void Sock::dump(Msg& m, const std::string& what, const std::function<void(const 
   throw NlError(EAGAIN, what + ": the table kept changing during the dump");
 }
 
+void Sock::dumpEach(Msg& m, const std::string& what, const std::function<void(const nlmsghdr*)>& fn) {
+  m.hdr()->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  send(m);
+  uint32_t seq = m.hdr()->nlmsg_seq;
+  for (;;) {
+    size_t n = recvSome();
+    for (const nlmsghdr* h = reinterpret_cast<const nlmsghdr*>(rbuf_.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq != seq || h->nlmsg_pid != portid_) continue;
+      if (h->nlmsg_type == NLMSG_DONE) {
+        int status = 0;
+        if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) memcpy(&status, NLMSG_DATA(h), sizeof status);
+        if (status < 0) throw NlError(-status, what + ": " + errText(-status));
+        return;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        std::string ext;
+        int e = parseErr(h, &ext);
+        throw NlError(e, what + ": " + (ext.empty() ? errText(e) : ext));
+      }
+      fn(h);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------- parsing
 
 Attrs::Attrs(const void* data, size_t len, int max) : tb(max + 1, nullptr) {

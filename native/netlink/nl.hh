@@ -89,6 +89,10 @@ class Sock {
   std::vector<char> get(Msg& m, const std::string& what, int* errOut = nullptr);
   // NLM_F_DUMP: calls fn for every message of the reply (restarted if the kernel reports interruption).
   void dump(Msg& m, const std::string& what, const std::function<void(const nlmsghdr*)>& fn);
+  // NLM_F_DUMP, streamed: fn sees each message as it arrives (nothing is collected, so memory stays one
+  // receive buffer whatever the table's size) and an interrupted dump is not restarted. For tables whose
+  // dumps are never consistent anyway (conntrack), where fn acts on each entry by its own identity.
+  void dumpEach(Msg& m, const std::string& what, const std::function<void(const nlmsghdr*)>& fn);
 
  private:
   int fd_ = -1;

@@ -15,6 +15,9 @@
 #include <linux/if_bridge.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/veth.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -25,6 +28,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 
 #include "nl.hh"
 
@@ -546,6 +550,107 @@ Napi::Value DeleteLinksAsync(const Napi::CallbackInfo& info) {
       names.push_back(v.As<Napi::String>().Utf8Value());
     }
     auto* w = new DeleteLinksWorker(info.Env(), ns, std::move(names));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
+}
+
+// ------------------------------------------------------------------------------------------- conntrack
+
+// Deletes the namespace's IPv4 conntrack entries that have seen no reply yet and whose reply would come
+// from one of `addrs` (overlay-net/stale-flows.ts says why: a load balancer no longer sends new
+// connections there, but an unreplied entry keeps a client's retransmitted or port-reusing SYN on the
+// old backend for up to 120 s). Runs on a libuv worker thread: a node namespace's table can be large.
+// The dump is streamed and each match deleted at once on a second socket, by its original tuple, its
+// id (so an entry that was replaced meanwhile is left alone) and its zone. Resolves with
+// { scanned, deleted }; entries that went away by themselves are not errors.
+class CtDropUnrepliedWorker : public Napi::AsyncWorker {
+ public:
+  CtDropUnrepliedWorker(Napi::Env env, std::string ns, std::set<uint32_t> addrs)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), ns_(std::move(ns)), addrs_(std::move(addrs)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      NsGuard g(ns_);
+      Sock dump(NETLINK_NETFILTER);
+      Sock del(NETLINK_NETFILTER);
+      const uint16_t ctNew = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
+      nfgenmsg nf{};
+      nf.nfgen_family = AF_INET;
+      nf.version = NFNETLINK_V0;
+      Msg m((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET, 0);
+      m.put(nf);
+      dump.dumpEach(m, "list conntrack entries", [&](const nlmsghdr* h) {
+        if (h->nlmsg_type != ctNew || h->nlmsg_len < NLMSG_LENGTH(sizeof(nfgenmsg))) return;
+        scanned_++;
+        const char* body = static_cast<const char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(nfgenmsg));
+        Attrs a(body, h->nlmsg_len - NLMSG_LENGTH(sizeof(nfgenmsg)), CTA_MAX);
+        if (ntohl(a.u32(CTA_STATUS)) & IPS_SEEN_REPLY) return;
+        const nlattr* orig = a[CTA_TUPLE_ORIG];
+        const nlattr* reply = a[CTA_TUPLE_REPLY];
+        if (!orig || !reply) return;
+        Attrs rt(nlaData(reply), nlaLen(reply), CTA_TUPLE_MAX);
+        const nlattr* ip = rt[CTA_TUPLE_IP];
+        if (!ip) return;
+        Attrs ipa(nlaData(ip), nlaLen(ip), CTA_IP_MAX);
+        if (ipa.len(CTA_IP_V4_SRC) != 4) return;
+        uint32_t src;
+        memcpy(&src, ipa.data(CTA_IP_V4_SRC), 4);
+        if (!addrs_.count(src)) return;
+        Msg d((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, 0);
+        d.put(nf);
+        d.putRaw(orig, orig->nla_len);
+        if (a.len(CTA_ID) == 4) d.attr(CTA_ID, a.data(CTA_ID), 4);
+        if (a.len(CTA_ZONE) == 2) d.attr(CTA_ZONE, a.data(CTA_ZONE), 2);
+        std::string ext;
+        int e = del.tryAck(d, &ext);
+        if (e == 0) deleted_++;
+        else if (e != ENOENT) throw NlError(e, fail(e, ext, "delete a conntrack entry"));
+      });
+    } catch (const NlError& e) {
+      err_ = e.err;
+      SetError(e.msg);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("scanned", Napi::Number::New(env, scanned_));
+    o.Set("deleted", Napi::Number::New(env, deleted_));
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override {
+    Napi::Error err = e;
+    err.Set("errno", Napi::Number::New(Env(), err_));
+    const char* code = strerrorname_np(err_);
+    err.Set("code", Napi::String::New(Env(), code ? code : "EUNKNOWN"));
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string ns_;
+  std::set<uint32_t> addrs_;
+  double scanned_ = 0;
+  double deleted_ = 0;
+  int err_ = 0;
+};
+
+// ctDropUnrepliedAsync(ns, addrs): see CtDropUnrepliedWorker.
+Napi::Value CtDropUnrepliedAsync(const Napi::CallbackInfo& info) {
+  return wrap(info, [&]() -> Napi::Value {
+    std::string ns = argStr(info, 0, "netns");
+    if (info.Length() < 2 || !info[1].IsArray()) throw NlError(EINVAL, "addrs must be an array");
+    Napi::Array a = info[1].As<Napi::Array>();
+    std::set<uint32_t> addrs;
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsString()) throw NlError(EINVAL, "addrs must be strings");
+      addrs.insert(parseIp4(v.As<Napi::String>().Utf8Value(), "address"));
+    }
+    auto* w = new CtDropUnrepliedWorker(info.Env(), ns, std::move(addrs));
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
@@ -1199,6 +1304,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linkGet", Napi::Function::New(env, LinkGet));
   exports.Set("linkList", Napi::Function::New(env, LinkList));
   exports.Set("deleteLinksAsync", Napi::Function::New(env, DeleteLinksAsync));
+  exports.Set("ctDropUnrepliedAsync", Napi::Function::New(env, CtDropUnrepliedAsync));
   exports.Set("addrAdd", Napi::Function::New(env, AddrAdd));
   exports.Set("addrDel", Napi::Function::New(env, AddrDel));
   exports.Set("addrList", Napi::Function::New(env, AddrList));

@@ -263,6 +263,53 @@ describe('mesh in the kernel', { skip }, () => {
     assert.equal(tally(await lab.probe('cl', 'tcp', NODE, 8080, 40)).size, 3);
   });
 
+  test('a backend that died unanswered: the same source port reaches a live one once the mesh drops it', async () => {
+    // t3 is the only backend, and its link is down: frames to it leave the ingress namespace (so conntrack
+    // keeps the entries, SYN_SENT and UDP [UNREPLIED]) and go nowhere, as to a task killed on another node.
+    await mesh.update(meshView({ t1: false, t2: false }));
+    lab.ip('t3', 'link', 'set', 'eth0', 'down');
+    const flows = (mesh as unknown as { ingressFlows: { deleted: number } }).ingressFlows;
+    try {
+      const entries = (port: number) =>
+        lab
+          .exec('ing', 'cat', '/proc/net/nf_conntrack')
+          .split('\n')
+          .filter((l) => l.includes(`sport=${port} `))
+          .join(' | ');
+      assert.equal((await lab.probe('cl', 'tcp', NODE, 8080, 1, 700, 41_001))[0]!.err, 'TIMEOUT');
+      assert.equal((await lab.probe('cl', 'udp', NODE, 8053, 1, 700, 41_002))[0]!.err, 'TIMEOUT');
+      assert.match(entries(41_001), /SYN_SENT .*\[UNREPLIED\] src=10\.255\.0\.13 /);
+      assert.match(entries(41_002), /\[UNREPLIED\] src=10\.255\.0\.13 /);
+      const before = flows.deleted;
+      // t3 leaves the view, t1 and t2 are back: the same source ports must reach them now, not follow the
+      // stale entries to t3 (a SYN retransmission or a reused port would, for 120 s).
+      await mesh.update(meshView({ t3: false }));
+      assert.equal(flows.deleted - before, 2, `the two unreplied entries to t3 were deleted (${entries(41_001)} ${entries(41_002)})`);
+      const tcp = (await lab.probe('cl', 'tcp', NODE, 8080, 1, 2000, 41_001))[0]!;
+      assert.match(tcp.line ?? '', /^t[12] /, JSON.stringify(tcp));
+      const udp = (await lab.probe('cl', 'udp', NODE, 8053, 1, 2000, 41_002))[0]!;
+      assert.match(udp.line ?? '', /^t[12] /, JSON.stringify(udp));
+    } finally {
+      lab.ip('t3', 'link', 'set', 'eth0', 'up');
+      await mesh.update(meshView());
+    }
+    assert.equal(tally(await lab.probe('cl', 'tcp', NODE, 8080, 40)).size, 3);
+  });
+
+  test('a withdrawn backend keeps the connections it accepted (a drained stop)', async () => {
+    await mesh.update(meshView({ t1: false, t2: false }));
+    const h = lab.hold('cl', NODE, 8080);
+    assert.match(await h.next(), /^t3 /);
+    const flows = (mesh as unknown as { ingressFlows: { deleted: number } }).ingressFlows;
+    const before = flows.deleted;
+    await mesh.update(meshView({ t3: false }));
+    assert.equal(flows.deleted, before, 'a replied connection is not swept');
+    h.send('still there');
+    assert.equal(await h.next(), 'still there');
+    h.proc.stdin!.end();
+    await mesh.update(meshView());
+  });
+
   test('host mode: the local task answers and sees the client’s real address', async () => {
     assert.equal(await hostp.update(hostView(), hostTasks), 'full');
     const rs = await lab.probe('cl', 'tcp', NODE, 9090, 5);

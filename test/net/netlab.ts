@@ -58,8 +58,8 @@ export function sweepStale(prefix = PREFIX): void {
 }
 
 // The Node script run inside namespaces. server NAME PORT: TCP (greets with "NAME SRC", then echoes) and UDP
-// (answers "NAME SRC") on PORT. tcp HOST PORT COUNT TIMEOUT / udp HOST PORT COUNT TIMEOUT: COUNT sequential
-// attempts, one JSON array of results. hold HOST PORT: one connection; prints the greeting, sends stdin lines
+// (answers "NAME SRC") on PORT. tcp HOST PORT COUNT TIMEOUT [LOCALPORT] / udp HOST PORT COUNT TIMEOUT
+// [LOCALPORT]: COUNT sequential attempts (each from LOCALPORT if given), one JSON array of results. hold HOST PORT: one connection; prints the greeting, sends stdin lines
 // and prints what comes back.
 const AGENT = String.raw`
 import net from 'node:net';
@@ -67,10 +67,10 @@ import dgram from 'node:dgram';
 import readline from 'node:readline';
 const [mode, ...a] = process.argv.slice(2);
 const now = () => Number(process.hrtime.bigint() / 1000n) / 1000;
-function tcpOnce(host, port, timeout) {
+function tcpOnce(host, port, timeout, localPort) {
   return new Promise((resolve) => {
     const t0 = now();
-    const s = net.connect({ host, port });
+    const s = net.connect({ host, port, ...(localPort ? { localPort } : {}) });
     let buf = '';
     const done = (r) => { clearTimeout(timer); s.destroy(); resolve({ ...r, ms: now() - t0 }); };
     const timer = setTimeout(() => done({ err: 'TIMEOUT' }), timeout);
@@ -79,7 +79,7 @@ function tcpOnce(host, port, timeout) {
     s.on('close', () => done({ err: 'CLOSED' }));
   });
 }
-function udpOnce(host, port, timeout) {
+function udpOnce(host, port, timeout, localPort) {
   return new Promise((resolve) => {
     const t0 = now();
     const s = dgram.createSocket('udp4');
@@ -87,7 +87,9 @@ function udpOnce(host, port, timeout) {
     const timer = setTimeout(() => done({ err: 'TIMEOUT' }), timeout);
     s.on('message', (m) => done({ line: String(m).trim() }));
     s.on('error', (e) => done({ err: e.code || e.message }));
-    s.connect(port, host, () => s.send('hi\n'));
+    const go = () => s.connect(port, host, () => s.send('hi\n'));
+    if (localPort) s.bind(localPort, go);
+    else go();
   });
 }
 if (mode === 'server') {
@@ -99,9 +101,9 @@ if (mode === 'server') {
   await new Promise((r) => u.bind(Number(port), '0.0.0.0', r));
   process.stdout.write('ready\n');
 } else if (mode === 'tcp' || mode === 'udp') {
-  const [host, port, count, timeout] = a;
+  const [host, port, count, timeout, localPort] = a;
   const out = [];
-  for (let i = 0; i < Number(count); i++) out.push(await (mode === 'tcp' ? tcpOnce : udpOnce)(host, Number(port), Number(timeout)));
+  for (let i = 0; i < Number(count); i++) out.push(await (mode === 'tcp' ? tcpOnce : udpOnce)(host, Number(port), Number(timeout), Number(localPort ?? 0)));
   process.stdout.write(JSON.stringify(out) + '\n');
 } else if (mode === 'hold') {
   const [host, port] = a;
@@ -231,9 +233,12 @@ export class Lab {
     });
   }
 
-  /** `count` sequential TCP connections (or UDP exchanges, each from a new socket) from inside `ns`. */
-  async probe(ns: string, proto: 'tcp' | 'udp', host: string, port: number, count: number, timeoutMs = 2000): Promise<Result[]> {
-    const p = this.spawnAgent(ns, [proto, host, String(port), String(count), String(timeoutMs)]);
+  /**
+   * `count` sequential TCP connections (or UDP exchanges, each from a new socket) from inside `ns`, each
+   * from `localPort` when given.
+   */
+  async probe(ns: string, proto: 'tcp' | 'udp', host: string, port: number, count: number, timeoutMs = 2000, localPort?: number): Promise<Result[]> {
+    const p = this.spawnAgent(ns, [proto, host, String(port), String(count), String(timeoutMs), ...(localPort ? [String(localPort)] : [])]);
     let out = '';
     let err = '';
     p.stdout!.on('data', (d) => (out += d));

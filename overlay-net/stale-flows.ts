@@ -1,0 +1,90 @@
+// Connections a load balancer sent to a backend it has since dropped (the routing mesh's ingress table,
+// the host-mode table, each task's VIP table).
+//
+// Why: a nat chain sees only the first packet of a connection; conntrack keeps every later packet of it
+// on the backend that packet was sent to. A SYN sent to a backend that has just died is never answered,
+// and its entry stays (SYN_SENT, [UNREPLIED]) for nf_conntrack_tcp_timeout_syn_sent, 120 s. The client's
+// retransmissions follow it to the dead backend, and so does any new connection that reuses the source
+// port (the same five-tuple), however the table changed meanwhile: seen in the lab as a request through
+// the mesh that nothing answered for 5 s, a few seconds after a task had been killed on another node.
+// UDP is worse: each datagram refreshes an unreplied entry (30 s), so a client that keeps sending from one
+// socket never reaches another backend. IPVS, which Swarm uses, expires such connections
+// (`expire_nodest_conn`); here, when a backend leaves a table, the entries of that namespace that point at
+// it and never saw a reply are deleted (overlay-net/netlink.ts dropUnrepliedFlows). The next SYN or
+// datagram is then balanced afresh.
+//
+// Entries that did see a reply are left alone: a backend is withdrawn *before* its task is stopped
+// (manager/dispatcher/drain.ts), and the connections it has accepted finish there. Deleting an unreplied
+// entry of a backend that is alive but withdrawn costs at most that handshake a retransmission (1 s): its
+// SYN-ACK finds no entry, and the client's next SYN goes to another backend.
+//
+// The pure part names which addresses left a table; the sweep is one netlink call per change, on a libuv
+// worker thread, and its failure is reported, never thrown (the table is already right; only the entries
+// wait for their timeout, as before).
+import { dropUnrepliedFlows } from './netlink.ts';
+import type { NftTable } from './nft.ts';
+
+/** Every address a rule of `t` DNATs to (`dnat to A` or `dnat to A:PORT`). */
+export function dnatTargets(t: NftTable): Set<string> {
+  const out = new Set<string>();
+  for (const c of t.chains.values()) {
+    for (const r of c.rules) {
+      const m = /\bdnat to (\d{1,3}(?:\.\d{1,3}){3})(?::\d+)?$/.exec(r);
+      if (m) out.add(m[1]!);
+    }
+  }
+  return out;
+}
+
+/** The addresses of `before` that `after` no longer has, sorted. */
+export function goneTargets(before: ReadonlySet<string>, after: ReadonlySet<string>): string[] {
+  return [...before].filter((a) => !after.has(a)).sort();
+}
+
+export type DropFlows = (addrs: readonly string[], netns: string | null) => Promise<{ scanned: number; deleted: number }>;
+
+const dropInKernel: DropFlows = (addrs, netns) => dropUnrepliedFlows(addrs, netns === null ? undefined : { netns });
+
+export interface StaleFlowOptions {
+  /** Replaces the kernel call (tests). */
+  drop?: DropFlows;
+  /** A sweep failed (the entries then expire by themselves). */
+  onError?: (err: Error) => void;
+}
+
+/**
+ * Follows one namespace's table as it is applied: after each apply, the unreplied entries to backends the
+ * table no longer has are deleted. The first table applied only sets the baseline.
+ */
+export class StaleFlowSweeper {
+  private last: Set<string> | null = null;
+  private readonly drop: DropFlows;
+  /** Entries deleted so far (for tests and logs). */
+  deleted = 0;
+
+  constructor(
+    readonly netns: string | null,
+    private readonly opts: StaleFlowOptions = {},
+  ) {
+    this.drop = opts.drop ?? dropInKernel;
+  }
+
+  /** `table` is now in the kernel: sweeps what pointed at the backends it dropped. */
+  async applied(table: NftTable): Promise<void> {
+    const now = dnatTargets(table);
+    const gone = this.last ? goneTargets(this.last, now) : [];
+    this.last = now;
+    if (gone.length === 0) return;
+    try {
+      this.deleted += (await this.drop(gone, this.netns)).deleted;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return; // the namespace went away with its entries
+      this.opts.onError?.(new Error(`deleting unreplied connections to ${gone.join(', ')}: ${(e as Error).message}`));
+    }
+  }
+
+  /** The table was removed: nothing to compare the next one with. */
+  reset(): void {
+    this.last = null;
+  }
+}
