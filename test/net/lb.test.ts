@@ -253,6 +253,26 @@ describe('lb in the kernel', { skip }, () => {
     assert.equal(tally(await lab.probe('c', 'tcp', VIP, 80, 10)).get('t2'), undefined);
   });
 
+  test('a backend that died unanswered: the task reaches a live one from the same source port once it leaves', async () => {
+    const only = (running: string[]) => {
+      const v = base();
+      for (const e of v.endpoints) if (e.serviceId === 'web') e.running = running.includes(e.taskId);
+      return v;
+    };
+    await prog.update(only(['t3']));
+    lab.ip('t3', 'link', 'set', 'eth0', 'down');
+    try {
+      const r = (await lab.probe('c', 'tcp', VIP, 80, 1, 700, 42_001))[0]!;
+      assert.ok(r.err === 'TIMEOUT' || r.err === 'EHOSTUNREACH', JSON.stringify(r));
+      await prog.update(only(['t1', 't2']));
+      const again = (await lab.probe('c', 'tcp', VIP, 80, 1, 2000, 42_001))[0]!;
+      assert.match(again.line ?? '', /^t[12] /, JSON.stringify(again));
+    } finally {
+      lab.ip('t3', 'link', 'set', 'eth0', 'up');
+      await prog.update(base());
+    }
+  });
+
   test('no running backend: connections are refused at once', async () => {
     const next = base();
     for (const e of next.endpoints) if (e.serviceId === 'web') e.running = false;
