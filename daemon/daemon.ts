@@ -583,7 +583,7 @@ export class Daemon {
     this.net = new NodeNetwork({
       prefix: this.opts.netnsPrefix ?? 'shoal-',
       log: (l) => this.log(l),
-      ...(wm ? { onProgram: (s: number, ok: boolean) => wm.networkProgram(s, ok) } : {}),
+      ...(wm ? { onProgram: (s: number, ok: boolean) => wm.networkProgram(s, ok), onStaleFlows: (n: number) => wm.staleConnectionsDeleted(n) } : {}),
     });
     this.engine = new EngineExecutor({
       root: this.path('tasks'),

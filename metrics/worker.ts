@@ -1,12 +1,13 @@
 // Worker-side metrics: how long a container takes to start (engine executor) and how long programming
 // the overlay network for a change takes (worker/network.ts). Both arrive as plain duration callbacks
 // from the worker, which does not import prom-client.
-import { Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { SLOW_BUCKETS } from './registry.ts';
 
 export class WorkerMetrics {
   private readonly starts: Histogram<'outcome'>;
   private readonly netProgram: Histogram<'outcome'>;
+  private readonly staleFlows: Counter;
 
   constructor(reg: Registry) {
     this.starts = new Histogram({
@@ -23,6 +24,15 @@ export class WorkerMetrics {
       buckets: SLOW_BUCKETS,
       registers: [reg],
     });
+    this.staleFlows = new Counter({
+      name: 'shoal_network_stale_connections_deleted_total',
+      help: 'Unreplied connections to backends a load-balancing table dropped, deleted so clients are balanced again (mesh, host ports, VIPs).',
+      registers: [reg],
+    });
+  }
+
+  staleConnectionsDeleted(n: number): void {
+    this.staleFlows.inc(n);
   }
 
   engineStart(seconds: number, ok: boolean): void {

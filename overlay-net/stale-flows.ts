@@ -50,6 +50,8 @@ export interface StaleFlowOptions {
   drop?: DropFlows;
   /** A sweep failed (the entries then expire by themselves). */
   onError?: (err: Error) => void;
+  /** A sweep ran: the backends it was for, and how many entries it deleted (logs, metrics). */
+  onSwept?: (gone: readonly string[], deleted: number) => void;
 }
 
 /**
@@ -76,7 +78,9 @@ export class StaleFlowSweeper {
     this.last = now;
     if (gone.length === 0) return;
     try {
-      this.deleted += (await this.drop(gone, this.netns)).deleted;
+      const { deleted } = await this.drop(gone, this.netns);
+      this.deleted += deleted;
+      this.opts.onSwept?.(gone, deleted);
     } catch (e) {
       if ((e as { code?: string }).code === 'ENOENT') return; // the namespace went away with its entries
       this.opts.onError?.(new Error(`deleting unreplied connections to ${gone.join(', ')}: ${(e as Error).message}`));

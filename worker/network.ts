@@ -19,6 +19,7 @@ import { viewBeforeApply } from '../api/netview.ts';
 import { clusterAddrs, GuardProgrammer } from '../overlay-net/filter.ts';
 import { LbProgrammer, vipNetworks } from '../overlay-net/lb.ts';
 import { HostPortProgrammer, MeshProgrammer } from '../overlay-net/mesh.ts';
+import type { StaleFlowOptions } from '../overlay-net/stale-flows.ts';
 import { NODE_LOCAL, type NetView } from '../api/netview.ts';
 
 export interface NodeNetworkOptions {
@@ -36,6 +37,8 @@ export interface NodeNetworkOptions {
   attachWaitMs?: number;
   /** Observer (metrics): how long applying one view to the kernel took, and whether it succeeded. */
   onProgram?: (seconds: number, ok: boolean) => void;
+  /** Observer (metrics): unreplied connections to dropped backends deleted (overlay-net/stale-flows.ts). */
+  onStaleFlows?: (deleted: number) => void;
 }
 
 interface TaskNet {
@@ -70,7 +73,7 @@ export class NodeNetwork implements NetworkHook {
   constructor(private readonly o: NodeNetworkOptions) {
     this.log = o.log ?? (() => {});
     this.dp = new DataPlane({ prefix: o.prefix, log: (l) => this.log(l) });
-    this.hostPorts = new HostPortProgrammer({ netns: null });
+    this.hostPorts = new HostPortProgrammer({ netns: null, staleFlows: this.staleFlows('host ports') });
     this.guard = new GuardProgrammer({ netns: null, onFallback: (e) => this.log(`guard: ${e.message}`) });
     try {
       const r = this.dp.adopt();
@@ -222,7 +225,13 @@ export class NodeNetwork implements NetworkHook {
     await this.updateGuard(view).catch((e: Error) => this.log(`guard: ${e.message}`));
     await this.ensureDns();
     const ing = this.dp.ingressNetns();
-    if (ing && !this.mesh) this.mesh = new MeshProgrammer({ nodeNetns: null, ingressNetns: ing, onFallback: (e) => this.log(`mesh: ${e.message}`) });
+    if (ing && !this.mesh)
+      this.mesh = new MeshProgrammer({
+        nodeNetns: null,
+        ingressNetns: ing,
+        onFallback: (e) => this.log(`mesh: ${e.message}`),
+        staleFlows: this.staleFlows('mesh'),
+      });
     await this.kickMesh();
     await this.hostPorts.update(view, this.gwIps(), this.taskServices());
     for (const [id, t] of this.tasks) this.kickLb(id, t);
@@ -320,7 +329,24 @@ export class NodeNetwork implements NetworkHook {
   private lbFor(taskId: string, netns: string, networkIds: string[]): LbProgrammer | null {
     const ids = this.view ? vipNetworks(this.view, networkIds) : networkIds;
     if (ids.length === 0) return null;
-    return new LbProgrammer({ netns, networkIds: ids, onFallback: (e) => this.log(`lb ${taskId.slice(0, 12)}: ${e.message}`) });
+    return new LbProgrammer({
+      netns,
+      networkIds: ids,
+      onFallback: (e) => this.log(`lb ${taskId.slice(0, 12)}: ${e.message}`),
+      staleFlows: this.staleFlows(`lb ${taskId.slice(0, 12)}`),
+    });
+  }
+
+  /** What a table's sweep of connections to dropped backends reports (stale-flows.ts): a log line when it deleted any. */
+  private staleFlows(where: string): StaleFlowOptions {
+    return {
+      onError: (e) => this.log(`${where}: ${e.message}`),
+      onSwept: (gone, deleted) => {
+        if (deleted === 0) return;
+        this.log(`${where}: deleted ${deleted} unreplied connection(s) to ${gone.join(', ')}, which left the table`);
+        this.o.onStaleFlows?.(deleted);
+      },
+    };
   }
 
   private waitForView(): Promise<void> {

@@ -59,7 +59,8 @@ describe('StaleFlowSweeper', () => {
 
   test('the first table is the baseline; later ones sweep exactly the backends they dropped', async () => {
     const { calls, drop } = recorder();
-    const s = new StaleFlowSweeper('/run/netns/x', { drop });
+    const swept: string[] = [];
+    const s = new StaleFlowSweeper('/run/netns/x', { drop, onSwept: (gone, n) => swept.push(`${gone.join(',')}:${n}`) });
     await s.applied(meshIngressTable(v({ t2: false })));
     assert.deepEqual(calls, [], 'nothing to compare with yet');
     await s.applied(meshIngressTable(v()));
@@ -71,6 +72,7 @@ describe('StaleFlowSweeper', () => {
     await s.applied(meshIngressTable(v({ t1: false, t2: false })));
     assert.deepEqual(calls[1], { addrs: ['10.255.0.12'], netns: '/run/netns/x' });
     assert.equal(s.deleted, 2);
+    assert.deepEqual(swept, ['10.255.0.11:1', '10.255.0.12:1'], 'each sweep reported');
     s.reset();
     await s.applied(meshIngressTable(v({ t1: false, t2: false })));
     assert.equal(calls.length, 2, 'after a reset the next table is a baseline again');
