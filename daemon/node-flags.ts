@@ -21,7 +21,9 @@ import { setFlagsFromString } from 'node:v8';
 // Measured and not taken (docs/design/build.md, "Memory"): --no-opt (-4 to -5 MB, but an image load
 // takes 30–80 % more CPU), --max-semi-space-size=1 and --optimize-for-size (no difference at idle),
 // --max-lazy, --no-sparkplug, MALLOC_ARENA_MAX=2 (none), a fixed MALLOC_MMAP_THRESHOLD_ (-2 MB, but
-// https transfers take 40–110 % more CPU).
+// https transfers take 40–110 % more CPU), --max-semi-space-size=32 (fewer scavenges for the leader:
+// bench:converge's rolling update 15.25 / 16.34 s with it against 14.55–16.63 s without, leader CPU
+// 12.6 / 13.7 s against 12.1–14.1 s, on a quiet machine; bench:orchestrator within its noise too).
 export const DAEMON_NODE_FLAGS: readonly string[] = ['--no-concurrent-recompilation', '--interrupt-budget=540672'];
 
 /**
