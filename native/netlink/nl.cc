@@ -233,36 +233,37 @@ std::vector<char> Sock::get(Msg& m, const std::string& what, int* errOut) {
   }
 }
 
+bool Sock::recvDump(uint32_t seq, const std::string& what, const std::function<void(const nlmsghdr*)>& fn) {
+  bool intr = false;
+  for (;;) {
+    size_t n = recvSome();
+    for (const nlmsghdr* h = reinterpret_cast<const nlmsghdr*>(rbuf_.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq != seq || h->nlmsg_pid != portid_) continue;
+      if (h->nlmsg_flags & NLM_F_DUMP_INTR) intr = true;
+      if (h->nlmsg_type == NLMSG_DONE) {
+        int status = 0;
+        if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) memcpy(&status, NLMSG_DATA(h), sizeof status);
+        if (status < 0) throw NlError(-status, what + ": " + errText(-status));
+        return intr;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        std::string ext;
+        int e = parseErr(h, &ext);
+        throw NlError(e, what + ": " + (ext.empty() ? errText(e) : ext));
+      }
+      fn(h);
+    }
+  }
+}
+
 void Sock::dump(Msg& m, const std::string& what, const std::function<void(const nlmsghdr*)>& fn) {
   for (int attempt = 0; attempt < 10; attempt++) {
     m.hdr()->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     send(m);
-    uint32_t seq = m.hdr()->nlmsg_seq;
-    bool intr = false;
     std::vector<std::vector<char>> msgs;
-    for (bool done = false; !done;) {
-      size_t n = recvSome();
-      for (const nlmsghdr* h = reinterpret_cast<const nlmsghdr*>(rbuf_.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
-        if (h->nlmsg_seq != seq || h->nlmsg_pid != portid_) continue;
-        if (h->nlmsg_flags & NLM_F_DUMP_INTR) intr = true;
-        if (h->nlmsg_type == NLMSG_DONE) {
-          int status = 0;
-          if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) memcpy(&status, NLMSG_DATA(h), sizeof status);
-          if (status < 0) {
-            std::string ext;
-            throw NlError(-status, what + ": " + errText(-status));
-          }
-          done = true;
-          break;
-        }
-        if (h->nlmsg_type == NLMSG_ERROR) {
-          std::string ext;
-          int e = parseErr(h, &ext);
-          throw NlError(e, what + ": " + (ext.empty() ? errText(e) : ext));
-        }
-        msgs.emplace_back(reinterpret_cast<const char*>(h), reinterpret_cast<const char*>(h) + h->nlmsg_len);
-      }
-    }
+    bool intr = recvDump(m.hdr()->nlmsg_seq, what, [&](const nlmsghdr* h) {
+      msgs.emplace_back(reinterpret_cast<const char*>(h), reinterpret_cast<const char*>(h) + h->nlmsg_len);
+    });
     if (intr) continue;  // the table changed while it was dumped: the result may be inconsistent
     for (auto& b : msgs) fn(reinterpret_cast<const nlmsghdr*>(b.data()));
     return;
@@ -273,25 +274,7 @@ void Sock::dump(Msg& m, const std::string& what, const std::function<void(const 
 void Sock::dumpEach(Msg& m, const std::string& what, const std::function<void(const nlmsghdr*)>& fn) {
   m.hdr()->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   send(m);
-  uint32_t seq = m.hdr()->nlmsg_seq;
-  for (;;) {
-    size_t n = recvSome();
-    for (const nlmsghdr* h = reinterpret_cast<const nlmsghdr*>(rbuf_.data()); NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
-      if (h->nlmsg_seq != seq || h->nlmsg_pid != portid_) continue;
-      if (h->nlmsg_type == NLMSG_DONE) {
-        int status = 0;
-        if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) memcpy(&status, NLMSG_DATA(h), sizeof status);
-        if (status < 0) throw NlError(-status, what + ": " + errText(-status));
-        return;
-      }
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        std::string ext;
-        int e = parseErr(h, &ext);
-        throw NlError(e, what + ": " + (ext.empty() ? errText(e) : ext));
-      }
-      fn(h);
-    }
-  }
+  recvDump(m.hdr()->nlmsg_seq, what, fn);
 }
 
 // ---------------------------------------------------------------------------------------------- parsing

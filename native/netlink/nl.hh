@@ -102,6 +102,9 @@ class Sock {
   void send(Msg& m);
   // Receives one datagram of messages for seq; returns its length.
   size_t recvSome();
+  // Receives a dump's reply (request `seq`): fn for every message up to NLMSG_DONE; errors thrown with
+  // `what`. Returns whether the kernel flagged the dump as interrupted (NLM_F_DUMP_INTR).
+  bool recvDump(uint32_t seq, const std::string& what, const std::function<void(const nlmsghdr*)>& fn);
 };
 
 // ---------------------------------------------------------------------------------------------- parsing

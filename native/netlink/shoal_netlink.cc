@@ -79,6 +79,19 @@ std::string argStr(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return info[i].As<Napi::String>().Utf8Value();
 }
 
+// Argument i as an array of strings ("<what> must be an array" / "<what> must be strings" otherwise).
+std::vector<std::string> argStrings(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsArray()) throw NlError(EINVAL, std::string(what) + " must be an array");
+  Napi::Array a = info[i].As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t k = 0; k < a.Length(); k++) {
+    Napi::Value v = a.Get(k);
+    if (!v.IsString()) throw NlError(EINVAL, std::string(what) + " must be strings");
+    out.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
 Napi::Object argObj(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (info.Length() <= i || !info[i].IsObject()) throw NlError(EINVAL, std::string(what) + " must be an object");
   return info[i].As<Napi::Object>();
@@ -541,14 +554,7 @@ class DeleteLinksWorker : public Napi::AsyncWorker {
 Napi::Value DeleteLinksAsync(const Napi::CallbackInfo& info) {
   return wrap(info, [&]() -> Napi::Value {
     std::string ns = argStr(info, 0, "netns");
-    if (info.Length() < 2 || !info[1].IsArray()) throw NlError(EINVAL, "names must be an array");
-    Napi::Array a = info[1].As<Napi::Array>();
-    std::vector<std::string> names;
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      Napi::Value v = a.Get(i);
-      if (!v.IsString()) throw NlError(EINVAL, "names must be strings");
-      names.push_back(v.As<Napi::String>().Utf8Value());
-    }
+    std::vector<std::string> names = argStrings(info, 1, "names");
     auto* w = new DeleteLinksWorker(info.Env(), ns, std::move(names));
     Napi::Promise p = w->promise();
     w->Queue();
@@ -642,14 +648,8 @@ class CtDropUnrepliedWorker : public Napi::AsyncWorker {
 Napi::Value CtDropUnrepliedAsync(const Napi::CallbackInfo& info) {
   return wrap(info, [&]() -> Napi::Value {
     std::string ns = argStr(info, 0, "netns");
-    if (info.Length() < 2 || !info[1].IsArray()) throw NlError(EINVAL, "addrs must be an array");
-    Napi::Array a = info[1].As<Napi::Array>();
     std::set<uint32_t> addrs;
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      Napi::Value v = a.Get(i);
-      if (!v.IsString()) throw NlError(EINVAL, "addrs must be strings");
-      addrs.insert(parseIp4(v.As<Napi::String>().Utf8Value(), "address"));
-    }
+    for (const std::string& a : argStrings(info, 1, "addrs")) addrs.insert(parseIp4(a, "address"));
     auto* w = new CtDropUnrepliedWorker(info.Env(), ns, std::move(addrs));
     Napi::Promise p = w->promise();
     w->Queue();
