@@ -40,8 +40,7 @@ import {
   type NftTable,
   type VerifyResult,
 } from './nft.ts';
-
-import { StaleFlowSweeper, type StaleFlowOptions } from './stale-flows.ts';
+import { StaleFlowSweeper, sweepOptions, type StaleFlowOptions } from './stale-flows.ts';
 
 export const LB_TABLE = 'shoal-lb';
 
@@ -171,7 +170,7 @@ export class LbProgrammer {
       ...(opts.compactAfterMs !== undefined ? { compactAfterMs: opts.compactAfterMs } : {}),
       ...(opts.onFallback ? { onFallback: opts.onFallback } : {}),
     });
-    this.flows = new StaleFlowSweeper(opts.netns, { ...(opts.onFallback ? { onError: opts.onFallback } : {}), ...opts.staleFlows });
+    this.flows = new StaleFlowSweeper(opts.netns, sweepOptions(opts));
   }
 
   get netns(): string | null {

@@ -22,7 +22,7 @@
 import type { PortConfig } from '../api/objects.ts';
 import { NODE_LOCAL, type NetView } from '../api/netview.ts';
 import { pickRules } from './lb.ts';
-import { StaleFlowSweeper, type StaleFlowOptions } from './stale-flows.ts';
+import { StaleFlowSweeper, sweepOptions, type StaleFlowOptions } from './stale-flows.ts';
 import {
   emptyTable,
   isIpv4,
@@ -256,11 +256,6 @@ const progOpts = (o: { applier?: NftApplier; compactAfterMs?: number; onFallback
   ...(o.onFallback ? { onFallback: o.onFallback } : {}),
 });
 
-const sweepOpts = (o: { onFallback?: (err: Error) => void; staleFlows?: StaleFlowOptions }): StaleFlowOptions => ({
-  ...(o.onFallback ? { onError: o.onFallback } : {}),
-  ...o.staleFlows,
-});
-
 async function ensureForwarding(applier: NftApplier, netns: string | null): Promise<boolean> {
   const key = 'net.ipv4.ip_forward';
   if ((await applier.readSysctl(netns, key)) === '1') return true;
@@ -281,7 +276,7 @@ export class MeshProgrammer {
     this.applier = opts.applier ?? new NftApplier();
     this.node = new TableProgrammer({ applier: this.applier, netns: opts.nodeNetns, ...progOpts(opts) });
     this.ingress = new TableProgrammer({ applier: this.applier, netns: opts.ingressNetns, ...progOpts(opts) });
-    this.ingressFlows = new StaleFlowSweeper(opts.ingressNetns, sweepOpts(opts));
+    this.ingressFlows = new StaleFlowSweeper(opts.ingressNetns, sweepOptions(opts));
   }
 
   private async forwarding(): Promise<boolean> {
@@ -345,7 +340,7 @@ export class HostPortProgrammer {
   constructor(readonly opts: HostPortProgrammerOptions) {
     this.applier = opts.applier ?? new NftApplier();
     this.tp = new TableProgrammer({ applier: this.applier, netns: opts.netns, ...progOpts(opts) });
-    this.flows = new StaleFlowSweeper(opts.netns, sweepOpts(opts));
+    this.flows = new StaleFlowSweeper(opts.netns, sweepOptions(opts));
   }
 
   async update(view: NetView, gwIps: ReadonlyMap<string, string>, taskServices?: ReadonlyMap<string, string>): Promise<ApplyKind> {

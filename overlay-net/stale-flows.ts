@@ -55,6 +55,14 @@ export interface StaleFlowOptions {
 }
 
 /**
+ * A programmer's sweep options: its `onFallback` logger reports failed sweeps too, and `staleFlows`
+ * (tests, NodeNetwork's logs and metrics) comes on top.
+ */
+export function sweepOptions(o: { onFallback?: (err: Error) => void; staleFlows?: StaleFlowOptions }): StaleFlowOptions {
+  return { ...(o.onFallback ? { onError: o.onFallback } : {}), ...o.staleFlows };
+}
+
+/**
  * Follows one namespace's table as it is applied: after each apply, the unreplied entries to backends the
  * table no longer has are deleted. The first table applied only sets the baseline.
  */

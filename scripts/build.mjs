@@ -84,8 +84,8 @@ const result = await build({
   chunkNames: 'chunks/[name]-[hash]',
   // Written by emitOutputs (scripts/emit.mjs): atomically, unchanged files left alone, entries last.
   write: false,
-  // ASCII only (and emitOutputs' escape pass): V8 keeps a module's source text for as long as the module lives, and
-  // one non-ASCII character (a `→` in a message) makes the whole text two bytes a character. The
+  // ASCII only (and emitOutputs' escape pass): V8 keeps a module's source text for as long as the
+  // module lives, and one non-ASCII character (a `→` in a message) makes the whole text two bytes a character. The
   // daemon's chunk alone was 340 KB of text held as 680 KB in every daemon's heap.
   charset: 'ascii',
   sourcemap: 'linked',
