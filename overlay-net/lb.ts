@@ -182,8 +182,13 @@ export class LbProgrammer {
     if (networkIds) this.networkIds = [...networkIds];
     const table = lbTable(view, this.networkIds);
     const kind = await this.tp.set(table);
-    await this.flows.applied(table);
+    this.flows.applied(table);
     return kind;
+  }
+
+  /** Resolves once the sweeps of connections to dropped backends asked for so far have run (stale-flows.ts). */
+  settled(): Promise<void> {
+    return this.flows.settled();
   }
 
   /** Re-asserts the table: reloads it when it is missing or differs from the last applied view. */

@@ -293,9 +293,14 @@ export class MeshProgrammer {
     }
     const table = meshIngressTable(view);
     const ingress = await this.ingress.set(table);
-    await this.ingressFlows.applied(table);
+    this.ingressFlows.applied(table);
     const node = await this.node.set(meshNodeTable(view));
     return { node, ingress };
+  }
+
+  /** Resolves once the sweeps of connections to dropped backends asked for so far have run (stale-flows.ts). */
+  settled(): Promise<void> {
+    return this.ingressFlows.settled();
   }
 
   /** Re-asserts both tables and ip_forward in both namespaces. */
@@ -350,8 +355,13 @@ export class HostPortProgrammer {
     }
     const table = hostPortTable(view, gwIps, taskServices);
     const kind = await this.tp.set(table);
-    await this.flows.applied(table);
+    this.flows.applied(table);
     return kind;
+  }
+
+  /** Resolves once the sweeps of connections to dropped backends asked for so far have run (stale-flows.ts). */
+  settled(): Promise<void> {
+    return this.flows.settled();
   }
 
   async verify(): Promise<VerifyResult & { forwarding: boolean }> {

@@ -18,9 +18,14 @@
 // entry of a backend that is alive but withdrawn costs at most that handshake a retransmission (1 s): its
 // SYN-ACK finds no entry, and the client's next SYN goes to another backend.
 //
-// The pure part names which addresses left a table; the sweep is one netlink call per change, on a libuv
-// worker thread, and its failure is reported, never thrown (the table is already right; only the entries
-// wait for their timeout, as before).
+// The pure part names which addresses left a table. The sweep is a netlink call on a libuv worker
+// thread, and its cost is the kernel's: a conntrack dump walks the whole hash table, shared by every
+// namespace (12 ms at 262,144 buckets here, whatever the namespace holds). So a sweep never holds up the
+// apply that asked for it (nor, through it, the acknowledgement the stop drain waits for); sweeps run
+// one at a time for the whole process, and the addresses that leave a namespace's table while its sweep
+// waits join that sweep; a namespace with no conntrack entry at all is not dumped (the addon reads its
+// count first). A failure is reported, never thrown: the table is already right, and only the entries
+// wait for their timeout, as before.
 import { dropUnrepliedFlows } from './netlink.ts';
 import type { NftTable } from './nft.ts';
 
@@ -62,13 +67,22 @@ export function sweepOptions(o: { onFallback?: (err: Error) => void; staleFlows?
   return { ...(o.onFallback ? { onError: o.onFallback } : {}), ...o.staleFlows };
 }
 
+/** Sweeps run one at a time in the process (each walks the kernel's whole conntrack hash). */
+let serial: Promise<void> = Promise.resolve();
+
 /**
  * Follows one namespace's table as it is applied: after each apply, the unreplied entries to backends the
- * table no longer has are deleted. The first table applied only sets the baseline.
+ * table no longer has are deleted, in the background. The first table applied only sets the baseline.
  */
 export class StaleFlowSweeper {
   private last: Set<string> | null = null;
   private readonly drop: DropFlows;
+  /** Addresses waiting for a sweep that has not started yet. */
+  private readonly pending = new Set<string>();
+  /** That sweep, while it waits for its turn. */
+  private queued: Promise<void> | null = null;
+  /** The latest sweep asked for (settled(): tests, and a caller that wants the kernel clean now). */
+  private tail: Promise<void> = Promise.resolve();
   /** Entries deleted so far (for tests and logs). */
   deleted = 0;
 
@@ -79,12 +93,29 @@ export class StaleFlowSweeper {
     this.drop = opts.drop ?? dropInKernel;
   }
 
-  /** `table` is now in the kernel: sweeps what pointed at the backends it dropped. */
-  async applied(table: NftTable): Promise<void> {
+  /** `table` is now in the kernel: sweeps, in the background, what pointed at the backends it dropped. */
+  applied(table: NftTable): void {
     const now = dnatTargets(table);
     const gone = this.last ? goneTargets(this.last, now) : [];
     this.last = now;
     if (gone.length === 0) return;
+    for (const a of gone) this.pending.add(a);
+    if (this.queued) return; // joins the sweep that waits for its turn
+    const run = serial.then(() => this.sweep());
+    serial = run;
+    this.queued = run;
+    this.tail = run;
+  }
+
+  /** Resolves once every sweep asked for so far has run. */
+  settled(): Promise<void> {
+    return this.tail;
+  }
+
+  private async sweep(): Promise<void> {
+    this.queued = null; // what leaves the table from now on needs a sweep of its own
+    const gone = [...this.pending].sort();
+    this.pending.clear();
     try {
       const { deleted } = await this.drop(gone, this.netns);
       this.deleted += deleted;
@@ -95,7 +126,7 @@ export class StaleFlowSweeper {
     }
   }
 
-  /** The table was removed: nothing to compare the next one with. */
+  /** The table was removed: nothing to compare the next one with (a sweep already asked for still runs). */
   reset(): void {
     this.last = null;
   }

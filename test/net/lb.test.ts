@@ -265,6 +265,7 @@ describe('lb in the kernel', { skip }, () => {
       const r = (await lab.probe('c', 'tcp', VIP, 80, 1, 700, 42_001))[0]!;
       assert.ok(r.err === 'TIMEOUT' || r.err === 'EHOSTUNREACH', JSON.stringify(r));
       await prog.update(only(['t1', 't2']));
+      await prog.settled(); // the sweep runs in the background (the apply does not wait for it)
       const again = (await lab.probe('c', 'tcp', VIP, 80, 1, 2000, 42_001))[0]!;
       assert.match(again.line ?? '', /^t[12] /, JSON.stringify(again));
     } finally {

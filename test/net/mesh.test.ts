@@ -284,6 +284,7 @@ describe('mesh in the kernel', { skip }, () => {
       // t3 leaves the view, t1 and t2 are back: the same source ports must reach them now, not follow the
       // stale entries to t3 (a SYN retransmission or a reused port would, for 120 s).
       await mesh.update(meshView({ t3: false }));
+      await mesh.settled(); // the sweep runs in the background (the apply does not wait for it)
       assert.equal(flows.deleted - before, 2, `the two unreplied entries to t3 were deleted (${entries(41_001)} ${entries(41_002)})`);
       const tcp = (await lab.probe('cl', 'tcp', NODE, 8080, 1, 2000, 41_001))[0]!;
       assert.match(tcp.line ?? '', /^t[12] /, JSON.stringify(tcp));
@@ -303,6 +304,7 @@ describe('mesh in the kernel', { skip }, () => {
     const flows = (mesh as unknown as { ingressFlows: { deleted: number } }).ingressFlows;
     const before = flows.deleted;
     await mesh.update(meshView({ t3: false }));
+    await mesh.settled();
     assert.equal(flows.deleted, before, 'a replied connection is not swept');
     h.send('still there');
     assert.equal(await h.next(), 'still there');

@@ -61,21 +61,53 @@ describe('StaleFlowSweeper', () => {
     const { calls, drop } = recorder();
     const swept: string[] = [];
     const s = new StaleFlowSweeper('/run/netns/x', { drop, onSwept: (gone, n) => swept.push(`${gone.join(',')}:${n}`) });
-    await s.applied(meshIngressTable(v({ t2: false })));
+    s.applied(meshIngressTable(v({ t2: false })));
+    await s.settled();
     assert.deepEqual(calls, [], 'nothing to compare with yet');
-    await s.applied(meshIngressTable(v()));
+    s.applied(meshIngressTable(v()));
+    await s.settled();
     assert.deepEqual(calls, [], 'a backend added: nothing to sweep');
-    await s.applied(meshIngressTable(v({ t1: false })));
+    s.applied(meshIngressTable(v({ t1: false })));
+    await s.settled();
     assert.deepEqual(calls, [{ addrs: ['10.255.0.11'], netns: '/run/netns/x' }]);
-    await s.applied(meshIngressTable(v({ t1: false })));
+    s.applied(meshIngressTable(v({ t1: false })));
+    await s.settled();
     assert.equal(calls.length, 1, 'the same table again: nothing');
-    await s.applied(meshIngressTable(v({ t1: false, t2: false })));
+    s.applied(meshIngressTable(v({ t1: false, t2: false })));
+    await s.settled();
     assert.deepEqual(calls[1], { addrs: ['10.255.0.12'], netns: '/run/netns/x' });
     assert.equal(s.deleted, 2);
     assert.deepEqual(swept, ['10.255.0.11:1', '10.255.0.12:1'], 'each sweep reported');
     s.reset();
-    await s.applied(meshIngressTable(v({ t1: false, t2: false })));
+    s.applied(meshIngressTable(v({ t1: false, t2: false })));
+    await s.settled();
     assert.equal(calls.length, 2, 'after a reset the next table is a baseline again');
+  });
+
+  test('sweeps run one at a time in the process; what leaves a table while its sweep waits joins it', async () => {
+    const order: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let running = 0;
+    const drop = async (addrs: readonly string[], netns: string | null) => {
+      running++;
+      assert.equal(running, 1, 'never two sweeps at once');
+      order.push(`${netns}:${addrs.join(',')}`);
+      if (order.length === 1) await gate; // the first sweep is slow
+      running--;
+      return { scanned: 1, deleted: 0 };
+    };
+    const a = new StaleFlowSweeper('/run/netns/a', { drop });
+    const b = new StaleFlowSweeper('/run/netns/b', { drop });
+    for (const x of [a, b]) x.applied(meshIngressTable(v()));
+    a.applied(meshIngressTable(v({ t1: false })));
+    await new Promise((r) => setImmediate(r)); // a's sweep has started and waits on the gate
+    b.applied(meshIngressTable(v({ t1: false })));
+    b.applied(meshIngressTable(v({ t1: false, t2: false }))); // joins b's waiting sweep
+    a.applied(meshIngressTable(v({ t1: false, t2: false }))); // a's first sweep is running: a second one
+    release();
+    await Promise.all([a.settled(), b.settled()]);
+    assert.deepEqual(order, ['/run/netns/a:10.255.0.11', '/run/netns/b:10.255.0.11,10.255.0.12', '/run/netns/a:10.255.0.12']);
   });
 
   test('a failed sweep is reported, never thrown; a namespace that went away is not an error', async () => {
@@ -84,12 +116,16 @@ describe('StaleFlowSweeper', () => {
       throw Object.assign(new Error(`boom ${code}`), { code });
     };
     const s = new StaleFlowSweeper(null, { drop: fail('EPERM'), onError: (e) => errors.push(e.message) });
-    await s.applied(lbTable(v(), [APP.id]));
-    await s.applied(lbTable(v({ t2: false }), [APP.id]));
+    s.applied(lbTable(v(), [APP.id]));
+    await s.settled();
+    s.applied(lbTable(v({ t2: false }), [APP.id]));
+    await s.settled();
     assert.deepEqual(errors, ['deleting unreplied connections to 10.1.0.12: boom EPERM']);
     const gone = new StaleFlowSweeper(null, { drop: fail('ENOENT'), onError: (e) => errors.push(e.message) });
-    await gone.applied(lbTable(v(), [APP.id]));
-    await gone.applied(lbTable(v({ t1: false }), [APP.id]));
+    gone.applied(lbTable(v(), [APP.id]));
+    await gone.settled();
+    gone.applied(lbTable(v({ t1: false }), [APP.id]));
+    await gone.settled();
     assert.equal(errors.length, 1);
   });
 });
