@@ -26,7 +26,7 @@ export class WorkerMetrics {
     });
     this.staleFlows = new Counter({
       name: 'shoal_network_stale_connections_deleted_total',
-      help: 'Unreplied connections to backends a load-balancing table dropped, deleted so clients are balanced again (mesh, host ports, VIPs).',
+      help: 'Connections to backends a load-balancing table dropped (unreplied ones; all once the task is gone), deleted so clients are balanced again (mesh, host ports, VIPs).',
       registers: [reg],
     });
   }

@@ -182,7 +182,9 @@ export class LbProgrammer {
     if (networkIds) this.networkIds = [...networkIds];
     const table = lbTable(view, this.networkIds);
     const kind = await this.tp.set(table);
-    this.flows.applied(table);
+    // Every address the view has on the task's networks, running or not (stale-flows.ts: which are dead).
+    const nets = new Set(this.networkIds);
+    this.flows.applied(table, new Set(view.endpoints.filter((e) => nets.has(e.networkId)).map((e) => e.ip)));
     return kind;
   }
 

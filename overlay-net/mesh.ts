@@ -94,6 +94,12 @@ export function ingressPorts(view: NetView): PublishedPort[] {
   return out.sort((a, b) => a.protocol.localeCompare(b.protocol) || a.publishedPort - b.publishedPort);
 }
 
+/** Every address the view has on the ingress network, running or not (stale-flows.ts: which backends are dead). */
+function ingressAddresses(view: NetView): Set<string> {
+  const ingress = view.networks.find((n) => n.ingress);
+  return new Set(view.endpoints.filter((e) => e.networkId === ingress?.id).map((e) => e.ip));
+}
+
 const sortedPorts = (xs: Iterable<number>) => [...xs].sort((a, b) => a - b);
 
 /** The node namespace's `ip shoal-mesh` table. */
@@ -293,7 +299,7 @@ export class MeshProgrammer {
     }
     const table = meshIngressTable(view);
     const ingress = await this.ingress.set(table);
-    this.ingressFlows.applied(table);
+    this.ingressFlows.applied(table, ingressAddresses(view));
     const node = await this.node.set(meshNodeTable(view));
     return { node, ingress };
   }
@@ -355,7 +361,7 @@ export class HostPortProgrammer {
     }
     const table = hostPortTable(view, gwIps, taskServices);
     const kind = await this.tp.set(table);
-    this.flows.applied(table);
+    this.flows.applied(table, new Set(gwIps.values())); // a task gone from the node is gone for good
     return kind;
   }
 

@@ -30,7 +30,7 @@ interface Native {
   linkGet(ns: string, name: string): LinkInfo | null;
   linkList(ns: string): LinkInfo[];
   deleteLinksAsync(ns: string, names: string[]): Promise<{ name: string; errno?: number; code?: string; message?: string }[]>;
-  ctDropUnrepliedAsync(ns: string, addrs: string[]): Promise<{ scanned: number; deleted: number }>;
+  ctDropAsync(ns: string, unreplied: string[], all: string[]): Promise<{ scanned: number; deleted: number }>;
   addrAdd(ns: string, dev: string, ip: string, prefixLen: number, replace: boolean): void;
   addrDel(ns: string, dev: string, ip: string, prefixLen: number): void;
   addrList(ns: string): { index: number; address: string; prefixLen: number; label: string; scope: number; secondary: boolean }[];
@@ -281,18 +281,25 @@ export async function deleteLinks(names: string[], o?: NetnsOpt): Promise<{ name
   });
 }
 
+/** Backends whose connections to delete: `unreplied` only those that saw no reply, `all` every one. */
+export interface FlowTargets {
+  unreplied: readonly string[];
+  all: readonly string[];
+}
+
 /**
- * Deletes the namespace's IPv4 conntrack entries that have seen no reply and whose reply would come from
- * one of `addrs` (overlay-net/stale-flows.ts: backends a load balancer dropped). On a libuv worker thread;
- * the table is streamed, never held. Resolves with how many entries were read and deleted.
+ * Deletes the namespace's IPv4 conntrack entries whose reply would come from one of the targets
+ * (overlay-net/stale-flows.ts: backends a load balancer dropped). On a libuv worker thread; the table is
+ * streamed, never held, and not read at all when the namespace has no entry. Resolves with how many
+ * entries were read and deleted.
  */
-export async function dropUnrepliedFlows(addrs: readonly string[], o?: NetnsOpt): Promise<{ scanned: number; deleted: number }> {
-  if (addrs.length === 0) return { scanned: 0, deleted: 0 };
+export async function dropStaleFlows(t: FlowTargets, o?: NetnsOpt): Promise<{ scanned: number; deleted: number }> {
+  if (t.unreplied.length === 0 && t.all.length === 0) return { scanned: 0, deleted: 0 };
   const n = addon();
   counters.writes++;
-  tracer?.(`delete unreplied conntrack entries to ${addrs.join(', ')} (worker thread)`, nsArg(o), '');
+  tracer?.(`delete conntrack entries to ${[...t.unreplied, ...t.all].join(', ')} (worker thread)`, nsArg(o), '');
   try {
-    return await n.ctDropUnrepliedAsync(nsArg(o), [...addrs]);
+    return await n.ctDropAsync(nsArg(o), [...t.unreplied], [...t.all]);
   } catch (e) {
     const x = e as { message?: string; errno?: number; code?: string };
     throw new NetlinkError(x.message ?? 'conntrack cleanup failed', x.errno ?? 0, x.code ?? 'EUNKNOWN');

@@ -37,7 +37,7 @@ export interface NodeNetworkOptions {
   attachWaitMs?: number;
   /** Observer (metrics): how long applying one view to the kernel took, and whether it succeeded. */
   onProgram?: (seconds: number, ok: boolean) => void;
-  /** Observer (metrics): unreplied connections to dropped backends deleted (overlay-net/stale-flows.ts). */
+  /** Observer (metrics): connections to dropped backends deleted (overlay-net/stale-flows.ts). */
   onStaleFlows?: (deleted: number) => void;
 }
 
@@ -343,7 +343,7 @@ export class NodeNetwork implements NetworkHook {
       onError: (e) => this.log(`${where}: ${e.message}`),
       onSwept: (gone, deleted) => {
         if (deleted === 0) return;
-        this.log(`${where}: deleted ${deleted} unreplied connection(s) to ${gone.join(', ')}, which left the table`);
+        this.log(`${where}: deleted ${deleted} stale connection(s) to ${gone.join(', ')}, which left the table`);
         this.o.onStaleFlows?.(deleted);
       },
     };

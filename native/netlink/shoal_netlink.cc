@@ -564,19 +564,21 @@ Napi::Value DeleteLinksAsync(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------------------------------------- conntrack
 
-// Deletes the namespace's IPv4 conntrack entries that have seen no reply yet and whose reply would come
-// from one of `addrs` (overlay-net/stale-flows.ts says why: a load balancer no longer sends new
-// connections there, but an unreplied entry keeps a client's retransmitted or port-reusing SYN on the
-// old backend for up to 120 s). Runs on a libuv worker thread: a dump walks the kernel's whole conntrack
+// Deletes the namespace's IPv4 conntrack entries whose reply would come from a backend a load balancer
+// dropped (overlay-net/stale-flows.ts says why): those of `unreplied` only while they have seen no reply
+// (an unreplied entry keeps a client's retransmitted or port-reusing SYN on the old backend for up to
+// 120 s; a replied one may be a draining backend's live connection), those of `all` whatever their state
+// (the task is dead: its clients' next packets are balanced afresh and answered with a reset). Runs on a libuv worker thread: a dump walks the kernel's whole conntrack
 // hash, shared by every namespace (12 ms at 262,144 buckets here, even for an empty namespace), so a
 // namespace whose own count (nf_conntrack_count, per namespace) is 0 is not dumped at all. The dump is
 // streamed and each match deleted at once on a second socket, by its original tuple, its id (so an
 // entry that was replaced meanwhile is left alone) and its zone. Resolves with { scanned, deleted };
 // entries that went away by themselves are not errors.
-class CtDropUnrepliedWorker : public Napi::AsyncWorker {
+class CtDropWorker : public Napi::AsyncWorker {
  public:
-  CtDropUnrepliedWorker(Napi::Env env, std::string ns, std::set<uint32_t> addrs)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), ns_(std::move(ns)), addrs_(std::move(addrs)) {}
+  CtDropWorker(Napi::Env env, std::string ns, std::set<uint32_t> unreplied, std::set<uint32_t> all)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), ns_(std::move(ns)),
+        unreplied_(std::move(unreplied)), all_(std::move(all)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
   // The calling thread's namespace's entry count; -1 when it cannot be read (then the dump decides).
@@ -608,7 +610,7 @@ class CtDropUnrepliedWorker : public Napi::AsyncWorker {
         scanned_++;
         const char* body = static_cast<const char*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(nfgenmsg));
         Attrs a(body, h->nlmsg_len - NLMSG_LENGTH(sizeof(nfgenmsg)), CTA_MAX);
-        if (ntohl(a.u32(CTA_STATUS)) & IPS_SEEN_REPLY) return;
+        const bool replied = ntohl(a.u32(CTA_STATUS)) & IPS_SEEN_REPLY;
         const nlattr* orig = a[CTA_TUPLE_ORIG];
         const nlattr* reply = a[CTA_TUPLE_REPLY];
         if (!orig || !reply) return;
@@ -619,7 +621,7 @@ class CtDropUnrepliedWorker : public Napi::AsyncWorker {
         if (ipa.len(CTA_IP_V4_SRC) != 4) return;
         uint32_t src;
         memcpy(&src, ipa.data(CTA_IP_V4_SRC), 4);
-        if (!addrs_.count(src)) return;
+        if (!all_.count(src) && (replied || !unreplied_.count(src))) return;
         Msg d((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, 0);
         d.put(nf);
         d.putRaw(orig, orig->nla_len);
@@ -653,19 +655,21 @@ class CtDropUnrepliedWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::string ns_;
-  std::set<uint32_t> addrs_;
+  std::set<uint32_t> unreplied_;
+  std::set<uint32_t> all_;
   double scanned_ = 0;
   double deleted_ = 0;
   int err_ = 0;
 };
 
-// ctDropUnrepliedAsync(ns, addrs): see CtDropUnrepliedWorker.
-Napi::Value CtDropUnrepliedAsync(const Napi::CallbackInfo& info) {
+// ctDropAsync(ns, unrepliedAddrs, allAddrs): see CtDropWorker.
+Napi::Value CtDropAsync(const Napi::CallbackInfo& info) {
   return wrap(info, [&]() -> Napi::Value {
     std::string ns = argStr(info, 0, "netns");
-    std::set<uint32_t> addrs;
-    for (const std::string& a : argStrings(info, 1, "addrs")) addrs.insert(parseIp4(a, "address"));
-    auto* w = new CtDropUnrepliedWorker(info.Env(), ns, std::move(addrs));
+    std::set<uint32_t> unreplied, all;
+    for (const std::string& a : argStrings(info, 1, "unreplied")) unreplied.insert(parseIp4(a, "address"));
+    for (const std::string& a : argStrings(info, 2, "all")) all.insert(parseIp4(a, "address"));
+    auto* w = new CtDropWorker(info.Env(), ns, std::move(unreplied), std::move(all));
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
@@ -1319,7 +1323,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("linkGet", Napi::Function::New(env, LinkGet));
   exports.Set("linkList", Napi::Function::New(env, LinkList));
   exports.Set("deleteLinksAsync", Napi::Function::New(env, DeleteLinksAsync));
-  exports.Set("ctDropUnrepliedAsync", Napi::Function::New(env, CtDropUnrepliedAsync));
+  exports.Set("ctDropAsync", Napi::Function::New(env, CtDropAsync));
   exports.Set("addrAdd", Napi::Function::New(env, AddrAdd));
   exports.Set("addrDel", Napi::Function::New(env, AddrDel));
   exports.Set("addrList", Napi::Function::New(env, AddrList));

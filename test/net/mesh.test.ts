@@ -297,6 +297,31 @@ describe('mesh in the kernel', { skip }, () => {
     assert.equal(tally(await lab.probe('cl', 'tcp', NODE, 8080, 40)).size, 3);
   });
 
+  test('a backend that died mid-connection: once its address leaves the view, its client gets a reset', async () => {
+    await mesh.update(meshView({ t1: false, t2: false }));
+    const h = lab.hold('cl', NODE, 8080);
+    assert.match(await h.next(), /^t3 /);
+    lab.ip('t3', 'link', 'set', 'eth0', 'down'); // t3 dies: its frames go nowhere, nothing resets the client
+    try {
+      // Withdrawn first (still in the view): the established connection is kept, as for a drained stop.
+      await mesh.update(meshView({ t3: false }));
+      await mesh.settled();
+      // Then the task ends and its address is released: it leaves the view, and its connections go.
+      const gone = meshView();
+      gone.endpoints = gone.endpoints.filter((e) => e.ip !== '10.255.0.13');
+      await mesh.update(gone);
+      await mesh.settled();
+      // The client's next packet is balanced afresh to t1 or t2, which know no such connection: a reset,
+      // at once (on the old code the packet follows the entry to t3 and the client waits for minutes).
+      h.send('anyone there?');
+      assert.match(await h.next(5000), /^ERROR (ECONNRESET|EPIPE)|^CLOSED/);
+    } finally {
+      lab.ip('t3', 'link', 'set', 'eth0', 'up');
+      h.proc.kill('SIGKILL');
+      await mesh.update(meshView());
+    }
+  });
+
   test('a withdrawn backend keeps the connections it accepted (a drained stop)', async () => {
     await mesh.update(meshView({ t1: false, t2: false }));
     const h = lab.hold('cl', NODE, 8080);

@@ -379,12 +379,12 @@ describe('netlink addon', () => {
     assert.equal(missing[0]!.error, undefined); // a namespace already gone: nothing left to delete
   });
 
-  test('dropUnrepliedFlows: an empty table, bad addresses and a missing namespace', async () => {
+  test('dropStaleFlows: an empty table, bad addresses and a missing namespace', async () => {
     // The deletions themselves are tested with real traffic in mesh.test.ts and lb.test.ts.
-    assert.deepEqual(await nl.dropUnrepliedFlows(['10.9.9.9'], { netns: pathA }), { scanned: 0, deleted: 0 });
-    assert.deepEqual(await nl.dropUnrepliedFlows([], { netns: pathA }), { scanned: 0, deleted: 0 });
-    await assert.rejects(nl.dropUnrepliedFlows(['10.9.9.300'], { netns: pathA }), /invalid IPv4 address "10\.9\.9\.300"/);
-    await assert.rejects(nl.dropUnrepliedFlows(['10.9.9.9'], { netns: '/run/netns/shoal-nl-t-nope' }), (e: nl.NetlinkError) => {
+    assert.deepEqual(await nl.dropStaleFlows({ unreplied: ['10.9.9.9'], all: ['10.9.9.8'] }, { netns: pathA }), { scanned: 0, deleted: 0 });
+    assert.deepEqual(await nl.dropStaleFlows({ unreplied: [], all: [] }, { netns: pathA }), { scanned: 0, deleted: 0 });
+    await assert.rejects(nl.dropStaleFlows({ unreplied: [], all: ['10.9.9.300'] }, { netns: pathA }), /invalid IPv4 address "10\.9\.9\.300"/);
+    await assert.rejects(nl.dropStaleFlows({ unreplied: ['10.9.9.9'], all: [] }, { netns: '/run/netns/shoal-nl-t-nope' }), (e: nl.NetlinkError) => {
       assert.equal(e.code, 'ENOENT');
       assert.match(e.message, /no such namespace/);
       return true;

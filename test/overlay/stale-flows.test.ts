@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import { lbTable } from '../../overlay-net/lb.ts';
 import { hostPortTable, meshIngressTable, meshNodeTable } from '../../overlay-net/mesh.ts';
 import { emptyTable } from '../../overlay-net/nft.ts';
+import type { FlowTargets } from '../../overlay-net/netlink.ts';
 import { dnatTargets, goneTargets, StaleFlowSweeper } from '../../overlay-net/stale-flows.ts';
 import { endpoint, net, service, view } from '../net/netlab.ts';
 
@@ -50,11 +51,14 @@ describe('dnatTargets', () => {
 describe('StaleFlowSweeper', () => {
   const recorder = () => {
     const calls: { addrs: readonly string[]; netns: string | null }[] = [];
-    const drop = async (addrs: readonly string[], netns: string | null) => {
+    const kinds: FlowTargets[] = [];
+    const drop = async (t: FlowTargets, netns: string | null) => {
+      const addrs = [...t.unreplied, ...t.all];
       calls.push({ addrs, netns });
+      kinds.push(t);
       return { scanned: 10, deleted: addrs.length };
     };
-    return { calls, drop };
+    return { calls, kinds, drop };
   };
 
   test('the first table is the baseline; later ones sweep exactly the backends they dropped', async () => {
@@ -89,10 +93,10 @@ describe('StaleFlowSweeper', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let running = 0;
-    const drop = async (addrs: readonly string[], netns: string | null) => {
+    const drop = async (t: FlowTargets, netns: string | null) => {
       running++;
       assert.equal(running, 1, 'never two sweeps at once');
-      order.push(`${netns}:${addrs.join(',')}`);
+      order.push(`${netns}:${[...t.unreplied, ...t.all].join(',')}`);
       if (order.length === 1) await gate; // the first sweep is slow
       running--;
       return { scanned: 1, deleted: 0 };
@@ -110,6 +114,44 @@ describe('StaleFlowSweeper', () => {
     assert.deepEqual(order, ['/run/netns/a:10.255.0.11', '/run/netns/b:10.255.0.11,10.255.0.12', '/run/netns/a:10.255.0.12']);
   });
 
+  test('with the view: a withdrawn backend loses its unreplied entries; once gone from the view, all of them', async () => {
+    const { kinds, drop } = recorder();
+    const s = new StaleFlowSweeper(null, { drop });
+    const present = (...ips: string[]) => new Set(ips);
+    s.applied(meshIngressTable(v()), present('10.255.0.11', '10.255.0.12'));
+    // t1 withdrawn (draining), still in the view: only its unreplied entries.
+    s.applied(meshIngressTable(v({ t1: false })), present('10.255.0.11', '10.255.0.12'));
+    await s.settled();
+    assert.deepEqual(kinds, [{ unreplied: ['10.255.0.11'], all: [] }]);
+    // Its task ended and the address was released: every entry left goes.
+    s.applied(meshIngressTable(v({ t1: false })), present('10.255.0.12'));
+    await s.settled();
+    assert.deepEqual(kinds[1], { unreplied: [], all: ['10.255.0.11'] });
+    // t2 killed and released in one view: all of its entries at once, no unreplied-only pass.
+    s.applied(meshIngressTable(v({ t1: false, t2: false })), present());
+    await s.settled();
+    assert.deepEqual(kinds[2], { unreplied: [], all: ['10.255.0.12'] });
+    assert.equal(kinds.length, 3);
+  });
+
+  test('a withdrawn backend back in the table before its sweep runs is left alone', async () => {
+    const { kinds, drop } = recorder();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow = new StaleFlowSweeper('/run/netns/slow', { drop: async () => (await gate, { scanned: 0, deleted: 0 }) });
+    slow.applied(meshIngressTable(v()));
+    slow.applied(meshIngressTable(v({ t1: false }))); // occupies the process's one sweep slot
+    await new Promise((r) => setImmediate(r));
+    const s = new StaleFlowSweeper(null, { drop });
+    const all = new Set(['10.255.0.11', '10.255.0.12']);
+    s.applied(meshIngressTable(v()), all);
+    s.applied(meshIngressTable(v({ t2: false })), all); // queued behind the slow sweep
+    s.applied(meshIngressTable(v()), all); // t2 is a backend again
+    release();
+    await Promise.all([slow.settled(), s.settled()]);
+    assert.deepEqual(kinds, [], 'nothing swept: its entries are live again');
+  });
+
   test('a failed sweep is reported, never thrown; a namespace that went away is not an error', async () => {
     const errors: string[] = [];
     const fail = (code: string) => async () => {
@@ -120,7 +162,7 @@ describe('StaleFlowSweeper', () => {
     await s.settled();
     s.applied(lbTable(v({ t2: false }), [APP.id]));
     await s.settled();
-    assert.deepEqual(errors, ['deleting unreplied connections to 10.1.0.12: boom EPERM']);
+    assert.deepEqual(errors, ['deleting stale connections to 10.1.0.12: boom EPERM']);
     const gone = new StaleFlowSweeper(null, { drop: fail('ENOENT'), onError: (e) => errors.push(e.message) });
     gone.applied(lbTable(v(), [APP.id]));
     await gone.settled();
