@@ -348,7 +348,10 @@ export async function httpGet(host: string, port: number, timeoutMs = 2000): Pro
 }
 
 /** What one HTTP GET of `/` got: a status and body, or why it got none. */
-export type HttpProbe = { status: number; body: string } | { status: null; why: string /** Set once the socket had one. */; sourcePort?: number };
+export type HttpProbe =
+  | { status: number; body: string }
+  /** `sourcePort`: set once the socket had one. */
+  | { status: null; why: string; sourcePort?: number };
 
 /**
  * One HTTP GET of `/` that says why it failed: the error code, or a timeout and whether the handshake

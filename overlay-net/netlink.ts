@@ -131,10 +131,14 @@ function call<T>(write: boolean, fn: (n: Native) => T, op = '', netns = '', deta
   try {
     return fn(n);
   } catch (e) {
-    const err = e as Error & { errno?: number; code?: string };
-    if (typeof err.errno === 'number') throw new NetlinkError(err.message, err.errno, err.code ?? 'EUNKNOWN');
-    throw e;
+    throw asNetlinkError(e);
   }
+}
+
+/** An addon error (it carries `errno`) as a NetlinkError; anything else as it is. */
+function asNetlinkError(e: unknown): unknown {
+  const err = e as Error & { errno?: number; code?: string };
+  return typeof err?.errno === 'number' ? new NetlinkError(err.message, err.errno, err.code ?? 'EUNKNOWN') : e;
 }
 
 const nsArg = (o?: NetnsOpt): string => o?.netns ?? '';
@@ -295,14 +299,12 @@ export interface FlowTargets {
  */
 export async function dropStaleFlows(t: FlowTargets, o?: NetnsOpt): Promise<{ scanned: number; deleted: number }> {
   if (t.unreplied.length === 0 && t.all.length === 0) return { scanned: 0, deleted: 0 };
-  const n = addon();
-  counters.writes++;
-  tracer?.(`delete conntrack entries to ${[...t.unreplied, ...t.all].join(', ')} (worker thread)`, nsArg(o), '');
+  const what = `delete conntrack entries to ${[...t.unreplied, ...t.all].join(', ')} (worker thread)`;
+  const done = call(true, (n) => n.ctDropAsync(nsArg(o), [...t.unreplied], [...t.all]), what, nsArg(o));
   try {
-    return await n.ctDropAsync(nsArg(o), [...t.unreplied], [...t.all]);
+    return await done;
   } catch (e) {
-    const x = e as { message?: string; errno?: number; code?: string };
-    throw new NetlinkError(x.message ?? 'conntrack cleanup failed', x.errno ?? 0, x.code ?? 'EUNKNOWN');
+    throw asNetlinkError(e);
   }
 }
 

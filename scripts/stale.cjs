@@ -8,6 +8,7 @@
 // the first newer file. docs/design/build.md has its cost.
 'use strict';
 const { readFileSync, statSync } = require('node:fs');
+const path = require('node:path');
 
 /** Why the dist/ of `repo` (a path ending in '/') is stale, or null when it is fresh. */
 function staleReason(repo) {
@@ -36,7 +37,6 @@ function staleReason(repo) {
  * listed, or every check would find it "gone" and every command would rebuild.
  */
 function inputFiles(metafile, repo) {
-  const path = require('node:path');
   const out = [];
   for (const p of Object.keys(metafile.inputs)) {
     if (/^[\w-]+:/.test(p) || p.includes('node_modules')) continue;

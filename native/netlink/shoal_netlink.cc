@@ -562,6 +562,21 @@ Napi::Value DeleteLinksAsync(const Napi::CallbackInfo& info) {
   });
 }
 
+// Reads a small /proc value (a sysctl) as the calling thread's namespace sees it, trailing newline and
+// spaces dropped. Returns 0 or the errno of the open or read.
+int readProcValue(const std::string& path, std::string* out) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  char buf[4096];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  int e = errno;
+  close(fd);
+  if (n < 0) return e;
+  out->assign(buf, n);
+  while (!out->empty() && (out->back() == '\n' || out->back() == ' ')) out->pop_back();
+  return 0;
+}
+
 // ------------------------------------------------------------------------------------------- conntrack
 
 // Deletes the namespace's IPv4 conntrack entries whose reply would come from a backend a load balancer
@@ -569,7 +584,7 @@ Napi::Value DeleteLinksAsync(const Napi::CallbackInfo& info) {
 // (an unreplied entry keeps a client's retransmitted or port-reusing SYN on the old backend for up to
 // 120 s; a replied one may be a draining backend's live connection), those of `all` whatever their state
 // (the task is dead: its clients' next packets are balanced afresh and answered with a reset). Runs on a libuv worker thread: a dump walks the kernel's whole conntrack
-// hash, shared by every namespace (12 ms at 262,144 buckets here, even for an empty namespace), so a
+// hash, shared by every namespace (10-12 ms at 262,144 buckets here, even for an empty namespace), so a
 // namespace whose own count (nf_conntrack_count, per namespace) is 0 is not dumped at all. The dump is
 // streamed and each match deleted at once on a second socket, by its original tuple, its id (so an
 // entry that was replaced meanwhile is left alone) and its zone. Resolves with { scanned, deleted };
@@ -583,14 +598,9 @@ class CtDropWorker : public Napi::AsyncWorker {
 
   // The calling thread's namespace's entry count; -1 when it cannot be read (then the dump decides).
   static long conntrackCount() {
-    int fd = open("/proc/sys/net/netfilter/nf_conntrack_count", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    char buf[32];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    return strtol(buf, nullptr, 10);
+    std::string v;
+    if (readProcValue("/proc/sys/net/netfilter/nf_conntrack_count", &v) != 0 || v.empty()) return -1;
+    return strtol(v.c_str(), nullptr, 10);
   }
 
   void Execute() override {
@@ -1228,19 +1238,10 @@ Napi::Value SysctlRead(const Napi::CallbackInfo& info) {
     std::string key = argStr(info, 1, "key");
     std::string p = sysctlPath(key);
     NsGuard g(ns);
-    int fd = open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      int e = errno;
-      if (e == ENOENT) throw NlError(e, "no such sysctl " + key);
-      throw NlError(e, "cannot open sysctl " + key + ": " + errText(e));
-    }
-    char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    int e = errno;
-    close(fd);
-    if (n < 0) throw NlError(e, "cannot read sysctl " + key + ": " + errText(e));
-    std::string v(buf, n);
-    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+    std::string v;
+    int e = readProcValue(p, &v);
+    if (e == ENOENT) throw NlError(e, "no such sysctl " + key);
+    if (e) throw NlError(e, "cannot read sysctl " + key + ": " + errText(e));
     return Napi::String::New(info.Env(), v);
   });
 }
