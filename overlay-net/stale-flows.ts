@@ -90,8 +90,6 @@ export class StaleFlowSweeper {
   private queued: Promise<void> | null = null;
   /** The latest sweep asked for (settled(): tests, and a caller that wants the kernel clean now). */
   private tail: Promise<void> = Promise.resolve();
-  /** Entries deleted so far (for tests and logs). */
-  deleted = 0;
 
   constructor(
     readonly netns: string | null,
@@ -149,7 +147,6 @@ export class StaleFlowSweeper {
     if (gone.length === 0) return;
     try {
       const { deleted } = await this.drop(targets, this.netns);
-      this.deleted += deleted;
       this.opts.onSwept?.(gone, deleted);
     } catch (e) {
       if ((e as { code?: string }).code === 'ENOENT') return; // the namespace went away with its entries

@@ -80,7 +80,7 @@ describe('StaleFlowSweeper', () => {
     s.applied(meshIngressTable(v({ t1: false, t2: false })));
     await s.settled();
     assert.deepEqual(calls[1], { addrs: ['10.255.0.12'], netns: '/run/netns/x' });
-    assert.equal(s.deleted, 2);
+    assert.equal(swept.reduce((n, x) => n + Number(x.split(':')[1]), 0), 2, 'two entries deleted in all');
     assert.deepEqual(swept, ['10.255.0.11:1', '10.255.0.12:1'], 'each sweep reported');
     s.reset();
     s.applied(meshIngressTable(v({ t1: false, t2: false })));
@@ -93,7 +93,10 @@ describe('StaleFlowSweeper', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let running = 0;
+    let started!: () => void;
+    const firstStarted = new Promise<void>((r) => (started = r));
     const drop = async (t: FlowTargets, netns: string | null) => {
+      started();
       running++;
       assert.equal(running, 1, 'never two sweeps at once');
       order.push(`${netns}:${[...t.unreplied, ...t.all].join(',')}`);
@@ -105,7 +108,7 @@ describe('StaleFlowSweeper', () => {
     const b = new StaleFlowSweeper('/run/netns/b', { drop });
     for (const x of [a, b]) x.applied(meshIngressTable(v()));
     a.applied(meshIngressTable(v({ t1: false })));
-    await new Promise((r) => setImmediate(r)); // a's sweep has started and waits on the gate
+    await firstStarted; // a's sweep is running, held at the gate
     b.applied(meshIngressTable(v({ t1: false })));
     b.applied(meshIngressTable(v({ t1: false, t2: false }))); // joins b's waiting sweep
     a.applied(meshIngressTable(v({ t1: false, t2: false }))); // a's first sweep is running: a second one
@@ -138,10 +141,18 @@ describe('StaleFlowSweeper', () => {
     const { kinds, drop } = recorder();
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const slow = new StaleFlowSweeper('/run/netns/slow', { drop: async () => (await gate, { scanned: 0, deleted: 0 }) });
+    let started!: () => void;
+    const slowStarted = new Promise<void>((r) => (started = r));
+    const slow = new StaleFlowSweeper('/run/netns/slow', {
+      drop: async () => {
+        started();
+        await gate;
+        return { scanned: 0, deleted: 0 };
+      },
+    });
     slow.applied(meshIngressTable(v()));
     slow.applied(meshIngressTable(v({ t1: false }))); // occupies the process's one sweep slot
-    await new Promise((r) => setImmediate(r));
+    await slowStarted;
     const s = new StaleFlowSweeper(null, { drop });
     const all = new Set(['10.255.0.11', '10.255.0.12']);
     s.applied(meshIngressTable(v()), all);
