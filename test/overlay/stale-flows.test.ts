@@ -80,7 +80,11 @@ describe('StaleFlowSweeper', () => {
     s.applied(meshIngressTable(v({ t1: false, t2: false })));
     await s.settled();
     assert.deepEqual(calls[1], { addrs: ['10.255.0.12'], netns: '/run/netns/x' });
-    assert.equal(swept.reduce((n, x) => n + Number(x.split(':')[1]), 0), 2, 'two entries deleted in all');
+    assert.equal(
+      swept.reduce((n, x) => n + Number(x.split(':')[1]), 0),
+      2,
+      'two entries deleted in all',
+    );
     assert.deepEqual(swept, ['10.255.0.11:1', '10.255.0.12:1'], 'each sweep reported');
     s.reset();
     s.applied(meshIngressTable(v({ t1: false, t2: false })));
