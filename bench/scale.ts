@@ -49,7 +49,8 @@ if (Math.ceil(NODES / FARMS) > FARM_MAX_AGENTS)
     `--farms ${FARMS}: ${Math.ceil(NODES / FARMS)} agents per farm, more than ${FARM_MAX_AGENTS} (a manager takes 256 connections per address); use --farms ${Math.ceil(NODES / FARM_MAX_AGENTS)} or more`,
   );
 const UPDATE_TASKS = arg('update-tasks', Math.min(10_000, TASKS));
-const KEYS = arg('keys', 16);
+/** Keys per farm, shared round-robin by its nodes; 0: one per node, as real nodes have. */
+const KEYS = arg('keys', 0);
 const HEARTBEAT_MS = arg('heartbeat-ms', 0); // 0: the cluster's default
 const PROFILE = process.argv.includes('--profile');
 /**
@@ -225,7 +226,7 @@ async function main(): Promise<void> {
           count,
           namePrefix: `f${k + 1}n`,
           addr: host.ip,
-          keys: KEYS,
+          ...(KEYS > 0 ? { keys: KEYS } : {}),
           // The leader signs joins one at a time (≈ 10 ms of CPU each, most of it re-reading the CA): more in
           // flight only queue there, delaying TLS handshakes and heartbeats behind them.
           joinConcurrency: 4,
@@ -271,7 +272,7 @@ async function main(): Promise<void> {
         `  leader CPU with ${NODES} nodes heartbeating (period ${period} ms), 10 s: ${hb.toFixed(2)} s (${((hb * 1e6) / beats).toFixed(0)} µs per heartbeat, ${((100 * hb) / 10).toFixed(0)} % of a core)`,
       );
       console.log(
-        `  of which: key pools ${s(keyMs)} (${KEYS} RSA keys per farm, in parallel), all joins answered at ${s(joinedAt)}, join throughput ${joinRate} joins/s`,
+        `  of which: node keys ${s(keyMs)} (${KEYS ? `${KEYS} per farm, shared` : 'one per node'}, ECDSA P-256, in parallel), all joins answered at ${s(joinedAt)}, join throughput ${joinRate} joins/s`,
       );
     });
 

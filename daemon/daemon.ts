@@ -319,9 +319,9 @@ export class Daemon {
     const clusterId = newId();
     const nodeId = newId();
     const t0 = Date.now();
-    // The CA's code (and node-forge) only on the node that becomes a CA: a worker never loads it.
+    // The CA's code only on the node that becomes a CA: a worker never loads it.
     const { createRootCa, signNodeCertificate } = await import('../manager/ca/issue.ts');
-    // RSA key generation dominates init: make the three keys in parallel on the thread pool.
+    // The three keys in parallel on the thread pool (ECDSA: ≈ 0.1 ms each; an RSA root took ≈ 0.3 s).
     const [ca, nodeKey, adminKey] = await Promise.all([createRootCa({ clusterId }), generateKeyPem(), generateKeyPem()]);
     const nodeCert = signNodeCertificate({
       caCertPem: ca.certPem,

@@ -3,10 +3,11 @@
 // with a FakeExecutor, so the real managers (orchestrators, scheduler, dispatcher, Raft) are driven at
 // scale without containers. Used by `npm run bench:converge`, `npm run bench:scale` and the scale lab test.
 //
-// Keys: the CA signs RSA requests only (manager/ca/pki.ts), and an RSA key costs 50-100 ms of CPU, so a
-// farm generates a small pool of keys first (`keys`, in parallel) and its nodes share them round-robin;
-// every node still has its own certificate (CN = its node id), signed at its own join. Joins are
-// pipelined (`joinConcurrency` in flight) and the farm reports key generation and join throughput apart.
+// Keys: every simulated node has a key of its own, as a real node does (ECDSA P-256, the PKI's default:
+// ≈ 0.1 ms to generate). `keys` can make nodes share a smaller pool round-robin, which an RSA pool once
+// needed (50-100 ms of CPU a key); every node has its own certificate (CN = its node id) either way,
+// signed at its own join. Joins are pipelined (`joinConcurrency` in flight) and the farm reports key
+// generation and join throughput apart.
 //
 // Honesty about itself: a farm that cannot keep up would make the managers look slow, so it measures
 // its own lag and reports it (see FarmLag): event-loop delay, how late each heartbeat went out compared
@@ -39,7 +40,7 @@ export interface FarmOptions {
   namePrefix?: string;
   /** Address the simulated nodes claim (they listen nowhere). */
   addr?: string;
-  /** RSA keys generated up front and shared round-robin (default min(count, 8)). */
+  /** Keys generated up front and shared round-robin (default: one per node). */
   keys?: number;
   /** Joins in flight at once (default 8). */
   joinConcurrency?: number;
@@ -151,9 +152,9 @@ export class AgentFarm {
     farm.loop.enable();
     const prefix = o.namePrefix ?? 'sim';
     let t = performance.now();
-    const keys = await Promise.all(Array.from({ length: Math.max(1, Math.min(o.count, o.keys ?? 8)) }, () => generateKeyPem()));
+    const keys = await Promise.all(Array.from({ length: Math.max(1, Math.min(o.count, o.keys ?? o.count)) }, () => generateKeyPem()));
     // A join's request names no node (the manager picks the id), so one request per key serves all the
-    // nodes that share it: signing one per join cost the farm more than the managers' side of the join.
+    // nodes that share it.
     const csrs = keys.map((keyPem) => createCsr({ keyPem, nodeId: 'joining' }));
     farm.keysMs = performance.now() - t;
     t = performance.now();
@@ -425,7 +426,7 @@ if (/agent-farm\.[jt]s$/.test(process.argv[1] ?? '') && process.argv[2]) {
   // Lag is reported from the start: a farm too slow to join its nodes must say so too.
   AgentFarm.start(cfg, (f) => setInterval(() => out({ ev: 'lag', ...f.lag() }), cfg.reportMs ?? 1000)).then(
     (f) => {
-      out({ ev: 'keys', n: Math.min(cfg.count, cfg.keys ?? 8), ms: Math.round(f.keysMs) });
+      out({ ev: 'keys', n: Math.min(cfg.count, cfg.keys ?? cfg.count), ms: Math.round(f.keysMs) });
       out({ ev: 'joined', n: f.agents.length, ms: Math.round(f.joinMs), rate: Math.round((f.agents.length / f.joinMs) * 1000) });
       out({ ev: 'ready', n: f.agents.length, text: `ready ${f.agents.length}` });
       createInterface({ input: process.stdin }).on('line', (line) => {

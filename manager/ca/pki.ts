@@ -2,12 +2,18 @@
 // authorization-layer checks a manager runs on a peer's certificate. See docs/design/ca.md.
 //
 // Division of labour: Node's crypto generates keys, signs, verifies signatures and parses certificates
-// (native, constant-time, any key type). What a node needs (keys, CSRs, parsing, verification) is here
-// and uses nothing else; what only a CA does (building X.509 certificates, which Node cannot do) is in
-// issue.ts with node-forge, so a worker never loads forge.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPair, randomBytes, sign, verify, X509Certificate } from 'node:crypto';
+// (native, constant-time). What a node needs (keys, CSRs, parsing, verification) is here; what only a
+// CA does (building X.509 certificates, which Node cannot do) is in issue.ts, on the DER codec of der.ts.
+//
+// Keys are ECDSA P-256 by default, as Swarm's are. A cluster pays for its keys on every join, renewal
+// and TLS handshake, and bench:scale's joins and reconnect storms are bound by that; `npm run bench:pki`
+// (2 cores): a node key 0.26 ms instead of 170 ms (RSA-2048), the CA's work per join 0.57 ms of CPU
+// instead of 2.49 ms (RSA-3072 root), a full mutual-TLS handshake 2.9 ms of CPU (both ends) instead of
+// 3.9 ms. RSA keys of 2048 bits and more are still accepted everywhere, so clusters made with RSA roots
+// keep working, and their next root rotation moves them to ECDSA.
+import { createHash, createPrivateKey, createPublicKey, generateKeyPair, sign, X509Certificate } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { isIP } from 'node:net';
+import { bits, oid, seq, set, tlv, toPem, uint, utf8 } from './der.ts';
 
 export type NodeRole = 'manager' | 'worker' | 'admin';
 export const NODE_ROLES: readonly NodeRole[] = ['manager', 'worker', 'admin'];
@@ -20,6 +26,17 @@ export const CLOCK_SKEW_MS = 60_000;
 /** Smallest RSA modulus the CA accepts in a CSR. */
 export const MIN_RSA_BITS = 2048;
 
+/** The kinds of key Shoal generates and accepts. */
+export type KeyType = 'ecdsa-p256' | 'ecdsa-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096';
+export const KEY_TYPES: readonly KeyType[] = ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096'];
+/** Node, admin and root keys alike (a root's 20 years need no more than P-256's 128-bit strength). */
+export const DEFAULT_KEY_TYPE: KeyType = 'ecdsa-p256';
+/** EC curves accepted (Node's names): P-256 and P-384, what every TLS stack speaks. */
+const EC_CURVES: ReadonlyMap<string, { hash: string; sigOid: string }> = new Map([
+  ['prime256v1', { hash: 'sha256', sigOid: '1.2.840.10045.4.3.2' }],
+  ['secp384r1', { hash: 'sha384', sigOid: '1.2.840.10045.4.3.3' }],
+]);
+
 export type PkiErrorCode =
   | 'INVALID_ARGUMENT'
   | 'MALFORMED_CERTIFICATE'
@@ -27,6 +44,7 @@ export type PkiErrorCode =
   | 'MALFORMED_CSR'
   | 'CSR_SIGNATURE'
   | 'WEAK_KEY'
+  | 'UNSUPPORTED_KEY'
   | 'CA_KEY_MISMATCH'
   | 'CA_NOT_VALID';
 
@@ -90,19 +108,52 @@ export interface VerifyOptions {
 // ---------------------------------------------------------------------------------------------------
 // Keys and the root CA
 
-/** A fresh RSA private key (PKCS#8 PEM), generated off the main thread by Node's libuv pool. */
-export function generateKeyPem(modulusLength: 2048 | 3072 | 4096 = 2048): Promise<string> {
+/** A fresh private key (PKCS#8 PEM), generated off the main thread by Node's libuv pool. */
+export function generateKeyPem(type: KeyType = DEFAULT_KEY_TYPE): Promise<string> {
+  if (!KEY_TYPES.includes(type))
+    return Promise.reject(new PkiError('INVALID_ARGUMENT', `key type must be one of ${KEY_TYPES.join(', ')}, got ${String(type)}`));
+  const encoding = { publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } } as const;
   return new Promise((resolve, reject) => {
-    generateKeyPair(
-      'rsa',
-      {
-        modulusLength,
-        publicKeyEncoding: { type: 'spki', format: 'pem' },
-        privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-      },
-      (err, _publicKey, privateKey) => (err ? reject(err) : resolve(privateKey)),
-    );
+    const done = (err: Error | null, _publicKey: string, privateKey: string) => (err ? reject(err) : resolve(privateKey));
+    if (type.startsWith('rsa-')) generateKeyPair('rsa', { modulusLength: Number(type.slice(4)), ...encoding }, done);
+    else generateKeyPair('ec', { namedCurve: type === 'ecdsa-p384' ? 'secp384r1' : 'prime256v1', ...encoding }, done);
   });
+}
+
+/**
+ * How `key` signs a certificate or CSR: the digest and the AlgorithmIdentifier (RFC 5758 for ECDSA, no
+ * parameters; RFC 4055 for RSA, NULL parameters). ECDSA signatures come out of Node in DER, as X.509
+ * carries them.
+ */
+export function signatureAlgorithm(key: KeyObject): { hash: string; algorithmId: Buffer } {
+  if (key.asymmetricKeyType === 'rsa') return { hash: 'sha256', algorithmId: SHA256_WITH_RSA };
+  const curve = EC_CURVES.get(String(key.asymmetricKeyDetails?.namedCurve));
+  if (key.asymmetricKeyType === 'ec' && curve) return { hash: curve.hash, algorithmId: seq(oid(curve.sigOid)) };
+  throw new PkiError('UNSUPPORTED_KEY', `${describeKey(key)} keys are not supported: use ECDSA P-256 or P-384, or RSA of at least ${MIN_RSA_BITS} bits`);
+}
+
+/** A public or private key in words: "RSA-2048", "EC prime256v1", "ed25519". */
+export function describeKey(key: KeyObject): string {
+  const d = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'rsa') return `RSA-${d?.modulusLength}`;
+  if (key.asymmetricKeyType === 'ec') return `EC ${d?.namedCurve}`;
+  return String(key.asymmetricKeyType);
+}
+
+/**
+ * Whether Shoal accepts `key` in a certificate: RSA of at least MIN_RSA_BITS (WEAK_KEY below that), or EC on
+ * P-256 or P-384 (UNSUPPORTED_KEY for any other kind, e.g. RSA-PSS, Ed25519 or another curve: what every
+ * TLS peer of a cluster, the docker CLI's Go TLS included, is sure to speak).
+ */
+export function checkKeyStrength(key: KeyObject, what: string): void {
+  if (key.asymmetricKeyType === 'rsa') {
+    const n = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (n < MIN_RSA_BITS) throw new PkiError('WEAK_KEY', `${what} key is RSA-${n}; at least RSA-${MIN_RSA_BITS} is required`);
+    return;
+  }
+  if (key.asymmetricKeyType !== 'ec' || !EC_CURVES.has(String(key.asymmetricKeyDetails?.namedCurve))) {
+    throw new PkiError('UNSUPPORTED_KEY', `${what} key is ${describeKey(key)}; use ECDSA P-256 or P-384, or RSA of at least ${MIN_RSA_BITS} bits`);
+  }
 }
 
 /** sha256 of the CA certificate's DER, lowercase hex (64 characters): the digest in join tokens. */
@@ -138,34 +189,27 @@ export function issuingRootDigest(cert: string | Buffer, roots: readonly string[
 // CSRs and issuance
 
 /**
- * A PKCS#10 CSR for `nodeId`, signed with `keyPem` (RSA, sha256WithRSAEncryption). The CA ignores
- * everything in it but the key. Encoded here in a few lines of DER rather than with node-forge, so a
- * worker, which only ever requests certificates, never loads forge (about 4 MB of its memory).
+ * A PKCS#10 CSR for `nodeId`, signed with `keyPem` (ECDSA with SHA-256/384, or sha256WithRSAEncryption).
+ * The CA ignores everything in it but the key.
  */
 export function createCsr(opts: { keyPem: string; nodeId: string }): string {
   checkName('nodeId', opts.nodeId);
   const key = loadPrivateKey(opts.keyPem);
+  const { hash, algorithmId } = signatureAlgorithm(key);
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
   // CertificationRequestInfo ::= SEQUENCE { version 0, subject CN=nodeId (UTF8String), SPKI, attributes [0] {} }
-  const subject = der(0x30, der(0x31, der(0x30, Buffer.concat([OID_COMMON_NAME, der(0x0c, Buffer.from(opts.nodeId, 'utf8'))]))));
-  const info = der(0x30, Buffer.concat([der(0x02, Buffer.from([0])), subject, spki, der(0xa0, Buffer.alloc(0))]));
-  const signature = sign('sha256', info, key);
-  // BIT STRING: a leading 0 (no unused bits), then the signature.
-  const csr = der(0x30, Buffer.concat([info, SHA256_WITH_RSA, der(0x03, Buffer.concat([Buffer.from([0]), signature]))]));
-  const b64 = csr.toString('base64').replace(/(.{64})/g, '$1\n');
-  return `-----BEGIN CERTIFICATE REQUEST-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END CERTIFICATE REQUEST-----\n`;
+  const subject = seq(set(seq(oid(OID.commonName), utf8(opts.nodeId))));
+  const info = seq(uint(Buffer.from([0])), subject, spki, tlv(0xa0, Buffer.alloc(0)));
+  return toPem(seq(info, algorithmId, bits(sign(hash, info, key))), 'CERTIFICATE REQUEST');
 }
 
-/** One DER element: tag, definite length (short or long form), content. */
-function der(tag: number, content: Buffer): Buffer {
-  const n = content.length;
-  const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : n < 0x10000 ? Buffer.from([0x82, n >> 8, n & 0xff]) : null;
-  if (len === null) throw new PkiError('INVALID_ARGUMENT', 'DER element too large');
-  return Buffer.concat([Buffer.from([tag]), len, content]);
-}
+/** The OIDs of names the PKI writes. */
+export const OID = {
+  commonName: '2.5.4.3',
+  organizationalUnitName: '2.5.4.11',
+  organizationName: '2.5.4.10',
+} as const;
 
-/** OID 2.5.4.3 (commonName), encoded. */
-const OID_COMMON_NAME = Buffer.from('0603550403', 'hex');
 /** AlgorithmIdentifier { 1.2.840.113549.1.1.11 sha256WithRSAEncryption, NULL }, encoded. */
 const SHA256_WITH_RSA = Buffer.from('300d06092a864886f70d01010b0500', 'hex');
 
@@ -322,9 +366,7 @@ export function loadPrivateKey(pem: string): KeyObject {
   } catch (err) {
     throw new PkiError('MALFORMED_KEY', `private key is malformed: ${errorMessage(err)}`, { cause: err });
   }
-  if (key.asymmetricKeyType !== 'rsa') {
-    throw new PkiError('MALFORMED_KEY', `private key must be RSA (node-forge builds RSA structures only), got ${key.asymmetricKeyType}`);
-  }
+  checkKeyStrength(key, 'private');
   return key;
 }
 

@@ -20,7 +20,9 @@ const DAY = 24 * 3600_000;
 const NOW = new Date(Date.UTC(new Date().getUTCFullYear() + 1, 5, 1, 12));
 const at = (deltaMs: number): string => new Date(NOW.getTime() + deltaMs).toISOString();
 
-let ca: CaMaterial; // the cluster's CA (default: RSA-3072)
+// RSA throughout this file: forge (the independent parser these tests read certificates with) reads RSA
+// keys only. The ECDSA default is tested in ecdsa.test.ts, against OpenSSL.
+let ca: CaMaterial; // the cluster's CA: RSA-3072, the root of clusters made before ECDSA
 let impostor: CaMaterial; // same subject (shoal-ca, O=cluster-a), different key
 let foreign: CaMaterial; // another cluster's CA
 let keys: string[] = []; // node keys, reused
@@ -89,19 +91,19 @@ function craft(signer: CaMaterial, subject: { CN: string; OU?: string; O?: strin
 
 before(async () => {
   [ca, impostor, foreign, ...keys] = await Promise.all([
-    createRootCa({ clusterId: CLUSTER, now: new Date(Date.now() - 30 * DAY) }), // old enough to issue an expired cert
-    createRootCa({ clusterId: CLUSTER, modulusLength: 2048 }),
-    createRootCa({ clusterId: 'cluster-b', modulusLength: 2048 }),
-    generateKeyPem(),
-    generateKeyPem(),
-    generateKeyPem(),
+    createRootCa({ clusterId: CLUSTER, keyType: 'rsa-3072', now: new Date(Date.now() - 30 * DAY) }), // old enough to issue an expired cert
+    createRootCa({ clusterId: CLUSTER, keyType: 'rsa-2048' }),
+    createRootCa({ clusterId: 'cluster-b', keyType: 'rsa-2048' }),
+    generateKeyPem('rsa-2048'),
+    generateKeyPem('rsa-2048'),
+    generateKeyPem('rsa-2048'),
   ]);
   // The node asks to be called "evil-admin"; the CA decides it is node-1.
   workerCsr = createCsr({ keyPem: key(0), nodeId: 'evil-admin' });
 });
 
 describe('createRootCa', () => {
-  test('self-signed CA: CN shoal-ca, O = cluster, critical CA:true and keyCertSign+cRLSign, SKI, RSA-3072, 20 years', () => {
+  test('self-signed RSA CA: CN shoal-ca, O = cluster, critical CA:true and keyCertSign+cRLSign, SKI, RSA-3072, 20 years', () => {
     const x = new X509Certificate(ca.certPem);
     assert.equal(x.subject, `CN=${CA_COMMON_NAME}\nO=${CLUSTER}`);
     assert.equal(x.issuer, x.subject);
@@ -124,8 +126,8 @@ describe('createRootCa', () => {
     assert.ok(lifetime >= 20 * 365 * DAY - 1000 && lifetime <= 20 * 366 * DAY, `lifetime ${lifetime / DAY} days`);
   });
 
-  test('validityYears and modulusLength are honoured', async () => {
-    const short = await createRootCa({ clusterId: 'c-short', validityYears: 2, modulusLength: 2048, now: NOW });
+  test('validityYears and keyType are honoured', async () => {
+    const short = await createRootCa({ clusterId: 'c-short', validityYears: 2, keyType: 'rsa-2048', now: NOW });
     const info = parseCertificate(short.certPem);
     assert.equal(info.notAfter.toISOString(), new Date(Date.UTC(NOW.getUTCFullYear() + 2, 5, 1, 12)).toISOString());
     assert.equal(info.notBefore.toISOString(), at(-60_000));

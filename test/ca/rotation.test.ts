@@ -41,9 +41,9 @@ let dir: string;
 
 before(async () => {
   [r0, r1, r2, keyA, keyB] = await Promise.all([
-    createRootCa({ clusterId: CLUSTER, modulusLength: 2048 }),
-    createRootCa({ clusterId: CLUSTER, modulusLength: 2048 }),
-    createRootCa({ clusterId: CLUSTER, modulusLength: 2048 }),
+    createRootCa({ clusterId: CLUSTER }),
+    createRootCa({ clusterId: CLUSTER }),
+    createRootCa({ clusterId: CLUSTER }),
     generateKeyPem(),
     generateKeyPem(),
   ]);

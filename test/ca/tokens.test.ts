@@ -17,11 +17,7 @@ let rogueCa: CaMaterial; // a man in the middle's CA, same subject
 let nodeKey: string;
 
 before(async () => {
-  [ca, rogueCa, nodeKey] = await Promise.all([
-    createRootCa({ clusterId: 'cluster-a', modulusLength: 2048 }),
-    createRootCa({ clusterId: 'cluster-a', modulusLength: 2048 }),
-    generateKeyPem(),
-  ]);
+  [ca, rogueCa, nodeKey] = await Promise.all([createRootCa({ clusterId: 'cluster-a' }), createRootCa({ clusterId: 'cluster-a' }), generateKeyPem()]);
 });
 
 function tokenError(code: TokenErrorCode, message: string | RegExp, secret?: string): (err: unknown) => boolean {

@@ -45,7 +45,6 @@ describe('scale lab: a farm of simulated agents against a real manager', { concu
       count: NODES,
       namePrefix: 'sim',
       addr: host.ip,
-      keys: 4,
       joinConcurrency: 16,
     });
     await waitFor(

@@ -22,7 +22,7 @@ describe('GET /keys/v1/dek', { timeout: 60_000 }, () => {
   const creds = new Map<string, { key: string; cert: string; serial: string }>();
 
   before(async () => {
-    const root = await createRootCa({ clusterId, modulusLength: 2048 });
+    const root = await createRootCa({ clusterId });
     ca = root.certPem;
     const issue = async (nodeId: string, role: 'manager' | 'worker' | 'admin') => {
       const key = await generateKeyPem();
