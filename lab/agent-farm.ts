@@ -20,6 +20,7 @@
 //   {"ev":"lag",…FarmLag}                 every `reportMs`
 //   {"ev":"killed","i":…,"nodeId":…}     answer to the stdin command "kill <i>" (that agent stops dead)
 //   {"ev":"error","message":…}           a join failed for good (the farm exits 1)
+import { setPriority } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import tls, { type SecureContext, type SecureContextOptions } from 'node:tls';
@@ -44,6 +45,13 @@ export interface FarmOptions {
   keys?: number;
   /** Joins in flight at once (default 8). */
   joinConcurrency?: number;
+  /**
+   * Scheduling niceness of the farm process when run as a script (default 0). The simulator shares the
+   * machine with the managers it measures; on a real cluster the managers have cores of their own, so
+   * bench:scale runs farms at a lower priority than the managers. A farm starved by this says so in its
+   * lag report (heartbeat lateness), which is what the report is for.
+   */
+  nice?: number;
   /** Period of the lag reports when run as a script (default 1000 ms). */
   reportMs?: number;
   log?: (l: string) => void;
@@ -421,6 +429,7 @@ export class FarmProcess {
 // As a script: node lab/agent-farm.js <config-json>
 if (/agent-farm\.[jt]s$/.test(process.argv[1] ?? '') && process.argv[2]) {
   const cfg = JSON.parse(process.argv[2]) as FarmOptions;
+  if (cfg.nice) setPriority(cfg.nice);
   shareSecureContexts();
   const out = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
   // Lag is reported from the start: a farm too slow to join its nodes must say so too.

@@ -387,6 +387,8 @@ export class RaftNode {
 
   private lastLeader: NodeId | null = null;
   private lastLeaderTerm = 0;
+  private lastRole: Role = 'follower';
+  private campaignTerm = 0;
   private readonly leaderListeners = new Set<(leader: NodeId | null, term: number) => void>();
   private readonly transferWaiters = new Set<{ to: NodeId; resolve: () => void; reject: (e: unknown) => void; deadline: number }>();
 
@@ -981,6 +983,18 @@ export class RaftNode {
   private observe(): void {
     const leader = this.core.leader;
     const term = this.core.term;
+    // Elections in the log, as etcd's are: a failover that takes several terms (split votes, a voter
+    // still in its leader's lease, a candidate behind on the log) is otherwise invisible (bench:scale
+    // saw one take 5 s and three terms, with nothing to say why).
+    const role = this.core.role;
+    if (role !== this.lastRole) {
+      if (role === 'candidate') this.log(`campaigning in term ${term}`);
+      else if (this.lastRole === 'candidate' && role === 'follower')
+        this.log(`campaign of term ${this.campaignTerm} lost; now term ${term}, leader ${leader ?? 'unknown'}`);
+      else if (this.lastRole === 'preCandidate' && role === 'follower' && leader === null) this.log(`pre-vote for term ${term + 1} refused`);
+      if (role === 'candidate') this.campaignTerm = term;
+      this.lastRole = role;
+    }
     if (leader === this.lastLeader && (leader === null || term === this.lastLeaderTerm)) return;
     this.lastLeader = leader;
     if (leader !== null) this.lastLeaderTerm = term;
