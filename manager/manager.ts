@@ -91,6 +91,8 @@ export interface ManagerOptions {
 
 /** How often the leader checks heartbeats, roles and learners. */
 const LEADER_TICK_MS = 100;
+/** A leader tick this much later than its interval is a stall of the leader, not of its nodes. */
+const LEADER_STALL_MS = 250;
 
 export class Manager {
   readonly raft: RaftNode;
@@ -116,6 +118,8 @@ export class Manager {
   private unwatchDeny: (() => void) | null = null;
   private lastDenyList: { deny: string; roots: string } | null = null;
   private leaderBusy = false;
+  /** When the leader tick last fired (stall detection); null until the first tick of a leadership. */
+  private lastLeaderTickAt: number | null = null;
   private isLeader = false;
   private stopped = false;
   /** The autoscaler (a leader hook); its latest decisions are served by GET /v1/services/ID/autoscale. */
@@ -416,6 +420,7 @@ export class Manager {
   private startLeaderLoops(): void {
     this.log('became leader: starting dispatcher and membership loops');
     this.dispatcher.startLeading();
+    this.lastLeaderTickAt = null;
     this.leaderTimer = setInterval(() => void this.leaderTick().catch((e) => this.log(`leader loop: ${(e as Error).message}`)), LEADER_TICK_MS);
     for (const hook of this.leaderHooks) hook.start();
   }
@@ -435,6 +440,12 @@ export class Manager {
   }
 
   private async leaderTick(): Promise<void> {
+    // A tick far later than its interval means this process did not run meanwhile; the dispatcher must
+    // not count that time against the nodes' heartbeats (they wait unread in socket buffers).
+    const at = Date.now();
+    const last = this.lastLeaderTickAt;
+    this.lastLeaderTickAt = at;
+    if (this.isLeader && last !== null && at - last > LEADER_TICK_MS + LEADER_STALL_MS) this.dispatcher.leaderStalled(last + LEADER_TICK_MS, at);
     if (!this.isLeader || this.leaderBusy) return;
     this.leaderBusy = true;
     try {

@@ -27,7 +27,7 @@ import type { Store } from '../store/store.ts';
 import { RemoteCalls } from '../api/remote.ts';
 import type { Gate } from '../api/gate.ts';
 import { raftUrl, type Members } from '../members.ts';
-import { NodeLiveness, heartbeatPeriodFor, takeoverGraceMs } from './liveness.ts';
+import { NodeLiveness, downDecision, heartbeatPeriodFor, takeoverGraceMs } from './liveness.ts';
 import { DISPATCHER_PATH, type ManagerAddr, type ManagerToAgent } from '../../api/dispatcher.ts';
 import { StatusQueue } from './status-queue.ts';
 import { DispatcherCounters, type DispatcherStats } from './stats.ts';
@@ -137,6 +137,8 @@ export class Dispatcher {
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: DISPATCHER_LIMITS.maxPayload });
   private readonly sessions = new Map<string, NodeSession>();
   private readonly liveness = new NodeLiveness(1000, 3);
+  /** A mass silence is held until then before its nodes are marked Down (downDecision); null: none. */
+  private massHoldUntil: number | null = null;
   private readonly msgLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.messageBurst, refillPerSec: DISPATCHER_LIMITS.messagesPerSec });
   private readonly replyLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.repliesBurst, refillPerSec: DISPATCHER_LIMITS.repliesPerSec });
   private readonly renewLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.renewBurst, refillPerSec: DISPATCHER_LIMITS.renewPerSec });
@@ -584,6 +586,7 @@ export class Dispatcher {
     const alive = nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id);
     const grace = takeoverGraceMs(alive.length);
     this.liveness.startTracking(alive, Date.now(), grace);
+    this.massHoldUntil = null;
     if (alive.length > 0)
       this.d.log(
         `tracking ${alive.length} node(s): Down after ${this.liveness.deadlineMs + grace} ms without a heartbeat, then ${this.liveness.deadlineMs} ms`,
@@ -673,10 +676,32 @@ export class Dispatcher {
     this.wss.close();
   }
 
-  /** Down detection (leader tick): nodes silent past the deadline are marked down. */
+  /**
+   * The leader did not run from `fromMs` to `toMs` (a blocked event loop or a starved process): that
+   * time is not counted against the nodes' heartbeats (NodeLiveness.leaderStalled).
+   */
+  leaderStalled(fromMs: number, toMs: number): void {
+    this.liveness.leaderStalled(fromMs, toMs);
+    // Short stalls are routine on a busy leader; a long one is worth a line.
+    if (toMs - fromMs >= 1000) this.d.log(`leader stalled for ${toMs - fromMs} ms: heartbeat deadlines moved by as much`);
+  }
+
+  /** Down detection (leader tick): nodes silent past the deadline are marked down (see downDecision). */
   async detectDown(now: number): Promise<void> {
     this.liveness.setPeriod(this.heartbeatPeriod(), this.configuredPeriod(), now);
-    const expired = this.liveness.expired(now);
+    const overdue = this.liveness.overdue(now);
+    const decision = downDecision({
+      overdue: overdue.length,
+      tracked: this.liveness.trackedCount,
+      now,
+      deadlineMs: this.liveness.deadlineMs,
+      heldUntil: this.massHoldUntil,
+    });
+    if (decision.mark === 'none') {
+      if (this.massHoldUntil === null) this.d.log(decision.reason);
+      this.massHoldUntil = decision.holdUntil;
+    } else this.massHoldUntil = null;
+    const expired = decision.mark === 'all' ? this.liveness.expired(now) : [];
     if (expired.length > 0) {
       await this.d.gate.update((tx) => {
         for (const id of expired) {

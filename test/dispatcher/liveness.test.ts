@@ -4,10 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   HEARTBEAT_BUDGET_PER_SEC,
+  MASS_SILENCE_FRACTION,
+  MASS_SILENCE_MIN_NODES,
   MAX_ADAPTIVE_PERIOD_MS,
   MAX_TAKEOVER_GRACE_MS,
   MIN_TAKEOVER_GRACE_MS,
   NodeLiveness,
+  downDecision,
   heartbeatPeriodFor,
   takeoverGraceMs,
 } from '../../manager/dispatcher/liveness.ts';
@@ -97,4 +100,62 @@ test('a period set before any node is tracked (leadership starting) holds no lon
   l.heartbeat('a', 0);
   assert.deepEqual(l.expired(600), []);
   assert.deepEqual(l.expired(601), ['a']);
+});
+
+test("a leader's own stall is not counted against its nodes", () => {
+  const l = new NodeLiveness(1000, 3); // Down after 3 s
+  l.startTracking(['a', 'b', 'c'], 0);
+  l.heartbeat('a', 1_000);
+  l.heartbeat('b', 2_500);
+  // The leader runs nothing from 2,600 to 4,600 (a blocked event loop): b's and c's heartbeats of that
+  // time wait unread. Without the shift, at 4,600 a (3.6 s) and c (4.6 s) would be overdue.
+  l.leaderStalled(2_600, 4_600);
+  assert.deepEqual(l.overdue(4_600), []);
+  // The shift moves each node by the stall, never past its end: a is at 3,000, b at 4,500, c at 2,000.
+  assert.deepEqual(l.overdue(5_001), ['c']);
+  assert.deepEqual(l.overdue(6_001), ['a', 'c']);
+  assert.deepEqual(l.overdue(7_501), ['a', 'b', 'c']);
+  // A stall of no length, or a clock that went back, changes nothing.
+  l.leaderStalled(5_000, 5_000);
+  l.leaderStalled(5_000, 4_000);
+  assert.deepEqual(l.overdue(5_001), ['c']);
+});
+
+test('overdue nodes stay tracked; expired ones stop being tracked', () => {
+  const l = new NodeLiveness(1000, 3);
+  l.startTracking(['a', 'b'], 0);
+  l.heartbeat('b', 2_000);
+  assert.deepEqual(l.overdue(3_001), ['a']);
+  assert.equal(l.trackedCount, 2);
+  assert.deepEqual(l.expired(3_001), ['a']);
+  assert.equal(l.trackedCount, 1);
+  assert.equal(l.isTracked('a'), false);
+});
+
+test('a few silent nodes are marked at once, however small the cluster', () => {
+  assert.deepEqual(downDecision({ overdue: 0, tracked: 5000, now: 10, deadlineMs: 4500, heldUntil: null }), { mark: 'all' });
+  assert.deepEqual(downDecision({ overdue: 2, tracked: 3, now: 10, deadlineMs: 3000, heldUntil: null }), { mark: 'all' });
+  // Below the minimum count, even all of them: a 40-node cluster whose nodes all died is Down on time.
+  assert.deepEqual(downDecision({ overdue: MASS_SILENCE_MIN_NODES - 1, tracked: MASS_SILENCE_MIN_NODES - 1, now: 10, deadlineMs: 3000, heldUntil: null }), {
+    mark: 'all',
+  });
+  // At or above the count but under the fraction: individual failures in a large cluster.
+  const tracked = 5000;
+  const under = Math.ceil(MASS_SILENCE_FRACTION * tracked) - 1;
+  assert.deepEqual(downDecision({ overdue: under, tracked, now: 10, deadlineMs: 4500, heldUntil: null }), { mark: 'all' });
+});
+
+test('a mass silence is held for one deadline, then marked if it lasts', () => {
+  const tracked = 5000;
+  const overdue = 1085; // what one 2 s stall of a 5,000-node leader made overdue (bench:scale)
+  const first = downDecision({ overdue, tracked, now: 100_000, deadlineMs: 4500, heldUntil: null });
+  assert.equal(first.mark, 'none');
+  assert.ok(first.mark === 'none');
+  assert.equal(first.holdUntil, 104_500);
+  assert.match(first.reason, /1085 of 5000 nodes went silent at once: holding Down for 4500 ms/);
+  // During the hold nothing is marked, whatever else goes silent; the hold does not move.
+  const during = downDecision({ overdue: 2000, tracked, now: 103_000, deadlineMs: 4500, heldUntil: first.holdUntil });
+  assert.deepEqual(during, { mark: 'none', holdUntil: 104_500, reason: 'held' });
+  // When it ends, whoever is still silent is marked: a real outage is Down one deadline late, never later.
+  assert.deepEqual(downDecision({ overdue: 900, tracked, now: 104_500, deadlineMs: 4500, heldUntil: first.holdUntil }), { mark: 'all' });
 });
