@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ProtocolViolation, Session, jsonDecoder, type SessionCounters } from '../../transport/session.ts';
 import { DRAIN_MAX_MS, StopDrain } from './drain.ts';
-import { canonicalJson, nodeChangeAffectsNetViews, nodeNetViews, type NetSnapshot } from '../allocator/netview.ts';
+import { NetIndex, canonicalJson, nodeChangeAffectsNetViews, type NetSnapshot } from '../allocator/netview.ts';
 import { issuingRootDigest, PkiError } from '../ca/pki.ts';
 import { signNodeCertificate } from '../ca/issue.ts';
 import { RateLimiter } from '../ca/tokens.ts';
@@ -139,6 +139,8 @@ export class Dispatcher {
   private readonly liveness = new NodeLiveness(1000, 3);
   /** A mass silence is held until then before its nodes are marked Down (downDecision); null: none. */
   private massHoldUntil: number | null = null;
+  /** netIndex(): undefined when it must be rebuilt, null when there is no network. */
+  private netIdx: NetIndex | null | undefined = undefined;
   private readonly msgLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.messageBurst, refillPerSec: DISPATCHER_LIMITS.messagesPerSec });
   private readonly replyLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.repliesBurst, refillPerSec: DISPATCHER_LIMITS.repliesPerSec });
   private readonly renewLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.renewBurst, refillPerSec: DISPATCHER_LIMITS.renewPerSec });
@@ -627,9 +629,13 @@ export class Dispatcher {
           if (ev.kind === 'node') return ev.type !== 'update' || !ev.old || nodeChangeAffectsNetViews(ev.old as NodeObj, ev.object as NodeObj);
           return ev.kind !== 'task' || (ev.object as Task).networks?.length > 0 || ((ev.old as Task | undefined)?.networks?.length ?? 0) > 0;
         },
-        onClose: () => this.markNetViews(),
+        onClose: () => {
+          this.netIdx = undefined;
+          this.markNetViews();
+        },
       },
       (ev) => {
+        this.netIdx = undefined;
         // A removed node's view versions go with it (the maps stay bounded by the nodes that exist).
         if (ev.kind === 'node' && ev.type === 'delete') {
           this.viewSent.delete(ev.object.id);
@@ -647,6 +653,7 @@ export class Dispatcher {
     this.unwatchTasks = null;
     this.unwatchNet?.();
     this.unwatchNet = null;
+    this.netIdx = undefined;
     if (this.netTimer) clearTimeout(this.netTimer);
     this.netTimer = null;
     this.netRetry.clear();
@@ -741,22 +748,36 @@ export class Dispatcher {
     }, 100);
   }
 
-  /** Sends each node its NetView if it changed since the last one sent over its session. */
-  private sendNetViews(nodeIds: string[]): void {
-    if (nodeIds.length === 0) return;
-    // No network at all (the common case for a cluster without overlays): nothing to compute.
-    if (this.d.store.view((tx) => tx.count('network')) === 0) return;
+  /**
+   * The network index of the store as it is now, built at most once between changes that can alter a
+   * view (the watch in startLeading drops it): a hello asks for one node's view, and thousands arrive
+   * together after a change of leader.
+   */
+  private netIndex(): NetIndex | null {
+    if (this.netIdx !== undefined) return this.netIdx;
     const snap = this.d.store.view((tx) => ({
       networks: tx.list('network'),
       services: tx.list('service'),
       tasks: tx.list('task'),
       nodes: tx.list('node'),
     })) as NetSnapshot;
-    if (snap.networks.length === 0) return;
-    const views = nodeNetViews(snap, nodeIds);
-    for (const [id, view] of views) {
+    const idx = snap.networks.length === 0 ? null : new NetIndex(snap);
+    // Kept only while the watch that drops it runs (leading); otherwise nothing would.
+    if (this.leading && this.unwatchNet !== null) this.netIdx = idx;
+    return idx;
+  }
+
+  /** Sends each node its NetView if it changed since the last one sent over its session. */
+  private sendNetViews(nodeIds: string[]): void {
+    if (nodeIds.length === 0) return;
+    // No network at all (the common case for a cluster without overlays): nothing to compute.
+    if (this.d.store.view((tx) => tx.count('network')) === 0) return;
+    const idx = this.netIndex();
+    if (idx === null) return;
+    for (const id of nodeIds) {
       const ns = this.sessions.get(id);
       if (!ns) continue;
+      const view = idx.view(id);
       const text = canonicalJson(view);
       if (this.sentViews.get(id) === text) continue;
       // Versions grow per node across its sessions: an acknowledgement always names one view.
