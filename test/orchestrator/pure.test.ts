@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { deepFreeze } from '../../api/objects.ts';
 import type { Frozen, Node, Service, ServiceSpec, Task, TaskState } from '../../api/objects.ts';
 import { reconcileService } from '../../manager/orchestrator/reconcile.ts';
-import { pickForRemoval, reconcileReplicated, reconcileReplicatedSlots } from '../../manager/orchestrator/replicated.ts';
+import { MAX_NEW_TASKS_PER_PASS, pickForRemoval, reconcileReplicated, reconcileReplicatedSlots } from '../../manager/orchestrator/replicated.ts';
 import { restartVerdict } from '../../manager/orchestrator/restart.ts';
 import { buildSlot, bySlotNumber, dirtyCheck } from '../../manager/orchestrator/slots.ts';
 import { firstToUpdate } from '../../manager/orchestrator/update.ts';
@@ -416,4 +416,29 @@ test('isStopEcho: only the desired state moved to a stop, on an assigned task wh
     false,
     'unassigned: shut down by the orchestrator itself',
   );
+});
+
+test('reconcileReplicated: a large scale-up is spread over passes, each asking to be woken at once for the rest', () => {
+  const want = 2 * MAX_NEW_TASKS_PER_PASS + 7;
+  const svc = service({ mode: { replicated: { replicas: want } } });
+  const c = ctx([node('a')]);
+  const first = reconcileReplicated(svc, [], c);
+  const created = (r: ReturnType<typeof reconcileReplicated>) => r.decisions.flatMap((d) => d.actions).filter((a) => a.type === 'create') as { task: Task }[];
+  assert.equal(created(first).length, MAX_NEW_TASKS_PER_PASS);
+  assert.equal(first.wakeAt, c.now + 1, 'the rest is due at once');
+  assert.deepEqual(
+    created(first)
+      .map((a) => a.task.slot)
+      .slice(0, 3),
+    [1, 2, 3],
+  );
+  // The next pass sees those tasks and goes on from the first free slot; the last one ends the wake-ups.
+  const have = created(first).map((a) => a.task);
+  const second = reconcileReplicated(svc, have, c);
+  assert.equal(created(second).length, MAX_NEW_TASKS_PER_PASS);
+  assert.equal(created(second)[0]!.task.slot, MAX_NEW_TASKS_PER_PASS + 1);
+  const third = reconcileReplicated(svc, [...have, ...created(second).map((a) => a.task)], c);
+  assert.equal(created(third).length, 7);
+  assert.equal(third.wakeAt, null);
+  assert.equal(created(third).at(-1)!.task.slot, want);
 });
