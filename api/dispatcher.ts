@@ -95,8 +95,13 @@ export interface TaskUsage {
 }
 
 export type ManagerToAgent =
-  | { t: 'welcome'; nodeId: string; heartbeatPeriodMs: number; managers: ManagerAddr[]; role: 'manager' | 'worker' }
-  | { t: 'hb'; heartbeatPeriodMs: number; managers: ManagerAddr[] }
+  /**
+   * `reconnectSpreadMs`, in a large cluster only: when the session's manager is gone, redial after a
+   * random part of this (not of one heartbeat period), and back off up to a quarter of it while no
+   * leader is known. Absent or 0: the heartbeat period, as before.
+   */
+  | { t: 'welcome'; nodeId: string; heartbeatPeriodMs: number; managers: ManagerAddr[]; role: 'manager' | 'worker'; reconnectSpreadMs?: number }
+  | { t: 'hb'; heartbeatPeriodMs: number; managers: ManagerAddr[]; reconnectSpreadMs?: number }
   | { t: 'redirect'; leader: ManagerAddr | null; message: string }
   | { t: 'role'; role: 'manager' | 'worker' }
   /** Renew the node certificate now (rotation on demand, or a changed certificate lifetime). */

@@ -124,6 +124,8 @@ export class Agent {
   private retryTimer: NodeJS.Timeout | null = null;
   private backoff = MIN_BACKOFF_MS;
   private periodMs = 1000;
+  /** The reconnect spread the leader announced (welcome, hb); 0: none beyond the period. */
+  private spreadMs = 0;
   private preferred: string | null = null;
   state: AgentState = 'connecting';
   connectedTo: string | null = null;
@@ -306,6 +308,7 @@ export class Agent {
         redirected: this.preferred !== null,
         backoff: this.backoff,
         periodMs: this.periodMs,
+        spreadMs: this.spreadMs,
         random: (this.opts.random ?? Math.random)(),
       });
       const delay = next.delay;
@@ -359,6 +362,7 @@ export class Agent {
         this.backoff = MIN_BACKOFF_MS;
         this.setManagers(m.managers);
         this.setPeriod(m.heartbeatPeriodMs);
+        this.spreadMs = spreadOf(m.reconnectSpreadMs);
         this.log(`agent: session established with ${this.connectedTo}`);
         // The leader resends the secrets and configs our tasks need on this session, and a full set.
         this.opts.files?.reset();
@@ -394,6 +398,7 @@ export class Agent {
       case 'hb':
         this.setManagers(m.managers);
         if (m.heartbeatPeriodMs !== this.periodMs) this.setPeriod(m.heartbeatPeriodMs);
+        this.spreadMs = spreadOf(m.reconnectSpreadMs);
         return;
       case 'redirect':
         if (m.leader) this.preferred = m.leader.addr;
@@ -628,4 +633,9 @@ export class Agent {
       addr: this.opts.advertiseAddr,
     };
   }
+}
+
+/** A reconnect spread as announced: a finite non-negative number of ms, anything else 0 (reconnect.ts bounds it). */
+function spreadOf(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0;
 }

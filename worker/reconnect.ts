@@ -2,12 +2,14 @@
 //
 //   session was welcomed, then ended      the manager died or stepped down: every node of the cluster
 //   (the leader died, or left)            lost its session at the same instant. Each waits a random part
-//                                         of one heartbeat period (which grows with the cluster), so the
+//                                         of one heartbeat period, or of the reconnect spread a large
+//                                         cluster's leader announced (20 s at 5,000 nodes), so the
 //                                         survivors see the reconnects spread, not as one burst.
 //   redirected to a known leader          at once.
 //   "4001 not leader", no leader known    an election is under way, and none ends in less than a Raft
 //                                         election timeout (1 s): wait at least NO_LEADER_BACKOFF_MS,
-//                                         doubling up to MAX_BACKOFF_MS.
+//                                         doubling up to MAX_BACKOFF_MS (a quarter of the spread, if
+//                                         longer: 5,000 probes every 2 s slowed the election itself).
 //   anything else (refused, TLS, timeout) exponential backoff from MIN_BACKOFF_MS to MAX_BACKOFF_MS.
 //
 // Why. At 1,000 nodes a killed leader's agents all redialled within 50 ms and then every 50, 100, 200,
@@ -31,14 +33,20 @@ export interface ReconnectInput {
   backoff: number;
   /** The heartbeat period the leader announced (ms). */
   periodMs: number;
+  /** The reconnect spread the leader announced (ms; 0 or absent: none beyond the period). */
+  spreadMs?: number;
   /** Uniform in [0, 1). */
   random: number;
 }
 
 /** The delay before the next dial, and the backoff after it. */
 export function reconnectDelay(i: ReconnectInput): { delay: number; backoff: number } {
+  const spread = i.spreadMs !== undefined && Number.isFinite(i.spreadMs) && i.spreadMs > 0 ? Math.min(i.spreadMs, MAX_SPREAD_MS) : 0;
   if (i.redirected) return { delay: 0, backoff: i.backoff };
-  if (i.wasReady) return { delay: i.random * i.periodMs, backoff: MIN_BACKOFF_MS };
+  if (i.wasReady) return { delay: i.random * Math.max(i.periodMs, spread), backoff: MIN_BACKOFF_MS };
   const base = i.code === 4001 ? Math.max(i.backoff, NO_LEADER_BACKOFF_MS) : i.backoff;
-  return { delay: base * (0.5 + i.random / 2), backoff: Math.min(base * 2, MAX_BACKOFF_MS) };
+  return { delay: base * (0.5 + i.random / 2), backoff: Math.min(base * 2, Math.max(MAX_BACKOFF_MS, spread / 4)) };
 }
+
+/** A spread announced longer than this (a confused or hostile manager) is taken as this. */
+export const MAX_SPREAD_MS = 60_000;

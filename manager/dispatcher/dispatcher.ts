@@ -27,7 +27,7 @@ import type { Store } from '../store/store.ts';
 import { RemoteCalls } from '../api/remote.ts';
 import type { Gate } from '../api/gate.ts';
 import { raftUrl, type Members } from '../members.ts';
-import { NodeLiveness, downDecision, heartbeatPeriodFor, takeoverGraceMs } from './liveness.ts';
+import { NodeLiveness, downDecision, heartbeatPeriodFor, reconnectSpreadMs, takeoverGraceMs } from './liveness.ts';
 import { DISPATCHER_PATH, type ManagerAddr, type ManagerToAgent } from '../../api/dispatcher.ts';
 import { StatusQueue } from './status-queue.ts';
 import { DispatcherCounters, type DispatcherStats } from './stats.ts';
@@ -354,7 +354,12 @@ export class Dispatcher {
           const news = this.hbNews();
           if (news.key !== ns.told) {
             ns.told = news.key;
-            send({ t: 'hb', heartbeatPeriodMs: news.heartbeatPeriodMs, managers: news.managers });
+            send({
+              t: 'hb',
+              heartbeatPeriodMs: news.heartbeatPeriodMs,
+              managers: news.managers,
+              ...(news.reconnectSpreadMs > 0 ? { reconnectSpreadMs: news.reconnectSpreadMs } : {}),
+            });
           }
           return;
         }
@@ -383,10 +388,13 @@ export class Dispatcher {
   }
 
   /** What a heartbeat answer carries, and a key that changes when it does. */
-  private hbNews(): { heartbeatPeriodMs: number; managers: ManagerAddr[]; key: string } {
+  private hbNews(): { heartbeatPeriodMs: number; managers: ManagerAddr[]; reconnectSpreadMs: number; key: string } {
     const heartbeatPeriodMs = this.heartbeatPeriod();
     const managers = this.d.members.managerAddrs();
-    return { heartbeatPeriodMs, managers, key: `${heartbeatPeriodMs} ${JSON.stringify(managers)}` };
+    // Sized by the nodes this leader answers for, not its sessions: right after a change of leader it
+    // has few sessions and every node to take back.
+    const spread = reconnectSpreadMs(Math.max(this.sessions.size, this.liveness.trackedCount));
+    return { heartbeatPeriodMs, managers, reconnectSpreadMs: spread, key: `${heartbeatPeriodMs} ${spread} ${JSON.stringify(managers)}` };
   }
 
   private async hello(ns: NodeSession, description: NodeObj['description'], now: number, features: readonly string[]): Promise<void> {
@@ -414,6 +422,7 @@ export class Dispatcher {
       heartbeatPeriodMs: news.heartbeatPeriodMs,
       managers: news.managers,
       role: n.spec.role,
+      ...(news.reconnectSpreadMs > 0 ? { reconnectSpreadMs: news.reconnectSpreadMs } : {}),
     } satisfies ManagerToAgent);
     this.sentViews.delete(nodeId);
     this.sendNetViews([nodeId]);

@@ -54,6 +54,27 @@ export function takeoverGraceMs(nodes: number, perSec = TAKEOVER_RECONNECTS_PER_
   return Math.min(MAX_TAKEOVER_GRACE_MS, Math.max(MIN_TAKEOVER_GRACE_MS, Math.ceil((nodes * 1000) / perSec)));
 }
 
+/** Reconnects a second the agents aim at when they spread them (a little over the takeover budget). */
+export const RECONNECT_SPREAD_PER_SEC = 250;
+/** Spreads are announced in steps of this, so a few nodes more or less do not re-time every agent. */
+export const RECONNECT_SPREAD_STEP_MS = 5_000;
+
+/**
+ * Over how long the agents of a cluster of `nodes` spread their reconnects when their leader is gone
+ * (announced with the heartbeat period; worker/reconnect.ts). Each agent used to redial within one
+ * heartbeat period (2.5 s at 5,000 nodes): ≈ 2,000 TLS handshakes a second on the survivors, first as
+ * "not leader" probes that slowed the election itself (7.3 s), then on the new leader, whose listen
+ * queue overflowed 28,209 times while it marked 37 live nodes Down (bench:scale, December 7). Spread at
+ * RECONNECT_SPREAD_PER_SEC the last agent arrives before the takeover window (takeoverGraceMs, sized at
+ * 200 a second) ends. 0 (no spread beyond the heartbeat period) below 2,500 nodes, where a period
+ * already keeps the rate near that.
+ */
+export function reconnectSpreadMs(nodes: number, perSec = RECONNECT_SPREAD_PER_SEC): number {
+  const ms = (nodes * 1000) / perSec;
+  if (ms < 2 * RECONNECT_SPREAD_STEP_MS) return 0;
+  return Math.min(MAX_TAKEOVER_GRACE_MS, Math.floor(ms / RECONNECT_SPREAD_STEP_MS) * RECONNECT_SPREAD_STEP_MS);
+}
+
 export class NodeLiveness {
   private lastSeen = new Map<NodeId, number>();
   private announcedMs: number;

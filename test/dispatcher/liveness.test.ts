@@ -12,6 +12,7 @@ import {
   NodeLiveness,
   downDecision,
   heartbeatPeriodFor,
+  reconnectSpreadMs,
   takeoverGraceMs,
 } from '../../manager/dispatcher/liveness.ts';
 
@@ -158,4 +159,18 @@ test('a mass silence is held for one deadline, then marked if it lasts', () => {
   assert.deepEqual(during, { mark: 'none', holdUntil: 104_500, reason: 'held' });
   // When it ends, whoever is still silent is marked: a real outage is Down one deadline late, never later.
   assert.deepEqual(downDecision({ overdue: 900, tracked, now: 104_500, deadlineMs: 4500, heldUntil: first.holdUntil }), { mark: 'all' });
+});
+
+test('the reconnect spread: none below 2,500 nodes, then the time for all at 250 a second, in 5 s steps, inside the takeover window', () => {
+  assert.equal(reconnectSpreadMs(0), 0);
+  assert.equal(reconnectSpreadMs(200), 0);
+  assert.equal(reconnectSpreadMs(2_499), 0);
+  assert.equal(reconnectSpreadMs(2_500), 10_000);
+  assert.equal(reconnectSpreadMs(3_700), 10_000, 'steps: a few nodes more re-time no agent');
+  assert.equal(reconnectSpreadMs(3_750), 15_000);
+  assert.equal(reconnectSpreadMs(5_000), 20_000);
+  assert.equal(reconnectSpreadMs(1_000_000), MAX_TAKEOVER_GRACE_MS);
+  // The last agent arrives before the new leader's takeover window ends.
+  for (const n of [2_500, 5_000, 10_000, 14_000]) assert.ok(reconnectSpreadMs(n) < takeoverGraceMs(n), `${n} nodes`);
+  assert.equal(reconnectSpreadMs(20_000), takeoverGraceMs(20_000), 'both at their bound past 15,000 nodes');
 });

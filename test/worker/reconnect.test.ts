@@ -2,7 +2,7 @@
 // heartbeat period, an election is waited out, failures back off.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MAX_BACKOFF_MS, MIN_BACKOFF_MS, NO_LEADER_BACKOFF_MS, reconnectDelay } from '../../worker/reconnect.ts';
+import { MAX_BACKOFF_MS, MAX_SPREAD_MS, MIN_BACKOFF_MS, NO_LEADER_BACKOFF_MS, reconnectDelay } from '../../worker/reconnect.ts';
 
 const base = { wasReady: false, code: 1006, redirected: false, backoff: MIN_BACKOFF_MS, periodMs: 1000, random: 1 };
 
@@ -45,4 +45,28 @@ test('a failed connection backs off exponentially from the minimum', () => {
     backoff = r.backoff;
   }
   assert.deepEqual(delays, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+});
+
+test("a large cluster's announced spread replaces the period for a lost leader, and lengthens the no-leader backoff", () => {
+  // 5,000 nodes: the leader announces 20 s. Redials spread over all of it, not over the 2.5 s period.
+  const spread = { ...base, wasReady: true, periodMs: 2500, spreadMs: 20_000 };
+  assert.equal(reconnectDelay({ ...spread, random: 0.5 }).delay, 10_000);
+  assert.equal(reconnectDelay({ ...spread, random: 0.999 }).delay, 19_980);
+  // A spread shorter than the period changes nothing; 0, absent or nonsense is no spread.
+  assert.equal(reconnectDelay({ ...spread, spreadMs: 1000, random: 0.5 }).delay, 1250);
+  for (const spreadMs of [0, -5, Number.NaN, Number.POSITIVE_INFINITY, undefined]) {
+    assert.equal(reconnectDelay({ ...spread, spreadMs, random: 0.5 }).delay, 1250, String(spreadMs));
+  }
+  // A spread past the bound (a confused manager) is bounded: no agent waits minutes.
+  assert.equal(reconnectDelay({ ...spread, spreadMs: 3_600_000, random: 1 }).delay, MAX_SPREAD_MS);
+  // While no leader is known, probes back off to a quarter of the spread: 5,000 agents probing every
+  // 2 s were ≈ 2,500 handshakes a second on the survivors during the election.
+  let backoff = MIN_BACKOFF_MS;
+  const delays: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const r = reconnectDelay({ ...base, code: 4001, backoff, spreadMs: 20_000, random: 1 });
+    delays.push(r.delay);
+    backoff = r.backoff;
+  }
+  assert.deepEqual(delays, [1000, 2000, 4000, 5000, 5000]);
 });
