@@ -58,11 +58,13 @@ export function pickForRemoval(slots: readonly Slot[], count: number): Slot[] {
 }
 
 /**
- * New tasks one pass creates at most. A pass is one synchronous turn of the leader's event loop: creating
+ * New tasks one pass creates at most, for scale-ups and repairs together (a rolling update's own batch
+ * is bounded by its parallelism). A pass is one synchronous turn of the leader's event loop: creating
  * 150,000 replicas in one built every task object at once, 0.9-1.5 s with the garbage collection it
  * caused (bench:scale --profile, 1,000 nodes), longer than Raft's election timeout, so the leader lost
- * its term in pass after pass and the create never finished. At 5,000 a pass takes ≈ 30 ms more; the
- * runner writes each pass's decisions in bounded transactions as before.
+ * its term in pass after pass and the create never finished; replacing the tasks of many failed nodes
+ * in one pass was 2 s (repairSlot → newTask). At 5,000 a pass takes ≈ 30 ms more; the runner writes
+ * each pass's decisions in bounded transactions as before.
  */
 export const MAX_NEW_TASKS_PER_PASS = 5_000;
 
@@ -103,10 +105,22 @@ export function reconcileReplicatedSlots(
   const keep = historyKeep(ctx.taskHistoryLimit, service);
   const inputs: QuietInputs = { service, nodes: ctx.nodes, keep, tuning: ctx.tuning };
   const updSlots: UpdateSlot[] = [];
-  const replacementFor = (s: Slot) => newTask(service, ctx, { slot: s.slot!, desiredState: 'running' });
+  let created = 0;
+  const replacementFor = (s: Slot) => {
+    created++;
+    return newTask(service, ctx, { slot: s.slot!, desiredState: 'running' });
+  };
+  let deferred = false;
   for (const s of kept) {
     if (same(s.quietRepair, inputs)) {
       updSlots.push({ slot: s, cond: 'ok', replacement: replacementFor });
+      continue;
+    }
+    // The pass's budget of new tasks is spent (a mass failure: every task of many nodes to replace):
+    // the rest of the slots wait for the next pass, which is due at once; the updater leaves them alone.
+    if (created >= MAX_NEW_TASKS_PER_PASS) {
+      deferred = true;
+      updSlots.push({ slot: s, cond: 'busy', replacement: replacementFor });
       continue;
     }
     const mark = plan.decisions.length + plan.wakes;
@@ -120,10 +134,11 @@ export function reconcileReplicatedSlots(
     return plan.result();
   }
 
-  // 5. Scale up, at most MAX_NEW_TASKS_PER_PASS slots; the pass asks to be woken at once for the rest.
+  // 5. Scale up with what is left of the budget; the pass asks to be woken at once for the rest.
+  if (deferred) plan.wake(ctx.now + 1);
   if (kept.length < want) {
     const used = new Set(kept.map((s) => s.slot!));
-    const upTo = Math.min(want, kept.length + MAX_NEW_TASKS_PER_PASS);
+    const upTo = Math.min(want, kept.length + Math.max(0, MAX_NEW_TASKS_PER_PASS - created));
     let n = 1;
     for (let i = kept.length; i < upTo; i++) {
       while (used.has(n)) n++;

@@ -442,3 +442,28 @@ test('reconcileReplicated: a large scale-up is spread over passes, each asking t
   assert.equal(third.wakeAt, null);
   assert.equal(created(third).at(-1)!.task.slot, want);
 });
+
+test('reconcileReplicated: replacing the tasks of failed nodes shares the per-pass budget; the rest wait for the next pass', () => {
+  // 6,000 tasks on a node that is now down, 10 on a live one, and 10 replicas missing.
+  const want = 6_020;
+  const svc = service({ mode: { replicated: { replicas: want } } });
+  const nodes = [node('dead', { state: 'down' }), node('live')];
+  const tasks = [
+    ...Array.from({ length: 6_000 }, (_, i) => task({ id: `d${i}`, slot: i + 1, nodeId: 'dead' })),
+    ...Array.from({ length: 10 }, (_, i) => task({ id: `l${i}`, slot: 6_001 + i, nodeId: 'live' })),
+  ];
+  const c = ctx(nodes);
+  const r = reconcileReplicated(svc, tasks, c);
+  const actions = r.decisions.flatMap((d) => d.actions);
+  const creates = actions.filter((a) => a.type === 'create') as { task: Task }[];
+  assert.equal(creates.length, MAX_NEW_TASKS_PER_PASS, 'one budget for the pass');
+  assert.ok(
+    creates.every((a) => a.task.slot! <= 6_000),
+    'repairs first, in slot order; no scale-up while the budget is spent',
+  );
+  // Every replacement stops its old task in the same decision; the deferred slots are untouched.
+  const stopped = new Set(actions.filter((a) => a.type === 'set').map((a) => (a as { taskId: string }).taskId));
+  assert.equal(stopped.size, MAX_NEW_TASKS_PER_PASS);
+  assert.ok(!stopped.has(`d${MAX_NEW_TASKS_PER_PASS}`), 'the first deferred slot keeps its task for now');
+  assert.equal(r.wakeAt, c.now + 1, 'and the next pass is due at once');
+});
