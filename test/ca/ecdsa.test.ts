@@ -65,6 +65,27 @@ function opensslCsr(name: string, keyArgs: string[], digest = '-sha256'): string
   return readFileSync(out, 'utf8');
 }
 
+/** A self-signed EC root made by OpenSSL on `curve`, written to `keyOut` and `certOut`. */
+function opensslRoot(curve: string, subject: string, keyOut: string, certOut: string): void {
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    `ec_paramgen_curve:${curve}`,
+    '-nodes',
+    '-keyout',
+    keyOut,
+    '-out',
+    certOut,
+    '-days',
+    '3650',
+    '-subj',
+    subject,
+  );
+}
+
 describe('ECDSA P-256 by default', () => {
   test('the root: P-256, ecdsa-with-SHA256, CA:TRUE critical, keyCertSign and cRLSign, a key identifier, 20 years', () => {
     const x = new X509Certificate(ec.certPem);
@@ -240,46 +261,14 @@ describe('roots an operator supplies', () => {
   test('an OpenSSL-made P-256 root is accepted with its bytes kept; a P-521 root is refused', () => {
     const key = join(dir, 'op.key');
     const cert = join(dir, 'op.pem');
-    openssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '3650',
-      '-subj',
-      '/CN=Ops Root/O=ops',
-    );
+    opensslRoot('P-256', '/CN=Ops Root/O=ops', key, cert);
     const m = checkRootCa(readFileSync(cert, 'utf8'), readFileSync(key, 'utf8'));
     assert.deepEqual(new X509Certificate(m.certPem).raw, new X509Certificate(readFileSync(cert)).raw);
     const issued = issue(createCsr({ keyPem: nodeKey, nodeId: 'n' }), m);
     assert.match(openssl('verify', '-CAfile', cert, file('op-leaf.pem', issued.certPem)), /: OK/);
     assert.match(openssl('x509', '-in', join(dir, 'op-leaf.pem'), '-noout', '-issuer'), /issuer=CN = Ops Root, O = ops/);
 
-    openssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-521',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '3650',
-      '-subj',
-      '/CN=Big/O=ops',
-    );
+    opensslRoot('P-521', '/CN=Big/O=ops', key, cert);
     assert.throws(() => checkRootCa(readFileSync(cert, 'utf8'), readFileSync(key, 'utf8')), pkiCode('UNSUPPORTED_KEY', /EC secp521r1/));
   });
 
