@@ -1,0 +1,96 @@
+// The dispatcher keeps one network index between store changes (dispatcher.ts netIndex) instead of
+// building one per hello. What must hold: a node that says hello after a change sees that change, and
+// nodes already connected are sent it too. Real Dispatcher over mutual-TLS WebSockets on loopback, with
+// an in-memory store.
+import { after, before, describe, it } from 'node:test';
+import { once } from 'node:events';
+import { WebSocket } from 'ws';
+import { serveDispatcher, helloDescription, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { makeTestCa, type TestCa } from '../helpers/pki.ts';
+import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
+import { Gate } from '../../manager/api/gate.ts';
+import { soleLeader } from '../helpers/leader.ts';
+import { Store } from '../../manager/store/store.ts';
+import type { Cluster, Draft } from '../../api/objects.ts';
+import { testCluster } from '../helpers/cluster.ts';
+import { net, node, svc, task } from '../allocator/fixtures.ts';
+
+describe('network views from the cached index', () => {
+  let ca: TestCa;
+  let served: ServedDispatcher;
+  let store: Store;
+  const sockets: WebSocket[] = [];
+
+  const NET = net('net1', { allocation: { vni: 4097, subnets: [{ subnet: '10.0.1.0/24', gateway: '10.0.1.1' }] } });
+  const onNet = (ip: string) => [{ networkId: 'net1', addresses: [`${ip}/24`] }];
+
+  before(async () => {
+    ca = makeTestCa();
+    const serverCert = ca.issue('m1', { ou: 'manager' });
+    store = new Store();
+    await store.update((tx) => {
+      tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>);
+      for (const [id, addr] of [
+        ['n1', '192.0.2.1'],
+        ['n2', '192.0.2.2'],
+        ['n3', '192.0.2.3'],
+      ] as const)
+        tx.create({ ...node(id, { addr }) } as never);
+      tx.create({ ...NET } as never);
+      tx.create({ ...svc('web', { networks: ['net1'] }) } as never);
+      // A node's view covers the networks its own tasks are on: one task each.
+      tx.create({ ...task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet('10.0.1.5') }) } as never);
+      tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet('10.0.1.6') }) } as never);
+      tx.create({ ...task('t3', 'web', { state: 'running', nodeId: 'n3', slot: 3, networks: onNet('10.0.1.7') }) } as never);
+    });
+    const { raft, members } = soleLeader();
+    const d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
+    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+  });
+
+  after(async () => {
+    for (const ws of sockets) ws.terminate();
+    await served?.close();
+  });
+
+  /** A node's session: the views it was sent, newest last. */
+  async function session(id: string) {
+    const c = ca.issue(id, { ou: 'worker' });
+    const ws = new WebSocket(served.url, { key: c.key, cert: c.cert, ca: ca.caCert });
+    ws.on('error', () => {});
+    sockets.push(ws);
+    const views: { endpoints?: { taskId?: string; addr?: string }[] }[] = [];
+    ws.on('message', (data) => {
+      const m = JSON.parse(String(data));
+      if (m.t === 'network') views.push(m.view);
+    });
+    await once(ws, 'open');
+    ws.send(JSON.stringify({ t: 'hello', description: helloDescription(id) }));
+    const tasks = () => (views.at(-1)?.endpoints ?? []).map((e) => e.taskId).sort();
+    return { views, tasks };
+  }
+
+  it('a hello after a change sees it; sessions already open are sent it', async () => {
+    const n1 = await session('n1');
+    await until(() => n1.tasks().join() === 't1,t2,t3', 'n1 sees t1-t3');
+    // The index now exists (n1's hello built it). A second hello before any change reuses it.
+    const n2 = await session('n2');
+    await until(() => n2.tasks().join() === 't1,t2,t3', 'n2 sees t1-t3');
+
+    // A change that alters views: a fourth task on the network.
+    await store.update((tx) => {
+      tx.create({ ...task('t4', 'web', { state: 'running', nodeId: 'n1', slot: 4, networks: onNet('10.0.1.8') }) } as never);
+    });
+    // A node saying hello right after it must get the new view, not one from the index built before.
+    const n3 = await session('n3');
+    await until(() => n3.tasks().join() === 't1,t2,t3,t4', 'n3 sees t1-t4');
+    // And the nodes already connected are sent the change.
+    await until(() => n1.tasks().join() === 't1,t2,t3,t4' && n2.tasks().join() === 't1,t2,t3,t4', 'n1 and n2 see t4');
+
+    // A removal too: t1 leaves the view of every node.
+    await store.update((tx) => {
+      tx.delete('task', 't1');
+    });
+    await until(() => [n1, n2, n3].every((n) => n.tasks().join() === 't2,t3,t4'), 'every node sees t2-t4');
+  });
+});
