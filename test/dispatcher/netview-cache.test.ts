@@ -5,15 +5,12 @@
 import { after, before, describe, it } from 'node:test';
 import { once } from 'node:events';
 import { WebSocket } from 'ws';
-import { serveDispatcher, helloDescription, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { NET1, helloDescription, onNet1, serveStoreDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
-import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
-import { Gate } from '../../manager/api/gate.ts';
-import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
 import type { Cluster, Draft } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
-import { net, node, svc, task } from '../allocator/fixtures.ts';
+import { node, svc, task } from '../allocator/fixtures.ts';
 
 describe('network views from the cached index', () => {
   let ca: TestCa;
@@ -21,12 +18,8 @@ describe('network views from the cached index', () => {
   let store: Store;
   const sockets: WebSocket[] = [];
 
-  const NET = net('net1', { allocation: { vni: 4097, subnets: [{ subnet: '10.0.1.0/24', gateway: '10.0.1.1' }] } });
-  const onNet = (ip: string) => [{ networkId: 'net1', addresses: [`${ip}/24`] }];
-
   before(async () => {
     ca = makeTestCa();
-    const serverCert = ca.issue('m1', { ou: 'manager' });
     store = new Store();
     await store.update((tx) => {
       tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>);
@@ -36,16 +29,14 @@ describe('network views from the cached index', () => {
         ['n3', '192.0.2.3'],
       ] as const)
         tx.create({ ...node(id, { addr }) } as never);
-      tx.create({ ...NET } as never);
+      tx.create({ ...NET1 } as never);
       tx.create({ ...svc('web', { networks: ['net1'] }) } as never);
       // A node's view covers the networks its own tasks are on: one task each.
-      tx.create({ ...task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet('10.0.1.5') }) } as never);
-      tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet('10.0.1.6') }) } as never);
-      tx.create({ ...task('t3', 'web', { state: 'running', nodeId: 'n3', slot: 3, networks: onNet('10.0.1.7') }) } as never);
+      tx.create({ ...task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') }) } as never);
+      tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }) } as never);
+      tx.create({ ...task('t3', 'web', { state: 'running', nodeId: 'n3', slot: 3, networks: onNet1('10.0.1.7') }) } as never);
     });
-    const { raft, members } = soleLeader();
-    const d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
-    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+    ({ served } = await serveStoreDispatcher(store, ca));
   });
 
   after(async () => {
@@ -79,7 +70,7 @@ describe('network views from the cached index', () => {
 
     // A change that alters views: a fourth task on the network.
     await store.update((tx) => {
-      tx.create({ ...task('t4', 'web', { state: 'running', nodeId: 'n1', slot: 4, networks: onNet('10.0.1.8') }) } as never);
+      tx.create({ ...task('t4', 'web', { state: 'running', nodeId: 'n1', slot: 4, networks: onNet1('10.0.1.8') }) } as never);
     });
     // A node saying hello right after it must get the new view, not one from the index built before.
     const n3 = await session('n3');

@@ -2,21 +2,19 @@
 // every node has acknowledged a NetView without it, or after DRAIN_MAX_MS. The pure state machine, then
 // the real Dispatcher over mutual-TLS WebSockets on loopback with an in-memory store: what each node is
 // sent, and when.
-import { serveDispatcher, helloDescription, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { NET1, helloDescription, onNet1, serveStoreDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { WebSocket } from 'ws';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
-import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
+import type { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { DRAIN_MAX_MS, StopDrain } from '../../manager/dispatcher/drain.ts';
 import { validateAgentMessage } from '../../manager/dispatcher/validate.ts';
-import { Gate } from '../../manager/api/gate.ts';
-import { soleLeader } from '../helpers/leader.ts';
 import { Store } from '../../manager/store/store.ts';
 import type { Cluster, Draft, Task } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
-import { net, node, svc, task } from '../allocator/fixtures.ts';
+import { node, svc, task } from '../allocator/fixtures.ts';
 
 describe('StopDrain, the pure state machine', () => {
   const need = (m: Record<string, number>) => () => new Map(Object.entries(m));
@@ -80,27 +78,21 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
   let d: Dispatcher;
   const sockets: WebSocket[] = [];
 
-  const NET = net('net1', { allocation: { vni: 4097, subnets: [{ subnet: '10.0.1.0/24', gateway: '10.0.1.1' }] } });
-  const onNet = (ip: string) => [{ networkId: 'net1', addresses: [`${ip}/24`] }];
-
   before(async () => {
     ca = makeTestCa();
-    const serverCert = ca.issue('m1', { ou: 'manager' });
     store = new Store();
     await store.update((tx) => {
       tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>);
       tx.create({ ...node('n1', { addr: '192.0.2.1' }) } as never);
       tx.create({ ...node('n2', { addr: '192.0.2.2' }) } as never);
-      tx.create({ ...NET } as never);
+      tx.create({ ...NET1 } as never);
       tx.create({ ...svc('web', { networks: ['net1'] }) } as never);
-      tx.create({ ...task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet('10.0.1.5') }) } as never);
-      tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet('10.0.1.6') }) } as never);
-      tx.create({ ...task('t3', 'web', { state: 'running', nodeId: 'n1', slot: 3, networks: onNet('10.0.1.7') }) } as never);
+      tx.create({ ...task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') }) } as never);
+      tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }) } as never);
+      tx.create({ ...task('t3', 'web', { state: 'running', nodeId: 'n1', slot: 3, networks: onNet1('10.0.1.7') }) } as never);
       tx.create({ ...task('plain', 'web', { state: 'running', nodeId: 'n1', slot: 4 }) } as never);
     });
-    const { raft, members } = soleLeader();
-    d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
-    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+    ({ d, served } = await serveStoreDispatcher(store, ca));
   });
 
   after(async () => {

@@ -5,8 +5,13 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
-import type { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
+import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
+import { Gate } from '../../manager/api/gate.ts';
+import type { Store } from '../../manager/store/store.ts';
 import type { Draft, Node } from '../../api/objects.ts';
+import { net } from '../allocator/fixtures.ts';
+import { soleLeader } from './leader.ts';
+import type { TestCa } from './pki.ts';
 
 export interface ServedDispatcher {
   server: Server;
@@ -38,6 +43,19 @@ export async function serveDispatcher(d: Dispatcher, tls: { key: string; cert: s
       await new Promise((r) => server.close(r));
     },
   };
+}
+
+/** The overlay of the network-view tests: net1, VNI 4097, 10.0.1.0/24. */
+export const NET1 = net('net1', { allocation: { vni: 4097, subnets: [{ subnet: '10.0.1.0/24', gateway: '10.0.1.1' }] } });
+/** A task's attachment to NET1 at `ip`. */
+export const onNet1 = (ip: string) => [{ networkId: 'net1', addresses: [`${ip}/24`] }];
+
+/** A leading Dispatcher over `store` (sole Raft leader, no certificate problems), served with a manager certificate of `ca`. */
+export async function serveStoreDispatcher(store: Store, ca: TestCa): Promise<{ d: Dispatcher; served: ServedDispatcher }> {
+  const serverCert = ca.issue('m1', { ou: 'manager' });
+  const { raft, members } = soleLeader();
+  const d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
+  return { d, served: await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert }) };
 }
 
 /** A node as `join` records it, before its first hello (for a store the dispatcher serves). */
