@@ -124,7 +124,7 @@ export class Agent {
   private retryTimer: NodeJS.Timeout | null = null;
   private backoff = MIN_BACKOFF_MS;
   private periodMs = 1000;
-  /** The reconnect spread the leader announced (welcome, hb); 0: none beyond the period. */
+  /** The reconnect spread the leader announced (welcome, hb); 0: none. reconnectDelay bounds whatever came. */
   private spreadMs = 0;
   private preferred: string | null = null;
   state: AgentState = 'connecting';
@@ -362,7 +362,7 @@ export class Agent {
         this.backoff = MIN_BACKOFF_MS;
         this.setManagers(m.managers);
         this.setPeriod(m.heartbeatPeriodMs);
-        this.spreadMs = spreadOf(m.reconnectSpreadMs);
+        this.spreadMs = m.reconnectSpreadMs ?? 0;
         this.log(`agent: session established with ${this.connectedTo}`);
         // The leader resends the secrets and configs our tasks need on this session, and a full set.
         this.opts.files?.reset();
@@ -398,7 +398,7 @@ export class Agent {
       case 'hb':
         this.setManagers(m.managers);
         if (m.heartbeatPeriodMs !== this.periodMs) this.setPeriod(m.heartbeatPeriodMs);
-        this.spreadMs = spreadOf(m.reconnectSpreadMs);
+        this.spreadMs = m.reconnectSpreadMs ?? 0;
         return;
       case 'redirect':
         if (m.leader) this.preferred = m.leader.addr;
@@ -633,9 +633,4 @@ export class Agent {
       addr: this.opts.advertiseAddr,
     };
   }
-}
-
-/** A reconnect spread as announced: a finite non-negative number of ms, anything else 0 (reconnect.ts bounds it). */
-function spreadOf(v: unknown): number {
-  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0;
 }
