@@ -4,7 +4,7 @@
 // scale without containers. Used by `npm run bench:converge`, `npm run bench:scale` and the scale lab test.
 //
 // Keys: every simulated node has a key of its own, as a real node does (ECDSA P-256, the PKI's default:
-// ≈ 0.1 ms to generate). `keys` can make nodes share a smaller pool round-robin, which an RSA pool once
+// 0.26 ms to generate, bench:pki). `keys` can make nodes share a smaller pool round-robin, which an RSA pool once
 // needed (50-100 ms of CPU a key); every node has its own certificate (CN = its node id) either way,
 // signed at its own join. Joins are pipelined (`joinConcurrency` in flight) and the farm reports key
 // generation and join throughput apart.

@@ -63,8 +63,8 @@ export function pickForRemoval(slots: readonly Slot[], count: number): Slot[] {
  * 150,000 replicas in one built every task object at once, 0.9-1.5 s with the garbage collection it
  * caused (bench:scale --profile, 1,000 nodes), longer than Raft's election timeout, so the leader lost
  * its term in pass after pass and the create never finished; replacing the tasks of many failed nodes
- * in one pass was 2 s (repairSlot → newTask). At 5,000 a pass takes ≈ 30 ms more; the runner writes
- * each pass's decisions in bounded transactions as before.
+ * in one pass was 2 s (repairSlot → newTask). With the cap, 150,000 replicas at 1,000 nodes ran in
+ * 74.5 s without a change of leader. The runner writes each pass's decisions in bounded transactions.
  */
 export const MAX_NEW_TASKS_PER_PASS = 5_000;
 
