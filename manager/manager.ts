@@ -132,6 +132,7 @@ export class Manager {
     const sm: StateMachine = {
       apply: (e: Entry) => store.apply({ index: e.index, data: e.data, term: e.term }),
       snapshot: () => store.snapshot(),
+      snapshotInSteps: () => store.snapshotInSteps(),
       restore: (d) => store.restore(d),
     };
     this.transport = new WsRaftTransport({

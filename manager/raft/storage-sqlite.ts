@@ -26,8 +26,8 @@
 // Encryption at rest (issue 15): given a RaftCipher (encrypt.ts), entry data and snapshot data are stored
 // sealed with AES-256-GCM. The format marker is per entry (bit ENCRYPTED_TYPE_BIT of the stored type code)
 // and per snapshot file (version 2), so a log written before encryption still loads, and new entries and the
-// next snapshot are written encrypted. secure_delete is on so that pages freed by compaction are zeroed
-// instead of keeping old plaintext rows in the database file. The constructor
+// next snapshot are written encrypted. While plaintext rows remain, secure_delete is on so that the pages
+// they free are zeroed, and the file is vacuumed once when the last one goes (plaintextUpTo). The constructor
 // runs PRAGMA quick_check; load() checks checksums, contiguity, term order, the snapshot file and the commit
 // index, and throws CorruptLogError naming the index or file. Nothing is ever repaired.
 //
@@ -101,26 +101,35 @@ function fsyncDir(dir: string): void {
   }
 }
 
-/** Writes `<dir>/<index>-<term>.snap` atomically and durably. Returns the hex sha256 recorded in its header. */
-function writeSnapshotFile(dir: string, snap: Snapshot, cipher: RaftCipher | null): string {
-  const { index, term, conf } = snap.meta;
-  const metaBytes = Buffer.from(JSON.stringify({ index, term, conf: copyConf(conf) }), 'utf8');
-  const data = cipher ? cipher.seal(snap.data, { kind: 'snapshot', index, term }) : snap.data;
-  const sha = createHash('sha256').update(metaBytes).update(data).digest();
+/** The header and meta of a snapshot file whose stored (sealed or plain) data is `data`, and its sha256. */
+function snapshotFileHead(snap: Snapshot, data: Uint8Array, encrypted: boolean, sha: Buffer): Buffer {
+  const metaBytes = snapshotMetaBytes(snap);
   const header = Buffer.alloc(SNAP_HEADER_LEN);
   SNAP_MAGIC.copy(header, 0);
-  header.writeUInt32BE(cipher ? SNAP_VERSION_ENCRYPTED : SNAP_VERSION, 8);
+  header.writeUInt32BE(encrypted ? SNAP_VERSION_ENCRYPTED : SNAP_VERSION, 8);
   header.writeUInt32BE(metaBytes.byteLength, 12);
   header.writeBigUInt64BE(BigInt(data.byteLength), 16);
   sha.copy(header, 24);
+  return Buffer.concat([header, metaBytes]);
+}
 
+function snapshotMetaBytes(snap: Snapshot): Buffer {
+  const { index, term, conf } = snap.meta;
+  return Buffer.from(JSON.stringify({ index, term, conf: copyConf(conf) }), 'utf8');
+}
+
+/** Writes `<dir>/<index>-<term>.snap` atomically and durably. Returns the hex sha256 recorded in its header. */
+function writeSnapshotFile(dir: string, snap: Snapshot, cipher: RaftCipher | null): string {
+  const { index, term } = snap.meta;
+  const data = cipher ? cipher.seal(snap.data, { kind: 'snapshot', index, term }) : snap.data;
+  const sha = createHash('sha256').update(snapshotMetaBytes(snap)).update(data).digest();
+  const head = snapshotFileHead(snap, data, cipher !== null, sha);
   const final = path.join(dir, snapshotFileName(index, term));
   const tmp = final + TMP_SUFFIX;
   try {
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
-      writeAll(fd, header);
-      writeAll(fd, metaBytes);
+      writeAll(fd, head);
       writeAll(fd, data);
       fs.fsyncSync(fd);
     } finally {
@@ -128,15 +137,81 @@ function writeSnapshotFile(dir: string, snap: Snapshot, cipher: RaftCipher | nul
     }
     fs.renameSync(tmp, final);
   } catch (err) {
-    try {
-      fs.unlinkSync(tmp); // free the space (ENOSPC) and leave no stray file
-    } catch {
-      // ignore: the temp file may not exist; stray temp files are removed on open anyway
-    }
+    removeQuietly(tmp); // free the space (ENOSPC) and leave no stray file
     throw err;
   }
   fsyncDir(dir);
   return sha.toString('hex');
+}
+
+function removeQuietly(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch {
+    // ignore: the file may not exist; stray temp files are removed on open anyway
+  }
+}
+
+/**
+ * Bytes of snapshot data sealed or hashed between two yields to the event loop by prepareSnapshot: a few
+ * milliseconds of AES-GCM or SHA-256 each.
+ */
+const SNAPSHOT_STEP_BYTES = 4 << 20;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** A snapshot file written ahead as `<index>-<term>.snap.tmp`, durable, waiting for compact() to name it. */
+interface PreparedSnapshot {
+  data: Uint8Array;
+  index: number;
+  term: number;
+  tmp: string;
+  final: string;
+  sha: string;
+}
+
+/**
+ * writeSnapshotFile without holding the event loop: sealing and hashing in steps, the write and fsync in
+ * libuv's thread pool. Leaves the file under its temporary name (pruneSnapshots never removes those while
+ * open), so a snapshot installed from the leader meanwhile cannot see a newer-than-current file and delete
+ * it; compact() renames it.
+ */
+async function prepareSnapshotFile(dir: string, snap: Snapshot, cipher: RaftCipher | null): Promise<PreparedSnapshot> {
+  const { index, term } = snap.meta;
+  let data: Uint8Array = snap.data;
+  if (cipher) {
+    const steps = cipher.sealInSteps(snap.data, { kind: 'snapshot', index, term }, SNAPSHOT_STEP_BYTES);
+    for (let r = steps.next(); ; r = steps.next()) {
+      if (r.done) {
+        data = r.value;
+        break;
+      }
+      await nextTurn();
+    }
+  }
+  const hash = createHash('sha256').update(snapshotMetaBytes(snap));
+  for (let i = 0; i < data.byteLength; i += SNAPSHOT_STEP_BYTES) {
+    if (i > 0) await nextTurn();
+    hash.update(data.subarray(i, Math.min(data.byteLength, i + SNAPSHOT_STEP_BYTES)));
+  }
+  const sha = hash.digest();
+  const head = snapshotFileHead(snap, data, cipher !== null, sha);
+  const final = path.join(dir, snapshotFileName(index, term));
+  const tmp = final + TMP_SUFFIX;
+  try {
+    const fh = await fs.promises.open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(head);
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    removeQuietly(tmp);
+    throw err;
+  }
+  return { data: snap.data, index, term, tmp, final, sha: sha.toString('hex') };
 }
 
 /** Reads and verifies a snapshot file. Throws CorruptLogError naming the file on any defect. */
@@ -446,6 +521,16 @@ export class SqliteRaftStorage implements RaftStorage {
   private pointer: Pointer;
   private failed: StorageError | null = null;
   private closed = false;
+  /**
+   * Highest index of a plaintext row in an encrypted log (0: none), written before encryption was turned on.
+   * While such rows exist secure_delete is on, so the pages they free are zeroed; once the last one is
+   * deleted the file is vacuumed once (dropping pages freed in the plaintext era) and secure_delete goes
+   * off. Zeroing pages of sealed rows protects nothing (the key does), and it cost compaction seconds: every
+   * freed page written again through the WAL (4 s for a 150,000-task log, docs/design/scale.md).
+   */
+  private plaintextUpTo = 0;
+  /** The snapshot file prepareSnapshot wrote, until compact() commits it (or a newer one replaces it). */
+  private prepared: PreparedSnapshot | null = null;
   private readonly saveTx: (plan: SavePlan, entries: Entry[], next: Pointer | null) => void;
   private readonly compactTx: (deleteUpTo: number, next: Pointer) => void;
 
@@ -508,8 +593,6 @@ export class SqliteRaftStorage implements RaftStorage {
       db.pragma('synchronous = FULL');
       db.pragma('cell_size_check = ON');
       db.pragma('trusted_schema = OFF');
-      // Encrypted logs: zero freed pages, so compacted (possibly pre-encryption plaintext) rows do not linger.
-      if (this.cipher) db.pragma('secure_delete = ON');
       // Take the exclusive lock now so a second opener fails here rather than at its first write.
       db.exec('BEGIN EXCLUSIVE; COMMIT');
 
@@ -600,6 +683,11 @@ export class SqliteRaftStorage implements RaftStorage {
       // Never act on (tidy snapshots by, or write on top of) an unverified pointer.
       if (stateChecksum(this.pointer) !== row.crc) throw new CorruptLogError(`${dbPath}: hard state row: checksum mismatch`);
       this.pruneSnapshots(true);
+      if (this.cipher) {
+        this.plaintextUpTo = (db.prepare(`SELECT max(idx) FROM entries WHERE (type & ${ENCRYPTED_TYPE_BIT}) = 0`).pluck().get() as number | null) ?? 0;
+        // Rows written before encryption was turned on: freed pages are zeroed until they are gone.
+        if (this.plaintextUpTo > 0) db.pragma('secure_delete = ON');
+      }
     } catch (err) {
       try {
         db.close();
@@ -685,7 +773,11 @@ export class SqliteRaftStorage implements RaftStorage {
       }
       if (t0 !== 0) this.onSync!((performance.now() - t0) / 1000);
       this.pointer = next;
-      if (plan.snapshot) this.pruneSnapshots(false);
+      if (plan.snapshot) {
+        this.pruneSnapshots(false);
+        this.dropPrepared(plan.snapshot.snap.meta.index);
+      }
+      if (plan.snapshot || plan.truncateFrom !== null) this.scrubIfPlaintextGone();
     } catch (err) {
       throw this.poison('save', err);
     }
@@ -694,7 +786,10 @@ export class SqliteRaftStorage implements RaftStorage {
   compact(snapshot: Snapshot, keepEntries: number): void {
     this.checkUsable('compact');
     const deleteUpTo = this.plan('compact', () => planCompact(this.view(), snapshot, keepEntries));
-    if (deleteUpTo === null) return;
+    if (deleteUpTo === null) {
+      this.dropPrepared(snapshot.meta.index);
+      return;
+    }
     try {
       const snapSha = this.writeSnapshot(snapshot);
       const next: Pointer = {
@@ -706,9 +801,28 @@ export class SqliteRaftStorage implements RaftStorage {
       this.compactTx(deleteUpTo, next);
       this.pointer = next;
       this.pruneSnapshots(false);
+      this.scrubIfPlaintextGone();
     } catch (err) {
       throw this.poison('compact', err);
     }
+  }
+
+  /** Removes the prepared snapshot file if its snapshot is at or below `index` (superseded or committed). */
+  private dropPrepared(index: number): void {
+    if (this.prepared === null || this.prepared.index > index) return;
+    removeQuietly(this.prepared.tmp);
+    this.prepared = null;
+  }
+
+  /** See plaintextUpTo. Runs after every transaction that may have deleted rows. */
+  private scrubIfPlaintextGone(): void {
+    if (this.plaintextUpTo === 0) return;
+    const left = this.db.prepare(`SELECT 1 FROM entries WHERE idx <= ? AND (type & ${ENCRYPTED_TYPE_BIT}) = 0 LIMIT 1`).pluck().get(this.plaintextUpTo);
+    if (left !== undefined) return;
+    this.plaintextUpTo = 0;
+    this.db.exec('VACUUM');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.pragma('secure_delete = OFF');
   }
 
   /**
@@ -751,9 +865,34 @@ export class SqliteRaftStorage implements RaftStorage {
     return Math.max(v ?? 0, this.pointer.snapIndex);
   }
 
+  /**
+   * Writes `snapshot`'s file ahead of compact(snapshot, ...) without holding the event loop (sealing and
+   * hashing in steps, the write and fsync off the main thread); compact() then only renames it and commits.
+   * A failure poisons the instance, as one in compact() would.
+   */
+  async prepareSnapshot(snapshot: Snapshot): Promise<void> {
+    this.checkUsable('prepareSnapshot');
+    this.plan('prepareSnapshot', () => planCompact(this.view(), snapshot, 0));
+    let prepared: PreparedSnapshot;
+    try {
+      prepared = await prepareSnapshotFile(this.snapDir, snapshot, this.cipher);
+    } catch (err) {
+      if (this.closed) return;
+      throw this.poison('prepareSnapshot', err);
+    }
+    if (this.closed || this.failed) {
+      removeQuietly(prepared.tmp);
+      return;
+    }
+    if (this.prepared && this.prepared.tmp !== prepared.tmp) removeQuietly(this.prepared.tmp);
+    this.prepared = prepared;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.prepared) removeQuietly(this.prepared.tmp);
+    this.prepared = null;
     this.db.close();
   }
 
@@ -840,6 +979,13 @@ export class SqliteRaftStorage implements RaftStorage {
     const p = this.pointer;
     if (p.snapIndex > 0 && snap.meta.index === p.snapIndex && snap.meta.term === p.snapTerm && p.snapSha !== null) {
       return p.snapSha;
+    }
+    const ready = this.prepared;
+    if (ready !== null && ready.data === snap.data && ready.index === snap.meta.index && ready.term === snap.meta.term) {
+      this.prepared = null;
+      fs.renameSync(ready.tmp, ready.final);
+      fsyncDir(this.snapDir);
+      return ready.sha;
     }
     return writeSnapshotFile(this.snapDir, snap, this.cipher);
   }

@@ -36,6 +36,12 @@ export interface RaftStorage {
    * log instead of a snapshot). Durable on return.
    */
   compact(snapshot: Snapshot, keepEntries: number): void;
+  /**
+   * Optional: makes `snapshot` durable ahead of compact(snapshot, ...) without holding the event loop
+   * (a large one is seconds of sealing and disk writes), so that compact() only commits it. Rejects like
+   * compact() would fail.
+   */
+  prepareSnapshot?(snapshot: Snapshot): Promise<void>;
   close(): void;
 }
 

@@ -914,6 +914,64 @@ interface IndexWaiter {
 
 // ------------------------------------------------------------------------------------------------ Store
 
+/** Objects serialised between two yields of Store.snapshotInSteps: ≈ 5-10 ms of CPU for tasks. */
+const SNAPSHOT_STEP_OBJECTS = 2000;
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = Buffer.concat(parts);
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
+/**
+ * The snapshot body (format 2, see Store.snapshot) of `lists`, captured at `index`, one step per
+ * SNAPSHOT_STEP_OBJECTS objects. Each step's JSON is UTF-8 encoded at once, so the last step only joins
+ * the parts. JSON.stringify of a slice of a list, brackets removed, is that slice of the whole list's JSON,
+ * so the bytes are the same as one JSON.stringify per kind.
+ */
+function* serialiseSnapshot(index: number, lists: ReadonlyArray<readonly [Kind, readonly Obj[]]>): Generator<void, Uint8Array[], void> {
+  const shared: unknown[] = [];
+  const byObject = new Map<unknown, number>();
+  const byJson = new Map<string, number>();
+  const position = (v: unknown): number => {
+    let i = byObject.get(v);
+    if (i !== undefined) return i;
+    const key = JSON.stringify(v);
+    i = byJson.get(key);
+    if (i === undefined) {
+      i = shared.length;
+      shared.push(v);
+      byJson.set(key, i);
+    }
+    byObject.set(v, i);
+    return i;
+  };
+  const body: Uint8Array[] = [];
+  let first = true;
+  for (const [kind, list] of lists) {
+    body.push(Buffer.from(`${first ? '' : ','}${JSON.stringify(kind)}:[`));
+    first = false;
+    for (let i = 0; i < list.length; i += SNAPSHOT_STEP_OBJECTS) {
+      const slice: unknown[] = list.slice(i, i + SNAPSHOT_STEP_OBJECTS);
+      if (kind === 'task') {
+        for (let j = 0; j < slice.length; j++) {
+          const out: Record<string, unknown> = { ...(slice[j] as Record<string, unknown>) };
+          for (const f of SHARED_TASK_FIELDS) {
+            const v = out[f];
+            if (typeof v === 'object' && v !== null) out[f] = position(v);
+          }
+          slice[j] = out;
+        }
+      }
+      const json = JSON.stringify(slice);
+      body.push(Buffer.from(`${i > 0 ? ',' : ''}${json.slice(1, -1)}`));
+      yield;
+    }
+    body.push(Buffer.from(']'));
+  }
+  const head = Buffer.from(`{"format":${SNAPSHOT_FORMAT_JSON_V2},"index":${index},"shared":${JSON.stringify(shared)},"objects":{`);
+  return [Uint8Array.of(SNAPSHOT_FORMAT_JSON_V2), head, ...body, Buffer.from('}}')];
+}
+
 export class Store implements StateMachine {
   private readonly state = new State();
   private readonly proposeFn: ((data: Uint8Array) => Promise<unknown>) | undefined;
@@ -1155,44 +1213,24 @@ export class Store implements StateMachine {
    * write equal bytes on every manager.
    */
   snapshot(): Uint8Array {
-    const shared: unknown[] = [];
-    const byObject = new Map<unknown, number>();
-    const byJson = new Map<string, number>();
-    const position = (v: unknown): number => {
-      let i = byObject.get(v);
-      if (i !== undefined) return i;
-      const key = JSON.stringify(v);
-      i = byJson.get(key);
-      if (i === undefined) {
-        i = shared.length;
-        shared.push(v);
-        byJson.set(key, i);
-      }
-      byObject.set(v, i);
-      return i;
-    };
-    const tasks: Record<string, unknown>[] = [];
-    for (const t of this.state.table('task').values()) {
-      const out: Record<string, unknown> = { ...t };
-      for (const f of SHARED_TASK_FIELDS) {
-        const v = out[f];
-        if (typeof v === 'object' && v !== null) out[f] = position(v);
-      }
-      tasks.push(out);
+    const steps = this.snapshotInSteps();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) return concatBytes(r.value);
     }
-    // One JSON.stringify per kind (not per object, then joined) and one UTF-8 write into the output:
-    // ≈ 25 % less CPU than per object, the same bytes.
-    const parts: string[] = [`{"format":${SNAPSHOT_FORMAT_JSON_V2},"index":${this.state.index},"shared":${JSON.stringify(shared)},"objects":{`];
-    KINDS.forEach((kind, i) => {
-      const list = kind === 'task' ? tasks : [...this.state.table(kind).values()];
-      parts.push(`${i > 0 ? ',' : ''}${JSON.stringify(kind)}:${JSON.stringify(list)}`);
-    });
-    parts.push('}}');
-    const body = parts.join('');
-    const out = Buffer.allocUnsafeSlow(Buffer.byteLength(body) + 1);
-    out[0] = SNAPSHOT_FORMAT_JSON_V2;
-    out.write(body, 1);
-    return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  }
+
+  /**
+   * snapshot() in steps, for a leader that cannot stop for the whole of it (at 150,000 tasks it is
+   * 0.4-0.7 s of CPU, and Raft's election timeout is 1 s). The state is captured now, when this is called:
+   * every stored object is deep-frozen, so holding the tables' objects keeps what they were at this index
+   * whatever is applied while the steps run. Each next() serialises at most SNAPSHOT_STEP_OBJECTS objects;
+   * the last returns the snapshot's bytes in parts whose concatenation is exactly what snapshot() returns.
+   */
+  snapshotInSteps(): Generator<void, Uint8Array[], void> {
+    const index = this.state.index;
+    const lists = KINDS.map((kind) => [kind, [...this.state.table(kind).values()]] as const);
+    return serialiseSnapshot(index, lists);
   }
 
   /**

@@ -43,6 +43,25 @@ class KvMachine implements StateMachine {
   }
 }
 
+/** KvMachine with snapshotInSteps: a step per 10 keys, captured when called (what the Store does). */
+class SteppedKvMachine extends KvMachine {
+  steps = 0;
+  *stepsOf(entries: [string, string][]): Generator<void, Uint8Array[], void> {
+    const parts: Uint8Array[] = [enc.encode('[')];
+    for (let i = 0; i < entries.length; i += 10) {
+      const slice = JSON.stringify(entries.slice(i, i + 10));
+      parts.push(enc.encode(`${i > 0 ? ',' : ''}${slice.slice(1, -1)}`));
+      this.steps++;
+      yield;
+    }
+    parts.push(enc.encode(']'));
+    return parts;
+  }
+  snapshotInSteps(): Generator<void, Uint8Array[], void> {
+    return this.stepsOf([...this.data]);
+  }
+}
+
 function put(k: string, v: string): Uint8Array {
   return enc.encode(JSON.stringify({ k, v }));
 }
@@ -50,7 +69,21 @@ function put(k: string, v: string): Uint8Array {
 /** Storage whose save/compact can be made to fail like a dying disk. */
 class FlakyStorage implements RaftStorage {
   failing = false;
-  constructor(readonly inner: SqliteRaftStorage) {}
+  /** Only prepareSnapshot fails (a snapshot file that cannot be written). */
+  failPrepare = false;
+  /** With `stepped`, prepareSnapshot is offered, so the node takes its snapshots in steps. */
+  readonly prepareSnapshot?: (snapshot: Snapshot) => Promise<void>;
+  constructor(
+    readonly inner: SqliteRaftStorage,
+    readonly stepped = false,
+  ) {
+    if (stepped) {
+      this.prepareSnapshot = async (snapshot) => {
+        if (this.failing || this.failPrepare) throw new StorageError('prepareSnapshot failed: injected I/O error');
+        await this.inner.prepareSnapshot(snapshot);
+      };
+    }
+  }
   load(): PersistedState {
     return this.inner.load();
   }
@@ -112,8 +145,8 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Pro
 type Extra = Partial<Omit<RaftNodeOptions, 'id' | 'storage' | 'transport' | 'stateMachine'>>;
 
 /** Opens storage + transport for `id` in `dir` (port 0 = ephemeral) without creating the node yet. */
-async function openIo(id: NodeId, dir: string, port: number): Promise<{ storage: FlakyStorage; transport: WsRaftTransport }> {
-  const storage = new FlakyStorage(new SqliteRaftStorage(dir));
+async function openIo(id: NodeId, dir: string, port: number, stepped = false): Promise<{ storage: FlakyStorage; transport: WsRaftTransport }> {
+  const storage = new FlakyStorage(new SqliteRaftStorage(dir), stepped);
   try {
     const transport = await WsRaftTransport.create({ id, tls: tls(id), listen: { host: HOST, port }, onError: () => {} });
     return { storage, transport };
@@ -124,7 +157,7 @@ async function openIo(id: NodeId, dir: string, port: number): Promise<{ storage:
 }
 
 function startMember(id: NodeId, dir: string, io: { storage: FlakyStorage; transport: WsRaftTransport }, extra: Extra = {}): Member {
-  const sm = new KvMachine();
+  const sm = io.storage.stepped ? new SteppedKvMachine() : new KvMachine();
   const logs: string[] = [];
   const port = io.transport.port!;
   let node: RaftNode;
@@ -147,17 +180,17 @@ async function stopMember(m: Member): Promise<void> {
 }
 
 async function restartMember(m: Member, extra: Extra = {}): Promise<Member> {
-  const io = await openIo(m.id, m.dir, m.port);
+  const io = await openIo(m.id, m.dir, m.port, m.storage.stepped);
   return startMember(m.id, m.dir, io, extra);
 }
 
-async function cluster(n: number, extra: Extra = {}): Promise<Member[]> {
+async function cluster(n: number, extra: Extra = {}, stepped = false): Promise<Member[]> {
   const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
   const ios: Array<{ id: NodeId; dir: string; storage: FlakyStorage; transport: WsRaftTransport }> = [];
   try {
     for (const id of ids) {
       const dir = tmpDir();
-      ios.push({ id, dir, ...(await openIo(id, dir, 0)) });
+      ios.push({ id, dir, ...(await openIo(id, dir, 0, stepped)) });
     }
   } catch (err) {
     for (const io of ios) {
@@ -313,9 +346,15 @@ test('leader stop → new leader, writes continue; restart from disk restores st
   await waitFor(() => back.sm.data.get('after') === 'restart', 'restarted node applies new writes');
 });
 
-test('snapshots compact the log; a learner added later catches up via snapshot, is promoted, survives restart', async () => {
+for (const stepped of [false, true]) {
+  test(`snapshots${stepped ? ' taken in steps' : ''} compact the log; a learner added later catches up via snapshot, is promoted, survives restart`, async () => {
+    await snapshotScenario(stepped);
+  });
+}
+
+async function snapshotScenario(stepped: boolean): Promise<void> {
   const extra: Extra = { snapshotEvery: 20, keepEntries: 5, snapshotChunkBytes: 512 };
-  const ms = await cluster(3, extra);
+  const ms = await cluster(3, extra, stepped);
   const leader = await leaderOf(ms);
   const big = 'x'.repeat(100);
   for (let round = 0; round < 5; round++) {
@@ -327,7 +366,7 @@ test('snapshots compact the log; a learner added later catches up via snapshot, 
 
   // The leader's log now starts far past index 1: a new member can only catch up with a snapshot.
   const dir = tmpDir();
-  const n4 = startMember('n4', dir, await openIo('n4', dir, 0), extra);
+  const n4 = startMember('n4', dir, await openIo('n4', dir, 0, stepped), extra);
   await leader.node.addMember('n4', n4.url, { learner: true });
   const afterAdd = leader.node.status().commit;
   assert.ok(afterAdd > ls.commit);
@@ -351,7 +390,19 @@ test('snapshots compact the log; a learner added later catches up via snapshot, 
   const n4b = await restartMember(n4, extra);
   await waitFor(() => n4b.sm.data.get('while') === 'down', 'restarted n4 caught up');
   assert.equal(n4b.sm.data.size, 152);
-});
+  if (stepped) {
+    assert.ok(
+      ms.every((m) => (m.sm as SteppedKvMachine).steps > 0),
+      'every node serialised its snapshots in steps',
+    );
+    assert.ok(
+      leader.logs.some((l) => /snapshot at \d+-\d+ \(\d+ bytes in \d+ ms\), log compacted; longest step \d+ ms/.test(l)),
+      'the leader logs its snapshots',
+    );
+    // No temporary snapshot file is left behind once the snapshots are committed.
+    await waitFor(() => ms.every((m) => fs.readdirSync(path.join(m.dir, 'snapshots')).every((f) => !f.endsWith('.tmp'))), 'no .tmp file');
+  }
+}
 
 test('a storage failure halts the node: no acknowledgements, proposals rejected, cluster moves on', async () => {
   const ms = await cluster(3);
@@ -388,6 +439,19 @@ test('a storage failure halts the node: no acknowledgements, proposals rejected,
   assert.equal(leader.sm.data.get('doomed'), undefined);
   assert.equal(leader.sm.data.get('after'), undefined);
   assert.equal(rest[0]!.sm.data.get('doomed'), rest[1]!.sm.data.get('doomed'), 'the survivors agree on it');
+});
+
+test('a snapshot file that cannot be written halts the node, as a failed compaction does', async () => {
+  const ms = await cluster(3, { snapshotEvery: 10, keepEntries: 2 }, true);
+  const leader = await leaderOf(ms);
+  leader.storage.failPrepare = true;
+  for (let i = 0; i < 15; i++) await write(ms, `k${i}`, 'v').catch(() => undefined);
+  await waitFor(() => leader.node.status().error !== null, 'the leader halts');
+  assert.match(leader.node.status().error!, /prepareSnapshot failed: injected I\/O error/);
+  assert.ok(leader.logs.some((l) => /halted/.test(l)));
+  const rest = ms.filter((m) => m !== leader);
+  await write(rest, 'after', '1');
+  for (const m of rest) await waitFor(() => m.sm.data.get('after') === '1', `${m.id} applied the write`);
 });
 
 test('membership: remove a voter; transferLeadership hands over', async () => {

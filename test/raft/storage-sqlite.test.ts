@@ -589,6 +589,29 @@ describe('SqliteRaftStorage files and recovery', () => {
     }
   });
 
+  test('disk full while preparing a snapshot: StorageError, no temp file left, state unchanged', async (t) => {
+    const mnt = tryMountTmpfs(t, '512k');
+    if (!mnt) return;
+    try {
+      const dir = path.join(mnt, 'node');
+      const s = open(dir);
+      s.save({ hardState: { term: 1, vote: null, commit: 10 }, entries: ents(1, 10, 1) }, true);
+      await assert.rejects(
+        s.prepareSnapshot(snap(10, 1, 1024 * 1024)),
+        (e: unknown) => e instanceof StorageError && /^prepareSnapshot failed: .*ENOSPC/.test(e.message),
+      );
+      assert.deepEqual(snapFiles(dir), []);
+      assert.throws(() => s.save({ entries: ents(11, 11, 1) }, true), /storage failed earlier: prepareSnapshot failed/);
+      s.close();
+      const st = open(dir).load();
+      assert.equal(st.snapshot, null);
+      assert.deepEqual(st.entries, ents(1, 10, 1));
+    } finally {
+      closeAll();
+      unmount(mnt);
+    }
+  });
+
   test('throughput (logged, not asserted)', (t) => {
     const dir = tmpDir();
     const s = open(dir);
@@ -641,6 +664,80 @@ describe('MemoryRaftStorage', () => {
 
 // ---------------------------------------------------------------------------------------------------------
 // Encryption at rest (issue 15): entry and snapshot data are sealed under the manager's Raft key.
+
+describe('SqliteRaftStorage.prepareSnapshot (snapshots written ahead, off the event loop)', () => {
+  for (const encrypted of [false, true]) {
+    const cipher = () => {
+      let n = 7;
+      const random = (len: number) => Buffer.alloc(len, n++ & 0xff);
+      return new RaftCipher(KeyRing.generate(random, new Date(0)), random);
+    };
+    test(`the file is written under a temporary name; compact() only renames and commits it${encrypted ? ' (encrypted)' : ''}`, async () => {
+      const dir = tmpDir();
+      const c = encrypted ? cipher() : undefined;
+      const s = open(dir, c ? { cipher: c } : undefined);
+      s.save({ hardState: { term: 1, vote: 'a', commit: 20 }, entries: ents(1, 20, 1) }, true);
+      const sn = snap(15, 1, 9 * 1024 * 1024 + 5); // more than two sealing steps
+      await s.prepareSnapshot(sn);
+      assert.deepEqual(snapFiles(dir), ['15-1.snap.tmp']);
+      const ino = fs.statSync(path.join(dir, 'snapshots', '15-1.snap.tmp')).ino;
+      s.compact(sn, 3);
+      assert.deepEqual(snapFiles(dir), ['15-1.snap']);
+      assert.equal(fs.statSync(path.join(dir, 'snapshots', '15-1.snap')).ino, ino, 'the prepared file itself, not a second write');
+      assert.equal(s.firstIndex(), 13);
+      s.close();
+      const st = open(dir, c ? { cipher: c } : undefined).load();
+      assert.deepEqual(st.snapshot, sn);
+      assert.deepEqual(indices(st.entries), range(16, 20));
+    });
+  }
+
+  test('a prepared snapshot superseded by one from the leader is dropped; its compact() is a no-op', async () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.save({ hardState: { term: 1, vote: 'a', commit: 10 }, entries: ents(1, 10, 1) }, true);
+    const mine = snap(8, 1);
+    await s.prepareSnapshot(mine);
+    const theirs = snap(30, 2);
+    s.save({ hardState: { term: 2, vote: null, commit: 30 }, entries: [], snapshot: theirs }, true);
+    assert.deepEqual(snapFiles(dir), ['30-2.snap']);
+    s.compact(mine, 0);
+    assert.deepEqual(snapFiles(dir), ['30-2.snap']);
+    s.close();
+    assert.deepEqual(open(dir).load().snapshot, theirs);
+  });
+
+  test('a snapshot other than the prepared one is written as before', async () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.save({ hardState: { term: 1, vote: 'a', commit: 10 }, entries: ents(1, 10, 1) }, true);
+    await s.prepareSnapshot(snap(8, 1));
+    const other = snap(9, 1, 100); // another object, another content
+    s.compact(other, 0);
+    s.close();
+    assert.deepEqual(open(dir).load().snapshot, other);
+    assert.deepEqual(snapFiles(dir), ['9-1.snap'], 'the stale prepared file is removed on open');
+  });
+
+  test('closing while a snapshot is being prepared leaves no temporary file', async () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.save({ hardState: { term: 1, vote: 'a', commit: 10 }, entries: ents(1, 10, 1) }, true);
+    const p = s.prepareSnapshot(snap(10, 1, 4 * 1024 * 1024));
+    s.close();
+    await p;
+    assert.deepEqual(snapFiles(dir), []);
+  });
+
+  test('a snapshot past the log is refused before anything is written, without poisoning', async () => {
+    const dir = tmpDir();
+    const s = open(dir);
+    s.save({ hardState: { term: 1, vote: 'a', commit: 5 }, entries: ents(1, 5, 1) }, true);
+    await assert.rejects(s.prepareSnapshot(snap(9, 1)), (e: unknown) => e instanceof RangeError && /snapshot index 9 is not in the log/.test(e.message));
+    assert.deepEqual(snapFiles(dir), []);
+    s.save({ entries: ents(6, 6, 1) }, true);
+  });
+});
 
 describe('SqliteRaftStorage encryption at rest', () => {
   const marker = 'PLAINTEXT-MARKER-';
@@ -716,6 +813,58 @@ describe('SqliteRaftStorage encryption at rest', () => {
     assert.equal(bytes.includes(`${marker}snapshot-20`), false, 'the new snapshot is plaintext on disk');
     const r = open(dir, { cipher });
     assert.equal(Buffer.from(r.load().snapshot!.data).toString(), `${marker}snapshot-20`);
+  });
+
+  test('rows from before encryption: freed pages are zeroed until the last is gone, then the file is vacuumed', () => {
+    const dir = tmpDir();
+    const plain = open(dir);
+    plain.save({ entries: markedEnts(1, 400, 1), hardState: { term: 1, vote: null, commit: 400 } }, true);
+    // Rows 1-350 deleted with no zeroing: whole pages of them go to the free list as they were.
+    plain.compact(snapOf(350, 1), 0);
+    plain.close();
+    const cipher = cipherFor(5);
+    const s = open(dir, { cipher });
+    const secureDelete = () => (s as unknown as { db: Database.Database }).db.pragma('secure_delete', { simple: true });
+    assert.equal(secureDelete(), 1, 'plaintext rows remain: zero what they free');
+    s.save({ entries: markedEnts(401, 420, 1), hardState: { term: 1, vote: null, commit: 420 } }, true);
+    s.compact(snapOf(380, 1), 0); // still plaintext rows left (381-400)
+    assert.equal(secureDelete(), 1);
+    s.compact(snapOf(410, 1), 0); // the last plaintext rows go
+    assert.equal(secureDelete(), 0, 'only sealed rows left: no zeroing');
+    s.close();
+    const text = allBytes(dir).toString('latin1');
+    for (let i = 1; i <= 400; i++) assert.equal(text.includes(`${marker}${i}-`), false, `plaintext entry ${i} lingers on disk`);
+    assert.deepEqual(indices(open(dir, { cipher }).load().entries), range(411, 420));
+  });
+
+  test('sealInSteps: any step size seals what open() reads back; seal() is the one-step case', () => {
+    const plain = Buffer.alloc(100_003);
+    for (let i = 0; i < plain.length; i++) plain[i] = (i * 7) & 0xff;
+    const ctx = { kind: 'snapshot', index: 12, term: 3 } as const;
+    for (const step of [1 << 20, 100_003, 4096, 777, 1]) {
+      const c = cipherFor(9);
+      const steps = c.sealInSteps(plain, ctx, step);
+      let yields = 0;
+      let r = steps.next();
+      while (!r.done) {
+        yields++;
+        r = steps.next();
+      }
+      assert.equal(yields, Math.ceil(plain.length / step) - 1, `step ${step}`);
+      assert.deepEqual(c.open(r.value, ctx), plain);
+      // The same key and nonce sequence give the same bytes as seal().
+      assert.deepEqual(r.value, cipherFor(9).seal(plain, ctx));
+      assert.throws(() => c.open(r.value, { ...ctx, index: 13 }), /does not authenticate/);
+    }
+    const c = cipherFor(10);
+    assert.deepEqual(c.open(c.seal(Buffer.alloc(0), ctx), ctx), Buffer.alloc(0), 'empty data');
+  });
+
+  test('a log encrypted from the start never zeroes pages', () => {
+    const dir = tmpDir();
+    const s = open(dir, { cipher: cipherFor(6) });
+    s.save({ entries: markedEnts(1, 10, 1), hardState: { term: 1, vote: null, commit: 10 } }, true);
+    assert.equal((s as unknown as { db: Database.Database }).db.pragma('secure_delete', { simple: true }), 0);
   });
 
   test('tampered ciphertext is a CorruptLogError naming the index, even with a matching checksum', () => {

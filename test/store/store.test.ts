@@ -1040,6 +1040,56 @@ test('snapshot/restore round trip: same bytes, same reads, indexes rebuilt; rest
   assert.equal(snap(b), snap(a), 'a refused snapshot changes nothing');
 });
 
+test('snapshotInSteps: the state as of the call, in steps of 2,000 objects, restoring to the same reads', async () => {
+  const a = await populated();
+  // 4,500 more tasks over two spec versions: three steps of tasks, shared values met in several steps.
+  const slots = Array.from({ length: 4500 }, (_, i) => i + 10);
+  for (let i = 0; i < slots.length; i += 500) {
+    await a.update((tx) => {
+      for (const slot of slots.slice(i, i + 500)) {
+        const t = task(`m${slot}`, 's1', slot, slot % 2 ? 'n1' : 'n2');
+        if (slot % 3 === 0) t.spec = { image: 'busybox:1.37' };
+        tx.create(t);
+      }
+    });
+  }
+  const index = a.index;
+  const tasks = a.view((tx) => tx.list('task'));
+  const services = a.view((tx) => tx.list('service'));
+  const steps = a.snapshotInSteps();
+  let n = 0;
+  let r = steps.next();
+  // Writes while the steps run are not in it: a task deleted, one changed, one created, a service renamed.
+  await a.update((tx) => {
+    tx.delete('task', 'm11');
+    tx.modify('task', 'm12', (d) => void (d.status.message = 'changed after the capture'));
+    tx.create(task('late', 's1', 99999, 'n1'));
+    tx.modify('service', 's1', (d) => void (d.spec.name = 'renamed'));
+  });
+  while (!r.done) {
+    n++;
+    r = steps.next();
+  }
+  assert.ok(n >= 3, `${n} steps for ${tasks.length} tasks`);
+  const data = Buffer.concat(r.value);
+  const b = new Store();
+  b.restore(data);
+  assert.equal(b.index, index);
+  assert.deepEqual(
+    b.view((tx) => tx.list('task')),
+    tasks,
+  );
+  assert.deepEqual(
+    b.view((tx) => tx.list('service')),
+    services,
+  );
+  checkIndexes(b);
+  // The same bytes as the one-call snapshot of that state, and the shared specs written once.
+  assert.deepEqual(Buffer.from(b.snapshot()), data);
+  const doc = JSON.parse(data.subarray(1).toString('utf8'));
+  assert.equal(doc.shared.length, 3, JSON.stringify(doc.shared));
+});
+
 test('snapshot format 2 writes a shared task spec once; format 1 still restores; bad references are refused', async () => {
   const a = await populated();
   await a.batch([4, 5, 6, 7], (tx, slot) => {
