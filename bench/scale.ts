@@ -19,11 +19,10 @@ import { ClusterLab, sleep, waitFor } from '../lab/cluster-lab.ts';
 import { cleanupOnExit } from '../lab/lab.ts';
 import { FarmProcess } from '../lab/agent-farm.ts';
 import { heartbeatPeriodFor, takeoverGraceMs } from '../manager/dispatcher/liveness.ts';
-import { newTask } from '../manager/orchestrator/types.ts';
-import { validateServiceSpec } from '../manager/service/spec.ts';
 import { Store } from '../manager/store/store.ts';
 import { measureRaftSnapshot } from './scale/raft-snapshot.ts';
-import { DEFAULT_LIMITS } from '../api/objects.ts';
+import { measureTakeover } from './scale/takeover.ts';
+import { fillStore } from './scale/fill.ts';
 
 // Control API JSON, read field by field.
 type Json = any;
@@ -85,72 +84,6 @@ function fig(name: string, value: string, goal: string): void {
  * write and to install, and the heap it needs per node and per task. Real task objects: the service spec
  * goes through the API's validation and the orchestrator's newTask, tasks are then assigned and running.
  */
-/**
- * Writes `nodes` ready nodes and a service's `tasks` running tasks into `store` (through Raft when the
- * store proposes), in the transactions the dispatcher and orchestrator would use; with `reports`, each task
- * is then written once more, as its node's status report does. Calls `mark` between the phases.
- */
-async function fillStore(store: Store, nodes: number, tasks: number, reports: boolean, mark: () => void = () => {}): Promise<void> {
-  const nodeIds: string[] = [];
-  for (let i = 0; i < nodes; i += 1000) {
-    await store.update((tx) => {
-      for (let j = i; j < Math.min(nodes, i + 1000); j++) {
-        const id = `node${j.toString(36).padStart(20, '0')}`;
-        nodeIds.push(id);
-        tx.create({
-          id,
-          kind: 'node',
-          spec: { labels: {}, availability: 'active', role: 'worker' },
-          description: {
-            hostname: `f1n${j}`,
-            platform: { os: 'linux', arch: 'x64' },
-            resources: { nanoCpus: 2e9, memoryBytes: 24 * 2 ** 30 },
-            engineVersion: 'shoal-0.1.0',
-            addr: '10.213.1.15',
-          },
-          status: { state: 'ready', message: '', addr: '10.213.1.15', lastHeartbeat: new Date().toISOString() },
-        } as never);
-      }
-    });
-  }
-  mark();
-  const spec = validateServiceSpec(
-    { name: 'big', mode: { replicated: { replicas: tasks } }, task: { image: 'busybox:latest' } },
-    { ...DEFAULT_LIMITS, maxReplicas: Math.max(tasks, DEFAULT_LIMITS.maxReplicas) },
-  );
-  const service = { id: 'svc0000000000000000000000', specVersion: 1, spec } as never;
-  let n = 0;
-  const ctx = { now: Date.now(), newId: () => `task${(n++).toString(36).padStart(21, '0')}`, nodes: new Map(), taskHistoryLimit: 5 } as never;
-  const chunk = 500;
-  const ids: string[] = [];
-  for (let i = 0; i < tasks; i += chunk) {
-    await store.update((tx) => {
-      for (let j = i; j < Math.min(tasks, i + chunk); j++) {
-        const t = newTask(service, ctx, { slot: j + 1, desiredState: 'running' });
-        ids.push(t.id);
-        tx.create({
-          ...t,
-          nodeId: nodeIds[j % nodeIds.length]!,
-          status: { state: 'running', timestamp: new Date().toISOString(), message: 'started' },
-        } as never);
-      }
-    });
-  }
-  if (!reports) return;
-  for (let i = 0; i < tasks; i += chunk) {
-    await store.update((tx) => {
-      for (let j = i; j < Math.min(tasks, i + chunk); j++) {
-        const t = tx.get('task', ids[j]!) as { status: object } | undefined;
-        if (t)
-          tx.update({
-            ...t,
-            status: { state: 'running', timestamp: new Date().toISOString(), message: 'started', containerStatus: { pid: 1000 + j } },
-          } as never);
-      }
-    });
-  }
-}
-
 async function storeFigures(nodes: number, tasks: number): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
   const heap = () => {
@@ -178,6 +111,13 @@ async function storeFigures(nodes: number, tasks: number): Promise<void> {
   const installMs = performance.now() - t;
   const installCpu = cpuMs(process.cpuUsage(u));
   const size = `${(snap.length / 1e6).toFixed(0)} MB`;
+  // The leader's control loops started on that state, as on a new leader.
+  const tk = await measureTakeover(store);
+  fig(
+    `new leader's loops on ${nodes} nodes / ${tasks} running tasks, in process: event loop blocked, longest`,
+    `${tk.longestBlockMs.toFixed(0)} ms (quiet after ${tk.quietAfterMs.toFixed(0)} ms, ${tk.cpuMs.toFixed(0)} ms CPU, ${tk.writes} objects written)`,
+    '< 1000 ms (the election timeout)',
+  );
   fig(
     `store of ${nodes} nodes / ${tasks} tasks, in process: snapshot write`,
     `${writeMs.toFixed(0)} ms for ${size} (${writeCpu.toFixed(0)} ms CPU)`,
