@@ -23,7 +23,9 @@ import { PassLoop } from '../store/pass-loop.ts';
 import type { ReadTx, Store, StoreEvent } from '../store/store.ts';
 import { isTerminalTaskState, taskStateRank } from '../../api/objects.ts';
 import type { Frozen, Node, Service, Task } from '../../api/objects.ts';
-import { DEFAULT_FAILURE_WINDOW_MS, schedule } from './scheduler.ts';
+import { DEFAULT_FAILURE_WINDOW_MS, PlacementState, schedule } from './scheduler.ts';
+import { PlacedTally } from './tally.ts';
+import type { PlacedTotals } from './tally.ts';
 import type { HostPort, PendingGroup, PlacedTask, SchedNode, SchedulerInput, SchedulerOptions, TaskFailure } from './scheduler.ts';
 
 /** status.message of a task the scheduler assigned. */
@@ -137,12 +139,13 @@ export function collectInput(tx: ReadTx, failures: readonly TaskFailure[], now: 
   const groups = new Map<string, PendingGroup & { tasks: { id: string; nodeId?: string }[] }>();
   const pending = new Map<string, { version: number; message: string }>();
   let candidates: Iterable<Frozen<Task>>;
+  let servicePorts: Map<string, HostPort[]> | undefined;
   if (kept !== undefined) {
-    // The placed tasks as the runner keeps them: their service's host ports are looked up here (a
-    // service's endpoint may change without any of its tasks changing).
-    for (const p of kept.placed.values()) {
-      const hp = portsOf(p.serviceId);
-      placed.push(hp.length > 0 ? { ...p, hostPorts: hp } : p);
+    // The placed tasks as the runner keeps them, added up: their services' host ports are looked up
+    // here (a service's endpoint may change without any of its tasks changing).
+    for (const serviceId of kept.tally.byService.keys()) {
+      const hp = portsOf(serviceId);
+      if (hp.length > 0) (servicePorts ??= new Map()).set(serviceId, hp);
     }
     candidates = kept.pending.values();
   } else candidates = tx.list('task');
@@ -179,7 +182,11 @@ export function collectInput(tx: ReadTx, failures: readonly TaskFailure[], now: 
     g.tasks.push(t.nodeId !== undefined ? { id: t.id, nodeId: t.nodeId } : { id: t.id });
     pending.set(t.id, { version: t.version, message: t.status.message });
   }
-  return { input: { nodes, tasks: placed, groups: [...groups.values()], failures, now }, pending, index: tx.index };
+  const input: SchedulerInput =
+    kept !== undefined
+      ? { nodes, placed: kept.tally, servicePorts, groups: [...groups.values()], failures, now }
+      : { nodes, tasks: placed, groups: [...groups.values()], failures, now };
+  return { input, pending, index: tx.index };
 }
 
 /**
@@ -188,18 +195,18 @@ export function collectInput(tx: ReadTx, failures: readonly TaskFailure[], now: 
  * placed ones as the core counts them, and the schedulable pending ones.
  */
 export interface KeptTasks {
-  placed: ReadonlyMap<string, PlacedTask>;
+  /** The placed tasks added up. */
+  tally: PlacedTotals;
   pending: ReadonlyMap<string, Frozen<Task>>;
 }
 
 /** How two reads differ in what the core is given (placed tasks as a multiset, groups, versions), or null. */
 export function collectedDifference(a: CollectedInput, b: CollectedInput): string | null {
-  const placed = (c: CollectedInput) =>
-    c.input.tasks
-      .map((p) => JSON.stringify([p.serviceId, p.nodeId, p.reservations ?? null, p.hostPorts ?? null]))
-      .sort()
-      .join('\n');
-  if (placed(a) !== placed(b)) return `placed tasks: ${a.input.tasks.length} against ${b.input.tasks.length}`;
+  // What the core makes of the placed tasks (per node: tasks, free cpu and memory, ports; per service).
+  const placed = (c: CollectedInput) => new PlacementState(c.input).placedSummary();
+  const pa = placed(a);
+  const pb = placed(b);
+  if (pa !== pb) return `placed tasks differ: ${pa.slice(0, 300)} against ${pb.slice(0, 300)}`;
   const pend = (c: CollectedInput) => JSON.stringify([...c.pending].sort((x, y) => (x[0] < y[0] ? -1 : 1)));
   if (pend(a) !== pend(b)) return `pending tasks: ${a.pending.size} against ${b.pending.size}`;
   const groups = (c: CollectedInput) => JSON.stringify(c.input.groups.map((g) => ({ ...g, tasks: [...g.tasks].sort((x, y) => (x.id < y.id ? -1 : 1)) })));
@@ -245,7 +252,7 @@ export class SchedulerRunner {
    * and a pass starts from a timer. null until the first pass reads them all, and again after the watch
    * closed (overflow, snapshot installed).
    */
-  private kept: { placed: Map<string, PlacedTask>; pending: Map<string, Frozen<Task>>; index: number } | null = null;
+  private kept: { placed: Map<string, PlacedTask>; tally: PlacedTally; pending: Map<string, Frozen<Task>>; index: number } | null = null;
   /** Recent failures by task id (pruned on every pass, and when it grows past pruneAt). */
   private readonly failures = new Map<string, TaskFailure>();
   private pruneAt = PRUNE_FAILURES_AT;
@@ -344,12 +351,19 @@ export class SchedulerRunner {
   private keep(deleted: boolean, t: Frozen<Task>, index: number): void {
     const k = this.kept;
     if (k === null || index <= k.index) return;
+    const was = k.placed.get(t.id);
     if (!deleted && isPlaced(t)) {
-      const was = k.placed.get(t.id);
       const reservations = t.spec.resources?.reservations;
-      if (was === undefined || was.serviceId !== t.serviceId || was.nodeId !== t.nodeId || was.reservations !== reservations)
-        k.placed.set(t.id, { serviceId: t.serviceId, nodeId: t.nodeId!, reservations });
-    } else k.placed.delete(t.id);
+      if (was === undefined || was.serviceId !== t.serviceId || was.nodeId !== t.nodeId || was.reservations !== reservations) {
+        const now: PlacedTask = { serviceId: t.serviceId, nodeId: t.nodeId!, reservations };
+        if (was !== undefined) k.tally.remove(was);
+        k.tally.add(now);
+        k.placed.set(t.id, now);
+      }
+    } else if (was !== undefined) {
+      k.tally.remove(was);
+      k.placed.delete(t.id);
+    }
     if (!deleted && isSchedulable(t)) k.pending.set(t.id, t);
     else k.pending.delete(t.id);
   }
@@ -367,7 +381,7 @@ export class SchedulerRunner {
       if (isPlaced(t)) placed.set(t.id, { serviceId: t.serviceId, nodeId: t.nodeId!, reservations: t.spec.resources?.reservations });
       else if (isSchedulable(t)) pending.set(t.id, t);
     }
-    return { placed, pending, index: tx.index };
+    return { placed, tally: PlacedTally.of(placed.values()), pending, index: tx.index };
   }
 
   /** Failures still in the window, from the store (a new leader has no event history). */

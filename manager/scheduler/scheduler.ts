@@ -26,6 +26,8 @@
 import { ConstraintError, firstFailing, parseConstraints, supportsPlatform } from './constraints.ts';
 import type { Constraint, ConstraintNode } from './constraints.ts';
 import type { NodeAvailability, ResourceAmounts } from '../../api/objects.ts';
+import { PlacedTally, amount, portKey } from './tally.ts';
+import type { PlacedTotals } from './tally.ts';
 
 // ------------------------------------------------------------------------------------------- inputs
 
@@ -86,8 +88,15 @@ export interface TaskFailure {
 
 export interface SchedulerInput {
   nodes: readonly SchedNode[];
-  /** Tasks assigned to a node and not terminal. */
-  tasks: readonly PlacedTask[];
+  /** Tasks assigned to a node and not terminal. Ignored when `placed` is given. */
+  tasks?: readonly PlacedTask[] | undefined;
+  /**
+   * The same tasks added up (tally.ts), as the runner keeps them between passes: the core reads only
+   * these sums, and adding up a list is O(tasks) per pass. Their host ports come from `servicePorts`.
+   */
+  placed?: PlacedTotals | undefined;
+  /** With `placed`: the host-mode ports of services, bound on every node that runs one of their tasks. */
+  servicePorts?: ReadonlyMap<string, readonly HostPort[]> | undefined;
   /** Groups are placed in this order (earlier groups see the tasks placed by earlier ones). */
   groups: readonly PendingGroup[];
   failures?: readonly TaskFailure[] | undefined;
@@ -243,14 +252,6 @@ interface Branch {
 // -------------------------------------------------------------------------------------------- state
 
 /** A usable non-negative amount (absent, negative or non-finite = 0). */
-function amount(x: number | undefined): number {
-  return typeof x === 'number' && Number.isFinite(x) && x > 0 ? x : 0;
-}
-
-function portKey(p: HostPort): string {
-  return `${p.port}/${p.protocol.toLowerCase()}`;
-}
-
 function byString(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -301,7 +302,7 @@ export class PlacementState {
   /** Node ranking: penalty, tasks of this service, tasks in total, id. */
   private readonly nodeLess: (x: number, y: number) => boolean;
 
-  constructor(input: Pick<SchedulerInput, 'nodes' | 'tasks' | 'failures' | 'now'>, opts: SchedulerOptions = {}) {
+  constructor(input: Pick<SchedulerInput, 'nodes' | 'tasks' | 'placed' | 'servicePorts' | 'failures' | 'now'>, opts: SchedulerOptions = {}) {
     const seen = new Set<string>();
     const nodes: SchedNode[] = [];
     for (const n of input.nodes) {
@@ -326,18 +327,26 @@ export class PlacementState {
       this.cpuFree[i] = amount(n.resources.nanoCpus);
       this.memFree[i] = amount(n.resources.memoryBytes);
     }
-    for (const t of input.tasks) {
-      const i = this.index.get(t.nodeId);
+    // The placed tasks, added up: O(nodes + services × their nodes) from a kept tally.
+    const placed = input.placed ?? PlacedTally.of(input.tasks ?? []);
+    for (const [id, load] of placed.byNode) {
+      const i = this.index.get(id);
       if (i === undefined) continue;
-      this.total[i]!++;
-      let m = this.perService.get(t.serviceId);
-      if (m === undefined) this.perService.set(t.serviceId, (m = new Map()));
-      m.set(i, (m.get(i) ?? 0) + 1);
-      if (t.reservations !== undefined) {
-        this.cpuFree[i]! -= amount(t.reservations.nanoCpus);
-        this.memFree[i]! -= amount(t.reservations.memoryBytes);
+      this.total[i] = load.tasks;
+      this.cpuFree[i]! -= load.nanoCpus;
+      this.memFree[i]! -= load.memoryBytes;
+      if (load.ports !== undefined && load.ports.size > 0) this.usePorts(i, [...load.ports.keys()]);
+    }
+    for (const [serviceId, onNodes] of placed.byService) {
+      const m = new Map<number, number>();
+      const keys = input.placed !== undefined ? input.servicePorts?.get(serviceId)?.map(portKey) : undefined;
+      for (const [id, c] of onNodes) {
+        const i = this.index.get(id);
+        if (i === undefined) continue;
+        m.set(i, c);
+        if (keys !== undefined && keys.length > 0) this.usePorts(i, keys);
       }
-      if (t.hostPorts !== undefined && t.hostPorts.length > 0) this.usePorts(i, t.hostPorts.map(portKey));
+      if (m.size > 0) this.perService.set(serviceId, m);
     }
     this.maxFailures = opts.maxFailures ?? DEFAULT_MAX_FAILURES;
     const since = input.now - (opts.failureWindowMs ?? DEFAULT_FAILURE_WINDOW_MS);
@@ -354,6 +363,16 @@ export class PlacementState {
       const d = pen[x]! - pen[y]! || svc[x]! - svc[y]! || total[x]! - total[y]!;
       return d !== 0 ? d < 0 : x < y;
     };
+  }
+
+  /** The placed tasks as this state counts them, canonical (tests compare a kept tally with a fresh read). */
+  placedSummary(): string {
+    const nodes = this.nodes.map((n, i) => [n.id, this.total[i], this.cpuFree[i], this.memFree[i], [...(this.ports[i] ?? [])].sort()]);
+    const services = [...this.perService]
+      .map(([id, m]) => [id, [...m].filter(([, c]) => c > 0).sort((x, y) => x[0] - y[0])] as const)
+      .filter(([, m]) => m.length > 0)
+      .sort((x, y) => byString(x[0], y[0]));
+    return JSON.stringify({ nodes, services });
   }
 
   private usePorts(i: number, keys: readonly string[]): void {
