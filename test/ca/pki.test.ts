@@ -10,7 +10,17 @@ import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import forge from 'node-forge';
-import { CA_COMMON_NAME, caDigest, createCsr, generateKeyPem, parseCertificate, PkiError, renewalTime, verifyNodeCertificate } from '../../manager/ca/pki.ts';
+import {
+  CA_COMMON_NAME,
+  caDigest,
+  createCsr,
+  generateKeyPem,
+  issuingRootDigest,
+  parseCertificate,
+  PkiError,
+  renewalTime,
+  verifyNodeCertificate,
+} from '../../manager/ca/pki.ts';
 import { createRootCa, signNodeCertificate } from '../../manager/ca/issue.ts';
 import type { CaMaterial, IssuedCertificate, NodeRole, PkiErrorCode } from '../../manager/ca/pki.ts';
 
@@ -410,6 +420,33 @@ describe('verifyNodeCertificate', () => {
     assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set([removed.serial]) })), { ok: false, reason });
     assert.deepEqual(verifyNodeCertificate(removed.certPem, opts({ denied: new Set([removed.serial.toUpperCase()]) })), { ok: false, reason });
     assert.equal(verifyNodeCertificate(other.certPem, opts({ denied: new Set(['node-7', removed.serial]) })).ok, true);
+  });
+
+  test('the same bytes checked again (kept parsed): per root set, time and deny list each call, copies out', () => {
+    const issued = issue({ nodeId: 'node-9', now: NOW, validityMs: 2000 });
+    const der = new X509Certificate(issued.certPem).raw;
+    for (const form of [issued.certPem, der]) {
+      assert.equal(verifyNodeCertificate(form, opts()).ok, true);
+      // The signature fact is per root: the same leaf under another root set is refused, then accepted again.
+      assert.deepEqual(verifyNodeCertificate(form, opts({ caCertPem: [impostor.certPem] })), { ok: false, reason: 'certificate was issued by another CA' });
+      assert.equal(verifyNodeCertificate(form, opts({ caCertPem: [impostor.certPem, ca.certPem] })).ok, true);
+      assert.equal(issuingRootDigest(form, [impostor.certPem]), null);
+      assert.equal(issuingRootDigest(form, [impostor.certPem, ca.certPem]), caDigest(ca.certPem));
+      // Time and the deny list are read on every call.
+      assert.match(String((verifyNodeCertificate(form, opts({ now: new Date(NOW.getTime() + 3000) })) as { reason?: string }).reason), /expired/);
+      assert.equal(verifyNodeCertificate(form, opts({ denied: new Set(['node-9']) })).ok, false);
+      // What a caller gets is its own: changing it changes nothing for the next one.
+      const r = verifyNodeCertificate(form, opts());
+      assert.ok(r.ok);
+      r.info.notAfter.setTime(0);
+      const again = verifyNodeCertificate(form, opts());
+      assert.ok(again.ok);
+      assert.equal(again.info.notAfter.getTime(), NOW.getTime() + 2000);
+    }
+    // A byte changed is other bytes: parsed and checked afresh (the signature no longer holds).
+    const tampered = Buffer.from(der);
+    tampered[tampered.length - 5]! ^= 0x01;
+    assert.equal(verifyNodeCertificate(tampered, opts()).ok, false);
   });
 
   test('malformed input is a refusal with a reason, not an exception', () => {
