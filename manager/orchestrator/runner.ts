@@ -59,7 +59,13 @@ export interface OrchestratorOptions {
    * decided anything. A reconcile that decides nothing still read every task of its service: their
    * share is what the event filters in onEvent are for (metrics: shoal_orchestrator_reconciles_total).
    */
-  onReconcile?: (r: { ms: number; decided: boolean }) => void;
+  onReconcile?: (r: { ms: number; decided: boolean; fullCheck?: boolean }) => void;
+  /**
+   * When a pass that decided nothing is checked from scratch (see reconcile): every such pass for services
+   * of up to `slots` slots, at most every `everyMs` for larger ones. Default FULL_CHECK_SLOTS and
+   * FULL_CHECK_EVERY_MS; tests lower them.
+   */
+  fullCheck?: { slots: number; everyMs: number };
   /**
    * Tests: every grouping the slot cache reuses is checked against a fresh one and the outcome passed
    * here (null: the same); on a difference the service's pass fails.
@@ -77,6 +83,16 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const MAX_PACE_MS = 5_000;
 /** Decision lines logged per service and pass; the rest are counted (see logSome). */
 const LOGGED_DECISIONS = 20;
+/**
+ * A pass that decides nothing from kept slots is computed again from all of them (see reconcile), for
+ * services of up to this many slots on every such pass, for larger ones at most every
+ * FULL_CHECK_EVERY_MS. The check regroups every task and recomputes every slot from scratch: at 150,000
+ * slots 0.3-0.6 s of a new leader's CPU per pass on the loaded lab machine (bench:scale --profile,
+ * December 7), on every pass that followed a node or task event while agents reconnected, each one
+ * holding the event loop past the point where the leader stops answering.
+ */
+const FULL_CHECK_SLOTS = 10_000;
+const FULL_CHECK_EVERY_MS = 10_000;
 /** A pass goes on writing a large service's remaining decisions for at least this long (see pass). */
 const LEFTOVER_MIN_MS = 1_000;
 /**
@@ -235,6 +251,11 @@ export class Orchestrator {
   private lastNodes: Map<string, FNode> | null = null;
   /** Replicated services' slots between passes (slot-cache.ts). */
   private readonly slotCache = new SlotCache();
+  /** When a large service's empty pass was last checked from scratch (see FULL_CHECK_SLOTS). */
+  private readonly fullCheckAt = new Map<string, number>();
+  private readonly fullCheck: { slots: number; everyMs: number };
+  /** Whether the last reconcile() checked an empty pass from scratch (for onReconcile). */
+  private checkedFromScratch = false;
   private readonly verifySlotCache: ((difference: string | null) => void) | null;
 
   constructor(
@@ -250,6 +271,7 @@ export class Orchestrator {
     this.maxBytesPerService = opts.maxBytesPerService ?? Math.floor(store.maxTxBytes / 3);
     this.onReconcile = opts.onReconcile ?? (() => {});
     this.verifySlotCache = opts.verifySlotCache ?? null;
+    this.fullCheck = opts.fullCheck ?? { slots: FULL_CHECK_SLOTS, everyMs: FULL_CHECK_EVERY_MS };
   }
 
   get running(): boolean {
@@ -286,6 +308,7 @@ export class Orchestrator {
     this.ownStops.clear();
     this.stopWakes = new Map();
     this.slotCache.forgetAll();
+    this.fullCheckAt.clear();
     this.lastNodes = null;
   }
 
@@ -468,7 +491,7 @@ export class Orchestrator {
           return;
         }
         wakes.set(id, r.wakeAt);
-        this.onReconcile({ ms: this.now() - t0, decided: r.decisions.length > 0 });
+        this.onReconcile({ ms: this.now() - t0, decided: r.decisions.length > 0, fullCheck: this.checkedFromScratch });
         const name = service?.spec.name ?? id;
         const lines: string[] = [];
         rest.delete(id); // this function may run again for the same service (batch retries it)
@@ -540,11 +563,14 @@ export class Orchestrator {
    * One service's decisions. A replicated service's slots come from the slot cache (slot-cache.ts): only
    * the slots whose tasks changed since the last pass are grouped again. A pass that decides nothing
    * from kept slots is computed again from all of them before it is believed, so a change the cache
-   * missed costs at most a pass, never a decision.
+   * missed costs at most a pass, never a decision; for services larger than fullCheck.slots at most every
+   * fullCheck.everyMs (FULL_CHECK_SLOTS), so a missed change there waits at most that long for a pass.
    */
   private reconcile(id: string, service: FService | undefined, tx: WriteTx, ctx: ReconcileContext): ReconcileResult {
+    this.checkedFromScratch = false;
     if (service === undefined || modeOf(service) !== 'replicated') {
       this.slotCache.forget(id);
+      this.fullCheckAt.delete(id);
       return reconcileService(id, service, tx.tasksByService(id), ctx);
     }
     const isDirty = dirtyCheck(service, ctx.nodes);
@@ -566,6 +592,12 @@ export class Orchestrator {
       if (diff !== null) throw new Error(`kept slots of service ${id} decided otherwise: ${diff}`);
     }
     if (r.decisions.length > 0) return r;
+    if (g.slots.size > this.fullCheck.slots) {
+      const last = this.fullCheckAt.get(id);
+      if (last !== undefined && ctx.now - last < this.fullCheck.everyMs) return r;
+      this.fullCheckAt.set(id, ctx.now);
+    }
+    this.checkedFromScratch = true;
     const again = reconcileReplicatedSlots(service, this.slotCache.regroup(service, ctx.nodes, tx, isDirty), isDirty, ctx);
     // Not expected (every task event notes its slot): said, so that it is seen if it ever happens.
     if (again.decisions.length > 0) this.log(`service ${service.spec.name}: kept slots had missed a change; regrouped (${again.decisions[0]!.reason})`);

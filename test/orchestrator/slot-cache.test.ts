@@ -135,3 +135,38 @@ test('the runner reuses kept slots through a rolling update, every reuse equal t
   assert.ok(h.slotCacheReuses >= 4, `${h.slotCacheReuses} passes reused kept slots`);
   h.orch.stop();
 });
+
+test('an empty pass is checked from scratch every time for small services, at most every everyMs for large ones', async () => {
+  const checks = new Map<number, number>(); // slots of the service -> passes checked from scratch
+  for (const replicas of [2, 6]) {
+    let checked = 0;
+    const h = new Harness({
+      fullCheck: { slots: 4, everyMs: 5000 },
+      onReconcile: (r) => {
+        if (r.fullCheck) checked++;
+      },
+    });
+    for (const n of ['n1', 'n2']) await h.addNode(n);
+    await h.createService('web', { mode: { replicated: { replicas } } });
+    await h.settle();
+    checked = 0;
+    // Passes that decide nothing from kept slots: a running task's report changes, 1 s apart.
+    const report = async (message: string) => {
+      const t = h.running('web')[0]!;
+      await h.store.update((tx) => void tx.modify('task', t.id, (d) => void (d.status.message = message)));
+      await h.settle();
+    };
+    for (let i = 0; i < 4; i++) {
+      await report(`round ${i}`);
+      await h.advance(1000);
+    }
+    await h.advance(5000);
+    await report('last');
+    checks.set(replicas, checked);
+    assert.deepEqual(h.slotCacheErrors, []);
+    assert.equal(h.running('web').length, replicas);
+    h.orch.stop();
+  }
+  assert.equal(checks.get(2), 5, 'a small service: every empty pass');
+  assert.equal(checks.get(6), 2, 'a large one: the first, then once everyMs has passed');
+});
