@@ -10,6 +10,8 @@
 //
 // Every endpoint sits on the node's one secure port; the daemon routes requests here after
 // authenticating the caller.
+import { electionTimeoutFor } from './election-timing.ts';
+import type { ElectionTimeout } from './election-timing.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
@@ -52,6 +54,9 @@ import { CLUSTER_ID, defaultClusterSpec, type Cluster, type Node as NodeObj } fr
 import { Store } from './store/store.ts';
 import type { DaemonMetrics } from '../metrics/daemon-metrics.ts';
 import { managerClusterView } from './metrics-view.ts';
+
+/** How often the election timeout is checked against the store's size (election-timing.ts). */
+const ELECTION_TUNE_MS = 1000;
 
 export interface ManagerTiming {
   electionMs?: number;
@@ -122,6 +127,9 @@ export class Manager {
   private lastLeaderTickAt: number | null = null;
   private isLeader = false;
   private stopped = false;
+  /** Re-reads the task count and adjusts Raft's election timeout (election-timing.ts). */
+  private electionTuner: NodeJS.Timeout | null = null;
+  private readonly baseElection: ElectionTimeout;
   /** The autoscaler (a leader hook); its latest decisions are served by GET /v1/services/ID/autoscale. */
   private readonly autoscale: AutoscaleRunner;
 
@@ -143,6 +151,7 @@ export class Manager {
       authorize: (_cn, cert) => this.certAllowed(cert.raw, 'manager'),
     });
     const t = opts.timing ?? {};
+    this.baseElection = { electionMs: t.electionMs ?? 1000, jitterMs: t.electionJitterMs ?? 500 };
     this.raft = new RaftNode({
       id: opts.nodeId,
       storage: new SqliteRaftStorage(opts.raftDir, {
@@ -163,7 +172,7 @@ export class Manager {
     });
     this.events = new EventFeed(this.store, this.raft, {}, (l) => this.log(l));
     this.members = new Members(opts.nodeId, this.raft, this.transport);
-    this.gate = new Gate(this.raft, this.store, this.members, t.electionMs ?? 1000);
+    this.gate = new Gate(this.raft, this.store, this.members, () => this.raft.electionTimeout.electionMs);
     this.dispatcher = new Dispatcher({
       store: this.store,
       raft: this.raft,
@@ -228,12 +237,17 @@ export class Manager {
     if (this.opts.metrics) this.raft.onLeaderChange(() => this.opts.metrics!.raft.leaderChanged());
     this.watchDenyList();
     this.raft.start();
+    this.tuneElectionTimeout();
+    this.electionTuner = setInterval(() => this.tuneElectionTimeout(), ELECTION_TUNE_MS);
+    this.electionTuner.unref();
     this.leadershipChanged();
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.electionTuner !== null) clearInterval(this.electionTuner);
+    this.electionTuner = null;
     this.stopLeaderLoops();
     this.unwatchDeny?.();
     this.events.stop();
@@ -242,6 +256,17 @@ export class Manager {
     await this.raft.stop();
     this.opts.metrics?.raft.source(null);
     this.opts.metrics?.cluster.source(null);
+  }
+
+  /** Lengthens (or shortens again) the election timeout with the tasks in the store. */
+  private tuneElectionTimeout(): void {
+    if (this.stopped) return;
+    const want = electionTimeoutFor(
+      this.store.view((tx) => tx.count('task')),
+      this.baseElection,
+    );
+    const cur = this.raft.electionTimeout;
+    if (want.electionMs !== cur.electionMs || want.jitterMs !== cur.jitterMs) this.raft.setElectionTimeout(want.electionMs, want.jitterMs);
   }
 
   // ------------------------------------------------------------------ cluster bootstrap

@@ -23,8 +23,11 @@ export class Gate {
     private readonly raft: RaftNode,
     private readonly store: Store,
     private readonly members: Members,
-    /** Raft election timeout: a write gets three elections (plus a second) to commit. */
-    private readonly electionMs: number,
+    /**
+     * Raft election timeout (ms, or where to read the one in force: it grows with the store, see
+     * election-timing.ts): a write gets three elections (plus a second) to commit.
+     */
+    private readonly electionMs: number | (() => number),
   ) {}
 
   /** Throws the error a write must get on a non-leader: a redirect, or no quorum. */
@@ -45,7 +48,7 @@ export class Gate {
    */
   async write(fn: UpdateFn): Promise<void> {
     this.requireLeader();
-    const limit = 3 * this.electionMs + 1000;
+    const limit = 3 * (typeof this.electionMs === 'number' ? this.electionMs : this.electionMs()) + 1000;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new ApiError(503, 'ETIMEOUT', 'the change was not committed in time')), limit);

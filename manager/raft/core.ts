@@ -216,6 +216,21 @@ export class RaftCore {
 
   // ---------------------------------------------------------------- public inputs
 
+  /**
+   * Changes the election timeout (base and jitter, in ticks) from now on; the time already elapsed counts
+   * against the new one. Raft's safety does not depend on timeouts, only its liveness, so members may
+   * differ in them for a while.
+   */
+  setElectionTimeout(electionTicks: number, jitterTicks: number): void {
+    if (!Number.isInteger(electionTicks) || electionTicks <= this.opts.heartbeatTicks) {
+      throw new RangeError(`election timeout of ${electionTicks} ticks must be a whole number above the heartbeat's ${this.opts.heartbeatTicks}`);
+    }
+    if (!Number.isInteger(jitterTicks) || jitterTicks < 1) throw new RangeError(`election jitter of ${jitterTicks} ticks must be a whole number >= 1`);
+    this.opts.electionTicks = electionTicks;
+    this.opts.electionJitterTicks = jitterTicks;
+    this.randomizedElection = this.newElectionTimeout();
+  }
+
   tick(): void {
     if (this.role === 'leader') {
       this.heartbeatElapsed++;

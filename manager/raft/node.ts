@@ -362,7 +362,8 @@ export class RaftNode {
   private readonly transport: RaftTransport;
   private readonly sm: StateMachine;
   private readonly tickMs: number;
-  private readonly electionMs: number;
+  private electionMs: number;
+  private electionJitterMs: number;
   private readonly snapshotEvery: number;
   private readonly keepEntries: number;
   private readonly readTimeoutMs: number;
@@ -448,6 +449,7 @@ export class RaftNode {
     }
     this.tickMs = tickMs;
     this.electionMs = electionMs;
+    this.electionJitterMs = jitterMs;
     this.snapshotEvery = opts.snapshotEvery ?? 10_000;
     this.keepEntries = opts.keepEntries ?? 5000;
     this.readTimeoutMs = opts.readTimeoutMs ?? 2 * electionMs;
@@ -673,6 +675,27 @@ export class RaftNode {
       error: this.error && !(this.error instanceof RaftStoppedError) ? this.error.message : null,
       stopped: this.stopping !== null,
     };
+  }
+
+  /** The election timeout now in force: base and jitter, ms. */
+  get electionTimeout(): { electionMs: number; jitterMs: number } {
+    return { electionMs: this.electionMs, jitterMs: this.electionJitterMs };
+  }
+
+  /**
+   * Changes the election timeout (base and uniform jitter, ms) from now on. The manager lengthens it as
+   * the replicated state grows (manager/election-timing.ts): a leader's work grows with it, and a leader
+   * that holds its event loop longer than the timeout loses its term to a follower that did not hear it.
+   */
+  setElectionTimeout(electionMs: number, jitterMs: number): void {
+    const electionTicks = Math.max(1, Math.round(electionMs / this.tickMs));
+    const jitterTicks = Math.max(1, Math.round(jitterMs / this.tickMs));
+    this.core.setElectionTimeout(electionTicks, jitterTicks);
+    if (electionMs !== this.electionMs || jitterMs !== this.electionJitterMs) {
+      this.log(`election timeout now ${electionMs} ms + up to ${jitterMs} ms (was ${this.electionMs} + ${this.electionJitterMs})`);
+    }
+    this.electionMs = electionMs;
+    this.electionJitterMs = jitterMs;
   }
 
   get isLeader(): boolean {

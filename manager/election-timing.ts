@@ -1,0 +1,37 @@
+// How long Raft followers wait for a leader before electing another, as the cluster's state grows.
+//
+// Why. A leader that holds its event loop longer than the election timeout sends no heartbeats meanwhile,
+// and a follower that heard nothing for that long elects itself: the leader loses its term although it
+// never failed. A leader's longest pieces of work grow with the state it manages: at 150,000 tasks an
+// orchestrator pass over one service took 0.5-0.8 s on a quiet core and 0.9-1.5 s on the loaded 2-core
+// lab machine, and a new leader's first pass (nothing kept from before) 1.3-2.5 s (bench:scale --profile,
+// December 7). With the 1 s timeout every new leader lost its term in its first pass, 10-30 terms in a row.
+// The fixed cure is a long timeout for everyone: Swarm's is 10 s (ElectionTick 10 × 1 s ticks). Shoal keeps
+// 1 s where the work is small, for a fast failover, and lengthens it in proportion to the tasks in the
+// store: 1 s more per 60,000 tasks, at most 5 times the base. Every manager applies the same store, so
+// they agree on it within an entry or two; Raft's safety does not depend on timeouts, only its liveness.
+//
+// The cost: a leader that really dies is replaced that much later (3.5 s + jitter at 150,000 tasks).
+//
+// Pure: the caller reads the task count and applies the result (manager.ts).
+
+/** Tasks per extra base timeout. */
+export const TASKS_PER_STEP = 60_000;
+/** The timeout never exceeds this many times the configured one. */
+export const MAX_FACTOR = 5;
+/** Results are rounded to this (ms), so the count moving by a few tasks changes nothing. */
+const ROUND_MS = 250;
+
+export interface ElectionTimeout {
+  electionMs: number;
+  jitterMs: number;
+}
+
+/** The election timeout for a store of `tasks` tasks, from the configured one (`base`). */
+export function electionTimeoutFor(tasks: number, base: ElectionTimeout): ElectionTimeout {
+  const t = Number.isFinite(tasks) && tasks > 0 ? tasks : 0;
+  const factor = Math.min(MAX_FACTOR, 1 + t / TASKS_PER_STEP);
+  if (factor <= 1) return { ...base };
+  const round = (ms: number) => Math.max(ROUND_MS, Math.round(ms / ROUND_MS) * ROUND_MS);
+  return { electionMs: Math.max(base.electionMs, round(base.electionMs * factor)), jitterMs: Math.max(base.jitterMs, round(base.jitterMs * factor)) };
+}
