@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ProtocolViolation, Session, jsonDecoder, type SessionCounters } from '../../transport/session.ts';
 import { DRAIN_MAX_MS, StopDrain } from './drain.ts';
-import { NetIndex, canonicalJson, nodeChangeAffectsNetViews, type NetSnapshot } from '../allocator/netview.ts';
+import { NetIndex, nodeChangeAffectsNetViews, type NetSnapshot } from '../allocator/netview.ts';
 import { issuingRootDigest, PkiError } from '../ca/pki.ts';
 import { signNodeCertificate } from '../ca/issue.ts';
 import { RateLimiter } from '../ca/tokens.ts';
@@ -40,6 +40,12 @@ import type { RemoteMessage } from '../api/remote-validate.ts';
 
 /** How soon a NetView a node's session refused (its outbound buffer full) is offered again. */
 const NET_VIEW_RETRY_MS = 500;
+/** Rounds of every node's view (markNetViews): after a change, at least this long, */
+const NET_ROUND_MS = 100;
+/** or this many times the last round's own time, */
+const NET_ROUND_PACE = 5;
+/** but never longer than this. */
+const NET_ROUND_MAX_MS = 2000;
 /** At most one round of assignment messages per this many ms (markAssignments). */
 const ASSIGNMENT_ROUND_MS = 10;
 /** The longest a node waits to hear that tasks it reported ended left its set (markAssignmentsLater). */
@@ -161,6 +167,8 @@ export class Dispatcher {
   private dirtyNodes = new Set<string>();
   private assignTimer: NodeJS.Timeout | null = null;
   private netTimer: NodeJS.Timeout | null = null;
+  /** How long the last round of every node's view took (markNetViews paces by it). */
+  private lastNetRoundMs = 0;
   /**
    * Nodes whose last NetView their session refused (outbound buffer full): sent again on a timer. A
    * refused view is not lost: without a retry the node would keep its old view (a removed task still in
@@ -174,7 +182,8 @@ export class Dispatcher {
     if (this.leading) for (const id of ids) this.markAssignments(id);
   });
   /** Last NetView (canonical JSON) sent to each session. */
-  private sentViews = new Map<string, string>();
+  /** Per node, the view last sent: its JSON without nodeAddrs, and the nodeAddrs JSON (shared). */
+  private sentViews = new Map<string, { rest: string; addrs: string }>();
   /** Per node: the version of the last NetView sent, and the highest one it says it has applied. */
   private readonly viewSent = new Map<string, number>();
   private readonly viewApplied = new Map<string, number>();
@@ -750,11 +759,20 @@ export class Dispatcher {
 
   // ------------------------------------------------------------------ assignments and network views
 
+  /**
+   * A round of every node's view follows a change after NET_ROUND_MS, or after NET_ROUND_PACE times the
+   * last round's own time when that is longer (at most NET_ROUND_MAX_MS): a round is O(nodes) views of
+   * O(nodes) addresses each, and while 5,000 nodes joined, rounds every 100 ms took 32 of the leader's 127
+   * busy seconds (bench:scale --profile, December 7). Paced, they take at most about a fifth of it.
+   */
   private markNetViews(): void {
+    const delay = Math.max(NET_ROUND_MS, Math.min(NET_ROUND_MAX_MS, NET_ROUND_PACE * this.lastNetRoundMs));
     this.netTimer ??= setTimeout(() => {
       this.netTimer = null;
+      const t0 = performance.now();
       this.sendNetViews([...this.sessions.keys()]);
-    }, 100);
+      this.lastNetRoundMs = performance.now() - t0;
+    }, delay);
   }
 
   /**
@@ -783,16 +801,23 @@ export class Dispatcher {
     if (this.d.store.view((tx) => tx.count('network')) === 0) return;
     const idx = this.netIndex();
     if (idx === null) return;
+    // Every view carries every node's address (nodeAddrs): at 5,000 nodes ≈ 70 KB of each view, the same
+    // in all. It is serialised once per index and spliced into each message; what is compared (and kept,
+    // per node) is the rest of the view with the index's addresses by reference. A view is built in a
+    // fixed key order (NetIndex.view), so its JSON.stringify is canonical: canonicalJson's sorting
+    // replacer over every value of 5,000 views was 19 of those 32 seconds.
+    const addrs = idx.nodeAddrsJson;
     for (const id of nodeIds) {
       const ns = this.sessions.get(id);
       if (!ns) continue;
-      const view = idx.view(id);
-      const text = canonicalJson(view);
-      if (this.sentViews.get(id) === text) continue;
+      const rest = JSON.stringify(idx.view(id, false));
+      const sent = this.sentViews.get(id);
+      if (sent !== undefined && sent.rest === rest && sent.addrs === addrs) continue;
       // Versions grow per node across its sessions: an acknowledgement always names one view.
       const v = (this.viewSent.get(id) ?? 0) + 1;
-      if (ns.session.sendJson({ t: 'network', view, v } satisfies ManagerToAgent)) {
-        this.sentViews.set(id, text);
+      const text = `{"t":"network","view":${rest.slice(0, -1)},"nodeAddrs":${addrs}},"v":${v}}`;
+      if (ns.session.send(text)) {
+        this.sentViews.set(id, { rest, addrs });
         this.viewSent.set(id, v);
       } else this.netRetry.add(id);
     }
