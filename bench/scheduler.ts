@@ -39,9 +39,9 @@ function pad(n: number, w = 4): string {
   return String(n).padStart(w, '0');
 }
 
-function makeNodes(): SchedNode[] {
+function makeNodes(count = NODES): SchedNode[] {
   const nodes: SchedNode[] = [];
-  for (let i = 0; i < NODES; i++) {
+  for (let i = 0; i < count; i++) {
     nodes.push({
       id: `node-${pad(i)}`,
       hostname: `host-${i}`,
@@ -204,18 +204,7 @@ async function endToEnd(): Promise<void> {
 function amongPlaced(): void {
   const N = 5000;
   const PLACED = 150_000;
-  const nodes: SchedNode[] = Array.from({ length: N }, (_, i) => ({
-    id: `n${pad(i, 5)}`,
-    hostname: `h${i}`,
-    role: 'worker',
-    os: 'linux',
-    arch: 'amd64',
-    ip: '10.0.0.1',
-    labels: {},
-    availability: 'active',
-    state: 'ready',
-    resources: { nanoCpus: 64e9, memoryBytes: 256 * 1024 ** 3 },
-  }));
+  const nodes = makeNodes(N);
   const tasks: PlacedTask[] = Array.from({ length: PLACED }, (_, i) => ({ serviceId: 'big', nodeId: nodes[i % N]!.id, reservations: RES }));
   const group: PendingGroup = { serviceId: 'big', specVersion: 1, tasks: Array.from({ length: 3312 }, (_, i) => ({ id: `p${i}` })), reservations: RES };
   const tally = PlacedTally.of(tasks);

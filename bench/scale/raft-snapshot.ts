@@ -8,13 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { KeyRing } from '../../manager/keys/keyring.ts';
 import { RaftCipher } from '../../manager/raft/encrypt.ts';
 import { RaftNode } from '../../manager/raft/node.ts';
 import { SqliteRaftStorage } from '../../manager/raft/storage-sqlite.ts';
 import type { RaftTransport } from '../../manager/raft/transport.ts';
 import { Store } from '../../manager/store/store.ts';
+import { type LoopProbe, startLoopProbe } from './loop-probe.ts';
 
 /** A single voter sends nothing; the transport only has to exist. */
 const noTransport: RaftTransport = {
@@ -49,6 +49,7 @@ export async function measureRaftSnapshot(fill: (store: Store) => Promise<void>,
   const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-snap-'));
   const logs: string[] = [];
   let node: RaftNode | null = null;
+  let probe: LoopProbe | null = null;
   try {
     const storage = new SqliteRaftStorage(dir, { cipher: new RaftCipher(KeyRing.generate(randomBytes, new Date()), randomBytes) });
     let snapshotAt = Number.POSITIVE_INFINITY;
@@ -80,15 +81,8 @@ export async function measureRaftSnapshot(fill: (store: Store) => Promise<void>,
     const entries = store.index;
     // The next applied entry takes the snapshot: the cadence is lowered to what has been applied.
     (node as unknown as { snapshotEvery: number }).snapshotEvery = 1;
-    let last = performance.now();
-    let longest = 0;
-    const probe = setInterval(() => {
-      const now = performance.now();
-      longest = Math.max(longest, now - last);
-      last = now;
-    }, 5);
+    probe = startLoopProbe();
     snapshotAt = logs.length;
-    last = performance.now();
     await touch(store);
     let line: RegExpExecArray | null = null;
     while (line === null) {
@@ -100,7 +94,7 @@ export async function measureRaftSnapshot(fill: (store: Store) => Promise<void>,
     }
     // One more probe interval so a block that ended the snapshot is counted.
     await new Promise((r) => setTimeout(r, 20));
-    clearInterval(probe);
+    const longest = probe.longest();
     return {
       wallMs: Number(line[2]),
       longestStepMs: Number(line[3]),
@@ -111,6 +105,7 @@ export async function measureRaftSnapshot(fill: (store: Store) => Promise<void>,
       entries,
     };
   } finally {
+    probe?.stop();
     await node?.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,6 +8,7 @@ import { AllocatorRunner } from '../../manager/allocator/runner.ts';
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';
 import { SchedulerRunner } from '../../manager/scheduler/runner.ts';
 import type { Store } from '../../manager/store/store.ts';
+import { startLoopProbe } from './loop-probe.ts';
 
 export interface TakeoverFigures {
   /** Longest gap between two runs of a 5 ms timer from the loops' start until they were quiet. */
@@ -36,24 +37,17 @@ async function runLoops(store: Store, quietMs: number): Promise<TakeoverFigures>
     lastWrite = performance.now();
   });
   const loops = [new Orchestrator(store), new AllocatorRunner(store), new SchedulerRunner(store)];
-  let last = performance.now();
-  let longest = 0;
-  const probe = setInterval(() => {
-    const now = performance.now();
-    longest = Math.max(longest, now - last);
-    last = now;
-  }, 5);
+  const probe = startLoopProbe();
   const u0 = process.cpuUsage();
   const t0 = performance.now();
-  last = t0;
   lastWrite = t0;
   try {
     for (const l of loops) l.start();
     while (performance.now() - Math.max(lastWrite, t0) < quietMs) await new Promise((r) => setTimeout(r, 20));
     const u = process.cpuUsage(u0);
-    return { longestBlockMs: longest, quietAfterMs: Math.max(lastWrite, t0) - t0, writes, cpuMs: (u.user + u.system) / 1000 };
+    return { longestBlockMs: probe.longest(), quietAfterMs: Math.max(lastWrite, t0) - t0, writes, cpuMs: (u.user + u.system) / 1000 };
   } finally {
-    clearInterval(probe);
+    probe.stop();
     for (const l of loops) l.stop();
     unwatch();
   }

@@ -566,30 +566,11 @@ describe('SqliteRaftStorage files and recovery', () => {
     }
   });
 
-  test('disk full while writing a snapshot: StorageError, no temp file left, state unchanged', (t) => {
-    const mnt = tryMountTmpfs(t, '512k');
-    if (!mnt) return;
-    try {
-      const dir = path.join(mnt, 'node');
-      const s = open(dir);
-      s.save({ hardState: { term: 1, vote: null, commit: 10 }, entries: ents(1, 10, 1) }, true);
-      assert.throws(
-        () => s.compact(snap(10, 1, 1024 * 1024), 0),
-        (e: unknown) => e instanceof StorageError && /^compact failed: .*ENOSPC/.test(e.message),
-      );
-      assert.deepEqual(snapFiles(dir), []);
-      assert.throws(() => s.save({ entries: ents(11, 11, 1) }, true), /storage failed earlier: compact failed/);
-      s.close();
-      const st = open(dir).load();
-      assert.equal(st.snapshot, null);
-      assert.deepEqual(st.entries, ents(1, 10, 1));
-    } finally {
-      closeAll();
-      unmount(mnt);
-    }
-  });
-
-  test('disk full while preparing a snapshot: StorageError, no temp file left, state unchanged', async (t) => {
+  /**
+   * A 512 KiB tmpfs holding 10 entries, then a 1 MiB snapshot written by `write` (which must fail with
+   * ENOSPC as `op`): no file is left, the storage refuses everything after, and the entries survive.
+   */
+  async function snapshotOnFullDisk(t: TestContext, op: string, write: (s: SqliteRaftStorage, sn: Snapshot) => Promise<void>): Promise<void> {
     const mnt = tryMountTmpfs(t, '512k');
     if (!mnt) return;
     try {
@@ -597,11 +578,11 @@ describe('SqliteRaftStorage files and recovery', () => {
       const s = open(dir);
       s.save({ hardState: { term: 1, vote: null, commit: 10 }, entries: ents(1, 10, 1) }, true);
       await assert.rejects(
-        s.prepareSnapshot(snap(10, 1, 1024 * 1024)),
-        (e: unknown) => e instanceof StorageError && /^prepareSnapshot failed: .*ENOSPC/.test(e.message),
+        write(s, snap(10, 1, 1024 * 1024)),
+        (e: unknown) => e instanceof StorageError && new RegExp(`^${op} failed: .*ENOSPC`).test(e.message),
       );
       assert.deepEqual(snapFiles(dir), []);
-      assert.throws(() => s.save({ entries: ents(11, 11, 1) }, true), /storage failed earlier: prepareSnapshot failed/);
+      assert.throws(() => s.save({ entries: ents(11, 11, 1) }, true), new RegExp(`storage failed earlier: ${op} failed`));
       s.close();
       const st = open(dir).load();
       assert.equal(st.snapshot, null);
@@ -610,7 +591,13 @@ describe('SqliteRaftStorage files and recovery', () => {
       closeAll();
       unmount(mnt);
     }
-  });
+  }
+
+  test('disk full while writing a snapshot: StorageError, no temp file left, state unchanged', (t) =>
+    snapshotOnFullDisk(t, 'compact', async (s, sn) => s.compact(sn, 0)));
+
+  test('disk full while preparing a snapshot: StorageError, no temp file left, state unchanged', (t) =>
+    snapshotOnFullDisk(t, 'prepareSnapshot', (s, sn) => s.prepareSnapshot(sn)));
 
   test('throughput (logged, not asserted)', (t) => {
     const dir = tmpDir();
