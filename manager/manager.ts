@@ -266,7 +266,13 @@ export class Manager {
       this.baseElection,
     );
     const cur = this.raft.electionTimeout;
-    if (want.electionMs !== cur.electionMs || want.jitterMs !== cur.jitterMs) this.raft.setElectionTimeout(want.electionMs, want.jitterMs);
+    if (want.electionMs === cur.electionMs && want.jitterMs === cur.jitterMs) return;
+    try {
+      this.raft.setElectionTimeout(want.electionMs, want.jitterMs);
+    } catch (e) {
+      // A timer callback: an error here must not end the daemon; the timeout in force stays.
+      this.log(`election timeout not changed: ${(e as Error).message}`);
+    }
   }
 
   // ------------------------------------------------------------------ cluster bootstrap

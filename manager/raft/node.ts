@@ -1009,7 +1009,9 @@ export class RaftNode {
   }
 
   private maybeSnapshot(): void {
-    if (this.snapshotEvery <= 0 || this.appliedSinceSnapshot < this.snapshotEvery || this.inflight !== null || this.snapshotJob !== null) return;
+    if (this.snapshotEvery <= 0 || this.appliedSinceSnapshot < this.snapshotEvery || this.inflight !== null) return;
+    // One snapshot at a time: being taken, or taken and waiting for its commit.
+    if (this.snapshotJob !== null || this.snapshotReady !== null) return;
     const index = this.applied;
     if (this.core.applied !== index) return;
     const term = this.core.log.term(index);
