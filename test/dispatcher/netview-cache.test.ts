@@ -3,9 +3,8 @@
 // nodes already connected are sent it too. Real Dispatcher over mutual-TLS WebSockets on loopback, with
 // an in-memory store.
 import { after, before, describe, it } from 'node:test';
-import { once } from 'node:events';
-import { WebSocket } from 'ws';
-import { NET1, helloDescription, onNet1, serveStoreDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import type { WebSocket } from 'ws';
+import { NET1, onNet1, openNodeSession, serveStoreDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import { Store } from '../../manager/store/store.ts';
 import type { Cluster, Draft } from '../../api/objects.ts';
@@ -46,17 +45,12 @@ describe('network views from the cached index', () => {
 
   /** A node's session: the views it was sent, newest last. */
   async function session(id: string) {
-    const c = ca.issue(id, { ou: 'worker' });
-    const ws = new WebSocket(served.url, { key: c.key, cert: c.cert, ca: ca.caCert });
-    ws.on('error', () => {});
-    sockets.push(ws);
     const views: { endpoints?: { taskId?: string; addr?: string }[] }[] = [];
-    ws.on('message', (data) => {
-      const m = JSON.parse(String(data));
-      if (m.t === 'network') views.push(m.view);
-    });
-    await once(ws, 'open');
-    ws.send(JSON.stringify({ t: 'hello', description: helloDescription(id) }));
+    sockets.push(
+      await openNodeSession(served, ca, id, (m) => {
+        if (m.t === 'network') views.push(m.view);
+      }),
+    );
     const tasks = () => (views.at(-1)?.endpoints ?? []).map((e) => e.taskId).sort();
     return { views, tasks };
   }

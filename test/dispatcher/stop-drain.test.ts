@@ -2,11 +2,10 @@
 // every node has acknowledged a NetView without it, or after DRAIN_MAX_MS. The pure state machine, then
 // the real Dispatcher over mutual-TLS WebSockets on loopback with an in-memory store: what each node is
 // sent, and when.
-import { NET1, helloDescription, onNet1, serveStoreDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { NET1, onNet1, openNodeSession, serveStoreDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import type { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { DRAIN_MAX_MS, StopDrain } from '../../manager/dispatcher/drain.ts';
@@ -102,14 +101,9 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
 
   /** A node's session; it records every message and acknowledges views only when told to. */
   async function session(id: string) {
-    const c = ca.issue(id, { ou: 'worker' });
-    const ws = new WebSocket(served.url, { key: c.key, cert: c.cert, ca: ca.caCert });
-    ws.on('error', () => {});
-    sockets.push(ws);
     const got: { at: number; m: any }[] = [];
-    ws.on('message', (data) => got.push({ at: Date.now(), m: JSON.parse(String(data)) }));
-    await once(ws, 'open');
-    ws.send(JSON.stringify({ t: 'hello', description: helloDescription(id) }));
+    const ws = await openNodeSession(served, ca, id, (m) => got.push({ at: Date.now(), m }));
+    sockets.push(ws);
     const views = () => got.filter((g) => g.m.t === 'network');
     return {
       got,

@@ -2,6 +2,7 @@
 // dispatcher's upgrade), for tests that run the real dispatcher against real TLS WebSockets. Clients are
 // checked by the dispatcher (certProblem), so the server asks for a certificate but does not refuse.
 import { once } from 'node:events';
+import { WebSocket } from 'ws';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
@@ -85,4 +86,18 @@ export async function until(cond: () => boolean, what: string, ms = 5000): Promi
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * A worker's session to `served`: a certificate of `ca` for `id`, the socket open, `onMessage` called with
+ * every message the dispatcher sends (parsed), and the hello sent. The caller keeps and ends the socket.
+ */
+export async function openNodeSession(served: ServedDispatcher, ca: TestCa, id: string, onMessage: (m: any) => void): Promise<WebSocket> {
+  const c = ca.issue(id, { ou: 'worker' });
+  const ws = new WebSocket(served.url, { key: c.key, cert: c.cert, ca: ca.caCert });
+  ws.on('error', () => {});
+  ws.on('message', (data) => onMessage(JSON.parse(String(data))));
+  await once(ws, 'open');
+  ws.send(JSON.stringify({ t: 'hello', description: helloDescription(id) }));
+  return ws;
 }
