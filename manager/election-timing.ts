@@ -3,9 +3,10 @@
 // Why. A leader that holds its event loop longer than the election timeout sends no heartbeats meanwhile,
 // and a follower that heard nothing for that long elects itself: the leader loses its term although it
 // never failed. A leader's longest pieces of work grow with the state it manages: at 150,000 tasks an
-// orchestrator pass over one service took 0.5-0.8 s on a quiet core and 0.9-1.5 s on the loaded 2-core
-// lab machine, and a new leader's first pass (nothing kept from before) 1.3-2.5 s (bench:scale --profile,
-// December 7). With the 1 s timeout every new leader lost its term in its first pass, 10-30 terms in a row.
+// orchestrator pass over one service held the loop 0.4-0.5 s in process (bench:scale --store-only: a new
+// leader's loops on a converged cluster, 432-523 ms) and 0.9-2.5 s on the loaded 2-core lab machine, a new
+// leader's first pass (nothing kept from before) among the longest (bench:scale --profile, December 7).
+// With the 1 s timeout every new leader lost its term in its first pass: terms 3 to 14 in one run.
 // The fixed cure is a long timeout for everyone: Swarm's is 10 s (ElectionTick 10 × 1 s ticks). Shoal keeps
 // 1 s where the work is small, for a fast failover, and lengthens it in proportion to the tasks in the
 // store: 1 s more per 60,000 tasks, at most 5 times the base. Every manager applies the same store, so

@@ -375,7 +375,7 @@ interface LeafFacts {
   signers: Map<string, boolean>;
 }
 const leafCache = new Map<string, LeafFacts>();
-/** Enough for every node of a 5,000-node cluster plus renewals in flight; ≈ 2-3 KB each. */
+/** Enough for every node of a 5,000-node cluster plus renewals in flight (a parsed certificate each). */
 const LEAF_CACHE_ENTRIES = 8192;
 
 function leafFacts(pem: string | Buffer): LeafFacts {

@@ -87,9 +87,8 @@ const LOGGED_DECISIONS = 20;
  * A pass that decides nothing from kept slots is computed again from all of them (see reconcile), for
  * services of up to this many slots on every such pass, for larger ones at most every
  * FULL_CHECK_EVERY_MS. The check regroups every task and recomputes every slot from scratch: at 150,000
- * slots 0.3-0.6 s of a new leader's CPU per pass on the loaded lab machine (bench:scale --profile,
- * December 7), on every pass that followed a node or task event while agents reconnected, each one
- * holding the event loop past the point where the leader stops answering.
+ * slots the regroup alone was 0.2-0.5 s and such passes 0.6-1.5 s on the loaded lab machine (bench:scale
+ * --profile, December 7), after every node or task event while agents reconnected to a new leader.
  */
 const FULL_CHECK_SLOTS = 10_000;
 const FULL_CHECK_EVERY_MS = 10_000;

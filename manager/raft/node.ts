@@ -1043,7 +1043,7 @@ export class RaftNode {
 
   /**
    * A snapshot taken without stopping the node for all of it: at 150,000 tasks serialising, sealing and
-   * writing it took 2.5 s on a leader's event loop (and its compaction 4 s more before secure_delete was
+   * writing it took 3.5 s on a leader's event loop (and its compaction 4 s more before secure_delete was
    * limited to plaintext rows), longer than the 1 s election timeout, so the leader lost its term at every
    * snapshot. Each step here is bounded (the state machine's, then the storage's sealing and hashing), the
    * file is written and fsynced off the main thread, and only the commit, a rename and one small

@@ -153,8 +153,8 @@ function removeQuietly(file: string): void {
 }
 
 /**
- * Bytes of snapshot data sealed or hashed between two yields to the event loop by prepareSnapshot: a few
- * milliseconds of AES-GCM or SHA-256 each.
+ * Bytes of snapshot data sealed or hashed between two yields to the event loop by prepareSnapshot: ≈ 15 ms
+ * of AES-GCM each (a 68 MB snapshot sealed in 253-273 ms in process).
  */
 const SNAPSHOT_STEP_BYTES = 4 << 20;
 

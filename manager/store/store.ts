@@ -914,7 +914,7 @@ interface IndexWaiter {
 
 // ------------------------------------------------------------------------------------------------ Store
 
-/** Objects serialised between two yields of Store.snapshotInSteps: ≈ 5-10 ms of CPU for tasks. */
+/** Objects serialised between two yields of Store.snapshotInSteps: ≈ 6 ms of tasks (150,000 in ≈ 420 ms, --store-only). */
 const SNAPSHOT_STEP_OBJECTS = 2000;
 
 function concatBytes(parts: Uint8Array[]): Uint8Array {
