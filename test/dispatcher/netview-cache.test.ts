@@ -4,12 +4,10 @@
 // an in-memory store.
 import { after, before, describe, it } from 'node:test';
 import type { WebSocket } from 'ws';
-import { NET1, onNet1, openNodeSession, serveStoreDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { onNet1, openNodeSession, serveStoreDispatcher, storeOnNet1, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
-import { Store } from '../../manager/store/store.ts';
-import type { Cluster, Draft } from '../../api/objects.ts';
-import { testCluster } from '../helpers/cluster.ts';
-import { node, svc, task } from '../allocator/fixtures.ts';
+import type { Store } from '../../manager/store/store.ts';
+import { task } from '../allocator/fixtures.ts';
 
 describe('network views from the cached index', () => {
   let ca: TestCa;
@@ -19,22 +17,16 @@ describe('network views from the cached index', () => {
 
   before(async () => {
     ca = makeTestCa();
-    store = new Store();
-    await store.update((tx) => {
-      tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>);
-      for (const [id, addr] of [
-        ['n1', '192.0.2.1'],
-        ['n2', '192.0.2.2'],
-        ['n3', '192.0.2.3'],
-      ] as const)
-        tx.create({ ...node(id, { addr }) } as never);
-      tx.create({ ...NET1 } as never);
-      tx.create({ ...svc('web', { networks: ['net1'] }) } as never);
+    store = await storeOnNet1(
+      ca,
+      3,
       // A node's view covers the networks its own tasks are on: one task each.
-      tx.create({ ...task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') }) } as never);
-      tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }) } as never);
-      tx.create({ ...task('t3', 'web', { state: 'running', nodeId: 'n3', slot: 3, networks: onNet1('10.0.1.7') }) } as never);
-    });
+      [
+        task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') }),
+        task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }),
+        task('t3', 'web', { state: 'running', nodeId: 'n3', slot: 3, networks: onNet1('10.0.1.7') }),
+      ],
+    );
     ({ served } = await serveStoreDispatcher(store, ca));
   });
 

@@ -2,7 +2,7 @@
 // every node has acknowledged a NetView without it, or after DRAIN_MAX_MS. The pure state machine, then
 // the real Dispatcher over mutual-TLS WebSockets on loopback with an in-memory store: what each node is
 // sent, and when.
-import { NET1, onNet1, openNodeSession, serveStoreDispatcher, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { onNet1, openNodeSession, serveStoreDispatcher, storeOnNet1, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WebSocket } from 'ws';
@@ -10,10 +10,9 @@ import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import type { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { DRAIN_MAX_MS, StopDrain } from '../../manager/dispatcher/drain.ts';
 import { validateAgentMessage } from '../../manager/dispatcher/validate.ts';
-import { Store } from '../../manager/store/store.ts';
-import type { Cluster, Draft, Task } from '../../api/objects.ts';
-import { testCluster } from '../helpers/cluster.ts';
-import { node, svc, task } from '../allocator/fixtures.ts';
+import type { Store } from '../../manager/store/store.ts';
+import type { Task } from '../../api/objects.ts';
+import { task } from '../allocator/fixtures.ts';
 
 describe('StopDrain, the pure state machine', () => {
   const need = (m: Record<string, number>) => () => new Map(Object.entries(m));
@@ -79,18 +78,12 @@ describe('the dispatcher holds a networked task stop until the nodes have taken 
 
   before(async () => {
     ca = makeTestCa();
-    store = new Store();
-    await store.update((tx) => {
-      tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>);
-      tx.create({ ...node('n1', { addr: '192.0.2.1' }) } as never);
-      tx.create({ ...node('n2', { addr: '192.0.2.2' }) } as never);
-      tx.create({ ...NET1 } as never);
-      tx.create({ ...svc('web', { networks: ['net1'] }) } as never);
-      tx.create({ ...task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') }) } as never);
-      tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }) } as never);
-      tx.create({ ...task('t3', 'web', { state: 'running', nodeId: 'n1', slot: 3, networks: onNet1('10.0.1.7') }) } as never);
-      tx.create({ ...task('plain', 'web', { state: 'running', nodeId: 'n1', slot: 4 }) } as never);
-    });
+    store = await storeOnNet1(ca, 2, [
+      task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') }),
+      task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }),
+      task('t3', 'web', { state: 'running', nodeId: 'n1', slot: 3, networks: onNet1('10.0.1.7') }),
+      task('plain', 'web', { state: 'running', nodeId: 'n1', slot: 4 }),
+    ]);
     ({ d, served } = await serveStoreDispatcher(store, ca));
   });
 

@@ -8,9 +8,10 @@ import type { AddressInfo } from 'node:net';
 import { DISPATCHER_PATH } from '../../api/dispatcher.ts';
 import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { Gate } from '../../manager/api/gate.ts';
-import type { Store } from '../../manager/store/store.ts';
-import type { Draft, Node } from '../../api/objects.ts';
-import { net } from '../allocator/fixtures.ts';
+import { Store } from '../../manager/store/store.ts';
+import type { Cluster, Draft, Node } from '../../api/objects.ts';
+import { net, node, svc } from '../allocator/fixtures.ts';
+import { testCluster } from './cluster.ts';
 import { soleLeader } from './leader.ts';
 import type { TestCa } from './pki.ts';
 
@@ -50,6 +51,22 @@ export async function serveDispatcher(d: Dispatcher, tls: { key: string; cert: s
 export const NET1 = net('net1', { allocation: { vni: 4097, subnets: [{ subnet: '10.0.1.0/24', gateway: '10.0.1.1' }] } });
 /** A task's attachment to NET1 at `ip`. */
 export const onNet1 = (ip: string) => [{ networkId: 'net1', addresses: [`${ip}/24`] }];
+
+/**
+ * The store of the network-view tests: the cluster (with `ca`), nodes n1..n`nodes` at 192.0.2.1.., NET1
+ * and the service `web` on it, then `tasks` (each test's own), in one transaction.
+ */
+export async function storeOnNet1(ca: TestCa, nodes: number, tasks: readonly object[]): Promise<Store> {
+  const store = new Store();
+  await store.update((tx) => {
+    tx.create(testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>);
+    for (let i = 1; i <= nodes; i++) tx.create({ ...node(`n${i}`, { addr: `192.0.2.${i}` }) } as never);
+    tx.create({ ...NET1 } as never);
+    tx.create({ ...svc('web', { networks: ['net1'] }) } as never);
+    for (const t of tasks) tx.create({ ...t } as never);
+  });
+  return store;
+}
 
 /** A leading Dispatcher over `store` (sole Raft leader, no certificate problems), served with a manager certificate of `ca`. */
 export async function serveStoreDispatcher(store: Store, ca: TestCa): Promise<{ d: Dispatcher; served: ServedDispatcher }> {
