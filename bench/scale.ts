@@ -118,6 +118,12 @@ async function storeFigures(nodes: number, tasks: number): Promise<void> {
     `${tk.longestBlockMs.toFixed(0)} ms (quiet after ${tk.quietAfterMs.toFixed(0)} ms, ${tk.cpuMs.toFixed(0)} ms CPU, ${tk.writes} objects written)`,
     '< 1000 ms (the base election timeout)',
   );
+  const nd = tk.nodeDown!;
+  fig(
+    `then one node Down (${nd.moved} tasks moved), the same loops: event loop blocked, longest`,
+    `${nd.longestBlockMs.toFixed(0)} ms (quiet after ${nd.quietAfterMs.toFixed(0)} ms, ${nd.cpuMs.toFixed(0)} ms CPU, ${nd.writes} objects written)`,
+    '< 1000 ms (the base election timeout)',
+  );
   fig(
     `store of ${nodes} nodes / ${tasks} tasks, in process: snapshot write`,
     `${writeMs.toFixed(0)} ms for ${size} (${writeCpu.toFixed(0)} ms CPU)`,

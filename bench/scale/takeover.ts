@@ -10,7 +10,7 @@ import { SchedulerRunner } from '../../manager/scheduler/runner.ts';
 import type { Store } from '../../manager/store/store.ts';
 import { startLoopProbe } from './loop-probe.ts';
 
-export interface TakeoverFigures {
+export interface LoopFigures {
   /** Longest gap between two runs of a 5 ms timer from the loops' start until they were quiet. */
   longestBlockMs: number;
   /** From the start until no store write for `quietMs`. */
@@ -20,16 +20,24 @@ export interface TakeoverFigures {
   cpuMs: number;
 }
 
-/**
- * Runs the loops once until quiet (the leader that built the cluster: the ingress network, the nodes'
- * attachments), then measures fresh ones, as a newly elected leader starts them.
- */
-export async function measureTakeover(store: Store, quietMs = 1000): Promise<TakeoverFigures> {
-  await runLoops(store, quietMs);
-  return runLoops(store, quietMs);
+export interface TakeoverFigures extends LoopFigures {
+  /**
+   * Then, on the same loops, one node marked Down (its tasks moved elsewhere), as the leader's liveness
+   * check writes it: the same figures, from the write until quiet.
+   */
+  nodeDown?: LoopFigures & { moved: number };
 }
 
-async function runLoops(store: Store, quietMs: number): Promise<TakeoverFigures> {
+/**
+ * Runs the loops once until quiet (the leader that built the cluster: the ingress network, the nodes'
+ * attachments), then measures fresh ones, as a newly elected leader starts them, and a node Down on them.
+ */
+export async function measureTakeover(store: Store, quietMs = 1000): Promise<TakeoverFigures> {
+  await runLoops(store, quietMs, false);
+  return runLoops(store, quietMs, true);
+}
+
+async function runLoops(store: Store, quietMs: number, nodeDown: boolean): Promise<TakeoverFigures> {
   let writes = 0;
   let lastWrite = performance.now();
   const unwatch = store.watch({}, () => {
@@ -38,14 +46,32 @@ async function runLoops(store: Store, quietMs: number): Promise<TakeoverFigures>
   });
   const loops = [new Orchestrator(store), new AllocatorRunner(store), new SchedulerRunner(store)];
   const probe = startLoopProbe();
-  const u0 = process.cpuUsage();
-  const t0 = performance.now();
-  lastWrite = t0;
-  try {
-    for (const l of loops) l.start();
+  const untilQuiet = async (): Promise<LoopFigures> => {
+    probe.reset();
+    writes = 0;
+    const u0 = process.cpuUsage();
+    const t0 = performance.now();
+    lastWrite = t0;
+    await action?.();
     while (performance.now() - Math.max(lastWrite, t0) < quietMs) await new Promise((r) => setTimeout(r, 20));
     const u = process.cpuUsage(u0);
     return { longestBlockMs: probe.longest(), quietAfterMs: Math.max(lastWrite, t0) - t0, writes, cpuMs: (u.user + u.system) / 1000 };
+  };
+  let action: (() => Promise<void>) | undefined = async () => {
+    for (const l of loops) l.start();
+  };
+  try {
+    const start = await untilQuiet();
+    if (!nodeDown) return start;
+    // One node Down: the tasks it ran are moved (the orchestrator), placed (the scheduler) and given
+    // addresses (the allocator).
+    const node = store.view((tx) => tx.list('node')[0]!);
+    const moved = store.view((tx) => tx.tasksByNode(node.id).length);
+    action = async () => {
+      await store.update((tx) => void tx.modify('node', node.id, (n) => void (n.status.state = 'down')));
+    };
+    const down = await untilQuiet();
+    return { ...start, nodeDown: { ...down, moved } };
   } finally {
     probe.stop();
     for (const l of loops) l.stop();

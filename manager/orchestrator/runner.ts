@@ -574,7 +574,11 @@ export class Orchestrator {
     }
     const isDirty = dirtyCheck(service, ctx.nodes);
     const g = this.slotCache.group(service, ctx.nodes, tx, isDirty);
-    if (!g.reused) return reconcileReplicatedSlots(service, g, isDirty, ctx);
+    if (!g.reused) {
+      // Grouped from scratch: this pass is a full check (a new leader's first pass is one).
+      this.fullCheckAt.set(id, ctx.now);
+      return reconcileReplicatedSlots(service, g, isDirty, ctx);
+    }
     if (this.verifySlotCache) {
       const diff = groupingDifference(g, bySlotNumber(tx.tasksByService(id), isDirty));
       this.verifySlotCache(diff === null ? null : `service ${id}: ${diff}`);

@@ -15,14 +15,17 @@
 //
 // A full regroup (bySlotNumber over tasksByService, exactly the uncached path) happens when:
 //   - the service object changed (a new spec or version: isDirty, which orders a slot's tasks, changes
-//     with it), or any node object changed (dirtyCheck reads nodes for placement-only changes);
+//     with it), or more than a quarter of the node objects (and 16) changed at once (NODE_CHANGES_REGROUP). Fewer
+//     changed nodes regroup the slots of the service's tasks on them (the store's node index): dirtyCheck
+//     reads the node of each task it answers for, never another one;
 //   - a task event named no slot, or moved a task between slots, or a slot number appeared that the
 //     entry does not hold (slots are kept in ascending order, as bySlotNumber makes them);
 //   - the runner (re)started, its watch closed, or a batch failed (forgetAll).
 // The runner also regroups in full before it believes a pass that decided nothing (runner.ts): a missed
 // event can delay a decision by one pass, never lose it.
 //
-// Cost: O(changed slots × their tasks) per pass, instead of O(tasks of the service).
+// Cost: O(changed slots × their tasks) per pass, instead of O(tasks of the service), plus O(nodes) to
+// find the changed nodes when the nodes map is a new one (once per pair of maps, shared by the services).
 import { buildSlot, bySlotNumber } from './slots.ts';
 import type { Slot } from './slots.ts';
 import type { FNode, FService, FTask, ReconcileResult } from './types.ts';
@@ -31,7 +34,14 @@ import type { FNode, FService, FTask, ReconcileResult } from './types.ts';
 export interface SlotSource {
   tasksByService(serviceId: string): readonly FTask[];
   tasksBySlot(serviceId: string, slot: number): readonly FTask[];
+  tasksByNode(nodeId: string): readonly FTask[];
 }
+
+/**
+ * More changed nodes than this share of them regroup a service in full: patching would look up about as
+ * many tasks through the node index as the service holds.
+ */
+const NODE_CHANGES_REGROUP = 1 / 4;
 
 export interface Grouped {
   slots: Map<number, Slot>;
@@ -47,6 +57,8 @@ interface Entry {
 
 export class SlotCache {
   private readonly entries = new Map<string, Entry>();
+  /** The last pair of node maps compared, and the ids whose objects differ (null: too many). */
+  private lastDiff: { from: ReadonlyMap<string, FNode>; to: ReadonlyMap<string, FNode>; ids: string[] | null } | null = null;
 
   /** A task of `serviceId` was created, updated or deleted: `slot` (and `oldSlot`, on an update) changed. */
   noteTask(serviceId: string, slot: number | undefined, oldSlot: number | undefined): void {
@@ -65,6 +77,7 @@ export class SlotCache {
 
   forgetAll(): void {
     this.entries.clear();
+    this.lastDiff = null;
   }
 
   /**
@@ -73,7 +86,10 @@ export class SlotCache {
    */
   group(service: FService, nodes: ReadonlyMap<string, FNode>, src: SlotSource, isDirty: (t: FTask) => boolean): Grouped & { reused: boolean } {
     const e = this.entries.get(service.id);
-    if (e !== undefined && e.service === service && sameNodes(e.nodes, nodes) && e.grouped.strays.length === 0) {
+    const moved = e === undefined ? null : this.changedNodes(e.nodes, nodes);
+    if (e !== undefined && moved !== null && e.service === service && e.grouped.strays.length === 0) {
+      // The slots of the service's tasks on a changed node are regrouped (isDirty may answer otherwise).
+      for (const id of moved) for (const t of src.tasksByNode(id)) if (t.serviceId === service.id && t.slot !== undefined) e.changed.add(t.slot);
       let complete = true;
       for (const n of e.changed) {
         const tasks = src.tasksBySlot(service.id, n);
@@ -90,6 +106,24 @@ export class SlotCache {
       }
     }
     return { ...this.regroup(service, nodes, src, isDirty), reused: false };
+  }
+
+  /** Ids of the nodes whose objects differ between the two maps (in one only: too); null if too many. */
+  private changedNodes(from: ReadonlyMap<string, FNode>, to: ReadonlyMap<string, FNode>): readonly string[] | null {
+    if (from === to) return [];
+    const d = this.lastDiff;
+    if (d !== null && d.from === from && d.to === to) return d.ids;
+    const max = Math.max(16, Math.floor(Math.max(from.size, to.size) * NODE_CHANGES_REGROUP));
+    let ids: string[] | null = [];
+    for (const [id, n] of to) {
+      if (from.get(id) === n) continue;
+      ids.push(id);
+      if (ids.length > max) break;
+    }
+    if (ids.length <= max) for (const id of from.keys()) if (!to.has(id)) ids.push(id);
+    if (ids.length > max) ids = null;
+    this.lastDiff = { from, to, ids };
+    return ids;
   }
 
   /** Groups every task of the service again and keeps the result. */

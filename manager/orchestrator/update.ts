@@ -21,7 +21,7 @@
 //      'completed' / 'rollback_completed'.
 import type { UpdateConfig, UpdateState } from '../../api/objects.ts';
 import type { SlotCondition } from './repair.ts';
-import { slotName } from './slots.ts';
+import { sameNodesFor, slotName } from './slots.ts';
 import type { Slot } from './slots.ts';
 import { acts, isFinished, isRunning, isStopped, iso, ms, stateSince, toldToStop, wantsToRun } from './types.ts';
 import type { Draft, Task } from '../../api/objects.ts';
@@ -62,7 +62,8 @@ export interface UpdateOptions {
   runningSince?: ReadonlyMap<string, number>;
   /**
    * The nodes `isDirty` was made with. Given, each slot's facts are kept on the slot object between
-   * passes (Slot.updateFacts, below), valid while the service and these nodes are the same objects.
+   * passes (Slot.updateFacts, below), valid while the service is the same object and the slot's tasks'
+   * nodes are the same node objects.
    */
   nodes?: ReadonlyMap<string, FNode>;
 }
@@ -72,13 +73,13 @@ export interface UpdateOptions {
 // Steps 2 and 3 read every slot of the service on every pass: at 10,000 slots, scanning them (each
 // slot's tasks, isDirty of its head and of its stopping tasks, its head's state) was half of a pass
 // during an update (bench:converge --profile, leader: planUpdate, its filters and firstToUpdate 3.0 s of
-// 36.6 s busy over the run). What a
-// slot contributes depends only on its tasks, the service (spec version, update config, template),
-// the nodes (isDirty) and runningSince, apart from this pass's repair condition and the clock, which
-// are applied to the facts every pass. The runner keeps unchanged slots as the same objects
-// (slot-cache.ts), a slot's tasks are fixed, and runningSince only changes with a task event, which
-// gives the slot a new object: so the facts are kept on the slot object, and a pass recomputes only
-// those of the slots that changed since the last one.
+// 36.6 s busy over the run). What a slot contributes depends only on its tasks, the service (spec
+// version, update config, template), the nodes of its tasks (isDirty) and runningSince, apart from this
+// pass's repair condition and the clock, which are applied to the facts every pass. The runner keeps
+// unchanged slots as the same objects (slot-cache.ts), a slot's tasks are fixed, and runningSince only
+// changes with a task event, which gives the slot a new object: so the facts are kept on the slot
+// object, and a pass recomputes only those of the slots that changed since the last one, or whose
+// tasks' nodes did (sameNodesFor).
 
 /** What one slot contributes to steps 2 and 3, apart from this pass's repair condition and the clock. */
 export interface UpdateFacts {
@@ -103,7 +104,11 @@ export interface UpdateFacts {
 
 function factsOf(s: Slot, service: FService, monitorMs: number, o: UpdateOptions): UpdateFacts {
   const kept = s.updateFacts;
-  if (kept !== undefined && kept.service === service && kept.nodes === o.nodes) return kept;
+  if (kept !== undefined && kept.service === service && kept.nodes !== undefined && o.nodes !== undefined && sameNodesFor(s.tasks, kept.nodes, o.nodes)) {
+    // Still true under these nodes (isDirty reads only the nodes of the slot's tasks): kept for this map.
+    kept.nodes = o.nodes;
+    return kept;
+  }
   const V = service.specVersion;
   let touched = false;
   let failures = 0;

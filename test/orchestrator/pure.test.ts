@@ -356,6 +356,42 @@ test('update facts kept on slot objects: reused while service and nodes are the 
   assert.ok([...grouped.slots.values()].every((s, i) => s.updateFacts !== facts[i] && s.updateFacts?.service === svc2));
 });
 
+test('quiet-slot memos and update facts follow the nodes of their own tasks: one node Down re-checks its slots only', () => {
+  // 12 slots over 4 nodes, all running. A first pass finds every slot quiet; then n2 goes down (a new
+  // node object in a new map) and n3 gets a label (a new object that changes nothing).
+  const svc = service({ mode: { replicated: { replicas: 12 } } });
+  const nodes = ['n1', 'n2', 'n3', 'n4'].map((id) => node(id));
+  const ts = Array.from({ length: 12 }, (_, i) => task({ slot: i + 1, nodeId: `n${(i % 4) + 1}` }));
+  const c1 = ctx(nodes);
+  const grouped = bySlotNumber(ts, dirtyCheck(svc, c1.nodes));
+  assert.deepEqual(reconcileReplicatedSlots(svc, grouped, dirtyCheck(svc, c1.nodes), c1).decisions, []);
+  const memo = new Map([...grouped.slots].map(([n, sl]) => [n, { repair: sl.quietRepair, facts: sl.updateFacts }]));
+  assert.ok([...memo.values()].every((m) => m.repair?.nodes === c1.nodes && m.facts?.nodes === c1.nodes));
+
+  const c2 = ctx([nodes[0]!, node('n2', { state: 'down' }), node('n3', { labels: { zone: 'b' } }), nodes[3]!]);
+  const r = reconcileReplicatedSlots(svc, grouped, dirtyCheck(svc, c2.nodes), c2);
+  const moved = r.decisions.map((d) => d.reason.match(/^slot (\d+)/)![1]).sort();
+  assert.deepEqual(moved, ['10', '2', '6'], 'the slots on n2 are moved, no other');
+  // The same as a reconcile from scratch (fresh slots, no memo).
+  const fresh = reconcileReplicated(svc, ts, { ...c2, newId: seqIds('n') });
+  assert.deepEqual(
+    fresh.decisions.map((d) => d.reason.replace(/new task \S+/, '')),
+    r.decisions.map((d) => d.reason.replace(/new task \S+/, '')),
+  );
+  for (const [n, sl] of grouped.slots) {
+    if ([2, 6, 10].includes(n)) {
+      assert.equal(sl.quietRepair?.nodes, c1.nodes, `slot ${n} on n2: its memo is not renewed`);
+      continue;
+    }
+    // Slots on n1 and n4: the memos hold and are renewed for c2. Slots on n3 (a new object with the same
+    // answers): computed again, quiet again.
+    assert.equal(sl.quietRepair?.nodes, c2.nodes, `slot ${n}: quiet memo for the new map`);
+    assert.equal(sl.updateFacts?.nodes, c2.nodes);
+    if ([3, 7, 11].includes(n)) assert.notEqual(sl.updateFacts, memo.get(n)!.facts, `slot ${n} on n3: facts computed again`);
+    else assert.equal(sl.updateFacts, memo.get(n)!.facts, `slot ${n}: update facts kept`);
+  }
+});
+
 test('firstToUpdate: the first n in (not running, slot, key) order, the same as sorting', () => {
   const states: TaskState[] = ['running', 'pending', 'assigned', 'running', 'starting'];
   for (let round = 0; round < 50; round++) {

@@ -68,7 +68,7 @@ test('changed slots are regrouped, the others kept; the result equals a fresh gr
   assert.deepEqual([...second.g.slots.keys()], [1, 2, 3, 4]);
 });
 
-test('a deleted slot goes; a new slot number, a stray, a moved task, a new service or node object regroup in full', async () => {
+test('a deleted slot goes; a new slot number, a stray, a moved task or a new service object regroup in full', async () => {
   const { h, id, group, setTask } = await fixture();
   const cache = new SlotCache();
   group(cache);
@@ -102,11 +102,26 @@ test('a deleted slot goes; a new slot number, a stray, a moved task, a new servi
   r = group(cache);
   assert.equal(r.g.reused, false, 'the service changed');
   assert.equal(r.diff, null);
+});
 
+test('a changed node regroups the slots of its tasks only; the other slots stay the same objects', async () => {
+  const { h, group } = await fixture();
+  const cache = new SlotCache();
+  const first = { slots: new Map(group(cache).g.slots) }; // the cache patches its map in place
+  // n2 holds only slot 2's finished task (history); slots 1, 3 and 4 run on n1.
   await h.editNode('n2', (n) => (n.spec.labels = { zone: 'b' }));
-  r = group(cache);
-  assert.equal(r.g.reused, false, 'a node changed');
+  let r = group(cache);
+  assert.equal(r.g.reused, true, 'one node of two changed: patched');
   assert.equal(r.diff, null);
+  assert.notEqual(r.g.slots.get(2), first.slots.get(2), 'slot 2 has a task on n2: regrouped');
+  for (const n of [1, 3, 4]) assert.equal(r.g.slots.get(n), first.slots.get(n), `slot ${n} kept`);
+  // Both nodes changed: every slot is regrouped through the node index, still a patch (under 16 nodes).
+  const before = { slots: new Map(r.g.slots) };
+  await h.editNode('n1', (n) => (n.spec.labels = { zone: 'a' }));
+  await h.editNode('n2', (n) => (n.spec.labels = { zone: 'c' }));
+  r = group(cache);
+  assert.equal(r.diff, null);
+  for (const n of [1, 2, 3, 4]) assert.notEqual(r.g.slots.get(n), before.slots.get(n), `slot ${n} regrouped`);
 });
 
 test('the check catches a change the cache was not told of', async () => {
@@ -133,6 +148,40 @@ test('the runner reuses kept slots through a rolling update, every reuse equal t
   assert.equal(h.running('web').filter((t) => t.spec.image === 'app:2').length, 12);
   assert.deepEqual(h.slotCacheErrors, []);
   assert.ok(h.slotCacheReuses >= 4, `${h.slotCacheReuses} passes reused kept slots`);
+  h.orch.stop();
+});
+
+test('nodes going Down, drained or losing a label during a rolling update: kept slots, every pass equal to one from scratch', async () => {
+  const h = new Harness();
+  const ids = ['n1', 'n2', 'n3', 'n4', 'n5', 'n6'];
+  for (const n of ids) await h.addNode(n, { labels: { zone: 'a' } });
+  await h.createService('web', {
+    mode: { replicated: { replicas: 24 } },
+    task: { placement: { constraints: ['node.labels.zone==a'] } },
+    update: { parallelism: 4, delayMs: 0, monitorMs: 0 },
+  });
+  await h.settle();
+  await h.updateService('web', (s) => (s.task.image = 'app:2'));
+  await h.advance(100);
+  const reusesBefore = h.slotCacheReuses;
+  await h.editNode('n2', (n) => void (n.status.state = 'down'));
+  await h.advance(100);
+  await h.editNode('n3', (n) => void (n.spec.availability = 'drain'));
+  await h.advance(100);
+  await h.editNode('n4', (n) => void (n.spec.labels = { zone: 'b' }));
+  await h.advance(100);
+  await h.editNode('n5', (n) => void (n.spec.labels = { zone: 'a', rack: '7' })); // changes nothing
+  for (let i = 0; i < 300 && h.service('web').updateStatus?.state !== 'completed'; i++) await h.advance(100);
+  await h.settle();
+  assert.equal(h.service('web').updateStatus?.state, 'completed');
+  const running = h.running('web');
+  assert.equal(running.length, 24);
+  assert.ok(
+    running.every((t) => t.spec.image === 'app:2' && ['n1', 'n5', 'n6'].includes(t.nodeId!)),
+    'every task on the new image, on a node that is up, active and in zone a',
+  );
+  assert.deepEqual(h.slotCacheErrors, [], 'every kept grouping and its decisions equal a fresh pass');
+  assert.ok(h.slotCacheReuses - reusesBefore >= 4, `${h.slotCacheReuses - reusesBefore} passes after the node changes reused kept slots`);
   h.orch.stop();
 });
 
@@ -168,5 +217,6 @@ test('an empty pass is checked from scratch every time for small services, at mo
     h.orch.stop();
   }
   assert.equal(checks.get(2), 5, 'a small service: every empty pass');
-  assert.equal(checks.get(6), 2, 'a large one: the first, then once everyMs has passed');
+  // The create's pass grouped it from scratch (a full check itself): the next is due everyMs later.
+  assert.equal(checks.get(6), 1, 'a large one: once everyMs has passed since it was last grouped from scratch');
 });
