@@ -133,6 +133,18 @@ const DENSE_MARGIN = 1024;
  * slots that hold more than one task.
  */
 export function bySlotNumber(tasks: readonly FTask[], isDirty: (t: FTask) => boolean): { slots: Map<number, Slot>; strays: FTask[] } {
+  const { numbers, groups, strays } = slotGroups(tasks);
+  const slots = new Map<number, Slot>();
+  for (let i = 0; i < numbers.length; i++) slots.set(numbers[i]!, buildSlot(`slot:${numbers[i]}`, groups[i]!, isDirty, { slot: numbers[i]! }));
+  return { slots, strays };
+}
+
+/**
+ * bySlotNumber's first half: the slot numbers in ascending order, the tasks of each (groups[i] for
+ * numbers[i]), and the tasks without one. The second half (buildSlot per group) is the dearer; a runner warming up a large service
+ * does it a step at a time (slot-cache.ts, warm).
+ */
+export function slotGroups(tasks: readonly FTask[]): { numbers: number[]; groups: FTask[][]; strays: FTask[] } {
   const strays: FTask[] = [];
   const limit = tasks.length * DENSE_FACTOR + DENSE_MARGIN;
   // A slot's group: its only task, or an array once it has a second one.
@@ -157,8 +169,12 @@ export function bySlotNumber(tasks: readonly FTask[], isDirty: (t: FTask) => boo
     if (g === undefined) sparse.set(n, (g = []));
     g.push(t);
   }
-  const slots = new Map<number, Slot>();
-  const add = (n: number, g: FTask[]) => slots.set(n, buildSlot(`slot:${n}`, g, isDirty, { slot: n }));
+  const numbers: number[] = [];
+  const groups: FTask[][] = [];
+  const add = (n: number, g: FTask[]) => {
+    numbers.push(n);
+    groups.push(g);
+  };
   const extra = sparse === undefined ? [] : [...sparse.keys()].sort((a, b) => a - b);
   let e = 0;
   // Negative and fractional outliers sort before (or between) the dense numbers; huge ones after.
@@ -168,7 +184,7 @@ export function bySlotNumber(tasks: readonly FTask[], isDirty: (t: FTask) => boo
     if (g !== undefined) add(n, Array.isArray(g) ? g : [g]);
   }
   while (e < extra.length) add(extra[e]!, sparse!.get(extra[e++]!)!);
-  return { slots, strays };
+  return { numbers, groups, strays };
 }
 
 /** Groups tasks by node. Tasks without a node are returned separately. */

@@ -137,6 +137,11 @@ function factsOf(s: Slot, service: FService, monitorMs: number, o: UpdateOptions
   return f;
 }
 
+/** Computes and keeps a slot's facts ahead of a pass (a new leader warming up: slot-cache.ts, warm). */
+export function warmFacts(s: Slot, service: FService, o: UpdateOptions & { nodes: ReadonlyMap<string, FNode> }): void {
+  factsOf(s, service, updateConfigOf(service).monitorMs, o);
+}
+
 /** Did this task fail in a way that counts against the update? */
 function failedEarly(t: FTask, monitorMs: number, runningSince: ReadonlyMap<string, number> | undefined): boolean {
   if (!isFinished(t)) return false;

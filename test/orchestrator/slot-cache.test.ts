@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { SlotCache, groupingDifference } from '../../manager/orchestrator/slot-cache.ts';
 import { bySlotNumber, dirtyCheck } from '../../manager/orchestrator/slots.ts';
 import type { FNode, FService, FTask } from '../../manager/orchestrator/types.ts';
-import { Harness } from './harness.ts';
+import { Harness, seqIds } from './harness.ts';
 
 async function fixture() {
   const h = new Harness();
@@ -182,6 +182,57 @@ test('nodes going Down, drained or losing a label during a rolling update: kept 
   );
   assert.deepEqual(h.slotCacheErrors, [], 'every kept grouping and its decisions equal a fresh pass');
   assert.ok(h.slotCacheReuses - reusesBefore >= 4, `${h.slotCacheReuses - reusesBefore} passes after the node changes reused kept slots`);
+  h.orch.stop();
+});
+
+test('a new leader warms a large service up a step at a time; its first pass reuses it all and decides nothing', async () => {
+  const h = new Harness();
+  for (const n of ['n1', 'n2', 'n3']) await h.addNode(n);
+  await h.createService('web', { mode: { replicated: { replicas: 12 } } });
+  await h.settle();
+  h.orch.stop();
+  // The next leader's orchestrator: services of more than 4 replicas are warmed, 5 slots per step, and
+  // checked from scratch at most every minute.
+  const passes: { decided: boolean; fullCheck?: boolean }[] = [];
+  const reuses = h.slotCacheReuses;
+  h.orch = h.newOrchestrator({ warm: { slots: 4, step: 5 }, fullCheck: { slots: 4, everyMs: 60_000 }, onReconcile: (r) => passes.push(r) }, seqIds('u'));
+  h.orch.start();
+  await h.settle();
+  assert.ok(
+    h.logs.some((l) => /^warmed up service \S+: 12 slots \(12 quiet\) in \d+ ms, 5 per step$/.test(l)),
+    h.logs.filter((l) => l.startsWith('warm')).join('; '),
+  );
+  assert.ok(passes.length >= 1);
+  assert.deepEqual(
+    passes.map((p) => [p.decided, p.fullCheck]),
+    passes.map(() => [false, false]),
+    'the first pass reused the warm slots, and the warm-up was its full check',
+  );
+  assert.ok(h.slotCacheReuses > reuses, 'the pass reused the kept slots (each reuse checked against a fresh grouping)');
+  assert.deepEqual(h.slotCacheErrors, []);
+  h.orch.stop();
+});
+
+test('tasks that change while a new leader warms up are decided on by its first pass', async () => {
+  const h = new Harness();
+  for (const n of ['n1', 'n2', 'n3']) await h.addNode(n);
+  await h.createService('web', { mode: { replicated: { replicas: 12 } } });
+  await h.settle();
+  h.orch.stop();
+  h.orch = h.newOrchestrator({ warm: { slots: 4, step: 1 } }, seqIds('u'));
+  h.orch.start();
+  // A few turns into the warm-up (one slot per turn), a running task fails and a node goes down.
+  for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
+  const victim = h.running('web').find((t) => t.slot === 9)!;
+  await h.store.update((tx) => void tx.modify('task', victim.id, (t) => void (t.status.state = 'failed')));
+  await h.editNode('n2', (n) => void (n.status.state = 'down'));
+  await h.settle();
+  await h.advance(10_000);
+  assert.ok(h.logs.some((l) => /^warmed up service \S+: 12 slots/.test(l)));
+  const running = h.running('web');
+  assert.equal(running.length, 12);
+  assert.ok(!running.some((t) => t.id === victim.id || t.nodeId === 'n2'), 'the failed task was replaced, and those of n2 moved');
+  assert.deepEqual(h.slotCacheErrors, []);
   h.orch.stop();
 });
 
