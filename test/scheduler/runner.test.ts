@@ -288,6 +288,46 @@ test('runner: stop() ends scheduling; start() again resumes', async () => {
   h.runner.stop();
 });
 
+test('runner: the first read of the tasks goes a step at a time; tasks changed meanwhile are kept as changed', async () => {
+  const store = new Store({});
+  await create(store, [nodeObj('n1'), nodeObj('n2'), serviceObj('s1')]);
+  // 12 running tasks on n1 and 2 pending ones; the runner reads 3 tasks per turn.
+  await create(store, [
+    ...Array.from({ length: 12 }, (_, i) => taskObj(`r${i}`, 's1', { nodeId: 'n1', state: 'running' })),
+    taskObj('p1', 's1'),
+    taskObj('p2', 's1'),
+  ]);
+  const h = harness({ readStep: 3 }, store);
+  // Once the read has taken its first step: a running task is deleted, another moves to n2, a pending one
+  // is removed from scheduling and a new one arrives. The read must not bring back what these replaced.
+  const view = store.view.bind(store);
+  let changed: Promise<void> | null = null;
+  store.view = ((fn: never) => {
+    const out = view(fn) as unknown;
+    // The read's view (it returns the listed tasks and their index); its first step runs right after it.
+    if (out === null || typeof out !== 'object' || !('tasks' in out)) return out;
+    changed ??= new Promise<void>((r) => setImmediate(r)).then(async () => {
+      await store.update((tx) => {
+        tx.delete('task', 'r10');
+        tx.modify('task', 'r11', (t) => void (t.nodeId = 'n2'));
+        tx.modify('task', 'p2', (t) => void (t.desiredState = 'shutdown'));
+        tx.create(taskObj('p3', 's1'));
+      });
+    });
+    return out;
+  }) as typeof store.view;
+  h.runner.start();
+  await new Promise((r) => setTimeout(r, 50));
+  await changed;
+  await h.done(); // every pass compared the kept tasks with a full read
+  assert.equal(h.task('p1').status.state, 'assigned');
+  assert.equal(h.task('p3').status.state, 'assigned');
+  assert.equal(h.task('p2').status.state, 'pending', 'told to shut down: not scheduled');
+  // Spread by the kept tally: n1 held 10 running tasks, n2 one, so both new tasks go to n2.
+  assert.deepEqual([h.task('p1').nodeId, h.task('p3').nodeId], ['n2', 'n2']);
+  h.runner.stop();
+});
+
 test('runner: a conflicting write at commit time makes it recompute on a fresh view', async (t) => {
   // A "Raft" that, once, lets another transaction commit first: the task the runner is writing changes
   // under it, apply() refuses the runner's entry with ConflictError, and the runner tries again.
