@@ -728,12 +728,12 @@ export class Dispatcher {
     } else this.massHoldUntil = null;
     const expired = decision.mark === 'all' ? this.liveness.expired(now) : [];
     if (expired.length > 0) {
-      await this.d.gate.update((tx) => {
-        for (const id of expired) {
-          const n = tx.get('node', id) as NodeObj | undefined;
-          if (!n || n.status.state === 'down') continue;
-          tx.update({ ...n, status: { ...n.status, state: 'down', message: 'heartbeat failure' } });
-        }
+      // In as many transactions as the nodes need: after a mass hold, 2,000 nodes in one were 2 MB,
+      // above the store's limit, and the write failed on every tick (bench:scale, leader kill).
+      await this.d.store.batch(expired, (tx, id) => {
+        const n = tx.get('node', id) as NodeObj | undefined;
+        if (!n || n.status.state === 'down') return;
+        tx.update({ ...n, status: { ...n.status, state: 'down', message: 'heartbeat failure' } });
       });
       for (const id of expired) this.d.log(`node ${id} marked down (no heartbeat for ${this.liveness.deadlineMs} ms)`);
     }
@@ -746,12 +746,10 @@ export class Dispatcher {
       else if (n.status.state === 'down' && this.liveness.isTracked(n.id) && this.sessions.has(n.id)) revived.push(n.id);
     }
     if (revived.length > 0) {
-      await this.d.gate.update((tx) => {
-        for (const id of revived) {
-          const n = tx.get('node', id) as NodeObj | undefined;
-          if (n?.status.state !== 'down') continue;
-          tx.update({ ...n, status: { ...n.status, state: 'ready', message: '', lastHeartbeat: new Date(now).toISOString() } });
-        }
+      await this.d.store.batch(revived, (tx, id) => {
+        const n = tx.get('node', id) as NodeObj | undefined;
+        if (n?.status.state !== 'down') return;
+        tx.update({ ...n, status: { ...n.status, state: 'ready', message: '', lastHeartbeat: new Date(now).toISOString() } });
       });
       this.d.log(`${revived.length} node(s) marked down heartbeat again: ready (${revived.slice(0, 5).join(', ')}${revived.length > 5 ? ', …' : ''})`);
     }

@@ -86,3 +86,61 @@ describe('a node marked Down that heartbeats again on its session', () => {
     );
   });
 });
+
+describe('nodes marked Down, and ready again, in more than one transaction', () => {
+  let ca: TestCa;
+  let served: ServedDispatcher;
+  let store: Store;
+  let d: Dispatcher;
+  const sockets: WebSocket[] = [];
+  const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
+
+  before(async () => {
+    ca = makeTestCa();
+    const serverCert = ca.issue('m1', { ou: 'manager' });
+    store = new Store();
+    await store.update((tx) => {
+      const c = testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>;
+      tx.create({ ...c, spec: { ...c.spec, dispatcher: { heartbeatPeriodMs: PERIOD } } });
+    });
+    for (const id of ids) await store.update((tx) => void tx.create(node(id)));
+    const { raft, members } = soleLeader();
+    d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
+    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+  });
+
+  after(async () => {
+    for (const ws of sockets) ws.terminate();
+    await served?.close();
+  });
+
+  it('five nodes that fit the store two by two: all Down, then all ready again', async () => {
+    for (const id of ids) {
+      const c = ca.issue(id, { ou: 'worker' });
+      const ws = new WebSocket(served.url, { key: c.key, cert: c.cert, ca: ca.caCert });
+      ws.on('error', () => {});
+      sockets.push(ws);
+      await once(ws, 'open');
+      ws.send(JSON.stringify({ t: 'hello', description: desc(id) }));
+    }
+    const state = (id: string) => (store.view((tx) => tx.get('node', id)) as Node).status.state;
+    await until(() => ids.every((id) => state(id) === 'ready'), 'all ready');
+    // From here a transaction holds two node updates at most (at 5,000 nodes, 2,000 of them were 2 MB).
+    const size = JSON.stringify(store.view((tx) => tx.get('node', 'n1'))).length;
+    (store as { maxTxBytes: number }).maxTxBytes = Math.floor(2.5 * size);
+    const before = store.view((tx) => tx.index);
+    await d.detectDown(Date.now() + 4 * PERIOD);
+    assert.deepEqual(
+      ids.map(state),
+      ids.map(() => 'down'),
+    );
+    assert.ok(store.view((tx) => tx.index) - before >= 3, 'five updates in three transactions or more');
+    for (const ws of sockets) ws.send(JSON.stringify({ t: 'hb' }));
+    await until(() => (d.stats().messages.byType['hb'] ?? 0) >= ids.length, 'the heartbeats heard');
+    await d.detectDown(Date.now());
+    assert.deepEqual(
+      ids.map(state),
+      ids.map(() => 'ready'),
+    );
+  });
+});
