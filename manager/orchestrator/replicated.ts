@@ -11,7 +11,7 @@
 //   4. rolling update (update.ts);
 //   5. scale up: new tasks in the lowest free slot numbers;
 //   6. history (reaper.ts).
-import { planUpdate, warmFacts } from './update.ts';
+import { planUpdate, updateConfigOf, warmFacts } from './update.ts';
 import type { UpdateSlot } from './update.ts';
 import { historyKeep, reapSlot } from './reaper.ts';
 import { repairSlot } from './repair.ts';
@@ -92,18 +92,30 @@ export function reconcileReplicatedSlots(
     plan.add(`task ${t.id} has no slot: removed`, acts(plan.stop(t, 'remove', 'task has no slot')));
   }
 
-  // 2. Scale down.
-  const inUse = [...slots.values()].filter((s) => !s.removed);
-  const victims = new Set(pickForRemoval(inUse, inUse.length - want));
-  for (const s of victims) {
-    const actions = acts(...s.tasks.map((t) => (isFinished(t) ? plan.delete(t) : plan.stop(t, 'remove', `scaled down to ${want}`))));
-    plan.add(`scale down to ${want}: slot ${s.slot} removed`, actions);
+  // 2. Scale down. (The slots in use are listed only then: a pass over a steady service of 150,000
+  // slots copied them twice for nothing.)
+  let inUse = 0;
+  for (const s of slots.values()) if (!s.removed) inUse++;
+  let victims: Set<Slot> | null = null;
+  if (inUse > want) {
+    victims = new Set(
+      pickForRemoval(
+        [...slots.values()].filter((s) => !s.removed),
+        inUse - want,
+      ),
+    );
+    for (const s of victims) {
+      const actions = acts(...s.tasks.map((t) => (isFinished(t) ? plan.delete(t) : plan.stop(t, 'remove', `scaled down to ${want}`))));
+      plan.add(`scale down to ${want}: slot ${s.slot} removed`, actions);
+    }
   }
-  const kept = victims.size === 0 ? inUse : inUse.filter((s) => !victims.has(s));
+  /** The slots kept: in use, and not scaled down. */
+  const isKept = (s: Slot) => !s.removed && (victims === null || !victims.has(s));
+  const keptCount = inUse - (victims?.size ?? 0);
 
   // 3. Repairs.
   const keep = historyKeep(ctx.taskHistoryLimit, service);
-  const inputs: QuietInputs = { service, nodes: ctx.nodes, keep, tuning: ctx.tuning };
+  const inputs = quietInputs(service, ctx, keep);
   const updSlots: UpdateSlot[] = [];
   let created = 0;
   const replacementFor = (s: Slot) => {
@@ -111,10 +123,12 @@ export function reconcileReplicatedSlots(
     return newTask(service, ctx, { slot: s.slot!, desiredState: 'running' });
   };
   let deferred = false;
-  for (const s of kept) {
-    if (quiet(s, s.quietRepair, inputs)) {
-      s.quietRepair = inputs;
-      updSlots.push({ slot: s, cond: 'ok', replacement: replacementFor });
+  for (const s of slots.values()) {
+    if (!isKept(s)) continue;
+    const memo = s.quietRepair;
+    if (memo === inputs || quiet(s, memo, inputs)) {
+      if (memo !== inputs) renew(s, memo!, inputs);
+      updSlots.push((s.okEntry ??= { slot: s, cond: 'ok' }));
       continue;
     }
     // The pass's budget of new tasks is spent (a mass failure: every task of many nodes to replace):
@@ -131,17 +145,25 @@ export function reconcileReplicatedSlots(
   }
 
   // 4. Rolling update.
-  if (planUpdate(plan, service, updSlots, { isDirty, nodes: ctx.nodes, ...(ctx.runningSince ? { runningSince: ctx.runningSince } : {}) }) === 'rollback') {
+  if (
+    planUpdate(plan, service, updSlots, {
+      isDirty,
+      nodes: ctx.nodes,
+      replacement: replacementFor,
+      ...(ctx.runningSince ? { runningSince: ctx.runningSince } : {}),
+    }) === 'rollback'
+  ) {
     return plan.result();
   }
 
   // 5. Scale up with what is left of the budget; the pass asks to be woken at once for the rest.
   if (deferred) plan.wake(ctx.now + 1);
-  if (kept.length < want) {
-    const used = new Set(kept.map((s) => s.slot!));
-    const upTo = Math.min(want, kept.length + Math.max(0, MAX_NEW_TASKS_PER_PASS - created));
+  if (keptCount < want) {
+    const used = new Set<number>();
+    for (const s of slots.values()) if (isKept(s)) used.add(s.slot!);
+    const upTo = Math.min(want, keptCount + Math.max(0, MAX_NEW_TASKS_PER_PASS - created));
     let n = 1;
-    for (let i = kept.length; i < upTo; i++) {
+    for (let i = keptCount; i < upTo; i++) {
       while (used.has(n)) n++;
       used.add(n);
       const t = newTask(service, ctx, { slot: n, desiredState: 'running' });
@@ -152,8 +174,9 @@ export function reconcileReplicatedSlots(
 
   // 6. History.
   for (const s of slots.values()) {
-    if (quiet(s, s.quietReap, inputs)) {
-      s.quietReap = inputs;
+    const memo = s.quietReap;
+    if (memo === inputs || quiet(s, memo, inputs)) {
+      if (memo !== inputs) s.quietReap = inputs;
       continue;
     }
     const mark = plan.decisions.length + plan.wakes;
@@ -177,8 +200,9 @@ export function reconcileReplicatedSlots(
 export function warmSlots(service: FService, slots: Iterable<Slot>, isDirty: (t: FTask) => boolean, ctx: ReconcileContext): number {
   const plan = new Plan(ctx);
   const keep = historyKeep(ctx.taskHistoryLimit, service);
-  const inputs: QuietInputs = { service, nodes: ctx.nodes, keep, tuning: ctx.tuning };
+  const inputs = quietInputs(service, ctx, keep);
   const facts = { isDirty, nodes: ctx.nodes, ...(ctx.runningSince ? { runningSince: ctx.runningSince } : {}) };
+  const monitorMs = updateConfigOf(service).monitorMs;
   let quietOnes = 0;
   for (const s of slots) {
     if (!s.removed && !quiet(s, s.quietRepair, inputs)) {
@@ -192,7 +216,7 @@ export function warmSlots(service: FService, slots: Iterable<Slot>, isDirty: (t:
       reapSlot(plan, s.tasks, keep);
       if (clean && plan.decisions.length + plan.wakes === mark) s.quietReap = inputs;
     }
-    warmFacts(s, service, facts);
+    warmFacts(s, service, monitorMs, facts);
     if (s.quietRepair === inputs && s.quietReap === inputs) quietOnes++;
   }
   return quietOnes;
@@ -222,6 +246,33 @@ export interface QuietInputs {
   nodes: ReconcileContext['nodes'];
   keep: number;
   tuning: ReconcileContext['tuning'];
+}
+
+/**
+ * This pass's inputs: the object of the last pass of the same service object when nothing else changed,
+ * so that a quiet slot is recognised by one comparison and its memo is not written again (150,000
+ * writes per pass into long-lived slot objects, each through the garbage collector's write barrier).
+ */
+function quietInputs(service: FService, ctx: ReconcileContext, keep: number): QuietInputs {
+  const last = lastInputs.get(service);
+  if (last !== undefined && last.nodes === ctx.nodes && last.keep === keep && last.tuning === ctx.tuning) return last;
+  const inputs: QuietInputs = { service, nodes: ctx.nodes, keep, tuning: ctx.tuning };
+  lastInputs.set(service, inputs);
+  return inputs;
+}
+
+const lastInputs = new WeakMap<FService, QuietInputs>();
+
+/**
+ * A memo `old` of slot `s` was found to hold under `inputs` (its tasks' nodes are the same objects in
+ * both maps): every memo of the slot made with `old`'s nodes is moved to `inputs` at once, so the slot's
+ * nodes are compared once per pass, not once per memo.
+ */
+function renew(s: Slot, old: QuietInputs, inputs: QuietInputs): void {
+  s.quietRepair = inputs;
+  if (s.quietReap === old) s.quietReap = inputs;
+  const f = s.updateFacts;
+  if (f !== undefined && f.service === inputs.service && f.nodes === old.nodes) f.nodes = inputs.nodes;
 }
 
 /** Does the memo `a` of slot `s` still hold with this pass's inputs `b`? */

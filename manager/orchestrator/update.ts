@@ -52,13 +52,16 @@ export interface UpdateSlot {
   cond: SlotCondition;
   /**
    * A new task for this slot on the current spec (null when the slot may not get one). Called with the
-   * slot, so that one function per pass can serve every slot (no closure per slot per pass).
+   * slot, so that one function per pass can serve every slot (no closure per slot per pass). Absent: the
+   * pass's UpdateOptions.replacement (an entry without one can then be kept between passes).
    */
-  replacement: (slot: Slot) => Draft<Task> | null;
+  replacement?: (slot: Slot) => Draft<Task> | null;
 }
 
 export interface UpdateOptions {
   isDirty: (t: FTask) => boolean;
+  /** The replacement of slots whose UpdateSlot names none. */
+  replacement?: (slot: Slot) => Draft<Task> | null;
   runningSince?: ReadonlyMap<string, number>;
   /**
    * The nodes `isDirty` was made with. Given, each slot's facts are kept on the slot object between
@@ -137,9 +140,9 @@ function factsOf(s: Slot, service: FService, monitorMs: number, o: UpdateOptions
   return f;
 }
 
-/** Computes and keeps a slot's facts ahead of a pass (a new leader warming up: slot-cache.ts, warm). */
-export function warmFacts(s: Slot, service: FService, o: UpdateOptions & { nodes: ReadonlyMap<string, FNode> }): void {
-  factsOf(s, service, updateConfigOf(service).monitorMs, o);
+/** Computes and keeps a slot's facts ahead of a pass (a new leader warming up: slot-cache.ts, warm); monitorMs from updateConfigOf. */
+export function warmFacts(s: Slot, service: FService, monitorMs: number, o: UpdateOptions & { nodes: ReadonlyMap<string, FNode> }): void {
+  factsOf(s, service, monitorMs, o);
 }
 
 /** Did this task fail in a way that counts against the update? */
@@ -295,7 +298,7 @@ export function planUpdate(plan: Plan, service: FService, slots: readonly Update
     const s = u.slot;
     const head = s.head!;
     const old = s.live.filter((t) => o.isDirty(t));
-    const r = u.replacement(s);
+    const r = (u.replacement ?? o.replacement)?.(s) ?? null;
     const extra = first ? statusActions.splice(0) : [];
     first = false;
     if (cfg.order === 'start-first' && !isFinished(head) && r !== null) {
