@@ -9,15 +9,18 @@
 // With the 1 s timeout every new leader lost its term in its first pass: terms 3 to 14 in one run.
 // The fixed cure is a long timeout for everyone: Swarm's is 10 s (ElectionTick 10 × 1 s ticks). Shoal keeps
 // 1 s where the work is small, for a fast failover, and lengthens it in proportion to the tasks in the
-// store: 1 s more per 60,000 tasks, at most 5 times the base. Every manager applies the same store, so
+// store: 1 s more per 100,000 tasks, at most 5 times the base. Every manager applies the same store, so
 // they agree on it within an entry or two; Raft's safety does not depend on timeouts, only its liveness.
+// (It was 1 s per 60,000 until a new leader warmed its orchestrator up in steps and a steady pass over
+// 150,000 slots halved: the longest stalls a lab leader then logged over a whole 5,000-node run, the
+// takeover included, were 1.1-1.7 s, under the 2.5 s this gives at 150,000 tasks.)
 //
-// The cost: a leader that really dies is replaced that much later (3.5 s + jitter at 150,000 tasks).
+// The cost: a leader that really dies is replaced that much later (2.5 s + jitter at 150,000 tasks).
 //
 // Pure: the caller reads the task count and applies the result (manager.ts).
 
 /** Tasks per extra base timeout. */
-export const TASKS_PER_STEP = 60_000;
+export const TASKS_PER_STEP = 100_000;
 /** The timeout never exceeds this many times the configured one. */
 export const MAX_FACTOR = 5;
 /** Results are rounded to this (ms), so the count moving by a few tasks changes nothing. */

@@ -6,11 +6,11 @@ import { RaftCore } from '../manager/raft/core.ts';
 
 const BASE = { electionMs: 1000, jitterMs: 500 };
 
-test('1 s more per 60,000 tasks, rounded to 250 ms, at most 5 times the base', () => {
+test('1 s more per 100,000 tasks, rounded to 250 ms, at most 5 times the base', () => {
   assert.deepEqual(electionTimeoutFor(0, BASE), BASE);
-  assert.deepEqual(electionTimeoutFor(10_000, BASE), { electionMs: 1250, jitterMs: 500 }, 'a sixth more, rounded; the jitter rounds back');
+  assert.deepEqual(electionTimeoutFor(15_000, BASE), { electionMs: 1250, jitterMs: 500 }, 'an eighth more, rounded; the jitter rounds back');
   assert.deepEqual(electionTimeoutFor(TASKS_PER_STEP, BASE), { electionMs: 2000, jitterMs: 1000 });
-  assert.deepEqual(electionTimeoutFor(150_000, BASE), { electionMs: 3500, jitterMs: 1750 });
+  assert.deepEqual(electionTimeoutFor(150_000, BASE), { electionMs: 2500, jitterMs: 1250 });
   assert.deepEqual(electionTimeoutFor(10_000_000, BASE), { electionMs: MAX_FACTOR * 1000, jitterMs: MAX_FACTOR * 500 });
   // Never below what was configured, whatever the input.
   for (const bad of [Number.NaN, -5, Number.NEGATIVE_INFINITY]) assert.deepEqual(electionTimeoutFor(bad, BASE), BASE);
