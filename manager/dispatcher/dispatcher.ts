@@ -145,6 +145,8 @@ export class Dispatcher {
   private readonly liveness = new NodeLiveness(1000, 3);
   /** A mass silence is held until then before its nodes are marked Down (downDecision); null: none. */
   private massHoldUntil: number | null = null;
+  /** When that mass silence was first held. */
+  private massHoldSince = 0;
   /** netIndex(): undefined when it must be rebuilt, null when there is no network. */
   private netIdx: NetIndex | null | undefined = undefined;
   private readonly msgLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.messageBurst, refillPerSec: DISPATCHER_LIMITS.messagesPerSec });
@@ -721,12 +723,15 @@ export class Dispatcher {
       now,
       deadlineMs: this.liveness.deadlineMs,
       heldUntil: this.massHoldUntil,
+      heldSince: this.massHoldSince,
     });
-    if (decision.mark === 'none') {
-      if (this.massHoldUntil === null) this.d.log(decision.reason);
+    if (decision.mark === 'all') this.massHoldUntil = null;
+    else {
+      if (this.massHoldUntil === null) this.massHoldSince = now;
+      if (this.massHoldUntil === null || decision.mark === 'some') this.d.log(decision.reason);
       this.massHoldUntil = decision.holdUntil;
-    } else this.massHoldUntil = null;
-    const expired = decision.mark === 'all' ? this.liveness.expired(now) : [];
+    }
+    const expired = decision.mark === 'all' ? this.liveness.expired(now) : decision.mark === 'some' ? this.liveness.expired(now, decision.max) : [];
     if (expired.length > 0) {
       // In as many transactions as the nodes need: after a mass hold, 2,000 nodes in one were 2 MB,
       // above the store's limit, and the write failed on every tick (bench:scale, leader kill).

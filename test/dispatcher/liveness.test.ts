@@ -157,8 +157,74 @@ test('a mass silence is held for one deadline, then marked if it lasts', () => {
   // During the hold nothing is marked, whatever else goes silent; the hold does not move.
   const during = downDecision({ overdue: 2000, tracked, now: 103_000, deadlineMs: 4500, heldUntil: first.holdUntil });
   assert.deepEqual(during, { mark: 'none', holdUntil: 104_500, reason: 'held' });
-  // When it ends, whoever is still silent is marked: a real outage is Down one deadline late, never later.
+  // When it ends, whoever is still silent is marked if no longer a mass (900 < a fifth of 5,000).
   assert.deepEqual(downDecision({ overdue: 900, tracked, now: 104_500, deadlineMs: 4500, heldUntil: first.holdUntil }), { mark: 'all' });
+});
+
+test('a mass silence that outlasts its hold is marked a tenth of the nodes per deadline, then all', () => {
+  let tracked = 5000;
+  let overdue = 2884; // still silent after the hold, as after a leader kill with the simulator behind
+  let heldUntil: number | null = 104_500;
+  let now = 104_500;
+  const marked: number[] = [];
+  for (let round = 0; round < 20 && overdue > 0; round++) {
+    const d = downDecision({ overdue, tracked, now, deadlineMs: 4500, heldUntil, heldSince: 100_000 });
+    if (d.mark === 'none') {
+      now = d.holdUntil;
+      continue;
+    }
+    const n = d.mark === 'all' ? overdue : d.max;
+    if (d.mark === 'some') {
+      assert.equal(d.holdUntil, now + 4500, 'the rest is judged one deadline later');
+      assert.match(d.reason, /^\d+ of \d+ nodes still silent after a hold: marking the \d+ silent longest Down/);
+    }
+    marked.push(n);
+    overdue -= n;
+    tracked -= n; // marked nodes stop being tracked
+    heldUntil = d.mark === 'all' ? null : d.holdUntil;
+    now += 4500;
+  }
+  // A tenth of those tracked per deadline, the longest silent first; five deadlines after the first
+  // hold, all that is left.
+  assert.deepEqual(marked, [500, 450, 405, 364, 1165]);
+  // A mass that shrinks below a fifth of the nodes before that is marked whole at once.
+  assert.deepEqual(downDecision({ overdue: 600, tracked: 4000, now: 109_000, deadlineMs: 4500, heldUntil: 109_000, heldSince: 100_000 }), { mark: 'all' });
+  // A whole cluster silent: marked a tenth at a time, then all of it five deadlines after the first hold.
+  tracked = 5000;
+  overdue = 5000;
+  now = 104_500;
+  heldUntil = 104_500;
+  const whole: string[] = [];
+  while (overdue > 0) {
+    const d = downDecision({ overdue, tracked, now, deadlineMs: 4500, heldUntil, heldSince: 100_000 });
+    assert.notEqual(d.mark, 'none');
+    const n = d.mark === 'some' ? d.max : overdue;
+    whole.push(`${d.mark} ${n}`);
+    overdue -= n;
+    tracked -= n;
+    heldUntil = d.mark === 'some' ? d.holdUntil : null;
+    now += 4500;
+  }
+  assert.deepEqual(whole, ['some 500', 'some 450', 'some 405', 'some 364', 'all 3281']);
+  assert.equal(now - 4500 - 100_000, 5 * 4500, 'the last of them Down five deadlines after the first hold');
+  // A small cluster: at least MASS_SILENCE_MIN_NODES per deadline.
+  const small = downDecision({ overdue: 120, tracked: 200, now: 10_000, deadlineMs: 3000, heldUntil: 10_000 });
+  assert.deepEqual(small.mark === 'some' && small.max, MASS_SILENCE_MIN_NODES);
+});
+
+test('expired(now, max): the longest silent first, and only those stop being tracked', () => {
+  const l = new NodeLiveness(1000);
+  l.startTracking(['a', 'b', 'c', 'd'], 0);
+  l.heartbeat('a', 500);
+  l.heartbeat('b', 100);
+  l.heartbeat('c', 300);
+  l.heartbeat('d', 9000);
+  assert.deepEqual(l.expired(5000, 2), ['b', 'c']);
+  assert.deepEqual(
+    [...['a', 'b', 'c', 'd']].filter((n) => l.isTracked(n)),
+    ['a', 'd'],
+  );
+  assert.deepEqual(l.expired(5000), ['a']);
 });
 
 test('the reconnect spread: none below 2,500 nodes, then the time for all at 250 a second, in 5 s steps, inside the takeover window', () => {
