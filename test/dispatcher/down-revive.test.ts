@@ -18,6 +18,30 @@ import { testCluster } from '../helpers/cluster.ts';
 
 const PERIOD = 200;
 
+/** A served dispatcher over a store holding the cluster (heartbeat period PERIOD) and these nodes. */
+async function dispatcherWith(nodeIds: readonly string[], logs: string[]): Promise<{ ca: TestCa; store: Store; d: Dispatcher; served: ServedDispatcher }> {
+  const ca = makeTestCa();
+  const serverCert = ca.issue('m1', { ou: 'manager' });
+  const store = new Store();
+  await store.update((tx) => {
+    const c = testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>;
+    tx.create({ ...c, spec: { ...c.spec, dispatcher: { heartbeatPeriodMs: PERIOD } } });
+    for (const id of nodeIds) tx.create(node(id));
+  });
+  const { raft, members } = soleLeader();
+  const d = new Dispatcher({
+    store,
+    raft,
+    gate: new Gate(raft, store, members, 1000),
+    members,
+    clusterId: 'c',
+    certProblem: () => null,
+    log: (l) => logs.push(l),
+  });
+  const served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+  return { ca, store, d, served };
+}
+
 describe('a node marked Down that heartbeats again on its session', () => {
   let ca: TestCa;
   let served: ServedDispatcher;
@@ -28,17 +52,7 @@ describe('a node marked Down that heartbeats again on its session', () => {
   const logs: string[] = [];
 
   before(async () => {
-    ca = makeTestCa();
-    const serverCert = ca.issue('m1', { ou: 'manager' });
-    store = new Store();
-    await store.update((tx) => {
-      const c = testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>;
-      tx.create({ ...c, spec: { ...c.spec, dispatcher: { heartbeatPeriodMs: PERIOD } } });
-      for (const id of ['n1', 'n2']) tx.create(node(id));
-    });
-    const { raft, members } = soleLeader();
-    d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: (l) => logs.push(l) });
-    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+    ({ ca, store, d, served } = await dispatcherWith(['n1', 'n2'], logs));
     url = served.url;
   });
 
@@ -96,17 +110,7 @@ describe('nodes marked Down, and ready again, in more than one transaction', () 
   const ids = ['n1', 'n2', 'n3', 'n4', 'n5'];
 
   before(async () => {
-    ca = makeTestCa();
-    const serverCert = ca.issue('m1', { ou: 'manager' });
-    store = new Store();
-    await store.update((tx) => {
-      const c = testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>;
-      tx.create({ ...c, spec: { ...c.spec, dispatcher: { heartbeatPeriodMs: PERIOD } } });
-    });
-    for (const id of ids) await store.update((tx) => void tx.create(node(id)));
-    const { raft, members } = soleLeader();
-    d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
-    served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+    ({ ca, store, d, served } = await dispatcherWith(ids, []));
   });
 
   after(async () => {

@@ -185,12 +185,18 @@ test('nodes going Down, drained or losing a label during a rolling update: kept 
   h.orch.stop();
 });
 
-test('a new leader warms a large service up a step at a time; its first pass reuses it all and decides nothing', async () => {
+/** Three nodes and a converged service of 12 replicas, its leader's orchestrator stopped (a new one follows). */
+async function afterLeader(): Promise<Harness> {
   const h = new Harness();
   for (const n of ['n1', 'n2', 'n3']) await h.addNode(n);
   await h.createService('web', { mode: { replicated: { replicas: 12 } } });
   await h.settle();
   h.orch.stop();
+  return h;
+}
+
+test('a new leader warms a large service up a step at a time; its first pass reuses it all and decides nothing', async () => {
+  const h = await afterLeader();
   // The next leader's orchestrator: services of more than 4 replicas are warmed, 5 slots per step, and
   // checked from scratch at most every minute.
   const passes: { decided: boolean; fullCheck?: boolean }[] = [];
@@ -214,11 +220,7 @@ test('a new leader warms a large service up a step at a time; its first pass reu
 });
 
 test('tasks that change while a new leader warms up are decided on by its first pass', async () => {
-  const h = new Harness();
-  for (const n of ['n1', 'n2', 'n3']) await h.addNode(n);
-  await h.createService('web', { mode: { replicated: { replicas: 12 } } });
-  await h.settle();
-  h.orch.stop();
+  const h = await afterLeader();
   h.orch = h.newOrchestrator({ warm: { slots: 4, step: 1 } }, seqIds('u'));
   h.orch.start();
   // A few turns into the warm-up (one slot per turn), a running task fails and a node goes down.
