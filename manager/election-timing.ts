@@ -17,7 +17,7 @@
 //
 // The cost: a leader that really dies is replaced that much later (2.5 s + jitter at 150,000 tasks).
 //
-// Pure: the caller reads the task count and applies the result (manager.ts).
+// Pure: the caller reads the task count and the services and applies the result (manager.ts).
 
 /** Tasks per extra base timeout. */
 export const TASKS_PER_STEP = 100_000;
@@ -29,6 +29,24 @@ const ROUND_MS = 250;
 export interface ElectionTimeout {
   electionMs: number;
   jitterMs: number;
+}
+
+/**
+ * The tasks the timeout is sized for: those in the store, or those the services ask for when more (the
+ * replicas of replicated services, one per node for global ones). A 150,000-replica service is created
+ * with no task yet, and the leader's passes that create them come at once: with the timeout sized for
+ * the empty store (1 s), a leader lost its term 3 s into such a create (bench:scale, December 7).
+ */
+export function tasksToSizeFor(inStore: number, services: readonly { spec: { mode: unknown } }[], nodes: number): number {
+  let wanted = 0;
+  for (const s of services) {
+    const m = s.spec.mode as { replicated?: { replicas?: unknown }; global?: unknown };
+    if (m.replicated !== undefined) {
+      const r = Number(m.replicated.replicas);
+      if (Number.isFinite(r) && r > 0) wanted += r;
+    } else if (m.global !== undefined) wanted += nodes;
+  }
+  return Math.max(inStore, wanted);
 }
 
 /** The election timeout for a store of `tasks` tasks, from the configured one (`base`). */

@@ -10,7 +10,7 @@
 //
 // Every endpoint sits on the node's one secure port; the daemon routes requests here after
 // authenticating the caller.
-import { electionTimeoutFor } from './election-timing.ts';
+import { electionTimeoutFor, tasksToSizeFor } from './election-timing.ts';
 import type { ElectionTimeout } from './election-timing.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
@@ -258,11 +258,11 @@ export class Manager {
     this.opts.metrics?.cluster.source(null);
   }
 
-  /** Lengthens (or shortens again) the election timeout with the tasks in the store. */
+  /** Lengthens (or shortens again) the election timeout with the tasks in the store or asked for. */
   private tuneElectionTimeout(): void {
     if (this.stopped) return;
     const want = electionTimeoutFor(
-      this.store.view((tx) => tx.count('task')),
+      this.store.view((tx) => tasksToSizeFor(tx.count('task'), tx.list('service'), tx.count('node'))),
       this.baseElection,
     );
     const cur = this.raft.electionTimeout;

@@ -1,7 +1,7 @@
 // The election timeout as the store grows (manager/election-timing.ts), and RaftCore taking a new one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_FACTOR, TASKS_PER_STEP, electionTimeoutFor } from '../manager/election-timing.ts';
+import { MAX_FACTOR, TASKS_PER_STEP, electionTimeoutFor, tasksToSizeFor } from '../manager/election-timing.ts';
 import { RaftCore } from '../manager/raft/core.ts';
 
 const BASE = { electionMs: 1000, jitterMs: 500 };
@@ -48,4 +48,22 @@ test('a follower given a longer election timeout campaigns that much later; bad 
   assert.throws(() => follower().setElectionTimeout(1, 1), /above the heartbeat/);
   assert.throws(() => follower().setElectionTimeout(10.5, 1), /whole number/);
   assert.throws(() => follower().setElectionTimeout(10, 0), /jitter/);
+});
+
+test('sized for the tasks in the store or those the services ask for, whichever is more', () => {
+  const svc = (mode: unknown) => ({ spec: { mode } });
+  // A 150,000-replica service just created: no task yet, the timeout is already sized for them.
+  assert.equal(tasksToSizeFor(0, [svc({ replicated: { replicas: 150_000 } })], 5000), 150_000);
+  // Global services count one per node; jobs and nonsense count nothing.
+  assert.equal(
+    tasksToSizeFor(
+      10,
+      [svc({ global: {} }), svc({ replicated: { replicas: 3 } }), svc({ replicatedJob: {} }), svc({ replicated: { replicas: Number.NaN } })],
+      5000,
+    ),
+    5003,
+  );
+  // A service scaled down: its old tasks are still in the store until reaped.
+  assert.equal(tasksToSizeFor(160_000, [svc({ replicated: { replicas: 10 } })], 5000), 160_000);
+  assert.deepEqual(electionTimeoutFor(tasksToSizeFor(0, [svc({ replicated: { replicas: 150_000 } })], 5000), BASE), { electionMs: 2500, jitterMs: 1250 });
 });
