@@ -46,6 +46,8 @@ export interface AllocatorRunnerOptions {
   newId?: () => string;
   /** Called after every pass (tests, metrics). */
   onPass?: (info: AllocatorPassInfo) => void;
+  /** Tests: every pass also reads all tasks and passes here how the kept ones differ (null: they do not). */
+  verifyKept?: (difference: string | null) => void;
 }
 
 export interface AllocatorPassInfo {
@@ -96,6 +98,14 @@ export function readHostRoutes(path = '/proc/net/route'): string[] {
 
 const R_SHUTDOWN = taskStateRank('shutdown');
 
+/**
+ * The tasks planAllocation reads: those on a network (they may hold addresses) and those waiting for
+ * theirs. Every other task is skipped by both of its task steps.
+ */
+export function allocatorReads(t: Frozen<Task>): boolean {
+  return t.networks.length > 0 || needsAllocation(t);
+}
+
 /** Does this task still carry addresses that the next pass could see freed? (event-level approximation) */
 function mayHoldAddresses(t: Frozen<Task>): boolean {
   return t.networks.length > 0 && !isTerminalTaskState(t.status.state);
@@ -120,6 +130,17 @@ export class AllocatorRunner {
   private reported = new Set<string>();
   /** The next pass is the first since start (or a resync): create the ingress network if there is none. */
   private firstPass = true;
+  /**
+   * The tasks allocatorReads(), kept from the store's events after the first pass
+   * read them all (and again after the watch closed): at 150,000 tasks without networks, each pass
+   * listed and filtered all of them to find the few new ones (a pass per round of a rolling update, and
+   * per event turn while 5,000 nodes joined). Exact at the start of every pass: the store delivers a
+   * transaction's events from a microtask, before any timer runs. In the store's order except for a
+   * task that left the set and came back (it is last): planAllocation orders what it allocates by
+   * creation itself, and the order of the tasks it only claims addresses for decides nothing but which
+   * of two tasks holding the same address is named in the problem.
+   */
+  private kept: { tasks: Map<string, Frozen<Task>>; index: number } | null = null;
 
   constructor(
     private readonly store: Store,
@@ -148,6 +169,7 @@ export class AllocatorRunner {
     this.loop.stop();
     this.unwatch?.();
     this.unwatch = null;
+    this.kept = null;
   }
 
   /** Resolves once no pass is running or due (for tests and tools). */
@@ -165,6 +187,7 @@ export class AllocatorRunner {
           if (!this.loop.active) return;
           this.log(`allocator: watch closed (${err.message}); resyncing`);
           this.seenIndex = 0;
+          this.kept = null;
           this.firstPass = true;
           this.subscribe();
           this.loop.trigger();
@@ -175,7 +198,14 @@ export class AllocatorRunner {
   }
 
   private onEvent(ev: StoreEvent): void {
-    if (!this.loop.active || ev.index <= this.seenIndex) return;
+    if (!this.loop.active) return;
+    const k = this.kept;
+    if (ev.kind === 'task' && k !== null && ev.index > k.index) {
+      const t = ev.object as Frozen<Task>;
+      if (ev.type !== 'delete' && allocatorReads(t)) k.tasks.set(t.id, t);
+      else k.tasks.delete(t.id);
+    }
+    if (ev.index <= this.seenIndex) return;
     if (this.relevant(ev)) this.loop.trigger();
   }
 
@@ -275,14 +305,27 @@ export class AllocatorRunner {
     await this.ensureIngress();
     if (!this.loop.active) return;
     const c0 = performance.now();
-    const snap = this.store.view((tx) => ({
-      index: tx.index,
-      networks: tx.list('network'),
-      services: tx.list('service'),
-      tasks: tx.list('task'),
-      nodes: tx.list('node'),
-      cluster: tx.get('cluster', CLUSTER_ID),
-    }));
+    const snap = this.store.view((tx) => {
+      this.kept ??= { tasks: new Map(tx.list('task', allocatorReads).map((t) => [t.id, t] as const)), index: tx.index };
+      const tasks = [...this.kept.tasks.values()];
+      if (this.opts.verifyKept) {
+        const full = tx.list('task', allocatorReads);
+        const ids = (ts: readonly Frozen<Task>[]) =>
+          ts
+            .map((t) => `${t.id}@${t.version}`)
+            .sort()
+            .join(',');
+        this.opts.verifyKept(ids(tasks) === ids(full) ? null : `kept ${ids(tasks)} against ${ids(full)}`);
+      }
+      return {
+        index: tx.index,
+        networks: tx.list('network'),
+        services: tx.list('service'),
+        tasks,
+        nodes: tx.list('node'),
+        cluster: tx.get('cluster', CLUSTER_ID),
+      };
+    });
     this.seenIndex = snap.index;
     const plan = planAllocation({
       networks: snap.networks,

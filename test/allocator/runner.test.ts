@@ -3,7 +3,7 @@
 // goes away; recomputes after a conflict; resyncs after a store reset; stops writing when stopped; and,
 // with the real Orchestrator and SchedulerRunner on the same store, takes a service from created to
 // assigned tasks with addresses.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AllocatorRunner, INGRESS_NETWORK, readHostRoutes } from '../../manager/allocator/runner.ts';
 import type { AllocatorPassInfo, AllocatorRunnerOptions } from '../../manager/allocator/runner.ts';
@@ -83,11 +83,26 @@ interface Harness {
   done(): Promise<void>;
 }
 
+/** Differences between the tasks the runners kept and a full read, over every runner of this file. */
+const keptDiffs: string[] = [];
+let keptChecks = 0;
+after(() => {
+  assert.deepEqual(keptDiffs, [], 'the kept tasks match the store on every pass');
+  assert.ok(keptChecks >= 20, `${keptChecks} passes compared the kept tasks with a full read`);
+});
+
 function harness(opts: AllocatorRunnerOptions = {}, store = new Store({})): Harness {
   const passes: AllocatorPassInfo[] = [];
   const logs: string[] = [];
   let ids = 0;
-  const runner = new AllocatorRunner(store, { log: (m) => logs.push(m), onPass: (p) => passes.push(p), newId: () => `ingress${++ids}`, ...opts });
+  const runner = new AllocatorRunner(store, {
+    log: (m) => logs.push(m),
+    onPass: (p) => passes.push(p),
+    newId: () => `ingress${++ids}`,
+    // Every pass of every test here also reads all tasks and compares them with the kept ones.
+    verifyKept: (d) => (d === null ? keptChecks++ : keptDiffs.push(d)),
+    ...opts,
+  });
   return { store, runner, passes, logs, task: (id) => store.view((tx) => tx.get('task', id))!, done: () => runner.idle() };
 }
 
@@ -205,6 +220,30 @@ test('runner: a full subnet unblocks as soon as a task ends', async (t) => {
   await h.done();
   assert.equal(h.task(waiting.id).status.state, 'pending');
   assert.deepEqual(h.task(waiting.id).networks[0]!.addresses, ['10.9.0.2/30']);
+});
+
+test('runner: only tasks on a network or waiting for addresses are kept, from the events', async (t) => {
+  const h = harness();
+  t.after(() => h.runner.stop());
+  await create(h.store, [nodeObj('n1'), netObj('front'), serviceObj('plain'), serviceObj('web', { networks: ['front'] })]);
+  h.runner.start();
+  await create(h.store, [taskObj('p1', 'plain', 1), taskObj('w1', 'web', 1), taskObj('p2', 'plain', 2)]);
+  await h.done();
+  // Allocated: the plain tasks have no network and leave the kept set, web's keeps its address.
+  assert.equal(h.task('p1').status.state, 'pending');
+  assert.equal(h.task('w1').networks.length, 1);
+  await create(h.store, [taskObj('w2', 'web', 2), taskObj('p3', 'plain', 3)]);
+  await h.store.update((tx) => {
+    tx.delete('task', 'w1');
+    tx.modify('task', 'p1', (x) => void (x.status.state = 'running'));
+  });
+  await h.done();
+  assert.equal(h.task('w2').networks.length, 1);
+  assert.equal(h.task('p3').status.state, 'pending');
+  // A task that is rewritten as new again (a store edit) is kept again, and allocated again.
+  await h.store.update((tx) => tx.modify('task', 'p2', (x) => void (x.status.state = 'new')));
+  await h.done();
+  assert.equal(h.task('p2').status.state, 'pending');
 });
 
 test('runner: a conflicting write at commit time makes it recompute on a fresh view', async (t) => {
