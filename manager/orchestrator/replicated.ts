@@ -191,9 +191,9 @@ export function reconcileReplicatedSlots(
 /**
  * Finds ahead of a pass which of these slots are quiet, and computes their update facts, keeping both on
  * the slots as reconcileReplicatedSlots does (see "quiet slots" below): the pass then skips them. Returns
- * how many are quiet for both rules. Decides
- * nothing (a slot that would get a decision is left without a memo, for the pass to decide) and reads
- * no clock on the paths that leave a memo, so it may run well before the pass, a step at a time: a new
+ * how many are quiet for both rules. Decides nothing (a slot that would get a decision is left without
+ * a memo, for the pass to decide) and reads no clock on the paths that leave a memo, so it may run well
+ * before the pass, a step at a time: a new
  * leader's first pass over 150,000 slots held the event loop 0.9-2.5 s on the lab, longer than Raft's
  * election timeout (bench:scale --profile, December 7).
  */
@@ -240,7 +240,7 @@ export function warmSlots(service: FService, slots: Iterable<Slot>, isDirty: (t:
 // still holds under a new nodes map is moved to this pass's inputs, so the next pass with the same map
 // compares one reference.
 
-/** What a quiet slot was found quiet with (one object per pass, shared by its slots). */
+/** What a quiet slot was found quiet with (one object per pass, or the last pass's: quietInputs). */
 export interface QuietInputs {
   service: FService;
   nodes: ReconcileContext['nodes'];

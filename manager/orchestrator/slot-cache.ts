@@ -25,8 +25,9 @@
 // event can delay a decision by one pass, never lose it.
 //
 // Cost: O(changed slots × their tasks) per pass, instead of O(tasks of the service), plus O(nodes) to
-// find the changed nodes when the nodes map is a new one (once per pair of maps, shared by the services).
-import { buildSlot, bySlotNumber, slotGroups } from './slots.ts';
+// find the changed nodes when the nodes map is a new one (slots.ts changedNodes: once per pair of maps,
+// shared by the services and the memos).
+import { buildSlot, bySlotNumber, changedNodes, slotGroups } from './slots.ts';
 import type { Slot } from './slots.ts';
 import type { FNode, FService, FTask, ReconcileResult } from './types.ts';
 
@@ -57,8 +58,6 @@ interface Entry {
 
 export class SlotCache {
   private readonly entries = new Map<string, Entry>();
-  /** The last pair of node maps compared, and the ids whose objects differ (null: too many). */
-  private lastDiff: { from: ReadonlyMap<string, FNode>; to: ReadonlyMap<string, FNode>; ids: string[] | null } | null = null;
 
   /** A task of `serviceId` was created, updated or deleted: `slot` (and `oldSlot`, on an update) changed. */
   noteTask(serviceId: string, slot: number | undefined, oldSlot: number | undefined): void {
@@ -77,7 +76,6 @@ export class SlotCache {
 
   forgetAll(): void {
     this.entries.clear();
-    this.lastDiff = null;
   }
 
   /**
@@ -86,8 +84,9 @@ export class SlotCache {
    */
   group(service: FService, nodes: ReadonlyMap<string, FNode>, src: SlotSource, isDirty: (t: FTask) => boolean): Grouped & { reused: boolean } {
     const e = this.entries.get(service.id);
-    const moved = e === undefined ? null : this.changedNodes(e.nodes, nodes);
-    if (e !== undefined && moved !== null && e.service === service && e.grouped.strays.length === 0) {
+    const moved = e === undefined ? null : changedNodes(e.nodes, nodes);
+    const fewMoved = moved !== null && moved.size <= Math.max(16, Math.floor(nodes.size * NODE_CHANGES_REGROUP));
+    if (e !== undefined && moved !== null && fewMoved && e.service === service && e.grouped.strays.length === 0) {
       // The slots of the service's tasks on a changed node are regrouped (isDirty may answer otherwise).
       for (const id of moved) for (const t of src.tasksByNode(id)) if (t.serviceId === service.id && t.slot !== undefined) e.changed.add(t.slot);
       let complete = true;
@@ -106,24 +105,6 @@ export class SlotCache {
       }
     }
     return { ...this.regroup(service, nodes, src, isDirty), reused: false };
-  }
-
-  /** Ids of the nodes whose objects differ between the two maps (in one only: too); null if too many. */
-  private changedNodes(from: ReadonlyMap<string, FNode>, to: ReadonlyMap<string, FNode>): readonly string[] | null {
-    if (from === to) return [];
-    const d = this.lastDiff;
-    if (d !== null && d.from === from && d.to === to) return d.ids;
-    const max = Math.max(16, Math.floor(Math.max(from.size, to.size) * NODE_CHANGES_REGROUP));
-    let ids: string[] | null = [];
-    for (const [id, n] of to) {
-      if (from.get(id) === n) continue;
-      ids.push(id);
-      if (ids.length > max) break;
-    }
-    if (ids.length <= max) for (const id of from.keys()) if (!to.has(id)) ids.push(id);
-    if (ids.length > max) ids = null;
-    this.lastDiff = { from, to, ids };
-    return ids;
   }
 
   /**
