@@ -145,8 +145,11 @@ export class Dispatcher {
   private readonly liveness = new NodeLiveness(1000, 3);
   /** A mass silence is held until then before its nodes are marked Down (downDecision); null: none. */
   private massHoldUntil: number | null = null;
-  /** When that mass silence was first held. */
+  /** When that mass silence was first held, or last held for reconnects; when it was first held. */
   private massHoldSince = 0;
+  private massFirstHeldAt = 0;
+  /** When a node last started a session (hello) with this leader (-Infinity: none yet). */
+  private lastSessionAt = Number.NEGATIVE_INFINITY;
   /** netIndex(): undefined when it must be rebuilt, null when there is no network. */
   private netIdx: NetIndex | null | undefined = undefined;
   private readonly msgLimiter = new RateLimiter({ capacity: DISPATCHER_LIMITS.messageBurst, refillPerSec: DISPATCHER_LIMITS.messagesPerSec });
@@ -419,6 +422,7 @@ export class Dispatcher {
       return;
     }
     this.liveness.heartbeat(nodeId, now);
+    this.lastSessionAt = now;
     const n = this.node(nodeId);
     if (!n) {
       ns.session.sendJson({ t: 'error', message: 'unknown node (removed?)' } satisfies ManagerToAgent);
@@ -609,6 +613,7 @@ export class Dispatcher {
     const grace = takeoverGraceMs(alive.length);
     this.liveness.startTracking(alive, Date.now(), grace);
     this.massHoldUntil = null;
+    this.lastSessionAt = Number.NEGATIVE_INFINITY;
     if (alive.length > 0)
       this.d.log(
         `tracking ${alive.length} node(s): Down after ${this.liveness.deadlineMs + grace} ms without a heartbeat, then ${this.liveness.deadlineMs} ms`,
@@ -724,11 +729,14 @@ export class Dispatcher {
       deadlineMs: this.liveness.deadlineMs,
       heldUntil: this.massHoldUntil,
       heldSince: this.massHoldSince,
+      firstHeldAt: this.massFirstHeldAt,
+      lastSessionAt: this.lastSessionAt,
     });
     if (decision.mark === 'all') this.massHoldUntil = null;
     else {
-      if (this.massHoldUntil === null) this.massHoldSince = now;
-      if (this.massHoldUntil === null || decision.mark === 'some') this.d.log(decision.reason);
+      if (this.massHoldUntil === null) this.massFirstHeldAt = now;
+      if (this.massHoldUntil === null || (decision.mark === 'none' && decision.reconnecting)) this.massHoldSince = now;
+      if (this.massHoldUntil === null || decision.mark === 'some' || (decision.mark === 'none' && decision.reconnecting)) this.d.log(decision.reason);
       this.massHoldUntil = decision.holdUntil;
     }
     const expired = decision.mark === 'all' ? this.liveness.expired(now) : decision.mark === 'some' ? this.liveness.expired(now, decision.max) : [];

@@ -192,7 +192,8 @@ export const MASS_MAX_DEADLINES = 5;
 export type DownDecision =
   | { mark: 'all' }
   | { mark: 'some'; max: number; holdUntil: number; reason: string }
-  | { mark: 'none'; holdUntil: number; reason: string };
+  /** reconnecting: held because sessions are still being started (the 5-deadline bound restarts). */
+  | { mark: 'none'; holdUntil: number; reason: string; reconnecting?: true };
 
 /**
  * Whether to mark Down the nodes that are overdue now, or hold them one more deadline. Pure.
@@ -207,7 +208,11 @@ export type DownDecision =
  * longest silent of them are marked, MASS_DOWN_PER_DEADLINE of the tracked nodes per deadline, until
  * what is left is no longer a mass, then all of it; and all of it anyway MASS_MAX_DEADLINES deadlines
  * after the first hold: a real outage of any size is Down within six deadlines (27 s at the default
- * 4.5 s), the longest silent first. Why not all at once: after a leader kill at 5,000
+ * 4.5 s), the longest silent first. While nodes are still starting sessions with this leader (a hello
+ * within the last deadline), a mass is held one more deadline at a time, up to MAX_TAKEOVER_GRACE_MS
+ * from the first hold: a new leader that cannot take 5,000 reconnects within its takeover window (its
+ * listen queue overflowed) is the one behind, and marking the nodes still queued moved their tasks and
+ * made it further behind (bench:scale, December 7). Why not all at once: after a leader kill at 5,000
  * nodes, with the simulated nodes' heartbeats seconds late, marking 2,884 nodes in one go moved their
  * 86,000 tasks, and the new leader's next silences were its own (bench:scale, December 7; Kubernetes'
  * node lifecycle controller likewise slows evictions when a large share of nodes is unhealthy). One hold
@@ -220,8 +225,12 @@ export function downDecision(i: {
   now: number;
   deadlineMs: number;
   heldUntil: number | null;
-  /** When the current mass silence was first held (with heldUntil). */
+  /** When the current mass silence was first held, or last held for reconnects (with heldUntil). */
   heldSince?: number;
+  /** When it was first held, whatever came after (the bound of holds for reconnects). */
+  firstHeldAt?: number;
+  /** When a node last started a session with this leader (its hello). */
+  lastSessionAt?: number;
 }): DownDecision {
   if (i.overdue === 0) return { mark: 'all' };
   const mass = i.overdue >= MASS_SILENCE_MIN_NODES && i.overdue >= MASS_SILENCE_FRACTION * i.tracked;
@@ -229,6 +238,15 @@ export function downDecision(i: {
     if (i.now < i.heldUntil) return { mark: 'none', holdUntil: i.heldUntil, reason: 'held' };
     const max = Math.max(MASS_SILENCE_MIN_NODES, Math.floor(MASS_DOWN_PER_DEADLINE * i.tracked));
     const since = i.heldSince ?? i.heldUntil - i.deadlineMs;
+    const first = i.firstHeldAt ?? since;
+    if (mass && i.lastSessionAt !== undefined && i.now - i.lastSessionAt <= i.deadlineMs && i.now - first < MAX_TAKEOVER_GRACE_MS) {
+      return {
+        mark: 'none',
+        holdUntil: i.now + i.deadlineMs,
+        reason: `${i.overdue} of ${i.tracked} nodes still silent while nodes are still starting sessions: holding Down another ${i.deadlineMs} ms`,
+        reconnecting: true,
+      };
+    }
     if (!mass || i.overdue <= max || i.now - since >= MASS_MAX_DEADLINES * i.deadlineMs) return { mark: 'all' };
     return {
       mark: 'some',

@@ -212,6 +212,34 @@ test('a mass silence that outlasts its hold is marked a tenth of the nodes per d
   assert.deepEqual(small.mark === 'some' && small.max, MASS_SILENCE_MIN_NODES);
 });
 
+test('a mass silence is held on while nodes are still starting sessions, up to the takeover window', () => {
+  const base = { tracked: 5000, deadlineMs: 3500, firstHeldAt: 100_000 };
+  // The hold ended; a node said hello 1 s ago: the leader is still taking reconnects, hold again.
+  const again = downDecision({ ...base, overdue: 2069, now: 103_500, heldUntil: 103_500, heldSince: 100_000, lastSessionAt: 102_500 });
+  assert.equal(again.mark, 'none');
+  assert.ok(again.mark === 'none' && again.reconnecting === true && again.holdUntil === 107_000);
+  assert.match(
+    again.mark === 'none' ? again.reason : '',
+    /^2069 of 5000 nodes still silent while nodes are still starting sessions: holding Down another 3500 ms$/,
+  );
+  // No hello for longer than a deadline: the reconnects are over, the tenth-a-deadline rule applies,
+  // counted from the last hold for reconnects (heldSince), not from the first.
+  const after = downDecision({ ...base, overdue: 2069, now: 150_000, heldUntil: 150_000, heldSince: 146_500, lastSessionAt: 140_000 });
+  assert.equal(after.mark, 'some');
+  // Still reconnecting, but MAX_TAKEOVER_GRACE_MS after the first hold: no more holds.
+  const late = downDecision({
+    ...base,
+    overdue: 2069,
+    now: 100_000 + MAX_TAKEOVER_GRACE_MS,
+    heldUntil: 100_000 + MAX_TAKEOVER_GRACE_MS,
+    heldSince: 156_500,
+    lastSessionAt: 159_000,
+  });
+  assert.equal(late.mark, 'some');
+  // Not a mass any more: all of it, hellos or not.
+  assert.deepEqual(downDecision({ ...base, overdue: 300, now: 103_500, heldUntil: 103_500, heldSince: 100_000, lastSessionAt: 103_000 }), { mark: 'all' });
+});
+
 test('expired(now, max): the longest silent first, and only those stop being tracked', () => {
   const l = new NodeLiveness(1000);
   l.startTracking(['a', 'b', 'c', 'd'], 0);
