@@ -3,15 +3,13 @@
 // this it stayed Down for good (at 1,000 simulated nodes, 67 live nodes were left Down after a burst
 // of late heartbeats). A node that is gone stays Down. Real mutual-TLS WebSocket on loopback, in-memory
 // store; detectDown is called with the clock the test chooses.
-import { serveDispatcher, until, joinedNode as node, helloDescription as desc, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
+import { serveStoreDispatcher, until, joinedNode as node, helloDescription as desc, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { WebSocket } from 'ws';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
-import { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
-import { Gate } from '../../manager/api/gate.ts';
-import { soleLeader } from '../helpers/leader.ts';
+import type { Dispatcher } from '../../manager/dispatcher/dispatcher.ts';
 import { Store } from '../../manager/store/store.ts';
 import type { Cluster, Draft, Node } from '../../api/objects.ts';
 import { testCluster } from '../helpers/cluster.ts';
@@ -21,24 +19,13 @@ const PERIOD = 200;
 /** A served dispatcher over a store holding the cluster (heartbeat period PERIOD) and these nodes. */
 async function dispatcherWith(nodeIds: readonly string[], logs: string[]): Promise<{ ca: TestCa; store: Store; d: Dispatcher; served: ServedDispatcher }> {
   const ca = makeTestCa();
-  const serverCert = ca.issue('m1', { ou: 'manager' });
   const store = new Store();
   await store.update((tx) => {
     const c = testCluster({ ca: { caCertPem: ca.caCert, caKeyPem: ca.caKey } }) as Draft<Cluster>;
     tx.create({ ...c, spec: { ...c.spec, dispatcher: { heartbeatPeriodMs: PERIOD } } });
     for (const id of nodeIds) tx.create(node(id));
   });
-  const { raft, members } = soleLeader();
-  const d = new Dispatcher({
-    store,
-    raft,
-    gate: new Gate(raft, store, members, 1000),
-    members,
-    clusterId: 'c',
-    certProblem: () => null,
-    log: (l) => logs.push(l),
-  });
-  const served = await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert });
+  const { d, served } = await serveStoreDispatcher(store, ca, (l) => logs.push(l));
   return { ca, store, d, served };
 }
 

@@ -69,10 +69,14 @@ export async function storeOnNet1(ca: TestCa, nodes: number, tasks: readonly obj
 }
 
 /** A leading Dispatcher over `store` (sole Raft leader, no certificate problems), served with a manager certificate of `ca`. */
-export async function serveStoreDispatcher(store: Store, ca: TestCa): Promise<{ d: Dispatcher; served: ServedDispatcher }> {
+export async function serveStoreDispatcher(
+  store: Store,
+  ca: TestCa,
+  log: (line: string) => void = () => {},
+): Promise<{ d: Dispatcher; served: ServedDispatcher }> {
   const serverCert = ca.issue('m1', { ou: 'manager' });
   const { raft, members } = soleLeader();
-  const d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log: () => {} });
+  const d = new Dispatcher({ store, raft, gate: new Gate(raft, store, members, 1000), members, clusterId: 'c', certProblem: () => null, log });
   return { d, served: await serveDispatcher(d, { key: serverCert.key, cert: serverCert.cert, ca: ca.caCert }) };
 }
 
