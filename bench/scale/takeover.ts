@@ -46,31 +46,30 @@ async function runLoops(store: Store, quietMs: number, nodeDown: boolean): Promi
   });
   const loops = [new Orchestrator(store), new AllocatorRunner(store), new SchedulerRunner(store)];
   const probe = startLoopProbe();
-  const untilQuiet = async (): Promise<LoopFigures> => {
+  /** Does `action`, then waits until no store write for quietMs; the figures from the action on. */
+  const untilQuiet = async (action: () => Promise<void> | void): Promise<LoopFigures> => {
     probe.reset();
     writes = 0;
     const u0 = process.cpuUsage();
     const t0 = performance.now();
     lastWrite = t0;
-    await action?.();
+    await action();
     while (performance.now() - Math.max(lastWrite, t0) < quietMs) await new Promise((r) => setTimeout(r, 20));
     const u = process.cpuUsage(u0);
     return { longestBlockMs: probe.longest(), quietAfterMs: Math.max(lastWrite, t0) - t0, writes, cpuMs: (u.user + u.system) / 1000 };
   };
-  let action: (() => Promise<void>) | undefined = async () => {
-    for (const l of loops) l.start();
-  };
   try {
-    const start = await untilQuiet();
+    const start = await untilQuiet(() => {
+      for (const l of loops) l.start();
+    });
     if (!nodeDown) return start;
     // One node Down: the tasks it ran are moved (the orchestrator), placed (the scheduler) and given
     // addresses (the allocator).
     const node = store.view((tx) => tx.list('node')[0]!);
     const moved = store.view((tx) => tx.tasksByNode(node.id).length);
-    action = async () => {
+    const down = await untilQuiet(async () => {
       await store.update((tx) => void tx.modify('node', node.id, (n) => void (n.status.state = 'down')));
-    };
-    const down = await untilQuiet();
+    });
     return { ...start, nodeDown: { ...down, moved } };
   } finally {
     probe.stop();

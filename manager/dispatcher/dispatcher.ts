@@ -734,9 +734,12 @@ export class Dispatcher {
     });
     if (decision.mark === 'all') this.massHoldUntil = null;
     else {
-      if (this.massHoldUntil === null) this.massFirstHeldAt = now;
-      if (this.massHoldUntil === null || (decision.mark === 'none' && decision.reconnecting)) this.massHoldSince = now;
-      if (this.massHoldUntil === null || decision.mark === 'some' || (decision.mark === 'none' && decision.reconnecting)) this.d.log(decision.reason);
+      // A new mass, or one held again for reconnects, starts the count to its bound; each is logged once.
+      const fresh = this.massHoldUntil === null;
+      const reconnecting = decision.mark === 'none' && decision.reconnecting === true;
+      if (fresh) this.massFirstHeldAt = now;
+      if (fresh || reconnecting) this.massHoldSince = now;
+      if (fresh || reconnecting || decision.mark === 'some') this.d.log(decision.reason);
       this.massHoldUntil = decision.holdUntil;
     }
     const expired = decision.mark === 'all' ? this.liveness.expired(now) : decision.mark === 'some' ? this.liveness.expired(now, decision.max) : [];

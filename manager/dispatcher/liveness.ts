@@ -213,9 +213,10 @@ export type DownDecision =
  * from the first hold: a new leader that cannot take 5,000 reconnects within its takeover window (its
  * listen queue overflowed) is the one behind, and marking the nodes still queued moved their tasks and
  * made it further behind (bench:scale, December 7). Why not all at once: after a leader kill at 5,000
- * nodes, with the simulated nodes' heartbeats seconds late, marking 2,884 nodes in one go moved their
- * 86,000 tasks, and the new leader's next silences were its own (bench:scale, December 7; Kubernetes'
- * node lifecycle controller likewise slows evictions when a large share of nodes is unhealthy). One hold
+ * nodes, with the simulated nodes' heartbeats seconds late, the new leader held a mass of 2,884 silent
+ * nodes; once Down was written in batches, the end of that hold would mark them all in one go, ≈ 86,000
+ * tasks (30 per node) to move on a leader already behind (Kubernetes' node lifecycle controller likewise
+ * slows evictions when a large share of nodes is unhealthy). One hold
  * at a time: silences that start during a hold are judged when it ends, so repeated holds cannot
  * postpone a real outage for ever.
  */

@@ -85,8 +85,13 @@ export class SlotCache {
   group(service: FService, nodes: ReadonlyMap<string, FNode>, src: SlotSource, isDirty: (t: FTask) => boolean): Grouped & { reused: boolean } {
     const e = this.entries.get(service.id);
     const moved = e === undefined ? null : changedNodes(e.nodes, nodes);
-    const fewMoved = moved !== null && moved.size <= Math.max(16, Math.floor(nodes.size * NODE_CHANGES_REGROUP));
-    if (e !== undefined && moved !== null && fewMoved && e.service === service && e.grouped.strays.length === 0) {
+    if (
+      e !== undefined &&
+      moved !== null &&
+      moved.size <= Math.max(16, Math.floor(nodes.size * NODE_CHANGES_REGROUP)) &&
+      e.service === service &&
+      e.grouped.strays.length === 0
+    ) {
       // The slots of the service's tasks on a changed node are regrouped (isDirty may answer otherwise).
       for (const id of moved) for (const t of src.tasksByNode(id)) if (t.serviceId === service.id && t.slot !== undefined) e.changed.add(t.slot);
       let complete = true;

@@ -72,7 +72,7 @@ export interface CollectedInput {
 
 const RUNNING_RANK = taskStateRank('running');
 const PRUNE_FAILURES_AT = 10_000;
-/** Tasks readKept takes per turn of the event loop (≈ 8 ms in process). */
+/** Tasks readKept takes per turn of the event loop (a fifteenth of the 116 ms read of 150,000). */
 const READ_STEP = 10_000;
 const ASSIGNED_RANK = taskStateRank('assigned');
 

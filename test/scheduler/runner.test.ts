@@ -302,6 +302,8 @@ test('runner: the first read of the tasks goes a step at a time; tasks changed m
   // is removed from scheduling and a new one arrives. The read must not bring back what these replaced.
   const view = store.view.bind(store);
   let changed: Promise<void> | null = null;
+  let readStarted = () => {};
+  const started = new Promise<void>((r) => (readStarted = r));
   store.view = ((fn: never) => {
     const out = view(fn) as unknown;
     // The read's view (it returns the listed tasks and their index); its first step runs right after it.
@@ -314,10 +316,11 @@ test('runner: the first read of the tasks goes a step at a time; tasks changed m
         tx.create(taskObj('p3', 's1'));
       });
     });
+    readStarted();
     return out;
   }) as typeof store.view;
   h.runner.start();
-  await new Promise((r) => setTimeout(r, 50));
+  await started;
   await changed;
   await h.done(); // every pass compared the kept tasks with a full read
   assert.equal(h.task('p1').status.state, 'assigned');
