@@ -41,6 +41,15 @@ export interface SimOptions {
    * that the linearizability checker alone also catches a bug.
    */
   invariants?: boolean;
+  /**
+   * Model the transport's evidence that a peer is gone (RaftCore.leaderGone): a crashed node's peers
+   * learn it within `goneDelay` ms, and, as false evidence, nodes cut off from a live node by a partition
+   * learn it with probability one half (a firewall that resets connections looks the same). Off by
+   * default so that seeds keep their histories.
+   */
+  goneEvidence?: boolean;
+  /** Most ms before a peer learns of a crash (goneEvidence). */
+  goneDelay?: number;
 }
 
 interface DiskState {
@@ -233,6 +242,10 @@ export class SimCluster {
   violations: string[] = [];
   messagesSent = 0;
   messagesDelivered = 0;
+  /** Elections brought forward by evidence of a gone leader (goneEvidence), right or wrong. */
+  earlyCampaigns = 0;
+  /** Draws for goneEvidence only, so that the option leaves other draws as they were. */
+  private goneRng: Rng | null = null;
   events = 0;
 
   constructor(options: SimOptions) {
@@ -256,6 +269,8 @@ export class SimCluster {
       trace: false,
       maxEvents: 20_000_000,
       invariants: true,
+      goneEvidence: false,
+      goneDelay: 5,
       unsafe: {},
       ...options,
     };
@@ -264,6 +279,7 @@ export class SimCluster {
     this.nodeRng = this.rng.fork();
     this.dropRate = this.opts.dropRate;
     this.dupRate = this.opts.dupRate;
+    if (this.opts.goneEvidence) this.goneRng = this.rng.fork();
     const ids = Array.from({ length: this.opts.nodes }, (_, i) => `n${i + 1}`);
     const boot = RaftCore.bootstrapEntries(ids);
     for (const id of ids) {
@@ -379,6 +395,33 @@ export class SimCluster {
     n.proposals.clear();
     n.reads.clear();
     n.waitingReads = [];
+    // Its peers' dials are refused from now on (unless it restarts first).
+    const epoch = n.epoch;
+    for (const other of this.ids()) {
+      if (other !== id && this.goneRng) this.at(this.goneRng.float() * this.opts.goneDelay, () => n.epoch === epoch && this.peerGone(other, id));
+    }
+  }
+
+  /** Tells `observer` that `gone` is not running (the transport's evidence; see SimOptions.goneEvidence). */
+  peerGone(observer: NodeId, gone: NodeId): void {
+    const n = this.nodes.get(observer);
+    if (!n?.core) return;
+    if (n.core.leaderGone(gone)) {
+      this.earlyCampaigns++;
+      this.trace(`${observer} hears ${gone} is gone: campaigning early`);
+    }
+    this.observe(n);
+    this.pump(n);
+  }
+
+  /** False evidence for goneEvidence: some nodes cut off from a live node take it for gone. */
+  private falseEvidence(): void {
+    const rng = this.goneRng;
+    if (!rng) return;
+    for (const key of this.blocked) {
+      const [from, to] = key.split('>') as [NodeId, NodeId];
+      if (this.nodes.get(from)?.core && rng.float() < 0.5) this.at(rng.float() * this.opts.goneDelay, () => this.peerGone(to, from));
+    }
   }
 
   restart(id: NodeId): void {
@@ -589,6 +632,7 @@ export class SimCluster {
     for (const id of ids) if (!groupOf.has(id)) groupOf.set(id, lone++);
     for (const a of ids) for (const b of ids) if (groupOf.get(a) !== groupOf.get(b)) this.blocked.add(`${a}>${b}`);
     this.trace(`PARTITION ${groups.map((g) => `[${g.join(',')}]`).join(' ')}`);
+    this.falseEvidence();
   }
 
   /** Drops traffic from `from` to `to` only (asymmetric). */
@@ -604,6 +648,7 @@ export class SimCluster {
       this.blocked.add(`${other}>${id}`);
     }
     this.trace(`ISOLATE ${id}`);
+    this.falseEvidence();
   }
 
   heal(): void {

@@ -33,6 +33,8 @@ export interface RunResult {
   crashes: number;
   partitions: number;
   snapshotsInstalled: number;
+  /** Elections brought forward by evidence that the leader is gone (even seeds; RaftCore.leaderGone). */
+  earlyCampaigns: number;
   virtualMs: number;
   trace?: string[];
 }
@@ -59,6 +61,9 @@ export function runSeed(o: RunOptions): RunResult {
     // Leader churn hunts for commit-rule bugs (Figure 8): one entry per message and widely varying
     // delays open the window between an old-term entry and the new leader's own entry reaching a majority.
     ...(nemesis === 'churn' ? { maxEntriesPerMsg: 1, maxDelay: 25, slowDelay: 80 } : {}),
+    // Half the seeds also get the transport's evidence of gone peers, right after a crash and wrong
+    // after a partition (chosen by parity, not drawn, so the other draws of a seed stay as they were).
+    goneEvidence: o.seed % 2 === 0,
     ...o.sim,
   });
   const rng = sim.rng.fork();
@@ -219,6 +224,7 @@ export function runSeed(o: RunOptions): RunResult {
     crashes: 0,
     partitions: 0,
     snapshotsInstalled: 0,
+    earlyCampaigns: 0,
     virtualMs: 0,
   };
   const finish = (r: Partial<RunResult> & { ok: boolean }): RunResult => {
@@ -239,6 +245,7 @@ export function runSeed(o: RunOptions): RunResult {
       crashes: counters.crashes,
       partitions: counters.partitions,
       snapshotsInstalled: installs,
+      earlyCampaigns: sim.earlyCampaigns,
       virtualMs: Math.round(sim.now),
       ...(o.trace ? { trace: sim.traceLines } : {}),
     };

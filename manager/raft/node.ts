@@ -533,6 +533,7 @@ export class RaftNode {
     for (const [id, url] of addrs) this.addPeer(id, url);
 
     this.transport.onMessage((m) => this.onMessage(m));
+    this.transport.onPeerGone?.((id) => this.onPeerGone(id));
     this.tickDueAt = performance.now() + this.tickMs;
     this.timer = setInterval(() => this.onTick(), this.tickMs);
     // A single-voter cluster (just initialised, or recovered with --force-new-cluster) leads at once.
@@ -755,6 +756,15 @@ export class RaftNode {
       this.fail(err);
       return;
     }
+    this.observe();
+    this.schedule();
+  }
+
+  /** The transport found `id`'s process gone: if it led us, the election is brought forward. */
+  private onPeerGone(id: NodeId): void {
+    if (this.halted) return;
+    if (!this.core.leaderGone(id)) return;
+    this.log(`leader ${id} is gone (its connections closed and a new dial was refused): campaigning early`);
     this.observe();
     this.schedule();
   }

@@ -94,6 +94,8 @@ export interface WsRaftTransportStats {
   connects: number;
   /** Dials made by the reconnect/backoff logic (after a failure or a lost connection). */
   reconnects: number;
+  /** Dials refused (nothing listened at the peer's address) while no link to it was open. */
+  refusedDials: number;
 }
 
 /** What tests and diagnostics can see about a connection. */
@@ -186,6 +188,7 @@ export class WsRaftTransport implements RaftTransport {
     misrouted: 0,
     connects: 0,
     reconnects: 0,
+    refusedDials: 0,
   };
 
   private tls: WsRaftTransportTls;
@@ -206,6 +209,7 @@ export class WsRaftTransport implements RaftTransport {
   private readonly ownServer: boolean;
   private readonly wss: WebSocketServer;
   private handler: ((message: Message) => void) | null = null;
+  private goneHandler: ((peer: NodeId) => void) | null = null;
   private readonly peers = new Map<NodeId, PeerState>();
   private readonly dirty = new Set<PeerState>();
   private flushImmediate: NodeJS.Immediate | null = null;
@@ -319,6 +323,10 @@ export class WsRaftTransport implements RaftTransport {
 
   onMessage(handler: (message: Message) => void): void {
     this.handler = handler;
+  }
+
+  onPeerGone(handler: (peer: NodeId) => void): void {
+    this.goneHandler = handler;
   }
 
   addPeer(id: NodeId, url: string): void {
@@ -563,6 +571,20 @@ export class WsRaftTransport implements RaftTransport {
       return;
     }
     const link = this.newLink(ws, peer, true);
+    // A refused dial while no link to the peer is open: nothing listens at its address, so its process
+    // is not running (a full accept queue drops SYNs, it does not refuse them). Raft uses this to skip
+    // the election timeout when the peer was its leader (RaftCore.leaderGone). The session still owns
+    // the error and the close that follows.
+    ws.once('error', (e: Error & { code?: string }) => {
+      if (link.open || e.code !== 'ECONNREFUSED' || this.closed) return;
+      for (const l of peer.links) if (l.open && !l.closed) return;
+      this.stats.refusedDials++;
+      try {
+        this.goneHandler?.(peerId);
+      } catch (err) {
+        this.onError(err);
+      }
+    });
     ws.on('upgrade', (res: IncomingMessage) => {
       if (res.socket instanceof TLSSocket) {
         link.socket = res.socket;

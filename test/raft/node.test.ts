@@ -346,6 +346,27 @@ test('leader stop → new leader, writes continue; restart from disk restores st
   await waitFor(() => back.sm.data.get('after') === 'restart', 'restarted node applies new writes');
 });
 
+test('a leader whose process is gone is replaced in a few heartbeats, not an election timeout', async () => {
+  // A 3 s election timeout: waiting it out would take 3-3.5 s. The survivors' dials to the stopped
+  // leader are refused (nothing listens there), which RaftCore.leaderGone takes as its end.
+  const ms = await cluster(3, { electionMs: 3000, electionJitterMs: 500 });
+  const old = await leaderOf(ms, 10_000);
+  await write(ms, 'before', 'x');
+  const rest = ms.filter((m) => m !== old);
+  const t0 = performance.now();
+  await stopMember(old);
+  const next = await leaderOf(rest, 10_000);
+  const ms2 = performance.now() - t0;
+  assert.ok(ms2 < 1500, `new leader after ${ms2.toFixed(0)} ms`);
+  assert.ok(
+    rest.some((m) => m.logs.some((l) => l.includes(`leader ${old.id} is gone`))),
+    'a survivor campaigned on the evidence',
+  );
+  await write(rest, 'after', 'y');
+  await waitFor(() => rest.every((m) => m.sm.data.get('after') === 'y'), 'the survivors apply a write');
+  assert.notEqual(next.id, old.id);
+});
+
 for (const stepped of [false, true]) {
   test(`snapshots${stepped ? ' taken in steps' : ''} compact the log; a learner added later catches up via snapshot, is promoted, survives restart`, async () => {
     await snapshotScenario(stepped);

@@ -88,6 +88,42 @@ describe('leader election', () => {
     awaitLeader(sim, 3000, others(sim, l));
   });
 
+  it("a killed leader's peers elect a successor in a few heartbeats, not an election timeout", () => {
+    // Production's proportions: 100 ms heartbeats, a 1 s timeout + up to 0.5 s. The survivors learn from
+    // their transports that the leader's process is gone (RaftCore.leaderGone) and take turns by rank.
+    const timing = { electionTicks: 100, electionJitterTicks: 50, heartbeatTicks: 10 };
+    const failover = (goneEvidence: boolean, seed = 7): { ms: number; terms: number } => {
+      const sim = cluster({ seed, nodes: 3, ...timing, goneEvidence });
+      const l = awaitLeader(sim, 5000);
+      sim.run(500);
+      const term = sim.core(others(sim, l)[0]!).term;
+      sim.crash(l);
+      const t0 = sim.now;
+      awaitLeader(sim, 5000, others(sim, l));
+      return { ms: sim.now - t0, terms: sim.core(sim.leader()!).term - term };
+    };
+    const slow = failover(false);
+    assert.ok(slow.ms >= 1000, `without the evidence the failover took only ${slow.ms} ms`);
+    for (let seed = 1; seed <= 40; seed++) {
+      const fast = failover(true, seed);
+      assert.ok(fast.ms < 300, `seed ${seed}: with the evidence the failover took ${fast.ms} ms`);
+      assert.equal(fast.terms, 1, `seed ${seed}: one election, no split vote`);
+    }
+  });
+
+  it('false evidence of a gone leader disrupts nothing: the pre-vote is refused in the lease', () => {
+    const sim = cluster({ nodes: 3, electionTicks: 100, electionJitterTicks: 50, heartbeatTicks: 10 });
+    const l = awaitLeader(sim, 5000);
+    sim.run(500);
+    const term = sim.core(l).term;
+    const [f] = others(sim, l);
+    sim.peerGone(f!, l); // a reset from a firewall, say: the leader is alive and heard by the other follower
+    assert.equal(sim.core(f!).leader, null);
+    sim.run(3000);
+    assert.equal(sim.leader(), l);
+    for (const id of sim.ids()) assert.equal(sim.core(id).term, term, `${id} changed term`);
+  });
+
   it('leadership transfer hands over to a caught-up follower', () => {
     const sim = cluster({ nodes: 3 });
     const l = awaitLeader(sim);
