@@ -139,6 +139,16 @@ export type ManagerToAgent =
 
 export const DISPATCHER_PATH = '/dispatcher/v1';
 
+/**
+ * The TLS server name (SNI) an agent sends: a manager holds these handshakes behind everything else's
+ * when many arrive at once (daemon/handshake-admission.ts). `.invalid` is reserved (RFC 2606): nobody's
+ * real host name.
+ */
+export const AGENT_SERVER_NAME = 'agent.shoal.invalid';
+
+/** How long an agent waits for its TLS and WebSocket handshake with a manager before it dials again. */
+export const AGENT_HANDSHAKE_TIMEOUT_MS = 3000;
+
 /** One secret's or config's contents on its way to a node: base64, decrypted for the node. */
 export interface FileData {
   kind: 'secret' | 'config';

@@ -27,6 +27,7 @@ import { ImageStore, mountRootfs, unmountRootfs } from '../worker/images/store.t
 import { PullingExecutor } from '../worker/image-puller.ts';
 import { httpsJson, httpsRaw, splitHostPort } from '../transport/https.ts';
 import { ImageFetcher, namesRegistry, pinnedRef, resolveInCluster, serveImages } from './images.ts';
+import { Admission, sniAdmission, type AdmissionStats } from './handshake-admission.ts';
 import { DEFAULT_SERVER_LIMITS, guardServer, serverOptions, type GuardStats, type ServerLimits } from './server-guard.ts';
 import { installProcessGuard } from './process-guard.ts';
 import { managerTiering } from './node-flags.ts';
@@ -138,6 +139,9 @@ export class Daemon {
 
   /** Counters of the secure port's guards (refused connections, destroyed upgrades), while a manager runs. */
   guardStats: GuardStats | null = null;
+  /** Agents' handshakes held on the secure port (handshake-admission.ts), while a manager runs. */
+  admissionStats: AdmissionStats | null = null;
+  private stopAdmission: (() => void) | null = null;
 
   async start(): Promise<void> {
     if (this.opts.processGuard !== false) installProcessGuard((l) => this.log(l));
@@ -623,8 +627,14 @@ export class Daemon {
     const creds = this.creds();
     // Client certificates are asked for but not required: /v1/ca and /v1/join serve anonymous joiners.
     const limits = { ...DEFAULT_SERVER_LIMITS, ...this.opts.serverLimits };
+    // Agents' handshakes wait their turn behind the control API, Raft and joins (a new leader takes every
+    // node's reconnect at once).
+    const admission = new Admission<TLSSocket>();
+    const held = sniAdmission(admission);
+    this.admissionStats = admission.stats;
+    this.stopAdmission = this.logAdmission(admission.stats, held.stop);
     this.secure = createHttpsServer(
-      { ...creds, requestCert: true, rejectUnauthorized: false, ...serverOptions(limits) },
+      { ...creds, requestCert: true, rejectUnauthorized: false, ...serverOptions(limits), SNICallback: held.SNICallback },
       (req, res) => void this.onSecure(req, res),
     );
     this.guardStats = guardServer(this.secure, (p) => WEBSOCKET_PATHS.has(p), limits).stats;
@@ -862,10 +872,33 @@ export class Daemon {
     await m?.stop();
     const srv = this.secure;
     this.secure = null;
+    this.stopAdmission?.();
+    this.stopAdmission = null;
     if (srv) {
       await new Promise<void>((r) => srv.close(() => r()));
       srv.closeAllConnections();
     }
+  }
+
+  /**
+   * Logs, at most every 10 s, what the handshake admission did since the last line, when it held or shed
+   * anything: a manager taking a reconnect storm says so. Returns a function that stops it (and `stop`).
+   */
+  private logAdmission(st: AdmissionStats, stop: () => void): () => void {
+    let last = { admitted: 0, waited: 0, left: 0, shed: 0 };
+    const timer = setInterval(() => {
+      const now = { admitted: st.admitted, waited: st.waited, left: st.left, shed: st.shed };
+      if (now.waited === last.waited && now.shed === last.shed && now.left === last.left) return;
+      this.log(
+        `agent handshakes in the last 10 s: ${now.admitted - last.admitted} admitted, ${now.waited - last.waited} after waiting (longest wait so far ${Math.round(st.longestWaitMs)} ms), ${now.left - last.left} left while waiting, ${now.shed - last.shed} shed; ${st.waiting} waiting now`,
+      );
+      last = now;
+    }, 10_000);
+    timer.unref();
+    return () => {
+      clearInterval(timer);
+      stop();
+    };
   }
 
   private roleChanging = false;

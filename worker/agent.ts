@@ -12,6 +12,8 @@ import { WebSocket, type ClientOptions } from 'ws';
 import { jsonDecoder, ProtocolViolation, Session } from '../transport/session.ts';
 import {
   AGENT_FEATURES,
+  AGENT_HANDSHAKE_TIMEOUT_MS,
+  AGENT_SERVER_NAME,
   DISPATCHER_PATH,
   EXEC_WINDOW_BYTES,
   LOG_MIN_WINDOW_BYTES,
@@ -269,7 +271,10 @@ export class Agent {
       ca: creds.ca,
       rejectUnauthorized: true,
       perMessageDeflate: false,
-      handshakeTimeout: 3000,
+      handshakeTimeout: AGENT_HANDSHAKE_TIMEOUT_MS,
+      // Names this connection an agent's, so a manager taking many reconnects lets the control API and
+      // Raft go first (daemon/handshake-admission.ts). Identity is checked below, not by this name.
+      servername: AGENT_SERVER_NAME,
       maxPayload: MAX_MANAGER_MESSAGE,
       // Identity is the certificate's role, not a host name: any manager of our CA may serve us.
       checkServerIdentity: (_host: string, cert: PeerCertificate) => (String(cert.subject?.OU) === 'manager' ? undefined : new Error('peer is not a manager')),
