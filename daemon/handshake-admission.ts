@@ -203,18 +203,17 @@ export function sniAdmission(admission: Admission<TLSSocket>, now: () => number 
       cb(null);
       return;
     }
-    const socket = this;
     let ended = false;
     const end = (): void => {
       if (ended) return;
       ended = true;
-      resume.delete(socket);
-      apply(admission.done(socket, now()));
+      resume.delete(this);
+      apply(admission.done(this, now()));
     };
-    socket.once('secure', end);
-    socket.once('close', end);
-    resume.set(socket, () => cb(null));
-    apply(admission.arrive(socket, now()));
+    this.once('secure', end);
+    this.once('close', end);
+    resume.set(this, () => cb(null));
+    apply(admission.arrive(this, now()));
   };
   return { SNICallback, stop: () => clearInterval(timer) };
 }

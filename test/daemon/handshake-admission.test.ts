@@ -125,7 +125,14 @@ describe('admission on a real TLS server', () => {
   let hello: Buffer;
   async function recordHello(): Promise<Buffer> {
     const rec = netCreateServer();
-    const got = new Promise<Buffer>((resolve) => rec.once('connection', (s) => s.once('data', (d: Buffer) => (resolve(d), s.destroy()))));
+    const got = new Promise<Buffer>((resolve) =>
+      rec.once('connection', (s) =>
+        s.once('data', (d: Buffer) => {
+          resolve(d);
+          s.destroy();
+        }),
+      ),
+    );
     await new Promise<void>((r) => rec.listen(0, '127.0.0.1', () => r()));
     const c = tlsConnect({ host: '127.0.0.1', port: (rec.address() as AddressInfo).port, servername: AGENT_SERVER_NAME, rejectUnauthorized: false });
     c.on('error', () => {});
