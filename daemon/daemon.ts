@@ -632,7 +632,7 @@ export class Daemon {
     const admission = new Admission<TLSSocket>();
     const held = sniAdmission(admission);
     this.admissionStats = admission.stats;
-    this.stopAdmission = this.logAdmission(admission.stats, held.stop);
+    this.stopAdmission = this.logAdmission(admission.stats);
     this.secure = createHttpsServer(
       { ...creds, requestCert: true, rejectUnauthorized: false, ...serverOptions(limits), SNICallback: held.SNICallback },
       (req, res) => void this.onSecure(req, res),
@@ -881,24 +881,22 @@ export class Daemon {
   }
 
   /**
-   * Logs, at most every 10 s, what the handshake admission did since the last line, when it held or shed
-   * anything: a manager taking a reconnect storm says so. Returns a function that stops it (and `stop`).
+   * Logs, at most every 10 s, what the handshake admission did since the last line, when it shed any or a
+   * wait grew longer than any before: a manager taking a reconnect storm says so. Returns a function that
+   * stops it.
    */
-  private logAdmission(st: AdmissionStats, stop: () => void): () => void {
-    let last = { admitted: 0, waited: 0, left: 0, shed: 0 };
+  private logAdmission(st: AdmissionStats): () => void {
+    let last = { admitted: 0, left: 0, shed: 0, longest: 0 };
     const timer = setInterval(() => {
-      const now = { admitted: st.admitted, waited: st.waited, left: st.left, shed: st.shed };
-      if (now.waited === last.waited && now.shed === last.shed && now.left === last.left) return;
+      const now = { admitted: st.admitted, left: st.left, shed: st.shed, longest: st.longestWaitMs };
+      if (now.shed === last.shed && now.left === last.left && now.longest === last.longest) return;
       this.log(
-        `agent handshakes in the last 10 s: ${now.admitted - last.admitted} admitted, ${now.waited - last.waited} after waiting (longest wait so far ${Math.round(st.longestWaitMs)} ms), ${now.left - last.left} left while waiting, ${now.shed - last.shed} shed; ${st.waiting} waiting now`,
+        `agent handshakes in the last 10 s: ${now.admitted - last.admitted} admitted (longest wait so far ${Math.round(st.longestWaitMs)} ms), ${now.left - last.left} left while waiting, ${now.shed - last.shed} shed; ${st.waiting} waiting now`,
       );
       last = now;
     }, 10_000);
     timer.unref();
-    return () => {
-      clearInterval(timer);
-      stop();
-    };
+    return () => clearInterval(timer);
   }
 
   private roleChanging = false;

@@ -9,49 +9,51 @@
 //
 // How. Agents name AGENT_SERVER_NAME in their ClientHello (SNI). Node asks the SNI callback for a context
 // before it does any key exchange or signature, and waits for its answer: this is where an agent's
-// handshake is held. Connections without that name are never held. Held handshakes are admitted:
+// handshake is held. Connections without that name are never held. Held handshakes are admitted a few
+// per turn of the event loop:
 //
-//     ClientHello ──► in flight (fewer than maxInFlight) ──► secure, or closed ──► slot freed
-//          │                                                     ▲
-//          └──► waiting ──(a slot frees: newest first)───────────┘
-//                  └──► shed: the client left, it waited maxWaitMs, or the queue is full
+//     ClientHello ──► waiting ──(each turn: up to perTurn, newest first)──► admitted: the handshake goes on
+//                        └──► shed: its client left, it waited maxWaitMs, or the queue is full
+//
+// Per turn, not a number in flight: a handshake in flight mostly waits for its client (a farm at nice 19
+// answered in hundreds of ms), and 32 in flight let only ≈ 54 sessions a second through a leader that can
+// take ≈ 300 (bench:scale, 5,000 joins: 221 s instead of 100). A turn's admissions are a bounded amount
+// of work ahead of whatever else the loop has, and a loop with nothing else to do turns as fast as it can
+// handshake: the rate follows the CPU left over.
 //
 // Newest first, because under overload the oldest waiters are the ones whose clients are about to give up
-// (an agent waits AGENT_HANDSHAKE_TIMEOUT_MS, then dials again): serving them first is how a queue ends up doing only work
-// nobody waits for. A waiter whose client leaves costs nothing more: Node sees the reset and closes the
-// socket while it is held. The class below is the policy alone (no sockets, no clock); `sniAdmission`
-// wires it to Node's SNI callback.
+// (an agent waits AGENT_HANDSHAKE_TIMEOUT_MS, then dials again): serving them first is how a queue ends up
+// doing only work nobody waits for. A waiter whose client leaves costs nothing more: Node sees the reset
+// and closes the socket while it is held. The class below is the policy alone (no sockets, no clock);
+// `sniAdmission` wires it to Node's SNI callback.
 import type { TLSSocket } from 'node:tls';
 import { AGENT_HANDSHAKE_TIMEOUT_MS, AGENT_SERVER_NAME } from '../api/dispatcher.ts';
 
 export interface AdmissionLimits {
   /**
-   * Agent handshakes admitted and not yet secure. At ≈ 3 ms of CPU each, 32 keep ≈ 100 ms of agents'
-   * handshake work ahead of anything else in the event loop, while a slot frees every few ms on a busy
-   * loop, enough for the ≈ 300 reconnects a second this machine's leader can take (scale.md).
+   * Agent handshakes admitted per turn of the event loop. Each costs ≈ 0.35 ms when admitted (the server's
+   * key share and signature) and ≈ 3 ms in all with its hello (scale.md): 5 are ≈ 15 ms of work per turn,
+   * which lets a loop with nothing else to do take ≈ 300 a second, this machine's whole capacity.
    */
-  maxInFlight: number;
+  perTurn: number;
   /** Handshakes held at once; beyond, the oldest is shed. */
   maxWaiting: number;
   /** A waiter held this long is shed: its client has given up (AGENT_HANDSHAKE_TIMEOUT_MS). */
   maxWaitMs: number;
 }
 
-export const DEFAULT_ADMISSION: AdmissionLimits = { maxInFlight: 32, maxWaiting: 4096, maxWaitMs: AGENT_HANDSHAKE_TIMEOUT_MS };
+export const DEFAULT_ADMISSION: AdmissionLimits = { perTurn: 5, maxWaiting: 4096, maxWaitMs: AGENT_HANDSHAKE_TIMEOUT_MS };
 
 export interface AdmissionStats {
-  /** Handshakes let through, at once or after waiting. */
+  /** Handshakes let through. */
   admitted: number;
-  /** Of those, how many waited. */
-  waited: number;
   /** The longest wait of an admitted handshake (ms). */
   longestWaitMs: number;
   /** Waiters dropped: the client left while held. */
   left: number;
   /** Waiters dropped: held maxWaitMs, or pushed out of a full queue. */
   shed: number;
-  /** Now: in flight, and waiting. */
-  inFlight: number;
+  /** Waiting now. */
   waiting: number;
 }
 
@@ -63,67 +65,61 @@ export interface Decision<T> {
 
 /** The admission policy over opaque items (sockets in production). Pure: the caller passes the time. */
 export class Admission<T> {
-  readonly stats: AdmissionStats = { admitted: 0, waited: 0, longestWaitMs: 0, left: 0, shed: 0, inFlight: 0, waiting: 0 };
-  private readonly inFlight = new Set<T>();
+  readonly stats: AdmissionStats = { admitted: 0, longestWaitMs: 0, left: 0, shed: 0, waiting: 0 };
   /** Oldest first; admitted from the end. Entries whose client left stay, marked, until reached. */
   private queue: Waiter<T>[] = [];
   private readonly waiters = new Map<T, Waiter<T>>();
 
   constructor(readonly limits: AdmissionLimits = DEFAULT_ADMISSION) {
-    if (!(limits.maxInFlight >= 1) || !(limits.maxWaiting >= 0) || !(limits.maxWaitMs > 0)) {
+    if (!(limits.perTurn >= 1) || !(limits.maxWaiting >= 1) || !(limits.maxWaitMs > 0)) {
       throw new RangeError(`admission limits must be positive: ${JSON.stringify(limits)}`);
     }
   }
 
-  /** A handshake arrives. */
-  arrive(item: T, now: number): Decision<T> {
-    const out = this.expire(now);
-    if (this.inFlight.size < this.limits.maxInFlight && this.waiters.size === 0) {
-      this.admit(item, now, now);
-      out.admit.push(item);
-    } else {
-      const w: Waiter<T> = { item, since: now, gone: false };
-      this.queue.push(w);
-      this.waiters.set(item, w);
-      if (this.waiters.size > this.limits.maxWaiting) {
-        const oldest = this.next('oldest')!;
-        out.shed.push(oldest.item);
-        this.stats.shed++;
-      }
+  /** A handshake arrives and waits for the next turn. Returns what a full queue pushed out. */
+  arrive(item: T, now: number): T[] {
+    const w: Waiter<T> = { item, since: now, gone: false };
+    this.queue.push(w);
+    this.waiters.set(item, w);
+    const shed: T[] = [];
+    if (this.waiters.size > this.limits.maxWaiting) {
+      shed.push(this.next('oldest')!.item);
+      this.stats.shed++;
     }
-    this.count();
-    return out;
+    this.stats.waiting = this.waiters.size;
+    return shed;
   }
 
-  /**
-   * A handshake ended: secure, failed, or its client left. Frees its slot (or its place in the queue)
-   * and admits waiters, newest first.
-   */
-  done(item: T, now: number): Decision<T> {
-    if (!this.inFlight.delete(item)) {
-      const w = this.waiters.get(item);
-      if (w) {
-        w.gone = true;
-        this.waiters.delete(item);
-        this.stats.left++;
-      }
+  /** Its client left (or the handshake ended some other way) while it waited: forget it. */
+  left(item: T): void {
+    const w = this.waiters.get(item);
+    if (!w) return;
+    w.gone = true;
+    this.waiters.delete(item);
+    this.stats.left++;
+    this.stats.waiting = this.waiters.size;
+  }
+
+  /** A turn of the event loop: sheds waiters held too long, admits up to perTurn, newest first. */
+  turn(now: number): Decision<T> {
+    const out: Decision<T> = { admit: [], shed: [] };
+    for (;;) {
+      const head = this.queue[0];
+      if (head === undefined || (!head.gone && now - head.since < this.limits.maxWaitMs)) break;
+      this.queue.shift();
+      if (head.gone) continue;
+      this.waiters.delete(head.item);
+      out.shed.push(head.item);
+      this.stats.shed++;
     }
-    return this.fill(now);
-  }
-
-  /** Sheds waiters held too long and admits into free slots. Call now and then (a timer). */
-  tick(now: number): Decision<T> {
-    return this.fill(now);
-  }
-
-  private fill(now: number): Decision<T> {
-    const out = this.expire(now);
-    while (this.inFlight.size < this.limits.maxInFlight && this.waiters.size > 0) {
-      const w = this.next('newest')!;
-      this.admit(w.item, w.since, now);
+    while (out.admit.length < this.limits.perTurn) {
+      const w = this.next('newest');
+      if (w === undefined) break;
       out.admit.push(w.item);
+      this.stats.admitted++;
+      this.stats.longestWaitMs = Math.max(this.stats.longestWaitMs, now - w.since);
     }
-    this.count();
+    this.stats.waiting = this.waiters.size;
     return out;
   }
 
@@ -137,34 +133,6 @@ export class Admission<T> {
       return w;
     }
   }
-
-  private expire(now: number): Decision<T> {
-    const out: Decision<T> = { admit: [], shed: [] };
-    for (;;) {
-      const head = this.queue[0];
-      if (head === undefined || (!head.gone && now - head.since < this.limits.maxWaitMs)) break;
-      this.queue.shift();
-      if (head.gone) continue;
-      this.waiters.delete(head.item);
-      out.shed.push(head.item);
-      this.stats.shed++;
-    }
-    return out;
-  }
-
-  private admit(item: T, since: number, now: number): void {
-    this.inFlight.add(item);
-    this.stats.admitted++;
-    if (now > since) {
-      this.stats.waited++;
-      this.stats.longestWaitMs = Math.max(this.stats.longestWaitMs, now - since);
-    }
-  }
-
-  private count(): void {
-    this.stats.inFlight = this.inFlight.size;
-    this.stats.waiting = this.waiters.size;
-  }
 }
 
 interface Waiter<T> {
@@ -177,13 +145,21 @@ interface Waiter<T> {
 type SniCallback = (servername: string, cb: (err: Error | null, ctx?: undefined) => void) => void;
 
 /**
- * An SNI callback for an https server that holds agents' handshakes under `admission`, and a function
- * that stops its timer. Other server names (and connections without one, which never reach it) go on
- * with the server's own context at once.
+ * An SNI callback for an https server that holds agents' handshakes under `admission`, admitting them
+ * once per turn of the event loop (`schedule`: setImmediate; tests pass their own). Other server names
+ * (and connections without one, which never reach it) go on with the server's own context at once.
  */
-export function sniAdmission(admission: Admission<TLSSocket>, now: () => number = () => performance.now()): { SNICallback: SniCallback; stop: () => void } {
+export function sniAdmission(
+  admission: Admission<TLSSocket>,
+  opts: { now?: () => number; schedule?: (fn: () => void) => void } = {},
+): { SNICallback: SniCallback } {
+  const now = opts.now ?? (() => performance.now());
+  const schedule = opts.schedule ?? ((fn: () => void) => void setImmediate(fn));
   const resume = new Map<TLSSocket, () => void>();
-  const apply = (d: Decision<TLSSocket>): void => {
+  let scheduled = false;
+  const pump = (): void => {
+    scheduled = false;
+    const d = admission.turn(now());
     for (const s of d.shed) {
       resume.delete(s);
       s.destroy();
@@ -193,27 +169,28 @@ export function sniAdmission(admission: Admission<TLSSocket>, now: () => number 
       resume.delete(s);
       go?.();
     }
+    if (admission.stats.waiting > 0) wake();
   };
-  // Waiters are shed on time even when no handshake ends (a stalled loop, clients that never leave).
-  const timer = setInterval(() => apply(admission.tick(now())), 250);
-  timer.unref();
+  const wake = (): void => {
+    if (scheduled) return;
+    scheduled = true;
+    schedule(pump);
+  };
   // A function, not an arrow: Node calls it as a method of the server-side TLSSocket.
   const SNICallback = function (this: TLSSocket, servername: string, cb: (err: Error | null, ctx?: undefined) => void): void {
     if (servername !== AGENT_SERVER_NAME) {
       cb(null);
       return;
     }
-    let ended = false;
-    const end = (): void => {
-      if (ended) return;
-      ended = true;
-      resume.delete(this);
-      apply(admission.done(this, now()));
-    };
-    this.once('secure', end);
-    this.once('close', end);
+    this.once('close', () => {
+      if (resume.delete(this)) admission.left(this);
+    });
     resume.set(this, () => cb(null));
-    apply(admission.arrive(this, now()));
+    for (const s of admission.arrive(this, now())) {
+      resume.delete(s);
+      s.destroy();
+    }
+    wake();
   };
-  return { SNICallback, stop: () => clearInterval(timer) };
+  return { SNICallback };
 }

@@ -160,6 +160,23 @@ const SNAPSHOT_STEP_BYTES = 4 << 20;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * Steps of SNAPSHOT_STEP_BYTES run back to back until this many ms of a turn are used, then the loop gets
+ * a turn (a busy leader's loop made each of 36 turns of a 70 MB snapshot wait ≈ 20 ms behind other work).
+ */
+const SNAPSHOT_SLICE_MS = 20;
+
+/** Returns a function that yields a turn once the current slice is used up. */
+function slicer(): () => Promise<void> | undefined {
+  let start = performance.now();
+  return () => {
+    if (performance.now() - start < SNAPSHOT_SLICE_MS) return undefined;
+    return nextTurn().then(() => {
+      start = performance.now();
+    });
+  };
+}
+
 /** A snapshot file written ahead as `<index>-<term>.snap.tmp`, durable, waiting for compact() to name it. */
 interface PreparedSnapshot {
   data: Uint8Array;
@@ -179,6 +196,7 @@ interface PreparedSnapshot {
 async function prepareSnapshotFile(dir: string, snap: Snapshot, cipher: RaftCipher | null): Promise<PreparedSnapshot> {
   const { index, term } = snap.meta;
   let data: Uint8Array = snap.data;
+  const turn = slicer();
   if (cipher) {
     const steps = cipher.sealInSteps(snap.data, { kind: 'snapshot', index, term }, SNAPSHOT_STEP_BYTES);
     for (let r = steps.next(); ; r = steps.next()) {
@@ -186,12 +204,12 @@ async function prepareSnapshotFile(dir: string, snap: Snapshot, cipher: RaftCiph
         data = r.value;
         break;
       }
-      await nextTurn();
+      await turn();
     }
   }
   const hash = createHash('sha256').update(snapshotMetaBytes(snap));
   for (let i = 0; i < data.byteLength; i += SNAPSHOT_STEP_BYTES) {
-    if (i > 0) await nextTurn();
+    if (i > 0) await turn();
     hash.update(data.subarray(i, Math.min(data.byteLength, i + SNAPSHOT_STEP_BYTES)));
   }
   const sha = hash.digest();
