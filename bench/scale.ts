@@ -65,6 +65,14 @@ const PROFILE = process.argv.includes('--profile');
  * leaves open (hundreds of live nodes marked Down).
  */
 const DEMOTE_AT_KILL = process.argv.includes('--demote-at-kill');
+/**
+ * Stop after this phase ('join', 'create', 'rss', 'rolling update', 'node down', 'snapshot'): with
+ * --profile, the leader then writes its profile at the teardown, which a leader killed -9 never does.
+ */
+const UNTIL = (() => {
+  const i = process.argv.indexOf('--until');
+  return i < 0 ? null : (process.argv[i + 1] ?? null);
+})();
 /** Also profile the farms (their profiles cost them CPU: at 1,000 nodes the joins then fall behind). */
 const PROFILE_FARMS = process.argv.includes('--profile-farms');
 const NAME = `sc${process.pid % 1000}`;
@@ -175,13 +183,18 @@ async function main(): Promise<void> {
   });
   const farms: FarmProcess[] = [];
   let stopped: string | null = null;
+  let done = false;
   const phase = async (what: string, fn: () => Promise<void>) => {
-    if (stopped) return;
+    if (stopped || done) return;
     try {
       await fn();
     } catch (e) {
       stopped = `${what}: ${(e as Error).message}`;
       console.log(`stopped in phase "${what}": ${(e as Error).message}`);
+    }
+    if (what === UNTIL) {
+      done = true;
+      console.log(`--until ${UNTIL}: the phases after it are skipped`);
     }
   };
   try {

@@ -283,16 +283,54 @@ type Verdict = (typeof Verdict)[keyof typeof Verdict];
  * `placeGroup()` per group, in order; each placement updates the state, so later groups see it. The
  * bench times placeGroup() on its own (one batch).
  */
+/** The nodes of a pass, without duplicates, sorted by id, and where each is in that order. */
+interface NodeLayout {
+  nodes: readonly SchedNode[];
+  index: ReadonlyMap<string, number>;
+}
+
+/**
+ * The layout of a nodes array, kept while the array is: the runner passes the same array from pass to pass
+ * while no node changed (collectInput), and deduplicating, sorting and indexing 5,000 nodes was half of
+ * each pass's setup in a rolling update beside 150,000 tasks (bench:scale profile).
+ */
+const layouts = new WeakMap<readonly SchedNode[], NodeLayout>();
+
+function layoutOf(input: readonly SchedNode[]): NodeLayout {
+  const kept = layouts.get(input);
+  if (kept !== undefined) return kept;
+  const seen = new Set<string>();
+  const nodes: SchedNode[] = [];
+  for (const n of input) {
+    if (seen.has(n.id)) continue;
+    seen.add(n.id);
+    nodes.push(n);
+  }
+  nodes.sort((a, b) => byString(a.id, b.id));
+  const index = new Map<string, number>();
+  nodes.forEach((n, i) => {
+    index.set(n.id, i);
+  });
+  const layout = { nodes, index };
+  layouts.set(input, layout);
+  return layout;
+}
+
 export class PlacementState {
   /** Nodes sorted by id: the index into this array is the final tie-break. */
   readonly nodes: readonly SchedNode[];
-  private readonly index = new Map<string, number>();
+  private readonly index: ReadonlyMap<string, number>;
   private readonly total: Int32Array;
   private readonly cpuFree: Float64Array;
   private readonly memFree: Float64Array;
   private readonly ports: (Set<string> | undefined)[];
-  /** serviceId -> node index -> tasks of that service on the node (outside the group being placed). */
+  /**
+   * serviceId -> node index -> tasks of that service on the node (outside the group being placed), built
+   * from the tally when a pass first places that service: at 5,000 nodes, building it for every service of
+   * the cluster (150,000 tasks of one service on all of them) was a third of each pass of a rolling update.
+   */
   private readonly perService = new Map<string, Map<number, number>>();
+  private readonly placedByService: ReadonlyMap<string, ReadonlyMap<string, number>>;
   /** serviceId -> node index -> failures within the window. */
   private readonly failures = new Map<string, Map<number, number>>();
   private readonly maxFailures: number;
@@ -303,19 +341,11 @@ export class PlacementState {
   private readonly nodeLess: (x: number, y: number) => boolean;
 
   constructor(input: Pick<SchedulerInput, 'nodes' | 'tasks' | 'placed' | 'servicePorts' | 'failures' | 'now'>, opts: SchedulerOptions = {}) {
-    const seen = new Set<string>();
-    const nodes: SchedNode[] = [];
-    for (const n of input.nodes) {
-      if (seen.has(n.id)) continue;
-      seen.add(n.id);
-      nodes.push(n);
-    }
-    nodes.sort((a, b) => byString(a.id, b.id));
+    const layout = layoutOf(input.nodes);
+    const nodes = layout.nodes;
     this.nodes = nodes;
+    this.index = layout.index;
     const N = nodes.length;
-    nodes.forEach((n, i) => {
-      this.index.set(n.id, i);
-    });
     this.total = new Int32Array(N);
     this.cpuFree = new Float64Array(N);
     this.memFree = new Float64Array(N);
@@ -337,16 +367,17 @@ export class PlacementState {
       this.memFree[i]! -= load.memoryBytes;
       if (load.ports !== undefined && load.ports.size > 0) this.usePorts(i, [...load.ports.keys()]);
     }
-    for (const [serviceId, onNodes] of placed.byService) {
-      const m = new Map<number, number>();
-      const keys = input.placed !== undefined ? input.servicePorts?.get(serviceId)?.map(portKey) : undefined;
-      for (const [id, c] of onNodes) {
-        const i = this.index.get(id);
-        if (i === undefined) continue;
-        m.set(i, c);
-        if (keys !== undefined && keys.length > 0) this.usePorts(i, keys);
+    this.placedByService = placed.byService;
+    // A kept tally does not hold ports: the host ports of its services' tasks are taken here.
+    if (input.placed !== undefined) {
+      for (const [serviceId, hostPorts] of input.servicePorts ?? []) {
+        const keys = hostPorts.map(portKey);
+        if (keys.length === 0) continue;
+        for (const id of placed.byService.get(serviceId)?.keys() ?? []) {
+          const i = this.index.get(id);
+          if (i !== undefined) this.usePorts(i, keys);
+        }
       }
-      if (m.size > 0) this.perService.set(serviceId, m);
     }
     this.maxFailures = opts.maxFailures ?? DEFAULT_MAX_FAILURES;
     const since = input.now - (opts.failureWindowMs ?? DEFAULT_FAILURE_WINDOW_MS);
@@ -367,6 +398,7 @@ export class PlacementState {
 
   /** The placed tasks as this state counts them, canonical (tests compare a kept tally with a fresh read). */
   placedSummary(): string {
+    for (const serviceId of this.placedByService.keys()) this.countsOf(serviceId);
     const nodes = this.nodes.map((n, i) => [n.id, this.total[i], this.cpuFree[i], this.memFree[i], [...(this.ports[i] ?? [])].sort()]);
     const services = [...this.perService]
       .map(([id, m]) => [id, [...m].filter(([, c]) => c > 0).sort((x, y) => x[0] - y[0])] as const)
@@ -426,7 +458,7 @@ export class PlacementState {
         out.unplaced.push({ taskId: t.id, serviceId: g.serviceId, reason: i === undefined ? `no suitable node (node ${t.nodeId} not found)` : rs.message() });
     }
     if (free.length > 0) this.placeFree(g, free, out);
-    let m = this.perService.get(g.serviceId);
+    let m = this.countsOf(g.serviceId);
     for (const i of g.touched) {
       if (m === undefined) this.perService.set(g.serviceId, (m = new Map()));
       m.set(i, this.svc[i]!);
@@ -434,11 +466,26 @@ export class PlacementState {
     return out;
   }
 
+  /** The service's tasks per node index, from the tally the first time (perService). */
+  private countsOf(serviceId: string): Map<number, number> | undefined {
+    let m = this.perService.get(serviceId);
+    if (m !== undefined) return m;
+    const onNodes = this.placedByService.get(serviceId);
+    if (onNodes === undefined) return undefined;
+    m = new Map();
+    for (const [id, c] of onNodes) {
+      const i = this.index.get(id);
+      if (i !== undefined) m.set(i, c);
+    }
+    this.perService.set(serviceId, m);
+    return m;
+  }
+
   /** Loads the service's per-node counts and failure penalties into the scratch buffers. */
   private load(serviceId: string): void {
     this.svc.fill(0);
     this.pen.fill(0);
-    const m = this.perService.get(serviceId);
+    const m = this.countsOf(serviceId);
     if (m !== undefined) for (const [i, c] of m) this.svc[i] = c;
     const f = this.failures.get(serviceId);
     if (f !== undefined) for (const [i, c] of f) if (c >= this.maxFailures) this.pen[i] = c;

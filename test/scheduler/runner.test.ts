@@ -273,6 +273,27 @@ test('runner: collectInput groups by service version and counts placed tasks wit
   assert.equal(c.input.nodes[0]!.arch, 'x64');
 });
 
+test('runner: collectInput hands the core the same nodes array while no node changed, a new one after', async () => {
+  const store = new Store({});
+  await create(store, [nodeObj('n2'), nodeObj('n1'), serviceObj('s'), taskObj('q1', 's')]);
+  const memo = { last: null };
+  const read = () => store.view((tx) => collectInput(tx, [], 0, undefined, memo)).input.nodes;
+  const a = read();
+  await create(store, [taskObj('q2', 's')]);
+  const b = read();
+  assert.equal(b, a, 'a task changed, no node did: the same array (the core keeps its sorted layout for it)');
+  await store.update((tx) => tx.modify('node', 'n1', (d) => void (d.spec.labels['zone'] = 'eu')));
+  const c = read();
+  assert.notEqual(c, a);
+  assert.equal(c.find((n) => n.id === 'n1')!.labels['zone'], 'eu');
+  // The node that did not change keeps its conversion.
+  assert.equal(
+    c.find((n) => n.id === 'n2'),
+    a.find((n) => n.id === 'n2'),
+  );
+  assert.equal(read(), c, 'kept again from the new list on');
+});
+
 test('runner: stop() ends scheduling; start() again resumes', async () => {
   const h = harness();
   await create(h.store, [nodeObj('n1')]);
