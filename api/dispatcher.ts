@@ -146,7 +146,7 @@ export const DISPATCHER_PATH = '/dispatcher/v1';
  */
 export const AGENT_SERVER_NAME = 'agent.shoal.invalid';
 
-/** How long an agent waits for its TLS and WebSocket handshake with a manager before it dials again. */
+/** How long an agent waits at least for its TLS and WebSocket handshake with a manager (worker/reconnect.ts: longer in a large cluster). */
 export const AGENT_HANDSHAKE_TIMEOUT_MS = 3000;
 
 /** One secret's or config's contents on its way to a node: base64, decrypted for the node. */

@@ -22,7 +22,7 @@
 // handshake: the rate follows the CPU left over.
 //
 // Newest first, because under overload the oldest waiters are the ones whose clients are about to give up
-// (an agent waits AGENT_HANDSHAKE_TIMEOUT_MS, then dials again): serving them first is how a queue ends up
+// (an agent waits at least AGENT_HANDSHAKE_TIMEOUT_MS, then dials again): serving them first is how a queue ends up
 // doing only work nobody waits for. A waiter whose client leaves costs nothing more: Node sees the reset
 // and closes the socket while it is held. The class below is the policy alone (no sockets, no clock);
 // `sniAdmission` wires it to Node's SNI callback.
@@ -38,11 +38,16 @@ export interface AdmissionLimits {
   perTurn: number;
   /** Handshakes held at once; beyond, the oldest is shed. */
   maxWaiting: number;
-  /** A waiter held this long is shed: its client has given up (AGENT_HANDSHAKE_TIMEOUT_MS). */
+  /**
+   * A waiter held this long is shed. Two thirds of an agent's shortest handshake timeout
+   * (AGENT_HANDSHAKE_TIMEOUT_MS): one admitted later would likely give up before the handshake and its
+   * upgrade are done, after the manager did the work (a run admitted agents after 2.9 s of waiting).
+   * A shed agent sees a reset and dials again after its backoff, at the cost of a ClientHello.
+   */
   maxWaitMs: number;
 }
 
-export const DEFAULT_ADMISSION: AdmissionLimits = { perTurn: 5, maxWaiting: 4096, maxWaitMs: AGENT_HANDSHAKE_TIMEOUT_MS };
+export const DEFAULT_ADMISSION: AdmissionLimits = { perTurn: 5, maxWaiting: 4096, maxWaitMs: (AGENT_HANDSHAKE_TIMEOUT_MS * 2) / 3 };
 
 export interface AdmissionStats {
   /** Handshakes let through. */

@@ -29,7 +29,7 @@ import type { Executor } from './executor.ts';
 import type { TaskAssignment, TaskStatusUpdate } from '../api/task-status.ts';
 import { chunkEntry, LogBatcher, logChunkCost, splitBuffer } from '../api/log-chunk.ts';
 import { FlowWindow } from './logs/flow.ts';
-import { MIN_BACKOFF_MS, reconnectDelay } from './reconnect.ts';
+import { MIN_BACKOFF_MS, handshakeTimeoutMs, reconnectDelay } from './reconnect.ts';
 import { statusSendDelay } from './status-batch.ts';
 
 /** Status updates kept while waiting to be sent; beyond this the executor's snapshot replaces them. */
@@ -271,7 +271,7 @@ export class Agent {
       ca: creds.ca,
       rejectUnauthorized: true,
       perMessageDeflate: false,
-      handshakeTimeout: AGENT_HANDSHAKE_TIMEOUT_MS,
+      handshakeTimeout: handshakeTimeoutMs(this.spreadMs, AGENT_HANDSHAKE_TIMEOUT_MS),
       // Names this connection an agent's, so a manager taking many reconnects lets the control API and
       // Raft go first (daemon/handshake-admission.ts). Identity is checked below, not by this name.
       servername: AGENT_SERVER_NAME,

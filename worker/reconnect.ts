@@ -50,3 +50,18 @@ export function reconnectDelay(i: ReconnectInput): { delay: number; backoff: num
 
 /** A spread announced longer than this (a confused or hostile manager) is taken as this. */
 export const MAX_SPREAD_MS = 60_000;
+
+/** The longest handshake timeout a large cluster's spread buys an agent (ms). */
+export const MAX_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * How long an agent waits for its TLS and WebSocket handshake: AGENT_HANDSHAKE_TIMEOUT_MS, or half the
+ * reconnect spread the leader announced, up to MAX_HANDSHAKE_TIMEOUT_MS. A large cluster's new leader
+ * takes every node's reconnect over the spread, a few hundred a second (scale.md); 3 s was too short for
+ * a handshake admitted late on a loaded manager, and each agent that gave up had cost the manager a whole
+ * handshake and came back for another (bench:scale, 5,000 nodes: 21,000 timed out over a run).
+ */
+export function handshakeTimeoutMs(spreadMs: number | undefined, base: number): number {
+  const spread = spreadMs !== undefined && Number.isFinite(spreadMs) && spreadMs > 0 ? Math.min(spreadMs, MAX_SPREAD_MS) : 0;
+  return Math.max(base, Math.min(spread / 2, MAX_HANDSHAKE_TIMEOUT_MS));
+}

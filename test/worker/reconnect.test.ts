@@ -2,7 +2,15 @@
 // heartbeat period, an election is waited out, failures back off.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MAX_BACKOFF_MS, MAX_SPREAD_MS, MIN_BACKOFF_MS, NO_LEADER_BACKOFF_MS, reconnectDelay } from '../../worker/reconnect.ts';
+import {
+  MAX_BACKOFF_MS,
+  MAX_HANDSHAKE_TIMEOUT_MS,
+  MAX_SPREAD_MS,
+  MIN_BACKOFF_MS,
+  NO_LEADER_BACKOFF_MS,
+  handshakeTimeoutMs,
+  reconnectDelay,
+} from '../../worker/reconnect.ts';
 
 const base = { wasReady: false, code: 1006, redirected: false, backoff: MIN_BACKOFF_MS, periodMs: 1000, random: 1 };
 
@@ -69,4 +77,15 @@ test("a large cluster's announced spread replaces the period for a lost leader, 
     backoff = r.backoff;
   }
   assert.deepEqual(delays, [1000, 2000, 4000, 5000, 5000]);
+});
+
+test("an agent's handshake timeout grows with the spread a large cluster's leader announces", () => {
+  // No spread (a small cluster, or before the first welcome): the base.
+  for (const spreadMs of [undefined, 0, -1, Number.NaN, Number.POSITIVE_INFINITY]) assert.equal(handshakeTimeoutMs(spreadMs, 3000), 3000, String(spreadMs));
+  // Half the spread once that is longer: 5,000 nodes announce 20 s.
+  assert.equal(handshakeTimeoutMs(4000, 3000), 3000);
+  assert.equal(handshakeTimeoutMs(8000, 3000), 4000);
+  assert.equal(handshakeTimeoutMs(20_000, 3000), MAX_HANDSHAKE_TIMEOUT_MS);
+  // Bounded whatever a manager announces.
+  assert.equal(handshakeTimeoutMs(3_600_000, 3000), MAX_HANDSHAKE_TIMEOUT_MS);
 });
