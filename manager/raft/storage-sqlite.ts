@@ -162,9 +162,12 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 
 /**
  * Steps of SNAPSHOT_STEP_BYTES run back to back until this many ms of a turn are used, then the loop gets
- * a turn (a busy leader's loop made each of 36 turns of a 70 MB snapshot wait ≈ 20 ms behind other work).
+ * a turn: one step per turn made a busy leader's loop keep each of the 36 turns of sealing and hashing a
+ * 70 MB snapshot waiting behind its other work. ≈ 190 ms of AES-GCM and SHA-256 here (both in hardware)
+ * are then 4 turns. (Sealing in the thread pool with WebCrypto was tried: its copy of the input and its
+ * output, 2 × 68 MB outside the heap, brought on full collections that held the loop 220-310 ms.)
  */
-const SNAPSHOT_SLICE_MS = 20;
+const SNAPSHOT_SLICE_MS = 50;
 
 /** Returns a function that yields a turn once the current slice is used up. */
 function slicer(): () => Promise<void> | undefined {
