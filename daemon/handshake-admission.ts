@@ -172,7 +172,13 @@ export function sniAdmission(
     for (const s of d.admit) {
       const go = resume.get(s);
       resume.delete(s);
-      go?.();
+      // The handshake goes on inside Node from here, outside the try of its own SNI call: whatever one
+      // connection's handshake throws ends that connection, not the turn (nor the daemon).
+      try {
+        go?.();
+      } catch {
+        s.destroy();
+      }
     }
     if (admission.stats.waiting > 0) wake();
   };

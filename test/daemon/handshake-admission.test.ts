@@ -65,6 +65,31 @@ describe('admission policy', () => {
   });
 });
 
+describe('admission wiring', () => {
+  it("a handshake that throws when let through ends its own connection, not the turn's others", () => {
+    const admission = new Admission<TLSSocket>({ perTurn: 2, maxWaiting: 10, maxWaitMs: 60_000 });
+    const turns: (() => void)[] = [];
+    const { SNICallback } = sniAdmission(admission, { schedule: (fn) => void turns.push(fn) });
+    const socket = () => {
+      const s = { destroyed: false, once: () => s, destroy: () => void (s.destroyed = true) };
+      return s;
+    };
+    const bad = socket();
+    const good = socket();
+    let resumed = false;
+    SNICallback.call(bad as unknown as TLSSocket, AGENT_SERVER_NAME, () => {
+      throw new Error('handle gone');
+    });
+    SNICallback.call(good as unknown as TLSSocket, AGENT_SERVER_NAME, () => {
+      resumed = true;
+    });
+    assert.doesNotThrow(() => turns.shift()!());
+    assert.equal(bad.destroyed, true);
+    assert.equal(resumed, true);
+    assert.equal(good.destroyed, false);
+  });
+});
+
 describe('admission on a real TLS server', () => {
   let server: Server;
   let port = 0;
