@@ -9,7 +9,8 @@
 // Phases: joins -> create T replicas -> leader RSS -> rolling update of min(10000, T) tasks -> a node's
 // agent killed -> Down -> a 4th manager joins (snapshot installed) -> leader kill -9 -> new leader and
 // first write. `--profile` writes a V8 CPU profile of every manager (in /tmp/<lab>-prof; the killed
-// leader writes none), `--profile-farms` of every farm too.
+// leader writes none), `--profile-farms` of every farm too. `--until <phase>` stops after that phase, so
+// that the leader writes its profile at the teardown.
 import { processCpuSeconds } from './stats.ts';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
