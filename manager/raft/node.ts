@@ -344,8 +344,9 @@ interface ReadBatch {
 /**
  * How long a snapshot taken in steps may hold the event loop before it gives others a turn (ms): below what
  * one orchestrator pass over 150,000 slots holds (47 ms), and well below a heartbeat interval. Each turn
- * it gives up costs it the other work of that turn (≈ 20 ms on a loaded leader): 20 ms slices left a
- * 150,000-task snapshot waiting ≈ 1 s over its ≈ 45 turns.
+ * it gives up costs it the other work of that turn: with 20 ms slices bench:scale printed 3.05-3.10 s for
+ * a 150,000-task snapshot of 0.8-0.9 s of work and a 1.2-1.3 s file stage, so ≈ 1 s of waiting over its
+ * ≈ 45 turns (derived from those totals, ≈ 20 ms a turn).
  */
 export const SNAPSHOT_SLICE_MS = 40;
 
@@ -1077,8 +1078,9 @@ export class RaftNode {
     let work = 0;
     let parts: Uint8Array[] | null = null;
     while (parts === null) {
-      // Steps run until the slice is used, then the loop gets a turn: one step per turn made a busy
-      // leader's snapshot wait ≈ 20 ms behind other work for each of its ≈ 150 steps (bench:scale).
+      // Steps run until the slice is used, then the loop gets a turn: with one step (≈ 6 ms) per turn, a
+      // busy leader's 150,000-task snapshot spent ≈ 3 s of its 4.6-6.8 s waiting for ≈ 150 turns
+      // (bench:scale's printed totals).
       const s0 = performance.now();
       let d = 0;
       do {
