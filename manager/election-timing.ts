@@ -15,12 +15,20 @@
 // 150,000 slots halved: the longest stalls a lab leader then logged over a whole 5,000-node run, the
 // takeover included, were 1.1-1.7 s, under the 2.5 s this gives at 150,000 tasks.)
 //
-// The cost: a leader that really dies is replaced that much later (2.5 s + jitter at 150,000 tasks).
+// Nodes count too, TASKS_PER_NODE tasks each: a join costs the leader 8-14 ms of CPU and a task 0.46-0.62 ms
+// (scale.md), and two of six 5,000-node runs lost their leader in the joins, at the 1 s timeout of an empty
+// store (December 7, fourth pass).
+//
+// The cost: a leader that goes silent without dying is replaced that much later (3.5 s + jitter at 5,000
+// nodes and 150,000 tasks). A leader whose process dies is not waited for: its peers' dials are refused and
+// they campaign at once (RaftCore.leaderGone).
 //
 // Pure: the caller reads the task count and the services and applies the result (manager.ts).
 
 /** Tasks per extra base timeout. */
 export const TASKS_PER_STEP = 100_000;
+/** What a node weighs, in tasks: a join is ≈ 20 times a task's leader CPU (scale.md, projected limits). */
+export const TASKS_PER_NODE = 20;
 /** The timeout never exceeds this many times the configured one. */
 export const MAX_FACTOR = 5;
 /** Results are rounded to this (ms), so the count moving by a few tasks changes nothing. */
@@ -33,9 +41,10 @@ export interface ElectionTimeout {
 
 /**
  * The tasks the timeout is sized for: those in the store, or those the services ask for when more (the
- * replicas of replicated services, one per node for global ones). A 150,000-replica service is created
- * with no task yet, and the leader's passes that create them come at once: with the timeout sized for
- * the empty store (1 s), a leader lost its term 3 s into such a create (bench:scale, December 7).
+ * replicas of replicated services, one per node for global ones), plus TASKS_PER_NODE per node. A
+ * 150,000-replica service is created with no task yet, and the leader's passes that create them come at
+ * once: with the timeout sized for the empty store (1 s), a leader lost its term 3 s into such a create
+ * (bench:scale, December 7).
  */
 export function tasksToSizeFor(inStore: number, services: readonly { spec: { mode: unknown } }[], nodes: number): number {
   let wanted = 0;
@@ -46,7 +55,8 @@ export function tasksToSizeFor(inStore: number, services: readonly { spec: { mod
       if (Number.isFinite(r) && r > 0) wanted += r;
     } else if (m.global !== undefined) wanted += nodes;
   }
-  return Math.max(inStore, wanted);
+  const n = Number.isFinite(nodes) && nodes > 0 ? nodes : 0;
+  return Math.max(inStore, wanted) + n * TASKS_PER_NODE;
 }
 
 /** The election timeout for a store of `tasks` tasks, from the configured one (`base`). */

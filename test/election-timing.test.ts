@@ -1,7 +1,7 @@
 // The election timeout as the store grows (manager/election-timing.ts), and RaftCore taking a new one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_FACTOR, TASKS_PER_STEP, electionTimeoutFor, tasksToSizeFor } from '../manager/election-timing.ts';
+import { MAX_FACTOR, TASKS_PER_NODE, TASKS_PER_STEP, electionTimeoutFor, tasksToSizeFor } from '../manager/election-timing.ts';
 import { RaftCore } from '../manager/raft/core.ts';
 
 const BASE = { electionMs: 1000, jitterMs: 500 };
@@ -50,10 +50,11 @@ test('a follower given a longer election timeout campaigns that much later; bad 
   assert.throws(() => follower().setElectionTimeout(10, 0), /jitter/);
 });
 
-test('sized for the tasks in the store or those the services ask for, whichever is more', () => {
+test('sized for the tasks in the store or those the services ask for, whichever is more, and the nodes', () => {
   const svc = (mode: unknown) => ({ spec: { mode } });
+  const nodes = 5000 * TASKS_PER_NODE;
   // A 150,000-replica service just created: no task yet, the timeout is already sized for them.
-  assert.equal(tasksToSizeFor(0, [svc({ replicated: { replicas: 150_000 } })], 5000), 150_000);
+  assert.equal(tasksToSizeFor(0, [svc({ replicated: { replicas: 150_000 } })], 5000), 150_000 + nodes);
   // Global services count one per node; jobs and nonsense count nothing.
   assert.equal(
     tasksToSizeFor(
@@ -61,9 +62,15 @@ test('sized for the tasks in the store or those the services ask for, whichever 
       [svc({ global: {} }), svc({ replicated: { replicas: 3 } }), svc({ replicatedJob: {} }), svc({ replicated: { replicas: Number.NaN } })],
       5000,
     ),
-    5003,
+    5003 + nodes,
   );
   // A service scaled down: its old tasks are still in the store until reaped.
-  assert.equal(tasksToSizeFor(160_000, [svc({ replicated: { replicas: 10 } })], 5000), 160_000);
-  assert.deepEqual(electionTimeoutFor(tasksToSizeFor(0, [svc({ replicated: { replicas: 150_000 } })], 5000), BASE), { electionMs: 2500, jitterMs: 1250 });
+  assert.equal(tasksToSizeFor(160_000, [svc({ replicated: { replicas: 10 } })], 5000), 160_000 + nodes);
+  // 5,000 nodes joining an empty store: a second more than the base (two of six runs lost their leader
+  // in the joins at 1 s).
+  assert.deepEqual(electionTimeoutFor(tasksToSizeFor(0, [], 5000), BASE), { electionMs: 2000, jitterMs: 1000 });
+  assert.deepEqual(electionTimeoutFor(tasksToSizeFor(0, [svc({ replicated: { replicas: 150_000 } })], 5000), BASE), { electionMs: 3500, jitterMs: 1750 });
+  // A small cluster keeps the base; nonsense node counts count nothing.
+  assert.deepEqual(electionTimeoutFor(tasksToSizeFor(0, [], 5), BASE), BASE);
+  for (const bad of [Number.NaN, -1, Number.POSITIVE_INFINITY]) assert.equal(tasksToSizeFor(7, [], bad), 7);
 });
