@@ -10,7 +10,7 @@
 // view, deciding, and writing the assignments back in transactions): one run, for context.
 // Prints one figure per line with units and the target; exits on its own well within two minutes.
 import { performance } from 'node:perf_hooks';
-import { PlacementState, schedule } from '../manager/scheduler/scheduler.ts';
+import { PlacementState, nodeLayout, schedule } from '../manager/scheduler/scheduler.ts';
 import type { PendingGroup, PlacedTask, SchedNode, SchedulerResult } from '../manager/scheduler/scheduler.ts';
 import { PlacedTally } from '../manager/scheduler/tally.ts';
 import { SchedulerRunner } from '../manager/scheduler/runner.ts';
@@ -199,7 +199,7 @@ async function endToEnd(): Promise<void> {
  * e) A pass among many placed tasks, as during a large create: 150,000 tasks already placed on 5,000 nodes
  * and 3,312 pending (what one pass placed in the 5,000-node lab run). The core given the placed tasks as
  * a list (adding them up is O(placed)) against the same tasks as the tally the runner keeps between
- * passes (O(nodes)), alternating, in this run.
+ * passes (O(nodes)), with the nodes' layout it keeps too, alternating, in this run.
  */
 function amongPlaced(): void {
   const N = 5000;
@@ -208,6 +208,7 @@ function amongPlaced(): void {
   const tasks: PlacedTask[] = Array.from({ length: PLACED }, (_, i) => ({ serviceId: 'big', nodeId: nodes[i % N]!.id, reservations: RES }));
   const group: PendingGroup = { serviceId: 'big', specVersion: 1, tasks: Array.from({ length: 3312 }, (_, i) => ({ id: `p${i}` })), reservations: RES };
   const tally = PlacedTally.of(tasks);
+  const layout = nodeLayout(nodes);
   const list: number[] = [];
   const kept: number[] = [];
   for (let r = 0; r < 2 * RUNS + 2; r++) {
@@ -215,7 +216,7 @@ function amongPlaced(): void {
     const a = schedule({ nodes, tasks, groups: [group], now: 0 });
     const listMs = performance.now() - t;
     t = performance.now();
-    const b = schedule({ nodes, placed: tally, groups: [group], now: 0 });
+    const b = schedule({ nodes, layout, placed: tally, groups: [group], now: 0 });
     const keptMs = performance.now() - t;
     if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error('the tally placed differently from the list');
     if (r >= 2) {
@@ -227,7 +228,9 @@ function amongPlaced(): void {
   kept.sort((x, y) => x - y);
   console.log(`e) a pass placing ${int(group.tasks.length)} tasks beside ${int(PLACED)} placed on ${int(N)} nodes (${list.length} runs):`);
   console.log(`  placed tasks as a list (baseline): median ${fmt(quantile(list, 0.5), 1)} ms, p99 ${fmt(quantile(list, 0.99), 1)} ms`);
-  console.log(`  placed tasks as the runner's tally: median ${fmt(quantile(kept, 0.5), 1)} ms, p99 ${fmt(quantile(kept, 0.99), 1)} ms`);
+  console.log(
+    `  placed tasks as the runner's tally, nodes as its kept layout: median ${fmt(quantile(kept, 0.5), 1)} ms, p99 ${fmt(quantile(kept, 0.99), 1)} ms`,
+  );
   console.log(`  ratio (list / tally, medians): ${fmt(quantile(list, 0.5) / quantile(kept, 0.5), 1)}x`);
 }
 

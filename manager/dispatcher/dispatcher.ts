@@ -145,8 +145,9 @@ export class Dispatcher {
   private readonly liveness = new NodeLiveness(1000, 3);
   /** A mass silence is held until then before its nodes are marked Down (downDecision); null: none. */
   private massHoldUntil: number | null = null;
-  /** When that mass silence was first held, or last held for reconnects; when it was first held. */
+  /** When that mass silence was first held, or last held for reconnects (downDecision's heldSince). */
   private massHoldSince = 0;
+  /** When that mass silence was first held, whatever came after (downDecision's firstHeldAt). */
   private massFirstHeldAt = 0;
   /** When a node last started a session (hello) with this leader (-Infinity: none yet). */
   private lastSessionAt = Number.NEGATIVE_INFINITY;

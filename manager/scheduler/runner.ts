@@ -23,10 +23,10 @@ import { PassLoop } from '../store/pass-loop.ts';
 import type { ReadTx, Store, StoreEvent } from '../store/store.ts';
 import { isTerminalTaskState, taskStateRank } from '../../api/objects.ts';
 import type { Frozen, Node, Service, Task } from '../../api/objects.ts';
-import { DEFAULT_FAILURE_WINDOW_MS, PlacementState, schedule } from './scheduler.ts';
+import { DEFAULT_FAILURE_WINDOW_MS, PlacementState, nodeLayout, schedule } from './scheduler.ts';
 import { PlacedTally } from './tally.ts';
 import type { PlacedTotals } from './tally.ts';
-import type { HostPort, PendingGroup, PlacedTask, SchedNode, SchedulerInput, SchedulerOptions, TaskFailure } from './scheduler.ts';
+import type { HostPort, NodeLayout, PendingGroup, PlacedTask, SchedNode, SchedulerInput, SchedulerOptions, TaskFailure } from './scheduler.ts';
 
 /** status.message of a task the scheduler assigned. */
 export const ASSIGNED_MESSAGE = 'scheduler assigned task to node';
@@ -112,22 +112,23 @@ export function toSchedNode(n: Frozen<Node>): SchedNode {
 }
 
 /**
- * The nodes of the last pass: while the store lists the same node objects, the same array goes to the
- * core, which keeps its sorted layout for it (scheduler.ts, layoutOf). Converting and sorting 5,000 nodes
- * on every pass was a sixth of a rolling update's leader CPU beside 150,000 tasks (bench:scale profile).
+ * The nodes of the last pass and their layout (scheduler.ts, nodeLayout): while the store lists the same
+ * node objects, the layout is not made again.
  */
 export interface NodesMemo {
   frozen: readonly Frozen<Node>[];
-  sched: readonly SchedNode[];
+  nodes: readonly SchedNode[];
+  layout: NodeLayout;
 }
 
-function schedNodesOf(tx: ReadTx, memo?: { last: NodesMemo | null }): readonly SchedNode[] {
+function schedNodesOf(tx: ReadTx, memo?: { last: NodesMemo | null }): { nodes: readonly SchedNode[]; layout?: NodeLayout } {
   const frozen = tx.list('node');
   const last = memo?.last;
-  if (last && last.frozen.length === frozen.length && last.frozen.every((n, i) => n === frozen[i])) return last.sched;
-  const sched = frozen.map(toSchedNode);
-  if (memo) memo.last = { frozen, sched };
-  return sched;
+  if (last && last.frozen.length === frozen.length && last.frozen.every((n, i) => n === frozen[i])) return last;
+  const nodes = frozen.map(toSchedNode);
+  if (!memo) return { nodes };
+  memo.last = { frozen, nodes, layout: nodeLayout(nodes) };
+  return memo.last;
 }
 
 function convertNode(n: Frozen<Node>): SchedNode {
@@ -166,7 +167,7 @@ export function collectInput(
   kept?: KeptTasks,
   nodesMemo?: { last: NodesMemo | null },
 ): CollectedInput {
-  const nodes = schedNodesOf(tx, nodesMemo);
+  const { nodes, layout } = schedNodesOf(tx, nodesMemo);
   const ports = new Map<string, HostPort[]>();
   const portsOf = (serviceId: string): HostPort[] => {
     let p = ports.get(serviceId);
@@ -222,8 +223,8 @@ export function collectInput(
   }
   const input: SchedulerInput =
     kept !== undefined
-      ? { nodes, placed: kept.tally, servicePorts, groups: [...groups.values()], failures, now }
-      : { nodes, tasks: placed, groups: [...groups.values()], failures, now };
+      ? { nodes, layout, placed: kept.tally, servicePorts, groups: [...groups.values()], failures, now }
+      : { nodes, layout, tasks: placed, groups: [...groups.values()], failures, now };
   return { input, pending, index: tx.index };
 }
 
@@ -284,14 +285,14 @@ export class SchedulerRunner {
   private unwatch: (() => void) | null = null;
   /** Index of the view the last pass read: events up to it were taken into account. */
   private seenIndex = 0;
+  /** The nodes of the last pass (collectInput). */
+  private readonly nodesMemo: { last: NodesMemo | null } = { last: null };
   /**
    * Placed and schedulable tasks, kept from the store's events (KeptTasks). Exact at the start of every
    * pass: the store delivers a transaction's events from a microtask, all of them before any timer runs,
    * and a pass starts from a timer. null until the first pass reads them all, and again after the watch
    * closed (overflow, snapshot installed).
    */
-  /** The nodes of the last pass (collectInput). */
-  private readonly nodesMemo: { last: NodesMemo | null } = { last: null };
   private kept: {
     placed: Map<string, PlacedTask>;
     tally: PlacedTally;

@@ -88,6 +88,8 @@ export interface TaskFailure {
 
 export interface SchedulerInput {
   nodes: readonly SchedNode[];
+  /** nodeLayout(nodes), when the caller keeps it between passes (computed here otherwise). */
+  layout?: NodeLayout | undefined;
   /** Tasks assigned to a node and not terminal. Ignored when `placed` is given. */
   tasks?: readonly PlacedTask[] | undefined;
   /**
@@ -277,28 +279,19 @@ interface Group {
 const Verdict = { Pass: 0, Capacity: 1, Static: 2 } as const;
 type Verdict = (typeof Verdict)[keyof typeof Verdict];
 
-/**
- * The cluster as the scheduler tracks it while placing: per node, tasks in total, free resources and
- * host ports in use; per service, tasks per node. `schedule()` is `new PlacementState(input)` plus one
- * `placeGroup()` per group, in order; each placement updates the state, so later groups see it. The
- * bench times placeGroup() on its own (one batch).
- */
-/** The nodes of a pass, without duplicates, sorted by id, and where each is in that order. */
-interface NodeLayout {
+/** The nodes of a pass, without duplicates, sorted by id (the final tie-break), and where each is. */
+export interface NodeLayout {
   nodes: readonly SchedNode[];
   index: ReadonlyMap<string, number>;
 }
 
 /**
- * The layout of a nodes array, kept while the array is: the runner passes the same array from pass to pass
- * while no node changed (collectInput), and deduplicating, sorting and indexing 5,000 nodes was half of
- * each pass's setup in a rolling update beside 150,000 tasks (bench:scale profile).
+ * Lays out a pass's nodes: O(n log n). The runner keeps the layout while no node changes (collectInput)
+ * and passes it as SchedulerInput.layout: deduplicating, sorting and indexing 5,000 nodes on every pass,
+ * with converting them, was most of each pass's setup in a rolling update beside 150,000 tasks (8.5 of
+ * the leader's 49 busy seconds with the per-service counts; bench:scale profile).
  */
-const layouts = new WeakMap<readonly SchedNode[], NodeLayout>();
-
-function layoutOf(input: readonly SchedNode[]): NodeLayout {
-  const kept = layouts.get(input);
-  if (kept !== undefined) return kept;
+export function nodeLayout(input: readonly SchedNode[]): NodeLayout {
   const seen = new Set<string>();
   const nodes: SchedNode[] = [];
   for (const n of input) {
@@ -311,11 +304,15 @@ function layoutOf(input: readonly SchedNode[]): NodeLayout {
   nodes.forEach((n, i) => {
     index.set(n.id, i);
   });
-  const layout = { nodes, index };
-  layouts.set(input, layout);
-  return layout;
+  return { nodes, index };
 }
 
+/**
+ * The cluster as the scheduler tracks it while placing: per node, tasks in total, free resources and
+ * host ports in use; per service, tasks per node. `schedule()` is `new PlacementState(input)` plus one
+ * `placeGroup()` per group, in order; each placement updates the state, so later groups see it. The
+ * bench times placeGroup() on its own (one batch).
+ */
 export class PlacementState {
   /** Nodes sorted by id: the index into this array is the final tie-break. */
   readonly nodes: readonly SchedNode[];
@@ -340,8 +337,8 @@ export class PlacementState {
   /** Node ranking: penalty, tasks of this service, tasks in total, id. */
   private readonly nodeLess: (x: number, y: number) => boolean;
 
-  constructor(input: Pick<SchedulerInput, 'nodes' | 'tasks' | 'placed' | 'servicePorts' | 'failures' | 'now'>, opts: SchedulerOptions = {}) {
-    const layout = layoutOf(input.nodes);
+  constructor(input: Pick<SchedulerInput, 'nodes' | 'layout' | 'tasks' | 'placed' | 'servicePorts' | 'failures' | 'now'>, opts: SchedulerOptions = {}) {
+    const layout = input.layout ?? nodeLayout(input.nodes);
     const nodes = layout.nodes;
     this.nodes = nodes;
     this.index = layout.index;

@@ -4,7 +4,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ASSIGNED_MESSAGE, SchedulerRunner, collectInput } from '../../manager/scheduler/runner.ts';
-import type { PassInfo, SchedulerRunnerOptions } from '../../manager/scheduler/runner.ts';
+import type { NodesMemo, PassInfo, SchedulerRunnerOptions } from '../../manager/scheduler/runner.ts';
 import { Store } from '../../manager/store/store.ts';
 import type { Draft, Frozen, Node, Service, Task, TaskState, TaskTemplate } from '../../api/objects.ts';
 
@@ -276,12 +276,21 @@ test('runner: collectInput groups by service version and counts placed tasks wit
 test('runner: collectInput hands the core the same nodes array while no node changed, a new one after', async () => {
   const store = new Store({});
   await create(store, [nodeObj('n2'), nodeObj('n1'), serviceObj('s'), taskObj('q1', 's')]);
-  const memo = { last: null };
-  const read = () => store.view((tx) => collectInput(tx, [], 0, undefined, memo)).input.nodes;
+  const memo: { last: NodesMemo | null } = { last: null };
+  const input = () => store.view((tx) => collectInput(tx, [], 0, undefined, memo)).input;
+  const read = () => input().nodes;
   const a = read();
+  const layout = input().layout;
+  assert.ok(layout !== undefined);
+  assert.deepEqual(
+    layout.nodes.map((n) => n.id),
+    ['n1', 'n2'],
+    'sorted by id for the core',
+  );
   await create(store, [taskObj('q2', 's')]);
   const b = read();
   assert.equal(b, a, 'a task changed, no node did: the same array (the core keeps its sorted layout for it)');
+  assert.equal(input().layout, layout, 'and the same layout');
   await store.update((tx) => tx.modify('node', 'n1', (d) => void (d.spec.labels['zone'] = 'eu')));
   const c = read();
   assert.notEqual(c, a);
@@ -292,6 +301,7 @@ test('runner: collectInput hands the core the same nodes array while no node cha
     a.find((n) => n.id === 'n2'),
   );
   assert.equal(read(), c, 'kept again from the new list on');
+  assert.notEqual(input().layout, layout, 'the layout made again after the node changed');
 });
 
 test('runner: stop() ends scheduling; start() again resumes', async () => {
