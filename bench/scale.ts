@@ -70,9 +70,15 @@ const DEMOTE_AT_KILL = process.argv.includes('--demote-at-kill');
  * Stop after this phase ('join', 'create', 'rss', 'rolling update', 'node down', 'snapshot'): with
  * --profile, the leader then writes its profile at the teardown, which a leader killed -9 never does.
  */
+const PHASES = ['join', 'create', 'rss', 'rolling update', 'node down', 'snapshot', 'leader kill'];
 const UNTIL = (() => {
   const i = process.argv.indexOf('--until');
-  return i < 0 ? null : (process.argv[i + 1] ?? null);
+  if (i < 0) return null;
+  const v = process.argv[i + 1];
+  // A misspelt phase would run the whole bench (and kill the leader it was meant to profile).
+  if (v === undefined || !PHASES.includes(v))
+    throw new Error(`--until wants one of ${PHASES.map((p) => `'${p}'`).join(', ')}, got ${v === undefined ? 'nothing' : `'${v}'`}`);
+  return v;
 })();
 /** Also profile the farms (their profiles cost them CPU: at 1,000 nodes the joins then fall behind). */
 const PROFILE_FARMS = process.argv.includes('--profile-farms');
