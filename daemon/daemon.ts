@@ -139,8 +139,6 @@ export class Daemon {
 
   /** Counters of the secure port's guards (refused connections, destroyed upgrades), while a manager runs. */
   guardStats: GuardStats | null = null;
-  /** Agents' handshakes held on the secure port (handshake-admission.ts), while a manager runs. */
-  admissionStats: AdmissionStats | null = null;
   private stopAdmission: (() => void) | null = null;
 
   async start(): Promise<void> {
@@ -631,7 +629,6 @@ export class Daemon {
     // node's reconnect at once).
     const admission = new Admission<TLSSocket>();
     const held = sniAdmission(admission);
-    this.admissionStats = admission.stats;
     this.stopAdmission = this.logAdmission(admission.stats);
     this.secure = createHttpsServer(
       { ...creds, requestCert: true, rejectUnauthorized: false, ...serverOptions(limits), SNICallback: held.SNICallback },
