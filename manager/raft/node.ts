@@ -61,6 +61,7 @@ import type { PersistBatch, RaftStorage } from './storage.ts';
 import type { RaftTransport } from './transport.ts';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Snapshot, SnapshotMeta } from './types.ts';
 import { emptyConf } from './types.ts';
+import { Slicer } from './slices.ts';
 
 export { NotLeaderError, ProposalRejectedError };
 
@@ -340,15 +341,6 @@ interface ReadBatch {
   waiters: ReadWaiter[];
   since: number;
 }
-
-/**
- * How long a snapshot taken in steps may hold the event loop before it gives others a turn (ms): below what
- * one orchestrator pass over 150,000 slots holds (47 ms), and well below a heartbeat interval. Each turn
- * it gives up costs it the other work of that turn: with 20 ms slices bench:scale printed 3.05-3.10 s for
- * a 150,000-task snapshot of 0.8-0.9 s of work and a 1.2-1.3 s file stage, so ≈ 1 s of waiting over its
- * ≈ 45 turns (derived from those totals, ≈ 20 ms a turn).
- */
-export const SNAPSHOT_SLICE_MS = 40;
 
 const EARLY_TYPES = new Set<Message['type']>(['app', 'heartbeat', 'snap']);
 
@@ -1074,31 +1066,28 @@ export class RaftNode {
     members: Record<NodeId, string>,
     t0: number,
   ): Promise<void> {
-    let longest = 0;
+    const slices = new Slicer();
     let work = 0;
-    let parts: Uint8Array[] | null = null;
-    while (parts === null) {
-      // Steps run until the slice is used, then the loop gets a turn: with one step (≈ 6 ms) per turn, a
-      // busy leader's 150,000-task snapshot spent ≈ 3 s of its 4.6-6.8 s waiting for ≈ 150 turns
-      // (bench:scale's printed totals).
+    let parts: Uint8Array[];
+    for (;;) {
       const s0 = performance.now();
-      let d = 0;
-      do {
-        const r = steps.next();
-        if (r.done) parts = r.value;
-        d = performance.now() - s0;
-      } while (parts === null && d < SNAPSHOT_SLICE_MS);
-      longest = Math.max(longest, d);
-      work += d;
-      if (parts !== null) break;
-      await new Promise((resolve) => setImmediate(resolve));
-      if (this.halted) return;
+      const r = steps.next();
+      work += performance.now() - s0;
+      if (r.done) {
+        parts = r.value;
+        break;
+      }
+      const turn = slices.next();
+      if (turn !== undefined) {
+        await turn;
+        if (this.halted) return;
+      }
     }
     const s0 = performance.now();
     const snap: Snapshot = { meta, data: wrapSnapshotParts(members, parts) };
-    const d = performance.now() - s0;
-    longest = Math.max(longest, d);
-    work += d;
+    work += performance.now() - s0;
+    slices.end();
+    const longest = slices.longestMs;
     const f0 = performance.now();
     await this.storage.prepareSnapshot!(snap);
     if (this.halted) return;
