@@ -29,7 +29,7 @@ import { reconcileReplicated, reconcileReplicatedSlots, replicasOf, warmSlots } 
 import { decisionsDifference, groupingDifference, sameNodes, SlotCache } from './slot-cache.ts';
 import { bySlotNumber, dirtyCheck } from './slots.ts';
 import { isFitPlacement } from './enforcer.ts';
-import { isStopEcho, modeOf, ms, stopDeadlineFrom, taskChangeMatters } from './types.ts';
+import { isStopEcho, modeOf, ms, stopDeadlineFrom, taskChange, updateSettled } from './types.ts';
 import { jsonEqual } from '../../api/objects.ts';
 import type { Decision, FNode, FService, FTask, OrchestratorTuning, ReconcileContext, ReconcileResult } from './types.ts';
 
@@ -401,7 +401,9 @@ export class Orchestrator {
         // (Only the orchestrator creates tasks, but another leader's orchestrator may have: those count.)
         if (ev.type === 'create' && this.ownCreates.delete(t.id)) return;
         if (ev.type === 'update' && old !== undefined) {
-          if (!taskChangeMatters(old, t)) return;
+          const change = taskChange(old, t);
+          if (change === 'no') return;
+          if (change === 'running' && updateSettled(this.store.view((tx) => tx.get('service', t.serviceId)))) return;
           const node = t.nodeId === undefined ? undefined : this.store.view((tx) => tx.get('node', t.nodeId!));
           if (isFitPlacement(old, t, node)) return;
           // Nor does the echo of a stop it wrote: the pass that wrote it armed the stop deadline (stopWakes).

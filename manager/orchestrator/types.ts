@@ -138,18 +138,41 @@ export function isRunning(t: FTask): boolean {
 }
 
 /**
- * Whether a task update can change what the orchestrator decides. Progress reported before 'running'
- * (new → pending by the allocator; assigned → accepted → preparing → starting by the node) cannot, for a
- * task desired to run on the same node and spec: the reconcile functions read only whether such a task
- * is assigned, running or finished. At scale these steps are most task events (4 or 5 per task started),
- * and each would otherwise cost a pass over every task of the service.
+ * Whether a task update can change what the orchestrator decides:
+ *   'yes'      a change of desire, node, slot or spec version, an end, or an assignment;
+ *   'running'  the task reached 'running' (or changed while running), and nothing above: this matters
+ *              only to a service whose update is not settled (updateSettled);
+ *   'no'       progress reported before 'running' (new → pending by the allocator; assigned → accepted →
+ *              preparing → starting by the node) of a task desired to run on the same node and spec.
+ * The reconcile functions read only whether such a task is assigned, running or finished, and 'running'
+ * only in the updater (its progress and monitoring) and in a slot whose old task retires once its
+ * replacement runs (a start-first update, which is not settled while such a slot exists). At scale these
+ * steps are most task events (5 or 6 per task started), and each would otherwise cost a pass over every
+ * task of the service: in the 150,000-replica create, the passes the 'running' reports started were 19
+ * of the leader's 125 busy seconds (docs/design/scale.md).
  */
-export function taskChangeMatters(old: FTask, t: FTask): boolean {
-  if (old.desiredState !== t.desiredState || old.nodeId !== t.nodeId || old.specVersion !== t.specVersion || old.slot !== t.slot) return true;
-  if (!wantsToRun(t) || isFinished(old) || isFinished(t)) return true;
+export function taskChange(old: FTask, t: FTask): 'yes' | 'running' | 'no' {
+  if (old.desiredState !== t.desiredState || old.nodeId !== t.nodeId || old.specVersion !== t.specVersion || old.slot !== t.slot) return 'yes';
+  if (!wantsToRun(t) || isFinished(old) || isFinished(t)) return 'yes';
   const a = taskStateRank(old.status.state);
   const b = taskStateRank(t.status.state);
-  return a >= R_RUNNING || b >= R_RUNNING || a >= R_ASSIGNED !== b >= R_ASSIGNED;
+  if (a >= R_ASSIGNED !== b >= R_ASSIGNED) return 'yes';
+  return a >= R_RUNNING || b >= R_RUNNING ? 'running' : 'no';
+}
+
+/** taskChange for a service whose update is not settled (or not known): 'running' counts. */
+export function taskChangeMatters(old: FTask, t: FTask): boolean {
+  return taskChange(old, t) !== 'no';
+}
+
+/**
+ * Is the service's update settled: none ever started, or the last one (or its rollback) completed? While
+ * it is updating, paused or rolling back, its tasks reaching 'running' may move it on (taskChange).
+ */
+export function updateSettled(s: FService | undefined): boolean {
+  if (s === undefined) return false;
+  const st = s.updateStatus?.state;
+  return st === undefined || st === 'completed' || st === 'rollback_completed';
 }
 
 /**

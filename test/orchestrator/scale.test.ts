@@ -1,11 +1,12 @@
 // What keeps the orchestrator's cost down at scale (docs/design/scale.md): task progress before
-// 'running' does not start a pass (taskChangeMatters), a scale-up larger than one transaction is
+// 'running' does not start a pass (taskChange), nor does 'running' itself while the service's update is
+// settled (updateSettled), a scale-up larger than one transaction is
 // written by one pass in several transactions, and a leftover write stops when the service changed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store } from '../../manager/store/store.ts';
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';
-import { taskChangeMatters } from '../../manager/orchestrator/types.ts';
+import { taskChange, taskChangeMatters, updateSettled } from '../../manager/orchestrator/types.ts';
 import { dirtyCheck } from '../../manager/orchestrator/slots.ts';
 import type { FTask } from '../../manager/orchestrator/types.ts';
 import type { TaskState } from '../../api/objects.ts';
@@ -62,32 +63,60 @@ function countPasses(store: Store): { passes: number } {
   return c;
 }
 
-test("a node's progress reports before running start no pass; running does", async () => {
+test("'running' matters only to a service whose update is not settled", () => {
+  assert.equal(taskChange(task('starting'), task('running')), 'running');
+  assert.equal(taskChange(task('running'), task('running', { status: { state: 'running', timestamp: 'later', message: 'healthy' } })), 'running');
+  assert.equal(taskChange(task('assigned'), task('accepted')), 'no');
+  assert.equal(taskChange(task('running'), task('failed')), 'yes', 'an end is never only running');
+  assert.equal(taskChange(task('starting'), task('running', { desiredState: 'shutdown' })), 'yes', 'nor a change of desire');
+  const svc = (state?: string) => ({ id: 's1', updateStatus: state === undefined ? undefined : { state } }) as never;
+  assert.equal(updateSettled(svc()), true, 'never updated');
+  assert.equal(updateSettled(svc('completed')), true);
+  assert.equal(updateSettled(svc('rollback_completed')), true);
+  for (const st of ['updating', 'paused', 'rollback_started', 'rollback_paused']) assert.equal(updateSettled(svc(st)), false, st);
+  assert.equal(updateSettled(undefined), false, 'a service not known: counts');
+});
+
+test("a node's progress reports start no pass, nor does running unless the service is updating", async () => {
   const h = new Harness();
   await h.addNode('n1');
-  await h.createService('web', { mode: { replicated: { replicas: 2 } } });
+  await h.createService('web', { mode: { replicated: { replicas: 2 } }, update: { parallelism: 1, order: 'start-first', monitorMs: 0 } });
   await h.orch.idle();
   const c = countPasses(h.store);
-  const [t] = h.tasks('web');
-  const step = async (state: TaskState, nodeId?: string) => {
+  const step = async (id: string, state: TaskState, nodeId?: string) => {
     await h.store.update((tx) => {
-      tx.modify('task', t!.id, (x) => {
+      tx.modify('task', id, (x) => {
         if (nodeId !== undefined) x.nodeId = nodeId;
         x.status = { state, timestamp: h.clock.iso(), message: state };
       });
     });
     await h.orch.idle();
   };
-  await step('pending');
+  const [t] = h.tasks('web');
+  await step(t!.id, 'pending');
   assert.equal(c.passes, 0, 'new -> pending');
-  await step('assigned', 'n1');
+  await step(t!.id, 'assigned', 'n1');
   assert.equal(c.passes, 0, 'pending -> assigned on a node that can keep it: no pass');
-  await step('accepted');
-  await step('preparing');
-  await step('starting');
+  await step(t!.id, 'accepted');
+  await step(t!.id, 'preparing');
+  await step(t!.id, 'starting');
   assert.equal(c.passes, 0, 'accepted, preparing, starting: no pass');
-  await step('running');
-  assert.equal(c.passes, 1, 'running is a pass');
+  await step(t!.id, 'running');
+  assert.equal(c.passes, 0, 'running, with no update under way: no pass');
+
+  // An update under way (start-first, so that the old task waits for its replacement to run).
+  await h.settle();
+  await h.updateService('web', (s) => void (s.task.image = 'busybox:2'));
+  await h.orch.idle();
+  const fresh = h.tasks('web').filter((x) => x.specVersion === 2 && x.desiredState === 'running');
+  assert.equal(fresh.length, 1, 'one slot at a time');
+  for (const st of ['pending', 'assigned', 'accepted', 'starting'] as const) await step(fresh[0]!.id, st, st === 'assigned' ? 'n1' : undefined);
+  const before = c.passes;
+  await step(fresh[0]!.id, 'running');
+  assert.ok(c.passes > before, 'running while updating is a pass');
+  const old = h.task(h.tasks('web').find((x) => x.specVersion === 1 && x.slot === fresh[0]!.slot)!.id)!;
+  assert.equal(old.desiredState, 'shutdown', 'and the old task of its slot retires');
+  assert.equal(h.tasks('web').filter((x) => x.specVersion === 2 && x.desiredState === 'running').length, 2, 'the next slot starts');
   h.orch.stop();
 });
 
