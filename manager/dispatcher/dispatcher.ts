@@ -32,7 +32,7 @@ import { DISPATCHER_PATH, type ManagerAddr, type ManagerToAgent } from '../../ap
 import { StatusQueue } from './status-queue.ts';
 import { DispatcherCounters, type DispatcherStats } from './stats.ts';
 import { planFileMessages } from './secret-delivery.ts';
-import { planAssignments, type SentTask } from './assignments.ts';
+import { assignmentChanged, liveOnNode, onlyEnded, planAssignments, type SentTask } from './assignments.ts';
 import type { KeyRing } from '../keys/keyring.ts';
 import { NodeBatch } from './node-batch.ts';
 import { validateAgentMessage, type InboundMessage, type StatusMessage, type UsageMessage } from './validate.ts';
@@ -1047,50 +1047,6 @@ export class Dispatcher {
 }
 
 type TaskStatusUpdateOf = StatusMessage['updates'][number];
-
-/** Equal as JSON (objects decoded from the log are new objects even when unchanged). */
-function sameJson(a: unknown, b: unknown): boolean {
-  return a === b || JSON.stringify(a) === JSON.stringify(b);
-}
-
-/** Live on its node: assigned (or further) and not finished. */
-function liveOnNode(state: Task['status']['state']): boolean {
-  return taskStateRank(state) >= taskStateRank('assigned') && !isTerminalTaskState(state);
-}
-
-/**
- * Is the only change to the node's set that the task ended (its state became terminal, as the node
- * reported, or orphaned because the node is gone; node, desired state, spec, networks and slot
- * unchanged)? The node knows it already, or cannot hear it.
- */
-export function onlyEnded(old: Task, t: Task): boolean {
-  return (
-    liveOnNode(old.status.state) &&
-    !liveOnNode(t.status.state) &&
-    isTerminalTaskState(t.status.state) &&
-    old.nodeId === t.nodeId &&
-    old.desiredState === t.desiredState &&
-    old.slot === t.slot &&
-    sameJson(old.spec, t.spec) &&
-    sameJson(old.networks, t.networks)
-  );
-}
-
-/**
- * Whether a task update changes what its node is told (TaskAssignment): the node, the desired state,
- * the spec or networks, or whether it is live on the node at all. A forward step between live states
- * (the node's own report) does not.
- */
-export function assignmentChanged(old: Task, t: Task): boolean {
-  return (
-    old.nodeId !== t.nodeId ||
-    old.desiredState !== t.desiredState ||
-    !sameJson(old.spec, t.spec) ||
-    !sameJson(old.networks, t.networks) ||
-    old.slot !== t.slot ||
-    liveOnNode(old.status.state) !== liveOnNode(t.status.state)
-  );
-}
 
 /** Hands a node's answer to a logs/exec request to RemoteCalls, which checks it against its request. */
 export function routeRemote(remote: RemoteCalls, nodeId: string, m: RemoteMessage): void {

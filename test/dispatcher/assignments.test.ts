@@ -1,11 +1,10 @@
-// Which task updates the dispatcher pushes to the task's node (manager/dispatcher/dispatcher.ts
+// Which task updates the dispatcher pushes to the task's node (manager/dispatcher/assignments.ts
 // assignmentChanged): the node's own status reports between live states are not echoed back; anything
 // that changes what the node must run is. And what a session is told of them (assignments.ts): a full
 // set first, then changes only.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assignmentChanged, onlyEnded } from '../../manager/dispatcher/dispatcher.ts';
-import { assignmentOf, planAssignments } from '../../manager/dispatcher/assignments.ts';
+import { assignmentChanged, assignmentOf, onlyEnded, planAssignments } from '../../manager/dispatcher/assignments.ts';
 import type { Task } from '../../api/objects.ts';
 
 const base = {
@@ -41,6 +40,8 @@ test('anything the node must act on is pushed', () => {
   assert.equal(assignmentChanged(base, with_({ nodeId: 'n2' })), true, 'moved');
   assert.equal(assignmentChanged(base, { ...base, spec: { image: 'busybox:v2' } } as unknown as Task), true, 'spec');
   assert.equal(assignmentChanged(base, with_({ networks: [{ networkId: 'x', addresses: ['10.0.0.2/24'] }] as unknown as Task['networks'] })), true, 'networks');
+  assert.equal(assignmentChanged(base, with_({ slot: 2 })), true, 'slot');
+  assert.equal(assignmentChanged(base, with_({ serviceAnnotations: { name: 'web2', labels: {} } })), true, 'service name');
 });
 
 test('onlyEnded: the node reported the end of a task it runs, and nothing else changed (sent later)', () => {
@@ -105,4 +106,27 @@ test('planAssignments: a stop held for the drain and then released is sent again
   // What a change says of a task is exactly what a full set says of it.
   assert.deepEqual(m.set, [assignmentOf(t, 'shutdown')]);
   assert.deepEqual(m.set, (planAssignments(null, [{ task: t, desired: 'shutdown' }]).message as { tasks: unknown[] }).tasks);
+});
+
+test("planAssignments: a task the node reported on since is not sent again with the node's next change", () => {
+  const a = frozen('a');
+  const first = planAssignments(null, [{ task: a, desired: 'running' }]);
+  // The node reported a's progress (new stored objects, same assignment); then it got a new task b.
+  const aRunning = frozen('a', { status: { ...base.status, state: 'running' } });
+  const b = frozen('b');
+  const next = planAssignments(first.next, [
+    { task: aRunning, desired: 'running' },
+    { task: b, desired: 'running' },
+  ]);
+  assert.deepEqual(ids((next.message as { set: { id: string }[] }).set), ['b'], 'only the new task');
+  assert.equal(next.next.get('a')!.obj, aRunning, 'kept as last stored, so a later change compares with it');
+  // A later change to a (told to stop) goes out, with the state the managers recorded.
+  const aStop = frozen('a', { desiredState: 'shutdown', status: { ...base.status, state: 'running' } });
+  const stop = planAssignments(next.next, [
+    { task: aStop, desired: 'shutdown' },
+    { task: b, desired: 'running' },
+  ]);
+  assert.deepEqual((stop.message as { set: unknown[] }).set, [assignmentOf(aStop, 'shutdown')]);
+  // A full set (a new session) carries every recorded state.
+  assert.equal((planAssignments(null, [{ task: aRunning, desired: 'running' }]).message as { tasks: { state: string }[] }).tasks[0]!.state, 'running');
 });
