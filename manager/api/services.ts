@@ -251,8 +251,7 @@ export function registerServiceRoutes<C>(r: Router<C>, d: ServiceApiDeps): void 
 }
 
 function replicaCounts(store: Store, s: Service): { running: number; desired: number | null } {
-  const tasks = store.view((tx) => tx.tasksByService(s.id)) as Task[];
-  const running = tasks.filter((t) => t.status.state === 'running' && t.desiredState === 'running').length;
+  const running = store.view((tx) => tx.runningTasks(s.id));
   const m = s.spec.mode;
   const desired = 'replicated' in m ? m.replicated.replicas : 'replicatedJob' in m ? m.replicatedJob.totalCompletions : null;
   return { running, desired };

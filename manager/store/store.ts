@@ -161,6 +161,11 @@ export interface ReadTx {
   tasksBySlot(serviceId: string, slot: number): Frozen<Task>[];
   /** How many objects of a kind there are (a write transaction counts its own creates and deletes). O(1). */
   count(kind: Kind): number;
+  /**
+   * How many tasks of a service are desired and reported running (what `service ls` shows). O(1) in a
+   * view; a write transaction with writes of its own counts the service's tasks.
+   */
+  runningTasks(serviceId: string): number;
 }
 
 type DraftOf<K extends Kind> = Draft<ObjectOf<K>>;
@@ -280,18 +285,30 @@ function nameOf(o: Obj): string | undefined {
   }
 }
 
+/** A task `runningTasks` counts: desired and reported running. */
+function countsAsRunning(t: Pick<Task, 'desiredState' | 'status'>): boolean {
+  return t.desiredState === 'running' && t.status.state === 'running';
+}
+
 /** Secondary indexes over a set of objects. */
 class Indexes {
   readonly names: Record<NamedKind, Multi> = { service: new Multi(), network: new Multi(), node: new Multi(), secret: new Multi(), config: new Multi() };
   readonly taskService = new Multi();
   readonly taskNode = new Multi();
   readonly taskSlot = new SlotIndex();
+  /**
+   * Per service, its tasks desired and reported running. `service ls` and `service inspect` show it, and
+   * counting it over the service's tasks on every call was 4.3 of the leader's 125 busy seconds while a
+   * client polled a 150,000-replica service every 500 ms (docs/design/scale.md).
+   */
+  readonly running = new Map<string, number>();
 
   add(o: Obj): void {
     if (o.kind === 'task') {
       this.taskService.add(o.serviceId, o.id);
       if (o.nodeId !== undefined) this.taskNode.add(o.nodeId, o.id);
       if (o.slot !== undefined) this.taskSlot.add(o.serviceId, o.slot, o.id);
+      if (countsAsRunning(o)) this.running.set(o.serviceId, (this.running.get(o.serviceId) ?? 0) + 1);
     } else if (o.kind !== 'cluster') {
       const n = nameOf(o);
       if (n !== undefined) this.names[o.kind].add(n, o.id);
@@ -303,6 +320,11 @@ class Indexes {
       this.taskService.remove(o.serviceId, o.id);
       if (o.nodeId !== undefined) this.taskNode.remove(o.nodeId, o.id);
       if (o.slot !== undefined) this.taskSlot.remove(o.serviceId, o.slot, o.id);
+      if (countsAsRunning(o)) {
+        const n = (this.running.get(o.serviceId) ?? 0) - 1;
+        if (n > 0) this.running.set(o.serviceId, n);
+        else this.running.delete(o.serviceId);
+      }
     } else if (o.kind !== 'cluster') {
       const n = nameOf(o);
       if (n !== undefined) this.names[o.kind].remove(n, o.id);
@@ -474,6 +496,13 @@ class View implements ReadTx {
 
   tasksBySlot(serviceId: string, slot: number): Frozen<Task>[] {
     return this.lookup('task', (ix) => ix.taskSlot.get(serviceId, slot)) as Frozen<Task>[];
+  }
+
+  runningTasks(serviceId: string): number {
+    if (this.ov === null || this.ov.recs.size === 0) return this.state.idx.running.get(serviceId) ?? 0;
+    let n = 0;
+    for (const t of this.tasksByService(serviceId)) if (countsAsRunning(t)) n++;
+    return n;
   }
 
   count(kind: Kind): number {

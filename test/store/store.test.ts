@@ -201,6 +201,8 @@ function checkIndexes(s: Store): void {
       assert.deepEqual(ids(tx.tasksBySlot(svc!, Number(slot))), v.sort(), `tasksBySlot(${k})`);
     }
     for (const svc of tx.list('service')) {
+      const running = tasks.filter((t) => t.serviceId === svc.id && t.desiredState === 'running' && t.status.state === 'running').length;
+      assert.equal(tx.runningTasks(svc.id), running, `runningTasks(${svc.id})`);
       assert.equal(tx.byName('service', svc.spec.name)?.id, svc.id);
       assert.equal(tx.byName('service', svc.spec.name.toUpperCase())?.id, svc.id);
       if (!byService.has(svc.id)) assert.deepEqual(tx.tasksByService(svc.id), []);
@@ -1434,4 +1436,46 @@ test('secondary indexes follow tasks moving between nodes and slots, deletes and
   // The name is free again.
   await s.update((tx) => void tx.create(service('s3', 'web')));
   assert.equal(s.view((tx) => tx.byName('service', 'web'))?.id, 's3');
+});
+
+test("runningTasks: follows state and desire, counts a transaction's own writes, survives a restore", async () => {
+  const s = new Store({ now: clock() });
+  await s.update((tx) => {
+    tx.create(cluster());
+    tx.create(node('n1', 'h1'));
+    tx.create(service('s1', 'web', 3));
+    tx.create(service('s2', 'api', 1));
+    for (const id of ['a', 'b', 'c']) tx.create(task(id, 's1', 1, 'n1'));
+    tx.create(task('d', 's2', 1, 'n1'));
+  });
+  const setState = (id: string, state: Task['status']['state'], desiredState?: Task['desiredState']) =>
+    s.update((tx) =>
+      tx.modify('task', id, (t) => {
+        t.status = { ...t.status, state };
+        if (desiredState) t.desiredState = desiredState;
+      }),
+    );
+  const running = (id: string) => s.view((tx) => tx.runningTasks(id));
+  assert.equal(running('s1'), 0);
+  for (const id of ['a', 'b', 'c', 'd']) await setState(id, 'running');
+  assert.deepEqual([running('s1'), running('s2'), running('nope')], [3, 1, 0]);
+  await setState('a', 'running', 'shutdown');
+  assert.equal(running('s1'), 2, 'told to stop: no longer counted');
+  await setState('b', 'failed');
+  assert.equal(running('s1'), 1, 'failed');
+  await s.update((tx) => tx.delete('task', 'c'));
+  assert.equal(running('s1'), 0, 'deleted');
+  checkIndexes(s);
+  // Inside a transaction, its own writes count.
+  await s.update((tx) => {
+    tx.modify('task', 'b', (t) => void (t.status = { ...t.status, state: 'running' }));
+    assert.equal(tx.runningTasks('s1'), 1);
+    tx.delete('task', 'd');
+    assert.equal(tx.runningTasks('s2'), 0);
+  });
+  assert.deepEqual([running('s1'), running('s2')], [1, 0]);
+  const r = new Store({ now: clock() });
+  r.restore(s.snapshot());
+  assert.deepEqual([r.view((tx) => tx.runningTasks('s1')), r.view((tx) => tx.runningTasks('s2'))], [1, 0], 'restored');
+  checkIndexes(r);
 });
