@@ -293,8 +293,10 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
   }
   const ingressState = ingress !== undefined ? nets.get(ingress.id) : undefined;
   const keptNodeAddr = new Map<string, string>();
+  // Sorted once for steps 2 and 5 (a pass per round of joins sorts every node).
+  const nodesInOrder = ingressState?.pool !== undefined ? sortByCreation(input.nodes) : [];
   if (ingressState?.pool !== undefined) {
-    for (const n of sortByCreation(input.nodes)) {
+    for (const n of nodesInOrder) {
       const a = (n.attachments ?? []).find((x) => x.networkId === ingressState.net.id);
       if (a !== undefined && ingressState.pool.claim(a.addr) === 'ok') keptNodeAddr.set(n.id, a.addr);
     }
@@ -330,7 +332,7 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
 
   // ---- 5. node addresses on the ingress network.
   if (ingressState?.pool !== undefined) {
-    for (const n of sortByCreation(input.nodes)) {
+    for (const n of nodesInOrder) {
       let addr = keptNodeAddr.get(n.id);
       if (addr === undefined) {
         const ip = ingressState.pool.allocate();
@@ -340,8 +342,10 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
         }
         addr = ingressState.pool.withPrefix(ip);
       }
-      const attachments: NodeNetworkAttachment[] = [{ networkId: ingressState.net.id, addr }];
-      if (!jsonEqual(n.attachments ?? [], attachments)) plan.nodes.push({ id: n.id, version: n.version, attachments });
+      const att = n.attachments;
+      // The one attachment it should have, and nothing else (what jsonEqual of the two lists would say).
+      const same = att !== undefined && att.length === 1 && att[0]!.networkId === ingressState.net.id && att[0]!.addr === addr && Object.keys(att[0]!).length === 2;
+      if (!same) plan.nodes.push({ id: n.id, version: n.version, attachments: [{ networkId: ingressState.net.id, addr }] });
     }
   } else {
     // No usable ingress network: addresses on a deleted one are stale.

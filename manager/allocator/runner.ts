@@ -31,6 +31,13 @@ import { jsonEqual } from '../../api/objects.ts';
 import type { AllocationPlan } from './allocator.ts';
 import { formatIp } from './ipam.ts';
 
+/**
+ * The longest a node that joined waits for the pass that gives it its ingress address: the joins of that
+ * time share the pass (a pass is O(nodes)). A task waiting to be allocated, or any other change, runs the
+ * pass at once as before.
+ */
+export const NODE_JOIN_GATHER_MS = 250;
+
 /** The routing-mesh network the allocator creates when there is none. */
 export const INGRESS_NETWORK = {
   name: 'ingress',
@@ -206,11 +213,16 @@ export class AllocatorRunner {
       else k.tasks.delete(t.id);
     }
     if (ev.index <= this.seenIndex) return;
-    if (this.relevant(ev)) this.loop.trigger();
+    const r = this.relevant(ev);
+    if (r === 'soon') this.loop.triggerLazy(NODE_JOIN_GATHER_MS);
+    else if (r) this.loop.trigger();
   }
 
-  /** Could this change make the allocator decide something new? */
-  private relevant(ev: StoreEvent): boolean {
+  /**
+   * Could this change make the allocator decide something new? 'soon' for a node that joined: it needs
+   * its ingress address, but the joins of NODE_JOIN_GATHER_MS share one pass (PassLoop.triggerLazy).
+   */
+  private relevant(ev: StoreEvent): boolean | 'soon' {
     switch (ev.kind) {
       case 'task': {
         const t = ev.object as Frozen<Task>;
@@ -238,6 +250,7 @@ export class AllocatorRunner {
       case 'node': {
         const n = ev.object as Frozen<Node>;
         const old = ev.old as Frozen<Node> | undefined;
+        if (ev.type === 'create') return 'soon';
         if (ev.type !== 'update' || old === undefined) return true;
         if (this.blocked && old.status.state !== n.status.state) return true;
         // Someone else rewrote the node without its attachments: give it its address back.

@@ -170,6 +170,37 @@ test('runner: creates the ingress network, allocates networks, endpoints, node a
   );
 });
 
+test('runner: nodes that join within the window share one pass; a task to allocate does not wait for it', async (t) => {
+  const h = harness();
+  t.after(() => h.runner.stop());
+  h.runner.start();
+  await h.done();
+  await create(h.store, [netObj('front'), serviceObj('web', { networks: ['front'] })]);
+  await h.done();
+  const before = h.passes.length;
+  // Twenty joins, one per event-loop turn, as a manager takes them.
+  for (let i = 0; i < 20; i++) {
+    await create(h.store, [nodeObj(`j${i}`)]);
+    await new Promise((r) => setImmediate(r));
+  }
+  await h.done();
+  const passes = h.passes.length - before;
+  assert.ok(passes <= 2, `20 joins took ${passes} passes (one per join before the gathering)`);
+  const addrs = h.store.view((tx) => tx.list('node').map((n) => n.attachments?.[0]?.addr));
+  assert.equal(addrs.filter((a) => a !== undefined).length, 20, 'every node has its ingress address');
+  assert.equal(new Set(addrs).size, 20, 'all different');
+
+  // A join, then a task at once: the task is allocated in the next turn, not after NODE_JOIN_GATHER_MS.
+  await create(h.store, [nodeObj('late')]);
+  const t0 = performance.now();
+  await create(h.store, [taskObj('t1', 'web', 1)]);
+  while (h.task('t1').status.state !== 'pending') await new Promise((r) => setTimeout(r, 2));
+  const waited = performance.now() - t0;
+  assert.ok(waited < 150, `the task waited ${waited.toFixed(0)} ms for its pass`);
+  await h.done();
+  assert.ok(h.store.view((tx) => tx.get('node', 'late'))!.attachments?.length, 'and the node that joined with it got its address');
+});
+
 test('runner: a task waits with the reason, and is allocated once the network appears or the port is freed', async (t) => {
   const h = harness();
   t.after(() => h.runner.stop());

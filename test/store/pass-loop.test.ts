@@ -65,3 +65,67 @@ test('pacingDelay: the next pass waits as long as the last one computed, counted
   assert.equal(pacingDelay(300, 400, 5, 2000), 5, 'never below the debounce');
   assert.equal(pacingDelay(9000, 0, 5, 2000), 2000, 'a very long pass waits at most the cap');
 });
+
+/** A loop counting its passes, with when each started. */
+function counting(): { loop: PassLoop; starts: number[] } {
+  const starts: number[] = [];
+  const loop = new PassLoop(
+    async () => {
+      starts.push(performance.now());
+      return 0;
+    },
+    { who: 'test', log: () => {} },
+  );
+  loop.start();
+  return { loop, starts };
+}
+
+test('lazy requests within the window share one pass, run no later than the window', async () => {
+  const { loop, starts } = counting();
+  const t0 = performance.now();
+  for (let i = 0; i < 10; i++) {
+    loop.triggerLazy(120);
+    await sleep(5);
+  }
+  await loop.idle();
+  loop.stop();
+  assert.equal(starts.length, 1, `ten lazy requests over ≈ 50 ms: ${starts.length} passes`);
+  const at = starts[0]! - t0;
+  assert.ok(at >= 110, `the pass ran ${at.toFixed(0)} ms after the first request (window 120 ms)`);
+});
+
+test('a request that cannot wait runs the pass at once, although a lazy one is pending', async () => {
+  const { loop, starts } = counting();
+  const t0 = performance.now();
+  loop.triggerLazy(2_000);
+  await sleep(10);
+  loop.trigger();
+  await loop.idle();
+  loop.stop();
+  assert.equal(starts.length, 1, 'one pass for both');
+  assert.ok(starts[0]! - t0 < 500, `the pass ran after ${(starts[0]! - t0).toFixed(0)} ms, not after the lazy window`);
+});
+
+test('a lazy request during a pass waits its window after it; a plain one would not', async () => {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const loop: PassLoop = new PassLoop(
+    async () => {
+      starts.push(performance.now());
+      if (starts.length === 1) {
+        loop.triggerLazy(150);
+        await sleep(5);
+      }
+      ends.push(performance.now());
+      return 0;
+    },
+    { who: 'test', log: () => {} },
+  );
+  loop.start();
+  loop.trigger();
+  await loop.idle();
+  loop.stop();
+  assert.equal(starts.length, 2, 'the lazy request made during the pass gave one more');
+  const gap = starts[1]! - ends[0]!;
+  assert.ok(gap >= 140, `the next pass waited ${gap.toFixed(0)} ms (window 150 ms)`);
+});
