@@ -441,7 +441,12 @@ export class Dispatcher {
       ...(news.reconnectSpreadMs > 0 ? { reconnectSpreadMs: news.reconnectSpreadMs } : {}),
     } satisfies ManagerToAgent);
     this.sentViews.delete(nodeId);
-    this.sendNetViews([nodeId]);
+    // A node with no task on a network (one that just joined) gets its view with the next round: the
+    // network index is O(cluster) to build, every join drops it, and building it for each hello while
+    // 5,000 nodes joined was 3.7 of the leader's 95 busy seconds. A node whose tasks need a view gets it
+    // now, before their assignments; so does every node while the index stands (after a change of leader).
+    if (this.netIdx !== undefined || this.hasNetworkedTasks(nodeId)) this.sendNetViews([nodeId]);
+    else this.markNetViews();
     this.sentFiles.delete(ns); // a welcome makes the agent forget its secrets and configs
     // and its assignments: the first set after a welcome is a full one.
     ns.takesChanges = features.includes('assignment-changes');
@@ -788,6 +793,11 @@ export class Dispatcher {
       this.sendNetViews([...this.sessions.keys()]);
       this.lastNetRoundMs = performance.now() - t0;
     }, delay);
+  }
+
+  /** Has the node a task on a network that is not finished (whose start or traffic needs its view)? */
+  private hasNetworkedTasks(nodeId: string): boolean {
+    return this.d.store.view((tx) => tx.tasksByNode(nodeId).some((t) => t.networks?.length > 0 && !isTerminalTaskState(t.status.state)));
   }
 
   /**

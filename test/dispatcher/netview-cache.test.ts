@@ -71,3 +71,41 @@ describe('network views from the cached index', () => {
     await until(() => [n1, n2, n3].every((n) => n.tasks().join() === 't2,t3,t4'), 'every node sees t2-t4');
   });
 });
+
+describe('the view at hello', () => {
+  let ca: TestCa;
+  let served: ServedDispatcher;
+  let store: Store;
+  const sockets: WebSocket[] = [];
+
+  before(async () => {
+    ca = makeTestCa();
+    // n1 runs a task on the network; n2 runs nothing (a node that just joined).
+    store = await storeOnNet1(ca, 2, [task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') })]);
+    ({ served } = await serveStoreDispatcher(store, ca));
+  });
+
+  after(async () => {
+    for (const ws of sockets) ws.terminate();
+    await served?.close();
+  });
+
+  async function kinds(id: string): Promise<string[]> {
+    const seen: string[] = [];
+    sockets.push(await openNodeSession(served, ca, id, (m) => seen.push(m.t)));
+    return seen;
+  }
+
+  it('a node without tasks on a network gets its view with the next round; one with such tasks before its assignments', async () => {
+    // No index is built yet (nothing asked for a view): n2's hello does not build one for itself.
+    const n2 = await kinds('n2');
+    await until(() => n2.includes('assignments'), 'n2 has its (empty) set');
+    await until(() => n2.includes('network'), 'n2 gets its view with the round');
+    // A change drops the index; n1's tasks need their view, and it comes first.
+    await store.update((tx) => void tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }) } as never));
+    const n1 = await kinds('n1');
+    await until(() => n1.includes('assignments'), 'n1 has its set');
+    const v = n1.indexOf('network');
+    if (v < 0 || v > n1.indexOf('assignments')) throw new Error(`n1 was sent ${n1.join(', ')}: its view must come before its assignments`);
+  });
+});
