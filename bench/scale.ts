@@ -306,6 +306,7 @@ async function main(): Promise<void> {
     await phase('create', async () => {
       const t = performance.now();
       const spec = { name: 'big', mode: { replicated: { replicas: TASKS } }, task: { image: 'busybox:latest' } };
+      const disp0 = await c.control('GET', '/v1/dispatcher/stats').catch(() => null);
       svcId = (await c.control('POST', '/v1/services', { spec })).id;
       let running = 0;
       await waitFor(
@@ -324,6 +325,13 @@ async function main(): Promise<void> {
       fig(`service create ${TASKS} replicas -> all running`, s(performance.now() - t), '<= 60 s');
       const cpu = await cpuSince();
       console.log(`  leader CPU during the create: ${cpu.toFixed(1)} s (${((cpu * 1e6) / TASKS).toFixed(0)} µs per task)${leaderNote}`);
+      const disp = await c.control('GET', '/v1/dispatcher/stats').catch(() => null);
+      if (disp?.leader && disp0?.leader) {
+        const sent = disp.assignments.changes - disp0.assignments.changes + disp.assignments.full - disp0.assignments.full;
+        console.log(
+          `  leader's dispatcher during the create: ${sent} assignment messages (${(sent / NODES).toFixed(1)} per node), ${disp.status.written - disp0.status.written} task states written, ${disp.messages.received - disp0.messages.received} messages received`,
+        );
+      }
     });
 
     await phase('rss', async () => {

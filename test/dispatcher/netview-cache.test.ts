@@ -9,37 +9,37 @@ import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import type { Store } from '../../manager/store/store.ts';
 import { task } from '../allocator/fixtures.ts';
 
-describe('network views from the cached index', () => {
-  let ca: TestCa;
-  let served: ServedDispatcher;
-  let store: Store;
-  const sockets: WebSocket[] = [];
-
+/**
+ * For a describe block: a leading dispatcher over a store of `nodes` nodes with `tasks` on net1, served
+ * before its tests and closed after them with the sessions they opened.
+ */
+function servedOnNet1(nodes: number, tasks: () => object[]): { ca: TestCa; served: ServedDispatcher; store: Store; sockets: WebSocket[] } {
+  const h = { sockets: [] as WebSocket[] } as { ca: TestCa; served: ServedDispatcher; store: Store; sockets: WebSocket[] };
   before(async () => {
-    ca = makeTestCa();
-    store = await storeOnNet1(
-      ca,
-      3,
-      // A node's view covers the networks its own tasks are on: one task each.
-      [
-        task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') }),
-        task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }),
-        task('t3', 'web', { state: 'running', nodeId: 'n3', slot: 3, networks: onNet1('10.0.1.7') }),
-      ],
-    );
-    ({ served } = await serveStoreDispatcher(store, ca));
+    h.ca = makeTestCa();
+    h.store = await storeOnNet1(h.ca, nodes, tasks());
+    ({ served: h.served } = await serveStoreDispatcher(h.store, h.ca));
   });
-
   after(async () => {
-    for (const ws of sockets) ws.terminate();
-    await served?.close();
+    for (const ws of h.sockets) ws.terminate();
+    await h.served?.close();
   });
+  return h;
+}
+
+describe('network views from the cached index', () => {
+  // A node's view covers the networks its own tasks are on: one task each.
+  const h = servedOnNet1(3, () => [
+    task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') }),
+    task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }),
+    task('t3', 'web', { state: 'running', nodeId: 'n3', slot: 3, networks: onNet1('10.0.1.7') }),
+  ]);
 
   /** A node's session: the views it was sent, newest last. */
   async function session(id: string) {
     const views: { endpoints?: { taskId?: string; addr?: string }[] }[] = [];
-    sockets.push(
-      await openNodeSession(served, ca, id, (m) => {
+    h.sockets.push(
+      await openNodeSession(h.served, h.ca, id, (m) => {
         if (m.t === 'network') views.push(m.view);
       }),
     );
@@ -55,7 +55,7 @@ describe('network views from the cached index', () => {
     await until(() => n2.tasks().join() === 't1,t2,t3', 'n2 sees t1-t3');
 
     // A change that alters views: a fourth task on the network.
-    await store.update((tx) => {
+    await h.store.update((tx) => {
       tx.create({ ...task('t4', 'web', { state: 'running', nodeId: 'n1', slot: 4, networks: onNet1('10.0.1.8') }) } as never);
     });
     // A node saying hello right after it must get the new view, not one from the index built before.
@@ -65,7 +65,7 @@ describe('network views from the cached index', () => {
     await until(() => n1.tasks().join() === 't1,t2,t3,t4' && n2.tasks().join() === 't1,t2,t3,t4', 'n1 and n2 see t4');
 
     // A removal too: t1 leaves the view of every node.
-    await store.update((tx) => {
+    await h.store.update((tx) => {
       tx.delete('task', 't1');
     });
     await until(() => [n1, n2, n3].every((n) => n.tasks().join() === 't2,t3,t4'), 'every node sees t2-t4');
@@ -73,26 +73,12 @@ describe('network views from the cached index', () => {
 });
 
 describe('the view at hello', () => {
-  let ca: TestCa;
-  let served: ServedDispatcher;
-  let store: Store;
-  const sockets: WebSocket[] = [];
-
-  before(async () => {
-    ca = makeTestCa();
-    // n1 runs a task on the network; n2 runs nothing (a node that just joined).
-    store = await storeOnNet1(ca, 2, [task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') })]);
-    ({ served } = await serveStoreDispatcher(store, ca));
-  });
-
-  after(async () => {
-    for (const ws of sockets) ws.terminate();
-    await served?.close();
-  });
+  // n1 runs a task on the network; n2 runs nothing (a node that just joined).
+  const h = servedOnNet1(2, () => [task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') })]);
 
   async function kinds(id: string): Promise<string[]> {
     const seen: string[] = [];
-    sockets.push(await openNodeSession(served, ca, id, (m) => seen.push(m.t)));
+    h.sockets.push(await openNodeSession(h.served, h.ca, id, (m) => seen.push(m.t)));
     return seen;
   }
 
@@ -102,7 +88,7 @@ describe('the view at hello', () => {
     await until(() => n2.includes('assignments'), 'n2 has its (empty) set');
     await until(() => n2.includes('network'), 'n2 gets its view with the round');
     // A change drops the index; n1's tasks need their view, and it comes first.
-    await store.update((tx) => void tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }) } as never));
+    await h.store.update((tx) => void tx.create({ ...task('t2', 'web', { state: 'running', nodeId: 'n2', slot: 2, networks: onNet1('10.0.1.6') }) } as never));
     const n1 = await kinds('n1');
     await until(() => n1.includes('assignments'), 'n1 has its set');
     const v = n1.indexOf('network');

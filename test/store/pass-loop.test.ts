@@ -7,18 +7,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PassLoop, pacingDelay } from '../../manager/store/pass-loop.ts';
 
 /**
- * Runs a loop whose first pass asks for `requests` more passes, then waits `waitMs` (its commit, say)
- * and reports `computedMs` (undefined: no compute figure, its wall time paces). Returns when each pass
- * started and ended.
+ * Runs a loop whose first pass asks for `requests` more passes (with `ask`: a plain trigger unless
+ * given), then waits `waitMs` (its commit, say) and reports `computedMs` (undefined: no compute figure,
+ * its wall time paces). Returns when each pass started and ended.
  */
-async function twoPasses(requests: number, waitMs: number, computedMs: number | undefined): Promise<{ starts: number[]; ends: number[] }> {
+async function twoPasses(
+  requests: number,
+  waitMs: number,
+  computedMs: number | undefined,
+  ask: (loop: PassLoop) => void = (loop) => loop.trigger(),
+): Promise<{ starts: number[]; ends: number[] }> {
   const starts: number[] = [];
   const ends: number[] = [];
   const loop: PassLoop = new PassLoop(
     async () => {
       starts.push(performance.now());
       if (starts.length === 1) {
-        for (let i = 0; i < requests; i++) loop.trigger();
+        for (let i = 0; i < requests; i++) ask(loop);
         if (waitMs > 0) await sleep(waitMs);
         ends.push(performance.now());
         return computedMs;
@@ -106,25 +111,8 @@ test('a request that cannot wait runs the pass at once, although a lazy one is p
   assert.ok(starts[0]! - t0 < 500, `the pass ran after ${(starts[0]! - t0).toFixed(0)} ms, not after the lazy window`);
 });
 
-test('a lazy request during a pass waits its window after it; a plain one would not', async () => {
-  const starts: number[] = [];
-  const ends: number[] = [];
-  const loop: PassLoop = new PassLoop(
-    async () => {
-      starts.push(performance.now());
-      if (starts.length === 1) {
-        loop.triggerLazy(150);
-        await sleep(5);
-      }
-      ends.push(performance.now());
-      return 0;
-    },
-    { who: 'test', log: () => {} },
-  );
-  loop.start();
-  loop.trigger();
-  await loop.idle();
-  loop.stop();
+test('a lazy request during a pass waits its window after it', async () => {
+  const { starts, ends } = await twoPasses(1, 5, 0, (loop) => loop.triggerLazy(150));
   assert.equal(starts.length, 2, 'the lazy request made during the pass gave one more');
   const gap = starts[1]! - ends[0]!;
   assert.ok(gap >= 140, `the next pass waited ${gap.toFixed(0)} ms (window 150 ms)`);
