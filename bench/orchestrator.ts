@@ -10,7 +10,7 @@
 //      median and p99 of CPU over 50 passes;
 //   3. a service's tasks read inside a store batch (as a pass reads them) against the same read in a
 //      plain view: the baseline, measured in the same run.
-// BENCH_ORCH_TASKS (default 10000) sets N.
+// BENCH_ORCH_TASKS (default 10000) sets N, BENCH_ORCH_NODES (default 200) the nodes.
 import { performance } from 'node:perf_hooks';
 import { Store } from '../manager/store/store.ts';
 import { Orchestrator } from '../manager/orchestrator/runner.ts';
@@ -23,7 +23,7 @@ import { testCluster } from '../test/helpers/cluster.ts';
 import { summarize } from './stats.ts';
 
 const N = Number(process.env.BENCH_ORCH_TASKS ?? 10_000);
-const NODES = 200;
+const NODES = Number(process.env.BENCH_ORCH_NODES ?? 200);
 const UPDATE = { parallelism: 100, delayMs: 0, failureAction: 'pause', monitorMs: 0, maxFailureRatio: 0, order: 'stop-first' } as const;
 const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -93,10 +93,13 @@ function simulateNodes(store: Store): void {
 
 async function rollingUpdate(): Promise<void> {
   const store = new Store();
-  await store.update((tx) => {
-    tx.create(testCluster() as never);
-    for (let i = 0; i < NODES; i++) tx.create(nodeDraft(i) as never);
-  });
+  await store.update((tx) => void tx.create(testCluster() as never));
+  // In transactions of 500 (a transaction is bounded in size; 5,000 nodes in one are over it).
+  for (let k = 0; k < NODES; k += 500) {
+    await store.update((tx) => {
+      for (let i = k; i < Math.min(NODES, k + 500); i++) tx.create(nodeDraft(i) as never);
+    });
+  }
   let batches = 0;
   const batch = store.batch.bind(store);
   store.batch = ((items, fn) => {

@@ -61,12 +61,19 @@ export function pickForRemoval(slots: readonly Slot[], count: number): Slot[] {
  * New tasks one pass creates at most, for scale-ups and repairs together (a rolling update's own batch
  * is bounded by its parallelism). A pass is one synchronous turn of the leader's event loop: creating
  * 150,000 replicas in one built every task object at once, 0.9-1.5 s with the garbage collection it
- * caused (bench:scale --profile, 1,000 nodes), longer than Raft's election timeout, so the leader lost
- * its term in pass after pass and the create never finished; replacing the tasks of many failed nodes
- * in one pass was 2 s (repairSlot → newTask). With the cap, 150,000 replicas at 1,000 nodes ran in
- * 74.5 s without a change of leader. The runner writes each pass's decisions in bounded transactions.
+ * caused (bench:scale --profile, 1,000 nodes), longer than Raft's election timeout then (1 s), so the
+ * leader lost its term in pass after pass and the create never finished; replacing the tasks of many
+ * failed nodes in one pass was 2 s (repairSlot → newTask). The runner writes each pass's decisions in
+ * bounded transactions.
+ *
+ * Why 20,000 and not the first cap's 5,000: a pass is mostly its sweep over the service's slots, not the
+ * tasks it creates, so 150,000 replicas in passes of 5,000 swept 150,000 slots 30 times. The create of
+ * `BENCH_ORCH_TASKS=150000 BENCH_ORCH_NODES=5000 npm run bench:orchestrator` went from 23.3 to
+ * 17.5-18.5 s with passes of 20,000, its reconciles from 6.1-6.5 to 2.2-2.5 s of CPU, the longest pass
+ * from 386-427 to 432-571 ms; the election timeout now grows with the replicas asked for
+ * (election-timing.ts).
  */
-export const MAX_NEW_TASKS_PER_PASS = 5_000;
+export const MAX_NEW_TASKS_PER_PASS = 20_000;
 
 export function reconcileReplicated(service: FService, tasks: readonly FTask[], ctx: ReconcileContext): ReconcileResult {
   const isDirty = dirtyCheck(service, ctx.nodes);

@@ -480,13 +480,14 @@ test('reconcileReplicated: a large scale-up is spread over passes, each asking t
 });
 
 test('reconcileReplicated: replacing the tasks of failed nodes shares the per-pass budget; the rest wait for the next pass', () => {
-  // 6,000 tasks on a node that is now down, 10 on a live one, and 10 replicas missing.
-  const want = 6_020;
+  // A thousand more tasks than the budget on a node that is now down, 10 on a live one, and 10 replicas missing.
+  const dead = MAX_NEW_TASKS_PER_PASS + 1_000;
+  const want = dead + 20;
   const svc = service({ mode: { replicated: { replicas: want } } });
   const nodes = [node('dead', { state: 'down' }), node('live')];
   const tasks = [
-    ...Array.from({ length: 6_000 }, (_, i) => task({ id: `d${i}`, slot: i + 1, nodeId: 'dead' })),
-    ...Array.from({ length: 10 }, (_, i) => task({ id: `l${i}`, slot: 6_001 + i, nodeId: 'live' })),
+    ...Array.from({ length: dead }, (_, i) => task({ id: `d${i}`, slot: i + 1, nodeId: 'dead' })),
+    ...Array.from({ length: 10 }, (_, i) => task({ id: `l${i}`, slot: dead + 1 + i, nodeId: 'live' })),
   ];
   const c = ctx(nodes);
   const r = reconcileReplicated(svc, tasks, c);
@@ -494,7 +495,7 @@ test('reconcileReplicated: replacing the tasks of failed nodes shares the per-pa
   const creates = actions.filter((a) => a.type === 'create') as { task: Task }[];
   assert.equal(creates.length, MAX_NEW_TASKS_PER_PASS, 'one budget for the pass');
   assert.ok(
-    creates.every((a) => a.task.slot! <= 6_000),
+    creates.every((a) => a.task.slot! <= dead),
     'repairs first, in slot order; no scale-up while the budget is spent',
   );
   // Every replacement stops its old task in the same decision; the deferred slots are untouched.
