@@ -499,6 +499,10 @@ export class SchedulerRunner {
     const decideMs = performance.now() - d0;
     const writes: Write[] = [];
     for (const a of result.assignments) writes.push({ taskId: a.taskId, version: snap.pending.get(a.taskId)!.version, nodeId: a.nodeId });
+    // By node: the pass's transactions (store.batch splits them by size) then hold all of a node's new
+    // tasks together, and the dispatcher tells each node about them in one message, not one per
+    // transaction (placement spreads consecutive tasks over different nodes).
+    writes.sort(byNode);
     let messages = 0;
     for (const u of result.unplaced) {
       const seen = snap.pending.get(u.taskId)!;
@@ -549,4 +553,11 @@ export class SchedulerRunner {
     this.opts.onPass?.(info);
     return computeMs;
   }
+}
+
+/** Assignments by node id (stable: a node's tasks keep the order they were placed in). */
+function byNode(a: { nodeId?: string }, b: { nodeId?: string }): number {
+  const x = a.nodeId ?? '';
+  const y = b.nodeId ?? '';
+  return x < y ? -1 : x > y ? 1 : 0;
 }

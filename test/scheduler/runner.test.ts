@@ -142,6 +142,32 @@ test('runner: pending tasks are assigned, spread, with state assigned and a mess
   );
 });
 
+test("runner: a pass writes each node's new tasks together (in node order), not spread across its transactions", async (t) => {
+  // Transactions of at most ≈ 1 KB: a pass's 12 assignments take several.
+  const h = harness({}, new Store({ maxTxBytes: 4_096 }));
+  t.after(() => h.runner.stop());
+  await create(h.store, [nodeObj('n1'), nodeObj('n2'), nodeObj('n3')]);
+  await create(
+    h.store,
+    Array.from({ length: 12 }, (_, i) => taskObj(`t${i}`, 's1', { slot: i + 1 })),
+  );
+  const order: { node: string; index: number }[] = [];
+  const stop = h.store.watch({ kinds: ['task'] }, (ev) => {
+    const x = ev.object as Task;
+    if (x.status.state === 'assigned') order.push({ node: x.nodeId!, index: ev.index });
+  });
+  t.after(stop);
+  h.runner.start();
+  await h.done();
+  assert.equal(order.length, 12);
+  assert.deepEqual(
+    order.map((o) => o.node),
+    [...order.map((o) => o.node)].sort(),
+    'assignments in node order (placement spread them n1, n2, n3, n1, ...)',
+  );
+  assert.ok(new Set(order.map((o) => o.index)).size > 1, 'over several transactions');
+});
+
 test('runner: an impossible constraint leaves the task pending with the reason, until a node gets the label', async (t) => {
   const h = harness();
   t.after(() => h.runner.stop());
