@@ -328,8 +328,11 @@ async function main(): Promise<void> {
       const disp = await c.control('GET', '/v1/dispatcher/stats').catch(() => null);
       if (disp?.leader && disp0?.leader) {
         const sent = disp.assignments.changes - disp0.assignments.changes + disp.assignments.full - disp0.assignments.full;
+        const a = disp.assignments;
+        const a0 = disp0.assignments;
+        const rounds = (a.rounds ?? 0) - (a0.rounds ?? 0);
         console.log(
-          `  leader's dispatcher during the create: ${sent} assignment messages (${(sent / NODES).toFixed(1)} per node), ${disp.status.written - disp0.status.written} task states written, ${disp.messages.received - disp0.messages.received} messages received`,
+          `  leader's dispatcher during the create: ${sent} assignment messages (${(sent / NODES).toFixed(1)} per node, ${((a.tasks - a0.tasks) / Math.max(1, sent)).toFixed(1)} tasks each) in ${rounds} rounds (the longest ${a.longestRoundMs} ms), ${disp.status.written - disp0.status.written} task states written, ${disp.messages.received - disp0.messages.received} messages received`,
         );
       }
     });

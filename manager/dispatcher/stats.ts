@@ -16,8 +16,11 @@ export interface DispatcherStats {
   status: { queued: number; written: number };
   /** Hellos that wrote the node, and hellos from a node already ready as described (no write). */
   hellos: { written: number; unchanged: number };
-  /** Assignment messages sent: full sets, and changes only (dispatcher/assignments.ts). */
-  assignments: { full: number; changes: number };
+  /**
+   * Assignment messages sent: full sets, and changes only (dispatcher/assignments.ts); the tasks they
+   * carried; the rounds that sent them, and the longest round.
+   */
+  assignments: { full: number; changes: number; tasks: number; rounds: number; longestRoundMs: number };
   sent: number;
   sendRefused: number;
   /** Stops held until every node had taken the task out of its tables (drain.ts). */
@@ -70,7 +73,7 @@ export class DispatcherCounters {
   private statusWritten = 0;
   private hellosWritten = 0;
   private hellosUnchanged = 0;
-  private readonly assignmentsSent = { full: 0, changes: 0 };
+  private readonly assignmentsSent = { full: 0, changes: 0, tasks: 0, rounds: 0, longestRoundMs: 0 };
   private readonly byType: Record<string, number> = {};
   /** Drops decided by the dispatcher itself (unknown task, stale state, full queue, failed write). */
   private readonly dispatcherDropped: Record<string, number> = {};
@@ -115,8 +118,16 @@ export class DispatcherCounters {
     this.hellosUnchanged++;
   }
 
-  assignments(kind: 'full' | 'changes'): void {
+  assignments(kind: 'full' | 'changes', tasks: number): void {
     this.assignmentsSent[kind]++;
+    this.assignmentsSent.tasks += tasks;
+  }
+
+  /** A round of assignment messages took `ms`. */
+  assignmentRound(ms: number): void {
+    const a = this.assignmentsSent;
+    a.rounds++;
+    a.longestRoundMs = Math.max(a.longestRoundMs, Math.round(ms));
   }
 
   /** Totals: ended sessions plus the live ones. */
