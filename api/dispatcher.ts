@@ -7,6 +7,7 @@ export type NodeDescriptionMsg = NodeDescription;
 import type { TaskAssignment, TaskStatusUpdate } from './task-status.ts';
 import type { NodeDescription } from './objects.ts';
 import type { NetView } from './netview.ts';
+import type { AddrChange } from './netview-addrs.ts';
 
 export interface ManagerAddr {
   id: string;
@@ -18,8 +19,10 @@ export interface ManagerAddr {
  * an agent that named it, so agents and managers of different versions work together.
  *   assignment-changes: after the full set of a session ('assignments'), the agent takes only what
  *   changed ('assignment-changes').
+ *   netview-addr-changes: after the first view of a session, a view's node addresses come as what
+ *   changed since the generation the agent has ('network' with `addrs`; api/netview-addrs.ts).
  */
-export const AGENT_FEATURES = ['assignment-changes'] as const;
+export const AGENT_FEATURES = ['assignment-changes', 'netview-addr-changes'] as const;
 export type AgentFeature = (typeof AGENT_FEATURES)[number];
 
 export type AgentToManager =
@@ -128,7 +131,15 @@ export type ManagerToAgent =
    * The overlay networks this node takes part in (sent on every change). `v` numbers the views sent to
    * this node (growing across its sessions): the node answers 'network-applied' once it has programmed it.
    */
-  | { t: 'network'; view: NetView; v?: number }
+  | {
+      t: 'network';
+      view: NetView;
+      v?: number;
+      /** With view.nodeAddrs: the generation of that list (an agent that takes changes keeps it). */
+      addrsGen?: number;
+      /** Instead of view.nodeAddrs, to an agent that named 'netview-addr-changes': what changed since its generation. */
+      addrs?: AddrChange;
+    }
   /**
    * Secret and config data the node's assigned tasks reference (sent before the assignments that need
    * it, once per session; see dispatcher/secret-delivery.ts), and the ones no task needs any more. The

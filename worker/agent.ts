@@ -10,6 +10,7 @@ import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
 import { jsonDecoder, ProtocolViolation, Session } from '../transport/session.ts';
+import { applyAddrChange } from '../api/netview-addrs.ts';
 import {
   AGENT_FEATURES,
   AGENT_HANDSHAKE_TIMEOUT_MS,
@@ -140,6 +141,11 @@ export class Agent {
    * with every 'assignment-changes' since applied. null until the session's full set came.
    */
   private assigned: Map<string, TaskAssignment> | null = null;
+  /**
+   * The node addresses of this session's last view, and their generation (api/netview-addrs.ts): what the
+   * leader's next change of them applies to. null until the session's first view came whole.
+   */
+  private netAddrs: { gen: number; list: readonly string[] } | null = null;
   private statusTimer: NodeJS.Timeout | null = null;
   /** When statusTimer fires, and when the last status message went (performance.now()). */
   private statusDue = 0;
@@ -372,6 +378,7 @@ export class Agent {
         // The leader resends the secrets and configs our tasks need on this session, and a full set.
         this.opts.files?.reset();
         this.assigned = null;
+        this.netAddrs = null;
         const adv = this.opts.managerAdvertise?.();
         if (adv) this.send({ t: 'manager-up', advertise: adv });
         // A new session: tell the leader the true state of everything we run.
@@ -423,7 +430,20 @@ export class Agent {
         this.log(`agent: manager says: ${m.message}`);
         return;
       case 'network': {
-        const applied = this.opts.onNetwork?.(m.view);
+        let view = m.view;
+        if (m.addrs !== undefined) {
+          // What changed in the node addresses since the generation this session has.
+          try {
+            this.netAddrs = applyAddrChange(this.netAddrs, m.addrs);
+          } catch (e) {
+            // Not applicable to what we have (a manager bug): a new session starts with a whole view.
+            this.log(`agent: network view: ${(e as Error).message}; starting a new session`);
+            this.session?.close(4000, 'network view out of step');
+            return;
+          }
+          view = { ...view, nodeAddrs: [...this.netAddrs.list] };
+        } else if (Array.isArray(view?.nodeAddrs) && Number.isInteger(m.addrsGen)) this.netAddrs = { gen: m.addrsGen!, list: view.nodeAddrs };
+        const applied = this.opts.onNetwork?.(view);
         // The leader holds stops of tasks until nodes have taken them out of their tables (drain.ts).
         const v = m.v;
         if (typeof v === 'number') {

@@ -32,6 +32,7 @@ import { DISPATCHER_PATH, type ManagerAddr, type ManagerToAgent } from '../../ap
 import { StatusQueue } from './status-queue.ts';
 import { DispatcherCounters, type DispatcherStats } from './stats.ts';
 import { planFileMessages } from './secret-delivery.ts';
+import { AddrGenerations } from './netview-addrs.ts';
 import { assignmentChanged, liveOnNode, onlyEnded, planAssignments, type SentTask } from './assignments.ts';
 import type { KeyRing } from '../keys/keyring.ts';
 import { NodeBatch } from './node-batch.ts';
@@ -46,10 +47,10 @@ const NET_ROUND_MS = 100;
 const NET_ROUND_PACE = 5;
 /** but never longer than this. */
 const NET_ROUND_MAX_MS = 2000;
-/** At most one round of assignment messages per this many ms (markAssignments). */
-const ASSIGNMENT_ROUND_MS = 10;
 /** The longest a node waits to hear that tasks it reported ended left its set (markAssignmentsLater). */
 const ENDED_ASSIGNMENT_MS = 1_000;
+/** At most one round of assignment messages per this many ms (markAssignments). */
+const ASSIGNMENT_ROUND_MS = 10;
 
 /** Message kinds that answer a manager's logs/exec request (flow-controlled by the request's window). */
 const REMOTE_REPLIES: ReadonlySet<string> = new Set(['log', 'log-end', 'exec-output', 'exec-result']);
@@ -133,6 +134,8 @@ interface NodeSession {
   told: string;
   /** Its agent takes 'assignment-changes' (named in its last hello). */
   takesChanges: boolean;
+  /** Its agent takes 'netview-addr-changes' (named in its last hello). */
+  takesAddrChanges?: boolean;
   /** What this session was told of each task (assignments.ts); null: the next send is a full set. */
   assigned: Map<string, SentTask> | null;
 }
@@ -189,7 +192,9 @@ export class Dispatcher {
   });
   /** Last NetView (canonical JSON) sent to each session. */
   /** Per node, the view last sent: its JSON without nodeAddrs, and the nodeAddrs JSON (shared). */
-  private sentViews = new Map<string, { rest: string; addrs: string }>();
+  private sentViews = new Map<string, { rest: string; gen: number }>();
+  /** The node address lists of this leader's views, by generation (netview-addrs.ts). */
+  private addrGens = new AddrGenerations();
   /** Per node: the version of the last NetView sent, and the highest one it says it has applied. */
   private readonly viewSent = new Map<string, number>();
   private readonly viewApplied = new Map<string, number>();
@@ -441,6 +446,7 @@ export class Dispatcher {
       ...(news.reconnectSpreadMs > 0 ? { reconnectSpreadMs: news.reconnectSpreadMs } : {}),
     } satisfies ManagerToAgent);
     this.sentViews.delete(nodeId);
+    ns.takesAddrChanges = features.includes('netview-addr-changes');
     // A node with no task on a network (one that just joined) gets its view with the next round: the
     // network index is O(cluster) to build, every join drops it, and building it for each hello while
     // 5,000 nodes joined was 3.7 of the leader's 95 busy seconds. A node whose tasks need a view gets it
@@ -828,21 +834,27 @@ export class Dispatcher {
     if (idx === null) return;
     // Every view carries every node's address (nodeAddrs): at 5,000 nodes ≈ 70 KB of each view, the same
     // in all. It is serialised once per index and spliced into each message; what is compared (and kept,
-    // per node) is the rest of the view with the index's addresses by reference. A view is built in a
-    // fixed key order (NetIndex.view), so its JSON.stringify is canonical: canonicalJson's sorting
-    // replacer over every value of 5,000 views was 19 of those 32 seconds.
+    // per node) is the rest of the view and the generation of the addresses (netview-addrs.ts). An agent
+    // that takes changes gets the whole list once per session, then what changed since its generation. A
+    // view is built in a fixed key order (NetIndex.view), so its JSON.stringify is canonical:
+    // canonicalJson's sorting replacer over every value of 5,000 views was 19 of those 32 seconds.
     const addrs = idx.nodeAddrsJson;
+    const gen = this.addrGens.note(idx.nodeAddrs, addrs);
     for (const id of nodeIds) {
       const ns = this.sessions.get(id);
       if (!ns) continue;
       const rest = JSON.stringify(idx.view(id, false));
       const sent = this.sentViews.get(id);
-      if (sent !== undefined && sent.rest === rest && sent.addrs === addrs) continue;
+      if (sent !== undefined && sent.rest === rest && sent.gen === gen) continue;
       // Versions grow per node across its sessions: an acknowledgement always names one view.
       const v = (this.viewSent.get(id) ?? 0) + 1;
-      const text = `{"t":"network","view":${rest.slice(0, -1)},"nodeAddrs":${addrs}},"v":${v}}`;
+      const change = ns.takesAddrChanges && sent !== undefined ? this.addrGens.changeFrom(sent.gen) : null;
+      const text =
+        change !== null
+          ? `{"t":"network","view":${rest},"addrs":${change},"v":${v}}`
+          : `{"t":"network","view":${rest.slice(0, -1)},"nodeAddrs":${addrs}},"addrsGen":${gen},"v":${v}}`;
       if (ns.session.send(text)) {
-        this.sentViews.set(id, { rest, addrs });
+        this.sentViews.set(id, { rest, gen });
         this.viewSent.set(id, v);
       } else this.netRetry.add(id);
     }

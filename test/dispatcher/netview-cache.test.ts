@@ -7,7 +7,8 @@ import type { WebSocket } from 'ws';
 import { onNet1, openNodeSession, serveStoreDispatcher, storeOnNet1, until, type ServedDispatcher } from '../helpers/dispatcher-server.ts';
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import type { Store } from '../../manager/store/store.ts';
-import { task } from '../allocator/fixtures.ts';
+import { node, task } from '../allocator/fixtures.ts';
+import { applyAddrChange } from '../../api/netview-addrs.ts';
 
 /**
  * For a describe block: a leading dispatcher over a store of `nodes` nodes with `tasks` on net1, served
@@ -93,5 +94,35 @@ describe('the view at hello', () => {
     await until(() => n1.includes('assignments'), 'n1 has its set');
     const v = n1.indexOf('network');
     if (v < 0 || v > n1.indexOf('assignments')) throw new Error(`n1 was sent ${n1.join(', ')}: its view must come before its assignments`);
+  });
+});
+
+describe("node addresses to an agent that takes their changes ('netview-addr-changes')", () => {
+  const h = servedOnNet1(2, () => [task('t1', 'web', { state: 'running', nodeId: 'n1', slot: 1, networks: onNet1('10.0.1.5') })]);
+
+  it('the first view of a session is whole; then only what changed, which rebuilds the list a whole view has', async () => {
+    const n1: any[] = [];
+    const n2: any[] = [];
+    h.sockets.push(await openNodeSession(h.served, h.ca, 'n1', (m) => m.t === 'network' && n1.push(m), ['netview-addr-changes']));
+    h.sockets.push(await openNodeSession(h.served, h.ca, 'n2', (m) => m.t === 'network' && n2.push(m)));
+    await until(() => n1.length >= 1 && n2.length >= 1, 'both have a view');
+    const first = n1[0];
+    if (!Array.isArray(first.view.nodeAddrs) || !Number.isInteger(first.addrsGen)) throw new Error(`first view: ${JSON.stringify(first)}`);
+    let have: { gen: number; list: readonly string[] } = { gen: first.addrsGen, list: first.view.nodeAddrs };
+    // A node joins (a new address): n1 is sent the change, n2 (no feature) the whole list.
+    const k1 = n1.length;
+    const k2 = n2.length;
+    await h.store.update((tx) => void tx.create({ ...node('n3', { addr: '192.0.2.77' }) } as never));
+    await until(() => n1.length > k1 && n2.length > k2, 'both are sent the new address');
+    // Every view after the first, in order, as the agent applies them (the first ones may have come while
+    // n2 said hello).
+    for (const m of n1.slice(1)) {
+      if (m.view.nodeAddrs !== undefined || m.addrs === undefined) throw new Error(`not a change: ${JSON.stringify(m)}`);
+      have = applyAddrChange(have, m.addrs);
+    }
+    const change = n1.at(-1).addrs;
+    if (JSON.stringify(change.add) !== JSON.stringify(['192.0.2.77']) || change.remove.length !== 0) throw new Error(`the last change: ${JSON.stringify(change)}`);
+    const whole = n2.at(-1).view.nodeAddrs;
+    if (JSON.stringify(have.list) !== JSON.stringify(whole)) throw new Error(`rebuilt ${JSON.stringify(have.list)}, whole ${JSON.stringify(whole)}`);
   });
 });
