@@ -344,7 +344,8 @@ export function planAllocation(input: AllocationInput): AllocationPlan {
       }
       const att = n.attachments;
       // The one attachment it should have, and nothing else (what jsonEqual of the two lists would say).
-      const same = att !== undefined && att.length === 1 && att[0]!.networkId === ingressState.net.id && att[0]!.addr === addr && Object.keys(att[0]!).length === 2;
+      const same =
+        att !== undefined && att.length === 1 && att[0]!.networkId === ingressState.net.id && att[0]!.addr === addr && Object.keys(att[0]!).length === 2;
       if (!same) plan.nodes.push({ id: n.id, version: n.version, attachments: [{ networkId: ingressState.net.id, addr }] });
     }
   } else {

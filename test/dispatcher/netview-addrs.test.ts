@@ -40,7 +40,13 @@ test('the agent refuses a change against another generation, without a list, or 
   const have = { gen: 4, list: ['10.0.0.1'] };
   assert.throws(() => applyAddrChange(have, { base: 3, gen: 5, add: [], remove: [] }), /generation 3, but this session has generation 4/);
   assert.throws(() => applyAddrChange(null, { base: 4, gen: 5, add: [], remove: [] }), /no list yet/);
-  for (const bad of [null, 'x', { base: 4, gen: 5, add: 'x', remove: [] }, { base: 4.5, gen: 5, add: [], remove: [] }, { base: 4, gen: 5, add: [1], remove: [] }])
+  for (const bad of [
+    null,
+    'x',
+    { base: 4, gen: 5, add: 'x', remove: [] },
+    { base: 4.5, gen: 5, add: [], remove: [] },
+    { base: 4, gen: 5, add: [1], remove: [] },
+  ])
     assert.throws(() => applyAddrChange(have, bad), /malformed/, JSON.stringify(bad));
 });
 

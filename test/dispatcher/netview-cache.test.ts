@@ -121,7 +121,8 @@ describe("node addresses to an agent that takes their changes ('netview-addr-cha
       have = applyAddrChange(have, m.addrs);
     }
     const change = n1.at(-1).addrs;
-    if (JSON.stringify(change.add) !== JSON.stringify(['192.0.2.77']) || change.remove.length !== 0) throw new Error(`the last change: ${JSON.stringify(change)}`);
+    if (JSON.stringify(change.add) !== JSON.stringify(['192.0.2.77']) || change.remove.length !== 0)
+      throw new Error(`the last change: ${JSON.stringify(change)}`);
     const whole = n2.at(-1).view.nodeAddrs;
     if (JSON.stringify(have.list) !== JSON.stringify(whole)) throw new Error(`rebuilt ${JSON.stringify(have.list)}, whole ${JSON.stringify(whole)}`);
   });

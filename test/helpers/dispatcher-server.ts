@@ -113,13 +113,7 @@ export async function until(cond: () => boolean, what: string, ms = 5000): Promi
  * A worker's session to `served`: a certificate of `ca` for `id`, the socket open, `onMessage` called with
  * every message the dispatcher sends (parsed), and the hello sent. The caller keeps and ends the socket.
  */
-export async function openNodeSession(
-  served: ServedDispatcher,
-  ca: TestCa,
-  id: string,
-  onMessage: (m: any) => void,
-  features?: string[],
-): Promise<WebSocket> {
+export async function openNodeSession(served: ServedDispatcher, ca: TestCa, id: string, onMessage: (m: any) => void, features?: string[]): Promise<WebSocket> {
   const c = ca.issue(id, { ou: 'worker' });
   const ws = new WebSocket(served.url, { key: c.key, cert: c.cert, ca: ca.caCert });
   ws.on('error', () => {});

@@ -25,7 +25,14 @@ before(async () => {
 
 after(() => fake.close());
 
-const view = (nodeAddrs?: string[]): NetView => ({ nodeId: 'n1', vtep: '10.0.0.1', networks: [], endpoints: [], services: [], ...(nodeAddrs ? { nodeAddrs } : {}) });
+const view = (nodeAddrs?: string[]): NetView => ({
+  nodeId: 'n1',
+  vtep: '10.0.0.1',
+  networks: [],
+  endpoints: [],
+  services: [],
+  ...(nodeAddrs ? { nodeAddrs } : {}),
+});
 
 test('a whole view, then changes of its node addresses applied to it; a change out of step starts a new session', async () => {
   const views: NetView[] = [];
@@ -58,17 +65,26 @@ test('a whole view, then changes of its node addresses applied to it; a change o
     send({ t: 'network', view: view(), addrs: { base: 3, gen: 6, add: ['10.0.0.3'], remove: [] }, v: 4 });
     await until('a new session', () => hellos.length === 2 && agent.state === 'ready' && session !== first);
     assert.equal(views.length, 3);
-    assert.ok(logs.some((l) => /generation 3, but this session has generation 5/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /generation 3, but this session has generation 5/.test(l)),
+      logs.join('\n'),
+    );
     // The new session has no list yet: a change before its whole view ends it too.
     send({ t: 'network', view: view(), addrs: { base: 5, gen: 6, add: [], remove: [] }, v: 5 });
     await until('another session', () => hellos.length === 3 && agent.state === 'ready');
-    assert.ok(logs.some((l) => /this session has no list yet/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /this session has no list yet/.test(l)),
+      logs.join('\n'),
+    );
     // A malformed change is refused the same way, never thrown.
     send({ t: 'network', view: view(['10.0.0.1']), addrsGen: 1, v: 6 });
     await until('a whole view again', () => views.length === 4);
     send({ t: 'network', view: view(), addrs: { base: 1, gen: 2, add: 'nope' }, v: 7 });
     await until('one more session', () => hellos.length === 4 && agent.state === 'ready');
-    assert.ok(logs.some((l) => /malformed node address change/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /malformed node address change/.test(l)),
+      logs.join('\n'),
+    );
     assert.equal(views.length, 4);
   } finally {
     await agent.stop();
