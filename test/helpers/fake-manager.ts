@@ -1,3 +1,4 @@
+import { after, before } from 'node:test';
 // A stand-in manager for agent tests: a real TLS WebSocket server on loopback with a manager's
 // certificate, requiring a client certificate from the same test CA. Each test decides how it answers
 // (a follower's redirect, a leader's welcome, silence); the server counts the connections it opened.
@@ -51,4 +52,34 @@ export const WELCOME_N1 = JSON.stringify({ t: 'welcome', nodeId: 'n1', heartbeat
 /** An agent of node n1 (hostname n1, address 10.0.0.1) whose only manager is `fake`; `opts` adds or overrides. */
 export function agentOf(fake: FakeManager, opts: Partial<AgentOptions> = {}): Agent {
   return new Agent({ nodeId: 'n1', managers: [fake.addr], creds: () => fake.creds, advertiseAddr: '10.0.0.1', hostname: 'n1', ...opts });
+}
+
+/**
+ * For a test file: a fake leader, started before its tests and closed after them, that welcomes node n1
+ * on every hello, keeping the hellos and the socket of the last one (the session a test talks on).
+ */
+export function welcomingManager(): { fake: () => FakeManager; hellos: { features?: string[] }[]; session: () => WebSocket | null } {
+  let fake: FakeManager | null = null;
+  let session: WebSocket | null = null;
+  const hellos: { features?: string[] }[] = [];
+  before(async () => {
+    fake = await startFakeManager((ws, data) => {
+      const m = JSON.parse(data) as { t: string; features?: string[] };
+      if (m.t !== 'hello') return;
+      hellos.push(m);
+      session = ws;
+      ws.send(WELCOME_N1);
+    });
+  });
+  after(() => fake?.close());
+  return { fake: () => fake!, hellos, session: () => session };
+}
+
+/** Polls `cond` every 10 ms for up to 5 s; the timeout names `what` and shows `logs`. */
+export async function untilLogged(what: string, cond: () => boolean, logs: readonly string[]): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}\n${logs.join('\n')}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }

@@ -2,28 +2,13 @@
 // its hello, takes the session's full set, applies the changes that follow to it, and hands its
 // executor the whole result each time. Changes that come before a full set on a session are ignored
 // (acting on them would stop every task they do not name). Real TLS WebSockets on loopback.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { WebSocket } from 'ws';
-import { type FakeManager, WELCOME_N1, agentOf, startFakeManager } from '../helpers/fake-manager.ts';
+import { agentOf, untilLogged, welcomingManager } from '../helpers/fake-manager.ts';
 import type { Executor } from '../../worker/executor.ts';
 import type { TaskAssignment } from '../../api/task-status.ts';
 
-let fake: FakeManager;
-let session: WebSocket | null = null;
-const hellos: { features?: string[] }[] = [];
-
-before(async () => {
-  fake = await startFakeManager((ws, data) => {
-    const m = JSON.parse(data) as { t: string; features?: string[] };
-    if (m.t !== 'hello') return;
-    hellos.push(m);
-    session = ws;
-    ws.send(WELCOME_N1);
-  });
-});
-
-after(() => fake.close());
+const { fake, hellos, session } = welcomingManager();
 
 const task = (id: string, desiredState: 'running' | 'shutdown' = 'running', image = 'nginx'): TaskAssignment => ({
   id,
@@ -44,19 +29,13 @@ test('full set, then changes applied to it; changes before a full set are ignore
     close: async () => {},
   };
   const logs: string[] = [];
-  const agent = agentOf(fake, { executor, log: (l) => logs.push(l) });
-  const until = async (what: string, cond: () => boolean) => {
-    const deadline = Date.now() + 5000;
-    while (!cond()) {
-      if (Date.now() > deadline) throw new Error(`timed out: ${what}\n${logs.join('\n')}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
+  const agent = agentOf(fake(), { executor, log: (l) => logs.push(l) });
+  const until = (what: string, cond: () => boolean) => untilLogged(what, cond, logs);
   agent.start();
   try {
     await until('ready', () => agent.state === 'ready');
     assert.ok(hellos[0]?.features?.includes('assignment-changes'), 'the hello names the feature');
-    const send = (m: unknown) => session!.send(JSON.stringify(m));
+    const send = (m: unknown) => session()!.send(JSON.stringify(m));
     // Changes before any full set on this session: nothing reaches the executor.
     send({ t: 'assignment-changes', set: [task('x')], remove: [] });
     send({ t: 'assignments', tasks: [task('a'), task('b')] });

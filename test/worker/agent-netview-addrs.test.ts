@@ -3,27 +3,12 @@
 // onNetwork whole views each time. A change that does not apply to what it has (another generation, or no
 // whole view yet on this session) ends the session: the next one starts with a whole view. Real TLS
 // WebSockets on loopback.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { WebSocket } from 'ws';
-import { type FakeManager, WELCOME_N1, agentOf, startFakeManager } from '../helpers/fake-manager.ts';
+import { agentOf, untilLogged, welcomingManager } from '../helpers/fake-manager.ts';
 import type { NetView } from '../../api/netview.ts';
 
-let fake: FakeManager;
-let session: WebSocket | null = null;
-const hellos: { features?: string[] }[] = [];
-
-before(async () => {
-  fake = await startFakeManager((ws, data) => {
-    const m = JSON.parse(data) as { t: string; features?: string[] };
-    if (m.t !== 'hello') return;
-    hellos.push(m);
-    session = ws;
-    ws.send(WELCOME_N1);
-  });
-});
-
-after(() => fake.close());
+const { fake, hellos, session } = welcomingManager();
 
 const view = (nodeAddrs?: string[]): NetView => ({
   nodeId: 'n1',
@@ -37,19 +22,13 @@ const view = (nodeAddrs?: string[]): NetView => ({
 test('a whole view, then changes of its node addresses applied to it; a change out of step starts a new session', async () => {
   const views: NetView[] = [];
   const logs: string[] = [];
-  const agent = agentOf(fake, { onNetwork: (v) => void views.push(v), log: (l) => logs.push(l) });
-  const until = async (what: string, cond: () => boolean) => {
-    const deadline = Date.now() + 5000;
-    while (!cond()) {
-      if (Date.now() > deadline) throw new Error(`timed out: ${what}\n${logs.join('\n')}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
+  const agent = agentOf(fake(), { onNetwork: (v) => void views.push(v), log: (l) => logs.push(l) });
+  const until = (what: string, cond: () => boolean) => untilLogged(what, cond, logs);
   agent.start();
   try {
     await until('ready', () => agent.state === 'ready');
     assert.ok(hellos[0]?.features?.includes('netview-addr-changes'), 'the hello names the feature');
-    const send = (m: unknown) => session!.send(JSON.stringify(m));
+    const send = (m: unknown) => session()!.send(JSON.stringify(m));
     send({ t: 'network', view: view(['10.0.0.1', '10.0.0.9']), addrsGen: 4, v: 1 });
     await until('the whole view', () => views.length === 1);
     assert.deepEqual(views[0]!.nodeAddrs, ['10.0.0.1', '10.0.0.9']);
@@ -61,9 +40,9 @@ test('a whole view, then changes of its node addresses applied to it; a change o
     assert.deepEqual(views[2]!.nodeAddrs, views[1]!.nodeAddrs);
 
     // Against a generation it does not have: no view reaches onNetwork, and the session ends.
-    const first = session;
+    const first = session();
     send({ t: 'network', view: view(), addrs: { base: 3, gen: 6, add: ['10.0.0.3'], remove: [] }, v: 4 });
-    await until('a new session', () => hellos.length === 2 && agent.state === 'ready' && session !== first);
+    await until('a new session', () => hellos.length === 2 && agent.state === 'ready' && session() !== first);
     assert.equal(views.length, 3);
     assert.ok(
       logs.some((l) => /generation 3, but this session has generation 5/.test(l)),
