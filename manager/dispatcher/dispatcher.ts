@@ -190,8 +190,7 @@ export class Dispatcher {
   private readonly assignRetry = new NodeBatch(NET_VIEW_RETRY_MS, (ids) => {
     if (this.leading) for (const id of ids) this.markAssignments(id);
   });
-  /** Last NetView (canonical JSON) sent to each session. */
-  /** Per node, the view last sent: its JSON without nodeAddrs, and the nodeAddrs JSON (shared). */
+  /** Per node, the view last sent on its session: its JSON without nodeAddrs, and the generation of those. */
   private sentViews = new Map<string, { rest: string; gen: number }>();
   /** The node address lists of this leader's views, by generation (netview-addrs.ts). */
   private addrGens = new AddrGenerations();
