@@ -10,7 +10,7 @@ import { hostname, cpus, totalmem } from 'node:os';
 import type { PeerCertificate } from 'node:tls';
 import { WebSocket, type ClientOptions } from 'ws';
 import { jsonDecoder, ProtocolViolation, Session } from '../transport/session.ts';
-import { applyAddrChange } from '../api/netview-addrs.ts';
+import { applyAddrChange } from './netview-addrs.ts';
 import {
   AGENT_FEATURES,
   AGENT_HANDSHAKE_TIMEOUT_MS,
@@ -144,7 +144,7 @@ export class Agent {
    */
   private assigned: Map<string, TaskAssignment> | null = null;
   /**
-   * The node addresses of this session's last view, and their generation (api/netview-addrs.ts): what the
+   * The node addresses of this session's last view, and their generation (worker/netview-addrs.ts): what the
    * leader's next change of them applies to. null until the session's first view came whole.
    */
   private netAddrs: { gen: number; list: readonly string[] } | null = null;

@@ -11,7 +11,7 @@
 //                                     └──▶ node sent nothing yet on this session, or g_j forgotten: the whole list
 //
 // Generations are this leader's own (a new leader starts over; its first view on each session is whole).
-// The agent's side is api/netview-addrs.ts. Pure: no clock, no sockets.
+// The agent's side is worker/netview-addrs.ts. Pure: no clock, no sockets.
 import type { AddrChange } from '../../api/netview-addrs.ts';
 
 /** Generations kept: a node that missed more rounds than this (its sends refused) gets the whole list. */

@@ -1,11 +1,11 @@
-// Node addresses in NetViews by generation (manager/dispatcher/netview-addrs.ts, api/netview-addrs.ts):
+// Node addresses in NetViews by generation (manager/dispatcher/netview-addrs.ts, worker/netview-addrs.ts):
 // the leader names each list a generation and describes the change from any generation it still keeps;
 // the agent's side rebuilds the list from the one it has, in the leader's order, and refuses a change
 // that is not against that one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AddrGenerations } from '../../manager/dispatcher/netview-addrs.ts';
-import { applyAddrChange, byAddress } from '../../api/netview-addrs.ts';
+import { applyAddrChange, byAddress } from '../../worker/netview-addrs.ts';
 
 const note = (g: AddrGenerations, list: string[]) => g.note(list, JSON.stringify(list));
 

@@ -8,7 +8,7 @@ import { onNet1, openNodeSession, serveStoreDispatcher, storeOnNet1, until, type
 import { makeTestCa, type TestCa } from '../helpers/pki.ts';
 import type { Store } from '../../manager/store/store.ts';
 import { node, task } from '../allocator/fixtures.ts';
-import { applyAddrChange } from '../../api/netview-addrs.ts';
+import { applyAddrChange } from '../../worker/netview-addrs.ts';
 
 /**
  * For a describe block: a leading dispatcher over a store of `nodes` nodes with `tasks` on net1, served

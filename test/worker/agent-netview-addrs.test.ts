@@ -1,4 +1,4 @@
-// The agent's side of 'netview-addr-changes' (api/netview-addrs.ts): it names the feature, keeps the node
+// The agent's side of 'netview-addr-changes' (worker/netview-addrs.ts): it names the feature, keeps the node
 // addresses of its session's first (whole) view, applies the changes that follow to them, and hands
 // onNetwork whole views each time. A change that does not apply to what it has (another generation, or no
 // whole view yet on this session) ends the session: the next one starts with a whole view. Real TLS
