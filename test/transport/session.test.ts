@@ -275,6 +275,24 @@ describe('transport/session', () => {
     assert.equal(alive.readyState, WebSocket.OPEN);
   });
 
+  it('liveness: only a quiet peer is pinged; one that talks gets no pings and stays', async () => {
+    const r = await rig({ limits: { liveness: { pingIntervalMs: 40, timeoutMs: 200 } } });
+    const talker = await client(r);
+    const quiet = await client(r);
+    const pings = new Map<WebSocket, number>();
+    for (const c of [talker, quiet]) c.on('ping', () => pings.set(c, (pings.get(c) ?? 0) + 1));
+    const chatter = setInterval(() => talker.send(JSON.stringify({ t: 'tick' })), 10);
+    try {
+      const t0 = Date.now();
+      await until(() => Date.now() - t0 > 400, 'ten ping intervals');
+    } finally {
+      clearInterval(chatter);
+    }
+    assert.equal(pings.get(talker) ?? 0, 0, 'a peer heard from every 10 ms is never pinged');
+    assert.ok((pings.get(quiet) ?? 0) >= 3, `the quiet peer was pinged ${pings.get(quiet) ?? 0} times`);
+    for (const s of r.sessions) assert.equal(s.open, true);
+  });
+
   it('works on client sockets: opens, counts violations from the server, and survives a refused connection', async () => {
     const r = await rig({
       onMessage: (_m, s) => {
