@@ -31,6 +31,7 @@ import { EventFeed } from './events/feed.ts';
 import { JoinApi } from './api/join.ts';
 import { Gate } from './api/gate.ts';
 import { SchedulerRunner } from './scheduler/runner.ts';
+import { WriteBurst } from './store/write-burst.ts';
 import { AllocatorRunner, readHostRoutes } from './allocator/runner.ts';
 import { Orchestrator } from './orchestrator/runner.ts';
 import { AutoscaleRunner } from './autoscale/runner.ts';
@@ -202,14 +203,18 @@ export class Manager {
       log: this.log,
     });
     this.autoscale = new AutoscaleRunner(this.store, { usageOf: (id) => this.remote.usageOf(id), log: (l) => this.log(l) });
+    // The orchestrator's passes write in bursts; the scheduler places each burst's tasks together.
+    const burst = new WriteBurst();
     this.leaderHooks.push(
       new Orchestrator(this.store, {
         newId,
+        burst,
         log: (l) => this.log(`orchestrator: ${l}`),
         ...(opts.metrics ? { onReconcile: (r) => opts.metrics!.cluster.orchestratorReconcile(r) } : {}),
       }),
       new AllocatorRunner(this.store, { newId, hostRoutes: readHostRoutes, log: (l) => this.log(l) }),
       new SchedulerRunner(this.store, {
+        burst,
         log: (l) => this.log(`scheduler: ${l}`),
         ...(opts.metrics ? { onPass: (p) => opts.metrics!.cluster.schedulerPass(p) } : {}),
       }),

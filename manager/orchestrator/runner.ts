@@ -20,6 +20,7 @@ import { pacingDelay } from '../store/pass-loop.ts';
 import { CLUSTER_ID } from '../../api/objects.ts';
 import { BatchError, ConflictError } from '../store/store.ts';
 import { LimitExceededError } from '../store/errors.ts';
+import type { WriteBurst } from '../store/write-burst.ts';
 import { LIMIT_SETTINGS, checkStoredObject, limitsOf } from '../store/limits.ts';
 import type { ClusterLimits } from '../../api/objects.ts';
 import type { Store, StoreEvent, WriteTx } from '../store/store.ts';
@@ -77,6 +78,11 @@ export interface OrchestratorOptions {
    * here (null: the same); on a difference the service's pass fails.
    */
   verifySlotCache?: (difference: string | null) => void;
+  /**
+   * Marked from a pass's first write to its last (the batch and the rest of a large service's decisions),
+   * so that the scheduler places the pass's new tasks together (store/write-burst.ts).
+   */
+  burst?: WriteBurst;
 }
 
 const realTimers: OrchestratorTimers = {
@@ -278,6 +284,7 @@ export class Orchestrator {
   private warming: Promise<void> | null = null;
   /** Counts start() calls: a warm-up of an earlier start stops at its next step. */
   private generation = 0;
+  private readonly burst: WriteBurst | null;
 
   constructor(
     private readonly store: Store,
@@ -292,6 +299,7 @@ export class Orchestrator {
     this.maxBytesPerService = opts.maxBytesPerService ?? Math.floor(store.maxTxBytes / 3);
     this.onReconcile = opts.onReconcile ?? (() => {});
     this.verifySlotCache = opts.verifySlotCache ?? null;
+    this.burst = opts.burst ?? null;
     this.fullCheck = opts.fullCheck ?? { slots: FULL_CHECK_SLOTS, everyMs: FULL_CHECK_EVERY_MS };
     this.warm = opts.warm ?? { slots: WARM_SLOTS, step: WARM_STEP };
   }
@@ -522,69 +530,75 @@ export class Orchestrator {
     const broken = new Set<string>();
     /** Decisions of this pass that did not fit the service's share of its transaction. */
     const rest = new Map<string, Leftover>();
+    // From here to the last leftover the pass writes: the scheduler waits for its end (write-burst.ts).
+    this.burst?.begin();
     try {
-      await this.store.batch(ids, (tx, id) => {
-        const t0 = this.now();
-        const service = tx.get('service', id);
-        let r: ReconcileResult;
-        try {
-          r = this.reconcile(id, service, tx, ctx);
-        } catch (e) {
-          this.log(`reconciling service ${id} failed: ${(e as Error).stack ?? String(e)}`);
-          broken.add(id);
-          return;
-        }
-        wakes.set(id, r.wakeAt);
-        this.onReconcile({ ms: this.now() - t0, decided: r.decisions.length > 0, fullCheck: this.checkedFromScratch });
-        const name = service?.spec.name ?? id;
-        const lines: string[] = [];
-        rest.delete(id); // this function may run again for the same service (batch retries it)
-        const { next, blocked, stale } = this.applySome(tx, r.decisions, 0, this.maxBytesPerService, limits, name, lines);
-        if (stale) again.add(id);
-        if (next < r.decisions.length && blocked === undefined) {
-          if (service !== undefined) rest.set(id, { decisions: r.decisions, next, name, guard: leftoverGuard(service) });
-          else again.add(id);
-        }
-        const s = tx.get('service', id);
-        if (s !== undefined && s.status.blocked !== blocked) {
-          const { blocked: _was, ...status } = s.status;
-          tx.update({ ...s, status: blocked !== undefined ? { ...status, blocked } : status });
-          if (blocked !== undefined) lines.push(`service ${name}: not creating tasks: ${blocked}`);
-        }
-        if (blocked !== undefined) this.blocked.add(id);
-        else this.blocked.delete(id);
-        logs.set(id, lines);
-        computeMs += this.now() - t0;
-      });
-      this.conflictsInARow = 0;
-      this.retryDelayMs = 0;
-    } catch (e) {
-      const cause = e instanceof BatchError ? e.cause : e;
-      rest.clear();
-      this.slotCache.forgetAll();
-      for (const id of ids) again.add(id);
-      if (cause instanceof ConflictError && ++this.conflictsInARow <= 3) {
-        // Someone else wrote in between (Raft): reconcile again from the new state.
-      } else {
-        for (const id of ids) broken.add(id);
-        this.log(`writing decisions failed: ${(cause as Error)?.message ?? String(cause)}`);
-      }
-    }
-    // The rest of a large service's decisions (a scale-up of 150,000 tasks is 300 transactions) go on in
-    // further transactions of this pass instead of one pass each, which would reconcile every task of
-    // the service again for each transaction's worth. Each decision re-checks the versions it read,
-    // and the service must still have the spec and replica count it was reconciled with. Bounded in
-    // time (other services wait meanwhile); what is left is reconciled again in the next pass.
-    const until = this.now() + Math.max(LEFTOVER_MIN_MS, 2 * computeMs);
-    for (const [id, lo] of rest) {
       try {
-        let lines = logs.get(id);
-        if (lines === undefined) logs.set(id, (lines = []));
-        if (await this.applyLeftover(id, lo, limits, until, lines)) again.add(id);
+        await this.store.batch(ids, (tx, id) => {
+          const t0 = this.now();
+          const service = tx.get('service', id);
+          let r: ReconcileResult;
+          try {
+            r = this.reconcile(id, service, tx, ctx);
+          } catch (e) {
+            this.log(`reconciling service ${id} failed: ${(e as Error).stack ?? String(e)}`);
+            broken.add(id);
+            return;
+          }
+          wakes.set(id, r.wakeAt);
+          this.onReconcile({ ms: this.now() - t0, decided: r.decisions.length > 0, fullCheck: this.checkedFromScratch });
+          const name = service?.spec.name ?? id;
+          const lines: string[] = [];
+          rest.delete(id); // this function may run again for the same service (batch retries it)
+          const { next, blocked, stale } = this.applySome(tx, r.decisions, 0, this.maxBytesPerService, limits, name, lines);
+          if (stale) again.add(id);
+          if (next < r.decisions.length && blocked === undefined) {
+            if (service !== undefined) rest.set(id, { decisions: r.decisions, next, name, guard: leftoverGuard(service) });
+            else again.add(id);
+          }
+          const s = tx.get('service', id);
+          if (s !== undefined && s.status.blocked !== blocked) {
+            const { blocked: _was, ...status } = s.status;
+            tx.update({ ...s, status: blocked !== undefined ? { ...status, blocked } : status });
+            if (blocked !== undefined) lines.push(`service ${name}: not creating tasks: ${blocked}`);
+          }
+          if (blocked !== undefined) this.blocked.add(id);
+          else this.blocked.delete(id);
+          logs.set(id, lines);
+          computeMs += this.now() - t0;
+        });
+        this.conflictsInARow = 0;
+        this.retryDelayMs = 0;
       } catch (e) {
-        if (!(e instanceof ConflictError)) this.log(`writing decisions failed: ${(e as Error)?.message ?? String(e)}`);
+        const cause = e instanceof BatchError ? e.cause : e;
+        rest.clear();
+        this.slotCache.forgetAll();
+        for (const id of ids) again.add(id);
+        if (cause instanceof ConflictError && ++this.conflictsInARow <= 3) {
+          // Someone else wrote in between (Raft): reconcile again from the new state.
+        } else {
+          for (const id of ids) broken.add(id);
+          this.log(`writing decisions failed: ${(cause as Error)?.message ?? String(cause)}`);
+        }
       }
-      if (lo.next < lo.decisions.length) again.add(id);
+      // The rest of a large service's decisions (a scale-up of 150,000 tasks is 300 transactions) go on in
+      // further transactions of this pass instead of one pass each, which would reconcile every task of
+      // the service again for each transaction's worth. Each decision re-checks the versions it read,
+      // and the service must still have the spec and replica count it was reconciled with. Bounded in
+      // time (other services wait meanwhile); what is left is reconciled again in the next pass.
+      const until = this.now() + Math.max(LEFTOVER_MIN_MS, 2 * computeMs);
+      for (const [id, lo] of rest) {
+        try {
+          let lines = logs.get(id);
+          if (lines === undefined) logs.set(id, (lines = []));
+          if (await this.applyLeftover(id, lo, limits, until, lines)) again.add(id);
+        } catch (e) {
+          if (!(e instanceof ConflictError)) this.log(`writing decisions failed: ${(e as Error)?.message ?? String(e)}`);
+        }
+        if (lo.next < lo.decisions.length) again.add(id);
+      }
+    } finally {
+      this.burst?.end();
     }
     for (const lines of logs.values()) this.logSome(lines);
     this.lastPassMs = computeMs;

@@ -25,6 +25,7 @@ import { isTerminalTaskState, taskStateRank } from '../../api/objects.ts';
 import type { Frozen, Node, Service, Task } from '../../api/objects.ts';
 import { DEFAULT_FAILURE_WINDOW_MS, PlacementState, nodeLayout, schedule } from './scheduler.ts';
 import { PlacedTally } from './tally.ts';
+import type { BurstGate } from '../store/write-burst.ts';
 import type { PlacedTotals } from './tally.ts';
 import type { HostPort, NodeLayout, PendingGroup, PlacedTask, SchedNode, SchedulerInput, SchedulerOptions, TaskFailure } from './scheduler.ts';
 
@@ -45,6 +46,13 @@ export interface SchedulerRunnerOptions extends SchedulerOptions {
   verifyKept?: (difference: string | null) => void;
   /** Tasks the first read takes per turn of the event loop (readKept). Default READ_STEP; tests lower it. */
   readStep?: number;
+  /**
+   * The orchestrator's writes (store/write-burst.ts): a pass due while they go on waits for their end, at
+   * most `burstHoldMs`, so that the tasks one orchestrator pass creates are placed together.
+   */
+  burst?: BurstGate;
+  /** Longest a pass waits for a burst to end. Default BURST_HOLD_MS. */
+  burstHoldMs?: number;
 }
 
 export interface PassInfo {
@@ -75,6 +83,12 @@ const PRUNE_FAILURES_AT = 10_000;
 /** Tasks readKept takes per turn of the event loop (a fifteenth of the 116 ms read of 150,000). */
 const READ_STEP = 10_000;
 const ASSIGNED_RANK = taskStateRank('assigned');
+/**
+ * Longest a pass waits for the orchestrator's writes to end. An orchestrator pass starts no new
+ * transaction for a large service after max(1 s, twice its compute) (orchestrator/runner.ts,
+ * LEFTOVER_MIN_MS); 20,000 new tasks are about eight transactions. The cap matters when a commit hangs.
+ */
+const BURST_HOLD_MS = 5_000;
 
 /**
  * A task the scheduler should place: pending, and not on its way out. Jobs' tasks (desired state
@@ -475,6 +489,10 @@ export class SchedulerRunner {
 
   /** Resolves to the milliseconds it computed (the commit's wait left out): the loop paces by it. */
   private async pass(): Promise<number | undefined> {
+    // Placed together, a pass's new tasks reach each node in one message (write-burst.ts). Waiting is
+    // not computing: the pacing below counts from here.
+    if (this.opts.burst?.active) await this.opts.burst.settled(this.opts.burstHoldMs ?? BURST_HOLD_MS);
+    if (!this.loop.active) return;
     const t0 = performance.now();
     const now = this.now();
     const failures = this.recentFailures(now);
