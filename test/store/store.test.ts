@@ -482,6 +482,47 @@ test('two managers update the same object concurrently: exactly one wins, whatev
   }
 });
 
+test("the proposer applies its own transactions without decoding them, to exactly the followers' state", async () => {
+  const raft = new FakeRaft();
+  const a = raft.replica();
+  const b = raft.replica(); // decodes every entry from its bytes
+  const write = async (fn: (tx: WriteTx) => void): Promise<void> => {
+    const p = a.update(fn);
+    await raft.deliver();
+    await p;
+  };
+  await write((tx) => {
+    tx.create(service('s1', 'web'));
+    tx.create(node('n1', 'h1'));
+    // Values JSON drops or changes, and a key named __proto__: the follower decodes what the JSON says,
+    // and so must the proposer's copy be.
+    const odd = { ...task('t1', 's1', 1, 'n1'), extra: undefined, list: [1, -0, 3] } as unknown as Draft<Task>;
+    Object.defineProperty(odd.spec, '__proto__', { value: { polluted: true }, enumerable: true, configurable: true, writable: true });
+    tx.create(odd);
+    tx.create(task('t2', 's1', 2, 'n1'));
+  });
+  await write((tx) => {
+    tx.modify('task', 't1', (d) => void (d.status.state = 'running'));
+    tx.delete('task', 't2');
+    tx.create(task('t2', 's1', 2)); // deleted and created again in one transaction
+    tx.modify('node', 'n1', (d) => void (d.spec.labels['zone'] = 'eu'));
+  });
+  await write((tx) => void tx.delete('node', 'n1'));
+  assert.equal(a.ownApplied, 3, 'the proposer decoded none of its three transactions');
+  assert.equal(b.ownApplied, 0);
+  for (const kind of ['service', 'node', 'task'] as const) {
+    const mine = a.view((tx) => tx.list(kind));
+    const theirs = b.view((tx) => tx.list(kind));
+    assert.equal(JSON.stringify(mine), JSON.stringify(theirs), `${kind}: the same objects, fields in the same order`);
+    assert.deepEqual(mine, theirs);
+  }
+  const t1 = a.view((tx) => tx.get('task', 't1'))! as unknown as { list: unknown[]; extra?: unknown; spec: object };
+  assert.ok(Object.is(t1.list[1], 0), '-0 is written as 0');
+  assert.equal('extra' in t1, false);
+  assert.equal(Object.getPrototypeOf(t1.spec), Object.prototype, 'a __proto__ field is data, not a prototype');
+  assert.equal(snap(a), snap(b));
+});
+
 test('concurrent transactions of one manager are checked at apply too (pipelined proposals)', async () => {
   const raft = new FakeRaft();
   const a = raft.replica();
