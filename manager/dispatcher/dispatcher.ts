@@ -310,10 +310,14 @@ export class Dispatcher {
   /**
    * The period nodes are told to heartbeat at: the configured one, longer in a large cluster so the
    * leader answers at most ≈ 2,000 heartbeats a second (liveness.ts heartbeatPeriodFor; Down stays
-   * within the announced period + 2 configured ones).
+   * within the announced period + 2 configured ones). Sized by the nodes that will heartbeat: those
+   * with a session, or tracked without one yet. A new leader tracks every node it inherited before
+   * any has reconnected; sized by its sessions alone, it told the first 2,000 of 5,000 reconnecting
+   * nodes 1 s, took their heartbeats at 2.5 times the rate during the reconnect storm, and marked
+   * those a farm's lag made 3 s late Down (bench:scale, December 7).
    */
   heartbeatPeriod(): number {
-    return heartbeatPeriodFor(this.configuredPeriod(), this.sessions.size);
+    return heartbeatPeriodFor(this.configuredPeriod(), Math.max(this.sessions.size, this.liveness.trackedCount));
   }
 
   private configuredPeriod(): number {
@@ -619,10 +623,13 @@ export class Dispatcher {
   startLeading(): void {
     this.leading = true;
     const nodes = this.d.store.view((tx) => tx.list('node')) as NodeObj[];
+    // Set while nobody is tracked (no node can be on an earlier, longer period), then again once they
+    // are: the period is sized by the nodes this leader takes back (heartbeatPeriod), and only grows.
     this.liveness.setPeriod(this.heartbeatPeriod(), this.configuredPeriod(), Date.now());
     const alive = nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id);
     const grace = takeoverGraceMs(alive.length);
     this.liveness.startTracking(alive, Date.now(), grace);
+    this.liveness.setPeriod(this.heartbeatPeriod(), this.configuredPeriod(), Date.now());
     this.massHoldUntil = null;
     this.lastSessionAt = Number.NEGATIVE_INFINITY;
     if (alive.length > 0)
