@@ -386,10 +386,17 @@ async function main(): Promise<void> {
 
     // ------------------------------------------------------------------------------ node down
     await phase('node down', async () => {
-      const t = performance.now();
+      // Timed from the moment the farm stopped the agent (it reports when): a farm seconds behind on its
+      // event loop acts on the request late, and that is the harness's lag, printed beside.
+      const asked = Date.now();
       const nodeId = await farms[0]!.kill(1);
+      const killedAt = farms[0]!.killedAt(1) ?? asked;
       await waitFor(async () => (await poll(c, `/v1/nodes/${nodeId}`))?.status?.state === 'down', 60_000, 'node down', 50);
-      fig(`a node's agent killed at ${NODES} nodes -> node Down`, s(performance.now() - t), '<= 5 s');
+      fig(
+        `a node's agent killed at ${NODES} nodes -> node Down`,
+        `${s(Date.now() - killedAt)} (the farm stopped the agent ${Math.max(0, killedAt - asked)} ms after the request)`,
+        '<= 5 s',
+      );
     });
 
     // ------------------------------------------------------------------------------ snapshots
@@ -502,11 +509,19 @@ async function main(): Promise<void> {
       const period = HEARTBEAT_MS || 1000;
       const win = heartbeatPeriodFor(period, NODES) + 2 * period + takeoverGraceMs(NODES) + 2000;
       await sleep(Math.max(0, win - (performance.now() - t)));
-      const nodes = await control<{ status?: { state?: string } }[]>(c.ctx, 'GET', '/v1/nodes', undefined, survivors[0]).catch(() => null);
+      // A leader busy with 5,000 reconnects may fail one request: three tries, and the last cause printed.
+      let nodes: { status?: { state?: string } }[] | null = null;
+      let failed = '';
+      for (let i = 0; i < 3 && nodes === null; i++) {
+        nodes = await control<{ status?: { state?: string } }[]>(c.ctx, 'GET', '/v1/nodes', undefined, survivors[0]).catch((e: Error) => {
+          failed = e.message;
+          return null;
+        });
+      }
       const down = nodes?.filter((n) => n.status?.state === 'down').length;
       fig(
         `live nodes marked Down by the new leader (${(win / 1000).toFixed(0)} s after the kill)`,
-        down === undefined ? 'not counted (GET /v1/nodes failed)' : `${Math.max(0, down - 2)}`,
+        down === undefined ? `not counted (GET /v1/nodes failed 3 times: ${failed})` : `${Math.max(0, down - 2)}`,
         '0',
       );
       // The kernel's view of the new leader's port: listen queue (Recv-Q of the listener), connections by

@@ -18,7 +18,8 @@
 //   {"ev":"joined","n":…,"ms":…,"rate":…} every node joined (rate: joins per second)
 //   {"ev":"ready","n":…}                 the same, kept for older readers ("ready N" substring)
 //   {"ev":"lag",…FarmLag}                 every `reportMs`
-//   {"ev":"killed","i":…,"nodeId":…}     answer to the stdin command "kill <i>" (that agent stops dead)
+//   {"ev":"killed","i":…,"nodeId":…,"at":…} answer to the stdin command "kill <i>" (that agent stops
+//                                        dead; `at`: when, ms since the epoch, this machine's clock)
 //   {"ev":"error","message":…}           a join failed for good (the farm exits 1)
 import { setPriority } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
@@ -326,7 +327,7 @@ export class FarmProcess {
   keys?: { n: number; ms: number };
   joined?: { n: number; ms: number; rate: number };
   error?: string;
-  private readonly killed = new Map<number, string | null>();
+  private readonly killed = new Map<number, { nodeId: string | null; at: number }>();
 
   private constructor(
     readonly host: LabHost,
@@ -348,7 +349,7 @@ export class FarmProcess {
         else if (m.ev === 'joined') this.joined = m as unknown as FarmProcess['joined'];
         else if (m.ev === 'keys') this.keys = m as unknown as FarmProcess['keys'];
         else if (m.ev === 'error') this.error = String(m['message']);
-        else if (m.ev === 'killed') this.killed.set(Number(m['i']), (m['nodeId'] as string | null) ?? null);
+        else if (m.ev === 'killed') this.killed.set(Number(m['i']), { nodeId: (m['nodeId'] as string | null) ?? null, at: Number(m['at']) || Date.now() });
       }
     });
     proc.once('exit', (code, sig) => (this.error ??= `farm exited (${code ?? sig})`));
@@ -371,9 +372,17 @@ export class FarmProcess {
       if (Date.now() > deadline) throw new Error(`farm in ${this.host.name} did not kill agent ${i} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 5));
     }
-    const id = this.killed.get(i);
+    const id = this.killed.get(i)?.nodeId;
     if (!id) throw new Error(`farm in ${this.host.name} has no agent ${i}`);
     return id;
+  }
+
+  /**
+   * When the farm stopped agent `i` (ms since the epoch), as it reported: a farm behind on its event loop
+   * acts on the request late, and that delay is the harness's, not the managers'.
+   */
+  killedAt(i: number): number | undefined {
+    return this.killed.get(i)?.at;
   }
 
   /** One line: the worst the farm lagged over its life (see FarmLag). */
@@ -440,7 +449,7 @@ if (/agent-farm\.[jt]s$/.test(process.argv[1] ?? '') && process.argv[2]) {
       out({ ev: 'ready', n: f.agents.length, text: `ready ${f.agents.length}` });
       createInterface({ input: process.stdin }).on('line', (line) => {
         const m = /^kill (\d+)$/.exec(line.trim());
-        if (m) out({ ev: 'killed', i: Number(m[1]), nodeId: f.kill(Number(m[1])) });
+        if (m) out({ ev: 'killed', i: Number(m[1]), nodeId: f.kill(Number(m[1])), at: Date.now() });
       });
       process.on('SIGTERM', () => {
         f.stop();
