@@ -31,6 +31,8 @@ export const DEFAULT_POOL_KEY_CHARS = 32 << 20;
 /** Frozen values by their JSON text, least recently used first. */
 export class ValuePool {
   private readonly byJson = new Map<string, object>();
+  /** The pooled objects themselves: a value that is one needs no serialising to be found. */
+  private readonly pooled = new WeakSet<object>();
   private keyChars = 0;
 
   constructor(
@@ -53,6 +55,9 @@ export class ValuePool {
    */
   intern<T>(value: T): T {
     if (typeof value !== 'object' || value === null) return value;
+    // Already the pooled copy (a write that kept the stored task's spec, Store's prepare): as it is. Its
+    // place in the eviction order is not refreshed; evicted while in use, it only means a second copy.
+    if (this.pooled.has(value)) return value;
     const key = JSON.stringify(value);
     const hit = this.byJson.get(key);
     if (hit !== undefined) {
@@ -63,13 +68,20 @@ export class ValuePool {
     }
     deepFreeze(value);
     this.byJson.set(key, value);
+    this.pooled.add(value);
     this.keyChars += key.length;
     while (this.byJson.size > this.maxEntries || this.keyChars > this.maxKeyChars) {
       const oldest = this.byJson.keys().next().value as string;
+      this.pooled.delete(this.byJson.get(oldest)!);
       this.byJson.delete(oldest);
       this.keyChars -= oldest.length;
     }
     return value;
+  }
+
+  /** Whether `value` is one of this pool's objects (deep-frozen, parsed from JSON, valid JSON data). */
+  has(value: object): boolean {
+    return this.pooled.has(value);
   }
 
   /** Replaces a task body's shared fields with their pooled copies, in place (before it is frozen). */

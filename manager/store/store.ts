@@ -512,31 +512,49 @@ class View implements ReadTx {
 
 // ---------------------------------------------------------------------------------------- validation
 
-/** Throws ValidationError unless `v` is plain JSON data (undefined object properties are allowed and dropped). */
-function checkJson(v: unknown, path: string, depth: number): void {
-  if (depth > 64) throw new ValidationError(`${path}: nested too deeply`);
-  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) throw new ValidationError(`${path}: ${v} is not valid JSON`);
-    return;
-  }
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) {
-      if (v[i] === undefined) throw new ValidationError(`${path}[${i}]: undefined in an array`);
-      checkJson(v[i], `${path}[${i}]`, depth + 1);
+/**
+ * Throws ValidationError unless `v` is plain JSON data (undefined object properties are allowed and
+ * dropped), naming where (`root`, then `.key` and `[i]` steps). The path is built only for the error: a
+ * string per property visited was most of this check's cost and garbage on every write (a task is
+ * checked at each of its creation, placement and status writes). Objects `known` says are already valid
+ * (the store's pooled shared values, themselves parsed from JSON) are not walked again.
+ */
+function checkJson(v: unknown, root: string, known?: (o: object) => boolean): void {
+  const at: (string | number)[] = [];
+  const where = (): string => root + at.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
+  const walk = (x: unknown, depth: number): void => {
+    if (depth > 64) throw new ValidationError(`${where()}: nested too deeply`);
+    if (x === null || typeof x === 'string' || typeof x === 'boolean') return;
+    if (typeof x === 'number') {
+      if (!Number.isFinite(x)) throw new ValidationError(`${where()}: ${x} is not valid JSON`);
+      return;
     }
-    return;
-  }
-  if (typeof v === 'object') {
-    const proto = Object.getPrototypeOf(v) as unknown;
-    if (proto !== Object.prototype && proto !== null) throw new ValidationError(`${path}: not a plain object`);
-    for (const [k, x] of Object.entries(v)) {
-      if (x === undefined) continue;
-      checkJson(x, `${path}.${k}`, depth + 1);
+    if (typeof x === 'object' && known?.(x)) return;
+    if (Array.isArray(x)) {
+      for (let i = 0; i < x.length; i++) {
+        at.push(i);
+        if (x[i] === undefined) throw new ValidationError(`${where()}: undefined in an array`);
+        walk(x[i], depth + 1);
+        at.pop();
+      }
+      return;
     }
-    return;
-  }
-  throw new ValidationError(`${path}: a ${typeof v} is not JSON data`);
+    if (typeof x === 'object') {
+      const proto = Object.getPrototypeOf(x) as unknown;
+      if (proto !== Object.prototype && proto !== null) throw new ValidationError(`${where()}: not a plain object`);
+      const o = x as Record<string, unknown>;
+      for (const k of Object.keys(o)) {
+        const y = o[k];
+        if (y === undefined) continue;
+        at.push(k);
+        walk(y, depth + 1);
+        at.pop();
+      }
+      return;
+    }
+    throw new ValidationError(`${where()}: a ${typeof x} is not JSON data`);
+  };
+  walk(v, 0);
 }
 
 function isInt(v: unknown): v is number {
@@ -602,11 +620,18 @@ function bodyBytes(o: Obj): number {
   return Buffer.byteLength(JSON.stringify({ ...o, version: undefined, createdAt: undefined, updatedAt: undefined }), 'utf8');
 }
 
-/** Validates a caller's object and returns its JSON body (without store-assigned fields) and a parsed copy. */
-function prepare(obj: unknown): { body: string; parsed: Body } {
+/**
+ * Validates a caller's object and returns its JSON body (without store-assigned fields) and a parsed copy.
+ * A task's shared fields (shared-values.ts) that are the pool's own objects are neither checked again nor
+ * left as their fresh parse: the parsed copy holds the pooled object itself. It is what parsing its JSON
+ * gives (pooled values are parsed from JSON themselves, deep-frozen), so the copy is the same value, and
+ * the apply that follows finds it pooled (ValuePool.intern) instead of serialising it to look it up.
+ */
+function prepare(obj: unknown, pool?: ValuePool): { body: string; parsed: Body } {
   if (!isPlainObject(obj)) throw new ValidationError('store objects must be plain objects');
   const kind = obj['kind'];
-  checkJson(obj, typeof kind === 'string' ? kind : 'object', 0);
+  const known = pool !== undefined && kind === 'task' ? (o: object) => pool.has(o) : undefined;
+  checkJson(obj, typeof kind === 'string' ? kind : 'object', known);
   const rest: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(obj)) {
     if (k === 'version' || k === 'createdAt' || k === 'updatedAt') continue;
@@ -617,6 +642,12 @@ function prepare(obj: unknown): { body: string; parsed: Body } {
   const parsed = JSON.parse(body) as Record<string, unknown>;
   const problem = shapeProblem(parsed);
   if (problem !== null) throw new ValidationError(problem);
+  if (known !== undefined) {
+    for (const f of SHARED_TASK_FIELDS) {
+      const v = obj[f];
+      if (typeof v === 'object' && v !== null && known(v)) parsed[f] = v;
+    }
+  }
   return { body, parsed: parsed as Body };
 }
 
@@ -717,6 +748,8 @@ class Tx extends View implements WriteTx {
     state: State,
     now: string,
     private readonly by?: string,
+    /** The store's pool of shared values (prepare: already-valid, already-pooled task fields). */
+    private readonly pool?: ValuePool,
   ) {
     super(state, new Overlay());
     this.now = now;
@@ -824,7 +857,7 @@ class Tx extends View implements WriteTx {
 
   create<K extends Kind>(obj: Frozen<DraftOf<K>> & { readonly kind: K }): Frozen<ObjectOf<K>> {
     this.live();
-    const { body, parsed } = prepare(obj);
+    const { body, parsed } = prepare(obj, this.pool);
     const { kind, id } = parsed;
     const existing = this.getObj(kind, id);
     if (existing !== undefined) throw new ConflictError(kind, id, null, existing.version);
@@ -842,7 +875,7 @@ class Tx extends View implements WriteTx {
   update<K extends Kind>(obj: Frozen<ObjectOf<K>> & { readonly kind: K }): Frozen<ObjectOf<K>> {
     this.live();
     const version = (obj as { version?: unknown }).version;
-    const { body, parsed } = prepare(obj);
+    const { body, parsed } = prepare(obj, this.pool);
     const { kind, id } = parsed;
     if (!isInt(version)) throw new ValidationError(`${kind} ${id}: update needs the version that was read`);
     const existing = this.getObj(kind, id);
@@ -1117,7 +1150,7 @@ export class Store implements StateMachine {
    * unknown, re-read before retrying).
    */
   async update(fn: (tx: WriteTx) => unknown): Promise<number> {
-    const tx = new Tx(this.state, this.now().toISOString(), this.proposer);
+    const tx = new Tx(this.state, this.now().toISOString(), this.proposer, this.pool);
     try {
       await fn(tx);
     } finally {
@@ -1139,13 +1172,13 @@ export class Store implements StateMachine {
     const indexes: number[] = [];
     let committed = 0;
     let inTx = 0;
-    let tx = new Tx(this.state, this.now().toISOString(), this.proposer);
+    let tx = new Tx(this.state, this.now().toISOString(), this.proposer, this.pool);
     const flush = async (): Promise<void> => {
       tx.closed = true;
       if (!tx.empty) indexes.push(await this.commit(tx));
       committed += inTx;
       inTx = 0;
-      tx = new Tx(this.state, this.now().toISOString(), this.proposer);
+      tx = new Tx(this.state, this.now().toISOString(), this.proposer, this.pool);
     };
     const run = (item: T): void => {
       const mark = tx.mark();

@@ -44,3 +44,16 @@ test('bounded by the characters of its keys: large values push out old ones, one
   assert.ok(Object.isFrozen(huge));
   assert.ok(pool.chars <= 1000, `${pool.chars} characters after a value larger than the bound`);
 });
+
+test('has(): the pool knows its own objects, and forgets those it evicts; interning one returns it as it is', () => {
+  const pool = new ValuePool(2);
+  const a = pool.intern({ image: 'a' });
+  assert.equal(pool.has(a), true);
+  assert.equal(pool.has({ image: 'a' }), false, 'an equal object is not the pooled one');
+  assert.equal(pool.intern(a), a);
+  assert.equal(pool.size, 1);
+  pool.intern({ image: 'b' });
+  pool.intern({ image: 'c' }); // evicts a
+  assert.equal(pool.has(a), false);
+  assert.notEqual(pool.intern({ image: 'a' }), a, 'after eviction an equal value is pooled anew');
+});

@@ -393,6 +393,15 @@ test('writes fail eagerly with the right errors and leave the transaction unchan
     assert.throws(() => tx.create({ ...service('s8', 'x'), when: new Date() } as unknown as Draft<Service>), /not a plain object/);
     assert.throws(() => tx.create({ ...service('s8', 'x'), n: NaN } as unknown as Draft<Service>), /not valid JSON/);
     assert.throws(() => tx.create({ ...service('s8', 'x'), n: 1n } as unknown as Draft<Service>), ValidationError);
+    // The path names the value, however deep (it is built only for the error).
+    assert.throws(
+      () => tx.create({ ...service('s8', 'x'), spec: { ...service('s8', 'x').spec, task: { image: 'a', env: ['A=1', undefined] } } } as unknown as Draft<Service>),
+      (e: unknown) => e instanceof ValidationError && e.message === 'service.spec.task.env[1]: undefined in an array',
+    );
+    assert.throws(
+      () => tx.create({ ...service('s8', 'x'), labels: { deep: { n: Number.POSITIVE_INFINITY } } } as unknown as Draft<Service>),
+      (e: unknown) => e instanceof ValidationError && e.message === 'service.labels.deep.n: Infinity is not valid JSON',
+    );
     assert.deepEqual(
       tx.list('service').map((x) => x.id),
       ['s1'],
@@ -520,6 +529,43 @@ test("the proposer applies its own transactions without decoding them, to exactl
   assert.ok(Object.is(t1.list[1], 0), '-0 is written as 0');
   assert.equal('extra' in t1, false);
   assert.equal(Object.getPrototypeOf(t1.spec), Object.prototype, 'a __proto__ field is data, not a prototype');
+  assert.equal(snap(a), snap(b));
+});
+
+test("a write that keeps a task's stored spec keeps the pooled object itself, on the proposer and in its entry", async () => {
+  const raft = new FakeRaft();
+  const a = raft.replica();
+  const b = raft.replica();
+  const write = async (fn: (tx: WriteTx) => void): Promise<void> => {
+    const p = a.update(fn);
+    await raft.deliver();
+    await p;
+  };
+  await write((tx) => {
+    tx.create(service('s1', 'web'));
+    for (const id of ['t1', 't2']) tx.create(task(id, 's1', id === 't1' ? 1 : 2));
+  });
+  const spec = (st: Store, id: string) => st.view((tx) => tx.get('task', id)!.spec);
+  assert.equal(spec(a, 't1'), spec(a, 't2'), 'pooled at apply');
+  const pooled = spec(a, 't1');
+  // Status writes as the dispatcher makes them: the stored task spread, its spec the pooled object.
+  await write((tx) => {
+    for (const id of ['t1', 't2']) {
+      const t = tx.get('task', id)!;
+      const next = tx.update({ ...t, status: { ...t.status, state: 'running' } });
+      assert.equal(next.spec, pooled, "the transaction's own copy holds the pooled spec");
+    }
+  });
+  assert.equal(spec(a, 't1'), pooled, 'still the same object after the apply');
+  assert.equal(spec(a, 't2'), pooled);
+  assert.deepEqual(spec(b, 't1'), pooled, 'the follower decoded the same value');
+  assert.equal(snap(a), snap(b));
+  // An equal spec that is a new object (not the pool's) is still checked and pooled by its JSON.
+  await write((tx) => {
+    const t = tx.get('task', 't1')!;
+    tx.update({ ...t, spec: JSON.parse(JSON.stringify(t.spec)) });
+  });
+  assert.equal(spec(a, 't1'), pooled);
   assert.equal(snap(a), snap(b));
 });
 
