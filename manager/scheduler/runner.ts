@@ -85,7 +85,7 @@ const READ_STEP = 10_000;
 const ASSIGNED_RANK = taskStateRank('assigned');
 /**
  * Longest a pass waits for the orchestrator's writes to end. An orchestrator pass starts no new
- * transaction for a large service after max(1 s, twice its compute) (orchestrator/runner.ts,
+ * transaction for a large service after max(2.5 s, twice its compute) (orchestrator/runner.ts,
  * LEFTOVER_MIN_MS); 20,000 new tasks are about eight transactions. The cap matters when a commit hangs.
  */
 const BURST_HOLD_MS = 5_000;
