@@ -67,6 +67,25 @@ export class FakeClock {
   }
 }
 
+/**
+ * A replicated service `big` whose task spec is ≈ 250 bytes of JSON, so that a store with a small
+ * transaction limit needs several transactions for a few hundred of its tasks.
+ */
+export const bigService = (replicas: number) => ({
+  id: 'big',
+  kind: 'service' as const,
+  spec: {
+    name: 'big',
+    labels: {},
+    mode: { replicated: { replicas } },
+    task: { image: 'app:1', env: [`A=${'x'.repeat(200)}`] },
+    networks: [],
+    endpoint: { ports: [] },
+  },
+  specVersion: 1,
+  status: {},
+});
+
 export function seqIds(prefix = 't'): () => string {
   let n = 0;
   return () => `${prefix}${String(++n).padStart(4, '0')}`;

@@ -10,7 +10,7 @@ import { taskChange, taskChangeMatters, updateSettled } from '../../manager/orch
 import { dirtyCheck } from '../../manager/orchestrator/slots.ts';
 import type { FTask } from '../../manager/orchestrator/types.ts';
 import type { TaskState } from '../../api/objects.ts';
-import { FakeClock, Harness, seqIds } from './harness.ts';
+import { FakeClock, Harness, bigService, seqIds } from './harness.ts';
 
 const task = (state: TaskState, patch: Partial<FTask> = {}): FTask =>
   ({
@@ -166,21 +166,6 @@ test("the orchestrator's own creates start no pass; a task another leader create
   assert.ok(c.passes >= 2, 'a create this orchestrator did not write is a pass');
   assert.equal(h.live('web').length, 3, 'the duplicate of slot 1 is retired');
   h.orch.stop();
-});
-
-const bigService = (replicas: number) => ({
-  id: 'big',
-  kind: 'service' as const,
-  spec: {
-    name: 'big',
-    labels: {},
-    mode: { replicated: { replicas } },
-    task: { image: 'app:1', env: [`A=${'x'.repeat(200)}`] },
-    networks: [],
-    endpoint: { ports: [] },
-  },
-  specVersion: 1,
-  status: {},
 });
 
 test('a scale-up larger than a transaction is written by one pass, in several transactions', async () => {

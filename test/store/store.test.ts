@@ -395,7 +395,8 @@ test('writes fail eagerly with the right errors and leave the transaction unchan
     assert.throws(() => tx.create({ ...service('s8', 'x'), n: 1n } as unknown as Draft<Service>), ValidationError);
     // The path names the value, however deep (it is built only for the error).
     assert.throws(
-      () => tx.create({ ...service('s8', 'x'), spec: { ...service('s8', 'x').spec, task: { image: 'a', env: ['A=1', undefined] } } } as unknown as Draft<Service>),
+      () =>
+        tx.create({ ...service('s8', 'x'), spec: { ...service('s8', 'x').spec, task: { image: 'a', env: ['A=1', undefined] } } } as unknown as Draft<Service>),
       (e: unknown) => e instanceof ValidationError && e.message === 'service.spec.task.env[1]: undefined in an array',
     );
     assert.throws(
@@ -491,15 +492,21 @@ test('two managers update the same object concurrently: exactly one wins, whatev
   }
 });
 
-test("the proposer applies its own transactions without decoding them, to exactly the followers' state", async () => {
+/** A proposer `a` and a follower `b` (which decodes every entry from its bytes); `write` commits through `a`. */
+function proposerAndFollower(): { a: Store; b: Store; write: (fn: (tx: WriteTx) => void) => Promise<void> } {
   const raft = new FakeRaft();
   const a = raft.replica();
-  const b = raft.replica(); // decodes every entry from its bytes
+  const b = raft.replica();
   const write = async (fn: (tx: WriteTx) => void): Promise<void> => {
     const p = a.update(fn);
     await raft.deliver();
     await p;
   };
+  return { a, b, write };
+}
+
+test("the proposer applies its own transactions without decoding them, to exactly the followers' state", async () => {
+  const { a, b, write } = proposerAndFollower();
   await write((tx) => {
     tx.create(service('s1', 'web'));
     tx.create(node('n1', 'h1'));
@@ -533,14 +540,7 @@ test("the proposer applies its own transactions without decoding them, to exactl
 });
 
 test("a write that keeps a task's stored spec keeps the pooled object itself, on the proposer and in its entry", async () => {
-  const raft = new FakeRaft();
-  const a = raft.replica();
-  const b = raft.replica();
-  const write = async (fn: (tx: WriteTx) => void): Promise<void> => {
-    const p = a.update(fn);
-    await raft.deliver();
-    await p;
-  };
+  const { a, b, write } = proposerAndFollower();
   await write((tx) => {
     tx.create(service('s1', 'web'));
     for (const id of ['t1', 't2']) tx.create(task(id, 's1', id === 't1' ? 1 : 2));

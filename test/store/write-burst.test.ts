@@ -8,7 +8,8 @@ import { Store } from '../../manager/store/store.ts';
 import { Orchestrator } from '../../manager/orchestrator/runner.ts';
 import { SchedulerRunner } from '../../manager/scheduler/runner.ts';
 import type { PassInfo } from '../../manager/scheduler/runner.ts';
-import type { Draft, Node, Service } from '../../api/objects.ts';
+import type { Draft, Node } from '../../api/objects.ts';
+import { bigService } from '../orchestrator/harness.ts';
 
 test('settled(): at once when idle, at the end of the outermost burst, or false at the cap', async () => {
   const b = new WriteBurst();
@@ -39,23 +40,14 @@ const node = (id: string): Draft<Node> => ({
   id,
   kind: 'node',
   spec: { labels: {}, availability: 'active', role: 'worker' },
-  description: { hostname: id, platform: { os: 'linux', arch: 'x64' }, resources: { nanoCpus: 4e9, memoryBytes: 8 << 30 }, engineVersion: '', addr: '10.0.0.1' },
-  status: { state: 'ready', message: '', addr: '10.0.0.1' },
-});
-
-const service = (replicas: number): Draft<Service> => ({
-  id: 'big',
-  kind: 'service',
-  spec: {
-    name: 'big',
-    labels: {},
-    mode: { replicated: { replicas } },
-    task: { image: 'app:1', env: [`A=${'x'.repeat(200)}`] },
-    networks: [],
-    endpoint: { ports: [] },
+  description: {
+    hostname: id,
+    platform: { os: 'linux', arch: 'x64' },
+    resources: { nanoCpus: 4e9, memoryBytes: 8 << 30 },
+    engineVersion: '',
+    addr: '10.0.0.1',
   },
-  specVersion: 1,
-  status: {},
+  status: { state: 'ready', message: '', addr: '10.0.0.1' },
 });
 
 /** Orchestrator and scheduler on one store whose commits take a turn of the event loop (as Raft's do). */
@@ -77,7 +69,7 @@ async function createAndPlace(burst: WriteBurst | undefined): Promise<{ passes: 
   sched.start();
   try {
     const before = store.index;
-    await store.update((tx) => void tx.create(service(300)));
+    await store.update((tx) => void tx.create(bigService(300)));
     const placed = () => store.view((tx) => tx.tasksByService('big')).filter((t) => t.nodeId !== undefined).length;
     for (let i = 0; i < 500 && placed() < 300; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(placed(), 300);
