@@ -18,13 +18,20 @@ import { setFlagsFromString } from 'node:v8';
 //   node binary is never paged in and no compiler zone fragments malloc's arena: a worker's file-backed
 //   RSS 45.6-45.8 -> 41.9 MB. Hot code still gets optimized, a little later: a 3,000-file image load
 //   used about the same CPU, and 200 MB over https exactly the same (docs/design/build.md, "Memory").
+// --max-semi-space-size=64 (MB; V8's default grows to 16): a leader writing 150,000 tasks allocates
+//   faster than a 16 MB young generation can hold what is still live, so short-lived objects (each
+//   write's JSON and parse, each message) were promoted and marked with the 1.4 GB old generation.
+//   In process (BENCH_ORCH_TASKS=150000 BENCH_ORCH_NODES=5000 npm run bench:orchestrator, four runs
+//   each, interleaved): the create 15.71-18.64 s wall and 18.2-21.7 s CPU without it, 14.58-15.61 s and
+//   16.7-18.0 s with it. The young generation only grows under allocation: an idle daemon is unchanged
+//   (bench:cli). At 32 MB bench:converge's 10,000 tasks showed nothing (below).
 // Measured and not taken (docs/design/build.md, "Memory"): --no-opt (-4 to -5 MB, but an image load
 // takes 30–80 % more CPU), --max-semi-space-size=1 and --optimize-for-size (no difference at idle),
 // --max-lazy, --no-sparkplug, MALLOC_ARENA_MAX=2 (none), a fixed MALLOC_MMAP_THRESHOLD_ (-2 MB, but
 // https transfers take 40–110 % more CPU), --max-semi-space-size=32 (fewer scavenges for the leader:
 // bench:converge's rolling update 15.25 / 16.34 s with it against 14.55–16.63 s without, leader CPU
 // 12.6 / 13.7 s against 12.1–14.1 s, on a quiet machine; bench:orchestrator within its noise too).
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--no-concurrent-recompilation', '--interrupt-budget=540672'];
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--no-concurrent-recompilation', '--interrupt-budget=540672', '--max-semi-space-size=64'];
 
 /**
  * A manager wants hot code optimized soon: with the budget above, bench:scheduler's placements/s fell
