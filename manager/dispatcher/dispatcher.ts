@@ -310,14 +310,21 @@ export class Dispatcher {
   /**
    * The period nodes are told to heartbeat at: the configured one, longer in a large cluster so the
    * leader answers at most ≈ 2,000 heartbeats a second (liveness.ts heartbeatPeriodFor; Down stays
-   * within the announced period + 2 configured ones). Sized by the nodes that will heartbeat: those
-   * with a session, or tracked without one yet. A new leader tracks every node it inherited before
-   * any has reconnected; sized by its sessions alone, it told the first 2,000 of 5,000 reconnecting
-   * nodes 1 s, took their heartbeats at 2.5 times the rate during the reconnect storm, and marked
-   * those a farm's lag made 3 s late Down (bench:scale, December 7).
+   * within the announced period + 2 configured ones). Sized by nodesToHear: sized by its sessions
+   * alone, a new leader told the first 2,000 of 5,000 reconnecting nodes 1 s, took their heartbeats at
+   * 2.5 times the rate during the reconnect storm, and marked those a farm's lag made 3 s late Down
+   * (bench:scale, December 7).
    */
-  heartbeatPeriod(): number {
-    return heartbeatPeriodFor(this.configuredPeriod(), Math.max(this.sessions.size, this.liveness.trackedCount));
+  heartbeatPeriod(nodes = this.nodesToHear()): number {
+    return heartbeatPeriodFor(this.configuredPeriod(), nodes);
+  }
+
+  /**
+   * The nodes this leader answers for: those with a session, or tracked without one yet. Right after a
+   * change of leader it has few sessions and every node to take back.
+   */
+  private nodesToHear(): number {
+    return Math.max(this.sessions.size, this.liveness.trackedCount);
   }
 
   private configuredPeriod(): number {
@@ -414,9 +421,7 @@ export class Dispatcher {
   private hbNews(): { heartbeatPeriodMs: number; managers: ManagerAddr[]; reconnectSpreadMs: number; key: string } {
     const heartbeatPeriodMs = this.heartbeatPeriod();
     const managers = this.d.members.managerAddrs();
-    // Sized by the nodes this leader answers for, not its sessions: right after a change of leader it
-    // has few sessions and every node to take back.
-    const spread = reconnectSpreadMs(Math.max(this.sessions.size, this.liveness.trackedCount));
+    const spread = reconnectSpreadMs(this.nodesToHear());
     return { heartbeatPeriodMs, managers, reconnectSpreadMs: spread, key: `${heartbeatPeriodMs} ${spread} ${JSON.stringify(managers)}` };
   }
 
@@ -623,13 +628,12 @@ export class Dispatcher {
   startLeading(): void {
     this.leading = true;
     const nodes = this.d.store.view((tx) => tx.list('node')) as NodeObj[];
-    // Set while nobody is tracked (no node can be on an earlier, longer period), then again once they
-    // are: the period is sized by the nodes this leader takes back (heartbeatPeriod), and only grows.
-    this.liveness.setPeriod(this.heartbeatPeriod(), this.configuredPeriod(), Date.now());
     const alive = nodes.filter((n) => n.status.state === 'ready' || n.status.state === 'unknown').map((n) => n.id);
+    // Sized by the nodes this leader takes back, and set before they are tracked: no node can be on an
+    // earlier, longer period yet (NodeLiveness.setPeriod would hold that one).
+    this.liveness.setPeriod(this.heartbeatPeriod(Math.max(this.sessions.size, alive.length)), this.configuredPeriod(), Date.now());
     const grace = takeoverGraceMs(alive.length);
     this.liveness.startTracking(alive, Date.now(), grace);
-    this.liveness.setPeriod(this.heartbeatPeriod(), this.configuredPeriod(), Date.now());
     this.massHoldUntil = null;
     this.lastSessionAt = Number.NEGATIVE_INFINITY;
     if (alive.length > 0)
