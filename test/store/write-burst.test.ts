@@ -10,6 +10,7 @@ import { SchedulerRunner } from '../../manager/scheduler/runner.ts';
 import type { PassInfo } from '../../manager/scheduler/runner.ts';
 import type { Draft, Node } from '../../api/objects.ts';
 import { bigService } from '../orchestrator/harness.ts';
+import { until } from '../helpers/dispatcher-server.ts';
 
 test('settled(): at once when idle, at the end of the outermost burst, or false at the cap', async () => {
   const b = new WriteBurst();
@@ -71,8 +72,7 @@ async function createAndPlace(burst: WriteBurst | undefined): Promise<{ passes: 
     const before = store.index;
     await store.update((tx) => void tx.create(bigService(300)));
     const placed = () => store.view((tx) => tx.tasksByService('big')).filter((t) => t.nodeId !== undefined).length;
-    for (let i = 0; i < 500 && placed() < 300; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(placed(), 300);
+    await until(() => placed() === 300, 'all 300 tasks placed', 10_000);
     return { passes: passes.filter((p) => p.assigned > 0), txs: store.index - before };
   } finally {
     orch.stop();

@@ -283,8 +283,8 @@ describe('transport/session', () => {
     for (const c of [talker, quiet]) c.on('ping', () => pings.set(c, (pings.get(c) ?? 0) + 1));
     const chatter = setInterval(() => talker.send(JSON.stringify({ t: 'tick' })), 10);
     try {
-      const t0 = Date.now();
-      await until(() => Date.now() - t0 > 400, 'ten ping intervals');
+      // Five pings to the quiet peer: five intervals have passed, each checking both sessions.
+      await until(() => (pings.get(quiet) ?? 0) >= 5, 'five pings to the quiet peer');
     } finally {
       clearInterval(chatter);
     }
